@@ -1,0 +1,24 @@
+import { getLlama, type Llama, LlamaLogLevel } from "node-llama-cpp";
+import { log } from "../util/log.js";
+
+/**
+ * The one node-llama-cpp instance of the process. Prebuilt binaries only: nothing may be downloaded or
+ * compiled at run time here. CPU unless STEERLM_GPU=cuda asks for CUDA (the GPU machine checks).
+ */
+let instance: Promise<Llama> | undefined;
+
+export function getLlamaRuntime(): Promise<Llama> {
+  instance ??= getLlama({
+    gpu: process.env.STEERLM_GPU === "cuda" ? "cuda" : false,
+    build: "never",
+    logLevel: LlamaLogLevel.warn,
+    logger: (level, message) => {
+      const text = message.trimEnd();
+      if (!text) return;
+      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) log.error(`llama.cpp: ${text}`);
+      else if (level === LlamaLogLevel.warn) log.warn(`llama.cpp: ${text}`);
+      else log.debug(`llama.cpp: ${text}`);
+    },
+  });
+  return instance;
+}
