@@ -1,0 +1,252 @@
+/**
+ * GGUF v3 writer. Layout as llama.cpp's own writer produces it: header, kv pairs, tensor infos, zero padding
+ * to the alignment, then each tensor's data padded to the alignment, in the order given. Written atomically:
+ * a temp file in the same directory, fsync, rename; a crash never leaves a half-written model at `path`.
+ */
+import { randomBytes } from "node:crypto";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { f32ToBf16, f32ToF16, quantizeQ8_0 } from "./quant.js";
+import {
+  GGML_TYPES,
+  GGUF_ALIGNMENT_KEY,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAX_DIMS,
+  GGUF_MAX_TENSOR_NAME_BYTES,
+  GGUF_SCALAR_BYTES,
+  GGUF_VALUE_TYPES,
+  type GgmlTypeName,
+  type GgufMetaValue,
+  type GgufScalarType,
+  tensorByteLength,
+} from "./types.js";
+
+export { f32ToBf16, f32ToBf16Bits, f32ToF16, f32ToF16Bits, quantizeQ8_0 } from "./quant.js";
+
+/**
+ * `data` is either float32 values (converted to `type` here: F32, F16, BF16, Q8_0) or the raw stored
+ * representation: Uint16Array of F16/BF16 bits, or Uint8Array bytes of any type (e.g. copied from a reader).
+ */
+export interface GgufTensorInput {
+  name: string;
+  /** ggml order, ne0 first. */
+  shape: readonly number[];
+  type: GgmlTypeName;
+  data: Float32Array | Uint16Array | Uint8Array;
+}
+
+export interface GgufWriteInput {
+  metadata: ReadonlyArray<readonly [string, GgufMetaValue]>;
+  tensors: readonly GgufTensorInput[];
+}
+
+/** Types `encodeTensor` converts float32 into. */
+export const ENCODABLE_TYPES: readonly GgmlTypeName[] = ["F32", "F16", "BF16", "Q8_0"];
+
+/** The bytes stored for a tensor; throws RangeError on a shape/data mismatch (a programming error). */
+export function encodeTensor(t: GgufTensorInput): Uint8Array {
+  const where = `tensor ${JSON.stringify(t.name)} (${t.type} [${t.shape.join(", ")}])`;
+  const expectedBytes = tensorByteLength(t.type, t.shape);
+  if (expectedBytes === undefined) {
+    throw new RangeError(
+      `${where}: ne0 must be a multiple of the block size ${GGML_TYPES[t.type].blockSize}`,
+    );
+  }
+  let bytes: Uint8Array;
+  const d = t.data;
+  if (d instanceof Float32Array) {
+    if (t.type === "F32") bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    else if (t.type === "F16") bytes = asBytes(f32ToF16(d));
+    else if (t.type === "BF16") bytes = asBytes(f32ToBf16(d));
+    else if (t.type === "Q8_0") bytes = quantizeQ8_0(d);
+    else throw new RangeError(`${where}: cannot quantise float32 to ${t.type}; pass the encoded bytes`);
+  } else if (d instanceof Uint16Array) {
+    if (t.type !== "F16" && t.type !== "BF16")
+      throw new RangeError(`${where}: Uint16Array data is only for F16/BF16`);
+    bytes = asBytes(d);
+  } else {
+    bytes = d;
+  }
+  if (bytes.byteLength !== expectedBytes) {
+    throw new RangeError(`${where}: data has ${bytes.byteLength} bytes, the shape needs ${expectedBytes}`);
+  }
+  return bytes;
+}
+
+function asBytes(a: Uint16Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Serialises the header into a list of buffers (kept as chunks: a 150k-token vocab is several MB). */
+class HeaderBuilder {
+  readonly chunks: Buffer[] = [];
+  length = 0;
+  private push(b: Buffer): void {
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+  raw(b: Buffer): void {
+    this.push(b);
+  }
+  u32(v: number): void {
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32LE(v);
+    this.push(b);
+  }
+  u64(v: number | bigint): void {
+    const b = Buffer.allocUnsafe(8);
+    b.writeBigUInt64LE(BigInt(v));
+    this.push(b);
+  }
+  string(s: string): void {
+    const b = Buffer.from(s, "utf8");
+    this.u64(b.length);
+    this.push(b);
+  }
+  scalar(type: GgufScalarType, v: unknown): void {
+    if (type === "string") {
+      this.string(v as string);
+      return;
+    }
+    const b = Buffer.allocUnsafe(GGUF_SCALAR_BYTES[type]);
+    switch (type) {
+      case "uint8":
+        b.writeUInt8(v as number);
+        break;
+      case "int8":
+        b.writeInt8(v as number);
+        break;
+      case "uint16":
+        b.writeUInt16LE(v as number);
+        break;
+      case "int16":
+        b.writeInt16LE(v as number);
+        break;
+      case "uint32":
+        b.writeUInt32LE(v as number);
+        break;
+      case "int32":
+        b.writeInt32LE(v as number);
+        break;
+      case "float32":
+        b.writeFloatLE(v as number);
+        break;
+      case "float64":
+        b.writeDoubleLE(v as number);
+        break;
+      case "uint64":
+        b.writeBigUInt64LE(v as bigint);
+        break;
+      case "int64":
+        b.writeBigInt64LE(v as bigint);
+        break;
+      case "bool":
+        b.writeUInt8(v ? 1 : 0);
+        break;
+    }
+    this.push(b);
+  }
+  value(key: string, v: GgufMetaValue): void {
+    this.string(key);
+    this.u32(GGUF_VALUE_TYPES[v.type]);
+    if (v.type === "array") {
+      this.u32(GGUF_VALUE_TYPES[v.itemType]);
+      this.u64(v.value.length);
+      for (const x of v.value) this.scalar(v.itemType, x);
+    } else {
+      this.scalar(v.type, v.value);
+    }
+  }
+}
+
+function alignmentOf(metadata: GgufWriteInput["metadata"]): number {
+  const entry = metadata.find(([k]) => k === GGUF_ALIGNMENT_KEY);
+  if (entry === undefined) return GGUF_DEFAULT_ALIGNMENT;
+  const v = entry[1];
+  if (v.type !== "uint32" || v.value === 0 || (v.value & (v.value - 1)) !== 0) {
+    throw new RangeError(`${GGUF_ALIGNMENT_KEY} must be a uint32 power of two`);
+  }
+  return v.value;
+}
+
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+/** Checks what llama.cpp's gguf loader would refuse, so the error is ours and names the culprit. */
+function validate(input: GgufWriteInput): void {
+  const keys = new Set<string>();
+  for (const [k] of input.metadata) {
+    if (!k) throw new RangeError("empty metadata key");
+    if (keys.has(k)) throw new RangeError(`duplicate metadata key ${JSON.stringify(k)}`);
+    keys.add(k);
+  }
+  const names = new Set<string>();
+  for (const t of input.tensors) {
+    if (names.has(t.name)) throw new RangeError(`duplicate tensor name ${JSON.stringify(t.name)}`);
+    names.add(t.name);
+    if (Buffer.byteLength(t.name) > GGUF_MAX_TENSOR_NAME_BYTES) {
+      throw new RangeError(
+        `tensor name ${JSON.stringify(t.name)} is longer than ${GGUF_MAX_TENSOR_NAME_BYTES} bytes`,
+      );
+    }
+    if (t.shape.length > GGUF_MAX_DIMS || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+      throw new RangeError(`tensor ${JSON.stringify(t.name)}: bad shape [${t.shape.join(", ")}]`);
+    }
+  }
+}
+
+/** Writes a GGUF v3 file atomically. Returns the number of bytes written. */
+export async function writeGguf(path: string, input: GgufWriteInput): Promise<number> {
+  validate(input);
+  const alignment = alignmentOf(input.metadata);
+  // Encode first so a bad tensor fails before anything touches the disk.
+  const blobs = input.tensors.map(encodeTensor);
+
+  const h = new HeaderBuilder();
+  h.raw(Buffer.from("GGUF", "latin1"));
+  h.u32(3);
+  h.u64(input.tensors.length);
+  h.u64(input.metadata.length);
+  for (const [key, v] of input.metadata) h.value(key, v);
+  let offset = 0;
+  input.tensors.forEach((t, i) => {
+    h.string(t.name);
+    h.u32(t.shape.length);
+    for (const d of t.shape) h.u64(d);
+    h.u32(GGML_TYPES[t.type].id);
+    h.u64(offset);
+    offset = alignUp(offset + (blobs[i] as Uint8Array).byteLength, alignment);
+  });
+  const headerPad = alignUp(h.length, alignment) - h.length;
+  if (headerPad) h.raw(Buffer.alloc(headerPad));
+
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(tmp, "wx");
+    await writeAll(fh, Buffer.concat(h.chunks, h.length));
+    let written = h.length;
+    for (const blob of blobs) {
+      await writeAll(fh, blob);
+      const pad = alignUp(blob.byteLength, alignment) - blob.byteLength;
+      if (pad) await writeAll(fh, new Uint8Array(pad));
+      written += blob.byteLength + pad;
+    }
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, path);
+    return written;
+  } catch (e) {
+    await fh?.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done);
+    done += bytesWritten;
+  }
+}
