@@ -1,3 +1,5 @@
 // The public library API: everything the CLI does is reachable from here.
+
+export * from "./tokenizer/index.js";
 export { InputError, SteerlmError } from "./util/errors.js";
 export { version } from "./version.js";

@@ -4,7 +4,9 @@ import { setLogLevel } from "../util/log.js";
 import { version } from "../version.js";
 
 // One line per command group; each module only parses arguments and calls the library.
-const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [];
+const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
+  () => import("./commands/tokenize.js"),
+];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("steerlm")

@@ -1,0 +1,71 @@
+import { SteerlmError } from "../util/errors.js";
+import type { HfAddedToken, HfTokenizerJson } from "./hf-json.js";
+import { CONTROL_TOKEN_NAMES, type ControlTokenName } from "./types.js";
+
+/**
+ * Adds the SteerLM control tokens a tokenizer.json lacks, as special added tokens with new ids after the
+ * last existing id. Returns a new object (the input is not changed) and the new ids in control-name order,
+ * so the model can grow its embedding (and output) rows to match with `extendEmbeddingRows`.
+ */
+export function addControlTokens(json: HfTokenizerJson): {
+  json: HfTokenizerJson;
+  added: Array<{ name: ControlTokenName; id: number }>;
+} {
+  const existing = new Set(json.added_tokens.map((t) => t.content));
+  const vocab = (json.model.vocab ?? {}) as Record<string, number> | Array<[string, number]>;
+  const modelPieces = Array.isArray(vocab) ? vocab.map(([p]) => p) : Object.keys(vocab);
+  // A loop, not Math.max(...ids): spreading a 100k-entry vocabulary overflows the call stack.
+  let nextId = Array.isArray(vocab) ? vocab.length - 1 : -1;
+  for (const id of Array.isArray(vocab) ? [] : Object.values(vocab)) nextId = Math.max(nextId, id);
+  for (const t of json.added_tokens) nextId = Math.max(nextId, t.id);
+  const added: Array<{ name: ControlTokenName; id: number }> = [];
+  const newTokens: HfAddedToken[] = [];
+  for (const name of CONTROL_TOKEN_NAMES) {
+    if (existing.has(name)) continue;
+    if (modelPieces.includes(name))
+      throw new SteerlmError(
+        `the model vocabulary already has ${name} as an ordinary piece`,
+        "mark it as a special added token instead of adding a new one",
+      );
+    const id = ++nextId;
+    added.push({ name, id });
+    newTokens.push({
+      id,
+      content: name,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    });
+  }
+  return { json: { ...json, added_tokens: [...json.added_tokens, ...newTokens] }, added };
+}
+
+/**
+ * Grows a (rows, dim) row-major embedding matrix by `newRows` rows, each the mean of the existing rows:
+ * a new token then starts as an "average" token instead of a random direction, which keeps the first
+ * fine-tuning steps from being dominated by it. Sums are in float64 so large vocabularies lose nothing.
+ */
+export function extendEmbeddingRows(
+  emb: Float32Array,
+  rows: number,
+  dim: number,
+  newRows: number,
+): Float32Array {
+  if (emb.length !== rows * dim)
+    throw new SteerlmError(`embedding has ${emb.length} values, expected rows*dim = ${rows}*${dim}`);
+  if (rows < 1 || newRows < 0 || !Number.isInteger(newRows))
+    throw new SteerlmError(`cannot add ${newRows} rows to an embedding of ${rows} rows`);
+  const mean = new Float64Array(dim);
+  for (let r = 0; r < rows; r++) {
+    const base = r * dim;
+    for (let c = 0; c < dim; c++) mean[c] += emb[base + c];
+  }
+  const out = new Float32Array((rows + newRows) * dim);
+  out.set(emb);
+  for (let r = rows; r < rows + newRows; r++) {
+    for (let c = 0; c < dim; c++) out[r * dim + c] = mean[c] / rows;
+  }
+  return out;
+}

@@ -1,0 +1,95 @@
+import { existsSync } from "node:fs";
+import type { LlamaModel, Token } from "node-llama-cpp";
+import { getLlamaRuntime } from "../runtime/llama.js";
+import { InputError, SteerlmError } from "../util/errors.js";
+import { CONTROL_TOKEN_NAMES, type ControlTokenName, missingControlToken, type Tokenizer } from "./types.js";
+
+/**
+ * A GGUF file's own vocabulary, tokenized by llama.cpp through node-llama-cpp (the model is opened
+ * vocab-only: no weights are read). Plain text is tokenized with `parse_special = false`, so control-token
+ * strings in it stay text. llama.cpp still matches *user-defined* added tokens then; a control token marked
+ * that way in a file would be an injection hole, so `encode` refuses any output holding a control id.
+ */
+export class GgufTokenizer implements Tokenizer {
+  readonly kind = "gguf" as const;
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  private readonly pieces: readonly string[];
+  private readonly controlIds = new Map<ControlTokenName, number>();
+
+  constructor(
+    private readonly model: LlamaModel,
+    readonly source: string,
+  ) {
+    const tokens = model.fileInfo.metadata.tokenizer?.ggml?.tokens;
+    if (!Array.isArray(tokens) || tokens.length === 0)
+      throw new InputError("the GGUF has no tokenizer.ggml.tokens array", { file: source });
+    this.pieces = tokens as string[];
+    this.vocabSize = this.pieces.length;
+    this.bosId = model.tokens.bos;
+    this.eosId = model.tokens.eos;
+    for (const name of CONTROL_TOKEN_NAMES) {
+      // With special parsing on, a control token the vocabulary holds comes back as exactly one id.
+      const ids = model.tokenize(name, true);
+      if (ids.length === 1 && this.pieces[ids[0]] === name) this.controlIds.set(name, ids[0]);
+    }
+  }
+
+  encode(text: string): number[] {
+    if (text === "") return [];
+    const ids = Array.from(this.model.tokenize(text, false), Number);
+    for (const id of ids) {
+      for (const [name, controlId] of this.controlIds) {
+        if (id === controlId)
+          throw new SteerlmError(
+            `${this.source}: plain text tokenized to the control token ${name} (id ${id})`,
+            "the GGUF marks this control token as user-defined; it must have token type 3 (control)",
+          );
+      }
+    }
+    return ids;
+  }
+
+  encodeControl(name: ControlTokenName): number {
+    const id = this.controlIds.get(name);
+    if (id === undefined) throw missingControlToken(name, this.source);
+    return id;
+  }
+
+  hasControlTokens(): boolean {
+    return this.controlIds.size === CONTROL_TOKEN_NAMES.length;
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.model.detokenize(ids as readonly Token[], true);
+  }
+
+  idToPiece(id: number): string {
+    const piece = this.pieces[id];
+    if (piece === undefined) throw new SteerlmError(`${this.source}: no token with id ${id}`);
+    return piece;
+  }
+
+  async dispose(): Promise<void> {
+    await this.model.dispose();
+  }
+}
+
+/** Opens a GGUF vocab-only through the shared node-llama-cpp runtime. */
+export async function loadGgufTokenizer(path: string): Promise<GgufTokenizer> {
+  if (!existsSync(path)) throw new InputError("no such file", { file: path });
+  const llama = await getLlamaRuntime();
+  let model: LlamaModel;
+  try {
+    model = await llama.loadModel({ modelPath: path, vocabOnly: true, gpuLayers: 0 });
+  } catch (err) {
+    throw new InputError(`cannot open as a GGUF vocabulary: ${(err as Error).message}`, { file: path });
+  }
+  try {
+    return new GgufTokenizer(model, path);
+  } catch (err) {
+    await model.dispose();
+    throw err;
+  }
+}

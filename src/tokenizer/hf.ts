@@ -1,0 +1,121 @@
+import { Tokenizer as JsTokenizer } from "@huggingface/tokenizers";
+import { SteerlmError } from "../util/errors.js";
+import {
+  type HfTokenizerConfig,
+  type HfTokenizerJson,
+  readJsonFile,
+  readSiblingConfig,
+  tokenContent,
+  validateTokenizerJson,
+} from "./hf-json.js";
+import {
+  CONTROL_TOKEN_NAMES,
+  type ControlTokenName,
+  isControlTokenName,
+  missingControlToken,
+  type Tokenizer,
+} from "./types.js";
+
+/** Candidates for BOS/EOS when no tokenizer_config.json names them (first match wins). */
+const BOS_GUESSES = ["<|endoftext|>", "<s>", "<|begin_of_text|>", "<bos>"];
+const EOS_GUESSES = ["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"];
+
+/**
+ * A Hugging Face tokenizer.json, run by @huggingface/tokenizers (pure JS, synchronous, no native code).
+ *
+ * The library always matches added tokens in its input, so plain text goes through a second instance built
+ * from the same file without the special added tokens (and never with a control token, even one a file
+ * marks as non-special): in that instance `<extra_id_2>` is just characters. This mirrors llama.cpp's
+ * `parse_special = false`, which skips control tokens but still matches user-defined ones. Truncation and
+ * padding settings in the file are ignored: callers decide lengths.
+ */
+export class HfTokenizer implements Tokenizer {
+  readonly kind = "hf" as const;
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  /** Whether the model expects a BOS at the start of a sequence (tokenizer_config's add_bos_token). */
+  readonly addBos: boolean;
+  private readonly full: JsTokenizer;
+  private readonly plain: JsTokenizer;
+  private readonly controlIds = new Map<ControlTokenName, number>();
+  /** Ids that plain text must never yield: every special added token and every control token. */
+  private readonly forbidden = new Set<number>();
+
+  constructor(
+    readonly json: HfTokenizerJson,
+    readonly config: HfTokenizerConfig = {},
+    readonly source = "tokenizer.json",
+  ) {
+    this.full = new JsTokenizer(json, config);
+    const plainAdded = json.added_tokens.filter((t) => !t.special && !isControlTokenName(t.content));
+    this.plain = new JsTokenizer({ ...json, added_tokens: plainAdded }, config);
+
+    for (const t of json.added_tokens) {
+      if (t.special || isControlTokenName(t.content)) this.forbidden.add(t.id);
+    }
+    for (const name of CONTROL_TOKEN_NAMES) {
+      const id = this.full.token_to_id(name);
+      if (id !== undefined) this.controlIds.set(name, id);
+    }
+    let maxId = -1;
+    for (const id of this.full.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    this.bosId = this.findSpecial(tokenContent(config.bos_token), BOS_GUESSES);
+    this.eosId = this.findSpecial(tokenContent(config.eos_token), EOS_GUESSES);
+    this.addBos = config.add_bos_token ?? false;
+  }
+
+  private findSpecial(named: string | undefined, guesses: string[]): number | null {
+    for (const content of named !== undefined ? [named] : guesses) {
+      const id = this.full.token_to_id(content);
+      if (id !== undefined) return id;
+    }
+    return null;
+  }
+
+  encode(text: string): number[] {
+    if (text === "") return [];
+    const ids = this.plain.encode(text, { add_special_tokens: false }).ids;
+    // Defence in depth: a vocabulary may also hold a control string as an ordinary piece that the model
+    // could assemble from plain text. Never let such an id through.
+    for (const id of ids) {
+      if (this.forbidden.has(id)) {
+        throw new SteerlmError(
+          `${this.source}: plain text tokenized to the special token ${JSON.stringify(this.idToPiece(id))} (id ${id})`,
+          "this vocabulary can spell a special token from ordinary pieces; it cannot be used safely",
+        );
+      }
+    }
+    return ids;
+  }
+
+  encodeControl(name: ControlTokenName): number {
+    const id = this.controlIds.get(name);
+    if (id === undefined) throw missingControlToken(name, this.source);
+    return id;
+  }
+
+  hasControlTokens(): boolean {
+    return this.controlIds.size === CONTROL_TOKEN_NAMES.length;
+  }
+
+  decode(ids: readonly number[]): string {
+    if (ids.length === 0) return "";
+    return this.full.decode([...ids], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+
+  idToPiece(id: number): string {
+    const piece = this.full.id_to_token(id);
+    if (piece === undefined) throw new SteerlmError(`${this.source}: no token with id ${id}`);
+    return piece;
+  }
+
+  async dispose(): Promise<void> {}
+}
+
+/** Loads a tokenizer.json (and tokenizer_config.json beside it, when present). */
+export function loadHfTokenizer(path: string): HfTokenizer {
+  const json = validateTokenizerJson(readJsonFile(path), path);
+  return new HfTokenizer(json, readSiblingConfig(path) ?? {}, path);
+}

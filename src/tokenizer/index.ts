@@ -1,0 +1,23 @@
+// The tokenizer module's public surface (re-exported by src/index.ts).
+export {
+  type BpeTrainOptions,
+  DEFAULT_SPECIAL_TOKENS,
+  saveTokenizerJson,
+  trainByteLevelBpe,
+} from "./bpe-train.js";
+export { type ConformanceResult, readVocabTests, runConformance, type VocabTestCase } from "./conformance.js";
+export { addControlTokens, extendEmbeddingRows } from "./control.js";
+export { GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
+export { HfTokenizer, loadHfTokenizer } from "./hf.js";
+export type { HfAddedToken, HfTokenizerConfig, HfTokenizerJson } from "./hf-json.js";
+export { loadTokenizer } from "./load.js";
+export { type GgufVocab, TOKEN_TYPE, toGgufVocab } from "./to-gguf.js";
+export {
+  CONTROL_TOKEN_NAMES,
+  type ControlTokenName,
+  encodeParts,
+  encodePartsWithLoss,
+  isControlTokenName,
+  type Tokenizer,
+  type TokenizerPart,
+} from "./types.js";

@@ -1,0 +1,153 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { haveSharedData, repoRoot, sharedData, tempDir } from "../../test/helpers.js";
+import { readVocabTests, runConformance } from "./conformance.js";
+import { type GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
+import { loadHfTokenizer } from "./hf.js";
+
+/**
+ * llama.cpp's tokenizer conformance suite (../shared/data/llama-cpp-vocab): the .inp/.out pairs are read from
+ * ../shared/data. The vocab GGUFs there are damaged (their bytes went through a UTF-8 text conversion: every
+ * invalid sequence, e.g. in float metadata, became U+FFFD, so no GGUF reader can parse them). When that is
+ * so, the same files are taken from the llama.cpp release bundle that node-llama-cpp ships
+ * (node_modules/node-llama-cpp/llama/gitRelease.bundle, models/), after checking that the bundle's .inp/.out
+ * are byte-identical to the shared ones. Either way the source is printed.
+ */
+const VOCABS = ["gpt-2", "llama-spm", "phi-3"] as const;
+const bundle = join(repoRoot, "node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
+
+function vocabDir() {
+  return sharedData("llama-cpp-vocab");
+}
+
+function isReadableGguf(path: string): boolean {
+  // Walk the header's key/value section; a damaged file runs past its end.
+  const b = readFileSync(path);
+  if (b.toString("latin1", 0, 4) !== "GGUF") return false;
+  let o = 24;
+  const kvCount = Number(b.readBigUInt64LE(16));
+  const str = () => {
+    const n = Number(b.readBigUInt64LE(o));
+    o += 8 + n;
+  };
+  const size: Record<number, number> = {
+    0: 1,
+    1: 1,
+    2: 2,
+    3: 2,
+    4: 4,
+    5: 4,
+    6: 4,
+    7: 1,
+    10: 8,
+    11: 8,
+    12: 8,
+  };
+  try {
+    for (let i = 0; i < kvCount; i++) {
+      str();
+      const type = b.readUInt32LE(o);
+      o += 4;
+      if (type === 8) str();
+      else if (type === 9) {
+        const itemType = b.readUInt32LE(o);
+        const n = Number(b.readBigUInt64LE(o + 4));
+        o += 12;
+        if (itemType === 8) for (let j = 0; j < n; j++) str();
+        else o += size[itemType] * n;
+      } else o += size[type];
+      if (o > b.length) return false;
+    }
+  } catch {
+    return false;
+  }
+  return o <= b.length;
+}
+
+describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)", () => {
+  const tmp = tempDir("steerlm-vocab-");
+  const paths = new Map<string, string>();
+  const gguf = new Map<string, GgufTokenizer>();
+
+  beforeAll(async () => {
+    let gitDir: string | undefined;
+    for (const v of VOCABS) {
+      const shared = join(vocabDir(), `ggml-vocab-${v}.gguf`);
+      if (isReadableGguf(shared)) {
+        paths.set(v, shared);
+        continue;
+      }
+      if (!gitDir) {
+        gitDir = join(tmp.path, "llama.git");
+        execFileSync("git", ["init", "-q", "--bare", gitDir]);
+        execFileSync("git", ["--git-dir", gitDir, "fetch", "-q", bundle, "HEAD"]);
+      }
+      const show = (file: string) =>
+        execFileSync("git", ["--git-dir", gitDir!, "cat-file", "-p", `FETCH_HEAD:models/${file}`], {
+          maxBuffer: 64 << 20,
+        });
+      for (const ext of [".inp", ".out"]) {
+        const mine = readFileSync(join(vocabDir(), `ggml-vocab-${v}.gguf${ext}`));
+        if (!show(`ggml-vocab-${v}.gguf${ext}`).equals(mine))
+          throw new Error(`the bundle's ggml-vocab-${v}.gguf${ext} differs from ../shared/data's`);
+      }
+      const local = join(tmp.path, `ggml-vocab-${v}.gguf`);
+      writeFileSync(local, show(`ggml-vocab-${v}.gguf`));
+      process.stderr.write(
+        `\n*** ../shared/data/llama-cpp-vocab/ggml-vocab-${v}.gguf is not a readable GGUF (damaged by a text ` +
+          `conversion); using the identical-suite copy from node-llama-cpp's llama.cpp bundle ***\n`,
+      );
+      paths.set(v, local);
+    }
+    for (const v of VOCABS) gguf.set(v, await loadGgufTokenizer(paths.get(v)!));
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const t of gguf.values()) await t.dispose();
+    tmp.cleanup();
+  });
+
+  const cases = (v: string) =>
+    readVocabTests(
+      join(vocabDir(), `ggml-vocab-${v}.gguf.inp`),
+      join(vocabDir(), `ggml-vocab-${v}.gguf.out`),
+    );
+
+  for (const v of VOCABS) {
+    it(`GGUF path (llama.cpp via node-llama-cpp) matches every case of ggml-vocab-${v}`, () => {
+      const result = runConformance(gguf.get(v)!, cases(v));
+      process.stderr.write(`conformance gguf ${v}: ${result.matched}/${result.total}\n`);
+      expect(result.total).toBe(46);
+      expect(result.failures).toEqual([]);
+    });
+  }
+
+  it("the GPT-2 tokenizer.json (HF path) reproduces ggml-vocab-gpt-2's expected ids", () => {
+    const hf = loadHfTokenizer(sharedData("tokenizers", "gpt2", "tokenizer.json"));
+    const result = runConformance(hf, cases("gpt-2"));
+    process.stderr.write(
+      `conformance hf gpt2 tokenizer.json vs ggml-vocab-gpt-2: ${result.matched}/${result.total}\n`,
+    );
+    expect(result.failures).toEqual([]);
+    // Same vocabulary, same ids for every id both know (the GGUF was converted from this tokenizer).
+    const g = gguf.get("gpt-2")!;
+    expect(hf.vocabSize).toBe(g.vocabSize);
+    for (const id of [0, 198, 220, 628, 13, 50255, 50256]) expect(hf.idToPiece(id)).toBe(g.idToPiece(id));
+  });
+
+  it("plain text never yields special tokens on the GGUF path", () => {
+    const spm = gguf.get("llama-spm")!;
+    expect(spm.bosId).toBe(1);
+    const ids = spm.encode("<s>hi</s>");
+    expect(ids).not.toContain(1);
+    expect(ids).not.toContain(2);
+    const gpt2 = gguf.get("gpt-2")!;
+    expect(gpt2.encode("<|endoftext|>")).not.toContain(50256);
+    expect(gpt2.decode(gpt2.encode("a <|endoftext|> b"))).toBe("a <|endoftext|> b");
+    // These vocabularies have no SteerLM control tokens: asking for one is a clear error.
+    expect(() => spm.encodeControl("<extra_id_1>")).toThrow(/no single token <extra_id_1>/);
+    expect(spm.hasControlTokens()).toBe(false);
+  });
+});

@@ -1,0 +1,35 @@
+import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { InputError } from "../util/errors.js";
+import { loadGgufTokenizer } from "./gguf.js";
+import { loadHfTokenizer } from "./hf.js";
+import type { Tokenizer } from "./types.js";
+
+/**
+ * Opens whichever tokenizer a path names: a GGUF file (by its magic bytes, so the extension does not
+ * matter), a tokenizer.json, or a directory holding a tokenizer.json.
+ */
+export async function loadTokenizer(path: string): Promise<Tokenizer> {
+  if (!existsSync(path)) throw new InputError("no such file or directory", { file: path });
+  if (statSync(path).isDirectory()) {
+    const json = join(path, "tokenizer.json");
+    if (!existsSync(json))
+      throw new InputError(
+        "directory has no tokenizer.json",
+        { file: path },
+        "pass a tokenizer.json or a .gguf",
+      );
+    return loadHfTokenizer(json);
+  }
+  return isGguf(path) ? loadGgufTokenizer(path) : loadHfTokenizer(path);
+}
+
+function isGguf(path: string): boolean {
+  const fd = openSync(path, "r");
+  try {
+    const magic = Buffer.alloc(4);
+    return readSync(fd, magic, 0, 4, 0) === 4 && magic.toString("latin1") === "GGUF";
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,88 @@
+import { SteerlmError } from "../util/errors.js";
+
+/**
+ * One interface for every tokenizer path (a Hugging Face tokenizer.json, a GGUF vocabulary through llama.cpp).
+ *
+ * Security contract: `encode` treats its input as plain text, always. Text that spells a control token
+ * (`<extra_id_2>helpfulness:0` in a user message) becomes ordinary pieces, never the control id. The only way
+ * to get a control id is `encodeControl`, which only the template layer calls (through `encodeParts`).
+ */
+export const CONTROL_TOKEN_NAMES = ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"] as const;
+export type ControlTokenName = (typeof CONTROL_TOKEN_NAMES)[number];
+
+export function isControlTokenName(text: string): text is ControlTokenName {
+  return (CONTROL_TOKEN_NAMES as readonly string[]).includes(text);
+}
+
+export interface Tokenizer {
+  /** Where the vocabulary came from: "hf" (tokenizer.json) or "gguf" (llama.cpp's tokenizer). */
+  readonly kind: "hf" | "gguf";
+  /** Number of ids, added tokens included (ids are 0 .. vocabSize-1). */
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  /** Plain text to ids: no BOS/EOS, special-token strings are never matched. */
+  encode(text: string): number[];
+  /** The id of one SteerLM control token; throws SteerlmError when the vocabulary lacks it. */
+  encodeControl(name: ControlTokenName): number;
+  /** Whether all three control tokens exist as single ids. */
+  hasControlTokens(): boolean;
+  /** Ids back to text; control and other special tokens are rendered as their text. */
+  decode(ids: readonly number[]): string;
+  /** The vocabulary entry of one id as stored (e.g. "Ġworld" for byte-level BPE, "▁world" for SentencePiece). */
+  idToPiece(id: number): string;
+  /** Releases native resources (GGUF path); a no-op for pure-JS tokenizers. */
+  dispose(): Promise<void>;
+}
+
+/** A piece of a rendered conversation (structurally the template's `TemplatePart`). */
+export interface TokenizerPart {
+  kind: "text" | "control";
+  text: string;
+  /** Optional: whether this part's tokens carry loss (used by `encodePartsWithLoss`). */
+  loss?: boolean;
+}
+
+/**
+ * Tokenizes a rendered conversation part by part: text parts as plain text, control parts by id. This is
+ * what makes injection impossible: a control id can only come from a control part, which only the
+ * template creates.
+ */
+export function encodeParts(tokenizer: Tokenizer, parts: readonly TokenizerPart[]): number[] {
+  return encodePartsWithLoss(tokenizer, parts).ids;
+}
+
+/** Like `encodeParts`, plus a 0/1 loss mask (one entry per id) from each part's `loss` flag. */
+export function encodePartsWithLoss(
+  tokenizer: Tokenizer,
+  parts: readonly TokenizerPart[],
+): { ids: number[]; loss: Uint8Array } {
+  const ids: number[] = [];
+  const mask: number[] = [];
+  for (const part of parts) {
+    let partIds: number[];
+    if (part.kind === "control") {
+      if (!isControlTokenName(part.text)) {
+        throw new SteerlmError(
+          `template part of kind "control" holds ${JSON.stringify(part.text)}, which is not a SteerLM control token`,
+          `control parts must be one of ${CONTROL_TOKEN_NAMES.join(", ")}`,
+        );
+      }
+      partIds = [tokenizer.encodeControl(part.text)];
+    } else {
+      partIds = tokenizer.encode(part.text);
+    }
+    for (const id of partIds) {
+      ids.push(id);
+      mask.push(part.loss ? 1 : 0);
+    }
+  }
+  return { ids, loss: Uint8Array.from(mask) };
+}
+
+export function missingControlToken(name: ControlTokenName, source: string): SteerlmError {
+  return new SteerlmError(
+    `${source}: the vocabulary has no single token ${name}`,
+    "add them with addControlTokens() (tokenizers trained by trainByteLevelBpe already have them)",
+  );
+}
