@@ -1,0 +1,219 @@
+import { log } from "../util/log.js";
+import { type Context, GgmlShapeError } from "./context.js";
+import { GGML_LOG_LEVEL, loadNative, type NativeGgml, type Ptr } from "./native.js";
+import { elementSize, ptrOf, type Tensor } from "./tensor.js";
+
+let logRouted = false;
+let lastLevel = GGML_LOG_LEVEL.debug as number;
+
+/** ggml writes its own log to stderr unless told otherwise: route it to our logger (CONT lines keep their level). */
+function routeLog(n: NativeGgml): void {
+  if (logRouted) return;
+  logRouted = true;
+  let pending = "";
+  n.setLogger((level, text) => {
+    const lv = level === GGML_LOG_LEVEL.cont ? lastLevel : level;
+    lastLevel = lv;
+    pending += text;
+    if (!pending.endsWith("\n")) return;
+    const line = `ggml: ${pending.trimEnd()}`;
+    pending = "";
+    if (lv >= GGML_LOG_LEVEL.error) log.error(line);
+    else if (lv === GGML_LOG_LEVEL.warn) log.warn(line);
+    else log.debug(line);
+  });
+}
+
+export interface BackendInfo {
+  /** Backend name as ggml reports it, e.g. "CPU". */
+  name: string;
+  /** CPU variant library chosen by ggml_backend_score, e.g. "zen4". */
+  cpuVariant: string;
+  threads: number;
+}
+
+/** Default thread count: STEERLM_THREADS, else 2 (the spike's best on small CPUs; ggml spin-waits). */
+export function defaultThreads(): number {
+  const env = Number(process.env.STEERLM_THREADS);
+  return Number.isInteger(env) && env > 0 ? env : 2;
+}
+
+/** The compute backend (CPU). Owns the native backend handle. */
+export class Backend {
+  readonly #n: NativeGgml;
+  #ptr: Ptr;
+  #threads: number;
+
+  constructor(threads = defaultThreads()) {
+    this.#n = loadNative();
+    routeLog(this.#n);
+    this.#ptr = this.#n.cpu.ggml_backend_cpu_init() as Ptr;
+    if (!this.#ptr) throw new Error("ggml_backend_cpu_init failed");
+    this.#threads = 1;
+    this.setThreads(threads);
+  }
+
+  setThreads(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`threads must be a positive integer, got ${n}`);
+    this.#n.cpu.ggml_backend_cpu_set_n_threads(this.ptr, n);
+    this.#threads = n;
+  }
+
+  get info(): BackendInfo {
+    return {
+      name: String(this.#n.base.ggml_backend_name(this.ptr)),
+      cpuVariant: this.#n.cpuVariant,
+      threads: this.#threads,
+    };
+  }
+
+  /** @internal */
+  get ptr(): Ptr {
+    if (!this.#ptr) throw new Error("ggml backend used after free");
+    return this.#ptr;
+  }
+
+  /** Allocates backend memory for every tensor created so far in `ctx`. */
+  allocTensors(ctx: Context): Buffer {
+    const p = this.#n.base.ggml_backend_alloc_ctx_tensors(ctx.ptr, this.ptr) as Ptr;
+    if (!p) throw new Error("ggml_backend_alloc_ctx_tensors failed (out of memory?)");
+    return new Buffer(this.#n, p);
+  }
+
+  newAllocator(): GraphAllocator {
+    return new GraphAllocator(this.#n, this.#n.base.ggml_backend_get_default_buffer_type(this.ptr) as Ptr);
+  }
+
+  compute(g: Graph): void {
+    const status = Number(this.#n.base.ggml_backend_graph_compute(this.ptr, g.ptr));
+    if (status !== 0) throw new Error(`ggml graph compute failed with status ${status}`);
+  }
+
+  free(): void {
+    if (this.#ptr) this.#n.base.ggml_backend_free(this.#ptr);
+    this.#ptr = 0n;
+  }
+}
+
+export class Buffer {
+  constructor(
+    private readonly n: NativeGgml,
+    private p: Ptr,
+  ) {}
+  get size(): number {
+    return Number(this.n.base.ggml_backend_buffer_get_size(this.p));
+  }
+  free(): void {
+    if (this.p) this.n.base.ggml_backend_buffer_free(this.p);
+    this.p = 0n;
+  }
+}
+
+/** ggml_gallocr: plans and allocates the intermediate tensors of a graph, reusing memory between nodes. */
+export class GraphAllocator {
+  #p: Ptr;
+  constructor(
+    private readonly n: NativeGgml,
+    buft: Ptr,
+  ) {
+    this.#p = n.base.ggml_gallocr_new(buft) as Ptr;
+  }
+  alloc(g: Graph): void {
+    if (!this.n.base.ggml_gallocr_alloc_graph(this.#p, g.ptr))
+      throw new Error("ggml_gallocr_alloc_graph failed");
+  }
+  get size(): number {
+    return Number(this.n.base.ggml_gallocr_get_buffer_size(this.#p, 0));
+  }
+  free(): void {
+    if (this.#p) this.n.base.ggml_gallocr_free(this.#p);
+    this.#p = 0n;
+  }
+}
+
+/** A computation graph with room for `size` nodes (no 2048-node cap: deep models size it themselves). */
+export class Graph {
+  readonly #n: NativeGgml;
+  readonly ptr: Ptr;
+  constructor(
+    private readonly ctx: Context,
+    readonly size: number,
+  ) {
+    this.#n = loadNative();
+    this.ptr = this.#n.base.ggml_new_graph_custom(ctx.ptr, size, true) as Ptr;
+  }
+
+  get nodeCount(): number {
+    return Number(this.#n.base.ggml_graph_n_nodes(this.ptr));
+  }
+
+  /** Adds `t` and everything it depends on. Throws before ggml would abort on a full graph. */
+  expand(t: Tensor, budget = 0): void {
+    if (this.nodeCount + budget >= this.size) {
+      throw new GgmlShapeError(`ggml graph full (${this.nodeCount}/${this.size} nodes)`);
+    }
+    this.#n.base.ggml_build_forward_expand(this.ptr, ptrOf(t));
+  }
+
+  /**
+   * Appends the backward pass for the graph's loss. `accumulators` maps a parameter (or the loss) to a
+   * statically allocated tensor that gradients are added into, so they survive across computes and
+   * accumulate over micro-batches until `reset`.
+   */
+  backward(accumulators: ReadonlyMap<Tensor, Tensor>): void {
+    const n = this.nodeCount;
+    const byPtr = new Map<Ptr, Ptr>();
+    for (const [k, v] of accumulators) byPtr.set(ptrOf(k), ptrOf(v));
+    const accs = new BigUint64Array(n);
+    for (let i = 0; i < n; i++) {
+      const node = this.#n.base.ggml_graph_node(this.ptr, i) as Ptr;
+      const acc = byPtr.get(node);
+      if (acc !== undefined) accs[i] = acc;
+    }
+    // backward needs roughly 3 nodes per forward node; refuse before ggml asserts on a full graph
+    if (n * 4 + 16 > this.size) {
+      throw new GgmlShapeError(`graph of ${this.size} nodes too small for a backward pass over ${n} nodes`);
+    }
+    this.#n.base.ggml_build_backward_expand(this.ctx.ptr, this.ptr, accs);
+  }
+
+  /** Zeroes gradient accumulators and sets d(loss)/d(loss) = 1. */
+  reset(): void {
+    this.#n.base.ggml_graph_reset(this.ptr);
+  }
+}
+
+/** Host ↔ backend copies with byte-size checks (a wrong size would read or write out of bounds). */
+export function setData(t: Tensor, data: Float32Array | Int32Array | Uint16Array): void {
+  const n = loadNative();
+  const expected = t.nelements * elementSize(t.type);
+  const kindOk =
+    (data instanceof Float32Array && t.type === "f32") ||
+    (data instanceof Int32Array && t.type === "i32") ||
+    (data instanceof Uint16Array && (t.type === "f16" || t.type === "bf16"));
+  if (!kindOk)
+    throw new GgmlShapeError(`cannot upload ${data.constructor.name} into ${t.type} tensor ${t.name}`);
+  if (data.byteLength !== expected) {
+    throw new GgmlShapeError(
+      `tensor ${t.name} ${t.shapeText} needs ${expected} bytes, got ${data.byteLength}`,
+    );
+  }
+  n.base.ggml_backend_tensor_set(ptrOf(t), data, 0, expected);
+}
+
+export function getF32(t: Tensor): Float32Array {
+  if (t.type !== "f32") throw new GgmlShapeError(`tensor ${t.name} is ${t.type}, not f32`);
+  const out = new Float32Array(t.nelements);
+  loadNative().base.ggml_backend_tensor_get(ptrOf(t), out, 0, out.byteLength);
+  return out;
+}
+
+export function getScalar(t: Tensor): number {
+  return getF32(t)[0] as number;
+}
+
+/** The gradient tensor of `t` in a graph with a backward pass, or null when `t` gets none. */
+export function gradOf(g: Graph, t: Tensor, ctx: Context): Tensor | null {
+  const p = loadNative().base.ggml_graph_get_grad(g.ptr, ptrOf(t)) as Ptr;
+  return p ? ctx.wrap(p) : null;
+}

@@ -1,0 +1,270 @@
+import {
+  GGML_ROPE_TYPE,
+  loadNative,
+  type NativeGgml,
+  type Ptr,
+  TENSOR_NB_OFFSET,
+  TENSOR_NE_OFFSET,
+} from "./native.js";
+import { type DType, dtypeCode, dtypeFromCode, ptrOf, type Shape4, Tensor } from "./tensor.js";
+
+/**
+ * A shape was about to reach a ggml op that would GGML_ASSERT (and abort the whole process). Thrown
+ * in TypeScript before the native call instead.
+ */
+export class GgmlShapeError extends Error {
+  override name = "GgmlShapeError";
+}
+
+function fail(op: string, msg: string): never {
+  throw new GgmlShapeError(`ggml ${op}: ${msg}`);
+}
+
+export type RopeMode = keyof typeof GGML_ROPE_TYPE;
+
+/**
+ * A ggml context holding tensor metadata only (no_alloc): data lives in backend buffers that
+ * `allocTensors` / a graph allocator create. Each op method validates its operands against the
+ * assertions ggml makes, calls ggml, then reads the result's true shape back.
+ */
+export class Context {
+  readonly #n: NativeGgml;
+  #ptr: Ptr;
+  #count = 0;
+  readonly tensors: Tensor[] = [];
+
+  constructor(
+    readonly maxTensors: number,
+    graphSize = 0,
+  ) {
+    this.#n = loadNative();
+    const b = this.#n.base;
+    const mem =
+      Number(b.ggml_tensor_overhead()) * (maxTensors + 16) +
+      (graphSize > 0 ? Number(b.ggml_graph_overhead_custom(graphSize, true)) + 4096 : 0);
+    this.#ptr = b.ggml_init({ mem_size: mem, mem_buffer: null, no_alloc: true }) as Ptr;
+    if (!this.#ptr) throw new Error("ggml_init failed");
+  }
+
+  /** @internal */
+  get ptr(): Ptr {
+    if (!this.#ptr) throw new Error("ggml context used after free");
+    return this.#ptr;
+  }
+
+  free(): void {
+    if (this.#ptr) this.#n.base.ggml_free(this.#ptr);
+    this.#ptr = 0n;
+  }
+
+  /** Wraps a native tensor returned by ggml, reading its real shape and strides. */
+  wrap(p: Ptr, name = ""): Tensor {
+    if (!p) throw new Error("ggml returned a null tensor");
+    if (++this.#count > this.maxTensors) {
+      throw new GgmlShapeError(`ggml context full: more than ${this.maxTensors} tensors`);
+    }
+    const ne = this.#n.readI64(p, TENSOR_NE_OFFSET, 4) as unknown as Shape4;
+    const nb = this.#n.readI64(p, TENSOR_NB_OFFSET, 4) as unknown as Shape4;
+    const t = new Tensor(p, ne, nb, dtypeFromCode(this.#n.readI32(p, 0)), name);
+    if (name) this.#n.base.ggml_set_name(p, name.slice(0, 63));
+    return t;
+  }
+
+  newTensor(type: DType, ne: readonly number[], name = ""): Tensor {
+    if (ne.length < 1 || ne.length > 4 || ne.some((d) => !Number.isInteger(d) || d <= 0)) {
+      fail("new_tensor", `bad shape [${ne.join(",")}] for ${name || "tensor"}`);
+    }
+    const [a, b = 1, c = 1, d = 1] = ne;
+    const t = this.wrap(this.#n.base.ggml_new_tensor_4d(this.ptr, dtypeCode(type), a, b, c, d) as Ptr, name);
+    this.tensors.push(t);
+    return t;
+  }
+
+  setParam(t: Tensor): void {
+    this.#n.base.ggml_set_param(ptrOf(t));
+  }
+  setInput(t: Tensor): void {
+    this.#n.base.ggml_set_input(ptrOf(t));
+  }
+  setOutput(t: Tensor): void {
+    this.#n.base.ggml_set_output(ptrOf(t));
+  }
+  setLoss(t: Tensor): void {
+    if (t.nelements !== 1 || t.type !== "f32")
+      fail("set_loss", `loss must be an f32 scalar, got ${t.shapeText}`);
+    this.#n.base.ggml_set_loss(ptrOf(t));
+  }
+
+  // ---- element-wise ----
+  #binary(op: "ggml_add" | "ggml_sub" | "ggml_mul" | "ggml_div", a: Tensor, b: Tensor): Tensor {
+    if (a.type !== "f32" || b.type !== "f32") fail(op, `f32 operands required, got ${a.type} and ${b.type}`);
+    for (let i = 0; i < 4; i++) {
+      if ((a.ne[i] as number) % (b.ne[i] as number) !== 0) {
+        fail(op, `cannot broadcast ${b.shapeText} to ${a.shapeText}`);
+      }
+    }
+    return this.wrap(this.#n.base[op](this.ptr, ptrOf(a), ptrOf(b)) as Ptr);
+  }
+  add(a: Tensor, b: Tensor): Tensor {
+    return this.#binary("ggml_add", a, b);
+  }
+  sub(a: Tensor, b: Tensor): Tensor {
+    return this.#binary("ggml_sub", a, b);
+  }
+  mul(a: Tensor, b: Tensor): Tensor {
+    return this.#binary("ggml_mul", a, b);
+  }
+  div(a: Tensor, b: Tensor): Tensor {
+    return this.#binary("ggml_div", a, b);
+  }
+  scale(a: Tensor, s: number): Tensor {
+    return this.wrap(this.#n.base.ggml_scale(this.ptr, ptrOf(a), s) as Ptr);
+  }
+  /** s·a + b */
+  scaleBias(a: Tensor, s: number, b: number): Tensor {
+    return this.wrap(this.#n.base.ggml_scale_bias(this.ptr, ptrOf(a), s, b) as Ptr);
+  }
+  sqr(a: Tensor): Tensor {
+    return this.wrap(this.#n.base.ggml_sqr(this.ptr, ptrOf(a)) as Ptr);
+  }
+  sqrt(a: Tensor): Tensor {
+    return this.wrap(this.#n.base.ggml_sqrt(this.ptr, ptrOf(a)) as Ptr);
+  }
+  log(a: Tensor): Tensor {
+    return this.wrap(this.#n.base.ggml_log(this.ptr, ptrOf(a)) as Ptr);
+  }
+  /** Sum of all elements: a scalar. */
+  sum(a: Tensor): Tensor {
+    return this.wrap(this.#n.base.ggml_sum(this.ptr, ptrOf(a)) as Ptr);
+  }
+  /** No backward: only for optimiser bookkeeping. */
+  clamp(a: Tensor, min: number, max: number): Tensor {
+    return this.wrap(this.#n.base.ggml_clamp(this.ptr, ptrOf(a), min, max) as Ptr);
+  }
+  silu(a: Tensor): Tensor {
+    return this.wrap(this.#n.base.ggml_silu(this.ptr, ptrOf(a)) as Ptr);
+  }
+  /** silu(gate) ⊙ up; the split form is the one with a backward pass. */
+  swigluSplit(gate: Tensor, up: Tensor): Tensor {
+    if (!sameShape(gate, up)) fail("swiglu_split", `shapes differ: ${gate.shapeText} vs ${up.shapeText}`);
+    if (!gate.contiguous || !up.contiguous) fail("swiglu_split", "operands must be contiguous");
+    return this.wrap(this.#n.base.ggml_swiglu_split(this.ptr, ptrOf(gate), ptrOf(up)) as Ptr);
+  }
+  /** Tiles `a` to the shape of `like`. */
+  repeat(a: Tensor, like: Tensor): Tensor {
+    for (let i = 0; i < 4; i++) {
+      if ((like.ne[i] as number) % (a.ne[i] as number) !== 0) {
+        fail("repeat", `cannot repeat ${a.shapeText} to ${like.shapeText}`);
+      }
+    }
+    return this.wrap(this.#n.base.ggml_repeat(this.ptr, ptrOf(a), ptrOf(like)) as Ptr);
+  }
+
+  // ---- linear algebra ----
+  /** ggml_mul_mat(a, b) = b·aᵀ: a [K, M, ...], b [K, N, ...] → [M, N, ...]; b's dims 2,3 may broadcast a's. */
+  mulMat(a: Tensor, b: Tensor): Tensor {
+    if (a.ne[0] !== b.ne[0]) fail("mul_mat", `inner dims differ: a ${a.shapeText} vs b ${b.shapeText}`);
+    if ((b.ne[2] as number) % (a.ne[2] as number) !== 0 || (b.ne[3] as number) % (a.ne[3] as number) !== 0) {
+      fail("mul_mat", `cannot broadcast a ${a.shapeText} over b ${b.shapeText}`);
+    }
+    if (a.nb[0] > a.nb[1]) fail("mul_mat", "a must not be transposed");
+    return this.wrap(this.#n.base.ggml_mul_mat(this.ptr, ptrOf(a), ptrOf(b)) as Ptr);
+  }
+  rmsNorm(a: Tensor, eps: number): Tensor {
+    if (a.type !== "f32") fail("rms_norm", "f32 input required");
+    return this.wrap(this.#n.base.ggml_rms_norm(this.ptr, ptrOf(a), eps) as Ptr);
+  }
+  /** Rows of `a` [E, R, ...] picked by i32 `idx` [n, ne2(a)] → [E, n, ...]. */
+  getRows(a: Tensor, idx: Tensor): Tensor {
+    if (idx.type !== "i32") fail("get_rows", "indices must be i32");
+    if (a.ne[2] !== idx.ne[1] || a.ne[3] !== idx.ne[2] || idx.ne[3] !== 1) {
+      fail("get_rows", `index shape ${idx.shapeText} does not fit data ${a.shapeText}`);
+    }
+    return this.wrap(this.#n.base.ggml_get_rows(this.ptr, ptrOf(a), ptrOf(idx)) as Ptr);
+  }
+  /** softmax(a·scale + mask) over ne0; mask [ne0, ≥ne1, ne2|1, ne3|1]. */
+  softMaxExt(a: Tensor, mask: Tensor | null, scale: number): Tensor {
+    if (!a.contiguous) fail("soft_max_ext", "input must be contiguous");
+    if (mask) {
+      if (mask.type !== "f32" || !mask.contiguous) fail("soft_max_ext", "mask must be contiguous f32");
+      if (
+        mask.ne[0] !== a.ne[0] ||
+        (mask.ne[1] as number) < (a.ne[1] as number) ||
+        (a.ne[2] as number) % (mask.ne[2] as number) !== 0 ||
+        (a.ne[3] as number) % (mask.ne[3] as number) !== 0
+      ) {
+        fail("soft_max_ext", `mask ${mask.shapeText} does not fit scores ${a.shapeText}`);
+      }
+    }
+    return this.wrap(
+      this.#n.base.ggml_soft_max_ext(this.ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0) as Ptr,
+    );
+  }
+  /** RoPE over a [headDim, heads, tokens]; positions i32 [tokens]. */
+  rope(a: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {
+    if (positions.type !== "i32" || positions.ne[0] !== a.ne[2] || positions.nelements !== a.ne[2]) {
+      fail("rope_ext", `positions ${positions.shapeText} must be i32 of length ne2 of ${a.shapeText}`);
+    }
+    if (nDims % 2 !== 0 || nDims > a.ne[0]) fail("rope_ext", `bad rotary dims ${nDims} for ${a.shapeText}`);
+    return this.wrap(
+      this.#n.base.ggml_rope_ext(
+        this.ptr,
+        ptrOf(a),
+        ptrOf(positions),
+        null,
+        nDims,
+        GGML_ROPE_TYPE[mode],
+        0,
+        base,
+        1,
+        0,
+        1,
+        0,
+        0,
+      ) as Ptr,
+    );
+  }
+
+  // ---- layout ----
+  reshape(a: Tensor, ne: readonly number[]): Tensor {
+    const [n0, n1 = 1, n2 = 1, n3 = 1] = ne;
+    if (!a.contiguous) fail("reshape", `input ${a.shapeText} is not contiguous (use cont first)`);
+    if ((n0 as number) * n1 * n2 * n3 !== a.nelements) {
+      fail("reshape", `cannot reshape ${a.shapeText} to [${ne.join(",")}]`);
+    }
+    return this.wrap(this.#n.base.ggml_reshape_4d(this.ptr, ptrOf(a), n0, n1, n2, n3) as Ptr);
+  }
+  /** ggml semantics: source axis i moves to position axes[i]. */
+  permute(a: Tensor, axes: readonly [number, number, number, number]): Tensor {
+    if ([...axes].sort().join() !== "0,1,2,3") fail("permute", `not a permutation: ${axes.join(",")}`);
+    return this.wrap(this.#n.base.ggml_permute(this.ptr, ptrOf(a), ...axes) as Ptr);
+  }
+  cont(a: Tensor): Tensor {
+    return this.wrap(this.#n.base.ggml_cont(this.ptr, ptrOf(a)) as Ptr);
+  }
+
+  // ---- optimiser ----
+  /** In-place AdamW on `w`; `params` holds [alpha, beta1, beta2, eps, wd, 1/(1-beta1^t), 1/(1-beta2^t)]. */
+  adamwStep(w: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor): Tensor {
+    if (!sameShape(w, grad) || !sameShape(w, m) || !sameShape(w, v)) {
+      fail("opt_step_adamw", `weight ${w.shapeText}, grad ${grad.shapeText}, m, v must share a shape`);
+    }
+    if (w.type !== "f32" || grad.type !== "f32") fail("opt_step_adamw", "f32 weights and grads required");
+    if (params.nelements !== 7 || params.type !== "f32")
+      fail("opt_step_adamw", "params must be 7 f32 values");
+    return this.wrap(
+      this.#n.base.ggml_opt_step_adamw(
+        this.ptr,
+        ptrOf(w),
+        ptrOf(grad),
+        ptrOf(m),
+        ptrOf(v),
+        ptrOf(params),
+      ) as Ptr,
+    );
+  }
+}
+
+export function sameShape(a: Tensor, b: Tensor): boolean {
+  return a.ne.every((d, i) => d === b.ne[i]);
+}

@@ -1,0 +1,222 @@
+/**
+ * The one place that talks to native code: koffi declarations over the ggml shared libraries that
+ * node-llama-cpp@3.21.1 ships (llama.cpp bundle commit 80fb11ac). Every prototype, struct layout and enum
+ * value below is copied from that commit's ggml/include/*.h; they are ABI-fragile, which is why
+ * node-llama-cpp is pinned exactly. Nothing outside src/ggml imports this file.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import koffi, { type LibraryHandle, type TypeObject } from "koffi";
+import { SteerlmError } from "../util/errors.js";
+
+/** Raw native address (koffi 3 represents pointers as bigint). Never leaves src/ggml. */
+export type Ptr = bigint;
+
+// ggml_type values (ggml.h enum ggml_type)
+export const GGML_TYPE = { f32: 0, f16: 1, q8_0: 8, i32: 26, bf16: 30 } as const;
+export const GGML_ROPE_TYPE = { normal: 0, neox: 2 } as const;
+/** ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5. */
+export const GGML_LOG_LEVEL = { debug: 1, info: 2, warn: 3, error: 4, cont: 5 } as const;
+
+/** Byte offsets inside struct ggml_tensor (ggml.h): type(4)+pad(4)+buffer(8), then ne[4] and nb[4]. */
+export const TENSOR_NE_OFFSET = 16;
+export const TENSOR_NB_OFFSET = 48;
+
+function binDir(variant: "cpu" | "cuda"): string {
+  if (process.env.STEERLM_GGML_BIN_DIR) return process.env.STEERLM_GGML_BIN_DIR;
+  const require = createRequire(import.meta.url);
+  const pkg = variant === "cuda" ? "@node-llama-cpp/linux-x64-cuda" : "@node-llama-cpp/linux-x64";
+  // the binary packages export nothing resolvable, so look for the folder along the module search paths
+  const root = (require.resolve.paths(pkg) ?? []).map((p) => join(p, pkg)).find((p) => existsSync(p));
+  if (!root) {
+    throw new SteerlmError(
+      `cannot find ${pkg}`,
+      "run `npm install` (node-llama-cpp ships the ggml libraries)",
+    );
+  }
+  const sub = variant === "cuda" ? "linux-x64-cuda" : "linux-x64";
+  return join(root, "bins", sub);
+}
+
+type KoffiFn = ReturnType<LibraryHandle["func"]>;
+
+function declare(lib: LibraryHandle, decls: readonly string[]): Record<string, KoffiFn> {
+  const out: Record<string, KoffiFn> = {};
+  for (const d of decls) {
+    const m = /([A-Za-z_0-9]+)\s*\(/.exec(d);
+    if (!m?.[1]) throw new Error(`bad native declaration: ${d}`);
+    out[m[1]] = lib.func(d);
+  }
+  return out;
+}
+
+for (const n of [
+  "ggml_context",
+  "ggml_tensor",
+  "ggml_cgraph",
+  "ggml_backend",
+  "ggml_backend_buffer",
+  "ggml_backend_buffer_type",
+  "ggml_gallocr",
+]) {
+  koffi.opaque(n);
+}
+const initParams = koffi.struct("ggml_init_params", {
+  mem_size: "size_t",
+  mem_buffer: "void *",
+  no_alloc: "bool",
+});
+const logCallback = koffi.proto("void ggml_log_callback_t(int level, const char *text, void *user_data)");
+
+const BASE_DECLS = [
+  "void ggml_log_set(ggml_log_callback_t *cb, void *ud)",
+  "ggml_context * ggml_init(ggml_init_params params)",
+  "void ggml_free(ggml_context *ctx)",
+  "size_t ggml_tensor_overhead()",
+  "size_t ggml_graph_overhead_custom(size_t size, bool grads)",
+  "ggml_tensor * ggml_new_tensor_4d(ggml_context *ctx, int type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)",
+  "ggml_tensor * ggml_set_name(ggml_tensor *t, const char *name)",
+  "void ggml_set_param(ggml_tensor *t)",
+  "void ggml_set_loss(ggml_tensor *t)",
+  "void ggml_set_input(ggml_tensor *t)",
+  "void ggml_set_output(ggml_tensor *t)",
+  "bool ggml_is_contiguous(ggml_tensor *t)",
+  "size_t ggml_nbytes(ggml_tensor *t)",
+  // element-wise and reductions
+  "ggml_tensor * ggml_add(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_sub(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_mul(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_div(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_scale(ggml_context *ctx, ggml_tensor *a, float s)",
+  "ggml_tensor * ggml_scale_bias(ggml_context *ctx, ggml_tensor *a, float s, float b)",
+  "ggml_tensor * ggml_sqr(ggml_context *ctx, ggml_tensor *a)",
+  "ggml_tensor * ggml_sqrt(ggml_context *ctx, ggml_tensor *a)",
+  "ggml_tensor * ggml_log(ggml_context *ctx, ggml_tensor *a)",
+  "ggml_tensor * ggml_sum(ggml_context *ctx, ggml_tensor *a)",
+  "ggml_tensor * ggml_clamp(ggml_context *ctx, ggml_tensor *a, float min, float max)",
+  "ggml_tensor * ggml_silu(ggml_context *ctx, ggml_tensor *a)",
+  "ggml_tensor * ggml_swiglu_split(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_repeat(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  // linear algebra, normalisation, attention
+  "ggml_tensor * ggml_mul_mat(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_rms_norm(ggml_context *ctx, ggml_tensor *a, float eps)",
+  "ggml_tensor * ggml_get_rows(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_soft_max_ext(ggml_context *ctx, ggml_tensor *a, ggml_tensor *mask, float scale, float max_bias)",
+  "ggml_tensor * ggml_rope_ext(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, ggml_tensor *c, int n_dims, int mode, int n_ctx_orig, float freq_base, float freq_scale, float ext_factor, float attn_factor, float beta_fast, float beta_slow)",
+  // layout
+  "ggml_tensor * ggml_reshape_4d(ggml_context *ctx, ggml_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)",
+  "ggml_tensor * ggml_permute(ggml_context *ctx, ggml_tensor *a, int ax0, int ax1, int ax2, int ax3)",
+  "ggml_tensor * ggml_cont(ggml_context *ctx, ggml_tensor *a)",
+  // optimiser
+  "ggml_tensor * ggml_opt_step_adamw(ggml_context *ctx, ggml_tensor *a, ggml_tensor *grad, ggml_tensor *m, ggml_tensor *v, ggml_tensor *adamw_params)",
+  // graphs
+  "ggml_cgraph * ggml_new_graph_custom(ggml_context *ctx, size_t size, bool grads)",
+  "void ggml_build_forward_expand(ggml_cgraph *g, ggml_tensor *t)",
+  "void ggml_build_backward_expand(ggml_context *ctx, ggml_cgraph *g, void *grad_accs)",
+  "ggml_tensor * ggml_graph_get_grad(ggml_cgraph *g, ggml_tensor *t)",
+  "ggml_tensor * ggml_graph_node(ggml_cgraph *g, int i)",
+  "void ggml_graph_reset(ggml_cgraph *g)",
+  "int ggml_graph_n_nodes(ggml_cgraph *g)",
+  "int ggml_graph_size(ggml_cgraph *g)",
+  // backend
+  "ggml_backend_buffer_type * ggml_backend_get_default_buffer_type(ggml_backend *backend)",
+  "ggml_backend_buffer * ggml_backend_alloc_ctx_tensors(ggml_context *ctx, ggml_backend *backend)",
+  "void ggml_backend_buffer_free(ggml_backend_buffer *buf)",
+  "size_t ggml_backend_buffer_get_size(ggml_backend_buffer *buf)",
+  "void ggml_backend_tensor_set(ggml_tensor *t, const void *data, size_t offset, size_t size)",
+  "void ggml_backend_tensor_get(ggml_tensor *t, _Out_ void *data, size_t offset, size_t size)",
+  "int ggml_backend_graph_compute(ggml_backend *backend, ggml_cgraph *g)",
+  "void ggml_backend_free(ggml_backend *backend)",
+  "const char * ggml_backend_name(ggml_backend *backend)",
+  "ggml_gallocr * ggml_gallocr_new(ggml_backend_buffer_type *buft)",
+  "bool ggml_gallocr_alloc_graph(ggml_gallocr *galloc, ggml_cgraph *g)",
+  "size_t ggml_gallocr_get_buffer_size(ggml_gallocr *galloc, int buffer_id)",
+  "void ggml_gallocr_free(ggml_gallocr *galloc)",
+] as const;
+
+const CPU_DECLS = [
+  "ggml_backend * ggml_backend_cpu_init()",
+  "void ggml_backend_cpu_set_n_threads(ggml_backend *b, int n)",
+] as const;
+
+type NativeFn = (...args: unknown[]) => unknown;
+/** Declared functions by name. Arguments are checked by koffi against the C prototype at call time. */
+type Fns<_T> = Record<string, NativeFn>;
+
+export interface NativeGgml {
+  base: Fns<typeof BASE_DECLS>;
+  cpu: Fns<typeof CPU_DECLS>;
+  /** Chosen CPU variant, e.g. "sapphirerapids", and its ggml_backend_score. */
+  cpuVariant: string;
+  cpuScore: number;
+  binDir: string;
+  initParams: TypeObject;
+  setLogger(fn: (level: number, text: string) => void): void;
+  /** Reads `count` int64/uint64 values at `offset` bytes into the struct at `ptr`. */
+  readI64(ptr: Ptr, offset: number, count: number): number[];
+  /** Reads one int32 at `offset` bytes into the struct at `ptr` (struct ggml_tensor starts with its type). */
+  readI32(ptr: Ptr, offset: number): number;
+}
+
+let loaded: NativeGgml | undefined;
+// keeps the registered log callback alive for the life of the process (ggml may log from any call)
+let logHandle: unknown;
+
+/**
+ * Loads libggml-base and the best CPU variant the way ggml_backend_load_best does: dlopen each
+ * libggml-cpu-*.so, ask its ggml_backend_score(), keep the highest. STEERLM_GGML_CPU=<variant> overrides.
+ */
+export function loadNative(): NativeGgml {
+  if (loaded) return loaded;
+  const dir = binDir("cpu");
+  if (!existsSync(join(dir, "libggml-base.so"))) {
+    throw new SteerlmError(`ggml libraries not found in ${dir}`, "this build supports linux-x64 only");
+  }
+  const baseLib = koffi.load(join(dir, "libggml-base.so"));
+  const base = declare(baseLib, BASE_DECLS) as Fns<typeof BASE_DECLS>;
+  let best = "";
+  let bestScore = -1;
+  const forced = process.env.STEERLM_GGML_CPU;
+  for (const f of readdirSync(dir).sort()) {
+    const m = /^libggml-cpu-(.+)\.so$/.exec(f);
+    if (!m?.[1]) continue;
+    if (forced && m[1] !== forced) continue;
+    const lib = koffi.load(join(dir, f));
+    const score = Number(lib.func("int ggml_backend_score()")());
+    if (score > bestScore) {
+      best = m[1];
+      bestScore = score;
+    }
+  }
+  if (!best || bestScore <= 0) {
+    throw new SteerlmError(
+      `no usable ggml CPU variant in ${dir}${forced ? ` (STEERLM_GGML_CPU=${forced})` : ""}`,
+    );
+  }
+  const cpuLib = koffi.load(join(dir, `libggml-cpu-${best}.so`));
+  const cpu = declare(cpuLib, CPU_DECLS) as Fns<typeof CPU_DECLS>;
+  loaded = {
+    base,
+    cpu,
+    cpuVariant: best,
+    cpuScore: bestScore,
+    binDir: dir,
+    initParams,
+    setLogger(fn) {
+      logHandle = koffi.register(
+        (level: number, text: string | null) => fn(level, text ?? ""),
+        koffi.pointer(logCallback),
+      );
+      base.ggml_log_set(logHandle, null);
+    },
+    readI64(ptr, offset, count) {
+      const v = koffi.decode(ptr, offset, "int64_t", count) as Array<number | bigint>;
+      return Array.from(v, Number);
+    },
+    readI32(ptr, offset) {
+      return Number(koffi.decode(ptr, offset, "int32_t"));
+    },
+  };
+  return loaded;
+}

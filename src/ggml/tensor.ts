@@ -1,0 +1,76 @@
+import { GGML_TYPE, type Ptr } from "./native.js";
+
+/** Element types the engine uses. Quantised types are read by the GGUF layer and dequantised. */
+export type DType = "f32" | "f16" | "bf16" | "i32";
+
+const byCode = new Map<number, DType>(
+  (Object.entries(GGML_TYPE) as Array<[string, number]>)
+    .filter(([k]) => k !== "q8_0")
+    .map(([k, v]) => [v, k as DType]),
+);
+
+export function dtypeCode(t: DType): number {
+  return GGML_TYPE[t];
+}
+
+export function dtypeFromCode(code: number): DType {
+  const t = byCode.get(code);
+  if (!t) throw new Error(`unsupported ggml tensor type ${code}`);
+  return t;
+}
+
+/** Shape in ggml order: ne[0] is the fastest-moving (contiguous) dimension. Always four entries. */
+export type Shape4 = readonly [number, number, number, number];
+
+const pointers = new WeakMap<Tensor, Ptr>();
+
+/**
+ * A ggml tensor handle. Only its shape, type and name are visible; the native address stays inside
+ * src/ggml (see `ptrOf`). Shapes are read back from ggml after each op so TypeScript always knows the
+ * true layout and can validate the next op before ggml could assert.
+ */
+export class Tensor {
+  constructor(
+    ptr: Ptr,
+    readonly ne: Shape4,
+    /** Byte strides, ggml's nb[]. */
+    readonly nb: Shape4,
+    readonly type: DType,
+    readonly name: string,
+  ) {
+    pointers.set(this, ptr);
+  }
+
+  get nelements(): number {
+    return this.ne[0] * this.ne[1] * this.ne[2] * this.ne[3];
+  }
+
+  /** Row-major contiguity in ggml's sense (no gaps, no permutation). */
+  get contiguous(): boolean {
+    const es = elementSize(this.type);
+    return (
+      this.nb[0] === es &&
+      this.nb[1] === this.nb[0] * this.ne[0] &&
+      this.nb[2] === this.nb[1] * this.ne[1] &&
+      this.nb[3] === this.nb[2] * this.ne[2]
+    );
+  }
+
+  /** "[a,b,c,d]" trimmed of trailing 1s, for error messages. */
+  get shapeText(): string {
+    const ne = [...this.ne];
+    while (ne.length > 1 && ne[ne.length - 1] === 1) ne.pop();
+    return `[${ne.join(",")}]`;
+  }
+}
+
+export function elementSize(t: DType): number {
+  return t === "f32" || t === "i32" ? 4 : 2;
+}
+
+/** Internal: the native address of a tensor. Only src/ggml calls this. */
+export function ptrOf(t: Tensor): Ptr {
+  const p = pointers.get(t);
+  if (p === undefined) throw new Error("tensor handle without a native tensor");
+  return p;
+}

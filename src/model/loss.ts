@@ -1,0 +1,35 @@
+import type { Context } from "../ggml/context.js";
+import type { Tensor } from "../ggml/tensor.js";
+
+/**
+ * Masked mean next-token cross-entropy without V×N one-hot labels.
+ *   p = softmax(logits) [V, N]; viewed as [1, V·N] so get_rows can pick p[target_n, n] with the flat
+ *   index n·V + target_n (computed on the host) → [1, N]; loss = -Σ_n mask_n·log(p + 1e-30) / n_valid.
+ * The gradient is mask_n·(p − onehot)/n_valid per row: masked rows contribute exactly zero (the spike's
+ * zeroed-label construction did not). The 1e-30 only matters where p underflows, where log would be -inf.
+ * flatIdx i32 [N]; mask f32 [1, N]; negInvCount f32 [1] = -1/n_valid.
+ */
+export function maskedCrossEntropy(
+  c: Context,
+  logits: Tensor,
+  flatIdx: Tensor,
+  mask: Tensor,
+  negInvCount: Tensor,
+): Tensor {
+  const [V, N] = logits.ne;
+  // The +1e-30 sits between softmax and the reshape on purpose: with a view taken directly of
+  // soft_max's output, this ggml's backward returns wrong gradients (found by the FD check).
+  const p = c.scaleBias(c.softMaxExt(logits, null, 1), 1, 1e-30); // [V, N]
+  const picked = c.getRows(c.reshape(p, [1, V * N]), flatIdx); // [1, N]
+  const logp = c.log(picked);
+  return c.mul(c.sum(c.mul(logp, mask)), negInvCount);
+}
+
+/**
+ * Masked mean squared error: Σ mask·(pred − target)² / n_valid. pred/target/mask [K, B]; missing labels
+ * (-100 in the data) have mask 0 and target 0. invCount f32 [1] = 1/n_valid.
+ */
+export function maskedMse(c: Context, pred: Tensor, target: Tensor, mask: Tensor, invCount: Tensor): Tensor {
+  const d = c.mul(c.sub(pred, target), mask);
+  return c.mul(c.sum(c.sqr(d)), invCount);
+}

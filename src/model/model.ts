@@ -1,0 +1,271 @@
+import type { Backend, Buffer } from "../ggml/backend.js";
+import { getF32, setData } from "../ggml/backend.js";
+import { Context, type RopeMode } from "../ggml/context.js";
+import type { DType, Tensor } from "../ggml/tensor.js";
+import { Rng } from "../train/rng.js";
+import { SteerlmError } from "../util/errors.js";
+import type { AttentionInputs } from "./attention.js";
+import { type BlockWeights, block } from "./block.js";
+import type { LlamaConfig } from "./config.js";
+import { f32ToF16 } from "./half.js";
+import { HEAD_BIAS, HEAD_WEIGHT } from "./head.js";
+import { LORA_TARGETS, type LoraOptions, type LoraPair, type LoraTarget, loraNames } from "./lora.js";
+import { blockTensor, llamaTensorSpecs, numel, type TensorSpec, type WeightSource } from "./weights.js";
+
+export interface ModelOptions {
+  /** Train adapters only; the base is frozen. */
+  lora?: LoraOptions;
+  /** Add a regression head with this many outputs (attribute model). */
+  regressionOutputs?: number;
+  /** Train the base weights (default: true without LoRA, false with it). */
+  trainBase?: boolean;
+  /** Storage type of frozen base matrices: f16 halves memory and is what GGUF models usually carry. */
+  frozenType?: "f32" | "f16";
+  /** llama.cpp uses "normal" for the llama architecture and "neox" for qwen2. */
+  ropeMode?: RopeMode;
+  /** Seed for new tensors (LoRA A, regression head, or every weight missing from the source). */
+  seed?: number;
+  /** Std of random matrices when a weight is initialised here. */
+  initStd?: number;
+}
+
+export interface ParamInfo {
+  name: string;
+  shape: number[];
+  trainable: boolean;
+  decay: boolean;
+}
+
+/**
+ * A Llama-family model's tensors living in one backend buffer, named like llama.cpp's GGUF tensors.
+ * It knows which tensors are trainable; graphs are built from it by `buildForward`.
+ */
+export class LlamaModel {
+  readonly params: ParamInfo[] = [];
+  readonly #tensors = new Map<string, Tensor>();
+  readonly #ctx: Context;
+  #buffer: Buffer | undefined;
+
+  private constructor(
+    readonly config: LlamaConfig,
+    readonly options: Required<Pick<ModelOptions, "ropeMode" | "trainBase">> & ModelOptions,
+    specs: Array<TensorSpec & { trainable: boolean; type: DType }>,
+  ) {
+    this.#ctx = new Context(specs.length + 8);
+    for (const s of specs) {
+      const t = this.#ctx.newTensor(s.type, s.shape, s.name);
+      if (s.trainable) this.#ctx.setParam(t);
+      this.#tensors.set(s.name, t);
+      this.params.push({ name: s.name, shape: s.shape, trainable: s.trainable, decay: s.decay });
+    }
+  }
+
+  /**
+   * Creates the model on `backend` and fills it from `source`; tensors the source lacks are initialised
+   * randomly (seeded) — except base weights of a model that is only adapted, which must all be present.
+   */
+  static async create(
+    backend: Backend,
+    config: LlamaConfig,
+    source: WeightSource | null,
+    opts: ModelOptions = {},
+  ) {
+    const lora = opts.lora;
+    if (lora) validateLora(lora);
+    const trainBase = opts.trainBase ?? !lora;
+    const frozenType = opts.frozenType ?? "f32";
+    const specs: Array<TensorSpec & { trainable: boolean; type: DType }> = llamaTensorSpecs(config).map(
+      (s) => ({
+        ...s,
+        trainable: trainBase,
+        type:
+          !trainBase && frozenType === "f16" && s.shape.length === 2 && s.name !== "token_embd.weight"
+            ? "f16"
+            : "f32",
+      }),
+    );
+    const extra: Array<TensorSpec & { trainable: boolean; type: DType }> = [];
+    if (lora) {
+      for (let l = 0; l < config.numLayers; l++) {
+        for (const target of lora.targets) {
+          const base = specs.find((s) => s.name === blockTensor(l, `${loraBase(target)}.weight`));
+          if (!base) throw new Error(`no base tensor for LoRA target ${target}`);
+          const [inDim, outDim] = base.shape as [number, number];
+          const n = loraNames(l, target);
+          extra.push({
+            name: n.a,
+            shape: [inDim, lora.rank],
+            init: "normal",
+            decay: false,
+            trainable: true,
+            type: "f32",
+          });
+          extra.push({
+            name: n.b,
+            shape: [lora.rank, outDim],
+            init: "zero",
+            decay: false,
+            trainable: true,
+            type: "f32",
+          });
+        }
+      }
+    }
+    if (opts.regressionOutputs) {
+      const k = opts.regressionOutputs;
+      extra.push({
+        name: HEAD_WEIGHT,
+        shape: [config.hiddenSize, k],
+        init: "normal",
+        decay: true,
+        trainable: true,
+        type: "f32",
+      });
+      extra.push({ name: HEAD_BIAS, shape: [k], init: "zero", decay: false, trainable: true, type: "f32" });
+    }
+    const model = new LlamaModel(config, { ...opts, trainBase, ropeMode: opts.ropeMode ?? "normal" }, [
+      ...specs,
+      ...extra,
+    ]);
+    model.#buffer = backend.allocTensors(model.#ctx);
+    const rng = new Rng(opts.seed ?? 0);
+    const std = opts.initStd ?? 0.02;
+    for (const s of [...specs, ...extra]) {
+      const given = source ? await source.get(s.name) : undefined;
+      let data: Float32Array;
+      if (given) {
+        if (given.length !== numel(s.shape)) {
+          throw new SteerlmError(
+            `weight ${s.name}: expected ${numel(s.shape)} values [${s.shape}], got ${given.length}`,
+          );
+        }
+        data = given;
+      } else {
+        if (source && !s.trainable && !extra.includes(s)) {
+          throw new SteerlmError(`weight ${s.name} is missing from the model file`);
+        }
+        // LoRA A: N(0, 1/in) keeps the adapter's initial output scale independent of width (B starts at 0).
+        const sd = s.name.endsWith(".lora_a") ? 1 / Math.sqrt(s.shape[0] as number) : std;
+        data =
+          s.init === "normal"
+            ? rng.normalArray(numel(s.shape), sd)
+            : new Float32Array(numel(s.shape)).fill(s.init === "one" ? 1 : 0);
+      }
+      model.setWeight(s.name, data);
+    }
+    return model;
+  }
+
+  tensor(name: string): Tensor {
+    const t = this.#tensors.get(name);
+    if (!t) throw new Error(`model has no tensor ${name}`);
+    return t;
+  }
+
+  has(name: string): boolean {
+    return this.#tensors.has(name);
+  }
+
+  trainable(): Array<{ info: ParamInfo; tensor: Tensor }> {
+    return this.params.filter((p) => p.trainable).map((info) => ({ info, tensor: this.tensor(info.name) }));
+  }
+
+  setWeight(name: string, data: Float32Array): void {
+    const t = this.tensor(name);
+    setData(t, t.type === "f16" ? f32ToF16(data) : data);
+  }
+
+  /** f32 copy of a weight (trainable weights are always f32). */
+  getWeight(name: string): Float32Array {
+    return getF32(this.tensor(name));
+  }
+
+  /** All trainable weights (the part of a checkpoint that changes). */
+  trainableWeights(): Map<string, Float32Array> {
+    return new Map(this.trainable().map(({ info, tensor }) => [info.name, getF32(tensor)]));
+  }
+
+  free(): void {
+    this.#buffer?.free();
+    this.#buffer = undefined;
+    this.#ctx.free();
+  }
+
+  /** Weights of block `l` as the graph components want them. */
+  blockWeights(l: number): BlockWeights {
+    const t = (part: string) => this.tensor(blockTensor(l, part));
+    const opt = (part: string) => (this.has(blockTensor(l, part)) ? t(part) : undefined);
+    const lora: Partial<Record<LoraTarget, LoraPair>> = {};
+    const lo = this.options.lora;
+    if (lo) {
+      for (const target of lo.targets) {
+        const n = loraNames(l, target);
+        lora[target] = { a: this.tensor(n.a), b: this.tensor(n.b), scale: lo.alpha / lo.rank };
+      }
+    }
+    return {
+      attnNorm: t("attn_norm.weight"),
+      ffnNorm: t("ffn_norm.weight"),
+      attn: {
+        wq: t("attn_q.weight"),
+        wk: t("attn_k.weight"),
+        wv: t("attn_v.weight"),
+        wo: t("attn_output.weight"),
+        bq: opt("attn_q.bias"),
+        bk: opt("attn_k.bias"),
+        bv: opt("attn_v.bias"),
+        lora: { q: lora.q, k: lora.k, v: lora.v, o: lora.o },
+      },
+      mlp: {
+        gate: t("ffn_gate.weight"),
+        up: t("ffn_up.weight"),
+        down: t("ffn_down.weight"),
+        lora: { gate: lora.gate, up: lora.up, down: lora.down },
+      },
+    };
+  }
+}
+
+function loraBase(t: LoraTarget): string {
+  return {
+    q: "attn_q",
+    k: "attn_k",
+    v: "attn_v",
+    o: "attn_output",
+    gate: "ffn_gate",
+    up: "ffn_up",
+    down: "ffn_down",
+  }[t];
+}
+
+function validateLora(l: LoraOptions): void {
+  if (!Number.isInteger(l.rank) || l.rank < 1)
+    throw new SteerlmError(`LoRA rank must be a positive integer, got ${l.rank}`);
+  if (!(l.alpha > 0)) throw new SteerlmError(`LoRA alpha must be > 0, got ${l.alpha}`);
+  if (l.targets.length === 0) throw new SteerlmError("LoRA needs at least one target module");
+  for (const t of l.targets) {
+    if (!LORA_TARGETS.includes(t))
+      throw new SteerlmError(`unknown LoRA target "${t}" (one of ${LORA_TARGETS.join(", ")})`);
+  }
+}
+
+/**
+ * The forward pass: token ids → final normalised hidden states [D, N] and, unless skipped, logits [V, N].
+ * N = T·B with token n = b·T + t.
+ */
+export function buildForward(
+  c: Context,
+  model: LlamaModel,
+  tokens: Tensor,
+  inp: AttentionInputs,
+  withLogits: boolean,
+): { hidden: Tensor; logits?: Tensor } {
+  const cfg = model.config;
+  const emb = model.tensor("token_embd.weight");
+  let x = c.getRows(emb, tokens); // [D, N]
+  for (let l = 0; l < cfg.numLayers; l++) x = block(c, cfg, model.blockWeights(l), x, inp);
+  const hidden = c.mul(c.rmsNorm(x, cfg.rmsNormEps), model.tensor("output_norm.weight")); // [D, N]
+  if (!withLogits) return { hidden };
+  const out = cfg.tiedEmbeddings ? emb : model.tensor("output.weight");
+  return { hidden, logits: c.mulMat(out, hidden) }; // [V, N]
+}

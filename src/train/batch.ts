@@ -1,0 +1,140 @@
+import { InputError } from "../util/errors.js";
+
+/** Ignored label / missing regression target, as in Hugging Face and NeMo. */
+export const IGNORE = -100;
+
+/**
+ * One micro-batch of B sequences of exactly T tokens (pad shorter ones; either side works).
+ * All arrays are row-major [B, T] (or [B, K] for targets).
+ */
+export interface Batch {
+  tokens: Int32Array;
+  /** 1 = real token, 0 = padding. Default: all real. */
+  attention?: Uint8Array;
+  /**
+   * Language-model labels aligned with `tokens` (Hugging Face convention): position t is trained to
+   * predict labels[t+1]. -100 = not in the loss (prompt, padding).
+   */
+  labels?: Int32Array;
+  /** Regression targets [B, K]; -100 = missing (masked out of the MSE). */
+  targets?: Float32Array;
+}
+
+/** Host-side arrays for the graph inputs, validated so that ggml never sees an out-of-range index. */
+export interface PreparedBatch {
+  tokens: Int32Array;
+  positions: Int32Array;
+  kqMask: Float32Array;
+  flatIdx: Int32Array;
+  lossMask: Float32Array;
+  negInvCount: Float32Array;
+  lastIdx: Int32Array;
+  targets: Float32Array;
+  targetMask: Float32Array;
+  invTargetCount: Float32Array;
+  /** Tokens whose next-token prediction is in the loss / regression values present. */
+  validCount: number;
+}
+
+export function prepareBatch(b: Batch, B: number, T: number, vocab: number, outputs: number): PreparedBatch {
+  const N = B * T;
+  const where = { file: "batch" };
+  if (b.tokens.length !== N)
+    throw new InputError(`expected ${B}×${T} tokens, got ${b.tokens.length}`, { ...where, field: "tokens" });
+  const att = b.attention ?? new Uint8Array(N).fill(1);
+  if (att.length !== N)
+    throw new InputError(`expected ${N} attention flags, got ${att.length}`, {
+      ...where,
+      field: "attention",
+    });
+  for (let i = 0; i < N; i++) {
+    const t = b.tokens[i] as number;
+    if (!(t >= 0 && t < vocab))
+      throw new InputError(`token ${t} at ${i} is outside the vocabulary (0..${vocab - 1})`, {
+        ...where,
+        field: "tokens",
+      });
+  }
+  const positions = new Int32Array(N);
+  const kqMask = new Float32Array(B * T * T).fill(Number.NEGATIVE_INFINITY);
+  const lastIdx = new Int32Array(B);
+  for (let s = 0; s < B; s++) {
+    let real = 0;
+    let last = -1;
+    for (let t = 0; t < T; t++) {
+      const n = s * T + t;
+      positions[n] = real;
+      if (att[n]) {
+        real++;
+        last = t;
+      }
+    }
+    for (let q = 0; q < T; q++) {
+      const row = s * T * T + q * T;
+      for (let k = 0; k <= q; k++) if (att[s * T + k]) kqMask[row + k] = 0;
+      kqMask[row + q] = 0; // a padding query still needs one finite score, or its softmax row is NaN
+    }
+    lastIdx[s] = s * T + Math.max(0, last);
+    if (last < 0 && b.targets)
+      throw new InputError(`sequence ${s} has no real tokens`, { ...where, field: "attention" });
+  }
+  const flatIdx = new Int32Array(N);
+  const lossMask = new Float32Array(N);
+  let valid = 0;
+  if (b.labels) {
+    if (b.labels.length !== N)
+      throw new InputError(`expected ${N} labels, got ${b.labels.length}`, { ...where, field: "labels" });
+    for (let s = 0; s < B; s++) {
+      for (let t = 0; t + 1 < T; t++) {
+        const n = s * T + t;
+        const y = b.labels[n + 1] as number;
+        flatIdx[n] = n * vocab;
+        if (y === IGNORE || !att[n]) continue;
+        if (!(y >= 0 && y < vocab))
+          throw new InputError(`label ${y} at ${n + 1} is outside the vocabulary`, {
+            ...where,
+            field: "labels",
+          });
+        flatIdx[n] = n * vocab + y;
+        lossMask[n] = 1;
+        valid++;
+      }
+      flatIdx[s * T + T - 1] = (s * T + T - 1) * vocab;
+    }
+  } else {
+    for (let n = 0; n < N; n++) flatIdx[n] = n * vocab;
+  }
+  const K = outputs;
+  const targets = new Float32Array(Math.max(1, B * K));
+  const targetMask = new Float32Array(Math.max(1, B * K));
+  let tvalid = 0;
+  if (b.targets) {
+    if (b.targets.length !== B * K)
+      throw new InputError(`expected ${B}×${K} targets, got ${b.targets.length}`, {
+        ...where,
+        field: "targets",
+      });
+    for (let i = 0; i < B * K; i++) {
+      const v = b.targets[i] as number;
+      if (v === IGNORE) continue;
+      if (!Number.isFinite(v))
+        throw new InputError(`target ${v} at ${i} is not a number`, { ...where, field: "targets" });
+      targets[i] = v;
+      targetMask[i] = 1;
+      tvalid++;
+    }
+  }
+  return {
+    tokens: b.tokens,
+    positions,
+    kqMask,
+    flatIdx,
+    lossMask,
+    negInvCount: new Float32Array([valid > 0 ? -1 / valid : 0]),
+    lastIdx,
+    targets,
+    targetMask,
+    invTargetCount: new Float32Array([tvalid > 0 ? 1 / tvalid : 0]),
+    validCount: b.targets ? tvalid : valid,
+  };
+}
