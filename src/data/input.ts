@@ -1,0 +1,107 @@
+import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
+import { InputError } from "../util/errors.js";
+
+/**
+ * Streaming access to input files: JSONL (plain or gzip, recognised by its magic bytes, whatever the
+ * name) one line at a time, and Parquet one row group at a time. Nothing reads a whole file.
+ */
+export type FileKind = "text" | "gzip" | "parquet";
+
+export async function sniffFile(path: string): Promise<FileKind> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, "r");
+  } catch (err) {
+    throw new InputError(`cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      file: path,
+    });
+  }
+  try {
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(head, 0, 4, 0);
+    if (bytesRead >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+    if (bytesRead === 4 && head.toString("latin1") === "PAR1") return "parquet";
+    return "text";
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface Line {
+  /** 1-based line number. */
+  line: number;
+  text: string;
+}
+
+/** Lines of a text or gzip file; `onBytes` is told how many bytes of the file itself were consumed. */
+export async function* readLines(path: string, onBytes?: (n: number) => void): AsyncGenerator<Line> {
+  const kind = await sniffFile(path);
+  if (kind === "parquet") throw new InputError("this is a Parquet file, not JSONL", { file: path });
+  const raw = createReadStream(path);
+  if (onBytes) raw.on("data", (chunk) => onBytes(chunk.length));
+  let input: Readable = raw;
+  if (kind === "gzip") {
+    const gunzip = createGunzip();
+    raw.on("error", (err) => gunzip.destroy(err));
+    input = raw.pipe(gunzip);
+  }
+  const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  let line = 0;
+  try {
+    for await (const text of rl) {
+      line++;
+      yield { line, text };
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const what =
+      e.code === "Z_BUF_ERROR" || e.code === "Z_DATA_ERROR" ? "corrupt or truncated gzip data" : e.message;
+    throw new InputError(`${what} (after line ${line})`, { file: path });
+  } finally {
+    rl.close();
+    raw.destroy();
+  }
+}
+
+export interface Row {
+  /** 1-based row number. */
+  line: number;
+  row: Record<string, unknown>;
+}
+
+/** Rows of a Parquet file, decoded one row group at a time (via hyparquet). */
+export async function* readParquetRows(path: string, onRows?: (n: number) => void): AsyncGenerator<Row> {
+  const file = await asyncBufferFromFile(path);
+  let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>;
+  try {
+    metadata = await parquetMetadataAsync(file);
+  } catch (err) {
+    throw new InputError(`not a readable Parquet file: ${(err as Error).message}`, { file: path });
+  }
+  let start = 0;
+  for (const group of metadata.row_groups) {
+    const end = start + Number(group.num_rows);
+    const rows = await parquetReadObjects({ file, metadata, rowStart: start, rowEnd: end });
+    for (let i = 0; i < rows.length; i++) yield { line: start + i + 1, row: rows[i] };
+    onRows?.(rows.length);
+    start = end;
+  }
+}
+
+/** The column names of a Parquet file (to tell HelpSteer rows from preference rows). */
+export async function parquetColumns(path: string): Promise<string[]> {
+  const file = await asyncBufferFromFile(path);
+  const metadata = await parquetMetadataAsync(file);
+  return metadata.schema.slice(1).map((s) => s.name);
+}
+
+/** The first non-blank line of a JSONL file, for format detection. */
+export async function firstLine(path: string): Promise<Line | undefined> {
+  for await (const l of readLines(path)) if (l.text.trim() !== "") return l;
+  return undefined;
+}
