@@ -249,6 +249,11 @@ export class Trainer {
     return this.#step;
   }
 
+  /** Nodes in the forward+backward graph. */
+  get graphNodes(): number {
+    return this.#train.nodeCount;
+  }
+
   /** Names of the tensors the optimiser updates. */
   get trainedTensors(): string[] {
     return this.#slots.map((x) => x.info.name);
