@@ -1,0 +1,47 @@
+// The GGUF module's public surface (re-exported by src/index.ts). `GgufVocab` is reachable as the
+// tokenizer module's structurally identical type of the same name; ours lives in ./vocab.ts.
+export {
+  type LlamaArch,
+  type LlamaGgufInput,
+  type LlamaGlobalTensor,
+  type LlamaLayerTensor,
+  type LlamaMetadataOptions,
+  type LlamaTensorKind,
+  llamaArchFor,
+  llamaMetadata,
+  llamaRopeStyle,
+  llamaTensorName,
+  llamaTensorShapes,
+  readLlamaConfig,
+  writeLlamaGguf,
+} from "./llama.js";
+export {
+  bf16BitsToF32,
+  DECODABLE_TYPES,
+  dequantize,
+  f16BitsToF32,
+  f32ToBf16,
+  f32ToBf16Bits,
+  f32ToF16,
+  f32ToF16Bits,
+  quantizeQ8_0,
+} from "./quant.js";
+export {
+  findTensor,
+  metaArray,
+  metaBool,
+  metaNumber,
+  metaString,
+  readGguf,
+  readTensorBytes,
+  readTensorF32,
+} from "./reader.js";
+export * from "./types.js";
+export { GGUF_TOKEN_TYPE, LLAMA_CPP_BPE_PRE, readGgufVocab, validateVocab, vocabMetadata } from "./vocab.js";
+export {
+  ENCODABLE_TYPES,
+  encodeTensor,
+  type GgufTensorInput,
+  type GgufWriteInput,
+  writeGguf,
+} from "./writer.js";
