@@ -3,3 +3,4 @@
 export * from "./tokenizer/index.js";
 export { InputError, SteerlmError } from "./util/errors.js";
 export { version } from "./version.js";
+export * from "./gguf/index.js";
