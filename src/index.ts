@@ -4,3 +4,14 @@ export * from "./tokenizer/index.js";
 export { InputError, SteerlmError } from "./util/errors.js";
 export { version } from "./version.js";
 export * from "./gguf/index.js";
+export {
+  type BenchMeta,
+  FAMILIES as STEERBENCH_FAMILIES,
+  type ScoreSummary as BenchScoreSummary,
+  type SynthOptions,
+  type SynthResult,
+  scoreFile as scoreBenchFile,
+  scoreResponse,
+  synthesize,
+  writeBench,
+} from "./steerbench/index.js";

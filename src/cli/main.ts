@@ -5,6 +5,7 @@ import { version } from "../version.js";
 
 // One line per command group; each module only parses arguments and calls the library.
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
+  () => import("./commands/bench.js"),
   () => import("./commands/tokenize.js"),
 ];
 

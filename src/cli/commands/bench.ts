@@ -1,0 +1,108 @@
+import type { Command } from "commander";
+import { STEERLM_ATTRIBUTE_ORDER } from "../../data/attributes.js";
+import {
+  FAMILIES,
+  type Family,
+  scoreFile,
+  synthesize,
+  writeBench,
+  writeRowScores,
+} from "../../steerbench/index.js";
+import { InputError } from "../../util/errors.js";
+import { log } from "../../util/log.js";
+import { Progress } from "../../util/progress.js";
+
+/** `steerlm bench synth|score`: SteerBench data and its oracle. Parsing and printing only. */
+export function register(program: Command): void {
+  const bench = program
+    .command("bench")
+    .description("SteerBench: synthetic steerability data with an oracle that scores attributes from text");
+
+  bench
+    .command("synth")
+    .description(
+      "write train/validation/test/heldout SteerLM JSONL (+ steerbench.json, README.md) to a folder",
+    )
+    .requiredOption("--n <count>", "conversations in all splits together")
+    .option("--seed <seed>", "random seed (same seed, same bytes)", "0")
+    .requiredOption("-o, --out <dir>", "output folder")
+    .option(
+      "--heldout-family <family>",
+      `task family kept for heldout.jsonl (${FAMILIES.join(", ")})`,
+      "comparison",
+    )
+    .option("--multi-turn <fraction>", "share of conversations with 2-3 exchanges", "0.2")
+    .action((o: { n: string; seed: string; out: string; heldoutFamily: string; multiTurn: string }) => {
+      const n = parseInteger(o.n, "--n");
+      const seed = /^\d+$/.test(o.seed) && Number(o.seed) <= 0xffffffff ? Number(o.seed) : o.seed;
+      if (!(FAMILIES as readonly string[]).includes(o.heldoutFamily)) {
+        throw new InputError(
+          `unknown task family "${o.heldoutFamily}"`,
+          { field: "--heldout-family" },
+          `use one of ${FAMILIES.join(", ")}`,
+        );
+      }
+      const multiTurnFraction = Number(o.multiTurn);
+      if (o.multiTurn.trim() === "" || !(multiTurnFraction >= 0 && multiTurnFraction <= 1)) {
+        throw new InputError(`expected a number in 0..1, got "${o.multiTurn}"`, { field: "--multi-turn" });
+      }
+      const progress = new Progress({ label: "synth", total: n });
+      let last = 0;
+      const t0 = performance.now();
+      const result = synthesize({
+        n,
+        seed,
+        heldoutFamily: o.heldoutFamily as Family,
+        multiTurnFraction,
+        onProgress: (done) => {
+          progress.tick(done - last);
+          last = done;
+        },
+      });
+      progress.finish();
+      const files = writeBench(o.out, result);
+      const s = result.meta.sizes;
+      log.info(`SteerBench: ${n} conversations in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+      process.stdout.write(
+        `wrote ${o.out}: train ${s.train}, validation ${s.validation}, test ${s.test}, heldout ${s.heldout} ` +
+          `(seed ${seed}, heldout family ${result.meta.heldoutFamily})\n`,
+      );
+      for (const f of files) log.debug(`wrote ${f}`);
+    });
+
+  bench
+    .command("score")
+    .description("score the last assistant turn of each conversation with the oracle; compare with labels")
+    .argument("<file>", "SteerLM chat JSONL")
+    .option("--json", "print a JSON summary (with an agreement map per attribute)", false)
+    .option("-o, --out <file>", "per-row scores JSONL (default: <file>.scores.jsonl)")
+    .action((file: string, o: { json: boolean; out?: string }) => {
+      const { rows, summary } = scoreFile(file);
+      const out = o.out ?? `${file.replace(/\.jsonl$/i, "")}.scores.jsonl`;
+      writeRowScores(out, rows);
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({ ...summary, output: out }, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `${summary.scored} of ${summary.rows} conversations scored from ${file} (${summary.labelled} labelled)`,
+        `${"attribute".padEnd(12)} ${"mean".padStart(5)} ${"exact".padStart(7)} ${"±1".padStart(7)}`,
+      ];
+      for (const name of STEERLM_ATTRIBUTE_ORDER) {
+        const a = summary.agreement[name];
+        const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(7);
+        lines.push(
+          `${name.padEnd(12)} ${summary.mean[name].toFixed(2).padStart(5)} ` +
+            (a ? `${pct(a.exact)} ${pct(a.within1)}` : `${"-".padStart(7)} ${"-".padStart(7)}`),
+        );
+      }
+      lines.push(`per-row scores: ${out}`);
+      process.stdout.write(`${lines.join("\n")}\n`);
+    });
+}
+
+function parseInteger(text: string, field: string): number {
+  if (!/^\d+$/.test(text.trim()))
+    throw new InputError(`expected a positive integer, got "${text}"`, { field });
+  return Number(text);
+}

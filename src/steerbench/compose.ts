@@ -1,0 +1,107 @@
+import type { AttributeValues } from "../data/attributes.js";
+import type { Rng } from "./rng.js";
+import {
+  ANSWER_FRAMES,
+  CONNECTIVES,
+  CREATIVITY,
+  HUMOR,
+  helpfulnessOf,
+  INCOHERENCE,
+  NO_ANSWER,
+  qualityOf,
+  type StyleValues,
+  TOXICITY,
+} from "./style.js";
+import { type Solution, type Task, unitFor } from "./tasks.js";
+
+/** Seven attributes sampled uniformly and independently; helpfulness and quality follow from them. */
+export function sampleValues(rng: Rng): AttributeValues {
+  const v: StyleValues = {
+    toxicity: rng.int(0, 4),
+    humor: rng.int(0, 4),
+    creativity: rng.int(0, 4),
+    correctness: rng.int(0, 4),
+    coherence: rng.int(0, 4),
+    complexity: rng.int(0, 4),
+    verbosity: rng.int(0, 4),
+  };
+  return withDerived(v);
+}
+
+/** All nine attributes (canonical names) from the seven independent ones. */
+export function withDerived(v: StyleValues): AttributeValues {
+  const helpfulness = helpfulnessOf(v);
+  return {
+    quality: qualityOf(helpfulness, v),
+    toxicity: v.toxicity,
+    humor: v.humor,
+    creativity: v.creativity,
+    helpfulness,
+    correctness: v.correctness,
+    coherence: v.coherence,
+    complexity: v.complexity,
+    verbosity: v.verbosity,
+  };
+}
+
+/**
+ * The response, in a fixed layout a small model can learn:
+ *   [rudeness] answer-sentence [explanation steps...] [incoherence] [imagery] [joke]
+ */
+export function composeResponse(task: Task, v: AttributeValues, rng: Rng): string {
+  const out: string[] = [];
+  if (v.toxicity > 0) out.push(rng.pick(TOXICITY[v.toxicity]));
+  out.push(ANSWER_FRAMES[v.complexity].replace("{A}", realiseAnswer(task.solution, v.correctness, rng)));
+  for (let i = 0; i < v.verbosity; i++) {
+    const connective = CONNECTIVES[v.complexity][i];
+    const step = task.steps[i];
+    out.push(connective ? `${connective} ${step}.` : `${step[0].toUpperCase()}${step.slice(1)}.`);
+  }
+  if (v.coherence < 4) out.push(rng.pick(INCOHERENCE[v.coherence]));
+  if (v.creativity > 0) out.push(rng.pick(CREATIVITY[v.creativity]));
+  if (v.humor > 0) out.push(rng.pick(HUMOR[v.humor]));
+  return out.join(" ");
+}
+
+/** The answer text at a correctness level (see gradeAnswer in solve.ts for the inverse). */
+export function realiseAnswer(s: Solution, level: number, rng: Rng): string {
+  if (level === 0) return NO_ANSWER;
+  switch (s.kind) {
+    case "number": {
+      const d = level === 4 ? 0 : level === 3 ? 1 : level === 2 ? rng.int(2, 9) : rng.int(10, 49);
+      const stated = s.value - d >= 0 && rng.chance(0.5) ? s.value - d : s.value + d;
+      return s.unit ? `${stated} ${unitFor(s.unit, stated)}` : String(stated);
+    }
+    case "choice": {
+      const ranked = [...s.options].sort((a, b) => (s.want === "max" ? b - a : a - b));
+      return String(ranked[Math.min(4 - level, ranked.length - 1)]);
+    }
+    case "sort": {
+      const sorted = [...s.items].sort((a, b) => (s.order === "asc" ? a - b : b - a));
+      const n = sorted.length;
+      if (level === 1) sorted.reverse(); // the wrong direction: many inversions
+      if (level === 3) swap(sorted, rng.int(0, n - 2));
+      if (level === 2) {
+        // Two non-overlapping adjacent swaps: exactly two inversions.
+        const i = rng.int(0, n - 4);
+        swap(sorted, i);
+        swap(sorted, rng.int(i + 2, n - 2));
+      }
+      return sorted.join(", ");
+    }
+    case "spell": {
+      const letters = s.word.split("");
+      const positions = rng.distinct(4 - level, 0, letters.length - 1);
+      for (const p of positions) {
+        let c = letters[p];
+        while (c === letters[p]) c = String.fromCharCode(97 + rng.int(0, 25));
+        letters[p] = c;
+      }
+      return letters.join("-");
+    }
+  }
+}
+
+function swap(xs: number[], i: number): void {
+  [xs[i], xs[i + 1]] = [xs[i + 1], xs[i]];
+}

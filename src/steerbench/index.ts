@@ -1,0 +1,19 @@
+// SteerBench: a seeded synthetic steerability benchmark and the oracle that scores it.
+export { composeResponse, sampleValues, withDerived } from "./compose.js";
+export { readConversations, toNemoLine, writeBench } from "./jsonl.js";
+export { MAX_CHARS, scoreResponse } from "./oracle.js";
+export { type AgreementStat, type RowScore, type ScoreSummary, scoreFile, writeRowScores } from "./score.js";
+export { gradeAnswer, parsePrompt } from "./solve.js";
+export { helpfulnessOf, qualityOf } from "./style.js";
+export {
+  BENCH_SYSTEM_PROMPT,
+  type BenchMeta,
+  SPLITS,
+  type SplitName,
+  type SynthOptions,
+  type SynthResult,
+  splitOfPrompt,
+  splitSizes,
+  synthesize,
+} from "./synth.js";
+export { FAMILIES, type Family, type Solution, type Task } from "./tasks.js";

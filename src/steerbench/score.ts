@@ -1,0 +1,98 @@
+import { writeFileSync } from "node:fs";
+import {
+  type AttributeValues,
+  BUILTIN_SCHEMAS,
+  parseValues,
+  STEERLM_ATTRIBUTE_ORDER,
+} from "../data/attributes.js";
+import { readConversations } from "./jsonl.js";
+import { scoreResponse } from "./oracle.js";
+
+/** Scores the last assistant turn of each conversation in a file and compares with its labels. */
+
+export interface AgreementStat {
+  /** Rows whose label gives this attribute. */
+  n: number;
+  /** Share (0..1) of those rows where the oracle equals the label. */
+  exact: number;
+  /** Share (0..1) where the oracle is within ±1 of the label. */
+  within1: number;
+}
+
+export interface RowScore {
+  line: number;
+  scores: AttributeValues;
+  /** The scores as a value string, ready to use as a label. */
+  values: string;
+  /** The row's own label for that turn, if it had one. */
+  label: AttributeValues | null;
+}
+
+export interface ScoreSummary {
+  file: string;
+  /** Conversations in the file. */
+  rows: number;
+  /** Conversations with an assistant turn (the others are skipped). */
+  scored: number;
+  /** Scored rows whose last assistant turn has a label. */
+  labelled: number;
+  /** Per attribute, over the labelled rows that give it. */
+  agreement: Record<string, AgreementStat>;
+  /** Mean oracle score per attribute over the scored rows. */
+  mean: Record<string, number>;
+}
+
+export function scoreFile(file: string): { rows: RowScore[]; summary: ScoreSummary } {
+  const schema = BUILTIN_SCHEMAS.steerlm;
+  const conversations = readConversations(file);
+  const rows: RowScore[] = [];
+  const sums: Record<string, number> = {};
+  const counts: Record<string, { n: number; exact: number; within1: number }> = {};
+  let labelled = 0;
+  for (const { line, conversation } of conversations) {
+    const turns = conversation.turns;
+    let k = turns.length - 1;
+    while (k >= 0 && turns[k].role !== "assistant") k--;
+    if (k < 0) continue;
+    let u = k - 1;
+    while (u >= 0 && turns[u].role !== "user") u--;
+    const scores = scoreResponse(u >= 0 ? turns[u].text : "", turns[k].text);
+    const raw = turns[k].values;
+    const label =
+      raw != null && raw.trim() !== ""
+        ? parseValues(schema, raw, { file, line, field: `conversations[${k}].label` })
+        : null;
+    if (label) labelled++;
+    for (const name of STEERLM_ATTRIBUTE_ORDER) {
+      sums[name] = (sums[name] ?? 0) + scores[name];
+      if (label && label[name] !== undefined) {
+        const c = counts[name] ?? { n: 0, exact: 0, within1: 0 };
+        counts[name] = c;
+        c.n++;
+        if (scores[name] === label[name]) c.exact++;
+        if (Math.abs(scores[name] - label[name]) <= 1) c.within1++;
+      }
+    }
+    rows.push({
+      line,
+      scores,
+      values: STEERLM_ATTRIBUTE_ORDER.map((a) => `${a}:${scores[a]}`).join(","),
+      label,
+    });
+  }
+  const agreement: Record<string, AgreementStat> = {};
+  const mean: Record<string, number> = {};
+  for (const name of STEERLM_ATTRIBUTE_ORDER) {
+    const c = counts[name];
+    if (c) agreement[name] = { n: c.n, exact: c.exact / c.n, within1: c.within1 / c.n };
+    mean[name] = rows.length ? (sums[name] ?? 0) / rows.length : 0;
+  }
+  return {
+    rows,
+    summary: { file, rows: conversations.length, scored: rows.length, labelled, agreement, mean },
+  };
+}
+
+export function writeRowScores(path: string, rows: RowScore[]): void {
+  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join("\n") + (rows.length ? "\n" : ""));
+}
