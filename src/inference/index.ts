@@ -1,0 +1,19 @@
+// Steerable generation: load a GGUF, render the SteerLM inference prompt, generate, stream.
+export {
+  type ChatMessage,
+  type CompleteOptions,
+  ContextLengthError,
+  type FinishReason,
+  type GenerateOptions,
+  type GenerateResult,
+  type LoadOptions,
+  messagesToConversation,
+  type PromptInfo,
+  type SamplingOptions,
+  SteerableModel,
+  type SteerResult,
+  type Usage,
+} from "./model.js";
+export { AbortedError, BusyError } from "./pool.js";
+export type { ControlMode } from "./prompt.js";
+export type { SchemaSource } from "./schema.js";

@@ -1,0 +1,350 @@
+import { existsSync } from "node:fs";
+import { basename } from "node:path";
+import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+import {
+  type AttributeSchema,
+  type AttributeValues,
+  formatValues,
+  withDefaults,
+} from "../data/attributes.js";
+import {
+  CONTROL_TOKENS,
+  type Conversation,
+  DEFAULT_SYSTEM_PROMPT,
+  renderConversation,
+  type Turn,
+} from "../data/template.js";
+import { getLlamaRuntime } from "../runtime/llama.js";
+import { InputError } from "../util/errors.js";
+import { log } from "../util/log.js";
+import { SlotPool } from "./pool.js";
+import { type ControlVocab, detectControlTokens, tokenizeParts, tokenizeRaw } from "./prompt.js";
+import { resolveSchema, type SchemaSource } from "./schema.js";
+import { StopText } from "./stop.js";
+
+export interface LoadOptions {
+  modelPath: string;
+  /** A LoRA adapter GGUF applied on top of the model. */
+  loraPath?: string;
+  /** Built-in schema name, schema file, or schema object; default: the GGUF's `steerlm.schema`, else `steerlm`. */
+  schema?: string | AttributeSchema;
+  /** Generations that run at once (context sequences sharing one batch). Default 1. */
+  parallel?: number;
+  /** Generations allowed to wait for a sequence; beyond it `generate` throws BusyError. Default unbounded. */
+  maxQueue?: number;
+  /** Tokens per sequence (prompt + completion). Default: the model's training context, at most 2048. */
+  contextSize?: number;
+  /** CPU threads; default 1 for tiny models (thread hand-off costs more than the math), else llama.cpp's choice. */
+  threads?: number;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface SamplingOptions {
+  /** Exactly this many at most; more than fits in the context is a ContextLengthError. */
+  maxTokens?: number;
+  /** When maxTokens is unset: as many as fit in the context, at most this many. Default 256. */
+  maxTokensDefault?: number;
+  /** 0 (the default) is greedy decoding. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  /** Extra stop strings; `<extra_id_1>` always stops. */
+  stop?: readonly string[];
+  signal?: AbortSignal;
+  /** Called once a sequence is free and generation starts (after any wait in the queue). */
+  onStart?: () => void;
+  /** Streaming: each new piece of text as soon as it is safe to show. */
+  onToken?: (text: string) => void;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** OpenAI-style messages; system messages join into the system prompt (default: SteerLM's). */
+  messages?: readonly ChatMessage[];
+  /** Or a conversation as the template takes it; must end with a user turn. */
+  conversation?: Conversation;
+  /** Attribute values; unspecified ones take the schema defaults. */
+  attributes?: AttributeValues;
+}
+
+export interface CompleteOptions extends SamplingOptions {
+  prompt: string;
+  /** Parse special-token strings (such as `<extra_id_1>`) in the prompt into their ids. Default false. */
+  specialTokens?: boolean;
+}
+
+/** `stop`: a stop token or string; `length`: maxTokens reached; `abort`: the signal fired. */
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+export interface PromptInfo {
+  text: string;
+  tokens: number[];
+  /** Control-token ids in `tokens`: depends only on the number of turns (0 when the vocabulary lacks them). */
+  controlTokens: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  finishReason: FinishReason;
+  usage: Usage;
+  prompt: PromptInfo;
+}
+
+export interface SteerResult extends GenerateResult {
+  /** Effective attribute values, defaults filled in. */
+  attributes: AttributeValues;
+  /** The value string the prompt carries. */
+  values: string;
+}
+
+const DEFAULT_MAX_TOKENS = 256;
+
+/**
+ * A GGUF model ready for steerable generation: a schema, one context with `parallel` sequences, and a
+ * bounded queue in front of them. Safe to call `generate` concurrently.
+ */
+export class SteerableModel {
+  private constructor(
+    private readonly model: LlamaModel,
+    private readonly context: LlamaContext,
+    private readonly pool: SlotPool<LlamaContextSequence>,
+    private readonly vocab: ControlVocab,
+    readonly modelPath: string,
+    readonly schema: AttributeSchema,
+    readonly schemaSource: SchemaSource,
+  ) {}
+
+  static async load(opts: LoadOptions): Promise<SteerableModel> {
+    for (const [field, path] of [
+      ["model", opts.modelPath],
+      ["lora", opts.loraPath],
+    ] as const) {
+      if (path !== undefined && !existsSync(path))
+        throw new InputError("no such file", { file: path, field });
+    }
+    const llama = await getLlamaRuntime();
+    let model: LlamaModel;
+    try {
+      model = await llama.loadModel({ modelPath: opts.modelPath, gpuLayers: llama.gpu ? "auto" : 0 });
+    } catch (err) {
+      throw new InputError(`cannot load the model: ${(err as Error).message}`, { file: opts.modelPath });
+    }
+    try {
+      const { schema, source } = resolveSchema(model, opts.modelPath, opts.schema);
+      const vocab = detectControlTokens(model, opts.modelPath);
+      if (vocab.mode === "text") {
+        log.warn(
+          `${opts.modelPath}: the vocabulary has no SteerLM control tokens; they are sent as plain text ` +
+            `and generation stops at the text ${CONTROL_TOKENS.turn}`,
+        );
+      }
+      const parallel = opts.parallel ?? 1;
+      const tiny = model.size < 64 * 1024 * 1024;
+      let context: LlamaContext;
+      try {
+        context = await model.createContext({
+          sequences: parallel,
+          contextSize: opts.contextSize ?? Math.min(model.trainContextSize || 2048, 2048),
+          threads: opts.threads ?? (tiny ? 1 : undefined),
+          lora: opts.loraPath,
+        });
+      } catch (err) {
+        const what = opts.loraPath ? "the model with its LoRA adapter" : "a context";
+        throw new InputError(`cannot create ${what}: ${(err as Error).message}`, {
+          file: opts.loraPath ?? opts.modelPath,
+        });
+      }
+      const sequences = Array.from({ length: parallel }, () => context.getSequence());
+      const pool = new SlotPool(sequences, opts.maxQueue ?? Number.POSITIVE_INFINITY);
+      return new SteerableModel(model, context, pool, vocab, opts.modelPath, schema, source);
+    } catch (err) {
+      await model.dispose();
+      throw err;
+    }
+  }
+
+  /** A short id for the model (its file name without .gguf). */
+  get id(): string {
+    return basename(this.modelPath).replace(/\.gguf$/i, "");
+  }
+
+  get controlMode(): ControlVocab["mode"] {
+    return this.vocab.mode;
+  }
+
+  get contextSize(): number {
+    return this.context.contextSize;
+  }
+
+  get parallel(): number {
+    return this.pool.size;
+  }
+
+  /** Generations running now and waiting for a sequence. */
+  get load(): { active: number; queued: number } {
+    return { active: this.pool.active, queued: this.pool.queued };
+  }
+
+  /** The SteerLM inference prompt for a conversation at the given attribute values. */
+  renderPrompt(
+    opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes">,
+  ): PromptInfo & { attributes: AttributeValues; values: string } {
+    const attributes = withDefaults(this.schema, opts.attributes ?? {});
+    const values = formatValues(this.schema, attributes);
+    const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
+    const rendered = renderConversation(conv, "inference", { values });
+    const { tokens, controlTokens } = tokenizeParts(this.model, this.vocab, rendered.parts);
+    return { text: rendered.text, tokens, controlTokens, attributes, values };
+  }
+
+  /** One assistant turn at the requested attribute values, streamed through `onToken`. */
+  async generate(opts: GenerateOptions): Promise<SteerResult> {
+    const { attributes, values, ...prompt } = this.renderPrompt(opts);
+    const result = await this.run(prompt, opts);
+    return { ...result, attributes, values };
+  }
+
+  /** A raw prompt, no template (still stops at `<extra_id_1>`). */
+  async complete(opts: CompleteOptions): Promise<GenerateResult> {
+    const tokens = tokenizeRaw(this.model, opts.prompt, opts.specialTokens ?? false);
+    const control = new Set<number>(this.vocab.ids.values());
+    const controlTokens = tokens.filter((t) => control.has(t)).length;
+    return this.run({ text: opts.prompt, tokens, controlTokens }, opts);
+  }
+
+  private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
+    const room = this.contextSize - prompt.tokens.length;
+    const maxTokens =
+      opts.maxTokens ?? Math.max(0, Math.min(opts.maxTokensDefault ?? DEFAULT_MAX_TOKENS, room));
+    checkSampling(opts, maxTokens);
+    // The first generated token needs a free cell too, even when maxTokens is 0.
+    if (room < 1 || maxTokens > room) {
+      throw new ContextLengthError(prompt.tokens.length, maxTokens, this.contextSize);
+    }
+    const seq = await this.pool.acquire(opts.signal);
+    try {
+      opts.onStart?.();
+      return await this.decode(seq, prompt, opts, maxTokens);
+    } finally {
+      this.pool.release(seq);
+    }
+  }
+
+  private async decode(
+    seq: LlamaContextSequence,
+    prompt: PromptInfo,
+    opts: SamplingOptions,
+    maxTokens: number,
+  ): Promise<GenerateResult> {
+    // A sequence holds the previous request's tokens; start clean (no prefix reuse, kept simple on purpose).
+    await seq.clearHistory();
+    const stopIds = new Set<Token>(this.vocab.ids.values());
+    const text = new StopText([CONTROL_TOKENS.turn, ...(opts.stop ?? [])]);
+    const generated: Token[] = [];
+    const temperature = opts.temperature ?? 0;
+    let finishReason: FinishReason = "length";
+    const emit = (piece: string) => {
+      if (piece !== "") opts.onToken?.(piece);
+    };
+    if (maxTokens > 0) {
+      const tokens = seq.evaluate(prompt.tokens as Token[], {
+        temperature,
+        topK: temperature > 0 ? opts.topK : undefined,
+        topP: temperature > 0 ? opts.topP : undefined,
+        seed: opts.seed,
+      });
+      for await (const token of tokens) {
+        if (opts.signal?.aborted) {
+          finishReason = "abort";
+          break;
+        }
+        if (stopIds.has(token) || this.model.isEogToken(token)) {
+          finishReason = "stop";
+          break;
+        }
+        generated.push(token);
+        emit(text.update(this.model.detokenize(generated, false)));
+        if (text.stopped) {
+          finishReason = "stop";
+          break;
+        }
+        if (generated.length >= maxTokens) break;
+      }
+    }
+    if (opts.signal?.aborted) finishReason = "abort";
+    if (!text.stopped) emit(text.flush());
+    return {
+      text: text.final,
+      finishReason,
+      usage: {
+        promptTokens: prompt.tokens.length,
+        completionTokens: generated.length,
+        totalTokens: prompt.tokens.length + generated.length,
+      },
+      prompt: { ...prompt, tokens: prompt.tokens.map(Number) },
+    };
+  }
+
+  async dispose(): Promise<void> {
+    await this.context.dispose();
+    await this.model.dispose();
+  }
+}
+
+/** The prompt and the requested completion do not fit in a sequence's context. */
+export class ContextLengthError extends InputError {
+  override name = "ContextLengthError";
+  constructor(
+    readonly promptTokens: number,
+    readonly maxTokens: number,
+    readonly contextSize: number,
+  ) {
+    super(
+      `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`,
+      { field: "max_tokens" },
+      "shorten the conversation or lower max_tokens",
+    );
+  }
+}
+
+function checkSampling(opts: SamplingOptions, maxTokens: number): void {
+  const bad = (field: string, what: string, value: unknown) =>
+    new InputError(`expected ${what}, got ${String(value)}`, { field });
+  if (!Number.isInteger(maxTokens) || maxTokens < 0) throw bad("max_tokens", "an integer >= 0", maxTokens);
+  const t = opts.temperature ?? 0;
+  if (!Number.isFinite(t) || t < 0) throw bad("temperature", "a number >= 0", t);
+  if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 0))
+    throw bad("top_k", "an integer >= 0", opts.topK);
+  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1))
+    throw bad("top_p", "a number in (0, 1]", opts.topP);
+  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0))
+    throw bad("seed", "an integer >= 0", opts.seed);
+}
+
+/**
+ * OpenAI-style messages -> a template conversation. System messages join into the system prompt;
+ * earlier assistant turns carry the same value string as the turn to generate, as SteerLM's multi-turn
+ * training data labels every assistant turn.
+ */
+export function messagesToConversation(messages: readonly ChatMessage[], values: string): Conversation {
+  const system: string[] = [];
+  const turns: Turn[] = [];
+  for (const [i, m] of messages.entries()) {
+    if (m.role === "system") system.push(m.content);
+    else if (m.role === "user") turns.push({ role: "user", text: m.content });
+    else if (m.role === "assistant") turns.push({ role: "assistant", text: m.content, values });
+    else throw new InputError(`unknown role ${JSON.stringify(m.role)}`, { field: `messages[${i}].role` });
+  }
+  if (turns.length === 0) throw new InputError("no user message", { field: "messages" });
+  return { system: system.length > 0 ? system.join("\n") : DEFAULT_SYSTEM_PROMPT, turns };
+}

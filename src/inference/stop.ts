@@ -1,0 +1,64 @@
+/**
+ * Incremental text of a generation with stop strings. Tokens arrive one by one; the text is decoded from
+ * all ids so far (so multi-byte characters split across tokens come out whole), and text that could still
+ * turn into a stop string is held back until it either completes the stop or cannot.
+ */
+export class StopText {
+  private emitted = 0;
+  private text = "";
+  /** Set once a stop string has appeared: the final text ends right before it. */
+  stopped = false;
+
+  constructor(private readonly stops: readonly string[]) {}
+
+  /**
+   * Takes the full decoded text so far; returns the new text that is safe to show. A trailing U+FFFD is
+   * an incomplete UTF-8 sequence and is held back until the next token completes it.
+   */
+  update(fullText: string): string {
+    this.text = fullText;
+    let end = fullText.length;
+    let stopAt = -1;
+    for (const s of this.stops) {
+      const i = fullText.indexOf(s, Math.max(0, this.emitted - s.length + 1));
+      if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
+    }
+    if (stopAt >= 0) {
+      this.stopped = true;
+      this.text = fullText.slice(0, stopAt);
+      end = stopAt;
+    } else {
+      while (end > this.emitted && fullText.charCodeAt(end - 1) === 0xfffd) end--;
+      end -= this.partialStopLength(fullText.slice(0, end));
+    }
+    if (end <= this.emitted) return "";
+    const out = fullText.slice(this.emitted, end);
+    this.emitted = end;
+    return out;
+  }
+
+  /** What is left to show once generation ends (held-back text that never became a stop). */
+  flush(): string {
+    const out = this.text.slice(this.emitted);
+    this.emitted = this.text.length;
+    return out;
+  }
+
+  get final(): string {
+    return this.text;
+  }
+
+  /** Length of the longest suffix of `text` that is a proper prefix of some stop string. */
+  private partialStopLength(text: string): number {
+    let best = 0;
+    for (const s of this.stops) {
+      for (let n = Math.min(s.length - 1, text.length); n > best; n--) {
+        if (text.endsWith(s.slice(0, n))) {
+          best = n;
+          break;
+        }
+      }
+    }
+    return best;
+  }
+}

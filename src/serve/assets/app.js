@@ -1,0 +1,231 @@
+// SteerLM chat page: plain browser JavaScript, no dependencies. Talks to this server's OpenAI-compatible
+// API with `steerlm.attributes` and streams replies over SSE.
+
+const $ = (id) => document.getElementById(id);
+const state = { schema: null, model: null, history: [], controller: null };
+
+function headers() {
+  const h = { "content-type": "application/json" };
+  const key = $("api-key").value.trim();
+  if (key) h.authorization = `Bearer ${key}`;
+  return h;
+}
+
+function showError(text) {
+  $("error").textContent = text;
+  $("error").hidden = !text;
+}
+
+async function apiError(res) {
+  try {
+    const body = await res.json();
+    return `${res.status}: ${body.error?.message ?? res.statusText}`;
+  } catch {
+    return `${res.status}: ${res.statusText}`;
+  }
+}
+
+async function loadSchema() {
+  const res = await fetch("/v1/steerlm/schema", { headers: headers() });
+  if (!res.ok) {
+    showError(`could not load the attribute schema (${await apiError(res)})`);
+    return;
+  }
+  showError("");
+  state.schema = await res.json();
+  const models = await fetch("/v1/models", { headers: headers() }).then((r) => r.json());
+  state.model = models.data[0].id;
+  $("model-name").textContent =
+    `${state.model} · schema ${state.schema.name} · max ${state.schema.max_tokens_cap} tokens`;
+  $("max-tokens").max = String(state.schema.max_tokens_cap);
+  $("max-tokens").value = String(Math.min(256, state.schema.max_tokens_cap));
+  buildSliders();
+}
+
+function buildSliders() {
+  const box = $("sliders");
+  box.replaceChildren();
+  for (const a of state.schema.attributes) {
+    const wrap = document.createElement("div");
+    wrap.className = "slider";
+    const label = document.createElement("label");
+    label.className = "row";
+    label.htmlFor = `attr-${a.name}`;
+    label.textContent = a.name;
+    const out = document.createElement("output");
+    out.id = `attr-${a.name}-value`;
+    out.textContent = String(a.default);
+    label.append(out);
+    const desc = document.createElement("p");
+    desc.className = "desc";
+    desc.textContent = `${a.description} (${a.min}–${a.max}, default ${a.default})`;
+    const input = document.createElement("input");
+    input.type = "range";
+    input.id = `attr-${a.name}`;
+    input.name = a.name;
+    input.min = String(a.min);
+    input.max = String(a.max);
+    input.step = "1";
+    input.value = String(a.default);
+    input.title = a.description;
+    input.setAttribute("aria-describedby", `attr-${a.name}-desc`);
+    desc.id = `attr-${a.name}-desc`;
+    input.addEventListener("input", () => {
+      out.textContent = input.value;
+    });
+    wrap.append(label, desc, input);
+    box.append(wrap);
+  }
+}
+
+function attributes() {
+  const out = {};
+  for (const input of $("sliders").querySelectorAll("input[type=range]"))
+    out[input.name] = Number(input.value);
+  return out;
+}
+
+function addMessage(role, text) {
+  const div = document.createElement("div");
+  div.className = `msg ${role}`;
+  const body = document.createElement("span");
+  body.className = "body";
+  body.textContent = text;
+  div.append(body);
+  $("messages").append(div);
+  div.scrollIntoView({ block: "end" });
+  return div;
+}
+
+function showPrompt(prompt) {
+  const pre = $("prompt");
+  pre.replaceChildren();
+  // Control tokens are highlighted so one can see the turn structure the model receives.
+  for (const piece of prompt.text.split(/(<extra_id_[012]>)/)) {
+    if (/^<extra_id_[012]>$/.test(piece)) {
+      const span = document.createElement("span");
+      span.className = "ctl";
+      span.textContent = piece;
+      pre.append(span);
+    } else pre.append(document.createTextNode(piece));
+  }
+  $("prompt-stats").textContent =
+    `(${prompt.token_ids.length} tokens, ${prompt.control_tokens} control-token ids)`;
+}
+
+/** Parses an SSE byte stream into `data:` payloads. */
+async function* sseEvents(body) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let end = buffer.indexOf("\n\n");
+    while (end >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      for (const line of event.split("\n")) if (line.startsWith("data: ")) yield line.slice(6);
+      end = buffer.indexOf("\n\n");
+    }
+  }
+}
+
+function setBusy(busy) {
+  $("send").disabled = busy;
+  $("stop").disabled = !busy;
+}
+
+async function send(text) {
+  showError("");
+  state.history.push({ role: "user", content: text });
+  addMessage("user", text);
+  const bubble = addMessage("assistant", "");
+  bubble.classList.add("streaming");
+  const body = bubble.querySelector(".body");
+  const attrs = attributes();
+  state.controller = new AbortController();
+  setBusy(true);
+  let reply = "";
+  try {
+    const res = await fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: headers(),
+      signal: state.controller.signal,
+      body: JSON.stringify({
+        model: state.model,
+        messages: state.history,
+        stream: true,
+        temperature: Number($("temperature").value),
+        max_tokens: Number($("max-tokens").value),
+        steerlm: { attributes: attrs, return_prompt: true },
+      }),
+    });
+    if (!res.ok) throw new Error(await apiError(res));
+    let usage = null;
+    for await (const data of sseEvents(res.body)) {
+      if (data === "[DONE]") break;
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new Error(chunk.error.message);
+      if (chunk.steerlm?.prompt) showPrompt(chunk.steerlm.prompt);
+      if (chunk.usage) usage = chunk.usage;
+      const delta = chunk.choices?.[0]?.delta?.content;
+      if (delta) {
+        reply += delta;
+        body.textContent = reply;
+        bubble.scrollIntoView({ block: "end" });
+      }
+    }
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    const changed = Object.entries(attrs)
+      .filter(([k, v]) => state.schema.attributes.find((a) => a.name === k)?.default !== v)
+      .map(([k, v]) => `${k}:${v}`);
+    meta.textContent = `${changed.length ? changed.join(", ") : "default attributes"}${usage ? ` · ${usage.completion_tokens} tokens` : ""}`;
+    bubble.append(meta);
+    bubble.classList.add("done");
+  } catch (err) {
+    if (err.name !== "AbortError") showError(String(err.message ?? err));
+  } finally {
+    bubble.classList.remove("streaming");
+    state.history.push({ role: "assistant", content: reply });
+    state.controller = null;
+    setBusy(false);
+  }
+}
+
+function init() {
+  $("temperature").addEventListener("input", () => {
+    $("temperature-value").textContent = $("temperature").value;
+  });
+  $("composer").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("input").value.trim();
+    if (!text || state.controller) return;
+    $("input").value = "";
+    void send(text);
+  });
+  $("input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      $("composer").requestSubmit();
+    }
+  });
+  $("stop").addEventListener("click", () => state.controller?.abort());
+  $("reset").addEventListener("click", () => {
+    state.history = [];
+    $("messages").replaceChildren();
+    $("prompt").replaceChildren();
+    $("prompt-stats").textContent = "";
+  });
+  $("defaults").addEventListener("click", () => buildSliders());
+  $("api-key").value = localStorage.getItem("steerlm-api-key") ?? "";
+  $("api-key").addEventListener("change", () => {
+    localStorage.setItem("steerlm-api-key", $("api-key").value);
+    void loadSchema();
+  });
+  void loadSchema();
+}
+
+init();

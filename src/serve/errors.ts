@@ -1,0 +1,70 @@
+import type { ServerResponse } from "node:http";
+import { ContextLengthError } from "../inference/model.js";
+import { BusyError } from "../inference/pool.js";
+import { InputError, SteerlmError } from "../util/errors.js";
+import { log } from "../util/log.js";
+
+export type ErrorType =
+  | "invalid_request_error"
+  | "authentication_error"
+  | "not_found_error"
+  | "rate_limit_error"
+  | "server_error";
+
+/**
+ * The one error type of the HTTP layer. Handlers throw it (or library errors, mapped below); `sendError`
+ * turns it into an OpenAI-style body `{"error": {message, type, param, code}}` in one place.
+ */
+export class HttpError extends Error {
+  override name = "HttpError";
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: ErrorType = "invalid_request_error",
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+export const badRequest = (message: string, param: string | null = null, code: string | null = null) =>
+  new HttpError(400, message, "invalid_request_error", param, code);
+
+/** Any error -> the HttpError the client sees. Unknown errors are our bugs: 500, logged with a stack. */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof BusyError) {
+    return new HttpError(429, err.message, "rate_limit_error", null, "server_busy", { "retry-after": "1" });
+  }
+  if (err instanceof ContextLengthError)
+    return badRequest(err.message, "max_tokens", "context_length_exceeded");
+  if (err instanceof InputError) return badRequest(err.what, err.place.field ?? null);
+  if (err instanceof SteerlmError) return badRequest(err.message);
+  log.error(`serve: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  return new HttpError(500, "internal server error", "server_error");
+}
+
+export function errorBody(err: HttpError): { error: Record<string, string | null> } {
+  return { error: { message: err.message, type: err.type, param: err.param, code: err.code } };
+}
+
+export function sendError(res: ServerResponse, err: unknown): void {
+  const e = toHttpError(err);
+  if (res.headersSent) {
+    // Mid-stream: the status is gone already; an SSE error event is all the client can still get.
+    if (!res.writableEnded) {
+      res.write(`data: ${JSON.stringify(errorBody(e))}\n\n`);
+      res.end();
+    }
+    return;
+  }
+  const body = JSON.stringify(errorBody(e));
+  res.writeHead(e.status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(body),
+    ...e.headers,
+  });
+  res.end(body);
+}

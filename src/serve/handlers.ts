@@ -1,0 +1,175 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { GenerateResult, SamplingOptions, SteerableModel, SteerResult } from "../inference/model.js";
+import { SseWriter, sendJson } from "./http.js";
+import type { ChatRequest, CompletionRequest, SamplingRequest } from "./validate.js";
+
+/** The OpenAI response shapes of /v1/chat/completions and /v1/completions, streaming and not. */
+
+interface Call {
+  model: SteerableModel;
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** The configured cap; also the default when a request sets no max_tokens. */
+  maxTokensCap: number;
+}
+
+/** Aborts generation when the client goes away before the response is complete: its slot comes free. */
+function disconnectSignal(res: ServerResponse): AbortSignal {
+  const ctrl = new AbortController();
+  res.on("close", () => {
+    if (!res.writableFinished) ctrl.abort();
+  });
+  return ctrl.signal;
+}
+
+function samplingOptions(r: SamplingRequest, call: Call, signal: AbortSignal): SamplingOptions {
+  return {
+    maxTokens: r.maxTokens,
+    maxTokensDefault: call.maxTokensCap,
+    temperature: r.temperature,
+    topP: r.topP,
+    topK: r.topK,
+    seed: r.seed,
+    stop: r.stop,
+    signal,
+  };
+}
+
+const usage = (r: GenerateResult) => ({
+  prompt_tokens: r.usage.promptTokens,
+  completion_tokens: r.usage.completionTokens,
+  total_tokens: r.usage.totalTokens,
+});
+
+const promptField = (r: GenerateResult) => ({
+  text: r.prompt.text,
+  token_ids: r.prompt.tokens,
+  control_tokens: r.prompt.controlTokens,
+});
+
+/** OpenAI knows no "abort": a response cut short by its own client is never seen anyway. */
+const finish = (r: GenerateResult) => (r.finishReason === "abort" ? "stop" : r.finishReason);
+
+export interface ChatCall extends Call {
+  request: ChatRequest;
+}
+
+export async function chatCompletion(call: ChatCall): Promise<void> {
+  const { model, res, request: r } = call;
+  const id = `chatcmpl-${randomUUID()}`;
+  const created = Math.floor(Date.now() / 1000);
+  const signal = disconnectSignal(res);
+  const steer = (g: SteerResult | ReturnType<SteerableModel["renderPrompt"]>, full?: GenerateResult) => ({
+    attributes: g.attributes,
+    values: g.values,
+    ...(r.returnPrompt && full ? { prompt: promptField(full) } : {}),
+  });
+  const base = { messages: r.messages, attributes: r.attributes, ...samplingOptions(r, call, signal) };
+
+  if (!r.stream) {
+    const g = await model.generate(base);
+    if (signal.aborted) return;
+    sendJson(res, 200, {
+      id,
+      object: "chat.completion",
+      created,
+      model: model.id,
+      choices: [
+        {
+          index: 0,
+          message: { role: "assistant", content: g.text },
+          finish_reason: finish(g),
+          logprobs: null,
+        },
+      ],
+      usage: usage(g),
+      steerlm: steer(g, g),
+    });
+    return;
+  }
+
+  const sse = new SseWriter(res);
+  const chunk = (delta: object, finishReason: string | null, extra: object = {}) => ({
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model: model.id,
+    choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
+    ...extra,
+  });
+  // The rendered prompt goes out with the first chunk so a UI can show it before the reply streams.
+  const rendered = model.renderPrompt(base);
+  const g = await model.generate({
+    ...base,
+    onStart: () =>
+      sse.send(
+        chunk({ role: "assistant", content: "" }, null, {
+          steerlm: {
+            attributes: rendered.attributes,
+            values: rendered.values,
+            ...(r.returnPrompt
+              ? {
+                  prompt: {
+                    text: rendered.text,
+                    token_ids: rendered.tokens.map(Number),
+                    control_tokens: rendered.controlTokens,
+                  },
+                }
+              : {}),
+          },
+        }),
+      ),
+    onToken: (text) => sse.send(chunk({ content: text }, null)),
+  });
+  if (signal.aborted) return;
+  sse.send(chunk({}, finish(g), { usage: usage(g), steerlm: steer(g) }));
+  if (r.includeUsage)
+    sse.send({ id, object: "chat.completion.chunk", created, model: model.id, choices: [], usage: usage(g) });
+  sse.done();
+}
+
+export interface CompletionCall extends Call {
+  request: CompletionRequest;
+}
+
+export async function completion(call: CompletionCall): Promise<void> {
+  const { model, res, request: r } = call;
+  const id = `cmpl-${randomUUID()}`;
+  const created = Math.floor(Date.now() / 1000);
+  const signal = disconnectSignal(res);
+  const opts = { prompt: r.prompt, specialTokens: r.specialTokens, ...samplingOptions(r, call, signal) };
+  const extra = (g: GenerateResult) => (r.returnPrompt ? { steerlm: { prompt: promptField(g) } } : {});
+
+  if (!r.stream) {
+    const g = await model.complete(opts);
+    if (signal.aborted) return;
+    sendJson(res, 200, {
+      id,
+      object: "text_completion",
+      created,
+      model: model.id,
+      choices: [{ index: 0, text: g.text, finish_reason: finish(g), logprobs: null }],
+      usage: usage(g),
+      ...extra(g),
+    });
+    return;
+  }
+  const sse = new SseWriter(res);
+  const chunk = (text: string, finishReason: string | null, more: object = {}) => ({
+    id,
+    object: "text_completion",
+    created,
+    model: model.id,
+    choices: [{ index: 0, text, finish_reason: finishReason, logprobs: null }],
+    ...more,
+  });
+  const g = await model.complete({
+    ...opts,
+    onStart: () => sse.open(),
+    onToken: (text) => sse.send(chunk(text, null)),
+  });
+  if (signal.aborted) return;
+  sse.send(chunk("", finish(g), { usage: usage(g), ...extra(g) }));
+  sse.done();
+}

@@ -1,0 +1,104 @@
+import { timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { badRequest, HttpError } from "./errors.js";
+
+const DRAIN_FACTOR = 16;
+
+/** Reads a JSON body of at most `limit` bytes; 413 beyond it, 400 for anything that is not JSON. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const type = req.headers["content-type"] ?? "";
+  if (!/^application\/json\b/i.test(type)) {
+    throw badRequest(
+      `expected content-type application/json, got ${JSON.stringify(type)}`,
+      null,
+      "bad_content_type",
+    );
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = Number(req.headers["content-length"] ?? 0) > limit;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      over ||= size > limit;
+      // Keep reading (and dropping) an oversized body so the client gets to read our 413, up to a bound.
+      if (over && size > DRAIN_FACTOR * limit) req.destroy();
+      if (!over) chunks.push(chunk);
+    }
+  } catch {
+    if (!over) throw badRequest("the request body was cut off", null, "incomplete_body");
+  }
+  if (over) throw tooLarge(limit);
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "")
+    throw badRequest("the request body is empty; expected a JSON object", null, "empty_body");
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw badRequest(`the request body is not valid JSON: ${(err as Error).message}`, null, "invalid_json");
+  }
+}
+
+function tooLarge(limit: number): HttpError {
+  return new HttpError(
+    413,
+    `request body larger than ${limit} bytes`,
+    "invalid_request_error",
+    null,
+    "request_too_large",
+    { connection: "close" },
+  );
+}
+
+/** Bearer token check on /v1 routes; constant-time comparison so the key cannot be guessed byte by byte. */
+export function checkApiKey(req: IncomingMessage, apiKey: string | undefined): void {
+  if (apiKey === undefined) return;
+  const header = req.headers.authorization ?? "";
+  const match = /^Bearer\s+(.+)$/i.exec(header);
+  const given = Buffer.from(match ? match[1].trim() : "");
+  const want = Buffer.from(apiKey);
+  if (given.length !== want.length || !timingSafeEqual(given, want)) {
+    throw new HttpError(
+      401,
+      match ? "incorrect API key provided" : "missing API key: send the header Authorization: Bearer <key>",
+      "authentication_error",
+      null,
+      "invalid_api_key",
+      { "www-authenticate": "Bearer" },
+    );
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+/** Server-sent events as OpenAI streams them: `data: <json>\n\n`, ending in `data: [DONE]`. */
+export class SseWriter {
+  constructor(private readonly res: ServerResponse) {}
+
+  open(): void {
+    if (this.res.headersSent) return;
+    this.res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+    });
+  }
+
+  send(value: unknown): void {
+    this.open();
+    if (!this.res.writableEnded && !this.res.destroyed) this.res.write(`data: ${JSON.stringify(value)}\n\n`);
+  }
+
+  done(): void {
+    this.open();
+    if (!this.res.writableEnded) this.res.end("data: [DONE]\n\n");
+  }
+}

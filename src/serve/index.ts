@@ -1,0 +1,3 @@
+// The OpenAI-compatible steerable HTTP server and its web page.
+export { errorBody, HttpError } from "./errors.js";
+export { createHandler, type ServeOptions, type SteerServer, startServer } from "./server.js";

@@ -1,0 +1,142 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { SteerableModel } from "../inference/model.js";
+import { type Asset, loadAssets } from "./assets.js";
+import { HttpError, sendError } from "./errors.js";
+import { chatCompletion, completion } from "./handlers.js";
+import { checkApiKey, readJson, sendJson } from "./http.js";
+import { parseChatRequest, parseCompletionRequest } from "./validate.js";
+
+export interface ServeOptions {
+  model: SteerableModel;
+  /** Default 127.0.0.1: reachable from this machine only unless asked otherwise. */
+  host?: string;
+  /** Default 8080; 0 picks a free port. */
+  port?: number;
+  /** When set, every /v1 route needs `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** Upper bound (and default) for max_tokens. Default 512. */
+  maxTokensCap?: number;
+  /** Largest accepted request body in bytes. Default 1 MiB. */
+  maxBodyBytes?: number;
+}
+
+export interface SteerServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+
+/** The request handler: routes, auth, and every error through `sendError`. */
+export function createHandler(opts: ServeOptions): Handler {
+  const { model } = opts;
+  const maxTokensCap = opts.maxTokensCap ?? 512;
+  const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
+  const limits = { maxTokensCap, modelId: model.id };
+  const assets = loadAssets();
+
+  const schema = () => ({
+    object: "steerlm.schema",
+    name: model.schema.name,
+    source: model.schemaSource,
+    attributes: model.schema.attributes.map((a) => ({ ...a })),
+    control_tokens: model.controlMode,
+    max_tokens_cap: maxTokensCap,
+    context_size: model.contextSize,
+  });
+
+  const routes: Record<string, Record<string, Handler>> = {
+    "/health": {
+      GET: (_req, res) =>
+        sendJson(res, 200, { status: "ok", model: model.id, ...model.load, parallel: model.parallel }),
+    },
+    "/v1/models": {
+      GET: (_req, res) =>
+        sendJson(res, 200, {
+          object: "list",
+          data: [{ id: model.id, object: "model", created: 0, owned_by: "steerlm" }],
+        }),
+    },
+    "/v1/steerlm/schema": { GET: (_req, res) => sendJson(res, 200, schema()) },
+    "/v1/chat/completions": {
+      POST: async (req, res) => {
+        const request = parseChatRequest(await readJson(req, maxBody), model.schema, limits);
+        await chatCompletion({ model, req, res, maxTokensCap, request });
+      },
+    },
+    "/v1/completions": {
+      POST: async (req, res) => {
+        const request = parseCompletionRequest(await readJson(req, maxBody), limits);
+        await completion({ model, req, res, maxTokensCap, request });
+      },
+    },
+  };
+  for (const [path, asset] of assets) routes[path] = { GET: (_req, res) => sendAsset(res, asset) };
+
+  return async (req, res) => {
+    try {
+      const path = new URL(req.url ?? "/", "http://localhost").pathname;
+      const route = routes[path];
+      if (!route) throw new HttpError(404, `no route ${path}`, "not_found_error", null, "not_found");
+      const method = req.method === "HEAD" ? "GET" : (req.method ?? "GET");
+      const handler = route[method];
+      if (!handler) {
+        throw new HttpError(
+          405,
+          `${req.method} is not allowed on ${path}`,
+          "invalid_request_error",
+          null,
+          "method_not_allowed",
+          {
+            allow: Object.keys(route).join(", "),
+          },
+        );
+      }
+      if (path.startsWith("/v1/")) checkApiKey(req, opts.apiKey);
+      await handler(req, res);
+    } catch (err) {
+      sendError(res, err);
+    }
+  };
+}
+
+function sendAsset(res: ServerResponse, asset: Asset): void {
+  res.writeHead(200, {
+    "content-type": asset.type,
+    "content-length": asset.body.length,
+    "cache-control": "no-cache",
+    // Everything is local: the page may only load its own files and talk to this server.
+    "content-security-policy": "default-src 'self'; img-src 'self' data:",
+    "x-content-type-options": "nosniff",
+  });
+  res.end(asset.body);
+}
+
+/** Starts the server; resolves once it listens. */
+export async function startServer(opts: ServeOptions): Promise<SteerServer> {
+  const handler = createHandler(opts);
+  const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => void handler(req, res));
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 0; // a long generation must not be cut off by the server itself
+  const host = opts.host ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 8080, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const shown = host.includes(":") ? `[${host}]` : host;
+  return {
+    server,
+    url: `http://${shown}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,246 @@
+import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
+import type { ChatMessage } from "../inference/model.js";
+import { badRequest, HttpError } from "./errors.js";
+
+/** Request bodies -> typed options. Every problem is a 400 naming the offending field (`param`). */
+
+export interface Limits {
+  /** Upper bound on max_tokens; larger requests are capped to it. */
+  maxTokensCap: number;
+  /** Id of the served model; another id in `model` is a 404 as in OpenAI's API. */
+  modelId: string;
+}
+
+export interface SamplingRequest {
+  maxTokens?: number;
+  temperature: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+  stop: string[];
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+export interface ChatRequest extends SamplingRequest {
+  messages: ChatMessage[];
+  attributes: AttributeValues;
+  returnPrompt: boolean;
+}
+
+export interface CompletionRequest extends SamplingRequest {
+  prompt: string;
+  specialTokens: boolean;
+  returnPrompt: boolean;
+}
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function typeName(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  return typeof v;
+}
+
+function expect(ok: boolean, param: string, what: string, v: unknown): void {
+  if (!ok) throw badRequest(`${param}: expected ${what}, got ${typeName(v)} ${JSON.stringify(v)}`, param);
+}
+
+function num(body: Obj, key: string, min: number, max: number, integer = false): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  const range = `${integer ? "an integer" : "a number"} in ${min}..${max}`;
+  expect(typeof v === "number" && Number.isFinite(v), key, range, v);
+  expect((!integer || Number.isInteger(v)) && (v as number) >= min && (v as number) <= max, key, range, v);
+  return v as number;
+}
+
+function bool(obj: Obj, key: string, param = key): boolean | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null) return undefined;
+  expect(typeof v === "boolean", param, "a boolean", v);
+  return v as boolean;
+}
+
+/** OpenAI fields we accept only at the value that means "feature off". */
+const NEUTRAL: Record<string, (v: unknown) => boolean> = {
+  n: (v) => v === 1,
+  presence_penalty: (v) => v === 0,
+  frequency_penalty: (v) => v === 0,
+  logprobs: (v) => v === false,
+  echo: (v) => v === false,
+  logit_bias: (v) => isObj(v) && Object.keys(v).length === 0,
+  user: (v) => typeof v === "string",
+  stream_options: (v) => isObj(v),
+};
+
+const SAMPLING_KEYS = [
+  "model",
+  "max_tokens",
+  "max_completion_tokens",
+  "temperature",
+  "top_p",
+  "top_k",
+  "seed",
+  "stop",
+  "stream",
+  "steerlm",
+];
+
+function checkKeys(body: Obj, own: readonly string[]): void {
+  for (const [key, v] of Object.entries(body)) {
+    if (own.includes(key) || SAMPLING_KEYS.includes(key)) continue;
+    const neutral = NEUTRAL[key];
+    if (!neutral) throw badRequest(`unrecognized request argument: ${key}`, key, "unknown_parameter");
+    if (v !== null && !neutral(v)) {
+      throw badRequest(
+        `${key}=${JSON.stringify(v)} is not supported by this server`,
+        key,
+        "unsupported_value",
+      );
+    }
+  }
+}
+
+function sampling(body: Obj, limits: Limits): SamplingRequest {
+  const model = body.model;
+  if (model !== undefined) {
+    expect(typeof model === "string", "model", "a string", model);
+    if (model !== limits.modelId) {
+      throw new HttpError(
+        404,
+        `the model "${String(model)}" does not exist; this server serves "${limits.modelId}"`,
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+      );
+    }
+  }
+  const maxTokens =
+    num(body, "max_completion_tokens", 1, Number.MAX_SAFE_INTEGER, true) ??
+    num(body, "max_tokens", 1, Number.MAX_SAFE_INTEGER, true);
+  let stop: string[] = [];
+  const s = body.stop;
+  if (typeof s === "string") stop = [s];
+  else if (Array.isArray(s)) stop = s as string[];
+  else expect(s === undefined || s === null, "stop", "a string or an array of strings", s);
+  expect(stop.length <= 4, "stop", "at most 4 stop strings", s);
+  for (const x of stop) expect(typeof x === "string" && x !== "", "stop", "non-empty strings", x);
+  const streamOptions = body.stream_options;
+  const stream = bool(body, "stream") ?? false;
+  const includeUsage = isObj(streamOptions)
+    ? (bool(streamOptions, "include_usage", "stream_options.include_usage") ?? false)
+    : false;
+  return {
+    maxTokens: maxTokens === undefined ? undefined : Math.min(maxTokens, limits.maxTokensCap),
+    temperature: num(body, "temperature", 0, 2) ?? 1,
+    topP: num(body, "top_p", 0, 1),
+    topK: num(body, "top_k", 0, 1_000_000, true),
+    seed: num(body, "seed", 0, 2 ** 32 - 1, true),
+    stop,
+    stream,
+    includeUsage,
+  };
+}
+
+function steerlmField(body: Obj, allowed: readonly string[]): Obj {
+  const v = body.steerlm;
+  if (v === undefined || v === null) return {};
+  expect(isObj(v), "steerlm", "an object", v);
+  for (const key of Object.keys(v as Obj)) {
+    if (!allowed.includes(key)) {
+      throw badRequest(`unknown steerlm field "${key}" (known: ${allowed.join(", ")})`, `steerlm.${key}`);
+    }
+  }
+  return v as Obj;
+}
+
+export function parseAttributes(schema: AttributeSchema, v: unknown): AttributeValues {
+  if (v === undefined || v === null) return {};
+  expect(isObj(v), "steerlm.attributes", "an object of attribute: integer", v);
+  const byName = new Map(schema.attributes.map((a) => [a.name, a]));
+  const out: AttributeValues = {};
+  for (const [name, value] of Object.entries(v as Obj)) {
+    const param = `steerlm.attributes.${name}`;
+    const def = byName.get(name);
+    if (!def) {
+      throw badRequest(
+        `unknown attribute "${name}" for schema ${schema.name} (known: ${[...byName.keys()].join(", ")})`,
+        param,
+        "unknown_attribute",
+      );
+    }
+    expect(typeof value === "number" && Number.isInteger(value), param, "an integer", value);
+    if ((value as number) < def.min || (value as number) > def.max) {
+      throw badRequest(`${param}: ${value} is out of range ${def.min}..${def.max}`, param, "out_of_range");
+    }
+    out[name] = value as number;
+  }
+  return out;
+}
+
+const ROLES = new Set(["system", "developer", "user", "assistant"]);
+
+function messages(body: Obj): ChatMessage[] {
+  const v = body.messages;
+  expect(Array.isArray(v) && v.length > 0, "messages", "a non-empty array", v);
+  const out = (v as unknown[]).map((m, i): ChatMessage => {
+    const param = `messages[${i}]`;
+    expect(isObj(m), param, "an object", m);
+    const { role, content } = m as Obj;
+    expect(typeof role === "string" && ROLES.has(role), `${param}.role`, "system, user or assistant", role);
+    return {
+      role: role === "developer" ? "system" : (role as ChatMessage["role"]),
+      content: text(content, param),
+    };
+  });
+  if (out[out.length - 1].role !== "user") {
+    throw badRequest("the last message must come from the user", `messages[${out.length - 1}].role`);
+  }
+  return out;
+}
+
+/** A message's content: a string, or OpenAI's array of `{type: "text", text}` parts. */
+function text(content: unknown, param: string): string {
+  if (typeof content === "string") return content;
+  const what = 'a string or an array of {"type": "text", "text": string}';
+  expect(Array.isArray(content), `${param}.content`, what, content);
+  return (content as unknown[])
+    .map((p, j) => {
+      const ok = isObj(p) && p.type === "text" && typeof p.text === "string";
+      expect(ok, `${param}.content[${j}]`, what, p);
+      return (p as { text: string }).text;
+    })
+    .join("");
+}
+
+export function parseChatRequest(body: unknown, schema: AttributeSchema, limits: Limits): ChatRequest {
+  expect(isObj(body), "body", "a JSON object", body);
+  const b = body as Obj;
+  checkKeys(b, ["messages"]);
+  const steer = steerlmField(b, ["attributes", "return_prompt"]);
+  return {
+    ...sampling(b, limits),
+    messages: messages(b),
+    attributes: parseAttributes(schema, steer.attributes),
+    returnPrompt: bool(steer, "return_prompt", "steerlm.return_prompt") ?? false,
+  };
+}
+
+export function parseCompletionRequest(body: unknown, limits: Limits): CompletionRequest {
+  expect(isObj(body), "body", "a JSON object", body);
+  const b = body as Obj;
+  checkKeys(b, ["prompt"]);
+  const steer = steerlmField(b, ["special_tokens", "return_prompt"]);
+  let prompt = b.prompt;
+  if (Array.isArray(prompt) && prompt.length === 1) prompt = prompt[0];
+  expect(typeof prompt === "string", "prompt", "a string (or an array of one string)", b.prompt);
+  return {
+    ...sampling(b, limits),
+    prompt: prompt as string,
+    specialTokens: bool(steer, "special_tokens", "steerlm.special_tokens") ?? false,
+    returnPrompt: bool(steer, "return_prompt", "steerlm.return_prompt") ?? false,
+  };
+}
