@@ -1,5 +1,7 @@
 // The public library API: everything the CLI does is reachable from here.
 
+export * from "./inference/index.js";
+export * from "./serve/index.js";
 export * from "./tokenizer/index.js";
 export { InputError, SteerlmError } from "./util/errors.js";
 export { version } from "./version.js";

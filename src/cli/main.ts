@@ -7,6 +7,8 @@ import { version } from "../version.js";
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import("./commands/bench.js"),
   () => import("./commands/tokenize.js"),
+  () => import("./commands/generate.js"),
+  () => import("./commands/serve.js"),
 ];
 
 export async function main(argv: string[]): Promise<number> {
