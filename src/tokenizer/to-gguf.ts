@@ -33,10 +33,20 @@ export interface GgufVocab {
 /**
  * Turns a byte-level BPE tokenizer.json (GPT-2 style: ByteLevel pre-tokenizer with GPT-2's regex; what
  * `trainByteLevelBpe` writes) into GGUF vocabulary metadata that llama.cpp tokenizes identically:
- * model "gpt2", pre "gpt-2" (the same regex), merges in rank order, special added tokens as CONTROL
+ * model "gpt2", pre "gpt-2" (the same regex; see ToGgufVocabOptions), merges in rank order, special added tokens as CONTROL
  * (so `parse_special = false` never matches them), other added tokens as USER_DEFINED.
  */
-export function toGgufVocab(tokenizer: HfTokenizer): GgufVocab {
+export interface ToGgufVocabOptions {
+  /**
+   * llama.cpp pre-tokenizer name. All three run GPT-2's regex, so ids are identical; they differ in
+   * detokenization only: "gpt-2" (default, the canonical name) makes llama.cpp clean up spaces before
+   * punctuation when decoding (" ," -> ",", as HF GPT-2's clean_up_tokenization_spaces), while
+   * "trillion" / "granite-docling" decode losslessly, byte for byte.
+   */
+  pre?: "gpt-2" | "trillion" | "granite-docling";
+}
+
+export function toGgufVocab(tokenizer: HfTokenizer, opts: ToGgufVocabOptions = {}): GgufVocab {
   const { json } = tokenizer;
   const model = json.model;
   if (model.type !== "BPE")
@@ -72,7 +82,7 @@ export function toGgufVocab(tokenizer: HfTokenizer): GgufVocab {
   );
   return {
     model: "gpt2",
-    pre: "gpt-2",
+    pre: opts.pre ?? "gpt-2",
     tokens: tokens as string[],
     tokenTypes,
     merges,
