@@ -14,7 +14,7 @@ import {
   readLlamaConfig,
   writeLlamaGguf,
 } from "./llama.js";
-import { metaString, readGguf, readTensorF32 } from "./reader.js";
+import { metaString, readGguf, readTensorBytes, readTensorF32 } from "./reader.js";
 import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "./types.js";
 
 const dir = tempDir();
@@ -167,6 +167,52 @@ describe.skipIf(!haveSharedData)("llama-2-tiny-random.gguf as a Llama model", ()
     // Its tensor list is exactly what llamaTensorShapes derives from that config (order aside).
     const want = llamaTensorShapes(readLlamaConfig(f)).map((t) => `${t.name} ${t.shape}`);
     expect(f.tensors.map((t) => `${t.name} ${t.shape}`).sort()).toEqual(want.sort());
+  });
+});
+
+async function greedy(path: string, prompt: string, n: number): Promise<number[]> {
+  const llama = await getLlamaRuntime();
+  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  try {
+    const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+    try {
+      const out: number[] = [];
+      for await (const t of ctx
+        .getSequence()
+        .evaluate(model.tokenize(prompt, false, "trimLeadingSpace") as Token[], { temperature: 0 })) {
+        out.push(t);
+        if (out.length >= n) break;
+      }
+      return out;
+    } finally {
+      await ctx.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
+}
+
+describe.skipIf(!haveSharedData)("llama-2-tiny-random.gguf rebuilt by writeLlamaGguf", () => {
+  it("reads config, vocab and weights, writes them back (F16), and llama.cpp generates the same tokens", async () => {
+    const src = sharedData("gguf", "llama-2-tiny-random.gguf");
+    const f = await readGguf(src);
+    const config = readLlamaConfig(f);
+    const weights = new Map<string, Float32Array>();
+    for (const t of f.tensors) weights.set(t.name, await readTensorF32(f, t.name));
+    const out = join(dir.path, "tiny-rebuilt.gguf");
+    await writeLlamaGguf(out, { config, vocab: readGgufVocab(f), weights, type: "F16", name: "LLaMA v2" });
+    const g = await readGguf(out);
+    // F16 -> F32 -> F16 is exact, so every weight tensor holds the same bytes as the original.
+    for (const t of f.tensors) {
+      const back = g.tensors.find((x) => x.name === t.name);
+      expect([back?.type, back?.shape]).toEqual([t.type, t.shape]);
+      expect(
+        Buffer.from(await readTensorBytes(g, t.name)).equals(Buffer.from(await readTensorBytes(f, t.name))),
+      ).toBe(true);
+    }
+    const prompt = "The quick brown fox";
+    const want = await greedy(src, prompt, 8);
+    expect(await greedy(out, prompt, 8)).toEqual(want);
   });
 });
 

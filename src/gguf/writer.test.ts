@@ -111,6 +111,8 @@ describe("read after write", () => {
       expect(Math.abs((q8[i] as number) - v)).toBeLessThanOrEqual((3 / 127) * 0.5 + 3 * 2 ** -11);
     }
     expect(Buffer.from(await readTensorBytes(f, "a.q4k")).equals(Buffer.from(q4k))).toBe(true);
+    const q4kValues = await readTensorF32(f, "a.q4k");
+    expect(Array.from(q4kValues)).toEqual(Array.from(ggmlOracle().toFloat("Q4_K", q4k, 512)));
     expect(Array.from(await readTensorF32(f, "odd"))).toEqual([1, 2, 3]);
   });
 
