@@ -5,6 +5,9 @@
  */
 import { GGML_TYPES, type GgmlTypeName } from "./types.js";
 
+/** Typed-array views read host order; GGUF is little-endian, so views are a fast path only on LE hosts. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -118,11 +121,21 @@ export function dequantize(type: GgmlTypeName, bytes: Uint8Array, n: number): Fl
   const out = new Float32Array(n);
   switch (type) {
     case "F32":
-      for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+      if (LITTLE_ENDIAN && bytes.byteOffset % 4 === 0)
+        out.set(new Float32Array(bytes.buffer, bytes.byteOffset, n));
+      else for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
       return out;
-    case "F16":
-      for (let i = 0; i < n; i++) out[i] = f16BitsToF32(view.getUint16(i * 2, true));
+    case "F16": {
+      f16Table ??= buildF16Table();
+      const table = f16Table;
+      if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
+        const h = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+        for (let i = 0; i < n; i++) out[i] = table[h[i] as number] as number;
+      } else {
+        for (let i = 0; i < n; i++) out[i] = table[view.getUint16(i * 2, true)] as number;
+      }
       return out;
+    }
     case "BF16":
       for (let i = 0; i < n; i++) out[i] = bf16BitsToF32(view.getUint16(i * 2, true));
       return out;

@@ -97,6 +97,29 @@ class Cursor {
     const n = GGUF_SCALAR_BYTES[type];
     const o = await this.need(n);
     this.pos += n;
+    return this.decode(type, o);
+  }
+
+  // Fast paths for long arrays (a 150k-token vocabulary): read from the buffer without an await per item;
+  // undefined means "not fully buffered", and the caller falls back to the async read.
+  bufferedString(): string | undefined {
+    const o = this.pos - this.bufStart;
+    if (o + 8 > this.buf.length) return undefined;
+    const len = this.buf.readBigUInt64LE(o);
+    if (len > BigInt(this.buf.length - o - 8)) return undefined;
+    const end = o + 8 + Number(len);
+    this.pos += 8 + Number(len);
+    return this.buf.toString("utf8", o + 8, end);
+  }
+  bufferedScalar(type: Exclude<GgufScalarType, "string">): number | bigint | boolean | undefined {
+    const o = this.pos - this.bufStart;
+    const n = GGUF_SCALAR_BYTES[type];
+    if (o + n > this.buf.length) return undefined;
+    this.pos += n;
+    return this.decode(type, o);
+  }
+
+  private decode(type: Exclude<GgufScalarType, "string">, o: number): number | bigint | boolean {
     const b = this.buf;
     switch (type) {
       case "uint8":
@@ -148,7 +171,10 @@ async function readArray(c: Cursor): Promise<GgufArrayValue> {
   const what = c.what;
   for (let i = 0; i < n; i++) {
     if (c.remaining() < 8) c.what = `${what}[${i}]`; // only near the end: naming every element is costly
-    values[i] = itemType === "string" ? await c.string() : await c.scalar(itemType);
+    values[i] =
+      itemType === "string"
+        ? (c.bufferedString() ?? (await c.string()))
+        : (c.bufferedScalar(itemType) ?? (await c.scalar(itemType)));
   }
   c.what = what;
   return { type: "array", itemType, value: values } as GgufArrayValue;
