@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { Progress } from "../util/progress.js";
 import { f32ToBf16, f32ToF16, quantizeQ8_0 } from "./quant.js";
 import {
   GGML_TYPES,
@@ -225,12 +226,20 @@ export async function writeGguf(path: string, input: GgufWriteInput): Promise<nu
     fh = await open(tmp, "wx");
     await writeAll(fh, Buffer.concat(h.chunks, h.length));
     let written = h.length;
+    const MB = 1 << 20;
+    // Only big files get a bar: a few-MB test model writes in milliseconds.
+    const progress =
+      offset > 256 * MB
+        ? new Progress({ label: `writing ${basename(path)} (MB)`, total: Math.ceil(offset / MB) })
+        : undefined;
     for (const blob of blobs) {
       await writeAll(fh, blob);
       const pad = alignUp(blob.byteLength, alignment) - blob.byteLength;
       if (pad) await writeAll(fh, new Uint8Array(pad));
       written += blob.byteLength + pad;
+      progress?.tick((blob.byteLength + pad) / MB);
     }
+    progress?.finish();
     await fh.sync();
     await fh.close();
     fh = undefined;
