@@ -1,0 +1,69 @@
+import { type Backend, Graph, getF32, setData } from "../ggml/backend.js";
+import { Context } from "../ggml/context.js";
+import { InputError } from "../util/errors.js";
+import { buildForward, type LlamaModel } from "./model.js";
+
+/**
+ * Forward pass over one unpadded token sequence: logits [T·V] (row t = distribution after token t).
+ * Builds, runs and frees its own graph; for repeated use, a Trainer's `evaluate` reuses one.
+ */
+export function forwardLogits(backend: Backend, model: LlamaModel, tokens: readonly number[]): Float32Array {
+  const T = tokens.length;
+  const V = model.config.vocabSize;
+  if (T === 0) throw new InputError("no tokens to evaluate", { field: "tokens" });
+  for (const t of tokens) {
+    if (!(Number.isInteger(t) && t >= 0 && t < V))
+      throw new InputError(`token ${t} outside the vocabulary 0..${V - 1}`, { field: "tokens" });
+  }
+  const s = new Context(8);
+  const tok = s.newTensor("i32", [T], "tokens");
+  const pos = s.newTensor("i32", [T], "positions");
+  const mask = s.newTensor("f32", [T, T, 1, 1], "kq_mask");
+  const buf = backend.allocTensors(s);
+  const size = 2048 + model.config.numLayers * 128;
+  const c = new Context(size * 2, size);
+  const alloc = backend.newAllocator();
+  try {
+    setData(tok, Int32Array.from(tokens));
+    setData(
+      pos,
+      Int32Array.from({ length: T }, (_, i) => i),
+    );
+    const m = new Float32Array(T * T).fill(Number.NEGATIVE_INFINITY);
+    for (let q = 0; q < T; q++) for (let k = 0; k <= q; k++) m[q * T + k] = 0;
+    setData(mask, m);
+    const { logits } = buildForward(
+      c,
+      model,
+      tok,
+      { positions: pos, kqMask: mask, seqLen: T, batch: 1, ropeMode: model.options.ropeMode },
+      true,
+    );
+    const out = logits as NonNullable<typeof logits>;
+    c.setOutput(out);
+    const g = new Graph(c, size);
+    g.expand(out);
+    alloc.alloc(g);
+    backend.compute(g);
+    return getF32(out);
+  } finally {
+    alloc.free();
+    c.free();
+    buf.free();
+    s.free();
+  }
+}
+
+/** log-softmax of each row of a [rows·V] array, in float64. */
+export function logSoftmaxRows(logits: Float32Array, V: number): Float64Array {
+  const out = new Float64Array(logits.length);
+  for (let r = 0; r < logits.length / V; r++) {
+    let m = Number.NEGATIVE_INFINITY;
+    for (let v = 0; v < V; v++) m = Math.max(m, logits[r * V + v] as number);
+    let z = 0;
+    for (let v = 0; v < V; v++) z += Math.exp((logits[r * V + v] as number) - m);
+    const lse = m + Math.log(z);
+    for (let v = 0; v < V; v++) out[r * V + v] = (logits[r * V + v] as number) - lse;
+  }
+  return out;
+}

@@ -1,0 +1,41 @@
+import type { Backend } from "../ggml/backend.js";
+import { llamaRopeStyle, readLlamaConfig } from "../gguf/llama.js";
+import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
+import type { GgufFile } from "../gguf/types.js";
+import type { LlamaConfig } from "./config.js";
+import { LlamaModel, type ModelOptions } from "./model.js";
+import type { WeightSource } from "./weights.js";
+
+/** Weights straight from a GGUF file, dequantised to f32 by the GGUF reader. */
+export function ggufWeightSource(file: GgufFile): WeightSource {
+  const names = new Set(file.tensors.map((t) => t.name));
+  return { get: (name) => (names.has(name) ? readTensorF32(file, name) : undefined) };
+}
+
+export interface LoadedModel {
+  model: LlamaModel;
+  config: LlamaConfig;
+  file: GgufFile;
+  /** True when the file's matrices are stored as F16/BF16/quantised (not F32). */
+  halfPrecision: boolean;
+}
+
+/**
+ * Loads a Llama/Qwen2 GGUF into the engine. RoPE style follows the architecture the way llama.cpp
+ * does. Options pass through (LoRA, regression head, frozen weight type).
+ */
+export async function loadLlamaGguf(
+  backend: Backend,
+  path: string,
+  opts: ModelOptions = {},
+): Promise<LoadedModel> {
+  const file = await readGguf(path);
+  const config = readLlamaConfig(file);
+  const arch = metaString(file, "general.architecture") === "qwen2" ? "qwen2" : "llama";
+  const model = await LlamaModel.create(backend, config, ggufWeightSource(file), {
+    ropeMode: llamaRopeStyle(arch) === "neox" ? "neox" : "normal",
+    ...opts,
+  });
+  const matrices = file.tensors.filter((t) => t.shape.length === 2);
+  return { model, config, file, halfPrecision: matrices.some((t) => t.type !== "F32") };
+}
