@@ -1,3 +1,4 @@
+import type { ControlledEvaluateInputItem, Token } from "node-llama-cpp";
 import { Backend } from "../ggml/backend.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { forwardLogits, logSoftmaxRows } from "./infer.js";
