@@ -48,15 +48,11 @@ export async function checkModelAgainstLlamaCpp(
     try {
       const seq = ctx.getSequence();
       const sampling = { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 1 };
-      const res = await seq.controlledEvaluate(
-        tokens.map(
-          (t) =>
-            [t, { generateNext: { probabilities: true, options: sampling } }] as [
-              number,
-              { generateNext: { probabilities: true; options: typeof sampling } },
-            ],
-        ),
-      );
+      const input: ControlledEvaluateInputItem[] = tokens.map((t) => [
+        t as Token,
+        { generateNext: { probabilities: true, options: sampling } },
+      ]);
+      const res = await seq.controlledEvaluate(input);
       refProbs = tokens.map((_, i) => res[i]?.next.probabilities as Map<number, number> | undefined);
     } finally {
       await ctx.dispose();
