@@ -95,6 +95,8 @@ export interface PromptInfo {
 
 export interface GenerateResult {
   text: string;
+  /** Ids of the generated tokens (the stop token excluded). */
+  tokens: number[];
   finishReason: FinishReason;
   usage: Usage;
   prompt: PromptInfo;
@@ -285,6 +287,7 @@ export class SteerableModel {
     if (!text.stopped) emit(text.flush());
     return {
       text: text.final,
+      tokens: generated.map(Number),
       finishReason,
       usage: {
         promptTokens: prompt.tokens.length,
