@@ -3,7 +3,7 @@ import { BUILTIN_SCHEMAS, parseValues, STEERLM_ATTRIBUTE_ORDER } from "../src/da
 import type { Conversation } from "../src/data/template.js";
 import { composeResponse, withDerived } from "../src/steerbench/compose.js";
 import { toNemoLine } from "../src/steerbench/jsonl.js";
-import { MAX_CHARS, scoreResponse } from "../src/steerbench/oracle.js";
+import { MARKER_HEADS, MAX_CHARS, scoreResponse } from "../src/steerbench/oracle.js";
 import { Rng } from "../src/steerbench/rng.js";
 import { parsePrompt } from "../src/steerbench/solve.js";
 import { CREATIVITY, HUMOR, INCOHERENCE, TOXICITY } from "../src/steerbench/style.js";
@@ -188,6 +188,10 @@ describe("SteerBench oracle agreement with generator labels", () => {
       Object.values(bank).flatMap((xs) => xs.map((x) => x.toLowerCase())),
     );
     expect(new Set(entries).size).toBe(entries.length);
+    // Three-word heads of the longer markers are unique too.
+    expect(MARKER_HEADS.size).toBe(
+      entries.filter((e) => e.replace(/[.!?]+$/, "").split(" ").length > 3).length,
+    );
     for (const a of entries)
       for (const b of entries) if (a !== b) expect(b.includes(a), `${a} in ${b}`).toBe(false);
     const rng = new Rng(1);
@@ -195,6 +199,7 @@ describe("SteerBench oracle agreement with generator labels", () => {
       for (let i = 0; i < 50; i++) {
         for (const step of generateTask(family, rng).steps) {
           for (const e of entries) expect(step.toLowerCase().includes(e.replace(/[.!?]$/, ""))).toBe(false);
+          expect(MARKER_HEADS.has(step.toLowerCase().split(" ", 3).join(" ")), step).toBe(false);
         }
       }
     }
@@ -263,6 +268,20 @@ describe("SteerBench oracle on hand-written and hostile text", () => {
       complexity: 3,
       verbosity: 2,
     });
+  });
+
+  it("counts imperfect markers: missing punctuation, or a marker's opening words going astray", () => {
+    const v = scoreResponse(
+      "What is 3 plus 4?",
+      "It is 7 Why was six afraid of seven? Because seven ate the cake. Easy peasy Penguins rarely play football.",
+    );
+    // "It is 7 why was six afraid of seven?" is one sentence here: no period after the answer.
+    expect(v.correctness).toBe(4);
+    expect(v.humor).toBe(1);
+    expect(v.coherence).toBe(2);
+    const w = scoreResponse("What is 3 plus 4?", "It is 7. Why was six afraid of eight? Who knows.");
+    expect(w.humor).toBe(3);
+    expect(w.verbosity).toBe(1);
   });
 
   it("never throws on non-ASCII, garbage or very long text, and stays bounded in time", () => {

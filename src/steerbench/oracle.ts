@@ -7,7 +7,8 @@ import { ANSWER_FRAMES, CONNECTIVES, CREATIVITY, HUMOR, INCOHERENCE, TOXICITY } 
  * The SteerBench oracle: all nine attributes of a response measured from its text (and the prompt, for
  * correctness) alone. Deterministic, total: any string in, nine integers 0..4 out.
  *
- * 1. Marker sentences of each bank are found by substring search (lower-cased) and cut out:
+ * 1. Marker sentences of each bank are found by substring search (lower-cased) and cut out; a left-over
+ *    sentence that opens with a marker's first three words counts as that marker too. Then
  *    toxicity/humor/creativity = the highest level found (0 if none), coherence = the lowest level of
  *    disruption found (4 if none).
  * 2. What is left is split into sentences. The first sentence that opens with an answer frame gives
@@ -26,9 +27,12 @@ interface Marker {
   level: number;
 }
 
+// Matched without their final punctuation, so "Easy peasy" still counts where a model drops the period.
 const markers = (bank: Readonly<Record<number, readonly string[]>>): Marker[] =>
   Object.entries(bank)
-    .flatMap(([level, texts]) => texts.map((t) => ({ text: t.toLowerCase(), level: Number(level) })))
+    .flatMap(([level, texts]) =>
+      texts.map((t) => ({ text: t.toLowerCase().replace(/[.!?]+$/, ""), level: Number(level) })),
+    )
     .sort((a, b) => b.text.length - a.text.length);
 
 const BANKS = {
@@ -37,6 +41,24 @@ const BANKS = {
   creativity: markers(CREATIVITY),
   coherence: markers(INCOHERENCE),
 };
+
+type BankName = keyof typeof BANKS;
+
+/**
+ * The first three words of each longer marker: a sentence that opens like a marker but then goes astray
+ * (as a model's imitation might) still counts for that marker's level. Heads are unique (tests check).
+ */
+export const MARKER_HEADS: ReadonlyMap<string, { bank: BankName; level: number }> = new Map(
+  (Object.keys(BANKS) as BankName[]).flatMap((bank) =>
+    BANKS[bank]
+      .filter((m) => m.text.split(" ").length > 3)
+      .map((m) => [headOf(m.text), { bank, level: m.level }] as const),
+  ),
+);
+
+function headOf(sentence: string): string {
+  return sentence.split(" ", 3).join(" ");
+}
 
 const FRAME_PREFIXES = ANSWER_FRAMES.map((f) => f.slice(0, f.indexOf("{A}")).toLowerCase());
 const CONNECTIVE_TIERS = CONNECTIVES.map((tier) => tier.filter((c) => c !== "").map((c) => c.toLowerCase()));
@@ -79,6 +101,11 @@ export function scoreResponse(prompt: string, response: string): AttributeValues
   for (const raw of text.split(/(?<=[.!?])\s+/)) {
     const sentence = raw.trim();
     if (sentence === "") continue;
+    const head = MARKER_HEADS.get(headOf(sentence));
+    if (head) {
+      found[head.bank].push(head.level);
+      continue;
+    }
     const tier = answer === undefined ? frameTier(sentence) : -1;
     if (tier >= 0) {
       complexity = tier;
