@@ -17,3 +17,4 @@ export {
   synthesize,
   writeBench,
 } from "./steerbench/index.js";
+export * from "./data/index.js";

@@ -9,6 +9,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import("./commands/tokenize.js"),
   () => import("./commands/generate.js"),
   () => import("./commands/serve.js"),
+  () => import("./commands/data.js"),
 ];
 
 export async function main(argv: string[]): Promise<number> {

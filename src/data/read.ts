@@ -120,7 +120,8 @@ function resolveSchema(schema: AttributeSchema | string | undefined, format: Dat
   return typeof schema === "string" ? loadSchema(schema) : schema;
 }
 
-const UNLABELED_HINT =
+export const NO_LABELS = "no attribute labels";
+export const UNLABELED_HINT =
   "this looks like plain SFT data (conversations without attribute labels). Label it with an attribute " +
   "model first, or pass --allow-unlabeled to read it without labels";
 

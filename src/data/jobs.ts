@@ -1,0 +1,146 @@
+import { stat } from "node:fs/promises";
+import { SteerlmError } from "../util/errors.js";
+import { Progress } from "../util/progress.js";
+import type { WriteOptions } from "./formats/context.js";
+import { type Inspection, inspectRecords } from "./inspect.js";
+import { dumpsPython, JsonNumber } from "./json.js";
+import { type ReadOptions, type ReadStats, type Rejected, readRecords } from "./read.js";
+import type { OutputFormat } from "./record.js";
+import { type SplitResult, splitRecords } from "./split.js";
+import { AtomicFile, writeRecords } from "./write.js";
+
+/**
+ * The data commands as library calls: convert, validate, inspect and split a file, with the
+ * `--skip-invalid` bookkeeping (a rejects file, counts) and a progress bar on a terminal.
+ */
+export interface JobOptions extends Omit<ReadOptions, "onReject" | "onProgress"> {
+  /** Keep going past invalid rows (they are counted and listed) instead of stopping at the first. */
+  skipInvalid?: boolean;
+  /** Where invalid rows go as JSONL `{"file", "line", "error", "raw"}` (skip mode). */
+  rejectsPath?: string;
+  /** Force the progress bar on or off (default: on when stderr is a terminal). */
+  progress?: boolean;
+}
+
+export interface JobSummary {
+  stats: ReadStats;
+  /** Invalid rows, in file order (all of them; the rejects file has the raw lines too). */
+  rejected: Rejected[];
+}
+
+class RejectLog {
+  readonly items: Rejected[] = [];
+  private readonly file: AtomicFile | undefined;
+  constructor(path: string | undefined) {
+    this.file = path ? new AtomicFile(path) : undefined;
+  }
+  add = async (r: Rejected): Promise<void> => {
+    this.items.push(r);
+    if (this.file) {
+      const obj = new Map([
+        ["file", r.file],
+        ["line", JsonNumber.int(r.line)],
+        ["error", r.error],
+      ] as Array<[string, string | JsonNumber]>);
+      if (r.raw !== undefined) obj.set("raw", r.raw);
+      await this.file.write(`${dumpsPython(obj, { ensureAscii: false, compact: true })}\n`);
+    }
+  };
+  async close(ok: boolean): Promise<void> {
+    if (!this.file) return;
+    if (ok) await this.file.commit();
+    else await this.file.abort();
+  }
+}
+
+async function withReader<T>(
+  input: string,
+  opts: JobOptions,
+  label: string,
+  use: (records: ReturnType<typeof readRecords>) => Promise<T>,
+): Promise<{ value: T; summary: JobSummary }> {
+  const size = (await stat(input).catch(() => undefined))?.size;
+  const progress = new Progress({ label, total: size, enabled: opts.progress });
+  const rejects = new RejectLog(opts.skipInvalid ? opts.rejectsPath : undefined);
+  const reader = readRecords(input, {
+    ...opts,
+    onProgress: (n) => progress.tick(n, { records: reader.stats.records }),
+    onReject: opts.skipInvalid ? rejects.add : undefined,
+  });
+  let ok = false;
+  try {
+    const value = await use(reader);
+    ok = true;
+    return { value, summary: { stats: reader.stats, rejected: rejects.items } };
+  } finally {
+    progress.finish();
+    await rejects.close(ok);
+  }
+}
+
+export async function convertFile(
+  input: string,
+  output: string,
+  to: OutputFormat,
+  opts: JobOptions & { write?: WriteOptions } = {},
+): Promise<JobSummary & { lines: number }> {
+  const { value, summary } = await withReader(input, opts, "convert", async (reader) => {
+    return writeRecords(
+      output,
+      (async function* () {
+        for await (const r of reader) yield r;
+        // Refuse to leave an empty output behind for an input that had nothing usable in it.
+        if (reader.stats.records === 0) throw noRecords(input, reader.stats);
+      })(),
+      to,
+      opts.write,
+    );
+  });
+  return { ...summary, lines: value };
+}
+
+export async function validateFile(input: string, opts: JobOptions = {}): Promise<JobSummary> {
+  const { summary } = await withReader(input, opts, "validate", async (reader) => {
+    for await (const _ of reader);
+  });
+  return summary;
+}
+
+export async function inspectFile(
+  input: string,
+  opts: JobOptions = {},
+): Promise<JobSummary & { inspection: Inspection }> {
+  const { value, summary } = await withReader(input, opts, "inspect", (reader) => inspectRecords(reader));
+  return { ...summary, inspection: value };
+}
+
+export async function splitFile(
+  input: string,
+  paths: { train: string; validation: string },
+  split: { fraction: number; seed: number; to: OutputFormat; write?: WriteOptions },
+  opts: JobOptions = {},
+): Promise<JobSummary & { split: SplitResult }> {
+  const { value, summary } = await withReader(input, opts, "split", async (first) => {
+    let pass = 0;
+    return splitRecords(
+      // Pass 1 (counting) reports rejects; pass 2 sees the same rows and skips them quietly.
+      () => {
+        pass++;
+        if (pass > 1)
+          return readRecords(input, { ...opts, onReject: opts.skipInvalid ? () => undefined : undefined });
+        return (async function* () {
+          for await (const r of first) yield r;
+          if (first.stats.records === 0) throw noRecords(input, first.stats);
+        })();
+      },
+      paths,
+      { fraction: split.fraction, seed: split.seed, format: split.to, write: split.write },
+    );
+  });
+  return { ...summary, split: value };
+}
+
+function noRecords(input: string, stats: ReadStats): SteerlmError {
+  const why = stats.rejected > 0 ? `: all ${stats.rejected} rows were invalid` : "";
+  return new SteerlmError(`no records in ${input}${why}`);
+}
