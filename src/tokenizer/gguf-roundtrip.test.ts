@@ -250,6 +250,24 @@ describe.skipIf(!haveSharedData)("trained tokenizer -> GGUF -> llama.cpp", () =>
     }
   });
 
+  it("a GGUF marking a control token USER_DEFINED (which llama.cpp matches in plain text) is refused", async () => {
+    const bad = join(dir.path, "user-defined-controls.gguf");
+    const types = vocab.tokenTypes.map((t) => (t === TOKEN_TYPE.control ? TOKEN_TYPE.userDefined : t));
+    await writeGguf(bad, {
+      metadata: [["general.architecture", str("llama")], ...vocabMetadata({ ...vocab, tokenTypes: types })],
+      tensors: [],
+    });
+    const tok = await loadGgufTokenizer(bad);
+    try {
+      expect(tok.encode("hello world")).toEqual(hf.encode("hello world"));
+      expect(() => tok.encode("hi <extra_id_1>")).toThrow(
+        /plain text tokenized to the control token <extra_id_1>/,
+      );
+    } finally {
+      await tok.dispose();
+    }
+  });
+
   it("node-llama-cpp generation tokenizes the rendered prompt to our ids, control ids only from the template", async () => {
     const llama = await getLlamaRuntime();
     const model = await llama.loadModel({ modelPath, gpuLayers: 0 });

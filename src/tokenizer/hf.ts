@@ -36,8 +36,10 @@ export class HfTokenizer implements Tokenizer {
   readonly eosId: number | null;
   /** Whether the model expects a BOS at the start of a sequence (tokenizer_config's add_bos_token). */
   readonly addBos: boolean;
-  private readonly full: JsTokenizer;
+  private fullInstance: JsTokenizer | undefined;
   private readonly plain: JsTokenizer;
+  /** Piece -> id over the model vocabulary and the added tokens. */
+  private readonly ids: ReadonlyMap<string, number>;
   private readonly controlIds = new Map<ControlTokenName, number>();
   /** Ids that plain text must never yield: every special added token and every control token. */
   private readonly forbidden = new Set<number>();
@@ -47,28 +49,47 @@ export class HfTokenizer implements Tokenizer {
     readonly config: HfTokenizerConfig = {},
     readonly source = "tokenizer.json",
   ) {
-    this.full = new JsTokenizer(json, config);
     const plainAdded = json.added_tokens.filter((t) => !t.special && !isControlTokenName(t.content));
     this.plain = new JsTokenizer({ ...json, added_tokens: plainAdded }, config);
+
+    // Ids straight from the file, so the second (decoding) instance is only built when needed.
+    const ids = new Map<string, number>();
+    const vocab = json.model.vocab;
+    if (Array.isArray(vocab)) {
+      // Unigram: [piece, score] pairs, the id is the position.
+      for (let id = 0; id < vocab.length; id++) ids.set((vocab[id] as [string, number])[0], id);
+    } else if (vocab && typeof vocab === "object") {
+      for (const [p, id] of Object.entries(vocab)) ids.set(p, id as number);
+    }
+    for (const t of json.added_tokens) ids.set(t.content, t.id);
+    this.ids = ids;
 
     for (const t of json.added_tokens) {
       if (t.special || isControlTokenName(t.content)) this.forbidden.add(t.id);
     }
     for (const name of CONTROL_TOKEN_NAMES) {
-      const id = this.full.token_to_id(name);
-      if (id !== undefined) this.controlIds.set(name, id);
+      const id = ids.get(name);
+      if (id === undefined) continue;
+      this.controlIds.set(name, id);
+      this.forbidden.add(id);
     }
     let maxId = -1;
-    for (const id of this.full.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    for (const id of ids.values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
     this.bosId = this.findSpecial(tokenContent(config.bos_token), BOS_GUESSES);
     this.eosId = this.findSpecial(tokenContent(config.eos_token), EOS_GUESSES);
     this.addBos = config.add_bos_token ?? false;
   }
 
+  /** The complete tokenizer (special tokens included), for decoding. */
+  private get full(): JsTokenizer {
+    this.fullInstance ??= new JsTokenizer(this.json, this.config);
+    return this.fullInstance;
+  }
+
   private findSpecial(named: string | undefined, guesses: string[]): number | null {
     for (const content of named !== undefined ? [named] : guesses) {
-      const id = this.full.token_to_id(content);
+      const id = this.ids.get(content);
       if (id !== undefined) return id;
     }
     return null;
