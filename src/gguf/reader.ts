@@ -279,7 +279,8 @@ export async function readGguf(path: string): Promise<GgufFile> {
       tensors.push({ name, shape, type, offset, byteLength });
     }
 
-    const dataOffset = Math.ceil(c.pos / alignment) * alignment;
+    // llama.cpp skips the padding only when there is a data section (a vocab-only file ends unpadded).
+    const dataOffset = nTensors > 0 ? Math.ceil(c.pos / alignment) * alignment : c.pos;
     for (const t of tensors) {
       const end = dataOffset + t.offset + t.byteLength;
       if (end > size) {

@@ -217,7 +217,8 @@ export async function writeGguf(path: string, input: GgufWriteInput): Promise<nu
     h.u64(offset);
     offset = alignUp(offset + (blobs[i] as Uint8Array).byteLength, alignment);
   });
-  const headerPad = alignUp(h.length, alignment) - h.length;
+  // Like llama.cpp and gguf-py: the header is padded only when a data section follows.
+  const headerPad = input.tensors.length > 0 ? alignUp(h.length, alignment) - h.length : 0;
   if (headerPad) h.raw(Buffer.alloc(headerPad));
 
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);

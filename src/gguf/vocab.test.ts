@@ -1,0 +1,107 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { haveSharedData, repoRoot, sharedData, tempDir } from "../../test/helpers.js";
+import { resolveLlamaConfig } from "../model/config.js";
+import { getLlamaRuntime } from "../runtime/llama.js";
+import { readVocabTests } from "../tokenizer/conformance.js";
+import { llamaTensorShapes, readGgufVocab, writeLlamaGguf } from "./llama.js";
+import { metaString, readGguf, readTensorBytes } from "./reader.js";
+import { validateVocab } from "./vocab.js";
+import { type GgufTensorInput, writeGguf } from "./writer.js";
+
+/**
+ * Real vocab-only GGUFs written by llama.cpp's gguf-py: the conformance suite's files. The copies in
+ * ../shared/data/llama-cpp-vocab are text-mangled (see reader.test.ts), and llama-bpe / qwen2 are not kept
+ * there at all, so the intact files come from the llama.cpp release bundle that node-llama-cpp ships; the
+ * expected ids (.inp/.out) come from ../shared/data.
+ */
+const VOCABS = ["gpt-2", "llama-spm", "phi-3", "llama-bpe", "qwen2"] as const;
+const bundle = join(repoRoot, "node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
+const tmp = tempDir("steerlm-gguf-vocab-");
+const paths = new Map<string, string>();
+
+beforeAll(() => {
+  const gitDir = join(tmp.path, "llama.git");
+  execFileSync("git", ["init", "-q", "--bare", gitDir]);
+  execFileSync("git", ["--git-dir", gitDir, "fetch", "-q", bundle, "HEAD"]);
+  for (const v of VOCABS) {
+    const file = `ggml-vocab-${v}.gguf`;
+    const bytes = execFileSync("git", ["--git-dir", gitDir, "cat-file", "-p", `FETCH_HEAD:models/${file}`], {
+      maxBuffer: 64 << 20,
+    });
+    const p = join(tmp.path, file);
+    writeFileSync(p, bytes);
+    paths.set(v, p);
+  }
+}, 60_000);
+afterAll(() => tmp.cleanup());
+
+describe("llama.cpp's vocab GGUFs (from node-llama-cpp's llama.cpp bundle)", () => {
+  it.each(VOCABS)("ggml-vocab-%s.gguf: read, validated, and rewritten byte for byte", async (v) => {
+    const p = paths.get(v) as string;
+    const f = await readGguf(p);
+    const vocab = readGgufVocab(f);
+    validateVocab(vocab, p);
+    expect(vocab.model).toBe(v === "llama-spm" || v === "phi-3" ? "llama" : "gpt2");
+    if (vocab.model === "gpt2") expect(vocab.pre).toBe(v);
+    const tensors: GgufTensorInput[] = [];
+    for (const t of f.tensors) {
+      tensors.push({ name: t.name, shape: t.shape, type: t.type, data: await readTensorBytes(f, t.name) });
+    }
+    const out = join(tmp.path, `copy-${v}.gguf`);
+    await writeGguf(out, { metadata: [...f.metadata], tensors });
+    expect(readFileSync(out).equals(readFileSync(p))).toBe(true);
+  });
+});
+
+/**
+ * The strongest check of the tokenizer metadata we write: a tiny model carrying a real vocabulary, written
+ * by writeLlamaGguf, must tokenize llama.cpp's whole conformance suite exactly as expected.
+ */
+describe.skipIf(!haveSharedData)(
+  "writeLlamaGguf with a real vocabulary tokenizes llama.cpp's suite exactly",
+  () => {
+    it.each(["llama-spm", "llama-bpe", "qwen2"] as const)("%s", async (v) => {
+      const vocab = readGgufVocab(await readGguf(paths.get(v) as string));
+      const qwen = v === "qwen2";
+      const config = resolveLlamaConfig({
+        vocabSize: vocab.tokens.length,
+        hiddenSize: 32,
+        numLayers: 1,
+        numHeads: 2,
+        ffnSize: 32,
+        qkvBias: qwen,
+        tiedEmbeddings: true,
+        contextLength: 256,
+      });
+      const weights = new Map(
+        llamaTensorShapes(config).map(({ name, shape }) => [
+          name,
+          new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(name.endsWith("norm.weight") ? 1 : 0.01),
+        ]),
+      );
+      const path = join(tmp.path, `model-${v}.gguf`);
+      await writeLlamaGguf(path, { config, vocab, weights, type: "F16" });
+      expect(metaString(await readGguf(path), "general.architecture")).toBe(qwen ? "qwen2" : "llama");
+
+      const cases = readVocabTests(
+        sharedData("llama-cpp-vocab", `ggml-vocab-${v}.gguf.inp`),
+        sharedData("llama-cpp-vocab", `ggml-vocab-${v}.gguf.out`),
+      );
+      expect(cases.length).toBe(46);
+      const llama = await getLlamaRuntime();
+      const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+      try {
+        const failures = cases.filter((c) => {
+          const ids = Array.from(model.tokenize(c.input, false), Number);
+          return JSON.stringify(ids) !== JSON.stringify(c.expected);
+        });
+        expect(failures.map((c) => c.input)).toEqual([]);
+      } finally {
+        await model.dispose();
+      }
+    });
+  },
+);
