@@ -5,11 +5,12 @@ import { version } from "../version.js";
 
 // One line per command group; each module only parses arguments and calls the library.
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
-  () => import("./commands/bench.js"),
   () => import("./commands/tokenize.js"),
+  () => import("./commands/bench.js"),
   () => import("./commands/generate.js"),
   () => import("./commands/serve.js"),
   () => import("./commands/data.js"),
+  () => import("./commands/model.js"),
 ];
 
 export async function main(argv: string[]): Promise<number> {
