@@ -19,7 +19,11 @@ describe("SlotPool", () => {
     const pool = new SlotPool([1], 5);
     const slot = await pool.acquire();
     const order: number[] = [];
-    const w = [0, 1, 2].map((i) => pool.acquire().then((s) => (order.push(i), pool.release(s))));
+    const w = [0, 1, 2].map(async (i) => {
+      const s = await pool.acquire();
+      order.push(i);
+      pool.release(s);
+    });
     pool.release(slot);
     await Promise.all(w);
     expect(order).toEqual([0, 1, 2]);
