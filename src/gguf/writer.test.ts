@@ -127,10 +127,12 @@ describe("read after write", () => {
       ...over,
     });
     const bad: Array<[GgufTensorInput[], string]> = [
-      [[t({ data: new Float32Array(31) })], "data has 124 bytes, the shape needs 128"],
+      [[t({ data: new Float32Array(31) })], "data has 31 values, the shape needs 32"],
       [[t({ type: "Q8_0", shape: [16] })], "multiple of the block size 32"],
       [[t({ type: "Q4_K" })], "multiple of the block size 256"],
       [[t({ type: "Q6_K", shape: [256], data: new Float32Array(256) })], "cannot quantise float32 to Q6_K"],
+      [[t({ type: "Q8_0", data: new Uint16Array(32) })], "Uint16Array data is only for F16/BF16"],
+      [[t({ type: "F16", data: new Uint16Array(16) })], "data has 32 bytes, the shape needs 64"],
       [[t({}), t({})], 'duplicate tensor name "w"'],
       [[t({ name: "x".repeat(64) })], "longer than 63 bytes"],
     ];

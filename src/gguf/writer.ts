@@ -44,8 +44,11 @@ export interface GgufWriteInput {
 /** Types `encodeTensor` converts float32 into. */
 export const ENCODABLE_TYPES: readonly GgmlTypeName[] = ["F32", "F16", "BF16", "Q8_0"];
 
-/** The bytes stored for a tensor; throws RangeError on a shape/data mismatch (a programming error). */
-export function encodeTensor(t: GgufTensorInput): Uint8Array {
+/**
+ * Bytes the tensor will take, checked against its data without encoding anything (so a bad tensor fails
+ * before the disk is touched, and encoding can happen one tensor at a time while writing).
+ */
+export function checkTensor(t: GgufTensorInput): number {
   const where = `tensor ${JSON.stringify(t.name)} (${t.type} [${t.shape.join(", ")}])`;
   const expectedBytes = tensorByteLength(t.type, t.shape);
   if (expectedBytes === undefined) {
@@ -53,25 +56,38 @@ export function encodeTensor(t: GgufTensorInput): Uint8Array {
       `${where}: ne0 must be a multiple of the block size ${GGML_TYPES[t.type].blockSize}`,
     );
   }
-  let bytes: Uint8Array;
+  const d = t.data;
+  let bytes = d.byteLength;
+  if (d instanceof Float32Array) {
+    if (!ENCODABLE_TYPES.includes(t.type)) {
+      throw new RangeError(`${where}: cannot quantise float32 to ${t.type}; pass the encoded bytes`);
+    }
+    bytes = (d.length / GGML_TYPES[t.type].blockSize) * GGML_TYPES[t.type].bytesPerBlock;
+    if (d.length % GGML_TYPES[t.type].blockSize !== 0 || bytes !== expectedBytes) {
+      throw new RangeError(
+        `${where}: data has ${d.length} values, the shape needs ${(expectedBytes / GGML_TYPES[t.type].bytesPerBlock) * GGML_TYPES[t.type].blockSize}`,
+      );
+    }
+  } else if (d instanceof Uint16Array && t.type !== "F16" && t.type !== "BF16") {
+    throw new RangeError(`${where}: Uint16Array data is only for F16/BF16`);
+  }
+  if (bytes !== expectedBytes) {
+    throw new RangeError(`${where}: data has ${bytes} bytes, the shape needs ${expectedBytes}`);
+  }
+  return expectedBytes;
+}
+
+/** The bytes stored for a tensor; throws RangeError on a shape/data mismatch (a programming error). */
+export function encodeTensor(t: GgufTensorInput): Uint8Array {
+  checkTensor(t);
   const d = t.data;
   if (d instanceof Float32Array) {
-    if (t.type === "F32") bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-    else if (t.type === "F16") bytes = asBytes(f32ToF16(d));
-    else if (t.type === "BF16") bytes = asBytes(f32ToBf16(d));
-    else if (t.type === "Q8_0") bytes = quantizeQ8_0(d);
-    else throw new RangeError(`${where}: cannot quantise float32 to ${t.type}; pass the encoded bytes`);
-  } else if (d instanceof Uint16Array) {
-    if (t.type !== "F16" && t.type !== "BF16")
-      throw new RangeError(`${where}: Uint16Array data is only for F16/BF16`);
-    bytes = asBytes(d);
-  } else {
-    bytes = d;
+    if (t.type === "F32") return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    if (t.type === "F16") return asBytes(f32ToF16(d));
+    if (t.type === "BF16") return asBytes(f32ToBf16(d));
+    return quantizeQ8_0(d);
   }
-  if (bytes.byteLength !== expectedBytes) {
-    throw new RangeError(`${where}: data has ${bytes.byteLength} bytes, the shape needs ${expectedBytes}`);
-  }
-  return bytes;
+  return d instanceof Uint16Array ? asBytes(d) : d;
 }
 
 function asBytes(a: Uint16Array): Uint8Array {
@@ -199,8 +215,8 @@ function validate(input: GgufWriteInput): void {
 export async function writeGguf(path: string, input: GgufWriteInput): Promise<number> {
   validate(input);
   const alignment = alignmentOf(input.metadata);
-  // Encode first so a bad tensor fails before anything touches the disk.
-  const blobs = input.tensors.map(encodeTensor);
+  // Check every tensor before anything touches the disk; encode each only when it is written.
+  const sizes = input.tensors.map(checkTensor);
 
   const h = new HeaderBuilder();
   h.raw(Buffer.from("GGUF", "latin1"));
@@ -215,7 +231,7 @@ export async function writeGguf(path: string, input: GgufWriteInput): Promise<nu
     for (const d of t.shape) h.u64(d);
     h.u32(GGML_TYPES[t.type].id);
     h.u64(offset);
-    offset = alignUp(offset + (blobs[i] as Uint8Array).byteLength, alignment);
+    offset = alignUp(offset + (sizes[i] as number), alignment);
   });
   // Like llama.cpp and gguf-py: the header is padded only when a data section follows.
   const headerPad = input.tensors.length > 0 ? alignUp(h.length, alignment) - h.length : 0;
@@ -233,7 +249,8 @@ export async function writeGguf(path: string, input: GgufWriteInput): Promise<nu
       offset > 256 * MB
         ? new Progress({ label: `writing ${basename(path)} (MB)`, total: Math.ceil(offset / MB) })
         : undefined;
-    for (const blob of blobs) {
+    for (const t of input.tensors) {
+      const blob = encodeTensor(t);
       await writeAll(fh, blob);
       const pad = alignUp(blob.byteLength, alignment) - blob.byteLength;
       if (pad) await writeAll(fh, new Uint8Array(pad));
