@@ -4,14 +4,17 @@ import { LlamaCompletion, LlamaText, SpecialTokensText } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
 import { renderConversation } from "../data/template.js";
-import { arr, bool, f32, type GgufMetaValue, str, u32 } from "../gguf/types.js";
+import { llamaTensorShapes, writeLlamaGguf } from "../gguf/llama.js";
+import { str } from "../gguf/types.js";
+import { GGUF_TOKEN_TYPE, vocabMetadata } from "../gguf/vocab.js";
 import { writeGguf } from "../gguf/writer.js";
+import { resolveLlamaConfig } from "../model/config.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { trainByteLevelBpe } from "./bpe-train.js";
 import { readVocabTests } from "./conformance.js";
 import { type GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
 import { HfTokenizer } from "./hf.js";
-import { type GgufVocab, TOKEN_TYPE, toGgufVocab } from "./to-gguf.js";
+import { type GgufVocab, toGgufVocab } from "./to-gguf.js";
 import { CONTROL_TOKEN_NAMES, encodeParts } from "./types.js";
 
 /**
@@ -107,74 +110,27 @@ function fuzzLines(n: number): string[] {
   return out;
 }
 
-function vocabMetadata(v: GgufVocab): Array<[string, GgufMetaValue]> {
-  const out: Array<[string, GgufMetaValue]> = [
-    ["tokenizer.ggml.model", str(v.model)],
-    ["tokenizer.ggml.pre", str(v.pre)],
-    ["tokenizer.ggml.tokens", arr("string", v.tokens)],
-    ["tokenizer.ggml.token_type", arr("int32", v.tokenTypes)],
-    ["tokenizer.ggml.merges", arr("string", v.merges ?? [])],
-    ["tokenizer.ggml.add_bos_token", bool(v.addBos)],
-  ];
-  if (v.bosId !== null) out.push(["tokenizer.ggml.bos_token_id", u32(v.bosId)]);
-  if (v.eosId !== null) out.push(["tokenizer.ggml.eos_token_id", u32(v.eosId)]);
-  return out;
-}
-
-/**
- * The smallest Llama llama.cpp will run: 1 layer, width 32, random F32 weights. Written with the project's
- * generic GGUF writer; the Llama tensor layout is spelled out here because the model exporter
- * (src/gguf/llama.ts) is another engineer's and had not landed when this test was written.
- */
+/** The smallest Llama llama.cpp runs (1 layer, width 32), random weights, through the project's exporter. */
 async function writeTinyModel(path: string, vocab: GgufVocab): Promise<void> {
-  const nVocab = vocab.tokens.length;
-  const dim = 32;
-  const ff = 64;
+  const config = resolveLlamaConfig({
+    vocabSize: vocab.tokens.length,
+    hiddenSize: 32,
+    numLayers: 1,
+    numHeads: 4,
+    ffnSize: 64,
+    contextLength: 256,
+  });
   let seed = 1;
-  const rand = (n: number, scale: number) => {
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
+  const weights = new Map<string, Float32Array>();
+  for (const { name, shape } of llamaTensorShapes(config)) {
+    const a = new Float32Array(shape.reduce((x, y) => x * y, 1));
+    for (let i = 0; i < a.length; i++) {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      a[i] = (seed / 2 ** 31 - 0.5) * scale;
+      a[i] = shape.length === 1 ? 1 : (seed / 2 ** 31 - 0.5) * 0.1; // norms 1, matrices small noise
     }
-    return a;
-  };
-  const ones = (n: number) => new Float32Array(n).fill(1);
-  const t = (name: string, shape: number[], data: Float32Array) => ({
-    name,
-    shape,
-    type: "F32" as const,
-    data,
-  });
-  await writeGguf(path, {
-    metadata: [
-      ["general.architecture", str("llama")],
-      ["general.name", str("steerlm tokenizer round-trip test")],
-      ["llama.context_length", u32(256)],
-      ["llama.embedding_length", u32(dim)],
-      ["llama.block_count", u32(1)],
-      ["llama.feed_forward_length", u32(ff)],
-      ["llama.attention.head_count", u32(4)],
-      ["llama.attention.head_count_kv", u32(4)],
-      ["llama.attention.layer_norm_rms_epsilon", f32(1e-5)],
-      ["llama.rope.dimension_count", u32(dim / 4)],
-      ...vocabMetadata(vocab),
-    ],
-    tensors: [
-      t("token_embd.weight", [dim, nVocab], rand(dim * nVocab, 0.1)),
-      t("output_norm.weight", [dim], ones(dim)),
-      t("output.weight", [dim, nVocab], rand(dim * nVocab, 0.1)),
-      t("blk.0.attn_norm.weight", [dim], ones(dim)),
-      t("blk.0.attn_q.weight", [dim, dim], rand(dim * dim, 0.1)),
-      t("blk.0.attn_k.weight", [dim, dim], rand(dim * dim, 0.1)),
-      t("blk.0.attn_v.weight", [dim, dim], rand(dim * dim, 0.1)),
-      t("blk.0.attn_output.weight", [dim, dim], rand(dim * dim, 0.1)),
-      t("blk.0.ffn_norm.weight", [dim], ones(dim)),
-      t("blk.0.ffn_gate.weight", [dim, ff], rand(dim * ff, 0.1)),
-      t("blk.0.ffn_up.weight", [dim, ff], rand(dim * ff, 0.1)),
-      t("blk.0.ffn_down.weight", [ff, dim], rand(dim * ff, 0.1)),
-    ],
-  });
+    weights.set(name, a);
+  }
+  await writeLlamaGguf(path, { config, vocab, weights, name: "steerlm tokenizer round-trip test" });
 }
 
 describe.skipIf(!haveSharedData)("trained tokenizer -> GGUF -> llama.cpp", () => {
@@ -208,7 +164,7 @@ describe.skipIf(!haveSharedData)("trained tokenizer -> GGUF -> llama.cpp", () =>
     for (const name of CONTROL_TOKEN_NAMES) {
       const id = hf.encodeControl(name);
       expect(vocab.tokens[id]).toBe(name);
-      expect(vocab.tokenTypes[id]).toBe(TOKEN_TYPE.control);
+      expect(vocab.tokenTypes[id]).toBe(GGUF_TOKEN_TYPE.control);
       expect(gg.encodeControl(name)).toBe(id);
     }
     expect(gg.hasControlTokens()).toBe(true);
@@ -252,7 +208,9 @@ describe.skipIf(!haveSharedData)("trained tokenizer -> GGUF -> llama.cpp", () =>
 
   it("a GGUF marking a control token USER_DEFINED (which llama.cpp matches in plain text) is refused", async () => {
     const bad = join(dir.path, "user-defined-controls.gguf");
-    const types = vocab.tokenTypes.map((t) => (t === TOKEN_TYPE.control ? TOKEN_TYPE.userDefined : t));
+    const types = vocab.tokenTypes.map((t) =>
+      t === GGUF_TOKEN_TYPE.control ? GGUF_TOKEN_TYPE.userDefined : t,
+    );
     await writeGguf(bad, {
       metadata: [["general.architecture", str("llama")], ...vocabMetadata({ ...vocab, tokenTypes: types })],
       tensors: [],

@@ -11,7 +11,7 @@ export { GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
 export { HfTokenizer, loadHfTokenizer } from "./hf.js";
 export type { HfAddedToken, HfTokenizerConfig, HfTokenizerJson } from "./hf-json.js";
 export { loadTokenizer } from "./load.js";
-export { type GgufVocab, TOKEN_TYPE, toGgufVocab } from "./to-gguf.js";
+export { type GgufVocab, TOKEN_TYPE, type ToGgufVocabOptions, toGgufVocab } from "./to-gguf.js";
 export {
   CONTROL_TOKEN_NAMES,
   type ControlTokenName,

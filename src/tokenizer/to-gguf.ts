@@ -1,41 +1,11 @@
+import { GGUF_TOKEN_TYPE, type GgufVocab } from "../gguf/vocab.js";
 import { SteerlmError } from "../util/errors.js";
 import type { HfTokenizer } from "./hf.js";
 import { mergePairs } from "./hf-json.js";
 
-/** llama.cpp's token types (`enum llama_token_type`), as stored in tokenizer.ggml.token_type. */
-export const TOKEN_TYPE = {
-  normal: 1,
-  unknown: 2,
-  control: 3,
-  userDefined: 4,
-  unused: 5,
-  byte: 6,
-} as const;
+/** llama.cpp's token types (the GGUF module's table, under the name this module has always exported). */
+export const TOKEN_TYPE = GGUF_TOKEN_TYPE;
 
-/**
- * The tokenizer.ggml.* metadata of a GGUF, as the GGUF writer takes it (`GgufVocab` of src/gguf/llama.ts).
- * `model` "gpt2" is llama.cpp's byte-level BPE; `pre` picks its pre-tokenizer regex.
- */
-export interface GgufVocab {
-  model: "gpt2" | "llama";
-  pre: string;
-  tokens: string[];
-  scores?: number[];
-  tokenTypes: number[];
-  merges?: string[];
-  bosId: number | null;
-  eosId: number | null;
-  unkId: number | null;
-  padId: number | null;
-  addBos: boolean;
-}
-
-/**
- * Turns a byte-level BPE tokenizer.json (GPT-2 style: ByteLevel pre-tokenizer with GPT-2's regex; what
- * `trainByteLevelBpe` writes) into GGUF vocabulary metadata that llama.cpp tokenizes identically:
- * model "gpt2", pre "gpt-2" (the same regex; see ToGgufVocabOptions), merges in rank order, special added tokens as CONTROL
- * (so `parse_special = false` never matches them), other added tokens as USER_DEFINED.
- */
 export interface ToGgufVocabOptions {
   /**
    * llama.cpp pre-tokenizer name. All three run GPT-2's regex, so ids are identical; they differ in
@@ -45,6 +15,9 @@ export interface ToGgufVocabOptions {
    */
   pre?: "gpt-2" | "trillion" | "granite-docling";
 }
+
+/** The GGUF writer's vocabulary type (src/gguf/vocab.ts), re-exported for tokenizer users. */
+export type { GgufVocab };
 
 export function toGgufVocab(tokenizer: HfTokenizer, opts: ToGgufVocabOptions = {}): GgufVocab {
   const { json } = tokenizer;
@@ -64,17 +37,17 @@ export function toGgufVocab(tokenizer: HfTokenizer, opts: ToGgufVocabOptions = {
 
   const n = tokenizer.vocabSize;
   const tokens = new Array<string | undefined>(n);
-  const tokenTypes = new Array<number>(n).fill(TOKEN_TYPE.normal);
+  const tokenTypes = new Array<number>(n).fill(GGUF_TOKEN_TYPE.normal);
   for (const [piece, id] of Object.entries(model.vocab as Record<string, number>)) tokens[id] = piece;
   for (const t of json.added_tokens) {
     tokens[t.id] = t.content;
-    tokenTypes[t.id] = t.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
+    tokenTypes[t.id] = t.special ? GGUF_TOKEN_TYPE.control : GGUF_TOKEN_TYPE.userDefined;
   }
   // llama.cpp needs a dense id space; a gap becomes an unused placeholder that text can never produce.
   for (let i = 0; i < n; i++) {
     if (tokens[i] === undefined) {
       tokens[i] = `[UNUSED_${i}]`;
-      tokenTypes[i] = TOKEN_TYPE.unused;
+      tokenTypes[i] = GGUF_TOKEN_TYPE.unused;
     }
   }
   const merges = mergePairs((model.merges ?? []) as Array<string | [string, string]>).map(

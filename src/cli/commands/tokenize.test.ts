@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveSharedData, runCli, sharedData, tempDir } from "../../../test/helpers.js";
-import { arr, bool, str, u32 } from "../../gguf/types.js";
+import { str } from "../../gguf/types.js";
+import { vocabMetadata } from "../../gguf/vocab.js";
 import { writeGguf } from "../../gguf/writer.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../../tokenizer/bpe-train.js";
 import { readVocabTests } from "../../tokenizer/conformance.js";
@@ -24,20 +25,9 @@ describe.skipIf(!haveSharedData)("steerlm tokenize", () => {
     const json = trainByteLevelBpe(corpus, { vocabSize: 400 });
     saveTokenizerJson(trainedJson, json);
     trained = new HfTokenizer(json);
-    const v = toGgufVocab(trained);
     // A vocab-only GGUF, like llama.cpp's ggml-vocab-*.gguf files: metadata, no tensors.
     await writeGguf(trainedGguf, {
-      metadata: [
-        ["general.architecture", str("llama")],
-        ["tokenizer.ggml.model", str(v.model)],
-        ["tokenizer.ggml.pre", str(v.pre)],
-        ["tokenizer.ggml.tokens", arr("string", v.tokens)],
-        ["tokenizer.ggml.token_type", arr("int32", v.tokenTypes)],
-        ["tokenizer.ggml.merges", arr("string", v.merges ?? [])],
-        ["tokenizer.ggml.bos_token_id", u32(v.bosId!)],
-        ["tokenizer.ggml.eos_token_id", u32(v.eosId!)],
-        ["tokenizer.ggml.add_bos_token", bool(false)],
-      ],
+      metadata: [["general.architecture", str("llama")], ...vocabMetadata(toGgufVocab(trained))],
       tensors: [],
     });
   });
