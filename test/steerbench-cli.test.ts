@@ -99,7 +99,7 @@ describe("steerlm bench (CLI end to end)", () => {
     writeFileSync(bad, `${readFileSync(join(a, "test.jsonl"), "utf8").split("\n")[0]}\n{not json\n`);
     const r = await runCli(["bench", "score", bad]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`steerlm: ${bad}:2: not valid JSON`);
+    expect(r.stderr).toContain(`steerlm: ${bad}:2: invalid JSON`);
 
     const badLabel = join(tmp.path, "badlabel.jsonl");
     writeFileSync(
@@ -135,6 +135,6 @@ describe("steerlm bench (CLI end to end)", () => {
 
     const missing = await runCli(["bench", "score", join(tmp.path, "nope.jsonl")]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/nope\.jsonl: cannot read/);
+    expect(missing.stderr).toMatch(/nope\.jsonl: cannot open/);
   });
 });

@@ -1,14 +1,19 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BUILTIN_SCHEMAS, parseValues, STEERLM_ATTRIBUTE_ORDER } from "../src/data/attributes.js";
+import { readRecords } from "../src/data/read.js";
 import type { Conversation } from "../src/data/template.js";
 import { composeResponse, withDerived } from "../src/steerbench/compose.js";
-import { toNemoLine } from "../src/steerbench/jsonl.js";
+import { toNemoLine, writeBench } from "../src/steerbench/jsonl.js";
 import { MARKER_HEADS, MAX_CHARS, scoreResponse } from "../src/steerbench/oracle.js";
 import { Rng } from "../src/steerbench/rng.js";
+import { scoreFile } from "../src/steerbench/score.js";
 import { parsePrompt } from "../src/steerbench/solve.js";
 import { CREATIVITY, HUMOR, INCOHERENCE, TOXICITY } from "../src/steerbench/style.js";
 import { SPLITS, splitSizes, synthesize } from "../src/steerbench/synth.js";
 import { FAMILIES, generateTask } from "../src/steerbench/tasks.js";
+import { tempDir } from "./helpers.js";
 
 const schema = BUILTIN_SCHEMAS.steerlm;
 const bytes = (convs: Conversation[]) => convs.map(toNemoLine).join("\n");
@@ -308,5 +313,69 @@ describe("SteerBench oracle on hand-written and hostile text", () => {
     expect(v.humor).toBe(1);
     expect(v.verbosity).toBe(4);
     expect(long.length).toBeGreaterThan(MAX_CHARS);
+  });
+});
+
+describe("SteerBench files through the shared data layer", () => {
+  it("writes SteerLM JSONL that src/data reads back strictly, labels intact", async () => {
+    const tmp = tempDir("steerbench-io-");
+    try {
+      const run = synthesize({ n: 400, seed: 21 });
+      writeBench(tmp.path, run);
+      const records = [];
+      for await (const r of readRecords(join(tmp.path, "train.jsonl"))) records.push(r);
+      expect(records).toHaveLength(run.splits.train.length);
+      records.forEach((r, i) => {
+        const conv = run.splits.train[i];
+        expect(r.turns.map((t) => t.text)).toEqual(conv.turns.map((t) => t.text));
+        conv.turns.forEach((t, k) => {
+          expect(r.turns[k].labels).toEqual(t.values ? parseValues(schema, t.values) : null);
+        });
+      });
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it("scores other formats too: HelpSteer rows compare on their five attributes", async () => {
+    const tmp = tempDir("steerbench-hs-");
+    try {
+      const file = join(tmp.path, "hs.jsonl");
+      const rows = [
+        {
+          prompt: "What is 2 plus 2?",
+          response: "The answer is 4. First, we start with 2.",
+          helpfulness: 4,
+          correctness: 4,
+          coherence: 4,
+          complexity: 1,
+          verbosity: 1,
+        },
+        {
+          prompt: "What is 2 plus 2?",
+          response: "It is 5.",
+          helpfulness: 4,
+          correctness: 4,
+          coherence: 4,
+          complexity: 0,
+          verbosity: 0,
+        },
+      ];
+      writeFileSync(file, rows.map((r) => JSON.stringify(r)).join("\n"));
+      const { rows: scored, summary } = await scoreFile(file);
+      expect(summary).toMatchObject({ rows: 2, scored: 2, labelled: 2 });
+      expect(Object.keys(summary.agreement).sort()).toEqual([
+        "coherence",
+        "complexity",
+        "correctness",
+        "helpfulness",
+        "verbosity",
+      ]);
+      expect(summary.agreement.correctness).toEqual({ n: 2, exact: 0.5, within1: 1 });
+      expect(summary.agreement.verbosity.exact).toBe(1);
+      expect(scored[1].scores.correctness).toBe(3);
+    } finally {
+      tmp.cleanup();
+    }
   });
 });

@@ -1,8 +1,15 @@
 // SteerBench: a seeded synthetic steerability benchmark and the oracle that scores it.
 export { composeResponse, sampleValues, withDerived } from "./compose.js";
-export { readConversations, toNemoLine, writeBench } from "./jsonl.js";
+export { toNemoLine, writeBench } from "./jsonl.js";
 export { MAX_CHARS, scoreResponse } from "./oracle.js";
-export { type AgreementStat, type RowScore, type ScoreSummary, scoreFile, writeRowScores } from "./score.js";
+export {
+  type AgreementStat,
+  type RowScore,
+  type ScoreFileOptions,
+  type ScoreSummary,
+  scoreFile,
+  writeRowScores,
+} from "./score.js";
 export { gradeAnswer, parsePrompt } from "./solve.js";
 export { helpfulnessOf, qualityOf } from "./style.js";
 export {

@@ -1,12 +1,11 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Conversation, Turn } from "../data/template.js";
-import { describe, InputError } from "../util/errors.js";
+import type { Conversation } from "../data/template.js";
 import { SPLITS, type SynthResult } from "./synth.js";
 
 /**
- * SteerLM chat JSONL in NeMo's shape, written and read by SteerBench itself (kept small on purpose:
- * the general importers live in src/data).
+ * SteerLM chat JSONL in NeMo's shape, written by SteerBench itself (plain JSON.stringify: generated text
+ * needs none of the byte-exact round-trip care of src/data's exporters). Reading goes through src/data.
  */
 
 export function toNemoLine(conv: Conversation): string {
@@ -20,86 +19,6 @@ export function toNemoLine(conv: Conversation): string {
     mask: "User",
     type: "VALUE_TO_TEXT",
   });
-}
-
-export interface ReadConversation {
-  line: number;
-  conversation: Conversation;
-}
-
-/** Reads a SteerLM chat JSONL file; every problem names file, line and field. Blank lines are skipped. */
-export function readConversations(file: string): ReadConversation[] {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw new InputError(`cannot read: ${(err as Error).message}`, { file });
-  }
-  const out: ReadConversation[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i].trim();
-    if (raw === "") continue;
-    const line = i + 1;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(raw);
-    } catch (err) {
-      throw new InputError(`not valid JSON: ${(err as Error).message}`, { file, line });
-    }
-    out.push({ line, conversation: toConversation(obj, file, line) });
-  }
-  return out;
-}
-
-function toConversation(obj: unknown, file: string, line: number): Conversation {
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
-    throw new InputError(`expected an object, got ${describe(obj)}`, { file, line });
-  }
-  const rec = obj as Record<string, unknown>;
-  const system = rec.system ?? "";
-  if (typeof system !== "string") {
-    throw new InputError(`expected a string, got ${describe(system)}`, { file, line, field: "system" });
-  }
-  if (!Array.isArray(rec.conversations)) {
-    throw new InputError(`expected a list, got ${describe(rec.conversations)}`, {
-      file,
-      line,
-      field: "conversations",
-    });
-  }
-  const turns = rec.conversations.map((t: unknown, k: number): Turn => {
-    const field = `conversations[${k}]`;
-    if (typeof t !== "object" || t === null) {
-      throw new InputError(`expected an object, got ${describe(t)}`, { file, line, field });
-    }
-    const turn = t as Record<string, unknown>;
-    const from = typeof turn.from === "string" ? turn.from.toLowerCase() : undefined;
-    if (from !== "user" && from !== "assistant") {
-      throw new InputError(`expected "User" or "Assistant", got ${describe(turn.from)}`, {
-        file,
-        line,
-        field: `${field}.from`,
-      });
-    }
-    if (typeof turn.value !== "string") {
-      throw new InputError(`expected a string, got ${describe(turn.value)}`, {
-        file,
-        line,
-        field: `${field}.value`,
-      });
-    }
-    const label = turn.label ?? null;
-    if (label !== null && typeof label !== "string") {
-      throw new InputError(`expected a value string or null, got ${describe(label)}`, {
-        file,
-        line,
-        field: `${field}.label`,
-      });
-    }
-    return { role: from, text: turn.value, values: label };
-  });
-  return { system, turns };
 }
 
 /** Writes train/validation/test/heldout JSONL plus steerbench.json (sizes, seed) and a short README. */

@@ -1,14 +1,13 @@
 import { writeFileSync } from "node:fs";
-import {
-  type AttributeValues,
-  BUILTIN_SCHEMAS,
-  parseValues,
-  STEERLM_ATTRIBUTE_ORDER,
-} from "../data/attributes.js";
-import { readConversations } from "./jsonl.js";
+import { type AttributeValues, STEERLM_ATTRIBUTE_ORDER } from "../data/attributes.js";
+import { readRecords } from "../data/read.js";
+import type { DataFormat } from "../data/record.js";
 import { scoreResponse } from "./oracle.js";
 
-/** Scores the last assistant turn of each conversation in a file and compares with its labels. */
+/**
+ * Scores the last assistant turn of each conversation in a file and compares with its labels. Any
+ * format the data layer reads works (SteerLM JSONL, HelpSteer, chat, ...); labels are optional.
+ */
 
 export interface AgreementStat {
   /** Rows whose label gives this attribute. */
@@ -30,7 +29,7 @@ export interface RowScore {
 
 export interface ScoreSummary {
   file: string;
-  /** Conversations in the file. */
+  /** Conversations read from the file (a HelpSteer2 preference row gives two). */
   rows: number;
   /** Conversations with an assistant turn (the others are skipped). */
   scored: number;
@@ -42,26 +41,33 @@ export interface ScoreSummary {
   mean: Record<string, number>;
 }
 
-export function scoreFile(file: string): { rows: RowScore[]; summary: ScoreSummary } {
-  const schema = BUILTIN_SCHEMAS.steerlm;
-  const conversations = readConversations(file);
+export interface ScoreFileOptions {
+  /** Input format; detected from the file when absent. */
+  format?: DataFormat;
+}
+
+export async function scoreFile(
+  file: string,
+  opts: ScoreFileOptions = {},
+): Promise<{ rows: RowScore[]; summary: ScoreSummary }> {
+  const reader = readRecords(file, { format: opts.format, allowUnlabeled: true });
   const rows: RowScore[] = [];
   const sums: Record<string, number> = {};
   const counts: Record<string, { n: number; exact: number; within1: number }> = {};
   let labelled = 0;
-  for (const { line, conversation } of conversations) {
-    const turns = conversation.turns;
+  let records = 0;
+  for await (const record of reader) {
+    records++;
+    const line = record.origin?.line ?? records;
+    const turns = record.turns;
     let k = turns.length - 1;
     while (k >= 0 && turns[k].role !== "assistant") k--;
     if (k < 0) continue;
     let u = k - 1;
     while (u >= 0 && turns[u].role !== "user") u--;
     const scores = scoreResponse(u >= 0 ? turns[u].text : "", turns[k].text);
-    const raw = turns[k].values;
-    const label =
-      raw != null && raw.trim() !== ""
-        ? parseValues(schema, raw, { file, line, field: `conversations[${k}].label` })
-        : null;
+    const given = turns[k].labels;
+    const label = given && Object.keys(given).length > 0 ? given : null;
     if (label) labelled++;
     for (const name of STEERLM_ATTRIBUTE_ORDER) {
       sums[name] = (sums[name] ?? 0) + scores[name];
@@ -89,7 +95,7 @@ export function scoreFile(file: string): { rows: RowScore[]; summary: ScoreSumma
   }
   return {
     rows,
-    summary: { file, rows: conversations.length, scored: rows.length, labelled, agreement, mean },
+    summary: { file, rows: records, scored: rows.length, labelled, agreement, mean },
   };
 }
 

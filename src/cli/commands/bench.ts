@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { STEERLM_ATTRIBUTE_ORDER } from "../../data/attributes.js";
+import { parseFormat } from "../../data/read.js";
 import {
   FAMILIES,
   type Family,
@@ -76,8 +77,9 @@ export function register(program: Command): void {
     .argument("<file>", "SteerLM chat JSONL")
     .option("--json", "print a JSON summary (with an agreement map per attribute)", false)
     .option("-o, --out <file>", "per-row scores JSONL (default: <file>.scores.jsonl)")
-    .action((file: string, o: { json: boolean; out?: string }) => {
-      const { rows, summary } = scoreFile(file);
+    .option("--from <format>", "input format (default: detected from the file)")
+    .action(async (file: string, o: { json: boolean; out?: string; from?: string }) => {
+      const { rows, summary } = await scoreFile(file, { format: o.from ? parseFormat(o.from) : undefined });
       const out = o.out ?? `${file.replace(/\.jsonl$/i, "")}.scores.jsonl`;
       writeRowScores(out, rows);
       if (o.json) {
