@@ -91,6 +91,8 @@ export interface PromptInfo {
   tokens: number[];
   /** Control-token ids in `tokens`: depends only on the number of turns (0 when the vocabulary lacks them). */
   controlTokens: number;
+  /** The template's parts (chat prompts only): control parts are the only source of control ids. */
+  parts?: Array<{ kind: "control" | "text"; text: string }>;
 }
 
 export interface GenerateResult {
@@ -206,7 +208,8 @@ export class SteerableModel {
     const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
     const rendered = renderConversation(conv, "inference", { values });
     const { tokens, controlTokens } = tokenizeParts(this.model, this.vocab, rendered.parts);
-    return { text: rendered.text, tokens, controlTokens, attributes, values };
+    const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
+    return { text: rendered.text, tokens, controlTokens, parts, attributes, values };
   }
 
   /** One assistant turn at the requested attribute values, streamed through `onToken`. */

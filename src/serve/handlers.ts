@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { GenerateResult, SamplingOptions, SteerableModel, SteerResult } from "../inference/model.js";
+import type {
+  GenerateResult,
+  PromptInfo,
+  SamplingOptions,
+  SteerableModel,
+  SteerResult,
+} from "../inference/model.js";
 import { SseWriter, sendJson } from "./http.js";
 import type { ChatRequest, CompletionRequest, SamplingRequest } from "./validate.js";
 
@@ -42,10 +48,11 @@ const usage = (r: GenerateResult) => ({
   total_tokens: r.usage.totalTokens,
 });
 
-const promptField = (r: GenerateResult) => ({
-  text: r.prompt.text,
-  token_ids: r.prompt.tokens,
-  control_tokens: r.prompt.controlTokens,
+const promptField = (p: PromptInfo) => ({
+  text: p.text,
+  token_ids: p.tokens.map(Number),
+  control_tokens: p.controlTokens,
+  ...(p.parts ? { parts: p.parts } : {}),
 });
 
 /** OpenAI knows no "abort": a response cut short by its own client is never seen anyway. */
@@ -63,7 +70,7 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
   const steer = (g: SteerResult | ReturnType<SteerableModel["renderPrompt"]>, full?: GenerateResult) => ({
     attributes: g.attributes,
     values: g.values,
-    ...(r.returnPrompt && full ? { prompt: promptField(full) } : {}),
+    ...(r.returnPrompt && full ? { prompt: promptField(full.prompt) } : {}),
   });
   const base = { messages: r.messages, attributes: r.attributes, ...samplingOptions(r, call, signal) };
 
@@ -110,11 +117,7 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
             values: rendered.values,
             ...(r.returnPrompt
               ? {
-                  prompt: {
-                    text: rendered.text,
-                    token_ids: rendered.tokens.map(Number),
-                    control_tokens: rendered.controlTokens,
-                  },
+                  prompt: promptField(rendered),
                 }
               : {}),
           },
@@ -139,7 +142,7 @@ export async function completion(call: CompletionCall): Promise<void> {
   const created = Math.floor(Date.now() / 1000);
   const signal = disconnectSignal(res);
   const opts = { prompt: r.prompt, specialTokens: r.specialTokens, ...samplingOptions(r, call, signal) };
-  const extra = (g: GenerateResult) => (r.returnPrompt ? { steerlm: { prompt: promptField(g) } } : {});
+  const extra = (g: GenerateResult) => (r.returnPrompt ? { steerlm: { prompt: promptField(g.prompt) } } : {});
 
   if (!r.stream) {
     const g = await model.complete(opts);

@@ -100,14 +100,15 @@ function addMessage(role, text) {
 function showPrompt(prompt) {
   const pre = $("prompt");
   pre.replaceChildren();
-  // Control tokens are highlighted so one can see the turn structure the model receives.
-  for (const piece of prompt.text.split(/(<extra_id_[012]>)/)) {
-    if (/^<extra_id_[012]>$/.test(piece)) {
+  // The template's control parts are highlighted: they are the turn structure the model receives. Text that
+  // merely spells a control token (typed by a user) stays plain, as it does for the tokenizer.
+  for (const part of prompt.parts ?? [{ kind: "text", text: prompt.text }]) {
+    if (part.kind === "control") {
       const span = document.createElement("span");
       span.className = "ctl";
-      span.textContent = piece;
+      span.textContent = part.text;
       pre.append(span);
-    } else pre.append(document.createTextNode(piece));
+    } else pre.append(document.createTextNode(part.text));
   }
   $("prompt-stats").textContent =
     `(${prompt.token_ids.length} tokens, ${prompt.control_tokens} control-token ids)`;
