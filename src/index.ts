@@ -2,10 +2,6 @@
 
 export * from "./inference/index.js";
 export * from "./serve/index.js";
-export * from "./tokenizer/index.js";
-export { InputError, SteerlmError } from "./util/errors.js";
-export { version } from "./version.js";
-export * from "./gguf/index.js";
 export {
   type BenchMeta,
   FAMILIES as STEERBENCH_FAMILIES,
@@ -17,4 +13,9 @@ export {
   synthesize,
   writeBench,
 } from "./steerbench/index.js";
+export * from "./tokenizer/index.js";
+export { InputError, SteerlmError } from "./util/errors.js";
+export { version } from "./version.js";
+export * from "./gguf/index.js";
 export * from "./data/index.js";
+export * from "./interop/index.js";

@@ -11,6 +11,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import("./commands/serve.js"),
   () => import("./commands/data.js"),
   () => import("./commands/model.js"),
+  () => import("./commands/model-convert.js"),
 ];
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,47 @@
+import type { Command } from "commander";
+import { convertHfToGguf } from "../../interop/convert.js";
+import { InputError } from "../../util/errors.js";
+
+/**
+ * `steerlm model convert <hf-dir> -o model.gguf [--type f32|f16]`. Registered on the `model` group that
+ * commands/model.ts creates (`model check`); when that group is not there, it is created here.
+ */
+export function register(program: Command): void {
+  const model =
+    program.commands.find((c) => c.name() === "model") ??
+    program.command("model").description("inspect, verify and convert Llama-family models");
+  registerConvert(model);
+}
+
+export function registerConvert(model: Command): void {
+  model
+    .command("convert")
+    .description(
+      "convert a Hugging Face model directory (config.json, model.safetensors or sharded\n" +
+        "model.safetensors.index.json, tokenizer.json) of the Llama, Mistral, Qwen2 or SmolLM family to GGUF",
+    )
+    .argument("<hf-dir>", "the Hugging Face model directory")
+    .requiredOption("-o, --output <file>", "the GGUF to write")
+    .option(
+      "--type <type>",
+      "storage type of the weight matrices: f32 or f16 (norms and biases stay f32)",
+      "f16",
+    )
+    .option("--name <name>", "general.name in the GGUF (default: the directory name)")
+    .action(async (dir: string, opts: { output: string; type: string; name?: string }) => {
+      const type = opts.type.toLowerCase();
+      if (type !== "f32" && type !== "f16") {
+        throw new InputError(`expected f32 or f16, got ${JSON.stringify(opts.type)}`, { field: "--type" });
+      }
+      const r = await convertHfToGguf(dir, opts.output, {
+        type,
+        ...(opts.name !== undefined ? { name: opts.name } : {}),
+      });
+      const c = r.spec.config;
+      process.stdout.write(
+        `${r.out}: ${r.spec.family} -> GGUF ${r.spec.arch}, ${c.numLayers} layers, width ${c.hiddenSize}, ` +
+          `${c.numHeads}/${c.numKvHeads} heads, vocab ${c.vocabSize}${r.paddedTokens ? ` (${r.paddedTokens} padding tokens)` : ""}, ` +
+          `${r.tensors} tensors ${type}, ${(r.bytes / 1e6).toFixed(1)} MB\n`,
+      );
+    });
+}
