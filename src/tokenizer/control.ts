@@ -1,3 +1,4 @@
+import { GGUF_TOKEN_TYPE, type GgufVocab } from "../gguf/vocab.js";
 import { SteerlmError } from "../util/errors.js";
 import type { HfAddedToken, HfTokenizerJson } from "./hf-json.js";
 import { CONTROL_TOKEN_NAMES, type ControlTokenName } from "./types.js";
@@ -40,6 +41,40 @@ export function addControlTokens(json: HfTokenizerJson): {
     });
   }
   return { json: { ...json, added_tokens: [...json.added_tokens, ...newTokens] }, added };
+}
+
+/**
+ * The same for a GGUF vocabulary (e.g. a Llama-2 SentencePiece model that has no `<extra_id_*>`): the
+ * missing control tokens are appended as CONTROL-type tokens (score 0 where the vocabulary has scores), so
+ * llama.cpp keeps them single ids and never matches them in plain text. A name already present must
+ * already be CONTROL type: as an ordinary or user-defined token it would be reachable from plain text.
+ */
+export function addControlTokensToGgufVocab(vocab: GgufVocab): {
+  vocab: GgufVocab;
+  added: Array<{ name: ControlTokenName; id: number }>;
+} {
+  const tokens = [...vocab.tokens];
+  const tokenTypes = [...vocab.tokenTypes];
+  const scores = vocab.scores ? [...vocab.scores] : undefined;
+  const added: Array<{ name: ControlTokenName; id: number }> = [];
+  for (const name of CONTROL_TOKEN_NAMES) {
+    const at = tokens.indexOf(name);
+    if (at >= 0) {
+      if (tokenTypes[at] !== GGUF_TOKEN_TYPE.control)
+        throw new SteerlmError(
+          `the vocabulary has ${name} (id ${at}) as token type ${tokenTypes[at]}, not control (3)`,
+          "plain text could then produce it; mark it as a control token",
+        );
+      continue;
+    }
+    added.push({ name, id: tokens.length });
+    tokens.push(name);
+    tokenTypes.push(GGUF_TOKEN_TYPE.control);
+    scores?.push(0);
+  }
+  const out: GgufVocab = { ...vocab, tokens, tokenTypes };
+  if (scores) out.scores = scores;
+  return { vocab: out, added };
 }
 
 /**

@@ -6,7 +6,7 @@ export {
   trainByteLevelBpe,
 } from "./bpe-train.js";
 export { type ConformanceResult, readVocabTests, runConformance, type VocabTestCase } from "./conformance.js";
-export { addControlTokens, extendEmbeddingRows } from "./control.js";
+export { addControlTokens, addControlTokensToGgufVocab, extendEmbeddingRows } from "./control.js";
 export { GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
 export { HfTokenizer, loadHfTokenizer } from "./hf.js";
 export type { HfAddedToken, HfTokenizerConfig, HfTokenizerJson } from "./hf-json.js";
