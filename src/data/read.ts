@@ -167,7 +167,7 @@ export class RecordReader implements AsyncIterable<DataRecord> {
         if (Array.isArray(result) && NEEDS_LABELS.has(format) && !this.opts.allowUnlabeled) {
           if (result.some((r) => !hasLabels(r))) {
             throw new InputError(
-              "no attribute labels on any Assistant turn",
+              `${NO_LABELS}: no Assistant turn has a label (this looks like plain SFT data)`,
               { field: "conversations" },
               UNLABELED_HINT,
             );

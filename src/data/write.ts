@@ -51,7 +51,13 @@ export class AtomicFile {
 
   /** Drops the temporary file; the target is left as it was. */
   async abort(): Promise<void> {
-    this.stream.destroy();
+    // Wait for the stream to close: a still-pending open would otherwise create the file after the unlink.
+    if (!this.stream.closed) {
+      await new Promise<void>((resolve) => {
+        this.stream.once("close", () => resolve());
+        this.stream.destroy();
+      });
+    }
     await unlink(this.tmp).catch(() => undefined);
   }
 

@@ -1,0 +1,259 @@
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parquetWriteBuffer } from "hyparquet-writer";
+import { afterAll, describe, expect, it } from "vitest";
+import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
+
+// End-to-end: the built CLI (`npm run build` first), as a user runs it.
+const tmp = tempDir("steerlm-data-cli-");
+afterAll(() => tmp.cleanup());
+const at = (name: string) => join(tmp.path, name);
+
+const SFT = sharedData("nemo-aligner", "sft_512_sample_extra_id_format.jsonl");
+const RM = sharedData("nemo-aligner", "test-rm.jsonl");
+const DUMMY = sharedData("nemo-aligner", "dummy-sft.jsonl");
+
+describe.skipIf(!haveSharedData)("steerlm data on the real NeMo files", () => {
+  it("convert --from steerlm --to steerlm is byte-identical", async () => {
+    const r = await runCli([
+      "data",
+      "convert",
+      "--from",
+      "steerlm",
+      "--to",
+      "steerlm",
+      SFT,
+      "-o",
+      at("sft.jsonl"),
+    ]);
+    expect(r.stderr).toContain("wrote 512 steerlm lines");
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(at("sft.jsonl")).equals(readFileSync(SFT))).toBe(true);
+  });
+
+  it("convert --from regression --to regression is byte-identical", async () => {
+    const r = await runCli([
+      "data",
+      "convert",
+      "--from",
+      "regression",
+      "--to",
+      "regression",
+      RM,
+      "-o",
+      at("rm.jsonl"),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(at("rm.jsonl")).equals(readFileSync(RM))).toBe(true);
+  });
+
+  it("gives plain SFT data a clear message with a hint, exit 1, no stack trace", async () => {
+    const r = await runCli(["data", "validate", DUMMY]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(`steerlm: ${DUMMY}:1: conversations: no attribute labels`);
+    expect(r.stderr).toContain("this looks like plain SFT data");
+    expect(r.stderr).toContain("hint:");
+    expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+    const ok = await runCli(["data", "validate", DUMMY, "--allow-unlabeled"]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain("30 valid records");
+  });
+
+  it("validate detects the format; inspect prints counts and per-attribute histograms", async () => {
+    const v = await runCli(["data", "validate", RM]);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toBe(`${RM}: regression, schema steerlm: 8 valid records from 8 rows\n`);
+    const i = await runCli(["data", "inspect", SFT]);
+    expect(i.code, i.stderr).toBe(0);
+    expect(i.stdout).toContain("records: 512");
+    expect(i.stdout).toContain("turns per record: 2: 512");
+    expect(i.stdout).toMatch(/helpfulness +0: \d+/);
+    const j = await runCli(["data", "inspect", RM, "--json"]);
+    const figures = JSON.parse(j.stdout);
+    expect(figures.records).toBe(8);
+    // test-rm.jsonl's helpfulness labels (label[4]) are 4, 2, 4, 1, 2, 0, 4, 4.
+    expect(figures.attributes.helpfulness.values).toEqual({ 0: 1, 1: 1, 2: 2, 4: 4 });
+    expect(figures.attributes.quality).toBeUndefined();
+  });
+
+  it("split is deterministic for a seed and keeps NeMo lines byte for byte", async () => {
+    const args = (n: string) => [
+      "data",
+      "split",
+      SFT,
+      "--train",
+      at(`tr${n}.jsonl`),
+      "--validation",
+      at(`va${n}.jsonl`),
+      "--fraction",
+      "0.1",
+      "--seed",
+      "11",
+    ];
+    const a = await runCli(args("a"));
+    const b = await runCli(args("b"));
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(a.stderr).toContain("461 to");
+    expect(readFileSync(at("vaa.jsonl"), "utf8")).toBe(readFileSync(at("vab.jsonl"), "utf8"));
+    const source = new Set(readFileSync(SFT, "utf8").split("\n"));
+    const val = readFileSync(at("vaa.jsonl"), "utf8").trim().split("\n");
+    const train = readFileSync(at("tra.jsonl"), "utf8").trim().split("\n");
+    expect([val.length, train.length]).toEqual([51, 461]);
+    expect([...val, ...train].every((l) => source.has(l))).toBe(true);
+    const c = await runCli([...args("c").slice(0, -1), "12"]);
+    expect(c.code, c.stderr).toBe(0);
+    expect(readFileSync(at("vac.jsonl"), "utf8")).not.toBe(readFileSync(at("vaa.jsonl"), "utf8"));
+  });
+});
+
+describe("steerlm data with bad input", () => {
+  const good = (i: number) =>
+    JSON.stringify({
+      system: "",
+      conversations: [
+        { from: "User", value: `q${i}`, label: null },
+        {
+          from: "Assistant",
+          value: `a${i}`,
+          label: "helpfulness:4,correctness:3,coherence:4,complexity:2,verbosity:1",
+        },
+      ],
+      mask: "User",
+    });
+  // 3 corrupt lines among valid ones: truncated JSON, helpfulness:7 under helpsteer, no Assistant turn.
+  const lines = [
+    good(1),
+    good(2),
+    good(3).slice(0, 60),
+    good(4),
+    good(5).replace("helpfulness:4", "helpfulness:7"),
+    good(6),
+    JSON.stringify({ system: "", conversations: [{ from: "User", value: "q?", label: null }], mask: "User" }),
+    good(8),
+  ];
+  const input = () => {
+    const p = at("mixed.jsonl");
+    writeFileSync(p, `${lines.join("\n")}\n`);
+    return p;
+  };
+
+  it("strict mode exits 1 naming the first bad line and writes nothing", async () => {
+    const p = input();
+    const out = at("strict-out.jsonl");
+    const r = await runCli([
+      "data",
+      "convert",
+      "--from",
+      "steerlm",
+      "--to",
+      "steerlm",
+      "--schema",
+      "helpsteer",
+      p,
+      "-o",
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^steerlm: ${p}:3: invalid JSON: .*truncated`));
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("--skip-invalid keeps every valid record and reports all 3 bad lines", async () => {
+    const p = input();
+    const out = at("skip-out.jsonl");
+    const r = await runCli([
+      "data",
+      "convert",
+      "--from",
+      "steerlm",
+      "--to",
+      "steerlm",
+      "--schema",
+      "helpsteer",
+      "--skip-invalid",
+      p,
+      "-o",
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`3 invalid rows skipped (written to ${out}.rejects.jsonl)`);
+    expect(r.stderr).toContain(`${p}:3: invalid JSON`);
+    expect(r.stderr).toContain(`${p}:5: conversations[1].label.helpfulness: 7 is out of range 0..4`);
+    expect(r.stderr).toContain(`${p}:7: conversations: conversation has no Assistant turn`);
+    // Valid lines were written by json.dumps-compatible code from JSON.stringify input, so compare meaning.
+    const kept = readFileSync(out, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(kept.map((o) => o.conversations[0].value)).toEqual(["q1", "q2", "q4", "q6", "q8"]);
+    const rejects = readFileSync(`${out}.rejects.jsonl`, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(rejects.map((x) => x.line)).toEqual([3, 5, 7]);
+    expect(rejects[1].raw).toBe(lines[4]);
+    const v = await runCli(["data", "validate", "--schema", "helpsteer", "--skip-invalid", p]);
+    expect(v.code, v.stderr).toBe(1);
+    expect(v.stdout).toContain("5 valid records from 8 rows, 3 invalid");
+  });
+
+  it("rejects unknown formats and bad options as user errors", async () => {
+    const p = input();
+    const a = await runCli(["data", "convert", "--from", "csv", "--to", "steerlm", p, "-o", at("x.jsonl")]);
+    expect(a.code, a.stderr).toBe(1);
+    expect(a.stderr).toContain('unknown format "csv"');
+    const b = await runCli(["data", "convert", "--to", "parquet", p, "-o", at("x.jsonl")]);
+    expect(b.code, b.stderr).toBe(1);
+    expect(b.stderr).toContain('cannot write format "parquet"');
+    const c = await runCli([
+      "data",
+      "split",
+      p,
+      "--train",
+      at("t.jsonl"),
+      "--validation",
+      at("v.jsonl"),
+      "--fraction",
+      "2",
+    ]);
+    expect(c.code, c.stderr).toBe(1);
+    expect(c.stderr).toContain("--fraction: expected a number in 0..1");
+  });
+});
+
+describe("steerlm data convert from HelpSteer Parquet", () => {
+  it("converts Parquet rows to NeMo SteerLM JSONL and chat JSONL", async () => {
+    const pq = at("helpsteer.parquet");
+    writeFileSync(
+      pq,
+      Buffer.from(
+        parquetWriteBuffer({
+          columnData: [
+            { name: "prompt", data: ["Why is the sky blue?", "Name a prime."], type: "STRING" },
+            { name: "response", data: ["Rayleigh scattering.", "7"], type: "STRING" },
+            { name: "helpfulness", data: [4n, 3n], type: "INT64" },
+            { name: "correctness", data: [4n, 4n], type: "INT64" },
+            { name: "coherence", data: [4n, 4n], type: "INT64" },
+            { name: "complexity", data: [1n, 0n], type: "INT64" },
+            { name: "verbosity", data: [1n, 0n], type: "INT64" },
+          ],
+        }),
+      ),
+    );
+    const r = await runCli(["data", "convert", "--to", "steerlm", pq, "-o", at("hs.jsonl"), "--system", ""]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(at("hs.jsonl"), "utf8").split("\n")[1]).toBe(
+      '{"system": "", "conversations": [{"from": "User", "value": "Name a prime.", "label": null}, {"from": "Assistant", "value": "7", "label": "helpfulness:3,correctness:4,coherence:4,complexity:0,verbosity:0"}], "mask": "User", "type": "VALUE_TO_TEXT"}',
+    );
+    const c = await runCli(["data", "convert", "--to", "chat", at("hs.jsonl"), "-o", at("hs-chat.jsonl")]);
+    expect(c.code, c.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(at("hs-chat.jsonl"), "utf8").split("\n")[0]).attributes).toEqual({
+      helpfulness: 4,
+      correctness: 4,
+      coherence: 4,
+      complexity: 1,
+      verbosity: 1,
+    });
+  });
+});
