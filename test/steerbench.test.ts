@@ -6,7 +6,8 @@ import { readRecords } from "../src/data/read.js";
 import type { Conversation } from "../src/data/template.js";
 import { composeResponse, withDerived } from "../src/steerbench/compose.js";
 import { toNemoLine, writeBench } from "../src/steerbench/jsonl.js";
-import { MARKER_HEADS, MAX_CHARS, scoreResponse } from "../src/steerbench/oracle.js";
+import { fuzzyMarker, MARKER_HEADS } from "../src/steerbench/markers.js";
+import { MAX_CHARS, scoreResponse } from "../src/steerbench/oracle.js";
 import { Rng } from "../src/steerbench/rng.js";
 import { scoreFile } from "../src/steerbench/score.js";
 import { parsePrompt } from "../src/steerbench/solve.js";
@@ -204,7 +205,7 @@ describe("SteerBench oracle agreement with generator labels", () => {
       for (let i = 0; i < 50; i++) {
         for (const step of generateTask(family, rng).steps) {
           for (const e of entries) expect(step.toLowerCase().includes(e.replace(/[.!?]$/, ""))).toBe(false);
-          expect(MARKER_HEADS.has(step.toLowerCase().split(" ", 3).join(" ")), step).toBe(false);
+          expect(fuzzyMarker(step.toLowerCase()), step).toBeUndefined();
         }
       }
     }
@@ -287,6 +288,22 @@ describe("SteerBench oracle on hand-written and hostile text", () => {
     const w = scoreResponse("What is 3 plus 4?", "It is 7. Why was six afraid of eight? Who knows.");
     expect(w.humor).toBe(3);
     expect(w.verbosity).toBe(1);
+  });
+
+  it("reads imitations with a word or letter wrong", () => {
+    const v = scoreResponse(
+      "What is 3 plus 4?",
+      "Even a kid knows this. Consequently, the definitive resultant number is precisely 7. " +
+        "Picture the numbers settling into place like fireflies at night. Zero said to eight: nice belt! Ba-dum-tss",
+    );
+    expect(v).toMatchObject({
+      toxicity: 2,
+      complexity: 4,
+      correctness: 4,
+      creativity: 3,
+      humor: 4,
+      verbosity: 0,
+    });
   });
 
   it("never throws on non-ASCII, garbage or very long text, and stays bounded in time", () => {

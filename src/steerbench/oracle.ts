@@ -1,19 +1,20 @@
 import type { AttributeValues } from "../data/attributes.js";
 import { withDerived } from "./compose.js";
+import { type BankName, cutMarkers, fuzzyMarker, wordDistance, wordsOf } from "./markers.js";
 import { gradeAnswer, parsePrompt } from "./solve.js";
-import { ANSWER_FRAMES, CONNECTIVES, CREATIVITY, HUMOR, INCOHERENCE, TOXICITY } from "./style.js";
+import { ANSWER_FRAMES, CONNECTIVES } from "./style.js";
 
 /**
  * The SteerBench oracle: all nine attributes of a response measured from its text (and the prompt, for
  * correctness) alone. Deterministic, total: any string in, nine integers 0..4 out.
  *
- * 1. Marker sentences of each bank are found by substring search (lower-cased) and cut out; a left-over
- *    sentence that opens with a marker's first three words counts as that marker too. Then
- *    toxicity/humor/creativity = the highest level found (0 if none), coherence = the lowest level of
- *    disruption found (4 if none).
- * 2. What is left is split into sentences. The first sentence that opens with an answer frame gives
- *    complexity (the frame's tier) and the answer, graded against the prompt's re-derived solution
- *    (correctness 0 when there is no answer; 2 when the prompt is not one the oracle can solve).
+ * 1. Style markers are found and cut out (markers.ts: exact, then imperfect imitations sentence by
+ *    sentence): toxicity/humor/creativity = the highest level found (0 if none), coherence = the lowest
+ *    level of disruption found (4 if none).
+ * 2. What is left is split into sentences. The first sentence that opens with an answer frame (the
+ *    longer frames may have one word wrong) gives complexity (the frame's tier) and the answer, graded
+ *    against the prompt's re-derived solution (correctness 0 when there is no answer; 2 when the prompt
+ *    is not one the oracle can solve).
  * 3. Every other sentence of two or more words counts as explanation: verbosity = min(4, count).
  *    Without an answer frame, complexity comes from the explanation connectives (0 if none).
  * 4. helpfulness and quality follow from the others by the documented formulas (style.ts).
@@ -22,94 +23,38 @@ import { ANSWER_FRAMES, CONNECTIVES, CREATIVITY, HUMOR, INCOHERENCE, TOXICITY } 
 /** Longer texts are scored on their first MAX_CHARS characters: bounded time on any input. */
 export const MAX_CHARS = 20_000;
 
-interface Marker {
-  text: string;
-  level: number;
-}
-
-// Matched without their final punctuation, so "Easy peasy" still counts where a model drops the period.
-const markers = (bank: Readonly<Record<number, readonly string[]>>): Marker[] =>
-  Object.entries(bank)
-    .flatMap(([level, texts]) =>
-      texts.map((t) => ({ text: t.toLowerCase().replace(/[.!?]+$/, ""), level: Number(level) })),
-    )
-    .sort((a, b) => b.text.length - a.text.length);
-
-const BANKS = {
-  toxicity: markers(TOXICITY),
-  humor: markers(HUMOR),
-  creativity: markers(CREATIVITY),
-  coherence: markers(INCOHERENCE),
-};
-
-type BankName = keyof typeof BANKS;
-
-/**
- * The first three words of each longer marker: a sentence that opens like a marker but then goes astray
- * (as a model's imitation might) still counts for that marker's level. Heads are unique (tests check).
- */
-export const MARKER_HEADS: ReadonlyMap<string, { bank: BankName; level: number }> = new Map(
-  (Object.keys(BANKS) as BankName[]).flatMap((bank) =>
-    BANKS[bank]
-      .filter((m) => m.text.split(" ").length > 3)
-      .map((m) => [headOf(m.text), { bank, level: m.level }] as const),
-  ),
-);
-
-function headOf(sentence: string): string {
-  return sentence.split(" ", 3).join(" ");
-}
-
 const FRAME_PREFIXES = ANSWER_FRAMES.map((f) => f.slice(0, f.indexOf("{A}")).toLowerCase());
+const FRAME_WORDS = FRAME_PREFIXES.map((p) => wordsOf(p));
 const CONNECTIVE_TIERS = CONNECTIVES.map((tier) => tier.filter((c) => c !== "").map((c) => c.toLowerCase()));
 
-/** Finds and cuts out a bank's markers; returns the levels found and the text without them. */
-function cutMarkers(text: string, bank: Marker[]): { levels: number[]; rest: string } {
-  const levels: number[] = [];
-  let rest = text;
-  for (const m of bank) {
-    if (rest.includes(m.text)) {
-      levels.push(m.level);
-      rest = rest.split(m.text).join(" ");
-    }
-  }
-  return { levels, rest };
-}
-
 export function scoreResponse(prompt: string, response: string): AttributeValues {
-  let text = String(response ?? "")
-    .slice(0, MAX_CHARS)
-    .toLowerCase()
-    .replace(/\s+/g, " ");
-
-  const found: Record<keyof typeof BANKS, number[]> = {
-    toxicity: [],
-    humor: [],
-    creativity: [],
-    coherence: [],
-  };
-  for (const key of Object.keys(BANKS) as Array<keyof typeof BANKS>) {
-    const cut = cutMarkers(text, BANKS[key]);
-    found[key] = cut.levels;
-    text = cut.rest;
-  }
+  const cut = cutMarkers(
+    String(response ?? "")
+      .slice(0, MAX_CHARS)
+      .toLowerCase()
+      .replace(/\s+/g, " "),
+  );
+  const found: Record<BankName, number[]> = { toxicity: [], humor: [], creativity: [], coherence: [] };
+  for (const hit of cut.hits) found[hit.bank].push(hit.level);
 
   let complexity: number | undefined;
   let answer: string | undefined;
   let explanations = 0;
   const connectiveHits = CONNECTIVE_TIERS.map(() => 0);
-  for (const raw of text.split(/(?<=[.!?])\s+/)) {
+  for (const raw of cut.rest.split(/(?<=[.!?])\s+/)) {
     const sentence = raw.trim();
     if (sentence === "") continue;
-    const head = MARKER_HEADS.get(headOf(sentence));
-    if (head) {
-      found[head.bank].push(head.level);
-      continue;
+    if (answer === undefined) {
+      const frame = findFrame(sentence);
+      if (frame) {
+        complexity = frame.tier;
+        answer = frame.answer;
+        continue;
+      }
     }
-    const tier = answer === undefined ? frameTier(sentence) : -1;
-    if (tier >= 0) {
-      complexity = tier;
-      answer = sentence.slice(FRAME_PREFIXES[tier].length).replace(/[.!?\s]+$/, "");
+    const hit = fuzzyMarker(sentence);
+    if (hit) {
+      found[hit.bank].push(hit.level);
       continue;
     }
     if (sentence.split(" ").filter((w) => /[\p{L}\p{N}]/u.test(w)).length >= 2) {
@@ -141,12 +86,25 @@ export function scoreResponse(prompt: string, response: string): AttributeValues
   });
 }
 
-/** The complexity tier of an answer sentence, or -1; longest frame first so none shadows another. */
-function frameTier(sentence: string): number {
+/**
+ * The answer frame a sentence opens with: its tier and the answer text after it. Exact prefixes first
+ * (longest first, so none shadows another); then frames of four words or more with one word wrong.
+ */
+function findFrame(sentence: string): { tier: number; answer: string } | undefined {
+  const strip = (s: string) => s.replace(/[.!?\s]+$/, "");
   for (let t = FRAME_PREFIXES.length - 1; t >= 0; t--) {
-    if (sentence.startsWith(FRAME_PREFIXES[t])) return t;
+    if (sentence.startsWith(FRAME_PREFIXES[t]))
+      return { tier: t, answer: strip(sentence.slice(FRAME_PREFIXES[t].length)) };
   }
-  return -1;
+  const raw = sentence.split(" ");
+  for (let t = FRAME_WORDS.length - 1; t >= 0; t--) {
+    const frame = FRAME_WORDS[t];
+    if (frame.length < 4 || raw.length <= frame.length) continue;
+    if (wordDistance(frame, wordsOf(raw.slice(0, frame.length).join(" ")), 1) <= 1) {
+      return { tier: t, answer: strip(raw.slice(frame.length).join(" ")) };
+    }
+  }
+  return undefined;
 }
 
 const maxOr = (xs: number[], fallback: number): number => (xs.length ? Math.max(...xs) : fallback);
