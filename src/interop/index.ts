@@ -1,4 +1,6 @@
 // Model interop: Hugging Face checkpoints in (safetensors + config.json + tokenizer.json -> GGUF).
+
+export { checkHfModelAgainstLlamaCpp, type HfCheckOptions, hfWeightSource } from "./check.js";
 export { type HfCheckpoint, openHfCheckpoint } from "./checkpoint.js";
 export {
   type ConvertOptions,

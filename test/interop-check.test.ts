@@ -1,0 +1,71 @@
+/**
+ * `model check` on Hugging Face directories: steerlm's forward pass on the checkpoint as stored (HF row
+ * order, NEOX RoPE) against llama.cpp on the converted GGUF (permuted rows for llama, normal RoPE).
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { checkHfModelAgainstLlamaCpp } from "../src/interop/check.js";
+import { saveTokenizerJson, trainByteLevelBpe } from "../src/tokenizer/bpe-train.js";
+import { haveSharedData, sharedData, tempDir } from "./helpers.js";
+import { type FixtureOptions, writeHfModelDir } from "./hf-fixture.js";
+
+const tmp = tempDir("steerlm-interop-check-");
+afterAll(() => tmp.cleanup());
+
+const TEXT = "Attribute-conditioned fine-tuning steers a model: helpfulness 4, verbosity 1. The end.";
+
+const llama = (tokenizerJson: string): FixtureOptions => ({
+  architecture: "LlamaForCausalLM",
+  vocabSize: 50304,
+  hidden: 16,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  ffn: 40,
+  ropeTheta: 10000,
+  rmsNormEps: 1e-5,
+  tied: false,
+  dtype: "BF16",
+  shards: 2,
+  seed: 21,
+  tokenizerJson,
+});
+
+describe("steerlm forward on HF weights vs llama.cpp on the converted GGUF", () => {
+  it.skipIf(!haveSharedData)("Llama directory (GQA, untied, sharded BF16) passes at 1e-3", async () => {
+    const dir = join(tmp.path, "llama");
+    mkdirSync(dir);
+    writeHfModelDir(dir, llama(sharedData("tokenizers", "gpt2", "tokenizer.json")));
+    const r = await checkHfModelAgainstLlamaCpp(dir, { text: TEXT, threads: 2 });
+    console.log(`model check llama: ${JSON.stringify(r)}`);
+    expect(r.tokens).toBeGreaterThan(10);
+    expect(r.maxAbsLogProbDiff).toBeLessThanOrEqual(1e-3);
+    expect(r.top1Agreement).toBe(1);
+  });
+
+  it("Qwen2 directory (qkv bias, tied, GQA 4:1) passes at 1e-3", async () => {
+    const dir = join(tmp.path, "qwen2");
+    mkdirSync(dir);
+    const tok = join(tmp.path, "tok.json");
+    saveTokenizerJson(
+      tok,
+      trainByteLevelBpe([TEXT, TEXT.toUpperCase(), TEXT.split("").reverse().join("")], { vocabSize: 300 }),
+    );
+    writeHfModelDir(dir, {
+      ...llama(tok),
+      architecture: "Qwen2ForCausalLM",
+      vocabSize: 300,
+      kvHeads: 1,
+      tied: true,
+      dtype: "F32",
+      shards: 1,
+      ropeTheta: 1_000_000,
+      rmsNormEps: 1e-6,
+    });
+    const r = await checkHfModelAgainstLlamaCpp(dir, { text: TEXT, threads: 2 });
+    console.log(`model check qwen2: ${JSON.stringify(r)}`);
+    expect(r.maxAbsLogProbDiff).toBeLessThanOrEqual(1e-3);
+    expect(r.top1Agreement).toBe(1);
+  });
+});
