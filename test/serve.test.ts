@@ -430,5 +430,8 @@ describe.skipIf(!haveSharedData)("steerlm serve (the real CLI)", () => {
     const missing = await runCli(["serve", "-m", join(dir.path, "missing.gguf")]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/missing\.gguf: model: no such file/);
+    const lora = await runCli(["serve", "-m", modelPath, "--lora", join(dir.path, "adapter.gguf")]);
+    expect(lora.code).toBe(1);
+    expect(lora.stderr).toMatch(/adapter\.gguf: lora: no such file/);
   });
 });

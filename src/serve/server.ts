@@ -118,8 +118,9 @@ function sendAsset(res: ServerResponse, asset: Asset): void {
 export async function startServer(opts: ServeOptions): Promise<SteerServer> {
   const handler = createHandler(opts);
   const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => void handler(req, res));
+  // Bounds on receiving a request (headers, then the whole body); a long generation (the response) is not cut.
   server.headersTimeout = 30_000;
-  server.requestTimeout = 0; // a long generation must not be cut off by the server itself
+  server.requestTimeout = 60_000;
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -135,6 +135,12 @@ async function chatLoop(model: SteerableModel, flags: ModelFlags): Promise<void>
     flags.system !== undefined ? [{ role: "system", content: flags.system }] : [];
   const opts = sampling(flags);
   if (tty) say(`chatting with ${model.id}; /help lists commands\n`);
+  // Ctrl-C stops the reply being generated; with none running it leaves the chat.
+  let turn: AbortController | undefined;
+  rl.on("SIGINT", () => {
+    if (turn) turn.abort();
+    else rl.close();
+  });
   rl.setPrompt("> ");
   if (tty) rl.prompt();
   for await (const raw of rl) {
@@ -160,8 +166,15 @@ async function chatLoop(model: SteerableModel, flags: ModelFlags): Promise<void>
       } else say(`unknown command ${cmd}\n${HELP}`);
     } else if (line !== "") {
       history.push({ role: "user", content: raw });
+      turn = new AbortController();
       try {
-        const reply = await model.generate({ messages: history, attributes, ...opts, onToken: say });
+        const reply = await model.generate({
+          messages: history,
+          attributes,
+          ...opts,
+          signal: turn.signal,
+          onToken: say,
+        });
         say("\n");
         history.push({ role: "assistant", content: reply.text });
       } catch (err) {
@@ -170,6 +183,7 @@ async function chatLoop(model: SteerableModel, flags: ModelFlags): Promise<void>
         history.pop();
         say(`error: ${err.message}${err.hint ? ` (${err.hint}; /reset starts over)` : ""}\n`);
       }
+      turn = undefined;
     }
     if (tty) rl.prompt();
   }
