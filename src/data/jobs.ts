@@ -2,6 +2,7 @@ import { stat } from "node:fs/promises";
 import { SteerlmError } from "../util/errors.js";
 import { Progress } from "../util/progress.js";
 import type { WriteOptions } from "./formats/context.js";
+import { sniffFile } from "./input.js";
 import { type Inspection, inspectRecords } from "./inspect.js";
 import { dumpsPython, JsonNumber } from "./json.js";
 import { type ReadOptions, type ReadStats, type Rejected, readRecords } from "./read.js";
@@ -59,8 +60,14 @@ async function withReader<T>(
   label: string,
   use: (records: ReturnType<typeof readRecords>) => Promise<T>,
 ): Promise<{ value: T; summary: JobSummary }> {
+  // JSONL progress counts bytes of the file (compressed ones for gzip); Parquet counts rows, total unknown.
   const size = (await stat(input).catch(() => undefined))?.size;
-  const progress = new Progress({ label, total: size, enabled: opts.progress });
+  const kind = size === undefined ? undefined : await sniffFile(input);
+  const progress = new Progress({
+    label,
+    total: kind === "parquet" ? undefined : size,
+    enabled: opts.progress,
+  });
   const rejects = new RejectLog(opts.skipInvalid ? opts.rejectsPath : undefined);
   const reader = readRecords(input, {
     ...opts,
