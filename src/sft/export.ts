@@ -1,0 +1,129 @@
+import { statSync } from "node:fs";
+import { loadSchema } from "../data/attributes.js";
+import { CONTROL_TOKENS } from "../data/template.js";
+import { type GgufVocab, readGgufVocab, writeLlamaGguf } from "../gguf/llama.js";
+import { readGguf, readTensorF32 } from "../gguf/reader.js";
+import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
+import { loraNames } from "../model/lora.js";
+import { llamaTensorSpecs } from "../model/weights.js";
+import { toGgufVocab } from "../tokenizer/to-gguf.js";
+import { InputError } from "../util/errors.js";
+import { type CheckpointData, latestCheckpoint, readCheckpoint } from "./checkpoint.js";
+import { tokenizerFromJson } from "./setup.js";
+
+/** The SteerLM template, as stored in exported models' `steerlm.template` metadata. */
+export const STEERLM_TEMPLATE_TEXT =
+  `${CONTROL_TOKENS.system}System\n{system}\n` +
+  `${CONTROL_TOKENS.turn}User\n{user}\n` +
+  `${CONTROL_TOKENS.turn}Assistant\n${CONTROL_TOKENS.label}{values}\n{response}\n` +
+  `${CONTROL_TOKENS.turn}`;
+
+export interface ExportOptions {
+  /** Storage type of the 2-D weights (norms stay F32). Default F32. */
+  type?: "F32" | "F16" | "BF16" | "Q8_0";
+  name?: string;
+}
+
+export interface ExportResult {
+  path: string;
+  checkpoint: string;
+  step: number;
+  bytes: number;
+}
+
+/** A run directory resolves to its newest checkpoint; a file must be a checkpoint. */
+export function resolveCheckpoint(input: string): string {
+  let isDir: boolean;
+  try {
+    isDir = statSync(input).isDirectory();
+  } catch {
+    throw new InputError("no such run directory or checkpoint", { file: input });
+  }
+  if (!isDir) return input;
+  const latest = latestCheckpoint(input);
+  if (!latest)
+    throw new InputError(
+      "the run directory has no checkpoint",
+      { file: input },
+      "train with `steerlm sft -o <dir>` first",
+    );
+  return latest;
+}
+
+/**
+ * Writes a checkpoint as a GGUF node-llama-cpp loads: Llama weights (LoRA adapters merged into their
+ * frozen base: W + (alpha/r)·B·A), the vocabulary (the run's trained tokenizer, or the base GGUF's), and
+ * SteerLM's schema and template in metadata.
+ */
+export async function exportGguf(
+  input: string,
+  out: string,
+  opts: ExportOptions = {},
+): Promise<ExportResult> {
+  const checkpoint = resolveCheckpoint(input);
+  const ck = readCheckpoint(checkpoint);
+  const h = ck.header;
+  const base = h.baseModel ? await readGguf(h.baseModel) : null;
+  let vocab: GgufVocab;
+  if (h.tokenizer !== null) vocab = toGgufVocab(tokenizerFromJson(h.tokenizer, checkpoint));
+  else if (base) vocab = readGgufVocab(base);
+  else throw new InputError("the checkpoint carries no tokenizer and no base model", { file: checkpoint });
+
+  const weights = new Map<string, Float32Array>();
+  for (const spec of llamaTensorSpecs(h.model)) {
+    const w = ck.weights.get(spec.name) ?? (base ? await readTensorF32(base, spec.name) : undefined);
+    if (!w)
+      throw new InputError(`weight ${spec.name} is in neither the checkpoint nor a base model`, {
+        file: checkpoint,
+      });
+    weights.set(spec.name, w);
+  }
+  if (h.lora) mergeLora(ck, weights);
+
+  const schema = loadSchema(h.schema);
+  const bytes = await writeLlamaGguf(out, {
+    config: h.model,
+    vocab,
+    weights,
+    type: opts.type ?? "F32",
+    name: opts.name ?? "steerlm",
+    metadata: [
+      [STEERLM_SCHEMA_KEY, str(JSON.stringify(schema))],
+      [STEERLM_TEMPLATE_KEY, str(STEERLM_TEMPLATE_TEXT)],
+    ],
+  });
+  return { path: out, checkpoint, step: h.step, bytes };
+}
+
+/**
+ * W [in, out] (ggml order: `out` rows of `in` values) += scale · B·A with A [in, r] (r rows of `in`)
+ * and B [r, out] (`out` rows of r), so W'[o][i] = W[o][i] + scale · Σ_k B[o][k] · A[k][i].
+ */
+function mergeLora(ck: CheckpointData, weights: Map<string, Float32Array>): void {
+  const lora = ck.header.lora;
+  if (!lora) return;
+  const scale = lora.alpha / lora.rank;
+  const r = lora.rank;
+  for (let l = 0; l < ck.header.model.numLayers; l++) {
+    for (const target of lora.targets) {
+      const n = loraNames(l, target);
+      const baseName = n.a.replace(/\.lora_a$/, ".weight");
+      const w = Float32Array.from(weights.get(baseName) as Float32Array);
+      const a = ck.weights.get(n.a);
+      const b = ck.weights.get(n.b);
+      if (!a || !b) throw new InputError(`the checkpoint lacks LoRA tensors ${n.a} / ${n.b}`, { field: n.a });
+      const inDim = a.length / r;
+      const outDim = b.length / r;
+      for (let o = 0; o < outDim; o++) {
+        for (let k = 0; k < r; k++) {
+          const s = scale * (b[o * r + k] as number);
+          if (s === 0) continue;
+          const row = o * inDim;
+          const arow = k * inDim;
+          for (let i = 0; i < inDim; i++) w[row + i] += s * (a[arow + i] as number);
+        }
+      }
+      weights.set(baseName, w);
+    }
+  }
+}

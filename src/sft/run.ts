@@ -1,0 +1,337 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadSchema } from "../data/attributes.js";
+import { Backend } from "../ggml/backend.js";
+import { LlamaModel } from "../model/model.js";
+import { Trainer } from "../train/trainer.js";
+import { InputError } from "../util/errors.js";
+import { log } from "../util/log.js";
+import { formatDuration, Progress } from "../util/progress.js";
+import {
+  type CheckpointData,
+  type CheckpointHeader,
+  checkpointName,
+  latestCheckpoint,
+  pruneCheckpoints,
+  readCheckpoint,
+  writeCheckpoint,
+} from "./checkpoint.js";
+import { formatSettings, type ResolvedSftConfig, resolveSftConfig, type SftConfig } from "./config.js";
+import { Batcher, encodeRecords, readSteerlmRecords, validationBatches } from "./data.js";
+import { type LossPoint, lossCurvePng } from "./png.js";
+import { type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
+
+/**
+ * One attribute-conditioned SFT run, top to bottom:
+ *   settings → run dir → data → tokenizer + model → (resume) → loop { batch, step, log, validate,
+ *   checkpoint } → final checkpoint, metrics, loss curve.
+ *
+ * Run directory:
+ *   sft-config.json        the effective settings (what --resume reads back)
+ *   tokenizer.json         a tokenizer trained here (--init runs)
+ *   metrics.jsonl          one line per step: {"step","loss","lr","gradNorm","tokens"} (+ "valLoss")
+ *   loss.png               training (blue) and validation (orange) loss
+ *   checkpoints/step-NNNNNN.ckpt
+ */
+export const SETTINGS_FILE = "sft-config.json";
+export const METRICS_FILE = "metrics.jsonl";
+export const LOSS_CURVE_FILE = "loss.png";
+
+export interface SftRunOptions {
+  /** Continue from the newest checkpoint in the run directory. */
+  resume?: boolean;
+  /** Aborting (Ctrl-C) makes the loop write a checkpoint and return early. */
+  signal?: AbortSignal;
+  /** Show a progress bar even when stderr is not a terminal (tests force it off). */
+  progress?: boolean;
+}
+
+export interface SftResult {
+  runDir: string;
+  step: number;
+  totalSteps: number;
+  checkpoint: string;
+  trainLoss: number;
+  valLoss: number | null;
+  /** Real (non-padding) tokens per second of training, this session. */
+  tokensPerSecond: number;
+  seconds: number;
+  interrupted: boolean;
+}
+
+interface Metric {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  valLoss?: number;
+}
+
+/** The settings of a resumed run: the stored ones, with flags allowed only where they agree. */
+export function resolveResumeConfig(
+  runDir: string,
+  flags: Partial<Record<keyof SftConfig, unknown>>,
+): ResolvedSftConfig {
+  const stored = join(runDir, SETTINGS_FILE);
+  if (!existsSync(stored)) {
+    throw new InputError(
+      `no ${SETTINGS_FILE} here: not a steerlm sft run directory`,
+      { file: runDir },
+      "start a run with -o <dir> first",
+    );
+  }
+  const before = resolveSftConfig({}, stored).config;
+  const after = resolveSftConfig(flags, stored);
+  for (const key of Object.keys(flags) as Array<keyof SftConfig>) {
+    if (flags[key] === undefined) continue;
+    if (JSON.stringify(before[key]) !== JSON.stringify(after.config[key])) {
+      throw new InputError(
+        `${JSON.stringify(after.config[key])} differs from the run's ${JSON.stringify(before[key])}`,
+        { field: key },
+        "a resumed run keeps its settings so that it ends exactly where an uninterrupted run would",
+      );
+    }
+  }
+  return after;
+}
+
+export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = {}): Promise<SftResult> {
+  const t0 = performance.now();
+  const cfg = resolved.config;
+  const runDir = cfg.output;
+  const ckptDir = join(runDir, "checkpoints");
+  const resumeFrom = opts.resume ? latestCheckpoint(runDir) : undefined;
+  if (opts.resume && !resumeFrom) {
+    throw new InputError("--resume: the run directory has no checkpoint yet", { file: ckptDir });
+  }
+  if (!opts.resume && latestCheckpoint(runDir)) {
+    throw new InputError(
+      "the run directory already has checkpoints",
+      { file: runDir },
+      "pass --resume to continue it, or choose a new -o",
+    );
+  }
+  mkdirSync(ckptDir, { recursive: true });
+  log.info(`steerlm sft${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
+  for (const line of formatSettings(resolved)) log.info(line);
+  if (!opts.resume) writeFileSync(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
+
+  // ---- data and model ----
+  const schema = loadSchema(cfg.schema);
+  const records = await readSteerlmRecords(cfg.data, schema);
+  const setup: ModelSetup =
+    cfg.init !== null
+      ? setupNewModel(runDir, cfg.init, records, schema, cfg.tokenizerVocabSize, cfg.seqLen)
+      : await setupFromGguf(cfg.model as string);
+  const pad = setup.tokenizer.eosId ?? 0;
+  const train = encodeRecords(records, setup.tokenizer, schema, cfg.seqLen, setup.bos);
+  log.info(
+    `data: ${records.length} conversations → ${train.examples.length} examples, ${train.lossTokens} loss tokens; ` +
+      `longest ${train.longest} tokens, ${train.truncated} truncated at ${cfg.seqLen}, ${train.dropped} dropped`,
+  );
+  const val = cfg.val
+    ? encodeRecords(await readSteerlmRecords(cfg.val, schema), setup.tokenizer, schema, cfg.seqLen, setup.bos)
+    : null;
+  const valBatches = val
+    ? validationBatches(val.examples, cfg.batchSize, cfg.seqLen, cfg.evalBatches, pad)
+    : [];
+  const batcher = new Batcher(train.examples, cfg.batchSize, cfg.seqLen, cfg.seed, pad);
+  const perStep = cfg.batchSize * cfg.gradAccum;
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((cfg.epochs * train.examples.length) / perStep);
+
+  const backend = new Backend(cfg.threads);
+  const lora = cfg.lora ? { rank: cfg.loraRank, alpha: cfg.loraAlpha, targets: cfg.loraTargets } : undefined;
+  const model = await LlamaModel.create(backend, setup.config, setup.source, {
+    lora,
+    seed: cfg.seed,
+    initStd: cfg.initStd,
+  });
+  const trainer = new Trainer(backend, model, {
+    batchSize: cfg.batchSize,
+    seqLen: cfg.seqLen,
+    optimizer: {
+      lr: cfg.lr,
+      warmupSteps: cfg.warmupSteps,
+      totalSteps,
+      minLrRatio: cfg.minLrRatio,
+      weightDecay: cfg.weightDecay,
+      beta1: cfg.beta1,
+      beta2: cfg.beta2,
+      eps: cfg.eps,
+      maxGradNorm: cfg.maxGradNorm,
+    },
+  });
+  const trained = trainer.trainedTensors;
+  const shapes = new Map(model.params.map((p) => [p.name, p.shape]));
+  const nParams = trained.reduce((a, n) => a + (shapes.get(n) as number[]).reduce((x, y) => x * y, 1), 0);
+  log.info(
+    `model: ${setup.config.numLayers} layers, d ${setup.config.hiddenSize}, vocab ${setup.config.vocabSize}; ` +
+      `${nParams} trained parameters in ${trained.length} tensors; ${totalSteps} steps of ${perStep} sequences × ${cfg.seqLen}; ` +
+      `ggml ${backend.info.cpuVariant}, ${backend.info.threads} threads`,
+  );
+
+  // ---- resume ----
+  const metrics: Metric[] = [];
+  if (resumeFrom) {
+    const ck = readCheckpoint(resumeFrom);
+    for (const [name, w] of ck.weights) model.setWeight(name, w);
+    trainer.restore(
+      ck.header.step,
+      new Map(
+        trained.map((n) => [n, { m: ck.adamM.get(n) as Float32Array, v: ck.adamV.get(n) as Float32Array }]),
+      ),
+    );
+    batcher.cursor = ck.header.cursor;
+    metrics.push(...readMetrics(runDir).filter((m) => m.step <= ck.header.step));
+    log.info(`resumed at step ${ck.header.step} (epoch ${batcher.epochs.toFixed(2)})`);
+  }
+
+  const header = (step: number): Omit<CheckpointHeader, "tensors"> => ({
+    format: "steerlm-sft-checkpoint",
+    step,
+    totalSteps,
+    cursor: batcher.cursor,
+    model: setup.config,
+    lora: lora ?? null,
+    baseModel: setup.baseModel,
+    tokenizer: setup.tokenizerJson,
+    schema: cfg.schema,
+    settings: cfg as unknown as Record<string, unknown>,
+  });
+  const saveCheckpoint = (step: number): string => {
+    const data: CheckpointData = {
+      header: { ...header(step), tensors: [] },
+      weights: new Map(trained.map((n) => [n, model.getWeight(n)])),
+      adamM: new Map(trained.map((n) => [n, trainer.moments(n).m])),
+      adamV: new Map(trained.map((n) => [n, trainer.moments(n).v])),
+    };
+    const path = join(ckptDir, checkpointName(step));
+    writeCheckpoint(path, data, shapes);
+    pruneCheckpoints(runDir, cfg.keepCheckpoints);
+    writeMetrics(runDir, metrics);
+    return path;
+  };
+  const validate = (): number | null => {
+    if (valBatches.length === 0) return null;
+    let sum = 0;
+    let n = 0;
+    for (const { batch, lossTokens } of valBatches) {
+      if (lossTokens === 0) continue;
+      sum += trainer.evaluate(batch).loss * lossTokens;
+      n += lossTokens;
+    }
+    return n > 0 ? sum / n : null;
+  };
+
+  // ---- the loop ----
+  const showBar = opts.progress ?? Boolean(process.stderr.isTTY);
+  const progress = new Progress({ label: "sft", total: totalSteps - trainer.step, enabled: showBar });
+  const logEvery = Math.max(1, Math.round(totalSteps / 20));
+  let tokens = 0;
+  let trainSeconds = 0;
+  let lastLoss = Number.NaN;
+  let lastVal: number | null = null;
+  let checkpoint = resumeFrom ?? "";
+  let interrupted = false;
+  while (trainer.step < totalSteps) {
+    const ts = performance.now();
+    let stepTokens = 0;
+    for (let k = 0; k < cfg.gradAccum; k++) {
+      const { batch, tokens: n } = batcher.next();
+      trainer.accumulate(batch);
+      stepTokens += n;
+    }
+    const r = trainer.applyUpdate();
+    trainSeconds += (performance.now() - ts) / 1000;
+    tokens += stepTokens;
+    lastLoss = r.loss;
+    if (!Number.isFinite(r.loss)) {
+      throw new InputError(
+        `the loss is ${r.loss} at step ${r.step}`,
+        { field: "lr" },
+        "lower the learning rate or raise warmupSteps",
+      );
+    }
+    const m: Metric = { step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: stepTokens };
+    const last = r.step === totalSteps;
+    if (last || (cfg.evalEvery > 0 && r.step % cfg.evalEvery === 0)) {
+      lastVal = validate();
+      if (lastVal !== null) m.valLoss = lastVal;
+    }
+    metrics.push(m);
+    const tps = tokens / Math.max(trainSeconds, 1e-9);
+    progress.tick(1, {
+      step: `${r.step}/${totalSteps}`,
+      loss: r.loss,
+      "tok/s": tps,
+      ...(lastVal !== null ? { val: lastVal } : {}),
+    });
+    if (!showBar && (r.step % logEvery === 0 || last)) {
+      const eta = ((totalSteps - r.step) * trainSeconds) / Math.max(1, r.step - (metrics[0]?.step ?? 1) + 1);
+      log.info(
+        `step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}${m.valLoss !== undefined ? `  val ${m.valLoss.toFixed(4)}` : ""}` +
+          `  lr ${r.lr.toExponential(2)}  ${tps.toFixed(0)} tok/s  eta ${formatDuration(eta)}`,
+      );
+    }
+    if (last || (cfg.checkpointEvery > 0 && r.step % cfg.checkpointEvery === 0)) {
+      checkpoint = saveCheckpoint(r.step);
+      writeLossCurve(runDir, metrics);
+    }
+    // Let signal handlers run between steps (ggml computes synchronously).
+    await new Promise((res) => setImmediate(res));
+    if (opts.signal?.aborted && trainer.step < totalSteps) {
+      checkpoint = saveCheckpoint(trainer.step);
+      writeLossCurve(runDir, metrics);
+      interrupted = true;
+      log.info(`interrupted: checkpoint written at step ${trainer.step}: ${checkpoint}`);
+      break;
+    }
+  }
+  progress.finish();
+  if (!checkpoint) checkpoint = saveCheckpoint(trainer.step);
+  writeMetrics(runDir, metrics);
+  writeLossCurve(runDir, metrics);
+  trainer.free();
+  model.free();
+  backend.free();
+  await setup.tokenizer.dispose();
+  const result: SftResult = {
+    runDir,
+    step: trainer.step,
+    totalSteps,
+    checkpoint,
+    trainLoss: lastLoss,
+    valLoss: lastVal,
+    tokensPerSecond: tokens / Math.max(trainSeconds, 1e-9),
+    seconds: (performance.now() - t0) / 1000,
+    interrupted,
+  };
+  log.info(
+    `sft: step ${result.step}/${totalSteps}, train loss ${Number.isFinite(lastLoss) ? lastLoss.toFixed(4) : "-"}` +
+      `${lastVal !== null ? `, val loss ${lastVal.toFixed(4)}` : ""}, ${result.tokensPerSecond.toFixed(0)} tok/s, ` +
+      `${formatDuration(result.seconds)}; checkpoint ${checkpoint}`,
+  );
+  return result;
+}
+
+function readMetrics(runDir: string): Metric[] {
+  const path = join(runDir, METRICS_FILE);
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as Metric);
+}
+
+function writeMetrics(runDir: string, metrics: readonly Metric[]): void {
+  writeFileSync(join(runDir, METRICS_FILE), metrics.map((m) => `${JSON.stringify(m)}\n`).join(""));
+}
+
+function writeLossCurve(runDir: string, metrics: readonly Metric[]): void {
+  const train: LossPoint[] = metrics.map((m) => ({ step: m.step, loss: m.loss }));
+  const val: LossPoint[] = metrics
+    .filter((m) => m.valLoss !== undefined)
+    .map((m) => ({ step: m.step, loss: m.valLoss as number }));
+  writeFileSync(join(runDir, LOSS_CURVE_FILE), lossCurvePng(train, val));
+}

@@ -1,0 +1,99 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { AttributeSchema } from "../data/attributes.js";
+import { type DataRecord, toConversation } from "../data/record.js";
+import { renderConversation } from "../data/template.js";
+import { readLlamaConfig } from "../gguf/llama.js";
+import { metaBool, readGguf, readTensorF32 } from "../gguf/reader.js";
+import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
+import type { WeightSource } from "../model/weights.js";
+import { saveTokenizerJson, trainByteLevelBpe } from "../tokenizer/bpe-train.js";
+import { loadGgufTokenizer } from "../tokenizer/gguf.js";
+import { HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
+import type { Tokenizer } from "../tokenizer/types.js";
+import { log } from "../util/log.js";
+import { type ModelInitInput, readModelInit } from "./config.js";
+
+/** What a run starts from: the model shape, its tokenizer, and initial weights (null: random). */
+export interface ModelSetup {
+  config: LlamaConfig;
+  tokenizer: Tokenizer;
+  /** Prepended to every sequence when the vocabulary's model expects a BOS. */
+  bos: number | null;
+  /** Initial weights; null: a new model, initialised from the seed. */
+  source: WeightSource | null;
+  /** tokenizer.json text of a tokenizer trained here (it travels inside checkpoints). */
+  tokenizerJson: string | null;
+  /** The GGUF the run started from. */
+  baseModel: string | null;
+}
+
+export const TOKENIZER_FILE = "tokenizer.json";
+
+/**
+ * A new model: a byte-level BPE trained on the text of the training conversations (the template's text
+ * parts; control tokens are added as specials by the trainer), saved as `<runDir>/tokenizer.json`, and a
+ * Llama config whose vocabulary is that tokenizer's. A run directory that already has the tokenizer
+ * (a resumed run) reuses it, so the ids never change under a checkpoint.
+ */
+export function setupNewModel(
+  runDir: string,
+  init: string | ModelInitInput,
+  records: readonly DataRecord[],
+  schema: AttributeSchema,
+  vocabSize: number,
+  seqLen: number,
+): ModelSetup {
+  const { input, source } = readModelInit(init);
+  const path = join(runDir, TOKENIZER_FILE);
+  if (!existsSync(path)) {
+    const texts = function* () {
+      for (const r of records) {
+        for (const p of renderConversation(toConversation(r, schema), "acsft").parts)
+          if (p.kind === "text") yield p.text;
+      }
+    };
+    const t0 = performance.now();
+    const json = trainByteLevelBpe(texts(), { vocabSize });
+    saveTokenizerJson(path, json);
+    log.info(
+      `trained a byte-level BPE tokenizer (${vocabSize} ids) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${path}`,
+    );
+  }
+  const tokenizer = loadHfTokenizer(path);
+  const config = resolveLlamaConfig(
+    { contextLength: seqLen, ...input, vocabSize: tokenizer.vocabSize },
+    source,
+  );
+  return {
+    config,
+    tokenizer,
+    bos: tokenizer.addBos ? tokenizer.bosId : null,
+    source: null,
+    tokenizerJson: readFileSync(path, "utf8"),
+    baseModel: null,
+  };
+}
+
+/** A tokenizer carried inside a checkpoint (for export and for runs whose directory lost tokenizer.json). */
+export function tokenizerFromJson(text: string, source: string): HfTokenizer {
+  return new HfTokenizer(JSON.parse(text), {}, source);
+}
+
+/** An existing Llama-family GGUF: its config, its vocabulary (through llama.cpp) and its weights. */
+export async function setupFromGguf(path: string): Promise<ModelSetup> {
+  const file = await readGguf(path);
+  const config = readLlamaConfig(file);
+  const tokenizer = await loadGgufTokenizer(path);
+  const names = new Set(file.tensors.map((t) => t.name));
+  const source: WeightSource = { get: (name) => (names.has(name) ? readTensorF32(file, name) : undefined) };
+  const addBos = metaBool(file, "tokenizer.ggml.add_bos_token", false);
+  return {
+    config,
+    tokenizer,
+    bos: addBos ? tokenizer.bosId : null,
+    source,
+    tokenizerJson: null,
+    baseModel: path,
+  };
+}
