@@ -6,6 +6,9 @@ import { version } from "../version.js";
 // One line per command group; each module only parses arguments and calls the library.
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import("./commands/tokenize.js"),
+  () => import("./commands/sft.js"),
+  () => import("./commands/export.js"),
+  () => import("./commands/demo.js"),
   () => import("./commands/bench.js"),
   () => import("./commands/generate.js"),
   () => import("./commands/serve.js"),
