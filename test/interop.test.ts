@@ -3,7 +3,7 @@
  * src/interop), converted to GGUF, loaded by node-llama-cpp. The oracle for the numbers is a plain
  * float64 forward pass of the HF weights in HF's own conventions; llama.cpp must agree with it.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readGguf } from "../src/gguf/reader.js";
@@ -148,6 +148,9 @@ describe("Qwen2 directory (trained BPE, F32, qkv bias, tied embeddings, GQA 4:1)
     const dir = newDir("qwen2");
     const opts = o();
     const sd = writeHfModelDir(dir, opts);
+    const template =
+      "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ chat_template: template }));
     const r = await convertAndCompare(dir, opts, sd, "f32", 1e-3);
     expect(r.top1).toBe(1);
     console.log(`qwen2 f32: max |Δ log p| = ${r.maxDiff.toExponential(2)} over ${r.tokens} positions`);
@@ -156,6 +159,7 @@ describe("Qwen2 directory (trained BPE, F32, qkv bias, tied embeddings, GQA 4:1)
     const names = gguf.tensors.map((t) => t.name);
     expect(names).toContain("blk.1.attn_k.bias");
     expect(names).not.toContain("output.weight");
+    expect(gguf.metadata.get("tokenizer.chat_template")?.value).toBe(template);
   });
 });
 

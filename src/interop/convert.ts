@@ -132,7 +132,10 @@ function hfVocab(
   config: LlamaConfig,
   source: string,
 ): { vocab: GgufVocab; padded: number } {
-  const vocab = toGgufVocab(tokenizer);
+  const vocab: GgufVocab = toGgufVocab(tokenizer);
+  // transformers keeps the chat template in tokenizer_config.json; llama.cpp reads it from the GGUF.
+  const template = tokenizer.config.chat_template;
+  if (typeof template === "string") vocab.chatTemplate = template;
   const n = vocab.tokens.length;
   if (n > config.vocabSize) {
     throw new InputError(

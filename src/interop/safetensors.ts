@@ -6,7 +6,7 @@
  * costs the memory of its largest tensor.
  */
 import { type FileHandle, open } from "node:fs/promises";
-import { bf16BitsToF32, f16BitsToF32 } from "../gguf/quant.js";
+import { f16BitsToF32 } from "../gguf/quant.js";
 import { InputError } from "../util/errors.js";
 
 /** Bytes per element of every dtype the format defines; we decode only the float ones below. */
@@ -148,12 +148,17 @@ export async function readSafetensorsF32(t: SafetensorsTensor): Promise<Float32A
     );
   }
   const bytes = await readSafetensorsBytes(t);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = t.byteLength / (DTYPE_BYTES[t.dtype] as number);
+  // `bytes` is a fresh, 0-offset buffer, so typed views need no copy. safetensors is little-endian, like
+  // every platform Node's prebuilt binaries (and node-llama-cpp's) run on.
+  if (t.dtype === "F32") return new Float32Array(bytes.buffer, 0, n);
+  const half = new Uint16Array(bytes.buffer, 0, n);
   const out = new Float32Array(n);
-  if (t.dtype === "F32") for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
-  else if (t.dtype === "F16") for (let i = 0; i < n; i++) out[i] = f16BitsToF32(view.getUint16(i * 2, true));
-  else for (let i = 0; i < n; i++) out[i] = bf16BitsToF32(view.getUint16(i * 2, true));
+  if (t.dtype === "F16") for (let i = 0; i < n; i++) out[i] = f16BitsToF32(half[i] as number);
+  else {
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) bits[i] = (half[i] as number) << 16;
+  }
   return out;
 }
 
