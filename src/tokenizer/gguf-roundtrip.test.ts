@@ -14,6 +14,7 @@ import { trainByteLevelBpe } from "./bpe-train.js";
 import { readVocabTests } from "./conformance.js";
 import { type GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
 import { HfTokenizer } from "./hf.js";
+import { LLAMA3_SPLIT_REGEX, QWEN2_SPLIT_REGEX } from "./pre-tokenizer.js";
 import { type GgufVocab, toGgufVocab } from "./to-gguf.js";
 import { CONTROL_TOKEN_NAMES, encodeParts } from "./types.js";
 
@@ -195,6 +196,65 @@ describe.skipIf(!haveSharedData)("trained tokenizer -> GGUF -> llama.cpp", () =>
     // Pieces agree too (same vocabulary strings under the same ids).
     for (const id of [0, 100, 255, 256, 1000, 4091, 4095]) expect(gg.idToPiece(id)).toBe(hf.idToPiece(id));
   });
+
+  it("the same vocabulary under SmolLM's, Llama-3's and Qwen2's pre-tokenizers also tokenizes identically in llama.cpp", async () => {
+    const split = (regex: string) => ({
+      type: "Sequence",
+      pretokenizers: [
+        { type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false },
+        { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false },
+      ],
+    });
+    const variants = [
+      {
+        pre: "smollm",
+        pre_tokenizer: {
+          type: "Sequence",
+          pretokenizers: [
+            { type: "Digits", individual_digits: true },
+            { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+          ],
+        },
+        ignoreMerges: false,
+      },
+      { pre: "llama-bpe", pre_tokenizer: split(LLAMA3_SPLIT_REGEX), ignoreMerges: true },
+      { pre: "qwen2", pre_tokenizer: split(QWEN2_SPLIT_REGEX), ignoreMerges: false },
+    ];
+    const corpus = testCorpus();
+    for (const v of variants) {
+      const json = {
+        ...hf.json,
+        pre_tokenizer: v.pre_tokenizer,
+        model: { ...hf.json.model, ignore_merges: v.ignoreMerges },
+      };
+      const variant = new HfTokenizer(json, {}, v.pre);
+      const gv = toGgufVocab(variant);
+      expect(gv.pre).toBe(v.pre);
+      const path = join(dir.path, `${v.pre}.gguf`);
+      await writeGguf(path, {
+        metadata: [["general.architecture", str("llama")], ...vocabMetadata(gv)],
+        tensors: [],
+      });
+      const g = await loadGgufTokenizer(path);
+      try {
+        let same = 0;
+        for (const line of corpus) if (g.encode(line).join(" ") === variant.encode(line).join(" ")) same++;
+        process.stderr.write(
+          `trained vocabulary, ${v.pre} pre-tokenizer: ${same}/${corpus.length} lines identical\n`,
+        );
+        expect(same).toBe(corpus.length);
+        // The split really changed: digits come out one per id under SmolLM's and Qwen2's rules.
+        if (v.pre !== "llama-bpe") expect(variant.encode("12345").length).toBe(5);
+      } finally {
+        await g.dispose();
+      }
+    }
+    // A layout llama.cpp has no name for is refused rather than exported with the wrong splits.
+    const odd = { ...hf.json, pre_tokenizer: { type: "Whitespace" } };
+    expect(() => toGgufVocab(new HfTokenizer(odd, {}, "odd.json"))).toThrow(
+      /odd.json: no llama.cpp pre-tokenizer/,
+    );
+  }, 60_000);
 
   it("plain-text control strings never become control ids, on both paths", () => {
     const controlIds = CONTROL_TOKEN_NAMES.map((n) => hf.encodeControl(n));

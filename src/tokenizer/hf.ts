@@ -78,7 +78,7 @@ export class HfTokenizer implements Tokenizer {
     this.vocabSize = maxId + 1;
     this.bosId = this.findSpecial(tokenContent(config.bos_token), BOS_GUESSES);
     this.eosId = this.findSpecial(tokenContent(config.eos_token), EOS_GUESSES);
-    this.addBos = config.add_bos_token ?? false;
+    this.addBos = config.add_bos_token ?? templateStartsWithSpecial(json.post_processor);
   }
 
   /** The complete tokenizer (special tokens included), for decoding. */
@@ -133,6 +133,16 @@ export class HfTokenizer implements Tokenizer {
   }
 
   async dispose(): Promise<void> {}
+}
+
+/**
+ * Whether the post-processor puts a special token first (Llama-3's TemplateProcessing adds
+ * <|begin_of_text|> this way, with no add_bos_token in tokenizer_config.json).
+ */
+function templateStartsWithSpecial(post: unknown): boolean {
+  const p = post as { type?: string; single?: Array<Record<string, unknown>>; processors?: unknown[] } | null;
+  if (p?.type === "Sequence") return (p.processors ?? []).some(templateStartsWithSpecial);
+  return p?.type === "TemplateProcessing" && p.single?.[0]?.SpecialToken !== undefined;
 }
 
 /** Loads a tokenizer.json (and tokenizer_config.json beside it, when present). */

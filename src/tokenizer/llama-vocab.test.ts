@@ -3,9 +3,14 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveSharedData, repoRoot, sharedData, tempDir } from "../../test/helpers.js";
+import { readGguf } from "../gguf/reader.js";
+import { GGUF_TOKEN_TYPE, type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
 import { readVocabTests, runConformance } from "./conformance.js";
 import { type GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
-import { loadHfTokenizer } from "./hf.js";
+import { HfTokenizer, loadHfTokenizer } from "./hf.js";
+import { type HfAddedToken, type HfTokenizerJson, validateTokenizerJson } from "./hf-json.js";
+import { LLAMA3_SPLIT_REGEX, QWEN2_SPLIT_REGEX } from "./pre-tokenizer.js";
+import { toGgufVocab } from "./to-gguf.js";
 
 /**
  * llama.cpp's tokenizer conformance suite (../shared/data/llama-cpp-vocab): the .inp/.out pairs are read from
@@ -15,7 +20,9 @@ import { loadHfTokenizer } from "./hf.js";
  * (node_modules/node-llama-cpp/llama/gitRelease.bundle, models/), after checking that the bundle's .inp/.out
  * are byte-identical to the shared ones. Either way the source is printed.
  */
-const VOCABS = ["gpt-2", "llama-spm", "phi-3"] as const;
+const VOCABS = ["gpt-2", "llama-spm", "phi-3", "llama-bpe", "qwen2"] as const;
+/** Kept in ../shared/data (the other two GGUFs were too large to keep there: bundle only). */
+const SHARED_GGUF = new Set<string>(["gpt-2", "llama-spm", "phi-3"]);
 const bundle = join(repoRoot, "node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
 
 function vocabDir() {
@@ -66,6 +73,69 @@ function isReadableGguf(path: string): boolean {
   return o <= b.length;
 }
 
+/** A tokenizer.json as Llama-3 / Qwen2 checkpoints have it, around a GGUF's vocabulary and merges. */
+function tokenizerJsonFrom(vocab: GgufVocab, pre: "llama-bpe" | "qwen2"): HfTokenizerJson {
+  const modelVocab: Record<string, number> = {};
+  const added: HfAddedToken[] = [];
+  vocab.tokens.forEach((content, id) => {
+    const type = vocab.tokenTypes[id];
+    if (type === GGUF_TOKEN_TYPE.control || type === GGUF_TOKEN_TYPE.userDefined) {
+      const special = type === GGUF_TOKEN_TYPE.control;
+      added.push({
+        id,
+        content,
+        special,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: !special,
+      });
+    } else modelVocab[content] = id;
+  });
+  const bos = vocab.bosId === null ? "" : vocab.tokens[vocab.bosId];
+  return validateTokenizerJson(
+    {
+      normalizer: pre === "qwen2" ? { type: "NFC" } : null,
+      pre_tokenizer: {
+        type: "Sequence",
+        pretokenizers: [
+          {
+            type: "Split",
+            pattern: { Regex: pre === "llama-bpe" ? LLAMA3_SPLIT_REGEX : QWEN2_SPLIT_REGEX },
+            behavior: "Isolated",
+            invert: false,
+          },
+          { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false },
+        ],
+      },
+      post_processor:
+        pre === "llama-bpe"
+          ? {
+              type: "TemplateProcessing",
+              single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+              pair: [],
+              special_tokens: { [bos]: { id: bos, ids: [vocab.bosId], tokens: [bos] } },
+            }
+          : { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false },
+      decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+      added_tokens: added,
+      model: {
+        type: "BPE",
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: false,
+        byte_fallback: false,
+        ignore_merges: pre === "llama-bpe",
+        vocab: modelVocab,
+        merges: vocab.merges,
+      },
+    },
+    pre,
+  );
+}
+
 describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)", () => {
   const tmp = tempDir("steerlm-vocab-");
   const paths = new Map<string, string>();
@@ -73,21 +143,22 @@ describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)
 
   beforeAll(async () => {
     let gitDir: string | undefined;
-    for (const v of VOCABS) {
-      const shared = join(vocabDir(), `ggml-vocab-${v}.gguf`);
-      if (isReadableGguf(shared)) {
-        paths.set(v, shared);
-        continue;
-      }
+    const show = (file: string) => {
       if (!gitDir) {
         gitDir = join(tmp.path, "llama.git");
         execFileSync("git", ["init", "-q", "--bare", gitDir]);
         execFileSync("git", ["--git-dir", gitDir, "fetch", "-q", bundle, "HEAD"]);
       }
-      const show = (file: string) =>
-        execFileSync("git", ["--git-dir", gitDir!, "cat-file", "-p", `FETCH_HEAD:models/${file}`], {
-          maxBuffer: 64 << 20,
-        });
+      return execFileSync("git", ["--git-dir", gitDir, "cat-file", "-p", `FETCH_HEAD:models/${file}`], {
+        maxBuffer: 64 << 20,
+      });
+    };
+    for (const v of VOCABS) {
+      const shared = join(vocabDir(), `ggml-vocab-${v}.gguf`);
+      if (SHARED_GGUF.has(v) && isReadableGguf(shared)) {
+        paths.set(v, shared);
+        continue;
+      }
       for (const ext of [".inp", ".out"]) {
         const mine = readFileSync(join(vocabDir(), `ggml-vocab-${v}.gguf${ext}`));
         if (!show(`ggml-vocab-${v}.gguf${ext}`).equals(mine))
@@ -95,10 +166,11 @@ describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)
       }
       const local = join(tmp.path, `ggml-vocab-${v}.gguf`);
       writeFileSync(local, show(`ggml-vocab-${v}.gguf`));
-      process.stderr.write(
-        `\n*** ../shared/data/llama-cpp-vocab/ggml-vocab-${v}.gguf is not a readable GGUF (damaged by a text ` +
-          `conversion); using the identical-suite copy from node-llama-cpp's llama.cpp bundle ***\n`,
-      );
+      if (SHARED_GGUF.has(v))
+        process.stderr.write(
+          `\n*** ../shared/data/llama-cpp-vocab/ggml-vocab-${v}.gguf is not a readable GGUF (damaged by a text ` +
+            `conversion); using the identical-suite copy from node-llama-cpp's llama.cpp bundle ***\n`,
+        );
       paths.set(v, local);
     }
     for (const v of VOCABS) gguf.set(v, await loadGgufTokenizer(paths.get(v)!));
@@ -136,6 +208,23 @@ describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)
     expect(hf.vocabSize).toBe(g.vocabSize);
     for (const id of [0, 198, 220, 628, 13, 50255, 50256]) expect(hf.idToPiece(id)).toBe(g.idToPiece(id));
   });
+
+  // llama-bpe and qwen2 ship only as GGUFs; rebuild the tokenizer.json a Llama-3 / Qwen2 checkpoint has
+  // (same vocabulary and merges, their published pre-tokenizer layout) and run the HF path on the suite.
+  for (const v of ["llama-bpe", "qwen2"] as const) {
+    it(`the HF path with ${v}'s tokenizer.json layout matches every case, and exports back to the same GGUF vocab`, async () => {
+      const original = readGgufVocab(await readGguf(paths.get(v)!));
+      const hf = new HfTokenizer(tokenizerJsonFrom(original, v), {}, `${v} tokenizer.json`);
+      const result = runConformance(hf, cases(v));
+      process.stderr.write(`conformance hf ${v} tokenizer.json: ${result.matched}/${result.total}\n`);
+      expect(result.failures).toEqual([]);
+      const back = toGgufVocab(hf);
+      expect(back.pre).toBe(original.pre);
+      expect(back.tokens).toEqual(original.tokens);
+      expect(back.merges).toEqual(original.merges);
+      expect(back.addBos).toBe(v === "llama-bpe"); // Llama-3's template processor prepends <|begin_of_text|>
+    }, 60_000);
+  }
 
   it("plain text never yields special tokens on the GGUF path", () => {
     const spm = gguf.get("llama-spm")!;

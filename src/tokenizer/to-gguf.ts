@@ -2,16 +2,16 @@ import { GGUF_TOKEN_TYPE, type GgufVocab } from "../gguf/vocab.js";
 import { SteerlmError } from "../util/errors.js";
 import type { HfTokenizer } from "./hf.js";
 import { mergePairs } from "./hf-json.js";
+import { llamaCppPre } from "./pre-tokenizer.js";
 
 /** llama.cpp's token types (the GGUF module's table, under the name this module has always exported). */
 export const TOKEN_TYPE = GGUF_TOKEN_TYPE;
 
 export interface ToGgufVocabOptions {
   /**
-   * llama.cpp pre-tokenizer name. All three run GPT-2's regex, so ids are identical; they differ in
-   * detokenization only: "gpt-2" (default, the canonical name) makes llama.cpp clean up spaces before
-   * punctuation when decoding (" ," -> ",", as HF GPT-2's clean_up_tokenization_spaces), while
-   * "trillion" / "granite-docling" decode losslessly, byte for byte.
+   * For GPT-2-style tokenizers only: another llama.cpp pre name with the same regex. "gpt-2" (the default,
+   * canonical) makes llama.cpp clean up spaces before punctuation when decoding (" ," -> ",", like HF GPT-2's
+   * clean_up_tokenization_spaces); "trillion" / "granite-docling" split identically and decode losslessly.
    */
   pre?: "gpt-2" | "trillion" | "granite-docling";
 }
@@ -19,6 +19,12 @@ export interface ToGgufVocabOptions {
 /** The GGUF writer's vocabulary type (src/gguf/vocab.ts), re-exported for tokenizer users. */
 export type { GgufVocab };
 
+/**
+ * Turns a byte-level BPE tokenizer.json (what `trainByteLevelBpe` writes, and GPT-2, SmolLM, Llama-3 and
+ * Qwen2 layouts: see pre-tokenizer.ts) into GGUF vocabulary metadata that llama.cpp tokenizes identically:
+ * model "gpt2", the llama.cpp pre-tokenizer with the same splits, merges in rank order, special added
+ * tokens as CONTROL (so `parse_special = false` never matches them), other added tokens as USER_DEFINED.
+ */
 export function toGgufVocab(tokenizer: HfTokenizer, opts: ToGgufVocabOptions = {}): GgufVocab {
   const { json } = tokenizer;
   const model = json.model;
@@ -26,14 +32,12 @@ export function toGgufVocab(tokenizer: HfTokenizer, opts: ToGgufVocabOptions = {
     throw new SteerlmError(
       `${tokenizer.source}: GGUF export supports byte-level BPE tokenizers, this one is ${model.type}`,
     );
-  const pre = json.pre_tokenizer as { type?: string; use_regex?: boolean; add_prefix_space?: boolean } | null;
-  if (pre?.type !== "ByteLevel" || pre.use_regex === false || pre.add_prefix_space === true)
+  const detected = llamaCppPre(json, tokenizer.source);
+  if (opts.pre !== undefined && detected !== "gpt-2")
     throw new SteerlmError(
-      `${tokenizer.source}: GGUF export needs GPT-2's pre-tokenizer (ByteLevel, use_regex, no prefix space), got ${JSON.stringify(pre)}`,
-      "tokenizers trained by steerlm have it; other pre-tokenizers need their own llama.cpp 'pre' name",
+      `${tokenizer.source}: pre ${opts.pre} needs GPT-2's pre-tokenizer, this one is ${detected}`,
     );
-  if (json.normalizer !== null && json.normalizer !== undefined)
-    throw new SteerlmError(`${tokenizer.source}: GGUF export cannot carry a normalizer`);
+  const pre = opts.pre ?? detected;
 
   const n = tokenizer.vocabSize;
   const tokens = new Array<string | undefined>(n);
@@ -55,7 +59,7 @@ export function toGgufVocab(tokenizer: HfTokenizer, opts: ToGgufVocabOptions = {
   );
   return {
     model: "gpt2",
-    pre: opts.pre ?? "gpt-2",
+    pre,
     tokens: tokens as string[],
     tokenTypes,
     merges,

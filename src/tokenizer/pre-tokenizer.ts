@@ -1,0 +1,80 @@
+import { SteerlmError } from "../util/errors.js";
+import type { HfTokenizerJson } from "./hf-json.js";
+
+/**
+ * Which llama.cpp pre-tokenizer (`tokenizer.ggml.pre`) runs the same splits as a byte-level BPE
+ * tokenizer.json. llama.cpp's own converter recognises tokenizers by hashing the ids of a test string; we
+ * recognise the pre-tokenizer's structure instead, for the layouts real tokenizers use:
+ *
+ * | tokenizer.json pre_tokenizer                                      | llama.cpp pre  | e.g.            |
+ * |-------------------------------------------------------------------|----------------|-----------------|
+ * | ByteLevel(use_regex)                                              | gpt-2          | GPT-2, ours     |
+ * | Sequence[Digits(individual), ByteLevel(use_regex)]                | smollm         | SmolLM 1/2      |
+ * | Sequence[Split(Llama-3 regex, Isolated), ByteLevel(no regex)]      | llama-bpe      | Llama 3.x       |
+ * | Sequence[Split(Qwen2 regex, Isolated), ByteLevel(no regex)]        | qwen2          | Qwen2/2.5       |
+ *
+ * llama.cpp hard-wires some model settings to the name: llama-bpe ignores merges for whole words that are
+ * in the vocabulary (HF: model.ignore_merges), so a file must agree; qwen2 files carry an NFC normalizer
+ * that llama.cpp does not run (identical for NFC input, which is what text usually is).
+ */
+export type LlamaCppPre = "gpt-2" | "smollm" | "llama-bpe" | "qwen2";
+
+export const LLAMA3_SPLIT_REGEX =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+export const QWEN2_SPLIT_REGEX =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+interface PreTokenizerJson {
+  type?: string;
+  use_regex?: boolean;
+  add_prefix_space?: boolean;
+  individual_digits?: boolean;
+  pattern?: { Regex?: string; String?: string };
+  behavior?: string;
+  invert?: boolean;
+  pretokenizers?: PreTokenizerJson[];
+}
+
+const byteLevel = (p: PreTokenizerJson | undefined, useRegex: boolean) =>
+  p?.type === "ByteLevel" && (p.use_regex ?? true) === useRegex && !p.add_prefix_space;
+
+function splitRegex(p: PreTokenizerJson | undefined): string | undefined {
+  if (p?.type !== "Split" || p.behavior !== "Isolated" || p.invert) return undefined;
+  return p.pattern?.Regex;
+}
+
+export function llamaCppPre(json: HfTokenizerJson, source: string): LlamaCppPre {
+  const pre = json.pre_tokenizer as PreTokenizerJson | null;
+  const seq = pre?.type === "Sequence" ? (pre.pretokenizers ?? []) : undefined;
+  let name: LlamaCppPre | undefined;
+  if (pre && byteLevel(pre, true)) name = "gpt-2";
+  else if (
+    seq?.length === 2 &&
+    seq[0].type === "Digits" &&
+    seq[0].individual_digits &&
+    byteLevel(seq[1], true)
+  )
+    name = "smollm";
+  else if (seq?.length === 2 && byteLevel(seq[1], false)) {
+    const regex = splitRegex(seq[0]);
+    if (regex === LLAMA3_SPLIT_REGEX) name = "llama-bpe";
+    else if (regex === QWEN2_SPLIT_REGEX) name = "qwen2";
+  }
+  if (!name)
+    throw new SteerlmError(
+      `${source}: no llama.cpp pre-tokenizer is known to match this pre_tokenizer: ${JSON.stringify(pre).slice(0, 300)}`,
+      "supported: GPT-2's ByteLevel, SmolLM's Digits+ByteLevel, Llama-3's and Qwen2's Split+ByteLevel",
+    );
+
+  const normalizer = json.normalizer as { type?: string } | null | undefined;
+  if (normalizer && !(name === "qwen2" && normalizer.type === "NFC"))
+    throw new SteerlmError(
+      `${source}: llama.cpp runs no normalizer, this tokenizer has ${JSON.stringify(normalizer)}`,
+    );
+  const ignoreMerges = (json.model as { ignore_merges?: boolean }).ignore_merges ?? false;
+  if (ignoreMerges !== (name === "llama-bpe"))
+    throw new SteerlmError(
+      `${source}: model.ignore_merges is ${ignoreMerges}, but llama.cpp's "${name}" tokenizer ${name === "llama-bpe" ? "always" : "never"} ignores merges`,
+    );
+  return name;
+}
