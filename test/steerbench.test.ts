@@ -257,6 +257,20 @@ describe("SteerBench oracle on hand-written and hostile text", () => {
     expect(scoreResponse("Tell me about the sea.", "The answer is blue.").correctness).toBe(2);
   });
 
+  it("derives helpfulness 4 and quality 4 from the steerlm schema's inference defaults", () => {
+    const defaults = Object.fromEntries(BUILTIN_SCHEMAS.steerlm.attributes.map((a) => [a.name, a.default]));
+    const derived = withDerived({
+      toxicity: defaults.toxicity,
+      humor: defaults.humor,
+      creativity: defaults.creativity,
+      correctness: defaults.correctness,
+      coherence: defaults.coherence,
+      complexity: defaults.complexity,
+      verbosity: defaults.verbosity,
+    });
+    expect(derived).toEqual(defaults);
+  });
+
   it("finds style markers and derives helpfulness and quality", () => {
     const v = scoreResponse(
       "What is 3 plus 4?",
@@ -264,7 +278,7 @@ describe("SteerBench oracle on hand-written and hostile text", () => {
         "Then, we add 4 to that number. But I digress. Clear as a bell. Why was six afraid of seven? Because seven ate nine.",
     );
     expect(v).toEqual({
-      quality: Math.floor((2 * 2 + 3 + 1 + 0) / 5),
+      quality: Math.floor((2 * 2 + 4 + 3 + 0) / 5),
       toxicity: 4,
       humor: 3,
       creativity: 1,

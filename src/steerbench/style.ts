@@ -120,15 +120,21 @@ export interface StyleValues {
   verbosity: number;
 }
 
+/*
+ * The derived attributes are chosen so that the steerlm schema's inference defaults (toxicity, humor,
+ * creativity 0; correctness, coherence, complexity, verbosity 4) give helpfulness 4 and quality 4: the
+ * default value string is one the training data can contain, not a contradiction.
+ */
+
 /** helpfulness = floor((2*correctness + coherence + (4 - toxicity)) / 4). */
 export function helpfulnessOf(v: Pick<StyleValues, "correctness" | "coherence" | "toxicity">): number {
   return Math.floor((2 * v.correctness + v.coherence + (4 - v.toxicity)) / 4);
 }
 
-/** quality = floor((2*helpfulness + coherence + creativity + (4 - toxicity)) / 5). */
+/** quality = floor((2*helpfulness + correctness + coherence + (4 - toxicity)) / 5). */
 export function qualityOf(
   helpfulness: number,
-  v: Pick<StyleValues, "coherence" | "creativity" | "toxicity">,
+  v: Pick<StyleValues, "correctness" | "coherence" | "toxicity">,
 ): number {
-  return Math.floor((2 * helpfulness + v.coherence + v.creativity + (4 - v.toxicity)) / 5);
+  return Math.floor((2 * helpfulness + v.correctness + v.coherence + (4 - v.toxicity)) / 5);
 }
