@@ -23,7 +23,9 @@ export async function sniffFile(path: string): Promise<FileKind> {
   }
   try {
     const head = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(head, 0, 4, 0);
+    const { bytesRead } = await handle.read(head, 0, 4, 0).catch((err: NodeJS.ErrnoException) => {
+      throw new InputError(`cannot read: ${err.code ?? err.message}`, { file: path });
+    });
     if (bytesRead >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
     if (bytesRead === 4 && head.toString("latin1") === "PAR1") return "parquet";
     return "text";
@@ -86,7 +88,16 @@ export async function* readParquetRows(path: string, onRows?: (n: number) => voi
   let start = 0;
   for (const group of metadata.row_groups) {
     const end = start + Number(group.num_rows);
-    const rows = await parquetReadObjects({ file, metadata, rowStart: start, rowEnd: end });
+    let rows: Array<Record<string, unknown>>;
+    try {
+      rows = await parquetReadObjects({ file, metadata, rowStart: start, rowEnd: end });
+    } catch (err) {
+      throw new InputError(
+        `cannot decode rows ${start + 1}..${end}: ${(err as Error).message}`,
+        { file: path },
+        "hyparquet reads uncompressed and Snappy Parquet; re-save other codecs with Snappy, or use the JSONL(.gz) files",
+      );
+    }
     for (let i = 0; i < rows.length; i++) yield { line: start + i + 1, row: rows[i] };
     onRows?.(rows.length);
     start = end;
@@ -96,8 +107,12 @@ export async function* readParquetRows(path: string, onRows?: (n: number) => voi
 /** The column names of a Parquet file (to tell HelpSteer rows from preference rows). */
 export async function parquetColumns(path: string): Promise<string[]> {
   const file = await asyncBufferFromFile(path);
-  const metadata = await parquetMetadataAsync(file);
-  return metadata.schema.slice(1).map((s) => s.name);
+  try {
+    const metadata = await parquetMetadataAsync(file);
+    return metadata.schema.slice(1).map((s) => s.name);
+  } catch (err) {
+    throw new InputError(`not a readable Parquet file: ${(err as Error).message}`, { file: path });
+  }
 }
 
 /** The first non-blank line of a JSONL file, for format detection. */

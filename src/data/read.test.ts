@@ -146,6 +146,12 @@ describe("bad input", () => {
     const corrupt = join(tmp.path, "corrupt.jsonl.gz");
     writeFileSync(corrupt, gzipSync(`${lines[0]}\n${lines[2]}\n`).subarray(0, 30));
     await expect(collect(corrupt, { format: "steerlm" })).rejects.toThrow(/corrupt\.jsonl\.gz: .*gzip/);
+    await expect(collect(tmp.path, { format: "steerlm" })).rejects.toThrow(
+      `${tmp.path}: cannot read: EISDIR`,
+    );
+    const pq = join(tmp.path, "bad.parquet");
+    writeFileSync(pq, "PAR1 not really");
+    await expect(collect(pq)).rejects.toThrow(`${pq}: not a readable Parquet file`);
   });
 });
 

@@ -104,6 +104,8 @@ export async function detectFormat(path: string): Promise<DataFormat> {
     if (!(json instanceof Map))
       throw new InputError("cannot detect the format: not a JSON object", where, "pass --from");
     keys = [...json.keys()];
+    // OASST trees have an object under "prompt"; HelpSteer rows a string.
+    if (json.get("prompt") instanceof Map) return "oasst";
   }
   const has = (...k: string[]) => k.every((x) => keys.includes(x));
   if (has("conversations")) return "steerlm";
@@ -111,7 +113,7 @@ export async function detectFormat(path: string): Promise<DataFormat> {
   if (has("messages")) return "chat";
   if (has("prompt", "response_1", "response_2")) return "helpsteer2-preference";
   if (has("prompt", "response")) return "helpsteer";
-  if (has("message_tree_id") || has("prompt")) return "oasst";
+  if (has("message_tree_id")) return "oasst";
   throw new InputError(`cannot detect the format from the keys ${keys.join(", ")}`, where, "pass --from");
 }
 
