@@ -80,7 +80,7 @@ export function register(program: Command): void {
     .option("--from <format>", "input format (default: detected from the file)")
     .action(async (file: string, o: { json: boolean; out?: string; from?: string }) => {
       const { rows, summary } = await scoreFile(file, { format: o.from ? parseFormat(o.from) : undefined });
-      const out = o.out ?? `${file.replace(/\.jsonl$/i, "")}.scores.jsonl`;
+      const out = o.out ?? `${file.replace(/\.(jsonl(\.gz)?|json|parquet)$/i, "")}.scores.jsonl`;
       writeRowScores(out, rows);
       if (o.json) {
         process.stdout.write(`${JSON.stringify({ ...summary, output: out }, null, 2)}\n`);
