@@ -1,5 +1,5 @@
 import { writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
 import { addControlTokens } from "./control.js";
@@ -31,6 +31,9 @@ describe.skipIf(!haveSharedData)("HF tokenizer.json path (GPT-2)", () => {
     expect(tok.decode(tok.encode(text))).toBe(text);
     expect(tok.encode("")).toEqual([]);
     expect(tok.decode([])).toBe("");
+    // A directory holding tokenizer.json works too.
+    const fromDir = await loadTokenizer(dirname(gpt2Path()));
+    expect(fromDir.encode(text)).toEqual(tok.encode(text));
   });
 
   it("ignores the truncation (max_length 50) stored in GPT-2's tokenizer.json", () => {
