@@ -153,6 +153,15 @@ describe("HF path errors name the file", () => {
       expect(() => loadHfTokenizer(bad)).toThrow(new RegExp(`${bad}:4: not valid JSON`));
       writeFileSync(bad, '{"added_tokens": []}');
       expect(() => loadHfTokenizer(bad)).toThrow(`${bad}: model: expected an object with a "type", got`);
+      // Objects that did not come from a file (a checkpoint, JSON.parse) are checked the same way.
+      expect(
+        () =>
+          new HfTokenizer(
+            JSON.parse('{"model": {"type": "BPE"}, "added_tokens": [{"id": "x"}]}'),
+            {},
+            "ckpt",
+          ),
+      ).toThrow("ckpt: added_tokens[0]: expected {id: integer, content: string, ...}, got object");
     } finally {
       dir.cleanup();
     }

@@ -44,11 +44,15 @@ export class HfTokenizer implements Tokenizer {
   /** Ids that plain text must never yield: every special added token and every control token. */
   private readonly forbidden = new Set<number>();
 
+  readonly json: HfTokenizerJson;
+
   constructor(
-    readonly json: HfTokenizerJson,
+    json: HfTokenizerJson,
     readonly config: HfTokenizerConfig = {},
     readonly source = "tokenizer.json",
   ) {
+    // Checked here too, so an object from anywhere (a checkpoint, JSON.parse) fails with a place, not a crash.
+    this.json = json = validateTokenizerJson(json, source);
     const plainAdded = json.added_tokens.filter((t) => !t.special && !isControlTokenName(t.content));
     this.plain = new JsTokenizer({ ...json, added_tokens: plainAdded }, config);
 
