@@ -73,6 +73,8 @@ describe.skipIf(!haveSharedData)("SteerableModel on a plain Llama-2 vocabulary (
     expect(a.text).toBe(b.text);
     expect(a.tokens).toEqual(b.tokens);
     expect(pieces.join("")).toBe(a.text);
+    // Incremental decoding gives the same text as decoding all ids at once.
+    expect(model.decode(a.tokens)).toBe(a.text);
     expect(pieces.length).toBeGreaterThan(1);
     expect([a.finishReason, a.usage.completionTokens, a.tokens.length]).toEqual(["length", 24, 24]);
     expect(a.usage.promptTokens).toBe(a.prompt.tokens.length);

@@ -348,14 +348,18 @@ describe.skipIf(!haveSharedData)("capacity: one slot, a queue of one", () => {
 
   it("answers 429 with Retry-After over capacity, and serves the rest", async () => {
     const long = { messages: ask("long story"), max_tokens: 600, temperature: 0 };
-    const responses = await Promise.all(Array.from({ length: 5 }, () => post(long)));
+    // Streaming and plain requests alike: a stream that cannot get a slot is refused before any byte of SSE.
+    const responses = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => post({ ...long, stream: i % 2 === 1 })),
+    );
     const statuses = responses.map((r) => r.status).sort();
     expect(statuses).toEqual([200, 200, 429, 429, 429]);
     for (const r of responses.filter((x) => x.status === 429)) {
       expect(r.headers.get("retry-after")).toBe("1");
       expect(((await r.json()) as { error: { type: string } }).error.type).toBe("rate_limit_error");
     }
-    for (const r of responses.filter((x) => x.status === 200)) await r.json();
+    for (const r of responses.filter((x) => x.status === 200))
+      expect((await r.text()).length).toBeGreaterThan(0);
     expect((await post({ messages: ask("after"), max_tokens: 2 })).status).toBe(200);
   });
 

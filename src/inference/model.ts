@@ -20,7 +20,7 @@ import { log } from "../util/log.js";
 import { SlotPool } from "./pool.js";
 import { type ControlVocab, detectControlTokens, tokenizeParts, tokenizeRaw } from "./prompt.js";
 import { resolveSchema, type SchemaSource } from "./schema.js";
-import { StopText } from "./stop.js";
+import { IncrementalDecoder, StopText } from "./stop.js";
 
 export interface LoadOptions {
   modelPath: string;
@@ -199,6 +199,11 @@ export class SteerableModel {
     return { active: this.pool.active, queued: this.pool.queued };
   }
 
+  /** Ids back to text (special tokens dropped), as generation decodes them. */
+  decode(tokens: readonly number[]): string {
+    return this.model.detokenize(tokens as Token[], false);
+  }
+
   /** The SteerLM inference prompt for a conversation at the given attribute values. */
   renderPrompt(
     opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes">,
@@ -239,13 +244,13 @@ export class SteerableModel {
     const seq = await this.pool.acquire(opts.signal);
     try {
       opts.onStart?.();
-      return await this.decode(seq, prompt, opts, maxTokens);
+      return await this.runOn(seq, prompt, opts, maxTokens);
     } finally {
       this.pool.release(seq);
     }
   }
 
-  private async decode(
+  private async runOn(
     seq: LlamaContextSequence,
     prompt: PromptInfo,
     opts: SamplingOptions,
@@ -256,6 +261,9 @@ export class SteerableModel {
     const stopIds = new Set<Token>(this.vocab.ids.values());
     const text = new StopText([CONTROL_TOKENS.turn, ...(opts.stop ?? [])]);
     const generated: Token[] = [];
+    const decoder = new IncrementalDecoder<Token>((ids, previous) =>
+      this.model.detokenize(ids, false, previous),
+    );
     const temperature = opts.temperature ?? 0;
     let finishReason: FinishReason = "length";
     const emit = (piece: string) => {
@@ -278,7 +286,7 @@ export class SteerableModel {
           break;
         }
         generated.push(token);
-        emit(text.update(this.model.detokenize(generated, false)));
+        emit(text.update(decoder.text(generated)));
         if (text.stopped) {
           finishReason = "stop";
           break;

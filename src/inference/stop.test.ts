@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { StopText } from "./stop.js";
+import { IncrementalDecoder, StopText } from "./stop.js";
 
 /** Feeds growing prefixes of `pieces` joined, as the decoder does token by token. */
 function feed(stops: string[], pieces: string[]): { shown: string[]; t: StopText } {
@@ -51,5 +51,24 @@ describe("StopText", () => {
     expect(t.update("x <extra_")).toBe("x ");
     expect(t.flush()).toBe("<extra_");
     expect(t.final).toBe("x <extra_");
+  });
+});
+
+describe("IncrementalDecoder", () => {
+  it("re-decodes only from the last complete character, and matches decoding everything at once", () => {
+    // A toy byte-level detokenizer: ids are UTF-8 bytes.
+    const calls: number[] = [];
+    const decode = (ids: number[]) => {
+      calls.push(ids.length);
+      return Buffer.from(ids).toString("utf8");
+    };
+    const bytes = [...Buffer.from("añ中b🙂c")];
+    const d = new IncrementalDecoder<number>(decode);
+    const seen: string[] = [];
+    for (let n = 1; n <= bytes.length; n++) seen.push(d.text(bytes.slice(0, n)));
+    expect(seen[seen.length - 1]).toBe("añ中b🙂c");
+    expect(seen[2]).toBe("añ"); // 'a', then the two bytes of ñ
+    // Never more than one unfinished character's bytes (4) are decoded again.
+    expect(Math.max(...calls)).toBeLessThanOrEqual(4);
   });
 });

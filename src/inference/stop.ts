@@ -62,3 +62,26 @@ export class StopText {
     return best;
   }
 }
+
+/**
+ * Decodes a growing list of ids to text in linear time: only the ids since the last complete character are
+ * decoded again (with the ids before them as context, for tokenizers that decide spaces by neighbours).
+ * `decode(ids, previous)` is the model's detokenizer; a trailing U+FFFD marks an unfinished character.
+ */
+export class IncrementalDecoder<T> {
+  private committed = "";
+  private start = 0;
+
+  constructor(private readonly decode: (ids: T[], previous: T[]) => string) {}
+
+  /** The full text of `ids`, which must extend the list given last time. */
+  text(ids: T[]): string {
+    const tail = this.decode(ids.slice(this.start), ids.slice(Math.max(0, this.start - 8), this.start));
+    const full = this.committed + tail;
+    if (!tail.endsWith("\uFFFD")) {
+      this.committed = full;
+      this.start = ids.length;
+    }
+    return full;
+  }
+}
