@@ -44,13 +44,19 @@ export interface ScoreSummary {
 export interface ScoreFileOptions {
   /** Input format; detected from the file when absent. */
   format?: DataFormat;
+  /** Told about bytes (JSONL) or rows (Parquet) read since the last call. */
+  onProgress?: (n: number) => void;
 }
 
 export async function scoreFile(
   file: string,
   opts: ScoreFileOptions = {},
 ): Promise<{ rows: RowScore[]; summary: ScoreSummary }> {
-  const reader = readRecords(file, { format: opts.format, allowUnlabeled: true });
+  const reader = readRecords(file, {
+    format: opts.format,
+    allowUnlabeled: true,
+    onProgress: opts.onProgress,
+  });
   const rows: RowScore[] = [];
   const sums: Record<string, number> = {};
   const counts: Record<string, { n: number; exact: number; within1: number }> = {};

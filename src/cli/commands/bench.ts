@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import type { Command } from "commander";
 import { STEERLM_ATTRIBUTE_ORDER } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
@@ -79,7 +80,14 @@ export function register(program: Command): void {
     .option("-o, --out <file>", "per-row scores JSONL (default: <file>.scores.jsonl)")
     .option("--from <format>", "input format (default: detected from the file)")
     .action(async (file: string, o: { json: boolean; out?: string; from?: string }) => {
-      const { rows, summary } = await scoreFile(file, { format: o.from ? parseFormat(o.from) : undefined });
+      // JSONL progress counts bytes of the file; Parquet counts rows, whose total is unknown here.
+      const size = /\.parquet$/i.test(file) ? undefined : statSizeOrUndefined(file);
+      const progress = new Progress({ label: "score", total: size });
+      const { rows, summary } = await scoreFile(file, {
+        format: o.from ? parseFormat(o.from) : undefined,
+        onProgress: (n) => progress.tick(n),
+      });
+      progress.finish();
       const out = o.out ?? `${file.replace(/\.(jsonl(\.gz)?|json|parquet)$/i, "")}.scores.jsonl`;
       writeRowScores(out, rows);
       if (o.json) {
@@ -101,6 +109,14 @@ export function register(program: Command): void {
       lines.push(`per-row scores: ${out}`);
       process.stdout.write(`${lines.join("\n")}\n`);
     });
+}
+
+function statSizeOrUndefined(file: string): number | undefined {
+  try {
+    return statSync(file).size;
+  } catch {
+    return undefined; // the reader reports a missing file with its own message
+  }
 }
 
 function parseInteger(text: string, field: string): number {
