@@ -258,9 +258,12 @@ export function dumpsPython(value: Json, opts: DumpOptions): string {
   return dump(value);
 }
 
-/** True when the text has a character outside ASCII, i.e. it was not written with `ensure_ascii=True`. */
-export function hasNonAscii(text: string): boolean {
-  return /[\u0080-\uffff]/.test(text);
+/**
+ * True when the text has a character that `ensure_ascii=True` would have escaped (DEL or anything
+ * outside ASCII), i.e. the line was written with `ensure_ascii=False`.
+ */
+export function writtenWithoutEnsureAscii(text: string): boolean {
+  return /[\u007f-\uffff]/.test(text);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -83,6 +84,51 @@ describe.skipIf(!haveSharedData)("real NeMo files", () => {
     const all = await collect(DUMMY(), { allowUnlabeled: true });
     expect(all).toHaveLength(30);
     expect(all.every((r) => r.turns.every((t) => t.labels === null))).toBe(true);
+  });
+});
+
+const havePython = spawnSync("python3", ["-c", "pass"]).status === 0;
+
+// Oracle: files written by CPython's json.dumps itself, both ensure_ascii modes mixed line by line (as in
+// the real sample), with DEL, astral characters, escapes, extra keys holding floats, nested objects and
+// integer-like keys, must come back byte for byte.
+const PY_WRITER = `
+import json, random
+random.seed(7)
+pool = ["a", " ", "\\n", "\\t", "\\"", "\\\\", "/", "\\x7f", "\\x00", "\\x1f", "\u00e9", "\u4e2d", "\\U0001F600", "\u2028", "<extra_id_1>"]
+def text(): return "".join(random.choice(pool) for _ in range(random.randint(0, 20)))
+keys = ["helpfulness", "correctness", "coherence", "complexity", "verbosity", "quality", "humor"]
+out = open(__import__("sys").argv[1], "w", encoding="utf-8")
+rm = open(__import__("sys").argv[2], "w", encoding="utf-8")
+for i in range(300):
+    ks = random.sample(keys, random.randint(1, len(keys)))
+    turns = [{"from": "User", "value": text(), "label": None}, {"value": text(), "from": "Assistant", "label": ",".join(f"{k}:{random.randint(0, 4)}" for k in ks)}]
+    if i % 3 == 0: del turns[0]["label"]
+    row = {"system": text(), "conversations": turns, "mask": "User"}
+    if i % 2: row = {"conversations": turns, "dataset": text(), "system": row["system"], "mask": "User", "score": random.random() * 10 ** random.randint(-6, 17), "meta": {"2": 1.0, "1": [True, None, -0.0, 10 ** 20]}}
+    out.write(json.dumps(row, ensure_ascii=(i % 4 != 1)) + "\\n")
+    label = [float(random.randint(0, 4)) if random.random() < 0.7 else -100.0 for _ in range(9)]
+    t = "<extra_id_0>System\\n" + text() + "\\n<extra_id_1>User\\n" + text() + "\\n<extra_id_1>Assistant\\n" + text() + "\\n<extra_id_2>"
+    rm.write(json.dumps({"text": t, "label": label}, ensure_ascii=(i % 4 != 1)) + "\\n")
+`;
+
+describe.skipIf(!havePython)("files written by CPython's json.dumps (oracle)", () => {
+  it("come back byte for byte through the SteerLM and regression importers and exporters", async () => {
+    const sft = join(tmp.path, "py-sft.jsonl");
+    const rm = join(tmp.path, "py-rm.jsonl");
+    const r = spawnSync("python3", ["-c", PY_WRITER, sft, rm], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    const rows = readFileSync(sft, "utf8").trim().split("\n");
+    expect(rows.some((l) => /[\u0080-\uffff]/.test(l))).toBe(true);
+    expect(rows.some((l) => l.includes("\\u00e9"))).toBe(true);
+    for (const [input, format] of [
+      [sft, "steerlm"],
+      [rm, "regression"],
+    ] as const) {
+      const out = join(tmp.path, `py-out-${format}.jsonl`);
+      await writeRecords(out, readRecords(input, { format, allowUnlabeled: true }), format);
+      expect(readFileSync(out, "utf8")).toBe(readFileSync(input, "utf8"));
+    }
   });
 });
 

@@ -7,7 +7,7 @@ import { importOasst } from "./formats/oasst.js";
 import { importRegression } from "./formats/regression.js";
 import { importSteerlm } from "./formats/steerlm.js";
 import { firstLine, parquetColumns, readLines, readParquetRows, sniffFile } from "./input.js";
-import { fromJs, hasNonAscii, type Json, JsonSyntaxError, parseJson } from "./json.js";
+import { fromJs, type Json, JsonSyntaxError, parseJson, writtenWithoutEnsureAscii } from "./json.js";
 import { DATA_FORMATS, type DataFormat, type DataRecord, hasLabels } from "./record.js";
 import { DEFAULT_SYSTEM_PROMPT } from "./template.js";
 
@@ -199,7 +199,7 @@ export class RecordReader implements AsyncIterable<DataRecord> {
       yield {
         line,
         raw: text,
-        ascii: !hasNonAscii(text),
+        ascii: !writtenWithoutEnsureAscii(text),
         json: (): Json => {
           try {
             return parseJson(text);

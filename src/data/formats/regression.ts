@@ -29,20 +29,35 @@ export function parseRegressionText(text: string): {
     throw new InputError(`expected the text to end with ${JSON.stringify(TAIL)}`, { field: "text" });
   }
   const pieces = text.slice(HEAD.length, text.length - TAIL.length).split(TURN_SEP);
-  const system = pieces[0];
-  const turns = pieces.slice(1).map((p, i) => {
+  // A piece that does not open with a role name was text that itself contained "\n<extra_id_1>": glue it
+  // back. A piece that is only a role name opened a turn whose text starts with "<extra_id_1>" (the split
+  // took the header's line end): the next piece continues that text.
+  let system = pieces[0];
+  const turns: Array<Omit<RecordTurn, "labels">> = [];
+  let headerOnly = false;
+  const glue = (sep: string, p: string) => {
+    if (turns.length > 0) turns[turns.length - 1].text += sep + p;
+    else system += sep + p;
+  };
+  for (const p of pieces.slice(1)) {
+    if (headerOnly) {
+      glue(CONTROL_TOKENS.turn, p);
+      headerOnly = false;
+      continue;
+    }
     const nl = p.indexOf("\n");
     const role = ROLES[nl < 0 ? p : p.slice(0, nl)];
-    if (!role || nl < 0) {
-      throw new InputError(
-        `turn ${i + 1} does not start with "User\\n" or "Assistant\\n": ${JSON.stringify(p.slice(0, 30))}`,
-        {
-          field: "text",
-        },
-      );
-    }
-    return { role, text: p.slice(nl + 1) };
-  });
+    if (role && nl >= 0) turns.push({ role, text: p.slice(nl + 1) });
+    else if (role) {
+      turns.push({ role, text: "" });
+      headerOnly = true;
+    } else glue(TURN_SEP, p);
+  }
+  if (headerOnly) {
+    // The text ended in "\n<extra_id_1>User" or "...Assistant": that was text, not a turn.
+    const last = turns.pop() as Omit<RecordTurn, "labels">;
+    glue(TURN_SEP, last.role === "user" ? "User" : "Assistant");
+  }
   if (turns.length === 0) throw new InputError("the text has no turns", { field: "text" });
   if (turns[turns.length - 1].role !== "assistant") {
     throw new InputError("the text must end with the Assistant response it scores", { field: "text" });
@@ -81,6 +96,13 @@ export function importRegression(json: Json, ctx: ImportContext): DataRecord[] {
   });
   const { system, turns } = parseRegressionText(text);
   const last = turns.length - 1;
+  const conv = { system, turns: turns.map((t) => ({ ...t, values: null })) };
+  if (renderConversation(conv, "regression").text !== text) {
+    // Only text that mimics the template itself can get here; say so rather than change it.
+    throw new InputError("the text cannot be split into turns that render back to it unchanged", {
+      field: "text",
+    });
+  }
   return [
     {
       system,
