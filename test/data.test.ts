@@ -1,8 +1,10 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { afterAll, describe, expect, it } from "vitest";
-import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, repoRoot, runCli, sharedData, tempDir } from "./helpers.js";
 
 // End-to-end: the built CLI (`npm run build` first), as a user runs it.
 const tmp = tempDir("steerlm-data-cli-");
@@ -255,5 +257,47 @@ describe("steerlm data convert from HelpSteer Parquet", () => {
       complexity: 1,
       verbosity: 1,
     });
+  });
+});
+
+describe("steerlm data convert interrupted", () => {
+  it("leaves neither the output nor a temporary file behind when killed", async () => {
+    // ~40 MB of conversations, gzip-compressed to a small file: conversion takes a few seconds.
+    const input = at("big.jsonl.gz");
+    const line = `${JSON.stringify({
+      system: "",
+      conversations: [
+        { from: "User", value: "q".repeat(100), label: null },
+        { from: "Assistant", value: "a".repeat(100), label: "humor:1" },
+      ],
+    })}\n`;
+    writeFileSync(input, gzipSync(line.repeat(200_000)));
+    const outDir = at("killed");
+    mkdirSync(outDir);
+    const child = spawn(
+      process.execPath,
+      [
+        join(repoRoot, "bin", "steerlm.js"),
+        "data",
+        "convert",
+        "--to",
+        "chat",
+        input,
+        "-o",
+        join(outDir, "out.jsonl"),
+      ],
+      { stdio: "ignore" },
+    );
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.on("exit", (_code, signal) => resolve(signal)),
+    );
+    // Kill as soon as the temporary file exists, i.e. in the middle of writing.
+    const deadline = Date.now() + 60_000;
+    while (readdirSync(outDir).length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(readdirSync(outDir)[0]).toMatch(/^\.out\.jsonl\.tmp-/);
+    child.kill("SIGTERM");
+    expect(await exited).toBe("SIGTERM");
+    expect(readdirSync(outDir)).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from "node:fs";
+import { createWriteStream, unlinkSync, type WriteStream } from "node:fs";
 import { rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { InputError } from "../util/errors.js";
@@ -9,6 +9,31 @@ import { steerlmLine } from "./formats/steerlm.js";
 import { type DataRecord, OUTPUT_FORMATS, type OutputFormat } from "./record.js";
 
 export type { WriteOptions } from "./formats/context.js";
+
+/** Temporary files being written now, removed if the process is interrupted. */
+const openTemps = new Set<string>();
+let signalsHooked = false;
+
+/**
+ * For the CLI: on SIGINT, SIGTERM or SIGHUP remove unfinished temporary files, then die of the signal
+ * as usual. (Not installed by the library itself: a host program owns its signal handling.)
+ */
+export function removeTempFilesOnSignal(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(sig, () => {
+      for (const t of openTemps) {
+        try {
+          unlinkSync(t);
+        } catch {
+          // already gone
+        }
+      }
+      process.kill(process.pid, sig);
+    });
+  }
+}
 
 /**
  * A file that appears complete or not at all: written to a temporary name beside the target and
@@ -21,6 +46,7 @@ export class AtomicFile {
 
   constructor(readonly path: string) {
     this.tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+    openTemps.add(this.tmp);
     this.stream = createWriteStream(this.tmp);
     this.stream.on("error", (err) => {
       this.failed = err;
@@ -47,6 +73,7 @@ export class AtomicFile {
     });
     if (this.failed) throw this.writeError(this.failed);
     await rename(this.tmp, this.path);
+    openTemps.delete(this.tmp);
   }
 
   /** Drops the temporary file; the target is left as it was. */
@@ -59,6 +86,7 @@ export class AtomicFile {
       });
     }
     await unlink(this.tmp).catch(() => undefined);
+    openTemps.delete(this.tmp);
   }
 
   private writeError(err: Error): InputError {

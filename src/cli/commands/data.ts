@@ -11,7 +11,7 @@ import {
 } from "../../data/jobs.js";
 import { detectFormat, NO_LABELS, parseFormat, UNLABELED_HINT } from "../../data/read.js";
 import { DATA_FORMATS, OUTPUT_FORMATS, type OutputFormat } from "../../data/record.js";
-import { parseOutputFormat } from "../../data/write.js";
+import { parseOutputFormat, removeTempFilesOnSignal } from "../../data/write.js";
 import { InputError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
 
@@ -88,6 +88,7 @@ export function register(program: Command): void {
       .requiredOption("--to <format>", `output format: ${OUTPUT_FORMATS.join(", ")}`)
       .requiredOption("-o, --output <file>", "output JSONL file (written atomically)"),
   ).action(async (input: string, flags: ReadFlags & { to: string; output: string }) => {
+    removeTempFilesOnSignal();
     const to = outputFormat(flags.to);
     const rejectsPath = flags.skipInvalid ? (flags.rejects ?? `${flags.output}.rejects.jsonl`) : undefined;
     const opts = jobOptions(flags, rejectsPath);
@@ -106,6 +107,7 @@ export function register(program: Command): void {
         "check every row strictly; exit 1 at the first invalid row (all of them with --skip-invalid)",
       ),
   ).action(async (file: string, flags: ReadFlags) => {
+    removeTempFilesOnSignal();
     const r = await validateFile(file, jobOptions(flags));
     reportSkipped(r, flags.rejects);
     const { stats } = r;
@@ -122,6 +124,7 @@ export function register(program: Command): void {
       .description("counts, turns and per-attribute histograms")
       .option("--json", "print the figures as JSON"),
   ).action(async (file: string, flags: ReadFlags & { json?: boolean }) => {
+    removeTempFilesOnSignal();
     const r = await inspectFile(file, jobOptions(flags));
     reportSkipped(r, flags.rejects);
     if (flags.json) {
@@ -151,6 +154,7 @@ export function register(program: Command): void {
       input: string,
       flags: ReadFlags & { train: string; validation: string; fraction: string; seed: string; to?: string },
     ) => {
+      removeTempFilesOnSignal();
       const fraction = Number(flags.fraction);
       if (!(fraction >= 0 && fraction <= 1)) {
         throw new InputError(`expected a number in 0..1, got "${flags.fraction}"`, { field: "--fraction" });
