@@ -8,7 +8,7 @@ import { GGUF_TOKEN_TYPE, readGgufVocab } from "../gguf/vocab.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { addControlTokensToGgufVocab, extendEmbeddingRows } from "./control.js";
 import { type GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
-import { CONTROL_TOKEN_NAMES, encodeParts } from "./types.js";
+import { CONTROL_TOKEN_NAMES, encodeParts, encodePartsWithLoss } from "./types.js";
 
 /**
  * A real Llama-2 GGUF (SentencePiece vocabulary of 32000, no SteerLM tokens) gets the three control tokens:
@@ -108,6 +108,25 @@ describe.skipIf(!haveSharedData)("control tokens added to an existing GGUF model
       // (what llama.cpp's own tools do) gives exactly the template's ids.
       expect(Array.from(model.tokenize(rendered.text, true))).toEqual(ids);
       expect(ids.filter((id) => id >= 32000).length).toBe(7);
+      // Training text splits at loss boundaries (value line | response): the response continues the text,
+      // so it gets no second SentencePiece space and the ids still equal llama.cpp's whole-string ones.
+      const training = renderConversation(
+        {
+          system: "Be brief.",
+          turns: [
+            { role: "user", text: "Hi" },
+            { role: "assistant", text: "Hello there!", values: "helpfulness:4" },
+          ],
+        },
+        "acsft",
+      );
+      const textAfterText = training.parts.some(
+        (p, i) => i > 0 && p.kind === "text" && training.parts[i - 1].kind === "text",
+      );
+      expect(textAfterText).toBe(true);
+      const { ids: trainIds, loss } = encodePartsWithLoss(after, training.parts);
+      expect(Array.from(model.tokenize(training.text, true))).toEqual(trainIds);
+      expect(after.decode(trainIds.filter((_, i) => loss[i] === 1))).toBe("Hello there!\n<extra_id_1>");
       const context = await model.createContext({ contextSize: 256 });
       const sequence = context.getSequence();
       let generated = 0;

@@ -38,7 +38,17 @@ export class GgufTokenizer implements Tokenizer {
 
   encode(text: string): number[] {
     if (text === "") return [];
-    const ids = Array.from(this.model.tokenize(text, false), Number);
+    return this.guard(Array.from(this.model.tokenize(text, false), Number));
+  }
+
+  encodeContinuation(text: string): number[] {
+    if (text === "") return [];
+    // node-llama-cpp's "trimLeadingSpace": tokenizes "\n" + text and drops the "\n" tokens when that is
+    // unambiguous, so no dummy-prefix space is added (no-op for byte-level vocabularies).
+    return this.guard(Array.from(this.model.tokenize(text, false, "trimLeadingSpace"), Number));
+  }
+
+  private guard(ids: number[]): number[] {
     for (const id of ids) {
       for (const [name, controlId] of this.controlIds) {
         if (id === controlId)

@@ -144,6 +144,83 @@ describe("HF path: a vocabulary that can spell a control token from ordinary pie
   });
 });
 
+describe("HF path: SentencePiece-style tokenizer.json (Llama-2 layout, dummy prefix)", () => {
+  // A miniature of Llama-2's tokenizer.json: Prepend("▁") + Replace(" ", "▁") normalizer, BPE with byte
+  // fallback, the SteerLM tokens added as specials.
+  const pieces = [
+    "<unk>",
+    "<s>",
+    "</s>",
+    ...Array.from({ length: 256 }, (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`),
+  ];
+  for (const c of "▁Hielothr!") pieces.push(c);
+  pieces.push("▁H", "el", "ell", "ello");
+  const vocab = Object.fromEntries(pieces.map((p, i) => [p, i]));
+  const tok = new HfTokenizer(
+    addControlTokens(
+      validateTokenizerJson(
+        {
+          normalizer: {
+            type: "Sequence",
+            normalizers: [
+              { type: "Prepend", prepend: "▁" },
+              { type: "Replace", pattern: { String: " " }, content: "▁" },
+            ],
+          },
+          pre_tokenizer: null,
+          decoder: {
+            type: "Sequence",
+            decoders: [
+              { type: "Replace", pattern: { String: "▁" }, content: " " },
+              { type: "ByteFallback" },
+              { type: "Fuse" },
+              { type: "Strip", content: " ", start: 1, stop: 0 },
+            ],
+          },
+          model: {
+            type: "BPE",
+            byte_fallback: true,
+            fuse_unk: true,
+            unk_token: "<unk>",
+            vocab,
+            merges: ["▁ H", "e l", "el l", "ell o"],
+          },
+          added_tokens: [
+            { id: 1, content: "<s>", special: true },
+            { id: 2, content: "</s>", special: true },
+          ].map((t) => ({
+            ...t,
+            single_word: false,
+            lstrip: false,
+            rstrip: false,
+            normalized: false,
+          })),
+        },
+        "spm.json",
+      ),
+    ).json,
+    {},
+    "spm.json",
+  );
+  const piecesOf = (ids: number[]) => ids.map((id) => tok.idToPiece(id));
+
+  it("adds the dummy prefix at the start of a text, but not to a continuation", () => {
+    expect(piecesOf(tok.encode("Hello there"))).toEqual(["▁H", "ello", "▁", "t", "h", "e", "r", "e"]);
+    expect(piecesOf(tok.encodeContinuation("Hello"))).toEqual(["H", "ello"]);
+    expect(piecesOf(tok.encodeContinuation("\nHi"))).toEqual(["<0x0A>", "H", "i"]);
+    const c = tok.encodeControl("<extra_id_1>");
+    const ids = encodeParts(tok, [
+      { kind: "control", text: "<extra_id_1>" },
+      { kind: "text", text: "Hi\n" },
+      { kind: "text", text: "Hello!" },
+    ]);
+    expect(ids[0]).toBe(c);
+    expect(piecesOf(ids.slice(1))).toEqual(["▁H", "i", "<0x0A>", "H", "ello", "!"]);
+    expect(tok.decode(ids.slice(1))).toBe("Hi\nHello!");
+    expect(tok.encode("<extra_id_1>")).not.toContain(c);
+  });
+});
+
 describe("HF path errors name the file", () => {
   it("reports bad JSON with its line, and a missing model field", () => {
     const dir = tempDir();

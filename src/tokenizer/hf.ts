@@ -115,6 +115,26 @@ export class HfTokenizer implements Tokenizer {
     return ids;
   }
 
+  encodeContinuation(text: string): number[] {
+    if (text === "" || !this.addsDummyPrefix()) return this.encode(text);
+    // Same trick as node-llama-cpp's trimLeadingSpace: "\n" starts the text (so the prefix goes there)
+    // and its tokens are dropped, when they come out unchanged at the front.
+    const nl = this.encode("\n");
+    const ids = this.encode(`\n${text}`);
+    if (nl.length > 0 && nl.every((id, i) => ids[i] === id)) return ids.slice(nl.length);
+    return this.encode(text);
+  }
+
+  private dummyPrefix: boolean | undefined;
+  /** Whether encode() puts a SentencePiece "▁" before the text (Metaspace / Prepend normalizer). */
+  private addsDummyPrefix(): boolean {
+    if (this.dummyPrefix === undefined) {
+      const pieces = this.plain.encode("a", { add_special_tokens: false }).tokens;
+      this.dummyPrefix = pieces.length > 0 && pieces[0].startsWith("\u2581");
+    }
+    return this.dummyPrefix === true;
+  }
+
   encodeControl(name: ControlTokenName): number {
     const id = this.controlIds.get(name);
     if (id === undefined) throw missingControlToken(name, this.source);

@@ -23,6 +23,11 @@ export interface Tokenizer {
   readonly eosId: number | null;
   /** Plain text to ids: no BOS/EOS, special-token strings are never matched. */
   encode(text: string): number[];
+  /**
+   * Plain text that directly continues earlier text: like `encode`, but without the dummy-prefix space
+   * SentencePiece-style vocabularies put at the start of a text (byte-level BPE adds none, so the same).
+   */
+  encodeContinuation(text: string): number[];
   /** The id of one SteerLM control token; throws SteerlmError when the vocabulary lacks it. */
   encodeControl(name: ControlTokenName): number;
   /** Whether all three control tokens exist as single ids. */
@@ -59,6 +64,7 @@ export function encodePartsWithLoss(
 ): { ids: number[]; loss: Uint8Array } {
   const ids: number[] = [];
   const mask: number[] = [];
+  let previous: TokenizerPart["kind"] | undefined;
   for (const part of parts) {
     let partIds: number[];
     if (part.kind === "control") {
@@ -70,8 +76,12 @@ export function encodePartsWithLoss(
       }
       partIds = [tokenizer.encodeControl(part.text)];
     } else {
-      partIds = tokenizer.encode(part.text);
+      // Text split only at a loss boundary continues the text before it: a SentencePiece vocabulary must not
+      // get a second dummy-prefix space there, or training ids would differ from llama.cpp's tokenization
+      // of the whole prompt (which adds the prefix only at the start and after a control token).
+      partIds = previous === "text" ? tokenizer.encodeContinuation(part.text) : tokenizer.encode(part.text);
     }
+    previous = part.kind;
     for (const id of partIds) {
       ids.push(id);
       mask.push(part.loss ? 1 : 0);
