@@ -1,12 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type {
-  GenerateResult,
-  PromptInfo,
-  SamplingOptions,
-  SteerableModel,
-  SteerResult,
-} from "../inference/model.js";
+import type { AttributeValues } from "../data/attributes.js";
+import type { GenerateResult, PromptInfo, SamplingOptions, SteerableModel } from "../inference/model.js";
 import { SseWriter, sendJson } from "./http.js";
 import type { ChatRequest, CompletionRequest, SamplingRequest } from "./validate.js";
 
@@ -55,6 +50,13 @@ const promptField = (p: PromptInfo) => ({
   ...(p.parts ? { parts: p.parts } : {}),
 });
 
+/** The `steerlm` field of chat responses: the effective attributes, and the prompt when asked for. */
+const steerField = (s: { attributes: AttributeValues; values: string }, prompt?: PromptInfo) => ({
+  attributes: s.attributes,
+  values: s.values,
+  ...(prompt ? { prompt: promptField(prompt) } : {}),
+});
+
 /** OpenAI knows no "abort": a response cut short by its own client is never seen anyway. */
 const finish = (r: GenerateResult) => (r.finishReason === "abort" ? "stop" : r.finishReason);
 
@@ -67,11 +69,6 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const signal = disconnectSignal(res);
-  const steer = (g: SteerResult | ReturnType<SteerableModel["renderPrompt"]>, full?: GenerateResult) => ({
-    attributes: g.attributes,
-    values: g.values,
-    ...(r.returnPrompt && full ? { prompt: promptField(full.prompt) } : {}),
-  });
   const base = { messages: r.messages, attributes: r.attributes, ...samplingOptions(r, call, signal) };
 
   if (!r.stream) {
@@ -91,7 +88,7 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
         },
       ],
       usage: usage(g),
-      steerlm: steer(g, g),
+      steerlm: steerField(g, r.returnPrompt ? g.prompt : undefined),
     });
     return;
   }
@@ -112,21 +109,13 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
     onStart: () =>
       sse.send(
         chunk({ role: "assistant", content: "" }, null, {
-          steerlm: {
-            attributes: rendered.attributes,
-            values: rendered.values,
-            ...(r.returnPrompt
-              ? {
-                  prompt: promptField(rendered),
-                }
-              : {}),
-          },
+          steerlm: steerField(rendered, r.returnPrompt ? rendered : undefined),
         }),
       ),
     onToken: (text) => sse.send(chunk({ content: text }, null)),
   });
   if (signal.aborted) return;
-  sse.send(chunk({}, finish(g), { usage: usage(g), steerlm: steer(g) }));
+  sse.send(chunk({}, finish(g), { usage: usage(g), steerlm: steerField(g) }));
   if (r.includeUsage)
     sse.send({ id, object: "chat.completion.chunk", created, model: model.id, choices: [], usage: usage(g) });
   sse.done();
