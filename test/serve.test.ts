@@ -394,13 +394,11 @@ describe.skipIf(!haveSharedData)("capacity: one slot, a queue of one", () => {
 });
 
 describe.skipIf(!haveSharedData)("steerlm serve (the real CLI)", () => {
-  it("binds 127.0.0.1, serves the page and the API from dist/, and exits cleanly on SIGTERM", async () => {
+  it("binds 127.0.0.1, takes the API key from the environment, serves the page and the API from dist/, exits cleanly on SIGTERM", async () => {
     const child = spawn(
       process.execPath,
       [join(repoRoot, "bin", "steerlm.js"), "serve", "-m", modelPath, "--port", "0"],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-      },
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, STEERLM_API_KEY: "from-env" } },
     );
     let stderr = "";
     const url = await new Promise<string>((resolve, reject) => {
@@ -417,7 +415,10 @@ describe.skipIf(!haveSharedData)("steerlm serve (the real CLI)", () => {
     expect(await page.text()).toContain('<script src="/app.js"');
     expect((await fetch(`${url}/app.js`)).status).toBe(200);
     expect((await fetch(`${url}/style.css`)).status).toBe(200);
-    const schema = (await (await fetch(`${url}/v1/steerlm/schema`)).json()) as { name: string };
+    // The key comes from STEERLM_API_KEY when --api-key is not given.
+    expect((await fetch(`${url}/v1/steerlm/schema`)).status).toBe(401);
+    const auth = { headers: { authorization: "Bearer from-env" } };
+    const schema = (await (await fetch(`${url}/v1/steerlm/schema`, auth)).json()) as { name: string };
     expect(schema.name).toBe("tiny-test");
     const code = await new Promise<number | null>((resolve) => {
       child.on("exit", (c) => resolve(c));
