@@ -1,6 +1,13 @@
 import { log } from "../util/log.js";
 import { type Context, GgmlShapeError } from "./context.js";
-import { GGML_LOG_LEVEL, loadNative, type NativeGgml, type Ptr } from "./native.js";
+import {
+  GGML_LOG_LEVEL,
+  loadNative,
+  type NativeGgml,
+  type Ptr,
+  THREADPOOL_PARAMS_SIZE,
+  THREADPOOL_POLL_OFFSET,
+} from "./native.js";
 import { elementSize, ptrOf, type Tensor } from "./tensor.js";
 
 let logRouted = false;
@@ -38,24 +45,46 @@ export function defaultThreads(): number {
   return Number.isInteger(env) && env > 0 ? env : 2;
 }
 
-/** The compute backend (CPU). Owns the native backend handle. */
+/**
+ * How hard ggml's worker threads spin while waiting for each other (0 = sleep on a condition variable,
+ * 100 = spin). Spinning is fastest on an idle machine; on a shared, oversubscribed one a descheduled
+ * spinner stalls every op barrier. STEERLM_GGML_POLL overrides; default 50 (ggml's own default).
+ */
+export function defaultPoll(): number {
+  const env = Number(process.env.STEERLM_GGML_POLL);
+  return process.env.STEERLM_GGML_POLL !== undefined && env >= 0 && env <= 100 ? env : 50;
+}
+
+/** The compute backend (CPU). Owns the native backend handle and its thread pool. */
 export class Backend {
   readonly #n: NativeGgml;
   #ptr: Ptr;
+  #pool: Ptr = 0n;
   #threads: number;
+  #poll: number;
 
-  constructor(threads = defaultThreads()) {
+  constructor(threads = defaultThreads(), poll = defaultPoll()) {
     this.#n = loadNative();
     routeLog(this.#n);
     this.#ptr = this.#n.cpu.ggml_backend_cpu_init() as Ptr;
     if (!this.#ptr) throw new Error("ggml_backend_cpu_init failed");
     this.#threads = 1;
+    this.#poll = poll;
     this.setThreads(threads);
   }
 
+  /** Sets the thread count with a persistent thread pool (no per-graph thread creation). */
   setThreads(n: number): void {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`threads must be a positive integer, got ${n}`);
     this.#n.cpu.ggml_backend_cpu_set_n_threads(this.ptr, n);
+    const params = new Uint8Array(THREADPOOL_PARAMS_SIZE);
+    this.#n.base.ggml_threadpool_params_init(params, n);
+    new DataView(params.buffer).setUint32(THREADPOOL_POLL_OFFSET, this.#poll, true);
+    const pool = this.#n.cpu.ggml_threadpool_new(params) as Ptr;
+    if (!pool) throw new Error("ggml_threadpool_new failed");
+    this.#n.cpu.ggml_backend_cpu_set_threadpool(this.ptr, pool);
+    if (this.#pool) this.#n.cpu.ggml_threadpool_free(this.#pool);
+    this.#pool = pool;
     this.#threads = n;
   }
 
@@ -92,6 +121,8 @@ export class Backend {
   free(): void {
     if (this.#ptr) this.#n.base.ggml_backend_free(this.#ptr);
     this.#ptr = 0n;
+    if (this.#pool) this.#n.cpu.ggml_threadpool_free(this.#pool);
+    this.#pool = 0n;
   }
 }
 

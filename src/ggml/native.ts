@@ -19,6 +19,10 @@ export const GGML_ROPE_TYPE = { normal: 0, neox: 2 } as const;
 /** ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5. */
 export const GGML_LOG_LEVEL = { debug: 1, info: 2, warn: 3, error: 4, cont: 5 } as const;
 
+/** struct ggml_threadpool_params: bool cpumask[512]; int n_threads; int prio; uint32 poll; bool strict_cpu, paused. */
+export const THREADPOOL_PARAMS_SIZE = 528;
+export const THREADPOOL_POLL_OFFSET = 520;
+
 /** Byte offsets inside struct ggml_tensor (ggml.h): type(4)+pad(4)+buffer(8), then ne[4] and nb[4]. */
 export const TENSOR_NE_OFFSET = 16;
 export const TENSOR_NB_OFFSET = 48;
@@ -71,6 +75,7 @@ const logCallback = koffi.proto("void ggml_log_callback_t(int level, const char 
 
 const BASE_DECLS = [
   "void ggml_log_set(ggml_log_callback_t *cb, void *ud)",
+  "void ggml_threadpool_params_init(void *p, int n_threads)",
   "ggml_context * ggml_init(ggml_init_params params)",
   "void ggml_free(ggml_context *ctx)",
   "size_t ggml_tensor_overhead()",
@@ -108,6 +113,8 @@ const BASE_DECLS = [
   "ggml_tensor * ggml_reshape_4d(ggml_context *ctx, ggml_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)",
   "ggml_tensor * ggml_permute(ggml_context *ctx, ggml_tensor *a, int ax0, int ax1, int ax2, int ax3)",
   "ggml_tensor * ggml_cont(ggml_context *ctx, ggml_tensor *a)",
+  "ggml_tensor * ggml_transpose(ggml_context *ctx, ggml_tensor *a)",
+  "ggml_tensor * ggml_out_prod(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   // optimiser
   "ggml_tensor * ggml_opt_step_adamw(ggml_context *ctx, ggml_tensor *a, ggml_tensor *grad, ggml_tensor *m, ggml_tensor *v, ggml_tensor *adamw_params)",
   // graphs
@@ -137,6 +144,9 @@ const BASE_DECLS = [
 
 const CPU_DECLS = [
   "ggml_backend * ggml_backend_cpu_init()",
+  "void * ggml_threadpool_new(void *params)",
+  "void ggml_threadpool_free(void *threadpool)",
+  "void ggml_backend_cpu_set_threadpool(ggml_backend *b, void *threadpool)",
   "void ggml_backend_cpu_set_n_threads(ggml_backend *b, int n)",
 ] as const;
 

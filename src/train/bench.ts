@@ -1,0 +1,125 @@
+import { Backend } from "../ggml/backend.js";
+import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
+import { LlamaModel } from "../model/model.js";
+import { Rng } from "./rng.js";
+import { Trainer } from "./trainer.js";
+
+/**
+ * Training-throughput benchmarks with exactly the shapes of ../shared/bench/torch_anchor.py (random
+ * weights, random tokens, AdamW lr 1e-3 wd 0.1; LoRA r8 on q,v with scale 1 like the anchor's module).
+ */
+export const BENCH_CONFIGS = {
+  m10: {
+    model: {
+      vocabSize: 4096,
+      hiddenSize: 256,
+      numLayers: 6,
+      numHeads: 8,
+      numKvHeads: 8,
+      ffnSize: 688,
+      tiedEmbeddings: false,
+    },
+    batch: 8,
+    seq: 128,
+    steps: 5,
+  },
+  m30: {
+    model: {
+      vocabSize: 8192,
+      hiddenSize: 512,
+      numLayers: 8,
+      numHeads: 8,
+      numKvHeads: 8,
+      ffnSize: 1376,
+      tiedEmbeddings: true,
+    },
+    batch: 8,
+    seq: 128,
+    steps: 5,
+  },
+  smol135: {
+    model: {
+      vocabSize: 49152,
+      hiddenSize: 576,
+      numLayers: 30,
+      numHeads: 9,
+      numKvHeads: 3,
+      ffnSize: 1536,
+      tiedEmbeddings: true,
+    },
+    batch: 1,
+    seq: 256,
+    steps: 3,
+  },
+} as const;
+export type BenchName = keyof typeof BENCH_CONFIGS;
+
+export interface TrainBenchOptions {
+  lora?: boolean;
+  threads?: number;
+  steps?: number;
+  /** Storage of the frozen base under LoRA. */
+  frozenType?: "f32" | "f16";
+}
+
+export interface TrainBenchResult {
+  name: BenchName;
+  mode: "full" | "lora";
+  params: number;
+  trainable: number;
+  batch: number;
+  seq_len: number;
+  threads: number;
+  cpu_variant: string;
+  step_ms: number;
+  tokens_per_s: number;
+  peak_rss_mb: number;
+  loss_first: number;
+  loss_last: number;
+}
+
+export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}): Promise<TrainBenchResult> {
+  const b = BENCH_CONFIGS[name];
+  const cfg: LlamaConfig = resolveLlamaConfig({ ...b.model, ropeTheta: 10000, rmsNormEps: 1e-5 });
+  const backend = new Backend(opts.threads);
+  const model = await LlamaModel.create(backend, cfg, null, {
+    seed: 0,
+    lora: opts.lora ? { rank: 8, alpha: 8, targets: ["q", "v"] } : undefined,
+    frozenType: opts.frozenType,
+  });
+  const trainer = new Trainer(backend, model, {
+    batchSize: b.batch,
+    seqLen: b.seq,
+    optimizer: { lr: 1e-3, weightDecay: 0.1, warmupSteps: 0, totalSteps: 0 },
+  });
+  const rng = new Rng(0);
+  const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(cfg.vocabSize));
+  const batch = { tokens, labels: tokens };
+  const first = trainer.trainStep(batch).loss; // warm-up step (allocations, caches), not timed
+  const steps = opts.steps ?? b.steps;
+  let last = first;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < steps; i++) last = trainer.trainStep(batch).loss;
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+  const result: TrainBenchResult = {
+    name,
+    mode: opts.lora ? "lora" : "full",
+    params: model.params
+      .filter((p) => !p.name.includes(".lora_"))
+      .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),
+    trainable: model.trainable().reduce((a, p) => a + p.info.shape.reduce((x, y) => x * y, 1), 0),
+    batch: b.batch,
+    seq_len: b.seq,
+    threads: backend.info.threads,
+    cpu_variant: backend.info.cpuVariant,
+    step_ms: ms,
+    tokens_per_s: (b.batch * b.seq * 1000) / ms,
+    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    loss_first: first,
+    loss_last: last,
+  };
+  trainer.free();
+  model.free();
+  backend.free();
+  return result;
+}
