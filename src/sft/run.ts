@@ -44,6 +44,12 @@ export interface SftRunOptions {
   signal?: AbortSignal;
   /** Show a progress bar even when stderr is not a terminal (tests force it off). */
   progress?: boolean;
+  /**
+   * Wall-clock seconds the training loop may take: once warm-up is over, the run measures its speed and
+   * shortens the cosine schedule to end in time. The step count then depends on the machine's speed, so a
+   * budgeted run is not reproducible bit for bit; `steerlm demo` uses it, `steerlm sft` does not.
+   */
+  timeBudgetSeconds?: number;
 }
 
 export interface SftResult {
@@ -138,7 +144,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     : [];
   const batcher = new Batcher(train.examples, cfg.batchSize, cfg.seqLen, cfg.seed, pad);
   const perStep = cfg.batchSize * cfg.gradAccum;
-  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((cfg.epochs * train.examples.length) / perStep);
+  let totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((cfg.epochs * train.examples.length) / perStep);
 
   const backend = new Backend(cfg.threads);
   const lora = cfg.lora ? { rank: cfg.loraRank, alpha: cfg.loraAlpha, targets: cfg.loraTargets } : undefined;
@@ -147,21 +153,19 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     seed: cfg.seed,
     initStd: cfg.initStd,
   });
-  const trainer = new Trainer(backend, model, {
-    batchSize: cfg.batchSize,
-    seqLen: cfg.seqLen,
-    optimizer: {
-      lr: cfg.lr,
-      warmupSteps: cfg.warmupSteps,
-      totalSteps,
-      minLrRatio: cfg.minLrRatio,
-      weightDecay: cfg.weightDecay,
-      beta1: cfg.beta1,
-      beta2: cfg.beta2,
-      eps: cfg.eps,
-      maxGradNorm: cfg.maxGradNorm,
-    },
-  });
+  // Kept by reference: a time budget shortens `totalSteps` (the cosine schedule) while the run goes.
+  const optimizer = {
+    lr: cfg.lr,
+    warmupSteps: cfg.warmupSteps,
+    totalSteps,
+    minLrRatio: cfg.minLrRatio,
+    weightDecay: cfg.weightDecay,
+    beta1: cfg.beta1,
+    beta2: cfg.beta2,
+    eps: cfg.eps,
+    maxGradNorm: cfg.maxGradNorm,
+  };
+  const trainer = new Trainer(backend, model, { batchSize: cfg.batchSize, seqLen: cfg.seqLen, optimizer });
   const trained = trainer.trainedTensors;
   const shapes = new Map(model.params.map((p) => [p.name, p.shape]));
   const nParams = trained.reduce((a, n) => a + (shapes.get(n) as number[]).reduce((x, y) => x * y, 1), 0);
@@ -234,6 +238,8 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   let lastVal: number | null = null;
   let checkpoint = resumeFrom ?? "";
   let interrupted = false;
+  const loopStart = performance.now();
+  const firstStep = trainer.step;
   while (trainer.step < totalSteps) {
     const ts = performance.now();
     let stepTokens = 0;
@@ -260,6 +266,22 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
       if (lastVal !== null) m.valLoss = lastVal;
     }
     metrics.push(m);
+    if (
+      opts.timeBudgetSeconds !== undefined &&
+      r.step >= Math.max(cfg.warmupSteps, firstStep + 10) &&
+      r.step % 10 === 0
+    ) {
+      const elapsed = (performance.now() - loopStart) / 1000;
+      const perStepSeconds = elapsed / (r.step - firstStep);
+      const fit = r.step + Math.floor((opts.timeBudgetSeconds - elapsed) / perStepSeconds);
+      if (fit < totalSteps) {
+        totalSteps = Math.max(r.step + 1, fit);
+        optimizer.totalSteps = totalSteps;
+        log.info(
+          `time budget ${opts.timeBudgetSeconds} s at ${perStepSeconds.toFixed(2)} s/step: the run ends at step ${totalSteps}`,
+        );
+      }
+    }
     const tps = tokens / Math.max(trainSeconds, 1e-9);
     progress.tick(1, {
       step: `${r.step}/${totalSteps}`,
@@ -268,7 +290,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
       ...(lastVal !== null ? { val: lastVal } : {}),
     });
     if (!showBar && (r.step % logEvery === 0 || last)) {
-      const eta = ((totalSteps - r.step) * trainSeconds) / Math.max(1, r.step - (metrics[0]?.step ?? 1) + 1);
+      const eta = ((totalSteps - r.step) * (performance.now() - loopStart)) / 1000 / (r.step - firstStep);
       log.info(
         `step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}${m.valLoss !== undefined ? `  val ${m.valLoss.toFixed(4)}` : ""}` +
           `  lr ${r.lr.toExponential(2)}  ${tps.toFixed(0)} tok/s  eta ${formatDuration(eta)}`,

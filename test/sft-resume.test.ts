@@ -1,0 +1,118 @@
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { latestCheckpoint, readCheckpoint } from "../src/sft/checkpoint.js";
+import { repoRoot, runCli, tempDir } from "./helpers.js";
+import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
+
+const STEPS = 60;
+const EVERY = 5;
+
+/** Starts the real CLI, waits until `file` exists, sends `signal`; resolves with how the process ended. */
+function runUntil(
+  args: string[],
+  file: string,
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.stdout.resume();
+    const poll = setInterval(() => {
+      if (existsSync(file)) {
+        clearInterval(poll);
+        child.kill(signal);
+      }
+    }, 2);
+    child.on("error", reject);
+    child.on("close", (code, sig) => {
+      clearInterval(poll);
+      resolve({ code, signal: sig, stderr });
+    });
+  });
+}
+
+function finalWeights(run: string) {
+  const path = latestCheckpoint(run) as string;
+  return { path, ck: readCheckpoint(path) };
+}
+
+describe("steerlm sft --resume after kill -9", () => {
+  const tmp = tempDir("steerlm-resume-");
+  let inputs: ReturnType<typeof tinySftInputs>;
+  const steps = ["--steps", String(STEPS), "--checkpoint-every", String(EVERY), "--eval-every", "20"];
+
+  beforeAll(() => {
+    inputs = tinySftInputs(tmp.path);
+  });
+  afterAll(() => tmp.cleanup());
+
+  it("ends with byte-identical weights and optimiser state to an uninterrupted run", async () => {
+    const straight = join(tmp.path, "straight");
+    const full = await runCli(tinySftArgs(inputs, straight, steps));
+    expect(full.code, full.stderr).toBe(0);
+
+    const killed = join(tmp.path, "killed");
+    const first = join(killed, "checkpoints", "step-000005.ckpt");
+    const k = await runUntil(tinySftArgs(inputs, killed, steps), first, "SIGKILL");
+    expect(k.signal).toBe("SIGKILL");
+    const at = readCheckpoint(latestCheckpoint(killed) as string).header.step;
+    // the kill landed mid-run: the resumed run has real work left
+    expect(at).toBeGreaterThanOrEqual(EVERY);
+    expect(at).toBeLessThan(STEPS);
+
+    const resumed = await runCli(["sft", "--resume", "-o", killed]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain(`resumed at step ${at}`);
+
+    const a = finalWeights(straight);
+    const b = finalWeights(killed);
+    expect(b.ck.header.step).toBe(STEPS);
+    expect(b.ck.header.cursor).toEqual(a.ck.header.cursor);
+    expect([...b.ck.weights.keys()]).toEqual([...a.ck.weights.keys()]);
+    for (const [role, ma, mb] of [
+      ["weight", a.ck.weights, b.ck.weights],
+      ["adam_m", a.ck.adamM, b.ck.adamM],
+      ["adam_v", a.ck.adamV, b.ck.adamV],
+    ] as const) {
+      for (const [name, wa] of ma) {
+        const wb = mb.get(name) as Float32Array;
+        expect(Buffer.from(wb.buffer).equals(Buffer.from(wa.buffer)), `${role} ${name}`).toBe(true);
+      }
+    }
+    // and the exported models are the same bytes
+    const ga = join(tmp.path, "a.gguf");
+    const gb = join(tmp.path, "b.gguf");
+    expect((await runCli(["export", "gguf", straight, "-o", ga])).code).toBe(0);
+    expect((await runCli(["export", "gguf", killed, "-o", gb])).code).toBe(0);
+    expect(readFileSync(ga).equals(readFileSync(gb))).toBe(true);
+  }, 180_000);
+
+  it("Ctrl-C (SIGINT) writes a checkpoint, then exits; --resume finishes the run", async () => {
+    const run = join(tmp.path, "interrupted");
+    const r = await runUntil(
+      tinySftArgs(inputs, run, steps),
+      join(run, "checkpoints", "step-000005.ckpt"),
+      "SIGINT",
+    );
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/interrupted: checkpoint written at step \d+/);
+    const step = Number(/checkpoint written at step (\d+)/.exec(r.stderr)?.[1]);
+    expect(step).toBeGreaterThanOrEqual(EVERY);
+    expect(readCheckpoint(latestCheckpoint(run) as string).header.step).toBe(step);
+    const resumed = await runCli(["sft", "--resume", "-o", run]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(finalWeights(run).ck.header.step).toBe(STEPS);
+  }, 120_000);
+
+  it("refuses a resume whose flags change the run's settings", async () => {
+    const run = join(tmp.path, "straight");
+    const r = await runCli(["sft", "--resume", "-o", run, "--lr", "0.1"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("steerlm: lr: 0.1 differs from the run's 0.003");
+  });
+});

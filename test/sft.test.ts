@@ -1,0 +1,106 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { metaString, readGguf } from "../src/gguf/reader.js";
+import { SteerableModel } from "../src/inference/model.js";
+import { readCheckpoint } from "../src/sft/checkpoint.js";
+import { runCli, tempDir } from "./helpers.js";
+import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
+
+// End to end through the real CLI: train a tiny model from scratch on a few dozen SteerBench rows,
+// checkpoint, export to GGUF, and generate from it with node-llama-cpp.
+describe("steerlm sft → export gguf → node-llama-cpp", () => {
+  const tmp = tempDir("steerlm-sft-");
+  let inputs: ReturnType<typeof tinySftInputs>;
+  const run = join(tmp.path, "run");
+  let sft: Awaited<ReturnType<typeof runCli>>;
+
+  beforeAll(async () => {
+    inputs = tinySftInputs(tmp.path);
+    sft = await runCli(
+      tinySftArgs(inputs, run, ["--steps", "8", "--checkpoint-every", "4", "--eval-every", "4"]),
+    );
+  }, 120_000);
+  afterAll(() => tmp.cleanup());
+
+  it("trains, printing every effective setting, and writes the run directory", () => {
+    expect(sft.stderr).not.toContain("internal error");
+    expect(sft.code).toBe(0);
+    // every setting is printed, flags marked as such
+    expect(sft.stderr).toMatch(/seqLen\s+128\s+\(flag\)/);
+    expect(sft.stderr).toMatch(/weightDecay\s+0\.01\n/);
+    expect(sft.stderr).toMatch(/trained a byte-level BPE tokenizer \(320 ids\)/);
+    const out = JSON.parse(sft.stdout) as {
+      checkpoint: string;
+      step: number;
+      trainLoss: number;
+      valLoss: number;
+    };
+    expect(out.step).toBe(8);
+    expect(out.checkpoint).toBe(join(run, "checkpoints", "step-000008.ckpt"));
+    expect(Number.isFinite(out.valLoss)).toBe(true);
+    for (const f of [
+      "sft-config.json",
+      "tokenizer.json",
+      "metrics.jsonl",
+      "loss.png",
+      "checkpoints/step-000004.ckpt",
+    ]) {
+      expect(existsSync(join(run, f)), f).toBe(true);
+    }
+    const metrics = readFileSync(join(run, "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(metrics.filter((m) => m.valLoss !== undefined).map((m) => m.step)).toEqual([4, 8]);
+    // the loss goes down on this tiny set (ln 320 ≈ 5.77 at the start)
+    expect(metrics[7].loss).toBeLessThan(metrics[0].loss);
+    const png = readFileSync(join(run, "loss.png"));
+    expect(png.subarray(1, 4).toString("latin1")).toBe("PNG");
+  });
+
+  it("checkpoints carry the weights, the optimiser state and the data position", () => {
+    const ck = readCheckpoint(join(run, "checkpoints", "step-000008.ckpt"));
+    expect(ck.header.step).toBe(8);
+    expect(ck.header.cursor).toEqual({ epoch: 0, index: 32 });
+    expect(ck.header.model.vocabSize).toBe(320);
+    expect([...ck.weights.keys()].sort()).toEqual([...ck.adamM.keys()].sort());
+    expect(ck.weights.get("token_embd.weight")?.length).toBe(32 * 320);
+  });
+
+  it("exports a GGUF that node-llama-cpp loads, with single-token controls, and generates", async () => {
+    const gguf = join(tmp.path, "model.gguf");
+    const exp = await runCli(["export", "gguf", run, "-o", gguf]);
+    expect(exp.stderr).toContain("step 8");
+    expect(exp.code).toBe(0);
+    const file = await readGguf(gguf);
+    expect(JSON.parse(metaString(file, "steerlm.schema")).name).toBe("steerlm");
+    expect(metaString(file, "steerlm.template")).toContain("<extra_id_2>{values}\n{response}\n");
+    const model = await SteerableModel.load({ modelPath: gguf });
+    try {
+      expect(model.controlMode).toBe("tokens");
+      const r = await model.generate({
+        conversation: {
+          system: "Answer the user's question.",
+          turns: [{ role: "user", text: "What is 2 plus 3?" }],
+        },
+        attributes: { verbosity: 0 },
+        maxTokens: 12,
+      });
+      expect(r.usage.completionTokens).toBeGreaterThan(0);
+      expect(r.values).toBe(
+        "quality:4,toxicity:0,humor:0,creativity:0,helpfulness:4,correctness:4,coherence:4,complexity:4,verbosity:0",
+      );
+    } finally {
+      await model.dispose();
+    }
+  }, 60_000);
+
+  it("refuses to overwrite a run that has checkpoints", async () => {
+    const again = await runCli(tinySftArgs(inputs, run, ["--steps", "2"]));
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`steerlm: ${run}: the run directory already has checkpoints`);
+    expect(again.stderr).toContain("--resume");
+  });
+});
