@@ -56,6 +56,21 @@ describe.skipIf(!haveSharedData)("steerlm data on the real NeMo files", () => {
     expect(r.stderr).toContain("this looks like plain SFT data");
     expect(r.stderr).toContain("hint:");
     expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+    const skip = await runCli([
+      "data",
+      "convert",
+      "--to",
+      "chat",
+      "--skip-invalid",
+      DUMMY,
+      "-o",
+      at("dummy.jsonl"),
+    ]);
+    expect(skip.code, skip.stderr).toBe(1);
+    expect(skip.stderr).toContain(`no records in ${DUMMY}: all 30 rows were invalid`);
+    expect(skip.stderr).toContain("--allow-unlabeled");
+    expect(existsSync(at("dummy.jsonl"))).toBe(false);
+    expect(readFileSync(at("dummy.jsonl.rejects.jsonl"), "utf8").trim().split("\n")).toHaveLength(30);
     const ok = await runCli(["data", "validate", DUMMY, "--allow-unlabeled"]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain("30 valid records");

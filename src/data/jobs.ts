@@ -5,7 +5,14 @@ import type { WriteOptions } from "./formats/context.js";
 import { sniffFile } from "./input.js";
 import { type Inspection, inspectRecords } from "./inspect.js";
 import { dumpsPython, JsonNumber } from "./json.js";
-import { type ReadOptions, type ReadStats, type Rejected, readRecords } from "./read.js";
+import {
+  NO_LABELS,
+  type ReadOptions,
+  type ReadStats,
+  type Rejected,
+  readRecords,
+  UNLABELED_HINT,
+} from "./read.js";
 import type { OutputFormat } from "./record.js";
 import { type SplitResult, splitRecords } from "./split.js";
 import { AtomicFile, writeRecords } from "./write.js";
@@ -25,18 +32,21 @@ export interface JobOptions extends Omit<ReadOptions, "onReject" | "onProgress">
 
 export interface JobSummary {
   stats: ReadStats;
-  /** Invalid rows, in file order (all of them; the rejects file has the raw lines too). */
+  /** The first invalid rows (up to 1000; `stats.rejected` counts all), in file order, without raw lines. */
   rejected: Rejected[];
 }
+
+const KEPT_REJECTS = 1000;
 
 class RejectLog {
   readonly items: Rejected[] = [];
   private readonly file: AtomicFile | undefined;
-  constructor(path: string | undefined) {
+  constructor(readonly path: string | undefined) {
     this.file = path ? new AtomicFile(path) : undefined;
   }
   add = async (r: Rejected): Promise<void> => {
-    this.items.push(r);
+    // Memory stays bounded on huge files: the first rejects without their raw lines; the file has all.
+    if (this.items.length < KEPT_REJECTS) this.items.push({ file: r.file, line: r.line, error: r.error });
     if (this.file) {
       const obj = new Map([
         ["file", r.file],
@@ -47,10 +57,9 @@ class RejectLog {
       await this.file.write(`${dumpsPython(obj, { ensureAscii: false, compact: true })}\n`);
     }
   };
-  async close(ok: boolean): Promise<void> {
-    if (!this.file) return;
-    if (ok) await this.file.commit();
-    else await this.file.abort();
+  /** Kept even when the job fails: the rejects explain e.g. "no records in X: all 30 rows were invalid". */
+  async close(): Promise<void> {
+    await this.file?.commit();
   }
 }
 
@@ -58,7 +67,7 @@ async function withReader<T>(
   input: string,
   opts: JobOptions,
   label: string,
-  use: (records: ReturnType<typeof readRecords>) => Promise<T>,
+  use: (records: ReturnType<typeof readRecords>, rejects: RejectLog) => Promise<T>,
 ): Promise<{ value: T; summary: JobSummary }> {
   // JSONL progress counts bytes of the file (compressed ones for gzip); Parquet counts rows, total unknown.
   const size = (await stat(input).catch(() => undefined))?.size;
@@ -74,14 +83,12 @@ async function withReader<T>(
     onProgress: (n) => progress.tick(n, { records: reader.stats.records }),
     onReject: opts.skipInvalid ? rejects.add : undefined,
   });
-  let ok = false;
   try {
-    const value = await use(reader);
-    ok = true;
+    const value = await use(reader, rejects);
     return { value, summary: { stats: reader.stats, rejected: rejects.items } };
   } finally {
     progress.finish();
-    await rejects.close(ok);
+    await rejects.close();
   }
 }
 
@@ -91,13 +98,13 @@ export async function convertFile(
   to: OutputFormat,
   opts: JobOptions & { write?: WriteOptions } = {},
 ): Promise<JobSummary & { lines: number }> {
-  const { value, summary } = await withReader(input, opts, "convert", async (reader) => {
+  const { value, summary } = await withReader(input, opts, "convert", async (reader, rejects) => {
     return writeRecords(
       output,
       (async function* () {
         for await (const r of reader) yield r;
         // Refuse to leave an empty output behind for an input that had nothing usable in it.
-        if (reader.stats.records === 0) throw noRecords(input, reader.stats);
+        if (reader.stats.records === 0) throw noRecords(input, reader.stats, rejects);
       })(),
       to,
       opts.write,
@@ -127,7 +134,7 @@ export async function splitFile(
   split: { fraction: number; seed: number; to: OutputFormat; write?: WriteOptions },
   opts: JobOptions = {},
 ): Promise<JobSummary & { split: SplitResult }> {
-  const { value, summary } = await withReader(input, opts, "split", async (first) => {
+  const { value, summary } = await withReader(input, opts, "split", async (first, rejects) => {
     let pass = 0;
     return splitRecords(
       // Pass 1 (counting) reports rejects; pass 2 sees the same rows and skips them quietly.
@@ -137,7 +144,7 @@ export async function splitFile(
           return readRecords(input, { ...opts, onReject: opts.skipInvalid ? () => undefined : undefined });
         return (async function* () {
           for await (const r of first) yield r;
-          if (first.stats.records === 0) throw noRecords(input, first.stats);
+          if (first.stats.records === 0) throw noRecords(input, first.stats, rejects);
         })();
       },
       paths,
@@ -147,7 +154,16 @@ export async function splitFile(
   return { ...summary, split: value };
 }
 
-function noRecords(input: string, stats: ReadStats): SteerlmError {
-  const why = stats.rejected > 0 ? `: all ${stats.rejected} rows were invalid` : "";
-  return new SteerlmError(`no records in ${input}${why}`);
+function noRecords(input: string, stats: ReadStats, rejects: RejectLog): SteerlmError {
+  if (stats.rejected === 0) return new SteerlmError(`no records in ${input}`);
+  const first = rejects.items[0]?.error ?? "";
+  const hint = first.includes(NO_LABELS)
+    ? UNLABELED_HINT
+    : rejects.path
+      ? `every invalid row is listed in ${rejects.path}`
+      : undefined;
+  return new SteerlmError(
+    `no records in ${input}: all ${stats.rejected} rows were invalid; the first: ${first}`,
+    hint,
+  );
 }

@@ -61,12 +61,13 @@ function jobOptions(flags: ReadFlags, defaultRejects?: string): JobOptions {
 function reportSkipped(summary: JobSummary, rejectsPath: string | undefined): void {
   const { stats, rejected } = summary;
   for (const [reason, n] of Object.entries(stats.filtered)) log.info(`skipped ${n} rows: ${reason}`);
-  if (rejected.length === 0) return;
+  const n = stats.rejected;
+  if (n === 0) return;
   log.warn(
-    `${rejected.length} invalid row${rejected.length === 1 ? "" : "s"} skipped${rejectsPath ? ` (written to ${rejectsPath})` : ""}:`,
+    `${n} invalid row${n === 1 ? "" : "s"} skipped${rejectsPath ? ` (written to ${rejectsPath})` : ""}:`,
   );
   for (const r of rejected.slice(0, SHOWN_REJECTS)) log.warn(`  ${r.error}`);
-  if (rejected.length > SHOWN_REJECTS) log.warn(`  ... and ${rejected.length - SHOWN_REJECTS} more`);
+  if (n > SHOWN_REJECTS) log.warn(`  ... and ${n - SHOWN_REJECTS} more`);
   if (rejected.some((r) => r.error.includes(NO_LABELS))) log.warn(`hint: ${UNLABELED_HINT}`);
 }
 
