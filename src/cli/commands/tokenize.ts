@@ -13,7 +13,7 @@ export function register(program: Command): void {
   program
     .command("tokenize")
     .description(
-      "Tokenize text as plain text (control-token strings stay text). Prints ids space-separated on one\n" +
+      "Tokenize text as plain text (control-token strings stay text). Prints ids space-separated on one " +
         "line, without BOS, like llama.cpp's .out files; --pieces prints the vocabulary pieces as a JSON array.",
     )
     .requiredOption("--tokenizer <path>", "a tokenizer.json (or its directory) or a .gguf model/vocab file")
