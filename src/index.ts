@@ -19,3 +19,6 @@ export { version } from "./version.js";
 export * from "./gguf/index.js";
 export * from "./data/index.js";
 export * from "./interop/index.js";
+export * from "./ggml/index.js";
+export * from "./model/index.js";
+export * from "./train/index.js";

@@ -96,8 +96,8 @@ export class Backend {
     };
   }
 
-  /** @internal */
-  get ptr(): Ptr {
+  // private: the native handle never leaves this class
+  private get ptr(): Ptr {
     if (!this.#ptr) throw new Error("ggml backend used after free");
     return this.#ptr;
   }

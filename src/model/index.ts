@@ -1,0 +1,13 @@
+export { checkModelAgainstLlamaCpp, DEFAULT_CHECK_TEXT, type ModelCheckResult } from "./check.js";
+export { countParameters, type LlamaConfig, type LlamaConfigInput, resolveLlamaConfig } from "./config.js";
+export { forwardLogits, logSoftmaxRows } from "./infer.js";
+export { ggufWeightSource, type LoadedModel, loadLlamaGguf } from "./load.js";
+export { LORA_TARGETS, type LoraOptions, type LoraTarget, loraNames } from "./lora.js";
+export { LlamaModel, type ModelOptions, type ParamInfo } from "./model.js";
+export {
+  initLlamaWeights,
+  llamaTensorSpecs,
+  mapSource,
+  type TensorSpec,
+  type WeightSource,
+} from "./weights.js";

@@ -1,0 +1,33 @@
+export { type Batch, IGNORE } from "./batch.js";
+export {
+  BENCH_CONFIGS,
+  type BenchName,
+  benchTrain,
+  type TrainBenchOptions,
+  type TrainBenchResult,
+} from "./bench.js";
+export {
+  CHECKPOINT_MAGIC,
+  CHECKPOINT_VERSION,
+  type CheckpointState,
+  captureCheckpoint,
+  readCheckpoint,
+  restoreCheckpoint,
+  writeCheckpoint,
+} from "./checkpoint.js";
+export {
+  IsolatedJobError,
+  type IsolateOptions,
+  type JobContext,
+  type JobFunction,
+  runIsolated,
+} from "./isolate.js";
+export { Rng, type RngState } from "./rng.js";
+export { learningRate, type ScheduleOptions } from "./schedule.js";
+export {
+  type OptimizerOptions,
+  type StepResult,
+  Trainer,
+  type TrainerOptions,
+  type TrainTask,
+} from "./trainer.js";
