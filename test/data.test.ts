@@ -316,3 +316,50 @@ describe("steerlm data convert interrupted", () => {
     expect(readdirSync(outDir)).toEqual([]);
   });
 });
+
+describe("steerlm data with a custom schema file", () => {
+  it("validates and orders labels by a YAML schema", async () => {
+    const schema = at("polite.yaml");
+    writeFileSync(
+      schema,
+      "name: polite\nattributes:\n  - {name: politeness, max: 2, default: 2}\n  - {name: humor, max: 4, default: 0}\n",
+    );
+    const chat = at("polite.jsonl");
+    const row = (attributes: Record<string, number>) =>
+      JSON.stringify({
+        messages: [
+          { role: "user", content: "q" },
+          { role: "assistant", content: "a" },
+        ],
+        attributes,
+      });
+    writeFileSync(chat, `${row({ humor: 3, politeness: 2 })}\n${row({ politeness: 3 })}\n`);
+    const r = await runCli([
+      "data",
+      "convert",
+      "--schema",
+      schema,
+      "--to",
+      "steerlm",
+      chat,
+      "-o",
+      at("polite-out.jsonl"),
+    ]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(`${chat}:2: attributes.politeness: 3 is out of range 0..2`);
+    writeFileSync(chat, `${row({ humor: 3, politeness: 2 })}\n`);
+    const ok = await runCli([
+      "data",
+      "convert",
+      "--schema",
+      schema,
+      "--to",
+      "steerlm",
+      chat,
+      "-o",
+      at("polite-out.jsonl"),
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(readFileSync(at("polite-out.jsonl"), "utf8")).toContain('"label": "politeness:2,humor:3"');
+  });
+});
