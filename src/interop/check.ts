@@ -19,6 +19,13 @@ import { SteerlmError } from "../util/errors.js";
 import { convertHfToGguf, type HfModel, openHfModel } from "./convert.js";
 import { readSafetensorsF32 } from "./safetensors.js";
 
+/**
+ * Smallest normal float32. llama.cpp's probabilities are float32: below this they are denormals with few
+ * significant bits (log p ≈ -87 and lower), so their logarithms are not comparable at 1e-3. Peaked
+ * distributions (deep random models, trained models) routinely have such tails.
+ */
+const FLT_MIN = 2 ** -126;
+
 export interface HfCheckOptions {
   text?: string;
   threads?: number;
@@ -73,7 +80,7 @@ export async function checkHfModelAgainstLlamaCpp(
       let refBest = -1;
       for (const [tok, p] of probs) {
         if (p > refBest) [refBest, refTop] = [p, tok];
-        if (p > 0) maxDiff = Math.max(maxDiff, Math.abs(Math.log(p) - (ours[t * V + tok] as number)));
+        if (p >= FLT_MIN) maxDiff = Math.max(maxDiff, Math.abs(Math.log(p) - (ours[t * V + tok] as number)));
       }
       let ourTop = 0;
       for (let v = 1; v < V; v++)

@@ -98,7 +98,7 @@ export async function convertHfToGguf(
     fileType: type === "f16" ? "F16" : "F32",
   });
   const bytes = await writeGguf(out, { metadata, tensors });
-  log.info(
+  log.debug(
     `${out}: ${spec.family} (${spec.arch}) ${spec.config.numLayers} layers, width ${spec.config.hiddenSize}, ${tensors.length} tensors, ${(bytes / 2 ** 20).toFixed(1)} MiB`,
   );
   return { out, spec, tensors: tensors.length, bytes, paddedTokens: padded };
