@@ -43,6 +43,8 @@ export interface FixtureOptions {
   /** A tokenizer.json to link into the directory. */
   tokenizerJson: string;
   extraConfig?: Record<string, unknown>;
+  /** config.json head_dim when heads × head_dim differs from hidden (Mistral-Nemo style); default hidden / heads. */
+  headDim?: number;
 }
 
 export interface HfTensor {
@@ -77,7 +79,7 @@ function bf16Value(bits: number): number {
 /** The state dict of the described model with random values (mean/std chosen to give non-trivial logits). */
 export function makeStateDict(o: FixtureOptions): Map<string, HfTensor> {
   const rand = normals(o.seed);
-  const hd = o.hidden / o.heads;
+  const hd = o.headDim ?? o.hidden / o.heads;
   const sd = new Map<string, HfTensor>();
   const add = (name: string, shape: number[], mean: number, std: number) => {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -159,6 +161,7 @@ export function writeHfModelDir(dir: string, o: FixtureOptions): Map<string, HfT
     tie_word_embeddings: o.tied,
     torch_dtype: o.dtype === "BF16" ? "bfloat16" : "float32",
     ...(o.architecture === "Qwen2ForCausalLM" ? { use_sliding_window: false, sliding_window: 4096 } : {}),
+    ...(o.headDim !== undefined ? { head_dim: o.headDim } : {}),
     ...o.extraConfig,
   };
   writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
@@ -254,7 +257,7 @@ export function referenceLogits(
     return t;
   };
   const D = o.hidden;
-  const hd = D / o.heads;
+  const hd = o.headDim ?? D / o.heads;
   const group = o.heads / o.kvHeads;
   const inv = inverseFrequencies(o, hd);
   const emb = W("model.embed_tokens.weight");

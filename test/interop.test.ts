@@ -209,3 +209,34 @@ describe("RoPE scaling", () => {
     expect(gguf.tensors.find((t) => t.name === "rope_freqs.weight")?.shape).toEqual([4]);
   });
 });
+
+describe("Mistral directory (sliding window, head_dim × heads ≠ hidden)", () => {
+  it("caps the context at the window and converts a custom head size with the permutation per head", async () => {
+    const dir = newDir("mistral");
+    const opts: FixtureOptions = {
+      architecture: "MistralForCausalLM",
+      vocabSize: 320,
+      hidden: 16,
+      headDim: 6,
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      ffn: 24,
+      ropeTheta: 1_000_000,
+      rmsNormEps: 1e-5,
+      tied: false,
+      dtype: "BF16",
+      shards: 1,
+      seed: 13,
+      tokenizerJson: smallTokenizer,
+      extraConfig: { sliding_window: 128 },
+    };
+    const sd = writeHfModelDir(dir, opts);
+    const r = await convertAndCompare(dir, opts, sd, "f32", 1e-3);
+    expect(r.top1).toBe(1);
+    const gguf = await readGguf(join(dir, "model-f32.gguf"));
+    expect(gguf.metadata.get("llama.context_length")?.value).toBe(128);
+    expect(gguf.metadata.get("llama.attention.key_length")?.value).toBe(6);
+    expect(gguf.tensors.find((t) => t.name === "blk.0.attn_q.weight")?.shape).toEqual([16, 24]);
+  });
+});
