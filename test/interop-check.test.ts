@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkHfModelAgainstLlamaCpp } from "../src/interop/check.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../src/tokenizer/bpe-train.js";
-import { haveSharedData, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 import { type FixtureOptions, writeHfModelDir } from "./hf-fixture.js";
 
 const tmp = tempDir("steerlm-interop-check-");
@@ -67,5 +67,11 @@ describe("steerlm forward on HF weights vs llama.cpp on the converted GGUF", () 
     console.log(`model check qwen2: ${JSON.stringify(r)}`);
     expect(r.maxAbsLogProbDiff).toBeLessThanOrEqual(1e-3);
     expect(r.top1Agreement).toBe(1);
+
+    // The same through the CLI: convert, then check.
+    const cli = await runCli(["model", "convert", dir, "-o", join(dir, "q.gguf"), "--type", "f32", "--check"]);
+    expect(cli.stderr).not.toContain("internal error");
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/check: \d+ tokens, max \|Δ log p\| = \S+ \(tolerance 0\.001\), top-1 agreement = 100\.0%\nPASS\n/);
   });
 });

@@ -1,6 +1,8 @@
 import type { Command } from "commander";
+import { checkHfModelAgainstLlamaCpp } from "../../interop/check.js";
 import { convertHfToGguf } from "../../interop/convert.js";
 import { InputError } from "../../util/errors.js";
+import { log } from "../../util/log.js";
 
 /**
  * `steerlm model convert <hf-dir> -o model.gguf [--type f32|f16]`. Registered on the `model` group that
@@ -28,20 +30,49 @@ export function registerConvert(model: Command): void {
       "f16",
     )
     .option("--name <name>", "general.name in the GGUF (default: the directory name)")
-    .action(async (dir: string, opts: { output: string; type: string; name?: string }) => {
-      const type = opts.type.toLowerCase();
-      if (type !== "f32" && type !== "f16") {
-        throw new InputError(`expected f32 or f16, got ${JSON.stringify(opts.type)}`, { field: "--type" });
-      }
-      const r = await convertHfToGguf(dir, opts.output, {
-        type,
-        ...(opts.name !== undefined ? { name: opts.name } : {}),
-      });
-      const c = r.spec.config;
-      process.stdout.write(
-        `${r.out}: ${r.spec.family} -> GGUF ${r.spec.arch}, ${c.numLayers} layers, width ${c.hiddenSize}, ` +
-          `${c.numHeads}/${c.numKvHeads} heads, vocab ${c.vocabSize}${r.paddedTokens ? ` (${r.paddedTokens} padding tokens)` : ""}, ` +
-          `${r.tensors} tensors ${type}, ${(r.bytes / 1e6).toFixed(1)} MB\n`,
-      );
-    });
+    .option(
+      "--check",
+      "then compare steerlm's forward pass on the HF weights with llama.cpp's on an F32 conversion\n" +
+        "(max |Δ log p| and top-1 agreement on a sample text); exit 1 above --tolerance",
+      false,
+    )
+    .option("--tolerance <x>", "max allowed |Δ log p| for --check", "1e-3")
+    .action(
+      async (
+        dir: string,
+        opts: { output: string; type: string; name?: string; check: boolean; tolerance: string },
+      ) => {
+        const type = opts.type.toLowerCase();
+        if (type !== "f32" && type !== "f16") {
+          throw new InputError(`expected f32 or f16, got ${JSON.stringify(opts.type)}`, { field: "--type" });
+        }
+        const r = await convertHfToGguf(dir, opts.output, {
+          type,
+          ...(opts.name !== undefined ? { name: opts.name } : {}),
+        });
+        const c = r.spec.config;
+        process.stdout.write(
+          `${r.out}: ${r.spec.family} -> GGUF ${r.spec.arch}, ${c.numLayers} layers, width ${c.hiddenSize}, ` +
+            `${c.numHeads}/${c.numKvHeads} heads, vocab ${c.vocabSize}${r.paddedTokens ? ` (${r.paddedTokens} padding tokens)` : ""}, ` +
+            `${r.tensors} tensors ${type}, ${(r.bytes / 1e6).toFixed(1)} MB\n`,
+        );
+        if (!opts.check) return;
+        const tolerance = Number(opts.tolerance);
+        if (!(tolerance > 0)) {
+          throw new InputError(`must be a positive number, got ${JSON.stringify(opts.tolerance)}`, {
+            field: "--tolerance",
+          });
+        }
+        const c2 = await checkHfModelAgainstLlamaCpp(dir);
+        const pass = c2.maxAbsLogProbDiff <= tolerance && c2.top1Agreement === 1;
+        process.stdout.write(
+          `check: ${c2.tokens} tokens, max |Δ log p| = ${c2.maxAbsLogProbDiff.toExponential(3)} (tolerance ${tolerance}), ` +
+            `top-1 agreement = ${(100 * c2.top1Agreement).toFixed(1)}%\n${pass ? "PASS" : "FAIL"}\n`,
+        );
+        if (!pass) {
+          log.error("steerlm's forward pass on the HF weights disagrees with llama.cpp beyond the tolerance");
+          process.exitCode = 1;
+        }
+      },
+    );
 }
