@@ -69,9 +69,20 @@ describe("steerlm forward on HF weights vs llama.cpp on the converted GGUF", () 
     expect(r.top1Agreement).toBe(1);
 
     // The same through the CLI: convert, then check.
-    const cli = await runCli(["model", "convert", dir, "-o", join(dir, "q.gguf"), "--type", "f32", "--check"]);
+    const cli = await runCli([
+      "model",
+      "convert",
+      dir,
+      "-o",
+      join(dir, "q.gguf"),
+      "--type",
+      "f32",
+      "--check",
+    ]);
     expect(cli.stderr).not.toContain("internal error");
     expect(cli.code).toBe(0);
-    expect(cli.stdout).toMatch(/check: \d+ tokens, max \|Δ log p\| = \S+ \(tolerance 0\.001\), top-1 agreement = 100\.0%\nPASS\n/);
+    expect(cli.stdout).toMatch(
+      /check: \d+ tokens, max \|Δ log p\| = \S+ \(tolerance 0\.001\), top-1 agreement = 100\.0%\nPASS\n/,
+    );
   });
 });
