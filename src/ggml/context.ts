@@ -243,6 +243,77 @@ export class Context {
     return this.wrap(this.#n.base.ggml_cont(this.ptr, ptrOf(a)) as Ptr);
   }
 
+  /** Transposed view (swaps ne0 and ne1); mul_mat needs `cont` of it as its first operand. */
+  transpose(a: Tensor): Tensor {
+    return this.wrap(this.#n.base.ggml_transpose(this.ptr, ptrOf(a)) as Ptr);
+  }
+  /** cont(transpose(a)): a materialised transpose. */
+  transposed(a: Tensor): Tensor {
+    return this.cont(this.transpose(a));
+  }
+
+  // ---- explicit backward ops ----
+  /** a += b in place (a keeps its memory: used for static gradient accumulators). */
+  addInplace(a: Tensor, b: Tensor): Tensor {
+    if (!sameShape(a, b)) fail("add_inplace", `shapes differ: ${a.shapeText} vs ${b.shapeText}`);
+    return this.wrap(this.#n.base.ggml_add_inplace(this.ptr, ptrOf(a), ptrOf(b)) as Ptr);
+  }
+  scaleInplace(a: Tensor, s: number): Tensor {
+    return this.wrap(this.#n.base.ggml_scale_inplace(this.ptr, ptrOf(a), s) as Ptr);
+  }
+  /** d(rms_norm(x))/dx applied to dy. */
+  rmsNormBack(dy: Tensor, x: Tensor, eps: number): Tensor {
+    if (!sameShape(dy, x)) fail("rms_norm_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
+    return this.wrap(this.#n.base.ggml_rms_norm_back(this.ptr, ptrOf(dy), ptrOf(x), eps) as Ptr);
+  }
+  ropeBack(dy: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {
+    if (positions.type !== "i32" || positions.nelements !== dy.ne[2]) {
+      fail("rope_ext_back", `positions ${positions.shapeText} must be i32 of length ne2 of ${dy.shapeText}`);
+    }
+    return this.wrap(
+      this.#n.base.ggml_rope_ext_back(
+        this.ptr,
+        ptrOf(dy),
+        ptrOf(positions),
+        null,
+        nDims,
+        GGML_ROPE_TYPE[mode],
+        0,
+        base,
+        1,
+        0,
+        1,
+        0,
+        0,
+      ) as Ptr,
+    );
+  }
+  /** Gradient of soft_max_ext's input (scale included) from dy and the softmax output y. */
+  softMaxBack(dy: Tensor, y: Tensor, scale: number): Tensor {
+    if (!sameShape(dy, y)) fail("soft_max_ext_back", `shapes differ: ${dy.shapeText} vs ${y.shapeText}`);
+    return this.wrap(this.#n.base.ggml_soft_max_ext_back(this.ptr, ptrOf(dy), ptrOf(y), scale, 0) as Ptr);
+  }
+  /** silu'(x) ⊙ dy. */
+  siluBack(dy: Tensor, x: Tensor): Tensor {
+    if (!sameShape(dy, x)) fail("silu_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
+    return this.wrap(this.#n.base.ggml_silu_back(this.ptr, ptrOf(dy), ptrOf(x)) as Ptr);
+  }
+  /** Scatter-add of row gradients dy [E, n] into a zero tensor shaped like `like` [E, R]. */
+  getRowsBack(dy: Tensor, idx: Tensor, like: Tensor): Tensor {
+    const matrix = (t: Tensor) => t.ne[2] === 1 && t.ne[3] === 1;
+    if (!matrix(dy) || !matrix(like) || idx.type !== "i32" || idx.nelements !== idx.ne[0] || dy.ne[0] !== like.ne[0]) {
+      fail("get_rows_back", `dy ${dy.shapeText}, indices ${idx.shapeText}, data ${like.shapeText} do not fit`);
+    }
+    return this.wrap(this.#n.base.ggml_get_rows_back(this.ptr, ptrOf(dy), ptrOf(idx), ptrOf(like)) as Ptr);
+  }
+  /** Sums a over the dimensions it was repeated along to reach b's shape. */
+  repeatBack(a: Tensor, like: Tensor): Tensor {
+    for (let i = 0; i < 4; i++) {
+      if ((a.ne[i] as number) % (like.ne[i] as number) !== 0) fail("repeat_back", `cannot reduce ${a.shapeText} to ${like.shapeText}`);
+    }
+    return this.wrap(this.#n.base.ggml_repeat_back(this.ptr, ptrOf(a), ptrOf(like)) as Ptr);
+  }
+
   // ---- optimiser ----
   /** In-place AdamW on `w`; `params` holds [alpha, beta1, beta2, eps, wd, 1/(1-beta1^t), 1/(1-beta2^t)]. */
   adamwStep(w: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor): Tensor {

@@ -115,6 +115,15 @@ const BASE_DECLS = [
   "ggml_tensor * ggml_cont(ggml_context *ctx, ggml_tensor *a)",
   "ggml_tensor * ggml_transpose(ggml_context *ctx, ggml_tensor *a)",
   "ggml_tensor * ggml_out_prod(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  // explicit backward ops (the hand-written backward pass uses mul_mat instead of ggml's out_prod)
+  "ggml_tensor * ggml_add_inplace(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_scale_inplace(ggml_context *ctx, ggml_tensor *a, float s)",
+  "ggml_tensor * ggml_rms_norm_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, float eps)",
+  "ggml_tensor * ggml_rope_ext_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, ggml_tensor *c, int n_dims, int mode, int n_ctx_orig, float freq_base, float freq_scale, float ext_factor, float attn_factor, float beta_fast, float beta_slow)",
+  "ggml_tensor * ggml_soft_max_ext_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, float scale, float max_bias)",
+  "ggml_tensor * ggml_silu_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_get_rows_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, ggml_tensor *c)",
+  "ggml_tensor * ggml_repeat_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   // optimiser
   "ggml_tensor * ggml_opt_step_adamw(ggml_context *ctx, ggml_tensor *a, ggml_tensor *grad, ggml_tensor *m, ggml_tensor *v, ggml_tensor *adamw_params)",
   // graphs

@@ -2,6 +2,7 @@ import type { Context, RopeMode } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import type { LlamaConfig } from "./config.js";
 import { type LoraPair, linear } from "./lora.js";
+import type { Tape } from "./tape.js";
 
 /** Tensors of one attention layer (q/k/v biases only for Qwen2-style configs). */
 export interface AttentionWeights {
@@ -36,33 +37,76 @@ export function attention(
   w: AttentionWeights,
   x: Tensor,
   inp: AttentionInputs,
+  tape?: Tape,
+): Tensor {
+  const ql = linear(c, x, w.wq, w.bq, w.lora.q, tape); // [H·HD, N]
+  const kl = linear(c, x, w.wk, w.bk, w.lora.k, tape); // [KV·HD, N]
+  const vl = linear(c, x, w.wv, w.bv, w.lora.v, tape); // [KV·HD, N]
+  const merged = attentionCore(c, cfg, ql, kl, vl, inp, tape);
+  return linear(c, merged, w.wo, undefined, w.lora.o, tape);
+}
+
+/** RoPE + softmax(q·kᵀ/√HD + mask)·v from the projected q, k, v; returns [H·HD, N]. */
+function attentionCore(
+  c: Context,
+  cfg: LlamaConfig,
+  ql: Tensor,
+  kl: Tensor,
+  vl: Tensor,
+  inp: AttentionInputs,
+  tape?: Tape,
 ): Tensor {
   const { seqLen: T, batch: B } = inp;
   const HD = cfg.headDim;
   const H = cfg.numHeads;
   const KV = cfg.numKvHeads;
   const N = T * B;
-
-  let q = c.reshape(linear(c, x, w.wq, w.bq, w.lora.q), [HD, H, N]);
-  let k = c.reshape(linear(c, x, w.wk, w.bk, w.lora.k), [HD, KV, N]);
-  let v = c.reshape(linear(c, x, w.wv, w.bv, w.lora.v), [HD, KV, N]);
-  q = c.rope(q, inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
-  k = c.rope(k, inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
-  if (KV !== H) {
-    // GQA: query head h reads kv head floor(h / (H/KV)) (repeat_interleave). Tile [HD,1,KV,N] → [HD,r,KV,N]:
-    // flattening (r, KV) puts head index j + r·kv, so query head h maps to kv = floor(h / r). ggml's
-    // broadcasting mul_mat would avoid the copy, but its backward cannot broadcast with a batch dimension.
-    const r = H / KV;
-    const shape = c.newTensor("f32", [HD, r, KV, N]);
-    k = c.reshape(c.repeat(c.reshape(k, [HD, 1, KV, N]), shape), [HD, H, N]);
-    v = c.reshape(c.repeat(c.reshape(v, [HD, 1, KV, N]), shape), [HD, H, N]);
-  }
+  const r = H / KV;
+  const scale = 1 / Math.sqrt(HD);
+  const rope = (t: Tensor, heads: number) =>
+    c.rope(c.reshape(t, [HD, heads, N]), inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
+  // GQA: query head h reads kv head floor(h / r) (repeat_interleave). Tiling [HD,1,KV,N] → [HD,r,KV,N]
+  // and flattening (r, KV) puts head index j + r·kv, so query head h maps to kv = floor(h / r). ggml's
+  // broadcasting mul_mat would avoid the copy, but its backward cannot broadcast with a batch dimension.
+  const shapeR = r > 1 ? c.newTensor("f32", [HD, r, KV, N]) : undefined;
+  const expand = (t: Tensor) =>
+    shapeR ? c.reshape(c.repeat(c.reshape(t, [HD, 1, KV, N]), shapeR), [HD, H, N]) : t;
+  const q = rope(ql, H); // [HD, H, N]
+  const k = expand(rope(kl, KV)); // [HD, H, N]
+  const v = expand(c.reshape(vl, [HD, KV, N])); // [HD, H, N]
   const q4 = c.permute(c.reshape(q, [HD, H, T, B]), [0, 2, 1, 3]); // [HD, T, H, B]
   const k4 = c.permute(c.reshape(k, [HD, H, T, B]), [0, 2, 1, 3]); // [HD, T, H, B]
-  let kq = c.mulMat(k4, q4); // [T_k, T_q, H, B]
-  kq = c.softMaxExt(kq, inp.kqMask, 1 / Math.sqrt(HD));
+  const p = c.softMaxExt(c.mulMat(k4, q4), inp.kqMask, scale); // [T_k, T_q, H, B]
   const vt = c.cont(c.permute(c.reshape(v, [HD, H, T, B]), [1, 2, 0, 3])); // [T, HD, H, B]
-  const o = c.mulMat(vt, kq); // [HD, T_q, H, B]
+  const o = c.mulMat(vt, p); // [HD, T_q, H, B]
   const merged = c.reshape(c.cont(c.permute(o, [0, 2, 1, 3])), [HD * H, N]); // [H·HD, N]
-  return linear(c, merged, w.wo, undefined, w.lora.o);
+
+  if (tape?.propagate(merged, [ql, kl, vl])) {
+    tape.record(() => {
+      const dm = tape.grad(merged);
+      if (!dm) return;
+      const do4 = c.permute(c.reshape(dm, [HD, H, T, B]), [0, 2, 1, 3]); // [HD, T_q, H, B] view
+      const v4 = c.permute(c.reshape(v, [HD, H, T, B]), [0, 2, 1, 3]); // [HD, T_k, H, B] view
+      const dp = c.mulMat(v4, do4); // [T_k, T_q, H, B]
+      const dv4 = c.mulMat(c.transposed(do4), c.transposed(p)); // [HD, T_k, H, B]
+      const ds = c.softMaxBack(dp, p, scale); // [T_k, T_q, H, B]
+      const dq4 = c.mulMat(c.transposed(k4), ds); // [HD, T_q, H, B]
+      const dk4 = c.mulMat(c.transposed(q4), c.transposed(ds)); // [HD, T_k, H, B]
+      // back to [HD, heads, N], undo the GQA tiling by summing the r copies, undo RoPE
+      const heads = (t4: Tensor) => c.reshape(c.cont(c.permute(t4, [0, 2, 1, 3])), [HD, H, N]);
+      const reduce = (t: Tensor) =>
+        shapeR
+          ? c.reshape(c.repeatBack(c.reshape(t, [HD, r, KV, N]), c.newTensor("f32", [HD, 1, KV, N])), [
+              HD,
+              KV,
+              N,
+            ])
+          : t;
+      const unrope = (t: Tensor) => c.ropeBack(t, inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
+      if (tape.live(ql)) tape.addGrad(ql, c.reshape(unrope(heads(dq4)), [HD * H, N]));
+      if (tape.live(kl)) tape.addGrad(kl, c.reshape(unrope(reduce(heads(dk4))), [HD * KV, N]));
+      if (tape.live(vl)) tape.addGrad(vl, c.reshape(c.cont(reduce(heads(dv4))), [HD * KV, N]));
+    });
+  }
+  return merged;
 }

@@ -3,12 +3,42 @@ import type { Tensor } from "../ggml/tensor.js";
 import { type AttentionInputs, type AttentionWeights, attention } from "./attention.js";
 import type { LlamaConfig } from "./config.js";
 import { type MlpWeights, mlp } from "./mlp.js";
+import type { Tape } from "./tape.js";
 
 export interface BlockWeights {
   attnNorm: Tensor; // [D]
   ffnNorm: Tensor; // [D]
   attn: AttentionWeights;
   mlp: MlpWeights;
+}
+
+/** RMSNorm(x) ⊙ gain; backward: d gain = Σ_N dy ⊙ n, dx = rms_norm_back(dy ⊙ gain, x). */
+export function rmsNormGain(c: Context, x: Tensor, gain: Tensor, eps: number, tape?: Tape): Tensor {
+  const n = c.rmsNorm(x, eps);
+  const y = c.mul(n, gain);
+  if (tape?.propagate(y, [x], [gain])) {
+    tape.record(() => {
+      const dy = tape.grad(y);
+      if (!dy) return;
+      tape.addParamGrad(gain, () => c.repeatBack(c.mul(dy, n), gain));
+      if (tape.live(x)) tape.addGrad(x, c.rmsNormBack(c.mul(dy, gain), x, eps));
+    });
+  }
+  return y;
+}
+
+/** a + b; the gradient passes to both. */
+export function residual(c: Context, a: Tensor, b: Tensor, tape?: Tape): Tensor {
+  const y = c.add(a, b);
+  if (tape?.propagate(y, [a, b])) {
+    tape.record(() => {
+      const dy = tape.grad(y);
+      if (!dy) return;
+      tape.addGrad(a, dy);
+      tape.addGrad(b, dy);
+    });
+  }
+  return y;
 }
 
 /** Pre-norm transformer block: x + attn(norm(x)), then + mlp(norm(·)). x [D, N] → [D, N]. */
@@ -18,9 +48,10 @@ export function block(
   w: BlockWeights,
   x: Tensor,
   inp: AttentionInputs,
+  tape?: Tape,
 ): Tensor {
-  const h = c.mul(c.rmsNorm(x, cfg.rmsNormEps), w.attnNorm);
-  const x1 = c.add(x, attention(c, cfg, w.attn, h, inp));
-  const h2 = c.mul(c.rmsNorm(x1, cfg.rmsNormEps), w.ffnNorm);
-  return c.add(x1, mlp(c, w.mlp, h2));
+  const h = rmsNormGain(c, x, w.attnNorm, cfg.rmsNormEps, tape);
+  const x1 = residual(c, x, attention(c, cfg, w.attn, h, inp, tape), tape);
+  const h2 = rmsNormGain(c, x1, w.ffnNorm, cfg.rmsNormEps, tape);
+  return residual(c, x1, mlp(c, w.mlp, h2, tape), tape);
 }

@@ -1,5 +1,6 @@
 import type { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
+import type { Tape } from "./tape.js";
 
 /** Projections LoRA can adapt, named as in PEFT's Llama target_modules (q_proj → "q", ...). */
 export const LORA_TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
@@ -37,14 +38,54 @@ export interface LoraPair {
 /**
  * y = W·x (+ bias) + (alpha/r)·B·(A·x). ggml_mul_mat(W, x) computes x·Wᵀ per token, so with W [in, out]
  * and x [in, N] the result is [out, N]; A [in, r] gives [r, N] and B [r, out] gives [out, N].
+ * Backward (with a tape), all as mul_mat(a, b) = b·aᵀ over the shared ne0:
+ *   dx = mul_mat(Wᵀ [out,in], dy [out,N]);  dW = mul_mat(xᵀ [N,in], dyᵀ [N,out]) = [in, out];  db = Σ_N dy.
  */
-export function linear(c: Context, x: Tensor, w: Tensor, bias?: Tensor, lora?: LoraPair): Tensor {
+export function linear(
+  c: Context,
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor,
+  lora?: LoraPair,
+  tape?: Tape,
+): Tensor {
   let y = c.mulMat(w, x); // [out, N]
   if (bias) y = c.add(y, bias);
+  let u: Tensor | undefined;
   if (lora) {
-    const down = c.mulMat(lora.a, x); // [r, N]
-    const up = c.mulMat(lora.b, down); // [out, N]
+    u = c.mulMat(lora.a, x); // [r, N]
+    const up = c.mulMat(lora.b, u); // [out, N]
     y = c.add(y, lora.scale === 1 ? up : c.scale(up, lora.scale));
+  }
+  if (tape && tape.propagate(y, [x], [w, bias, lora?.a, lora?.b])) {
+    tape.record(() => {
+      const dy = tape.grad(y);
+      if (!dy) return;
+      let xT: Tensor | undefined;
+      const xt = () => {
+        xT ??= c.transposed(x);
+        return xT;
+      };
+      let dyT: Tensor | undefined;
+      const dyt = () => {
+        dyT ??= c.transposed(dy);
+        return dyT;
+      };
+      tape.addParamGrad(w, () => c.mulMat(xt(), dyt()));
+      tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
+      let dx = tape.live(x) ? c.mulMat(c.transposed(w), dy) : undefined;
+      if (lora && u) {
+        const uu = u;
+        const dz = lora.scale === 1 ? dy : c.scale(dy, lora.scale);
+        tape.addParamGrad(lora.b, () =>
+          c.mulMat(c.transposed(uu), lora.scale === 1 ? dyt() : c.transposed(dz)),
+        );
+        const du = c.mulMat(c.transposed(lora.b), dz); // [r, N]
+        tape.addParamGrad(lora.a, () => c.mulMat(xt(), c.transposed(du)));
+        if (dx) dx = c.add(dx, c.mulMat(c.transposed(lora.a), du));
+      }
+      if (dx) tape.addGrad(x, dx);
+    });
   }
   return y;
 }

@@ -1,5 +1,6 @@
 import type { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
+import type { Tape } from "./tape.js";
 
 /**
  * Masked mean next-token cross-entropy without V×N one-hot labels.
@@ -15,21 +16,42 @@ export function maskedCrossEntropy(
   flatIdx: Tensor,
   mask: Tensor,
   negInvCount: Tensor,
+  tape?: Tape,
 ): Tensor {
   const [V, N] = logits.ne;
+  const sm = c.softMaxExt(logits, null, 1);
   // The +1e-30 sits between softmax and the reshape on purpose: with a view taken directly of
-  // soft_max's output, this ggml's backward returns wrong gradients (found by the FD check).
-  const p = c.scaleBias(c.softMaxExt(logits, null, 1), 1, 1e-30); // [V, N]
+  // soft_max's output, this ggml's autograd returns wrong gradients (found by the FD check).
+  const p = c.scaleBias(sm, 1, 1e-30); // [V, N]
   const picked = c.getRows(c.reshape(p, [1, V * N]), flatIdx); // [1, N]
-  const logp = c.log(picked);
-  return c.mul(c.sum(c.mul(logp, mask)), negInvCount);
+  const loss = c.mul(c.sum(c.mul(c.log(picked), mask)), negInvCount);
+  if (tape?.propagate(loss, [logits])) {
+    tape.record(() => {
+      // d loss / d logits = w_n·(softmax − onehot(target_n)), w_n = mask_n / n_valid
+      const wrow = c.scale(c.mul(mask, negInvCount), -1); // [1, N]
+      const onehot = c.reshape(c.getRowsBack(wrow, flatIdx, c.reshape(sm, [1, V * N])), [V, N]);
+      tape.addGrad(logits, c.sub(c.mul(sm, wrow), onehot));
+    });
+  }
+  return loss;
 }
 
 /**
  * Masked mean squared error: Σ mask·(pred − target)² / n_valid. pred/target/mask [K, B]; missing labels
  * (-100 in the data) have mask 0 and target 0. invCount f32 [1] = 1/n_valid.
  */
-export function maskedMse(c: Context, pred: Tensor, target: Tensor, mask: Tensor, invCount: Tensor): Tensor {
+export function maskedMse(
+  c: Context,
+  pred: Tensor,
+  target: Tensor,
+  mask: Tensor,
+  invCount: Tensor,
+  tape?: Tape,
+): Tensor {
   const d = c.mul(c.sub(pred, target), mask);
-  return c.mul(c.sum(c.sqr(d)), invCount);
+  const loss = c.mul(c.sum(c.sqr(d)), invCount);
+  if (tape?.propagate(loss, [pred])) {
+    tape.record(() => tape.addGrad(pred, c.scale(c.mul(d, invCount), 2))); // 2·mask·(pred − t)/n
+  }
+  return loss;
 }

@@ -1,6 +1,7 @@
 import type { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { type LoraPair, linear } from "./lora.js";
+import type { Tape } from "./tape.js";
 
 export interface MlpWeights {
   gate: Tensor; // [D, F]
@@ -10,8 +11,17 @@ export interface MlpWeights {
 }
 
 /** SwiGLU: down(silu(gate·x) ⊙ up·x); x [D, N] → [F, N] → [D, N]. */
-export function mlp(c: Context, w: MlpWeights, x: Tensor): Tensor {
-  const g = linear(c, x, w.gate, undefined, w.lora.gate);
-  const u = linear(c, x, w.up, undefined, w.lora.up);
-  return linear(c, c.swigluSplit(g, u), w.down, undefined, w.lora.down);
+export function mlp(c: Context, w: MlpWeights, x: Tensor, tape?: Tape): Tensor {
+  const g = linear(c, x, w.gate, undefined, w.lora.gate, tape);
+  const u = linear(c, x, w.up, undefined, w.lora.up, tape);
+  const act = c.swigluSplit(g, u);
+  if (tape?.propagate(act, [g, u])) {
+    tape.record(() => {
+      const da = tape.grad(act);
+      if (!da) return;
+      tape.addGrad(g, c.siluBack(c.mul(da, u), g)); // silu'(g)·(da ⊙ u)
+      tape.addGrad(u, c.mul(da, c.silu(g)));
+    });
+  }
+  return linear(c, act, w.down, undefined, w.lora.down, tape);
 }

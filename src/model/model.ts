@@ -5,11 +5,12 @@ import type { DType, Tensor } from "../ggml/tensor.js";
 import { Rng } from "../train/rng.js";
 import { SteerlmError } from "../util/errors.js";
 import type { AttentionInputs } from "./attention.js";
-import { type BlockWeights, block } from "./block.js";
+import { type BlockWeights, block, rmsNormGain } from "./block.js";
 import type { LlamaConfig } from "./config.js";
 import { f32ToF16 } from "./half.js";
 import { HEAD_BIAS, HEAD_WEIGHT } from "./head.js";
-import { LORA_TARGETS, type LoraOptions, type LoraPair, type LoraTarget, loraNames } from "./lora.js";
+import { LORA_TARGETS, type LoraOptions, type LoraPair, type LoraTarget, linear, loraNames } from "./lora.js";
+import type { Tape } from "./tape.js";
 import { blockTensor, llamaTensorSpecs, numel, type TensorSpec, type WeightSource } from "./weights.js";
 
 export interface ModelOptions {
@@ -251,7 +252,7 @@ function validateLora(l: LoraOptions): void {
 
 /**
  * The forward pass: token ids → final normalised hidden states [D, N] and, unless skipped, logits [V, N].
- * N = T·B with token n = b·T + t.
+ * N = T·B with token n = b·T + t. With a tape, every layer also records its backward step.
  */
 export function buildForward(
   c: Context,
@@ -259,13 +260,21 @@ export function buildForward(
   tokens: Tensor,
   inp: AttentionInputs,
   withLogits: boolean,
+  tape?: Tape,
 ): { hidden: Tensor; logits?: Tensor } {
   const cfg = model.config;
   const emb = model.tensor("token_embd.weight");
   let x = c.getRows(emb, tokens); // [D, N]
-  for (let l = 0; l < cfg.numLayers; l++) x = block(c, cfg, model.blockWeights(l), x, inp);
-  const hidden = c.mul(c.rmsNorm(x, cfg.rmsNormEps), model.tensor("output_norm.weight")); // [D, N]
+  if (tape?.propagate(x, [], [emb])) {
+    const x0 = x;
+    tape.record(() => {
+      const dx = tape.grad(x0);
+      if (dx) tape.addParamGrad(emb, () => c.getRowsBack(dx, tokens, emb));
+    });
+  }
+  for (let l = 0; l < cfg.numLayers; l++) x = block(c, cfg, model.blockWeights(l), x, inp, tape);
+  const hidden = rmsNormGain(c, x, model.tensor("output_norm.weight"), cfg.rmsNormEps, tape); // [D, N]
   if (!withLogits) return { hidden };
   const out = cfg.tiedEmbeddings ? emb : model.tensor("output.weight");
-  return { hidden, logits: c.mulMat(out, hidden) }; // [V, N]
+  return { hidden, logits: linear(c, hidden, out, undefined, undefined, tape) }; // [V, N]
 }

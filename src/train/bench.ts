@@ -60,11 +60,14 @@ export interface TrainBenchOptions {
   steps?: number;
   /** Storage of the frozen base under LoRA. */
   frozenType?: "f32" | "f16";
+  /** Reverse pass: the hand-written one (default) or ggml's autograd. */
+  backward?: "manual" | "ggml";
 }
 
 export interface TrainBenchResult {
   name: BenchName;
   mode: "full" | "lora";
+  backward: "manual" | "ggml";
   params: number;
   trainable: number;
   batch: number;
@@ -91,6 +94,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     batchSize: b.batch,
     seqLen: b.seq,
     optimizer: { lr: 1e-3, weightDecay: 0.1, warmupSteps: 0, totalSteps: 0 },
+    backward: opts.backward,
   });
   const rng = new Rng(0);
   const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(cfg.vocabSize));
@@ -104,6 +108,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   const result: TrainBenchResult = {
     name,
     mode: opts.lora ? "lora" : "full",
+    backward: opts.backward ?? "manual",
     params: model.params
       .filter((p) => !p.name.includes(".lora_"))
       .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),

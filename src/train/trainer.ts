@@ -14,6 +14,7 @@ import type { AttentionInputs } from "../model/attention.js";
 import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
 import { maskedCrossEntropy, maskedMse } from "../model/loss.js";
 import { buildForward, type LlamaModel, type ParamInfo } from "../model/model.js";
+import { Tape } from "../model/tape.js";
 import { SteerlmError } from "../util/errors.js";
 import { type Batch, type PreparedBatch, prepareBatch } from "./batch.js";
 import { learningRate, type ScheduleOptions } from "./schedule.js";
@@ -34,6 +35,11 @@ export interface TrainerOptions {
   seqLen: number;
   task?: TrainTask;
   optimizer: OptimizerOptions;
+  /**
+   * "manual" (default): the hand-written reverse pass (src/model/tape.ts), whose matrix products run on
+   * ggml's GEMM; "ggml": ggml's own autograd (out_prod based, slower on CPU), kept as a cross-check.
+   */
+  backward?: "manual" | "ggml";
 }
 
 export interface StepResult {
@@ -75,7 +81,7 @@ interface Inputs {
 /** Nodes per layer are ~40 forward (+5 per LoRA target); backward roughly triples that. */
 function graphSize(model: LlamaModel): number {
   const lora = model.options.lora?.targets.length ?? 0;
-  return 4096 + model.config.numLayers * (60 + 8 * lora) * 5;
+  return 4096 + model.config.numLayers * (60 + 10 * lora) * 6;
 }
 
 /**
@@ -102,6 +108,7 @@ export class Trainer {
   readonly #opt: Graph;
   readonly #optAlloc: GraphAllocator;
   readonly #norm: Tensor;
+  readonly #manual: boolean;
   #eval: { ctx: Context; graph: Graph; alloc: GraphAllocator; loss: Tensor; out: Tensor } | undefined;
 
   constructor(
@@ -166,16 +173,31 @@ export class Trainer {
     const size = graphSize(model);
     this.#compute = new Context(size * 3, size);
     const c = this.#compute;
-    this.#loss = this.#buildLoss(c);
-    c.setLoss(this.#loss);
-    c.setOutput(this.#loss);
+    this.#manual = (options.backward ?? "manual") === "manual";
     this.#train = new Graph(c, size);
-    this.#train.expand(this.#loss);
-    const accs = new Map<Tensor, Tensor>(candidates.map((x) => [x.w, x.acc]));
-    accs.set(this.#loss, this.#inp.lossAcc);
-    this.#train.backward(accs);
-    // parameters the loss never reaches (e.g. output.weight under a regression task) are left alone
-    for (const x of candidates) if (gradOf(this.#train, x.w, c)) this.#slots.push(x);
+    if (this.#manual) {
+      const tape = new Tape(c, new Set(candidates.map((x) => x.w)));
+      this.#loss = this.#buildLoss(c, undefined, tape);
+      c.setOutput(this.#loss);
+      this.#train.expand(this.#loss);
+      tape.backward();
+      // gradients add into the static accumulators; the optimiser graph zeroes them after each update
+      for (const x of candidates) {
+        const g = tape.paramGrads.get(x.w);
+        if (!g) continue; // not reached by the loss (e.g. output.weight under a regression task)
+        this.#train.expand(c.addInplace(x.acc, g));
+        this.#slots.push(x);
+      }
+    } else {
+      this.#loss = this.#buildLoss(c);
+      c.setLoss(this.#loss);
+      c.setOutput(this.#loss);
+      this.#train.expand(this.#loss);
+      const accs = new Map<Tensor, Tensor>(candidates.map((x) => [x.w, x.acc]));
+      accs.set(this.#loss, this.#inp.lossAcc);
+      this.#train.backward(accs);
+      for (const x of candidates) if (gradOf(this.#train, x.w, c)) this.#slots.push(x);
+    }
     this.#trainAlloc = backend.newAllocator();
     this.#trainAlloc.alloc(this.#train);
 
@@ -201,6 +223,7 @@ export class Trainer {
       );
     }
     this.#opt.expand(this.#norm);
+    if (this.#manual) for (const x of this.#slots) this.#opt.expand(o.scaleInplace(x.acc, 0));
     this.#optAlloc = backend.newAllocator();
     this.#optAlloc.alloc(this.#opt);
     for (const x of this.#slots) {
@@ -226,23 +249,18 @@ export class Trainer {
   }
 
   /** Loss node of the task; `out` receives logits or predictions for forward-only use. */
-  #buildLoss(c: Context, out?: (t: Tensor) => void): Tensor {
+  #buildLoss(c: Context, out?: (t: Tensor) => void, tape?: Tape): Tensor {
     const i = this.#inp;
-    const fwd = buildForward(c, this.model, i.tokens, this.#attn(), this.task === "lm");
+    const fwd = buildForward(c, this.model, i.tokens, this.#attn(), this.task === "lm", tape);
     if (this.task === "lm") {
       const logits = fwd.logits as Tensor;
       out?.(logits);
-      return maskedCrossEntropy(c, logits, i.flatIdx, i.lossMask, i.negInvCount);
+      return maskedCrossEntropy(c, logits, i.flatIdx, i.lossMask, i.negInvCount, tape);
     }
-    const pred = regressionHead(
-      c,
-      fwd.hidden,
-      i.lastIdx,
-      this.model.tensor(HEAD_WEIGHT),
-      this.model.tensor(HEAD_BIAS),
-    );
+    const w = this.model.tensor(HEAD_WEIGHT);
+    const pred = regressionHead(c, fwd.hidden, i.lastIdx, w, this.model.tensor(HEAD_BIAS), tape);
     out?.(pred);
-    return maskedMse(c, pred, i.targets, i.targetMask, i.invTargetCount);
+    return maskedMse(c, pred, i.targets, i.targetMask, i.invTargetCount, tape);
   }
 
   get step(): number {
@@ -286,7 +304,7 @@ export class Trainer {
   /** Forward + backward of one micro-batch; gradients add up until `applyUpdate`. Returns the loss. */
   accumulate(batch: Batch): number {
     this.#upload(batch);
-    if (this.#micro === 0) this.#train.reset();
+    if (this.#micro === 0 && !this.#manual) this.#train.reset();
     this.backend.compute(this.#train);
     this.#micro++;
     const loss = getScalar(this.#loss);

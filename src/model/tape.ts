@@ -1,0 +1,72 @@
+import type { Context } from "../ggml/context.js";
+import type { Tensor } from "../ggml/tensor.js";
+
+/**
+ * A hand-written reverse pass. ggml's own autograd differentiates mul_mat into out_prod, a slow axpy loop
+ * on CPU; here each layer records a backward step that uses mul_mat on materialised transposes, which
+ * runs on ggml's fast GEMM path. Layers call `record` during the forward pass; `backward` replays the steps
+ * in reverse, each reading the gradient of its output and adding gradients to its inputs and parameters.
+ */
+export class Tape {
+  readonly #grads = new Map<Tensor, Tensor>();
+  readonly #live = new Set<Tensor>();
+  readonly #steps: Array<() => void> = [];
+  /** Gradient of each trainable parameter (summed over every use, e.g. tied embeddings). */
+  readonly paramGrads = new Map<Tensor, Tensor>();
+
+  constructor(
+    readonly c: Context,
+    readonly trainable: ReadonlySet<Tensor>,
+  ) {}
+
+  trains(p: Tensor | undefined): boolean {
+    return p !== undefined && this.trainable.has(p);
+  }
+
+  /** True when the loss's gradient must flow into `t` (it depends on a trainable parameter). */
+  live(t: Tensor): boolean {
+    return this.#live.has(t);
+  }
+
+  /** Marks `out` as live when any input is live or any parameter is trained; returns whether it is. */
+  propagate(
+    out: Tensor,
+    inputs: ReadonlyArray<Tensor | undefined>,
+    params: ReadonlyArray<Tensor | undefined> = [],
+  ): boolean {
+    const live =
+      inputs.some((t) => t !== undefined && this.#live.has(t)) || params.some((p) => this.trains(p));
+    if (live) this.#live.add(out);
+    return live;
+  }
+
+  record(step: () => void): void {
+    this.#steps.push(step);
+  }
+
+  grad(t: Tensor): Tensor | undefined {
+    return this.#grads.get(t);
+  }
+
+  addGrad(t: Tensor, g: Tensor): void {
+    if (!this.#live.has(t)) return;
+    const prev = this.#grads.get(t);
+    this.#grads.set(t, prev ? this.c.add(prev, g) : g);
+  }
+
+  addParamGrad(p: Tensor | undefined, g: () => Tensor): void {
+    if (!p || !this.trains(p)) return;
+    const prev = this.paramGrads.get(p);
+    const v = g();
+    this.paramGrads.set(p, prev ? this.c.add(prev, v) : v);
+  }
+
+  /** Sets the gradient of a tensor directly (the loss step seeds its input's gradient). */
+  seed(t: Tensor, g: Tensor): void {
+    this.#grads.set(t, g);
+  }
+
+  backward(): void {
+    for (let i = this.#steps.length - 1; i >= 0; i--) (this.#steps[i] as () => void)();
+  }
+}
