@@ -301,15 +301,25 @@ export class Context {
   /** Scatter-add of row gradients dy [E, n] into a zero tensor shaped like `like` [E, R]. */
   getRowsBack(dy: Tensor, idx: Tensor, like: Tensor): Tensor {
     const matrix = (t: Tensor) => t.ne[2] === 1 && t.ne[3] === 1;
-    if (!matrix(dy) || !matrix(like) || idx.type !== "i32" || idx.nelements !== idx.ne[0] || dy.ne[0] !== like.ne[0]) {
-      fail("get_rows_back", `dy ${dy.shapeText}, indices ${idx.shapeText}, data ${like.shapeText} do not fit`);
+    if (
+      !matrix(dy) ||
+      !matrix(like) ||
+      idx.type !== "i32" ||
+      idx.nelements !== idx.ne[0] ||
+      dy.ne[0] !== like.ne[0]
+    ) {
+      fail(
+        "get_rows_back",
+        `dy ${dy.shapeText}, indices ${idx.shapeText}, data ${like.shapeText} do not fit`,
+      );
     }
     return this.wrap(this.#n.base.ggml_get_rows_back(this.ptr, ptrOf(dy), ptrOf(idx), ptrOf(like)) as Ptr);
   }
   /** Sums a over the dimensions it was repeated along to reach b's shape. */
   repeatBack(a: Tensor, like: Tensor): Tensor {
     for (let i = 0; i < 4; i++) {
-      if ((a.ne[i] as number) % (like.ne[i] as number) !== 0) fail("repeat_back", `cannot reduce ${a.shapeText} to ${like.shapeText}`);
+      if ((a.ne[i] as number) % (like.ne[i] as number) !== 0)
+        fail("repeat_back", `cannot reduce ${a.shapeText} to ${like.shapeText}`);
     }
     return this.wrap(this.#n.base.ggml_repeat_back(this.ptr, ptrOf(a), ptrOf(like)) as Ptr);
   }

@@ -57,7 +57,7 @@ export function linear(
     const up = c.mulMat(lora.b, u); // [out, N]
     y = c.add(y, lora.scale === 1 ? up : c.scale(up, lora.scale));
   }
-  if (tape && tape.propagate(y, [x], [w, bias, lora?.a, lora?.b])) {
+  if (tape?.propagate(y, [x], [w, bias, lora?.a, lora?.b])) {
     tape.record(() => {
       const dy = tape.grad(y);
       if (!dy) return;
