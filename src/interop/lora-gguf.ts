@@ -11,7 +11,7 @@
  * and the same alpha / r scaling, so the export only renames and checks shapes.
  */
 import { type LlamaArch, llamaArchFor } from "../gguf/llama.js";
-import { f32, str } from "../gguf/types.js";
+import { f32, type GgufMetaValue, str } from "../gguf/types.js";
 import { type GgufTensorInput, writeGguf } from "../gguf/writer.js";
 import type { LlamaConfig } from "../model/config.js";
 import { LORA_TARGETS, type LoraOptions, loraNames } from "../model/lora.js";
@@ -29,6 +29,8 @@ export interface LoraAdapterInput {
   /** Storage type of A and B (default F32). */
   type?: "F32" | "F16";
   name?: string;
+  /** Extra metadata (e.g. the SteerLM schema and template). */
+  metadata?: ReadonlyArray<readonly [string, GgufMetaValue]>;
 }
 
 /** Writes the adapter; returns the bytes written. Every adapted projection must have both A and B. */
@@ -75,6 +77,7 @@ export async function writeLoraAdapterGguf(path: string, input: LoraAdapterInput
       ["general.name", str(input.name ?? "steerlm-lora")],
       ["adapter.type", str("lora")],
       ["adapter.lora.alpha", f32(lora.alpha)],
+      ...(input.metadata ?? []),
     ],
     tensors,
   });
