@@ -10,6 +10,7 @@ import { convertHfToGguf, openHfModel } from "../src/interop/convert.js";
 import { mapHfConfig } from "../src/interop/hf-config.js";
 import { permuteQkRows } from "../src/interop/hf-tensors.js";
 import { readSafetensorsF32, readSafetensorsHeader } from "../src/interop/safetensors.js";
+import { saveTokenizerJson, trainByteLevelBpe } from "../src/tokenizer/bpe-train.js";
 import { InputError } from "../src/util/errors.js";
 import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 import { encodeSafetensors, type FixtureOptions, writeHfModelDir } from "./hf-fixture.js";
@@ -268,6 +269,23 @@ describe("checkpoint refusals", () => {
     writeFileSync(join(empty, "pytorch_model.bin"), "");
     await expect(openHfCheckpoint(empty)).rejects.toThrow(
       /no model\.safetensors or model\.safetensors\.index\.json/,
+    );
+  });
+
+  it("refuses an F16 conversion that would overflow, naming the tensor", async () => {
+    const dir = newDir();
+    const tok = join(tmp.path, `tok${n}.json`);
+    saveTokenizerJson(tok, trainByteLevelBpe(["tiny"], { vocabSize: 260 }));
+    const opts = { ...tiny(), vocabSize: 260, tokenizerJson: tok };
+    const sd = writeHfModelDir(dir, opts);
+    (sd.get("model.layers.0.mlp.up_proj.weight")?.data as Float32Array)[3] = 1e5;
+    writeFileSync(join(dir, "model.safetensors"), encodeSafetensors(sd, "F32"));
+    await expect(convertHfToGguf(dir, join(dir, "x.gguf"))).rejects.toThrow(
+      /model\.layers\.0\.mlp\.up_proj\.weight: value 100000 is outside the float16 range/,
+    );
+    await expect(convertHfToGguf(dir, join(dir, "x.gguf"), { type: "bf16" })).resolves.toHaveProperty(
+      "out",
+      join(dir, "x.gguf"),
     );
   });
 

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readGguf } from "../src/gguf/reader.js";
+import { findTensor, readGguf, readTensorBytes } from "../src/gguf/reader.js";
 import { convertHfToGguf } from "../src/interop/convert.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../src/tokenizer/bpe-train.js";
 import { loadHfTokenizer } from "../src/tokenizer/hf.js";
@@ -123,6 +123,34 @@ describe.skipIf(!haveSharedData)("Llama directory (GPT-2 tokenizer, BF16, 2 shar
     // F16 storage rounds the BF16 weights and llama.cpp multiplies in F16: close, not exact.
     const r = await convertAndCompare(dir, o, sd, "f16", 5e-2);
     console.log(`llama f16: max |Δ log p| = ${r.maxDiff.toExponential(2)}, top-1 ${r.top1}`);
+  });
+  it("--type bf16 keeps BF16 weights bit-exact", async () => {
+    const out = join(dir, "model-bf16.gguf");
+    await convertHfToGguf(dir, out, { type: "bf16" });
+    const gguf = await readGguf(out);
+    expect(gguf.metadata.get("general.file_type")?.value).toBe(32);
+    expect(findTensor(gguf, "blk.1.ffn_up.weight").type).toBe("BF16");
+    // The fixture's own bytes for the same tensor, shard by shard, as the safetensors format lays them out.
+    const stored = (sd.get("model.layers.1.mlp.up_proj.weight") as HfTensor).data;
+    const bits = new Uint16Array(
+      new Uint32Array(stored.buffer, stored.byteOffset, stored.length).map((u) => u >>> 16),
+    );
+    expect(Buffer.from(await readTensorBytes(gguf, "blk.1.ffn_up.weight"))).toEqual(Buffer.from(bits.buffer));
+    const run = await openWithLlamaCpp(out, o.vocabSize);
+    try {
+      const ids = loadHfTokenizer(join(dir, "tokenizer.json")).encode(SAMPLE).slice(0, 24);
+      const got = await run.logProbs(ids);
+      const ref = referenceLogits(o, sd, ids).map(logSoftmax);
+      // llama.cpp multiplies BF16 weights by BF16-rounded activations (8-bit mantissas): close, not equal.
+      const d = maxAbsDiff(got, ref);
+      const top1 = got.filter((row, t) => argmax(row) === argmax(ref[t] as Float64Array)).length / ids.length;
+      console.log(`llama bf16: max |Δ log p| = ${d.toExponential(2)}, top-1 ${top1.toFixed(3)}`);
+      // These random weights give logits of magnitude ~20, so BF16's 2^-8 relative rounding shows as ~0.1.
+      expect(d).toBeLessThanOrEqual(0.25);
+      expect(top1).toBeGreaterThanOrEqual(0.9);
+    } finally {
+      await run.dispose();
+    }
   });
 });
 

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { type GgufVocab, llamaMetadata } from "../gguf/llama.js";
 import { f32, type GgufMetaValue, str, u32 } from "../gguf/types.js";
-import { f32ToF16, type GgufTensorInput, writeGguf } from "../gguf/writer.js";
+import { f32ToBf16, f32ToF16, type GgufTensorInput, writeGguf } from "../gguf/writer.js";
 import type { LlamaConfig } from "../model/config.js";
 import { type HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
 import { TOKEN_TYPE, toGgufVocab } from "../tokenizer/to-gguf.js";
@@ -17,7 +17,8 @@ import { type HfCheckpoint, openHfCheckpoint } from "./checkpoint.js";
 import { type HfModelSpec, llama3RopeFactors, type RopeScaling, readHfConfig } from "./hf-config.js";
 import { loadPlannedTensor, planTensors, type TensorPlanEntry } from "./hf-tensors.js";
 
-export type ConvertType = "f32" | "f16";
+export type ConvertType = "f32" | "f16" | "bf16";
+export const CONVERT_TYPES: readonly ConvertType[] = ["f32", "f16", "bf16"];
 
 export interface HfModel {
   dir: string;
@@ -55,8 +56,10 @@ export async function convertHfToGguf(
   opts: ConvertOptions = {},
 ): Promise<ConvertResult> {
   const type = opts.type ?? "f16";
-  if (type !== "f32" && type !== "f16") {
-    throw new InputError(`expected f32 or f16, got ${JSON.stringify(type)}`, { field: "--type" });
+  if (!CONVERT_TYPES.includes(type)) {
+    throw new InputError(`expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(type)}`, {
+      field: "--type",
+    });
   }
   const model = await openHfModel(dir);
   const { spec } = model;
@@ -76,7 +79,12 @@ export async function convertHfToGguf(
     const data = await loadPlannedTensor(entry);
     // F16 is encoded right away so that only half the memory is held until the file is written.
     if (entry.shape.length >= 2 && type === "f16") {
-      tensors.push({ name: entry.gguf, shape: entry.shape, type: "F16", data: f32ToF16(data) });
+      const half = f32ToF16(data);
+      checkF16Range(half, data, entry);
+      tensors.push({ name: entry.gguf, shape: entry.shape, type: "F16", data: half });
+    } else if (entry.shape.length >= 2 && type === "bf16") {
+      // BF16 checkpoints (most current models) round-trip bit-exactly; F32 ones are rounded to nearest even.
+      tensors.push({ name: entry.gguf, shape: entry.shape, type: "BF16", data: f32ToBf16(data) });
     } else {
       tensors.push({ name: entry.gguf, shape: entry.shape, type: "F32", data });
     }
@@ -95,13 +103,29 @@ export async function convertHfToGguf(
   const metadata = llamaMetadata(spec.config, vocab, ropeScalingMetadata(spec.arch, spec.ropeScaling), {
     arch: spec.arch,
     name: opts.name ?? basename(resolve(dir)),
-    fileType: type === "f16" ? "F16" : "F32",
+    fileType: type === "f16" ? "F16" : type === "bf16" ? "BF16" : "F32",
   });
   const bytes = await writeGguf(out, { metadata, tensors });
   log.debug(
     `${out}: ${spec.family} (${spec.arch}) ${spec.config.numLayers} layers, width ${spec.config.hiddenSize}, ${tensors.length} tensors, ${(bytes / 2 ** 20).toFixed(1)} MiB`,
   );
   return { out, spec, tensors: tensors.length, bytes, paddedTokens: padded };
+}
+
+/**
+ * F16 tops out at 65504; BF16 and F32 checkpoints can hold larger weights, which would silently become
+ * infinities (and NaN logits). Refuse instead, naming the tensor.
+ */
+function checkF16Range(half: Uint16Array, data: Float32Array, entry: TensorPlanEntry): void {
+  for (let i = 0; i < half.length; i++) {
+    if (((half[i] as number) & 0x7fff) === 0x7c00 && Number.isFinite(data[i])) {
+      throw new InputError(
+        `value ${data[i]} is outside the float16 range (±65504)`,
+        { file: entry.source.file, field: entry.source.name },
+        "convert with --type bf16 or --type f32",
+      );
+    }
+  }
 }
 
 /** rope.scaling.* as llama.cpp reads them (llama-model.cpp); llama3 goes into the rope_freqs tensor instead. */

@@ -1,11 +1,11 @@
 import type { Command } from "commander";
 import { checkHfModelAgainstLlamaCpp } from "../../interop/check.js";
-import { convertHfToGguf } from "../../interop/convert.js";
+import { CONVERT_TYPES, type ConvertType, convertHfToGguf } from "../../interop/convert.js";
 import { InputError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
 
 /**
- * `steerlm model convert <hf-dir> -o model.gguf [--type f32|f16]`. Registered on the `model` group that
+ * `steerlm model convert <hf-dir> -o model.gguf [--type f16|bf16|f32]`. Registered on the `model` group that
  * commands/model.ts creates (`model check`); when that group is not there, it is created here.
  */
 export function register(program: Command): void {
@@ -26,7 +26,7 @@ export function registerConvert(model: Command): void {
     .requiredOption("-o, --output <file>", "the GGUF to write")
     .option(
       "--type <type>",
-      "storage type of the weight matrices: f32 or f16 (norms and biases stay f32)",
+      "storage type of the weight matrices: f16, bf16 or f32 (norms and biases stay f32)",
       "f16",
     )
     .option("--name <name>", "general.name in the GGUF (default: the directory name)")
@@ -42,9 +42,14 @@ export function registerConvert(model: Command): void {
         dir: string,
         opts: { output: string; type: string; name?: string; check: boolean; tolerance: string },
       ) => {
-        const type = opts.type.toLowerCase();
-        if (type !== "f32" && type !== "f16") {
-          throw new InputError(`expected f32 or f16, got ${JSON.stringify(opts.type)}`, { field: "--type" });
+        const type = opts.type.toLowerCase() as ConvertType;
+        if (!CONVERT_TYPES.includes(type)) {
+          throw new InputError(
+            `expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(opts.type)}`,
+            {
+              field: "--type",
+            },
+          );
         }
         const r = await convertHfToGguf(dir, opts.output, {
           type,
