@@ -85,4 +85,24 @@ describe("steerlm forward on HF weights vs llama.cpp on the converted GGUF", () 
       /check: \d+ tokens, max \|Δ log p\| = \S+ \(tolerance 0\.001\), top-1 agreement = 100\.0%\nPASS\n/,
     );
   });
+
+  it("Mistral directory (head_dim × heads ≠ hidden) passes at 1e-3", async () => {
+    const dir = join(tmp.path, "mistral");
+    mkdirSync(dir);
+    const tok = join(tmp.path, "tok-mistral.json");
+    saveTokenizerJson(tok, trainByteLevelBpe([TEXT, TEXT.toLowerCase()], { vocabSize: 290 }));
+    writeHfModelDir(dir, {
+      ...llama(tok),
+      architecture: "MistralForCausalLM",
+      vocabSize: 290,
+      headDim: 6,
+      dtype: "F32",
+      shards: 1,
+      extraConfig: { sliding_window: 128 },
+    });
+    const r = await checkHfModelAgainstLlamaCpp(dir, { text: TEXT, threads: 2 });
+    console.log(`model check mistral: ${JSON.stringify(r)}`);
+    expect(r.maxAbsLogProbDiff).toBeLessThanOrEqual(1e-3);
+    expect(r.top1Agreement).toBe(1);
+  });
 });
