@@ -41,7 +41,7 @@ else {
   process.stdout.write(
     `train ${r.name} ${r.mode} (${r.backward} backward): ${(r.params / 1e6).toFixed(2)}M params (${(r.trainable / 1e6).toFixed(2)}M trainable), ` +
       `B=${r.batch} T=${r.seq_len}, ${r.threads} threads, ggml-cpu-${r.cpu_variant}\n` +
-      `  step ${r.step_ms.toFixed(0)} ms = ${r.tokens_per_s.toFixed(0)} tokens/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MB, ` +
+      `  step ${r.step_ms.toFixed(0)} ms (cpu ${r.cpu_ms.toFixed(0)} ms) = ${r.tokens_per_s.toFixed(0)} tokens/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MB, ` +
       `loss ${r.loss_first.toFixed(3)} -> ${r.loss_last.toFixed(3)}\n`,
   );
 }

@@ -243,6 +243,12 @@ export class Context {
     return this.wrap(this.#n.base.ggml_cont(this.ptr, ptrOf(a)) as Ptr);
   }
 
+  /** Copies a (any layout) into dst (same element count); returns dst's view. */
+  copy(a: Tensor, dst: Tensor): Tensor {
+    if (a.nelements !== dst.nelements) fail("cpy", `cannot copy ${a.shapeText} into ${dst.shapeText}`);
+    return this.wrap(this.#n.base.ggml_cpy(this.ptr, ptrOf(a), ptrOf(dst)) as Ptr);
+  }
+
   /** Transposed view (swaps ne0 and ne1); mul_mat needs `cont` of it as its first operand. */
   transpose(a: Tensor): Tensor {
     return this.wrap(this.#n.base.ggml_transpose(this.ptr, ptrOf(a)) as Ptr);

@@ -73,7 +73,7 @@ export function linear(
       };
       tape.addParamGrad(w, () => c.mulMat(xt(), dyt()));
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
-      let dx = tape.live(x) ? c.mulMat(c.transposed(w), dy) : undefined;
+      let dx = tape.live(x) ? c.mulMat(tape.transposedWeight(w), dy) : undefined;
       if (lora && u) {
         const uu = u;
         const dz = lora.scale === 1 ? dy : c.scale(dy, lora.scale);

@@ -17,7 +17,14 @@ export class Tape {
   constructor(
     readonly c: Context,
     readonly trainable: ReadonlySet<Tensor>,
+    /** Precomputed transposes of frozen weights (they never change, so copying them every step is waste). */
+    readonly frozenTransposes: ReadonlyMap<Tensor, Tensor> = new Map(),
   ) {}
+
+  /** Wᵀ as a contiguous tensor: the cached copy for a frozen weight, else a transpose in the graph. */
+  transposedWeight(w: Tensor): Tensor {
+    return this.frozenTransposes.get(w) ?? this.c.transposed(w);
+  }
 
   trains(p: Tensor | undefined): boolean {
     return p !== undefined && this.trainable.has(p);

@@ -75,6 +75,8 @@ export interface TrainBenchResult {
   threads: number;
   cpu_variant: string;
   step_ms: number;
+  /** CPU time per step over all threads: less sensitive than wall time to other load on the machine. */
+  cpu_ms: number;
   tokens_per_s: number;
   peak_rss_mb: number;
   loss_first: number;
@@ -103,8 +105,10 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   const steps = opts.steps ?? b.steps;
   let last = first;
   const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < steps; i++) last = trainer.trainStep(batch).loss;
   const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+  const cpu = process.cpuUsage(cpu0);
   const result: TrainBenchResult = {
     name,
     mode: opts.lora ? "lora" : "full",
@@ -118,6 +122,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     threads: backend.info.threads,
     cpu_variant: backend.info.cpuVariant,
     step_ms: ms,
+    cpu_ms: (cpu.user + cpu.system) / 1000 / steps,
     tokens_per_s: (b.batch * b.seq * 1000) / ms,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     loss_first: first,

@@ -109,6 +109,7 @@ export class Trainer {
   readonly #optAlloc: GraphAllocator;
   readonly #norm: Tensor;
   readonly #manual: boolean;
+  readonly #frozenTransposes = new Map<Tensor, Tensor>();
   #eval: { ctx: Context; graph: Graph; alloc: GraphAllocator; loss: Tensor; out: Tensor } | undefined;
 
   constructor(
@@ -136,7 +137,7 @@ export class Trainer {
     if (trainable.length === 0) throw new SteerlmError("model has no trainable tensors");
 
     // ---- static tensors: inputs, gradient accumulators, AdamW moments ----
-    this.#static = new Context(32 + 3 * trainable.length);
+    this.#static = new Context(32 + 3 * trainable.length + model.params.length);
     const s = this.#static;
     const input = (type: "f32" | "i32", ne: number[], name: string) => {
       const t = s.newTensor(type, ne, name);
@@ -167,7 +168,20 @@ export class Trainer {
       m: s.newTensor("f32", info.shape, `${info.name}.m`),
       v: s.newTensor("f32", info.shape, `${info.name}.v`),
     }));
+    // manual backward: transposed copies of frozen matrices, made once (see Tape.transposedWeight)
+    const frozen =
+      (options.backward ?? "manual") === "manual"
+        ? model.params.filter((p) => !p.trainable && p.shape.length === 2)
+        : [];
+    for (const p of frozen) {
+      const w = model.tensor(p.name);
+      this.#frozenTransposes.set(
+        w,
+        s.newTensor(w.type, [p.shape[1] as number, p.shape[0] as number], `${p.name}.T`),
+      );
+    }
     this.#buf = backend.allocTensors(s);
+    if (frozen.length > 0) this.refreshFrozenWeights();
 
     // ---- forward + backward ----
     const size = graphSize(model);
@@ -176,7 +190,7 @@ export class Trainer {
     this.#manual = (options.backward ?? "manual") === "manual";
     this.#train = new Graph(c, size);
     if (this.#manual) {
-      const tape = new Tape(c, new Set(candidates.map((x) => x.w)));
+      const tape = new Tape(c, new Set(candidates.map((x) => x.w)), this.#frozenTransposes);
       this.#loss = this.#buildLoss(c, undefined, tape);
       c.setOutput(this.#loss);
       this.#train.expand(this.#loss);
@@ -265,6 +279,22 @@ export class Trainer {
 
   get step(): number {
     return this.#step;
+  }
+
+  /** Recomputes the cached transposes of frozen weights: call after changing a frozen weight. */
+  refreshFrozenWeights(): void {
+    if (this.#frozenTransposes.size === 0) return;
+    const ctx = new Context(3 * this.#frozenTransposes.size + 8, this.#frozenTransposes.size * 3 + 16);
+    const alloc = this.backend.newAllocator();
+    try {
+      const g = new Graph(ctx, this.#frozenTransposes.size * 3 + 16);
+      for (const [w, wt] of this.#frozenTransposes) g.expand(ctx.copy(ctx.transpose(w), wt));
+      alloc.alloc(g);
+      this.backend.compute(g);
+    } finally {
+      alloc.free();
+      ctx.free();
+    }
   }
 
   /** Nodes in the forward+backward graph. */
