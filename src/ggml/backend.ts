@@ -1,3 +1,4 @@
+import { availableParallelism, loadavg } from "node:os";
 import { log } from "../util/log.js";
 import { type Context, GgmlShapeError } from "./context.js";
 import {
@@ -39,10 +40,16 @@ export interface BackendInfo {
   threads: number;
 }
 
-/** Default thread count: STEERLM_THREADS, else 2 (the spike's best on small CPUs; ggml spin-waits). */
+/**
+ * Default thread count: STEERLM_THREADS, else the cores not already busy (cores − 1-minute load average,
+ * at least 1). ggml ends every op with a spinning barrier, so a thread that the OS deschedules stalls the
+ * others: on an oversubscribed machine one thread is several times faster than two.
+ */
 export function defaultThreads(): number {
   const env = Number(process.env.STEERLM_THREADS);
-  return Number.isInteger(env) && env > 0 ? env : 2;
+  if (Number.isInteger(env) && env > 0) return env;
+  const cores = availableParallelism();
+  return Math.max(1, Math.min(cores, cores - Math.round(loadavg()[0] ?? 0)));
 }
 
 /**
