@@ -61,11 +61,7 @@ export function linear(
     tape.record(() => {
       const dy = tape.grad(y);
       if (!dy) return;
-      let xT: Tensor | undefined;
-      const xt = () => {
-        xT ??= c.transposed(x);
-        return xT;
-      };
+      const xt = () => tape.transposed(x);
       let dyT: Tensor | undefined;
       const dyt = () => {
         dyT ??= c.transposed(dy);

@@ -21,9 +21,21 @@ export class Tape {
     readonly frozenTransposes: ReadonlyMap<Tensor, Tensor> = new Map(),
   ) {}
 
+  readonly #transposed = new Map<Tensor, Tensor>();
+
+  /** xᵀ materialised once per tensor (q, k and v share their input, so its transpose is made once). */
+  transposed(x: Tensor): Tensor {
+    let t = this.#transposed.get(x);
+    if (!t) {
+      t = this.c.transposed(x);
+      this.#transposed.set(x, t);
+    }
+    return t;
+  }
+
   /** Wᵀ as a contiguous tensor: the cached copy for a frozen weight, else a transpose in the graph. */
   transposedWeight(w: Tensor): Tensor {
-    return this.frozenTransposes.get(w) ?? this.c.transposed(w);
+    return this.frozenTransposes.get(w) ?? this.transposed(w);
   }
 
   trains(p: Tensor | undefined): boolean {
