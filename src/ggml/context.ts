@@ -243,6 +243,11 @@ export class Context {
     return this.wrap(this.#n.base.ggml_cont(this.ptr, ptrOf(a)) as Ptr);
   }
 
+  /** a converted to `type` (any layout in, contiguous out). */
+  cast(a: Tensor, type: DType): Tensor {
+    return this.wrap(this.#n.base.ggml_cast(this.ptr, ptrOf(a), dtypeCode(type)) as Ptr);
+  }
+
   /** Copies a (any layout) into dst (same element count); returns dst's view. */
   copy(a: Tensor, dst: Tensor): Tensor {
     if (a.nelements !== dst.nelements) fail("cpy", `cannot copy ${a.shapeText} into ${dst.shapeText}`);

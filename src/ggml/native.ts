@@ -114,6 +114,7 @@ const BASE_DECLS = [
   "ggml_tensor * ggml_permute(ggml_context *ctx, ggml_tensor *a, int ax0, int ax1, int ax2, int ax3)",
   "ggml_tensor * ggml_cont(ggml_context *ctx, ggml_tensor *a)",
   "ggml_tensor * ggml_cpy(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  "ggml_tensor * ggml_cast(ggml_context *ctx, ggml_tensor *a, int type)",
   "ggml_tensor * ggml_transpose(ggml_context *ctx, ggml_tensor *a)",
   "ggml_tensor * ggml_out_prod(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   // explicit backward ops (the hand-written backward pass uses mul_mat instead of ggml's out_prod)

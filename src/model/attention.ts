@@ -14,6 +14,8 @@ export interface AttentionWeights {
   bk?: Tensor;
   bv?: Tensor;
   lora: Partial<Record<"q" | "k" | "v" | "o", LoraPair>>;
+  /** Run the projections' GEMMs in bfloat16. */
+  bf16: boolean;
 }
 
 /** Per-batch inputs every attention layer reads. */
@@ -39,11 +41,11 @@ export function attention(
   inp: AttentionInputs,
   tape?: Tape,
 ): Tensor {
-  const ql = linear(c, x, w.wq, w.bq, w.lora.q, tape); // [H·HD, N]
-  const kl = linear(c, x, w.wk, w.bk, w.lora.k, tape); // [KV·HD, N]
-  const vl = linear(c, x, w.wv, w.bv, w.lora.v, tape); // [KV·HD, N]
+  const ql = linear(c, x, w.wq, w.bq, w.lora.q, tape, w.bf16); // [H·HD, N]
+  const kl = linear(c, x, w.wk, w.bk, w.lora.k, tape, w.bf16); // [KV·HD, N]
+  const vl = linear(c, x, w.wv, w.bv, w.lora.v, tape, w.bf16); // [KV·HD, N]
   const merged = attentionCore(c, cfg, ql, kl, vl, inp, tape);
-  return linear(c, merged, w.wo, undefined, w.lora.o, tape);
+  return linear(c, merged, w.wo, undefined, w.lora.o, tape, w.bf16);
 }
 
 /** RoPE + softmax(q·kᵀ/√HD + mask)·v from the projected q, k, v; returns [H·HD, N]. */

@@ -1,4 +1,4 @@
-/** IEEE half-precision conversion (round to nearest even), for frozen f16 weights. */
+/** IEEE half-precision and bfloat16 conversion (round to nearest even), for frozen low-precision weights. */
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -32,4 +32,18 @@ function toHalf(v: number): number {
   if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
   e = h;
   return sign | e;
+}
+
+export function f32ToBf16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const x = bits[i] as number;
+    if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) {
+      out[i] = (x >>> 16) | 0x40; // keep NaN a NaN
+      continue;
+    }
+    out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
 }

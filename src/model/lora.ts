@@ -48,8 +48,10 @@ export function linear(
   bias?: Tensor,
   lora?: LoraPair,
   tape?: Tape,
+  bf16 = false,
 ): Tensor {
-  let y = c.mulMat(w, x); // [out, N]
+  // bf16: the GEMMs read bfloat16 weights (cast here unless stored so) and accumulate in f32
+  let y = c.mulMat(bf16 && w.type === "f32" ? c.cast(w, "bf16") : w, x); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
   if (lora) {
@@ -61,7 +63,7 @@ export function linear(
     tape.record(() => {
       const dy = tape.grad(y);
       if (!dy) return;
-      const xt = () => tape.transposed(x);
+      const xt = () => tape.transposed(x, bf16);
       let dyT: Tensor | undefined;
       const dyt = () => {
         dyT ??= c.transposed(dy);
@@ -69,7 +71,7 @@ export function linear(
       };
       tape.addParamGrad(w, () => c.mulMat(xt(), dyt()));
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
-      let dx = tape.live(x) ? c.mulMat(tape.transposedWeight(w), dy) : undefined;
+      let dx = tape.live(x) ? c.mulMat(tape.transposedWeight(w, bf16), dy) : undefined;
       if (lora && u) {
         const uu = u;
         const dz = lora.scale === 1 ? dy : c.scale(dy, lora.scale);
@@ -77,7 +79,7 @@ export function linear(
           c.mulMat(c.transposed(uu), lora.scale === 1 ? dyt() : c.transposed(dz)),
         );
         const du = c.mulMat(c.transposed(lora.b), dz); // [r, N]
-        tape.addParamGrad(lora.a, () => c.mulMat(xt(), c.transposed(du)));
+        tape.addParamGrad(lora.a, () => c.mulMat(tape.transposed(x), c.transposed(du)));
         if (dx) dx = c.add(dx, c.mulMat(c.transposed(lora.a), du));
       }
       if (dx) tape.addGrad(x, dx);

@@ -8,12 +8,14 @@ export interface MlpWeights {
   up: Tensor; // [D, F]
   down: Tensor; // [F, D]
   lora: Partial<Record<"gate" | "up" | "down", LoraPair>>;
+  /** Run the GEMMs in bfloat16. */
+  bf16: boolean;
 }
 
 /** SwiGLU: down(silu(gate·x) ⊙ up·x); x [D, N] → [F, N] → [D, N]. */
 export function mlp(c: Context, w: MlpWeights, x: Tensor, tape?: Tape): Tensor {
-  const g = linear(c, x, w.gate, undefined, w.lora.gate, tape);
-  const u = linear(c, x, w.up, undefined, w.lora.up, tape);
+  const g = linear(c, x, w.gate, undefined, w.lora.gate, tape, w.bf16);
+  const u = linear(c, x, w.up, undefined, w.lora.up, tape, w.bf16);
   const act = c.swigluSplit(g, u);
   if (tape?.propagate(act, [g, u])) {
     tape.record(() => {
@@ -23,5 +25,5 @@ export function mlp(c: Context, w: MlpWeights, x: Tensor, tape?: Tape): Tensor {
       tape.addGrad(u, c.mul(da, c.silu(g)));
     });
   }
-  return linear(c, act, w.down, undefined, w.lora.down, tape);
+  return linear(c, act, w.down, undefined, w.lora.down, tape, w.bf16);
 }

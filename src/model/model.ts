@@ -7,7 +7,7 @@ import { SteerlmError } from "../util/errors.js";
 import type { AttentionInputs } from "./attention.js";
 import { type BlockWeights, block, rmsNormGain } from "./block.js";
 import type { LlamaConfig } from "./config.js";
-import { f32ToF16 } from "./half.js";
+import { f32ToBf16, f32ToF16 } from "./half.js";
 import { HEAD_BIAS, HEAD_WEIGHT } from "./head.js";
 import { LORA_TARGETS, type LoraOptions, type LoraPair, type LoraTarget, linear, loraNames } from "./lora.js";
 import type { Tape } from "./tape.js";
@@ -21,7 +21,13 @@ export interface ModelOptions {
   /** Train the base weights (default: true without LoRA, false with it). */
   trainBase?: boolean;
   /** Storage type of frozen base matrices: f16 halves memory and is what GGUF models usually carry. */
-  frozenType?: "f32" | "f16";
+  frozenType?: "f32" | "f16" | "bf16";
+  /**
+   * Type the large matrix products run in. "bf16" casts weights (and, in the backward pass, activations)
+   * to bfloat16 for the GEMMs, accumulating in f32 — about 1.9× faster on CPUs with AVX512-BF16; weights,
+   * gradients and optimiser state stay f32. Default "f32".
+   */
+  computeType?: "f32" | "bf16";
   /** llama.cpp uses "normal" for the llama architecture and "neox" for qwen2. */
   ropeMode?: RopeMode;
   /** Seed for new tensors (LoRA A, regression head, or every weight missing from the source). */
@@ -80,8 +86,8 @@ export class LlamaModel {
         ...s,
         trainable: trainBase,
         type:
-          !trainBase && frozenType === "f16" && s.shape.length === 2 && s.name !== "token_embd.weight"
-            ? "f16"
+          !trainBase && frozenType !== "f32" && s.shape.length === 2 && s.name !== "token_embd.weight"
+            ? frozenType
             : "f32",
       }),
     );
@@ -173,7 +179,7 @@ export class LlamaModel {
 
   setWeight(name: string, data: Float32Array): void {
     const t = this.tensor(name);
-    setData(t, t.type === "f16" ? f32ToF16(data) : data);
+    setData(t, t.type === "f16" ? f32ToF16(data) : t.type === "bf16" ? f32ToBf16(data) : data);
   }
 
   /** f32 copy of a weight (trainable weights are always f32). */
@@ -216,12 +222,14 @@ export class LlamaModel {
         bk: opt("attn_k.bias"),
         bv: opt("attn_v.bias"),
         lora: { q: lora.q, k: lora.k, v: lora.v, o: lora.o },
+        bf16: this.options.computeType === "bf16",
       },
       mlp: {
         gate: t("ffn_gate.weight"),
         up: t("ffn_up.weight"),
         down: t("ffn_down.weight"),
         lora: { gate: lora.gate, up: lora.up, down: lora.down },
+        bf16: this.options.computeType === "bf16",
       },
     };
   }
@@ -276,5 +284,6 @@ export function buildForward(
   const hidden = rmsNormGain(c, x, model.tensor("output_norm.weight"), cfg.rmsNormEps, tape); // [D, N]
   if (!withLogits) return { hidden };
   const out = cfg.tiedEmbeddings ? emb : model.tensor("output.weight");
-  return { hidden, logits: linear(c, hidden, out, undefined, undefined, tape) }; // [V, N]
+  const bf16 = model.options.computeType === "bf16";
+  return { hidden, logits: linear(c, hidden, out, undefined, undefined, tape, bf16) }; // [V, N]
 }

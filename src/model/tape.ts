@@ -22,20 +22,25 @@ export class Tape {
   ) {}
 
   readonly #transposed = new Map<Tensor, Tensor>();
+  readonly #transposedLow = new Map<Tensor, Tensor>();
 
-  /** xᵀ materialised once per tensor (q, k and v share their input, so its transpose is made once). */
-  transposed(x: Tensor): Tensor {
-    let t = this.#transposed.get(x);
+  /**
+   * xᵀ materialised once per tensor (q, k and v share their input, so its transpose is made once);
+   * `bf16` makes it a bfloat16 copy for the low-precision GEMMs.
+   */
+  transposed(x: Tensor, bf16 = false): Tensor {
+    const memo = bf16 ? this.#transposedLow : this.#transposed;
+    let t = memo.get(x);
     if (!t) {
-      t = this.c.transposed(x);
-      this.#transposed.set(x, t);
+      t = bf16 ? this.c.cast(this.c.transpose(x), "bf16") : this.c.transposed(x);
+      memo.set(x, t);
     }
     return t;
   }
 
   /** Wᵀ as a contiguous tensor: the cached copy for a frozen weight, else a transpose in the graph. */
-  transposedWeight(w: Tensor): Tensor {
-    return this.frozenTransposes.get(w) ?? this.transposed(w);
+  transposedWeight(w: Tensor, bf16 = false): Tensor {
+    return this.frozenTransposes.get(w) ?? this.transposed(w, bf16 && w.type === "f32");
   }
 
   trains(p: Tensor | undefined): boolean {

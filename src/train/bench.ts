@@ -59,7 +59,9 @@ export interface TrainBenchOptions {
   threads?: number;
   steps?: number;
   /** Storage of the frozen base under LoRA. */
-  frozenType?: "f32" | "f16";
+  frozenType?: "f32" | "f16" | "bf16";
+  /** GEMMs in bfloat16 (f32 master weights and accumulation). */
+  computeType?: "f32" | "bf16";
   /** Reverse pass: the hand-written one (default) or ggml's autograd. */
   backward?: "manual" | "ggml";
 }
@@ -68,6 +70,7 @@ export interface TrainBenchResult {
   name: BenchName;
   mode: "full" | "lora";
   backward: "manual" | "ggml";
+  compute: "f32" | "bf16";
   params: number;
   trainable: number;
   batch: number;
@@ -91,6 +94,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     seed: 0,
     lora: opts.lora ? { rank: 8, alpha: 8, targets: ["q", "v"] } : undefined,
     frozenType: opts.frozenType,
+    computeType: opts.computeType,
   });
   const trainer = new Trainer(backend, model, {
     batchSize: b.batch,
@@ -113,6 +117,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     name,
     mode: opts.lora ? "lora" : "full",
     backward: opts.backward ?? "manual",
+    compute: opts.computeType ?? "f32",
     params: model.params
       .filter((p) => !p.name.includes(".lora_"))
       .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),
