@@ -2,7 +2,7 @@
 // Side-by-side training throughput: steerlm vs the PyTorch anchor (../shared/bench/torch_anchor.py),
 // interleaved round by round so both see the same machine load. Prints each round and the medians.
 //   node bench/compare.mjs m10 [rounds=3] [--threads 1,2]
-//   node bench/compare.mjs smol135 [rounds=3] --lora
+//   node bench/compare.mjs smol135 [rounds=3] --lora [--bf16 --frozen bf16]
 // Needs `npm run build` and Debian's PyTorch (apt-get install -y python3-torch libopenblas0-pthread).
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -11,7 +11,12 @@ import { parseArgs } from "node:util";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { lora: { type: "boolean", default: false }, threads: { type: "string", default: "1,2" } },
+  options: {
+    lora: { type: "boolean", default: false },
+    bf16: { type: "boolean", default: false },
+    frozen: { type: "string" },
+    threads: { type: "string", default: "1,2" },
+  },
 });
 const [name = "m10", roundsArg = "3"] = positionals;
 const rounds = Number(roundsArg);
