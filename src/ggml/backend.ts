@@ -125,6 +125,21 @@ export class Backend {
     if (status !== 0) throw new Error(`ggml graph compute failed with status ${status}`);
   }
 
+  /**
+   * Computes on a libuv worker thread, so the event loop (progress bars, IPC, a server) keeps running.
+   * Nothing else may touch this backend's graphs or tensors until the promise settles.
+   */
+  computeAsync(g: Graph): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#n.base.ggml_backend_graph_compute.async(this.ptr, g.ptr, (err: unknown, status: unknown) => {
+        if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        else if (Number(status) !== 0)
+          reject(new Error(`ggml graph compute failed with status ${String(status)}`));
+        else resolve();
+      });
+    });
+  }
+
   free(): void {
     if (this.#ptr) this.#n.base.ggml_backend_free(this.#ptr);
     this.#ptr = 0n;

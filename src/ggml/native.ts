@@ -161,7 +161,8 @@ const CPU_DECLS = [
   "void ggml_backend_cpu_set_n_threads(ggml_backend *b, int n)",
 ] as const;
 
-type NativeFn = (...args: unknown[]) => unknown;
+/** A declared C function; `async` runs it on a libuv worker thread and calls back (err, result). */
+type NativeFn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
 /** Declared functions by name. Arguments are checked by koffi against the C prototype at call time. */
 type Fns<_T> = Record<string, NativeFn>;
 

@@ -159,6 +159,29 @@ describe("Trainer", () => {
     model.free();
   });
 
+  it("trainStepAsync matches trainStep and leaves the event loop free while computing", async () => {
+    const run = async (asyncMode: boolean) => {
+      const cfg = small();
+      const model = await LlamaModel.create(backend, cfg, null, { seed: 12 });
+      const tr = new Trainer(backend, model, { batchSize: 4, seqLen: 32, optimizer: opt });
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 0);
+      const losses: number[] = [];
+      for (let s = 1; s <= 3; s++) {
+        const b = lmBatch(cfg, 4, 32, s);
+        losses.push(asyncMode ? (await tr.trainStepAsync(b)).loss : tr.trainStep(b).loss);
+      }
+      clearInterval(timer);
+      tr.free();
+      model.free();
+      return { losses, ticks };
+    };
+    const sync = await run(false);
+    const asy = await run(true);
+    expect(asy.losses).toEqual(sync.losses);
+    expect(asy.ticks).toBeGreaterThan(0);
+  });
+
   it("trains a 30-layer model (past ggml_opt's 2048-node static graph limit)", async () => {
     const cfg = resolveLlamaConfig({
       vocabSize: 32,

@@ -342,6 +342,23 @@ export class Trainer {
     return loss;
   }
 
+  /** `accumulate` with the computation on a worker thread (the event loop stays free). */
+  async accumulateAsync(batch: Batch): Promise<number> {
+    this.#upload(batch);
+    if (this.#micro === 0 && !this.#manual) this.#train.reset();
+    await this.backend.computeAsync(this.#train);
+    this.#micro++;
+    const loss = getScalar(this.#loss);
+    this.#microLosses.push(loss);
+    return loss;
+  }
+
+  /** `trainStep` with the heavy computations on a worker thread. */
+  async trainStepAsync(batches: Batch | Batch[]): Promise<StepResult> {
+    for (const b of Array.isArray(batches) ? batches : [batches]) await this.accumulateAsync(b);
+    return this.applyUpdate();
+  }
+
   /** Clips and applies AdamW to the gradients accumulated since the last update. */
   applyUpdate(): StepResult {
     if (this.#micro === 0) throw new SteerlmError("applyUpdate without accumulated gradients");
