@@ -1,0 +1,379 @@
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { resolve } from "node:path";
+import { type AttributeSchema, type AttributeValues, loadSchema, toLabel } from "../data/attributes.js";
+import { steerlmLine } from "../data/formats/steerlm.js";
+import { sniffFile } from "../data/input.js";
+import { readRecords } from "../data/read.js";
+import type { DataFormat, DataRecord } from "../data/record.js";
+import { InputError } from "../util/errors.js";
+import { log } from "../util/log.js";
+import { Progress } from "../util/progress.js";
+import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
+import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
+
+/**
+ * `annotate`: the APM's predictions, clamped to each attribute's scale and rounded half to even, become
+ * the label strings of assistant turns; the output is SteerLM chat JSONL, one line per input record.
+ *
+ * Resumable. The output grows as `<out>.partial`, beside a sidecar `<out>.partial.json` that records, after
+ * each group of `batchSize` records: the rows done, the byte length and SHA-256 of the output prefix, the
+ * SHA-256 of those input rows, the APM's SHA-256 and the settings. A rerun checks all of them, truncates
+ * whatever follows the recorded prefix (lines of an unrecorded group, a torn last line) and continues
+ * with the next group. Groups are aligned the same way in every run and the batch shape is fixed, so a
+ * resumed run writes the bytes an uninterrupted one would have. At the end `.partial` is renamed to the
+ * output (atomic) and the sidecar is removed.
+ */
+export interface AnnotateOptions {
+  /** APM run directory or checkpoint file. */
+  apm: string;
+  input: string;
+  output: string;
+  /** Input format; detected when absent. */
+  format?: DataFormat;
+  /**
+   * Attributes to write (built-in name, schema file or schema): a subset of the APM's outputs, clamped to
+   * this schema's scales; it also validates the input's labels. Default: the APM's own schema.
+   */
+  schema?: string | AttributeSchema;
+  /** Only turns without labels get predictions; labelled turns are copied as they are. */
+  onlyUnlabeled?: boolean;
+  /** Assistant turns per forward pass, and records per resumable group. Default 8. */
+  batchSize?: number;
+  threads?: number;
+  /** Replace an existing finished output. */
+  overwrite?: boolean;
+  progress?: boolean;
+  /** Milliseconds to wait after each group (lets tests interrupt a run at a known point). */
+  throttleMs?: number;
+}
+
+export interface AnnotateResult {
+  output: string;
+  rows: number;
+  /** Assistant turns that got predicted labels. */
+  turns: number;
+  /** Rows taken from an earlier, interrupted run. */
+  resumedRows: number;
+  seconds: number;
+}
+
+const SIDECAR_FORMAT = "steerlm-annotate-progress";
+
+interface Sidecar {
+  format: typeof SIDECAR_FORMAT;
+  version: 1;
+  input: string;
+  apm: string;
+  settings: { format: string | null; onlyUnlabeled: boolean; batchSize: number; schema: string };
+  rows: number;
+  outputBytes: number;
+  outputSha256: string;
+  inputSha256: string;
+}
+
+export function partialPaths(output: string): { partial: string; sidecar: string } {
+  return { partial: `${output}.partial`, sidecar: `${output}.partial.json` };
+}
+
+/** What identifies an input record for the resume check: its text and labels, not where it came from. */
+function recordKey(r: DataRecord): string {
+  return JSON.stringify([r.system, r.turns.map((t) => [t.role, t.text, t.labels])]);
+}
+
+export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResult> {
+  const t0 = performance.now();
+  const B = opts.batchSize ?? 8;
+  if (!Number.isInteger(B) || B < 1)
+    throw new InputError(`expected an integer ≥ 1, got ${B}`, { field: "--batch-size" });
+  const { partial, sidecar } = partialPaths(opts.output);
+  if (existsSync(opts.output) && !existsSync(partial) && !opts.overwrite) {
+    throw new InputError(
+      "the output already exists",
+      { file: opts.output },
+      "pass --overwrite to annotate again",
+    );
+  }
+  const apm = await loadApm(opts.apm, opts.threads);
+  try {
+    return await annotateWith(apm, opts, B, partial, sidecar, t0);
+  } finally {
+    await apm.free();
+  }
+}
+
+async function annotateWith(
+  apm: LoadedApm,
+  opts: AnnotateOptions,
+  B: number,
+  partial: string,
+  sidecarPath: string,
+  t0: number,
+): Promise<AnnotateResult> {
+  const schema = outputSchema(apm, opts.schema);
+  const T = apm.info.seqLen;
+  const K = apm.info.schema.attributes.length;
+  const settings: Sidecar["settings"] = {
+    format: opts.format ?? null,
+    onlyUnlabeled: Boolean(opts.onlyUnlabeled),
+    batchSize: B,
+    schema: JSON.stringify(schema),
+  };
+  const input = resolve(opts.input);
+
+  // ---- resume state ----
+  const prior = readResumeState(partial, sidecarPath, { input, apm: apm.digest, settings });
+  const outHash = createHash("sha256");
+  if (prior.rows > 0) outHash.update(prior.prefix);
+  // Append mode: every write lands after the truncation point, whatever the file held before.
+  const fd = openSync(partial, "a");
+  ftruncateSync(fd, prior.outputBytes); // drops lines after the recorded prefix and a torn last line
+  let outBytes = prior.outputBytes;
+  if (prior.rows > 0) log.info(`resuming: ${prior.rows} rows already annotated in ${partial}`);
+
+  const predictor = new ApmPredictor(apm.backend, apm.model, B, T);
+  const pad = apm.tokenizer.eosId ?? 0;
+  const inHash = createHash("sha256");
+  const size = statSync(opts.input).size;
+  const kind = await sniffFile(opts.input);
+  const progress = new Progress({
+    label: "annotate",
+    total: kind === "parquet" ? undefined : size,
+    enabled: opts.progress,
+  });
+  let rows = 0;
+  let turns = 0;
+  let group: DataRecord[] = [];
+  const flushGroup = async () => {
+    const { lines, predicted } = annotateGroup(
+      apm,
+      schema,
+      predictor,
+      group,
+      B,
+      T,
+      K,
+      pad,
+      Boolean(opts.onlyUnlabeled),
+    );
+    const text = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
+    writeAll(fd, text);
+    fsyncSync(fd);
+    outHash.update(text);
+    outBytes += text.length;
+    turns += predicted;
+    group = [];
+    writeSidecar(sidecarPath, {
+      format: SIDECAR_FORMAT,
+      version: 1,
+      input,
+      apm: apm.digest,
+      settings,
+      rows,
+      outputBytes: outBytes,
+      outputSha256: outHash.copy().digest("hex"),
+      inputSha256: inHash.copy().digest("hex"),
+    });
+    if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
+  };
+  const reader = readRecords(opts.input, {
+    format: opts.format,
+    schema,
+    allowUnlabeled: true,
+    onProgress: (n) => progress.tick(n, { rows, turns }),
+  });
+  try {
+    for await (const record of reader) {
+      inHash.update(`${recordKey(record)}\n`);
+      rows++;
+      if (rows === prior.rows && inHash.copy().digest("hex") !== prior.inputSha256) {
+        throw new InputError(
+          `the first ${prior.rows} rows differ from the ones the partial output was made from`,
+          { file: opts.input },
+          `delete ${partial} to start over`,
+        );
+      }
+      if (rows <= prior.rows) continue;
+      group.push(record);
+      if (group.length === B) await flushGroup();
+    }
+    if (rows < prior.rows) {
+      throw new InputError(
+        `has ${rows} rows, fewer than the ${prior.rows} already annotated`,
+        { file: opts.input },
+        `delete ${partial} to start over`,
+      );
+    }
+    if (group.length > 0) await flushGroup();
+    progress.finish();
+    fsyncSync(fd);
+    closeSync(fd);
+  } catch (err) {
+    progress.finish();
+    closeSync(fd);
+    predictor.free();
+    throw err;
+  }
+  predictor.free();
+  renameSync(partial, opts.output);
+  rmSync(sidecarPath, { force: true });
+  const seconds = (performance.now() - t0) / 1000;
+  log.info(
+    `annotate: ${rows} rows, ${turns} assistant turns labelled${prior.rows ? ` (${prior.rows} rows resumed)` : ""}: ${opts.output}`,
+  );
+  return { output: opts.output, rows, turns, resumedRows: prior.rows, seconds };
+}
+
+/** Predicts the labels of a group of records; returns their output lines. */
+function annotateGroup(
+  apm: LoadedApm,
+  schema: AttributeSchema,
+  predictor: ApmPredictor,
+  group: readonly DataRecord[],
+  B: number,
+  T: number,
+  K: number,
+  pad: number,
+  onlyUnlabeled: boolean,
+): { lines: string[]; predicted: number } {
+  const outputs = schema.attributes.map((a) =>
+    apm.info.schema.attributes.findIndex((b) => b.name === a.name),
+  );
+  const jobs: Array<{ record: number; turn: number; ex: ApmExample }> = [];
+  group.forEach((r, ri) => {
+    r.turns.forEach((t, ti) => {
+      if (t.role !== "assistant") return;
+      if (onlyUnlabeled && t.labels !== null && Object.keys(t.labels).length > 0) return;
+      const { ids } = apmTokens(r, ti, apm.tokenizer, apm.info.bos, T);
+      jobs.push({ record: ri, turn: ti, ex: { ids, targets: new Float32Array(K) } });
+    });
+  });
+  const out = group.map((r) => ({ ...r, turns: r.turns.map((t) => ({ ...t })) }));
+  for (let i = 0; i < jobs.length; i += B) {
+    const chunk = jobs.slice(i, i + B);
+    const pred = predictor.predict(
+      packApmBatch(
+        chunk.map((j) => j.ex),
+        B,
+        T,
+        K,
+        pad,
+      ).batch,
+    ); // [B·K]
+    chunk.forEach((j, s) => {
+      const labels: AttributeValues = {};
+      schema.attributes.forEach((a, i) => {
+        labels[a.name] = toLabel(a, pred[s * K + (outputs[i] as number)] as number);
+      });
+      (out[j.record] as DataRecord).turns[j.turn].labels = labels;
+    });
+  }
+  return { lines: out.map((r) => steerlmLine(r, { schema })), predicted: jobs.length };
+}
+
+/** The schema to write: the APM's, or a subset of its attributes (each must be one of its outputs). */
+function outputSchema(apm: LoadedApm, given: string | AttributeSchema | undefined): AttributeSchema {
+  if (given === undefined) return apm.info.schema;
+  const schema = typeof given === "string" ? loadSchema(given) : given;
+  const have = apm.info.schema.attributes.map((a) => a.name);
+  for (const a of schema.attributes) {
+    if (!have.includes(a.name)) {
+      throw new InputError(
+        `attribute "${a.name}" of schema ${schema.name} is not an output of the APM (${have.join(",")})`,
+        { field: "--schema" },
+      );
+    }
+  }
+  return schema;
+}
+
+interface ResumeState {
+  rows: number;
+  outputBytes: number;
+  inputSha256: string;
+  prefix: Buffer;
+}
+
+/** The verified prefix of an earlier run, or a fresh start when there is none. */
+function readResumeState(
+  partial: string,
+  sidecarPath: string,
+  expect: Pick<Sidecar, "input" | "apm" | "settings">,
+): ResumeState {
+  const fresh: ResumeState = { rows: 0, outputBytes: 0, inputSha256: "", prefix: Buffer.alloc(0) };
+  if (!existsSync(partial) || !existsSync(sidecarPath)) return fresh; // nothing was recorded: start over
+  let s: Sidecar;
+  try {
+    s = JSON.parse(readFileSync(sidecarPath, "utf8")) as Sidecar;
+  } catch {
+    throw new InputError(
+      "the progress file is damaged",
+      { file: sidecarPath },
+      `delete it and ${partial} to start over`,
+    );
+  }
+  if (s.format !== SIDECAR_FORMAT || s.version !== 1)
+    throw new InputError("not an annotate progress file", { file: sidecarPath, field: "format" });
+  const restart = `delete ${partial} to start over`;
+  if (s.input !== expect.input)
+    throw new InputError(
+      `the partial output was made from ${s.input}`,
+      { file: sidecarPath, field: "input" },
+      restart,
+    );
+  if (s.apm !== expect.apm)
+    throw new InputError(
+      "the partial output was made by another APM checkpoint",
+      { file: sidecarPath, field: "apm" },
+      restart,
+    );
+  for (const key of Object.keys(expect.settings) as Array<keyof Sidecar["settings"]>) {
+    if (s.settings[key] !== expect.settings[key]) {
+      throw new InputError(
+        `${JSON.stringify(expect.settings[key])} differs from the partial run's ${JSON.stringify(s.settings[key])}`,
+        { file: sidecarPath, field: key },
+        restart,
+      );
+    }
+  }
+  const bytes = readFileSync(partial);
+  if (bytes.length < s.outputBytes)
+    throw new InputError(
+      `shorter (${bytes.length} bytes) than recorded (${s.outputBytes})`,
+      { file: partial },
+      restart,
+    );
+  const prefix = bytes.subarray(0, s.outputBytes);
+  if (createHash("sha256").update(prefix).digest("hex") !== s.outputSha256)
+    throw new InputError(
+      "the annotated rows were changed since they were written",
+      { file: partial },
+      restart,
+    );
+  return { rows: s.rows, outputBytes: s.outputBytes, inputSha256: s.inputSha256, prefix };
+}
+
+function writeSidecar(path: string, s: Sidecar): void {
+  const tmp = `${path}.tmp`;
+  const fd = openSync(tmp, "w");
+  writeAll(fd, Buffer.from(`${JSON.stringify(s)}\n`));
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+function writeAll(fd: number, b: Uint8Array): void {
+  let done = 0;
+  while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
+}

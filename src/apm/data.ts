@@ -1,0 +1,189 @@
+import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
+import { readRecords } from "../data/read.js";
+import { type DataFormat, type DataRecord, MISSING_LABEL, toConversation } from "../data/record.js";
+import { renderConversation } from "../data/template.js";
+import { encodeParts, type Tokenizer } from "../tokenizer/types.js";
+import type { Batch } from "../train/batch.js";
+import { Rng } from "../train/rng.js";
+import { InputError } from "../util/errors.js";
+
+/**
+ * APM data: every labelled assistant turn of a conversation becomes one example — the conversation up to
+ * and including that turn, rendered with the `regression` template (it ends in `<extra_id_2>`, whose final
+ * hidden state the head reads) — with one target per schema attribute, -100 where the label is missing.
+ */
+export interface ApmExample {
+  ids: Int32Array;
+  /** [K] in the schema's order; -100 = missing (masked out of the MSE). */
+  targets: Float32Array;
+}
+
+/** The schema's attributes as K targets; null when the turn has none of them. */
+export function apmTargets(labels: AttributeValues | null, schema: AttributeSchema): Float32Array | null {
+  if (labels === null) return null;
+  const t = new Float32Array(schema.attributes.length).fill(MISSING_LABEL);
+  let any = false;
+  schema.attributes.forEach((a, k) => {
+    const v = labels[a.name];
+    if (v === undefined) return;
+    t[k] = v;
+    any = true;
+  });
+  return any ? t : null;
+}
+
+/**
+ * Token ids the APM scores for assistant turn `turn` of `record`: BOS (when the vocabulary wants one),
+ * then the regression text. Longer than `seqLen`: the head reads the last token, so the *start* is cut.
+ */
+export function apmTokens(
+  record: DataRecord,
+  turn: number,
+  tokenizer: Tokenizer,
+  bos: number | null,
+  seqLen: number,
+): { ids: Int32Array; truncated: boolean } {
+  const sub: DataRecord = { ...record, turns: record.turns.slice(0, turn + 1) };
+  const rendered = renderConversation(toConversation(sub), "regression");
+  let ids = encodeParts(tokenizer, rendered.parts);
+  if (bos !== null) ids = [bos, ...ids];
+  const truncated = ids.length > seqLen;
+  if (truncated) ids = ids.slice(ids.length - seqLen);
+  return { ids: Int32Array.from(ids), truncated };
+}
+
+export interface EncodedApmData {
+  examples: ApmExample[];
+  /** Labelled turns longer than seqLen (their start was cut). */
+  truncated: number;
+  /** Labelled assistant turns whose labels had no attribute of the schema. */
+  unusable: number;
+}
+
+export function encodeApmRecords(
+  records: readonly DataRecord[],
+  tokenizer: Tokenizer,
+  schema: AttributeSchema,
+  seqLen: number,
+  bos: number | null,
+): EncodedApmData {
+  const examples: ApmExample[] = [];
+  let truncated = 0;
+  let unusable = 0;
+  for (const record of records) {
+    record.turns.forEach((turn, i) => {
+      if (turn.role !== "assistant" || turn.labels === null) return;
+      const targets = apmTargets(turn.labels, schema);
+      if (!targets) {
+        unusable++;
+        return;
+      }
+      const enc = apmTokens(record, i, tokenizer, bos, seqLen);
+      if (enc.truncated) truncated++;
+      examples.push({ ids: enc.ids, targets });
+    });
+  }
+  return { examples, truncated, unusable };
+}
+
+/** Training data for the APM: SteerLM chat JSONL or NeMo regression JSONL (detected unless given). */
+export async function readApmRecords(
+  path: string,
+  schema: AttributeSchema,
+  format?: DataFormat,
+): Promise<DataRecord[]> {
+  const out: DataRecord[] = [];
+  for await (const r of readRecords(path, { format, schema })) out.push(r);
+  if (out.length === 0) throw new InputError("no conversations in the file", { file: path });
+  return out;
+}
+
+/** Right-pads examples into one [B, T] regression batch (filler rows: all targets missing). */
+export function packApmBatch(
+  picked: readonly ApmExample[],
+  B: number,
+  T: number,
+  K: number,
+  padId: number,
+): { batch: Batch; tokens: number } {
+  const tokens = new Int32Array(B * T).fill(padId);
+  const attention = new Uint8Array(B * T);
+  const targets = new Float32Array(B * K).fill(MISSING_LABEL);
+  let real = 0;
+  for (let s = 0; s < B; s++) {
+    const ex = picked[s];
+    if (!ex) {
+      attention[s * T] = 1; // a filler row needs one real token; its targets are all missing
+      continue;
+    }
+    tokens.set(ex.ids, s * T);
+    attention.fill(1, s * T, s * T + ex.ids.length);
+    targets.set(ex.targets, s * K);
+    real += ex.ids.length;
+  }
+  return { batch: { tokens, attention, targets }, tokens: real };
+}
+
+/** Where the data stream stands (same meaning as SFT's cursor: epoch, index into its permutation). */
+export interface ApmCursor {
+  epoch: number;
+  index: number;
+}
+
+/**
+ * Seeded epoch permutations, so that the cursor alone is the data state and a resumed run sees the
+ * batches an uninterrupted one would have.
+ */
+export class ApmBatcher {
+  #cursor: ApmCursor = { epoch: 0, index: 0 };
+  #order: number[] = [];
+  #orderEpoch = -1;
+
+  constructor(
+    readonly examples: readonly ApmExample[],
+    readonly batchSize: number,
+    readonly seqLen: number,
+    readonly outputs: number,
+    readonly seed: number,
+    readonly padId = 0,
+  ) {
+    if (examples.length === 0)
+      throw new InputError("no labelled assistant turns to train on", { field: "data" });
+  }
+
+  get cursor(): ApmCursor {
+    return { ...this.#cursor };
+  }
+
+  set cursor(c: ApmCursor) {
+    if (!(c.index >= 0 && c.index < this.examples.length && c.epoch >= 0)) {
+      throw new InputError(
+        `data position ${c.epoch}:${c.index} does not fit ${this.examples.length} examples`,
+        {
+          field: "cursor",
+        },
+      );
+    }
+    this.#cursor = { ...c };
+  }
+
+  #orderOf(epoch: number): number[] {
+    if (this.#orderEpoch !== epoch) {
+      const rng = new Rng((Math.imul(this.seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca77)) >>> 0);
+      this.#order = rng.shuffle(Array.from({ length: this.examples.length }, (_, i) => i));
+      this.#orderEpoch = epoch;
+    }
+    return this.#order;
+  }
+
+  next(): { batch: Batch; tokens: number } {
+    const picked: ApmExample[] = [];
+    while (picked.length < this.batchSize) {
+      const { epoch, index } = this.#cursor;
+      picked.push(this.examples[this.#orderOf(epoch)[index] as number] as ApmExample);
+      this.#cursor =
+        index + 1 < this.examples.length ? { epoch, index: index + 1 } : { epoch: epoch + 1, index: 0 };
+    }
+    return packApmBatch(picked, this.batchSize, this.seqLen, this.outputs, this.padId);
+  }
+}

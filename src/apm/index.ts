@@ -1,0 +1,14 @@
+// The attribute prediction model (SteerLM steps 1 and 2): regression APM training and resumable annotation.
+export { type AnnotateOptions, type AnnotateResult, annotateFile, partialPaths } from "./annotate.js";
+export {
+  ApmBatcher,
+  type ApmExample,
+  apmTargets,
+  apmTokens,
+  type EncodedApmData,
+  encodeApmRecords,
+  packApmBatch,
+  readApmRecords,
+} from "./data.js";
+export { APM_TASK, type ApmInfo, ApmPredictor, apmInfoOf, type LoadedApm, loadApm } from "./model.js";
+export { type ApmResult, type ApmRunOptions, runApmTrain } from "./train.js";

@@ -1,0 +1,292 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadSchema } from "../data/attributes.js";
+import { Backend } from "../ggml/backend.js";
+import { LlamaModel } from "../model/model.js";
+import {
+  type CheckpointData,
+  type CheckpointHeader,
+  checkpointName,
+  latestCheckpoint,
+  pruneCheckpoints,
+  readCheckpoint,
+  writeCheckpoint,
+} from "../sft/checkpoint.js";
+import { formatSettings, type ResolvedSftConfig } from "../sft/config.js";
+import { type LossPoint, lossCurvePng } from "../sft/png.js";
+import { LOSS_CURVE_FILE, METRICS_FILE, SETTINGS_FILE } from "../sft/run.js";
+import { type ModelSetup, setupFromGguf, setupNewModel } from "../sft/setup.js";
+import { Trainer } from "../train/trainer.js";
+import { InputError } from "../util/errors.js";
+import { log } from "../util/log.js";
+import { formatDuration, Progress } from "../util/progress.js";
+import { ApmBatcher, type ApmExample, encodeApmRecords, packApmBatch, readApmRecords } from "./data.js";
+import { APM_TASK, type ApmInfo, apmInfoOf } from "./model.js";
+
+/**
+ * One regression APM training run, top to bottom, on SFT's machinery: the same settings (defaults <
+ * --config < flags, resolved by src/sft/config.ts), the same run directory (sft-config.json, tokenizer.json,
+ * metrics.jsonl, loss.png, checkpoints/step-NNNNNN.ckpt) and the same bit-exact resume. What differs: the
+ * data (one example per labelled assistant turn, regression template), the model (a K-output head on the
+ * last token) and the loss (masked MSE, -100 = missing). The newest checkpoint IS the exported APM.
+ * LoRA is not offered: the head needs the backbone's features to move.
+ */
+export interface ApmRunOptions {
+  resume?: boolean;
+  signal?: AbortSignal;
+  progress?: boolean;
+}
+
+export interface ApmResult {
+  runDir: string;
+  checkpoint: string;
+  step: number;
+  totalSteps: number;
+  trainLoss: number;
+  /** Masked MSE on the validation file (null: none given). */
+  valLoss: number | null;
+  seconds: number;
+  interrupted: boolean;
+}
+
+interface Metric {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  valLoss?: number;
+}
+
+export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptions = {}): Promise<ApmResult> {
+  const t0 = performance.now();
+  const cfg = resolved.config;
+  const runDir = cfg.output;
+  const ckptDir = join(runDir, "checkpoints");
+  if (cfg.lora) throw new InputError("the APM trains every weight; LoRA is not supported", { field: "lora" });
+  const resumeFrom = opts.resume ? latestCheckpoint(runDir) : undefined;
+  if (opts.resume && !resumeFrom)
+    throw new InputError("--resume: the run directory has no checkpoint yet", { file: ckptDir });
+  if (!opts.resume && latestCheckpoint(runDir)) {
+    throw new InputError(
+      "the run directory already has checkpoints",
+      { file: runDir },
+      "pass --resume, or choose a new -o",
+    );
+  }
+  mkdirSync(ckptDir, { recursive: true });
+  log.info(`steerlm apm train${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
+  for (const line of formatSettings(resolved)) log.info(line);
+  if (!opts.resume) writeFileSync(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
+
+  // ---- data and model ----
+  const schema = loadSchema(cfg.schema);
+  const K = schema.attributes.length;
+  const records = await readApmRecords(cfg.data, schema);
+  // The tokenizer of a new model is trained on the same template texts SFT uses; value strings are part
+  // of them, harmless here. One token per attribute setting is of no use to the APM, so none are added.
+  const setup: ModelSetup =
+    cfg.init !== null
+      ? setupNewModel(runDir, cfg.init, records, schema, cfg.tokenizerVocabSize, cfg.seqLen, false)
+      : await setupFromGguf(cfg.model as string);
+  const pad = setup.tokenizer.eosId ?? 0;
+  const train = encodeApmRecords(records, setup.tokenizer, schema, cfg.seqLen, setup.bos);
+  log.info(
+    `data: ${records.length} conversations → ${train.examples.length} labelled turns (${K} outputs: ` +
+      `${schema.attributes.map((a) => a.name).join(",")}); ${train.truncated} cut to the last ${cfg.seqLen} tokens, ` +
+      `${train.unusable} without any attribute of schema ${schema.name}`,
+  );
+  const val = cfg.val
+    ? encodeApmRecords(await readApmRecords(cfg.val, schema), setup.tokenizer, schema, cfg.seqLen, setup.bos)
+    : null;
+  const batcher = new ApmBatcher(train.examples, cfg.batchSize, cfg.seqLen, K, cfg.seed, pad);
+  const perStep = cfg.batchSize * cfg.gradAccum;
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((cfg.epochs * train.examples.length) / perStep);
+
+  const backend = new Backend(cfg.threads);
+  const model = await LlamaModel.create(backend, setup.config, setup.source, {
+    regressionOutputs: K,
+    seed: cfg.seed,
+    initStd: cfg.initStd,
+  });
+  const trainer = new Trainer(backend, model, {
+    batchSize: cfg.batchSize,
+    seqLen: cfg.seqLen,
+    task: "regression",
+    optimizer: {
+      lr: cfg.lr,
+      warmupSteps: cfg.warmupSteps,
+      totalSteps,
+      minLrRatio: cfg.minLrRatio,
+      weightDecay: cfg.weightDecay,
+      beta1: cfg.beta1,
+      beta2: cfg.beta2,
+      eps: cfg.eps,
+      maxGradNorm: cfg.maxGradNorm,
+    },
+  });
+  const trained = trainer.trainedTensors;
+  const shapes = new Map(model.params.map((p) => [p.name, p.shape]));
+  log.info(
+    `model: ${setup.config.numLayers} layers, d ${setup.config.hiddenSize}, vocab ${setup.config.vocabSize}, ` +
+      `head ${setup.config.hiddenSize}→${K}; ${totalSteps} steps of ${perStep} turns × ${cfg.seqLen} tokens; ` +
+      `${backend.info.threads} threads`,
+  );
+
+  // ---- resume ----
+  const metrics: Metric[] = [];
+  if (resumeFrom) {
+    const ck = readCheckpoint(resumeFrom);
+    apmInfoOf(ck, resumeFrom);
+    for (const [name, w] of ck.weights) model.setWeight(name, w);
+    trainer.restore(
+      ck.header.step,
+      new Map(
+        trained.map((n) => [n, { m: ck.adamM.get(n) as Float32Array, v: ck.adamV.get(n) as Float32Array }]),
+      ),
+    );
+    batcher.cursor = ck.header.cursor;
+    metrics.push(...readMetrics(runDir).filter((m) => m.step <= ck.header.step));
+    log.info(`resumed at step ${ck.header.step}`);
+  }
+
+  const info: ApmInfo = { schema, bos: setup.bos, seqLen: cfg.seqLen };
+  const header = (step: number): Omit<CheckpointHeader, "tensors"> => ({
+    format: "steerlm-sft-checkpoint",
+    step,
+    totalSteps,
+    cursor: batcher.cursor,
+    model: setup.config,
+    lora: null,
+    baseModel: setup.baseModel,
+    tokenizer: setup.tokenizerJson,
+    schema: schema.name,
+    settings: { ...(cfg as unknown as Record<string, unknown>), task: APM_TASK, apm: info },
+  });
+  const saveCheckpoint = (step: number): string => {
+    const data: CheckpointData = {
+      header: { ...header(step), tensors: [] },
+      weights: new Map(trained.map((n) => [n, model.getWeight(n)])),
+      adamM: new Map(trained.map((n) => [n, trainer.moments(n).m])),
+      adamV: new Map(trained.map((n) => [n, trainer.moments(n).v])),
+    };
+    const path = join(ckptDir, checkpointName(step));
+    writeCheckpoint(path, data, shapes);
+    pruneCheckpoints(runDir, cfg.keepCheckpoints);
+    writeMetrics(runDir, metrics);
+    writeLossCurve(runDir, metrics);
+    return path;
+  };
+  const validate = (): number | null =>
+    val ? meanValLoss(trainer, val.examples, cfg.batchSize, cfg.seqLen, K, pad) : null;
+
+  // ---- the loop ----
+  const showBar = opts.progress ?? Boolean(process.stderr.isTTY);
+  const progress = new Progress({ label: "apm", total: totalSteps - trainer.step, enabled: showBar });
+  const logEvery = Math.max(1, Math.round(totalSteps / 20));
+  let lastLoss = Number.NaN;
+  let lastVal: number | null = null;
+  let checkpoint = resumeFrom ?? "";
+  let interrupted = false;
+  while (trainer.step < totalSteps) {
+    for (let k = 0; k < cfg.gradAccum; k++) trainer.accumulate(batcher.next().batch);
+    const r = trainer.applyUpdate();
+    lastLoss = r.loss;
+    if (!Number.isFinite(r.loss)) {
+      throw new InputError(
+        `the loss is ${r.loss} at step ${r.step}`,
+        { field: "lr" },
+        "lower the learning rate",
+      );
+    }
+    const m: Metric = { step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm };
+    const last = r.step === totalSteps;
+    if (last || (cfg.evalEvery > 0 && r.step % cfg.evalEvery === 0)) {
+      lastVal = validate();
+      if (lastVal !== null) m.valLoss = lastVal;
+    }
+    metrics.push(m);
+    progress.tick(1, {
+      step: `${r.step}/${totalSteps}`,
+      mse: r.loss,
+      ...(lastVal !== null ? { val: lastVal } : {}),
+    });
+    if (!showBar && (r.step % logEvery === 0 || last)) {
+      log.info(
+        `step ${r.step}/${totalSteps}  mse ${r.loss.toFixed(4)}${m.valLoss !== undefined ? `  val ${m.valLoss.toFixed(4)}` : ""}  lr ${r.lr.toExponential(2)}`,
+      );
+    }
+    if (last || (cfg.checkpointEvery > 0 && r.step % cfg.checkpointEvery === 0))
+      checkpoint = saveCheckpoint(r.step);
+    await new Promise((res) => setImmediate(res)); // let a SIGINT handler run between steps
+    if (opts.signal?.aborted && trainer.step < totalSteps) {
+      checkpoint = saveCheckpoint(trainer.step);
+      interrupted = true;
+      log.info(`interrupted: checkpoint written at step ${trainer.step}: ${checkpoint}`);
+      break;
+    }
+  }
+  progress.finish();
+  if (!checkpoint) checkpoint = saveCheckpoint(trainer.step);
+  trainer.free();
+  model.free();
+  backend.free();
+  await setup.tokenizer.dispose();
+  const seconds = (performance.now() - t0) / 1000;
+  log.info(
+    `apm: step ${trainer.step}/${totalSteps}, mse ${lastLoss.toFixed(4)}${lastVal !== null ? `, val mse ${lastVal.toFixed(4)}` : ""}, ` +
+      `${formatDuration(seconds)}; APM ${checkpoint}`,
+  );
+  return {
+    runDir,
+    checkpoint,
+    step: trainer.step,
+    totalSteps,
+    trainLoss: lastLoss,
+    valLoss: lastVal,
+    seconds,
+    interrupted,
+  };
+}
+
+/** Masked MSE over a whole validation set: Σ over present labels / their count (filler rows add nothing). */
+function meanValLoss(
+  trainer: Trainer,
+  examples: readonly ApmExample[],
+  B: number,
+  T: number,
+  K: number,
+  pad: number,
+): number | null {
+  let sum = 0;
+  let n = 0;
+  for (let i = 0; i < examples.length; i += B) {
+    const chunk = examples.slice(i, i + B);
+    let present = 0;
+    for (const ex of chunk) for (const v of ex.targets) if (v !== -100) present++;
+    if (present === 0) continue;
+    sum += trainer.evaluate(packApmBatch(chunk, B, T, K, pad).batch).loss * present;
+    n += present;
+  }
+  return n > 0 ? sum / n : null;
+}
+
+function readMetrics(runDir: string): Metric[] {
+  const path = join(runDir, METRICS_FILE);
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as Metric);
+}
+
+function writeMetrics(runDir: string, metrics: readonly Metric[]): void {
+  writeFileSync(join(runDir, METRICS_FILE), metrics.map((m) => `${JSON.stringify(m)}\n`).join(""));
+}
+
+function writeLossCurve(runDir: string, metrics: readonly Metric[]): void {
+  const train: LossPoint[] = metrics.map((m) => ({ step: m.step, loss: m.loss }));
+  const val: LossPoint[] = metrics
+    .filter((m) => m.valLoss !== undefined)
+    .map((m) => ({ step: m.step, loss: m.valLoss as number }));
+  writeFileSync(join(runDir, LOSS_CURVE_FILE), lossCurvePng(train, val));
+}

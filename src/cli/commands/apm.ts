@@ -1,0 +1,134 @@
+import type { Command } from "commander";
+import { annotateFile } from "../../apm/annotate.js";
+import { runApmTrain } from "../../apm/train.js";
+import { parseFormat } from "../../data/read.js";
+import {
+  kebab,
+  parseFlagValue,
+  resolveSftConfig,
+  SFT_DEFAULTS,
+  SFT_FIELDS,
+  type SftConfig,
+  settingKind,
+} from "../../sft/config.js";
+import { resolveResumeConfig } from "../../sft/run.js";
+import { InputError } from "../../util/errors.js";
+
+/** `steerlm apm train` and `steerlm annotate`: parse arguments, call src/apm, print a JSON summary. */
+
+// SFT settings that mean nothing to the APM are not offered as flags.
+const NOT_FOR_APM = new Set<keyof SftConfig>([
+  "lora",
+  "loraRank",
+  "loraAlpha",
+  "loraTargets",
+  "attributeTokens",
+]);
+
+const HELP: Partial<Record<keyof SftConfig, string>> = {
+  data: "training data: NeMo regression JSONL or SteerLM JSONL (detected)",
+  val: "validation data (same formats): masked MSE reported as val",
+  output: "run directory (settings, tokenizer, checkpoints = the APM, metrics, loss.png)",
+  init: "train a new model from this model config (JSON/YAML), with a tokenizer trained on the data",
+  model: "start from this Llama-family GGUF (every weight is trained)",
+  schema: "attributes = outputs, in order (default steerlm: the nine in NeMo's canonical order)",
+  steps: "optimiser steps (0: --epochs passes over the labelled turns)",
+};
+
+function parseIntFlag(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InputError(`expected an integer ≥ 1, got "${text}"`, { field: flag });
+  return n;
+}
+
+export function register(program: Command): void {
+  const apm = program
+    .command("apm")
+    .description("SteerLM step 1: the attribute prediction model (regression)");
+  const train = apm
+    .command("train")
+    .description(
+      "Train a regression APM: a linear head on the last token's hidden state, one output per attribute,\n" +
+        "masked MSE (-100 = missing). Settings work as in `steerlm sft` (--config, flags override, --resume).\n" +
+        "The newest checkpoint of -o is the APM that `steerlm annotate --apm <run>` loads.",
+    )
+    .option("--config <file>", "settings file (YAML or JSON)")
+    .option("--resume", "continue the run in -o from its newest checkpoint");
+  const fields = SFT_FIELDS.filter((k) => !NOT_FOR_APM.has(k));
+  for (const key of fields) {
+    const flag = key === "output" ? "-o, --output" : `--${kebab(key)}`;
+    if (settingKind(key) === "bool" && SFT_DEFAULTS[key as keyof typeof SFT_DEFAULTS] === true) {
+      train.option(`--no-${kebab(key)}`, `turn off: ${HELP[key] ?? key}`);
+    } else if (settingKind(key) === "bool") train.option(flag, HELP[key] ?? key);
+    else train.option(`${flag} <value>`, HELP[key] ?? key);
+  }
+  train.action(async (raw: Record<string, string | boolean | undefined>) => {
+    const flags: Partial<Record<keyof SftConfig, unknown>> = {};
+    for (const key of fields) {
+      const v = raw[key];
+      if (v !== undefined && train.getOptionValueSource(key) === "cli") flags[key] = parseFlagValue(key, v);
+    }
+    let resolved: ReturnType<typeof resolveSftConfig>;
+    if (raw.resume) {
+      if (typeof flags.output !== "string")
+        throw new InputError("--resume needs -o <run directory>", { field: "--output" });
+      if (raw.config)
+        throw new InputError("a resumed run keeps its stored settings; drop --config", { field: "--config" });
+      resolved = resolveResumeConfig(flags.output, flags);
+    } else {
+      resolved = resolveSftConfig(flags, typeof raw.config === "string" ? raw.config : undefined);
+    }
+    const controller = new AbortController();
+    const onSigint = () => {
+      if (controller.signal.aborted) process.exit(130);
+      process.stderr.write("\nsteerlm apm train: interrupted, writing a checkpoint...\n");
+      controller.abort();
+    };
+    process.on("SIGINT", onSigint);
+    try {
+      const r = await runApmTrain(resolved, { resume: Boolean(raw.resume), signal: controller.signal });
+      process.stdout.write(
+        `${JSON.stringify({ apm: r.checkpoint, step: r.step, trainMse: r.trainLoss, valMse: r.valLoss })}\n`,
+      );
+      if (r.interrupted) process.exitCode = 130;
+    } finally {
+      process.off("SIGINT", onSigint);
+    }
+  });
+
+  program
+    .command("annotate")
+    .description(
+      "SteerLM step 2: label every assistant turn with the APM's predictions (clamped to the scale, rounded\n" +
+        "half to even) and write SteerLM JSONL. Resumable: rerun the same command after an interruption and\n" +
+        "it continues after the rows already written (checked against <out>.partial.json).",
+    )
+    .argument("<input>", "conversations: SteerLM, regression, helpsteer, oasst, chat ... (see --from)")
+    .requiredOption("--apm <run|file>", "APM run directory (newest checkpoint) or checkpoint file")
+    .requiredOption("-o, --output <file>", "annotated SteerLM JSONL")
+    .option("--from <format>", "input format (default: detected)")
+    .option("--schema <name|file>", "write only these attributes (a subset of the APM's outputs)")
+    .option("--only-unlabeled", "predict only turns without labels; keep existing labels")
+    .option("--batch-size <n>", "turns per forward pass and records per resumable group", "8")
+    .option("--threads <n>", "CPU threads")
+    .option("--overwrite", "replace an existing finished output")
+    .action(async (input: string, raw: Record<string, string | boolean | undefined>) => {
+      const throttle = Number(process.env.STEERLM_ANNOTATE_THROTTLE_MS ?? 0);
+      const r = await annotateFile({
+        apm: raw.apm as string,
+        input,
+        output: raw.output as string,
+        format: typeof raw.from === "string" ? parseFormat(raw.from) : undefined,
+        schema: typeof raw.schema === "string" ? raw.schema : undefined,
+        onlyUnlabeled: Boolean(raw.onlyUnlabeled),
+        batchSize: parseIntFlag(String(raw.batchSize), "--batch-size"),
+        threads: typeof raw.threads === "string" ? parseIntFlag(raw.threads, "--threads") : undefined,
+        overwrite: Boolean(raw.overwrite),
+        throttleMs: throttle > 0 ? throttle : undefined,
+      });
+      process.stdout.write(
+        `${JSON.stringify({ output: r.output, rows: r.rows, turns: r.turns, resumedRows: r.resumedRows })}\n`,
+      );
+    });
+}
