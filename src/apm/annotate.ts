@@ -43,8 +43,8 @@ export interface AnnotateOptions {
   /** Input format; detected when absent. */
   format?: DataFormat;
   /**
-   * Attributes to write (built-in name, schema file or schema): a subset of the APM's outputs, clamped to
-   * this schema's scales; it also validates the input's labels. Default: the APM's own schema.
+   * Attributes to predict (built-in name, schema file or schema): a subset of the APM's outputs with the
+   * same scales. Default: all of the APM's outputs.
    */
   schema?: string | AttributeSchema;
   /** Only turns without labels get predictions; labelled turns are copied as they are. */
@@ -187,9 +187,10 @@ async function annotateWith(
     });
     if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
   };
+  // Input labels are read, and lines written, with the APM's schema: the output schema only picks attributes.
   const reader = readRecords(opts.input, {
     format: opts.format,
-    schema,
+    schema: apm.info.schema,
     allowUnlabeled: true,
     onProgress: (n) => progress.tick(n, { rows, turns }),
   });
@@ -279,7 +280,7 @@ function annotateGroup(
       (out[j.record] as DataRecord).turns[j.turn].labels = labels;
     });
   }
-  return { lines: out.map((r) => steerlmLine(r, { schema })), predicted: jobs.length };
+  return { lines: out.map((r) => steerlmLine(r, { schema: apm.info.schema })), predicted: jobs.length };
 }
 
 /** The schema to write: the APM's, or a subset of its attributes (each must be one of its outputs). */
@@ -288,9 +289,16 @@ function outputSchema(apm: LoadedApm, given: string | AttributeSchema | undefine
   const schema = typeof given === "string" ? loadSchema(given) : given;
   const have = apm.info.schema.attributes.map((a) => a.name);
   for (const a of schema.attributes) {
-    if (!have.includes(a.name)) {
+    const own = apm.info.schema.attributes.find((b) => b.name === a.name);
+    if (!own) {
       throw new InputError(
         `attribute "${a.name}" of schema ${schema.name} is not an output of the APM (${have.join(",")})`,
+        { field: "--schema" },
+      );
+    }
+    if (own.min !== a.min || own.max !== a.max) {
+      throw new InputError(
+        `attribute "${a.name}" has the scale ${a.min}..${a.max} in schema ${schema.name}, the APM's is ${own.min}..${own.max}`,
         { field: "--schema" },
       );
     }

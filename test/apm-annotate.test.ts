@@ -1,0 +1,158 @@
+import { spawn } from "node:child_process";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeBench } from "../src/steerbench/jsonl.js";
+import { synthesize } from "../src/steerbench/synth.js";
+import { repoRoot, runCli, tempDir } from "./helpers.js";
+
+// The real CLI end to end: `apm train`, then `annotate` killed with SIGKILL mid-run and resumed.
+const dir = tempDir("steerlm-apm-cli-");
+const run = join(dir.path, "run");
+let input: string;
+
+beforeAll(async () => {
+  writeBench(dir.path, synthesize({ n: 60, seed: 5, multiTurnFraction: 0.2 }));
+  input = join(dir.path, "train.jsonl");
+  const init = join(dir.path, "model.yaml");
+  writeFileSync(init, "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\nffnSize: 64\n");
+  const r = await runCli([
+    "apm",
+    "train",
+    "--data",
+    input,
+    "--val",
+    join(dir.path, "test.jsonl"),
+    "--init",
+    init,
+    "--tokenizer-vocab-size",
+    "300",
+    "--seq-len",
+    "96",
+    "--batch-size",
+    "4",
+    "--steps",
+    "3",
+    "--threads",
+    "1",
+    "-o",
+    run,
+  ]);
+  expect(r.stderr).toContain("9 outputs");
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout).apm).toMatch(/step-000003\.ckpt$/);
+});
+afterAll(() => dir.cleanup());
+
+const annotateArgs = (out: string, extra: string[] = []) => [
+  "annotate",
+  input,
+  "--apm",
+  run,
+  "-o",
+  out,
+  "--batch-size",
+  "4",
+  "--threads",
+  "1",
+  ...extra,
+];
+
+/** Starts annotate slowed down, and SIGKILLs it once the sidecar records at least `rows` rows. */
+function annotateAndKill(out: string, rows: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...annotateArgs(out)], {
+      env: { ...process.env, STEERLM_ANNOTATE_THROTTLE_MS: "150" },
+      stdio: "ignore",
+    });
+    const sidecar = `${out}.partial.json`;
+    const poll = setInterval(() => {
+      if (!existsSync(sidecar)) return;
+      let done = 0;
+      try {
+        done = JSON.parse(readFileSync(sidecar, "utf8")).rows;
+      } catch {
+        return; // being replaced right now
+      }
+      if (done >= rows) {
+        clearInterval(poll);
+        child.kill("SIGKILL");
+        resolve(done);
+      }
+    }, 20);
+    child.on("exit", (code, signal) => {
+      clearInterval(poll);
+      if (signal !== "SIGKILL") reject(new Error(`annotate ended before it was killed (${code})`));
+    });
+  });
+}
+
+describe("steerlm annotate", () => {
+  it("resumes after SIGKILL and ends byte for byte like an uninterrupted run", async () => {
+    const whole = join(dir.path, "whole.jsonl");
+    const r = await runCli(annotateArgs(whole));
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    const lines = readFileSync(whole, "utf8").trimEnd().split("\n");
+    expect(lines.length).toBe(summary.rows);
+    expect(summary.rows).toBe(readFileSync(input, "utf8").trimEnd().split("\n").length);
+
+    const out = join(dir.path, "killed.jsonl");
+    const done = await annotateAndKill(out, 8);
+    expect(existsSync(out)).toBe(false); // never a half file under the real name
+    // a torn line, as a kill in the middle of a write leaves it
+    appendFileSync(`${out}.partial`, '{"system": "Answer the us');
+    const again = await runCli(annotateArgs(out));
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout).resumedRows).toBe(done);
+    expect(readFileSync(out).equals(readFileSync(whole))).toBe(true);
+    expect(existsSync(`${out}.partial`) || existsSync(`${out}.partial.json`)).toBe(false);
+
+    // finished output: refused without --overwrite
+    const third = await runCli(annotateArgs(out));
+    expect(third.code).toBe(1);
+    expect(third.stderr).toContain(`${out}: the output already exists`);
+  });
+
+  it("refuses to resume with other settings or changed rows, naming the field", async () => {
+    const out = join(dir.path, "changed.jsonl");
+    await annotateAndKill(out, 4);
+    const r = await runCli(annotateArgs(out, ["--batch-size", "2"]));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${out}.partial.json: batchSize: 2 differs from the partial run's 4`);
+
+    const edited = join(dir.path, "edited.jsonl");
+    const rows = readFileSync(input, "utf8").split("\n");
+    rows[1] = rows[1]?.replace("Answer the user's question.", "Answer briefly.") ?? "";
+    writeFileSync(edited, rows.join("\n"));
+    const partial = readFileSync(`${out}.partial`);
+    const sidecar = JSON.parse(readFileSync(`${out}.partial.json`, "utf8"));
+    const out2 = join(dir.path, "edited.out.jsonl");
+    writeFileSync(`${out2}.partial`, partial);
+    writeFileSync(`${out2}.partial.json`, JSON.stringify({ ...sidecar, input: edited }));
+    const e = await runCli([
+      "annotate",
+      edited,
+      "--apm",
+      run,
+      "-o",
+      out2,
+      "--batch-size",
+      "4",
+      "--threads",
+      "1",
+    ]);
+    expect(e.code).toBe(1);
+    expect(e.stderr).toContain(`${edited}: the first ${sidecar.rows} rows differ`);
+  });
+
+  it("names the file, line and field of a bad input row", async () => {
+    const bad = join(dir.path, "bad.jsonl");
+    const rows = readFileSync(input, "utf8").split("\n").slice(0, 3);
+    rows[2] = rows[2]?.replace('"from":"User"', '"from":"Robot"') ?? "";
+    writeFileSync(bad, `${rows.join("\n")}\n`);
+    const r = await runCli(["annotate", bad, "--apm", run, "-o", join(dir.path, "bad.out.jsonl")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`${bad}:3: conversations\\[0\\]\\.from`));
+  });
+});
