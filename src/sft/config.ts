@@ -24,6 +24,8 @@ export interface SftConfig {
   schema: string;
   /** Vocabulary size of the tokenizer trained with `init` (byte symbols and control tokens included). */
   tokenizerVocabSize: number;
+  /** The trained tokenizer gets one token per attribute setting (`humor:4`), see setup.ts. */
+  attributeTokens: boolean;
   /** Train LoRA adapters on a frozen base instead of every weight. */
   lora: boolean;
   loraRank: number;
@@ -83,6 +85,7 @@ export const SFT_DEFAULTS: Omit<SftConfig, "data" | "output"> = {
   model: null,
   schema: "steerlm",
   tokenizerVocabSize: 2048,
+  attributeTokens: true,
   lora: false,
   loraRank: 8,
   loraAlpha: 16,
@@ -121,6 +124,7 @@ const FIELDS: Record<Key, Kind> = {
   model: "path",
   schema: "string",
   tokenizerVocabSize: "posint",
+  attributeTokens: "bool",
   lora: "bool",
   loraRank: "posint",
   loraAlpha: "number",

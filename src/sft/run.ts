@@ -128,7 +128,15 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   const records = await readSteerlmRecords(cfg.data, schema);
   const setup: ModelSetup =
     cfg.init !== null
-      ? setupNewModel(runDir, cfg.init, records, schema, cfg.tokenizerVocabSize, cfg.seqLen)
+      ? setupNewModel(
+          runDir,
+          cfg.init,
+          records,
+          schema,
+          cfg.tokenizerVocabSize,
+          cfg.seqLen,
+          cfg.attributeTokens,
+        )
       : await setupFromGguf(cfg.model as string);
   const pad = setup.tokenizer.eosId ?? 0;
   const train = encodeRecords(records, setup.tokenizer, schema, cfg.seqLen, setup.bos);
@@ -240,6 +248,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   let interrupted = false;
   const loopStart = performance.now();
   const firstStep = trainer.step;
+  let budgetLogged = 0;
   while (trainer.step < totalSteps) {
     const ts = performance.now();
     let stepTokens = 0;
@@ -277,9 +286,12 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
       if (fit < totalSteps) {
         totalSteps = Math.max(r.step + 1, fit);
         optimizer.totalSteps = totalSteps;
-        log.info(
-          `time budget ${opts.timeBudgetSeconds} s at ${perStepSeconds.toFixed(2)} s/step: the run ends at step ${totalSteps}`,
-        );
+        if (budgetLogged === 0 || totalSteps < budgetLogged * 0.95) {
+          budgetLogged = totalSteps;
+          log.info(
+            `time budget ${opts.timeBudgetSeconds} s at ${perStepSeconds.toFixed(2)} s/step: the run ends at step ${totalSteps}`,
+          );
+        }
       }
     }
     const tps = tokens / Math.max(trainSeconds, 1e-9);

@@ -10,6 +10,7 @@ import type { WeightSource } from "../model/weights.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../tokenizer/bpe-train.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import { HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
+import type { HfAddedToken, HfTokenizerJson } from "../tokenizer/hf-json.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { log } from "../util/log.js";
 import { type ModelInitInput, readModelInit } from "./config.js";
@@ -43,6 +44,7 @@ export function setupNewModel(
   schema: AttributeSchema,
   vocabSize: number,
   seqLen: number,
+  attributeTokens = true,
 ): ModelSetup {
   const { input, source } = readModelInit(init);
   const path = join(runDir, TOKENIZER_FILE);
@@ -54,7 +56,8 @@ export function setupNewModel(
       }
     };
     const t0 = performance.now();
-    const json = trainByteLevelBpe(texts(), { vocabSize });
+    const pairs = attributeTokens ? attributePairs(schema) : [];
+    const json = withPlainTokens(trainByteLevelBpe(texts(), { vocabSize: vocabSize - pairs.length }), pairs);
     saveTokenizerJson(path, json);
     log.info(
       `trained a byte-level BPE tokenizer (${vocabSize} ids) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${path}`,
@@ -73,6 +76,38 @@ export function setupNewModel(
     tokenizerJson: readFileSync(path, "utf8"),
     baseModel: null,
   };
+}
+
+/** Every `name:value` of a schema, in canonical order: quality:0 .. verbosity:4. */
+export function attributePairs(schema: AttributeSchema): string[] {
+  return schema.attributes.flatMap((a) =>
+    Array.from({ length: a.max - a.min + 1 }, (_, i) => `${a.name}:${a.min + i}`),
+  );
+}
+
+/**
+ * Appends non-special added tokens (ids after the last one). Why, for the value line: GPT-2's pre-tokenizer
+ * cuts `humor:4` into `humor`, `:`, `4`, so a model must compose two attention steps (which attribute a digit
+ * belongs to, then find that digit) before it can read one setting, and a small model learns that late (we
+ * measured: toxicity and complexity used after 1,500 steps, humor, correctness and verbosity barely).
+ * As one token per setting, a response position finds `humor:4` with a single lookup. These tokens are
+ * ordinary text (tokenizer.json `special: false`, llama.cpp USER_DEFINED): user text spelling `humor:4`
+ * gets the same id, which grants nothing; only `<extra_id_2>`, a control token, opens a value line.
+ */
+export function withPlainTokens(json: HfTokenizerJson, contents: readonly string[]): HfTokenizerJson {
+  let next = -1;
+  for (const id of Object.values(json.model.vocab as Record<string, number>)) next = Math.max(next, id);
+  for (const t of json.added_tokens) next = Math.max(next, t.id);
+  const added: HfAddedToken[] = contents.map((content) => ({
+    id: ++next,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: false,
+  }));
+  return { ...json, added_tokens: [...json.added_tokens, ...added] };
 }
 
 /** A tokenizer carried inside a checkpoint (for export and for runs whose directory lost tokenizer.json). */

@@ -3,6 +3,7 @@ import {
   kebab,
   parseFlagValue,
   resolveSftConfig,
+  SFT_DEFAULTS,
   SFT_FIELDS,
   type SftConfig,
   settingKind,
@@ -19,6 +20,7 @@ const HELP: Partial<Record<keyof SftConfig, string>> = {
   lora: "train LoRA adapters on the frozen --model",
   loraTargets: "comma-separated: q,k,v,o,gate,up,down",
   steps: "optimiser steps (0: --epochs passes over the data)",
+  attributeTokens: "one token per attribute setting (humor:4) in a tokenizer trained with --init",
 };
 
 export function register(program: Command): void {
@@ -34,14 +36,17 @@ export function register(program: Command): void {
     .option("--resume", "continue the run in -o from its newest checkpoint (its stored settings apply)");
   for (const key of SFT_FIELDS) {
     const flag = key === "output" ? "-o, --output" : `--${kebab(key)}`;
-    if (settingKind(key) === "bool") cmd.option(flag, HELP[key] ?? key);
+    if (settingKind(key) === "bool" && SFT_DEFAULTS[key as keyof typeof SFT_DEFAULTS] === true) {
+      cmd.option(`--no-${kebab(key)}`, `turn off: ${HELP[key] ?? key}`);
+    } else if (settingKind(key) === "bool") cmd.option(flag, HELP[key] ?? key);
     else cmd.option(`${flag} <value>`, HELP[key] ?? key);
   }
   cmd.action(async (raw: Record<string, string | boolean | undefined>) => {
     const flags: Partial<Record<keyof SftConfig, unknown>> = {};
     for (const key of SFT_FIELDS) {
+      // only what the user typed: commander fills defaults for --no-* options
       const v = raw[key];
-      if (v !== undefined) flags[key] = parseFlagValue(key, v);
+      if (v !== undefined && cmd.getOptionValueSource(key) === "cli") flags[key] = parseFlagValue(key, v);
     }
     let resolved: ReturnType<typeof resolveSftConfig>;
     if (raw.resume) {
