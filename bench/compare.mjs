@@ -16,6 +16,7 @@ const { values, positionals } = parseArgs({
     bf16: { type: "boolean", default: false },
     frozen: { type: "string" },
     threads: { type: "string", default: "1,2" },
+    replicas: { type: "string" },
   },
 });
 const [name = "m10", roundsArg = "3"] = positionals;
@@ -23,7 +24,8 @@ const rounds = Number(roundsArg);
 const root = fileURLToPath(new URL("..", import.meta.url));
 const anchor = fileURLToPath(new URL("../../shared/bench/torch_anchor.py", import.meta.url));
 if (!existsSync(anchor)) throw new Error(`anchor not found: ${anchor}`);
-const threads = values.threads.split(",").map(Number);
+// "r2" = two data-parallel replicas of one thread each
+const threads = values.threads.split(",").map((t) => (t === "r2" ? t : Number(t)));
 
 function ours(t) {
   const args = [

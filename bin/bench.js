@@ -20,13 +20,14 @@ const { values, positionals } = parseArgs({
     frozen: { type: "string" },
     backward: { type: "string" },
     bf16: { type: "boolean", default: false },
+    replicas: { type: "string" },
   },
 });
 const [kind, name] = positionals;
 const { BENCH_CONFIGS, benchTrain } = await import(entry.href);
 if (kind !== "train" || !(name in BENCH_CONFIGS)) {
   process.stderr.write(
-    `usage: npm run bench -- train <${Object.keys(BENCH_CONFIGS).join("|")}> [--lora] [--threads N] [--steps N] [--bf16] [--frozen f32|f16|bf16] [--backward manual|ggml] [--json]\n`,
+    `usage: npm run bench -- train <${Object.keys(BENCH_CONFIGS).join("|")}> [--lora] [--threads N] [--steps N] [--bf16] [--replicas R] [--frozen f32|f16|bf16] [--backward manual|ggml] [--json]\n`,
   );
   process.exit(1);
 }
@@ -37,12 +38,13 @@ const r = await benchTrain(name, {
   frozenType: values.frozen,
   backward: values.backward,
   computeType: values.bf16 ? "bf16" : "f32",
+  replicas: values.replicas ? Number(values.replicas) : undefined,
 });
 if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
 else {
   process.stdout.write(
     `train ${r.name} ${r.mode} (${r.backward} backward, ${r.compute} GEMMs): ${(r.params / 1e6).toFixed(2)}M params (${(r.trainable / 1e6).toFixed(2)}M trainable), ` +
-      `B=${r.batch} T=${r.seq_len}, ${r.threads} threads, ggml-cpu-${r.cpu_variant}\n` +
+      `B=${r.batch} T=${r.seq_len}, ${r.replicas > 1 ? `${r.replicas} replicas × 1 thread` : `${r.threads} threads`}, ggml-cpu-${r.cpu_variant}\n` +
       `  step ${r.step_ms.toFixed(0)} ms (cpu ${r.cpu_ms.toFixed(0)} ms) = ${r.tokens_per_s.toFixed(0)} tokens/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MB, ` +
       `loss ${r.loss_first.toFixed(3)} -> ${r.loss_last.toFixed(3)}\n`,
   );

@@ -62,6 +62,8 @@ export interface TrainBenchOptions {
   frozenType?: "f32" | "f16" | "bf16";
   /** GEMMs in bfloat16 (f32 master weights and accumulation). */
   computeType?: "f32" | "bf16";
+  /** Data-parallel graphs, each on one thread (see TrainerOptions.replicas). */
+  replicas?: number;
   /** Reverse pass: the hand-written one (default) or ggml's autograd. */
   backward?: "manual" | "ggml";
 }
@@ -76,6 +78,7 @@ export interface TrainBenchResult {
   batch: number;
   seq_len: number;
   threads: number;
+  replicas: number;
   cpu_variant: string;
   step_ms: number;
   /** CPU time per step over all threads: less sensitive than wall time to other load on the machine. */
@@ -101,16 +104,17 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     seqLen: b.seq,
     optimizer: { lr: 1e-3, weightDecay: 0.1, warmupSteps: 0, totalSteps: 0 },
     backward: opts.backward,
+    replicas: opts.replicas,
   });
   const rng = new Rng(0);
   const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(cfg.vocabSize));
   const batch = { tokens, labels: tokens };
-  const first = trainer.trainStep(batch).loss; // warm-up step (allocations, caches), not timed
+  const first = (await trainer.trainStepAsync(batch)).loss; // warm-up step (allocations, caches), not timed
   const steps = opts.steps ?? b.steps;
   let last = first;
   const t0 = process.hrtime.bigint();
   const cpu0 = process.cpuUsage();
-  for (let i = 0; i < steps; i++) last = trainer.trainStep(batch).loss;
+  for (let i = 0; i < steps; i++) last = (await trainer.trainStepAsync(batch)).loss;
   const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
   const cpu = process.cpuUsage(cpu0);
   const result: TrainBenchResult = {
@@ -125,6 +129,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     batch: b.batch,
     seq_len: b.seq,
     threads: backend.info.threads,
+    replicas: opts.replicas ?? 1,
     cpu_variant: backend.info.cpuVariant,
     step_ms: ms,
     cpu_ms: (cpu.user + cpu.system) / 1000 / steps,

@@ -182,6 +182,37 @@ describe("Trainer", () => {
     expect(asy.ticks).toBeGreaterThan(0);
   });
 
+  it("data-parallel replicas give the single-graph loss and gradients (unequal valid counts per half)", async () => {
+    const cfg = small();
+    const B = 4;
+    const T = 10;
+    const b = lmBatch(cfg, B, T, 31);
+    b.attention = Uint8Array.from({ length: B * T }, (_, i) => (i >= T && i < 2 * T && i % T > 5 ? 0 : 1));
+    b.labels = Int32Array.from(b.tokens, (t, i) => (b.attention?.[i] && i % 7 !== 3 ? t : IGNORE));
+    const run = async (replicas: number) => {
+      const model = await LlamaModel.create(backend, cfg, null, { seed: 13, initStd: 0.1 });
+      const tr = new Trainer(backend, model, { batchSize: B, seqLen: T, replicas, optimizer: opt });
+      const loss = await tr.accumulateAsync(b);
+      const g = tr.gradient("blk.0.attn_k.weight");
+      const ev = tr.evaluate(b);
+      const step = tr.applyUpdate();
+      const w = model.getWeight("blk.1.ffn_down.weight");
+      tr.free();
+      model.free();
+      return { loss, g, ev, step, w };
+    };
+    const one = await run(1);
+    const two = await run(2);
+    expect(two.loss).toBeCloseTo(one.loss, 5);
+    expect(two.ev.loss).toBeCloseTo(one.ev.loss, 5);
+    expect(two.ev.output.length).toBe(one.ev.output.length);
+    for (let i = 0; i < one.ev.output.length; i += 97)
+      expect(two.ev.output[i]).toBeCloseTo(one.ev.output[i] as number, 4);
+    for (let i = 0; i < one.g.length; i++) expect(two.g[i]).toBeCloseTo(one.g[i] as number, 5);
+    expect(two.step.gradNorm).toBeCloseTo(one.step.gradNorm, 4);
+    for (let i = 0; i < one.w.length; i += 13) expect(two.w[i]).toBeCloseTo(one.w[i] as number, 5);
+  });
+
   it("trains a 30-layer model (past ggml_opt's 2048-node static graph limit)", async () => {
     const cfg = resolveLlamaConfig({
       vocabSize: 32,

@@ -5,21 +5,18 @@ import {
   type GraphAllocator,
   getF32,
   getScalar,
-  gradOf,
   setData,
 } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
-import type { AttentionInputs } from "../model/attention.js";
-import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
-import { maskedCrossEntropy, maskedMse } from "../model/loss.js";
-import { buildForward, type LlamaModel, type ParamInfo } from "../model/model.js";
-import { Tape } from "../model/tape.js";
+import { HEAD_WEIGHT } from "../model/head.js";
+import type { LlamaModel, ParamInfo } from "../model/model.js";
 import { SteerlmError } from "../util/errors.js";
 import { type Batch, type PreparedBatch, prepareBatch } from "./batch.js";
+import { Replica, type TrainTask } from "./replica.js";
 import { learningRate, type ScheduleOptions } from "./schedule.js";
 
-export type TrainTask = "lm" | "regression";
+export type { TrainTask } from "./replica.js";
 
 export interface OptimizerOptions extends ScheduleOptions {
   weightDecay?: number;
@@ -40,6 +37,13 @@ export interface TrainerOptions {
    * ggml's GEMM; "ggml": ggml's own autograd (out_prod based, slower on CPU), kept as a cross-check.
    */
   backward?: "manual" | "ggml";
+  /**
+   * Data parallelism: split each batch's rows over this many graphs, each on its own single-threaded
+   * backend, computed at the same time by `trainStepAsync`/`accumulateAsync` (the synchronous methods run
+   * them one after the other). Gradients are summed exactly; batchSize must divide evenly. Default 1: one
+   * graph on the given backend with its thread count.
+   */
+  replicas?: number;
 }
 
 export interface StepResult {
@@ -54,34 +58,16 @@ export interface StepResult {
 interface Slot {
   info: ParamInfo;
   w: Tensor;
-  acc: Tensor;
+  accs: Tensor[];
   m: Tensor;
   v: Tensor;
 }
 
-/** Graph-input tensors, allocated once with the optimiser state. */
-interface Inputs {
-  tokens: Tensor;
-  positions: Tensor;
-  kqMask: Tensor;
-  flatIdx: Tensor;
-  lossMask: Tensor;
-  negInvCount: Tensor;
-  lastIdx: Tensor;
-  targets: Tensor;
-  targetMask: Tensor;
-  invTargetCount: Tensor;
-  lossAcc: Tensor;
+interface OptInputs {
   adamDecay: Tensor;
   adamNoDecay: Tensor;
   clipMax: Tensor;
   invAccum: Tensor;
-}
-
-/** Nodes per layer are ~40 forward (+5 per LoRA target); backward roughly triples that. */
-function graphSize(model: LlamaModel): number {
-  const lora = model.options.lora?.targets.length ?? 0;
-  return 4096 + model.config.numLayers * (60 + 10 * lora) * 6;
 }
 
 /**
@@ -99,18 +85,15 @@ export class Trainer {
   readonly #slots: Slot[] = [];
   readonly #static: Context;
   readonly #buf: Buffer;
-  readonly #inp: Inputs;
-  readonly #compute: Context;
-  readonly #train: Graph;
-  readonly #trainAlloc: GraphAllocator;
-  readonly #loss: Tensor;
+  readonly #inp: OptInputs;
+  readonly #replicas: Replica[] = [];
+  readonly #ownBackends: Backend[] = [];
   readonly #optCtx: Context;
   readonly #opt: Graph;
   readonly #optAlloc: GraphAllocator;
   readonly #norm: Tensor;
   readonly #manual: boolean;
   readonly #frozenTransposes = new Map<Tensor, Tensor>();
-  #eval: { ctx: Context; graph: Graph; alloc: GraphAllocator; loss: Tensor; out: Tensor } | undefined;
 
   constructor(
     readonly backend: Backend,
@@ -123,105 +106,87 @@ export class Trainer {
     const cfg = model.config;
     const B = this.batchSize;
     const T = this.seqLen;
+    const R = options.replicas ?? 1;
     if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 2) {
       throw new SteerlmError(`batch shape must be B ≥ 1, T ≥ 2 (got ${B}×${T})`);
+    }
+    if (!Number.isInteger(R) || R < 1 || B % R !== 0) {
+      throw new SteerlmError(`replicas (${R}) must be a positive integer dividing the batch size (${B})`);
     }
     if (this.task === "regression" && !model.has(HEAD_WEIGHT)) {
       throw new SteerlmError("regression training needs a model created with regressionOutputs");
     }
-    const N = B * T;
-    if (N * cfg.vocabSize >= 2 ** 31)
-      throw new SteerlmError(`batch too large for the vocabulary: ${N}×${cfg.vocabSize} logits`);
-    const K = this.#outputs();
+    if (B * T * cfg.vocabSize >= 2 ** 31)
+      throw new SteerlmError(`batch too large for the vocabulary: ${B * T}×${cfg.vocabSize} logits`);
     const trainable = model.trainable();
     if (trainable.length === 0) throw new SteerlmError("model has no trainable tensors");
+    this.#manual = (options.backward ?? "manual") === "manual";
 
-    // ---- static tensors: inputs, gradient accumulators, AdamW moments ----
-    this.#static = new Context(32 + 3 * trainable.length + model.params.length);
+    // ---- static tensors: optimiser inputs, AdamW moments, transposes of frozen matrices ----
+    this.#static = new Context(16 + 2 * trainable.length + model.params.length);
     const s = this.#static;
-    const input = (type: "f32" | "i32", ne: number[], name: string) => {
-      const t = s.newTensor(type, ne, name);
+    const input = (ne: number[], name: string) => {
+      const t = s.newTensor("f32", ne, name);
       s.setInput(t);
       return t;
     };
     this.#inp = {
-      tokens: input("i32", [N], "tokens"),
-      positions: input("i32", [N], "positions"),
-      kqMask: input("f32", [T, T, 1, B], "kq_mask"),
-      flatIdx: input("i32", [N], "target_idx"),
-      lossMask: input("f32", [1, N], "loss_mask"),
-      negInvCount: input("f32", [1], "neg_inv_count"),
-      lastIdx: input("i32", [B], "last_idx"),
-      targets: input("f32", [K, B], "targets"),
-      targetMask: input("f32", [K, B], "target_mask"),
-      invTargetCount: input("f32", [1], "inv_target_count"),
-      lossAcc: s.newTensor("f32", [1], "loss_grad"),
-      adamDecay: input("f32", [7], "adamw_decay"),
-      adamNoDecay: input("f32", [7], "adamw_no_decay"),
-      clipMax: input("f32", [1], "clip_max"),
-      invAccum: input("f32", [1], "inv_accum"),
+      adamDecay: input([7], "adamw_decay"),
+      adamNoDecay: input([7], "adamw_no_decay"),
+      clipMax: input([1], "clip_max"),
+      invAccum: input([1], "inv_accum"),
     };
-    const candidates = trainable.map(({ info, tensor }) => ({
+    const moments = trainable.map(({ info, tensor }) => ({
       info,
       w: tensor,
-      acc: s.newTensor("f32", info.shape, `${info.name}.grad`),
       m: s.newTensor("f32", info.shape, `${info.name}.m`),
       v: s.newTensor("f32", info.shape, `${info.name}.v`),
     }));
     // manual backward: transposed copies of frozen matrices, made once (see Tape.transposedWeight)
-    const frozen =
-      (options.backward ?? "manual") === "manual"
-        ? model.params.filter((p) => !p.trainable && p.shape.length === 2)
-        : [];
+    const frozen = this.#manual ? model.params.filter((p) => !p.trainable && p.shape.length === 2) : [];
     for (const p of frozen) {
       const w = model.tensor(p.name);
-      this.#frozenTransposes.set(
-        w,
-        s.newTensor(w.type, [p.shape[1] as number, p.shape[0] as number], `${p.name}.T`),
-      );
+      const type = model.options.computeType === "bf16" && w.type === "f32" ? "bf16" : w.type;
+      const shapeT = [p.shape[1] as number, p.shape[0] as number];
+      this.#frozenTransposes.set(w, s.newTensor(type, shapeT, `${p.name}.T`));
     }
     this.#buf = backend.allocTensors(s);
     if (frozen.length > 0) this.refreshFrozenWeights();
 
-    // ---- forward + backward ----
-    const size = graphSize(model);
-    this.#compute = new Context(size * 3, size);
-    const c = this.#compute;
-    this.#manual = (options.backward ?? "manual") === "manual";
-    this.#train = new Graph(c, size);
-    if (this.#manual) {
-      const tape = new Tape(c, new Set(candidates.map((x) => x.w)), this.#frozenTransposes);
-      this.#loss = this.#buildLoss(c, undefined, tape);
-      c.setOutput(this.#loss);
-      this.#train.expand(this.#loss);
-      tape.backward();
-      // gradients add into the static accumulators; the optimiser graph zeroes them after each update
-      for (const x of candidates) {
-        const g = tape.paramGrads.get(x.w);
-        if (!g) continue; // not reached by the loss (e.g. output.weight under a regression task)
-        this.#train.expand(c.addInplace(x.acc, g));
-        this.#slots.push(x);
+    // ---- forward + backward graphs ----
+    for (let r = 0; r < R; r++) {
+      let be = backend;
+      if (R > 1) {
+        be = new Backend(1, undefined);
+        this.#ownBackends.push(be);
       }
-    } else {
-      this.#loss = this.#buildLoss(c);
-      c.setLoss(this.#loss);
-      c.setOutput(this.#loss);
-      this.#train.expand(this.#loss);
-      const accs = new Map<Tensor, Tensor>(candidates.map((x) => [x.w, x.acc]));
-      accs.set(this.#loss, this.#inp.lossAcc);
-      this.#train.backward(accs);
-      for (const x of candidates) if (gradOf(this.#train, x.w, c)) this.#slots.push(x);
+      this.#replicas.push(
+        new Replica(be, {
+          model,
+          rows: B / R,
+          seqLen: T,
+          task: this.task,
+          manual: this.#manual,
+          params: trainable.map((t) => t.tensor),
+          frozenTransposes: this.#frozenTransposes,
+          outputs: this.#outputs(),
+        }),
+      );
     }
-    this.#trainAlloc = backend.newAllocator();
-    this.#trainAlloc.alloc(this.#train);
+    const first = this.#replicas[0] as Replica;
+    for (const x of moments) {
+      if (!first.accs.has(x.w)) continue;
+      this.#slots.push({ ...x, accs: this.#replicas.map((r) => r.accs.get(x.w) as Tensor) });
+    }
 
     // ---- optimiser: norm of the averaged gradient, clip factor, AdamW per tensor ----
-    const optSize = 64 + 12 * this.#slots.length;
+    const optSize = 64 + (12 + 2 * R) * this.#slots.length;
     this.#optCtx = new Context(optSize * 2, optSize);
     const o = this.#optCtx;
+    const sums = this.#slots.map((x) => x.accs.slice(1).reduce((a, b) => o.add(a, b), x.accs[0] as Tensor));
     let sumsq: Tensor | undefined;
-    for (const x of this.#slots) {
-      const q = o.sum(o.sqr(x.acc));
+    for (const g of sums) {
+      const q = o.sum(o.sqr(g));
       sumsq = sumsq ? o.add(sumsq, q) : q;
     }
     const inv = this.#inp.invAccum;
@@ -230,51 +195,25 @@ export class Trainer {
     // factor = (1/k)·min(1, max/(‖g‖+1e-6)); with clipping off clip_max is huge and the clamp gives 1
     const factor = o.mul(o.clamp(o.div(this.#inp.clipMax, o.scaleBias(this.#norm, 1, 1e-6)), 0, 1), inv);
     this.#opt = new Graph(o, optSize);
-    for (const x of this.#slots) {
-      const g = o.mul(x.acc, factor);
-      this.#opt.expand(
-        o.adamwStep(x.w, g, x.m, x.v, x.info.decay ? this.#inp.adamDecay : this.#inp.adamNoDecay),
-      );
-    }
+    this.#slots.forEach((x, i) => {
+      const g = o.mul(sums[i] as Tensor, factor);
+      const pars = x.info.decay ? this.#inp.adamDecay : this.#inp.adamNoDecay;
+      this.#opt.expand(o.adamwStep(x.w, g, x.m, x.v, pars));
+    });
     this.#opt.expand(this.#norm);
-    if (this.#manual) for (const x of this.#slots) this.#opt.expand(o.scaleInplace(x.acc, 0));
+    if (this.#manual)
+      for (const x of this.#slots) for (const acc of x.accs) this.#opt.expand(o.scaleInplace(acc, 0));
     this.#optAlloc = backend.newAllocator();
     this.#optAlloc.alloc(this.#opt);
     for (const x of this.#slots) {
       const z = new Float32Array(x.info.shape.reduce((a, b) => a * b, 1));
       setData(x.m, z);
       setData(x.v, z);
-      setData(x.acc, z);
     }
   }
 
   #outputs(): number {
     return this.model.has(HEAD_WEIGHT) ? (this.model.tensor(HEAD_WEIGHT).ne[1] as number) : 1;
-  }
-
-  #attn(): AttentionInputs {
-    return {
-      positions: this.#inp.positions,
-      kqMask: this.#inp.kqMask,
-      seqLen: this.seqLen,
-      batch: this.batchSize,
-      ropeMode: this.model.options.ropeMode,
-    };
-  }
-
-  /** Loss node of the task; `out` receives logits or predictions for forward-only use. */
-  #buildLoss(c: Context, out?: (t: Tensor) => void, tape?: Tape): Tensor {
-    const i = this.#inp;
-    const fwd = buildForward(c, this.model, i.tokens, this.#attn(), this.task === "lm", tape);
-    if (this.task === "lm") {
-      const logits = fwd.logits as Tensor;
-      out?.(logits);
-      return maskedCrossEntropy(c, logits, i.flatIdx, i.lossMask, i.negInvCount, tape);
-    }
-    const w = this.model.tensor(HEAD_WEIGHT);
-    const pred = regressionHead(c, fwd.hidden, i.lastIdx, w, this.model.tensor(HEAD_BIAS), tape);
-    out?.(pred);
-    return maskedMse(c, pred, i.targets, i.targetMask, i.invTargetCount, tape);
   }
 
   get step(): number {
@@ -299,7 +238,7 @@ export class Trainer {
 
   /** Nodes in the forward+backward graph. */
   get graphNodes(): number {
-    return this.#train.nodeCount;
+    return (this.#replicas[0] as Replica).graph.nodeCount;
   }
 
   /** Names of the tensors the optimiser updates. */
@@ -307,53 +246,72 @@ export class Trainer {
     return this.#slots.map((x) => x.info.name);
   }
 
-  #upload(batch: Batch): PreparedBatch {
-    // each task reads only its own labels
-    const own: Batch =
-      this.task === "lm"
-        ? { tokens: batch.tokens, attention: batch.attention, labels: batch.labels }
-        : { tokens: batch.tokens, attention: batch.attention, targets: batch.targets };
-    const p = prepareBatch(own, this.batchSize, this.seqLen, this.model.config.vocabSize, this.#outputs());
+  /** Validates the batch, splits its rows over the replicas and uploads each part. */
+  #upload(batch: Batch): void {
     if (this.task === "regression" && !batch.targets)
       throw new SteerlmError("regression batch without targets");
     if (this.task === "lm" && !batch.labels) throw new SteerlmError("language-model batch without labels");
-    const i = this.#inp;
-    setData(i.tokens, p.tokens);
-    setData(i.positions, p.positions);
-    setData(i.kqMask, p.kqMask);
-    setData(i.flatIdx, p.flatIdx);
-    setData(i.lossMask, p.lossMask);
-    setData(i.negInvCount, p.negInvCount);
-    setData(i.lastIdx, p.lastIdx);
-    setData(i.targets, p.targets);
-    setData(i.targetMask, p.targetMask);
-    setData(i.invTargetCount, p.invTargetCount);
-    return p;
+    const R = this.#replicas.length;
+    const rows = this.batchSize / R;
+    const T = this.seqLen;
+    const K = this.#outputs();
+    const part = <A extends Int32Array | Uint8Array | Float32Array>(
+      a: A | undefined,
+      r: number,
+      w: number,
+    ) => (a && R > 1 ? (a.subarray(r * rows * w, (r + 1) * rows * w) as A) : a);
+    if (batch.tokens.length !== this.batchSize * T) {
+      // let prepareBatch report it with the full shape
+      prepareBatch(batch, this.batchSize, T, this.model.config.vocabSize, K);
+    }
+    const parts: PreparedBatch[] = [];
+    for (let r = 0; r < R; r++) {
+      // each task reads only its own labels
+      const own: Batch = {
+        tokens: part(batch.tokens, r, T) as Int32Array,
+        attention: part(batch.attention, r, T),
+        ...(this.task === "lm"
+          ? { labels: part(batch.labels, r, T) }
+          : { targets: part(batch.targets, r, K) }),
+      };
+      parts.push(prepareBatch(own, rows, T, this.model.config.vocabSize, K));
+    }
+    // every replica divides by the whole batch's count, so the replicas' gradients sum to the batch mean
+    const total = parts.reduce((a, p) => a + p.validCount, 0);
+    this.#replicas.forEach((rep, r) => {
+      const p = parts[r] as PreparedBatch;
+      p.negInvCount[0] = total > 0 ? -1 / total : 0;
+      p.invTargetCount[0] = total > 0 ? 1 / total : 0;
+      rep.upload(p);
+    });
+  }
+
+  #finishMicro(): number {
+    this.#micro++;
+    const loss = this.#replicas.reduce((a, r) => a + r.loss, 0);
+    this.#microLosses.push(loss);
+    return loss;
   }
 
   /** Forward + backward of one micro-batch; gradients add up until `applyUpdate`. Returns the loss. */
   accumulate(batch: Batch): number {
     this.#upload(batch);
-    if (this.#micro === 0 && !this.#manual) this.#train.reset();
-    this.backend.compute(this.#train);
-    this.#micro++;
-    const loss = getScalar(this.#loss);
-    this.#microLosses.push(loss);
-    return loss;
+    for (const r of this.#replicas) {
+      if (this.#micro === 0) r.startAccumulation();
+      r.backend.compute(r.graph);
+    }
+    return this.#finishMicro();
   }
 
-  /** `accumulate` with the computation on a worker thread (the event loop stays free). */
+  /** `accumulate` with the computations on worker threads, the replicas at the same time. */
   async accumulateAsync(batch: Batch): Promise<number> {
     this.#upload(batch);
-    if (this.#micro === 0 && !this.#manual) this.#train.reset();
-    await this.backend.computeAsync(this.#train);
-    this.#micro++;
-    const loss = getScalar(this.#loss);
-    this.#microLosses.push(loss);
-    return loss;
+    if (this.#micro === 0) for (const r of this.#replicas) r.startAccumulation();
+    await Promise.all(this.#replicas.map((r) => r.backend.computeAsync(r.graph)));
+    return this.#finishMicro();
   }
 
-  /** `trainStep` with the heavy computations on a worker thread. */
+  /** `trainStep` with the heavy computations on worker threads. */
   async trainStepAsync(batches: Batch | Batch[]): Promise<StepResult> {
     for (const b of Array.isArray(batches) ? batches : [batches]) await this.accumulateAsync(b);
     return this.applyUpdate();
@@ -396,34 +354,25 @@ export class Trainer {
   gradient(name: string): Float32Array {
     const slot = this.#slots.find((x) => x.info.name === name);
     if (!slot) throw new SteerlmError(`${name} is not trained`);
-    return getF32(slot.acc);
-  }
-
-  #evalGraph() {
-    if (this.#eval) return this.#eval;
-    const size = graphSize(this.model);
-    const ctx = new Context(size * 2, size);
-    let out: Tensor | undefined;
-    const loss = this.#buildLoss(ctx, (t) => {
-      out = t;
-    });
-    ctx.setOutput(loss);
-    ctx.setOutput(out as Tensor);
-    const graph = new Graph(ctx, size);
-    graph.expand(out as Tensor);
-    graph.expand(loss);
-    const alloc = this.backend.newAllocator();
-    alloc.alloc(graph);
-    this.#eval = { ctx, graph, alloc, loss, out: out as Tensor };
-    return this.#eval;
+    const out = getF32(slot.accs[0] as Tensor);
+    for (const acc of slot.accs.slice(1)) {
+      const g = getF32(acc);
+      for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + (g[i] as number);
+    }
+    return out;
   }
 
   /** Forward only: the loss and the logits [N·V] (lm) or predictions [B·K] (regression). */
   evaluate(batch: Batch): { loss: number; output: Float32Array } {
-    const e = this.#evalGraph();
     this.#upload(batch);
-    this.backend.compute(e.graph);
-    return { loss: getScalar(e.loss), output: getF32(e.out) };
+    const outs = this.#replicas.map((r) => r.evaluate());
+    const output = new Float32Array(outs.reduce((a, o) => a + o.output.length, 0));
+    let at = 0;
+    for (const o of outs) {
+      output.set(o.output, at);
+      at += o.output.length;
+    }
+    return { loss: outs.reduce((a, o) => a + o.loss, 0), output };
   }
 
   /** AdamW moments of one trained tensor (for checkpoints). */
@@ -445,12 +394,10 @@ export class Trainer {
   }
 
   free(): void {
-    this.#eval?.alloc.free();
-    this.#eval?.ctx.free();
+    for (const r of this.#replicas) r.free();
+    for (const b of this.#ownBackends) b.free();
     this.#optAlloc.free();
-    this.#trainAlloc.free();
     this.#optCtx.free();
-    this.#compute.free();
     this.#buf.free();
     this.#static.free();
   }

@@ -1,0 +1,220 @@
+import {
+  type Backend,
+  type Buffer,
+  Graph,
+  type GraphAllocator,
+  getF32,
+  getScalar,
+  gradOf,
+  setData,
+} from "../ggml/backend.js";
+import { Context } from "../ggml/context.js";
+import type { Tensor } from "../ggml/tensor.js";
+import type { AttentionInputs } from "../model/attention.js";
+import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
+import { maskedCrossEntropy, maskedMse } from "../model/loss.js";
+import { buildForward, type LlamaModel } from "../model/model.js";
+import { Tape } from "../model/tape.js";
+import type { PreparedBatch } from "./batch.js";
+
+export type TrainTask = "lm" | "regression";
+
+/** Nodes per layer are ~40 forward (+5 per LoRA target); backward roughly triples that. */
+export function graphSize(model: LlamaModel): number {
+  const lora = model.options.lora?.targets.length ?? 0;
+  return 4096 + model.config.numLayers * (60 + 10 * lora) * 6;
+}
+
+export interface ReplicaSpec {
+  model: LlamaModel;
+  /** Rows of the batch this replica computes. */
+  rows: number;
+  seqLen: number;
+  task: TrainTask;
+  /** Hand-written reverse pass (true) or ggml's autograd. */
+  manual: boolean;
+  /** Trainable parameters to differentiate. */
+  params: readonly Tensor[];
+  frozenTransposes: ReadonlyMap<Tensor, Tensor>;
+  outputs: number;
+}
+
+interface Inputs {
+  tokens: Tensor;
+  positions: Tensor;
+  kqMask: Tensor;
+  flatIdx: Tensor;
+  lossMask: Tensor;
+  negInvCount: Tensor;
+  lastIdx: Tensor;
+  targets: Tensor;
+  targetMask: Tensor;
+  invTargetCount: Tensor;
+  lossAcc: Tensor;
+}
+
+/**
+ * One forward+backward graph over `rows` sequences with its own inputs, gradient accumulators and
+ * backend. A Trainer runs one replica, or several on halves of the batch at once: each replica has a
+ * single-threaded backend, so no op waits on a barrier for another core (ggml's spinning barriers
+ * stall when the OS deschedules a worker; replicas only meet once per step).
+ */
+export class Replica {
+  /** Gradient accumulator of each parameter the loss reaches. */
+  readonly accs = new Map<Tensor, Tensor>();
+  readonly #static: Context;
+  readonly #buf: Buffer;
+  readonly inp: Inputs;
+  readonly #compute: Context;
+  readonly graph: Graph;
+  readonly #alloc: GraphAllocator;
+  readonly #loss: Tensor;
+  #eval: { ctx: Context; graph: Graph; alloc: GraphAllocator; loss: Tensor; out: Tensor } | undefined;
+
+  constructor(
+    readonly backend: Backend,
+    readonly spec: ReplicaSpec,
+  ) {
+    const B = spec.rows;
+    const T = spec.seqLen;
+    const N = B * T;
+    const K = spec.outputs;
+    this.#static = new Context(16 + spec.params.length);
+    const s = this.#static;
+    const input = (type: "f32" | "i32", ne: number[], name: string) => {
+      const t = s.newTensor(type, ne, name);
+      s.setInput(t);
+      return t;
+    };
+    this.inp = {
+      tokens: input("i32", [N], "tokens"),
+      positions: input("i32", [N], "positions"),
+      kqMask: input("f32", [T, T, 1, B], "kq_mask"),
+      flatIdx: input("i32", [N], "target_idx"),
+      lossMask: input("f32", [1, N], "loss_mask"),
+      negInvCount: input("f32", [1], "neg_inv_count"),
+      lastIdx: input("i32", [B], "last_idx"),
+      targets: input("f32", [K, B], "targets"),
+      targetMask: input("f32", [K, B], "target_mask"),
+      invTargetCount: input("f32", [1], "inv_target_count"),
+      lossAcc: s.newTensor("f32", [1], "loss_grad"),
+    };
+    const accOf = new Map(spec.params.map((w) => [w, s.newTensor("f32", [...w.ne], `${w.name}.grad`)]));
+    this.#buf = backend.allocTensors(s);
+
+    const size = graphSize(spec.model);
+    this.#compute = new Context(size * 3, size);
+    const c = this.#compute;
+    this.graph = new Graph(c, size);
+    if (spec.manual) {
+      const tape = new Tape(c, new Set(spec.params), spec.frozenTransposes);
+      this.#loss = this.#buildLoss(c, undefined, tape);
+      c.setOutput(this.#loss);
+      this.graph.expand(this.#loss);
+      tape.backward();
+      // gradients add into the static accumulators; the optimiser graph zeroes them after each update
+      for (const [w, acc] of accOf) {
+        const g = tape.paramGrads.get(w);
+        if (!g) continue; // not reached by the loss (e.g. output.weight under a regression task)
+        this.graph.expand(c.addInplace(acc, g));
+        this.accs.set(w, acc);
+      }
+    } else {
+      this.#loss = this.#buildLoss(c);
+      c.setLoss(this.#loss);
+      c.setOutput(this.#loss);
+      this.graph.expand(this.#loss);
+      const accs = new Map<Tensor, Tensor>(accOf);
+      accs.set(this.#loss, this.inp.lossAcc);
+      this.graph.backward(accs);
+      for (const [w, acc] of accOf) if (gradOf(this.graph, w, c)) this.accs.set(w, acc);
+    }
+    this.#alloc = backend.newAllocator();
+    this.#alloc.alloc(this.graph);
+    for (const acc of accOf.values()) setData(acc, new Float32Array(acc.nelements));
+  }
+
+  #attn(): AttentionInputs {
+    return {
+      positions: this.inp.positions,
+      kqMask: this.inp.kqMask,
+      seqLen: this.spec.seqLen,
+      batch: this.spec.rows,
+      ropeMode: this.spec.model.options.ropeMode,
+    };
+  }
+
+  /** Loss node of the task; `out` receives logits or predictions for forward-only use. */
+  #buildLoss(c: Context, out?: (t: Tensor) => void, tape?: Tape): Tensor {
+    const i = this.inp;
+    const model = this.spec.model;
+    const fwd = buildForward(c, model, i.tokens, this.#attn(), this.spec.task === "lm", tape);
+    if (this.spec.task === "lm") {
+      const logits = fwd.logits as Tensor;
+      out?.(logits);
+      return maskedCrossEntropy(c, logits, i.flatIdx, i.lossMask, i.negInvCount, tape);
+    }
+    const w = model.tensor(HEAD_WEIGHT);
+    const pred = regressionHead(c, fwd.hidden, i.lastIdx, w, model.tensor(HEAD_BIAS), tape);
+    out?.(pred);
+    return maskedMse(c, pred, i.targets, i.targetMask, i.invTargetCount, tape);
+  }
+
+  upload(p: PreparedBatch): void {
+    const i = this.inp;
+    setData(i.tokens, p.tokens);
+    setData(i.positions, p.positions);
+    setData(i.kqMask, p.kqMask);
+    setData(i.flatIdx, p.flatIdx);
+    setData(i.lossMask, p.lossMask);
+    setData(i.negInvCount, p.negInvCount);
+    setData(i.lastIdx, p.lastIdx);
+    setData(i.targets, p.targets);
+    setData(i.targetMask, p.targetMask);
+    setData(i.invTargetCount, p.invTargetCount);
+  }
+
+  /** ggml's autograd path needs d(loss)=1 and zeroed accumulators at the start of an accumulation. */
+  startAccumulation(): void {
+    if (!this.spec.manual) this.graph.reset();
+  }
+
+  get loss(): number {
+    return getScalar(this.#loss);
+  }
+
+  #evalGraph() {
+    if (this.#eval) return this.#eval;
+    const size = graphSize(this.spec.model);
+    const ctx = new Context(size * 2, size);
+    let out: Tensor | undefined;
+    const loss = this.#buildLoss(ctx, (t) => {
+      out = t;
+    });
+    ctx.setOutput(loss);
+    ctx.setOutput(out as Tensor);
+    const graph = new Graph(ctx, size);
+    graph.expand(out as Tensor);
+    graph.expand(loss);
+    const alloc = this.backend.newAllocator();
+    alloc.alloc(graph);
+    this.#eval = { ctx, graph, alloc, loss, out: out as Tensor };
+    return this.#eval;
+  }
+
+  /** Forward only over already uploaded inputs. */
+  evaluate(): { loss: number; output: Float32Array } {
+    const e = this.#evalGraph();
+    this.backend.compute(e.graph);
+    return { loss: getScalar(e.loss), output: getF32(e.out) };
+  }
+
+  free(): void {
+    this.#eval?.alloc.free();
+    this.#eval?.ctx.free();
+    this.#alloc.free();
+    this.#compute.free();
+    this.#buf.free();
+    this.#static.free();
+  }
+}
