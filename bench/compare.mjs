@@ -28,18 +28,14 @@ if (!existsSync(anchor)) throw new Error(`anchor not found: ${anchor}`);
 const threads = values.threads.split(",").map((t) => (t === "r2" ? t : Number(t)));
 
 function ours(t) {
-  const args = [
-    "bin/bench.js",
-    "train",
-    name,
-    "--json",
-    "--threads",
-    String(t),
-    ...(values.lora ? ["--lora"] : []),
-  ];
-  return JSON.parse(
-    execFileSync(process.execPath, args, { cwd: root, encoding: "utf8" }).trim().split("\n").pop(),
-  );
+  // t: a thread count, or "r2" for two data-parallel replicas of one thread each
+  const par = t === "r2" ? ["--threads", "1", "--replicas", "2"] : ["--threads", String(t)];
+  const args = ["bin/bench.js", "train", name, "--json", ...par];
+  if (values.lora) args.push("--lora");
+  if (values.bf16) args.push("--bf16");
+  if (values.frozen) args.push("--frozen", values.frozen);
+  const out = execFileSync(process.execPath, args, { cwd: root, encoding: "utf8" });
+  return JSON.parse(out.trim().split("\n").pop());
 }
 function torch() {
   const out = execFileSync("/usr/bin/python3", [anchor, name, "1", values.lora ? "lora" : "full"], {
