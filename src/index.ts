@@ -1,6 +1,7 @@
 // The public library API: everything the CLI does is reachable from here.
 
 export * from "./apm/index.js";
+export * from "./eval/index.js";
 export * from "./inference/index.js";
 export * from "./serve/index.js";
 export {

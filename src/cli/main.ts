@@ -15,6 +15,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import("./commands/data.js"),
   () => import("./commands/model.js"),
   () => import("./commands/model-convert.js"),
+  () => import("./commands/eval.js"),
   () => import("./commands/apm.js"),
 ];
 

@@ -1,0 +1,311 @@
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Command } from "commander";
+import { type AttributeValues, parseValues } from "../../data/attributes.js";
+import { readRecords } from "../../data/read.js";
+import { formatAdherence, measureAdherence } from "../../eval/adherence.js";
+import { generateAnswers } from "../../eval/answer.js";
+import { fastchatDir, loadBench } from "../../eval/bench.js";
+import { openAiJudge } from "../../eval/client.js";
+import { readAnswers, readJudgePrompts, readLegacyPrompts, readLegacyReviewers } from "../../eval/formats.js";
+import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js";
+import { buildReport, formatReport } from "../../eval/report.js";
+import { SteerableModel } from "../../inference/model.js";
+import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
+import { InputError } from "../../util/errors.js";
+
+function int(text: string, field: string, min: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min)
+    throw new InputError(`expected an integer >= ${min}, got ${JSON.stringify(text)}`, { field });
+  return Number(text);
+}
+
+function number(text: string, field: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n < 0)
+    throw new InputError(`expected a number >= 0, got ${JSON.stringify(text)}`, { field });
+  return n;
+}
+
+/** `0..4` or `0,2,4`. */
+export function parseLevels(text: string): number[] {
+  const range = /^(\d+)\.\.(\d+)$/.exec(text);
+  if (range) {
+    const [a, b] = [Number(range[1]), Number(range[2])];
+    if (a > b) throw new InputError(`empty range ${text}`, { field: "--levels" });
+    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  }
+  return text.split(",").map((t) => int(t.trim(), "--levels", 0));
+}
+
+const attrs = (model: SteerableModel, text: string | undefined): AttributeValues | undefined =>
+  text === undefined ? undefined : parseValues(model.schema, text.replaceAll("=", ":"), { field: "--attr" });
+
+interface AnswerFlags {
+  model: string;
+  lora?: string;
+  schema?: string;
+  bench: string;
+  output: string;
+  attr?: string;
+  modelId?: string;
+  system?: string;
+  maxTokens?: string;
+  temperature: string;
+  seed?: string;
+  parallel: string;
+  fastchatDir?: string;
+  first?: string;
+}
+
+interface JudgeFlags {
+  answers: string[];
+  baseline?: string;
+  bench: string;
+  ref?: string;
+  judgeUrl: string;
+  judgeModel: string;
+  apiKey?: string;
+  mode: string;
+  output?: string;
+  judgePrompts?: string;
+  fastchatDir?: string;
+  parallel: string;
+  maxTokens: string;
+}
+
+interface AdherenceFlags {
+  model: string;
+  lora?: string;
+  schema?: string;
+  prompts?: string;
+  nPrompts: string;
+  levels?: string;
+  attributes?: string;
+  maxTokens: string;
+  parallel: string;
+  json?: string;
+}
+
+export function register(program: Command): void {
+  const evalCmd = program
+    .command("eval")
+    .description(
+      "benchmarks in FastChat's formats (answers, LLM-judge judgments, reports) and attribute adherence",
+    );
+
+  evalCmd
+    .command("answer")
+    .description(
+      "answer a benchmark's questions with a steerable model, in FastChat's model-answer format (resumable)",
+    )
+    .requiredOption("-m, --model <gguf>", "model file")
+    .option("--lora <gguf>", "LoRA adapter applied on top of the model")
+    .option("--schema <name|file>", "attribute schema (default: the model's)")
+    .requiredOption("--bench <vicuna|mt-bench|file>", "benchmark name or a question.jsonl")
+    .requiredOption(
+      "-o, --output <answers.jsonl>",
+      "answer file (appended to; answered questions are skipped)",
+    )
+    .option("-a, --attr <k=v,...>", "attribute values to answer at (others take the schema defaults)")
+    .option("--model-id <id>", "model_id written into the answers (default: the model file's name)")
+    .option("--system <text>", "system prompt (default: SteerLM's)")
+    .option("--max-tokens <n>", "most tokens per turn (default: what fits, at most 1024)")
+    .option("-t, --temperature <t>", "sampling temperature; 0 is greedy", "0")
+    .option("--seed <n>", "sampling seed")
+    .option("--parallel <n>", "questions answered at once", "1")
+    .option("--first <n>", "only the first n questions")
+    .option("--fastchat-dir <dir>", "FastChat data folder for named benchmarks")
+    .action(async (o: AnswerFlags) => {
+      const bench = loadBench(o.bench, { fastchatDir: o.fastchatDir });
+      const questions =
+        o.first === undefined ? bench.questions : bench.questions.slice(0, int(o.first, "--first", 1));
+      const parallel = int(o.parallel, "--parallel", 1);
+      const model = await SteerableModel.load({
+        modelPath: o.model,
+        loraPath: o.lora,
+        schema: o.schema,
+        parallel,
+      });
+      try {
+        const r = await generateAnswers({
+          model,
+          modelId: o.modelId ?? model.id,
+          questions,
+          output: o.output,
+          attributes: attrs(model, o.attr),
+          system: o.system,
+          maxTokens: o.maxTokens === undefined ? undefined : int(o.maxTokens, "--max-tokens", 1),
+          temperature: number(o.temperature, "--temperature"),
+          seed: o.seed === undefined ? undefined : int(o.seed, "--seed", 0),
+          parallel,
+        });
+        process.stderr.write(
+          `answers: ${r.written} written, ${r.skipped} already there, ${r.errors} turn errors -> ${o.output}\n`,
+        );
+      } finally {
+        await model.dispose();
+      }
+    });
+
+  evalCmd
+    .command("judge")
+    .description(
+      "judge answers with an LLM judge behind an OpenAI-compatible endpoint, in FastChat's judgment format (resumable)",
+    )
+    .requiredOption(
+      "--answers <files...>",
+      "answer files (FastChat's model-answer format or the legacy table's)",
+    )
+    .option(
+      "--baseline <file>",
+      "baseline answers (pair and review modes), e.g. the legacy answer_gpt35.jsonl",
+    )
+    .requiredOption("--bench <vicuna|mt-bench|file>", "the questions the answers are for")
+    .option(
+      "--ref <file>",
+      "reference answers for math/reasoning/coding (default: the benchmark's GPT-4 references)",
+    )
+    .requiredOption("--judge-url <url>", "OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
+    .requiredOption(
+      "--judge-model <name>",
+      "judge model name sent to the endpoint and written into judgments",
+    )
+    .option("--api-key <key>", "bearer token for the judge (default: $OPENAI_API_KEY)")
+    .option(
+      "--mode <single|pair|review>",
+      "single: 1-10 ratings; pair: vs --baseline in both orders; review: legacy Vicuna two-score review in both orders (% of baseline)",
+      "single",
+    )
+    .option("-o, --output <file>", "judgment file (default: <judge-model>_<mode>.jsonl)")
+    .option("--judge-prompts <file>", "judge_prompts.jsonl (default: the FastChat data folder's)")
+    .option("--fastchat-dir <dir>", "FastChat data folder")
+    .option("--parallel <n>", "judge requests at once", "1")
+    .option("--max-tokens <n>", "judge max_tokens", "2048")
+    .action(async (o: JudgeFlags) => {
+      if (!["single", "pair", "review"].includes(o.mode))
+        throw new InputError(`expected single, pair or review, got ${JSON.stringify(o.mode)}`, {
+          field: "--mode",
+        });
+      const mode = o.mode as EvalJudgeMode;
+      const bench = loadBench(o.bench, { fastchatDir: o.fastchatDir, refFile: o.ref });
+      const answers = o.answers.map((f) => answerSet(f, readAnswers(f)));
+      const baseline = o.baseline === undefined ? undefined : answerSet(o.baseline, readAnswers(o.baseline));
+      const promptsFile =
+        o.judgePrompts ??
+        (mode === "review" ? undefined : join(fastchatDir(o.fastchatDir), "judge_prompts.jsonl"));
+      let legacy: Parameters<typeof runJudgments>[0]["legacy"];
+      if (mode === "review") {
+        const dir = join(fastchatDir(o.fastchatDir), "vicuna_eval_legacy");
+        legacy = {
+          reviewers: readLegacyReviewers(join(dir, "reviewer.jsonl")),
+          prompts: readLegacyPrompts(join(dir, "prompt.jsonl")),
+        };
+      }
+      const output = o.output ?? `${o.judgeModel.replace(/[^\w.-]+/g, "_")}_${mode}.jsonl`;
+      const r = await runJudgments({
+        bench,
+        mode,
+        answers,
+        baseline,
+        judge: openAiJudge({
+          url: o.judgeUrl,
+          model: o.judgeModel,
+          apiKey: o.apiKey ?? process.env.OPENAI_API_KEY,
+          maxTokens: int(o.maxTokens, "--max-tokens", 1),
+        }),
+        judgeModel: o.judgeModel,
+        judgePrompts: promptsFile ? readJudgePrompts(promptsFile) : undefined,
+        legacy,
+        output,
+        parallel: int(o.parallel, "--parallel", 1),
+      });
+      process.stderr.write(
+        `judgments: ${r.written} written (${r.errors} without a parseable verdict), ${r.skipped} already there -> ${output}\n`,
+      );
+    });
+
+  evalCmd
+    .command("report")
+    .description(
+      "summarise judgment files: mean ratings, pairwise win rates, total-score ratios (% of baseline)",
+    )
+    .argument("<judgments...>", "single, pair or legacy review JSONL files")
+    .option(
+      "--baseline <model>",
+      "pairwise: only comparisons with this model; reviews: ratios relative to it",
+    )
+    .option("--json", "print the report as JSON")
+    .action((files: string[], o: { baseline?: string; json?: boolean }) => {
+      const report = buildReport(files, { baseline: o.baseline });
+      process.stdout.write(`${o.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);
+    });
+
+  evalCmd
+    .command("adherence")
+    .description(
+      "asked vs measured attribute values (SteerBench oracle) on held-out prompts: table, Spearman, JSON",
+    )
+    .requiredOption("-m, --model <gguf>", "model file")
+    .option("--lora <gguf>", "LoRA adapter")
+    .option("--schema <name|file>", "attribute schema (default: the model's)")
+    .option(
+      "--prompts <file>",
+      "prompts: SteerLM/chat JSONL, first user turn of each (default: SteerBench held-out prompts)",
+    )
+    .option("--n-prompts <n>", "how many prompts", "10")
+    .option("--levels <a..b|list>", "levels to request (default: each attribute's range)")
+    .option("--attributes <names>", "comma-separated attributes to sweep (default: all)")
+    .option("--max-tokens <n>", "most tokens per response", "200")
+    .option("--parallel <n>", "generations at once", "8")
+    .option("--json <file>", "also write the full report (with every sample) as JSON")
+    .action(async (o: AdherenceFlags) => {
+      const n = int(o.nPrompts, "--n-prompts", 1);
+      const prompts = o.prompts ? await promptsFrom(o.prompts, n) : steerbenchPrompts(n);
+      const parallel = int(o.parallel, "--parallel", 1);
+      const model = await SteerableModel.load({
+        modelPath: o.model,
+        loraPath: o.lora,
+        schema: o.schema,
+        parallel,
+      });
+      try {
+        const report = await measureAdherence({
+          model,
+          prompts,
+          attributes: o.attributes?.split(",").map((s) => s.trim()),
+          levels: o.levels === undefined ? undefined : parseLevels(o.levels),
+          maxTokens: int(o.maxTokens, "--max-tokens", 1),
+          parallel,
+        });
+        process.stdout.write(`${formatAdherence(report)}\n`);
+        if (o.json) {
+          writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+          process.stderr.write(`report: ${o.json}\n`);
+        }
+      } finally {
+        await model.dispose();
+      }
+    });
+}
+
+async function promptsFrom(file: string, n: number): Promise<Array<{ prompt: string; system: string }>> {
+  if (!existsSync(file)) throw new InputError("no such file", { file, field: "--prompts" });
+  const out: Array<{ prompt: string; system: string }> = [];
+  for await (const rec of readRecords(file, { allowUnlabeled: true })) {
+    const user = rec.turns.find((t) => t.role === "user");
+    if (user) out.push({ prompt: user.text, system: rec.system });
+    if (out.length >= n) break;
+  }
+  if (out.length === 0) throw new InputError("no prompts", { file, field: "--prompts" });
+  return out;
+}
+
+/** SteerBench's held-out split (a task family never seen in training), single-turn conversations. */
+function steerbenchPrompts(n: number): Array<{ prompt: string; system: string }> {
+  const bench = synthesize({ n: Math.max(200, n * 40), seed: 1 });
+  return bench.splits.heldout
+    .filter((c) => c.turns.length === 2)
+    .slice(0, n)
+    .map((c) => ({ prompt: (c.turns[0] as { text: string }).text, system: BENCH_SYSTEM_PROMPT }));
+}

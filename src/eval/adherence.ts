@@ -1,0 +1,184 @@
+import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
+import { spearman } from "../demo/spearman.js";
+import type { SteerableModel } from "../inference/model.js";
+import { scoreResponse } from "../steerbench/oracle.js";
+import { InputError } from "../util/errors.js";
+import { Progress } from "../util/progress.js";
+
+/**
+ * Attribute adherence: for each attribute and each requested level (the other attributes at the schema's
+ * defaults), generate on held-out prompts and measure the responses with a measurer (default: the
+ * SteerBench oracle). Reported per attribute: the measured mean at each level, Spearman of requested vs
+ * measured (over the means and over single responses), exact-match share and mean absolute error.
+ *
+ * The same sweep as src/demo/evaluate.ts, generalised (levels, any prompts, any measurer) and split into
+ * generation and a pure summary so either can be reused; the demo could call `measureAdherence`.
+ */
+export type Measurer = (prompt: string, response: string) => AttributeValues;
+
+export interface AdherenceSample {
+  attribute: string;
+  level: number;
+  prompt: string;
+  values: string;
+  response: string;
+  measured: AttributeValues;
+}
+
+export interface AttributeAdherence {
+  requested: number[];
+  /** Mean measured value at each requested level. */
+  measured: number[];
+  /** Spearman of the requested levels with the means (NaN when either side is constant). */
+  spearman: number;
+  /** Spearman over every (requested, measured) pair of single responses: stricter. */
+  spearmanSamples: number;
+  /** Share of responses measured exactly at the requested level. */
+  exact: number;
+  /** Mean |measured - requested|. */
+  mae: number;
+}
+
+export interface AdherenceReport {
+  attributes: Record<string, AttributeAdherence>;
+  prompts: number;
+  generations: number;
+  seconds: number;
+  samples: AdherenceSample[];
+}
+
+export interface AdherenceOptions {
+  model: Pick<SteerableModel, "generate" | "schema">;
+  prompts: ReadonlyArray<{ prompt: string; system: string }>;
+  /** Attributes to sweep (default: all of the schema). */
+  attributes?: readonly string[];
+  /** Levels to request (default: each attribute's min..max); each must be in every swept attribute's range. */
+  levels?: readonly number[];
+  maxTokens?: number;
+  measure?: Measurer;
+  /** Generations at once (up to the model's parallel sequences). */
+  parallel?: number;
+  progress?: boolean;
+}
+
+export function sweepPlan(
+  schema: AttributeSchema,
+  attributes?: readonly string[],
+  levels?: readonly number[],
+) {
+  const known = new Set(schema.attributes.map((a) => a.name));
+  for (const a of attributes ?? [])
+    if (!known.has(a))
+      throw new InputError(
+        `unknown attribute "${a}" for schema ${schema.name}`,
+        { field: "--attributes" },
+        `known: ${[...known].join(", ")}`,
+      );
+  const defs = schema.attributes.filter((a) => !attributes || attributes.includes(a.name));
+  return defs.map((def) => {
+    const ls = levels ?? Array.from({ length: def.max - def.min + 1 }, (_, i) => def.min + i);
+    for (const l of ls)
+      if (!Number.isInteger(l) || l < def.min || l > def.max)
+        throw new InputError(`level ${l} is out of ${def.name}'s range ${def.min}..${def.max}`, {
+          field: "--levels",
+        });
+    return { attribute: def.name, levels: [...ls] };
+  });
+}
+
+export async function measureAdherence(opts: AdherenceOptions): Promise<AdherenceReport> {
+  const t0 = performance.now();
+  const measure = opts.measure ?? scoreResponse;
+  const plan = sweepPlan(opts.model.schema, opts.attributes, opts.levels);
+  const jobs = plan.flatMap(({ attribute, levels }) =>
+    levels.flatMap((level) => opts.prompts.map((p) => ({ attribute, level, ...p }))),
+  );
+  const progress = new Progress({ label: "adherence", total: jobs.length, enabled: opts.progress });
+  const samples: AdherenceSample[] = new Array(jobs.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      const job = jobs[i] as (typeof jobs)[number];
+      const r = await opts.model.generate({
+        conversation: { system: job.system, turns: [{ role: "user", text: job.prompt }] },
+        attributes: { [job.attribute]: job.level },
+        maxTokens: opts.maxTokens ?? 200,
+        temperature: 0,
+      });
+      const response = r.text.trim();
+      samples[i] = {
+        attribute: job.attribute,
+        level: job.level,
+        prompt: job.prompt,
+        values: r.values,
+        response,
+        measured: measure(job.prompt, response),
+      };
+      progress.tick(1);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 1) }, worker));
+  progress.finish();
+  return {
+    attributes: summarizeAdherence(samples, plan),
+    prompts: opts.prompts.length,
+    generations: jobs.length,
+    seconds: (performance.now() - t0) / 1000,
+    samples,
+  };
+}
+
+/** The per-attribute figures from measured samples (pure: no model). */
+export function summarizeAdherence(
+  samples: readonly AdherenceSample[],
+  plan: ReadonlyArray<{ attribute: string; levels: readonly number[] }>,
+): Record<string, AttributeAdherence> {
+  const out: Record<string, AttributeAdherence> = {};
+  for (const { attribute, levels } of plan) {
+    const mine = samples.filter((s) => s.attribute === attribute);
+    const got = (s: AdherenceSample) => {
+      const v = s.measured[attribute];
+      if (typeof v !== "number")
+        throw new InputError(`the measurer gave no value for ${attribute}`, { field: attribute });
+      return v;
+    };
+    const measured = levels.map((l) => {
+      const at = mine.filter((s) => s.level === l).map(got);
+      return at.length === 0 ? Number.NaN : at.reduce((a, b) => a + b, 0) / at.length;
+    });
+    const n = Math.max(1, mine.length);
+    out[attribute] = {
+      requested: [...levels],
+      measured,
+      spearman: spearman(levels, measured),
+      spearmanSamples: spearman(
+        mine.map((s) => s.level),
+        mine.map(got),
+      ),
+      exact: mine.filter((s) => got(s) === s.level).length / n,
+      mae: mine.reduce((a, s) => a + Math.abs(got(s) - s.level), 0) / n,
+    };
+  }
+  return out;
+}
+
+/** The table `steerlm eval adherence` prints. */
+export function formatAdherence(r: AdherenceReport): string {
+  const names = Object.keys(r.attributes);
+  const w = Math.max(9, ...names.map((n) => n.length));
+  const levels = r.attributes[names[0] as string]?.requested ?? [];
+  const rho = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : "n/a");
+  const lines = [
+    "Attribute adherence: measured mean at each requested level (the others at their defaults)",
+    `${"attribute".padEnd(w)}  ${levels.map((l) => `req ${l}`.padStart(6)).join(" ")}  ${"spearman".padStart(8)}  ${"per-sample".padStart(10)}  ${"exact".padStart(5)}  ${"mae".padStart(5)}`,
+  ];
+  for (const n of names) {
+    const a = r.attributes[n] as AttributeAdherence;
+    lines.push(
+      `${n.padEnd(w)}  ${a.measured.map((m) => (Number.isFinite(m) ? m.toFixed(2) : "-").padStart(6)).join(" ")}  ${rho(a.spearman).padStart(8)}  ${rho(a.spearmanSamples).padStart(10)}  ${a.exact.toFixed(2).padStart(5)}  ${a.mae.toFixed(2).padStart(5)}`,
+    );
+  }
+  lines.push(`${r.generations} generations on ${r.prompts} prompts in ${r.seconds.toFixed(1)} s`);
+  return lines.join("\n");
+}

@@ -1,0 +1,110 @@
+import { existsSync, renameSync, writeFileSync } from "node:fs";
+import type { AttributeValues } from "../data/attributes.js";
+import { DEFAULT_SYSTEM_PROMPT, type Turn } from "../data/template.js";
+import type { SteerableModel } from "../inference/model.js";
+import { log } from "../util/log.js";
+import { Progress } from "../util/progress.js";
+import { type ModelAnswer, type Question, readAnswers } from "./formats.js";
+import { appendJsonl, shortUuid } from "./jsonl.js";
+
+/**
+ * Model answers to a benchmark in FastChat's model-answer format, generated at chosen attribute values.
+ * Multi-turn questions are answered turn by turn, each answer going back into the conversation (as
+ * FastChat's gen_model_answer does). Resumable: questions already answered in the output are skipped;
+ * the file is rewritten sorted by question_id at the end (FastChat's reorg_answer_file).
+ */
+export type AnswerModel = Pick<SteerableModel, "generate">;
+
+export interface AnswerOptions {
+  model: AnswerModel;
+  modelId: string;
+  questions: readonly Question[];
+  output: string;
+  attributes?: AttributeValues;
+  system?: string;
+  /** Per turn; unset: what fits in the context, at most 1024 (FastChat's max_new_token). */
+  maxTokens?: number;
+  /** 0 (default): greedy. */
+  temperature?: number;
+  seed?: number;
+  /** Questions answered at once (up to the model's parallel sequences). */
+  parallel?: number;
+  progress?: boolean;
+}
+
+export interface AnswerResult {
+  written: number;
+  skipped: number;
+  /** Turns that failed (the prompt did not fit the context): written as "ERROR", as FastChat does. */
+  errors: number;
+}
+
+export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult> {
+  const done = existsSync(opts.output) ? readAnswers(opts.output) : new Map<string, ModelAnswer>();
+  const todo = opts.questions.filter((q) => !done.has(String(q.question_id)));
+  if (done.size > 0) log.info(`answer: ${done.size} questions already answered in ${opts.output}`);
+  const progress = new Progress({ label: "answering", total: todo.length, enabled: opts.progress });
+  let errors = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) {
+      const q = todo[next++] as Question;
+      const turns: Turn[] = [];
+      const answers: string[] = [];
+      let values = "";
+      for (const [i, text] of q.turns.entries()) {
+        turns.push({ role: "user", text });
+        let reply: string;
+        try {
+          const r = await opts.model.generate({
+            conversation: { system: opts.system ?? DEFAULT_SYSTEM_PROMPT, turns: [...turns] },
+            attributes: opts.attributes,
+            maxTokens: opts.maxTokens,
+            maxTokensDefault: 1024,
+            temperature: opts.temperature ?? 0,
+            seed: opts.seed,
+          });
+          reply = r.text.trim();
+          values = r.values;
+        } catch (err) {
+          if ((err as Error).name !== "ContextLengthError") throw err;
+          errors++;
+          log.warn(
+            `answer: question ${q.question_id} turn ${i + 1}: ${(err as Error).message}; written as "ERROR"`,
+          );
+          reply = "ERROR";
+        }
+        answers.push(reply);
+        turns.push({ role: "assistant", text: reply, values });
+      }
+      const record: ModelAnswer = {
+        question_id: q.question_id,
+        answer_id: shortUuid(),
+        model_id: opts.modelId,
+        choices: [{ index: 0, turns: answers }],
+        tstamp: Date.now() / 1000,
+        // Ours, beside FastChat's keys: the value string the answers were generated at.
+        steerlm_values: values,
+      };
+      appendJsonl(opts.output, record);
+      progress.tick(1, { errors });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 1) }, worker));
+  progress.finish();
+  sortAnswerFile(opts.output);
+  return { written: todo.length, skipped: opts.questions.length - todo.length, errors };
+}
+
+/** Rewrites an answer file sorted by question_id, one answer per question (the last one wins). */
+export function sortAnswerFile(path: string): void {
+  if (!existsSync(path)) return;
+  const answers = [...readAnswers(path).values()].sort((a, b) =>
+    typeof a.question_id === "number" && typeof b.question_id === "number"
+      ? a.question_id - b.question_id
+      : String(a.question_id).localeCompare(String(b.question_id)),
+  );
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, answers.map((a) => `${JSON.stringify(a)}\n`).join(""));
+  renameSync(tmp, path);
+}

@@ -1,0 +1,63 @@
+// Evaluation: FastChat's benchmark, answer and judgment formats; judging through any OpenAI-compatible
+// endpoint; FastChat's aggregates and the "% of ChatGPT" ratio; attribute adherence with the oracle.
+export {
+  type AdherenceOptions,
+  type AdherenceReport,
+  type AdherenceSample,
+  type AttributeAdherence,
+  formatAdherence,
+  type Measurer,
+  measureAdherence,
+  summarizeAdherence,
+  sweepPlan,
+} from "./adherence.js";
+export {
+  type PairReport,
+  type PairSummary,
+  relativeTo,
+  reviewNamesFor,
+  type ScoreTotals,
+  type SingleSummary,
+  scoreTotals,
+  summarizePairs,
+  summarizeSingle,
+} from "./aggregate.js";
+export {
+  type AnswerModel,
+  type AnswerOptions,
+  type AnswerResult,
+  generateAnswers,
+  sortAnswerFile,
+} from "./answer.js";
+export { BENCHES, type Bench, FASTCHAT_ENV, fastchatDir, loadBench } from "./bench.js";
+export { type JudgeEndpoint, type JudgeFn, openAiJudge } from "./client.js";
+export * from "./formats.js";
+export {
+  type AnswerSet,
+  answerSet,
+  type EvalJudgeMode,
+  type JudgeRunOptions,
+  type JudgeRunResult,
+  runJudgments,
+} from "./judge.js";
+export {
+  type ChatMessage as JudgeMessage,
+  formatTemplate,
+  judgedTurns,
+  judgePromptName,
+  legacyReviewMessages,
+  NEED_REF_CATS,
+  pairJudgeMessages,
+  singleJudgeMessages,
+} from "./prompts.js";
+export { buildReport, type EvalReport, formatReport } from "./report.js";
+export {
+  type GameWinner,
+  type Parsed,
+  parseGame,
+  parseLegacyScores,
+  parsePairVerdict,
+  parseRating,
+  parseTwoRatings,
+  TIE_DELTA,
+} from "./verdict.js";
