@@ -1,6 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { labelAgreement } from "../src/apm/agreement.js";
 import { annotateFile } from "../src/apm/annotate.js";
 import { apmTargets, encodeApmRecords, packApmBatch, readApmRecords } from "../src/apm/data.js";
 import { loadApm } from "../src/apm/model.js";
@@ -183,6 +184,23 @@ describe("annotate", () => {
     );
     expect(labels.length).toBe(r.turns);
     expect(new Set(labels)).toEqual(new Set([want]));
+    // agreement of those constant labels with the generator's, against a count made here
+    const ref = readFileSync(test, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const refLabels: string[] = ref.flatMap((row) =>
+      row.conversations
+        .filter((c: { from: string }) => c.from === "Assistant")
+        .map((c: { label: string }) => c.label),
+    );
+    const humor = refLabels.map((l) => Number(/humor:(\d)/.exec(l)?.[1]));
+    const agree = await labelAgreement(out, test, steerlm);
+    const h = agree.attributes.find((a) => a.name === "humor");
+    expect(h?.n).toBe(refLabels.length);
+    expect(h?.exact).toBeCloseTo(humor.filter((v) => v === 4).length / humor.length, 10);
+    expect(h?.within1).toBeCloseTo(humor.filter((v) => v >= 3).length / humor.length, 10);
+    await expect(labelAgreement(out, train, steerlm)).rejects.toThrow(/has \d+ conversations, the reference/);
     // a subset schema writes only its attributes
     const sub = join(dir.path, "fixed-helpsteer.jsonl");
     await annotateFile({ apm: fixed, input: test, output: sub, schema: "helpsteer" });

@@ -1,4 +1,10 @@
 // The attribute prediction model (SteerLM steps 1 and 2): regression APM training and resumable annotation.
+export {
+  type AgreementReport,
+  type AttributeAgreement,
+  formatAgreement,
+  labelAgreement,
+} from "./agreement.js";
 export { type AnnotateOptions, type AnnotateResult, annotateFile, partialPaths } from "./annotate.js";
 export {
   ApmBatcher,

@@ -1,6 +1,8 @@
 import type { Command } from "commander";
+import { formatAgreement, labelAgreement } from "../../apm/agreement.js";
 import { annotateFile } from "../../apm/annotate.js";
 import { runApmTrain } from "../../apm/train.js";
+import { loadSchema } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
 import {
   kebab,
@@ -96,6 +98,18 @@ export function register(program: Command): void {
       process.off("SIGINT", onSigint);
     }
   });
+
+  apm
+    .command("agreement")
+    .description("per-attribute agreement (exact, within ±1, MAE) of annotated labels with reference labels")
+    .argument("<predicted>", "annotated SteerLM JSONL")
+    .argument("<reference>", "the same conversations with the labels to compare against")
+    .option("--schema <name|file>", "attributes to compare", "steerlm")
+    .option("--json", "print JSON instead of a table")
+    .action(async (predicted: string, reference: string, o: { schema: string; json?: boolean }) => {
+      const r = await labelAgreement(predicted, reference, loadSchema(o.schema));
+      process.stdout.write(o.json ? `${JSON.stringify(r)}\n` : `${formatAgreement(r).join("\n")}\n`);
+    });
 
   program
     .command("annotate")
