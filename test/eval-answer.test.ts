@@ -1,0 +1,153 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AdherenceSample, summarizeAdherence } from "../src/eval/index.js";
+import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
+import { writeSteerModel } from "./serve-fixture.js";
+
+/**
+ * `steerlm eval answer` and `eval adherence` with the tiny random-weight test model (gibberish text: these
+ * check the mechanics and formats, not quality).
+ */
+const lines = (path: string) =>
+  readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l));
+
+describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny model", () => {
+  const tmp = tempDir("steerlm-eval-answer-");
+  let model: string;
+  const qFile = join(tmp.path, "question.jsonl");
+  const mt = () =>
+    readFileSync(sharedData("fastchat", "mt_bench", "question.jsonl"), "utf8")
+      .split("\n")
+      .filter((l) => l !== "");
+
+  beforeAll(async () => {
+    model = await writeSteerModel(tmp.path, "tiny.gguf");
+    writeFileSync(qFile, `${mt().slice(1, 3).join("\n")}\n`); // questions 82 and 83, two turns each
+  });
+  afterAll(() => tmp.cleanup());
+
+  it("writes FastChat model answers (both turns, at the asked attributes) and resumes by question_id", async () => {
+    const out = join(tmp.path, "answers.jsonl");
+    const args = [
+      "eval",
+      "answer",
+      "-m",
+      model,
+      "--bench",
+      qFile,
+      "-o",
+      out,
+      "--max-tokens",
+      "4",
+      "--attr",
+      "humor=3",
+    ];
+    const r = await runCli(args);
+    expect(r.stderr).toContain("answers: 2 written, 0 already there, 0 turn errors");
+    expect(r.code).toBe(0);
+    const a = lines(out);
+    expect(a.map((x) => x.question_id)).toEqual([82, 83]);
+    for (const x of a) {
+      expect(Object.keys(x)).toEqual(
+        expect.arrayContaining(["question_id", "answer_id", "model_id", "choices", "tstamp"]),
+      );
+      expect(x.model_id).toBe("tiny");
+      expect(x.answer_id).toMatch(/^[23456789A-HJ-NP-Za-km-z]{22}$/);
+      expect(x.choices).toHaveLength(1);
+      expect(x.choices[0].index).toBe(0);
+      expect(x.choices[0].turns).toHaveLength(2);
+      expect(x.steerlm_values).toBe("quality:4,humor:3,verbosity:3");
+    }
+    // resume: nothing to do; then with one more question (81, listed first) only it is answered, file sorted
+    expect((await runCli(args)).stderr).toContain("answers: 0 written, 2 already there");
+    writeFileSync(qFile, `${mt().slice(0, 3).join("\n")}\n`);
+    const more = await runCli(args);
+    expect(more.stderr).toContain("answers: 1 written, 2 already there");
+    const b = lines(out);
+    expect(b.map((x) => x.question_id)).toEqual([81, 82, 83]);
+    expect(b[1].answer_id).toBe(a[0].answer_id); // kept, not regenerated
+
+    const bad = await runCli([
+      "eval",
+      "answer",
+      "-m",
+      model,
+      "--bench",
+      qFile,
+      "-o",
+      out,
+      "--attr",
+      "humour=3",
+    ]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--attr.*unknown attribute "humour"/);
+  });
+
+  it("adherence: asked vs oracle-measured per attribute at the chosen levels, table and JSON", async () => {
+    const json = join(tmp.path, "adherence.json");
+    const r = await runCli([
+      "eval",
+      "adherence",
+      "-m",
+      model,
+      "--n-prompts",
+      "2",
+      "--levels",
+      "0..2",
+      "--attributes",
+      "humor,verbosity",
+      "--max-tokens",
+      "4",
+      "--parallel",
+      "2",
+      "--json",
+      json,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^attribute\s+req 0\s+req 1\s+req 2\s+spearman\s+per-sample\s+exact\s+mae/m);
+    expect(r.stdout).toMatch(/^humor\s/m);
+    const rep = JSON.parse(readFileSync(json, "utf8"));
+    expect(Object.keys(rep.attributes)).toEqual(["humor", "verbosity"]);
+    expect(rep.generations).toBe(2 * 3 * 2);
+    expect(rep.samples).toHaveLength(12);
+    expect(rep.attributes.humor.requested).toEqual([0, 1, 2]);
+    for (const s of rep.samples) expect(s.values).toContain(`${s.attribute}:${s.level}`);
+
+    const out = await runCli(["eval", "adherence", "-m", model, "--levels", "0..7", "--attributes", "humor"]);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(/--levels: level 5 is out of humor's range 0\.\.4/);
+  });
+});
+
+describe("summarizeAdherence", () => {
+  it("means per level, Spearman over means and samples, exact share, mean absolute error", () => {
+    const s = (level: number, measured: number): AdherenceSample => ({
+      attribute: "humor",
+      level,
+      prompt: "p",
+      values: "",
+      response: "",
+      measured: { humor: measured },
+    });
+    const samples = [s(0, 0), s(0, 1), s(1, 1), s(1, 1), s(2, 4), s(2, 2)];
+    const r = summarizeAdherence(samples, [{ attribute: "humor", levels: [0, 1, 2] }]).humor;
+    expect(r?.measured).toEqual([0.5, 1, 3]);
+    expect(r?.spearman).toBe(1);
+    expect(r?.exact).toBeCloseTo(4 / 6, 12);
+    expect(r?.mae).toBeCloseTo(3 / 6, 12);
+    // per-sample Spearman: ranks by hand. levels 0,0,1,1,2,2 -> 1.5,1.5,3.5,3.5,5.5,5.5;
+    // measured 0,1,1,1,4,2 -> 1,3,3,3,6,5; Pearson of those ranks:
+    const rx = [1.5, 1.5, 3.5, 3.5, 5.5, 5.5];
+    const ry = [1, 3, 3, 3, 6, 5];
+    const m = (v: number[]) => v.reduce((a, b) => a + b) / v.length;
+    const [mx, my] = [m(rx), m(ry)];
+    const cov = rx.reduce((a, x, i) => a + (x - mx) * ((ry[i] as number) - my), 0);
+    const sx = Math.sqrt(rx.reduce((a, x) => a + (x - mx) ** 2, 0));
+    const sy = Math.sqrt(ry.reduce((a, y) => a + (y - my) ** 2, 0));
+    expect(r?.spearmanSamples).toBeCloseTo(cov / (sx * sy), 12);
+  });
+});
