@@ -2,11 +2,14 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  bradleyTerry,
+  bradleyTerryDefined,
   formatTemplate,
   judgedTurns,
   judgePromptName,
   type LegacyReview,
   legacyReviewMessages,
+  type Outcome,
   type PairJudgment,
   pairJudgeMessages,
   parseLegacyScores,
@@ -327,5 +330,46 @@ describe("aggregates (FastChat's show_result rules)", () => {
     });
     const [m] = summarizeSingle([s(1, 1, 8), s(2, 1, 6), s(1, 2, 4), s(2, 2, -1)]);
     expect(m).toEqual({ model: "m", turn1: 7, turn2: 4, average: 6, judged: 4, errors: 1 });
+  });
+});
+
+describe("Bradley-Terry on the Elo scale", () => {
+  it("two models: the rating gap is 400·log10 of the win odds", () => {
+    const o: Outcome[] = [
+      { a: "x", b: "y", score: 1 },
+      { a: "x", b: "y", score: 1 },
+      { a: "y", b: "x", score: 0 },
+      { a: "x", b: "y", score: 0 },
+    ];
+    const r = bradleyTerry(o);
+    expect((r.get("x") as number) - (r.get("y") as number)).toBeCloseTo(400 * Math.log10(3), 8);
+    expect(((r.get("x") as number) + (r.get("y") as number)) / 2).toBeCloseTo(1000, 8);
+  });
+
+  it("three models: the fit satisfies the likelihood equations (expected wins = actual wins)", () => {
+    const o: Outcome[] = [];
+    const add = (a: string, b: string, wa: number, wb: number, t: number) => {
+      for (let i = 0; i < wa; i++) o.push({ a, b, score: 1 });
+      for (let i = 0; i < wb; i++) o.push({ a, b, score: 0 });
+      for (let i = 0; i < t; i++) o.push({ a, b, score: 0.5 });
+    };
+    add("p", "q", 6, 3, 1);
+    add("q", "r", 5, 4, 2);
+    add("p", "r", 7, 2, 0);
+    expect(bradleyTerryDefined(o)).toBe(true);
+    const r = bradleyTerry(o);
+    const strength = (m: string) => 10 ** (((r.get(m) as number) - 1000) / 400);
+    for (const m of ["p", "q", "r"]) {
+      let expected = 0;
+      let actual = 0;
+      for (const x of o) {
+        if (x.a !== m && x.b !== m) continue;
+        const other = x.a === m ? x.b : x.a;
+        expected += strength(m) / (strength(m) + strength(other));
+        actual += x.a === m ? x.score : 1 - x.score;
+      }
+      expect(expected).toBeCloseTo(actual, 8);
+    }
+    expect(bradleyTerryDefined([{ a: "p", b: "q", score: 1 }])).toBe(false);
   });
 });

@@ -213,6 +213,9 @@ describe.skipIf(!haveSharedData)("steerlm eval judge / report against a local fa
       },
     ]);
     expect(pair.inconsistent).toBe(1);
+    // Bradley-Terry with 2 models: the odds are wins/losses = 5.5/0.5 (a tie is half a win each)
+    const elo = JSON.parse(rep.stdout).elo;
+    expect(elo["long-model"] - elo["short-model"]).toBeCloseTo(400 * Math.log10(11), 6);
     const text = await runCli(["eval", "report", out, "--baseline", "short-model"]);
     expect(text.stdout).toMatch(/long-model\s+5\s+0\s+1\s+0\.833/);
   });

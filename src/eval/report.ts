@@ -8,6 +8,7 @@ import {
   summarizePairs,
   summarizeSingle,
 } from "./aggregate.js";
+import { bradleyTerry, bradleyTerryDefined, pairOutcomes } from "./elo.js";
 import type { LegacyReview, PairJudgment, SingleJudgment } from "./formats.js";
 import { parseJudgment } from "./formats.js";
 import { readJsonl } from "./jsonl.js";
@@ -16,6 +17,8 @@ import { readJsonl } from "./jsonl.js";
 export interface EvalReport {
   single?: SingleSummary[];
   pair?: PairReport;
+  /** Bradley-Terry ratings on the Elo scale from the pair judgments (null: no model is both won and beaten). */
+  elo?: Record<string, number> | null;
   review?: {
     totals: ScoreTotals[];
     /** Total score relative to the baseline, directly or through a chain of compared models. */
@@ -39,7 +42,11 @@ export function buildReport(files: readonly string[], opts: { baseline?: string 
   }
   const out: EvalReport = { files: [...files] };
   if (single.length > 0) out.single = summarizeSingle(single);
-  if (pair.length > 0) out.pair = summarizePairs(pair, opts.baseline);
+  if (pair.length > 0) {
+    out.pair = summarizePairs(pair, opts.baseline);
+    const outcomes = pairOutcomes(pair);
+    out.elo = bradleyTerryDefined(outcomes) ? Object.fromEntries(bradleyTerry(outcomes)) : null;
+  }
   if (reviews.length > 0) {
     const byReview = new Map(reviews.map((x) => [x.r, x.names]));
     const totals = scoreTotals(
