@@ -1,7 +1,19 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdherenceSample, summarizeAdherence } from "../src/eval/index.js";
+import {
+  type AdherenceSample,
+  answerSet,
+  loadBench,
+  openAiJudge,
+  parseRating,
+  readAnswers,
+  readJudgePrompts,
+  runJudgments,
+  summarizeAdherence,
+} from "../src/eval/index.js";
+import { SteerableModel } from "../src/inference/index.js";
+import { startServer } from "../src/serve/index.js";
 import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 import { writeSteerModel } from "./serve-fixture.js";
 
@@ -85,6 +97,34 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
     ]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--attr.*unknown attribute "humour"/);
+  });
+
+  it("judges through our own steerlm serve (the tiny model as an OpenAI-compatible judge)", async () => {
+    const judgeModel = await SteerableModel.load({ modelPath: model, parallel: 1 });
+    const server = await startServer({ model: judgeModel, port: 0, maxTokensCap: 8 });
+    try {
+      const answersFile = join(tmp.path, "answers.jsonl"); // written by the test above
+      const out = join(tmp.path, "served-judge.jsonl");
+      const r = await runJudgments({
+        bench: loadBench(qFile),
+        mode: "single",
+        answers: [answerSet(answersFile, readAnswers(answersFile))],
+        judge: openAiJudge({ url: `${server.url}/v1`, model: "tiny" }),
+        judgeModel: "tiny",
+        judgePrompts: readJudgePrompts(sharedData("fastchat", "judge_prompts.jsonl")),
+        output: out,
+      });
+      expect(r.written).toBe(6); // 3 two-turn questions
+      for (const j of lines(out)) {
+        // whatever the random model said, the score is what FastChat's rule reads from it
+        const p = parseRating(j.judgment);
+        expect(j.score).toBe(p.ok ? p.value : -1);
+        expect(j.error !== undefined).toBe(!p.ok);
+      }
+    } finally {
+      await server.close();
+      await judgeModel.dispose();
+    }
   });
 
   it("adherence: asked vs oracle-measured per attribute at the chosen levels, table and JSON", async () => {
