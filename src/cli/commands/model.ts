@@ -16,19 +16,19 @@ export function register(program: Command): void {
     .option("--text <text>", "sample text to tokenize and evaluate", DEFAULT_CHECK_TEXT)
     .option("--tolerance <x>", "max allowed |Δ log p|", "1e-3")
     .option("--min-top1 <x>", "min allowed top-1 agreement (0..1)", "1")
-    .option("--threads <n>", "CPU threads for both engines", "2")
+    .option("--threads <n>", "CPU threads for both engines (default: free cores)")
     .option("--json", "print one JSON object", false)
     .action(
       async (
         path: string,
-        o: { text: string; tolerance: string; minTop1: string; threads: string; json: boolean },
+        o: { text: string; tolerance: string; minTop1: string; threads?: string; json: boolean },
       ) => {
         if (!existsSync(path)) throw new InputError("no such file", { file: path });
         const tolerance = parsePositive(o.tolerance, "--tolerance");
         const minTop1 = Number(o.minTop1);
         if (!(minTop1 >= 0 && minTop1 <= 1))
           throw new InputError(`must be in [0, 1], got ${o.minTop1}`, { field: "--min-top1" });
-        const threads = parsePositive(o.threads, "--threads");
+        const threads = o.threads === undefined ? undefined : parsePositive(o.threads, "--threads");
         const r = await checkModelAgainstLlamaCpp(path, { text: o.text, threads });
         const pass = r.maxAbsLogProbDiff <= tolerance && r.top1Agreement >= minTop1;
         if (o.json) {
