@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import {
   bradleyTerry,
   bradleyTerryDefined,
+  FASTCHAT_TEMPERATURES,
   formatTemplate,
   judgedTurns,
   judgePromptName,
@@ -28,6 +29,7 @@ import {
   singleJudgeMessages,
   summarizePairs,
   summarizeSingle,
+  temperatureFor,
 } from "../src/eval/index.js";
 import { InputError } from "../src/util/errors.js";
 import { haveSharedData, sharedData } from "./helpers.js";
@@ -168,6 +170,18 @@ describe.skipIf(!haveSharedData)("FastChat files (../shared/data/fastchat)", () 
     expect(pm[1]?.content).toMatch(
       /\[The Start of Assistant A's Answer\]\nMake a \{plan\}.*\n\[The End of Assistant A's Answer\]\n\n\[The Start of Assistant B's Answer\]\nB's\n/s,
     );
+  });
+
+  it("answers at FastChat's per-category temperatures on request (0.7 for categories it does not list)", () => {
+    const t = (qs: typeof mt) => qs.map((q) => temperatureFor(q, "fastchat"));
+    expect(
+      new Set(t(mt.filter((q) => ["math", "coding", "reasoning", "extraction"].includes(q.category)))),
+    ).toEqual(new Set([0]));
+    expect(temperatureFor(mt.find((q) => q.category === "stem") as (typeof mt)[number], "fastchat")).toBe(
+      FASTCHAT_TEMPERATURES.stem,
+    );
+    expect(new Set(t(vicuna.filter((q) => q.category === "generic")))).toEqual(new Set([0.7]));
+    expect(temperatureFor(vicuna[0] as (typeof vicuna)[number], 0.3)).toBe(0.3);
   });
 
   it("reads the legacy table: answers in the old format, reviewers and prompts chosen by category", () => {

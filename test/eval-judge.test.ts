@@ -3,6 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { answerSet, loadBench, readAnswers, readJudgePrompts, runJudgments } from "../src/eval/index.js";
 import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 
 /**
@@ -304,6 +305,32 @@ describe.skipIf(!haveSharedData)("steerlm eval judge / report against a local fa
     const again = await runCli(args);
     expect(again.stderr).toContain("0 written (0 without a parseable verdict), 160 already there");
     expect(fake.requests.length).toBe(before);
+  });
+
+  it("pair mode without a baseline judges every pair of answer sets (FastChat's pairwise-all)", async () => {
+    const midFile = join(tmp.path, "mid.jsonl");
+    writeFileSync(midFile, readFileSync(shortFile, "utf8").replaceAll("short-model", "mid-model"));
+    const out = join(tmp.path, "all-pairs.jsonl");
+    const seen: string[] = [];
+    const r = await runJudgments({
+      bench: loadBench(qFile, { refFile: refs() }),
+      mode: "pair",
+      answers: [longFile, shortFile, midFile].map((f) => answerSet(f, readAnswers(f))),
+      judge: async (m) => {
+        seen.push(m[1]?.content ?? "");
+        return "[[C]]";
+      },
+      judgeModel: "fn",
+      judgePrompts: readJudgePrompts(fc("judge_prompts.jsonl")),
+      output: out,
+    });
+    expect(r.written).toBe(3 * 3 * 2); // 3 pairs × 3 questions × 2 turns
+    expect(seen).toHaveLength(36); // both orders
+    const pairs = new Set(lines(out).map((j) => `${j.model_1}|${j.model_2}`));
+    expect(pairs).toEqual(
+      new Set(["long-model|short-model", "long-model|mid-model", "short-model|mid-model"]),
+    );
+    expect(lines(out).every((j) => j.g1_winner === "tie" && j.g2_winner === "tie")).toBe(true);
   });
 
   it("a rejected key stops with the judge's answer; a missing answer names the file", async () => {

@@ -15,6 +15,28 @@ import { appendJsonl, shortUuid } from "./jsonl.js";
  */
 export type AnswerModel = Pick<SteerableModel, "generate">;
 
+/**
+ * FastChat's gen_model_answer temperatures by MT-Bench category; other categories get 0.7, and a
+ * temperature below 1e-4 means greedy decoding.
+ */
+export const FASTCHAT_TEMPERATURES: Readonly<Record<string, number>> = {
+  writing: 0.7,
+  roleplay: 0.7,
+  extraction: 0.0,
+  math: 0.0,
+  coding: 0.0,
+  reasoning: 0.0,
+  stem: 0.1,
+  humanities: 0.1,
+};
+
+/** The sampling temperature for a question: a number for all, or FastChat's per-category choice. */
+export function temperatureFor(q: Question, temperature: number | "fastchat" = 0): number {
+  if (temperature !== "fastchat") return temperature;
+  const t = FASTCHAT_TEMPERATURES[q.category] ?? 0.7;
+  return t < 1e-4 ? 0 : t;
+}
+
 export interface AnswerOptions {
   model: AnswerModel;
   modelId: string;
@@ -24,8 +46,8 @@ export interface AnswerOptions {
   system?: string;
   /** Per turn; unset: what fits in the context, at most 1024 (FastChat's max_new_token). */
   maxTokens?: number;
-  /** 0 (default): greedy. */
-  temperature?: number;
+  /** 0 (default): greedy; "fastchat": FASTCHAT_TEMPERATURES by category. */
+  temperature?: number | "fastchat";
   seed?: number;
   /** Questions answered at once (up to the model's parallel sequences). */
   parallel?: number;
@@ -61,7 +83,7 @@ export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult
             attributes: opts.attributes,
             maxTokens: opts.maxTokens,
             maxTokensDefault: 1024,
-            temperature: opts.temperature ?? 0,
+            temperature: temperatureFor(q, opts.temperature),
             seed: opts.seed,
           });
           reply = r.text.trim();

@@ -26,8 +26,10 @@ export {
   type AnswerModel,
   type AnswerOptions,
   type AnswerResult,
+  FASTCHAT_TEMPERATURES,
   generateAnswers,
   sortAnswerFile,
+  temperatureFor,
 } from "./answer.js";
 export { BENCHES, type Bench, FASTCHAT_ENV, fastchatDir, loadBench } from "./bench.js";
 export { type JudgeEndpoint, type JudgeFn, openAiJudge } from "./client.js";

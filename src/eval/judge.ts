@@ -163,14 +163,32 @@ function promptFor(opts: JudgeRunOptions, name: string): JudgePrompt {
   return p;
 }
 
+/**
+ * What is judged: single: each answer set; pair/review: each set against the baseline (FastChat's
+ * pairwise-baseline), or without a baseline every pair of sets (pairwise-all).
+ */
+function comparisons(opts: JudgeRunOptions): Array<{ set: AnswerSet; against?: AnswerSet }> {
+  const names = opts.answers.map((a) => a.model);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup !== undefined) throw new InputError(`two answer files of model ${dup}`, { field: "--answers" });
+  if (opts.mode === "single") return opts.answers.map((set) => ({ set }));
+  const baseline = opts.baseline;
+  if (baseline)
+    return opts.answers.filter((a) => a.model !== baseline.model).map((set) => ({ set, against: baseline }));
+  if (opts.answers.length < 2)
+    throw new InputError(`--mode ${opts.mode} needs --baseline or at least two --answers files`, {
+      field: "--baseline",
+    });
+  return opts.answers.flatMap((set, i) => opts.answers.slice(i + 1).map((against) => ({ set, against })));
+}
+
 function buildMatches(opts: JudgeRunOptions): Match[] {
   const { bench, judge, judgeModel } = opts;
   const matches: Match[] = [];
-  if (opts.mode !== "single" && !opts.baseline)
-    throw new InputError(`--mode ${opts.mode} needs --baseline`, { field: "--baseline" });
+  const entries = comparisons(opts);
   for (const q of bench.questions) {
     const ref = opts.mode === "review" ? undefined : refFor(bench, q);
-    for (const set of opts.answers) {
+    for (const { set, against } of entries) {
       const answer = answerFor(set, q);
       if (opts.mode === "single") {
         for (const turn of judgedTurns(q)) {
@@ -204,7 +222,7 @@ function buildMatches(opts: JudgeRunOptions): Match[] {
         }
         continue;
       }
-      const baseline = opts.baseline as AnswerSet;
+      const baseline = against as AnswerSet;
       const other = answerFor(baseline, q);
       if (opts.mode === "pair") {
         for (const turn of judgedTurns(q)) {

@@ -111,7 +111,11 @@ export function register(program: Command): void {
     .option("--model-id <id>", "model_id written into the answers (default: the model file's name)")
     .option("--system <text>", "system prompt (default: SteerLM's)")
     .option("--max-tokens <n>", "most tokens per turn (default: what fits, at most 1024)")
-    .option("-t, --temperature <t>", "sampling temperature; 0 is greedy", "0")
+    .option(
+      "-t, --temperature <t|fastchat>",
+      "sampling temperature (0: greedy), or fastchat: FastChat's per-category choice",
+      "0",
+    )
     .option("--seed <n>", "sampling seed")
     .option("--parallel <n>", "questions answered at once", "1")
     .option("--first <n>", "only the first n questions")
@@ -136,7 +140,7 @@ export function register(program: Command): void {
           attributes: attrs(model, o.attr),
           system: o.system,
           maxTokens: o.maxTokens === undefined ? undefined : int(o.maxTokens, "--max-tokens", 1),
-          temperature: number(o.temperature, "--temperature"),
+          temperature: o.temperature === "fastchat" ? "fastchat" : number(o.temperature, "--temperature"),
           seed: o.seed === undefined ? undefined : int(o.seed, "--seed", 0),
           parallel,
         });
