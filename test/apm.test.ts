@@ -239,3 +239,48 @@ describe("annotate", () => {
     expect(String(err.message)).toContain(`${sft}: not an attribute prediction model`);
   });
 });
+
+describe("generative APM (the paper's variant)", () => {
+  it("learns a constant value string and annotate decodes exactly it", async () => {
+    // Every turn labelled the same: the value-line tokens are then predictable from the template alone.
+    const label =
+      "quality:3,toxicity:0,humor:1,creativity:2,helpfulness:3,correctness:4,coherence:4,complexity:1,verbosity:2";
+    const constant = join(dir.path, "constant.jsonl");
+    const rows = readFileSync(train, "utf8")
+      .trimEnd()
+      .split("\n")
+      .slice(0, 24)
+      .map((l) => {
+        const o = JSON.parse(l);
+        for (const c of o.conversations) if (c.from === "Assistant") c.label = label;
+        return JSON.stringify(o);
+      });
+    writeFileSync(constant, `${rows.join("\n")}\n`);
+    const out = join(dir.path, "gen");
+    const cfg = tinyConfig(out, {
+      data: constant,
+      val: null,
+      tokenizerVocabSize: 400,
+      seqLen: 256,
+      steps: 30,
+      lr: 0.01,
+      warmupSteps: 2,
+    });
+    const r = await runApmTrain(cfg, { variant: "generative", progress: false });
+    expect(r.step).toBe(30);
+    const ann = join(dir.path, "gen.jsonl");
+    const res = await annotateFile({ apm: out, input: test, output: ann });
+    const labels = readFileSync(ann, "utf8")
+      .trimEnd()
+      .split("\n")
+      .flatMap((l) =>
+        JSON.parse(l)
+          .conversations.filter((c: { from: string }) => c.from === "Assistant")
+          .map((c: { label: string }) => c.label),
+      );
+    expect(labels.length).toBe(res.turns);
+    expect(new Set(labels)).toEqual(new Set([label]));
+    // resuming the run must keep the variant
+    await expect(runApmTrain(cfg, { resume: true, variant: "regression" })).rejects.toThrow(/generative APM/);
+  });
+});

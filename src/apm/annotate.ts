@@ -16,11 +16,12 @@ import { type AttributeSchema, type AttributeValues, loadSchema, toLabel } from 
 import { steerlmLine } from "../data/formats/steerlm.js";
 import { sniffFile } from "../data/input.js";
 import { readRecords } from "../data/read.js";
-import type { DataFormat, DataRecord } from "../data/record.js";
+import type { DataFormat, DataRecord, RecordTurn } from "../data/record.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
 import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
+import { attributeTokenIds, decodeGenerative } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
 
 /**
@@ -142,7 +143,8 @@ async function annotateWith(
   let outBytes = prior.outputBytes;
   if (prior.rows > 0) log.info(`resuming: ${prior.rows} rows already annotated in ${partial}`);
 
-  const predictor = new ApmPredictor(apm.backend, apm.model, B, T);
+  // The generative APM decodes one sequence at a time; the regression one runs fixed [B, T] batches.
+  const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
   const pad = apm.tokenizer.eosId ?? 0;
   const inHash = createHash("sha256");
   const size = statSync(opts.input).size;
@@ -223,10 +225,10 @@ async function annotateWith(
   } catch (err) {
     progress.finish();
     closeSync(fd);
-    predictor.free();
+    predictor?.free();
     throw err;
   }
-  predictor.free();
+  predictor?.free();
   renameSync(partial, opts.output);
   rmSync(sidecarPath, { force: true });
   const seconds = (performance.now() - t0) / 1000;
@@ -240,7 +242,7 @@ async function annotateWith(
 function annotateGroup(
   apm: LoadedApm,
   schema: AttributeSchema,
-  predictor: ApmPredictor,
+  predictor: ApmPredictor | null,
   group: readonly DataRecord[],
   B: number,
   T: number,
@@ -251,11 +253,13 @@ function annotateGroup(
   const outputs = schema.attributes.map((a) =>
     apm.info.schema.attributes.findIndex((b) => b.name === a.name),
   );
+  const needs = (t: RecordTurn) =>
+    t.role === "assistant" && !(onlyUnlabeled && t.labels !== null && Object.keys(t.labels).length > 0);
+  if (predictor === null) return annotateGenerative(apm, schema, group, needs);
   const jobs: Array<{ record: number; turn: number; ex: ApmExample }> = [];
   group.forEach((r, ri) => {
     r.turns.forEach((t, ti) => {
-      if (t.role !== "assistant") return;
-      if (onlyUnlabeled && t.labels !== null && Object.keys(t.labels).length > 0) return;
+      if (!needs(t)) return;
       const { ids } = apmTokens(r, ti, apm.tokenizer, apm.info.bos, T);
       jobs.push({ record: ri, turn: ti, ex: { ids, targets: new Float32Array(K) } });
     });
@@ -304,6 +308,42 @@ function outputSchema(apm: LoadedApm, given: string | AttributeSchema | undefine
     }
   }
   return schema;
+}
+
+/** The generative APM: turns in order, each decoded with the labels already chosen for earlier turns. */
+function annotateGenerative(
+  apm: LoadedApm,
+  schema: AttributeSchema,
+  group: readonly DataRecord[],
+  needs: (t: RecordTurn) => boolean,
+): { lines: string[]; predicted: number } {
+  const pairs = attributeTokenIds(apm.tokenizer, apm.info.schema);
+  let predicted = 0;
+  const lines = group.map((r) => {
+    const earlier = new Map<number, AttributeValues>();
+    const turns = r.turns.map((t, ti) => {
+      if (!needs(t)) return { ...t };
+      const { labels: all } = decodeGenerative(
+        apm.backend,
+        apm.model,
+        apm.tokenizer,
+        apm.info.schema,
+        pairs,
+        r,
+        ti,
+        earlier,
+        apm.info.bos,
+        apm.info.seqLen,
+      );
+      earlier.set(ti, all);
+      predicted++;
+      const labels: AttributeValues = {};
+      for (const a of schema.attributes) labels[a.name] = all[a.name] as number;
+      return { ...t, labels };
+    });
+    return steerlmLine({ ...r, turns }, { schema: apm.info.schema });
+  });
+  return { lines, predicted };
 }
 
 interface ResumeState {

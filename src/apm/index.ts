@@ -16,5 +16,14 @@ export {
   packApmBatch,
   readApmRecords,
 } from "./data.js";
-export { APM_TASK, type ApmInfo, ApmPredictor, apmInfoOf, type LoadedApm, loadApm } from "./model.js";
+export { attributeTokenIds, decodeGenerative, encodeGenerativeRecords } from "./generative.js";
+export {
+  APM_TASK,
+  type ApmInfo,
+  ApmPredictor,
+  type ApmVariant,
+  apmInfoOf,
+  type LoadedApm,
+  loadApm,
+} from "./model.js";
 export { type ApmResult, type ApmRunOptions, runApmTrain } from "./train.js";

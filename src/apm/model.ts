@@ -22,7 +22,10 @@ import { InputError } from "../util/errors.js";
  */
 export const APM_TASK = "apm";
 
+export type ApmVariant = "regression" | "generative";
+
 export interface ApmInfo {
+  variant: ApmVariant;
   /** The schema whose attributes are the K outputs, in output order (stored whole: no file needed later). */
   schema: AttributeSchema;
   /** BOS id prepended to every sequence, or null. */
@@ -53,8 +56,13 @@ export function apmInfoOf(data: CheckpointData, file: string): ApmInfo {
       "train one with `steerlm apm train -o <run>` and pass the run directory",
     );
   }
-  const a = s.apm as { schema: unknown; bos: number | null; seqLen: number };
-  return { schema: validateSchema(a.schema, file), bos: a.bos, seqLen: a.seqLen };
+  const a = s.apm as { variant?: ApmVariant; schema: unknown; bos: number | null; seqLen: number };
+  return {
+    variant: a.variant ?? "regression",
+    schema: validateSchema(a.schema, file),
+    bos: a.bos,
+    seqLen: a.seqLen,
+  };
 }
 
 /** Loads an APM from a run directory (its newest checkpoint) or a checkpoint file. */
@@ -69,13 +77,15 @@ export async function loadApm(input: string, threads?: number): Promise<LoadedAp
   if (h.tokenizer !== null) tokenizer = tokenizerFromJson(h.tokenizer, checkpoint);
   else if (h.baseModel !== null) tokenizer = await loadGgufTokenizer(h.baseModel);
   else throw new InputError("the checkpoint has no tokenizer and no base model", { file: checkpoint });
-  if (!data.weights.has(HEAD_WEIGHT)) throw new InputError(`no ${HEAD_WEIGHT} tensor`, { file: checkpoint });
+  const regression = info.variant === "regression";
+  if (regression && !data.weights.has(HEAD_WEIGHT))
+    throw new InputError(`no ${HEAD_WEIGHT} tensor`, { file: checkpoint });
   const backend = new Backend(threads);
   const model = await LlamaModel.create(
     backend,
     h.model,
     { get: (name) => data.weights.get(name) },
-    { regressionOutputs: info.schema.attributes.length },
+    { regressionOutputs: regression ? info.schema.attributes.length : undefined },
   );
   return {
     checkpoint,

@@ -13,15 +13,25 @@ import {
   writeCheckpoint,
 } from "../sft/checkpoint.js";
 import { formatSettings, type ResolvedSftConfig } from "../sft/config.js";
+import { Batcher, validationBatches } from "../sft/data.js";
 import { type LossPoint, lossCurvePng } from "../sft/png.js";
 import { LOSS_CURVE_FILE, METRICS_FILE, SETTINGS_FILE } from "../sft/run.js";
 import { type ModelSetup, setupFromGguf, setupNewModel } from "../sft/setup.js";
+import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { formatDuration, Progress } from "../util/progress.js";
-import { ApmBatcher, type ApmExample, encodeApmRecords, packApmBatch, readApmRecords } from "./data.js";
-import { APM_TASK, type ApmInfo, apmInfoOf } from "./model.js";
+import {
+  ApmBatcher,
+  type ApmCursor,
+  type ApmExample,
+  encodeApmRecords,
+  packApmBatch,
+  readApmRecords,
+} from "./data.js";
+import { encodeGenerativeRecords } from "./generative.js";
+import { APM_TASK, type ApmInfo, type ApmVariant, apmInfoOf } from "./model.js";
 
 /**
  * One regression APM training run, top to bottom, on SFT's machinery: the same settings (defaults <
@@ -32,6 +42,8 @@ import { APM_TASK, type ApmInfo, apmInfoOf } from "./model.js";
  * LoRA is not offered: the head needs the backbone's features to move.
  */
 export interface ApmRunOptions {
+  /** "regression" (default, NeMo's): head + masked MSE; "generative" (the paper's): LM writes the values. */
+  variant?: ApmVariant;
   resume?: boolean;
   signal?: AbortSignal;
   progress?: boolean;
@@ -73,8 +85,13 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
       "pass --resume, or choose a new -o",
     );
   }
+  const variant: ApmVariant = resumeFrom
+    ? apmInfoOf(readCheckpoint(resumeFrom), resumeFrom).variant
+    : (opts.variant ?? "regression");
+  if (resumeFrom && opts.variant && opts.variant !== variant)
+    throw new InputError(`the run trains a ${variant} APM`, { file: runDir, field: "variant" });
   mkdirSync(ckptDir, { recursive: true });
-  log.info(`steerlm apm train${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
+  log.info(`steerlm apm train (${variant})${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
   for (const line of formatSettings(resolved)) log.info(line);
   if (!opts.resume) writeFileSync(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
 
@@ -82,36 +99,73 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
   const schema = loadSchema(cfg.schema);
   const K = schema.attributes.length;
   const records = await readApmRecords(cfg.data, schema);
-  // The tokenizer of a new model is trained on the same template texts SFT uses; value strings are part
-  // of them, harmless here. One token per attribute setting is of no use to the APM, so none are added.
+  // The tokenizer of a new model is trained on the same template texts SFT uses. One token per attribute
+  // setting is what the generative APM's constrained decoding chooses among; the regression APM needs none.
+  const generative = variant === "generative";
   const setup: ModelSetup =
     cfg.init !== null
-      ? setupNewModel(runDir, cfg.init, records, schema, cfg.tokenizerVocabSize, cfg.seqLen, false)
+      ? setupNewModel(runDir, cfg.init, records, schema, cfg.tokenizerVocabSize, cfg.seqLen, generative)
       : await setupFromGguf(cfg.model as string);
   const pad = setup.tokenizer.eosId ?? 0;
-  const train = encodeApmRecords(records, setup.tokenizer, schema, cfg.seqLen, setup.bos);
-  log.info(
-    `data: ${records.length} conversations → ${train.examples.length} labelled turns (${K} outputs: ` +
-      `${schema.attributes.map((a) => a.name).join(",")}); ${train.truncated} cut to the last ${cfg.seqLen} tokens, ` +
-      `${train.unusable} without any attribute of schema ${schema.name}`,
-  );
-  const val = cfg.val
-    ? encodeApmRecords(await readApmRecords(cfg.val, schema), setup.tokenizer, schema, cfg.seqLen, setup.bos)
-    : null;
-  const batcher = new ApmBatcher(train.examples, cfg.batchSize, cfg.seqLen, K, cfg.seed, pad);
+  const valRecords = cfg.val ? await readApmRecords(cfg.val, schema) : null;
+  let batcher: { next(): { batch: Batch }; cursor: ApmCursor };
+  let nExamples: number;
+  let validate: (t: Trainer) => number | null;
+  if (generative) {
+    const train = encodeGenerativeRecords(records, setup.tokenizer, schema, cfg.seqLen, setup.bos);
+    log.info(
+      `data: ${records.length} conversations → ${train.examples.length} examples (value lines after each response); ` +
+        `${train.truncated} cut at ${cfg.seqLen} tokens, ${train.dropped} dropped`,
+    );
+    batcher = new Batcher(train.examples, cfg.batchSize, cfg.seqLen, cfg.seed, pad);
+    nExamples = train.examples.length;
+    const val = valRecords
+      ? validationBatches(
+          encodeGenerativeRecords(valRecords, setup.tokenizer, schema, cfg.seqLen, setup.bos).examples,
+          cfg.batchSize,
+          cfg.seqLen,
+          cfg.evalBatches,
+          pad,
+        )
+      : [];
+    validate = (t) => {
+      let sum = 0;
+      let n = 0;
+      for (const { batch, lossTokens } of val) {
+        if (lossTokens === 0) continue;
+        sum += t.evaluate(batch).loss * lossTokens;
+        n += lossTokens;
+      }
+      return n > 0 ? sum / n : null;
+    };
+  } else {
+    const train = encodeApmRecords(records, setup.tokenizer, schema, cfg.seqLen, setup.bos);
+    log.info(
+      `data: ${records.length} conversations → ${train.examples.length} labelled turns (${K} outputs: ` +
+        `${schema.attributes.map((a) => a.name).join(",")}); ${train.truncated} cut to the last ${cfg.seqLen} tokens, ` +
+        `${train.unusable} without any attribute of schema ${schema.name}`,
+    );
+    batcher = new ApmBatcher(train.examples, cfg.batchSize, cfg.seqLen, K, cfg.seed, pad);
+    nExamples = train.examples.length;
+    const val = valRecords
+      ? encodeApmRecords(valRecords, setup.tokenizer, schema, cfg.seqLen, setup.bos)
+      : null;
+    validate = (t) => (val ? meanValLoss(t, val.examples, cfg.batchSize, cfg.seqLen, K, pad) : null);
+  }
+  const lossName = generative ? "value-token cross-entropy" : "mse";
   const perStep = cfg.batchSize * cfg.gradAccum;
-  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((cfg.epochs * train.examples.length) / perStep);
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((cfg.epochs * nExamples) / perStep);
 
   const backend = new Backend(cfg.threads);
   const model = await LlamaModel.create(backend, setup.config, setup.source, {
-    regressionOutputs: K,
+    regressionOutputs: generative ? undefined : K,
     seed: cfg.seed,
     initStd: cfg.initStd,
   });
   const trainer = new Trainer(backend, model, {
     batchSize: cfg.batchSize,
     seqLen: cfg.seqLen,
-    task: "regression",
+    task: generative ? "lm" : "regression",
     optimizer: {
       lr: cfg.lr,
       warmupSteps: cfg.warmupSteps,
@@ -128,7 +182,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
   const shapes = new Map(model.params.map((p) => [p.name, p.shape]));
   log.info(
     `model: ${setup.config.numLayers} layers, d ${setup.config.hiddenSize}, vocab ${setup.config.vocabSize}, ` +
-      `head ${setup.config.hiddenSize}→${K}; ${totalSteps} steps of ${perStep} turns × ${cfg.seqLen} tokens; ` +
+      `${generative ? "LM head (generative)" : `head ${setup.config.hiddenSize}→${K}`}; ${totalSteps} steps of ${perStep} turns × ${cfg.seqLen} tokens; ` +
       `${backend.info.threads} threads`,
   );
 
@@ -136,7 +190,6 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
   const metrics: Metric[] = [];
   if (resumeFrom) {
     const ck = readCheckpoint(resumeFrom);
-    apmInfoOf(ck, resumeFrom);
     for (const [name, w] of ck.weights) model.setWeight(name, w);
     trainer.restore(
       ck.header.step,
@@ -149,7 +202,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
     log.info(`resumed at step ${ck.header.step}`);
   }
 
-  const info: ApmInfo = { schema, bos: setup.bos, seqLen: cfg.seqLen };
+  const info: ApmInfo = { variant, schema, bos: setup.bos, seqLen: cfg.seqLen };
   const header = (step: number): Omit<CheckpointHeader, "tensors"> => ({
     format: "steerlm-sft-checkpoint",
     step,
@@ -176,8 +229,6 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
     writeLossCurve(runDir, metrics);
     return path;
   };
-  const validate = (): number | null =>
-    val ? meanValLoss(trainer, val.examples, cfg.batchSize, cfg.seqLen, K, pad) : null;
 
   // ---- the loop ----
   const showBar = opts.progress ?? Boolean(process.stderr.isTTY);
@@ -201,18 +252,18 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
     const m: Metric = { step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm };
     const last = r.step === totalSteps;
     if (last || (cfg.evalEvery > 0 && r.step % cfg.evalEvery === 0)) {
-      lastVal = validate();
+      lastVal = validate(trainer);
       if (lastVal !== null) m.valLoss = lastVal;
     }
     metrics.push(m);
     progress.tick(1, {
       step: `${r.step}/${totalSteps}`,
-      mse: r.loss,
+      loss: r.loss,
       ...(lastVal !== null ? { val: lastVal } : {}),
     });
     if (!showBar && (r.step % logEvery === 0 || last)) {
       log.info(
-        `step ${r.step}/${totalSteps}  mse ${r.loss.toFixed(4)}${m.valLoss !== undefined ? `  val ${m.valLoss.toFixed(4)}` : ""}  lr ${r.lr.toExponential(2)}`,
+        `step ${r.step}/${totalSteps}  ${lossName} ${r.loss.toFixed(4)}${m.valLoss !== undefined ? `  val ${m.valLoss.toFixed(4)}` : ""}  lr ${r.lr.toExponential(2)}`,
       );
     }
     if (last || (cfg.checkpointEvery > 0 && r.step % cfg.checkpointEvery === 0))
@@ -233,7 +284,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
   await setup.tokenizer.dispose();
   const seconds = (performance.now() - t0) / 1000;
   log.info(
-    `apm: step ${trainer.step}/${totalSteps}, mse ${lastLoss.toFixed(4)}${lastVal !== null ? `, val mse ${lastVal.toFixed(4)}` : ""}, ` +
+    `apm: step ${trainer.step}/${totalSteps}, ${lossName} ${lastLoss.toFixed(4)}${lastVal !== null ? `, val ${lossName} ${lastVal.toFixed(4)}` : ""}, ` +
       `${formatDuration(seconds)}; APM ${checkpoint}`,
   );
   return {

@@ -56,7 +56,11 @@ export function register(program: Command): void {
         "The newest checkpoint of -o is the APM that `steerlm annotate --apm <run>` loads.",
     )
     .option("--config <file>", "settings file (YAML or JSON)")
-    .option("--resume", "continue the run in -o from its newest checkpoint");
+    .option("--resume", "continue the run in -o from its newest checkpoint")
+    .option(
+      "--generative",
+      "the paper's variant: a language model writes the value string after the response (needs --init)",
+    );
   const fields = SFT_FIELDS.filter((k) => !NOT_FOR_APM.has(k));
   for (const key of fields) {
     const flag = key === "output" ? "-o, --output" : `--${kebab(key)}`;
@@ -89,9 +93,13 @@ export function register(program: Command): void {
     };
     process.on("SIGINT", onSigint);
     try {
-      const r = await runApmTrain(resolved, { resume: Boolean(raw.resume), signal: controller.signal });
+      const r = await runApmTrain(resolved, {
+        resume: Boolean(raw.resume),
+        signal: controller.signal,
+        variant: raw.generative ? "generative" : raw.resume ? undefined : "regression",
+      });
       process.stdout.write(
-        `${JSON.stringify({ apm: r.checkpoint, step: r.step, trainMse: r.trainLoss, valMse: r.valLoss })}\n`,
+        `${JSON.stringify({ apm: r.checkpoint, step: r.step, trainLoss: r.trainLoss, valLoss: r.valLoss })}\n`,
       );
       if (r.interrupted) process.exitCode = 130;
     } finally {

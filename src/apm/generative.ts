@@ -1,0 +1,124 @@
+import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
+import { type DataRecord, toConversation } from "../data/record.js";
+import { CONTROL_TOKENS, renderConversation } from "../data/template.js";
+import type { Backend } from "../ggml/backend.js";
+import { forwardLogits } from "../model/infer.js";
+import type { LlamaModel } from "../model/model.js";
+import type { Example } from "../sft/data.js";
+import { encodeParts, encodePartsWithLoss, type Tokenizer } from "../tokenizer/types.js";
+import { IGNORE } from "../train/batch.js";
+import { SteerlmError } from "../util/errors.js";
+
+/**
+ * The paper's generative APM: a language model that writes the value string *after* the response
+ * (`renderConversation(conv, "generative-apm")`, loss on the value lines only), read back by greedy
+ * decoding. Decoding here is constrained: the value string has a fixed shape (`name:v` in schema order,
+ * joined by `,`), so for each attribute the model only chooses among that attribute's allowed values.
+ * That needs one vocabulary token per `name:value`, which a tokenizer trained with --init has (see
+ * src/sft/setup.ts, attribute tokens); a GGUF vocabulary without them is refused.
+ */
+
+/** One example per record: every labelled turn's value line is in the loss. Longer: the end is cut. */
+export function encodeGenerativeRecords(
+  records: readonly DataRecord[],
+  tokenizer: Tokenizer,
+  schema: AttributeSchema,
+  seqLen: number,
+  bos: number | null,
+): { examples: Example[]; truncated: number; dropped: number } {
+  const examples: Example[] = [];
+  let truncated = 0;
+  let dropped = 0;
+  for (const record of records) {
+    const enc = encodePartsWithLoss(
+      tokenizer,
+      renderConversation(toConversation(record, schema), "generative-apm").parts,
+    );
+    let ids = bos !== null ? [bos, ...enc.ids] : enc.ids;
+    let loss = bos !== null ? [0, ...enc.loss] : Array.from(enc.loss);
+    if (ids.length > seqLen) {
+      truncated++;
+      ids = ids.slice(0, seqLen);
+      loss = loss.slice(0, seqLen);
+    }
+    loss[0] = 0;
+    if (!loss.some((x) => x)) {
+      dropped++;
+      continue;
+    }
+    examples.push({
+      ids: Int32Array.from(ids),
+      labels: Int32Array.from(ids, (id, t) => (loss[t] ? id : IGNORE)),
+    });
+  }
+  return { examples, truncated, dropped };
+}
+
+/** Ids of every `name:value` token, per attribute in schema order; throws when the vocabulary lacks one. */
+export function attributeTokenIds(tokenizer: Tokenizer, schema: AttributeSchema): number[][] {
+  return schema.attributes.map((a) =>
+    Array.from({ length: a.max - a.min + 1 }, (_, i) => {
+      const text = `${a.name}:${a.min + i}`;
+      const ids = tokenizer.encode(text);
+      if (ids.length !== 1) {
+        throw new SteerlmError(
+          `the generative APM's vocabulary has no single token for "${text}"`,
+          "train the generative APM with --init (its tokenizer gets one token per attribute setting)",
+        );
+      }
+      return ids[0] as number;
+    }),
+  );
+}
+
+/**
+ * Labels for assistant turn `turn`: the prompt is the conversation up to that response (earlier assistant
+ * turns carry `earlier` labels as their value lines), then `<extra_id_2>`; each attribute is the argmax of
+ * the model's next-token logits over that attribute's value tokens. The last `seqLen` tokens are used.
+ */
+export function decodeGenerative(
+  backend: Backend,
+  model: LlamaModel,
+  tokenizer: Tokenizer,
+  schema: AttributeSchema,
+  pairIds: readonly number[][],
+  record: DataRecord,
+  turn: number,
+  earlier: ReadonlyMap<number, AttributeValues>,
+  bos: number | null,
+  seqLen: number,
+): { labels: AttributeValues; raw: number[] } {
+  const sub: DataRecord = {
+    ...record,
+    turns: record.turns
+      .slice(0, turn + 1)
+      .map((t, i) => ({ ...t, labels: i === turn ? null : (earlier.get(i) ?? t.labels) })),
+  };
+  // The render ends with the turn terminator; the value line of this turn goes where it stands.
+  const parts = renderConversation(toConversation(sub, schema), "generative-apm").parts.slice(0, -1);
+  parts.push({ kind: "control", text: CONTROL_TOKENS.label, loss: false });
+  const ids = encodeParts(tokenizer, parts);
+  if (bos !== null) ids.unshift(bos);
+  const comma = tokenizer.encodeContinuation(",");
+  const V = model.config.vocabSize;
+  const labels: AttributeValues = {};
+  const raw: number[] = [];
+  schema.attributes.forEach((a, k) => {
+    const window = ids.slice(Math.max(0, ids.length - seqLen));
+    const logits = forwardLogits(backend, model, window);
+    const row = (window.length - 1) * V;
+    const choices = pairIds[k] as number[];
+    let best = 0;
+    for (let v = 1; v < choices.length; v++) {
+      if (
+        (logits[row + (choices[v] as number)] as number) > (logits[row + (choices[best] as number)] as number)
+      )
+        best = v;
+    }
+    labels[a.name] = a.min + best;
+    raw.push(a.min + best);
+    ids.push(choices[best] as number);
+    if (k + 1 < schema.attributes.length) ids.push(...comma);
+  });
+  return { labels, raw };
+}
