@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderConversation } from "../src/data/template.js";
@@ -118,5 +118,13 @@ describe("steerlm sft → export gguf → node-llama-cpp", () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toContain(`steerlm: ${run}: the run directory already has checkpoints`);
     expect(again.stderr).toContain("--resume");
+  });
+
+  it("reports a bad config file with its file, line and field (exit 1, no stack)", async () => {
+    const cfg = join(tmp.path, "bad.yaml");
+    writeFileSync(cfg, `data: ${inputs.train}\ninit: ${inputs.init}\nbatchSize: 0\n`);
+    const r = await runCli(["sft", "--config", cfg, "-o", join(tmp.path, "bad-run")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`steerlm: ${cfg}:3: batchSize: expected an integer ≥ 1, got number 0\n`);
   });
 });

@@ -4,6 +4,9 @@ import { formatDemoReport, runDemo } from "../../demo/demo.js";
 export function register(program: Command): void {
   program
     .command("demo")
+    .summary(
+      "the main job: SteerBench data → train a steerable model from scratch → GGUF → steerability table",
+    )
     .description(
       "The main job, offline: synthesise SteerBench data, train a small steerable model from scratch, export\n" +
         "it to GGUF, then steer it on held-out prompts (each attribute at each level 0..4, the others at their\n" +

@@ -5,7 +5,10 @@ import { InputError } from "../../util/errors.js";
 const TYPES = ["F32", "F16", "BF16", "Q8_0"] as const;
 
 export function register(program: Command): void {
-  const exp = program.command("export").description("Export trained models.");
+  const exp = program
+    .command("export")
+    .summary("export trained models (gguf)")
+    .description("Export trained models.");
   exp
     .command("gguf")
     .description(

@@ -26,6 +26,7 @@ const HELP: Partial<Record<keyof SftConfig, string>> = {
 export function register(program: Command): void {
   const cmd = program
     .command("sft")
+    .summary("attribute-conditioned SFT: train on SteerLM JSONL (new model, GGUF, LoRA), checkpoint, resume")
     .description(
       "Attribute-conditioned SFT: train a model on SteerLM JSONL with loss on the responses only.\n" +
         "Settings come from --config (YAML or JSON, camelCase keys as the flags below), flags override them;\n" +

@@ -1,0 +1,17 @@
+// Attribute-conditioned SFT: the run, its settings, checkpoints and GGUF export (re-exported by src/index.ts).
+export {
+  type CheckpointData as SftCheckpointData,
+  type CheckpointHeader as SftCheckpointHeader,
+  latestCheckpoint as latestSftCheckpoint,
+  readCheckpoint as readSftCheckpoint,
+} from "./checkpoint.js";
+export {
+  type ModelInitInput,
+  type ResolvedSftConfig,
+  resolveSftConfig,
+  SFT_DEFAULTS,
+  type SftConfig,
+} from "./config.js";
+export { type ExportOptions, type ExportResult, exportGguf, STEERLM_TEMPLATE_TEXT } from "./export.js";
+export { lossCurvePng } from "./png.js";
+export { resolveResumeConfig, runSft, type SftResult, type SftRunOptions } from "./run.js";
