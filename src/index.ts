@@ -4,6 +4,7 @@ export * from "./apm/index.js";
 export * from "./eval/index.js";
 export * from "./inference/index.js";
 export * from "./serve/index.js";
+export * from "./sft/index.js";
 export {
   type BenchMeta,
   FAMILIES as STEERBENCH_FAMILIES,
@@ -20,6 +21,7 @@ export { InputError, SteerlmError } from "./util/errors.js";
 export { version } from "./version.js";
 export * from "./gguf/index.js";
 export * from "./data/index.js";
+export * from "./demo/index.js";
 export * from "./interop/index.js";
 export * from "./ggml/index.js";
 export * from "./model/index.js";
