@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { annotateFile } from "../src/apm/annotate.js";
 import {
   type AdherenceSample,
   answerSet,
@@ -14,6 +15,8 @@ import {
 } from "../src/eval/index.js";
 import { SteerableModel } from "../src/inference/index.js";
 import { startServer } from "../src/serve/index.js";
+import { writeBench } from "../src/steerbench/jsonl.js";
+import { synthesize } from "../src/steerbench/synth.js";
 import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 import { writeSteerModel } from "./serve-fixture.js";
 
@@ -160,6 +163,90 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
     const out = await runCli(["eval", "adherence", "-m", model, "--levels", "0..7", "--attributes", "humor"]);
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/--levels: level 5 is out of humor's range 0\.\.4/);
+  });
+});
+
+describe.skipIf(!haveSharedData)("steerlm eval adherence --apm", () => {
+  const tmp = tempDir("steerlm-eval-apm-");
+  afterAll(() => tmp.cleanup());
+
+  it("measures with a trained APM: the values are what steerlm annotate predicts for the same responses", async () => {
+    const model = await writeSteerModel(tmp.path, "tiny.gguf");
+    writeBench(tmp.path, synthesize({ n: 40, seed: 5 }));
+    writeFileSync(join(tmp.path, "init.yaml"), "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\nffnSize: 64\n");
+    const run = join(tmp.path, "apm");
+    const t = await runCli([
+      "apm",
+      "train",
+      "--data",
+      join(tmp.path, "train.jsonl"),
+      "--init",
+      join(tmp.path, "init.yaml"),
+      "--tokenizer-vocab-size",
+      "300",
+      "--seq-len",
+      "96",
+      "--batch-size",
+      "4",
+      "--steps",
+      "2",
+      "--threads",
+      "1",
+      "-o",
+      run,
+    ]);
+    expect(t.code).toBe(0);
+    const json = join(tmp.path, "adh.json");
+    const r = await runCli([
+      "eval",
+      "adherence",
+      "-m",
+      model,
+      "--apm",
+      run,
+      "--n-prompts",
+      "2",
+      "--levels",
+      "0,4",
+      "--attributes",
+      "humor",
+      "--max-tokens",
+      "4",
+      "--json",
+      json,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^humor\s/m);
+    const rep = JSON.parse(readFileSync(json, "utf8"));
+    expect(rep.samples).toHaveLength(4);
+    // Independently: annotate the same (system, prompt, response) rows and compare the labels.
+    const input = join(tmp.path, "again.jsonl");
+    writeFileSync(
+      input,
+      rep.samples
+        .map(
+          (x: { prompt: string; response: string }) =>
+            `${JSON.stringify({
+              system: "Answer the user's question.",
+              conversations: [
+                { from: "User", value: x.prompt, label: null },
+                { from: "Assistant", value: x.response, label: null },
+              ],
+              mask: "User",
+            })}\n`,
+        )
+        .join(""),
+    );
+    const out = join(tmp.path, "again.out.jsonl");
+    await annotateFile({ apm: run, input, output: out, progress: false });
+    const labels = lines(out).map((l) => l.conversations[1].label as string);
+    rep.samples.forEach((x: { measured: Record<string, number> }, i: number) => {
+      const expected = Object.fromEntries(
+        (labels[i] as string).split(",").map((p) => [p.split(":")[0], Number(p.split(":")[1])]),
+      );
+      expect(x.measured).toEqual(expected);
+    });
+    expect(rep.attributes.humor.requested).toEqual([0, 4]);
   });
 });
 

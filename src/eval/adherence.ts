@@ -4,12 +4,14 @@ import type { SteerableModel } from "../inference/model.js";
 import { scoreResponse } from "../steerbench/oracle.js";
 import { InputError } from "../util/errors.js";
 import { Progress } from "../util/progress.js";
+import type { BatchMeasurer } from "./apm-measure.js";
 
 /**
  * Attribute adherence: for each attribute and each requested level (the other attributes at the schema's
  * defaults), generate on held-out prompts and measure the responses with a measurer (default: the
  * SteerBench oracle). Reported per attribute: the measured mean at each level, Spearman of requested vs
  * measured (over the means and over single responses), exact-match share and mean absolute error.
+ * With an APM as the measurer (`measureBatch: apmMeasurer(run)`), the responses are annotated in one pass.
  *
  * The same sweep as src/demo/evaluate.ts, generalised (levels, any prompts, any measurer) and split into
  * generation and a pure summary so either can be reused; the demo could call `measureAdherence`.
@@ -56,6 +58,8 @@ export interface AdherenceOptions {
   levels?: readonly number[];
   maxTokens?: number;
   measure?: Measurer;
+  /** A measurer over all responses at once (an APM); replaces `measure`. */
+  measureBatch?: BatchMeasurer;
   /** Generations at once (up to the model's parallel sequences). */
   parallel?: number;
   progress?: boolean;
@@ -113,13 +117,23 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
         prompt: job.prompt,
         values: r.values,
         response,
-        measured: measure(job.prompt, response),
+        measured: opts.measureBatch ? {} : measure(job.prompt, response),
       };
       progress.tick(1);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 1) }, worker));
   progress.finish();
+  if (opts.measureBatch) {
+    const measured = await opts.measureBatch(
+      samples.map((x, i) => ({
+        system: (jobs[i] as (typeof jobs)[number]).system,
+        prompt: x.prompt,
+        response: x.response,
+      })),
+    );
+    for (const [i, m] of measured.entries()) (samples[i] as AdherenceSample).measured = m;
+  }
   return {
     attributes: summarizeAdherence(samples, plan),
     prompts: opts.prompts.length,

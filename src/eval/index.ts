@@ -31,6 +31,7 @@ export {
   sortAnswerFile,
   temperatureFor,
 } from "./answer.js";
+export { apmMeasurer, type BatchMeasurer, type MeasureItem } from "./apm-measure.js";
 export { BENCHES, type Bench, FASTCHAT_ENV, fastchatDir, loadBench } from "./bench.js";
 export { type JudgeEndpoint, type JudgeFn, openAiJudge } from "./client.js";
 export { bradleyTerry, bradleyTerryDefined, type Outcome, pairOutcomes } from "./elo.js";

@@ -5,6 +5,7 @@ import { type AttributeValues, parseValues } from "../../data/attributes.js";
 import { readRecords } from "../../data/read.js";
 import { formatAdherence, measureAdherence } from "../../eval/adherence.js";
 import { generateAnswers } from "../../eval/answer.js";
+import { apmMeasurer } from "../../eval/apm-measure.js";
 import { fastchatDir, loadBench } from "../../eval/bench.js";
 import { openAiJudge } from "../../eval/client.js";
 import { readAnswers, readJudgePrompts, readLegacyPrompts, readLegacyReviewers } from "../../eval/formats.js";
@@ -85,6 +86,7 @@ interface AdherenceFlags {
   maxTokens: string;
   parallel: string;
   json?: string;
+  apm?: string;
 }
 
 export function register(program: Command): void {
@@ -263,6 +265,10 @@ export function register(program: Command): void {
     .option("--max-tokens <n>", "most tokens per response", "200")
     .option("--parallel <n>", "generations at once", "8")
     .option("--json <file>", "also write the full report (with every sample) as JSON")
+    .option(
+      "--apm <run|ckpt>",
+      "measure with an attribute prediction model (steerlm apm train) instead of the oracle",
+    )
     .action(async (o: AdherenceFlags) => {
       const n = int(o.nPrompts, "--n-prompts", 1);
       const prompts = o.prompts ? await promptsFrom(o.prompts, n) : steerbenchPrompts(n);
@@ -281,6 +287,7 @@ export function register(program: Command): void {
           levels: o.levels === undefined ? undefined : parseLevels(o.levels),
           maxTokens: int(o.maxTokens, "--max-tokens", 1),
           parallel,
+          measureBatch: o.apm === undefined ? undefined : apmMeasurer(o.apm),
         });
         process.stdout.write(`${formatAdherence(report)}\n`);
         if (o.json) {
