@@ -11,7 +11,7 @@ import {
   statSync,
   writeSync,
 } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { type AttributeSchema, type AttributeValues, loadSchema, toLabel } from "../data/attributes.js";
 import { steerlmLine } from "../data/formats/steerlm.js";
 import { sniffFile } from "../data/input.js";
@@ -98,6 +98,9 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
   const B = opts.batchSize ?? 8;
   if (!Number.isInteger(B) || B < 1)
     throw new InputError(`expected an integer ≥ 1, got ${B}`, { field: "--batch-size" });
+  if (!existsSync(opts.input)) throw new InputError("no such file", { file: opts.input });
+  if (!existsSync(dirname(resolve(opts.output))))
+    throw new InputError("the output's folder does not exist", { file: opts.output });
   const { partial, sidecar } = partialPaths(opts.output);
   if (existsSync(opts.output) && !existsSync(partial) && !opts.overwrite) {
     throw new InputError(
