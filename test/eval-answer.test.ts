@@ -77,8 +77,7 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
       expect(x.choices[0].turns).toHaveLength(2);
       expect(x.steerlm_values).toBe("quality:4,humor:3,verbosity:3");
     }
-    // resume: nothing to do; then with one more question (81, listed first) only it is answered, file sorted
-    expect((await runCli(args)).stderr).toContain("answers: 0 written, 2 already there");
+    // resume: with one more question (81, listed first) only it is answered; the file ends sorted
     writeFileSync(qFile, `${mt().slice(0, 3).join("\n")}\n`);
     const more = await runCli(args);
     expect(more.stderr).toContain("answers: 1 written, 2 already there");

@@ -3,7 +3,14 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { answerSet, loadBench, readAnswers, readJudgePrompts, runJudgments } from "../src/eval/index.js";
+import {
+  answerSet,
+  buildReport,
+  loadBench,
+  readAnswers,
+  readJudgePrompts,
+  runJudgments,
+} from "../src/eval/index.js";
 import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 
 /**
@@ -167,9 +174,7 @@ describe.skipIf(!haveSharedData)("steerlm eval judge / report against a local fa
     expect(resumed.stderr).toContain("2 written");
     expect(lines(out)).toHaveLength(6);
 
-    const rep = await runCli(["eval", "report", out, "--json"]);
-    expect(rep.code).toBe(0);
-    const single = JSON.parse(rep.stdout).single;
+    const single = buildReport([out]).single;
     expect(single).toEqual([{ model: "long-model", turn1: 8, turn2: 8, average: 8, judged: 6, errors: 1 }]);
   });
 
@@ -200,8 +205,8 @@ describe.skipIf(!haveSharedData)("steerlm eval judge / report against a local fa
     expect(new Set(js.map((j) => j.judge[1]))).toEqual(
       new Set(["pair-v2", "pair-v2-multi-turn", "pair-math-v1", "pair-math-v1-multi-turn"]),
     );
-    const rep = await runCli(["eval", "report", out, "--baseline", "short-model", "--json"]);
-    const pair = JSON.parse(rep.stdout).pair;
+    const rep = buildReport([out], { baseline: "short-model" });
+    const pair = rep.pair as NonNullable<typeof rep.pair>;
     expect(pair.rows).toEqual([
       {
         model: "long-model",
@@ -215,7 +220,7 @@ describe.skipIf(!haveSharedData)("steerlm eval judge / report against a local fa
     ]);
     expect(pair.inconsistent).toBe(1);
     // Bradley-Terry with 2 models: the odds are wins/losses = 5.5/0.5 (a tie is half a win each)
-    const elo = JSON.parse(rep.stdout).elo;
+    const elo = rep.elo as Record<string, number>;
     expect(elo["long-model"] - elo["short-model"]).toBeCloseTo(400 * Math.log10(11), 6);
     const text = await runCli(["eval", "report", out, "--baseline", "short-model"]);
     expect(text.stdout).toMatch(/long-model\s+5\s+0\s+1\s+0\.833/);
