@@ -63,6 +63,6 @@ for (const t of threads) {
   const k = `ours_t${t}`;
   const ratios = res[k].map((v, i) => v / res.torch[i]);
   console.log(
-    `${name}${values.lora ? " lora" : ""} threads=${t}: median ${median(res[k])} tok/s vs torch ${tm} tok/s; per-round ratios ${ratios.map((x) => x.toFixed(2)).join(" ")} (median ${median(ratios).toFixed(2)}x)`,
+    `${name}${values.lora ? " lora" : ""}${values.bf16 ? " bf16" : ""} threads=${t}: median ${median(res[k])} tok/s vs torch ${tm} tok/s; per-round ratios ${ratios.map((x) => x.toFixed(2)).join(" ")} (median ${median(ratios).toFixed(2)}x)`,
   );
 }
