@@ -73,6 +73,7 @@ interface JudgeFlags {
   fastchatDir?: string;
   parallel: string;
   maxTokens: string;
+  first?: string;
 }
 
 interface AdherenceFlags {
@@ -165,7 +166,7 @@ export function register(program: Command): void {
     )
     .option(
       "--baseline <file>",
-      "baseline answers (pair and review modes), e.g. the legacy answer_gpt35.jsonl",
+      "baseline answers (pair and review modes), e.g. the legacy answer_gpt35.jsonl; without it: every pair of --answers",
     )
     .requiredOption("--bench <vicuna|mt-bench|file>", "the questions the answers are for")
     .option(
@@ -180,7 +181,7 @@ export function register(program: Command): void {
     .option("--api-key <key>", "bearer token for the judge (default: $OPENAI_API_KEY)")
     .option(
       "--mode <single|pair|review>",
-      "single: 1-10 ratings; pair: vs --baseline in both orders; review: legacy Vicuna two-score review in both orders (% of baseline)",
+      "single: 1-10 ratings; pair: [[A]]/[[B]]/[[C]] in both orders; review: legacy Vicuna two-score review in both orders (% of baseline)",
       "single",
     )
     .option("-o, --output <file>", "judgment file (default: <judge-model>_<mode>.jsonl)")
@@ -188,6 +189,7 @@ export function register(program: Command): void {
     .option("--fastchat-dir <dir>", "FastChat data folder")
     .option("--parallel <n>", "judge requests at once", "1")
     .option("--max-tokens <n>", "judge max_tokens", "2048")
+    .option("--first <n>", "only the first n questions (as answered with eval answer --first)")
     .action(async (o: JudgeFlags) => {
       if (!["single", "pair", "review"].includes(o.mode))
         throw new InputError(`expected single, pair or review, got ${JSON.stringify(o.mode)}`, {
@@ -195,6 +197,7 @@ export function register(program: Command): void {
         });
       const mode = o.mode as EvalJudgeMode;
       const bench = loadBench(o.bench, { fastchatDir: o.fastchatDir, refFile: o.ref });
+      if (o.first !== undefined) bench.questions = bench.questions.slice(0, int(o.first, "--first", 1));
       const answers = o.answers.map((f) => answerSet(f, readAnswers(f)));
       const baseline = o.baseline === undefined ? undefined : answerSet(o.baseline, readAnswers(o.baseline));
       const promptsFile =
