@@ -56,7 +56,7 @@ export const DEMO_PLANS: Record<"full" | "quick", DemoPlan> = {
       evalBatches: 8,
       checkpointEvery: 500,
     },
-    trainSeconds: 400,
+    trainSeconds: 440,
     prompts: 20,
     maxTokens: 160,
   },

@@ -249,6 +249,8 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   const loopStart = performance.now();
   const firstStep = trainer.step;
   let budgetLogged = 0;
+  const plannedSteps = totalSteps;
+  const stepTimes: number[] = [loopStart];
   while (trainer.step < totalSteps) {
     const ts = performance.now();
     let stepTokens = 0;
@@ -275,18 +277,26 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
       if (lastVal !== null) m.valLoss = lastVal;
     }
     metrics.push(m);
+    stepTimes.push(performance.now());
     if (
       opts.timeBudgetSeconds !== undefined &&
       r.step >= Math.max(cfg.warmupSteps, firstStep + 10) &&
       r.step % 10 === 0
     ) {
-      const elapsed = (performance.now() - loopStart) / 1000;
-      const perStepSeconds = elapsed / (r.step - firstStep);
-      const fit = r.step + Math.floor((opts.timeBudgetSeconds - elapsed) / perStepSeconds);
-      if (fit < totalSteps) {
-        totalSteps = Math.max(r.step + 1, fit);
+      // Speed over the last 100 steps: the machine's load changes, so the end moves both ways (never past
+      // the planned steps); the cosine schedule follows it.
+      const now = performance.now();
+      const window = Math.min(100, stepTimes.length - 1);
+      const perStepSeconds = (now - (stepTimes[stepTimes.length - 1 - window] as number)) / 1000 / window;
+      const remaining = opts.timeBudgetSeconds - (now - loopStart) / 1000;
+      const fit = Math.min(
+        plannedSteps,
+        Math.max(r.step + 1, r.step + Math.floor(remaining / perStepSeconds)),
+      );
+      if (fit !== totalSteps) {
+        totalSteps = fit;
         optimizer.totalSteps = totalSteps;
-        if (budgetLogged === 0 || totalSteps < budgetLogged * 0.95) {
+        if (budgetLogged === 0 || Math.abs(totalSteps - budgetLogged) > 0.05 * budgetLogged) {
           budgetLogged = totalSteps;
           log.info(
             `time budget ${opts.timeBudgetSeconds} s at ${perStepSeconds.toFixed(2)} s/step: the run ends at step ${totalSteps}`,
