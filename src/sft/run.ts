@@ -137,7 +137,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
           cfg.seqLen,
           cfg.attributeTokens,
         )
-      : await setupFromGguf(cfg.model as string);
+      : await setupFromGguf(cfg.model as string, runDir);
   const pad = setup.tokenizer.eosId ?? 0;
   const train = encodeRecords(records, setup.tokenizer, schema, cfg.seqLen, setup.bos);
   log.info(

@@ -3,11 +3,12 @@ import { join } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import { type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
-import { readLlamaConfig } from "../gguf/llama.js";
-import { metaBool, readGguf, readTensorF32 } from "../gguf/reader.js";
+import { llamaTensorShapes, readGgufVocab, readLlamaConfig, writeLlamaGguf } from "../gguf/llama.js";
+import { metaBool, metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import type { WeightSource } from "../model/weights.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../tokenizer/bpe-train.js";
+import { addControlTokensToGgufVocab, extendEmbeddingRows } from "../tokenizer/control.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import { HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
 import type { HfAddedToken, HfTokenizerJson } from "../tokenizer/hf-json.js";
@@ -115,20 +116,62 @@ export function tokenizerFromJson(text: string, source: string): HfTokenizer {
   return new HfTokenizer(JSON.parse(text), {}, source);
 }
 
-/** An existing Llama-family GGUF: its config, its vocabulary (through llama.cpp) and its weights. */
-export async function setupFromGguf(path: string): Promise<ModelSetup> {
-  const file = await readGguf(path);
+/**
+ * An existing Llama-family GGUF: its config, its vocabulary (through llama.cpp) and its weights. A vocabulary
+ * without the SteerLM control tokens (a plain Llama-2 GGUF) first gets them, as CONTROL tokens with new
+ * embedding (and output) rows at the mean of the existing ones, written as `<runDir>/base.gguf`, which the
+ * run then starts from (and which export and --resume use).
+ */
+export async function setupFromGguf(path: string, runDir: string): Promise<ModelSetup> {
+  const prepared = join(runDir, BASE_FILE);
+  let source = existsSync(prepared) ? prepared : path;
+  if (source === path) {
+    const withControls = await addControlTokensToGguf(path, prepared);
+    if (withControls) source = withControls;
+  }
+  const file = await readGguf(source);
   const config = readLlamaConfig(file);
-  const tokenizer = await loadGgufTokenizer(path);
+  const tokenizer = await loadGgufTokenizer(source);
   const names = new Set(file.tensors.map((t) => t.name));
-  const source: WeightSource = { get: (name) => (names.has(name) ? readTensorF32(file, name) : undefined) };
+  const weights: WeightSource = { get: (name) => (names.has(name) ? readTensorF32(file, name) : undefined) };
   const addBos = metaBool(file, "tokenizer.ggml.add_bos_token", false);
   return {
     config,
     tokenizer,
     bos: addBos ? tokenizer.bosId : null,
-    source,
+    source: weights,
     tokenizerJson: null,
-    baseModel: path,
+    baseModel: source,
   };
+}
+
+export const BASE_FILE = "base.gguf";
+
+/** Writes `out` with the control tokens added when `path` lacks them; returns `out`, or null when nothing was missing. */
+async function addControlTokensToGguf(path: string, out: string): Promise<string | null> {
+  const file = await readGguf(path);
+  const { vocab, added } = addControlTokensToGgufVocab(readGgufVocab(file));
+  if (added.length === 0) return null;
+  const config = readLlamaConfig(file);
+  const grown: LlamaConfig = { ...config, vocabSize: config.vocabSize + added.length };
+  const weights = new Map<string, Float32Array>();
+  for (const spec of llamaTensorShapes(config)) {
+    let w = await readTensorF32(file, spec.name);
+    if (spec.name === "token_embd.weight" || spec.name === "output.weight") {
+      w = extendEmbeddingRows(w, config.vocabSize, config.hiddenSize, added.length);
+    }
+    weights.set(spec.name, w);
+  }
+  await writeLlamaGguf(out, {
+    config: grown,
+    vocab,
+    weights,
+    type: "F32",
+    name: metaString(file, "general.name", "base"),
+  });
+  log.info(
+    `${path}: the vocabulary lacks ${added.map((a) => a.name).join(", ")}; added as control tokens ` +
+      `(ids ${added.map((a) => a.id).join(", ")}, embeddings at the mean row) in ${out}`,
+  );
+  return out;
 }
