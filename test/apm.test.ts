@@ -16,7 +16,7 @@ import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 import { Trainer } from "../src/train/trainer.js";
 import { InputError } from "../src/util/errors.js";
-import { tempDir } from "./helpers.js";
+import { haveSharedData, sharedData, tempDir } from "./helpers.js";
 
 const steerlm = BUILTIN_SCHEMAS.steerlm;
 const dir = tempDir("steerlm-apm-");
@@ -282,5 +282,28 @@ describe("generative APM (the paper's variant)", () => {
     expect(new Set(labels)).toEqual(new Set([label]));
     // resuming the run must keep the variant
     await expect(runApmTrain(cfg, { resume: true, variant: "regression" })).rejects.toThrow(/generative APM/);
+  });
+});
+
+describe.skipIf(!haveSharedData)("APM from a llama.cpp GGUF", () => {
+  it("trains every weight plus the head, and annotate reads the vocabulary from the run's base", async () => {
+    const out = join(dir.path, "from-gguf");
+    const cfg = tinyConfig(out, {
+      init: null,
+      model: sharedData("gguf", "llama-2-tiny-random.gguf"),
+      steps: 2,
+      val: null,
+    });
+    const r = await runApmTrain(cfg, { progress: false });
+    const ck = readCheckpoint(r.checkpoint);
+    expect(ck.weights.get(HEAD_WEIGHT)?.length).toBe(ck.header.model.hiddenSize * 9);
+    expect(ck.weights.has("blk.0.attn_q.weight")).toBe(true);
+    const ann = join(dir.path, "from-gguf.jsonl");
+    const res = await annotateFile({ apm: out, input: test, output: ann, threads: 1 });
+    expect(
+      readFileSync(ann, "utf8").match(
+        /"label": "quality:\d,toxicity:\d,humor:\d,creativity:\d,helpfulness:\d,correctness:\d,coherence:\d,complexity:\d,verbosity:\d"/g,
+      )?.length,
+    ).toBe(res.turns);
   });
 });

@@ -5,11 +5,9 @@ import {
   fsyncSync,
   ftruncateSync,
   openSync,
-  readFileSync,
   renameSync,
   rmSync,
   statSync,
-  writeSync,
 } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type AttributeSchema, type AttributeValues, loadSchema, toLabel } from "../data/attributes.js";
@@ -23,6 +21,14 @@ import { Progress } from "../util/progress.js";
 import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
 import { attributeTokenIds, decodeGenerative } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
+import {
+  partialPaths,
+  readResumeState,
+  SIDECAR_FORMAT,
+  type Sidecar,
+  writeAll,
+  writeSidecar,
+} from "./resume.js";
 
 /**
  * `annotate`: the APM's predictions, clamped to each attribute's scale and rounded half to even, become
@@ -68,24 +74,6 @@ export interface AnnotateResult {
   /** Rows taken from an earlier, interrupted run. */
   resumedRows: number;
   seconds: number;
-}
-
-const SIDECAR_FORMAT = "steerlm-annotate-progress";
-
-interface Sidecar {
-  format: typeof SIDECAR_FORMAT;
-  version: 1;
-  input: string;
-  apm: string;
-  settings: { format: string | null; onlyUnlabeled: boolean; batchSize: number; schema: string };
-  rows: number;
-  outputBytes: number;
-  outputSha256: string;
-  inputSha256: string;
-}
-
-export function partialPaths(output: string): { partial: string; sidecar: string } {
-  return { partial: `${output}.partial`, sidecar: `${output}.partial.json` };
 }
 
 /** What identifies an input record for the resume check: its text and labels, not where it came from. */
@@ -347,84 +335,4 @@ function annotateGenerative(
     return steerlmLine({ ...r, turns }, { schema: apm.info.schema });
   });
   return { lines, predicted };
-}
-
-interface ResumeState {
-  rows: number;
-  outputBytes: number;
-  inputSha256: string;
-  prefix: Buffer;
-}
-
-/** The verified prefix of an earlier run, or a fresh start when there is none. */
-function readResumeState(
-  partial: string,
-  sidecarPath: string,
-  expect: Pick<Sidecar, "input" | "apm" | "settings">,
-): ResumeState {
-  const fresh: ResumeState = { rows: 0, outputBytes: 0, inputSha256: "", prefix: Buffer.alloc(0) };
-  if (!existsSync(partial) || !existsSync(sidecarPath)) return fresh; // nothing was recorded: start over
-  let s: Sidecar;
-  try {
-    s = JSON.parse(readFileSync(sidecarPath, "utf8")) as Sidecar;
-  } catch {
-    throw new InputError(
-      "the progress file is damaged",
-      { file: sidecarPath },
-      `delete it and ${partial} to start over`,
-    );
-  }
-  if (s.format !== SIDECAR_FORMAT || s.version !== 1)
-    throw new InputError("not an annotate progress file", { file: sidecarPath, field: "format" });
-  const restart = `delete ${partial} to start over`;
-  if (s.input !== expect.input)
-    throw new InputError(
-      `the partial output was made from ${s.input}`,
-      { file: sidecarPath, field: "input" },
-      restart,
-    );
-  if (s.apm !== expect.apm)
-    throw new InputError(
-      "the partial output was made by another APM checkpoint",
-      { file: sidecarPath, field: "apm" },
-      restart,
-    );
-  for (const key of Object.keys(expect.settings) as Array<keyof Sidecar["settings"]>) {
-    if (s.settings[key] !== expect.settings[key]) {
-      throw new InputError(
-        `${JSON.stringify(expect.settings[key])} differs from the partial run's ${JSON.stringify(s.settings[key])}`,
-        { file: sidecarPath, field: key },
-        restart,
-      );
-    }
-  }
-  const bytes = readFileSync(partial);
-  if (bytes.length < s.outputBytes)
-    throw new InputError(
-      `shorter (${bytes.length} bytes) than recorded (${s.outputBytes})`,
-      { file: partial },
-      restart,
-    );
-  const prefix = bytes.subarray(0, s.outputBytes);
-  if (createHash("sha256").update(prefix).digest("hex") !== s.outputSha256)
-    throw new InputError(
-      "the annotated rows were changed since they were written",
-      { file: partial },
-      restart,
-    );
-  return { rows: s.rows, outputBytes: s.outputBytes, inputSha256: s.inputSha256, prefix };
-}
-
-function writeSidecar(path: string, s: Sidecar): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, "w");
-  writeAll(fd, Buffer.from(`${JSON.stringify(s)}\n`));
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-}
-
-function writeAll(fd: number, b: Uint8Array): void {
-  let done = 0;
-  while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
 }

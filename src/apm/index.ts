@@ -5,7 +5,7 @@ export {
   formatAgreement,
   labelAgreement,
 } from "./agreement.js";
-export { type AnnotateOptions, type AnnotateResult, annotateFile, partialPaths } from "./annotate.js";
+export { type AnnotateOptions, type AnnotateResult, annotateFile } from "./annotate.js";
 export {
   ApmBatcher,
   type ApmExample,
@@ -26,4 +26,5 @@ export {
   type LoadedApm,
   loadApm,
 } from "./model.js";
+export { partialPaths } from "./resume.js";
 export { type ApmResult, type ApmRunOptions, runApmTrain } from "./train.js";

@@ -105,7 +105,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
   const setup: ModelSetup =
     cfg.init !== null
       ? setupNewModel(runDir, cfg.init, records, schema, cfg.tokenizerVocabSize, cfg.seqLen, generative)
-      : await setupFromGguf(cfg.model as string);
+      : await setupFromGguf(cfg.model as string, runDir);
   const pad = setup.tokenizer.eosId ?? 0;
   const valRecords = cfg.val ? await readApmRecords(cfg.val, schema) : null;
   let batcher: { next(): { batch: Batch }; cursor: ApmCursor };

@@ -1,0 +1,106 @@
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { InputError } from "../util/errors.js";
+
+/**
+ * annotate's resume record: `<out>.partial` holds the rows written so far and `<out>.partial.json` (the
+ * sidecar, replaced atomically after each fsynced group) says how many, how long and with which SHA-256
+ * the verified output prefix is, which input rows (SHA-256) and APM (SHA-256) made it, and the settings.
+ */
+export const SIDECAR_FORMAT = "steerlm-annotate-progress";
+
+export interface Sidecar {
+  format: typeof SIDECAR_FORMAT;
+  version: 1;
+  input: string;
+  apm: string;
+  settings: { format: string | null; onlyUnlabeled: boolean; batchSize: number; schema: string };
+  rows: number;
+  outputBytes: number;
+  outputSha256: string;
+  inputSha256: string;
+}
+
+export function partialPaths(output: string): { partial: string; sidecar: string } {
+  return { partial: `${output}.partial`, sidecar: `${output}.partial.json` };
+}
+
+export interface ResumeState {
+  rows: number;
+  outputBytes: number;
+  inputSha256: string;
+  prefix: Buffer;
+}
+
+/** The verified prefix of an earlier run, or a fresh start when there is none. */
+export function readResumeState(
+  partial: string,
+  sidecarPath: string,
+  expect: Pick<Sidecar, "input" | "apm" | "settings">,
+): ResumeState {
+  const fresh: ResumeState = { rows: 0, outputBytes: 0, inputSha256: "", prefix: Buffer.alloc(0) };
+  if (!existsSync(partial) || !existsSync(sidecarPath)) return fresh; // nothing was recorded: start over
+  let s: Sidecar;
+  try {
+    s = JSON.parse(readFileSync(sidecarPath, "utf8")) as Sidecar;
+  } catch {
+    throw new InputError(
+      "the progress file is damaged",
+      { file: sidecarPath },
+      `delete it and ${partial} to start over`,
+    );
+  }
+  if (s.format !== SIDECAR_FORMAT || s.version !== 1)
+    throw new InputError("not an annotate progress file", { file: sidecarPath, field: "format" });
+  const restart = `delete ${partial} to start over`;
+  if (s.input !== expect.input)
+    throw new InputError(
+      `the partial output was made from ${s.input}`,
+      { file: sidecarPath, field: "input" },
+      restart,
+    );
+  if (s.apm !== expect.apm)
+    throw new InputError(
+      "the partial output was made by another APM checkpoint",
+      { file: sidecarPath, field: "apm" },
+      restart,
+    );
+  for (const key of Object.keys(expect.settings) as Array<keyof Sidecar["settings"]>) {
+    if (s.settings[key] !== expect.settings[key]) {
+      throw new InputError(
+        `${JSON.stringify(expect.settings[key])} differs from the partial run's ${JSON.stringify(s.settings[key])}`,
+        { file: sidecarPath, field: key },
+        restart,
+      );
+    }
+  }
+  const bytes = readFileSync(partial);
+  if (bytes.length < s.outputBytes)
+    throw new InputError(
+      `shorter (${bytes.length} bytes) than recorded (${s.outputBytes})`,
+      { file: partial },
+      restart,
+    );
+  const prefix = bytes.subarray(0, s.outputBytes);
+  if (createHash("sha256").update(prefix).digest("hex") !== s.outputSha256)
+    throw new InputError(
+      "the annotated rows were changed since they were written",
+      { file: partial },
+      restart,
+    );
+  return { rows: s.rows, outputBytes: s.outputBytes, inputSha256: s.inputSha256, prefix };
+}
+
+export function writeSidecar(path: string, s: Sidecar): void {
+  const tmp = `${path}.tmp`;
+  const fd = openSync(tmp, "w");
+  writeAll(fd, Buffer.from(`${JSON.stringify(s)}\n`));
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+export function writeAll(fd: number, b: Uint8Array): void {
+  let done = 0;
+  while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
+}
