@@ -50,8 +50,10 @@ export function linear(
   tape?: Tape,
   bf16 = false,
 ): Tensor {
-  // bf16: the GEMMs read bfloat16 weights (cast here unless stored so) and accumulate in f32
-  let y = c.mulMat(bf16 && w.type === "f32" ? c.cast(w, "bf16") : w, x); // [out, N]
+  // bf16: the GEMMs read bfloat16 operands (cast here unless stored so) and accumulate in f32 — only where
+  // the reduced dimension is a multiple of 32: otherwise ggml leaves its fast GEMM for a loop slower than f32
+  const low = (k: number) => bf16 && k % 32 === 0;
+  let y = c.mulMat(low(w.ne[0]) && w.type === "f32" ? c.cast(w, "bf16") : w, x); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
   if (lora) {
@@ -63,7 +65,7 @@ export function linear(
     tape.record(() => {
       const dy = tape.grad(y);
       if (!dy) return;
-      const xt = () => tape.transposed(x, bf16);
+      const xt = () => tape.transposed(x, low(x.ne[1]));
       let dyT: Tensor | undefined;
       const dyt = () => {
         dyT ??= c.transposed(dy);
@@ -71,7 +73,7 @@ export function linear(
       };
       tape.addParamGrad(w, () => c.mulMat(xt(), dyt()));
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
-      let dx = tape.live(x) ? c.mulMat(tape.transposedWeight(w, bf16), dy) : undefined;
+      let dx = tape.live(x) ? c.mulMat(tape.transposedWeight(w, low(w.ne[1])), dy) : undefined;
       if (lora && u) {
         const uu = u;
         const dz = lora.scale === 1 ? dy : c.scale(dy, lora.scale);

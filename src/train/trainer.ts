@@ -146,7 +146,9 @@ export class Trainer {
     const frozen = this.#manual ? model.params.filter((p) => !p.trainable && p.shape.length === 2) : [];
     for (const p of frozen) {
       const w = model.tensor(p.name);
-      const type = model.options.computeType === "bf16" && w.type === "f32" ? "bf16" : w.type;
+      // bf16 copy only where the GEMM reduces over a multiple of 32 (see linear)
+      const low = model.options.computeType === "bf16" && (p.shape[1] as number) % 32 === 0;
+      const type = low && w.type === "f32" ? "bf16" : w.type;
       const shapeT = [p.shape[1] as number, p.shape[0] as number];
       this.#frozenTransposes.set(w, s.newTensor(type, shapeT, `${p.name}.T`));
     }
