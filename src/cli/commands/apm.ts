@@ -47,9 +47,12 @@ function parseIntFlag(text: string, flag: string): number {
 export function register(program: Command): void {
   const apm = program
     .command("apm")
-    .description("SteerLM step 1: the attribute prediction model (regression)");
+    .description(
+      "SteerLM step 1: the attribute prediction model (regression, or the paper's generative one)",
+    );
   const train = apm
     .command("train")
+    .summary("train an APM on labelled conversations (-o <run>)")
     .description(
       "Train a regression APM: a linear head on the last token's hidden state, one output per attribute,\n" +
         "masked MSE (-100 = missing). Settings work as in `steerlm sft` (--config, flags override, --resume).\n" +
@@ -122,8 +125,8 @@ export function register(program: Command): void {
   program
     .command("annotate")
     .description(
-      "SteerLM step 2: label every assistant turn with the APM's predictions (clamped to the scale, rounded\n" +
-        "half to even) and write SteerLM JSONL. Resumable: rerun the same command after an interruption and\n" +
+      "SteerLM step 2: label every assistant turn with the APM's predictions (clamped to the scale, rounded " +
+        "half to even) and write SteerLM JSONL. Resumable: rerun the same command after an interruption and " +
         "it continues after the rows already written (checked against <out>.partial.json).",
     )
     .argument("<input>", "conversations: SteerLM, regression, helpsteer, oasst, chat ... (see --from)")
