@@ -45,7 +45,11 @@ function torch() {
   if (!m) throw new Error(`cannot parse anchor output: ${out}`);
   return Number(m[1]);
 }
-const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const median = (a) => {
+  const s = [...a].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const res = { torch: [], ...Object.fromEntries(threads.map((t) => [`ours_t${t}`, []])) };
 for (let r = 0; r < rounds; r++) {
   const row = { torch: torch() };
