@@ -17,7 +17,7 @@ import { evaluateSteerability, type Sample, type SteerabilityReport } from "./ev
 export interface DemoOptions {
   /** Output directory (data, run, model.gguf, report.json). */
   dir: string;
-  /** A much smaller run (about a minute): the pipeline end to end, not the steerability target. */
+  /** A much smaller run (about 30 s): the pipeline end to end, not the steerability target. */
   quick?: boolean;
   seed?: number;
   progress?: boolean;
