@@ -1,10 +1,11 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import { type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
 import { llamaTensorShapes, readGgufVocab, readLlamaConfig, writeLlamaGguf } from "../gguf/llama.js";
 import { metaBool, metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
+import { convertHfToGguf } from "../interop/convert.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import type { WeightSource } from "../model/weights.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../tokenizer/bpe-train.js";
@@ -125,6 +126,17 @@ export function tokenizerFromJson(text: string, source: string): HfTokenizer {
 export async function setupFromGguf(path: string, runDir: string): Promise<ModelSetup> {
   const prepared = join(runDir, BASE_FILE);
   let source = existsSync(prepared) ? prepared : path;
+  if (source === path && statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+    // A Hugging Face directory (config.json, safetensors, tokenizer.json): converted once, in F32 so that
+    // the weights train from exactly what the checkpoint holds.
+    const converted = join(runDir, HF_BASE_FILE);
+    if (!existsSync(converted)) {
+      const r = await convertHfToGguf(path, converted, { type: "f32" });
+      log.info(`${path}: converted the Hugging Face model to ${converted} (${r.tensors} tensors)`);
+    }
+    source = converted;
+    path = converted;
+  }
   if (source === path) {
     const withControls = await addControlTokensToGguf(path, prepared);
     if (withControls) source = withControls;
@@ -146,6 +158,7 @@ export async function setupFromGguf(path: string, runDir: string): Promise<Model
 }
 
 export const BASE_FILE = "base.gguf";
+export const HF_BASE_FILE = "hf-base.gguf";
 
 /** Writes `out` with the control tokens added when `path` lacks them; returns `out`, or null when nothing was missing. */
 async function addControlTokensToGguf(path: string, out: string): Promise<string | null> {

@@ -16,7 +16,8 @@ const HELP: Partial<Record<keyof SftConfig, string>> = {
   val: "validation data (SteerLM JSONL)",
   output: "run directory (settings, tokenizer, checkpoints, metrics, loss.png)",
   init: "train a new model from this model config (JSON/YAML), with a tokenizer trained on the data",
-  model: "start from this Llama-family GGUF",
+  model:
+    "start from this Llama-family GGUF or Hugging Face directory (safetensors + config.json + tokenizer.json)",
   lora: "train LoRA adapters on the frozen --model",
   loraTargets: "comma-separated: q,k,v,o,gate,up,down",
   steps: "optimiser steps (0: --epochs passes over the data)",
