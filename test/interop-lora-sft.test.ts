@@ -3,6 +3,7 @@
  * node-llama-cpp next to its base and reproduces steerlm's adapted forward pass (next-token
  * log-probabilities and greedy continuation); the merged export (`steerlm export gguf`) gives the same model.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ControlledEvaluateInputItem, LlamaModel as NodeLlamaModel, Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -99,14 +100,22 @@ describe("steerlm sft --lora -> adapter GGUF -> node-llama-cpp", () => {
 
   it("the adapter on the base equals steerlm's adapted forward and the merged export", async () => {
     const adapter = join(tmp.path, "adapter.gguf");
-    const r = await exportLoraAdapter(adRun, adapter);
+    // As a user would: the CLI writes the adapter; the library call names the checkpoint it used.
+    const cli = await runCli(["export", "gguf", adRun, "--lora", "-o", adapter]);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stderr).toContain(`base: ${base}`);
+    const r = await exportLoraAdapter(adRun, join(tmp.path, "adapter-lib.gguf"));
     expect(r.baseModel).toBe(base);
+    expect(readFileSync(join(tmp.path, "adapter-lib.gguf")).equals(readFileSync(adapter))).toBe(true);
     const file = await readGguf(adapter);
     expect(file.metadata.get("adapter.type")?.value).toBe("lora");
     expect(file.metadata.get("adapter.lora.alpha")?.value).toBe(8);
     expect(file.metadata.has("steerlm.schema")).toBe(true);
     const merged = join(tmp.path, "merged.gguf");
-    expect((await runCli(["export", "gguf", adRun, "-o", merged])).code).toBe(0);
+    expect((await runCli(["export", "gguf", adRun, "--merge", "-o", merged])).code).toBe(0);
+    const both = await runCli(["export", "gguf", adRun, "--lora", "--merge", "-o", merged]);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/--lora: .*choose one/);
 
     const llama = await getLlamaRuntime();
     const baseModel = await llama.loadModel({ modelPath: base });
