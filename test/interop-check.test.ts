@@ -105,4 +105,28 @@ describe("steerlm forward on HF weights vs llama.cpp on the converted GGUF", () 
     expect(r.maxAbsLogProbDiff).toBeLessThanOrEqual(1e-3);
     expect(r.top1Agreement).toBe(1);
   });
+
+  it("`steerlm model check <hf-dir>` checks a Hugging Face directory through the CLI", async () => {
+    const dir = join(tmp.path, "cli-llama");
+    mkdirSync(dir);
+    const tok = join(tmp.path, "tok-cli.json");
+    saveTokenizerJson(tok, trainByteLevelBpe([TEXT, TEXT.toUpperCase()], { vocabSize: 280 }));
+    writeHfModelDir(dir, { ...llama(tok), vocabSize: 280, layers: 1, dtype: "F32", shards: 1, seed: 5 });
+    const ok = await runCli(["model", "check", dir, "--text", TEXT, "--threads", "1", "--json"]);
+    expect(ok.code, ok.stderr).toBe(0);
+    const out = JSON.parse(ok.stdout) as {
+      tokens: number;
+      vocabSize: number;
+      maxAbsLogProbDiff: number;
+      top1Agreement: number;
+      weightType: string;
+      pass: boolean;
+    };
+    expect(out.vocabSize).toBe(280);
+    expect(out.tokens).toBeGreaterThan(10);
+    expect(out.weightType).toBe("f32");
+    expect(out.maxAbsLogProbDiff).toBeLessThanOrEqual(1e-3);
+    expect(out.top1Agreement).toBe(1);
+    expect(out.pass).toBe(true);
+  });
 });

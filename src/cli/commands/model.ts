@@ -1,17 +1,22 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
+import { checkHfModelAgainstLlamaCpp } from "../../interop/check.js";
 import { checkModelAgainstLlamaCpp, DEFAULT_CHECK_TEXT } from "../../model/check.js";
 import { InputError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
 
-/** `steerlm model check <model.gguf>`: our forward pass against llama.cpp's on the same tokens. */
+/**
+ * `steerlm model check <model.gguf | hf-dir>`: our forward pass against llama.cpp's on the same tokens. A
+ * directory is read as a Hugging Face checkpoint (compared with llama.cpp on its converted GGUF).
+ */
 export function register(program: Command): void {
   const model = program.command("model").description("inspect and verify Llama-family GGUF models");
   model
     .command("check <model>")
     .description(
       "run steerlm's forward pass and llama.cpp's (node-llama-cpp) on a sample text; print the max abs\n" +
-        "next-token log-probability difference and the top-1 agreement; exit 1 above tolerance",
+        "next-token log-probability difference and the top-1 agreement; exit 1 above tolerance.\n" +
+        "<model> is a GGUF file or a Hugging Face model directory (config.json + safetensors)",
     )
     .option("--text <text>", "sample text to tokenize and evaluate", DEFAULT_CHECK_TEXT)
     .option("--tolerance <x>", "max allowed |Δ log p|", "1e-3")
@@ -29,7 +34,9 @@ export function register(program: Command): void {
         if (!(minTop1 >= 0 && minTop1 <= 1))
           throw new InputError(`must be in [0, 1], got ${o.minTop1}`, { field: "--min-top1" });
         const threads = o.threads === undefined ? undefined : parsePositive(o.threads, "--threads");
-        const r = await checkModelAgainstLlamaCpp(path, { text: o.text, threads });
+        const r = statSync(path).isDirectory()
+          ? await checkHfModelAgainstLlamaCpp(path, { text: o.text, threads })
+          : await checkModelAgainstLlamaCpp(path, { text: o.text, threads });
         const pass = r.maxAbsLogProbDiff <= tolerance && r.top1Agreement >= minTop1;
         if (o.json) {
           process.stdout.write(`${JSON.stringify({ ...r, tolerance, pass })}\n`);
