@@ -4,14 +4,15 @@
  * seeds vary per request. Reports throughput, latency percentiles and every status code; fails on any 5xx,
  * transport error or server crash.
  *
- *   npx tsx bench/serve.ts [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]
+ *   npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+// The package root, from dist/serve/bench.js (the compiled module bin/bench.js runs).
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export interface ServeBenchOptions {
   model?: string;
@@ -193,7 +194,7 @@ export function formatServeBench(r: ServeBenchResult): string {
   );
 }
 
-/** CLI entry: `npx tsx bench/serve.ts ...` (or `npm run bench -- serve ...` once bin/bench.js routes here). */
+/** CLI entry, called by bin/bench.js: `npm run bench -- serve [options]`. */
 export async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -216,8 +217,4 @@ export async function main(argv: string[]): Promise<number> {
   });
   process.stdout.write(values.json ? `${JSON.stringify(r)}\n` : formatServeBench(r));
   return r.errors5xx === 0 && r.transportErrors === 0 && !r.serverCrashed ? 0 : 1;
-}
-
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  process.exitCode = await main(process.argv.slice(2).filter((a) => a !== "serve"));
 }
