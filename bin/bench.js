@@ -37,7 +37,7 @@ const [kind, name] = positionals;
 const { BENCH_CONFIGS, benchTrain } = await import(entry.href);
 if (kind !== "train" || !(name in BENCH_CONFIGS)) {
   process.stderr.write(
-    `usage: npm run bench -- train <${Object.keys(BENCH_CONFIGS).join("|")}> [--lora] [--threads N] [--steps N] [--bf16] [--replicas R] [--frozen f32|f16|bf16] [--backward manual|ggml] [--json]\n` +
+    `usage: npm run bench -- train <${Object.keys(BENCH_CONFIGS).join("|")}> [--lora] [--threads N] [--steps N] [--bf16] [--replicas R] [--frozen f32|f16|bf16|q8_0] [--backward manual|ggml] [--json]\n` +
       "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n",
   );
   process.exit(1);

@@ -9,7 +9,7 @@ import {
   THREADPOOL_PARAMS_SIZE,
   THREADPOOL_POLL_OFFSET,
 } from "./native.js";
-import { elementSize, ptrOf, type Tensor } from "./tensor.js";
+import { byteSize, ptrOf, type Tensor } from "./tensor.js";
 
 let logRouted = false;
 let lastLevel = GGML_LOG_LEVEL.debug as number;
@@ -237,12 +237,13 @@ export class Graph {
 }
 
 /** Host ↔ backend copies with byte-size checks (a wrong size would read or write out of bounds). */
-export function setData(t: Tensor, data: Float32Array | Int32Array | Uint16Array): void {
+export function setData(t: Tensor, data: Float32Array | Int32Array | Uint16Array | Uint8Array): void {
   const n = loadNative();
-  const expected = t.nelements * elementSize(t.type);
+  const expected = byteSize(t.type, t.nelements);
   const kindOk =
     (data instanceof Float32Array && t.type === "f32") ||
     (data instanceof Int32Array && t.type === "i32") ||
+    (data instanceof Uint8Array && t.type === "q8_0") ||
     (data instanceof Uint16Array && (t.type === "f16" || t.type === "bf16"));
   if (!kindOk)
     throw new GgmlShapeError(`cannot upload ${data.constructor.name} into ${t.type} tensor ${t.name}`);
@@ -257,6 +258,13 @@ export function setData(t: Tensor, data: Float32Array | Int32Array | Uint16Array
 export function getF32(t: Tensor): Float32Array {
   if (t.type !== "f32") throw new GgmlShapeError(`tensor ${t.name} is ${t.type}, not f32`);
   const out = new Float32Array(t.nelements);
+  loadNative().base.ggml_backend_tensor_get(ptrOf(t), out, 0, out.byteLength);
+  return out;
+}
+
+/** The raw bytes of a tensor (a quantised one's blocks, as ggml stores them). */
+export function getBytes(t: Tensor): Uint8Array {
+  const out = new Uint8Array(byteSize(t.type, t.nelements));
   loadNative().base.ggml_backend_tensor_get(ptrOf(t), out, 0, out.byteLength);
   return out;
 }

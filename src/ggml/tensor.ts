@@ -1,12 +1,22 @@
 import { GGML_TYPE, type Ptr } from "./native.js";
 
-/** Element types the engine uses. Quantised types are read by the GGUF layer and dequantised. */
-export type DType = "f32" | "f16" | "bf16" | "i32";
+/**
+ * Element types the engine uses. q8_0 (blocks of 32 values as {f16 scale, int8[32]}, 34 bytes) holds frozen
+ * weights only: ggml multiplies it with f32 but cannot transpose or train it.
+ */
+export type DType = "f32" | "f16" | "bf16" | "i32" | "q8_0";
+
+/** Values per block and bytes per block of each type (1 value per "block" for the plain types). */
+const BLOCK: Readonly<Record<DType, readonly [number, number]>> = {
+  f32: [1, 4],
+  i32: [1, 4],
+  f16: [1, 2],
+  bf16: [1, 2],
+  q8_0: [32, 34],
+};
 
 const byCode = new Map<number, DType>(
-  (Object.entries(GGML_TYPE) as Array<[string, number]>)
-    .filter(([k]) => k !== "q8_0")
-    .map(([k, v]) => [v, k as DType]),
+  (Object.entries(GGML_TYPE) as Array<[string, number]>).map(([k, v]) => [v, k as DType]),
 );
 
 export function dtypeCode(t: DType): number {
@@ -47,10 +57,10 @@ export class Tensor {
 
   /** Row-major contiguity in ggml's sense (no gaps, no permutation). */
   get contiguous(): boolean {
-    const es = elementSize(this.type);
+    const [bs, bytes] = BLOCK[this.type];
     return (
-      this.nb[0] === es &&
-      this.nb[1] === this.nb[0] * this.ne[0] &&
+      this.nb[0] === bytes &&
+      this.nb[1] === (bytes * this.ne[0]) / bs &&
       this.nb[2] === this.nb[1] * this.ne[1] &&
       this.nb[3] === this.nb[2] * this.ne[2]
     );
@@ -65,7 +75,15 @@ export class Tensor {
 }
 
 export function elementSize(t: DType): number {
-  return t === "f32" || t === "i32" ? 4 : 2;
+  if (t === "q8_0") throw new Error("q8_0 has no per-element size (use byteSize)");
+  return BLOCK[t][1];
+}
+
+/** Bytes that `n` values of type `t` occupy (n a multiple of the block size). */
+export function byteSize(t: DType, n: number): number {
+  const [bs, bytes] = BLOCK[t];
+  if (n % bs !== 0) throw new Error(`${t} needs a multiple of ${bs} values, got ${n}`);
+  return (n / bs) * bytes;
 }
 
 /** Internal: the native address of a tensor. Only src/ggml calls this. */

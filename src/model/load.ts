@@ -32,10 +32,15 @@ export async function loadLlamaGguf(
   const file = await readGguf(path);
   const config = readLlamaConfig(file);
   const arch = metaString(file, "general.architecture") === "qwen2" ? "qwen2" : "llama";
+  const matrices = file.tensors.filter((t) => t.shape.length === 2);
+  // a Q8_0 file frozen under LoRA stays Q8_0 in memory (its values requantise to the same blocks) unless
+  // the caller names another storage
+  const q8 = matrices.some((t) => t.type === "Q8_0");
+  const frozenType = opts.frozenType ?? (opts.lora && !opts.trainBase && q8 ? "q8_0" : undefined);
   const model = await LlamaModel.create(backend, config, ggufWeightSource(file), {
     ropeMode: llamaRopeStyle(arch) === "neox" ? "neox" : "normal",
     ...opts,
+    frozenType,
   });
-  const matrices = file.tensors.filter((t) => t.shape.length === 2);
   return { model, config, file, halfPrecision: matrices.some((t) => t.type !== "F32") };
 }

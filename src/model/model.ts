@@ -1,7 +1,8 @@
 import type { Backend, Buffer } from "../ggml/backend.js";
-import { getF32, setData } from "../ggml/backend.js";
+import { getBytes, getF32, setData } from "../ggml/backend.js";
 import { Context, type RopeMode } from "../ggml/context.js";
 import type { DType, Tensor } from "../ggml/tensor.js";
+import { dequantize, quantizeQ8_0 } from "../gguf/quant.js";
 import { Rng } from "../train/rng.js";
 import { SteerlmError } from "../util/errors.js";
 import type { AttentionInputs } from "./attention.js";
@@ -20,8 +21,12 @@ export interface ModelOptions {
   regressionOutputs?: number;
   /** Train the base weights (default: true without LoRA, false with it). */
   trainBase?: boolean;
-  /** Storage type of frozen base matrices: f16 halves memory and is what GGUF models usually carry. */
-  frozenType?: "f32" | "f16" | "bf16";
+  /**
+   * Storage type of frozen base matrices: f16 halves memory and is what GGUF models usually carry; q8_0
+   * (8.5 bits a value) is what a Q8_0 GGUF carries. A q8_0 matrix needs both dimensions divisible by 32
+   * (its transpose for the backward pass is q8_0 too); one that is not is kept as f16.
+   */
+  frozenType?: FrozenType;
   /**
    * Type the large matrix products run in. "bf16" casts weights (and, in the backward pass, activations)
    * to bfloat16 for the GEMMs, accumulating in f32 — about 1.9× faster on CPUs with AVX512-BF16; weights,
@@ -34,6 +39,14 @@ export interface ModelOptions {
   seed?: number;
   /** Std of random matrices when a weight is initialised here. */
   initStd?: number;
+}
+
+export type FrozenType = "f32" | "f16" | "bf16" | "q8_0";
+
+/** Storage of one frozen matrix of ggml shape `shape` under `frozen`. */
+export function frozenStorage(frozen: FrozenType, shape: readonly number[]): DType {
+  if (frozen !== "q8_0") return frozen;
+  return shape.every((n) => n % 32 === 0) ? "q8_0" : "f16";
 }
 
 export interface ParamInfo {
@@ -87,7 +100,7 @@ export class LlamaModel {
         trainable: trainBase,
         type:
           !trainBase && frozenType !== "f32" && s.shape.length === 2 && s.name !== "token_embd.weight"
-            ? frozenType
+            ? frozenStorage(frozenType, s.shape)
             : "f32",
       }),
     );
@@ -179,12 +192,15 @@ export class LlamaModel {
 
   setWeight(name: string, data: Float32Array): void {
     const t = this.tensor(name);
-    setData(t, t.type === "f16" ? f32ToF16(data) : t.type === "bf16" ? f32ToBf16(data) : data);
+    if (t.type === "q8_0") setData(t, quantizeQ8_0(data));
+    else setData(t, t.type === "f16" ? f32ToF16(data) : t.type === "bf16" ? f32ToBf16(data) : data);
   }
 
-  /** f32 copy of a weight (trainable weights are always f32). */
+  /** f32 copy of a weight (trainable weights are always f32; a q8_0 one comes back dequantised). */
   getWeight(name: string): Float32Array {
-    return getF32(this.tensor(name));
+    const t = this.tensor(name);
+    if (t.type === "q8_0") return dequantize("Q8_0", getBytes(t), t.nelements);
+    return getF32(t);
   }
 
   /** All trainable weights (the part of a checkpoint that changes). */

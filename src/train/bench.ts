@@ -1,6 +1,6 @@
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
-import { LlamaModel } from "../model/model.js";
+import { type FrozenType, LlamaModel } from "../model/model.js";
 import { Rng } from "./rng.js";
 import { Trainer } from "./trainer.js";
 
@@ -59,7 +59,7 @@ export interface TrainBenchOptions {
   threads?: number;
   steps?: number;
   /** Storage of the frozen base under LoRA. */
-  frozenType?: "f32" | "f16" | "bf16";
+  frozenType?: FrozenType;
   /** GEMMs in bfloat16 (f32 master weights and accumulation). */
   computeType?: "f32" | "bf16";
   /** Data-parallel graphs, each on one thread (see TrainerOptions.replicas). */
@@ -73,6 +73,8 @@ export interface TrainBenchResult {
   mode: "full" | "lora";
   backward: "manual" | "ggml";
   compute: "f32" | "bf16";
+  /** Storage of the frozen base matrices (LoRA runs). */
+  frozen: FrozenType;
   params: number;
   trainable: number;
   batch: number;
@@ -122,6 +124,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     mode: opts.lora ? "lora" : "full",
     backward: opts.backward ?? "manual",
     compute: opts.computeType ?? "f32",
+    frozen: opts.frozenType ?? "f32",
     params: model.params
       .filter((p) => !p.name.includes(".lora_"))
       .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),

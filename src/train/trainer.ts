@@ -11,6 +11,7 @@ import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_WEIGHT } from "../model/head.js";
 import type { LlamaModel, ParamInfo } from "../model/model.js";
+import { transposeToQ8_0 } from "../model/q8.js";
 import { SteerlmError } from "../util/errors.js";
 import { type Batch, type PreparedBatch, prepareBatch } from "./batch.js";
 import { Replica, type TrainTask } from "./replica.js";
@@ -224,12 +225,16 @@ export class Trainer {
 
   /** Recomputes the cached transposes of frozen weights: call after changing a frozen weight. */
   refreshFrozenWeights(): void {
-    if (this.#frozenTransposes.size === 0) return;
-    const ctx = new Context(3 * this.#frozenTransposes.size + 8, this.#frozenTransposes.size * 3 + 16);
+    // a q8_0 Wᵀ is made on the host (ggml cannot transpose quantised data), the others in one graph
+    const graphed = [...this.#frozenTransposes].filter(([w]) => w.type !== "q8_0");
+    for (const [w, wt] of this.#frozenTransposes)
+      if (w.type === "q8_0") setData(wt, transposeToQ8_0(this.model.getWeight(w.name), w.ne[0], w.ne[1]));
+    if (graphed.length === 0) return;
+    const ctx = new Context(3 * graphed.length + 8, graphed.length * 3 + 16);
     const alloc = this.backend.newAllocator();
     try {
-      const g = new Graph(ctx, this.#frozenTransposes.size * 3 + 16);
-      for (const [w, wt] of this.#frozenTransposes) g.expand(ctx.copy(ctx.transpose(w), wt));
+      const g = new Graph(ctx, graphed.length * 3 + 16);
+      for (const [w, wt] of graphed) g.expand(ctx.copy(ctx.transpose(w), wt));
       alloc.alloc(g);
       this.backend.compute(g);
     } finally {

@@ -1,0 +1,88 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { Backend, Graph, getF32, setData } from "../ggml/backend.js";
+import { Context } from "../ggml/context.js";
+import { dequantize, quantizeQ8_0 } from "../gguf/quant.js";
+import { Rng } from "../train/rng.js";
+import { transposeToQ8_0 } from "./q8.js";
+
+const backend = new Backend(1);
+afterAll(() => backend.free());
+
+/**
+ * Values that Q8_0 holds exactly: k/16 with integer |k| ≤ 127 and one ±127 in every block of 32, so the
+ * block scale is exactly 1/16. ggml's Q8_0×F32 GEMM rounds its f32 operand to Q8_0; with these inputs that
+ * rounding is exact and the product must match float64 arithmetic on the dequantised weights.
+ */
+function exactQ8(rng: Rng, n: number): Float32Array {
+  const v = Float32Array.from({ length: n }, () => (rng.int(255) - 127) / 16);
+  for (let b = 0; b < n; b += 32) v[b + rng.int(32)] = rng.int(2) ? 127 / 16 : -127 / 16;
+  return v;
+}
+
+/** out[j, n] = Σ_k a[k, j]·b[k, n] (ggml's mul_mat: both operands share ne0). */
+function mulMatRef(a: Float32Array, b: Float32Array, k: number, m: number, n: number): Float32Array {
+  const out = new Float32Array(m * n);
+  for (let c = 0; c < n; c++)
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let i = 0; i < k; i++) s += (a[j * k + i] as number) * (b[c * k + i] as number);
+      out[c * m + j] = s;
+    }
+  return out;
+}
+
+describe("Q8_0 frozen weight and its transpose in ggml", () => {
+  it("W·x and Wᵀ·dy (host-made Q8_0 transpose) match float64 on the dequantised values", () => {
+    const [IN, OUT, N] = [64, 96, 5];
+    const rng = new Rng(4);
+    const wq = quantizeQ8_0(rng.normalArray(IN * OUT, 0.2)); // W [IN, OUT] in ggml order
+    const w = dequantize("Q8_0", wq, IN * OUT);
+    const x = exactQ8(rng, IN * N);
+    const dy = exactQ8(rng, OUT * N);
+
+    const data = new Context(8);
+    const tw = data.newTensor("q8_0", [IN, OUT], "w");
+    const twt = data.newTensor("q8_0", [OUT, IN], "w.T");
+    const tx = data.newTensor("f32", [IN, N], "x");
+    const tdy = data.newTensor("f32", [OUT, N], "dy");
+    const buf = backend.allocTensors(data);
+    setData(tw, wq);
+    setData(twt, transposeToQ8_0(w, IN, OUT));
+    setData(tx, x);
+    setData(tdy, dy);
+    const ops = new Context(16, 16);
+    const y = ops.mulMat(tw, tx); // [OUT, N]
+    const dx = ops.mulMat(twt, tdy); // [IN, N]
+    const g = new Graph(ops, 16);
+    g.expand(y);
+    g.expand(dx);
+    const alloc = backend.newAllocator();
+    alloc.alloc(g);
+    backend.compute(g);
+
+    // Wᵀ's blocks gather values from 32 different blocks of W, so requantising rounds once more: the
+    // product must be exact against the transpose's own values, which stay within half a step of W's
+    const wtq = dequantize("Q8_0", transposeToQ8_0(w, IN, OUT), IN * OUT);
+    for (let o = 0; o < OUT; o++)
+      for (let i = 0; i < IN; i++) {
+        const b = Math.floor(o / 32) * 32;
+        let amax = 0;
+        for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(w[(b + j) * IN + i] as number));
+        const err = Math.abs((wtq[i * OUT + o] as number) - (w[o * IN + i] as number));
+        expect(err).toBeLessThanOrEqual((amax / 127) * 0.57);
+      }
+    for (const [got, want] of [
+      [getF32(y), mulMatRef(w, x, IN, OUT, N)],
+      [getF32(dx), mulMatRef(wtq, dy, OUT, IN, N)],
+    ] as const) {
+      let scale = 0;
+      for (const v of want) scale = Math.max(scale, Math.abs(v));
+      for (let i = 0; i < want.length; i++)
+        expect(Math.abs((got[i] as number) - (want[i] as number)) / scale).toBeLessThan(1e-5);
+    }
+    alloc.free();
+    ops.free();
+    buf.free();
+    data.free();
+  });
+});

@@ -1,0 +1,211 @@
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
+import { Backend } from "../ggml/backend.js";
+import { writeLlamaGguf } from "../gguf/llama.js";
+import { readGguf } from "../gguf/reader.js";
+import { readGgufVocab } from "../gguf/vocab.js";
+import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
+import { loadLlamaGguf } from "../model/load.js";
+import { LlamaModel } from "../model/model.js";
+import { initLlamaWeights } from "../model/weights.js";
+import { type Batch, IGNORE } from "./batch.js";
+import { Rng } from "./rng.js";
+import { Trainer } from "./trainer.js";
+
+/** LoRA on a base whose frozen matrices are Q8_0 in ggml (forward: Q8_0×F32 GEMM; backward: a Q8_0 Wᵀ). */
+const backend = new Backend(1);
+const tmp = tempDir("steerlm-q8-");
+afterAll(() => {
+  backend.free();
+  tmp.cleanup();
+});
+
+const B = 2;
+const T = 8;
+const targets = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+
+/** Every matrix dimension a multiple of 32 (the Q8_0 block), GQA and biases included. */
+function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
+  return resolveLlamaConfig({
+    vocabSize: 64,
+    hiddenSize: 64,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    ffnSize: 96,
+    qkvBias: true,
+    ...over,
+  });
+}
+
+function batch(cfg: LlamaConfig, rng: Rng): Batch {
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const attention = Uint8Array.from({ length: B * T }, (_, i) => (i >= B * T - 2 ? 0 : 1));
+  const labels = Int32Array.from(tokens, (t, i) => (attention[i] && i % T !== 2 ? t : IGNORE));
+  return { tokens, attention, labels };
+}
+
+const lora = { rank: 4, alpha: 8, targets };
+const trainerFor = (model: LlamaModel, lr = 1e-3) =>
+  new Trainer(backend, model, {
+    batchSize: B,
+    seqLen: T,
+    optimizer: { lr, warmupSteps: 0, totalSteps: 0 },
+  });
+
+/** A Q8_0-base LoRA model and an f32-base one holding exactly the Q8_0 model's dequantised values. */
+async function pair(cfg: LlamaConfig) {
+  const q8 = await LlamaModel.create(backend, cfg, null, { seed: 3, initStd: 0.1, lora, frozenType: "q8_0" });
+  // LoRA B starts at zero (A's gradient would vanish): give it values
+  const rng = new Rng(11);
+  for (const p of q8.params)
+    if (p.name.endsWith(".lora_b"))
+      q8.setWeight(
+        p.name,
+        rng.normalArray(
+          p.shape.reduce((a, b) => a * b),
+          0.3,
+        ),
+      );
+  const values = new Map(q8.params.map((p) => [p.name, q8.getWeight(p.name)]));
+  const ref = await LlamaModel.create(
+    backend,
+    cfg,
+    { get: (n) => values.get(n) },
+    { lora, frozenType: "f32" },
+  );
+  return { q8, ref };
+}
+
+describe("LoRA on a Q8_0 frozen base", () => {
+  it("stores the frozen matrices as Q8_0 (f16 where a dimension is not a multiple of 32)", async () => {
+    const m = await LlamaModel.create(backend, tinyConfig({ vocabSize: 50 }), null, {
+      lora,
+      frozenType: "q8_0",
+    });
+    expect(m.tensor("blk.0.attn_q.weight").type).toBe("q8_0");
+    expect(m.tensor("blk.1.ffn_down.weight").type).toBe("q8_0");
+    expect(m.tensor("output.weight").type).toBe("f16"); // [64, 50]: 50 rows cannot be transposed into blocks
+    expect(m.tensor("token_embd.weight").type).toBe("f32");
+    expect(m.tensor("blk.0.attn_q.lora_a").type).toBe("f32");
+    // the stored values are the Q8_0 rounding of what was written: within half a quantisation step
+    const w = new Rng(1).normalArray(64 * 64, 0.5);
+    m.setWeight("blk.0.attn_q.weight", w);
+    const back = m.getWeight("blk.0.attn_q.weight");
+    for (let b = 0; b < w.length / 32; b++) {
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(w[b * 32 + j] as number));
+      for (let j = 0; j < 32; j++)
+        expect(Math.abs((back[b * 32 + j] as number) - (w[b * 32 + j] as number))).toBeLessThanOrEqual(
+          (amax / 127) * 0.57, // half a step, plus the f16 rounding of the block scale
+        );
+    }
+    m.free();
+  });
+
+  it("LoRA gradients match the f32 base holding the dequantised weights, which match finite differences", async () => {
+    const cfg = tinyConfig();
+    const { q8, ref } = await pair(cfg);
+    const b = batch(cfg, new Rng(5));
+    const tq = trainerFor(q8);
+    const tr = trainerFor(ref);
+    const lq = tq.accumulate(b);
+    const lr = tr.accumulate(b);
+    // ggml's Q8_0 GEMM rounds its f32 operand (activations; incoming gradients, which are sparse within a
+    // block of 32 and so lose most) to Q8_0 blocks, and Wᵀ is requantised: the gradients agree to a few
+    // percent, not to float32 ulps (the GEMMs themselves are exact: src/model/q8.test.ts). A wrong Wᵀ
+    // (layout, block direction) would put layer 0's adapters, which see the loss only through layer 1's
+    // frozen transposes, off by order 1.
+    expect(Math.abs(lq - lr) / lr).toBeLessThan(1e-2);
+    for (const name of tq.trainedTensors) {
+      const gq = tq.gradient(name);
+      const gr = tr.gradient(name);
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < gr.length; i++) {
+        num += ((gq[i] as number) - (gr[i] as number)) ** 2;
+        den += (gr[i] as number) ** 2;
+      }
+      expect(Math.sqrt(num / den), name).toBeLessThan(6e-2);
+    }
+
+    // the f32 reference itself against central differences (float32 loss: eps trades curvature vs rounding)
+    const rng = new Rng(6);
+    for (const name of ["blk.0.attn_q.lora_a", "blk.0.ffn_down.lora_b", "blk.1.attn_k.lora_a"]) {
+      const g = tr.gradient(name);
+      const w0 = ref.getWeight(name);
+      let imax = 0;
+      for (let i = 1; i < g.length; i++) if (Math.abs(g[i] as number) > Math.abs(g[imax] as number)) imax = i;
+      for (const idx of [imax, rng.int(g.length)]) {
+        let best = Number.POSITIVE_INFINITY;
+        for (const eps of [1e-2, 2.5e-3]) {
+          const w = Float32Array.from(w0);
+          w[idx] = (w0[idx] as number) + eps;
+          ref.setWeight(name, w);
+          const lp = tr.evaluate(b).loss;
+          w[idx] = (w0[idx] as number) - eps;
+          ref.setWeight(name, w);
+          const lm = tr.evaluate(b).loss;
+          ref.setWeight(name, w0);
+          const fd = (lp - lm) / (2 * eps);
+          const an = g[idx] as number;
+          best = Math.min(best, Math.abs(fd - an) / Math.max(2e-3, Math.abs(fd) + Math.abs(an)));
+        }
+        expect(best, `${name}[${idx}]`).toBeLessThan(3e-2);
+      }
+    }
+    for (const x of [tq, tr]) x.free();
+    for (const x of [q8, ref]) x.free();
+  });
+
+  it("a short LoRA run on the Q8_0 base converges like the f32 one", async () => {
+    const cfg = tinyConfig({ qkvBias: false });
+    const { q8, ref } = await pair(cfg);
+    const b = batch(cfg, new Rng(9));
+    const run = (m: LlamaModel) => {
+      const t = trainerFor(m, 2e-2);
+      const losses: number[] = [];
+      for (let i = 0; i < 30; i++) losses.push(t.trainStep(b).loss);
+      t.free();
+      return losses;
+    };
+    const lq = run(q8);
+    const lr = run(ref);
+    expect(lq.every(Number.isFinite)).toBe(true);
+    expect(lq[29] as number).toBeLessThan(0.3 * (lq[0] as number));
+    expect(Math.abs((lq[29] as number) - (lr[29] as number))).toBeLessThan(0.1 * (lr[0] as number));
+    for (const x of [q8, ref]) x.free();
+  });
+});
+
+describe.skipIf(!haveSharedData)("loading a Q8_0 GGUF for LoRA", () => {
+  it("keeps the base Q8_0 in memory with the file's exact values", async () => {
+    const vocab = readGgufVocab(await readGguf(sharedData("gguf", "llama-2-tiny-random.gguf")));
+    const cfg = resolveLlamaConfig({
+      vocabSize: vocab.tokens.length,
+      hiddenSize: 64,
+      numLayers: 1,
+      numHeads: 4,
+      ffnSize: 96,
+      tiedEmbeddings: true,
+    });
+    const path = join(tmp.path, "base-q8.gguf");
+    await writeLlamaGguf(path, {
+      config: cfg,
+      vocab,
+      weights: initLlamaWeights(cfg, new Rng(2), 0.1),
+      type: "Q8_0",
+    });
+    const { model, file } = await loadLlamaGguf(backend, path, { lora });
+    expect(model.tensor("blk.0.ffn_up.weight").type).toBe("q8_0");
+    // requantising the file's dequantised blocks reproduces them: same values as reading the file
+    const { readTensorF32 } = await import("../gguf/reader.js");
+    const fromFile = await readTensorF32(file, "blk.0.ffn_up.weight");
+    expect(model.getWeight("blk.0.ffn_up.weight")).toEqual(fromFile);
+    model.free();
+    const full = await loadLlamaGguf(backend, path, { lora, frozenType: "f32" });
+    expect(full.model.tensor("blk.0.ffn_up.weight").type).toBe("f32");
+    full.model.free();
+  });
+});
