@@ -15,9 +15,9 @@ import { type Batch, prepareBatch } from "../train/batch.js";
 import { InputError } from "../util/errors.js";
 
 /**
- * The saved APM is an ordinary steerlm checkpoint (src/sft/checkpoint.ts: magic STLMCKPT, JSON header, f32
- * tensors) of a fully trained model: every backbone weight the head depends on plus `reg_head.weight`
- * [D, K] and `reg_head.bias` [K]. Its header's `settings` carry `task: "apm"` and the `apm` block below,
+ * The saved APM is an ordinary steerlm SFT checkpoint (src/sft/checkpoint.ts: the engine's STEERCKP
+ * container, JSON header, f32 tensors) of a fully trained model: every backbone weight the head depends on
+ * plus `reg_head.weight` [D, K] and `reg_head.bias` [K]. Its header's `settings` carry `task: "apm"` and the `apm` block below,
  * so a checkpoint alone is enough to annotate (the tokenizer trained with --init travels in the header).
  */
 export const APM_TASK = "apm";

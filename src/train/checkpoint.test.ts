@@ -5,7 +5,14 @@ import { tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { resolveLlamaConfig } from "../model/config.js";
 import { LlamaModel } from "../model/model.js";
-import { captureCheckpoint, readCheckpoint, restoreCheckpoint, writeCheckpoint } from "./checkpoint.js";
+import {
+  captureCheckpoint,
+  readCheckpoint,
+  readCheckpointFile,
+  restoreCheckpoint,
+  writeCheckpoint,
+  writeCheckpointFile,
+} from "./checkpoint.js";
 import { Rng } from "./rng.js";
 import { Trainer } from "./trainer.js";
 
@@ -83,5 +90,37 @@ describe("checkpoints", () => {
     await expect(readCheckpoint(bad)).rejects.toThrow("truncated checkpoint");
     tr.free();
     model.free();
+  });
+
+  it("the container round-trips metadata, blobs and shapes, byte-identically, and keeps formats apart", async () => {
+    const blobs = [
+      { name: "b", kind: "weight" as const, data: Float32Array.from([1, -2, 3.5, 0, 7, 8]), shape: [3, 2] },
+      { name: "b", kind: "m" as const, data: Float32Array.from([0.25]) },
+      { name: "a", kind: "v" as const, data: new Float32Array(17).fill(-1e-3) },
+    ];
+    const meta = { format: "steerlm-sft-checkpoint", step: 7, nested: { x: [1, 2] } };
+    const p1 = join(tmp.path, "c1.ckpt");
+    const p2 = join(tmp.path, "c2.ckpt");
+    writeCheckpointFile(p1, meta, blobs);
+    writeCheckpointFile(p2, meta, blobs);
+    expect(readFileSync(p1).equals(readFileSync(p2))).toBe(true);
+    expect(readFileSync(p1).toString("latin1", 0, 8)).toBe("STEERCKP");
+    const back = readCheckpointFile(p1);
+    expect(back.meta).toEqual(meta);
+    expect(back.blobs.map((b) => [b.name, b.kind, b.shape, Array.from(b.data)])).toEqual(
+      blobs.map((b) => [b.name, b.kind, b.shape, Array.from(b.data)]),
+    );
+    expect(() =>
+      writeCheckpointFile(p1, meta, [
+        { name: "w", kind: "weight", data: new Float32Array(5), shape: [2, 2] },
+      ]),
+    ).toThrow("w: shape [2,2] does not match 5 values");
+    // An SFT run's checkpoint is not a trainer state.
+    await expect(readCheckpoint(p1)).rejects.toThrow(
+      `${p1}: this checkpoint holds a "steerlm-sft-checkpoint"`,
+    );
+    expect(() => readCheckpointFile(join(tmp.path, "none.ckpt"))).toThrow(
+      "cannot read the checkpoint: ENOENT",
+    );
   });
 });

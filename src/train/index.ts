@@ -9,11 +9,15 @@ export {
 export {
   CHECKPOINT_MAGIC,
   CHECKPOINT_VERSION,
+  type CheckpointBlob,
+  type CheckpointBlobKind,
   type CheckpointState,
   captureCheckpoint,
   readCheckpoint,
+  readCheckpointFile,
   restoreCheckpoint,
   writeCheckpoint,
+  writeCheckpointFile,
 } from "./checkpoint.js";
 export {
   IsolatedJobError,
