@@ -206,8 +206,22 @@ export class Context {
       fail("rope_ext", `positions ${positions.shapeText} must be i32 of length ne2 of ${a.shapeText}`);
     }
     if (nDims % 2 !== 0 || nDims > a.ne[0]) fail("rope_ext", `bad rotary dims ${nDims} for ${a.shapeText}`);
+    return this.#rope("ggml_rope_ext", a, positions, nDims, mode, base);
+  }
+  /**
+   * ggml_rope_ext and its backward share one signature. No frequency factors (null), no context
+   * extension: n_ctx_orig 0, freq_scale 1, ext_factor 0, attn_factor 1, beta_fast/slow 0.
+   */
+  #rope(
+    fn: "ggml_rope_ext" | "ggml_rope_ext_back",
+    a: Tensor,
+    positions: Tensor,
+    nDims: number,
+    mode: RopeMode,
+    base: number,
+  ): Tensor {
     return this.wrap(
-      this.#n.base.ggml_rope_ext(
+      this.#n.base[fn](
         this.ptr,
         ptrOf(a),
         ptrOf(positions),
@@ -281,23 +295,7 @@ export class Context {
     if (positions.type !== "i32" || positions.nelements !== dy.ne[2]) {
       fail("rope_ext_back", `positions ${positions.shapeText} must be i32 of length ne2 of ${dy.shapeText}`);
     }
-    return this.wrap(
-      this.#n.base.ggml_rope_ext_back(
-        this.ptr,
-        ptrOf(dy),
-        ptrOf(positions),
-        null,
-        nDims,
-        GGML_ROPE_TYPE[mode],
-        0,
-        base,
-        1,
-        0,
-        1,
-        0,
-        0,
-      ) as Ptr,
-    );
+    return this.#rope("ggml_rope_ext_back", dy, positions, nDims, mode, base);
   }
   /** Gradient of soft_max_ext's input (scale included) from dy and the softmax output y. */
   softMaxBack(dy: Tensor, y: Tensor, scale: number): Tensor {
