@@ -5,6 +5,7 @@
  */
 import { type FileHandle, open } from "node:fs/promises";
 import { InputError } from "../util/errors.js";
+import { openInputFile } from "../util/files.js";
 import { DECODABLE_TYPES, dequantize } from "./quant.js";
 import {
   elementCount,
@@ -182,12 +183,7 @@ async function readArray(c: Cursor): Promise<GgufArrayValue> {
 
 /** Reads the header of a GGUF (v2 or v3) file. Tensor data stays on disk. */
 export async function readGguf(path: string): Promise<GgufFile> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, "r");
-  } catch (e) {
-    throw new InputError(`cannot open: ${(e as Error).message}`, { file: path });
-  }
+  const fh = await openInputFile(path);
   try {
     const size = (await fh.stat()).size;
     const c = new Cursor(fh, path, size);

@@ -5,9 +5,10 @@
  * little-endian. Only the header is read up front; each tensor is read on demand, so a multi-GB checkpoint
  * costs the memory of its largest tensor.
  */
-import { type FileHandle, open } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { f16BitsToF32 } from "../gguf/quant.js";
 import { InputError } from "../util/errors.js";
+import { openInputFile } from "../util/files.js";
 
 /** Bytes per element of every dtype the format defines; we decode only the float ones below. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -51,12 +52,7 @@ export interface SafetensorsFile {
 
 /** The header of one .safetensors file, validated against the file's size. */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsFile> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, "r");
-  } catch (e) {
-    throw new InputError(`cannot open: ${(e as Error).message}`, { file: path });
-  }
+  const fh = await openInputFile(path);
   try {
     const size = (await fh.stat()).size;
     const fail = (field: string, what: string) => new InputError(what, { file: path, field });
