@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { InputError, SteerlmError } from "../util/errors.js";
-import { CONTROL_TOKEN_NAMES, type ControlTokenName, missingControlToken, type Tokenizer } from "./types.js";
+import { CONTROL_TOKEN_NAMES, ControlTokenIds, type ControlTokenName, type Tokenizer } from "./types.js";
 
 /**
  * A GGUF file's own vocabulary, tokenized by llama.cpp through node-llama-cpp (the model is opened
@@ -16,7 +16,7 @@ export class GgufTokenizer implements Tokenizer {
   readonly bosId: number | null;
   readonly eosId: number | null;
   private readonly pieces: readonly string[];
-  private readonly controlIds = new Map<ControlTokenName, number>();
+  private readonly controlIds: ControlTokenIds;
 
   constructor(
     private readonly model: LlamaModel,
@@ -26,6 +26,7 @@ export class GgufTokenizer implements Tokenizer {
     if (!Array.isArray(tokens) || tokens.length === 0)
       throw new InputError("the GGUF has no tokenizer.ggml.tokens array", { file: source });
     this.pieces = tokens as string[];
+    this.controlIds = new ControlTokenIds(source);
     this.vocabSize = this.pieces.length;
     this.bosId = model.tokens.bos;
     this.eosId = model.tokens.eos;
@@ -62,13 +63,11 @@ export class GgufTokenizer implements Tokenizer {
   }
 
   encodeControl(name: ControlTokenName): number {
-    const id = this.controlIds.get(name);
-    if (id === undefined) throw missingControlToken(name, this.source);
-    return id;
+    return this.controlIds.id(name);
   }
 
   hasControlTokens(): boolean {
-    return this.controlIds.size === CONTROL_TOKEN_NAMES.length;
+    return this.controlIds.complete;
   }
 
   decode(ids: readonly number[]): string {

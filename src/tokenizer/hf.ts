@@ -10,9 +10,9 @@ import {
 } from "./hf-json.js";
 import {
   CONTROL_TOKEN_NAMES,
+  ControlTokenIds,
   type ControlTokenName,
   isControlTokenName,
-  missingControlToken,
   type Tokenizer,
 } from "./types.js";
 
@@ -40,7 +40,7 @@ export class HfTokenizer implements Tokenizer {
   private readonly plain: JsTokenizer;
   /** Piece -> id over the model vocabulary and the added tokens. */
   private readonly ids: ReadonlyMap<string, number>;
-  private readonly controlIds = new Map<ControlTokenName, number>();
+  private readonly controlIds: ControlTokenIds;
   /** Ids that plain text must never yield: every special added token and every control token. */
   private readonly forbidden = new Set<number>();
 
@@ -53,6 +53,7 @@ export class HfTokenizer implements Tokenizer {
   ) {
     // Checked here too, so an object from anywhere (a checkpoint, JSON.parse) fails with a place, not a crash.
     this.json = json = validateTokenizerJson(json, source);
+    this.controlIds = new ControlTokenIds(source);
     const plainAdded = json.added_tokens.filter((t) => !t.special && !isControlTokenName(t.content));
     this.plain = new JsTokenizer({ ...json, added_tokens: plainAdded }, config);
 
@@ -136,13 +137,11 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encodeControl(name: ControlTokenName): number {
-    const id = this.controlIds.get(name);
-    if (id === undefined) throw missingControlToken(name, this.source);
-    return id;
+    return this.controlIds.id(name);
   }
 
   hasControlTokens(): boolean {
-    return this.controlIds.size === CONTROL_TOKEN_NAMES.length;
+    return this.controlIds.complete;
   }
 
   decode(ids: readonly number[]): string {

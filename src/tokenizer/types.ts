@@ -96,3 +96,31 @@ export function missingControlToken(name: ControlTokenName, source: string): Ste
     "add them with addControlTokens() (tokenizers trained by trainByteLevelBpe already have them)",
   );
 }
+
+/** The SteerLM control tokens a vocabulary holds as single ids, by name (shared by every Tokenizer). */
+export class ControlTokenIds implements Iterable<[ControlTokenName, number]> {
+  readonly #ids = new Map<ControlTokenName, number>();
+
+  /** `source` names the vocabulary in errors. */
+  constructor(private readonly source: string) {}
+
+  set(name: ControlTokenName, id: number): void {
+    this.#ids.set(name, id);
+  }
+
+  /** The id of a control token; a vocabulary without it is an error naming the source. */
+  id(name: ControlTokenName): number {
+    const id = this.#ids.get(name);
+    if (id === undefined) throw missingControlToken(name, this.source);
+    return id;
+  }
+
+  /** Whether every one of CONTROL_TOKEN_NAMES is present. */
+  get complete(): boolean {
+    return this.#ids.size === CONTROL_TOKEN_NAMES.length;
+  }
+
+  [Symbol.iterator](): Iterator<[ControlTokenName, number]> {
+    return this.#ids[Symbol.iterator]();
+  }
+}
