@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadSchema } from "../data/attributes.js";
 import { Backend } from "../ggml/backend.js";
@@ -14,8 +14,8 @@ import {
 } from "../sft/checkpoint.js";
 import { formatSettings, type ResolvedSftConfig } from "../sft/config.js";
 import { Batcher, validationBatches } from "../sft/data.js";
-import { type LossPoint, lossCurvePng } from "../sft/png.js";
-import { LOSS_CURVE_FILE, METRICS_FILE, SETTINGS_FILE } from "../sft/run.js";
+import { type RunMetric as Metric, readMetrics, writeLossCurve, writeMetrics } from "../sft/metrics.js";
+import { SETTINGS_FILE } from "../sft/run.js";
 import { type ModelSetup, setupFromGguf, setupNewModel } from "../sft/setup.js";
 import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";
@@ -59,14 +59,6 @@ export interface ApmResult {
   valLoss: number | null;
   seconds: number;
   interrupted: boolean;
-}
-
-interface Metric {
-  step: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  valLoss?: number;
 }
 
 export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptions = {}): Promise<ApmResult> {
@@ -198,7 +190,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
       ),
     );
     batcher.cursor = ck.header.cursor;
-    metrics.push(...readMetrics(runDir).filter((m) => m.step <= ck.header.step));
+    metrics.push(...readMetrics<Metric>(runDir).filter((m) => m.step <= ck.header.step));
     log.info(`resumed at step ${ck.header.step}`);
   }
 
@@ -319,25 +311,4 @@ function meanValLoss(
     n += present;
   }
   return n > 0 ? sum / n : null;
-}
-
-function readMetrics(runDir: string): Metric[] {
-  const path = join(runDir, METRICS_FILE);
-  if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => JSON.parse(l) as Metric);
-}
-
-function writeMetrics(runDir: string, metrics: readonly Metric[]): void {
-  writeFileSync(join(runDir, METRICS_FILE), metrics.map((m) => `${JSON.stringify(m)}\n`).join(""));
-}
-
-function writeLossCurve(runDir: string, metrics: readonly Metric[]): void {
-  const train: LossPoint[] = metrics.map((m) => ({ step: m.step, loss: m.loss }));
-  const val: LossPoint[] = metrics
-    .filter((m) => m.valLoss !== undefined)
-    .map((m) => ({ step: m.step, loss: m.valLoss as number }));
-  writeFileSync(join(runDir, LOSS_CURVE_FILE), lossCurvePng(train, val));
 }

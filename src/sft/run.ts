@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadSchema } from "../data/attributes.js";
 import { Backend } from "../ggml/backend.js";
@@ -18,7 +18,7 @@ import {
 } from "./checkpoint.js";
 import { formatSettings, type ResolvedSftConfig, resolveSftConfig, type SftConfig } from "./config.js";
 import { Batcher, encodeRecords, readSteerlmRecords, validationBatches } from "./data.js";
-import { type LossPoint, lossCurvePng } from "./png.js";
+import { type RunMetric, readMetrics, writeLossCurve, writeMetrics } from "./metrics.js";
 import { type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
 
 /**
@@ -34,8 +34,6 @@ import { type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
  *   checkpoints/step-NNNNNN.ckpt
  */
 export const SETTINGS_FILE = "sft-config.json";
-export const METRICS_FILE = "metrics.jsonl";
-export const LOSS_CURVE_FILE = "loss.png";
 
 export interface SftRunOptions {
   /** Continue from the newest checkpoint in the run directory. */
@@ -65,13 +63,8 @@ export interface SftResult {
   interrupted: boolean;
 }
 
-interface Metric {
-  step: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
+interface Metric extends RunMetric {
   tokens: number;
-  valLoss?: number;
 }
 
 /** The settings of a resumed run: the stored ones, with flags allowed only where they agree. */
@@ -195,7 +188,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
       ),
     );
     batcher.cursor = ck.header.cursor;
-    metrics.push(...readMetrics(runDir).filter((m) => m.step <= ck.header.step));
+    metrics.push(...readMetrics<Metric>(runDir).filter((m) => m.step <= ck.header.step));
     log.info(`resumed at step ${ck.header.step} (epoch ${batcher.epochs.toFixed(2)})`);
   }
 
@@ -357,25 +350,4 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
       `${formatDuration(result.seconds)}; checkpoint ${checkpoint}`,
   );
   return result;
-}
-
-function readMetrics(runDir: string): Metric[] {
-  const path = join(runDir, METRICS_FILE);
-  if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => JSON.parse(l) as Metric);
-}
-
-function writeMetrics(runDir: string, metrics: readonly Metric[]): void {
-  writeFileSync(join(runDir, METRICS_FILE), metrics.map((m) => `${JSON.stringify(m)}\n`).join(""));
-}
-
-function writeLossCurve(runDir: string, metrics: readonly Metric[]): void {
-  const train: LossPoint[] = metrics.map((m) => ({ step: m.step, loss: m.loss }));
-  const val: LossPoint[] = metrics
-    .filter((m) => m.valLoss !== undefined)
-    .map((m) => ({ step: m.step, loss: m.valLoss as number }));
-  writeFileSync(join(runDir, LOSS_CURVE_FILE), lossCurvePng(train, val));
 }
