@@ -2,9 +2,9 @@ import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
 import { readRecords } from "../data/read.js";
 import { type DataFormat, type DataRecord, MISSING_LABEL, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
+import { type DataCursor, EpochSampler } from "../sft/data.js";
 import { encodeParts, type Tokenizer } from "../tokenizer/types.js";
 import type { Batch } from "../train/batch.js";
-import { Rng } from "../train/rng.js";
 import { InputError } from "../util/errors.js";
 
 /**
@@ -124,66 +124,26 @@ export function packApmBatch(
   return { batch: { tokens, attention, targets }, tokens: real };
 }
 
-/** Where the data stream stands (same meaning as SFT's cursor: epoch, index into its permutation). */
-export interface ApmCursor {
-  epoch: number;
-  index: number;
-}
+/** Where the data stream stands (SFT's cursor: epoch, index into its permutation). */
+export type ApmCursor = DataCursor;
 
 /**
- * Seeded epoch permutations, so that the cursor alone is the data state and a resumed run sees the
+ * SFT's seeded epoch permutations, so that the cursor alone is the data state and a resumed run sees the
  * batches an uninterrupted one would have.
  */
-export class ApmBatcher {
-  #cursor: ApmCursor = { epoch: 0, index: 0 };
-  #order: number[] = [];
-  #orderEpoch = -1;
-
+export class ApmBatcher extends EpochSampler<ApmExample> {
   constructor(
-    readonly examples: readonly ApmExample[],
+    examples: readonly ApmExample[],
     readonly batchSize: number,
     readonly seqLen: number,
     readonly outputs: number,
-    readonly seed: number,
+    seed: number,
     readonly padId = 0,
   ) {
-    if (examples.length === 0)
-      throw new InputError("no labelled assistant turns to train on", { field: "data" });
-  }
-
-  get cursor(): ApmCursor {
-    return { ...this.#cursor };
-  }
-
-  set cursor(c: ApmCursor) {
-    if (!(c.index >= 0 && c.index < this.examples.length && c.epoch >= 0)) {
-      throw new InputError(
-        `data position ${c.epoch}:${c.index} does not fit ${this.examples.length} examples`,
-        {
-          field: "cursor",
-        },
-      );
-    }
-    this.#cursor = { ...c };
-  }
-
-  #orderOf(epoch: number): number[] {
-    if (this.#orderEpoch !== epoch) {
-      const rng = new Rng((Math.imul(this.seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca77)) >>> 0);
-      this.#order = rng.shuffle(Array.from({ length: this.examples.length }, (_, i) => i));
-      this.#orderEpoch = epoch;
-    }
-    return this.#order;
+    super(examples, seed, "no labelled assistant turns to train on");
   }
 
   next(): { batch: Batch; tokens: number } {
-    const picked: ApmExample[] = [];
-    while (picked.length < this.batchSize) {
-      const { epoch, index } = this.#cursor;
-      picked.push(this.examples[this.#orderOf(epoch)[index] as number] as ApmExample);
-      this.#cursor =
-        index + 1 < this.examples.length ? { epoch, index: index + 1 } : { epoch: epoch + 1, index: 0 };
-    }
-    return packApmBatch(picked, this.batchSize, this.seqLen, this.outputs, this.padId);
+    return packApmBatch(this.take(this.batchSize), this.batchSize, this.seqLen, this.outputs, this.padId);
   }
 }

@@ -89,24 +89,23 @@ export interface DataCursor {
 }
 
 /**
- * Batches in a seeded order. Each epoch's order is a permutation drawn from an RNG seeded by
- * (seed, epoch) alone, so the cursor is the whole state: a resumed run sees exactly the batches an
- * uninterrupted run would have seen. A batch that runs past the end of an epoch continues into the next.
+ * Examples in a seeded order, shared by SFT's and the APM's batchers. Each epoch's order is a permutation
+ * drawn from an RNG seeded by (seed, epoch) alone, so the cursor is the whole state: a resumed run sees
+ * exactly the batches an uninterrupted run would have seen. A batch that runs past the end of an epoch
+ * continues into the next.
  */
-export class Batcher {
+export class EpochSampler<E> {
   #cursor: DataCursor = { epoch: 0, index: 0 };
   #order: number[] = [];
   #orderEpoch = -1;
 
+  /** `empty` is the error message when there are no examples. */
   constructor(
-    readonly examples: readonly Example[],
-    readonly batchSize: number,
-    readonly seqLen: number,
+    readonly examples: readonly E[],
     readonly seed: number,
-    /** Pads sequences; any id works (padding is masked), the tokenizer's EOS reads best in dumps. */
-    readonly padId = 0,
+    empty = "no training examples",
   ) {
-    if (examples.length === 0) throw new InputError("no training examples", { field: "data" });
+    if (examples.length === 0) throw new InputError(empty, { field: "data" });
   }
 
   get cursor(): DataCursor {
@@ -139,16 +138,35 @@ export class Batcher {
     return this.#order;
   }
 
-  /** The next B examples as one padded [B, T] batch, and how many real tokens it holds. */
-  next(): { batch: Batch; tokens: number } {
-    const picked: Example[] = [];
-    while (picked.length < this.batchSize) {
+  /** The next n examples in order, moving the cursor past them. */
+  take(n: number): E[] {
+    const picked: E[] = [];
+    while (picked.length < n) {
       const { epoch, index } = this.#cursor;
-      picked.push(this.examples[this.#orderOf(epoch)[index] as number] as Example);
+      picked.push(this.examples[this.#orderOf(epoch)[index] as number] as E);
       this.#cursor =
         index + 1 < this.examples.length ? { epoch, index: index + 1 } : { epoch: epoch + 1, index: 0 };
     }
-    return packBatch(picked, this.seqLen, this.padId);
+    return picked;
+  }
+}
+
+/** SFT batches: B examples at a time from an EpochSampler, padded to [B, T]. */
+export class Batcher extends EpochSampler<Example> {
+  constructor(
+    examples: readonly Example[],
+    readonly batchSize: number,
+    readonly seqLen: number,
+    seed: number,
+    /** Pads sequences; any id works (padding is masked), the tokenizer's EOS reads best in dumps. */
+    readonly padId = 0,
+  ) {
+    super(examples, seed);
+  }
+
+  /** The next B examples as one padded [B, T] batch, and how many real tokens it holds. */
+  next(): { batch: Batch; tokens: number } {
+    return packBatch(this.take(this.batchSize), this.seqLen, this.padId);
   }
 }
 
