@@ -1,8 +1,14 @@
 // The public library API: everything the CLI does is reachable from here.
 
 export * from "./apm/index.js";
+export * from "./data/index.js";
+export * from "./demo/index.js";
 export * from "./eval/index.js";
+export * from "./ggml/index.js";
+export * from "./gguf/index.js";
 export * from "./inference/index.js";
+export * from "./interop/index.js";
+export * from "./model/index.js";
 export * from "./serve/index.js";
 export * from "./sft/index.js";
 export {
@@ -17,12 +23,6 @@ export {
   writeBench,
 } from "./steerbench/index.js";
 export * from "./tokenizer/index.js";
+export * from "./train/index.js";
 export { InputError, SteerlmError } from "./util/errors.js";
 export { version } from "./version.js";
-export * from "./gguf/index.js";
-export * from "./data/index.js";
-export * from "./demo/index.js";
-export * from "./interop/index.js";
-export * from "./ggml/index.js";
-export * from "./model/index.js";
-export * from "./train/index.js";
