@@ -3,7 +3,8 @@ export { countParameters, type LlamaConfig, type LlamaConfigInput, resolveLlamaC
 export { forwardLogits, logSoftmaxRows } from "./infer.js";
 export { ggufWeightSource, type LoadedModel, loadLlamaGguf } from "./load.js";
 export { LORA_TARGETS, type LoraOptions, type LoraTarget, loraNames } from "./lora.js";
-export { LlamaModel, type ModelOptions, type ParamInfo } from "./model.js";
+export { type FrozenType, frozenStorage, LlamaModel, type ModelOptions, type ParamInfo } from "./model.js";
+export { transposeToQ8_0 } from "./q8.js";
 export {
   initLlamaWeights,
   llamaTensorSpecs,
