@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { IsolatedJobError, runIsolated } from "./isolate.js";
 
-const jobs = new URL("./isolate.fixture.ts", import.meta.url);
+const jobs = new URL("../../test/isolate-jobs.ts", import.meta.url);
 
 describe("runIsolated", () => {
   it("returns the job's result and forwards its progress messages", async () => {

@@ -1,11 +1,11 @@
-// Jobs for isolate.test.ts, run inside the child process.
-import { Backend } from "../ggml/backend.js";
-import { Context } from "../ggml/context.js";
-import { abortInNativeCodeForTesting } from "../ggml/debug.js";
-import { resolveLlamaConfig } from "../model/config.js";
-import { LlamaModel } from "../model/model.js";
-import type { JobContext } from "./isolate.js";
-import { Trainer } from "./trainer.js";
+// Jobs for src/train/isolate.test.ts, run inside the child process (test-only: not compiled into dist/).
+import { Backend } from "../src/ggml/backend.js";
+import { Context } from "../src/ggml/context.js";
+import { abortInNativeCodeForTesting } from "../src/ggml/debug.js";
+import { resolveLlamaConfig } from "../src/model/config.js";
+import { LlamaModel } from "../src/model/model.js";
+import type { JobContext } from "../src/train/isolate.js";
+import { Trainer } from "../src/train/trainer.js";
 
 export async function trainTiny(args: { steps: number }, ctx: JobContext) {
   const backend = new Backend(1);
