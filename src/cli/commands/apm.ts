@@ -4,17 +4,9 @@ import { annotateFile } from "../../apm/annotate.js";
 import { runApmTrain } from "../../apm/train.js";
 import { loadSchema } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
-import {
-  kebab,
-  parseFlagValue,
-  resolveSftConfig,
-  SFT_DEFAULTS,
-  SFT_FIELDS,
-  type SftConfig,
-  settingKind,
-} from "../../sft/config.js";
-import { resolveResumeConfig } from "../../sft/run.js";
+import { SFT_FIELDS, type SftConfig } from "../../sft/config.js";
 import { InputError } from "../../util/errors.js";
+import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
 
 /** `steerlm apm train` and `steerlm annotate`: parse arguments, call src/apm, print a JSON summary. */
 
@@ -65,49 +57,20 @@ export function register(program: Command): void {
       "the paper's variant: a language model writes the value string after the response (needs --init)",
     );
   const fields = SFT_FIELDS.filter((k) => !NOT_FOR_APM.has(k));
-  for (const key of fields) {
-    const flag = key === "output" ? "-o, --output" : `--${kebab(key)}`;
-    if (settingKind(key) === "bool" && SFT_DEFAULTS[key as keyof typeof SFT_DEFAULTS] === true) {
-      train.option(`--no-${kebab(key)}`, `turn off: ${HELP[key] ?? key}`);
-    } else if (settingKind(key) === "bool") train.option(flag, HELP[key] ?? key);
-    else train.option(`${flag} <value>`, HELP[key] ?? key);
-  }
+  const resolve = addSftSettingFlags(train, fields, HELP);
   train.action(async (raw: Record<string, string | boolean | undefined>) => {
-    const flags: Partial<Record<keyof SftConfig, unknown>> = {};
-    for (const key of fields) {
-      const v = raw[key];
-      if (v !== undefined && train.getOptionValueSource(key) === "cli") flags[key] = parseFlagValue(key, v);
-    }
-    let resolved: ReturnType<typeof resolveSftConfig>;
-    if (raw.resume) {
-      if (typeof flags.output !== "string")
-        throw new InputError("--resume needs -o <run directory>", { field: "--output" });
-      if (raw.config)
-        throw new InputError("a resumed run keeps its stored settings; drop --config", { field: "--config" });
-      resolved = resolveResumeConfig(flags.output, flags);
-    } else {
-      resolved = resolveSftConfig(flags, typeof raw.config === "string" ? raw.config : undefined);
-    }
-    const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
-      process.stderr.write("\nsteerlm apm train: interrupted, writing a checkpoint...\n");
-      controller.abort();
-    };
-    process.on("SIGINT", onSigint);
-    try {
-      const r = await runApmTrain(resolved, {
+    const resolved = resolve(raw);
+    const r = await withInterrupt("steerlm apm train", (signal) =>
+      runApmTrain(resolved, {
         resume: Boolean(raw.resume),
-        signal: controller.signal,
+        signal,
         variant: raw.generative ? "generative" : raw.resume ? undefined : "regression",
-      });
-      process.stdout.write(
-        `${JSON.stringify({ apm: r.checkpoint, step: r.step, trainLoss: r.trainLoss, valLoss: r.valLoss })}\n`,
-      );
-      if (r.interrupted) process.exitCode = 130;
-    } finally {
-      process.off("SIGINT", onSigint);
-    }
+      }),
+    );
+    process.stdout.write(
+      `${JSON.stringify({ apm: r.checkpoint, step: r.step, trainLoss: r.trainLoss, valLoss: r.valLoss })}\n`,
+    );
+    if (r.interrupted) process.exitCode = 130;
   });
 
   apm

@@ -1,15 +1,7 @@
 import type { Command } from "commander";
-import {
-  kebab,
-  parseFlagValue,
-  resolveSftConfig,
-  SFT_DEFAULTS,
-  SFT_FIELDS,
-  type SftConfig,
-  settingKind,
-} from "../../sft/config.js";
-import { resolveResumeConfig, runSft } from "../../sft/run.js";
-import { InputError } from "../../util/errors.js";
+import { SFT_FIELDS, type SftConfig } from "../../sft/config.js";
+import { runSft } from "../../sft/run.js";
+import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
 
 const HELP: Partial<Record<keyof SftConfig, string>> = {
   data: "training data (SteerLM JSONL)",
@@ -36,45 +28,15 @@ export function register(program: Command): void {
     )
     .option("--config <file>", "settings file (YAML or JSON)")
     .option("--resume", "continue the run in -o from its newest checkpoint (its stored settings apply)");
-  for (const key of SFT_FIELDS) {
-    const flag = key === "output" ? "-o, --output" : `--${kebab(key)}`;
-    if (settingKind(key) === "bool" && SFT_DEFAULTS[key as keyof typeof SFT_DEFAULTS] === true) {
-      cmd.option(`--no-${kebab(key)}`, `turn off: ${HELP[key] ?? key}`);
-    } else if (settingKind(key) === "bool") cmd.option(flag, HELP[key] ?? key);
-    else cmd.option(`${flag} <value>`, HELP[key] ?? key);
-  }
+  const resolve = addSftSettingFlags(cmd, SFT_FIELDS, HELP);
   cmd.action(async (raw: Record<string, string | boolean | undefined>) => {
-    const flags: Partial<Record<keyof SftConfig, unknown>> = {};
-    for (const key of SFT_FIELDS) {
-      // only what the user typed: commander fills defaults for --no-* options
-      const v = raw[key];
-      if (v !== undefined && cmd.getOptionValueSource(key) === "cli") flags[key] = parseFlagValue(key, v);
-    }
-    let resolved: ReturnType<typeof resolveSftConfig>;
-    if (raw.resume) {
-      if (typeof flags.output !== "string")
-        throw new InputError("--resume needs -o <run directory>", { field: "--output" });
-      if (raw.config)
-        throw new InputError("a resumed run keeps its stored settings; drop --config", { field: "--config" });
-      resolved = resolveResumeConfig(flags.output, flags);
-    } else {
-      resolved = resolveSftConfig(flags, typeof raw.config === "string" ? raw.config : undefined);
-    }
-    const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130); // a second Ctrl-C does not wait
-      process.stderr.write("\nsteerlm sft: interrupted, writing a checkpoint...\n");
-      controller.abort();
-    };
-    process.on("SIGINT", onSigint);
-    try {
-      const result = await runSft(resolved, { resume: Boolean(raw.resume), signal: controller.signal });
-      process.stdout.write(
-        `${JSON.stringify({ checkpoint: result.checkpoint, step: result.step, trainLoss: result.trainLoss, valLoss: result.valLoss })}\n`,
-      );
-      if (result.interrupted) process.exitCode = 130;
-    } finally {
-      process.off("SIGINT", onSigint);
-    }
+    const resolved = resolve(raw);
+    const result = await withInterrupt("steerlm sft", (signal) =>
+      runSft(resolved, { resume: Boolean(raw.resume), signal }),
+    );
+    process.stdout.write(
+      `${JSON.stringify({ checkpoint: result.checkpoint, step: result.step, trainLoss: result.trainLoss, valLoss: result.valLoss })}\n`,
+    );
+    if (result.interrupted) process.exitCode = 130;
   });
 }
