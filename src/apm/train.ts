@@ -4,13 +4,13 @@ import { loadSchema } from "../data/attributes.js";
 import { Backend } from "../ggml/backend.js";
 import { LlamaModel } from "../model/model.js";
 import {
-  type CheckpointData,
   type CheckpointHeader,
   checkpointName,
   latestCheckpoint,
   pruneCheckpoints,
   readCheckpoint,
-  writeCheckpoint,
+  restoreTrainerCheckpoint,
+  saveTrainerCheckpoint,
 } from "../sft/checkpoint.js";
 import { formatSettings, type ResolvedSftConfig } from "../sft/config.js";
 import { Batcher, validationBatches } from "../sft/data.js";
@@ -170,8 +170,6 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
       maxGradNorm: cfg.maxGradNorm,
     },
   });
-  const trained = trainer.trainedTensors;
-  const shapes = new Map(model.params.map((p) => [p.name, p.shape]));
   log.info(
     `model: ${setup.config.numLayers} layers, d ${setup.config.hiddenSize}, vocab ${setup.config.vocabSize}, ` +
       `${generative ? "LM head (generative)" : `head ${setup.config.hiddenSize}→${K}`}; ${totalSteps} steps of ${perStep} turns × ${cfg.seqLen} tokens; ` +
@@ -181,14 +179,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
   // ---- resume ----
   const metrics: Metric[] = [];
   if (resumeFrom) {
-    const ck = readCheckpoint(resumeFrom);
-    for (const [name, w] of ck.weights) model.setWeight(name, w);
-    trainer.restore(
-      ck.header.step,
-      new Map(
-        trained.map((n) => [n, { m: ck.adamM.get(n) as Float32Array, v: ck.adamV.get(n) as Float32Array }]),
-      ),
-    );
+    const ck = restoreTrainerCheckpoint(resumeFrom, trainer);
     batcher.cursor = ck.header.cursor;
     metrics.push(...readMetrics<Metric>(runDir).filter((m) => m.step <= ck.header.step));
     log.info(`resumed at step ${ck.header.step}`);
@@ -208,14 +199,8 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
     settings: { ...(cfg as unknown as Record<string, unknown>), task: APM_TASK, apm: info },
   });
   const saveCheckpoint = (step: number): string => {
-    const data: CheckpointData = {
-      header: { ...header(step), tensors: [] },
-      weights: new Map(trained.map((n) => [n, model.getWeight(n)])),
-      adamM: new Map(trained.map((n) => [n, trainer.moments(n).m])),
-      adamV: new Map(trained.map((n) => [n, trainer.moments(n).v])),
-    };
     const path = join(ckptDir, checkpointName(step));
-    writeCheckpoint(path, data, shapes);
+    saveTrainerCheckpoint(path, header(step), trainer);
     pruneCheckpoints(runDir, cfg.keepCheckpoints);
     writeMetrics(runDir, metrics);
     writeLossCurve(runDir, metrics);

@@ -8,6 +8,7 @@ import {
   readCheckpointFile,
   writeCheckpointFile,
 } from "../train/checkpoint.js";
+import type { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
 import type { DataCursor } from "./data.js";
 
@@ -103,6 +104,42 @@ export function readCheckpoint(path: string): CheckpointData {
     (role === "weight" ? out.weights : role === "adam_m" ? out.adamM : out.adamV).set(b.name, b.data);
   }
   return out;
+}
+
+/** Writes a trainer's state (its trained weights and their AdamW moments) under `header`. */
+export function saveTrainerCheckpoint(
+  path: string,
+  header: Omit<CheckpointHeader, "tensors">,
+  trainer: Trainer,
+): void {
+  const trained = trainer.trainedTensors;
+  const model = trainer.model;
+  const data: CheckpointData = {
+    header: { ...header, tensors: [] },
+    weights: new Map(trained.map((n) => [n, model.getWeight(n)])),
+    adamM: new Map(trained.map((n) => [n, trainer.moments(n).m])),
+    adamV: new Map(trained.map((n) => [n, trainer.moments(n).v])),
+  };
+  writeCheckpoint(path, data, new Map(model.params.map((p) => [p.name, p.shape])));
+}
+
+/**
+ * Puts a run checkpoint's weights, AdamW moments and step back into a trainer built for the same run;
+ * returns the checkpoint (its header holds the data cursor).
+ */
+export function restoreTrainerCheckpoint(path: string, trainer: Trainer): CheckpointData {
+  const ck = readCheckpoint(path);
+  for (const [name, w] of ck.weights) trainer.model.setWeight(name, w);
+  trainer.restore(
+    ck.header.step,
+    new Map(
+      trainer.trainedTensors.map((n) => [
+        n,
+        { m: ck.adamM.get(n) as Float32Array, v: ck.adamV.get(n) as Float32Array },
+      ]),
+    ),
+  );
+  return ck;
 }
 
 /** `checkpoints/step-000120.ckpt`: zero-padded so names sort by step. */

@@ -8,13 +8,12 @@ import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { formatDuration, Progress } from "../util/progress.js";
 import {
-  type CheckpointData,
   type CheckpointHeader,
   checkpointName,
   latestCheckpoint,
   pruneCheckpoints,
-  readCheckpoint,
-  writeCheckpoint,
+  restoreTrainerCheckpoint,
+  saveTrainerCheckpoint,
 } from "./checkpoint.js";
 import { formatSettings, type ResolvedSftConfig, resolveSftConfig, type SftConfig } from "./config.js";
 import { Batcher, encodeRecords, readSteerlmRecords, validationBatches } from "./data.js";
@@ -179,14 +178,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   // ---- resume ----
   const metrics: Metric[] = [];
   if (resumeFrom) {
-    const ck = readCheckpoint(resumeFrom);
-    for (const [name, w] of ck.weights) model.setWeight(name, w);
-    trainer.restore(
-      ck.header.step,
-      new Map(
-        trained.map((n) => [n, { m: ck.adamM.get(n) as Float32Array, v: ck.adamV.get(n) as Float32Array }]),
-      ),
-    );
+    const ck = restoreTrainerCheckpoint(resumeFrom, trainer);
     batcher.cursor = ck.header.cursor;
     metrics.push(...readMetrics<Metric>(runDir).filter((m) => m.step <= ck.header.step));
     log.info(`resumed at step ${ck.header.step} (epoch ${batcher.epochs.toFixed(2)})`);
@@ -205,14 +197,8 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     settings: cfg as unknown as Record<string, unknown>,
   });
   const saveCheckpoint = (step: number): string => {
-    const data: CheckpointData = {
-      header: { ...header(step), tensors: [] },
-      weights: new Map(trained.map((n) => [n, model.getWeight(n)])),
-      adamM: new Map(trained.map((n) => [n, trainer.moments(n).m])),
-      adamV: new Map(trained.map((n) => [n, trainer.moments(n).v])),
-    };
     const path = join(ckptDir, checkpointName(step));
-    writeCheckpoint(path, data, shapes);
+    saveTrainerCheckpoint(path, header(step), trainer);
     pruneCheckpoints(runDir, cfg.keepCheckpoints);
     writeMetrics(runDir, metrics);
     return path;
