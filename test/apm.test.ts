@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labelAgreement } from "../src/apm/agreement.js";
@@ -16,7 +16,7 @@ import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 import { Trainer } from "../src/train/trainer.js";
 import { InputError } from "../src/util/errors.js";
-import { haveSharedData, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 
 const steerlm = BUILTIN_SCHEMAS.steerlm;
 const dir = tempDir("steerlm-apm-");
@@ -150,6 +150,13 @@ describe("APM training", () => {
     const r = await runApmTrain(tinyConfig(out), { resume: true, progress: false });
     expect(r.step).toBe(4);
     expect(readFileSync(r.checkpoint).equals(final)).toBe(true);
+  });
+
+  it("export gguf refuses a regression APM instead of dropping its head", async () => {
+    const r = await runCli(["export", "gguf", join(dir.path, "run"), "-o", join(dir.path, "apm.gguf")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/reg_head\.weight: this checkpoint is a regression attribute model/);
+    expect(existsSync(join(dir.path, "apm.gguf"))).toBe(false);
   });
 
   it("refuses LoRA and names the setting", async () => {

@@ -4,6 +4,7 @@ import { CONTROL_TOKENS } from "../data/template.js";
 import { type GgufVocab, readGgufVocab, writeLlamaGguf } from "../gguf/llama.js";
 import { readGguf, readTensorF32 } from "../gguf/reader.js";
 import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
+import { HEAD_WEIGHT } from "../model/head.js";
 import { loraNames } from "../model/lora.js";
 import { llamaTensorSpecs } from "../model/weights.js";
 import { toGgufVocab } from "../tokenizer/to-gguf.js";
@@ -63,6 +64,15 @@ export async function exportGguf(
   const checkpoint = resolveCheckpoint(input);
   const ck = readCheckpoint(checkpoint);
   const h = ck.header;
+  // A regression attribute model's output is its head, which a llama.cpp GGUF has no place for: exporting
+  // the backbone alone would silently give a different model.
+  if (ck.weights.has(HEAD_WEIGHT)) {
+    throw new InputError(
+      "this checkpoint is a regression attribute model (it has a reg_head): a GGUF cannot carry its head",
+      { file: checkpoint, field: HEAD_WEIGHT },
+      "use the run directly: `steerlm annotate --apm <run> ...`",
+    );
+  }
   const base = h.baseModel ? await readGguf(h.baseModel) : null;
   let vocab: GgufVocab;
   if (h.tokenizer !== null) vocab = toGgufVocab(tokenizerFromJson(h.tokenizer, checkpoint));
