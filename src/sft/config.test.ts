@@ -35,6 +35,23 @@ describe("sft config: defaults < config file < flags", () => {
     expect(lines.find((l) => l.includes(" batchSize "))).toMatch(/\(config file\)/);
   });
 
+  it("checks frozen: one of the storage types, and only with LoRA (file, line, field)", () => {
+    const ok = resolveSftConfig(
+      {},
+      file("q8.yaml", "data: d.jsonl\noutput: run\nmodel: b.gguf\nlora: true\nfrozen: q8_0\n"),
+    );
+    expect(ok.config.frozen).toBe("q8_0");
+    expect(
+      resolveSftConfig({ lora: true }, file("auto.yaml", "data: d\noutput: r\nmodel: b\n")).config.frozen,
+    ).toBe(null);
+    const typo = file("typo.yaml", "data: d.jsonl\noutput: run\nmodel: b.gguf\nlora: true\nfrozen: q4_k\n");
+    expect(() => resolveSftConfig({}, typo)).toThrow(
+      /typo\.yaml:5: frozen: expected one of f32, f16, bf16, q8_0/,
+    );
+    const noLora = file("nolora.yaml", "data: d.jsonl\noutput: run\nmodel: b.gguf\nfrozen: f16\n");
+    expect(() => resolveSftConfig({}, noLora)).toThrow(/nolora\.yaml: frozen: frozen storage f16 needs LoRA/);
+  });
+
   it("reads JSON configs too", () => {
     const cfg = file(
       "sft.json",

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
 import { LORA_TARGETS, type LoraTarget } from "../model/lora.js";
+import type { FrozenType } from "../model/model.js";
 import { describe, InputError } from "../util/errors.js";
 
 /**
@@ -31,6 +32,12 @@ export interface SftConfig {
   loraRank: number;
   loraAlpha: number;
   loraTargets: LoraTarget[];
+  /**
+   * Storage of the frozen base matrices under LoRA (q8_0 ≈ a quarter of f32's memory); null: the base
+   * GGUF's own type when its matrices are Q8_0/F16/BF16, else f32 (decided when the run starts and stored,
+   * so --resume keeps it).
+   */
+  frozen: FrozenType | null;
   /** Tokens per sequence; longer conversations are truncated (counted and reported). */
   seqLen: number;
   /** Sequences per micro-batch. */
@@ -90,6 +97,7 @@ export const SFT_DEFAULTS: Omit<SftConfig, "data" | "output"> = {
   loraRank: 8,
   loraAlpha: 16,
   loraTargets: ["q", "v"],
+  frozen: null,
   seqLen: 256,
   batchSize: 8,
   gradAccum: 1,
@@ -113,7 +121,9 @@ export const SFT_DEFAULTS: Omit<SftConfig, "data" | "output"> = {
 };
 
 type Key = keyof SftConfig;
-type Kind = "string" | "path" | "int" | "posint" | "number" | "bool" | "targets" | "init";
+type Kind = "string" | "path" | "int" | "posint" | "number" | "bool" | "targets" | "init" | "frozen";
+
+export const FROZEN_TYPES: readonly FrozenType[] = ["f32", "f16", "bf16", "q8_0"];
 
 /** How each field is checked. `path` values in a config file are relative to that file. */
 const FIELDS: Record<Key, Kind> = {
@@ -129,6 +139,7 @@ const FIELDS: Record<Key, Kind> = {
   loraRank: "posint",
   loraAlpha: "number",
   loraTargets: "targets",
+  frozen: "frozen",
   seqLen: "posint",
   batchSize: "posint",
   gradAccum: "posint",
@@ -153,7 +164,8 @@ const FIELDS: Record<Key, Kind> = {
 
 export const SFT_FIELDS = Object.keys(FIELDS) as Key[];
 
-export type Source = "default" | "config" | "flag";
+/** "model": decided from the base GGUF at the start of the run (`frozen`). */
+export type Source = "default" | "config" | "flag" | "model";
 
 export interface ResolvedSftConfig {
   config: SftConfig;
@@ -252,7 +264,7 @@ function checkField(
 ): unknown {
   const kind = FIELDS[key];
   const bad = (what: string) => new InputError(`expected ${what}, got ${describe(raw)}`, place);
-  const nullable = key === "val" || key === "init" || key === "model";
+  const nullable = key === "val" || key === "init" || key === "model" || key === "frozen";
   if (raw === null && nullable) return null;
   switch (kind) {
     case "path":
@@ -287,6 +299,10 @@ function checkField(
       }
       return list;
     }
+    case "frozen":
+      if (typeof raw !== "string" || !(FROZEN_TYPES as readonly string[]).includes(raw))
+        throw bad(`one of ${FROZEN_TYPES.join(", ")}`);
+      return raw;
     case "init":
       if (typeof raw === "string" && raw !== "") return resolve(base, raw);
       if (typeof raw === "object" && raw !== null && !Array.isArray(raw)) return raw;
@@ -311,6 +327,13 @@ function checkConsistency(c: SftConfig, sources: Record<Key, Source>, file: stri
     throw new InputError(
       "LoRA adapts an existing model; a new model (init) trains every weight",
       place("lora"),
+    );
+  }
+  if (c.frozen !== null && !c.lora) {
+    throw new InputError(
+      `frozen storage ${c.frozen} needs LoRA: without it every weight is trained in f32`,
+      place("frozen"),
+      "add --lora (lora: true), or drop frozen",
     );
   }
   if (c.beta1 >= 1) throw new InputError(`must be < 1, got ${c.beta1}`, place("beta1"));
@@ -371,7 +394,10 @@ export function formatSettings(r: ResolvedSftConfig): string[] {
   return SFT_FIELDS.map((k) => {
     const v = r.config[k];
     const shown = typeof v === "object" && v !== null && !Array.isArray(v) ? JSON.stringify(v) : String(v);
-    const from = r.sources[k] === "default" ? "" : `  (${r.sources[k] === "flag" ? "flag" : "config file"})`;
+    const from =
+      r.sources[k] === "default"
+        ? ""
+        : `  (${{ flag: "flag", config: "config file", model: "the base GGUF's storage" }[r.sources[k]]})`;
     return `  ${k.padEnd(width)}  ${shown}${from}`;
   });
 }

@@ -18,7 +18,7 @@ import {
 import { formatSettings, type ResolvedSftConfig, resolveSftConfig, type SftConfig } from "./config.js";
 import { Batcher, encodeRecords, readSteerlmRecords, validationBatches } from "./data.js";
 import { type RunMetric, readMetrics, writeLossCurve, writeMetrics } from "./metrics.js";
-import { type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
+import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
 
 /**
  * One attribute-conditioned SFT run, top to bottom:
@@ -96,7 +96,7 @@ export function resolveResumeConfig(
 
 export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = {}): Promise<SftResult> {
   const t0 = performance.now();
-  const cfg = resolved.config;
+  const cfg: SftConfig = { ...resolved.config };
   const runDir = cfg.output;
   const ckptDir = join(runDir, "checkpoints");
   const resumeFrom = opts.resume ? latestCheckpoint(runDir) : undefined;
@@ -111,8 +111,14 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     );
   }
   mkdirSync(ckptDir, { recursive: true });
+  let shown = resolved;
+  if (cfg.lora && cfg.frozen === null) {
+    // decided once and stored in the settings, so a resumed run keeps it
+    cfg.frozen = await defaultFrozenType(cfg.model as string);
+    shown = { ...resolved, config: cfg, sources: { ...resolved.sources, frozen: "model" } };
+  }
   log.info(`steerlm sft${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
-  for (const line of formatSettings(resolved)) log.info(line);
+  for (const line of formatSettings(shown)) log.info(line);
   if (!opts.resume) writeFileSync(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
 
   // ---- data and model ----
@@ -152,6 +158,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     lora,
     seed: cfg.seed,
     initStd: cfg.initStd,
+    frozenType: cfg.frozen ?? undefined,
   });
   // Kept by reference: a time budget shortens `totalSteps` (the cosine schedule) while the run goes.
   const optimizer = {

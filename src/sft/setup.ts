@@ -5,8 +5,10 @@ import { type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
 import { llamaTensorShapes, readGgufVocab, readLlamaConfig, writeLlamaGguf } from "../gguf/llama.js";
 import { metaBool, metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
+import type { GgufFile } from "../gguf/types.js";
 import { convertHfToGguf } from "../interop/convert.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
+import type { FrozenType } from "../model/model.js";
 import type { WeightSource } from "../model/weights.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../tokenizer/bpe-train.js";
 import { addControlTokensToGgufVocab, extendEmbeddingRows } from "../tokenizer/control.js";
@@ -158,6 +160,23 @@ export async function setupFromGguf(path: string, runDir: string): Promise<Model
 }
 
 export const BASE_FILE = "base.gguf";
+
+/** The storage of a GGUF's block matrices when the engine can keep it frozen as is (F32 otherwise). */
+function matrixType(file: GgufFile): "F32" | "F16" | "BF16" | "Q8_0" {
+  // the attention/FFN matrices decide: llama.cpp's converters may keep token_embd or output in another type
+  const t = file.tensors.find((x) => x.name.startsWith("blk.") && x.shape.length === 2)?.type;
+  return t === "Q8_0" || t === "F16" || t === "BF16" ? t : "F32";
+}
+
+/**
+ * The frozen storage a LoRA run on `model` gets by default: the base GGUF's own (Q8_0/F16/BF16), so a
+ * quantised base stays quantised in memory; f32 for F32 or other types and for a Hugging Face directory
+ * (converted to F32).
+ */
+export async function defaultFrozenType(model: string): Promise<FrozenType> {
+  if (statSync(model, { throwIfNoEntry: false })?.isDirectory()) return "f32";
+  return matrixType(await readGguf(model)).toLowerCase() as FrozenType;
+}
 export const HF_BASE_FILE = "hf-base.gguf";
 
 /** Writes `out` with the control tokens added when `path` lacks them; returns `out`, or null when nothing was missing. */
@@ -179,7 +198,8 @@ async function addControlTokensToGguf(path: string, out: string): Promise<string
     config: grown,
     vocab,
     weights,
-    type: "F32",
+    // the base's own storage: a Q8_0 base stays Q8_0 (its values requantise to the same blocks)
+    type: matrixType(file),
     name: metaString(file, "general.name", "base"),
   });
   log.info(

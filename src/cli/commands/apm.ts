@@ -16,6 +16,7 @@ const NOT_FOR_APM = new Set<keyof SftConfig>([
   "loraRank",
   "loraAlpha",
   "loraTargets",
+  "frozen",
   "attributeTokens",
 ]);
 

@@ -12,6 +12,7 @@ const HELP: Partial<Record<keyof SftConfig, string>> = {
     "start from this Llama-family GGUF or Hugging Face directory (safetensors + config.json + tokenizer.json)",
   lora: "train LoRA adapters on the frozen --model",
   loraTargets: "comma-separated: q,k,v,o,gate,up,down",
+  frozen: "storage of the frozen base under --lora: f32|f16|bf16|q8_0 (default: the base GGUF's own)",
   steps: "optimiser steps (0: --epochs passes over the data)",
   attributeTokens: "one token per attribute setting (humor:4) in a tokenizer trained with --init",
 };
