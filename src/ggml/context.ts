@@ -257,6 +257,12 @@ export class Context {
     return this.wrap(this.#n.base.ggml_cont(this.ptr, ptrOf(a)) as Ptr);
   }
 
+  /** a (f32) with `p0` zeros appended along ne0. */
+  padDim0(a: Tensor, p0: number): Tensor {
+    if (a.type !== "f32") fail("pad", `f32 required, got ${a.type}`);
+    return this.wrap(this.#n.base.ggml_pad(this.ptr, ptrOf(a), p0, 0, 0, 0) as Ptr);
+  }
+
   /** a converted to `type` (any layout in, contiguous out). */
   cast(a: Tensor, type: DType): Tensor {
     return this.wrap(this.#n.base.ggml_cast(this.ptr, ptrOf(a), dtypeCode(type)) as Ptr);

@@ -113,6 +113,7 @@ const BASE_DECLS = [
   "ggml_tensor * ggml_reshape_4d(ggml_context *ctx, ggml_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)",
   "ggml_tensor * ggml_permute(ggml_context *ctx, ggml_tensor *a, int ax0, int ax1, int ax2, int ax3)",
   "ggml_tensor * ggml_cont(ggml_context *ctx, ggml_tensor *a)",
+  "ggml_tensor * ggml_pad(ggml_context *ctx, ggml_tensor *a, int p0, int p1, int p2, int p3)",
   "ggml_tensor * ggml_concat(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, int dim)",
   "ggml_tensor * ggml_view_3d(ggml_context *ctx, ggml_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2, size_t nb1, size_t nb2, size_t offset)",
   "ggml_tensor * ggml_cpy(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",

@@ -53,7 +53,14 @@ export function linear(
   // bf16: the GEMMs read bfloat16 operands (cast here unless stored so) and accumulate in f32 — only where
   // the reduced dimension is a multiple of 32: otherwise ggml leaves its fast GEMM for a loop slower than f32
   const low = (k: number) => bf16 && k % 32 === 0;
-  let y = c.mulMat(low(w.ne[0]) && w.type === "f32" ? c.cast(w, "bf16") : w, x); // [out, N]
+  // a reduction that is not a multiple of 32 (e.g. an FFN of 688) is zero-padded to one, which is exact
+  const padded = (a: Tensor, b: Tensor) => {
+    const p = 32 - ((a.ne[0] as number) % 32);
+    return c.mulMat(c.cast(c.padDim0(a, p), "bf16"), c.padDim0(b, p));
+  };
+  const gemm = (a: Tensor, b: Tensor, k: number) =>
+    bf16 && !low(k) && a.type === "f32" && b.type === "f32" ? padded(a, b) : c.mulMat(a, b);
+  let y = gemm(low(w.ne[0]) && w.type === "f32" ? c.cast(w, "bf16") : w, x, w.ne[0] as number); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
   if (lora) {
@@ -73,7 +80,7 @@ export function linear(
       };
       tape.addParamGrad(w, () => c.mulMat(xt(), dyt()));
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
-      let dx = tape.live(x) ? c.mulMat(tape.transposedWeight(w, low(w.ne[1])), dy) : undefined;
+      let dx = tape.live(x) ? gemm(tape.transposedWeight(w, low(w.ne[1])), dy, w.ne[1] as number) : undefined;
       if (lora && u) {
         const uu = u;
         const dz = lora.scale === 1 ? dy : c.scale(dy, lora.scale);
