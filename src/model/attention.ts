@@ -81,7 +81,11 @@ function attentionCore(
   const q4 = byHead(q);
   const k4 = byHead(k);
   const p = c.softMaxExt(c.mulMat(k4, q4), inp.kqMask, scale); // [T_k, T_q, H, B]
-  const vt = c.cont(c.permute(c.reshape(v, [HD, H, T, B]), [1, 2, 0, 3])); // [T, HD, H, B]
+  // with a tape, vᵀ comes from v4 (a row copy the backward needs anyway) through Context.transposed: one
+  // cont of a fully transposing permute copies element by element through memcpy. Without a tape keep
+  // the plain permute: ggml's own autograd cannot differentiate concat.
+  const v4 = tape ? byHead(v) : undefined; // [HD, T_k, H, B]
+  const vt = v4 ? c.transposed(v4) : c.cont(c.permute(c.reshape(v, [HD, H, T, B]), [1, 2, 0, 3])); // [T, HD, H, B]
   const o = c.mulMat(vt, p); // [HD, T_q, H, B]
   const merged = c.reshape(c.cont(c.permute(o, [0, 2, 1, 3])), [HD * H, N]); // [H·HD, N]
 
@@ -90,8 +94,7 @@ function attentionCore(
       const dm = tape.grad(merged);
       if (!dm) return;
       const do4 = byHead(dm); // [HD, T_q, H, B]
-      const v4 = byHead(v); // [HD, T_k, H, B]
-      const dp = c.mulMat(v4, do4); // [T_k, T_q, H, B]
+      const dp = c.mulMat(v4 as Tensor, do4); // [T_k, T_q, H, B]
       const dv4 = c.mulMat(c.transposed(do4), c.transposed(p)); // [HD, T_k, H, B]
       const ds = c.softMaxBack(dp, p, scale); // [T_k, T_q, H, B]
       const dq4 = c.mulMat(c.transposed(k4), ds); // [HD, T_q, H, B]
