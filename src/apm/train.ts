@@ -12,7 +12,7 @@ import {
   restoreTrainerCheckpoint,
   saveTrainerCheckpoint,
 } from "../sft/checkpoint.js";
-import { formatSettings, type ResolvedSftConfig } from "../sft/config.js";
+import { formatSettings, optimizerOptions, type ResolvedSftConfig } from "../sft/config.js";
 import { Batcher, validationBatches } from "../sft/data.js";
 import { type RunMetric as Metric, readMetrics, writeLossCurve, writeMetrics } from "../sft/metrics.js";
 import { SETTINGS_FILE } from "../sft/run.js";
@@ -158,17 +158,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
     batchSize: cfg.batchSize,
     seqLen: cfg.seqLen,
     task: generative ? "lm" : "regression",
-    optimizer: {
-      lr: cfg.lr,
-      warmupSteps: cfg.warmupSteps,
-      totalSteps,
-      minLrRatio: cfg.minLrRatio,
-      weightDecay: cfg.weightDecay,
-      beta1: cfg.beta1,
-      beta2: cfg.beta2,
-      eps: cfg.eps,
-      maxGradNorm: cfg.maxGradNorm,
-    },
+    optimizer: optimizerOptions(cfg, totalSteps),
   });
   log.info(
     `model: ${setup.config.numLayers} layers, d ${setup.config.hiddenSize}, vocab ${setup.config.vocabSize}, ` +

@@ -3,6 +3,7 @@ import { dirname, resolve } from "node:path";
 import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
 import { LORA_TARGETS, type LoraTarget } from "../model/lora.js";
 import type { FrozenType } from "../model/model.js";
+import type { OptimizerOptions } from "../train/trainer.js";
 import { describe, InputError } from "../util/errors.js";
 
 /**
@@ -419,4 +420,19 @@ export function parseFlagValue(key: Key, text: string | boolean): unknown {
     return n;
   }
   return text;
+}
+
+/** The trainer's optimizer settings from a run's config (shared by SFT and the attribute model). */
+export function optimizerOptions(cfg: SftConfig, totalSteps: number): OptimizerOptions {
+  return {
+    lr: cfg.lr,
+    warmupSteps: cfg.warmupSteps,
+    totalSteps,
+    minLrRatio: cfg.minLrRatio,
+    weightDecay: cfg.weightDecay,
+    beta1: cfg.beta1,
+    beta2: cfg.beta2,
+    eps: cfg.eps,
+    maxGradNorm: cfg.maxGradNorm,
+  };
 }

@@ -15,7 +15,13 @@ import {
   restoreTrainerCheckpoint,
   saveTrainerCheckpoint,
 } from "./checkpoint.js";
-import { formatSettings, type ResolvedSftConfig, resolveSftConfig, type SftConfig } from "./config.js";
+import {
+  formatSettings,
+  optimizerOptions,
+  type ResolvedSftConfig,
+  resolveSftConfig,
+  type SftConfig,
+} from "./config.js";
 import { Batcher, encodeRecords, readSteerlmRecords, validationBatches } from "./data.js";
 import { type RunMetric, readMetrics, writeLossCurve, writeMetrics } from "./metrics.js";
 import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
@@ -161,17 +167,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     frozenType: cfg.frozen ?? undefined,
   });
   // Kept by reference: a time budget shortens `totalSteps` (the cosine schedule) while the run goes.
-  const optimizer = {
-    lr: cfg.lr,
-    warmupSteps: cfg.warmupSteps,
-    totalSteps,
-    minLrRatio: cfg.minLrRatio,
-    weightDecay: cfg.weightDecay,
-    beta1: cfg.beta1,
-    beta2: cfg.beta2,
-    eps: cfg.eps,
-    maxGradNorm: cfg.maxGradNorm,
-  };
+  const optimizer = optimizerOptions(cfg, totalSteps);
   const trainer = new Trainer(backend, model, { batchSize: cfg.batchSize, seqLen: cfg.seqLen, optimizer });
   const trained = trainer.trainedTensors;
   const shapes = new Map(model.params.map((p) => [p.name, p.shape]));
