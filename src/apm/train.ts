@@ -12,7 +12,12 @@ import {
   restoreTrainerCheckpoint,
   saveTrainerCheckpoint,
 } from "../sft/checkpoint.js";
-import { formatSettings, optimizerOptions, type ResolvedSftConfig } from "../sft/config.js";
+import {
+  computeTypeWarning,
+  formatSettings,
+  optimizerOptions,
+  type ResolvedSftConfig,
+} from "../sft/config.js";
 import { Batcher, validationBatches } from "../sft/data.js";
 import { type RunMetric as Metric, readMetrics, writeLossCurve, writeMetrics } from "../sft/metrics.js";
 import { SETTINGS_FILE } from "../sft/run.js";
@@ -153,6 +158,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
     regressionOutputs: generative ? undefined : K,
     seed: cfg.seed,
     initStd: cfg.initStd,
+    computeType: cfg.computeType,
   });
   const trainer = new Trainer(backend, model, {
     batchSize: cfg.batchSize,
@@ -163,8 +169,10 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
   log.info(
     `model: ${setup.config.numLayers} layers, d ${setup.config.hiddenSize}, vocab ${setup.config.vocabSize}, ` +
       `${generative ? "LM head (generative)" : `head ${setup.config.hiddenSize}→${K}`}; ${totalSteps} steps of ${perStep} turns × ${cfg.seqLen} tokens; ` +
-      `${backend.info.threads} threads`,
+      `${cfg.computeType} GEMMs, ggml ${backend.info.cpuVariant}, ${backend.info.threads} threads`,
   );
+  const slow = computeTypeWarning(cfg.computeType, backend.info.cpuVariant);
+  if (slow) log.warn(slow);
 
   // ---- resume ----
   const metrics: Metric[] = [];

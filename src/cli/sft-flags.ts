@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import {
-  kebab,
+  flagName,
   parseFlagValue,
   type ResolvedSftConfig,
   resolveSftConfig,
@@ -21,10 +21,15 @@ export function addSftSettingFlags(
   fields: readonly (keyof SftConfig)[],
   help: Partial<Record<keyof SftConfig, string>>,
 ): (raw: Record<string, string | boolean | undefined>) => ResolvedSftConfig {
+  // commander's attribute name of each flag (`--compute` → compute)
+  const attr = (key: keyof SftConfig) =>
+    flagName(key)
+      .slice(2)
+      .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
   for (const key of fields) {
-    const flag = key === "output" ? "-o, --output" : `--${kebab(key)}`;
+    const flag = key === "output" ? "-o, --output" : flagName(key);
     if (settingKind(key) === "bool" && SFT_DEFAULTS[key as keyof typeof SFT_DEFAULTS] === true) {
-      cmd.option(`--no-${kebab(key)}`, `turn off: ${help[key] ?? key}`);
+      cmd.option(`--no-${flagName(key).slice(2)}`, `turn off: ${help[key] ?? key}`);
     } else if (settingKind(key) === "bool") cmd.option(flag, help[key] ?? key);
     else cmd.option(`${flag} <value>`, help[key] ?? key);
   }
@@ -32,8 +37,9 @@ export function addSftSettingFlags(
     const flags: Partial<Record<keyof SftConfig, unknown>> = {};
     for (const key of fields) {
       // only what the user typed: commander fills defaults for --no-* options
-      const v = raw[key];
-      if (v !== undefined && cmd.getOptionValueSource(key) === "cli") flags[key] = parseFlagValue(key, v);
+      const v = raw[attr(key)];
+      if (v !== undefined && cmd.getOptionValueSource(attr(key)) === "cli")
+        flags[key] = parseFlagValue(key, v);
     }
     if (!raw.resume) return resolveSftConfig(flags, typeof raw.config === "string" ? raw.config : undefined);
     if (typeof flags.output !== "string")

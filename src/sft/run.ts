@@ -16,6 +16,7 @@ import {
   saveTrainerCheckpoint,
 } from "./checkpoint.js";
 import {
+  computeTypeWarning,
   formatSettings,
   optimizerOptions,
   type ResolvedSftConfig,
@@ -93,7 +94,10 @@ export function resolveResumeConfig(
       throw new InputError(
         `${JSON.stringify(after.config[key])} differs from the run's ${JSON.stringify(before[key])}`,
         { field: key },
-        "a resumed run keeps its settings so that it ends exactly where an uninterrupted run would",
+        key === "computeType"
+          ? `the run trains with ${before.computeType} GEMMs and a resumed run keeps them (bf16 and f32 ` +
+              "products differ in the last bits, so switching would break the bit-exact resume): drop --compute"
+          : "a resumed run keeps its settings so that it ends exactly where an uninterrupted run would",
       );
     }
   }
@@ -165,6 +169,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     seed: cfg.seed,
     initStd: cfg.initStd,
     frozenType: cfg.frozen ?? undefined,
+    computeType: cfg.computeType,
   });
   // Kept by reference: a time budget shortens `totalSteps` (the cosine schedule) while the run goes.
   const optimizer = optimizerOptions(cfg, totalSteps);
@@ -175,8 +180,10 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   log.info(
     `model: ${setup.config.numLayers} layers, d ${setup.config.hiddenSize}, vocab ${setup.config.vocabSize}; ` +
       `${nParams} trained parameters in ${trained.length} tensors; ${totalSteps} steps of ${perStep} sequences × ${cfg.seqLen}; ` +
-      `ggml ${backend.info.cpuVariant}, ${backend.info.threads} threads`,
+      `${cfg.computeType} GEMMs, ggml ${backend.info.cpuVariant}, ${backend.info.threads} threads`,
   );
+  const slow = computeTypeWarning(cfg.computeType, backend.info.cpuVariant);
+  if (slow) log.warn(slow);
 
   // ---- resume ----
   const metrics: Metric[] = [];

@@ -27,6 +27,8 @@ const HELP: Partial<Record<keyof SftConfig, string>> = {
   init: "train a new model from this model config (JSON/YAML), with a tokenizer trained on the data",
   model: "start from this Llama-family GGUF (every weight is trained)",
   schema: "attributes = outputs, in order (default steerlm: the nine in NeMo's canonical order)",
+  computeType:
+    "f32|bf16: bf16 = mixed precision (bfloat16 GEMMs; f32 weights, gradients, AdamW), faster on AVX512-BF16 CPUs; config key computeType (default f32)",
   steps: "optimiser steps (0: --epochs passes over the labelled turns)",
 };
 

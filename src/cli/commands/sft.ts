@@ -13,6 +13,8 @@ const HELP: Partial<Record<keyof SftConfig, string>> = {
   lora: "train LoRA adapters on the frozen --model",
   loraTargets: "comma-separated: q,k,v,o,gate,up,down",
   frozen: "storage of the frozen base under --lora: f32|f16|bf16|q8_0 (default: the base GGUF's own)",
+  computeType:
+    "f32|bf16: bf16 = mixed precision (bfloat16 GEMMs; f32 weights, gradients, AdamW), faster on AVX512-BF16 CPUs; config key computeType (default f32)",
   steps: "optimiser steps (0: --epochs passes over the data)",
   attributeTokens: "one token per attribute setting (humor:4) in a tokenizer trained with --init",
 };
