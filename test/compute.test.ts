@@ -1,0 +1,180 @@
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { latestCheckpoint, readCheckpoint } from "../src/sft/checkpoint.js";
+import { resolveSftConfig } from "../src/sft/config.js";
+import { readMetrics } from "../src/sft/metrics.js";
+import { runSft } from "../src/sft/run.js";
+import { runCli, tempDir } from "./helpers.js";
+import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
+
+/**
+ * `--compute bf16` (bfloat16 GEMMs, f32 master weights, gradients and AdamW) trains like f32: the same
+ * model, data order and step count reach the same loss. The engine's own tests (src/train/trainer.test.ts)
+ * compare one step's loss and gradients; this one compares whole runs through the SFT loop.
+ */
+const tmp = tempDir("steerlm-compute-");
+let inputs: ReturnType<typeof tinySftInputs>;
+beforeAll(() => {
+  inputs = tinySftInputs(tmp.path);
+});
+afterAll(() => tmp.cleanup());
+
+const STEPS = 100;
+/**
+ * Tolerance on the final losses. Measured (zen4, this setup, seeds 0–5, 100 steps): |val_bf16 − val_f32|
+ * ≤ 0.0041 and the final step's |Δ train loss| ≤ 0.0047, while the val loss itself falls from ~5.8 to
+ * 1.99–2.14 across those seeds — changing the seed moves it 35× more than changing the compute type.
+ * 0.02 is ~4× the largest measured difference and still 1% of the loss.
+ */
+const TOLERANCE = 0.02;
+
+describe("bf16 compute trains like f32", () => {
+  it(`same data, seed and ${STEPS} steps: both losses fall far, and end within ${TOLERANCE}`, async () => {
+    const run = async (computeType: "f32" | "bf16") => {
+      const output = join(tmp.path, `parity-${computeType}`);
+      const r = await runSft(
+        resolveSftConfig({
+          data: inputs.train,
+          val: inputs.val,
+          output,
+          // every GEMM dimension a multiple of 32, so each large product really runs in bf16
+          init: { hiddenSize: 64, numLayers: 2, numHeads: 2, ffnSize: 128, contextLength: 256 },
+          tokenizerVocabSize: 320,
+          seqLen: 128,
+          batchSize: 4,
+          threads: 1,
+          lr: 0.003,
+          warmupSteps: 4,
+          steps: STEPS,
+          seed: 0,
+          evalEvery: 0,
+          checkpointEvery: 0,
+          computeType,
+        }),
+        { progress: false },
+      );
+      const losses = readMetrics<{ step: number; loss: number }>(output).map((m) => m.loss);
+      const header = readCheckpoint(r.checkpoint).header;
+      return { r, losses, header };
+    };
+    const f32 = await run("f32");
+    const bf16 = await run("bf16");
+    expect(f32.header.settings.computeType).toBe("f32");
+    expect(bf16.header.settings.computeType).toBe("bf16");
+    const start = f32.losses[0] as number;
+    const maxStepDiff = Math.max(...f32.losses.map((l, i) => Math.abs(l - (bf16.losses[i] as number))));
+    process.stderr.write(
+      `compute parity (${STEPS} steps): first loss f32 ${start.toFixed(4)} bf16 ${(bf16.losses[0] as number).toFixed(4)}; ` +
+        `final train f32 ${f32.r.trainLoss.toFixed(4)} bf16 ${bf16.r.trainLoss.toFixed(4)}; ` +
+        `val f32 ${f32.r.valLoss?.toFixed(4)} bf16 ${bf16.r.valLoss?.toFixed(4)}; ` +
+        `largest per-step difference ${maxStepDiff.toFixed(4)}; ${f32.r.seconds.toFixed(2)} s vs ${bf16.r.seconds.toFixed(2)} s\n`,
+    );
+    expect(f32.losses).toHaveLength(STEPS);
+    expect(bf16.losses).toHaveLength(STEPS);
+    // the same first batch through the same initial weights, only the GEMM precision differs
+    expect(Math.abs((bf16.losses[0] as number) - start)).toBeLessThan(1e-3);
+    // bf16 really ran: the trajectories are not bit-identical
+    expect(maxStepDiff).toBeGreaterThan(0);
+    for (const { r } of [f32, bf16]) {
+      expect(r.trainLoss).toBeLessThan(0.5 * start);
+      expect(r.valLoss as number).toBeLessThan(0.5 * start);
+    }
+    expect(Math.abs(bf16.r.trainLoss - f32.r.trainLoss)).toBeLessThan(TOLERANCE);
+    expect(Math.abs((bf16.r.valLoss as number) - (f32.r.valLoss as number))).toBeLessThan(TOLERANCE);
+  }, 60_000);
+});
+
+describe("steerlm sft --compute", () => {
+  const steps = ["--steps", "6", "--checkpoint-every", "3", "--eval-every", "0"];
+
+  it("bf16: trains, records bf16 in the checkpoint header, and --resume keeps it bit-exactly", async () => {
+    const run = join(tmp.path, "cli-bf16");
+    const r = await runCli(tinySftArgs(inputs, run, [...steps, "--compute", "bf16"]));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/computeType\s+bf16 {2}\(flag\)/);
+    expect(r.stderr).toContain("bf16 GEMMs");
+    const last = latestCheckpoint(run) as string;
+    expect(last).toMatch(/step-000006\.ckpt$/);
+    expect(readCheckpoint(last).header.settings.computeType).toBe("bf16");
+    const straight = readFileSync(last);
+
+    // resume from step 3: the run must continue in bf16 and rewrite step 6 byte for byte
+    rmSync(last);
+    const resumed = await runCli(["sft", "--resume", "-o", run]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain("resumed at step 3");
+    expect(resumed.stderr).toMatch(/computeType\s+bf16 {2}\(config file\)/);
+    expect(resumed.stderr).toContain("bf16 GEMMs");
+    expect(readCheckpoint(last).header.settings.computeType).toBe("bf16");
+    expect(readFileSync(last).equals(straight)).toBe(true);
+
+    // an f32 run from the same start ends elsewhere, so the byte equality above is bf16's
+    const f32 = join(tmp.path, "cli-f32");
+    expect((await runCli(tinySftArgs(inputs, f32, steps))).code).toBe(0);
+    const f32Ck = readCheckpoint(latestCheckpoint(f32) as string);
+    expect(f32Ck.header.settings.computeType).toBe("f32");
+    expect(readFileSync(latestCheckpoint(f32) as string).equals(straight)).toBe(false);
+
+    // a different --compute on resume is refused, naming both
+    const mismatch = await runCli(["sft", "--resume", "-o", run, "--compute", "f32"]);
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.stderr).toContain(`steerlm: computeType: "f32" differs from the run's "bf16"`);
+    expect(mismatch.stderr).toContain("drop --compute");
+  }, 120_000);
+
+  it("refuses an unknown compute type before doing any work", async () => {
+    const r = await runCli(tinySftArgs(inputs, join(tmp.path, "cli-bad"), ["--compute", "fp16"]));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('steerlm: --compute: expected one of f32, bf16, got "fp16"');
+  });
+
+  it("warns that bf16 will likely be slower on a ggml CPU variant without native bf16", async () => {
+    // x64 is ggml's baseline variant: it loads on every x86-64 CPU and has no bf16 instructions
+    const run = join(tmp.path, "cli-x64");
+    const r = await runCli(tinySftArgs(inputs, run, ["--steps", "2", "--compute", "bf16"]), {
+      env: { STEERLM_GGML_CPU: "x64" },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("ggml x64");
+    expect(r.stderr).toMatch(/\[warn\] computeType bf16: .*CPU variant x64 has no native bfloat16.*slower/);
+    const f32 = await runCli(tinySftArgs(inputs, join(tmp.path, "cli-x64-f32"), ["--steps", "2"]), {
+      env: { STEERLM_GGML_CPU: "x64" },
+    });
+    expect(f32.code, f32.stderr).toBe(0);
+    expect(f32.stderr).not.toContain("bfloat16");
+  }, 60_000);
+});
+
+describe("steerlm apm train --compute", () => {
+  it("bf16 trains the attribute model and records bf16 in its checkpoint", async () => {
+    const run = join(tmp.path, "apm-bf16");
+    const r = await runCli([
+      "apm",
+      "train",
+      "--data",
+      inputs.train,
+      "--init",
+      inputs.init,
+      "--tokenizer-vocab-size",
+      "320",
+      "--seq-len",
+      "96",
+      "--batch-size",
+      "4",
+      "--threads",
+      "1",
+      "--steps",
+      "3",
+      "--compute",
+      "bf16",
+      "-o",
+      run,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("bf16 GEMMs");
+    const ck = readCheckpoint(latestCheckpoint(run) as string);
+    expect(ck.header.settings.computeType).toBe("bf16");
+    expect(ck.header.step).toBe(3);
+  }, 60_000);
+});
