@@ -6,50 +6,110 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
-const kindArg = process.argv[2];
-const entry = new URL(
-  kindArg === "serve" ? "../dist/serve/bench.js" : "../dist/train/bench.js",
-  import.meta.url,
-);
+const trainEntry = new URL("../dist/train/bench.js", import.meta.url);
+const serveEntry = new URL("../dist/serve/bench.js", import.meta.url);
+
+/** The training configurations by name, when dist/ is built (the usage text lists them). */
+async function benchNames() {
+  if (!existsSync(fileURLToPath(trainEntry))) return "name";
+  const { BENCH_CONFIGS } = await import(trainEntry.href);
+  return Object.keys(BENCH_CONFIGS).join("|");
+}
+
+async function usage() {
+  return (
+    `usage: npm run bench -- train <${await benchNames()}> [options]\n` +
+    "         --lora                      LoRA on a frozen base instead of every weight\n" +
+    "         --frozen f32|f16|bf16|q8_0  storage of the frozen base under --lora\n" +
+    "         --compute f32|bf16          GEMM precision (--bf16 = --compute bf16; f32 master weights)\n" +
+    "         --threads N  --steps N  --replicas R  --backward manual|ggml  --json\n" +
+    "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n" +
+    "       npm run bench -- --help\n"
+  );
+}
+
+/** A usage mistake: the message and the usage text on stderr, exit status 1 (no stack trace). */
+async function fail(message) {
+  process.stderr.write(`bench: ${message}\n${await usage()}`);
+  process.exit(1);
+}
+
+const argv = process.argv.slice(2);
+const beforeDashes = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
+if (beforeDashes.includes("--help") || beforeDashes.includes("-h")) {
+  process.stdout.write(await usage());
+  process.exit(0);
+}
+const kindArg = argv[0];
+const entry = kindArg === "serve" ? serveEntry : trainEntry;
 if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write("bench: dist/ is missing; run `npm run build` first.\n");
   process.exit(1);
 }
+/** node:util parseArgs throws TypeErrors with ERR_PARSE_ARGS_* codes for unknown or malformed options. */
+const isArgError = (err) => typeof err?.code === "string" && err.code.startsWith("ERR_PARSE_ARGS_");
+// the first sentence: node's advice on positionals that start with "-" does not apply here
+const argMessage = (err) => err.message.split(". To specify")[0];
+
 if (kindArg === "serve") {
   // The load test parses its own options (--model, --clients, --seconds, --parallel, --max-tokens, --json).
   const { main } = await import(entry.href);
-  process.exit(await main(process.argv.slice(3)));
+  try {
+    process.exit(await main(argv.slice(1)));
+  } catch (err) {
+    if (isArgError(err)) await fail(argMessage(err));
+    throw err;
+  }
 }
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    lora: { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-    threads: { type: "string" },
-    steps: { type: "string" },
-    frozen: { type: "string" },
-    backward: { type: "string" },
-    bf16: { type: "boolean", default: false },
-    replicas: { type: "string" },
-  },
-});
+
+let parsed;
+try {
+  parsed = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      lora: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      threads: { type: "string" },
+      steps: { type: "string" },
+      frozen: { type: "string" },
+      backward: { type: "string" },
+      bf16: { type: "boolean", default: false },
+      compute: { type: "string" },
+      replicas: { type: "string" },
+    },
+  });
+} catch (err) {
+  if (isArgError(err)) await fail(argMessage(err));
+  throw err;
+}
+const { values, positionals } = parsed;
 const [kind, name] = positionals;
 const { BENCH_CONFIGS, benchTrain } = await import(entry.href);
-if (kind !== "train" || !(name in BENCH_CONFIGS)) {
-  process.stderr.write(
-    `usage: npm run bench -- train <${Object.keys(BENCH_CONFIGS).join("|")}> [--lora] [--threads N] [--steps N] [--bf16] [--replicas R] [--frozen f32|f16|bf16|q8_0] [--backward manual|ggml] [--json]\n` +
-      "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n",
+if (kind !== "train" || !(name in BENCH_CONFIGS) || positionals.length > 2) {
+  await fail(
+    kind === "train" ? `unknown training benchmark ${JSON.stringify(name ?? "")}` : "train or serve?",
   );
-  process.exit(1);
 }
+const positiveInt = async (flag) => {
+  const text = values[flag];
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1)
+    await fail(`--${flag}: expected an integer ≥ 1, got ${JSON.stringify(text)}`);
+  return n;
+};
+if (values.compute !== undefined && !["f32", "bf16"].includes(values.compute))
+  await fail(`--compute: expected f32 or bf16, got ${JSON.stringify(values.compute)}`);
+if (values.bf16 && values.compute === "f32") await fail("--bf16 contradicts --compute f32");
 const r = await benchTrain(name, {
   lora: values.lora,
-  threads: values.threads ? Number(values.threads) : undefined,
-  steps: values.steps ? Number(values.steps) : undefined,
+  threads: await positiveInt("threads"),
+  steps: await positiveInt("steps"),
   frozenType: values.frozen,
   backward: values.backward,
-  computeType: values.bf16 ? "bf16" : "f32",
-  replicas: values.replicas ? Number(values.replicas) : undefined,
+  computeType: values.bf16 ? "bf16" : (values.compute ?? "f32"),
+  replicas: await positiveInt("replicas"),
 });
 if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
 else {

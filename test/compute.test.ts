@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -5,7 +6,7 @@ import { latestCheckpoint, readCheckpoint } from "../src/sft/checkpoint.js";
 import { resolveSftConfig } from "../src/sft/config.js";
 import { readMetrics } from "../src/sft/metrics.js";
 import { runSft } from "../src/sft/run.js";
-import { runCli, tempDir } from "./helpers.js";
+import { repoRoot, runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 /**
@@ -177,4 +178,37 @@ describe("steerlm apm train --compute", () => {
     expect(ck.header.settings.computeType).toBe("bf16");
     expect(ck.header.step).toBe(3);
   }, 60_000);
+});
+
+describe("bin/bench.js usage", () => {
+  const bench = (...args: string[]) =>
+    spawnSync(process.execPath, [join(repoRoot, "bin", "bench.js"), ...args], { encoding: "utf8" });
+
+  it("--help prints the usage and exits 0, wherever it stands", () => {
+    for (const args of [["--help"], ["-h"], ["train", "m10", "--bf16", "--help"]]) {
+      const r = bench(...args);
+      expect(r.status, args.join(" ")).toBe(0);
+      expect(r.stdout).toMatch(/^usage: npm run bench -- train <m10\|/);
+      expect(r.stdout).toContain("--compute f32|bf16");
+      expect(r.stderr).toBe("");
+    }
+  });
+
+  it("an unknown option or a bad value prints the usage and exits 1, without a stack trace", () => {
+    for (const [args, message] of [
+      [["train", "m10", "--bogus"], "bench: Unknown option '--bogus'"],
+      [["serve", "--bogus"], "bench: Unknown option '--bogus'"],
+      [["train", "m10", "--compute", "fp16"], 'bench: --compute: expected f32 or bf16, got "fp16"'],
+      [["train", "m10", "--steps", "0"], 'bench: --steps: expected an integer ≥ 1, got "0"'],
+      [["train", "nope"], 'bench: unknown training benchmark "nope"'],
+      [[], "bench: train or serve?"],
+    ] as const) {
+      const r = bench(...args);
+      expect(r.status, args.join(" ")).toBe(1);
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).toContain("usage: npm run bench");
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      expect(r.stdout).toBe("");
+    }
+  });
 });
