@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,6 +12,7 @@ import {
   resolveSftConfig,
   SFT_DEFAULTS,
 } from "./config.js";
+import { resolveResumeConfig, SETTINGS_FILE } from "./run.js";
 
 const dir = mkdtempSync(join(tmpdir(), "steerlm-compute-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,6 +56,25 @@ describe("computeType setting", () => {
     );
     expect(flagName("computeType")).toBe("--compute");
     expect(flagName("seqLen")).toBe("--seq-len");
+  });
+});
+
+describe("computeType on --resume", () => {
+  it("a run stored before the setting existed resumes in f32; another compute type is refused", () => {
+    const run = join(dir, "old-run");
+    mkdirSync(run);
+    // sft-config.json as runs wrote it before computeType: no such key
+    const stored = { ...SFT_DEFAULTS, data: "d.jsonl", output: run, init: "m.yaml" } as Record<
+      string,
+      unknown
+    >;
+    delete stored.computeType;
+    writeFileSync(join(run, SETTINGS_FILE), JSON.stringify(stored));
+    expect(resolveResumeConfig(run, {}).config.computeType).toBe("f32");
+    expect(resolveResumeConfig(run, { computeType: "f32" }).config.computeType).toBe("f32");
+    expect(() => resolveResumeConfig(run, { computeType: "bf16" })).toThrow(
+      `computeType: "bf16" differs from the run's "f32"`,
+    );
   });
 });
 

@@ -41,7 +41,7 @@ export interface SftConfig {
   frozen: FrozenType | null;
   /**
    * Type the large matrix products run in: "bf16" is mixed precision (bfloat16 GEMM operands, f32
-   * accumulation; weights, gradients and AdamW stay f32), ~1.3× faster a step on CPUs with AVX512-BF16.
+   * accumulation; weights, gradients and AdamW stay f32), faster on CPUs with AVX512-BF16.
    * Stored with the run: --resume keeps it and refuses a different one.
    */
   computeType: ComputeType;
