@@ -1,6 +1,7 @@
 // The public library API: everything the CLI does is reachable from here.
 
 export * from "./apm/index.js";
+export * from "./bootstrap/index.js";
 export * from "./data/index.js";
 export * from "./demo/index.js";
 export * from "./eval/index.js";

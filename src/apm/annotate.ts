@@ -229,8 +229,8 @@ async function annotateWith(
   return { output: opts.output, rows, turns, resumedRows: prior.rows, seconds };
 }
 
-/** Predicts the labels of a group of records; returns their output lines. */
-function annotateGroup(
+/** Predicts the labels of a group of records; returns their output lines (also used by `steerlm bootstrap`). */
+export function annotateGroup(
   apm: LoadedApm,
   schema: AttributeSchema,
   predictor: ApmPredictor | null,

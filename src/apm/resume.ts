@@ -9,12 +9,23 @@ import { InputError } from "../util/errors.js";
  */
 export const SIDECAR_FORMAT = "steerlm-annotate-progress";
 
-export interface Sidecar {
-  format: typeof SIDECAR_FORMAT;
+/** Settings a resumed run must share with the partial one (compared key by key). */
+export type ResumeSettings = Readonly<Record<string, string | number | boolean | null>>;
+
+export type AnnotateSettings = {
+  format: string | null;
+  onlyUnlabeled: boolean;
+  batchSize: number;
+  schema: string;
+};
+
+/** `format` names the command that wrote it (`steerlm bootstrap` shares this record with its own name). */
+export interface Sidecar<S extends ResumeSettings = AnnotateSettings> {
+  format: string;
   version: 1;
   input: string;
   apm: string;
-  settings: { format: string | null; onlyUnlabeled: boolean; batchSize: number; schema: string };
+  settings: S;
   rows: number;
   outputBytes: number;
   outputSha256: string;
@@ -36,13 +47,14 @@ export interface ResumeState {
 export function readResumeState(
   partial: string,
   sidecarPath: string,
-  expect: Pick<Sidecar, "input" | "apm" | "settings">,
+  expect: Pick<Sidecar<ResumeSettings>, "input" | "apm" | "settings">,
+  format: string = SIDECAR_FORMAT,
 ): ResumeState {
   const fresh: ResumeState = { rows: 0, outputBytes: 0, inputSha256: "", prefix: Buffer.alloc(0) };
   if (!existsSync(partial) || !existsSync(sidecarPath)) return fresh; // nothing was recorded: start over
-  let s: Sidecar;
+  let s: Sidecar<ResumeSettings>;
   try {
-    s = JSON.parse(readFileSync(sidecarPath, "utf8")) as Sidecar;
+    s = JSON.parse(readFileSync(sidecarPath, "utf8")) as Sidecar<ResumeSettings>;
   } catch {
     throw new InputError(
       "the progress file is damaged",
@@ -50,8 +62,8 @@ export function readResumeState(
       `delete it and ${partial} to start over`,
     );
   }
-  if (s.format !== SIDECAR_FORMAT || s.version !== 1)
-    throw new InputError("not an annotate progress file", { file: sidecarPath, field: "format" });
+  if (s.format !== format || s.version !== 1)
+    throw new InputError(`not a ${format} file`, { file: sidecarPath, field: "format" });
   const restart = `delete ${partial} to start over`;
   if (s.input !== expect.input)
     throw new InputError(
@@ -65,7 +77,7 @@ export function readResumeState(
       { file: sidecarPath, field: "apm" },
       restart,
     );
-  for (const key of Object.keys(expect.settings) as Array<keyof Sidecar["settings"]>) {
+  for (const key of Object.keys(expect.settings)) {
     if (s.settings[key] !== expect.settings[key]) {
       throw new InputError(
         `${JSON.stringify(expect.settings[key])} differs from the partial run's ${JSON.stringify(s.settings[key])}`,
@@ -83,15 +95,11 @@ export function readResumeState(
     );
   const prefix = bytes.subarray(0, s.outputBytes);
   if (createHash("sha256").update(prefix).digest("hex") !== s.outputSha256)
-    throw new InputError(
-      "the annotated rows were changed since they were written",
-      { file: partial },
-      restart,
-    );
+    throw new InputError("the rows in it were changed since they were written", { file: partial }, restart);
   return { rows: s.rows, outputBytes: s.outputBytes, inputSha256: s.inputSha256, prefix };
 }
 
-export function writeSidecar(path: string, s: Sidecar): void {
+export function writeSidecar<S extends ResumeSettings>(path: string, s: Sidecar<S>): void {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, "w");
   writeAll(fd, Buffer.from(`${JSON.stringify(s)}\n`));

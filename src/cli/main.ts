@@ -17,6 +17,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import("./commands/model-convert.js"),
   () => import("./commands/eval.js"),
   () => import("./commands/apm.js"),
+  () => import("./commands/bootstrap.js"),
 ];
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,16 @@
+// SteerLM step 4: bootstrapping with high-quality samples (generate at top-quality values, re-annotate).
+export {
+  defaultQualityKey,
+  pickCombo,
+  readTopCombos,
+  rowSeed,
+  type TopCombos,
+  type TopCombosOptions,
+} from "./combos.js";
+export { promptKey, promptOf, type ReadPromptsOptions, readPrompts } from "./prompts.js";
+export {
+  BOOTSTRAP_PROGRESS_FORMAT,
+  type BootstrapOptions,
+  type BootstrapResult,
+  runBootstrap,
+} from "./run.js";

@@ -1,0 +1,377 @@
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
+import { dirname, resolve } from "node:path";
+import { annotateGroup } from "../apm/annotate.js";
+import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
+import { partialPaths, readResumeState, writeAll, writeSidecar } from "../apm/resume.js";
+import type { AttributeSchema } from "../data/attributes.js";
+import { fromJs } from "../data/json.js";
+import { readRecords } from "../data/read.js";
+import { type DataFormat, type DataRecord, labelString, toConversation } from "../data/record.js";
+import { recordLines } from "../data/write.js";
+import { ContextLengthError, SteerableModel } from "../inference/model.js";
+import { InputError } from "../util/errors.js";
+import { log } from "../util/log.js";
+import { Progress } from "../util/progress.js";
+import { pickCombo, readTopCombos, rowSeed, type TopCombos } from "./combos.js";
+import { promptKey, readPrompts } from "./prompts.js";
+
+/**
+ * `bootstrap`, SteerLM step 4: for each prompt, draw a value combination from the training data's
+ * top-quality set, sample a response from the SFT model conditioned on it, re-annotate that response
+ * with the APM, and write SteerLM JSONL for a second ACSFT round.
+ *
+ * Resumable the way `annotate` is (and through the same record, src/apm/resume.ts): rows go to
+ * `<out>.partial` in groups of `batchSize`, each group fsynced and then recorded in `<out>.partial.json`
+ * (rows done, SHA-256 of the output prefix, of the prompts used, of the APM, and the settings, which
+ * include the SFT model's SHA-256 and the top-quality set's). A rerun with the same arguments truncates
+ * whatever follows the recorded prefix and goes on. A row's combination and sampling seed depend only on
+ * (seed, row), generation runs one sequence at a time and the APM's batch shape is fixed, so a resumed
+ * run writes exactly the bytes of an uninterrupted one.
+ */
+export const BOOTSTRAP_PROGRESS_FORMAT = "steerlm-bootstrap-progress";
+
+export interface BootstrapOptions {
+  /** The SFT model (GGUF) that generates. */
+  model: string;
+  /** A LoRA adapter GGUF applied on top of `model`. */
+  lora?: string;
+  /** APM run directory or checkpoint file: re-annotates the generated responses. */
+  apm: string;
+  /** Training data: its top-quality attribute combinations are the ones sampled. */
+  data: string;
+  dataFormat?: DataFormat;
+  /** Prompts to answer (the record up to its last user turn); default: the training data's own. */
+  prompts?: string;
+  promptsFormat?: DataFormat;
+  output: string;
+  /** The SFT model's schema (name, file or schema); default: the GGUF's `steerlm.schema`, else steerlm. */
+  schema?: string | AttributeSchema;
+  /** The attribute whose top value selects combinations; default `quality`, else `helpfulness`. */
+  qualityKey?: string;
+  /** Seeds each row's combination draw and generation. Default 1. */
+  seed?: number;
+  /** Default 1 (the paper samples). */
+  temperature?: number;
+  /** Default 50 (the paper's top-k). */
+  topK?: number;
+  topP?: number;
+  /** Most tokens per response; default 256 or what fits the context. */
+  maxTokens?: number;
+  contextSize?: number;
+  /** Only the first `limit` prompts. */
+  limit?: number;
+  /** Answer each distinct prompt once (HelpSteer has several responses per prompt). */
+  uniquePrompts?: boolean;
+  /** Rows per resumable group and APM batch. Default 8. */
+  batchSize?: number;
+  threads?: number;
+  /** Append the training data itself (as SteerLM JSONL) after the bootstrapped rows. */
+  mixOriginal?: boolean;
+  /** Replace an existing finished output. */
+  overwrite?: boolean;
+  progress?: boolean;
+  /** Milliseconds to wait after each group (lets tests interrupt a run at a known point). */
+  throttleMs?: number;
+}
+
+export interface BootstrapResult {
+  output: string;
+  /** Prompts processed (this run and earlier interrupted ones). */
+  prompts: number;
+  /** Bootstrapped rows written (prompts minus those that did not fit the context). */
+  rows: number;
+  /** Prompts skipped because prompt + max tokens did not fit the context (this run). */
+  skipped: number;
+  /** Responses cut at max tokens (this run). */
+  truncated: number;
+  /** Prompts taken from an earlier, interrupted run. */
+  resumedPrompts: number;
+  /** Training rows appended by `mixOriginal`. */
+  mixed: number;
+  combos: { qualityKey: string; top: number; entries: number; distinct: number };
+  seconds: number;
+}
+
+type BootstrapSettings = {
+  model: string;
+  lora: string | null;
+  combos: string;
+  qualityKey: string;
+  schema: string;
+  seed: number;
+  temperature: number;
+  topK: number;
+  topP: number | null;
+  maxTokens: number | null;
+  contextSize: number;
+  batchSize: number;
+  uniquePrompts: boolean;
+};
+
+export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapResult> {
+  const t0 = performance.now();
+  const B = opts.batchSize ?? 8;
+  if (!Number.isInteger(B) || B < 1)
+    throw new InputError(`expected an integer ≥ 1, got ${B}`, { field: "--batch-size" });
+  for (const [field, path] of [
+    ["--data", opts.data],
+    ["--prompts", opts.prompts],
+    ["--apm", opts.apm],
+  ] as const) {
+    if (path !== undefined && !existsSync(path)) throw new InputError("no such file", { file: path, field });
+  }
+  if (!existsSync(dirname(resolve(opts.output))))
+    throw new InputError("the output's folder does not exist", { file: opts.output });
+  const { partial, sidecar } = partialPaths(opts.output);
+  if (existsSync(opts.output) && !existsSync(partial) && !opts.overwrite) {
+    throw new InputError(
+      "the output already exists",
+      { file: opts.output },
+      "pass --overwrite to bootstrap again",
+    );
+  }
+
+  const model = await SteerableModel.load({
+    modelPath: opts.model,
+    loraPath: opts.lora,
+    schema: opts.schema,
+    contextSize: opts.contextSize,
+    threads: opts.threads,
+  });
+  try {
+    // Everything is read and checked before the slow part starts.
+    const top = await readTopCombos(opts.data, {
+      schema: model.schema,
+      qualityKey: opts.qualityKey,
+      format: opts.dataFormat,
+    });
+    log.info(
+      `bootstrap: ${top.combos.length} of ${top.labelledTurns} labelled turns have ${top.qualityKey}:${top.top} ` +
+        `(${top.distinct} distinct combinations) in ${opts.data}`,
+    );
+    const promptsPath = opts.prompts ?? opts.data;
+    const prompts = await readPrompts(promptsPath, {
+      schema: model.schema,
+      format: opts.prompts ? opts.promptsFormat : opts.dataFormat,
+      limit: opts.limit,
+      unique: opts.uniquePrompts,
+    });
+    const apm = await loadApm(opts.apm, opts.threads);
+    try {
+      const settings: BootstrapSettings = {
+        model: await fileSha256(opts.model),
+        lora: opts.lora ? await fileSha256(opts.lora) : null,
+        combos: top.digest,
+        qualityKey: top.qualityKey,
+        schema: JSON.stringify(model.schema),
+        seed: opts.seed ?? 1,
+        temperature: opts.temperature ?? 1,
+        topK: opts.topK ?? 50,
+        topP: opts.topP ?? null,
+        maxTokens: opts.maxTokens ?? null,
+        contextSize: model.contextSize,
+        batchSize: B,
+        uniquePrompts: Boolean(opts.uniquePrompts),
+      };
+      const r = await generateAndAnnotate(model, apm, prompts, top, settings, {
+        ...opts,
+        input: resolve(promptsPath),
+        partial,
+        sidecar,
+      });
+      return { ...r, seconds: (performance.now() - t0) / 1000 };
+    } finally {
+      await apm.free();
+    }
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function generateAndAnnotate(
+  model: SteerableModel,
+  apm: LoadedApm,
+  prompts: readonly DataRecord[],
+  top: TopCombos,
+  settings: BootstrapSettings,
+  opts: BootstrapOptions & { input: string; partial: string; sidecar: string },
+): Promise<Omit<BootstrapResult, "seconds">> {
+  const B = settings.batchSize;
+  const prior = readResumeState(
+    opts.partial,
+    opts.sidecar,
+    { input: opts.input, apm: apm.digest, settings },
+    BOOTSTRAP_PROGRESS_FORMAT,
+  );
+  const restart = `delete ${opts.partial} to start over`;
+  if (prior.rows > prompts.length) {
+    throw new InputError(
+      `has ${prompts.length} prompts, fewer than the ${prior.rows} already done`,
+      { file: opts.input },
+      restart,
+    );
+  }
+  const inHash = createHash("sha256");
+  for (const p of prompts.slice(0, prior.rows)) inHash.update(`${promptKey(p)}\n`);
+  if (prior.rows > 0 && inHash.copy().digest("hex") !== prior.inputSha256) {
+    throw new InputError(
+      `the first ${prior.rows} prompts differ from the ones the partial output was made from`,
+      { file: opts.input },
+      restart,
+    );
+  }
+  const outHash = createHash("sha256");
+  if (prior.rows > 0) outHash.update(prior.prefix);
+  // Append mode: every write lands after the truncation point, whatever the file held before.
+  const fd = openSync(opts.partial, "a");
+  ftruncateSync(fd, prior.outputBytes); // drops an unrecorded group and a torn last line
+  let outBytes = prior.outputBytes;
+  let rows = prior.rows > 0 ? countLines(prior.prefix) : 0;
+  if (prior.rows > 0) log.info(`resuming: ${prior.rows} prompts already done in ${opts.partial}`);
+
+  const T = apm.info.seqLen;
+  const K = apm.info.schema.attributes.length;
+  const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
+  const pad = apm.tokenizer.eosId ?? 0;
+  const progress = new Progress({
+    label: "bootstrap",
+    total: prompts.length - prior.rows,
+    enabled: opts.progress,
+  });
+  let skipped = 0;
+  let truncated = 0;
+  let mixed = 0;
+  const write = (lines: readonly string[]) => {
+    const bytes = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
+    writeAll(fd, bytes);
+    outBytes += bytes.length;
+    return bytes;
+  };
+  try {
+    let group: DataRecord[] = [];
+    for (let row = prior.rows; row < prompts.length; row++) {
+      const prompt = prompts[row] as DataRecord;
+      inHash.update(`${promptKey(prompt)}\n`);
+      const generated = await generateRow(model, prompt, top, settings, row);
+      if (generated === null) {
+        skipped++;
+        const o = prompt.origin;
+        log.warn(
+          `${o ? `${o.file}:${o.line}: ` : ""}skipped: the prompt and --max-tokens do not fit the context of ${model.contextSize} tokens`,
+        );
+      } else {
+        if (generated.truncated) truncated++;
+        group.push(generated.record);
+      }
+      progress.tick(1, { rows: rows + group.length, skipped });
+      const last = row === prompts.length - 1;
+      if ((row + 1) % B !== 0 && !last) continue;
+      // Only the generated (unlabelled) turns are predicted: earlier turns keep the labels they had.
+      const { lines } = annotateGroup(apm, apm.info.schema, predictor, group, B, T, K, pad, true);
+      outHash.update(write(lines));
+      fsyncSync(fd);
+      rows += lines.length;
+      group = [];
+      writeSidecar(opts.sidecar, {
+        format: BOOTSTRAP_PROGRESS_FORMAT,
+        version: 1,
+        input: opts.input,
+        apm: apm.digest,
+        settings,
+        rows: row + 1,
+        outputBytes: outBytes,
+        outputSha256: outHash.copy().digest("hex"),
+        inputSha256: inHash.copy().digest("hex"),
+      });
+      if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
+    }
+    progress.finish();
+    // The original data after the bootstrapped rows; redone whole if a run dies while appending.
+    if (opts.mixOriginal) {
+      for await (const r of readRecords(opts.data, { format: opts.dataFormat, schema: model.schema })) {
+        const lines = recordLines(r, "steerlm", { schema: model.schema });
+        write(lines);
+        mixed += lines.length;
+      }
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+    predictor?.free();
+  }
+  renameSync(opts.partial, opts.output);
+  rmSync(opts.sidecar, { force: true });
+  log.info(
+    `bootstrap: ${rows} rows from ${prompts.length} prompts${prior.rows ? ` (${prior.rows} resumed)` : ""}` +
+      `${skipped ? `, ${skipped} skipped` : ""}${mixed ? `, ${mixed} original rows appended` : ""}: ${opts.output}`,
+  );
+  return {
+    output: opts.output,
+    prompts: prompts.length,
+    rows,
+    skipped,
+    truncated,
+    resumedPrompts: prior.rows,
+    mixed,
+    combos: { qualityKey: top.qualityKey, top: top.top, entries: top.combos.length, distinct: top.distinct },
+  };
+}
+
+/** One prompt's bootstrapped record (its new turn unlabelled, for the APM), or null if it does not fit. */
+async function generateRow(
+  model: SteerableModel,
+  prompt: DataRecord,
+  top: TopCombos,
+  settings: BootstrapSettings,
+  row: number,
+): Promise<{ record: DataRecord; truncated: boolean } | null> {
+  const combo = pickCombo(top.combos, settings.seed, row);
+  const seed = rowSeed(settings.seed, row);
+  let result: Awaited<ReturnType<SteerableModel["generate"]>>;
+  try {
+    result = await model.generate({
+      conversation: toConversation(prompt, model.schema),
+      attributes: combo,
+      temperature: settings.temperature,
+      topK: settings.topK,
+      topP: settings.topP ?? undefined,
+      maxTokens: settings.maxTokens ?? undefined,
+      seed,
+    });
+  } catch (err) {
+    if (err instanceof ContextLengthError) return null;
+    throw err;
+  }
+  const extra = new Map(prompt.extra);
+  // What the response was asked for; the turn's label will be what the APM says it is.
+  extra.set("bootstrap", fromJs({ requested: labelString(combo, model.schema), seed }));
+  const record: DataRecord = {
+    system: prompt.system,
+    turns: [...prompt.turns, { role: "assistant", text: result.text, labels: null }],
+    extra,
+    origin: prompt.origin,
+  };
+  return { record, truncated: result.finishReason === "length" };
+}
+
+function countLines(b: Buffer): number {
+  let n = 0;
+  for (const c of b) if (c === 0x0a) n++;
+  return n;
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
