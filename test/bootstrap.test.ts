@@ -1,0 +1,290 @@
+import { spawn } from "node:child_process";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BUILTIN_SCHEMAS, parseValues } from "../src/data/attributes.js";
+import { readRecords } from "../src/data/read.js";
+import { type DataRecord, toConversation } from "../src/data/record.js";
+import { SteerableModel } from "../src/inference/model.js";
+import { writeBench } from "../src/steerbench/jsonl.js";
+import { synthesize } from "../src/steerbench/synth.js";
+import { repoRoot, runCli, tempDir } from "./helpers.js";
+
+// SteerLM step 4 through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained here on
+// SteerBench data, then `steerlm bootstrap`, checked against independent oracles, and killed mid-run.
+const dir = tempDir("steerlm-bootstrap-");
+const data = join(dir.path, "train.jsonl");
+const gguf = join(dir.path, "sft.gguf");
+const apm = join(dir.path, "apm");
+const PROMPTS = 20;
+
+beforeAll(async () => {
+  // quality:4 is rare in SteerBench (about 1 response in 200): this seed gives the top-quality set 5 entries.
+  writeBench(dir.path, synthesize({ n: 400, seed: 9, multiTurnFraction: 0.1 }));
+  const init = join(dir.path, "model.yaml");
+  writeFileSync(init, "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\nffnSize: 64\ncontextLength: 256\n");
+  const common = ["--data", data, "--init", init, "--batch-size", "4", "--threads", "1"];
+  const sft = await runCli(
+    ["sft", ...common, "--tokenizer-vocab-size", "320", "--seq-len", "128"].concat([
+      "--steps",
+      "8",
+      "--lr",
+      "0.003",
+      "-o",
+      join(dir.path, "run"),
+    ]),
+  );
+  expect(sft.stderr).not.toContain("internal error");
+  expect(sft.code).toBe(0);
+  expect((await runCli(["export", "gguf", join(dir.path, "run"), "-o", gguf])).code).toBe(0);
+  // Trained long enough (150 steps, about a second) that its labels differ between responses.
+  const a = await runCli(
+    ["apm", "train", ...common, "--tokenizer-vocab-size", "300", "--seq-len", "96"].concat([
+      "--steps",
+      "150",
+      "--lr",
+      "0.003",
+      "-o",
+      apm,
+    ]),
+  );
+  expect(a.code).toBe(0);
+}, 120_000);
+afterAll(() => dir.cleanup());
+
+const bootArgs = (out: string, extra: string[] = []) => [
+  "bootstrap",
+  "-m",
+  gguf,
+  "--apm",
+  apm,
+  "--data",
+  data,
+  "-o",
+  out,
+  "--limit",
+  String(PROMPTS),
+  "--max-tokens",
+  "24",
+  "--batch-size",
+  "4",
+  "--threads",
+  "1",
+  ...extra,
+];
+
+async function records(path: string): Promise<DataRecord[]> {
+  const out: DataRecord[] = [];
+  for await (const r of readRecords(path, { format: "steerlm" })) out.push(r);
+  return out;
+}
+
+const lastLabel = (r: DataRecord) => r.turns.at(-1)?.labels;
+
+/** Oracle for the top-quality set: straight from the JSON, no src/ code. */
+function topQualityStrings(path: string): Set<string> {
+  const out = new Set<string>();
+  for (const line of readFileSync(path, "utf8").split("\n").filter(Boolean)) {
+    for (const t of JSON.parse(line).conversations as Array<{ from: string; label: string | null }>) {
+      if (t.from === "Assistant" && t.label?.split(",").includes("quality:4")) out.add(t.label);
+    }
+  }
+  return out;
+}
+
+describe("steerlm bootstrap", () => {
+  const whole = join(dir.path, "whole.jsonl");
+  let summary: {
+    prompts: number;
+    rows: number;
+    skipped: number;
+    combos: { qualityKey: string; top: number; entries: number; distinct: number };
+  };
+
+  beforeAll(async () => {
+    const r = await runCli(bootArgs(whole));
+    expect(r.stderr).not.toContain("internal error");
+    expect(r.code).toBe(0);
+    summary = JSON.parse(r.stdout);
+  }, 60_000);
+
+  it("writes SteerLM JSONL: the prompt, a generated response, and the APM's values for it", async () => {
+    expect(summary.prompts).toBe(PROMPTS);
+    expect(summary.rows + summary.skipped).toBe(PROMPTS);
+    expect(summary.rows).toBeGreaterThanOrEqual(10);
+    const lines = readFileSync(whole, "utf8").trimEnd().split("\n");
+    expect(lines.length).toBe(summary.rows);
+    for (const line of lines) {
+      expect(Object.keys(JSON.parse(line))).toEqual(["system", "conversations", "mask", "type", "bootstrap"]);
+    }
+    // Every line reads back as SteerLM JSONL (strict: labelled, in range), ending in a labelled response.
+    const out = await records(whole);
+    expect(out.length).toBe(summary.rows);
+    const train = await records(data);
+    const trainPrompts = new Set(train.map((r) => JSON.stringify(r.turns.slice(0, -1).map((t) => t.text))));
+    for (const r of out) {
+      expect(r.turns.at(-1)?.role).toBe("assistant");
+      expect(Object.keys(lastLabel(r) ?? {}).length).toBe(9);
+      expect(trainPrompts.has(JSON.stringify(r.turns.slice(0, -1).map((t) => t.text)))).toBe(true);
+    }
+
+    // The labels are the APM's annotation of those exact responses: annotate the output independently.
+    const check = join(dir.path, "check.jsonl");
+    const a = await runCli([
+      "annotate",
+      whole,
+      "--apm",
+      apm,
+      "-o",
+      check,
+      "--batch-size",
+      "4",
+      "--threads",
+      "1",
+    ]);
+    expect(a.code).toBe(0);
+    const annotated = await records(check);
+    expect(annotated.map(lastLabel)).toEqual(out.map(lastLabel));
+    expect(annotated.map((r) => r.turns.at(-1)?.text)).toEqual(out.map((r) => r.turns.at(-1)?.text));
+    // ...and not a constant: the APM tells the responses apart.
+    expect(new Set(out.map((r) => JSON.stringify(lastLabel(r)))).size).toBeGreaterThan(1);
+  });
+
+  it("conditions every response on a combination drawn from the training data's top-quality set", async () => {
+    const top = topQualityStrings(data);
+    expect(summary.combos).toEqual({
+      qualityKey: "quality",
+      top: 4,
+      entries: expect.any(Number),
+      distinct: top.size,
+    });
+    expect(top.size).toBeGreaterThanOrEqual(3);
+    const out = readFileSync(whole, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const drawn = out.map((o) => o.bootstrap.requested as string);
+    for (const v of drawn) expect(top.has(v)).toBe(true);
+    expect(new Set(drawn).size).toBeGreaterThan(1);
+
+    // The response is what the SFT model samples at those values with the row's seed (top-k 50, T=1).
+    const model = await SteerableModel.load({ modelPath: gguf, threads: 1 });
+    try {
+      const recs = await records(whole);
+      for (const [i, r] of recs.slice(0, 3).entries()) {
+        const g = await model.generate({
+          conversation: toConversation({ ...r, turns: r.turns.slice(0, -1) }, model.schema),
+          attributes: parseValues(BUILTIN_SCHEMAS.steerlm, drawn[i] as string),
+          temperature: 1,
+          topK: 50,
+          maxTokens: 24,
+          seed: out[i].bootstrap.seed,
+        });
+        expect(g.text).toBe(r.turns.at(-1)?.text);
+      }
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it("resumes after SIGKILL and ends byte for byte like an uninterrupted run", async () => {
+    const out = join(dir.path, "killed.jsonl");
+    const done = await bootstrapAndKill(out, 8);
+    expect(existsSync(out)).toBe(false); // never a half file under the real name
+    appendFileSync(`${out}.partial`, '{"system": "Answer the us'); // a torn line, as a kill mid-write leaves
+    const again = await runCli(bootArgs(out));
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout).resumedPrompts).toBe(done);
+    expect(readFileSync(out).equals(readFileSync(whole))).toBe(true);
+    expect(existsSync(`${out}.partial`) || existsSync(`${out}.partial.json`)).toBe(false);
+
+    const third = await runCli(bootArgs(out));
+    expect(third.code).toBe(1);
+    expect(third.stderr).toContain(`${out}: the output already exists`);
+  }, 60_000);
+
+  it("refuses to resume with another seed, naming the setting", async () => {
+    const out = join(dir.path, "reseeded.jsonl");
+    await bootstrapAndKill(out, 4);
+    const r = await runCli(bootArgs(out, ["--seed", "2"]));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${out}.partial.json: seed: 2 differs from the partial run's 1`);
+  }, 60_000);
+
+  it("appends the training data with --mix-original, ready for `steerlm sft`", async () => {
+    const mixed = join(dir.path, "mixed.jsonl");
+    const r = await runCli(bootArgs(mixed, ["--mix-original"]));
+    expect(r.code).toBe(0);
+    const train = await records(data);
+    expect(JSON.parse(r.stdout).mixed).toBe(train.length);
+    const bytes = readFileSync(mixed);
+    expect(bytes.subarray(0, readFileSync(whole).length).equals(readFileSync(whole))).toBe(true);
+    const tail = (await records(mixed)).slice(summary.rows);
+    const key = (x: DataRecord) => JSON.stringify([x.system, x.turns.map((t) => [t.text, t.labels])]);
+    expect(tail.map(key)).toEqual(train.map(key));
+
+    const sft = await runCli(
+      ["sft", "--data", mixed, "--model", gguf, "--seq-len", "128", "--batch-size", "4"].concat([
+        "--threads",
+        "1",
+        "--steps",
+        "2",
+        "-o",
+        join(dir.path, "run2"),
+      ]),
+    );
+    expect(sft.stderr).not.toContain("internal error");
+    expect(sft.code).toBe(0);
+  }, 60_000);
+
+  it("says which file and attribute when the training data has no top-quality response", async () => {
+    const low = join(dir.path, "low.jsonl");
+    const lines = readFileSync(data, "utf8")
+      .split("\n")
+      .filter((l) => l && !l.includes("quality:4"));
+    writeFileSync(low, `${lines.join("\n")}\n`);
+    const r = await runCli(bootArgs(join(dir.path, "low.out.jsonl")).map((a) => (a === data ? low : a)));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `steerlm: ${low}: quality: no assistant turn has quality:4, the top of its scale`,
+    );
+    expect(r.stderr).toContain("hint: bootstrapping samples the value combinations of top-quality");
+
+    const bad = join(dir.path, "bad.jsonl");
+    const rows = readFileSync(data, "utf8").split("\n").slice(0, 3);
+    rows[2] = rows[2]?.replace('"from":"User"', '"from":"Robot"') ?? "";
+    writeFileSync(bad, `${rows.join("\n")}\n`);
+    const b = await runCli(bootArgs(join(dir.path, "bad.out.jsonl"), ["--prompts", bad]));
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(new RegExp(`${bad}:3: conversations\\[0\\]\\.from`));
+  });
+});
+
+/** Starts bootstrap slowed down, and SIGKILLs it once the sidecar records at least `rows` prompts. */
+function bootstrapAndKill(out: string, rows: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...bootArgs(out)], {
+      env: { ...process.env, STEERLM_BOOTSTRAP_THROTTLE_MS: "300" },
+      stdio: "ignore",
+    });
+    const sidecar = `${out}.partial.json`;
+    const poll = setInterval(() => {
+      if (!existsSync(sidecar)) return;
+      let done = 0;
+      try {
+        done = JSON.parse(readFileSync(sidecar, "utf8")).rows;
+      } catch {
+        return; // being replaced right now
+      }
+      if (done >= rows) {
+        clearInterval(poll);
+        child.kill("SIGKILL");
+        resolve(done);
+      }
+    }, 20);
+    child.on("exit", (code, signal) => {
+      clearInterval(poll);
+      if (signal !== "SIGKILL") reject(new Error(`bootstrap ended before it was killed (${code})`));
+    });
+  });
+}
