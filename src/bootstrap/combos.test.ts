@@ -77,6 +77,17 @@ describe("readTopCombos", () => {
   });
 
   it.skipIf(!haveSharedData)(
+    "refuses plain SFT data (no labels) with a hint that fits bootstrapping",
+    async () => {
+      const file = sharedData("nemo-aligner", "dummy-sft.jsonl");
+      const err = await readTopCombos(file, { schema: BUILTIN_SCHEMAS.steerlm }).catch((e) => e);
+      expect(err).toBeInstanceOf(InputError);
+      expect(err.message.startsWith(`${file}:1: conversations: no attribute labels`)).toBe(true);
+      expect(err.hint).toContain("steerlm annotate");
+    },
+  );
+
+  it.skipIf(!haveSharedData)(
     "reads NeMo's HelpSteer sample with helpfulness as the quality key",
     async () => {
       const file = sharedData("nemo-aligner", "sft_512_sample_extra_id_format.jsonl");

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
-import { readRecords } from "../data/read.js";
+import { NO_LABELS, readRecords } from "../data/read.js";
 import { type DataFormat, labelString } from "../data/record.js";
 import { Rng } from "../steerbench/rng.js";
 import { InputError } from "../util/errors.js";
@@ -58,15 +58,27 @@ export async function readTopCombos(data: string, opts: TopCombosOptions): Promi
   const combos: AttributeValues[] = [];
   const seen = new Map<number, number>(); // quality value -> turns, for the error message
   let labelledTurns = 0;
-  for await (const record of readRecords(data, { format: opts.format, schema: opts.schema })) {
-    for (const turn of record.turns) {
-      if (turn.role !== "assistant" || turn.labels === null) continue;
-      labelledTurns++;
-      const q = turn.labels[qualityKey];
-      if (q === undefined) continue;
-      seen.set(q, (seen.get(q) ?? 0) + 1);
-      if (q === def.max) combos.push({ ...turn.labels });
+  try {
+    for await (const record of readRecords(data, { format: opts.format, schema: opts.schema })) {
+      for (const turn of record.turns) {
+        if (turn.role !== "assistant" || turn.labels === null) continue;
+        labelledTurns++;
+        const q = turn.labels[qualityKey];
+        if (q === undefined) continue;
+        seen.set(q, (seen.get(q) ?? 0) + 1);
+        if (q === def.max) combos.push({ ...turn.labels });
+      }
     }
+  } catch (err) {
+    // The reader's hint offers --allow-unlabeled, which means nothing here: the labels are the point.
+    if (err instanceof InputError && err.what.startsWith(NO_LABELS)) {
+      throw new InputError(
+        err.what,
+        err.place,
+        "--data must be labelled: label it first with `steerlm annotate`",
+      );
+    }
+    throw err;
   }
   if (combos.length === 0) {
     const counts = [...seen.entries()].sort((a, b) => a[0] - b[0]).map(([v, n]) => `${v}: ${n}`);
