@@ -8,7 +8,7 @@ import { type DataRecord, toConversation } from "../src/data/record.js";
 import { SteerableModel } from "../src/inference/model.js";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
-import { repoRoot, runCli, tempDir } from "./helpers.js";
+import { haveSharedData, repoRoot, runCli, sharedData, tempDir } from "./helpers.js";
 
 // SteerLM step 4 through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained here on
 // SteerBench data, then `steerlm bootstrap`, checked against independent oracles, and killed mid-run.
@@ -236,6 +236,37 @@ describe("steerlm bootstrap", () => {
     expect(sft.stderr).not.toContain("internal error");
     expect(sft.code).toBe(0);
   }, 60_000);
+
+  it.skipIf(!haveSharedData)(
+    "writes only the model's attributes: NeMo's HelpSteer sample, helpfulness as the quality key",
+    async () => {
+      const nemo = sharedData("nemo-aligner", "sft_512_sample_extra_id_format.jsonl");
+      const out = join(dir.path, "helpsteer.jsonl");
+      const args = bootArgs(out, ["--schema", "helpsteer", "--limit", "8", "--max-tokens", "8"]);
+      const r = await runCli(args.map((a) => (a === data ? nemo : a)));
+      expect(r.stderr).not.toContain("internal error");
+      expect(r.code).toBe(0);
+      const summary = JSON.parse(r.stdout);
+      expect(summary.combos.qualityKey).toBe("helpfulness");
+      expect(summary.rows).toBeGreaterThan(0);
+      // Oracle: helpfulness:4 labels straight from the file, pairs sorted (its key order varies).
+      const norm = (label: string) => label.split(",").sort().join(",");
+      const top = new Set<string>();
+      for (const line of readFileSync(nemo, "utf8").split("\n").filter(Boolean)) {
+        for (const t of JSON.parse(line).conversations as Array<{ from: string; label?: string | null }>) {
+          if (t.from === "Assistant" && t.label?.split(",").includes("helpfulness:4")) top.add(norm(t.label));
+        }
+      }
+      const names = BUILTIN_SCHEMAS.helpsteer.attributes.map((a) => a.name);
+      for (const line of readFileSync(out, "utf8").trimEnd().split("\n")) {
+        const row = JSON.parse(line);
+        expect(top.has(norm(row.bootstrap.requested))).toBe(true);
+        const label: string = row.conversations.at(-1).label;
+        expect(label.split(",").map((p) => p.split(":")[0])).toEqual(names);
+      }
+    },
+    60_000,
+  );
 
   it("says which file and attribute when the training data has no top-quality response", async () => {
     const low = join(dir.path, "low.jsonl");

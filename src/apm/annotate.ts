@@ -279,7 +279,7 @@ export function annotateGroup(
 }
 
 /** The schema to write: the APM's, or a subset of its attributes (each must be one of its outputs). */
-function outputSchema(apm: LoadedApm, given: string | AttributeSchema | undefined): AttributeSchema {
+export function outputSchema(apm: LoadedApm, given: string | AttributeSchema | undefined): AttributeSchema {
   if (given === undefined) return apm.info.schema;
   const schema = typeof given === "string" ? loadSchema(given) : given;
   const have = apm.info.schema.attributes.map((a) => a.name);

@@ -10,7 +10,7 @@ import {
   rmSync,
 } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { annotateGroup } from "../apm/annotate.js";
+import { annotateGroup, outputSchema } from "../apm/annotate.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
 import { partialPaths, readResumeState, writeAll, writeSidecar } from "../apm/resume.js";
 import type { AttributeSchema } from "../data/attributes.js";
@@ -168,6 +168,8 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
     });
     const apm = await loadApm(opts.apm, opts.threads);
     try {
+      // The rows feed the SFT model again: the APM writes the model's attributes (a subset of its outputs).
+      const schema = withPlace(() => outputSchema(apm, model.schema), opts.model);
       const settings: BootstrapSettings = {
         model: await fileSha256(opts.model),
         lora: opts.lora ? await fileSha256(opts.lora) : null,
@@ -183,7 +185,7 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
         batchSize: B,
         uniquePrompts: Boolean(opts.uniquePrompts),
       };
-      const r = await generateAndAnnotate(model, apm, prompts, top, settings, {
+      const r = await generateAndAnnotate(model, apm, schema, prompts, top, settings, {
         ...opts,
         input: resolve(promptsPath),
         partial,
@@ -201,6 +203,7 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
 async function generateAndAnnotate(
   model: SteerableModel,
   apm: LoadedApm,
+  schema: AttributeSchema,
   prompts: readonly DataRecord[],
   top: TopCombos,
   settings: BootstrapSettings,
@@ -277,7 +280,7 @@ async function generateAndAnnotate(
       const last = row === prompts.length - 1;
       if ((row + 1) % B !== 0 && !last) continue;
       // Only the generated (unlabelled) turns are predicted: earlier turns keep the labels they had.
-      const { lines } = annotateGroup(apm, apm.info.schema, predictor, group, B, T, K, pad, true);
+      const { lines } = annotateGroup(apm, schema, predictor, group, B, T, K, pad, true);
       outHash.update(write(lines));
       fsyncSync(fd);
       rows += lines.length;
@@ -295,7 +298,6 @@ async function generateAndAnnotate(
       });
       if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
     }
-    progress.finish();
     // The original data after the bootstrapped rows; redone whole if a run dies while appending.
     if (opts.mixOriginal) {
       for await (const r of readRecords(opts.data, { format: opts.dataFormat, schema: model.schema })) {
@@ -306,6 +308,7 @@ async function generateAndAnnotate(
     }
     fsyncSync(fd);
   } finally {
+    progress.finish();
     closeSync(fd);
     predictor?.free();
   }
@@ -362,6 +365,20 @@ async function generateRow(
     origin: prompt.origin,
   };
   return { record, truncated: result.finishReason === "length" };
+}
+
+/** outputSchema's errors name `--schema`; here the schema is the SFT model's, so name the model. */
+function withPlace<T>(f: () => T, model: string): T {
+  try {
+    return f();
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    throw new InputError(
+      `${err.what}: the APM must predict every attribute of the SFT model's schema`,
+      { file: model, field: "schema" },
+      "pick the model's schema with --schema, or train the APM with that schema",
+    );
+  }
 }
 
 function countLines(b: Buffer): number {
