@@ -240,6 +240,48 @@ describe("steerlm bootstrap", () => {
     expect(sft.code).toBe(0);
   }, 60_000);
 
+  it("works with the paper's generative APM: its labels are what annotate decodes for the same turns", async () => {
+    const gapm = join(dir.path, "gapm");
+    const t = await runCli(
+      ["apm", "train", "--generative", "--data", data, "--init", join(dir.path, "model.yaml")].concat(
+        ["--tokenizer-vocab-size", "400", "--seq-len", "256", "--batch-size", "4", "--threads", "1"],
+        ["--steps", "20", "--lr", "0.01", "-o", gapm],
+      ),
+    );
+    expect(t.code).toBe(0);
+    const out = join(dir.path, "generative.jsonl");
+    const r = await runCli(bootArgs(out, ["--limit", "8"]).map((a) => (a === apm ? gapm : a)));
+    expect(r.stderr).not.toContain("internal error");
+    expect(r.code).toBe(0);
+    // Independently: drop the generated turns' labels and let annotate fill exactly those in.
+    const stripped = join(dir.path, "generative.stripped.jsonl");
+    const rows = readFileSync(out, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    for (const row of rows) row.conversations.at(-1).label = null;
+    writeFileSync(stripped, `${rows.map((o) => JSON.stringify(o)).join("\n")}\n`);
+    const check = join(dir.path, "generative.check.jsonl");
+    const a = await runCli([
+      "annotate",
+      stripped,
+      "--apm",
+      gapm,
+      "-o",
+      check,
+      "--only-unlabeled",
+      "--threads",
+      "1",
+    ]);
+    expect(a.code).toBe(0);
+    const labels = (p: string) =>
+      readFileSync(p, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l).conversations);
+    expect(labels(check)).toEqual(labels(out));
+  }, 60_000);
+
   it.skipIf(!haveSharedData)(
     "writes only the model's attributes: NeMo's HelpSteer sample, helpfulness as the quality key",
     async () => {
