@@ -3,11 +3,15 @@ export {
   defaultQualityKey,
   pickCombo,
   readTopCombos,
-  rowSeed,
+  rowSeed as bootstrapRowSeed,
   type TopCombos,
   type TopCombosOptions,
 } from "./combos.js";
-export { promptKey, promptOf, type ReadPromptsOptions, readPrompts } from "./prompts.js";
+export {
+  promptOf as bootstrapPromptOf,
+  type ReadPromptsOptions as ReadBootstrapPromptsOptions,
+  readPrompts as readBootstrapPrompts,
+} from "./prompts.js";
 export {
   BOOTSTRAP_PROGRESS_FORMAT,
   type BootstrapOptions,
