@@ -1,5 +1,7 @@
 import {
+  GGML_N_TASKS_MAX,
   GGML_ROPE_TYPE,
+  loadKernels,
   loadNative,
   type NativeGgml,
   type Ptr,
@@ -279,13 +281,40 @@ export class Context {
     return this.wrap(this.#n.base.ggml_transpose(this.ptr, ptrOf(a)) as Ptr);
   }
   /**
-   * A materialised transpose. For f32, ggml's same-type copy (cont → dup_bytes) calls memcpy once per
-   * 4-byte element of a strided source (~13% of an m10 training step). ggml's f32 concat reads any
-   * strides in a plain loop and splits its work over ne2, so the transpose is written as the concat of
-   * two transposed halves (exact: values are only moved).
+   * steerlm's fused copy kernel (native/kernels.c): `a` (f32, any strides) written contiguously as
+   * `type`, ne0 zero-padded to `ne0`. Only called when the kernels are loaded.
+   */
+  #relayout(a: Tensor, type: "f32" | "bf16", ne0: number, fn: bigint): Tensor {
+    const [, n1, n2, n3] = a.ne;
+    const args = Buffer.alloc(8);
+    args.writeBigUInt64LE(ptrOf(a));
+    return this.wrap(
+      this.#n.base.ggml_custom_4d(
+        this.ptr,
+        dtypeCode(type),
+        ne0,
+        n1,
+        n2,
+        n3,
+        args,
+        1,
+        fn,
+        GGML_N_TASKS_MAX,
+        null,
+      ) as Ptr,
+    );
+  }
+
+  /**
+   * A materialised transpose of an f32 tensor: [n0, n1, …] → [n1, n0, …]. With steerlm's kernels, one
+   * cache-blocked pass. Without them: ggml's same-type copy (cont → dup_bytes) calls memcpy once per
+   * 4-byte element of a strided source, so a contiguous input is transposed as the concat of two
+   * transposed halves (concat reads any strides in a plain loop). Exact either way: values only move.
    */
   transposed(a: Tensor): Tensor {
     const [n0, n1, n2, n3] = a.ne;
+    const k = loadKernels();
+    if (k && a.type === "f32") return this.#relayout(this.transpose(a), "f32", n1, k.relayout);
     if (a.type !== "f32" || !a.contiguous || n1 < 2) return this.cont(this.transpose(a));
     const b = this.#n.base;
     const m = n2 * n3;
@@ -299,6 +328,22 @@ export class Context {
     const p2 = this.permute(half(h, n1 - h), axes);
     const cat = this.wrap(b.ggml_concat(this.ptr, ptrOf(p1), ptrOf(p2), 0) as Ptr);
     return this.reshape(cat, [n1, n0, n2, n3]);
+  }
+
+  /**
+   * A GEMM operand made from f32 `a`: converted to `type`, transposed first when `transpose`, and ne0
+   * zero-padded to a multiple of `multiple` (exact for a reduction: the padding adds zeros). One pass
+   * with steerlm's kernels; transpose, pad and cast as separate ggml ops without them (same values).
+   */
+  operand(a: Tensor, type: "f32" | "bf16", transpose: boolean, multiple = 1): Tensor {
+    if (a.type !== "f32") fail("operand", `f32 input required, got ${a.type}`);
+    const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
+    const padded = Math.ceil(n0 / multiple) * multiple;
+    const k = loadKernels();
+    if (k) return this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
+    let t = transpose ? this.transposed(a) : a;
+    if (padded > n0) t = this.padDim0(t.contiguous ? t : this.cont(t), padded - n0);
+    return type === "f32" ? (t.contiguous ? t : this.cont(t)) : this.cast(t, type);
   }
 
   // ---- explicit backward ops ----

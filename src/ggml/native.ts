@@ -6,7 +6,8 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import koffi, { type LibraryHandle, type TypeObject } from "koffi";
 import { SteerlmError } from "../util/errors.js";
 
@@ -120,6 +121,9 @@ const BASE_DECLS = [
   "ggml_tensor * ggml_cast(ggml_context *ctx, ggml_tensor *a, int type)",
   "ggml_tensor * ggml_transpose(ggml_context *ctx, ggml_tensor *a)",
   "ggml_tensor * ggml_out_prod(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
+  // custom ops (steerlm's own kernels, native/kernels.c); args is a ggml_tensor *[n_args]
+  "ggml_tensor * ggml_custom_4d(ggml_context *ctx, int type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3, void *args, int n_args, void *fun, int n_tasks, void *userdata)",
+  "void * ggml_get_data(ggml_tensor *t)",
   // explicit backward ops (the hand-written backward pass uses mul_mat instead of ggml's out_prod)
   "ggml_tensor * ggml_add_inplace(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   "ggml_tensor * ggml_scale_inplace(ggml_context *ctx, ggml_tensor *a, float s)",
@@ -244,4 +248,68 @@ export function loadNative(): NativeGgml {
     },
   };
   return loaded;
+}
+
+/** ggml_custom_4d's n_tasks for "every thread of the pool" (GGML_N_TASKS_MAX). */
+export const GGML_N_TASKS_MAX = -1;
+/** Offsets (ne, nb, src, data) of struct ggml_tensor and the kernel-set version native/kernels.c expects. */
+export const KERNELS_ABI = [16, 48, 152, 248, 1] as const;
+
+export interface NativeKernels {
+  path: string;
+  /** Function pointers of the custom ops, for ggml_custom_4d. */
+  relayout: Ptr;
+  /** Held so that koffi never unloads the library while graphs point into it. */
+  library: LibraryHandle;
+}
+
+let kernels: NativeKernels | null | undefined;
+let kernelsOff = false;
+
+/** Tests only: run the plain-ggml fallbacks even though the kernels are built (graphs built afterwards). */
+export function setKernelsEnabledForTesting(enabled: boolean): void {
+  kernelsOff = !enabled;
+}
+
+/** Where scripts/build-native.mjs writes the library: build/native/ at the package root. */
+export function kernelsPath(): string {
+  const env = process.env.STEERLM_KERNELS;
+  if (env && env !== "0" && env !== "1") return env;
+  return join(
+    dirname(fileURLToPath(import.meta.url)),
+    "..",
+    "..",
+    "build",
+    "native",
+    "libsteerlm-kernels.so",
+  );
+}
+
+/**
+ * steerlm's own kernels (native/kernels.c), built at install time. null when they were not built (no C
+ * compiler) or STEERLM_KERNELS=0: the engine then uses plain ggml ops with the same results.
+ */
+export function loadKernels(): NativeKernels | null {
+  if (kernelsOff) return null;
+  if (kernels !== undefined) return kernels;
+  kernels = null;
+  if (process.env.STEERLM_KERNELS === "0") return kernels;
+  const path = kernelsPath();
+  if (!existsSync(path)) return kernels;
+  const lib = koffi.load(path);
+  const abi = new BigInt64Array(5);
+  lib.func("void steerlm_kernels_abi(_Out_ int64_t *out)")(abi);
+  const got = Array.from(abi, Number);
+  if (got.join() !== KERNELS_ABI.join()) {
+    throw new SteerlmError(
+      `${path} was built for another ggml tensor layout (${got.join(",")}, expected ${KERNELS_ABI.join(",")})`,
+      "rebuild it: `npm run build:native`",
+    );
+  }
+  const fn = lib.func("void *steerlm_kernel(const char *name)");
+  const relayout = fn("relayout") as Ptr | null;
+  if (!relayout)
+    throw new SteerlmError(`${path} has no relayout kernel`, "rebuild it: `npm run build:native`");
+  kernels = { path, relayout, library: lib };
+  return kernels;
 }

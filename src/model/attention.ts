@@ -44,7 +44,7 @@ export function attention(
   const ql = linear(c, x, w.wq, w.bq, w.lora.q, tape, w.bf16); // [H·HD, N]
   const kl = linear(c, x, w.wk, w.bk, w.lora.k, tape, w.bf16); // [KV·HD, N]
   const vl = linear(c, x, w.wv, w.bv, w.lora.v, tape, w.bf16); // [KV·HD, N]
-  const merged = attentionCore(c, cfg, ql, kl, vl, inp, tape);
+  const merged = attentionCore(c, cfg, ql, kl, vl, inp, tape, w.bf16);
   return linear(c, merged, w.wo, undefined, w.lora.o, tape, w.bf16);
 }
 
@@ -56,7 +56,8 @@ function attentionCore(
   kl: Tensor,
   vl: Tensor,
   inp: AttentionInputs,
-  tape?: Tape,
+  tape: Tape | undefined,
+  bf16: boolean,
 ): Tensor {
   const { seqLen: T, batch: B } = inp;
   const HD = cfg.headDim;
@@ -77,28 +78,55 @@ function attentionCore(
   const k = expand(rope(kl, KV)); // [HD, H, N]
   const v = expand(c.reshape(vl, [HD, KV, N])); // [HD, H, N]
   // head-major copies: mul_mat on permuted views takes a slow generic path (measured 3.6× slower)
-  const byHead = (t: Tensor) => c.cont(c.permute(c.reshape(t, [HD, H, T, B]), [0, 2, 1, 3])); // [HD, T, H, B]
-  const q4 = byHead(q);
-  const k4 = byHead(k);
-  const p = c.softMaxExt(c.mulMat(k4, q4), inp.kqMask, scale); // [T_k, T_q, H, B]
-  // with a tape, vᵀ comes from v4 (a row copy the backward needs anyway) through Context.transposed: one
-  // cont of a fully transposing permute copies element by element through memcpy. Without a tape keep
-  // the plain permute: ggml's own autograd cannot differentiate concat.
-  const v4 = tape ? byHead(v) : undefined; // [HD, T_k, H, B]
-  const vt = v4 ? c.transposed(v4) : c.cont(c.permute(c.reshape(v, [HD, H, T, B]), [1, 2, 0, 3])); // [T, HD, H, B]
-  const o = c.mulMat(vt, p); // [HD, T_q, H, B]
+  const heads4 = (t: Tensor) => c.permute(c.reshape(t, [HD, H, T, B]), [0, 2, 1, 3]); // view [HD, T, H, B]
+  const byHead = (t: Tensor) => c.cont(heads4(t));
+  let p: Tensor; // [T_k, T_q, H, B]
+  let o: Tensor; // [HD, T_q, H, B]
+  let back: (dm: Tensor) => { dq4: Tensor; dk4: Tensor; dv4: Tensor };
+  if (bf16) {
+    // bf16 GEMM operands straight from the f32 views (one fused copy each), reductions padded to 32
+    const arg = (t: Tensor, transpose = false) => c.operand(t, "bf16", transpose, 32);
+    const [qv, kv, vv] = [heads4(q), heads4(k), heads4(v)];
+    p = c.softMaxExt(c.mulMat(arg(kv), arg(qv)), inp.kqMask, scale);
+    o = c.mulMat(arg(vv, true), arg(p));
+    back = (dm) => {
+      const dov = heads4(dm);
+      const ds = c.softMaxBack(c.mulMat(arg(vv), arg(dov)), p, scale);
+      return {
+        dv4: c.mulMat(arg(dov, true), arg(p, true)),
+        dq4: c.mulMat(arg(kv, true), arg(ds)),
+        dk4: c.mulMat(arg(qv, true), arg(ds, true)),
+      };
+    };
+  } else {
+    const q4 = byHead(q);
+    const k4 = byHead(k);
+    p = c.softMaxExt(c.mulMat(k4, q4), inp.kqMask, scale);
+    // with a tape, vᵀ comes from v4 (a row copy the backward needs anyway) through Context.transposed: one
+    // cont of a fully transposing permute copies element by element through memcpy. Without a tape keep
+    // the plain permute: ggml's own autograd cannot differentiate concat.
+    const v4 = tape ? byHead(v) : undefined; // [HD, T_k, H, B]
+    const vt = v4 ? c.transposed(v4) : c.cont(c.permute(c.reshape(v, [HD, H, T, B]), [1, 2, 0, 3])); // [T, HD, H, B]
+    o = c.mulMat(vt, p);
+    const pp = p;
+    back = (dm) => {
+      const do4 = byHead(dm); // [HD, T_q, H, B]
+      const dp = c.mulMat(v4 as Tensor, do4); // [T_k, T_q, H, B]
+      const ds = c.softMaxBack(dp, pp, scale); // [T_k, T_q, H, B]
+      return {
+        dv4: c.mulMat(c.transposed(do4), c.transposed(pp)), // [HD, T_k, H, B]
+        dq4: c.mulMat(c.transposed(k4), ds), // [HD, T_q, H, B]
+        dk4: c.mulMat(c.transposed(q4), c.transposed(ds)), // [HD, T_k, H, B]
+      };
+    };
+  }
   const merged = c.reshape(c.cont(c.permute(o, [0, 2, 1, 3])), [HD * H, N]); // [H·HD, N]
 
   if (tape?.propagate(merged, [ql, kl, vl])) {
     tape.record(() => {
       const dm = tape.grad(merged);
       if (!dm) return;
-      const do4 = byHead(dm); // [HD, T_q, H, B]
-      const dp = c.mulMat(v4 as Tensor, do4); // [T_k, T_q, H, B]
-      const dv4 = c.mulMat(c.transposed(do4), c.transposed(p)); // [HD, T_k, H, B]
-      const ds = c.softMaxBack(dp, p, scale); // [T_k, T_q, H, B]
-      const dq4 = c.mulMat(c.transposed(k4), ds); // [HD, T_q, H, B]
-      const dk4 = c.mulMat(c.transposed(q4), c.transposed(ds)); // [HD, T_k, H, B]
+      const { dq4, dk4, dv4 } = back(dm);
       // back to [HD, heads, N], undo the GQA tiling by summing the r copies, undo RoPE
       const heads = (t4: Tensor) => c.reshape(c.cont(c.permute(t4, [0, 2, 1, 3])), [HD, H, N]);
       const reduce = (t: Tensor) =>

@@ -50,17 +50,12 @@ export function linear(
   tape?: Tape,
   bf16 = false,
 ): Tensor {
-  // bf16: the GEMMs read bfloat16 operands (cast here unless stored so) and accumulate in f32 — only where
-  // the reduced dimension is a multiple of 32: otherwise ggml leaves its fast GEMM for a loop slower than f32
-  const low = (k: number) => bf16 && k % 32 === 0;
-  // a reduction that is not a multiple of 32 (e.g. an FFN of 688) is zero-padded to one, which is exact
-  const padded = (a: Tensor, b: Tensor) => {
-    const p = 32 - ((a.ne[0] as number) % 32);
-    return c.mulMat(c.cast(c.padDim0(a, p), "bf16"), c.padDim0(b, p));
-  };
-  const gemm = (a: Tensor, b: Tensor, k: number) =>
-    bf16 && !low(k) && a.type === "f32" && b.type === "f32" ? padded(a, b) : c.mulMat(a, b);
-  let y = gemm(low(w.ne[0]) && w.type === "f32" ? c.cast(w, "bf16") : w, x, w.ne[0] as number); // [out, N]
+  // bf16: the large GEMMs read bfloat16 operands and accumulate in f32. ggml's fast bf16 GEMM needs a
+  // reduction that is a multiple of 32 (else it falls back to a loop slower than f32), so the operands made
+  // here are zero-padded along the reduction (exact). A weight stored in a low-precision type is used as is.
+  const lowB = (b: Tensor, k: number) => (k % 32 === 0 ? b : c.operand(b, "bf16", false, 32));
+  const k = w.ne[0] as number;
+  let y = bf16 && w.type === "f32" ? c.mulMat(c.operand(w, "bf16", false, 32), lowB(x, k)) : c.mulMat(w, x); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
   if (lora) {
@@ -72,15 +67,27 @@ export function linear(
     tape.record(() => {
       const dy = tape.grad(y);
       if (!dy) return;
-      const xt = () => tape.transposed(x, low(x.ne[1]));
       let dyT: Tensor | undefined;
       const dyt = () => {
         dyT ??= c.transposed(dy);
         return dyT;
       };
-      tape.addParamGrad(w, () => c.mulMat(xt(), dyt()));
+      // dW reduces over the tokens: both operands transposed (in bf16, padded to a multiple of 32 tokens)
+      tape.addParamGrad(w, () =>
+        bf16
+          ? c.mulMat(tape.transposed(x, true), c.operand(dy, "bf16", true, 32))
+          : c.mulMat(tape.transposed(x), dyt()),
+      );
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
-      let dx = tape.live(x) ? gemm(tape.transposedWeight(w, low(w.ne[1])), dy, w.ne[1] as number) : undefined;
+      let dx: Tensor | undefined;
+      if (tape.live(x)) {
+        // dx reduces over W's outputs; a frozen W has its transpose cached in its storage type
+        const wt = tape.frozenTransposes.get(w);
+        const kt = w.ne[1] as number;
+        if (wt && wt.type !== "f32") dx = c.mulMat(wt, dy);
+        else if (bf16) dx = c.mulMat(wt ? c.operand(wt, "bf16", false, 32) : tape.transposed(w, true), lowB(dy, kt));
+        else dx = c.mulMat(wt ?? tape.transposed(w), dy); // [in, N]
+      }
       if (lora && u) {
         const uu = u;
         const dz = lora.scale === 1 ? dy : c.scale(dy, lora.scale);

@@ -26,21 +26,16 @@ export class Tape {
 
   /**
    * xᵀ materialised once per tensor (q, k and v share their input, so its transpose is made once);
-   * `bf16` makes it a bfloat16 copy for the low-precision GEMMs.
+   * `bf16` makes it a bfloat16 GEMM operand, ne0 zero-padded to a multiple of 32 (see `linear`).
    */
   transposed(x: Tensor, bf16 = false): Tensor {
     const memo = bf16 ? this.#transposedLow : this.#transposed;
     let t = memo.get(x);
     if (!t) {
-      t = bf16 ? this.c.cast(this.c.transpose(x), "bf16") : this.c.transposed(x);
+      t = bf16 ? this.c.operand(x, "bf16", true, 32) : this.c.transposed(x);
       memo.set(x, t);
     }
     return t;
-  }
-
-  /** Wᵀ as a contiguous tensor: the cached copy for a frozen weight, else a transpose in the graph. */
-  transposedWeight(w: Tensor, bf16 = false): Tensor {
-    return this.frozenTransposes.get(w) ?? this.transposed(w, bf16 && w.type === "f32");
   }
 
   trains(p: Tensor | undefined): boolean {

@@ -122,6 +122,10 @@ export class Trainer {
     const trainable = model.trainable();
     if (trainable.length === 0) throw new SteerlmError("model has no trainable tensors");
     this.#manual = (options.backward ?? "manual") === "manual";
+    if (!this.#manual && model.options.computeType === "bf16") {
+      // the bf16 operands are made by steerlm's custom copy kernel, which ggml's autograd cannot differentiate
+      throw new SteerlmError('backward "ggml" supports f32 compute only', 'use the default backward ("manual")');
+    }
 
     // ---- static tensors: optimiser inputs, AdamW moments, transposes of frozen matrices ----
     this.#static = new Context(16 + 2 * trainable.length + model.params.length);
@@ -143,7 +147,7 @@ export class Trainer {
       m: s.newTensor("f32", info.shape, `${info.name}.m`),
       v: s.newTensor("f32", info.shape, `${info.name}.v`),
     }));
-    // manual backward: transposed copies of frozen matrices, made once (see Tape.transposedWeight)
+    // manual backward: transposed copies of frozen matrices, made once (see linear)
     const frozen = this.#manual ? model.params.filter((p) => !p.trainable && p.shape.length === 2) : [];
     for (const p of frozen) {
       const w = model.tensor(p.name);

@@ -1,0 +1,210 @@
+/*
+ * steerlm's own CPU kernels, run inside ggml graphs as custom ops (ggml_custom_4d). They exist because
+ * ggml has no fused "strided f32 -> contiguous f32/bf16, zero-padded" copy: the training backward needs
+ * many transposes (every weight gradient is a GEMM over tokens), and ggml makes them with per-element
+ * memcpy or several passes (transpose, pad, cast). Built at install time by scripts/build-native.mjs; when
+ * it is absent the engine uses the plain ggml ops instead (same values, bit for bit).
+ *
+ * The tensor layout below mirrors struct ggml_tensor of the ggml release node-llama-cpp@3.21.1 ships
+ * (pinned); src/ggml/kernels.ts checks the offsets against the live library before any kernel runs.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#endif
+
+struct tensor_abi {
+    int32_t type;
+    void *buffer;
+    int64_t ne[4];
+    size_t nb[4];
+    int32_t op;
+    int32_t op_params[16];
+    int32_t flags;
+    struct tensor_abi *src[10];
+    struct tensor_abi *view_src;
+    size_t view_offs;
+    void *data;
+};
+
+enum { TYPE_F32 = 0, TYPE_BF16 = 30 };
+
+/* Offsets of the fields the kernels read, for the loader's ABI check. */
+void steerlm_kernels_abi(int64_t out[5]) {
+    out[0] = (int64_t)offsetof(struct tensor_abi, ne);
+    out[1] = (int64_t)offsetof(struct tensor_abi, nb);
+    out[2] = (int64_t)offsetof(struct tensor_abi, src);
+    out[3] = (int64_t)offsetof(struct tensor_abi, data);
+    out[4] = 1; /* kernel set version */
+}
+
+/* Round to nearest even, NaN kept quiet: the same bits as ggml's fp32 -> bf16. */
+static inline uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64);
+    return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
+}
+
+#define TILE 32
+
+#ifdef HAVE_X86
+/*
+ * 16x16 f32 block: a[i] = 16 consecutive floats of source column c0+i (contiguous along the destination
+ * row index); writes destination rows r0..r0+15, 16 values each, as f32 or bf16. A register transpose in
+ * four shuffle stages (pairs, quads, 128-bit lanes twice), then one store per row.
+ */
+__attribute__((target("avx512f,avx512bw"))) static void block16(const char *s, size_t s0, char *d, size_t drow,
+                                                              int bf16) {
+    __m512 a[16], b[16], c[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm512_loadu_ps((const float *)(s + (size_t)i * s0));
+    for (int k = 0; k < 8; k++) {
+        b[2 * k] = _mm512_unpacklo_ps(a[2 * k], a[2 * k + 1]);
+        b[2 * k + 1] = _mm512_unpackhi_ps(a[2 * k], a[2 * k + 1]);
+    }
+    for (int m = 0; m < 4; m++) {
+        const __m512d b0 = _mm512_castps_pd(b[4 * m]), b1 = _mm512_castps_pd(b[4 * m + 1]);
+        const __m512d b2 = _mm512_castps_pd(b[4 * m + 2]), b3 = _mm512_castps_pd(b[4 * m + 3]);
+        c[4 * m] = _mm512_castpd_ps(_mm512_unpacklo_pd(b0, b2));
+        c[4 * m + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(b0, b2));
+        c[4 * m + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b1, b3));
+        c[4 * m + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b1, b3));
+    }
+    /* c[4m+q], 128-bit lane l, holds column 4l+q of rows 4m..4m+3: transpose the lanes */
+    for (int q = 0; q < 4; q++) {
+        const __m512 d0 = _mm512_shuffle_f32x4(c[q], c[4 + q], 0x44);
+        const __m512 d1 = _mm512_shuffle_f32x4(c[q], c[4 + q], 0xEE);
+        const __m512 d2 = _mm512_shuffle_f32x4(c[8 + q], c[12 + q], 0x44);
+        const __m512 d3 = _mm512_shuffle_f32x4(c[8 + q], c[12 + q], 0xEE);
+        const __m512 t[4] = {_mm512_shuffle_f32x4(d0, d2, 0x88), _mm512_shuffle_f32x4(d0, d2, 0xDD),
+                             _mm512_shuffle_f32x4(d1, d3, 0x88), _mm512_shuffle_f32x4(d1, d3, 0xDD)};
+        for (int l = 0; l < 4; l++) {
+            char *row = d + (size_t)(4 * l + q) * drow;
+            if (!bf16) {
+                _mm512_storeu_ps((float *)row, t[l]);
+                continue;
+            }
+            /* round to nearest even; NaN -> quiet NaN with the same sign and top bits (as ggml) */
+            const __m512i u = _mm512_castps_si512(t[l]);
+            const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+            __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+            const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                          _mm512_set1_epi32(0x7f800000));
+            r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(64));
+            _mm256_storeu_si256((__m256i *)row, _mm512_cvtepi32_epi16(r));
+        }
+    }
+}
+static int have_avx512 = -1;
+#endif
+
+
+/*
+ * dst[i0, i1, i2, i3] = src[i0, i1, i2, i3] for i0 < src.ne0, 0 for the padding i0 >= src.ne0.
+ * src: f32, any strides (typically a transposed view); dst: contiguous f32 or bf16 with
+ * dst.ne0 >= src.ne0 and the other dimensions equal. Work is split over (row tile, i2, i3).
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void relayout_rows(const struct tensor_abi *src, struct tensor_abi *dst, int64_t i1a, int64_t i1b,
+                          int64_t i2, int64_t i3) {
+    const int64_t n0 = src->ne[0], d0 = dst->ne[0];
+    const size_t s0 = src->nb[0], s1 = src->nb[1];
+    const char *sbase = (const char *)src->data + i2 * src->nb[2] + i3 * src->nb[3];
+    const int bf16 = dst->type == TYPE_BF16;
+    const size_t esize = bf16 ? 2 : 4;
+    char *dbase = (char *)dst->data + (size_t)((i3 * dst->ne[2] + i2) * dst->ne[1]) * (size_t)d0 * esize;
+    if (s0 == sizeof(float)) {
+        /* rows already contiguous: convert row by row */
+        for (int64_t i1 = i1a; i1 < i1b; i1++) {
+            const float *s = (const float *)(sbase + i1 * s1);
+            if (bf16) {
+                uint16_t *d = (uint16_t *)(dbase + (size_t)i1 * (size_t)d0 * 2);
+                for (int64_t i0 = 0; i0 < n0; i0++) d[i0] = to_bf16(s[i0]);
+                for (int64_t i0 = n0; i0 < d0; i0++) d[i0] = 0;
+            } else {
+                float *d = (float *)(dbase + (size_t)i1 * (size_t)d0 * 4);
+                memcpy(d, s, (size_t)n0 * 4);
+                for (int64_t i0 = n0; i0 < d0; i0++) d[i0] = 0;
+            }
+        }
+        return;
+    }
+#ifdef HAVE_X86
+    if (s1 == sizeof(float) && have_avx512 == 1) {
+        /* source contiguous along the destination rows: 16x16 register transposes, scalar edges */
+        const int64_t n0v = n0 & ~(int64_t)15, rv = i1a + ((i1b - i1a) & ~(int64_t)15);
+        for (int64_t r0 = i1a; r0 < rv; r0 += 16)
+            for (int64_t c0 = 0; c0 < n0v; c0 += 16)
+                block16(sbase + (size_t)c0 * s0 + (size_t)r0 * 4, s0, dbase + ((size_t)r0 * (size_t)d0 + (size_t)c0) * esize,
+                        (size_t)d0 * esize, bf16);
+        for (int64_t r = i1a; r < i1b; r++) {
+            const int64_t from = r < rv ? n0v : 0;
+            for (int64_t c = from; c < n0; c++) {
+                const float v = *(const float *)(sbase + (size_t)c * s0 + (size_t)r * 4);
+                if (bf16) ((uint16_t *)dbase)[(size_t)r * (size_t)d0 + (size_t)c] = to_bf16(v);
+                else ((float *)dbase)[(size_t)r * (size_t)d0 + (size_t)c] = v;
+            }
+            memset(dbase + ((size_t)r * (size_t)d0 + (size_t)n0) * esize, 0, (size_t)(d0 - n0) * esize);
+        }
+        return;
+    }
+#endif
+    /* strided rows: TILE x TILE blocks so that both the reads and the writes stay in cache */
+    float buf[TILE][TILE];
+    for (int64_t c0 = 0; c0 < n0; c0 += TILE) {
+        const int64_t cn = n0 - c0 < TILE ? n0 - c0 : TILE;
+        for (int64_t r0 = i1a; r0 < i1b; r0 += TILE) {
+            const int64_t rn = i1b - r0 < TILE ? i1b - r0 : TILE;
+            /* gather: walk the source along its contiguous axis where it has one */
+            for (int64_t c = 0; c < cn; c++) {
+                const char *s = sbase + (size_t)(c0 + c) * s0 + (size_t)r0 * s1;
+                for (int64_t r = 0; r < rn; r++) buf[r][c] = *(const float *)(s + (size_t)r * s1);
+            }
+            for (int64_t r = 0; r < rn; r++) {
+                if (bf16) {
+                    uint16_t *d = (uint16_t *)(dbase + ((size_t)(r0 + r) * (size_t)d0 + (size_t)c0) * 2);
+                    for (int64_t c = 0; c < cn; c++) d[c] = to_bf16(buf[r][c]);
+                } else {
+                    float *d = (float *)(dbase + ((size_t)(r0 + r) * (size_t)d0 + (size_t)c0) * 4);
+                    memcpy(d, buf[r], (size_t)cn * 4);
+                }
+            }
+        }
+    }
+    for (int64_t r = i1a; r < i1b; r++) {
+        char *d = dbase + ((size_t)r * (size_t)d0 + (size_t)n0) * esize;
+        memset(d, 0, (size_t)(d0 - n0) * esize);
+    }
+}
+
+void steerlm_relayout(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+#ifdef HAVE_X86
+    if (have_avx512 < 0) have_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#endif
+    const struct tensor_abi *src = dst->src[0];
+    const int64_t n1 = src->ne[1], n2 = src->ne[2], n3 = src->ne[3];
+    const int64_t tiles = (n1 + TILE - 1) / TILE;
+    const int64_t jobs = tiles * n2 * n3;
+    /* contiguous chunks of jobs per thread: neighbouring tiles share source cache lines */
+    const int64_t per = (jobs + nth - 1) / nth;
+    const int64_t ja = per * ith, jb = ja + per < jobs ? ja + per : jobs;
+    for (int64_t j = ja; j < jb; j++) {
+        const int64_t t = j % tiles, i2 = (j / tiles) % n2, i3 = j / (tiles * n2);
+        const int64_t a = t * TILE, b = a + TILE < n1 ? a + TILE : n1;
+        relayout_rows(src, dst, a, b, i2, i3);
+    }
+}
+
+typedef void (*custom_op)(struct tensor_abi *dst, int ith, int nth, void *userdata);
+
+/* Function pointers for ggml_custom_4d, by name (null for an unknown name). */
+custom_op steerlm_kernel(const char *name) {
+    if (strcmp(name, "relayout") == 0) return steerlm_relayout;
+    return 0;
+}

@@ -1,0 +1,136 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { Backend, Graph, getBytes, setData } from "./backend.js";
+import { Context } from "./context.js";
+import { kernelsPath, loadKernels, setKernelsEnabledForTesting } from "./native.js";
+import type { Tensor } from "./tensor.js";
+
+// Context.operand: f32 (any strides) → contiguous f32/bf16, optionally transposed, ne0 zero-padded. With
+// steerlm's kernels (native/kernels.c) it is one custom op; without them, ggml's transpose/pad/cast. Both
+// must give exactly the host result: a strided read, then round-to-nearest-even bf16 as ggml rounds.
+
+function bf16Bits(f: number): number {
+  const u = new Uint32Array(Float32Array.of(f).buffer)[0] as number;
+  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 64) & 0xffff;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+interface Case {
+  ne: [number, number, number, number];
+  /** Permutation applied before the operand (a strided view), as ggml_permute axes. */
+  permute?: [number, number, number, number];
+  transpose: boolean;
+  type: "f32" | "bf16";
+  multiple: number;
+}
+
+const cases: Case[] = [];
+for (const ne of [
+  [37, 53, 1, 1],
+  [16, 16, 1, 1],
+  [64, 48, 1, 1],
+  [33, 130, 2, 1],
+  [32, 17, 3, 2],
+] as const)
+  for (const type of ["f32", "bf16"] as const)
+    for (const transpose of [false, true])
+      for (const multiple of [1, 32]) cases.push({ ne: [...ne], transpose, type, multiple });
+// attention's head-major views: [HD, H, T, B] permuted to [HD, T, H, B]
+for (const transpose of [false, true])
+  cases.push({ ne: [32, 4, 40, 2], permute: [0, 2, 1, 3], transpose, type: "bf16", multiple: 32 });
+
+/** Host oracle: reads view element (i0..i3) of `data` laid out as ne, through the permutation. */
+function expected(cs: Case, data: Float32Array): { ne: number[]; values: number[] } {
+  const [n0, n1, n2] = cs.ne;
+  const st = [1, n0, n0 * n1, n0 * n1 * n2];
+  // ggml_permute: source axis i becomes the view's axis axes[i]
+  const vne = [0, 0, 0, 0];
+  const vst = [0, 0, 0, 0];
+  const axes = cs.permute ?? [0, 1, 2, 3];
+  for (let i = 0; i < 4; i++) {
+    vne[axes[i] as number] = cs.ne[i] as number;
+    vst[axes[i] as number] = st[i] as number;
+  }
+  if (cs.transpose) {
+    [vne[0], vne[1]] = [vne[1] as number, vne[0] as number];
+    [vst[0], vst[1]] = [vst[1] as number, vst[0] as number];
+  }
+  const d0 = Math.ceil((vne[0] as number) / cs.multiple) * cs.multiple;
+  const values: number[] = [];
+  for (let i3 = 0; i3 < (vne[3] as number); i3++)
+    for (let i2 = 0; i2 < (vne[2] as number); i2++)
+      for (let i1 = 0; i1 < (vne[1] as number); i1++)
+        for (let i0 = 0; i0 < d0; i0++) {
+          const v =
+            i0 < (vne[0] as number)
+              ? (data[
+                  i0 * (vst[0] as number) +
+                    i1 * (vst[1] as number) +
+                    i2 * (vst[2] as number) +
+                    i3 * (vst[3] as number)
+                ] as number)
+              : 0;
+          values.push(cs.type === "bf16" ? bf16Bits(v) : v);
+        }
+  return { ne: [d0, vne[1] as number, vne[2] as number, vne[3] as number], values };
+}
+
+/** Values that round differently to bf16: both signs, a NaN, an infinity, -0 and an exact tie. */
+function testData(n: number): Float32Array {
+  const data = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 1000 + i / 7);
+  data[3] = Number.NaN;
+  data[5] = Number.POSITIVE_INFINITY;
+  data[6] = -0;
+  data[7] = 1 + 2 ** -8; // halfway between two bf16 values: rounds to even
+  return data;
+}
+
+function run(backend: Backend, cs: Case, data: Float32Array): { ne: readonly number[]; values: number[] } {
+  const s = new Context(4);
+  const x = s.newTensor("f32", cs.ne, "x");
+  const buf = backend.allocTensors(s);
+  setData(x, data);
+  const c = new Context(64, 64);
+  const src: Tensor = cs.permute ? c.permute(x, cs.permute) : x;
+  const t = c.operand(src, cs.type, cs.transpose, cs.multiple);
+  c.setOutput(t);
+  const g = new Graph(c, 64);
+  g.expand(t);
+  const alloc = backend.newAllocator();
+  alloc.alloc(g);
+  backend.compute(g);
+  const bytes = getBytes(t);
+  const values =
+    cs.type === "bf16"
+      ? Array.from(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2))
+      : Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4));
+  alloc.free();
+  c.free();
+  buf.free();
+  s.free();
+  return { ne: t.ne, values };
+}
+
+describe("steerlm's native kernels", () => {
+  afterAll(() => setKernelsEnabledForTesting(true));
+
+  it("are built and load (npm install builds them; STEERLM_KERNELS=0 turns them off)", () => {
+    if (process.env.STEERLM_KERNELS === "0") return;
+    expect(loadKernels(), `no kernels at ${kernelsPath()}: run \`npm run build:native\``).not.toBeNull();
+  });
+
+  for (const mode of ["kernels", "ggml fallback"] as const)
+    for (const threads of [1, 2])
+      it(`Context.operand equals the host oracle (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
+        setKernelsEnabledForTesting(mode === "kernels");
+        const backend = new Backend(threads);
+        for (const cs of cases) {
+          const data = testData(cs.ne.reduce((a, b) => a * b, 1));
+          const exp = expected(cs, data);
+          const got = run(backend, cs, data);
+          const label = JSON.stringify(cs);
+          expect(got.ne, label).toEqual(exp.ne);
+          expect(got.values, label).toEqual(exp.values);
+        }
+        backend.free();
+      });
+});
