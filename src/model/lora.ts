@@ -85,7 +85,8 @@ export function linear(
         const wt = tape.frozenTransposes.get(w);
         const kt = w.ne[1] as number;
         if (wt && wt.type !== "f32") dx = c.mulMat(wt, dy);
-        else if (bf16) dx = c.mulMat(wt ? c.operand(wt, "bf16", false, 32) : tape.transposed(w, true), lowB(dy, kt));
+        else if (bf16)
+          dx = c.mulMat(wt ? c.operand(wt, "bf16", false, 32) : tape.transposed(w, true), lowB(dy, kt));
         else dx = c.mulMat(wt ?? tape.transposed(w), dy); // [in, N]
       }
       if (lora && u) {

@@ -124,7 +124,10 @@ export class Trainer {
     this.#manual = (options.backward ?? "manual") === "manual";
     if (!this.#manual && model.options.computeType === "bf16") {
       // the bf16 operands are made by steerlm's custom copy kernel, which ggml's autograd cannot differentiate
-      throw new SteerlmError('backward "ggml" supports f32 compute only', 'use the default backward ("manual")');
+      throw new SteerlmError(
+        'backward "ggml" supports f32 compute only',
+        'use the default backward ("manual")',
+      );
     }
 
     // ---- static tensors: optimiser inputs, AdamW moments, transposes of frozen matrices ----
