@@ -286,23 +286,39 @@ export class Context {
    */
   #relayout(a: Tensor, type: "f32" | "bf16", ne0: number, fn: bigint): Tensor {
     const [, n1, n2, n3] = a.ne;
-    const args = Buffer.alloc(8);
-    args.writeBigUInt64LE(ptrOf(a));
+    return this.#custom(type, [ne0, n1, n2, n3], [a], fn);
+  }
+
+  /** A ggml_custom_4d node running steerlm kernel `fn` on all threads; srcs become dst->src[]. */
+  #custom(type: DType, ne: Shape4, srcs: readonly Tensor[], fn: bigint): Tensor {
+    const args = Buffer.alloc(8 * srcs.length);
+    srcs.forEach((t, i) => {
+      args.writeBigUInt64LE(ptrOf(t), 8 * i);
+    });
+    const [n0, n1, n2, n3] = ne;
+    const f = this.#n.base.ggml_custom_4d;
     return this.wrap(
-      this.#n.base.ggml_custom_4d(
-        this.ptr,
-        dtypeCode(type),
-        ne0,
-        n1,
-        n2,
-        n3,
-        args,
-        1,
-        fn,
-        GGML_N_TASKS_MAX,
-        null,
-      ) as Ptr,
+      f(this.ptr, dtypeCode(type), n0, n1, n2, n3, args, srcs.length, fn, GGML_N_TASKS_MAX, null) as Ptr,
     );
+  }
+
+  /**
+   * mul_mat of two bf16 operands (f32 result, f32 accumulation): steerlm's packed GEMM where the CPU has
+   * AVX512-BF16 and the kernels are built (rows contiguous, even K), else ggml's mul_mat.
+   */
+  mulMatBf16(a: Tensor, b: Tensor): Tensor {
+    const fn = loadKernels()?.gemmBf16;
+    const fits =
+      a.type === "bf16" &&
+      b.type === "bf16" &&
+      a.nb[0] === 2 &&
+      b.nb[0] === 2 &&
+      (a.ne[0] as number) % 2 === 0 &&
+      a.ne[0] === b.ne[0] &&
+      (b.ne[2] as number) % (a.ne[2] as number) === 0 &&
+      (b.ne[3] as number) % (a.ne[3] as number) === 0;
+    if (!fn || !fits) return this.mulMat(a, b);
+    return this.#custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
   }
 
   /**
@@ -334,17 +350,32 @@ export class Context {
    * A GEMM operand made from f32 `a`: converted to `type`, transposed first when `transpose`, and ne0
    * zero-padded to a multiple of `multiple` (exact for a reduction: the padding adds zeros). One pass
    * with steerlm's kernels; transpose, pad and cast as separate ggml ops without them (same values).
+   * Made once per graph for each (tensor, form): q, k and v read the same input.
    */
   operand(a: Tensor, type: "f32" | "bf16", transpose: boolean, multiple = 1): Tensor {
     if (a.type !== "f32") fail("operand", `f32 input required, got ${a.type}`);
+    const key = `${type}/${transpose}/${multiple}`;
+    let forms = this.#operands.get(a);
+    const made = forms?.get(key);
+    if (made) return made;
     const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
     const padded = Math.ceil(n0 / multiple) * multiple;
     const k = loadKernels();
-    if (k) return this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
-    let t = transpose ? this.transposed(a) : a;
-    if (padded > n0) t = this.padDim0(t.contiguous ? t : this.cont(t), padded - n0);
-    return type === "f32" ? (t.contiguous ? t : this.cont(t)) : this.cast(t, type);
+    let t: Tensor;
+    if (k) t = this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
+    else {
+      t = transpose ? this.transposed(a) : a;
+      if (padded > n0) t = this.padDim0(t.contiguous ? t : this.cont(t), padded - n0);
+      t = type === "f32" ? (t.contiguous ? t : this.cont(t)) : this.cast(t, type);
+    }
+    if (!forms) {
+      forms = new Map();
+      this.#operands.set(a, forms);
+    }
+    forms.set(key, t);
+    return t;
   }
+  readonly #operands = new WeakMap<Tensor, Map<string, Tensor>>();
 
   // ---- explicit backward ops ----
   /** a += b in place (a keeps its memory: used for static gradient accumulators). */

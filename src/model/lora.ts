@@ -53,9 +53,8 @@ export function linear(
   // bf16: the large GEMMs read bfloat16 operands and accumulate in f32. ggml's fast bf16 GEMM needs a
   // reduction that is a multiple of 32 (else it falls back to a loop slower than f32), so the operands made
   // here are zero-padded along the reduction (exact). A weight stored in a low-precision type is used as is.
-  const lowB = (b: Tensor, k: number) => (k % 32 === 0 ? b : c.operand(b, "bf16", false, 32));
-  const k = w.ne[0] as number;
-  let y = bf16 && w.type === "f32" ? c.mulMat(c.operand(w, "bf16", false, 32), lowB(x, k)) : c.mulMat(w, x); // [out, N]
+  const low = (b: Tensor, transpose = false) => c.operand(b, "bf16", transpose, 32);
+  let y = bf16 && w.type === "f32" ? c.mulMatBf16(low(w), low(x)) : c.mulMat(w, x); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
   if (lora) {
@@ -74,19 +73,19 @@ export function linear(
       };
       // dW reduces over the tokens: both operands transposed (in bf16, padded to a multiple of 32 tokens)
       tape.addParamGrad(w, () =>
-        bf16
-          ? c.mulMat(tape.transposed(x, true), c.operand(dy, "bf16", true, 32))
-          : c.mulMat(tape.transposed(x), dyt()),
+        bf16 ? c.mulMatBf16(tape.transposed(x, true), low(dy, true)) : c.mulMat(tape.transposed(x), dyt()),
       );
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
       let dx: Tensor | undefined;
       if (tape.live(x)) {
         // dx reduces over W's outputs; a frozen W has its transpose cached in its storage type
         const wt = tape.frozenTransposes.get(w);
-        const kt = w.ne[1] as number;
-        if (wt && wt.type !== "f32") dx = c.mulMat(wt, dy);
-        else if (bf16)
-          dx = c.mulMat(wt ? c.operand(wt, "bf16", false, 32) : tape.transposed(w, true), lowB(dy, kt));
+        if (wt && wt.type !== "f32")
+          dx =
+            wt.type === "bf16" && (wt.ne[0] as number) % 32 === 0
+              ? c.mulMatBf16(wt, low(dy))
+              : c.mulMat(wt, dy);
+        else if (bf16) dx = c.mulMatBf16(wt ? low(wt) : tape.transposed(w, true), low(dy));
         else dx = c.mulMat(wt ?? tape.transposed(w), dy); // [in, N]
       }
       if (lora && u) {
