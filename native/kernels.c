@@ -203,12 +203,13 @@ void steerlm_relayout(struct tensor_abi *dst, int ith, int nth, void *userdata) 
 }
 
 /*
- * bf16 GEMM with f32 accumulation, the product ggml_mul_mat computes: out[M, N] (f32, ne0 = M) from
- * a [K, M] and b [K, N] (bf16, K contiguous, K even), batched over ne2/ne3 with a broadcast over b's.
- * Why not ggml's: its tinyBLAS kernel takes dot products along K, which end in a horizontal sum per
- * output; for the short reductions of small models (K = 256) those sums cost as much as the products.
- * Here each VDPBF16PS multiplies a packed panel of 32 rows of a by one broadcast (k, k+1) pair of b
- * and accumulates 16 outputs per register: no horizontal sums. Packing a and b costs O(MK + NK).
+ * GEMMs with f32 accumulation, the product ggml_mul_mat computes: out[M, N] (f32, ne0 = M) from
+ * a [K, M] and b [K, N] (rows K-contiguous; both f32, or both bf16 with K even), batched over ne2/ne3
+ * with a broadcast over b's. Why not ggml's: its tinyBLAS kernels take dot products along K, which end
+ * in a horizontal sum per output; for the short reductions of small models (K = 256) those sums cost
+ * as much as the products. Here each instruction multiplies a packed panel of 32 rows of a by one
+ * broadcast element of b (bf16: a (k, k+1) pair, VDPBF16PS; f32: one k, FMA) and accumulates 16 outputs
+ * per register: no horizontal sums. Both kinds pack 32-bit words (a pair or a float), O(MK + NK).
  */
 #define MR 32 /* rows of a per panel: two registers of 16 f32 outputs */
 #define NR 12 /* columns of b per block: 2 x 12 accumulators + 2 a registers + 1 broadcast */
@@ -217,7 +218,7 @@ void steerlm_relayout(struct tensor_abi *dst, int ith, int nth, void *userdata) 
 #ifdef HAVE_X86
 static int have_bf16 = -1;
 
-/* pack rows [m0, m0 + rows) of a into panels: ap[(p * K/2 + kp) * MR + j] = 32-bit pair (a[m][2kp], a[m][2kp+1]), m = m0 + p*MR + j */
+/* pack rows [m0, m0 + rows) of a into panels: ap[(p * k2 + kp) * MR + j] = word kp of row m = m0 + p*MR + j */
 static void pack_a(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k2, uint32_t *ap) {
     for (int64_t p = 0; p * MR < rows; p++) {
         uint32_t *dst = ap + (size_t)p * (size_t)k2 * MR;
@@ -233,7 +234,7 @@ static void pack_a(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t 
     }
 }
 
-/* pack columns [n0, n0 + cols) of b: bp[kp * NR + j] = pair (b[n][2kp], b[n][2kp+1]), n = n0 + j */
+/* pack columns [n0, n0 + cols) of b: bp[kp * NR + j] = word kp of row n = n0 + j */
 static void pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp) {
     for (int64_t j = 0; j < NR; j++) {
         if (j >= cols) {
@@ -245,7 +246,7 @@ static void pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t 
     }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micro(const uint32_t *ap,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micro_bf16(const uint32_t *ap,
                                                                                   const uint32_t *bp,
                                                                                   int64_t k2, float *out,
                                                                                   size_t ldo, int64_t rows,
@@ -273,6 +274,34 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micr
     }
 }
 
+__attribute__((target("avx512f"))) static void micro_f32(const uint32_t *ap, const uint32_t *bp, int64_t k1,
+                                                       float *out, size_t ldo, int64_t rows, int64_t cols) {
+    __m512 c0[NR], c1[NR];
+    for (int j = 0; j < NR; j++) {
+        c0[j] = _mm512_setzero_ps();
+        c1[j] = _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < k1; k++) {
+        const __m512 a0 = _mm512_loadu_ps((const float *)(ap + k * MR));
+        const __m512 a1 = _mm512_loadu_ps((const float *)(ap + k * MR + 16));
+        const float *bk = (const float *)(bp + k * NR);
+        for (int j = 0; j < NR; j++) {
+            const __m512 bj = _mm512_set1_ps(bk[j]);
+            c0[j] = _mm512_fmadd_ps(a0, bj, c0[j]);
+            c1[j] = _mm512_fmadd_ps(a1, bj, c1[j]);
+        }
+    }
+    const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
+    const __mmask16 k1m = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
+    for (int j = 0; j < NR && j < cols; j++) {
+        _mm512_mask_storeu_ps(out + (size_t)j * ldo, k0, c0[j]);
+        _mm512_mask_storeu_ps(out + (size_t)j * ldo + 16, k1m, c1[j]);
+    }
+}
+
+typedef void (*micro_fn)(const uint32_t *ap, const uint32_t *bp, int64_t kw, float *out, size_t ldo, int64_t rows,
+                         int64_t cols);
+
 /* thread-local scratch for the packed panels (grown as needed, kept across calls) */
 static _Thread_local uint32_t *scratch;
 static _Thread_local size_t scratch_words;
@@ -286,19 +315,19 @@ static uint32_t *scratch_get(size_t words) {
     return scratch;
 }
 
-void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
-    (void)userdata;
+/* kw: 32-bit words per row of a and b (K/2 pairs for bf16, K floats for f32) */
+static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn micro) {
     const struct tensor_abi *a = dst->src[0], *b = dst->src[1];
-    const int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1], k2 = K / 2;
+    const int64_t M = a->ne[1], N = b->ne[1];
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
     const int64_t chunks = (M + MC - 1) / MC, jobs = chunks * B2 * B3;
     const int64_t per = (jobs + nth - 1) / nth;
     const int64_t ja = per * ith, jb = ja + per < jobs ? ja + per : jobs;
     if (ja >= jb) return;
-    uint32_t *ap = scratch_get((size_t)(MC * k2 + NR * k2));
+    uint32_t *ap = scratch_get((size_t)(MC * kw + NR * kw));
     if (!ap) return; /* out of memory: cannot happen for the sizes the loader allows */
-    uint32_t *bp = ap + MC * k2;
+    uint32_t *bp = ap + MC * kw;
     for (int64_t j = ja; j < jb; j++) {
         const int64_t chunk = j % chunks, i2 = (j / chunks) % B2, i3 = j / (chunks * B2);
         const int64_t m0 = chunk * MC, rows = M - m0 < MC ? M - m0 : MC;
@@ -306,15 +335,25 @@ void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata)
         const char *bbase = (const char *)b->data + i2 * b->nb[2] + i3 * b->nb[3];
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
         const size_t ldo = dst->nb[1] / 4;
-        pack_a(abase, a->nb[1], m0, rows, k2, ap);
+        pack_a(abase, a->nb[1], m0, rows, kw, ap);
         for (int64_t n0 = 0; n0 < N; n0 += NR) {
             const int64_t cols = N - n0 < NR ? N - n0 : NR;
-            pack_b(bbase, b->nb[1], n0, cols, k2, bp);
+            pack_b(bbase, b->nb[1], n0, cols, kw, bp);
             for (int64_t p = 0; p * MR < rows; p++)
-                micro(ap + (size_t)p * (size_t)k2 * MR, bp, k2, obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
+                micro(ap + (size_t)p * (size_t)kw * MR, bp, kw, obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
                       rows - p * MR, cols);
         }
     }
+}
+
+void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    gemm(dst, ith, nth, dst->src[0]->ne[0] / 2, micro_bf16);
+}
+
+void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32);
 }
 #endif
 
@@ -328,6 +367,10 @@ custom_op steerlm_kernel(const char *name) {
         /* only where the CPU has VDPBF16PS; elsewhere the engine keeps ggml's mul_mat */
         if (have_bf16 < 0) have_bf16 = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
         return have_bf16 ? steerlm_gemm_bf16 : 0;
+    }
+    if (strcmp(name, "gemm_f32") == 0) {
+        if (have_avx512 < 0) have_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+        return have_avx512 ? steerlm_gemm_f32 : 0;
     }
 #endif
     return 0;

@@ -35,9 +35,14 @@ export class Context {
   #count = 0;
   readonly tensors: Tensor[] = [];
 
+  /**
+   * `plainOps`: only ggml's own ops, for a graph that ggml's autograd differentiates (it cannot see
+   * through steerlm's custom kernels).
+   */
   constructor(
     readonly maxTensors: number,
     graphSize = 0,
+    readonly options: { plainOps?: boolean } = {},
   ) {
     this.#n = loadNative();
     const b = this.#n.base;
@@ -170,7 +175,22 @@ export class Context {
       fail("mul_mat", `cannot broadcast a ${a.shapeText} over b ${b.shapeText}`);
     }
     if (a.nb[0] > a.nb[1]) fail("mul_mat", "a must not be transposed");
+    const fn = this.#gemmKernel(a, b);
+    if (fn) return this.#custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
     return this.wrap(this.#n.base.ggml_mul_mat(this.ptr, ptrOf(a), ptrOf(b)) as Ptr);
+  }
+
+  /**
+   * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
+   * AVX512-BF16 for bf16), both operands f32 or both bf16 with K-contiguous rows (bf16: K even).
+   */
+  #gemmKernel(a: Tensor, b: Tensor): bigint | null {
+    const k = this.options.plainOps ? null : loadKernels();
+    if (!k || a.type !== b.type) return null;
+    const size = a.type === "f32" ? 4 : a.type === "bf16" ? 2 : 0;
+    if (!size || a.nb[0] !== size || b.nb[0] !== size) return null;
+    if (a.type === "bf16") return (a.ne[0] as number) % 2 === 0 ? k.gemmBf16 : null;
+    return k.gemmF32;
   }
   rmsNorm(a: Tensor, eps: number): Tensor {
     if (a.type !== "f32") fail("rms_norm", "f32 input required");
@@ -300,25 +320,6 @@ export class Context {
     return this.wrap(
       f(this.ptr, dtypeCode(type), n0, n1, n2, n3, args, srcs.length, fn, GGML_N_TASKS_MAX, null) as Ptr,
     );
-  }
-
-  /**
-   * mul_mat of two bf16 operands (f32 result, f32 accumulation): steerlm's packed GEMM where the CPU has
-   * AVX512-BF16 and the kernels are built (rows contiguous, even K), else ggml's mul_mat.
-   */
-  mulMatBf16(a: Tensor, b: Tensor): Tensor {
-    const fn = loadKernels()?.gemmBf16;
-    const fits =
-      a.type === "bf16" &&
-      b.type === "bf16" &&
-      a.nb[0] === 2 &&
-      b.nb[0] === 2 &&
-      (a.ne[0] as number) % 2 === 0 &&
-      a.ne[0] === b.ne[0] &&
-      (b.ne[2] as number) % (a.ne[2] as number) === 0 &&
-      (b.ne[3] as number) % (a.ne[3] as number) === 0;
-    if (!fn || !fits) return this.mulMat(a, b);
-    return this.#custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
   }
 
   /**

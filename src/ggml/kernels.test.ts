@@ -135,76 +135,87 @@ describe("steerlm's native kernels", () => {
       });
 });
 
-describe("Context.mulMatBf16", () => {
-  // out[m, n] = Σ_k a[k, m]·b[k, n] over bf16 inputs: the products are exact in f32, so the only difference
-  // from a float64 host sum is the f32 accumulation order
+describe("Context.mulMat on steerlm's GEMMs", () => {
+  // out[m, n] = Σ_k a[k, m]·b[k, n]. bf16 products are exact in f32 and f32 products round once, so the
+  // difference from a float64 host sum is bounded by the f32 accumulation: ≈ K·2⁻²⁴ of Σ|products|
   const shapes: Array<{ a: [number, number, number, number]; b: [number, number, number, number] }> = [
     { a: [64, 37, 1, 1], b: [64, 29, 1, 1] },
     { a: [256, 130, 1, 1], b: [256, 13, 1, 1] },
     { a: [32, 40, 3, 2], b: [32, 25, 6, 2] }, // batched, b broadcasting over a's ne2
     { a: [1024, 33, 1, 1], b: [1024, 50, 1, 1] },
+    { a: [8, 64, 1, 1], b: [8, 31, 1, 1] }, // a LoRA rank as the reduction
   ];
-  const bits = (n: number, seed: number) =>
-    Uint16Array.from({ length: n }, (_, i) => bf16Bits(Math.sin((i + seed) * 78.233) * 2));
-  const value = (b: number) => new Float32Array(new Uint32Array([b << 16]).buffer)[0] as number;
+  /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
+  const input = (type: "f32" | "bf16", n: number, seed: number) => {
+    const f = Float32Array.from({ length: n }, (_, i) => Math.sin((i + seed) * 78.233) * 2);
+    if (type === "f32") return { stored: f, values: Array.from(f) };
+    const stored = Uint16Array.from(f, bf16Bits);
+    return {
+      stored,
+      values: Array.from(stored, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0] as number),
+    };
+  };
 
-  for (const mode of ["kernels", "ggml fallback"] as const)
-    for (const threads of [1, 2])
-      it(`matches a float64 host product (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-        setKernelsEnabledForTesting(mode === "kernels");
-        const backend = new Backend(threads);
-        for (const { a: ane, b: bne } of shapes) {
-          const s = new Context(4);
-          const a = s.newTensor("bf16", ane, "a");
-          const b = s.newTensor("bf16", bne, "b");
-          const buf = backend.allocTensors(s);
-          const ad = bits(
-            ane.reduce((x, y) => x * y, 1),
-            1,
-          );
-          const bd = bits(
-            bne.reduce((x, y) => x * y, 1),
-            7,
-          );
-          setData(a, ad);
-          setData(b, bd);
-          const c = new Context(16, 16);
-          const out = c.mulMatBf16(a, b);
-          c.setOutput(out);
-          const g = new Graph(c, 16);
-          g.expand(out);
-          const alloc = backend.newAllocator();
-          alloc.alloc(g);
-          backend.compute(g);
-          const [K, M, A2] = ane;
-          const [, N, B2, B3] = bne;
-          expect(out.ne).toEqual([M, N, B2, B3]);
-          const bytes = getBytes(out);
-          const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-          let worst = 0;
-          for (let i3 = 0; i3 < B3; i3++)
-            for (let i2 = 0; i2 < B2; i2++)
-              for (let n = 0; n < N; n++)
-                for (let m = 0; m < M; m++) {
-                  const ao = ((i3 * A2 + Math.floor(i2 / (B2 / A2))) * M + m) * K;
-                  const bo = ((i3 * B2 + i2) * N + n) * K;
-                  let sum = 0;
-                  let mag = 0;
-                  for (let k = 0; k < K; k++) {
-                    const p = value(ad[ao + k] as number) * value(bd[bo + k] as number);
-                    sum += p;
-                    mag += Math.abs(p);
+  for (const type of ["bf16", "f32"] as const)
+    for (const mode of ["kernels", "ggml fallback"] as const)
+      for (const threads of [1, 2])
+        it(`${type}: matches a float64 host product (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
+          setKernelsEnabledForTesting(mode === "kernels");
+          const backend = new Backend(threads);
+          for (const { a: ane, b: bne } of shapes) {
+            if (type === "bf16" && ane[0] % 2) continue;
+            const s = new Context(4);
+            const a = s.newTensor(type, ane, "a");
+            const b = s.newTensor(type, bne, "b");
+            const buf = backend.allocTensors(s);
+            const ad = input(
+              type,
+              ane.reduce((x, y) => x * y, 1),
+              1,
+            );
+            const bd = input(
+              type,
+              bne.reduce((x, y) => x * y, 1),
+              7,
+            );
+            setData(a, ad.stored);
+            setData(b, bd.stored);
+            const c = new Context(16, 16);
+            const out = c.mulMat(a, b);
+            c.setOutput(out);
+            const g = new Graph(c, 16);
+            g.expand(out);
+            const alloc = backend.newAllocator();
+            alloc.alloc(g);
+            backend.compute(g);
+            const [K, M, A2] = ane;
+            const [, N, B2, B3] = bne;
+            expect(out.ne).toEqual([M, N, B2, B3]);
+            const bytes = getBytes(out);
+            const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+            let worst = 0;
+            for (let i3 = 0; i3 < B3; i3++)
+              for (let i2 = 0; i2 < B2; i2++)
+                for (let n = 0; n < N; n++)
+                  for (let m = 0; m < M; m++) {
+                    const ao = ((i3 * A2 + Math.floor(i2 / (B2 / A2))) * M + m) * K;
+                    const bo = ((i3 * B2 + i2) * N + n) * K;
+                    let sum = 0;
+                    let mag = 0;
+                    for (let k = 0; k < K; k++) {
+                      const p = (ad.values[ao + k] as number) * (bd.values[bo + k] as number);
+                      sum += p;
+                      mag += Math.abs(p);
+                    }
+                    const o = got[((i3 * B2 + i2) * N + n) * M + m] as number;
+                    worst = Math.max(worst, Math.abs(o - sum) / (mag + 1e-30));
                   }
-                  const o = got[((i3 * B2 + i2) * N + n) * M + m] as number;
-                  worst = Math.max(worst, Math.abs(o - sum) / (mag + 1e-30));
-                }
-          // f32 accumulation over K/2 pair sums: relative error bound ≈ K·2⁻²⁴ of the magnitude sum
-          expect(worst, JSON.stringify({ ane, bne })).toBeLessThan(K * 2 ** -24);
-          alloc.free();
-          c.free();
-          buf.free();
-          s.free();
-        }
-        backend.free();
-      });
+            expect(worst, JSON.stringify({ ane, bne })).toBeLessThan((K + 1) * 2 ** -24);
+            alloc.free();
+            c.free();
+            buf.free();
+            s.free();
+          }
+          backend.free();
+        });
 });

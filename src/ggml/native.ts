@@ -259,8 +259,9 @@ export interface NativeKernels {
   path: string;
   /** Function pointers of the custom ops, for ggml_custom_4d. */
   relayout: Ptr;
-  /** bf16 GEMM (f32 accumulation); null where the CPU has no AVX512-BF16. */
+  /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: Ptr | null;
+  gemmF32: Ptr | null;
   /** Held so that koffi never unloads the library while graphs point into it. */
   library: LibraryHandle;
 }
@@ -312,6 +313,12 @@ export function loadKernels(): NativeKernels | null {
   const relayout = fn("relayout") as Ptr | null;
   if (!relayout)
     throw new SteerlmError(`${path} has no relayout kernel`, "rebuild it: `npm run build:native`");
-  kernels = { path, relayout, gemmBf16: (fn("gemm_bf16") as Ptr | null) || null, library: lib };
+  kernels = {
+    path,
+    relayout,
+    gemmBf16: (fn("gemm_bf16") as Ptr | null) || null,
+    gemmF32: (fn("gemm_f32") as Ptr | null) || null,
+    library: lib,
+  };
   return kernels;
 }

@@ -87,15 +87,15 @@ function attentionCore(
     // bf16 GEMM operands straight from the f32 views (one fused copy each), reductions padded to 32
     const arg = (t: Tensor, transpose = false) => c.operand(t, "bf16", transpose, 32);
     const [qv, kv, vv] = [heads4(q), heads4(k), heads4(v)];
-    p = c.softMaxExt(c.mulMatBf16(arg(kv), arg(qv)), inp.kqMask, scale);
-    o = c.mulMatBf16(arg(vv, true), arg(p));
+    p = c.softMaxExt(c.mulMat(arg(kv), arg(qv)), inp.kqMask, scale);
+    o = c.mulMat(arg(vv, true), arg(p));
     back = (dm) => {
       const dov = heads4(dm);
-      const ds = c.softMaxBack(c.mulMatBf16(arg(vv), arg(dov)), p, scale);
+      const ds = c.softMaxBack(c.mulMat(arg(vv), arg(dov)), p, scale);
       return {
-        dv4: c.mulMatBf16(arg(dov, true), arg(p, true)),
-        dq4: c.mulMatBf16(arg(kv, true), arg(ds)),
-        dk4: c.mulMatBf16(arg(qv, true), arg(ds, true)),
+        dv4: c.mulMat(arg(dov, true), arg(p, true)),
+        dq4: c.mulMat(arg(kv, true), arg(ds)),
+        dk4: c.mulMat(arg(qv, true), arg(ds, true)),
       };
     };
   } else {

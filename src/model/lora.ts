@@ -54,7 +54,7 @@ export function linear(
   // reduction that is a multiple of 32 (else it falls back to a loop slower than f32), so the operands made
   // here are zero-padded along the reduction (exact). A weight stored in a low-precision type is used as is.
   const low = (b: Tensor, transpose = false) => c.operand(b, "bf16", transpose, 32);
-  let y = bf16 && w.type === "f32" ? c.mulMatBf16(low(w), low(x)) : c.mulMat(w, x); // [out, N]
+  let y = bf16 && w.type === "f32" ? c.mulMat(low(w), low(x)) : c.mulMat(w, x); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
   if (lora) {
@@ -73,7 +73,7 @@ export function linear(
       };
       // dW reduces over the tokens: both operands transposed (in bf16, padded to a multiple of 32 tokens)
       tape.addParamGrad(w, () =>
-        bf16 ? c.mulMatBf16(tape.transposed(x, true), low(dy, true)) : c.mulMat(tape.transposed(x), dyt()),
+        bf16 ? c.mulMat(tape.transposed(x, true), low(dy, true)) : c.mulMat(tape.transposed(x), dyt()),
       );
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
       let dx: Tensor | undefined;
@@ -82,10 +82,8 @@ export function linear(
         const wt = tape.frozenTransposes.get(w);
         if (wt && wt.type !== "f32")
           dx =
-            wt.type === "bf16" && (wt.ne[0] as number) % 32 === 0
-              ? c.mulMatBf16(wt, low(dy))
-              : c.mulMat(wt, dy);
-        else if (bf16) dx = c.mulMatBf16(wt ? low(wt) : tape.transposed(w, true), low(dy));
+            wt.type === "bf16" && (wt.ne[0] as number) % 32 === 0 ? c.mulMat(wt, low(dy)) : c.mulMat(wt, dy);
+        else if (bf16) dx = c.mulMat(wt ? low(wt) : tape.transposed(w, true), low(dy));
         else dx = c.mulMat(wt ?? tape.transposed(w), dy); // [in, N]
       }
       if (lora && u) {

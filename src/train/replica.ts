@@ -103,7 +103,7 @@ export class Replica {
     this.#buf = backend.allocTensors(s);
 
     const size = graphSize(spec.model);
-    this.#compute = new Context(size * 3, size);
+    this.#compute = new Context(size * 3, size, { plainOps: !spec.manual });
     const c = this.#compute;
     this.graph = new Graph(c, size);
     if (spec.manual) {
