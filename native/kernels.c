@@ -321,22 +321,33 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn 
     const int64_t M = a->ne[1], N = b->ne[1];
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
-    const int64_t chunks = (M + MC - 1) / MC, jobs = chunks * B2 * B3;
+    const int64_t chunks = (M + MC - 1) / MC;
+    /* split N too when there are few (chunk, batch) pairs, so every thread gets a fair share (smol135's
+       M = 576 is 4.5 chunks); each part repacks its chunk of a, which costs O(MK) against O(MNK) */
+    const int64_t blocks = (N + NR - 1) / NR, pairs = chunks * B2 * B3;
+    int64_t parts = (4 * (int64_t)nth + pairs - 1) / pairs;
+    if (parts > blocks / 4) parts = blocks / 4;
+    if (parts < 1) parts = 1;
+    const int64_t jobs = pairs * parts;
     const int64_t per = (jobs + nth - 1) / nth;
     const int64_t ja = per * ith, jb = ja + per < jobs ? ja + per : jobs;
     if (ja >= jb) return;
     uint32_t *ap = scratch_get((size_t)(MC * kw + NR * kw));
     if (!ap) return; /* out of memory: cannot happen for the sizes the loader allows */
     uint32_t *bp = ap + MC * kw;
+    int64_t packed = -1; /* the (chunk, batch) pair whose a is in ap */
     for (int64_t j = ja; j < jb; j++) {
-        const int64_t chunk = j % chunks, i2 = (j / chunks) % B2, i3 = j / (chunks * B2);
+        const int64_t pair = j / parts, part = j % parts;
+        const int64_t chunk = pair % chunks, i2 = (pair / chunks) % B2, i3 = pair / (chunks * B2);
         const int64_t m0 = chunk * MC, rows = M - m0 < MC ? M - m0 : MC;
+        const int64_t nb0 = blocks * part / parts * NR, nb1 = blocks * (part + 1) / parts * NR;
         const char *abase = (const char *)a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
         const char *bbase = (const char *)b->data + i2 * b->nb[2] + i3 * b->nb[3];
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
         const size_t ldo = dst->nb[1] / 4;
-        pack_a(abase, a->nb[1], m0, rows, kw, ap);
-        for (int64_t n0 = 0; n0 < N; n0 += NR) {
+        if (packed != pair) pack_a(abase, a->nb[1], m0, rows, kw, ap);
+        packed = pair;
+        for (int64_t n0 = nb0; n0 < nb1 && n0 < N; n0 += NR) {
             const int64_t cols = N - n0 < NR ? N - n0 : NR;
             pack_b(bbase, b->nb[1], n0, cols, kw, bp);
             for (int64_t p = 0; p * MR < rows; p++)

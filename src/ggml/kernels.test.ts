@@ -144,6 +144,8 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [32, 40, 3, 2], b: [32, 25, 6, 2] }, // batched, b broadcasting over a's ne2
     { a: [1024, 33, 1, 1], b: [1024, 50, 1, 1] },
     { a: [8, 64, 1, 1], b: [8, 31, 1, 1] }, // a LoRA rank as the reduction
+    { a: [64, 40, 1, 1], b: [64, 200, 1, 1] }, // one row chunk: the columns are split between threads
+    { a: [32, 300, 1, 1], b: [32, 100, 1, 1] }, // three row chunks (the last partial), columns split too
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   const input = (type: "f32" | "bf16", n: number, seed: number) => {
