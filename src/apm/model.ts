@@ -136,7 +136,7 @@ export class ApmPredictor {
     };
     this.#buf = backend.allocTensors(s);
     const size = 2048 + model.config.numLayers * 128;
-    this.#compute = new Context(size * 2, size);
+    this.#compute = new Context(size * 2, size, { plainOps: !backend.isCpu });
     const c = this.#compute;
     const attn = {
       positions: this.#in.positions,

@@ -1,18 +1,36 @@
 import { availableParallelism, loadavg } from "node:os";
+import { SteerlmError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { type Context, GgmlShapeError } from "./context.js";
+import { type DeviceName, type OpenedCuda, openCuda, requestedDevice } from "./device.js";
 import {
   GGML_LOG_LEVEL,
+  GGML_OP_CUSTOM,
+  KERNELS_ABI,
   loadNative,
   type NativeGgml,
   type Ptr,
+  TENSOR_OP_OFFSET,
   THREADPOOL_PARAMS_SIZE,
   THREADPOOL_POLL_OFFSET,
 } from "./native.js";
-import { byteSize, ptrOf, type Tensor } from "./tensor.js";
+import { byteSize, dtypeFromCode, ptrOf, type Tensor } from "./tensor.js";
 
 let logRouted = false;
 let lastLevel = GGML_LOG_LEVEL.debug as number;
+/** Lines ggml logs while `captureGgmlLog` runs (opening CUDA: why no device was found). */
+let captured: string[] | null = null;
+
+function captureGgmlLog<T>(fn: (lines: () => string[]) => T): T {
+  const mine: string[] = [];
+  const outer = captured;
+  captured = mine;
+  try {
+    return fn(() => mine);
+  } finally {
+    captured = outer;
+  }
+}
 
 /** ggml writes its own log to stderr unless told otherwise: route it to our logger (CONT lines keep their level). */
 function routeLog(n: NativeGgml): void {
@@ -26,6 +44,7 @@ function routeLog(n: NativeGgml): void {
     if (!pending.endsWith("\n")) return;
     const line = `ggml: ${pending.trimEnd()}`;
     pending = "";
+    captured?.push(line);
     if (lv >= GGML_LOG_LEVEL.error) log.error(line);
     else if (lv === GGML_LOG_LEVEL.warn) log.warn(line);
     else log.debug(line);
@@ -33,11 +52,25 @@ function routeLog(n: NativeGgml): void {
 }
 
 export interface BackendInfo {
-  /** Backend name as ggml reports it, e.g. "CPU". */
+  /** Backend name as ggml reports it, e.g. "CPU" or "CUDA0". */
   name: string;
-  /** CPU variant library chosen by ggml_backend_score, e.g. "zen4". */
+  /** Where graphs run. */
+  device: "cpu" | "cuda";
+  /** The CUDA device's name (e.g. "NVIDIA H100 80GB HBM3"); "" on the CPU. */
+  description: string;
+  /** CPU variant library chosen by ggml_backend_score, e.g. "zen4" (loaded on every device). */
   cpuVariant: string;
+  /** Compute threads; 0 on CUDA, where they do not apply. */
   threads: number;
+}
+
+export interface BackendOptions {
+  /** "cpu", "cuda", "cuda:N" or "auto"; default STEERLM_DEVICE, else "cpu". See DeviceName. */
+  device?: DeviceName;
+  /** CPU threads (ignored on CUDA); default `defaultThreads()`. */
+  threads?: number;
+  /** CPU worker spin (0–100); default `defaultPoll()`. */
+  poll?: number;
 }
 
 /**
@@ -62,27 +95,58 @@ export function defaultPoll(): number {
   return process.env.STEERLM_GGML_POLL !== undefined && env >= 0 && env <= 100 ? env : 50;
 }
 
-/** The compute backend (CPU). Owns the native backend handle and its thread pool. */
+/**
+ * The compute backend: the CPU (default) or a CUDA device (opt-in: `{ device: "cuda" | "auto" }` or
+ * STEERLM_DEVICE). Owns the native backend handle and, on the CPU, its thread pool.
+ * `new Backend(threads, poll)` is the CPU-era form and still honours STEERLM_DEVICE.
+ */
 export class Backend {
   readonly #n: NativeGgml;
   #ptr: Ptr;
   #pool: Ptr = 0n;
   #threads: number;
   #poll: number;
+  /** Set on a CUDA backend only; the CPU path never loads any CUDA library. */
+  readonly #cuda: OpenedCuda | null = null;
+  /** Graphs whose ops were checked against the device, by node count at the time. */
+  readonly #checked = new WeakMap<Graph, number>();
 
-  constructor(threads = defaultThreads(), poll = defaultPoll()) {
+  constructor(threadsOrOptions: number | BackendOptions = {}, poll?: number) {
+    const o: BackendOptions =
+      typeof threadsOrOptions === "number" ? { threads: threadsOrOptions, poll } : threadsOrOptions;
     this.#n = loadNative();
     routeLog(this.#n);
+    this.#threads = 1;
+    this.#poll = o.poll ?? defaultPoll();
+    const req = requestedDevice(o.device);
+    if (req.kind !== "cpu") this.#cuda = openCuda(req, captureGgmlLog);
+    if (this.#cuda) {
+      this.#ptr = this.#cuda.ptr;
+      this.#threads = 0;
+      return;
+    }
     this.#ptr = this.#n.cpu.ggml_backend_cpu_init() as Ptr;
     if (!this.#ptr) throw new Error("ggml_backend_cpu_init failed");
-    this.#threads = 1;
-    this.#poll = poll;
-    this.setThreads(threads);
+    this.setThreads(o.threads ?? defaultThreads());
   }
 
-  /** Sets the thread count with a persistent thread pool (no per-graph thread creation). */
+  /** "cpu" or "cuda". */
+  get device(): "cpu" | "cuda" {
+    return this.#cuda ? "cuda" : "cpu";
+  }
+
+  /**
+   * True on the CPU. steerlm's own kernels (native/kernels.c, ggml custom ops) are CPU code: graphs for
+   * any other backend must be built with `new Context(n, size, { plainOps: !backend.isCpu })`.
+   */
+  get isCpu(): boolean {
+    return this.#cuda === null;
+  }
+
+  /** Sets the thread count with a persistent thread pool (no per-graph thread creation). No-op on CUDA. */
   setThreads(n: number): void {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`threads must be a positive integer, got ${n}`);
+    if (this.#cuda) return; // GPU kernels: host threads do not apply
     this.#n.cpu.ggml_backend_cpu_set_n_threads(this.ptr, n);
     const params = new Uint8Array(THREADPOOL_PARAMS_SIZE);
     this.#n.base.ggml_threadpool_params_init(params, n);
@@ -98,6 +162,8 @@ export class Backend {
   get info(): BackendInfo {
     return {
       name: String(this.#n.base.ggml_backend_name(this.ptr)),
+      device: this.device,
+      description: this.#cuda?.description ?? "",
       cpuVariant: this.#n.cpuVariant,
       threads: this.#threads,
     };
@@ -121,6 +187,7 @@ export class Backend {
   }
 
   compute(g: Graph): void {
+    if (this.#cuda) this.#checkOps(g);
     const status = Number(this.#n.base.ggml_backend_graph_compute(this.ptr, g.ptr));
     if (status !== 0) throw new Error(`ggml graph compute failed with status ${status}`);
   }
@@ -130,6 +197,7 @@ export class Backend {
    * Nothing else may touch this backend's graphs or tensors until the promise settles.
    */
   computeAsync(g: Graph): Promise<void> {
+    if (this.#cuda) this.#checkOps(g);
     return new Promise((resolve, reject) => {
       this.#n.base.ggml_backend_graph_compute.async(this.ptr, g.ptr, (err: unknown, status: unknown) => {
         if (err) reject(err instanceof Error ? err : new Error(String(err)));
@@ -138,6 +206,39 @@ export class Backend {
         else resolve();
       });
     });
+  }
+
+  /**
+   * A device backend aborts the process on an op it cannot run (GGML_ASSERT in its compute loop): ask it
+   * about every node first, once per graph, and throw instead.
+   */
+  #checkOps(g: Graph): void {
+    const cuda = this.#cuda as OpenedCuda;
+    const n = g.nodeCount;
+    if (this.#checked.get(g) === n) return;
+    const typeAt = (p: Ptr) => {
+      const code = this.#n.readI32(p, 0);
+      try {
+        return dtypeFromCode(code);
+      } catch {
+        return `type ${code}`;
+      }
+    };
+    const bad = new Set<string>();
+    for (let i = 0; i < n; i++) {
+      const node = this.#n.base.ggml_graph_node(g.ptr, i) as Ptr;
+      if (cuda.native.base.ggml_backend_supports_op(this.ptr, node)) continue;
+      const srcs = this.#n.readI64(node, KERNELS_ABI[2], 2).filter((s) => s !== 0);
+      const types = srcs.map((s) => typeAt(BigInt(s))).join(", ");
+      bad.add(`${String(cuda.native.base.ggml_op_desc(node))}(${types}) → ${typeAt(node)}`);
+    }
+    if (bad.size > 0) {
+      throw new SteerlmError(
+        `${this.info.name} (${cuda.description}) cannot run ${[...bad].join("; ")}`,
+        "run this model on the CPU: STEERLM_DEVICE=cpu",
+      );
+    }
+    this.#checked.set(g, n);
   }
 
   free(): void {
@@ -198,6 +299,16 @@ export class Graph {
 
   get nodeCount(): number {
     return Number(this.#n.base.ggml_graph_n_nodes(this.ptr));
+  }
+
+  /** Nodes that are steerlm's own kernels (ggml custom ops, CPU code): such a graph runs on the CPU only. */
+  get customNodes(): number {
+    let count = 0;
+    for (let i = 0; i < this.nodeCount; i++) {
+      const node = this.#n.base.ggml_graph_node(this.ptr, i) as Ptr;
+      if (this.#n.readI32(node, TENSOR_OP_OFFSET) === GGML_OP_CUSTOM) count++;
+    }
+    return count;
   }
 
   /** Adds `t` and everything it depends on. Throws before ggml would abort on a full graph. */

@@ -37,7 +37,7 @@ export class Context {
 
   /**
    * `plainOps`: only ggml's own ops, for a graph that ggml's autograd differentiates (it cannot see
-   * through steerlm's custom kernels).
+   * through steerlm's custom kernels) or that a non-CPU backend runs (the kernels are CPU code).
    */
   constructor(
     readonly maxTensors: number,
@@ -330,7 +330,7 @@ export class Context {
    */
   transposed(a: Tensor): Tensor {
     const [n0, n1, n2, n3] = a.ne;
-    const k = loadKernels();
+    const k = this.options.plainOps ? null : loadKernels();
     if (k && a.type === "f32") return this.#relayout(this.transpose(a), "f32", n1, k.relayout);
     if (a.type !== "f32" || !a.contiguous || n1 < 2) return this.cont(this.transpose(a));
     const b = this.#n.base;
@@ -361,7 +361,7 @@ export class Context {
     if (made) return made;
     const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
     const padded = Math.ceil(n0 / multiple) * multiple;
-    const k = loadKernels();
+    const k = this.options.plainOps ? null : loadKernels();
     let t: Tensor;
     if (k) t = this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
     else {

@@ -21,7 +21,7 @@ export function forwardLogits(backend: Backend, model: LlamaModel, tokens: reado
   const mask = s.newTensor("f32", [T, T, 1, 1], "kq_mask");
   const buf = backend.allocTensors(s);
   const size = 2048 + model.config.numLayers * 128;
-  const c = new Context(size * 2, size);
+  const c = new Context(size * 2, size, { plainOps: !backend.isCpu });
   const alloc = backend.newAllocator();
   try {
     setData(tok, Int32Array.from(tokens));

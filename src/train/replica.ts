@@ -103,7 +103,7 @@ export class Replica {
     this.#buf = backend.allocTensors(s);
 
     const size = graphSize(spec.model);
-    this.#compute = new Context(size * 3, size, { plainOps: !spec.manual });
+    this.#compute = new Context(size * 3, size, { plainOps: !spec.manual || !backend.isCpu });
     const c = this.#compute;
     this.graph = new Graph(c, size);
     if (spec.manual) {
@@ -186,7 +186,7 @@ export class Replica {
   #evalGraph() {
     if (this.#eval) return this.#eval;
     const size = graphSize(this.spec.model);
-    const ctx = new Context(size * 2, size);
+    const ctx = new Context(size * 2, size, { plainOps: !this.backend.isCpu });
     let out: Tensor | undefined;
     const loss = this.#buildLoss(ctx, (t) => {
       out = t;

@@ -114,6 +114,8 @@ export class Trainer {
     if (!Number.isInteger(R) || R < 1 || B % R !== 0) {
       throw new SteerlmError(`replicas (${R}) must be a positive integer dividing the batch size (${B})`);
     }
+    if (R > 1 && !backend.isCpu)
+      throw new SteerlmError(`replicas (${R}) split work over CPU cores: use 1 on CUDA`);
     if (this.task === "regression" && !model.has(HEAD_WEIGHT)) {
       throw new SteerlmError("regression training needs a model created with regressionOutputs");
     }
@@ -167,7 +169,7 @@ export class Trainer {
     for (let r = 0; r < R; r++) {
       let be = backend;
       if (R > 1) {
-        be = new Backend(1, undefined);
+        be = new Backend({ device: "cpu", threads: 1 });
         this.#ownBackends.push(be);
       }
       this.#replicas.push(
