@@ -58,10 +58,9 @@ static inline uint16_t to_bf16(float f) {
  * row index); writes destination rows r0..r0+15, 16 values each, as f32 or bf16. A register transpose in
  * four shuffle stages (pairs, quads, 128-bit lanes twice), then one store per row.
  */
-__attribute__((target("avx512f,avx512bw"))) static void block16(const char *s, size_t s0, char *d, size_t drow,
-                                                              int bf16) {
-    __m512 a[16], b[16], c[16];
-    for (int i = 0; i < 16; i++) a[i] = _mm512_loadu_ps((const float *)(s + (size_t)i * s0));
+/* t[j] = element j of every a[i] (a 16x16 transpose of 32-bit elements), in four shuffle stages */
+__attribute__((target("avx512f"))) static inline void transpose16(const __m512 a[16], __m512 t[16]) {
+    __m512 b[16], c[16];
     for (int k = 0; k < 8; k++) {
         b[2 * k] = _mm512_unpacklo_ps(a[2 * k], a[2 * k + 1]);
         b[2 * k + 1] = _mm512_unpackhi_ps(a[2 * k], a[2 * k + 1]);
@@ -74,31 +73,45 @@ __attribute__((target("avx512f,avx512bw"))) static void block16(const char *s, s
         c[4 * m + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b1, b3));
         c[4 * m + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b1, b3));
     }
-    /* c[4m+q], 128-bit lane l, holds column 4l+q of rows 4m..4m+3: transpose the lanes */
+    /* c[4m+q], 128-bit lane l, holds element 4l+q of rows 4m..4m+3: transpose the lanes */
     for (int q = 0; q < 4; q++) {
         const __m512 d0 = _mm512_shuffle_f32x4(c[q], c[4 + q], 0x44);
         const __m512 d1 = _mm512_shuffle_f32x4(c[q], c[4 + q], 0xEE);
         const __m512 d2 = _mm512_shuffle_f32x4(c[8 + q], c[12 + q], 0x44);
         const __m512 d3 = _mm512_shuffle_f32x4(c[8 + q], c[12 + q], 0xEE);
-        const __m512 t[4] = {_mm512_shuffle_f32x4(d0, d2, 0x88), _mm512_shuffle_f32x4(d0, d2, 0xDD),
-                             _mm512_shuffle_f32x4(d1, d3, 0x88), _mm512_shuffle_f32x4(d1, d3, 0xDD)};
-        for (int l = 0; l < 4; l++) {
-            char *row = d + (size_t)(4 * l + q) * drow;
-            if (!bf16) {
-                _mm512_storeu_ps((float *)row, t[l]);
-                continue;
-            }
-            /* round to nearest even; NaN -> quiet NaN with the same sign and top bits (as ggml) */
-            const __m512i u = _mm512_castps_si512(t[l]);
-            const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-            __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-            const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                                          _mm512_set1_epi32(0x7f800000));
-            r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(64));
-            _mm256_storeu_si256((__m256i *)row, _mm512_cvtepi32_epi16(r));
-        }
+        t[q] = _mm512_shuffle_f32x4(d0, d2, 0x88);
+        t[4 + q] = _mm512_shuffle_f32x4(d0, d2, 0xDD);
+        t[8 + q] = _mm512_shuffle_f32x4(d1, d3, 0x88);
+        t[12 + q] = _mm512_shuffle_f32x4(d1, d3, 0xDD);
     }
 }
+
+/*
+ * 16x16 f32 block: a[i] = 16 consecutive floats of source column c0+i (contiguous along the destination
+ * row index); writes destination rows r0..r0+15, 16 values each, as f32 or bf16.
+ */
+__attribute__((target("avx512f,avx512bw"))) static void block16(const char *s, size_t s0, char *d, size_t drow,
+                                                              int bf16) {
+    __m512 a[16], t[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm512_loadu_ps((const float *)(s + (size_t)i * s0));
+    transpose16(a, t);
+    for (int r = 0; r < 16; r++) {
+        char *row = d + (size_t)r * drow;
+        if (!bf16) {
+            _mm512_storeu_ps((float *)row, t[r]);
+            continue;
+        }
+        /* round to nearest even; NaN -> quiet NaN with the same sign and top bits (as ggml) */
+        const __m512i u = _mm512_castps_si512(t[r]);
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        __m512i v = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+        const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                      _mm512_set1_epi32(0x7f800000));
+        v = _mm512_mask_or_epi32(v, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(64));
+        _mm256_storeu_si256((__m256i *)row, _mm512_cvtepi32_epi16(v));
+    }
+}
+
 static int have_avx512 = -1;
 #endif
 
@@ -219,11 +232,29 @@ void steerlm_relayout(struct tensor_abi *dst, int ith, int nth, void *userdata) 
 static int have_bf16 = -1;
 
 /* pack rows [m0, m0 + rows) of a into panels: ap[(p * k2 + kp) * MR + j] = word kp of row m = m0 + p*MR + j */
-static void pack_a(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k2, uint32_t *ap) {
+__attribute__((target("avx512f"))) static void pack_a(const char *a, size_t lda, int64_t m0, int64_t rows,
+                                                    int64_t k2, uint32_t *ap) {
     for (int64_t p = 0; p * MR < rows; p++) {
         uint32_t *dst = ap + (size_t)p * (size_t)k2 * MR;
         const int64_t n = rows - p * MR < MR ? rows - p * MR : MR;
-        for (int64_t j = 0; j < MR; j++) {
+        /* full groups of 16 rows: 16x16 register transposes, one 64-byte store per word index */
+        int64_t g = 0;
+        const int64_t kv = k2 & ~(int64_t)15;
+        for (; g + 16 <= n; g += 16) {
+            const char *r0 = a + (size_t)(m0 + p * MR + g) * lda;
+            for (int64_t kp = 0; kp < kv; kp += 16) {
+                __m512 in[16], t[16];
+                for (int i = 0; i < 16; i++) in[i] = _mm512_loadu_ps((const float *)(r0 + (size_t)i * lda) + kp);
+                transpose16(in, t);
+                for (int j = 0; j < 16; j++) _mm512_storeu_ps((float *)(dst + (kp + j) * MR + g), t[j]);
+            }
+            for (int64_t i = 0; i < 16; i++) {
+                const uint32_t *row = (const uint32_t *)(r0 + (size_t)i * lda);
+                for (int64_t kp = kv; kp < k2; kp++) dst[kp * MR + g + i] = row[kp];
+            }
+        }
+        /* the rest of a partial panel, and its zero rows */
+        for (int64_t j = g; j < MR; j++) {
             if (j >= n) {
                 for (int64_t kp = 0; kp < k2; kp++) dst[kp * MR + j] = 0;
                 continue;
