@@ -363,27 +363,34 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn 
     const int64_t per = (jobs + nth - 1) / nth;
     const int64_t ja = per * ith, jb = ja + per < jobs ? ja + per : jobs;
     if (ja >= jb) return;
-    uint32_t *ap = scratch_get((size_t)(MC * kw + NR * kw));
+    /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
+    const int64_t span = ((blocks + parts - 1) / parts + 1) * NR;
+    uint32_t *ap = scratch_get((size_t)(MC * kw + span * kw));
     if (!ap) return; /* out of memory: cannot happen for the sizes the loader allows */
     uint32_t *bp = ap + MC * kw;
-    int64_t packed = -1; /* the (chunk, batch) pair whose a is in ap */
+    int64_t packed_b = -1; /* the (batch, part) whose columns are in bp: b is packed once, not per chunk */
+    /* jobs run chunk-fastest: (i3, i2, part, chunk) */
     for (int64_t j = ja; j < jb; j++) {
-        const int64_t pair = j / parts, part = j % parts;
-        const int64_t chunk = pair % chunks, i2 = (pair / chunks) % B2, i3 = pair / (chunks * B2);
+        const int64_t chunk = j % chunks, part = (j / chunks) % parts, batch = j / (chunks * parts);
+        const int64_t i2 = batch % B2, i3 = batch / B2;
         const int64_t m0 = chunk * MC, rows = M - m0 < MC ? M - m0 : MC;
-        const int64_t nb0 = blocks * part / parts * NR, nb1 = blocks * (part + 1) / parts * NR;
+        const int64_t n_lo = blocks * part / parts * NR, n_hi_raw = blocks * (part + 1) / parts * NR;
+        const int64_t n_hi = n_hi_raw < N ? n_hi_raw : N;
         const char *abase = (const char *)a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
         const char *bbase = (const char *)b->data + i2 * b->nb[2] + i3 * b->nb[3];
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
         const size_t ldo = dst->nb[1] / 4;
-        if (packed != pair) pack_a(abase, a->nb[1], m0, rows, kw, ap);
-        packed = pair;
-        for (int64_t n0 = nb0; n0 < nb1 && n0 < N; n0 += NR) {
+        if (packed_b != batch * parts + part) {
+            for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR)
+                pack_b(bbase, b->nb[1], n0, N - n0 < NR ? N - n0 : NR, kw, bp + (n0 - n_lo) * kw);
+            packed_b = batch * parts + part;
+        }
+        pack_a(abase, a->nb[1], m0, rows, kw, ap);
+        for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
             const int64_t cols = N - n0 < NR ? N - n0 : NR;
-            pack_b(bbase, b->nb[1], n0, cols, kw, bp);
             for (int64_t p = 0; p * MR < rows; p++)
-                micro(ap + (size_t)p * (size_t)kw * MR, bp, kw, obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
-                      rows - p * MR, cols);
+                micro(ap + (size_t)p * (size_t)kw * MR, bp + (n0 - n_lo) * kw, kw,
+                      obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo, rows - p * MR, cols);
         }
     }
 }
