@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU machine's half of the CUDA verification. Each `run` call carries .cuda-payload/manifest and one
+# part made by bench/cuda-pack.sh (the 64 MiB limit per call); this script keeps the parts in /tmp
+# (which lasts while the machine stays warm) and, once every part is there and its sha256 matches,
+# unpacks node + koffi + the ggml libraries and runs bench/cuda-check.mjs on the GPU against the CPU.
+# Arguments go to cuda-check.mjs (default: --cpu-bench). Results: $OUT/cuda-check.{json,log}.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+store=/tmp/steerlm-cuda
+mkdir -p "$store/parts"
+if [ ! -f .cuda-payload/manifest ]; then
+  echo "cuda-check: no .cuda-payload/manifest: run bench/cuda-pack.sh and carry its files" >&2
+  exit 2
+fi
+cp .cuda-payload/manifest "$store/manifest"
+for p in .cuda-payload/part-*; do [ -f "$p" ] && cp "$p" "$store/parts/"; done
+missing=()
+while read -r sum name; do
+  echo "$sum  $store/parts/$name" | sha256sum -c --quiet >/dev/null 2>&1 || missing+=("$name")
+done <"$store/manifest"
+echo "cuda-check: $(($(wc -l <"$store/manifest") - ${#missing[@]}))/$(wc -l <"$store/manifest") payload parts here"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "cuda-check: still missing ${missing[*]}: carry them in the next run call (within 30 s)"
+  exit 0
+fi
+
+root=$store/root
+if [ ! -f "$root/.unpacked" ]; then
+  rm -rf "$root" && mkdir -p "$root"
+  if command -v xz >/dev/null; then
+    cat "$store"/parts/part-* | xz -d | tar -C "$root" -xf - || exit 3
+  else # python3's lzma reads xz too
+    cat "$store"/parts/part-* | python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)' |
+      tar -C "$root" -xf - || exit 3
+  fi
+  touch "$root/.unpacked"
+fi
+
+# what the machine offers: driver, GPU, CUDA 13 runtime (cudart, cuBLAS) from the toolkit or pip's nvidia wheels
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+dirs=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' -o -name 'libcudart.so.13' 2>/dev/null | xargs -r -n1 dirname | sort -u | paste -sd:)
+echo "cuda-check: CUDA 13 runtime folders: ${dirs:-none found}"
+export STEERLM_CUDA_LIB_DIR=$dirs
+export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export STEERLM_LOG=${STEERLM_LOG:-info}
+out=${OUT:-$store}
+args=("$@")
+[ ${#args[@]} -eq 0 ] && args=(--cpu-bench)
+echo "cuda-check: node $("$root/bin/node" -v), running bench/cuda-check.mjs ${args[*]}"
+"$root/bin/node" "$root/bench/cuda-check.mjs" --json "$out/cuda-check.json" "${args[@]}" 2>&1 | tee "$out/cuda-check.log"
+exit "${PIPESTATUS[0]}"
