@@ -41,7 +41,13 @@ function check(name, ok, figures) {
 }
 
 const threads = availableParallelism();
-const dev = new Backend({ device: opt.device, threads });
+let dev;
+try {
+  dev = new Backend({ device: opt.device, threads });
+} catch (e) {
+  console.log(`cuda-check: cannot open the device: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ""}`);
+  process.exit(2);
+}
 const cpu = new Backend({ device: "cpu", threads });
 report.device = dev.info;
 console.log(`device: ${JSON.stringify(dev.info)}`);

@@ -40,8 +40,12 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 dirs=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' -o -name 'libcudart.so.13' 2>/dev/null | xargs -r -n1 dirname | sort -u | paste -sd:)
 echo "cuda-check: CUDA 13 runtime folders: ${dirs:-none found}"
+# the driver's libcuda.so.1: on the loader's path, or in the mounted driver folder
+drv=$(ldconfig -p 2>/dev/null | grep -o '/[^ ]*/libcuda\.so\.1$' | head -1 | xargs -r dirname)
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do [ -z "$drv" ] && [ -e "$d/libcuda.so.1" ] && drv=$d; done
+echo "cuda-check: libcuda.so.1 in ${drv:-no folder found}"
 export STEERLM_CUDA_LIB_DIR=$dirs
-export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$(printf '%s' "${drv}:${dirs}:${LD_LIBRARY_PATH:-}" | tr -s ':' | sed 's/^://; s/:$//')
 export STEERLM_LOG=${STEERLM_LOG:-info}
 out=${OUT:-$store}
 args=("$@")

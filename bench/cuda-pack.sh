@@ -25,7 +25,7 @@ cp -r --parents \
   dist build/native \
   node_modules/koffi \
   node_modules/@koromix/koffi-linux-x64 \
-  node_modules/@node-llama-cpp/linux-x64/package.json node_modules/@node-llama-cpp/linux-x64/bins \
+  node_modules/@node-llama-cpp/linux-x64/package.json node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-*.so \
   node_modules/@node-llama-cpp/linux-x64-cuda/package.json "$cuda_lib" \
   "$stage/"
 # the CUDA 12 fallback build adds 374 MB: only with CUDA12=1 (for a driver older than CUDA 13's)

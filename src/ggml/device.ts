@@ -76,6 +76,11 @@ export function openCuda(
   const total = new BigUint64Array(1);
   native.cuda.ggml_backend_cuda_get_device_memory(index, free, total);
   const ptr = native.cuda.ggml_backend_cuda_init(index) as Ptr;
-  if (!ptr) throw new SteerlmError(`ggml_backend_cuda_init(${index}) failed on ${description}`);
+  if (!ptr) {
+    const why = `ggml_backend_cuda_init(${index}) failed on ${description}`;
+    if (req.kind !== "auto") throw new SteerlmError(why, "see the ggml lines above (--verbose)");
+    log.info(`device auto: using the CPU (${why})`);
+    return null;
+  }
   return { native, ptr, index, description, totalMemory: Number(total[0]) };
 }
