@@ -126,7 +126,9 @@ for (const [name, v] of Object.entries(variants)) {
   const rng = new Rng(3);
   const tokens = Array.from({ length: 64 }, () => rng.int(cfg.vocabSize));
   const a = forwardLogits(cpu, mc, tokens);
-  const b = forwardLogits(dev, md, tokens);
+  const t0 = performance.now();
+  const b = forwardLogits(dev, md, tokens); // the first one includes the driver's PTX compilation
+  const deviceMs = performance.now() - t0;
   const diff = maxAbsDiff(a, b);
   const top1a = argmaxRows(a, cfg.vocabSize);
   const top1b = argmaxRows(b, cfg.vocabSize);
@@ -136,6 +138,7 @@ for (const [name, v] of Object.entries(variants)) {
     max_abs_diff: diff,
     max_abs_logit: scale,
     top1_agreement: agree,
+    device_ms: Math.round(deviceMs),
   });
   mc.free();
   md.free();

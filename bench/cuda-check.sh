@@ -50,6 +50,9 @@ export STEERLM_LOG=${STEERLM_LOG:-info}
 out=${OUT:-$store}
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(--cpu-bench)
+# the GPU code is PTX on Hopper: the driver compiles it on first use; keep what it compiled for later runs
+export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
+echo "cuda-check: payload: $(cat "$root/payload.txt" 2>/dev/null)"
 echo "cuda-check: node $("$root/bin/node" -v), running bench/cuda-check.mjs ${args[*]}"
 "$root/bin/node" "$root/bench/cuda-check.mjs" --json "$out/cuda-check.json" "${args[@]}" 2>&1 | tee "$out/cuda-check.log"
 exit "${PIPESTATUS[0]}"

@@ -5,7 +5,11 @@
 # bench/cuda-check.mjs. One xz stream, split into parts under .cuda-payload/ (ignored through
 # .git/info/exclude) with a manifest of sha256 sums. bench/cuda-check.sh collects them there.
 #
-#   npm run build && bash bench/cuda-pack.sh        # then make the `run` calls it prints
+# By default libggml-cuda.so is first trimmed to the compute_90 PTX that Hopper (H100, H200) runs
+# (bench/cuda-trim-fatbin.mjs: 129 → 20 MB of GPU code), so that everything fits one part, one call.
+# FULL=1 packs the library untouched instead: 3 parts, 3 calls (use it if the trimmed one fails to load).
+#
+#   npm run build && bash bench/cuda-pack.sh        # then make the `run` call(s) it prints
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PART_MIB=${PART_MIB:-56}
@@ -26,8 +30,16 @@ cp -r --parents \
   node_modules/koffi \
   node_modules/@koromix/koffi-linux-x64 \
   node_modules/@node-llama-cpp/linux-x64/package.json node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-*.so \
-  node_modules/@node-llama-cpp/linux-x64-cuda/package.json "$cuda_lib" \
+  node_modules/@node-llama-cpp/linux-x64-cuda/package.json \
   "$stage/"
+mkdir -p "$stage/$(dirname "$cuda_lib")"
+if [ "${FULL:-0}" = 1 ]; then
+  cp "$cuda_lib" "$stage/$cuda_lib"
+  echo "libggml-cuda.so as shipped (all architectures)" >"$stage/payload.txt"
+else
+  node bench/cuda-trim-fatbin.mjs "$cuda_lib" "$stage/$cuda_lib" ptx:90
+  echo "libggml-cuda.so trimmed to compute_90 PTX (Hopper) by bench/cuda-trim-fatbin.mjs" >"$stage/payload.txt"
+fi
 # the CUDA 12 fallback build adds 374 MB: only with CUDA12=1 (for a driver older than CUDA 13's)
 if [ "${CUDA12:-0}" = 1 ]; then
   cp -r --parents node_modules/@node-llama-cpp/linux-x64-cuda-ext/package.json \
@@ -43,8 +55,10 @@ n=$(wc -l <"$out/manifest")
 echo "cuda-pack: $n part(s) of at most $PART_MIB MiB in $out/ ($(du -sh "$out" | cut -f1)):" >&2
 cat "$out/manifest" >&2
 echo >&2
-echo "On the GPU machine, make these run calls back to back (a machine stays warm 30 s after a call):" >&2
+[ "$n" -gt 1 ] && echo "On the GPU machine, make these run calls back to back (a machine stays warm 30 s after a call):" >&2
+[ "$n" -eq 1 ] && echo "On the GPU machine, one run call:" >&2
 for p in "$out"/part-*; do
   echo "  run(command=\"bash bench/cuda-check.sh\", carry=[\"$out/manifest\", \"$p\"], timeout_s=600)" >&2
 done
-echo "The last call finds every part, unpacks and runs the check; earlier ones only collect." >&2
+[ "$n" -gt 1 ] && echo "The last call finds every part, unpacks and runs the check; earlier ones only collect." >&2
+exit 0
