@@ -100,6 +100,14 @@ export function defaultPoll(): number {
  * STEERLM_DEVICE). Owns the native backend handle and, on the CPU, its thread pool.
  * `new Backend(threads, poll)` is the CPU-era form and still honours STEERLM_DEVICE.
  */
+/**
+ * Backends whose thread pool is running. ggml's pool threads keep polling until the pool is freed; a
+ * process that exits without freeing it (an error path, process.exit) crashed in them at teardown
+ * (exit status 139 instead of its own). The exit hook stops every pool still running.
+ */
+const running = new Set<Backend>();
+let exitHook = false;
+
 export class Backend {
   readonly #n: NativeGgml;
   #ptr: Ptr;
@@ -156,6 +164,13 @@ export class Backend {
     this.#n.cpu.ggml_backend_cpu_set_threadpool(this.ptr, pool);
     if (this.#pool) this.#n.cpu.ggml_threadpool_free(this.#pool);
     this.#pool = pool;
+    running.add(this);
+    if (!exitHook) {
+      exitHook = true;
+      process.once("exit", () => {
+        for (const b of running) b.free();
+      });
+    }
     this.#threads = n;
   }
 
@@ -246,6 +261,7 @@ export class Backend {
     this.#ptr = 0n;
     if (this.#pool) this.#n.cpu.ggml_threadpool_free(this.#pool);
     this.#pool = 0n;
+    running.delete(this);
   }
 }
 
