@@ -9,7 +9,7 @@ import {
   rmSync,
   statSync,
 } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { type AttributeSchema, type AttributeValues, loadSchema, toLabel } from "../data/attributes.js";
 import { steerlmLine } from "../data/formats/steerlm.js";
 import { sniffFile } from "../data/input.js";
@@ -22,7 +22,7 @@ import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
 import { attributeTokenIds, decodeGenerative } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
 import {
-  partialPaths,
+  checkOutput,
   readResumeState,
   SIDECAR_FORMAT,
   type Sidecar,
@@ -87,16 +87,7 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
   if (!Number.isInteger(B) || B < 1)
     throw new InputError(`expected an integer ≥ 1, got ${B}`, { field: "--batch-size" });
   if (!existsSync(opts.input)) throw new InputError("no such file", { file: opts.input });
-  if (!existsSync(dirname(resolve(opts.output))))
-    throw new InputError("the output's folder does not exist", { file: opts.output });
-  const { partial, sidecar } = partialPaths(opts.output);
-  if (existsSync(opts.output) && !existsSync(partial) && !opts.overwrite) {
-    throw new InputError(
-      "the output already exists",
-      { file: opts.output },
-      "pass --overwrite to annotate again",
-    );
-  }
+  const { partial, sidecar } = checkOutput(opts.output, opts.overwrite, "annotate");
   const apm = await loadApm(opts.apm, opts.threads);
   try {
     return await annotateWith(apm, opts, B, partial, sidecar, t0);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { InputError } from "../util/errors.js";
 
 /**
@@ -34,6 +35,27 @@ export interface Sidecar<S extends ResumeSettings = AnnotateSettings> {
 
 export function partialPaths(output: string): { partial: string; sidecar: string } {
   return { partial: `${output}.partial`, sidecar: `${output}.partial.json` };
+}
+
+/**
+ * Checks a resumable job's output path before any work: its folder exists, and a finished output is only
+ * replaced with `overwrite` (an unfinished one, with its .partial, is resumed). `again` completes the hint
+ * "pass --overwrite to … again".
+ */
+export function checkOutput(
+  output: string,
+  overwrite: boolean | undefined,
+  again: string,
+): {
+  partial: string;
+  sidecar: string;
+} {
+  if (!existsSync(dirname(resolve(output))))
+    throw new InputError("the output's folder does not exist", { file: output });
+  const paths = partialPaths(output);
+  if (existsSync(output) && !existsSync(paths.partial) && !overwrite)
+    throw new InputError("the output already exists", { file: output }, `pass --overwrite to ${again} again`);
+  return paths;
 }
 
 export interface ResumeState {

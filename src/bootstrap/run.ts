@@ -9,10 +9,10 @@ import {
   renameSync,
   rmSync,
 } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { annotateGroup, outputSchema } from "../apm/annotate.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
-import { partialPaths, readResumeState, writeAll, writeSidecar } from "../apm/resume.js";
+import { checkOutput, readResumeState, writeAll, writeSidecar } from "../apm/resume.js";
 import type { AttributeSchema } from "../data/attributes.js";
 import { fromJs } from "../data/json.js";
 import { readRecords } from "../data/read.js";
@@ -130,16 +130,7 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
   ] as const) {
     if (path !== undefined && !existsSync(path)) throw new InputError("no such file", { file: path, field });
   }
-  if (!existsSync(dirname(resolve(opts.output))))
-    throw new InputError("the output's folder does not exist", { file: opts.output });
-  const { partial, sidecar } = partialPaths(opts.output);
-  if (existsSync(opts.output) && !existsSync(partial) && !opts.overwrite) {
-    throw new InputError(
-      "the output already exists",
-      { file: opts.output },
-      "pass --overwrite to bootstrap again",
-    );
-  }
+  const { partial, sidecar } = checkOutput(opts.output, opts.overwrite, "bootstrap");
 
   const model = await SteerableModel.load({
     modelPath: opts.model,
