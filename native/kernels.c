@@ -347,7 +347,10 @@ static uint32_t *scratch_get(size_t words) {
 }
 
 /* kw: 32-bit words per row of a and b (K/2 pairs for bf16, K floats for f32) */
-static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn micro) {
+/* Widens rows [m0, m0 + rows) of a (f16, bf16 or Q8_0) to f32, K floats per row, exactly. */
+typedef void (*widen_fn)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t K, float *out);
+
+static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn micro, widen_fn widen) {
     const struct tensor_abi *a = dst->src[0], *b = dst->src[1];
     const int64_t M = a->ne[1], N = b->ne[1];
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
@@ -365,9 +368,10 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn 
     if (ja >= jb) return;
     /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
     const int64_t span = ((blocks + parts - 1) / parts + 1) * NR;
-    uint32_t *ap = scratch_get((size_t)(MC * kw + span * kw));
+    uint32_t *ap = scratch_get((size_t)(MC * kw + span * kw + (widen ? MC * kw : 0)));
     if (!ap) return; /* out of memory: cannot happen for the sizes the loader allows */
     uint32_t *bp = ap + MC * kw;
+    float *wide = widen ? (float *)(bp + span * kw) : 0; /* a's chunk widened to f32 */
     int64_t packed_b = -1; /* the (batch, part) whose columns are in bp: b is packed once, not per chunk */
     /* jobs run chunk-fastest: (i3, i2, part, chunk) */
     for (int64_t j = ja; j < jb; j++) {
@@ -385,7 +389,11 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn 
                 pack_b(bbase, b->nb[1], n0, N - n0 < NR ? N - n0 : NR, kw, bp + (n0 - n_lo) * kw);
             packed_b = batch * parts + part;
         }
-        pack_a(abase, a->nb[1], m0, rows, kw, ap);
+        if (widen) {
+            widen(abase, a->nb[1], m0, rows, kw, wide);
+            pack_a((const char *)wide, (size_t)kw * 4, 0, rows, kw, ap);
+        } else
+            pack_a(abase, a->nb[1], m0, rows, kw, ap);
         for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
             const int64_t cols = N - n0 < NR ? N - n0 : NR;
             for (int64_t p = 0; p * MR < rows; p++)
@@ -397,12 +405,70 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn 
 
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    gemm(dst, ith, nth, dst->src[0]->ne[0] / 2, micro_bf16);
+    gemm(dst, ith, nth, dst->src[0]->ne[0] / 2, micro_bf16, 0);
 }
 
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32);
+    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32, 0);
+}
+
+__attribute__((target("avx512f,f16c"))) static void widen_f16(const char *a, size_t lda, int64_t m0, int64_t rows,
+                                                       int64_t K, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const uint16_t *src = (const uint16_t *)(a + (size_t)(m0 + r) * lda);
+        float *d = out + r * K;
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) _mm512_storeu_ps(d + k, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + k))));
+        for (; k < K; k++) d[k] = _cvtsh_ss(src[k]);
+    }
+}
+
+__attribute__((target("avx512f"))) static void widen_bf16(const char *a, size_t lda, int64_t m0, int64_t rows,
+                                                        int64_t K, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const uint16_t *src = (const uint16_t *)(a + (size_t)(m0 + r) * lda);
+        uint32_t *d = (uint32_t *)(out + r * K);
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16)
+            _mm512_storeu_si512(d + k, _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + k))), 16));
+        for (; k < K; k++) d[k] = (uint32_t)src[k] << 16;
+    }
+}
+
+/* Q8_0: blocks of 32 values, an f16 scale then 32 int8 (34 bytes); value = scale * q, as ggml dequantises */
+__attribute__((target("avx512f,f16c"))) static void widen_q8_0(const char *a, size_t lda, int64_t m0, int64_t rows,
+                                                        int64_t K, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const char *src = a + (size_t)(m0 + r) * lda;
+        float *d = out + r * K;
+        for (int64_t blk = 0; blk < K / 32; blk++) {
+            const char *q = src + blk * 34;
+            uint16_t h;
+            memcpy(&h, q, 2);
+            const __m512 scale = _mm512_set1_ps(_cvtsh_ss(h));
+            for (int half = 0; half < 2; half++) {
+                const __m128i v = _mm_loadu_si128((const __m128i *)(q + 2 + 16 * half));
+                _mm512_storeu_ps(d + blk * 32 + 16 * half, _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v))));
+            }
+        }
+    }
+}
+
+/* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32 GEMM */
+void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32, widen_f16);
+}
+
+void steerlm_gemm_bf16_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32, widen_bf16);
+}
+
+void steerlm_gemm_q8_0(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32, widen_q8_0);
 }
 #endif
 
@@ -417,9 +483,13 @@ custom_op steerlm_kernel(const char *name) {
         if (have_bf16 < 0) have_bf16 = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
         return have_bf16 ? steerlm_gemm_bf16 : 0;
     }
-    if (strcmp(name, "gemm_f32") == 0) {
+    if (strncmp(name, "gemm_", 5) == 0) {
         if (have_avx512 < 0) have_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-        return have_avx512 ? steerlm_gemm_f32 : 0;
+        if (!have_avx512) return 0;
+        if (strcmp(name, "gemm_f32") == 0) return steerlm_gemm_f32;
+        if (strcmp(name, "gemm_f16") == 0) return steerlm_gemm_f16;
+        if (strcmp(name, "gemm_q8_0") == 0) return steerlm_gemm_q8_0;
+        if (strcmp(name, "gemm_bf16_f32") == 0) return steerlm_gemm_bf16_f32;
     }
 #endif
     return 0;

@@ -8,7 +8,7 @@ import {
   TENSOR_NB_OFFSET,
   TENSOR_NE_OFFSET,
 } from "./native.js";
-import { type DType, dtypeCode, dtypeFromCode, ptrOf, type Shape4, Tensor } from "./tensor.js";
+import { blockBytes, type DType, dtypeCode, dtypeFromCode, ptrOf, type Shape4, Tensor } from "./tensor.js";
 
 /**
  * A shape was about to reach a ggml op that would GGML_ASSERT (and abort the whole process). Thrown
@@ -182,16 +182,19 @@ export class Context {
 
   /**
    * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
-   * AVX512-BF16 for bf16), both operands f32 or both bf16 with K-contiguous rows (bf16: K even).
+   * AVX512-BF16 for bf16), K-contiguous rows, and a/b types bf16/bf16 (K even) or f32|f16|bf16|q8_0/f32.
    */
   #gemmKernel(a: Tensor, b: Tensor): bigint | null {
     const k = this.options.plainOps ? null : loadKernels();
-    if (!k || a.type !== b.type) return null;
-    const size = a.type === "f32" ? 4 : a.type === "bf16" ? 2 : 0;
-    if (!size || a.nb[0] !== size || b.nb[0] !== size) return null;
-    if (a.type === "bf16") return (a.ne[0] as number) % 2 === 0 ? k.gemmBf16 : null;
-    return k.gemmF32;
+    if (!k || a.nb[0] !== blockBytes(a.type) || b.nb[0] !== blockBytes(b.type)) return null;
+    if (a.type === "bf16" && b.type === "bf16") return (a.ne[0] as number) % 2 === 0 ? k.gemmBf16 : null;
+    if (b.type !== "f32") return null;
+    // a frozen base in f16, bf16 or Q8_0 is widened to f32 inside the kernel (exact), unlike ggml's f16 and
+    // Q8_0 paths, which also round the f32 operand to f16 / Q8_0
+    const widened = { f32: k.gemmF32, f16: k.gemmF16, bf16: k.gemmBf16F32, q8_0: k.gemmQ8_0, i32: null };
+    return widened[a.type];
   }
+
   rmsNorm(a: Tensor, eps: number): Tensor {
     if (a.type !== "f32") fail("rms_norm", "f32 input required");
     return this.wrap(this.#n.base.ggml_rms_norm(this.ptr, ptrOf(a), eps) as Ptr);

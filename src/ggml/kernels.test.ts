@@ -148,27 +148,58 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [32, 300, 1, 1], b: [32, 100, 1, 1] }, // three row chunks (the last partial), columns split too
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
-  const input = (type: "f32" | "bf16", n: number, seed: number) => {
+  /** f16 bits → value (normal numbers only: the inputs below are built that way). */
+  const f16Value = (h: number) =>
+    (h & 0x8000 ? -1 : 1) * 2 ** (((h >> 10) & 31) - 15) * (1 + (h & 1023) / 1024);
+  const f16Bits = (i: number, seed: number) =>
+    (((i * 7 + seed) % 2) << 15) | ((12 + ((i * 13 + seed) % 6)) << 10) | ((i * 389 + seed * 31) % 1024);
+  /** Inputs as stored (f32, bf16 bits, f16 bits or Q8_0 blocks) and the float64 values the oracle multiplies. */
+  const input = (type: "f32" | "bf16" | "f16" | "q8_0", n: number, seed: number) => {
     const f = Float32Array.from({ length: n }, (_, i) => Math.sin((i + seed) * 78.233) * 2);
-    if (type === "f32") return { stored: f, values: Array.from(f) };
-    const stored = Uint16Array.from(f, bf16Bits);
-    return {
-      stored,
-      values: Array.from(stored, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0] as number),
-    };
+    if (type === "f32")
+      return { stored: f as Float32Array | Uint16Array | Uint8Array, values: Array.from(f) };
+    if (type === "bf16") {
+      const stored = Uint16Array.from(f, bf16Bits);
+      return {
+        stored,
+        values: Array.from(stored, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0] as number),
+      };
+    }
+    if (type === "f16") {
+      const stored = Uint16Array.from({ length: n }, (_, i) => f16Bits(i, seed));
+      return { stored, values: Array.from(stored, f16Value) };
+    }
+    // Q8_0: per 32 values an f16 scale, then 32 int8
+    const stored = new Uint8Array((n / 32) * 34);
+    const dv = new DataView(stored.buffer);
+    const values: number[] = [];
+    for (let blk = 0; blk < n / 32; blk++) {
+      const h = f16Bits(blk, seed) & 0x7fff;
+      dv.setUint16(blk * 34, h, true);
+      for (let j = 0; j < 32; j++) {
+        const q = (((blk * 32 + j) * 37 + seed) % 255) - 127;
+        dv.setInt8(blk * 34 + 2 + j, q);
+        values.push(f16Value(h) * q);
+      }
+    }
+    return { stored, values };
   };
 
-  for (const type of ["bf16", "f32"] as const)
+  // type of a; b is bf16 with a bf16 a, else f32 (f16 and Q8_0 are frozen bases widened in the kernel)
+  // "bf16×f32": a bf16 frozen base times f32 activations
+  for (const kind of ["bf16", "f32", "f16", "q8_0", "bf16×f32"] as const)
     for (const mode of ["kernels", "ggml fallback"] as const)
       for (const threads of [1, 2])
-        it(`${type}: matches a float64 host product (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
+        it(`${kind}: matches a float64 host product (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
           setKernelsEnabledForTesting(mode === "kernels");
           const backend = new Backend(threads);
           for (const { a: ane, b: bne } of shapes) {
-            if (type === "bf16" && ane[0] % 2) continue;
+            const type = kind === "bf16×f32" ? "bf16" : kind;
+            if ((kind === "bf16" && ane[0] % 2) || (kind === "q8_0" && ane[0] % 32)) continue;
+            const btype = kind === "bf16" ? "bf16" : "f32";
             const s = new Context(4);
             const a = s.newTensor(type, ane, "a");
-            const b = s.newTensor(type, bne, "b");
+            const b = s.newTensor(btype, bne, "b");
             const buf = backend.allocTensors(s);
             const ad = input(
               type,
@@ -176,7 +207,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
               1,
             );
             const bd = input(
-              type,
+              btype,
               bne.reduce((x, y) => x * y, 1),
               7,
             );
@@ -212,7 +243,11 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
                     const o = got[((i3 * B2 + i2) * N + n) * M + m] as number;
                     worst = Math.max(worst, Math.abs(o - sum) / (mag + 1e-30));
                   }
-            expect(worst, JSON.stringify({ ane, bne })).toBeLessThan((K + 1) * 2 ** -24);
+            // steerlm's kernels widen f16/bf16/Q8_0 exactly; ggml's own paths round the f32 operand to f16
+            // (2⁻¹¹), bf16 (2⁻⁹) or Q8_0 blocks (~1/254 of a block's largest value)
+            const exact = mode === "kernels" || kind === "f32" || kind === "bf16";
+            const tol = exact ? (K + 1) * 2 ** -24 : { f16: 2 ** -10, "bf16×f32": 2 ** -8, q8_0: 1e-2 }[kind];
+            expect(worst, JSON.stringify({ ane, bne })).toBeLessThan(tol);
             alloc.free();
             c.free();
             buf.free();

@@ -265,6 +265,10 @@ export interface NativeKernels {
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: Ptr | null;
   gemmF32: Ptr | null;
+  /** a f16 / bf16 / Q8_0 (a frozen base) times b f32: a widened exactly to f32, then the f32 GEMM. */
+  gemmF16: Ptr | null;
+  gemmBf16F32: Ptr | null;
+  gemmQ8_0: Ptr | null;
   /** Held so that koffi never unloads the library while graphs point into it. */
   library: LibraryHandle;
 }
@@ -321,6 +325,9 @@ export function loadKernels(): NativeKernels | null {
     relayout,
     gemmBf16: (fn("gemm_bf16") as Ptr | null) || null,
     gemmF32: (fn("gemm_f32") as Ptr | null) || null,
+    gemmF16: (fn("gemm_f16") as Ptr | null) || null,
+    gemmBf16F32: (fn("gemm_bf16_f32") as Ptr | null) || null,
+    gemmQ8_0: (fn("gemm_q8_0") as Ptr | null) || null,
     library: lib,
   };
   return kernels;

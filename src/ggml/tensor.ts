@@ -79,6 +79,11 @@ export function elementSize(t: DType): number {
   return BLOCK[t][1];
 }
 
+/** Bytes of one element, or of one block for a block-quantised type (ggml's nb[0] of a row-contiguous tensor). */
+export function blockBytes(t: DType): number {
+  return BLOCK[t][1];
+}
+
 /** Bytes that `n` values of type `t` occupy (n a multiple of the block size). */
 export function byteSize(t: DType, n: number): number {
   const [bs, bytes] = BLOCK[t];
