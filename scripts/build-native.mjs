@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// Builds steerlm's own CPU kernels (native/kernels.c) into build/native/libsteerlm-kernels.so.
+// Builds steerlm's own CPU kernels (native/*.c) into build/native/libsteerlm-kernels.so.
 // Runs at `npm install` / `npm ci`. It needs a C compiler ($CC, else cc); without one it says so and
 // exits 0: the training engine then uses plain ggml ops (same results, slower backward pass).
 // `--strict` (used by CI) fails instead of falling back.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -20,7 +20,11 @@ if (process.platform !== "linux" || process.arch !== "x64") {
   process.exit(strict ? 1 : 0);
 }
 mkdirSync(outDir, { recursive: true });
-const args = ["-O3", "-std=c11", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-o", tmp, join(root, "native", "kernels.c")];
+const sources = readdirSync(join(root, "native"))
+  .filter((f) => f.endsWith(".c"))
+  .sort()
+  .map((f) => join(root, "native", f));
+const args = ["-O3", "-std=c11", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-o", tmp, ...sources];
 const r = spawnSync(cc, args, { encoding: "utf8" });
 if (r.status !== 0) {
   rmSync(tmp, { force: true });

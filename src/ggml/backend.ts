@@ -144,7 +144,7 @@ export class Backend {
   }
 
   /**
-   * True on the CPU. steerlm's own kernels (native/kernels.c, ggml custom ops) are CPU code: graphs for
+   * True on the CPU. steerlm's own kernels (native/*.c, ggml custom ops) are CPU code: graphs for
    * any other backend must be built with `new Context(n, size, { plainOps: !backend.isCpu })`.
    */
   get isCpu(): boolean {

@@ -304,7 +304,7 @@ export class Context {
     return this.wrap(this.#n.base.ggml_transpose(this.ptr, ptrOf(a)) as Ptr);
   }
   /**
-   * steerlm's fused copy kernel (native/kernels.c): `a` (f32, any strides) written contiguously as
+   * steerlm's fused copy kernel (native/relayout.c): `a` (f32, any strides) written contiguously as
    * `type`, ne0 zero-padded to `ne0`. Only called when the kernels are loaded.
    */
   #relayout(a: Tensor, type: "f32" | "bf16", ne0: number, fn: bigint): Tensor {

@@ -5,7 +5,7 @@ import { kernelsPath, loadKernels, setKernelsEnabledForTesting } from "./native.
 import type { Tensor } from "./tensor.js";
 
 // Context.operand: f32 (any strides) → contiguous f32/bf16, optionally transposed, ne0 zero-padded. With
-// steerlm's kernels (native/kernels.c) it is one custom op; without them, ggml's transpose/pad/cast. Both
+// steerlm's kernels (native/relayout.c) it is one custom op; without them, ggml's transpose/pad/cast. Both
 // must give exactly the host result: a strided read, then round-to-nearest-even bf16 as ggml rounds.
 
 function bf16Bits(f: number): number {

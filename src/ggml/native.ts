@@ -124,7 +124,7 @@ const BASE_DECLS = [
   "ggml_tensor * ggml_cast(ggml_context *ctx, ggml_tensor *a, int type)",
   "ggml_tensor * ggml_transpose(ggml_context *ctx, ggml_tensor *a)",
   "ggml_tensor * ggml_out_prod(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
-  // custom ops (steerlm's own kernels, native/kernels.c); args is a ggml_tensor *[n_args]
+  // custom ops (steerlm's own kernels, native/*.c); args is a ggml_tensor *[n_args]
   "ggml_tensor * ggml_custom_4d(ggml_context *ctx, int type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3, void *args, int n_args, void *fun, int n_tasks, void *userdata)",
   "void * ggml_get_data(ggml_tensor *t)",
   // explicit backward ops (the hand-written backward pass uses mul_mat instead of ggml's out_prod)
@@ -255,7 +255,7 @@ export function loadNative(): NativeGgml {
 
 /** ggml_custom_4d's n_tasks for "every thread of the pool" (GGML_N_TASKS_MAX). */
 export const GGML_N_TASKS_MAX = -1;
-/** Offsets (ne, nb, src, data) of struct ggml_tensor and the kernel-set version native/kernels.c expects. */
+/** Offsets (ne, nb, src, data) of struct ggml_tensor and the kernel-set version native/kernels.h expects. */
 export const KERNELS_ABI = [16, 48, 152, 248, 1] as const;
 
 export interface NativeKernels {
@@ -296,7 +296,7 @@ export function kernelsPath(): string {
 }
 
 /**
- * steerlm's own kernels (native/kernels.c), built at install time. null when they were not built (no C
+ * steerlm's own kernels (native/*.c), built at install time. null when they were not built (no C
  * compiler) or STEERLM_KERNELS=0: the engine then uses plain ggml ops with the same results.
  */
 export function loadKernels(): NativeKernels | null {

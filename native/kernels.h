@@ -1,0 +1,76 @@
+/*
+ * steerlm's own CPU kernels, run inside ggml graphs as custom ops (ggml_custom_4d): what they share.
+ * Built at install time by scripts/build-native.mjs into one library; when it is absent the engine uses
+ * plain ggml ops instead. The tensor layout below mirrors struct ggml_tensor of the ggml release
+ * node-llama-cpp@3.21.1 ships (pinned); src/ggml/native.ts checks the offsets against the live library
+ * before any kernel runs.
+ */
+#ifndef STEERLM_KERNELS_H
+#define STEERLM_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#endif
+
+struct tensor_abi {
+    int32_t type;
+    void *buffer;
+    int64_t ne[4];
+    size_t nb[4];
+    int32_t op;
+    int32_t op_params[16];
+    int32_t flags;
+    struct tensor_abi *src[10];
+    struct tensor_abi *view_src;
+    size_t view_offs;
+    void *data;
+};
+
+enum { TYPE_F32 = 0, TYPE_BF16 = 30 };
+
+/* CPU features, probed once: AVX-512 F+BW (the transposes, the f32 GEMMs), AVX512-BF16 (VDPBF16PS) */
+int steerlm_have_avx512(void);
+int steerlm_have_bf16(void);
+
+#ifdef HAVE_X86
+/* t[j] = element j of every a[i] (a 16x16 transpose of 32-bit elements), in four shuffle stages */
+__attribute__((target("avx512f"))) static inline void transpose16(const __m512 a[16], __m512 t[16]) {
+    __m512 b[16], c[16];
+    for (int k = 0; k < 8; k++) {
+        b[2 * k] = _mm512_unpacklo_ps(a[2 * k], a[2 * k + 1]);
+        b[2 * k + 1] = _mm512_unpackhi_ps(a[2 * k], a[2 * k + 1]);
+    }
+    for (int m = 0; m < 4; m++) {
+        const __m512d b0 = _mm512_castps_pd(b[4 * m]), b1 = _mm512_castps_pd(b[4 * m + 1]);
+        const __m512d b2 = _mm512_castps_pd(b[4 * m + 2]), b3 = _mm512_castps_pd(b[4 * m + 3]);
+        c[4 * m] = _mm512_castpd_ps(_mm512_unpacklo_pd(b0, b2));
+        c[4 * m + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(b0, b2));
+        c[4 * m + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b1, b3));
+        c[4 * m + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b1, b3));
+    }
+    /* c[4m+q], 128-bit lane l, holds element 4l+q of rows 4m..4m+3: transpose the lanes */
+    for (int q = 0; q < 4; q++) {
+        const __m512 d0 = _mm512_shuffle_f32x4(c[q], c[4 + q], 0x44);
+        const __m512 d1 = _mm512_shuffle_f32x4(c[q], c[4 + q], 0xEE);
+        const __m512 d2 = _mm512_shuffle_f32x4(c[8 + q], c[12 + q], 0x44);
+        const __m512 d3 = _mm512_shuffle_f32x4(c[8 + q], c[12 + q], 0xEE);
+        t[q] = _mm512_shuffle_f32x4(d0, d2, 0x88);
+        t[4 + q] = _mm512_shuffle_f32x4(d0, d2, 0xDD);
+        t[8 + q] = _mm512_shuffle_f32x4(d1, d3, 0x88);
+        t[12 + q] = _mm512_shuffle_f32x4(d1, d3, 0xDD);
+    }
+}
+#endif
+
+void steerlm_relayout(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_gemm_bf16_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_gemm_q8_0(struct tensor_abi *dst, int ith, int nth, void *userdata);
+
+#endif
