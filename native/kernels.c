@@ -14,8 +14,20 @@ void steerlm_kernels_abi(int64_t out[5]) {
     out[4] = 1; /* kernel set version */
 }
 
+/* Portable paths only (no AVX-512): what a CPU without it runs. STEERLM_KERNELS_ISA=generic, or the tests. */
+static int generic = -1;
+
+void steerlm_kernels_set_generic(int on) {
+    generic = on;
+}
+
 int steerlm_have_avx512(void) {
     static int have = -1;
+    if (generic < 0) {
+        const char *isa = getenv("STEERLM_KERNELS_ISA");
+        generic = isa && strcmp(isa, "generic") == 0;
+    }
+    if (generic) return 0;
 #ifdef HAVE_X86
     if (have < 0) have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 #else

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { Backend, Graph, getBytes, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { kernelsPath, loadKernels, setKernelsEnabledForTesting } from "./native.js";
+import { kernelsPath, loadKernels, setKernelsModeForTesting } from "./native.js";
 import type { Tensor } from "./tensor.js";
 
 // Context.operand: f32 (any strides) → contiguous f32/bf16, optionally transposed, ne0 zero-padded. With
@@ -111,17 +111,20 @@ function run(backend: Backend, cs: Case, data: Float32Array): { ne: readonly num
 }
 
 describe("steerlm's native kernels", () => {
-  afterAll(() => setKernelsEnabledForTesting(true));
+  afterAll(() => setKernelsModeForTesting("native"));
 
   it("are built and load (npm install builds them; STEERLM_KERNELS=0 turns them off)", () => {
     if (process.env.STEERLM_KERNELS === "0") return;
     expect(loadKernels(), `no kernels at ${kernelsPath()}: run \`npm run build:native\``).not.toBeNull();
   });
 
-  for (const mode of ["kernels", "ggml fallback"] as const)
+  // "portable kernels": the code paths of a CPU without AVX-512 (scalar tiles instead of register transposes)
+  for (const mode of ["kernels", "portable kernels", "ggml fallback"] as const)
     for (const threads of [1, 2])
       it(`Context.operand equals the host oracle (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-        setKernelsEnabledForTesting(mode === "kernels");
+        setKernelsModeForTesting(
+          mode === "kernels" ? "native" : mode === "portable kernels" ? "generic" : "off",
+        );
         const backend = new Backend(threads);
         for (const cs of cases) {
           const data = testData(cs.ne.reduce((a, b) => a * b, 1));
@@ -191,7 +194,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     for (const mode of ["kernels", "ggml fallback"] as const)
       for (const threads of [1, 2])
         it(`${kind}: matches a float64 host product (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-          setKernelsEnabledForTesting(mode === "kernels");
+          setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
           const backend = new Backend(threads);
           for (const { a: ane, b: bne } of shapes) {
             const type = kind === "bf16×f32" ? "bf16" : kind;

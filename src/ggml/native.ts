@@ -276,9 +276,17 @@ export interface NativeKernels {
 let kernels: NativeKernels | null | undefined;
 let kernelsOff = false;
 
-/** Tests only: run the plain-ggml fallbacks even though the kernels are built (graphs built afterwards). */
-export function setKernelsEnabledForTesting(enabled: boolean): void {
-  kernelsOff = !enabled;
+/**
+ * Tests only (graphs built afterwards): "native" as loaded; "generic" the portable code paths a CPU
+ * without AVX-512 runs (scalar relayout, ggml's GEMMs); "off" plain ggml ops, as without the library.
+ */
+export function setKernelsModeForTesting(mode: "native" | "generic" | "off"): void {
+  kernelsOff = mode === "off";
+  kernels = undefined;
+  const k = loadKernels();
+  if (!k) return;
+  k.library.func("void steerlm_kernels_set_generic(int on)")(mode === "generic" ? 1 : 0);
+  kernels = undefined;
 }
 
 /** Where scripts/build-native.mjs writes the library: build/native/ at the package root. */
