@@ -8,11 +8,14 @@
  * per register: no horizontal sums. Both kinds pack 32-bit words (a pair or a float), O(MK + NK).
  * A frozen base stored as f16, bf16 or Q8_0 is widened exactly to f32 chunk by chunk, then packed.
  */
+#include <stdio.h>
+
 #include "kernels.h"
 
 #define MR 32 /* rows of a per panel: two registers of 16 f32 outputs */
 #define NR 12 /* columns of b per block: 2 x 12 accumulators + 2 a registers + 1 broadcast */
 #define MC 128 /* rows of a packed at a time (a chunk stays in L2 while b streams through) */
+#define SCRATCH_LIMIT (1 << 24) /* 32-bit words (64 MB) for each of a's chunk and b's packed part */
 
 #ifdef HAVE_X86
 
@@ -122,11 +125,17 @@ typedef void (*micro_fn)(const uint32_t *ap, const uint32_t *bp, int64_t kw, flo
 static _Thread_local uint32_t *scratch;
 static _Thread_local size_t scratch_words;
 
+/* Bounded by the SCRATCH_LIMIT blocking below; failing means the process is out of memory: abort with a
+   message, as ggml does (the engine reports native deaths of isolated jobs), never a silently wrong product. */
 static uint32_t *scratch_get(size_t words) {
     if (words > scratch_words) {
         free(scratch);
         scratch = (uint32_t *)aligned_alloc(64, ((words * 4 + 63) / 64) * 64);
         scratch_words = scratch ? words : 0;
+        if (!scratch) {
+            fprintf(stderr, "steerlm gemm: cannot allocate %zu MB of scratch\n", words * 4 >> 20);
+            abort();
+        }
     }
     return scratch;
 }
@@ -140,29 +149,35 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn 
     const int64_t M = a->ne[1], N = b->ne[1];
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
-    const int64_t chunks = (M + MC - 1) / MC;
+    /* a chunk of a: MC rows, fewer for a very long K so that it stays within SCRATCH_LIMIT words */
+    int64_t mc = SCRATCH_LIMIT / kw / MR * MR;
+    if (mc > MC) mc = MC;
+    if (mc < MR) mc = MR;
+    const int64_t chunks = (M + mc - 1) / mc;
     /* split N too when there are few (chunk, batch) pairs, so every thread gets a fair share (smol135's
        M = 576 is 4.5 chunks); each part repacks its chunk of a, which costs O(MK) against O(MNK) */
     const int64_t blocks = (N + NR - 1) / NR, pairs = chunks * B2 * B3;
     int64_t parts = (4 * (int64_t)nth + pairs - 1) / pairs;
     if (parts > blocks / 4) parts = blocks / 4;
     if (parts < 1) parts = 1;
+    /* ... and enough parts that each one's packed columns stay within SCRATCH_LIMIT words */
+    const int64_t per_block = NR * kw, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
+    if ((blocks + parts - 1) / parts > fit) parts = (blocks + fit - 1) / fit;
     const int64_t jobs = pairs * parts;
     const int64_t per = (jobs + nth - 1) / nth;
     const int64_t ja = per * ith, jb = ja + per < jobs ? ja + per : jobs;
     if (ja >= jb) return;
     /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
     const int64_t span = ((blocks + parts - 1) / parts + 1) * NR;
-    uint32_t *ap = scratch_get((size_t)(MC * kw + span * kw + (widen ? MC * kw : 0)));
-    if (!ap) return; /* out of memory: cannot happen for the sizes the loader allows */
-    uint32_t *bp = ap + MC * kw;
+    uint32_t *ap = scratch_get((size_t)(mc * kw + span * kw + (widen ? mc * kw : 0)));
+    uint32_t *bp = ap + mc * kw;
     float *wide = widen ? (float *)(bp + span * kw) : 0; /* a's chunk widened to f32 */
     int64_t packed_b = -1; /* the (batch, part) whose columns are in bp: b is packed once, not per chunk */
     /* jobs run chunk-fastest: (i3, i2, part, chunk) */
     for (int64_t j = ja; j < jb; j++) {
         const int64_t chunk = j % chunks, part = (j / chunks) % parts, batch = j / (chunks * parts);
         const int64_t i2 = batch % B2, i3 = batch / B2;
-        const int64_t m0 = chunk * MC, rows = M - m0 < MC ? M - m0 : MC;
+        const int64_t m0 = chunk * mc, rows = M - m0 < mc ? M - m0 : mc;
         const int64_t n_lo = blocks * part / parts * NR, n_hi_raw = blocks * (part + 1) / parts * NR;
         const int64_t n_hi = n_hi_raw < N ? n_hi_raw : N;
         const char *abase = (const char *)a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];

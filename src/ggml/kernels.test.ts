@@ -259,3 +259,56 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
           backend.free();
         });
 });
+
+describe("steerlm's GEMM on a very long reduction", () => {
+  // K = 140,000 f32: a's chunk shrinks below 128 rows and b's columns are packed in several parts, so that
+  // each scratch buffer stays within 64 MB per thread
+  it("still equals the float64 host product (1 and 2 threads)", () => {
+    setKernelsModeForTesting("native");
+    const [K, M, N] = [140_000, 33, 120];
+    const ad = Float32Array.from({ length: K * M }, (_, i) => Math.sin(i * 0.37));
+    const bd = Float32Array.from({ length: K * N }, (_, i) => Math.cos(i * 0.11));
+    const want = new Float64Array(M * N);
+    const mag = new Float64Array(M * N);
+    for (let n = 0; n < N; n++)
+      for (let m = 0; m < M; m++) {
+        let sum = 0;
+        let abs = 0;
+        for (let k = 0; k < K; k++) {
+          const p = (ad[m * K + k] as number) * (bd[n * K + k] as number);
+          sum += p;
+          abs += Math.abs(p);
+        }
+        want[n * M + m] = sum;
+        mag[n * M + m] = abs;
+      }
+    for (const threads of [1, 2]) {
+      const backend = new Backend(threads);
+      const s = new Context(4);
+      const a = s.newTensor("f32", [K, M], "a");
+      const b = s.newTensor("f32", [K, N], "b");
+      const buf = backend.allocTensors(s);
+      setData(a, ad);
+      setData(b, bd);
+      const c = new Context(8, 8);
+      const out = c.mulMat(a, b);
+      c.setOutput(out);
+      const g = new Graph(c, 8);
+      g.expand(out);
+      const alloc = backend.newAllocator();
+      alloc.alloc(g);
+      backend.compute(g);
+      const bytes = getBytes(out);
+      const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+      let worst = 0;
+      for (let i = 0; i < M * N; i++)
+        worst = Math.max(worst, Math.abs((got[i] as number) - (want[i] as number)) / (mag[i] as number));
+      expect(worst, `${threads} threads`).toBeLessThan((K + 1) * 2 ** -24);
+      alloc.free();
+      c.free();
+      buf.free();
+      s.free();
+      backend.free();
+    }
+  });
+});
