@@ -18,6 +18,11 @@ export interface Batch {
   labels?: Int32Array;
   /** Regression targets [B, K]; -100 = missing (masked out of the MSE). */
   targets?: Float32Array;
+  /**
+   * Language modelling: one multiplier per sequence [B] on its tokens' loss terms (default 1; any finite
+   * value, negative too: SteerLM 2.0 pushes some samples down). The mean is still over the valid tokens.
+   */
+  lossWeights?: Float32Array;
 }
 
 /** Host-side arrays for the graph inputs, validated so that ggml never sees an out-of-range index. */
@@ -81,10 +86,24 @@ export function prepareBatch(b: Batch, B: number, T: number, vocab: number, outp
   const flatIdx = new Int32Array(N);
   const lossMask = new Float32Array(N);
   let valid = 0;
+  if (b.lossWeights) {
+    if (b.lossWeights.length !== B)
+      throw new InputError(`expected ${B} loss weights, got ${b.lossWeights.length}`, {
+        ...where,
+        field: "lossWeights",
+      });
+    const bad = b.lossWeights.findIndex((w) => !Number.isFinite(w));
+    if (bad >= 0)
+      throw new InputError(`loss weight ${b.lossWeights[bad]} of sequence ${bad} is not finite`, {
+        ...where,
+        field: "lossWeights",
+      });
+  }
   if (b.labels) {
     if (b.labels.length !== N)
       throw new InputError(`expected ${N} labels, got ${b.labels.length}`, { ...where, field: "labels" });
     for (let s = 0; s < B; s++) {
+      const weight = b.lossWeights ? (b.lossWeights[s] as number) : 1;
       for (let t = 0; t + 1 < T; t++) {
         const n = s * T + t;
         const y = b.labels[n + 1] as number;
@@ -96,7 +115,7 @@ export function prepareBatch(b: Batch, B: number, T: number, vocab: number, outp
             field: "labels",
           });
         flatIdx[n] = n * vocab + y;
-        lossMask[n] = 1;
+        lossMask[n] = weight;
         valid++;
       }
       flatIdx[s * T + T - 1] = (s * T + T - 1) * vocab;

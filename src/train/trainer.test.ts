@@ -213,6 +213,42 @@ describe("Trainer", () => {
     for (let i = 0; i < one.w.length; i += 13) expect(two.w[i]).toBeCloseTo(one.w[i] as number, 5);
   });
 
+  it("logProbs gives each position's log-likelihood; lossWeights scale each sequence's loss and gradient", async () => {
+    const cfg = small();
+    const B = 4;
+    const T = 12;
+    const b = lmBatch(cfg, B, T, 41);
+    b.labels = Int32Array.from(b.tokens, (t, i) => (i % T < 3 ? IGNORE : t)); // a prompt of 3 tokens
+    const trainer = async (weights?: number[]) => {
+      const model = await LlamaModel.create(backend, cfg, null, { seed: 5, initStd: 0.1 });
+      const tr = new Trainer(backend, model, { batchSize: B, seqLen: T, optimizer: opt });
+      const loss = tr.accumulate({ ...b, lossWeights: weights ? Float32Array.from(weights) : undefined });
+      const g = tr.gradient("blk.1.ffn_up.weight");
+      const lp = tr.logProbs(b);
+      tr.free();
+      model.free();
+      return { loss, g, lp };
+    };
+    const plain = await trainer();
+    const valid = 4 * (T - 1 - 2); // positions 2..T-2 predict labels 3..T-1
+    // the mean loss is minus the mean log-likelihood of the labelled positions
+    const total = plain.lp.sequences.reduce((a, x) => a + x, 0);
+    expect(plain.loss).toBeCloseTo(-total / valid, 5);
+    expect(plain.lp.tokens.filter((x) => x !== 0).length).toBe(valid);
+    for (let s = 0; s < B; s++) expect(plain.lp.tokens[s * T + 1]).toBe(0); // predicts a prompt token
+    // weights: the loss is Σ w_s·(−log-likelihood of s) / n_valid and the gradient is linear in them
+    const w = [2, -1, 0.5, 0];
+    const weighted = await trainer(w);
+    const want = w.reduce((a, ws, s) => a - ws * (plain.lp.sequences[s] as number), 0) / valid;
+    expect(weighted.loss).toBeCloseTo(want, 5);
+    const one = await Promise.all(w.map((_, s) => trainer(w.map((__, j) => (j === s ? 1 : 0)))));
+    for (let i = 0; i < weighted.g.length; i += 7) {
+      const lin = w.reduce((a, ws, s) => a + ws * ((one[s] as { g: Float32Array }).g[i] as number), 0);
+      expect(weighted.g[i]).toBeCloseTo(lin, 5);
+    }
+    await expect(trainer([1, 2, Number.NaN, 0])).rejects.toThrow(/loss weight NaN of sequence 2/);
+  });
+
   it("trains a 30-layer model (past ggml_opt's 2048-node static graph limit)", async () => {
     const cfg = resolveLlamaConfig({
       vocabSize: 32,

@@ -13,7 +13,7 @@ import { HEAD_WEIGHT } from "../model/head.js";
 import type { LlamaModel, ParamInfo } from "../model/model.js";
 import { transposeToQ8_0 } from "../model/q8.js";
 import { SteerlmError } from "../util/errors.js";
-import { type Batch, type PreparedBatch, prepareBatch } from "./batch.js";
+import { type Batch, IGNORE, type PreparedBatch, prepareBatch } from "./batch.js";
 import { Replica, type TrainTask } from "./replica.js";
 import { learningRate, type ScheduleOptions } from "./schedule.js";
 
@@ -287,7 +287,7 @@ export class Trainer {
         tokens: part(batch.tokens, r, T) as Int32Array,
         attention: part(batch.attention, r, T),
         ...(this.task === "lm"
-          ? { labels: part(batch.labels, r, T) }
+          ? { labels: part(batch.labels, r, T), lossWeights: part(batch.lossWeights, r, 1) }
           : { targets: part(batch.targets, r, K) }),
       };
       parts.push(prepareBatch(own, rows, T, this.model.config.vocabSize, K));
@@ -389,6 +389,35 @@ export class Trainer {
       at += o.output.length;
     }
     return { loss: outs.reduce((a, o) => a + o.loss, 0), output };
+  }
+
+  /**
+   * Forward only (language modelling): log p(labels[t+1] | tokens ≤ t) of every position in the loss, 0
+   * elsewhere ([B·T]), and their sum per sequence ([B]): a response's log-likelihood under the model now.
+   */
+  logProbs(batch: Batch): { tokens: Float32Array; sequences: Float64Array } {
+    if (this.task !== "lm") throw new SteerlmError("logProbs needs a language-model trainer");
+    const logits = this.evaluate(batch).output;
+    const V = this.model.config.vocabSize;
+    const T = this.seqLen;
+    const labels = batch.labels as Int32Array;
+    const tokens = new Float32Array(this.batchSize * T);
+    const sequences = new Float64Array(this.batchSize);
+    for (let s = 0; s < this.batchSize; s++)
+      for (let t = 0; t + 1 < T; t++) {
+        const n = s * T + t;
+        const y = labels[n + 1] as number;
+        if (y === IGNORE || (batch.attention && !batch.attention[n])) continue;
+        const row = logits.subarray(n * V, (n + 1) * V);
+        let max = Number.NEGATIVE_INFINITY;
+        for (let v = 0; v < V; v++) if ((row[v] as number) > max) max = row[v] as number;
+        let z = 0;
+        for (let v = 0; v < V; v++) z += Math.exp((row[v] as number) - max);
+        const lp = (row[y] as number) - max - Math.log(z);
+        tokens[n] = lp;
+        sequences[s] = (sequences[s] as number) + lp;
+      }
+    return { tokens, sequences };
   }
 
   /** AdamW moments of one trained tensor (for checkpoints). */
