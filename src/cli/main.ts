@@ -18,6 +18,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import("./commands/eval.js"),
   () => import("./commands/apm.js"),
   () => import("./commands/bootstrap.js"),
+  () => import("./commands/steerlm2.js"),
 ];
 
 export async function main(argv: string[]): Promise<number> {

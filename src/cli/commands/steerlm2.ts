@@ -1,0 +1,119 @@
+import type { Command } from "commander";
+import { parseFormat } from "../../data/read.js";
+import { runSample } from "../../steerlm2/sample.js";
+import { InputError } from "../../util/errors.js";
+
+/**
+ * `steerlm steerlm2 …`: SteerLM 2.0 (HelpSteer2 paper). This file registers the command group; each
+ * subcommand is one `.command()` on `group` (sample: the data half; train: the training half).
+ */
+
+const SAMPLE_DESCRIPTION = `SteerLM 2.0, the data half: for each prompt x and attribute values a
+(the record's own label, or --values top), draw --samples n responses
+y_1..y_n from the SFT model Q'(y|a,x) (top-k 50, temperature 1, seeded)
+and give each the target weight
+  w_i = softmax_i( log P(a|x,y_i) + log P(y_i|x) - log Q'(y_i|a,x) )
+over its group. P(a|x,y): the regression APM's prediction r (0..4) per
+attribute, scaled to r' = clamp(r/4), as Beta(24r', 24-24r'); a level v
+has the mass of its bin [v/5, (v+1)/5). P(y|x): --prior, by default the
+SFT model itself prompted with the schema's default values (an
+approximation of the unconditioned model). log Q' is summed over exactly
+the tokens \`steerlm sft\` trains (the response and its turn terminator).
+Writes SteerLM JSONL, one line per sample, groups on consecutive lines,
+with a "steerlm2" key (group, sample, n, log_q, log_prior, log_p_attrs,
+target_weight). Resumable: rerun the same command after an interruption;
+the file is byte-identical to an uninterrupted run.`;
+
+type Flags = Record<string, string | boolean | undefined>;
+
+function int(flags: Flags, key: string, flag: string, min: number): number | undefined {
+  const text = flags[key];
+  if (typeof text !== "string") return undefined;
+  if (!/^\d+$/.test(text) || Number(text) < min)
+    throw new InputError(`expected an integer ≥ ${min}, got ${JSON.stringify(text)}`, { field: flag });
+  return Number(text);
+}
+
+function num(flags: Flags, key: string, flag: string): number | undefined {
+  const text = flags[key];
+  if (typeof text !== "string") return undefined;
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n))
+    throw new InputError(`expected a number, got ${JSON.stringify(text)}`, { field: flag });
+  return n;
+}
+
+const str = (flags: Flags, key: string) => (typeof flags[key] === "string" ? flags[key] : undefined);
+
+function values(flags: Flags): "label" | "top" | undefined {
+  const v = str(flags, "values");
+  if (v === undefined || v === "label" || v === "top") return v;
+  throw new InputError(`expected "label" or "top", got ${JSON.stringify(v)}`, { field: "--values" });
+}
+
+export function register(program: Command): void {
+  const group = program
+    .command("steerlm2")
+    .summary("SteerLM 2.0 (HelpSteer2): sample weighted responses, train on them")
+    .description("SteerLM 2.0 (HelpSteer2 paper): `sample` writes the weighted samples training reads.");
+  // One line per subcommand: each registers itself on the group.
+  registerSample(group);
+}
+
+function registerSample(group: Command): void {
+  group
+    .command("sample")
+    .summary("draw n responses per (prompt, values) and weight them (-o <file>)")
+    .description(SAMPLE_DESCRIPTION)
+    .requiredOption("-m, --model <gguf>", "the SFT model Q' that samples")
+    .requiredOption("--apm <run|file>", "regression APM run directory or checkpoint: P(a|x,y)")
+    .requiredOption(
+      "--data <file>",
+      "prompts with attribute labels (the response after the last user turn is dropped)",
+    )
+    .requiredOption("-o, --output <file>", "SteerLM JSONL with a steerlm2 key per line")
+    .option("--from <format>", "format of --data (default: detected)")
+    .option("--prior <gguf>", "the prior P(y|x) (default: the SFT model at the schema's default values)")
+    .option(
+      "--values <label|top>",
+      "which values a: each record's own label, or top-quality combinations",
+      "label",
+    )
+    .option("--quality-key <name>", "with --values top: attribute whose top value selects combinations")
+    .option("--schema <name|file>", "the model's attribute schema (default: the GGUF's, else steerlm)")
+    .option("--samples <n>", "responses per (prompt, values)", "4")
+    .option("--seed <n>", "seeds each group's values and sampling", "1")
+    .option("-t, --temperature <t>", "sampling temperature", "1")
+    .option("--top-k <k>", "sample from the k most likely tokens", "50")
+    .option("--max-tokens <n>", "most tokens per response (default: 256, or what fits)")
+    .option("--context-size <n>", "tokens per sequence (default: the model's, at most 2048)")
+    .option("--limit <n>", "only the first n prompts")
+    .option("--threads <n>", "CPU threads")
+    .option("--overwrite", "replace an existing finished output")
+    .action(async (flags: Flags) => {
+      const throttle = Number(process.env.STEERLM_STEERLM2_THROTTLE_MS ?? 0);
+      const from = str(flags, "from");
+      const r = await runSample({
+        model: flags.model as string,
+        apm: flags.apm as string,
+        data: flags.data as string,
+        dataFormat: from === undefined ? undefined : parseFormat(from),
+        output: flags.output as string,
+        prior: str(flags, "prior"),
+        values: values(flags),
+        qualityKey: str(flags, "qualityKey"),
+        schema: str(flags, "schema"),
+        samples: int(flags, "samples", "--samples", 1),
+        seed: int(flags, "seed", "--seed", 0),
+        temperature: num(flags, "temperature", "--temperature"),
+        topK: int(flags, "topK", "--top-k", 0),
+        maxTokens: int(flags, "maxTokens", "--max-tokens", 1),
+        contextSize: int(flags, "contextSize", "--context-size", 1),
+        limit: int(flags, "limit", "--limit", 1),
+        threads: int(flags, "threads", "--threads", 1),
+        overwrite: Boolean(flags.overwrite),
+        throttleMs: throttle > 0 ? throttle : undefined,
+      });
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    });
+}
