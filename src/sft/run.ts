@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadSchema } from "../data/attributes.js";
 import { Backend } from "../ggml/backend.js";
 import { LlamaModel } from "../model/model.js";
+import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
@@ -23,7 +24,14 @@ import {
   resolveSftConfig,
   type SftConfig,
 } from "./config.js";
-import { Batcher, encodeRecords, readSteerlmRecords, validationBatches } from "./data.js";
+import {
+  Batcher,
+  type DataCursor,
+  type EncodedData,
+  encodeRecords,
+  readSteerlmRecords,
+  validationBatches,
+} from "./data.js";
 import { type RunMetric, readMetrics, writeLossCurve, writeMetrics } from "./metrics.js";
 import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
 
@@ -40,6 +48,35 @@ import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from
  *   checkpoints/step-NNNNNN.ckpt
  */
 export const SETTINGS_FILE = "sft-config.json";
+/** Which objective trained the run (absent: plain SFT), so that `--resume` continues it with the same one. */
+export const OBJECTIVE_FILE = "objective.json";
+
+/** The training batches in a resumable order: SFT's Batcher, or an objective's own. */
+export interface TrainBatches {
+  next(): { batch: Batch; tokens: number };
+  /** The whole data state (stored in checkpoints). */
+  cursor: DataCursor;
+  /** Fractional epochs consumed. */
+  readonly epochs: number;
+}
+
+/**
+ * What a training objective other than plain SFT changes in the run; everything else (settings, model
+ * setup, tokenization, the optimiser, checkpoints and resume, metrics, export) stays SFT's.
+ * SteerLM 2.0 (src/steerlm2/train.ts) is one: whole groups of samples per batch, each sequence's loss
+ * weighted from the model as it is at that step.
+ */
+export interface SftObjective {
+  /** Names the run in logs and in the run directory's objective.json. */
+  readonly name: string;
+  /** The batches, over the examples encoded from the data file (one per conversation, in file order). */
+  batches(train: EncodedData, cfg: SftConfig, padId: number): TrainBatches;
+  /**
+   * Called with each micro-batch before its forward/backward, with the trainer's current weights: may set
+   * `batch.lossWeights`. Returns numbers to log with the step (averaged over the step's micro-batches).
+   */
+  weigh(batch: Batch, trainer: Trainer): Record<string, number>;
+}
 
 export interface SftRunOptions {
   /** Continue from the newest checkpoint in the run directory. */
@@ -48,6 +85,8 @@ export interface SftRunOptions {
   signal?: AbortSignal;
   /** Show a progress bar even when stderr is not a terminal (tests force it off). */
   progress?: boolean;
+  /** A training objective other than plain SFT (default: SFT). */
+  objective?: SftObjective;
   /**
    * Wall-clock seconds the training loop may take: once warm-up is over, the run measures its speed and
    * shortens the cosine schedule to end in time. The step count then depends on the machine's speed, so a
@@ -71,6 +110,29 @@ export interface SftResult {
 
 interface Metric extends RunMetric {
   tokens: number;
+  /** An objective's own numbers (SftObjective.weigh). */
+  [key: string]: number | undefined;
+}
+
+/** Refuses to resume a run with another objective than the one it started with; records a new run's. */
+function checkObjective(runDir: string, name: string, resume: boolean): void {
+  const path = join(runDir, OBJECTIVE_FILE);
+  if (!resume) {
+    if (name !== "sft") writeFileSync(path, `${JSON.stringify({ objective: name })}\n`);
+    return;
+  }
+  const stored = existsSync(path)
+    ? String((JSON.parse(readFileSync(path, "utf8")) as { objective?: unknown }).objective)
+    : "sft";
+  if (stored !== name) {
+    throw new InputError(
+      `the run was trained with the ${stored} objective, not ${name}`,
+      { file: path },
+      stored === "sft"
+        ? "resume it with `steerlm sft --resume`"
+        : `resume it with \`steerlm ${stored} train --resume\``,
+    );
+  }
 }
 
 /** The settings of a resumed run: the stored ones, with flags allowed only where they agree. */
@@ -121,13 +183,15 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     );
   }
   mkdirSync(ckptDir, { recursive: true });
+  const objective = opts.objective?.name ?? "sft";
+  checkObjective(runDir, objective, Boolean(opts.resume));
   let shown = resolved;
   if (cfg.lora && cfg.frozen === null) {
     // decided once and stored in the settings, so a resumed run keeps it
     cfg.frozen = await defaultFrozenType(cfg.model as string);
     shown = { ...resolved, config: cfg, sources: { ...resolved.sources, frozen: "model" } };
   }
-  log.info(`steerlm sft${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
+  log.info(`steerlm ${objective}${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
   for (const line of formatSettings(shown)) log.info(line);
   if (!opts.resume) writeFileSync(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
 
@@ -158,7 +222,9 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   const valBatches = val
     ? validationBatches(val.examples, cfg.batchSize, cfg.seqLen, cfg.evalBatches, pad)
     : [];
-  const batcher = new Batcher(train.examples, cfg.batchSize, cfg.seqLen, cfg.seed, pad);
+  const batcher: TrainBatches = opts.objective
+    ? opts.objective.batches(train, cfg, pad)
+    : new Batcher(train.examples, cfg.batchSize, cfg.seqLen, cfg.seed, pad);
   const perStep = cfg.batchSize * cfg.gradAccum;
   let totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((cfg.epochs * train.examples.length) / perStep);
 
@@ -227,7 +293,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
 
   // ---- the loop ----
   const showBar = opts.progress ?? Boolean(process.stderr.isTTY);
-  const progress = new Progress({ label: "sft", total: totalSteps - trainer.step, enabled: showBar });
+  const progress = new Progress({ label: objective, total: totalSteps - trainer.step, enabled: showBar });
   const logEvery = Math.max(1, Math.round(totalSteps / 20));
   let tokens = 0;
   let trainSeconds = 0;
@@ -243,8 +309,11 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   while (trainer.step < totalSteps) {
     const ts = performance.now();
     let stepTokens = 0;
+    const extra: Record<string, number> = {};
     for (let k = 0; k < cfg.gradAccum; k++) {
       const { batch, tokens: n } = batcher.next();
+      const own = opts.objective?.weigh(batch, trainer) ?? {};
+      for (const [key, v] of Object.entries(own)) extra[key] = (extra[key] ?? 0) + v / cfg.gradAccum;
       trainer.accumulate(batch);
       stepTokens += n;
     }
@@ -259,7 +328,14 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
         "lower the learning rate or raise warmupSteps",
       );
     }
-    const m: Metric = { step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: stepTokens };
+    const m: Metric = {
+      step: r.step,
+      loss: r.loss,
+      lr: r.lr,
+      gradNorm: r.gradNorm,
+      tokens: stepTokens,
+      ...extra,
+    };
     const last = r.step === totalSteps;
     if (last || (cfg.evalEvery > 0 && r.step % cfg.evalEvery === 0)) {
       lastVal = validate();
@@ -304,6 +380,9 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
       const eta = ((totalSteps - r.step) * (performance.now() - loopStart)) / 1000 / (r.step - firstStep);
       log.info(
         `step ${r.step}/${totalSteps}  loss ${r.loss.toFixed(4)}${m.valLoss !== undefined ? `  val ${m.valLoss.toFixed(4)}` : ""}` +
+          Object.entries(extra)
+            .map(([key, v]) => `  ${key} ${v.toFixed(4)}`)
+            .join("") +
           `  lr ${r.lr.toExponential(2)}  ${tps.toFixed(0)} tok/s  eta ${formatDuration(eta)}`,
       );
     }
@@ -341,7 +420,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     interrupted,
   };
   log.info(
-    `sft: step ${result.step}/${totalSteps}, train loss ${Number.isFinite(lastLoss) ? lastLoss.toFixed(4) : "-"}` +
+    `${objective}: step ${result.step}/${totalSteps}, train loss ${Number.isFinite(lastLoss) ? lastLoss.toFixed(4) : "-"}` +
       `${lastVal !== null ? `, val loss ${lastVal.toFixed(4)}` : ""}, ${result.tokensPerSecond.toFixed(0)} tok/s, ` +
       `${formatDuration(result.seconds)}; checkpoint ${checkpoint}`,
   );
