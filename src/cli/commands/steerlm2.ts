@@ -1,7 +1,10 @@
 import type { Command } from "commander";
 import { parseFormat } from "../../data/read.js";
+import { SFT_FIELDS } from "../../sft/config.js";
 import { runSample } from "../../steerlm2/sample.js";
+import { runSteerlm2Train } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
+import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
 
 /**
  * `steerlm steerlm2 …`: SteerLM 2.0 (HelpSteer2 paper). This file registers the command group; each
@@ -58,6 +61,7 @@ export function register(program: Command): void {
     .description("SteerLM 2.0 (HelpSteer2 paper): `sample` writes the weighted samples training reads.");
   // One line per subcommand: each registers itself on the group.
   registerSample(group);
+  registerTrain(group);
 }
 
 function registerSample(group: Command): void {
@@ -116,4 +120,47 @@ function registerSample(group: Command): void {
       });
       process.stdout.write(`${JSON.stringify(r)}\n`);
     });
+}
+
+const TRAIN_DESCRIPTION = `SteerLM 2.0, the training half: start from the SFT model Q'
+(--model: its GGUF or its \`steerlm sft\` run directory) and train on
+the file \`steerlm steerlm2 sample\` wrote (--data) with the gradient
+  -(1/G) sum_groups sum_i (w'_i - w_i) grad log Q_theta(y_i|a,x),
+  w_i = softmax_i( log Q_theta(y_i|a,x) - log Q'(y_i|a,x) ),
+w_i recomputed from the current model at every step. --batch-size
+must be a multiple of the group size n (G = batch size / n).
+Settings, checkpoints, Ctrl-C and --resume (bit-exact) are those of
+\`steerlm sft\`; metrics.jsonl adds meanAbsC (mean |w'_i - w_i|) and
+drift (mean log Q_theta - log Q'). Export: \`steerlm export gguf <run>\`.`;
+
+/** `steerlm steerlm2 train`: `steerlm sft`'s settings and flags, with the SteerLM 2.0 objective. */
+function registerTrain(group: Command): void {
+  const cmd = group
+    .command("train")
+    .summary(
+      "train Q_θ from the SFT model on `sample`'s weighted groups (SFT's flags, checkpoints, --resume)",
+    )
+    .description(TRAIN_DESCRIPTION)
+    .option("--config <file>", "settings file (YAML or JSON)")
+    .option("--resume", "continue the run in -o from its newest checkpoint (its stored settings apply)");
+  const fields = SFT_FIELDS.filter(
+    (k) => k !== "init" && k !== "tokenizerVocabSize" && k !== "attributeTokens",
+  );
+  const resolve = addSftSettingFlags(cmd, fields, {
+    data: "the weighted samples (`steerlm steerlm2 sample -o`)",
+    val: "validation data (SteerLM JSONL): plain SFT loss",
+    output: "run directory (settings, checkpoints, metrics, loss.png)",
+    model: "the SFT model Q' that sampled --data: a GGUF or a `steerlm sft` run directory",
+    lora: "train LoRA adapters on the frozen --model",
+  });
+  cmd.action(async (raw: Flags) => {
+    const resolved = resolve(raw);
+    const result = await withInterrupt("steerlm steerlm2 train", (signal) =>
+      runSteerlm2Train(resolved, { resume: Boolean(raw.resume), signal }),
+    );
+    process.stdout.write(
+      `${JSON.stringify({ checkpoint: result.checkpoint, step: result.step, trainLoss: result.trainLoss, valLoss: result.valLoss })}\n`,
+    );
+    if (result.interrupted) process.exitCode = 130;
+  });
 }
