@@ -1,0 +1,95 @@
+import type { AttributeSchema } from "../data/attributes.js";
+import type { DataRecord } from "../data/record.js";
+import { Backend } from "../ggml/backend.js";
+import { metaBool, readGguf } from "../gguf/reader.js";
+import { forwardLogits } from "../model/infer.js";
+import { loadLlamaGguf } from "../model/load.js";
+import type { LlamaModel } from "../model/model.js";
+import { encodeRecords } from "../sft/data.js";
+import { loadGgufTokenizer } from "../tokenizer/gguf.js";
+import type { Tokenizer } from "../tokenizer/types.js";
+import { IGNORE } from "../train/batch.js";
+import { InputError } from "../util/errors.js";
+
+/**
+ * Log-likelihoods of records under a GGUF model in the engine (not llama.cpp): the sum of log p(token)
+ * over exactly the tokens `steerlm sft` trains for that record (each response, its line end and turn
+ * terminator), with the same template, tokenizer, BOS and labels (src/sft/data.ts `encodeRecords`), so
+ * that SteerLM 2.0 training can compare these numbers with its own model's log-probabilities.
+ *
+ * A record is never truncated: the whole conversation is evaluated in one forward pass of its own
+ * (no padding, so the result does not depend on what else is scored).
+ */
+
+/** Longer conversations are refused rather than scored in part. */
+const NO_TRUNCATION = 1 << 20;
+
+export class GgufScorer {
+  private constructor(
+    readonly path: string,
+    private readonly backend: Backend,
+    private readonly model: LlamaModel,
+    private readonly tokenizer: Tokenizer,
+    /** BOS first, as `steerlm sft` does when the GGUF asks for one. */
+    readonly bos: number | null,
+  ) {}
+
+  static async load(path: string, threads?: number): Promise<GgufScorer> {
+    let file: Awaited<ReturnType<typeof readGguf>>;
+    try {
+      file = await readGguf(path);
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+      throw new InputError(`cannot read the GGUF: ${(err as Error).message}`, { file: path });
+    }
+    const tokenizer = await loadGgufTokenizer(path);
+    const bos = metaBool(file, "tokenizer.ggml.add_bos_token", false) ? tokenizer.bosId : null;
+    const backend = new Backend(threads);
+    try {
+      const { model } = await loadLlamaGguf(backend, path);
+      return new GgufScorer(path, backend, model, tokenizer, bos ?? null);
+    } catch (err) {
+      backend.free();
+      await tokenizer.dispose();
+      throw err;
+    }
+  }
+
+  /**
+   * log p of the record's trained tokens (sum) and how many there are. `schema` orders the value strings
+   * of labelled turns, as `steerlm sft` renders them with the model's schema.
+   */
+  score(record: DataRecord, schema: AttributeSchema): { logProb: number; tokens: number } {
+    const enc = encodeRecords([record], this.tokenizer, schema, NO_TRUNCATION, this.bos);
+    const ex = enc.examples[0];
+    if (!ex) throw new InputError("the record has no trained token", { file: record.origin?.file });
+    const V = this.model.config.vocabSize;
+    const logits = forwardLogits(this.backend, this.model, Array.from(ex.ids));
+    let sum = 0;
+    let tokens = 0;
+    // Position t predicts labels[t+1] (the Hugging Face convention of the SFT labels).
+    for (let t = 0; t + 1 < ex.ids.length; t++) {
+      const y = ex.labels[t + 1] as number;
+      if (y === IGNORE) continue;
+      sum += logSoftmaxAt(logits, t, V, y);
+      tokens++;
+    }
+    return { logProb: sum, tokens };
+  }
+
+  async free(): Promise<void> {
+    this.model.free();
+    this.backend.free();
+    await this.tokenizer.dispose();
+  }
+}
+
+/** log softmax(row)[y] of row `row` of a [rows·V] array, in float64. */
+function logSoftmaxAt(logits: Float32Array, row: number, V: number, y: number): number {
+  const base = row * V;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let v = 0; v < V; v++) max = Math.max(max, logits[base + v] as number);
+  let z = 0;
+  for (let v = 0; v < V; v++) z += Math.exp((logits[base + v] as number) - max);
+  return (logits[base + y] as number) - max - Math.log(z);
+}
