@@ -274,9 +274,11 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   });
   const saveCheckpoint = (step: number): string => {
     const path = join(ckptDir, checkpointName(step));
+    // metrics first: a run killed right after the checkpoint's rename still has the steps it resumes after
+    // (a resume drops lines past its checkpoint)
+    writeMetrics(runDir, metrics);
     saveTrainerCheckpoint(path, header(step), trainer);
     pruneCheckpoints(runDir, cfg.keepCheckpoints);
-    writeMetrics(runDir, metrics);
     return path;
   };
   const validate = (): number | null => {
