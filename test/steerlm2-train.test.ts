@@ -56,8 +56,10 @@ async function logLikelihoods(gguf: string, recs: readonly DataRecord[], scratch
   return out;
 }
 
+let inputs: ReturnType<typeof tinySftInputs>;
+
 beforeAll(async () => {
-  const inputs = tinySftInputs(tmp.path);
+  inputs = tinySftInputs(tmp.path);
   const sft = await runCli(tinySftArgs(inputs, sftRun, ["--steps", "30"]));
   expect(sft.code, sft.stderr).toBe(0);
   expect((await runCli(["export", "gguf", sftRun, "-o", sftGguf])).code).toBe(0);
@@ -190,6 +192,50 @@ describe("steerlm steerlm2 train", () => {
     expect(sft.code).toBe(1);
     expect(sft.stderr).toContain("the run was trained with the steerlm2 objective, not sft");
   });
+});
+
+describe("steerlm steerlm2 sample → steerlm steerlm2 train", () => {
+  it("trains on the sampler's file: at step 1 Q_θ = Q', so log Q_θ − log_q is 0 and w = 1/n", async () => {
+    const apm = join(tmp.path, "apm");
+    const a = await runCli(
+      ["apm", "train", "--data", inputs.train, "--init", inputs.init, "--tokenizer-vocab-size", "300"].concat(
+        ["--seq-len", "96", "--batch-size", "4", "--threads", "1", "--steps", "20", "-o", apm],
+      ),
+    );
+    expect(a.code, a.stderr).toBe(0);
+    const file = join(tmp.path, "sampled.jsonl");
+    const s = await runCli(
+      ["steerlm2", "sample", "-m", sftGguf, "--apm", apm, "--data", inputs.train, "-o", file].concat([
+        "--limit",
+        "4",
+        "--samples",
+        "2",
+        "--max-tokens",
+        "24",
+        "--threads",
+        "1",
+      ]),
+    );
+    expect(s.code, s.stderr).toBe(0);
+    const lines = readFileSync(file, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { steerlm2: { target_weight: number } });
+    expect(lines.length).toBeGreaterThanOrEqual(4);
+    // one batch holds every group, so step 1's mean |c| is over the whole file
+    const run = join(tmp.path, "from-sampler");
+    const t = await runCli([
+      ...trainArgs(sftGguf, run, ["--data", file, "--batch-size", String(lines.length), "--steps", "3"]),
+    ]);
+    expect(t.code, t.stderr).toBe(0);
+    const first = JSON.parse(readFileSync(join(run, "metrics.jsonl"), "utf8").split("\n")[0] as string) as {
+      meanAbsC: number;
+      drift: number;
+    };
+    expect(Math.abs(first.drift)).toBeLessThan(1e-4);
+    const want = lines.reduce((acc, l) => acc + Math.abs(l.steerlm2.target_weight - 1 / N), 0) / lines.length;
+    expect(first.meanAbsC).toBeCloseTo(want, 4);
+  }, 120_000);
 });
 
 /** Starts the real CLI, waits until `file` exists, sends `signal`; resolves with how the process ended. */
