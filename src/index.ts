@@ -23,6 +23,17 @@ export {
   synthesize,
   writeBench,
 } from "./steerbench/index.js";
+export {
+  readSampleInfos,
+  runSteerlm2Train,
+  STEERLM2_OBJECTIVE,
+  steerlm2Objective,
+} from "./steerlm2/train.js";
+export {
+  type GroupCoefficients,
+  groupCoefficients,
+  lossWeights as steerlm2LossWeights,
+} from "./steerlm2/train-weights.js";
 export * from "./tokenizer/index.js";
 export * from "./train/index.js";
 export { InputError, SteerlmError } from "./util/errors.js";

@@ -14,4 +14,11 @@ export {
 } from "./config.js";
 export { type ExportOptions, type ExportResult, exportGguf, STEERLM_TEMPLATE_TEXT } from "./export.js";
 export { lossCurvePng } from "./png.js";
-export { resolveResumeConfig, runSft, type SftResult, type SftRunOptions } from "./run.js";
+export {
+  resolveResumeConfig,
+  runSft,
+  type SftObjective,
+  type SftResult,
+  type SftRunOptions,
+  type TrainBatches,
+} from "./run.js";
