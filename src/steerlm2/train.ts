@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { latestCheckpoint } from "../sft/checkpoint.js";
 import type { ResolvedSftConfig, SftConfig } from "../sft/config.js";
 import { type EncodedData, EpochSampler, type Example, packBatch } from "../sft/data.js";
 import { exportGguf } from "../sft/export.js";
@@ -142,10 +143,13 @@ export async function readSampleInfos(
   return { samples, n };
 }
 
-/** A run directory of `steerlm sft`, exported once to a GGUF in the steerlm2 run directory. */
+/**
+ * A run directory of `steerlm sft`, exported to a GGUF in the steerlm2 run directory when the run starts
+ * (a run that already has checkpoints keeps its file: runSft then refuses to start over it).
+ */
 async function sftRunAsGguf(model: string, runDir: string): Promise<string> {
   const out = join(runDir, SFT_INIT_FILE);
-  if (!existsSync(out)) {
+  if (!latestCheckpoint(runDir)) {
     mkdirSync(runDir, { recursive: true });
     const r = await exportGguf(model, out, { type: "F32" });
     log.info(`${model}: the SFT run's step ${r.step} (${r.checkpoint}) exported to ${out} as Q'`);
