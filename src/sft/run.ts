@@ -375,6 +375,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     progress.tick(1, {
       step: `${r.step}/${totalSteps}`,
       loss: r.loss,
+      ...extra,
       "tok/s": tps,
       ...(lastVal !== null ? { val: lastVal } : {}),
     });
