@@ -22,7 +22,8 @@ import { repoRoot, runCli, tempDir } from "./helpers.js";
 // SteerLM 2.0's data half through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained
 // here on SteerBench data, then `steerlm steerlm2 sample`, each logged term recomputed independently.
 const dir = tempDir("steerlm-steerlm2-");
-const data = join(dir.path, "train.jsonl");
+const train = join(dir.path, "train.jsonl");
+const data = join(dir.path, "prompts.jsonl");
 const gguf = join(dir.path, "sft.gguf");
 const priorGguf = join(dir.path, "prior.gguf");
 const apm = join(dir.path, "apm");
@@ -34,7 +35,13 @@ beforeAll(async () => {
   writeBench(dir.path, synthesize({ n: 400, seed: 9, multiTurnFraction: 0.1 }));
   const init = join(dir.path, "model.yaml");
   writeFileSync(init, "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\nffnSize: 64\ncontextLength: 512\n");
-  const common = ["--data", data, "--init", init, "--batch-size", "4", "--threads", "1"];
+  // The prompts: the training data with three multi-turn conversations first, so that a run of 10 has some
+  const lines = readFileSync(train, "utf8").split("\n").filter(Boolean);
+  const multi = (l: string) => JSON.parse(l).conversations.length > 2;
+  // (the shortest ones: long conversations do not fit the tiny model's context of 512 tokens)
+  const multiTurn = lines.filter(multi).sort((a, b) => a.length - b.length);
+  writeFileSync(data, `${[...multiTurn.slice(0, 3), ...lines.filter((l) => !multi(l))].join("\n")}\n`);
+  const common = ["--data", train, "--init", init, "--batch-size", "4", "--threads", "1"];
   const sft = (steps: string, run: string) =>
     runCli(
       ["sft", ...common, "--tokenizer-vocab-size", "320", "--seq-len", "128", "--steps", steps].concat([
@@ -163,9 +170,13 @@ describe("steerlm steerlm2 sample", () => {
         "target_weight",
       ]);
       expect([o.steerlm2.group, o.steerlm2.sample, o.steerlm2.n]).toEqual([Math.floor(i / N), i % N, N]);
-      // no prompt of this data is too long, so group g is training line g
+      // no prompt of this data is too long, so group g is line g of the prompts
       expect(o.conversations.at(-1).label).toBe(labels[o.steerlm2.group]);
     }
+    // multi-turn prompts are among them: earlier turns kept with their labels, the response last
+    const multi = groups.filter((g) => (g.samples[0]?.record.turns.length ?? 0) > 2);
+    expect(multi.length).toBeGreaterThanOrEqual(2);
+    for (const g of multi) expect(g.samples[0]?.record.turns[1]?.labels).not.toBeNull();
     // the responses of a group differ (sampled, top-k 50, temperature 1)
     for (const g of groups)
       expect(new Set(g.samples.map((s) => s.record.turns.at(-1)?.text)).size).toBeGreaterThan(1);
@@ -322,7 +333,7 @@ describe("steerlm steerlm2 sample", () => {
   it("refuses a generative APM and an unlabelled response with clear messages", async () => {
     const gapm = join(dir.path, "gapm");
     const t = await runCli(
-      ["apm", "train", "--generative", "--data", data, "--init", join(dir.path, "model.yaml")].concat(
+      ["apm", "train", "--generative", "--data", train, "--init", join(dir.path, "model.yaml")].concat(
         ["--tokenizer-vocab-size", "400", "--seq-len", "256", "--batch-size", "2", "--threads", "1"],
         ["--steps", "1", "-o", gapm],
       ),
