@@ -24,6 +24,35 @@ export {
   writeBench,
 } from "./steerbench/index.js";
 export {
+  BETA_CONCENTRATION,
+  BETA_EPSILON,
+  betaParams as steerlm2BetaParams,
+  incompleteBeta,
+  lnBeta,
+  lnGamma,
+  logLevelProbability as steerlm2LogLevelProbability,
+  logPAttributes as steerlm2LogPAttributes,
+  regularizedIncompleteBeta,
+} from "./steerlm2/beta.js";
+export {
+  parseInfo as parseSteerlm2Info,
+  readSamples as readSteerlm2Samples,
+  type SampleInfo as Steerlm2SampleInfo,
+  STEERLM2_KEY,
+  type Steerlm2Group,
+  type Steerlm2Sample,
+  sampleLine as steerlm2SampleLine,
+  targetWeights as steerlm2TargetWeights,
+} from "./steerlm2/format.js";
+export {
+  runSample as runSteerlm2Sample,
+  type SampleOptions as Steerlm2SampleOptions,
+  type SampleResult as Steerlm2SampleResult,
+  STEERLM2_PROGRESS_FORMAT,
+  sampleSeed as steerlm2SampleSeed,
+} from "./steerlm2/sample.js";
+export { GgufScorer } from "./steerlm2/score.js";
+export {
   readSampleInfos,
   runSteerlm2Train,
   STEERLM2_OBJECTIVE,
