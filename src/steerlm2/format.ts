@@ -79,6 +79,12 @@ export function infoJson(info: SampleInfo): JsonObject {
 export function sampleLine(record: DataRecord, info: SampleInfo, schema?: AttributeSchema): string {
   const extra = new Map(record.extra);
   extra.delete(STEERLM2_KEY);
+  if (record.layout?.format !== "steerlm") {
+    // The writer adds NeMo's `mask` and `type` after the extra keys of a new record; set them first so
+    // that `steerlm2` is the last key of every line, whatever format the prompt came from.
+    if (!extra.has("mask")) extra.set("mask", "User");
+    if (!extra.has("type")) extra.set("type", "VALUE_TO_TEXT");
+  }
   extra.set(STEERLM2_KEY, infoJson(info));
   const lines = recordLines({ ...record, extra }, "steerlm", { schema });
   if (lines.length !== 1) throw new Error(`sampleLine: expected one line, got ${lines.length}`);
