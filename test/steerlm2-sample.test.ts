@@ -17,7 +17,7 @@ import { logPAttributes } from "../src/steerlm2/beta.js";
 import { readSamples, type Steerlm2Group } from "../src/steerlm2/format.js";
 import { sampleSeed } from "../src/steerlm2/sample.js";
 import { Trainer } from "../src/train/trainer.js";
-import { repoRoot, runCli, tempDir } from "./helpers.js";
+import { haveSharedData, repoRoot, runCli, sharedData, tempDir } from "./helpers.js";
 
 // SteerLM 2.0's data half through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained
 // here on SteerBench data, then `steerlm steerlm2 sample`, each logged term recomputed independently.
@@ -354,6 +354,21 @@ describe("steerlm steerlm2 sample", () => {
       `steerlm: ${bad}:2: conversations[${at}].label: the response has no attribute label to sample at`,
     );
   }, 30_000);
+
+  it.skipIf(!haveSharedData)(
+    "refuses a --prior without SteerLM control tokens before sampling anything",
+    async () => {
+      const plain = sharedData("gguf", "llama-2-tiny-random.gguf");
+      const out = join(dir.path, "plain-prior.jsonl");
+      const r = await runCli(sampleArgs(out, ["--prior", plain, "--limit", "2"]));
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        `steerlm: ${plain}: --prior: the vocabulary has no SteerLM control tokens (<extra_id_0>, <extra_id_1>, <extra_id_2>)`,
+      );
+      expect(existsSync(out) || existsSync(`${out}.partial`)).toBe(false);
+    },
+    30_000,
+  );
 
   it("explains the method in --help", async () => {
     const h = await runCli(["steerlm2", "sample", "--help"]);

@@ -159,11 +159,11 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
         "P(a|x,y) comes from a regression APM through a Beta distribution: train one with `steerlm apm train` (without --generative)",
       );
     checkApmCovers(apm, schema, opts.model);
-    const q = await GgufScorer.load(opts.model, opts.threads);
+    const q = await GgufScorer.load(opts.model, "--model", opts.threads);
     freeLater.push(() => q.free());
     let prior = q;
     if (opts.prior !== undefined) {
-      prior = await GgufScorer.load(opts.prior, opts.threads);
+      prior = await GgufScorer.load(opts.prior, "--prior", opts.threads);
       freeLater.push(() => prior.free());
     }
     const predictor = new ApmPredictor(apm.backend, apm.model, n, apm.info.seqLen);

@@ -34,7 +34,8 @@ export class GgufScorer {
     readonly bos: number | null,
   ) {}
 
-  static async load(path: string, threads?: number): Promise<GgufScorer> {
+  /** `field` names the flag the file came from, for errors (`-m`, `--prior`). */
+  static async load(path: string, field: string, threads?: number): Promise<GgufScorer> {
     let file: Awaited<ReturnType<typeof readGguf>>;
     try {
       file = await readGguf(path);
@@ -43,6 +44,15 @@ export class GgufScorer {
       throw new InputError(`cannot read the GGUF: ${(err as Error).message}`, { file: path });
     }
     const tokenizer = await loadGgufTokenizer(path);
+    if (!tokenizer.hasControlTokens()) {
+      // Checked here, before any sampling: the SFT template cannot be tokenized without them.
+      await tokenizer.dispose();
+      throw new InputError(
+        "the vocabulary has no SteerLM control tokens (<extra_id_0>, <extra_id_1>, <extra_id_2>)",
+        { file: path, field },
+        "log-likelihoods are taken under the SteerLM template: use a SteerLM model (e.g. a `steerlm export gguf` of an SFT run)",
+      );
+    }
     const bos = metaBool(file, "tokenizer.ggml.add_bos_token", false) ? tokenizer.bosId : null;
     const backend = new Backend(threads);
     try {
