@@ -8,7 +8,8 @@ import type { Tape } from "./tape.js";
  *   index n·V + target_n (computed on the host) → [1, N]; loss = -Σ_n mask_n·log(p + 1e-30) / n_valid.
  * The gradient is mask_n·(p − onehot)/n_valid per row: masked rows contribute exactly zero (the spike's
  * zeroed-label construction did not). The 1e-30 only matters where p underflows, where log would be -inf.
- * flatIdx i32 [N]; mask f32 [1, N]; negInvCount f32 [1] = -1/n_valid.
+ * flatIdx i32 [N]; mask f32 [1, N]; negInvCount f32 [1] = -1/n_valid. `logProbs` receives the per-position
+ * log p(target) [1, N] (meaningful where the mask is set) for forward-only use.
  */
 export function maskedCrossEntropy(
   c: Context,
@@ -17,6 +18,7 @@ export function maskedCrossEntropy(
   mask: Tensor,
   negInvCount: Tensor,
   tape?: Tape,
+  logProbs?: (t: Tensor) => void,
 ): Tensor {
   const [V, N] = logits.ne;
   const sm = c.softMaxExt(logits, null, 1);
@@ -24,7 +26,9 @@ export function maskedCrossEntropy(
   // soft_max's output, this ggml's autograd returns wrong gradients (found by the FD check).
   const p = c.scaleBias(sm, 1, 1e-30); // [V, N]
   const picked = c.getRows(c.reshape(p, [1, V * N]), flatIdx); // [1, N]
-  const loss = c.mul(c.sum(c.mul(c.log(picked), mask)), negInvCount);
+  const logp = c.log(picked); // [1, N]
+  logProbs?.(logp);
+  const loss = c.mul(c.sum(c.mul(logp, mask)), negInvCount);
   if (tape?.propagate(loss, [logits])) {
     tape.record(() => {
       // d loss / d logits = w_n·(softmax − onehot(target_n)), w_n = mask_n / n_valid

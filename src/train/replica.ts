@@ -69,7 +69,9 @@ export class Replica {
   readonly graph: Graph;
   readonly #alloc: GraphAllocator;
   readonly #loss: Tensor;
-  #eval: { ctx: Context; graph: Graph; alloc: GraphAllocator; loss: Tensor; out: Tensor } | undefined;
+  #eval:
+    | { ctx: Context; graph: Graph; alloc: GraphAllocator; loss: Tensor; out: Tensor; logp?: Tensor }
+    | undefined;
 
   constructor(
     readonly backend: Backend,
@@ -144,15 +146,18 @@ export class Replica {
     };
   }
 
-  /** Loss node of the task; `out` receives logits or predictions for forward-only use. */
-  #buildLoss(c: Context, out?: (t: Tensor) => void, tape?: Tape): Tensor {
+  /**
+   * Loss node of the task; `out` receives logits or predictions and `logp` the per-position target
+   * log-probabilities (language modelling), for forward-only use.
+   */
+  #buildLoss(c: Context, out?: (t: Tensor) => void, tape?: Tape, logp?: (t: Tensor) => void): Tensor {
     const i = this.inp;
     const model = this.spec.model;
     const fwd = buildForward(c, model, i.tokens, this.#attn(), this.spec.task === "lm", tape);
     if (this.spec.task === "lm") {
       const logits = fwd.logits as Tensor;
       out?.(logits);
-      return maskedCrossEntropy(c, logits, i.flatIdx, i.lossMask, i.negInvCount, tape);
+      return maskedCrossEntropy(c, logits, i.flatIdx, i.lossMask, i.negInvCount, tape, logp);
     }
     const w = model.tensor(HEAD_WEIGHT);
     const pred = regressionHead(c, fwd.hidden, i.lastIdx, w, model.tensor(HEAD_BIAS), tape);
@@ -188,25 +193,35 @@ export class Replica {
     const size = graphSize(this.spec.model);
     const ctx = new Context(size * 2, size, { plainOps: !this.backend.isCpu });
     let out: Tensor | undefined;
-    const loss = this.#buildLoss(ctx, (t) => {
-      out = t;
-    });
+    let logp: Tensor | undefined;
+    const loss = this.#buildLoss(
+      ctx,
+      (t) => {
+        out = t;
+      },
+      undefined,
+      (t) => {
+        logp = t;
+      },
+    );
     ctx.setOutput(loss);
     ctx.setOutput(out as Tensor);
+    if (logp) ctx.setOutput(logp);
     const graph = new Graph(ctx, size);
     graph.expand(out as Tensor);
+    if (logp) graph.expand(logp);
     graph.expand(loss);
     const alloc = this.backend.newAllocator();
     alloc.alloc(graph);
-    this.#eval = { ctx, graph, alloc, loss, out: out as Tensor };
+    this.#eval = { ctx, graph, alloc, loss, out: out as Tensor, logp };
     return this.#eval;
   }
 
   /** Forward only over already uploaded inputs. */
-  evaluate(): { loss: number; output: Float32Array } {
+  evaluate(): { loss: number; output: Float32Array; logProbs?: Float32Array } {
     const e = this.#evalGraph();
     this.backend.compute(e.graph);
-    return { loss: getScalar(e.loss), output: getF32(e.out) };
+    return { loss: getScalar(e.loss), output: getF32(e.out), logProbs: e.logp ? getF32(e.logp) : undefined };
   }
 
   free(): void {

@@ -225,9 +225,10 @@ describe("Trainer", () => {
       const loss = tr.accumulate({ ...b, lossWeights: weights ? Float32Array.from(weights) : undefined });
       const g = tr.gradient("blk.1.ffn_up.weight");
       const lp = tr.logProbs(b);
+      const logits = tr.evaluate(b).output;
       tr.free();
       model.free();
-      return { loss, g, lp };
+      return { loss, g, lp, logits };
     };
     const plain = await trainer();
     const valid = 4 * (T - 1 - 2); // positions 2..T-2 predict labels 3..T-1
@@ -236,6 +237,15 @@ describe("Trainer", () => {
     expect(plain.loss).toBeCloseTo(-total / valid, 5);
     expect(plain.lp.tokens.filter((x) => x !== 0).length).toBe(valid);
     for (let s = 0; s < B; s++) expect(plain.lp.tokens[s * T + 1]).toBe(0); // predicts a prompt token
+    // each labelled position against a host log-softmax of the logits
+    const V = cfg.vocabSize;
+    for (let n = 0; n < B * T; n++) {
+      if (plain.lp.tokens[n] === 0) continue;
+      const row = plain.logits.subarray(n * V, (n + 1) * V);
+      const m = Math.max(...row);
+      const lse = m + Math.log(row.reduce((a, x) => a + Math.exp(x - m), 0));
+      expect(plain.lp.tokens[n]).toBeCloseTo((row[b.labels[n + 1] as number] as number) - lse, 5);
+    }
     // weights: the loss is Σ w_s·(−log-likelihood of s) / n_valid and the gradient is linear in them
     const w = [2, -1, 0.5, 0];
     const weighted = await trainer(w);

@@ -394,28 +394,27 @@ export class Trainer {
   /**
    * Forward only (language modelling): log p(labels[t+1] | tokens ≤ t) of every position in the loss, 0
    * elsewhere ([B·T]), and their sum per sequence ([B]): a response's log-likelihood under the model now.
+   * Read from the loss graph's own target probabilities (no logits leave the graph's output but these).
    */
   logProbs(batch: Batch): { tokens: Float32Array; sequences: Float64Array } {
     if (this.task !== "lm") throw new SteerlmError("logProbs needs a language-model trainer");
-    const logits = this.evaluate(batch).output;
-    const V = this.model.config.vocabSize;
+    this.#upload(batch);
+    const per = this.#replicas.map((r) => r.evaluate().logProbs as Float32Array);
     const T = this.seqLen;
     const labels = batch.labels as Int32Array;
     const tokens = new Float32Array(this.batchSize * T);
+    let at = 0;
+    for (const p of per) {
+      tokens.set(p, at);
+      at += p.length;
+    }
     const sequences = new Float64Array(this.batchSize);
     for (let s = 0; s < this.batchSize; s++)
-      for (let t = 0; t + 1 < T; t++) {
+      for (let t = 0; t < T; t++) {
         const n = s * T + t;
-        const y = labels[n + 1] as number;
-        if (y === IGNORE || (batch.attention && !batch.attention[n])) continue;
-        const row = logits.subarray(n * V, (n + 1) * V);
-        let max = Number.NEGATIVE_INFINITY;
-        for (let v = 0; v < V; v++) if ((row[v] as number) > max) max = row[v] as number;
-        let z = 0;
-        for (let v = 0; v < V; v++) z += Math.exp((row[v] as number) - max);
-        const lp = (row[y] as number) - max - Math.log(z);
-        tokens[n] = lp;
-        sequences[s] = (sequences[s] as number) + lp;
+        const inLoss = t + 1 < T && labels[n + 1] !== IGNORE && (!batch.attention || batch.attention[n]);
+        if (!inLoss) tokens[n] = 0;
+        else sequences[s] = (sequences[s] as number) + (tokens[n] as number);
       }
     return { tokens, sequences };
   }
