@@ -217,11 +217,15 @@ export class Replica {
     return this.#eval;
   }
 
-  /** Forward only over already uploaded inputs. */
-  evaluate(): { loss: number; output: Float32Array; logProbs?: Float32Array } {
+  /** Forward only over already uploaded inputs; `withOutput: false` skips copying the logits out. */
+  evaluate(withOutput = true): { loss: number; output: Float32Array; logProbs?: Float32Array } {
     const e = this.#evalGraph();
     this.backend.compute(e.graph);
-    return { loss: getScalar(e.loss), output: getF32(e.out), logProbs: e.logp ? getF32(e.logp) : undefined };
+    return {
+      loss: getScalar(e.loss),
+      output: withOutput ? getF32(e.out) : new Float32Array(0),
+      logProbs: e.logp ? getF32(e.logp) : undefined,
+    };
   }
 
   free(): void {

@@ -399,7 +399,7 @@ export class Trainer {
   logProbs(batch: Batch): { tokens: Float32Array; sequences: Float64Array } {
     if (this.task !== "lm") throw new SteerlmError("logProbs needs a language-model trainer");
     this.#upload(batch);
-    const per = this.#replicas.map((r) => r.evaluate().logProbs as Float32Array);
+    const per = this.#replicas.map((r) => r.evaluate(false).logProbs as Float32Array);
     const T = this.seqLen;
     const labels = batch.labels as Int32Array;
     const tokens = new Float32Array(this.batchSize * T);
