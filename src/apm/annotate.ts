@@ -292,6 +292,27 @@ export function outputSchema(apm: LoadedApm, given: string | AttributeSchema | u
   return schema;
 }
 
+/**
+ * `outputSchema` for a job that writes the labels an SFT model reads (bootstrap, SteerLM 2.0): the schema
+ * is the model's, so an error names the model rather than `--schema`.
+ */
+export function outputSchemaForModel(
+  apm: LoadedApm,
+  schema: AttributeSchema,
+  model: string,
+): AttributeSchema {
+  try {
+    return outputSchema(apm, schema);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    throw new InputError(
+      `${err.what}: the APM must predict every attribute of the SFT model's schema`,
+      { file: model, field: "schema" },
+      "pick the model's schema with --schema, or train the APM with that schema",
+    );
+  }
+}
+
 /** The generative APM: turns in order, each decoded with the labels already chosen for earlier turns. */
 function annotateGenerative(
   apm: LoadedApm,

@@ -1,16 +1,7 @@
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  createReadStream,
-  existsSync,
-  fsyncSync,
-  ftruncateSync,
-  openSync,
-  renameSync,
-  rmSync,
-} from "node:fs";
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
-import { annotateGroup, outputSchema } from "../apm/annotate.js";
+import { annotateGroup, outputSchemaForModel } from "../apm/annotate.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
 import { checkOutput, readResumeState, writeAll, writeSidecar } from "../apm/resume.js";
 import type { AttributeSchema } from "../data/attributes.js";
@@ -20,6 +11,7 @@ import { type DataFormat, type DataRecord, labelString, toConversation } from ".
 import { recordLines } from "../data/write.js";
 import { ContextLengthError, SteerableModel } from "../inference/model.js";
 import { InputError } from "../util/errors.js";
+import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
 import { pickCombo, readTopCombos, rowSeed, type TopCombos } from "./combos.js";
@@ -160,7 +152,7 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
     const apm = await loadApm(opts.apm, opts.threads);
     try {
       // The rows feed the SFT model again: the APM writes the model's attributes (a subset of its outputs).
-      const schema = withPlace(() => outputSchema(apm, model.schema), opts.model);
+      const schema = outputSchemaForModel(apm, model.schema, opts.model);
       const settings: BootstrapSettings = {
         model: await fileSha256(opts.model),
         lora: opts.lora ? await fileSha256(opts.lora) : null,
@@ -356,30 +348,4 @@ async function generateRow(
     origin: prompt.origin,
   };
   return { record, truncated: result.finishReason === "length" };
-}
-
-/** outputSchema's errors name `--schema`; here the schema is the SFT model's, so name the model. */
-function withPlace<T>(f: () => T, model: string): T {
-  try {
-    return f();
-  } catch (err) {
-    if (!(err instanceof InputError)) throw err;
-    throw new InputError(
-      `${err.what}: the APM must predict every attribute of the SFT model's schema`,
-      { file: model, field: "schema" },
-      "pick the model's schema with --schema, or train the APM with that schema",
-    );
-  }
-}
-
-function countLines(b: Buffer): number {
-  let n = 0;
-  for (const c of b) if (c === 0x0a) n++;
-  return n;
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
 }

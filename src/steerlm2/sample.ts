@@ -1,16 +1,7 @@
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  createReadStream,
-  existsSync,
-  fsyncSync,
-  ftruncateSync,
-  openSync,
-  renameSync,
-  rmSync,
-} from "node:fs";
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
-import { outputSchema } from "../apm/annotate.js";
+import { outputSchemaForModel } from "../apm/annotate.js";
 import { apmTokens, packApmBatch } from "../apm/data.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
 import { checkOutput, readResumeState, writeAll, writeSidecar } from "../apm/resume.js";
@@ -20,6 +11,7 @@ import { toConversation } from "../data/record.js";
 import { ContextLengthError, SteerableModel } from "../inference/model.js";
 import { Rng } from "../steerbench/rng.js";
 import { InputError } from "../util/errors.js";
+import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
 import { logPAttributes } from "./beta.js";
@@ -158,7 +150,7 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
         { file: apm.checkpoint, field: "--apm" },
         "P(a|x,y) comes from a regression APM through a Beta distribution: train one with `steerlm apm train` (without --generative)",
       );
-    checkApmCovers(apm, schema, opts.model);
+    outputSchemaForModel(apm, schema, opts.model);
     const q = await GgufScorer.load(opts.model, "--model", opts.threads);
     freeLater.push(() => q.free());
     let prior = q;
@@ -385,30 +377,4 @@ function scoreGroup(
     };
     return sampleLine(r, info, schema);
   });
-}
-
-/** The APM must predict every attribute of the model's schema, on the same scale. */
-function checkApmCovers(apm: LoadedApm, schema: AttributeSchema, model: string): void {
-  try {
-    outputSchema(apm, schema);
-  } catch (err) {
-    if (!(err instanceof InputError)) throw err;
-    throw new InputError(
-      `${err.what}: the APM must predict every attribute of the SFT model's schema`,
-      { file: model, field: "schema" },
-      "pick the model's schema with --schema, or train the APM with that schema",
-    );
-  }
-}
-
-function countLines(b: Buffer): number {
-  let k = 0;
-  for (const c of b) if (c === 0x0a) k++;
-  return k;
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
 }

@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { InputError } from "./errors.js";
 
@@ -8,4 +10,18 @@ export async function openInputFile(path: string): Promise<FileHandle> {
   } catch (e) {
     throw new InputError(`cannot open: ${(e as Error).message}`, { file: path });
   }
+}
+
+/** SHA-256 of a file, streamed (resumable jobs record their inputs' hashes). */
+export async function fileSha256(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+/** Newline bytes in `b`: the rows of a JSONL prefix. */
+export function countLines(b: Uint8Array): number {
+  let n = 0;
+  for (const c of b) if (c === 0x0a) n++;
+  return n;
 }
