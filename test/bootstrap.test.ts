@@ -8,6 +8,7 @@ import { type DataRecord, toConversation } from "../src/data/record.js";
 import { SteerableModel } from "../src/inference/model.js";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
+import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
 import { haveSharedData, repoRoot, runCli, sharedData, tempDir } from "./helpers.js";
 
 // SteerLM step 4 through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained here on
@@ -21,34 +22,9 @@ const PROMPTS = 20;
 beforeAll(async () => {
   // quality:4 is rare in SteerBench (about 1 response in 200): this seed gives the top-quality set 5 entries.
   writeBench(dir.path, synthesize({ n: 400, seed: 9, multiTurnFraction: 0.1 }));
-  const init = join(dir.path, "model.yaml");
-  writeFileSync(init, "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\nffnSize: 64\ncontextLength: 512\n");
-  const common = ["--data", data, "--init", init, "--batch-size", "4", "--threads", "1"];
-  const sft = await runCli(
-    ["sft", ...common, "--tokenizer-vocab-size", "320", "--seq-len", "128"].concat([
-      "--steps",
-      "8",
-      "--lr",
-      "0.003",
-      "-o",
-      join(dir.path, "run"),
-    ]),
-  );
-  expect(sft.stderr).not.toContain("internal error");
-  expect(sft.code).toBe(0);
-  expect((await runCli(["export", "gguf", join(dir.path, "run"), "-o", gguf])).code).toBe(0);
-  // Trained long enough (150 steps, about a second) that its labels differ between responses.
-  const a = await runCli(
-    ["apm", "train", ...common, "--tokenizer-vocab-size", "300", "--seq-len", "96"].concat([
-      "--steps",
-      "150",
-      "--lr",
-      "0.003",
-      "-o",
-      apm,
-    ]),
-  );
-  expect(a.code).toBe(0);
+  const init = writeTinyInit(dir.path);
+  await trainTinySft({ data, init, run: join(dir.path, "run"), gguf, steps: 8 });
+  await trainTinyApm({ data, init, out: apm });
 }, 120_000);
 afterAll(() => dir.cleanup());
 

@@ -17,6 +17,7 @@ import { logPAttributes } from "../src/steerlm2/beta.js";
 import { readSamples, type Steerlm2Group } from "../src/steerlm2/format.js";
 import { sampleSeed } from "../src/steerlm2/sample.js";
 import { Trainer } from "../src/train/trainer.js";
+import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
 import { haveSharedData, repoRoot, runCli, sharedData, tempDir } from "./helpers.js";
 import { openWithLlamaCpp } from "./interop-llama-cpp.js";
 
@@ -36,44 +37,16 @@ const LLAMA_CPP_TOLERANCE = 1e-4;
 
 beforeAll(async () => {
   writeBench(dir.path, synthesize({ n: 400, seed: 9, multiTurnFraction: 0.1 }));
-  const init = join(dir.path, "model.yaml");
-  writeFileSync(init, "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\nffnSize: 64\ncontextLength: 512\n");
+  const init = writeTinyInit(dir.path);
   // The prompts: the training data with three multi-turn conversations first, so that a run of 10 has some
   const lines = readFileSync(train, "utf8").split("\n").filter(Boolean);
   const multi = (l: string) => JSON.parse(l).conversations.length > 2;
   // (the shortest ones: long conversations do not fit the tiny model's context of 512 tokens)
   const multiTurn = lines.filter(multi).sort((a, b) => a.length - b.length);
   writeFileSync(data, `${[...multiTurn.slice(0, 3), ...lines.filter((l) => !multi(l))].join("\n")}\n`);
-  const common = ["--data", train, "--init", init, "--batch-size", "4", "--threads", "1"];
-  const sft = (steps: string, run: string) =>
-    runCli(
-      ["sft", ...common, "--tokenizer-vocab-size", "320", "--seq-len", "128", "--steps", steps].concat([
-        "--lr",
-        "0.003",
-        "-o",
-        join(dir.path, run),
-      ]),
-    );
-  for (const [steps, run, out] of [
-    ["8", "run", gguf],
-    ["3", "prior-run", priorGguf],
-  ] as const) {
-    const r = await sft(steps, run);
-    expect(r.stderr).not.toContain("internal error");
-    expect(r.code).toBe(0);
-    expect((await runCli(["export", "gguf", join(dir.path, run), "-o", out])).code).toBe(0);
-  }
-  const a = await runCli(
-    ["apm", "train", ...common, "--tokenizer-vocab-size", "300", "--seq-len", "96"].concat([
-      "--steps",
-      "150",
-      "--lr",
-      "0.003",
-      "-o",
-      apm,
-    ]),
-  );
-  expect(a.code).toBe(0);
+  await trainTinySft({ data: train, init, run: join(dir.path, "run"), gguf, steps: 8 });
+  await trainTinySft({ data: train, init, run: join(dir.path, "prior-run"), gguf: priorGguf, steps: 3 });
+  await trainTinyApm({ data: train, init, out: apm });
 }, 120_000);
 afterAll(() => dir.cleanup());
 
