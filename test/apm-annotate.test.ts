@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process";
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
-import { repoRoot, runCli, tempDir } from "./helpers.js";
+import { runCli, runCliAndKill, tempDir } from "./helpers.js";
 
 // The real CLI end to end: `apm train`, then `annotate` killed with SIGKILL mid-run and resumed.
 const dir = tempDir("steerlm-apm-cli-");
@@ -58,34 +57,9 @@ const annotateArgs = (out: string, extra: string[] = []) => [
   ...extra,
 ];
 
-/** Starts annotate slowed down, and SIGKILLs it once the sidecar records at least `rows` rows. */
-function annotateAndKill(out: string, rows: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...annotateArgs(out)], {
-      env: { ...process.env, STEERLM_ANNOTATE_THROTTLE_MS: "150" },
-      stdio: "ignore",
-    });
-    const sidecar = `${out}.partial.json`;
-    const poll = setInterval(() => {
-      if (!existsSync(sidecar)) return;
-      let done = 0;
-      try {
-        done = JSON.parse(readFileSync(sidecar, "utf8")).rows;
-      } catch {
-        return; // being replaced right now
-      }
-      if (done >= rows) {
-        clearInterval(poll);
-        child.kill("SIGKILL");
-        resolve(done);
-      }
-    }, 20);
-    child.on("exit", (code, signal) => {
-      clearInterval(poll);
-      if (signal !== "SIGKILL") reject(new Error(`annotate ended before it was killed (${code})`));
-    });
-  });
-}
+/** Starts the job slowed down, and SIGKILLs it once its sidecar records at least `rows` rows. */
+const annotateAndKill = (out: string, rows: number) =>
+  runCliAndKill(annotateArgs(out), out, rows, { STEERLM_ANNOTATE_THROTTLE_MS: "150" });
 
 describe("steerlm annotate", () => {
   it("resumes after SIGKILL and ends byte for byte like an uninterrupted run", async () => {

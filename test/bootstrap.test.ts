@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +8,7 @@ import { SteerableModel } from "../src/inference/model.js";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
-import { haveSharedData, repoRoot, runCli, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, runCli, runCliAndKill, sharedData, tempDir } from "./helpers.js";
 
 // SteerLM step 4 through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained here on
 // SteerBench data, then `steerlm bootstrap`, checked against independent oracles, and killed mid-run.
@@ -312,31 +311,6 @@ describe("steerlm bootstrap", () => {
   });
 });
 
-/** Starts bootstrap slowed down, and SIGKILLs it once the sidecar records at least `rows` prompts. */
-function bootstrapAndKill(out: string, rows: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...bootArgs(out)], {
-      env: { ...process.env, STEERLM_BOOTSTRAP_THROTTLE_MS: "300" },
-      stdio: "ignore",
-    });
-    const sidecar = `${out}.partial.json`;
-    const poll = setInterval(() => {
-      if (!existsSync(sidecar)) return;
-      let done = 0;
-      try {
-        done = JSON.parse(readFileSync(sidecar, "utf8")).rows;
-      } catch {
-        return; // being replaced right now
-      }
-      if (done >= rows) {
-        clearInterval(poll);
-        child.kill("SIGKILL");
-        resolve(done);
-      }
-    }, 20);
-    child.on("exit", (code, signal) => {
-      clearInterval(poll);
-      if (signal !== "SIGKILL") reject(new Error(`bootstrap ended before it was killed (${code})`));
-    });
-  });
-}
+/** Starts the job slowed down, and SIGKILLs it once its sidecar records at least `rows` rows. */
+const bootstrapAndKill = (out: string, rows: number) =>
+  runCliAndKill(bootArgs(out), out, rows, { STEERLM_BOOTSTRAP_THROTTLE_MS: "300" });

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -53,5 +53,42 @@ export function runCli(
       resolvePromise({ code, signal, stdout, stderr });
     });
     child.stdin.end(opts.input ?? "");
+  });
+}
+
+/**
+ * Starts the real CLI with `args` (slowed down through `env`, e.g. a throttle between groups) and SIGKILLs
+ * it once `<out>.partial.json` (a resumable job's sidecar) records at least `rows` rows; resolves to them.
+ */
+export function runCliAndKill(
+  args: string[],
+  out: string,
+  rows: number,
+  env: Record<string, string>,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...args], {
+      env: { ...process.env, ...env },
+      stdio: "ignore",
+    });
+    const sidecar = `${out}.partial.json`;
+    const poll = setInterval(() => {
+      if (!existsSync(sidecar)) return;
+      let done = 0;
+      try {
+        done = JSON.parse(readFileSync(sidecar, "utf8")).rows;
+      } catch {
+        return; // being replaced right now
+      }
+      if (done >= rows) {
+        clearInterval(poll);
+        child.kill("SIGKILL");
+        resolve(done);
+      }
+    }, 20);
+    child.on("exit", (code, signal) => {
+      clearInterval(poll);
+      if (signal !== "SIGKILL") reject(new Error(`steerlm ${args[0]} ended before it was killed (${code})`));
+    });
   });
 }

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,7 +17,7 @@ import { readSamples, type Steerlm2Group } from "../src/steerlm2/format.js";
 import { sampleSeed } from "../src/steerlm2/sample.js";
 import { Trainer } from "../src/train/trainer.js";
 import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
-import { haveSharedData, repoRoot, runCli, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, runCli, runCliAndKill, sharedData, tempDir } from "./helpers.js";
 import { openWithLlamaCpp } from "./interop-llama-cpp.js";
 
 // SteerLM 2.0's data half through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained
@@ -379,31 +378,6 @@ describe("steerlm steerlm2 sample", () => {
   });
 });
 
-/** Starts sampling slowed down, and SIGKILLs it once the sidecar records at least `rows` prompts. */
-function sampleAndKill(out: string, rows: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...sampleArgs(out)], {
-      env: { ...process.env, STEERLM_STEERLM2_THROTTLE_MS: "300" },
-      stdio: "ignore",
-    });
-    const sidecar = `${out}.partial.json`;
-    const poll = setInterval(() => {
-      if (!existsSync(sidecar)) return;
-      let done = 0;
-      try {
-        done = JSON.parse(readFileSync(sidecar, "utf8")).rows;
-      } catch {
-        return; // being replaced right now
-      }
-      if (done >= rows) {
-        clearInterval(poll);
-        child.kill("SIGKILL");
-        resolve(done);
-      }
-    }, 20);
-    child.on("exit", (code, signal) => {
-      clearInterval(poll);
-      if (signal !== "SIGKILL") reject(new Error(`steerlm2 sample ended before it was killed (${code})`));
-    });
-  });
-}
+/** Starts the job slowed down, and SIGKILLs it once its sidecar records at least `rows` rows. */
+const sampleAndKill = (out: string, rows: number) =>
+  runCliAndKill(sampleArgs(out), out, rows, { STEERLM_STEERLM2_THROTTLE_MS: "300" });
