@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { runBootstrap } from "../../bootstrap/run.js";
 import { parseFormat } from "../../data/read.js";
-import { InputError } from "../../util/errors.js";
+import { type Flags, intFlag, numFlag, strFlag } from "../flags.js";
 
 /** `steerlm bootstrap`: parse arguments, call src/bootstrap, print a JSON summary. */
 
@@ -17,27 +17,6 @@ const DESCRIPTION = `SteerLM step 4, bootstrapping with high-quality samples:
 The drawn combination is kept in each row's "bootstrap" key. Resumable:
 rerun the same command after an interruption and it continues after the
 rows already written; the file is byte-identical to an uninterrupted run.`;
-
-type Flags = Record<string, string | boolean | undefined>;
-
-function int(flags: Flags, key: string, flag: string, min: number): number | undefined {
-  const text = flags[key];
-  if (typeof text !== "string") return undefined;
-  if (!/^\d+$/.test(text) || Number(text) < min)
-    throw new InputError(`expected an integer ≥ ${min}, got ${JSON.stringify(text)}`, { field: flag });
-  return Number(text);
-}
-
-function num(flags: Flags, key: string, flag: string): number | undefined {
-  const text = flags[key];
-  if (typeof text !== "string") return undefined;
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n))
-    throw new InputError(`expected a number, got ${JSON.stringify(text)}`, { field: flag });
-  return n;
-}
-
-const str = (flags: Flags, key: string) => (typeof flags[key] === "string" ? flags[key] : undefined);
 
 export function register(program: Command): void {
   program
@@ -74,30 +53,30 @@ export function register(program: Command): void {
     .option("--overwrite", "replace an existing finished output")
     .action(async (flags: Flags) => {
       const throttle = Number(process.env.STEERLM_BOOTSTRAP_THROTTLE_MS ?? 0);
-      const from = str(flags, "from");
-      const promptsFrom = str(flags, "promptsFrom");
+      const from = strFlag(flags, "from");
+      const promptsFrom = strFlag(flags, "promptsFrom");
       const r = await runBootstrap({
         model: flags.model as string,
-        lora: str(flags, "lora"),
+        lora: strFlag(flags, "lora"),
         apm: flags.apm as string,
         data: flags.data as string,
         dataFormat: from === undefined ? undefined : parseFormat(from),
-        prompts: str(flags, "prompts"),
+        prompts: strFlag(flags, "prompts"),
         promptsFormat: promptsFrom === undefined ? undefined : parseFormat(promptsFrom),
         output: flags.output as string,
-        schema: str(flags, "schema"),
-        qualityKey: str(flags, "qualityKey"),
-        seed: int(flags, "seed", "--seed", 0),
-        temperature: num(flags, "temperature", "--temperature"),
-        topK: int(flags, "topK", "--top-k", 0),
-        topP: num(flags, "topP", "--top-p"),
-        maxTokens: int(flags, "maxTokens", "--max-tokens", 1),
-        contextSize: int(flags, "contextSize", "--context-size", 1),
-        limit: int(flags, "limit", "--limit", 1),
+        schema: strFlag(flags, "schema"),
+        qualityKey: strFlag(flags, "qualityKey"),
+        seed: intFlag(flags, "seed", "--seed", 0),
+        temperature: numFlag(flags, "temperature", "--temperature"),
+        topK: intFlag(flags, "topK", "--top-k", 0),
+        topP: numFlag(flags, "topP", "--top-p"),
+        maxTokens: intFlag(flags, "maxTokens", "--max-tokens", 1),
+        contextSize: intFlag(flags, "contextSize", "--context-size", 1),
+        limit: intFlag(flags, "limit", "--limit", 1),
         uniquePrompts: Boolean(flags.uniquePrompts),
         mixOriginal: Boolean(flags.mixOriginal),
-        batchSize: int(flags, "batchSize", "--batch-size", 1),
-        threads: int(flags, "threads", "--threads", 1),
+        batchSize: intFlag(flags, "batchSize", "--batch-size", 1),
+        threads: intFlag(flags, "threads", "--threads", 1),
         overwrite: Boolean(flags.overwrite),
         throttleMs: throttle > 0 ? throttle : undefined,
       });

@@ -4,6 +4,7 @@ import { SFT_FIELDS } from "../../sft/config.js";
 import { runSample } from "../../steerlm2/sample.js";
 import { runSteerlm2Train } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
+import { type Flags, intFlag, numFlag, strFlag } from "../flags.js";
 import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
 
 /**
@@ -27,29 +28,8 @@ with a "steerlm2" key (group, sample, n, log_q, log_prior, log_p_attrs,
 target_weight). Resumable: rerun the same command after an interruption;
 the file is byte-identical to an uninterrupted run.`;
 
-type Flags = Record<string, string | boolean | undefined>;
-
-function int(flags: Flags, key: string, flag: string, min: number): number | undefined {
-  const text = flags[key];
-  if (typeof text !== "string") return undefined;
-  if (!/^\d+$/.test(text) || Number(text) < min)
-    throw new InputError(`expected an integer ≥ ${min}, got ${JSON.stringify(text)}`, { field: flag });
-  return Number(text);
-}
-
-function num(flags: Flags, key: string, flag: string): number | undefined {
-  const text = flags[key];
-  if (typeof text !== "string") return undefined;
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n))
-    throw new InputError(`expected a number, got ${JSON.stringify(text)}`, { field: flag });
-  return n;
-}
-
-const str = (flags: Flags, key: string) => (typeof flags[key] === "string" ? flags[key] : undefined);
-
 function values(flags: Flags): "label" | "top" | undefined {
-  const v = str(flags, "values");
+  const v = strFlag(flags, "values");
   if (v === undefined || v === "label" || v === "top") return v;
   throw new InputError(`expected "label" or "top", got ${JSON.stringify(v)}`, { field: "--values" });
 }
@@ -96,25 +76,25 @@ function registerSample(group: Command): void {
     .option("--overwrite", "replace an existing finished output")
     .action(async (flags: Flags) => {
       const throttle = Number(process.env.STEERLM_STEERLM2_THROTTLE_MS ?? 0);
-      const from = str(flags, "from");
+      const from = strFlag(flags, "from");
       const r = await runSample({
         model: flags.model as string,
         apm: flags.apm as string,
         data: flags.data as string,
         dataFormat: from === undefined ? undefined : parseFormat(from),
         output: flags.output as string,
-        prior: str(flags, "prior"),
+        prior: strFlag(flags, "prior"),
         values: values(flags),
-        qualityKey: str(flags, "qualityKey"),
-        schema: str(flags, "schema"),
-        samples: int(flags, "samples", "--samples", 1),
-        seed: int(flags, "seed", "--seed", 0),
-        temperature: num(flags, "temperature", "--temperature"),
-        topK: int(flags, "topK", "--top-k", 0),
-        maxTokens: int(flags, "maxTokens", "--max-tokens", 1),
-        contextSize: int(flags, "contextSize", "--context-size", 1),
-        limit: int(flags, "limit", "--limit", 1),
-        threads: int(flags, "threads", "--threads", 1),
+        qualityKey: strFlag(flags, "qualityKey"),
+        schema: strFlag(flags, "schema"),
+        samples: intFlag(flags, "samples", "--samples", 1),
+        seed: intFlag(flags, "seed", "--seed", 0),
+        temperature: numFlag(flags, "temperature", "--temperature"),
+        topK: intFlag(flags, "topK", "--top-k", 0),
+        maxTokens: intFlag(flags, "maxTokens", "--max-tokens", 1),
+        contextSize: intFlag(flags, "contextSize", "--context-size", 1),
+        limit: intFlag(flags, "limit", "--limit", 1),
+        threads: intFlag(flags, "threads", "--threads", 1),
         overwrite: Boolean(flags.overwrite),
         throttleMs: throttle > 0 ? throttle : undefined,
       });
