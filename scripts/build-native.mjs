@@ -16,7 +16,9 @@ const tmp = `${out}.${process.pid}.tmp`;
 const cc = process.env.CC || "cc";
 
 if (process.platform !== "linux" || process.arch !== "x64") {
-  process.stderr.write(`steerlm: native kernels are built for linux-x64 only (this is ${process.platform}-${process.arch})\n`);
+  process.stderr.write(
+    `steerlm: native kernels are built for linux-x64 only (this is ${process.platform}-${process.arch})\n`,
+  );
   process.exit(strict ? 1 : 0);
 }
 mkdirSync(outDir, { recursive: true });
@@ -25,7 +27,18 @@ const sources = readdirSync(join(root, "native"))
   .sort()
   .map((f) => join(root, "native", f));
 // warnings fail only the strict (CI) build: a newer compiler's new warning must not cost a user the kernels
-const args = ["-O3", "-std=c11", "-fPIC", "-shared", "-Wall", "-Wextra", ...(strict ? ["-Werror"] : []), "-o", tmp, ...sources];
+const args = [
+  "-O3",
+  "-std=c11",
+  "-fPIC",
+  "-shared",
+  "-Wall",
+  "-Wextra",
+  ...(strict ? ["-Werror"] : []),
+  "-o",
+  tmp,
+  ...sources,
+];
 const r = spawnSync(cc, args, { encoding: "utf8" });
 if (r.status !== 0) {
   rmSync(tmp, { force: true });
