@@ -49,7 +49,11 @@ export interface EvaluateOptions {
   attributes?: readonly string[];
   /** Levels to request; default: each attribute's min..max. */
   maxTokens?: number;
-  /** Concurrent sequences in node-llama-cpp's batch. */
+  /**
+   * Concurrent sequences in node-llama-cpp's batch. Default 1: with several, llama.cpp's greedy outputs
+   * depend on which sequences share a batch (two runs disagreed on 573 of 900 responses), so the table
+   * would not be reproducible; one at a time costs ~20% more time here.
+   */
   parallel?: number;
   progress?: boolean;
 }
@@ -58,7 +62,7 @@ export async function evaluateSteerability(opts: EvaluateOptions): Promise<Steer
   const t0 = performance.now();
   const model = await SteerableModel.load({
     modelPath: opts.modelPath,
-    parallel: opts.parallel ?? 8,
+    parallel: opts.parallel ?? 1,
     threads: 1,
   });
   try {

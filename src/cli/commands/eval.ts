@@ -266,7 +266,11 @@ export function register(program: Command): void {
     .option("--levels <a..b|list>", "levels to request (default: each attribute's range)")
     .option("--attributes <names>", "comma-separated attributes to sweep (default: all)")
     .option("--max-tokens <n>", "most tokens per response", "200")
-    .option("--parallel <n>", "generations at once", "8")
+    .option(
+      "--parallel <n>",
+      "generations at once (above 1 is faster, but llama.cpp's greedy output then depends on which sequences share a batch)",
+      "1",
+    )
     .option("--json <file>", "also write the full report (with every sample) as JSON")
     .option(
       "--apm <run|ckpt>",
