@@ -6,11 +6,11 @@ import { type DeviceName, type OpenedCuda, openCuda, requestedDevice } from "./d
 import {
   GGML_LOG_LEVEL,
   GGML_OP_CUSTOM,
-  KERNELS_ABI,
   loadNative,
   type NativeGgml,
   type Ptr,
   TENSOR_OP_OFFSET,
+  TENSOR_SRC_OFFSET,
   THREADPOOL_PARAMS_SIZE,
   THREADPOOL_POLL_OFFSET,
 } from "./native.js";
@@ -243,7 +243,7 @@ export class Backend {
     for (let i = 0; i < n; i++) {
       const node = this.#n.base.ggml_graph_node(g.ptr, i) as Ptr;
       if (cuda.native.base.ggml_backend_supports_op(this.ptr, node)) continue;
-      const srcs = this.#n.readI64(node, KERNELS_ABI[2], 2).filter((s) => s !== 0);
+      const srcs = this.#n.readI64(node, TENSOR_SRC_OFFSET, 2).filter((s) => s !== 0);
       const types = srcs.map((s) => typeAt(BigInt(s))).join(", ");
       bad.add(`${String(cuda.native.base.ggml_op_desc(node))}(${types}) → ${typeAt(node)}`);
     }

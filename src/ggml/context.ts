@@ -1,13 +1,12 @@
 import {
-  GGML_N_TASKS_MAX,
   GGML_ROPE_TYPE,
-  loadKernels,
   loadNative,
   type NativeGgml,
   type Ptr,
   TENSOR_NB_OFFSET,
   TENSOR_NE_OFFSET,
 } from "./native.js";
+import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
 import { blockBytes, type DType, dtypeCode, dtypeFromCode, ptrOf, type Shape4, Tensor } from "./tensor.js";
 
 /**

@@ -8,7 +8,7 @@ import { SteerlmError } from "../util/errors.js";
 import { type LogLevel, setLogSink } from "../util/log.js";
 import { Backend } from "./backend.js";
 import { parseDevice, requestedDevice } from "./device.js";
-import { CudaUnavailableError } from "./native.js";
+import { CudaUnavailableError } from "./native-cuda.js";
 
 /** Whether this machine has an NVIDIA driver: decides which of the "cuda" outcomes below is expected. */
 function driverPresent(): boolean {

@@ -1,6 +1,7 @@
 import { SteerlmError } from "../util/errors.js";
 import { log } from "../util/log.js";
-import { CudaUnavailableError, loadCudaNative, type NativeCuda, type Ptr } from "./native.js";
+import type { Ptr } from "./native.js";
+import { CudaUnavailableError, loadCudaNative, type NativeCuda } from "./native-cuda.js";
 
 /**
  * Where graphs run. "cpu" (the default) is what CI tests; "cuda" (device 0) or "cuda:N" uses ggml's CUDA

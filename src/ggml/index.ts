@@ -2,4 +2,4 @@
 export { Backend, type BackendInfo, type BackendOptions, defaultPoll, defaultThreads } from "./backend.js";
 export { GgmlShapeError } from "./context.js";
 export type { DeviceName } from "./device.js";
-export { type CudaMissing, CudaUnavailableError } from "./native.js";
+export { type CudaMissing, CudaUnavailableError } from "./native-cuda.js";

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { Backend, Graph, getBytes, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { kernelsPath, loadKernels, setKernelsModeForTesting } from "./native.js";
+import { kernelsPath, loadKernels, setKernelsModeForTesting } from "./native-kernels.js";
 import type { Tensor } from "./tensor.js";
 
 // Context.operand: f32 (any strides) → contiguous f32/bf16, optionally transposed, ne0 zero-padded. With

@@ -7,7 +7,7 @@ import { prepareBatch } from "../train/batch.js";
 import { Rng } from "../train/rng.js";
 import { Backend, Graph, getF32, getScalar, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { loadKernels } from "./native.js";
+import { loadKernels } from "./native-kernels.js";
 
 /**
  * A non-CPU backend gets graphs built with `plainOps` (see Backend.isCpu): steerlm's kernels are CPU code

@@ -1,0 +1,110 @@
+/**
+ * Loader of steerlm's own CPU kernels (native/*.c, built at install time by scripts/build-native.mjs into
+ * build/native/libsteerlm-kernels.so), which graphs call as ggml custom ops. See native.ts for the rules.
+ */
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import koffi, { type LibraryHandle } from "koffi";
+import { SteerlmError } from "../util/errors.js";
+import {
+  type Ptr,
+  TENSOR_DATA_OFFSET,
+  TENSOR_NB_OFFSET,
+  TENSOR_NE_OFFSET,
+  TENSOR_SRC_OFFSET,
+} from "./native.js";
+
+/** ggml_custom_4d's n_tasks for "every thread of the pool" (GGML_N_TASKS_MAX). */
+export const GGML_N_TASKS_MAX = -1;
+/** Offsets (ne, nb, src, data) of struct ggml_tensor and the kernel-set version native/kernels.h expects. */
+export const KERNELS_ABI = [
+  TENSOR_NE_OFFSET,
+  TENSOR_NB_OFFSET,
+  TENSOR_SRC_OFFSET,
+  TENSOR_DATA_OFFSET,
+  1,
+] as const;
+
+export interface NativeKernels {
+  path: string;
+  /** Function pointers of the custom ops, for ggml_custom_4d. */
+  relayout: Ptr;
+  /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
+  gemmBf16: Ptr | null;
+  gemmF32: Ptr | null;
+  /** a f16 / bf16 / Q8_0 (a frozen base) times b f32: a widened exactly to f32, then the f32 GEMM. */
+  gemmF16: Ptr | null;
+  gemmBf16F32: Ptr | null;
+  gemmQ8_0: Ptr | null;
+  /** Held so that koffi never unloads the library while graphs point into it. */
+  library: LibraryHandle;
+}
+
+let kernels: NativeKernels | null | undefined;
+let kernelsOff = false;
+
+/**
+ * Tests only (graphs built afterwards): "native" as loaded; "generic" the portable code paths a CPU
+ * without AVX-512 runs (scalar relayout, ggml's GEMMs); "off" plain ggml ops, as without the library.
+ */
+export function setKernelsModeForTesting(mode: "native" | "generic" | "off"): void {
+  kernelsOff = mode === "off";
+  kernels = undefined;
+  const k = loadKernels();
+  if (!k) return;
+  k.library.func("void steerlm_kernels_set_generic(int on)")(mode === "generic" ? 1 : 0);
+  kernels = undefined;
+}
+
+/** Where scripts/build-native.mjs writes the library: build/native/ at the package root. */
+export function kernelsPath(): string {
+  const env = process.env.STEERLM_KERNELS;
+  if (env && env !== "0" && env !== "1") return env;
+  return join(
+    dirname(fileURLToPath(import.meta.url)),
+    "..",
+    "..",
+    "build",
+    "native",
+    "libsteerlm-kernels.so",
+  );
+}
+
+/**
+ * steerlm's own kernels (native/*.c), built at install time. null when they were not built (no C
+ * compiler) or STEERLM_KERNELS=0: the engine then uses plain ggml ops with the same results.
+ */
+export function loadKernels(): NativeKernels | null {
+  if (kernelsOff) return null;
+  if (kernels !== undefined) return kernels;
+  kernels = null;
+  if (process.env.STEERLM_KERNELS === "0") return kernels;
+  const path = kernelsPath();
+  if (!existsSync(path)) return kernels;
+  const lib = koffi.load(path);
+  const abi = new BigInt64Array(5);
+  lib.func("void steerlm_kernels_abi(_Out_ int64_t *out)")(abi);
+  const got = Array.from(abi, Number);
+  if (got.join() !== KERNELS_ABI.join()) {
+    throw new SteerlmError(
+      `${path} was built for another ggml tensor layout (${got.join(",")}, expected ${KERNELS_ABI.join(",")})`,
+      "rebuild it: `npm run build:native`",
+    );
+  }
+  const fn = lib.func("void *steerlm_kernel(const char *name)");
+  const relayout = fn("relayout") as Ptr | null;
+  if (!relayout)
+    throw new SteerlmError(`${path} has no relayout kernel`, "rebuild it: `npm run build:native`");
+  kernels = {
+    path,
+    relayout,
+    gemmBf16: (fn("gemm_bf16") as Ptr | null) || null,
+    gemmF32: (fn("gemm_f32") as Ptr | null) || null,
+    gemmF16: (fn("gemm_f16") as Ptr | null) || null,
+    gemmBf16F32: (fn("gemm_bf16_f32") as Ptr | null) || null,
+    gemmQ8_0: (fn("gemm_q8_0") as Ptr | null) || null,
+    library: lib,
+  };
+  return kernels;
+}
