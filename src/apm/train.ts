@@ -5,12 +5,10 @@ import { Backend } from "../ggml/backend.js";
 import { LlamaModel } from "../model/model.js";
 import {
   type CheckpointHeader,
-  checkpointName,
   latestCheckpoint,
-  pruneCheckpoints,
   readCheckpoint,
-  restoreTrainerCheckpoint,
-  saveTrainerCheckpoint,
+  resumeRun,
+  saveRunCheckpoint,
 } from "../sft/checkpoint.js";
 import {
   computeTypeWarning,
@@ -19,7 +17,7 @@ import {
   type ResolvedSftConfig,
 } from "../sft/config.js";
 import { Batcher, validationBatches } from "../sft/data.js";
-import { type RunMetric as Metric, readMetrics, writeLossCurve, writeMetrics } from "../sft/metrics.js";
+import { type RunMetric as Metric, writeLossCurve } from "../sft/metrics.js";
 import { SETTINGS_FILE } from "../sft/run.js";
 import { type ModelSetup, setupFromGguf, setupNewModel } from "../sft/setup.js";
 import type { Batch } from "../train/batch.js";
@@ -177,9 +175,8 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
   // ---- resume ----
   const metrics: Metric[] = [];
   if (resumeFrom) {
-    const ck = restoreTrainerCheckpoint(resumeFrom, trainer);
-    batcher.cursor = ck.header.cursor;
-    metrics.push(...readMetrics<Metric>(runDir).filter((m) => m.step <= ck.header.step));
+    const { checkpoint: ck, metrics: before } = resumeRun<Metric>(resumeFrom, runDir, trainer, batcher);
+    metrics.push(...before);
     log.info(`resumed at step ${ck.header.step}`);
   }
 
@@ -197,10 +194,7 @@ export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptio
     settings: { ...(cfg as unknown as Record<string, unknown>), task: APM_TASK, apm: info },
   });
   const saveCheckpoint = (step: number): string => {
-    const path = join(ckptDir, checkpointName(step));
-    saveTrainerCheckpoint(path, header(step), trainer);
-    pruneCheckpoints(runDir, cfg.keepCheckpoints);
-    writeMetrics(runDir, metrics);
+    const path = saveRunCheckpoint(runDir, header(step), trainer, metrics, cfg.keepCheckpoints);
     writeLossCurve(runDir, metrics);
     return path;
   };

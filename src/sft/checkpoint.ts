@@ -11,6 +11,7 @@ import {
 import type { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
 import type { DataCursor } from "./data.js";
+import { type RunMetric, readMetrics, writeMetrics } from "./metrics.js";
 
 /**
  * SFT (and APM) run checkpoints: everything a run needs to continue bit-exactly, and everything export
@@ -170,4 +171,39 @@ export function latestCheckpoint(runDir: string): string | undefined {
 export function pruneCheckpoints(runDir: string, keep: number): void {
   const all = listCheckpoints(runDir);
   for (const p of all.slice(0, Math.max(0, all.length - keep))) rmSync(p, { force: true });
+}
+
+/**
+ * A run's checkpoint at `step`, consistent with its metrics: metrics.jsonl is written first, so a run killed
+ * right after the checkpoint's rename still has the lines of the steps it resumes after (a resume drops the
+ * lines past its checkpoint). Keeps the newest `keep` checkpoints. Returns the checkpoint's path.
+ */
+export function saveRunCheckpoint(
+  runDir: string,
+  header: Omit<CheckpointHeader, "tensors">,
+  trainer: Trainer,
+  metrics: readonly RunMetric[],
+  keep: number,
+): string {
+  const path = join(runDir, "checkpoints", checkpointName(header.step));
+  writeMetrics(runDir, metrics);
+  saveTrainerCheckpoint(path, header, trainer);
+  pruneCheckpoints(runDir, keep);
+  return path;
+}
+
+/**
+ * Resumes a run from its checkpoint `path`: weights, AdamW state and step into `trainer`, the data cursor
+ * into `batches`; returns the checkpoint and the run's metrics up to its step.
+ */
+export function resumeRun<M extends RunMetric>(
+  path: string,
+  runDir: string,
+  trainer: Trainer,
+  batches: { cursor: DataCursor },
+): { checkpoint: CheckpointData; metrics: M[] } {
+  const checkpoint = restoreTrainerCheckpoint(path, trainer);
+  batches.cursor = checkpoint.header.cursor;
+  const step = checkpoint.header.step;
+  return { checkpoint, metrics: readMetrics<M>(runDir).filter((m) => m.step <= step) };
 }

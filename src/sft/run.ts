@@ -8,14 +8,7 @@ import { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { formatDuration, Progress } from "../util/progress.js";
-import {
-  type CheckpointHeader,
-  checkpointName,
-  latestCheckpoint,
-  pruneCheckpoints,
-  restoreTrainerCheckpoint,
-  saveTrainerCheckpoint,
-} from "./checkpoint.js";
+import { type CheckpointHeader, latestCheckpoint, resumeRun, saveRunCheckpoint } from "./checkpoint.js";
 import {
   computeTypeWarning,
   formatSettings,
@@ -32,7 +25,7 @@ import {
   readSteerlmRecords,
   validationBatches,
 } from "./data.js";
-import { type RunMetric, readMetrics, writeLossCurve, writeMetrics } from "./metrics.js";
+import { type RunMetric, writeLossCurve, writeMetrics } from "./metrics.js";
 import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
 
 /**
@@ -254,9 +247,8 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   // ---- resume ----
   const metrics: Metric[] = [];
   if (resumeFrom) {
-    const ck = restoreTrainerCheckpoint(resumeFrom, trainer);
-    batcher.cursor = ck.header.cursor;
-    metrics.push(...readMetrics<Metric>(runDir).filter((m) => m.step <= ck.header.step));
+    const { checkpoint: ck, metrics: before } = resumeRun<Metric>(resumeFrom, runDir, trainer, batcher);
+    metrics.push(...before);
     log.info(`resumed at step ${ck.header.step} (epoch ${batcher.epochs.toFixed(2)})`);
   }
 
@@ -272,15 +264,8 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
     schema: cfg.schema,
     settings: cfg as unknown as Record<string, unknown>,
   });
-  const saveCheckpoint = (step: number): string => {
-    const path = join(ckptDir, checkpointName(step));
-    // metrics first: a run killed right after the checkpoint's rename still has the steps it resumes after
-    // (a resume drops lines past its checkpoint)
-    writeMetrics(runDir, metrics);
-    saveTrainerCheckpoint(path, header(step), trainer);
-    pruneCheckpoints(runDir, cfg.keepCheckpoints);
-    return path;
-  };
+  const saveCheckpoint = (step: number): string =>
+    saveRunCheckpoint(runDir, header(step), trainer, metrics, cfg.keepCheckpoints);
   const validate = (): number | null => {
     if (valBatches.length === 0) return null;
     let sum = 0;
