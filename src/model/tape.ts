@@ -22,18 +22,17 @@ export class Tape {
   ) {}
 
   readonly #transposed = new Map<Tensor, Tensor>();
-  readonly #transposedLow = new Map<Tensor, Tensor>();
 
   /**
    * xᵀ materialised once per tensor (q, k and v share their input, so its transpose is made once);
    * `bf16` makes it a bfloat16 GEMM operand, ne0 zero-padded to a multiple of 32 (see `linear`).
    */
   transposed(x: Tensor, bf16 = false): Tensor {
-    const memo = bf16 ? this.#transposedLow : this.#transposed;
-    let t = memo.get(x);
+    if (bf16) return this.c.operand(x, "bf16", true, 32); // Context.operand makes each form once
+    let t = this.#transposed.get(x);
     if (!t) {
-      t = bf16 ? this.c.operand(x, "bf16", true, 32) : this.c.transposed(x);
-      memo.set(x, t);
+      t = this.c.transposed(x);
+      this.#transposed.set(x, t);
     }
     return t;
   }
