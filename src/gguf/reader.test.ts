@@ -182,23 +182,33 @@ describe.skipIf(!haveSharedData)("bad files give an InputError naming the file a
 });
 
 /**
- * The vocab GGUFs in ../shared/data/llama-cpp-vocab are damaged: every byte sequence that is not valid
- * UTF-8 was replaced by U+FFFD (EF BF BD), as happens when a binary is decoded and re-encoded as text.
- * gguf-py refuses them too. The reader must say where it failed and why that probably happened.
+ * A GGUF that went through a text conversion (bytes decoded as UTF-8 and re-encoded: every invalid sequence,
+ * e.g. in float metadata, becomes U+FFFD, EF BF BD), as the copies in ../shared/data once were. Made here
+ * from the intact files: the reader must say where it failed and why that probably happened.
  */
-describe.skipIf(!haveSharedData)("the text-mangled vocab GGUFs in ../shared/data/llama-cpp-vocab", () => {
-  it.each(["gpt-2", "llama-spm", "phi-3"])("ggml-vocab-%s.gguf: a clear error with a hint", async (name) => {
-    const p = sharedData("llama-cpp-vocab", `ggml-vocab-${name}.gguf`);
-    expect(readFileSync(p).indexOf(Buffer.from([0xef, 0xbf, 0xbd]))).toBeGreaterThan(0);
-    const e = await readGguf(p).then(
-      () => undefined,
-      (err: unknown) => err,
+describe.skipIf(!haveSharedData)(
+  "a text-mangled copy of the vocab GGUFs in ../shared/data/llama-cpp-vocab",
+  () => {
+    const dir = tempDir();
+    afterAll(() => dir.cleanup());
+    it.each(["gpt-2", "llama-spm", "phi-3"])(
+      "ggml-vocab-%s.gguf: a clear error with a hint",
+      async (name) => {
+        const intact = readFileSync(sharedData("llama-cpp-vocab", `ggml-vocab-${name}.gguf`));
+        const p = join(dir.path, `mangled-${name}.gguf`);
+        writeFileSync(p, Buffer.from(intact.toString("utf8"), "utf8"));
+        expect(readFileSync(p).indexOf(Buffer.from([0xef, 0xbf, 0xbd]))).toBeGreaterThan(0);
+        const e = await readGguf(p).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(e).toBeInstanceOf(InputError);
+        const err = e as InputError;
+        expect(err.message).toMatch(
+          new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: byte \\d+: metadata`),
+        );
+        expect(err.hint).toMatch(/U\+FFFD/);
+      },
     );
-    expect(e).toBeInstanceOf(InputError);
-    const err = e as InputError;
-    expect(err.message).toMatch(
-      new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: byte \\d+: metadata`),
-    );
-    expect(err.hint).toMatch(/U\+FFFD/);
-  });
-});
+  },
+);

@@ -1,8 +1,7 @@
-import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { haveSharedData, repoRoot, sharedData, tempDir } from "../../test/helpers.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
 import { resolveLlamaConfig } from "../model/config.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { readVocabTests } from "../tokenizer/conformance.js";
@@ -12,35 +11,17 @@ import { validateVocab } from "./vocab.js";
 import { type GgufTensorInput, writeGguf } from "./writer.js";
 
 /**
- * Real vocab-only GGUFs written by llama.cpp's gguf-py: the conformance suite's files. The copies in
- * ../shared/data/llama-cpp-vocab are text-mangled (see reader.test.ts), and llama-bpe / qwen2 are not kept
- * there at all, so the intact files come from the llama.cpp release bundle that node-llama-cpp ships; the
- * expected ids (.inp/.out) come from ../shared/data.
+ * Real vocab-only GGUFs written by llama.cpp's gguf-py: the conformance suite's files in
+ * ../shared/data/llama-cpp-vocab (byte-identical to the llama.cpp release node-llama-cpp bundles).
  */
 const VOCABS = ["gpt-2", "llama-spm", "phi-3", "llama-bpe", "qwen2"] as const;
-const bundle = join(repoRoot, "node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
 const tmp = tempDir("steerlm-gguf-vocab-");
-const paths = new Map<string, string>();
-
-beforeAll(() => {
-  const gitDir = join(tmp.path, "llama.git");
-  execFileSync("git", ["init", "-q", "--bare", gitDir]);
-  execFileSync("git", ["--git-dir", gitDir, "fetch", "-q", bundle, "HEAD"]);
-  for (const v of VOCABS) {
-    const file = `ggml-vocab-${v}.gguf`;
-    const bytes = execFileSync("git", ["--git-dir", gitDir, "cat-file", "-p", `FETCH_HEAD:models/${file}`], {
-      maxBuffer: 64 << 20,
-    });
-    const p = join(tmp.path, file);
-    writeFileSync(p, bytes);
-    paths.set(v, p);
-  }
-}, 60_000);
+const vocabPath = (v: string) => sharedData("llama-cpp-vocab", `ggml-vocab-${v}.gguf`);
 afterAll(() => tmp.cleanup());
 
-describe("llama.cpp's vocab GGUFs (from node-llama-cpp's llama.cpp bundle)", () => {
+describe.skipIf(!haveSharedData)("llama.cpp's vocab GGUFs (../shared/data/llama-cpp-vocab)", () => {
   it.each(VOCABS)("ggml-vocab-%s.gguf: read, validated, and rewritten byte for byte", async (v) => {
-    const p = paths.get(v) as string;
+    const p = vocabPath(v);
     const f = await readGguf(p);
     const vocab = readGgufVocab(f);
     validateVocab(vocab, p);
@@ -64,7 +45,7 @@ describe.skipIf(!haveSharedData)(
   "writeLlamaGguf with a real vocabulary tokenizes llama.cpp's suite exactly",
   () => {
     it.each(["llama-spm", "llama-bpe", "qwen2"] as const)("%s", async (v) => {
-      const vocab = readGgufVocab(await readGguf(paths.get(v) as string));
+      const vocab = readGgufVocab(await readGguf(vocabPath(v)));
       const qwen = v === "qwen2";
       const config = resolveLlamaConfig({
         vocabSize: vocab.tokens.length,

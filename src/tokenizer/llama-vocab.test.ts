@@ -1,8 +1,6 @@
-import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { haveSharedData, repoRoot, sharedData, tempDir } from "../../test/helpers.js";
+import { haveSharedData, sharedData } from "../../test/helpers.js";
 import { readGguf } from "../gguf/reader.js";
 import { GGUF_TOKEN_TYPE, type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
 import { readVocabTests, runConformance } from "./conformance.js";
@@ -13,64 +11,13 @@ import { LLAMA3_SPLIT_REGEX, QWEN2_SPLIT_REGEX } from "./pre-tokenizer.js";
 import { toGgufVocab } from "./to-gguf.js";
 
 /**
- * llama.cpp's tokenizer conformance suite (../shared/data/llama-cpp-vocab): the .inp/.out pairs are read from
- * ../shared/data. The vocab GGUFs there are damaged (their bytes went through a UTF-8 text conversion: every
- * invalid sequence, e.g. in float metadata, became U+FFFD, so no GGUF reader can parse them). When that is
- * so, the same files are taken from the llama.cpp release bundle that node-llama-cpp ships
- * (node_modules/node-llama-cpp/llama/gitRelease.bundle, models/), after checking that the bundle's .inp/.out
- * are byte-identical to the shared ones. Either way the source is printed.
+ * llama.cpp's tokenizer conformance suite (../shared/data/llama-cpp-vocab): vocab-only GGUFs byte-identical to
+ * the llama.cpp release node-llama-cpp bundles, test strings (.inp) and expected ids (.out).
  */
 const VOCABS = ["gpt-2", "llama-spm", "phi-3", "llama-bpe", "qwen2"] as const;
-/** Kept in ../shared/data (the other two GGUFs were too large to keep there: bundle only). */
-const SHARED_GGUF = new Set<string>(["gpt-2", "llama-spm", "phi-3"]);
-const bundle = join(repoRoot, "node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
 
 function vocabDir() {
   return sharedData("llama-cpp-vocab");
-}
-
-function isReadableGguf(path: string): boolean {
-  // Walk the header's key/value section; a damaged file runs past its end.
-  const b = readFileSync(path);
-  if (b.toString("latin1", 0, 4) !== "GGUF") return false;
-  let o = 24;
-  const kvCount = Number(b.readBigUInt64LE(16));
-  const str = () => {
-    const n = Number(b.readBigUInt64LE(o));
-    o += 8 + n;
-  };
-  const size: Record<number, number> = {
-    0: 1,
-    1: 1,
-    2: 2,
-    3: 2,
-    4: 4,
-    5: 4,
-    6: 4,
-    7: 1,
-    10: 8,
-    11: 8,
-    12: 8,
-  };
-  try {
-    for (let i = 0; i < kvCount; i++) {
-      str();
-      const type = b.readUInt32LE(o);
-      o += 4;
-      if (type === 8) str();
-      else if (type === 9) {
-        const itemType = b.readUInt32LE(o);
-        const n = Number(b.readBigUInt64LE(o + 4));
-        o += 12;
-        if (itemType === 8) for (let j = 0; j < n; j++) str();
-        else o += size[itemType] * n;
-      } else o += size[type];
-      if (o > b.length) return false;
-    }
-  } catch {
-    return false;
-  }
-  return o <= b.length;
 }
 
 /** A tokenizer.json as Llama-3 / Qwen2 checkpoints have it, around a GGUF's vocabulary and merges. */
@@ -137,48 +84,14 @@ function tokenizerJsonFrom(vocab: GgufVocab, pre: "llama-bpe" | "qwen2"): HfToke
 }
 
 describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)", () => {
-  const tmp = tempDir("steerlm-vocab-");
-  const paths = new Map<string, string>();
   const gguf = new Map<string, GgufTokenizer>();
 
   beforeAll(async () => {
-    let gitDir: string | undefined;
-    const show = (file: string) => {
-      if (!gitDir) {
-        gitDir = join(tmp.path, "llama.git");
-        execFileSync("git", ["init", "-q", "--bare", gitDir]);
-        execFileSync("git", ["--git-dir", gitDir, "fetch", "-q", bundle, "HEAD"]);
-      }
-      return execFileSync("git", ["--git-dir", gitDir, "cat-file", "-p", `FETCH_HEAD:models/${file}`], {
-        maxBuffer: 64 << 20,
-      });
-    };
-    for (const v of VOCABS) {
-      const shared = join(vocabDir(), `ggml-vocab-${v}.gguf`);
-      if (SHARED_GGUF.has(v) && isReadableGguf(shared)) {
-        paths.set(v, shared);
-        continue;
-      }
-      for (const ext of [".inp", ".out"]) {
-        const mine = readFileSync(join(vocabDir(), `ggml-vocab-${v}.gguf${ext}`));
-        if (!show(`ggml-vocab-${v}.gguf${ext}`).equals(mine))
-          throw new Error(`the bundle's ggml-vocab-${v}.gguf${ext} differs from ../shared/data's`);
-      }
-      const local = join(tmp.path, `ggml-vocab-${v}.gguf`);
-      writeFileSync(local, show(`ggml-vocab-${v}.gguf`));
-      if (SHARED_GGUF.has(v))
-        process.stderr.write(
-          `\n*** ../shared/data/llama-cpp-vocab/ggml-vocab-${v}.gguf is not a readable GGUF (damaged by a text ` +
-            `conversion); using the identical-suite copy from node-llama-cpp's llama.cpp bundle ***\n`,
-        );
-      paths.set(v, local);
-    }
-    for (const v of VOCABS) gguf.set(v, await loadGgufTokenizer(paths.get(v)!));
+    for (const v of VOCABS) gguf.set(v, await loadGgufTokenizer(join(vocabDir(), `ggml-vocab-${v}.gguf`)));
   }, 60_000);
 
   afterAll(async () => {
     for (const t of gguf.values()) await t.dispose();
-    tmp.cleanup();
   });
 
   const cases = (v: string) =>
@@ -213,7 +126,7 @@ describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)
   // (same vocabulary and merges, their published pre-tokenizer layout) and run the HF path on the suite.
   for (const v of ["llama-bpe", "qwen2"] as const) {
     it(`the HF path with ${v}'s tokenizer.json layout matches every case, and exports back to the same GGUF vocab`, async () => {
-      const original = readGgufVocab(await readGguf(paths.get(v)!));
+      const original = readGgufVocab(await readGguf(join(vocabDir(), `ggml-vocab-${v}.gguf`)));
       const hf = new HfTokenizer(tokenizerJsonFrom(original, v), {}, `${v} tokenizer.json`);
       const result = runConformance(hf, cases(v));
       process.stderr.write(`conformance hf ${v} tokenizer.json: ${result.matched}/${result.total}\n`);
