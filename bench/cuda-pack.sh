@@ -8,6 +8,8 @@
 # By default libggml-cuda.so is first trimmed to the compute_90 PTX that Hopper (H100, H200) runs
 # (bench/cuda-trim-fatbin.mjs: 129 → 20 MB of GPU code), so that everything fits one part, one call.
 # FULL=1 packs the library untouched instead: 3 parts, 3 calls (use it if the trimmed one fails to load).
+# The trimmed PTX is declared as ISA $PTX_ISA (default 9.0, what a CUDA 13.0 / 580.x driver compiles; the
+# shipped 9.1 is refused there); PTX_ISA= keeps it as shipped.
 #
 #   npm run build && bash bench/cuda-pack.sh        # then make the `run` call(s) it prints
 set -euo pipefail
@@ -37,8 +39,9 @@ if [ "${FULL:-0}" = 1 ]; then
   cp "$cuda_lib" "$stage/$cuda_lib"
   echo "libggml-cuda.so as shipped (all architectures)" >"$stage/payload.txt"
 else
-  node bench/cuda-trim-fatbin.mjs "$cuda_lib" "$stage/$cuda_lib" ptx:90
-  echo "libggml-cuda.so trimmed to compute_90 PTX (Hopper) by bench/cuda-trim-fatbin.mjs" >"$stage/payload.txt"
+  isa=${PTX_ISA-9.0}
+  node bench/cuda-trim-fatbin.mjs "$cuda_lib" "$stage/$cuda_lib" ptx:90 ${isa:+--ptx-isa "$isa"}
+  echo "libggml-cuda.so trimmed to compute_90 PTX (Hopper)${isa:+, declared PTX ISA $isa,} by bench/cuda-trim-fatbin.mjs" >"$stage/payload.txt"
 fi
 # the CUDA 12 fallback build adds 374 MB: only with CUDA12=1 (for a driver older than CUDA 13's)
 if [ "${CUDA12:-0}" = 1 ]; then

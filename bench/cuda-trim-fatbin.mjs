@@ -6,13 +6,23 @@
 // shrunk, the freed tail zeroed (which compresses to nothing). A container without a wanted entry is
 // left whole.
 //
-//   node bench/cuda-trim-fatbin.mjs <in.so> <out.so> [ptx:90,sass:90]   (default: ptx:90, for Hopper)
+//   node bench/cuda-trim-fatbin.mjs <in.so> <out.so> [ptx:90,sass:90] [--ptx-isa 9.0]   (default: ptx:90)
+//
+// --ptx-isa V rewrites the `.version` line of every kept PTX entry to V (the entries are zstd-compressed:
+// the system's `zstd` decompresses and recompresses them). node-llama-cpp 3.21.1's PTX says 9.1 (CUDA
+// 13.1), which a CUDA 13.0 driver (580.x) refuses with "PTX was compiled with an unsupported toolchain"
+// before compiling a line of it; declared as 9.0 the same text is compiled by that driver.
 //
 // node-llama-cpp 3.21.1's CUDA 13 libggml-cuda.so holds PTX for compute_75/80/90 and SASS for
 // sm_86/89/120/121: an H100/H200 (sm_90) runs its compute_90 PTX, compiled by the driver at load time.
+import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 
-const [input, output, spec = "ptx:90"] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const isaAt = args.indexOf("--ptx-isa");
+const ptxIsa = isaAt >= 0 ? args.splice(isaAt, 2)[1] : null;
+if (isaAt >= 0 && !/^\d+\.\d+$/.test(ptxIsa ?? "")) throw new Error("--ptx-isa takes a version like 9.0");
+const [input, output, spec = "ptx:90"] = args;
 if (!input || !output) {
   console.error("usage: node bench/cuda-trim-fatbin.mjs <in.so> <out.so> [ptx:90,sass:90]");
   process.exit(2);
@@ -49,7 +59,31 @@ if (!fatbin) throw new Error(`${input}: no .nv_fatbin section`);
 
 const FATBIN_MAGIC = 0xba55ed50;
 const out = Buffer.from(buf);
-const stats = { containers: 0, trimmed: 0, kept: 0, dropped: 0, bytesBefore: 0, bytesAfter: 0 };
+const stats = { containers: 0, trimmed: 0, kept: 0, dropped: 0, bytesBefore: 0, bytesAfter: 0, isa: new Map() };
+const ZSTD_MAGIC = 0xfd2fb528;
+
+/** A PTX entry with its `.version` set to ptxIsa: header (sizes updated) + zstd payload padded to 8. */
+function rewritePtx(at) {
+  const hs = u32(at + 4);
+  const csize = u32(at + 16);
+  if (u32(at + hs) !== ZSTD_MAGIC) throw new Error(`PTX entry at ${at} is not zstd-compressed`);
+  const text = execFileSync("zstd", ["-d", "-c", "-q"], { input: buf.subarray(at + hs, at + hs + csize), maxBuffer: 1 << 30 });
+  const ptx = text.toString("latin1");
+  const m = /^\.version (\d+\.\d+)$/m.exec(ptx);
+  if (!m) throw new Error(`PTX entry at ${at} has no .version line`);
+  stats.isa.set(m[1], (stats.isa.get(m[1]) ?? 0) + 1);
+  const packed = execFileSync("zstd", ["-19", "-c", "-q"], {
+    input: Buffer.from(ptx.replace(m[0], `.version ${ptxIsa}`), "latin1"),
+    maxBuffer: 1 << 30,
+  });
+  const padded = Math.ceil(packed.length / 8) * 8;
+  const entry = Buffer.alloc(hs + padded);
+  buf.copy(entry, 0, at, at + hs);
+  entry.writeBigUInt64LE(BigInt(padded), 8);
+  entry.writeUInt32LE(packed.length, 16);
+  packed.copy(entry, hs);
+  return entry;
+}
 let o = fatbin.off;
 const sectionEnd = fatbin.off + fatbin.size;
 while (o + 16 <= sectionEnd && u32(o) === FATBIN_MAGIC) {
@@ -70,8 +104,10 @@ while (o + 16 <= sectionEnd && u32(o) === FATBIN_MAGIC) {
   } else {
     let w = o + hsz;
     for (const x of keep) {
-      buf.copy(out, w, x.at, x.at + x.size);
-      w += x.size;
+      const entry = ptxIsa && x.kind === KIND.ptx ? rewritePtx(x.at) : buf.subarray(x.at, x.at + x.size);
+      if (w + entry.length > o + hsz + fsz) throw new Error(`container at ${o}: rewritten entries outgrow it`);
+      entry.copy(out, w);
+      w += entry.length;
     }
     out.fill(0, w, o + hsz + fsz);
     out.writeBigUInt64LE(BigInt(w - o - hsz), o + 8);
@@ -87,5 +123,6 @@ writeFileSync(output, out);
 console.error(
   `cuda-trim-fatbin: ${stats.trimmed}/${stats.containers} containers trimmed to ${spec} ` +
     `(${stats.kept} entries kept, ${stats.dropped} zeroed): GPU code ${(stats.bytesBefore / 1e6).toFixed(1)} → ` +
-    `${(stats.bytesAfter / 1e6).toFixed(1)} MB`,
+    `${(stats.bytesAfter / 1e6).toFixed(1)} MB` +
+    (ptxIsa ? `; PTX .version ${[...stats.isa].map(([v, n]) => `${v} (${n})`).join(", ")} → ${ptxIsa}` : ""),
 );
