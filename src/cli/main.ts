@@ -3,22 +3,77 @@ import { SteerlmError } from "../util/errors.js";
 import { setLogLevel } from "../util/log.js";
 import { version } from "../version.js";
 
-// One line per command group; each module only parses arguments and calls the library.
-const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
-  () => import("./commands/tokenize.js"),
-  () => import("./commands/sft.js"),
-  () => import("./commands/export.js"),
-  () => import("./commands/demo.js"),
-  () => import("./commands/bench.js"),
-  () => import("./commands/generate.js"),
-  () => import("./commands/serve.js"),
-  () => import("./commands/data.js"),
-  () => import("./commands/model.js"),
-  () => import("./commands/model-convert.js"),
-  () => import("./commands/eval.js"),
-  () => import("./commands/apm.js"),
-  () => import("./commands/bootstrap.js"),
-  () => import("./commands/steerlm2.js"),
+type CommandModule = () => Promise<{ register(program: Command): void }>;
+
+// `steerlm --help` lists the commands in SteerLM's pipeline order, under one heading per step, with one-line
+// summaries (`steerlm <command> --help` has the full description). Each module only parses arguments and
+// calls the library; a module registers its commands under the heading it is listed in.
+const pipeline: Array<{ heading: string; modules: CommandModule[]; summaries: Record<string, string> }> = [
+  {
+    heading: "Main job:",
+    modules: [() => import("./commands/demo.js")],
+    summaries: { demo: "SteerBench → SFT → GGUF → steerability table" },
+  },
+  {
+    heading: "Data:",
+    modules: [
+      () => import("./commands/data.js"),
+      () => import("./commands/tokenize.js"),
+      () => import("./commands/bench.js"),
+    ],
+    summaries: {
+      data: "import, convert, validate, inspect, split data",
+      tokenize: "token ids of a text (tokenizer.json or GGUF)",
+      bench: "SteerBench: synthetic data and its oracle",
+    },
+  },
+  {
+    heading: "Attribute model:",
+    modules: [() => import("./commands/apm.js")],
+    summaries: {
+      apm: "step 1: train the attribute prediction model",
+      annotate: "step 2: label data with the APM (resumable)",
+    },
+  },
+  {
+    heading: "Training:",
+    modules: [
+      () => import("./commands/sft.js"),
+      () => import("./commands/bootstrap.js"),
+      () => import("./commands/steerlm2.js"),
+    ],
+    summaries: {
+      sft: "step 3: attribute-conditioned SFT, LoRA too",
+      bootstrap: "step 4: data from top-quality samples",
+      steerlm2: "SteerLM 2.0: weighted samples, then training",
+    },
+  },
+  {
+    heading: "Steering:",
+    modules: [() => import("./commands/generate.js"), () => import("./commands/serve.js")],
+    summaries: {
+      generate: "one steered reply, streamed",
+      chat: "interactive chat; /set k=v between turns",
+      serve: "OpenAI-compatible server and web page",
+    },
+  },
+  {
+    heading: "Evaluation:",
+    modules: [() => import("./commands/eval.js")],
+    summaries: { eval: "attribute adherence, FastChat judge benchmarks" },
+  },
+  {
+    heading: "Models and export:",
+    modules: [
+      () => import("./commands/export.js"),
+      () => import("./commands/model.js"),
+      () => import("./commands/model-convert.js"),
+    ],
+    summaries: {
+      export: "a trained run as a GGUF, or its LoRA adapter",
+      model: "check and convert Llama-family models",
+    },
+  },
 ];
 
 export async function main(argv: string[]): Promise<number> {
@@ -38,7 +93,13 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)");
 
-  for (const load of commandModules) (await load()).register(program);
+  for (const { heading, modules, summaries } of pipeline) {
+    program.commandsGroup(heading);
+    for (const load of modules) (await load()).register(program);
+    for (const [name, summary] of Object.entries(summaries))
+      program.commands.find((command) => command.name() === name)?.summary(summary);
+  }
+  program.commandsGroup("Other:").helpCommand(true);
 
   try {
     await program.parseAsync(argv, { from: "user" });
