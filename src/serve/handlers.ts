@@ -106,6 +106,7 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
   const rendered = model.renderPrompt(base);
   const g = await model.generate({
     ...base,
+    prompt: rendered,
     onStart: () =>
       sse.send(
         chunk({ role: "assistant", content: "" }, null, {
