@@ -170,14 +170,14 @@ function promptFor(opts: JudgeRunOptions, name: string): JudgePrompt {
 function comparisons(opts: JudgeRunOptions): Array<{ set: AnswerSet; against?: AnswerSet }> {
   const names = opts.answers.map((a) => a.model);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
-  if (dup !== undefined) throw new InputError(`two answer files of model ${dup}`, { field: "--answers" });
+  if (dup !== undefined) throw new InputError(`two answer files of model ${dup}`, { setting: "answers" });
   if (opts.mode === "single") return opts.answers.map((set) => ({ set }));
   const baseline = opts.baseline;
   if (baseline)
     return opts.answers.filter((a) => a.model !== baseline.model).map((set) => ({ set, against: baseline }));
   if (opts.answers.length < 2)
-    throw new InputError(`--mode ${opts.mode} needs --baseline or at least two --answers files`, {
-      field: "--baseline",
+    throw new InputError(`mode ${opts.mode} needs a baseline or at least two answer files`, {
+      setting: "baseline",
     });
   return opts.answers.flatMap((set, i) => opts.answers.slice(i + 1).map((against) => ({ set, against })));
 }
@@ -282,8 +282,8 @@ function buildMatches(opts: JudgeRunOptions): Match[] {
       }
       // review: legacy two-score prompt on the first turn, in both orders
       if (!opts.legacy)
-        throw new InputError("--mode review needs the legacy reviewer and prompt files", {
-          field: "--fastchat-dir",
+        throw new InputError("mode review needs the legacy reviewer and prompt files", {
+          setting: "legacy",
         });
       const legacy = opts.legacy;
       for (const [first, second] of [
