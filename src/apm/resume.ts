@@ -11,8 +11,9 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, resolve } from "node:path";
+import type { AttributeSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
-import { ContextLengthError, type GenerateOptions, type SteerableModel } from "../inference/model.js";
+import { ContextLengthError, type GenerateOptions, SteerableModel } from "../inference/model.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { checkNumber } from "../util/numbers.js";
@@ -81,6 +82,37 @@ export function startJob(job: JobStart): { partial: string; sidecar: string } {
       `pass --overwrite to ${job.again} again`,
     );
   return paths;
+}
+
+/** What the jobs that generate with an SFT model (bootstrap, steerlm2 sample) share. */
+export interface GenerationJobOptions {
+  /** The SFT model (GGUF) that generates. */
+  model: string;
+  /** A LoRA adapter GGUF applied on top of `model`. */
+  lora?: string;
+  /** The SFT model's schema (name, file or schema); default: the GGUF's `steerlm.schema`, else steerlm. */
+  schema?: string | AttributeSchema;
+  contextSize?: number;
+  threads?: number;
+  output: string;
+  /** Replace an existing finished output. */
+  overwrite?: boolean;
+}
+
+/** `startJob`, then the model that generates, loaded as the job's options say. */
+export async function startGenerationJob(
+  opts: GenerationJobOptions,
+  job: Omit<JobStart, "output" | "overwrite">,
+): Promise<{ paths: { partial: string; sidecar: string }; model: SteerableModel }> {
+  const paths = startJob({ ...job, output: opts.output, overwrite: opts.overwrite });
+  const model = await SteerableModel.load({
+    modelPath: opts.model,
+    loraPath: opts.lora,
+    schema: opts.schema,
+    contextSize: opts.contextSize,
+    threads: opts.threads,
+  });
+  return { paths, model };
 }
 
 /**

@@ -2,13 +2,18 @@ import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import { annotateGroup, outputSchemaForModel } from "../apm/annotate.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
-import { generateOrSkip, PartialOutput, startJob } from "../apm/resume.js";
+import {
+  type GenerationJobOptions,
+  generateOrSkip,
+  PartialOutput,
+  startGenerationJob,
+} from "../apm/resume.js";
 import type { AttributeSchema } from "../data/attributes.js";
 import { fromJs } from "../data/json.js";
 import { readRecords } from "../data/read.js";
 import { type DataFormat, type DataRecord, labelString, toConversation } from "../data/record.js";
 import { recordLines } from "../data/write.js";
-import { SteerableModel } from "../inference/model.js";
+import type { SteerableModel } from "../inference/model.js";
 import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
@@ -30,11 +35,7 @@ import { promptKey, readPrompts } from "./prompts.js";
  */
 export const BOOTSTRAP_PROGRESS_FORMAT = "steerlm-bootstrap-progress";
 
-export interface BootstrapOptions {
-  /** The SFT model (GGUF) that generates. */
-  model: string;
-  /** A LoRA adapter GGUF applied on top of `model`. */
-  lora?: string;
+export interface BootstrapOptions extends GenerationJobOptions {
   /** APM run directory or checkpoint file: re-annotates the generated responses. */
   apm: string;
   /** Training data: its top-quality attribute combinations are the ones sampled. */
@@ -43,9 +44,6 @@ export interface BootstrapOptions {
   /** Prompts to answer (the record up to its last user turn); default: the training data's own. */
   prompts?: string;
   promptsFormat?: DataFormat;
-  output: string;
-  /** The SFT model's schema (name, file or schema); default: the GGUF's `steerlm.schema`, else steerlm. */
-  schema?: string | AttributeSchema;
   /** The attribute whose top value selects combinations; default `quality`, else `helpfulness`. */
   qualityKey?: string;
   /** Seeds each row's combination draw and generation. Default 1. */
@@ -57,18 +55,14 @@ export interface BootstrapOptions {
   topP?: number;
   /** Most tokens per response; default 256 or what fits the context. */
   maxTokens?: number;
-  contextSize?: number;
   /** Only the first `limit` prompts. */
   limit?: number;
   /** Answer each distinct prompt once (HelpSteer has several responses per prompt). */
   uniquePrompts?: boolean;
   /** Rows per resumable group and APM batch. Default 8. */
   batchSize?: number;
-  threads?: number;
   /** Append the training data itself (as SteerLM JSONL) after the bootstrapped rows. */
   mixOriginal?: boolean;
-  /** Replace an existing finished output. */
-  overwrite?: boolean;
   progress?: boolean;
   /** Milliseconds to wait after each group (lets tests interrupt a run at a known point). */
   throttleMs?: number;
@@ -113,21 +107,10 @@ export const BOOTSTRAP_DEFAULTS = { seed: 1, temperature: 1, topK: 50, batchSize
 
 export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapResult> {
   const t0 = performance.now();
+  const inputs = { data: opts.data, prompts: opts.prompts, apm: opts.apm };
   const B = opts.batchSize ?? BOOTSTRAP_DEFAULTS.batchSize;
-  const paths = startJob({
-    inputs: { data: opts.data, prompts: opts.prompts, apm: opts.apm },
-    output: opts.output,
-    overwrite: opts.overwrite,
-    again: "bootstrap",
-    group: ["batchSize", B],
-  });
-  const model = await SteerableModel.load({
-    modelPath: opts.model,
-    loraPath: opts.lora,
-    schema: opts.schema,
-    contextSize: opts.contextSize,
-    threads: opts.threads,
-  });
+  const group = ["batchSize", B] as const;
+  const { paths, model } = await startGenerationJob(opts, { inputs, again: "bootstrap", group });
   try {
     // Everything is read and checked before the slow part starts.
     const top = await readTopCombos(opts.data, {

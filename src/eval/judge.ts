@@ -26,7 +26,7 @@ import {
   pairJudgeMessages,
   singleJudgeMessages,
 } from "./prompts.js";
-import { parseGame, parseLegacyScores, parseRating } from "./verdict.js";
+import { type GameWinner, type Parsed, parseGame, parseLegacyScores, parseRating } from "./verdict.js";
 
 /**
  * Judging model answers with an LLM judge, in FastChat's formats:
@@ -182,6 +182,12 @@ function comparisons(opts: JudgeRunOptions): Array<{ set: AnswerSet; against?: A
   return opts.answers.flatMap((set, i) => opts.answers.slice(i + 1).map((against) => ({ set, against })));
 }
 
+/** A game's verdict as a pair judgment's winner; `[a, b]`: the models shown as assistants A and B. */
+function winnerOf(v: Parsed<GameWinner>, [a, b]: [PairWinner, PairWinner]): PairWinner {
+  if (!v.ok) return "error";
+  return v.value === "tie" ? "tie" : v.value === "A" ? a : b;
+}
+
 function buildMatches(opts: JudgeRunOptions): Match[] {
   const { bench, judge, judgeModel } = opts;
   const matches: Match[] = [];
@@ -243,20 +249,8 @@ function buildMatches(opts: JudgeRunOptions): Match[] {
               const v1 = parseGame(jp.output_format, j1);
               const v2 = parseGame(jp.output_format, j2);
               // Game 1 shows model_1 as A; game 2 shows model_2 as A.
-              const w1: PairWinner = !v1.ok
-                ? "error"
-                : v1.value === "tie"
-                  ? "tie"
-                  : v1.value === "A"
-                    ? "model_1"
-                    : "model_2";
-              const w2: PairWinner = !v2.ok
-                ? "error"
-                : v2.value === "tie"
-                  ? "tie"
-                  : v2.value === "A"
-                    ? "model_2"
-                    : "model_1";
+              const w1 = winnerOf(v1, ["model_1", "model_2"]);
+              const w2 = winnerOf(v2, ["model_2", "model_1"]);
               const problems = [v1.ok ? "" : `g1: ${v1.error}`, v2.ok ? "" : `g2: ${v2.error}`]
                 .filter(Boolean)
                 .join("; ");

@@ -2,12 +2,17 @@ import { resolve } from "node:path";
 import { outputSchemaForModel } from "../apm/annotate.js";
 import { apmTokens, packApmBatch } from "../apm/data.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
-import { generateOrSkip, PartialOutput, startJob } from "../apm/resume.js";
+import {
+  type GenerationJobOptions,
+  generateOrSkip,
+  PartialOutput,
+  startGenerationJob,
+} from "../apm/resume.js";
 import { BOOTSTRAP_DEFAULTS } from "../bootstrap/run.js";
 import { type AttributeSchema, type AttributeValues, withDefaults } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
 import { toConversation } from "../data/record.js";
-import { SteerableModel } from "../inference/model.js";
+import type { SteerableModel } from "../inference/model.js";
 import { Rng } from "../steerbench/rng.js";
 import { InputError } from "../util/errors.js";
 import { countLines, fileSha256 } from "../util/files.js";
@@ -34,23 +39,21 @@ import { GgufScorer } from "./score.js";
  */
 export const STEERLM2_PROGRESS_FORMAT = "steerlm-steerlm2-sample-progress";
 
-/** Options of `steerlm steerlm2 sample`. */
-export interface SampleOptions {
-  /** The SFT model Q' (GGUF) that samples and scores log Q'(y|a,x). */
-  model: string;
+/**
+ * Options of `steerlm steerlm2 sample`. `model` is the SFT model Q' that samples and scores log Q'(y|a,x)
+ * (no LoRA: the engine that scores it reads one GGUF).
+ */
+export interface SampleOptions extends Omit<GenerationJobOptions, "lora"> {
   /** The regression APM (run directory or checkpoint) giving P(a|x,y). */
   apm: string;
   /** Prompts (any readable format); by default each record's response label is its a. */
   data: string;
   dataFormat?: DataFormat;
-  output: string;
   /** The prior P(y|x) (GGUF); default: the SFT model prompted with the schema's default values. */
   prior?: string;
   /** `label` (default): each record's own values; `top`: drawn from the top-quality set, as bootstrap. */
   values?: "label" | "top";
   qualityKey?: string;
-  /** The SFT model's schema; default: the GGUF's `steerlm.schema`, else steerlm. */
-  schema?: string | AttributeSchema;
   /** Responses per (prompt, values). Default 4. */
   samples?: number;
   seed?: number;
@@ -59,10 +62,7 @@ export interface SampleOptions {
   /** Default 50. */
   topK?: number;
   maxTokens?: number;
-  contextSize?: number;
   limit?: number;
-  threads?: number;
-  overwrite?: boolean;
   progress?: boolean;
   /** Milliseconds to wait after each group (lets tests interrupt a run at a known point). */
   throttleMs?: number;
@@ -118,20 +118,10 @@ export const SAMPLE_DEFAULTS = {
 
 export async function runSample(opts: SampleOptions): Promise<SampleResult> {
   const t0 = performance.now();
+  const inputs = { data: opts.data, apm: opts.apm, prior: opts.prior };
   const n = opts.samples ?? SAMPLE_DEFAULTS.samples;
-  const paths = startJob({
-    inputs: { data: opts.data, apm: opts.apm, prior: opts.prior },
-    output: opts.output,
-    overwrite: opts.overwrite,
-    again: "sample",
-    group: ["samples", n],
-  });
-  const model = await SteerableModel.load({
-    modelPath: opts.model,
-    schema: opts.schema,
-    contextSize: opts.contextSize,
-    threads: opts.threads,
-  });
+  const group = ["samples", n] as const;
+  const { paths, model } = await startGenerationJob(opts, { inputs, again: "sample", group });
   const freeLater: Array<() => unknown> = [() => model.dispose()];
   try {
     const schema = model.schema;
