@@ -309,6 +309,13 @@ describe("steerlm bootstrap", () => {
     expect(b.code).toBe(1);
     expect(b.stderr).toMatch(new RegExp(`${bad}:3: conversations\\[0\\]\\.from`));
   });
+
+  it("names the flag the user typed for a bad setting the library reports (qualityKey -> --quality-key)", async () => {
+    const r = await runCli(bootArgs(join(dir.path, "charm.out.jsonl"), ["--quality-key", "charm"]));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('steerlm: --quality-key: unknown attribute "charm" for schema steerlm\n');
+    expect(r.stderr).toContain("hint: known: quality, toxicity,");
+  });
 });
 
 /** Starts the job slowed down, and SIGKILLs it once its sidecar records at least `rows` rows. */

@@ -1,14 +1,5 @@
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  ftruncateSync,
-  openSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from "node:fs";
+import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { type AttributeSchema, type AttributeValues, loadSchema, toLabel } from "../data/attributes.js";
 import { steerlmLine } from "../data/formats/steerlm.js";
@@ -21,14 +12,7 @@ import { Progress } from "../util/progress.js";
 import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
 import { attributeTokenIds, decodeGenerative } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
-import {
-  checkOutput,
-  readResumeState,
-  SIDECAR_FORMAT,
-  type Sidecar,
-  writeAll,
-  writeSidecar,
-} from "./resume.js";
+import { PartialOutput, SIDECAR_FORMAT, startJob } from "./resume.js";
 
 /**
  * `annotate`: the APM's predictions, clamped to each attribute's scale and rounded half to even, become
@@ -76,21 +60,34 @@ export interface AnnotateResult {
   seconds: number;
 }
 
+/** Settings a resumed annotation must share with the partial one. */
+type AnnotateSettings = {
+  format: string | null;
+  onlyUnlabeled: boolean;
+  batchSize: number;
+  schema: string;
+};
+
 /** What identifies an input record for the resume check: its text and labels, not where it came from. */
 function recordKey(r: DataRecord): string {
   return JSON.stringify([r.system, r.turns.map((t) => [t.role, t.text, t.labels])]);
 }
 
+export const ANNOTATE_DEFAULTS = { batchSize: 8 };
+
 export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResult> {
   const t0 = performance.now();
-  const B = opts.batchSize ?? 8;
-  if (!Number.isInteger(B) || B < 1)
-    throw new InputError(`expected an integer ≥ 1, got ${B}`, { field: "--batch-size" });
-  if (!existsSync(opts.input)) throw new InputError("no such file", { file: opts.input });
-  const { partial, sidecar } = checkOutput(opts.output, opts.overwrite, "annotate");
+  const B = opts.batchSize ?? ANNOTATE_DEFAULTS.batchSize;
+  const paths = startJob({
+    inputs: { input: opts.input },
+    output: opts.output,
+    overwrite: opts.overwrite,
+    again: "annotate",
+    group: ["batchSize", B],
+  });
   const apm = await loadApm(opts.apm, opts.threads);
   try {
-    return await annotateWith(apm, opts, B, partial, sidecar, t0);
+    return await annotateWith(apm, opts, B, paths, t0);
   } finally {
     await apm.free();
   }
@@ -100,30 +97,20 @@ async function annotateWith(
   apm: LoadedApm,
   opts: AnnotateOptions,
   B: number,
-  partial: string,
-  sidecarPath: string,
+  paths: { partial: string; sidecar: string },
   t0: number,
 ): Promise<AnnotateResult> {
   const schema = outputSchema(apm, opts.schema);
   const T = apm.info.seqLen;
   const K = apm.info.schema.attributes.length;
-  const settings: Sidecar["settings"] = {
+  const settings: AnnotateSettings = {
     format: opts.format ?? null,
     onlyUnlabeled: Boolean(opts.onlyUnlabeled),
     batchSize: B,
     schema: JSON.stringify(schema),
   };
   const input = resolve(opts.input);
-
-  // ---- resume state ----
-  const prior = readResumeState(partial, sidecarPath, { input, apm: apm.digest, settings });
-  const outHash = createHash("sha256");
-  if (prior.rows > 0) outHash.update(prior.prefix);
-  // Append mode: every write lands after the truncation point, whatever the file held before.
-  const fd = openSync(partial, "a");
-  ftruncateSync(fd, prior.outputBytes); // drops lines after the recorded prefix and a torn last line
-  let outBytes = prior.outputBytes;
-  if (prior.rows > 0) log.info(`resuming: ${prior.rows} rows already annotated in ${partial}`);
+  const out = PartialOutput.open(paths, { format: SIDECAR_FORMAT, input, apm: apm.digest, settings });
 
   // The generative APM decodes one sequence at a time; the regression one runs fixed [B, T] batches.
   const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
@@ -140,35 +127,12 @@ async function annotateWith(
   let turns = 0;
   let group: DataRecord[] = [];
   const flushGroup = async () => {
-    const { lines, predicted } = annotateGroup(
-      apm,
-      schema,
-      predictor,
-      group,
-      B,
-      T,
-      K,
-      pad,
-      Boolean(opts.onlyUnlabeled),
-    );
-    const text = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
-    writeAll(fd, text);
-    fsyncSync(fd);
-    outHash.update(text);
-    outBytes += text.length;
+    const onlyUnlabeled = Boolean(opts.onlyUnlabeled);
+    const { lines, predicted } = annotateGroup(apm, schema, predictor, group, B, T, K, pad, onlyUnlabeled);
+    out.append(lines);
     turns += predicted;
     group = [];
-    writeSidecar(sidecarPath, {
-      format: SIDECAR_FORMAT,
-      version: 1,
-      input,
-      apm: apm.digest,
-      settings,
-      rows,
-      outputBytes: outBytes,
-      outputSha256: outHash.copy().digest("hex"),
-      inputSha256: inHash.copy().digest("hex"),
-    });
+    out.record(rows, inHash.copy().digest("hex"));
     if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
   };
   // Input labels are read, and lines written, with the APM's schema: the output schema only picks attributes.
@@ -178,46 +142,30 @@ async function annotateWith(
     allowUnlabeled: true,
     onProgress: (n) => progress.tick(n, { rows, turns }),
   });
+  let complete = false;
   try {
     for await (const record of reader) {
       inHash.update(`${recordKey(record)}\n`);
       rows++;
-      if (rows === prior.rows && inHash.copy().digest("hex") !== prior.inputSha256) {
-        throw new InputError(
-          `the first ${prior.rows} rows differ from the ones the partial output was made from`,
-          { file: opts.input },
-          `delete ${partial} to start over`,
-        );
-      }
-      if (rows <= prior.rows) continue;
+      if (rows === out.done.rows) out.checkPrefix(opts.input, inHash.copy().digest("hex"), "rows");
+      if (rows <= out.done.rows) continue;
       group.push(record);
       if (group.length === B) await flushGroup();
     }
-    if (rows < prior.rows) {
-      throw new InputError(
-        `has ${rows} rows, fewer than the ${prior.rows} already annotated`,
-        { file: opts.input },
-        `delete ${partial} to start over`,
-      );
-    }
+    out.checkCount(opts.input, rows, "rows");
     if (group.length > 0) await flushGroup();
+    complete = true;
+  } finally {
     progress.finish();
-    fsyncSync(fd);
-    closeSync(fd);
-  } catch (err) {
-    progress.finish();
-    closeSync(fd);
+    out.close(complete ? opts.output : undefined);
     predictor?.free();
-    throw err;
   }
-  predictor?.free();
-  renameSync(partial, opts.output);
-  rmSync(sidecarPath, { force: true });
   const seconds = (performance.now() - t0) / 1000;
+  const resumed = out.done.rows;
   log.info(
-    `annotate: ${rows} rows, ${turns} assistant turns labelled${prior.rows ? ` (${prior.rows} rows resumed)` : ""}: ${opts.output}`,
+    `annotate: ${rows} rows, ${turns} assistant turns labelled${resumed ? ` (${resumed} rows resumed)` : ""}: ${opts.output}`,
   );
-  return { output: opts.output, rows, turns, resumedRows: prior.rows, seconds };
+  return { output: opts.output, rows, turns, resumedRows: resumed, seconds };
 }
 
 /** Predicts the labels of a group of records; returns their output lines (also used by `steerlm bootstrap`). */
@@ -279,13 +227,13 @@ export function outputSchema(apm: LoadedApm, given: string | AttributeSchema | u
     if (!own) {
       throw new InputError(
         `attribute "${a.name}" of schema ${schema.name} is not an output of the APM (${have.join(",")})`,
-        { field: "--schema" },
+        { setting: "schema" },
       );
     }
     if (own.min !== a.min || own.max !== a.max) {
       throw new InputError(
         `attribute "${a.name}" has the scale ${a.min}..${a.max} in schema ${schema.name}, the APM's is ${own.min}..${own.max}`,
-        { field: "--schema" },
+        { setting: "schema" },
       );
     }
   }

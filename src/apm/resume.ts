@@ -1,27 +1,38 @@
-import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { createHash, type Hash } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { dirname, resolve } from "node:path";
+import type { AttributeSchema } from "../data/attributes.js";
+import type { DataRecord } from "../data/record.js";
+import { ContextLengthError, type GenerateOptions, SteerableModel } from "../inference/model.js";
 import { InputError } from "../util/errors.js";
+import { log } from "../util/log.js";
+import { checkNumber } from "../util/numbers.js";
 
 /**
- * annotate's resume record: `<out>.partial` holds the rows written so far and `<out>.partial.json` (the
- * sidecar, replaced atomically after each fsynced group) says how many, how long and with which SHA-256
- * the verified output prefix is, which input rows (SHA-256) and APM (SHA-256) made it, and the settings.
+ * The resumable jobs (`annotate`, `bootstrap`, `steerlm2 sample`) start, resume and finish here. The
+ * output grows as `<out>.partial`; `<out>.partial.json` (the sidecar, replaced atomically after each
+ * fsynced group) says how many input rows are done, how long and with which SHA-256 the verified output
+ * prefix is, which input rows (SHA-256) and APM (SHA-256) made it, and the settings. A rerun checks all
+ * of them, truncates whatever follows the recorded prefix and goes on; at the end `.partial` is renamed to
+ * the output (atomic) and the sidecar removed.
  */
 export const SIDECAR_FORMAT = "steerlm-annotate-progress";
 
 /** Settings a resumed run must share with the partial one (compared key by key). */
 export type ResumeSettings = Readonly<Record<string, string | number | boolean | null>>;
 
-export type AnnotateSettings = {
-  format: string | null;
-  onlyUnlabeled: boolean;
-  batchSize: number;
-  schema: string;
-};
-
-/** `format` names the command that wrote it (`steerlm bootstrap` shares this record with its own name). */
-export interface Sidecar<S extends ResumeSettings = AnnotateSettings> {
+/** `format` names the command that wrote it (each job has its own). */
+export interface Sidecar<S extends ResumeSettings = ResumeSettings> {
   format: string;
   version: 1;
   input: string;
@@ -37,25 +48,158 @@ export function partialPaths(output: string): { partial: string; sidecar: string
   return { partial: `${output}.partial`, sidecar: `${output}.partial.json` };
 }
 
+export interface JobStart {
+  /** The files the job reads, by the setting that names them; a missing one is refused before any work. */
+  inputs: Readonly<Record<string, string | undefined>>;
+  output: string;
+  overwrite?: boolean;
+  /** Completes the hint "pass --overwrite to … again" (the command's name). */
+  again: string;
+  /** The setting that sizes a resumable group, and its value: a whole number ≥ 1. */
+  group: readonly [setting: string, size: number];
+}
+
 /**
- * Checks a resumable job's output path before any work: its folder exists, and a finished output is only
- * replaced with `overwrite` (an unfinished one, with its .partial, is resumed). `again` completes the hint
- * "pass --overwrite to … again".
+ * Everything a resumable job checks before any work: the group size, its input files, and its output:
+ * the folder exists, and a finished output is only replaced with `overwrite` (an unfinished one, with its
+ * .partial, is resumed).
  */
-export function checkOutput(
-  output: string,
-  overwrite: boolean | undefined,
-  again: string,
-): {
-  partial: string;
-  sidecar: string;
-} {
+export function startJob(job: JobStart): { partial: string; sidecar: string } {
+  const [setting, size] = job.group;
+  checkNumber(size, { integer: true, min: 1 }, { setting });
+  for (const [name, path] of Object.entries(job.inputs)) {
+    if (path !== undefined && !existsSync(path))
+      throw new InputError("no such file", { file: path, setting: name });
+  }
+  const { output } = job;
   if (!existsSync(dirname(resolve(output))))
     throw new InputError("the output's folder does not exist", { file: output });
   const paths = partialPaths(output);
-  if (existsSync(output) && !existsSync(paths.partial) && !overwrite)
-    throw new InputError("the output already exists", { file: output }, `pass --overwrite to ${again} again`);
+  if (existsSync(output) && !existsSync(paths.partial) && !job.overwrite)
+    throw new InputError(
+      "the output already exists",
+      { file: output },
+      `pass --overwrite to ${job.again} again`,
+    );
   return paths;
+}
+
+/** What the jobs that generate with an SFT model (bootstrap, steerlm2 sample) share. */
+export interface GenerationJobOptions {
+  /** The SFT model (GGUF) that generates. */
+  model: string;
+  /** A LoRA adapter GGUF applied on top of `model`. */
+  lora?: string;
+  /** The SFT model's schema (name, file or schema); default: the GGUF's `steerlm.schema`, else steerlm. */
+  schema?: string | AttributeSchema;
+  contextSize?: number;
+  threads?: number;
+  output: string;
+  /** Replace an existing finished output. */
+  overwrite?: boolean;
+}
+
+/** `startJob`, then the model that generates, loaded as the job's options say. */
+export async function startGenerationJob(
+  opts: GenerationJobOptions,
+  job: Omit<JobStart, "output" | "overwrite">,
+): Promise<{ paths: { partial: string; sidecar: string }; model: SteerableModel }> {
+  const paths = startJob({ ...job, output: opts.output, overwrite: opts.overwrite });
+  const model = await SteerableModel.load({
+    modelPath: opts.model,
+    loraPath: opts.lora,
+    schema: opts.schema,
+    contextSize: opts.contextSize,
+    threads: opts.threads,
+  });
+  return { paths, model };
+}
+
+/**
+ * `<out>.partial`, opened where the last recorded group ended. `done` is what an earlier run recorded
+ * (nothing for a fresh start); `append` adds a group's lines, `record` the progress after it.
+ */
+export class PartialOutput {
+  private readonly fd: number;
+  private readonly hash: Hash;
+  private bytes: number;
+
+  private constructor(
+    private readonly paths: { partial: string; sidecar: string },
+    private readonly expect: Pick<Sidecar, "format" | "input" | "apm" | "settings">,
+    readonly done: ResumeState,
+  ) {
+    this.hash = createHash("sha256");
+    if (done.rows > 0) this.hash.update(done.prefix);
+    // Append mode: every write lands after the truncation point, whatever the file held before.
+    this.fd = openSync(paths.partial, "a");
+    ftruncateSync(this.fd, done.outputBytes); // drops an unrecorded group and a torn last line
+    this.bytes = done.outputBytes;
+    if (done.rows > 0) log.info(`resuming: ${done.rows} rows already done in ${paths.partial}`);
+  }
+
+  static open(
+    paths: { partial: string; sidecar: string },
+    expect: Pick<Sidecar, "format" | "input" | "apm" | "settings">,
+  ): PartialOutput {
+    return new PartialOutput(paths, expect, readResumeState(paths.partial, paths.sidecar, expect));
+  }
+
+  /** `delete <partial> to start over`: the hint of every mismatch with the partial run. */
+  get restart(): string {
+    return `delete ${this.paths.partial} to start over`;
+  }
+
+  /** The input must have at least the `done.rows` rows (`noun`: prompts, rows) the partial run read. */
+  checkCount(file: string, count: number, noun: string): void {
+    const { rows } = this.done;
+    if (count < rows)
+      throw new InputError(
+        `has ${count} ${noun}, fewer than the ${rows} already done`,
+        { file },
+        this.restart,
+      );
+  }
+
+  /** The SHA-256 of the input's first `done.rows` rows must be the one recorded. */
+  checkPrefix(file: string, prefixSha256: string, noun: string): void {
+    const { rows } = this.done;
+    if (rows > 0 && prefixSha256 !== this.done.inputSha256)
+      throw new InputError(
+        `the first ${rows} ${noun} differ from the ones the partial output was made from`,
+        { file },
+        this.restart,
+      );
+  }
+
+  /** Appends lines (each ends in a newline) and fsyncs them. */
+  append(lines: readonly string[]): void {
+    const b = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
+    writeAll(this.fd, b);
+    fsyncSync(this.fd);
+    this.hash.update(b);
+    this.bytes += b.length;
+  }
+
+  /** Records that `rows` input rows (SHA-256 `inputSha256`) are done and written so far. */
+  record(rows: number, inputSha256: string): void {
+    writeSidecar(this.paths.sidecar, {
+      ...this.expect,
+      version: 1,
+      rows,
+      outputBytes: this.bytes,
+      outputSha256: this.hash.copy().digest("hex"),
+      inputSha256,
+    });
+  }
+
+  /** Closes the file; with `output`, the job is complete: the partial file becomes the output. */
+  close(output?: string): void {
+    closeSync(this.fd);
+    if (output === undefined) return;
+    renameSync(this.paths.partial, output);
+    rmSync(this.paths.sidecar, { force: true });
+  }
 }
 
 export interface ResumeState {
@@ -66,17 +210,16 @@ export interface ResumeState {
 }
 
 /** The verified prefix of an earlier run, or a fresh start when there is none. */
-export function readResumeState(
+function readResumeState(
   partial: string,
   sidecarPath: string,
-  expect: Pick<Sidecar<ResumeSettings>, "input" | "apm" | "settings">,
-  format: string = SIDECAR_FORMAT,
+  expect: Pick<Sidecar, "format" | "input" | "apm" | "settings">,
 ): ResumeState {
   const fresh: ResumeState = { rows: 0, outputBytes: 0, inputSha256: "", prefix: Buffer.alloc(0) };
   if (!existsSync(partial) || !existsSync(sidecarPath)) return fresh; // nothing was recorded: start over
-  let s: Sidecar<ResumeSettings>;
+  let s: Sidecar;
   try {
-    s = JSON.parse(readFileSync(sidecarPath, "utf8")) as Sidecar<ResumeSettings>;
+    s = JSON.parse(readFileSync(sidecarPath, "utf8")) as Sidecar;
   } catch {
     throw new InputError(
       "the progress file is damaged",
@@ -84,6 +227,7 @@ export function readResumeState(
       `delete it and ${partial} to start over`,
     );
   }
+  const { format } = expect;
   if (s.format !== format || s.version !== 1)
     throw new InputError(`not a ${format} file`, { file: sidecarPath, field: "format" });
   const restart = `delete ${partial} to start over`;
@@ -121,7 +265,7 @@ export function readResumeState(
   return { rows: s.rows, outputBytes: s.outputBytes, inputSha256: s.inputSha256, prefix };
 }
 
-export function writeSidecar<S extends ResumeSettings>(path: string, s: Sidecar<S>): void {
+function writeSidecar(path: string, s: Sidecar): void {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, "w");
   writeAll(fd, Buffer.from(`${JSON.stringify(s)}\n`));
@@ -130,7 +274,28 @@ export function writeSidecar<S extends ResumeSettings>(path: string, s: Sidecar<
   renameSync(tmp, path);
 }
 
-export function writeAll(fd: number, b: Uint8Array): void {
+function writeAll(fd: number, b: Uint8Array): void {
   let done = 0;
   while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
+}
+
+/**
+ * One generation of a job's row, or null (with a warning naming the row) when the prompt and the tokens
+ * to generate do not fit the context: the job skips that row and goes on.
+ */
+export async function generateOrSkip(
+  model: SteerableModel,
+  prompt: DataRecord,
+  opts: GenerateOptions,
+): Promise<Awaited<ReturnType<SteerableModel["generate"]>> | null> {
+  try {
+    return await model.generate(opts);
+  } catch (err) {
+    if (!(err instanceof ContextLengthError)) throw err;
+    const o = prompt.origin;
+    log.warn(
+      `${o ? `${o.file}:${o.line}: ` : ""}skipped: the prompt and the tokens to generate do not fit the context of ${model.contextSize} tokens`,
+    );
+    return null;
+  }
 }

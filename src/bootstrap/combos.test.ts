@@ -73,7 +73,7 @@ describe("readTopCombos", () => {
     expect(defaultQualityKey(BUILTIN_SCHEMAS.oasst)).toBe("quality");
     await expect(
       readTopCombos(data, { schema: BUILTIN_SCHEMAS.steerlm, qualityKey: "charm" }),
-    ).rejects.toThrow('--quality-key: "charm" is not an attribute of schema steerlm');
+    ).rejects.toThrow('qualityKey: unknown attribute "charm" for schema steerlm');
   });
 
   it.skipIf(!haveSharedData)(

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
+import { type AttributeSchema, type AttributeValues, attributeDef } from "../data/attributes.js";
 import { NO_LABELS, readRecords } from "../data/read.js";
 import { type DataFormat, labelString } from "../data/record.js";
 import { Rng } from "../steerbench/rng.js";
@@ -31,7 +31,7 @@ export function defaultQualityKey(schema: AttributeSchema): string {
   }
   throw new InputError(
     `schema ${schema.name} has neither "quality" nor "helpfulness"`,
-    { field: "--quality-key" },
+    { setting: "qualityKey" },
     `name the attribute that measures quality: one of ${schema.attributes.map((a) => a.name).join(", ")}`,
   );
 }
@@ -47,14 +47,7 @@ export interface TopCombosOptions {
 /** Reads the training data (any format `readRecords` knows) and keeps its top-quality combinations. */
 export async function readTopCombos(data: string, opts: TopCombosOptions): Promise<TopCombos> {
   const qualityKey = opts.qualityKey ?? defaultQualityKey(opts.schema);
-  const def = opts.schema.attributes.find((a) => a.name === qualityKey);
-  if (!def) {
-    throw new InputError(
-      `"${qualityKey}" is not an attribute of schema ${opts.schema.name}`,
-      { field: "--quality-key" },
-      `known: ${opts.schema.attributes.map((a) => a.name).join(", ")}`,
-    );
-  }
+  const def = attributeDef(opts.schema, qualityKey, { setting: "qualityKey" });
   const combos: AttributeValues[] = [];
   const seen = new Map<number, number>(); // quality value -> turns, for the error message
   let labelledTurns = 0;

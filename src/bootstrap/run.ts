@@ -1,16 +1,19 @@
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { annotateGroup, outputSchemaForModel } from "../apm/annotate.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
-import { checkOutput, readResumeState, writeAll, writeSidecar } from "../apm/resume.js";
+import {
+  type GenerationJobOptions,
+  generateOrSkip,
+  PartialOutput,
+  startGenerationJob,
+} from "../apm/resume.js";
 import type { AttributeSchema } from "../data/attributes.js";
 import { fromJs } from "../data/json.js";
 import { readRecords } from "../data/read.js";
 import { type DataFormat, type DataRecord, labelString, toConversation } from "../data/record.js";
 import { recordLines } from "../data/write.js";
-import { ContextLengthError, SteerableModel } from "../inference/model.js";
-import { InputError } from "../util/errors.js";
+import type { SteerableModel } from "../inference/model.js";
 import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
@@ -32,11 +35,7 @@ import { promptKey, readPrompts } from "./prompts.js";
  */
 export const BOOTSTRAP_PROGRESS_FORMAT = "steerlm-bootstrap-progress";
 
-export interface BootstrapOptions {
-  /** The SFT model (GGUF) that generates. */
-  model: string;
-  /** A LoRA adapter GGUF applied on top of `model`. */
-  lora?: string;
+export interface BootstrapOptions extends GenerationJobOptions {
   /** APM run directory or checkpoint file: re-annotates the generated responses. */
   apm: string;
   /** Training data: its top-quality attribute combinations are the ones sampled. */
@@ -45,9 +44,6 @@ export interface BootstrapOptions {
   /** Prompts to answer (the record up to its last user turn); default: the training data's own. */
   prompts?: string;
   promptsFormat?: DataFormat;
-  output: string;
-  /** The SFT model's schema (name, file or schema); default: the GGUF's `steerlm.schema`, else steerlm. */
-  schema?: string | AttributeSchema;
   /** The attribute whose top value selects combinations; default `quality`, else `helpfulness`. */
   qualityKey?: string;
   /** Seeds each row's combination draw and generation. Default 1. */
@@ -59,18 +55,14 @@ export interface BootstrapOptions {
   topP?: number;
   /** Most tokens per response; default 256 or what fits the context. */
   maxTokens?: number;
-  contextSize?: number;
   /** Only the first `limit` prompts. */
   limit?: number;
   /** Answer each distinct prompt once (HelpSteer has several responses per prompt). */
   uniquePrompts?: boolean;
   /** Rows per resumable group and APM batch. Default 8. */
   batchSize?: number;
-  threads?: number;
   /** Append the training data itself (as SteerLM JSONL) after the bootstrapped rows. */
   mixOriginal?: boolean;
-  /** Replace an existing finished output. */
-  overwrite?: boolean;
   progress?: boolean;
   /** Milliseconds to wait after each group (lets tests interrupt a run at a known point). */
   throttleMs?: number;
@@ -110,27 +102,15 @@ type BootstrapSettings = {
   uniquePrompts: boolean;
 };
 
+/** Library and CLI defaults; temperature 1 and top-k 50 are the paper's sampling. */
+export const BOOTSTRAP_DEFAULTS = { seed: 1, temperature: 1, topK: 50, batchSize: 8 };
+
 export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapResult> {
   const t0 = performance.now();
-  const B = opts.batchSize ?? 8;
-  if (!Number.isInteger(B) || B < 1)
-    throw new InputError(`expected an integer ≥ 1, got ${B}`, { field: "--batch-size" });
-  for (const [field, path] of [
-    ["--data", opts.data],
-    ["--prompts", opts.prompts],
-    ["--apm", opts.apm],
-  ] as const) {
-    if (path !== undefined && !existsSync(path)) throw new InputError("no such file", { file: path, field });
-  }
-  const { partial, sidecar } = checkOutput(opts.output, opts.overwrite, "bootstrap");
-
-  const model = await SteerableModel.load({
-    modelPath: opts.model,
-    loraPath: opts.lora,
-    schema: opts.schema,
-    contextSize: opts.contextSize,
-    threads: opts.threads,
-  });
+  const inputs = { data: opts.data, prompts: opts.prompts, apm: opts.apm };
+  const B = opts.batchSize ?? BOOTSTRAP_DEFAULTS.batchSize;
+  const group = ["batchSize", B] as const;
+  const { paths, model } = await startGenerationJob(opts, { inputs, again: "bootstrap", group });
   try {
     // Everything is read and checked before the slow part starts.
     const top = await readTopCombos(opts.data, {
@@ -159,21 +139,23 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
         combos: top.digest,
         qualityKey: top.qualityKey,
         schema: JSON.stringify(model.schema),
-        seed: opts.seed ?? 1,
-        temperature: opts.temperature ?? 1,
-        topK: opts.topK ?? 50,
+        seed: opts.seed ?? BOOTSTRAP_DEFAULTS.seed,
+        temperature: opts.temperature ?? BOOTSTRAP_DEFAULTS.temperature,
+        topK: opts.topK ?? BOOTSTRAP_DEFAULTS.topK,
         topP: opts.topP ?? null,
         maxTokens: opts.maxTokens ?? null,
         contextSize: model.contextSize,
         batchSize: B,
         uniquePrompts: Boolean(opts.uniquePrompts),
       };
-      const r = await generateAndAnnotate(model, apm, schema, prompts, top, settings, {
-        ...opts,
-        input: resolve(promptsPath),
-        partial,
-        sidecar,
+      const input = resolve(promptsPath);
+      const out = PartialOutput.open(paths, {
+        format: BOOTSTRAP_PROGRESS_FORMAT,
+        input,
+        apm: apm.digest,
+        settings,
       });
+      const r = await generateAndAnnotate(model, apm, schema, prompts, top, settings, out, opts);
       return { ...r, seconds: (performance.now() - t0) / 1000 };
     } finally {
       await apm.free();
@@ -190,72 +172,35 @@ async function generateAndAnnotate(
   prompts: readonly DataRecord[],
   top: TopCombos,
   settings: BootstrapSettings,
-  opts: BootstrapOptions & { input: string; partial: string; sidecar: string },
+  out: PartialOutput,
+  opts: BootstrapOptions,
 ): Promise<Omit<BootstrapResult, "seconds">> {
   const B = settings.batchSize;
-  const prior = readResumeState(
-    opts.partial,
-    opts.sidecar,
-    { input: opts.input, apm: apm.digest, settings },
-    BOOTSTRAP_PROGRESS_FORMAT,
-  );
-  const restart = `delete ${opts.partial} to start over`;
-  if (prior.rows > prompts.length) {
-    throw new InputError(
-      `has ${prompts.length} prompts, fewer than the ${prior.rows} already done`,
-      { file: opts.input },
-      restart,
-    );
-  }
+  const done = out.done.rows;
+  const input = resolve(opts.prompts ?? opts.data);
+  out.checkCount(input, prompts.length, "prompts");
   const inHash = createHash("sha256");
-  for (const p of prompts.slice(0, prior.rows)) inHash.update(`${promptKey(p)}\n`);
-  if (prior.rows > 0 && inHash.copy().digest("hex") !== prior.inputSha256) {
-    throw new InputError(
-      `the first ${prior.rows} prompts differ from the ones the partial output was made from`,
-      { file: opts.input },
-      restart,
-    );
-  }
-  const outHash = createHash("sha256");
-  if (prior.rows > 0) outHash.update(prior.prefix);
-  // Append mode: every write lands after the truncation point, whatever the file held before.
-  const fd = openSync(opts.partial, "a");
-  ftruncateSync(fd, prior.outputBytes); // drops an unrecorded group and a torn last line
-  let outBytes = prior.outputBytes;
-  let rows = prior.rows > 0 ? countLines(prior.prefix) : 0;
-  if (prior.rows > 0) log.info(`resuming: ${prior.rows} prompts already done in ${opts.partial}`);
+  for (const p of prompts.slice(0, done)) inHash.update(`${promptKey(p)}\n`);
+  out.checkPrefix(input, inHash.copy().digest("hex"), "prompts");
+  let rows = done > 0 ? countLines(out.done.prefix) : 0;
 
   const T = apm.info.seqLen;
   const K = apm.info.schema.attributes.length;
   const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
   const pad = apm.tokenizer.eosId ?? 0;
-  const progress = new Progress({
-    label: "bootstrap",
-    total: prompts.length - prior.rows,
-    enabled: opts.progress,
-  });
+  const progress = new Progress({ label: "bootstrap", total: prompts.length - done, enabled: opts.progress });
   let skipped = 0;
   let truncated = 0;
   let mixed = 0;
-  const write = (lines: readonly string[]) => {
-    const bytes = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
-    writeAll(fd, bytes);
-    outBytes += bytes.length;
-    return bytes;
-  };
+  let complete = false;
   try {
     let group: DataRecord[] = [];
-    for (let row = prior.rows; row < prompts.length; row++) {
+    for (let row = done; row < prompts.length; row++) {
       const prompt = prompts[row] as DataRecord;
       inHash.update(`${promptKey(prompt)}\n`);
       const generated = await generateRow(model, prompt, top, settings, row);
-      if (generated === null) {
-        skipped++;
-        const o = prompt.origin;
-        log.warn(
-          `${o ? `${o.file}:${o.line}: ` : ""}skipped: the prompt and --max-tokens do not fit the context of ${model.contextSize} tokens`,
-        );
-      } else {
+      if (generated === null) skipped++;
+      else {
         if (generated.truncated) truncated++;
         group.push(generated.record);
       }
@@ -264,41 +209,28 @@ async function generateAndAnnotate(
       if ((row + 1) % B !== 0 && !last) continue;
       // Only the generated (unlabelled) turns are predicted: earlier turns keep the labels they had.
       const { lines } = annotateGroup(apm, schema, predictor, group, B, T, K, pad, true);
-      outHash.update(write(lines));
-      fsyncSync(fd);
+      out.append(lines);
       rows += lines.length;
       group = [];
-      writeSidecar(opts.sidecar, {
-        format: BOOTSTRAP_PROGRESS_FORMAT,
-        version: 1,
-        input: opts.input,
-        apm: apm.digest,
-        settings,
-        rows: row + 1,
-        outputBytes: outBytes,
-        outputSha256: outHash.copy().digest("hex"),
-        inputSha256: inHash.copy().digest("hex"),
-      });
+      out.record(row + 1, inHash.copy().digest("hex"));
       if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
     }
     // The original data after the bootstrapped rows; redone whole if a run dies while appending.
     if (opts.mixOriginal) {
       for await (const r of readRecords(opts.data, { format: opts.dataFormat, schema: model.schema })) {
         const lines = recordLines(r, "steerlm", { schema: model.schema });
-        write(lines);
+        out.append(lines);
         mixed += lines.length;
       }
     }
-    fsyncSync(fd);
+    complete = true;
   } finally {
     progress.finish();
-    closeSync(fd);
+    out.close(complete ? opts.output : undefined);
     predictor?.free();
   }
-  renameSync(opts.partial, opts.output);
-  rmSync(opts.sidecar, { force: true });
   log.info(
-    `bootstrap: ${rows} rows from ${prompts.length} prompts${prior.rows ? ` (${prior.rows} resumed)` : ""}` +
+    `bootstrap: ${rows} rows from ${prompts.length} prompts${done ? ` (${done} resumed)` : ""}` +
       `${skipped ? `, ${skipped} skipped` : ""}${mixed ? `, ${mixed} original rows appended` : ""}: ${opts.output}`,
   );
   return {
@@ -307,7 +239,7 @@ async function generateAndAnnotate(
     rows,
     skipped,
     truncated,
-    resumedPrompts: prior.rows,
+    resumedPrompts: done,
     mixed,
     combos: { qualityKey: top.qualityKey, top: top.top, entries: top.combos.length, distinct: top.distinct },
   };
@@ -323,21 +255,16 @@ async function generateRow(
 ): Promise<{ record: DataRecord; truncated: boolean } | null> {
   const combo = pickCombo(top.combos, settings.seed, row);
   const seed = rowSeed(settings.seed, row);
-  let result: Awaited<ReturnType<SteerableModel["generate"]>>;
-  try {
-    result = await model.generate({
-      conversation: toConversation(prompt, model.schema),
-      attributes: combo,
-      temperature: settings.temperature,
-      topK: settings.topK,
-      topP: settings.topP ?? undefined,
-      maxTokens: settings.maxTokens ?? undefined,
-      seed,
-    });
-  } catch (err) {
-    if (err instanceof ContextLengthError) return null;
-    throw err;
-  }
+  const result = await generateOrSkip(model, prompt, {
+    conversation: toConversation(prompt, model.schema),
+    attributes: combo,
+    temperature: settings.temperature,
+    topK: settings.topK,
+    topP: settings.topP ?? undefined,
+    maxTokens: settings.maxTokens ?? undefined,
+    seed,
+  });
+  if (result === null) return null;
   const extra = new Map(prompt.extra);
   // What the response was asked for; the turn's label will be what the APM says it is.
   extra.set("bootstrap", fromJs({ requested: labelString(combo, model.schema), seed }));

@@ -1,27 +1,46 @@
-import { InputError } from "../util/errors.js";
+import { type Command, Option } from "commander";
+import { InputError, type SteerlmError } from "../util/errors.js";
+import { checkNumber, type NumberRange } from "../util/numbers.js";
 
-/** Parsed commander options: a flag's text, a boolean switch, or absent. */
-export type Flags = Record<string, string | boolean | undefined>;
+/** Parsed commander options: a flag's text or number, a boolean switch, or absent. */
+export type Flags = Record<string, string | number | boolean | undefined>;
 
-/** `flags[key]` as an integer ≥ min (undefined when absent); `flag` names it in the error. */
-export function intFlag(flags: Flags, key: string, flag: string, min: number): number | undefined {
-  const text = flags[key];
-  if (typeof text !== "string") return undefined;
-  if (!/^\d+$/.test(text) || Number(text) < min)
-    throw new InputError(`expected an integer ≥ ${min}, got ${JSON.stringify(text)}`, { field: flag });
-  return Number(text);
+/** The one grammar of numeric flags: decimal, optionally signed, with an optional fraction and exponent. */
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/** A number flag's text as a number in `range`; errors name `flag` and quote the text as typed. */
+export function parseNumberFlag(text: string, range: NumberRange, flag: string): number {
+  const value = NUMBER.test(text.trim()) ? Number(text) : Number.NaN;
+  return checkNumber(value, range, { field: flag }, text);
 }
 
-/** `flags[key]` as a finite number (undefined when absent). */
-export function numFlag(flags: Flags, key: string, flag: string): number | undefined {
-  const text = flags[key];
-  if (typeof text !== "string") return undefined;
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n))
-    throw new InputError(`expected a number, got ${JSON.stringify(text)}`, { field: flag });
-  return n;
+/** Whole numbers from `min` up. */
+export const integerFrom = (min: number): NumberRange => ({ integer: true, min });
+
+/** A commander option whose value is parsed as a number in `range` (a number default is used as is). */
+export function numberOption(flags: string, help: string, range: NumberRange, fallback?: number): Option {
+  const option = new Option(flags, help);
+  option.argParser((text: string) => parseNumberFlag(text, range, option.long ?? option.flags));
+  if (fallback !== undefined) option.default(fallback);
+  return option;
 }
 
 /** `flags[key]` when it is text. */
 export const strFlag = (flags: Flags, key: string): string | undefined =>
   typeof flags[key] === "string" ? flags[key] : undefined;
+
+/** `flags[key]` when it is a number (options made by `numberOption`). */
+export const numFlag = (flags: Flags, key: string): number | undefined =>
+  typeof flags[key] === "number" ? flags[key] : undefined;
+
+/**
+ * An error as the user of `command` should read it. Library errors name a setting (`batchSize`), never a
+ * flag; the option of the running command with that attribute name says which flag the user typed
+ * (`--batch-size`). The only place settings become flags.
+ */
+export function forUser(err: SteerlmError, command: Command | undefined): SteerlmError {
+  const setting = err instanceof InputError ? err.place.setting : undefined;
+  if (setting === undefined || command === undefined) return err;
+  const option = command.options.find((o) => o.attributeName() === setting);
+  return option?.long ? (err as InputError).showSettingAs(option.long) : err;
+}

@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { SteerlmError } from "../util/errors.js";
 import { setLogLevel } from "../util/log.js";
 import { version } from "../version.js";
+import { forUser } from "./flags.js";
 
 type CommandModule = () => Promise<{ register(program: Command): void }>;
 
@@ -77,6 +78,8 @@ const pipeline: Array<{ heading: string; modules: CommandModule[]; summaries: Re
 ];
 
 export async function main(argv: string[]): Promise<number> {
+  // The command whose action runs: its options say which flag a library setting was given with.
+  let running: Command | undefined;
   const program = new Command("steerlm")
     .description(
       "SteerLM in TypeScript: import attribute-labelled data, train attribute-conditioned models on ggml,\n" +
@@ -85,7 +88,8 @@ export async function main(argv: string[]): Promise<number> {
     .version(version)
     .option("--quiet", "only print errors", false)
     .option("--verbose", "print debug logs", false)
-    .hook("preAction", (cmd) => {
+    .hook("preAction", (cmd, actionCommand) => {
+      running = actionCommand;
       const opts = cmd.opts<{ quiet: boolean; verbose: boolean }>();
       if (opts.quiet) setLogLevel("error");
       if (opts.verbose) setLogLevel("debug");
@@ -105,7 +109,7 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
-    return reportError(err);
+    return reportError(err instanceof SteerlmError ? forUser(err, running) : err);
   }
 }
 

@@ -205,77 +205,133 @@ export function validateSchema(raw: unknown, file = "schema"): AttributeSchema {
   return { name, attributes };
 }
 
-/** `key:int` pairs joined by `,`, no spaces, in the schema's canonical order; absent keys are omitted. */
-export function formatValues(schema: AttributeSchema, values: AttributeValues): string {
-  const known = new Set(schema.attributes.map((a) => a.name));
-  for (const key of Object.keys(values)) {
-    if (!known.has(key))
-      throw new InputError(`unknown attribute "${key}" for schema ${schema.name}`, { field: key });
+/** Why an attribute value was refused (the server's error `code`). */
+export type AttributeProblem =
+  | "unknown_attribute"
+  | "duplicate_attribute"
+  | "not_an_integer"
+  | "out_of_range"
+  | "malformed_values";
+
+/** A bad attribute name or value, with what kind of problem it is. */
+export class AttributeError extends InputError {
+  override name = "AttributeError";
+  constructor(
+    what: string,
+    place: Place,
+    readonly code: AttributeProblem,
+    hint?: string,
+  ) {
+    super(what, place, hint);
   }
-  return schema.attributes
-    .filter((a) => values[a.name] !== undefined)
-    .map((a) => `${a.name}:${checkValue(a, values[a.name], {})}`)
-    .join(",");
 }
 
+/** How value strings separate a name from its value: data files use `:`; users may also type `=`. */
+export type ValueSyntax = "file" | "user";
+
 /**
- * Strict parse of a value string. Keys may come in any order (real files do), but each must be known,
- * given once, and carry an integer in range. `place` locates errors (file, line, field).
+ * Attribute values as a user gives them: a value string (`humor=3,verbosity:1`) or an object of
+ * name -> integer. Every name must be in the schema, given once, with an integer in its range. The CLI
+ * (`--attr`, chat's `/set`), the library (`SteerableModel`) and the server (`steerlm.attributes`) all
+ * parse through here, so the same bad value gets the same message; `place.field` says where it was
+ * given and each error names the attribute below it (`--attr.humor`).
  */
-export function parseValues(schema: AttributeSchema, text: string, place: Place = {}): AttributeValues {
-  if (text.trim() === "") throw new InputError("empty value string", place);
-  const byName = new Map(schema.attributes.map((a) => [a.name, a]));
+export function parseAttributes(
+  schema: AttributeSchema,
+  input: unknown,
+  place: Place = { field: "attributes" },
+  syntax: ValueSyntax = "user",
+): AttributeValues {
+  if (typeof input === "string") return parseValueString(schema, input, place, syntax);
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw new AttributeError(
+      `expected a value string or an object of name: integer, got ${describe(input)}`,
+      place,
+      "malformed_values",
+    );
+  }
   const out: AttributeValues = {};
-  for (const pair of text.split(",")) {
-    const colon = pair.indexOf(":");
-    if (colon < 0) throw new InputError(`"${pair}" is not key:value`, place);
-    const key = pair.slice(0, colon);
-    const raw = pair.slice(colon + 1);
-    const def = byName.get(key);
-    const at = {
-      ...place,
-      field: place.field ? `${place.field}.${key || "(empty key)"}` : key || "(empty key)",
-    };
-    if (!def) {
-      throw new InputError(
-        `unknown attribute "${key}" for schema ${schema.name}`,
-        at,
-        `known: ${schema.attributes.map((a) => a.name).join(", ")}`,
-      );
-    }
-    if (key in out) throw new InputError(`duplicate attribute "${key}"`, at);
-    if (!/^-?\d+$/.test(raw)) throw new InputError(`expected an integer, got ${JSON.stringify(raw)}`, at);
-    out[key] = checkValue(def, Number(raw), at);
+  for (const [name, value] of Object.entries(input)) {
+    const at = below(place, name);
+    out[name] = checkValue(attributeDef(schema, name, at), value, at);
   }
   return out;
 }
 
+/** Strict parse of a data file's value string (`key:int` pairs): `parseAttributes` with `:` only. */
+export function parseValues(schema: AttributeSchema, text: string, place: Place = {}): AttributeValues {
+  return parseAttributes(schema, text, place, "file");
+}
+
+function parseValueString(
+  schema: AttributeSchema,
+  text: string,
+  place: Place,
+  syntax: ValueSyntax,
+): AttributeValues {
+  if (text.trim() === "") throw new AttributeError("empty value string", place, "malformed_values");
+  const separator = syntax === "file" ? /:/ : /[:=]/;
+  const out: AttributeValues = {};
+  for (const pair of text.split(",")) {
+    const at = separator.exec(pair)?.index;
+    if (at === undefined) {
+      const form = syntax === "file" ? "key:value" : "key=value";
+      throw new AttributeError(`"${pair}" is not ${form}`, place, "malformed_values");
+    }
+    const key = pair.slice(0, at);
+    const raw = pair.slice(at + 1);
+    const where = below(place, key || "(empty key)");
+    const def = attributeDef(schema, key, where);
+    if (Object.hasOwn(out, key))
+      throw new AttributeError(`duplicate attribute "${key}"`, where, "duplicate_attribute");
+    out[key] = checkValue(def, /^-?\d+$/.test(raw) ? Number(raw) : raw, where);
+  }
+  return out;
+}
+
+const below = (place: Place, name: string): Place => ({
+  ...place,
+  field: place.field ? `${place.field}.${name}` : name,
+});
+
+/** The schema's definition of `name`; an unknown name is an error at `place` listing the known ones. */
+export function attributeDef(schema: AttributeSchema, name: string, place: Place): AttributeDef {
+  const def = schema.attributes.find((a) => a.name === name);
+  if (def) return def;
+  throw new AttributeError(
+    `unknown attribute "${name}" for schema ${schema.name}`,
+    place,
+    "unknown_attribute",
+    `known: ${schema.attributes.map((a) => a.name).join(", ")}`,
+  );
+}
+
 function checkValue(def: AttributeDef, value: unknown, place: Place): number {
-  if (typeof value !== "number" || !Number.isInteger(value)) {
-    throw new InputError(`expected an integer, got ${describe(value)}`, {
-      ...place,
-      field: place.field ?? def.name,
-    });
-  }
-  if (value < def.min || value > def.max) {
-    throw new InputError(`${value} is out of range ${def.min}..${def.max}`, {
-      ...place,
-      field: place.field ?? def.name,
-    });
-  }
+  if (typeof value !== "number" || !Number.isInteger(value))
+    throw new AttributeError(`expected an integer, got ${describe(value)}`, place, "not_an_integer");
+  if (value < def.min || value > def.max)
+    throw new AttributeError(`${value} is out of range ${def.min}..${def.max}`, place, "out_of_range");
   return value;
 }
 
-/** Fills unspecified attributes with the schema defaults; rejects unknown keys and bad values. */
-export function withDefaults(schema: AttributeSchema, values: AttributeValues = {}): AttributeValues {
+/** `key:int` pairs joined by `,`, no spaces, in the schema's canonical order; absent keys are omitted. */
+export function formatValues(schema: AttributeSchema, values: AttributeValues): string {
+  const checked = parseAttributes(schema, values, {});
+  return schema.attributes
+    .filter((a) => checked[a.name] !== undefined)
+    .map((a) => `${a.name}:${checked[a.name]}`)
+    .join(",");
+}
+
+/** Checked values (`parseAttributes`), with every unspecified attribute at its schema default. */
+export function withDefaults(
+  schema: AttributeSchema,
+  values: unknown = {},
+  place: Place = {},
+): AttributeValues {
+  const given = parseAttributes(schema, values, place);
   const out: AttributeValues = {};
-  const known = new Set(schema.attributes.map((a) => a.name));
-  for (const key of Object.keys(values)) {
-    if (!known.has(key))
-      throw new InputError(`unknown attribute "${key}" for schema ${schema.name}`, { field: key });
-  }
-  for (const a of schema.attributes)
-    out[a.name] = checkValue(a, values[a.name] ?? a.default, { field: a.name });
+  for (const a of schema.attributes) out[a.name] = given[a.name] ?? a.default;
   return out;
 }
 

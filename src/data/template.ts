@@ -20,6 +20,13 @@ export const CONTROL_TOKENS = {
 
 export type ControlToken = (typeof CONTROL_TOKENS)[keyof typeof CONTROL_TOKENS];
 
+/** The control tokens in id order (`<extra_id_0..2>`), as tokenizers add them. */
+export const CONTROL_TOKEN_NAMES: readonly ControlToken[] = Object.values(CONTROL_TOKENS);
+
+export function isControlToken(text: string): text is ControlToken {
+  return (CONTROL_TOKEN_NAMES as readonly string[]).includes(text);
+}
+
 export const DEFAULT_SYSTEM_PROMPT =
   "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.";
 

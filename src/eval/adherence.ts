@@ -1,4 +1,4 @@
-import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
+import { type AttributeSchema, type AttributeValues, attributeDef } from "../data/attributes.js";
 import { spearman } from "../demo/spearman.js";
 import type { SteerableModel } from "../inference/model.js";
 import { scoreResponse } from "../steerbench/oracle.js";
@@ -70,21 +70,14 @@ export function sweepPlan(
   attributes?: readonly string[],
   levels?: readonly number[],
 ) {
-  const known = new Set(schema.attributes.map((a) => a.name));
-  for (const a of attributes ?? [])
-    if (!known.has(a))
-      throw new InputError(
-        `unknown attribute "${a}" for schema ${schema.name}`,
-        { field: "--attributes" },
-        `known: ${[...known].join(", ")}`,
-      );
+  for (const a of attributes ?? []) attributeDef(schema, a, { setting: "attributes" });
   const defs = schema.attributes.filter((a) => !attributes || attributes.includes(a.name));
   return defs.map((def) => {
     const ls = levels ?? Array.from({ length: def.max - def.min + 1 }, (_, i) => def.min + i);
     for (const l of ls)
       if (!Number.isInteger(l) || l < def.min || l > def.max)
         throw new InputError(`level ${l} is out of ${def.name}'s range ${def.min}..${def.max}`, {
-          field: "--levels",
+          setting: "levels",
         });
     return { attribute: def.name, levels: [...ls] };
   });

@@ -22,7 +22,7 @@ export function fastchatDir(explicit?: string): string {
   for (const c of candidates) if (c && existsSync(join(c, "judge_prompts.jsonl"))) return c;
   throw new InputError(
     `no FastChat data folder found (looked for judge_prompts.jsonl in ${candidates.filter(Boolean).join(", ")})`,
-    { field: "--fastchat-dir" },
+    { setting: "fastchatDir" },
     `pass --fastchat-dir or set ${FASTCHAT_ENV} to a copy of FastChat's fastchat/llm_judge/data`,
   );
 }
@@ -49,7 +49,7 @@ export function loadBench(spec: string, opts: { fastchatDir?: string; refFile?: 
   if (!named && !existsSync(questionFile))
     throw new InputError(
       "no such file",
-      { file: questionFile, field: "--bench" },
+      { file: questionFile, setting: "bench" },
       `or name a benchmark: ${Object.keys(BENCHES).join(", ")}`,
     );
   const dir = dirname(questionFile);

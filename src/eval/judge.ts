@@ -26,7 +26,7 @@ import {
   pairJudgeMessages,
   singleJudgeMessages,
 } from "./prompts.js";
-import { parseGame, parseLegacyScores, parseRating } from "./verdict.js";
+import { type GameWinner, type Parsed, parseGame, parseLegacyScores, parseRating } from "./verdict.js";
 
 /**
  * Judging model answers with an LLM judge, in FastChat's formats:
@@ -170,16 +170,22 @@ function promptFor(opts: JudgeRunOptions, name: string): JudgePrompt {
 function comparisons(opts: JudgeRunOptions): Array<{ set: AnswerSet; against?: AnswerSet }> {
   const names = opts.answers.map((a) => a.model);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
-  if (dup !== undefined) throw new InputError(`two answer files of model ${dup}`, { field: "--answers" });
+  if (dup !== undefined) throw new InputError(`two answer files of model ${dup}`, { setting: "answers" });
   if (opts.mode === "single") return opts.answers.map((set) => ({ set }));
   const baseline = opts.baseline;
   if (baseline)
     return opts.answers.filter((a) => a.model !== baseline.model).map((set) => ({ set, against: baseline }));
   if (opts.answers.length < 2)
-    throw new InputError(`--mode ${opts.mode} needs --baseline or at least two --answers files`, {
-      field: "--baseline",
+    throw new InputError(`mode ${opts.mode} needs a baseline or at least two answer files`, {
+      setting: "baseline",
     });
   return opts.answers.flatMap((set, i) => opts.answers.slice(i + 1).map((against) => ({ set, against })));
+}
+
+/** A game's verdict as a pair judgment's winner; `[a, b]`: the models shown as assistants A and B. */
+function winnerOf(v: Parsed<GameWinner>, [a, b]: [PairWinner, PairWinner]): PairWinner {
+  if (!v.ok) return "error";
+  return v.value === "tie" ? "tie" : v.value === "A" ? a : b;
 }
 
 function buildMatches(opts: JudgeRunOptions): Match[] {
@@ -243,20 +249,8 @@ function buildMatches(opts: JudgeRunOptions): Match[] {
               const v1 = parseGame(jp.output_format, j1);
               const v2 = parseGame(jp.output_format, j2);
               // Game 1 shows model_1 as A; game 2 shows model_2 as A.
-              const w1: PairWinner = !v1.ok
-                ? "error"
-                : v1.value === "tie"
-                  ? "tie"
-                  : v1.value === "A"
-                    ? "model_1"
-                    : "model_2";
-              const w2: PairWinner = !v2.ok
-                ? "error"
-                : v2.value === "tie"
-                  ? "tie"
-                  : v2.value === "A"
-                    ? "model_2"
-                    : "model_1";
+              const w1 = winnerOf(v1, ["model_1", "model_2"]);
+              const w2 = winnerOf(v2, ["model_2", "model_1"]);
               const problems = [v1.ok ? "" : `g1: ${v1.error}`, v2.ok ? "" : `g2: ${v2.error}`]
                 .filter(Boolean)
                 .join("; ");
@@ -282,8 +276,8 @@ function buildMatches(opts: JudgeRunOptions): Match[] {
       }
       // review: legacy two-score prompt on the first turn, in both orders
       if (!opts.legacy)
-        throw new InputError("--mode review needs the legacy reviewer and prompt files", {
-          field: "--fastchat-dir",
+        throw new InputError("mode review needs the legacy reviewer and prompt files", {
+          setting: "legacy",
         });
       const legacy = opts.legacy;
       for (const [first, second] of [

@@ -11,9 +11,17 @@ export {
   type PromptInfo,
   type SamplingOptions,
   SteerableModel,
+  type SteerPrompt,
   type SteerResult,
   type Usage,
 } from "./model.js";
 export { AbortedError, BusyError } from "./pool.js";
 export type { ControlMode } from "./prompt.js";
+export {
+  checkSampling,
+  SAMPLING_SETTINGS,
+  type SamplingName,
+  type SamplingSetting,
+  type SamplingValues,
+} from "./sampling.js";
 export type { SchemaSource } from "./schema.js";

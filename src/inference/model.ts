@@ -19,6 +19,7 @@ import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { SlotPool } from "./pool.js";
 import { type ControlVocab, detectControlTokens, tokenizeParts, tokenizeRaw } from "./prompt.js";
+import { checkSampling, SAMPLING_SETTINGS } from "./sampling.js";
 import { resolveSchema, type SchemaSource } from "./schema.js";
 import { IncrementalDecoder, StopText } from "./stop.js";
 
@@ -43,6 +44,7 @@ export interface ChatMessage {
   content: string;
 }
 
+/** Ranges and defaults: SAMPLING_SETTINGS (sampling.ts). */
 export interface SamplingOptions {
   /** Exactly this many at most; more than fits in the context is a ContextLengthError. */
   maxTokens?: number;
@@ -51,6 +53,7 @@ export interface SamplingOptions {
   /** 0 (the default) is greedy decoding. */
   temperature?: number;
   topK?: number;
+  /** 0 keeps only the most likely token: greedy decoding, whatever the temperature. */
   topP?: number;
   seed?: number;
   /** Extra stop strings; `<extra_id_1>` always stops. */
@@ -67,8 +70,13 @@ export interface GenerateOptions extends SamplingOptions {
   messages?: readonly ChatMessage[];
   /** Or a conversation as the template takes it; must end with a user turn. */
   conversation?: Conversation;
-  /** Attribute values; unspecified ones take the schema defaults. */
-  attributes?: AttributeValues;
+  /**
+   * Attribute values (an object of name -> integer, or a value string `humor=3,verbosity=1`); unspecified
+   * ones take the schema defaults.
+   */
+  attributes?: AttributeValues | string;
+  /** Or the prompt `renderPrompt` made already (messages, conversation and attributes are then unused). */
+  prompt?: SteerPrompt;
 }
 
 export interface CompleteOptions extends SamplingOptions {
@@ -104,12 +112,15 @@ export interface GenerateResult {
   prompt: PromptInfo;
 }
 
-export interface SteerResult extends GenerateResult {
+/** An inference prompt with the attribute values it carries. */
+export interface SteerPrompt extends PromptInfo {
   /** Effective attribute values, defaults filled in. */
   attributes: AttributeValues;
   /** The value string the prompt carries. */
   values: string;
 }
+
+export interface SteerResult extends GenerateResult, Pick<SteerPrompt, "attributes" | "values"> {}
 
 const DEFAULT_MAX_TOKENS = 256;
 
@@ -205,10 +216,8 @@ export class SteerableModel {
   }
 
   /** The SteerLM inference prompt for a conversation at the given attribute values. */
-  renderPrompt(
-    opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes">,
-  ): PromptInfo & { attributes: AttributeValues; values: string } {
-    const attributes = withDefaults(this.schema, opts.attributes ?? {});
+  renderPrompt(opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes">): SteerPrompt {
+    const attributes = withDefaults(this.schema, opts.attributes ?? {}, { field: "attributes" });
     const values = formatValues(this.schema, attributes);
     const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
     const rendered = renderConversation(conv, "inference", { values });
@@ -219,7 +228,7 @@ export class SteerableModel {
 
   /** One assistant turn at the requested attribute values, streamed through `onToken`. */
   async generate(opts: GenerateOptions): Promise<SteerResult> {
-    const { attributes, values, ...prompt } = this.renderPrompt(opts);
+    const { attributes, values, ...prompt } = opts.prompt ?? this.renderPrompt(opts);
     const result = await this.run(prompt, opts);
     return { ...result, attributes, values };
   }
@@ -236,7 +245,7 @@ export class SteerableModel {
     const room = this.contextSize - prompt.tokens.length;
     const maxTokens =
       opts.maxTokens ?? Math.max(0, Math.min(opts.maxTokensDefault ?? DEFAULT_MAX_TOKENS, room));
-    checkSampling(opts, maxTokens);
+    checkSampling(opts);
     // The first generated token needs a free cell too, even when maxTokens is 0.
     if (room < 1 || maxTokens > room) {
       throw new ContextLengthError(prompt.tokens.length, maxTokens, this.contextSize);
@@ -264,7 +273,8 @@ export class SteerableModel {
     const decoder = new IncrementalDecoder<Token>((ids, previous) =>
       this.model.detokenize(ids, false, previous),
     );
-    const temperature = opts.temperature ?? 0;
+    // top_p 0 keeps one token: greedy, said here so it does not rest on llama.cpp's top-p at its edge.
+    const temperature = opts.topP === 0 ? 0 : (opts.temperature ?? SAMPLING_SETTINGS.temperature.default);
     let finishReason: FinishReason = "length";
     const emit = (piece: string) => {
       if (piece !== "") opts.onToken?.(piece);
@@ -325,24 +335,10 @@ export class ContextLengthError extends InputError {
   ) {
     super(
       `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`,
-      { field: "max_tokens" },
+      { setting: "maxTokens" },
       "shorten the conversation or lower max_tokens",
     );
   }
-}
-
-function checkSampling(opts: SamplingOptions, maxTokens: number): void {
-  const bad = (field: string, what: string, value: unknown) =>
-    new InputError(`expected ${what}, got ${String(value)}`, { field });
-  if (!Number.isInteger(maxTokens) || maxTokens < 0) throw bad("max_tokens", "an integer >= 0", maxTokens);
-  const t = opts.temperature ?? 0;
-  if (!Number.isFinite(t) || t < 0) throw bad("temperature", "a number >= 0", t);
-  if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 0))
-    throw bad("top_k", "an integer >= 0", opts.topK);
-  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1))
-    throw bad("top_p", "a number in (0, 1]", opts.topP);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0))
-    throw bad("seed", "an integer >= 0", opts.seed);
 }
 
 /**

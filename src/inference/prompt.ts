@@ -1,5 +1,6 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
-import { CONTROL_TOKENS, type ControlToken, type TemplatePart } from "../data/template.js";
+import { CONTROL_TOKEN_NAMES, type ControlToken, type TemplatePart } from "../data/template.js";
+import { llamaControlTokenIds } from "../tokenizer/control.js";
 import { SteerlmError } from "../util/errors.js";
 
 /**
@@ -20,21 +21,18 @@ export interface ControlVocab {
 }
 
 export function detectControlTokens(model: LlamaModel, source: string): ControlVocab {
-  const ids = new Map<ControlToken, Token>();
-  for (const name of Object.values(CONTROL_TOKENS)) {
-    const special = model.tokenize(name, true);
-    if (special.length !== 1 || model.detokenize(special, true) !== name) continue;
+  const ids = llamaControlTokenIds(model);
+  for (const [name, id] of ids) {
     // A token llama.cpp also matches in plain text (a "user-defined" token) would let users inject it.
-    const plain = model.tokenize(name, false);
-    if (plain.includes(special[0])) {
+    if (model.tokenize(name, false).includes(id)) {
       throw new SteerlmError(
-        `${source}: ${name} (id ${special[0]}) is matched inside plain text, so users could inject it`,
+        `${source}: ${name} (id ${id}) is matched inside plain text, so users could inject it`,
         "the GGUF must mark the SteerLM control tokens as control tokens (token type 3)",
       );
     }
-    ids.set(name, special[0]);
   }
-  return { mode: ids.size === 3 ? "tokens" : "text", ids: ids.size === 3 ? ids : new Map() };
+  const all = ids.size === CONTROL_TOKEN_NAMES.length;
+  return { mode: all ? "tokens" : "text", ids: all ? ids : new Map() };
 }
 
 export interface PromptTokens {

@@ -1,7 +1,9 @@
 import type { ServerResponse } from "node:http";
+import { AttributeError } from "../data/attributes.js";
 import { ContextLengthError } from "../inference/model.js";
 import { BusyError } from "../inference/pool.js";
-import { InputError, SteerlmError } from "../util/errors.js";
+import { apiField } from "../inference/sampling.js";
+import { InputError, placeName, SteerlmError } from "../util/errors.js";
 import { log } from "../util/log.js";
 
 export type ErrorType =
@@ -38,9 +40,22 @@ export function toHttpError(err: unknown): HttpError {
   if (err instanceof BusyError) {
     return new HttpError(429, err.message, "rate_limit_error", null, "server_busy", { "retry-after": "1" });
   }
-  if (err instanceof ContextLengthError)
-    return badRequest(err.message, "max_tokens", "context_length_exceeded");
-  if (err instanceof InputError) return badRequest(err.what, err.place.field ?? null);
+  if (err instanceof InputError) {
+    // Library errors name their setting (`maxTokens`); the client knows it as a request field (`max_tokens`).
+    const { setting } = err.place;
+    const shown = setting === undefined ? err : err.showSettingAs(apiField(setting));
+    const code =
+      err instanceof ContextLengthError
+        ? "context_length_exceeded"
+        : err instanceof AttributeError
+          ? err.code
+          : null;
+    return badRequest(
+      shown.hint ? `${shown.message} (${shown.hint})` : shown.message,
+      placeName(shown.place) ?? null,
+      code,
+    );
+  }
   if (err instanceof SteerlmError) return badRequest(err.message);
   log.error(`serve: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   return new HttpError(500, "internal server error", "server_error");

@@ -57,6 +57,17 @@ const steerField = (s: { attributes: AttributeValues; values: string }, prompt?:
   ...(prompt ? { prompt: promptField(prompt) } : {}),
 });
 
+/**
+ * What the responses to one request share: `head(object)` gives OpenAI's id, object, created and model
+ * fields; `signal` fires when the client goes away.
+ */
+function respond(call: Call, idPrefix: string) {
+  const id = `${idPrefix}-${randomUUID()}`;
+  const created = Math.floor(Date.now() / 1000);
+  const head = (object: string) => ({ id, object, created, model: call.model.id });
+  return { head, signal: disconnectSignal(call.res) };
+}
+
 /** OpenAI knows no "abort": a response cut short by its own client is never seen anyway. */
 const finish = (r: GenerateResult) => (r.finishReason === "abort" ? "stop" : r.finishReason);
 
@@ -66,19 +77,14 @@ export interface ChatCall extends Call {
 
 export async function chatCompletion(call: ChatCall): Promise<void> {
   const { model, res, request: r } = call;
-  const id = `chatcmpl-${randomUUID()}`;
-  const created = Math.floor(Date.now() / 1000);
-  const signal = disconnectSignal(res);
+  const { head, signal } = respond(call, "chatcmpl");
   const base = { messages: r.messages, attributes: r.attributes, ...samplingOptions(r, call, signal) };
 
   if (!r.stream) {
     const g = await model.generate(base);
     if (signal.aborted) return;
     sendJson(res, 200, {
-      id,
-      object: "chat.completion",
-      created,
-      model: model.id,
+      ...head("chat.completion"),
       choices: [
         {
           index: 0,
@@ -95,10 +101,7 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
 
   const sse = new SseWriter(res);
   const chunk = (delta: object, finishReason: string | null, extra: object = {}) => ({
-    id,
-    object: "chat.completion.chunk",
-    created,
-    model: model.id,
+    ...head("chat.completion.chunk"),
     choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
     ...extra,
   });
@@ -106,6 +109,7 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
   const rendered = model.renderPrompt(base);
   const g = await model.generate({
     ...base,
+    prompt: rendered,
     onStart: () =>
       sse.send(
         chunk({ role: "assistant", content: "" }, null, {
@@ -116,8 +120,7 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
   });
   if (signal.aborted) return;
   sse.send(chunk({}, finish(g), { usage: usage(g), steerlm: steerField(g) }));
-  if (r.includeUsage)
-    sse.send({ id, object: "chat.completion.chunk", created, model: model.id, choices: [], usage: usage(g) });
+  if (r.includeUsage) sse.send({ ...head("chat.completion.chunk"), choices: [], usage: usage(g) });
   sse.done();
 }
 
@@ -127,9 +130,7 @@ export interface CompletionCall extends Call {
 
 export async function completion(call: CompletionCall): Promise<void> {
   const { model, res, request: r } = call;
-  const id = `cmpl-${randomUUID()}`;
-  const created = Math.floor(Date.now() / 1000);
-  const signal = disconnectSignal(res);
+  const { head, signal } = respond(call, "cmpl");
   const opts = { prompt: r.prompt, specialTokens: r.specialTokens, ...samplingOptions(r, call, signal) };
   const extra = (g: GenerateResult) => (r.returnPrompt ? { steerlm: { prompt: promptField(g.prompt) } } : {});
 
@@ -137,10 +138,7 @@ export async function completion(call: CompletionCall): Promise<void> {
     const g = await model.complete(opts);
     if (signal.aborted) return;
     sendJson(res, 200, {
-      id,
-      object: "text_completion",
-      created,
-      model: model.id,
+      ...head("text_completion"),
       choices: [{ index: 0, text: g.text, finish_reason: finish(g), logprobs: null }],
       usage: usage(g),
       ...extra(g),
@@ -149,10 +147,7 @@ export async function completion(call: CompletionCall): Promise<void> {
   }
   const sse = new SseWriter(res);
   const chunk = (text: string, finishReason: string | null, more: object = {}) => ({
-    id,
-    object: "text_completion",
-    created,
-    model: model.id,
+    ...head("text_completion"),
     choices: [{ index: 0, text, finish_reason: finishReason, logprobs: null }],
     ...more,
   });

@@ -7,6 +7,9 @@ import { chatCompletion, completion } from "./handlers.js";
 import { checkApiKey, readJson, sendJson } from "./http.js";
 import { parseChatRequest, parseCompletionRequest } from "./validate.js";
 
+/** The server's defaults (`steerlm serve` shows them in its help). */
+export const SERVE_DEFAULTS = { host: "127.0.0.1", port: 8080, maxTokensCap: 512, maxBodyBytes: 1024 * 1024 };
+
 export interface ServeOptions {
   model: SteerableModel;
   /** Default 127.0.0.1: reachable from this machine only unless asked otherwise. */
@@ -32,8 +35,8 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | vo
 /** The request handler: routes, auth, and every error through `sendError`. */
 export function createHandler(opts: ServeOptions): Handler {
   const { model } = opts;
-  const maxTokensCap = opts.maxTokensCap ?? 512;
-  const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
+  const maxTokensCap = opts.maxTokensCap ?? SERVE_DEFAULTS.maxTokensCap;
+  const maxBody = opts.maxBodyBytes ?? SERVE_DEFAULTS.maxBodyBytes;
   const limits = { maxTokensCap, modelId: model.id };
   const assets = loadAssets();
 
@@ -121,10 +124,10 @@ export async function startServer(opts: ServeOptions): Promise<SteerServer> {
   // Bounds on receiving a request (headers, then the whole body); a long generation (the response) is not cut.
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
-  const host = opts.host ?? "127.0.0.1";
+  const host = opts.host ?? SERVE_DEFAULTS.host;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(opts.port ?? 8080, host, () => {
+    server.listen(opts.port ?? SERVE_DEFAULTS.port, host, () => {
       server.off("error", reject);
       resolve();
     });

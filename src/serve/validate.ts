@@ -1,5 +1,6 @@
-import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
+import { type AttributeSchema, type AttributeValues, parseAttributes } from "../data/attributes.js";
 import type { ChatMessage } from "../inference/model.js";
+import { checkSamplingValue, SAMPLING_SETTINGS, type SamplingName } from "../inference/sampling.js";
 import { badRequest, HttpError } from "./errors.js";
 
 /** Request bodies -> typed options. Every problem is a 400 naming the offending field (`param`). */
@@ -48,13 +49,9 @@ function expect(ok: boolean, param: string, what: string, v: unknown): void {
   if (!ok) throw badRequest(`${param}: expected ${what}, got ${typeName(v)} ${JSON.stringify(v)}`, param);
 }
 
-function num(body: Obj, key: string, min: number, max: number, integer = false): number | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  const range = `${integer ? "an integer" : "a number"} in ${min}..${max}`;
-  expect(typeof v === "number" && Number.isFinite(v), key, range, v);
-  expect((!integer || Number.isInteger(v)) && (v as number) >= min && (v as number) <= max, key, range, v);
-  return v as number;
+/** A sampling field of the request, checked against the library's table; `key` may be an alias. */
+function num(body: Obj, name: SamplingName, key: string = SAMPLING_SETTINGS[name].api): number | undefined {
+  return checkSamplingValue(name, body[key] ?? undefined, { field: key });
 }
 
 function bool(obj: Obj, key: string, param = key): boolean | undefined {
@@ -118,9 +115,7 @@ function sampling(body: Obj, limits: Limits): SamplingRequest {
       );
     }
   }
-  const maxTokens =
-    num(body, "max_completion_tokens", 1, Number.MAX_SAFE_INTEGER, true) ??
-    num(body, "max_tokens", 1, Number.MAX_SAFE_INTEGER, true);
+  const maxTokens = num(body, "maxTokens", "max_completion_tokens") ?? num(body, "maxTokens");
   let stop: string[] = [];
   const s = body.stop;
   if (typeof s === "string") stop = [s];
@@ -135,10 +130,10 @@ function sampling(body: Obj, limits: Limits): SamplingRequest {
     : false;
   return {
     maxTokens: maxTokens === undefined ? undefined : Math.min(maxTokens, limits.maxTokensCap),
-    temperature: num(body, "temperature", 0, 2) ?? 1,
-    topP: num(body, "top_p", 0, 1),
-    topK: num(body, "top_k", 0, 1_000_000, true),
-    seed: num(body, "seed", 0, 2 ** 32 - 1, true),
+    temperature: num(body, "temperature") ?? SAMPLING_SETTINGS.temperature.apiDefault,
+    topP: num(body, "topP"),
+    topK: num(body, "topK"),
+    seed: num(body, "seed"),
     stop,
     stream,
     includeUsage,
@@ -155,30 +150,6 @@ function steerlmField(body: Obj, allowed: readonly string[]): Obj {
     }
   }
   return v as Obj;
-}
-
-export function parseAttributes(schema: AttributeSchema, v: unknown): AttributeValues {
-  if (v === undefined || v === null) return {};
-  expect(isObj(v), "steerlm.attributes", "an object of attribute: integer", v);
-  const byName = new Map(schema.attributes.map((a) => [a.name, a]));
-  const out: AttributeValues = {};
-  for (const [name, value] of Object.entries(v as Obj)) {
-    const param = `steerlm.attributes.${name}`;
-    const def = byName.get(name);
-    if (!def) {
-      throw badRequest(
-        `unknown attribute "${name}" for schema ${schema.name} (known: ${[...byName.keys()].join(", ")})`,
-        param,
-        "unknown_attribute",
-      );
-    }
-    expect(typeof value === "number" && Number.isInteger(value), param, "an integer", value);
-    if ((value as number) < def.min || (value as number) > def.max) {
-      throw badRequest(`${param}: ${value} is out of range ${def.min}..${def.max}`, param, "out_of_range");
-    }
-    out[name] = value as number;
-  }
-  return out;
 }
 
 const ROLES = new Set(["system", "developer", "user", "assistant"]);
@@ -224,7 +195,7 @@ export function parseChatRequest(body: unknown, schema: AttributeSchema, limits:
   return {
     ...sampling(b, limits),
     messages: messages(b),
-    attributes: parseAttributes(schema, steer.attributes),
+    attributes: parseAttributes(schema, steer.attributes ?? {}, { field: "steerlm.attributes" }),
     returnPrompt: bool(steer, "return_prompt", "steerlm.return_prompt") ?? false,
   };
 }

@@ -1,14 +1,18 @@
-import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { outputSchemaForModel } from "../apm/annotate.js";
 import { apmTokens, packApmBatch } from "../apm/data.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
-import { checkOutput, readResumeState, writeAll, writeSidecar } from "../apm/resume.js";
+import {
+  type GenerationJobOptions,
+  generateOrSkip,
+  PartialOutput,
+  startGenerationJob,
+} from "../apm/resume.js";
+import { BOOTSTRAP_DEFAULTS } from "../bootstrap/run.js";
 import { type AttributeSchema, type AttributeValues, withDefaults } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
 import { toConversation } from "../data/record.js";
-import { ContextLengthError, SteerableModel } from "../inference/model.js";
+import type { SteerableModel } from "../inference/model.js";
 import { Rng } from "../steerbench/rng.js";
 import { InputError } from "../util/errors.js";
 import { countLines, fileSha256 } from "../util/files.js";
@@ -35,23 +39,21 @@ import { GgufScorer } from "./score.js";
  */
 export const STEERLM2_PROGRESS_FORMAT = "steerlm-steerlm2-sample-progress";
 
-/** Options of `steerlm steerlm2 sample`. */
-export interface SampleOptions {
-  /** The SFT model Q' (GGUF) that samples and scores log Q'(y|a,x). */
-  model: string;
+/**
+ * Options of `steerlm steerlm2 sample`. `model` is the SFT model Q' that samples and scores log Q'(y|a,x)
+ * (no LoRA: the engine that scores it reads one GGUF).
+ */
+export interface SampleOptions extends Omit<GenerationJobOptions, "lora"> {
   /** The regression APM (run directory or checkpoint) giving P(a|x,y). */
   apm: string;
   /** Prompts (any readable format); by default each record's response label is its a. */
   data: string;
   dataFormat?: DataFormat;
-  output: string;
   /** The prior P(y|x) (GGUF); default: the SFT model prompted with the schema's default values. */
   prior?: string;
   /** `label` (default): each record's own values; `top`: drawn from the top-quality set, as bootstrap. */
   values?: "label" | "top";
   qualityKey?: string;
-  /** The SFT model's schema; default: the GGUF's `steerlm.schema`, else steerlm. */
-  schema?: string | AttributeSchema;
   /** Responses per (prompt, values). Default 4. */
   samples?: number;
   seed?: number;
@@ -60,10 +62,7 @@ export interface SampleOptions {
   /** Default 50. */
   topK?: number;
   maxTokens?: number;
-  contextSize?: number;
   limit?: number;
-  threads?: number;
-  overwrite?: boolean;
   progress?: boolean;
   /** Milliseconds to wait after each group (lets tests interrupt a run at a known point). */
   throttleMs?: number;
@@ -109,29 +108,24 @@ interface Scorers {
   outputs: number[];
 }
 
+/** Library and CLI defaults: top-k 50 at temperature 1, as `steerlm bootstrap` samples. */
+export const SAMPLE_DEFAULTS = {
+  samples: 4,
+  seed: 1,
+  temperature: BOOTSTRAP_DEFAULTS.temperature,
+  topK: BOOTSTRAP_DEFAULTS.topK,
+};
+
 export async function runSample(opts: SampleOptions): Promise<SampleResult> {
   const t0 = performance.now();
-  const n = opts.samples ?? 4;
-  if (!Number.isInteger(n) || n < 1)
-    throw new InputError(`expected an integer ≥ 1, got ${n}`, { field: "--samples" });
-  for (const [field, path] of [
-    ["--data", opts.data],
-    ["--apm", opts.apm],
-    ["--prior", opts.prior],
-  ] as const) {
-    if (path !== undefined && !existsSync(path)) throw new InputError("no such file", { file: path, field });
-  }
-  const { partial, sidecar } = checkOutput(opts.output, opts.overwrite, "sample");
-  const model = await SteerableModel.load({
-    modelPath: opts.model,
-    schema: opts.schema,
-    contextSize: opts.contextSize,
-    threads: opts.threads,
-  });
+  const inputs = { data: opts.data, apm: opts.apm, prior: opts.prior };
+  const n = opts.samples ?? SAMPLE_DEFAULTS.samples;
+  const group = ["samples", n] as const;
+  const { paths, model } = await startGenerationJob(opts, { inputs, again: "sample", group });
   const freeLater: Array<() => unknown> = [() => model.dispose()];
   try {
     const schema = model.schema;
-    const seed = opts.seed ?? 1;
+    const seed = opts.seed ?? SAMPLE_DEFAULTS.seed;
     const mode = opts.values ?? "label";
     const { jobs, combos } = await readJobs({
       data: opts.data,
@@ -147,15 +141,15 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
     if (apm.info.variant !== "regression")
       throw new InputError(
         "a generative APM gives labels, not the real-valued predictions SteerLM 2.0 needs",
-        { file: apm.checkpoint, field: "--apm" },
+        { file: apm.checkpoint, setting: "apm" },
         "P(a|x,y) comes from a regression APM through a Beta distribution: train one with `steerlm apm train` (without --generative)",
       );
     outputSchemaForModel(apm, schema, opts.model);
-    const q = await GgufScorer.load(opts.model, "--model", opts.threads);
+    const q = await GgufScorer.load(opts.model, "model", opts.threads);
     freeLater.push(() => q.free());
     let prior = q;
     if (opts.prior !== undefined) {
-      prior = await GgufScorer.load(opts.prior, "--prior", opts.threads);
+      prior = await GgufScorer.load(opts.prior, "prior", opts.threads);
       freeLater.push(() => prior.free());
     }
     const predictor = new ApmPredictor(apm.backend, apm.model, n, apm.info.seqLen);
@@ -171,16 +165,21 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
       combos,
       samples: n,
       seed,
-      temperature: opts.temperature ?? 1,
-      topK: opts.topK ?? 50,
+      temperature: opts.temperature ?? SAMPLE_DEFAULTS.temperature,
+      topK: opts.topK ?? SAMPLE_DEFAULTS.topK,
       maxTokens: opts.maxTokens ?? null,
       contextSize: model.contextSize,
     };
-    const r = await sampleAll(model, { q, prior, apm, predictor, outputs }, schema, jobs, settings, {
+    const input = resolve(opts.data);
+    const out = PartialOutput.open(paths, {
+      format: STEERLM2_PROGRESS_FORMAT,
+      input,
+      apm: apm.digest,
+      settings,
+    });
+    const r = await sampleAll(model, { q, prior, apm, predictor, outputs }, schema, jobs, settings, out, {
       ...opts,
-      input: resolve(opts.data),
-      partial,
-      sidecar,
+      input,
     });
     return { ...r, seconds: (performance.now() - t0) / 1000 };
   } finally {
@@ -194,88 +193,46 @@ async function sampleAll(
   schema: AttributeSchema,
   jobs: readonly SampleJob[],
   settings: Settings,
-  opts: SampleOptions & { input: string; partial: string; sidecar: string },
+  out: PartialOutput,
+  opts: SampleOptions & { input: string },
 ): Promise<Omit<SampleResult, "seconds">> {
   const n = settings.samples;
-  const done = readResumeState(
-    opts.partial,
-    opts.sidecar,
-    { input: opts.input, apm: scorers.apm.digest, settings },
-    STEERLM2_PROGRESS_FORMAT,
-  );
-  const restart = `delete ${opts.partial} to start over`;
-  if (done.rows > jobs.length)
-    throw new InputError(
-      `has ${jobs.length} prompts, fewer than the ${done.rows} already done`,
-      { file: opts.input },
-      restart,
-    );
-  const inHash = jobsDigest(jobs.slice(0, done.rows), schema);
-  if (done.rows > 0 && inHash.copy().digest("hex") !== done.inputSha256)
-    throw new InputError(
-      `the first ${done.rows} prompts differ from the ones the partial output was made from`,
-      { file: opts.input },
-      restart,
-    );
-  const outHash = createHash("sha256");
-  if (done.rows > 0) outHash.update(done.prefix);
-  // Append mode: every write lands after the truncation point, whatever the file held before.
-  const fd = openSync(opts.partial, "a");
-  ftruncateSync(fd, done.outputBytes); // drops an unrecorded group and a torn last line
-  let outBytes = done.outputBytes;
-  let groups = countLines(done.prefix) / n;
-  if (done.rows > 0) log.info(`resuming: ${done.rows} prompts already done in ${opts.partial}`);
+  const done = out.done.rows;
+  out.checkCount(opts.input, jobs.length, "prompts");
+  const inHash = jobsDigest(jobs.slice(0, done), schema);
+  out.checkPrefix(opts.input, inHash.copy().digest("hex"), "prompts");
+  let groups = countLines(out.done.prefix) / n;
   const progress = new Progress({
     label: "steerlm2 sample",
-    total: jobs.length - done.rows,
+    total: jobs.length - done,
     enabled: opts.progress,
   });
   let skipped = 0;
   let truncated = 0;
+  let complete = false;
   try {
-    for (let row = done.rows; row < jobs.length; row++) {
+    for (let row = done; row < jobs.length; row++) {
       const job = jobs[row] as SampleJob;
       inHash.update(`${jobKey(job, schema)}\n`);
       const drawn = await drawGroup(model, job, settings, row);
-      if (drawn === null) {
-        skipped++;
-        const o = job.prompt.origin;
-        log.warn(
-          `${o ? `${o.file}:${o.line}: ` : ""}skipped: the prompt and --max-tokens do not fit the context of ${model.contextSize} tokens`,
-        );
-      } else {
+      if (drawn === null) skipped++;
+      else {
         truncated += drawn.truncated;
-        const lines = scoreGroup(scorers, schema, job, drawn.records, groups);
-        const bytes = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
-        writeAll(fd, bytes);
-        outBytes += bytes.length;
-        outHash.update(bytes);
+        out.append(scoreGroup(scorers, schema, job, drawn.records, groups));
         groups++;
       }
-      fsyncSync(fd);
-      writeSidecar(opts.sidecar, {
-        format: STEERLM2_PROGRESS_FORMAT,
-        version: 1,
-        input: opts.input,
-        apm: scorers.apm.digest,
-        settings,
-        rows: row + 1,
-        outputBytes: outBytes,
-        outputSha256: outHash.copy().digest("hex"),
-        inputSha256: inHash.copy().digest("hex"),
-      });
+      out.record(row + 1, inHash.copy().digest("hex"));
       progress.tick(1, { groups, skipped });
       if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
     }
+    complete = true;
   } finally {
     progress.finish();
-    closeSync(fd);
+    out.close(complete ? opts.output : undefined);
   }
-  renameSync(opts.partial, opts.output);
-  rmSync(opts.sidecar, { force: true });
   log.info(
     `steerlm2 sample: ${groups} groups of ${n} from ${jobs.length} prompts` +
-      `${done.rows ? ` (${done.rows} resumed)` : ""}${skipped ? `, ${skipped} skipped` : ""}: ${opts.output}`,
+      `${done ? ` (${done} resumed)` : ""}${skipped ? `, ${skipped} skipped` : ""}: ${opts.output}`,
   );
   return {
     output: opts.output,
@@ -285,7 +242,7 @@ async function sampleAll(
     samples: n,
     skipped,
     truncated,
-    resumedPrompts: done.rows,
+    resumedPrompts: done,
   };
 }
 
@@ -306,20 +263,15 @@ async function drawGroup(
   const extra = new Map(job.prompt.extra);
   extra.delete(STEERLM2_KEY);
   for (let i = 0; i < settings.samples; i++) {
-    let result: Awaited<ReturnType<SteerableModel["generate"]>>;
-    try {
-      result = await model.generate({
-        conversation: toConversation(job.prompt, model.schema),
-        attributes: job.values,
-        temperature: settings.temperature,
-        topK: settings.topK,
-        maxTokens: settings.maxTokens ?? undefined,
-        seed: sampleSeed(settings.seed, row, i),
-      });
-    } catch (err) {
-      if (err instanceof ContextLengthError) return null;
-      throw err;
-    }
+    const result = await generateOrSkip(model, job.prompt, {
+      conversation: toConversation(job.prompt, model.schema),
+      attributes: job.values,
+      temperature: settings.temperature,
+      topK: settings.topK,
+      maxTokens: settings.maxTokens ?? undefined,
+      seed: sampleSeed(settings.seed, row, i),
+    });
+    if (result === null) return null;
     if (result.finishReason === "length") truncated++;
     records.push({
       system: job.prompt.system,

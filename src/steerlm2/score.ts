@@ -1,5 +1,6 @@
 import type { AttributeSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
+import { CONTROL_TOKEN_NAMES } from "../data/template.js";
 import { Backend } from "../ggml/backend.js";
 import { metaBool, readGguf } from "../gguf/reader.js";
 import { forwardLogits } from "../model/infer.js";
@@ -34,8 +35,8 @@ export class GgufScorer {
     readonly bos: number | null,
   ) {}
 
-  /** `field` names the flag the file came from, for errors (`-m`, `--prior`). */
-  static async load(path: string, field: string, threads?: number): Promise<GgufScorer> {
+  /** `setting` names the option the file came from, for errors (`model`, `prior`). */
+  static async load(path: string, setting: string, threads?: number): Promise<GgufScorer> {
     let file: Awaited<ReturnType<typeof readGguf>>;
     try {
       file = await readGguf(path);
@@ -48,8 +49,8 @@ export class GgufScorer {
       // Checked here, before any sampling: the SFT template cannot be tokenized without them.
       await tokenizer.dispose();
       throw new InputError(
-        "the vocabulary has no SteerLM control tokens (<extra_id_0>, <extra_id_1>, <extra_id_2>)",
-        { file: path, field },
+        `the vocabulary has no SteerLM control tokens (${CONTROL_TOKEN_NAMES.join(", ")})`,
+        { file: path, setting },
         "log-likelihoods are taken under the SteerLM template: use a SteerLM model (e.g. a `steerlm export gguf` of an SFT run)",
       );
     }

@@ -1,7 +1,8 @@
+import type { LlamaModel, Token } from "node-llama-cpp";
 import { GGUF_TOKEN_TYPE, type GgufVocab } from "../gguf/vocab.js";
 import { SteerlmError } from "../util/errors.js";
 import type { HfAddedToken, HfTokenizerJson } from "./hf-json.js";
-import { CONTROL_TOKEN_NAMES, type ControlTokenName } from "./types.js";
+import { CONTROL_TOKEN_NAMES, type ControlToken } from "./types.js";
 
 /**
  * Adds the SteerLM control tokens a tokenizer.json lacks, as special added tokens with new ids after the
@@ -10,7 +11,7 @@ import { CONTROL_TOKEN_NAMES, type ControlTokenName } from "./types.js";
  */
 export function addControlTokens(json: HfTokenizerJson): {
   json: HfTokenizerJson;
-  added: Array<{ name: ControlTokenName; id: number }>;
+  added: Array<{ name: ControlToken; id: number }>;
 } {
   const existing = new Set(json.added_tokens.map((t) => t.content));
   const vocab = (json.model.vocab ?? {}) as Record<string, number> | Array<[string, number]>;
@@ -19,7 +20,7 @@ export function addControlTokens(json: HfTokenizerJson): {
   let nextId = Array.isArray(vocab) ? vocab.length - 1 : -1;
   for (const id of Array.isArray(vocab) ? [] : Object.values(vocab)) nextId = Math.max(nextId, id);
   for (const t of json.added_tokens) nextId = Math.max(nextId, t.id);
-  const added: Array<{ name: ControlTokenName; id: number }> = [];
+  const added: Array<{ name: ControlToken; id: number }> = [];
   const newTokens: HfAddedToken[] = [];
   for (const name of CONTROL_TOKEN_NAMES) {
     if (existing.has(name)) continue;
@@ -51,12 +52,12 @@ export function addControlTokens(json: HfTokenizerJson): {
  */
 export function addControlTokensToGgufVocab(vocab: GgufVocab): {
   vocab: GgufVocab;
-  added: Array<{ name: ControlTokenName; id: number }>;
+  added: Array<{ name: ControlToken; id: number }>;
 } {
   const tokens = [...vocab.tokens];
   const tokenTypes = [...vocab.tokenTypes];
   const scores = vocab.scores ? [...vocab.scores] : undefined;
-  const added: Array<{ name: ControlTokenName; id: number }> = [];
+  const added: Array<{ name: ControlToken; id: number }> = [];
   for (const name of CONTROL_TOKEN_NAMES) {
     const at = tokens.indexOf(name);
     if (at >= 0) {
@@ -75,6 +76,20 @@ export function addControlTokensToGgufVocab(vocab: GgufVocab): {
   const out: GgufVocab = { ...vocab, tokens, tokenTypes };
   if (scores) out.scores = scores;
   return { vocab: out, added };
+}
+
+/**
+ * The control tokens a llama.cpp vocabulary holds as single ids: with special-token parsing on, the name
+ * comes back as exactly one id that decodes to the name. The one detector of every GGUF path (the
+ * tokenizer for training, the inference prompt).
+ */
+export function llamaControlTokenIds(model: LlamaModel): Map<ControlToken, Token> {
+  const ids = new Map<ControlToken, Token>();
+  for (const name of CONTROL_TOKEN_NAMES) {
+    const special = model.tokenize(name, true);
+    if (special.length === 1 && model.detokenize(special, true) === name) ids.set(name, special[0] as Token);
+  }
+  return ids;
 }
 
 /**

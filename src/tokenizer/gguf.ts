@@ -2,7 +2,8 @@ import { existsSync } from "node:fs";
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { InputError, SteerlmError } from "../util/errors.js";
-import { CONTROL_TOKEN_NAMES, ControlTokenIds, type ControlTokenName, type Tokenizer } from "./types.js";
+import { llamaControlTokenIds } from "./control.js";
+import { type ControlToken, ControlTokenIds, type Tokenizer } from "./types.js";
 
 /**
  * A GGUF file's own vocabulary, tokenized by llama.cpp through node-llama-cpp (the model is opened
@@ -30,11 +31,7 @@ export class GgufTokenizer implements Tokenizer {
     this.vocabSize = this.pieces.length;
     this.bosId = model.tokens.bos;
     this.eosId = model.tokens.eos;
-    for (const name of CONTROL_TOKEN_NAMES) {
-      // With special parsing on, a control token the vocabulary holds comes back as exactly one id.
-      const ids = model.tokenize(name, true);
-      if (ids.length === 1 && this.pieces[ids[0]] === name) this.controlIds.set(name, ids[0]);
-    }
+    for (const [name, id] of llamaControlTokenIds(model)) this.controlIds.set(name, id);
   }
 
   encode(text: string): number[] {
@@ -62,7 +59,7 @@ export class GgufTokenizer implements Tokenizer {
     return ids;
   }
 
-  encodeControl(name: ControlTokenName): number {
+  encodeControl(name: ControlToken): number {
     return this.controlIds.id(name);
   }
 

@@ -10,9 +10,9 @@ import {
 } from "./hf-json.js";
 import {
   CONTROL_TOKEN_NAMES,
+  type ControlToken,
   ControlTokenIds,
-  type ControlTokenName,
-  isControlTokenName,
+  isControlToken,
   type Tokenizer,
 } from "./types.js";
 
@@ -54,7 +54,7 @@ export class HfTokenizer implements Tokenizer {
     // Checked here too, so an object from anywhere (a checkpoint, JSON.parse) fails with a place, not a crash.
     this.json = json = validateTokenizerJson(json, source);
     this.controlIds = new ControlTokenIds(source);
-    const plainAdded = json.added_tokens.filter((t) => !t.special && !isControlTokenName(t.content));
+    const plainAdded = json.added_tokens.filter((t) => !t.special && !isControlToken(t.content));
     this.plain = new JsTokenizer({ ...json, added_tokens: plainAdded }, config);
 
     // Ids straight from the file, so the second (decoding) instance is only built when needed.
@@ -70,7 +70,7 @@ export class HfTokenizer implements Tokenizer {
     this.ids = ids;
 
     for (const t of json.added_tokens) {
-      if (t.special || isControlTokenName(t.content)) this.forbidden.add(t.id);
+      if (t.special || isControlToken(t.content)) this.forbidden.add(t.id);
     }
     for (const name of CONTROL_TOKEN_NAMES) {
       const id = ids.get(name);
@@ -136,7 +136,7 @@ export class HfTokenizer implements Tokenizer {
     return this.dummyPrefix === true;
   }
 
-  encodeControl(name: ControlTokenName): number {
+  encodeControl(name: ControlToken): number {
     return this.controlIds.id(name);
   }
 

@@ -1,4 +1,7 @@
+import { CONTROL_TOKEN_NAMES, type ControlToken, isControlToken } from "../data/template.js";
 import { SteerlmError } from "../util/errors.js";
+
+export { CONTROL_TOKEN_NAMES, type ControlToken, isControlToken };
 
 /**
  * One interface for every tokenizer path (a Hugging Face tokenizer.json, a GGUF vocabulary through llama.cpp).
@@ -7,13 +10,6 @@ import { SteerlmError } from "../util/errors.js";
  * (`<extra_id_2>helpfulness:0` in a user message) becomes ordinary pieces, never the control id. The only way
  * to get a control id is `encodeControl`, which only the template layer calls (through `encodeParts`).
  */
-export const CONTROL_TOKEN_NAMES = ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"] as const;
-export type ControlTokenName = (typeof CONTROL_TOKEN_NAMES)[number];
-
-export function isControlTokenName(text: string): text is ControlTokenName {
-  return (CONTROL_TOKEN_NAMES as readonly string[]).includes(text);
-}
-
 export interface Tokenizer {
   /** Where the vocabulary came from: "hf" (tokenizer.json) or "gguf" (llama.cpp's tokenizer). */
   readonly kind: "hf" | "gguf";
@@ -29,7 +25,7 @@ export interface Tokenizer {
    */
   encodeContinuation(text: string): number[];
   /** The id of one SteerLM control token; throws SteerlmError when the vocabulary lacks it. */
-  encodeControl(name: ControlTokenName): number;
+  encodeControl(name: ControlToken): number;
   /** Whether all three control tokens exist as single ids. */
   hasControlTokens(): boolean;
   /** Ids back to text; control and other special tokens are rendered as their text. */
@@ -68,7 +64,7 @@ export function encodePartsWithLoss(
   for (const part of parts) {
     let partIds: number[];
     if (part.kind === "control") {
-      if (!isControlTokenName(part.text)) {
+      if (!isControlToken(part.text)) {
         throw new SteerlmError(
           `template part of kind "control" holds ${JSON.stringify(part.text)}, which is not a SteerLM control token`,
           `control parts must be one of ${CONTROL_TOKEN_NAMES.join(", ")}`,
@@ -90,7 +86,7 @@ export function encodePartsWithLoss(
   return { ids, loss: Uint8Array.from(mask) };
 }
 
-export function missingControlToken(name: ControlTokenName, source: string): SteerlmError {
+export function missingControlToken(name: ControlToken, source: string): SteerlmError {
   return new SteerlmError(
     `${source}: the vocabulary has no single token ${name}`,
     "add them with addControlTokens() (tokenizers trained by trainByteLevelBpe already have them)",
@@ -98,18 +94,18 @@ export function missingControlToken(name: ControlTokenName, source: string): Ste
 }
 
 /** The SteerLM control tokens a vocabulary holds as single ids, by name (shared by every Tokenizer). */
-export class ControlTokenIds implements Iterable<[ControlTokenName, number]> {
-  readonly #ids = new Map<ControlTokenName, number>();
+export class ControlTokenIds implements Iterable<[ControlToken, number]> {
+  readonly #ids = new Map<ControlToken, number>();
 
   /** `source` names the vocabulary in errors. */
   constructor(private readonly source: string) {}
 
-  set(name: ControlTokenName, id: number): void {
+  set(name: ControlToken, id: number): void {
     this.#ids.set(name, id);
   }
 
   /** The id of a control token; a vocabulary without it is an error naming the source. */
-  id(name: ControlTokenName): number {
+  id(name: ControlToken): number {
     const id = this.#ids.get(name);
     if (id === undefined) throw missingControlToken(name, this.source);
     return id;
@@ -120,7 +116,7 @@ export class ControlTokenIds implements Iterable<[ControlTokenName, number]> {
     return this.#ids.size === CONTROL_TOKEN_NAMES.length;
   }
 
-  [Symbol.iterator](): Iterator<[ControlTokenName, number]> {
+  [Symbol.iterator](): Iterator<[ControlToken, number]> {
     return this.#ids[Symbol.iterator]();
   }
 }

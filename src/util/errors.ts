@@ -17,6 +17,12 @@ export interface Place {
   file?: string;
   line?: number;
   field?: string;
+  /**
+   * The library option the bad value came from (`batchSize`), printed where `field` is. Library code names
+   * its settings, never a command-line flag: the CLI's error printer shows the flag the running command
+   * declares for that setting (`--batch-size`), the server the request parameter.
+   */
+  setting?: string;
 }
 
 export function formatPlace(place: Place): string {
@@ -24,8 +30,15 @@ export function formatPlace(place: Place): string {
   if (place.file !== undefined)
     parts.push(place.line !== undefined ? `${place.file}:${place.line}` : place.file);
   else if (place.line !== undefined) parts.push(`line ${place.line}`);
-  if (place.field !== undefined) parts.push(place.field);
+  const name = placeName(place);
+  if (name !== undefined) parts.push(name);
   return parts.join(": ");
+}
+
+/** The setting and field of a place as one name (`attributes.humor`); undefined when it has neither. */
+export function placeName(place: Place): string | undefined {
+  const name = [place.setting, place.field].filter((p) => p !== undefined).join(".");
+  return name === "" ? undefined : name;
 }
 
 /** Bad user data or arguments: never a crash, always a place. */
@@ -40,6 +53,11 @@ export class InputError extends SteerlmError {
     super(where ? `${where}: ${what}` : what, hint);
   }
 
+  /** The same problem with its setting shown under the name the user knows (a CLI flag, a request field). */
+  showSettingAs(name: string): InputError {
+    return new InputError(this.what, { ...this.place, setting: name }, this.hint);
+  }
+
   /** The same problem, located more precisely by an outer layer (e.g. a reader adding file and line). */
   at(place: Place): InputError {
     return new InputError(this.what, { ...place, ...definedOnly(this.place) }, this.hint);
@@ -51,6 +69,7 @@ function definedOnly(place: Place): Place {
   if (place.file !== undefined) out.file = place.file;
   if (place.line !== undefined) out.line = place.line;
   if (place.field !== undefined) out.field = place.field;
+  if (place.setting !== undefined) out.setting = place.setting;
   return out;
 }
 

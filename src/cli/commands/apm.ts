@@ -1,11 +1,12 @@
 import type { Command } from "commander";
 import { formatAgreement, labelAgreement } from "../../apm/agreement.js";
-import { annotateFile } from "../../apm/annotate.js";
+import { ANNOTATE_DEFAULTS, annotateFile } from "../../apm/annotate.js";
 import { runApmTrain } from "../../apm/train.js";
 import { loadSchema } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
 import { SFT_FIELDS, type SftConfig } from "../../sft/config.js";
-import { InputError } from "../../util/errors.js";
+import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
+import { addApmOption, addOverwriteOption, addThreadsOption, throttleFrom } from "../options.js";
 import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
 
 /** `steerlm apm train` and `steerlm annotate`: parse arguments, call src/apm, print a JSON summary. */
@@ -31,13 +32,6 @@ const HELP: Partial<Record<keyof SftConfig, string>> = {
     "f32|bf16: bf16 = mixed precision (bfloat16 GEMMs; f32 weights, gradients, AdamW), faster on AVX512-BF16 CPUs; config key computeType (default f32)",
   steps: "optimiser steps (0: --epochs passes over the labelled turns)",
 };
-
-function parseIntFlag(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1)
-    throw new InputError(`expected an integer ≥ 1, got "${text}"`, { field: flag });
-  return n;
-}
 
 export function register(program: Command): void {
   const apm = program
@@ -88,38 +82,44 @@ export function register(program: Command): void {
       process.stdout.write(o.json ? `${JSON.stringify(r)}\n` : `${formatAgreement(r).join("\n")}\n`);
     });
 
-  program
+  const annotate = program
     .command("annotate")
     .description(
       "SteerLM step 2: label every assistant turn with the APM's predictions (clamped to the scale, rounded " +
         "half to even) and write SteerLM JSONL. Resumable: rerun the same command after an interruption and " +
         "it continues after the rows already written (checked against <out>.partial.json).",
     )
-    .argument("<input>", "conversations: SteerLM, regression, helpsteer, oasst, chat ... (see --from)")
-    .requiredOption("--apm <run|file>", "APM run directory (newest checkpoint) or checkpoint file")
+    .argument("<input>", "conversations: SteerLM, regression, helpsteer, oasst, chat ... (see --from)");
+  addApmOption(annotate)
     .requiredOption("-o, --output <file>", "annotated SteerLM JSONL")
     .option("--from <format>", "input format (default: detected)")
     .option("--schema <name|file>", "write only these attributes (a subset of the APM's outputs)")
     .option("--only-unlabeled", "predict only turns without labels; keep existing labels")
-    .option("--batch-size <n>", "turns per forward pass and records per resumable group", "8")
-    .option("--threads <n>", "CPU threads")
-    .option("--overwrite", "replace an existing finished output")
-    .action(async (input: string, raw: Record<string, string | boolean | undefined>) => {
-      const throttle = Number(process.env.STEERLM_ANNOTATE_THROTTLE_MS ?? 0);
-      const r = await annotateFile({
-        apm: raw.apm as string,
-        input,
-        output: raw.output as string,
-        format: typeof raw.from === "string" ? parseFormat(raw.from) : undefined,
-        schema: typeof raw.schema === "string" ? raw.schema : undefined,
-        onlyUnlabeled: Boolean(raw.onlyUnlabeled),
-        batchSize: parseIntFlag(String(raw.batchSize), "--batch-size"),
-        threads: typeof raw.threads === "string" ? parseIntFlag(raw.threads, "--threads") : undefined,
-        overwrite: Boolean(raw.overwrite),
-        throttleMs: throttle > 0 ? throttle : undefined,
-      });
-      process.stdout.write(
-        `${JSON.stringify({ output: r.output, rows: r.rows, turns: r.turns, resumedRows: r.resumedRows })}\n`,
-      );
+    .addOption(
+      numberOption(
+        "--batch-size <n>",
+        "turns per forward pass and records per resumable group",
+        integerFrom(1),
+        ANNOTATE_DEFAULTS.batchSize,
+      ),
+    );
+  addThreadsOption(annotate);
+  addOverwriteOption(annotate).action(async (input: string, raw: Flags) => {
+    const from = strFlag(raw, "from");
+    const r = await annotateFile({
+      apm: raw.apm as string,
+      input,
+      output: raw.output as string,
+      format: from === undefined ? undefined : parseFormat(from),
+      schema: strFlag(raw, "schema"),
+      onlyUnlabeled: Boolean(raw.onlyUnlabeled),
+      batchSize: numFlag(raw, "batchSize"),
+      threads: numFlag(raw, "threads"),
+      overwrite: Boolean(raw.overwrite),
+      throttleMs: throttleFrom("STEERLM_ANNOTATE_THROTTLE_MS"),
     });
+    process.stdout.write(
+      `${JSON.stringify({ output: r.output, rows: r.rows, turns: r.turns, resumedRows: r.resumedRows })}\n`,
+    );
+  });
 }

@@ -13,6 +13,7 @@ import {
 import { InputError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
 import { Progress } from "../../util/progress.js";
+import { integerFrom, numberOption } from "../flags.js";
 
 /** `steerlm bench synth|score`: SteerBench data and its oracle. Parsing and printing only. */
 export function register(program: Command): void {
@@ -25,7 +26,13 @@ export function register(program: Command): void {
     .description(
       "write train/validation/test/heldout SteerLM JSONL (+ steerbench.json, README.md) to a folder",
     )
-    .requiredOption("--n <count>", "conversations in all splits together")
+    .addOption(
+      numberOption(
+        "--n <count>",
+        "conversations in all splits together",
+        integerFrom(1),
+      ).makeOptionMandatory(),
+    )
     .option("--seed <seed>", "random seed (same seed, same bytes)", "0")
     .requiredOption("-o, --out <dir>", "output folder")
     .option(
@@ -33,9 +40,16 @@ export function register(program: Command): void {
       `task family kept for heldout.jsonl (${FAMILIES.join(", ")})`,
       "comparison",
     )
-    .option("--multi-turn <fraction>", "share of conversations with 2-3 exchanges", "0.2")
-    .action((o: { n: string; seed: string; out: string; heldoutFamily: string; multiTurn: string }) => {
-      const n = parseInteger(o.n, "--n");
+    .addOption(
+      numberOption(
+        "--multi-turn <fraction>",
+        "share of conversations with 2-3 exchanges",
+        { min: 0, max: 1 },
+        0.2,
+      ),
+    )
+    .action((o: { n: number; seed: string; out: string; heldoutFamily: string; multiTurn: number }) => {
+      const n = o.n;
       const seed = /^\d+$/.test(o.seed) && Number(o.seed) <= 0xffffffff ? Number(o.seed) : o.seed;
       if (!(FAMILIES as readonly string[]).includes(o.heldoutFamily)) {
         throw new InputError(
@@ -44,10 +58,7 @@ export function register(program: Command): void {
           `use one of ${FAMILIES.join(", ")}`,
         );
       }
-      const multiTurnFraction = Number(o.multiTurn);
-      if (o.multiTurn.trim() === "" || !(multiTurnFraction >= 0 && multiTurnFraction <= 1)) {
-        throw new InputError(`expected a number in 0..1, got "${o.multiTurn}"`, { field: "--multi-turn" });
-      }
+      const multiTurnFraction = o.multiTurn;
       const progress = new Progress({ label: "synth", total: n });
       let last = 0;
       const t0 = performance.now();
@@ -117,10 +128,4 @@ function statSizeOrUndefined(file: string): number | undefined {
   } catch {
     return undefined; // the reader reports a missing file with its own message
   }
-}
-
-function parseInteger(text: string, field: string): number {
-  if (!/^\d+$/.test(text.trim()))
-    throw new InputError(`expected a positive integer, got "${text}"`, { field });
-  return Number(text);
 }

@@ -12,8 +12,8 @@ import {
 import { detectFormat, NO_LABELS, parseFormat, UNLABELED_HINT } from "../../data/read.js";
 import { DATA_FORMATS, OUTPUT_FORMATS, type OutputFormat } from "../../data/record.js";
 import { parseOutputFormat, removeTempFilesOnSignal } from "../../data/write.js";
-import { InputError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
+import { integerFrom, numberOption } from "../flags.js";
 
 /** `steerlm data ...`: parse arguments, call src/data/jobs.ts, print. */
 interface ReadFlags {
@@ -144,8 +144,10 @@ export function register(program: Command): void {
       .description("deterministic train/validation split from a seed")
       .requiredOption("--train <file>", "training output")
       .requiredOption("--validation <file>", "validation output")
-      .option("--fraction <x>", "share of records for validation, 0..1", "0.05")
-      .option("--seed <n>", "random seed", "1234")
+      .addOption(
+        numberOption("--fraction <x>", "share of records for validation, 0..1", { min: 0, max: 1 }, 0.05),
+      )
+      .addOption(numberOption("--seed <n>", "random seed", integerFrom(0), 1234))
       .option(
         "--to <format>",
         `output format: ${OUTPUT_FORMATS.join(", ")} (default: the input's, else steerlm)`,
@@ -153,16 +155,10 @@ export function register(program: Command): void {
   ).action(
     async (
       input: string,
-      flags: ReadFlags & { train: string; validation: string; fraction: string; seed: string; to?: string },
+      flags: ReadFlags & { train: string; validation: string; fraction: number; seed: number; to?: string },
     ) => {
       removeTempFilesOnSignal();
-      const fraction = Number(flags.fraction);
-      if (!(fraction >= 0 && fraction <= 1)) {
-        throw new InputError(`expected a number in 0..1, got "${flags.fraction}"`, { field: "--fraction" });
-      }
-      if (!/^\d+$/.test(flags.seed)) {
-        throw new InputError(`expected a non-negative integer, got "${flags.seed}"`, { field: "--seed" });
-      }
+      const { fraction, seed } = flags;
       const rejectsPath = flags.skipInvalid ? (flags.rejects ?? `${flags.train}.rejects.jsonl`) : undefined;
       const opts = jobOptions(flags, rejectsPath);
       const from = opts.format ?? (await detectFormat(input));
@@ -176,7 +172,7 @@ export function register(program: Command): void {
       const r = await splitFile(
         input,
         { train: flags.train, validation: flags.validation },
-        { fraction, seed: Number(flags.seed), to: to ?? "steerlm", write },
+        { fraction, seed, to: to ?? "steerlm", write },
         opts,
       );
       reportSkipped(r, rejectsPath);

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { formatDemoReport, runDemo } from "../../demo/demo.js";
+import { integerFrom, numberOption } from "../flags.js";
 
 export function register(program: Command): void {
   program
@@ -15,9 +16,11 @@ export function register(program: Command): void {
     )
     .option("-o, --output <dir>", "output directory", "steerlm-demo")
     .option("--quick", "a tiny run that checks the pipeline end to end (no steerability target)")
-    .option("--seed <n>", "seed of the data, the weights and the data order", "1")
-    .action(async (opts: { output: string; quick?: boolean; seed: string }) => {
-      const report = await runDemo({ dir: opts.output, quick: Boolean(opts.quick), seed: Number(opts.seed) });
+    .addOption(
+      numberOption("--seed <n>", "seed of the data, the weights and the data order", integerFrom(0), 1),
+    )
+    .action(async (opts: { output: string; quick?: boolean; seed: number }) => {
+      const report = await runDemo({ dir: opts.output, quick: Boolean(opts.quick), seed: opts.seed });
       process.stdout.write(`${formatDemoReport(report)}\n`);
       process.stderr.write(`report: ${opts.output}/report.json\n`);
     });

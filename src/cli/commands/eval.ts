@@ -1,7 +1,7 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Command } from "commander";
-import { type AttributeValues, parseValues } from "../../data/attributes.js";
+import { type Command, Option } from "commander";
+import { type AttributeValues, parseAttributes } from "../../data/attributes.js";
 import { readRecords } from "../../data/read.js";
 import { formatAdherence, measureAdherence } from "../../eval/adherence.js";
 import { generateAnswers } from "../../eval/answer.js";
@@ -11,22 +11,12 @@ import { openAiJudge } from "../../eval/client.js";
 import { readAnswers, readJudgePrompts, readLegacyPrompts, readLegacyReviewers } from "../../eval/formats.js";
 import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js";
 import { buildReport, formatReport } from "../../eval/report.js";
-import { SteerableModel } from "../../inference/model.js";
+import type { SteerableModel } from "../../inference/model.js";
+import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
 import { InputError } from "../../util/errors.js";
-
-function int(text: string, field: string, min: number): number {
-  if (!/^\d+$/.test(text) || Number(text) < min)
-    throw new InputError(`expected an integer >= ${min}, got ${JSON.stringify(text)}`, { field });
-  return Number(text);
-}
-
-function number(text: string, field: string): number {
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n) || n < 0)
-    throw new InputError(`expected a number >= 0, got ${JSON.stringify(text)}`, { field });
-  return n;
-}
+import { integerFrom, numberOption, parseNumberFlag } from "../flags.js";
+import { addModelOptions, addParallelOption, addSamplingOptions, loadModel } from "../options.js";
 
 /** `0..4` or `0,2,4`. */
 export function parseLevels(text: string): number[] {
@@ -36,11 +26,15 @@ export function parseLevels(text: string): number[] {
     if (a > b) throw new InputError(`empty range ${text}`, { field: "--levels" });
     return Array.from({ length: b - a + 1 }, (_, i) => a + i);
   }
-  return text.split(",").map((t) => int(t.trim(), "--levels", 0));
+  return text.split(",").map((t) => parseNumberFlag(t.trim(), integerFrom(0), "--levels"));
 }
 
 const attrs = (model: SteerableModel, text: string | undefined): AttributeValues | undefined =>
-  text === undefined ? undefined : parseValues(model.schema, text.replaceAll("=", ":"), { field: "--attr" });
+  text === undefined ? undefined : parseAttributes(model.schema, text, { field: "--attr" });
+
+/** `--first <n>`: only the first n questions. */
+const addFirstOption = (cmd: Command, help: string): Command =>
+  cmd.addOption(numberOption("--first <n>", help, integerFrom(1)));
 
 interface AnswerFlags {
   model: string;
@@ -51,12 +45,12 @@ interface AnswerFlags {
   attr?: string;
   modelId?: string;
   system?: string;
-  maxTokens?: string;
-  temperature: string;
-  seed?: string;
-  parallel: string;
+  maxTokens?: number;
+  temperature: number | "fastchat";
+  seed?: number;
+  parallel: number;
   fastchatDir?: string;
-  first?: string;
+  first?: number;
 }
 
 interface JudgeFlags {
@@ -71,9 +65,9 @@ interface JudgeFlags {
   output?: string;
   judgePrompts?: string;
   fastchatDir?: string;
-  parallel: string;
-  maxTokens: string;
-  first?: string;
+  parallel: number;
+  maxTokens: number;
+  first?: number;
 }
 
 interface AdherenceFlags {
@@ -81,11 +75,11 @@ interface AdherenceFlags {
   lora?: string;
   schema?: string;
   prompts?: string;
-  nPrompts: string;
+  nPrompts: number;
   levels?: string;
   attributes?: string;
-  maxTokens: string;
-  parallel: string;
+  maxTokens: number;
+  parallel: number;
   json?: string;
   apm?: string;
 }
@@ -97,14 +91,12 @@ export function register(program: Command): void {
       "benchmarks in FastChat's formats (answers, LLM-judge judgments, reports) and attribute adherence",
     );
 
-  evalCmd
+  const answer = evalCmd
     .command("answer")
     .description(
       "answer a benchmark's questions with a steerable model, in FastChat's model-answer format (resumable)",
-    )
-    .requiredOption("-m, --model <gguf>", "model file")
-    .option("--lora <gguf>", "LoRA adapter applied on top of the model")
-    .option("--schema <name|file>", "attribute schema (default: the model's)")
+    );
+  addModelOptions(answer, { schema: "attribute schema (default: the model's)" })
     .requiredOption("--bench <vicuna|mt-bench|file>", "benchmark name or a question.jsonl")
     .requiredOption(
       "-o, --output <answers.jsonl>",
@@ -112,28 +104,33 @@ export function register(program: Command): void {
     )
     .option("-a, --attr <k=v,...>", "attribute values to answer at (others take the schema defaults)")
     .option("--model-id <id>", "model_id written into the answers (default: the model file's name)")
-    .option("--system <text>", "system prompt (default: SteerLM's)")
-    .option("--max-tokens <n>", "most tokens per turn (default: what fits, at most 1024)")
-    .option(
+    .option("--system <text>", "system prompt (default: SteerLM's)");
+  addSamplingOptions(
+    answer,
+    ["maxTokens"],
+    {},
+    {
+      maxTokens: "most tokens per turn (default: what fits, at most 1024)",
+    },
+  ).addOption(
+    new Option(
       "-t, --temperature <t|fastchat>",
       "sampling temperature (0: greedy), or fastchat: FastChat's per-category choice",
-      "0",
     )
-    .option("--seed <n>", "sampling seed")
-    .option("--parallel <n>", "questions answered at once", "1")
-    .option("--first <n>", "only the first n questions")
+      .argParser((t: string) =>
+        t === "fastchat" ? t : parseNumberFlag(t, SAMPLING_SETTINGS.temperature.range, "--temperature"),
+      )
+      .default(SAMPLING_SETTINGS.temperature.default),
+  );
+  addSamplingOptions(answer, ["seed"]);
+  addParallelOption(answer, "questions answered at once", 1);
+  addFirstOption(answer, "only the first n questions")
     .option("--fastchat-dir <dir>", "FastChat data folder for named benchmarks")
     .action(async (o: AnswerFlags) => {
       const bench = loadBench(o.bench, { fastchatDir: o.fastchatDir });
-      const questions =
-        o.first === undefined ? bench.questions : bench.questions.slice(0, int(o.first, "--first", 1));
-      const parallel = int(o.parallel, "--parallel", 1);
-      const model = await SteerableModel.load({
-        modelPath: o.model,
-        loraPath: o.lora,
-        schema: o.schema,
-        parallel,
-      });
+      const questions = bench.questions.slice(0, o.first);
+      const parallel = o.parallel;
+      const model = await loadModel(o, { parallel });
       try {
         const r = await generateAnswers({
           model,
@@ -142,9 +139,9 @@ export function register(program: Command): void {
           output: o.output,
           attributes: attrs(model, o.attr),
           system: o.system,
-          maxTokens: o.maxTokens === undefined ? undefined : int(o.maxTokens, "--max-tokens", 1),
-          temperature: o.temperature === "fastchat" ? "fastchat" : number(o.temperature, "--temperature"),
-          seed: o.seed === undefined ? undefined : int(o.seed, "--seed", 0),
+          maxTokens: o.maxTokens,
+          temperature: o.temperature,
+          seed: o.seed,
           parallel,
         });
         process.stderr.write(
@@ -155,7 +152,7 @@ export function register(program: Command): void {
       }
     });
 
-  evalCmd
+  const judge = evalCmd
     .command("judge")
     .description(
       "judge answers with an LLM judge behind an OpenAI-compatible endpoint, in FastChat's judgment format (resumable)",
@@ -186,18 +183,18 @@ export function register(program: Command): void {
     )
     .option("-o, --output <file>", "judgment file (default: <judge-model>_<mode>.jsonl)")
     .option("--judge-prompts <file>", "judge_prompts.jsonl (default: the FastChat data folder's)")
-    .option("--fastchat-dir <dir>", "FastChat data folder")
-    .option("--parallel <n>", "judge requests at once", "1")
-    .option("--max-tokens <n>", "judge max_tokens", "2048")
-    .option("--first <n>", "only the first n questions (as answered with eval answer --first)")
-    .action(async (o: JudgeFlags) => {
+    .option("--fastchat-dir <dir>", "FastChat data folder");
+  addParallelOption(judge, "judge requests at once", 1);
+  addSamplingOptions(judge, ["maxTokens"], { maxTokens: 2048 }, { maxTokens: "judge max_tokens" });
+  addFirstOption(judge, "only the first n questions (as answered with eval answer --first)").action(
+    async (o: JudgeFlags) => {
       if (!["single", "pair", "review"].includes(o.mode))
         throw new InputError(`expected single, pair or review, got ${JSON.stringify(o.mode)}`, {
           field: "--mode",
         });
       const mode = o.mode as EvalJudgeMode;
       const bench = loadBench(o.bench, { fastchatDir: o.fastchatDir, refFile: o.ref });
-      if (o.first !== undefined) bench.questions = bench.questions.slice(0, int(o.first, "--first", 1));
+      bench.questions = bench.questions.slice(0, o.first);
       const answers = o.answers.map((f) => answerSet(f, readAnswers(f)));
       const baseline = o.baseline === undefined ? undefined : answerSet(o.baseline, readAnswers(o.baseline));
       const promptsFile =
@@ -221,18 +218,19 @@ export function register(program: Command): void {
           url: o.judgeUrl,
           model: o.judgeModel,
           apiKey: o.apiKey ?? process.env.OPENAI_API_KEY,
-          maxTokens: int(o.maxTokens, "--max-tokens", 1),
+          maxTokens: o.maxTokens,
         }),
         judgeModel: o.judgeModel,
         judgePrompts: promptsFile ? readJudgePrompts(promptsFile) : undefined,
         legacy,
         output,
-        parallel: int(o.parallel, "--parallel", 1),
+        parallel: o.parallel,
       });
       process.stderr.write(
         `judgments: ${r.written} written (${r.errors} without a parseable verdict), ${r.skipped} already there -> ${output}\n`,
       );
-    });
+    },
+  );
 
   evalCmd
     .command("report")
@@ -250,49 +248,42 @@ export function register(program: Command): void {
       process.stdout.write(`${o.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);
     });
 
-  evalCmd
+  const adherence = evalCmd
     .command("adherence")
     .description(
       "asked vs measured attribute values (SteerBench oracle) on held-out prompts: table, Spearman, JSON",
-    )
-    .requiredOption("-m, --model <gguf>", "model file")
-    .option("--lora <gguf>", "LoRA adapter")
-    .option("--schema <name|file>", "attribute schema (default: the model's)")
+    );
+  addModelOptions(adherence, { lora: "LoRA adapter", schema: "attribute schema (default: the model's)" })
     .option(
       "--prompts <file>",
       "prompts: SteerLM/chat JSONL, first user turn of each (default: SteerBench held-out prompts)",
     )
-    .option("--n-prompts <n>", "how many prompts", "10")
+    .addOption(numberOption("--n-prompts <n>", "how many prompts", integerFrom(1), 10))
     .option("--levels <a..b|list>", "levels to request (default: each attribute's range)")
-    .option("--attributes <names>", "comma-separated attributes to sweep (default: all)")
-    .option("--max-tokens <n>", "most tokens per response", "200")
-    .option(
-      "--parallel <n>",
-      "generations at once (above 1 is faster, but llama.cpp's greedy output then depends on which sequences share a batch)",
-      "1",
-    )
+    .option("--attributes <names>", "comma-separated attributes to sweep (default: all)");
+  addSamplingOptions(adherence, ["maxTokens"], { maxTokens: 200 }, { maxTokens: "most tokens per response" });
+  addParallelOption(
+    adherence,
+    "generations at once (above 1 is faster, but llama.cpp's greedy output then depends on which sequences share a batch)",
+    1,
+  )
     .option("--json <file>", "also write the full report (with every sample) as JSON")
     .option(
       "--apm <run|ckpt>",
       "measure with an attribute prediction model (steerlm apm train) instead of the oracle",
     )
     .action(async (o: AdherenceFlags) => {
-      const n = int(o.nPrompts, "--n-prompts", 1);
+      const n = o.nPrompts;
       const prompts = o.prompts ? await promptsFrom(o.prompts, n) : steerbenchPrompts(n);
-      const parallel = int(o.parallel, "--parallel", 1);
-      const model = await SteerableModel.load({
-        modelPath: o.model,
-        loraPath: o.lora,
-        schema: o.schema,
-        parallel,
-      });
+      const parallel = o.parallel;
+      const model = await loadModel(o, { parallel });
       try {
         const report = await measureAdherence({
           model,
           prompts,
           attributes: o.attributes?.split(",").map((s) => s.trim()),
           levels: o.levels === undefined ? undefined : parseLevels(o.levels),
-          maxTokens: int(o.maxTokens, "--max-tokens", 1),
+          maxTokens: o.maxTokens,
           parallel,
           measureBatch: o.apm === undefined ? undefined : apmMeasurer(o.apm),
         });

@@ -3,6 +3,7 @@ import { checkHfModelAgainstLlamaCpp } from "../../interop/check.js";
 import { CONVERT_TYPES, type ConvertType, convertHfToGguf } from "../../interop/convert.js";
 import { InputError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
+import { TOLERANCE } from "./model.js";
 
 /**
  * `steerlm model convert <hf-dir> -o model.gguf [--type f16|bf16|f32]`. Registered on the `model` group that
@@ -36,11 +37,11 @@ export function registerConvert(model: Command): void {
         "(max |Δ log p| and top-1 agreement on a sample text); exit 1 above --tolerance",
       false,
     )
-    .option("--tolerance <x>", "max allowed |Δ log p| for --check", "1e-3")
+    .addOption(TOLERANCE("max allowed |Δ log p| for --check"))
     .action(
       async (
         dir: string,
-        opts: { output: string; type: string; name?: string; check: boolean; tolerance: string },
+        opts: { output: string; type: string; name?: string; check: boolean; tolerance: number },
       ) => {
         const type = opts.type.toLowerCase() as ConvertType;
         if (!CONVERT_TYPES.includes(type)) {
@@ -62,12 +63,7 @@ export function registerConvert(model: Command): void {
             `${r.tensors} tensors ${type}, ${(r.bytes / 1e6).toFixed(1)} MB\n`,
         );
         if (!opts.check) return;
-        const tolerance = Number(opts.tolerance);
-        if (!(tolerance > 0)) {
-          throw new InputError(`must be a positive number, got ${JSON.stringify(opts.tolerance)}`, {
-            field: "--tolerance",
-          });
-        }
+        const { tolerance } = opts;
         const c2 = await checkHfModelAgainstLlamaCpp(dir);
         const pass = c2.maxAbsLogProbDiff <= tolerance && c2.top1Agreement === 1;
         process.stdout.write(

@@ -1,10 +1,11 @@
 import type { Command } from "commander";
-import { parseFormat } from "../../data/read.js";
+import type { SamplingName } from "../../inference/sampling.js";
 import { SFT_FIELDS } from "../../sft/config.js";
-import { runSample } from "../../steerlm2/sample.js";
+import { runSample, SAMPLE_DEFAULTS } from "../../steerlm2/sample.js";
 import { runSteerlm2Train } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
-import { type Flags, intFlag, numFlag, strFlag } from "../flags.js";
+import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
+import { addGenerationJobOptions, generationJobValues, throttleFrom } from "../options.js";
 import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
 
 /**
@@ -28,6 +29,8 @@ with a "steerlm2" key (group, sample, n, log_q, log_prior, log_p_attrs,
 target_weight). Resumable: rerun the same command after an interruption;
 the file is byte-identical to an uninterrupted run.`;
 
+const SAMPLING: readonly SamplingName[] = ["seed", "temperature", "topK", "maxTokens"];
+
 function values(flags: Flags): "label" | "top" | undefined {
   const v = strFlag(flags, "values");
   if (v === undefined || v === "label" || v === "top") return v;
@@ -45,61 +48,46 @@ export function register(program: Command): void {
 }
 
 function registerSample(group: Command): void {
-  group
+  const cmd = group
     .command("sample")
     .summary("draw n responses per (prompt, values) and weight them (-o <file>)")
-    .description(SAMPLE_DESCRIPTION)
-    .requiredOption("-m, --model <gguf>", "the SFT model Q' that samples")
-    .requiredOption("--apm <run|file>", "regression APM run directory or checkpoint: P(a|x,y)")
-    .requiredOption(
-      "--data <file>",
-      "prompts with attribute labels (the response after the last user turn is dropped)",
-    )
-    .requiredOption("-o, --output <file>", "SteerLM JSONL with a steerlm2 key per line")
-    .option("--from <format>", "format of --data (default: detected)")
-    .option("--prior <gguf>", "the prior P(y|x) (default: the SFT model at the schema's default values)")
-    .option(
-      "--values <label|top>",
-      "which values a: each record's own label, or top-quality combinations",
-      "label",
-    )
-    .option("--quality-key <name>", "with --values top: attribute whose top value selects combinations")
-    .option("--schema <name|file>", "the model's attribute schema (default: the GGUF's, else steerlm)")
-    .option("--samples <n>", "responses per (prompt, values)", "4")
-    .option("--seed <n>", "seeds each group's values and sampling", "1")
-    .option("-t, --temperature <t>", "sampling temperature", "1")
-    .option("--top-k <k>", "sample from the k most likely tokens", "50")
-    .option("--max-tokens <n>", "most tokens per response (default: 256, or what fits)")
-    .option("--context-size <n>", "tokens per sequence (default: the model's, at most 2048)")
-    .option("--limit <n>", "only the first n prompts")
-    .option("--threads <n>", "CPU threads")
-    .option("--overwrite", "replace an existing finished output")
-    .action(async (flags: Flags) => {
-      const throttle = Number(process.env.STEERLM_STEERLM2_THROTTLE_MS ?? 0);
-      const from = strFlag(flags, "from");
-      const r = await runSample({
-        model: flags.model as string,
-        apm: flags.apm as string,
-        data: flags.data as string,
-        dataFormat: from === undefined ? undefined : parseFormat(from),
-        output: flags.output as string,
-        prior: strFlag(flags, "prior"),
-        values: values(flags),
-        qualityKey: strFlag(flags, "qualityKey"),
-        schema: strFlag(flags, "schema"),
-        samples: intFlag(flags, "samples", "--samples", 1),
-        seed: intFlag(flags, "seed", "--seed", 0),
-        temperature: numFlag(flags, "temperature", "--temperature"),
-        topK: intFlag(flags, "topK", "--top-k", 0),
-        maxTokens: intFlag(flags, "maxTokens", "--max-tokens", 1),
-        contextSize: intFlag(flags, "contextSize", "--context-size", 1),
-        limit: intFlag(flags, "limit", "--limit", 1),
-        threads: intFlag(flags, "threads", "--threads", 1),
-        overwrite: Boolean(flags.overwrite),
-        throttleMs: throttle > 0 ? throttle : undefined,
-      });
-      process.stdout.write(`${JSON.stringify(r)}\n`);
+    .description(SAMPLE_DESCRIPTION);
+  const help = {
+    model: "the SFT model Q' that samples",
+    lora: false as const,
+    schema: "the model's attribute schema (default: the GGUF's, else steerlm)",
+    apm: "regression APM run directory or checkpoint: P(a|x,y)",
+    data: "prompts with attribute labels (the response after the last user turn is dropped)",
+    output: "SteerLM JSONL with a steerlm2 key per line",
+    qualityKey: "with --values top: attribute whose top value selects combinations",
+    seed: "seeds each group's values and sampling",
+  };
+  addGenerationJobOptions(cmd, help, SAMPLING, SAMPLE_DEFAULTS, (c) =>
+    c
+      .option("--prior <gguf>", "the prior P(y|x) (default: the SFT model at the schema's default values)")
+      .option(
+        "--values <label|top>",
+        "which values a: each record's own label, or top-quality combinations",
+        "label",
+      )
+      .addOption(
+        numberOption(
+          "--samples <n>",
+          "responses per (prompt, values)",
+          integerFrom(1),
+          SAMPLE_DEFAULTS.samples,
+        ),
+      ),
+  ).action(async (flags: Flags) => {
+    const r = await runSample({
+      ...generationJobValues(flags, SAMPLING),
+      prior: strFlag(flags, "prior"),
+      values: values(flags),
+      samples: numFlag(flags, "samples"),
+      throttleMs: throttleFrom("STEERLM_STEERLM2_THROTTLE_MS"),
     });
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+  });
 }
 
 const TRAIN_DESCRIPTION = `SteerLM 2.0, the training half: start from the SFT model Q'
@@ -133,7 +121,7 @@ function registerTrain(group: Command): void {
     model: "the SFT model Q' that sampled --data: a GGUF or a `steerlm sft` run directory",
     lora: "train LoRA adapters on the frozen --model",
   });
-  cmd.action(async (raw: Flags) => {
+  cmd.action(async (raw: Record<string, string | boolean | undefined>) => {
     const resolved = resolve(raw);
     const result = await withInterrupt("steerlm steerlm2 train", (signal) =>
       runSteerlm2Train(resolved, { resume: Boolean(raw.resume), signal }),

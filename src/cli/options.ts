@@ -1,0 +1,164 @@
+import type { Command } from "commander";
+import { parseFormat } from "../data/read.js";
+import { type LoadOptions, SteerableModel } from "../inference/model.js";
+import { SAMPLING_SETTINGS, type SamplingName, type SamplingValues } from "../inference/sampling.js";
+import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "./flags.js";
+
+/** Options several commands share, each declared once; a command passes only its own help where it differs. */
+
+export interface ModelOptionHelp {
+  /** Help of `-m, --model` (required). */
+  model?: string;
+  /** Help of `--lora`; false: the command takes no adapter. */
+  lora?: string | false;
+  /** Help of `--schema`; false: the command takes no schema. */
+  schema?: string | false;
+}
+
+/** `-m, --model <gguf>` (required), `--lora <gguf>`, `--schema <name|file>`. */
+export function addModelOptions(cmd: Command, help: ModelOptionHelp = {}): Command {
+  cmd.requiredOption("-m, --model <gguf>", help.model ?? "model file");
+  if (help.lora !== false)
+    cmd.option("--lora <gguf>", help.lora ?? "LoRA adapter applied on top of the model");
+  if (help.schema !== false)
+    cmd.option(
+      "--schema <name|file>",
+      help.schema ?? "attribute schema (default: the model's steerlm.schema, else steerlm)",
+    );
+  return cmd;
+}
+
+/** The command-line spelling of each sampling option. */
+const SAMPLING_FLAGS: Record<SamplingName, string> = {
+  maxTokens: "--max-tokens <n>",
+  temperature: "-t, --temperature <t>",
+  topK: "--top-k <k>",
+  topP: "--top-p <p>",
+  seed: "--seed <n>",
+};
+
+/**
+ * Sampling flags with the library's ranges (SAMPLING_SETTINGS). `defaults` are the command's own (shown
+ * in its help); `help` replaces the table's text where the command means more by a flag.
+ */
+export function addSamplingOptions(
+  cmd: Command,
+  names: readonly SamplingName[],
+  defaults: SamplingValues = {},
+  help: Partial<Record<SamplingName, string>> = {},
+): Command {
+  for (const name of names) {
+    const s = SAMPLING_SETTINGS[name];
+    cmd.addOption(numberOption(SAMPLING_FLAGS[name], help[name] ?? s.help, s.range, defaults[name]));
+  }
+  return cmd;
+}
+
+/** The sampling options a command declared, as the library takes them. */
+export function samplingValues(flags: Flags, names: readonly SamplingName[]): SamplingValues {
+  const out: SamplingValues = {};
+  for (const name of names) out[name] = numFlag(flags, name);
+  return out;
+}
+
+/** `--threads <n>`: CPU threads. */
+export const addThreadsOption = (cmd: Command, help = "CPU threads"): Command =>
+  cmd.addOption(numberOption("--threads <n>", help, integerFrom(1)));
+
+/** `--context-size <n>`: tokens per sequence. */
+export const addContextSizeOption = (
+  cmd: Command,
+  help = "tokens per sequence (default: the model's, at most 2048)",
+  min = 1,
+): Command => cmd.addOption(numberOption("--context-size <n>", help, integerFrom(min)));
+
+/** `--parallel <n>`: work items at once. */
+export const addParallelOption = (cmd: Command, help: string, fallback: number): Command =>
+  cmd.addOption(numberOption("--parallel <n>", help, integerFrom(1), fallback));
+
+/** `--overwrite`, for resumable jobs: replace a finished output. */
+export const addOverwriteOption = (cmd: Command): Command =>
+  cmd.option("--overwrite", "replace an existing finished output");
+
+/** `--apm <run|file>` (required): an APM run directory (its newest checkpoint) or a checkpoint file. */
+export const addApmOption = (
+  cmd: Command,
+  help = "APM run directory (newest checkpoint) or checkpoint file",
+): Command => cmd.requiredOption("--apm <run|file>", help);
+
+/** The model `addModelOptions` declared, loaded with the command's other load settings. */
+export function loadModel(
+  flags: { model?: unknown; lora?: unknown; schema?: unknown },
+  more: Omit<LoadOptions, "modelPath" | "loraPath" | "schema"> = {},
+): Promise<SteerableModel> {
+  const text = (v: unknown) => (typeof v === "string" ? v : undefined);
+  return SteerableModel.load({
+    modelPath: String(flags.model),
+    loraPath: text(flags.lora),
+    schema: text(flags.schema),
+    ...more,
+  });
+}
+
+export interface GenerationJobHelp extends ModelOptionHelp {
+  apm: string;
+  data: string;
+  output: string;
+  qualityKey: string;
+  seed: string;
+}
+
+/**
+ * The options of the jobs that generate with an SFT model and score with an APM (`bootstrap`, `steerlm2
+ * sample`): the model, the APM, the data, the output, the sampling flags and the job's resources.
+ * `more` adds the command's own options where they belong in the help (after --quality-key).
+ */
+export function addGenerationJobOptions(
+  cmd: Command,
+  help: GenerationJobHelp,
+  sampling: readonly SamplingName[],
+  defaults: SamplingValues,
+  more: (cmd: Command) => void,
+): Command {
+  addModelOptions(cmd, help);
+  addApmOption(cmd, help.apm)
+    .requiredOption("--data <file>", help.data)
+    .requiredOption("-o, --output <file>", help.output)
+    .option("--from <format>", "format of --data (default: detected)")
+    .option("--quality-key <name>", help.qualityKey);
+  more(cmd);
+  addSamplingOptions(cmd, sampling, defaults, {
+    seed: help.seed,
+    maxTokens: "most tokens per response (default: 256, or what fits)",
+  });
+  addContextSizeOption(cmd).addOption(
+    numberOption("--limit <n>", "only the first n prompts", integerFrom(1)),
+  );
+  addThreadsOption(cmd);
+  return addOverwriteOption(cmd);
+}
+
+/** What `addGenerationJobOptions` declared, as the library's job options take it. */
+export function generationJobValues(flags: Flags, sampling: readonly SamplingName[]) {
+  const from = strFlag(flags, "from");
+  return {
+    model: flags.model as string,
+    apm: flags.apm as string,
+    data: flags.data as string,
+    dataFormat: from === undefined ? undefined : parseFormat(from),
+    output: flags.output as string,
+    schema: strFlag(flags, "schema"),
+    qualityKey: strFlag(flags, "qualityKey"),
+    ...samplingValues(flags, sampling),
+    contextSize: numFlag(flags, "contextSize"),
+    limit: numFlag(flags, "limit"),
+    threads: numFlag(flags, "threads"),
+    overwrite: Boolean(flags.overwrite),
+  };
+}
+
+/** A test hook: milliseconds to wait after each group, from the environment variable `name`. */
+export function throttleFrom(name: string): number | undefined {
+  const ms = Number(process.env[name] ?? 0);
+  return ms > 0 ? ms : undefined;
+}
