@@ -8,6 +8,7 @@ import {
   type AttributeValues,
   BUILTIN_SCHEMAS,
   formatValues,
+  validateSchema,
   withDefaults,
 } from "../src/data/attributes.js";
 import { CONTROL_TOKENS, renderConversation } from "../src/data/template.js";
@@ -154,6 +155,15 @@ export function matchCases(): MatchCase[] {
 const steer = BUILTIN_SCHEMAS.steerlm as AttributeSchema;
 const hi: WireMessage[] = [{ role: "user", content: "Hi" }];
 
+/** A schema file's freedoms: a name that needs escaping, negative and shifted ranges (HelpSteer3's -3..3). */
+export const CUSTOM_SCHEMA = validateSchema({
+  name: "my \"odd\" schema\\ 'x'\n#}",
+  attributes: [
+    { name: "preference", min: -3, max: 3, default: 0 },
+    { name: "stars", min: 1, max: 10, default: 7 },
+  ],
+});
+
 /** What the OpenAI wire format allows beyond plain strings, as steerlm's server reads it. */
 export function wireCases(): MatchCase[] {
   const cases: Array<Omit<MatchCase, "expected" | "addGenerationPrompt">> = [
@@ -185,6 +195,19 @@ export function wireCases(): MatchCase[] {
     },
     { name: "attributes: null is no attributes", schema: steer, messages: hi, attributes: null },
     { name: "an empty user message", schema: steer, messages: [{ role: "user", content: "" }] },
+    { name: "a custom schema, defaults", schema: CUSTOM_SCHEMA, messages: hi },
+    {
+      name: "a custom schema, negative value",
+      schema: CUSTOM_SCHEMA,
+      messages: hi,
+      attributes: { preference: -3 },
+    },
+    {
+      name: "a custom schema, full",
+      schema: CUSTOM_SCHEMA,
+      messages: hi,
+      attributes: { stars: 1, preference: 3 },
+    },
   ];
   return cases.map((c) => ({
     ...c,
@@ -230,6 +253,16 @@ export function errorCases(): ErrorCase[] {
     ]),
     attr("a value above the range", steer, { humor: 5 }, ["attributes.humor", "0..4", "5"]),
     attr("a value below the range", paper, { violence: -1 }, ["attributes.violence", "0..9", "-1"]),
+    attr("a value below a negative range", CUSTOM_SCHEMA, { preference: -4 }, [
+      "attributes.preference",
+      "-3..3",
+      "-4",
+    ]),
+    attr("a value below a shifted range", CUSTOM_SCHEMA, { stars: 0 }, ["attributes.stars", "1..10", "0"]),
+    attr("an unknown attribute of a custom schema", CUSTOM_SCHEMA, { humor: 1 }, [
+      "humor",
+      "my \"odd\" schema\\ 'x'\n#}",
+    ]),
     attr("a fractional value", steer, { quality: 2.5 }, ["attributes.quality", "0..4", "2.5"]),
     attr("a string value", steer, { quality: "3" }, ["attributes.quality", "0..4", '"3"']),
     attr("a null value", steer, { quality: null }, ["attributes.quality", "0..4"]),

@@ -1,6 +1,16 @@
 import type { AttributeDef, AttributeSchema } from "./attributes.js";
 import { CONTROL_TOKENS, DEFAULT_SYSTEM_PROMPT } from "./template.js";
 
+/** Options of jinjaChatTemplate. */
+export interface ChatTemplateOptions {
+  /**
+   * Start with `{{ bos_token }}`: for models whose tokenizer prepends BOS. vLLM and transformers tokenize
+   * a chat prompt without adding special tokens (the template must emit BOS); llama.cpp strips a leading
+   * BOS from the rendered text and adds its own. Default false.
+   */
+  bosToken?: boolean;
+}
+
 /**
  * A Jinja chat template (for tokenizer_config.json's `chat_template` and GGUF's `tokenizer.chat_template`)
  * that renders, from OpenAI-style `messages` and an `attributes` variable, exactly the text steerlm's own
@@ -18,15 +28,6 @@ import { CONTROL_TOKENS, DEFAULT_SYSTEM_PROMPT } from "./template.js";
  * engine (common/jinja) all implement alike; docs/engines-serving.md lists what it avoids and why. Every
  * tag strips the whitespace before it, so the output does not depend on trim_blocks / lstrip_blocks.
  */
-export interface ChatTemplateOptions {
-  /**
-   * Start with `{{ bos_token }}`: for models whose tokenizer prepends BOS. vLLM and transformers tokenize
-   * a chat prompt without adding special tokens (the template must emit BOS); llama.cpp strips a leading
-   * BOS from the rendered text and adds its own. Default false.
-   */
-  bosToken?: boolean;
-}
-
 export function jinjaChatTemplate(schema: AttributeSchema, opts: ChatTemplateOptions = {}): string {
   const known = schema.attributes.map((a) => a.name).join(", ");
   const { system, turn, label } = CONTROL_TOKENS;
