@@ -42,6 +42,14 @@ export interface ErrorCase extends RenderCase {
 
 const LIMITS = { maxTokensCap: 256, modelId: "m" };
 
+/** The cases' schemas, each with the indices of its cases: an engine run renders one schema's template. */
+export function bySchema(cases: RenderCase[]): Array<[AttributeSchema, number[]]> {
+  return [...new Set(cases.map((c) => c.schema))].map((schema) => [
+    schema,
+    cases.flatMap((c, i) => (c.schema === schema ? [i] : [])),
+  ]);
+}
+
 /** steerlm's server: the request body parsed as /v1/chat/completions does, then the inference prompt. */
 export function steerlmPrompt(
   schema: AttributeSchema,

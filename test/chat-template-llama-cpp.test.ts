@@ -6,6 +6,7 @@ import type { AttributeSchema } from "../src/data/attributes.js";
 import { jinjaChatTemplate } from "../src/data/chat-template.js";
 import { packageDir } from "../src/ggml/native.js";
 import {
+  bySchema,
   errorCases,
   generationSuffix,
   type MatchCase,
@@ -94,8 +95,7 @@ describe.skipIf(missing.length > 0)("the chat template in llama.cpp (llama-serve
   function serve(cases: RenderCase[]): { caps: Record<string, boolean>; results: Result[] } {
     const results: Result[] = new Array(cases.length);
     let caps: Record<string, boolean> = {};
-    for (const schema of new Set(cases.map((c) => c.schema))) {
-      const idx = cases.flatMap((c, i) => (c.schema === schema ? [i] : []));
+    for (const [schema, idx] of bySchema(cases)) {
       const requests = idx.map((i) => {
         const c = cases[i] as RenderCase;
         const kwargs =

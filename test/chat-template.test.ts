@@ -4,8 +4,9 @@ import { Template } from "@huggingface/jinja";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AttributeSchema, BUILTIN_SCHEMAS } from "../src/data/attributes.js";
 import { type ChatTemplateOptions, jinjaChatTemplate } from "../src/data/chat-template.js";
-import { SteerableModel } from "../src/inference/index.js";
+import { type ChatMessage, SteerableModel } from "../src/inference/index.js";
 import {
+  bySchema,
   errorCases,
   generationSuffix,
   type MatchCase,
@@ -50,11 +51,12 @@ if (!haveJinja2) {
   );
 }
 
+type Jinja2Rendering = Rendering & { plain?: string };
+
 /** Renders through Python's Jinja2 (test/jinja2-render.py), one process per schema. */
-function renderJinja2(cases: RenderCase[], extraArgs: string[] = []): Array<Rendering & { plain?: string }> {
-  const out: Array<Rendering & { plain?: string }> = new Array(cases.length);
-  for (const schema of new Set(cases.map((c) => c.schema))) {
-    const idx = cases.flatMap((c, i) => (c.schema === schema ? [i] : []));
+function renderJinja2(cases: RenderCase[], extraArgs: string[] = []): Jinja2Rendering[] {
+  const out: Jinja2Rendering[] = new Array(cases.length);
+  for (const [schema, idx] of bySchema(cases)) {
     const input = JSON.stringify({
       template: jinjaChatTemplate(schema),
       cases: idx.map((i) => variables(cases[i] as RenderCase)),
@@ -65,14 +67,15 @@ function renderJinja2(cases: RenderCase[], extraArgs: string[] = []): Array<Rend
       maxBuffer: 64 * 1024 * 1024,
     });
     if (r.status !== 0) throw new Error(`jinja2-render.py failed (${r.status}): ${r.stderr}`);
-    const results = JSON.parse(r.stdout) as Array<Rendering & { plain?: string }>;
+    const results = JSON.parse(r.stdout) as Jinja2Rendering[];
     idx.forEach((i, k) => {
-      out[i] = results[k] as Rendering & { plain?: string };
+      out[i] = results[k] as Jinja2Rendering;
     });
   }
   return out;
 }
 
+const textOf = (r: Jinja2Rendering): Rendering => ("text" in r ? { text: r.text } : r);
 const named = (cases: RenderCase[], results: Rendering[]) =>
   cases.map((c, i) => ({ name: c.name, ...results[i] }));
 const wanted = (cases: MatchCase[]) => cases.map((c) => ({ name: c.name, text: c.expected }));
@@ -96,19 +99,12 @@ describe("the Jinja chat template renders exactly steerlm's prompt", () => {
 
   it.skipIf(!haveJinja2)("in Python's Jinja2 as transformers sets it up, with or without trim_blocks", () => {
     const results = renderJinja2(cases);
-    expect(named(cases, results)).toEqual(
-      wanted(cases).map((w, i) => ({ ...w, plain: (results[i] as { plain?: string }).plain })),
-    );
-    expect(results.map((r) => ("plain" in r ? r.plain : undefined))).toEqual(
-      results.map((r) => ("text" in r ? r.text : undefined)),
-    );
+    expect(named(cases, results.map(textOf))).toEqual(wanted(cases));
+    expect(results.map((r) => r.plain)).toEqual(results.map((r) => ("text" in r ? r.text : undefined)));
   });
 
   it.skipIf(!haveJinja2)("in Python's Jinja2 when the attribute values arrive as floats (3.0)", () => {
-    const results = renderJinja2(cases, ["--ints-as-floats"]).map((r) =>
-      "text" in r ? { text: r.text } : r,
-    );
-    expect(named(cases, results)).toEqual(wanted(cases));
+    expect(named(cases, renderJinja2(cases, ["--ints-as-floats"]).map(textOf))).toEqual(wanted(cases));
   });
 
   it("starts with bos_token when the model's tokenizer prepends one", () => {
@@ -133,8 +129,7 @@ describe("the Jinja chat template without a generation prompt", () => {
         { role: "user", content: "Again" },
       ],
     ]) {
-      const closed = renderHf({ ...base, messages });
-      expect(closed).toEqual({
+      expect(renderHf({ ...base, messages })).toEqual({
         text:
           steerlmPrompt(schema, messages, attributes).slice(0, -generationSuffix(schema, attributes).length) +
           "<extra_id_1>",
@@ -172,7 +167,7 @@ describe("the Jinja chat template refuses what steerlm refuses", () => {
       const refuse = () =>
         c.addGenerationPrompt
           ? steerlmPrompt(c.schema, c.messages, c.attributes)
-          : steerlmTrainingText(c.schema, c.messages as never);
+          : steerlmTrainingText(c.schema, c.messages as ChatMessage[]);
       expect(refuse, c.name).toThrow();
     }
   });
@@ -208,7 +203,7 @@ describe.skipIf(!haveSharedData)("the reference these tests use is steerlm's own
     const schema = BUILTIN_SCHEMAS.helpsteer as AttributeSchema;
     for (const c of matchCases().filter((m) => m.schema === schema && m.addGenerationPrompt)) {
       const attributes = (c.attributes ?? {}) as Record<string, number>;
-      const messages = c.messages as Array<{ role: "system" | "user" | "assistant"; content: string }>;
+      const messages = c.messages as ChatMessage[];
       expect(model.renderPrompt({ messages, attributes }).text, c.name).toBe(c.expected);
     }
   });
