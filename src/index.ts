@@ -2,6 +2,7 @@
 
 export * from "./apm/index.js";
 export * from "./bootstrap/index.js";
+export { type ChatTemplateOptions, jinjaChatTemplate } from "./data/chat-template.js";
 export * from "./data/index.js";
 export * from "./demo/index.js";
 export * from "./eval/index.js";
