@@ -38,6 +38,11 @@ export interface MatchCase extends RenderCase {
 export interface ErrorCase extends RenderCase {
   /** Parts of the message the template must raise with. */
   mentions: string[];
+  /**
+   * steerlm itself accepts this input (why), the template does not: steerlm's server also takes a value
+   * string, as `--attr` does, while engines pass attributes as JSON through chat_template_kwargs.
+   */
+  steerlmAccepts?: string;
 }
 
 const LIMITS = { maxTokensCap: 256, modelId: "m" };
@@ -277,7 +282,10 @@ export function errorCases(): ErrorCase[] {
     attr("a boolean value", steer, { quality: true }, ["attributes.quality", "0..4"]),
     attr("a list value", steer, { quality: [3] }, ["attributes.quality", "0..4"]),
     attr("attributes that are a list", steer, [["humor", 3]], ["attributes", "quality"]),
-    attr("attributes that are a string", steer, "humor:3", ["attributes", "quality"]),
+    {
+      ...attr("attributes that are a string", steer, "humor:3", ["attributes", "quality"]),
+      steerlmAccepts: "steerlm's server parses a value string as --attr does; the template takes an object",
+    },
     msgs("no messages", [], ["messages"]),
     msgs("only a system message", [{ role: "system", content: "S" }], ["messages", "user"]),
     msgs("an assistant message last", [...hi, { role: "assistant", content: "A" }], ["messages", "user"]),

@@ -162,8 +162,8 @@ describe("the Jinja chat template without a generation prompt", () => {
 describe("the Jinja chat template refuses what steerlm refuses", () => {
   const cases = errorCases();
 
-  it("steerlm refuses every one of these inputs", () => {
-    for (const c of cases) {
+  it("steerlm refuses every one of these inputs (but the documented exceptions)", () => {
+    for (const c of cases.filter((x) => x.steerlmAccepts === undefined)) {
       const refuse = () =>
         c.addGenerationPrompt
           ? steerlmPrompt(c.schema, c.messages, c.attributes)
