@@ -121,11 +121,11 @@ function graphPtr(g: Graph): GraphPtr {
 
 /**
  * The compute backend: the CPU (default) or a CUDA device (opt-in: `{ device: "cuda" | "auto" }` or
- * STEERLM_DEVICE). Owns the native backend handle and, on the CPU, its thread pool: `free()` them; a freed
- * backend throws when used.
+ * STEERLM_DEVICE). Owns the native backend handle and, on the CPU, its thread pool: `free()` them (or
+ * `using backend = new Backend()`); a freed backend throws when used.
  * `new Backend(threads, poll)` is the CPU-era form and still honours STEERLM_DEVICE.
  */
-export class Backend {
+export class Backend implements Disposable {
   readonly #n: NativeGgml;
   #pool: ThreadpoolPtr | null = null;
   #threads: number;
@@ -275,10 +275,14 @@ export class Backend {
     this.#pool = null;
     running.delete(this);
   }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
 }
 
 /** Backend memory holding the tensors of one context (`Backend.allocTensors`). */
-export class Buffer {
+export class Buffer implements Disposable {
   readonly #n: NativeGgml;
   constructor(backend: Backend, ctx: Context) {
     this.#n = loadNative();
@@ -294,10 +298,13 @@ export class Buffer {
     const p = buffers.release(this);
     if (p) this.#n.base.ggml_backend_buffer_free(p);
   }
+  [Symbol.dispose](): void {
+    this.free();
+  }
 }
 
 /** ggml_gallocr: plans and allocates the intermediate tensors of a graph, reusing memory between nodes. */
-export class GraphAllocator {
+export class GraphAllocator implements Disposable {
   readonly #n: NativeGgml;
   constructor(backend: Backend) {
     this.#n = loadNative();
@@ -317,6 +324,9 @@ export class GraphAllocator {
   free(): void {
     const p = allocators.release(this);
     if (p) this.#n.base.ggml_gallocr_free(p);
+  }
+  [Symbol.dispose](): void {
+    this.free();
   }
 }
 

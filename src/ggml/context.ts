@@ -23,7 +23,7 @@ export type RopeMode = keyof typeof GGML_ROPE_TYPE;
  * `allocTensors` / a graph allocator create. Each op method validates its operands against the
  * assertions ggml makes, calls ggml, then reads the result's true shape back.
  */
-export class Context {
+export class Context implements Disposable {
   readonly #n: NativeGgml;
   #count = 0;
   readonly tensors: Tensor[] = [];
@@ -55,6 +55,10 @@ export class Context {
   free(): void {
     const native = contexts.release(this);
     if (native) this.#n.base.ggml_free(native.ptr);
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
   }
 
   /** Wraps a native tensor returned by ggml, reading its real shape and strides. */
