@@ -16,8 +16,8 @@ import {
   tensorSources,
 } from "./ffi.js";
 import { checkContextLive, contexts, Handles, ptrOf } from "./handles.js";
-import { GGML_LOG_LEVEL, loadNative, type NativeGgml } from "./native.js";
-import { byteSize, dtypeFromCode, type Tensor } from "./tensor.js";
+import { dtypeFromCode, GGML_LOG_LEVEL, loadNative, type NativeGgml } from "./native.js";
+import { byteSize, type Tensor } from "./tensor.js";
 
 let logRouted = false;
 let lastLevel = GGML_LOG_LEVEL.debug as number;

@@ -1,8 +1,8 @@
 import { type CtxPtr, type KernelFn, type TensorPtr, tensorLayout } from "./ffi.js";
 import { adoptTensor, contexts, ptrOf } from "./handles.js";
-import { GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
+import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
 import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
-import { blockBytes, type DType, dtypeCode, dtypeFromCode, type Shape4, Tensor } from "./tensor.js";
+import { blockBytes, type DType, type Shape4, Tensor } from "./tensor.js";
 
 /**
  * A shape was about to reach a ggml op that would GGML_ASSERT (and abort the whole process). Thrown

@@ -12,9 +12,22 @@ import { join } from "node:path";
 import koffi from "koffi";
 import { SteerlmError } from "../util/errors.js";
 import { type Bound, declare, type LogCallback } from "./ffi.js";
+import type { DType } from "./tensor.js";
 
-// ggml_type values (ggml.h enum ggml_type)
-export const GGML_TYPE = { f32: 0, f16: 1, q8_0: 8, i32: 26, bf16: 30 } as const;
+/** ggml_type values (ggml.h enum ggml_type) of the element types the engine uses. */
+const GGML_TYPE: Readonly<Record<DType, number>> = { f32: 0, f16: 1, q8_0: 8, i32: 26, bf16: 30 };
+const byCode = new Map(Object.entries(GGML_TYPE).map(([k, v]) => [v, k as DType]));
+
+export function dtypeCode(t: DType): number {
+  return GGML_TYPE[t];
+}
+
+export function dtypeFromCode(code: number): DType {
+  const t = byCode.get(code);
+  if (!t) throw new Error(`unsupported ggml tensor type ${code}`);
+  return t;
+}
+
 export const GGML_ROPE_TYPE = { normal: 0, neox: 2 } as const;
 /** ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5. */
 export const GGML_LOG_LEVEL = { debug: 1, info: 2, warn: 3, error: 4, cont: 5 } as const;

@@ -1,5 +1,3 @@
-import { GGML_TYPE } from "./native.js";
-
 /**
  * Element types the engine uses. q8_0 (blocks of 32 values as {f16 scale, int8[32]}, 34 bytes) holds frozen
  * weights only: ggml multiplies it with f32 but cannot transpose or train it.
@@ -14,20 +12,6 @@ const BLOCK: Readonly<Record<DType, readonly [number, number]>> = {
   bf16: [1, 2],
   q8_0: [32, 34],
 };
-
-const byCode = new Map<number, DType>(
-  (Object.entries(GGML_TYPE) as Array<[string, number]>).map(([k, v]) => [v, k as DType]),
-);
-
-export function dtypeCode(t: DType): number {
-  return GGML_TYPE[t];
-}
-
-export function dtypeFromCode(code: number): DType {
-  const t = byCode.get(code);
-  if (!t) throw new Error(`unsupported ggml tensor type ${code}`);
-  return t;
-}
 
 /** Shape in ggml order: ne[0] is the fastest-moving (contiguous) dimension. Always four entries. */
 export type Shape4 = readonly [number, number, number, number];
