@@ -16,7 +16,8 @@ function fail(op: string, msg: string): never {
   throw new GgmlShapeError(`ggml ${op}: ${msg}`);
 }
 
-export type RopeMode = keyof typeof GGML_ROPE_TYPE;
+/** How RoPE rotates: "normal" adjacent pairs (2i, 2i+1), "neox" halves (i, i+d/2). */
+export type RopeMode = "normal" | "neox";
 
 /**
  * A ggml context holding tensor metadata only (no_alloc): data lives in backend buffers that

@@ -11,6 +11,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import koffi from "koffi";
 import { SteerlmError } from "../util/errors.js";
+import type { RopeMode } from "./context.js";
 import { type Bound, declare, type LogCallback } from "./ffi.js";
 import type { DType } from "./tensor.js";
 
@@ -28,7 +29,8 @@ export function dtypeFromCode(code: number): DType {
   return t;
 }
 
-export const GGML_ROPE_TYPE = { normal: 0, neox: 2 } as const;
+/** ggml_rope_ext's mode (ggml.h: 0, or GGML_ROPE_TYPE_NEOX). */
+export const GGML_ROPE_TYPE: Readonly<Record<RopeMode, number>> = { normal: 0, neox: 2 };
 /** ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5. */
 export const GGML_LOG_LEVEL = { debug: 1, info: 2, warn: 3, error: 4, cont: 5 } as const;
 
