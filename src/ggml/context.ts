@@ -52,7 +52,7 @@ export class Context implements Disposable {
     return contexts.get(this).ptr;
   }
 
-  /** Frees the context's memory, and with it every tensor and graph made in it. A second call does nothing. */
+  /** Frees the context's memory, with every tensor and graph made in it. A second call does nothing. */
   free(): void {
     const native = contexts.release(this);
     if (native) this.#n.base.ggml_free(native.ptr);

@@ -85,7 +85,7 @@ interface Scalars {
 type Trim<S extends string> = S extends ` ${infer R}` ? Trim<R> : S extends `${infer R} ` ? Trim<R> : S;
 /** "*x" → "*", "**x" → "**", "x" → "": the stars that open a parameter name. */
 type Stars<S extends string> = S extends `*${infer R}` ? `*${Stars<R>}` : "";
-/** A C type as written, name dropped and spacing normalised: "ggml_tensor *a" → "ggml_tensor *", "int64_t ne0" → "int64_t". */
+/** A C type as written, name dropped: "ggml_tensor *a" → "ggml_tensor *", "int64_t ne0" → "int64_t". */
 type Spelling<S extends string> =
   Trim<S> extends `${infer B}*${infer R}`
     ? `${Trim<B>} *${Stars<R>}`
@@ -134,6 +134,7 @@ type Result<C extends string> = C extends "int64_t" | "size_t"
  */
 type Param<P extends string> = P extends `${string}_or_null` ? Arg<Spelling<P>> | null : Arg<Spelling<P>>;
 
+/** The parameters of a list (callbacks are passed through their typedef, so no comma nests). */
 type Split<S extends string> = S extends `${infer H},${infer R}`
   ? [H, ...Split<R>]
   : Trim<S> extends ""
@@ -154,7 +155,7 @@ export type Signature<P extends string> = P extends `${infer H}(${infer L})`
     ? (...args: Params<Split<L>>) => Result<Spelling<R>>
     : never
   : never;
-/** The functions that `prototypes` declare, by name, each typed from its prototype; `.async` runs one on a worker thread. */
+/** The functions that prototypes `P` declare, by name, each typed from its own (`.async`: on a worker). */
 export type Bound<P extends readonly string[]> = {
   readonly [S in P[number] as NameOf<S>]: KoffiFunc<Signature<S>>;
 };
