@@ -59,7 +59,15 @@ if (!fatbin) throw new Error(`${input}: no .nv_fatbin section`);
 
 const FATBIN_MAGIC = 0xba55ed50;
 const out = Buffer.from(buf);
-const stats = { containers: 0, trimmed: 0, kept: 0, dropped: 0, bytesBefore: 0, bytesAfter: 0, isa: new Map() };
+const stats = {
+  containers: 0,
+  trimmed: 0,
+  kept: 0,
+  dropped: 0,
+  bytesBefore: 0,
+  bytesAfter: 0,
+  isa: new Map(),
+};
 const ZSTD_MAGIC = 0xfd2fb528;
 
 /** A PTX entry with its `.version` set to ptxIsa: header (sizes updated) + zstd payload padded to 8. */
@@ -67,7 +75,10 @@ function rewritePtx(at) {
   const hs = u32(at + 4);
   const csize = u32(at + 16);
   if (u32(at + hs) !== ZSTD_MAGIC) throw new Error(`PTX entry at ${at} is not zstd-compressed`);
-  const text = execFileSync("zstd", ["-d", "-c", "-q"], { input: buf.subarray(at + hs, at + hs + csize), maxBuffer: 1 << 30 });
+  const text = execFileSync("zstd", ["-d", "-c", "-q"], {
+    input: buf.subarray(at + hs, at + hs + csize),
+    maxBuffer: 1 << 30,
+  });
   const ptx = text.toString("latin1");
   const m = /^\.version (\d+\.\d+)$/m.exec(ptx);
   if (!m) throw new Error(`PTX entry at ${at} has no .version line`);
@@ -105,7 +116,8 @@ while (o + 16 <= sectionEnd && u32(o) === FATBIN_MAGIC) {
     let w = o + hsz;
     for (const x of keep) {
       const entry = ptxIsa && x.kind === KIND.ptx ? rewritePtx(x.at) : buf.subarray(x.at, x.at + x.size);
-      if (w + entry.length > o + hsz + fsz) throw new Error(`container at ${o}: rewritten entries outgrow it`);
+      if (w + entry.length > o + hsz + fsz)
+        throw new Error(`container at ${o}: rewritten entries outgrow it`);
       entry.copy(out, w);
       w += entry.length;
     }
