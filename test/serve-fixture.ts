@@ -1,14 +1,8 @@
 import { join } from "node:path";
 import { CONTROL_TOKENS } from "../src/data/template.js";
-import {
-  GGUF_TOKEN_TYPE,
-  readGgufVocab,
-  readLlamaConfig,
-  STEERLM_SCHEMA_KEY,
-  str,
-  writeLlamaGguf,
-} from "../src/gguf/index.js";
+import { GGUF_TOKEN_TYPE, readGgufVocab, STEERLM_SCHEMA_KEY, str } from "../src/gguf/index.js";
 import { readGguf, readTensorF32 } from "../src/gguf/reader.js";
+import { readLlamaConfig, writeLlamaGguf } from "../src/model/llama-gguf.js";
 import { sharedData } from "./helpers.js";
 
 /**

@@ -4,17 +4,20 @@ import { log } from "../util/log.js";
 import { type Context, GgmlShapeError } from "./context.js";
 import { type DeviceName, type OpenedCuda, openCuda, requestedDevice } from "./device.js";
 import {
-  GGML_LOG_LEVEL,
+  type BackendPtr,
+  type BufferPtr,
+  type GallocrPtr,
   GGML_OP_CUSTOM,
-  loadNative,
-  type NativeGgml,
-  type Ptr,
-  TENSOR_OP_OFFSET,
-  TENSOR_SRC_OFFSET,
-  THREADPOOL_PARAMS_SIZE,
-  THREADPOOL_POLL_OFFSET,
-} from "./native.js";
-import { byteSize, dtypeFromCode, ptrOf, type Tensor } from "./tensor.js";
+  type GraphPtr,
+  type TensorPtr,
+  type ThreadpoolPtr,
+  tensorLayout,
+  tensorOp,
+  tensorSources,
+} from "./ffi.js";
+import { checkContextLive, contexts, Handles, ptrOf } from "./handles.js";
+import { dtypeFromCode, GGML_LOG_LEVEL, loadNative, type NativeGgml } from "./native.js";
+import { byteSize, type Tensor } from "./tensor.js";
 
 let logRouted = false;
 let lastLevel = GGML_LOG_LEVEL.debug as number;
@@ -96,11 +99,6 @@ export function defaultPoll(): number {
 }
 
 /**
- * The compute backend: the CPU (default) or a CUDA device (opt-in: `{ device: "cuda" | "auto" }` or
- * STEERLM_DEVICE). Owns the native backend handle and, on the CPU, its thread pool.
- * `new Backend(threads, poll)` is the CPU-era form and still honours STEERLM_DEVICE.
- */
-/**
  * Backends whose thread pool is running. ggml's pool threads keep polling until the pool is freed; a
  * process that exits without freeing it (an error path, process.exit) crashed in them at teardown
  * (exit status 139 instead of its own). The exit hook stops every pool still running.
@@ -108,10 +106,28 @@ export function defaultPoll(): number {
 const running = new Set<Backend>();
 let exitHook = false;
 
-export class Backend {
+const backends = new Handles<Backend, BackendPtr>("backend");
+const buffers = new Handles<Buffer, BufferPtr>("backend buffer");
+const allocators = new Handles<GraphAllocator, GallocrPtr>("graph allocator");
+/** A graph lives in its context's memory (see checkContextLive). */
+const graphs = new WeakMap<Graph, { ctx: Context; ptr: GraphPtr }>();
+
+function graphPtr(g: Graph): GraphPtr {
+  const native = graphs.get(g);
+  if (!native) throw new Error("graph without a native graph");
+  checkContextLive(native.ctx, "graph");
+  return native.ptr;
+}
+
+/**
+ * The compute backend: the CPU (default) or a CUDA device (opt-in: `{ device: "cuda" | "auto" }` or
+ * STEERLM_DEVICE). Owns the native backend handle and, on the CPU, its thread pool: `free()` them (or
+ * `using backend = new Backend()`); a freed backend throws when used.
+ * `new Backend(threads, poll)` is the CPU-era form and still honours STEERLM_DEVICE.
+ */
+export class Backend implements Disposable {
   readonly #n: NativeGgml;
-  #ptr: Ptr;
-  #pool: Ptr = 0n;
+  #pool: ThreadpoolPtr | null = null;
   #threads: number;
   #poll: number;
   /** Set on a CUDA backend only; the CPU path never loads any CUDA library. */
@@ -129,12 +145,13 @@ export class Backend {
     const req = requestedDevice(o.device);
     if (req.kind !== "cpu") this.#cuda = openCuda(req, captureGgmlLog);
     if (this.#cuda) {
-      this.#ptr = this.#cuda.ptr;
+      backends.adopt(this, this.#cuda.ptr);
       this.#threads = 0;
       return;
     }
-    this.#ptr = this.#n.cpu.ggml_backend_cpu_init() as Ptr;
-    if (!this.#ptr) throw new Error("ggml_backend_cpu_init failed");
+    const ptr = this.#n.cpu.ggml_backend_cpu_init();
+    if (!ptr) throw new Error("ggml_backend_cpu_init failed");
+    backends.adopt(this, ptr);
     this.setThreads(o.threads ?? defaultThreads());
   }
 
@@ -155,13 +172,13 @@ export class Backend {
   setThreads(n: number): void {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`threads must be a positive integer, got ${n}`);
     if (this.#cuda) return; // GPU kernels: host threads do not apply
-    this.#n.cpu.ggml_backend_cpu_set_n_threads(this.ptr, n);
-    const params = new Uint8Array(THREADPOOL_PARAMS_SIZE);
-    this.#n.base.ggml_threadpool_params_init(params, n);
-    new DataView(params.buffer).setUint32(THREADPOOL_POLL_OFFSET, this.#poll, true);
-    const pool = this.#n.cpu.ggml_threadpool_new(params) as Ptr;
+    const ptr = backends.get(this);
+    this.#n.cpu.ggml_backend_cpu_set_n_threads(ptr, n);
+    const params = this.#n.base.ggml_threadpool_params_default(n);
+    params.poll = this.#poll;
+    const pool = this.#n.cpu.ggml_threadpool_new(params);
     if (!pool) throw new Error("ggml_threadpool_new failed");
-    this.#n.cpu.ggml_backend_cpu_set_threadpool(this.ptr, pool);
+    this.#n.cpu.ggml_backend_cpu_set_threadpool(ptr, pool);
     if (this.#pool) this.#n.cpu.ggml_threadpool_free(this.#pool);
     this.#pool = pool;
     running.add(this);
@@ -176,7 +193,7 @@ export class Backend {
 
   get info(): BackendInfo {
     return {
-      name: String(this.#n.base.ggml_backend_name(this.ptr)),
+      name: String(this.#n.base.ggml_backend_name(backends.get(this))),
       device: this.device,
       description: this.#cuda?.description ?? "",
       cpuVariant: this.#n.cpuVariant,
@@ -184,26 +201,18 @@ export class Backend {
     };
   }
 
-  // private: the native handle never leaves this class
-  private get ptr(): Ptr {
-    if (!this.#ptr) throw new Error("ggml backend used after free");
-    return this.#ptr;
-  }
-
   /** Allocates backend memory for every tensor created so far in `ctx`. */
   allocTensors(ctx: Context): Buffer {
-    const p = this.#n.base.ggml_backend_alloc_ctx_tensors(ctx.ptr, this.ptr) as Ptr;
-    if (!p) throw new Error("ggml_backend_alloc_ctx_tensors failed (out of memory?)");
-    return new Buffer(this.#n, p);
+    return new Buffer(this, ctx);
   }
 
   newAllocator(): GraphAllocator {
-    return new GraphAllocator(this.#n, this.#n.base.ggml_backend_get_default_buffer_type(this.ptr) as Ptr);
+    return new GraphAllocator(this);
   }
 
   compute(g: Graph): void {
     if (this.#cuda) this.#checkOps(g);
-    const status = Number(this.#n.base.ggml_backend_graph_compute(this.ptr, g.ptr));
+    const status = this.#n.base.ggml_backend_graph_compute(backends.get(this), graphPtr(g));
     if (status !== 0) throw new Error(`ggml graph compute failed with status ${status}`);
   }
 
@@ -213,11 +222,12 @@ export class Backend {
    */
   computeAsync(g: Graph): Promise<void> {
     if (this.#cuda) this.#checkOps(g);
+    const ptr = backends.get(this);
+    const graph = graphPtr(g);
     return new Promise((resolve, reject) => {
-      this.#n.base.ggml_backend_graph_compute.async(this.ptr, g.ptr, (err: unknown, status: unknown) => {
+      this.#n.base.ggml_backend_graph_compute.async(ptr, graph, (err: unknown, status) => {
         if (err) reject(err instanceof Error ? err : new Error(String(err)));
-        else if (Number(status) !== 0)
-          reject(new Error(`ggml graph compute failed with status ${String(status)}`));
+        else if (status !== 0) reject(new Error(`ggml graph compute failed with status ${status}`));
         else resolve();
       });
     });
@@ -231,20 +241,21 @@ export class Backend {
     const cuda = this.#cuda as OpenedCuda;
     const n = g.nodeCount;
     if (this.#checked.get(g) === n) return;
-    const typeAt = (p: Ptr) => {
-      const code = this.#n.readI32(p, 0);
+    const typeAt = (p: TensorPtr) => {
+      const { type } = tensorLayout(p);
       try {
-        return dtypeFromCode(code);
+        return dtypeFromCode(type);
       } catch {
-        return `type ${code}`;
+        return `type ${type}`;
       }
     };
     const bad = new Set<string>();
-    for (let i = 0; i < n; i++) {
-      const node = this.#n.base.ggml_graph_node(g.ptr, i) as Ptr;
-      if (cuda.native.base.ggml_backend_supports_op(this.ptr, node)) continue;
-      const srcs = this.#n.readI64(node, TENSOR_SRC_OFFSET, 2).filter((s) => s !== 0);
-      const types = srcs.map((s) => typeAt(BigInt(s))).join(", ");
+    for (const node of graphNodes(this.#n, g)) {
+      if (cuda.native.base.ggml_backend_supports_op(backends.get(this), node)) continue;
+      const types = tensorSources(node, 2)
+        .filter((s) => s !== null)
+        .map(typeAt)
+        .join(", ");
       bad.add(`${String(cuda.native.base.ggml_op_desc(node))}(${types}) → ${typeAt(node)}`);
     }
     if (bad.size > 0) {
@@ -256,74 +267,106 @@ export class Backend {
     this.#checked.set(g, n);
   }
 
+  /** Frees the backend and its thread pool. A second call does nothing. */
   free(): void {
-    if (this.#ptr) this.#n.base.ggml_backend_free(this.#ptr);
-    this.#ptr = 0n;
+    const ptr = backends.release(this);
+    if (ptr) this.#n.base.ggml_backend_free(ptr);
     if (this.#pool) this.#n.cpu.ggml_threadpool_free(this.#pool);
-    this.#pool = 0n;
+    this.#pool = null;
     running.delete(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
   }
 }
 
-export class Buffer {
-  constructor(
-    private readonly n: NativeGgml,
-    private p: Ptr,
-  ) {}
-  get size(): number {
-    return Number(this.n.base.ggml_backend_buffer_get_size(this.p));
+/** Backend memory holding the tensors of one context (`Backend.allocTensors`). */
+export class Buffer implements Disposable {
+  readonly #n: NativeGgml;
+  constructor(backend: Backend, ctx: Context) {
+    this.#n = loadNative();
+    const p = this.#n.base.ggml_backend_alloc_ctx_tensors(contexts.get(ctx).ptr, backends.get(backend));
+    if (!p) throw new Error("ggml_backend_alloc_ctx_tensors failed (out of memory?)");
+    buffers.adopt(this, p);
   }
+  get size(): number {
+    return Number(this.#n.base.ggml_backend_buffer_get_size(buffers.get(this)));
+  }
+  /** A second call does nothing. */
   free(): void {
-    if (this.p) this.n.base.ggml_backend_buffer_free(this.p);
-    this.p = 0n;
+    const p = buffers.release(this);
+    if (p) this.#n.base.ggml_backend_buffer_free(p);
+  }
+  [Symbol.dispose](): void {
+    this.free();
   }
 }
 
 /** ggml_gallocr: plans and allocates the intermediate tensors of a graph, reusing memory between nodes. */
-export class GraphAllocator {
-  #p: Ptr;
-  constructor(
-    private readonly n: NativeGgml,
-    buft: Ptr,
-  ) {
-    this.#p = n.base.ggml_gallocr_new(buft) as Ptr;
+export class GraphAllocator implements Disposable {
+  readonly #n: NativeGgml;
+  constructor(backend: Backend) {
+    this.#n = loadNative();
+    const buft = this.#n.base.ggml_backend_get_default_buffer_type(backends.get(backend));
+    const p = buft && this.#n.base.ggml_gallocr_new(buft);
+    if (!p) throw new Error("ggml_gallocr_new failed");
+    allocators.adopt(this, p);
   }
   alloc(g: Graph): void {
-    if (!this.n.base.ggml_gallocr_alloc_graph(this.#p, g.ptr))
+    if (!this.#n.base.ggml_gallocr_alloc_graph(allocators.get(this), graphPtr(g)))
       throw new Error("ggml_gallocr_alloc_graph failed");
   }
   get size(): number {
-    return Number(this.n.base.ggml_gallocr_get_buffer_size(this.#p, 0));
+    return Number(this.#n.base.ggml_gallocr_get_buffer_size(allocators.get(this), 0));
   }
+  /** A second call does nothing. */
   free(): void {
-    if (this.#p) this.n.base.ggml_gallocr_free(this.#p);
-    this.#p = 0n;
+    const p = allocators.release(this);
+    if (p) this.#n.base.ggml_gallocr_free(p);
+  }
+  [Symbol.dispose](): void {
+    this.free();
   }
 }
 
-/** A computation graph with room for `size` nodes (no 2048-node cap: deep models size it themselves). */
+/** The nodes of `g`, in order. */
+function* graphNodes(n: NativeGgml, g: Graph): Generator<TensorPtr> {
+  const ptr = graphPtr(g);
+  const count = n.base.ggml_graph_n_nodes(ptr);
+  for (let i = 0; i < count; i++) {
+    const node = n.base.ggml_graph_node(ptr, i);
+    if (!node) throw new Error(`ggml graph has no node ${i} of ${count}`);
+    yield node;
+  }
+}
+
+/**
+ * A computation graph with room for `size` nodes (no 2048-node cap: deep models size it themselves). It lives
+ * in `ctx`'s memory: freed with it, and an error to use after.
+ */
 export class Graph {
   readonly #n: NativeGgml;
-  readonly ptr: Ptr;
+  readonly #ctx: Context;
   constructor(
-    private readonly ctx: Context,
+    ctx: Context,
     readonly size: number,
   ) {
     this.#n = loadNative();
-    this.ptr = this.#n.base.ggml_new_graph_custom(ctx.ptr, size, true) as Ptr;
+    this.#ctx = ctx;
+    const ptr = this.#n.base.ggml_new_graph_custom(contexts.get(ctx).ptr, size, true);
+    if (!ptr) throw new Error("ggml_new_graph_custom failed");
+    graphs.set(this, { ctx, ptr });
   }
 
   get nodeCount(): number {
-    return Number(this.#n.base.ggml_graph_n_nodes(this.ptr));
+    return this.#n.base.ggml_graph_n_nodes(graphPtr(this));
   }
 
   /** Nodes that are steerlm's own kernels (ggml custom ops, CPU code): such a graph runs on the CPU only. */
   get customNodes(): number {
     let count = 0;
-    for (let i = 0; i < this.nodeCount; i++) {
-      const node = this.#n.base.ggml_graph_node(this.ptr, i) as Ptr;
-      if (this.#n.readI32(node, TENSOR_OP_OFFSET) === GGML_OP_CUSTOM) count++;
-    }
+    for (const node of graphNodes(this.#n, this)) if (tensorOp(node) === GGML_OP_CUSTOM) count++;
     return count;
   }
 
@@ -332,7 +375,7 @@ export class Graph {
     if (this.nodeCount + budget >= this.size) {
       throw new GgmlShapeError(`ggml graph full (${this.nodeCount}/${this.size} nodes)`);
     }
-    this.#n.base.ggml_build_forward_expand(this.ptr, ptrOf(t));
+    this.#n.base.ggml_build_forward_expand(graphPtr(this), ptrOf(t));
   }
 
   /**
@@ -342,24 +385,20 @@ export class Graph {
    */
   backward(accumulators: ReadonlyMap<Tensor, Tensor>): void {
     const n = this.nodeCount;
-    const byPtr = new Map<Ptr, Ptr>();
+    const byPtr = new Map<TensorPtr, TensorPtr>();
     for (const [k, v] of accumulators) byPtr.set(ptrOf(k), ptrOf(v));
-    const accs = new BigUint64Array(n);
-    for (let i = 0; i < n; i++) {
-      const node = this.#n.base.ggml_graph_node(this.ptr, i) as Ptr;
-      const acc = byPtr.get(node);
-      if (acc !== undefined) accs[i] = acc;
-    }
+    // grad_accs[i] belongs to node i
+    const accs = Array.from(graphNodes(this.#n, this), (node) => byPtr.get(node) ?? null);
     // backward needs roughly 3 nodes per forward node; refuse before ggml asserts on a full graph
     if (n * 4 + 16 > this.size) {
       throw new GgmlShapeError(`graph of ${this.size} nodes too small for a backward pass over ${n} nodes`);
     }
-    this.#n.base.ggml_build_backward_expand(this.ctx.ptr, this.ptr, accs);
+    this.#n.base.ggml_build_backward_expand(contexts.get(this.#ctx).ptr, graphPtr(this), accs);
   }
 
   /** Zeroes gradient accumulators and sets d(loss)/d(loss) = 1. */
   reset(): void {
-    this.#n.base.ggml_graph_reset(this.ptr);
+    this.#n.base.ggml_graph_reset(graphPtr(this));
   }
 }
 
@@ -402,6 +441,6 @@ export function getScalar(t: Tensor): number {
 
 /** The gradient tensor of `t` in a graph with a backward pass, or null when `t` gets none. */
 export function gradOf(g: Graph, t: Tensor, ctx: Context): Tensor | null {
-  const p = loadNative().base.ggml_graph_get_grad(g.ptr, ptrOf(t)) as Ptr;
-  return p ? ctx.wrap(p) : null;
+  const p = loadNative().base.ggml_graph_get_grad(graphPtr(g), ptrOf(t));
+  return p ? contexts.get(ctx).wrap(p) : null;
 }

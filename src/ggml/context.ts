@@ -1,13 +1,8 @@
-import {
-  GGML_ROPE_TYPE,
-  loadNative,
-  type NativeGgml,
-  type Ptr,
-  TENSOR_NB_OFFSET,
-  TENSOR_NE_OFFSET,
-} from "./native.js";
+import { type CtxPtr, type KernelFn, type TensorPtr, tensorLayout } from "./ffi.js";
+import { adoptTensor, contexts, ptrOf } from "./handles.js";
+import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
 import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
-import { blockBytes, type DType, dtypeCode, dtypeFromCode, ptrOf, type Shape4, Tensor } from "./tensor.js";
+import { blockBytes, type DType, type Shape4, Tensor } from "./tensor.js";
 
 /**
  * A shape was about to reach a ggml op that would GGML_ASSERT (and abort the whole process). Thrown
@@ -21,16 +16,16 @@ function fail(op: string, msg: string): never {
   throw new GgmlShapeError(`ggml ${op}: ${msg}`);
 }
 
-export type RopeMode = keyof typeof GGML_ROPE_TYPE;
+/** How RoPE rotates: "normal" adjacent pairs (2i, 2i+1), "neox" halves (i, i+d/2). */
+export type RopeMode = "normal" | "neox";
 
 /**
  * A ggml context holding tensor metadata only (no_alloc): data lives in backend buffers that
  * `allocTensors` / a graph allocator create. Each op method validates its operands against the
  * assertions ggml makes, calls ggml, then reads the result's true shape back.
  */
-export class Context {
+export class Context implements Disposable {
   readonly #n: NativeGgml;
-  #ptr: Ptr;
   #count = 0;
   readonly tensors: Tensor[] = [];
 
@@ -48,30 +43,34 @@ export class Context {
     const mem =
       Number(b.ggml_tensor_overhead()) * (maxTensors + 16) +
       (graphSize > 0 ? Number(b.ggml_graph_overhead_custom(graphSize, true)) + 4096 : 0);
-    this.#ptr = b.ggml_init({ mem_size: mem, mem_buffer: null, no_alloc: true }) as Ptr;
-    if (!this.#ptr) throw new Error("ggml_init failed");
+    const ptr = b.ggml_init({ mem_size: mem, mem_buffer: null, no_alloc: true });
+    if (!ptr) throw new Error("ggml_init failed");
+    contexts.adopt(this, { ptr, wrap: (p, name) => this.#wrap(p, name) });
   }
 
-  /** @internal */
-  get ptr(): Ptr {
-    if (!this.#ptr) throw new Error("ggml context used after free");
-    return this.#ptr;
+  get #ptr(): CtxPtr {
+    return contexts.get(this).ptr;
   }
 
+  /** Frees the context's memory, with every tensor and graph made in it. A second call does nothing. */
   free(): void {
-    if (this.#ptr) this.#n.base.ggml_free(this.#ptr);
-    this.#ptr = 0n;
+    const native = contexts.release(this);
+    if (native) this.#n.base.ggml_free(native.ptr);
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
   }
 
   /** Wraps a native tensor returned by ggml, reading its real shape and strides. */
-  wrap(p: Ptr, name = ""): Tensor {
+  #wrap(p: TensorPtr | null, name = ""): Tensor {
     if (!p) throw new Error("ggml returned a null tensor");
     if (++this.#count > this.maxTensors) {
       throw new GgmlShapeError(`ggml context full: more than ${this.maxTensors} tensors`);
     }
-    const ne = this.#n.readI64(p, TENSOR_NE_OFFSET, 4) as unknown as Shape4;
-    const nb = this.#n.readI64(p, TENSOR_NB_OFFSET, 4) as unknown as Shape4;
-    const t = new Tensor(p, ne, nb, dtypeFromCode(this.#n.readI32(p, 0)), name);
+    const { type, ne, nb } = tensorLayout(p);
+    const t = new Tensor(ne, nb, dtypeFromCode(type), name);
+    adoptTensor(t, this, p);
     if (name) this.#n.base.ggml_set_name(p, name.slice(0, 63));
     return t;
   }
@@ -81,7 +80,7 @@ export class Context {
       fail("new_tensor", `bad shape [${ne.join(",")}] for ${name || "tensor"}`);
     }
     const [a, b = 1, c = 1, d = 1] = ne;
-    const t = this.wrap(this.#n.base.ggml_new_tensor_4d(this.ptr, dtypeCode(type), a, b, c, d) as Ptr, name);
+    const t = this.#wrap(this.#n.base.ggml_new_tensor_4d(this.#ptr, dtypeCode(type), a, b, c, d), name);
     this.tensors.push(t);
     return t;
   }
@@ -109,7 +108,7 @@ export class Context {
         fail(op, `cannot broadcast ${b.shapeText} to ${a.shapeText}`);
       }
     }
-    return this.wrap(this.#n.base[op](this.ptr, ptrOf(a), ptrOf(b)) as Ptr);
+    return this.#wrap(this.#n.base[op](this.#ptr, ptrOf(a), ptrOf(b)));
   }
   add(a: Tensor, b: Tensor): Tensor {
     return this.#binary("ggml_add", a, b);
@@ -124,37 +123,37 @@ export class Context {
     return this.#binary("ggml_div", a, b);
   }
   scale(a: Tensor, s: number): Tensor {
-    return this.wrap(this.#n.base.ggml_scale(this.ptr, ptrOf(a), s) as Ptr);
+    return this.#wrap(this.#n.base.ggml_scale(this.#ptr, ptrOf(a), s));
   }
   /** s·a + b */
   scaleBias(a: Tensor, s: number, b: number): Tensor {
-    return this.wrap(this.#n.base.ggml_scale_bias(this.ptr, ptrOf(a), s, b) as Ptr);
+    return this.#wrap(this.#n.base.ggml_scale_bias(this.#ptr, ptrOf(a), s, b));
   }
   sqr(a: Tensor): Tensor {
-    return this.wrap(this.#n.base.ggml_sqr(this.ptr, ptrOf(a)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_sqr(this.#ptr, ptrOf(a)));
   }
   sqrt(a: Tensor): Tensor {
-    return this.wrap(this.#n.base.ggml_sqrt(this.ptr, ptrOf(a)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_sqrt(this.#ptr, ptrOf(a)));
   }
   log(a: Tensor): Tensor {
-    return this.wrap(this.#n.base.ggml_log(this.ptr, ptrOf(a)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_log(this.#ptr, ptrOf(a)));
   }
   /** Sum of all elements: a scalar. */
   sum(a: Tensor): Tensor {
-    return this.wrap(this.#n.base.ggml_sum(this.ptr, ptrOf(a)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_sum(this.#ptr, ptrOf(a)));
   }
   /** No backward: only for optimiser bookkeeping. */
   clamp(a: Tensor, min: number, max: number): Tensor {
-    return this.wrap(this.#n.base.ggml_clamp(this.ptr, ptrOf(a), min, max) as Ptr);
+    return this.#wrap(this.#n.base.ggml_clamp(this.#ptr, ptrOf(a), min, max));
   }
   silu(a: Tensor): Tensor {
-    return this.wrap(this.#n.base.ggml_silu(this.ptr, ptrOf(a)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_silu(this.#ptr, ptrOf(a)));
   }
   /** silu(gate) ⊙ up; the split form is the one with a backward pass. */
   swigluSplit(gate: Tensor, up: Tensor): Tensor {
     if (!sameShape(gate, up)) fail("swiglu_split", `shapes differ: ${gate.shapeText} vs ${up.shapeText}`);
     if (!gate.contiguous || !up.contiguous) fail("swiglu_split", "operands must be contiguous");
-    return this.wrap(this.#n.base.ggml_swiglu_split(this.ptr, ptrOf(gate), ptrOf(up)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_swiglu_split(this.#ptr, ptrOf(gate), ptrOf(up)));
   }
   /** Tiles `a` to the shape of `like`. */
   repeat(a: Tensor, like: Tensor): Tensor {
@@ -163,7 +162,7 @@ export class Context {
         fail("repeat", `cannot repeat ${a.shapeText} to ${like.shapeText}`);
       }
     }
-    return this.wrap(this.#n.base.ggml_repeat(this.ptr, ptrOf(a), ptrOf(like)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_repeat(this.#ptr, ptrOf(a), ptrOf(like)));
   }
 
   // ---- linear algebra ----
@@ -176,14 +175,14 @@ export class Context {
     if (a.nb[0] > a.nb[1]) fail("mul_mat", "a must not be transposed");
     const fn = this.#gemmKernel(a, b);
     if (fn) return this.#custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
-    return this.wrap(this.#n.base.ggml_mul_mat(this.ptr, ptrOf(a), ptrOf(b)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_mul_mat(this.#ptr, ptrOf(a), ptrOf(b)));
   }
 
   /**
    * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
    * AVX512-BF16 for bf16), K-contiguous rows, and a/b types bf16/bf16 (K even) or f32|f16|bf16|q8_0/f32.
    */
-  #gemmKernel(a: Tensor, b: Tensor): bigint | null {
+  #gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
     const k = this.options.plainOps ? null : loadKernels();
     if (!k || a.nb[0] !== blockBytes(a.type) || b.nb[0] !== blockBytes(b.type)) return null;
     if (a.type === "bf16" && b.type === "bf16") return (a.ne[0] as number) % 2 === 0 ? k.gemmBf16 : null;
@@ -196,7 +195,7 @@ export class Context {
 
   rmsNorm(a: Tensor, eps: number): Tensor {
     if (a.type !== "f32") fail("rms_norm", "f32 input required");
-    return this.wrap(this.#n.base.ggml_rms_norm(this.ptr, ptrOf(a), eps) as Ptr);
+    return this.#wrap(this.#n.base.ggml_rms_norm(this.#ptr, ptrOf(a), eps));
   }
   /** Rows of `a` [E, R, ...] picked by i32 `idx` [n, ne2(a)] → [E, n, ...]. */
   getRows(a: Tensor, idx: Tensor): Tensor {
@@ -204,7 +203,7 @@ export class Context {
     if (a.ne[2] !== idx.ne[1] || a.ne[3] !== idx.ne[2] || idx.ne[3] !== 1) {
       fail("get_rows", `index shape ${idx.shapeText} does not fit data ${a.shapeText}`);
     }
-    return this.wrap(this.#n.base.ggml_get_rows(this.ptr, ptrOf(a), ptrOf(idx)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_get_rows(this.#ptr, ptrOf(a), ptrOf(idx)));
   }
   /** softmax(a·scale + mask) over ne0; mask [ne0, ≥ne1, ne2|1, ne3|1]. */
   softMaxExt(a: Tensor, mask: Tensor | null, scale: number): Tensor {
@@ -220,8 +219,8 @@ export class Context {
         fail("soft_max_ext", `mask ${mask.shapeText} does not fit scores ${a.shapeText}`);
       }
     }
-    return this.wrap(
-      this.#n.base.ggml_soft_max_ext(this.ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0) as Ptr,
+    return this.#wrap(
+      this.#n.base.ggml_soft_max_ext(this.#ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0),
     );
   }
   /** RoPE over a [headDim, heads, tokens]; positions i32 [tokens]. */
@@ -244,9 +243,9 @@ export class Context {
     mode: RopeMode,
     base: number,
   ): Tensor {
-    return this.wrap(
+    return this.#wrap(
       this.#n.base[fn](
-        this.ptr,
+        this.#ptr,
         ptrOf(a),
         ptrOf(positions),
         null,
@@ -259,7 +258,7 @@ export class Context {
         1,
         0,
         0,
-      ) as Ptr,
+      ),
     );
   }
 
@@ -270,57 +269,54 @@ export class Context {
     if ((n0 as number) * n1 * n2 * n3 !== a.nelements) {
       fail("reshape", `cannot reshape ${a.shapeText} to [${ne.join(",")}]`);
     }
-    return this.wrap(this.#n.base.ggml_reshape_4d(this.ptr, ptrOf(a), n0, n1, n2, n3) as Ptr);
+    return this.#wrap(this.#n.base.ggml_reshape_4d(this.#ptr, ptrOf(a), n0, n1, n2, n3));
   }
   /** ggml semantics: source axis i moves to position axes[i]. */
   permute(a: Tensor, axes: readonly [number, number, number, number]): Tensor {
     if ([...axes].sort().join() !== "0,1,2,3") fail("permute", `not a permutation: ${axes.join(",")}`);
-    return this.wrap(this.#n.base.ggml_permute(this.ptr, ptrOf(a), ...axes) as Ptr);
+    return this.#wrap(this.#n.base.ggml_permute(this.#ptr, ptrOf(a), ...axes));
   }
   cont(a: Tensor): Tensor {
-    return this.wrap(this.#n.base.ggml_cont(this.ptr, ptrOf(a)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_cont(this.#ptr, ptrOf(a)));
   }
 
   /** a (f32) with `p0` zeros appended along ne0. */
   padDim0(a: Tensor, p0: number): Tensor {
     if (a.type !== "f32") fail("pad", `f32 required, got ${a.type}`);
-    return this.wrap(this.#n.base.ggml_pad(this.ptr, ptrOf(a), p0, 0, 0, 0) as Ptr);
+    return this.#wrap(this.#n.base.ggml_pad(this.#ptr, ptrOf(a), p0, 0, 0, 0));
   }
 
   /** a converted to `type` (any layout in, contiguous out). */
   cast(a: Tensor, type: DType): Tensor {
-    return this.wrap(this.#n.base.ggml_cast(this.ptr, ptrOf(a), dtypeCode(type)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_cast(this.#ptr, ptrOf(a), dtypeCode(type)));
   }
 
   /** Copies a (any layout) into dst (same element count); returns dst's view. */
   copy(a: Tensor, dst: Tensor): Tensor {
     if (a.nelements !== dst.nelements) fail("cpy", `cannot copy ${a.shapeText} into ${dst.shapeText}`);
-    return this.wrap(this.#n.base.ggml_cpy(this.ptr, ptrOf(a), ptrOf(dst)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_cpy(this.#ptr, ptrOf(a), ptrOf(dst)));
   }
 
   /** Transposed view (swaps ne0 and ne1); mul_mat needs `cont` of it as its first operand. */
   transpose(a: Tensor): Tensor {
-    return this.wrap(this.#n.base.ggml_transpose(this.ptr, ptrOf(a)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_transpose(this.#ptr, ptrOf(a)));
   }
   /**
    * steerlm's fused copy kernel (native/relayout.c): `a` (f32, any strides) written contiguously as
    * `type`, ne0 zero-padded to `ne0`. Only called when the kernels are loaded.
    */
-  #relayout(a: Tensor, type: "f32" | "bf16", ne0: number, fn: bigint): Tensor {
+  #relayout(a: Tensor, type: "f32" | "bf16", ne0: number, fn: KernelFn): Tensor {
     const [, n1, n2, n3] = a.ne;
     return this.#custom(type, [ne0, n1, n2, n3], [a], fn);
   }
 
   /** A ggml_custom_4d node running steerlm kernel `fn` on all threads; srcs become dst->src[]. */
-  #custom(type: DType, ne: Shape4, srcs: readonly Tensor[], fn: bigint): Tensor {
-    const args = Buffer.alloc(8 * srcs.length);
-    srcs.forEach((t, i) => {
-      args.writeBigUInt64LE(ptrOf(t), 8 * i);
-    });
+  #custom(type: DType, ne: Shape4, srcs: readonly Tensor[], fn: KernelFn): Tensor {
     const [n0, n1, n2, n3] = ne;
+    const args = srcs.map(ptrOf);
     const f = this.#n.base.ggml_custom_4d;
-    return this.wrap(
-      f(this.ptr, dtypeCode(type), n0, n1, n2, n3, args, srcs.length, fn, GGML_N_TASKS_MAX, null) as Ptr,
+    return this.#wrap(
+      f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, GGML_N_TASKS_MAX, null),
     );
   }
 
@@ -340,12 +336,12 @@ export class Context {
     const h = Math.floor(n1 / 2);
     // one 3-d view per half of ne1: [n0, len, m]
     const half = (start: number, len: number) =>
-      this.wrap(b.ggml_view_3d(this.ptr, ptrOf(a), n0, len, m, n0 * 4, n0 * n1 * 4, start * n0 * 4) as Ptr);
+      this.#wrap(b.ggml_view_3d(this.#ptr, ptrOf(a), n0, len, m, n0 * 4, n0 * n1 * 4, start * n0 * 4));
     // 2-d: [len, 1, n0] so that concat's threads split over n0 rows; else [len, n0, m]
     const axes: [number, number, number, number] = m === 1 ? [2, 0, 1, 3] : [1, 0, 2, 3];
     const p1 = this.permute(half(0, h), axes);
     const p2 = this.permute(half(h, n1 - h), axes);
-    const cat = this.wrap(b.ggml_concat(this.ptr, ptrOf(p1), ptrOf(p2), 0) as Ptr);
+    const cat = this.#wrap(b.ggml_concat(this.#ptr, ptrOf(p1), ptrOf(p2), 0));
     return this.reshape(cat, [n1, n0, n2, n3]);
   }
 
@@ -384,15 +380,15 @@ export class Context {
   /** a += b in place (a keeps its memory: used for static gradient accumulators). */
   addInplace(a: Tensor, b: Tensor): Tensor {
     if (!sameShape(a, b)) fail("add_inplace", `shapes differ: ${a.shapeText} vs ${b.shapeText}`);
-    return this.wrap(this.#n.base.ggml_add_inplace(this.ptr, ptrOf(a), ptrOf(b)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_add_inplace(this.#ptr, ptrOf(a), ptrOf(b)));
   }
   scaleInplace(a: Tensor, s: number): Tensor {
-    return this.wrap(this.#n.base.ggml_scale_inplace(this.ptr, ptrOf(a), s) as Ptr);
+    return this.#wrap(this.#n.base.ggml_scale_inplace(this.#ptr, ptrOf(a), s));
   }
   /** d(rms_norm(x))/dx applied to dy. */
   rmsNormBack(dy: Tensor, x: Tensor, eps: number): Tensor {
     if (!sameShape(dy, x)) fail("rms_norm_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
-    return this.wrap(this.#n.base.ggml_rms_norm_back(this.ptr, ptrOf(dy), ptrOf(x), eps) as Ptr);
+    return this.#wrap(this.#n.base.ggml_rms_norm_back(this.#ptr, ptrOf(dy), ptrOf(x), eps));
   }
   ropeBack(dy: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {
     if (positions.type !== "i32" || positions.nelements !== dy.ne[2]) {
@@ -403,12 +399,12 @@ export class Context {
   /** Gradient of soft_max_ext's input (scale included) from dy and the softmax output y. */
   softMaxBack(dy: Tensor, y: Tensor, scale: number): Tensor {
     if (!sameShape(dy, y)) fail("soft_max_ext_back", `shapes differ: ${dy.shapeText} vs ${y.shapeText}`);
-    return this.wrap(this.#n.base.ggml_soft_max_ext_back(this.ptr, ptrOf(dy), ptrOf(y), scale, 0) as Ptr);
+    return this.#wrap(this.#n.base.ggml_soft_max_ext_back(this.#ptr, ptrOf(dy), ptrOf(y), scale, 0));
   }
   /** silu'(x) ⊙ dy. */
   siluBack(dy: Tensor, x: Tensor): Tensor {
     if (!sameShape(dy, x)) fail("silu_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
-    return this.wrap(this.#n.base.ggml_silu_back(this.ptr, ptrOf(dy), ptrOf(x)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_silu_back(this.#ptr, ptrOf(dy), ptrOf(x)));
   }
   /** Scatter-add of row gradients dy [E, n] into a zero tensor shaped like `like` [E, R]. */
   getRowsBack(dy: Tensor, idx: Tensor, like: Tensor): Tensor {
@@ -425,7 +421,7 @@ export class Context {
         `dy ${dy.shapeText}, indices ${idx.shapeText}, data ${like.shapeText} do not fit`,
       );
     }
-    return this.wrap(this.#n.base.ggml_get_rows_back(this.ptr, ptrOf(dy), ptrOf(idx), ptrOf(like)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_get_rows_back(this.#ptr, ptrOf(dy), ptrOf(idx), ptrOf(like)));
   }
   /** Sums a over the dimensions it was repeated along to reach b's shape. */
   repeatBack(a: Tensor, like: Tensor): Tensor {
@@ -433,7 +429,7 @@ export class Context {
       if ((a.ne[i] as number) % (like.ne[i] as number) !== 0)
         fail("repeat_back", `cannot reduce ${a.shapeText} to ${like.shapeText}`);
     }
-    return this.wrap(this.#n.base.ggml_repeat_back(this.ptr, ptrOf(a), ptrOf(like)) as Ptr);
+    return this.#wrap(this.#n.base.ggml_repeat_back(this.#ptr, ptrOf(a), ptrOf(like)));
   }
 
   // ---- optimiser ----
@@ -445,15 +441,8 @@ export class Context {
     if (w.type !== "f32" || grad.type !== "f32") fail("opt_step_adamw", "f32 weights and grads required");
     if (params.nelements !== 7 || params.type !== "f32")
       fail("opt_step_adamw", "params must be 7 f32 values");
-    return this.wrap(
-      this.#n.base.ggml_opt_step_adamw(
-        this.ptr,
-        ptrOf(w),
-        ptrOf(grad),
-        ptrOf(m),
-        ptrOf(v),
-        ptrOf(params),
-      ) as Ptr,
+    return this.#wrap(
+      this.#n.base.ggml_opt_step_adamw(this.#ptr, ptrOf(w), ptrOf(grad), ptrOf(m), ptrOf(v), ptrOf(params)),
     );
   }
 }

@@ -1,6 +1,6 @@
 import { Context } from "./context.js";
+import { contexts, ptrOf } from "./handles.js";
 import { loadNative } from "./native.js";
-import { ptrOf } from "./tensor.js";
 
 /**
  * Deliberately makes ggml assert (mul_mat of mismatched shapes, bypassing the TypeScript checks), which
@@ -10,6 +10,6 @@ export function abortInNativeCodeForTesting(): never {
   const c = new Context(4);
   const a = c.newTensor("f32", [3, 2]);
   const b = c.newTensor("f32", [4, 2]);
-  loadNative().base.ggml_mul_mat(c.ptr, ptrOf(a), ptrOf(b));
+  loadNative().base.ggml_mul_mat(contexts.get(c).ptr, ptrOf(a), ptrOf(b));
   throw new Error("ggml did not abort");
 }

@@ -1,6 +1,6 @@
 import { SteerlmError } from "../util/errors.js";
 import { log } from "../util/log.js";
-import type { Ptr } from "./native.js";
+import type { BackendPtr } from "./ffi.js";
 import { CudaUnavailableError, loadCudaNative, type NativeCuda } from "./native-cuda.js";
 
 /**
@@ -35,7 +35,7 @@ export function requestedDevice(option?: DeviceName): DeviceRequest {
 
 export interface OpenedCuda {
   native: NativeCuda;
-  ptr: Ptr;
+  ptr: BackendPtr;
   index: number;
   /** e.g. "NVIDIA H100 80GB HBM3". */
   description: string;
@@ -76,7 +76,7 @@ export function openCuda(
   const free = new BigUint64Array(1);
   const total = new BigUint64Array(1);
   native.cuda.ggml_backend_cuda_get_device_memory(index, free, total);
-  const ptr = native.cuda.ggml_backend_cuda_init(index) as Ptr;
+  const ptr = native.cuda.ggml_backend_cuda_init(index);
   if (!ptr) {
     const why = `ggml_backend_cuda_init(${index}) failed on ${description}`;
     if (req.kind !== "auto") throw new SteerlmError(why, "see the ggml lines above (--verbose)");

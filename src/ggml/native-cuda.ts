@@ -6,7 +6,8 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import koffi, { type LibraryHandle } from "koffi";
 import { SteerlmError } from "../util/errors.js";
-import { declare, type Fns, loadNative, packageDir } from "./native.js";
+import { type Bound, declare } from "./ffi.js";
+import { loadNative, packageDir } from "./native.js";
 
 /** Why the CUDA backend could not be opened: the package, the NVIDIA driver, the CUDA runtime, or a device. */
 export type CudaMissing = "package" | "driver" | "runtime" | "device";
@@ -24,7 +25,7 @@ export class CudaUnavailableError extends SteerlmError {
 
 const CUDA_DECLS = [
   "int ggml_backend_cuda_get_device_count()",
-  // outputs as void *: koffi passes a typed array's own memory, as for ggml_threadpool_params_init
+  // outputs as void *: koffi passes a typed array's own memory
   "void ggml_backend_cuda_get_device_description(int device, void *description, size_t size)",
   "void ggml_backend_cuda_get_device_memory(int device, void *free, void *total)",
   "ggml_backend * ggml_backend_cuda_init(int device)",
@@ -37,8 +38,8 @@ const DEVICE_BASE_DECLS = [
 ] as const;
 
 export interface NativeCuda {
-  cuda: Fns<typeof CUDA_DECLS>;
-  base: Fns<typeof DEVICE_BASE_DECLS>;
+  cuda: Bound<typeof CUDA_DECLS>;
+  base: Bound<typeof DEVICE_BASE_DECLS>;
   /** The libggml-cuda.so that loaded (node-llama-cpp's CUDA 13 build, or its CUDA 12 fallback). */
   library: string;
   deviceCount: number;
@@ -167,8 +168,8 @@ function openCuda(ggmlLog: () => string[]): NativeCuda {
       failures.push(`${library}: ${loadError(e)}`);
       continue;
     }
-    const cuda = declare(lib, CUDA_DECLS) as Fns<typeof CUDA_DECLS>;
-    const deviceCount = Number(cuda.ggml_backend_cuda_get_device_count());
+    const cuda = declare(lib, CUDA_DECLS);
+    const deviceCount = cuda.ggml_backend_cuda_get_device_count();
     if (deviceCount < 1) {
       // e.g. a driver too old for this build's runtime: the next build (CUDA 12) may still work
       noDevice.push(library);
@@ -176,7 +177,7 @@ function openCuda(ggmlLog: () => string[]): NativeCuda {
     }
     const baseLib = koffi.load(join(n.binDir, "libggml-base.so"));
     cudaHandles.push(baseLib);
-    const base = declare(baseLib, DEVICE_BASE_DECLS) as Fns<typeof DEVICE_BASE_DECLS>;
+    const base = declare(baseLib, DEVICE_BASE_DECLS);
     return { cuda, base, library, deviceCount, preloaded };
   }
   if (noDevice.length > 0) {

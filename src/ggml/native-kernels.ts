@@ -5,15 +5,17 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import koffi, { type LibraryHandle } from "koffi";
+import koffi from "koffi";
 import { SteerlmError } from "../util/errors.js";
 import {
-  type Ptr,
+  type Bound,
+  declare,
+  type KernelFn,
   TENSOR_DATA_OFFSET,
   TENSOR_NB_OFFSET,
   TENSOR_NE_OFFSET,
   TENSOR_SRC_OFFSET,
-} from "./native.js";
+} from "./ffi.js";
 
 /** ggml_custom_4d's n_tasks for "every thread of the pool" (GGML_N_TASKS_MAX). */
 export const GGML_N_TASKS_MAX = -1;
@@ -26,19 +28,26 @@ export const KERNELS_ABI = [
   1,
 ] as const;
 
+/** native/kernels.h */
+const KERNEL_DECLS = [
+  "void steerlm_kernels_abi(_Out_ int64_t *out)",
+  "void steerlm_kernels_set_generic(int on)",
+  "ggml_custom_op_t *steerlm_kernel(const char *name)",
+] as const;
+
 export interface NativeKernels {
   path: string;
-  /** Function pointers of the custom ops, for ggml_custom_4d. */
-  relayout: Ptr;
+  /** The custom ops' functions, for ggml_custom_4d. */
+  relayout: KernelFn;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
-  gemmBf16: Ptr | null;
-  gemmF32: Ptr | null;
+  gemmBf16: KernelFn | null;
+  gemmF32: KernelFn | null;
   /** a f16 / bf16 / Q8_0 (a frozen base) times b f32: a widened exactly to f32, then the f32 GEMM. */
-  gemmF16: Ptr | null;
-  gemmBf16F32: Ptr | null;
-  gemmQ8_0: Ptr | null;
-  /** Held so that koffi never unloads the library while graphs point into it. */
-  library: LibraryHandle;
+  gemmF16: KernelFn | null;
+  gemmBf16F32: KernelFn | null;
+  gemmQ8_0: KernelFn | null;
+  /** Holds the library, so that koffi never unloads it while graphs point into it. */
+  fns: Bound<typeof KERNEL_DECLS>;
 }
 
 let kernels: NativeKernels | null | undefined;
@@ -53,7 +62,7 @@ export function setKernelsModeForTesting(mode: "native" | "generic" | "off"): vo
   kernels = undefined;
   const k = loadKernels();
   if (!k) return;
-  k.library.func("void steerlm_kernels_set_generic(int on)")(mode === "generic" ? 1 : 0);
+  k.fns.steerlm_kernels_set_generic(mode === "generic" ? 1 : 0);
   kernels = undefined;
 }
 
@@ -82,9 +91,9 @@ export function loadKernels(): NativeKernels | null {
   if (process.env.STEERLM_KERNELS === "0") return kernels;
   const path = kernelsPath();
   if (!existsSync(path)) return kernels;
-  const lib = koffi.load(path);
+  const fns = declare(koffi.load(path), KERNEL_DECLS);
   const abi = new BigInt64Array(5);
-  lib.func("void steerlm_kernels_abi(_Out_ int64_t *out)")(abi);
+  fns.steerlm_kernels_abi(abi);
   const got = Array.from(abi, Number);
   if (got.join() !== KERNELS_ABI.join()) {
     throw new SteerlmError(
@@ -92,19 +101,19 @@ export function loadKernels(): NativeKernels | null {
       "rebuild it: `npm run build:native`",
     );
   }
-  const fn = lib.func("void *steerlm_kernel(const char *name)");
-  const relayout = fn("relayout") as Ptr | null;
+  const fn = fns.steerlm_kernel;
+  const relayout = fn("relayout");
   if (!relayout)
     throw new SteerlmError(`${path} has no relayout kernel`, "rebuild it: `npm run build:native`");
   kernels = {
     path,
     relayout,
-    gemmBf16: (fn("gemm_bf16") as Ptr | null) || null,
-    gemmF32: (fn("gemm_f32") as Ptr | null) || null,
-    gemmF16: (fn("gemm_f16") as Ptr | null) || null,
-    gemmBf16F32: (fn("gemm_bf16_f32") as Ptr | null) || null,
-    gemmQ8_0: (fn("gemm_q8_0") as Ptr | null) || null,
-    library: lib,
+    gemmBf16: fn("gemm_bf16"),
+    gemmF32: fn("gemm_f32"),
+    gemmF16: fn("gemm_f16"),
+    gemmBf16F32: fn("gemm_bf16_f32"),
+    gemmQ8_0: fn("gemm_q8_0"),
+    fns,
   };
   return kernels;
 }

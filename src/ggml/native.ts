@@ -1,38 +1,38 @@
 /**
  * Native code is reached only from src/ggml/native*.ts: this file (koffi declarations over the ggml shared
  * libraries that node-llama-cpp@3.21.1 ships, llama.cpp bundle commit 80fb11ac), native-kernels.ts
- * (steerlm's own kernel library) and native-cuda.ts (ggml's CUDA backend, opt-in). Every prototype, struct
- * layout and enum value is copied from that commit's ggml/include/*.h; they are ABI-fragile, which is why
- * node-llama-cpp is pinned exactly. Nothing outside src/ggml imports these files.
+ * (steerlm's own kernel library) and native-cuda.ts (ggml's CUDA backend, opt-in); the C types they use are
+ * in ffi.ts. Every prototype, struct layout and enum value is copied from that commit's ggml/include/*.h; they
+ * are ABI-fragile, which is why node-llama-cpp is pinned exactly. Each prototype also types its function
+ * (ffi.ts `Bound`). Nothing outside src/ggml imports these files (test/layering.test.ts checks).
  */
 import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import koffi, { type LibraryHandle, type TypeObject } from "koffi";
+import koffi from "koffi";
 import { SteerlmError } from "../util/errors.js";
+import type { RopeMode } from "./context.js";
+import { type Bound, declare, type LogCallback } from "./ffi.js";
+import type { DType } from "./tensor.js";
 
-/** Raw native address (koffi 3 represents pointers as bigint). Never leaves src/ggml. */
-export type Ptr = bigint;
+/** ggml_type values (ggml.h enum ggml_type) of the element types the engine uses. */
+const GGML_TYPE: Readonly<Record<DType, number>> = { f32: 0, f16: 1, q8_0: 8, i32: 26, bf16: 30 };
+const byCode = new Map(Object.entries(GGML_TYPE).map(([k, v]) => [v, k as DType]));
 
-// ggml_type values (ggml.h enum ggml_type)
-export const GGML_TYPE = { f32: 0, f16: 1, q8_0: 8, i32: 26, bf16: 30 } as const;
-export const GGML_ROPE_TYPE = { normal: 0, neox: 2 } as const;
+export function dtypeCode(t: DType): number {
+  return GGML_TYPE[t];
+}
+
+export function dtypeFromCode(code: number): DType {
+  const t = byCode.get(code);
+  if (!t) throw new Error(`unsupported ggml tensor type ${code}`);
+  return t;
+}
+
+/** ggml_rope_ext's mode (ggml.h: 0, or GGML_ROPE_TYPE_NEOX). */
+export const GGML_ROPE_TYPE: Readonly<Record<RopeMode, number>> = { normal: 0, neox: 2 };
 /** ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5. */
 export const GGML_LOG_LEVEL = { debug: 1, info: 2, warn: 3, error: 4, cont: 5 } as const;
-
-/** struct ggml_threadpool_params: bool cpumask[512]; int n_threads; int prio; uint32 poll; bool strict_cpu, paused. */
-export const THREADPOOL_PARAMS_SIZE = 528;
-export const THREADPOOL_POLL_OFFSET = 520;
-
-/** Byte offsets inside struct ggml_tensor (ggml.h): type(4)+pad(4)+buffer(8), then ne[4] and nb[4]. */
-export const TENSOR_NE_OFFSET = 16;
-export const TENSOR_NB_OFFSET = 48;
-/** ... then op, op_params[16], flags, src[10] (at 152), view_src, view_offs, data (at 248). */
-export const TENSOR_SRC_OFFSET = 152;
-export const TENSOR_DATA_OFFSET = 248;
-/** struct ggml_tensor's `enum ggml_op op` follows nb[4]; GGML_OP_CUSTOM is ggml_custom_4d's op. */
-export const TENSOR_OP_OFFSET = 80;
-export const GGML_OP_CUSTOM = 95;
 
 /**
  * Folder of an installed package, e.g. one of node-llama-cpp's binary packages (they export nothing
@@ -57,40 +57,9 @@ function binDir(): string {
   return join(root, "bins", "linux-x64");
 }
 
-export type KoffiFn = ReturnType<LibraryHandle["func"]>;
-
-/** Declares each C prototype of `decls` in `lib`, by function name. */
-export function declare(lib: LibraryHandle, decls: readonly string[]): Record<string, KoffiFn> {
-  const out: Record<string, KoffiFn> = {};
-  for (const d of decls) {
-    const m = /([A-Za-z_0-9]+)\s*\(/.exec(d);
-    if (!m?.[1]) throw new Error(`bad native declaration: ${d}`);
-    out[m[1]] = lib.func(d);
-  }
-  return out;
-}
-
-for (const n of [
-  "ggml_context",
-  "ggml_tensor",
-  "ggml_cgraph",
-  "ggml_backend",
-  "ggml_backend_buffer",
-  "ggml_backend_buffer_type",
-  "ggml_gallocr",
-]) {
-  koffi.opaque(n);
-}
-const initParams = koffi.struct("ggml_init_params", {
-  mem_size: "size_t",
-  mem_buffer: "void *",
-  no_alloc: "bool",
-});
-const logCallback = koffi.proto("void ggml_log_callback_t(int level, const char *text, void *user_data)");
-
 const BASE_DECLS = [
-  "void ggml_log_set(ggml_log_callback_t *cb, void *ud)",
-  "void ggml_threadpool_params_init(void *p, int n_threads)",
+  "void ggml_log_set(ggml_log_callback_t *log_callback, void *user_data_or_null)",
+  "ggml_threadpool_params ggml_threadpool_params_default(int n_threads)",
   "ggml_context * ggml_init(ggml_init_params params)",
   "void ggml_free(ggml_context *ctx)",
   "size_t ggml_tensor_overhead()",
@@ -101,8 +70,6 @@ const BASE_DECLS = [
   "void ggml_set_loss(ggml_tensor *t)",
   "void ggml_set_input(ggml_tensor *t)",
   "void ggml_set_output(ggml_tensor *t)",
-  "bool ggml_is_contiguous(ggml_tensor *t)",
-  "size_t ggml_nbytes(ggml_tensor *t)",
   // element-wise and reductions
   "ggml_tensor * ggml_add(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   "ggml_tensor * ggml_sub(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
@@ -122,8 +89,8 @@ const BASE_DECLS = [
   "ggml_tensor * ggml_mul_mat(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   "ggml_tensor * ggml_rms_norm(ggml_context *ctx, ggml_tensor *a, float eps)",
   "ggml_tensor * ggml_get_rows(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
-  "ggml_tensor * ggml_soft_max_ext(ggml_context *ctx, ggml_tensor *a, ggml_tensor *mask, float scale, float max_bias)",
-  "ggml_tensor * ggml_rope_ext(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, ggml_tensor *c, int n_dims, int mode, int n_ctx_orig, float freq_base, float freq_scale, float ext_factor, float attn_factor, float beta_fast, float beta_slow)",
+  "ggml_tensor * ggml_soft_max_ext(ggml_context *ctx, ggml_tensor *a, ggml_tensor *mask_or_null, float scale, float max_bias)",
+  "ggml_tensor * ggml_rope_ext(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, ggml_tensor *c_or_null, int n_dims, int mode, int n_ctx_orig, float freq_base, float freq_scale, float ext_factor, float attn_factor, float beta_fast, float beta_slow)",
   // layout
   "ggml_tensor * ggml_reshape_4d(ggml_context *ctx, ggml_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)",
   "ggml_tensor * ggml_permute(ggml_context *ctx, ggml_tensor *a, int ax0, int ax1, int ax2, int ax3)",
@@ -134,15 +101,13 @@ const BASE_DECLS = [
   "ggml_tensor * ggml_cpy(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   "ggml_tensor * ggml_cast(ggml_context *ctx, ggml_tensor *a, int type)",
   "ggml_tensor * ggml_transpose(ggml_context *ctx, ggml_tensor *a)",
-  "ggml_tensor * ggml_out_prod(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
-  // custom ops (steerlm's own kernels, native/*.c); args is a ggml_tensor *[n_args]
-  "ggml_tensor * ggml_custom_4d(ggml_context *ctx, int type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3, void *args, int n_args, void *fun, int n_tasks, void *userdata)",
-  "void * ggml_get_data(ggml_tensor *t)",
+  // custom ops (steerlm's own kernels, native/*.c)
+  "ggml_tensor * ggml_custom_4d(ggml_context *ctx, int type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3, ggml_tensor **args, int n_args, ggml_custom_op_t *fun, int n_tasks, void *userdata_or_null)",
   // explicit backward ops (the hand-written backward pass uses mul_mat instead of ggml's out_prod)
   "ggml_tensor * ggml_add_inplace(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   "ggml_tensor * ggml_scale_inplace(ggml_context *ctx, ggml_tensor *a, float s)",
   "ggml_tensor * ggml_rms_norm_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, float eps)",
-  "ggml_tensor * ggml_rope_ext_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, ggml_tensor *c, int n_dims, int mode, int n_ctx_orig, float freq_base, float freq_scale, float ext_factor, float attn_factor, float beta_fast, float beta_slow)",
+  "ggml_tensor * ggml_rope_ext_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, ggml_tensor *c_or_null, int n_dims, int mode, int n_ctx_orig, float freq_base, float freq_scale, float ext_factor, float attn_factor, float beta_fast, float beta_slow)",
   "ggml_tensor * ggml_soft_max_ext_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, float scale, float max_bias)",
   "ggml_tensor * ggml_silu_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   "ggml_tensor * ggml_get_rows_back(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b, ggml_tensor *c)",
@@ -152,12 +117,11 @@ const BASE_DECLS = [
   // graphs
   "ggml_cgraph * ggml_new_graph_custom(ggml_context *ctx, size_t size, bool grads)",
   "void ggml_build_forward_expand(ggml_cgraph *g, ggml_tensor *t)",
-  "void ggml_build_backward_expand(ggml_context *ctx, ggml_cgraph *g, void *grad_accs)",
+  "void ggml_build_backward_expand(ggml_context *ctx, ggml_cgraph *g, ggml_tensor **grad_accs)",
   "ggml_tensor * ggml_graph_get_grad(ggml_cgraph *g, ggml_tensor *t)",
   "ggml_tensor * ggml_graph_node(ggml_cgraph *g, int i)",
   "void ggml_graph_reset(ggml_cgraph *g)",
   "int ggml_graph_n_nodes(ggml_cgraph *g)",
-  "int ggml_graph_size(ggml_cgraph *g)",
   // backend
   "ggml_backend_buffer_type * ggml_backend_get_default_buffer_type(ggml_backend *backend)",
   "ggml_backend_buffer * ggml_backend_alloc_ctx_tensors(ggml_context *ctx, ggml_backend *backend)",
@@ -174,37 +138,30 @@ const BASE_DECLS = [
   "void ggml_gallocr_free(ggml_gallocr *galloc)",
 ] as const;
 
+/** Every CPU variant library exports its score for this machine (0: it cannot run here). */
+const SCORE_DECL = ["int ggml_backend_score()"] as const;
+
 const CPU_DECLS = [
   "ggml_backend * ggml_backend_cpu_init()",
-  "void * ggml_threadpool_new(void *params)",
-  "void ggml_threadpool_free(void *threadpool)",
-  "void ggml_backend_cpu_set_threadpool(ggml_backend *b, void *threadpool)",
+  "ggml_threadpool * ggml_threadpool_new(ggml_threadpool_params *params)",
+  "void ggml_threadpool_free(ggml_threadpool *threadpool)",
+  "void ggml_backend_cpu_set_threadpool(ggml_backend *b, ggml_threadpool *threadpool)",
   "void ggml_backend_cpu_set_n_threads(ggml_backend *b, int n)",
 ] as const;
 
-/** A declared C function; `async` runs it on a libuv worker thread and calls back (err, result). */
-export type NativeFn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
-/** Declared functions by name. Arguments are checked by koffi against the C prototype at call time. */
-export type Fns<_T> = Record<string, NativeFn>;
-
 export interface NativeGgml {
-  base: Fns<typeof BASE_DECLS>;
-  cpu: Fns<typeof CPU_DECLS>;
+  base: Bound<typeof BASE_DECLS>;
+  cpu: Bound<typeof CPU_DECLS>;
   /** Chosen CPU variant, e.g. "sapphirerapids", and its ggml_backend_score. */
   cpuVariant: string;
   cpuScore: number;
   binDir: string;
-  initParams: TypeObject;
   setLogger(fn: (level: number, text: string) => void): void;
-  /** Reads `count` int64/uint64 values at `offset` bytes into the struct at `ptr`. */
-  readI64(ptr: Ptr, offset: number, count: number): number[];
-  /** Reads one int32 at `offset` bytes into the struct at `ptr` (struct ggml_tensor starts with its type). */
-  readI32(ptr: Ptr, offset: number): number;
 }
 
 let loaded: NativeGgml | undefined;
 // keeps the registered log callback alive for the life of the process (ggml may log from any call)
-let logHandle: unknown;
+let logHandle: LogCallback | undefined;
 
 /**
  * Loads libggml-base and the best CPU variant the way ggml_backend_load_best does: dlopen each
@@ -216,8 +173,7 @@ export function loadNative(): NativeGgml {
   if (!existsSync(join(dir, "libggml-base.so"))) {
     throw new SteerlmError(`ggml libraries not found in ${dir}`, "this build supports linux-x64 only");
   }
-  const baseLib = koffi.load(join(dir, "libggml-base.so"));
-  const base = declare(baseLib, BASE_DECLS) as Fns<typeof BASE_DECLS>;
+  const base = declare(koffi.load(join(dir, "libggml-base.so")), BASE_DECLS);
   let best = "";
   let bestScore = -1;
   const forced = process.env.STEERLM_GGML_CPU;
@@ -225,8 +181,7 @@ export function loadNative(): NativeGgml {
     const m = /^libggml-cpu-(.+)\.so$/.exec(f);
     if (!m?.[1]) continue;
     if (forced && m[1] !== forced) continue;
-    const lib = koffi.load(join(dir, f));
-    const score = Number(lib.func("int ggml_backend_score()")());
+    const score = declare(koffi.load(join(dir, f)), SCORE_DECL).ggml_backend_score();
     if (score > bestScore) {
       best = m[1];
       bestScore = score;
@@ -237,28 +192,20 @@ export function loadNative(): NativeGgml {
       `no usable ggml CPU variant in ${dir}${forced ? ` (STEERLM_GGML_CPU=${forced})` : ""}`,
     );
   }
-  const cpuLib = koffi.load(join(dir, `libggml-cpu-${best}.so`));
-  const cpu = declare(cpuLib, CPU_DECLS) as Fns<typeof CPU_DECLS>;
+  const cpu = declare(koffi.load(join(dir, `libggml-cpu-${best}.so`)), CPU_DECLS);
   loaded = {
     base,
     cpu,
     cpuVariant: best,
     cpuScore: bestScore,
     binDir: dir,
-    initParams,
     setLogger(fn) {
+      // koffi.register gives the trampoline's address untyped: it is the ggml_log_callback_t it was made as
       logHandle = koffi.register(
         (level: number, text: string | null) => fn(level, text ?? ""),
-        koffi.pointer(logCallback),
-      );
+        koffi.pointer("ggml_log_callback_t"),
+      ) as LogCallback;
       base.ggml_log_set(logHandle, null);
-    },
-    readI64(ptr, offset, count) {
-      const v = koffi.decode(ptr, offset, "int64_t", count) as Array<number | bigint>;
-      return Array.from(v, Number);
-    },
-    readI32(ptr, offset) {
-      return Number(koffi.decode(ptr, offset, "int32_t"));
     },
   };
   return loaded;

@@ -1,5 +1,3 @@
-import { GGML_TYPE, type Ptr } from "./native.js";
-
 /**
  * Element types the engine uses. q8_0 (blocks of 32 values as {f16 scale, int8[32]}, 34 bytes) holds frozen
  * weights only: ggml multiplies it with f32 but cannot transpose or train it.
@@ -15,41 +13,22 @@ const BLOCK: Readonly<Record<DType, readonly [number, number]>> = {
   q8_0: [32, 34],
 };
 
-const byCode = new Map<number, DType>(
-  (Object.entries(GGML_TYPE) as Array<[string, number]>).map(([k, v]) => [v, k as DType]),
-);
-
-export function dtypeCode(t: DType): number {
-  return GGML_TYPE[t];
-}
-
-export function dtypeFromCode(code: number): DType {
-  const t = byCode.get(code);
-  if (!t) throw new Error(`unsupported ggml tensor type ${code}`);
-  return t;
-}
-
 /** Shape in ggml order: ne[0] is the fastest-moving (contiguous) dimension. Always four entries. */
 export type Shape4 = readonly [number, number, number, number];
 
-const pointers = new WeakMap<Tensor, Ptr>();
-
 /**
- * A ggml tensor handle. Only its shape, type and name are visible; the native address stays inside
- * src/ggml (see `ptrOf`). Shapes are read back from ggml after each op so TypeScript always knows the
- * true layout and can validate the next op before ggml could assert.
+ * A ggml tensor handle, made by a Context. Only its shape, type and name are visible; the native address
+ * stays inside src/ggml (handles.ts). Shapes are read back from ggml after each op so TypeScript always
+ * knows the true layout and can validate the next op before ggml could assert.
  */
 export class Tensor {
   constructor(
-    ptr: Ptr,
     readonly ne: Shape4,
     /** Byte strides, ggml's nb[]. */
     readonly nb: Shape4,
     readonly type: DType,
     readonly name: string,
-  ) {
-    pointers.set(this, ptr);
-  }
+  ) {}
 
   get nelements(): number {
     return this.ne[0] * this.ne[1] * this.ne[2] * this.ne[3];
@@ -89,11 +68,4 @@ export function byteSize(t: DType, n: number): number {
   const [bs, bytes] = BLOCK[t];
   if (n % bs !== 0) throw new Error(`${t} needs a multiple of ${bs} values, got ${n}`);
   return (n / bs) * bytes;
-}
-
-/** Internal: the native address of a tensor. Only src/ggml calls this. */
-export function ptrOf(t: Tensor): Ptr {
-  const p = pointers.get(t);
-  if (p === undefined) throw new Error("tensor handle without a native tensor");
-  return p;
 }

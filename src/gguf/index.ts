@@ -1,20 +1,6 @@
-// The GGUF module's public surface (re-exported by src/index.ts). `GgufVocab` is reachable as the
+// The GGUF module's public surface (re-exported by src/index.ts): the file format, no model architecture
+// (Llama's tensor names and metadata are src/model/llama-gguf.ts). `GgufVocab` is reachable as the
 // tokenizer module's structurally identical type of the same name; ours lives in ./vocab.ts.
-export {
-  type LlamaArch,
-  type LlamaGgufInput,
-  type LlamaGlobalTensor,
-  type LlamaLayerTensor,
-  type LlamaMetadataOptions,
-  type LlamaTensorKind,
-  llamaArchFor,
-  llamaMetadata,
-  llamaRopeStyle,
-  llamaTensorName,
-  llamaTensorShapes,
-  readLlamaConfig,
-  writeLlamaGguf,
-} from "./llama.js";
 export {
   bf16BitsToF32,
   DECODABLE_TYPES,

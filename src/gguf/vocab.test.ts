@@ -3,11 +3,11 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
 import { resolveLlamaConfig } from "../model/config.js";
+import { llamaTensorShapes, writeLlamaGguf } from "../model/llama-gguf.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { readVocabTests } from "../tokenizer/conformance.js";
-import { llamaTensorShapes, readGgufVocab, writeLlamaGguf } from "./llama.js";
 import { metaString, readGguf, readTensorBytes } from "./reader.js";
-import { validateVocab } from "./vocab.js";
+import { readGgufVocab, validateVocab } from "./vocab.js";
 import { type GgufTensorInput, writeGguf } from "./writer.js";
 
 /**

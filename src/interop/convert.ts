@@ -4,10 +4,11 @@
  */
 import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { type GgufVocab, llamaMetadata } from "../gguf/llama.js";
 import { f32, type GgufMetaValue, str, u32 } from "../gguf/types.js";
+import type { GgufVocab } from "../gguf/vocab.js";
 import { f32ToBf16, f32ToF16, type GgufTensorInput, writeGguf } from "../gguf/writer.js";
 import type { LlamaConfig } from "../model/config.js";
+import { llamaMetadata } from "../model/llama-gguf.js";
 import { type HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
 import { TOKEN_TYPE, toGgufVocab } from "../tokenizer/to-gguf.js";
 import { InputError } from "../util/errors.js";

@@ -6,8 +6,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { LlamaArch } from "../gguf/llama.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
+import type { LlamaArch } from "../model/llama-gguf.js";
 import { describe, InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 

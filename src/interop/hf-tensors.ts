@@ -4,7 +4,7 @@
  * the same memory with shape [in, out], so only the shape list is reversed. The one data change is the q/k
  * row permutation of the "llama" architecture (see `permuteQkRows`).
  */
-import { type LlamaLayerTensor, llamaTensorName, llamaTensorShapes } from "../gguf/llama.js";
+import { type LlamaLayerTensor, llamaTensorName, llamaTensorShapes } from "../model/llama-gguf.js";
 import { InputError } from "../util/errors.js";
 import type { HfCheckpoint } from "./checkpoint.js";
 import type { HfModelSpec } from "./hf-config.js";

@@ -10,10 +10,11 @@
  * Our engine names the same tensors blk.N.attn_q.lora_a / .lora_b (src/model/lora.ts) with the same shapes
  * and the same alpha / r scaling, so the export only renames and checks shapes.
  */
-import { type LlamaArch, llamaArchFor } from "../gguf/llama.js";
+
 import { f32, type GgufMetaValue, str } from "../gguf/types.js";
 import { type GgufTensorInput, writeGguf } from "../gguf/writer.js";
 import type { LlamaConfig } from "../model/config.js";
+import { type LlamaArch, llamaArchFor } from "../model/llama-gguf.js";
 import { LORA_TARGETS, type LoraOptions, loraNames } from "../model/lora.js";
 import { llamaTensorSpecs } from "../model/weights.js";
 import { InputError } from "../util/errors.js";

@@ -1,6 +1,21 @@
 export { checkModelAgainstLlamaCpp, DEFAULT_CHECK_TEXT, type ModelCheckResult } from "./check.js";
 export { countParameters, type LlamaConfig, type LlamaConfigInput, resolveLlamaConfig } from "./config.js";
 export { forwardLogits, logSoftmaxRows } from "./infer.js";
+export {
+  type LlamaArch,
+  type LlamaGgufInput,
+  type LlamaGlobalTensor,
+  type LlamaLayerTensor,
+  type LlamaMetadataOptions,
+  type LlamaTensorKind,
+  llamaArchFor,
+  llamaMetadata,
+  llamaRopeStyle,
+  llamaTensorName,
+  llamaTensorShapes,
+  readLlamaConfig,
+  writeLlamaGguf,
+} from "./llama-gguf.js";
 export { ggufWeightSource, type LoadedModel, loadLlamaGguf } from "./load.js";
 export { LORA_TARGETS, type LoraOptions, type LoraTarget, loraNames } from "./lora.js";
 export { type FrozenType, frozenStorage, LlamaModel, type ModelOptions, type ParamInfo } from "./model.js";

@@ -15,43 +15,37 @@ export function forwardLogits(backend: Backend, model: LlamaModel, tokens: reado
     if (!(Number.isInteger(t) && t >= 0 && t < V))
       throw new InputError(`token ${t} outside the vocabulary 0..${V - 1}`, { field: "tokens" });
   }
-  const s = new Context(8);
+  // `using`: everything made so far is freed on every exit, a throw halfway included
+  using s = new Context(8);
   const tok = s.newTensor("i32", [T], "tokens");
   const pos = s.newTensor("i32", [T], "positions");
   const mask = s.newTensor("f32", [T, T, 1, 1], "kq_mask");
-  const buf = backend.allocTensors(s);
+  using _buf = backend.allocTensors(s);
   const size = 2048 + model.config.numLayers * 128;
-  const c = new Context(size * 2, size, { plainOps: !backend.isCpu });
-  const alloc = backend.newAllocator();
-  try {
-    setData(tok, Int32Array.from(tokens));
-    setData(
-      pos,
-      Int32Array.from({ length: T }, (_, i) => i),
-    );
-    const m = new Float32Array(T * T).fill(Number.NEGATIVE_INFINITY);
-    for (let q = 0; q < T; q++) for (let k = 0; k <= q; k++) m[q * T + k] = 0;
-    setData(mask, m);
-    const { logits } = buildForward(
-      c,
-      model,
-      tok,
-      { positions: pos, kqMask: mask, seqLen: T, batch: 1, ropeMode: model.options.ropeMode },
-      true,
-    );
-    const out = logits as NonNullable<typeof logits>;
-    c.setOutput(out);
-    const g = new Graph(c, size);
-    g.expand(out);
-    alloc.alloc(g);
-    backend.compute(g);
-    return getF32(out);
-  } finally {
-    alloc.free();
-    c.free();
-    buf.free();
-    s.free();
-  }
+  using c = new Context(size * 2, size, { plainOps: !backend.isCpu });
+  using alloc = backend.newAllocator();
+  setData(tok, Int32Array.from(tokens));
+  setData(
+    pos,
+    Int32Array.from({ length: T }, (_, i) => i),
+  );
+  const m = new Float32Array(T * T).fill(Number.NEGATIVE_INFINITY);
+  for (let q = 0; q < T; q++) for (let k = 0; k <= q; k++) m[q * T + k] = 0;
+  setData(mask, m);
+  const { logits } = buildForward(
+    c,
+    model,
+    tok,
+    { positions: pos, kqMask: mask, seqLen: T, batch: 1, ropeMode: model.options.ropeMode },
+    true,
+  );
+  const out = logits as NonNullable<typeof logits>;
+  c.setOutput(out);
+  const g = new Graph(c, size);
+  g.expand(out);
+  alloc.alloc(g);
+  backend.compute(g);
+  return getF32(out);
 }
 
 /** log-softmax of each row of a [rows·V] array, in float64. */

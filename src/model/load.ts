@@ -1,8 +1,8 @@
 import type { Backend } from "../ggml/backend.js";
-import { llamaRopeStyle, readLlamaConfig } from "../gguf/llama.js";
 import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import type { LlamaConfig } from "./config.js";
+import { llamaRopeStyle, readLlamaConfig } from "./llama-gguf.js";
 import { LlamaModel, type ModelOptions } from "./model.js";
 import type { WeightSource } from "./weights.js";
 

@@ -59,7 +59,7 @@ export interface ParamInfo {
  * A Llama-family model's tensors living in one backend buffer, named like llama.cpp's GGUF tensors.
  * It knows which tensors are trainable; graphs are built from it by `buildForward`.
  */
-export class LlamaModel {
+export class LlamaModel implements Disposable {
   readonly params: ParamInfo[] = [];
   readonly #tensors = new Map<string, Tensor>();
   readonly #ctx: Context;
@@ -207,10 +207,15 @@ export class LlamaModel {
     return new Map(this.trainable().map(({ info, tensor }) => [info.name, getF32(tensor)]));
   }
 
+  /** Frees the weights' memory. A second call does nothing; using the model afterwards throws. */
   free(): void {
     this.#buffer?.free();
     this.#buffer = undefined;
     this.#ctx.free();
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
   }
 
   /** Weights of block `l` as the graph components want them. */

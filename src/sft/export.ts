@@ -1,10 +1,11 @@
 import { statSync } from "node:fs";
 import { loadSchema } from "../data/attributes.js";
 import { CONTROL_TOKENS } from "../data/template.js";
-import { type GgufVocab, readGgufVocab, writeLlamaGguf } from "../gguf/llama.js";
 import { readGguf, readTensorF32 } from "../gguf/reader.js";
 import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
+import { type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
 import { HEAD_WEIGHT } from "../model/head.js";
+import { writeLlamaGguf } from "../model/llama-gguf.js";
 import { loraNames } from "../model/lora.js";
 import { llamaTensorSpecs } from "../model/weights.js";
 import { toGgufVocab } from "../tokenizer/to-gguf.js";

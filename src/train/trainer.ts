@@ -445,6 +445,10 @@ export class Trainer {
     this.#buf.free();
     this.#static.free();
   }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
 }
 
 export { Backend };

@@ -13,15 +13,13 @@
  * Shapes are in ggml order (ne0 first): a linear layer y = W x with W of PyTorch shape [out, in] is stored
  * with shape [in, out], which is the same row-major memory.
  */
-import type { LlamaConfig } from "../model/config.js";
-import { resolveLlamaConfig } from "../model/config.js";
+import { metaNumber, metaString } from "../gguf/reader.js";
+import { f32, type GgmlTypeName, type GgufFile, type GgufMetaValue, str, u32 } from "../gguf/types.js";
+import { type GgufVocab, vocabMetadata } from "../gguf/vocab.js";
+import { type GgufTensorInput, writeGguf } from "../gguf/writer.js";
 import { InputError } from "../util/errors.js";
-import { metaNumber, metaString } from "./reader.js";
-import { f32, type GgmlTypeName, type GgufFile, type GgufMetaValue, str, u32 } from "./types.js";
-import { type GgufVocab, vocabMetadata } from "./vocab.js";
-import { type GgufTensorInput, writeGguf } from "./writer.js";
-
-export { GGUF_TOKEN_TYPE, type GgufVocab, readGgufVocab, validateVocab, vocabMetadata } from "./vocab.js";
+import type { LlamaConfig } from "./config.js";
+import { resolveLlamaConfig } from "./config.js";
 
 export type LlamaArch = "llama" | "qwen2";
 

@@ -2,20 +2,13 @@ import { join } from "node:path";
 import type { Token } from "node-llama-cpp";
 import { afterAll, describe, expect, it } from "vitest";
 import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
-import { type LlamaConfig, type LlamaConfigInput, resolveLlamaConfig } from "../model/config.js";
+import { metaString, readGguf, readTensorBytes, readTensorF32 } from "../gguf/reader.js";
+import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
+import { GGUF_TOKEN_TYPE, type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { InputError } from "../util/errors.js";
-import {
-  GGUF_TOKEN_TYPE,
-  type GgufVocab,
-  llamaTensorName,
-  llamaTensorShapes,
-  readGgufVocab,
-  readLlamaConfig,
-  writeLlamaGguf,
-} from "./llama.js";
-import { metaString, readGguf, readTensorBytes, readTensorF32 } from "./reader.js";
-import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "./types.js";
+import { type LlamaConfig, type LlamaConfigInput, resolveLlamaConfig } from "./config.js";
+import { llamaTensorName, llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "./llama-gguf.js";
 
 const dir = tempDir();
 afterAll(() => dir.cleanup());
