@@ -3,7 +3,7 @@
 # part made by bench/cuda-pack.sh (the 64 MiB limit per call); this script keeps the parts in /tmp
 # (which lasts while the machine stays warm) and, once every part is there and its sha256 matches,
 # unpacks node + koffi + the ggml libraries and runs bench/cuda-check.mjs on the GPU against the CPU.
-# Arguments go to cuda-check.mjs (default: --cpu-bench). Results: $OUT/cuda-check.{json,log}.
+# Arguments go to cuda-check.mjs (default: --cpu-bench). Results: $OUT/cuda-check-{tf32,f32}.{json,log}.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 store=/tmp/steerlm-cuda
@@ -54,5 +54,7 @@ args=("$@")
 export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
 echo "cuda-check: payload: $(cat "$root/payload.txt" 2>/dev/null)"
 echo "cuda-check: node $("$root/bin/node" -v), running bench/cuda-check.mjs ${args[*]}"
-"$root/bin/node" "$root/bench/cuda-check.mjs" --json "$out/cuda-check.json" "${args[@]}" 2>&1 | tee "$out/cuda-check.log"
+# f32 matrix products run as TF32 unless NVIDIA_TF32_OVERRIDE=0 (see cuda-check.mjs): one result file per mode
+mode=$([ "${NVIDIA_TF32_OVERRIDE:-}" = 0 ] && echo f32 || echo tf32)
+"$root/bin/node" "$root/bench/cuda-check.mjs" --json "$out/cuda-check-$mode.json" "${args[@]}" 2>&1 | tee "$out/cuda-check-$mode.log"
 exit "${PIPESTATUS[0]}"

@@ -40,21 +40,9 @@ const u16 = (o) => dv.getUint16(o, true);
 const u32 = (o) => dv.getUint32(o, true);
 const u64 = (o) => Number(dv.getBigUint64(o, true));
 
-// ELF64 section headers → .nv_fatbin
-if (u32(0) !== 0x464c457f || buf[4] !== 2) throw new Error(`${input}: not a 64-bit ELF file`);
-const shoff = u64(0x28);
-const shentsize = u16(0x3a);
-const shnum = u16(0x3c);
-const shstr = shoff + u16(0x3e) * shentsize;
-const strtab = u64(shstr + 0x18);
-let fatbin = null;
-for (let i = 0; i < shnum; i++) {
-  const h = shoff + i * shentsize;
-  let end = strtab + u32(h);
-  while (buf[end] !== 0) end++;
-  if (buf.toString("latin1", strtab + u32(h), end) === ".nv_fatbin")
-    fatbin = { off: u64(h + 0x18), size: u64(h + 0x20) };
-}
+// the .nv_fatbin section, found by the same reader steerlm's CUDA loader uses (npm run build first)
+const { fatbinSection } = await import(new URL("../dist/ggml/gpu-code.js", import.meta.url).href);
+const fatbin = fatbinSection((pos, n) => buf.subarray(pos, pos + n));
 if (!fatbin) throw new Error(`${input}: no .nv_fatbin section`);
 
 const FATBIN_MAGIC = 0xba55ed50;
@@ -92,6 +80,10 @@ function rewritePtx(at) {
   buf.copy(entry, 0, at, at + hs);
   entry.writeBigUInt64LE(BigInt(padded), 8);
   entry.writeUInt32LE(packed.length, 16);
+  // the entry header states the PTX ISA too (minor, major), which readers such as steerlm's loader check
+  const [major, minor] = ptxIsa.split(".").map(Number);
+  entry.writeUInt16LE(minor, 24);
+  entry.writeUInt16LE(major, 26);
   packed.copy(entry, hs);
   return entry;
 }

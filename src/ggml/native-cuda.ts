@@ -7,10 +7,14 @@ import { join } from "node:path";
 import koffi, { type LibraryHandle } from "koffi";
 import { SteerlmError } from "../util/errors.js";
 import { type Bound, declare } from "./ffi.js";
+import { type GpuCode, gpuCodeVerdict, readGpuCode } from "./gpu-code.js";
 import { loadNative, packageDir } from "./native.js";
 
-/** Why the CUDA backend could not be opened: the package, the NVIDIA driver, the CUDA runtime, or a device. */
-export type CudaMissing = "package" | "driver" | "runtime" | "device";
+/**
+ * Why the CUDA backend could not be opened: the package, the NVIDIA driver, the CUDA runtime, a device, or GPU
+ * code in the library that the devices cannot run with this driver.
+ */
+export type CudaMissing = "package" | "driver" | "runtime" | "device" | "gpu-code";
 
 export class CudaUnavailableError extends SteerlmError {
   override name = "CudaUnavailableError";
@@ -30,6 +34,69 @@ const CUDA_DECLS = [
   "void ggml_backend_cuda_get_device_memory(int device, void *free, void *total)",
   "ggml_backend * ggml_backend_cuda_init(int device)",
 ] as const;
+
+/** The CUDA driver API (cuda.h), for what the driver is and what its devices run, before ggml touches them. */
+const DRIVER_DECLS = [
+  "int cuInit(uint32_t flags)",
+  // outputs as void *: an Int32Array's own memory
+  "int cuDriverGetVersion(void *version)",
+  "int cuDeviceGetCount(void *count)",
+  "int cuDeviceGetAttribute(void *value, int attribute, int device)",
+] as const;
+const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+
+/** The driver's CUDA version (13000 = 13.0) and each device's compute capability (90 = 9.0); null: unknown. */
+interface DriverInfo {
+  version: number;
+  capabilities: number[];
+}
+
+function driverInfo(libcuda: LibraryHandle): DriverInfo | null {
+  let cu: Bound<typeof DRIVER_DECLS>;
+  try {
+    cu = declare(libcuda, DRIVER_DECLS);
+  } catch {
+    return null; // a libcuda.so.1 without the driver API (a stand-in): nothing to check against
+  }
+  const out = new Int32Array(2);
+  if (cu.cuInit(0) !== 0 || cu.cuDriverGetVersion(out) !== 0) return null;
+  const version = out[0] ?? 0;
+  if (cu.cuDeviceGetCount(out) !== 0) return null;
+  const capabilities: number[] = [];
+  for (let d = 0; d < (out[0] ?? 0); d++) {
+    const major = out.subarray(0, 1);
+    const minor = out.subarray(1, 2);
+    if (
+      cu.cuDeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, d) !== 0 ||
+      cu.cuDeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, d) !== 0
+    )
+      return null;
+    capabilities.push((major[0] ?? 0) * 10 + (minor[0] ?? 0));
+  }
+  return { version, capabilities };
+}
+
+/**
+ * Why `library` cannot run on every device (null: it can, or the check is off or impossible). ggml aborts
+ * the process when a kernel cannot load, so this is decided from the file before any kernel runs.
+ * STEERLM_CUDA_CODE_CHECK=0 skips it (for a library whose GPU code this reader misjudges).
+ */
+function gpuCodeProblem(library: string, driver: DriverInfo | null): string | null {
+  if (!driver || process.env.STEERLM_CUDA_CODE_CHECK === "0") return null;
+  let code: GpuCode;
+  try {
+    code = readGpuCode(library);
+  } catch {
+    return null; // not readable as a fat binary: leave the verdict to ggml
+  }
+  for (const [d, capability] of driver.capabilities.entries()) {
+    const v = gpuCodeVerdict(code, capability, driver.version);
+    if (v.runs === null)
+      return `${library} cannot run on device ${d} (compute capability ${Math.floor(capability / 10)}.${capability % 10}): ${v.why}`;
+  }
+  return null;
+}
 
 /** libggml-base functions only a non-CPU backend needs (declared here so that the CPU path never binds them). */
 const DEVICE_BASE_DECLS = [
@@ -134,8 +201,11 @@ function openCuda(ggmlLog: () => string[]): NativeCuda {
       "install it with `npm install @node-llama-cpp/linux-x64-cuda@3.21.1`, or use STEERLM_DEVICE=cpu",
     );
   }
+  let driver: DriverInfo | null;
   try {
-    cudaHandles.push(koffi.load("libcuda.so.1"));
+    const libcuda = koffi.load("libcuda.so.1");
+    cudaHandles.push(libcuda);
+    driver = driverInfo(libcuda);
   } catch (e) {
     throw new CudaUnavailableError(
       "driver",
@@ -145,7 +215,13 @@ function openCuda(ggmlLog: () => string[]): NativeCuda {
   }
   const failures: string[] = [];
   const noDevice: string[] = [];
+  const cannotRun: string[] = [];
   for (const library of candidates) {
+    const problem = gpuCodeProblem(library, driver);
+    if (problem) {
+      cannotRun.push(problem);
+      continue;
+    }
     const major = library.includes("fallback") ? 12 : 13;
     const preloaded: string[] = [];
     for (const name of CUDA_RUNTIME_LIBS(major)) {
@@ -180,6 +256,15 @@ function openCuda(ggmlLog: () => string[]): NativeCuda {
     const base = declare(baseLib, DEVICE_BASE_DECLS);
     return { cuda, base, library, deviceCount, preloaded };
   }
+  if (cannotRun.length > 0 && failures.length === 0 && noDevice.length === 0) {
+    throw new CudaUnavailableError(
+      "gpu-code",
+      cannotRun.join("; "),
+      "update the NVIDIA driver to one whose CUDA version the message names, or build node-llama-cpp's CUDA " +
+        "backend for this GPU from source (`npx node-llama-cpp source build --gpu cuda`) and point " +
+        "STEERLM_GGML_CUDA_DIR at its folder; or use STEERLM_DEVICE=cpu",
+    );
+  }
   if (noDevice.length > 0) {
     const said = [...new Set(ggmlLog().filter((l) => /cuda/i.test(l)))];
     throw new CudaUnavailableError(
@@ -191,7 +276,7 @@ function openCuda(ggmlLog: () => string[]): NativeCuda {
   const missing = [...new Set(failures.join("\n").match(/lib[\w.+-]+\.so[.\d]*(?=: cannot open)/g) ?? [])];
   throw new CudaUnavailableError(
     "runtime",
-    `CUDA runtime libraries not found${missing.length ? `: ${missing.join(", ")}` : ""} (${failures.join("; ")})`,
+    `CUDA runtime libraries not found${missing.length ? `: ${missing.join(", ")}` : ""} (${[...failures, ...cannotRun].join("; ")})`,
     "install the CUDA runtime and cuBLAS (CUDA 13, or 12 for the fallback build) or point STEERLM_CUDA_LIB_DIR at the folder that holds them; or use STEERLM_DEVICE=cpu",
   );
 }
