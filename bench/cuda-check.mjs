@@ -29,7 +29,7 @@ const { resolveLlamaConfig } = await lib("model/config.js");
 const { LlamaModel } = await lib("model/model.js");
 const { forwardLogits } = await lib("model/infer.js");
 const { Trainer } = await lib("train/trainer.js");
-const { Rng } = await lib("train/rng.js");
+const { Rng } = await lib("util/rng.js");
 const { benchTrain } = await lib("train/bench.js");
 
 const report = { device: null, checks: [], bench: [] };
@@ -113,7 +113,7 @@ function argmaxRows(x, V) {
 }
 function batchOf(cfg, B, T, seed) {
   const rng = new Rng(seed);
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(0, cfg.vocabSize - 1));
   // the last row is right-padded by 3 tokens: padding masks must agree too
   const attention = Uint8Array.from({ length: B * T }, (_, i) => (i >= B * T - 3 ? 0 : 1));
   const labels = Int32Array.from(tokens, (t, i) => (attention[i] ? t : -100));
@@ -124,7 +124,7 @@ function batchOf(cfg, B, T, seed) {
 for (const [name, v] of Object.entries(variants)) {
   const { cfg, cpu: mc, dev: md } = await pair(v);
   const rng = new Rng(3);
-  const tokens = Array.from({ length: 64 }, () => rng.int(cfg.vocabSize));
+  const tokens = Array.from({ length: 64 }, () => rng.int(0, cfg.vocabSize - 1));
   const a = forwardLogits(cpu, mc, tokens);
   const t0 = performance.now();
   const b = forwardLogits(dev, md, tokens); // the first one includes the driver's PTX compilation
@@ -178,7 +178,7 @@ for (const name of ["f32", "lora", "lora-q8_0"]) {
     const w0 = md.getWeight(t);
     let imax = 0;
     for (let i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[imax])) imax = i;
-    for (const idx of [imax, rng.int(g.length)]) {
+    for (const idx of [imax, rng.int(0, g.length - 1)]) {
       let best = Number.POSITIVE_INFINITY;
       for (const eps of [1e-2, 2.5e-3]) {
         const w = Float32Array.from(w0);

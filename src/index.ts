@@ -66,4 +66,5 @@ export {
 export * from "./tokenizer/index.js";
 export * from "./train/index.js";
 export { InputError, SteerlmError } from "./util/errors.js";
+export { Rng, type RngState } from "./util/rng.js";
 export { version } from "./version.js";

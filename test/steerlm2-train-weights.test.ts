@@ -8,8 +8,8 @@ import type { SampleInfo } from "../src/steerlm2/format.js";
 import { steerlm2Objective } from "../src/steerlm2/train.js";
 import { groupCoefficients, labelledCount, lossWeights } from "../src/steerlm2/train-weights.js";
 import { type Batch, IGNORE } from "../src/train/batch.js";
-import { Rng } from "../src/train/rng.js";
 import { Trainer } from "../src/train/trainer.js";
+import { Rng } from "../src/util/rng.js";
 
 describe("steerlm2 coefficients", () => {
   it("w = softmax per group of log Q_θ − log Q'; c = w' − w sums to 0 per group", () => {
@@ -52,7 +52,7 @@ describe("steerlm2 objective on a real trainer", () => {
   const rng = new Rng(3);
   // 2 groups of 2 samples; a 3-token prompt, responses of different lengths
   const examples: Example[] = [7, 5, 9, 6].map((len) => {
-    const ids = Int32Array.from({ length: len }, () => rng.int(cfg.vocabSize));
+    const ids = Int32Array.from({ length: len }, () => rng.int(0, cfg.vocabSize - 1));
     return { ids, labels: Int32Array.from(ids, (id, t) => (t < 3 ? IGNORE : id)) };
   });
   const settings = {

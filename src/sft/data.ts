@@ -4,8 +4,8 @@ import { type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
 import { encodePartsWithLoss, type Tokenizer } from "../tokenizer/types.js";
 import { type Batch, IGNORE } from "../train/batch.js";
-import { Rng } from "../train/rng.js";
 import { InputError } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
 
 /**
  * SFT data: SteerLM JSONL → records → the `acsft` template (loss on each response and its turn

@@ -1,7 +1,7 @@
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { type FrozenType, LlamaModel } from "../model/model.js";
-import { Rng } from "./rng.js";
+import { Rng } from "../util/rng.js";
 import { Trainer } from "./trainer.js";
 
 /**
@@ -109,7 +109,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     replicas: opts.replicas,
   });
   const rng = new Rng(0);
-  const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(0, cfg.vocabSize - 1));
   const batch = { tokens, labels: tokens };
   const first = (await trainer.trainStepAsync(batch)).loss; // warm-up step (allocations, caches), not timed
   const steps = opts.steps ?? b.steps;

@@ -5,6 +5,7 @@ import { tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { resolveLlamaConfig } from "../model/config.js";
 import { LlamaModel } from "../model/model.js";
+import { Rng } from "../util/rng.js";
 import {
   captureCheckpoint,
   readCheckpoint,
@@ -13,7 +14,6 @@ import {
   writeCheckpoint,
   writeCheckpointFile,
 } from "./checkpoint.js";
-import { Rng } from "./rng.js";
 import { Trainer } from "./trainer.js";
 
 const backend = new Backend(1);
@@ -31,7 +31,7 @@ const opts = {
 };
 
 function nextBatch(rng: Rng) {
-  const tokens = Int32Array.from({ length: 12 }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: 12 }, () => rng.int(0, cfg.vocabSize - 1));
   return { tokens, labels: tokens };
 }
 

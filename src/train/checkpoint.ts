@@ -4,7 +4,7 @@ import { basename, dirname, join } from "node:path";
 import type { LlamaConfig } from "../model/config.js";
 import type { ModelOptions } from "../model/model.js";
 import { InputError } from "../util/errors.js";
-import type { RngState } from "./rng.js";
+import type { RngState } from "../util/rng.js";
 import type { Trainer } from "./trainer.js";
 
 /**

@@ -2,8 +2,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { LlamaModel, type ModelOptions } from "../model/model.js";
+import { Rng } from "../util/rng.js";
 import { type Batch, IGNORE } from "./batch.js";
-import { Rng } from "./rng.js";
 import { Trainer, type TrainTask } from "./trainer.js";
 
 const backend = new Backend(1);
@@ -27,7 +27,7 @@ function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
 
 /** Second sequence is right-padded by two tokens; some labels are ignored. */
 function batch(cfg: LlamaConfig, rng: Rng): Batch {
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(0, cfg.vocabSize - 1));
   const attention = Uint8Array.from({ length: B * T }, (_, i) => (i >= B * T - 2 ? 0 : 1));
   const labels = Int32Array.from(tokens, (t, i) => (attention[i] && i % T !== 2 ? t : IGNORE));
   return { tokens, attention, labels, targets: new Float32Array([0.5, IGNORE, -1.25, 2]) };
@@ -69,7 +69,7 @@ function checkGradients(model: LlamaModel, trainer: Trainer, b: Batch, names: st
     // probe the largest-gradient entry plus two random ones
     let imax = 0;
     for (let i = 1; i < g.length; i++) if (Math.abs(g[i] as number) > Math.abs(g[imax] as number)) imax = i;
-    for (const idx of [imax, rng.int(g.length), rng.int(g.length)]) {
+    for (const idx of [imax, rng.int(0, g.length - 1), rng.int(0, g.length - 1)]) {
       let best = Number.POSITIVE_INFINITY;
       for (const eps of [1e-2, 2.5e-3]) {
         const w = Float32Array.from(w0);

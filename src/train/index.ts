@@ -26,7 +26,6 @@ export {
   type JobFunction,
   runIsolated,
 } from "./isolate.js";
-export { Rng, type RngState } from "./rng.js";
 export { learningRate, type ScheduleOptions } from "./schedule.js";
 export {
   type OptimizerOptions,

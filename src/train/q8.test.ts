@@ -9,8 +9,8 @@ import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { loadLlamaGguf } from "../model/load.js";
 import { LlamaModel } from "../model/model.js";
 import { initLlamaWeights } from "../model/weights.js";
+import { Rng } from "../util/rng.js";
 import { type Batch, IGNORE } from "./batch.js";
-import { Rng } from "./rng.js";
 import { Trainer } from "./trainer.js";
 
 /** LoRA on a base whose frozen matrices are Q8_0 in ggml (forward: Q8_0×F32 GEMM; backward: a Q8_0 Wᵀ). */
@@ -40,7 +40,7 @@ function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
 }
 
 function batch(cfg: LlamaConfig, rng: Rng): Batch {
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(0, cfg.vocabSize - 1));
   const attention = Uint8Array.from({ length: B * T }, (_, i) => (i >= B * T - 2 ? 0 : 1));
   const labels = Int32Array.from(tokens, (t, i) => (attention[i] && i % T !== 2 ? t : IGNORE));
   return { tokens, attention, labels };
@@ -137,7 +137,7 @@ describe("LoRA on a Q8_0 frozen base", () => {
       const w0 = ref.getWeight(name);
       let imax = 0;
       for (let i = 1; i < g.length; i++) if (Math.abs(g[i] as number) > Math.abs(g[imax] as number)) imax = i;
-      for (const idx of [imax, rng.int(g.length)]) {
+      for (const idx of [imax, rng.int(0, g.length - 1)]) {
         let best = Number.POSITIVE_INFINITY;
         for (const eps of [1e-2, 2.5e-3]) {
           const w = Float32Array.from(w0);

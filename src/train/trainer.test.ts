@@ -2,8 +2,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { LlamaModel } from "../model/model.js";
+import { Rng } from "../util/rng.js";
 import { type Batch, IGNORE } from "./batch.js";
-import { Rng } from "./rng.js";
 import { Trainer } from "./trainer.js";
 
 const backend = new Backend(1);
@@ -22,7 +22,7 @@ const small = (over: Partial<LlamaConfig> = {}) =>
 
 function lmBatch(cfg: LlamaConfig, B: number, T: number, seed: number): Batch {
   const rng = new Rng(seed);
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(0, cfg.vocabSize - 1));
   return { tokens, labels: tokens };
 }
 
