@@ -10,8 +10,8 @@ export * from "./gguf/index.js";
 export * from "./inference/index.js";
 export * from "./interop/index.js";
 export * from "./model/index.js";
+export * from "./run/index.js";
 export * from "./serve/index.js";
-export * from "./sft/index.js";
 export {
   type BenchMeta,
   FAMILIES as STEERBENCH_FAMILIES,

@@ -13,8 +13,8 @@ import { exportLoraAdapter } from "../src/interop/lora-export.js";
 import { forwardLogits, logSoftmaxRows } from "../src/model/infer.js";
 import { ggufWeightSource } from "../src/model/load.js";
 import { LlamaModel } from "../src/model/model.js";
+import { readCheckpoint } from "../src/run/checkpoint.js";
 import { getLlamaRuntime } from "../src/runtime/llama.js";
-import { readCheckpoint } from "../src/sft/checkpoint.js";
 import { runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 

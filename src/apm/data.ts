@@ -2,7 +2,7 @@ import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
 import { readRecords } from "../data/read.js";
 import { type DataFormat, type DataRecord, MISSING_LABEL, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
-import { type DataCursor, EpochSampler } from "../sft/data.js";
+import { type DataCursor, EpochSampler } from "../run/data.js";
 import { encodeParts, type Tokenizer } from "../tokenizer/types.js";
 import type { Batch } from "../train/batch.js";
 import { InputError } from "../util/errors.js";

@@ -4,7 +4,7 @@ import { CONTROL_TOKENS, renderConversation } from "../data/template.js";
 import type { Backend } from "../ggml/backend.js";
 import { forwardLogits } from "../model/infer.js";
 import type { LlamaModel } from "../model/model.js";
-import type { Example } from "../sft/data.js";
+import type { Example } from "../run/data.js";
 import { encodeParts, encodePartsWithLoss, type Tokenizer } from "../tokenizer/types.js";
 import { IGNORE } from "../train/batch.js";
 import { SteerlmError } from "../util/errors.js";
@@ -15,7 +15,7 @@ import { SteerlmError } from "../util/errors.js";
  * decoding. Decoding here is constrained: the value string has a fixed shape (`name:v` in schema order,
  * joined by `,`), so for each attribute the model only chooses among that attribute's allowed values.
  * That needs one vocabulary token per `name:value`, which a tokenizer trained with --init has (see
- * src/sft/setup.ts, attribute tokens); a GGUF vocabulary without them is refused.
+ * src/run/setup.ts, attribute tokens); a GGUF vocabulary without them is refused.
  */
 
 /** One example per record: every labelled turn's value line is in the loss. Longer: the end is cut. */

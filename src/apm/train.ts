@@ -9,17 +9,17 @@ import {
   readCheckpoint,
   resumeRun,
   saveRunCheckpoint,
-} from "../sft/checkpoint.js";
+} from "../run/checkpoint.js";
 import {
   computeTypeWarning,
   formatSettings,
   optimizerOptions,
   type ResolvedSftConfig,
-} from "../sft/config.js";
-import { Batcher, validationBatches } from "../sft/data.js";
-import { type RunMetric as Metric, writeLossCurve } from "../sft/metrics.js";
-import { SETTINGS_FILE } from "../sft/run.js";
-import { type ModelSetup, setupFromGguf, setupNewModel } from "../sft/setup.js";
+} from "../run/config.js";
+import { Batcher, validationBatches } from "../run/data.js";
+import { type RunMetric as Metric, writeLossCurve } from "../run/metrics.js";
+import { SETTINGS_FILE } from "../run/run.js";
+import { type ModelSetup, setupFromGguf, setupNewModel } from "../run/setup.js";
 import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
@@ -38,7 +38,7 @@ import { APM_TASK, type ApmInfo, type ApmVariant, apmInfoOf } from "./model.js";
 
 /**
  * One regression APM training run, top to bottom, on SFT's machinery: the same settings (defaults <
- * --config < flags, resolved by src/sft/config.ts), the same run directory (sft-config.json, tokenizer.json,
+ * --config < flags, resolved by src/run/config.ts), the same run directory (sft-config.json, tokenizer.json,
  * metrics.jsonl, loss.png, checkpoints/step-NNNNNN.ckpt) and the same bit-exact resume. What differs: the
  * data (one example per labelled assistant turn, regression template), the model (a K-output head on the
  * last token) and the loss (masked MSE, -100 = missing). The newest checkpoint IS the exported APM.

@@ -7,8 +7,8 @@ import {
   SFT_DEFAULTS,
   type SftConfig,
   settingKind,
-} from "../sft/config.js";
-import { resolveResumeConfig } from "../sft/run.js";
+} from "../run/config.js";
+import { resolveResumeConfig } from "../run/run.js";
 import { InputError } from "../util/errors.js";
 
 /**

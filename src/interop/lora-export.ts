@@ -1,13 +1,13 @@
 /**
  * A `steerlm sft --lora` run's adapters as a llama.cpp adapter GGUF, to load next to the untouched base
  * GGUF the run trained on (node-llama-cpp: `createContext({lora: adapter})`). The merged alternative is
- * `exportGguf` (src/sft/export.ts); both give the same model.
+ * `exportGguf` (src/run/export.ts); both give the same model.
  */
 import { loadSchema } from "../data/attributes.js";
 import { metaString, readGguf } from "../gguf/reader.js";
 import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
-import { readCheckpoint } from "../sft/checkpoint.js";
-import { resolveCheckpoint, STEERLM_TEMPLATE_TEXT } from "../sft/export.js";
+import { readCheckpoint } from "../run/checkpoint.js";
+import { resolveCheckpoint, STEERLM_TEMPLATE_TEXT } from "../run/export.js";
 import { InputError } from "../util/errors.js";
 import { writeLoraAdapterGguf } from "./lora-gguf.js";
 

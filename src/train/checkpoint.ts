@@ -9,7 +9,7 @@ import type { Trainer } from "./trainer.js";
 
 /**
  * steerlm's one checkpoint file format, shared by the engine (CheckpointState below) and SFT / APM runs
- * (src/sft/checkpoint.ts, a header of their own over the same container):
+ * (src/run/checkpoint.ts, a header of their own over the same container):
  *
  *   bytes 0..7   magic "STEERCKP"
  *   bytes 8..11  format version (u32 LE)

@@ -4,7 +4,7 @@ import { annotateFile } from "../../apm/annotate.js";
 import { runApmTrain } from "../../apm/train.js";
 import { loadSchema } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
-import { SFT_FIELDS, type SftConfig } from "../../sft/config.js";
+import { SFT_FIELDS, type SftConfig } from "../../run/config.js";
 import { InputError } from "../../util/errors.js";
 import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
 

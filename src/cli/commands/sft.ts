@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { SFT_FIELDS, type SftConfig } from "../../sft/config.js";
-import { runSft } from "../../sft/run.js";
+import { SFT_FIELDS, type SftConfig } from "../../run/config.js";
+import { runSft } from "../../run/run.js";
 import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
 
 const HELP: Partial<Record<keyof SftConfig, string>> = {

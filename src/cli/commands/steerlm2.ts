@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { parseFormat } from "../../data/read.js";
-import { SFT_FIELDS } from "../../sft/config.js";
+import { SFT_FIELDS } from "../../run/config.js";
 import { runSample } from "../../steerlm2/sample.js";
 import { runSteerlm2Train } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
