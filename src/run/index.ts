@@ -12,7 +12,13 @@ export {
   SFT_DEFAULTS,
   type SftConfig,
 } from "./config.js";
-export { type ExportOptions, type ExportResult, exportGguf, STEERLM_TEMPLATE_TEXT } from "./export.js";
+export {
+  type ExportOptions,
+  type ExportResult,
+  exportGguf,
+  exportLoraAdapter,
+  type LoraExportResult,
+} from "./export.js";
 export { lossCurvePng } from "./png.js";
 export {
   resolveResumeConfig,
