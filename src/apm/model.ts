@@ -6,8 +6,7 @@ import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
 import { buildForward, LlamaModel } from "../model/model.js";
-import { type CheckpointData, readCheckpoint } from "../run/checkpoint.js";
-import { resolveCheckpoint } from "../run/export.js";
+import { type CheckpointData, readCheckpoint, resolveCheckpoint } from "../run/checkpoint.js";
 import { tokenizerFromJson } from "../run/setup.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import type { Tokenizer } from "../tokenizer/types.js";
@@ -15,7 +14,7 @@ import { type Batch, prepareBatch } from "../train/batch.js";
 import { InputError } from "../util/errors.js";
 
 /**
- * The saved APM is an ordinary steerlm SFT checkpoint (src/run/checkpoint.ts: the engine's STEERCKP
+ * The saved APM is an ordinary steerlm run checkpoint (src/run/checkpoint.ts: the STEERCKP
  * container, JSON header, f32 tensors) of a fully trained model: every backbone weight the head depends on
  * plus `reg_head.weight` [D, K] and `reg_head.bias` [K]. Its header's `settings` carry `task: "apm"` and the `apm` block below,
  * so a checkpoint alone is enough to annotate (the tokenizer trained with --init travels in the header).

@@ -1,4 +1,3 @@
-import { statSync } from "node:fs";
 import { loadSchema } from "../data/attributes.js";
 import { templateText } from "../data/template.js";
 import { type GgufVocab, readGgufVocab, writeLlamaGguf } from "../gguf/llama.js";
@@ -10,7 +9,7 @@ import { loraNames } from "../model/lora.js";
 import { llamaTensorSpecs } from "../model/weights.js";
 import { toGgufVocab } from "../tokenizer/to-gguf.js";
 import { InputError } from "../util/errors.js";
-import { type CheckpointData, latestCheckpoint, readCheckpoint } from "./checkpoint.js";
+import { type CheckpointData, readCheckpoint, resolveCheckpoint } from "./checkpoint.js";
 import { tokenizerFromJson } from "./setup.js";
 
 /**
@@ -31,25 +30,6 @@ export interface ExportResult {
   checkpoint: string;
   step: number;
   bytes: number;
-}
-
-/** A run directory resolves to its newest checkpoint; a file must be a checkpoint. */
-export function resolveCheckpoint(input: string): string {
-  let isDir: boolean;
-  try {
-    isDir = statSync(input).isDirectory();
-  } catch {
-    throw new InputError("no such run directory or checkpoint", { file: input });
-  }
-  if (!isDir) return input;
-  const latest = latestCheckpoint(input);
-  if (!latest)
-    throw new InputError(
-      "the run directory has no checkpoint",
-      { file: input },
-      "train with `steerlm sft -o <dir>` first",
-    );
-  return latest;
 }
 
 /**

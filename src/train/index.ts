@@ -7,19 +7,6 @@ export {
   type TrainBenchResult,
 } from "./bench.js";
 export {
-  CHECKPOINT_MAGIC,
-  CHECKPOINT_VERSION,
-  type CheckpointBlob,
-  type CheckpointBlobKind,
-  type CheckpointState,
-  captureCheckpoint,
-  readCheckpoint,
-  readCheckpointFile,
-  restoreCheckpoint,
-  writeCheckpoint,
-  writeCheckpointFile,
-} from "./checkpoint.js";
-export {
   IsolatedJobError,
   type IsolateOptions,
   type JobContext,
