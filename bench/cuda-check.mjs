@@ -144,6 +144,18 @@ for (const [name, v] of Object.entries(variants)) {
   md.free();
 }
 
+/** The Trainer takes every optimiser value: plain Adam, the rest set per check. */
+const adam = {
+  warmupSteps: 0,
+  totalSteps: 0,
+  minLrRatio: 0,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  maxGradNorm: 0,
+};
+
 // ---- 3. gradients: vs the CPU, and finite differences on the device ----
 // (finite differences only on f32 bases: a Q8_0 GEMM also rounds its activations, so the loss is not smooth)
 for (const name of ["f32", "lora", "lora-q8_0"]) {
@@ -151,7 +163,7 @@ for (const name of ["f32", "lora", "lora-q8_0"]) {
   const { cfg, cpu: mc, dev: md } = await pair(v);
   const B = 2;
   const T = 16;
-  const topts = { batchSize: B, seqLen: T, optimizer: { lr: 1e-3, warmupSteps: 0, totalSteps: 0 } };
+  const topts = { batchSize: B, seqLen: T, optimizer: { ...adam, lr: 1e-3 } };
   const tc = new Trainer(cpu, mc, topts);
   const td = new Trainer(dev, md, topts);
   const b = batchOf(cfg, B, T, 5);
@@ -210,7 +222,7 @@ for (const name of ["f32", "bf16", "lora-q8_0"]) {
   const topts = {
     batchSize: 4,
     seqLen: 32,
-    optimizer: { lr: 3e-3, warmupSteps: 0, totalSteps: 0, maxGradNorm: 1, weightDecay: 0.1 },
+    optimizer: { ...adam, lr: 3e-3, maxGradNorm: 1, weightDecay: 0.1 },
   };
   const tc = new Trainer(cpu, mc, topts);
   const td = new Trainer(dev, md, topts);

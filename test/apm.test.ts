@@ -16,7 +16,7 @@ import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 import { Trainer } from "../src/train/trainer.js";
 import { InputError } from "../src/util/errors.js";
-import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, plainAdam, runCli, sharedData, tempDir } from "./helpers.js";
 
 const steerlm = BUILTIN_SCHEMAS.steerlm;
 const dir = tempDir("steerlm-apm-");
@@ -111,7 +111,7 @@ describe("APM training", () => {
       batchSize: 4,
       seqLen: 96,
       task: "regression",
-      optimizer: { lr: 0, warmupSteps: 0, totalSteps: 1 },
+      optimizer: plainAdam({ lr: 0, totalSteps: 1 }),
     });
     try {
       const records = await readApmRecords(train, steerlm);

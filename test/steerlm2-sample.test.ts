@@ -17,7 +17,7 @@ import { readSamples, type Steerlm2Group } from "../src/steerlm2/format.js";
 import { sampleSeed } from "../src/steerlm2/sample.js";
 import { Trainer } from "../src/train/trainer.js";
 import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
-import { haveSharedData, runCli, runCliAndKill, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, plainAdam, runCli, runCliAndKill, sharedData, tempDir } from "./helpers.js";
 import { openWithLlamaCpp } from "./interop-llama-cpp.js";
 
 // SteerLM 2.0's data half through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained
@@ -87,7 +87,7 @@ async function trainerLogProbs(model: string, records: DataRecord[], runDir: str
     const tr = new Trainer(backend, m, {
       batchSize: records.length,
       seqLen: T,
-      optimizer: { lr: 0, warmupSteps: 0, totalSteps: 0 },
+      optimizer: plainAdam({ lr: 0 }),
     });
     try {
       return Array.from(tr.logProbs(packBatch(enc.examples, T, 0).batch).sequences);

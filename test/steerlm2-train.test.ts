@@ -13,7 +13,7 @@ import { encodeRecords, packBatch } from "../src/run/data.js";
 import { setupFromGguf } from "../src/run/setup.js";
 import { sampleLine } from "../src/steerlm2/format.js";
 import { Trainer } from "../src/train/trainer.js";
-import { repoRoot, runCli, tempDir } from "./helpers.js";
+import { plainAdam, repoRoot, runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 // SteerLM 2.0 training through the real CLI: a tiny SFT model trained here, a steerlm2 file written here
@@ -44,7 +44,7 @@ async function logLikelihoods(gguf: string, recs: readonly DataRecord[], scratch
   const trainer = new Trainer(backend, model, {
     batchSize: 1,
     seqLen: SEQ,
-    optimizer: { lr: 0, warmupSteps: 0, totalSteps: 0 },
+    optimizer: plainAdam({ lr: 0 }),
   });
   const out = enc.examples.map(
     (ex) => trainer.logProbs(packBatch([ex], SEQ, setup.tokenizer.eosId ?? 0).batch).sequences[0] as number,

@@ -15,10 +15,10 @@ import {
   formatSettings,
   optimizerOptions,
   type ResolvedSftConfig,
+  SETTINGS_FILE,
 } from "../run/config.js";
 import { Batcher, validationBatches } from "../run/data.js";
 import { type RunMetric as Metric, writeLossCurve } from "../run/metrics.js";
-import { SETTINGS_FILE } from "../run/run.js";
 import { type ModelSetup, setupFromGguf, setupNewModel } from "../run/setup.js";
 import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
+import { haveSharedData, plainAdam, sharedData, tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { writeLlamaGguf } from "../gguf/llama.js";
 import { readGguf } from "../gguf/reader.js";
@@ -75,7 +75,7 @@ describe.skipIf(!haveSharedData)("forward pass vs node-llama-cpp's own logits", 
     const tr = new Trainer(backend, model, {
       batchSize: 1,
       seqLen: T,
-      optimizer: { lr: 1e-2, warmupSteps: 0, totalSteps: 0 },
+      optimizer: plainAdam({ lr: 1e-2 }),
     });
     for (let i = 0; i < 30; i++) tr.trainStep({ tokens, labels: tokens });
     tr.free();

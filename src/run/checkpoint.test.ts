@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { tempDir } from "../../test/helpers.js";
+import { plainAdam, tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { resolveLlamaConfig } from "../model/config.js";
 import { LlamaModel } from "../model/model.js";
@@ -46,7 +46,7 @@ const cfg = resolveLlamaConfig({ vocabSize: 24, hiddenSize: 16, numLayers: 2, nu
 const opts = {
   batchSize: 2,
   seqLen: 6,
-  optimizer: { lr: 5e-3, warmupSteps: 2, totalSteps: 10, weightDecay: 0.1, maxGradNorm: 1 },
+  optimizer: plainAdam({ lr: 5e-3, warmupSteps: 2, totalSteps: 10, weightDecay: 0.1, maxGradNorm: 1 }),
 };
 /** Random sequences, drawn in a seeded order by a Batcher: the run's data cursor is part of the state. */
 const examples = Array.from({ length: 7 }, (_, i) => {

@@ -14,8 +14,7 @@ import {
   formatSettings,
   optimizerOptions,
   type ResolvedSftConfig,
-  resolveSftConfig,
-  type SftConfig,
+  SETTINGS_FILE,
 } from "./config.js";
 import {
   Batcher,
@@ -26,6 +25,7 @@ import {
   validationBatches,
 } from "./data.js";
 import { type RunMetric, writeLossCurve, writeMetrics } from "./metrics.js";
+import type { SftConfig } from "./settings.js";
 import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
 
 /**
@@ -34,13 +34,12 @@ import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from
  *   checkpoint } → final checkpoint, metrics, loss curve.
  *
  * Run directory:
- *   sft-config.json        the effective settings (what --resume reads back)
+ *   sft-config.json        the effective settings (SETTINGS_FILE: what --resume reads back)
  *   tokenizer.json         a tokenizer trained here (--init runs)
  *   metrics.jsonl          one line per step: {"step","loss","lr","gradNorm","tokens"} (+ "valLoss")
  *   loss.png               training (blue) and validation (orange) loss
  *   checkpoints/step-NNNNNN.ckpt
  */
-export const SETTINGS_FILE = "sft-config.json";
 /** Which objective trained the run (absent: plain SFT), so that `--resume` continues it with the same one. */
 export const OBJECTIVE_FILE = "objective.json";
 
@@ -126,37 +125,6 @@ function checkObjective(runDir: string, name: string, resume: boolean): void {
         : `resume it with \`steerlm ${stored} train --resume\``,
     );
   }
-}
-
-/** The settings of a resumed run: the stored ones, with flags allowed only where they agree. */
-export function resolveResumeConfig(
-  runDir: string,
-  flags: Partial<Record<keyof SftConfig, unknown>>,
-): ResolvedSftConfig {
-  const stored = join(runDir, SETTINGS_FILE);
-  if (!existsSync(stored)) {
-    throw new InputError(
-      `no ${SETTINGS_FILE} here: not a steerlm sft run directory`,
-      { file: runDir },
-      "start a run with -o <dir> first",
-    );
-  }
-  const before = resolveSftConfig({}, stored).config;
-  const after = resolveSftConfig(flags, stored);
-  for (const key of Object.keys(flags) as Array<keyof SftConfig>) {
-    if (flags[key] === undefined) continue;
-    if (JSON.stringify(before[key]) !== JSON.stringify(after.config[key])) {
-      throw new InputError(
-        `${JSON.stringify(after.config[key])} differs from the run's ${JSON.stringify(before[key])}`,
-        { field: key },
-        key === "computeType"
-          ? `the run trains with ${before.computeType} GEMMs and a resumed run keeps them (bf16 and f32 ` +
-              "products differ in the last bits, so switching would break the bit-exact resume): drop --compute"
-          : "a resumed run keeps its settings so that it ends exactly where an uninterrupted run would",
-      );
-    }
-  }
-  return after;
 }
 
 export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = {}): Promise<SftResult> {

@@ -1,10 +1,12 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { latestCheckpoint } from "../run/checkpoint.js";
-import type { ResolvedSftConfig, SftConfig } from "../run/config.js";
+import type { ResolvedSftConfig } from "../run/config.js";
+import { SETTINGS_FILE } from "../run/config.js";
 import { type EncodedData, EpochSampler, type Example, packBatch } from "../run/data.js";
 import { exportGguf } from "../run/export.js";
-import { runSft, SETTINGS_FILE, type SftObjective, type SftResult, type SftRunOptions } from "../run/run.js";
+import { runSft, type SftObjective, type SftResult, type SftRunOptions } from "../run/run.js";
+import type { SftConfig } from "../run/settings.js";
 import type { Batch } from "../train/batch.js";
 import type { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";

@@ -104,7 +104,18 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   const trainer = new Trainer(backend, model, {
     batchSize: b.batch,
     seqLen: b.seq,
-    optimizer: { lr: 1e-3, weightDecay: 0.1, warmupSteps: 0, totalSteps: 0 },
+    // constant lr, no clipping: the bench times steps, whatever they do to the weights
+    optimizer: {
+      lr: 1e-3,
+      warmupSteps: 0,
+      totalSteps: 0,
+      minLrRatio: 0,
+      weightDecay: 0.1,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      maxGradNorm: 0,
+    },
     backward: opts.backward,
     replicas: opts.replicas,
   });

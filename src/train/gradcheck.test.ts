@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { plainAdam } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { LlamaModel, type ModelOptions } from "../model/model.js";
@@ -50,7 +51,7 @@ async function setup(cfg: LlamaConfig, opts: ModelOptions, task: TrainTask) {
     batchSize: B,
     seqLen: T,
     task,
-    optimizer: { lr: 1e-3, warmupSteps: 0, totalSteps: 0 },
+    optimizer: plainAdam({ lr: 1e-3 }),
   });
   return { model, trainer };
 }
@@ -195,7 +196,7 @@ describe("hand-written backward vs ggml's autograd", () => {
         batchSize: B,
         seqLen: T,
         backward,
-        optimizer: { lr: 1e-3, warmupSteps: 0, totalSteps: 0 },
+        optimizer: plainAdam({ lr: 1e-3 }),
       });
       tr.accumulate(b);
       const out = new Map(tr.trainedTensors.map((n) => [n, tr.gradient(n)]));

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
+import { haveSharedData, plainAdam, sharedData, tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { writeLlamaGguf } from "../gguf/llama.js";
 import { readGguf } from "../gguf/reader.js";
@@ -51,7 +51,7 @@ const trainerFor = (model: LlamaModel, lr = 1e-3) =>
   new Trainer(backend, model, {
     batchSize: B,
     seqLen: T,
-    optimizer: { lr, warmupSteps: 0, totalSteps: 0 },
+    optimizer: plainAdam({ lr }),
   });
 
 /** A Q8_0-base LoRA model and an f32-base one holding exactly the Q8_0 model's dequantised values. */

@@ -11,6 +11,6 @@ describe("learningRate", () => {
     expect(learningRate(s, 500)).toBeCloseTo(1e-4, 12);
   });
   it("is constant after warmup without a total", () => {
-    expect(learningRate({ lr: 2e-4, warmupSteps: 0, totalSteps: 0 }, 77)).toBe(2e-4);
+    expect(learningRate({ lr: 2e-4, warmupSteps: 0, totalSteps: 0, minLrRatio: 0 }, 77)).toBe(2e-4);
   });
 });

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { plainAdam } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { LlamaModel } from "../model/model.js";
@@ -26,7 +27,7 @@ function lmBatch(cfg: LlamaConfig, B: number, T: number, seed: number): Batch {
   return { tokens, labels: tokens };
 }
 
-const opt = { lr: 1e-2, warmupSteps: 0, totalSteps: 0 };
+const opt = plainAdam({ lr: 1e-2 });
 
 /** Reference masked next-token CE computed in JS from the logits ggml returns. */
 function referenceLoss(logits: Float32Array, b: Batch, B: number, T: number, V: number): number {
@@ -126,7 +127,7 @@ describe("Trainer", () => {
     const cfg = small();
     const model = await LlamaModel.create(backend, cfg, null, { seed: 2, initStd: 0.1 });
     // eps large makes the AdamW update linear in the gradient, so clipping is visible in the weights
-    const o = { lr: 0.5, warmupSteps: 0, totalSteps: 0, eps: 10, maxGradNorm: 0.05, weightDecay: 0 };
+    const o = plainAdam({ lr: 0.5, eps: 10, maxGradNorm: 0.05 });
     const tr = new Trainer(backend, model, { batchSize: 2, seqLen: 6, optimizer: o });
     const b1 = lmBatch(cfg, 2, 6, 1);
     const b2 = lmBatch(cfg, 2, 6, 2);

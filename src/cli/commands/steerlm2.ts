@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { parseFormat } from "../../data/read.js";
-import { SFT_FIELDS } from "../../run/config.js";
+import { SFT_FIELDS } from "../../run/settings.js";
 import { runSample } from "../../steerlm2/sample.js";
 import { runSteerlm2Train } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
@@ -131,7 +131,6 @@ function registerTrain(group: Command): void {
     val: "validation data (SteerLM JSONL): plain SFT loss",
     output: "run directory (settings, checkpoints, metrics, loss.png)",
     model: "the SFT model Q' that sampled --data: a GGUF or a `steerlm sft` run directory",
-    lora: "train LoRA adapters on the frozen --model",
   });
   cmd.action(async (raw: Flags) => {
     const resolved = resolve(raw);
