@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { latestCheckpoint, readCheckpoint } from "../src/run/checkpoint.js";
 import { resolveSftConfig } from "../src/run/config.js";
 import { readMetrics } from "../src/run/metrics.js";
-import { runSft } from "../src/run/run.js";
+import { runSft } from "../src/run/sft.js";
 import { repoRoot, runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 

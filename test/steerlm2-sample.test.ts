@@ -81,7 +81,7 @@ async function trainerLogProbs(model: string, records: DataRecord[], runDir: str
   const backend = new Backend(1);
   const { model: m } = await loadLlamaGguf(backend, model);
   try {
-    const enc = encodeRecords(records, setup.tokenizer, schema, 512, setup.bos);
+    const enc = encodeRecords(records, { tokenizer: setup.tokenizer, bos: setup.bos, schema, seqLen: 512 });
     expect(enc.examples.length).toBe(records.length);
     const T = Math.max(...enc.examples.map((e) => e.ids.length)) + 3; // padded: another batch shape
     const tr = new Trainer(backend, m, {
@@ -201,7 +201,12 @@ describe("steerlm steerlm2 sample", () => {
       // a multi-turn group and a single-turn one
       for (const g of [groups[0], groups[3]] as Steerlm2Group[]) {
         const records = g.samples.map((s) => s.record);
-        const enc = encodeRecords(records, setup.tokenizer, schema, 512, setup.bos);
+        const enc = encodeRecords(records, {
+          tokenizer: setup.tokenizer,
+          bos: setup.bos,
+          schema,
+          seqLen: 512,
+        });
         for (const [i, ex] of enc.examples.entries()) {
           const rows = await cpp.logProbs(Array.from(ex.ids));
           let sum = 0;

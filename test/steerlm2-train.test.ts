@@ -37,7 +37,12 @@ let logQ: number[] = [];
 async function logLikelihoods(gguf: string, recs: readonly DataRecord[], scratch: string): Promise<number[]> {
   mkdirSync(scratch, { recursive: true });
   const setup = await setupFromGguf(gguf, scratch);
-  const enc = encodeRecords(recs, setup.tokenizer, loadSchema("steerlm"), SEQ, setup.bos);
+  const enc = encodeRecords(recs, {
+    tokenizer: setup.tokenizer,
+    bos: setup.bos,
+    schema: loadSchema("steerlm"),
+    seqLen: SEQ,
+  });
   expect(enc.truncated + enc.dropped, `longest ${enc.longest}`).toBe(0);
   const backend = new Backend(1);
   const model = await LlamaModel.create(backend, setup.config, setup.source, { seed: 1 });

@@ -72,20 +72,28 @@ export async function loadApm(input: string, threads?: number): Promise<LoadedAp
   const data = readCheckpoint(checkpoint);
   const info = apmInfoOf(data, checkpoint);
   const h = data.header;
+  const regression = info.variant === "regression";
+  if (regression && !data.weights.has(HEAD_WEIGHT))
+    throw new InputError(`no ${HEAD_WEIGHT} tensor`, { file: checkpoint });
   let tokenizer: Tokenizer;
   if (h.tokenizer !== null) tokenizer = tokenizerFromJson(h.tokenizer, checkpoint);
   else if (h.baseModel !== null) tokenizer = await loadGgufTokenizer(h.baseModel);
   else throw new InputError("the checkpoint has no tokenizer and no base model", { file: checkpoint });
-  const regression = info.variant === "regression";
-  if (regression && !data.weights.has(HEAD_WEIGHT))
-    throw new InputError(`no ${HEAD_WEIGHT} tensor`, { file: checkpoint });
   const backend = new Backend(threads);
-  const model = await LlamaModel.create(
-    backend,
-    h.model,
-    { get: (name) => data.weights.get(name) },
-    { regressionOutputs: regression ? info.schema.attributes.length : undefined },
-  );
+  let model: LlamaModel;
+  try {
+    model = await LlamaModel.create(
+      backend,
+      h.model,
+      { get: (name) => data.weights.get(name) },
+      { regressionOutputs: regression ? info.schema.attributes.length : undefined },
+    );
+  } catch (err) {
+    // the caller only frees what it got back
+    backend.free();
+    await tokenizer.dispose();
+    throw err;
+  }
   return {
     checkpoint,
     digest,

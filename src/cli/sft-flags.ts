@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { type ResolvedSftConfig, resolveResumeConfig, resolveSftConfig } from "../run/config.js";
+import type { RunResult } from "../run/loop.js";
 import {
   flagName,
   parseSettingText,
@@ -56,10 +57,15 @@ export function addSftSettingFlags(
 }
 
 /**
- * Runs a training job with Ctrl-C wired to its abort signal: the first Ctrl-C asks the run to write a
- * checkpoint and stop, a second one exits at once (130).
+ * Runs a training job with Ctrl-C wired to its abort signal (the first Ctrl-C asks the run to write a
+ * checkpoint and stop, a second one exits at once) and prints its JSON summary, the checkpoint under `key`;
+ * an interrupted run exits 130.
  */
-export async function withInterrupt<T>(label: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function runTrainingJob(
+  label: string,
+  run: (signal: AbortSignal) => Promise<RunResult>,
+  key = "checkpoint",
+): Promise<void> {
   const controller = new AbortController();
   const onSigint = () => {
     if (controller.signal.aborted) process.exit(130); // a second Ctrl-C does not wait
@@ -67,9 +73,14 @@ export async function withInterrupt<T>(label: string, run: (signal: AbortSignal)
     controller.abort();
   };
   process.on("SIGINT", onSigint);
+  let r: RunResult;
   try {
-    return await run(controller.signal);
+    r = await run(controller.signal);
   } finally {
     process.off("SIGINT", onSigint);
   }
+  process.stdout.write(
+    `${JSON.stringify({ [key]: r.checkpoint, step: r.step, trainLoss: r.trainLoss, valLoss: r.valLoss })}\n`,
+  );
+  if (r.interrupted) process.exitCode = 130;
 }

@@ -13,12 +13,14 @@ export {
   exportLoraAdapter,
   type LoraExportResult,
 } from "./export.js";
-export { lossCurvePng } from "./png.js";
 export {
-  runSft,
-  type SftObjective,
-  type SftResult,
-  type SftRunOptions,
+  type Objective,
+  type PreparedData,
+  type RunOptions,
+  type RunResult,
+  runTraining,
   type TrainBatches,
-} from "./run.js";
+} from "./loop.js";
+export { lossCurvePng } from "./png.js";
 export { type ModelInitInput, SETTINGS, SFT_DEFAULTS, type SftConfig } from "./settings.js";
+export { runSft, type SftObjective, type SftResult, type SftRunOptions, sftObjective } from "./sft.js";

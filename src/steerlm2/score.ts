@@ -70,7 +70,12 @@ export class GgufScorer {
    * of labelled turns, as `steerlm sft` renders them with the model's schema.
    */
   score(record: DataRecord, schema: AttributeSchema): { logProb: number; tokens: number } {
-    const enc = encodeRecords([record], this.tokenizer, schema, NO_TRUNCATION, this.bos);
+    const enc = encodeRecords([record], {
+      tokenizer: this.tokenizer,
+      bos: this.bos,
+      schema,
+      seqLen: NO_TRUNCATION,
+    });
     const ex = enc.examples[0];
     if (!ex) throw new InputError("the record has no trained token", { file: record.origin?.file });
     const V = this.model.config.vocabSize;

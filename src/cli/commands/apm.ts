@@ -4,9 +4,9 @@ import { annotateFile } from "../../apm/annotate.js";
 import { runApmTrain } from "../../apm/train.js";
 import { loadSchema } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
-import { SFT_FIELDS, type SettingName } from "../../run/settings.js";
+import { type SettingName, SFT_FIELDS } from "../../run/settings.js";
 import { InputError } from "../../util/errors.js";
-import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
+import { addSftSettingFlags, runTrainingJob } from "../sft-flags.js";
 
 /** `steerlm apm train` and `steerlm annotate`: parse arguments, call src/apm, print a JSON summary. */
 
@@ -59,19 +59,18 @@ export function register(program: Command): void {
     );
   const fields = SFT_FIELDS.filter((k) => !NOT_FOR_APM.has(k));
   const resolve = addSftSettingFlags(train, fields, HELP);
-  train.action(async (raw: Record<string, string | boolean | undefined>) => {
+  train.action((raw: Record<string, string | boolean | undefined>) => {
     const resolved = resolve(raw);
-    const r = await withInterrupt("steerlm apm train", (signal) =>
-      runApmTrain(resolved, {
-        resume: Boolean(raw.resume),
-        signal,
-        variant: raw.generative ? "generative" : raw.resume ? undefined : "regression",
-      }),
+    return runTrainingJob(
+      "steerlm apm train",
+      (signal) =>
+        runApmTrain(resolved, {
+          resume: Boolean(raw.resume),
+          signal,
+          variant: raw.generative ? "generative" : raw.resume ? undefined : "regression",
+        }),
+      "apm",
     );
-    process.stdout.write(
-      `${JSON.stringify({ apm: r.checkpoint, step: r.step, trainLoss: r.trainLoss, valLoss: r.valLoss })}\n`,
-    );
-    if (r.interrupted) process.exitCode = 130;
   });
 
   apm

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
-import { runSft } from "../../run/run.js";
 import { SFT_FIELDS } from "../../run/settings.js";
-import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
+import { runSft } from "../../run/sft.js";
+import { addSftSettingFlags, runTrainingJob } from "../sft-flags.js";
 
 export function register(program: Command): void {
   const cmd = program
@@ -16,14 +16,10 @@ export function register(program: Command): void {
     .option("--config <file>", "settings file (YAML or JSON)")
     .option("--resume", "continue the run in -o from its newest checkpoint (its stored settings apply)");
   const resolve = addSftSettingFlags(cmd, SFT_FIELDS);
-  cmd.action(async (raw: Record<string, string | boolean | undefined>) => {
+  cmd.action((raw: Record<string, string | boolean | undefined>) => {
     const resolved = resolve(raw);
-    const result = await withInterrupt("steerlm sft", (signal) =>
+    return runTrainingJob("steerlm sft", (signal) =>
       runSft(resolved, { resume: Boolean(raw.resume), signal }),
     );
-    process.stdout.write(
-      `${JSON.stringify({ checkpoint: result.checkpoint, step: result.step, trainLoss: result.trainLoss, valLoss: result.valLoss })}\n`,
-    );
-    if (result.interrupted) process.exitCode = 130;
   });
 }

@@ -5,7 +5,7 @@ import { runSample } from "../../steerlm2/sample.js";
 import { runSteerlm2Train } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
 import { type Flags, intFlag, numFlag, strFlag } from "../flags.js";
-import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
+import { addSftSettingFlags, runTrainingJob } from "../sft-flags.js";
 
 /**
  * `steerlm steerlm2 …`: SteerLM 2.0 (HelpSteer2 paper). This file registers the command group; each
@@ -132,14 +132,10 @@ function registerTrain(group: Command): void {
     output: "run directory (settings, checkpoints, metrics, loss.png)",
     model: "the SFT model Q' that sampled --data: a GGUF or a `steerlm sft` run directory",
   });
-  cmd.action(async (raw: Flags) => {
+  cmd.action((raw: Flags) => {
     const resolved = resolve(raw);
-    const result = await withInterrupt("steerlm steerlm2 train", (signal) =>
+    return runTrainingJob("steerlm steerlm2 train", (signal) =>
       runSteerlm2Train(resolved, { resume: Boolean(raw.resume), signal }),
     );
-    process.stdout.write(
-      `${JSON.stringify({ checkpoint: result.checkpoint, step: result.step, trainLoss: result.trainLoss, valLoss: result.valLoss })}\n`,
-    );
-    if (result.interrupted) process.exitCode = 130;
   });
 }
