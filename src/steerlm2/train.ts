@@ -160,8 +160,8 @@ async function sftRunAsGguf(model: string, runDir: string): Promise<string> {
 }
 
 /**
- * `steerlm steerlm2 train`: checks the data and the starting model, then runs SFT's loop with the
- * steerlm2 objective. `resolved` comes from resolveSftConfig (or resolveResumeConfig with `resume`).
+ * `steerlm steerlm2 train`: checks the data and the starting model, then runs the training loop with
+ * SFT's objective, varied by steerlm2's batches and weights. `resolved` comes from resolveSftConfig (or resolveResumeConfig with `resume`).
  */
 export async function runSteerlm2Train(
   resolved: ResolvedSftConfig,
