@@ -31,6 +31,8 @@ const { forwardLogits } = await lib("model/infer.js");
 const { Trainer } = await lib("train/trainer.js");
 const { Rng } = await lib("util/rng.js");
 const { benchTrain } = await lib("train/bench.js");
+const { optimizerOptions } = await lib("run/config.js");
+const { SFT_DEFAULTS } = await lib("run/settings.js");
 
 const report = { device: null, checks: [], bench: [] };
 let failures = 0;
@@ -144,17 +146,8 @@ for (const [name, v] of Object.entries(variants)) {
   md.free();
 }
 
-/** The Trainer takes every optimiser value: plain Adam, the rest set per check. */
-const adam = {
-  warmupSteps: 0,
-  totalSteps: 0,
-  minLrRatio: 0,
-  weightDecay: 0,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  maxGradNorm: 0,
-};
+/** The Trainer takes every optimiser value: the run defaults at a constant lr, the rest set per check. */
+const adam = { ...optimizerOptions(SFT_DEFAULTS, 0), warmupSteps: 0 };
 
 // ---- 3. gradients: vs the CPU, and finite differences on the device ----
 // (finite differences only on f32 bases: a Q8_0 GEMM also rounds its activations, so the loss is not smooth)
