@@ -110,7 +110,7 @@ export const SETTINGS = {
   loraRank: {
     kind: "posint",
     default: 8,
-    why: "a common LoRA rank: adapters of a few MB",
+    why: "a common LoRA rank: small adapters",
     help: "LoRA rank r",
   },
   loraAlpha: {
@@ -210,7 +210,7 @@ export const SETTINGS = {
   threads: {
     kind: "posint",
     default: 2,
-    why: "the 2-core machines this runs on",
+    why: "steerlm's reference machines have 2 cores",
     help: "CPU threads for ggml (a resumed run keeps the count to stay bit-exact)",
   },
   initStd: {
@@ -228,7 +228,7 @@ export const SETTINGS = {
   evalBatches: {
     kind: "int",
     default: 0,
-    why: "validation files are small: all of it",
+    why: "the whole validation set: validation files are small",
     help: "validation batches per evaluation (0: the whole validation set)",
   },
   checkpointEvery: {
@@ -240,7 +240,7 @@ export const SETTINGS = {
   keepCheckpoints: {
     kind: "posint",
     default: 2,
-    why: "the newest and the one before it",
+    why: "the newest, and one to fall back on without filling the disk",
     help: "checkpoints kept on disk (the newest ones)",
   },
 } as const satisfies Record<string, Setting>;
