@@ -33,8 +33,10 @@ const { resolveLlamaConfig } = await lib("model/config.js");
 const { LlamaModel } = await lib("model/model.js");
 const { forwardLogits } = await lib("model/infer.js");
 const { Trainer } = await lib("train/trainer.js");
-const { Rng } = await lib("train/rng.js");
+const { Rng } = await lib("util/rng.js");
 const { benchTrain } = await lib("train/bench.js");
+const { optimizerOptions } = await lib("run/config.js");
+const { SFT_DEFAULTS } = await lib("run/settings.js");
 
 const tf32 = opt.device !== "cpu" && process.env.NVIDIA_TF32_OVERRIDE !== "0";
 const report = { device: null, precision: tf32 ? "tf32" : "f32", checks: [], bench: [] };
@@ -120,7 +122,7 @@ function argmaxRows(x, V) {
 }
 function batchOf(cfg, B, T, seed) {
   const rng = new Rng(seed);
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(0, cfg.vocabSize - 1));
   // the last row is right-padded by 3 tokens: padding masks must agree too
   const attention = Uint8Array.from({ length: B * T }, (_, i) => (i >= B * T - 3 ? 0 : 1));
   const labels = Int32Array.from(tokens, (t, i) => (attention[i] ? t : -100));
@@ -131,7 +133,7 @@ function batchOf(cfg, B, T, seed) {
 for (const [name, v] of Object.entries(variants)) {
   const { cfg, cpu: mc, dev: md } = await pair(v);
   const rng = new Rng(3);
-  const tokens = Array.from({ length: 64 }, () => rng.int(cfg.vocabSize));
+  const tokens = Array.from({ length: 64 }, () => rng.int(0, cfg.vocabSize - 1));
   const a = forwardLogits(cpu, mc, tokens);
   const t0 = performance.now();
   const b = forwardLogits(dev, md, tokens); // the first one includes the driver's PTX compilation
@@ -151,6 +153,9 @@ for (const [name, v] of Object.entries(variants)) {
   md.free();
 }
 
+/** The Trainer takes every optimiser value: the run defaults at a constant lr, the rest set per check. */
+const adam = { ...optimizerOptions(SFT_DEFAULTS, 0), warmupSteps: 0 };
+
 // ---- 3. gradients: vs the CPU, and finite differences on the device ----
 // (finite differences only on f32 bases: a Q8_0 GEMM also rounds its activations, so the loss is not smooth)
 for (const name of ["f32", "lora", "lora-q8_0"]) {
@@ -158,7 +163,7 @@ for (const name of ["f32", "lora", "lora-q8_0"]) {
   const { cfg, cpu: mc, dev: md } = await pair(v);
   const B = 2;
   const T = 16;
-  const topts = { batchSize: B, seqLen: T, optimizer: { lr: 1e-3, warmupSteps: 0, totalSteps: 0 } };
+  const topts = { batchSize: B, seqLen: T, optimizer: { ...adam, lr: 1e-3 } };
   const tc = new Trainer(cpu, mc, topts);
   const td = new Trainer(dev, md, topts);
   const b = batchOf(cfg, B, T, 5);
@@ -185,7 +190,7 @@ for (const name of ["f32", "lora", "lora-q8_0"]) {
     const w0 = md.getWeight(t);
     let imax = 0;
     for (let i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[imax])) imax = i;
-    for (const idx of [imax, rng.int(g.length)]) {
+    for (const idx of [imax, rng.int(0, g.length - 1)]) {
       let best = Number.POSITIVE_INFINITY;
       for (const eps of [1e-2, 2.5e-3]) {
         const w = Float32Array.from(w0);
@@ -219,7 +224,7 @@ for (const name of ["f32", "bf16", "lora-q8_0"]) {
   const topts = {
     batchSize: 4,
     seqLen: 32,
-    optimizer: { lr: 3e-3, warmupSteps: 0, totalSteps: 0, maxGradNorm: 1, weightDecay: 0.1 },
+    optimizer: { ...adam, lr: 3e-3, maxGradNorm: 1, weightDecay: 0.1 },
   };
   const tc = new Trainer(cpu, mc, topts);
   const td = new Trainer(dev, md, topts);

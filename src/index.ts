@@ -11,8 +11,8 @@ export * from "./gguf/index.js";
 export * from "./inference/index.js";
 export * from "./interop/index.js";
 export * from "./model/index.js";
+export * from "./run/index.js";
 export * from "./serve/index.js";
-export * from "./sft/index.js";
 export {
   type BenchMeta,
   FAMILIES as STEERBENCH_FAMILIES,
@@ -67,4 +67,5 @@ export {
 export * from "./tokenizer/index.js";
 export * from "./train/index.js";
 export { InputError, SteerlmError } from "./util/errors.js";
+export { Rng, type RngState } from "./util/rng.js";
 export { version } from "./version.js";

@@ -3,20 +3,21 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labelAgreement } from "../src/apm/agreement.js";
 import { annotateFile } from "../src/apm/annotate.js";
-import { apmTargets, encodeApmRecords, packApmBatch, readApmRecords } from "../src/apm/data.js";
+import { apmTargets, encodeApmRecords, packApmBatch } from "../src/apm/data.js";
 import { loadApm } from "../src/apm/model.js";
 import { runApmTrain } from "../src/apm/train.js";
 import { BUILTIN_SCHEMAS } from "../src/data/attributes.js";
 import { writeRecords } from "../src/data/write.js";
 import { HEAD_BIAS, HEAD_WEIGHT } from "../src/model/head.js";
 import { LlamaModel } from "../src/model/model.js";
-import { listCheckpoints, readCheckpoint, writeCheckpoint } from "../src/sft/checkpoint.js";
-import { resolveSftConfig } from "../src/sft/config.js";
+import { listCheckpoints, readCheckpoint, writeCheckpoint } from "../src/run/checkpoint.js";
+import { resolveSftConfig } from "../src/run/config.js";
+import { readSteerlmRecords } from "../src/run/data.js";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 import { Trainer } from "../src/train/trainer.js";
 import { InputError } from "../src/util/errors.js";
-import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, plainAdam, runCli, sharedData, tempDir } from "./helpers.js";
 
 const steerlm = BUILTIN_SCHEMAS.steerlm;
 const dir = tempDir("steerlm-apm-");
@@ -55,11 +56,16 @@ afterAll(() => dir.cleanup());
 
 describe("APM data", () => {
   it("one example per labelled assistant turn, -100 for attributes the label lacks", async () => {
-    const records = await readApmRecords(train, steerlm);
+    const records = await readSteerlmRecords(train, steerlm, undefined);
     const turns = records.flatMap((r) => r.turns.filter((t) => t.role === "assistant" && t.labels));
     const apm = await loadApm(join(dir.path, "run"));
     try {
-      const enc = encodeApmRecords(records, apm.tokenizer, steerlm, 96, apm.info.bos);
+      const enc = encodeApmRecords(records, {
+        tokenizer: apm.tokenizer,
+        bos: apm.info.bos,
+        schema: steerlm,
+        seqLen: 96,
+      });
       expect(enc.examples.length).toBe(turns.length);
       // every example ends in <extra_id_2>, the token whose hidden state the head reads
       const label = apm.tokenizer.encodeControl("<extra_id_2>");
@@ -73,14 +79,24 @@ describe("APM data", () => {
   });
 
   it("regression JSONL trains the same examples as the SteerLM file it came from", async () => {
-    const records = await readApmRecords(train, steerlm);
+    const records = await readSteerlmRecords(train, steerlm, undefined);
     const reg = join(dir.path, "train.regression.jsonl");
     await writeRecords(reg, records, "regression");
-    const back = await readApmRecords(reg, steerlm);
+    const back = await readSteerlmRecords(reg, steerlm, undefined);
     const apm = await loadApm(join(dir.path, "run"));
     try {
-      const a = encodeApmRecords(records, apm.tokenizer, steerlm, 96, apm.info.bos).examples;
-      const b = encodeApmRecords(back, apm.tokenizer, steerlm, 96, apm.info.bos).examples;
+      const a = encodeApmRecords(records, {
+        tokenizer: apm.tokenizer,
+        bos: apm.info.bos,
+        schema: steerlm,
+        seqLen: 96,
+      }).examples;
+      const b = encodeApmRecords(back, {
+        tokenizer: apm.tokenizer,
+        bos: apm.info.bos,
+        schema: steerlm,
+        seqLen: 96,
+      }).examples;
       expect(b.map((e) => [Array.from(e.ids), Array.from(e.targets)])).toEqual(
         a.map((e) => [Array.from(e.ids), Array.from(e.targets)]),
       );
@@ -94,7 +110,9 @@ describe("APM data", () => {
     const lines = readFileSync(train, "utf8").split("\n").slice(0, 3);
     lines[1] = lines[1].replace(/humor:\d/, "humor:7");
     writeFileSync(bad, `${lines.join("\n")}\n`);
-    await expect(readApmRecords(bad, steerlm)).rejects.toThrow(new RegExp(`${bad}:2: .*humor`));
+    await expect(readSteerlmRecords(bad, steerlm, undefined)).rejects.toThrow(
+      new RegExp(`${bad}:2: .*humor`),
+    );
   });
 });
 
@@ -111,11 +129,16 @@ describe("APM training", () => {
       batchSize: 4,
       seqLen: 96,
       task: "regression",
-      optimizer: { lr: 0, warmupSteps: 0, totalSteps: 1 },
+      optimizer: plainAdam({ lr: 0, totalSteps: 1 }),
     });
     try {
-      const records = await readApmRecords(train, steerlm);
-      const ex = encodeApmRecords(records, apm.tokenizer, steerlm, 96, apm.info.bos).examples.slice(0, 3);
+      const records = await readSteerlmRecords(train, steerlm, undefined);
+      const ex = encodeApmRecords(records, {
+        tokenizer: apm.tokenizer,
+        bos: apm.info.bos,
+        schema: steerlm,
+        seqLen: 96,
+      }).examples.slice(0, 3);
       ex[0] = { ...ex[0], targets: Float32Array.from(ex[0].targets, (v, k) => (k % 2 ? -100 : v)) };
       const { batch } = packApmBatch(ex, 4, 96, 9, 0); // row 3 is a filler
       const r = trainer.evaluate(batch);

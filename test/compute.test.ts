@@ -2,10 +2,10 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { latestCheckpoint, readCheckpoint } from "../src/sft/checkpoint.js";
-import { resolveSftConfig } from "../src/sft/config.js";
-import { readMetrics } from "../src/sft/metrics.js";
-import { runSft } from "../src/sft/run.js";
+import { latestCheckpoint, readCheckpoint } from "../src/run/checkpoint.js";
+import { resolveSftConfig } from "../src/run/config.js";
+import { readMetrics } from "../src/run/metrics.js";
+import { runSft } from "../src/run/sft.js";
 import { repoRoot, runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { OptimizerOptions } from "../src/train/trainer.js";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -17,6 +18,24 @@ if (!haveSharedData) {
 
 export function sharedData(...parts: string[]): string {
   return join(sharedDataDir, ...parts);
+}
+
+/**
+ * Optimiser values for tests that drive a Trainer directly: plain Adam (no warmup, schedule floor, weight
+ * decay or clipping) except where `over` says otherwise.
+ */
+export function plainAdam(over: Partial<OptimizerOptions> & Pick<OptimizerOptions, "lr">): OptimizerOptions {
+  return {
+    warmupSteps: 0,
+    totalSteps: 0,
+    minLrRatio: 0,
+    weightDecay: 0,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    maxGradNorm: 0,
+    ...over,
+  };
 }
 
 export function tempDir(prefix = "steerlm-test-"): { path: string; cleanup(): void } {

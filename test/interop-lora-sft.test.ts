@@ -9,12 +9,12 @@ import type { ControlledEvaluateInputItem, LlamaModel as NodeLlamaModel, Token }
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../src/ggml/backend.js";
 import { readGguf } from "../src/gguf/reader.js";
-import { exportLoraAdapter } from "../src/interop/lora-export.js";
 import { forwardLogits, logSoftmaxRows } from "../src/model/infer.js";
 import { ggufWeightSource } from "../src/model/load.js";
 import { LlamaModel } from "../src/model/model.js";
+import { readCheckpoint } from "../src/run/checkpoint.js";
+import { exportLoraAdapter } from "../src/run/export.js";
 import { getLlamaRuntime } from "../src/runtime/llama.js";
-import { readCheckpoint } from "../src/sft/checkpoint.js";
 import { runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 

@@ -19,7 +19,7 @@ import { getLlamaRuntime } from "../src/runtime/llama.js";
 import { trainByteLevelBpe } from "../src/tokenizer/bpe-train.js";
 import { HfTokenizer } from "../src/tokenizer/hf.js";
 import { toGgufVocab } from "../src/tokenizer/to-gguf.js";
-import { Rng } from "../src/train/rng.js";
+import { Rng } from "../src/util/rng.js";
 import { tempDir } from "./helpers.js";
 
 const tmp = tempDir("steerlm-interop-lora-");

@@ -6,6 +6,7 @@ import { resolveLlamaConfig } from "../src/model/config.js";
 import { LlamaModel } from "../src/model/model.js";
 import type { JobContext } from "../src/train/isolate.js";
 import { Trainer } from "../src/train/trainer.js";
+import { plainAdam } from "./helpers.js";
 
 export async function trainTiny(args: { steps: number }, ctx: JobContext) {
   const backend = new Backend(1);
@@ -14,7 +15,7 @@ export async function trainTiny(args: { steps: number }, ctx: JobContext) {
   const tr = new Trainer(backend, model, {
     batchSize: 1,
     seqLen: 4,
-    optimizer: { lr: 1e-2, warmupSteps: 0, totalSteps: 0 },
+    optimizer: plainAdam({ lr: 1e-2 }),
   });
   const tokens = Int32Array.from([1, 2, 3, 4]);
   let loss = Number.NaN;

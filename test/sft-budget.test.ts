@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { resolveSftConfig } from "../src/sft/config.js";
-import { runSft } from "../src/sft/run.js";
+import { resolveSftConfig } from "../src/run/config.js";
+import { runSft } from "../src/run/sft.js";
 import { tempDir } from "./helpers.js";
 import { tinySftInputs } from "./sft-helpers.js";
 

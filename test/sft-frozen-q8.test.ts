@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readGguf } from "../src/gguf/reader.js";
+import { readCheckpoint } from "../src/run/checkpoint.js";
 import { getLlamaRuntime } from "../src/runtime/llama.js";
-import { readCheckpoint } from "../src/sft/checkpoint.js";
 import { runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 

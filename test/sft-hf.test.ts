@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SteerableModel } from "../src/inference/model.js";
-import { readCheckpoint } from "../src/sft/checkpoint.js";
+import { readCheckpoint } from "../src/run/checkpoint.js";
 import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 import { writeHfModelDir } from "./hf-fixture.js";
 import { tinySftInputs } from "./sft-helpers.js";

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { latestCheckpoint, readCheckpoint } from "../src/sft/checkpoint.js";
+import { latestCheckpoint, readCheckpoint } from "../src/run/checkpoint.js";
 import { repoRoot, runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 

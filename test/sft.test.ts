@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderConversation } from "../src/data/template.js";
 import { metaString, readGguf } from "../src/gguf/reader.js";
 import { SteerableModel } from "../src/inference/model.js";
-import { readCheckpoint } from "../src/sft/checkpoint.js";
+import { readCheckpoint } from "../src/run/checkpoint.js";
 import { loadHfTokenizer } from "../src/tokenizer/hf.js";
 import { encodeParts } from "../src/tokenizer/types.js";
 import { runCli, tempDir } from "./helpers.js";

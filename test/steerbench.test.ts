@@ -8,12 +8,12 @@ import { composeResponse, withDerived } from "../src/steerbench/compose.js";
 import { toNemoLine, writeBench } from "../src/steerbench/jsonl.js";
 import { fuzzyMarker, MARKER_HEADS } from "../src/steerbench/markers.js";
 import { MAX_CHARS, scoreResponse } from "../src/steerbench/oracle.js";
-import { Rng } from "../src/steerbench/rng.js";
 import { scoreFile } from "../src/steerbench/score.js";
 import { parsePrompt } from "../src/steerbench/solve.js";
 import { CREATIVITY, HUMOR, INCOHERENCE, TOXICITY } from "../src/steerbench/style.js";
 import { SPLITS, splitSizes, synthesize } from "../src/steerbench/synth.js";
 import { FAMILIES, generateTask } from "../src/steerbench/tasks.js";
+import { Rng } from "../src/util/rng.js";
 import { tempDir } from "./helpers.js";
 
 const schema = BUILTIN_SCHEMAS.steerlm;

@@ -8,8 +8,8 @@ import { type DataRecord, toConversation } from "../src/data/record.js";
 import { Backend } from "../src/ggml/backend.js";
 import { SteerableModel } from "../src/inference/model.js";
 import { loadLlamaGguf } from "../src/model/load.js";
-import { encodeRecords, packBatch } from "../src/sft/data.js";
-import { setupFromGguf } from "../src/sft/setup.js";
+import { encodeRecords, packBatch } from "../src/run/data.js";
+import { setupFromGguf } from "../src/run/setup.js";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 import { logPAttributes } from "../src/steerlm2/beta.js";
@@ -17,7 +17,7 @@ import { readSamples, type Steerlm2Group } from "../src/steerlm2/format.js";
 import { sampleSeed } from "../src/steerlm2/sample.js";
 import { Trainer } from "../src/train/trainer.js";
 import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
-import { haveSharedData, runCli, runCliAndKill, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, plainAdam, runCli, runCliAndKill, sharedData, tempDir } from "./helpers.js";
 import { openWithLlamaCpp } from "./interop-llama-cpp.js";
 
 // SteerLM 2.0's data half through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained
@@ -81,13 +81,13 @@ async function trainerLogProbs(model: string, records: DataRecord[], runDir: str
   const backend = new Backend(1);
   const { model: m } = await loadLlamaGguf(backend, model);
   try {
-    const enc = encodeRecords(records, setup.tokenizer, schema, 512, setup.bos);
+    const enc = encodeRecords(records, { tokenizer: setup.tokenizer, bos: setup.bos, schema, seqLen: 512 });
     expect(enc.examples.length).toBe(records.length);
     const T = Math.max(...enc.examples.map((e) => e.ids.length)) + 3; // padded: another batch shape
     const tr = new Trainer(backend, m, {
       batchSize: records.length,
       seqLen: T,
-      optimizer: { lr: 0, warmupSteps: 0, totalSteps: 0 },
+      optimizer: plainAdam({ lr: 0 }),
     });
     try {
       return Array.from(tr.logProbs(packBatch(enc.examples, T, 0).batch).sequences);
@@ -201,7 +201,12 @@ describe("steerlm steerlm2 sample", () => {
       // a multi-turn group and a single-turn one
       for (const g of [groups[0], groups[3]] as Steerlm2Group[]) {
         const records = g.samples.map((s) => s.record);
-        const enc = encodeRecords(records, setup.tokenizer, schema, 512, setup.bos);
+        const enc = encodeRecords(records, {
+          tokenizer: setup.tokenizer,
+          bos: setup.bos,
+          schema,
+          seqLen: 512,
+        });
         for (const [i, ex] of enc.examples.entries()) {
           const rows = await cpp.logProbs(Array.from(ex.ids));
           let sum = 0;

@@ -2,14 +2,15 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Backend } from "../src/ggml/backend.js";
 import { resolveLlamaConfig } from "../src/model/config.js";
 import { LlamaModel } from "../src/model/model.js";
-import { SFT_DEFAULTS, type SftConfig } from "../src/sft/config.js";
-import type { Example } from "../src/sft/data.js";
+import type { Example } from "../src/run/data.js";
+import { SFT_DEFAULTS, type SftConfig } from "../src/run/settings.js";
 import type { SampleInfo } from "../src/steerlm2/format.js";
 import { steerlm2Objective } from "../src/steerlm2/train.js";
 import { groupCoefficients, labelledCount, lossWeights } from "../src/steerlm2/train-weights.js";
 import { type Batch, IGNORE } from "../src/train/batch.js";
-import { Rng } from "../src/train/rng.js";
 import { Trainer } from "../src/train/trainer.js";
+import { Rng } from "../src/util/rng.js";
+import { plainAdam } from "./helpers.js";
 
 describe("steerlm2 coefficients", () => {
   it("w = softmax per group of log Q_θ − log Q'; c = w' − w sums to 0 per group", () => {
@@ -52,7 +53,7 @@ describe("steerlm2 objective on a real trainer", () => {
   const rng = new Rng(3);
   // 2 groups of 2 samples; a 3-token prompt, responses of different lengths
   const examples: Example[] = [7, 5, 9, 6].map((len) => {
-    const ids = Int32Array.from({ length: len }, () => rng.int(cfg.vocabSize));
+    const ids = Int32Array.from({ length: len }, () => rng.int(0, cfg.vocabSize - 1));
     return { ids, labels: Int32Array.from(ids, (id, t) => (t < 3 ? IGNORE : id)) };
   });
   const settings = {
@@ -78,7 +79,7 @@ describe("steerlm2 objective on a real trainer", () => {
     const trainer = new Trainer(backend, model, {
       batchSize: n * G,
       seqLen: T,
-      optimizer: { lr: 1e-2, warmupSteps: 0, totalSteps: 0 },
+      optimizer: plainAdam({ lr: 1e-2 }),
     });
     return { model, trainer };
   }

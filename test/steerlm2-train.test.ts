@@ -8,12 +8,12 @@ import type { DataRecord } from "../src/data/record.js";
 import { Backend } from "../src/ggml/backend.js";
 import { SteerableModel } from "../src/inference/model.js";
 import { LlamaModel } from "../src/model/model.js";
-import { latestCheckpoint, readCheckpoint } from "../src/sft/checkpoint.js";
-import { encodeRecords, packBatch } from "../src/sft/data.js";
-import { setupFromGguf } from "../src/sft/setup.js";
+import { latestCheckpoint, readCheckpoint } from "../src/run/checkpoint.js";
+import { encodeRecords, packBatch } from "../src/run/data.js";
+import { setupFromGguf } from "../src/run/setup.js";
 import { sampleLine } from "../src/steerlm2/format.js";
 import { Trainer } from "../src/train/trainer.js";
-import { repoRoot, runCli, tempDir } from "./helpers.js";
+import { plainAdam, repoRoot, runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 // SteerLM 2.0 training through the real CLI: a tiny SFT model trained here, a steerlm2 file written here
@@ -37,14 +37,19 @@ let logQ: number[] = [];
 async function logLikelihoods(gguf: string, recs: readonly DataRecord[], scratch: string): Promise<number[]> {
   mkdirSync(scratch, { recursive: true });
   const setup = await setupFromGguf(gguf, scratch);
-  const enc = encodeRecords(recs, setup.tokenizer, loadSchema("steerlm"), SEQ, setup.bos);
+  const enc = encodeRecords(recs, {
+    tokenizer: setup.tokenizer,
+    bos: setup.bos,
+    schema: loadSchema("steerlm"),
+    seqLen: SEQ,
+  });
   expect(enc.truncated + enc.dropped, `longest ${enc.longest}`).toBe(0);
   const backend = new Backend(1);
   const model = await LlamaModel.create(backend, setup.config, setup.source, { seed: 1 });
   const trainer = new Trainer(backend, model, {
     batchSize: 1,
     seqLen: SEQ,
-    optimizer: { lr: 0, warmupSteps: 0, totalSteps: 0 },
+    optimizer: plainAdam({ lr: 0 }),
   });
   const out = enc.examples.map(
     (ex) => trainer.logProbs(packBatch([ex], SEQ, setup.tokenizer.eosId ?? 0).batch).sequences[0] as number,

@@ -1,11 +1,9 @@
 import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
-import { readRecords } from "../data/read.js";
-import { type DataFormat, type DataRecord, MISSING_LABEL, toConversation } from "../data/record.js";
+import { type DataRecord, MISSING_LABEL, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
-import { type DataCursor, EpochSampler } from "../sft/data.js";
+import { type DataCursor, type Encoding, EpochSampler } from "../run/data.js";
 import { encodeParts, type Tokenizer } from "../tokenizer/types.js";
 import type { Batch } from "../train/batch.js";
-import { InputError } from "../util/errors.js";
 
 /**
  * APM data: every labelled assistant turn of a conversation becomes one example — the conversation up to
@@ -60,42 +58,24 @@ export interface EncodedApmData {
   unusable: number;
 }
 
-export function encodeApmRecords(
-  records: readonly DataRecord[],
-  tokenizer: Tokenizer,
-  schema: AttributeSchema,
-  seqLen: number,
-  bos: number | null,
-): EncodedApmData {
+export function encodeApmRecords(records: readonly DataRecord[], enc: Encoding): EncodedApmData {
   const examples: ApmExample[] = [];
   let truncated = 0;
   let unusable = 0;
   for (const record of records) {
     record.turns.forEach((turn, i) => {
       if (turn.role !== "assistant" || turn.labels === null) return;
-      const targets = apmTargets(turn.labels, schema);
+      const targets = apmTargets(turn.labels, enc.schema);
       if (!targets) {
         unusable++;
         return;
       }
-      const enc = apmTokens(record, i, tokenizer, bos, seqLen);
-      if (enc.truncated) truncated++;
-      examples.push({ ids: enc.ids, targets });
+      const tokens = apmTokens(record, i, enc.tokenizer, enc.bos, enc.seqLen);
+      if (tokens.truncated) truncated++;
+      examples.push({ ids: tokens.ids, targets });
     });
   }
   return { examples, truncated, unusable };
-}
-
-/** Training data for the APM: SteerLM chat JSONL or NeMo regression JSONL (detected unless given). */
-export async function readApmRecords(
-  path: string,
-  schema: AttributeSchema,
-  format?: DataFormat,
-): Promise<DataRecord[]> {
-  const out: DataRecord[] = [];
-  for await (const r of readRecords(path, { format, schema })) out.push(r);
-  if (out.length === 0) throw new InputError("no conversations in the file", { file: path });
-  return out;
 }
 
 /** Right-pads examples into one [B, T] regression batch (filler rows: all targets missing). */

@@ -4,55 +4,18 @@ import { CONTROL_TOKENS, renderConversation } from "../data/template.js";
 import type { Backend } from "../ggml/backend.js";
 import { forwardLogits } from "../model/infer.js";
 import type { LlamaModel } from "../model/model.js";
-import type { Example } from "../sft/data.js";
-import { encodeParts, encodePartsWithLoss, type Tokenizer } from "../tokenizer/types.js";
-import { IGNORE } from "../train/batch.js";
+import { encodeParts, type Tokenizer } from "../tokenizer/types.js";
 import { SteerlmError } from "../util/errors.js";
 
 /**
  * The paper's generative APM: a language model that writes the value string *after* the response
- * (`renderConversation(conv, "generative-apm")`, loss on the value lines only), read back by greedy
+ * (`renderConversation(conv, "generative-apm")`, loss on the value lines only: trained on
+ * src/run/data.ts `encodeRecords(…, "generative-apm")`), read back by greedy
  * decoding. Decoding here is constrained: the value string has a fixed shape (`name:v` in schema order,
  * joined by `,`), so for each attribute the model only chooses among that attribute's allowed values.
  * That needs one vocabulary token per `name:value`, which a tokenizer trained with --init has (see
- * src/sft/setup.ts, attribute tokens); a GGUF vocabulary without them is refused.
+ * src/run/setup.ts, attribute tokens); a GGUF vocabulary without them is refused.
  */
-
-/** One example per record: every labelled turn's value line is in the loss. Longer: the end is cut. */
-export function encodeGenerativeRecords(
-  records: readonly DataRecord[],
-  tokenizer: Tokenizer,
-  schema: AttributeSchema,
-  seqLen: number,
-  bos: number | null,
-): { examples: Example[]; truncated: number; dropped: number } {
-  const examples: Example[] = [];
-  let truncated = 0;
-  let dropped = 0;
-  for (const record of records) {
-    const enc = encodePartsWithLoss(
-      tokenizer,
-      renderConversation(toConversation(record, schema), "generative-apm").parts,
-    );
-    let ids = bos !== null ? [bos, ...enc.ids] : enc.ids;
-    let loss = bos !== null ? [0, ...enc.loss] : Array.from(enc.loss);
-    if (ids.length > seqLen) {
-      truncated++;
-      ids = ids.slice(0, seqLen);
-      loss = loss.slice(0, seqLen);
-    }
-    loss[0] = 0;
-    if (!loss.some((x) => x)) {
-      dropped++;
-      continue;
-    }
-    examples.push({
-      ids: Int32Array.from(ids),
-      labels: Int32Array.from(ids, (id, t) => (loss[t] ? id : IGNORE)),
-    });
-  }
-  return { examples, truncated, dropped };
-}
 
 /** Ids of every `name:value` token, per attribute in schema order; throws when the vocabulary lacks one. */
 export function attributeTokenIds(tokenizer: Tokenizer, schema: AttributeSchema): number[][] {

@@ -14,9 +14,8 @@ export {
   type EncodedApmData,
   encodeApmRecords,
   packApmBatch,
-  readApmRecords,
 } from "./data.js";
-export { attributeTokenIds, decodeGenerative, encodeGenerativeRecords } from "./generative.js";
+export { attributeTokenIds, decodeGenerative } from "./generative.js";
 export {
   APM_TASK,
   type ApmInfo,
@@ -27,4 +26,4 @@ export {
   loadApm,
 } from "./model.js";
 export { partialPaths } from "./resume.js";
-export { type ApmResult, type ApmRunOptions, runApmTrain } from "./train.js";
+export { type ApmResult, type ApmRunOptions, apmObjective, runApmTrain } from "./train.js";

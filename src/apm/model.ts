@@ -6,16 +6,15 @@ import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
 import { buildForward, LlamaModel } from "../model/model.js";
-import { type CheckpointData, readCheckpoint } from "../sft/checkpoint.js";
-import { resolveCheckpoint } from "../sft/export.js";
-import { tokenizerFromJson } from "../sft/setup.js";
+import { type CheckpointData, readCheckpoint, resolveCheckpoint } from "../run/checkpoint.js";
+import { tokenizerFromJson } from "../run/setup.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { type Batch, prepareBatch } from "../train/batch.js";
 import { InputError } from "../util/errors.js";
 
 /**
- * The saved APM is an ordinary steerlm SFT checkpoint (src/sft/checkpoint.ts: the engine's STEERCKP
+ * The saved APM is an ordinary steerlm run checkpoint (src/run/checkpoint.ts: the STEERCKP
  * container, JSON header, f32 tensors) of a fully trained model: every backbone weight the head depends on
  * plus `reg_head.weight` [D, K] and `reg_head.bias` [K]. Its header's `settings` carry `task: "apm"` and the `apm` block below,
  * so a checkpoint alone is enough to annotate (the tokenizer trained with --init travels in the header).
@@ -73,20 +72,28 @@ export async function loadApm(input: string, threads?: number): Promise<LoadedAp
   const data = readCheckpoint(checkpoint);
   const info = apmInfoOf(data, checkpoint);
   const h = data.header;
+  const regression = info.variant === "regression";
+  if (regression && !data.weights.has(HEAD_WEIGHT))
+    throw new InputError(`no ${HEAD_WEIGHT} tensor`, { file: checkpoint });
   let tokenizer: Tokenizer;
   if (h.tokenizer !== null) tokenizer = tokenizerFromJson(h.tokenizer, checkpoint);
   else if (h.baseModel !== null) tokenizer = await loadGgufTokenizer(h.baseModel);
   else throw new InputError("the checkpoint has no tokenizer and no base model", { file: checkpoint });
-  const regression = info.variant === "regression";
-  if (regression && !data.weights.has(HEAD_WEIGHT))
-    throw new InputError(`no ${HEAD_WEIGHT} tensor`, { file: checkpoint });
   const backend = new Backend(threads);
-  const model = await LlamaModel.create(
-    backend,
-    h.model,
-    { get: (name) => data.weights.get(name) },
-    { regressionOutputs: regression ? info.schema.attributes.length : undefined },
-  );
+  let model: LlamaModel;
+  try {
+    model = await LlamaModel.create(
+      backend,
+      h.model,
+      { get: (name) => data.weights.get(name) },
+      { regressionOutputs: regression ? info.schema.attributes.length : undefined },
+    );
+  } catch (err) {
+    // the caller only frees what it got back
+    backend.free();
+    await tokenizer.dispose();
+    throw err;
+  }
   return {
     checkpoint,
     digest,

@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { type AttributeSchema, type AttributeValues, attributeDef } from "../data/attributes.js";
 import { NO_LABELS, readRecords } from "../data/read.js";
 import { type DataFormat, labelString } from "../data/record.js";
-import { Rng } from "../steerbench/rng.js";
 import { InputError } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
 
 /**
  * The first half of SteerLM's bootstrapping: the attribute combinations of the training data's

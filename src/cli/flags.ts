@@ -33,14 +33,23 @@ export const strFlag = (flags: Flags, key: string): string | undefined =>
 export const numFlag = (flags: Flags, key: string): number | undefined =>
   typeof flags[key] === "number" ? flags[key] : undefined;
 
+/** Options whose setting is not their attribute name (`--compute` sets computeType). */
+const settingOf = new WeakMap<Option, string>();
+
+/** Declares that `option` sets `setting`, for an option whose flag is not the setting's kebab-case name. */
+export function optionForSetting(option: Option, setting: string): Option {
+  if (option.attributeName() !== setting) settingOf.set(option, setting);
+  return option;
+}
+
 /**
  * An error as the user of `command` should read it. Library errors name a setting (`batchSize`), never a
- * flag; the option of the running command with that attribute name says which flag the user typed
+ * flag; the option of the running command for that setting says which flag the user typed
  * (`--batch-size`). The only place settings become flags.
  */
 export function forUser(err: SteerlmError, command: Command | undefined): SteerlmError {
   const setting = err instanceof InputError ? err.place.setting : undefined;
   if (setting === undefined || command === undefined) return err;
-  const option = command.options.find((o) => o.attributeName() === setting);
+  const option = command.options.find((o) => (settingOf.get(o) ?? o.attributeName()) === setting);
   return option?.long ? (err as InputError).showSettingAs(option.long) : err;
 }

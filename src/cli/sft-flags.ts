@@ -1,60 +1,76 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
+import { type ResolvedSftConfig, resolveResumeConfig, resolveSftConfig } from "../run/config.js";
+import type { RunResult } from "../run/loop.js";
 import {
   flagName,
-  parseFlagValue,
-  type ResolvedSftConfig,
-  resolveSftConfig,
+  parseSettingText,
+  SETTINGS,
+  type Setting,
+  type SettingName,
   SFT_DEFAULTS,
   type SftConfig,
-  settingKind,
-} from "../sft/config.js";
-import { resolveResumeConfig } from "../sft/run.js";
+} from "../run/settings.js";
 import { InputError } from "../util/errors.js";
+import { optionForSetting } from "./flags.js";
 
 /**
- * The SFT settings as command-line flags, shared by `steerlm sft` and `steerlm apm train`: one option per
- * setting (`-o, --output`, `--no-x` for settings on by default), plus `--config` and `--resume` added by
- * the caller. Returns a function that resolves the effective settings from the parsed options.
+ * The run settings as command-line flags, shared by `steerlm sft`, `steerlm apm train` and `steerlm
+ * steerlm2 train`: one option per setting, named, described and defaulted by SETTINGS (`--no-x` for
+ * settings on by default), plus `--config` and `--resume` added by the caller. `help` replaces a
+ * setting's description where a job reads it differently (the APM's data formats). Returns a function that
+ * resolves the effective settings from the parsed options.
  */
 export function addSftSettingFlags(
   cmd: Command,
-  fields: readonly (keyof SftConfig)[],
-  help: Partial<Record<keyof SftConfig, string>>,
+  fields: readonly SettingName[],
+  help: Partial<Record<SettingName, string>> = {},
 ): (raw: Record<string, string | boolean | undefined>) => ResolvedSftConfig {
   // commander's attribute name of each flag (`--compute` → compute)
-  const attr = (key: keyof SftConfig) =>
+  const attr = (key: SettingName) =>
     flagName(key)
       .slice(2)
       .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
   for (const key of fields) {
-    const flag = key === "output" ? "-o, --output" : flagName(key);
-    if (settingKind(key) === "bool" && SFT_DEFAULTS[key as keyof typeof SFT_DEFAULTS] === true) {
-      cmd.option(`--no-${flagName(key).slice(2)}`, `turn off: ${help[key] ?? key}`);
-    } else if (settingKind(key) === "bool") cmd.option(flag, help[key] ?? key);
-    else cmd.option(`${flag} <value>`, help[key] ?? key);
+    const spec: Setting = SETTINGS[key];
+    const text = help[key] ?? spec.help;
+    const fallback = (SFT_DEFAULTS as Partial<SftConfig>)[key];
+    const shown = fallback === null || fallback === undefined ? "" : ` (default ${String(fallback)})`;
+    const flag = spec.short ? `-${spec.short}, ${flagName(key)}` : flagName(key);
+    const option =
+      spec.kind !== "bool"
+        ? new Option(`${flag} <value>`, `${text}${shown}`)
+        : fallback === true
+          ? new Option(`--no-${flagName(key).slice(2)}`, `turn off: ${text}`)
+          : new Option(flag, text);
+    cmd.addOption(optionForSetting(option, key));
   }
   return (raw) => {
-    const flags: Partial<Record<keyof SftConfig, unknown>> = {};
+    const flags: Partial<Record<SettingName, unknown>> = {};
     for (const key of fields) {
       // only what the user typed: commander fills defaults for --no-* options
       const v = raw[attr(key)];
       if (v !== undefined && cmd.getOptionValueSource(attr(key)) === "cli")
-        flags[key] = parseFlagValue(key, v);
+        flags[key] = parseSettingText(key, v);
     }
     if (!raw.resume) return resolveSftConfig(flags, typeof raw.config === "string" ? raw.config : undefined);
     if (typeof flags.output !== "string")
-      throw new InputError("--resume needs -o <run directory>", { field: "--output" });
+      throw new InputError("--resume needs -o <run directory>", { setting: "output" });
     if (raw.config)
-      throw new InputError("a resumed run keeps its stored settings; drop --config", { field: "--config" });
+      throw new InputError("a resumed run keeps its stored settings; drop --config", { setting: "config" });
     return resolveResumeConfig(flags.output, flags);
   };
 }
 
 /**
- * Runs a training job with Ctrl-C wired to its abort signal: the first Ctrl-C asks the run to write a
- * checkpoint and stop, a second one exits at once (130).
+ * Runs a training job with Ctrl-C wired to its abort signal (the first Ctrl-C asks the run to write a
+ * checkpoint and stop, a second one exits at once) and prints its JSON summary, the checkpoint under `key`;
+ * an interrupted run exits 130.
  */
-export async function withInterrupt<T>(label: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function runTrainingJob(
+  label: string,
+  run: (signal: AbortSignal) => Promise<RunResult>,
+  key = "checkpoint",
+): Promise<void> {
   const controller = new AbortController();
   const onSigint = () => {
     if (controller.signal.aborted) process.exit(130); // a second Ctrl-C does not wait
@@ -62,9 +78,14 @@ export async function withInterrupt<T>(label: string, run: (signal: AbortSignal)
     controller.abort();
   };
   process.on("SIGINT", onSigint);
+  let r: RunResult;
   try {
-    return await run(controller.signal);
+    r = await run(controller.signal);
   } finally {
     process.off("SIGINT", onSigint);
   }
+  process.stdout.write(
+    `${JSON.stringify({ [key]: r.checkpoint, step: r.step, trainLoss: r.trainLoss, valLoss: r.valLoss })}\n`,
+  );
+  if (r.interrupted) process.exitCode = 130;
 }

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { CONTROL_TOKENS, type Conversation, DEFAULT_SYSTEM_PROMPT, renderConversation } from "./template.js";
+import {
+  CONTROL_TOKENS,
+  type Conversation,
+  DEFAULT_SYSTEM_PROMPT,
+  renderConversation,
+  templateText,
+} from "./template.js";
 
 const conv: Conversation = {
   system: "SYS",
@@ -23,6 +29,13 @@ describe("SteerLM template", () => {
     );
     expect(spanTexts(r)).toEqual(["Hello!\n<extra_id_1>", "Sure.\n<extra_id_1>"]);
     expect(r.parts.map((p) => p.text).join("")).toBe(r.text);
+  });
+
+  it("writes itself with placeholders, as exported models carry it", () => {
+    expect(templateText()).toBe(
+      "<extra_id_0>System\n{system}\n<extra_id_1>User\n{user}\n" +
+        "<extra_id_1>Assistant\n<extra_id_2>{values}\n{response}\n<extra_id_1>",
+    );
   });
 
   it("never puts loss on the value line, the user turn, the system text or the assistant name", () => {

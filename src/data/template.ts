@@ -150,6 +150,21 @@ export function renderConversation(
   return finish(out.parts);
 }
 
+/**
+ * The template with `{system}`, `{user}`, `{values}` and `{response}` placeholders, rendered by
+ * `renderConversation` itself (exported models carry it as their `steerlm.template` metadata).
+ */
+export function templateText(): string {
+  const placeholders: Conversation = {
+    system: "{system}",
+    turns: [
+      { role: "user", text: "{user}" },
+      { role: "assistant", text: "{response}", values: "{values}" },
+    ],
+  };
+  return renderConversation(placeholders, "acsft").text;
+}
+
 function finish(parts: TemplatePart[]): Rendered {
   let text = "";
   const lossSpans: Array<[number, number]> = [];

@@ -1,8 +1,9 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type ModelInitInput, resolveSftConfig, type SftConfig } from "../sft/config.js";
-import { exportGguf } from "../sft/export.js";
-import { runSft } from "../sft/run.js";
+import { resolveSftConfig } from "../run/config.js";
+import { exportGguf } from "../run/export.js";
+import type { ModelInitInput, SftConfig } from "../run/settings.js";
+import { runSft } from "../run/sft.js";
 import { writeBench } from "../steerbench/jsonl.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../steerbench/synth.js";
 import { log } from "../util/log.js";

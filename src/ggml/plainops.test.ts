@@ -4,7 +4,7 @@ import { maskedCrossEntropy } from "../model/loss.js";
 import { buildForward, LlamaModel } from "../model/model.js";
 import { Tape } from "../model/tape.js";
 import { prepareBatch } from "../train/batch.js";
-import { Rng } from "../train/rng.js";
+import { Rng } from "../util/rng.js";
 import { Backend, Graph, getF32, getScalar, setData } from "./backend.js";
 import { Context } from "./context.js";
 import { loadKernels } from "./native-kernels.js";
@@ -73,7 +73,7 @@ async function trainingGraph(plainOps: boolean, computeType: "f32" | "bf16") {
   const alloc = backend.newAllocator();
   alloc.alloc(g);
   const rng = new Rng(2);
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(0, cfg.vocabSize - 1));
   const p = prepareBatch({ tokens, labels: tokens }, B, T, cfg.vocabSize, 1);
   setData(inp.tokens, p.tokens);
   setData(inp.positions, p.positions);

@@ -12,7 +12,6 @@ export {
 } from "./convert.js";
 export { type HfFamily, type HfModelSpec, mapHfConfig, type RopeScaling, readHfConfig } from "./hf-config.js";
 export { permuteQkRows, planTensors, type TensorPlanEntry } from "./hf-tensors.js";
-export { exportLoraAdapter, type LoraExportResult } from "./lora-export.js";
 export { type LoraAdapterInput, writeLoraAdapterGguf } from "./lora-gguf.js";
 export {
   readSafetensorsF32,

@@ -1,13 +1,13 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
+import { haveSharedData, plainAdam, sharedData, tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { readGguf } from "../gguf/reader.js";
 import { readGgufVocab } from "../gguf/vocab.js";
 import { writeLlamaGguf } from "../model/llama-gguf.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
-import { Rng } from "../train/rng.js";
 import { Trainer } from "../train/trainer.js";
+import { Rng } from "../util/rng.js";
 import { checkModelAgainstLlamaCpp } from "./check.js";
 import { type LlamaConfig, resolveLlamaConfig } from "./config.js";
 import { forwardLogits } from "./infer.js";
@@ -75,7 +75,7 @@ describe.skipIf(!haveSharedData)("forward pass vs node-llama-cpp's own logits", 
     const tr = new Trainer(backend, model, {
       batchSize: 1,
       seqLen: T,
-      optimizer: { lr: 1e-2, warmupSteps: 0, totalSteps: 0 },
+      optimizer: plainAdam({ lr: 1e-2 }),
     });
     for (let i = 0; i < 30; i++) tr.trainStep({ tokens, labels: tokens });
     tr.free();

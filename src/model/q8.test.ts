@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Backend, Graph, getF32, setData } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
 import { dequantize, quantizeQ8_0 } from "../gguf/quant.js";
-import { Rng } from "../train/rng.js";
+import { Rng } from "../util/rng.js";
 import { transposeToQ8_0 } from "./q8.js";
 
 const backend = new Backend(1);
@@ -14,8 +14,8 @@ afterAll(() => backend.free());
  * rounding is exact and the product must match float64 arithmetic on the dequantised weights.
  */
 function exactQ8(rng: Rng, n: number): Float32Array {
-  const v = Float32Array.from({ length: n }, () => (rng.int(255) - 127) / 16);
-  for (let b = 0; b < n; b += 32) v[b + rng.int(32)] = rng.int(2) ? 127 / 16 : -127 / 16;
+  const v = Float32Array.from({ length: n }, () => (rng.int(0, 254) - 127) / 16);
+  for (let b = 0; b < n; b += 32) v[b + rng.int(0, 31)] = rng.int(0, 1) ? 127 / 16 : -127 / 16;
   return v;
 }
 

@@ -1,4 +1,4 @@
-import type { Rng } from "../train/rng.js";
+import type { Rng } from "../util/rng.js";
 import type { LlamaConfig } from "./config.js";
 
 /**

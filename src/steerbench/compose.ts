@@ -1,5 +1,5 @@
 import type { AttributeValues } from "../data/attributes.js";
-import type { Rng } from "./rng.js";
+import type { Rng } from "../util/rng.js";
 import {
   ANSWER_FRAMES,
   CONNECTIVES,

@@ -1,8 +1,8 @@
 import { BUILTIN_SCHEMAS, formatValues } from "../data/attributes.js";
 import type { Conversation, Turn } from "../data/template.js";
 import { InputError } from "../util/errors.js";
+import { fnv1a, Rng } from "../util/rng.js";
 import { composeResponse, sampleValues } from "./compose.js";
-import { fnv1a, Rng } from "./rng.js";
 import { FAMILIES, type Family, generateTask, type Task } from "./tasks.js";
 
 /** SteerBench conversations: seeded, split by prompt, one task family held out. */

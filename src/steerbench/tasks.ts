@@ -1,5 +1,5 @@
+import type { Rng } from "../util/rng.js";
 import { CONVERSIONS, FACTS, PROPERTY_SINGULAR, WORDS } from "./knowledge.js";
-import type { Rng } from "./rng.js";
 
 /**
  * Task families with checkable answers. Each generated task carries its prompt, its solution and four

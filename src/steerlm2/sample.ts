@@ -13,11 +13,11 @@ import { type AttributeSchema, type AttributeValues, withDefaults } from "../dat
 import type { DataFormat, DataRecord } from "../data/record.js";
 import { toConversation } from "../data/record.js";
 import type { SteerableModel } from "../inference/model.js";
-import { Rng } from "../steerbench/rng.js";
 import { InputError } from "../util/errors.js";
 import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
+import { Rng } from "../util/rng.js";
 import { logPAttributes } from "./beta.js";
 import { type SampleInfo, STEERLM2_KEY, sampleLine, targetWeights } from "./format.js";
 import { jobKey, jobsDigest, readJobs, type SampleJob } from "./sample-jobs.js";

@@ -6,7 +6,7 @@ import { metaBool, readGguf } from "../gguf/reader.js";
 import { forwardLogits } from "../model/infer.js";
 import { loadLlamaGguf } from "../model/load.js";
 import type { LlamaModel } from "../model/model.js";
-import { encodeRecords } from "../sft/data.js";
+import { encodeRecords } from "../run/data.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { IGNORE } from "../train/batch.js";
@@ -15,7 +15,7 @@ import { InputError } from "../util/errors.js";
 /**
  * Log-likelihoods of records under a GGUF model in the engine (not llama.cpp): the sum of log p(token)
  * over exactly the tokens `steerlm sft` trains for that record (each response, its line end and turn
- * terminator), with the same template, tokenizer, BOS and labels (src/sft/data.ts `encodeRecords`), so
+ * terminator), with the same template, tokenizer, BOS and labels (src/run/data.ts `encodeRecords`), so
  * that SteerLM 2.0 training can compare these numbers with its own model's log-probabilities.
  *
  * A record is never truncated: the whole conversation is evaluated in one forward pass of its own
@@ -71,7 +71,12 @@ export class GgufScorer {
    * of labelled turns, as `steerlm sft` renders them with the model's schema.
    */
   score(record: DataRecord, schema: AttributeSchema): { logProb: number; tokens: number } {
-    const enc = encodeRecords([record], this.tokenizer, schema, NO_TRUNCATION, this.bos);
+    const enc = encodeRecords([record], {
+      tokenizer: this.tokenizer,
+      bos: this.bos,
+      schema,
+      seqLen: NO_TRUNCATION,
+    });
     const ex = enc.examples[0];
     if (!ex) throw new InputError("the record has no trained token", { file: record.origin?.file });
     const V = this.model.config.vocabSize;

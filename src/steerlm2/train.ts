@@ -1,10 +1,12 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { latestCheckpoint } from "../sft/checkpoint.js";
-import type { ResolvedSftConfig, SftConfig } from "../sft/config.js";
-import { type EncodedData, EpochSampler, type Example, packBatch } from "../sft/data.js";
-import { exportGguf } from "../sft/export.js";
-import { runSft, SETTINGS_FILE, type SftObjective, type SftResult, type SftRunOptions } from "../sft/run.js";
+import { latestCheckpoint } from "../run/checkpoint.js";
+import type { ResolvedSftConfig } from "../run/config.js";
+import { SETTINGS_FILE } from "../run/config.js";
+import { type EncodedData, EpochSampler, type Example, packBatch } from "../run/data.js";
+import { exportGguf } from "../run/export.js";
+import type { SftConfig } from "../run/settings.js";
+import { runSft, type SftObjective, type SftResult, type SftRunOptions } from "../run/sft.js";
 import type { Batch } from "../train/batch.js";
 import type { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
@@ -158,8 +160,8 @@ async function sftRunAsGguf(model: string, runDir: string): Promise<string> {
 }
 
 /**
- * `steerlm steerlm2 train`: checks the data and the starting model, then runs SFT's loop with the
- * steerlm2 objective. `resolved` comes from resolveSftConfig (or resolveResumeConfig with `resume`).
+ * `steerlm steerlm2 train`: checks the data and the starting model, then runs the training loop with
+ * SFT's objective, varied by steerlm2's batches and weights. `resolved` comes from resolveSftConfig (or resolveResumeConfig with `resume`).
  */
 export async function runSteerlm2Train(
   resolved: ResolvedSftConfig,

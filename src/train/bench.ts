@@ -1,7 +1,7 @@
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { type FrozenType, LlamaModel } from "../model/model.js";
-import { Rng } from "./rng.js";
+import { Rng } from "../util/rng.js";
 import { Trainer } from "./trainer.js";
 
 /**
@@ -104,12 +104,23 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   const trainer = new Trainer(backend, model, {
     batchSize: b.batch,
     seqLen: b.seq,
-    optimizer: { lr: 1e-3, weightDecay: 0.1, warmupSteps: 0, totalSteps: 0 },
+    // constant lr, no clipping: the bench times steps, whatever they do to the weights
+    optimizer: {
+      lr: 1e-3,
+      warmupSteps: 0,
+      totalSteps: 0,
+      minLrRatio: 0,
+      weightDecay: 0.1,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      maxGradNorm: 0,
+    },
     backward: opts.backward,
     replicas: opts.replicas,
   });
   const rng = new Rng(0);
-  const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(0, cfg.vocabSize - 1));
   const batch = { tokens, labels: tokens };
   const first = (await trainer.trainStepAsync(batch)).loss; // warm-up step (allocations, caches), not timed
   const steps = opts.steps ?? b.steps;

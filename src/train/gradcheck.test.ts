@@ -1,10 +1,13 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { argMaxAbs, fillLoraB, finiteDifferenceError, paddedBatch, tinyLlama } from "../../test/engine.js";
+import { plainAdam } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
-import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
+import type { LlamaConfig } from "../model/config.js";
+import { loraNames } from "../model/lora.js";
 import { LlamaModel, type ModelOptions } from "../model/model.js";
+import { Rng } from "../util/rng.js";
 import { type Batch, IGNORE } from "./batch.js";
-import { Rng } from "./rng.js";
-import { Trainer, type TrainTask } from "./trainer.js";
+import { Trainer, type TrainerOptions } from "./trainer.js";
 
 const backend = new Backend(1);
 afterAll(() => backend.free());
@@ -12,78 +15,38 @@ afterAll(() => backend.free());
 const B = 2;
 const T = 6;
 
-function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
-  return resolveLlamaConfig({
-    vocabSize: 29,
-    hiddenSize: 16,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    ffnSize: 24,
-    qkvBias: true,
-    ...over,
-  });
-}
+const tinyConfig = tinyLlama;
 
 /** Second sequence is right-padded by two tokens; some labels are ignored. */
 function batch(cfg: LlamaConfig, rng: Rng): Batch {
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
-  const attention = Uint8Array.from({ length: B * T }, (_, i) => (i >= B * T - 2 ? 0 : 1));
-  const labels = Int32Array.from(tokens, (t, i) => (attention[i] && i % T !== 2 ? t : IGNORE));
-  return { tokens, attention, labels, targets: new Float32Array([0.5, IGNORE, -1.25, 2]) };
+  return { ...paddedBatch(cfg, B, T, rng), targets: new Float32Array([0.5, IGNORE, -1.25, 2]) };
 }
 
-async function setup(cfg: LlamaConfig, opts: ModelOptions, task: TrainTask) {
+async function setup(
+  cfg: LlamaConfig,
+  opts: ModelOptions,
+  how: Pick<TrainerOptions, "task" | "backward"> = {},
+) {
   const model = await LlamaModel.create(backend, cfg, null, { seed: 3, initStd: 0.3, ...opts });
-  // LoRA B starts at zero (so A's gradient would be zero): give it values for the check
-  const rng = new Rng(11);
-  for (const p of model.params)
-    if (p.name.endsWith(".lora_b"))
-      model.setWeight(
-        p.name,
-        rng.normalArray(
-          p.shape.reduce((a, b) => a * b),
-          0.3,
-        ),
-      );
+  fillLoraB(model);
   const trainer = new Trainer(backend, model, {
     batchSize: B,
     seqLen: T,
-    task,
-    optimizer: { lr: 1e-3, warmupSteps: 0, totalSteps: 0 },
+    ...how,
+    optimizer: plainAdam({ lr: 1e-3 }),
   });
   return { model, trainer };
 }
 
-/**
- * Central finite differences in float32: a large eps suffers curvature error, a small one rounding
- * (ulp(loss)/2eps), so take the better of two; relative error is measured against |fd| + |analytic|.
- */
+/** Each tensor's gradient at its largest entry and two random ones, against finite differences. */
 function checkGradients(model: LlamaModel, trainer: Trainer, b: Batch, names: string[], rng: Rng) {
   trainer.accumulate(b);
   const grads = new Map(names.map((n) => [n, trainer.gradient(n)]));
   let worst = 0;
   for (const name of names) {
-    const w0 = model.getWeight(name);
     const g = grads.get(name) as Float32Array;
-    // probe the largest-gradient entry plus two random ones
-    let imax = 0;
-    for (let i = 1; i < g.length; i++) if (Math.abs(g[i] as number) > Math.abs(g[imax] as number)) imax = i;
-    for (const idx of [imax, rng.int(g.length), rng.int(g.length)]) {
-      let best = Number.POSITIVE_INFINITY;
-      for (const eps of [1e-2, 2.5e-3]) {
-        const w = Float32Array.from(w0);
-        w[idx] = (w0[idx] as number) + eps;
-        model.setWeight(name, w);
-        const lp = trainer.evaluate(b).loss;
-        w[idx] = (w0[idx] as number) - eps;
-        model.setWeight(name, w);
-        const lm = trainer.evaluate(b).loss;
-        model.setWeight(name, w0);
-        const fd = (lp - lm) / (2 * eps);
-        const an = g[idx] as number;
-        best = Math.min(best, Math.abs(fd - an) / Math.max(2e-3, Math.abs(fd) + Math.abs(an)));
-      }
+    for (const idx of [argMaxAbs(g), rng.int(0, g.length - 1), rng.int(0, g.length - 1)]) {
+      const best = finiteDifferenceError(model, trainer, b, name, idx, g[idx] as number);
       worst = Math.max(worst, best);
       expect(best, `${name}[${idx}] analytic ${g[idx]}`).toBeLessThan(3e-2);
     }
@@ -94,7 +57,7 @@ function checkGradients(model: LlamaModel, trainer: Trainer, b: Batch, names: st
 describe("gradients match finite differences", () => {
   it("full fine-tuning: embeddings, norms, q/k/v weights and biases, output, MLP (GQA, padding, ignored labels)", async () => {
     const cfg = tinyConfig();
-    const { model, trainer } = await setup(cfg, {}, "lm");
+    const { model, trainer } = await setup(cfg, {});
     const names = [
       "token_embd.weight",
       "blk.0.attn_norm.weight",
@@ -119,7 +82,7 @@ describe("gradients match finite differences", () => {
 
   it("tied embeddings", async () => {
     const cfg = tinyConfig({ tiedEmbeddings: true, qkvBias: false, numKvHeads: 4 });
-    const { model, trainer } = await setup(cfg, {}, "lm");
+    const { model, trainer } = await setup(cfg, {});
     checkGradients(
       model,
       trainer,
@@ -134,20 +97,9 @@ describe("gradients match finite differences", () => {
   it("LoRA A and B on every target module, base frozen", async () => {
     const cfg = tinyConfig();
     const targets = ["q", "k", "v", "o", "gate", "up", "down"] as const;
-    const { model, trainer } = await setup(cfg, { lora: { rank: 3, alpha: 6, targets } }, "lm");
+    const { model, trainer } = await setup(cfg, { lora: { rank: 3, alpha: 6, targets } });
     expect(trainer.trainedTensors.every((n) => n.includes(".lora_"))).toBe(true);
-    const names = targets.flatMap((t) => {
-      const part = {
-        q: "attn_q",
-        k: "attn_k",
-        v: "attn_v",
-        o: "attn_output",
-        gate: "ffn_gate",
-        up: "ffn_up",
-        down: "ffn_down",
-      }[t];
-      return [`blk.0.${part}.lora_a`, `blk.1.${part}.lora_b`];
-    });
+    const names = targets.flatMap((t) => [loraNames(0, t).a, loraNames(1, t).b]);
     checkGradients(model, trainer, batch(cfg, new Rng(9)), names, new Rng(10));
     trainer.free();
     model.free();
@@ -155,7 +107,7 @@ describe("gradients match finite differences", () => {
 
   it("regression head on the last real token with masked MSE (-100 = missing)", async () => {
     const cfg = tinyConfig();
-    const { model, trainer } = await setup(cfg, { regressionOutputs: 2 }, "regression");
+    const { model, trainer } = await setup(cfg, { regressionOutputs: 2 }, { task: "regression" });
     expect(trainer.trainedTensors).not.toContain("output.weight");
     checkGradients(
       model,
@@ -175,28 +127,11 @@ describe("hand-written backward vs ggml's autograd", () => {
     const targets = ["q", "k", "v", "o", "gate", "up", "down"] as const;
     const b = batch(cfg, new Rng(21));
     const grads = async (backward: "manual" | "ggml", lora: boolean) => {
-      const model = await LlamaModel.create(backend, cfg, null, {
-        seed: 3,
-        initStd: 0.3,
-        lora: lora ? { rank: 2, alpha: 4, targets } : undefined,
-        trainBase: true,
-      });
-      const rng = new Rng(11);
-      for (const p of model.params)
-        if (p.name.endsWith(".lora_b"))
-          model.setWeight(
-            p.name,
-            rng.normalArray(
-              p.shape.reduce((x, y) => x * y),
-              0.3,
-            ),
-          );
-      const tr = new Trainer(backend, model, {
-        batchSize: B,
-        seqLen: T,
-        backward,
-        optimizer: { lr: 1e-3, warmupSteps: 0, totalSteps: 0 },
-      });
+      const { model, trainer: tr } = await setup(
+        cfg,
+        { lora: lora ? { rank: 2, alpha: 4, targets } : undefined, trainBase: true },
+        { backward },
+      );
       tr.accumulate(b);
       const out = new Map(tr.trainedTensors.map((n) => [n, tr.gradient(n)]));
       tr.free();

@@ -7,26 +7,12 @@ export {
   type TrainBenchResult,
 } from "./bench.js";
 export {
-  CHECKPOINT_MAGIC,
-  CHECKPOINT_VERSION,
-  type CheckpointBlob,
-  type CheckpointBlobKind,
-  type CheckpointState,
-  captureCheckpoint,
-  readCheckpoint,
-  readCheckpointFile,
-  restoreCheckpoint,
-  writeCheckpoint,
-  writeCheckpointFile,
-} from "./checkpoint.js";
-export {
   IsolatedJobError,
   type IsolateOptions,
   type JobContext,
   type JobFunction,
   runIsolated,
 } from "./isolate.js";
-export { Rng, type RngState } from "./rng.js";
 export { learningRate, type ScheduleOptions } from "./schedule.js";
 export {
   type OptimizerOptions,

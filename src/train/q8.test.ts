@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
+import { argMaxAbs, fillLoraB, finiteDifferenceError, paddedBatch, tinyLlama } from "../../test/engine.js";
+import { haveSharedData, plainAdam, sharedData, tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { readGguf } from "../gguf/reader.js";
 import { readGgufVocab } from "../gguf/vocab.js";
@@ -9,8 +10,8 @@ import { writeLlamaGguf } from "../model/llama-gguf.js";
 import { loadLlamaGguf } from "../model/load.js";
 import { LlamaModel } from "../model/model.js";
 import { initLlamaWeights } from "../model/weights.js";
-import { type Batch, IGNORE } from "./batch.js";
-import { Rng } from "./rng.js";
+import { Rng } from "../util/rng.js";
+import type { Batch } from "./batch.js";
 import { Trainer } from "./trainer.js";
 
 /** LoRA on a base whose frozen matrices are Q8_0 in ggml (forward: Q8_0×F32 GEMM; backward: a Q8_0 Wᵀ). */
@@ -26,48 +27,23 @@ const T = 8;
 const targets = ["q", "k", "v", "o", "gate", "up", "down"] as const;
 
 /** Every matrix dimension a multiple of 32 (the Q8_0 block), GQA and biases included. */
-function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
-  return resolveLlamaConfig({
-    vocabSize: 64,
-    hiddenSize: 64,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    ffnSize: 96,
-    qkvBias: true,
-    ...over,
-  });
-}
+const tinyConfig = (over: Partial<LlamaConfig> = {}) =>
+  tinyLlama({ vocabSize: 64, hiddenSize: 64, ffnSize: 96, ...over });
 
-function batch(cfg: LlamaConfig, rng: Rng): Batch {
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
-  const attention = Uint8Array.from({ length: B * T }, (_, i) => (i >= B * T - 2 ? 0 : 1));
-  const labels = Int32Array.from(tokens, (t, i) => (attention[i] && i % T !== 2 ? t : IGNORE));
-  return { tokens, attention, labels };
-}
+const batch = (cfg: LlamaConfig, rng: Rng): Batch => paddedBatch(cfg, B, T, rng);
 
 const lora = { rank: 4, alpha: 8, targets };
 const trainerFor = (model: LlamaModel, lr = 1e-3) =>
   new Trainer(backend, model, {
     batchSize: B,
     seqLen: T,
-    optimizer: { lr, warmupSteps: 0, totalSteps: 0 },
+    optimizer: plainAdam({ lr }),
   });
 
 /** A Q8_0-base LoRA model and an f32-base one holding exactly the Q8_0 model's dequantised values. */
 async function pair(cfg: LlamaConfig) {
   const q8 = await LlamaModel.create(backend, cfg, null, { seed: 3, initStd: 0.1, lora, frozenType: "q8_0" });
-  // LoRA B starts at zero (A's gradient would vanish): give it values
-  const rng = new Rng(11);
-  for (const p of q8.params)
-    if (p.name.endsWith(".lora_b"))
-      q8.setWeight(
-        p.name,
-        rng.normalArray(
-          p.shape.reduce((a, b) => a * b),
-          0.3,
-        ),
-      );
+  fillLoraB(q8);
   const values = new Map(q8.params.map((p) => [p.name, q8.getWeight(p.name)]));
   const ref = await LlamaModel.create(
     backend,
@@ -134,24 +110,8 @@ describe("LoRA on a Q8_0 frozen base", () => {
     const rng = new Rng(6);
     for (const name of ["blk.0.attn_q.lora_a", "blk.0.ffn_down.lora_b", "blk.1.attn_k.lora_a"]) {
       const g = tr.gradient(name);
-      const w0 = ref.getWeight(name);
-      let imax = 0;
-      for (let i = 1; i < g.length; i++) if (Math.abs(g[i] as number) > Math.abs(g[imax] as number)) imax = i;
-      for (const idx of [imax, rng.int(g.length)]) {
-        let best = Number.POSITIVE_INFINITY;
-        for (const eps of [1e-2, 2.5e-3]) {
-          const w = Float32Array.from(w0);
-          w[idx] = (w0[idx] as number) + eps;
-          ref.setWeight(name, w);
-          const lp = tr.evaluate(b).loss;
-          w[idx] = (w0[idx] as number) - eps;
-          ref.setWeight(name, w);
-          const lm = tr.evaluate(b).loss;
-          ref.setWeight(name, w0);
-          const fd = (lp - lm) / (2 * eps);
-          const an = g[idx] as number;
-          best = Math.min(best, Math.abs(fd - an) / Math.max(2e-3, Math.abs(fd) + Math.abs(an)));
-        }
+      for (const idx of [argMaxAbs(g), rng.int(0, g.length - 1)]) {
+        const best = finiteDifferenceError(ref, tr, b, name, idx, g[idx] as number);
         expect(best, `${name}[${idx}]`).toBeLessThan(3e-2);
       }
     }

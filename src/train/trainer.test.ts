@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { plainAdam } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { LlamaModel } from "../model/model.js";
+import { Rng } from "../util/rng.js";
 import { type Batch, IGNORE } from "./batch.js";
-import { Rng } from "./rng.js";
 import { Trainer } from "./trainer.js";
 
 const backend = new Backend(1);
@@ -22,11 +23,11 @@ const small = (over: Partial<LlamaConfig> = {}) =>
 
 function lmBatch(cfg: LlamaConfig, B: number, T: number, seed: number): Batch {
   const rng = new Rng(seed);
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(0, cfg.vocabSize - 1));
   return { tokens, labels: tokens };
 }
 
-const opt = { lr: 1e-2, warmupSteps: 0, totalSteps: 0 };
+const opt = plainAdam({ lr: 1e-2 });
 
 /** Reference masked next-token CE computed in JS from the logits ggml returns. */
 function referenceLoss(logits: Float32Array, b: Batch, B: number, T: number, V: number): number {
@@ -126,7 +127,7 @@ describe("Trainer", () => {
     const cfg = small();
     const model = await LlamaModel.create(backend, cfg, null, { seed: 2, initStd: 0.1 });
     // eps large makes the AdamW update linear in the gradient, so clipping is visible in the weights
-    const o = { lr: 0.5, warmupSteps: 0, totalSteps: 0, eps: 10, maxGradNorm: 0.05, weightDecay: 0 };
+    const o = plainAdam({ lr: 0.5, eps: 10, maxGradNorm: 0.05 });
     const tr = new Trainer(backend, model, { batchSize: 2, seqLen: 6, optimizer: o });
     const b1 = lmBatch(cfg, 2, 6, 1);
     const b2 = lmBatch(cfg, 2, 6, 2);

@@ -12,20 +12,39 @@ import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_WEIGHT } from "../model/head.js";
 import type { LlamaModel, ParamInfo } from "../model/model.js";
 import { transposeToQ8_0 } from "../model/q8.js";
-import { SteerlmError } from "../util/errors.js";
+import { InputError, type Place, SteerlmError } from "../util/errors.js";
 import { type Batch, IGNORE, type PreparedBatch, prepareBatch } from "./batch.js";
 import { Replica, type TrainTask } from "./replica.js";
 import { learningRate, type ScheduleOptions } from "./schedule.js";
 
 export type { TrainTask } from "./replica.js";
 
+/** Every value AdamW and the schedule run with; the defaults live with the run's settings (src/run/settings.ts). */
 export interface OptimizerOptions extends ScheduleOptions {
-  weightDecay?: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  /** Clip the global gradient norm to this (0 or undefined = no clipping). */
-  maxGradNorm?: number;
+  /** Decoupled weight decay, on matrices only. */
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Clip the global gradient norm to this (0 = no clipping). */
+  maxGradNorm: number;
+}
+
+/**
+ * Refuses optimiser values AdamW cannot run with, naming the setting (`place` locates it, e.g. in a config
+ * file). The learning rate peaks at lr, or at the cosine's floor when that is above lr.
+ */
+export function checkOptimizer(
+  o: OptimizerOptions,
+  place: (field: "lr" | "weightDecay" | "minLrRatio" | "beta1" | "beta2") => Place = (field) => ({ field }),
+): void {
+  for (const key of ["lr", "weightDecay", "minLrRatio"] as const) {
+    if (!(o[key] >= 0)) throw new InputError(`must be ≥ 0, got ${o[key]}`, place(key));
+  }
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw new InputError(`must be < 1, got ${o.beta1}`, place("beta1"));
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw new InputError(`must be < 1, got ${o.beta2}`, place("beta2"));
+  if (o.lr * Math.max(1, o.minLrRatio) * o.weightDecay > 1)
+    throw new InputError("lr × weightDecay must be ≤ 1", place("weightDecay"));
 }
 
 export interface TrainerOptions {
@@ -114,6 +133,7 @@ export class Trainer {
     if (!Number.isInteger(R) || R < 1 || B % R !== 0) {
       throw new SteerlmError(`replicas (${R}) must be a positive integer dividing the batch size (${B})`);
     }
+    checkOptimizer(options.optimizer);
     if (R > 1 && !backend.isCpu)
       throw new SteerlmError(`replicas (${R}) split work over CPU cores: use 1 on CUDA`);
     if (this.task === "regression" && !model.has(HEAD_WEIGHT)) {
@@ -339,17 +359,12 @@ export class Trainer {
     const o = this.options.optimizer;
     const step = this.#step + 1;
     const lr = learningRate(o, step);
-    const b1 = o.beta1 ?? 0.9;
-    const b2 = o.beta2 ?? 0.999;
-    const eps = o.eps ?? 1e-8;
-    const wd = o.weightDecay ?? 0;
-    if (!(lr >= 0) || !(wd >= 0 && lr * wd <= 1))
-      throw new SteerlmError(`bad optimiser values: lr ${lr}, weight decay ${wd}`);
+    const { beta1: b1, beta2: b2, eps, weightDecay: wd } = o;
     const bc1 = 1 / (1 - b1 ** step);
     const bc2 = 1 / (1 - b2 ** step);
     setData(this.#inp.adamDecay, new Float32Array([lr, b1, b2, eps, wd, bc1, bc2]));
     setData(this.#inp.adamNoDecay, new Float32Array([lr, b1, b2, eps, 0, bc1, bc2]));
-    setData(this.#inp.clipMax, new Float32Array([o.maxGradNorm && o.maxGradNorm > 0 ? o.maxGradNorm : 3e38]));
+    setData(this.#inp.clipMax, new Float32Array([o.maxGradNorm > 0 ? o.maxGradNorm : 3e38]));
     setData(this.#inp.invAccum, new Float32Array([1 / this.#micro]));
     this.backend.compute(this.#opt);
     const gradNorm = getScalar(this.#norm);

@@ -4,15 +4,15 @@ import { ANNOTATE_DEFAULTS, annotateFile } from "../../apm/annotate.js";
 import { runApmTrain } from "../../apm/train.js";
 import { loadSchema } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
-import { SFT_FIELDS, type SftConfig } from "../../sft/config.js";
+import { type SettingName, SFT_FIELDS } from "../../run/settings.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
 import { addApmOption, addOverwriteOption, addThreadsOption, throttleFrom } from "../options.js";
-import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
+import { addSftSettingFlags, runTrainingJob } from "../sft-flags.js";
 
 /** `steerlm apm train` and `steerlm annotate`: parse arguments, call src/apm, print a JSON summary. */
 
 // SFT settings that mean nothing to the APM are not offered as flags.
-const NOT_FOR_APM = new Set<keyof SftConfig>([
+const NOT_FOR_APM = new Set<SettingName>([
   "lora",
   "loraRank",
   "loraAlpha",
@@ -21,16 +21,14 @@ const NOT_FOR_APM = new Set<keyof SftConfig>([
   "attributeTokens",
 ]);
 
-const HELP: Partial<Record<keyof SftConfig, string>> = {
+// What the APM reads differently from SFT; every other setting's help is SETTINGS'.
+const HELP: Partial<Record<SettingName, string>> = {
   data: "training data: NeMo regression JSONL or SteerLM JSONL (detected)",
   val: "validation data (same formats): masked MSE reported as val",
   output: "run directory (settings, tokenizer, checkpoints = the APM, metrics, loss.png)",
-  init: "train a new model from this model config (JSON/YAML), with a tokenizer trained on the data",
   model: "start from this Llama-family GGUF (every weight is trained)",
-  schema: "attributes = outputs, in order (default steerlm: the nine in NeMo's canonical order)",
-  computeType:
-    "f32|bf16: bf16 = mixed precision (bfloat16 GEMMs; f32 weights, gradients, AdamW), faster on AVX512-BF16 CPUs; config key computeType (default f32)",
-  steps: "optimiser steps (0: --epochs passes over the labelled turns)",
+  schema: "attributes = outputs, in order (steerlm: the nine in NeMo's canonical order)",
+  steps: "optimiser steps (0: epochs passes over the labelled turns)",
 };
 
 export function register(program: Command): void {
@@ -55,19 +53,18 @@ export function register(program: Command): void {
     );
   const fields = SFT_FIELDS.filter((k) => !NOT_FOR_APM.has(k));
   const resolve = addSftSettingFlags(train, fields, HELP);
-  train.action(async (raw: Record<string, string | boolean | undefined>) => {
+  train.action((raw: Record<string, string | boolean | undefined>) => {
     const resolved = resolve(raw);
-    const r = await withInterrupt("steerlm apm train", (signal) =>
-      runApmTrain(resolved, {
-        resume: Boolean(raw.resume),
-        signal,
-        variant: raw.generative ? "generative" : raw.resume ? undefined : "regression",
-      }),
+    return runTrainingJob(
+      "steerlm apm train",
+      (signal) =>
+        runApmTrain(resolved, {
+          resume: Boolean(raw.resume),
+          signal,
+          variant: raw.generative ? "generative" : raw.resume ? undefined : "regression",
+        }),
+      "apm",
     );
-    process.stdout.write(
-      `${JSON.stringify({ apm: r.checkpoint, step: r.step, trainLoss: r.trainLoss, valLoss: r.valLoss })}\n`,
-    );
-    if (r.interrupted) process.exitCode = 130;
   });
 
   apm

@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { exportLoraAdapter } from "../../interop/lora-export.js";
-import { exportGguf } from "../../sft/export.js";
+import { exportGguf, exportLoraAdapter } from "../../run/export.js";
 import { InputError } from "../../util/errors.js";
 
 const TYPES = ["F32", "F16", "BF16", "Q8_0"] as const;

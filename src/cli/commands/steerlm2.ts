@@ -1,12 +1,12 @@
 import type { Command } from "commander";
 import type { SamplingName } from "../../inference/sampling.js";
-import { SFT_FIELDS } from "../../sft/config.js";
+import { SFT_FIELDS } from "../../run/settings.js";
 import { runSample, SAMPLE_DEFAULTS } from "../../steerlm2/sample.js";
 import { runSteerlm2Train } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
 import { addGenerationJobOptions, generationJobValues, throttleFrom } from "../options.js";
-import { addSftSettingFlags, withInterrupt } from "../sft-flags.js";
+import { addSftSettingFlags, runTrainingJob } from "../sft-flags.js";
 
 /**
  * `steerlm steerlm2 …`: SteerLM 2.0 (HelpSteer2 paper). This file registers the command group; each
@@ -119,16 +119,11 @@ function registerTrain(group: Command): void {
     val: "validation data (SteerLM JSONL): plain SFT loss",
     output: "run directory (settings, checkpoints, metrics, loss.png)",
     model: "the SFT model Q' that sampled --data: a GGUF or a `steerlm sft` run directory",
-    lora: "train LoRA adapters on the frozen --model",
   });
-  cmd.action(async (raw: Record<string, string | boolean | undefined>) => {
+  cmd.action((raw: Record<string, string | boolean | undefined>) => {
     const resolved = resolve(raw);
-    const result = await withInterrupt("steerlm steerlm2 train", (signal) =>
+    return runTrainingJob("steerlm steerlm2 train", (signal) =>
       runSteerlm2Train(resolved, { resume: Boolean(raw.resume), signal }),
     );
-    process.stdout.write(
-      `${JSON.stringify({ checkpoint: result.checkpoint, step: result.step, trainLoss: result.trainLoss, valLoss: result.valLoss })}\n`,
-    );
-    if (result.interrupted) process.exitCode = 130;
   });
 }

@@ -2,7 +2,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { tempDir } from "../../test/helpers.js";
-import { formatSettings, readModelInit, resolveSftConfig, SFT_DEFAULTS } from "./config.js";
+import { formatSettings, readModelInit, resolveSftConfig } from "./config.js";
+import { SFT_DEFAULTS } from "./settings.js";
 
 describe("sft config: defaults < config file < flags", () => {
   const tmp = tempDir("steerlm-sftcfg-");
@@ -91,9 +92,9 @@ describe("sft config: defaults < config file < flags", () => {
     );
   });
 
-  it("flags: errors name the flag; a model and required settings are checked", () => {
+  it("flags: errors name the setting; a model and required settings are checked", () => {
     expect(() => resolveSftConfig({ data: "t", output: "r", init: "m.yaml", seqLen: 0 })).toThrow(
-      "--seq-len: expected an integer ≥ 1, got number 0",
+      "seqLen: expected an integer ≥ 1, got number 0",
     );
     expect(() => resolveSftConfig({ output: "r", init: "m.yaml" })).toThrow("data: is required");
     expect(() => resolveSftConfig({ data: "t", output: "r" })).toThrow("init: give a model");

@@ -1,16 +1,16 @@
 import type { AttributeSchema } from "../data/attributes.js";
 import { readRecords } from "../data/read.js";
-import { type DataRecord, toConversation } from "../data/record.js";
+import { type DataFormat, type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
 import { encodePartsWithLoss, type Tokenizer } from "../tokenizer/types.js";
 import { type Batch, IGNORE } from "../train/batch.js";
-import { Rng } from "../train/rng.js";
+import type { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
 
 /**
- * SFT data: SteerLM JSONL → records → the `acsft` template (loss on each response and its turn
- * terminator only) → token ids with labels → fixed-shape batches in a seeded order that a checkpoint can
- * resume exactly.
+ * A run's data: records → the template → token ids with labels → fixed-shape batches in a seeded order
+ * that a checkpoint can resume exactly; validation batches and their loss.
  */
 
 /** One tokenized conversation. labels[t] = ids[t] where t is in the loss, else -100 (HF convention). */
@@ -31,20 +31,41 @@ export interface EncodedData {
   longest: number;
 }
 
-export async function readSteerlmRecords(path: string, schema: AttributeSchema): Promise<DataRecord[]> {
+/**
+ * Every conversation of a training or validation file, checked against `schema`: SteerLM JSONL for SFT,
+ * any importable format (detected when `format` is undefined) for the attribute models.
+ */
+export async function readSteerlmRecords(
+  path: string,
+  schema: AttributeSchema,
+  format: DataFormat | undefined,
+): Promise<DataRecord[]> {
   const out: DataRecord[] = [];
-  for await (const r of readRecords(path, { format: "steerlm", schema })) out.push(r);
+  for await (const r of readRecords(path, { format, schema })) out.push(r);
   if (out.length === 0) throw new InputError("no conversations in the file", { file: path });
   return out;
 }
 
-/** Renders and tokenizes conversations; a BOS goes first when the tokenizer's model expects one. */
+/**
+ * How conversations become token ids: the tokenizer and the BOS it wants first (null: none), the schema
+ * of the value strings, the sequence length.
+ */
+export interface Encoding {
+  tokenizer: Tokenizer;
+  bos: number | null;
+  schema: AttributeSchema;
+  seqLen: number;
+}
+
+/**
+ * Renders and tokenizes conversations, one example each: `acsft` (SFT: loss on each response and its
+ * turn terminator) or `generative-apm` (loss on the value lines after the responses). Longer than
+ * seqLen: the end is cut.
+ */
 export function encodeRecords(
   records: readonly DataRecord[],
-  tokenizer: Tokenizer,
-  schema: AttributeSchema,
-  seqLen: number,
-  bos: number | null,
+  { tokenizer, bos, schema, seqLen }: Encoding,
+  variant: "acsft" | "generative-apm" = "acsft",
 ): EncodedData {
   const examples: Example[] = [];
   let truncated = 0;
@@ -52,7 +73,7 @@ export function encodeRecords(
   let lossTokens = 0;
   let longest = 0;
   for (const record of records) {
-    const rendered = renderConversation(toConversation(record, schema), "acsft");
+    const rendered = renderConversation(toConversation(record, schema), variant);
     const enc = encodePartsWithLoss(tokenizer, rendered.parts);
     let ids = enc.ids;
     let loss = Array.from(enc.loss);
@@ -214,4 +235,19 @@ export function validationBatches(
     out.push({ batch: packBatch(chunk, seqLen, padId).batch, lossTokens });
   }
   return out;
+}
+
+/** The mean loss per loss token over validation batches, with the trainer's weights as they are. */
+export function validationLoss(
+  trainer: Trainer,
+  batches: ReadonlyArray<{ batch: Batch; lossTokens: number }>,
+): number | null {
+  let sum = 0;
+  let n = 0;
+  for (const { batch, lossTokens } of batches) {
+    if (lossTokens === 0) continue;
+    sum += trainer.evaluate(batch).loss * lossTokens;
+    n += lossTokens;
+  }
+  return n > 0 ? sum / n : null;
 }

@@ -5,14 +5,13 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   BF16_NATIVE_CPU_VARIANTS,
-  COMPUTE_TYPES,
   computeTypeWarning,
-  flagName,
   formatSettings,
+  resolveResumeConfig,
   resolveSftConfig,
-  SFT_DEFAULTS,
+  SETTINGS_FILE,
 } from "./config.js";
-import { resolveResumeConfig, SETTINGS_FILE } from "./run.js";
+import { COMPUTE_TYPES, flagName, SFT_DEFAULTS } from "./settings.js";
 
 const dir = mkdtempSync(join(tmpdir(), "steerlm-compute-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -44,7 +43,7 @@ describe("computeType setting", () => {
     expect(flag.sources.computeType).toBe("flag");
   });
 
-  it("refuses other values with the file, line and field, or the flag", () => {
+  it("refuses other values with the file, line and setting; its flag is --compute", () => {
     const bad = file("bad.yaml", `${BASE}computeType: fp16\n`);
     expect(() => resolveSftConfig({}, bad)).toThrow(
       `${bad}:4: computeType: expected one of f32, bf16, got "fp16"`,
@@ -52,7 +51,7 @@ describe("computeType setting", () => {
     const num = file("num.yaml", `${BASE}computeType: 16\n`);
     expect(() => resolveSftConfig({}, num)).toThrow(`${num}:4: computeType: expected one of f32, bf16`);
     expect(() => resolveSftConfig({ computeType: "BF16" }, file("ok.yaml", BASE))).toThrow(
-      '--compute: expected one of f32, bf16, got "BF16"',
+      'computeType: expected one of f32, bf16, got "BF16"',
     );
     expect(flagName("computeType")).toBe("--compute");
     expect(flagName("seqLen")).toBe("--seq-len");

@@ -1,24 +1,24 @@
-import { statSync } from "node:fs";
 import { loadSchema } from "../data/attributes.js";
-import { CONTROL_TOKENS } from "../data/template.js";
-import { readGguf, readTensorF32 } from "../gguf/reader.js";
-import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
+import { templateText } from "../data/template.js";
+import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
+import { type GgufMetaValue, STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
 import { type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
+import { writeLoraAdapterGguf } from "../interop/lora-gguf.js";
 import { HEAD_WEIGHT } from "../model/head.js";
 import { writeLlamaGguf } from "../model/llama-gguf.js";
 import { loraNames } from "../model/lora.js";
 import { llamaTensorSpecs } from "../model/weights.js";
 import { toGgufVocab } from "../tokenizer/to-gguf.js";
 import { InputError } from "../util/errors.js";
-import { type CheckpointData, latestCheckpoint, readCheckpoint } from "./checkpoint.js";
+import { type CheckpointData, readCheckpoint, resolveCheckpoint } from "./checkpoint.js";
 import { tokenizerFromJson } from "./setup.js";
 
-/** The SteerLM template, as stored in exported models' `steerlm.template` metadata. */
-export const STEERLM_TEMPLATE_TEXT =
-  `${CONTROL_TOKENS.system}System\n{system}\n` +
-  `${CONTROL_TOKENS.turn}User\n{user}\n` +
-  `${CONTROL_TOKENS.turn}Assistant\n${CONTROL_TOKENS.label}{values}\n{response}\n` +
-  `${CONTROL_TOKENS.turn}`;
+/**
+ * A run's checkpoint as a GGUF llama.cpp and node-llama-cpp load: the whole model (`exportGguf`, LoRA
+ * adapters merged into their base), or a LoRA run's adapters alone (`exportLoraAdapter`, loaded next to the
+ * untouched base GGUF: node-llama-cpp's `createContext({lora})`). Both give the same model, and both carry
+ * SteerLM's schema and template in their metadata.
+ */
 
 export interface ExportOptions {
   /** Storage type of the 2-D weights (norms stay F32). Default F32. */
@@ -31,25 +31,6 @@ export interface ExportResult {
   checkpoint: string;
   step: number;
   bytes: number;
-}
-
-/** A run directory resolves to its newest checkpoint; a file must be a checkpoint. */
-export function resolveCheckpoint(input: string): string {
-  let isDir: boolean;
-  try {
-    isDir = statSync(input).isDirectory();
-  } catch {
-    throw new InputError("no such run directory or checkpoint", { file: input });
-  }
-  if (!isDir) return input;
-  const latest = latestCheckpoint(input);
-  if (!latest)
-    throw new InputError(
-      "the run directory has no checkpoint",
-      { file: input },
-      "train with `steerlm sft -o <dir>` first",
-    );
-  return latest;
 }
 
 /**
@@ -91,19 +72,71 @@ export async function exportGguf(
   }
   if (h.lora) mergeLora(ck, weights);
 
-  const schema = loadSchema(h.schema);
   const bytes = await writeLlamaGguf(out, {
     config: h.model,
     vocab,
     weights,
     type: opts.type ?? "F32",
     name: opts.name ?? "steerlm",
-    metadata: [
-      [STEERLM_SCHEMA_KEY, str(JSON.stringify(schema))],
-      [STEERLM_TEMPLATE_KEY, str(STEERLM_TEMPLATE_TEXT)],
-    ],
+    metadata: steerlmMetadata(h.schema),
   });
   return { path: out, checkpoint, step: h.step, bytes };
+}
+
+/** SteerLM's schema and template, as exported models carry them. */
+function steerlmMetadata(schema: string): Array<[string, GgufMetaValue]> {
+  return [
+    [STEERLM_SCHEMA_KEY, str(JSON.stringify(loadSchema(schema)))],
+    [STEERLM_TEMPLATE_KEY, str(templateText())],
+  ];
+}
+
+export interface LoraExportResult extends ExportResult {
+  /** The base GGUF the adapter belongs to. */
+  baseModel: string;
+}
+
+/** A `steerlm sft --lora` run's adapters as a llama.cpp adapter GGUF. */
+export async function exportLoraAdapter(
+  input: string,
+  out: string,
+  opts: { type?: "F32" | "F16"; name?: string } = {},
+): Promise<LoraExportResult> {
+  const checkpoint = resolveCheckpoint(input);
+  const ck = readCheckpoint(checkpoint);
+  const h = ck.header;
+  if (h.lora === null) {
+    throw new InputError(
+      "the run is not a LoRA run: it has no adapters",
+      { file: checkpoint, field: "lora" },
+      "export its full weights with `steerlm export gguf` (without --lora)",
+    );
+  }
+  if (h.baseModel === null) {
+    throw new InputError("a LoRA run needs the base GGUF it adapted, and this one names none", {
+      file: checkpoint,
+      field: "baseModel",
+    });
+  }
+  const base = await readGguf(h.baseModel);
+  const arch = metaString(base, "general.architecture");
+  if (arch !== "llama" && arch !== "qwen2") {
+    throw new InputError(`architecture ${JSON.stringify(arch)} is not supported`, {
+      file: h.baseModel,
+      field: "general.architecture",
+    });
+  }
+  const tensors = new Map([...ck.weights].filter(([name]) => /\.lora_[ab]$/.test(name)));
+  const bytes = await writeLoraAdapterGguf(out, {
+    config: h.model,
+    arch,
+    lora: h.lora,
+    tensors,
+    type: opts.type ?? "F32",
+    name: opts.name ?? "steerlm-lora",
+    metadata: steerlmMetadata(h.schema),
+  });
+  return { path: out, checkpoint, step: h.step, bytes, baseModel: h.baseModel };
 }
 
 /**

@@ -18,7 +18,8 @@ import { HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
 import type { HfAddedToken, HfTokenizerJson } from "../tokenizer/hf-json.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { log } from "../util/log.js";
-import { type ModelInitInput, readModelInit } from "./config.js";
+import { readModelInit } from "./config.js";
+import type { ModelInitInput } from "./settings.js";
 
 /** What a run starts from: the model shape, its tokenizer, and initial weights (null: random). */
 export interface ModelSetup {

@@ -1,0 +1,182 @@
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { plainAdam, tempDir } from "../../test/helpers.js";
+import { Backend } from "../ggml/backend.js";
+import { resolveLlamaConfig } from "../model/config.js";
+import { LlamaModel } from "../model/model.js";
+import { Trainer } from "../train/trainer.js";
+import { Rng } from "../util/rng.js";
+import {
+  type CheckpointData,
+  type CheckpointHeader,
+  readCheckpoint,
+  readCheckpointFile,
+  resumeRun,
+  saveRunCheckpoint,
+  saveTrainerCheckpoint,
+  writeCheckpoint,
+  writeCheckpointFile,
+} from "./checkpoint.js";
+import { Batcher } from "./data.js";
+import type { RunMetric } from "./metrics.js";
+
+const backend = new Backend(1);
+const tmp = tempDir("steerlm-ckpt-");
+afterAll(() => {
+  backend.free();
+  tmp.cleanup();
+});
+
+const header: CheckpointData["header"] = {
+  format: "steerlm-sft-checkpoint",
+  step: 3,
+  totalSteps: 10,
+  cursor: { epoch: 0, index: 6 },
+  model: { vocabSize: 8 } as unknown as CheckpointData["header"]["model"],
+  lora: null,
+  baseModel: null,
+  tokenizer: null,
+  schema: "helpsteer2",
+  settings: { lr: 1e-3 },
+  tensors: [],
+};
+
+const cfg = resolveLlamaConfig({ vocabSize: 24, hiddenSize: 16, numLayers: 2, numHeads: 2, ffnSize: 32 });
+const opts = {
+  batchSize: 2,
+  seqLen: 6,
+  optimizer: plainAdam({ lr: 5e-3, warmupSteps: 2, totalSteps: 10, weightDecay: 0.1, maxGradNorm: 1 }),
+};
+/** Random sequences, drawn in a seeded order by a Batcher: the run's data cursor is part of the state. */
+const examples = Array.from({ length: 7 }, (_, i) => {
+  const rng = new Rng(i);
+  const ids = Int32Array.from({ length: 6 }, () => rng.int(0, cfg.vocabSize - 1));
+  return { ids, labels: ids };
+});
+
+describe("run checkpoints", () => {
+  it("resume gives exactly the run that was never interrupted (weights, AdamW moments, step, data order)", async () => {
+    const lora = { rank: 2, alpha: 4, targets: ["q", "v"] as const };
+    const make = async () => {
+      const model = await LlamaModel.create(backend, cfg, null, {
+        seed: 1,
+        lora: { ...lora, targets: [...lora.targets] },
+      });
+      return { model, tr: new Trainer(backend, model, opts), data: new Batcher(examples, 2, 6, 42) };
+    };
+    const step = (x: Awaited<ReturnType<typeof make>>) => x.tr.trainStep(x.data.next().batch);
+    // uninterrupted: 5 steps
+    const a = await make();
+    const lossesA = Array.from({ length: 5 }, () => step(a).loss);
+    // interrupted after 3, saved, resumed in a fresh model
+    const b = await make();
+    const metrics: RunMetric[] = Array.from({ length: 3 }, () => step(b)).map((r) => ({ ...r }));
+    const run = join(tmp.path, "run");
+    mkdirSync(join(run, "checkpoints"), { recursive: true });
+    const ckHeader: Omit<CheckpointHeader, "tensors"> = {
+      ...header,
+      step: 3,
+      cursor: b.data.cursor,
+      model: cfg,
+      lora: { ...lora, targets: [...lora.targets] },
+    };
+    const path = saveRunCheckpoint(run, ckHeader, b.tr, metrics, 2);
+    expect(readdirSync(join(run, "checkpoints"))).toEqual(["step-000003.ckpt"]); // no temporary file left
+    const c = await make();
+    const resumed = resumeRun(path, run, c.tr, c.data);
+    expect(resumed.checkpoint.header.step).toBe(3);
+    expect(resumed.checkpoint.header.lora?.rank).toBe(2);
+    expect(resumed.metrics.map((m) => m.loss)).toEqual(metrics.map((m) => m.loss));
+    const lossesB = [...metrics.map((m) => m.loss), ...Array.from({ length: 2 }, () => step(c).loss)];
+    expect(lossesB).toEqual(lossesA);
+    const name = "blk.1.attn_v.lora_b";
+    expect(Array.from(c.model.getWeight(name))).toEqual(Array.from(a.model.getWeight(name)));
+    for (const x of [a, b, c]) {
+      x.tr.free();
+      x.model.free();
+    }
+  });
+
+  it("rejects a wrong magic, a newer version and a truncated file with the file name", async () => {
+    const model = await LlamaModel.create(backend, cfg, null, { seed: 2 });
+    const tr = new Trainer(backend, model, opts);
+    const path = join(tmp.path, "x.ckpt");
+    saveTrainerCheckpoint(path, { ...header, model: cfg }, tr);
+    const good = readFileSync(path);
+    const bad = join(tmp.path, "bad.ckpt");
+    writeFileSync(bad, Buffer.concat([Buffer.from("GGUF"), good.subarray(4)]));
+    expect(() => readCheckpoint(bad)).toThrow(`${bad}: not a steerlm checkpoint`);
+    const v2 = Buffer.from(good);
+    v2.writeUInt32LE(99, 8);
+    writeFileSync(bad, v2);
+    expect(() => readCheckpoint(bad)).toThrow("version 99 is not supported");
+    writeFileSync(bad, good.subarray(0, good.length - 100));
+    expect(() => readCheckpoint(bad)).toThrow("truncated checkpoint");
+    tr.free();
+    model.free();
+  });
+
+  it("the file round-trips metadata, blobs and shapes, byte-identically", () => {
+    const blobs = [
+      { name: "b", kind: "weight" as const, data: Float32Array.from([1, -2, 3.5, 0, 7, 8]), shape: [3, 2] },
+      { name: "b", kind: "m" as const, data: Float32Array.from([0.25]) },
+      { name: "a", kind: "v" as const, data: new Float32Array(17).fill(-1e-3) },
+    ];
+    const meta = { format: "steerlm-sft-checkpoint", step: 7, nested: { x: [1, 2] } };
+    const p1 = join(tmp.path, "c1.ckpt");
+    const p2 = join(tmp.path, "c2.ckpt");
+    writeCheckpointFile(p1, meta, blobs);
+    writeCheckpointFile(p2, meta, blobs);
+    expect(readFileSync(p1).equals(readFileSync(p2))).toBe(true);
+    expect(readFileSync(p1).toString("latin1", 0, 8)).toBe("STEERCKP");
+    const back = readCheckpointFile(p1);
+    expect(back.meta).toEqual(meta);
+    expect(back.blobs.map((b) => [b.name, b.kind, b.shape, Array.from(b.data)])).toEqual(
+      blobs.map((b) => [b.name, b.kind, b.shape, Array.from(b.data)]),
+    );
+    expect(() =>
+      writeCheckpointFile(p1, meta, [
+        { name: "w", kind: "weight", data: new Float32Array(5), shape: [2, 2] },
+      ]),
+    ).toThrow("w: shape [2,2] does not match 5 values");
+    expect(() => readCheckpointFile(join(tmp.path, "none.ckpt"))).toThrow(
+      "cannot read the checkpoint: ENOENT",
+    );
+  });
+
+  it("round-trips header, weights, moments and shapes; tensors sorted by role then name", () => {
+    const data: CheckpointData = {
+      header,
+      weights: new Map([
+        ["z.weight", Float32Array.from([1, 2, 3, 4, 5, 6])],
+        ["a.weight", Float32Array.from([9])],
+      ]),
+      adamM: new Map([["z.weight", new Float32Array(6).fill(0.5)]]),
+      adamV: new Map([["z.weight", new Float32Array(6).fill(0.25)]]),
+    };
+    const path = join(tmp.path, "step-000003.ckpt");
+    writeCheckpoint(path, data, new Map([["z.weight", [3, 2]]]));
+    expect(readFileSync(path).toString("latin1", 0, 8)).toBe("STEERCKP");
+    const back = readCheckpoint(path);
+    const { tensors: _t, ...rest } = back.header;
+    const { tensors: _u, ...want } = header;
+    expect(rest).toEqual(want);
+    expect(back.header.tensors).toEqual([
+      { name: "a.weight", role: "weight", shape: [1] },
+      { name: "z.weight", role: "weight", shape: [3, 2] },
+      { name: "z.weight", role: "adam_m", shape: [3, 2] },
+      { name: "z.weight", role: "adam_v", shape: [3, 2] },
+    ]);
+    expect(Array.from(back.weights.get("z.weight") as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(back.adamV.get("z.weight") as Float32Array)).toEqual(new Array(6).fill(0.25));
+  });
+
+  it("refuses another format (an engine trainer state of older versions) with the file name and a hint", () => {
+    const path = join(tmp.path, "engine.ckpt");
+    writeCheckpointFile(path, { format: "steerlm-train-state", step: 1 }, []);
+    expect(() => readCheckpoint(path)).toThrow(
+      `${path}: not a steerlm SFT checkpoint (format "steerlm-train-state"`,
+    );
+  });
+});
