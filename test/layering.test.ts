@@ -18,20 +18,15 @@ const LAYERS: ReadonlyArray<readonly string[]> = [
   // the two engines: the Llama model (architecture, weights and graphs on ggml) and inference through
   // node-llama-cpp
   ["model", "inference"],
-  // training a model: batches, the optimiser, checkpoints
-  ["train"],
-  // run steps: each a stage of SteerLM (SFT, attribute models, bootstrapping, SteerLM 2, evaluation, demo),
-  // model conversion, or the synthetic benchmark, built from the engines and training
-  ["sft", "apm", "bootstrap", "steerlm2", "eval", "demo", "interop", "steerbench"],
+  // training a model (batches, the optimiser), and converting models between formats (Hugging Face ↔ GGUF)
+  ["train", "interop"],
+  // the one training run every job shares: settings, data → batches, the loop, checkpoints, export
+  ["run"],
+  // run steps: each a stage of SteerLM (attribute models, bootstrapping, SteerLM 2, evaluation, demo) or
+  // the synthetic benchmark, built from the engines and the run
+  ["apm", "bootstrap", "steerlm2", "eval", "demo", "steerbench"],
   // entry points over everything: the command line, the HTTP server and the package's API (src/index.ts)
   ["cli", "serve", "index.ts"],
-];
-
-// TEMPORARY (issue 17): edges other branches remove. Delete each when its fix is merged; the last test
-// fails once one is no longer needed.
-const KNOWN_EXCEPTIONS: ReadonlyArray<readonly [string, string]> = [
-  ["model", "train"], // model imports train's Rng, which moves to src/util/rng.ts
-  ["interop", "sft"], // interop's LoRA export reads SFT checkpoints: the sft↔interop cycle is being broken
 ];
 
 // The modules of src/ggml the rest of the tree may import: handles and errors, never a pointer or a ggml
@@ -77,7 +72,6 @@ function imports(): Import[] {
 }
 
 const layerOf = new Map(LAYERS.flatMap((nodes, i) => nodes.map((n) => [n, i] as const)));
-const isException = (from: string, to: string) => KNOWN_EXCEPTIONS.some(([a, b]) => a === from && b === to);
 const describeEdge = (i: Import) => `${i.from} → ${i.to} (${i.file} imports ${i.target})`;
 
 function isUpward(i: Import): boolean {
@@ -121,7 +115,6 @@ function cycleEdges(cycle: readonly string[], edges: readonly Import[]): string[
 
 describe("src/ layering", () => {
   const all = imports();
-  const checked = all.filter((i) => !isException(i.from, i.to));
 
   it("places every folder of src/ in a layer", () => {
     const nodes = readdirSync(SRC, { withFileTypes: true })
@@ -132,26 +125,15 @@ describe("src/ layering", () => {
   });
 
   it("has no import pointing outward, to a later layer", () => {
-    expect(checked.filter(isUpward).map(describeEdge)).toEqual([]);
+    expect(all.filter(isUpward).map(describeEdge)).toEqual([]);
   });
 
   it("has no folder cycle", () => {
-    expect(cycles(checked).map((c) => `${c.join(" ↔ ")}: ${cycleEdges(c, checked).join("; ")}`)).toEqual([]);
+    expect(cycles(all).map((c) => `${c.join(" ↔ ")}: ${cycleEdges(c, all).join("; ")}`)).toEqual([]);
   });
 
   it("keeps src/ggml's pointers and ggml enums inside it", () => {
     const leaks = all.filter((i) => i.to === "ggml" && !GGML_PUBLIC.includes(relative("ggml", i.target)));
     expect(leaks.map(describeEdge)).toEqual([]);
-  });
-
-  it("still needs every temporary exception (delete those it does not)", () => {
-    // an edge lies on a cycle when both its ends are in one strongly connected component
-    const components = cycles(all);
-    const stale = KNOWN_EXCEPTIONS.filter(([from, to]) => {
-      const used = all.filter((i) => i.from === from && i.to === to);
-      const onCycle = components.some((c) => c.includes(from) && c.includes(to));
-      return !used.some((i) => isUpward(i) || onCycle);
-    });
-    expect(stale.map(([from, to]) => `${from} → ${to}`)).toEqual([]);
   });
 });
