@@ -192,7 +192,7 @@ describe("steerlm steerlm2 sample", () => {
       expect(Math.abs(info.logPrior - (prior[i] as number))).toBeLessThan(1e-5);
     }
     expect(infos.some((x) => x.logQ !== x.logPrior)).toBe(true);
-  }, 30_000);
+  });
 
   it("logs log Q' as llama.cpp's log-probs of the same tokens (another engine on the same GGUF)", async () => {
     const setup = await setupFromGguf(gguf, join(dir.path, "oracle-llama-cpp"));
@@ -222,7 +222,7 @@ describe("steerlm steerlm2 sample", () => {
       await cpp.dispose();
       await setup.tokenizer.dispose();
     }
-  }, 30_000);
+  });
 
   it("logs log P(a|x,y) as the Beta bins of the APM's raw predictions", async () => {
     const loaded = await loadApm(apm, 1);
@@ -293,7 +293,7 @@ describe("steerlm steerlm2 sample", () => {
       expect(s.info.logQ).toBe(base?.info.logQ);
       expect(s.info.logPrior).not.toBe(base?.info.logPrior);
     }
-  }, 30_000);
+  });
 
   it("draws values from the top-quality set with --values top", async () => {
     const out = join(dir.path, "top.jsonl");
@@ -307,7 +307,7 @@ describe("steerlm steerlm2 sample", () => {
     expect(lines.length).toBe(8);
     for (const l of lines) expect(top.has(JSON.parse(l).conversations.at(-1).label)).toBe(true);
     expect((await groupsOf(out)).every((g) => g.samples.length === 2)).toBe(true);
-  }, 30_000);
+  });
 
   it("resumes after SIGKILL and ends byte for byte like an uninterrupted run", async () => {
     const out = join(dir.path, "killed.jsonl");
@@ -358,7 +358,7 @@ describe("steerlm steerlm2 sample", () => {
     expect(u.stderr).toContain(
       `steerlm: ${bad}:2: conversations[${at}].label: the response has no attribute label to sample at`,
     );
-  }, 30_000);
+  });
 
   it.skipIf(!haveSharedData)(
     "refuses a --prior without SteerLM control tokens before sampling anything",
@@ -372,7 +372,6 @@ describe("steerlm steerlm2 sample", () => {
       );
       expect(existsSync(out) || existsSync(`${out}.partial`)).toBe(false);
     },
-    30_000,
   );
 
   it("explains the method in --help", async () => {

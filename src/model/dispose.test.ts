@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { plainAdam } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import { Trainer } from "../train/trainer.js";
 import { resolveLlamaConfig } from "./config.js";
@@ -15,7 +16,7 @@ describe("LlamaModel and Trainer hold native memory", () => {
       using trainer = new Trainer(backend, model, {
         batchSize: 1,
         seqLen: 4,
-        optimizer: { lr: 1e-3, warmupSteps: 0, totalSteps: 0 },
+        optimizer: plainAdam({ lr: 1e-3 }),
       });
       const tokens = Int32Array.of(1, 2, 3, 4);
       expect(Number.isFinite(trainer.trainStep({ tokens, labels: tokens }).loss)).toBe(true);
