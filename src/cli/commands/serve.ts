@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { SERVE_DEFAULTS, startServer } from "../../serve/server.js";
-import { InputError } from "../../util/errors.js";
+import { InputError, SteerlmError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
 import {
@@ -51,6 +51,30 @@ export function register(program: Command): void {
         integerFrom(1024),
         SERVE_DEFAULTS.maxBodyBytes,
       ),
+    )
+    .addOption(
+      numberOption(
+        "--max-connections <n>",
+        "connections open at once; more are closed as they arrive",
+        integerFrom(1),
+        SERVE_DEFAULTS.maxConnections,
+      ),
+    )
+    .addOption(
+      numberOption(
+        "--headers-timeout <s>",
+        "seconds a client has to send a request's headers (an idle connection is closed after this)",
+        { above: 0 },
+        SERVE_DEFAULTS.headersTimeout,
+      ),
+    )
+    .addOption(
+      numberOption(
+        "--request-timeout <s>",
+        "seconds a client has to send a whole request, body included (the reply is not limited)",
+        { above: 0 },
+        SERVE_DEFAULTS.requestTimeout,
+      ),
     );
   addContextSizeOption(cmd, "tokens per generation (prompt + reply)", 16);
   addThreadsOption(cmd).action(async (flags: Flags) => {
@@ -71,8 +95,12 @@ export function register(program: Command): void {
       apiKey,
       maxTokensCap: numFlag(flags, "maxTokensCap"),
       maxBodyBytes: numFlag(flags, "maxBody"),
+      maxConnections: numFlag(flags, "maxConnections"),
+      headersTimeout: numFlag(flags, "headersTimeout"),
+      requestTimeout: numFlag(flags, "requestTimeout"),
     }).catch(async (err: Error) => {
       await model.dispose();
+      if (err instanceof SteerlmError) throw err;
       throw new InputError(`cannot listen: ${err.message}`, { field: "--port" });
     });
     const loopback = /^(127\.|::1$|localhost$)/.test(host);
