@@ -1,7 +1,9 @@
+import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { SteerableModel } from "../src/inference/index.js";
 import { type SteerServer, startServer } from "../src/serve/index.js";
+import { log } from "../src/util/log.js";
 import { haveSharedData, tempDir } from "./helpers.js";
 import { writeSteerModel } from "./serve-fixture.js";
 
@@ -64,6 +66,22 @@ function trickle(socket: Socket, text: string, ms: number): void {
     if (socket.destroyed) clearInterval(timer);
     else socket.write(text);
   }, ms);
+}
+
+/** One request with a Host header of our choosing (fetch would send the URL's). */
+function get(path: string, host: string | undefined, to = port) {
+  return new Promise<{ status: number; body: string; headers: Record<string, unknown> }>(
+    (resolve, reject) => {
+      const headers = host === undefined ? {} : { host };
+      const req = request({ host: "127.0.0.1", port: to, path, headers, setHost: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (d: string) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      });
+      req.on("error", reject);
+      req.end();
+    },
+  );
 }
 
 describe.skipIf(!haveSharedData)("connections and deadlines", () => {
@@ -141,5 +159,100 @@ describe.skipIf(!haveSharedData)("connections and deadlines", () => {
     } finally {
       await small.close();
     }
+  });
+});
+
+describe.skipIf(!haveSharedData)("malformed requests are 400s, never 500s with a stack trace", () => {
+  const post = (body: string) =>
+    fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+  const nested = (depth: number, open: string, close: string) =>
+    open.repeat(depth) + "1" + close.repeat(depth);
+
+  it("refuses deeply nested JSON before anything walks it", async () => {
+    const errors = vi.spyOn(log, "error");
+    try {
+      for (const body of [
+        `{"messages": [${nested(100_000, "[", "]")}]}`,
+        `{"messages": [{"role": "user", "content": "hi"}], "steerlm": {"attributes": ${nested(50_000, '{"a":', "}")}}}`,
+        nested(65, "[", "]"),
+      ]) {
+        const res = await post(body);
+        expect(res.status).toBe(400);
+        const { error } = (await res.json()) as { error: { code: string; message: string } };
+        expect(error.code).toBe("json_too_deep");
+        expect(error.message).toMatch(/deeper than 64 levels/);
+      }
+      // 64 levels is still JSON the validator reads (and refuses for what it is).
+      const ok = await post(nested(64, "[", "]"));
+      expect(ok.status).toBe(400);
+      expect(((await ok.json()) as { error: { param: string } }).error.param).toBe("body");
+      expect(errors).not.toHaveBeenCalled();
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("answers 400 to a request target that is not a URL", async () => {
+    const errors = vi.spyOn(log, "error");
+    try {
+      const conn = open(port, (s) =>
+        s.write("GET http://[ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+      );
+      const { data } = await conn.closed;
+      expect(data).toMatch(/^HTTP\/1\.1 400 /);
+      const body = JSON.parse(data.slice(data.indexOf("\r\n\r\n") + 4)) as { error: { code: string } };
+      expect(body.error.code).toBe("bad_request_target");
+      expect(errors).not.toHaveBeenCalled();
+    } finally {
+      errors.mockRestore();
+    }
+  });
+});
+
+describe.skipIf(!haveSharedData)("Host names (DNS rebinding)", () => {
+  it("answers requests addressed to a loopback name or an IP address", async () => {
+    for (const host of [
+      `localhost:${port}`,
+      `127.0.0.1:${port}`,
+      `[::1]:${port}`,
+      "app.localhost",
+      "LOCALHOST.",
+      "10.1.2.3",
+    ]) {
+      expect((await get("/health", host)).status, host).toBe(200);
+    }
+  });
+
+  it("refuses any other name with 403, on the page and the API alike", async () => {
+    for (const path of ["/", "/health", "/v1/models"]) {
+      for (const host of [`rebind.example:${port}`, "localhost.evil.example", "127.0.0.1.nip.io"]) {
+        const res = await get(path, host);
+        expect(res.status, `${path} ${host}`).toBe(403);
+        const { error } = JSON.parse(res.body) as { error: { code: string; message: string } };
+        expect(error.code).toBe("host_not_allowed");
+        expect(error.message).toMatch(/--allowed-hosts/);
+      }
+    }
+  });
+
+  it("answers the names of --allowed-hosts too", async () => {
+    const named = await startServer({ model, port: 0, allowedHosts: ["steer.lan"] });
+    const to = Number(new URL(named.url).port);
+    try {
+      expect((await get("/health", `steer.lan:${to}`, to)).status).toBe(200);
+      expect((await get("/health", `localhost:${to}`, to)).status).toBe(200);
+      expect((await get("/health", "other.lan", to)).status).toBe(403);
+    } finally {
+      await named.close();
+    }
+  });
+
+  it("forbids framing the page", async () => {
+    const csp = (await fetch(`${server.url}/`)).headers.get("content-security-policy");
+    expect(csp).toMatch(/frame-ancestors 'none'/);
   });
 });

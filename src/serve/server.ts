@@ -3,8 +3,9 @@ import type { AddressInfo } from "node:net";
 import type { SteerableModel } from "../inference/model.js";
 import { InputError } from "../util/errors.js";
 import { type Asset, loadAssets } from "./assets.js";
-import { HttpError, sendError } from "./errors.js";
+import { badRequest, HttpError, sendError } from "./errors.js";
 import { chatCompletion, completion } from "./handlers.js";
+import { hostCheck } from "./host.js";
 import { checkApiKey, readJson, sendJson } from "./http.js";
 import { parseChatRequest, parseCompletionRequest } from "./validate.js";
 
@@ -40,6 +41,11 @@ export interface ServeOptions {
   headersTimeout?: number;
   /** Seconds to send a whole request, at least `headersTimeout`; the reply is not limited. Default 30. */
   requestTimeout?: number;
+  /**
+   * Host names answered besides localhost and IP addresses ("*": any). Default: none when bound to
+   * loopback (against DNS rebinding), any name otherwise.
+   */
+  allowedHosts?: readonly string[];
 }
 
 export interface SteerServer {
@@ -57,6 +63,7 @@ export function createHandler(opts: ServeOptions): Handler {
   const maxBody = opts.maxBodyBytes ?? SERVE_DEFAULTS.maxBodyBytes;
   const limits = { maxTokensCap, modelId: model.id };
   const assets = loadAssets();
+  const checkHost = hostCheck(opts.host ?? SERVE_DEFAULTS.host, opts.allowedHosts);
 
   const schema = () => ({
     object: "steerlm.schema",
@@ -98,7 +105,8 @@ export function createHandler(opts: ServeOptions): Handler {
 
   return async (req, res) => {
     try {
-      const path = new URL(req.url ?? "/", "http://localhost").pathname;
+      checkHost(req);
+      const path = pathOf(req.url ?? "/");
       const route = routes[path];
       if (!route) throw new HttpError(404, `no route ${path}`, "not_found_error", null, "not_found");
       const method = req.method === "HEAD" ? "GET" : (req.method ?? "GET");
@@ -123,13 +131,23 @@ export function createHandler(opts: ServeOptions): Handler {
   };
 }
 
+function pathOf(target: string): string {
+  try {
+    return new URL(target, "http://localhost").pathname;
+  } catch {
+    const shown = target.length > 80 ? `${target.slice(0, 77)}...` : target;
+    throw badRequest(`the request target ${JSON.stringify(shown)} is not a URL`, null, "bad_request_target");
+  }
+}
+
 function sendAsset(res: ServerResponse, asset: Asset): void {
   res.writeHead(200, {
     "content-type": asset.type,
     "content-length": asset.body.length,
     "cache-control": "no-cache",
-    // Everything is local: the page may only load its own files and talk to this server.
-    "content-security-policy": "default-src 'self'; img-src 'self' data:",
+    // Everything is local: the page may only load its own files and talk to this server, and no other
+    // site may frame it (clickjacking the sliders).
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
   });
   res.end(asset.body);

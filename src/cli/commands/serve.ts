@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { isLoopbackHost } from "../../serve/host.js";
 import { SERVE_DEFAULTS, startServer } from "../../serve/server.js";
 import { InputError, SteerlmError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
@@ -75,6 +76,11 @@ export function register(program: Command): void {
         { above: 0 },
         SERVE_DEFAULTS.requestTimeout,
       ),
+    )
+    .option(
+      "--allowed-hosts <names>",
+      "comma-separated Host names to answer besides localhost and IP addresses (* for any; default: none " +
+        "on loopback, against DNS rebinding, else any)",
     );
   addContextSizeOption(cmd, "tokens per generation (prompt + reply)", 16);
   addThreadsOption(cmd).action(async (flags: Flags) => {
@@ -98,13 +104,16 @@ export function register(program: Command): void {
       maxConnections: numFlag(flags, "maxConnections"),
       headersTimeout: numFlag(flags, "headersTimeout"),
       requestTimeout: numFlag(flags, "requestTimeout"),
+      allowedHosts: strFlag(flags, "allowedHosts")
+        ?.split(",")
+        .map((n) => n.trim())
+        .filter((n) => n !== ""),
     }).catch(async (err: Error) => {
       await model.dispose();
       if (err instanceof SteerlmError) throw err;
       throw new InputError(`cannot listen: ${err.message}`, { field: "--port" });
     });
-    const loopback = /^(127\.|::1$|localhost$)/.test(host);
-    if (!loopback && apiKey === undefined)
+    if (!isLoopbackHost(host) && apiKey === undefined)
       log.warn(`listening on ${host} without an API key: anyone who can reach it can use the model`);
     log.info(
       `serving ${model.id} (schema ${model.schema.name}, ${model.parallel} parallel, control tokens as ${model.controlMode}) at ${server.url}`,
