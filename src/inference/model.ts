@@ -14,7 +14,8 @@ import {
   renderConversation,
   type Turn,
 } from "../data/template.js";
-import { getLlamaRuntime } from "../runtime/llama.js";
+import { loadLlamaModel } from "../gguf/llama-cpp.js";
+import { readGguf } from "../gguf/reader.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { SlotPool } from "./pool.js";
@@ -147,13 +148,8 @@ export class SteerableModel {
       if (path !== undefined && !existsSync(path))
         throw new InputError("no such file", { file: path, field });
     }
-    const llama = await getLlamaRuntime();
-    let model: LlamaModel;
-    try {
-      model = await llama.loadModel({ modelPath: opts.modelPath, gpuLayers: llama.gpu ? "auto" : 0 });
-    } catch (err) {
-      throw new InputError(`cannot load the model: ${(err as Error).message}`, { file: opts.modelPath });
-    }
+    if (opts.loraPath !== undefined) await readGguf(opts.loraPath); // see loadLlamaModel
+    const { model } = await loadLlamaModel(opts.modelPath);
     try {
       const { schema, source } = resolveSchema(model, opts.modelPath, opts.schema);
       const vocab = detectControlTokens(model, opts.modelPath);
