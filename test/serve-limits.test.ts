@@ -1,5 +1,7 @@
 import { request } from "node:http";
 import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import type { LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { SteerableModel } from "../src/inference/index.js";
 import { type SteerServer, startServer } from "../src/serve/index.js";
@@ -254,5 +256,116 @@ describe.skipIf(!haveSharedData)("Host names (DNS rebinding)", () => {
   it("forbids framing the page", async () => {
     const csp = (await fetch(`${server.url}/`)).headers.get("content-security-policy");
     expect(csp).toMatch(/frame-ancestors 'none'/);
+  });
+});
+
+describe.skipIf(!haveSharedData)("long prompts", () => {
+  const post = (path: string, body: object) =>
+    fetch(`${server.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  const huge = "a ".repeat(400_000); // 800 KB, under the body limit: ~400k tokens
+
+  it("are a 400 that says how long the prompt is and what the context holds", async () => {
+    for (const [path, body] of [
+      ["/v1/chat/completions", { messages: [{ role: "user", content: huge }] }],
+      ["/v1/chat/completions", { messages: [{ role: "user", content: huge }], stream: true }],
+      ["/v1/completions", { prompt: huge }],
+      ["/v1/completions", { prompt: huge, stream: true }],
+    ] as const) {
+      const res = await post(path, body);
+      expect(res.status, path).toBe(400);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe("context_length_exceeded");
+      expect(error.message).toMatch(/the prompt \(8\d\d,\d{3} bytes, at least [\d,]+ tokens\)/);
+      expect(error.message).toMatch(/the context of 2048 tokens/);
+    }
+  });
+});
+
+describe.skipIf(!haveSharedData)("the work a request causes before it holds a slot", () => {
+  /** Records every text the llama.cpp model inside `m` tokenizes. */
+  const watchTokenizer = (m: SteerableModel) =>
+    vi.spyOn((m as unknown as { model: Pick<LlamaModel, "tokenize"> }).model, "tokenize");
+  const post = (url: string, path: string, body: object, signal?: AbortSignal) =>
+    fetch(`${url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+
+  it("a prompt too long for the context at any tokenization is refused without tokenizing it", async () => {
+    const spy = watchTokenizer(model);
+    try {
+      const long = "hello world ".repeat(25_000); // 300 KB
+      expect((await post(server.url, "/v1/completions", { prompt: long })).status).toBe(400);
+      const chat = { messages: [{ role: "user", content: long }], stream: true };
+      expect((await post(server.url, "/v1/chat/completions", chat)).status).toBe(400);
+      expect(spy).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("a chat prompt is tokenized once, streaming or not", async () => {
+    for (const stream of [false, true]) {
+      const spy = watchTokenizer(model);
+      try {
+        const body = {
+          messages: [
+            { role: "system", content: "Be brief." },
+            { role: "user", content: "Tell me a joke" },
+          ],
+          max_tokens: 2,
+          stream,
+          steerlm: { return_prompt: true },
+        };
+        const res = await post(server.url, "/v1/chat/completions", body);
+        const text = await res.text();
+        const json = stream ? text.split("\n\n")[0].slice("data: ".length) : text;
+        const { steerlm } = JSON.parse(json) as {
+          steerlm: { prompt: { parts: Array<{ kind: string; text: string }> } };
+        };
+        const textParts = steerlm.prompt.parts.filter((p) => p.kind === "text").map((p) => p.text);
+        expect(spy.mock.calls.map((c) => c[0]).join("")).toBe(textParts.join(""));
+      } finally {
+        spy.mockRestore();
+      }
+    }
+  });
+
+  it("a full server refuses with 429 before tokenizing", async () => {
+    const busy = await SteerableModel.load({
+      modelPath: join(dir.path, "steer.gguf"),
+      parallel: 1,
+      maxQueue: 0,
+    });
+    const busyServer = await startServer({ model: busy, port: 0, maxTokensCap: 1800 });
+    const holder = new AbortController();
+    try {
+      const held = await post(
+        busyServer.url,
+        "/v1/completions",
+        { prompt: "Once", max_tokens: 1800, stream: true },
+        holder.signal,
+      );
+      await (held.body as ReadableStream<Uint8Array>).getReader().read(); // generating: the only slot is taken
+      const spy = watchTokenizer(busy);
+      try {
+        const prompt = "hello world ".repeat(100); // fits: it would be tokenized if it were let in
+        const res = await post(busyServer.url, "/v1/completions", { prompt, max_tokens: 1 });
+        expect(res.status).toBe(429);
+        expect(spy).not.toHaveBeenCalled();
+      } finally {
+        spy.mockRestore();
+      }
+    } finally {
+      holder.abort();
+      await busyServer.close();
+      await busy.dispose();
+    }
   });
 });
