@@ -248,7 +248,7 @@ export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = 
   const metrics: Metric[] = [];
   if (resumeFrom) {
     const { checkpoint: ck, metrics: before } = resumeRun<Metric>(resumeFrom, runDir, trainer, batcher);
-    metrics.push(...before);
+    for (const m of before) metrics.push(m); // not push(...before): a long run's metrics overflow the stack
     log.info(`resumed at step ${ck.header.step} (epoch ${batcher.epochs.toFixed(2)})`);
   }
 
