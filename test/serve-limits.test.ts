@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
@@ -6,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { SteerableModel } from "../src/inference/index.js";
 import { type SteerServer, startServer } from "../src/serve/index.js";
 import { log } from "../src/util/log.js";
-import { haveSharedData, tempDir } from "./helpers.js";
-import { writeSteerModel } from "./serve-fixture.js";
+import { haveSharedData, repoRoot, runCli, tempDir } from "./helpers.js";
+import { TINY_RANDOM, writeSteerModel } from "./serve-fixture.js";
 
 /**
  * What a hostile or unlucky client cannot do to the server: hold connections open, trickle a request,
@@ -366,6 +367,65 @@ describe.skipIf(!haveSharedData)("the work a request causes before it holds a sl
       holder.abort();
       await busyServer.close();
       await busy.dispose();
+    }
+  });
+});
+
+describe.skipIf(!haveSharedData)("steerlm serve: the limits as flags", () => {
+  const plain = TINY_RANDOM; // a Llama-2 vocabulary: no SteerLM control tokens
+
+  it("--require-control-tokens refuses a model without the control tokens; the default beyond loopback", async () => {
+    await expect(SteerableModel.load({ modelPath: plain, requireControlTokens: true })).rejects.toThrow(
+      /requireControlTokens: the vocabulary has no SteerLM control tokens \(<extra_id_0>, <extra_id_1>, <extra_id_2>\)/,
+    );
+    for (const args of [["--require-control-tokens"], ["--host", "0.0.0.0"]]) {
+      const r = await runCli(["serve", "-m", plain, "--port", "0", ...args], { timeoutMs: 60_000 });
+      expect(r.stderr).toMatch(
+        /llama-2-tiny-random\.gguf: --require-control-tokens: the vocabulary has no SteerLM/,
+      );
+      expect(r.stderr).toMatch(/hint: serve a model made by steerlm sft/);
+      expect(r.code).toBe(1);
+    }
+  });
+
+  it("refuses a request timeout shorter than the headers timeout", async () => {
+    const args = ["serve", "-m", join(dir.path, "steer.gguf"), "--port", "0", "--headers-timeout", "10"];
+    const r = await runCli([...args, "--request-timeout", "5"]);
+    expect(r.stderr).toMatch(/--request-timeout: must be at least the headers timeout \(10 s\), got 5 s/);
+    expect(r.code).toBe(1);
+  });
+
+  it("--allowed-hosts names the hosts a loopback server answers besides localhost and IP addresses", async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        join(repoRoot, "bin", "steerlm.js"),
+        "serve",
+        "-m",
+        join(dir.path, "steer.gguf"),
+        "--port",
+        "0",
+        "--allowed-hosts",
+        "steer.lan, other.lan",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    try {
+      let stderr = "";
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stderr.setEncoding("utf8").on("data", (d: string) => {
+          stderr += d;
+          const m = /at (http:\/\/\S+)/.exec(stderr);
+          if (m) resolve(m[1]);
+        });
+        child.on("exit", () => reject(new Error(`serve exited early: ${stderr}`)));
+      });
+      const to = Number(new URL(url).port);
+      expect((await get("/health", "steer.lan", to)).status).toBe(200);
+      expect((await get("/health", "other.lan", to)).status).toBe(200);
+      expect((await get("/health", "rebind.example", to)).status).toBe(403);
+    } finally {
+      child.kill("SIGTERM");
     }
   });
 });

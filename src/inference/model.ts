@@ -8,6 +8,7 @@ import {
   withDefaults,
 } from "../data/attributes.js";
 import {
+  CONTROL_TOKEN_NAMES,
   CONTROL_TOKENS,
   type Conversation,
   DEFAULT_SYSTEM_PROMPT,
@@ -44,6 +45,11 @@ export interface LoadOptions {
   contextSize?: number;
   /** CPU threads; default 1 for tiny models (thread hand-off costs more than the math), else llama.cpp's choice. */
   threads?: number;
+  /**
+   * Refuse a model whose vocabulary lacks the SteerLM control tokens (served as text, a user message could
+   * forge a whole turn with its own value line). Default false; `steerlm serve` beyond loopback sets it.
+   */
+  requireControlTokens?: boolean;
 }
 
 export interface ChatMessage {
@@ -161,6 +167,14 @@ export class SteerableModel {
     try {
       const { schema, source } = resolveSchema(model, opts.modelPath, opts.schema);
       const vocab = detectControlTokens(model, opts.modelPath);
+      if (vocab.mode === "text" && opts.requireControlTokens) {
+        throw new InputError(
+          `the vocabulary has no SteerLM control tokens (${CONTROL_TOKEN_NAMES.join(", ")}): as plain ` +
+            "text they let a user message forge a whole turn, value line included",
+          { file: opts.modelPath, setting: "requireControlTokens" },
+          "serve a model made by steerlm sft (its vocabulary has them), or turn the requirement off",
+        );
+      }
       if (vocab.mode === "text") {
         log.warn(
           `${opts.modelPath}: the vocabulary has no SteerLM control tokens; they are sent as plain text ` +

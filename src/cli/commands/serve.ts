@@ -81,7 +81,12 @@ export function register(program: Command): void {
       "--allowed-hosts <names>",
       "comma-separated Host names to answer besides localhost and IP addresses (* for any; default: none " +
         "on loopback, against DNS rebinding, else any)",
-    );
+    )
+    .option(
+      "--require-control-tokens",
+      "refuse a model whose vocabulary lacks the SteerLM control tokens (default when --host is not loopback)",
+    )
+    .option("--no-require-control-tokens", "serve such a model anyway, its control tokens as plain text");
   addContextSizeOption(cmd, "tokens per generation (prompt + reply)", 16);
   addThreadsOption(cmd).action(async (flags: Flags) => {
     const host = flags.host as string;
@@ -89,6 +94,7 @@ export function register(program: Command): void {
     if (apiKey !== undefined && apiKey.trim() === "")
       throw new InputError("the API key is empty", { field: "--api-key" });
     const model = await loadModel(flags, {
+      requireControlTokens: (flags.requireControlTokens as boolean | undefined) ?? !isLoopbackHost(host),
       parallel: numFlag(flags, "parallel"),
       maxQueue: numFlag(flags, "queue"),
       contextSize: numFlag(flags, "contextSize"),
