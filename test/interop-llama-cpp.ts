@@ -1,6 +1,6 @@
 /** node-llama-cpp as the oracle for converted models: its tokenizer and its next-token log-probabilities. */
 import type { ControlledEvaluateInputItem, Token } from "node-llama-cpp";
-import { getLlamaRuntime } from "../src/runtime/llama.js";
+import { loadLlamaModel } from "../src/gguf/llama-cpp.js";
 
 export interface LlamaCppRun {
   /** Ids of `text` from the GGUF's own vocabulary (no BOS, special tokens not parsed). */
@@ -12,8 +12,7 @@ export interface LlamaCppRun {
 }
 
 export async function openWithLlamaCpp(path: string, vocabSize: number): Promise<LlamaCppRun> {
-  const llama = await getLlamaRuntime();
-  const model = await llama.loadModel({ modelPath: path });
+  const model = (await loadLlamaModel(path)).model;
   return {
     vocabSize,
     tokenize: (text) => Array.from(model.tokenize(text, false)) as number[],

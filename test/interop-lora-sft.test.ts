@@ -8,13 +8,13 @@ import { join } from "node:path";
 import type { ControlledEvaluateInputItem, LlamaModel as NodeLlamaModel, Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../src/ggml/backend.js";
+import { loadLlamaModel } from "../src/gguf/llama-cpp.js";
 import { readGguf } from "../src/gguf/reader.js";
 import { forwardLogits, logSoftmaxRows } from "../src/model/infer.js";
 import { ggufWeightSource } from "../src/model/load.js";
 import { LlamaModel } from "../src/model/model.js";
 import { readCheckpoint } from "../src/run/checkpoint.js";
 import { exportLoraAdapter } from "../src/run/export.js";
-import { getLlamaRuntime } from "../src/runtime/llama.js";
 import { runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
@@ -117,9 +117,8 @@ describe("steerlm sft --lora -> adapter GGUF -> node-llama-cpp", () => {
     expect(both.code).toBe(1);
     expect(both.stderr).toMatch(/--lora: .*choose one/);
 
-    const llama = await getLlamaRuntime();
-    const baseModel = await llama.loadModel({ modelPath: base });
-    const mergedModel = await llama.loadModel({ modelPath: merged });
+    const baseModel = (await loadLlamaModel(base)).model;
+    const mergedModel = (await loadLlamaModel(merged)).model;
     try {
       const prompt = Array.from(
         baseModel.tokenize("System\nBe brief.\nUser\nWhat is steering?\nAssistant\n"),

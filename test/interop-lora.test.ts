@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { ControlledEvaluateInputItem, Token } from "node-llama-cpp";
 import { afterAll, describe, expect, it } from "vitest";
 import { Backend } from "../src/ggml/backend.js";
+import { loadLlamaModel } from "../src/gguf/llama-cpp.js";
 import { readGguf } from "../src/gguf/reader.js";
 import { writeLoraAdapterGguf } from "../src/interop/lora-gguf.js";
 import { resolveLlamaConfig } from "../src/model/config.js";
@@ -15,7 +16,6 @@ import { writeLlamaGguf } from "../src/model/llama-gguf.js";
 import { type LoraOptions, loraNames } from "../src/model/lora.js";
 import { LlamaModel } from "../src/model/model.js";
 import { initLlamaWeights, llamaTensorSpecs, mapSource } from "../src/model/weights.js";
-import { getLlamaRuntime } from "../src/runtime/llama.js";
 import { trainByteLevelBpe } from "../src/tokenizer/bpe-train.js";
 import { HfTokenizer } from "../src/tokenizer/hf.js";
 import { toGgufVocab } from "../src/tokenizer/to-gguf.js";
@@ -91,8 +91,7 @@ describe("LoRA adapter GGUF", () => {
       model.free();
       backend.free();
 
-      const llama = await getLlamaRuntime();
-      const m = await llama.loadModel({ modelPath: basePath });
+      const m = (await loadLlamaModel(basePath)).model;
       try {
         const run = async (withAdapter: boolean) => {
           const ctx = await m.createContext({

@@ -6,9 +6,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { loadLlamaModel } from "../src/gguf/llama-cpp.js";
 import { readGguf } from "../src/gguf/reader.js";
 import { convertHfToGguf } from "../src/interop/convert.js";
-import { getLlamaRuntime } from "../src/runtime/llama.js";
 import { readVocabTests } from "../src/tokenizer/conformance.js";
 import { loadHfTokenizer } from "../src/tokenizer/hf.js";
 import { LLAMA3_SPLIT_REGEX, QWEN2_SPLIT_REGEX } from "../src/tokenizer/pre-tokenizer.js";
@@ -98,7 +98,7 @@ describe.skipIf(!haveSharedData)("family pre-tokenizers through GGUF into llama.
         sharedData("llama-cpp-vocab", `ggml-vocab-${v.cases}.gguf.inp`),
         sharedData("llama-cpp-vocab", `ggml-vocab-${v.cases}.gguf.out`),
       ).map((c) => c.input);
-      const model = await (await getLlamaRuntime()).loadModel({ modelPath: out });
+      const model = (await loadLlamaModel(out)).model;
       try {
         const failures = cases.filter(
           (text) =>

@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadLlamaModel } from "../src/gguf/llama-cpp.js";
 import { readGguf } from "../src/gguf/reader.js";
 import { readCheckpoint } from "../src/run/checkpoint.js";
-import { getLlamaRuntime } from "../src/runtime/llama.js";
 import { runCli, tempDir } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
@@ -116,14 +116,13 @@ describe("steerlm sft --lora on a Q8_0 base", () => {
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/ frozen +q8_0 +\(config file\)/);
 
-    const llama = await getLlamaRuntime();
     const greedy: number[][] = [];
     const text = "User: hello";
     for (const [modelPath, lora] of [
       [merged, undefined],
       [baseQ8, adapter],
     ] as const) {
-      const model = await llama.loadModel({ modelPath });
+      const model = (await loadLlamaModel(modelPath)).model;
       try {
         const ctx = await model.createContext({
           contextSize: 128,

@@ -4,8 +4,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
 import { resolveLlamaConfig } from "../model/config.js";
 import { llamaTensorShapes, writeLlamaGguf } from "../model/llama-gguf.js";
-import { getLlamaRuntime } from "../runtime/llama.js";
 import { readVocabTests } from "../tokenizer/conformance.js";
+import { loadLlamaModel } from "./llama-cpp.js";
 import { metaString, readGguf, readTensorBytes } from "./reader.js";
 import { readGgufVocab, validateVocab } from "./vocab.js";
 import { type GgufTensorInput, writeGguf } from "./writer.js";
@@ -72,8 +72,7 @@ describe.skipIf(!haveSharedData)(
         sharedData("llama-cpp-vocab", `ggml-vocab-${v}.gguf.out`),
       );
       expect(cases.length).toBe(46);
-      const llama = await getLlamaRuntime();
-      const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+      const model = (await loadLlamaModel(path, { gpuLayers: 0 })).model;
       try {
         const failures = cases.filter((c) => {
           const ids = Array.from(model.tokenize(c.input, false), Number);

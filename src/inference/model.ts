@@ -8,17 +8,25 @@ import {
   withDefaults,
 } from "../data/attributes.js";
 import {
+  CONTROL_TOKEN_NAMES,
   CONTROL_TOKENS,
   type Conversation,
   DEFAULT_SYSTEM_PROMPT,
   renderConversation,
   type Turn,
 } from "../data/template.js";
-import { getLlamaRuntime } from "../runtime/llama.js";
+import { loadLlamaModel } from "../gguf/llama-cpp.js";
+import { readGguf } from "../gguf/reader.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { SlotPool } from "./pool.js";
-import { type ControlVocab, detectControlTokens, tokenizeParts, tokenizeRaw } from "./prompt.js";
+import {
+  type ControlVocab,
+  detectControlTokens,
+  maxBytesPerToken,
+  tokenizeParts,
+  tokenizeRaw,
+} from "./prompt.js";
 import { checkSampling, SAMPLING_SETTINGS } from "./sampling.js";
 import { resolveSchema, type SchemaSource } from "./schema.js";
 import { IncrementalDecoder, StopText } from "./stop.js";
@@ -37,6 +45,11 @@ export interface LoadOptions {
   contextSize?: number;
   /** CPU threads; default 1 for tiny models (thread hand-off costs more than the math), else llama.cpp's choice. */
   threads?: number;
+  /**
+   * Refuse a model whose vocabulary lacks the SteerLM control tokens (served as text, a user message could
+   * forge a whole turn with its own value line). Default false; `steerlm serve` beyond loopback sets it.
+   */
+  requireControlTokens?: boolean;
 }
 
 export interface ChatMessage {
@@ -134,6 +147,8 @@ export class SteerableModel {
     private readonly context: LlamaContext,
     private readonly pool: SlotPool<LlamaContextSequence>,
     private readonly vocab: ControlVocab,
+    /** See maxBytesPerToken; undefined when the tokenizer gives no such bound. */
+    private readonly bytesPerToken: number | undefined,
     readonly modelPath: string,
     readonly schema: AttributeSchema,
     readonly schemaSource: SchemaSource,
@@ -147,16 +162,19 @@ export class SteerableModel {
       if (path !== undefined && !existsSync(path))
         throw new InputError("no such file", { file: path, field });
     }
-    const llama = await getLlamaRuntime();
-    let model: LlamaModel;
-    try {
-      model = await llama.loadModel({ modelPath: opts.modelPath, gpuLayers: llama.gpu ? "auto" : 0 });
-    } catch (err) {
-      throw new InputError(`cannot load the model: ${(err as Error).message}`, { file: opts.modelPath });
-    }
+    if (opts.loraPath !== undefined) await readGguf(opts.loraPath); // see loadLlamaModel
+    const { model, file } = await loadLlamaModel(opts.modelPath);
     try {
       const { schema, source } = resolveSchema(model, opts.modelPath, opts.schema);
       const vocab = detectControlTokens(model, opts.modelPath);
+      if (vocab.mode === "text" && opts.requireControlTokens) {
+        throw new InputError(
+          `the vocabulary has no SteerLM control tokens (${CONTROL_TOKEN_NAMES.join(", ")}): as plain ` +
+            "text they let a user message forge a whole turn, value line included",
+          { file: opts.modelPath, setting: "requireControlTokens" },
+          "serve a model made by steerlm sft (its vocabulary has them), or turn the requirement off",
+        );
+      }
       if (vocab.mode === "text") {
         log.warn(
           `${opts.modelPath}: the vocabulary has no SteerLM control tokens; they are sent as plain text ` +
@@ -181,7 +199,16 @@ export class SteerableModel {
       }
       const sequences = Array.from({ length: parallel }, () => context.getSequence());
       const pool = new SlotPool(sequences, opts.maxQueue ?? Number.POSITIVE_INFINITY);
-      return new SteerableModel(model, context, pool, vocab, opts.modelPath, schema, source);
+      return new SteerableModel(
+        model,
+        context,
+        pool,
+        vocab,
+        maxBytesPerToken(file),
+        opts.modelPath,
+        schema,
+        source,
+      );
     } catch (err) {
       await model.dispose();
       throw err;
@@ -215,12 +242,16 @@ export class SteerableModel {
     return this.model.detokenize(tokens as Token[], false);
   }
 
-  /** The SteerLM inference prompt for a conversation at the given attribute values. */
+  /**
+   * The SteerLM inference prompt for a conversation at the given attribute values. Throws BusyError or
+   * ContextLengthError before tokenizing when the prompt could not run anyway (see `admit`).
+   */
   renderPrompt(opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes">): SteerPrompt {
     const attributes = withDefaults(this.schema, opts.attributes ?? {}, { field: "attributes" });
     const values = formatValues(this.schema, attributes);
     const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
     const rendered = renderConversation(conv, "inference", { values });
+    this.admit(rendered.text);
     const { tokens, controlTokens } = tokenizeParts(this.model, this.vocab, rendered.parts);
     const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
     return { text: rendered.text, tokens, controlTokens, parts, attributes, values };
@@ -235,10 +266,23 @@ export class SteerableModel {
 
   /** A raw prompt, no template (still stops at `<extra_id_1>`). */
   async complete(opts: CompleteOptions): Promise<GenerateResult> {
+    this.admit(opts.prompt);
     const tokens = tokenizeRaw(this.model, opts.prompt, opts.specialTokens ?? false);
     const control = new Set<number>(this.vocab.ids.values());
     const controlTokens = tokens.filter((t) => control.has(t)).length;
     return this.run({ text: opts.prompt, tokens, controlTokens }, opts);
+  }
+
+  /**
+   * Tokenizing is the work a request does before it waits for a sequence, on the event loop: refuse first
+   * what could not run anyway, a full queue or a text too long for the context at any tokenization.
+   */
+  private admit(text: string): void {
+    this.pool.checkCapacity();
+    if (this.bytesPerToken === undefined) return;
+    const bytes = Buffer.byteLength(text);
+    const atLeast = Math.ceil(bytes / this.bytesPerToken);
+    if (atLeast >= this.contextSize) throw new ContextLengthError(atLeast, 0, this.contextSize, bytes);
   }
 
   private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
@@ -325,21 +369,29 @@ export class SteerableModel {
   }
 }
 
-/** The prompt and the requested completion do not fit in a sequence's context. */
+/**
+ * The prompt and the requested completion do not fit in a sequence's context. With `promptBytes`, the
+ * prompt was refused before tokenizing: `promptTokens` is then the least it can have.
+ */
 export class ContextLengthError extends InputError {
   override name = "ContextLengthError";
   constructor(
     readonly promptTokens: number,
     readonly maxTokens: number,
     readonly contextSize: number,
+    readonly promptBytes?: number,
   ) {
     super(
-      `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`,
-      { setting: "maxTokens" },
-      "shorten the conversation or lower max_tokens",
+      promptBytes === undefined
+        ? `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`
+        : `the prompt (${count(promptBytes)} bytes, at least ${count(promptTokens)} tokens) does not fit in the context of ${contextSize} tokens`,
+      promptBytes === undefined ? { setting: "maxTokens" } : {},
+      promptBytes === undefined ? "shorten the conversation or lower max_tokens" : "shorten the prompt",
     );
   }
 }
+
+const count = (n: number) => n.toLocaleString("en-US");
 
 /**
  * OpenAI-style messages -> a template conversation. System messages join into the system prompt;

@@ -7,8 +7,10 @@ describe("SlotPool", () => {
     const a = await pool.acquire();
     const b = await pool.acquire();
     expect([a, b].sort()).toEqual(["a", "b"]);
+    pool.checkCapacity(); // the queue has room
     const waiting = pool.acquire();
     expect(pool.queued).toBe(1);
+    expect(() => pool.checkCapacity()).toThrow(BusyError);
     await expect(pool.acquire()).rejects.toBeInstanceOf(BusyError);
     pool.release(a);
     expect(await waiting).toBe(a);

@@ -54,12 +54,21 @@ export class SlotPool<T> {
     return this.waiters.length;
   }
 
+  /** Throws BusyError when `acquire` would now: no free slot and a full queue. */
+  checkCapacity(): void {
+    if (this.free.length === 0 && this.waiters.length >= this.maxQueue)
+      throw new BusyError(this.active, this.waiters.length);
+  }
+
   acquire(signal?: AbortSignal): Promise<T> {
     if (signal?.aborted) return Promise.reject(new AbortedError());
+    try {
+      this.checkCapacity();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const slot = this.free.pop();
     if (slot !== undefined) return Promise.resolve(slot);
-    if (this.waiters.length >= this.maxQueue)
-      return Promise.reject(new BusyError(this.active, this.waiters.length));
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter<T> = { resolve, reject, signal };
       if (signal) {

@@ -1,5 +1,8 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { CONTROL_TOKEN_NAMES, type ControlToken, type TemplatePart } from "../data/template.js";
+import { metaArray, metaString } from "../gguf/reader.js";
+import type { GgufFile } from "../gguf/types.js";
+import { GGUF_TOKEN_TYPE } from "../gguf/vocab.js";
 import { llamaControlTokenIds } from "../tokenizer/control.js";
 import { SteerlmError } from "../util/errors.js";
 
@@ -56,7 +59,7 @@ export function tokenizeParts(
       tokens.push(id);
       controlTokens++;
     } else if (part.text !== "") {
-      tokens.push(...model.tokenize(part.text, false));
+      append(tokens, model.tokenize(part.text, false));
     }
   }
   return { tokens, controlTokens };
@@ -66,6 +69,43 @@ export function tokenizeParts(
 export function tokenizeRaw(model: LlamaModel, text: string, specialTokens: boolean): Token[] {
   const tokens: Token[] = [];
   if (model.tokens.shouldPrependBosToken && model.tokens.bos !== null) tokens.push(model.tokens.bos);
-  tokens.push(...model.tokenize(text, specialTokens));
+  append(tokens, model.tokenize(text, specialTokens));
   return tokens;
+}
+
+/** A loop, not `push(...more)`: spreading a long prompt's ids onto the call stack overflows it (~120k). */
+function append(tokens: Token[], more: readonly Token[]): void {
+  for (const t of more) tokens.push(t);
+}
+
+/**
+ * The most bytes of text one token of the vocabulary stands for: a text of `b` bytes has at least
+ * b / this many tokens, which is how a prompt that cannot fit the context is refused before it is
+ * tokenized. SentencePiece ("llama") spells a space as ▁ (3 bytes) and a byte as `<0xXX>`; byte-level BPE
+ * ("gpt2") spells each byte as one character of 1 or 2 bytes; control and user-defined tokens match their
+ * text as is. Undefined for other tokenizers, which may normalise text (collapse spaces), so no such bound.
+ */
+export function maxBytesPerToken(file: GgufFile): number | undefined {
+  const kind = metaString(file, "tokenizer.ggml.model", undefined);
+  if (kind !== "llama" && kind !== "gpt2") return undefined;
+  const tokens = metaArray(file, "tokenizer.ggml.tokens", "string");
+  const types = file.metadata.has("tokenizer.ggml.token_type")
+    ? metaArray(file, "tokenizer.ggml.token_type", "int32")
+    : [];
+  let most = 1;
+  for (const [i, piece] of tokens.entries()) {
+    const type = types[i] ?? GGUF_TOKEN_TYPE.normal;
+    let bytes = Buffer.byteLength(piece);
+    if (kind === "llama" && type === GGUF_TOKEN_TYPE.byte) bytes = 1;
+    else if (kind === "llama" && type === GGUF_TOKEN_TYPE.normal) bytes -= 2 * countSpaces(piece);
+    if (bytes > most) most = bytes;
+  }
+  return most;
+}
+
+/** How many ▁ (SentencePiece's space) a piece has. */
+function countSpaces(piece: string): number {
+  let n = 0;
+  for (const c of piece) if (c === "\u2581") n++;
+  return n;
 }

@@ -2,10 +2,10 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { haveSharedData, plainAdam, sharedData, tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
+import { loadLlamaModel } from "../gguf/llama-cpp.js";
 import { readGguf } from "../gguf/reader.js";
 import { readGgufVocab } from "../gguf/vocab.js";
 import { writeLlamaGguf } from "../model/llama-gguf.js";
-import { getLlamaRuntime } from "../runtime/llama.js";
 import { Trainer } from "../train/trainer.js";
 import { Rng } from "../util/rng.js";
 import { checkModelAgainstLlamaCpp } from "./check.js";
@@ -94,8 +94,7 @@ describe.skipIf(!haveSharedData)("forward pass vs node-llama-cpp's own logits", 
     model.free();
     backend.free();
 
-    const llama = await getLlamaRuntime();
-    const ref = await llama.loadModel({ modelPath: path });
+    const ref = (await loadLlamaModel(path)).model;
     const ctx = await ref.createContext({ contextSize: 64 });
     const theirs: number[] = [];
     for await (const t of ctx.getSequence().evaluate(prompt, { temperature: 0 })) {

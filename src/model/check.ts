@@ -1,6 +1,6 @@
 import type { ControlledEvaluateInputItem, Token } from "node-llama-cpp";
 import { Backend } from "../ggml/backend.js";
-import { getLlamaRuntime } from "../runtime/llama.js";
+import { loadLlamaModel } from "../gguf/llama-cpp.js";
 import { SteerlmError } from "../util/errors.js";
 import { forwardLogits, logSoftmaxRows } from "./infer.js";
 import { loadLlamaGguf } from "./load.js";
@@ -73,8 +73,7 @@ export async function llamaCppProbabilities(
   gguf: string,
   opts: CheckOptions,
 ): Promise<{ tokens: number[]; refProbs: Array<Map<number, number>> }> {
-  const llama = await getLlamaRuntime();
-  const ref = await llama.loadModel({ modelPath: gguf });
+  const { model: ref } = await loadLlamaModel(gguf);
   try {
     const tokens = Array.from(ref.tokenize(opts.text ?? DEFAULT_CHECK_TEXT)).slice(
       0,

@@ -2,10 +2,10 @@ import { join } from "node:path";
 import type { Token } from "node-llama-cpp";
 import { afterAll, describe, expect, it } from "vitest";
 import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
+import { loadLlamaModel } from "../gguf/llama-cpp.js";
 import { metaString, readGguf, readTensorBytes, readTensorF32 } from "../gguf/reader.js";
 import { STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
 import { GGUF_TOKEN_TYPE, type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
-import { getLlamaRuntime } from "../runtime/llama.js";
 import { InputError } from "../util/errors.js";
 import { type LlamaConfig, type LlamaConfigInput, resolveLlamaConfig } from "./config.js";
 import { llamaTensorName, llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "./llama-gguf.js";
@@ -164,8 +164,7 @@ describe.skipIf(!haveSharedData)("llama-2-tiny-random.gguf as a Llama model", ()
 });
 
 async function greedy(path: string, prompt: string, n: number): Promise<number[]> {
-  const llama = await getLlamaRuntime();
-  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  const model = (await loadLlamaModel(path, { gpuLayers: 0 })).model;
   try {
     const ctx = await model.createContext({ contextSize: 256, threads: 1 });
     try {
@@ -238,8 +237,7 @@ describe("writeLlamaGguf -> node-llama-cpp", () => {
     expect(wq?.type).toBe(c.type);
 
     // llama.cpp loads it.
-    const llama = await getLlamaRuntime();
-    const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+    const model = (await loadLlamaModel(path, { gpuLayers: 0 })).model;
     try {
       expect(model.trainContextSize).toBe(config.contextLength);
       expect(model.fileInfo.metadata.general.architecture).toBe(c.arch);

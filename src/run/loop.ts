@@ -228,7 +228,7 @@ export async function runTraining(
     const metrics: Metric[] = [];
     if (resumeFrom) {
       const { checkpoint: ck, metrics: before } = resumeRun<Metric>(resumeFrom, runDir, trainer, batches);
-      metrics.push(...before);
+      for (const m of before) metrics.push(m); // not push(...before): a long run's metrics overflow the stack
       log.info(`resumed at step ${ck.header.step} (epoch ${batches.epochs.toFixed(2)})`);
     }
 

@@ -58,4 +58,9 @@ describe("png", () => {
     expect(has(31, 119, 180)).toBe(true);
     expect(has(255, 127, 14)).toBe(true);
   });
+
+  it("draws the curve of a run with 300,000 logged steps", () => {
+    const train = Array.from({ length: 300_000 }, (_, i) => ({ step: i + 1, loss: 5 / (1 + i / 1e4) }));
+    expect(decode(lossCurvePng(train, [], 64, 48)).width).toBe(64);
+  });
 });

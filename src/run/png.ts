@@ -143,9 +143,15 @@ export function lossCurvePng(
   const top = 12;
   const bottom = height - 24;
   const all = [...train, ...val].filter((p) => Number.isFinite(p.loss));
-  const maxStep = Math.max(1, ...all.map((p) => p.step));
-  const lo = Math.min(...all.map((p) => p.loss), Number.POSITIVE_INFINITY);
-  const hi = Math.max(...all.map((p) => p.loss), Number.NEGATIVE_INFINITY);
+  // Loops, not Math.max(...points): a long run's points spread onto the call stack overflow it.
+  let maxStep = 1;
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  for (const p of all) {
+    maxStep = Math.max(maxStep, p.step);
+    lo = Math.min(lo, p.loss);
+    hi = Math.max(hi, p.loss);
+  }
   const yMin = Number.isFinite(lo) ? Math.max(0, lo - 0.05 * (hi - lo)) : 0;
   const yMax = Number.isFinite(hi) && hi > yMin ? hi + 0.05 * (hi - yMin) : yMin + 1;
   const X = (step: number) => left + ((right - left) * step) / maxStep;

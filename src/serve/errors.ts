@@ -9,6 +9,7 @@ import { log } from "../util/log.js";
 export type ErrorType =
   | "invalid_request_error"
   | "authentication_error"
+  | "permission_error"
   | "not_found_error"
   | "rate_limit_error"
   | "server_error";

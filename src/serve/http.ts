@@ -4,6 +4,9 @@ import { badRequest, HttpError } from "./errors.js";
 
 const DRAIN_FACTOR = 16;
 
+/** Deepest nesting of arrays and objects a request body may have (OpenAI's bodies need 4). */
+export const MAX_JSON_DEPTH = 64;
+
 /** Reads a JSON body of at most `limit` bytes; 413 beyond it, 400 for anything that is not JSON. */
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const type = req.headers["content-type"] ?? "";
@@ -32,11 +35,39 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   const text = Buffer.concat(chunks).toString("utf8");
   if (text.trim() === "")
     throw badRequest("the request body is empty; expected a JSON object", null, "empty_body");
+  if (nestedDeeper(text, MAX_JSON_DEPTH)) {
+    throw badRequest(
+      `the request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels`,
+      null,
+      "json_too_deep",
+    );
+  }
   try {
     return JSON.parse(text);
   } catch (err) {
     throw badRequest(`the request body is not valid JSON: ${(err as Error).message}`, null, "invalid_json");
   }
+}
+
+/**
+ * Whether a JSON text nests deeper than `limit`, found by scanning brackets outside strings: a hostile body
+ * is refused before any recursive code (parsing, validation, error messages) walks it.
+ */
+function nestedDeeper(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
 }
 
 function tooLarge(limit: number): HttpError {

@@ -1,14 +1,27 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { SteerableModel } from "../inference/model.js";
+import { InputError } from "../util/errors.js";
 import { type Asset, loadAssets } from "./assets.js";
-import { HttpError, sendError } from "./errors.js";
+import { badRequest, HttpError, sendError } from "./errors.js";
 import { chatCompletion, completion } from "./handlers.js";
+import { hostCheck } from "./host.js";
 import { checkApiKey, readJson, sendJson } from "./http.js";
 import { parseChatRequest, parseCompletionRequest } from "./validate.js";
 
 /** The server's defaults (`steerlm serve` shows them in its help). */
-export const SERVE_DEFAULTS = { host: "127.0.0.1", port: 8080, maxTokensCap: 512, maxBodyBytes: 1024 * 1024 };
+export const SERVE_DEFAULTS = {
+  host: "127.0.0.1",
+  port: 8080,
+  maxTokensCap: 512,
+  maxBodyBytes: 1024 * 1024,
+  /** Open connections at once; more are closed as they arrive, so idle sockets cannot use up descriptors. */
+  maxConnections: 512,
+  /** Seconds a connection has to send a request's headers; one that sends nothing is closed after this. */
+  headersTimeout: 5,
+  /** Seconds to receive a whole request, headers and body. */
+  requestTimeout: 30,
+};
 
 export interface ServeOptions {
   model: SteerableModel;
@@ -22,6 +35,17 @@ export interface ServeOptions {
   maxTokensCap?: number;
   /** Largest accepted request body in bytes. Default 1 MiB. */
   maxBodyBytes?: number;
+  /** Connections open at once; beyond it new ones are closed at once. Default 512. */
+  maxConnections?: number;
+  /** Seconds to send a request's headers (from the connection or the first byte). Default 5. */
+  headersTimeout?: number;
+  /** Seconds to send a whole request, at least `headersTimeout`; the reply is not limited. Default 30. */
+  requestTimeout?: number;
+  /**
+   * Host names answered besides localhost and IP addresses ("*": any). Default: none when bound to
+   * loopback (against DNS rebinding), any name otherwise.
+   */
+  allowedHosts?: readonly string[];
 }
 
 export interface SteerServer {
@@ -39,6 +63,7 @@ export function createHandler(opts: ServeOptions): Handler {
   const maxBody = opts.maxBodyBytes ?? SERVE_DEFAULTS.maxBodyBytes;
   const limits = { maxTokensCap, modelId: model.id };
   const assets = loadAssets();
+  const checkHost = hostCheck(opts.host ?? SERVE_DEFAULTS.host, opts.allowedHosts);
 
   const schema = () => ({
     object: "steerlm.schema",
@@ -80,7 +105,8 @@ export function createHandler(opts: ServeOptions): Handler {
 
   return async (req, res) => {
     try {
-      const path = new URL(req.url ?? "/", "http://localhost").pathname;
+      checkHost(req);
+      const path = pathOf(req.url ?? "/");
       const route = routes[path];
       if (!route) throw new HttpError(404, `no route ${path}`, "not_found_error", null, "not_found");
       const method = req.method === "HEAD" ? "GET" : (req.method ?? "GET");
@@ -105,13 +131,23 @@ export function createHandler(opts: ServeOptions): Handler {
   };
 }
 
+function pathOf(target: string): string {
+  try {
+    return new URL(target, "http://localhost").pathname;
+  } catch {
+    const shown = target.length > 80 ? `${target.slice(0, 77)}...` : target;
+    throw badRequest(`the request target ${JSON.stringify(shown)} is not a URL`, null, "bad_request_target");
+  }
+}
+
 function sendAsset(res: ServerResponse, asset: Asset): void {
   res.writeHead(200, {
     "content-type": asset.type,
     "content-length": asset.body.length,
     "cache-control": "no-cache",
-    // Everything is local: the page may only load its own files and talk to this server.
-    "content-security-policy": "default-src 'self'; img-src 'self' data:",
+    // Everything is local: the page may only load its own files and talk to this server, and no other
+    // site may frame it (clickjacking the sliders).
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
   });
   res.end(asset.body);
@@ -120,10 +156,32 @@ function sendAsset(res: ServerResponse, asset: Asset): void {
 /** Starts the server; resolves once it listens. */
 export async function startServer(opts: ServeOptions): Promise<SteerServer> {
   const handler = createHandler(opts);
-  const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => void handler(req, res));
-  // Bounds on receiving a request (headers, then the whole body); a long generation (the response) is not cut.
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 60_000;
+  const headersMs = 1000 * (opts.headersTimeout ?? SERVE_DEFAULTS.headersTimeout);
+  const requestMs = 1000 * (opts.requestTimeout ?? SERVE_DEFAULTS.requestTimeout);
+  if (requestMs < headersMs) {
+    throw new InputError(
+      `must be at least the headers timeout (${headersMs / 1000} s), got ${requestMs / 1000} s`,
+      { setting: "requestTimeout" },
+    );
+  }
+  // Bounds on receiving a request (headers, then the whole body), checked every second; a long generation
+  // (the response) is not cut.
+  const server = createServer(
+    {
+      keepAliveTimeout: 5000,
+      headersTimeout: headersMs,
+      requestTimeout: requestMs,
+      connectionsCheckingInterval: 1000,
+    },
+    (req, res) => {
+      // The request is here: from now on only requestTimeout bounds it, not the socket's idle timer below.
+      req.socket.setTimeout(0);
+      void handler(req, res);
+    },
+  );
+  // A connection that never sends a byte is not a request yet: an idle timer closes it at the headers deadline.
+  server.timeout = headersMs;
+  server.maxConnections = opts.maxConnections ?? SERVE_DEFAULTS.maxConnections;
   const host = opts.host ?? SERVE_DEFAULTS.host;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

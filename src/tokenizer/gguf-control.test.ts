@@ -2,10 +2,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
 import { renderConversation } from "../data/template.js";
+import { loadLlamaModel } from "../gguf/llama-cpp.js";
 import { readGguf, readTensorF32 } from "../gguf/reader.js";
 import { GGUF_TOKEN_TYPE, readGgufVocab } from "../gguf/vocab.js";
 import { llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "../model/llama-gguf.js";
-import { getLlamaRuntime } from "../runtime/llama.js";
 import { addControlTokensToGgufVocab, extendEmbeddingRows } from "./control.js";
 import { type GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
 import { CONTROL_TOKEN_NAMES, encodeParts, encodePartsWithLoss } from "./types.js";
@@ -101,8 +101,7 @@ describe.skipIf(!haveSharedData)("control tokens added to an existing GGUF model
       { values: "helpfulness:2,verbosity:0" },
     );
     const ids = encodeParts(after, rendered.parts);
-    const llama = await getLlamaRuntime();
-    const model = await llama.loadModel({ modelPath: outPath, gpuLayers: 0 });
+    const model = (await loadLlamaModel(outPath, { gpuLayers: 0 })).model;
     try {
       // With no control strings in the user text, parsing the whole string with special tokens on
       // (what llama.cpp's own tools do) gives exactly the template's ids.

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import type { LlamaModel, Token } from "node-llama-cpp";
-import { getLlamaRuntime } from "../runtime/llama.js";
+import { loadLlamaModel } from "../gguf/llama-cpp.js";
 import { InputError, SteerlmError } from "../util/errors.js";
 import { llamaControlTokenIds } from "./control.js";
 import { type ControlToken, ControlTokenIds, type Tokenizer } from "./types.js";
@@ -85,13 +85,7 @@ export class GgufTokenizer implements Tokenizer {
 /** Opens a GGUF vocab-only through the shared node-llama-cpp runtime. */
 export async function loadGgufTokenizer(path: string): Promise<GgufTokenizer> {
   if (!existsSync(path)) throw new InputError("no such file", { file: path });
-  const llama = await getLlamaRuntime();
-  let model: LlamaModel;
-  try {
-    model = await llama.loadModel({ modelPath: path, vocabOnly: true, gpuLayers: 0 });
-  } catch (err) {
-    throw new InputError(`cannot open as a GGUF vocabulary: ${(err as Error).message}`, { file: path });
-  }
+  const { model } = await loadLlamaModel(path, { vocabOnly: true, gpuLayers: 0 });
   try {
     return new GgufTokenizer(model, path);
   } catch (err) {

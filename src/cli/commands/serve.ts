@@ -1,6 +1,7 @@
 import type { Command } from "commander";
+import { isLoopbackHost } from "../../serve/host.js";
 import { SERVE_DEFAULTS, startServer } from "../../serve/server.js";
-import { InputError } from "../../util/errors.js";
+import { InputError, SteerlmError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
 import {
@@ -51,7 +52,41 @@ export function register(program: Command): void {
         integerFrom(1024),
         SERVE_DEFAULTS.maxBodyBytes,
       ),
-    );
+    )
+    .addOption(
+      numberOption(
+        "--max-connections <n>",
+        "connections open at once; more are closed as they arrive",
+        integerFrom(1),
+        SERVE_DEFAULTS.maxConnections,
+      ),
+    )
+    .addOption(
+      numberOption(
+        "--headers-timeout <s>",
+        "seconds a client has to send a request's headers (an idle connection is closed after this)",
+        { above: 0 },
+        SERVE_DEFAULTS.headersTimeout,
+      ),
+    )
+    .addOption(
+      numberOption(
+        "--request-timeout <s>",
+        "seconds a client has to send a whole request, body included (the reply is not limited)",
+        { above: 0 },
+        SERVE_DEFAULTS.requestTimeout,
+      ),
+    )
+    .option(
+      "--allowed-hosts <names>",
+      "comma-separated Host names to answer besides localhost and IP addresses (* for any; default: none " +
+        "on loopback, against DNS rebinding, else any)",
+    )
+    .option(
+      "--require-control-tokens",
+      "refuse a model whose vocabulary lacks the SteerLM control tokens (default when --host is not loopback)",
+    )
+    .option("--no-require-control-tokens", "serve such a model anyway, its control tokens as plain text");
   addContextSizeOption(cmd, "tokens per generation (prompt + reply)", 16);
   addThreadsOption(cmd).action(async (flags: Flags) => {
     const host = flags.host as string;
@@ -59,6 +94,7 @@ export function register(program: Command): void {
     if (apiKey !== undefined && apiKey.trim() === "")
       throw new InputError("the API key is empty", { field: "--api-key" });
     const model = await loadModel(flags, {
+      requireControlTokens: (flags.requireControlTokens as boolean | undefined) ?? !isLoopbackHost(host),
       parallel: numFlag(flags, "parallel"),
       maxQueue: numFlag(flags, "queue"),
       contextSize: numFlag(flags, "contextSize"),
@@ -71,12 +107,19 @@ export function register(program: Command): void {
       apiKey,
       maxTokensCap: numFlag(flags, "maxTokensCap"),
       maxBodyBytes: numFlag(flags, "maxBody"),
+      maxConnections: numFlag(flags, "maxConnections"),
+      headersTimeout: numFlag(flags, "headersTimeout"),
+      requestTimeout: numFlag(flags, "requestTimeout"),
+      allowedHosts: strFlag(flags, "allowedHosts")
+        ?.split(",")
+        .map((n) => n.trim())
+        .filter((n) => n !== ""),
     }).catch(async (err: Error) => {
       await model.dispose();
+      if (err instanceof SteerlmError) throw err;
       throw new InputError(`cannot listen: ${err.message}`, { field: "--port" });
     });
-    const loopback = /^(127\.|::1$|localhost$)/.test(host);
-    if (!loopback && apiKey === undefined)
+    if (!isLoopbackHost(host) && apiKey === undefined)
       log.warn(`listening on ${host} without an API key: anyone who can reach it can use the model`);
     log.info(
       `serving ${model.id} (schema ${model.schema.name}, ${model.parallel} parallel, control tokens as ${model.controlMode}) at ${server.url}`,
