@@ -7,7 +7,8 @@ import { tempDir } from "./helpers.js";
 import { tinySftInputs } from "./sft-helpers.js";
 
 // The demo's time budget: a run planned far too long ends on time, and its cosine schedule still
-// reaches its floor on the last step (the end moved, the shape did not break).
+// reaches its floor on the last step (the end moved, the shape did not break). The budget reads a clock
+// the test drives (20 ms a read), so the machine's load cannot change the outcome.
 describe("runSft with a time budget", () => {
   const tmp = tempDir("steerlm-budget-");
   afterAll(() => tmp.cleanup());
@@ -29,13 +30,18 @@ describe("runSft with a time budget", () => {
       checkpointEvery: 0,
       threads: 1,
     });
-    const t0 = performance.now();
-    const r = await runSft(resolved, { progress: false, timeBudgetSeconds: 3 });
-    const wall = (performance.now() - t0) / 1000;
+    let ms = 0;
+    const clock = (): number => {
+      ms += 20;
+      return ms;
+    };
+    const r = await runSft(resolved, { progress: false, timeBudgetSeconds: 3, clock });
     expect(r.step).toBeGreaterThan(10);
     expect(r.step).toBeLessThan(1_000_000);
     expect(r.totalSteps).toBe(r.step);
-    expect(wall).toBeLessThan(3 + 8); // setup (tokenizer, data, graphs) is outside the budget
+    // The loop started at the first read (20 ms) and ended within a step or two of 3 s.
+    expect(ms - 20).toBeGreaterThan(3000 - 3 * 20);
+    expect(ms - 20).toBeLessThanOrEqual(3000 + 3 * 20);
     const metrics = readFileSync(join(tmp.path, "run", "metrics.jsonl"), "utf8")
       .trim()
       .split("\n")

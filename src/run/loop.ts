@@ -110,6 +110,8 @@ export interface RunOptions {
    * budgeted run is not reproducible bit for bit; `steerlm demo` uses it, `steerlm sft` does not.
    */
   timeBudgetSeconds?: number;
+  /** Milliseconds for the time budget (performance.now); a test drives the budget with its own clock. */
+  clock?: () => number;
 }
 
 export interface RunResult {
@@ -261,7 +263,8 @@ export async function runTraining(
     let lastVal: number | null = null;
     let checkpoint = resumeFrom ?? "";
     let interrupted = false;
-    const loopStart = performance.now();
+    const clock = opts.clock ?? (() => performance.now());
+    const loopStart = clock();
     const firstStep = trainer.step;
     let budgetLogged = 0;
     const plannedSteps = totalSteps;
@@ -302,7 +305,7 @@ export async function runTraining(
         if (lastVal !== null) m.valLoss = lastVal;
       }
       metrics.push(m);
-      stepTimes.push(performance.now());
+      stepTimes.push(clock());
       if (
         opts.timeBudgetSeconds !== undefined &&
         r.step >= Math.max(cfg.warmupSteps, firstStep + 10) &&
@@ -310,7 +313,7 @@ export async function runTraining(
       ) {
         // Speed over the last 100 steps: the machine's load changes, so the end moves both ways (never past
         // the planned steps); the cosine schedule follows it.
-        const now = performance.now();
+        const now = clock();
         const window = Math.min(100, stepTimes.length - 1);
         const perStepSeconds = (now - (stepTimes[stepTimes.length - 1 - window] as number)) / 1000 / window;
         const remaining = opts.timeBudgetSeconds - (now - loopStart) / 1000;
@@ -338,7 +341,7 @@ export async function runTraining(
         ...(lastVal !== null ? { val: lastVal } : {}),
       });
       if (!showBar && (r.step % logEvery === 0 || last)) {
-        const eta = ((totalSteps - r.step) * (performance.now() - loopStart)) / 1000 / (r.step - firstStep);
+        const eta = ((totalSteps - r.step) * (clock() - loopStart)) / 1000 / (r.step - firstStep);
         log.info(
           `step ${r.step}/${totalSteps}  ${lossName} ${r.loss.toFixed(4)}${m.valLoss !== undefined ? `  val ${m.valLoss.toFixed(4)}` : ""}` +
             Object.entries(extra)
