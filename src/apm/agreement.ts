@@ -43,20 +43,21 @@ export async function labelAgreement(
   const stats = schema.attributes.map((a) => ({ name: a.name, n: 0, exact: 0, within1: 0, abs: 0 }));
   let turns = 0;
   pred.forEach((p, i) => {
-    const r = ref[i] as DataRecord;
+    const r = ref[i];
     const same =
+      r !== undefined &&
       p.system === r.system &&
       p.turns.length === r.turns.length &&
       p.turns.every((t, j) => t.role === r.turns[j]?.role && t.text === r.turns[j]?.text);
     if (!same) {
       throw new InputError(
-        `conversation differs from line ${r.origin?.line ?? i + 1} of the reference`,
+        `conversation differs from line ${r?.origin?.line ?? i + 1} of the reference`,
         { file: predicted, line: p.origin?.line ?? i + 1 },
         "compare an annotated file with the file it was annotated from",
       );
     }
     p.turns.forEach((t, j) => {
-      const want = r.turns[j]?.labels;
+      const want = r?.turns[j]?.labels;
       if (t.role !== "assistant" || !t.labels || !want) return;
       turns++;
       for (const s of stats) {

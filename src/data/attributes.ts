@@ -111,7 +111,8 @@ export const BUILTIN_SCHEMAS: Readonly<Record<string, AttributeSchema>> = {
 
 /** A built-in schema by name, or a custom one from a .json / .yaml / .yml file. */
 export function loadSchema(nameOrPath: string): AttributeSchema {
-  const builtin = BUILTIN_SCHEMAS[nameOrPath];
+  // Own keys only: "constructor" is not a schema.
+  const builtin = Object.hasOwn(BUILTIN_SCHEMAS, nameOrPath) ? BUILTIN_SCHEMAS[nameOrPath] : undefined;
   if (builtin) return builtin;
   if (!/\.(json|ya?ml)$/i.test(nameOrPath)) {
     throw new InputError(

@@ -69,6 +69,7 @@ export function formatInspection(ins: Inspection, order: readonly string[] = [])
   const width = Math.max(0, ...names.map((n) => n.length));
   for (const name of names) {
     const a = ins.attributes[name];
+    if (a === undefined) continue;
     const hist = Object.entries(a.values)
       .sort(([x], [y]) => Number(x) - Number(y))
       .map(([v, c]) => `${v}: ${c}`)

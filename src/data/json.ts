@@ -274,8 +274,10 @@ export function pythonFloatRepr(x: number): string {
   if (Number.isNaN(x)) return "NaN";
   if (!Number.isFinite(x)) return x > 0 ? "Infinity" : "-Infinity";
   if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0";
-  const [mant, expText] = x.toExponential().split("e");
-  const exp = Number(expText);
+  const text = x.toExponential();
+  const e = text.indexOf("e");
+  const mant = text.slice(0, e);
+  const exp = Number(text.slice(e + 1));
   const neg = mant.startsWith("-");
   const digits = mant.replace("-", "").replace(".", "");
   let body: string;

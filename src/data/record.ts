@@ -125,8 +125,9 @@ export function looseLabels(text: string): AttributeValues | null {
   const out: AttributeValues = {};
   for (const pair of text.split(",")) {
     const m = /^([^:]+):(-?\d+)$/.exec(pair);
-    if (!m || m[1] in out) return null;
-    out[m[1]] = Number(m[2]);
+    const [, name, value] = m ?? [];
+    if (name === undefined || name in out) return null;
+    out[name] = Number(value);
   }
   return out;
 }

@@ -68,9 +68,8 @@ export async function writeLoraAdapterGguf(path: string, input: LoraAdapterInput
       }
     }
   }
-  const extra = [...input.tensors.keys()].filter((k) => !used.has(k));
-  if (extra.length > 0)
-    throw fail(extra[0] as string, `not an adapter tensor of targets ${lora.targets.join(",")}`);
+  const extra = [...input.tensors.keys()].find((k) => !used.has(k));
+  if (extra !== undefined) throw fail(extra, `not an adapter tensor of targets ${lora.targets.join(",")}`);
   return writeGguf(path, {
     metadata: [
       ["general.architecture", str(input.arch ?? llamaArchFor(config))],

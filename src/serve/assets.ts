@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from "node:fs";
-import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -8,13 +7,11 @@ import { fileURLToPath } from "node:url";
  * vitest) they sit beside this module. Read once at startup and served from memory.
  */
 const CANDIDATES = ["./assets/", "../../src/serve/assets/"];
-const FILES = ["index.html", "app.js", "style.css"] as const;
-
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-};
+const FILES: ReadonlyArray<readonly [name: string, type: string]> = [
+  ["index.html", "text/html; charset=utf-8"],
+  ["app.js", "text/javascript; charset=utf-8"],
+  ["style.css", "text/css; charset=utf-8"],
+];
 
 export interface Asset {
   body: Buffer;
@@ -30,8 +27,8 @@ export function loadAssets(): Map<string, Asset> {
       `web page assets not found (looked in ${CANDIDATES.join(", ")} beside ${import.meta.url})`,
     );
   const out = new Map<string, Asset>();
-  for (const name of FILES) {
-    const asset = { body: readFileSync(`${dir}${name}`), type: TYPES[extname(name)] };
+  for (const [name, type] of FILES) {
+    const asset = { body: readFileSync(`${dir}${name}`), type };
     out.set(`/${name}`, asset);
     if (name === "index.html") out.set("/", asset);
   }

@@ -42,7 +42,7 @@ export interface ServeBenchResult {
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 async function startServe(model: string, parallel: number): Promise<{ child: ChildProcess; url: string }> {
@@ -56,7 +56,7 @@ async function startServe(model: string, parallel: number): Promise<{ child: Chi
     child.stderr?.setEncoding("utf8").on("data", (d: string) => {
       stderr += d;
       const m = /at (http:\/\/\S+)/.exec(stderr);
-      if (m) ok(m[1]);
+      if (m?.[1]) ok(m[1]);
     });
     child.on("exit", (code) =>
       fail(new Error(`steerlm serve exited (${code}) before listening:\n${stderr}`)),

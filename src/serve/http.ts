@@ -86,7 +86,7 @@ export function checkApiKey(req: IncomingMessage, apiKey: string | undefined): v
   if (apiKey === undefined) return;
   const header = req.headers.authorization ?? "";
   const match = /^Bearer\s+(.+)$/i.exec(header);
-  const given = Buffer.from(match ? match[1].trim() : "");
+  const given = Buffer.from(match?.[1]?.trim() ?? "");
   const want = Buffer.from(apiKey);
   if (given.length !== want.length || !timingSafeEqual(given, want)) {
     throw new HttpError(

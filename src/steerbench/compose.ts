@@ -1,4 +1,4 @@
-import type { AttributeValues } from "../data/attributes.js";
+import { at } from "../util/at.js";
 import type { Rng } from "../util/rng.js";
 import {
   ANSWER_FRAMES,
@@ -9,13 +9,14 @@ import {
   INCOHERENCE,
   NO_ANSWER,
   qualityOf,
+  type SteerBenchValues,
   type StyleValues,
   TOXICITY,
 } from "./style.js";
 import { type Solution, type Task, unitFor } from "./tasks.js";
 
 /** Seven attributes sampled uniformly and independently; helpfulness and quality follow from them. */
-export function sampleValues(rng: Rng): AttributeValues {
+export function sampleValues(rng: Rng): SteerBenchValues {
   const v: StyleValues = {
     toxicity: rng.int(0, 4),
     humor: rng.int(0, 4),
@@ -29,7 +30,7 @@ export function sampleValues(rng: Rng): AttributeValues {
 }
 
 /** All nine attributes (canonical names) from the seven independent ones. */
-export function withDerived(v: StyleValues): AttributeValues {
+export function withDerived(v: StyleValues): SteerBenchValues {
   const helpfulness = helpfulnessOf(v);
   return {
     quality: qualityOf(helpfulness, v),
@@ -48,18 +49,20 @@ export function withDerived(v: StyleValues): AttributeValues {
  * The response, in a fixed layout a small model can learn:
  *   [rudeness] answer-sentence [explanation steps...] [incoherence] [imagery] [joke]
  */
-export function composeResponse(task: Task, v: AttributeValues, rng: Rng): string {
+export function composeResponse(task: Task, v: StyleValues, rng: Rng): string {
   const out: string[] = [];
-  if (v.toxicity > 0) out.push(rng.pick(TOXICITY[v.toxicity]));
-  out.push(ANSWER_FRAMES[v.complexity].replace("{A}", realiseAnswer(task.solution, v.correctness, rng)));
+  if (v.toxicity > 0) out.push(rng.pick(at(TOXICITY, v.toxicity, "toxicity bank")));
+  const frame = at(ANSWER_FRAMES, v.complexity, "answer frames");
+  out.push(frame.replace("{A}", realiseAnswer(task.solution, v.correctness, rng)));
+  const connectives = at(CONNECTIVES, v.complexity, "connectives");
   for (let i = 0; i < v.verbosity; i++) {
-    const connective = CONNECTIVES[v.complexity][i];
-    const step = task.steps[i];
-    out.push(connective ? `${connective} ${step}.` : `${step[0].toUpperCase()}${step.slice(1)}.`);
+    const connective = at(connectives, i, "connectives");
+    const step = at(task.steps, i, "explanation steps");
+    out.push(connective ? `${connective} ${step}.` : `${step.charAt(0).toUpperCase()}${step.slice(1)}.`);
   }
-  if (v.coherence < 4) out.push(rng.pick(INCOHERENCE[v.coherence]));
-  if (v.creativity > 0) out.push(rng.pick(CREATIVITY[v.creativity]));
-  if (v.humor > 0) out.push(rng.pick(HUMOR[v.humor]));
+  if (v.coherence < 4) out.push(rng.pick(at(INCOHERENCE, v.coherence, "incoherence bank")));
+  if (v.creativity > 0) out.push(rng.pick(at(CREATIVITY, v.creativity, "creativity bank")));
+  if (v.humor > 0) out.push(rng.pick(at(HUMOR, v.humor, "humor bank")));
   return out.join(" ");
 }
 
@@ -93,8 +96,9 @@ export function realiseAnswer(s: Solution, level: number, rng: Rng): string {
       const letters = s.word.split("");
       const positions = rng.distinct(4 - level, 0, letters.length - 1);
       for (const p of positions) {
-        let c = letters[p];
-        while (c === letters[p]) c = String.fromCharCode(97 + rng.int(0, 25));
+        const old = at(letters, p, "spelled word");
+        let c = old;
+        while (c === old) c = String.fromCharCode(97 + rng.int(0, 25));
         letters[p] = c;
       }
       return letters.join("-");
@@ -103,5 +107,7 @@ export function realiseAnswer(s: Solution, level: number, rng: Rng): string {
 }
 
 function swap(xs: number[], i: number): void {
-  [xs[i], xs[i + 1]] = [xs[i + 1], xs[i]];
+  const a = at(xs, i, "swap");
+  xs[i] = at(xs, i + 1, "swap");
+  xs[i + 1] = a;
 }

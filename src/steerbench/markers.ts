@@ -92,23 +92,32 @@ export function fuzzyMarker(sentence: string): MarkerHit | undefined {
   for (const p of PIECES) {
     const budget = Math.floor(p.words.length / 4);
     if (Math.abs(p.words.length - words.length) > budget) continue;
-    if (wordDistance(p.words, words, budget) <= budget) return { bank: p.bank, level: p.level };
+    if (editDistance(p.words, words, budget) <= budget) return { bank: p.bank, level: p.level };
   }
   return undefined;
 }
 
-/** Word-level edit distance, giving up (returning budget + 1) once it must exceed `budget`. */
-export function wordDistance(a: string[], b: string[], budget: number): number {
+/**
+ * Edit distance between two sequences (of words, or of a string's characters), giving up (returning
+ * budget + 1) once it must exceed `budget`.
+ */
+export function editDistance(a: readonly string[], b: readonly string[], budget = Infinity): number {
+  // Row i of the table: prev[j] = distance(a[..i), b[..j)); the out-of-range fallbacks are never read.
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    let best = i;
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-      best = Math.min(best, cur[j]);
+  for (const [i, wa] of a.entries()) {
+    const cur = [i + 1];
+    let best = i + 1;
+    for (const [j, wb] of b.entries()) {
+      const d = Math.min(
+        (prev[j + 1] ?? Infinity) + 1,
+        (cur[j] ?? Infinity) + 1,
+        (prev[j] ?? Infinity) + (wa === wb ? 0 : 1),
+      );
+      cur.push(d);
+      best = Math.min(best, d);
     }
     if (best > budget) return budget + 1;
     prev = cur;
   }
-  return prev[b.length];
+  return prev[b.length] ?? Infinity;
 }

@@ -1,8 +1,7 @@
-import type { AttributeValues } from "../data/attributes.js";
 import { withDerived } from "./compose.js";
-import { type BankName, cutMarkers, fuzzyMarker, wordDistance, wordsOf } from "./markers.js";
+import { type BankName, cutMarkers, editDistance, fuzzyMarker, wordsOf } from "./markers.js";
 import { gradeAnswer, parsePrompt } from "./solve.js";
-import { ANSWER_FRAMES, CONNECTIVES } from "./style.js";
+import { ANSWER_FRAMES, CONNECTIVES, type SteerBenchValues } from "./style.js";
 
 /**
  * The SteerBench oracle: all nine attributes of a response measured from its text (and the prompt, for
@@ -27,7 +26,7 @@ const FRAME_PREFIXES = ANSWER_FRAMES.map((f) => f.slice(0, f.indexOf("{A}")).toL
 const FRAME_WORDS = FRAME_PREFIXES.map((p) => wordsOf(p));
 const CONNECTIVE_TIERS = CONNECTIVES.map((tier) => tier.filter((c) => c !== "").map((c) => c.toLowerCase()));
 
-export function scoreResponse(prompt: string, response: string): AttributeValues {
+export function scoreResponse(prompt: string, response: string): SteerBenchValues {
   const cut = cutMarkers(
     String(response ?? "")
       .slice(0, MAX_CHARS)
@@ -60,7 +59,8 @@ export function scoreResponse(prompt: string, response: string): AttributeValues
     if (sentence.split(" ").filter((w) => /[\p{L}\p{N}]/u.test(w)).length >= 2) {
       explanations++;
       CONNECTIVE_TIERS.forEach((tierConnectives, t) => {
-        if (tierConnectives.some((c) => sentence.startsWith(`${c} `))) connectiveHits[t]++;
+        if (tierConnectives.some((c) => sentence.startsWith(`${c} `)))
+          connectiveHits[t] = (connectiveHits[t] ?? 0) + 1;
       });
     }
   }
@@ -92,15 +92,13 @@ export function scoreResponse(prompt: string, response: string): AttributeValues
  */
 function findFrame(sentence: string): { tier: number; answer: string } | undefined {
   const strip = (s: string) => s.replace(/[.!?\s]+$/, "");
-  for (let t = FRAME_PREFIXES.length - 1; t >= 0; t--) {
-    if (sentence.startsWith(FRAME_PREFIXES[t]))
-      return { tier: t, answer: strip(sentence.slice(FRAME_PREFIXES[t].length)) };
+  for (const [t, prefix] of [...FRAME_PREFIXES.entries()].reverse()) {
+    if (sentence.startsWith(prefix)) return { tier: t, answer: strip(sentence.slice(prefix.length)) };
   }
   const raw = sentence.split(" ");
-  for (let t = FRAME_WORDS.length - 1; t >= 0; t--) {
-    const frame = FRAME_WORDS[t];
+  for (const [t, frame] of [...FRAME_WORDS.entries()].reverse()) {
     if (frame.length < 4 || raw.length <= frame.length) continue;
-    if (wordDistance(frame, wordsOf(raw.slice(0, frame.length).join(" ")), 1) <= 1) {
+    if (editDistance(frame, wordsOf(raw.slice(0, frame.length).join(" ")), 1) <= 1) {
       return { tier: t, answer: strip(raw.slice(frame.length).join(" ")) };
     }
   }

@@ -66,23 +66,23 @@ export async function scoreFile(
     records++;
     const line = record.origin?.line ?? records;
     const turns = record.turns;
-    let k = turns.length - 1;
-    while (k >= 0 && turns[k].role !== "assistant") k--;
-    if (k < 0) continue;
-    let u = k - 1;
-    while (u >= 0 && turns[u].role !== "user") u--;
-    const scores = scoreResponse(u >= 0 ? turns[u].text : "", turns[k].text);
-    const given = turns[k].labels;
+    const k = turns.findLastIndex((t) => t.role === "assistant");
+    const response = turns[k];
+    if (response === undefined) continue;
+    const user = turns.slice(0, k).findLast((t) => t.role === "user");
+    const scores = scoreResponse(user?.text ?? "", response.text);
+    const given = response.labels;
     const label = given && Object.keys(given).length > 0 ? given : null;
     if (label) labelled++;
     for (const name of STEERLM_ATTRIBUTE_ORDER) {
       sums[name] = (sums[name] ?? 0) + scores[name];
-      if (label && label[name] !== undefined) {
+      const want = label?.[name];
+      if (want !== undefined) {
         const c = counts[name] ?? { n: 0, exact: 0, within1: 0 };
         counts[name] = c;
         c.n++;
-        if (scores[name] === label[name]) c.exact++;
-        if (Math.abs(scores[name] - label[name]) <= 1) c.within1++;
+        if (scores[name] === want) c.exact++;
+        if (Math.abs(scores[name] - want) <= 1) c.within1++;
       }
     }
     rows.push({

@@ -1,4 +1,5 @@
 import { CONVERSIONS, FACTS } from "./knowledge.js";
+import { editDistance } from "./markers.js";
 import type { Solution } from "./tasks.js";
 
 /**
@@ -14,7 +15,7 @@ export function parsePrompt(rawPrompt: string): Solution | undefined {
   const prompt = rawPrompt.slice(0, 2000).toLowerCase();
 
   const quoted = prompt.match(/spell[^"]*"([a-z]+)"/) ?? prompt.match(/"([a-z]+)"[^"]*spell/);
-  if (quoted) return { kind: "spell", word: quoted[1] };
+  if (quoted?.[1]) return { kind: "spell", word: quoted[1] };
 
   if (/\b(sort|order)\b/.test(prompt)) {
     const items = ints(prompt);
@@ -29,7 +30,7 @@ export function parsePrompt(rawPrompt: string): Solution | undefined {
   if (extreme) {
     const options = ints(prompt);
     if (options.length >= 2) {
-      const want = /largest|biggest|greatest/.test(extreme[1]) ? "max" : "min";
+      const want = /largest|biggest|greatest/.test(extreme[0]) ? "max" : "min";
       return { kind: "choice", options, want };
     }
   }
@@ -47,11 +48,12 @@ export function parsePrompt(rawPrompt: string): Solution | undefined {
     }
   }
 
-  const op = prompt.match(/(-?\d+)\s*(plus|minus|times|\+|-|\*|x|×)\s*(-?\d+)/);
-  if (op) {
-    const a = Number(op[1]);
-    const b = Number(op[3]);
-    const value = /plus|\+/.test(op[2]) ? a + b : /minus|-/.test(op[2]) ? a - b : a * b;
+  const [, left, operator = "", right] =
+    prompt.match(/(-?\d+)\s*(plus|minus|times|\+|-|\*|x|×)\s*(-?\d+)/) ?? [];
+  if (left !== undefined) {
+    const a = Number(left);
+    const b = Number(right);
+    const value = /plus|\+/.test(operator) ? a + b : /minus|-/.test(operator) ? a - b : a * b;
     if (Number.isSafeInteger(value)) return { kind: "number", value };
   }
   return undefined;
@@ -86,9 +88,9 @@ export function gradeAnswer(solution: Solution, answer: string): number {
       if (stated.length < 2) return 0;
       if (!samePermutation(stated, solution.items)) return 1;
       let inversions = 0;
-      for (let i = 0; i < stated.length; i++) {
-        for (let j = i + 1; j < stated.length; j++) {
-          if (solution.order === "asc" ? stated[i] > stated[j] : stated[i] < stated[j]) inversions++;
+      for (const [i, x] of stated.entries()) {
+        for (const y of stated.slice(i + 1)) {
+          if (solution.order === "asc" ? x > y : x < y) inversions++;
         }
       }
       return Math.max(1, 4 - inversions);
@@ -98,7 +100,10 @@ export function gradeAnswer(solution: Solution, answer: string): number {
       if (!m) return 0;
       const stated = m[0].replace(/-/g, "");
       const want = solution.word;
-      const d = stated.length === want.length ? hamming(stated, want) : levenshtein(stated, want);
+      const d =
+        stated.length === want.length
+          ? hamming(stated, want)
+          : editDistance(stated.split(""), want.split(""));
       return Math.max(1, 4 - d);
     }
   }
@@ -121,18 +126,6 @@ function samePermutation(a: number[], b: number[]): boolean {
 
 function hamming(a: string, b: string): number {
   let d = 0;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) d++;
+  for (const [i, c] of a.split("").entries()) if (c !== b[i]) d++;
   return d;
-}
-
-function levenshtein(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
 }

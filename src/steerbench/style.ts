@@ -110,7 +110,8 @@ export const CONNECTIVES: readonly (readonly string[])[] = [
 export const NO_ANSWER = "unknown";
 
 /** The independently sampled attributes; the other two are derived from them. */
-export interface StyleValues {
+// A type alias, not an interface, so that the values are an AttributeValues record as they are.
+export type StyleValues = {
   toxicity: number;
   humor: number;
   creativity: number;
@@ -118,7 +119,10 @@ export interface StyleValues {
   coherence: number;
   complexity: number;
   verbosity: number;
-}
+};
+
+/** All nine SteerBench attributes: the seven sampled ones and the two derived from them. */
+export type SteerBenchValues = StyleValues & { quality: number; helpfulness: number };
 
 /*
  * The derived attributes are chosen so that the steerlm schema's inference defaults (toxicity, humor,

@@ -1,4 +1,4 @@
-import { BUILTIN_SCHEMAS, formatValues } from "../data/attributes.js";
+import { formatValues, loadSchema } from "../data/attributes.js";
 import type { Conversation, Turn } from "../data/template.js";
 import { InputError } from "../util/errors.js";
 import { fnv1a, Rng } from "../util/rng.js";
@@ -137,7 +137,7 @@ function conversationOf(tasks: Task[], rng: Rng): Conversation {
     turns.push({
       role: "assistant",
       text: composeResponse(task, values, rng),
-      values: formatValues(BUILTIN_SCHEMAS.steerlm, values),
+      values: formatValues(loadSchema("steerlm"), values),
     });
   }
   return { system: BENCH_SYSTEM_PROMPT, turns };

@@ -171,7 +171,7 @@ function spelling(rng: Rng): Task {
 
 function facts(rng: Rng): Task {
   const f = rng.pick(FACTS);
-  const cap = f.article[0].toUpperCase() + f.article.slice(1);
+  const cap = f.article.charAt(0).toUpperCase() + f.article.slice(1);
   const prompt = rng.pick([
     `How many ${f.property} does ${f.article} ${f.entity} have?`,
     `${cap} ${f.entity} has how many ${f.property}?`,

@@ -25,8 +25,8 @@ export function lnGamma(x: number): number {
   // Γ(x) = Γ(x+1)/x keeps the series in the range where it is accurate.
   if (x < 0.5) return lnGamma(x + 1) - Math.log(x);
   const z = x - 1;
-  let s = LANCZOS[0] as number;
-  for (let i = 1; i < LANCZOS.length; i++) s += (LANCZOS[i] as number) / (z + i);
+  let s = LANCZOS[0]!;
+  for (let i = 1; i < LANCZOS.length; i++) s += LANCZOS[i]! / (z + i);
   const t = z + LANCZOS_G + 0.5;
   return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(s);
 }

@@ -87,8 +87,10 @@ export function sampleLine(record: DataRecord, info: SampleInfo, schema?: Attrib
   }
   extra.set(STEERLM2_KEY, infoJson(info));
   const lines = recordLines({ ...record, extra }, "steerlm", { schema });
-  if (lines.length !== 1) throw new Error(`sampleLine: expected one line, got ${lines.length}`);
-  return lines[0] as string;
+  const [line] = lines;
+  if (line === undefined || lines.length !== 1)
+    throw new Error(`sampleLine: expected one line, got ${lines.length}`);
+  return line;
 }
 
 /** Reads and checks the `steerlm2` key of a record read from `file` (errors name file:line:field). */

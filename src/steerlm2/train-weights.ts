@@ -34,17 +34,17 @@ export function groupCoefficients(
   for (let g = 0; g < len; g += n) {
     // softmax with the maximum subtracted: log-likelihoods of long responses are in the hundreds
     let max = Number.NEGATIVE_INFINITY;
-    for (let i = g; i < g + n; i++) max = Math.max(max, (logQTheta[i] as number) - (logQ[i] as number));
+    for (let i = g; i < g + n; i++) max = Math.max(max, logQTheta[i]! - logQ[i]!);
     if (!Number.isFinite(max))
       throw new RangeError(`groupCoefficients: no finite log-ratio in the group at ${g}`);
     let z = 0;
     for (let i = g; i < g + n; i++) {
-      w[i] = Math.exp((logQTheta[i] as number) - (logQ[i] as number) - max);
-      z += w[i] as number;
+      w[i] = Math.exp(logQTheta[i]! - logQ[i]! - max);
+      z += w[i]!;
     }
     for (let i = g; i < g + n; i++) {
-      w[i] = (w[i] as number) / z;
-      c[i] = (target[i] as number) - (w[i] as number);
+      w[i] = w[i]! / z;
+      c[i] = target[i]! - w[i]!;
     }
   }
   return { w, c };

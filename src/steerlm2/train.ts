@@ -114,8 +114,8 @@ export function steerlm2Objective(samples: readonly SampleInfo[], n: number, fil
       let absC = 0;
       let drift = 0;
       for (let i = 0; i < c.length; i++) {
-        absC += Math.abs(c[i] as number);
-        drift += (sequences[i] as number) - (meta.logQ[i] as number);
+        absC += Math.abs(c[i]!);
+        drift += sequences[i]! - meta.logQ[i]!;
       }
       return { meanAbsC: absC / c.length, drift: drift / c.length };
     },

@@ -1,3 +1,5 @@
+import { at } from "../util/at.js";
+
 /**
  * GPT-2's byte-level scheme, shared by the BPE trainer and the GGUF export:
  * - every byte maps to one printable character (bytes that are printable Latin-1 map to themselves, the
@@ -26,7 +28,7 @@ function buildByteTables(): { order: number[]; toChar: string[]; fromChar: Map<s
 const tables = buildByteTables();
 
 /** The 256 base symbols in GPT-2's id order ("!" first, as in GPT-2's vocab). */
-export const BYTE_SYMBOLS: readonly string[] = tables.order.map((b) => tables.toChar[b]);
+export const BYTE_SYMBOLS: readonly string[] = tables.order.map((b) => at(tables.toChar, b, "byte table"));
 
 /** GPT-2's pre-tokenization pattern (HF ByteLevel with use_regex, llama.cpp pre "gpt-2"). */
 export const GPT2_SPLIT_PATTERN =

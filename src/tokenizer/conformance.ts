@@ -35,7 +35,7 @@ export function readVocabTests(inpPath: string, outPath: string): VocabTestCase[
       file: outPath,
     });
   return inputs.map((input, i) => {
-    const stripped = lines[i].trim();
+    const stripped = (lines[i] ?? "").trim();
     const expected = stripped === "" ? [] : stripped.split(" ").map(Number);
     if (expected.some((id) => !Number.isInteger(id) || id < 0))
       throw new InputError("expected space-separated token ids", { file: outPath, line: i + 1 });

@@ -87,7 +87,9 @@ export function llamaControlTokenIds(model: LlamaModel): Map<ControlToken, Token
   const ids = new Map<ControlToken, Token>();
   for (const name of CONTROL_TOKEN_NAMES) {
     const special = model.tokenize(name, true);
-    if (special.length === 1 && model.detokenize(special, true) === name) ids.set(name, special[0] as Token);
+    const [id] = special;
+    if (id !== undefined && special.length === 1 && model.detokenize(special, true) === name)
+      ids.set(name, id);
   }
   return ids;
 }
@@ -110,12 +112,12 @@ export function extendEmbeddingRows(
   const mean = new Float64Array(dim);
   for (let r = 0; r < rows; r++) {
     const base = r * dim;
-    for (let c = 0; c < dim; c++) mean[c] += emb[base + c];
+    for (let c = 0; c < dim; c++) mean[c]! += emb[base + c]!;
   }
   const out = new Float32Array((rows + newRows) * dim);
   out.set(emb);
   for (let r = rows; r < rows + newRows; r++) {
-    for (let c = 0; c < dim; c++) out[r * dim + c] = mean[c] / rows;
+    for (let c = 0; c < dim; c++) out[r * dim + c] = mean[c]! / rows;
   }
   return out;
 }

@@ -3,6 +3,8 @@
  * on every machine (Math.random is never used). Model init, the data order and SteerBench all draw from it.
  * Its whole state is four uint32s (`state`), so a run can be replayed from any point.
  */
+import { at } from "./at.js";
+
 export type RngState = [number, number, number, number];
 
 export class Rng {
@@ -34,10 +36,10 @@ export class Rng {
   /** A uniform 32-bit unsigned integer. */
   u32(): number {
     const s = this.#s;
-    const s0 = s[0] as number;
-    const s1 = s[1] as number;
-    const s2 = s[2] as number;
-    const s3 = s[3] as number;
+    const s0 = s[0]!;
+    const s1 = s[1]!;
+    const s2 = s[2]!;
+    const s3 = s[3]!;
     const r = Math.imul(rotl(Math.imul(s1, 5) >>> 0, 7), 9) >>> 0;
     const t = (s1 << 9) >>> 0;
     const n2 = (s2 ^ s0) >>> 0;
@@ -60,7 +62,7 @@ export class Rng {
   }
 
   pick<T>(items: readonly T[]): T {
-    return items[this.int(0, items.length - 1)] as T;
+    return at(items, this.int(0, items.length - 1), "Rng.pick");
   }
 
   chance(p: number): boolean {
@@ -99,8 +101,8 @@ export class Rng {
   shuffle<T>(a: T[]): T[] {
     for (let i = a.length - 1; i > 0; i--) {
       const j = this.int(0, i);
-      const tmp = a[i] as T;
-      a[i] = a[j] as T;
+      const tmp = a[i]!;
+      a[i] = a[j]!;
       a[j] = tmp;
     }
     return a;

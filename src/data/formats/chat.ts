@@ -51,12 +51,11 @@ export function importChat(json: Json, ctx: ImportContext): DataRecord[] {
     if (extra.size > 0) turn.extra = extra;
     turns.push(turn);
   });
-  const assistants = turns.filter((t) => t.role === "assistant");
-  if (assistants.length === 0)
+  const last = turns.filter((t) => t.role === "assistant").at(-1);
+  if (last === undefined)
     throw new InputError("conversation has no assistant message", { field: "messages" });
   const top = readAttributes(obj.get("attributes"), "attributes", ctx);
   if (top) {
-    const last = assistants[assistants.length - 1];
     if (last.labels) {
       throw new InputError(
         "both the top-level attributes and the last assistant message's attributes are given",
@@ -75,13 +74,13 @@ function attributesJson(labels: AttributeValues, opts: WriteOptions): JsonObject
   const order = labelString(labels, opts.schema)
     .split(",")
     .map((p) => p.slice(0, p.indexOf(":")));
-  return new Map(order.map((k) => [k, JsonNumber.int(labels[k])]));
+  return new Map(order.map((k) => [k, JsonNumber.int(labels[k] ?? Number.NaN)]));
 }
 
 export function chatJson(record: DataRecord, opts: WriteOptions = {}): JsonObject {
   const labelled = record.turns.filter((t) => t.role === "assistant" && t.labels !== null);
   const lastAssistant = record.turns.filter((t) => t.role === "assistant").at(-1);
-  const onlyLast = labelled.length === 1 && labelled[0] === lastAssistant;
+  const onlyLast = labelled.length === 1 ? labelled[0] === lastAssistant : false;
   const messages: Json[] = [
     new Map<string, Json>([
       ["role", "system"],
@@ -98,7 +97,7 @@ export function chatJson(record: DataRecord, opts: WriteOptions = {}): JsonObjec
     messages.push(msg);
   }
   const out: JsonObject = new Map<string, Json>([["messages", messages]]);
-  if (onlyLast && labelled[0].labels) out.set("attributes", attributesJson(labelled[0].labels, opts));
+  if (onlyLast && lastAssistant?.labels) out.set("attributes", attributesJson(lastAssistant.labels, opts));
   for (const [k, v] of record.extra) out.set(k, v);
   return out;
 }

@@ -32,11 +32,12 @@ export function parseRegressionText(text: string): {
   // A piece that does not open with a role name was text that itself contained "\n<extra_id_1>": glue it
   // back. A piece that is only a role name opened a turn whose text starts with "<extra_id_1>" (the split
   // took the header's line end): the next piece continues that text.
-  let system = pieces[0];
+  let system = pieces[0] ?? "";
   const turns: Array<Omit<RecordTurn, "labels">> = [];
   let headerOnly = false;
   const glue = (sep: string, p: string) => {
-    if (turns.length > 0) turns[turns.length - 1].text += sep + p;
+    const open = turns.at(-1);
+    if (open) open.text += sep + p;
     else system += sep + p;
   };
   for (const p of pieces.slice(1)) {
@@ -55,11 +56,12 @@ export function parseRegressionText(text: string): {
   }
   if (headerOnly) {
     // The text ended in "\n<extra_id_1>User" or "...Assistant": that was text, not a turn.
-    const last = turns.pop() as Omit<RecordTurn, "labels">;
-    glue(TURN_SEP, last.role === "user" ? "User" : "Assistant");
+    const last = turns.pop();
+    glue(TURN_SEP, last?.role === "user" ? "User" : "Assistant");
   }
-  if (turns.length === 0) throw new InputError("the text has no turns", { field: "text" });
-  if (turns[turns.length - 1].role !== "assistant") {
+  const final = turns.at(-1);
+  if (final === undefined) throw new InputError("the text has no turns", { field: "text" });
+  if (final.role !== "assistant") {
     throw new InputError("the text must end with the Assistant response it scores", { field: "text" });
   }
   return { system, turns };
@@ -76,11 +78,15 @@ export function importRegression(json: Json, ctx: ImportContext): DataRecord[] {
   }
   const byName = new Map(ctx.schema.attributes.map((a) => [a.name, a]));
   const labels: AttributeValues = {};
-  label.forEach((v, i) => {
-    const name = STEERLM_ATTRIBUTE_ORDER[i];
+  const numbers: string[] = [];
+  STEERLM_ATTRIBUTE_ORDER.forEach((name, i) => {
+    const v = label[i];
     const field = `label[${i}] (${name})`;
     if (!(v instanceof JsonNumber))
-      throw new InputError(`expected a number, got ${describeJson(v)}`, { field });
+      throw new InputError(`expected a number, got ${v === undefined ? "nothing" : describeJson(v)}`, {
+        field,
+      });
+    numbers.push(v.text);
     const n = v.value;
     if (n === MISSING_LABEL) return;
     if (!Number.isInteger(n))
@@ -113,7 +119,7 @@ export function importRegression(json: Json, ctx: ImportContext): DataRecord[] {
         format: "regression",
         ensureAscii: ctx.ensureAscii,
         keys: [...obj.keys()],
-        labelNumbers: label.map((v) => (v as JsonNumber).text),
+        labelNumbers: numbers,
       },
     },
   ];
@@ -161,9 +167,9 @@ export function regressionJson(record: DataRecord, _opts: WriteOptions = {}): Js
 
 function labelsOf(numbers: string[]): AttributeValues {
   const out: AttributeValues = {};
-  numbers.forEach((t, i) => {
-    const n = Number(t);
-    if (n !== MISSING_LABEL) out[STEERLM_ATTRIBUTE_ORDER[i]] = n;
+  STEERLM_ATTRIBUTE_ORDER.forEach((name, i) => {
+    const n = Number(numbers[i]);
+    if (n !== MISSING_LABEL) out[name] = n;
   });
   return out;
 }
