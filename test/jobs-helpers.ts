@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { type Engine, exportJob, type JobResult } from "../src/jobs/index.js";
+import { type Engine, type ExportJobResult, exportJob } from "../src/jobs/index.js";
 import { resolveSftConfig } from "../src/run/config.js";
 import type { SettingName } from "../src/run/settings.js";
 import { repoRoot, sharedData } from "./helpers.js";
@@ -65,7 +65,7 @@ export function exportTo(
   config: string | undefined,
   flags: Partial<Record<SettingName, unknown>> = {},
   opts: { gpus?: number; nodes?: number } = {},
-): Promise<JobResult> {
+): Promise<ExportJobResult> {
   const model = flags.model ?? HUB_MODEL;
   const resolved = resolveSftConfig({ ...flags, model, output }, config);
   return exportJob(resolved, { engine, model: String(model), ...opts });

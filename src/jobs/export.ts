@@ -28,7 +28,7 @@ const BUILDERS: Record<Engine, (plan: JobPlan) => BuiltJob> = {
   "nemo-aligner": nemoAlignerJob,
 };
 
-export interface JobOptions {
+export interface ExportJobOptions {
   engine: Engine;
   /** The model as the user typed it: a hub id is not a path (default: as the config file writes it). */
   model?: string;
@@ -39,7 +39,7 @@ export interface JobOptions {
   command?: string;
 }
 
-export interface JobResult {
+export interface ExportJobResult {
   /** The job folder. */
   dir: string;
   engine: Engine;
@@ -50,7 +50,10 @@ export interface JobResult {
 }
 
 /** Writes the job folder `resolved.config.output` (which must not exist, or be empty). */
-export async function exportJob(resolved: ResolvedSftConfig, opts: JobOptions): Promise<JobResult> {
+export async function exportJob(
+  resolved: ResolvedSftConfig,
+  opts: ExportJobOptions,
+): Promise<ExportJobResult> {
   const cfg = resolved.config;
   const { engine } = opts;
   const at = { engine, resolved };

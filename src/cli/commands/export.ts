@@ -69,10 +69,12 @@ function registerJob(exp: Command): void {
   const cmd = exp
     .command("job")
     .description(
-      "Write a folder that runs SteerLM SFT as it is on a distributed engine: the data in the engine's format,\n" +
-        "its config with steerlm's settings under the engine's own keys, launch commands for one GPU, one\n" +
-        "machine's GPUs and several machines, and a README with the mapping and how to bring the model back.\n" +
-        "Takes the settings of `steerlm sft` (--config, flags); a setting the engine cannot express is refused.\n" +
+      "Write a folder that runs SteerLM SFT as it is on a distributed engine: the\n" +
+        "data in the engine's format, its config with steerlm's settings under the\n" +
+        "engine's own keys, commands for one GPU, one machine's GPUs and several\n" +
+        "machines, and a README with the mapping and the way back to a GGUF. Takes\n" +
+        "the settings of `steerlm sft` (--config, flags); a setting the engine\n" +
+        "cannot express is refused, before anything is written.\n" +
         `Engines: ${ENGINES.map((e) => `${e} (${ENGINE_INFO[e].title} ${ENGINE_INFO[e].version})`).join(", ")}.`,
     )
     .requiredOption("--engine <name>", `the engine: ${ENGINES.join(", ")}`)
