@@ -71,7 +71,7 @@ const pipeline: Array<{ heading: string; modules: CommandModule[]; summaries: Re
       () => import("./commands/model-convert.js"),
     ],
     summaries: {
-      export: "a run as a GGUF or LoRA adapter; a job for TRL / NeMo",
+      export: "a run as GGUF or LoRA adapter; a TRL/NeMo job",
       model: "check and convert Llama-family models",
     },
   },
