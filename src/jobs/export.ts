@@ -35,8 +35,6 @@ export interface ExportJobOptions {
   /** GPUs per machine, and machines, of the README's multi-GPU commands (default 8 and 2). */
   gpus?: number;
   nodes?: number;
-  /** The command line, as the README names it (default: `steerlm export job --engine <engine>`). */
-  command?: string;
 }
 
 export interface ExportJobResult {
@@ -103,7 +101,7 @@ export async function exportJob(
   };
   const job = BUILDERS[engine](plan);
   job.differences.push(...commonDifferences(plan));
-  const readme = renderReadme(plan, job, opts.command ?? `steerlm export job --engine ${engine}`);
+  const readme = renderReadme(plan, job);
   const files = [...job.files, { path: "README.md", text: readme }];
   await writeFolder(cfg.output, files);
   return { dir: cfg.output, engine, files: files.map((f) => f.path), steps: job.steps };

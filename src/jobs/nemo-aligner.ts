@@ -55,7 +55,7 @@ export function nemoAlignerJob(plan: JobPlan): BuiltJob {
       plan,
       "val",
       "a run without validation data: gpt_sft.yaml requires model.data.validation_ds.file_path",
-      "give --val <file>",
+      "give validation data (val)",
     );
   }
   const steps = totalSteps(cfg, plan.train.length);

@@ -31,7 +31,7 @@ function shown(v: unknown): string {
 
 const cell = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
 
-export function renderReadme(plan: JobPlan, job: BuiltJob, command: string): string {
+export function renderReadme(plan: JobPlan, job: BuiltJob): string {
   const info = ENGINE_INFO[plan.engine];
   const config = job.config.value;
   const keyText = (k: string) => {
@@ -44,7 +44,7 @@ export function renderReadme(plan: JobPlan, job: BuiltJob, command: string): str
   const lines = [
     `# SteerLM SFT job for ${info.title} ${info.version}`,
     "",
-    `Written by \`${command}\` (steerlm ${version}): attribute-conditioned SFT (SteerLM) of \`${model}\` with the settings of a \`steerlm sft\` run, as ${info.title} expresses them. ${job.facts.join(" ")}`,
+    `Written by \`steerlm export job --engine ${plan.engine}\` (steerlm ${version}): attribute-conditioned SFT (SteerLM) of \`${model}\` with the settings of a \`steerlm sft\` run, as ${info.title} expresses them. ${job.facts.join(" ")}`,
     "",
     `Targets **${info.title} ${info.version}**: every key of \`${job.config.path}\` was checked against ${info.source}. Also: ${info.pins.join("; ")}.`,
     "",

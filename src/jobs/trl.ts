@@ -219,7 +219,6 @@ export function trlJob(plan: JobPlan): BuiltJob {
           : { keys: [], exact: "n/a", note: "no checkpoints during the run" },
     },
     fixed: [
-      { keys: ["dtype"], note: "f32 master weights, as steerlm keeps them" },
       { keys: ["packing"], note: "one example per sequence, as steerlm" },
       {
         keys: ["completion_only_loss"],
