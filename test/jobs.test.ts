@@ -192,6 +192,12 @@ describe.skipIf(!haveSharedData)("steerlm export job", () => {
         { name: "torch.optim.lr_scheduler.CosineAnnealingLR", kwargs: { T_max: 60 - 20, eta_min: 1e-5 } },
         { milestones: [19] },
       ]);
+      expect(at(config, "data.train")).toEqual({
+        dataset_name: "openai_format",
+        data_path: "data/train.jsonl",
+        processor: "sft_processor",
+      });
+      expect(at(config, "data.validation.processor")).toBe("sft_processor");
       expect(at(config, "policy.tokenizer.chat_template")).toBe(
         "{% for message in messages %}{{ message['content'] }}{% endfor %}",
       );

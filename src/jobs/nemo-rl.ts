@@ -73,7 +73,12 @@ export function nemoRlJob(plan: JobPlan): BuiltJob {
   const epochs = epochsFor(plan, steps, train.length);
   const global = cfg.batchSize * cfg.gradAccum;
   const W = cfg.warmupSteps;
-  const dataset = (path: string) => ({ dataset_name: "openai_format", data_path: path });
+  // without a processor a response dataset gets the registry's "default", a math prompt processor
+  const dataset = (path: string) => ({
+    dataset_name: "openai_format",
+    data_path: path,
+    processor: "sft_processor",
+  });
   const config: { [key: string]: YamlValue } = {
     sft: {
       max_num_epochs: epochs,
@@ -207,7 +212,7 @@ export function nemoRlJob(plan: JobPlan): BuiltJob {
     ],
     mapping: {
       data: {
-        keys: ["data.train.dataset_name", "data.train.data_path"],
+        keys: ["data.train.dataset_name", "data.train.data_path", "data.train.processor"],
         exact: "exact",
         note: `data/train.jsonl: ${train.length} conversations as messages`,
       },
