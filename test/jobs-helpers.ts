@@ -120,7 +120,7 @@ export function at(config: unknown, dotted: string): unknown {
 /** The YAML files as PyYAML's safe_load (what `trl sft` uses) reads them; null when python3 has no yaml. */
 export function pythonYaml(files: string[]): unknown[] | null {
   const r = spawnSync(
-    "python3",
+    "/usr/bin/python3",
     [
       "-c",
       "import sys, json, yaml; print(json.dumps([yaml.safe_load(open(f)) for f in sys.argv[1:]]))",
