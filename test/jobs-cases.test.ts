@@ -201,6 +201,22 @@ describe.skipIf(!haveSharedData)("steerlm export job: refusals, validation, mult
     );
   });
 
+  it("tells in NeMo-Aligner's README how many conversations it masks as text-to-value", async () => {
+    const file = join(tmp.path, "t2v.jsonl");
+    writeFileSync(file, `${MULTI_TURN.replace("VALUE_TO_TEXT", "TEXT_TO_VALUE")}\n${MULTI_TURN}\n`);
+    const o = out();
+    await exportTo("nemo-aligner", o, data.config, {
+      data: file,
+      val: file,
+      batchSize: 1,
+      warmupSteps: 2,
+      steps: 4,
+    });
+    expect(readFileSync(join(o, "README.md"), "utf8")).toContain(
+      '1 training conversations have `"type": "TEXT_TO_VALUE"`: NeMo trains their value lines',
+    );
+  });
+
   it("prints a refusal as the flag the user typed, without a stack trace, and writes nothing", async () => {
     const o = out();
     const r = await runCli(

@@ -139,7 +139,7 @@ function commonDifferences(plan: JobPlan): string[] {
     );
   }
   out.push(
-    "The data order and the LoRA initialisation are the engine's own: the same seed does not give steerlm's run.",
+    `The data order${plan.cfg.lora ? " and the LoRA initialisation are" : " is"} the engine's own: the same seed does not give steerlm's run.`,
   );
   return out;
 }

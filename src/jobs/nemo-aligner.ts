@@ -82,6 +82,8 @@ export function nemoAlignerJob(plan: JobPlan): BuiltJob {
     );
   }
   const model = plan.model.kind === "nemo" ? plan.model.path : CONVERTED;
+  // the `type` key steerlm keeps but does not read: NeMo masks such a conversation the other way round
+  const textToValue = plan.train.filter((r) => r.extra.get("type") === "TEXT_TO_VALUE").length;
   const config = gptSftConfig(plan, { steps, epochs, model, modules });
   const line = (r: (typeof plan.train)[number]) => `${recordLines(r, "steerlm").join("\n")}\n`;
   const runSh = bashScript(
@@ -247,7 +249,7 @@ export function nemoAlignerJob(plan: JobPlan): BuiltJob {
     ],
     facts: [
       `${plan.train.length} training conversations, ${plan.val.length} validation conversations.`,
-      `${steps} optimiser updates of ${global} sequences (trainer.sft.max_steps), over at most ${epochs} epochs.`,
+      `${steps} optimiser updates of ${global} sequences (trainer.sft.max_steps), over at most ${epochs} epoch${epochs === 1 ? "" : "s"}.`,
     ],
     install: [
       "# inside a NeMo container that ships NeMo-Aligner 0.7.0",
@@ -271,7 +273,12 @@ export function nemoAlignerJob(plan: JobPlan): BuiltJob {
       ].join("\n"),
     ],
     differences: [
-      "NeMo masks its own way (nemo/collections/nlp/data/language_modeling/megatron/gpt_sft_chat_dataset.py): the same responses and turn ends carry the loss, and a text-to-value conversation (type TEXT_TO_VALUE) trains its value line instead.",
+      "NeMo masks the conversations itself (nemo/collections/nlp/data/language_modeling/megatron/gpt_sft_chat_dataset.py): the responses and their turn ends carry the loss, as in steerlm.",
+      ...(textToValue > 0
+        ? [
+            `${textToValue} training conversations have \`"type": "TEXT_TO_VALUE"\`: NeMo trains their value lines instead of their responses; steerlm trains the responses of every conversation.`,
+          ]
+        : []),
     ],
   };
 }

@@ -321,7 +321,7 @@ export function nemoRlJob(plan: JobPlan): BuiltJob {
     ],
     facts: [
       `${train.length} training conversations${val ? `, ${val.length} validation conversations` : ""}.`,
-      `${steps} optimiser updates of ${global} sequences (sft.max_num_steps), over at most ${epochs} epochs.`,
+      `${steps} optimiser updates of ${global} sequences (sft.max_num_steps), over at most ${epochs} epoch${epochs === 1 ? "" : "s"}.`,
     ],
     install: [
       "git clone https://github.com/NVIDIA-NeMo/RL nemo-rl && git -C nemo-rl checkout v0.7.0",
