@@ -125,10 +125,15 @@ describe.skipIf(!haveSharedData)("steerlm export job: refusals, validation, mult
     }
   });
 
-  it("refuses what NeMo-Aligner cannot express: another epsilon, LoRA splitting a fused module, no validation", async () => {
+  it("refuses what NeMo-Aligner cannot express: another epsilon, LoRA splitting a fused module or scaled, no validation", async () => {
     const cases: Array<[Record<string, unknown>, string, string]> = [
       [{ eps: 1e-6 }, "eps", "an AdamW epsilon of 0.000001"],
       [{ lora: true, loraTargets: ["q", "v"] }, "loraTargets", "LoRA on q,v without k"],
+      [
+        { lora: true, loraTargets: ["q", "k", "v"], loraRank: 8, loraAlpha: 16 },
+        "loraAlpha",
+        "a LoRA alpha (16) other than the rank (8)",
+      ],
       [{ val: null }, "val", "a run without validation data"],
       [{ warmupSteps: 0 }, "warmupSteps", "steerlm's schedule without warm-up"],
     ];
@@ -142,12 +147,19 @@ describe.skipIf(!haveSharedData)("steerlm export job: refusals, validation, mult
     await exportTo("nemo-aligner", o, data.config, {
       lora: true,
       loraTargets: ["q", "k", "v", "o"],
+      loraRank: 32,
       loraAlpha: 32,
     });
     expect(at(readYaml(join(o, "sft.yaml")), "model.peft")).toMatchObject({
       peft_scheme: "lora",
-      lora_tuning: { target_modules: ["attention_qkv", "attention_dense"], adapter_dim: 8, alpha: 32 },
+      lora_tuning: { target_modules: ["attention_qkv", "attention_dense"], adapter_dim: 32, alpha: 32 },
     });
+    // the run's .nemo holds the adapter only: the way back merges it into the base before converting
+    const readme = readFileSync(join(o, "README.md"), "utf8");
+    expect(readme).toContain(
+      "merge.py trainer.precision=32 \\\n  gpt_model_file=model.nemo lora_model_path=results/checkpoints/megatron_gpt_sft.nemo merged_model_path=merged.nemo",
+    );
+    expect(readme).toContain("--input_name_or_path merged.nemo");
   });
 
   it("refuses a folder that is not empty, and writes into an empty one", async () => {

@@ -50,6 +50,15 @@ export function nemoAlignerJob(plan: JobPlan): BuiltJob {
     );
   }
   const modules = cfg.lora ? fusedModules(plan) : [];
+  if (cfg.lora && cfg.loraAlpha !== cfg.loraRank) {
+    throw refuse(
+      plan,
+      "loraAlpha",
+      `a LoRA alpha (${cfg.loraAlpha}) other than the rank (${cfg.loraRank}) in a model that comes back to steerlm: ` +
+        "its .nemo holds the adapter only, and NeMo's merge script (merge_lora_weights/merge.py) adds it to the base without the alpha / rank scale the adapter trained with",
+      `export with loraAlpha ${cfg.loraRank} (the rank), or without lora`,
+    );
+  }
   if (plan.val === null) {
     throw refuse(
       plan,
@@ -144,7 +153,7 @@ export function nemoAlignerJob(plan: JobPlan): BuiltJob {
         ? {
             keys: ["model.peft.lora_tuning.alpha"],
             exact: "exact",
-            note: "not in gpt_sft.yaml; NeMo reads it (default: adapter_dim)",
+            note: "not in gpt_sft.yaml; NeMo reads it (default: adapter_dim). Equal to the rank: NeMo's LoRA merge leaves out the scale",
           }
         : LORA_OFF,
       loraTargets: cfg.lora
@@ -260,18 +269,7 @@ export function nemoAlignerJob(plan: JobPlan): BuiltJob {
           ]),
     ],
     launches: launchShapes(plan).map((s) => launch(plan, s)),
-    bringBack: [
-      "The run ends with `results/checkpoints/megatron_gpt_sft.nemo`. NeMo's converter makes a Hugging Face directory of it, given the Hugging Face model it started from; then convert that:",
-      [
-        "```sh",
-        "python /opt/NeMo/scripts/checkpoint_converters/convert_llama_nemo_to_hf.py \\",
-        "  --input_name_or_path results/checkpoints/megatron_gpt_sft.nemo --output_path hf/pytorch_model.bin \\",
-        "  --hf_input_path <the base Hugging Face directory> --hf_output_path hf",
-        "steerlm model convert hf -o model.gguf",
-        "steerlm serve -m model.gguf",
-        "```",
-      ].join("\n"),
-    ],
+    bringBack: bringBack(plan, model),
     differences: [
       "NeMo masks the conversations itself (nemo/collections/nlp/data/language_modeling/megatron/gpt_sft_chat_dataset.py): the responses and their turn ends carry the loss, as in steerlm.",
       ...(textToValue > 0
@@ -281,6 +279,37 @@ export function nemoAlignerJob(plan: JobPlan): BuiltJob {
         : []),
     ],
   };
+}
+
+/** The final `.nemo` (save_nemo_on_train_end), relative to the job folder. */
+const FINAL = "results/checkpoints/megatron_gpt_sft.nemo";
+
+/**
+ * From the final `.nemo` to a GGUF. A LoRA run's `.nemo` holds the adapter only (NeMo's PEFT models save just
+ * their adapter weights: NLPAdapterModelMixin.state_dict), so NeMo's merge script folds it into the base first.
+ */
+function bringBack(plan: JobPlan, base: string): string[] {
+  const merge = plan.cfg.lora
+    ? [
+        "python /opt/NeMo/scripts/nlp_language_modeling/merge_lora_weights/merge.py trainer.precision=32 \\",
+        `  gpt_model_file=${base} lora_model_path=${FINAL} merged_model_path=merged.nemo`,
+      ]
+    : [];
+  return [
+    plan.cfg.lora
+      ? `The run ends with \`${FINAL}\`, which holds the LoRA adapter only: NeMo's merge script folds it into the base (\`${base}\`), then NeMo's converter makes a Hugging Face directory of the merged model, given the Hugging Face model it started from; then convert that. From this folder:`
+      : `The run ends with \`${FINAL}\`. NeMo's converter makes a Hugging Face directory of it, given the Hugging Face model it started from; then convert that. From this folder:`,
+    [
+      "```sh",
+      ...merge,
+      "python /opt/NeMo/scripts/checkpoint_converters/convert_llama_nemo_to_hf.py \\",
+      `  --input_name_or_path ${plan.cfg.lora ? "merged.nemo" : FINAL} --output_path hf/pytorch_model.bin \\`,
+      "  --hf_input_path <the base Hugging Face directory> --hf_output_path hf",
+      "steerlm model convert hf -o model.gguf",
+      "steerlm serve -m model.gguf",
+      "```",
+    ].join("\n"),
+  ];
 }
 
 function launch(plan: JobPlan, shape: Shape): Launch {
