@@ -5,7 +5,7 @@ import { ENGINES, type Engine, exportJob } from "../src/jobs/index.js";
 import { resolveSftConfig } from "../src/run/config.js";
 import { InputError } from "../src/util/errors.js";
 import { haveSharedData, runCli, tempDir } from "./helpers.js";
-import { at, exportTo, readJsonl, readYaml, writeDataset } from "./jobs-helpers.js";
+import { at, exportTo, keyProblems, readJsonl, readYaml, writeDataset, writeHfDir } from "./jobs-helpers.js";
 
 // What `steerlm export job` refuses (a setting an engine cannot express, named with the engine and its
 // version, before anything is written), how it handles a missing --val, and multi-turn conversations.
@@ -160,6 +160,29 @@ describe.skipIf(!haveSharedData)("steerlm export job: refusals, validation, mult
       "merge.py trainer.precision=32 \\\n  gpt_model_file=model.nemo lora_model_path=results/checkpoints/megatron_gpt_sft.nemo merged_model_path=merged.nemo",
     );
     expect(readme).toContain("--input_name_or_path merged.nemo");
+  });
+
+  it("writes only the engine's keys in the jobs of other settings too: LoRA, bf16, no validation or checkpoints", async () => {
+    const hf = writeHfDir(join(tmp.path, "hf-control"), ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"]);
+    const lora = { lora: true, loraTargets: ["q", "k", "v", "o", "gate", "up", "down"], loraRank: 16 };
+    const variants: Array<[Engine, Record<string, unknown>, { gpus?: number; nodes?: number }]> = [
+      ["trl", { ...lora, loraAlpha: 32, computeType: "bf16", model: hf }, { gpus: 4, nodes: 2 }],
+      ["trl", { val: null, checkpointEvery: 0, maxGradNorm: 0, steps: 10 }, { gpus: 1, nodes: 1 }],
+      ["nemo-rl", { computeType: "bf16", weightDecay: 0, evalEvery: 0, checkpointEvery: 0 }, { gpus: 2 }],
+      ["nemo-rl", { val: null, weightDecay: 0, maxGradNorm: 0, model: hf }, { gpus: 1, nodes: 1 }],
+      ["nemo-aligner", { ...lora, loraAlpha: 16, computeType: "bf16" }, { gpus: 4, nodes: 2 }],
+      ["nemo-aligner", { evalEvery: 0, checkpointEvery: 0, maxGradNorm: 0, model: hf }, { gpus: 2 }],
+    ];
+    for (const [engine, flags, size] of variants) {
+      const o = out();
+      await exportTo(engine, o, data.config, flags, size);
+      expect(keyProblems(engine, o), `${engine} ${JSON.stringify(flags)}`).toEqual([]);
+    }
+    // the checker itself: a key no engine defines is reported
+    const o = out();
+    await exportTo("nemo-aligner", o, data.config);
+    writeFileSync(join(o, "sft.yaml"), `${readFileSync(join(o, "sft.yaml"), "utf8")}bogus_key: 1\n`);
+    expect(keyProblems("nemo-aligner", o)).toEqual(["sft.yaml: bogus_key"]);
   });
 
   it("refuses a folder that is not empty, and writes into an empty one", async () => {

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { type Engine, type ExportJobResult, exportJob } from "../src/jobs/index.js";
@@ -131,4 +131,91 @@ export function pythonYaml(files: string[]): unknown[] | null {
   if (r.error || (r.status !== 0 && /No module named/.test(r.stderr))) return null;
   if (r.status !== 0) throw new Error(`python3 yaml: ${r.stderr}`);
   return JSON.parse(r.stdout) as unknown[];
+}
+
+interface KeyList {
+  version: string;
+  keys: string[];
+}
+const TRL = engineFixture<KeyList & { launcherKeys: string[]; deprecated: string[] }>("trl-sft.json");
+const ACCELERATE = engineFixture<KeyList>("accelerate-config.json");
+const NEMO_RL = engineFixture<
+  KeyList & { required: Record<string, string>; open: string[]; torchKwargs: Record<string, unknown> }
+>("nemo-rl-sft.json");
+const NEMO_ALIGNER = engineFixture<KeyList>("nemo-aligner-sft.json");
+
+/** `key=value` Hydra overrides in commands (run.sh lines, README code): the dotted keys. */
+export function overrides(text: string): string[] {
+  return [...text.matchAll(/(?:^|\s)([a-z_][\w.]*)=\S/g)].map((m) => m[1]).filter((k) => k.includes("."));
+}
+
+/** NeMo RL's required keys a config lacks (a key under an absent section, or off by its `enabled`, is not). */
+function missingRequired(config: unknown): string[] {
+  return Object.entries(NEMO_RL.required)
+    .filter(([key, rule]) => {
+      const parent = key.includes(".") ? key.slice(0, key.lastIndexOf(".")) : null;
+      const present =
+        parent === null || (typeof at(config, parent) === "object" && at(config, parent) !== null);
+      const when = /^when (.+)=true$/.exec(rule);
+      const applies = present && (when === null || at(config, when[1]) === true);
+      return applies && at(config, key) === undefined;
+    })
+    .map(([key]) => key);
+}
+
+/**
+ * Everything in a job folder that is not the engine's, each as `file: key`: every key of every emitted
+ * config file (nested keys as dotted paths) against the engine's key list from its source
+ * (test/fixtures/engines/, with its version), the torch arguments under NeMo RL's `kwargs`, the `key=value`
+ * overrides in run.sh and the README, and the flags of the README's `trl sft` commands.
+ */
+export function keyProblems(engine: Engine, dir: string): string[] {
+  const text = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "");
+  const unknown = (file: string, keys: string[], list: readonly string[]) =>
+    keys.filter((k) => !list.includes(k)).map((k) => `${file}: ${k}`);
+  const readme = text("README.md");
+  if (engine === "trl") {
+    const keys = Object.keys(readYaml(join(dir, "sft.yaml")));
+    const commands = readme.split("\n").filter((l) => l.includes("trl sft"));
+    const flags = commands.flatMap((l) =>
+      [...l.slice(l.indexOf("trl sft")).matchAll(/--(\w+)/g)].map((m) => m[1]),
+    );
+    return [
+      ...unknown("sft.yaml", keys, TRL.keys),
+      ...keys.filter((k) => TRL.deprecated.includes(k)).map((k) => `sft.yaml: ${k} (deprecated)`),
+      ...["accelerate/zero3.yaml", "accelerate/fsdp2.yaml"]
+        .filter((f) => existsSync(join(dir, f)))
+        .flatMap((f) => unknown(f, keyPaths(readYaml(join(dir, f))), ACCELERATE.keys)),
+      ...unknown("README.md", flags, ["config", ...TRL.keys, ...TRL.launcherKeys]),
+    ];
+  }
+  const config = readYaml(join(dir, "sft.yaml"));
+  const list = engine === "nemo-rl" ? NEMO_RL.keys : NEMO_ALIGNER.keys;
+  // open mappings belong to another program: empty, or torch's constructor arguments under `kwargs`
+  const open: string[] = [];
+  const paths =
+    engine === "nemo-rl"
+      ? keyPaths(config, NEMO_RL.open, (path, value, holder) => {
+          if (!path.endsWith(".kwargs")) {
+            if (JSON.stringify(value) !== "{}") open.push(`sft.yaml: ${path} (not empty)`);
+            return;
+          }
+          const name = String(holder.name);
+          const allowed = NEMO_RL.torchKwargs[`${path} (name: ${name})`];
+          if (!Array.isArray(allowed)) {
+            open.push(`sft.yaml: ${path} of ${name} (no argument list)`);
+            return;
+          }
+          for (const k of Object.keys(value as object)) {
+            if (!allowed.includes(k)) open.push(`sft.yaml: ${path}.${k} (${name})`);
+          }
+        })
+      : keyPaths(config);
+  return [
+    ...unknown("sft.yaml", paths, list),
+    ...open,
+    ...(engine === "nemo-rl" ? missingRequired(config).map((k) => `sft.yaml: ${k} (required, missing)`) : []),
+    ...unknown("run.sh", overrides(text("run.sh")), list),
+    ...unknown("README.md", overrides(readme), list),
+  ];
 }
