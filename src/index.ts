@@ -10,6 +10,15 @@ export * from "./ggml/index.js";
 export * from "./gguf/index.js";
 export * from "./inference/index.js";
 export * from "./interop/index.js";
+export {
+  ENGINE_INFO as TRAINING_ENGINE_INFO,
+  ENGINES as TRAINING_ENGINES,
+  type Engine as TrainingEngine,
+  type EngineInfo as TrainingEngineInfo,
+  type ExportJobOptions,
+  type ExportJobResult,
+  exportJob,
+} from "./jobs/index.js";
 export * from "./model/index.js";
 export * from "./run/index.js";
 export * from "./serve/index.js";

@@ -23,8 +23,9 @@ const LAYERS: ReadonlyArray<readonly string[]> = [
   // the one training run every job shares: settings, data → batches, the loop, checkpoints, export
   ["run"],
   // run steps: each a stage of SteerLM (attribute models, bootstrapping, SteerLM 2, evaluation, demo) or
-  // the synthetic benchmark, built from the engines and the run
-  ["apm", "bootstrap", "steerlm2", "eval", "demo", "steerbench"],
+  // the synthetic benchmark, built from the engines and the run; and jobs, a run's settings and data
+  // written for a distributed engine instead of run here
+  ["apm", "bootstrap", "steerlm2", "eval", "demo", "steerbench", "jobs"],
   // entry points over everything: the command line, the HTTP server and the package's API (src/index.ts)
   ["cli", "serve", "index.ts"],
 ];

@@ -1,14 +1,18 @@
 import type { Command } from "commander";
+import { ENGINE_INFO, ENGINES, exportJob, parseEngine } from "../../jobs/index.js";
 import { exportGguf, exportLoraAdapter } from "../../run/export.js";
+import { SFT_FIELDS } from "../../run/settings.js";
 import { InputError } from "../../util/errors.js";
+import { integerFrom, numberOption, numFlag } from "../flags.js";
+import { addSftSettingFlags } from "../sft-flags.js";
 
 const TYPES = ["F32", "F16", "BF16", "Q8_0"] as const;
 
 export function register(program: Command): void {
   const exp = program
     .command("export")
-    .summary("export trained models (gguf)")
-    .description("Export trained models.");
+    .summary("export trained models (gguf), or a training job for a distributed engine")
+    .description("Export trained models, or a training job for a distributed engine.");
   exp
     .command("gguf")
     .description(
@@ -57,4 +61,43 @@ export function register(program: Command): void {
         `wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB) from ${r.checkpoint}, step ${r.step}\n`,
       );
     });
+  registerJob(exp);
+}
+
+/** `steerlm export job`: the settings and flags of `steerlm sft`, written as a job for another engine. */
+function registerJob(exp: Command): void {
+  const cmd = exp
+    .command("job")
+    .description(
+      "Write a folder that runs SteerLM SFT as it is on a distributed engine: the\n" +
+        "data in the engine's format, its config with steerlm's settings under the\n" +
+        "engine's own keys, commands for one GPU, one machine's GPUs and several\n" +
+        "machines, and a README with the mapping and the way back to a GGUF. Takes\n" +
+        "the settings of `steerlm sft` (--config, flags); a setting the engine\n" +
+        "cannot express is refused, before anything is written.\n" +
+        `Engines: ${ENGINES.map((e) => `${e} (${ENGINE_INFO[e].title} ${ENGINE_INFO[e].version})`).join(", ")}.`,
+    )
+    .requiredOption("--engine <name>", `the engine: ${ENGINES.join(", ")}`)
+    .option("--config <file>", "settings file of `steerlm sft` (YAML or JSON)")
+    .addOption(numberOption("--gpus <n>", "GPUs per machine in the multi-GPU commands", integerFrom(1), 8))
+    .addOption(numberOption("--nodes <n>", "machines in the multi-machine commands", integerFrom(1), 2));
+  const resolve = addSftSettingFlags(cmd, SFT_FIELDS, {
+    model: "Hugging Face directory or hub id (nemo-aligner: also a .nemo checkpoint)",
+    output: "the job folder to write (new, or empty)",
+  });
+  cmd.action(async (raw: Record<string, string | boolean | undefined>) => {
+    const engine = parseEngine(String(raw.engine));
+    const typed = cmd.getOptionValueSource("model") === "cli" ? raw.model : undefined;
+    const flags = cmd.opts();
+    const r = await exportJob(resolve(raw), {
+      engine,
+      model: typeof typed === "string" ? typed : undefined,
+      gpus: numFlag(flags, "gpus"),
+      nodes: numFlag(flags, "nodes"),
+    });
+    const { title, version } = ENGINE_INFO[engine];
+    process.stderr.write(
+      `wrote ${r.dir} for ${title} ${version} (${r.steps} steps): ${r.files.join(", ")}; start with its README.md\n`,
+    );
+  });
 }
