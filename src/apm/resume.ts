@@ -13,7 +13,8 @@ import {
 import { dirname, resolve } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
-import { ContextLengthError, type GenerateOptions, SteerableModel } from "../inference/model.js";
+import { ContextLengthError } from "../inference/completion.js";
+import { type GenerateOptions, SteerableModel } from "../inference/model.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { checkNumber } from "../util/numbers.js";

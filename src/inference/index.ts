@@ -1,17 +1,12 @@
 // Steerable generation: load a GGUF, render the SteerLM inference prompt, generate, stream.
+export { ContextLengthError, type FinishReason } from "./completion.js";
 export {
-  type ChatMessage,
   type CompleteOptions,
-  ContextLengthError,
-  type FinishReason,
   type GenerateOptions,
   type GenerateResult,
   type LoadOptions,
-  messagesToConversation,
-  type PromptInfo,
   type SamplingOptions,
   SteerableModel,
-  type SteerPrompt,
   type SteerResult,
   type Usage,
 } from "./model.js";
@@ -25,3 +20,11 @@ export {
   type SamplingValues,
 } from "./sampling.js";
 export type { SchemaSource } from "./schema.js";
+export {
+  type ChatMessage,
+  messagesToConversation,
+  type PromptInfo,
+  type PromptSource,
+  type SteerPrompt,
+  SteerVocab,
+} from "./vocab.js";

@@ -1,27 +1,12 @@
 import { existsSync } from "node:fs";
-import { basename } from "node:path";
-import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import {
-  type AttributeSchema,
-  type AttributeValues,
-  formatValues,
-  withDefaults,
-} from "../data/attributes.js";
-import {
-  CONTROL_TOKENS,
-  type Conversation,
-  DEFAULT_SYSTEM_PROMPT,
-  renderConversation,
-  type Turn,
-} from "../data/template.js";
-import { getLlamaRuntime } from "../runtime/llama.js";
+import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
+import type { AttributeSchema } from "../data/attributes.js";
 import { InputError } from "../util/errors.js";
-import { log } from "../util/log.js";
+import { completionBudget, type FinishReason, samplingTemperature } from "./completion.js";
 import { SlotPool } from "./pool.js";
-import { type ControlVocab, detectControlTokens, tokenizeParts, tokenizeRaw } from "./prompt.js";
-import { checkSampling, SAMPLING_SETTINGS } from "./sampling.js";
-import { resolveSchema, type SchemaSource } from "./schema.js";
-import { IncrementalDecoder, StopText } from "./stop.js";
+import type { ControlMode } from "./prompt.js";
+import type { SchemaSource } from "./schema.js";
+import { openLlamaModel, type PromptInfo, type PromptSource, type SteerPrompt, SteerVocab } from "./vocab.js";
 
 export interface LoadOptions {
   modelPath: string;
@@ -37,11 +22,6 @@ export interface LoadOptions {
   contextSize?: number;
   /** CPU threads; default 1 for tiny models (thread hand-off costs more than the math), else llama.cpp's choice. */
   threads?: number;
-}
-
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
 }
 
 /** Ranges and defaults: SAMPLING_SETTINGS (sampling.ts). */
@@ -65,42 +45,22 @@ export interface SamplingOptions {
   onToken?: (text: string) => void;
 }
 
-export interface GenerateOptions extends SamplingOptions {
-  /** OpenAI-style messages; system messages join into the system prompt (default: SteerLM's). */
-  messages?: readonly ChatMessage[];
-  /** Or a conversation as the template takes it; must end with a user turn. */
-  conversation?: Conversation;
-  /**
-   * Attribute values (an object of name -> integer, or a value string `humor=3,verbosity=1`); unspecified
-   * ones take the schema defaults.
-   */
-  attributes?: AttributeValues | string;
+export interface GenerateOptions extends SamplingOptions, PromptSource {
   /** Or the prompt `renderPrompt` made already (messages, conversation and attributes are then unused). */
   prompt?: SteerPrompt;
 }
 
 export interface CompleteOptions extends SamplingOptions {
-  prompt: string;
+  /** Text, or token ids taken as they are (no BOS added; control ids allowed: the caller chose them). */
+  prompt: string | readonly number[];
   /** Parse special-token strings (such as `<extra_id_1>`) in the prompt into their ids. Default false. */
   specialTokens?: boolean;
 }
-
-/** `stop`: a stop token or string; `length`: maxTokens reached; `abort`: the signal fired. */
-export type FinishReason = "stop" | "length" | "abort";
 
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
-}
-
-export interface PromptInfo {
-  text: string;
-  tokens: number[];
-  /** Control-token ids in `tokens`: depends only on the number of turns (0 when the vocabulary lacks them). */
-  controlTokens: number;
-  /** The template's parts (chat prompts only): control parts are the only source of control ids. */
-  parts?: Array<{ kind: "control" | "text"; text: string }>;
 }
 
 export interface GenerateResult {
@@ -112,17 +72,7 @@ export interface GenerateResult {
   prompt: PromptInfo;
 }
 
-/** An inference prompt with the attribute values it carries. */
-export interface SteerPrompt extends PromptInfo {
-  /** Effective attribute values, defaults filled in. */
-  attributes: AttributeValues;
-  /** The value string the prompt carries. */
-  values: string;
-}
-
 export interface SteerResult extends GenerateResult, Pick<SteerPrompt, "attributes" | "values"> {}
-
-const DEFAULT_MAX_TOKENS = 256;
 
 /**
  * A GGUF model ready for steerable generation: a schema, one context with `parallel` sequences, and a
@@ -130,46 +80,25 @@ const DEFAULT_MAX_TOKENS = 256;
  */
 export class SteerableModel {
   private constructor(
-    private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly pool: SlotPool<LlamaContextSequence>,
-    private readonly vocab: ControlVocab,
-    readonly modelPath: string,
-    readonly schema: AttributeSchema,
-    readonly schemaSource: SchemaSource,
+    /** Prompts and text: the template, control ids, detokenizing (shared with remote generation). */
+    readonly vocab: SteerVocab,
   ) {}
 
   static async load(opts: LoadOptions): Promise<SteerableModel> {
-    for (const [field, path] of [
-      ["model", opts.modelPath],
-      ["lora", opts.loraPath],
-    ] as const) {
-      if (path !== undefined && !existsSync(path))
-        throw new InputError("no such file", { file: path, field });
-    }
-    const llama = await getLlamaRuntime();
-    let model: LlamaModel;
+    if (opts.loraPath !== undefined && !existsSync(opts.loraPath))
+      throw new InputError("no such file", { file: opts.loraPath, field: "lora" });
+    const model = await openLlamaModel(opts.modelPath);
     try {
-      model = await llama.loadModel({ modelPath: opts.modelPath, gpuLayers: llama.gpu ? "auto" : 0 });
-    } catch (err) {
-      throw new InputError(`cannot load the model: ${(err as Error).message}`, { file: opts.modelPath });
-    }
-    try {
-      const { schema, source } = resolveSchema(model, opts.modelPath, opts.schema);
-      const vocab = detectControlTokens(model, opts.modelPath);
-      if (vocab.mode === "text") {
-        log.warn(
-          `${opts.modelPath}: the vocabulary has no SteerLM control tokens; they are sent as plain text ` +
-            `and generation stops at the text ${CONTROL_TOKENS.turn}`,
-        );
-      }
+      const vocab = SteerVocab.of(model, opts.modelPath, opts.schema);
       const parallel = opts.parallel ?? 1;
       const tiny = model.size < 64 * 1024 * 1024;
       let context: LlamaContext;
       try {
         context = await model.createContext({
           sequences: parallel,
-          contextSize: opts.contextSize ?? Math.min(model.trainContextSize || 2048, 2048),
+          contextSize: opts.contextSize ?? vocab.defaultContextSize,
           threads: opts.threads ?? (tiny ? 1 : undefined),
           lora: opts.loraPath,
         });
@@ -181,7 +110,7 @@ export class SteerableModel {
       }
       const sequences = Array.from({ length: parallel }, () => context.getSequence());
       const pool = new SlotPool(sequences, opts.maxQueue ?? Number.POSITIVE_INFINITY);
-      return new SteerableModel(model, context, pool, vocab, opts.modelPath, schema, source);
+      return new SteerableModel(context, pool, vocab);
     } catch (err) {
       await model.dispose();
       throw err;
@@ -190,11 +119,23 @@ export class SteerableModel {
 
   /** A short id for the model (its file name without .gguf). */
   get id(): string {
-    return basename(this.modelPath).replace(/\.gguf$/i, "");
+    return this.vocab.id;
   }
 
-  get controlMode(): ControlVocab["mode"] {
-    return this.vocab.mode;
+  get modelPath(): string {
+    return this.vocab.modelPath;
+  }
+
+  get schema(): AttributeSchema {
+    return this.vocab.schema;
+  }
+
+  get schemaSource(): SchemaSource {
+    return this.vocab.schemaSource;
+  }
+
+  get controlMode(): ControlMode {
+    return this.vocab.controlMode;
   }
 
   get contextSize(): number {
@@ -212,18 +153,12 @@ export class SteerableModel {
 
   /** Ids back to text (special tokens dropped), as generation decodes them. */
   decode(tokens: readonly number[]): string {
-    return this.model.detokenize(tokens as Token[], false);
+    return this.vocab.decode(tokens);
   }
 
   /** The SteerLM inference prompt for a conversation at the given attribute values. */
-  renderPrompt(opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes">): SteerPrompt {
-    const attributes = withDefaults(this.schema, opts.attributes ?? {}, { field: "attributes" });
-    const values = formatValues(this.schema, attributes);
-    const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
-    const rendered = renderConversation(conv, "inference", { values });
-    const { tokens, controlTokens } = tokenizeParts(this.model, this.vocab, rendered.parts);
-    const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
-    return { text: rendered.text, tokens, controlTokens, parts, attributes, values };
+  renderPrompt(opts: PromptSource): SteerPrompt {
+    return this.vocab.renderPrompt(opts);
   }
 
   /** One assistant turn at the requested attribute values, streamed through `onToken`. */
@@ -233,23 +168,17 @@ export class SteerableModel {
     return { ...result, attributes, values };
   }
 
-  /** A raw prompt, no template (still stops at `<extra_id_1>`). */
+  /** A raw prompt, no template (still stops at `<extra_id_1>`); or ids, taken as they are. */
   async complete(opts: CompleteOptions): Promise<GenerateResult> {
-    const tokens = tokenizeRaw(this.model, opts.prompt, opts.specialTokens ?? false);
-    const control = new Set<number>(this.vocab.ids.values());
-    const controlTokens = tokens.filter((t) => control.has(t)).length;
-    return this.run({ text: opts.prompt, tokens, controlTokens }, opts);
+    const prompt =
+      typeof opts.prompt === "string"
+        ? this.vocab.rawPrompt(opts.prompt, opts.specialTokens ?? false)
+        : this.vocab.tokenPrompt(opts.prompt);
+    return this.run(prompt, opts);
   }
 
   private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
-    const room = this.contextSize - prompt.tokens.length;
-    const maxTokens =
-      opts.maxTokens ?? Math.max(0, Math.min(opts.maxTokensDefault ?? DEFAULT_MAX_TOKENS, room));
-    checkSampling(opts);
-    // The first generated token needs a free cell too, even when maxTokens is 0.
-    if (room < 1 || maxTokens > room) {
-      throw new ContextLengthError(prompt.tokens.length, maxTokens, this.contextSize);
-    }
+    const maxTokens = completionBudget(prompt.tokens.length, this.contextSize, opts);
     const seq = await this.pool.acquire(opts.signal);
     try {
       opts.onStart?.();
@@ -267,18 +196,8 @@ export class SteerableModel {
   ): Promise<GenerateResult> {
     // A sequence holds the previous request's tokens; start clean (no prefix reuse, kept simple on purpose).
     await seq.clearHistory();
-    const stopIds = new Set<Token>(this.vocab.ids.values());
-    const text = new StopText([CONTROL_TOKENS.turn, ...(opts.stop ?? [])]);
-    const generated: Token[] = [];
-    const decoder = new IncrementalDecoder<Token>((ids, previous) =>
-      this.model.detokenize(ids, false, previous),
-    );
-    // top_p 0 keeps one token: greedy, said here so it does not rest on llama.cpp's top-p at its edge.
-    const temperature = opts.topP === 0 ? 0 : (opts.temperature ?? SAMPLING_SETTINGS.temperature.default);
-    let finishReason: FinishReason = "length";
-    const emit = (piece: string) => {
-      if (piece !== "") opts.onToken?.(piece);
-    };
+    const text = this.vocab.completionText(opts.stop ?? [], maxTokens, opts.onToken);
+    const temperature = samplingTemperature(opts);
     if (maxTokens > 0) {
       const tokens = seq.evaluate(prompt.tokens as Token[], {
         temperature,
@@ -287,33 +206,18 @@ export class SteerableModel {
         seed: opts.seed,
       });
       for await (const token of tokens) {
-        if (opts.signal?.aborted) {
-          finishReason = "abort";
-          break;
-        }
-        if (stopIds.has(token) || this.model.isEogToken(token)) {
-          finishReason = "stop";
-          break;
-        }
-        generated.push(token);
-        emit(text.update(decoder.text(generated)));
-        if (text.stopped) {
-          finishReason = "stop";
-          break;
-        }
-        if (generated.length >= maxTokens) break;
+        if (opts.signal?.aborted || !text.push(token)) break;
       }
     }
-    if (opts.signal?.aborted) finishReason = "abort";
-    if (!text.stopped) emit(text.flush());
+    if (opts.signal?.aborted) text.abort();
     return {
-      text: text.final,
-      tokens: generated.map(Number),
-      finishReason,
+      text: text.finish(),
+      tokens: text.tokens,
+      finishReason: text.finishReason,
       usage: {
         promptTokens: prompt.tokens.length,
-        completionTokens: generated.length,
-        totalTokens: prompt.tokens.length + generated.length,
+        completionTokens: text.tokens.length,
+        totalTokens: prompt.tokens.length + text.tokens.length,
       },
       prompt: { ...prompt, tokens: prompt.tokens.map(Number) },
     };
@@ -321,40 +225,6 @@ export class SteerableModel {
 
   async dispose(): Promise<void> {
     await this.context.dispose();
-    await this.model.dispose();
+    await this.vocab.dispose();
   }
-}
-
-/** The prompt and the requested completion do not fit in a sequence's context. */
-export class ContextLengthError extends InputError {
-  override name = "ContextLengthError";
-  constructor(
-    readonly promptTokens: number,
-    readonly maxTokens: number,
-    readonly contextSize: number,
-  ) {
-    super(
-      `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`,
-      { setting: "maxTokens" },
-      "shorten the conversation or lower max_tokens",
-    );
-  }
-}
-
-/**
- * OpenAI-style messages -> a template conversation. System messages join into the system prompt;
- * earlier assistant turns carry the same value string as the turn to generate, as SteerLM's multi-turn
- * training data labels every assistant turn.
- */
-export function messagesToConversation(messages: readonly ChatMessage[], values: string): Conversation {
-  const system: string[] = [];
-  const turns: Turn[] = [];
-  for (const [i, m] of messages.entries()) {
-    if (m.role === "system") system.push(m.content);
-    else if (m.role === "user") turns.push({ role: "user", text: m.content });
-    else if (m.role === "assistant") turns.push({ role: "assistant", text: m.content, values });
-    else throw new InputError(`unknown role ${JSON.stringify(m.role)}`, { field: `messages[${i}].role` });
-  }
-  if (turns.length === 0) throw new InputError("no user message", { field: "messages" });
-  return { system: system.length > 0 ? system.join("\n") : DEFAULT_SYSTEM_PROMPT, turns };
 }

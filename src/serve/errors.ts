@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
 import { AttributeError } from "../data/attributes.js";
-import { ContextLengthError } from "../inference/model.js";
+import { ContextLengthError } from "../inference/completion.js";
 import { BusyError } from "../inference/pool.js";
 import { apiField } from "../inference/sampling.js";
 import { InputError, placeName, SteerlmError } from "../util/errors.js";

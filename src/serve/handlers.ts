@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AttributeValues } from "../data/attributes.js";
-import type { GenerateResult, PromptInfo, SamplingOptions, SteerableModel } from "../inference/model.js";
+import type { GenerateResult, SamplingOptions, SteerableModel } from "../inference/model.js";
+import type { PromptInfo } from "../inference/vocab.js";
 import { SseWriter, sendJson } from "./http.js";
 import type { ChatRequest, CompletionRequest, SamplingRequest } from "./validate.js";
 

@@ -1,6 +1,6 @@
 import { type AttributeSchema, type AttributeValues, parseAttributes } from "../data/attributes.js";
-import type { ChatMessage } from "../inference/model.js";
 import { checkSamplingValue, SAMPLING_SETTINGS, type SamplingName } from "../inference/sampling.js";
+import type { ChatMessage } from "../inference/vocab.js";
 import { badRequest, HttpError } from "./errors.js";
 
 /** Request bodies -> typed options. Every problem is a 400 naming the offending field (`param`). */

@@ -1,8 +1,9 @@
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
 import { type AttributeValues, formatValues, parseAttributes, withDefaults } from "../../data/attributes.js";
-import type { ChatMessage, SamplingOptions, SteerableModel } from "../../inference/model.js";
+import type { SamplingOptions, SteerableModel } from "../../inference/model.js";
 import { SAMPLING_SETTINGS, type SamplingName } from "../../inference/sampling.js";
+import type { ChatMessage } from "../../inference/vocab.js";
 import { InputError } from "../../util/errors.js";
 import { type Flags, forUser, strFlag } from "../flags.js";
 import { addModelOptions, addSamplingOptions, loadModel, samplingValues } from "../options.js";

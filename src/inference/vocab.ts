@@ -1,0 +1,219 @@
+import { existsSync } from "node:fs";
+import { basename } from "node:path";
+import type { LlamaModel, Token } from "node-llama-cpp";
+import {
+  type AttributeSchema,
+  type AttributeValues,
+  formatValues,
+  withDefaults,
+} from "../data/attributes.js";
+import {
+  CONTROL_TOKENS,
+  type Conversation,
+  DEFAULT_SYSTEM_PROMPT,
+  renderConversation,
+  type Turn,
+} from "../data/template.js";
+import { getLlamaRuntime } from "../runtime/llama.js";
+import { InputError } from "../util/errors.js";
+import { log } from "../util/log.js";
+import { CompletionText } from "./completion.js";
+import { type ControlVocab, detectControlTokens, tokenizeParts, tokenizeRaw } from "./prompt.js";
+import { resolveSchema, type SchemaSource } from "./schema.js";
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface PromptInfo {
+  text: string;
+  tokens: number[];
+  /** Control-token ids in `tokens`: depends only on the number of turns (0 when the vocabulary lacks them). */
+  controlTokens: number;
+  /** The template's parts (chat prompts only): control parts are the only source of control ids. */
+  parts?: Array<{ kind: "control" | "text"; text: string }>;
+}
+
+/** An inference prompt with the attribute values it carries. */
+export interface SteerPrompt extends PromptInfo {
+  /** Effective attribute values, defaults filled in. */
+  attributes: AttributeValues;
+  /** The value string the prompt carries. */
+  values: string;
+}
+
+/** What a prompt is made from: messages or a conversation, at attribute values. */
+export interface PromptSource {
+  /** OpenAI-style messages; system messages join into the system prompt (default: SteerLM's). */
+  messages?: readonly ChatMessage[];
+  /** Or a conversation as the template takes it; must end with a user turn. */
+  conversation?: Conversation;
+  /**
+   * Attribute values (an object of name -> integer, or a value string `humor=3,verbosity=1`); unspecified
+   * ones take the schema defaults.
+   */
+  attributes?: AttributeValues | string;
+}
+
+/**
+ * The token side of a SteerLM model: its schema, how its vocabulary spells the control tokens, the
+ * inference prompt as ids and generated ids back to text. Built on a loaded model (`of`), or on the
+ * vocabulary alone (`load`) when the tokens are generated elsewhere, by a remote engine.
+ */
+export class SteerVocab {
+  private constructor(
+    private readonly model: LlamaModel,
+    private readonly control: ControlVocab,
+    readonly modelPath: string,
+    readonly schema: AttributeSchema,
+    readonly schemaSource: SchemaSource,
+  ) {}
+
+  /** The vocabulary of a loaded model, with the schema it steers with. */
+  static of(model: LlamaModel, modelPath: string, schema?: string | AttributeSchema): SteerVocab {
+    const resolved = resolveSchema(model, modelPath, schema);
+    const control = detectControlTokens(model, modelPath);
+    if (control.mode === "text") {
+      log.warn(
+        `${modelPath}: the vocabulary has no SteerLM control tokens; they are sent as plain text ` +
+          `and generation stops at the text ${CONTROL_TOKENS.turn}`,
+      );
+    }
+    return new SteerVocab(model, control, modelPath, resolved.schema, resolved.source);
+  }
+
+  /** Only the vocabulary of a GGUF (no weights are read): for prompts whose tokens an engine generates. */
+  static async load(modelPath: string, schema?: string | AttributeSchema): Promise<SteerVocab> {
+    const model = await openLlamaModel(modelPath, { vocabOnly: true });
+    try {
+      return SteerVocab.of(model, modelPath, schema);
+    } catch (err) {
+      await model.dispose();
+      throw err;
+    }
+  }
+
+  /** A short id for the model (its file name without .gguf). */
+  get id(): string {
+    return basename(this.modelPath).replace(/\.gguf$/i, "");
+  }
+
+  get controlMode(): ControlVocab["mode"] {
+    return this.control.mode;
+  }
+
+  /** The ids of `<extra_id_0/1/2>` (none in `text` mode). */
+  get controlIds(): number[] {
+    return [...this.control.ids.values()];
+  }
+
+  /** Entries in the vocabulary: valid ids are 0 .. size - 1. */
+  get size(): number {
+    return this.model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+  }
+
+  /** Tokens per sequence when none is asked for: the model's training context, at most 2048. */
+  get defaultContextSize(): number {
+    return Math.min(this.model.trainContextSize || this.model.fileInsights.trainContextSize || 2048, 2048);
+  }
+
+  /** The SteerLM inference prompt for a conversation at the given attribute values. */
+  renderPrompt(opts: PromptSource): SteerPrompt {
+    const attributes = withDefaults(this.schema, opts.attributes ?? {}, { field: "attributes" });
+    const values = formatValues(this.schema, attributes);
+    const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
+    const rendered = renderConversation(conv, "inference", { values });
+    const { tokens, controlTokens } = tokenizeParts(this.model, this.control, rendered.parts);
+    const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
+    return { text: rendered.text, tokens, controlTokens, parts, attributes, values };
+  }
+
+  /** A raw prompt, no template: BOS if the model wants one, then the text (special-token strings parsed on request). */
+  rawPrompt(text: string, specialTokens: boolean): PromptInfo {
+    const tokens = tokenizeRaw(this.model, text, specialTokens);
+    return { text, tokens, controlTokens: this.countControl(tokens) };
+  }
+
+  /** A prompt given as ids, taken as they are (no BOS added); each must be in the vocabulary. */
+  tokenPrompt(ids: readonly number[], field = "prompt"): PromptInfo {
+    const size = this.size;
+    for (const [i, id] of ids.entries()) {
+      if (!Number.isInteger(id) || id < 0 || id >= size)
+        throw new InputError(`expected a token id in 0..${size - 1}, got ${JSON.stringify(id)}`, {
+          field: `${field}[${i}]`,
+        });
+    }
+    return {
+      text: this.model.detokenize(ids as Token[], true),
+      tokens: [...ids],
+      controlTokens: this.countControl(ids),
+    };
+  }
+
+  /** Ids back to text (special tokens dropped), as generation decodes them. */
+  decode(tokens: readonly number[]): string {
+    return this.model.detokenize(tokens as Token[], false);
+  }
+
+  /** The text of a completion, fed its ids as they are generated (see CompletionText). */
+  completionText(
+    stop: readonly string[],
+    maxTokens: number,
+    onText?: (text: string) => void,
+  ): CompletionText {
+    const stopIds = new Set<number>(this.control.ids.values());
+    const vocab = {
+      isStop: (id: number) => stopIds.has(id) || this.model.isEogToken(id as Token),
+      detokenize: (ids: readonly number[], previous: readonly number[]) =>
+        this.model.detokenize(ids as Token[], false, previous as Token[]),
+    };
+    return new CompletionText(vocab, stop, maxTokens, onText);
+  }
+
+  private countControl(tokens: readonly number[]): number {
+    const control = new Set<number>(this.control.ids.values());
+    return tokens.filter((t) => control.has(t)).length;
+  }
+
+  /** Frees the model when it was loaded by `load` (the vocabulary alone). */
+  async dispose(): Promise<void> {
+    await this.model.dispose();
+  }
+}
+
+/** A GGUF loaded by llama.cpp (on the GPU when steerlm runs with one), or only its vocabulary. */
+export async function openLlamaModel(
+  modelPath: string,
+  opts: { vocabOnly?: boolean } = {},
+): Promise<LlamaModel> {
+  if (!existsSync(modelPath)) throw new InputError("no such file", { file: modelPath, field: "model" });
+  const llama = await getLlamaRuntime();
+  try {
+    return await llama.loadModel({
+      modelPath,
+      gpuLayers: llama.gpu && !opts.vocabOnly ? "auto" : 0,
+      vocabOnly: opts.vocabOnly,
+    });
+  } catch (err) {
+    throw new InputError(`cannot load the model: ${(err as Error).message}`, { file: modelPath });
+  }
+}
+
+/**
+ * OpenAI-style messages -> a template conversation. System messages join into the system prompt;
+ * earlier assistant turns carry the same value string as the turn to generate, as SteerLM's multi-turn
+ * training data labels every assistant turn.
+ */
+export function messagesToConversation(messages: readonly ChatMessage[], values: string): Conversation {
+  const system: string[] = [];
+  const turns: Turn[] = [];
+  for (const [i, m] of messages.entries()) {
+    if (m.role === "system") system.push(m.content);
+    else if (m.role === "user") turns.push({ role: "user", text: m.content });
+    else if (m.role === "assistant") turns.push({ role: "assistant", text: m.content, values });
+    else throw new InputError(`unknown role ${JSON.stringify(m.role)}`, { field: `messages[${i}].role` });
+  }
+  if (turns.length === 0) throw new InputError("no user message", { field: "messages" });
+  return { system: system.length > 0 ? system.join("\n") : DEFAULT_SYSTEM_PROMPT, turns };
+}
