@@ -1,5 +1,6 @@
-// Steerable generation: load a GGUF, render the SteerLM inference prompt, generate, stream.
+// Steerable generation: load a GGUF (or drive a remote engine), render the SteerLM inference prompt, generate, stream.
 export { ContextLengthError, type FinishReason } from "./completion.js";
+export type { Generator, UpstreamState } from "./generator.js";
 export {
   type CompleteOptions,
   type GenerateOptions,
@@ -10,8 +11,10 @@ export {
   type SteerResult,
   type Usage,
 } from "./model.js";
+export { type BackendSettings, type GeneratorOptions, openGenerator } from "./open.js";
 export { AbortedError, BusyError } from "./pool.js";
 export type { ControlMode } from "./prompt.js";
+export { REMOTE_DEFAULTS, REMOTE_SETTINGS, RemoteGenerator, type RemoteOptions } from "./remote.js";
 export {
   checkSampling,
   SAMPLING_SETTINGS,
@@ -20,6 +23,7 @@ export {
   type SamplingValues,
 } from "./sampling.js";
 export type { SchemaSource } from "./schema.js";
+export { UpstreamError } from "./upstream.js";
 export {
   type ChatMessage,
   messagesToConversation,

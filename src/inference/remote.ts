@@ -1,0 +1,358 @@
+import type { AttributeSchema } from "../data/attributes.js";
+import { CONTROL_TOKEN_NAMES, CONTROL_TOKENS } from "../data/template.js";
+import { log } from "../util/log.js";
+import { checkNumber, type NumberRange } from "../util/numbers.js";
+import { type CompletionText, completionBudget, samplingTemperature } from "./completion.js";
+import type { Generator, UpstreamState } from "./generator.js";
+import type {
+  CompleteOptions,
+  GenerateOptions,
+  GenerateResult,
+  SamplingOptions,
+  SteerResult,
+} from "./model.js";
+import { SlotPool } from "./pool.js";
+import { parseBackendUrl, Upstream, UpstreamError } from "./upstream.js";
+import { type PromptInfo, type PromptSource, type SteerPrompt, SteerVocab } from "./vocab.js";
+
+/**
+ * Generation on a remote engine behind an OpenAI-compatible `/v1/completions` (vLLM, SGLang, llama.cpp's
+ * llama-server, another `steerlm serve`). The prompt is rendered and tokenized here, from the model's own
+ * GGUF read vocabulary-only, exactly as SteerableModel does it, and sent as token ids: no engine gets text
+ * it could read as control tokens. Where the engine returns the generated ids (vLLM's and steerlm's
+ * `return_token_ids`), they are decoded here by the local path's code; llama-server returns text only, and
+ * its text is taken through the same stop strings.
+ */
+
+/** The remote settings, once: range, default and help (the CLI declares its flags from them). */
+// biome-ignore format: one setting per line reads as a table
+export const REMOTE_SETTINGS = {
+  concurrency: { range: { integer: true, min: 1 }, default: 4, help: "requests in flight to the engine" },
+  retries: { range: { integer: true, min: 0, max: 100 }, default: 5, help: "times a failed request is sent again (429, 5xx, connection errors, timeouts), with exponential backoff" },
+  requestTimeout: { range: { above: 0 }, default: 600, help: "seconds the engine may stay silent before a request fails (and is retried)" },
+} as const satisfies Record<string, { range: NumberRange; default: number; help: string }>;
+
+export const REMOTE_DEFAULTS = {
+  concurrency: REMOTE_SETTINGS.concurrency.default,
+  retries: REMOTE_SETTINGS.retries.default,
+  requestTimeout: REMOTE_SETTINGS.requestTimeout.default,
+};
+
+export interface RemoteOptions {
+  /** The engine's URL, with or without `/v1`. */
+  backend: string;
+  /** The GGUF the engine serves (or one with the same vocabulary): only its vocabulary is read. */
+  modelPath: string;
+  /** Built-in schema name, schema file or schema; default: the GGUF's `steerlm.schema`, else `steerlm`. */
+  schema?: string | AttributeSchema;
+  /** Tokens per generation; default: the engine's (steerlm serve's context_size, vLLM's max_model_len, llama-server's n_ctx). */
+  contextSize?: number;
+  /** Requests in flight. Default 4. */
+  concurrency?: number;
+  /** Generations allowed to wait for a request slot; beyond it `generate` throws BusyError. Default unbounded. */
+  maxQueue?: number;
+  /** Default 5. */
+  retries?: number;
+  /** Seconds; default 600. */
+  requestTimeout?: number;
+  /** Bearer token of the engine. */
+  apiKey?: string;
+}
+
+/** How an engine is spoken to, from the `owned_by` of its `/v1/models`. */
+type Dialect = "steerlm" | "llama.cpp" | "openai";
+
+interface ModelCard {
+  id: string;
+  owned_by?: string;
+  max_model_len?: number;
+}
+
+/** One choice of a completion (or a chunk of a stream), as the engines send it. */
+interface Choice {
+  text?: string;
+  token_ids?: number[];
+  finish_reason?: string | null;
+}
+
+interface CompletionBody {
+  choices?: Choice[];
+  usage?: { completion_tokens?: number } | null;
+}
+
+export class RemoteGenerator implements Generator {
+  private constructor(
+    private readonly vocab: SteerVocab,
+    private readonly client: Upstream,
+    private readonly pool: SlotPool<number>,
+    private readonly dialect: Dialect,
+    /** The engine's name for the model, sent as `model`. */
+    readonly engineModel: string,
+    readonly contextSize: number,
+  ) {}
+
+  /** Reads the vocabulary, asks the engine what it serves (retrying while it starts up), and is ready. */
+  static async connect(opts: RemoteOptions): Promise<RemoteGenerator> {
+    const url = parseBackendUrl(opts.backend, { setting: "backend" });
+    const setting = <K extends keyof typeof REMOTE_SETTINGS>(name: K, value: number | undefined) =>
+      checkNumber(value ?? REMOTE_SETTINGS[name].default, REMOTE_SETTINGS[name].range, { setting: name });
+    const concurrency = setting("concurrency", opts.concurrency);
+    const client = new Upstream({
+      url,
+      apiKey: opts.apiKey,
+      retries: setting("retries", opts.retries),
+      timeoutMs: setting("requestTimeout", opts.requestTimeout) * 1000,
+      onRetry: ({ attempt, delayMs, reason }) =>
+        log.debug(`${url}: ${reason}; retry ${attempt} in ${Math.round(delayMs)} ms`),
+    });
+    const vocab = await SteerVocab.load(opts.modelPath, opts.schema);
+    try {
+      const card = await modelCard(client);
+      const dialect: Dialect =
+        card.owned_by === "steerlm" ? "steerlm" : card.owned_by === "llamacpp" ? "llama.cpp" : "openai";
+      const contextSize =
+        opts.contextSize ?? (await engineContext(client, dialect, card)) ?? vocab.defaultContextSize;
+      const pool = new SlotPool(
+        Array.from({ length: concurrency }, (_, i) => i),
+        opts.maxQueue ?? Number.POSITIVE_INFINITY,
+      );
+      log.debug(`${url}: ${dialect} engine serving ${card.id}, context ${contextSize}`);
+      return new RemoteGenerator(vocab, client, pool, dialect, card.id, contextSize);
+    } catch (err) {
+      await vocab.dispose();
+      throw err;
+    }
+  }
+
+  get url(): string {
+    return this.client.url;
+  }
+
+  get id(): string {
+    return this.vocab.id;
+  }
+
+  get schema(): AttributeSchema {
+    return this.vocab.schema;
+  }
+
+  get schemaSource() {
+    return this.vocab.schemaSource;
+  }
+
+  get controlMode() {
+    return this.vocab.controlMode;
+  }
+
+  get parallel(): number {
+    return this.pool.size;
+  }
+
+  get load(): { active: number; queued: number } {
+    return { active: this.pool.active, queued: this.pool.queued };
+  }
+
+  get retries(): number {
+    return this.client.retries;
+  }
+
+  renderPrompt(opts: PromptSource): SteerPrompt {
+    return this.vocab.renderPrompt(opts);
+  }
+
+  async generate(opts: GenerateOptions): Promise<SteerResult> {
+    const { attributes, values, ...prompt } = opts.prompt ?? this.renderPrompt(opts);
+    const result = await this.run(prompt, opts);
+    return { ...result, attributes, values };
+  }
+
+  async complete(opts: CompleteOptions): Promise<GenerateResult> {
+    const prompt =
+      typeof opts.prompt === "string"
+        ? this.vocab.rawPrompt(opts.prompt, opts.specialTokens ?? false)
+        : this.vocab.tokenPrompt(opts.prompt);
+    return this.run(prompt, opts);
+  }
+
+  /** Whether the engine answers now (one request, no retries). */
+  async upstream(): Promise<UpstreamState> {
+    try {
+      await this.client.get("/v1/models", { attempts: 1, timeoutMs: 5000 });
+      return { url: this.url, status: "ok", model: this.engineModel };
+    } catch (err) {
+      const message = err instanceof UpstreamError ? err.what : (err as Error).message;
+      return { url: this.url, status: "unavailable", model: this.engineModel, message };
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.vocab.dispose();
+  }
+
+  private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
+    const maxTokens = completionBudget(prompt.tokens.length, this.contextSize, opts);
+    const slot = await this.pool.acquire(opts.signal);
+    try {
+      opts.onStart?.();
+      return await this.request(prompt, opts, maxTokens);
+    } finally {
+      this.pool.release(slot);
+    }
+  }
+
+  private async request(
+    prompt: PromptInfo,
+    opts: SamplingOptions,
+    maxTokens: number,
+  ): Promise<GenerateResult> {
+    const reply = new EngineReply(this.vocab.completionText(opts.stop ?? [], maxTokens, opts.onToken));
+    if (maxTokens > 0) {
+      const body = this.body(prompt.tokens, opts, maxTokens);
+      const take = (e: unknown) => reply.take(e as CompletionBody);
+      try {
+        if (opts.onToken)
+          await this.client.stream("/v1/completions", { ...body, stream: true }, take, opts.signal);
+        else take(await this.client.post("/v1/completions", body, opts.signal));
+      } catch (err) {
+        if (!opts.signal?.aborted) throw err;
+      }
+    }
+    if (opts.signal?.aborted) reply.text.abort();
+    else if (reply.text.open) {
+      // The engine stopped before the text did: at a stop id it did not send back, or at its length
+      // limit, which must be ours (an engine that caps max_tokens lower would cut completions short).
+      const generated = reply.measured;
+      if (reply.finish === "length" && generated !== undefined && generated < maxTokens)
+        throw new UpstreamError(
+          this.url,
+          `the engine stopped at its own length limit after ${generated} tokens, before max_tokens ${maxTokens}`,
+          null,
+          "raise the engine's limit (steerlm serve --max-tokens-cap, llama-server --n-predict)",
+        );
+      reply.text.endAs(reply.finish === "length" ? "length" : "stop");
+    }
+    return {
+      text: reply.text.finish(),
+      tokens: reply.tokens,
+      finishReason: reply.text.finishReason,
+      usage: {
+        promptTokens: prompt.tokens.length,
+        completionTokens: reply.count,
+        totalTokens: prompt.tokens.length + reply.count,
+      },
+      prompt,
+    };
+  }
+
+  /** The `/v1/completions` body: the ids, the budget and the sampling options, in the engine's dialect. */
+  private body(tokens: readonly number[], opts: SamplingOptions, maxTokens: number): Record<string, unknown> {
+    const temperature = samplingTemperature(opts);
+    const stop = opts.stop ?? [];
+    const body: Record<string, unknown> = {
+      model: this.engineModel,
+      prompt: tokens,
+      max_tokens: maxTokens,
+      temperature,
+      // As the local path: top-k and top-p only shape sampling, greedy decoding ignores them.
+      ...(temperature > 0 && opts.topK !== undefined ? { top_k: opts.topK } : {}),
+      ...(temperature > 0 && opts.topP !== undefined ? { top_p: opts.topP } : {}),
+      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+    };
+    const controls = this.vocab.controlIds.length > 0 ? [...CONTROL_TOKEN_NAMES] : [CONTROL_TOKENS.turn];
+    switch (this.dialect) {
+      case "steerlm":
+        // It stops at the control ids itself and returns the generated ids.
+        return { ...body, ...(stop.length > 0 ? { stop } : {}), return_token_ids: true };
+      case "llama.cpp":
+        // llama-server returns text only and drops control tokens from it unless they are preserved:
+        // preserved, they show as text and stop there.
+        return { ...body, stop: [...controls, ...stop], preserved_tokens: controls };
+      case "openai":
+        // vLLM (and SGLang) stop at ids; `return_token_ids` gives the ids to decode here.
+        return {
+          ...body,
+          stop: [CONTROL_TOKENS.turn, ...stop],
+          stop_token_ids: this.vocab.controlIds,
+          return_token_ids: true,
+        };
+    }
+  }
+}
+
+/**
+ * What an engine sends back, taken chunk by chunk (or whole). Ids are decoded here, the way the local
+ * path decodes them; an engine that sends text (llama-server, a steerlm stream) has its text taken through
+ * the stop strings, and any ids it adds are kept as the completion's tokens.
+ */
+class EngineReply {
+  /** Ids the engine sent beside its text. */
+  private readonly engineIds: number[] = [];
+  private viaText = false;
+  private engineCount: number | undefined;
+  finish: string | undefined;
+
+  constructor(readonly text: CompletionText) {}
+
+  take(body: CompletionBody): void {
+    const choice = body.choices?.[0];
+    if (choice !== undefined) {
+      if (choice.token_ids && !this.viaText) for (const id of choice.token_ids) this.text.push(id);
+      else {
+        if (choice.text) {
+          this.viaText = true;
+          this.text.pushText(choice.text);
+        }
+        if (choice.token_ids) this.engineIds.push(...choice.token_ids);
+      }
+      if (choice.finish_reason) this.finish = choice.finish_reason;
+    }
+    const n = body.usage?.completion_tokens;
+    if (typeof n === "number") this.engineCount = n;
+  }
+
+  get tokens(): number[] {
+    return this.viaText ? this.engineIds : this.text.tokens;
+  }
+
+  /** Tokens generated: the ids, else what the engine counted (undefined: it did not say). */
+  get measured(): number | undefined {
+    return this.viaText && this.engineIds.length === 0 ? this.engineCount : this.tokens.length;
+  }
+
+  get count(): number {
+    return this.measured ?? 0;
+  }
+}
+
+/** The first model `/v1/models` lists: what the engine serves (retried while it starts up). */
+async function modelCard(client: Upstream): Promise<ModelCard> {
+  const body = (await client.get("/v1/models")) as { data?: unknown };
+  const card = Array.isArray(body.data) ? (body.data[0] as ModelCard | undefined) : undefined;
+  if (typeof card?.id !== "string")
+    throw new UpstreamError(
+      client.url,
+      "/v1/models lists no model",
+      null,
+      "is this an OpenAI-compatible server?",
+    );
+  return card;
+}
+
+/** The engine's context length, where it says it; undefined when it does not. */
+async function engineContext(
+  client: Upstream,
+  dialect: Dialect,
+  card: ModelCard,
+): Promise<number | undefined> {
+  const positive = (v: unknown) => (typeof v === "number" && Number.isInteger(v) && v > 0 ? v : undefined);
+  if (dialect === "openai") return positive(card.max_model_len);
+  try {
+    if (dialect === "steerlm")
+      return positive(((await client.get("/v1/steerlm/schema")) as { context_size?: unknown }).context_size);
+    const props = (await client.get("/props")) as { default_generation_settings?: { n_ctx?: unknown } };
+    return positive(props.default_generation_settings?.n_ctx);
+  } catch (err) {
+    log.debug(`${client.url}: no context size (${(err as Error).message})`);
+    return undefined;
+  }
+}
