@@ -1,7 +1,11 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { parseFormat } from "../data/read.js";
-import { type LoadOptions, SteerableModel } from "../inference/model.js";
+import type { Generator } from "../inference/generator.js";
+import type { LoadOptions } from "../inference/model.js";
+import { type BackendSettings, openGenerator } from "../inference/open.js";
+import { REMOTE_SETTINGS } from "../inference/remote.js";
 import { SAMPLING_SETTINGS, type SamplingName, type SamplingValues } from "../inference/sampling.js";
+import { parseBackendUrl } from "../inference/upstream.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "./flags.js";
 
 /** Options several commands share, each declared once; a command passes only its own help where it differs. */
@@ -86,17 +90,70 @@ export const addApmOption = (
   help = "APM run directory (newest checkpoint) or checkpoint file",
 ): Command => cmd.requiredOption("--apm <run|file>", help);
 
-/** The model `addModelOptions` declared, loaded with the command's other load settings. */
-export function loadModel(
-  flags: { model?: unknown; lora?: unknown; schema?: unknown },
+/** The environment variable with the bearer token of a remote engine (kept out of argument lists). */
+export const BACKEND_API_KEY_ENV = "STEERLM_BACKEND_API_KEY";
+
+export interface BackendOptionHelp {
+  /** `--backend <url>` (default) or `--upstream <url>` (`steerlm serve`). */
+  flag?: "--backend" | "--upstream";
+  /** Declare `--concurrency` (commands that have no `--parallel` of their own). */
+  concurrency?: boolean;
+}
+
+/**
+ * `--backend <url>` (a remote engine generates; `-m` gives only the vocabulary), `--retries`,
+ * `--request-timeout` and, where asked, `--concurrency`. The engine's bearer token comes from
+ * STEERLM_BACKEND_API_KEY.
+ */
+export function addBackendOptions(cmd: Command, help: BackendOptionHelp = {}): Command {
+  const flag = help.flag ?? "--backend";
+  cmd.addOption(
+    new Option(
+      `${flag} <url>`,
+      "generate on an OpenAI-compatible engine at this URL (vLLM, SGLang, llama-server, steerlm serve): " +
+        "prompts are tokenized here from -m, read vocabulary-only (no weights), and sent as token ids, so " +
+        `-m must be the GGUF the engine serves or share its vocabulary; bearer token: $${BACKEND_API_KEY_ENV}`,
+    ).argParser((text: string) => parseBackendUrl(text, { field: flag })),
+  );
+  const remote = (name: keyof typeof REMOTE_SETTINGS, option: string, text = REMOTE_SETTINGS[name].help) =>
+    cmd.addOption(
+      numberOption(
+        option,
+        `with ${flag}: ${text} (default: ${REMOTE_SETTINGS[name].default})`,
+        REMOTE_SETTINGS[name].range,
+      ),
+    );
+  if (help.concurrency) remote("concurrency", "--concurrency <n>");
+  remote("retries", "--retries <n>");
+  return remote("requestTimeout", "--request-timeout <s>");
+}
+
+/** What `addBackendOptions` declared, as the library takes it. */
+export function backendValues(flags: Flags): BackendSettings {
+  const backend = strFlag(flags, "backend") ?? strFlag(flags, "upstream");
+  return {
+    backend,
+    concurrency: numFlag(flags, "concurrency"),
+    retries: numFlag(flags, "retries"),
+    requestTimeout: numFlag(flags, "requestTimeout"),
+    backendApiKey: backend === undefined ? undefined : process.env[BACKEND_API_KEY_ENV] || undefined,
+  };
+}
+
+/**
+ * The model `addModelOptions` declared, loaded with the command's other load settings; or, with the
+ * options of `addBackendOptions`, the remote engine that generates for it.
+ */
+export function openModel(
+  flags: Flags,
   more: Omit<LoadOptions, "modelPath" | "loraPath" | "schema"> = {},
-): Promise<SteerableModel> {
-  const text = (v: unknown) => (typeof v === "string" ? v : undefined);
-  return SteerableModel.load({
+): Promise<Generator> {
+  return openGenerator({
     modelPath: String(flags.model),
-    loraPath: text(flags.lora),
-    schema: text(flags.schema),
+    loraPath: strFlag(flags, "lora"),
+    schema: strFlag(flags, "schema"),
     ...more,
+    ...backendValues(flags),
   });
 }
 

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { SteerableModel } from "../inference/model.js";
+import type { Generator } from "../inference/generator.js";
 import { type Asset, loadAssets } from "./assets.js";
 import { HttpError, sendError } from "./errors.js";
 import { chatCompletion, completion } from "./handlers.js";
@@ -11,7 +11,8 @@ import { parseChatRequest, parseCompletionRequest } from "./validate.js";
 export const SERVE_DEFAULTS = { host: "127.0.0.1", port: 8080, maxTokensCap: 512, maxBodyBytes: 1024 * 1024 };
 
 export interface ServeOptions {
-  model: SteerableModel;
+  /** A model loaded here, or a remote engine's generator (`steerlm serve --upstream`). */
+  model: Generator;
   /** Default 127.0.0.1: reachable from this machine only unless asked otherwise. */
   host?: string;
   /** Default 8080; 0 picks a free port. */
@@ -52,8 +53,18 @@ export function createHandler(opts: ServeOptions): Handler {
 
   const routes: Record<string, Record<string, Handler>> = {
     "/health": {
-      GET: (_req, res) =>
-        sendJson(res, 200, { status: "ok", model: model.id, ...model.load, parallel: model.parallel }),
+      // In front of an engine, healthy means the engine answers: 503 lets a load balancer route around it.
+      GET: async (_req, res) => {
+        const upstream = await model.upstream?.();
+        const ok = upstream === undefined || upstream.status === "ok";
+        sendJson(res, ok ? 200 : 503, {
+          status: ok ? "ok" : "unavailable",
+          model: model.id,
+          ...model.load,
+          parallel: model.parallel,
+          ...(upstream ? { upstream } : {}),
+        });
+      },
     },
     "/v1/models": {
       GET: (_req, res) =>

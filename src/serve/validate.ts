@@ -30,9 +30,12 @@ export interface ChatRequest extends SamplingRequest {
 }
 
 export interface CompletionRequest extends SamplingRequest {
-  prompt: string;
+  /** Text, or token ids (taken as they are, control ids included: the caller tokenized deliberately). */
+  prompt: string | number[];
   specialTokens: boolean;
   returnPrompt: boolean;
+  /** vLLM's `return_token_ids`: the generated ids in the choice (`token_ids`). */
+  returnTokenIds: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -200,18 +203,29 @@ export function parseChatRequest(body: unknown, schema: AttributeSchema, limits:
   };
 }
 
+/** A token id's shape; whether it is in the vocabulary is the model's to say. */
+const isTokenId = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+
 export function parseCompletionRequest(body: unknown, limits: Limits): CompletionRequest {
   expect(isObj(body), "body", "a JSON object", body);
   const b = body as Obj;
-  checkKeys(b, ["prompt"]);
+  checkKeys(b, ["prompt", "return_token_ids"]);
   const steer = steerlmField(b, ["special_tokens", "return_prompt"]);
   let prompt = b.prompt;
-  if (Array.isArray(prompt) && prompt.length === 1) prompt = prompt[0];
-  expect(typeof prompt === "string", "prompt", "a string (or an array of one string)", b.prompt);
+  // OpenAI's shapes for one prompt: text, token ids, or a batch of one of either.
+  if (Array.isArray(prompt) && prompt.length === 1 && !isTokenId(prompt[0])) prompt = prompt[0];
+  const ids = Array.isArray(prompt) && prompt.length > 0 && prompt.every(isTokenId);
+  expect(
+    typeof prompt === "string" || ids,
+    "prompt",
+    "a string or an array of token ids (or an array of one of either)",
+    b.prompt,
+  );
   return {
     ...sampling(b, limits),
-    prompt: prompt as string,
+    prompt: prompt as string | number[],
     specialTokens: bool(steer, "special_tokens", "steerlm.special_tokens") ?? false,
     returnPrompt: bool(steer, "return_prompt", "steerlm.return_prompt") ?? false,
+    returnTokenIds: bool(b, "return_token_ids") ?? false,
   };
 }
