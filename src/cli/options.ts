@@ -192,6 +192,7 @@ export function addGenerationJobOptions(
     numberOption("--limit <n>", "only the first n prompts", integerFrom(1)),
   );
   addThreadsOption(cmd);
+  addBackendOptions(cmd, { concurrency: true });
   return addOverwriteOption(cmd);
 }
 
@@ -211,6 +212,7 @@ export function generationJobValues(flags: Flags, sampling: readonly SamplingNam
     limit: numFlag(flags, "limit"),
     threads: numFlag(flags, "threads"),
     overwrite: Boolean(flags.overwrite),
+    ...backendValues(flags),
   };
 }
 
