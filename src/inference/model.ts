@@ -204,6 +204,8 @@ export class SteerableModel {
         topK: temperature > 0 ? opts.topK : undefined,
         topP: temperature > 0 ? opts.topP : undefined,
         seed: opts.seed,
+        // Handed on, an end-of-generation token ends the completion as a stop (not a run out of tokens).
+        yieldEogToken: true,
       });
       for await (const token of tokens) {
         if (opts.signal?.aborted || !text.push(token)) break;
