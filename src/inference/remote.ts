@@ -97,13 +97,14 @@ export class RemoteGenerator implements Generator {
     const setting = <K extends keyof typeof REMOTE_SETTINGS>(name: K, value: number | undefined) =>
       checkNumber(value ?? REMOTE_SETTINGS[name].default, REMOTE_SETTINGS[name].range, { setting: name });
     const concurrency = setting("concurrency", opts.concurrency);
+    const retries = setting("retries", opts.retries);
     const client = new Upstream({
       url,
       apiKey: opts.apiKey,
-      retries: setting("retries", opts.retries),
+      retries,
       timeoutMs: setting("requestTimeout", opts.requestTimeout) * 1000,
       onRetry: ({ attempt, delayMs, reason }) =>
-        log.debug(`${url}: ${reason}; retry ${attempt} in ${Math.round(delayMs)} ms`),
+        log.warn(`${url}: ${reason}; retry ${attempt} of ${retries} in ${Math.round(delayMs)} ms`),
     });
     const vocab = await SteerVocab.load(opts.modelPath, opts.schema);
     try {
