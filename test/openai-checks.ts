@@ -167,6 +167,25 @@ export function openAiClientChecks(target: () => Target): void {
     expect((withControl as unknown as SteerlmResponse).steerlm?.prompt?.control_tokens).toBe(1);
   });
 
+  it("biases tokens with logit_bias: +100 makes one the greedy choice", async () => {
+    const first = async (bias?: Record<string, number>) => {
+      const r = await client.completions.create({
+        model: "steer",
+        prompt: "Once upon",
+        max_tokens: 1,
+        temperature: 0,
+        logit_bias: bias,
+        // @ts-expect-error vLLM's extension
+        return_token_ids: true,
+      });
+      return (r.choices[0] as unknown as { token_ids: number[] }).token_ids;
+    };
+    const [free] = await first();
+    const forced = free === 500 ? 501 : 500;
+    expect(await first({ [forced]: 100 })).toEqual([forced]);
+    expect(await first({ [forced]: 0 })).toEqual([free]);
+  });
+
   it("caps max_tokens at the configured limit and defaults to it", async () => {
     const big = await client.chat.completions.create({
       model: "steer",
@@ -277,6 +296,10 @@ const BAD: Bad[] = [
   { name: "completion prompt not text", status: 400, path: "/v1/completions", body: { prompt: 5 }, param: "prompt" },
   { name: "completion prompt id beyond the vocabulary", status: 400, path: "/v1/completions", body: { prompt: [1, 32000] }, param: "prompt[1]" },
   { name: "completion prompt id negative", status: 400, path: "/v1/completions", body: { prompt: [1, -5] }, param: "prompt" },
+  { name: "logit_bias not an object", status: 400, body: chat({ logit_bias: [5] }), param: "logit_bias" },
+  { name: "logit_bias key not an id", status: 400, body: chat({ logit_bias: { five: 1 } }), param: "logit_bias.five" },
+  { name: "logit_bias above 100", status: 400, body: chat({ logit_bias: { "5": 101 } }), param: "logit_bias.5" },
+  { name: "logit_bias id beyond the vocabulary", status: 400, path: "/v1/completions", body: { prompt: "x", logit_bias: { "32000": 1 } }, param: "logit_bias.32000" },
   { name: "completion with echo", status: 400, path: "/v1/completions", body: { prompt: "x", echo: true }, param: "echo" },
   { name: "unknown route", status: 404, path: "/v1/embeddings", body: {}, code: "not_found" },
   { name: "GET on a POST route", status: 405, method: "GET", code: "method_not_allowed" },

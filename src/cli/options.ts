@@ -1,9 +1,9 @@
 import { type Command, Option } from "commander";
 import { parseFormat } from "../data/read.js";
+import { REMOTE_SETTINGS } from "../inference/engine.js";
 import type { Generator } from "../inference/generator.js";
 import type { LoadOptions } from "../inference/model.js";
 import { type BackendSettings, openGenerator } from "../inference/open.js";
-import { REMOTE_SETTINGS } from "../inference/remote.js";
 import { SAMPLING_SETTINGS, type SamplingName, type SamplingValues } from "../inference/sampling.js";
 import { parseBackendUrl } from "../inference/upstream.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "./flags.js";

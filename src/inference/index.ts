@@ -1,5 +1,6 @@
 // Steerable generation: load a GGUF (or drive a remote engine), render the SteerLM inference prompt, generate, stream.
 export { ContextLengthError, type FinishReason } from "./completion.js";
+export { type Dialect, Engine, type EngineOptions, REMOTE_SETTINGS } from "./engine.js";
 export type { Generator, UpstreamState } from "./generator.js";
 export {
   type CompleteOptions,
@@ -14,7 +15,7 @@ export {
 export { type BackendSettings, type GeneratorOptions, openGenerator } from "./open.js";
 export { AbortedError, BusyError } from "./pool.js";
 export type { ControlMode } from "./prompt.js";
-export { REMOTE_DEFAULTS, REMOTE_SETTINGS, RemoteGenerator, type RemoteOptions } from "./remote.js";
+export { RemoteGenerator, type RemoteOptions } from "./remote.js";
 export {
   checkSampling,
   SAMPLING_SETTINGS,

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
+import type { LlamaContext, LlamaContextSequence, Token, TokenBias } from "node-llama-cpp";
 import type { AttributeSchema } from "../data/attributes.js";
 import { InputError } from "../util/errors.js";
 import { completionBudget, type FinishReason, samplingTemperature } from "./completion.js";
@@ -38,6 +38,8 @@ export interface SamplingOptions {
   seed?: number;
   /** Extra stop strings; `<extra_id_1>` always stops. */
   stop?: readonly string[];
+  /** Token id -> a number in -100..100 added to its logit before sampling (OpenAI's logit_bias). */
+  logitBias?: ReadonlyMap<number, number>;
   signal?: AbortSignal;
   /** Called once a sequence is free and generation starts (after any wait in the queue). */
   onStart?: () => void;
@@ -179,10 +181,11 @@ export class SteerableModel {
 
   private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
     const maxTokens = completionBudget(prompt.tokens.length, this.contextSize, opts);
+    const tokenBias = opts.logitBias?.size ? this.vocab.tokenBias(opts.logitBias) : undefined;
     const seq = await this.pool.acquire(opts.signal);
     try {
       opts.onStart?.();
-      return await this.runOn(seq, prompt, opts, maxTokens);
+      return await this.runOn(seq, prompt, { ...opts, tokenBias }, maxTokens);
     } finally {
       this.pool.release(seq);
     }
@@ -191,7 +194,7 @@ export class SteerableModel {
   private async runOn(
     seq: LlamaContextSequence,
     prompt: PromptInfo,
-    opts: SamplingOptions,
+    opts: SamplingOptions & { tokenBias?: TokenBias },
     maxTokens: number,
   ): Promise<GenerateResult> {
     // A sequence holds the previous request's tokens; start clean (no prefix reuse, kept simple on purpose).
@@ -204,6 +207,7 @@ export class SteerableModel {
         topK: temperature > 0 ? opts.topK : undefined,
         topP: temperature > 0 ? opts.topP : undefined,
         seed: opts.seed,
+        tokenBias: opts.tokenBias,
         // Handed on, an end-of-generation token ends the completion as a stop (not a run out of tokens).
         yieldEogToken: true,
       });

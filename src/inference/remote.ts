@@ -1,8 +1,7 @@
 import type { AttributeSchema } from "../data/attributes.js";
 import { CONTROL_TOKEN_NAMES, CONTROL_TOKENS } from "../data/template.js";
-import { log } from "../util/log.js";
-import { checkNumber, type NumberRange } from "../util/numbers.js";
 import { type CompletionText, completionBudget, samplingTemperature } from "./completion.js";
+import { type CompletionBody, Engine, type EngineOptions, remoteSetting } from "./engine.js";
 import type { Generator, UpstreamState } from "./generator.js";
 import type {
   CompleteOptions,
@@ -12,7 +11,7 @@ import type {
   SteerResult,
 } from "./model.js";
 import { SlotPool } from "./pool.js";
-import { parseBackendUrl, Upstream, UpstreamError } from "./upstream.js";
+import { UpstreamError } from "./upstream.js";
 import { type PromptInfo, type PromptSource, type SteerPrompt, SteerVocab } from "./vocab.js";
 
 /**
@@ -24,23 +23,7 @@ import { type PromptInfo, type PromptSource, type SteerPrompt, SteerVocab } from
  * its text is taken through the same stop strings.
  */
 
-/** The remote settings, once: range, default and help (the CLI declares its flags from them). */
-// biome-ignore format: one setting per line reads as a table
-export const REMOTE_SETTINGS = {
-  concurrency: { range: { integer: true, min: 1 }, default: 4, help: "requests in flight to the engine" },
-  retries: { range: { integer: true, min: 0, max: 100 }, default: 5, help: "times a failed request is sent again (429, 5xx, connection errors, timeouts), with exponential backoff" },
-  requestTimeout: { range: { above: 0 }, default: 600, help: "seconds the engine may stay silent before a request fails (and is retried)" },
-} as const satisfies Record<string, { range: NumberRange; default: number; help: string }>;
-
-export const REMOTE_DEFAULTS = {
-  concurrency: REMOTE_SETTINGS.concurrency.default,
-  retries: REMOTE_SETTINGS.retries.default,
-  requestTimeout: REMOTE_SETTINGS.requestTimeout.default,
-};
-
-export interface RemoteOptions {
-  /** The engine's URL, with or without `/v1`. */
-  backend: string;
+export interface RemoteOptions extends EngineOptions {
   /** The GGUF the engine serves (or one with the same vocabulary): only its vocabulary is read. */
   modelPath: string;
   /** Built-in schema name, schema file or schema; default: the GGUF's `steerlm.schema`, else `steerlm`. */
@@ -51,74 +34,27 @@ export interface RemoteOptions {
   concurrency?: number;
   /** Generations allowed to wait for a request slot; beyond it `generate` throws BusyError. Default unbounded. */
   maxQueue?: number;
-  /** Default 5. */
-  retries?: number;
-  /** Seconds; default 600. */
-  requestTimeout?: number;
-  /** Bearer token of the engine. */
-  apiKey?: string;
-}
-
-/** How an engine is spoken to, from the `owned_by` of its `/v1/models`. */
-type Dialect = "steerlm" | "llama.cpp" | "openai";
-
-interface ModelCard {
-  id: string;
-  owned_by?: string;
-  max_model_len?: number;
-}
-
-/** One choice of a completion (or a chunk of a stream), as the engines send it. */
-interface Choice {
-  text?: string;
-  token_ids?: number[];
-  finish_reason?: string | null;
-}
-
-interface CompletionBody {
-  choices?: Choice[];
-  usage?: { completion_tokens?: number } | null;
 }
 
 export class RemoteGenerator implements Generator {
   private constructor(
     private readonly vocab: SteerVocab,
-    private readonly client: Upstream,
+    private readonly engine: Engine,
     private readonly pool: SlotPool<number>,
-    private readonly dialect: Dialect,
-    /** The engine's name for the model, sent as `model`. */
-    readonly engineModel: string,
     readonly contextSize: number,
   ) {}
 
   /** Reads the vocabulary, asks the engine what it serves (retrying while it starts up), and is ready. */
   static async connect(opts: RemoteOptions): Promise<RemoteGenerator> {
-    const url = parseBackendUrl(opts.backend, { setting: "backend" });
-    const setting = <K extends keyof typeof REMOTE_SETTINGS>(name: K, value: number | undefined) =>
-      checkNumber(value ?? REMOTE_SETTINGS[name].default, REMOTE_SETTINGS[name].range, { setting: name });
-    const concurrency = setting("concurrency", opts.concurrency);
-    const retries = setting("retries", opts.retries);
-    const client = new Upstream({
-      url,
-      apiKey: opts.apiKey,
-      retries,
-      timeoutMs: setting("requestTimeout", opts.requestTimeout) * 1000,
-      onRetry: ({ attempt, delayMs, reason }) =>
-        log.warn(`${url}: ${reason}; retry ${attempt} of ${retries} in ${Math.round(delayMs)} ms`),
-    });
+    const concurrency = remoteSetting("concurrency", opts.concurrency);
+    // The local half first: a missing or bad GGUF is said at once, not after the engine's retries.
     const vocab = await SteerVocab.load(opts.modelPath, opts.schema);
     try {
-      const card = await modelCard(client);
-      const dialect: Dialect =
-        card.owned_by === "steerlm" ? "steerlm" : card.owned_by === "llamacpp" ? "llama.cpp" : "openai";
-      const contextSize =
-        opts.contextSize ?? (await engineContext(client, dialect, card)) ?? vocab.defaultContextSize;
-      const pool = new SlotPool(
-        Array.from({ length: concurrency }, (_, i) => i),
-        opts.maxQueue ?? Number.POSITIVE_INFINITY,
-      );
-      log.debug(`${url}: ${dialect} engine serving ${card.id}, context ${contextSize}`);
-      return new RemoteGenerator(vocab, client, pool, dialect, card.id, contextSize);
+      const engine = await Engine.connect(opts);
+      const contextSize = opts.contextSize ?? engine.contextSize ?? vocab.defaultContextSize;
+      const slots = Array.from({ length: concurrency }, (_, i) => i);
+      const pool = new SlotPool(slots, opts.maxQueue ?? Number.POSITIVE_INFINITY);
+      return new RemoteGenerator(vocab, engine, pool, contextSize);
     } catch (err) {
       await vocab.dispose();
       throw err;
@@ -126,7 +62,12 @@ export class RemoteGenerator implements Generator {
   }
 
   get url(): string {
-    return this.client.url;
+    return this.engine.url;
+  }
+
+  /** The engine's name for the model it serves. */
+  get engineModel(): string {
+    return this.engine.model;
   }
 
   get id(): string {
@@ -154,7 +95,7 @@ export class RemoteGenerator implements Generator {
   }
 
   get retries(): number {
-    return this.client.retries;
+    return this.engine.retries;
   }
 
   renderPrompt(opts: PromptSource): SteerPrompt {
@@ -175,15 +116,8 @@ export class RemoteGenerator implements Generator {
     return this.run(prompt, opts);
   }
 
-  /** Whether the engine answers now (one request, no retries). */
-  async upstream(): Promise<UpstreamState> {
-    try {
-      await this.client.get("/v1/models", { attempts: 1, timeoutMs: 5000 });
-      return { url: this.url, status: "ok", model: this.engineModel };
-    } catch (err) {
-      const message = err instanceof UpstreamError ? err.what : (err as Error).message;
-      return { url: this.url, status: "unavailable", model: this.engineModel, message };
-    }
+  upstream(): Promise<UpstreamState> {
+    return this.engine.upstream();
   }
 
   async dispose(): Promise<void> {
@@ -192,6 +126,7 @@ export class RemoteGenerator implements Generator {
 
   private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
     const maxTokens = completionBudget(prompt.tokens.length, this.contextSize, opts);
+    if (opts.logitBias) this.vocab.checkLogitBias(opts.logitBias);
     const slot = await this.pool.acquire(opts.signal);
     try {
       opts.onStart?.();
@@ -209,11 +144,10 @@ export class RemoteGenerator implements Generator {
     const reply = new EngineReply(this.vocab.completionText(opts.stop ?? [], maxTokens, opts.onToken));
     if (maxTokens > 0) {
       const body = this.body(prompt.tokens, opts, maxTokens);
-      const take = (e: unknown) => reply.take(e as CompletionBody);
+      const onEvent = opts.onToken ? (e: unknown) => reply.take(e as CompletionBody) : undefined;
       try {
-        if (opts.onToken)
-          await this.client.stream("/v1/completions", { ...body, stream: true }, take, opts.signal);
-        else take(await this.client.post("/v1/completions", body, opts.signal));
+        const whole = await this.engine.complete(body, { signal: opts.signal, onEvent });
+        if (whole !== undefined) reply.take(whole);
       } catch (err) {
         if (!opts.signal?.aborted) throw err;
       }
@@ -250,7 +184,6 @@ export class RemoteGenerator implements Generator {
     const temperature = samplingTemperature(opts);
     const stop = opts.stop ?? [];
     const body: Record<string, unknown> = {
-      model: this.engineModel,
       prompt: tokens,
       max_tokens: maxTokens,
       temperature,
@@ -258,9 +191,10 @@ export class RemoteGenerator implements Generator {
       ...(temperature > 0 && opts.topK !== undefined ? { top_k: opts.topK } : {}),
       ...(temperature > 0 && opts.topP !== undefined ? { top_p: opts.topP } : {}),
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+      ...(opts.logitBias?.size ? { logit_bias: Object.fromEntries(opts.logitBias) } : {}),
     };
     const controls = this.vocab.controlIds.length > 0 ? [...CONTROL_TOKEN_NAMES] : [CONTROL_TOKENS.turn];
-    switch (this.dialect) {
+    switch (this.engine.dialect) {
       case "steerlm":
         // It stops at the control ids itself and returns the generated ids.
         return { ...body, ...(stop.length > 0 ? { stop } : {}), return_token_ids: true };
@@ -322,38 +256,5 @@ class EngineReply {
 
   get count(): number {
     return this.measured ?? 0;
-  }
-}
-
-/** The first model `/v1/models` lists: what the engine serves (retried while it starts up). */
-async function modelCard(client: Upstream): Promise<ModelCard> {
-  const body = (await client.get("/v1/models")) as { data?: unknown };
-  const card = Array.isArray(body.data) ? (body.data[0] as ModelCard | undefined) : undefined;
-  if (typeof card?.id !== "string")
-    throw new UpstreamError(
-      client.url,
-      "/v1/models lists no model",
-      null,
-      "is this an OpenAI-compatible server?",
-    );
-  return card;
-}
-
-/** The engine's context length, where it says it; undefined when it does not. */
-async function engineContext(
-  client: Upstream,
-  dialect: Dialect,
-  card: ModelCard,
-): Promise<number | undefined> {
-  const positive = (v: unknown) => (typeof v === "number" && Number.isInteger(v) && v > 0 ? v : undefined);
-  if (dialect === "openai") return positive(card.max_model_len);
-  try {
-    if (dialect === "steerlm")
-      return positive(((await client.get("/v1/steerlm/schema")) as { context_size?: unknown }).context_size);
-    const props = (await client.get("/props")) as { default_generation_settings?: { n_ctx?: unknown } };
-    return positive(props.default_generation_settings?.n_ctx);
-  } catch (err) {
-    log.debug(`${client.url}: no context size (${(err as Error).message})`);
-    return undefined;
   }
 }

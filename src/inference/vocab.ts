@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { basename } from "node:path";
-import type { LlamaModel, Token } from "node-llama-cpp";
+import { type LlamaModel, type Token, TokenBias } from "node-llama-cpp";
 import {
   type AttributeSchema,
   type AttributeValues,
@@ -15,10 +15,12 @@ import {
   type Turn,
 } from "../data/template.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
-import { InputError } from "../util/errors.js";
+import { InputError, type Place } from "../util/errors.js";
 import { log } from "../util/log.js";
+import { checkNumber } from "../util/numbers.js";
 import { CompletionText } from "./completion.js";
 import { type ControlVocab, detectControlTokens, tokenizeParts, tokenizeRaw } from "./prompt.js";
+import { LOGIT_BIAS_RANGE } from "./sampling.js";
 import { resolveSchema, type SchemaSource } from "./schema.js";
 
 export interface ChatMessage {
@@ -136,19 +138,34 @@ export class SteerVocab {
   }
 
   /** A prompt given as ids, taken as they are (no BOS added); each must be in the vocabulary. */
-  tokenPrompt(ids: readonly number[], field = "prompt"): PromptInfo {
-    const size = this.size;
-    for (const [i, id] of ids.entries()) {
-      if (!Number.isInteger(id) || id < 0 || id >= size)
-        throw new InputError(`expected a token id in 0..${size - 1}, got ${JSON.stringify(id)}`, {
-          field: `${field}[${i}]`,
-        });
-    }
+  tokenPrompt(ids: readonly number[]): PromptInfo {
+    ids.forEach((id, i) => this.checkId(id, { field: `prompt[${i}]` }));
     return {
       text: this.model.detokenize(ids as Token[], true),
       tokens: [...ids],
       controlTokens: this.countControl(ids),
     };
+  }
+
+  /** Each id of a logit bias must be in the vocabulary, each bias in -100..100. */
+  checkLogitBias(bias: ReadonlyMap<number, number>): void {
+    for (const [id, logit] of bias) {
+      const place = { setting: "logitBias", field: String(id) };
+      this.checkId(id, place);
+      checkNumber(logit, LOGIT_BIAS_RANGE, place);
+    }
+  }
+
+  /** node-llama-cpp's form of a logit bias (checked first). */
+  tokenBias(bias: ReadonlyMap<number, number>): TokenBias {
+    this.checkLogitBias(bias);
+    const out = new TokenBias(this.model.tokenizer);
+    for (const [id, logit] of bias) out.set(id as Token, { logit });
+    return out;
+  }
+
+  private checkId(id: number, place: Place): void {
+    checkNumber(id, { integer: true, min: 0, max: this.size - 1 }, place);
   }
 
   /** Ids back to text (special tokens dropped), as generation decodes them. */

@@ -35,6 +35,7 @@ function samplingOptions(r: SamplingRequest, call: Call, signal: AbortSignal): S
     topK: r.topK,
     seed: r.seed,
     stop: r.stop,
+    logitBias: r.logitBias,
     signal,
   };
 }

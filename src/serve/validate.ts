@@ -1,5 +1,11 @@
 import { type AttributeSchema, type AttributeValues, parseAttributes } from "../data/attributes.js";
-import { checkSamplingValue, SAMPLING_SETTINGS, type SamplingName } from "../inference/sampling.js";
+import {
+  checkSamplingValue,
+  LOGIT_BIAS_RANGE,
+  SAMPLING_SETTINGS,
+  type SamplingName,
+} from "../inference/sampling.js";
+import { checkNumber } from "../util/numbers.js";
 import type { ChatMessage } from "../inference/vocab.js";
 import { badRequest, HttpError } from "./errors.js";
 
@@ -14,6 +20,8 @@ export interface Limits {
 
 export interface SamplingRequest {
   maxTokens?: number;
+  /** Token id -> bias; whether the ids are in the vocabulary is the model's to say. */
+  logitBias?: Map<number, number>;
   temperature: number;
   topP?: number;
   topK?: number;
@@ -71,7 +79,6 @@ const NEUTRAL: Record<string, (v: unknown) => boolean> = {
   frequency_penalty: (v) => v === 0,
   logprobs: (v) => v === false,
   echo: (v) => v === false,
-  logit_bias: (v) => isObj(v) && Object.keys(v).length === 0,
   user: (v) => typeof v === "string",
   stream_options: (v) => isObj(v),
 };
@@ -86,6 +93,7 @@ const SAMPLING_KEYS = [
   "seed",
   "stop",
   "stream",
+  "logit_bias",
   "steerlm",
 ];
 
@@ -137,10 +145,24 @@ function sampling(body: Obj, limits: Limits): SamplingRequest {
     topP: num(body, "topP"),
     topK: num(body, "topK"),
     seed: num(body, "seed"),
+    logitBias: logitBias(body.logit_bias),
     stop,
     stream,
     includeUsage,
   };
+}
+
+/** OpenAI's `logit_bias`: an object of token id (a decimal string) -> a number in -100..100. */
+function logitBias(v: unknown): Map<number, number> | undefined {
+  if (v === undefined || v === null) return undefined;
+  expect(isObj(v), "logit_bias", "an object of token id -> bias", v);
+  const out = new Map<number, number>();
+  for (const [key, bias] of Object.entries(v as Obj)) {
+    const param = `logit_bias.${key}`;
+    expect(/^(0|[1-9]\d*)$/.test(key), param, "a token id (a whole number) as the key", key);
+    out.set(Number(key), checkNumber(bias, LOGIT_BIAS_RANGE, { field: param }));
+  }
+  return out.size > 0 ? out : undefined;
 }
 
 function steerlmField(body: Obj, allowed: readonly string[]): Obj {
