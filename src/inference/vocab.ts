@@ -139,7 +139,7 @@ export class SteerVocab {
 
   /** A prompt given as ids, taken as they are (no BOS added); each must be in the vocabulary. */
   tokenPrompt(ids: readonly number[]): PromptInfo {
-    ids.forEach((id, i) => this.checkId(id, { field: `prompt[${i}]` }));
+    for (const [i, id] of ids.entries()) this.checkId(id, { field: `prompt[${i}]` });
     return {
       text: this.model.detokenize(ids as Token[], true),
       tokens: [...ids],
