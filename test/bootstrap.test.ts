@@ -283,7 +283,22 @@ describe("steerlm bootstrap", () => {
         .split("\n")
         .map((l) => JSON.parse(l).conversations);
     expect(labels(check)).toEqual(labels(out));
-  }, 60_000);
+
+    // The same APM exported as a GGUF and served by an engine: annotate --backend decodes the same labels.
+    const gguf = join(dir.path, "gapm.gguf");
+    expect((await runCli(["export", "gguf", gapm, "-o", gguf])).code).toBe(0);
+    const engine = await startServe(["-m", gguf, "--port", "0", "--parallel", "1", "--threads", "1"]);
+    try {
+      const remote = join(dir.path, "generative.remote.jsonl");
+      const args = ["annotate", stripped, "--apm", gapm, "-o", remote, "--only-unlabeled", "--threads", "1"];
+      const viaEngine = await runCli([...args, "--backend", engine.url, "--concurrency", "3"]);
+      expect(viaEngine.stderr).not.toContain("internal error");
+      expect(viaEngine.code).toBe(0);
+      expect(readFileSync(remote, "utf8")).toBe(readFileSync(check, "utf8"));
+    } finally {
+      await engine.stop();
+    }
+  }, 90_000);
 
   it.skipIf(!haveSharedData)(
     "writes only the model's attributes: NeMo's HelpSteer sample, helpfulness as the quality key",

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
-import { annotateGroup, outputSchemaForModel } from "../apm/annotate.js";
+import { annotateGroup, labelPredictor, outputSchemaForModel } from "../apm/annotate.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
 import {
   type GenerationJobOptions,
@@ -189,7 +189,7 @@ async function generateAndAnnotate(
 
   const T = apm.info.seqLen;
   const K = apm.info.schema.attributes.length;
-  const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
+  const predictor = await labelPredictor(apm, B);
   const pad = apm.tokenizer.eosId ?? 0;
   const progress = new Progress({ label: "bootstrap", total: prompts.length - done, enabled: opts.progress });
   let skipped = 0;
@@ -216,7 +216,7 @@ async function generateAndAnnotate(
       const last = row === prompts.length - 1;
       if ((row + 1) % B !== 0 && !last) continue;
       // Only the generated (unlabelled) turns are predicted: earlier turns keep the labels they had.
-      const { lines } = annotateGroup(apm, schema, predictor, group, B, T, K, pad, true);
+      const { lines } = await annotateGroup(apm, schema, predictor, group, B, T, K, pad, true);
       out.append(lines);
       rows += lines.length;
       group = [];
@@ -235,7 +235,7 @@ async function generateAndAnnotate(
   } finally {
     progress.finish();
     out.close(complete ? opts.output : undefined);
-    predictor?.free();
+    if (predictor instanceof ApmPredictor) predictor.free();
   }
   log.info(
     `bootstrap: ${rows} rows from ${prompts.length} prompts${done ? ` (${done} resumed)` : ""}` +

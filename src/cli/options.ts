@@ -98,6 +98,8 @@ export interface BackendOptionHelp {
   flag?: "--backend" | "--upstream";
   /** Declare `--concurrency` (commands that have no `--parallel` of their own). */
   concurrency?: boolean;
+  /** Help of the URL option, where the command uses the engine differently. */
+  url?: string;
 }
 
 /**
@@ -110,9 +112,7 @@ export function addBackendOptions(cmd: Command, help: BackendOptionHelp = {}): C
   cmd.addOption(
     new Option(
       `${flag} <url>`,
-      "generate on an OpenAI-compatible engine at this URL (vLLM, SGLang, llama-server, steerlm serve): " +
-        "prompts are tokenized here from -m, read vocabulary-only (no weights), and sent as token ids, so " +
-        `-m must be the GGUF the engine serves or share its vocabulary; bearer token: $${BACKEND_API_KEY_ENV}`,
+      `${help.url ?? "generate on an OpenAI-compatible engine at this URL (vLLM, SGLang, llama-server, steerlm serve): prompts are tokenized here from -m, read vocabulary-only (no weights), and sent as token ids, so -m must be the GGUF the engine serves or share its vocabulary"}; bearer token: $${BACKEND_API_KEY_ENV}`,
     ).argParser((text: string) => parseBackendUrl(text, { field: flag })),
   );
   const remote = (name: keyof typeof REMOTE_SETTINGS, option: string, text = REMOTE_SETTINGS[name].help) =>

@@ -21,20 +21,21 @@ export interface GeneratorOptions extends LoadOptions, BackendSettings {}
 
 const REMOTE_ONLY = ["concurrency", "retries", "requestTimeout"] as const;
 
+/** Without `backend`, the settings of a remote engine mean nothing: refused, naming the one given. */
+export function checkLocal(opts: BackendSettings): void {
+  for (const setting of REMOTE_ONLY) {
+    if (opts[setting] !== undefined)
+      throw new InputError("applies to a remote engine only", { setting }, "give the engine's URL (backend)");
+  }
+}
+
 /**
  * The model that generates: loaded here (SteerableModel), or, with `backend`, an engine driven through
  * RemoteGenerator. `parallel` is the number of requests in flight there, unless `concurrency` says it.
  */
 export async function openGenerator(opts: GeneratorOptions): Promise<Generator> {
   if (opts.backend === undefined) {
-    for (const setting of REMOTE_ONLY) {
-      if (opts[setting] !== undefined)
-        throw new InputError(
-          "applies to a remote engine only",
-          { setting },
-          "give the engine's URL (backend)",
-        );
-    }
+    checkLocal(opts);
     return SteerableModel.load(opts);
   }
   if (opts.loraPath !== undefined)

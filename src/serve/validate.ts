@@ -5,8 +5,8 @@ import {
   SAMPLING_SETTINGS,
   type SamplingName,
 } from "../inference/sampling.js";
-import { checkNumber } from "../util/numbers.js";
 import type { ChatMessage } from "../inference/vocab.js";
+import { checkNumber } from "../util/numbers.js";
 import { badRequest, HttpError } from "./errors.js";
 
 /** Request bodies -> typed options. Every problem is a 400 naming the offending field (`param`). */
