@@ -13,7 +13,7 @@ import { log } from "../util/log.js";
 import { mapOrdered } from "../util/ordered.js";
 import { Progress } from "../util/progress.js";
 import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
-import { attributeTokenIds, decodeGenerative, modelPicker, type Pick } from "./generative.js";
+import { attributeTokenIds, decodeGenerative, modelPicker, type PickToken } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
 import { PartialOutput, SIDECAR_FORMAT, startJob } from "./resume.js";
 
@@ -111,7 +111,7 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
  * What predicts a group's labels: the regression APM's fixed [B, T] batch, or the generative APM's
  * constrained decoding, `concurrency` records at once, each next token picked here or by an engine.
  */
-export type LabelPredictor = ApmPredictor | { pick: Pick; concurrency: number };
+export type LabelPredictor = ApmPredictor | { pick: PickToken; concurrency: number };
 
 /** `apm`'s predictor for groups of B records; a generative one decodes on the engine at `backend` if set. */
 export async function labelPredictor(
@@ -319,7 +319,7 @@ async function annotateGenerative(
   schema: AttributeSchema,
   group: readonly DataRecord[],
   needs: (t: RecordTurn) => boolean,
-  decoder: { pick: Pick; concurrency: number },
+  decoder: { pick: PickToken; concurrency: number },
 ): Promise<{ lines: string[]; predicted: number }> {
   const pairs = attributeTokenIds(apm.tokenizer, apm.info.schema);
   let predicted = 0;

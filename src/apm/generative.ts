@@ -76,10 +76,10 @@ export function attributeTokenIds(tokenizer: Tokenizer, schema: AttributeSchema)
  * The constrained choice of the next token: among `candidates` (ids), the one the model finds most likely
  * after `window` (ids). Here by a forward pass (`modelPicker`), or by an engine serving the APM's GGUF.
  */
-export type Pick = (window: readonly number[], candidates: readonly number[]) => Promise<number>;
+export type PickToken = (window: readonly number[], candidates: readonly number[]) => Promise<number>;
 
 /** The argmax over the candidates of the model's next-token logits, computed here. */
-export function modelPicker(backend: Backend, model: LlamaModel): Pick {
+export function modelPicker(backend: Backend, model: LlamaModel): PickToken {
   const V = model.config.vocabSize;
   return async (window, candidates) => {
     const logits = forwardLogits(backend, model, window);
@@ -110,7 +110,7 @@ export async function decodeGenerative(
   earlier: ReadonlyMap<number, AttributeValues>,
   bos: number | null,
   seqLen: number,
-  pick: Pick,
+  pick: PickToken,
 ): Promise<{ labels: AttributeValues; raw: number[] }> {
   const sub: DataRecord = {
     ...record,

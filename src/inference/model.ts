@@ -85,7 +85,7 @@ export class SteerableModel {
     private readonly context: LlamaContext,
     private readonly pool: SlotPool<LlamaContextSequence>,
     /** Prompts and text: the template, control ids, detokenizing (shared with remote generation). */
-    readonly vocab: SteerVocab,
+    private readonly vocab: SteerVocab,
   ) {}
 
   static async load(opts: LoadOptions): Promise<SteerableModel> {

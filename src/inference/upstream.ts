@@ -50,14 +50,17 @@ export interface UpstreamOptions {
   retries: number;
   /** A request fails when the engine sends nothing for this long (no headers, no body bytes). */
   timeoutMs: number;
-  /** Backoff before retry n (1-based) is uniform in [0, min(maxDelay, base·2^(n-1))] ms. */
-  backoff?: { baseMs: number; maxMs: number };
   /** Told of each retry before its wait (a progress bar counts them). */
   onRetry?: (retry: { attempt: number; delayMs: number; reason: string }) => void;
 }
 
 /** A server-sent event's data, parsed from JSON. */
 export type SseHandler = (data: unknown) => void;
+
+/** The wait before retry n (1-based): uniform in [0, min(30 s, 0.5 s · 2^(n-1))] (full jitter). */
+export function backoffMs(n: number, random = Math.random()): number {
+  return random * Math.min(30_000, 500 * 2 ** (n - 1));
+}
 
 /** Longest wait a `Retry-After` header can ask for; a longer one is shortened to it. */
 const MAX_RETRY_AFTER_MS = 10 * 60_000;
@@ -170,8 +173,7 @@ export class Upstream {
             : undefined,
         );
       }
-      const { baseMs, maxMs } = this.opts.backoff ?? { baseMs: 500, maxMs: 30_000 };
-      const delayMs = failure.retryAfterMs ?? Math.random() * Math.min(maxMs, baseMs * 2 ** (attempt - 1));
+      const delayMs = failure.retryAfterMs ?? backoffMs(attempt);
       this.retries++;
       this.opts.onRetry?.({ attempt, delayMs, reason: failure.reason });
       await sleep(delayMs, opts.signal);
