@@ -249,6 +249,102 @@ describe.skipIf(!haveSharedData)("an engine that fails", () => {
   });
 });
 
+/**
+ * An engine that speaks as vLLM or llama-server do, made of the real one: /v1/models says who it is, the
+ * fields steerlm serve does not take are dropped (after being recorded), and a llama-server answers with
+ * text only, its ids removed.
+ */
+async function mimicEngine(target: string, kind: "vllm" | "llamacpp") {
+  const bodies: Array<Record<string, unknown>> = [];
+  const context = ((await (await fetch(`${target}/v1/steerlm/schema`)).json()) as { context_size: number })
+    .context_size;
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const send = (value: unknown) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(value));
+    };
+    if (req.url === "/v1/models") {
+      const list = (await (await fetch(`${target}/v1/models`)).json()) as { data: object[] };
+      const extra = kind === "vllm" ? { max_model_len: context } : {};
+      return send({ ...list, data: list.data.map((m) => ({ ...m, owned_by: kind, ...extra })) });
+    }
+    if (req.url === "/props" && kind === "llamacpp")
+      return send({ default_generation_settings: { n_ctx: context } });
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
+    bodies.push(body);
+    const { stop_token_ids: _ids, preserved_tokens: _kept, ...forwarded } = body;
+    if (kind === "llamacpp") forwarded.return_token_ids = false;
+    const upstreamRes = await fetch(`${target}${req.url}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(forwarded),
+    });
+    res.writeHead(upstreamRes.status, { "content-type": upstreamRes.headers.get("content-type") ?? "" });
+    res.end(Buffer.from(await upstreamRes.arrayBuffer()));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    bodies,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+describe.skipIf(!haveSharedData)("the dialects of other engines", () => {
+  const opts = { messages: ask("Tell me a joke"), maxTokens: 12 };
+
+  it("vLLM: ids back (return_token_ids), stop at the control ids, the context from max_model_len", async () => {
+    const engine = await mimicEngine(upstream.url, "vllm");
+    const g = await RemoteGenerator.connect({ backend: engine.url, modelPath });
+    try {
+      expect(g.contextSize).toBe(local.contextSize);
+      expect(await g.generate(opts)).toEqual(await local.generate(opts));
+      expect(engine.bodies[0]).toMatchObject({
+        model: "steer",
+        prompt: (await local.generate(opts)).prompt.tokens,
+        max_tokens: 12,
+        temperature: 0,
+        stop: ["<extra_id_1>"],
+        stop_token_ids: [CONTROL_IDS.system, CONTROL_IDS.turn, CONTROL_IDS.label],
+        return_token_ids: true,
+      });
+    } finally {
+      await g.dispose();
+      await engine.close();
+    }
+  });
+
+  it("llama-server: text back, control tokens preserved and stopped at, the context from /props", async () => {
+    const engine = await mimicEngine(upstream.url, "llamacpp");
+    const g = await RemoteGenerator.connect({ backend: engine.url, modelPath });
+    try {
+      expect(g.contextSize).toBe(local.contextSize);
+      const want = await local.generate(opts);
+      const pieces: string[] = [];
+      for (const got of [
+        await g.generate(opts),
+        await g.generate({ ...opts, onToken: (t) => pieces.push(t) }),
+      ]) {
+        expect({ ...got, tokens: want.tokens }).toEqual(want); // the text, its finish, its usage
+        expect(got.tokens).toEqual([]); // llama-server's /v1/completions returns no ids
+      }
+      expect(pieces.join("")).toBe(want.text);
+      const controls = ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"];
+      expect(engine.bodies[0]).toMatchObject({ stop: controls, preserved_tokens: controls });
+      expect(engine.bodies[0]).not.toHaveProperty("return_token_ids");
+    } finally {
+      await g.dispose();
+      await engine.close();
+    }
+  });
+});
+
 describe.skipIf(!haveSharedData)("steerlm generate --backend", () => {
   it("prints the same reply as local generate, greedy and sampled", async () => {
     for (const args of [
