@@ -102,6 +102,11 @@ export interface BackendOptionHelp {
   url?: string;
 }
 
+const GENERATE_ON_ENGINE =
+  "generate on an OpenAI-compatible engine at this URL (vLLM, SGLang, llama-server, steerlm serve): " +
+  "prompts are tokenized here from -m, read vocabulary-only (no weights), and sent as token ids, so -m " +
+  "must be the GGUF the engine serves or share its vocabulary";
+
 /**
  * `--backend <url>` (a remote engine generates; `-m` gives only the vocabulary), `--retries`,
  * `--request-timeout` and, where asked, `--concurrency`. The engine's bearer token comes from
@@ -109,20 +114,17 @@ export interface BackendOptionHelp {
  */
 export function addBackendOptions(cmd: Command, help: BackendOptionHelp = {}): Command {
   const flag = help.flag ?? "--backend";
+  const url = help.url ?? GENERATE_ON_ENGINE;
   cmd.addOption(
-    new Option(
-      `${flag} <url>`,
-      `${help.url ?? "generate on an OpenAI-compatible engine at this URL (vLLM, SGLang, llama-server, steerlm serve): prompts are tokenized here from -m, read vocabulary-only (no weights), and sent as token ids, so -m must be the GGUF the engine serves or share its vocabulary"}; bearer token: $${BACKEND_API_KEY_ENV}`,
-    ).argParser((text: string) => parseBackendUrl(text, { field: flag })),
+    new Option(`${flag} <url>`, `${url}; bearer token: $${BACKEND_API_KEY_ENV}`).argParser((text: string) =>
+      parseBackendUrl(text, { field: flag }),
+    ),
   );
-  const remote = (name: keyof typeof REMOTE_SETTINGS, option: string, text = REMOTE_SETTINGS[name].help) =>
-    cmd.addOption(
-      numberOption(
-        option,
-        `with ${flag}: ${text} (default: ${REMOTE_SETTINGS[name].default})`,
-        REMOTE_SETTINGS[name].range,
-      ),
-    );
+  const remote = (name: keyof typeof REMOTE_SETTINGS, option: string) => {
+    const { help: text, default: fallback, range } = REMOTE_SETTINGS[name];
+    // No commander default: a setting given without the engine is refused, so "given" must be visible.
+    return cmd.addOption(numberOption(option, `with ${flag}: ${text} (default: ${fallback})`, range));
+  };
   if (help.concurrency) remote("concurrency", "--concurrency <n>");
   remote("retries", "--retries <n>");
   return remote("requestTimeout", "--request-timeout <s>");

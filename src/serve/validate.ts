@@ -1,12 +1,6 @@
 import { type AttributeSchema, type AttributeValues, parseAttributes } from "../data/attributes.js";
-import {
-  checkSamplingValue,
-  LOGIT_BIAS_RANGE,
-  SAMPLING_SETTINGS,
-  type SamplingName,
-} from "../inference/sampling.js";
+import { checkSamplingValue, SAMPLING_SETTINGS, type SamplingName } from "../inference/sampling.js";
 import type { ChatMessage } from "../inference/vocab.js";
-import { checkNumber } from "../util/numbers.js";
 import { badRequest, HttpError } from "./errors.js";
 
 /** Request bodies -> typed options. Every problem is a 400 naming the offending field (`param`). */
@@ -20,7 +14,7 @@ export interface Limits {
 
 export interface SamplingRequest {
   maxTokens?: number;
-  /** Token id -> bias; whether the ids are in the vocabulary is the model's to say. */
+  /** Token id -> bias; the ids' and biases' ranges are the model's to check. */
   logitBias?: Map<number, number>;
   temperature: number;
   topP?: number;
@@ -152,7 +146,7 @@ function sampling(body: Obj, limits: Limits): SamplingRequest {
   };
 }
 
-/** OpenAI's `logit_bias`: an object of token id (a decimal string) -> a number in -100..100. */
+/** OpenAI's `logit_bias`: an object of token id (a decimal string) -> a number (its range is the library's to check). */
 function logitBias(v: unknown): Map<number, number> | undefined {
   if (v === undefined || v === null) return undefined;
   expect(isObj(v), "logit_bias", "an object of token id -> bias", v);
@@ -160,7 +154,8 @@ function logitBias(v: unknown): Map<number, number> | undefined {
   for (const [key, bias] of Object.entries(v as Obj)) {
     const param = `logit_bias.${key}`;
     expect(/^(0|[1-9]\d*)$/.test(key), param, "a token id (a whole number) as the key", key);
-    out.set(Number(key), checkNumber(bias, LOGIT_BIAS_RANGE, { field: param }));
+    expect(typeof bias === "number", param, "a number", bias);
+    out.set(Number(key), bias as number);
   }
   return out.size > 0 ? out : undefined;
 }
