@@ -1,5 +1,7 @@
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ContextLengthError,
@@ -366,6 +368,49 @@ describe.skipIf(!haveSharedData)("steerlm generate --backend", () => {
       expect(there.stdout).toBe(here.stdout);
       expect(there.stdout.length).toBeGreaterThan(10);
     }
+  }, 60_000);
+
+  it("chat --backend holds the same conversation as local chat, /set between turns", async () => {
+    const input = "Tell me a joke\n/set humor=4\nAnother one\n/quit\n";
+    const args = ["chat", "-m", modelPath, "--max-tokens", "12"];
+    const here = await runCli(args, { input });
+    const there = await runCli([...args, "--backend", upstream.url], { input });
+    expect([there.code, here.code]).toEqual([0, 0]);
+    expect(there.stdout).toBe(here.stdout);
+    expect(there.stdout).toContain("humor:4");
+  }, 60_000);
+
+  it("eval answer --backend writes the local answers, two questions in flight", async () => {
+    const questions = join(dir.path, "question.jsonl");
+    writeFileSync(
+      questions,
+      [
+        { question_id: 1, category: "writing", turns: ["Tell me a joke", "Another one"] },
+        { question_id: 2, category: "math", turns: ["What is 2+2?"] },
+      ]
+        .map((q) => `${JSON.stringify(q)}\n`)
+        .join(""),
+    );
+    const answers = async (extra: string[], name: string) => {
+      const out = join(dir.path, name);
+      const r = await runCli(
+        ["eval", "answer", "-m", modelPath, "--bench", questions, "-o", out].concat([
+          "--max-tokens",
+          "10",
+          "--attr",
+          "humor=3",
+          ...extra,
+        ]),
+      );
+      expect(r.code).toBe(0);
+      return readFileSync(out, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .map(({ question_id, choices, steerlm_values }) => ({ question_id, choices, steerlm_values }));
+    };
+    const here = await answers([], "here.jsonl");
+    expect(await answers(["--backend", upstream.url, "--parallel", "2"], "there.jsonl")).toEqual(here);
   }, 60_000);
 
   it("names the flag of a bad URL, and refuses remote settings without --backend", async () => {
