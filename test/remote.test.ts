@@ -347,7 +347,7 @@ describe.skipIf(!haveSharedData)("the dialects of other engines", () => {
   });
 });
 
-describe.skipIf(!haveSharedData)("steerlm generate --backend", () => {
+describe.skipIf(!haveSharedData)("the CLI with --backend", () => {
   it("prints the same reply as local generate, greedy and sampled", async () => {
     for (const args of [
       ["--attr", "humor=4", "--max-tokens", "24"],
