@@ -15,7 +15,7 @@ import { Progress } from "../util/progress.js";
 import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
 import { attributeTokenIds, decodeGenerative, modelPicker, type PickToken } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
-import { PartialOutput, SIDECAR_FORMAT, startJob } from "./resume.js";
+import { PartialOutput, retried, SIDECAR_FORMAT, startJob } from "./resume.js";
 
 /**
  * `annotate`: the APM's predictions, clamped to each attribute's scale and rounded half to even, become
@@ -111,7 +111,14 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
  * What predicts a group's labels: the regression APM's fixed [B, T] batch, or the generative APM's
  * constrained decoding, `concurrency` records at once, each next token picked here or by an engine.
  */
-export type LabelPredictor = ApmPredictor | { pick: PickToken; concurrency: number };
+export type LabelPredictor =
+  | ApmPredictor
+  | {
+      pick: PickToken;
+      concurrency: number;
+      /** Requests to the engine sent again so far (undefined when decoding here). */
+      readonly retries?: number;
+    };
 
 /** `apm`'s predictor for groups of B records; a generative one decodes on the engine at `backend` if set. */
 export async function labelPredictor(
@@ -134,7 +141,13 @@ export async function labelPredictor(
   const concurrency = remoteSetting("concurrency", remote.concurrency);
   const engine = await Engine.connect({ ...remote, backend: remote.backend, apiKey: remote.backendApiKey });
   const text = (id: number) => apm.tokenizer.decode([id]);
-  return { pick: (window, candidates) => engine.choose(window, candidates, text), concurrency };
+  return {
+    pick: (window, candidates) => engine.choose(window, candidates, text),
+    concurrency,
+    get retries() {
+      return engine.retries;
+    },
+  };
 }
 
 async function annotateWith(
@@ -193,7 +206,8 @@ async function annotateWith(
     format: opts.format,
     schema: apm.info.schema,
     allowUnlabeled: true,
-    onProgress: (n) => progress.tick(n, { rows, turns }),
+    onProgress: (n) =>
+      progress.tick(n, { rows, turns, ...(predictor instanceof ApmPredictor ? {} : retried(predictor)) }),
   });
   let complete = false;
   try {
