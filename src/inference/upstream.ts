@@ -169,7 +169,7 @@ export class Upstream {
           `${failure.reason}${retryable ? tries : " in the middle of a stream"}`,
           failure.status,
           failure.status === null
-            ? "is the engine running there? (--retries and --request-timeout set how long to wait for it)"
+            ? "is the engine running there? (the settings retries and requestTimeout say how long to wait for it)"
             : undefined,
         );
       }
