@@ -129,4 +129,16 @@ describe("steerlm annotate", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`${bad}:3: conversations\\[0\\]\\.from`));
   });
+
+  it("refuses an engine for a regression APM, and engine settings without an engine, naming the flags", async () => {
+    const out = join(dir.path, "engine.jsonl");
+    const r = await runCli(annotateArgs(out, ["--backend", "http://127.0.0.1:9"]));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /step-000003\.ckpt: --backend: a regression APM predicts with its head, which no engine serves/,
+    );
+    const alone = await runCli(annotateArgs(out, ["--concurrency", "2"]));
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toContain("--concurrency: applies to a remote engine only");
+  });
 });

@@ -8,7 +8,7 @@ import { SteerableModel } from "../src/inference/model.js";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
-import { haveSharedData, runCli, runCliAndKill, sharedData, tempDir } from "./helpers.js";
+import { haveSharedData, runCli, runCliAndKill, sharedData, startServe, tempDir } from "./helpers.js";
 
 // SteerLM step 4 through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained here on
 // SteerBench data, then `steerlm bootstrap`, checked against independent oracles, and killed mid-run.
@@ -181,6 +181,34 @@ describe("steerlm bootstrap", () => {
     expect(third.stderr).toContain(`${out}: the output already exists`);
   }, 60_000);
 
+  it("with --backend writes the same bytes, though the engine is killed mid-run and started again", async () => {
+    // The engine: `steerlm serve` on the same GGUF, one sequence (seeded samples do not depend on batching).
+    const serveArgs = ["-m", gguf, "--parallel", "1", "--threads", "1"];
+    const first = await startServe([...serveArgs, "--port", "0"]);
+    const out = join(dir.path, "remote.jsonl");
+    const args = bootArgs(out, ["--backend", first.url, "--concurrency", "3", "--retries", "12"]);
+    const run = runCli(args, { env: { STEERLM_BOOTSTRAP_THROTTLE_MS: "400" } });
+    await sidecarRows(out, 4);
+    await first.stop("SIGKILL");
+    const again = await startServe([...serveArgs, "--port", String(first.port)]);
+    try {
+      const r = await run;
+      expect(r.stderr).not.toContain("internal error");
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/cannot reach the engine \(ECONNREFUSED\); retry 1 of 12/);
+      expect(readFileSync(out).equals(readFileSync(whole))).toBe(true);
+      // Killed itself and run again, it resumes from its own record against the engine as well.
+      const killed = join(dir.path, "remote-killed.jsonl");
+      const done = await bootstrapAndKill(killed, 4, ["--backend", again.url, "--concurrency", "3"]);
+      const resumed = await runCli(bootArgs(killed, ["--backend", again.url, "--concurrency", "3"]));
+      expect(resumed.code).toBe(0);
+      expect(JSON.parse(resumed.stdout).resumedPrompts).toBe(done);
+      expect(readFileSync(killed).equals(readFileSync(whole))).toBe(true);
+    } finally {
+      await again.stop();
+    }
+  }, 120_000);
+
   it("refuses to resume with another seed, naming the setting", async () => {
     const out = join(dir.path, "reseeded.jsonl");
     await bootstrapAndKill(out, 4);
@@ -255,7 +283,22 @@ describe("steerlm bootstrap", () => {
         .split("\n")
         .map((l) => JSON.parse(l).conversations);
     expect(labels(check)).toEqual(labels(out));
-  }, 60_000);
+
+    // The same APM exported as a GGUF and served by an engine: annotate --backend decodes the same labels.
+    const gguf = join(dir.path, "gapm.gguf");
+    expect((await runCli(["export", "gguf", gapm, "-o", gguf])).code).toBe(0);
+    const engine = await startServe(["-m", gguf, "--port", "0", "--parallel", "1", "--threads", "1"]);
+    try {
+      const remote = join(dir.path, "generative.remote.jsonl");
+      const args = ["annotate", stripped, "--apm", gapm, "-o", remote, "--only-unlabeled", "--threads", "1"];
+      const viaEngine = await runCli([...args, "--backend", engine.url, "--concurrency", "3"]);
+      expect(viaEngine.stderr).not.toContain("internal error");
+      expect(viaEngine.code).toBe(0);
+      expect(readFileSync(remote, "utf8")).toBe(readFileSync(check, "utf8"));
+    } finally {
+      await engine.stop();
+    }
+  }, 90_000);
 
   it.skipIf(!haveSharedData)(
     "writes only the model's attributes: NeMo's HelpSteer sample, helpfulness as the quality key",
@@ -319,5 +362,17 @@ describe("steerlm bootstrap", () => {
 });
 
 /** Starts the job slowed down, and SIGKILLs it once its sidecar records at least `rows` rows. */
-const bootstrapAndKill = (out: string, rows: number) =>
-  runCliAndKill(bootArgs(out), out, rows, { STEERLM_BOOTSTRAP_THROTTLE_MS: "300" });
+const bootstrapAndKill = (out: string, rows: number, extra: string[] = []) =>
+  runCliAndKill(bootArgs(out, extra), out, rows, { STEERLM_BOOTSTRAP_THROTTLE_MS: "300" });
+
+/** Resolves once a running job's sidecar (`<out>.partial.json`) records at least `rows` rows. */
+async function sidecarRows(out: string, rows: number): Promise<void> {
+  for (;;) {
+    try {
+      if (JSON.parse(readFileSync(`${out}.partial.json`, "utf8")).rows >= rows) return;
+    } catch {
+      // not written yet, or being replaced right now
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

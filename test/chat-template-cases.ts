@@ -12,7 +12,7 @@ import {
   withDefaults,
 } from "../src/data/attributes.js";
 import { CONTROL_TOKENS, renderConversation } from "../src/data/template.js";
-import { type ChatMessage, messagesToConversation } from "../src/inference/model.js";
+import { type ChatMessage, messagesToConversation } from "../src/inference/vocab.js";
 import { parseChatRequest } from "../src/serve/validate.js";
 
 /** An OpenAI-style message as a client sends it (content may be a list of parts). */

@@ -206,6 +206,23 @@ describe.skipIf(!haveSharedData)(
       }
     });
 
+    it("stops at the end-of-sequence id too, with finish reason stop", async () => {
+      const messages = [{ role: "user" as const, content: "Tell me more" }];
+      const free = await model.generate({ messages, maxTokens: 6 });
+      const eos = 2; // </s> of the Llama-2 vocabulary
+      const forced = await writeSteerModel(dir.path, "forced-eos.gguf", {
+        swapOutputRows: [free.tokens[2], eos],
+      });
+      const m = await SteerableModel.load({ modelPath: forced });
+      try {
+        const r = await m.generate({ messages, maxTokens: 6 });
+        expect([r.finishReason, r.usage.completionTokens]).toEqual(["stop", 2]);
+        expect(r.tokens).toEqual(free.tokens.slice(0, 2));
+      } finally {
+        await m.dispose();
+      }
+    });
+
     it("tokenizes raw completions as plain text unless special tokens are asked for", async () => {
       const prompt = "<extra_id_1>User\nhi\n<extra_id_1>Assistant\n";
       const plain = await model.complete({ prompt, maxTokens: 1 });

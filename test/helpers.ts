@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -109,5 +109,48 @@ export function runCliAndKill(
       clearInterval(poll);
       if (signal !== "SIGKILL") reject(new Error(`steerlm ${args[0]} ended before it was killed (${code})`));
     });
+  });
+}
+
+export interface ServeProcess {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  /** Ends it: SIGTERM (a clean shutdown) or SIGKILL (a crash); resolves once it has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** `steerlm serve <args>` as a real process (the built CLI); resolves once it listens, with its URL. */
+export function startServe(args: string[]): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), "serve", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  let exited = false;
+  child.on("exit", () => {
+    exited = true;
+  });
+  return new Promise((resolvePromise, reject) => {
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+      const m = /\) at (http:\/\/\S+)/.exec(stderr);
+      if (!m) return;
+      const url = m[1] as string;
+      resolvePromise({
+        url,
+        port: Number(new URL(url).port),
+        child,
+        stop: (signal = "SIGTERM") =>
+          exited
+            ? Promise.resolve()
+            : new Promise((done) => {
+                child.once("exit", () => done());
+                child.kill(signal);
+              }),
+      });
+    });
+    child.on("exit", (code) =>
+      reject(new Error(`steerlm serve exited (${code}) before listening:\n${stderr}`)),
+    );
   });
 }

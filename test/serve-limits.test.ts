@@ -289,7 +289,7 @@ describe.skipIf(!haveSharedData)("long prompts", () => {
 describe.skipIf(!haveSharedData)("the work a request causes before it holds a slot", () => {
   /** Records every text the llama.cpp model inside `m` tokenizes. */
   const watchTokenizer = (m: SteerableModel) =>
-    vi.spyOn((m as unknown as { model: Pick<LlamaModel, "tokenize"> }).model, "tokenize");
+    vi.spyOn((m as unknown as { vocab: { model: Pick<LlamaModel, "tokenize"> } }).vocab.model, "tokenize");
   const post = (url: string, path: string, body: object, signal?: AbortSignal) =>
     fetch(`${url}${path}`, {
       method: "POST",

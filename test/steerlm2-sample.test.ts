@@ -17,7 +17,15 @@ import { readSamples, type Steerlm2Group } from "../src/steerlm2/format.js";
 import { sampleSeed } from "../src/steerlm2/sample.js";
 import { Trainer } from "../src/train/trainer.js";
 import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
-import { haveSharedData, plainAdam, runCli, runCliAndKill, sharedData, tempDir } from "./helpers.js";
+import {
+  haveSharedData,
+  plainAdam,
+  runCli,
+  runCliAndKill,
+  sharedData,
+  startServe,
+  tempDir,
+} from "./helpers.js";
 import { openWithLlamaCpp } from "./interop-llama-cpp.js";
 
 // SteerLM 2.0's data half through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained
@@ -322,6 +330,19 @@ describe("steerlm steerlm2 sample", () => {
     const third = await runCli(sampleArgs(out));
     expect(third.code).toBe(1);
     expect(third.stderr).toContain(`${out}: the output already exists`);
+  }, 60_000);
+
+  it("with --backend writes the same bytes: samples drawn by an engine, several groups in flight", async () => {
+    const engine = await startServe(["-m", gguf, "--port", "0", "--parallel", "1", "--threads", "1"]);
+    try {
+      const out = join(dir.path, "remote.jsonl");
+      const r = await runCli(sampleArgs(out, ["--backend", engine.url, "--concurrency", "8"]));
+      expect(r.stderr).not.toContain("internal error");
+      expect(r.code).toBe(0);
+      expect(readFileSync(out).equals(readFileSync(whole))).toBe(true);
+    } finally {
+      await engine.stop();
+    }
   }, 60_000);
 
   it("refuses to resume with another --samples, naming the setting", async () => {

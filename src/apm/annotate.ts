@@ -6,13 +6,16 @@ import { steerlmLine } from "../data/formats/steerlm.js";
 import { sniffFile } from "../data/input.js";
 import { readRecords } from "../data/read.js";
 import type { DataFormat, DataRecord, RecordTurn } from "../data/record.js";
+import { Engine, remoteSetting } from "../inference/engine.js";
+import { type BackendSettings, checkLocal } from "../inference/open.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
+import { mapOrdered } from "../util/ordered.js";
 import { Progress } from "../util/progress.js";
 import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
-import { attributeTokenIds, decodeGenerative } from "./generative.js";
+import { attributeTokenIds, decodeGenerative, modelPicker, type PickToken } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
-import { PartialOutput, SIDECAR_FORMAT, startJob } from "./resume.js";
+import { PartialOutput, retried, SIDECAR_FORMAT, startJob } from "./resume.js";
 
 /**
  * `annotate`: the APM's predictions, clamped to each attribute's scale and rounded half to even, become
@@ -25,8 +28,14 @@ import { PartialOutput, SIDECAR_FORMAT, startJob } from "./resume.js";
  * with the next group. Groups are aligned the same way in every run and the batch shape is fixed, so a
  * resumed run writes the bytes an uninterrupted one would have. At the end `.partial` is renamed to the
  * output (atomic) and the sidecar is removed.
+ *
+ * With `backend`, a generative APM decodes on an engine serving it as a GGUF (`steerlm export gguf`):
+ * the prompt is tokenized here with the checkpoint's tokenizer and sent as ids, each attribute's value
+ * token is the engine's greedy choice among the allowed ones (src/inference/engine.ts), and `concurrency`
+ * records are decoded at once, written in their order. The engine's float kernels are not steerlm's, so
+ * a value can differ from a local run's where two candidates' logits are within rounding of each other.
  */
-export interface AnnotateOptions {
+export interface AnnotateOptions extends BackendSettings {
   /** APM run directory or checkpoint file. */
   apm: string;
   input: string;
@@ -87,14 +96,63 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
   });
   const apm = await loadApm(opts.apm, opts.threads);
   try {
-    return await annotateWith(apm, opts, B, paths, t0);
+    const predictor = await labelPredictor(apm, B, opts);
+    try {
+      return await annotateWith(apm, predictor, opts, B, paths, t0);
+    } finally {
+      if (predictor instanceof ApmPredictor) predictor.free();
+    }
   } finally {
     await apm.free();
   }
 }
 
+/**
+ * What predicts a group's labels: the regression APM's fixed [B, T] batch, or the generative APM's
+ * constrained decoding, `concurrency` records at once, each next token picked here or by an engine.
+ */
+export type LabelPredictor =
+  | ApmPredictor
+  | {
+      pick: PickToken;
+      concurrency: number;
+      /** Requests to the engine sent again so far (undefined when decoding here). */
+      readonly retries?: number;
+    };
+
+/** `apm`'s predictor for groups of B records; a generative one decodes on the engine at `backend` if set. */
+export async function labelPredictor(
+  apm: LoadedApm,
+  B: number,
+  remote: BackendSettings = {},
+): Promise<LabelPredictor> {
+  if (remote.backend === undefined) {
+    checkLocal(remote);
+    if (apm.info.variant === "regression")
+      return new ApmPredictor(apm.backend, apm.model, B, apm.info.seqLen);
+    return { pick: modelPicker(apm.backend, apm.model), concurrency: 1 };
+  }
+  if (apm.info.variant === "regression")
+    throw new InputError(
+      "a regression APM predicts with its head, which no engine serves",
+      { file: apm.checkpoint, setting: "backend" },
+      "annotate here without an engine, or serve a generative APM (`steerlm export gguf <apm run>`)",
+    );
+  const concurrency = remoteSetting("concurrency", remote.concurrency);
+  const engine = await Engine.connect({ ...remote, backend: remote.backend, apiKey: remote.backendApiKey });
+  const text = (id: number) => apm.tokenizer.decode([id]);
+  return {
+    pick: (window, candidates) => engine.choose(window, candidates, text),
+    concurrency,
+    get retries() {
+      return engine.retries;
+    },
+  };
+}
+
 async function annotateWith(
   apm: LoadedApm,
+  predictor: LabelPredictor,
   opts: AnnotateOptions,
   B: number,
   paths: { partial: string; sidecar: string },
@@ -112,8 +170,6 @@ async function annotateWith(
   const input = resolve(opts.input);
   const out = PartialOutput.open(paths, { format: SIDECAR_FORMAT, input, apm: apm.digest, settings });
 
-  // The generative APM decodes one sequence at a time; the regression one runs fixed [B, T] batches.
-  const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
   const pad = apm.tokenizer.eosId ?? 0;
   const inHash = createHash("sha256");
   const size = statSync(opts.input).size;
@@ -128,7 +184,17 @@ async function annotateWith(
   let group: DataRecord[] = [];
   const flushGroup = async () => {
     const onlyUnlabeled = Boolean(opts.onlyUnlabeled);
-    const { lines, predicted } = annotateGroup(apm, schema, predictor, group, B, T, K, pad, onlyUnlabeled);
+    const { lines, predicted } = await annotateGroup(
+      apm,
+      schema,
+      predictor,
+      group,
+      B,
+      T,
+      K,
+      pad,
+      onlyUnlabeled,
+    );
     out.append(lines);
     turns += predicted;
     group = [];
@@ -140,7 +206,8 @@ async function annotateWith(
     format: opts.format,
     schema: apm.info.schema,
     allowUnlabeled: true,
-    onProgress: (n) => progress.tick(n, { rows, turns }),
+    onProgress: (n) =>
+      progress.tick(n, { rows, turns, ...(predictor instanceof ApmPredictor ? {} : retried(predictor)) }),
   });
   let complete = false;
   try {
@@ -158,7 +225,6 @@ async function annotateWith(
   } finally {
     progress.finish();
     out.close(complete ? opts.output : undefined);
-    predictor?.free();
   }
   const seconds = (performance.now() - t0) / 1000;
   const resumed = out.done.rows;
@@ -169,23 +235,23 @@ async function annotateWith(
 }
 
 /** Predicts the labels of a group of records; returns their output lines (also used by `steerlm bootstrap`). */
-export function annotateGroup(
+export async function annotateGroup(
   apm: LoadedApm,
   schema: AttributeSchema,
-  predictor: ApmPredictor | null,
+  predictor: LabelPredictor,
   group: readonly DataRecord[],
   B: number,
   T: number,
   K: number,
   pad: number,
   onlyUnlabeled: boolean,
-): { lines: string[]; predicted: number } {
+): Promise<{ lines: string[]; predicted: number }> {
   const outputs = schema.attributes.map((a) =>
     apm.info.schema.attributes.findIndex((b) => b.name === a.name),
   );
   const needs = (t: RecordTurn) =>
     t.role === "assistant" && !(onlyUnlabeled && t.labels !== null && Object.keys(t.labels).length > 0);
-  if (predictor === null) return annotateGenerative(apm, schema, group, needs);
+  if (!(predictor instanceof ApmPredictor)) return annotateGenerative(apm, schema, group, needs, predictor);
   const jobs: Array<{ record: number; turn: number; ex: ApmExample }> = [];
   group.forEach((r, ri) => {
     r.turns.forEach((t, ti) => {
@@ -262,21 +328,24 @@ export function outputSchemaForModel(
 }
 
 /** The generative APM: turns in order, each decoded with the labels already chosen for earlier turns. */
-function annotateGenerative(
+async function annotateGenerative(
   apm: LoadedApm,
   schema: AttributeSchema,
   group: readonly DataRecord[],
   needs: (t: RecordTurn) => boolean,
-): { lines: string[]; predicted: number } {
+  decoder: { pick: PickToken; concurrency: number },
+): Promise<{ lines: string[]; predicted: number }> {
   const pairs = attributeTokenIds(apm.tokenizer, apm.info.schema);
   let predicted = 0;
-  const lines = group.map((r) => {
+  const line = async (r: DataRecord) => {
     const earlier = new Map<number, AttributeValues>();
-    const turns = r.turns.map((t, ti) => {
-      if (!needs(t)) return { ...t };
-      const { labels: all } = decodeGenerative(
-        apm.backend,
-        apm.model,
+    const turns: RecordTurn[] = [];
+    for (const [ti, t] of r.turns.entries()) {
+      if (!needs(t)) {
+        turns.push({ ...t });
+        continue;
+      }
+      const { labels: all } = await decodeGenerative(
         apm.tokenizer,
         apm.info.schema,
         pairs,
@@ -285,14 +354,17 @@ function annotateGenerative(
         earlier,
         apm.info.bos,
         apm.info.seqLen,
+        decoder.pick,
       );
       earlier.set(ti, all);
       predicted++;
       const labels: AttributeValues = {};
       for (const a of schema.attributes) labels[a.name] = all[a.name] as number;
-      return { ...t, labels };
-    });
+      turns.push({ ...t, labels });
+    }
     return steerlmLine({ ...r, turns }, { schema: apm.info.schema });
-  });
+  };
+  const lines: string[] = [];
+  for await (const l of mapOrdered(group, decoder.concurrency, line)) lines.push(l);
   return { lines, predicted };
 }

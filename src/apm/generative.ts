@@ -10,8 +10,9 @@ import { SteerlmError } from "../util/errors.js";
 /**
  * The paper's generative APM: a language model that writes the value string *after* the response
  * (`renderConversation(conv, "generative-apm")`, loss on the value lines only: trained on
- * src/run/data.ts `encodeRecords(…, "generative-apm")`), read back by greedy
- * decoding. Decoding here is constrained: the value string has a fixed shape (`name:v` in schema order,
+ * src/run/data.ts `encodeRecords(…, "generative-apm")`), read back by greedy decoding, here or by an
+ * engine serving the APM as a GGUF (`steerlm export gguf`). Decoding is
+ * constrained: the value string has a fixed shape (`name:v` in schema order,
  * joined by `,`), so for each attribute the model only chooses among that attribute's allowed values.
  * That needs one vocabulary token per `name:value`, which a tokenizer trained with --init has (see
  * src/run/setup.ts, attribute tokens); a GGUF vocabulary without them is refused.
@@ -35,13 +36,35 @@ export function attributeTokenIds(tokenizer: Tokenizer, schema: AttributeSchema)
 }
 
 /**
- * Labels for assistant turn `turn`: the prompt is the conversation up to that response (earlier assistant
- * turns carry `earlier` labels as their value lines), then `<extra_id_2>`; each attribute is the argmax of
- * the model's next-token logits over that attribute's value tokens. The last `seqLen` tokens are used.
+ * The constrained choice of the next token: among `candidates` (ids), the one the model finds most likely
+ * after `window` (ids). Here by a forward pass (`modelPicker`), or by an engine serving the APM's GGUF.
  */
-export function decodeGenerative(
-  backend: Backend,
-  model: LlamaModel,
+export type PickToken = (window: readonly number[], candidates: readonly number[]) => Promise<number>;
+
+/** The argmax over the candidates of the model's next-token logits, computed here. */
+export function modelPicker(backend: Backend, model: LlamaModel): PickToken {
+  const V = model.config.vocabSize;
+  return async (window, candidates) => {
+    const logits = forwardLogits(backend, model, window);
+    const row = (window.length - 1) * V;
+    let best = 0;
+    for (let v = 1; v < candidates.length; v++) {
+      if (
+        (logits[row + (candidates[v] as number)] as number) >
+        (logits[row + (candidates[best] as number)] as number)
+      )
+        best = v;
+    }
+    return candidates[best] as number;
+  };
+}
+
+/**
+ * Labels for assistant turn `turn`: the prompt is the conversation up to that response (earlier assistant
+ * turns carry `earlier` labels as their value lines), then `<extra_id_2>`; each attribute is the `pick`
+ * among that attribute's value tokens. The last `seqLen` tokens are used.
+ */
+export async function decodeGenerative(
   tokenizer: Tokenizer,
   schema: AttributeSchema,
   pairIds: readonly number[][],
@@ -50,7 +73,8 @@ export function decodeGenerative(
   earlier: ReadonlyMap<number, AttributeValues>,
   bos: number | null,
   seqLen: number,
-): { labels: AttributeValues; raw: number[] } {
+  pick: PickToken,
+): Promise<{ labels: AttributeValues; raw: number[] }> {
   const sub: DataRecord = {
     ...record,
     turns: record.turns
@@ -63,25 +87,16 @@ export function decodeGenerative(
   const ids = encodeParts(tokenizer, parts);
   if (bos !== null) ids.unshift(bos);
   const comma = tokenizer.encodeContinuation(",");
-  const V = model.config.vocabSize;
   const labels: AttributeValues = {};
   const raw: number[] = [];
-  schema.attributes.forEach((a, k) => {
-    const window = ids.slice(Math.max(0, ids.length - seqLen));
-    const logits = forwardLogits(backend, model, window);
-    const row = (window.length - 1) * V;
+  for (const [k, a] of schema.attributes.entries()) {
     const choices = pairIds[k] as number[];
-    let best = 0;
-    for (let v = 1; v < choices.length; v++) {
-      if (
-        (logits[row + (choices[v] as number)] as number) > (logits[row + (choices[best] as number)] as number)
-      )
-        best = v;
-    }
-    labels[a.name] = a.min + best;
-    raw.push(a.min + best);
-    ids.push(choices[best] as number);
+    const chosen = await pick(ids.slice(Math.max(0, ids.length - seqLen)), choices);
+    const value = a.min + choices.indexOf(chosen);
+    labels[a.name] = value;
+    raw.push(value);
+    ids.push(chosen);
     if (k + 1 < schema.attributes.length) ids.push(...comma);
-  });
+  }
   return { labels, raw };
 }

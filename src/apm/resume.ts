@@ -13,7 +13,9 @@ import {
 import { dirname, resolve } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
-import { ContextLengthError, type GenerateOptions, SteerableModel } from "../inference/model.js";
+import { ContextLengthError } from "../inference/completion.js";
+import type { Generator } from "../inference/generator.js";
+import { type BackendSettings, openGenerator } from "../inference/open.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { checkNumber } from "../util/numbers.js";
@@ -84,8 +86,11 @@ export function startJob(job: JobStart): { partial: string; sidecar: string } {
   return paths;
 }
 
-/** What the jobs that generate with an SFT model (bootstrap, steerlm2 sample) share. */
-export interface GenerationJobOptions {
+/**
+ * What the jobs that generate with an SFT model (bootstrap, steerlm2 sample) share. With `backend`, an
+ * engine generates (`concurrency` requests in flight) and `model` gives the vocabulary.
+ */
+export interface GenerationJobOptions extends BackendSettings {
   /** The SFT model (GGUF) that generates. */
   model: string;
   /** A LoRA adapter GGUF applied on top of `model`. */
@@ -99,18 +104,23 @@ export interface GenerationJobOptions {
   overwrite?: boolean;
 }
 
-/** `startJob`, then the model that generates, loaded as the job's options say. */
+/** `startJob`, then the model that generates, loaded (or connected to) as the job's options say. */
 export async function startGenerationJob(
   opts: GenerationJobOptions,
   job: Omit<JobStart, "output" | "overwrite">,
-): Promise<{ paths: { partial: string; sidecar: string }; model: SteerableModel }> {
+): Promise<{ paths: { partial: string; sidecar: string }; model: Generator }> {
   const paths = startJob({ ...job, output: opts.output, overwrite: opts.overwrite });
-  const model = await SteerableModel.load({
+  const model = await openGenerator({
     modelPath: opts.model,
     loraPath: opts.lora,
     schema: opts.schema,
     contextSize: opts.contextSize,
     threads: opts.threads,
+    backend: opts.backend,
+    concurrency: opts.concurrency,
+    retries: opts.retries,
+    engineTimeout: opts.engineTimeout,
+    backendApiKey: opts.backendApiKey,
   });
   return { paths, model };
 }
@@ -280,16 +290,16 @@ function writeAll(fd: number, b: Uint8Array): void {
 }
 
 /**
- * One generation of a job's row, or null (with a warning naming the row) when the prompt and the tokens
- * to generate do not fit the context: the job skips that row and goes on.
+ * A row's generation(s), or null (with a warning naming the row) when the prompt and the tokens to
+ * generate do not fit the context: the job skips that row and goes on.
  */
-export async function generateOrSkip(
-  model: SteerableModel,
+export async function generateOrSkip<T>(
+  model: Pick<Generator, "contextSize">,
   prompt: DataRecord,
-  opts: GenerateOptions,
-): Promise<Awaited<ReturnType<SteerableModel["generate"]>> | null> {
+  generate: () => Promise<T>,
+): Promise<T | null> {
   try {
-    return await model.generate(opts);
+    return await generate();
   } catch (err) {
     if (!(err instanceof ContextLengthError)) throw err;
     const o = prompt.origin;
@@ -298,4 +308,9 @@ export async function generateOrSkip(
     );
     return null;
   }
+}
+
+/** A progress bar's `retries` field: requests to a remote engine sent again so far (none shown before the first). */
+export function retried(model: Pick<Generator, "retries">): { retries?: number } {
+  return model.retries ? { retries: model.retries } : {};
 }

@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
-import { annotateGroup, outputSchemaForModel } from "../apm/annotate.js";
+import { annotateGroup, labelPredictor, outputSchemaForModel } from "../apm/annotate.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
 import {
   type GenerationJobOptions,
   generateOrSkip,
   PartialOutput,
+  retried,
   startGenerationJob,
 } from "../apm/resume.js";
 import type { AttributeSchema } from "../data/attributes.js";
@@ -13,9 +14,10 @@ import { fromJs } from "../data/json.js";
 import { readRecords } from "../data/read.js";
 import { type DataFormat, type DataRecord, labelString, toConversation } from "../data/record.js";
 import { recordLines } from "../data/write.js";
-import type { SteerableModel } from "../inference/model.js";
+import type { Generator } from "../inference/generator.js";
 import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
+import { mapOrdered } from "../util/ordered.js";
 import { Progress } from "../util/progress.js";
 import { pickCombo, readTopCombos, rowSeed, type TopCombos } from "./combos.js";
 import { promptKey, readPrompts } from "./prompts.js";
@@ -30,8 +32,9 @@ import { promptKey, readPrompts } from "./prompts.js";
  * (rows done, SHA-256 of the output prefix, of the prompts used, of the APM, and the settings, which
  * include the SFT model's SHA-256 and the top-quality set's). A rerun with the same arguments truncates
  * whatever follows the recorded prefix and goes on. A row's combination and sampling seed depend only on
- * (seed, row), generation runs one sequence at a time and the APM's batch shape is fixed, so a resumed
- * run writes exactly the bytes of an uninterrupted one.
+ * (seed, row), generation runs one sequence at a time (a remote engine gets `concurrency` rows at once,
+ * and the rows are written in their order) and the APM's batch shape is fixed, so a resumed run writes
+ * exactly the bytes of an uninterrupted one.
  */
 export const BOOTSTRAP_PROGRESS_FORMAT = "steerlm-bootstrap-progress";
 
@@ -166,7 +169,7 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
 }
 
 async function generateAndAnnotate(
-  model: SteerableModel,
+  model: Generator,
   apm: LoadedApm,
   schema: AttributeSchema,
   prompts: readonly DataRecord[],
@@ -186,7 +189,7 @@ async function generateAndAnnotate(
 
   const T = apm.info.seqLen;
   const K = apm.info.schema.attributes.length;
-  const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
+  const predictor = await labelPredictor(apm, B);
   const pad = apm.tokenizer.eosId ?? 0;
   const progress = new Progress({ label: "bootstrap", total: prompts.length - done, enabled: opts.progress });
   let skipped = 0;
@@ -195,20 +198,25 @@ async function generateAndAnnotate(
   let complete = false;
   try {
     let group: DataRecord[] = [];
-    for (let row = done; row < prompts.length; row++) {
+    let next = done;
+    const todo = prompts.slice(done);
+    const generations = mapOrdered(todo, model.parallel, (prompt, i, signal) =>
+      generateRow(model, prompt, top, settings, done + i, signal),
+    );
+    for await (const generated of generations) {
+      const row = next++;
       const prompt = prompts[row] as DataRecord;
       inHash.update(`${promptKey(prompt)}\n`);
-      const generated = await generateRow(model, prompt, top, settings, row);
       if (generated === null) skipped++;
       else {
         if (generated.truncated) truncated++;
         group.push(generated.record);
       }
-      progress.tick(1, { rows: rows + group.length, skipped });
+      progress.tick(1, { rows: rows + group.length, skipped, ...retried(model) });
       const last = row === prompts.length - 1;
       if ((row + 1) % B !== 0 && !last) continue;
       // Only the generated (unlabelled) turns are predicted: earlier turns keep the labels they had.
-      const { lines } = annotateGroup(apm, schema, predictor, group, B, T, K, pad, true);
+      const { lines } = await annotateGroup(apm, schema, predictor, group, B, T, K, pad, true);
       out.append(lines);
       rows += lines.length;
       group = [];
@@ -227,7 +235,7 @@ async function generateAndAnnotate(
   } finally {
     progress.finish();
     out.close(complete ? opts.output : undefined);
-    predictor?.free();
+    if (predictor instanceof ApmPredictor) predictor.free();
   }
   log.info(
     `bootstrap: ${rows} rows from ${prompts.length} prompts${done ? ` (${done} resumed)` : ""}` +
@@ -247,23 +255,27 @@ async function generateAndAnnotate(
 
 /** One prompt's bootstrapped record (its new turn unlabelled, for the APM), or null if it does not fit. */
 async function generateRow(
-  model: SteerableModel,
+  model: Generator,
   prompt: DataRecord,
   top: TopCombos,
   settings: BootstrapSettings,
   row: number,
+  signal: AbortSignal,
 ): Promise<{ record: DataRecord; truncated: boolean } | null> {
   const combo = pickCombo(top.combos, settings.seed, row);
   const seed = rowSeed(settings.seed, row);
-  const result = await generateOrSkip(model, prompt, {
-    conversation: toConversation(prompt, model.schema),
-    attributes: combo,
-    temperature: settings.temperature,
-    topK: settings.topK,
-    topP: settings.topP ?? undefined,
-    maxTokens: settings.maxTokens ?? undefined,
-    seed,
-  });
+  const result = await generateOrSkip(model, prompt, () =>
+    model.generate({
+      conversation: toConversation(prompt, model.schema),
+      attributes: combo,
+      temperature: settings.temperature,
+      topK: settings.topK,
+      topP: settings.topP ?? undefined,
+      maxTokens: settings.maxTokens ?? undefined,
+      seed,
+      signal,
+    }),
+  );
   if (result === null) return null;
   const extra = new Map(prompt.extra);
   // What the response was asked for; the turn's label will be what the APM says it is.

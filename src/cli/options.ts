@@ -1,8 +1,12 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { parseFormat } from "../data/read.js";
-import { type LoadOptions, SteerableModel } from "../inference/model.js";
+import { REMOTE_SETTINGS } from "../inference/engine.js";
+import type { Generator } from "../inference/generator.js";
+import type { LoadOptions } from "../inference/model.js";
+import { type BackendSettings, openGenerator } from "../inference/open.js";
 import { SAMPLING_SETTINGS, type SamplingName, type SamplingValues } from "../inference/sampling.js";
-import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "./flags.js";
+import { parseBackendUrl } from "../inference/upstream.js";
+import { type Flags, integerFrom, numberOption, numFlag, optionForSetting, strFlag } from "./flags.js";
 
 /** Options several commands share, each declared once; a command passes only its own help where it differs. */
 
@@ -86,17 +90,93 @@ export const addApmOption = (
   help = "APM run directory (newest checkpoint) or checkpoint file",
 ): Command => cmd.requiredOption("--apm <run|file>", help);
 
-/** The model `addModelOptions` declared, loaded with the command's other load settings. */
-export function loadModel(
-  flags: { model?: unknown; lora?: unknown; schema?: unknown },
+/** The environment variable with the bearer token of a remote engine (kept out of argument lists). */
+export const BACKEND_API_KEY_ENV = "STEERLM_BACKEND_API_KEY";
+
+export interface BackendOptionHelp {
+  /** `--backend <url>` (default) or `--upstream <url>` (`steerlm serve`). */
+  flag?: "--backend" | "--upstream";
+  /** Declare `--concurrency` (commands that have no `--parallel` of their own). */
+  concurrency?: boolean;
+  /** Help of the URL option, where the command uses the engine differently. */
+  url?: string;
+}
+
+const GENERATE_ON_ENGINE =
+  "generate on an OpenAI-compatible engine at this URL (vLLM, SGLang, llama-server, steerlm serve): " +
+  "prompts are tokenized here from -m, read vocabulary-only (no weights), and sent as token ids, so -m " +
+  "must be the GGUF the engine serves or share its vocabulary";
+
+/**
+ * The flags of the remote settings, per URL flag: `steerlm serve` has its own `--request-timeout` (for
+ * its clients), so in front of an engine its settings say `upstream`.
+ */
+// biome-ignore format: one flag per line reads as a table
+const REMOTE_FLAGS = {
+  "--backend": { concurrency: "--concurrency <n>", retries: "--retries <n>", engineTimeout: "--request-timeout <s>" },
+  "--upstream": { concurrency: "--upstream-concurrency <n>", retries: "--upstream-retries <n>", engineTimeout: "--upstream-timeout <s>" },
+} as const satisfies Record<string, Record<keyof typeof REMOTE_SETTINGS, string>>;
+
+/**
+ * `--backend <url>` (a remote engine generates; `-m` gives only the vocabulary), `--retries`,
+ * `--request-timeout` and, where asked, `--concurrency` (for `--upstream`: `--upstream-retries`,
+ * `--upstream-timeout`). The engine's bearer token comes from STEERLM_BACKEND_API_KEY.
+ */
+export function addBackendOptions(cmd: Command, help: BackendOptionHelp = {}): Command {
+  const flag = help.flag ?? "--backend";
+  const url = help.url ?? GENERATE_ON_ENGINE;
+  cmd.addOption(
+    optionForSetting(
+      new Option(`${flag} <url>`, `${url}; bearer token: $${BACKEND_API_KEY_ENV}`).argParser((text: string) =>
+        parseBackendUrl(text, { field: flag }),
+      ),
+      "backend",
+    ),
+  );
+  const remote = (name: keyof typeof REMOTE_SETTINGS) => {
+    const { help: text, default: fallback, range } = REMOTE_SETTINGS[name];
+    // No commander default: a setting given without the engine is refused, so "given" must be visible.
+    const option = numberOption(
+      REMOTE_FLAGS[flag][name],
+      `with ${flag}: ${text} (default: ${fallback})`,
+      range,
+    );
+    return cmd.addOption(optionForSetting(option, name));
+  };
+  if (help.concurrency) remote("concurrency");
+  remote("retries");
+  return remote("engineTimeout");
+}
+
+/** What `addBackendOptions` declared (with the same `flag`), as the library takes it. */
+export function backendValues(flags: Flags, flag: BackendOptionHelp["flag"] = "--backend"): BackendSettings {
+  const given = (name: keyof typeof REMOTE_SETTINGS) =>
+    numFlag(flags, new Option(REMOTE_FLAGS[flag][name]).attributeName());
+  const backend = strFlag(flags, new Option(`${flag} <url>`).attributeName());
+  return {
+    backend,
+    concurrency: given("concurrency"),
+    retries: given("retries"),
+    engineTimeout: given("engineTimeout"),
+    backendApiKey: backend === undefined ? undefined : process.env[BACKEND_API_KEY_ENV] || undefined,
+  };
+}
+
+/**
+ * The model `addModelOptions` declared, loaded with the command's other load settings; or, with the
+ * options of `addBackendOptions`, the remote engine that generates for it.
+ */
+export function openModel(
+  flags: Flags,
   more: Omit<LoadOptions, "modelPath" | "loraPath" | "schema"> = {},
-): Promise<SteerableModel> {
-  const text = (v: unknown) => (typeof v === "string" ? v : undefined);
-  return SteerableModel.load({
+  flag: BackendOptionHelp["flag"] = "--backend",
+): Promise<Generator> {
+  return openGenerator({
     modelPath: String(flags.model),
-    loraPath: text(flags.lora),
-    schema: text(flags.schema),
+    loraPath: strFlag(flags, "lora"),
+    schema: strFlag(flags, "schema"),
     ...more,
+    ...backendValues(flags, flag),
   });
 }
 
@@ -135,6 +215,7 @@ export function addGenerationJobOptions(
     numberOption("--limit <n>", "only the first n prompts", integerFrom(1)),
   );
   addThreadsOption(cmd);
+  addBackendOptions(cmd, { concurrency: true });
   return addOverwriteOption(cmd);
 }
 
@@ -154,6 +235,7 @@ export function generationJobValues(flags: Flags, sampling: readonly SamplingNam
     limit: numFlag(flags, "limit"),
     threads: numFlag(flags, "threads"),
     overwrite: Boolean(flags.overwrite),
+    ...backendValues(flags),
   };
 }
 

@@ -1,6 +1,6 @@
 import { type AttributeSchema, type AttributeValues, attributeDef } from "../data/attributes.js";
 import { spearman } from "../demo/spearman.js";
-import type { SteerableModel } from "../inference/model.js";
+import type { Generator } from "../inference/generator.js";
 import { scoreResponse } from "../steerbench/oracle.js";
 import { InputError } from "../util/errors.js";
 import { Progress } from "../util/progress.js";
@@ -50,7 +50,7 @@ export interface AdherenceReport {
 }
 
 export interface AdherenceOptions {
-  model: Pick<SteerableModel, "generate" | "schema">;
+  model: Pick<Generator, "generate" | "schema">;
   prompts: ReadonlyArray<{ prompt: string; system: string }>;
   /** Attributes to sweep (default: all of the schema). */
   attributes?: readonly string[];

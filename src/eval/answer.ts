@@ -1,7 +1,7 @@
 import { existsSync, renameSync, writeFileSync } from "node:fs";
 import type { AttributeValues } from "../data/attributes.js";
 import { DEFAULT_SYSTEM_PROMPT, type Turn } from "../data/template.js";
-import type { SteerableModel } from "../inference/model.js";
+import type { Generator } from "../inference/generator.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
 import { type ModelAnswer, type Question, readAnswers } from "./formats.js";
@@ -13,7 +13,7 @@ import { appendJsonl, shortUuid } from "./jsonl.js";
  * FastChat's gen_model_answer does). Resumable: questions already answered in the output are skipped;
  * the file is rewritten sorted by question_id at the end (FastChat's reorg_answer_file).
  */
-export type AnswerModel = Pick<SteerableModel, "generate">;
+export type AnswerModel = Pick<Generator, "generate">;
 
 /**
  * FastChat's gen_model_answer temperatures by MT-Bench category; other categories get 0.7, and a

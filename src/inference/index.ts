@@ -1,22 +1,21 @@
-// Steerable generation: load a GGUF, render the SteerLM inference prompt, generate, stream.
+// Steerable generation: load a GGUF (or drive a remote engine), render the SteerLM inference prompt, generate, stream.
+export { ContextLengthError, type FinishReason } from "./completion.js";
+export { type Dialect, Engine, type EngineOptions, REMOTE_SETTINGS } from "./engine.js";
+export type { Generator, UpstreamState } from "./generator.js";
 export {
-  type ChatMessage,
   type CompleteOptions,
-  ContextLengthError,
-  type FinishReason,
   type GenerateOptions,
   type GenerateResult,
   type LoadOptions,
-  messagesToConversation,
-  type PromptInfo,
   type SamplingOptions,
   SteerableModel,
-  type SteerPrompt,
   type SteerResult,
   type Usage,
 } from "./model.js";
+export { type BackendSettings, type GeneratorOptions, openGenerator } from "./open.js";
 export { AbortedError, BusyError } from "./pool.js";
 export type { ControlMode } from "./prompt.js";
+export { RemoteGenerator, type RemoteOptions } from "./remote.js";
 export {
   checkSampling,
   SAMPLING_SETTINGS,
@@ -25,3 +24,12 @@ export {
   type SamplingValues,
 } from "./sampling.js";
 export type { SchemaSource } from "./schema.js";
+export { UpstreamError } from "./upstream.js";
+export {
+  type ChatMessage,
+  messagesToConversation,
+  type PromptInfo,
+  type PromptSource,
+  type SteerPrompt,
+  SteerVocab,
+} from "./vocab.js";

@@ -1,35 +1,13 @@
 import { existsSync } from "node:fs";
-import { basename } from "node:path";
-import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import {
-  type AttributeSchema,
-  type AttributeValues,
-  formatValues,
-  withDefaults,
-} from "../data/attributes.js";
-import {
-  CONTROL_TOKEN_NAMES,
-  CONTROL_TOKENS,
-  type Conversation,
-  DEFAULT_SYSTEM_PROMPT,
-  renderConversation,
-  type Turn,
-} from "../data/template.js";
-import { loadLlamaModel } from "../gguf/llama-cpp.js";
+import type { LlamaContext, LlamaContextSequence, Token, TokenBias } from "node-llama-cpp";
+import type { AttributeSchema } from "../data/attributes.js";
 import { readGguf } from "../gguf/reader.js";
 import { InputError } from "../util/errors.js";
-import { log } from "../util/log.js";
+import { completionBudget, type FinishReason, samplingTemperature } from "./completion.js";
 import { SlotPool } from "./pool.js";
-import {
-  type ControlVocab,
-  detectControlTokens,
-  maxBytesPerToken,
-  tokenizeParts,
-  tokenizeRaw,
-} from "./prompt.js";
-import { checkSampling, SAMPLING_SETTINGS } from "./sampling.js";
-import { resolveSchema, type SchemaSource } from "./schema.js";
-import { IncrementalDecoder, StopText } from "./stop.js";
+import type { ControlMode } from "./prompt.js";
+import type { SchemaSource } from "./schema.js";
+import { openLlamaModel, type PromptInfo, type PromptSource, type SteerPrompt, SteerVocab } from "./vocab.js";
 
 export interface LoadOptions {
   modelPath: string;
@@ -52,11 +30,6 @@ export interface LoadOptions {
   requireControlTokens?: boolean;
 }
 
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
-
 /** Ranges and defaults: SAMPLING_SETTINGS (sampling.ts). */
 export interface SamplingOptions {
   /** Exactly this many at most; more than fits in the context is a ContextLengthError. */
@@ -71,6 +44,8 @@ export interface SamplingOptions {
   seed?: number;
   /** Extra stop strings; `<extra_id_1>` always stops. */
   stop?: readonly string[];
+  /** Token id -> a number in -100..100 added to its logit before sampling (OpenAI's logit_bias). */
+  logitBias?: ReadonlyMap<number, number>;
   signal?: AbortSignal;
   /** Called once a sequence is free and generation starts (after any wait in the queue). */
   onStart?: () => void;
@@ -78,42 +53,22 @@ export interface SamplingOptions {
   onToken?: (text: string) => void;
 }
 
-export interface GenerateOptions extends SamplingOptions {
-  /** OpenAI-style messages; system messages join into the system prompt (default: SteerLM's). */
-  messages?: readonly ChatMessage[];
-  /** Or a conversation as the template takes it; must end with a user turn. */
-  conversation?: Conversation;
-  /**
-   * Attribute values (an object of name -> integer, or a value string `humor=3,verbosity=1`); unspecified
-   * ones take the schema defaults.
-   */
-  attributes?: AttributeValues | string;
+export interface GenerateOptions extends SamplingOptions, PromptSource {
   /** Or the prompt `renderPrompt` made already (messages, conversation and attributes are then unused). */
   prompt?: SteerPrompt;
 }
 
 export interface CompleteOptions extends SamplingOptions {
-  prompt: string;
+  /** Text, or token ids taken as they are (no BOS added; control ids allowed: the caller chose them). */
+  prompt: string | readonly number[];
   /** Parse special-token strings (such as `<extra_id_1>`) in the prompt into their ids. Default false. */
   specialTokens?: boolean;
 }
-
-/** `stop`: a stop token or string; `length`: maxTokens reached; `abort`: the signal fired. */
-export type FinishReason = "stop" | "length" | "abort";
 
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
-}
-
-export interface PromptInfo {
-  text: string;
-  tokens: number[];
-  /** Control-token ids in `tokens`: depends only on the number of turns (0 when the vocabulary lacks them). */
-  controlTokens: number;
-  /** The template's parts (chat prompts only): control parts are the only source of control ids. */
-  parts?: Array<{ kind: "control" | "text"; text: string }>;
 }
 
 export interface GenerateResult {
@@ -125,17 +80,7 @@ export interface GenerateResult {
   prompt: PromptInfo;
 }
 
-/** An inference prompt with the attribute values it carries. */
-export interface SteerPrompt extends PromptInfo {
-  /** Effective attribute values, defaults filled in. */
-  attributes: AttributeValues;
-  /** The value string the prompt carries. */
-  values: string;
-}
-
 export interface SteerResult extends GenerateResult, Pick<SteerPrompt, "attributes" | "values"> {}
-
-const DEFAULT_MAX_TOKENS = 256;
 
 /**
  * A GGUF model ready for steerable generation: a schema, one context with `parallel` sequences, and a
@@ -143,51 +88,27 @@ const DEFAULT_MAX_TOKENS = 256;
  */
 export class SteerableModel {
   private constructor(
-    private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly pool: SlotPool<LlamaContextSequence>,
-    private readonly vocab: ControlVocab,
-    /** See maxBytesPerToken; undefined when the tokenizer gives no such bound. */
-    private readonly bytesPerToken: number | undefined,
-    readonly modelPath: string,
-    readonly schema: AttributeSchema,
-    readonly schemaSource: SchemaSource,
+    /** Prompts and text: the template, control ids, detokenizing (shared with remote generation). */
+    private readonly vocab: SteerVocab,
   ) {}
 
   static async load(opts: LoadOptions): Promise<SteerableModel> {
-    for (const [field, path] of [
-      ["model", opts.modelPath],
-      ["lora", opts.loraPath],
-    ] as const) {
-      if (path !== undefined && !existsSync(path))
-        throw new InputError("no such file", { file: path, field });
-    }
+    if (opts.loraPath !== undefined && !existsSync(opts.loraPath))
+      throw new InputError("no such file", { file: opts.loraPath, field: "lora" });
     if (opts.loraPath !== undefined) await readGguf(opts.loraPath); // see loadLlamaModel
-    const { model, file } = await loadLlamaModel(opts.modelPath);
+    const opened = await openLlamaModel(opts.modelPath);
+    const { model } = opened;
     try {
-      const { schema, source } = resolveSchema(model, opts.modelPath, opts.schema);
-      const vocab = detectControlTokens(model, opts.modelPath);
-      if (vocab.mode === "text" && opts.requireControlTokens) {
-        throw new InputError(
-          `the vocabulary has no SteerLM control tokens (${CONTROL_TOKEN_NAMES.join(", ")}): as plain ` +
-            "text they let a user message forge a whole turn, value line included",
-          { file: opts.modelPath, setting: "requireControlTokens" },
-          "serve a model made by steerlm sft (its vocabulary has them), or turn the requirement off",
-        );
-      }
-      if (vocab.mode === "text") {
-        log.warn(
-          `${opts.modelPath}: the vocabulary has no SteerLM control tokens; they are sent as plain text ` +
-            `and generation stops at the text ${CONTROL_TOKENS.turn}`,
-        );
-      }
+      const vocab = SteerVocab.of(opened, opts.modelPath, opts);
       const parallel = opts.parallel ?? 1;
       const tiny = model.size < 64 * 1024 * 1024;
       let context: LlamaContext;
       try {
         context = await model.createContext({
           sequences: parallel,
-          contextSize: opts.contextSize ?? Math.min(model.trainContextSize || 2048, 2048),
+          contextSize: opts.contextSize ?? vocab.defaultContextSize,
           threads: opts.threads ?? (tiny ? 1 : undefined),
           lora: opts.loraPath,
         });
@@ -199,16 +120,7 @@ export class SteerableModel {
       }
       const sequences = Array.from({ length: parallel }, () => context.getSequence());
       const pool = new SlotPool(sequences, opts.maxQueue ?? Number.POSITIVE_INFINITY);
-      return new SteerableModel(
-        model,
-        context,
-        pool,
-        vocab,
-        maxBytesPerToken(file),
-        opts.modelPath,
-        schema,
-        source,
-      );
+      return new SteerableModel(context, pool, vocab);
     } catch (err) {
       await model.dispose();
       throw err;
@@ -217,11 +129,23 @@ export class SteerableModel {
 
   /** A short id for the model (its file name without .gguf). */
   get id(): string {
-    return basename(this.modelPath).replace(/\.gguf$/i, "");
+    return this.vocab.id;
   }
 
-  get controlMode(): ControlVocab["mode"] {
-    return this.vocab.mode;
+  get modelPath(): string {
+    return this.vocab.modelPath;
+  }
+
+  get schema(): AttributeSchema {
+    return this.vocab.schema;
+  }
+
+  get schemaSource(): SchemaSource {
+    return this.vocab.schemaSource;
+  }
+
+  get controlMode(): ControlMode {
+    return this.vocab.controlMode;
   }
 
   get contextSize(): number {
@@ -239,22 +163,15 @@ export class SteerableModel {
 
   /** Ids back to text (special tokens dropped), as generation decodes them. */
   decode(tokens: readonly number[]): string {
-    return this.model.detokenize(tokens as Token[], false);
+    return this.vocab.decode(tokens);
   }
 
   /**
    * The SteerLM inference prompt for a conversation at the given attribute values. Throws BusyError or
    * ContextLengthError before tokenizing when the prompt could not run anyway (see `admit`).
    */
-  renderPrompt(opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes">): SteerPrompt {
-    const attributes = withDefaults(this.schema, opts.attributes ?? {}, { field: "attributes" });
-    const values = formatValues(this.schema, attributes);
-    const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
-    const rendered = renderConversation(conv, "inference", { values });
-    this.admit(rendered.text);
-    const { tokens, controlTokens } = tokenizeParts(this.model, this.vocab, rendered.parts);
-    const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
-    return { text: rendered.text, tokens, controlTokens, parts, attributes, values };
+  renderPrompt(opts: PromptSource): SteerPrompt {
+    return this.vocab.renderPrompt(opts, this.admit);
   }
 
   /** One assistant turn at the requested attribute values, streamed through `onToken`. */
@@ -264,40 +181,28 @@ export class SteerableModel {
     return { ...result, attributes, values };
   }
 
-  /** A raw prompt, no template (still stops at `<extra_id_1>`). */
+  /** A raw prompt, no template (still stops at `<extra_id_1>`); or ids, taken as they are. */
   async complete(opts: CompleteOptions): Promise<GenerateResult> {
-    this.admit(opts.prompt);
-    const tokens = tokenizeRaw(this.model, opts.prompt, opts.specialTokens ?? false);
-    const control = new Set<number>(this.vocab.ids.values());
-    const controlTokens = tokens.filter((t) => control.has(t)).length;
-    return this.run({ text: opts.prompt, tokens, controlTokens }, opts);
+    const prompt =
+      typeof opts.prompt === "string"
+        ? this.vocab.rawPrompt(opts.prompt, opts.specialTokens ?? false, this.admit)
+        : this.vocab.tokenPrompt(opts.prompt);
+    return this.run(prompt, opts);
   }
 
-  /**
-   * Tokenizing is the work a request does before it waits for a sequence, on the event loop: refuse first
-   * what could not run anyway, a full queue or a text too long for the context at any tokenization.
-   */
-  private admit(text: string): void {
+  /** Refuses first what could not run anyway: a full queue, or a text too long for the context. */
+  private readonly admit = (text: string): void => {
     this.pool.checkCapacity();
-    if (this.bytesPerToken === undefined) return;
-    const bytes = Buffer.byteLength(text);
-    const atLeast = Math.ceil(bytes / this.bytesPerToken);
-    if (atLeast >= this.contextSize) throw new ContextLengthError(atLeast, 0, this.contextSize, bytes);
-  }
+    this.vocab.checkLength(text, this.contextSize);
+  };
 
   private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
-    const room = this.contextSize - prompt.tokens.length;
-    const maxTokens =
-      opts.maxTokens ?? Math.max(0, Math.min(opts.maxTokensDefault ?? DEFAULT_MAX_TOKENS, room));
-    checkSampling(opts);
-    // The first generated token needs a free cell too, even when maxTokens is 0.
-    if (room < 1 || maxTokens > room) {
-      throw new ContextLengthError(prompt.tokens.length, maxTokens, this.contextSize);
-    }
+    const maxTokens = completionBudget(prompt.tokens.length, this.contextSize, opts);
+    const tokenBias = opts.logitBias?.size ? this.vocab.tokenBias(opts.logitBias) : undefined;
     const seq = await this.pool.acquire(opts.signal);
     try {
       opts.onStart?.();
-      return await this.runOn(seq, prompt, opts, maxTokens);
+      return await this.runOn(seq, prompt, { ...opts, tokenBias }, maxTokens);
     } finally {
       this.pool.release(seq);
     }
@@ -306,58 +211,36 @@ export class SteerableModel {
   private async runOn(
     seq: LlamaContextSequence,
     prompt: PromptInfo,
-    opts: SamplingOptions,
+    opts: SamplingOptions & { tokenBias?: TokenBias },
     maxTokens: number,
   ): Promise<GenerateResult> {
     // A sequence holds the previous request's tokens; start clean (no prefix reuse, kept simple on purpose).
     await seq.clearHistory();
-    const stopIds = new Set<Token>(this.vocab.ids.values());
-    const text = new StopText([CONTROL_TOKENS.turn, ...(opts.stop ?? [])]);
-    const generated: Token[] = [];
-    const decoder = new IncrementalDecoder<Token>((ids, previous) =>
-      this.model.detokenize(ids, false, previous),
-    );
-    // top_p 0 keeps one token: greedy, said here so it does not rest on llama.cpp's top-p at its edge.
-    const temperature = opts.topP === 0 ? 0 : (opts.temperature ?? SAMPLING_SETTINGS.temperature.default);
-    let finishReason: FinishReason = "length";
-    const emit = (piece: string) => {
-      if (piece !== "") opts.onToken?.(piece);
-    };
+    const text = this.vocab.completionText(opts.stop ?? [], maxTokens, opts.onToken);
+    const temperature = samplingTemperature(opts);
     if (maxTokens > 0) {
       const tokens = seq.evaluate(prompt.tokens as Token[], {
         temperature,
         topK: temperature > 0 ? opts.topK : undefined,
         topP: temperature > 0 ? opts.topP : undefined,
         seed: opts.seed,
+        tokenBias: opts.tokenBias,
+        // Handed on, an end-of-generation token ends the completion as a stop (not a run out of tokens).
+        yieldEogToken: true,
       });
       for await (const token of tokens) {
-        if (opts.signal?.aborted) {
-          finishReason = "abort";
-          break;
-        }
-        if (stopIds.has(token) || this.model.isEogToken(token)) {
-          finishReason = "stop";
-          break;
-        }
-        generated.push(token);
-        emit(text.update(decoder.text(generated)));
-        if (text.stopped) {
-          finishReason = "stop";
-          break;
-        }
-        if (generated.length >= maxTokens) break;
+        if (opts.signal?.aborted || !text.push(token)) break;
       }
     }
-    if (opts.signal?.aborted) finishReason = "abort";
-    if (!text.stopped) emit(text.flush());
+    if (opts.signal?.aborted) text.abort();
     return {
-      text: text.final,
-      tokens: generated.map(Number),
-      finishReason,
+      text: text.finish(),
+      tokens: text.tokens,
+      finishReason: text.finishReason,
       usage: {
         promptTokens: prompt.tokens.length,
-        completionTokens: generated.length,
-        totalTokens: prompt.tokens.length + generated.length,
+        completionTokens: text.tokens.length,
+        totalTokens: prompt.tokens.length + text.tokens.length,
       },
       prompt: { ...prompt, tokens: prompt.tokens.map(Number) },
     };
@@ -365,48 +248,6 @@ export class SteerableModel {
 
   async dispose(): Promise<void> {
     await this.context.dispose();
-    await this.model.dispose();
+    await this.vocab.dispose();
   }
-}
-
-/**
- * The prompt and the requested completion do not fit in a sequence's context. With `promptBytes`, the
- * prompt was refused before tokenizing: `promptTokens` is then the least it can have.
- */
-export class ContextLengthError extends InputError {
-  override name = "ContextLengthError";
-  constructor(
-    readonly promptTokens: number,
-    readonly maxTokens: number,
-    readonly contextSize: number,
-    readonly promptBytes?: number,
-  ) {
-    super(
-      promptBytes === undefined
-        ? `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`
-        : `the prompt (${count(promptBytes)} bytes, at least ${count(promptTokens)} tokens) does not fit in the context of ${contextSize} tokens`,
-      promptBytes === undefined ? { setting: "maxTokens" } : {},
-      promptBytes === undefined ? "shorten the conversation or lower max_tokens" : "shorten the prompt",
-    );
-  }
-}
-
-const count = (n: number) => n.toLocaleString("en-US");
-
-/**
- * OpenAI-style messages -> a template conversation. System messages join into the system prompt;
- * earlier assistant turns carry the same value string as the turn to generate, as SteerLM's multi-turn
- * training data labels every assistant turn.
- */
-export function messagesToConversation(messages: readonly ChatMessage[], values: string): Conversation {
-  const system: string[] = [];
-  const turns: Turn[] = [];
-  for (const [i, m] of messages.entries()) {
-    if (m.role === "system") system.push(m.content);
-    else if (m.role === "user") turns.push({ role: "user", text: m.content });
-    else if (m.role === "assistant") turns.push({ role: "assistant", text: m.content, values });
-    else throw new InputError(`unknown role ${JSON.stringify(m.role)}`, { field: `messages[${i}].role` });
-  }
-  if (turns.length === 0) throw new InputError("no user message", { field: "messages" });
-  return { system: system.length > 0 ? system.join("\n") : DEFAULT_SYSTEM_PROMPT, turns };
 }

@@ -45,7 +45,15 @@ export function checkSampling(opts: SamplingValues): void {
   for (const name of SAMPLING_NAMES) checkSamplingValue(name, opts[name], { setting: name });
 }
 
+/** OpenAI's logit_bias range: added to a token's logit before sampling. */
+export const LOGIT_BIAS_RANGE: NumberRange = { min: -100, max: 100 };
+
+/** Request fields of the library settings the table does not hold. */
+const OTHER_API_FIELDS: Readonly<Record<string, string>> = { logitBias: "logit_bias" };
+
 /** The request field of a library setting (`topP` -> `top_p`), for errors the library raises. */
 export function apiField(setting: string): string {
-  return setting in SAMPLING_SETTINGS ? SAMPLING_SETTINGS[setting as SamplingName].api : setting;
+  return setting in SAMPLING_SETTINGS
+    ? SAMPLING_SETTINGS[setting as SamplingName].api
+    : (OTHER_API_FIELDS[setting] ?? setting);
 }

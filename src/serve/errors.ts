@@ -1,8 +1,9 @@
 import type { ServerResponse } from "node:http";
 import { AttributeError } from "../data/attributes.js";
-import { ContextLengthError } from "../inference/model.js";
+import { ContextLengthError } from "../inference/completion.js";
 import { BusyError } from "../inference/pool.js";
 import { apiField } from "../inference/sampling.js";
+import { UpstreamError } from "../inference/upstream.js";
 import { InputError, placeName, SteerlmError } from "../util/errors.js";
 import { log } from "../util/log.js";
 
@@ -40,6 +41,13 @@ export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   if (err instanceof BusyError) {
     return new HttpError(429, err.message, "rate_limit_error", null, "server_busy", { "retry-after": "1" });
+  }
+  if (err instanceof UpstreamError) {
+    // In front of an engine: a request it refused is the client's; an engine that fails is a bad gateway.
+    log.warn(`serve: ${err.message}`);
+    if (err.status === 400 || err.status === 413 || err.status === 422)
+      return badRequest(err.what, null, "upstream_refused");
+    return new HttpError(502, `the engine failed: ${err.what}`, "server_error", null, "upstream_error");
   }
   if (err instanceof InputError) {
     // Library errors name their setting (`maxTokens`); the client knows it as a request field (`max_tokens`).

@@ -1,14 +1,16 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AttributeValues } from "../data/attributes.js";
-import type { GenerateResult, PromptInfo, SamplingOptions, SteerableModel } from "../inference/model.js";
+import type { Generator } from "../inference/generator.js";
+import type { GenerateResult, SamplingOptions } from "../inference/model.js";
+import type { PromptInfo } from "../inference/vocab.js";
 import { SseWriter, sendJson } from "./http.js";
 import type { ChatRequest, CompletionRequest, SamplingRequest } from "./validate.js";
 
 /** The OpenAI response shapes of /v1/chat/completions and /v1/completions, streaming and not. */
 
 interface Call {
-  model: SteerableModel;
+  model: Generator;
   req: IncomingMessage;
   res: ServerResponse;
   /** The configured cap; also the default when a request sets no max_tokens. */
@@ -33,6 +35,7 @@ function samplingOptions(r: SamplingRequest, call: Call, signal: AbortSignal): S
     topK: r.topK,
     seed: r.seed,
     stop: r.stop,
+    logitBias: r.logitBias,
     signal,
   };
 }
@@ -133,22 +136,24 @@ export async function completion(call: CompletionCall): Promise<void> {
   const { head, signal } = respond(call, "cmpl");
   const opts = { prompt: r.prompt, specialTokens: r.specialTokens, ...samplingOptions(r, call, signal) };
   const extra = (g: GenerateResult) => (r.returnPrompt ? { steerlm: { prompt: promptField(g.prompt) } } : {});
+  // vLLM's spelling: the generated ids, for a client that decodes them itself (steerlm's remote generator).
+  const ids = (g: GenerateResult) => (r.returnTokenIds ? { token_ids: g.tokens } : {});
 
   if (!r.stream) {
     const g = await model.complete(opts);
     if (signal.aborted) return;
     sendJson(res, 200, {
       ...head("text_completion"),
-      choices: [{ index: 0, text: g.text, finish_reason: finish(g), logprobs: null }],
+      choices: [{ index: 0, text: g.text, finish_reason: finish(g), logprobs: null, ...ids(g) }],
       usage: usage(g),
       ...extra(g),
     });
     return;
   }
   const sse = new SseWriter(res);
-  const chunk = (text: string, finishReason: string | null, more: object = {}) => ({
+  const chunk = (text: string, finishReason: string | null, more: object = {}, choice: object = {}) => ({
     ...head("text_completion"),
-    choices: [{ index: 0, text, finish_reason: finishReason, logprobs: null }],
+    choices: [{ index: 0, text, finish_reason: finishReason, logprobs: null, ...choice }],
     ...more,
   });
   const g = await model.complete({
@@ -157,6 +162,7 @@ export async function completion(call: CompletionCall): Promise<void> {
     onToken: (text) => sse.send(chunk(text, null)),
   });
   if (signal.aborted) return;
-  sse.send(chunk("", finish(g), { usage: usage(g), ...extra(g) }));
+  // The ids come whole with the last chunk: the text chunks hold text back for stop strings, ids cannot be.
+  sse.send(chunk("", finish(g), { usage: usage(g), ...extra(g) }, ids(g)));
   sse.done();
 }

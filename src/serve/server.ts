@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { SteerableModel } from "../inference/model.js";
+import type { Generator } from "../inference/generator.js";
 import { InputError } from "../util/errors.js";
 import { type Asset, loadAssets } from "./assets.js";
 import { badRequest, HttpError, sendError } from "./errors.js";
@@ -24,7 +24,8 @@ export const SERVE_DEFAULTS = {
 };
 
 export interface ServeOptions {
-  model: SteerableModel;
+  /** A model loaded here, or a remote engine's generator (`steerlm serve --upstream`). */
+  model: Generator;
   /** Default 127.0.0.1: reachable from this machine only unless asked otherwise. */
   host?: string;
   /** Default 8080; 0 picks a free port. */
@@ -77,8 +78,18 @@ export function createHandler(opts: ServeOptions): Handler {
 
   const routes: Record<string, Record<string, Handler>> = {
     "/health": {
-      GET: (_req, res) =>
-        sendJson(res, 200, { status: "ok", model: model.id, ...model.load, parallel: model.parallel }),
+      // In front of an engine, healthy means the engine answers: 503 lets a load balancer route around it.
+      GET: async (_req, res) => {
+        const upstream = await model.upstream?.();
+        const ok = upstream === undefined || upstream.status === "ok";
+        sendJson(res, ok ? 200 : 503, {
+          status: ok ? "ok" : "unavailable",
+          model: model.id,
+          ...model.load,
+          parallel: model.parallel,
+          ...(upstream ? { upstream } : {}),
+        });
+      },
     },
     "/v1/models": {
       GET: (_req, res) =>

@@ -1,6 +1,6 @@
 import { type AttributeSchema, type AttributeValues, parseAttributes } from "../data/attributes.js";
-import type { ChatMessage } from "../inference/model.js";
 import { checkSamplingValue, SAMPLING_SETTINGS, type SamplingName } from "../inference/sampling.js";
+import type { ChatMessage } from "../inference/vocab.js";
 import { badRequest, HttpError } from "./errors.js";
 
 /** Request bodies -> typed options. Every problem is a 400 naming the offending field (`param`). */
@@ -14,6 +14,8 @@ export interface Limits {
 
 export interface SamplingRequest {
   maxTokens?: number;
+  /** Token id -> bias; the ids' and biases' ranges are the model's to check. */
+  logitBias?: Map<number, number>;
   temperature: number;
   topP?: number;
   topK?: number;
@@ -30,9 +32,12 @@ export interface ChatRequest extends SamplingRequest {
 }
 
 export interface CompletionRequest extends SamplingRequest {
-  prompt: string;
+  /** Text, or token ids (taken as they are, control ids included: the caller tokenized deliberately). */
+  prompt: string | number[];
   specialTokens: boolean;
   returnPrompt: boolean;
+  /** vLLM's `return_token_ids`: the generated ids in the choice (`token_ids`). */
+  returnTokenIds: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -68,7 +73,6 @@ const NEUTRAL: Record<string, (v: unknown) => boolean> = {
   frequency_penalty: (v) => v === 0,
   logprobs: (v) => v === false,
   echo: (v) => v === false,
-  logit_bias: (v) => isObj(v) && Object.keys(v).length === 0,
   user: (v) => typeof v === "string",
   stream_options: (v) => isObj(v),
 };
@@ -83,6 +87,7 @@ const SAMPLING_KEYS = [
   "seed",
   "stop",
   "stream",
+  "logit_bias",
   "steerlm",
 ];
 
@@ -134,10 +139,25 @@ function sampling(body: Obj, limits: Limits): SamplingRequest {
     topP: num(body, "topP"),
     topK: num(body, "topK"),
     seed: num(body, "seed"),
+    logitBias: logitBias(body.logit_bias),
     stop,
     stream,
     includeUsage,
   };
+}
+
+/** OpenAI's `logit_bias`: an object of token id (a decimal string) -> a number (its range is the library's to check). */
+function logitBias(v: unknown): Map<number, number> | undefined {
+  if (v === undefined || v === null) return undefined;
+  expect(isObj(v), "logit_bias", "an object of token id -> bias", v);
+  const out = new Map<number, number>();
+  for (const [key, bias] of Object.entries(v as Obj)) {
+    const param = `logit_bias.${key}`;
+    expect(/^(0|[1-9]\d*)$/.test(key), param, "a token id (a whole number) as the key", key);
+    expect(typeof bias === "number", param, "a number", bias);
+    out.set(Number(key), bias as number);
+  }
+  return out.size > 0 ? out : undefined;
 }
 
 function steerlmField(body: Obj, allowed: readonly string[]): Obj {
@@ -200,18 +220,29 @@ export function parseChatRequest(body: unknown, schema: AttributeSchema, limits:
   };
 }
 
+/** A token id's shape; whether it is in the vocabulary is the model's to say. */
+const isTokenId = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+
 export function parseCompletionRequest(body: unknown, limits: Limits): CompletionRequest {
   expect(isObj(body), "body", "a JSON object", body);
   const b = body as Obj;
-  checkKeys(b, ["prompt"]);
+  checkKeys(b, ["prompt", "return_token_ids"]);
   const steer = steerlmField(b, ["special_tokens", "return_prompt"]);
   let prompt = b.prompt;
-  if (Array.isArray(prompt) && prompt.length === 1) prompt = prompt[0];
-  expect(typeof prompt === "string", "prompt", "a string (or an array of one string)", b.prompt);
+  // OpenAI's shapes for one prompt: text, token ids, or a batch of one of either.
+  if (Array.isArray(prompt) && prompt.length === 1 && !isTokenId(prompt[0])) prompt = prompt[0];
+  const ids = Array.isArray(prompt) && prompt.length > 0 && prompt.every(isTokenId);
+  expect(
+    typeof prompt === "string" || ids,
+    "prompt",
+    "a string or an array of token ids (or an array of one of either)",
+    b.prompt,
+  );
   return {
     ...sampling(b, limits),
-    prompt: prompt as string,
+    prompt: prompt as string | number[],
     specialTokens: bool(steer, "special_tokens", "steerlm.special_tokens") ?? false,
     returnPrompt: bool(steer, "return_prompt", "steerlm.return_prompt") ?? false,
+    returnTokenIds: bool(b, "return_token_ids") ?? false,
   };
 }

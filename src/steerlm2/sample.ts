@@ -6,16 +6,18 @@ import {
   type GenerationJobOptions,
   generateOrSkip,
   PartialOutput,
+  retried,
   startGenerationJob,
 } from "../apm/resume.js";
 import { BOOTSTRAP_DEFAULTS } from "../bootstrap/run.js";
 import { type AttributeSchema, type AttributeValues, withDefaults } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
 import { toConversation } from "../data/record.js";
-import type { SteerableModel } from "../inference/model.js";
+import type { Generator } from "../inference/generator.js";
 import { InputError } from "../util/errors.js";
 import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
+import { mapOrdered } from "../util/ordered.js";
 import { Progress } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { logPAttributes } from "./beta.js";
@@ -34,8 +36,9 @@ import { GgufScorer } from "./score.js";
  *
  * Resumable as `steerlm bootstrap` is (src/apm/resume.ts): groups are written to `<out>.partial`, each
  * fsynced and then recorded in `<out>.partial.json`. Every sample's seed depends only on (seed, group,
- * sample), scoring evaluates each sequence alone and the APM's batch shape is fixed (n), so a resumed run
- * writes exactly the bytes of an uninterrupted one.
+ * sample), groups are written in their order however many are drawn at once (a remote engine's
+ * `concurrency`), scoring evaluates each sequence alone and the APM's batch shape is fixed (n), so a
+ * resumed run writes exactly the bytes of an uninterrupted one.
  */
 export const STEERLM2_PROGRESS_FORMAT = "steerlm-steerlm2-sample-progress";
 
@@ -188,7 +191,7 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
 }
 
 async function sampleAll(
-  model: SteerableModel,
+  model: Generator,
   scorers: Scorers,
   schema: AttributeSchema,
   jobs: readonly SampleJob[],
@@ -211,18 +214,23 @@ async function sampleAll(
   let truncated = 0;
   let complete = false;
   try {
-    for (let row = done; row < jobs.length; row++) {
+    // Enough groups at once to keep the generator's parallel slots busy (one group at a time here).
+    const ahead = Math.ceil(model.parallel / n);
+    const draws = mapOrdered(jobs.slice(done), ahead, (job, i, signal) =>
+      drawGroup(model, job, settings, done + i, signal),
+    );
+    let row = done;
+    for await (const drawn of draws) {
       const job = jobs[row] as SampleJob;
       inHash.update(`${jobKey(job, schema)}\n`);
-      const drawn = await drawGroup(model, job, settings, row);
       if (drawn === null) skipped++;
       else {
         truncated += drawn.truncated;
         out.append(scoreGroup(scorers, schema, job, drawn.records, groups));
         groups++;
       }
-      out.record(row + 1, inHash.copy().digest("hex"));
-      progress.tick(1, { groups, skipped });
+      out.record(++row, inHash.copy().digest("hex"));
+      progress.tick(1, { groups, skipped, ...retried(model) });
       if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
     }
     complete = true;
@@ -253,34 +261,41 @@ export function sampleSeed(seed: number, row: number, sample: number): number {
 
 /** n responses at the job's values, as records labelled with them; null when the prompt does not fit. */
 async function drawGroup(
-  model: SteerableModel,
+  model: Generator,
   job: SampleJob,
   settings: Settings,
   row: number,
+  signal: AbortSignal,
 ): Promise<{ records: DataRecord[]; truncated: number } | null> {
-  const records: DataRecord[] = [];
-  let truncated = 0;
+  const conversation = toConversation(job.prompt, model.schema);
+  const results = await generateOrSkip(model, job.prompt, () =>
+    Promise.all(
+      Array.from({ length: settings.samples }, (_, i) =>
+        model.generate({
+          conversation,
+          attributes: job.values,
+          temperature: settings.temperature,
+          topK: settings.topK,
+          maxTokens: settings.maxTokens ?? undefined,
+          seed: sampleSeed(settings.seed, row, i),
+          signal,
+        }),
+      ),
+    ),
+  );
+  if (results === null) return null;
   const extra = new Map(job.prompt.extra);
   extra.delete(STEERLM2_KEY);
-  for (let i = 0; i < settings.samples; i++) {
-    const result = await generateOrSkip(model, job.prompt, {
-      conversation: toConversation(job.prompt, model.schema),
-      attributes: job.values,
-      temperature: settings.temperature,
-      topK: settings.topK,
-      maxTokens: settings.maxTokens ?? undefined,
-      seed: sampleSeed(settings.seed, row, i),
-    });
-    if (result === null) return null;
-    if (result.finishReason === "length") truncated++;
-    records.push({
-      system: job.prompt.system,
-      turns: [...job.prompt.turns, { role: "assistant", text: result.text, labels: { ...job.values } }],
-      extra,
-      origin: job.prompt.origin,
-    });
-  }
-  return { records, truncated };
+  const records = results.map((result) => ({
+    system: job.prompt.system,
+    turns: [
+      ...job.prompt.turns,
+      { role: "assistant" as const, text: result.text, labels: { ...job.values } },
+    ],
+    extra,
+    origin: job.prompt.origin,
+  }));
+  return { records, truncated: results.filter((r) => r.finishReason === "length").length };
 }
 
 /** The group's output lines: each response scored three ways, weighted by the softmax over the group. */

@@ -6,7 +6,14 @@ import { loadSchema } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
 import { type SettingName, SFT_FIELDS } from "../../run/settings.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
-import { addApmOption, addOverwriteOption, addThreadsOption, throttleFrom } from "../options.js";
+import {
+  addApmOption,
+  addBackendOptions,
+  addOverwriteOption,
+  addThreadsOption,
+  backendValues,
+  throttleFrom,
+} from "../options.js";
 import { addSftSettingFlags, runTrainingJob } from "../sft-flags.js";
 
 /** `steerlm apm train` and `steerlm annotate`: parse arguments, call src/apm, print a JSON summary. */
@@ -101,6 +108,10 @@ export function register(program: Command): void {
       ),
     );
   addThreadsOption(annotate);
+  addBackendOptions(annotate, {
+    concurrency: true,
+    url: "a generative APM only: decode on an OpenAI-compatible engine at this URL serving the APM as a GGUF (`steerlm export gguf <apm run>`); prompts are tokenized here with the APM's tokenizer and sent as token ids, each value token is the engine's greedy choice among the allowed ones (logit_bias)",
+  });
   addOverwriteOption(annotate).action(async (input: string, raw: Flags) => {
     const from = strFlag(raw, "from");
     const r = await annotateFile({
@@ -114,6 +125,7 @@ export function register(program: Command): void {
       threads: numFlag(raw, "threads"),
       overwrite: Boolean(raw.overwrite),
       throttleMs: throttleFrom("STEERLM_ANNOTATE_THROTTLE_MS"),
+      ...backendValues(raw),
     });
     process.stdout.write(
       `${JSON.stringify({ output: r.output, rows: r.rows, turns: r.turns, resumedRows: r.resumedRows })}\n`,

@@ -11,12 +11,18 @@ import { openAiJudge } from "../../eval/client.js";
 import { readAnswers, readJudgePrompts, readLegacyPrompts, readLegacyReviewers } from "../../eval/formats.js";
 import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js";
 import { buildReport, formatReport } from "../../eval/report.js";
-import type { SteerableModel } from "../../inference/model.js";
+import type { Generator } from "../../inference/generator.js";
 import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
 import { InputError } from "../../util/errors.js";
 import { integerFrom, numberOption, parseNumberFlag } from "../flags.js";
-import { addModelOptions, addParallelOption, addSamplingOptions, loadModel } from "../options.js";
+import {
+  addBackendOptions,
+  addModelOptions,
+  addParallelOption,
+  addSamplingOptions,
+  openModel,
+} from "../options.js";
 
 /** `0..4` or `0,2,4`. */
 export function parseLevels(text: string): number[] {
@@ -29,14 +35,14 @@ export function parseLevels(text: string): number[] {
   return text.split(",").map((t) => parseNumberFlag(t.trim(), integerFrom(0), "--levels"));
 }
 
-const attrs = (model: SteerableModel, text: string | undefined): AttributeValues | undefined =>
+const attrs = (model: Generator, text: string | undefined): AttributeValues | undefined =>
   text === undefined ? undefined : parseAttributes(model.schema, text, { field: "--attr" });
 
 /** `--first <n>`: only the first n questions. */
 const addFirstOption = (cmd: Command, help: string): Command =>
   cmd.addOption(numberOption("--first <n>", help, integerFrom(1)));
 
-interface AnswerFlags {
+type AnswerFlags = {
   model: string;
   lora?: string;
   schema?: string;
@@ -51,7 +57,7 @@ interface AnswerFlags {
   parallel: number;
   fastchatDir?: string;
   first?: number;
-}
+};
 
 interface JudgeFlags {
   answers: string[];
@@ -70,7 +76,7 @@ interface JudgeFlags {
   first?: number;
 }
 
-interface AdherenceFlags {
+type AdherenceFlags = {
   model: string;
   lora?: string;
   schema?: string;
@@ -82,7 +88,7 @@ interface AdherenceFlags {
   parallel: number;
   json?: string;
   apm?: string;
-}
+};
 
 export function register(program: Command): void {
   const evalCmd = program
@@ -123,14 +129,15 @@ export function register(program: Command): void {
       .default(SAMPLING_SETTINGS.temperature.default),
   );
   addSamplingOptions(answer, ["seed"]);
-  addParallelOption(answer, "questions answered at once", 1);
+  addParallelOption(answer, "questions answered at once (with --backend: requests in flight)", 1);
+  addBackendOptions(answer);
   addFirstOption(answer, "only the first n questions")
     .option("--fastchat-dir <dir>", "FastChat data folder for named benchmarks")
     .action(async (o: AnswerFlags) => {
       const bench = loadBench(o.bench, { fastchatDir: o.fastchatDir });
       const questions = bench.questions.slice(0, o.first);
       const parallel = o.parallel;
-      const model = await loadModel(o, { parallel });
+      const model = await openModel(o, { parallel });
       try {
         const r = await generateAnswers({
           model,
@@ -264,9 +271,10 @@ export function register(program: Command): void {
   addSamplingOptions(adherence, ["maxTokens"], { maxTokens: 200 }, { maxTokens: "most tokens per response" });
   addParallelOption(
     adherence,
-    "generations at once (above 1 is faster, but llama.cpp's greedy output then depends on which sequences share a batch)",
+    "generations at once (above 1 is faster, but llama.cpp's greedy output then depends on which sequences share a batch; with --backend: requests in flight)",
     1,
-  )
+  );
+  addBackendOptions(adherence)
     .option("--json <file>", "also write the full report (with every sample) as JSON")
     .option(
       "--apm <run|ckpt>",
@@ -276,7 +284,7 @@ export function register(program: Command): void {
       const n = o.nPrompts;
       const prompts = o.prompts ? await promptsFrom(o.prompts, n) : steerbenchPrompts(n);
       const parallel = o.parallel;
-      const model = await loadModel(o, { parallel });
+      const model = await openModel(o, { parallel });
       try {
         const report = await measureAdherence({
           model,

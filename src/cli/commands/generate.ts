@@ -1,16 +1,24 @@
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
 import { type AttributeValues, formatValues, parseAttributes, withDefaults } from "../../data/attributes.js";
-import type { ChatMessage, SamplingOptions, SteerableModel } from "../../inference/model.js";
+import type { Generator } from "../../inference/generator.js";
+import type { SamplingOptions } from "../../inference/model.js";
 import { SAMPLING_SETTINGS, type SamplingName } from "../../inference/sampling.js";
+import type { ChatMessage } from "../../inference/vocab.js";
 import { InputError } from "../../util/errors.js";
 import { type Flags, forUser, strFlag } from "../flags.js";
-import { addModelOptions, addSamplingOptions, loadModel, samplingValues } from "../options.js";
+import {
+  addBackendOptions,
+  addModelOptions,
+  addSamplingOptions,
+  openModel,
+  samplingValues,
+} from "../options.js";
 
 const SAMPLING: readonly SamplingName[] = ["maxTokens", "temperature", "topK", "topP", "seed"];
 
 /** `verbosity=4,humor=0` (or `verbosity:4,...`) checked against the model's schema; `field` locates errors. */
-function parseAttrs(model: SteerableModel, text: string | undefined, field: string): AttributeValues {
+function parseAttrs(model: Generator, text: string | undefined, field: string): AttributeValues {
   return text === undefined ? {} : parseAttributes(model.schema, text, { field });
 }
 
@@ -21,12 +29,13 @@ function withModelOptions(cmd: Command): Command {
       "attribute values, e.g. verbosity=4,humor=0 (others take the schema defaults)",
     )
     .option("--system <text>", "system prompt (default: SteerLM's)");
-  return addSamplingOptions(
+  addSamplingOptions(
     cmd,
     SAMPLING,
     { temperature: SAMPLING_SETTINGS.temperature.default },
     { maxTokens: "most tokens to generate (default: 256, or what fits)" },
   );
+  return addBackendOptions(cmd);
 }
 
 async function readStdin(): Promise<string> {
@@ -46,7 +55,7 @@ export function register(program: Command): void {
     .action(async (promptArg: string | undefined, flags: Flags) => {
       const prompt = promptArg === undefined || promptArg === "-" ? await readStdin() : promptArg;
       if (prompt.trim() === "") throw new InputError("the prompt is empty", { field: "prompt" });
-      const model = await loadModel(flags);
+      const model = await openModel(flags);
       try {
         const messages: ChatMessage[] = [];
         const system = strFlag(flags, "system");
@@ -73,7 +82,7 @@ export function register(program: Command): void {
         "interactive steered chat; /set k=v changes attributes between turns (/help lists commands)",
       ),
   ).action(async (flags: Flags) => {
-    const model = await loadModel(flags);
+    const model = await openModel(flags);
     try {
       await chatLoop(model, flags, chat);
     } finally {
@@ -89,7 +98,7 @@ const HELP = `commands:
   /quit          leave (also Ctrl-D)
 `;
 
-async function chatLoop(model: SteerableModel, flags: Flags, command: Command): Promise<void> {
+async function chatLoop(model: Generator, flags: Flags, command: Command): Promise<void> {
   const tty = Boolean(process.stdin.isTTY);
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
   const say = (text: string) => process.stdout.write(text);

@@ -1,0 +1,280 @@
+import { existsSync } from "node:fs";
+import { basename } from "node:path";
+import { type LlamaModel, type Token, TokenBias } from "node-llama-cpp";
+import {
+  type AttributeSchema,
+  type AttributeValues,
+  formatValues,
+  withDefaults,
+} from "../data/attributes.js";
+import {
+  CONTROL_TOKEN_NAMES,
+  CONTROL_TOKENS,
+  type Conversation,
+  DEFAULT_SYSTEM_PROMPT,
+  renderConversation,
+  type Turn,
+} from "../data/template.js";
+import { loadLlamaModel } from "../gguf/llama-cpp.js";
+import { InputError, type Place } from "../util/errors.js";
+import { log } from "../util/log.js";
+import { checkNumber } from "../util/numbers.js";
+import { CompletionText, ContextLengthError } from "./completion.js";
+import {
+  type ControlVocab,
+  detectControlTokens,
+  maxBytesPerToken,
+  tokenizeParts,
+  tokenizeRaw,
+} from "./prompt.js";
+import { LOGIT_BIAS_RANGE } from "./sampling.js";
+import { resolveSchema, type SchemaSource } from "./schema.js";
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface PromptInfo {
+  text: string;
+  tokens: number[];
+  /** Control-token ids in `tokens`: depends only on the number of turns (0 when the vocabulary lacks them). */
+  controlTokens: number;
+  /** The template's parts (chat prompts only): control parts are the only source of control ids. */
+  parts?: Array<{ kind: "control" | "text"; text: string }>;
+}
+
+/** An inference prompt with the attribute values it carries. */
+export interface SteerPrompt extends PromptInfo {
+  /** Effective attribute values, defaults filled in. */
+  attributes: AttributeValues;
+  /** The value string the prompt carries. */
+  values: string;
+}
+
+/** What a prompt is made from: messages or a conversation, at attribute values. */
+export interface PromptSource {
+  /** OpenAI-style messages; system messages join into the system prompt (default: SteerLM's). */
+  messages?: readonly ChatMessage[];
+  /** Or a conversation as the template takes it; must end with a user turn. */
+  conversation?: Conversation;
+  /**
+   * Attribute values (an object of name -> integer, or a value string `humor=3,verbosity=1`); unspecified
+   * ones take the schema defaults.
+   */
+  attributes?: AttributeValues | string;
+}
+
+/**
+ * The token side of a SteerLM model: its schema, how its vocabulary spells the control tokens, the
+ * inference prompt as ids and generated ids back to text. Built on a loaded model (`of`), or on the
+ * vocabulary alone (`load`) when the tokens are generated elsewhere, by a remote engine.
+ */
+export interface VocabOptions {
+  /** Built-in schema name, schema file or schema; default: the GGUF's `steerlm.schema`, else `steerlm`. */
+  schema?: string | AttributeSchema;
+  /**
+   * Refuse a model whose vocabulary lacks the SteerLM control tokens (served as text, a user message could
+   * forge a whole turn with its own value line). Default false; `steerlm serve` beyond loopback sets it.
+   */
+  requireControlTokens?: boolean;
+}
+
+export class SteerVocab {
+  private constructor(
+    private readonly model: LlamaModel,
+    private readonly control: ControlVocab,
+    /** See maxBytesPerToken; undefined when the tokenizer gives no such bound. */
+    private readonly bytesPerToken: number | undefined,
+    readonly modelPath: string,
+    readonly schema: AttributeSchema,
+    readonly schemaSource: SchemaSource,
+  ) {}
+
+  /** The vocabulary of a model loaded by `openLlamaModel`, with the schema it steers with. */
+  static of(opened: OpenedModel, modelPath: string, opts: VocabOptions = {}): SteerVocab {
+    const { model, file } = opened;
+    const resolved = resolveSchema(model, modelPath, opts.schema);
+    const control = detectControlTokens(model, modelPath);
+    if (control.mode === "text" && opts.requireControlTokens) {
+      throw new InputError(
+        `the vocabulary has no SteerLM control tokens (${CONTROL_TOKEN_NAMES.join(", ")}): as plain ` +
+          "text they let a user message forge a whole turn, value line included",
+        { file: modelPath, setting: "requireControlTokens" },
+        "serve a model made by steerlm sft (its vocabulary has them), or turn the requirement off",
+      );
+    }
+    if (control.mode === "text") {
+      log.warn(
+        `${modelPath}: the vocabulary has no SteerLM control tokens; they are sent as plain text ` +
+          `and generation stops at the text ${CONTROL_TOKENS.turn}`,
+      );
+    }
+    return new SteerVocab(
+      model,
+      control,
+      maxBytesPerToken(file),
+      modelPath,
+      resolved.schema,
+      resolved.source,
+    );
+  }
+
+  /** Only the vocabulary of a GGUF (no weights are read): for prompts whose tokens an engine generates. */
+  static async load(modelPath: string, opts: VocabOptions = {}): Promise<SteerVocab> {
+    const opened = await openLlamaModel(modelPath, { vocabOnly: true });
+    try {
+      return SteerVocab.of(opened, modelPath, opts);
+    } catch (err) {
+      await opened.model.dispose();
+      throw err;
+    }
+  }
+
+  /**
+   * Refuses, before it is tokenized, a prompt text too long for `contextSize` at any tokenization:
+   * tokenizing is the work a request does before it waits for a slot, on the event loop.
+   */
+  checkLength(text: string, contextSize: number): void {
+    if (this.bytesPerToken === undefined) return;
+    const bytes = Buffer.byteLength(text);
+    const atLeast = Math.ceil(bytes / this.bytesPerToken);
+    if (atLeast >= contextSize) throw new ContextLengthError(atLeast, 0, contextSize, bytes);
+  }
+
+  /** A short id for the model (its file name without .gguf). */
+  get id(): string {
+    return basename(this.modelPath).replace(/\.gguf$/i, "");
+  }
+
+  get controlMode(): ControlVocab["mode"] {
+    return this.control.mode;
+  }
+
+  /** The ids of `<extra_id_0/1/2>` (none in `text` mode). */
+  get controlIds(): number[] {
+    return [...this.control.ids.values()];
+  }
+
+  /** Entries in the vocabulary: valid ids are 0 .. size - 1. */
+  get size(): number {
+    return this.model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+  }
+
+  /** Tokens per sequence when none is asked for: the model's training context, at most 2048. */
+  get defaultContextSize(): number {
+    return Math.min(this.model.trainContextSize || this.model.fileInsights.trainContextSize || 2048, 2048);
+  }
+
+  /**
+   * The SteerLM inference prompt for a conversation at the given attribute values; `admit` sees the text
+   * before it is tokenized (and may refuse it).
+   */
+  renderPrompt(opts: PromptSource, admit?: (text: string) => void): SteerPrompt {
+    const attributes = withDefaults(this.schema, opts.attributes ?? {}, { field: "attributes" });
+    const values = formatValues(this.schema, attributes);
+    const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
+    const rendered = renderConversation(conv, "inference", { values });
+    admit?.(rendered.text);
+    const { tokens, controlTokens } = tokenizeParts(this.model, this.control, rendered.parts);
+    const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
+    return { text: rendered.text, tokens, controlTokens, parts, attributes, values };
+  }
+
+  /** A raw prompt, no template: BOS if the model wants one, then the text (special-token strings parsed on request). */
+  rawPrompt(text: string, specialTokens: boolean, admit?: (text: string) => void): PromptInfo {
+    admit?.(text);
+    const tokens = tokenizeRaw(this.model, text, specialTokens);
+    return { text, tokens, controlTokens: this.countControl(tokens) };
+  }
+
+  /** A prompt given as ids, taken as they are (no BOS added); each must be in the vocabulary. */
+  tokenPrompt(ids: readonly number[]): PromptInfo {
+    for (const [i, id] of ids.entries()) this.checkId(id, { field: `prompt[${i}]` });
+    return {
+      text: this.model.detokenize(ids as Token[], true),
+      tokens: [...ids],
+      controlTokens: this.countControl(ids),
+    };
+  }
+
+  /** Each id of a logit bias must be in the vocabulary, each bias in -100..100. */
+  checkLogitBias(bias: ReadonlyMap<number, number>): void {
+    for (const [id, logit] of bias) {
+      const place = { setting: "logitBias", field: String(id) };
+      this.checkId(id, place);
+      checkNumber(logit, LOGIT_BIAS_RANGE, place);
+    }
+  }
+
+  /** node-llama-cpp's form of a logit bias (checked first). */
+  tokenBias(bias: ReadonlyMap<number, number>): TokenBias {
+    this.checkLogitBias(bias);
+    const out = new TokenBias(this.model.tokenizer);
+    for (const [id, logit] of bias) out.set(id as Token, { logit });
+    return out;
+  }
+
+  private checkId(id: number, place: Place): void {
+    checkNumber(id, { integer: true, min: 0, max: this.size - 1 }, place);
+  }
+
+  /** Ids back to text (special tokens dropped), as generation decodes them. */
+  decode(tokens: readonly number[]): string {
+    return this.model.detokenize(tokens as Token[], false);
+  }
+
+  /** The text of a completion, fed its ids as they are generated (see CompletionText). */
+  completionText(
+    stop: readonly string[],
+    maxTokens: number,
+    onText?: (text: string) => void,
+  ): CompletionText {
+    const stopIds = new Set<number>(this.control.ids.values());
+    const vocab = {
+      isStop: (id: number) => stopIds.has(id) || this.model.isEogToken(id as Token),
+      detokenize: (ids: readonly number[], previous: readonly number[]) =>
+        this.model.detokenize(ids as Token[], false, previous as Token[]),
+    };
+    return new CompletionText(vocab, stop, maxTokens, onText);
+  }
+
+  private countControl(tokens: readonly number[]): number {
+    const control = new Set<number>(this.control.ids.values());
+    return tokens.filter((t) => control.has(t)).length;
+  }
+
+  /** Frees the model when it was loaded by `load` (the vocabulary alone). */
+  async dispose(): Promise<void> {
+    await this.model.dispose();
+  }
+}
+
+export type OpenedModel = Awaited<ReturnType<typeof loadLlamaModel>>;
+
+/** A GGUF loaded by llama.cpp (on the GPU when steerlm runs with one), or only its vocabulary. */
+export async function openLlamaModel(
+  modelPath: string,
+  opts: { vocabOnly?: boolean } = {},
+): Promise<OpenedModel> {
+  if (!existsSync(modelPath)) throw new InputError("no such file", { file: modelPath, field: "model" });
+  return loadLlamaModel(modelPath, opts.vocabOnly ? { vocabOnly: true, gpuLayers: 0 } : {});
+}
+
+/**
+ * OpenAI-style messages -> a template conversation. System messages join into the system prompt;
+ * earlier assistant turns carry the same value string as the turn to generate, as SteerLM's multi-turn
+ * training data labels every assistant turn.
+ */
+export function messagesToConversation(messages: readonly ChatMessage[], values: string): Conversation {
+  const system: string[] = [];
+  const turns: Turn[] = [];
+  for (const [i, m] of messages.entries()) {
+    if (m.role === "system") system.push(m.content);
+    else if (m.role === "user") turns.push({ role: "user", text: m.content });
+    else if (m.role === "assistant") turns.push({ role: "assistant", text: m.content, values });
+    else throw new InputError(`unknown role ${JSON.stringify(m.role)}`, { field: `messages[${i}].role` });
+  }
+  if (turns.length === 0) throw new InputError("no user message", { field: "messages" });
+  return { system: system.length > 0 ? system.join("\n") : DEFAULT_SYSTEM_PROMPT, turns };
+}
