@@ -18,6 +18,7 @@ import { type HfCheckpoint, openHfCheckpoint } from "./checkpoint.js";
 import { f32ToF16Checked } from "./float16.js";
 import { type HfModelSpec, llama3RopeFactors, type RopeScaling, readHfConfig } from "./hf-config.js";
 import { loadPlannedTensor, planTensors, type TensorPlanEntry } from "./hf-tensors.js";
+import { steerGguf } from "./steering.js";
 
 export type ConvertType = "f32" | "f16" | "bf16";
 export const CONVERT_TYPES: readonly ConvertType[] = ["f32", "f16", "bf16"];
@@ -73,7 +74,9 @@ export async function convertHfToGguf(
       "the GGUF must carry the vocabulary",
     );
   }
-  const { vocab, padded } = hfVocab(loadHfTokenizer(tokenizerPath), spec.config, tokenizerPath);
+  const hf = hfVocab(loadHfTokenizer(tokenizerPath), spec.config, tokenizerPath);
+  // A model steerlm exported (config.json's `steerlm` key) gets back everything `export gguf` writes.
+  const steered = spec.schema === null ? { vocab: hf.vocab, metadata: [] } : steerGguf(hf.vocab, spec.schema);
 
   const tensors: GgufTensorInput[] = [];
   const progress = new Progress({ label: "convert", total: model.plan.length });
@@ -101,7 +104,8 @@ export async function convertHfToGguf(
       data: llama3RopeFactors(spec.ropeScaling, c.headDim, c.ropeTheta),
     });
   }
-  const metadata = llamaMetadata(spec.config, vocab, ropeScalingMetadata(spec.arch, spec.ropeScaling), {
+  const extra = [...ropeScalingMetadata(spec.arch, spec.ropeScaling), ...steered.metadata];
+  const metadata = llamaMetadata(spec.config, steered.vocab, extra, {
     arch: spec.arch,
     name: opts.name ?? basename(resolve(dir)),
     fileType: type === "f16" ? "F16" : type === "bf16" ? "BF16" : "F32",
@@ -110,7 +114,7 @@ export async function convertHfToGguf(
   log.debug(
     `${out}: ${spec.family} (${spec.arch}) ${spec.config.numLayers} layers, width ${spec.config.hiddenSize}, ${tensors.length} tensors, ${(bytes / 2 ** 20).toFixed(1)} MiB`,
   );
-  return { out, spec, tensors: tensors.length, bytes, paddedTokens: padded };
+  return { out, spec, tensors: tensors.length, bytes, paddedTokens: hf.padded };
 }
 
 /** rope.scaling.* as llama.cpp reads them (llama-model.cpp); llama3 goes into the rope_freqs tensor instead. */
