@@ -1,5 +1,8 @@
 import type { Command } from "commander";
+import { CONVERT_TYPES, type ConvertType } from "../../interop/convert.js";
+import { DEFAULT_MAX_SHARD_SIZE, parseShardSize } from "../../interop/hf-write.js";
 import { exportGguf, exportLoraAdapter } from "../../run/export.js";
+import { exportHf, exportPeftAdapter } from "../../run/export-hf.js";
 import { InputError } from "../../util/errors.js";
 
 const TYPES = ["F32", "F16", "BF16", "Q8_0"] as const;
@@ -7,7 +10,7 @@ const TYPES = ["F32", "F16", "BF16", "Q8_0"] as const;
 export function register(program: Command): void {
   const exp = program
     .command("export")
-    .summary("export trained models (gguf)")
+    .summary("export trained models (gguf, hf)")
     .description("Export trained models.");
   exp
     .command("gguf")
@@ -57,4 +60,72 @@ export function register(program: Command): void {
         `wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB) from ${r.checkpoint}, step ${r.step}\n`,
       );
     });
+  registerHf(exp);
+}
+
+function registerHf(exp: Command): void {
+  exp
+    .command("hf")
+    .description(
+      "Write an SFT run (its newest checkpoint), a checkpoint file or a GGUF model as a Hugging Face model\n" +
+        "directory (config.json, safetensors, tokenizer.json and tokenizer_config.json with the steering chat\n" +
+        "template, generation_config.json) that transformers, vLLM and `steerlm model convert` load. A LoRA run\n" +
+        "is merged into its base; --lora writes a PEFT adapter directory for the untouched base instead.",
+    )
+    .argument("<run-or-model>", "a `steerlm sft` run directory, a checkpoints/step-*.ckpt file or a .gguf")
+    .requiredOption("-o, --output <dir>", "the directory to write (created if missing)")
+    .option("--type <type>", `dtype of the tensors: ${CONVERT_TYPES.join(", ")}`, "f32")
+    .option(
+      "--max-shard-size <size>",
+      "shard the weights above this size, as save_pretrained does (e.g. 2GB, 500MiB)",
+      `${DEFAULT_MAX_SHARD_SIZE / 1e9}GB`,
+    )
+    .option(
+      "--lora",
+      "write only the adapter of a `steerlm sft --lora` run, as a PEFT adapter directory",
+      false,
+    )
+    .option(
+      "--base-model <name-or-dir>",
+      "with --lora: adapter_config.json's base_model_name_or_path (the base's Hugging Face export)",
+    )
+    .action(
+      async (
+        input: string,
+        opts: { output: string; type: string; maxShardSize: string; lora: boolean; baseModel?: string },
+      ) => {
+        const type = opts.type.toLowerCase() as ConvertType;
+        if (!CONVERT_TYPES.includes(type)) {
+          throw new InputError(
+            `expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(opts.type)}`,
+            {
+              setting: "type",
+            },
+          );
+        }
+        if (opts.baseModel !== undefined && !opts.lora) {
+          throw new InputError("names the base of an adapter: it needs --lora", { setting: "baseModel" });
+        }
+        if (opts.lora) {
+          const r = await exportPeftAdapter(input, opts.output, {
+            type,
+            ...(opts.baseModel !== undefined ? { baseModelName: opts.baseModel } : {}),
+          });
+          process.stderr.write(
+            `wrote PEFT adapter ${r.dir} (${(r.bytes / 1e6).toFixed(2)} MB) from ${r.checkpoint}, step ${r.step}; ` +
+              `base: ${r.baseModel} (\`steerlm export hf ${r.baseModel} -o <dir>\` writes it for transformers)\n`,
+          );
+          return;
+        }
+        const r = await exportHf(input, opts.output, {
+          type,
+          maxShardSize: parseShardSize(opts.maxShardSize),
+        });
+        const from = r.checkpoint === null ? input : `${r.checkpoint}, step ${r.step}`;
+        process.stderr.write(
+          `wrote ${r.dir}: ${r.architecture}, ${r.shards.length} safetensors file(s), ` +
+            `${(r.totalSize / 1e6).toFixed(1)} MB ${type}, from ${from}\n`,
+        );
+      },
+    );
 }
