@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { type AttributeSchema, validateSchema } from "../data/attributes.js";
 import { templateText } from "../data/template.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
-import type { LlamaArch } from "../model/llama-gguf.js";
+import { type LlamaArch, llamaRopeStyle } from "../model/llama-gguf.js";
 import { describe, InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 
@@ -194,7 +194,7 @@ export function mapHfConfig(c: Json, source = "config.json"): HfModelSpec {
     arch,
     config,
     ropeScaling: rope.scaling,
-    permuteQk: arch === "llama",
+    permuteQk: llamaRopeStyle(arch) === "norm",
     schema: readSteerlmKey(c.steerlm, source),
   };
 }

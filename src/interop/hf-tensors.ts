@@ -5,7 +5,13 @@
  * row permutation of the "llama" architecture (see `permuteQkRows`).
  */
 import type { LlamaConfig } from "../model/config.js";
-import { type LlamaLayerTensor, llamaTensorName, llamaTensorShapes } from "../model/llama-gguf.js";
+import {
+  type LlamaArch,
+  type LlamaLayerTensor,
+  llamaRopeStyle,
+  llamaTensorName,
+  llamaTensorShapes,
+} from "../model/llama-gguf.js";
 import { InputError } from "../util/errors.js";
 import type { HfCheckpoint } from "./checkpoint.js";
 import type { HfModelSpec } from "./hf-config.js";
@@ -81,7 +87,7 @@ export function planTensors(spec: HfModelSpec, ckpt: HfCheckpoint): TensorPlanEn
     }
     used.add(hf);
     const entry: TensorPlanEntry = { gguf: name, shape, source };
-    const heads = spec.permuteQk ? qkPermutedHeads(name, config) : undefined;
+    const heads = qkPermutedHeads(name, config, spec.arch);
     if (heads !== undefined) entry.permuteHeads = heads;
     plan.push(entry);
   }
@@ -145,10 +151,11 @@ export function unpermuteQkRows(data: Float32Array, heads: number, cols: number)
 }
 
 /**
- * The rows of a q/k projection (or bias, or a LoRA B of one) that the "llama" architecture permutes: the
- * number of heads of `ggufName`'s projection, or undefined when its rows are left alone.
+ * Whether `ggufName`'s rows are permuted in `arch`'s GGUF layout (q/k weights, biases and LoRA B of an
+ * architecture llama.cpp rotates by adjacent pairs): the number of heads of its projection, else undefined.
  */
-export function qkPermutedHeads(ggufName: string, config: LlamaConfig): number | undefined {
+export function qkPermutedHeads(ggufName: string, config: LlamaConfig, arch: LlamaArch): number | undefined {
+  if (llamaRopeStyle(arch) !== "norm") return undefined;
   if (/\.attn_q\.(weight|bias|lora_b)$/.test(ggufName)) return config.numHeads;
   if (/\.attn_k\.(weight|bias|lora_b)$/.test(ggufName)) return config.numKvHeads;
   return undefined;

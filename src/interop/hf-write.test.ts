@@ -112,10 +112,11 @@ describe("q/k rows", () => {
       expect(unpermuteQkRows(p, heads, cols)).toEqual(x);
     }
     const c = configs[0]?.[1] as LlamaConfig;
-    expect(qkPermutedHeads("blk.1.attn_q.weight", c)).toBe(4);
-    expect(qkPermutedHeads("blk.1.attn_k.lora_b", c)).toBe(2);
-    expect(qkPermutedHeads("blk.1.attn_k.lora_a", c)).toBeUndefined();
-    expect(qkPermutedHeads("blk.1.attn_v.weight", c)).toBeUndefined();
+    expect(qkPermutedHeads("blk.1.attn_q.weight", c, "llama")).toBe(4);
+    expect(qkPermutedHeads("blk.1.attn_k.lora_b", c, "llama")).toBe(2);
+    expect(qkPermutedHeads("blk.1.attn_k.lora_a", c, "llama")).toBeUndefined();
+    expect(qkPermutedHeads("blk.1.attn_v.weight", c, "llama")).toBeUndefined();
+    expect(qkPermutedHeads("blk.1.attn_q.weight", c, "qwen2")).toBeUndefined();
   });
 });
 

@@ -130,7 +130,7 @@ export async function writeHfModel(
     dtype,
     values: async () => {
       const w = await input.weight(name);
-      const heads = input.arch === "llama" ? qkPermutedHeads(name, config) : undefined;
+      const heads = qkPermutedHeads(name, config, input.arch);
       return heads === undefined
         ? w
         : unpermuteQkRows(w, heads, shape.length === 1 ? 1 : (shape[0] as number));

@@ -52,7 +52,7 @@ export async function writePeftAdapter(dir: string, input: PeftAdapterInput): Pr
       modules.add(module.slice(module.lastIndexOf(".") + 1));
       const a = tensor(input, n.a);
       const b = tensor(input, n.b);
-      const heads = input.arch === "llama" ? qkPermutedHeads(n.b, config) : undefined;
+      const heads = qkPermutedHeads(n.b, config, input.arch);
       tensors.push(
         {
           name: `base_model.model.${module}.lora_A.weight`,
