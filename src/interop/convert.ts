@@ -23,6 +23,17 @@ import { steerGguf } from "./steering.js";
 export type ConvertType = "f32" | "f16" | "bf16";
 export const CONVERT_TYPES: readonly ConvertType[] = ["f32", "f16", "bf16"];
 
+/** A float type as a user writes it (any case), refused by name otherwise. */
+export function parseConvertType(text: string): ConvertType {
+  const type = text.toLowerCase() as ConvertType;
+  if (!CONVERT_TYPES.includes(type)) {
+    throw new InputError(`expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(text)}`, {
+      setting: "type",
+    });
+  }
+  return type;
+}
+
 export interface HfModel {
   dir: string;
   spec: HfModelSpec;
@@ -58,12 +69,7 @@ export async function convertHfToGguf(
   out: string,
   opts: ConvertOptions = {},
 ): Promise<ConvertResult> {
-  const type = opts.type ?? "f16";
-  if (!CONVERT_TYPES.includes(type)) {
-    throw new InputError(`expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(type)}`, {
-      field: "--type",
-    });
-  }
+  const type = parseConvertType(opts.type ?? "f16");
   const model = await openHfModel(dir);
   const { spec } = model;
   const tokenizerPath = join(dir, "tokenizer.json");

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { CONVERT_TYPES, type ConvertType } from "../../interop/convert.js";
+import { CONVERT_TYPES, parseConvertType } from "../../interop/convert.js";
 import { DEFAULT_MAX_SHARD_SIZE, parseShardSize } from "../../interop/hf-write.js";
 import { exportGguf, exportLoraAdapter } from "../../run/export.js";
 import { exportHf, exportPeftAdapter } from "../../run/export-hf.js";
@@ -94,15 +94,7 @@ function registerHf(exp: Command): void {
         input: string,
         opts: { output: string; type: string; maxShardSize: string; lora: boolean; baseModel?: string },
       ) => {
-        const type = opts.type.toLowerCase() as ConvertType;
-        if (!CONVERT_TYPES.includes(type)) {
-          throw new InputError(
-            `expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(opts.type)}`,
-            {
-              setting: "type",
-            },
-          );
-        }
+        const type = parseConvertType(opts.type);
         if (opts.baseModel !== undefined && !opts.lora) {
           throw new InputError("names the base of an adapter: it needs --lora", { setting: "baseModel" });
         }
