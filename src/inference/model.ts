@@ -285,6 +285,9 @@ export class SteerableModel {
         topK: temperature > 0 ? opts.topK : undefined,
         topP: temperature > 0 ? opts.topP : undefined,
         seed: opts.seed,
+        // llama.cpp's end-of-generation tokens (EOS; <extra_id_1> where the GGUF names it the EOT token, as
+        // exported ones do) would otherwise end the stream unseen, reported as "length"; the check below stops.
+        yieldEogToken: true,
       });
       for await (const token of tokens) {
         if (opts.signal?.aborted) {
