@@ -71,7 +71,7 @@ const pipeline: Array<{ heading: string; modules: CommandModule[]; summaries: Re
       () => import("./commands/model-convert.js"),
     ],
     summaries: {
-      export: "a trained run as a GGUF or a Hugging Face directory, or its adapter",
+      export: "a trained run as a GGUF or for Hugging Face",
       model: "check and convert Llama-family models",
     },
   },
