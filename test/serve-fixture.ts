@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { CONTROL_TOKENS } from "../src/data/template.js";
 import { GGUF_TOKEN_TYPE, readGgufVocab, STEERLM_SCHEMA_KEY, str } from "../src/gguf/index.js";
 import { readGguf, readTensorF32 } from "../src/gguf/reader.js";
+import { steerGguf } from "../src/interop/steering.js";
 import { readLlamaConfig, writeLlamaGguf } from "../src/model/llama-gguf.js";
 import { sharedData } from "./helpers.js";
 
@@ -27,6 +28,11 @@ export const TEST_SCHEMA = {
 export interface FixtureOptions {
   /** Swap these two rows of output.weight: makes `a`'s logit `b`'s and back (used to force a token). */
   swapOutputRows?: [number, number];
+  /**
+   * Write what `steerlm export gguf` adds for other engines too: the Jinja chat template and `<extra_id_1>` as
+   * `tokenizer.ggml.eot_token_id` (which llama.cpp then counts among its end-of-generation tokens).
+   */
+  exported?: boolean;
 }
 
 export async function writeSteerModel(dir: string, name: string, opts: FixtureOptions = {}): Promise<string> {
@@ -48,13 +54,16 @@ export async function writeSteerModel(dir: string, name: string, opts: FixtureOp
     out.set(rowA, b * width);
   }
   const path = join(dir, name);
+  const steered = opts.exported
+    ? steerGguf(vocab, TEST_SCHEMA)
+    : { vocab, metadata: [[STEERLM_SCHEMA_KEY, str(JSON.stringify(TEST_SCHEMA))] as const] };
   await writeLlamaGguf(path, {
     config,
-    vocab,
+    vocab: steered.vocab,
     weights,
     type: "F16",
     name: "steerlm tiny test",
-    metadata: [[STEERLM_SCHEMA_KEY, str(JSON.stringify(TEST_SCHEMA))]],
+    metadata: [...steered.metadata],
   });
   return path;
 }

@@ -14,6 +14,7 @@ export {
 } from "./quant.js";
 export {
   findTensor,
+  isGgufFile,
   metaArray,
   metaBool,
   metaNumber,

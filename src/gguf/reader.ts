@@ -3,6 +3,7 @@
  * so a multi-GB model costs a few MB; tensor data is read on demand with `readTensorBytes`/`readTensorF32`.
  * Every problem in a file is an InputError naming the file, the byte offset and the field being read.
  */
+import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { InputError } from "../util/errors.js";
 import { openInputFile } from "../util/files.js";
@@ -12,6 +13,7 @@ import {
   GGML_TYPES,
   GGUF_ALIGNMENT_KEY,
   GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
   GGUF_MAX_DIMS,
   GGUF_SCALAR_BYTES,
   type GgufArrayValue,
@@ -179,6 +181,18 @@ async function readArray(c: Cursor): Promise<GgufArrayValue> {
   }
   c.what = what;
   return { type: "array", itemType, value: values } as GgufArrayValue;
+}
+
+/** Whether `path` is a file that starts with the GGUF magic (whatever its extension). */
+export function isGgufFile(path: string): boolean {
+  if (!statSync(path, { throwIfNoEntry: false })?.isFile()) return false;
+  const fd = openSync(path, "r");
+  try {
+    const magic = Buffer.alloc(4);
+    return readSync(fd, magic, 0, 4, 0) === 4 && magic.toString("latin1") === GGUF_MAGIC;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Reads the header of a GGUF (v2 or v3) file. Tensor data stays on disk. */

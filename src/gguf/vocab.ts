@@ -130,6 +130,21 @@ export const LLAMA_CPP_BPE_PRE = new Set([
   "mellum2",
 ]);
 
+/** BPE pre-tokenizers for which llama.cpp adds BOS when the file does not say (llama-vocab.cpp's load). */
+const BOS_BY_DEFAULT_PRE = new Set([
+  "llama3",
+  "llama-v3",
+  "llama-bpe",
+  "falcon3",
+  "falcon-h1",
+  "pixtral",
+  "midm-2.0",
+  "lfm2",
+  "jina-v5-nano",
+  "tekken",
+  "chameleon",
+]);
+
 /** Refuses what llama.cpp would refuse (or crash on); `source` names the vocabulary in errors. */
 export function validateVocab(v: GgufVocab, source = "vocabulary"): void {
   const fail = (field: string, what: string, hint?: string) =>
@@ -239,7 +254,11 @@ export function readGgufVocab(file: GgufFile): GgufVocab {
     unkId: id("tokenizer.ggml.unknown_token_id"),
     padId: id("tokenizer.ggml.padding_token_id"),
     // llama.cpp's default: SPM adds BOS; BPE does not unless the pre-tokenizer says so.
-    addBos: metaBool(file, "tokenizer.ggml.add_bos_token", model === "llama"),
+    addBos: metaBool(
+      file,
+      "tokenizer.ggml.add_bos_token",
+      model === "llama" || BOS_BY_DEFAULT_PRE.has(metaString(file, "tokenizer.ggml.pre", "")),
+    ),
   };
   const pre = metaString(file, "tokenizer.ggml.pre", null);
   if (pre !== null) vocab.pre = pre;

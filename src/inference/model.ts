@@ -225,7 +225,8 @@ export class SteerableModel {
         topP: temperature > 0 ? opts.topP : undefined,
         seed: opts.seed,
         tokenBias: opts.tokenBias,
-        // Handed on, an end-of-generation token ends the completion as a stop (not a run out of tokens).
+        // llama.cpp's end-of-generation tokens (EOS; <extra_id_1> where the GGUF names it the EOT token, as
+        // exported ones do) would otherwise end the stream unseen, reported as "length"; the check below stops.
         yieldEogToken: true,
       });
       for await (const token of tokens) {

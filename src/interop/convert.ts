@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { f32, type GgufMetaValue, str, u32 } from "../gguf/types.js";
 import type { GgufVocab } from "../gguf/vocab.js";
-import { f32ToBf16, f32ToF16, type GgufTensorInput, writeGguf } from "../gguf/writer.js";
+import { f32ToBf16, type GgufTensorInput, writeGguf } from "../gguf/writer.js";
 import type { LlamaConfig } from "../model/config.js";
 import { llamaMetadata } from "../model/llama-gguf.js";
 import { type HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
@@ -15,11 +15,24 @@ import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
 import { type HfCheckpoint, openHfCheckpoint } from "./checkpoint.js";
+import { f32ToF16Checked } from "./float16.js";
 import { type HfModelSpec, llama3RopeFactors, type RopeScaling, readHfConfig } from "./hf-config.js";
 import { loadPlannedTensor, planTensors, type TensorPlanEntry } from "./hf-tensors.js";
+import { steerGguf } from "./steering.js";
 
 export type ConvertType = "f32" | "f16" | "bf16";
 export const CONVERT_TYPES: readonly ConvertType[] = ["f32", "f16", "bf16"];
+
+/** A float type as a user writes it (any case), refused by name otherwise. */
+export function parseConvertType(text: string): ConvertType {
+  const type = text.toLowerCase() as ConvertType;
+  if (!CONVERT_TYPES.includes(type)) {
+    throw new InputError(`expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(text)}`, {
+      setting: "type",
+    });
+  }
+  return type;
+}
 
 export interface HfModel {
   dir: string;
@@ -56,12 +69,7 @@ export async function convertHfToGguf(
   out: string,
   opts: ConvertOptions = {},
 ): Promise<ConvertResult> {
-  const type = opts.type ?? "f16";
-  if (!CONVERT_TYPES.includes(type)) {
-    throw new InputError(`expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(type)}`, {
-      field: "--type",
-    });
-  }
+  const type = parseConvertType(opts.type ?? "f16");
   const model = await openHfModel(dir);
   const { spec } = model;
   const tokenizerPath = join(dir, "tokenizer.json");
@@ -72,7 +80,9 @@ export async function convertHfToGguf(
       "the GGUF must carry the vocabulary",
     );
   }
-  const { vocab, padded } = hfVocab(loadHfTokenizer(tokenizerPath), spec.config, tokenizerPath);
+  const hf = hfVocab(loadHfTokenizer(tokenizerPath), spec.config, tokenizerPath);
+  // A model steerlm exported (config.json's `steerlm` key) gets back everything `export gguf` writes.
+  const steered = spec.schema === null ? { vocab: hf.vocab, metadata: [] } : steerGguf(hf.vocab, spec.schema);
 
   const tensors: GgufTensorInput[] = [];
   const progress = new Progress({ label: "convert", total: model.plan.length });
@@ -80,8 +90,7 @@ export async function convertHfToGguf(
     const data = await loadPlannedTensor(entry);
     // F16 is encoded right away so that only half the memory is held until the file is written.
     if (entry.shape.length >= 2 && type === "f16") {
-      const half = f32ToF16(data);
-      checkF16Range(half, data, entry);
+      const half = f32ToF16Checked(data, { file: entry.source.file, field: entry.source.name });
       tensors.push({ name: entry.gguf, shape: entry.shape, type: "F16", data: half });
     } else if (entry.shape.length >= 2 && type === "bf16") {
       // BF16 checkpoints (most current models) round-trip bit-exactly; F32 ones are rounded to nearest even.
@@ -101,7 +110,8 @@ export async function convertHfToGguf(
       data: llama3RopeFactors(spec.ropeScaling, c.headDim, c.ropeTheta),
     });
   }
-  const metadata = llamaMetadata(spec.config, vocab, ropeScalingMetadata(spec.arch, spec.ropeScaling), {
+  const extra = [...ropeScalingMetadata(spec.arch, spec.ropeScaling), ...steered.metadata];
+  const metadata = llamaMetadata(spec.config, steered.vocab, extra, {
     arch: spec.arch,
     name: opts.name ?? basename(resolve(dir)),
     fileType: type === "f16" ? "F16" : type === "bf16" ? "BF16" : "F32",
@@ -110,23 +120,7 @@ export async function convertHfToGguf(
   log.debug(
     `${out}: ${spec.family} (${spec.arch}) ${spec.config.numLayers} layers, width ${spec.config.hiddenSize}, ${tensors.length} tensors, ${(bytes / 2 ** 20).toFixed(1)} MiB`,
   );
-  return { out, spec, tensors: tensors.length, bytes, paddedTokens: padded };
-}
-
-/**
- * F16 tops out at 65504; BF16 and F32 checkpoints can hold larger weights, which would silently become
- * infinities (and NaN logits). Refuse instead, naming the tensor.
- */
-function checkF16Range(half: Uint16Array, data: Float32Array, entry: TensorPlanEntry): void {
-  for (let i = 0; i < half.length; i++) {
-    if (((half[i] as number) & 0x7fff) === 0x7c00 && Number.isFinite(data[i])) {
-      throw new InputError(
-        `value ${data[i]} is outside the float16 range (±65504)`,
-        { file: entry.source.file, field: entry.source.name },
-        "convert with --type bf16 or --type f32",
-      );
-    }
-  }
+  return { out, spec, tensors: tensors.length, bytes, paddedTokens: hf.padded };
 }
 
 /** rope.scaling.* as llama.cpp reads them (llama-model.cpp); llama3 goes into the rope_freqs tensor instead. */

@@ -6,8 +6,10 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { type AttributeSchema, validateSchema } from "../data/attributes.js";
+import { templateText } from "../data/template.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
-import type { LlamaArch } from "../model/llama-gguf.js";
+import { type LlamaArch, llamaRopeStyle } from "../model/llama-gguf.js";
 import { describe, InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 
@@ -46,6 +48,8 @@ export interface HfModelSpec {
    * converter reorders the rows of q_proj/k_proj per head. "qwen2" rotates halves in llama.cpp too.
    */
   permuteQk: boolean;
+  /** The SteerLM schema a steerlm export stored under the `steerlm` key; null for other models. */
+  schema: AttributeSchema | null;
 }
 
 const ARCHITECTURES: Readonly<Record<string, HfFamily>> = {
@@ -184,7 +188,28 @@ export function mapHfConfig(c: Json, source = "config.json"): HfModelSpec {
       `llama.cpp's qwen2 needs head_dim × num_attention_heads = hidden_size, got ${headDim}`,
     );
   }
-  return { source, family, arch, config, ropeScaling: rope.scaling, permuteQk: arch === "llama" };
+  return {
+    source,
+    family,
+    arch,
+    config,
+    ropeScaling: rope.scaling,
+    permuteQk: llamaRopeStyle(arch) === "norm",
+    schema: readSteerlmKey(c.steerlm, source),
+  };
+}
+
+/** The `steerlm` key that `toHfConfig` writes: `{schema, template}`; only the schema is read back. */
+function readSteerlmKey(value: unknown, source: string): AttributeSchema | null {
+  if (value === undefined || value === null) return null;
+  const schema = (value as { schema?: unknown }).schema;
+  if (typeof value !== "object" || Array.isArray(value) || schema === undefined) {
+    throw new InputError(`expected {"schema": {...}, ...}, got ${describe(value)}`, {
+      file: source,
+      field: "steerlm",
+    });
+  }
+  return validateSchema(schema, `${source}: steerlm.schema`);
 }
 
 function familyOf(c: Json, fail: (f: string, w: string, h?: string) => InputError): HfFamily {
@@ -302,4 +327,65 @@ export function llama3RopeFactors(
     }
   }
   return out;
+}
+
+export type HfDtype = "float32" | "float16" | "bfloat16";
+
+export interface HfConfigOptions {
+  /** The dtype the safetensors hold (`torch_dtype`). */
+  dtype: HfDtype;
+  bosId: number | null;
+  eosId: number | null;
+  /** The SteerLM schema, stored under the `steerlm` key with the template it fills. */
+  schema: AttributeSchema | null;
+}
+
+/**
+ * The config.json of a LlamaConfig: the inverse of `mapHfConfig` (which reads it back to the same config).
+ * Qwen2ForCausalLM when the model has q/k/v biases (Llama's attention_bias would bias o_proj too), else
+ * LlamaForCausalLM. Written in the keys both transformers 4.x and 5.x read: 5.x still accepts
+ * `torch_dtype` and turns `rope_theta` into its `rope_parameters`, while 4.x would ignore those two.
+ */
+export function toHfConfig(config: LlamaConfig, opts: HfConfigOptions): Record<string, unknown> {
+  const qwen2 = config.qkvBias;
+  const out: Record<string, unknown> = {
+    architectures: [qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
+    model_type: qwen2 ? "qwen2" : "llama",
+    vocab_size: config.vocabSize,
+    hidden_size: config.hiddenSize,
+    intermediate_size: config.ffnSize,
+    num_hidden_layers: config.numLayers,
+    num_attention_heads: config.numHeads,
+    num_key_value_heads: config.numKvHeads,
+    head_dim: config.headDim,
+    hidden_act: "silu",
+    max_position_embeddings: config.contextLength,
+    rms_norm_eps: shortestF32(config.rmsNormEps),
+    rope_theta: shortestF32(config.ropeTheta),
+    rope_scaling: null,
+    tie_word_embeddings: config.tiedEmbeddings,
+    attention_dropout: 0,
+    ...(qwen2
+      ? { use_sliding_window: false, sliding_window: null }
+      : { attention_bias: false, mlp_bias: false }),
+    bos_token_id: opts.bosId,
+    eos_token_id: opts.eosId,
+    use_cache: true,
+    torch_dtype: opts.dtype,
+  };
+  if (opts.schema !== null) out.steerlm = { schema: opts.schema, template: templateText() };
+  return out;
+}
+
+/**
+ * A GGUF stores eps and theta as float32 (1e-5 becomes 9.99999974737875e-06); a float32 value is written as
+ * the shortest decimal that rounds to it, as the config it came from most likely had it. Other values stay.
+ */
+function shortestF32(v: number): number {
+  if (Math.fround(v) !== v) return v;
+  for (let digits = 1; digits < 9; digits++) {
+    const d = Number(v.toPrecision(digits));
+    if (Math.fround(d) === v) return d;
+  }
+  return v;
 }

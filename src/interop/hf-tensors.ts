@@ -4,7 +4,14 @@
  * the same memory with shape [in, out], so only the shape list is reversed. The one data change is the q/k
  * row permutation of the "llama" architecture (see `permuteQkRows`).
  */
-import { type LlamaLayerTensor, llamaTensorName, llamaTensorShapes } from "../model/llama-gguf.js";
+import type { LlamaConfig } from "../model/config.js";
+import {
+  type LlamaArch,
+  type LlamaLayerTensor,
+  llamaRopeStyle,
+  llamaTensorName,
+  llamaTensorShapes,
+} from "../model/llama-gguf.js";
 import { InputError } from "../util/errors.js";
 import type { HfCheckpoint } from "./checkpoint.js";
 import type { HfModelSpec } from "./hf-config.js";
@@ -38,20 +45,26 @@ const HF_LAYER: ReadonlyArray<readonly [string, LlamaLayerTensor]> = [
 /** Tensors a checkpoint may carry that hold nothing the model needs (precomputed RoPE tables). */
 const IGNORED = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
+/** GGUF tensor name -> Hugging Face tensor name, for every tensor a model of this config can have. */
+export function hfTensorNames(config: LlamaConfig): Map<string, string> {
+  const names = new Map<string, string>([
+    [llamaTensorName("token_embd"), "model.embed_tokens.weight"],
+    [llamaTensorName("output_norm"), "model.norm.weight"],
+    [llamaTensorName("output"), "lm_head.weight"],
+  ]);
+  for (let l = 0; l < config.numLayers; l++) {
+    for (const [hf, kind] of HF_LAYER) names.set(llamaTensorName(kind, l), `model.layers.${l}.${hf}`);
+  }
+  return names;
+}
+
 /**
  * Which checkpoint tensor becomes which GGUF tensor, with every shape checked against the config. Refuses
  * missing tensors, wrong shapes and tensors the architecture does not know (they would be silently lost).
  */
 export function planTensors(spec: HfModelSpec, ckpt: HfCheckpoint): TensorPlanEntry[] {
   const { config } = spec;
-  const hfName = new Map<string, string>([
-    [llamaTensorName("token_embd"), "model.embed_tokens.weight"],
-    [llamaTensorName("output_norm"), "model.norm.weight"],
-    [llamaTensorName("output"), "lm_head.weight"],
-  ]);
-  for (let l = 0; l < config.numLayers; l++) {
-    for (const [hf, kind] of HF_LAYER) hfName.set(llamaTensorName(kind, l), `model.layers.${l}.${hf}`);
-  }
+  const hfName = hfTensorNames(config);
   const used = new Set<string>();
   const plan: TensorPlanEntry[] = [];
   for (const { name, shape } of llamaTensorShapes(config)) {
@@ -74,8 +87,8 @@ export function planTensors(spec: HfModelSpec, ckpt: HfCheckpoint): TensorPlanEn
     }
     used.add(hf);
     const entry: TensorPlanEntry = { gguf: name, shape, source };
-    if (spec.permuteQk && /\.attn_q\.(weight|bias)$/.test(name)) entry.permuteHeads = config.numHeads;
-    if (spec.permuteQk && /\.attn_k\.(weight|bias)$/.test(name)) entry.permuteHeads = config.numKvHeads;
+    const heads = qkPermutedHeads(name, config, spec.arch);
+    if (heads !== undefined) entry.permuteHeads = heads;
     plan.push(entry);
   }
   // A tied model may still store lm_head (a copy of the embeddings); it is not needed.
@@ -114,6 +127,38 @@ export function permuteQkRows(data: Float32Array, heads: number, cols: number): 
     }
   }
   return out;
+}
+
+/** The inverse of `permuteQkRows`: llama.cpp's adjacent-pair row order back to Hugging Face's halves. */
+export function unpermuteQkRows(data: Float32Array, heads: number, cols: number): Float32Array {
+  const rows = data.length / cols;
+  const headDim = rows / heads;
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
+    throw new RangeError(`cannot split ${rows} rows into ${heads} heads of even size`);
+  }
+  const half = headDim / 2;
+  const out = new Float32Array(data.length);
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < 2; j++) {
+      for (let i = 0; i < half; i++) {
+        const from = (h * headDim + 2 * i + j) * cols;
+        const to = (h * headDim + j * half + i) * cols;
+        out.set(data.subarray(from, from + cols), to);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Whether `ggufName`'s rows are permuted in `arch`'s GGUF layout (q/k weights, biases and LoRA B of an
+ * architecture llama.cpp rotates by adjacent pairs): the number of heads of its projection, else undefined.
+ */
+export function qkPermutedHeads(ggufName: string, config: LlamaConfig, arch: LlamaArch): number | undefined {
+  if (llamaRopeStyle(arch) !== "norm") return undefined;
+  if (/\.attn_q\.(weight|bias|lora_b)$/.test(ggufName)) return config.numHeads;
+  if (/\.attn_k\.(weight|bias|lora_b)$/.test(ggufName)) return config.numKvHeads;
+  return undefined;
 }
 
 /** A planned tensor's float32 values in GGUF layout (permuted when the plan says so). */

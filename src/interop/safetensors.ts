@@ -1,14 +1,17 @@
 /**
- * safetensors reader (https://huggingface.co/docs/safetensors, format section): an 8-byte little-endian
+ * safetensors reader and writer (https://huggingface.co/docs/safetensors, format section): an 8-byte little-endian
  * header length N, N bytes of UTF-8 JSON `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__":
  * {...}}`, then the data section; offsets are relative to its start, tensors are row-major (C order) and
  * little-endian. Only the header is read up front; each tensor is read on demand, so a multi-GB checkpoint
  * costs the memory of its largest tensor.
  */
-import { open } from "node:fs/promises";
-import { f16BitsToF32 } from "../gguf/quant.js";
-import { InputError } from "../util/errors.js";
+import { randomBytes } from "node:crypto";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { f16BitsToF32, f32ToBf16 } from "../gguf/quant.js";
+import { InputError, type Place } from "../util/errors.js";
 import { openInputFile } from "../util/files.js";
+import { f32ToF16Checked } from "./float16.js";
 
 /** Bytes per element of every dtype the format defines; we decode only the float ones below. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -172,5 +175,90 @@ export async function readSafetensorsBytes(t: SafetensorsTensor): Promise<Uint8A
     return buf;
   } finally {
     await fh.close();
+  }
+}
+
+/** A tensor to write: float32 values in PyTorch order (row-major, last dim contiguous), stored as `dtype`. */
+export interface SafetensorsTensorInput {
+  name: string;
+  shape: number[];
+  dtype: SafetensorsFloat;
+  /** Called when the tensor is written, so that only one tensor's values need to be held at a time. */
+  values: () => Promise<Float32Array>;
+}
+
+/** The bytes a tensor takes in the data section. */
+export function safetensorsByteLength(t: Pick<SafetensorsTensorInput, "shape" | "dtype">): number {
+  return t.shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[t.dtype] as number);
+}
+
+/**
+ * Writes one .safetensors file: the header (tensors in the given order, then `__metadata__`) padded with
+ * spaces to a multiple of 8 bytes, as the reference writer pads it, so every tensor starts aligned; then
+ * each tensor's data. transformers refuses a file whose `__metadata__.format` is not a framework it knows,
+ * hence the default `{"format": "pt"}`. Written to a temporary file and renamed: a failed export never
+ * leaves a half-written file under the real name. Returns the bytes written.
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: readonly SafetensorsTensorInput[],
+  metadata: Readonly<Record<string, string>> = { format: "pt" },
+): Promise<number> {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const t of tensors) {
+    if (!FLOAT_DTYPES.has(t.dtype)) throw new RangeError(`cannot write dtype ${t.dtype}`);
+    const bytes = safetensorsByteLength(t);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  header.__metadata__ = metadata;
+  const json = Buffer.from(JSON.stringify(header), "utf8");
+  const padded = Buffer.alloc(Math.ceil(json.length / 8) * 8, " ");
+  json.copy(padded);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(padded.length));
+
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(tmp, "wx");
+    await writeAll(fh, prefix);
+    await writeAll(fh, padded);
+    for (const t of tensors) {
+      const values = await t.values();
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      if (values.length !== n) {
+        throw new InputError(`has ${values.length} values, shape [${t.shape.join(", ")}] needs ${n}`, {
+          file: path,
+          field: t.name,
+        });
+      }
+      await writeAll(fh, encodeFloats(values, t.dtype, { file: path, field: t.name }));
+    }
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, path);
+    return 8 + padded.length + offset;
+  } catch (e) {
+    await fh?.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** Float32 values as the bytes of `dtype` (little-endian, like the format). */
+function encodeFloats(values: Float32Array, dtype: SafetensorsFloat, place: Place): Uint8Array {
+  const typed =
+    dtype === "F32" ? values : dtype === "F16" ? f32ToF16Checked(values, place) : f32ToBf16(values);
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done);
+    done += bytesWritten;
   }
 }

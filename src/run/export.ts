@@ -1,23 +1,31 @@
-import { loadSchema } from "../data/attributes.js";
-import { templateText } from "../data/template.js";
+import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
-import { type GgufMetaValue, STEERLM_SCHEMA_KEY, STEERLM_TEMPLATE_KEY, str } from "../gguf/types.js";
+import type { GgufFile } from "../gguf/types.js";
 import { type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
 import { writeLoraAdapterGguf } from "../interop/lora-gguf.js";
+import { steerGguf, steerlmMetadata } from "../interop/steering.js";
 import { HEAD_WEIGHT } from "../model/head.js";
-import { writeLlamaGguf } from "../model/llama-gguf.js";
-import { loraNames } from "../model/lora.js";
+import { type LlamaArch, writeLlamaGguf } from "../model/llama-gguf.js";
+import { type LoraOptions, loraNames } from "../model/lora.js";
 import { llamaTensorSpecs } from "../model/weights.js";
+import type { HfTokenizer } from "../tokenizer/hf.js";
 import { toGgufVocab } from "../tokenizer/to-gguf.js";
+import { ggufVocabTokenizer } from "../tokenizer/to-hf.js";
 import { InputError } from "../util/errors.js";
-import { type CheckpointData, readCheckpoint, resolveCheckpoint } from "./checkpoint.js";
+import {
+  type CheckpointData,
+  type CheckpointHeader,
+  readCheckpoint,
+  resolveCheckpoint,
+} from "./checkpoint.js";
 import { tokenizerFromJson } from "./setup.js";
 
 /**
  * A run's checkpoint as a GGUF llama.cpp and node-llama-cpp load: the whole model (`exportGguf`, LoRA
  * adapters merged into their base), or a LoRA run's adapters alone (`exportLoraAdapter`, loaded next to the
  * untouched base GGUF: node-llama-cpp's `createContext({lora})`). Both give the same model, and both carry
- * SteerLM's schema and template in their metadata.
+ * SteerLM's schema and template in their metadata. The checkpoint readers here serve the Hugging Face
+ * export too (export-hf.ts).
  */
 
 export interface ExportOptions {
@@ -33,34 +41,34 @@ export interface ExportResult {
   bytes: number;
 }
 
+/** A checkpoint's whole model: its header, the base GGUF it started from, every weight (LoRA merged). */
+export interface CheckpointModel {
+  checkpoint: string;
+  header: CheckpointHeader;
+  schema: AttributeSchema;
+  base: GgufFile | null;
+  /** By GGUF name, float32 in ggml order, in the layout of `llamaArchFor(header.model)`. */
+  weights: Map<string, Float32Array>;
+}
+
 /**
- * Writes a checkpoint as a GGUF node-llama-cpp loads: Llama weights (LoRA adapters merged into their
- * frozen base: W + (alpha/r)·B·A), the vocabulary (the run's trained tokenizer, or the base GGUF's), and
- * SteerLM's schema and template in metadata.
+ * A run (its newest checkpoint) or a checkpoint file, with the weights the checkpoint does not hold taken
+ * from its base GGUF, and LoRA adapters merged into their frozen base: W + (alpha/r)·B·A.
  */
-export async function exportGguf(
-  input: string,
-  out: string,
-  opts: ExportOptions = {},
-): Promise<ExportResult> {
+export async function readCheckpointModel(input: string): Promise<CheckpointModel> {
   const checkpoint = resolveCheckpoint(input);
   const ck = readCheckpoint(checkpoint);
   const h = ck.header;
-  // A regression attribute model's output is its head, which a llama.cpp GGUF has no place for: exporting
-  // the backbone alone would silently give a different model.
+  // A regression attribute model's output is its head, which neither a llama.cpp GGUF nor a causal LM
+  // has a place for: exporting the backbone alone would silently give a different model.
   if (ck.weights.has(HEAD_WEIGHT)) {
     throw new InputError(
-      "this checkpoint is a regression attribute model (it has a reg_head): a GGUF cannot carry its head",
+      "this checkpoint is a regression attribute model (it has a reg_head): an exported model cannot carry its head",
       { file: checkpoint, field: HEAD_WEIGHT },
       "use the run directly: `steerlm annotate --apm <run> ...`",
     );
   }
   const base = h.baseModel ? await readGguf(h.baseModel) : null;
-  let vocab: GgufVocab;
-  if (h.tokenizer !== null) vocab = toGgufVocab(tokenizerFromJson(h.tokenizer, checkpoint));
-  else if (base) vocab = readGgufVocab(base);
-  else throw new InputError("the checkpoint carries no tokenizer and no base model", { file: checkpoint });
-
   const weights = new Map<string, Float32Array>();
   for (const spec of llamaTensorSpecs(h.model)) {
     const w = ck.weights.get(spec.name) ?? (base ? await readTensorF32(base, spec.name) : undefined);
@@ -71,37 +79,65 @@ export async function exportGguf(
     weights.set(spec.name, w);
   }
   if (h.lora) mergeLora(ck, weights);
-
-  const bytes = await writeLlamaGguf(out, {
-    config: h.model,
-    vocab,
-    weights,
-    type: opts.type ?? "F32",
-    name: opts.name ?? "steerlm",
-    metadata: steerlmMetadata(h.schema),
-  });
-  return { path: out, checkpoint, step: h.step, bytes };
+  return { checkpoint, header: h, schema: loadSchema(h.schema), base, weights };
 }
 
-/** SteerLM's schema and template, as exported models carry them. */
-function steerlmMetadata(schema: string): Array<[string, GgufMetaValue]> {
-  return [
-    [STEERLM_SCHEMA_KEY, str(JSON.stringify(loadSchema(schema)))],
-    [STEERLM_TEMPLATE_KEY, str(templateText())],
-  ];
+type CheckpointSource = Pick<CheckpointModel, "checkpoint" | "header" | "base">;
+
+/** The checkpoint's vocabulary: its own tokenizer (a model trained from scratch), else its base GGUF's. */
+export function checkpointVocab(m: CheckpointSource): GgufVocab {
+  if (m.header.tokenizer !== null) return toGgufVocab(tokenizerFromJson(m.header.tokenizer, m.checkpoint));
+  if (m.base) return readGgufVocab(m.base);
+  throw noTokenizer(m);
 }
 
-export interface LoraExportResult extends ExportResult {
-  /** The base GGUF the adapter belongs to. */
-  baseModel: string;
+/** The same as a Hugging Face tokenizer (the base GGUF's vocabulary written as a tokenizer.json). */
+export function checkpointTokenizer(m: CheckpointSource): HfTokenizer {
+  if (m.header.tokenizer !== null) return tokenizerFromJson(m.header.tokenizer, m.checkpoint);
+  if (m.base) return ggufVocabTokenizer(readGgufVocab(m.base), m.base.path);
+  throw noTokenizer(m);
 }
 
-/** A `steerlm sft --lora` run's adapters as a llama.cpp adapter GGUF. */
-export async function exportLoraAdapter(
+const noTokenizer = (m: CheckpointSource) =>
+  new InputError("the checkpoint carries no tokenizer and no base model", { file: m.checkpoint });
+
+/**
+ * Writes a checkpoint as a GGUF node-llama-cpp loads: Llama weights (LoRA adapters merged), the vocabulary
+ * (the run's trained tokenizer, or the base GGUF's), and what steering needs (src/interop/steering.ts):
+ * SteerLM's schema and template, the chat template, `<extra_id_1>` as end of turn.
+ */
+export async function exportGguf(
   input: string,
   out: string,
-  opts: { type?: "F32" | "F16"; name?: string } = {},
-): Promise<LoraExportResult> {
+  opts: ExportOptions = {},
+): Promise<ExportResult> {
+  const m = await readCheckpointModel(input);
+  const { vocab, metadata } = steerGguf(checkpointVocab(m), m.schema);
+  const bytes = await writeLlamaGguf(out, {
+    config: m.header.model,
+    vocab,
+    weights: m.weights,
+    type: opts.type ?? "F32",
+    name: opts.name ?? "steerlm",
+    metadata,
+  });
+  return { path: out, checkpoint: m.checkpoint, step: m.header.step, bytes };
+}
+
+/** A LoRA run's checkpoint: its adapters and the base GGUF they belong to. */
+export interface LoraCheckpoint {
+  checkpoint: string;
+  header: CheckpointHeader;
+  lora: LoraOptions;
+  baseModel: string;
+  base: GgufFile;
+  /** The base's llama.cpp architecture (the layout of its weights, and so of the adapters). */
+  arch: LlamaArch;
+  /** The engine's adapter tensors (blk.N.<part>.lora_a / .lora_b). */
+  tensors: Map<string, Float32Array>;
+}
+
+export async function readLoraCheckpoint(input: string): Promise<LoraCheckpoint> {
   const checkpoint = resolveCheckpoint(input);
   const ck = readCheckpoint(checkpoint);
   const h = ck.header;
@@ -109,7 +145,7 @@ export async function exportLoraAdapter(
     throw new InputError(
       "the run is not a LoRA run: it has no adapters",
       { file: checkpoint, field: "lora" },
-      "export its full weights with `steerlm export gguf` (without --lora)",
+      "export its full weights without --lora",
     );
   }
   if (h.baseModel === null) {
@@ -127,16 +163,31 @@ export async function exportLoraAdapter(
     });
   }
   const tensors = new Map([...ck.weights].filter(([name]) => /\.lora_[ab]$/.test(name)));
+  return { checkpoint, header: h, lora: h.lora, baseModel: h.baseModel, base, arch, tensors };
+}
+
+export interface LoraExportResult extends ExportResult {
+  /** The base GGUF the adapter belongs to. */
+  baseModel: string;
+}
+
+/** A `steerlm sft --lora` run's adapters as a llama.cpp adapter GGUF. */
+export async function exportLoraAdapter(
+  input: string,
+  out: string,
+  opts: { type?: "F32" | "F16"; name?: string } = {},
+): Promise<LoraExportResult> {
+  const r = await readLoraCheckpoint(input);
   const bytes = await writeLoraAdapterGguf(out, {
-    config: h.model,
-    arch,
-    lora: h.lora,
-    tensors,
+    config: r.header.model,
+    arch: r.arch,
+    lora: r.lora,
+    tensors: r.tensors,
     type: opts.type ?? "F32",
     name: opts.name ?? "steerlm-lora",
-    metadata: steerlmMetadata(h.schema),
+    metadata: steerlmMetadata(loadSchema(r.header.schema)),
   });
-  return { path: out, checkpoint, step: h.step, bytes, baseModel: h.baseModel };
+  return { path: out, checkpoint: r.checkpoint, step: r.header.step, bytes, baseModel: r.baseModel };
 }
 
 /**

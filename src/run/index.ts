@@ -1,4 +1,4 @@
-// The training run every job shares: its settings, checkpoints, SFT and GGUF export (re-exported by src/index.ts).
+// The training run every job shares: its settings, checkpoints, SFT, GGUF and Hugging Face export (re-exported by src/index.ts).
 export {
   type CheckpointData as SftCheckpointData,
   type CheckpointHeader as SftCheckpointHeader,
@@ -13,6 +13,13 @@ export {
   exportLoraAdapter,
   type LoraExportResult,
 } from "./export.js";
+export {
+  exportHf,
+  exportPeftAdapter,
+  type HfExportOptions,
+  type HfExportResult,
+  type PeftExportResult,
+} from "./export-hf.js";
 export {
   type Objective,
   type PreparedData,

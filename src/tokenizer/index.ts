@@ -17,5 +17,6 @@ export { HfTokenizer, loadHfTokenizer } from "./hf.js";
 export type { HfAddedToken, HfTokenizerConfig, HfTokenizerJson } from "./hf-json.js";
 export { loadTokenizer } from "./load.js";
 export { type GgufVocab, TOKEN_TYPE, type ToGgufVocabOptions, toGgufVocab } from "./to-gguf.js";
+export { ggufVocabTokenizer, ggufVocabToTokenizerJson, tokenizerConfigJson } from "./to-hf.js";
 // The control-token table itself (CONTROL_TOKENS, CONTROL_TOKEN_NAMES) is the template's: src/data.
 export { encodeParts, encodePartsWithLoss, type Tokenizer, type TokenizerPart } from "./types.js";

@@ -2,13 +2,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveSharedData, sharedData } from "../../test/helpers.js";
 import { readGguf } from "../gguf/reader.js";
-import { GGUF_TOKEN_TYPE, type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
+import { readGgufVocab } from "../gguf/vocab.js";
 import { readVocabTests, runConformance } from "./conformance.js";
 import { type GgufTokenizer, loadGgufTokenizer } from "./gguf.js";
 import { HfTokenizer, loadHfTokenizer } from "./hf.js";
-import { type HfAddedToken, type HfTokenizerJson, validateTokenizerJson } from "./hf-json.js";
-import { LLAMA3_SPLIT_REGEX, QWEN2_SPLIT_REGEX } from "./pre-tokenizer.js";
 import { toGgufVocab } from "./to-gguf.js";
+import { ggufVocabToTokenizerJson } from "./to-hf.js";
 
 /**
  * llama.cpp's tokenizer conformance suite (../shared/data/llama-cpp-vocab): vocab-only GGUFs byte-identical to
@@ -18,69 +17,6 @@ const VOCABS = ["gpt-2", "llama-spm", "phi-3", "llama-bpe", "qwen2"] as const;
 
 function vocabDir() {
   return sharedData("llama-cpp-vocab");
-}
-
-/** A tokenizer.json as Llama-3 / Qwen2 checkpoints have it, around a GGUF's vocabulary and merges. */
-function tokenizerJsonFrom(vocab: GgufVocab, pre: "llama-bpe" | "qwen2"): HfTokenizerJson {
-  const modelVocab: Record<string, number> = {};
-  const added: HfAddedToken[] = [];
-  vocab.tokens.forEach((content, id) => {
-    const type = vocab.tokenTypes[id];
-    if (type === GGUF_TOKEN_TYPE.control || type === GGUF_TOKEN_TYPE.userDefined) {
-      const special = type === GGUF_TOKEN_TYPE.control;
-      added.push({
-        id,
-        content,
-        special,
-        single_word: false,
-        lstrip: false,
-        rstrip: false,
-        normalized: !special,
-      });
-    } else modelVocab[content] = id;
-  });
-  const bos = vocab.bosId === null ? "" : vocab.tokens[vocab.bosId];
-  return validateTokenizerJson(
-    {
-      normalizer: pre === "qwen2" ? { type: "NFC" } : null,
-      pre_tokenizer: {
-        type: "Sequence",
-        pretokenizers: [
-          {
-            type: "Split",
-            pattern: { Regex: pre === "llama-bpe" ? LLAMA3_SPLIT_REGEX : QWEN2_SPLIT_REGEX },
-            behavior: "Isolated",
-            invert: false,
-          },
-          { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false },
-        ],
-      },
-      post_processor:
-        pre === "llama-bpe"
-          ? {
-              type: "TemplateProcessing",
-              single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
-              pair: [],
-              special_tokens: { [bos]: { id: bos, ids: [vocab.bosId], tokens: [bos] } },
-            }
-          : { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false },
-      decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
-      added_tokens: added,
-      model: {
-        type: "BPE",
-        dropout: null,
-        unk_token: null,
-        continuing_subword_prefix: null,
-        end_of_word_suffix: null,
-        fuse_unk: false,
-        byte_fallback: false,
-        ignore_merges: pre === "llama-bpe",
-        vocab: modelVocab,
-        merges: vocab.merges,
-      },
-    },
-    pre,
-  );
 }
 
 describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)", () => {
@@ -123,11 +59,12 @@ describe.skipIf(!haveSharedData)("llama.cpp tokenizer conformance (ggml-vocab-*)
   });
 
   // llama-bpe and qwen2 ship only as GGUFs; rebuild the tokenizer.json a Llama-3 / Qwen2 checkpoint has
-  // (same vocabulary and merges, their published pre-tokenizer layout) and run the HF path on the suite.
+  // (same vocabulary and merges, their published pre-tokenizer layout: what `steerlm export hf` writes for a
+  // GGUF) and run the HF path on the suite.
   for (const v of ["llama-bpe", "qwen2"] as const) {
     it(`the HF path with ${v}'s tokenizer.json layout matches every case, and exports back to the same GGUF vocab`, async () => {
       const original = readGgufVocab(await readGguf(join(vocabDir(), `ggml-vocab-${v}.gguf`)));
-      const hf = new HfTokenizer(tokenizerJsonFrom(original, v), {}, `${v} tokenizer.json`);
+      const hf = new HfTokenizer(ggufVocabToTokenizerJson(original, v), {}, `${v} tokenizer.json`);
       const result = runConformance(hf, cases(v));
       process.stderr.write(`conformance hf ${v} tokenizer.json: ${result.matched}/${result.total}\n`);
       expect(result.failures).toEqual([]);

@@ -1,5 +1,6 @@
-import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { isGgufFile } from "../gguf/reader.js";
 import { InputError } from "../util/errors.js";
 import { loadGgufTokenizer } from "./gguf.js";
 import { loadHfTokenizer } from "./hf.js";
@@ -21,15 +22,5 @@ export async function loadTokenizer(path: string): Promise<Tokenizer> {
       );
     return loadHfTokenizer(json);
   }
-  return isGguf(path) ? loadGgufTokenizer(path) : loadHfTokenizer(path);
-}
-
-function isGguf(path: string): boolean {
-  const fd = openSync(path, "r");
-  try {
-    const magic = Buffer.alloc(4);
-    return readSync(fd, magic, 0, 4, 0) === 4 && magic.toString("latin1") === "GGUF";
-  } finally {
-    closeSync(fd);
-  }
+  return isGgufFile(path) ? loadGgufTokenizer(path) : loadHfTokenizer(path);
 }

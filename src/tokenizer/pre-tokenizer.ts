@@ -78,3 +78,51 @@ export function llamaCppPre(json: HfTokenizerJson, source: string): LlamaCppPre 
     );
   return name;
 }
+
+const BYTE_LEVEL = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
+const isolated = (regex: string) => ({
+  type: "Split",
+  pattern: { Regex: regex },
+  behavior: "Isolated",
+  invert: false,
+});
+
+/**
+ * The inverse of `llamaCppPre`: a tokenizer.json's pre_tokenizer and normalizer for a llama.cpp pre name, in
+ * the layout the published tokenizers of that family use (the table above). `ignoreMerges` is the
+ * model.ignore_merges llama.cpp hard-wires to the name.
+ */
+export function preTokenizerJson(pre: LlamaCppPre): {
+  pre_tokenizer: unknown;
+  normalizer: unknown;
+  ignoreMerges: boolean;
+} {
+  switch (pre) {
+    case "gpt-2":
+      return { pre_tokenizer: BYTE_LEVEL, normalizer: null, ignoreMerges: false };
+    case "smollm":
+      return {
+        pre_tokenizer: {
+          type: "Sequence",
+          pretokenizers: [{ type: "Digits", individual_digits: true }, BYTE_LEVEL],
+        },
+        normalizer: null,
+        ignoreMerges: false,
+      };
+    case "llama-bpe":
+    case "qwen2":
+      return {
+        pre_tokenizer: {
+          type: "Sequence",
+          pretokenizers: [
+            isolated(pre === "llama-bpe" ? LLAMA3_SPLIT_REGEX : QWEN2_SPLIT_REGEX),
+            { ...BYTE_LEVEL, trim_offsets: false, use_regex: false },
+          ],
+        },
+        normalizer: pre === "qwen2" ? { type: "NFC" } : null,
+        ignoreMerges: pre === "llama-bpe",
+      };
+  }
+}
+
+export const LLAMA_CPP_PRES: readonly LlamaCppPre[] = ["gpt-2", "smollm", "llama-bpe", "qwen2"];

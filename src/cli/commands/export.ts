@@ -1,6 +1,9 @@
 import type { Command } from "commander";
+import { CONVERT_TYPES, parseConvertType } from "../../interop/convert.js";
+import { DEFAULT_MAX_SHARD_SIZE, parseShardSize } from "../../interop/hf-write.js";
 import { ENGINE_INFO, ENGINES, exportJob, parseEngine } from "../../jobs/index.js";
 import { exportGguf, exportLoraAdapter } from "../../run/export.js";
+import { exportHf, exportPeftAdapter } from "../../run/export-hf.js";
 import { SFT_FIELDS } from "../../run/settings.js";
 import { InputError } from "../../util/errors.js";
 import { integerFrom, numberOption, numFlag } from "../flags.js";
@@ -11,7 +14,7 @@ const TYPES = ["F32", "F16", "BF16", "Q8_0"] as const;
 export function register(program: Command): void {
   const exp = program
     .command("export")
-    .summary("export trained models (gguf), or a training job for a distributed engine")
+    .summary("export trained models (gguf, hf), or a training job for a distributed engine")
     .description("Export trained models, or a training job for a distributed engine.");
   exp
     .command("gguf")
@@ -61,6 +64,7 @@ export function register(program: Command): void {
         `wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB) from ${r.checkpoint}, step ${r.step}\n`,
       );
     });
+  registerHf(exp);
   registerJob(exp);
 }
 
@@ -100,4 +104,63 @@ function registerJob(exp: Command): void {
       `wrote ${r.dir} for ${title} ${version} (${r.steps} steps): ${r.files.join(", ")}; start with its README.md\n`,
     );
   });
+}
+
+function registerHf(exp: Command): void {
+  exp
+    .command("hf")
+    .description(
+      "Write an SFT run (its newest checkpoint), a checkpoint file or a GGUF model as a Hugging Face model\n" +
+        "directory (config.json, safetensors, tokenizer.json and tokenizer_config.json with the steering chat\n" +
+        "template, generation_config.json) that transformers, vLLM and `steerlm model convert` load. A LoRA run\n" +
+        "is merged into its base; --lora writes a PEFT adapter directory for the untouched base instead.",
+    )
+    .argument("<run-or-model>", "a `steerlm sft` run directory, a checkpoints/step-*.ckpt file or a .gguf")
+    .requiredOption("-o, --output <dir>", "the directory to write (created if missing)")
+    .option("--type <type>", `dtype of the tensors: ${CONVERT_TYPES.join(", ")}`, "f32")
+    .option(
+      "--max-shard-size <size>",
+      "shard the weights above this size, as save_pretrained does (e.g. 2GB, 500MiB)",
+      `${DEFAULT_MAX_SHARD_SIZE / 1e9}GB`,
+    )
+    .option(
+      "--lora",
+      "write only the adapter of a `steerlm sft --lora` run, as a PEFT adapter directory",
+      false,
+    )
+    .option(
+      "--base-model <name-or-dir>",
+      "with --lora: adapter_config.json's base_model_name_or_path (the base's Hugging Face export)",
+    )
+    .action(
+      async (
+        input: string,
+        opts: { output: string; type: string; maxShardSize: string; lora: boolean; baseModel?: string },
+      ) => {
+        const type = parseConvertType(opts.type);
+        if (opts.baseModel !== undefined && !opts.lora) {
+          throw new InputError("names the base of an adapter: it needs --lora", { setting: "baseModel" });
+        }
+        if (opts.lora) {
+          const r = await exportPeftAdapter(input, opts.output, {
+            type,
+            ...(opts.baseModel !== undefined ? { baseModelName: opts.baseModel } : {}),
+          });
+          process.stderr.write(
+            `wrote PEFT adapter ${r.dir} (${(r.bytes / 1e6).toFixed(2)} MB) from ${r.checkpoint}, step ${r.step}; ` +
+              `base: ${r.baseModel} (\`steerlm export hf ${r.baseModel} -o <dir>\` writes it for transformers)\n`,
+          );
+          return;
+        }
+        const r = await exportHf(input, opts.output, {
+          type,
+          maxShardSize: parseShardSize(opts.maxShardSize),
+        });
+        const from = r.checkpoint === null ? input : `${r.checkpoint}, step ${r.step}`;
+        process.stderr.write(
+          `wrote ${r.dir}: ${r.architecture}, ${r.shards.length} safetensors file(s), ` +
+            `${(r.totalSize / 1e6).toFixed(1)} MB ${type}, from ${from}\n`,
+        );
+      },
+    );
 }

@@ -1,7 +1,6 @@
 import type { Command } from "commander";
 import { checkHfModelAgainstLlamaCpp } from "../../interop/check.js";
-import { CONVERT_TYPES, type ConvertType, convertHfToGguf } from "../../interop/convert.js";
-import { InputError } from "../../util/errors.js";
+import { convertHfToGguf, parseConvertType } from "../../interop/convert.js";
 import { log } from "../../util/log.js";
 import { TOLERANCE } from "./model.js";
 
@@ -43,15 +42,7 @@ export function registerConvert(model: Command): void {
         dir: string,
         opts: { output: string; type: string; name?: string; check: boolean; tolerance: number },
       ) => {
-        const type = opts.type.toLowerCase() as ConvertType;
-        if (!CONVERT_TYPES.includes(type)) {
-          throw new InputError(
-            `expected one of ${CONVERT_TYPES.join(", ")}, got ${JSON.stringify(opts.type)}`,
-            {
-              field: "--type",
-            },
-          );
-        }
+        const type = parseConvertType(opts.type);
         const r = await convertHfToGguf(dir, opts.output, {
           type,
           ...(opts.name !== undefined ? { name: opts.name } : {}),
