@@ -71,7 +71,7 @@ const pipeline: Array<{ heading: string; modules: CommandModule[]; summaries: Re
       () => import("./commands/model-convert.js"),
     ],
     summaries: {
-      export: "a run as GGUF, Hugging Face or LoRA; a TRL/NeMo job",
+      export: "a run as GGUF, HF or LoRA adapter; a TRL/NeMo job",
       model: "check and convert Llama-family models",
     },
   },
