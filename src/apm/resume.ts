@@ -14,6 +14,7 @@ import { dirname, resolve } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
 import { ContextLengthError, type GenerateOptions, SteerableModel } from "../inference/model.js";
+import { checkOutputs, syncDir, writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { checkNumber } from "../util/numbers.js";
@@ -61,8 +62,8 @@ export interface JobStart {
 
 /**
  * Everything a resumable job checks before any work: the group size, its input files, and its output:
- * the folder exists, and a finished output is only replaced with `overwrite` (an unfinished one, with its
- * .partial, is resumed).
+ * a file in an existing folder, and a finished output is only replaced with `overwrite` (an unfinished one,
+ * with its .partial, is resumed).
  */
 export function startJob(job: JobStart): { partial: string; sidecar: string } {
   const [setting, size] = job.group;
@@ -72,8 +73,7 @@ export function startJob(job: JobStart): { partial: string; sidecar: string } {
       throw new InputError("no such file", { file: path, setting: name });
   }
   const { output } = job;
-  if (!existsSync(dirname(resolve(output))))
-    throw new InputError("the output's folder does not exist", { file: output });
+  checkOutputs({ output });
   const paths = partialPaths(output);
   if (existsSync(output) && !existsSync(paths.partial) && !job.overwrite)
     throw new InputError(
@@ -198,6 +198,7 @@ export class PartialOutput {
     closeSync(this.fd);
     if (output === undefined) return;
     renameSync(this.paths.partial, output);
+    syncDir(dirname(resolve(output)));
     rmSync(this.paths.sidecar, { force: true });
   }
 }
@@ -266,12 +267,7 @@ function readResumeState(
 }
 
 function writeSidecar(path: string, s: Sidecar): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, "w");
-  writeAll(fd, Buffer.from(`${JSON.stringify(s)}\n`));
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
+  writeFileAtomic(path, `${JSON.stringify(s)}\n`);
 }
 
 function writeAll(fd: number, b: Uint8Array): void {

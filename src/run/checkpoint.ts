@@ -1,19 +1,9 @@
-import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  fsyncSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
 import type { LlamaConfig } from "../model/config.js";
 import type { LoraOptions } from "../model/lora.js";
 import type { Trainer } from "../train/trainer.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
 import type { DataCursor } from "./data.js";
 import { type RunMetric, readMetrics, writeMetrics } from "./metrics.js";
@@ -63,8 +53,8 @@ interface BlobInfo {
 const alignUp = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 
 /**
- * Writes the container: `meta` (JSON; must not use the key `blobs`) and the blobs in the given order.
- * Atomic (temp file, fsync, rename, directory fsync).
+ * Writes the container: `meta` (JSON; must not use the key `blobs`) and the blobs in the given order,
+ * atomically (src/util/atomic.ts).
  */
 export function writeCheckpointFile(
   path: string,
@@ -94,44 +84,26 @@ export function writeCheckpointFile(
   pre.writeUInt32LE(json.length, 12);
   const headEnd = 16 + json.length;
 
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`);
-  const fd = openSync(tmp, "wx");
-  try {
-    writeAll(fd, pre);
-    writeAll(fd, json);
-    writeAll(fd, Buffer.alloc(alignUp(headEnd) - headEnd));
-    let at = 0;
-    blobs.forEach((b, i) => {
-      const info = infos[i] as BlobInfo;
-      if (info.offset > at) writeAll(fd, Buffer.alloc(info.offset - at));
-      writeAll(fd, Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength));
-      at = info.offset + b.data.byteLength;
-    });
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, path);
-  } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {}
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  syncDir(dirname(path));
+  writeFileAtomic(path, chunks(pre, json, headEnd, blobs, infos));
 }
 
-function writeAll(fd: number, b: Uint8Array): void {
-  let done = 0;
-  while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
-}
-
-function syncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, "r");
-    fsyncSync(fd);
-    closeSync(fd);
-  } catch {
-    // some filesystems refuse fsync on directories; the rename is still atomic
+/** The file's bytes in order: prefix, header, padding, then each blob at its aligned offset. */
+function* chunks(
+  pre: Buffer,
+  json: Buffer,
+  headEnd: number,
+  blobs: CheckpointBlob[],
+  infos: BlobInfo[],
+): Generator<Uint8Array> {
+  yield pre;
+  yield json;
+  yield Buffer.alloc(alignUp(headEnd) - headEnd);
+  let at = 0;
+  for (const [i, b] of blobs.entries()) {
+    const info = infos[i] as BlobInfo;
+    if (info.offset > at) yield Buffer.alloc(info.offset - at);
+    yield Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength);
+    at = info.offset + b.data.byteLength;
   }
 }
 

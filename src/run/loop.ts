@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
@@ -6,6 +6,7 @@ import { Backend } from "../ggml/backend.js";
 import { LlamaModel } from "../model/model.js";
 import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { formatDuration, Progress } from "../util/progress.js";
@@ -161,7 +162,7 @@ export async function runTraining(
   }
   log.info(`${objective.title}${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
   for (const line of formatSettings(shown)) log.info(line);
-  if (!opts.resume) writeFileSync(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
+  if (!opts.resume) writeFileAtomic(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
 
   // Native resources, freed last-first on every path out of the run (an error included).
   const owned: Array<() => unknown> = [];
