@@ -96,6 +96,14 @@ describe("file errors the user causes", () => {
     );
   });
 
+  it("a run directory that is a file", async () => {
+    const { dir, input } = fresh("runfile");
+    const init = join(dir, "model.yaml");
+    writeFileSync(init, "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\n");
+    const r = await runCli(["sft", "--data", input, "--init", init, "--steps", "1", "-o", input]);
+    expectUserError(r, `${input}: --output: is a file, not a run directory`);
+  });
+
   it("reading a folder as data is a located error", async () => {
     const { dir } = fresh("readdir");
     expectUserError(await runCli(["data", "validate", dir]), `${dir}: `);

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -110,4 +110,29 @@ export function runCliAndKill(
       if (signal !== "SIGKILL") reject(new Error(`steerlm ${args[0]} ended before it was killed (${code})`));
     });
   });
+}
+
+/** The real CLI started in the background: its process, and how it ended once it has. */
+export function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...args], {
+    env: { ...process.env, ...env },
+    stdio: "ignore",
+  });
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return { child, ended };
+}
+
+/** Resolves once `ready()` holds (checked every 20 ms), or rejects when `ended` settles first. */
+export async function waitUntil(ready: () => boolean, ended: Promise<unknown>): Promise<void> {
+  let over = false;
+  void ended.then(() => (over = true));
+  while (!ready()) {
+    if (over) throw new Error("the process ended before it got there");
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

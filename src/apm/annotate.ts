@@ -85,11 +85,15 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
     again: "annotate",
     group: ["batchSize", B],
   });
-  const apm = await loadApm(opts.apm, opts.threads);
   try {
-    return await annotateWith(apm, opts, B, paths, t0);
+    const apm = await loadApm(opts.apm, opts.threads);
+    try {
+      return await annotateWith(apm, opts, B, paths, t0);
+    } finally {
+      await apm.free();
+    }
   } finally {
-    await apm.free();
+    paths.lock.release();
   }
 }
 

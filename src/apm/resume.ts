@@ -10,12 +10,13 @@ import {
   rmSync,
   writeSync,
 } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
 import { ContextLengthError, type GenerateOptions, SteerableModel } from "../inference/model.js";
-import { checkOutputs, syncDir, writeFileAtomic } from "../util/atomic.js";
+import { checkOutputs, removeLeftoverTemps, syncDir, writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
+import { acquireLock, type FileLock } from "../util/lock.js";
 import { log } from "../util/log.js";
 import { checkNumber } from "../util/numbers.js";
 
@@ -49,6 +50,13 @@ export function partialPaths(output: string): { partial: string; sidecar: string
   return { partial: `${output}.partial`, sidecar: `${output}.partial.json` };
 }
 
+/** A started job's files, and its lock on the output (release it when the job ends, however it ends). */
+export interface JobFiles {
+  partial: string;
+  sidecar: string;
+  lock: FileLock;
+}
+
 export interface JobStart {
   /** The files the job reads, by the setting that names them; a missing one is refused before any work. */
   inputs: Readonly<Record<string, string | undefined>>;
@@ -62,10 +70,10 @@ export interface JobStart {
 
 /**
  * Everything a resumable job checks before any work: the group size, its input files, and its output:
- * a file in an existing folder, and a finished output is only replaced with `overwrite` (an unfinished one,
- * with its .partial, is resumed).
+ * a file in an existing folder, not used by another process (`<out>.lock`), and a finished output is only
+ * replaced with `overwrite` (an unfinished one, with its .partial, is resumed).
  */
-export function startJob(job: JobStart): { partial: string; sidecar: string } {
+export function startJob(job: JobStart): JobFiles {
   const [setting, size] = job.group;
   checkNumber(size, { integer: true, min: 1 }, { setting });
   for (const [name, path] of Object.entries(job.inputs)) {
@@ -75,13 +83,18 @@ export function startJob(job: JobStart): { partial: string; sidecar: string } {
   const { output } = job;
   checkOutputs({ output });
   const paths = partialPaths(output);
-  if (existsSync(output) && !existsSync(paths.partial) && !job.overwrite)
+  const lock = acquireLock(`${output}.lock`, output);
+  if (existsSync(output) && !existsSync(paths.partial) && !job.overwrite) {
+    lock.release();
     throw new InputError(
       "the output already exists",
       { file: output },
       `pass --overwrite to ${job.again} again`,
     );
-  return paths;
+  }
+  // A sidecar being replaced when an earlier run was killed: the lock says no one else writes it.
+  removeLeftoverTemps(dirname(resolve(output)), basename(paths.sidecar));
+  return { ...paths, lock };
 }
 
 /** What the jobs that generate with an SFT model (bootstrap, steerlm2 sample) share. */
@@ -103,16 +116,21 @@ export interface GenerationJobOptions {
 export async function startGenerationJob(
   opts: GenerationJobOptions,
   job: Omit<JobStart, "output" | "overwrite">,
-): Promise<{ paths: { partial: string; sidecar: string }; model: SteerableModel }> {
+): Promise<{ paths: JobFiles; model: SteerableModel }> {
   const paths = startJob({ ...job, output: opts.output, overwrite: opts.overwrite });
-  const model = await SteerableModel.load({
-    modelPath: opts.model,
-    loraPath: opts.lora,
-    schema: opts.schema,
-    contextSize: opts.contextSize,
-    threads: opts.threads,
-  });
-  return { paths, model };
+  try {
+    const model = await SteerableModel.load({
+      modelPath: opts.model,
+      loraPath: opts.lora,
+      schema: opts.schema,
+      contextSize: opts.contextSize,
+      threads: opts.threads,
+    });
+    return { paths, model };
+  } catch (err) {
+    paths.lock.release();
+    throw err;
+  }
 }
 
 /**

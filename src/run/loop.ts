@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
@@ -6,8 +6,10 @@ import { Backend } from "../ggml/backend.js";
 import { LlamaModel } from "../model/model.js";
 import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";
-import { writeFileAtomic } from "../util/atomic.js";
+import { removeLeftoverTemps, writeFileAtomic } from "../util/atomic.js";
+import { atFile } from "../util/errno.js";
 import { InputError } from "../util/errors.js";
+import { acquireLock, type FileLock } from "../util/lock.js";
 import { log } from "../util/log.js";
 import { formatDuration, Progress } from "../util/progress.js";
 import { type CheckpointHeader, latestCheckpoint, resumeRun, saveRunCheckpoint } from "./checkpoint.js";
@@ -35,6 +37,7 @@ import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from
  *   metrics.jsonl          one line per step: {"step","loss","lr","gradNorm"} (+ the objective's numbers,
  *                          "valLoss"); written before each checkpoint, so a resume finds its steps' lines
  *   loss.png               training (blue) and validation (orange) loss
+ *   run.lock               while a process trains here: who it is (a second run fails naming it)
  *   checkpoints/step-NNNNNN.ckpt
  */
 
@@ -132,10 +135,40 @@ interface Metric extends RunMetric {
   [key: string]: number | undefined;
 }
 
+/** The lock file of a run directory: one process at a time trains in it (`--resume` included). */
+export const RUN_LOCK_FILE = "run.lock";
+
 export async function runTraining(
   resolved: ResolvedSftConfig,
   objective: Objective,
   opts: RunOptions = {},
+): Promise<RunResult> {
+  const lock = lockRunDir(resolved.config.output);
+  try {
+    return await trainLocked(resolved, objective, opts);
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Creates the run directory if needed and locks it; then no other process writes in it, and the temporary
+ * files a killed run left there are removed.
+ */
+function lockRunDir(runDir: string): FileLock {
+  if (existsSync(runDir) && !statSync(runDir).isDirectory())
+    throw new InputError("is a file, not a run directory", { file: runDir, setting: "output" });
+  atFile(runDir, () => mkdirSync(runDir, { recursive: true }));
+  const lock = acquireLock(join(runDir, RUN_LOCK_FILE), runDir);
+  removeLeftoverTemps(runDir);
+  removeLeftoverTemps(join(runDir, "checkpoints"));
+  return lock;
+}
+
+async function trainLocked(
+  resolved: ResolvedSftConfig,
+  objective: Objective,
+  opts: RunOptions,
 ): Promise<RunResult> {
   const t0 = performance.now();
   const cfg: SftConfig = { ...resolved.config };
