@@ -1,162 +1,23 @@
-import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LlamaConfig } from "../model/config.js";
 import type { LoraOptions } from "../model/lora.js";
 import type { Trainer } from "../train/trainer.js";
-import { writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
+import {
+  type CheckpointBlob,
+  type CheckpointBlobKind,
+  readCheckpointFile,
+  writeCheckpointFile,
+} from "./checkpoint-file.js";
 import type { DataCursor } from "./data.js";
 import { type RunMetric, readMetrics, writeMetrics } from "./metrics.js";
 
 /**
- * steerlm's checkpoints, one format for every run (SFT, the APMs, SteerLM 2.0): everything a run needs to
- * continue bit-exactly, and everything export needs. The file:
- *
- *   bytes 0..7   magic "STEERCKP"
- *   bytes 8..11  format version (u32 LE)
- *   bytes 12..15 header length H (u32 LE)
- *   16..16+H     header, UTF-8 JSON: the run's CheckpointHeader (below, without `tensors`) plus `blobs`
- *                (name, kind, length, offset, shape)
- *   then         zero padding to a multiple of 64, then each blob's f32 LE data at its `offset` (relative to
- *                the data start, 64-byte aligned), in header order
- *
- * Tensors are written weights, then first, then second AdamW moments, each sorted by name. Written to a
- * temporary file in the same folder, fsynced, then renamed over the target: a crash (or kill -9) leaves the
- * previous checkpoint or the new one, never a torn file under the real name. Nothing time-dependent goes
- * in, so the same state always gives the same bytes.
+ * A run's checkpoints (SFT, the APMs, SteerLM 2.0): everything a run needs to continue bit-exactly, and
+ * everything export needs, in the container of checkpoint-file.ts. Tensors are written weights, then first,
+ * then second AdamW moments, each sorted by name.
  */
-// ---- the file ----
-
-export const CHECKPOINT_MAGIC = "STEERCKP";
-export const CHECKPOINT_VERSION = 1;
-const ALIGN = 64;
-
-export type CheckpointBlobKind = "weight" | "m" | "v";
-
-/** One f32 tensor of a checkpoint: a trainable weight or one of its AdamW moments. */
-export interface CheckpointBlob {
-  name: string;
-  kind: CheckpointBlobKind;
-  data: Float32Array;
-  /** ggml shape, when the writer records it (its product is data.length). */
-  shape?: number[];
-}
-
-interface BlobInfo {
-  name: string;
-  kind: CheckpointBlobKind;
-  length: number;
-  offset: number;
-  shape?: number[];
-}
-
-const alignUp = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
-
-/**
- * Writes the container: `meta` (JSON; must not use the key `blobs`) and the blobs in the given order,
- * atomically (src/util/atomic.ts).
- */
-export function writeCheckpointFile(
-  path: string,
-  meta: Record<string, unknown>,
-  blobs: CheckpointBlob[],
-): void {
-  const infos: BlobInfo[] = [];
-  let offset = 0;
-  for (const b of blobs) {
-    if (b.shape !== undefined && b.shape.reduce((x, y) => x * y, 1) !== b.data.length)
-      throw new InputError(`shape ${JSON.stringify(b.shape)} does not match ${b.data.length} values`, {
-        field: b.name,
-      });
-    infos.push({
-      name: b.name,
-      kind: b.kind,
-      length: b.data.length,
-      offset,
-      ...(b.shape ? { shape: b.shape } : {}),
-    });
-    offset = alignUp(offset + b.data.byteLength);
-  }
-  const json = Buffer.from(JSON.stringify({ ...meta, blobs: infos }), "utf8");
-  const pre = Buffer.alloc(16);
-  pre.write(CHECKPOINT_MAGIC, 0, "latin1");
-  pre.writeUInt32LE(CHECKPOINT_VERSION, 8);
-  pre.writeUInt32LE(json.length, 12);
-  const headEnd = 16 + json.length;
-
-  writeFileAtomic(path, chunks(pre, json, headEnd, blobs, infos));
-}
-
-/** The file's bytes in order: prefix, header, padding, then each blob at its aligned offset. */
-function* chunks(
-  pre: Buffer,
-  json: Buffer,
-  headEnd: number,
-  blobs: CheckpointBlob[],
-  infos: BlobInfo[],
-): Generator<Uint8Array> {
-  yield pre;
-  yield json;
-  yield Buffer.alloc(alignUp(headEnd) - headEnd);
-  let at = 0;
-  for (const [i, b] of blobs.entries()) {
-    const info = infos[i] as BlobInfo;
-    if (info.offset > at) yield Buffer.alloc(info.offset - at);
-    yield Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength);
-    at = info.offset + b.data.byteLength;
-  }
-}
-
-/** Reads the container back: the writer's metadata (without `blobs`) and the blobs in file order. */
-export function readCheckpointFile(path: string): { meta: Record<string, unknown>; blobs: CheckpointBlob[] } {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    throw new InputError(
-      `cannot read the checkpoint: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      {
-        file: path,
-      },
-    );
-  }
-  const bad = (what: string) => new InputError(what, { file: path });
-  if (buf.length < 16 || buf.toString("latin1", 0, 8) !== CHECKPOINT_MAGIC)
-    throw new InputError(
-      `not a steerlm checkpoint (magic ${JSON.stringify(buf.toString("latin1", 0, Math.min(8, buf.length)))}, expected "${CHECKPOINT_MAGIC}")`,
-      { file: path },
-      "pass a run directory or a checkpoints/step-*.ckpt file written by steerlm",
-    );
-  const version = buf.readUInt32LE(8);
-  if (version !== CHECKPOINT_VERSION)
-    throw new InputError(
-      `checkpoint version ${version} is not supported (expected ${CHECKPOINT_VERSION})`,
-      { file: path },
-      "use the steerlm version that wrote it, or retrain",
-    );
-  const len = buf.readUInt32LE(12);
-  if (16 + len > buf.length) throw bad("truncated checkpoint header");
-  let header: Record<string, unknown> & { blobs: BlobInfo[] };
-  try {
-    header = JSON.parse(buf.toString("utf8", 16, 16 + len)) as typeof header;
-  } catch {
-    throw bad("corrupt checkpoint header");
-  }
-  if (!Array.isArray(header.blobs)) throw bad("corrupt checkpoint header (no blob list)");
-  const dataStart = alignUp(16 + len);
-  const blobs = header.blobs.map((b): CheckpointBlob => {
-    const start = dataStart + b.offset;
-    if (start + b.length * 4 > buf.length)
-      throw bad(`truncated checkpoint: tensor ${b.name} (${b.kind}) is cut off`);
-    // Copy into a fresh buffer: a Float32Array view needs 4-byte alignment.
-    const data = new Float32Array(b.length);
-    new Uint8Array(data.buffer).set(buf.subarray(start, start + b.length * 4));
-    return { name: b.name, kind: b.kind, data, ...(b.shape ? { shape: b.shape } : {}) };
-  });
-  const { blobs: _b, ...meta } = header;
-  return { meta, blobs };
-}
-
 // ---- a run's checkpoints: the header, the trainer's state, the run directory ----
 
 export type TensorRole = "weight" | "adam_m" | "adam_v";
