@@ -12,6 +12,9 @@ import { Rng } from "../util/rng.js";
 import {
   type CheckpointData,
   type CheckpointHeader,
+  checkpointName,
+  latestCheckpoint,
+  pruneCheckpoints,
   readCheckpoint,
   resumeRun,
   saveRunCheckpoint,
@@ -246,6 +249,18 @@ describe("run checkpoints", () => {
       h.blobs = [{ name: 3 }];
     });
     expect(() => readCheckpointFile(path)).toThrow(`${path}: blob 1: not a blob description`);
+  });
+
+  it("orders checkpoints by step, past step 999,999: resume takes the newest, pruning keeps the newest", () => {
+    const run = join(tmp.path, "long-run");
+    mkdirSync(join(run, "checkpoints"), { recursive: true });
+    for (const step of [999_998, 1_000_000, 999_999, 12_345_678]) {
+      expect(checkpointName(step)).toMatch(/^step-\d{6,}\.ckpt$/);
+      writeFileSync(join(run, "checkpoints", checkpointName(step)), "");
+    }
+    expect(latestCheckpoint(run)).toBe(join(run, "checkpoints", "step-12345678.ckpt"));
+    pruneCheckpoints(run, 2);
+    expect(readdirSync(join(run, "checkpoints")).sort()).toEqual(["step-1000000.ckpt", "step-12345678.ckpt"]);
   });
 
   it("refuses another format (an engine trainer state of older versions) with the file name and a hint", () => {

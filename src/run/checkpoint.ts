@@ -143,12 +143,14 @@ export function restoreTrainerCheckpoint(path: string, trainer: Trainer): Checkp
   return ck;
 }
 
-/** `checkpoints/step-000120.ckpt`: zero-padded so names sort by step. */
+/** `checkpoints/step-000120.ckpt`: zero-padded to 6 digits, longer past step 999,999. */
 export function checkpointName(step: number): string {
   return `step-${String(step).padStart(6, "0")}.ckpt`;
 }
 
-/** Checkpoint files of a run directory, oldest first. */
+const CHECKPOINT_NAME = /^step-(\d+)\.ckpt$/;
+
+/** Checkpoint files of a run directory, oldest first: by step as a number (names sort wrong past 999,999). */
 export function listCheckpoints(runDir: string): string[] {
   const dir = join(runDir, "checkpoints");
   let names: string[];
@@ -157,9 +159,10 @@ export function listCheckpoints(runDir: string): string[] {
   } catch {
     return [];
   }
+  const step = (n: string) => Number(CHECKPOINT_NAME.exec(n)?.[1]);
   return names
-    .filter((n) => /^step-\d+\.ckpt$/.test(n))
-    .sort()
+    .filter((n) => CHECKPOINT_NAME.test(n))
+    .sort((a, b) => step(a) - step(b))
     .map((n) => join(dir, n));
 }
 
