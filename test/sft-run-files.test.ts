@@ -1,4 +1,4 @@
-import { appendFileSync, readFileSync, truncateSync } from "node:fs";
+import { appendFileSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { latestCheckpoint, readCheckpoint } from "../src/run/checkpoint.js";
@@ -28,5 +28,33 @@ describe("sft --resume and the run directory's files", () => {
     expect(r.stderr).toContain(`${metrics}:10: the last line is cut off`);
     expect(readFileSync(metrics, "utf8")).toBe(whole.split("\n").slice(0, 9).join("\n") + "\n");
     expect(readCheckpoint(latestCheckpoint(run) as string).header.step).toBe(10);
+  });
+
+  it("refuses to resume when the training or validation data changed, naming the file and what changed", async () => {
+    const resume = () => runCli(["sft", "--resume", "-o", run]);
+    for (const [file, setting] of [
+      [inputs.train, "--data"],
+      [inputs.val, "--val"],
+    ] as const) {
+      const original = readFileSync(file);
+      appendFileSync(file, original.subarray(0, original.indexOf(10) + 1));
+      const longer = await resume();
+      expect(longer.code, longer.stderr).toBe(1);
+      expect(longer.stderr).toContain(
+        `steerlm: ${file}: ${setting}: changed since the run started: ${original.length + original.indexOf(10) + 1} bytes, ${original.length} then`,
+      );
+      expect(longer.stderr).toContain("hint: restore the file the run started with");
+      const flipped = Buffer.from(original);
+      flipped[10] = (flipped[10] as number) ^ 0x01;
+      writeFileSync(file, flipped);
+      const edited = await resume();
+      expect(edited.code, edited.stderr).toBe(1);
+      expect(edited.stderr).toContain(
+        `steerlm: ${file}: ${setting}: changed since the run started: the same size`,
+      );
+      writeFileSync(file, original);
+    }
+    const restored = await resume();
+    expect(restored.code, restored.stderr).toBe(0);
   });
 });

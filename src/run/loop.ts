@@ -21,6 +21,7 @@ import {
   SETTINGS_FILE,
 } from "./config.js";
 import { type DataCursor, readSteerlmRecords } from "./data.js";
+import { checkDataFiles, recordDataFiles } from "./data-files.js";
 import { type RunMetric, writeLossCurve, writeMetrics } from "./metrics.js";
 import type { SftConfig } from "./settings.js";
 import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
@@ -34,6 +35,7 @@ import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from
  * Run directory:
  *   sft-config.json        the effective settings (what --resume reads back)
  *   tokenizer.json         a tokenizer trained here (--init runs)
+ *   data-files.json        size and SHA-256 of the data files at the start (a resume refuses changed ones)
  *   metrics.jsonl          one line per step: {"step","loss","lr","gradNorm"} (+ the objective's numbers,
  *                          "valLoss"); written before each checkpoint, so a resume finds its steps' lines
  *   loss.png               training (blue) and validation (orange) loss
@@ -187,6 +189,8 @@ async function trainLocked(
   }
   mkdirSync(ckptDir, { recursive: true });
   objective.start(runDir, Boolean(opts.resume));
+  const dataFiles = { data: cfg.data, val: cfg.val };
+  await (opts.resume ? checkDataFiles(runDir, dataFiles) : recordDataFiles(runDir, dataFiles));
   let shown = resolved;
   if (cfg.lora && cfg.frozen === null) {
     // decided once and stored in the settings, so a resumed run keeps it
