@@ -106,6 +106,18 @@ describe("file errors the user causes", () => {
 
   it("reading a folder as data is a located error", async () => {
     const { dir } = fresh("readdir");
-    expectUserError(await runCli(["data", "validate", dir]), `${dir}: `);
+    expectUserError(await runCli(["data", "validate", dir]), `${dir}: cannot read: EISDIR: is a folder`);
+    // read whole (not streamed): Node's error names no path, the reader must
+    const bench = await runCli([
+      "eval",
+      "answer",
+      "-m",
+      join(dir, "no.gguf"),
+      "--bench",
+      dir,
+      "-o",
+      at("a.jsonl"),
+    ]);
+    expectUserError(bench, `${dir}: cannot read: EISDIR: is a folder, not a file`);
   });
 });

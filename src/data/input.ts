@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
+import { readFailure } from "../util/errno.js";
 import { InputError } from "../util/errors.js";
 
 /**
@@ -17,14 +18,12 @@ export async function sniffFile(path: string): Promise<FileKind> {
   try {
     handle = await open(path, "r");
   } catch (err) {
-    throw new InputError(`cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
-      file: path,
-    });
+    throw readFailure(err, path, "cannot open");
   }
   try {
     const head = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(head, 0, 4, 0).catch((err: NodeJS.ErrnoException) => {
-      throw new InputError(`cannot read: ${err.code ?? err.message}`, { file: path });
+    const { bytesRead } = await handle.read(head, 0, 4, 0).catch((err: unknown) => {
+      throw readFailure(err, path, "cannot read");
     });
     if (bytesRead >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
     if (bytesRead === 4 && head.toString("latin1") === "PAR1") return "parquet";

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { writeFileAtomic } from "../util/atomic.js";
+import { readFailure } from "../util/errno.js";
 import { InputError, type Place } from "../util/errors.js";
 
 /**
@@ -112,12 +113,7 @@ export function readCheckpointFile(path: string): { meta: Record<string, unknown
   try {
     buf = readFileSync(path);
   } catch (err) {
-    throw new InputError(
-      `cannot read the checkpoint: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      {
-        file: path,
-      },
-    );
+    throw readFailure(err, path, "cannot read the checkpoint");
   }
   const bad = (what: string, place: Place = {}) => new InputError(what, { file: path, ...place }, DAMAGED);
   if (buf.length < 16 || buf.toString("latin1", 0, 8) !== CHECKPOINT_MAGIC)

@@ -48,7 +48,7 @@ describe("atomic files", () => {
     writeFileAtomic(path, "é");
     expect(readFileSync(path, "utf8")).toBe("é");
     const missing = join(dir, "no", "x.bin");
-    expect(() => writeFileAtomic(missing, "x")).toThrow(`${missing}: no such file or folder (ENOENT)`);
+    expect(() => writeFileAtomic(missing, "x")).toThrow(`${missing}: ENOENT: no such file or folder`);
     expect(readdirSync(dir)).toEqual(["x.bin"]);
   });
 

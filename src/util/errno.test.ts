@@ -19,13 +19,13 @@ describe("userFileError", () => {
       "out.jsonl",
     );
     expect(err).toBeInstanceOf(InputError);
-    expect((err as InputError).message).toBe("out.jsonl: no space left on the device (ENOSPC)");
+    expect((err as InputError).message).toBe("out.jsonl: ENOSPC: no space left on the device");
     expect((err as InputError).hint).toBe("free some space, then run the command again");
   });
 
   it("locates an error at the path Node names when no file is given", () => {
     const err = userFileError(thrown(() => writeFileSync("/", "x")));
-    expect((err as InputError).message).toBe("/: is a folder, not a file (EISDIR)");
+    expect((err as InputError).message).toBe("/: EISDIR: is a folder, not a file");
   });
 
   it("leaves everything else as it is", () => {

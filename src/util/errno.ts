@@ -31,18 +31,39 @@ function errnoCode(err: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
-/**
- * `err` as an InputError at `file` (default: the path Node names) when its errno code is the user's; any
- * other error unchanged. InputErrors pass through.
- */
-export function userFileError(err: unknown, file?: string): unknown {
-  if (err instanceof InputError) return err;
+/** `EISDIR: is a folder, not a file` and its hint, for a user's errno error; undefined for any other error. */
+function describeErrno(err: unknown): { text: string; hint?: string } | undefined {
   const code = errnoCode(err);
   const known = code === undefined ? undefined : USER_ERRNO[code];
-  if (known === undefined) return err;
+  if (known === undefined) return undefined;
+  return { text: `${code}: ${known[0]}`, hint: known[1] };
+}
+
+/**
+ * `err` as an InputError at `file` (default: the path Node names) when its errno code is the user's, its
+ * message prefixed by `action` ("cannot open"); any other error unchanged. InputErrors pass through.
+ */
+export function userFileError(err: unknown, file?: string, action?: string): unknown {
+  if (err instanceof InputError) return err;
+  const d = describeErrno(err);
+  if (d === undefined) return err;
   const path = file ?? (err as NodeJS.ErrnoException).path;
-  const [what, hint] = known;
-  return new InputError(`${what} (${code})`, path === undefined ? {} : { file: path }, hint);
+  return new InputError(
+    action ? `${action}: ${d.text}` : d.text,
+    path === undefined ? {} : { file: path },
+    d.hint,
+  );
+}
+
+/**
+ * A file the user named that cannot be read, whatever the reason: always an InputError at `file`
+ * (`cannot open: ENOENT: no such file or folder`).
+ */
+export function readFailure(err: unknown, file: string, action: string): InputError {
+  const mapped = userFileError(err, file, action);
+  if (mapped instanceof InputError) return mapped;
+  const e = err as NodeJS.ErrnoException;
+  return new InputError(`${action}: ${e.code ?? e.message ?? String(err)}`, { file });
 }
 
 /** Runs `fn`; a user's errno error from it becomes an InputError at `file`. */
