@@ -80,6 +80,9 @@ describe("file errors the user causes", () => {
     const { dir, input } = fresh("folder");
     const r = await runCli(["data", "convert", input, "--to", "chat", "--skip-invalid", "-o", dir]);
     expectUserError(r, `${dir}: --output: is a folder, not a file`);
+    // checked before the model is loaded and the evaluation run, not when the report is written
+    const json = await runCli(["eval", "adherence", "-m", join(dir, "no.gguf"), "--json", dir]);
+    expectUserError(json, `${dir}: --json: is a folder, not a file`);
   });
 
   it("-o under a file, or in a folder that does not exist", async () => {
