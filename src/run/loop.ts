@@ -178,7 +178,11 @@ async function trainLocked(
   const ckptDir = join(runDir, "checkpoints");
   const resumeFrom = opts.resume ? latestCheckpoint(runDir) : undefined;
   if (opts.resume && !resumeFrom) {
-    throw new InputError("--resume: the run directory has no checkpoint yet", { file: ckptDir });
+    throw new InputError(
+      "--resume: the run directory has no checkpoint yet",
+      { file: ckptDir },
+      "the run stopped before its first checkpoint: run the same command without --resume to start it over",
+    );
   }
   if (!opts.resume && latestCheckpoint(runDir)) {
     throw new InputError(
