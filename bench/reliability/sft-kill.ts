@@ -107,15 +107,20 @@ export async function sftKill(o: SftKillOptions): Promise<PartResult> {
     const at = stepOf(run);
     // killed before its first checkpoint, a run is started over with its own command (as --resume's hint says)
     const argv = latestCheckpoint(run) === undefined ? args(o, data, run) : ["sft", "--resume", "-o", run];
-    // a third of the kills aim at a checkpoint being written, the others at a random step
-    // (a finished run only rewrites its last checkpoint when resumed: that write is the one moment left)
+    // A third of the kills aim at a checkpoint being written (never the last one: a kill that lands just
+    // after it would leave a finished run), the others at a random logged step plus a random fraction.
+    const logEvery = Math.max(1, Math.round(o.steps / 20)); // how often sft logs a step
+    const steps = Math.floor((o.steps - 1) / logEvery) * logEvery;
     const how =
-      k % 3 === 2 || at >= o.steps
-        ? ({ mode: "write", nth: at >= o.steps - o.every ? 1 : rng.int(1, 2) } as const)
+      k % 3 === 2 && at < o.steps - 2 * o.every
+        ? ({ mode: "write", nth: 1 } as const)
         : ({
             mode: "step",
-            target: Math.min(o.steps - 1, at + rng.int(1, 2 * o.every)),
-            jitterMs: rng.int(0, 40),
+            target: Math.min(
+              steps,
+              (Math.floor(at / logEvery) + rng.int(1, Math.ceil((2 * o.every) / logEvery))) * logEvery,
+            ),
+            jitterMs: rng.int(0, 60),
           } as const);
     const r = await runAndKill(argv, run, how);
     if (!t.check(r.killed, () => `kill ${k + 1} (${JSON.stringify(how)}): the run ended first:\n${r.stderr}`))
