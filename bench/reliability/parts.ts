@@ -28,7 +28,7 @@ export interface Sizes {
 export const SIZES: Record<"full" | "quick", Sizes> = {
   full: {
     sftKills: 20,
-    sftSteps: 80,
+    sftSteps: 240,
     jobKills: 10,
     fuzzLines: 10_000,
     modelFiles: 500,

@@ -110,7 +110,8 @@ export async function sftKill(o: SftKillOptions): Promise<PartResult> {
     // A third of the kills aim at a checkpoint being written (never the last one: a kill that lands just
     // after it would leave a finished run), the others at a random logged step plus a random fraction.
     const logEvery = Math.max(1, Math.round(o.steps / 20)); // how often sft logs a step
-    const steps = Math.floor((o.steps - 1) / logEvery) * logEvery;
+    // the last targets stay a few logged steps short of the end, so that no kill can come after it
+    const steps = Math.max(logEvery, Math.floor((o.steps - 1) / logEvery) * logEvery - 2 * logEvery);
     const how =
       k % 3 === 2 && at < o.steps - 2 * o.every
         ? ({ mode: "write", nth: 1 } as const)
