@@ -253,6 +253,7 @@ export async function serverSoak(o: SoakOptions): Promise<PartResult> {
   await Promise.all([sampler, prober, ...Array.from({ length: o.clients }, (_, c) => client(c))]);
   const stillOpen = idle.filter((s) => !s.destroyed).length;
   const closedByServer = idleClosed;
+  const diedDuring = serverDied;
   for (const s of idle) s.destroy();
   p.child.kill("SIGTERM");
   await p.ended;
@@ -268,7 +269,7 @@ export async function serverSoak(o: SoakOptions): Promise<PartResult> {
     `/health p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (bound ${MAX_HEALTH_P99_MS}), ${health.length - sorted.length} failed probes`,
     `${o.idleSockets} idle sockets: ${closedByServer} closed by the server, ${stillOpen} still open at the end`,
   );
-  if (serverDied) t.fail("the server died during the soak");
+  if (diedDuring) t.fail("the server died during the soak");
   if (o.bounds && !(growth < MAX_RSS_GROWTH))
     t.fail(`RSS grew ${(growth * 100).toFixed(1)}% (bound ${MAX_RSS_GROWTH * 100}%)`);
   if (o.bounds && !(p99 < MAX_HEALTH_P99_MS))
