@@ -75,6 +75,8 @@ export {
 } from "./steerlm2/train-weights.js";
 export * from "./tokenizer/index.js";
 export * from "./train/index.js";
+export { AtomicFile, checkOutputs, writeFileAtomic } from "./util/atomic.js";
 export { InputError, SteerlmError } from "./util/errors.js";
+export { acquireLock, FileLock } from "./util/lock.js";
 export { Rng, type RngState } from "./util/rng.js";
 export { version } from "./version.js";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
-import { runCli, runCliAndKill, tempDir } from "./helpers.js";
+import { runCli, runCliAndKill, startCli, tempDir, waitUntil } from "./helpers.js";
 
 // The real CLI end to end: `apm train`, then `annotate` killed with SIGKILL mid-run and resumed.
 const dir = tempDir("steerlm-apm-cli-");
@@ -86,6 +86,22 @@ describe("steerlm annotate", () => {
     const third = await runCli(annotateArgs(out));
     expect(third.code).toBe(1);
     expect(third.stderr).toContain(`${out}: the output already exists`);
+  });
+
+  it("a second annotate on the same output fails at once, naming the first", async () => {
+    const out = join(dir.path, "twice.jsonl");
+    const first = startCli(annotateArgs(out), { STEERLM_ANNOTATE_THROTTLE_MS: "5000" });
+    await waitUntil(() => existsSync(`${out}.partial.json`), first.ended);
+    const second = await runCli(annotateArgs(out));
+    first.child.kill("SIGKILL");
+    expect((await first.ended).signal).toBe("SIGKILL");
+    expect(second.code, second.stderr).toBe(1);
+    expect(second.stderr).toContain(
+      `steerlm: ${out}: is in use by another steerlm process: pid ${first.child.pid}`,
+    );
+    // the lock of the killed run is stale: a rerun takes it over and finishes
+    const again = await runCli(annotateArgs(out));
+    expect(again.code, again.stderr).toBe(0);
   });
 
   it("refuses to resume with other settings or changed rows, naming the field", async () => {

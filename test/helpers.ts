@@ -154,3 +154,28 @@ export function startServe(args: string[]): Promise<ServeProcess> {
     );
   });
 }
+
+/** The real CLI started in the background: its process, and how it ended once it has. */
+export function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  const child = spawn(process.execPath, [join(repoRoot, "bin", "steerlm.js"), ...args], {
+    env: { ...process.env, ...env },
+    stdio: "ignore",
+  });
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return { child, ended };
+}
+
+/** Resolves once `ready()` holds (checked every 20 ms), or rejects when `ended` settles first. */
+export async function waitUntil(ready: () => boolean, ended: Promise<unknown>): Promise<void> {
+  let over = false;
+  void ended.then(() => (over = true));
+  while (!ready()) {
+    if (over) throw new Error("the process ended before it got there");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -78,6 +78,15 @@ describe("safetensors reader", () => {
     await expect(readSafetensorsF32(ints.tensors.get("w") as never)).rejects.toThrow(
       /w: dtype I64 is not supported \(supported: F32, F16, BF16\)/,
     );
+    // nesting too deep to print (JSON.stringify overflows the stack on it) is still a located error
+    const deep = join(tmp.path, "deep.safetensors");
+    const json = `{"w": {"dtype": "F32", "shape": ${"[".repeat(100_000)}${"]".repeat(100_000)}, "data_offsets": [0, 4]}}`;
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    writeFileSync(deep, Buffer.concat([len, Buffer.from(json), Buffer.alloc(4)]));
+    await expect(readSafetensorsHeader(deep)).rejects.toThrow(
+      "w: shape must be a list of non-negative integers, got array of 1, nested too deep to print",
+    );
     const path = join(tmp.path, "not.safetensors");
     writeFileSync(path, '{"hello": 1}');
     await expect(readSafetensorsHeader(path)).rejects.toThrow(/header length .* does not fit/);

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { latestCheckpoint, readCheckpoint } from "../src/run/checkpoint.js";
-import { repoRoot, runCli, tempDir } from "./helpers.js";
+import { repoRoot, runCli, startCli, tempDir, waitUntil } from "./helpers.js";
 import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 const STEPS = 60;
@@ -108,6 +108,23 @@ describe("steerlm sft --resume after kill -9", () => {
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(finalWeights(run).ck.header.step).toBe(STEPS);
   }, 120_000);
+
+  it("a second run on the same run directory fails at once, naming the first", async () => {
+    const run = join(tmp.path, "twice");
+    const long = ["--steps", "100000", "--checkpoint-every", String(EVERY)];
+    const first = startCli(tinySftArgs(inputs, run, long));
+    await waitUntil(() => existsSync(join(run, "checkpoints", "step-000005.ckpt")), first.ended);
+    const resume = await runCli(["sft", "--resume", "-o", run]);
+    const fresh = await runCli(tinySftArgs(inputs, run, long));
+    first.child.kill("SIGKILL");
+    expect((await first.ended).signal).toBe("SIGKILL");
+    for (const second of [resume, fresh]) {
+      expect(second.code, second.stderr).toBe(1);
+      expect(second.stderr).toContain(
+        `steerlm: ${run}: is in use by another steerlm process: pid ${first.child.pid}`,
+      );
+    }
+  });
 
   it("refuses a resume whose flags change the run's settings", async () => {
     const run = join(tmp.path, "straight");

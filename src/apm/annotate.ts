@@ -94,16 +94,20 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
     again: "annotate",
     group: ["batchSize", B],
   });
-  const apm = await loadApm(opts.apm, opts.threads);
   try {
-    const predictor = await labelPredictor(apm, B, opts);
+    const apm = await loadApm(opts.apm, opts.threads);
     try {
-      return await annotateWith(apm, predictor, opts, B, paths, t0);
+      const predictor = await labelPredictor(apm, B, opts);
+      try {
+        return await annotateWith(apm, predictor, opts, B, paths, t0);
+      } finally {
+        if (predictor instanceof ApmPredictor) predictor.free();
+      }
     } finally {
-      if (predictor instanceof ApmPredictor) predictor.free();
+      await apm.free();
     }
   } finally {
-    await apm.free();
+    paths.lock.release();
   }
 }
 

@@ -10,13 +10,15 @@ import {
   rmSync,
   writeSync,
 } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
 import { ContextLengthError } from "../inference/completion.js";
 import type { Generator } from "../inference/generator.js";
 import { type BackendSettings, openGenerator } from "../inference/open.js";
+import { checkOutputs, removeLeftoverTemps, syncDir, writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
+import { acquireLock, type FileLock } from "../util/lock.js";
 import { log } from "../util/log.js";
 import { checkNumber } from "../util/numbers.js";
 
@@ -50,6 +52,13 @@ export function partialPaths(output: string): { partial: string; sidecar: string
   return { partial: `${output}.partial`, sidecar: `${output}.partial.json` };
 }
 
+/** A started job's files, and its lock on the output (release it when the job ends, however it ends). */
+export interface JobFiles {
+  partial: string;
+  sidecar: string;
+  lock: FileLock;
+}
+
 export interface JobStart {
   /** The files the job reads, by the setting that names them; a missing one is refused before any work. */
   inputs: Readonly<Record<string, string | undefined>>;
@@ -63,10 +72,10 @@ export interface JobStart {
 
 /**
  * Everything a resumable job checks before any work: the group size, its input files, and its output:
- * the folder exists, and a finished output is only replaced with `overwrite` (an unfinished one, with its
- * .partial, is resumed).
+ * a file in an existing folder, not used by another process (`<out>.lock`), and a finished output is only
+ * replaced with `overwrite` (an unfinished one, with its .partial, is resumed).
  */
-export function startJob(job: JobStart): { partial: string; sidecar: string } {
+export function startJob(job: JobStart): JobFiles {
   const [setting, size] = job.group;
   checkNumber(size, { integer: true, min: 1 }, { setting });
   for (const [name, path] of Object.entries(job.inputs)) {
@@ -74,16 +83,20 @@ export function startJob(job: JobStart): { partial: string; sidecar: string } {
       throw new InputError("no such file", { file: path, setting: name });
   }
   const { output } = job;
-  if (!existsSync(dirname(resolve(output))))
-    throw new InputError("the output's folder does not exist", { file: output });
+  checkOutputs({ output });
   const paths = partialPaths(output);
-  if (existsSync(output) && !existsSync(paths.partial) && !job.overwrite)
+  const lock = acquireLock(`${output}.lock`, output);
+  if (existsSync(output) && !existsSync(paths.partial) && !job.overwrite) {
+    lock.release();
     throw new InputError(
       "the output already exists",
       { file: output },
       `pass --overwrite to ${job.again} again`,
     );
-  return paths;
+  }
+  // A sidecar being replaced when an earlier run was killed: the lock says no one else writes it.
+  removeLeftoverTemps(dirname(resolve(output)), basename(paths.sidecar));
+  return { ...paths, lock };
 }
 
 /**
@@ -108,21 +121,26 @@ export interface GenerationJobOptions extends BackendSettings {
 export async function startGenerationJob(
   opts: GenerationJobOptions,
   job: Omit<JobStart, "output" | "overwrite">,
-): Promise<{ paths: { partial: string; sidecar: string }; model: Generator }> {
+): Promise<{ paths: JobFiles; model: Generator }> {
   const paths = startJob({ ...job, output: opts.output, overwrite: opts.overwrite });
-  const model = await openGenerator({
-    modelPath: opts.model,
-    loraPath: opts.lora,
-    schema: opts.schema,
-    contextSize: opts.contextSize,
-    threads: opts.threads,
-    backend: opts.backend,
-    concurrency: opts.concurrency,
-    retries: opts.retries,
-    engineTimeout: opts.engineTimeout,
-    backendApiKey: opts.backendApiKey,
-  });
-  return { paths, model };
+  try {
+    const model = await openGenerator({
+      modelPath: opts.model,
+      loraPath: opts.lora,
+      schema: opts.schema,
+      contextSize: opts.contextSize,
+      threads: opts.threads,
+      backend: opts.backend,
+      concurrency: opts.concurrency,
+      retries: opts.retries,
+      engineTimeout: opts.engineTimeout,
+      backendApiKey: opts.backendApiKey,
+    });
+    return { paths, model };
+  } catch (err) {
+    paths.lock.release();
+    throw err;
+  }
 }
 
 /**
@@ -208,6 +226,7 @@ export class PartialOutput {
     closeSync(this.fd);
     if (output === undefined) return;
     renameSync(this.paths.partial, output);
+    syncDir(dirname(resolve(output)));
     rmSync(this.paths.sidecar, { force: true });
   }
 }
@@ -276,12 +295,7 @@ function readResumeState(
 }
 
 function writeSidecar(path: string, s: Sidecar): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, "w");
-  writeAll(fd, Buffer.from(`${JSON.stringify(s)}\n`));
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
+  writeFileAtomic(path, `${JSON.stringify(s)}\n`);
 }
 
 function writeAll(fd: number, b: Uint8Array): void {

@@ -165,6 +165,7 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
     }
   } finally {
     await model.dispose();
+    paths.lock.release();
   }
 }
 

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { userFileError } from "../util/errno.js";
 import { SteerlmError } from "../util/errors.js";
 import { setLogLevel } from "../util/log.js";
 import { version } from "../version.js";
@@ -109,7 +110,9 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
-    return reportError(err instanceof SteerlmError ? forUser(err, running) : err);
+    // A file error the user caused (EISDIR, ENOSPC…) that no library call located is still theirs.
+    const mapped = userFileError(err);
+    return reportError(mapped instanceof SteerlmError ? forUser(mapped, running) : mapped);
   }
 }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
+import { readFailure } from "../util/errno.js";
 import { describe, InputError, type Place } from "../util/errors.js";
 
 /**
@@ -125,7 +126,7 @@ export function loadSchema(nameOrPath: string): AttributeSchema {
   try {
     text = readFileSync(nameOrPath, "utf8");
   } catch (err) {
-    throw new InputError(`cannot read schema file: ${(err as Error).message}`, { file: nameOrPath });
+    throw readFailure(err, nameOrPath, "cannot read the schema file");
   }
   let raw: unknown;
   try {

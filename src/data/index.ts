@@ -51,4 +51,4 @@ export {
   validationCount,
 } from "./split.js";
 export * from "./template.js";
-export { AtomicFile, parseOutputFormat, recordLines, writeRecords, writeSteerlmJsonl } from "./write.js";
+export { parseOutputFormat, recordLines, writeRecords, writeSteerlmJsonl } from "./write.js";

@@ -1,9 +1,9 @@
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
-import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
+import { readFailure } from "../util/errno.js";
 import { InputError } from "../util/errors.js";
 
 /**
@@ -17,14 +17,12 @@ export async function sniffFile(path: string): Promise<FileKind> {
   try {
     handle = await open(path, "r");
   } catch (err) {
-    throw new InputError(`cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
-      file: path,
-    });
+    throw readFailure(err, path, "cannot open");
   }
   try {
     const head = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(head, 0, 4, 0).catch((err: NodeJS.ErrnoException) => {
-      throw new InputError(`cannot read: ${err.code ?? err.message}`, { file: path });
+    const { bytesRead } = await handle.read(head, 0, 4, 0).catch((err: unknown) => {
+      throw readFailure(err, path, "cannot read");
     });
     if (bytesRead >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
     if (bytesRead === 4 && head.toString("latin1") === "PAR1") return "parquet";
@@ -38,6 +36,20 @@ export interface Line {
   /** 1-based line number. */
   line: number;
   text: string;
+  /** The line's bytes are not UTF-8 (`text` then holds replacement characters). */
+  notUtf8?: true;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** A line's bytes without the line end (`\n`, or `\r\n` as Windows writes it), decoded. */
+function decodeLine(line: number, bytes: Buffer): Line {
+  const b = bytes.at(-1) === 0x0d ? bytes.subarray(0, -1) : bytes;
+  try {
+    return { line, text: utf8.decode(b) };
+  } catch {
+    return { line, text: b.toString("utf8"), notUtf8: true };
+  }
 }
 
 /** Lines of a text or gzip file; `onBytes` is told how many bytes of the file itself were consumed. */
@@ -52,12 +64,25 @@ export async function* readLines(path: string, onBytes?: (n: number) => void): A
     raw.on("error", (err) => gunzip.destroy(err));
     input = raw.pipe(gunzip);
   }
-  const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
   let line = 0;
   try {
-    for await (const text of rl) {
+    // split on bytes, then decode each line strictly: a line that is not UTF-8 is said to be so, where a
+    // decoding stream would hand on U+FFFD replacement characters as if they were the data
+    let pieces: Buffer[] = [];
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
+        pieces.push(chunk.subarray(start, nl));
+        line++;
+        yield decodeLine(line, pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces));
+        pieces = [];
+        start = nl + 1;
+      }
+      if (start < chunk.length) pieces.push(chunk.subarray(start));
+    }
+    if (pieces.length > 0) {
       line++;
-      yield { line, text };
+      yield decodeLine(line, Buffer.concat(pieces));
     }
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -65,7 +90,6 @@ export async function* readLines(path: string, onBytes?: (n: number) => void): A
       e.code === "Z_BUF_ERROR" || e.code === "Z_DATA_ERROR" ? "corrupt or truncated gzip data" : e.message;
     throw new InputError(`${what} (after line ${line})`, { file: path });
   } finally {
-    rl.close();
     raw.destroy();
   }
 }

@@ -1,4 +1,5 @@
 import { stat } from "node:fs/promises";
+import { AtomicFile, checkOutputs } from "../util/atomic.js";
 import { SteerlmError } from "../util/errors.js";
 import { Progress } from "../util/progress.js";
 import type { WriteOptions } from "./formats/context.js";
@@ -15,7 +16,7 @@ import {
 } from "./read.js";
 import type { OutputFormat } from "./record.js";
 import { type SplitResult, splitRecords } from "./split.js";
-import { AtomicFile, writeRecords } from "./write.js";
+import { writeRecords } from "./write.js";
 
 /**
  * The data commands as library calls: convert, validate, inspect and split a file, with the
@@ -40,9 +41,12 @@ const KEPT_REJECTS = 1000;
 
 class RejectLog {
   readonly items: Rejected[] = [];
-  private readonly file: AtomicFile | undefined;
-  constructor(readonly path: string | undefined) {
-    this.file = path ? new AtomicFile(path) : undefined;
+  private constructor(
+    readonly path: string | undefined,
+    private readonly file: AtomicFile | undefined,
+  ) {}
+  static async open(path: string | undefined): Promise<RejectLog> {
+    return new RejectLog(path, path ? await AtomicFile.create(path) : undefined);
   }
   add = async (r: Rejected): Promise<void> => {
     // Memory stays bounded on huge files: the first rejects without their raw lines; the file has all.
@@ -63,12 +67,19 @@ class RejectLog {
   }
 }
 
+/**
+ * Reads `input` for a job whose outputs (by setting) are `outputs`; they are checked, with the rejects file,
+ * before anything is read.
+ */
 async function withReader<T>(
   input: string,
   opts: JobOptions,
   label: string,
+  outputs: Readonly<Record<string, string>>,
   use: (records: ReturnType<typeof readRecords>, rejects: RejectLog) => Promise<T>,
 ): Promise<{ value: T; summary: JobSummary }> {
+  const rejectsPath = opts.skipInvalid ? opts.rejectsPath : undefined;
+  checkOutputs({ ...outputs, rejectsPath });
   // JSONL progress counts bytes of the file (compressed ones for gzip); Parquet counts rows, total unknown.
   const size = (await stat(input).catch(() => undefined))?.size;
   const kind = size === undefined ? undefined : await sniffFile(input);
@@ -77,7 +88,7 @@ async function withReader<T>(
     total: kind === "parquet" ? undefined : size,
     enabled: opts.progress,
   });
-  const rejects = new RejectLog(opts.skipInvalid ? opts.rejectsPath : undefined);
+  const rejects = await RejectLog.open(rejectsPath);
   const reader = readRecords(input, {
     ...opts,
     onProgress: (n) => progress.tick(n, { records: reader.stats.records }),
@@ -98,7 +109,7 @@ export async function convertFile(
   to: OutputFormat,
   opts: JobOptions & { write?: WriteOptions } = {},
 ): Promise<JobSummary & { lines: number }> {
-  const { value, summary } = await withReader(input, opts, "convert", async (reader, rejects) => {
+  const { value, summary } = await withReader(input, opts, "convert", { output }, async (reader, rejects) => {
     return writeRecords(
       output,
       (async function* () {
@@ -114,7 +125,7 @@ export async function convertFile(
 }
 
 export async function validateFile(input: string, opts: JobOptions = {}): Promise<JobSummary> {
-  const { summary } = await withReader(input, opts, "validate", async (reader) => {
+  const { summary } = await withReader(input, opts, "validate", {}, async (reader) => {
     for await (const _ of reader);
   });
   return summary;
@@ -124,7 +135,7 @@ export async function inspectFile(
   input: string,
   opts: JobOptions = {},
 ): Promise<JobSummary & { inspection: Inspection }> {
-  const { value, summary } = await withReader(input, opts, "inspect", (reader) => inspectRecords(reader));
+  const { value, summary } = await withReader(input, opts, "inspect", {}, (reader) => inspectRecords(reader));
   return { ...summary, inspection: value };
 }
 
@@ -134,7 +145,7 @@ export async function splitFile(
   split: { fraction: number; seed: number; to: OutputFormat; write?: WriteOptions },
   opts: JobOptions = {},
 ): Promise<JobSummary & { split: SplitResult }> {
-  const { value, summary } = await withReader(input, opts, "split", async (first, rejects) => {
+  const { value, summary } = await withReader(input, opts, "split", paths, async (first, rejects) => {
     let pass = 0;
     return splitRecords(
       // Pass 1 (counting) reports rejects; pass 2 sees the same rows and skips them quietly.

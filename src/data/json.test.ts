@@ -71,6 +71,22 @@ describe("parseJson", () => {
     expect((err as JsonSyntaxError).column).toBeGreaterThan(0);
   });
 
+  it("rejects nesting deeper than Python reads with a located message, not a stack overflow", () => {
+    for (const [open, close] of [
+      ["[", "]"],
+      ['{"a": ', "}"],
+    ]) {
+      expect(() => parseJson(`${open.repeat(1000)}1${close.repeat(1000)}`)).not.toThrow();
+      for (const depth of [1001, 100_000]) {
+        const text = `${open.repeat(depth)}1${close.repeat(depth)}`;
+        expect(() => parseJson(text)).toThrow(JsonSyntaxError);
+        expect(() => parseJson(text)).toThrow(
+          `nested deeper than 1000 levels at column ${1000 * open.length + 1}`,
+        );
+      }
+    }
+  });
+
   it("agrees with JSON.parse on ordinary documents", () => {
     const doc = { s: "x\u2028y", n: [1, -2.5, 1e21], o: { t: true, f: false, z: null } };
     const back = parseJson(JSON.stringify(doc));

@@ -43,6 +43,12 @@ export class JsonSyntaxError extends Error {
   }
 }
 
+/**
+ * The deepest nesting read: about where CPython's `json.loads` stops (its recursion limit), so no NeMo file
+ * is deeper, and well within the stack this recursive reader needs.
+ */
+const MAX_DEPTH = 1000;
+
 const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
 /**
@@ -125,16 +131,20 @@ export function parseJson(text: string): Json {
     }
   };
 
+  let depth = 0;
   const parseValue = (): Json => {
     ws();
     const c = text[pos];
     if (c === '"') return parseString();
+    if ((c === "{" || c === "[") && depth === MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
     if (c === "{") {
       pos++;
+      depth++;
       const obj: JsonObject = new Map();
       ws();
       if (text[pos] === "}") {
         pos++;
+        depth--;
         return obj;
       }
       for (;;) {
@@ -152,15 +162,18 @@ export function parseJson(text: string): Json {
           continue;
         }
         expectChar("}");
+        depth--;
         return obj;
       }
     }
     if (c === "[") {
       pos++;
+      depth++;
       const arr: Json[] = [];
       ws();
       if (text[pos] === "]") {
         pos++;
+        depth--;
         return arr;
       }
       for (;;) {
@@ -171,6 +184,7 @@ export function parseJson(text: string): Json {
           continue;
         }
         expectChar("]");
+        depth--;
         return arr;
       }
     }

@@ -185,6 +185,18 @@ describe("bad input", () => {
     });
   });
 
+  it("rejects a line that is not UTF-8 instead of keeping it with replacement characters", async () => {
+    const p = join(tmp.path, "latin1.jsonl");
+    const bad = Buffer.from(good(2).replace("q2", "caf\u00e9"), "latin1"); // é as the single byte 0xe9
+    writeFileSync(p, Buffer.concat([Buffer.from(`${good(1)}\r\n`), bad, Buffer.from(`\n${good(3)}`)]));
+    const rejected: Rejected[] = [];
+    const records: DataRecord[] = [];
+    for await (const r of readRecords(p, { schema: "helpsteer", onReject: (x) => void rejected.push(x) }))
+      records.push(r);
+    expect(records.map((r) => r.turns[0].text)).toEqual(["q1", "q3"]);
+    expect(rejected.map((r) => r.error)).toEqual([`${p}:2: not UTF-8 text`]);
+  });
+
   it("says which file is missing or unreadable", async () => {
     await expect(collect(join(tmp.path, "nope.jsonl"), { format: "steerlm" })).rejects.toThrow(
       /nope\.jsonl: cannot open: ENOENT/,

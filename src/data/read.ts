@@ -194,13 +194,14 @@ export class RecordReader implements AsyncIterable<DataRecord> {
   }
 
   private async *jsonlRows() {
-    for await (const { line, text } of readLines(this.path, this.opts.onProgress)) {
+    for await (const { line, text, notUtf8 } of readLines(this.path, this.opts.onProgress)) {
       if (text.trim() === "") continue;
       yield {
         line,
         raw: text,
         ascii: !writtenWithoutEnsureAscii(text),
         json: (): Json => {
+          if (notUtf8) throw new InputError("not UTF-8 text", {}, "save the file as UTF-8");
           try {
             return parseJson(text);
           } catch (err) {

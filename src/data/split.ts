@@ -1,6 +1,7 @@
+import { AtomicFile } from "../util/atomic.js";
 import type { WriteOptions } from "./formats/context.js";
 import type { DataRecord, OutputFormat } from "./record.js";
-import { AtomicFile, recordLines } from "./write.js";
+import { recordLines } from "./write.js";
 
 /**
  * Deterministic train/validation split. The same seed, fraction and records always give the same
@@ -65,8 +66,11 @@ export async function splitRecords(
   let n = 0;
   for await (const _ of records()) n++;
   const picked = sampleIndices(n, validationCount(n, opts.fraction), opts.seed);
-  const train = new AtomicFile(paths.train);
-  const validation = new AtomicFile(paths.validation);
+  const train = await AtomicFile.create(paths.train);
+  const validation = await AtomicFile.create(paths.validation).catch(async (err) => {
+    await train.abort();
+    throw err;
+  });
   const result: SplitResult = { train: 0, validation: 0 };
   try {
     let i = 0;

@@ -1,6 +1,4 @@
-import { createWriteStream, unlinkSync, type WriteStream } from "node:fs";
-import { rename, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { AtomicFile } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
 import { chatLine } from "./formats/chat.js";
 import type { WriteOptions } from "./formats/context.js";
@@ -9,90 +7,6 @@ import { steerlmLine } from "./formats/steerlm.js";
 import { type DataRecord, OUTPUT_FORMATS, type OutputFormat } from "./record.js";
 
 export type { WriteOptions } from "./formats/context.js";
-
-/** Temporary files being written now, removed if the process is interrupted. */
-const openTemps = new Set<string>();
-let signalsHooked = false;
-
-/**
- * For the CLI: on SIGINT, SIGTERM or SIGHUP remove unfinished temporary files, then die of the signal
- * as usual. (Not installed by the library itself: a host program owns its signal handling.)
- */
-export function removeTempFilesOnSignal(): void {
-  if (signalsHooked) return;
-  signalsHooked = true;
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.once(sig, () => {
-      for (const t of openTemps) {
-        try {
-          unlinkSync(t);
-        } catch {
-          // already gone
-        }
-      }
-      process.kill(process.pid, sig);
-    });
-  }
-}
-
-/**
- * A file that appears complete or not at all: written to a temporary name beside the target and
- * renamed over it on `commit()`, so a crash or kill never leaves half a file under the real name.
- */
-export class AtomicFile {
-  private readonly tmp: string;
-  private readonly stream: WriteStream;
-  private failed: Error | undefined;
-
-  constructor(readonly path: string) {
-    this.tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now().toString(36)}`);
-    openTemps.add(this.tmp);
-    this.stream = createWriteStream(this.tmp);
-    this.stream.on("error", (err) => {
-      this.failed = err;
-    });
-  }
-
-  async write(text: string): Promise<void> {
-    if (this.failed) throw this.writeError(this.failed);
-    if (!this.stream.write(text)) {
-      await new Promise<void>((resolve, reject) => {
-        const onError = (err: Error) => reject(this.writeError(err));
-        this.stream.once("drain", () => {
-          this.stream.off("error", onError);
-          resolve();
-        });
-        this.stream.once("error", onError);
-      });
-    }
-  }
-
-  async commit(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.stream.end((err?: Error | null) => (err ? reject(this.writeError(err)) : resolve()));
-    });
-    if (this.failed) throw this.writeError(this.failed);
-    await rename(this.tmp, this.path);
-    openTemps.delete(this.tmp);
-  }
-
-  /** Drops the temporary file; the target is left as it was. */
-  async abort(): Promise<void> {
-    // Wait for the stream to close: a still-pending open would otherwise create the file after the unlink.
-    if (!this.stream.closed) {
-      await new Promise<void>((resolve) => {
-        this.stream.once("close", () => resolve());
-        this.stream.destroy();
-      });
-    }
-    await unlink(this.tmp).catch(() => undefined);
-    openTemps.delete(this.tmp);
-  }
-
-  private writeError(err: Error): InputError {
-    return new InputError(`cannot write: ${err.message}`, { file: this.path });
-  }
-}
 
 export function parseOutputFormat(name: string): OutputFormat {
   if ((OUTPUT_FORMATS as readonly string[]).includes(name)) return name as OutputFormat;
@@ -120,7 +34,7 @@ export async function writeRecords(
   format: OutputFormat,
   opts: WriteOptions = {},
 ): Promise<number> {
-  const out = new AtomicFile(path);
+  const out = await AtomicFile.create(path);
   let lines = 0;
   try {
     for await (const r of records) {

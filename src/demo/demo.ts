@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { resolveSftConfig } from "../run/config.js";
 import { exportGguf } from "../run/export.js";
@@ -6,6 +6,7 @@ import type { ModelInitInput, SftConfig } from "../run/settings.js";
 import { runSft } from "../run/sft.js";
 import { writeBench } from "../steerbench/jsonl.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../steerbench/synth.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { log } from "../util/log.js";
 import { formatDuration } from "../util/progress.js";
 import { evaluateSteerability, type Sample, type SteerabilityReport } from "./evaluate.js";
@@ -174,7 +175,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     generations: steer.generations,
     samples: contrastingSamples(steer),
   };
-  writeFileSync(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileAtomic(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   return report;
 }
 

@@ -1,7 +1,8 @@
-import { existsSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import type { AttributeValues } from "../data/attributes.js";
 import { DEFAULT_SYSTEM_PROMPT, type Turn } from "../data/template.js";
 import type { Generator } from "../inference/generator.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
 import { type ModelAnswer, type Question, readAnswers } from "./formats.js";
@@ -126,7 +127,5 @@ export function sortAnswerFile(path: string): void {
       ? a.question_id - b.question_id
       : String(a.question_id).localeCompare(String(b.question_id)),
   );
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, answers.map((a) => `${JSON.stringify(a)}\n`).join(""));
-  renameSync(tmp, path);
+  writeFileAtomic(path, answers.map((a) => `${JSON.stringify(a)}\n`).join(""));
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { readFailure } from "../util/errno.js";
 import { describe, InputError, type Place } from "../util/errors.js";
 
 /**
@@ -17,7 +18,13 @@ export interface Located<T> {
 export function readJsonl<T>(path: string, parse: (obj: JsonRecord, at: Place) => T): Located<T>[] {
   if (!existsSync(path)) throw new InputError("no such file", { file: path });
   const out: Located<T>[] = [];
-  const lines = readFileSync(path, "utf8").split("\n");
+  let whole: string;
+  try {
+    whole = readFileSync(path, "utf8");
+  } catch (err) {
+    throw readFailure(err, path, "cannot read");
+  }
+  const lines = whole.split("\n");
   for (const [i, text] of lines.entries()) {
     if (text.trim() === "") continue;
     const at: Place = { file: path, line: i + 1 };

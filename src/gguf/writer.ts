@@ -1,11 +1,10 @@
 /**
  * GGUF v3 writer. Layout as llama.cpp's own writer produces it: header, kv pairs, tensor infos, zero padding
- * to the alignment, then each tensor's data padded to the alignment, in the order given. Written atomically:
- * a temp file in the same directory, fsync, rename; a crash never leaves a half-written model at `path`.
+ * to the alignment, then each tensor's data padded to the alignment, in the order given. Written atomically
+ * (src/util/atomic.ts): a crash never leaves a half-written model at `path`.
  */
-import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename } from "node:path";
+import { AtomicFile } from "../util/atomic.js";
 import { Progress } from "../util/progress.js";
 import { f32ToBf16, f32ToF16, quantizeQ8_0 } from "./quant.js";
 import {
@@ -237,11 +236,9 @@ export async function writeGguf(path: string, input: GgufWriteInput): Promise<nu
   const headerPad = input.tensors.length > 0 ? alignUp(h.length, alignment) - h.length : 0;
   if (headerPad) h.raw(Buffer.alloc(headerPad));
 
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
-  let fh: FileHandle | undefined;
+  const out = await AtomicFile.create(path);
   try {
-    fh = await open(tmp, "wx");
-    await writeAll(fh, Buffer.concat(h.chunks, h.length));
+    await out.write(Buffer.concat(h.chunks, h.length));
     let written = h.length;
     const MB = 1 << 20;
     // Only big files get a bar: a few-MB test model writes in milliseconds.
@@ -251,29 +248,17 @@ export async function writeGguf(path: string, input: GgufWriteInput): Promise<nu
         : undefined;
     for (const t of input.tensors) {
       const blob = encodeTensor(t);
-      await writeAll(fh, blob);
+      await out.write(blob);
       const pad = alignUp(blob.byteLength, alignment) - blob.byteLength;
-      if (pad) await writeAll(fh, new Uint8Array(pad));
+      if (pad) await out.write(new Uint8Array(pad));
       written += blob.byteLength + pad;
       progress?.tick((blob.byteLength + pad) / MB);
     }
     progress?.finish();
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, path);
+    await out.commit();
     return written;
   } catch (e) {
-    await fh?.close().catch(() => {});
-    await rm(tmp, { force: true });
+    await out.abort();
     throw e;
-  }
-}
-
-async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < data.byteLength) {
-    const { bytesWritten } = await fh.write(data, done, data.byteLength - done);
-    done += bytesWritten;
   }
 }

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { f16BitsToF32, f32ToBf16 } from "../gguf/quant.js";
-import { InputError, type Place } from "../util/errors.js";
+import { describe, InputError, type Place } from "../util/errors.js";
 import { openInputFile } from "../util/files.js";
 import { f32ToF16Checked } from "./float16.js";
 
@@ -53,6 +53,15 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
+/** A header value in an error message: as JSON, or described when it is nested too deep to print. */
+function shown(v: unknown): string {
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return `${describe(v)}, nested too deep to print`;
+  }
+}
+
 /** The header of one .safetensors file, validated against the file's size. */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsFile> {
   const fh = await openInputFile(path);
@@ -92,11 +101,11 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsFi
       const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       const dtype = e?.dtype;
       if (typeof dtype !== "string" || DTYPE_BYTES[dtype] === undefined) {
-        throw fail(name, `unknown dtype ${JSON.stringify(dtype)}`);
+        throw fail(name, `unknown dtype ${shown(dtype)}`);
       }
       const shape = e.shape;
       if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-        throw fail(name, `shape must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
+        throw fail(name, `shape must be a list of non-negative integers, got ${shown(shape)}`);
       }
       const off = e.data_offsets;
       if (
@@ -105,7 +114,7 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsFi
         !off.every((o) => Number.isSafeInteger(o) && o >= 0) ||
         off[1] < off[0]
       ) {
-        throw fail(name, `data_offsets must be [begin, end], got ${JSON.stringify(off)}`);
+        throw fail(name, `data_offsets must be [begin, end], got ${shown(off)}`);
       }
       const [begin, end] = off as [number, number];
       const count = (shape as number[]).reduce((a, b) => a * b, 1);

@@ -1,5 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { crc32 } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { plainAdam, tempDir } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
@@ -10,16 +12,37 @@ import { Rng } from "../util/rng.js";
 import {
   type CheckpointData,
   type CheckpointHeader,
+  checkpointName,
+  latestCheckpoint,
+  pruneCheckpoints,
   readCheckpoint,
-  readCheckpointFile,
   resumeRun,
   saveRunCheckpoint,
   saveTrainerCheckpoint,
   writeCheckpoint,
-  writeCheckpointFile,
 } from "./checkpoint.js";
+import { readCheckpointFile, writeCheckpointFile } from "./checkpoint-file.js";
 import { Batcher } from "./data.js";
 import type { RunMetric } from "./metrics.js";
+
+/**
+ * Rewrites a checkpoint's JSON header through `edit`, as a damaged or hostile file could have it, keeping its
+ * blobs' bytes and a correct header checksum: the reader must find what is wrong from the header alone.
+ */
+function rewriteHeader(path: string, edit: (header: Record<string, unknown>) => void): void {
+  const buf = readFileSync(path);
+  const len = buf.readUInt32LE(12);
+  const header = JSON.parse(buf.toString("utf8", 20, 20 + len)) as Record<string, unknown>;
+  const data = buf.subarray(Math.ceil((20 + len) / 64) * 64);
+  edit(header);
+  const json = Buffer.from(JSON.stringify(header), "utf8");
+  const pre = Buffer.alloc(20);
+  buf.copy(pre, 0, 0, 12);
+  pre.writeUInt32LE(json.length, 12);
+  pre.writeUInt32LE(crc32(json), 16);
+  const start = Math.ceil((20 + json.length) / 64) * 64;
+  writeFileSync(path, Buffer.concat([pre, json, Buffer.alloc(start - 20 - json.length), data]));
+}
 
 const backend = new Backend(1);
 const tmp = tempDir("steerlm-ckpt-");
@@ -170,6 +193,74 @@ describe("run checkpoints", () => {
     ]);
     expect(Array.from(back.weights.get("z.weight") as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(Array.from(back.adamV.get("z.weight") as Float32Array)).toEqual(new Array(6).fill(0.25));
+  });
+
+  it("a checkpoint written before checksums (format version 1) still loads", () => {
+    const v1 = fileURLToPath(new URL("../../test/fixtures/checkpoint/step-000003-v1.ckpt", import.meta.url));
+    expect(readFileSync(v1).readUInt32LE(8)).toBe(1);
+    const back = readCheckpoint(v1);
+    expect(back.header.step).toBe(3);
+    expect(back.header.tensors.map((t) => [t.name, t.role, t.shape])).toEqual([
+      ["a.weight", "weight", [1]],
+      ["z.weight", "weight", [3, 2]],
+      ["z.weight", "adam_m", [3, 2]],
+      ["z.weight", "adam_v", [3, 2]],
+    ]);
+    expect(Array.from(back.weights.get("z.weight") as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(back.adamM.get("z.weight") as Float32Array)).toEqual(new Array(6).fill(0.5));
+  });
+
+  it("a flipped byte in a blob or in the header is found by its checksum, naming the file and the blob", () => {
+    const path = join(tmp.path, "flip.ckpt");
+    writeCheckpointFile(path, { format: "x" }, [
+      { name: "w", kind: "weight", data: Float32Array.from([1, 2, 3]) },
+      { name: "w", kind: "m", data: Float32Array.from([4, 5, 6]) },
+    ]);
+    const good = readFileSync(path);
+    const blobAt = good.length - 4; // the last value of w's AdamW m
+    const bad = Buffer.from(good);
+    bad[blobAt] = (bad[blobAt] as number) ^ 0x01;
+    writeFileSync(path, bad);
+    expect(() => readCheckpointFile(path)).toThrow(`${path}: w (m): the checksum does not match`);
+    const head = Buffer.from(good);
+    head[30] = (head[30] as number) ^ 0x20;
+    writeFileSync(path, head);
+    expect(() => readCheckpointFile(path)).toThrow(`${path}: the header's checksum does not match`);
+  });
+
+  it("a negative, fractional or huge blob length, or a bad offset, is a located error, not a RangeError", () => {
+    const path = join(tmp.path, "len.ckpt");
+    const blobs = [{ name: "w", kind: "weight" as const, data: Float32Array.from([1, 2, 3, 4]) }];
+    writeCheckpointFile(path, { format: "x" }, blobs);
+    for (const [field, value, what] of [
+      ["length", -1, "length -1 is not a whole number ≥ 0"],
+      ["length", 1.5, "length 1.5 is not a whole number ≥ 0"],
+      ["length", 2 ** 40, "truncated checkpoint, or a damaged header: its data would end at byte"],
+      ["offset", -64, "offset -64 is not a whole number ≥ 0"],
+      ["offset", 2 ** 40, "truncated checkpoint, or a damaged header"],
+    ] as const) {
+      rewriteHeader(path, (h) => {
+        (h.blobs as Array<Record<string, unknown>>)[0]![field] = value;
+      });
+      expect(() => readCheckpointFile(path), `${field} ${value}`).toThrow(`${path}: w (weight): ${what}`);
+      writeCheckpointFile(path, { format: "x" }, blobs);
+    }
+    rewriteHeader(path, (h) => {
+      h.blobs = [{ name: 3 }];
+    });
+    expect(() => readCheckpointFile(path)).toThrow(`${path}: blob 1: not a blob description`);
+  });
+
+  it("orders checkpoints by step, past step 999,999: resume takes the newest, pruning keeps the newest", () => {
+    const run = join(tmp.path, "long-run");
+    mkdirSync(join(run, "checkpoints"), { recursive: true });
+    for (const step of [999_998, 1_000_000, 999_999, 12_345_678]) {
+      expect(checkpointName(step)).toMatch(/^step-\d{6,}\.ckpt$/);
+      writeFileSync(join(run, "checkpoints", checkpointName(step)), "");
+    }
+    expect(latestCheckpoint(run)).toBe(join(run, "checkpoints", "step-12345678.ckpt"));
+    pruneCheckpoints(run, 2);
+    expect(readdirSync(join(run, "checkpoints")).sort()).toEqual(["step-1000000.ckpt", "step-12345678.ckpt"]);
   });
 
   it("refuses another format (an engine trainer state of older versions) with the file name and a hint", () => {

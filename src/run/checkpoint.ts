@@ -1,190 +1,23 @@
-import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  fsyncSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { readdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
 import type { LlamaConfig } from "../model/config.js";
 import type { LoraOptions } from "../model/lora.js";
 import type { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
+import {
+  type CheckpointBlob,
+  type CheckpointBlobKind,
+  readCheckpointFile,
+  writeCheckpointFile,
+} from "./checkpoint-file.js";
 import type { DataCursor } from "./data.js";
 import { type RunMetric, readMetrics, writeMetrics } from "./metrics.js";
 
 /**
- * steerlm's checkpoints, one format for every run (SFT, the APMs, SteerLM 2.0): everything a run needs to
- * continue bit-exactly, and everything export needs. The file:
- *
- *   bytes 0..7   magic "STEERCKP"
- *   bytes 8..11  format version (u32 LE)
- *   bytes 12..15 header length H (u32 LE)
- *   16..16+H     header, UTF-8 JSON: the run's CheckpointHeader (below, without `tensors`) plus `blobs`
- *                (name, kind, length, offset, shape)
- *   then         zero padding to a multiple of 64, then each blob's f32 LE data at its `offset` (relative to
- *                the data start, 64-byte aligned), in header order
- *
- * Tensors are written weights, then first, then second AdamW moments, each sorted by name. Written to a
- * temporary file in the same folder, fsynced, then renamed over the target: a crash (or kill -9) leaves the
- * previous checkpoint or the new one, never a torn file under the real name. Nothing time-dependent goes
- * in, so the same state always gives the same bytes.
+ * A run's checkpoints (SFT, the APMs, SteerLM 2.0): everything a run needs to continue bit-exactly, and
+ * everything export needs, in the container of checkpoint-file.ts. Tensors are written weights, then first,
+ * then second AdamW moments, each sorted by name.
  */
-// ---- the file ----
-
-export const CHECKPOINT_MAGIC = "STEERCKP";
-export const CHECKPOINT_VERSION = 1;
-const ALIGN = 64;
-
-export type CheckpointBlobKind = "weight" | "m" | "v";
-
-/** One f32 tensor of a checkpoint: a trainable weight or one of its AdamW moments. */
-export interface CheckpointBlob {
-  name: string;
-  kind: CheckpointBlobKind;
-  data: Float32Array;
-  /** ggml shape, when the writer records it (its product is data.length). */
-  shape?: number[];
-}
-
-interface BlobInfo {
-  name: string;
-  kind: CheckpointBlobKind;
-  length: number;
-  offset: number;
-  shape?: number[];
-}
-
-const alignUp = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
-
-/**
- * Writes the container: `meta` (JSON; must not use the key `blobs`) and the blobs in the given order.
- * Atomic (temp file, fsync, rename, directory fsync).
- */
-export function writeCheckpointFile(
-  path: string,
-  meta: Record<string, unknown>,
-  blobs: CheckpointBlob[],
-): void {
-  const infos: BlobInfo[] = [];
-  let offset = 0;
-  for (const b of blobs) {
-    if (b.shape !== undefined && b.shape.reduce((x, y) => x * y, 1) !== b.data.length)
-      throw new InputError(`shape ${JSON.stringify(b.shape)} does not match ${b.data.length} values`, {
-        field: b.name,
-      });
-    infos.push({
-      name: b.name,
-      kind: b.kind,
-      length: b.data.length,
-      offset,
-      ...(b.shape ? { shape: b.shape } : {}),
-    });
-    offset = alignUp(offset + b.data.byteLength);
-  }
-  const json = Buffer.from(JSON.stringify({ ...meta, blobs: infos }), "utf8");
-  const pre = Buffer.alloc(16);
-  pre.write(CHECKPOINT_MAGIC, 0, "latin1");
-  pre.writeUInt32LE(CHECKPOINT_VERSION, 8);
-  pre.writeUInt32LE(json.length, 12);
-  const headEnd = 16 + json.length;
-
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`);
-  const fd = openSync(tmp, "wx");
-  try {
-    writeAll(fd, pre);
-    writeAll(fd, json);
-    writeAll(fd, Buffer.alloc(alignUp(headEnd) - headEnd));
-    let at = 0;
-    blobs.forEach((b, i) => {
-      const info = infos[i] as BlobInfo;
-      if (info.offset > at) writeAll(fd, Buffer.alloc(info.offset - at));
-      writeAll(fd, Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength));
-      at = info.offset + b.data.byteLength;
-    });
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, path);
-  } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {}
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  syncDir(dirname(path));
-}
-
-function writeAll(fd: number, b: Uint8Array): void {
-  let done = 0;
-  while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
-}
-
-function syncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, "r");
-    fsyncSync(fd);
-    closeSync(fd);
-  } catch {
-    // some filesystems refuse fsync on directories; the rename is still atomic
-  }
-}
-
-/** Reads the container back: the writer's metadata (without `blobs`) and the blobs in file order. */
-export function readCheckpointFile(path: string): { meta: Record<string, unknown>; blobs: CheckpointBlob[] } {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    throw new InputError(
-      `cannot read the checkpoint: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      {
-        file: path,
-      },
-    );
-  }
-  const bad = (what: string) => new InputError(what, { file: path });
-  if (buf.length < 16 || buf.toString("latin1", 0, 8) !== CHECKPOINT_MAGIC)
-    throw new InputError(
-      `not a steerlm checkpoint (magic ${JSON.stringify(buf.toString("latin1", 0, Math.min(8, buf.length)))}, expected "${CHECKPOINT_MAGIC}")`,
-      { file: path },
-      "pass a run directory or a checkpoints/step-*.ckpt file written by steerlm",
-    );
-  const version = buf.readUInt32LE(8);
-  if (version !== CHECKPOINT_VERSION)
-    throw new InputError(
-      `checkpoint version ${version} is not supported (expected ${CHECKPOINT_VERSION})`,
-      { file: path },
-      "use the steerlm version that wrote it, or retrain",
-    );
-  const len = buf.readUInt32LE(12);
-  if (16 + len > buf.length) throw bad("truncated checkpoint header");
-  let header: Record<string, unknown> & { blobs: BlobInfo[] };
-  try {
-    header = JSON.parse(buf.toString("utf8", 16, 16 + len)) as typeof header;
-  } catch {
-    throw bad("corrupt checkpoint header");
-  }
-  if (!Array.isArray(header.blobs)) throw bad("corrupt checkpoint header (no blob list)");
-  const dataStart = alignUp(16 + len);
-  const blobs = header.blobs.map((b): CheckpointBlob => {
-    const start = dataStart + b.offset;
-    if (start + b.length * 4 > buf.length)
-      throw bad(`truncated checkpoint: tensor ${b.name} (${b.kind}) is cut off`);
-    // Copy into a fresh buffer: a Float32Array view needs 4-byte alignment.
-    const data = new Float32Array(b.length);
-    new Uint8Array(data.buffer).set(buf.subarray(start, start + b.length * 4));
-    return { name: b.name, kind: b.kind, data, ...(b.shape ? { shape: b.shape } : {}) };
-  });
-  const { blobs: _b, ...meta } = header;
-  return { meta, blobs };
-}
-
 // ---- a run's checkpoints: the header, the trainer's state, the run directory ----
 
 export type TensorRole = "weight" | "adam_m" | "adam_v";
@@ -310,12 +143,14 @@ export function restoreTrainerCheckpoint(path: string, trainer: Trainer): Checkp
   return ck;
 }
 
-/** `checkpoints/step-000120.ckpt`: zero-padded so names sort by step. */
+/** `checkpoints/step-000120.ckpt`: zero-padded to 6 digits, longer past step 999,999. */
 export function checkpointName(step: number): string {
   return `step-${String(step).padStart(6, "0")}.ckpt`;
 }
 
-/** Checkpoint files of a run directory, oldest first. */
+const CHECKPOINT_NAME = /^step-(\d+)\.ckpt$/;
+
+/** Checkpoint files of a run directory, oldest first: by step as a number (names sort wrong past 999,999). */
 export function listCheckpoints(runDir: string): string[] {
   const dir = join(runDir, "checkpoints");
   let names: string[];
@@ -324,9 +159,10 @@ export function listCheckpoints(runDir: string): string[] {
   } catch {
     return [];
   }
+  const step = (n: string) => Number(CHECKPOINT_NAME.exec(n)?.[1]);
   return names
-    .filter((n) => /^step-\d+\.ckpt$/.test(n))
-    .sort()
+    .filter((n) => CHECKPOINT_NAME.test(n))
+    .sort((a, b) => step(a) - step(b))
     .map((n) => join(dir, n));
 }
 

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
 import { checkOptimizer, type OptimizerOptions } from "../train/trainer.js";
+import { readFailure } from "../util/errno.js";
 import { describe, InputError } from "../util/errors.js";
 import {
   type ComputeType,
@@ -61,12 +62,7 @@ export function readConfigDocument(file: string): ConfigDocument {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new InputError(
-      `cannot read the config file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      {
-        file,
-      },
-    );
+    throw readFailure(err, file, "cannot read the config file");
   }
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
@@ -6,7 +6,10 @@ import { Backend } from "../ggml/backend.js";
 import { LlamaModel } from "../model/model.js";
 import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";
+import { removeLeftoverTemps, writeFileAtomic } from "../util/atomic.js";
+import { atFile } from "../util/errno.js";
 import { InputError } from "../util/errors.js";
+import { acquireLock, type FileLock } from "../util/lock.js";
 import { log } from "../util/log.js";
 import { formatDuration, Progress } from "../util/progress.js";
 import { type CheckpointHeader, latestCheckpoint, resumeRun, saveRunCheckpoint } from "./checkpoint.js";
@@ -18,6 +21,7 @@ import {
   SETTINGS_FILE,
 } from "./config.js";
 import { type DataCursor, readSteerlmRecords } from "./data.js";
+import { checkDataFiles, recordDataFiles } from "./data-files.js";
 import { type RunMetric, writeLossCurve, writeMetrics } from "./metrics.js";
 import type { SftConfig } from "./settings.js";
 import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
@@ -31,9 +35,11 @@ import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from
  * Run directory:
  *   sft-config.json        the effective settings (what --resume reads back)
  *   tokenizer.json         a tokenizer trained here (--init runs)
+ *   data-files.json        size and SHA-256 of the data files at the start (a resume refuses changed ones)
  *   metrics.jsonl          one line per step: {"step","loss","lr","gradNorm"} (+ the objective's numbers,
  *                          "valLoss"); written before each checkpoint, so a resume finds its steps' lines
  *   loss.png               training (blue) and validation (orange) loss
+ *   run.lock               while a process trains here: who it is (a second run fails naming it)
  *   checkpoints/step-NNNNNN.ckpt
  */
 
@@ -133,10 +139,40 @@ interface Metric extends RunMetric {
   [key: string]: number | undefined;
 }
 
+/** The lock file of a run directory: one process at a time trains in it (`--resume` included). */
+export const RUN_LOCK_FILE = "run.lock";
+
 export async function runTraining(
   resolved: ResolvedSftConfig,
   objective: Objective,
   opts: RunOptions = {},
+): Promise<RunResult> {
+  const lock = lockRunDir(resolved.config.output);
+  try {
+    return await trainLocked(resolved, objective, opts);
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Creates the run directory if needed and locks it; then no other process writes in it, and the temporary
+ * files a killed run left there are removed.
+ */
+function lockRunDir(runDir: string): FileLock {
+  if (existsSync(runDir) && !statSync(runDir).isDirectory())
+    throw new InputError("is a file, not a run directory", { file: runDir, setting: "output" });
+  atFile(runDir, () => mkdirSync(runDir, { recursive: true }));
+  const lock = acquireLock(join(runDir, RUN_LOCK_FILE), runDir);
+  removeLeftoverTemps(runDir);
+  removeLeftoverTemps(join(runDir, "checkpoints"));
+  return lock;
+}
+
+async function trainLocked(
+  resolved: ResolvedSftConfig,
+  objective: Objective,
+  opts: RunOptions,
 ): Promise<RunResult> {
   const t0 = performance.now();
   const cfg: SftConfig = { ...resolved.config };
@@ -144,7 +180,11 @@ export async function runTraining(
   const ckptDir = join(runDir, "checkpoints");
   const resumeFrom = opts.resume ? latestCheckpoint(runDir) : undefined;
   if (opts.resume && !resumeFrom) {
-    throw new InputError("--resume: the run directory has no checkpoint yet", { file: ckptDir });
+    throw new InputError(
+      "--resume: the run directory has no checkpoint yet",
+      { file: ckptDir },
+      "the run stopped before its first checkpoint: run the same command without --resume to start it over",
+    );
   }
   if (!opts.resume && latestCheckpoint(runDir)) {
     throw new InputError(
@@ -155,6 +195,8 @@ export async function runTraining(
   }
   mkdirSync(ckptDir, { recursive: true });
   objective.start(runDir, Boolean(opts.resume));
+  const dataFiles = { data: cfg.data, val: cfg.val };
+  await (opts.resume ? checkDataFiles(runDir, dataFiles) : recordDataFiles(runDir, dataFiles));
   let shown = resolved;
   if (cfg.lora && cfg.frozen === null) {
     // decided once and stored in the settings, so a resumed run keeps it
@@ -163,7 +205,7 @@ export async function runTraining(
   }
   log.info(`${objective.title}${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);
   for (const line of formatSettings(shown)) log.info(line);
-  if (!opts.resume) writeFileSync(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
+  if (!opts.resume) writeFileAtomic(join(runDir, SETTINGS_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
 
   // Native resources, freed last-first on every path out of the run (an error included).
   const owned: Array<() => unknown> = [];

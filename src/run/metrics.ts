@@ -1,5 +1,8 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileAtomic } from "../util/atomic.js";
+import { InputError } from "../util/errors.js";
+import { log } from "../util/log.js";
 import { type LossPoint, lossCurvePng } from "./png.js";
 
 /** A run directory's per-step log (SFT and APM runs): one JSON object a line. */
@@ -16,18 +19,42 @@ export interface RunMetric {
   valLoss?: number;
 }
 
-/** The metrics a run wrote so far (none for a new run directory). */
+/**
+ * The metrics a run wrote so far (none for a new run directory). The file is replaced atomically, but one
+ * written by an older steerlm that was killed mid-write ends in a torn line: that line is dropped (the
+ * resumed run writes the file whole again); a damaged line before the last is a located error.
+ */
 export function readMetrics<M extends RunMetric>(runDir: string): M[] {
   const path = join(runDir, METRICS_FILE);
   if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => JSON.parse(l) as M);
+  const lines = readFileSync(path, "utf8").split("\n");
+  const out: M[] = [];
+  for (const [i, line] of lines.entries()) {
+    if (line.trim() === "") continue;
+    const value = parseObject(line);
+    if (value !== undefined) {
+      out.push(value as M);
+      continue;
+    }
+    const last = lines.slice(i + 1).every((l) => l.trim() === "");
+    if (!last)
+      throw new InputError("not a JSON object", { file: path, line: i + 1 }, "restore the file or delete it");
+    log.warn(`${path}:${i + 1}: the last line is cut off (a run was killed while writing it): dropped`);
+  }
+  return out;
+}
+
+function parseObject(line: string): object | undefined {
+  try {
+    const v: unknown = JSON.parse(line);
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function writeMetrics(runDir: string, metrics: readonly RunMetric[]): void {
-  writeFileSync(join(runDir, METRICS_FILE), metrics.map((m) => `${JSON.stringify(m)}\n`).join(""));
+  writeFileAtomic(join(runDir, METRICS_FILE), metrics.map((m) => `${JSON.stringify(m)}\n`).join(""));
 }
 
 export function writeLossCurve(runDir: string, metrics: readonly RunMetric[]): void {
@@ -35,5 +62,5 @@ export function writeLossCurve(runDir: string, metrics: readonly RunMetric[]): v
   const val: LossPoint[] = metrics
     .filter((m) => m.valLoss !== undefined)
     .map((m) => ({ step: m.step, loss: m.valLoss as number }));
-  writeFileSync(join(runDir, LOSS_CURVE_FILE), lossCurvePng(train, val));
+  writeFileAtomic(join(runDir, LOSS_CURVE_FILE), lossCurvePng(train, val));
 }

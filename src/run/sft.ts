@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Batch } from "../train/batch.js";
 import type { Trainer } from "../train/trainer.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import type { ResolvedSftConfig } from "./config.js";
@@ -110,7 +111,7 @@ export async function lmData(
 function checkObjective(runDir: string, name: string, resume: boolean): void {
   const path = join(runDir, OBJECTIVE_FILE);
   if (!resume) {
-    if (name !== "sft") writeFileSync(path, `${JSON.stringify({ objective: name })}\n`);
+    if (name !== "sft") writeFileAtomic(path, `${JSON.stringify({ objective: name })}\n`);
     return;
   }
   const stored = existsSync(path)

@@ -1,6 +1,7 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Conversation } from "../data/template.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { SPLITS, type SynthResult } from "./synth.js";
 
 /**
@@ -28,15 +29,15 @@ export function writeBench(dir: string, result: SynthResult): string[] {
   for (const split of SPLITS) {
     const path = join(dir, `${split}.jsonl`);
     const convs = result.splits[split];
-    writeFileSync(path, convs.length ? `${convs.map(toNemoLine).join("\n")}\n` : "");
+    writeFileAtomic(path, convs.length ? `${convs.map(toNemoLine).join("\n")}\n` : "");
     written.push(path);
   }
   const metaPath = join(dir, "steerbench.json");
-  writeFileSync(metaPath, `${JSON.stringify(result.meta, null, 2)}\n`);
+  writeFileAtomic(metaPath, `${JSON.stringify(result.meta, null, 2)}\n`);
   written.push(metaPath);
   const readme = join(dir, "README.md");
   const m = result.meta;
-  writeFileSync(
+  writeFileAtomic(
     readme,
     [
       "# SteerBench data",

@@ -1,7 +1,7 @@
-import { writeFileSync } from "node:fs";
 import { type AttributeValues, STEERLM_ATTRIBUTE_ORDER } from "../data/attributes.js";
 import { readRecords } from "../data/read.js";
 import type { DataFormat } from "../data/record.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { scoreResponse } from "./oracle.js";
 
 /**
@@ -106,5 +106,5 @@ export async function scoreFile(
 }
 
 export function writeRowScores(path: string, rows: RowScore[]): void {
-  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join("\n") + (rows.length ? "\n" : ""));
+  writeFileAtomic(path, rows.map((r) => JSON.stringify(r)).join("\n") + (rows.length ? "\n" : ""));
 }

@@ -125,7 +125,7 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
   const n = opts.samples ?? SAMPLE_DEFAULTS.samples;
   const group = ["samples", n] as const;
   const { paths, model } = await startGenerationJob(opts, { inputs, again: "sample", group });
-  const freeLater: Array<() => unknown> = [() => model.dispose()];
+  const freeLater: Array<() => unknown> = [() => paths.lock.release(), () => model.dispose()];
   try {
     const schema = model.schema;
     const seed = opts.seed ?? SAMPLE_DEFAULTS.seed;

@@ -10,6 +10,7 @@ import { encodeRecords } from "../run/data.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { IGNORE } from "../train/batch.js";
+import { readFailure } from "../util/errno.js";
 import { InputError } from "../util/errors.js";
 
 /**
@@ -42,7 +43,7 @@ export class GgufScorer {
       file = await readGguf(path);
     } catch (err) {
       if (err instanceof InputError) throw err;
-      throw new InputError(`cannot read the GGUF: ${(err as Error).message}`, { file: path });
+      throw readFailure(err, path, "cannot read the GGUF");
     }
     const tokenizer = await loadGgufTokenizer(path);
     if (!tokenizer.hasControlTokens()) {

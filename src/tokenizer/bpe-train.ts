@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../util/atomic.js";
 import { SteerlmError } from "../util/errors.js";
 import { Progress } from "../util/progress.js";
 import { BYTE_SYMBOLS, gpt2Split, toByteLevel } from "./byte-level.js";
@@ -198,7 +198,7 @@ function buildTokenizerJson(
 }
 
 export function saveTokenizerJson(path: string, json: HfTokenizerJson): void {
-  writeFileSync(path, `${JSON.stringify(json, null, 2)}\n`);
+  writeFileAtomic(path, `${JSON.stringify(json, null, 2)}\n`);
 }
 
 /** Max-heap on (count desc, key asc); stale entries are skipped by the caller. */

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { readFailure } from "../util/errno.js";
 import { expected, InputError } from "../util/errors.js";
 
 /**
@@ -56,7 +57,7 @@ export function readJsonFile(path: string): unknown {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new InputError(`cannot read: ${(err as Error).message}`, { file: path });
+    throw readFailure(err, path, "cannot read");
   }
   try {
     return JSON.parse(text);

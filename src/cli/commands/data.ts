@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { loadSchema } from "../../data/attributes.js";
 import { formatInspection } from "../../data/inspect.js";
 import {
@@ -11,9 +11,10 @@ import {
 } from "../../data/jobs.js";
 import { detectFormat, NO_LABELS, parseFormat, UNLABELED_HINT } from "../../data/read.js";
 import { DATA_FORMATS, OUTPUT_FORMATS, type OutputFormat } from "../../data/record.js";
-import { parseOutputFormat, removeTempFilesOnSignal } from "../../data/write.js";
+import { parseOutputFormat } from "../../data/write.js";
+import { removeTempFilesOnSignal } from "../../util/atomic.js";
 import { log } from "../../util/log.js";
-import { integerFrom, numberOption } from "../flags.js";
+import { integerFrom, numberOption, optionForSetting } from "../flags.js";
 
 /** `steerlm data ...`: parse arguments, call src/data/jobs.ts, print. */
 interface ReadFlags {
@@ -36,9 +37,14 @@ function readOptions(cmd: Command): Command {
       "attribute schema: helpsteer, oasst, steerlm, oasst-paper, or a .json/.yaml file",
     )
     .option("--skip-invalid", "keep going past invalid rows: report them all and keep every valid one")
-    .option(
-      "--rejects <file>",
-      "with --skip-invalid: write invalid rows here (JSONL: file, line, error, raw)",
+    .addOption(
+      optionForSetting(
+        new Option(
+          "--rejects <file>",
+          "with --skip-invalid: write invalid rows here (JSONL: file, line, error, raw)",
+        ),
+        "rejectsPath",
+      ),
     )
     .option("--allow-unlabeled", "accept conversations without attribute labels (plain SFT data)")
     .option("--lang <code>", "oasst: keep only trees in this language (e.g. en)")

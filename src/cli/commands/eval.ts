@@ -1,4 +1,4 @@
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { type AttributeValues, parseAttributes } from "../../data/attributes.js";
@@ -14,6 +14,7 @@ import { buildReport, formatReport } from "../../eval/report.js";
 import type { Generator } from "../../inference/generator.js";
 import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
+import { checkOutputs, writeFileAtomic } from "../../util/atomic.js";
 import { InputError } from "../../util/errors.js";
 import { integerFrom, numberOption, parseNumberFlag } from "../flags.js";
 import {
@@ -282,6 +283,7 @@ export function register(program: Command): void {
     )
     .action(async (o: AdherenceFlags) => {
       const n = o.nPrompts;
+      checkOutputs({ json: o.json });
       const prompts = o.prompts ? await promptsFrom(o.prompts, n) : steerbenchPrompts(n);
       const parallel = o.parallel;
       const model = await openModel(o, { parallel });
@@ -297,7 +299,7 @@ export function register(program: Command): void {
         });
         process.stdout.write(`${formatAdherence(report)}\n`);
         if (o.json) {
-          writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+          writeFileAtomic(o.json, `${JSON.stringify(report, null, 2)}\n`);
           process.stderr.write(`report: ${o.json}\n`);
         }
       } finally {

@@ -1,0 +1,279 @@
+import { readFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { Rng } from "../../src/util/rng.js";
+import { type PartResult, percentile, sleep, startCli, Tally } from "./common.js";
+
+/**
+ * Server soak: `steerlm serve` on a tiny model, `clients` concurrent clients for `seconds` sending a mix of
+ * valid, streaming, aborted, malformed and oversized requests, plus `idleSockets` connections that never send
+ * a byte. Zero 5xx, every malformed or oversized request a 4xx, the server's RSS grows less than 10% from
+ * the first third of the run to its end, and `/health` (probed every 100 ms) answers with p99 under 100 ms.
+ */
+export interface SoakOptions {
+  model: string;
+  seconds: number;
+  clients: number;
+  idleSockets: number;
+  seed: number;
+  /** Whether the RSS-growth and /health p99 bounds are checked (measured and reported either way). */
+  bounds: boolean;
+}
+
+export const MAX_RSS_GROWTH = 0.1;
+export const MAX_HEALTH_P99_MS = 100;
+
+type Kind =
+  | "chat"
+  | "stream"
+  | "completion"
+  | "aborted"
+  | "badJson"
+  | "wrongTypes"
+  | "deepJson"
+  | "badRoute"
+  | "badRequestLine"
+  | "garbage"
+  | "oversized"
+  | "longPrompt";
+
+/** Kinds whose answer must be a 4xx. */
+const MALFORMED = new Set<Kind>([
+  "badJson",
+  "wrongTypes",
+  "deepJson",
+  "badRoute",
+  "badRequestLine",
+  "garbage",
+  "oversized",
+  "longPrompt",
+]);
+const WEIGHTED: Kind[] = [
+  ...Array<Kind>(4).fill("chat"),
+  ...Array<Kind>(4).fill("stream"),
+  ...Array<Kind>(2).fill("completion"),
+  ...Array<Kind>(2).fill("aborted"),
+  "badJson",
+  "wrongTypes",
+  "deepJson",
+  "badRoute",
+  "badRequestLine",
+  "garbage",
+  "oversized",
+  "longPrompt",
+];
+
+const rssMb = (pid: number): number => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+};
+
+const chatBody = (rng: Rng, stream: boolean, content = `Request ${rng.u32()}: tell me about the sea.`) =>
+  JSON.stringify({
+    messages: [{ role: "user", content }],
+    max_tokens: rng.int(1, 16),
+    temperature: 0.7,
+    seed: rng.int(0, 1000),
+    stream,
+    steerlm: { attributes: { humor: rng.int(0, 4) } },
+  });
+
+/** A raw HTTP/1.1 exchange: `data` written as is; resolves with the response's status (0: none). */
+function raw(port: number, data: string | Buffer): Promise<number> {
+  return new Promise((ok) => {
+    const s = connect(port, "127.0.0.1");
+    let got = "";
+    const done = (status: number) => {
+      clearTimeout(timer);
+      s.destroy();
+      ok(status);
+    };
+    const timer = setTimeout(() => done(0), 30_000);
+    s.on("connect", () => s.write(data));
+    s.on("data", (d) => {
+      got += d.toString("latin1");
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(got);
+      if (m) done(Number(m[1]));
+    });
+    s.on("error", () => done(0));
+    s.on("close", () => done(0));
+  });
+}
+
+/** One request of `kind`; resolves with its status (0: the connection failed, -1: aborted on purpose). */
+async function request(url: string, port: number, kind: Kind, rng: Rng): Promise<number> {
+  const post = (path: string, body: string | Buffer, signal?: AbortSignal) =>
+    fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body, signal });
+  const drain = async (res: Response) => {
+    await res.arrayBuffer();
+    return res.status;
+  };
+  switch (kind) {
+    case "chat":
+      return drain(await post("/v1/chat/completions", chatBody(rng, false)));
+    case "stream": {
+      const res = await post("/v1/chat/completions", chatBody(rng, true));
+      const text = await res.text();
+      // a 200 stream that stops before [DONE] is a server failure, counted as a 5xx
+      return res.status === 200 && !text.endsWith("data: [DONE]\n\n") ? 599 : res.status;
+    }
+    case "completion":
+      return drain(
+        await post(
+          "/v1/completions",
+          JSON.stringify({ prompt: "Once upon a time", max_tokens: rng.int(1, 16) }),
+        ),
+      );
+    case "aborted": {
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), rng.int(0, 200));
+      try {
+        const res = await post("/v1/chat/completions", chatBody(rng, rng.chance(0.5)), ac.signal);
+        await res.arrayBuffer();
+        return res.status;
+      } catch {
+        return -1;
+      }
+    }
+    case "badJson":
+      return drain(await post("/v1/chat/completions", '{"messages": [{"role": "user", "content": "hi"'));
+    case "wrongTypes":
+      return drain(
+        await post(
+          "/v1/chat/completions",
+          JSON.stringify(
+            rng.pick([
+              { messages: "hi" },
+              { messages: [{ role: 7 }] },
+              { messages: [], max_tokens: -1 },
+              [1, 2],
+            ]),
+          ),
+        ),
+      );
+    case "deepJson":
+      return drain(
+        await post("/v1/chat/completions", `{"messages":${"[".repeat(50_000)}${"]".repeat(50_000)}}`),
+      );
+    case "badRoute":
+      return drain(await fetch(`${url}/v1/${rng.pick(["nothing", "chat/completions/x", "..%2f..%2fetc"])}`));
+    case "badRequestLine":
+      return raw(
+        port,
+        rng.pick(["GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n", "GET /health HTTP/9.9\r\n\r\n"]),
+      );
+    case "garbage":
+      return raw(port, Buffer.from(Array.from({ length: 64 }, () => rng.int(0, 255))));
+    case "oversized":
+      return drain(await post("/v1/chat/completions", Buffer.alloc(2 * 1024 * 1024 + 1, 0x20)));
+    case "longPrompt":
+      return drain(await post("/v1/chat/completions", chatBody(rng, false, "sea ".repeat(200_000))));
+  }
+}
+
+export async function serverSoak(o: SoakOptions): Promise<PartResult> {
+  const t = new Tally("server soak");
+  const p = startCli(["serve", "-m", o.model, "--port", "0", "--parallel", "4"]);
+  const url = await new Promise<string>((ok, fail) => {
+    const poll = setInterval(() => {
+      const m = /at (http:\/\/\S+)/.exec(p.stderr());
+      if (m) {
+        clearInterval(poll);
+        ok(m[1] as string);
+      }
+    }, 20);
+    void p.ended.then((r) => {
+      clearInterval(poll);
+      fail(new Error(`steerlm serve exited (${r.code}) before listening:\n${r.stderr}`));
+    });
+  });
+  const port = Number(new URL(url).port);
+  const pid = p.child.pid as number;
+
+  // idle sockets: connect, send nothing, note when the server closes them
+  const idle: Socket[] = [];
+  let idleClosed = 0;
+  for (let i = 0; i < o.idleSockets; i++) {
+    const s = connect(port, "127.0.0.1");
+    s.on("error", () => undefined);
+    s.on("close", () => idleClosed++);
+    idle.push(s);
+  }
+
+  const status: Record<string, number> = {};
+  let fiveXx = 0;
+  let malformedNot4xx = 0;
+  let failedConnections = 0;
+  const started = performance.now();
+  const end = started + o.seconds * 1000;
+  const rss: Array<{ s: number; mb: number }> = [];
+  const health: number[] = [];
+  let serverDied = false;
+  void p.ended.then(() => (serverDied = true));
+
+  const sampler = (async () => {
+    while (performance.now() < end && !serverDied) {
+      rss.push({ s: (performance.now() - started) / 1000, mb: rssMb(pid) });
+      await sleep(1000);
+    }
+  })();
+  const prober = (async () => {
+    while (performance.now() < end && !serverDied) {
+      const t0 = performance.now();
+      try {
+        const res = await fetch(`${url}/health`);
+        await res.arrayBuffer();
+        health.push(performance.now() - t0);
+      } catch {
+        health.push(Number.POSITIVE_INFINITY);
+      }
+      await sleep(100);
+    }
+  })();
+  const client = async (c: number) => {
+    const rng = new Rng(`soak:${o.seed}:${c}`);
+    while (performance.now() < end && !serverDied) {
+      const kind = rng.pick(WEIGHTED);
+      let code: number;
+      try {
+        code = await request(url, port, kind, rng);
+      } catch {
+        code = 0;
+      }
+      const key = code === -1 ? "aborted" : code === 0 ? "no response" : String(code);
+      status[key] = (status[key] ?? 0) + 1;
+      const bad5xx = code >= 500;
+      const badMalformed = MALFORMED.has(kind) && !(code >= 400 && code < 500);
+      const noAnswer = code === 0;
+      if (bad5xx) fiveXx++;
+      if (badMalformed) malformedNot4xx++;
+      if (noAnswer) failedConnections++;
+      t.check(!bad5xx && !badMalformed && !noAnswer, () => `${kind}: ${key}`);
+    }
+  };
+  await Promise.all([sampler, prober, ...Array.from({ length: o.clients }, (_, c) => client(c))]);
+  const stillOpen = idle.filter((s) => !s.destroyed).length;
+  const closedByServer = idleClosed;
+  const diedDuring = serverDied;
+  for (const s of idle) s.destroy();
+  p.child.kill("SIGTERM");
+  await p.ended;
+
+  const sorted = health.filter(Number.isFinite).sort((a, b) => a - b);
+  const p99 = percentile(sorted, 99);
+  const third = rss.find((r) => r.s >= o.seconds / 3)?.mb ?? Number.NaN;
+  const last = rss.at(-1)?.mb ?? Number.NaN;
+  const growth = (last - third) / third;
+  t.notes.push(
+    `${t.runs} requests ${JSON.stringify(status)}; ${fiveXx} 5xx, ${malformedNot4xx} malformed not answered 4xx, ${failedConnections} without a response`,
+    `RSS ${third.toFixed(0)} MB at ${Math.round(o.seconds / 3)} s -> ${last.toFixed(0)} MB at the end (${(growth * 100).toFixed(1)}%, bound ${MAX_RSS_GROWTH * 100}%)`,
+    `/health p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (bound ${MAX_HEALTH_P99_MS}), ${health.length - sorted.length} failed probes`,
+    `${o.idleSockets} idle sockets: ${closedByServer} closed by the server, ${stillOpen} still open at the end`,
+  );
+  if (diedDuring) t.fail("the server died during the soak");
+  if (o.bounds && !(growth < MAX_RSS_GROWTH))
+    t.fail(`RSS grew ${(growth * 100).toFixed(1)}% (bound ${MAX_RSS_GROWTH * 100}%)`);
+  if (o.bounds && !(p99 < MAX_HEALTH_P99_MS))
+    t.fail(`/health p99 ${p99.toFixed(1)} ms (bound ${MAX_HEALTH_P99_MS} ms)`);
+  if (sorted.length < health.length) t.fail(`${health.length - sorted.length} /health probes got no answer`);
+  return t.result();
+}
