@@ -303,7 +303,11 @@ export function buildForward(
   for (let l = 0; l < cfg.numLayers; l++) x = block(c, cfg, model.blockWeights(l), x, inp, tape);
   const hidden = rmsNormGain(c, x, model.tensor("output_norm.weight"), cfg.rmsNormEps, tape); // [D, N]
   if (!withLogits) return { hidden };
-  const out = cfg.tiedEmbeddings ? emb : model.tensor("output.weight");
   const bf16 = model.options.computeType === "bf16";
-  return { hidden, logits: linear(c, hidden, out, undefined, undefined, tape, bf16) }; // [V, N]
+  return { hidden, logits: linear(c, hidden, outputWeight(model), undefined, undefined, tape, bf16) }; // [V, N]
+}
+
+/** The output projection [D, V]: the token embeddings when tied. */
+export function outputWeight(model: LlamaModel): Tensor {
+  return model.tensor(model.config.tiedEmbeddings ? "token_embd.weight" : "output.weight");
 }

@@ -12,8 +12,9 @@ import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import type { AttentionInputs } from "../model/attention.js";
 import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
-import { maskedCrossEntropy, maskedMse } from "../model/loss.js";
-import { buildForward, type LlamaModel } from "../model/model.js";
+import { lmLoss } from "../model/lm-head.js";
+import { maskedMse } from "../model/loss.js";
+import { buildForward, type LlamaModel, outputWeight } from "../model/model.js";
 import { Tape } from "../model/tape.js";
 import type { PreparedBatch } from "./batch.js";
 
@@ -37,6 +38,8 @@ export interface ReplicaSpec {
   params: readonly Tensor[];
   frozenTransposes: ReadonlyMap<Tensor, Tensor>;
   outputs: number;
+  /** Positions per chunk of the output projection + cross-entropy (see lmLoss). */
+  logitChunk: number;
 }
 
 interface Inputs {
@@ -109,7 +112,7 @@ export class Replica {
     const c = this.#compute;
     this.graph = new Graph(c, size);
     if (spec.manual) {
-      const tape = new Tape(c, new Set(spec.params), spec.frozenTransposes);
+      const tape = new Tape(c, new Set(spec.params), spec.frozenTransposes, (t) => this.graph.expand(t));
       this.#loss = this.#buildLoss(c, undefined, tape);
       c.setOutput(this.#loss);
       this.graph.expand(this.#loss);
@@ -153,11 +156,12 @@ export class Replica {
   #buildLoss(c: Context, out?: (t: Tensor) => void, tape?: Tape, logp?: (t: Tensor) => void): Tensor {
     const i = this.inp;
     const model = this.spec.model;
-    const fwd = buildForward(c, model, i.tokens, this.#attn(), this.spec.task === "lm", tape);
+    const fwd = buildForward(c, model, i.tokens, this.#attn(), false, tape);
     if (this.spec.task === "lm") {
-      const logits = fwd.logits as Tensor;
-      out?.(logits);
-      return maskedCrossEntropy(c, logits, i.flatIdx, i.lossMask, i.negInvCount, tape, logp);
+      const bf16 = model.options.computeType === "bf16";
+      const inp = { flatIdx: i.flatIdx, mask: i.lossMask, negInvCount: i.negInvCount };
+      const outs = { logits: out, logProbs: logp };
+      return lmLoss(c, fwd.hidden, outputWeight(model), bf16, this.spec.logitChunk, inp, tape, outs);
     }
     const w = model.tensor(HEAD_WEIGHT);
     const pred = regressionHead(c, fwd.hidden, i.lastIdx, w, model.tensor(HEAD_BIAS), tape);
@@ -182,6 +186,11 @@ export class Replica {
   /** ggml's autograd path needs d(loss)=1 and zeroed accumulators at the start of an accumulation. */
   startAccumulation(): void {
     if (!this.spec.manual) this.graph.reset();
+  }
+
+  /** Bytes of the forward+backward graph's intermediate tensors (its allocator's buffer). */
+  get computeBytes(): number {
+    return this.#alloc.size;
   }
 
   get loss(): number {
