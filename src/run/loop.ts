@@ -211,6 +211,7 @@ export async function runTraining(
       seqLen: cfg.seqLen,
       task: data.regressionOutputs !== undefined ? "regression" : "lm",
       optimizer,
+      recompute: cfg.recompute,
     });
     owned.push(() => trainer.free());
     const trained = trainer.trainedTensors;

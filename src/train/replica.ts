@@ -21,9 +21,9 @@ import type { PreparedBatch } from "./batch.js";
 export type TrainTask = "lm" | "regression";
 
 /** Nodes per layer are ~40 forward (+5 per LoRA target); backward roughly triples that. */
-export function graphSize(model: LlamaModel): number {
+export function graphSize(model: LlamaModel, recompute = false): number {
   const lora = model.options.lora?.targets.length ?? 0;
-  return 4096 + model.config.numLayers * (60 + 10 * lora) * 6;
+  return 4096 + model.config.numLayers * (60 + 10 * lora) * (recompute ? 8 : 6);
 }
 
 export interface ReplicaSpec {
@@ -40,6 +40,8 @@ export interface ReplicaSpec {
   outputs: number;
   /** Positions per chunk of the output projection + cross-entropy (see lmLoss). */
   logitChunk: number;
+  /** Rebuild each block's activations in the backward pass instead of keeping them (recomputedBlock). */
+  recompute: boolean;
 }
 
 interface Inputs {
@@ -107,7 +109,7 @@ export class Replica {
     const accOf = new Map(spec.params.map((w) => [w, s.newTensor("f32", [...w.ne], `${w.name}.grad`)]));
     this.#buf = backend.allocTensors(s);
 
-    const size = graphSize(spec.model);
+    const size = graphSize(spec.model, spec.recompute);
     this.#compute = new Context(size * 3, size, { plainOps: !spec.manual || !backend.isCpu });
     const c = this.#compute;
     this.graph = new Graph(c, size);
@@ -156,7 +158,7 @@ export class Replica {
   #buildLoss(c: Context, out?: (t: Tensor) => void, tape?: Tape, logp?: (t: Tensor) => void): Tensor {
     const i = this.inp;
     const model = this.spec.model;
-    const fwd = buildForward(c, model, i.tokens, this.#attn(), false, tape);
+    const fwd = buildForward(c, model, i.tokens, this.#attn(), false, tape, this.spec.recompute);
     if (this.spec.task === "lm") {
       const bf16 = model.options.computeType === "bf16";
       const inp = { flatIdx: i.flatIdx, mask: i.lossMask, negInvCount: i.negInvCount };

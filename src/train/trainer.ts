@@ -71,6 +71,11 @@ export interface TrainerOptions {
    * views). Changes only the summation order of the loss.
    */
   logitChunk?: number;
+  /**
+   * Keep only each block's input from the forward pass and rebuild its activations in the backward pass:
+   * one more forward per step, activation memory of one block instead of all (hand-written backward only).
+   */
+  recompute?: boolean;
 }
 
 export interface StepResult {
@@ -150,6 +155,8 @@ export class Trainer {
     const trainable = model.trainable();
     if (trainable.length === 0) throw new SteerlmError("model has no trainable tensors");
     this.#manual = (options.backward ?? "manual") === "manual";
+    if (options.recompute && !this.#manual)
+      throw new SteerlmError("recompute needs the hand-written backward", 'use backward "manual"');
     const rowsT = (B / R) * T;
     this.#chunk = this.#manual ? (options.logitChunk ?? logitChunk(rowsT, cfg.vocabSize)) : rowsT;
     if (!Number.isInteger(this.#chunk) || this.#chunk < 1 || this.#chunk * cfg.vocabSize >= 2 ** 31)
@@ -215,6 +222,7 @@ export class Trainer {
           frozenTransposes: this.#frozenTransposes,
           outputs: this.#outputs(),
           logitChunk: this.#chunk,
+          recompute: options.recompute ?? false,
         }),
       );
     }
