@@ -20,7 +20,8 @@ async function usage() {
   return (
     `usage: npm run bench -- train <${await benchNames()}> [options]\n` +
     "         --lora                      LoRA on a frozen base instead of every weight\n" +
-    "         --frozen f32|f16|bf16|q8_0  storage of the frozen base under --lora\n" +
+    "         --frozen f32|f16|bf16|q8_0  storage of the frozen base under --lora (default bf16)\n" +
+    "         --recompute                 rebuild each block's activations in the backward pass\n" +
     "         --compute f32|bf16          GEMM precision (--bf16 = --compute bf16; f32 master weights)\n" +
     "         --threads N  --steps N  --replicas R  --backward manual|ggml  --json\n" +
     "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n" +
@@ -77,6 +78,7 @@ try {
       bf16: { type: "boolean", default: false },
       compute: { type: "string" },
       replicas: { type: "string" },
+      recompute: { type: "boolean", default: false },
     },
   });
 } catch (err) {
@@ -110,11 +112,12 @@ const r = await benchTrain(name, {
   backward: values.backward,
   computeType: values.bf16 ? "bf16" : (values.compute ?? "f32"),
   replicas: await positiveInt("replicas"),
+  recompute: values.recompute,
 });
 if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
 else {
   process.stdout.write(
-    `train ${r.name} ${r.mode}${r.mode === "lora" ? ` on a ${r.frozen} base` : ""} (${r.backward} backward, ${r.compute} GEMMs): ${(r.params / 1e6).toFixed(2)}M params (${(r.trainable / 1e6).toFixed(2)}M trainable), ` +
+    `train ${r.name} ${r.mode}${r.mode === "lora" ? ` on a ${r.frozen} base` : ""} (${r.backward} backward${r.recompute ? ", recomputed" : ""}, ${r.compute} GEMMs): ${(r.params / 1e6).toFixed(2)}M params (${(r.trainable / 1e6).toFixed(2)}M trainable), ` +
       `B=${r.batch} T=${r.seq_len}, ${r.replicas > 1 ? `${r.replicas} replicas × 1 thread` : `${r.threads} threads`}, ggml-cpu-${r.cpu_variant}\n` +
       `  step ${r.step_ms.toFixed(0)} ms (cpu ${r.cpu_ms.toFixed(0)} ms) = ${r.tokens_per_s.toFixed(0)} tokens/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MB, ` +
       `loss ${r.loss_first.toFixed(3)} -> ${r.loss_last.toFixed(3)}\n`,

@@ -72,7 +72,7 @@ describe("steerlm sft --lora on a Q8_0 base", () => {
     const run = join(tmp.path, "q8run");
     const r = await runCli(["sft", ...common(), "--model", baseQ8, "-o", run]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/ frozen +q8_0 +\(the base GGUF's storage\)/);
+    expect(r.stderr).toMatch(/ frozen +q8_0 +\(decided from the base model\)/);
     // stored, so --resume keeps it
     expect(JSON.parse(readFileSync(join(run, "sft-config.json"), "utf8")).frozen).toBe("q8_0");
     const l = losses(run);
@@ -166,7 +166,8 @@ describe("steerlm sft --lora on a Q8_0 base", () => {
       join(tmp.path, "a"),
     ]);
     expect(auto.code, auto.stderr).toBe(0);
-    expect(auto.stderr).toMatch(/ frozen +f32 +\(the base GGUF's storage\)/);
+    // an F32 base is kept as bf16 under LoRA unless --frozen f32 says otherwise (LORA_FROZEN_DEFAULT)
+    expect(auto.stderr).toMatch(/ frozen +bf16 +\(decided from the base model\)/);
 
     const bad = await runCli([
       "sft",

@@ -286,6 +286,30 @@ export class Context implements Disposable {
     return this.#wrap(this.#n.base.ggml_pad(this.#ptr, ptrOf(a), p0, 0, 0, 0));
   }
 
+  /**
+   * A view of `ne` (1–2 dims) starting `offset` elements into contiguous `a`: a run of whole columns,
+   * e.g. positions [s, s+n) of a [D, N] activation. It shares a's memory (no copy).
+   */
+  range(a: Tensor, ne: readonly [number, number?], offset: number): Tensor {
+    const [n0, n1 = 1] = ne;
+    if (!a.contiguous || a.type === "q8_0")
+      fail("view", `input ${a.shapeText} must be contiguous, unquantised`);
+    if (offset < 0 || offset + n0 * n1 > a.nelements) {
+      fail("view", `[${ne.join(",")}] at ${offset} does not fit in ${a.shapeText}`);
+    }
+    const es = blockBytes(a.type);
+    return this.#wrap(
+      this.#n.base.ggml_view_3d(this.#ptr, ptrOf(a), n0, n1, 1, n0 * es, n0 * n1 * es, offset * es),
+    );
+  }
+  /** a and b joined along `dim` (their other dims must agree). */
+  concat(a: Tensor, b: Tensor, dim: number): Tensor {
+    if (a.type !== b.type || a.ne.some((d, i) => i !== dim && d !== b.ne[i])) {
+      fail("concat", `cannot join ${b.shapeText} to ${a.shapeText} along ${dim}`);
+    }
+    return this.#wrap(this.#n.base.ggml_concat(this.#ptr, ptrOf(a), ptrOf(b), dim));
+  }
+
   /** a converted to `type` (any layout in, contiguous out). */
   cast(a: Tensor, type: DType): Tensor {
     return this.#wrap(this.#n.base.ggml_cast(this.#ptr, ptrOf(a), dtypeCode(type)));

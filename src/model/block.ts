@@ -55,3 +55,58 @@ export function block(
   const h2 = rmsNormGain(c, x1, w.ffnNorm, cfg.rmsNormEps, tape);
   return residual(c, x1, mlp(c, w.mlp, h2, tape), tape);
 }
+
+/** Every tensor a block reads that could be trained (weights, biases, norms, adapters). */
+function blockParams(w: BlockWeights): Tensor[] {
+  const a = w.attn;
+  const adapters = [...Object.values(a.lora), ...Object.values(w.mlp.lora)].flatMap((p) =>
+    p ? [p.a, p.b] : [],
+  );
+  const biases = [a.bq, a.bk, a.bv].filter((b): b is Tensor => b !== undefined);
+  return [
+    w.attnNorm,
+    w.ffnNorm,
+    a.wq,
+    a.wk,
+    a.wv,
+    a.wo,
+    ...biases,
+    w.mlp.gate,
+    w.mlp.up,
+    w.mlp.down,
+    ...adapters,
+  ];
+}
+
+/**
+ * `block` whose activations are not kept for the backward pass: the forward runs without a tape (its
+ * intermediates die as soon as the next op has read them) and the backward step rebuilds the block from
+ * its input once the output's gradient exists, then runs the block's own backward. The same ops on the
+ * same values, so the same gradients; one more forward per block, and only one block's activations live.
+ */
+export function recomputedBlock(
+  c: Context,
+  cfg: LlamaConfig,
+  w: BlockWeights,
+  x: Tensor,
+  inp: AttentionInputs,
+  tape: Tape,
+): Tensor {
+  const y = block(c, cfg, w, x, inp);
+  if (tape.propagate(y, [x], blockParams(w))) {
+    tape.record(() => {
+      const dy = tape.grad(y);
+      if (!dy) return;
+      tape.schedule(dy); // ggml places nodes where first reached: the recomputation goes after dy
+      const sub = tape.child();
+      if (tape.live(x)) sub.markLive(x);
+      const again = block(c, cfg, w, x, inp, sub);
+      sub.seed(again, dy);
+      sub.backward();
+      const dx = sub.grad(x);
+      if (dx) tape.addGrad(x, dx);
+      for (const [p, g] of sub.paramGrads) tape.addParamGrad(p, () => g);
+    });
+  }
+  return y;
+}

@@ -16,9 +16,17 @@ export {
   readLlamaConfig,
   writeLlamaGguf,
 } from "./llama-gguf.js";
+export { LOGIT_CHUNK_VALUES, logitChunk } from "./lm-head.js";
 export { ggufWeightSource, type LoadedModel, loadLlamaGguf } from "./load.js";
 export { LORA_TARGETS, type LoraOptions, type LoraTarget, loraNames } from "./lora.js";
-export { type FrozenType, frozenStorage, LlamaModel, type ModelOptions, type ParamInfo } from "./model.js";
+export {
+  type FrozenType,
+  frozenStorage,
+  LlamaModel,
+  LORA_FROZEN_DEFAULT,
+  type ModelOptions,
+  type ParamInfo,
+} from "./model.js";
 export { transposeToQ8_0 } from "./q8.js";
 export {
   initLlamaWeights,

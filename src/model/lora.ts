@@ -78,11 +78,15 @@ export function linear(
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
       let dx: Tensor | undefined;
       if (tape.live(x)) {
-        // dx reduces over W's outputs; a frozen W has its transpose cached in its storage type
+        // dx reduces over W's outputs; a frozen W has its transpose cached in its storage type. f32
+        // compute widens it exactly (the gradient of an f32 base holding the same values); bf16 compute
+        // also rounds dy, for the bf16 × bf16 GEMM
         const wt = tape.frozenTransposes.get(w);
         if (wt && wt.type !== "f32")
           dx =
-            wt.type === "bf16" && (wt.ne[0] as number) % 32 === 0 ? c.mulMat(wt, low(dy)) : c.mulMat(wt, dy);
+            bf16 && wt.type === "bf16" && (wt.ne[0] as number) % 32 === 0
+              ? c.mulMat(wt, low(dy))
+              : c.mulMat(wt, dy);
         else if (bf16) dx = c.mulMat(wt ? low(wt) : tape.transposed(w, true), low(dy));
         else dx = c.mulMat(wt ?? tape.transposed(w), dy); // [in, N]
       }

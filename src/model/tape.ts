@@ -19,7 +19,23 @@ export class Tape {
     readonly trainable: ReadonlySet<Tensor>,
     /** Precomputed transposes of frozen weights (they never change, so copying them every step is waste). */
     readonly frozenTransposes: ReadonlyMap<Tensor, Tensor> = new Map(),
+    /**
+     * Appends a tensor (and whatever it needs) to the graph now. ggml orders a graph by when nodes are
+     * first reached and frees a tensor after its last reader, so a step that wants its large temporaries
+     * dead before the next one starts (a logits chunk, a recomputed block) places its results here.
+     */
+    readonly schedule: (t: Tensor) => void = () => {},
   ) {}
+
+  /** A tape for one part of the graph (a chunk, a recomputed block) with this one's parameters and hooks. */
+  child(): Tape {
+    return new Tape(this.c, this.trainable, this.frozenTransposes, this.schedule);
+  }
+
+  /** Marks a tensor whose gradient is wanted although nothing recorded on this tape produced it. */
+  markLive(t: Tensor): void {
+    this.#live.add(t);
+  }
 
   readonly #transposed = new Map<Tensor, Tensor>();
 

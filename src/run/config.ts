@@ -251,7 +251,7 @@ export function formatSettings(r: ResolvedSftConfig): string[] {
     const from =
       r.sources[k] === "default"
         ? ""
-        : `  (${{ flag: "flag", config: "config file", model: "the base GGUF's storage" }[r.sources[k]]})`;
+        : `  (${{ flag: "flag", config: "config file", model: "decided from the base model" }[r.sources[k]]})`;
     return `  ${k.padEnd(width)}  ${shown}${from}`;
   });
 }

@@ -255,6 +255,7 @@ async function trainLocked(
       seqLen: cfg.seqLen,
       task: data.regressionOutputs !== undefined ? "regression" : "lm",
       optimizer,
+      recompute: cfg.recompute,
     });
     owned.push(() => trainer.free());
     const trained = trainer.trainedTensors;

@@ -128,8 +128,14 @@ export const SETTINGS = {
   frozen: {
     kind: "frozen",
     default: null,
-    why: "the base GGUF's own storage (Q8_0/F16/BF16, else f32), decided when the run starts and stored",
-    help: "storage of the frozen base under LoRA: f32|f16|bf16|q8_0 (unset: the base GGUF's own)",
+    why: "the base GGUF's own storage (Q8_0/F16/BF16; bf16 for F32 and Hugging Face weights), decided when the run starts and stored",
+    help: "storage of the frozen base under LoRA: f32|f16|bf16|q8_0 (unset: the base GGUF's own, bf16 for an f32 base)",
+  },
+  recompute: {
+    kind: "bool",
+    default: false,
+    why: "speed first: rebuilding each block's activations in the backward pass costs one more forward per step",
+    help: "keep only each block's input and recompute its activations in the backward pass (same gradients, less memory)",
   },
   computeType: {
     kind: "compute",

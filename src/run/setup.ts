@@ -9,7 +9,7 @@ import { readGgufVocab } from "../gguf/vocab.js";
 import { convertHfToGguf } from "../interop/convert.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "../model/llama-gguf.js";
-import type { FrozenType } from "../model/model.js";
+import { type FrozenType, LORA_FROZEN_DEFAULT } from "../model/model.js";
 import type { WeightSource } from "../model/weights.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../tokenizer/bpe-train.js";
 import { addControlTokensToGgufVocab, extendEmbeddingRows } from "../tokenizer/control.js";
@@ -172,12 +172,13 @@ function matrixType(file: GgufFile): "F32" | "F16" | "BF16" | "Q8_0" {
 
 /**
  * The frozen storage a LoRA run on `model` gets by default: the base GGUF's own (Q8_0/F16/BF16), so a
- * quantised base stays quantised in memory; f32 for F32 or other types and for a Hugging Face directory
- * (converted to F32).
+ * quantised base stays quantised in memory; bf16 (LORA_FROZEN_DEFAULT) for F32 or other types and for a
+ * Hugging Face directory (converted to F32).
  */
 export async function defaultFrozenType(model: string): Promise<FrozenType> {
-  if (statSync(model, { throwIfNoEntry: false })?.isDirectory()) return "f32";
-  return matrixType(await readGguf(model)).toLowerCase() as FrozenType;
+  if (statSync(model, { throwIfNoEntry: false })?.isDirectory()) return LORA_FROZEN_DEFAULT;
+  const own = matrixType(await readGguf(model));
+  return own === "F32" ? LORA_FROZEN_DEFAULT : (own.toLowerCase() as FrozenType);
 }
 export const HF_BASE_FILE = "hf-base.gguf";
 

@@ -41,8 +41,20 @@ export interface PreparedBatch {
   validCount: number;
 }
 
-export function prepareBatch(b: Batch, B: number, T: number, vocab: number, outputs: number): PreparedBatch {
+/**
+ * `chunk`: positions per chunk of the output projection (lmLoss); each target's flat index counts from
+ * the start of its chunk, so it stays below 2^31 for any sequence length and vocabulary.
+ */
+export function prepareBatch(
+  b: Batch,
+  B: number,
+  T: number,
+  vocab: number,
+  outputs: number,
+  chunk = B * T,
+): PreparedBatch {
   const N = B * T;
+  const row = (n: number) => (n % chunk) * vocab;
   const where = { file: "batch" };
   if (b.tokens.length !== N)
     throw new InputError(`expected ${B}×${T} tokens, got ${b.tokens.length}`, { ...where, field: "tokens" });
@@ -107,21 +119,21 @@ export function prepareBatch(b: Batch, B: number, T: number, vocab: number, outp
       for (let t = 0; t + 1 < T; t++) {
         const n = s * T + t;
         const y = b.labels[n + 1] as number;
-        flatIdx[n] = n * vocab;
+        flatIdx[n] = row(n);
         if (y === IGNORE || !att[n]) continue;
         if (!(y >= 0 && y < vocab))
           throw new InputError(`label ${y} at ${n + 1} is outside the vocabulary`, {
             ...where,
             field: "labels",
           });
-        flatIdx[n] = n * vocab + y;
+        flatIdx[n] = row(n) + y;
         lossMask[n] = weight;
         valid++;
       }
-      flatIdx[s * T + T - 1] = (s * T + T - 1) * vocab;
+      flatIdx[s * T + T - 1] = row(s * T + T - 1);
     }
   } else {
-    for (let n = 0; n < N; n++) flatIdx[n] = n * vocab;
+    for (let n = 0; n < N; n++) flatIdx[n] = row(n);
   }
   const K = outputs;
   const targets = new Float32Array(Math.max(1, B * K));

@@ -1,6 +1,6 @@
 import { Backend } from "../ggml/backend.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
-import { type FrozenType, LlamaModel } from "../model/model.js";
+import { type FrozenType, LlamaModel, LORA_FROZEN_DEFAULT } from "../model/model.js";
 import { Rng } from "../util/rng.js";
 import { Trainer } from "./trainer.js";
 
@@ -66,6 +66,8 @@ export interface TrainBenchOptions {
   replicas?: number;
   /** Reverse pass: the hand-written one (default) or ggml's autograd. */
   backward?: "manual" | "ggml";
+  /** Rebuild each block's activations in the backward pass (TrainerOptions.recompute). */
+  recompute?: boolean;
 }
 
 export interface TrainBenchResult {
@@ -75,6 +77,7 @@ export interface TrainBenchResult {
   compute: "f32" | "bf16";
   /** Storage of the frozen base matrices (LoRA runs). */
   frozen: FrozenType;
+  recompute: boolean;
   params: number;
   trainable: number;
   batch: number;
@@ -98,7 +101,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   const model = await LlamaModel.create(backend, cfg, null, {
     seed: 0,
     lora: opts.lora ? { rank: 8, alpha: 8, targets: ["q", "v"] } : undefined,
-    frozenType: opts.frozenType,
+    frozenType: opts.lora ? (opts.frozenType ?? LORA_FROZEN_DEFAULT) : undefined,
     computeType: opts.computeType,
   });
   const trainer = new Trainer(backend, model, {
@@ -118,6 +121,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     },
     backward: opts.backward,
     replicas: opts.replicas,
+    recompute: opts.recompute,
   });
   const rng = new Rng(0);
   const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(0, cfg.vocabSize - 1));
@@ -135,7 +139,8 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     mode: opts.lora ? "lora" : "full",
     backward: opts.backward ?? "manual",
     compute: opts.computeType ?? "f32",
-    frozen: opts.frozenType ?? "f32",
+    frozen: model.options.frozenType ?? "f32",
+    recompute: opts.recompute ?? false,
     params: model.params
       .filter((p) => !p.name.includes(".lora_"))
       .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),

@@ -12,17 +12,18 @@ import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import type { AttentionInputs } from "../model/attention.js";
 import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
-import { maskedCrossEntropy, maskedMse } from "../model/loss.js";
-import { buildForward, type LlamaModel } from "../model/model.js";
+import { lmLoss } from "../model/lm-head.js";
+import { maskedMse } from "../model/loss.js";
+import { buildForward, type LlamaModel, outputWeight } from "../model/model.js";
 import { Tape } from "../model/tape.js";
 import type { PreparedBatch } from "./batch.js";
 
 export type TrainTask = "lm" | "regression";
 
 /** Nodes per layer are ~40 forward (+5 per LoRA target); backward roughly triples that. */
-export function graphSize(model: LlamaModel): number {
+export function graphSize(model: LlamaModel, recompute = false): number {
   const lora = model.options.lora?.targets.length ?? 0;
-  return 4096 + model.config.numLayers * (60 + 10 * lora) * 6;
+  return 4096 + model.config.numLayers * (60 + 10 * lora) * (recompute ? 8 : 6);
 }
 
 export interface ReplicaSpec {
@@ -37,6 +38,10 @@ export interface ReplicaSpec {
   params: readonly Tensor[];
   frozenTransposes: ReadonlyMap<Tensor, Tensor>;
   outputs: number;
+  /** Positions per chunk of the output projection + cross-entropy (see lmLoss). */
+  logitChunk: number;
+  /** Rebuild each block's activations in the backward pass instead of keeping them (recomputedBlock). */
+  recompute: boolean;
 }
 
 interface Inputs {
@@ -104,12 +109,12 @@ export class Replica {
     const accOf = new Map(spec.params.map((w) => [w, s.newTensor("f32", [...w.ne], `${w.name}.grad`)]));
     this.#buf = backend.allocTensors(s);
 
-    const size = graphSize(spec.model);
+    const size = graphSize(spec.model, spec.recompute);
     this.#compute = new Context(size * 3, size, { plainOps: !spec.manual || !backend.isCpu });
     const c = this.#compute;
     this.graph = new Graph(c, size);
     if (spec.manual) {
-      const tape = new Tape(c, new Set(spec.params), spec.frozenTransposes);
+      const tape = new Tape(c, new Set(spec.params), spec.frozenTransposes, (t) => this.graph.expand(t));
       this.#loss = this.#buildLoss(c, undefined, tape);
       c.setOutput(this.#loss);
       this.graph.expand(this.#loss);
@@ -153,11 +158,12 @@ export class Replica {
   #buildLoss(c: Context, out?: (t: Tensor) => void, tape?: Tape, logp?: (t: Tensor) => void): Tensor {
     const i = this.inp;
     const model = this.spec.model;
-    const fwd = buildForward(c, model, i.tokens, this.#attn(), this.spec.task === "lm", tape);
+    const fwd = buildForward(c, model, i.tokens, this.#attn(), false, tape, this.spec.recompute);
     if (this.spec.task === "lm") {
-      const logits = fwd.logits as Tensor;
-      out?.(logits);
-      return maskedCrossEntropy(c, logits, i.flatIdx, i.lossMask, i.negInvCount, tape, logp);
+      const bf16 = model.options.computeType === "bf16";
+      const inp = { flatIdx: i.flatIdx, mask: i.lossMask, negInvCount: i.negInvCount };
+      const outs = { logits: out, logProbs: logp };
+      return lmLoss(c, fwd.hidden, outputWeight(model), bf16, this.spec.logitChunk, inp, tape, outs);
     }
     const w = model.tensor(HEAD_WEIGHT);
     const pred = regressionHead(c, fwd.hidden, i.lastIdx, w, model.tensor(HEAD_BIAS), tape);
@@ -182,6 +188,11 @@ export class Replica {
   /** ggml's autograd path needs d(loss)=1 and zeroed accumulators at the start of an accumulation. */
   startAccumulation(): void {
     if (!this.spec.manual) this.graph.reset();
+  }
+
+  /** Bytes of the forward+backward graph's intermediate tensors (its allocator's buffer). */
+  get computeBytes(): number {
+    return this.#alloc.size;
   }
 
   get loss(): number {

@@ -10,6 +10,7 @@ import {
 import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_WEIGHT } from "../model/head.js";
+import { logitChunk } from "../model/lm-head.js";
 import type { LlamaModel, ParamInfo } from "../model/model.js";
 import { transposeToQ8_0 } from "../model/q8.js";
 import { InputError, type Place, SteerlmError } from "../util/errors.js";
@@ -64,6 +65,17 @@ export interface TrainerOptions {
    * graph on the given backend with its thread count.
    */
   replicas?: number;
+  /**
+   * Positions per chunk of the output projection + cross-entropy (default: as many as keep a chunk's
+   * logits within LOGIT_CHUNK_VALUES; the whole batch with ggml's autograd, which cannot see through
+   * views). Changes only the summation order of the loss.
+   */
+  logitChunk?: number;
+  /**
+   * Keep only each block's input from the forward pass and rebuild its activations in the backward pass:
+   * one more forward per step, activation memory of one block instead of all (hand-written backward only).
+   */
+  recompute?: boolean;
 }
 
 export interface StepResult {
@@ -114,6 +126,7 @@ export class Trainer {
   readonly #norm: Tensor;
   readonly #manual: boolean;
   readonly #frozenTransposes = new Map<Tensor, Tensor>();
+  readonly #chunk: number;
 
   constructor(
     readonly backend: Backend,
@@ -139,11 +152,17 @@ export class Trainer {
     if (this.task === "regression" && !model.has(HEAD_WEIGHT)) {
       throw new SteerlmError("regression training needs a model created with regressionOutputs");
     }
-    if (B * T * cfg.vocabSize >= 2 ** 31)
-      throw new SteerlmError(`batch too large for the vocabulary: ${B * T}×${cfg.vocabSize} logits`);
     const trainable = model.trainable();
     if (trainable.length === 0) throw new SteerlmError("model has no trainable tensors");
     this.#manual = (options.backward ?? "manual") === "manual";
+    if (options.recompute && !this.#manual)
+      throw new SteerlmError("recompute needs the hand-written backward", 'use backward "manual"');
+    const rowsT = (B / R) * T;
+    this.#chunk = this.#manual ? (options.logitChunk ?? logitChunk(rowsT, cfg.vocabSize)) : rowsT;
+    if (!Number.isInteger(this.#chunk) || this.#chunk < 1 || this.#chunk * cfg.vocabSize >= 2 ** 31)
+      throw new SteerlmError(
+        `logit chunk of ${this.#chunk} positions × ${cfg.vocabSize} words is not possible`,
+      );
     if (!this.#manual && model.options.computeType === "bf16") {
       // the bf16 operands are made by steerlm's custom copy kernel, which ggml's autograd cannot differentiate
       throw new SteerlmError(
@@ -202,6 +221,8 @@ export class Trainer {
           params: trainable.map((t) => t.tensor),
           frozenTransposes: this.#frozenTransposes,
           outputs: this.#outputs(),
+          logitChunk: this.#chunk,
+          recompute: options.recompute ?? false,
         }),
       );
     }
@@ -277,6 +298,11 @@ export class Trainer {
     return (this.#replicas[0] as Replica).graph.nodeCount;
   }
 
+  /** Bytes the training graphs' intermediate tensors take (all replicas). */
+  get computeBytes(): number {
+    return this.#replicas.reduce((a, r) => a + r.computeBytes, 0);
+  }
+
   /** Names of the tensors the optimiser updates. */
   get trainedTensors(): string[] {
     return this.#slots.map((x) => x.info.name);
@@ -310,7 +336,7 @@ export class Trainer {
           ? { labels: part(batch.labels, r, T), lossWeights: part(batch.lossWeights, r, 1) }
           : { targets: part(batch.targets, r, K) }),
       };
-      parts.push(prepareBatch(own, rows, T, this.model.config.vocabSize, K));
+      parts.push(prepareBatch(own, rows, T, this.model.config.vocabSize, K, this.#chunk));
     }
     // every replica divides by the whole batch's count, so the replicas' gradients sum to the batch mean
     const total = parts.reduce((a, p) => a + p.validCount, 0);
