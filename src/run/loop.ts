@@ -33,7 +33,7 @@ import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from
  *   tokenizer.json         a tokenizer trained here (--init runs)
  *   metrics.jsonl          one line per step: {"step","loss","lr","gradNorm"} (+ the objective's numbers,
  *                          "valLoss"); written before each checkpoint, so a resume finds its steps' lines
- *   loss.png               training (blue) and validation (orange) loss
+ *   loss.png, loss.svg     training and validation loss
  *   checkpoints/step-NNNNNN.ckpt
  */
 
@@ -244,9 +244,9 @@ export async function runTraining(
       schema: data.header?.schema ?? cfg.schema,
       settings: { ...(cfg as unknown as Record<string, unknown>), ...data.header?.settings },
     });
-    const saveCheckpoint = (step: number): string => {
+    const saveCheckpoint = async (step: number): Promise<string> => {
       const path = saveRunCheckpoint(runDir, header(step), trainer, metrics, cfg.keepCheckpoints);
-      writeLossCurve(runDir, metrics);
+      await writeLossCurve(runDir, metrics);
       return path;
     };
 
@@ -348,21 +348,21 @@ export async function runTraining(
         );
       }
       if (last || (cfg.checkpointEvery > 0 && r.step % cfg.checkpointEvery === 0)) {
-        checkpoint = saveCheckpoint(r.step);
+        checkpoint = await saveCheckpoint(r.step);
       }
       // Let signal handlers run between steps (ggml computes synchronously).
       await new Promise((res) => setImmediate(res));
       if (opts.signal?.aborted && trainer.step < totalSteps) {
-        checkpoint = saveCheckpoint(trainer.step);
+        checkpoint = await saveCheckpoint(trainer.step);
         interrupted = true;
         log.info(`interrupted: checkpoint written at step ${trainer.step}: ${checkpoint}`);
         break;
       }
     }
     progress.finish();
-    if (!checkpoint) checkpoint = saveCheckpoint(trainer.step);
+    if (!checkpoint) checkpoint = await saveCheckpoint(trainer.step);
     writeMetrics(runDir, metrics);
-    writeLossCurve(runDir, metrics);
+    await writeLossCurve(runDir, metrics);
     const result: RunResult = {
       runDir,
       step: trainer.step,
