@@ -28,6 +28,9 @@ export function sampleValues(rng: Rng): AttributeValues {
   return withDerived(v);
 }
 
+/** The attributes SteerBench derives from the others (withDerived), not drawn on their own. */
+export const DERIVED_ATTRIBUTES: readonly string[] = ["quality", "helpfulness"];
+
 /** All nine attributes (canonical names) from the seven independent ones. */
 export function withDerived(v: StyleValues): AttributeValues {
   const helpfulness = helpfulnessOf(v);

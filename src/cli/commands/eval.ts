@@ -13,6 +13,8 @@ import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js
 import { buildReport, formatReport } from "../../eval/report.js";
 import type { SteerableModel } from "../../inference/model.js";
 import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
+import { DERIVED_ATTRIBUTES } from "../../steerbench/compose.js";
+import { companionsFrom, turnLabels } from "../../steerbench/derived.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
 import { InputError } from "../../util/errors.js";
 import { integerFrom, numberOption, parseNumberFlag } from "../flags.js";
@@ -82,6 +84,7 @@ interface AdherenceFlags {
   parallel: number;
   json?: string;
   apm?: string;
+  companionsFrom?: string;
 }
 
 export function register(program: Command): void {
@@ -260,7 +263,11 @@ export function register(program: Command): void {
     )
     .addOption(numberOption("--n-prompts <n>", "how many prompts", integerFrom(1), 10))
     .option("--levels <a..b|list>", "levels to request (default: each attribute's range)")
-    .option("--attributes <names>", "comma-separated attributes to sweep (default: all)");
+    .option("--attributes <names>", "comma-separated attributes to sweep (default: all)")
+    .option(
+      "--companions-from <file>",
+      "labelled training data: a derived attribute (quality, helpfulness) at level k is requested with the others at their most frequent values among turns labelled k (default with SteerBench prompts: SteerBench's training labels; with --prompts: the others at defaults)",
+    );
   addSamplingOptions(adherence, ["maxTokens"], { maxTokens: 200 }, { maxTokens: "most tokens per response" });
   addParallelOption(
     adherence,
@@ -278,6 +285,12 @@ export function register(program: Command): void {
       const parallel = o.parallel;
       const model = await loadModel(o, { parallel });
       try {
+        const labels = o.companionsFrom
+          ? await labelsFrom(o.companionsFrom)
+          : o.prompts
+            ? undefined
+            : turnLabels(synthesize({ n: 4000, seed: 1 }).splits.train, model.schema);
+        const companions = labels && companionsFrom(labels, model.schema, DERIVED_ATTRIBUTES);
         const report = await measureAdherence({
           model,
           prompts,
@@ -285,6 +298,7 @@ export function register(program: Command): void {
           levels: o.levels === undefined ? undefined : parseLevels(o.levels),
           maxTokens: o.maxTokens,
           parallel,
+          companions,
           measureBatch: o.apm === undefined ? undefined : apmMeasurer(o.apm),
         });
         process.stdout.write(`${formatAdherence(report)}\n`);
@@ -307,6 +321,20 @@ async function promptsFrom(file: string, n: number): Promise<Array<{ prompt: str
     if (out.length >= n) break;
   }
   if (out.length === 0) throw new InputError("no prompts", { file, field: "--prompts" });
+  return out;
+}
+
+async function labelsFrom(file: string): Promise<AttributeValues[]> {
+  if (!existsSync(file)) throw new InputError("no such file", { file, field: "--companions-from" });
+  const out: AttributeValues[] = [];
+  for await (const rec of readRecords(file, { allowUnlabeled: true }))
+    for (const t of rec.turns) if (t.labels) out.push(t.labels);
+  if (out.length === 0)
+    throw new InputError(
+      "no labelled turns",
+      { file, field: "--companions-from" },
+      "give labelled training data",
+    );
   return out;
 }
 
