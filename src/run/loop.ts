@@ -168,7 +168,7 @@ export async function runTraining(
   try {
     // ---- data and model ----
     const schema = loadSchema(cfg.schema);
-    const read = (path: string) => readSteerlmRecords(path, schema, objective.dataFormat);
+    const read = (path: string) => readSteerlmRecords(path, schema, objective.dataFormat, cfg.allowUnlabeled);
     const records = await read(cfg.data);
     const setup: ModelSetup =
       cfg.init !== null
