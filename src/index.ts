@@ -11,6 +11,7 @@ export * from "./gguf/index.js";
 export * from "./inference/index.js";
 export * from "./interop/index.js";
 export * from "./model/index.js";
+export * from "./reproduce/index.js";
 export * from "./run/index.js";
 export * from "./serve/index.js";
 export {

@@ -25,6 +25,8 @@ const LAYERS: ReadonlyArray<readonly string[]> = [
   // run steps: each a stage of SteerLM (attribute models, bootstrapping, SteerLM 2, evaluation, demo) or
   // the synthetic benchmark, built from the engines and the run
   ["apm", "bootstrap", "steerlm2", "eval", "demo", "steerbench"],
+  // studies composed of run steps: the paper's ablation (trains, annotates, bootstraps, judges, reports)
+  ["reproduce"],
   // entry points over everything: the command line, the HTTP server and the package's API (src/index.ts)
   ["cli", "serve", "index.ts"],
 ];

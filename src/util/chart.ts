@@ -57,6 +57,63 @@ export async function lineChart(opts: LineChartOptions): Promise<Chart> {
   });
 }
 
+/** One estimate with its interval, in a series. */
+export interface IntervalPoint {
+  /** A category (ordinal axis, in the order given) or a number. */
+  x: string | number;
+  y: number;
+  low: number;
+  high: number;
+  series: string;
+}
+
+export interface IntervalChartOptions {
+  title: string;
+  x: string;
+  y: string;
+  points: readonly IntervalPoint[];
+  /** Join each series' points with a line (curves); default: points only (categories). */
+  line?: boolean;
+  width?: number;
+  height?: number;
+}
+
+/** Means with error bars (e.g. 95% confidence intervals), one colour per series, with a legend. */
+export async function intervalChart(opts: IntervalChartOptions): Promise<Chart> {
+  const values = opts.points.filter((p) => Number.isFinite(p.y));
+  const categorical = values.some((p) => typeof p.x === "string");
+  const order = [...new Set(values.map((p) => p.x))];
+  const seriesOrder = [...new Set(values.map((p) => p.series))];
+  const x = categorical
+    ? { field: "x", type: "nominal", title: opts.x, sort: order, axis: { labelAngle: -30 } }
+    : { field: "x", type: "ordinal", title: opts.x, axis: { labelAngle: 0 } };
+  const color = { field: "series", type: "nominal", title: null, sort: seriesOrder };
+  // series side by side within a category, so their bars do not hide each other
+  const offset = seriesOrder.length > 1 ? { xOffset: { field: "series", sort: seriesOrder } } : {};
+  return renderChart({
+    title: opts.title,
+    width: opts.width ?? 480,
+    height: opts.height ?? 300,
+    data: { values },
+    encoding: { x, color, ...offset },
+    layer: [
+      {
+        mark: { type: "rule", strokeWidth: 2 },
+        encoding: {
+          y: { field: "low", type: "quantitative", title: opts.y, scale: { zero: false } },
+          y2: { field: "high" },
+        },
+      },
+      {
+        mark: opts.line
+          ? { type: "line", point: { filled: true, size: 60 } }
+          : { type: "point", filled: true, size: 60 },
+        encoding: { y: { field: "y", type: "quantitative" } },
+      },
+    ],
+  } as TopLevelSpec);
+}
+
 /** Any Vega-Lite spec as SVG and PNG (white background, the chart font). */
 export async function renderChart(spec: TopLevelSpec, scale = 2): Promise<Chart> {
   if (!existsSync(CHART_FONT_FILE))
