@@ -63,7 +63,7 @@ const pipeline: Array<{ heading: string; modules: CommandModule[]; summaries: Re
     modules: [() => import("./commands/eval.js"), () => import("./commands/reproduce.js")],
     summaries: {
       eval: "attribute adherence, FastChat judge benchmarks",
-      reproduce: "the paper's ablation on SteerBench, with CIs and plots",
+      reproduce: "the paper's ablation on SteerBench",
     },
   },
   {
