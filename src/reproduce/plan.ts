@@ -18,7 +18,8 @@ export const ARM_DESCRIPTIONS: Record<Arm, string> = {
   acsft: "attribute-conditioned SFT with the generator's labels (the human labels)",
   "acsft-apm": "ACSFT on APM labels: the APM trained on a labelled fraction annotates the rest",
   "acsft-apm-more": "as acsft-apm, plus an extra unlabelled pool annotated by the APM",
-  bootstrap: "acsft-apm-more's data plus one bootstrapping round (its model answers at top-quality values, the APM re-annotates)",
+  bootstrap:
+    "acsft-apm-more's data plus one bootstrapping round (its model answers at top-quality values, the APM re-annotates)",
 };
 
 export interface ReproducePlan {
