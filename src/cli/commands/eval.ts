@@ -1,7 +1,7 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
-import { type AttributeValues, parseAttributes } from "../../data/attributes.js";
+import { type AttributeValues, BUILTIN_SCHEMAS, parseAttributes } from "../../data/attributes.js";
 import { readRecords } from "../../data/read.js";
 import { formatAdherence, measureAdherence } from "../../eval/adherence.js";
 import { generateAnswers } from "../../eval/answer.js";
@@ -289,8 +289,9 @@ export function register(program: Command): void {
           ? await labelsFrom(o.companionsFrom)
           : o.prompts
             ? undefined
-            : turnLabels(synthesize({ n: 4000, seed: 1 }).splits.train, model.schema);
-        const companions = labels && companionsFrom(labels, model.schema, DERIVED_ATTRIBUTES);
+            : turnLabels(synthesize({ n: 4000, seed: 1 }).splits.train, BUILTIN_SCHEMAS.steerlm);
+        const derived = DERIVED_ATTRIBUTES.filter((a) => model.schema.attributes.some((d) => d.name === a));
+        const companions = labels && companionsFrom(labels, model.schema, derived);
         const report = await measureAdherence({
           model,
           prompts,
