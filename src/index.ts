@@ -20,6 +20,7 @@ export {
   exportJob,
 } from "./jobs/index.js";
 export * from "./model/index.js";
+export * from "./reproduce/index.js";
 export * from "./run/index.js";
 export * from "./serve/index.js";
 export {

@@ -284,6 +284,7 @@ describe("steerlm --help", () => {
       "chat",
       "serve",
       "eval",
+      "reproduce",
       "export",
       "model",
       "help",

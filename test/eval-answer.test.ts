@@ -159,6 +159,33 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
     expect(rep.attributes.humor.requested).toEqual([0, 1, 2]);
     for (const s of rep.samples) expect(s.values).toContain(`${s.attribute}:${s.level}`);
 
+    // quality is derived on SteerBench: each level is asked with the others at the combination seen with it
+    const derivedJson = join(tmp.path, "adherence-quality.json");
+    const q = await runCli([
+      "eval",
+      "adherence",
+      "-m",
+      model,
+      "--n-prompts",
+      "1",
+      "--attributes",
+      "quality",
+      "--max-tokens",
+      "2",
+      "--json",
+      derivedJson,
+    ]);
+    expect(q.code).toBe(0);
+    // (this model's schema is quality, humor, verbosity: the companions are SteerBench's for those)
+    const samples = JSON.parse(readFileSync(derivedJson, "utf8")).samples as Array<{
+      level: number;
+      values: string;
+    }>;
+    for (const x of samples)
+      expect(x.values).toMatch(new RegExp(`^quality:${x.level},humor:\\d,verbosity:\\d$`));
+    // at the defaults the others would be the same at every level
+    expect(new Set(samples.map((x) => x.values.replace(/^quality:\d,/, ""))).size).toBeGreaterThan(1);
+
     const out = await runCli(["eval", "adherence", "-m", model, "--levels", "0..7", "--attributes", "humor"]);
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/--levels: level 5 is out of humor's range 0\.\.4/);

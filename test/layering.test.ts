@@ -26,6 +26,8 @@ const LAYERS: ReadonlyArray<readonly string[]> = [
   // the synthetic benchmark, built from the engines and the run; and jobs, a run's settings and data
   // written for a distributed engine instead of run here
   ["apm", "bootstrap", "steerlm2", "eval", "demo", "steerbench", "jobs"],
+  // studies composed of run steps: the paper's ablation (trains, annotates, bootstraps, judges, reports)
+  ["reproduce"],
   // entry points over everything: the command line, the HTTP server and the package's API (src/index.ts)
   ["cli", "serve", "index.ts"],
 ];

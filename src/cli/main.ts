@@ -61,8 +61,11 @@ const pipeline: Array<{ heading: string; modules: CommandModule[]; summaries: Re
   },
   {
     heading: "Evaluation:",
-    modules: [() => import("./commands/eval.js")],
-    summaries: { eval: "attribute adherence, FastChat judge benchmarks" },
+    modules: [() => import("./commands/eval.js"), () => import("./commands/reproduce.js")],
+    summaries: {
+      eval: "attribute adherence, FastChat judge benchmarks",
+      reproduce: "the paper's ablation on SteerBench",
+    },
   },
   {
     heading: "Models and export:",

@@ -65,8 +65,11 @@ export interface Rendered {
 }
 
 export interface RenderOptions {
-  /** For `inference`: the value string of the assistant turn to generate. */
-  values?: string;
+  /**
+   * For `inference`: the value string of the assistant turn to generate; null: no value line, the prompt
+   * of a model trained without attributes (plain SFT data, whose turns have no labels).
+   */
+  values?: string | null;
 }
 
 const NL = "\n";
@@ -140,8 +143,10 @@ export function renderConversation(
     }
     openTurn();
     out.text(`Assistant${NL}`);
-    out.control(CONTROL_TOKENS.label);
-    out.text(`${opts.values}${NL}`);
+    if (opts.values !== null) {
+      out.control(CONTROL_TOKENS.label);
+      out.text(`${opts.values}${NL}`);
+    }
   } else if (variant === "regression") {
     out.control(CONTROL_TOKENS.label);
   } else {

@@ -1,9 +1,12 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { BUILTIN_SCHEMAS } from "../data/attributes.js";
 import { resolveSftConfig } from "../run/config.js";
 import { exportGguf } from "../run/export.js";
 import type { ModelInitInput, SftConfig } from "../run/settings.js";
 import { runSft } from "../run/sft.js";
+import { DERIVED_ATTRIBUTES } from "../steerbench/compose.js";
+import { companionsFrom, turnLabels } from "../steerbench/derived.js";
 import { writeBench } from "../steerbench/jsonl.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../steerbench/synth.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -158,6 +161,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     prompts,
     system: BENCH_SYSTEM_PROMPT,
     maxTokens: plan.maxTokens,
+    // quality and helpfulness follow from the others on SteerBench: ask for them with their companions
+    companions: companionsFrom(
+      turnLabels(bench.splits.train, BUILTIN_SCHEMAS.steerlm),
+      BUILTIN_SCHEMAS.steerlm,
+      DERIVED_ATTRIBUTES,
+    ),
     progress: opts.progress,
   });
   stage("steer", t);

@@ -1,12 +1,13 @@
 import type { AttributeValues } from "../data/attributes.js";
 import { SteerableModel } from "../inference/model.js";
+import { type Companions, requestFor } from "../steerbench/derived.js";
 import { scoreResponse } from "../steerbench/oracle.js";
 import { Progress } from "../util/progress.js";
 import { spearman } from "./spearman.js";
 
 /**
  * Steerability on held-out prompts: for each attribute and each requested level (the others at the
- * schema's defaults), generate greedily and measure the response with the SteerBench oracle.
+ * schema's defaults, or for a derived attribute at its companions: src/steerbench/derived.ts), generate greedily and measure the response with the SteerBench oracle.
  */
 export interface AttributeResult {
   /** Spearman correlation of the requested levels with the oracle-measured means per level. */
@@ -49,6 +50,8 @@ export interface EvaluateOptions {
   attributes?: readonly string[];
   /** Levels to request; default: each attribute's min..max. */
   maxTokens?: number;
+  /** Settings that come with each level of a derived attribute (companionsFrom); others: defaults. */
+  companions?: Companions;
   /**
    * Concurrent sequences in node-llama-cpp's batch. Default 1: with several, llama.cpp's greedy outputs
    * depend on which sequences share a batch (two runs disagreed on 573 of 900 responses), so the table
@@ -79,7 +82,7 @@ export async function evaluateSteerability(opts: EvaluateOptions): Promise<Steer
       jobs.map(async (job) => {
         const r = await model.generate({
           conversation: { system: opts.system, turns: [{ role: "user", text: job.prompt }] },
-          attributes: { [job.attr]: job.level },
+          attributes: requestFor(opts.companions, job.attr, job.level),
           maxTokens: opts.maxTokens ?? 200,
           temperature: 0,
         });

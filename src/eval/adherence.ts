@@ -1,6 +1,7 @@
 import { type AttributeSchema, type AttributeValues, attributeDef } from "../data/attributes.js";
 import { spearman } from "../demo/spearman.js";
 import type { Generator } from "../inference/generator.js";
+import { type Companions, requestFor } from "../steerbench/derived.js";
 import { scoreResponse } from "../steerbench/oracle.js";
 import { InputError } from "../util/errors.js";
 import { Progress } from "../util/progress.js";
@@ -8,7 +9,7 @@ import type { BatchMeasurer } from "./apm-measure.js";
 
 /**
  * Attribute adherence: for each attribute and each requested level (the other attributes at the schema's
- * defaults), generate on held-out prompts and measure the responses with a measurer (default: the
+ * defaults, or for a derived attribute at its companions: src/steerbench/derived.ts), generate on held-out prompts and measure the responses with a measurer (default: the
  * SteerBench oracle). Reported per attribute: the measured mean at each level, Spearman of requested vs
  * measured (over the means and over single responses), exact-match share and mean absolute error.
  * With an APM as the measurer (`measureBatch: apmMeasurer(run)`), the responses are annotated in one pass.
@@ -58,6 +59,8 @@ export interface AdherenceOptions {
   levels?: readonly number[];
   maxTokens?: number;
   measure?: Measurer;
+  /** Settings that come with each level of a derived attribute (companionsFrom); others: defaults. */
+  companions?: Companions;
   /** A measurer over all responses at once (an APM); replaces `measure`. */
   measureBatch?: BatchMeasurer;
   /** Generations at once (up to the model's parallel sequences). */
@@ -99,7 +102,7 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
       const job = jobs[i] as (typeof jobs)[number];
       const r = await opts.model.generate({
         conversation: { system: job.system, turns: [{ role: "user", text: job.prompt }] },
-        attributes: { [job.attribute]: job.level },
+        attributes: requestFor(opts.companions, job.attribute, job.level),
         maxTokens: opts.maxTokens ?? 200,
         temperature: 0,
       });

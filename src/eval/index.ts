@@ -56,6 +56,18 @@ export {
 } from "./prompts.js";
 export { buildReport, type EvalReport, formatReport } from "./report.js";
 export {
+  bootstrap,
+  bootstrapMean,
+  disjoint,
+  type Estimate,
+  mean,
+  type RelativeScore,
+  type ResampleOptions,
+  relativeScore,
+  type ScorePair,
+  stdev,
+} from "./stats.js";
+export {
   type GameWinner,
   type Parsed,
   parseGame,

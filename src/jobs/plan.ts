@@ -46,7 +46,9 @@ type LocalSetting =
   | "attributeTokens"
   | "frozen"
   | "threads"
-  | "initStd";
+  | "initStd"
+  | "recompute"
+  | "allowUnlabeled";
 
 export function localRows(plan: JobPlan): Pick<Mapping, LocalSetting> {
   const none = (note: string): MappingRow => ({ keys: [], exact: "n/a", note });
@@ -60,6 +62,12 @@ export function localRows(plan: JobPlan): Pick<Mapping, LocalSetting> {
     frozen: none("unset: the base's own storage"),
     threads: none("CPU threads of steerlm's own trainer"),
     initStd: none("only for a new model (init)"),
+    recompute: none(
+      "steerlm's own activation recomputation; the engine's activation checkpointing keeps its default",
+    ),
+    allowUnlabeled: none(
+      "a job's data is read labelled: a conversation without a value line is refused when it is written",
+    ),
   };
 }
 

@@ -39,9 +39,10 @@ export async function readSteerlmRecords(
   path: string,
   schema: AttributeSchema,
   format: DataFormat | undefined,
+  allowUnlabeled = false,
 ): Promise<DataRecord[]> {
   const out: DataRecord[] = [];
-  for await (const r of readRecords(path, { format, schema })) out.push(r);
+  for await (const r of readRecords(path, { format, schema, allowUnlabeled })) out.push(r);
   if (out.length === 0) throw new InputError("no conversations in the file", { file: path });
   return out;
 }

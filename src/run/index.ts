@@ -28,6 +28,6 @@ export {
   runTraining,
   type TrainBatches,
 } from "./loop.js";
-export { lossCurvePng } from "./png.js";
+export { lossCurve } from "./metrics.js";
 export { type ModelInitInput, SETTINGS, SFT_DEFAULTS, type SftConfig } from "./settings.js";
 export { runSft, type SftObjective, type SftResult, type SftRunOptions, sftObjective } from "./sft.js";

@@ -38,7 +38,7 @@ import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from
  *   data-files.json        size and SHA-256 of the data files at the start (a resume refuses changed ones)
  *   metrics.jsonl          one line per step: {"step","loss","lr","gradNorm"} (+ the objective's numbers,
  *                          "valLoss"); written before each checkpoint, so a resume finds its steps' lines
- *   loss.png               training (blue) and validation (orange) loss
+ *   loss.png, loss.svg     training and validation loss
  *   run.lock               while a process trains here: who it is (a second run fails naming it)
  *   checkpoints/step-NNNNNN.ckpt
  */
@@ -212,7 +212,7 @@ async function trainLocked(
   try {
     // ---- data and model ----
     const schema = loadSchema(cfg.schema);
-    const read = (path: string) => readSteerlmRecords(path, schema, objective.dataFormat);
+    const read = (path: string) => readSteerlmRecords(path, schema, objective.dataFormat, cfg.allowUnlabeled);
     const records = await read(cfg.data);
     const setup: ModelSetup =
       cfg.init !== null
@@ -289,9 +289,9 @@ async function trainLocked(
       schema: data.header?.schema ?? cfg.schema,
       settings: { ...(cfg as unknown as Record<string, unknown>), ...data.header?.settings },
     });
-    const saveCheckpoint = (step: number): string => {
+    const saveCheckpoint = async (step: number): Promise<string> => {
       const path = saveRunCheckpoint(runDir, header(step), trainer, metrics, cfg.keepCheckpoints);
-      writeLossCurve(runDir, metrics);
+      await writeLossCurve(runDir, metrics);
       return path;
     };
 
@@ -394,21 +394,21 @@ async function trainLocked(
         );
       }
       if (last || (cfg.checkpointEvery > 0 && r.step % cfg.checkpointEvery === 0)) {
-        checkpoint = saveCheckpoint(r.step);
+        checkpoint = await saveCheckpoint(r.step);
       }
       // Let signal handlers run between steps (ggml computes synchronously).
       await new Promise((res) => setImmediate(res));
       if (opts.signal?.aborted && trainer.step < totalSteps) {
-        checkpoint = saveCheckpoint(trainer.step);
+        checkpoint = await saveCheckpoint(trainer.step);
         interrupted = true;
         log.info(`interrupted: checkpoint written at step ${trainer.step}: ${checkpoint}`);
         break;
       }
     }
     progress.finish();
-    if (!checkpoint) checkpoint = saveCheckpoint(trainer.step);
+    if (!checkpoint) checkpoint = await saveCheckpoint(trainer.step);
     writeMetrics(runDir, metrics);
-    writeLossCurve(runDir, metrics);
+    await writeLossCurve(runDir, metrics);
     const result: RunResult = {
       runDir,
       step: trainer.step,

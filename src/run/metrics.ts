@@ -1,13 +1,13 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/atomic.js";
+import { type Chart, lineChart } from "../util/chart.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
-import { type LossPoint, lossCurvePng } from "./png.js";
 
 /** A run directory's per-step log (SFT and APM runs): one JSON object a line. */
 export const METRICS_FILE = "metrics.jsonl";
-/** The training (blue) and validation (orange) loss curves of a run directory. */
+/** The training and validation loss curves of a run directory (loss.png, and loss.svg beside it). */
 export const LOSS_CURVE_FILE = "loss.png";
 
 /** What every run logs at a step; runs may add fields (SFT adds `tokens`). */
@@ -57,10 +57,17 @@ export function writeMetrics(runDir: string, metrics: readonly RunMetric[]): voi
   writeFileAtomic(join(runDir, METRICS_FILE), metrics.map((m) => `${JSON.stringify(m)}\n`).join(""));
 }
 
-export function writeLossCurve(runDir: string, metrics: readonly RunMetric[]): void {
-  const train: LossPoint[] = metrics.map((m) => ({ step: m.step, loss: m.loss }));
-  const val: LossPoint[] = metrics
-    .filter((m) => m.valLoss !== undefined)
-    .map((m) => ({ step: m.step, loss: m.valLoss as number }));
-  writeFileAtomic(join(runDir, LOSS_CURVE_FILE), lossCurvePng(train, val));
+/** Training loss (a line) and validation loss (points joined by a line) against the optimiser step. */
+export function lossCurve(metrics: readonly RunMetric[]): Promise<Chart> {
+  const series = [{ name: "training", points: metrics.map((m) => ({ x: m.step, y: m.loss })) }];
+  const val = metrics.filter((m) => m.valLoss !== undefined);
+  if (val.length > 0)
+    series.push({ name: "validation", points: val.map((m) => ({ x: m.step, y: m.valLoss as number })) });
+  return lineChart({ title: "Loss", x: "optimiser step", y: "loss (per loss token)", series });
+}
+
+export async function writeLossCurve(runDir: string, metrics: readonly RunMetric[]): Promise<void> {
+  const chart = await lossCurve(metrics);
+  writeFileAtomic(join(runDir, LOSS_CURVE_FILE), chart.png);
+  writeFileAtomic(join(runDir, LOSS_CURVE_FILE.replace(/\.png$/, ".svg")), chart.svg);
 }

@@ -65,6 +65,12 @@ export const SETTINGS = {
     why: "validation is optional: without a file only the training loss is reported",
     help: "validation data (SteerLM JSONL)",
   },
+  allowUnlabeled: {
+    kind: "bool",
+    default: false,
+    why: "a conversation without labels is usually data not yet annotated; plain SFT data sets it",
+    help: "train on conversations without attribute labels too (no value line: plain SFT)",
+  },
   output: {
     kind: "path",
     required: true,

@@ -29,6 +29,9 @@ export function sampleValues(rng: Rng): SteerBenchValues {
   return withDerived(v);
 }
 
+/** The attributes SteerBench derives from the others (withDerived), not drawn on their own. */
+export const DERIVED_ATTRIBUTES: readonly string[] = ["quality", "helpfulness"];
+
 /** All nine attributes (canonical names) from the seven independent ones. */
 export function withDerived(v: StyleValues): SteerBenchValues {
   const helpfulness = helpfulnessOf(v);

@@ -20,6 +20,7 @@ import { addSftSettingFlags, runTrainingJob } from "../sft-flags.js";
 
 // SFT settings that mean nothing to the APM are not offered as flags.
 const NOT_FOR_APM = new Set<SettingName>([
+  "allowUnlabeled",
   "lora",
   "loraRank",
   "loraAlpha",

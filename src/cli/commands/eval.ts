@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
-import { type AttributeValues, parseAttributes } from "../../data/attributes.js";
+import { type AttributeValues, BUILTIN_SCHEMAS, parseAttributes } from "../../data/attributes.js";
 import { readRecords } from "../../data/read.js";
 import { formatAdherence, measureAdherence } from "../../eval/adherence.js";
 import { generateAnswers } from "../../eval/answer.js";
@@ -13,6 +13,8 @@ import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js
 import { buildReport, formatReport } from "../../eval/report.js";
 import type { Generator } from "../../inference/generator.js";
 import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
+import { DERIVED_ATTRIBUTES } from "../../steerbench/compose.js";
+import { companionsFrom, turnLabels } from "../../steerbench/derived.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
 import { checkOutputs, writeFileAtomic } from "../../util/atomic.js";
 import { InputError } from "../../util/errors.js";
@@ -89,6 +91,7 @@ type AdherenceFlags = {
   parallel: number;
   json?: string;
   apm?: string;
+  companionsFrom?: string;
 };
 
 export function register(program: Command): void {
@@ -268,7 +271,11 @@ export function register(program: Command): void {
     )
     .addOption(numberOption("--n-prompts <n>", "how many prompts", integerFrom(1), 10))
     .option("--levels <a..b|list>", "levels to request (default: each attribute's range)")
-    .option("--attributes <names>", "comma-separated attributes to sweep (default: all)");
+    .option("--attributes <names>", "comma-separated attributes to sweep (default: all)")
+    .option(
+      "--companions-from <file>",
+      "labelled training data: a derived attribute (quality, helpfulness) at level k is requested with the others at their most frequent values among turns labelled k (default with SteerBench prompts: SteerBench's training labels; with --prompts: the others at defaults)",
+    );
   addSamplingOptions(adherence, ["maxTokens"], { maxTokens: 200 }, { maxTokens: "most tokens per response" });
   addParallelOption(
     adherence,
@@ -288,6 +295,13 @@ export function register(program: Command): void {
       const parallel = o.parallel;
       const model = await openModel(o, { parallel });
       try {
+        const labels = o.companionsFrom
+          ? await labelsFrom(o.companionsFrom)
+          : o.prompts
+            ? undefined
+            : turnLabels(synthesize({ n: 4000, seed: 1 }).splits.train, BUILTIN_SCHEMAS.steerlm);
+        const derived = DERIVED_ATTRIBUTES.filter((a) => model.schema.attributes.some((d) => d.name === a));
+        const companions = labels && companionsFrom(labels, model.schema, derived);
         const report = await measureAdherence({
           model,
           prompts,
@@ -295,6 +309,7 @@ export function register(program: Command): void {
           levels: o.levels === undefined ? undefined : parseLevels(o.levels),
           maxTokens: o.maxTokens,
           parallel,
+          companions,
           measureBatch: o.apm === undefined ? undefined : apmMeasurer(o.apm),
         });
         process.stdout.write(`${formatAdherence(report)}\n`);
@@ -317,6 +332,20 @@ async function promptsFrom(file: string, n: number): Promise<Array<{ prompt: str
     if (out.length >= n) break;
   }
   if (out.length === 0) throw new InputError("no prompts", { file, field: "--prompts" });
+  return out;
+}
+
+async function labelsFrom(file: string): Promise<AttributeValues[]> {
+  if (!existsSync(file)) throw new InputError("no such file", { file, field: "--companions-from" });
+  const out: AttributeValues[] = [];
+  for await (const rec of readRecords(file, { allowUnlabeled: true }))
+    for (const t of rec.turns) if (t.labels) out.push(t.labels);
+  if (out.length === 0)
+    throw new InputError(
+      "no labelled turns",
+      { file, field: "--companions-from" },
+      "give labelled training data",
+    );
   return out;
 }
 

@@ -1,0 +1,89 @@
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { InputError } from "../util/errors.js";
+
+/**
+ * Which stages of a reproduce run are done: `<dir>/state.json`, rewritten atomically (temp file + rename)
+ * after each stage. A stage's own outputs are resumable by the code that writes them (SFT and APM runs
+ * from their newest checkpoint, annotate and bootstrap from their sidecars); the state file only lets a
+ * rerun skip what finished, and refuses to mix settings.
+ */
+export const STATE_FILE = "state.json";
+
+export interface StageRecord {
+  seconds: number;
+  /** CPU seconds of this process (user + system) during the stage. */
+  cpuSeconds: number;
+  /** What the stage reports (training figures, row counts). */
+  result?: unknown;
+}
+
+interface StateDoc {
+  format: "steerlm-reproduce-state";
+  settings: unknown;
+  done: Record<string, StageRecord>;
+}
+
+/** Writes text to path through a temporary file and a rename, so readers never see half a file. */
+export function writeAtomic(path: string, text: string | Buffer): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+export class ReproduceState {
+  private readonly doc: StateDoc;
+  readonly path: string;
+
+  constructor(dir: string, settings: unknown, resume: boolean) {
+    this.path = join(dir, STATE_FILE);
+    const exists = existsSync(this.path);
+    if (exists && !resume)
+      throw new InputError(
+        "this directory already holds a reproduce run",
+        { file: this.path },
+        "continue it with --resume, or choose another -o",
+      );
+    if (!exists) {
+      this.doc = { format: "steerlm-reproduce-state", settings, done: {} };
+      this.save();
+      return;
+    }
+    this.doc = JSON.parse(readFileSync(this.path, "utf8")) as StateDoc;
+    if (JSON.stringify(this.doc.settings) !== JSON.stringify(settings))
+      throw new InputError(
+        "--resume: the run in this directory was started with other settings",
+        { file: this.path, field: "settings" },
+        "rerun with the same --seeds and --quick as the first run, or choose another -o",
+      );
+  }
+
+  done(stage: string): StageRecord | undefined {
+    return this.doc.done[stage];
+  }
+
+  get stages(): Record<string, StageRecord> {
+    return this.doc.done;
+  }
+
+  /** Runs `fn` unless the stage is recorded as done; records it with its time. */
+  async stage<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prior = this.doc.done[name];
+    if (prior) return prior.result as T;
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    const result = await fn();
+    const cpu = process.cpuUsage(cpu0);
+    this.doc.done[name] = {
+      seconds: (performance.now() - t0) / 1000,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      result,
+    };
+    this.save();
+    return result;
+  }
+
+  private save(): void {
+    writeAtomic(this.path, `${JSON.stringify(this.doc, null, 2)}\n`);
+  }
+}
