@@ -110,27 +110,20 @@ export function planTensors(spec: HfModelSpec, ckpt: HfCheckpoint): TensorPlanEn
  * llama.cpp's "normal" RoPE rotates. `cols` is 1 for a bias.
  */
 export function permuteQkRows(data: Float32Array, heads: number, cols: number): Float32Array {
-  const rows = data.length / cols;
-  const headDim = rows / heads;
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
-    throw new RangeError(`cannot split ${rows} rows into ${heads} heads of even size`);
-  }
-  const half = headDim / 2;
-  const out = new Float32Array(data.length);
-  for (let h = 0; h < heads; h++) {
-    for (let j = 0; j < 2; j++) {
-      for (let i = 0; i < half; i++) {
-        const from = (h * headDim + j * half + i) * cols;
-        const to = (h * headDim + 2 * i + j) * cols;
-        out.set(data.subarray(from, from + cols), to);
-      }
-    }
-  }
-  return out;
+  return moveQkRows(data, heads, cols, "to-pairs");
 }
 
 /** The inverse of `permuteQkRows`: llama.cpp's adjacent-pair row order back to Hugging Face's halves. */
 export function unpermuteQkRows(data: Float32Array, heads: number, cols: number): Float32Array {
+  return moveQkRows(data, heads, cols, "to-halves");
+}
+
+function moveQkRows(
+  data: Float32Array,
+  heads: number,
+  cols: number,
+  direction: "to-pairs" | "to-halves",
+): Float32Array {
   const rows = data.length / cols;
   const headDim = rows / heads;
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
@@ -141,8 +134,9 @@ export function unpermuteQkRows(data: Float32Array, heads: number, cols: number)
   for (let h = 0; h < heads; h++) {
     for (let j = 0; j < 2; j++) {
       for (let i = 0; i < half; i++) {
-        const from = (h * headDim + 2 * i + j) * cols;
-        const to = (h * headDim + j * half + i) * cols;
+        const halves = (h * headDim + j * half + i) * cols;
+        const pairs = (h * headDim + 2 * i + j) * cols;
+        const [from, to] = direction === "to-pairs" ? [halves, pairs] : [pairs, halves];
         out.set(data.subarray(from, from + cols), to);
       }
     }

@@ -9,7 +9,15 @@ import type { AttentionInputs } from "./attention.js";
 import { type BlockWeights, block, recomputedBlock, rmsNormGain } from "./block.js";
 import type { LlamaConfig } from "./config.js";
 import { HEAD_BIAS, HEAD_WEIGHT } from "./head.js";
-import { LORA_TARGETS, type LoraOptions, type LoraPair, type LoraTarget, linear, loraNames } from "./lora.js";
+import {
+  LORA_TARGET_TENSOR,
+  LORA_TARGETS,
+  type LoraOptions,
+  type LoraPair,
+  type LoraTarget,
+  linear,
+  loraNames,
+} from "./lora.js";
 import type { Tape } from "./tape.js";
 import { blockTensor, llamaTensorSpecs, numel, type TensorSpec, type WeightSource } from "./weights.js";
 
@@ -115,7 +123,7 @@ export class LlamaModel implements Disposable {
     if (lora) {
       for (let l = 0; l < config.numLayers; l++) {
         for (const target of lora.targets) {
-          const base = specs.find((s) => s.name === blockTensor(l, `${loraBase(target)}.weight`));
+          const base = specs.find((s) => s.name === blockTensor(l, `${LORA_TARGET_TENSOR[target]}.weight`));
           if (!base) throw new Error(`no base tensor for LoRA target ${target}`);
           const [inDim, outDim] = base.shape as [number, number];
           const n = loraNames(l, target);
@@ -266,18 +274,6 @@ export class LlamaModel implements Disposable {
       },
     };
   }
-}
-
-function loraBase(t: LoraTarget): string {
-  return {
-    q: "attn_q",
-    k: "attn_k",
-    v: "attn_v",
-    o: "attn_output",
-    gate: "ffn_gate",
-    up: "ffn_up",
-    down: "ffn_down",
-  }[t];
 }
 
 function validateLora(l: LoraOptions): void {

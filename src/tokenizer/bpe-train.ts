@@ -2,7 +2,7 @@ import { writeFileAtomic } from "../util/atomic.js";
 import { SteerlmError } from "../util/errors.js";
 import { Progress } from "../util/progress.js";
 import { BYTE_SYMBOLS, gpt2Split, toByteLevel } from "./byte-level.js";
-import type { HfAddedToken, HfTokenizerJson } from "./hf-json.js";
+import { addedToken, byteLevelBpeModel, type HfTokenizerJson } from "./hf-json.js";
 import { CONTROL_TOKEN_NAMES } from "./types.js";
 
 /**
@@ -163,15 +163,7 @@ function buildTokenizerJson(
   pieces.forEach((p, i) => {
     vocab[p] = i;
   });
-  const addedTokens: HfAddedToken[] = specials.map((content, i) => ({
-    id: pieces.length + i,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  }));
+  const addedTokens = specials.map((content, i) => addedToken(pieces.length + i, content, true));
   for (const t of addedTokens) vocab[t.content] = t.id;
   const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
   return {
@@ -183,17 +175,7 @@ function buildTokenizerJson(
     pre_tokenizer: byteLevel,
     post_processor: { ...byteLevel, trim_offsets: false },
     decoder: byteLevel,
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      vocab,
-      merges,
-    },
+    model: byteLevelBpeModel(vocab, merges),
   };
 }
 

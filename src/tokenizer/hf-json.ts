@@ -31,6 +31,31 @@ export interface HfBpeModel {
   merges: Array<string | [string, string]>;
 }
 
+/** A token matched in the raw text before the model runs (steerlm writes them whole: no stripping). */
+export function addedToken(id: number, content: string, special: boolean): HfAddedToken {
+  return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special };
+}
+
+/** A byte-level BPE model as steerlm writes it (no dropout, no unknown token, no byte fallback). */
+export function byteLevelBpeModel(
+  vocab: Record<string, number>,
+  merges: HfBpeModel["merges"],
+  ignoreMerges?: boolean,
+): HfTokenizerJson["model"] {
+  return {
+    type: "BPE",
+    dropout: null,
+    unk_token: null,
+    continuing_subword_prefix: null,
+    end_of_word_suffix: null,
+    fuse_unk: false,
+    byte_fallback: false,
+    ...(ignoreMerges !== undefined ? { ignore_merges: ignoreMerges } : {}),
+    vocab,
+    merges,
+  };
+}
+
 export interface HfTokenizerJson {
   version: string;
   truncation: unknown;

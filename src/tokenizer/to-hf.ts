@@ -5,7 +5,13 @@
 import { GGUF_TOKEN_TYPE, type GgufVocab } from "../gguf/vocab.js";
 import { InputError } from "../util/errors.js";
 import { HfTokenizer } from "./hf.js";
-import { type HfAddedToken, type HfTokenizerJson, validateTokenizerJson } from "./hf-json.js";
+import {
+  addedToken,
+  byteLevelBpeModel,
+  type HfAddedToken,
+  type HfTokenizerJson,
+  validateTokenizerJson,
+} from "./hf-json.js";
 import { LLAMA_CPP_PRES, type LlamaCppPre, preTokenizerJson } from "./pre-tokenizer.js";
 import { isControlToken } from "./types.js";
 
@@ -40,15 +46,7 @@ export function ggufVocabToTokenizerJson(vocab: GgufVocab, source: string): HfTo
     if (type === GGUF_TOKEN_TYPE.control || type === GGUF_TOKEN_TYPE.userDefined) {
       // llama.cpp matches user-defined tokens in the raw text: normalized false is the same rule.
       const special = type === GGUF_TOKEN_TYPE.control;
-      added.push({
-        id,
-        content,
-        special,
-        single_word: false,
-        lstrip: false,
-        rstrip: false,
-        normalized: false,
-      });
+      added.push(addedToken(id, content, special));
     } else modelVocab[content] = id;
   });
   const { pre_tokenizer, normalizer, ignoreMerges } = preTokenizerJson(pre);
@@ -74,18 +72,7 @@ export function ggufVocabToTokenizerJson(vocab: GgufVocab, source: string): HfTo
               special_tokens: { [bos]: { id: bos, ids: [vocab.bosId], tokens: [bos] } },
             },
       decoder: { ...byteLevel, add_prefix_space: true, trim_offsets: true, use_regex: true },
-      model: {
-        type: "BPE",
-        dropout: null,
-        unk_token: null,
-        continuing_subword_prefix: null,
-        end_of_word_suffix: null,
-        fuse_unk: false,
-        byte_fallback: false,
-        ignore_merges: ignoreMerges,
-        vocab: modelVocab,
-        merges: vocab.merges ?? [],
-      },
+      model: byteLevelBpeModel(modelVocab, vocab.merges ?? [], ignoreMerges),
     },
     source,
   );
