@@ -61,7 +61,7 @@ export const STEERLM_ATTRIBUTE_ORDER = [
 ] as const;
 
 /** Built-in schemas. Defaults: `steerlm` as documented for inference; `helpsteer` as NeMo's HelpSteer example. */
-export const BUILTIN_SCHEMAS: Readonly<Record<string, AttributeSchema>> = {
+export const BUILTIN_SCHEMAS = {
   helpsteer: {
     name: "helpsteer",
     attributes: [
@@ -108,12 +108,13 @@ export const BUILTIN_SCHEMAS: Readonly<Record<string, AttributeSchema>> = {
       d("not_appropriate", 9, 0, descriptions.not_appropriate),
     ],
   },
-};
+} satisfies Readonly<Record<string, AttributeSchema>>;
 
 /** A built-in schema by name, or a custom one from a .json / .yaml / .yml file. */
 export function loadSchema(nameOrPath: string): AttributeSchema {
   // Own keys only: "constructor" is not a schema.
-  const builtin = Object.hasOwn(BUILTIN_SCHEMAS, nameOrPath) ? BUILTIN_SCHEMAS[nameOrPath] : undefined;
+  const byName: Readonly<Record<string, AttributeSchema>> = BUILTIN_SCHEMAS;
+  const builtin = Object.hasOwn(byName, nameOrPath) ? byName[nameOrPath] : undefined;
   if (builtin) return builtin;
   if (!/\.(json|ya?ml)$/i.test(nameOrPath)) {
     throw new InputError(

@@ -122,7 +122,7 @@ export async function* readParquetRows(path: string, onRows?: (n: number) => voi
         "hyparquet reads uncompressed and Snappy Parquet; re-save other codecs with Snappy, or use the JSONL(.gz) files",
       );
     }
-    for (let i = 0; i < rows.length; i++) yield { line: start + i + 1, row: rows[i] };
+    for (const [i, row] of rows.entries()) yield { line: start + i + 1, row };
     onRows?.(rows.length);
     start = end;
   }

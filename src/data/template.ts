@@ -104,9 +104,7 @@ export function renderConversation(
     out.control(CONTROL_TOKENS.turn, terminatorLoss);
     terminatorLoss = false;
   };
-  const turns = conv.turns;
-  for (let i = 0; i < turns.length; i++) {
-    const turn = turns[i];
+  for (const turn of conv.turns) {
     openTurn();
     if (turn.role === "user") {
       out.text(`User${NL}${turn.text}${NL}`);
@@ -185,9 +183,9 @@ function finish(parts: TemplatePart[]): Rendered {
 }
 
 function checkConversation(conv: Conversation, variant: TemplateVariant): void {
-  if (conv.turns.length === 0) throw new InputError("conversation has no turns", { field: "conversations" });
+  const last = conv.turns.at(-1);
+  if (last === undefined) throw new InputError("conversation has no turns", { field: "conversations" });
   const hasAssistant = conv.turns.some((t) => t.role === "assistant");
-  const last = conv.turns[conv.turns.length - 1];
   if (variant === "inference") {
     if (last.role !== "user") {
       throw new InputError("an inference prompt must end with a user turn", { field: "conversations" });

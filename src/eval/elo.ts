@@ -35,11 +35,11 @@ export function bradleyTerry(
   const wins = new Float64Array(n);
   const games = Array.from({ length: n }, () => new Float64Array(n));
   for (const o of outcomes) {
-    const [i, j] = [idx.get(o.a) as number, idx.get(o.b) as number];
-    wins[i] += o.score;
-    wins[j] += 1 - o.score;
-    (games[i] as Float64Array)[j] += 1;
-    (games[j] as Float64Array)[i] += 1;
+    const [i, j] = [idx.get(o.a)!, idx.get(o.b)!];
+    wins[i]! += o.score;
+    wins[j]! += 1 - o.score;
+    games[i]![j]! += 1;
+    games[j]![i]! += 1;
   }
   let p = new Float64Array(n).fill(1);
   for (let it = 0; it < (opts.iterations ?? 10_000); it++) {

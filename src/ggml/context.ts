@@ -79,7 +79,7 @@ export class Context implements Disposable {
     if (ne.length < 1 || ne.length > 4 || ne.some((d) => !Number.isInteger(d) || d <= 0)) {
       fail("new_tensor", `bad shape [${ne.join(",")}] for ${name || "tensor"}`);
     }
-    const [a, b = 1, c = 1, d = 1] = ne;
+    const [a = 1, b = 1, c = 1, d = 1] = ne;
     const t = this.#wrap(this.#n.base.ggml_new_tensor_4d(this.#ptr, dtypeCode(type), a, b, c, d), name);
     this.tensors.push(t);
     return t;
@@ -266,7 +266,7 @@ export class Context implements Disposable {
   reshape(a: Tensor, ne: readonly number[]): Tensor {
     const [n0, n1 = 1, n2 = 1, n3 = 1] = ne;
     if (!a.contiguous) fail("reshape", `input ${a.shapeText} is not contiguous (use cont first)`);
-    if ((n0 as number) * n1 * n2 * n3 !== a.nelements) {
+    if (n0 === undefined || n0 * n1 * n2 * n3 !== a.nelements) {
       fail("reshape", `cannot reshape ${a.shapeText} to [${ne.join(",")}]`);
     }
     return this.#wrap(this.#n.base.ggml_reshape_4d(this.#ptr, ptrOf(a), n0, n1, n2, n3));

@@ -72,7 +72,7 @@ function listItem(item: YamlValue, indent: string): string[] {
   if (!isMapping(item) || Object.keys(item).length === 0) return entry(`${indent}-`, item, indent);
   // `- first: …` with the mapping's other keys aligned under `first`
   const [first, ...rest] = block(item, `${indent}  `);
-  return [`${indent}- ${first.trimStart()}`, ...rest];
+  return [`${indent}- ${(first ?? "").trimStart()}`, ...rest];
 }
 
 /** A YAML document: `comment` lines (without `#`) first, then the mapping. */

@@ -66,8 +66,8 @@ export function readConfigDocument(file: string): ConfigDocument {
   }
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
+  const [e] = doc.errors;
+  if (e !== undefined) {
     const line = e.pos ? counter.linePos(e.pos[0]).line : undefined;
     throw new InputError(`not valid YAML/JSON: ${e.message.split("\n")[0]}`, { file, line });
   }

@@ -211,11 +211,11 @@ function mergeLora(ck: CheckpointData, weights: Map<string, Float32Array>): void
       const outDim = b.length / r;
       for (let o = 0; o < outDim; o++) {
         for (let k = 0; k < r; k++) {
-          const s = scale * (b[o * r + k] as number);
+          const s = scale * b[o * r + k]!;
           if (s === 0) continue;
           const row = o * inDim;
           const arow = k * inDim;
-          for (let i = 0; i < inDim; i++) w[row + i] += s * (a[arow + i] as number);
+          for (let i = 0; i < inDim; i++) w[row + i]! += s * a[arow + i]!;
         }
       }
       weights.set(baseName, w);

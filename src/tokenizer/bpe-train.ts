@@ -63,10 +63,10 @@ export function trainByteLevelBpe(texts: Iterable<string>, opts: BpeTrainOptions
   const pairWords = new Map<number, Set<number>>();
   const heap = new PairHeap();
   for (let w = 0; w < words.length; w++) {
-    const sym = words[w];
+    const sym = words[w]!;
     for (let i = 0; i + 1 < sym.length; i++) {
-      const key = pairKey(sym[i], sym[i + 1]);
-      pairCount.set(key, (pairCount.get(key) ?? 0) + counts[w]);
+      const key = pairKey(sym[i]!, sym[i + 1]!);
+      pairCount.set(key, (pairCount.get(key) ?? 0) + counts[w]!);
       addWord(pairWords, key, w);
     }
   }
@@ -84,7 +84,7 @@ export function trainByteLevelBpe(texts: Iterable<string>, opts: BpeTrainOptions
     if (count < minFrequency) break;
     const a = Math.floor(key / PAIR_SHIFT);
     const b = key - a * PAIR_SHIFT;
-    const merged = pieces[a] + pieces[b];
+    const merged = pieces[a]! + pieces[b]!;
     let newId = idOf.get(merged);
     if (newId === undefined) {
       newId = pieces.length;
@@ -93,22 +93,22 @@ export function trainByteLevelBpe(texts: Iterable<string>, opts: BpeTrainOptions
       added++;
       progress.tick(1);
     }
-    merges.push(`${pieces[a]} ${pieces[b]}`);
+    merges.push(`${pieces[a]!} ${pieces[b]!}`);
 
     const delta = new Map<number, number>();
     for (const w of pairWords.get(key) ?? []) {
-      const sym = words[w];
+      const sym = words[w]!;
       const next = applyMerge(sym, a, b, newId);
       if (next === sym) continue;
       // Pair counts of this word before and after the merge: only the difference changes the totals.
       for (let i = 0; i + 1 < sym.length; i++) {
-        const k = pairKey(sym[i], sym[i + 1]);
-        delta.set(k, (delta.get(k) ?? 0) - counts[w]);
+        const k = pairKey(sym[i]!, sym[i + 1]!);
+        delta.set(k, (delta.get(k) ?? 0) - counts[w]!);
       }
       for (let i = 0; i + 1 < next.length; i++) {
-        const k = pairKey(next[i], next[i + 1]);
-        delta.set(k, (delta.get(k) ?? 0) + counts[w]);
-        if (next[i] === newId || next[i + 1] === newId) {
+        const k = pairKey(next[i]!, next[i + 1]!);
+        delta.set(k, (delta.get(k) ?? 0) + counts[w]!);
+        if (next[i]! === newId || next[i + 1]! === newId) {
           addWord(pairWords, k, w);
         }
       }
@@ -148,7 +148,7 @@ function applyMerge(sym: number[], a: number, b: number, id: number): number[] {
       out.push(id);
       i++;
     } else if (out) {
-      out.push(sym[i]);
+      out.push(sym[i]!);
     }
   }
   return out ?? sym;
@@ -189,14 +189,18 @@ class PairHeap {
   private readonly keys: number[] = [];
 
   private above(i: number, j: number): boolean {
-    const ci = this.counts[i];
-    const cj = this.counts[j];
-    return ci > cj || (ci === cj && this.keys[i] < this.keys[j]);
+    const ci = this.counts[i]!;
+    const cj = this.counts[j]!;
+    return ci > cj || (ci === cj && this.keys[i]! < this.keys[j]!);
   }
 
   private swap(i: number, j: number): void {
-    [this.counts[i], this.counts[j]] = [this.counts[j], this.counts[i]];
-    [this.keys[i], this.keys[j]] = [this.keys[j], this.keys[i]];
+    const count = this.counts[i]!;
+    const key = this.keys[i]!;
+    this.counts[i] = this.counts[j]!;
+    this.keys[i] = this.keys[j]!;
+    this.counts[j] = count;
+    this.keys[j] = key;
   }
 
   push(count: number, key: number): void {
@@ -214,7 +218,7 @@ class PairHeap {
   pop(): [number, number] | undefined {
     const n = this.counts.length;
     if (n === 0) return undefined;
-    const top: [number, number] = [this.counts[0], this.keys[0]];
+    const top: [number, number] = [this.counts[0]!, this.keys[0]!];
     this.swap(0, n - 1);
     this.counts.pop();
     this.keys.pop();

@@ -45,18 +45,20 @@ function splitRegex(p: PreTokenizerJson | undefined): string | undefined {
 
 export function llamaCppPre(json: HfTokenizerJson, source: string): LlamaCppPre {
   const pre = json.pre_tokenizer as PreTokenizerJson | null;
-  const seq = pre?.type === "Sequence" ? (pre.pretokenizers ?? []) : undefined;
+  // A Sequence of exactly two pre-tokenizers: the first splits (digits or a regex), the second is ByteLevel.
+  const seq = pre?.type === "Sequence" ? (pre.pretokenizers ?? []) : [];
+  const [first, second] = seq.length === 2 ? seq : [];
   let name: LlamaCppPre | undefined;
   if (pre && byteLevel(pre, true)) name = "gpt-2";
   else if (
-    seq?.length === 2 &&
-    seq[0].type === "Digits" &&
-    seq[0].individual_digits &&
-    byteLevel(seq[1], true)
+    first?.type === "Digits" &&
+    first.individual_digits &&
+    second !== undefined &&
+    byteLevel(second, true)
   )
     name = "smollm";
-  else if (seq?.length === 2 && byteLevel(seq[1], false)) {
-    const regex = splitRegex(seq[0]);
+  else if (first !== undefined && second !== undefined && byteLevel(second, false)) {
+    const regex = splitRegex(first);
     if (regex === LLAMA3_SPLIT_REGEX) name = "llama-bpe";
     else if (regex === QWEN2_SPLIT_REGEX) name = "qwen2";
   }

@@ -113,7 +113,7 @@ export function register(program: Command): void {
         const a = summary.agreement[name];
         const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(7);
         lines.push(
-          `${name.padEnd(12)} ${summary.mean[name].toFixed(2).padStart(5)} ` +
+          `${name.padEnd(12)} ${(summary.mean[name] ?? Number.NaN).toFixed(2).padStart(5)} ` +
             (a ? `${pct(a.exact)} ${pct(a.within1)}` : `${"-".padStart(7)} ${"-".padStart(7)}`),
         );
       }
