@@ -1,5 +1,12 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { parseFormat } from "../data/read.js";
+import {
+  CONTRAST_MODES,
+  type ContrastMode,
+  checkContrast,
+  DEFAULT_CONTRAST,
+  GUIDANCE,
+} from "../inference/mixture.js";
 import { type LoadOptions, SteerableModel } from "../inference/model.js";
 import { SAMPLING_SETTINGS, type SamplingName, type SamplingValues } from "../inference/sampling.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "./flags.js";
@@ -59,6 +66,22 @@ export function samplingValues(flags: Flags, names: readonly SamplingName[]): Sa
   const out: SamplingValues = {};
   for (const name of names) out[name] = numFlag(flags, name);
   return out;
+}
+
+/** `--guidance <g>` and `--contrast <mode>`: attribute guidance (src/inference/mixture.ts). */
+export function addGuidanceOptions(cmd: Command): Command {
+  cmd.addOption(numberOption("--guidance <g>", GUIDANCE.help, GUIDANCE.range, GUIDANCE.default));
+  const contrast = new Option(
+    "--contrast <mode>",
+    `what guidance pushes away from: ${CONTRAST_MODES.join(" (the steered attributes at the other end of their scales) or ")} (at the schema defaults)`,
+  ).default(DEFAULT_CONTRAST);
+  contrast.argParser((text: string) => checkContrast(text, { field: "--contrast" }));
+  return cmd.addOption(contrast);
+}
+
+/** What `addGuidanceOptions` declared, as the library takes it. */
+export function guidanceValues(flags: Flags): { guidance?: number; contrast?: ContrastMode } {
+  return { guidance: numFlag(flags, "guidance"), contrast: flags.contrast as ContrastMode | undefined };
 }
 
 /** `--threads <n>`: CPU threads. */

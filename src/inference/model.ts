@@ -5,6 +5,7 @@ import {
   type AttributeSchema,
   type AttributeValues,
   formatValues,
+  parseAttributes,
   withDefaults,
 } from "../data/attributes.js";
 import {
@@ -17,6 +18,14 @@ import {
 import { getLlamaRuntime } from "../runtime/llama.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
+import { guidedTokens, WideSequences } from "./guided.js";
+import {
+  type ContrastMode,
+  checkContrast,
+  checkGuidance,
+  planConditionings,
+  TooManyConditioningsError,
+} from "./mixture.js";
 import { SlotPool } from "./pool.js";
 import { type ControlVocab, detectControlTokens, tokenizeParts, tokenizeRaw } from "./prompt.js";
 import { checkSampling, SAMPLING_SETTINGS } from "./sampling.js";
@@ -37,6 +46,12 @@ export interface LoadOptions {
   contextSize?: number;
   /** CPU threads; default 1 for tiny models (thread hand-off costs more than the math), else llama.cpp's choice. */
   threads?: number;
+  /**
+   * Sequences one guided or fractional generation may use (its conditionings: mixture.ts). They live in
+   * a second context, created on the first such generation with `parallel` groups of them. Default 5:
+   * guidance with up to two fractional attributes.
+   */
+  conditionings?: number;
 }
 
 export interface ChatMessage {
@@ -71,11 +86,15 @@ export interface GenerateOptions extends SamplingOptions {
   /** Or a conversation as the template takes it; must end with a user turn. */
   conversation?: Conversation;
   /**
-   * Attribute values (an object of name -> integer, or a value string `humor=3,verbosity=1`); unspecified
-   * ones take the schema defaults.
+   * Attribute values (an object of name -> number, or a value string `humor=3,verbosity=1`); unspecified
+   * ones take the schema defaults. Fractions (`humor: 2.5`) mix the neighbouring integer conditionings.
    */
   attributes?: AttributeValues | string;
-  /** Or the prompt `renderPrompt` made already (messages, conversation and attributes are then unused). */
+  /** Attribute guidance strength (mixture.ts, GUIDANCE); default 0: none. */
+  guidance?: number;
+  /** What guidance pushes away from; default `opposite`. */
+  contrast?: ContrastMode;
+  /** Or the prompt `renderPrompt` made already (the five fields above are then unused). */
   prompt?: SteerPrompt;
 }
 
@@ -112,17 +131,32 @@ export interface GenerateResult {
   prompt: PromptInfo;
 }
 
-/** An inference prompt with the attribute values it carries. */
-export interface SteerPrompt extends PromptInfo {
-  /** Effective attribute values, defaults filled in. */
-  attributes: AttributeValues;
-  /** The value string the prompt carries. */
+/** One conditioning of a mixed prompt: its value string, its weight in the combination, its tokens. */
+export interface PromptConditioning {
   values: string;
+  weight: number;
+  tokens: number[];
 }
 
-export interface SteerResult extends GenerateResult, Pick<SteerPrompt, "attributes" | "values"> {}
+/** An inference prompt with the attribute values it carries. */
+export interface SteerPrompt extends PromptInfo {
+  /** Effective attribute values, defaults filled in (fractions as requested). */
+  attributes: AttributeValues;
+  /** The requested value string (fractions as requested: `humor:2.5`). */
+  values: string;
+  /**
+   * With fractional values or guidance: every conditioning combined at each step (mixture.ts), the first
+   * being the prompt above. Absent for a plain prompt.
+   */
+  conditionings?: PromptConditioning[];
+}
+
+export interface SteerResult
+  extends GenerateResult,
+    Pick<SteerPrompt, "attributes" | "values" | "conditionings"> {}
 
 const DEFAULT_MAX_TOKENS = 256;
+const DEFAULT_CONDITIONINGS = 5;
 
 /**
  * A GGUF model ready for steerable generation: a schema, one context with `parallel` sequences, and a
@@ -132,7 +166,9 @@ export class SteerableModel {
   private constructor(
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
-    private readonly pool: SlotPool<LlamaContextSequence>,
+    private readonly sequences: readonly LlamaContextSequence[],
+    private readonly pool: SlotPool<number>,
+    private readonly wide: WideSequences,
     private readonly vocab: ControlVocab,
     readonly modelPath: string,
     readonly schema: AttributeSchema,
@@ -180,8 +216,27 @@ export class SteerableModel {
         });
       }
       const sequences = Array.from({ length: parallel }, () => context.getSequence());
-      const pool = new SlotPool(sequences, opts.maxQueue ?? Number.POSITIVE_INFINITY);
-      return new SteerableModel(model, context, pool, vocab, opts.modelPath, schema, source);
+      const pool = new SlotPool(
+        sequences.map((_, i) => i),
+        opts.maxQueue ?? Number.POSITIVE_INFINITY,
+      );
+      const wide = new WideSequences(parallel, opts.conditionings ?? DEFAULT_CONDITIONINGS, (n) =>
+        model
+          .createContext({
+            sequences: n,
+            contextSize: context.contextSize,
+            threads: opts.threads ?? (tiny ? 1 : undefined),
+            lora: opts.loraPath,
+          })
+          .catch((err: Error) => {
+            throw new InputError(
+              `cannot create the context of guided or fractional generations: ${err.message}`,
+              { file: opts.modelPath, setting: "conditionings" },
+              "lower `conditionings` or `parallel`, or the context size",
+            );
+          }),
+      );
+      return new SteerableModel(model, context, sequences, pool, wide, vocab, opts.modelPath, schema, source);
     } catch (err) {
       await model.dispose();
       throw err;
@@ -215,22 +270,56 @@ export class SteerableModel {
     return this.model.detokenize(tokens as Token[], false);
   }
 
-  /** The SteerLM inference prompt for a conversation at the given attribute values. */
-  renderPrompt(opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes">): SteerPrompt {
-    const attributes = withDefaults(this.schema, opts.attributes ?? {}, { field: "attributes" });
-    const values = formatValues(this.schema, attributes);
-    const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
-    const rendered = renderConversation(conv, "inference", { values });
-    const { tokens, controlTokens } = tokenizeParts(this.model, this.vocab, rendered.parts);
-    const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
-    return { text: rendered.text, tokens, controlTokens, parts, attributes, values };
+  /**
+   * The SteerLM inference prompt for a conversation at the given attribute values; with fractional values
+   * or guidance, also every conditioning the generation combines (mixture.ts).
+   */
+  renderPrompt(
+    opts: Pick<GenerateOptions, "messages" | "conversation" | "attributes" | "guidance" | "contrast">,
+  ): SteerPrompt {
+    const place = { field: "attributes" };
+    const given = parseAttributes(this.schema, opts.attributes ?? {}, place, { fractions: true });
+    const attributes = withDefaults(this.schema, given, place, { fractions: true });
+    const plan = planConditionings(
+      this.schema,
+      attributes,
+      Object.keys(given),
+      checkGuidance(opts.guidance) ?? 0,
+      checkContrast(opts.contrast),
+    );
+    if (plan.length > this.wide.width && plan.length > 1)
+      throw new TooManyConditioningsError(plan.length, this.wide.width, { setting: "attributes" });
+    const render = (values: string) => {
+      const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
+      const rendered = renderConversation(conv, "inference", { values });
+      const { tokens, controlTokens } = tokenizeParts(this.model, this.vocab, rendered.parts);
+      const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
+      return { text: rendered.text, tokens, controlTokens, parts };
+    };
+    const conditionings = plan.map((c) => {
+      const values = formatValues(this.schema, c.attributes);
+      return { values, weight: c.weight, rendered: render(values) };
+    });
+    const main = (conditionings[0] as (typeof conditionings)[number]).rendered;
+    const values = formatValues(this.schema, attributes, { fractions: true });
+    if (conditionings.length === 1) return { ...main, attributes, values };
+    return {
+      ...main,
+      attributes,
+      values,
+      conditionings: conditionings.map((c) => ({
+        values: c.values,
+        weight: c.weight,
+        tokens: c.rendered.tokens,
+      })),
+    };
   }
 
   /** One assistant turn at the requested attribute values, streamed through `onToken`. */
   async generate(opts: GenerateOptions): Promise<SteerResult> {
-    const { attributes, values, ...prompt } = opts.prompt ?? this.renderPrompt(opts);
-    const result = await this.run(prompt, opts);
-    return { ...result, attributes, values };
+    const { attributes, values, conditionings, ...prompt } = opts.prompt ?? this.renderPrompt(opts);
+    const result = await this.run(prompt, opts, conditionings);
+    return { ...result, attributes, values, ...(conditionings ? { conditionings } : {}) };
   }
 
   /** A raw prompt, no template (still stops at `<extra_id_1>`). */
@@ -241,32 +330,41 @@ export class SteerableModel {
     return this.run({ text: opts.prompt, tokens, controlTokens }, opts);
   }
 
-  private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
-    const room = this.contextSize - prompt.tokens.length;
+  private async run(
+    prompt: PromptInfo,
+    opts: SamplingOptions,
+    conditionings?: readonly PromptConditioning[],
+  ): Promise<GenerateResult> {
+    const longest = Math.max(prompt.tokens.length, ...(conditionings ?? []).map((c) => c.tokens.length));
+    const room = this.contextSize - longest;
     const maxTokens =
       opts.maxTokens ?? Math.max(0, Math.min(opts.maxTokensDefault ?? DEFAULT_MAX_TOKENS, room));
     checkSampling(opts);
     // The first generated token needs a free cell too, even when maxTokens is 0.
     if (room < 1 || maxTokens > room) {
-      throw new ContextLengthError(prompt.tokens.length, maxTokens, this.contextSize);
+      throw new ContextLengthError(longest, maxTokens, this.contextSize);
     }
-    const seq = await this.pool.acquire(opts.signal);
+    const slot = await this.pool.acquire(opts.signal);
     try {
       opts.onStart?.();
-      return await this.runOn(seq, prompt, opts, maxTokens);
+      return await this.runOn(slot, prompt, opts, maxTokens, conditionings);
     } finally {
-      this.pool.release(seq);
+      this.pool.release(slot);
     }
   }
 
   private async runOn(
-    seq: LlamaContextSequence,
+    slot: number,
     prompt: PromptInfo,
     opts: SamplingOptions,
     maxTokens: number,
+    conditionings?: readonly PromptConditioning[],
   ): Promise<GenerateResult> {
     // A sequence holds the previous request's tokens; start clean (no prefix reuse, kept simple on purpose).
-    await seq.clearHistory();
+    const group = conditionings
+      ? await this.wide.group(slot)
+      : [this.sequences[slot] as LlamaContextSequence];
+    await Promise.all(group.map((s) => s.clearHistory()));
     const stopIds = new Set<Token>(this.vocab.ids.values());
     const text = new StopText([CONTROL_TOKENS.turn, ...(opts.stop ?? [])]);
     const generated: Token[] = [];
@@ -280,12 +378,20 @@ export class SteerableModel {
       if (piece !== "") opts.onToken?.(piece);
     };
     if (maxTokens > 0) {
-      const tokens = seq.evaluate(prompt.tokens as Token[], {
+      const sampling = {
         temperature,
         topK: temperature > 0 ? opts.topK : undefined,
         topP: temperature > 0 ? opts.topP : undefined,
         seed: opts.seed,
-      });
+      };
+      const tokens = conditionings
+        ? guidedTokens(
+            group,
+            conditionings.map((c) => c.tokens),
+            conditionings.map((c) => c.weight),
+            sampling,
+          )
+        : (group[0] as LlamaContextSequence).evaluate(prompt.tokens as Token[], sampling);
       for await (const token of tokens) {
         if (opts.signal?.aborted) {
           finishReason = "abort";
@@ -320,6 +426,7 @@ export class SteerableModel {
   }
 
   async dispose(): Promise<void> {
+    await this.wide.dispose();
     await this.context.dispose();
     await this.model.dispose();
   }

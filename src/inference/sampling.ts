@@ -45,7 +45,11 @@ export function checkSampling(opts: SamplingValues): void {
   for (const name of SAMPLING_NAMES) checkSamplingValue(name, opts[name], { setting: name });
 }
 
-/** The request field of a library setting (`topP` -> `top_p`), for errors the library raises. */
+/** Library settings the API takes inside its `steerlm` object. */
+const STEERLM_SETTINGS = new Set(["attributes", "guidance", "contrast"]);
+
+/** The request field of a library setting (`topP` -> `top_p`, `guidance` -> `steerlm.guidance`). */
 export function apiField(setting: string): string {
+  if (STEERLM_SETTINGS.has(setting)) return `steerlm.${setting}`;
   return setting in SAMPLING_SETTINGS ? SAMPLING_SETTINGS[setting as SamplingName].api : setting;
 }

@@ -1,7 +1,13 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AttributeValues } from "../data/attributes.js";
-import type { GenerateResult, PromptInfo, SamplingOptions, SteerableModel } from "../inference/model.js";
+import type {
+  GenerateResult,
+  PromptConditioning,
+  PromptInfo,
+  SamplingOptions,
+  SteerableModel,
+} from "../inference/model.js";
 import { SseWriter, sendJson } from "./http.js";
 import type { ChatRequest, CompletionRequest, SamplingRequest } from "./validate.js";
 
@@ -50,10 +56,19 @@ const promptField = (p: PromptInfo) => ({
   ...(p.parts ? { parts: p.parts } : {}),
 });
 
-/** The `steerlm` field of chat responses: the effective attributes, and the prompt when asked for. */
-const steerField = (s: { attributes: AttributeValues; values: string }, prompt?: PromptInfo) => ({
+/**
+ * The `steerlm` field of chat responses: the effective attributes, the conditionings a guided or
+ * fractional reply combined (value string and weight each), and the prompt when asked for.
+ */
+const steerField = (
+  s: { attributes: AttributeValues; values: string; conditionings?: PromptConditioning[] },
+  prompt?: PromptInfo,
+) => ({
   attributes: s.attributes,
   values: s.values,
+  ...(s.conditionings
+    ? { conditionings: s.conditionings.map(({ values, weight }) => ({ values, weight })) }
+    : {}),
   ...(prompt ? { prompt: promptField(prompt) } : {}),
 });
 
@@ -78,7 +93,13 @@ export interface ChatCall extends Call {
 export async function chatCompletion(call: ChatCall): Promise<void> {
   const { model, res, request: r } = call;
   const { head, signal } = respond(call, "chatcmpl");
-  const base = { messages: r.messages, attributes: r.attributes, ...samplingOptions(r, call, signal) };
+  const base = {
+    messages: r.messages,
+    attributes: r.attributes,
+    guidance: r.guidance,
+    contrast: r.contrast,
+    ...samplingOptions(r, call, signal),
+  };
 
   if (!r.stream) {
     const g = await model.generate(base);

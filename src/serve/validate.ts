@@ -1,4 +1,5 @@
 import { type AttributeSchema, type AttributeValues, parseAttributes } from "../data/attributes.js";
+import { type ContrastMode, checkContrast, checkGuidance } from "../inference/mixture.js";
 import type { ChatMessage } from "../inference/model.js";
 import { checkSamplingValue, SAMPLING_SETTINGS, type SamplingName } from "../inference/sampling.js";
 import { badRequest, HttpError } from "./errors.js";
@@ -25,7 +26,10 @@ export interface SamplingRequest {
 
 export interface ChatRequest extends SamplingRequest {
   messages: ChatMessage[];
+  /** As given (fractions allowed); the model fills in the defaults. */
   attributes: AttributeValues;
+  guidance?: number;
+  contrast?: ContrastMode;
   returnPrompt: boolean;
 }
 
@@ -191,11 +195,18 @@ export function parseChatRequest(body: unknown, schema: AttributeSchema, limits:
   expect(isObj(body), "body", "a JSON object", body);
   const b = body as Obj;
   checkKeys(b, ["messages"]);
-  const steer = steerlmField(b, ["attributes", "return_prompt"]);
+  const steer = steerlmField(b, ["attributes", "guidance", "contrast", "return_prompt"]);
   return {
     ...sampling(b, limits),
     messages: messages(b),
-    attributes: parseAttributes(schema, steer.attributes ?? {}, { field: "steerlm.attributes" }),
+    attributes: parseAttributes(
+      schema,
+      steer.attributes ?? {},
+      { field: "steerlm.attributes" },
+      { fractions: true },
+    ),
+    guidance: checkGuidance(steer.guidance ?? undefined, { field: "steerlm.guidance" }),
+    contrast: checkContrast(steer.contrast ?? undefined, { field: "steerlm.contrast" }),
     returnPrompt: bool(steer, "return_prompt", "steerlm.return_prompt") ?? false,
   };
 }

@@ -11,22 +11,33 @@ import { openAiJudge } from "../../eval/client.js";
 import { readAnswers, readJudgePrompts, readLegacyPrompts, readLegacyReviewers } from "../../eval/formats.js";
 import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js";
 import { buildReport, formatReport } from "../../eval/report.js";
+import type { ContrastMode } from "../../inference/mixture.js";
 import type { SteerableModel } from "../../inference/model.js";
 import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
 import { InputError } from "../../util/errors.js";
 import { integerFrom, numberOption, parseNumberFlag } from "../flags.js";
-import { addModelOptions, addParallelOption, addSamplingOptions, loadModel } from "../options.js";
+import {
+  addGuidanceOptions,
+  addModelOptions,
+  addParallelOption,
+  addSamplingOptions,
+  loadModel,
+} from "../options.js";
 
-/** `0..4` or `0,2,4`. */
+/** `0..4`, `0..4:0.1` (a step; fractions are mixed) or `0,2,4.5`. */
 export function parseLevels(text: string): number[] {
-  const range = /^(\d+)\.\.(\d+)$/.exec(text);
+  const range = /^(\d+(?:\.\d+)?)\.\.(\d+(?:\.\d+)?)(?::(.+))?$/.exec(text);
   if (range) {
     const [a, b] = [Number(range[1]), Number(range[2])];
+    const step = range[3] === undefined ? 1 : parseNumberFlag(range[3], { above: 0 }, "--levels");
     if (a > b) throw new InputError(`empty range ${text}`, { field: "--levels" });
-    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+    // Counted, not accumulated, and rounded to the step's decimals: 0.1 steps give 0.3, not 0.30000000000000004.
+    const decimals = (range[3]?.split(".")[1] ?? "").length;
+    const n = Math.floor((b - a) / step + 1e-9);
+    return Array.from({ length: n + 1 }, (_, i) => Number((a + i * step).toFixed(decimals)));
   }
-  return text.split(",").map((t) => parseNumberFlag(t.trim(), integerFrom(0), "--levels"));
+  return text.split(",").map((t) => parseNumberFlag(t.trim(), { min: 0 }, "--levels"));
 }
 
 const attrs = (model: SteerableModel, text: string | undefined): AttributeValues | undefined =>
@@ -82,6 +93,8 @@ interface AdherenceFlags {
   parallel: number;
   json?: string;
   apm?: string;
+  guidance?: number;
+  contrast?: ContrastMode;
 }
 
 export function register(program: Command): void {
@@ -259,8 +272,12 @@ export function register(program: Command): void {
       "prompts: SteerLM/chat JSONL, first user turn of each (default: SteerBench held-out prompts)",
     )
     .addOption(numberOption("--n-prompts <n>", "how many prompts", integerFrom(1), 10))
-    .option("--levels <a..b|list>", "levels to request (default: each attribute's range)")
+    .option(
+      "--levels <a..b[:step]|list>",
+      "levels to request, e.g. 0..4, 0..4:0.1 (fractions are mixed) or 0,2,4 (default: each attribute's range)",
+    )
     .option("--attributes <names>", "comma-separated attributes to sweep (default: all)");
+  addGuidanceOptions(adherence);
   addSamplingOptions(adherence, ["maxTokens"], { maxTokens: 200 }, { maxTokens: "most tokens per response" });
   addParallelOption(
     adherence,
@@ -285,6 +302,8 @@ export function register(program: Command): void {
           levels: o.levels === undefined ? undefined : parseLevels(o.levels),
           maxTokens: o.maxTokens,
           parallel,
+          guidance: o.guidance,
+          contrast: o.contrast,
           measureBatch: o.apm === undefined ? undefined : apmMeasurer(o.apm),
         });
         process.stdout.write(`${formatAdherence(report)}\n`);

@@ -5,22 +5,36 @@ import type { ChatMessage, SamplingOptions, SteerableModel } from "../../inferen
 import { SAMPLING_SETTINGS, type SamplingName } from "../../inference/sampling.js";
 import { InputError } from "../../util/errors.js";
 import { type Flags, forUser, strFlag } from "../flags.js";
-import { addModelOptions, addSamplingOptions, loadModel, samplingValues } from "../options.js";
+import {
+  addGuidanceOptions,
+  addModelOptions,
+  addSamplingOptions,
+  guidanceValues,
+  loadModel,
+  samplingValues,
+} from "../options.js";
 
 const SAMPLING: readonly SamplingName[] = ["maxTokens", "temperature", "topK", "topP", "seed"];
 
-/** `verbosity=4,humor=0` (or `verbosity:4,...`) checked against the model's schema; `field` locates errors. */
+/**
+ * `verbosity=4,humor=0.5` (or `verbosity:4,...`) checked against the model's schema; `field` locates
+ * errors. Fractions are mixed by the model (src/inference/mixture.ts).
+ */
 function parseAttrs(model: SteerableModel, text: string | undefined, field: string): AttributeValues {
-  return text === undefined ? {} : parseAttributes(model.schema, text, { field });
+  return text === undefined ? {} : parseAttributes(model.schema, text, { field }, { fractions: true });
 }
+
+const showValues = (model: SteerableModel, values: AttributeValues) =>
+  formatValues(model.schema, values, { fractions: true });
 
 function withModelOptions(cmd: Command): Command {
   addModelOptions(cmd)
     .option(
       "-a, --attr <k=v,...>",
-      "attribute values, e.g. verbosity=4,humor=0 (others take the schema defaults)",
+      "attribute values, e.g. verbosity=4,humor=0.5 (others take the schema defaults; fractions mix the neighbouring values)",
     )
     .option("--system <text>", "system prompt (default: SteerLM's)");
+  addGuidanceOptions(cmd);
   return addSamplingOptions(
     cmd,
     SAMPLING,
@@ -53,7 +67,7 @@ export function register(program: Command): void {
         if (system !== undefined) messages.push({ role: "system", content: system });
         messages.push({ role: "user", content: prompt });
         const attributes = parseAttrs(model, strFlag(flags, "attr"), "--attr");
-        const rendered = model.renderPrompt({ messages, attributes });
+        const rendered = model.renderPrompt({ messages, attributes, ...guidanceValues(flags) });
         if (flags.showPrompt) process.stderr.write(rendered.text);
         await model.generate({
           prompt: rendered,
@@ -99,10 +113,16 @@ async function chatLoop(model: SteerableModel, flags: Flags, command: Command): 
     const shown = forUser(err, command);
     say(`error: ${shown.message}${shown.hint ? ` (${[shown.hint, ...more].join("; ")})` : ""}\n`);
   };
-  let attributes = withDefaults(model.schema, parseAttrs(model, strFlag(flags, "attr"), "--attr"));
+  // The attributes given (not defaults): guidance pushes only these (mixture.ts, steered attributes).
+  let attributes = parseAttrs(model, strFlag(flags, "attr"), "--attr");
   const system = strFlag(flags, "system");
   const history: ChatMessage[] = system !== undefined ? [{ role: "system", content: system }] : [];
-  const opts: SamplingOptions = samplingValues(flags, SAMPLING);
+  const opts: SamplingOptions & ReturnType<typeof guidanceValues> = {
+    ...samplingValues(flags, SAMPLING),
+    ...guidanceValues(flags),
+  };
+  const showAll = (values: AttributeValues) =>
+    showValues(model, withDefaults(model.schema, values, {}, { fractions: true }));
   if (tty) say(`chatting with ${model.id}; /help lists commands\n`);
   // Ctrl-C stops the reply being generated; with none running it leaves the chat.
   let turn: AbortController | undefined;
@@ -119,14 +139,14 @@ async function chatLoop(model: SteerableModel, flags: Flags, command: Command): 
       const arg = rest.join("");
       if (cmd === "/quit" || cmd === "/exit") break;
       if (cmd === "/help") say(HELP);
-      else if (cmd === "/show") say(`${formatValues(model.schema, attributes)}\n`);
+      else if (cmd === "/show") say(`${showAll(attributes)}\n`);
       else if (cmd === "/reset") {
         history.splice(system !== undefined ? 1 : 0);
         say("conversation cleared\n");
       } else if (cmd === "/set") {
         try {
           attributes = { ...attributes, ...parseAttrs(model, arg, "/set") };
-          say(`${formatValues(model.schema, attributes)}\n`);
+          say(`${showAll(attributes)}\n`);
         } catch (err) {
           sayError(err);
         }
