@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import { resolve } from "node:path";
-import { type AttributeSchema, type AttributeValues, loadSchema, toLabel } from "../data/attributes.js";
+import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import { steerlmLine } from "../data/formats/steerlm.js";
 import { sniffFile } from "../data/input.js";
 import { readRecords } from "../data/read.js";
@@ -9,10 +9,9 @@ import type { DataFormat, DataRecord, RecordTurn } from "../data/record.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
-import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
-import { attributeTokenIds, decodeGenerative } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
 import { PartialOutput, SIDECAR_FORMAT, startJob } from "./resume.js";
+import { ANNOTATE_DEFAULTS, predictGroup } from "./score.js";
 
 /**
  * `annotate`: the APM's predictions, clamped to each attribute's scale and rounded half to even, become
@@ -73,7 +72,7 @@ function recordKey(r: DataRecord): string {
   return JSON.stringify([r.system, r.turns.map((t) => [t.role, t.text, t.labels])]);
 }
 
-export const ANNOTATE_DEFAULTS = { batchSize: 8 };
+export { ANNOTATE_DEFAULTS };
 
 export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResult> {
   const t0 = performance.now();
@@ -102,7 +101,6 @@ async function annotateWith(
 ): Promise<AnnotateResult> {
   const schema = outputSchema(apm, opts.schema);
   const T = apm.info.seqLen;
-  const K = apm.info.schema.attributes.length;
   const settings: AnnotateSettings = {
     format: opts.format ?? null,
     onlyUnlabeled: Boolean(opts.onlyUnlabeled),
@@ -114,7 +112,6 @@ async function annotateWith(
 
   // The generative APM decodes one sequence at a time; the regression one runs fixed [B, T] batches.
   const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
-  const pad = apm.tokenizer.eosId ?? 0;
   const inHash = createHash("sha256");
   const size = statSync(opts.input).size;
   const kind = await sniffFile(opts.input);
@@ -128,7 +125,7 @@ async function annotateWith(
   let group: DataRecord[] = [];
   const flushGroup = async () => {
     const onlyUnlabeled = Boolean(opts.onlyUnlabeled);
-    const { lines, predicted } = annotateGroup(apm, schema, predictor, group, B, T, K, pad, onlyUnlabeled);
+    const { lines, predicted } = annotateGroup(apm, schema, predictor, group, onlyUnlabeled);
     out.append(lines);
     turns += predicted;
     group = [];
@@ -174,47 +171,22 @@ export function annotateGroup(
   schema: AttributeSchema,
   predictor: ApmPredictor | null,
   group: readonly DataRecord[],
-  B: number,
-  T: number,
-  K: number,
-  pad: number,
   onlyUnlabeled: boolean,
 ): { lines: string[]; predicted: number } {
-  const outputs = schema.attributes.map((a) =>
-    apm.info.schema.attributes.findIndex((b) => b.name === a.name),
-  );
   const needs = (t: RecordTurn) =>
     t.role === "assistant" && !(onlyUnlabeled && t.labels !== null && Object.keys(t.labels).length > 0);
-  if (predictor === null) return annotateGenerative(apm, schema, group, needs);
-  const jobs: Array<{ record: number; turn: number; ex: ApmExample }> = [];
-  group.forEach((r, ri) => {
-    r.turns.forEach((t, ti) => {
-      if (!needs(t)) return;
-      const { ids } = apmTokens(r, ti, apm.tokenizer, apm.info.bos, T);
-      jobs.push({ record: ri, turn: ti, ex: { ids, targets: new Float32Array(K) } });
+  const scores = predictGroup(apm, schema, predictor, group, needs);
+  let predicted = 0;
+  const lines = group.map((r, ri) => {
+    const turns = r.turns.map((t, ti) => {
+      const score = scores[ri]?.get(ti);
+      if (!score) return { ...t };
+      predicted++;
+      return { ...t, labels: score.labels };
     });
+    return steerlmLine({ ...r, turns }, { schema: apm.info.schema });
   });
-  const out = group.map((r) => ({ ...r, turns: r.turns.map((t) => ({ ...t })) }));
-  for (let i = 0; i < jobs.length; i += B) {
-    const chunk = jobs.slice(i, i + B);
-    const pred = predictor.predict(
-      packApmBatch(
-        chunk.map((j) => j.ex),
-        B,
-        T,
-        K,
-        pad,
-      ).batch,
-    ); // [B·K]
-    chunk.forEach((j, s) => {
-      const labels: AttributeValues = {};
-      schema.attributes.forEach((a, i) => {
-        labels[a.name] = toLabel(a, pred[s * K + (outputs[i] as number)] as number);
-      });
-      (out[j.record] as DataRecord).turns[j.turn].labels = labels;
-    });
-  }
-  return { lines: out.map((r) => steerlmLine(r, { schema: apm.info.schema })), predicted: jobs.length };
+  return { lines, predicted };
 }
 
 /** The schema to write: the APM's, or a subset of its attributes (each must be one of its outputs). */
@@ -259,40 +231,4 @@ export function outputSchemaForModel(
       "pick the model's schema with --schema, or train the APM with that schema",
     );
   }
-}
-
-/** The generative APM: turns in order, each decoded with the labels already chosen for earlier turns. */
-function annotateGenerative(
-  apm: LoadedApm,
-  schema: AttributeSchema,
-  group: readonly DataRecord[],
-  needs: (t: RecordTurn) => boolean,
-): { lines: string[]; predicted: number } {
-  const pairs = attributeTokenIds(apm.tokenizer, apm.info.schema);
-  let predicted = 0;
-  const lines = group.map((r) => {
-    const earlier = new Map<number, AttributeValues>();
-    const turns = r.turns.map((t, ti) => {
-      if (!needs(t)) return { ...t };
-      const { labels: all } = decodeGenerative(
-        apm.backend,
-        apm.model,
-        apm.tokenizer,
-        apm.info.schema,
-        pairs,
-        r,
-        ti,
-        earlier,
-        apm.info.bos,
-        apm.info.seqLen,
-      );
-      earlier.set(ti, all);
-      predicted++;
-      const labels: AttributeValues = {};
-      for (const a of schema.attributes) labels[a.name] = all[a.name] as number;
-      return { ...t, labels };
-    });
-    return steerlmLine({ ...r, turns }, { schema: apm.info.schema });
-  });
-  return { lines, predicted };
 }

@@ -27,4 +27,5 @@ export {
   loadApm,
 } from "./model.js";
 export { partialPaths } from "./resume.js";
+export { ApmScorer, chatRecord, type TurnScore } from "./score.js";
 export { type ApmResult, type ApmRunOptions, runApmTrain } from "./train.js";

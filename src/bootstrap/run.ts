@@ -185,9 +185,7 @@ async function generateAndAnnotate(
   let rows = done > 0 ? countLines(out.done.prefix) : 0;
 
   const T = apm.info.seqLen;
-  const K = apm.info.schema.attributes.length;
   const predictor = apm.info.variant === "regression" ? new ApmPredictor(apm.backend, apm.model, B, T) : null;
-  const pad = apm.tokenizer.eosId ?? 0;
   const progress = new Progress({ label: "bootstrap", total: prompts.length - done, enabled: opts.progress });
   let skipped = 0;
   let truncated = 0;
@@ -208,7 +206,7 @@ async function generateAndAnnotate(
       const last = row === prompts.length - 1;
       if ((row + 1) % B !== 0 && !last) continue;
       // Only the generated (unlabelled) turns are predicted: earlier turns keep the labels they had.
-      const { lines } = annotateGroup(apm, schema, predictor, group, B, T, K, pad, true);
+      const { lines } = annotateGroup(apm, schema, predictor, group, true);
       out.append(lines);
       rows += lines.length;
       group = [];

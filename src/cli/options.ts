@@ -103,11 +103,13 @@ export const addParallelOption = (cmd: Command, help: string, fallback: number):
 export const addOverwriteOption = (cmd: Command): Command =>
   cmd.option("--overwrite", "replace an existing finished output");
 
-/** `--apm <run|file>` (required): an APM run directory (its newest checkpoint) or a checkpoint file. */
+/** `--apm <run|file>` (required unless said): an APM run directory (its newest checkpoint) or a checkpoint file. */
 export const addApmOption = (
   cmd: Command,
   help = "APM run directory (newest checkpoint) or checkpoint file",
-): Command => cmd.requiredOption("--apm <run|file>", help);
+  required = true,
+): Command =>
+  required ? cmd.requiredOption("--apm <run|file>", help) : cmd.option("--apm <run|file>", help);
 
 /** The model `addModelOptions` declared, loaded with the command's other load settings. */
 export function loadModel(

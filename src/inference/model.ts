@@ -260,6 +260,11 @@ export class SteerableModel {
     return this.pool.size;
   }
 
+  /** Generations allowed to wait for a sequence (LoadOptions.maxQueue). */
+  get maxQueue(): number {
+    return this.pool.maxQueue;
+  }
+
   /** Generations running now and waiting for a sequence. */
   get load(): { active: number; queued: number } {
     return { active: this.pool.active, queued: this.pool.queued };

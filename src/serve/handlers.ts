@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { type ApmScorer, chatRecord } from "../apm/score.js";
 import type { AttributeValues } from "../data/attributes.js";
+import type { DataRecord } from "../data/record.js";
 import type {
   GenerateResult,
   PromptConditioning,
@@ -8,8 +10,11 @@ import type {
   SamplingOptions,
   SteerableModel,
 } from "../inference/model.js";
+import type { SlotPool } from "../inference/pool.js";
+import { InputError } from "../util/errors.js";
+import { badRequest } from "./errors.js";
 import { SseWriter, sendJson } from "./http.js";
-import type { ChatRequest, CompletionRequest, SamplingRequest } from "./validate.js";
+import type { ChatRequest, CompletionRequest, SamplingRequest, ScoreRequest } from "./validate.js";
 
 /** The OpenAI response shapes of /v1/chat/completions and /v1/completions, streaming and not. */
 
@@ -180,4 +185,38 @@ export async function completion(call: CompletionCall): Promise<void> {
   if (signal.aborted) return;
   sse.send(chunk("", finish(g), { usage: usage(g), ...extra(g) }));
   sse.done();
+}
+
+export interface ScoreCall {
+  /** The one APM, behind a pool of one slot: requests take turns, and a full queue is a 429. */
+  scorer: SlotPool<ApmScorer>;
+  schema: ApmScorer["schema"];
+  res: ServerResponse;
+  request: ScoreRequest;
+}
+
+/**
+ * POST /v1/steerlm/score: each conversation's last (assistant) message scored by the APM, as `steerlm
+ * annotate` labels it: `{"scores": [{"attributes": {name: raw}, "labels": {name: int}}, ...]}`.
+ */
+export async function scoreConversations(call: ScoreCall): Promise<void> {
+  const { request: r, res } = call;
+  const records = r.conversations.map((messages, i): DataRecord => {
+    try {
+      return chatRecord(messages, call.schema);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      // The chat importer names `messages[j]...`; the client knows the conversation by its place in the body.
+      const param = (err.place.field ?? "messages").replace(/^messages/, r.params[i] as string);
+      throw badRequest(`${param}: ${err.what}`, param);
+    }
+  });
+  const signal = disconnectSignal(res);
+  const apm = await call.scorer.acquire(signal);
+  try {
+    const scores = await apm.score(records);
+    if (!signal.aborted) sendJson(res, 200, { object: "steerlm.scores", scores });
+  } finally {
+    call.scorer.release(apm);
+  }
 }

@@ -1,9 +1,11 @@
 import type { Command } from "commander";
+import { ApmScorer } from "../../apm/score.js";
 import { SERVE_DEFAULTS, startServer } from "../../serve/server.js";
 import { InputError } from "../../util/errors.js";
 import { log } from "../../util/log.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
 import {
+  addApmOption,
   addContextSizeOption,
   addModelOptions,
   addParallelOption,
@@ -53,6 +55,11 @@ export function register(program: Command): void {
       ),
     );
   addContextSizeOption(cmd, "tokens per generation (prompt + reply)", 16);
+  addApmOption(
+    cmd,
+    "attribute prediction model (run directory or checkpoint): adds POST /v1/steerlm/score and the page's measured attributes",
+    false,
+  );
   addThreadsOption(cmd).action(async (flags: Flags) => {
     const host = flags.host as string;
     const apiKey = strFlag(flags, "apiKey") ?? process.env.STEERLM_API_KEY;
@@ -64,14 +71,26 @@ export function register(program: Command): void {
       contextSize: numFlag(flags, "contextSize"),
       threads: numFlag(flags, "threads"),
     });
+    const apmPath = strFlag(flags, "apm");
+    const apm =
+      apmPath === undefined
+        ? undefined
+        : await ApmScorer.load(apmPath, { threads: numFlag(flags, "threads") }).catch(
+            async (err: unknown) => {
+              await model.dispose();
+              throw err;
+            },
+          );
     const server = await startServer({
       model,
+      apm,
       host,
       port: numFlag(flags, "port"),
       apiKey,
       maxTokensCap: numFlag(flags, "maxTokensCap"),
       maxBodyBytes: numFlag(flags, "maxBody"),
     }).catch(async (err: Error) => {
+      await apm?.free();
       await model.dispose();
       throw new InputError(`cannot listen: ${err.message}`, { field: "--port" });
     });
@@ -81,6 +100,7 @@ export function register(program: Command): void {
     log.info(
       `serving ${model.id} (schema ${model.schema.name}, ${model.parallel} parallel, control tokens as ${model.controlMode}) at ${server.url}`,
     );
+    if (apm) log.info(`scoring with the APM ${apm.checkpoint} at ${server.url}/v1/steerlm/score`);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once("SIGINT", stop);
@@ -88,6 +108,7 @@ export function register(program: Command): void {
     });
     log.info("shutting down");
     await server.close();
+    await apm?.free();
     await model.dispose();
   });
 }
