@@ -53,6 +53,9 @@ export interface AdherenceReport {
   attributes: Record<string, AttributeAdherence>;
   prompts: number;
   generations: number;
+  /** Tokens generated over all responses, and the seconds spent generating them (measuring excluded). */
+  generatedTokens: number;
+  generationSeconds: number;
   seconds: number;
   samples: AdherenceSample[];
 }
@@ -107,6 +110,7 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
   const progress = new Progress({ label: "adherence", total: jobs.length, enabled: opts.progress });
   const samples: AdherenceSample[] = new Array(jobs.length);
   let next = 0;
+  let generatedTokens = 0;
   const worker = async () => {
     while (next < jobs.length) {
       const i = next++;
@@ -119,6 +123,7 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
         maxTokens: opts.maxTokens ?? 200,
         temperature: 0,
       });
+      generatedTokens += r.tokens.length;
       const response = r.text.trim();
       samples[i] = {
         attribute: job.attribute,
@@ -133,6 +138,7 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 1) }, worker));
   progress.finish();
+  const generationSeconds = (performance.now() - t0) / 1000;
   if (opts.measureBatch) {
     const measured = await opts.measureBatch(
       samples.map((x, i) => ({
@@ -147,6 +153,8 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
     attributes: summarizeAdherence(samples, plan),
     prompts: opts.prompts.length,
     generations: jobs.length,
+    generatedTokens,
+    generationSeconds,
     seconds: (performance.now() - t0) / 1000,
     samples,
   };
@@ -215,6 +223,9 @@ export function formatAdherence(r: AdherenceReport): string {
       `${n.padEnd(w)}  ${row}  ${rho(a.spearman).padStart(8)}  ${rho(a.spearmanSamples).padStart(10)}  ${a.exact.toFixed(2).padStart(5)}  ${a.mae.toFixed(2).padStart(5)}  ${fixed(a.monotonicity, 8)}  ${fixed(a.offTarget, 10)}`,
     );
   }
-  lines.push(`${r.generations} generations on ${r.prompts} prompts in ${r.seconds.toFixed(1)} s`);
+  const speed = r.generatedTokens / r.generationSeconds;
+  lines.push(
+    `${r.generations} generations on ${r.prompts} prompts in ${r.seconds.toFixed(1)} s (${r.generatedTokens} tokens, ${speed.toFixed(0)} tokens/s)`,
+  );
   return lines.join("\n");
 }
