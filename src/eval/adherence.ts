@@ -1,11 +1,8 @@
 import { type AttributeSchema, type AttributeValues, attributeDef } from "../data/attributes.js";
 import { spearman } from "../demo/spearman.js";
-import type { ContrastMode } from "../inference/mixture.js";
 import type { SteerableModel } from "../inference/model.js";
-import { scoreResponse } from "../steerbench/oracle.js";
 import { InputError } from "../util/errors.js";
-import { Progress } from "../util/progress.js";
-import type { BatchMeasurer } from "./apm-measure.js";
+import { runSweep, type SweepOptions, type SweepResult } from "./sweep.js";
 
 /**
  * Attribute adherence: for each attribute and each requested level (the other attributes at the schema's
@@ -17,7 +14,6 @@ import type { BatchMeasurer } from "./apm-measure.js";
  * The same sweep as src/demo/evaluate.ts, generalised (levels, any prompts, any measurer) and split into
  * generation and a pure summary so either can be reused; the demo could call `measureAdherence`.
  */
-export type Measurer = (prompt: string, response: string) => AttributeValues;
 
 export interface AdherenceSample {
   attribute: string;
@@ -60,7 +56,7 @@ export interface AdherenceReport {
   samples: AdherenceSample[];
 }
 
-export interface AdherenceOptions {
+export interface AdherenceOptions extends Omit<SweepOptions, "model" | "label"> {
   model: Pick<SteerableModel, "generate" | "schema">;
   prompts: ReadonlyArray<{ prompt: string; system: string }>;
   /** Attributes to sweep (default: all of the schema). */
@@ -70,16 +66,6 @@ export interface AdherenceOptions {
    * Fractions are mixed (src/inference/mixture.ts).
    */
   levels?: readonly number[];
-  /** Attribute guidance strength (default 0: none) and its contrast. */
-  guidance?: number;
-  contrast?: ContrastMode;
-  maxTokens?: number;
-  measure?: Measurer;
-  /** A measurer over all responses at once (an APM); replaces `measure`. */
-  measureBatch?: BatchMeasurer;
-  /** Generations at once (up to the model's parallel sequences). */
-  parallel?: number;
-  progress?: boolean;
 }
 
 export function sweepPlan(
@@ -102,59 +88,28 @@ export function sweepPlan(
 
 export async function measureAdherence(opts: AdherenceOptions): Promise<AdherenceReport> {
   const t0 = performance.now();
-  const measure = opts.measure ?? scoreResponse;
   const plan = sweepPlan(opts.model.schema, opts.attributes, opts.levels);
   const jobs = plan.flatMap(({ attribute, levels }) =>
     levels.flatMap((level) => opts.prompts.map((p) => ({ attribute, level, ...p }))),
   );
-  const progress = new Progress({ label: "adherence", total: jobs.length, enabled: opts.progress });
-  const samples: AdherenceSample[] = new Array(jobs.length);
-  let next = 0;
-  let generatedTokens = 0;
-  const worker = async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      const job = jobs[i] as (typeof jobs)[number];
-      const r = await opts.model.generate({
-        conversation: { system: job.system, turns: [{ role: "user", text: job.prompt }] },
-        attributes: { [job.attribute]: job.level },
-        guidance: opts.guidance,
-        contrast: opts.contrast,
-        maxTokens: opts.maxTokens ?? 200,
-        temperature: 0,
-      });
-      generatedTokens += r.tokens.length;
-      const response = r.text.trim();
-      samples[i] = {
-        attribute: job.attribute,
-        level: job.level,
-        prompt: job.prompt,
-        values: r.values,
-        response,
-        measured: opts.measureBatch ? {} : measure(job.prompt, response),
-      };
-      progress.tick(1);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 1) }, worker));
-  progress.finish();
-  const generationSeconds = (performance.now() - t0) / 1000;
-  if (opts.measureBatch) {
-    const measured = await opts.measureBatch(
-      samples.map((x, i) => ({
-        system: (jobs[i] as (typeof jobs)[number]).system,
-        prompt: x.prompt,
-        response: x.response,
-      })),
-    );
-    for (const [i, m] of measured.entries()) (samples[i] as AdherenceSample).measured = m;
-  }
+  const sweep = await runSweep(
+    jobs.map((j) => ({ attributes: { [j.attribute]: j.level }, prompt: j.prompt, system: j.system })),
+    { ...opts, label: "adherence" },
+  );
+  const samples = jobs.map(
+    (j, i): AdherenceSample => ({
+      attribute: j.attribute,
+      level: j.level,
+      prompt: j.prompt,
+      ...(sweep.results[i] as SweepResult),
+    }),
+  );
   return {
     attributes: summarizeAdherence(samples, plan),
     prompts: opts.prompts.length,
     generations: jobs.length,
-    generatedTokens,
-    generationSeconds,
+    generatedTokens: sweep.generatedTokens,
+    generationSeconds: sweep.generationSeconds,
     seconds: (performance.now() - t0) / 1000,
     samples,
   };

@@ -6,7 +6,6 @@ export {
   type AdherenceSample,
   type AttributeAdherence,
   formatAdherence,
-  type Measurer,
   measureAdherence,
   summarizeAdherence,
   sweepPlan,
@@ -55,6 +54,7 @@ export {
   singleJudgeMessages,
 } from "./prompts.js";
 export { buildReport, type EvalReport, formatReport } from "./report.js";
+export { type Measurer, runSweep, type SweepJob, type SweepOptions, type SweepResult } from "./sweep.js";
 export {
   type GameWinner,
   type Parsed,

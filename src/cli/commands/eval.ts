@@ -1,8 +1,7 @@
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { type AttributeValues, parseAttributes } from "../../data/attributes.js";
-import { readRecords } from "../../data/read.js";
 import { formatAdherence, measureAdherence } from "../../eval/adherence.js";
 import { generateAnswers } from "../../eval/answer.js";
 import { apmMeasurer } from "../../eval/apm-measure.js";
@@ -11,12 +10,12 @@ import { openAiJudge } from "../../eval/client.js";
 import { readAnswers, readJudgePrompts, readLegacyPrompts, readLegacyReviewers } from "../../eval/formats.js";
 import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js";
 import { buildReport, formatReport } from "../../eval/report.js";
+import { sweepPrompts } from "../../eval/sweep.js";
 import type { ContrastMode } from "../../inference/mixture.js";
 import type { SteerableModel } from "../../inference/model.js";
 import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
-import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
 import { InputError } from "../../util/errors.js";
-import { integerFrom, numberOption, parseNumberFlag } from "../flags.js";
+import { integerFrom, numberOption, parseLevels, parseNumberFlag } from "../flags.js";
 import {
   addGuidanceOptions,
   addModelOptions,
@@ -24,21 +23,7 @@ import {
   addSamplingOptions,
   loadModel,
 } from "../options.js";
-
-/** `0..4`, `0..4:0.1` (a step; fractions are mixed) or `0,2,4.5`. */
-export function parseLevels(text: string): number[] {
-  const range = /^(\d+(?:\.\d+)?)\.\.(\d+(?:\.\d+)?)(?::(.+))?$/.exec(text);
-  if (range) {
-    const [a, b] = [Number(range[1]), Number(range[2])];
-    const step = range[3] === undefined ? 1 : parseNumberFlag(range[3], { above: 0 }, "--levels");
-    if (a > b) throw new InputError(`empty range ${text}`, { field: "--levels" });
-    // Counted, not accumulated, and rounded to the step's decimals: 0.1 steps give 0.3, not 0.30000000000000004.
-    const decimals = (range[3]?.split(".")[1] ?? "").length;
-    const n = Math.floor((b - a) / step + 1e-9);
-    return Array.from({ length: n + 1 }, (_, i) => Number((a + i * step).toFixed(decimals)));
-  }
-  return text.split(",").map((t) => parseNumberFlag(t.trim(), { min: 0 }, "--levels"));
-}
+import { registerSteering } from "./eval-steer.js";
 
 const attrs = (model: SteerableModel, text: string | undefined): AttributeValues | undefined =>
   text === undefined ? undefined : parseAttributes(model.schema, text, { field: "--attr" });
@@ -291,7 +276,7 @@ export function register(program: Command): void {
     )
     .action(async (o: AdherenceFlags) => {
       const n = o.nPrompts;
-      const prompts = o.prompts ? await promptsFrom(o.prompts, n) : steerbenchPrompts(n);
+      const prompts = await sweepPrompts(o.prompts, n);
       const parallel = o.parallel;
       const model = await loadModel(o, { parallel });
       try {
@@ -315,25 +300,6 @@ export function register(program: Command): void {
         await model.dispose();
       }
     });
-}
 
-async function promptsFrom(file: string, n: number): Promise<Array<{ prompt: string; system: string }>> {
-  if (!existsSync(file)) throw new InputError("no such file", { file, field: "--prompts" });
-  const out: Array<{ prompt: string; system: string }> = [];
-  for await (const rec of readRecords(file, { allowUnlabeled: true })) {
-    const user = rec.turns.find((t) => t.role === "user");
-    if (user) out.push({ prompt: user.text, system: rec.system });
-    if (out.length >= n) break;
-  }
-  if (out.length === 0) throw new InputError("no prompts", { file, field: "--prompts" });
-  return out;
-}
-
-/** SteerBench's held-out split (a task family never seen in training), single-turn conversations. */
-function steerbenchPrompts(n: number): Array<{ prompt: string; system: string }> {
-  const bench = synthesize({ n: Math.max(200, n * 40), seed: 1 });
-  return bench.splits.heldout
-    .filter((c) => c.turns.length === 2)
-    .slice(0, n)
-    .map((c) => ({ prompt: (c.turns[0] as { text: string }).text, system: BENCH_SYSTEM_PROMPT }));
+  registerSteering(evalCmd);
 }
