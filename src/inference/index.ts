@@ -1,4 +1,18 @@
-// Steerable generation: load a GGUF, render the SteerLM inference prompt, generate, stream.
+// Steerable generation: load a GGUF, render the SteerLM inference prompt, generate, stream; attribute
+// guidance and fractional values mix conditionings.
+
+export { combineLogProbs, tokenPicker } from "./guided.js";
+export {
+  CONTRAST_MODES,
+  type Conditioning,
+  type ContrastMode,
+  checkContrast,
+  checkGuidance,
+  DEFAULT_CONTRAST,
+  GUIDANCE,
+  planConditionings,
+  TooManyConditioningsError,
+} from "./mixture.js";
 export {
   type ChatMessage,
   type CompleteOptions,
@@ -8,6 +22,7 @@ export {
   type GenerateResult,
   type LoadOptions,
   messagesToConversation,
+  type PromptConditioning,
   type PromptInfo,
   type SamplingOptions,
   SteerableModel,
