@@ -125,18 +125,20 @@ describe.skipIf(!haveSharedData)("attribute guidance and fractional values", () 
     const plain = await model.generate({ messages, attributes: { humor: 4 }, maxTokens: 12 });
     expect(r.tokens).not.toEqual(plain.tokens);
 
-    // The `defaults` contrast: the steered attribute at its schema default.
-    const d = await model.generate({
-      messages,
-      attributes: { verbosity: 7 },
-      guidance: 1,
-      contrast: "defaults",
-      maxTokens: 4,
-    });
+    // The default contrast: the steered attribute at its schema default; `opposite`: at the far end.
+    const d = await model.generate({ messages, attributes: { verbosity: 7 }, guidance: 1, maxTokens: 4 });
     expect(d.conditionings?.map((c) => c.values)).toEqual([
       "quality:4,humor:0,verbosity:7",
       "quality:4,humor:0,verbosity:3",
     ]);
+    const o = await model.generate({
+      messages,
+      attributes: { verbosity: 7 },
+      guidance: 1,
+      contrast: "opposite",
+      maxTokens: 4,
+    });
+    expect(o.conditionings?.at(-1)?.values).toBe("quality:4,humor:0,verbosity:0");
     // Nothing steered: guidance has no direction, and the plain path runs.
     const none = await model.generate({ messages, guidance: 2, maxTokens: 8 });
     expect(none.conditionings).toBeUndefined();
@@ -157,6 +159,7 @@ describe.skipIf(!haveSharedData)("attribute guidance and fractional values", () 
       messages,
       attributes: { humor: 1.5, verbosity: 6.5 },
       guidance: 1,
+      contrast: "opposite",
       maxTokens: 4,
     });
     expect(both.conditionings?.map((c) => c.weight)).toEqual([0.5, 0.5, 0.5, 0.5, -1]);

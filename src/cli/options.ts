@@ -1,12 +1,6 @@
 import { type Command, Option } from "commander";
 import { parseFormat } from "../data/read.js";
-import {
-  CONTRAST_MODES,
-  type ContrastMode,
-  checkContrast,
-  DEFAULT_CONTRAST,
-  GUIDANCE,
-} from "../inference/mixture.js";
+import { type ContrastMode, checkContrast, DEFAULT_CONTRAST, GUIDANCE } from "../inference/mixture.js";
 import { type LoadOptions, SteerableModel } from "../inference/model.js";
 import { SAMPLING_SETTINGS, type SamplingName, type SamplingValues } from "../inference/sampling.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "./flags.js";
@@ -73,7 +67,7 @@ export function addGuidanceOptions(cmd: Command): Command {
   cmd.addOption(numberOption("--guidance <g>", GUIDANCE.help, GUIDANCE.range, GUIDANCE.default));
   const contrast = new Option(
     "--contrast <mode>",
-    `what guidance pushes away from: ${CONTRAST_MODES.join(" (the steered attributes at the other end of their scales) or ")} (at the schema defaults)`,
+    "what guidance pushes away from: the attributes given at their schema defaults (defaults) or at the other end of their scales (opposite)",
   ).default(DEFAULT_CONTRAST);
   contrast.argParser((text: string) => checkContrast(text, { field: "--contrast" }));
   return cmd.addOption(contrast);
