@@ -4,6 +4,7 @@ import { formatValues, withDefaults } from "../src/data/attributes.js";
 import { renderConversation } from "../src/data/template.js";
 import { messagesToConversation, SteerableModel } from "../src/inference/index.js";
 import { getLlamaRuntime } from "../src/runtime/llama.js";
+import { startServer } from "../src/serve/index.js";
 import { haveSharedData, tempDir } from "./helpers.js";
 import { TEST_SCHEMA, writeSteerModel } from "./serve-fixture.js";
 
@@ -184,5 +185,48 @@ describe.skipIf(!haveSharedData)("attribute guidance and fractional values", () 
     ]);
     expect(a.tokens).toEqual(b.tokens);
     expect(a.tokens).not.toEqual(c.tokens);
+  });
+
+  it("takes steerlm.guidance, steerlm.contrast and fractions in the API, refusing bad ones at their field", async () => {
+    const server = await startServer({ model, port: 0 });
+    try {
+      const chat = async (steerlm: object) => {
+        const res = await fetch(`${server.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ messages, max_tokens: 6, temperature: 0, steerlm }),
+        });
+        return { status: res.status, body: (await res.json()) as Record<string, never> };
+      };
+      const ok = await chat({ attributes: { humor: 1.5 }, guidance: 2 });
+      expect(ok.status).toBe(200);
+      const lib = await model.generate({ messages, attributes: { humor: 1.5 }, guidance: 2, maxTokens: 6 });
+      expect(ok.body.choices[0].message.content).toBe(lib.text);
+      expect(ok.body.steerlm).toMatchObject({
+        values: "quality:4,humor:1.5,verbosity:3",
+        conditionings: [
+          { values: "quality:4,humor:1,verbosity:3", weight: 1.5 },
+          { values: "quality:4,humor:2,verbosity:3", weight: 1.5 },
+          { values: "quality:4,humor:0,verbosity:3", weight: -2 },
+        ],
+      });
+      const bad = async (steerlm: object) => {
+        const r = await chat(steerlm);
+        expect(r.status).toBe(400);
+        return (r.body as { error: { message: string; param: string } }).error;
+      };
+      expect(await bad({ guidance: 11 })).toMatchObject({
+        param: "steerlm.guidance",
+        message: "steerlm.guidance: expected a number in 0..10, got number 11",
+      });
+      expect((await bad({ contrast: "other" })).param).toBe("steerlm.contrast");
+      expect((await bad({ attributes: { humor: 5.5 } })).param).toBe("steerlm.attributes.humor");
+      expect(await bad({ attributes: { quality: 3.5, humor: 1.5, verbosity: 6.5 } })).toMatchObject({
+        param: "steerlm.attributes",
+        message: expect.stringMatching(/need 8 conditionings at once/),
+      });
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -92,7 +92,7 @@ export interface GenerateOptions extends SamplingOptions {
   attributes?: AttributeValues | string;
   /** Attribute guidance strength (mixture.ts, GUIDANCE); default 0: none. */
   guidance?: number;
-  /** What guidance pushes away from; default `opposite`. */
+  /** What guidance pushes away from; default DEFAULT_CONTRAST (`defaults`). */
   contrast?: ContrastMode;
   /** Or the prompt `renderPrompt` made already (the five fields above are then unused). */
   prompt?: SteerPrompt;
