@@ -109,11 +109,14 @@ export interface SweepPrompt {
  */
 export async function sweepPrompts(file: string | undefined, n: number): Promise<SweepPrompt[]> {
   if (file === undefined) {
-    const bench = synthesize({ n: Math.max(200, n * 40), seed: 1 });
-    return bench.splits.heldout
-      .filter((c) => c.turns.length === 2)
-      .slice(0, n)
-      .map((c) => ({ prompt: (c.turns[0] as { text: string }).text, system: BENCH_SYSTEM_PROMPT }));
+    // The held-out family is a small share of the synthesis: synthesize more until n single-turn ones exist.
+    for (let size = Math.max(200, n * 40); ; size *= 2) {
+      const heldout = synthesize({ n: size, seed: 1 }).splits.heldout.filter((c) => c.turns.length === 2);
+      if (heldout.length >= n)
+        return heldout
+          .slice(0, n)
+          .map((c) => ({ prompt: (c.turns[0] as { text: string }).text, system: BENCH_SYSTEM_PROMPT }));
+    }
   }
   if (!existsSync(file)) throw new InputError("no such file", { file, setting: "prompts" });
   const out: SweepPrompt[] = [];
