@@ -20,8 +20,10 @@ export function paretoPng(
   const c = new Canvas(size, size);
   const [left, right, top, bottom] = [36, size - 14, 14, size - 30];
   const [[x0, x1], [y0, y1]] = scales;
-  const X = (v: number) => left + ((right - left) * (v - x0)) / (x1 - x0 || 1);
-  const Y = (v: number) => bottom - ((bottom - top) * (v - y0)) / (y1 - y0 || 1);
+  // A margin of 4 % of each scale, so points at its ends are not cut by the axes or the border.
+  const [px, py] = [0.04 * (x1 - x0 || 1), 0.04 * (y1 - y0 || 1)];
+  const X = (v: number) => left + ((right - left) * (v - x0 + px)) / (x1 - x0 + 2 * px);
+  const Y = (v: number) => bottom - ((bottom - top) * (v - y0 + py)) / (y1 - y0 + 2 * py);
   for (let v = Math.ceil(x0); v <= x1; v++) {
     c.line(X(v), top, X(v), bottom, LIGHT);
     c.text(X(v) - 2 * String(v).length, bottom + 8, String(v), BLACK);
