@@ -132,6 +132,9 @@ describe.skipIf(!haveSharedData || !haveChromium)("web page in headless Chromium
 
   it("sends a fractional value and guidance, and shows the APM's measurements beside the requested values", async () => {
     const page = await browser.newPage();
+    // A guided, mixed reply evaluates three sequences per token: on a loaded machine the reply and its
+    // scoring can take longer than playwright's default 30 s wait (the test's own limit still applies).
+    page.setDefaultTimeout(100_000);
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(e.message));
     await page.goto(`${measured.url}/`);
