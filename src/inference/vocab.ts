@@ -216,11 +216,15 @@ export class SteerVocab {
       guidance,
       checkContrast(opts.contrast),
     );
-    if (plan.length > 1 && render.conditionings === undefined) {
+    // Refused whenever asked for, even where the plan has one conditioning (guidance with nothing to
+    // contrast): the rule a user of an engine reads is then "local only", not one that depends on values.
+    if (render.conditionings === undefined && (guidance !== 0 || plan.length > 1)) {
       const setting = guidance !== 0 ? "guidance" : "attributes";
       throw new InputError(
-        `${setting === "guidance" ? "attribute guidance" : "a fractional attribute value"} mixes ` +
-          `${plan.length} conditionings at each token, which a remote engine does not sample from`,
+        guidance !== 0
+          ? "attribute guidance mixes conditionings at each token, which a remote engine does not sample from"
+          : `a fractional attribute value mixes ${plan.length} conditionings at each token, which a remote ` +
+              "engine does not sample from",
         { setting },
         "generate with the local model (no --backend / --upstream), or use integer values without guidance",
       );

@@ -1,12 +1,12 @@
 import { createInterface } from "node:readline";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { type AttributeValues, formatValues, parseAttributes, withDefaults } from "../../data/attributes.js";
 import type { Generator } from "../../inference/generator.js";
 import type { SamplingOptions } from "../../inference/model.js";
 import { SAMPLING_SETTINGS, type SamplingName } from "../../inference/sampling.js";
 import type { ChatMessage } from "../../inference/vocab.js";
 import { InputError } from "../../util/errors.js";
-import { type Flags, forUser, strFlag } from "../flags.js";
+import { type Flags, forUser, optionForSetting, strFlag } from "../flags.js";
 import {
   addBackendOptions,
   addGuidanceOptions,
@@ -32,9 +32,15 @@ const showValues = (model: Generator, values: AttributeValues) =>
 
 function withModelOptions(cmd: Command): Command {
   addModelOptions(cmd)
-    .option(
-      "-a, --attr <k=v,...>",
-      "attribute values, e.g. verbosity=4,humor=0.5 (others take the schema defaults; fractions mix the neighbouring values)",
+    .addOption(
+      // The library names the values `attributes` (a remote engine refuses fractional ones there).
+      optionForSetting(
+        new Option(
+          "-a, --attr <k=v,...>",
+          "attribute values, e.g. verbosity=4,humor=0.5 (others take the schema defaults; fractions mix the neighbouring values)",
+        ),
+        "attributes",
+      ),
     )
     .option("--system <text>", "system prompt (default: SteerLM's)");
   addGuidanceOptions(cmd);
