@@ -9,14 +9,17 @@ import { TINY_RANDOM } from "./serve-fixture.js";
 /**
  * One bad attribute value, one message: the library function, `SteerableModel.generate`, `steerlm generate
  * --attr`, `steerlm chat`'s `/set` and the HTTP server's `steerlm.attributes` all take the same value
- * string and refuse it in the same words; only where it was given (the prefix) differs.
+ * string and refuse it in the same words; only where it was given (the prefix) differs. All of them take
+ * fractional values (mixed at inference: src/inference/mixture.ts), so a fraction is refused only out of
+ * range.
  */
 
 // biome-ignore format: one bad input per line reads as a table
 const BAD: Array<{ name: string; input: string; field: string; what: string; hint?: string }> = [
   { name: "unknown name", input: "humour=3", field: ".humour", what: 'unknown attribute "humour" for schema steerlm', hint: "known: quality, toxicity, humor, creativity, helpfulness, correctness, coherence, complexity, verbosity" },
   { name: "out of range", input: "humor=9", field: ".humor", what: "9 is out of range 0..4" },
-  { name: "not an integer", input: "humor=2.5", field: ".humor", what: 'expected an integer, got "2.5"' },
+  { name: "not a number", input: "humor=2.5.1", field: ".humor", what: 'expected a number, got "2.5.1"' },
+  { name: "fraction out of range", input: "humor=4.5", field: ".humor", what: "4.5 is out of range 0..4" },
   { name: "malformed a=b,c", input: "humor=3,verbosity", field: "", what: '"verbosity" is not key=value' },
   { name: "duplicate", input: "humor=1,humor=2", field: ".humor", what: 'duplicate attribute "humor"' },
 ];
@@ -24,7 +27,7 @@ const BAD: Array<{ name: string; input: string; field: string; what: string; hin
 /** The message the shared function gives for `input` given at `where`, with its hint. */
 function libraryError(input: string, where: string): InputError {
   try {
-    parseAttributes(BUILTIN_STEERLM, input, { field: where });
+    parseAttributes(BUILTIN_STEERLM, input, { field: where }, { fractions: true });
   } catch (err) {
     if (err instanceof InputError) return err;
     throw err;

@@ -276,7 +276,11 @@ export function errorCases(): ErrorCase[] {
       "humor",
       "my \"odd\" schema\\ 'x'\n#}",
     ]),
-    attr("a fractional value", steer, { quality: 2.5 }, ["attributes.quality", "0..4", "2.5"]),
+    {
+      ...attr("a fractional value", steer, { quality: 2.5 }, ["attributes.quality", "0..4", "2.5"]),
+      steerlmAccepts:
+        "steerlm's server mixes the two neighbouring integer conditionings (src/inference/mixture.ts); a template renders one prompt",
+    },
     attr("a string value", steer, { quality: "3" }, ["attributes.quality", "0..4", '"3"']),
     attr("a null value", steer, { quality: null }, ["attributes.quality", "0..4"]),
     attr("a boolean value", steer, { quality: true }, ["attributes.quality", "0..4"]),

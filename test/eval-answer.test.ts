@@ -186,6 +186,35 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
     // at the defaults the others would be the same at every level
     expect(new Set(samples.map((x) => x.values.replace(/^quality:\d,/, ""))).size).toBeGreaterThan(1);
 
+    // Fractional levels (mixed) and guidance, through the same sweep.
+    const mixedJson = join(tmp.path, "adherence-mixed.json");
+    const mixed = await runCli([
+      "eval",
+      "adherence",
+      "-m",
+      model,
+      "--n-prompts",
+      "1",
+      "--levels",
+      "0..1:0.5",
+      "--attributes",
+      "humor",
+      "--guidance",
+      "1",
+      "--max-tokens",
+      "4",
+      "--json",
+      mixedJson,
+    ]);
+    expect(mixed.code).toBe(0);
+    const m = JSON.parse(readFileSync(mixedJson, "utf8"));
+    expect(m.attributes.humor.requested).toEqual([0, 0.5, 1]);
+    expect(m.samples.map((s: { values: string }) => s.values.match(/humor:[\d.]+/)?.[0])).toEqual([
+      "humor:0",
+      "humor:0.5",
+      "humor:1",
+    ]);
+
     const out = await runCli(["eval", "adherence", "-m", model, "--levels", "0..7", "--attributes", "humor"]);
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/--levels: level 5 is out of humor's range 0\.\.4/);

@@ -302,6 +302,36 @@ describe.skipIf(!haveSharedData)("steerlm generate and steerlm chat", () => {
     expect(missing.stderr).toMatch(/nope\.gguf: model: no such file/);
   });
 
+  it("generate --guidance and a fractional --attr give the library's mixed reply; --guidance 0 is the plain one", async () => {
+    const messages = [{ role: "user" as const, content: "Tell me a joke" }];
+    const cli = (...flags: string[]) =>
+      runCli(["generate", "-m", TINY_RANDOM, "--max-tokens", "8", ...flags, "Tell me a joke"]);
+    const plain = await model.generate({ messages, attributes: { humor: 3 }, maxTokens: 8 });
+    const g0 = await cli("--attr", "humor=3", "--guidance", "0");
+    expect(g0.code).toBe(0);
+    expect(g0.stdout).toBe(`${plain.text}\n`);
+
+    const mixed = await model.generate({
+      messages,
+      attributes: { humor: 2.5 },
+      guidance: 1,
+      contrast: "opposite",
+      maxTokens: 8,
+    });
+    expect(mixed.conditionings?.map((c) => c.weight)).toEqual([1, 1, -1]);
+    const r = await cli("--attr", "humor=2.5", "--guidance", "1", "--contrast", "opposite", "--show-prompt");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${mixed.text}\n`);
+    expect(r.stderr).toContain("humor:2,");
+
+    const g = await cli("--guidance", "11");
+    expect(g.code).toBe(1);
+    expect(g.stderr).toMatch(/--guidance: expected a number in 0\.\.10, got "11"/);
+    const c = await cli("--contrast", "inverse");
+    expect(c.code).toBe(1);
+    expect(c.stderr).toMatch(/--contrast: expected opposite or defaults, got "inverse"/);
+  });
+
   it("chat takes piped input; /set changes attributes mid-chat, /show, /reset and /quit work", async () => {
     const input =
       "Hello\n/set humor=3,verbosity=0\n/show\n/set humor=12\nAnd again\n/reset\n/quit\nnever read\n";

@@ -273,7 +273,8 @@ const BAD: Bad[] = [
   { name: "unknown attribute", status: 400, body: chat({ steerlm: { attributes: { toxicity: 1 } } }), param: "steerlm.attributes.toxicity", code: "unknown_attribute" },
   { name: "attribute above range", status: 400, body: chat({ steerlm: { attributes: { humor: 5 } } }), param: "steerlm.attributes.humor", code: "out_of_range" },
   { name: "attribute below range", status: 400, body: chat({ steerlm: { attributes: { verbosity: -1 } } }), param: "steerlm.attributes.verbosity", code: "out_of_range" },
-  { name: "attribute not an integer", status: 400, body: chat({ steerlm: { attributes: { humor: 2.5 } } }), param: "steerlm.attributes.humor" },
+  // Fractions are accepted (mixed: src/inference/mixture.ts), within the scale only.
+  { name: "fractional attribute above range", status: 400, body: chat({ steerlm: { attributes: { humor: 4.5 } } }), param: "steerlm.attributes.humor", code: "out_of_range" },
   { name: "attribute as a string", status: 400, body: chat({ steerlm: { attributes: { humor: "3" } } }), param: "steerlm.attributes.humor" },
   { name: "attributes not an object", status: 400, body: chat({ steerlm: { attributes: [3] } }), param: "steerlm.attributes" },
   { name: "steerlm not an object", status: 400, body: chat({ steerlm: "humor=3" }), param: "steerlm" },

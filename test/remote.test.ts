@@ -423,4 +423,18 @@ describe.skipIf(!haveSharedData)("the CLI with --backend", () => {
     expect(alone.code).toBe(1);
     expect(alone.stderr).toContain("--retries: applies to a remote engine only");
   });
+
+  it("refuses guidance and fractional values on an engine, naming the flag", async () => {
+    const remote = ["generate", "-m", modelPath, "--backend", upstream.url, "--max-tokens", "4"];
+    const guided = await runCli([...remote, "--guidance", "1", "hi"]);
+    expect(guided.code).toBe(1);
+    expect(guided.stderr).toContain("--guidance: attribute guidance mixes");
+    expect(guided.stderr).toContain("remote engine");
+    expect(guided.stderr).not.toContain("    at ");
+    const mixed = await runCli([...remote, "--attr", "humor=2.5", "hi"]);
+    expect(mixed.code).toBe(1);
+    expect(mixed.stderr).toContain("--attr: a fractional attribute value mixes 2 conditionings");
+    const plain = await runCli([...remote, "--attr", "humor=2", "--guidance", "0", "hi"]);
+    expect(plain.code).toBe(0);
+  });
 });

@@ -56,6 +56,28 @@ describe.skipIf(!haveSharedData)("in front of an engine: malformed requests", ()
   malformedRequestChecks(target),
 );
 
+describe.skipIf(!haveSharedData)("in front of an engine: guidance and fractional values", () => {
+  const post = async (steerlm: Record<string, unknown>) => {
+    const res = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages: ask("hi"), max_tokens: 2, steerlm }),
+    });
+    return { status: res.status, body: (await res.json()) as { error?: Record<string, unknown> } };
+  };
+
+  it("refuses them with a 400 at their field (an engine samples from one conditioning)", async () => {
+    const guided = await post({ guidance: 1 });
+    expect(guided.status).toBe(400);
+    expect(guided.body.error?.param).toBe("steerlm.guidance");
+    expect(String(guided.body.error?.message)).toContain("remote engine");
+    const mixed = await post({ attributes: { humor: 2.5 } });
+    expect(mixed.status).toBe(400);
+    expect(mixed.body.error?.param).toBe("steerlm.attributes");
+    expect((await post({ attributes: { humor: 2 }, guidance: 0 })).status).toBe(200);
+  });
+});
+
 describe.skipIf(!haveSharedData)("steerlm serve --upstream (the real CLI)", () => {
   it("reports the engine in /health and replies as the model does; 503 and 502 while the engine is down", async () => {
     const own = await startServe(["-m", modelPath, "--port", "0", "--parallel", "1"]);

@@ -1,21 +1,18 @@
 import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import { resolve } from "node:path";
-import { type AttributeSchema, type AttributeValues, loadSchema, toLabel } from "../data/attributes.js";
+import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import { steerlmLine } from "../data/formats/steerlm.js";
 import { sniffFile } from "../data/input.js";
 import { readRecords } from "../data/read.js";
 import type { DataFormat, DataRecord, RecordTurn } from "../data/record.js";
-import { Engine, remoteSetting } from "../inference/engine.js";
-import { type BackendSettings, checkLocal } from "../inference/open.js";
+import type { BackendSettings } from "../inference/open.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
-import { mapOrdered } from "../util/ordered.js";
 import { Progress } from "../util/progress.js";
-import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
-import { attributeTokenIds, decodeGenerative, modelPicker, type PickToken } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
 import { PartialOutput, retried, SIDECAR_FORMAT, startJob } from "./resume.js";
+import { ANNOTATE_DEFAULTS, type LabelPredictor, labelPredictor, predictGroup } from "./score.js";
 
 /**
  * `annotate`: the APM's predictions, clamped to each attribute's scale and rounded half to even, become
@@ -82,7 +79,7 @@ function recordKey(r: DataRecord): string {
   return JSON.stringify([r.system, r.turns.map((t) => [t.role, t.text, t.labels])]);
 }
 
-export const ANNOTATE_DEFAULTS = { batchSize: 8 };
+export { ANNOTATE_DEFAULTS };
 
 export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResult> {
   const t0 = performance.now();
@@ -111,49 +108,6 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
   }
 }
 
-/**
- * What predicts a group's labels: the regression APM's fixed [B, T] batch, or the generative APM's
- * constrained decoding, `concurrency` records at once, each next token picked here or by an engine.
- */
-export type LabelPredictor =
-  | ApmPredictor
-  | {
-      pick: PickToken;
-      concurrency: number;
-      /** Requests to the engine sent again so far (undefined when decoding here). */
-      readonly retries?: number;
-    };
-
-/** `apm`'s predictor for groups of B records; a generative one decodes on the engine at `backend` if set. */
-export async function labelPredictor(
-  apm: LoadedApm,
-  B: number,
-  remote: BackendSettings = {},
-): Promise<LabelPredictor> {
-  if (remote.backend === undefined) {
-    checkLocal(remote);
-    if (apm.info.variant === "regression")
-      return new ApmPredictor(apm.backend, apm.model, B, apm.info.seqLen);
-    return { pick: modelPicker(apm.backend, apm.model), concurrency: 1 };
-  }
-  if (apm.info.variant === "regression")
-    throw new InputError(
-      "a regression APM predicts with its head, which no engine serves",
-      { file: apm.checkpoint, setting: "backend" },
-      "annotate here without an engine, or serve a generative APM (`steerlm export gguf <apm run>`)",
-    );
-  const concurrency = remoteSetting("concurrency", remote.concurrency);
-  const engine = await Engine.connect({ ...remote, backend: remote.backend, apiKey: remote.backendApiKey });
-  const text = (id: number) => apm.tokenizer.decode([id]);
-  return {
-    pick: (window, candidates) => engine.choose(window, candidates, text),
-    concurrency,
-    get retries() {
-      return engine.retries;
-    },
-  };
-}
-
 async function annotateWith(
   apm: LoadedApm,
   predictor: LabelPredictor,
@@ -163,8 +117,6 @@ async function annotateWith(
   t0: number,
 ): Promise<AnnotateResult> {
   const schema = outputSchema(apm, opts.schema);
-  const T = apm.info.seqLen;
-  const K = apm.info.schema.attributes.length;
   const settings: AnnotateSettings = {
     format: opts.format ?? null,
     onlyUnlabeled: Boolean(opts.onlyUnlabeled),
@@ -174,7 +126,6 @@ async function annotateWith(
   const input = resolve(opts.input);
   const out = PartialOutput.open(paths, { format: SIDECAR_FORMAT, input, apm: apm.digest, settings });
 
-  const pad = apm.tokenizer.eosId ?? 0;
   const inHash = createHash("sha256");
   const size = statSync(opts.input).size;
   const kind = await sniffFile(opts.input);
@@ -188,17 +139,7 @@ async function annotateWith(
   let group: DataRecord[] = [];
   const flushGroup = async () => {
     const onlyUnlabeled = Boolean(opts.onlyUnlabeled);
-    const { lines, predicted } = await annotateGroup(
-      apm,
-      schema,
-      predictor,
-      group,
-      B,
-      T,
-      K,
-      pad,
-      onlyUnlabeled,
-    );
+    const { lines, predicted } = await annotateGroup(apm, schema, predictor, group, onlyUnlabeled);
     out.append(lines);
     turns += predicted;
     group = [];
@@ -244,47 +185,22 @@ export async function annotateGroup(
   schema: AttributeSchema,
   predictor: LabelPredictor,
   group: readonly DataRecord[],
-  B: number,
-  T: number,
-  K: number,
-  pad: number,
   onlyUnlabeled: boolean,
 ): Promise<{ lines: string[]; predicted: number }> {
-  const outputs = schema.attributes.map((a) =>
-    apm.info.schema.attributes.findIndex((b) => b.name === a.name),
-  );
   const needs = (t: RecordTurn) =>
     t.role === "assistant" && !(onlyUnlabeled && t.labels !== null && Object.keys(t.labels).length > 0);
-  if (!(predictor instanceof ApmPredictor)) return annotateGenerative(apm, schema, group, needs, predictor);
-  const jobs: Array<{ record: number; turn: number; ex: ApmExample }> = [];
-  group.forEach((r, ri) => {
-    r.turns.forEach((t, ti) => {
-      if (!needs(t)) return;
-      const { ids } = apmTokens(r, ti, apm.tokenizer, apm.info.bos, T);
-      jobs.push({ record: ri, turn: ti, ex: { ids, targets: new Float32Array(K) } });
+  const scores = await predictGroup(apm, schema, predictor, group, needs);
+  let predicted = 0;
+  const lines = group.map((r, ri) => {
+    const turns = r.turns.map((t, ti) => {
+      const score = scores[ri]?.get(ti);
+      if (!score) return { ...t };
+      predicted++;
+      return { ...t, labels: score.labels };
     });
+    return steerlmLine({ ...r, turns }, { schema: apm.info.schema });
   });
-  const out = group.map((r) => ({ ...r, turns: r.turns.map((t) => ({ ...t })) }));
-  for (let i = 0; i < jobs.length; i += B) {
-    const chunk = jobs.slice(i, i + B);
-    const pred = predictor.predict(
-      packApmBatch(
-        chunk.map((j) => j.ex),
-        B,
-        T,
-        K,
-        pad,
-      ).batch,
-    ); // [B·K]
-    chunk.forEach((j, s) => {
-      const labels: AttributeValues = {};
-      schema.attributes.forEach((a, i) => {
-        labels[a.name] = toLabel(a, pred[s * K + (outputs[i] as number)] as number);
-      });
-      (out[j.record] as DataRecord).turns[j.turn].labels = labels;
-    });
-  }
-  return { lines: out.map((r) => steerlmLine(r, { schema: apm.info.schema })), predicted: jobs.length };
+  return { lines, predicted };
 }
 
 /** The schema to write: the APM's, or a subset of its attributes (each must be one of its outputs). */
@@ -329,46 +245,4 @@ export function outputSchemaForModel(
       "pick the model's schema with --schema, or train the APM with that schema",
     );
   }
-}
-
-/** The generative APM: turns in order, each decoded with the labels already chosen for earlier turns. */
-async function annotateGenerative(
-  apm: LoadedApm,
-  schema: AttributeSchema,
-  group: readonly DataRecord[],
-  needs: (t: RecordTurn) => boolean,
-  decoder: { pick: PickToken; concurrency: number },
-): Promise<{ lines: string[]; predicted: number }> {
-  const pairs = attributeTokenIds(apm.tokenizer, apm.info.schema);
-  let predicted = 0;
-  const line = async (r: DataRecord) => {
-    const earlier = new Map<number, AttributeValues>();
-    const turns: RecordTurn[] = [];
-    for (const [ti, t] of r.turns.entries()) {
-      if (!needs(t)) {
-        turns.push({ ...t });
-        continue;
-      }
-      const { labels: all } = await decodeGenerative(
-        apm.tokenizer,
-        apm.info.schema,
-        pairs,
-        r,
-        ti,
-        earlier,
-        apm.info.bos,
-        apm.info.seqLen,
-        decoder.pick,
-      );
-      earlier.set(ti, all);
-      predicted++;
-      const labels: AttributeValues = {};
-      for (const a of schema.attributes) labels[a.name] = all[a.name] as number;
-      turns.push({ ...t, labels });
-    }
-    return steerlmLine({ ...r, turns }, { schema: apm.info.schema });
-  };
-  const lines: string[] = [];
-  for await (const l of mapOrdered(group, decoder.concurrency, line)) lines.push(l);
-  return { lines, predicted };
 }

@@ -26,4 +26,5 @@ export {
   loadApm,
 } from "./model.js";
 export { partialPaths } from "./resume.js";
+export { ApmScorer, chatRecord, type TurnScore } from "./score.js";
 export { type ApmResult, type ApmRunOptions, apmObjective, runApmTrain } from "./train.js";

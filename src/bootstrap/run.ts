@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
-import { annotateGroup, labelPredictor, outputSchemaForModel } from "../apm/annotate.js";
+import { annotateGroup, outputSchemaForModel } from "../apm/annotate.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
 import {
   type GenerationJobOptions,
@@ -9,6 +9,7 @@ import {
   retried,
   startGenerationJob,
 } from "../apm/resume.js";
+import { labelPredictor } from "../apm/score.js";
 import type { AttributeSchema } from "../data/attributes.js";
 import { fromJs } from "../data/json.js";
 import { readRecords } from "../data/read.js";
@@ -188,10 +189,7 @@ async function generateAndAnnotate(
   out.checkPrefix(input, inHash.copy().digest("hex"), "prompts");
   let rows = done > 0 ? countLines(out.done.prefix) : 0;
 
-  const T = apm.info.seqLen;
-  const K = apm.info.schema.attributes.length;
   const predictor = await labelPredictor(apm, B);
-  const pad = apm.tokenizer.eosId ?? 0;
   const progress = new Progress({ label: "bootstrap", total: prompts.length - done, enabled: opts.progress });
   let skipped = 0;
   let truncated = 0;
@@ -217,7 +215,7 @@ async function generateAndAnnotate(
       const last = row === prompts.length - 1;
       if ((row + 1) % B !== 0 && !last) continue;
       // Only the generated (unlabelled) turns are predicted: earlier turns keep the labels they had.
-      const { lines } = await annotateGroup(apm, schema, predictor, group, B, T, K, pad, true);
+      const { lines } = await annotateGroup(apm, schema, predictor, group, true);
       out.append(lines);
       rows += lines.length;
       group = [];

@@ -14,6 +14,22 @@ export function parseNumberFlag(text: string, range: NumberRange, flag: string):
   return checkNumber(value, range, { field: flag }, text);
 }
 
+/** `0..4`, `0..4:0.1` (a step; fractions are mixed) or `0,2,4.5`. */
+export function parseLevels(text: string): number[] {
+  const flag = "--levels";
+  const range = /^(\d+(?:\.\d+)?)\.\.(\d+(?:\.\d+)?)(?::(.+))?$/.exec(text);
+  if (range) {
+    const [a, b] = [Number(range[1]), Number(range[2])];
+    const step = range[3] === undefined ? 1 : parseNumberFlag(range[3], { above: 0 }, flag);
+    if (a > b) throw new InputError(`empty range ${text}`, { field: flag });
+    // Counted, not accumulated, and rounded to the step's decimals: 0.1 steps give 0.3, not 0.30000000000000004.
+    const decimals = Math.max(...[range[1], range[3]].map((t) => (t?.split(".")[1] ?? "").length));
+    const n = Math.floor((b - a) / step + 1e-9);
+    return Array.from({ length: n + 1 }, (_, i) => Number((a + i * step).toFixed(decimals)));
+  }
+  return text.split(",").map((t) => parseNumberFlag(t.trim(), { min: 0 }, flag));
+}
+
 /** Whole numbers from `min` up. */
 export const integerFrom = (min: number): NumberRange => ({ integer: true, min });
 

@@ -2,6 +2,7 @@ import { type Command, Option } from "commander";
 import { parseFormat } from "../data/read.js";
 import { REMOTE_SETTINGS } from "../inference/engine.js";
 import type { Generator } from "../inference/generator.js";
+import { type ContrastMode, checkContrast, DEFAULT_CONTRAST, GUIDANCE } from "../inference/mixture.js";
 import type { LoadOptions } from "../inference/model.js";
 import { type BackendSettings, openGenerator } from "../inference/open.js";
 import { SAMPLING_SETTINGS, type SamplingName, type SamplingValues } from "../inference/sampling.js";
@@ -65,6 +66,22 @@ export function samplingValues(flags: Flags, names: readonly SamplingName[]): Sa
   return out;
 }
 
+/** `--guidance <g>` and `--contrast <mode>`: attribute guidance (src/inference/mixture.ts). */
+export function addGuidanceOptions(cmd: Command): Command {
+  cmd.addOption(numberOption("--guidance <g>", GUIDANCE.help, GUIDANCE.range, GUIDANCE.default));
+  const contrast = new Option(
+    "--contrast <mode>",
+    "what guidance pushes away from: the attributes given at their schema defaults (defaults) or at the other end of their scales (opposite)",
+  ).default(DEFAULT_CONTRAST);
+  contrast.argParser((text: string) => checkContrast(text, { field: "--contrast" }));
+  return cmd.addOption(contrast);
+}
+
+/** What `addGuidanceOptions` declared, as the library takes it. */
+export function guidanceValues(flags: Flags): { guidance?: number; contrast?: ContrastMode } {
+  return { guidance: numFlag(flags, "guidance"), contrast: flags.contrast as ContrastMode | undefined };
+}
+
 /** `--threads <n>`: CPU threads. */
 export const addThreadsOption = (cmd: Command, help = "CPU threads"): Command =>
   cmd.addOption(numberOption("--threads <n>", help, integerFrom(1)));
@@ -84,11 +101,13 @@ export const addParallelOption = (cmd: Command, help: string, fallback: number):
 export const addOverwriteOption = (cmd: Command): Command =>
   cmd.option("--overwrite", "replace an existing finished output");
 
-/** `--apm <run|file>` (required): an APM run directory (its newest checkpoint) or a checkpoint file. */
+/** `--apm <run|file>` (required unless said): an APM run directory (its newest checkpoint) or a checkpoint file. */
 export const addApmOption = (
   cmd: Command,
   help = "APM run directory (newest checkpoint) or checkpoint file",
-): Command => cmd.requiredOption("--apm <run|file>", help);
+  required = true,
+): Command =>
+  required ? cmd.requiredOption("--apm <run|file>", help) : cmd.option("--apm <run|file>", help);
 
 /** The environment variable with the bearer token of a remote engine (kept out of argument lists). */
 export const BACKEND_API_KEY_ENV = "STEERLM_BACKEND_API_KEY";

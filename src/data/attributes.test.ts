@@ -6,6 +6,7 @@ import {
   BUILTIN_SCHEMAS,
   formatValues,
   loadSchema,
+  parseAttributes,
   parseValues,
   roundHalfEven,
   STEERLM_ATTRIBUTE_ORDER,
@@ -69,6 +70,34 @@ describe("attribute schemas", () => {
     expect(() => parseValues(helpsteer, "", at)).toThrow("f.jsonl:7: label: empty value string");
     expect(() => parseValues(helpsteer, "verbosity", at)).toThrow(/not key:value/);
     expect(() => withDefaults(steerlm, { nope: 1 })).toThrow(/unknown attribute "nope"/);
+  });
+
+  it("accepts fractions only where the caller asks for them, still within the scale", () => {
+    const at = { field: "--attr" };
+    expect(parseAttributes(steerlm, "humor=2.5,verbosity:1", at, { fractions: true })).toEqual({
+      humor: 2.5,
+      verbosity: 1,
+    });
+    expect(parseAttributes(steerlm, { humor: 0.1 }, at, { fractions: true })).toEqual({ humor: 0.1 });
+    expect(() => parseAttributes(steerlm, "humor=2.5", at)).toThrow(
+      '--attr.humor: expected an integer, got "2.5"',
+    );
+    expect(() => parseAttributes(steerlm, "humor=4.5", at, { fractions: true })).toThrow(
+      "--attr.humor: 4.5 is out of range 0..4",
+    );
+    expect(() => parseAttributes(steerlm, { humor: Number.NaN }, at, { fractions: true })).toThrow(
+      "--attr.humor: expected a number, got number NaN",
+    );
+    expect(() => parseAttributes(steerlm, "humor=2.", at, { fractions: true })).toThrow(
+      '--attr.humor: expected a number, got "2."',
+    );
+    // Data files never take fractions.
+    expect(() => parseValues(helpsteer, "verbosity:1.5")).toThrow(/expected an integer/);
+    expect(formatValues(steerlm, { humor: 2.5, quality: 4 }, { fractions: true })).toBe(
+      "quality:4,humor:2.5",
+    );
+    expect(() => formatValues(steerlm, { humor: 2.5 })).toThrow(/expected an integer/);
+    expect(withDefaults(steerlm, { humor: 1.5 }, {}, { fractions: true }).humor).toBe(1.5);
   });
 
   it("rounds half to even like Python and clamps predictions to the scale", () => {

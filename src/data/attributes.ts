@@ -22,7 +22,10 @@ export interface AttributeSchema {
   attributes: readonly AttributeDef[];
 }
 
-/** Attribute name -> integer value; keys absent from the map are "not given". */
+/**
+ * Attribute name -> value (an integer, or a fraction where the caller mixes conditionings: see
+ * `ParseOptions.fractions`); keys absent from the map are "not given".
+ */
 export type AttributeValues = Record<string, number>;
 
 const d = (name: string, max: number, def: number, description: string): AttributeDef => ({
@@ -213,6 +216,7 @@ export type AttributeProblem =
   | "unknown_attribute"
   | "duplicate_attribute"
   | "not_an_integer"
+  | "not_a_number"
   | "out_of_range"
   | "malformed_values";
 
@@ -232,23 +236,37 @@ export class AttributeError extends InputError {
 /** How value strings separate a name from its value: data files use `:`; users may also type `=`. */
 export type ValueSyntax = "file" | "user";
 
+export interface ParseOptions {
+  /** Default `user`. */
+  syntax?: ValueSyntax;
+  /**
+   * Accept fractional values (`humor=2.5`) within the scale. Only for callers that can honour them:
+   * inference mixes the two neighbouring integer conditionings (src/inference/mixture.ts). Data files,
+   * labels and training stay integer.
+   */
+  fractions?: boolean;
+}
+
 /**
  * Attribute values as a user gives them: a value string (`humor=3,verbosity:1`) or an object of
- * name -> integer. Every name must be in the schema, given once, with an integer in its range. The CLI
- * (`--attr`, chat's `/set`), the library (`SteerableModel`) and the server (`steerlm.attributes`) all
- * parse through here, so the same bad value gets the same message; `place.field` says where it was
- * given and each error names the attribute below it (`--attr.humor`).
+ * name -> integer. Every name must be in the schema, given once, with an integer in its range (or any
+ * number in it, with `fractions`). The CLI (`--attr`, chat's `/set`), the library (`SteerableModel`) and
+ * the server (`steerlm.attributes`) all parse through here, so the same bad value gets the same
+ * message; `place.field` says where it was given and each error names the attribute below it
+ * (`--attr.humor`).
  */
 export function parseAttributes(
   schema: AttributeSchema,
   input: unknown,
   place: Place = { field: "attributes" },
-  syntax: ValueSyntax = "user",
+  opts: ParseOptions = {},
 ): AttributeValues {
-  if (typeof input === "string") return parseValueString(schema, input, place, syntax);
+  const fractions = opts.fractions ?? false;
+  if (typeof input === "string")
+    return parseValueString(schema, input, place, opts.syntax ?? "user", fractions);
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     throw new AttributeError(
-      `expected a value string or an object of name: integer, got ${describe(input)}`,
+      `expected a value string or an object of name: ${fractions ? "number" : "integer"}, got ${describe(input)}`,
       place,
       "malformed_values",
     );
@@ -256,14 +274,14 @@ export function parseAttributes(
   const out: AttributeValues = {};
   for (const [name, value] of Object.entries(input)) {
     const at = below(place, name);
-    out[name] = checkValue(attributeDef(schema, name, at), value, at);
+    out[name] = checkValue(attributeDef(schema, name, at), value, at, fractions);
   }
   return out;
 }
 
 /** Strict parse of a data file's value string (`key:int` pairs): `parseAttributes` with `:` only. */
 export function parseValues(schema: AttributeSchema, text: string, place: Place = {}): AttributeValues {
-  return parseAttributes(schema, text, place, "file");
+  return parseAttributes(schema, text, place, { syntax: "file" });
 }
 
 function parseValueString(
@@ -271,6 +289,7 @@ function parseValueString(
   text: string,
   place: Place,
   syntax: ValueSyntax,
+  fractions: boolean,
 ): AttributeValues {
   if (text.trim() === "") throw new AttributeError("empty value string", place, "malformed_values");
   const separator = syntax === "file" ? /:/ : /[:=]/;
@@ -287,7 +306,8 @@ function parseValueString(
     const def = attributeDef(schema, key, where);
     if (Object.hasOwn(out, key))
       throw new AttributeError(`duplicate attribute "${key}"`, where, "duplicate_attribute");
-    out[key] = checkValue(def, /^-?\d+$/.test(raw) ? Number(raw) : raw, where);
+    const numeric = fractions ? /^-?\d+(\.\d+)?$/ : /^-?\d+$/;
+    out[key] = checkValue(def, numeric.test(raw) ? Number(raw) : raw, where, fractions);
   }
   return out;
 }
@@ -309,17 +329,27 @@ export function attributeDef(schema: AttributeSchema, name: string, place: Place
   );
 }
 
-function checkValue(def: AttributeDef, value: unknown, place: Place): number {
-  if (typeof value !== "number" || !Number.isInteger(value))
-    throw new AttributeError(`expected an integer, got ${describe(value)}`, place, "not_an_integer");
+function checkValue(def: AttributeDef, value: unknown, place: Place, fractions: boolean): number {
+  if (typeof value !== "number" || !(fractions ? Number.isFinite(value) : Number.isInteger(value))) {
+    throw fractions
+      ? new AttributeError(`expected a number, got ${describe(value)}`, place, "not_a_number")
+      : new AttributeError(`expected an integer, got ${describe(value)}`, place, "not_an_integer");
+  }
   if (value < def.min || value > def.max)
     throw new AttributeError(`${value} is out of range ${def.min}..${def.max}`, place, "out_of_range");
   return value;
 }
 
-/** `key:int` pairs joined by `,`, no spaces, in the schema's canonical order; absent keys are omitted. */
-export function formatValues(schema: AttributeSchema, values: AttributeValues): string {
-  const checked = parseAttributes(schema, values, {});
+/**
+ * `key:int` pairs joined by `,`, no spaces, in the schema's canonical order; absent keys are omitted.
+ * With `fractions`, fractional values print as JavaScript writes numbers (`humor:2.5`).
+ */
+export function formatValues(
+  schema: AttributeSchema,
+  values: AttributeValues,
+  opts: Pick<ParseOptions, "fractions"> = {},
+): string {
+  const checked = parseAttributes(schema, values, {}, opts);
   return schema.attributes
     .filter((a) => checked[a.name] !== undefined)
     .map((a) => `${a.name}:${checked[a.name]}`)
@@ -331,8 +361,9 @@ export function withDefaults(
   schema: AttributeSchema,
   values: unknown = {},
   place: Place = {},
+  opts: Pick<ParseOptions, "fractions"> = {},
 ): AttributeValues {
-  const given = parseAttributes(schema, values, place);
+  const given = parseAttributes(schema, values, place, opts);
   const out: AttributeValues = {};
   for (const a of schema.attributes) out[a.name] = given[a.name] ?? a.default;
   return out;

@@ -2,10 +2,8 @@ import { type AttributeSchema, type AttributeValues, attributeDef } from "../dat
 import { spearman } from "../demo/spearman.js";
 import type { Generator } from "../inference/generator.js";
 import { type Companions, requestFor } from "../steerbench/derived.js";
-import { scoreResponse } from "../steerbench/oracle.js";
 import { InputError } from "../util/errors.js";
-import { Progress } from "../util/progress.js";
-import type { BatchMeasurer } from "./apm-measure.js";
+import { runSweep, type SweepOptions, type SweepResult } from "./sweep.js";
 
 /**
  * Attribute adherence: for each attribute and each requested level (the other attributes at the schema's
@@ -17,7 +15,6 @@ import type { BatchMeasurer } from "./apm-measure.js";
  * The same sweep as src/demo/evaluate.ts, generalised (levels, any prompts, any measurer) and split into
  * generation and a pure summary so either can be reused; the demo could call `measureAdherence`.
  */
-export type Measurer = (prompt: string, response: string) => AttributeValues;
 
 export interface AdherenceSample {
   attribute: string;
@@ -40,32 +37,38 @@ export interface AttributeAdherence {
   exact: number;
   /** Mean |measured - requested|. */
   mae: number;
+  /** Share of consecutive levels whose measured means do not decrease (1: monotone; NaN below 2 levels). */
+  monotonicity: number;
+  /**
+   * Mean measured value of this attribute over the responses of the other attributes' sweeps, where it
+   * stayed at its default: what steering the others (and guidance) costs it. NaN when nothing else swept.
+   */
+  offTarget: number;
 }
 
 export interface AdherenceReport {
   attributes: Record<string, AttributeAdherence>;
   prompts: number;
   generations: number;
+  /** Tokens generated over all responses, and the seconds spent generating them (measuring excluded). */
+  generatedTokens: number;
+  generationSeconds: number;
   seconds: number;
   samples: AdherenceSample[];
 }
 
-export interface AdherenceOptions {
+export interface AdherenceOptions extends Omit<SweepOptions, "model" | "label"> {
   model: Pick<Generator, "generate" | "schema">;
   prompts: ReadonlyArray<{ prompt: string; system: string }>;
   /** Attributes to sweep (default: all of the schema). */
   attributes?: readonly string[];
-  /** Levels to request (default: each attribute's min..max); each must be in every swept attribute's range. */
+  /**
+   * Levels to request (default: each attribute's min..max); each must be in every swept attribute's range.
+   * Fractions are mixed (src/inference/mixture.ts).
+   */
   levels?: readonly number[];
-  maxTokens?: number;
-  measure?: Measurer;
   /** Settings that come with each level of a derived attribute (companionsFrom); others: defaults. */
   companions?: Companions;
-  /** A measurer over all responses at once (an APM); replaces `measure`. */
-  measureBatch?: BatchMeasurer;
-  /** Generations at once (up to the model's parallel sequences). */
-  parallel?: number;
-  progress?: boolean;
 }
 
 export function sweepPlan(
@@ -78,7 +81,7 @@ export function sweepPlan(
   return defs.map((def) => {
     const ls = levels ?? Array.from({ length: def.max - def.min + 1 }, (_, i) => def.min + i);
     for (const l of ls)
-      if (!Number.isInteger(l) || l < def.min || l > def.max)
+      if (!Number.isFinite(l) || l < def.min || l > def.max)
         throw new InputError(`level ${l} is out of ${def.name}'s range ${def.min}..${def.max}`, {
           setting: "levels",
         });
@@ -88,52 +91,32 @@ export function sweepPlan(
 
 export async function measureAdherence(opts: AdherenceOptions): Promise<AdherenceReport> {
   const t0 = performance.now();
-  const measure = opts.measure ?? scoreResponse;
   const plan = sweepPlan(opts.model.schema, opts.attributes, opts.levels);
   const jobs = plan.flatMap(({ attribute, levels }) =>
     levels.flatMap((level) => opts.prompts.map((p) => ({ attribute, level, ...p }))),
   );
-  const progress = new Progress({ label: "adherence", total: jobs.length, enabled: opts.progress });
-  const samples: AdherenceSample[] = new Array(jobs.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      const job = jobs[i] as (typeof jobs)[number];
-      const r = await opts.model.generate({
-        conversation: { system: job.system, turns: [{ role: "user", text: job.prompt }] },
-        attributes: requestFor(opts.companions, job.attribute, job.level),
-        maxTokens: opts.maxTokens ?? 200,
-        temperature: 0,
-      });
-      const response = r.text.trim();
-      samples[i] = {
-        attribute: job.attribute,
-        level: job.level,
-        prompt: job.prompt,
-        values: r.values,
-        response,
-        measured: opts.measureBatch ? {} : measure(job.prompt, response),
-      };
-      progress.tick(1);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 1) }, worker));
-  progress.finish();
-  if (opts.measureBatch) {
-    const measured = await opts.measureBatch(
-      samples.map((x, i) => ({
-        system: (jobs[i] as (typeof jobs)[number]).system,
-        prompt: x.prompt,
-        response: x.response,
-      })),
-    );
-    for (const [i, m] of measured.entries()) (samples[i] as AdherenceSample).measured = m;
-  }
+  const sweep = await runSweep(
+    jobs.map((j) => ({
+      attributes: requestFor(opts.companions, j.attribute, j.level),
+      prompt: j.prompt,
+      system: j.system,
+    })),
+    { ...opts, label: "adherence" },
+  );
+  const samples = jobs.map(
+    (j, i): AdherenceSample => ({
+      attribute: j.attribute,
+      level: j.level,
+      prompt: j.prompt,
+      ...(sweep.results[i] as SweepResult),
+    }),
+  );
   return {
     attributes: summarizeAdherence(samples, plan),
     prompts: opts.prompts.length,
     generations: jobs.length,
+    generatedTokens: sweep.generatedTokens,
+    generationSeconds: sweep.generationSeconds,
     seconds: (performance.now() - t0) / 1000,
     samples,
   };
@@ -158,6 +141,8 @@ export function summarizeAdherence(
       return at.length === 0 ? Number.NaN : at.reduce((a, b) => a + b, 0) / at.length;
     });
     const n = Math.max(1, mine.length);
+    const others = samples.filter((s) => s.attribute !== attribute);
+    const steps = measured.slice(1).map((m, i) => m >= (measured[i] as number));
     out[attribute] = {
       requested: [...levels],
       measured,
@@ -168,27 +153,41 @@ export function summarizeAdherence(
       ),
       exact: mine.filter((s) => got(s) === s.level).length / n,
       mae: mine.reduce((a, s) => a + Math.abs(got(s) - s.level), 0) / n,
+      monotonicity: steps.length === 0 ? Number.NaN : steps.filter(Boolean).length / steps.length,
+      offTarget: others.length === 0 ? Number.NaN : others.reduce((a, s) => a + got(s), 0) / others.length,
     };
   }
   return out;
 }
+
+/** Per-level columns fit a terminal up to this many levels; longer sweeps print only the summary. */
+const MAX_LEVEL_COLUMNS = 11;
 
 /** The table `steerlm eval adherence` prints. */
 export function formatAdherence(r: AdherenceReport): string {
   const names = Object.keys(r.attributes);
   const w = Math.max(9, ...names.map((n) => n.length));
   const levels = r.attributes[names[0] as string]?.requested ?? [];
+  const columns = levels.length <= MAX_LEVEL_COLUMNS;
   const rho = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : "n/a");
+  const fixed = (x: number, width: number) => (Number.isFinite(x) ? x.toFixed(2) : "-").padStart(width);
+  const head = columns
+    ? levels.map((l) => `req ${l}`.padStart(6)).join(" ")
+    : `levels ${levels[0]}..${levels.at(-1)} (${levels.length})`;
   const lines = [
     "Attribute adherence: measured mean at each requested level (the others at their defaults)",
-    `${"attribute".padEnd(w)}  ${levels.map((l) => `req ${l}`.padStart(6)).join(" ")}  ${"spearman".padStart(8)}  ${"per-sample".padStart(10)}  ${"exact".padStart(5)}  ${"mae".padStart(5)}`,
+    `${"attribute".padEnd(w)}  ${head}  ${"spearman".padStart(8)}  ${"per-sample".padStart(10)}  ${"exact".padStart(5)}  ${"mae".padStart(5)}  monotone  off-target`,
   ];
   for (const n of names) {
     const a = r.attributes[n] as AttributeAdherence;
+    const row = columns ? a.measured.map((m) => fixed(m, 6)).join(" ") : "".padEnd(head.length);
     lines.push(
-      `${n.padEnd(w)}  ${a.measured.map((m) => (Number.isFinite(m) ? m.toFixed(2) : "-").padStart(6)).join(" ")}  ${rho(a.spearman).padStart(8)}  ${rho(a.spearmanSamples).padStart(10)}  ${a.exact.toFixed(2).padStart(5)}  ${a.mae.toFixed(2).padStart(5)}`,
+      `${n.padEnd(w)}  ${row}  ${rho(a.spearman).padStart(8)}  ${rho(a.spearmanSamples).padStart(10)}  ${a.exact.toFixed(2).padStart(5)}  ${a.mae.toFixed(2).padStart(5)}  ${fixed(a.monotonicity, 8)}  ${fixed(a.offTarget, 10)}`,
     );
   }
-  lines.push(`${r.generations} generations on ${r.prompts} prompts in ${r.seconds.toFixed(1)} s`);
+  const speed = r.generatedTokens / r.generationSeconds;
+  lines.push(
+    `${r.generations} generations on ${r.prompts} prompts in ${r.seconds.toFixed(1)} s (${r.generatedTokens} tokens, ${speed.toFixed(0)} tokens/s)`,
+  );
   return lines.join("\n");
 }

@@ -1,12 +1,12 @@
 // Evaluation: FastChat's benchmark, answer and judgment formats; judging through any OpenAI-compatible
-// endpoint; FastChat's aggregates and the "% of ChatGPT" ratio; attribute adherence with the oracle.
+// endpoint; FastChat's aggregates and the "% of ChatGPT" ratio; attribute adherence with the oracle; the APM
+// as a reward model; two-attribute Pareto fronts.
 export {
   type AdherenceOptions,
   type AdherenceReport,
   type AdherenceSample,
   type AttributeAdherence,
   formatAdherence,
-  type Measurer,
   measureAdherence,
   summarizeAdherence,
   sweepPlan,
@@ -45,6 +45,16 @@ export {
   runJudgments,
 } from "./judge.js";
 export {
+  formatPareto,
+  hypervolume2d,
+  type ParetoOptions,
+  type ParetoPoint,
+  type ParetoReport,
+  paretoFront,
+  paretoSweep,
+} from "./pareto.js";
+export { paretoChart } from "./pareto-chart.js";
+export {
   type ChatMessage as JudgeMessage,
   formatTemplate,
   judgedTurns,
@@ -55,6 +65,17 @@ export {
   singleJudgeMessages,
 } from "./prompts.js";
 export { buildReport, type EvalReport, formatReport } from "./report.js";
+export {
+  type Accuracy,
+  evaluateReward,
+  formatReward,
+  NVIDIA_REWARD_WEIGHTS,
+  parseWeights,
+  REWARD_DEFAULTS,
+  type RewardOptions,
+  type RewardReport,
+} from "./reward.js";
+export { type PairFile, type PreferencePair, readPairs } from "./reward-pairs.js";
 export {
   bootstrap,
   bootstrapMean,
@@ -67,6 +88,15 @@ export {
   type ScorePair,
   stdev,
 } from "./stats.js";
+export {
+  type Measurer,
+  runSweep,
+  type SweepJob,
+  type SweepOptions,
+  type SweepPrompt,
+  type SweepResult,
+  sweepPrompts,
+} from "./sweep.js";
 export {
   type GameWinner,
   type Parsed,

@@ -20,6 +20,8 @@ export interface Generator {
   readonly contextSize: number;
   /** Generations it runs at once: context sequences here, requests in flight to an engine. */
   readonly parallel: number;
+  /** Generations allowed to wait for their turn (beyond that: BusyError). */
+  readonly maxQueue: number;
   /** Generations running now and waiting for their turn. */
   readonly load: { active: number; queued: number };
   /** Requests to an engine that failed and were sent again (0 for a local model). */

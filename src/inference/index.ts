@@ -1,7 +1,20 @@
-// Steerable generation: load a GGUF (or drive a remote engine), render the SteerLM inference prompt, generate, stream.
+// Steerable generation: load a GGUF (or drive a remote engine), render the SteerLM inference prompt, generate,
+// stream; attribute guidance and fractional values mix conditionings (local models only).
 export { ContextLengthError, type FinishReason } from "./completion.js";
 export { type Dialect, Engine, type EngineOptions, REMOTE_SETTINGS } from "./engine.js";
 export type { Generator, UpstreamState } from "./generator.js";
+export { combineLogProbs, tokenPicker } from "./guided.js";
+export {
+  CONTRAST_MODES,
+  type Conditioning,
+  type ContrastMode,
+  checkContrast,
+  checkGuidance,
+  DEFAULT_CONTRAST,
+  GUIDANCE,
+  planConditionings,
+  TooManyConditioningsError,
+} from "./mixture.js";
 export {
   type CompleteOptions,
   type GenerateOptions,
@@ -28,6 +41,7 @@ export { UpstreamError } from "./upstream.js";
 export {
   type ChatMessage,
   messagesToConversation,
+  type PromptConditioning,
   type PromptInfo,
   type PromptSource,
   type SteerPrompt,

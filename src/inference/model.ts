@@ -4,10 +4,18 @@ import type { AttributeSchema } from "../data/attributes.js";
 import { readGguf } from "../gguf/reader.js";
 import { InputError } from "../util/errors.js";
 import { completionBudget, type FinishReason, samplingTemperature } from "./completion.js";
+import { guidedTokens, WideSequences } from "./guided.js";
 import { SlotPool } from "./pool.js";
 import type { ControlMode } from "./prompt.js";
 import type { SchemaSource } from "./schema.js";
-import { openLlamaModel, type PromptInfo, type PromptSource, type SteerPrompt, SteerVocab } from "./vocab.js";
+import {
+  openLlamaModel,
+  type PromptConditioning,
+  type PromptInfo,
+  type PromptSource,
+  type SteerPrompt,
+  SteerVocab,
+} from "./vocab.js";
 
 export interface LoadOptions {
   modelPath: string;
@@ -28,6 +36,12 @@ export interface LoadOptions {
    * forge a whole turn with its own value line). Default false; `steerlm serve` beyond loopback sets it.
    */
   requireControlTokens?: boolean;
+  /**
+   * Sequences one guided or fractional generation may use (its conditionings: mixture.ts). They live in
+   * a second context, created on the first such generation with `parallel` groups of them. Default 5:
+   * guidance with up to two fractional attributes.
+   */
+  conditionings?: number;
 }
 
 /** Ranges and defaults: SAMPLING_SETTINGS (sampling.ts). */
@@ -54,7 +68,7 @@ export interface SamplingOptions {
 }
 
 export interface GenerateOptions extends SamplingOptions, PromptSource {
-  /** Or the prompt `renderPrompt` made already (messages, conversation and attributes are then unused). */
+  /** Or the prompt `renderPrompt` made already (messages, conversation, attributes, guidance are then unused). */
   prompt?: SteerPrompt;
 }
 
@@ -80,7 +94,11 @@ export interface GenerateResult {
   prompt: PromptInfo;
 }
 
-export interface SteerResult extends GenerateResult, Pick<SteerPrompt, "attributes" | "values"> {}
+export interface SteerResult
+  extends GenerateResult,
+    Pick<SteerPrompt, "attributes" | "values" | "conditionings"> {}
+
+const DEFAULT_CONDITIONINGS = 5;
 
 /**
  * A GGUF model ready for steerable generation: a schema, one context with `parallel` sequences, and a
@@ -89,7 +107,9 @@ export interface SteerResult extends GenerateResult, Pick<SteerPrompt, "attribut
 export class SteerableModel {
   private constructor(
     private readonly context: LlamaContext,
-    private readonly pool: SlotPool<LlamaContextSequence>,
+    private readonly sequences: readonly LlamaContextSequence[],
+    private readonly pool: SlotPool<number>,
+    private readonly wide: WideSequences,
     /** Prompts and text: the template, control ids, detokenizing (shared with remote generation). */
     private readonly vocab: SteerVocab,
   ) {}
@@ -119,8 +139,27 @@ export class SteerableModel {
         });
       }
       const sequences = Array.from({ length: parallel }, () => context.getSequence());
-      const pool = new SlotPool(sequences, opts.maxQueue ?? Number.POSITIVE_INFINITY);
-      return new SteerableModel(context, pool, vocab);
+      const pool = new SlotPool(
+        sequences.map((_, i) => i),
+        opts.maxQueue ?? Number.POSITIVE_INFINITY,
+      );
+      const wide = new WideSequences(parallel, opts.conditionings ?? DEFAULT_CONDITIONINGS, (n) =>
+        model
+          .createContext({
+            sequences: n,
+            contextSize: context.contextSize,
+            threads: opts.threads ?? (tiny ? 1 : undefined),
+            lora: opts.loraPath,
+          })
+          .catch((err: Error) => {
+            throw new InputError(
+              `cannot create the context of guided or fractional generations: ${err.message}`,
+              { file: opts.modelPath, setting: "conditionings" },
+              "lower `conditionings` or `parallel`, or the context size",
+            );
+          }),
+      );
+      return new SteerableModel(context, sequences, pool, wide, vocab);
     } catch (err) {
       await model.dispose();
       throw err;
@@ -156,6 +195,11 @@ export class SteerableModel {
     return this.pool.size;
   }
 
+  /** Generations allowed to wait for a sequence (LoadOptions.maxQueue). */
+  get maxQueue(): number {
+    return this.pool.maxQueue;
+  }
+
   /** Generations running now and waiting for a sequence. */
   get load(): { active: number; queued: number } {
     return { active: this.pool.active, queued: this.pool.queued };
@@ -167,18 +211,19 @@ export class SteerableModel {
   }
 
   /**
-   * The SteerLM inference prompt for a conversation at the given attribute values. Throws BusyError or
+   * The SteerLM inference prompt for a conversation at the given attribute values; with fractional values
+   * or guidance, also every conditioning the generation combines (mixture.ts). Throws BusyError or
    * ContextLengthError before tokenizing when the prompt could not run anyway (see `admit`).
    */
   renderPrompt(opts: PromptSource): SteerPrompt {
-    return this.vocab.renderPrompt(opts, this.admit);
+    return this.vocab.renderPrompt(opts, { admit: this.admit, conditionings: this.wide.width });
   }
 
   /** One assistant turn at the requested attribute values, streamed through `onToken`. */
   async generate(opts: GenerateOptions): Promise<SteerResult> {
-    const { attributes, values, ...prompt } = opts.prompt ?? this.renderPrompt(opts);
-    const result = await this.run(prompt, opts);
-    return { ...result, attributes, values };
+    const { attributes, values, conditionings, ...prompt } = opts.prompt ?? this.renderPrompt(opts);
+    const result = await this.run(prompt, opts, conditionings);
+    return { ...result, attributes, values, ...(conditionings ? { conditionings } : {}) };
   }
 
   /** A raw prompt, no template (still stops at `<extra_id_1>`); or ids, taken as they are. */
@@ -196,39 +241,63 @@ export class SteerableModel {
     this.vocab.checkLength(text, this.contextSize);
   };
 
-  private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
-    const maxTokens = completionBudget(prompt.tokens.length, this.contextSize, opts);
+  private async run(
+    prompt: PromptInfo,
+    opts: SamplingOptions,
+    conditionings?: readonly PromptConditioning[],
+  ): Promise<GenerateResult> {
+    const longest = Math.max(prompt.tokens.length, ...(conditionings ?? []).map((c) => c.tokens.length));
+    const maxTokens = completionBudget(longest, this.contextSize, opts);
+    if (conditionings && opts.logitBias?.size)
+      throw new InputError(
+        "logit_bias applies to one conditioning's logits, not to a mix of them",
+        { setting: "logitBias" },
+        "leave out logit_bias, or use integer values without guidance",
+      );
     const tokenBias = opts.logitBias?.size ? this.vocab.tokenBias(opts.logitBias) : undefined;
-    const seq = await this.pool.acquire(opts.signal);
+    const slot = await this.pool.acquire(opts.signal);
     try {
       opts.onStart?.();
-      return await this.runOn(seq, prompt, { ...opts, tokenBias }, maxTokens);
+      return await this.runOn(slot, prompt, { ...opts, tokenBias }, maxTokens, conditionings);
     } finally {
-      this.pool.release(seq);
+      this.pool.release(slot);
     }
   }
 
   private async runOn(
-    seq: LlamaContextSequence,
+    slot: number,
     prompt: PromptInfo,
     opts: SamplingOptions & { tokenBias?: TokenBias },
     maxTokens: number,
+    conditionings?: readonly PromptConditioning[],
   ): Promise<GenerateResult> {
     // A sequence holds the previous request's tokens; start clean (no prefix reuse, kept simple on purpose).
-    await seq.clearHistory();
+    const group = conditionings
+      ? await this.wide.group(slot)
+      : [this.sequences[slot] as LlamaContextSequence];
+    await Promise.all(group.map((s) => s.clearHistory()));
     const text = this.vocab.completionText(opts.stop ?? [], maxTokens, opts.onToken);
     const temperature = samplingTemperature(opts);
     if (maxTokens > 0) {
-      const tokens = seq.evaluate(prompt.tokens as Token[], {
+      const sampling = {
         temperature,
         topK: temperature > 0 ? opts.topK : undefined,
         topP: temperature > 0 ? opts.topP : undefined,
         seed: opts.seed,
-        tokenBias: opts.tokenBias,
-        // llama.cpp's end-of-generation tokens (EOS; <extra_id_1> where the GGUF names it the EOT token, as
-        // exported ones do) would otherwise end the stream unseen, reported as "length"; the check below stops.
-        yieldEogToken: true,
-      });
+      };
+      const tokens = conditionings
+        ? guidedTokens(
+            group,
+            conditionings.map((c) => c.tokens),
+            conditionings.map((c) => c.weight),
+            sampling,
+          )
+        : (group[0] as LlamaContextSequence).evaluate(prompt.tokens as Token[], {
+            ...sampling,
+            tokenBias: opts.tokenBias,
+            // Handed on, an end-of-generation token ends the completion as a stop (not a run out of tokens).
+            yieldEogToken: true,
+          });
       for await (const token of tokens) {
         if (opts.signal?.aborted || !text.push(token)) break;
       }
@@ -248,6 +317,7 @@ export class SteerableModel {
   }
 
   async dispose(): Promise<void> {
+    await this.wide.dispose();
     await this.context.dispose();
     await this.vocab.dispose();
   }

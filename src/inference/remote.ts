@@ -1,5 +1,6 @@
 import type { AttributeSchema } from "../data/attributes.js";
 import { CONTROL_TOKEN_NAMES, CONTROL_TOKENS } from "../data/template.js";
+import { InputError } from "../util/errors.js";
 import { type CompletionText, completionBudget, samplingTemperature } from "./completion.js";
 import { type CompletionBody, Engine, type EngineOptions, remoteSetting } from "./engine.js";
 import type { Generator, UpstreamState } from "./generator.js";
@@ -92,6 +93,11 @@ export class RemoteGenerator implements Generator {
     return this.pool.size;
   }
 
+  /** Generations allowed to wait for a request slot (RemoteOptions.maxQueue). */
+  get maxQueue(): number {
+    return this.pool.maxQueue;
+  }
+
   get load(): { active: number; queued: number } {
     return { active: this.pool.active, queued: this.pool.queued };
   }
@@ -101,11 +107,17 @@ export class RemoteGenerator implements Generator {
   }
 
   renderPrompt(opts: PromptSource): SteerPrompt {
-    return this.vocab.renderPrompt(opts, this.admit);
+    return this.vocab.renderPrompt(opts, { admit: this.admit });
   }
 
   async generate(opts: GenerateOptions): Promise<SteerResult> {
-    const { attributes, values, ...prompt } = opts.prompt ?? this.renderPrompt(opts);
+    const { attributes, values, conditionings, ...prompt } = opts.prompt ?? this.renderPrompt(opts);
+    if (conditionings)
+      throw new InputError(
+        "a prompt that mixes conditionings (fractional values, guidance) needs the local model",
+        { setting: "prompt" },
+        "render the prompt with this generator's renderPrompt",
+      );
     const result = await this.run(prompt, opts);
     return { ...result, attributes, values };
   }

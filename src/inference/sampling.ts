@@ -48,11 +48,15 @@ export function checkSampling(opts: SamplingValues): void {
 /** OpenAI's logit_bias range: added to a token's logit before sampling. */
 export const LOGIT_BIAS_RANGE: NumberRange = { min: -100, max: 100 };
 
-/** Request fields of the library settings the table does not hold. */
+/** Library settings the API takes inside its `steerlm` object. */
+const STEERLM_SETTINGS = new Set(["attributes", "guidance", "contrast"]);
+
+/** Request fields of the other library settings the table does not hold. */
 const OTHER_API_FIELDS: Readonly<Record<string, string>> = { logitBias: "logit_bias" };
 
-/** The request field of a library setting (`topP` -> `top_p`), for errors the library raises. */
+/** The request field of a library setting (`topP` -> `top_p`, `guidance` -> `steerlm.guidance`). */
 export function apiField(setting: string): string {
+  if (STEERLM_SETTINGS.has(setting)) return `steerlm.${setting}`;
   return setting in SAMPLING_SETTINGS
     ? SAMPLING_SETTINGS[setting as SamplingName].api
     : (OTHER_API_FIELDS[setting] ?? setting);

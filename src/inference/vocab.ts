@@ -5,6 +5,7 @@ import {
   type AttributeSchema,
   type AttributeValues,
   formatValues,
+  parseAttributes,
   withDefaults,
 } from "../data/attributes.js";
 import {
@@ -20,6 +21,13 @@ import { InputError, type Place } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { checkNumber } from "../util/numbers.js";
 import { CompletionText, ContextLengthError } from "./completion.js";
+import {
+  type ContrastMode,
+  checkContrast,
+  checkGuidance,
+  planConditionings,
+  TooManyConditioningsError,
+} from "./mixture.js";
 import {
   type ControlVocab,
   detectControlTokens,
@@ -44,12 +52,24 @@ export interface PromptInfo {
   parts?: Array<{ kind: "control" | "text"; text: string }>;
 }
 
+/** One conditioning of a mixed prompt: its value string, its weight in the combination, its tokens. */
+export interface PromptConditioning {
+  values: string;
+  weight: number;
+  tokens: number[];
+}
+
 /** An inference prompt with the attribute values it carries. */
 export interface SteerPrompt extends PromptInfo {
-  /** Effective attribute values, defaults filled in. */
+  /** Effective attribute values, defaults filled in (fractions as requested). */
   attributes: AttributeValues;
-  /** The value string the prompt carries. */
+  /** The requested value string (fractions as requested: `humor:2.5`). */
   values: string;
+  /**
+   * With fractional values or guidance: every conditioning combined at each step (mixture.ts), the first
+   * being the prompt above. Absent for a plain prompt.
+   */
+  conditionings?: PromptConditioning[];
 }
 
 /** What a prompt is made from: messages or a conversation, at attribute values. */
@@ -59,10 +79,24 @@ export interface PromptSource {
   /** Or a conversation as the template takes it; must end with a user turn. */
   conversation?: Conversation;
   /**
-   * Attribute values (an object of name -> integer, or a value string `humor=3,verbosity=1`); unspecified
-   * ones take the schema defaults.
+   * Attribute values (an object of name -> number, or a value string `humor=3,verbosity=1`); unspecified
+   * ones take the schema defaults. Fractions (`humor: 2.5`) mix the neighbouring integer conditionings.
    */
   attributes?: AttributeValues | string;
+  /** Attribute guidance strength (mixture.ts, GUIDANCE); default 0: none. */
+  guidance?: number;
+  /** What guidance pushes away from; default DEFAULT_CONTRAST (`defaults`). */
+  contrast?: ContrastMode;
+}
+
+/** How a prompt may be rendered: `admit` sees each text before it is tokenized (and may refuse it). */
+export interface RenderOptions {
+  admit?: (text: string) => void;
+  /**
+   * Conditionings one generation can combine (fractional values, guidance); undefined: the generator
+   * samples from one conditioning only (a remote engine), so a prompt that needs more is refused.
+   */
+  conditionings?: number;
 }
 
 /**
@@ -167,18 +201,61 @@ export class SteerVocab {
   }
 
   /**
-   * The SteerLM inference prompt for a conversation at the given attribute values; `admit` sees the text
-   * before it is tokenized (and may refuse it).
+   * The SteerLM inference prompt for a conversation at the given attribute values; with fractional values
+   * or guidance, also every conditioning the generation combines (mixture.ts).
    */
-  renderPrompt(opts: PromptSource, admit?: (text: string) => void): SteerPrompt {
-    const attributes = withDefaults(this.schema, opts.attributes ?? {}, { field: "attributes" });
-    const values = formatValues(this.schema, attributes);
-    const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
-    const rendered = renderConversation(conv, "inference", { values });
-    admit?.(rendered.text);
-    const { tokens, controlTokens } = tokenizeParts(this.model, this.control, rendered.parts);
-    const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
-    return { text: rendered.text, tokens, controlTokens, parts, attributes, values };
+  renderPrompt(opts: PromptSource, render: RenderOptions = {}): SteerPrompt {
+    const place = { field: "attributes" };
+    const given = parseAttributes(this.schema, opts.attributes ?? {}, place, { fractions: true });
+    const attributes = withDefaults(this.schema, given, place, { fractions: true });
+    const guidance = checkGuidance(opts.guidance) ?? 0;
+    const plan = planConditionings(
+      this.schema,
+      attributes,
+      Object.keys(given),
+      guidance,
+      checkContrast(opts.contrast),
+    );
+    // Refused whenever asked for, even where the plan has one conditioning (guidance with nothing to
+    // contrast): the rule a user of an engine reads is then "local only", not one that depends on values.
+    if (render.conditionings === undefined && (guidance !== 0 || plan.length > 1)) {
+      const setting = guidance !== 0 ? "guidance" : "attributes";
+      throw new InputError(
+        guidance !== 0
+          ? "attribute guidance mixes conditionings at each token, which a remote engine does not sample from"
+          : `a fractional attribute value mixes ${plan.length} conditionings at each token, which a remote ` +
+              "engine does not sample from",
+        { setting },
+        "generate with the local model (no --backend / --upstream), or use integer values without guidance",
+      );
+    }
+    if (render.conditionings !== undefined && plan.length > render.conditionings && plan.length > 1)
+      throw new TooManyConditioningsError(plan.length, render.conditionings, { setting: "attributes" });
+    const one = (values: string) => {
+      const conv = opts.conversation ?? messagesToConversation(opts.messages ?? [], values);
+      const rendered = renderConversation(conv, "inference", { values });
+      render.admit?.(rendered.text);
+      const { tokens, controlTokens } = tokenizeParts(this.model, this.control, rendered.parts);
+      const parts = rendered.parts.map(({ kind, text }) => ({ kind, text }));
+      return { text: rendered.text, tokens, controlTokens, parts };
+    };
+    const conditionings = plan.map((c) => {
+      const values = formatValues(this.schema, c.attributes);
+      return { values, weight: c.weight, rendered: one(values) };
+    });
+    const main = (conditionings[0] as (typeof conditionings)[number]).rendered;
+    const values = formatValues(this.schema, attributes, { fractions: true });
+    if (conditionings.length === 1) return { ...main, attributes, values };
+    return {
+      ...main,
+      attributes,
+      values,
+      conditionings: conditionings.map((c) => ({
+        values: c.values,
+        weight: c.weight,
+        tokens: c.rendered.tokens,
+      })),
+    };
   }
 
   /** A raw prompt, no template: BOS if the model wants one, then the text (special-token strings parsed on request). */

@@ -1,11 +1,16 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { type ApmScorer, chatRecord } from "../apm/score.js";
 import type { AttributeValues } from "../data/attributes.js";
+import type { DataRecord } from "../data/record.js";
 import type { Generator } from "../inference/generator.js";
 import type { GenerateResult, SamplingOptions } from "../inference/model.js";
-import type { PromptInfo } from "../inference/vocab.js";
+import type { SlotPool } from "../inference/pool.js";
+import type { PromptConditioning, PromptInfo } from "../inference/vocab.js";
+import { InputError } from "../util/errors.js";
+import { badRequest } from "./errors.js";
 import { SseWriter, sendJson } from "./http.js";
-import type { ChatRequest, CompletionRequest, SamplingRequest } from "./validate.js";
+import type { ChatRequest, CompletionRequest, SamplingRequest, ScoreRequest } from "./validate.js";
 
 /** The OpenAI response shapes of /v1/chat/completions and /v1/completions, streaming and not. */
 
@@ -53,10 +58,19 @@ const promptField = (p: PromptInfo) => ({
   ...(p.parts ? { parts: p.parts } : {}),
 });
 
-/** The `steerlm` field of chat responses: the effective attributes, and the prompt when asked for. */
-const steerField = (s: { attributes: AttributeValues; values: string }, prompt?: PromptInfo) => ({
+/**
+ * The `steerlm` field of chat responses: the effective attributes, the conditionings a guided or
+ * fractional reply combined (value string and weight each), and the prompt when asked for.
+ */
+const steerField = (
+  s: { attributes: AttributeValues; values: string; conditionings?: PromptConditioning[] },
+  prompt?: PromptInfo,
+) => ({
   attributes: s.attributes,
   values: s.values,
+  ...(s.conditionings
+    ? { conditionings: s.conditionings.map(({ values, weight }) => ({ values, weight })) }
+    : {}),
   ...(prompt ? { prompt: promptField(prompt) } : {}),
 });
 
@@ -81,7 +95,13 @@ export interface ChatCall extends Call {
 export async function chatCompletion(call: ChatCall): Promise<void> {
   const { model, res, request: r } = call;
   const { head, signal } = respond(call, "chatcmpl");
-  const base = { messages: r.messages, attributes: r.attributes, ...samplingOptions(r, call, signal) };
+  const base = {
+    messages: r.messages,
+    attributes: r.attributes,
+    guidance: r.guidance,
+    contrast: r.contrast,
+    ...samplingOptions(r, call, signal),
+  };
 
   if (!r.stream) {
     const g = await model.generate(base);
@@ -165,4 +185,38 @@ export async function completion(call: CompletionCall): Promise<void> {
   // The ids come whole with the last chunk: the text chunks hold text back for stop strings, ids cannot be.
   sse.send(chunk("", finish(g), { usage: usage(g), ...extra(g) }, ids(g)));
   sse.done();
+}
+
+export interface ScoreCall {
+  /** The one APM, behind a pool of one slot: requests take turns, and a full queue is a 429. */
+  scorer: SlotPool<ApmScorer>;
+  schema: ApmScorer["schema"];
+  res: ServerResponse;
+  request: ScoreRequest;
+}
+
+/**
+ * POST /v1/steerlm/score: each conversation's last (assistant) message scored by the APM, as `steerlm
+ * annotate` labels it: `{"scores": [{"attributes": {name: raw}, "labels": {name: int}}, ...]}`.
+ */
+export async function scoreConversations(call: ScoreCall): Promise<void> {
+  const { request: r, res } = call;
+  const records = r.conversations.map((messages, i): DataRecord => {
+    try {
+      return chatRecord(messages, call.schema);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      // The chat importer names `messages[j]...`; the client knows the conversation by its place in the body.
+      const param = (err.place.field ?? "messages").replace(/^messages/, r.params[i] as string);
+      throw badRequest(`${param}: ${err.what}`, param);
+    }
+  });
+  const signal = disconnectSignal(res);
+  const apm = await call.scorer.acquire(signal);
+  try {
+    const scores = await apm.score(records);
+    if (!signal.aborted) sendJson(res, 200, { object: "steerlm.scores", scores });
+  } finally {
+    call.scorer.release(apm);
+  }
 }

@@ -1,13 +1,15 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { ApmScorer } from "../apm/score.js";
 import type { Generator } from "../inference/generator.js";
+import { SlotPool } from "../inference/pool.js";
 import { InputError } from "../util/errors.js";
 import { type Asset, loadAssets } from "./assets.js";
 import { badRequest, HttpError, sendError } from "./errors.js";
-import { chatCompletion, completion } from "./handlers.js";
+import { chatCompletion, completion, scoreConversations } from "./handlers.js";
 import { hostCheck } from "./host.js";
 import { checkApiKey, readJson, sendJson } from "./http.js";
-import { parseChatRequest, parseCompletionRequest } from "./validate.js";
+import { parseChatRequest, parseCompletionRequest, parseScoreRequest } from "./validate.js";
 
 /** The server's defaults (`steerlm serve` shows them in its help). */
 export const SERVE_DEFAULTS = {
@@ -47,6 +49,11 @@ export interface ServeOptions {
    * loopback (against DNS rebinding), any name otherwise.
    */
   allowedHosts?: readonly string[];
+  /**
+   * An attribute prediction model: adds POST /v1/steerlm/score (queued like generations, up to the model's
+   * maxQueue waiting) and the page's measured-attributes panel. The caller frees it after `close`.
+   */
+  apm?: ApmScorer;
 }
 
 export interface SteerServer {
@@ -65,6 +72,8 @@ export function createHandler(opts: ServeOptions): Handler {
   const limits = { maxTokensCap, modelId: model.id };
   const assets = loadAssets();
   const checkHost = hostCheck(opts.host ?? SERVE_DEFAULTS.host, opts.allowedHosts);
+  const { apm } = opts;
+  const scorer = apm ? new SlotPool([apm], model.maxQueue) : undefined;
 
   const schema = () => ({
     object: "steerlm.schema",
@@ -74,6 +83,8 @@ export function createHandler(opts: ServeOptions): Handler {
     control_tokens: model.controlMode,
     max_tokens_cap: maxTokensCap,
     context_size: model.contextSize,
+    // What POST /v1/steerlm/score measures; null without an APM (the page then shows no measured panel).
+    apm: apm ? { attributes: apm.schema.attributes.map((a) => ({ ...a })) } : null,
   });
 
   const routes: Record<string, Record<string, Handler>> = {
@@ -112,6 +123,14 @@ export function createHandler(opts: ServeOptions): Handler {
       },
     },
   };
+  if (apm && scorer) {
+    routes["/v1/steerlm/score"] = {
+      POST: async (req, res) => {
+        const request = parseScoreRequest(await readJson(req, maxBody));
+        await scoreConversations({ scorer, schema: apm.schema, res, request });
+      },
+    };
+  }
   for (const [path, asset] of assets) routes[path] = { GET: (_req, res) => sendAsset(res, asset) };
 
   return async (req, res) => {

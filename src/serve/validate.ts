@@ -1,4 +1,5 @@
 import { type AttributeSchema, type AttributeValues, parseAttributes } from "../data/attributes.js";
+import { type ContrastMode, checkContrast, checkGuidance } from "../inference/mixture.js";
 import { checkSamplingValue, SAMPLING_SETTINGS, type SamplingName } from "../inference/sampling.js";
 import type { ChatMessage } from "../inference/vocab.js";
 import { badRequest, HttpError } from "./errors.js";
@@ -27,7 +28,10 @@ export interface SamplingRequest {
 
 export interface ChatRequest extends SamplingRequest {
   messages: ChatMessage[];
+  /** As given (fractions allowed); the model fills in the defaults. */
   attributes: AttributeValues;
+  guidance?: number;
+  contrast?: ContrastMode;
   returnPrompt: boolean;
 }
 
@@ -174,21 +178,21 @@ function steerlmField(body: Obj, allowed: readonly string[]): Obj {
 
 const ROLES = new Set(["system", "developer", "user", "assistant"]);
 
-function messages(body: Obj): ChatMessage[] {
-  const v = body.messages;
-  expect(Array.isArray(v) && v.length > 0, "messages", "a non-empty array", v);
+/** OpenAI-style messages at `param`; the last one must come from `last`. */
+function messageList(v: unknown, param: string, last: ChatMessage["role"]): ChatMessage[] {
+  expect(Array.isArray(v) && v.length > 0, param, "a non-empty array", v);
   const out = (v as unknown[]).map((m, i): ChatMessage => {
-    const param = `messages[${i}]`;
-    expect(isObj(m), param, "an object", m);
+    const at = `${param}[${i}]`;
+    expect(isObj(m), at, "an object", m);
     const { role, content } = m as Obj;
-    expect(typeof role === "string" && ROLES.has(role), `${param}.role`, "system, user or assistant", role);
+    expect(typeof role === "string" && ROLES.has(role), `${at}.role`, "system, user or assistant", role);
     return {
       role: role === "developer" ? "system" : (role as ChatMessage["role"]),
-      content: text(content, param),
+      content: text(content, at),
     };
   });
-  if (out[out.length - 1].role !== "user") {
-    throw badRequest("the last message must come from the user", `messages[${out.length - 1}].role`);
+  if (out[out.length - 1].role !== last) {
+    throw badRequest(`the last message must come from the ${last}`, `${param}[${out.length - 1}].role`);
   }
   return out;
 }
@@ -211,11 +215,18 @@ export function parseChatRequest(body: unknown, schema: AttributeSchema, limits:
   expect(isObj(body), "body", "a JSON object", body);
   const b = body as Obj;
   checkKeys(b, ["messages"]);
-  const steer = steerlmField(b, ["attributes", "return_prompt"]);
+  const steer = steerlmField(b, ["attributes", "guidance", "contrast", "return_prompt"]);
   return {
     ...sampling(b, limits),
-    messages: messages(b),
-    attributes: parseAttributes(schema, steer.attributes ?? {}, { field: "steerlm.attributes" }),
+    messages: messageList(b.messages, "messages", "user"),
+    attributes: parseAttributes(
+      schema,
+      steer.attributes ?? {},
+      { field: "steerlm.attributes" },
+      { fractions: true },
+    ),
+    guidance: checkGuidance(steer.guidance ?? undefined, { field: "steerlm.guidance" }),
+    contrast: checkContrast(steer.contrast ?? undefined, { field: "steerlm.contrast" }),
     returnPrompt: bool(steer, "return_prompt", "steerlm.return_prompt") ?? false,
   };
 }
@@ -244,5 +255,43 @@ export function parseCompletionRequest(body: unknown, limits: Limits): Completio
     specialTokens: bool(steer, "special_tokens", "steerlm.special_tokens") ?? false,
     returnPrompt: bool(steer, "return_prompt", "steerlm.return_prompt") ?? false,
     returnTokenIds: bool(b, "return_token_ids") ?? false,
+  };
+}
+
+export interface ScoreRequest {
+  /** Each conversation ends with the assistant reply to score. */
+  conversations: ChatMessage[][];
+  /** Where each conversation came from in the body (`messages`, `conversations[3]`), for errors. */
+  params: string[];
+}
+
+/** Most conversations one scoring request may carry (each is a forward pass of the APM or more). */
+export const MAX_SCORE_CONVERSATIONS = 256;
+
+/** `{"messages": [...]}` (one conversation) or `{"conversations": [[...], ...]}` (a batch). */
+export function parseScoreRequest(body: unknown): ScoreRequest {
+  expect(isObj(body), "body", "a JSON object", body);
+  const b = body as Obj;
+  for (const key of Object.keys(b)) {
+    if (key !== "messages" && key !== "conversations")
+      throw badRequest(`unrecognized request argument: ${key}`, key, "unknown_parameter");
+  }
+  if ((b.messages === undefined) === (b.conversations === undefined))
+    throw badRequest('expected either "messages" or "conversations"', null);
+  if (b.messages !== undefined)
+    return { conversations: [messageList(b.messages, "messages", "assistant")], params: ["messages"] };
+  const list = b.conversations;
+  expect(Array.isArray(list) && list.length > 0, "conversations", "a non-empty array", list);
+  const n = (list as unknown[]).length;
+  expect(
+    n <= MAX_SCORE_CONVERSATIONS,
+    "conversations",
+    `at most ${MAX_SCORE_CONVERSATIONS} conversations`,
+    n,
+  );
+  const params = (list as unknown[]).map((_, i) => `conversations[${i}]`);
+  return {
+    conversations: (list as unknown[]).map((c, i) => messageList(c, params[i] as string, "assistant")),
+    params,
   };
 }

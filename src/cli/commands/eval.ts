@@ -11,32 +11,25 @@ import { openAiJudge } from "../../eval/client.js";
 import { readAnswers, readJudgePrompts, readLegacyPrompts, readLegacyReviewers } from "../../eval/formats.js";
 import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js";
 import { buildReport, formatReport } from "../../eval/report.js";
+import { sweepPrompts } from "../../eval/sweep.js";
 import type { Generator } from "../../inference/generator.js";
+import type { ContrastMode } from "../../inference/mixture.js";
 import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
 import { DERIVED_ATTRIBUTES } from "../../steerbench/compose.js";
 import { companionsFrom, turnLabels } from "../../steerbench/derived.js";
-import { BENCH_SYSTEM_PROMPT, synthesize } from "../../steerbench/synth.js";
+import { synthesize } from "../../steerbench/synth.js";
 import { checkOutputs, writeFileAtomic } from "../../util/atomic.js";
 import { InputError } from "../../util/errors.js";
-import { integerFrom, numberOption, parseNumberFlag } from "../flags.js";
+import { integerFrom, numberOption, parseLevels, parseNumberFlag } from "../flags.js";
 import {
   addBackendOptions,
+  addGuidanceOptions,
   addModelOptions,
   addParallelOption,
   addSamplingOptions,
   openModel,
 } from "../options.js";
-
-/** `0..4` or `0,2,4`. */
-export function parseLevels(text: string): number[] {
-  const range = /^(\d+)\.\.(\d+)$/.exec(text);
-  if (range) {
-    const [a, b] = [Number(range[1]), Number(range[2])];
-    if (a > b) throw new InputError(`empty range ${text}`, { field: "--levels" });
-    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
-  }
-  return text.split(",").map((t) => parseNumberFlag(t.trim(), integerFrom(0), "--levels"));
-}
+import { registerSteering } from "./eval-steer.js";
 
 const attrs = (model: Generator, text: string | undefined): AttributeValues | undefined =>
   text === undefined ? undefined : parseAttributes(model.schema, text, { field: "--attr" });
@@ -92,6 +85,8 @@ type AdherenceFlags = {
   json?: string;
   apm?: string;
   companionsFrom?: string;
+  guidance?: number;
+  contrast?: ContrastMode;
 };
 
 export function register(program: Command): void {
@@ -270,12 +265,16 @@ export function register(program: Command): void {
       "prompts: SteerLM/chat JSONL, first user turn of each (default: SteerBench held-out prompts)",
     )
     .addOption(numberOption("--n-prompts <n>", "how many prompts", integerFrom(1), 10))
-    .option("--levels <a..b|list>", "levels to request (default: each attribute's range)")
+    .option(
+      "--levels <a..b[:step]|list>",
+      "levels to request, e.g. 0..4, 0..4:0.1 (fractions are mixed) or 0,2,4 (default: each attribute's range)",
+    )
     .option("--attributes <names>", "comma-separated attributes to sweep (default: all)")
     .option(
       "--companions-from <file>",
       "labelled training data: a derived attribute (quality, helpfulness) at level k is requested with the others at their most frequent values among turns labelled k (default with SteerBench prompts: SteerBench's training labels; with --prompts: the others at defaults)",
     );
+  addGuidanceOptions(adherence);
   addSamplingOptions(adherence, ["maxTokens"], { maxTokens: 200 }, { maxTokens: "most tokens per response" });
   addParallelOption(
     adherence,
@@ -291,7 +290,7 @@ export function register(program: Command): void {
     .action(async (o: AdherenceFlags) => {
       const n = o.nPrompts;
       checkOutputs({ json: o.json });
-      const prompts = o.prompts ? await promptsFrom(o.prompts, n) : steerbenchPrompts(n);
+      const prompts = await sweepPrompts(o.prompts, n);
       const parallel = o.parallel;
       const model = await openModel(o, { parallel });
       try {
@@ -310,6 +309,8 @@ export function register(program: Command): void {
           maxTokens: o.maxTokens,
           parallel,
           companions,
+          guidance: o.guidance,
+          contrast: o.contrast,
           measureBatch: o.apm === undefined ? undefined : apmMeasurer(o.apm),
         });
         process.stdout.write(`${formatAdherence(report)}\n`);
@@ -321,39 +322,20 @@ export function register(program: Command): void {
         await model.dispose();
       }
     });
-}
 
-async function promptsFrom(file: string, n: number): Promise<Array<{ prompt: string; system: string }>> {
-  if (!existsSync(file)) throw new InputError("no such file", { file, field: "--prompts" });
-  const out: Array<{ prompt: string; system: string }> = [];
-  for await (const rec of readRecords(file, { allowUnlabeled: true })) {
-    const user = rec.turns.find((t) => t.role === "user");
-    if (user) out.push({ prompt: user.text, system: rec.system });
-    if (out.length >= n) break;
-  }
-  if (out.length === 0) throw new InputError("no prompts", { file, field: "--prompts" });
-  return out;
+  registerSteering(evalCmd);
 }
 
 async function labelsFrom(file: string): Promise<AttributeValues[]> {
-  if (!existsSync(file)) throw new InputError("no such file", { file, field: "--companions-from" });
+  if (!existsSync(file)) throw new InputError("no such file", { file, setting: "companionsFrom" });
   const out: AttributeValues[] = [];
   for await (const rec of readRecords(file, { allowUnlabeled: true }))
     for (const t of rec.turns) if (t.labels) out.push(t.labels);
   if (out.length === 0)
     throw new InputError(
       "no labelled turns",
-      { file, field: "--companions-from" },
+      { file, setting: "companionsFrom" },
       "give labelled training data",
     );
   return out;
-}
-
-/** SteerBench's held-out split (a task family never seen in training), single-turn conversations. */
-function steerbenchPrompts(n: number): Array<{ prompt: string; system: string }> {
-  const bench = synthesize({ n: Math.max(200, n * 40), seed: 1 });
-  return bench.splits.heldout
-    .filter((c) => c.turns.length === 2)
-    .slice(0, n)
-    .map((c) => ({ prompt: (c.turns[0] as { text: string }).text, system: BENCH_SYSTEM_PROMPT }));
 }

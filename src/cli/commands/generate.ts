@@ -1,34 +1,49 @@
 import { createInterface } from "node:readline";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { type AttributeValues, formatValues, parseAttributes, withDefaults } from "../../data/attributes.js";
 import type { Generator } from "../../inference/generator.js";
 import type { SamplingOptions } from "../../inference/model.js";
 import { SAMPLING_SETTINGS, type SamplingName } from "../../inference/sampling.js";
 import type { ChatMessage } from "../../inference/vocab.js";
 import { InputError } from "../../util/errors.js";
-import { type Flags, forUser, strFlag } from "../flags.js";
+import { type Flags, forUser, optionForSetting, strFlag } from "../flags.js";
 import {
   addBackendOptions,
+  addGuidanceOptions,
   addModelOptions,
   addSamplingOptions,
+  guidanceValues,
   openModel,
   samplingValues,
 } from "../options.js";
 
 const SAMPLING: readonly SamplingName[] = ["maxTokens", "temperature", "topK", "topP", "seed"];
 
-/** `verbosity=4,humor=0` (or `verbosity:4,...`) checked against the model's schema; `field` locates errors. */
+/**
+ * `verbosity=4,humor=0.5` (or `verbosity:4,...`) checked against the model's schema; `field` locates
+ * errors. Fractions are mixed by a local model (src/inference/mixture.ts); a remote one refuses them.
+ */
 function parseAttrs(model: Generator, text: string | undefined, field: string): AttributeValues {
-  return text === undefined ? {} : parseAttributes(model.schema, text, { field });
+  return text === undefined ? {} : parseAttributes(model.schema, text, { field }, { fractions: true });
 }
+
+const showValues = (model: Generator, values: AttributeValues) =>
+  formatValues(model.schema, values, { fractions: true });
 
 function withModelOptions(cmd: Command): Command {
   addModelOptions(cmd)
-    .option(
-      "-a, --attr <k=v,...>",
-      "attribute values, e.g. verbosity=4,humor=0 (others take the schema defaults)",
+    .addOption(
+      // The library names the values `attributes` (a remote engine refuses fractional ones there).
+      optionForSetting(
+        new Option(
+          "-a, --attr <k=v,...>",
+          "attribute values, e.g. verbosity=4,humor=0.5 (others take the schema defaults; fractions mix the neighbouring values)",
+        ),
+        "attributes",
+      ),
     )
     .option("--system <text>", "system prompt (default: SteerLM's)");
+  addGuidanceOptions(cmd);
   addSamplingOptions(
     cmd,
     SAMPLING,
@@ -62,7 +77,7 @@ export function register(program: Command): void {
         if (system !== undefined) messages.push({ role: "system", content: system });
         messages.push({ role: "user", content: prompt });
         const attributes = parseAttrs(model, strFlag(flags, "attr"), "--attr");
-        const rendered = model.renderPrompt({ messages, attributes });
+        const rendered = model.renderPrompt({ messages, attributes, ...guidanceValues(flags) });
         if (flags.showPrompt) process.stderr.write(rendered.text);
         await model.generate({
           prompt: rendered,
@@ -108,10 +123,16 @@ async function chatLoop(model: Generator, flags: Flags, command: Command): Promi
     const shown = forUser(err, command);
     say(`error: ${shown.message}${shown.hint ? ` (${[shown.hint, ...more].join("; ")})` : ""}\n`);
   };
-  let attributes = withDefaults(model.schema, parseAttrs(model, strFlag(flags, "attr"), "--attr"));
+  // The attributes given (not defaults): guidance pushes only these (mixture.ts, steered attributes).
+  let attributes = parseAttrs(model, strFlag(flags, "attr"), "--attr");
   const system = strFlag(flags, "system");
   const history: ChatMessage[] = system !== undefined ? [{ role: "system", content: system }] : [];
-  const opts: SamplingOptions = samplingValues(flags, SAMPLING);
+  const opts: SamplingOptions & ReturnType<typeof guidanceValues> = {
+    ...samplingValues(flags, SAMPLING),
+    ...guidanceValues(flags),
+  };
+  const showAll = (values: AttributeValues) =>
+    showValues(model, withDefaults(model.schema, values, {}, { fractions: true }));
   if (tty) say(`chatting with ${model.id}; /help lists commands\n`);
   // Ctrl-C stops the reply being generated; with none running it leaves the chat.
   let turn: AbortController | undefined;
@@ -128,14 +149,14 @@ async function chatLoop(model: Generator, flags: Flags, command: Command): Promi
       const arg = rest.join("");
       if (cmd === "/quit" || cmd === "/exit") break;
       if (cmd === "/help") say(HELP);
-      else if (cmd === "/show") say(`${formatValues(model.schema, attributes)}\n`);
+      else if (cmd === "/show") say(`${showAll(attributes)}\n`);
       else if (cmd === "/reset") {
         history.splice(system !== undefined ? 1 : 0);
         say("conversation cleared\n");
       } else if (cmd === "/set") {
         try {
           attributes = { ...attributes, ...parseAttrs(model, arg, "/set") };
-          say(`${formatValues(model.schema, attributes)}\n`);
+          say(`${showAll(attributes)}\n`);
         } catch (err) {
           sayError(err);
         }

@@ -1,5 +1,6 @@
 // SteerLM chat page: plain browser JavaScript, no dependencies. Talks to this server's OpenAI-compatible
-// API with `steerlm.attributes` and streams replies over SSE.
+// API with `steerlm.attributes` and `steerlm.guidance`, streams replies over SSE, and, when the server has
+// an attribute model, shows each finished reply's measured attributes beside the requested ones.
 
 const $ = (id) => document.getElementById(id);
 const state = { schema: null, model: null, history: [], controller: null };
@@ -65,24 +66,83 @@ function buildSliders() {
     input.name = a.name;
     input.min = String(a.min);
     input.max = String(a.max);
-    input.step = "1";
+    // 0.1 steps: a value between two integers mixes their conditionings (src/inference/mixture.ts).
+    input.step = "0.1";
     input.value = String(a.default);
     input.title = a.description;
     input.setAttribute("aria-describedby", `attr-${a.name}-desc`);
     desc.id = `attr-${a.name}-desc`;
     input.addEventListener("input", () => {
-      out.textContent = input.value;
+      out.textContent = String(Number(input.value));
     });
     wrap.append(label, desc, input);
     box.append(wrap);
   }
 }
 
+/**
+ * The attributes moved off their defaults: the server fills in the rest, and guidance pushes only the
+ * attributes a request names (its contrast moves those to the other end of their scales).
+ */
 function attributes() {
   const out = {};
-  for (const input of $("sliders").querySelectorAll("input[type=range]"))
-    out[input.name] = Number(input.value);
+  for (const a of state.schema.attributes) {
+    const value = Number($(`attr-${a.name}`).value);
+    if (value !== a.default) out[a.name] = value;
+  }
   return out;
+}
+
+/** The measured-vs-requested panel: one row per attribute the APM predicts, a bar for the measurement. */
+function measuredPanel(score, requested) {
+  const panel = document.createElement("div");
+  panel.className = "measured";
+  const title = document.createElement("span");
+  title.className = "measured-title";
+  title.textContent = "measured (requested)";
+  panel.append(title);
+  for (const a of state.schema.apm.attributes) {
+    const value = score.attributes[a.name];
+    const row = document.createElement("div");
+    row.className = "measure";
+    row.dataset.attribute = a.name;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = a.name;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    const share = Math.min(1, Math.max(0, (value - a.min) / (a.max - a.min || 1)));
+    fill.style.width = `${(100 * share).toFixed(1)}%`;
+    bar.append(fill);
+    if (requested[a.name] !== undefined) {
+      const mark = document.createElement("span");
+      mark.className = "asked";
+      const asked = Math.min(1, Math.max(0, (requested[a.name] - a.min) / (a.max - a.min || 1)));
+      mark.style.left = `${(100 * asked).toFixed(1)}%`;
+      bar.append(mark);
+    }
+    const text = document.createElement("span");
+    text.className = "value";
+    text.textContent = `${value.toFixed(2)}${requested[a.name] !== undefined ? ` (${requested[a.name]})` : ""}`;
+    row.append(name, bar, text);
+    panel.append(row);
+  }
+  return panel;
+}
+
+/** Scores the conversation so far (its last message is the reply) and attaches the panel to the bubble. */
+async function measure(bubble, requested) {
+  const res = await fetch("/v1/steerlm/score", {
+    method: "POST",
+    headers: headers(),
+    body: JSON.stringify({ messages: state.history }),
+  });
+  if (!res.ok) throw new Error(`scoring failed (${await apiError(res)})`);
+  const { scores } = await res.json();
+  bubble.append(measuredPanel(scores[0], requested));
+  bubble.classList.add("measured-done");
 }
 
 function addMessage(role, text) {
@@ -146,6 +206,7 @@ async function send(text) {
   bubble.classList.add("streaming");
   const body = bubble.querySelector(".body");
   const attrs = attributes();
+  const guidance = Number($("guidance").value);
   state.controller = new AbortController();
   setBusy(true);
   let reply = "";
@@ -160,17 +221,19 @@ async function send(text) {
         stream: true,
         temperature: Number($("temperature").value),
         max_tokens: Number($("max-tokens").value),
-        steerlm: { attributes: attrs, return_prompt: true },
+        steerlm: { attributes: attrs, guidance, return_prompt: true },
       }),
     });
     if (!res.ok) throw new Error(await apiError(res));
     let usage = null;
+    let requested = attrs;
     for await (const data of sseEvents(res.body)) {
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);
       if (chunk.steerlm?.prompt) showPrompt(chunk.steerlm.prompt);
       if (chunk.usage) usage = chunk.usage;
+      if (chunk.steerlm?.attributes) requested = chunk.steerlm.attributes;
       const delta = chunk.choices?.[0]?.delta?.content;
       if (delta) {
         reply += delta;
@@ -180,17 +243,19 @@ async function send(text) {
     }
     const meta = document.createElement("span");
     meta.className = "meta";
-    const changed = Object.entries(attrs)
-      .filter(([k, v]) => state.schema.attributes.find((a) => a.name === k)?.default !== v)
-      .map(([k, v]) => `${k}:${v}`);
-    meta.textContent = `${changed.length ? changed.join(", ") : "default attributes"}${usage ? ` · ${usage.completion_tokens} tokens` : ""}`;
+    const changed = Object.entries(attrs).map(([k, v]) => `${k}:${v}`);
+    meta.textContent = `${changed.length ? changed.join(", ") : "default attributes"}${guidance > 0 ? ` · guidance ${guidance}` : ""}${usage ? ` · ${usage.completion_tokens} tokens` : ""}`;
     bubble.append(meta);
     bubble.classList.add("done");
+    state.history.push({ role: "assistant", content: reply });
+    reply = null;
+    // Without an attribute model on the server there is no panel at all (not an empty one).
+    if (state.schema.apm) await measure(bubble, requested);
   } catch (err) {
     if (err.name !== "AbortError") showError(String(err.message ?? err));
   } finally {
     bubble.classList.remove("streaming");
-    state.history.push({ role: "assistant", content: reply });
+    if (reply !== null) state.history.push({ role: "assistant", content: reply });
     state.controller = null;
     setBusy(false);
   }
@@ -199,6 +264,9 @@ async function send(text) {
 function init() {
   $("temperature").addEventListener("input", () => {
     $("temperature-value").textContent = $("temperature").value;
+  });
+  $("guidance").addEventListener("input", () => {
+    $("guidance-value").textContent = String(Number($("guidance").value));
   });
   $("composer").addEventListener("submit", (e) => {
     e.preventDefault();

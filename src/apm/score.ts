@@ -1,0 +1,225 @@
+import { type AttributeSchema, type AttributeValues, toLabel } from "../data/attributes.js";
+import { importChat } from "../data/formats/chat.js";
+import { fromJs } from "../data/json.js";
+import type { DataRecord, RecordTurn } from "../data/record.js";
+import { DEFAULT_SYSTEM_PROMPT } from "../data/template.js";
+import { Engine, remoteSetting } from "../inference/engine.js";
+import { type BackendSettings, checkLocal } from "../inference/open.js";
+import { InputError } from "../util/errors.js";
+import { mapOrdered } from "../util/ordered.js";
+import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
+import { attributeTokenIds, decodeGenerative, modelPicker, type PickToken } from "./generative.js";
+import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
+
+/** Assistant turns per forward pass (and, in `annotate`, records per resumable group). */
+export const ANNOTATE_DEFAULTS = { batchSize: 8 };
+
+/**
+ * The APM's predictions per assistant turn: the raw values and the labels `steerlm annotate` writes
+ * (clamped to the scale, rounded half to even). `annotate` and the scoring API (`ApmScorer`, behind
+ * `POST /v1/steerlm/score`) both predict through `predictGroup`, so they agree label for label.
+ */
+export interface TurnScore {
+  /** Raw predictions (the generative APM's are its decoded integers). */
+  attributes: Record<string, number>;
+  labels: AttributeValues;
+}
+
+/**
+ * What predicts a group's labels: the regression APM's fixed [B, T] batch, or the generative APM's
+ * constrained decoding, `concurrency` records at once, each next token picked here or by an engine.
+ */
+export type LabelPredictor =
+  | ApmPredictor
+  | {
+      pick: PickToken;
+      concurrency: number;
+      /** Requests to the engine sent again so far (undefined when decoding here). */
+      readonly retries?: number;
+    };
+
+/** `apm`'s predictor for groups of B records; a generative one decodes on the engine at `backend` if set. */
+export async function labelPredictor(
+  apm: LoadedApm,
+  B: number,
+  remote: BackendSettings = {},
+): Promise<LabelPredictor> {
+  if (remote.backend === undefined) {
+    checkLocal(remote);
+    if (apm.info.variant === "regression")
+      return new ApmPredictor(apm.backend, apm.model, B, apm.info.seqLen);
+    return { pick: modelPicker(apm.backend, apm.model), concurrency: 1 };
+  }
+  if (apm.info.variant === "regression")
+    throw new InputError(
+      "a regression APM predicts with its head, which no engine serves",
+      { file: apm.checkpoint, setting: "backend" },
+      "annotate here without an engine, or serve a generative APM (`steerlm export gguf <apm run>`)",
+    );
+  const concurrency = remoteSetting("concurrency", remote.concurrency);
+  const engine = await Engine.connect({ ...remote, backend: remote.backend, apiKey: remote.backendApiKey });
+  const text = (id: number) => apm.tokenizer.decode([id]);
+  return {
+    pick: (window, candidates) => engine.choose(window, candidates, text),
+    concurrency,
+    get retries() {
+      return engine.retries;
+    },
+  };
+}
+
+/**
+ * Predicts the turns `needs` picks of a group of records (at most the predictor's batch size of them per
+ * forward pass, in order). Per record: turn index -> score, for the attributes of `schema`.
+ */
+export async function predictGroup(
+  apm: LoadedApm,
+  schema: AttributeSchema,
+  predictor: LabelPredictor,
+  group: readonly DataRecord[],
+  needs: (t: RecordTurn) => boolean,
+): Promise<Array<Map<number, TurnScore>>> {
+  if (!(predictor instanceof ApmPredictor)) return predictGenerative(apm, schema, group, needs, predictor);
+  const out = group.map(() => new Map<number, TurnScore>());
+  const { batchSize: B, seqLen: T } = predictor;
+  const K = apm.info.schema.attributes.length;
+  const pad = apm.tokenizer.eosId ?? 0;
+  const outputs = schema.attributes.map((a) =>
+    apm.info.schema.attributes.findIndex((b) => b.name === a.name),
+  );
+  const jobs: Array<{ record: number; turn: number; ex: ApmExample }> = [];
+  group.forEach((r, ri) => {
+    r.turns.forEach((t, ti) => {
+      if (!needs(t)) return;
+      const { ids } = apmTokens(r, ti, apm.tokenizer, apm.info.bos, T);
+      jobs.push({ record: ri, turn: ti, ex: { ids, targets: new Float32Array(K) } });
+    });
+  });
+  for (let i = 0; i < jobs.length; i += B) {
+    const chunk = jobs.slice(i, i + B);
+    const batch = packApmBatch(
+      chunk.map((j) => j.ex),
+      B,
+      T,
+      K,
+      pad,
+    ).batch;
+    const pred = predictor.predict(batch); // [B·K]
+    chunk.forEach((j, s) => {
+      const score: TurnScore = { attributes: {}, labels: {} };
+      schema.attributes.forEach((a, k) => {
+        const x = pred[s * K + (outputs[k] as number)] as number;
+        score.attributes[a.name] = x;
+        score.labels[a.name] = toLabel(a, x);
+      });
+      out[j.record]?.set(j.turn, score);
+    });
+  }
+  return out;
+}
+
+/** The generative APM: turns in order, each decoded with the labels already chosen for earlier turns. */
+async function predictGenerative(
+  apm: LoadedApm,
+  schema: AttributeSchema,
+  group: readonly DataRecord[],
+  needs: (t: RecordTurn) => boolean,
+  decoder: { pick: PickToken; concurrency: number },
+): Promise<Array<Map<number, TurnScore>>> {
+  const pairs = attributeTokenIds(apm.tokenizer, apm.info.schema);
+  const record = async (r: DataRecord) => {
+    const scores = new Map<number, TurnScore>();
+    const earlier = new Map<number, AttributeValues>();
+    for (const [ti, t] of r.turns.entries()) {
+      if (!needs(t)) continue;
+      const { labels: all } = await decodeGenerative(
+        apm.tokenizer,
+        apm.info.schema,
+        pairs,
+        r,
+        ti,
+        earlier,
+        apm.info.bos,
+        apm.info.seqLen,
+        decoder.pick,
+      );
+      earlier.set(ti, all);
+      const labels: AttributeValues = {};
+      for (const a of schema.attributes) labels[a.name] = all[a.name] as number;
+      scores.set(ti, { attributes: { ...labels }, labels });
+    }
+    return scores;
+  };
+  const out: Array<Map<number, TurnScore>> = [];
+  for await (const scores of mapOrdered(group, decoder.concurrency, record)) out.push(scores);
+  return out;
+}
+
+/** An OpenAI-style conversation as `steerlm annotate` reads a chat JSONL line (src/data/formats/chat.ts). */
+export function chatRecord(
+  messages: ReadonlyArray<{ role: string; content: string }>,
+  schema: AttributeSchema,
+): DataRecord {
+  const [record] = importChat(fromJs({ messages }), {
+    schema,
+    origin: { file: "request", line: 1, format: "chat" },
+    ensureAscii: false,
+    system: DEFAULT_SYSTEM_PROMPT,
+  }) as DataRecord[];
+  return record as DataRecord;
+}
+
+/**
+ * An APM loaded for scoring conversations: the last assistant turn of each, every assistant turn
+ * predicted as `annotate` predicts it (the same batch shape, the same groups of `batchSize` records in
+ * order), so a conversation scored here gets the labels annotate writes for it in the same position.
+ */
+export class ApmScorer {
+  private constructor(
+    private readonly apm: LoadedApm,
+    private readonly predictor: LabelPredictor,
+    readonly batchSize: number,
+  ) {}
+
+  static async load(run: string, opts: { threads?: number; batchSize?: number } = {}): Promise<ApmScorer> {
+    const apm = await loadApm(run, opts.threads);
+    const B = opts.batchSize ?? ANNOTATE_DEFAULTS.batchSize;
+    return new ApmScorer(apm, await labelPredictor(apm, B), B);
+  }
+
+  /** The attributes predicted, in output order. */
+  get schema(): AttributeSchema {
+    return this.apm.info.schema;
+  }
+
+  /** The checkpoint file loaded. */
+  get checkpoint(): string {
+    return this.apm.checkpoint;
+  }
+
+  /**
+   * The last assistant turn of each record. Yields to the event loop between groups: the forward pass
+   * is synchronous, and a server has other requests to stream meanwhile.
+   */
+  async score(records: readonly DataRecord[]): Promise<TurnScore[]> {
+    const out: TurnScore[] = [];
+    const assistant = (t: RecordTurn) => t.role === "assistant";
+    for (let i = 0; i < records.length; i += this.batchSize) {
+      const group = records.slice(i, i + this.batchSize);
+      const scores = await predictGroup(this.apm, this.schema, this.predictor, group, assistant);
+      group.forEach((r, g) => {
+        const last = r.turns.findLastIndex(assistant);
+        const score = scores[g]?.get(last);
+        if (!score) throw new InputError("no assistant turn to score", { field: `conversations[${i + g}]` });
+        out.push(score);
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return out;
+  }
+
+  async free(): Promise<void> {
+    if (this.predictor instanceof ApmPredictor) this.predictor.free();
+    await this.apm.free();
+  }
+}

@@ -1,0 +1,147 @@
+import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
+import { Rng } from "../util/rng.js";
+
+/**
+ * Decoding from a combination of conditionings (mixture.ts): every conditioning's prompt runs in its own
+ * context sequence, all of them in lockstep (evaluated together, so node-llama-cpp decodes them in one
+ * batch), each step's next-token log-probabilities are combined with the plan's weights, and one token
+ * is chosen from the combination and fed to every sequence.
+ *
+ * The log-probabilities come from node-llama-cpp's `controlledEvaluate` with `probabilities`: at
+ * temperature 0 its sampler chain is greedy alone, so the list is the softmax of the raw logits over the
+ * whole vocabulary. A probability that underflows float32 to 0 is read as the smallest one float32 holds,
+ * so a token one conditioning rules out gets a very low, finite score instead of ±Infinity or NaN.
+ */
+const LOG_FLOOR = Math.log(1.401298464324817e-45);
+
+/** node-llama-cpp's own defaults when a sampling request leaves them out, so guided sampling matches. */
+const SAMPLER_DEFAULTS = { topK: 40, topP: 0.95 };
+
+export interface GuidedSampling {
+  /** 0: greedy (argmax of the combination, lowest id on ties). */
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+}
+
+/** The combination Σ_i weight_i · log p_i(t), per token id. */
+export function combineLogProbs(
+  distributions: ReadonlyArray<ReadonlyMap<number, number>>,
+  weights: readonly number[],
+): Float64Array {
+  const size = Math.max(...distributions.map((d) => d.size));
+  const out = new Float64Array(size);
+  distributions.forEach((d, i) => {
+    const w = weights[i] as number;
+    for (const [token, p] of d) out[token] += w * (p > 0 ? Math.log(p) : LOG_FLOOR);
+  });
+  return out;
+}
+
+/** Picks a token from combined scores: greedy at temperature 0, else top-k, top-p, temperature, draw. */
+export function tokenPicker(s: GuidedSampling): (scores: Float64Array) => number {
+  if (s.temperature <= 0 || s.topP === 0) return argmax;
+  const rng = new Rng(s.seed ?? Math.floor(Math.random() * 2 ** 32));
+  const topK = s.topK ?? SAMPLER_DEFAULTS.topK;
+  const topP = s.topP ?? SAMPLER_DEFAULTS.topP;
+  return (scores) => {
+    let ids = Array.from(scores.keys()).sort((a, b) => (scores[b] as number) - (scores[a] as number));
+    if (topK > 0) ids = ids.slice(0, topK);
+    const p = softmax(ids.map((i) => scores[i] as number));
+    let keep = 0;
+    for (let acc = 0; keep < ids.length && (keep === 0 || acc < topP); keep++) acc += p[keep] as number;
+    ids = ids.slice(0, keep);
+    const q = softmax(ids.map((i) => (scores[i] as number) / s.temperature));
+    let u = rng.float();
+    for (const [j, id] of ids.entries()) {
+      u -= q[j] as number;
+      if (u < 0) return id;
+    }
+    return ids[ids.length - 1] as number;
+  };
+}
+
+function argmax(scores: Float64Array): number {
+  let best = 0;
+  for (let i = 1; i < scores.length; i++) if ((scores[i] as number) > (scores[best] as number)) best = i;
+  return best;
+}
+
+function softmax(xs: readonly number[]): number[] {
+  const max = Math.max(...xs);
+  const e = xs.map((x) => Math.exp(x - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / sum);
+}
+
+/**
+ * Tokens from the combined distribution, forever (the caller stops). `sequences[i]` holds `prompts[i]`
+ * (clean histories expected), weighted by `weights[i]`.
+ */
+export async function* guidedTokens(
+  sequences: readonly LlamaContextSequence[],
+  prompts: readonly (readonly number[])[],
+  weights: readonly number[],
+  sampling: GuidedSampling,
+): AsyncGenerator<Token, void, void> {
+  const pick = tokenPicker(sampling);
+  let inputs = prompts.map((p) => p as Token[]);
+  for (;;) {
+    const outputs = await Promise.all(
+      inputs.map((tokens, i) => {
+        const last = tokens.length - 1;
+        const items = tokens.map((t, j) =>
+          j === last ? ([t, { generateNext: { probabilities: true } }] as const) : t,
+        );
+        return (sequences[i] as LlamaContextSequence).controlledEvaluate(
+          items as Parameters<LlamaContextSequence["controlledEvaluate"]>[0],
+        );
+      }),
+    );
+    const distributions = outputs.map((out, i) => {
+      const probabilities = out[(inputs[i] as Token[]).length - 1]?.next.probabilities;
+      if (!probabilities) throw new Error("node-llama-cpp returned no next-token probabilities");
+      return probabilities as ReadonlyMap<number, number>;
+    });
+    const token = pick(combineLogProbs(distributions, weights)) as Token;
+    yield token;
+    inputs = prompts.map(() => [token]);
+  }
+}
+
+/**
+ * The sequences of mixed generations: one context created on first use, `slots` groups of `width`
+ * sequences in it (a generation holding slot i of the model's pool uses group i). A separate context
+ * from the plain path's, so plain generations never share a batch with mixed ones and stay exactly as
+ * they were.
+ */
+export class WideSequences {
+  private groups: Promise<LlamaContextSequence[][]> | undefined;
+  private context: LlamaContext | undefined;
+
+  constructor(
+    readonly slots: number,
+    readonly width: number,
+    private readonly create: (sequences: number) => Promise<LlamaContext>,
+  ) {}
+
+  async group(slot: number): Promise<LlamaContextSequence[]> {
+    this.groups ??= this.create(this.slots * this.width).then((context) => {
+      this.context = context;
+      return Array.from({ length: this.slots }, () =>
+        Array.from({ length: this.width }, () => context.getSequence()),
+      );
+    });
+    // A failed creation is not cached: the next request tries again (and gets the same error).
+    const groups = await this.groups.catch((err: unknown) => {
+      this.groups = undefined;
+      throw err;
+    });
+    return groups[slot] as LlamaContextSequence[];
+  }
+
+  async dispose(): Promise<void> {
+    await this.context?.dispose();
+  }
+}
