@@ -180,7 +180,9 @@ describe.skipIf(!haveSharedData)("steerlm eval pareto", () => {
     expect(rep.hypervolumeShare).toBeCloseTo(rep.hypervolume / 36, 12);
     const png = readFileSync(join(out, "pareto.png"));
     expect(png.subarray(1, 4).toString()).toBe("PNG");
-    expect(png.readUInt32BE(16)).toBe(420);
+    const svg = readFileSync(join(out, "pareto.svg"), "utf8");
+    expect(svg).toContain("Pareto front: humor vs verbosity");
+    expect(svg).toContain("humor (measured)");
 
     const same = await runCli(["eval", "pareto", "-m", model, "--attrs", "humor,humor", "-o", out]);
     expect(same.code).toBe(1);
