@@ -81,7 +81,7 @@ const MUTATIONS: Record<string, (rng: Rng, line: Buffer) => Buffer> = {
   truncate: (rng, b) => b.subarray(0, rng.int(0, Math.max(0, b.length - 1))),
   flip: (rng, b) => {
     const c = Buffer.from(b);
-    for (let n = rng.int(1, 4); n > 0 && c.length > 0; n--) c[rng.int(0, c.length - 1)] ^= rng.int(1, 255);
+    for (let n = rng.int(1, 4); n > 0 && c.length > 0; n--) c[rng.int(0, c.length - 1)]! ^= rng.int(1, 255);
     return c;
   },
   wrongType: (rng, b) =>

@@ -146,7 +146,7 @@ function mutateGguf(
     return [kind, c];
   }
   if (kind === "flip") {
-    for (let n = rng.int(1, 8); n > 0; n--) c[rng.int(0, headerEnd - 1)] ^= rng.int(1, 255);
+    for (let n = rng.int(1, 8); n > 0; n--) c[rng.int(0, headerEnd - 1)]! ^= rng.int(1, 255);
     return [kind, c];
   }
   return [kind, c.subarray(0, rng.int(0, rng.chance(0.5) ? headerEnd : c.length - 1))];
@@ -161,7 +161,7 @@ function mutateSafetensors(rng: Rng, src: Buffer): [string, Buffer] {
     return [kind, encodeSafetensors(JSON.stringify(header), data, rng.pick(INTERESTING))];
   if (kind === "flip") {
     const c = Buffer.from(src);
-    for (let k = rng.int(1, 8); k > 0; k--) c[rng.int(0, 8 + n - 1)] ^= rng.int(1, 255);
+    for (let k = rng.int(1, 8); k > 0; k--) c[rng.int(0, 8 + n - 1)]! ^= rng.int(1, 255);
     return [kind, c];
   }
   if (kind === "truncate") return [kind, src.subarray(0, rng.int(0, src.length - 1))];

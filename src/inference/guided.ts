@@ -33,8 +33,9 @@ export function combineLogProbs(
   const size = Math.max(...distributions.map((d) => d.size));
   const out = new Float64Array(size);
   distributions.forEach((d, i) => {
-    const w = weights[i] as number;
-    for (const [token, p] of d) out[token] += w * (p > 0 ? Math.log(p) : LOG_FLOOR);
+    const w = weights[i]!;
+    // Full distributions: every id is below the vocabulary size, which is `size`.
+    for (const [token, p] of d) out[token]! += w * (p > 0 ? Math.log(p) : LOG_FLOOR);
   });
   return out;
 }

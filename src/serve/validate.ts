@@ -191,7 +191,7 @@ function messageList(v: unknown, param: string, last: ChatMessage["role"]): Chat
       content: text(content, at),
     };
   });
-  if (out[out.length - 1].role !== last) {
+  if (out.at(-1)?.role !== last) {
     throw badRequest(`the last message must come from the ${last}`, `${param}[${out.length - 1}].role`);
   }
   return out;
