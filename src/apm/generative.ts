@@ -30,7 +30,7 @@ export function attributeTokenIds(tokenizer: Tokenizer, schema: AttributeSchema)
           "train the generative APM with --init (its tokenizer gets one token per attribute setting)",
         );
       }
-      return ids[0] as number;
+      return ids[0]!;
     }),
   );
 }
@@ -49,13 +49,9 @@ export function modelPicker(backend: Backend, model: LlamaModel): PickToken {
     const row = (window.length - 1) * V;
     let best = 0;
     for (let v = 1; v < candidates.length; v++) {
-      if (
-        (logits[row + (candidates[v] as number)] as number) >
-        (logits[row + (candidates[best] as number)] as number)
-      )
-        best = v;
+      if ((logits[row + candidates[v]!] as number) > (logits[row + candidates[best]!] as number)) best = v;
     }
-    return candidates[best] as number;
+    return candidates[best]!;
   };
 }
 

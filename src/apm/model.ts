@@ -132,7 +132,7 @@ export class ApmPredictor {
   ) {
     const B = batchSize;
     const T = seqLen;
-    this.outputs = model.tensor(HEAD_WEIGHT).ne[1] as number;
+    this.outputs = model.tensor(HEAD_WEIGHT).ne[1]!;
     this.#static = new Context(8);
     const s = this.#static;
     this.#in = {

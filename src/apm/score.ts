@@ -108,7 +108,7 @@ export async function predictGroup(
     chunk.forEach((j, s) => {
       const score: TurnScore = { attributes: {}, labels: {} };
       schema.attributes.forEach((a, k) => {
-        const x = pred[s * K + (outputs[k] as number)] as number;
+        const x = pred[s * K + outputs[k]!] as number;
         score.attributes[a.name] = x;
         score.labels[a.name] = toLabel(a, x);
       });
@@ -145,7 +145,7 @@ async function predictGenerative(
       );
       earlier.set(ti, all);
       const labels: AttributeValues = {};
-      for (const a of schema.attributes) labels[a.name] = all[a.name] as number;
+      for (const a of schema.attributes) labels[a.name] = all[a.name]!;
       scores.set(ti, { attributes: { ...labels }, labels });
     }
     return scores;

@@ -205,7 +205,7 @@ export function contrastingSamples(r: SteerabilityReport): Sample[] {
 export function formatDemoReport(r: DemoReport): string {
   const lines: string[] = [];
   const names = Object.keys(r.attributes);
-  const levels = r.attributes[names[0] as string]?.requested ?? [];
+  const levels = r.attributes[names[0]!]?.requested ?? [];
   const w = Math.max(...names.map((n) => n.length), 9);
   lines.push("Steerability on held-out prompts (oracle-measured mean at each requested level)");
   lines.push(

@@ -107,7 +107,7 @@ export async function evaluateSteerability(opts: EvaluateOptions): Promise<Steer
       const requested: number[] = [];
       const measured: number[] = [];
       for (let level = def.min; level <= def.max; level++) {
-        const at = mine.filter((s) => s.level === level).map((s) => s.measured[def.name] as number);
+        const at = mine.filter((s) => s.level === level).map((s) => s.measured[def.name]!);
         requested.push(level);
         measured.push(at.reduce((a, b) => a + b, 0) / Math.max(1, at.length));
       }
@@ -117,7 +117,7 @@ export async function evaluateSteerability(opts: EvaluateOptions): Promise<Steer
         measured,
         spearmanSamples: spearman(
           mine.map((s) => s.level),
-          mine.map((s) => s.measured[def.name] as number),
+          mine.map((s) => s.measured[def.name]!),
         ),
         exact: mine.filter((s) => s.measured[def.name] === s.level).length / Math.max(1, mine.length),
       };

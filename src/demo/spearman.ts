@@ -29,8 +29,8 @@ export function pearson(xs: readonly number[], ys: readonly number[]): number {
   let sxx = 0;
   let syy = 0;
   for (let i = 0; i < n; i++) {
-    const dx = (xs[i] as number) - mx;
-    const dy = (ys[i] as number) - my;
+    const dx = xs[i]! - mx;
+    const dy = ys[i]! - my;
     sxy += dx * dy;
     sxx += dx * dx;
     syy += dy * dy;

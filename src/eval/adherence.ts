@@ -142,7 +142,7 @@ export function summarizeAdherence(
     });
     const n = Math.max(1, mine.length);
     const others = samples.filter((s) => s.attribute !== attribute);
-    const steps = measured.slice(1).map((m, i) => m >= (measured[i] as number));
+    const steps = measured.slice(1).map((m, i) => m >= measured[i]!);
     out[attribute] = {
       requested: [...levels],
       measured,
@@ -167,7 +167,7 @@ const MAX_LEVEL_COLUMNS = 11;
 export function formatAdherence(r: AdherenceReport): string {
   const names = Object.keys(r.attributes);
   const w = Math.max(9, ...names.map((n) => n.length));
-  const levels = r.attributes[names[0] as string]?.requested ?? [];
+  const levels = r.attributes[names[0]!]?.requested ?? [];
   const columns = levels.length <= MAX_LEVEL_COLUMNS;
   const rho = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : "n/a");
   const fixed = (x: number, width: number) => (Number.isFinite(x) ? x.toFixed(2) : "-").padStart(width);

@@ -130,7 +130,7 @@ export type ReviewNames = (r: LegacyReview) => [string, string];
  */
 export function reviewNamesFor(file: string): ReviewNames {
   const m = /^review_([^_]+)_([^_]+)\.jsonl$/.exec(basename(file));
-  const fallback: [string, string] = m ? [m[1] as string, m[2] as string] : ["assistant_1", "assistant_2"];
+  const fallback: [string, string] = m ? [m[1]!, m[2]!] : ["assistant_1", "assistant_2"];
   return (r) => {
     const md = r.metadata ?? {};
     return typeof md.model_1 === "string" && typeof md.model_2 === "string"

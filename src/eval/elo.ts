@@ -48,18 +48,18 @@ export function bradleyTerry(
       let denom = 0;
       for (let j = 0; j < n; j++) {
         const nij = (games[i] as Float64Array)[j] as number;
-        if (nij > 0) denom += nij / ((p[i] as number) + (p[j] as number));
+        if (nij > 0) denom += nij / (p[i]! + p[j]!);
       }
-      next[i] = denom > 0 ? (wins[i] as number) / denom : (p[i] as number);
+      next[i] = denom > 0 ? wins[i]! / denom : p[i]!;
     }
     // Normalise to geometric mean 1: the likelihood only fixes ratios.
     const logMean = next.reduce((a, x) => a + Math.log(Math.max(x, 1e-300)), 0) / n;
-    for (let i = 0; i < n; i++) next[i] = (next[i] as number) / Math.exp(logMean);
-    const delta = next.reduce((a, x, i) => Math.max(a, Math.abs(x - (p[i] as number))), 0);
+    for (let i = 0; i < n; i++) next[i] = next[i]! / Math.exp(logMean);
+    const delta = next.reduce((a, x, i) => Math.max(a, Math.abs(x - p[i]!)), 0);
     p = next;
     if (delta < (opts.tol ?? 1e-12)) break;
   }
-  return new Map(models.map((m, i) => [m, 1000 + 400 * Math.log10(Math.max(p[i] as number, 1e-300))]));
+  return new Map(models.map((m, i) => [m, 1000 + 400 * Math.log10(Math.max(p[i]!, 1e-300))]));
 }
 
 /** The MLE exists (finite ratings) only if no model won, or lost, every one of its games. */

@@ -290,7 +290,7 @@ function buildMatches(opts: JudgeRunOptions): Match[] {
           legacy.reviewers,
           legacy.prompts,
           q.category,
-          q.turns[0] as string,
+          q.turns[0]!,
           a1.choices[0]?.turns[0] ?? "",
           a2.choices[0]?.turns[0] ?? "",
         );

@@ -24,7 +24,7 @@ export function formatTemplate(template: string, values: Readonly<Record<string,
   let out = "";
   let i = 0;
   while (i < template.length) {
-    const c = template[i] as string;
+    const c = template[i]!;
     if (c === "{" && template[i + 1] === "{") {
       out += "{";
       i += 2;
@@ -83,9 +83,7 @@ function refValues(ref: ModelAnswer | undefined, turn: 1 | 2): Record<string, st
   if (!ref) return {};
   const turns = firstChoice(ref, turn, "the reference answer");
   // FastChat fills ref_answer_2 too; only the multi-turn templates use it (vicuna_bench refs have one turn).
-  return turn === 2
-    ? { ref_answer_1: turns[0] as string, ref_answer_2: turns[1] as string }
-    : { ref_answer_1: turns[0] as string };
+  return turn === 2 ? { ref_answer_1: turns[0]!, ref_answer_2: turns[1]! } : { ref_answer_1: turns[0]! };
 }
 
 function questionTurns(q: Question, turn: 1 | 2): string[] {
@@ -113,12 +111,12 @@ export function singleJudgeMessages(
   const at = firstChoice(answer, turn, `model ${answer.model_id}`);
   const values: Record<string, string> =
     turn === 1
-      ? { question: qt[0] as string, answer: at[0] as string }
+      ? { question: qt[0]!, answer: at[0]! }
       : {
-          question_1: qt[0] as string,
-          question_2: qt[1] as string,
-          answer_1: at[0] as string,
-          answer_2: at[1] as string,
+          question_1: qt[0]!,
+          question_2: qt[1]!,
+          answer_1: at[0]!,
+          answer_2: at[1]!,
         };
   return messages(judge, formatTemplate(judge.prompt_template, { ...values, ...refValues(ref, turn) }));
 }
@@ -137,14 +135,14 @@ export function pairJudgeMessages(
   const bt = firstChoice(b, turn, `model ${b.model_id}`);
   const values: Record<string, string> =
     turn === 1
-      ? { question: qt[0] as string, answer_a: at[0] as string, answer_b: bt[0] as string }
+      ? { question: qt[0]!, answer_a: at[0]!, answer_b: bt[0]! }
       : {
-          question_1: qt[0] as string,
-          question_2: qt[1] as string,
-          answer_a_1: at[0] as string,
-          answer_b_1: bt[0] as string,
-          answer_a_2: at[1] as string,
-          answer_b_2: bt[1] as string,
+          question_1: qt[0]!,
+          question_2: qt[1]!,
+          answer_a_1: at[0]!,
+          answer_b_1: bt[0]!,
+          answer_a_2: at[1]!,
+          answer_b_2: bt[1]!,
         };
   return messages(judge, formatTemplate(judge.prompt_template, { ...values, ...refValues(ref, turn) }));
 }

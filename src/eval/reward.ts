@@ -104,7 +104,7 @@ export async function evaluateReward(opts: RewardOptions): Promise<RewardReport>
   // Chosen and rejected replies alternate, so both of a pair are scored in the same group.
   const scores = await opts.apm.score(pairs.flatMap((p) => [p.chosen, p.rejected]));
   const reward = (i: number) =>
-    Object.entries(weights).reduce((sum, [name, w]) => sum + w * (scores[i]?.attributes[name] as number), 0);
+    Object.entries(weights).reduce((sum, [name, w]) => sum + w * scores[i]?.attributes[name]!, 0);
   const details = pairs.map((p, i) => ({
     subset: p.subset,
     line: p.origin.line,
@@ -144,7 +144,7 @@ export function accuracy(right: readonly boolean[], resamples: number, rng: Rng)
     return c / n;
   }).sort((a, b) => a - b);
   const tail = (1 - REWARD_DEFAULTS.confidence) / 2;
-  const at = (q: number) => means[Math.min(resamples - 1, Math.max(0, Math.floor(q * resamples)))] as number;
+  const at = (q: number) => means[Math.min(resamples - 1, Math.max(0, Math.floor(q * resamples)))]!;
   return {
     pairs: n,
     correct,

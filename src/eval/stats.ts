@@ -39,7 +39,7 @@ function quantile(sorted: readonly number[], q: number): number {
   const at = (sorted.length - 1) * q;
   const lo = Math.floor(at);
   const hi = Math.ceil(at);
-  return (sorted[lo] as number) + ((sorted[hi] as number) - (sorted[lo] as number)) * (at - lo);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
 }
 
 /**
@@ -56,7 +56,7 @@ export function bootstrap<T>(
   const draws: number[] = [];
   for (let r = 0; r < (opts.resamples ?? 1000); r++) {
     const rows: T[] = [];
-    for (const g of groups) for (let i = 0; i < g.length; i++) rows.push(g[rng.int(0, g.length - 1)] as T);
+    for (const g of groups) for (let i = 0; i < g.length; i++) rows.push(g[rng.int(0, g.length - 1)]!);
     const v = stat(rows);
     if (Number.isFinite(v)) draws.push(v);
   }

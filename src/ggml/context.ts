@@ -104,7 +104,7 @@ export class Context implements Disposable {
   #binary(op: "ggml_add" | "ggml_sub" | "ggml_mul" | "ggml_div", a: Tensor, b: Tensor): Tensor {
     if (a.type !== "f32" || b.type !== "f32") fail(op, `f32 operands required, got ${a.type} and ${b.type}`);
     for (let i = 0; i < 4; i++) {
-      if ((a.ne[i] as number) % (b.ne[i] as number) !== 0) {
+      if (a.ne[i]! % b.ne[i]! !== 0) {
         fail(op, `cannot broadcast ${b.shapeText} to ${a.shapeText}`);
       }
     }
@@ -158,7 +158,7 @@ export class Context implements Disposable {
   /** Tiles `a` to the shape of `like`. */
   repeat(a: Tensor, like: Tensor): Tensor {
     for (let i = 0; i < 4; i++) {
-      if ((like.ne[i] as number) % (a.ne[i] as number) !== 0) {
+      if (like.ne[i]! % a.ne[i]! !== 0) {
         fail("repeat", `cannot repeat ${a.shapeText} to ${like.shapeText}`);
       }
     }
@@ -169,7 +169,7 @@ export class Context implements Disposable {
   /** ggml_mul_mat(a, b) = b·aᵀ: a [K, M, ...], b [K, N, ...] → [M, N, ...]; b's dims 2,3 may broadcast a's. */
   mulMat(a: Tensor, b: Tensor): Tensor {
     if (a.ne[0] !== b.ne[0]) fail("mul_mat", `inner dims differ: a ${a.shapeText} vs b ${b.shapeText}`);
-    if ((b.ne[2] as number) % (a.ne[2] as number) !== 0 || (b.ne[3] as number) % (a.ne[3] as number) !== 0) {
+    if (b.ne[2]! % a.ne[2]! !== 0 || b.ne[3]! % a.ne[3]! !== 0) {
       fail("mul_mat", `cannot broadcast a ${a.shapeText} over b ${b.shapeText}`);
     }
     if (a.nb[0] > a.nb[1]) fail("mul_mat", "a must not be transposed");
@@ -185,7 +185,7 @@ export class Context implements Disposable {
   #gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
     const k = this.options.plainOps ? null : loadKernels();
     if (!k || a.nb[0] !== blockBytes(a.type) || b.nb[0] !== blockBytes(b.type)) return null;
-    if (a.type === "bf16" && b.type === "bf16") return (a.ne[0] as number) % 2 === 0 ? k.gemmBf16 : null;
+    if (a.type === "bf16" && b.type === "bf16") return a.ne[0]! % 2 === 0 ? k.gemmBf16 : null;
     if (b.type !== "f32") return null;
     // a frozen base in f16, bf16 or Q8_0 is widened to f32 inside the kernel (exact), unlike ggml's f16 and
     // Q8_0 paths, which also round the f32 operand to f16 / Q8_0
@@ -212,9 +212,9 @@ export class Context implements Disposable {
       if (mask.type !== "f32" || !mask.contiguous) fail("soft_max_ext", "mask must be contiguous f32");
       if (
         mask.ne[0] !== a.ne[0] ||
-        (mask.ne[1] as number) < (a.ne[1] as number) ||
-        (a.ne[2] as number) % (mask.ne[2] as number) !== 0 ||
-        (a.ne[3] as number) % (mask.ne[3] as number) !== 0
+        mask.ne[1]! < a.ne[1]! ||
+        a.ne[2]! % mask.ne[2]! !== 0 ||
+        a.ne[3]! % mask.ne[3]! !== 0
       ) {
         fail("soft_max_ext", `mask ${mask.shapeText} does not fit scores ${a.shapeText}`);
       }
@@ -450,7 +450,7 @@ export class Context implements Disposable {
   /** Sums a over the dimensions it was repeated along to reach b's shape. */
   repeatBack(a: Tensor, like: Tensor): Tensor {
     for (let i = 0; i < 4; i++) {
-      if ((a.ne[i] as number) % (like.ne[i] as number) !== 0)
+      if (a.ne[i]! % like.ne[i]! !== 0)
         fail("repeat_back", `cannot reduce ${a.shapeText} to ${like.shapeText}`);
     }
     return this.#wrap(this.#n.base.ggml_repeat_back(this.#ptr, ptrOf(a), ptrOf(like)));

@@ -47,31 +47,24 @@ function expected(cs: Case, data: Float32Array): { ne: number[]; values: number[
   const vst = [0, 0, 0, 0];
   const axes = cs.permute ?? [0, 1, 2, 3];
   for (let i = 0; i < 4; i++) {
-    vne[axes[i] as number] = cs.ne[i] as number;
-    vst[axes[i] as number] = st[i] as number;
+    vne[axes[i]!] = cs.ne[i]!;
+    vst[axes[i]!] = st[i]!;
   }
   if (cs.transpose) {
-    [vne[0], vne[1]] = [vne[1] as number, vne[0] as number];
-    [vst[0], vst[1]] = [vst[1] as number, vst[0] as number];
+    [vne[0], vne[1]] = [vne[1]!, vne[0]!];
+    [vst[0], vst[1]] = [vst[1]!, vst[0]!];
   }
-  const d0 = Math.ceil((vne[0] as number) / cs.multiple) * cs.multiple;
+  const d0 = Math.ceil(vne[0]! / cs.multiple) * cs.multiple;
   const values: number[] = [];
-  for (let i3 = 0; i3 < (vne[3] as number); i3++)
-    for (let i2 = 0; i2 < (vne[2] as number); i2++)
-      for (let i1 = 0; i1 < (vne[1] as number); i1++)
+  for (let i3 = 0; i3 < vne[3]!; i3++)
+    for (let i2 = 0; i2 < vne[2]!; i2++)
+      for (let i1 = 0; i1 < vne[1]!; i1++)
         for (let i0 = 0; i0 < d0; i0++) {
           const v =
-            i0 < (vne[0] as number)
-              ? (data[
-                  i0 * (vst[0] as number) +
-                    i1 * (vst[1] as number) +
-                    i2 * (vst[2] as number) +
-                    i3 * (vst[3] as number)
-                ] as number)
-              : 0;
+            i0 < vne[0]! ? (data[i0 * vst[0]! + i1 * vst[1]! + i2 * vst[2]! + i3 * vst[3]!] as number) : 0;
           values.push(cs.type === "bf16" ? bf16Bits(v) : v);
         }
-  return { ne: [d0, vne[1] as number, vne[2] as number, vne[3] as number], values };
+  return { ne: [d0, vne[1]!, vne[2]!, vne[3]!], values };
 }
 
 /** Values that round differently to bf16: both signs, a NaN, an infinity, -0 and an exact tie. */
@@ -239,11 +232,11 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
                     let sum = 0;
                     let mag = 0;
                     for (let k = 0; k < K; k++) {
-                      const p = (ad.values[ao + k] as number) * (bd.values[bo + k] as number);
+                      const p = ad.values[ao + k]! * bd.values[bo + k]!;
                       sum += p;
                       mag += Math.abs(p);
                     }
-                    const o = got[((i3 * B2 + i2) * N + n) * M + m] as number;
+                    const o = got[((i3 * B2 + i2) * N + n) * M + m]!;
                     worst = Math.max(worst, Math.abs(o - sum) / (mag + 1e-30));
                   }
             // steerlm's kernels widen f16/bf16/Q8_0 exactly; ggml's own paths round the f32 operand to f16
@@ -275,7 +268,7 @@ describe("steerlm's GEMM on a very long reduction", () => {
         let sum = 0;
         let abs = 0;
         for (let k = 0; k < K; k++) {
-          const p = (ad[m * K + k] as number) * (bd[n * K + k] as number);
+          const p = ad[m * K + k]! * bd[n * K + k]!;
           sum += p;
           abs += Math.abs(p);
         }
@@ -301,8 +294,7 @@ describe("steerlm's GEMM on a very long reduction", () => {
       const bytes = getBytes(out);
       const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
       let worst = 0;
-      for (let i = 0; i < M * N; i++)
-        worst = Math.max(worst, Math.abs((got[i] as number) - (want[i] as number)) / (mag[i] as number));
+      for (let i = 0; i < M * N; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / mag[i]!);
       expect(worst, `${threads} threads`).toBeLessThan((K + 1) * 2 ** -24);
       alloc.free();
       c.free();

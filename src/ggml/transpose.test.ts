@@ -35,8 +35,7 @@ describe("Context.transposed", () => {
         const want = new Float32Array(data.length);
         for (let k = 0; k < n2 * n3; k++)
           for (let i = 0; i < n0; i++)
-            for (let j = 0; j < n1; j++)
-              want[k * n0 * n1 + i * n1 + j] = data[k * n0 * n1 + j * n0 + i] as number;
+            for (let j = 0; j < n1; j++) want[k * n0 * n1 + i * n1 + j] = data[k * n0 * n1 + j * n0 + i]!;
         expect(got).toEqual(want);
         alloc.free();
         c.free();

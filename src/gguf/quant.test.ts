@@ -65,9 +65,7 @@ describe("BF16", () => {
     const bits = f32ToBf16(x);
     const back = dequantize("BF16", new Uint8Array(bits.buffer), x.length);
     for (let i = 0; i < x.length; i++) {
-      expect(Math.abs((back[i] as number) - (x[i] as number))).toBeLessThanOrEqual(
-        Math.abs(x[i] as number) * 2 ** -8,
-      );
+      expect(Math.abs(back[i]! - x[i]!)).toBeLessThanOrEqual(Math.abs(x[i]!) * 2 ** -8);
     }
   });
 });
@@ -84,7 +82,7 @@ describe("Q8_0", () => {
       // step d = amax/127 (stored as f16, relative error ≤ 2^-11); rounding error ≤ d/2 plus 127·Δd.
       const bound = (amax / 127) * 0.5 + amax * 2 ** -11 + 1e-12;
       for (let j = 0; j < 32; j++) {
-        expect(Math.abs((back[b * 32 + j] as number) - (block[j] as number))).toBeLessThanOrEqual(bound);
+        expect(Math.abs(back[b * 32 + j]! - block[j]!)).toBeLessThanOrEqual(bound);
       }
     }
   });

@@ -14,7 +14,7 @@ const u32 = new Uint32Array(f32.buffer);
 /** float32 -> IEEE half bits, round-to-nearest-even; overflow -> ±inf; NaN stays NaN (quiet). */
 export function f32ToF16Bits(value: number): number {
   f32[0] = value;
-  const x = u32[0] as number;
+  const x = u32[0]!;
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;
@@ -59,31 +59,31 @@ function buildF16Table(): Float32Array {
 
 export function f16BitsToF32(bits: number): number {
   f16Table ??= buildF16Table();
-  return f16Table[bits & 0xffff] as number;
+  return f16Table[bits & 0xffff]!;
 }
 
 /** float32 -> bfloat16 bits, round-to-nearest-even (NaN kept quiet, as ggml_compute_fp32_to_bf16 does). */
 export function f32ToBf16Bits(value: number): number {
   f32[0] = value;
-  const x = u32[0] as number;
+  const x = u32[0]!;
   if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x40) & 0xffff;
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 export function bf16BitsToF32(bits: number): number {
   u32[0] = (bits & 0xffff) << 16;
-  return f32[0] as number;
+  return f32[0]!;
 }
 
 export function f32ToF16(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i] as number);
+  for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]!);
   return out;
 }
 
 export function f32ToBf16(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32ToBf16Bits(src[i] as number);
+  for (let i = 0; i < src.length; i++) out[i] = f32ToBf16Bits(src[i]!);
   return out;
 }
 
@@ -104,13 +104,12 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
   const view = new DataView(out.buffer);
   for (let b = 0; b < nb; b++) {
     let amax = 0;
-    for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(src[b * QK + j] as number));
+    for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(src[b * QK + j]!));
     const d = Math.fround(amax / 127);
     const id = d ? Math.fround(1 / d) : 0;
     const o = b * 34;
     view.setUint16(o, f32ToF16Bits(d), true);
-    for (let j = 0; j < QK; j++)
-      view.setInt8(o + 2 + j, roundf(Math.fround((src[b * QK + j] as number) * id)));
+    for (let j = 0; j < QK; j++) view.setInt8(o + 2 + j, roundf(Math.fround(src[b * QK + j]! * id)));
   }
   return out;
 }
@@ -130,9 +129,9 @@ export function dequantize(type: GgmlTypeName, bytes: Uint8Array, n: number): Fl
       const table = f16Table;
       if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
         const h = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
-        for (let i = 0; i < n; i++) out[i] = table[h[i] as number] as number;
+        for (let i = 0; i < n; i++) out[i] = table[h[i]!] as number;
       } else {
-        for (let i = 0; i < n; i++) out[i] = table[view.getUint16(i * 2, true)] as number;
+        for (let i = 0; i < n; i++) out[i] = table[view.getUint16(i * 2, true)]!;
       }
       return out;
     }
@@ -151,7 +150,7 @@ export function dequantize(type: GgmlTypeName, bytes: Uint8Array, n: number): Fl
         const o = b * 18;
         const d = f16BitsToF32(view.getUint16(o, true));
         for (let j = 0; j < 16; j++) {
-          const q = bytes[o + 2 + j] as number;
+          const q = bytes[o + 2 + j]!;
           out[b * 32 + j] = ((q & 0xf) - 8) * d;
           out[b * 32 + j + 16] = ((q >> 4) - 8) * d;
         }
@@ -180,7 +179,7 @@ export const DECODABLE_TYPES: readonly GgmlTypeName[] = [
 
 /** The 6-bit scale and min of sub-block j (of 8) packed into the 12 bytes at `s` (ggml's get_scale_min_k4). */
 function scaleMinK4(j: number, bytes: Uint8Array, s: number): [number, number] {
-  const q = (i: number) => bytes[s + i] as number;
+  const q = (i: number) => bytes[s + i]!;
   if (j < 4) return [q(j) & 63, q(j + 4) & 63];
   return [(q(j + 4) & 0xf) | ((q(j - 4) >> 6) << 4), (q(j + 4) >> 4) | ((q(j) >> 6) << 4)];
 }
@@ -200,8 +199,8 @@ function dequantizeQ4K(bytes: Uint8Array, view: DataView, out: Float32Array): vo
       const d2 = d * sc2;
       const mm1 = dmin * m1;
       const mm2 = dmin * m2;
-      for (let l = 0; l < 32; l++) out[y + l] = d1 * ((bytes[qs + l] as number) & 0xf) - mm1;
-      for (let l = 0; l < 32; l++) out[y + 32 + l] = d2 * ((bytes[qs + l] as number) >> 4) - mm2;
+      for (let l = 0; l < 32; l++) out[y + l] = d1 * (bytes[qs + l]! & 0xf) - mm1;
+      for (let l = 0; l < 32; l++) out[y + 32 + l] = d2 * (bytes[qs + l]! >> 4) - mm2;
       qs += 32;
       y += 64;
     }
@@ -220,9 +219,9 @@ function dequantizeQ6K(bytes: Uint8Array, view: DataView, out: Float32Array): vo
       const y = b * 256 + half * 128;
       for (let l = 0; l < 32; l++) {
         const is = l >> 4;
-        const h = bytes[qh + l] as number;
-        const lo = bytes[ql + l] as number;
-        const lo2 = bytes[ql + l + 32] as number;
+        const h = bytes[qh + l]!;
+        const lo = bytes[ql + l]!;
+        const lo2 = bytes[ql + l + 32]!;
         const q1 = ((lo & 0xf) | ((h & 3) << 4)) - 32;
         const q2 = ((lo2 & 0xf) | (((h >> 2) & 3) << 4)) - 32;
         const q3 = ((lo >> 4) | (((h >> 4) & 3) << 4)) - 32;

@@ -386,7 +386,7 @@ function wrongType(file: GgufFile, key: string, want: string, v: GgufMetaValue):
 export function metaString(file: GgufFile, key: string): string;
 export function metaString<T>(file: GgufFile, key: string, fallback: T): string | T;
 export function metaString<T>(file: GgufFile, key: string, ...fallback: [T?]): string | T {
-  if (fallback.length > 0 && !file.metadata.has(key)) return fallback[0] as T;
+  if (fallback.length > 0 && !file.metadata.has(key)) return fallback[0]!;
   const v = meta(file, key);
   if (v.type !== "string") throw wrongType(file, key, "a string", v);
   return v.value;
@@ -396,7 +396,7 @@ export function metaString<T>(file: GgufFile, key: string, ...fallback: [T?]): s
 export function metaNumber(file: GgufFile, key: string): number;
 export function metaNumber<T>(file: GgufFile, key: string, fallback: T): number | T;
 export function metaNumber<T>(file: GgufFile, key: string, ...fallback: [T?]): number | T {
-  if (fallback.length > 0 && !file.metadata.has(key)) return fallback[0] as T;
+  if (fallback.length > 0 && !file.metadata.has(key)) return fallback[0]!;
   const v = meta(file, key);
   if (v.type === "array" || v.type === "string" || v.type === "bool")
     throw wrongType(file, key, "a number", v);
@@ -413,7 +413,7 @@ export function metaNumber<T>(file: GgufFile, key: string, ...fallback: [T?]): n
 export function metaBool(file: GgufFile, key: string): boolean;
 export function metaBool<T>(file: GgufFile, key: string, fallback: T): boolean | T;
 export function metaBool<T>(file: GgufFile, key: string, ...fallback: [T?]): boolean | T {
-  if (fallback.length > 0 && !file.metadata.has(key)) return fallback[0] as T;
+  if (fallback.length > 0 && !file.metadata.has(key)) return fallback[0]!;
   const v = meta(file, key);
   if (v.type !== "bool") throw wrongType(file, key, "a bool", v);
   return v.value;

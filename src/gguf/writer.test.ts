@@ -105,10 +105,10 @@ describe("read after write", () => {
     const bf16 = await readTensorF32(f, "a.bf16");
     const q8 = await readTensorF32(f, "a.q8");
     for (let i = 0; i < n; i++) {
-      const v = x[i] as number;
-      expect(Math.abs((f16[i] as number) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11);
-      expect(Math.abs((bf16[i] as number) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8);
-      expect(Math.abs((q8[i] as number) - v)).toBeLessThanOrEqual((3 / 127) * 0.5 + 3 * 2 ** -11);
+      const v = x[i]!;
+      expect(Math.abs(f16[i]! - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11);
+      expect(Math.abs(bf16[i]! - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8);
+      expect(Math.abs(q8[i]! - v)).toBeLessThanOrEqual((3 / 127) * 0.5 + 3 * 2 ** -11);
     }
     expect(Buffer.from(await readTensorBytes(f, "a.q4k")).equals(Buffer.from(q4k))).toBe(true);
     const q4kValues = await readTensorF32(f, "a.q4k");

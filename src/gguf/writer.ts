@@ -230,7 +230,7 @@ export async function writeGguf(path: string, input: GgufWriteInput): Promise<nu
     for (const d of t.shape) h.u64(d);
     h.u32(GGML_TYPES[t.type].id);
     h.u64(offset);
-    offset = alignUp(offset + (sizes[i] as number), alignment);
+    offset = alignUp(offset + sizes[i]!, alignment);
   });
   // Like llama.cpp and gguf-py: the header is padded only when a data section follows.
   const headerPad = input.tensors.length > 0 ? alignUp(h.length, alignment) - h.length : 0;

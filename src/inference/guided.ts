@@ -47,25 +47,25 @@ export function tokenPicker(s: GuidedSampling): (scores: Float64Array) => number
   const topK = s.topK ?? SAMPLER_DEFAULTS.topK;
   const topP = s.topP ?? SAMPLER_DEFAULTS.topP;
   return (scores) => {
-    let ids = Array.from(scores.keys()).sort((a, b) => (scores[b] as number) - (scores[a] as number));
+    let ids = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]!);
     if (topK > 0) ids = ids.slice(0, topK);
-    const p = softmax(ids.map((i) => scores[i] as number));
+    const p = softmax(ids.map((i) => scores[i]!));
     let keep = 0;
-    for (let acc = 0; keep < ids.length && (keep === 0 || acc < topP); keep++) acc += p[keep] as number;
+    for (let acc = 0; keep < ids.length && (keep === 0 || acc < topP); keep++) acc += p[keep]!;
     ids = ids.slice(0, keep);
-    const q = softmax(ids.map((i) => (scores[i] as number) / s.temperature));
+    const q = softmax(ids.map((i) => scores[i]! / s.temperature));
     let u = rng.float();
     for (const [j, id] of ids.entries()) {
-      u -= q[j] as number;
+      u -= q[j]!;
       if (u < 0) return id;
     }
-    return ids[ids.length - 1] as number;
+    return ids[ids.length - 1]!;
   };
 }
 
 function argmax(scores: Float64Array): number {
   let best = 0;
-  for (let i = 1; i < scores.length; i++) if ((scores[i] as number) > (scores[best] as number)) best = i;
+  for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
   return best;
 }
 

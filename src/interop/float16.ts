@@ -8,7 +8,7 @@ import { InputError, type Place } from "../util/errors.js";
 export function f32ToF16Checked(data: Float32Array, place: Place): Uint16Array {
   const half = f32ToF16(data);
   for (let i = 0; i < half.length; i++) {
-    if (((half[i] as number) & 0x7fff) === 0x7c00 && Number.isFinite(data[i])) {
+    if ((half[i]! & 0x7fff) === 0x7c00 && Number.isFinite(data[i])) {
       throw new InputError(
         `value ${data[i]} is outside the float16 range (±65504)`,
         place,

@@ -119,7 +119,7 @@ export function mapHfConfig(c: Json, source = "config.json"): HfModelSpec {
     );
   }
   for (const moe of ["num_local_experts", "num_experts"]) {
-    if (typeof c[moe] === "number" && (c[moe] as number) > 0) {
+    if (typeof c[moe] === "number" && c[moe]! > 0) {
       throw fail(moe, `mixture-of-experts models are not supported (${moe} = ${c[moe]})`);
     }
   }
@@ -259,8 +259,7 @@ function readRope(
       throw fail(`${field}.${key}`, `expected a positive number, got ${describe(v)}`);
     return v;
   };
-  const opt = (key: string): number | undefined =>
-    typeof p[key] === "number" ? (p[key] as number) : undefined;
+  const opt = (key: string): number | undefined => (typeof p[key] === "number" ? p[key]! : undefined);
   const origCtx = () => num("original_max_position_embeddings", c.original_max_position_embeddings);
   let scaling: RopeScaling | null;
   switch (type) {

@@ -97,7 +97,7 @@ export function planTensors(spec: HfModelSpec, ckpt: HfCheckpoint): TensorPlanEn
   if (unknown.length > 0) {
     throw new InputError(
       `${unknown.length} tensor(s) that a ${spec.family} model of this config does not have: ${unknown.slice(0, 4).join(", ")}${unknown.length > 4 ? ", ..." : ""}`,
-      { file: ckpt.dir, field: unknown[0] as string },
+      { file: ckpt.dir, field: unknown[0]! },
       "the checkpoint's architecture differs from config.json (or needs a feature the converter lacks)",
     );
   }
@@ -159,6 +159,6 @@ export function qkPermutedHeads(ggufName: string, config: LlamaConfig, arch: Lla
 export async function loadPlannedTensor(entry: TensorPlanEntry): Promise<Float32Array> {
   const data = await readSafetensorsF32(entry.source);
   if (entry.permuteHeads === undefined) return data;
-  const cols = entry.shape.length === 1 ? 1 : (entry.shape[0] as number);
+  const cols = entry.shape.length === 1 ? 1 : entry.shape[0]!;
   return permuteQkRows(data, entry.permuteHeads, cols);
 }

@@ -138,8 +138,8 @@ describe("safetensors writer", () => {
     const half = await readSafetensorsF32(file.tensors.get("b") as never);
     const bf = await readSafetensorsF32(file.tensors.get("c") as never);
     values.forEach((v, i) => {
-      expect(Math.abs((half[i] as number) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11);
-      expect(Math.abs((bf[i] as number) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8);
+      expect(Math.abs(half[i]! - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11);
+      expect(Math.abs(bf[i]! - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8);
     });
   });
 
@@ -192,8 +192,7 @@ describe("shards", () => {
     );
     const bytes = shards.map((ts) => ts.reduce((a, t) => a + t.byteLength, 0));
     expect(bytes.reduce((a, b) => a + b, 0)).toBe(r.totalSize);
-    for (const [i, ts] of shards.entries())
-      expect(ts.length === 1 || (bytes[i] as number) <= 20_000).toBe(true);
+    for (const [i, ts] of shards.entries()) expect(ts.length === 1 || bytes[i]! <= 20_000).toBe(true);
     // Untied: the output matrix is as big as the embeddings, and alone in the last shard.
     expect(shards.at(-1)?.map((t) => t.name)).toEqual(["lm_head.weight"]);
     const ckpt = await openHfCheckpoint(dir);
@@ -205,7 +204,7 @@ describe("shards", () => {
     const single = await writeHfModel(dir, input);
     expect(single.shards).toEqual(["model.safetensors"]);
     expect(existsSync(join(dir, SAFETENSORS_INDEX))).toBe(false);
-    expect(existsSync(join(dir, r.shards[0] as string))).toBe(false);
+    expect(existsSync(join(dir, r.shards[0]!))).toBe(false);
     expect(existsSync(join(dir, "notes.txt"))).toBe(true);
     expect((await openHfCheckpoint(dir)).files).toEqual([join(dir, "model.safetensors")]);
   });

@@ -131,9 +131,7 @@ export async function writeHfModel(
     values: async () => {
       const w = await input.weight(name);
       const heads = qkPermutedHeads(name, config, input.arch);
-      return heads === undefined
-        ? w
-        : unpermuteQkRows(w, heads, shape.length === 1 ? 1 : (shape[0] as number));
+      return heads === undefined ? w : unpermuteQkRows(w, heads, shape.length === 1 ? 1 : shape[0]!);
     },
   }));
   mkdirSync(dir, { recursive: true });
@@ -195,10 +193,10 @@ async function writeShards(
   const shards = groups.map((_, i) =>
     n === 1 ? SAFETENSORS_SINGLE : `model-${pad(i + 1)}-of-${pad(n)}.safetensors`,
   );
-  for (const [i, group] of groups.entries()) await writeSafetensors(join(dir, shards[i] as string), group);
+  for (const [i, group] of groups.entries()) await writeSafetensors(join(dir, shards[i]!), group);
   const weightMap: Record<string, string> = {};
   if (n > 1) {
-    const entries = groups.flatMap((g, i) => g.map((t) => [t.name, shards[i] as string] as const));
+    const entries = groups.flatMap((g, i) => g.map((t) => [t.name, shards[i]!] as const));
     for (const [name, shard] of entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
       weightMap[name] = shard;
     writeJson(join(dir, SAFETENSORS_INDEX), { metadata: { total_size: totalSize }, weight_map: weightMap });

@@ -118,7 +118,7 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsFi
       }
       const [begin, end] = off as [number, number];
       const count = (shape as number[]).reduce((a, b) => a * b, 1);
-      const bytes = count * (DTYPE_BYTES[dtype] as number);
+      const bytes = count * DTYPE_BYTES[dtype]!;
       if (end - begin !== bytes) {
         throw fail(
           name,
@@ -156,16 +156,16 @@ export async function readSafetensorsF32(t: SafetensorsTensor): Promise<Float32A
     );
   }
   const bytes = await readSafetensorsBytes(t);
-  const n = t.byteLength / (DTYPE_BYTES[t.dtype] as number);
+  const n = t.byteLength / DTYPE_BYTES[t.dtype]!;
   // `bytes` is a fresh, 0-offset buffer, so typed views need no copy. safetensors is little-endian, like
   // every platform Node's prebuilt binaries (and node-llama-cpp's) run on.
   if (t.dtype === "F32") return new Float32Array(bytes.buffer, 0, n);
   const half = new Uint16Array(bytes.buffer, 0, n);
   const out = new Float32Array(n);
-  if (t.dtype === "F16") for (let i = 0; i < n; i++) out[i] = f16BitsToF32(half[i] as number);
+  if (t.dtype === "F16") for (let i = 0; i < n; i++) out[i] = f16BitsToF32(half[i]!);
   else {
     const bits = new Uint32Array(out.buffer);
-    for (let i = 0; i < n; i++) bits[i] = (half[i] as number) << 16;
+    for (let i = 0; i < n; i++) bits[i] = half[i]! << 16;
   }
   return out;
 }
@@ -198,7 +198,7 @@ export interface SafetensorsTensorInput {
 
 /** The bytes a tensor takes in the data section. */
 export function safetensorsByteLength(t: Pick<SafetensorsTensorInput, "shape" | "dtype">): number {
-  return t.shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[t.dtype] as number);
+  return t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype]!;
 }
 
 /**

@@ -71,7 +71,7 @@ describe.skipIf(!haveSharedData)("forward pass vs node-llama-cpp's own logits", 
     // teach it a short cycle so the continuation is not arbitrary
     const cycle = [450, 4996, 17354, 1701, 29916, 432, 17204];
     const T = 16;
-    const tokens = Int32Array.from({ length: T }, (_, i) => cycle[i % cycle.length] as number);
+    const tokens = Int32Array.from({ length: T }, (_, i) => cycle[i % cycle.length]!);
     const tr = new Trainer(backend, model, {
       batchSize: 1,
       seqLen: T,
@@ -88,7 +88,7 @@ describe.skipIf(!haveSharedData)("forward pass vs node-llama-cpp's own logits", 
       const logits = forwardLogits(backend, model, ours);
       const row = logits.subarray((ours.length - 1) * config.vocabSize);
       let best = 0;
-      for (let v = 1; v < config.vocabSize; v++) if ((row[v] as number) > (row[best] as number)) best = v;
+      for (let v = 1; v < config.vocabSize; v++) if (row[v]! > row[best]!) best = v;
       ours.push(best);
     }
     model.free();

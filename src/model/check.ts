@@ -126,11 +126,10 @@ export function compareLogProbs(
     let refBest = -1;
     for (const [tok, p] of probs) {
       if (p > refBest) [refBest, refTop] = [p, tok];
-      if (p >= FLT_MIN) maxDiff = Math.max(maxDiff, Math.abs(Math.log(p) - (ours[t * V + tok] as number)));
+      if (p >= FLT_MIN) maxDiff = Math.max(maxDiff, Math.abs(Math.log(p) - ours[t * V + tok]!));
     }
     let ourTop = 0;
-    for (let v = 1; v < V; v++)
-      if ((ours[t * V + v] as number) > (ours[t * V + ourTop] as number)) ourTop = v;
+    for (let v = 1; v < V; v++) if (ours[t * V + v]! > ours[t * V + ourTop]!) ourTop = v;
     if (ourTop === refTop) agree++;
   });
   return {

@@ -53,11 +53,11 @@ export function logSoftmaxRows(logits: Float32Array, V: number): Float64Array {
   const out = new Float64Array(logits.length);
   for (let r = 0; r < logits.length / V; r++) {
     let m = Number.NEGATIVE_INFINITY;
-    for (let v = 0; v < V; v++) m = Math.max(m, logits[r * V + v] as number);
+    for (let v = 0; v < V; v++) m = Math.max(m, logits[r * V + v]!);
     let z = 0;
-    for (let v = 0; v < V; v++) z += Math.exp((logits[r * V + v] as number) - m);
+    for (let v = 0; v < V; v++) z += Math.exp(logits[r * V + v]! - m);
     const lse = m + Math.log(z);
-    for (let v = 0; v < V; v++) out[r * V + v] = (logits[r * V + v] as number) - lse;
+    for (let v = 0; v < V; v++) out[r * V + v] = logits[r * V + v]! - lse;
   }
   return out;
 }

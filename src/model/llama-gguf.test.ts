@@ -60,7 +60,7 @@ function bpeVocab(pre: string): GgufVocab {
   const have = new Set(tokens);
   for (const w of WORDS) {
     for (const word of [`Ġ${w}`, w]) {
-      let left = word[0] as string;
+      let left = word[0]!;
       for (const ch of word.slice(1)) {
         const merged = left + ch;
         if (!have.has(merged)) {
@@ -294,7 +294,7 @@ describe("writeLlamaGguf refuses what llama.cpp would choke on", () => {
 
   it("duplicate tokens (llama.cpp would abort the process)", async () => {
     const v = spmVocab();
-    v.tokens[300] = v.tokens[299] as string;
+    v.tokens[300] = v.tokens[299]!;
     await expect(write({ vocab: v })).rejects.toThrow("vocabulary: tokens[300]: duplicate token");
   });
   it("a vocabulary that does not match vocabSize", async () => {

@@ -212,7 +212,7 @@ export async function writeLlamaGguf(path: string, input: LlamaGgufInput): Promi
     }
     // 1-D tensors stay F32; a quantised type needs ne0 to be a multiple of its block (32 for Q8_0).
     let t: GgmlTypeName = shape.length === 1 ? "F32" : type;
-    if (t === "Q8_0" && (shape[0] as number) % 32 !== 0) t = "F16";
+    if (t === "Q8_0" && shape[0]! % 32 !== 0) t = "F16";
     return { name, shape, type: t, data };
   });
   const metadata = llamaMetadata(config, input.vocab, input.metadata ?? [], {

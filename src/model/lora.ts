@@ -83,10 +83,7 @@ export function linear(
         // also rounds dy, for the bf16 × bf16 GEMM
         const wt = tape.frozenTransposes.get(w);
         if (wt && wt.type !== "f32")
-          dx =
-            bf16 && wt.type === "bf16" && (wt.ne[0] as number) % 32 === 0
-              ? c.mulMat(wt, low(dy))
-              : c.mulMat(wt, dy);
+          dx = bf16 && wt.type === "bf16" && wt.ne[0]! % 32 === 0 ? c.mulMat(wt, low(dy)) : c.mulMat(wt, dy);
         else if (bf16) dx = c.mulMat(wt ? low(wt) : tape.transposed(w, true), low(dy));
         else dx = c.mulMat(wt ?? tape.transposed(w), dy); // [in, N]
       }

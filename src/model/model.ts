@@ -180,7 +180,7 @@ export class LlamaModel implements Disposable {
           throw new SteerlmError(`weight ${s.name} is missing from the model file`);
         }
         // LoRA A: N(0, 1/in) keeps the adapter's initial output scale independent of width (B starts at 0).
-        const sd = s.name.endsWith(".lora_a") ? 1 / Math.sqrt(s.shape[0] as number) : std;
+        const sd = s.name.endsWith(".lora_a") ? 1 / Math.sqrt(s.shape[0]!) : std;
         data =
           s.init === "normal"
             ? rng.normalArray(numel(s.shape), sd)

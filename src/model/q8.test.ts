@@ -25,7 +25,7 @@ function mulMatRef(a: Float32Array, b: Float32Array, k: number, m: number, n: nu
   for (let c = 0; c < n; c++)
     for (let j = 0; j < m; j++) {
       let s = 0;
-      for (let i = 0; i < k; i++) s += (a[j * k + i] as number) * (b[c * k + i] as number);
+      for (let i = 0; i < k; i++) s += a[j * k + i]! * b[c * k + i]!;
       out[c * m + j] = s;
     }
   return out;
@@ -67,8 +67,8 @@ describe("Q8_0 frozen weight and its transpose in ggml", () => {
       for (let i = 0; i < IN; i++) {
         const b = Math.floor(o / 32) * 32;
         let amax = 0;
-        for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(w[(b + j) * IN + i] as number));
-        const err = Math.abs((wtq[i * OUT + o] as number) - (w[o * IN + i] as number));
+        for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(w[(b + j) * IN + i]!));
+        const err = Math.abs(wtq[i * OUT + o]! - w[o * IN + i]!);
         expect(err).toBeLessThanOrEqual((amax / 127) * 0.57);
       }
     for (const [got, want] of [
@@ -77,8 +77,7 @@ describe("Q8_0 frozen weight and its transpose in ggml", () => {
     ] as const) {
       let scale = 0;
       for (const v of want) scale = Math.max(scale, Math.abs(v));
-      for (let i = 0; i < want.length; i++)
-        expect(Math.abs((got[i] as number) - (want[i] as number)) / scale).toBeLessThan(1e-5);
+      for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!) / scale).toBeLessThan(1e-5);
     }
     alloc.free();
     ops.free();

@@ -9,6 +9,6 @@ import { quantizeQ8_0 } from "../gguf/quant.js";
 export function transposeToQ8_0(w: Float32Array, cols: number, rows: number): Uint8Array {
   if (w.length !== cols * rows) throw new RangeError(`expected ${cols}×${rows} values, got ${w.length}`);
   const t = new Float32Array(w.length);
-  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) t[k * rows + r] = w[r * cols + k] as number;
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) t[k * rows + r] = w[r * cols + k]!;
   return quantizeQ8_0(t);
 }

@@ -57,7 +57,7 @@ function splitFigures(rows: readonly Scored[], seeds: readonly number[]): SplitF
   const groups = bySeed(rows, seeds);
   const attributes: Record<string, Estimate> = {};
   for (const a of STEERLM_ATTRIBUTE_ORDER)
-    attributes[a] = bootstrapMean(groups, (r) => r.scores[a] as number, RESAMPLE);
+    attributes[a] = bootstrapMean(groups, (r) => r.scores[a]!, RESAMPLE);
   return {
     n: rows.length,
     attributes,
@@ -78,7 +78,7 @@ export function armFigures(arm: Arm, rows: readonly GenerationRow[], seeds: read
   const scored = rows.map((row) => ({ row, scores: scoreOf(row) as Record<string, number> }));
   const mean: Record<string, number> = {};
   for (const a of STEERLM_ATTRIBUTE_ORDER)
-    mean[a] = scored.reduce((s, r) => s + (r.scores[a] as number), 0) / Math.max(1, scored.length);
+    mean[a] = scored.reduce((s, r) => s + r.scores[a]!, 0) / Math.max(1, scored.length);
   return {
     description: ARM_DESCRIPTIONS[arm],
     asked: seeds.map((s) => rows.find((r) => r.seed === s)?.values ?? null),
@@ -112,7 +112,7 @@ export function curveFigures(
     );
   return {
     levels,
-    measured: levels.map((l) => bootstrapMean(at(l), (r) => r.scores[attribute] as number, RESAMPLE)),
+    measured: levels.map((l) => bootstrapMean(at(l), (r) => r.scores[attribute]!, RESAMPLE)),
     lengthChars: levels.map((l) => bootstrapMean(at(l), (r) => r.row.response.length, RESAMPLE)),
   };
 }

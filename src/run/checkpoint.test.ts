@@ -219,11 +219,11 @@ describe("run checkpoints", () => {
     const good = readFileSync(path);
     const blobAt = good.length - 4; // the last value of w's AdamW m
     const bad = Buffer.from(good);
-    bad[blobAt] = (bad[blobAt] as number) ^ 0x01;
+    bad[blobAt] = bad[blobAt]! ^ 0x01;
     writeFileSync(path, bad);
     expect(() => readCheckpointFile(path)).toThrow(`${path}: w (m): the checksum does not match`);
     const head = Buffer.from(good);
-    head[30] = (head[30] as number) ^ 0x20;
+    head[30] = head[30]! ^ 0x20;
     writeFileSync(path, head);
     expect(() => readCheckpointFile(path)).toThrow(`${path}: the header's checksum does not match`);
   });

@@ -358,7 +358,7 @@ async function trainLocked(
         // the planned steps); the cosine schedule follows it.
         const now = clock();
         const window = Math.min(100, stepTimes.length - 1);
-        const perStepSeconds = (now - (stepTimes[stepTimes.length - 1 - window] as number)) / 1000 / window;
+        const perStepSeconds = (now - stepTimes[stepTimes.length - 1 - window]!) / 1000 / window;
         const remaining = opts.timeBudgetSeconds - (now - loopStart) / 1000;
         const fit = Math.min(
           plannedSteps,

@@ -207,7 +207,7 @@ export async function scoreConversations(call: ScoreCall): Promise<void> {
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       // The chat importer names `messages[j]...`; the client knows the conversation by its place in the body.
-      const param = (err.place.field ?? "messages").replace(/^messages/, r.params[i] as string);
+      const param = (err.place.field ?? "messages").replace(/^messages/, r.params[i]!);
       throw badRequest(`${param}: ${err.what}`, param);
     }
   });

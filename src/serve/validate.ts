@@ -291,7 +291,7 @@ export function parseScoreRequest(body: unknown): ScoreRequest {
   );
   const params = (list as unknown[]).map((_, i) => `conversations[${i}]`);
   return {
-    conversations: (list as unknown[]).map((c, i) => messageList(c, params[i] as string, "assistant")),
+    conversations: (list as unknown[]).map((c, i) => messageList(c, params[i]!, "assistant")),
     params,
   };
 }

@@ -49,7 +49,7 @@ function typicalCombination(
     const values: AttributeValues = {};
     for (const n of others)
       if (r[n] !== undefined) {
-        values[n] = r[n] as number;
+        values[n] = r[n]!;
         freq.set(`${n}:${r[n]}`, (freq.get(`${n}:${r[n]}`) ?? 0) + 1);
       }
     const key = JSON.stringify(values);

@@ -325,8 +325,8 @@ function scoreGroup(
     const logPrior = s.prior.score(atDefaults, schema).logProb;
     const logPAttrs = logPAttributes(
       schema.attributes.map((a, k) => ({
-        value: job.values[a.name] as number,
-        prediction: pred[i * K + (s.outputs[k] as number)] as number,
+        value: job.values[a.name]!,
+        prediction: pred[i * K + s.outputs[k]!] as number,
         min: a.min,
         max: a.max,
       })),
@@ -340,7 +340,7 @@ function scoreGroup(
       sample: i,
       n,
       ...(terms[i] as (typeof terms)[number]),
-      targetWeight: w[i] as number,
+      targetWeight: w[i]!,
     };
     return sampleLine(r, info, schema);
   });

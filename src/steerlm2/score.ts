@@ -86,7 +86,7 @@ export class GgufScorer {
     let tokens = 0;
     // Position t predicts labels[t+1] (the Hugging Face convention of the SFT labels).
     for (let t = 0; t + 1 < ex.ids.length; t++) {
-      const y = ex.labels[t + 1] as number;
+      const y = ex.labels[t + 1]!;
       if (y === IGNORE) continue;
       sum += logSoftmaxAt(logits, t, V, y);
       tokens++;
@@ -105,8 +105,8 @@ export class GgufScorer {
 function logSoftmaxAt(logits: Float32Array, row: number, V: number, y: number): number {
   const base = row * V;
   let max = Number.NEGATIVE_INFINITY;
-  for (let v = 0; v < V; v++) max = Math.max(max, logits[base + v] as number);
+  for (let v = 0; v < V; v++) max = Math.max(max, logits[base + v]!);
   let z = 0;
-  for (let v = 0; v < V; v++) z += Math.exp((logits[base + v] as number) - max);
-  return (logits[base + y] as number) - max - Math.log(z);
+  for (let v = 0; v < V; v++) z += Math.exp(logits[base + v]! - max);
+  return logits[base + y]! - max - Math.log(z);
 }

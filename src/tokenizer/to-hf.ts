@@ -80,7 +80,7 @@ export function ggufVocabToTokenizerJson(vocab: GgufVocab, source: string): HfTo
 
 /** The same vocabulary as an HfTokenizer, with the GGUF's BOS, EOS and add-BOS setting. */
 export function ggufVocabTokenizer(vocab: GgufVocab, source: string): HfTokenizer {
-  const content = (id: number | null) => (id === null ? null : (vocab.tokens[id] as string));
+  const content = (id: number | null) => (id === null ? null : vocab.tokens[id]!);
   return new HfTokenizer(
     ggufVocabToTokenizerJson(vocab, source),
     { bos_token: content(vocab.bosId), eos_token: content(vocab.eosId), add_bos_token: vocab.addBos },

@@ -65,7 +65,7 @@ export function prepareBatch(
       field: "attention",
     });
   for (let i = 0; i < N; i++) {
-    const t = b.tokens[i] as number;
+    const t = b.tokens[i]!;
     if (!(t >= 0 && t < vocab))
       throw new InputError(`token ${t} at ${i} is outside the vocabulary (0..${vocab - 1})`, {
         ...where,
@@ -115,10 +115,10 @@ export function prepareBatch(
     if (b.labels.length !== N)
       throw new InputError(`expected ${N} labels, got ${b.labels.length}`, { ...where, field: "labels" });
     for (let s = 0; s < B; s++) {
-      const weight = b.lossWeights ? (b.lossWeights[s] as number) : 1;
+      const weight = b.lossWeights ? b.lossWeights[s]! : 1;
       for (let t = 0; t + 1 < T; t++) {
         const n = s * T + t;
-        const y = b.labels[n + 1] as number;
+        const y = b.labels[n + 1]!;
         flatIdx[n] = row(n);
         if (y === IGNORE || !att[n]) continue;
         if (!(y >= 0 && y < vocab))
@@ -146,7 +146,7 @@ export function prepareBatch(
         field: "targets",
       });
     for (let i = 0; i < B * K; i++) {
-      const v = b.targets[i] as number;
+      const v = b.targets[i]!;
       if (v === IGNORE) continue;
       if (!Number.isFinite(v))
         throw new InputError(`target ${v} at ${i} is not a number`, { ...where, field: "targets" });

@@ -59,8 +59,8 @@ function relDiff(a: Float32Array, b: Float32Array): number {
   let scale = 1e-12;
   let d = 0;
   for (let i = 0; i < a.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i] as number));
-    d = Math.max(d, Math.abs((a[i] as number) - (b[i] as number)));
+    scale = Math.max(scale, Math.abs(b[i]!));
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
   }
   return d / scale;
 }

@@ -46,7 +46,7 @@ function checkGradients(model: LlamaModel, trainer: Trainer, b: Batch, names: st
   for (const name of names) {
     const g = grads.get(name) as Float32Array;
     for (const idx of [argMaxAbs(g), rng.int(0, g.length - 1), rng.int(0, g.length - 1)]) {
-      const best = finiteDifferenceError(model, trainer, b, name, idx, g[idx] as number);
+      const best = finiteDifferenceError(model, trainer, b, name, idx, g[idx]!);
       worst = Math.max(worst, best);
       expect(best, `${name}[${idx}] analytic ${g[idx]}`).toBeLessThan(3e-2);
     }
@@ -147,7 +147,7 @@ describe("hand-written backward vs ggml's autograd", () => {
         let scale = 1e-6;
         for (const v of gg) scale = Math.max(scale, Math.abs(v));
         for (let i = 0; i < ga.length; i++)
-          expect(Math.abs((ga[i] as number) - (gg[i] as number)) / scale, name).toBeLessThan(1e-4);
+          expect(Math.abs(ga[i]! - gg[i]!) / scale, name).toBeLessThan(1e-4);
       }
     }
   });

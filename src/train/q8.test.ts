@@ -71,9 +71,9 @@ describe("LoRA on a Q8_0 frozen base", () => {
     const back = m.getWeight("blk.0.attn_q.weight");
     for (let b = 0; b < w.length / 32; b++) {
       let amax = 0;
-      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(w[b * 32 + j] as number));
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(w[b * 32 + j]!));
       for (let j = 0; j < 32; j++)
-        expect(Math.abs((back[b * 32 + j] as number) - (w[b * 32 + j] as number))).toBeLessThanOrEqual(
+        expect(Math.abs(back[b * 32 + j]! - w[b * 32 + j]!)).toBeLessThanOrEqual(
           (amax / 127) * 0.57, // half a step, plus the f16 rounding of the block scale
         );
     }
@@ -100,8 +100,8 @@ describe("LoRA on a Q8_0 frozen base", () => {
       let num = 0;
       let den = 0;
       for (let i = 0; i < gr.length; i++) {
-        num += ((gq[i] as number) - (gr[i] as number)) ** 2;
-        den += (gr[i] as number) ** 2;
+        num += (gq[i]! - gr[i]!) ** 2;
+        den += gr[i]! ** 2;
       }
       expect(Math.sqrt(num / den), name).toBeLessThan(6e-2);
     }
@@ -111,7 +111,7 @@ describe("LoRA on a Q8_0 frozen base", () => {
     for (const name of ["blk.0.attn_q.lora_a", "blk.0.ffn_down.lora_b", "blk.1.attn_k.lora_a"]) {
       const g = tr.gradient(name);
       for (const idx of [argMaxAbs(g), rng.int(0, g.length - 1)]) {
-        const best = finiteDifferenceError(ref, tr, b, name, idx, g[idx] as number);
+        const best = finiteDifferenceError(ref, tr, b, name, idx, g[idx]!);
         expect(best, `${name}[${idx}]`).toBeLessThan(3e-2);
       }
     }
@@ -133,8 +133,8 @@ describe("LoRA on a Q8_0 frozen base", () => {
     const lq = run(q8);
     const lr = run(ref);
     expect(lq.every(Number.isFinite)).toBe(true);
-    expect(lq[29] as number).toBeLessThan(0.3 * (lq[0] as number));
-    expect(Math.abs((lq[29] as number) - (lr[29] as number))).toBeLessThan(0.1 * (lr[0] as number));
+    expect(lq[29]!).toBeLessThan(0.3 * lq[0]!);
+    expect(Math.abs(lq[29]! - lr[29]!)).toBeLessThan(0.1 * lr[0]!);
     for (const x of [q8, ref]) x.free();
   });
 });

@@ -42,7 +42,7 @@ function referenceLoss(logits: Float32Array, b: Batch, B: number, T: number, V: 
       const m = Math.max(...row);
       let z = 0;
       for (const v of row) z += Math.exp(v - m);
-      sum += m + Math.log(z) - (row[y] as number);
+      sum += m + Math.log(z) - row[y]!;
       n++;
     }
   }
@@ -96,7 +96,7 @@ describe("Trainer", () => {
     const out = padded.evaluate({ tokens, attention, labels: tokens }).output;
     for (let t = 0; t < seq.length; t++) {
       for (let v = 0; v < V; v++) {
-        const r = ref[t * V + v] as number;
+        const r = ref[t * V + v]!;
         expect(out[t * V + v]).toBeCloseTo(r, 4); // right-padded
         expect(out[(T + 3 + t) * V + v]).toBeCloseTo(r, 4); // left-padded
       }
@@ -137,7 +137,7 @@ describe("Trainer", () => {
     tr.accumulate(b2);
     const g12 = tr.gradient(name); // second micro-batch added onto the first
     const g2 = new Float32Array(g12.length);
-    for (let i = 0; i < g2.length; i++) g2[i] = (g12[i] as number) - (g1[i] as number);
+    for (let i = 0; i < g2.length; i++) g2[i] = g12[i]! - g1[i]!;
     expect(Math.max(...g2.map(Math.abs))).toBeGreaterThan(0);
     const w0 = model.getWeight(name);
     const res = tr.applyUpdate();
@@ -145,9 +145,9 @@ describe("Trainer", () => {
     expect(res.gradNorm).toBeGreaterThan(0.05);
     const factor = Math.min(1, 0.05 / (res.gradNorm + 1e-6));
     for (let i = 0; i < 20; i++) {
-      const g = ((g12[i] as number) / 2) * factor; // mean over the two micro-batches, clipped
+      const g = (g12[i]! / 2) * factor; // mean over the two micro-batches, clipped
       // first AdamW step: m̂ = g, v̂ = g² → Δw = -lr·g/(|g| + eps)
-      const expected = (w0[i] as number) - (o.lr * g) / (Math.abs(g) + o.eps);
+      const expected = w0[i]! - (o.lr * g) / (Math.abs(g) + o.eps);
       expect(w1[i]).toBeCloseTo(expected, 6);
     }
     // the next accumulation starts from zero: same gradient as a fresh trainer on the updated weights
@@ -208,10 +208,10 @@ describe("Trainer", () => {
     expect(two.ev.loss).toBeCloseTo(one.ev.loss, 5);
     expect(two.ev.output.length).toBe(one.ev.output.length);
     for (let i = 0; i < one.ev.output.length; i += 97)
-      expect(two.ev.output[i]).toBeCloseTo(one.ev.output[i] as number, 4);
-    for (let i = 0; i < one.g.length; i++) expect(two.g[i]).toBeCloseTo(one.g[i] as number, 5);
+      expect(two.ev.output[i]).toBeCloseTo(one.ev.output[i]!, 4);
+    for (let i = 0; i < one.g.length; i++) expect(two.g[i]).toBeCloseTo(one.g[i]!, 5);
     expect(two.step.gradNorm).toBeCloseTo(one.step.gradNorm, 4);
-    for (let i = 0; i < one.w.length; i += 13) expect(two.w[i]).toBeCloseTo(one.w[i] as number, 5);
+    for (let i = 0; i < one.w.length; i += 13) expect(two.w[i]).toBeCloseTo(one.w[i]!, 5);
   });
 
   it("logProbs gives each position's log-likelihood; lossWeights scale each sequence's loss and gradient", async () => {
@@ -245,16 +245,16 @@ describe("Trainer", () => {
       const row = plain.logits.subarray(n * V, (n + 1) * V);
       const m = Math.max(...row);
       const lse = m + Math.log(row.reduce((a, x) => a + Math.exp(x - m), 0));
-      expect(plain.lp.tokens[n]).toBeCloseTo((row[b.labels[n + 1] as number] as number) - lse, 5);
+      expect(plain.lp.tokens[n]).toBeCloseTo((row[b.labels[n + 1]!] as number) - lse, 5);
     }
     // weights: the loss is Σ w_s·(−log-likelihood of s) / n_valid and the gradient is linear in them
     const w = [2, -1, 0.5, 0];
     const weighted = await trainer(w);
-    const want = w.reduce((a, ws, s) => a - ws * (plain.lp.sequences[s] as number), 0) / valid;
+    const want = w.reduce((a, ws, s) => a - ws * plain.lp.sequences[s]!, 0) / valid;
     expect(weighted.loss).toBeCloseTo(want, 5);
     const one = await Promise.all(w.map((_, s) => trainer(w.map((__, j) => (j === s ? 1 : 0)))));
     for (let i = 0; i < weighted.g.length; i += 7) {
-      const lin = w.reduce((a, ws, s) => a + ws * ((one[s] as { g: Float32Array }).g[i] as number), 0);
+      const lin = w.reduce((a, ws, s) => a + ws * (one[s] as { g: Float32Array }).g[i]!, 0);
       expect(weighted.g[i]).toBeCloseTo(lin, 5);
     }
     await expect(trainer([1, 2, Number.NaN, 0])).rejects.toThrow(/loss weight NaN of sequence 2/);
@@ -322,9 +322,9 @@ describe("bfloat16 GEMMs", () => {
           let na = 0;
           let nh = 0;
           for (let i = 0; i < ga.length; i++) {
-            dot += (ga[i] as number) * (gh[i] as number);
-            na += (ga[i] as number) ** 2;
-            nh += (gh[i] as number) ** 2;
+            dot += ga[i]! * gh[i]!;
+            na += ga[i]! ** 2;
+            nh += gh[i]! ** 2;
           }
           expect(dot / Math.sqrt(na * nh), name).toBeGreaterThan(0.99);
         }

@@ -196,9 +196,9 @@ export class Trainer {
     for (const p of frozen) {
       const w = model.tensor(p.name);
       // bf16 copy only where the GEMM reduces over a multiple of 32 (see linear)
-      const low = model.options.computeType === "bf16" && (p.shape[1] as number) % 32 === 0;
+      const low = model.options.computeType === "bf16" && p.shape[1]! % 32 === 0;
       const type = low && w.type === "f32" ? "bf16" : w.type;
-      const shapeT = [p.shape[1] as number, p.shape[0] as number];
+      const shapeT = [p.shape[1]!, p.shape[0]!];
       this.#frozenTransposes.set(w, s.newTensor(type, shapeT, `${p.name}.T`));
     }
     this.#buf = backend.allocTensors(s);
@@ -266,7 +266,7 @@ export class Trainer {
   }
 
   #outputs(): number {
-    return this.model.has(HEAD_WEIGHT) ? (this.model.tensor(HEAD_WEIGHT).ne[1] as number) : 1;
+    return this.model.has(HEAD_WEIGHT) ? this.model.tensor(HEAD_WEIGHT).ne[1]! : 1;
   }
 
   get step(): number {
@@ -414,7 +414,7 @@ export class Trainer {
     const out = getF32(slot.accs[0] as Tensor);
     for (const acc of slot.accs.slice(1)) {
       const g = getF32(acc);
-      for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + (g[i] as number);
+      for (let i = 0; i < out.length; i++) out[i] = out[i]! + g[i]!;
     }
     return out;
   }
@@ -455,7 +455,7 @@ export class Trainer {
         const n = s * T + t;
         const inLoss = t + 1 < T && labels[n + 1] !== IGNORE && (!batch.attention || batch.attention[n]);
         if (!inLoss) tokens[n] = 0;
-        else sequences[s] = (sequences[s] as number) + (tokens[n] as number);
+        else sequences[s] = sequences[s]! + tokens[n]!;
       }
     return { tokens, sequences };
   }

@@ -15,7 +15,7 @@ export async function* mapOrdered<T, R>(
   const fill = () => {
     while (next < items.length && pending.length < Math.max(1, concurrency)) {
       const i = next++;
-      const call = fn(items[i] as T, i, stop.signal);
+      const call = fn(items[i]!, i, stop.signal);
       call.catch(() => {}); // taken in order below; one abandoned on an early stop must not go unhandled
       pending.push(call);
     }

@@ -125,7 +125,7 @@ export function registerSteering(evalCmd: Command): void {
         const report = await paretoSweep({
           model,
           prompts,
-          attributes: [names[0] as string, names[1] as string],
+          attributes: [names[0]!, names[1]!],
           levels: o.levels === undefined ? undefined : parseLevels(o.levels),
           maxTokens: o.maxTokens,
           parallel: o.parallel,
