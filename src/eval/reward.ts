@@ -104,7 +104,10 @@ export async function evaluateReward(opts: RewardOptions): Promise<RewardReport>
   // Chosen and rejected replies alternate, so both of a pair are scored in the same group.
   const scores = await opts.apm.score(pairs.flatMap((p) => [p.chosen, p.rejected]));
   const reward = (i: number) =>
-    Object.entries(weights).reduce((sum, [name, w]) => sum + w * scores[i]?.attributes[name]!, 0);
+    Object.entries(weights).reduce(
+      (sum, [name, w]) => sum + w * (scores[i]?.attributes[name] ?? Number.NaN),
+      0,
+    );
   const details = pairs.map((p, i) => ({
     subset: p.subset,
     line: p.origin.line,
