@@ -6,8 +6,7 @@ import { InputError } from "../util/errors.js";
 import { completionBudget, type FinishReason, samplingTemperature } from "./completion.js";
 import { guidedTokens, WideSequences } from "./guided.js";
 import { SlotPool } from "./pool.js";
-import type { ControlMode } from "./prompt.js";
-import type { SchemaSource } from "./schema.js";
+import { PooledGenerator } from "./pooled.js";
 import {
   openLlamaModel,
   type PromptConditioning,
@@ -104,15 +103,16 @@ const DEFAULT_CONDITIONINGS = 5;
  * A GGUF model ready for steerable generation: a schema, one context with `parallel` sequences, and a
  * bounded queue in front of them. Safe to call `generate` concurrently.
  */
-export class SteerableModel {
+export class SteerableModel extends PooledGenerator {
   private constructor(
     private readonly context: LlamaContext,
     private readonly sequences: readonly LlamaContextSequence[],
-    private readonly pool: SlotPool<number>,
+    pool: SlotPool<number>,
     private readonly wide: WideSequences,
-    /** Prompts and text: the template, control ids, detokenizing (shared with remote generation). */
-    private readonly vocab: SteerVocab,
-  ) {}
+    vocab: SteerVocab,
+  ) {
+    super(vocab, pool);
+  }
 
   static async load(opts: LoadOptions): Promise<SteerableModel> {
     if (opts.loraPath !== undefined && !existsSync(opts.loraPath))
@@ -166,43 +166,8 @@ export class SteerableModel {
     }
   }
 
-  /** A short id for the model (its file name without .gguf). */
-  get id(): string {
-    return this.vocab.id;
-  }
-
-  get modelPath(): string {
-    return this.vocab.modelPath;
-  }
-
-  get schema(): AttributeSchema {
-    return this.vocab.schema;
-  }
-
-  get schemaSource(): SchemaSource {
-    return this.vocab.schemaSource;
-  }
-
-  get controlMode(): ControlMode {
-    return this.vocab.controlMode;
-  }
-
   get contextSize(): number {
     return this.context.contextSize;
-  }
-
-  get parallel(): number {
-    return this.pool.size;
-  }
-
-  /** Generations allowed to wait for a sequence (LoadOptions.maxQueue). */
-  get maxQueue(): number {
-    return this.pool.maxQueue;
-  }
-
-  /** Generations running now and waiting for a sequence. */
-  get load(): { active: number; queued: number } {
-    return { active: this.pool.active, queued: this.pool.queued };
   }
 
   /** Ids back to text (special tokens dropped), as generation decodes them. */

@@ -12,6 +12,7 @@ import type {
   SteerResult,
 } from "./model.js";
 import { SlotPool } from "./pool.js";
+import { PooledGenerator } from "./pooled.js";
 import { UpstreamError } from "./upstream.js";
 import { type PromptInfo, type PromptSource, type SteerPrompt, SteerVocab } from "./vocab.js";
 
@@ -39,13 +40,15 @@ export interface RemoteOptions extends EngineOptions {
   requireControlTokens?: boolean;
 }
 
-export class RemoteGenerator implements Generator {
+export class RemoteGenerator extends PooledGenerator implements Generator {
   private constructor(
-    private readonly vocab: SteerVocab,
+    vocab: SteerVocab,
     private readonly engine: Engine,
-    private readonly pool: SlotPool<number>,
+    pool: SlotPool<number>,
     readonly contextSize: number,
-  ) {}
+  ) {
+    super(vocab, pool);
+  }
 
   /** Reads the vocabulary, asks the engine what it serves (retrying while it starts up), and is ready. */
   static async connect(opts: RemoteOptions): Promise<RemoteGenerator> {
@@ -71,35 +74,6 @@ export class RemoteGenerator implements Generator {
   /** The engine's name for the model it serves. */
   get engineModel(): string {
     return this.engine.model;
-  }
-
-  get id(): string {
-    return this.vocab.id;
-  }
-
-  get schema(): AttributeSchema {
-    return this.vocab.schema;
-  }
-
-  get schemaSource() {
-    return this.vocab.schemaSource;
-  }
-
-  get controlMode() {
-    return this.vocab.controlMode;
-  }
-
-  get parallel(): number {
-    return this.pool.size;
-  }
-
-  /** Generations allowed to wait for a request slot (RemoteOptions.maxQueue). */
-  get maxQueue(): number {
-    return this.pool.maxQueue;
-  }
-
-  get load(): { active: number; queued: number } {
-    return { active: this.pool.active, queued: this.pool.queued };
   }
 
   get retries(): number {

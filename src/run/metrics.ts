@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/atomic.js";
-import { type Chart, lineChart } from "../util/chart.js";
+import type { Chart } from "../util/chart.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 
@@ -58,11 +58,14 @@ export function writeMetrics(runDir: string, metrics: readonly RunMetric[]): voi
 }
 
 /** Training loss (a line) and validation loss (points joined by a line) against the optimiser step. */
-export function lossCurve(metrics: readonly RunMetric[]): Promise<Chart> {
+export async function lossCurve(metrics: readonly RunMetric[]): Promise<Chart> {
   const series = [{ name: "training", points: metrics.map((m) => ({ x: m.step, y: m.loss })) }];
   const val = metrics.filter((m) => m.valLoss !== undefined);
   if (val.length > 0)
     series.push({ name: "validation", points: val.map((m) => ({ x: m.step, y: m.valLoss as number })) });
+  // Loaded when the first checkpoint is drawn: vega costs a quarter of a second that `--help` and a
+  // run's start should not pay.
+  const { lineChart } = await import("../util/chart.js");
   return lineChart({ title: "Loss", x: "optimiser step", y: "loss (per loss token)", series });
 }
 
