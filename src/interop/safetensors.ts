@@ -5,10 +5,9 @@
  * little-endian. Only the header is read up front; each tensor is read on demand, so a multi-GB checkpoint
  * costs the memory of its largest tensor.
  */
-import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { open } from "node:fs/promises";
 import { f16BitsToF32, f32ToBf16 } from "../gguf/quant.js";
+import { AtomicFile } from "../util/atomic.js";
 import { describe, InputError, type Place } from "../util/errors.js";
 import { openInputFile } from "../util/files.js";
 import { f32ToF16Checked } from "./float16.js";
@@ -228,12 +227,10 @@ export async function writeSafetensors(
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(padded.length));
 
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
-  let fh: FileHandle | undefined;
+  const out = await AtomicFile.create(path);
   try {
-    fh = await open(tmp, "wx");
-    await writeAll(fh, prefix);
-    await writeAll(fh, padded);
+    await out.write(prefix);
+    await out.write(padded);
     for (const t of tensors) {
       const values = await t.values();
       const n = t.shape.reduce((a, b) => a * b, 1);
@@ -243,16 +240,12 @@ export async function writeSafetensors(
           field: t.name,
         });
       }
-      await writeAll(fh, encodeFloats(values, t.dtype, { file: path, field: t.name }));
+      await out.write(encodeFloats(values, t.dtype, { file: path, field: t.name }));
     }
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, path);
+    await out.commit();
     return 8 + padded.length + offset;
   } catch (e) {
-    await fh?.close().catch(() => {});
-    await rm(tmp, { force: true });
+    await out.abort();
     throw e;
   }
 }
@@ -262,12 +255,4 @@ function encodeFloats(values: Float32Array, dtype: SafetensorsFloat, place: Plac
   const typed =
     dtype === "F32" ? values : dtype === "F16" ? f32ToF16Checked(values, place) : f32ToBf16(values);
   return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
-}
-
-async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < data.byteLength) {
-    const { bytesWritten } = await fh.write(data, done, data.byteLength - done);
-    done += bytesWritten;
-  }
 }
