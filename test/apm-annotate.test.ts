@@ -173,8 +173,11 @@ describe.skipIf(!haveSharedData)("steerlm annotate --backend <steerlm serve --ap
   it("writes the local run's bytes, though the server is killed mid-run and started again", async () => {
     const local = join(dir.path, "local.jsonl");
     expect((await runCli(annotateArgs(local))).code).toBe(0);
-    // The server batches 8 conversations per forward pass (its default), annotate sends 4 per request.
-    const serveArgs = ["-m", await writeSteerModel(dir.path, "steer.gguf"), "--apm", run, "--threads", "1"];
+    // The server batches 8 conversations per forward pass (its default), annotate sends 4 per request;
+    // the key goes as every engine's does.
+    const model = await writeSteerModel(dir.path, "steer.gguf");
+    const serveArgs = ["-m", model, "--apm", run, "--threads", "1", "--api-key", "k"];
+    const env = { STEERLM_BACKEND_API_KEY: "k" };
     const first = await startServe([...serveArgs, "--port", "0"]);
     const remoteArgs = (out: string, url: string, extra: string[] = []) => [
       "annotate",
@@ -191,7 +194,7 @@ describe.skipIf(!haveSharedData)("steerlm annotate --backend <steerlm serve --ap
     ];
     const out = join(dir.path, "remote.jsonl");
     const job = runCli(remoteArgs(out, first.url, ["--retries", "12"]), {
-      env: { STEERLM_ANNOTATE_THROTTLE_MS: "300" },
+      env: { ...env, STEERLM_ANNOTATE_THROTTLE_MS: "300" },
     });
     await sidecarRows(out, 8);
     await first.stop("SIGKILL");
@@ -200,15 +203,16 @@ describe.skipIf(!haveSharedData)("steerlm annotate --backend <steerlm serve --ap
       const r = await job;
       expect(r.stderr).not.toContain("internal error");
       expect(r.code).toBe(0);
-      expect(r.stderr).toMatch(/cannot reach the engine \(ECONNREFUSED\); retry 1 of 12/);
+      expect(r.stderr).toMatch(/cannot reach the engine \(ECONNREFUSED\); retry \d+ of 12/);
       expect(readFileSync(out).equals(readFileSync(local))).toBe(true);
 
       // Killed itself and run again, it resumes from its own record against the server.
       const killed = join(dir.path, "remote-killed.jsonl");
       const done = await runCliAndKill(remoteArgs(killed, again.url), killed, 8, {
+        ...env,
         STEERLM_ANNOTATE_THROTTLE_MS: "150",
       });
-      const resumed = await runCli(remoteArgs(killed, again.url));
+      const resumed = await runCli(remoteArgs(killed, again.url), { env });
       expect(resumed.code).toBe(0);
       expect(JSON.parse(resumed.stdout).resumedRows).toBe(done);
       expect(readFileSync(killed).equals(readFileSync(local))).toBe(true);
@@ -235,15 +239,20 @@ describe.skipIf(!haveSharedData)("steerlm annotate --backend <steerlm serve --ap
       const there = join(dir.path, "half.remote.jsonl");
       const h = await runCli(["annotate", half, "--apm", run, "-o", here, "--threads", "1", ...extra]);
       expect(h.code).toBe(0);
-      const t = await runCli(["annotate", half, "-o", there, "--backend", again.url, ...extra]);
+      const t = await runCli(["annotate", half, "-o", there, "--backend", again.url, ...extra], { env });
       expect(t.stderr).not.toContain("internal error");
       expect(t.code).toBe(0);
       expect(readFileSync(there, "utf8")).toBe(readFileSync(here, "utf8"));
       expect(JSON.parse(t.stdout).turns).toBe(JSON.parse(h.stdout).turns);
+
+      // Without the key the server refuses at once (a 401 is not retried).
+      const noKey = await runCli(remoteArgs(join(dir.path, "nokey.jsonl"), again.url));
+      expect(noKey.code).toBe(1);
+      expect(noKey.stderr).toContain("HTTP 401");
     } finally {
       await again.stop();
     }
-  }, 180_000);
+  }, 300_000);
 
   it("refuses a server without an APM, and no APM at all, saying what to give", async () => {
     const plain = await startServe(["-m", await writeSteerModel(dir.path, "plain.gguf"), "--port", "0"]);
