@@ -4,16 +4,21 @@
  * `prompts` single-turn test conversations is decoded plain (humor 3) and mixed back to back, greedily,
  * the order alternating from pair to pair, for `rounds` rounds; per pair the ratio of the two replies'
  * tokens per second, by wall clock and by the process's CPU time, reported as the median and quartiles
- * (docs/steering.md, Speed). Not a test: the figures depend on the machine and its load (printed beside).
+ * (docs/steering.md, Speed). Then node-llama-cpp alone, without steerlm's code: the CPU time of a decoding
+ * step for one sequence, two in lockstep, and two reading their probability lists (what a guided step
+ * needs), the floor under the ratios above. Not a test: the figures depend on the machine and its load
+ * (printed beside).
  *
  *   npm run bench -- guidance [--demo steerlm-demo] [--prompts 20] [--rounds 3] [--json]
  */
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import type { Token } from "node-llama-cpp";
 import type { AttributeValues } from "../data/attributes.js";
 import { readRecords } from "../data/read.js";
 import type { Conversation } from "../data/template.js";
+import { getLlamaRuntime } from "../runtime/llama.js";
 import { SteerableModel } from "./model.js";
 
 export interface GuidanceBenchOptions {
@@ -45,6 +50,8 @@ export interface GuidanceBenchResult {
   /** Load average (1 min) before and after. */
   load: [number, number];
   cases: Array<{ name: string; pairs: number; wall: Quartiles; cpu: Quartiles; tokens: number }>;
+  /** node-llama-cpp alone: ms of CPU time per decoding step, medians of 2 × rounds + 1 runs of 150 steps. */
+  floor: { one: number; two: number; twoWithProbabilities: number };
 }
 
 function quartiles(xs: readonly number[]): Quartiles {
@@ -113,8 +120,53 @@ export async function benchGuidance(opts: GuidanceBenchOptions): Promise<Guidanc
       rounds,
       load: [load0, loadavg()[0] as number],
       cases,
+      floor: await stepFloor(modelPath, conversations[0] as Conversation, 2 * rounds + 1),
     };
   } finally {
+    await model.dispose();
+  }
+}
+
+/**
+ * CPU ms per step of node-llama-cpp's own evaluations in lockstep (as guided.ts drives them), on the
+ * user's text of `conversation`: one sequence, two, and two reading their probability lists.
+ */
+async function stepFloor(modelPath: string, conversation: Conversation, runs: number) {
+  const llama = await getLlamaRuntime();
+  const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+  const context = await model.createContext({ sequences: 2, contextSize: 512, threads: 1 });
+  try {
+    const sequences = [context.getSequence(), context.getSequence()];
+    const prompt = model.tokenize((conversation.turns[0] as { text: string }).text);
+    const steps = 150;
+    const run = async (n: number, probabilities: boolean) => {
+      await Promise.all(sequences.map((s) => s.clearHistory()));
+      const evaluations = sequences
+        .slice(0, n)
+        .map((s) => s.evaluateWithMetadata(prompt, { probabilities }, { yieldEogToken: true }));
+      const cpu0 = process.cpuUsage();
+      let next = evaluations.map((e) => e.next());
+      for (let i = 0; i < steps; i++) {
+        const [first] = await Promise.all(next);
+        const token = first?.done ? undefined : (first?.value.token as Token);
+        next = evaluations.map((e) => e.next(token));
+      }
+      await Promise.all(next);
+      await Promise.all(evaluations.map((e) => e.return()));
+      const cpu = process.cpuUsage(cpu0);
+      return (cpu.user + cpu.system) / 1000 / steps;
+    };
+    const variants = [
+      [1, false],
+      [2, false],
+      [2, true],
+    ] as const;
+    const ms: number[][] = variants.map(() => []);
+    for (let r = 0; r < runs; r++) for (const [k, [n, p]] of variants.entries()) ms[k]?.push(await run(n, p));
+    const [one, two, twoWithProbabilities] = ms.map((xs) => quartiles(xs).median) as [number, number, number];
+    return { one, two, twoWithProbabilities };
+  } finally {
+    await context.dispose();
     await model.dispose();
   }
 }
@@ -146,6 +198,8 @@ export async function main(argv: string[]): Promise<number> {
       "| | wall clock | CPU time (all threads) |",
       "|---|---|---|",
       ...r.cases.map((c) => `| ${c.name} | ${ratio(c.wall)} | ${ratio(c.cpu)} |`),
+      `node-llama-cpp alone, CPU ms per step: one sequence ${r.floor.one.toFixed(3)}, two ${r.floor.two.toFixed(3)}, ` +
+        `two with probability lists ${r.floor.twoWithProbabilities.toFixed(3)}`,
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
   }
