@@ -19,6 +19,7 @@ import type { AttributeValues } from "../data/attributes.js";
 import { readRecords } from "../data/read.js";
 import type { Conversation } from "../data/template.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
+import { quantile } from "../util/numbers.js";
 import { SteerableModel } from "./model.js";
 
 export interface GuidanceBenchOptions {
@@ -56,12 +57,7 @@ export interface GuidanceBenchResult {
 
 function quartiles(xs: readonly number[]): Quartiles {
   const s = [...xs].sort((a, b) => a - b);
-  const at = (q: number) => {
-    const i = q * (s.length - 1);
-    const lo = Math.floor(i);
-    return (s[lo] as number) + ((s[Math.ceil(i)] as number) - (s[lo] as number)) * (i - lo);
-  };
-  return { median: at(0.5), q1: at(0.25), q3: at(0.75) };
+  return { median: quantile(s, 0.5), q1: quantile(s, 0.25), q3: quantile(s, 0.75) };
 }
 
 export async function benchGuidance(opts: GuidanceBenchOptions): Promise<GuidanceBenchResult> {
