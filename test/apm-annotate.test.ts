@@ -3,7 +3,17 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
-import { runCli, runCliAndKill, startCli, tempDir, waitUntil } from "./helpers.js";
+import {
+  haveSharedData,
+  runCli,
+  runCliAndKill,
+  sidecarRows,
+  startCli,
+  startServe,
+  tempDir,
+  waitUntil,
+} from "./helpers.js";
+import { writeSteerModel } from "./serve-fixture.js";
 
 // The real CLI end to end: `apm train`, then `annotate` killed with SIGKILL mid-run and resumed.
 const dir = tempDir("steerlm-apm-cli-");
@@ -156,5 +166,105 @@ describe("steerlm annotate", () => {
     const alone = await runCli(annotateArgs(out, ["--concurrency", "2"]));
     expect(alone.code).toBe(1);
     expect(alone.stderr).toContain("--concurrency: applies to a remote engine only");
+  });
+});
+
+describe.skipIf(!haveSharedData)("steerlm annotate --backend <steerlm serve --apm>", () => {
+  it("writes the local run's bytes, though the server is killed mid-run and started again", async () => {
+    const local = join(dir.path, "local.jsonl");
+    expect((await runCli(annotateArgs(local))).code).toBe(0);
+    // The server batches 8 conversations per forward pass (its default), annotate sends 4 per request;
+    // the key goes as every engine's does.
+    const model = await writeSteerModel(dir.path, "steer.gguf");
+    const serveArgs = ["-m", model, "--apm", run, "--threads", "1", "--api-key", "k"];
+    const env = { STEERLM_BACKEND_API_KEY: "k" };
+    const first = await startServe([...serveArgs, "--port", "0"]);
+    const remoteArgs = (out: string, url: string, extra: string[] = []) => [
+      "annotate",
+      input,
+      "-o",
+      out,
+      "--batch-size",
+      "4",
+      "--backend",
+      url,
+      "--concurrency",
+      "2",
+      ...extra,
+    ];
+    const out = join(dir.path, "remote.jsonl");
+    const job = runCli(remoteArgs(out, first.url, ["--retries", "12"]), {
+      env: { ...env, STEERLM_ANNOTATE_THROTTLE_MS: "300" },
+    });
+    await sidecarRows(out, 8);
+    await first.stop("SIGKILL");
+    const again = await startServe([...serveArgs, "--port", String(first.port)]);
+    try {
+      const r = await job;
+      expect(r.stderr).not.toContain("internal error");
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/cannot reach the engine \(ECONNREFUSED\); retry \d+ of 12/);
+      expect(readFileSync(out).equals(readFileSync(local))).toBe(true);
+
+      // Killed itself and run again, it resumes from its own record against the server.
+      const killed = join(dir.path, "remote-killed.jsonl");
+      const done = await runCliAndKill(remoteArgs(killed, again.url), killed, 8, {
+        ...env,
+        STEERLM_ANNOTATE_THROTTLE_MS: "150",
+      });
+      const resumed = await runCli(remoteArgs(killed, again.url), { env });
+      expect(resumed.code).toBe(0);
+      expect(JSON.parse(resumed.stdout).resumedRows).toBe(done);
+      expect(readFileSync(killed).equals(readFileSync(local))).toBe(true);
+
+      // --only-unlabeled and --schema as here: every other row without labels, two attributes written.
+      const half = join(dir.path, "half.jsonl");
+      const rows = readFileSync(input, "utf8").trimEnd().split("\n");
+      const stripped = rows.map((l, i) => (i % 2 ? l.replace(/"label": ?"[^"]*"/g, '"label": null') : l));
+      expect(stripped.join("\n")).not.toBe(rows.join("\n"));
+      writeFileSync(half, `${stripped.join("\n")}\n`);
+      const schema = join(dir.path, "two.json");
+      writeFileSync(
+        schema,
+        JSON.stringify({
+          name: "two",
+          attributes: [
+            { name: "humor", min: 0, max: 4 },
+            { name: "helpfulness", min: 0, max: 4 },
+          ],
+        }),
+      );
+      const extra = ["--only-unlabeled", "--schema", schema];
+      const here = join(dir.path, "half.local.jsonl");
+      const there = join(dir.path, "half.remote.jsonl");
+      const h = await runCli(["annotate", half, "--apm", run, "-o", here, "--threads", "1", ...extra]);
+      expect(h.code).toBe(0);
+      const t = await runCli(["annotate", half, "-o", there, "--backend", again.url, ...extra], { env });
+      expect(t.stderr).not.toContain("internal error");
+      expect(t.code).toBe(0);
+      expect(readFileSync(there, "utf8")).toBe(readFileSync(here, "utf8"));
+      expect(JSON.parse(t.stdout).turns).toBe(JSON.parse(h.stdout).turns);
+
+      // Without the key the server refuses at once (a 401 is not retried).
+      const noKey = await runCli(remoteArgs(join(dir.path, "nokey.jsonl"), again.url));
+      expect(noKey.code).toBe(1);
+      expect(noKey.stderr).toContain("HTTP 401");
+    } finally {
+      await again.stop();
+    }
+  }, 300_000);
+
+  it("refuses a server without an APM, and no APM at all, saying what to give", async () => {
+    const plain = await startServe(["-m", await writeSteerModel(dir.path, "plain.gguf"), "--port", "0"]);
+    try {
+      const r = await runCli(["annotate", input, "-o", join(dir.path, "none.jsonl"), "--backend", plain.url]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("the server has no APM (steerlm serve without --apm)");
+    } finally {
+      await plain.stop();
+    }
+    const alone = await runCli(["annotate", input, "-o", join(dir.path, "none.jsonl")]);
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toContain("--apm: no APM to annotate with");
   });
 });

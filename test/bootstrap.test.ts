@@ -8,7 +8,15 @@ import { SteerableModel } from "../src/inference/model.js";
 import { writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 import { trainTinyApm, trainTinySft, writeTinyInit } from "./fixtures.js";
-import { haveSharedData, runCli, runCliAndKill, sharedData, startServe, tempDir } from "./helpers.js";
+import {
+  haveSharedData,
+  runCli,
+  runCliAndKill,
+  sharedData,
+  sidecarRows,
+  startServe,
+  tempDir,
+} from "./helpers.js";
 
 // SteerLM step 4 through the real CLI: a tiny SFT model (GGUF) and a tiny regression APM trained here on
 // SteerBench data, then `steerlm bootstrap`, checked against independent oracles, and killed mid-run.
@@ -364,15 +372,3 @@ describe("steerlm bootstrap", () => {
 /** Starts the job slowed down, and SIGKILLs it once its sidecar records at least `rows` rows. */
 const bootstrapAndKill = (out: string, rows: number, extra: string[] = []) =>
   runCliAndKill(bootArgs(out, extra), out, rows, { STEERLM_BOOTSTRAP_THROTTLE_MS: "300" });
-
-/** Resolves once a running job's sidecar (`<out>.partial.json`) records at least `rows` rows. */
-async function sidecarRows(out: string, rows: number): Promise<void> {
-  for (;;) {
-    try {
-      if (JSON.parse(readFileSync(`${out}.partial.json`, "utf8")).rows >= rows) return;
-    } catch {
-      // not written yet, or being replaced right now
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

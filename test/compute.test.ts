@@ -201,7 +201,7 @@ describe("bin/bench.js usage", () => {
       [["train", "m10", "--compute", "fp16"], 'bench: --compute: expected f32 or bf16, got "fp16"'],
       [["train", "m10", "--steps", "0"], 'bench: --steps: expected an integer ≥ 1, got "0"'],
       [["train", "nope"], 'bench: unknown training benchmark "nope"'],
-      [[], "bench: train or serve?"],
+      [[], "bench: train, serve or guidance?"],
     ] as const) {
       const r = bench(...args);
       expect(r.status, args.join(" ")).toBe(1);

@@ -179,3 +179,15 @@ export async function waitUntil(ready: () => boolean, ended: Promise<unknown>): 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Resolves once a running job's sidecar (`<out>.partial.json`) records at least `rows` rows. */
+export async function sidecarRows(out: string, rows: number): Promise<void> {
+  for (;;) {
+    try {
+      if (JSON.parse(readFileSync(`${out}.partial.json`, "utf8")).rows >= rows) return;
+    } catch {
+      // not written yet, or being replaced right now
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

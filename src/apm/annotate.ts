@@ -10,9 +10,9 @@ import type { BackendSettings } from "../inference/open.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
-import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
+import { ApmPredictor, loadApm } from "./model.js";
 import { PartialOutput, retried, SIDECAR_FORMAT, startJob } from "./resume.js";
-import { ANNOTATE_DEFAULTS, type LabelPredictor, labelPredictor, predictGroup } from "./score.js";
+import { ANNOTATE_DEFAULTS, apmLabeller, type Labeller, labelPredictor, remoteLabeller } from "./score.js";
 
 /**
  * `annotate`: the APM's predictions, clamped to each attribute's scale and rounded half to even, become
@@ -26,15 +26,21 @@ import { ANNOTATE_DEFAULTS, type LabelPredictor, labelPredictor, predictGroup } 
  * resumed run writes the bytes an uninterrupted one would have. At the end `.partial` is renamed to the
  * output (atomic) and the sidecar is removed.
  *
- * With `backend`, a generative APM decodes on an engine serving it as a GGUF (`steerlm export gguf`):
- * the prompt is tokenized here with the checkpoint's tokenizer and sent as ids, each attribute's value
- * token is the engine's greedy choice among the allowed ones (src/inference/engine.ts), and `concurrency`
- * records are decoded at once, written in their order. The engine's float kernels are not steerlm's, so
- * a value can differ from a local run's where two candidates' logits are within rounding of each other.
+ * With `backend` and no `apm`, the APM is the one a `steerlm serve --apm` at `backend` scores with (any
+ * kind): the turns go to its POST /v1/steerlm/score, `batchSize` per request, `concurrency` requests (and
+ * groups) in flight, written in their order; the server predicts as this function does here, so the output
+ * is the local run's, byte for byte. Resuming checks the server's APM by the SHA-256 it reports.
+ *
+ * With `backend` and a generative `apm`, the APM decodes on an engine serving it as a GGUF (`steerlm
+ * export gguf`): the prompt is tokenized here with the checkpoint's tokenizer and sent as ids, each
+ * attribute's value token is the engine's greedy choice among the allowed ones (src/inference/engine.ts),
+ * and `concurrency` records are decoded at once, written in their order. The engine's float kernels are
+ * not steerlm's, so a value can differ from a local run's where two candidates' logits are within
+ * rounding of each other.
  */
 export interface AnnotateOptions extends BackendSettings {
-  /** APM run directory or checkpoint file. */
-  apm: string;
+  /** APM run directory or checkpoint file; absent: the APM of the `steerlm serve --apm` at `backend`. */
+  apm?: string;
   input: string;
   output: string;
   /** Input format; detected when absent. */
@@ -92,11 +98,21 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
     group: ["batchSize", B],
   });
   try {
+    if (opts.apm === undefined) {
+      if (opts.backend === undefined)
+        throw new InputError(
+          "no APM to annotate with",
+          { setting: "apm" },
+          "give an APM run, or the URL of a `steerlm serve --apm` (backend)",
+        );
+      const remote = await remoteLabeller({ ...opts, backend: opts.backend }, B);
+      return await annotateWith(remote, opts, B, paths, t0);
+    }
     const apm = await loadApm(opts.apm, opts.threads);
     try {
       const predictor = await labelPredictor(apm, B, opts);
       try {
-        return await annotateWith(apm, predictor, opts, B, paths, t0);
+        return await annotateWith(apmLabeller(apm, predictor), opts, B, paths, t0);
       } finally {
         if (predictor instanceof ApmPredictor) predictor.free();
       }
@@ -109,14 +125,13 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
 }
 
 async function annotateWith(
-  apm: LoadedApm,
-  predictor: LabelPredictor,
+  labeller: Labeller,
   opts: AnnotateOptions,
   B: number,
   paths: { partial: string; sidecar: string },
   t0: number,
 ): Promise<AnnotateResult> {
-  const schema = outputSchema(apm, opts.schema);
+  const schema = outputSchema(labeller.schema, opts.schema);
   const settings: AnnotateSettings = {
     format: opts.format ?? null,
     onlyUnlabeled: Boolean(opts.onlyUnlabeled),
@@ -124,7 +139,7 @@ async function annotateWith(
     schema: JSON.stringify(schema),
   };
   const input = resolve(opts.input);
-  const out = PartialOutput.open(paths, { format: SIDECAR_FORMAT, input, apm: apm.digest, settings });
+  const out = PartialOutput.open(paths, { format: SIDECAR_FORMAT, input, apm: labeller.digest, settings });
 
   const inHash = createHash("sha256");
   const size = statSync(opts.input).size;
@@ -137,22 +152,34 @@ async function annotateWith(
   let rows = 0;
   let turns = 0;
   let group: DataRecord[] = [];
-  const flushGroup = async () => {
-    const onlyUnlabeled = Boolean(opts.onlyUnlabeled);
-    const { lines, predicted } = await annotateGroup(apm, schema, predictor, group, onlyUnlabeled);
+  // Groups being predicted (several at once against a server), each written and recorded in order.
+  const pending: Array<{
+    lines: Promise<{ lines: string[]; predicted: number }>;
+    rows: number;
+    hash: string;
+  }> = [];
+  const writeFirst = async () => {
+    const first = pending.shift();
+    if (first === undefined) return;
+    const { lines, predicted } = await first.lines;
     out.append(lines);
     turns += predicted;
-    group = [];
-    out.record(rows, inHash.copy().digest("hex"));
+    out.record(first.rows, first.hash);
     if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
+  };
+  const flushGroup = async () => {
+    const lines = annotateGroup(labeller, schema, group, Boolean(opts.onlyUnlabeled));
+    lines.catch(() => {}); // awaited in order by writeFirst; one dropped after an earlier failure must not go unhandled
+    pending.push({ lines, rows, hash: inHash.copy().digest("hex") });
+    group = [];
+    while (pending.length >= labeller.groupsInFlight) await writeFirst();
   };
   // Input labels are read, and lines written, with the APM's schema: the output schema only picks attributes.
   const reader = readRecords(opts.input, {
     format: opts.format,
-    schema: apm.info.schema,
+    schema: labeller.schema,
     allowUnlabeled: true,
-    onProgress: (n) =>
-      progress.tick(n, { rows, turns, ...(predictor instanceof ApmPredictor ? {} : retried(predictor)) }),
+    onProgress: (n) => progress.tick(n, { rows, turns, ...retried(labeller) }),
   });
   let complete = false;
   try {
@@ -166,6 +193,7 @@ async function annotateWith(
     }
     out.checkCount(opts.input, rows, "rows");
     if (group.length > 0) await flushGroup();
+    while (pending.length > 0) await writeFirst();
     complete = true;
   } finally {
     progress.finish();
@@ -181,15 +209,14 @@ async function annotateWith(
 
 /** Predicts the labels of a group of records; returns their output lines (also used by `steerlm bootstrap`). */
 export async function annotateGroup(
-  apm: LoadedApm,
+  labeller: Labeller,
   schema: AttributeSchema,
-  predictor: LabelPredictor,
   group: readonly DataRecord[],
   onlyUnlabeled: boolean,
 ): Promise<{ lines: string[]; predicted: number }> {
   const needs = (t: RecordTurn) =>
     t.role === "assistant" && !(onlyUnlabeled && t.labels !== null && Object.keys(t.labels).length > 0);
-  const scores = await predictGroup(apm, schema, predictor, group, needs);
+  const scores = await labeller.predict(schema, group, needs);
   let predicted = 0;
   const lines = group.map((r, ri) => {
     const turns = r.turns.map((t, ti) => {
@@ -198,18 +225,21 @@ export async function annotateGroup(
       predicted++;
       return { ...t, labels: score.labels };
     });
-    return steerlmLine({ ...r, turns }, { schema: apm.info.schema });
+    return steerlmLine({ ...r, turns }, { schema: labeller.schema });
   });
   return { lines, predicted };
 }
 
-/** The schema to write: the APM's, or a subset of its attributes (each must be one of its outputs). */
-export function outputSchema(apm: LoadedApm, given: string | AttributeSchema | undefined): AttributeSchema {
-  if (given === undefined) return apm.info.schema;
+/** The schema to write: the APM's (`apmSchema`), or a subset of its attributes (each must be one of its outputs). */
+export function outputSchema(
+  apmSchema: AttributeSchema,
+  given: string | AttributeSchema | undefined,
+): AttributeSchema {
+  if (given === undefined) return apmSchema;
   const schema = typeof given === "string" ? loadSchema(given) : given;
-  const have = apm.info.schema.attributes.map((a) => a.name);
+  const have = apmSchema.attributes.map((a) => a.name);
   for (const a of schema.attributes) {
-    const own = apm.info.schema.attributes.find((b) => b.name === a.name);
+    const own = apmSchema.attributes.find((b) => b.name === a.name);
     if (!own) {
       throw new InputError(
         `attribute "${a.name}" of schema ${schema.name} is not an output of the APM (${have.join(",")})`,
@@ -231,12 +261,12 @@ export function outputSchema(apm: LoadedApm, given: string | AttributeSchema | u
  * is the model's, so an error names the model rather than `--schema`.
  */
 export function outputSchemaForModel(
-  apm: LoadedApm,
+  apmSchema: AttributeSchema,
   schema: AttributeSchema,
   model: string,
 ): AttributeSchema {
   try {
-    return outputSchema(apm, schema);
+    return outputSchema(apmSchema, schema);
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     throw new InputError(

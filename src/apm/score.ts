@@ -3,8 +3,10 @@ import { importChat } from "../data/formats/chat.js";
 import { fromJs } from "../data/json.js";
 import type { DataRecord, RecordTurn } from "../data/record.js";
 import { DEFAULT_SYSTEM_PROMPT } from "../data/template.js";
-import { Engine, remoteSetting } from "../inference/engine.js";
+import { Engine, type EngineScore, remoteSetting } from "../inference/engine.js";
 import { type BackendSettings, checkLocal } from "../inference/open.js";
+import { SlotPool } from "../inference/pool.js";
+import { UpstreamError } from "../inference/upstream.js";
 import { InputError } from "../util/errors.js";
 import { mapOrdered } from "../util/ordered.js";
 import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
@@ -38,7 +40,10 @@ export type LabelPredictor =
       readonly retries?: number;
     };
 
-/** `apm`'s predictor for groups of B records; a generative one decodes on the engine at `backend` if set. */
+/**
+ * `apm`'s predictor for groups of B records; a generative one decodes on the engine at `backend` if set
+ * (a regression one is served by `steerlm serve --apm` instead: see `remoteLabeller`).
+ */
 export async function labelPredictor(
   apm: LoadedApm,
   B: number,
@@ -54,7 +59,7 @@ export async function labelPredictor(
     throw new InputError(
       "a regression APM predicts with its head, which no engine serves",
       { file: apm.checkpoint, setting: "backend" },
-      "annotate here without an engine, or serve a generative APM (`steerlm export gguf <apm run>`)",
+      "serve it with `steerlm serve -m <model> --apm <apm run>` and give only that server's URL (no apm here)",
     );
   const concurrency = remoteSetting("concurrency", remote.concurrency);
   const engine = await Engine.connect({ ...remote, backend: remote.backend, apiKey: remote.backendApiKey });
@@ -66,6 +71,118 @@ export async function labelPredictor(
       return engine.retries;
     },
   };
+}
+
+/**
+ * What labels groups of records for `annotate` and `bootstrap`: an APM loaded here (`apmLabeller`), or the
+ * one a `steerlm serve --apm` scores with (`remoteLabeller`).
+ */
+export interface Labeller {
+  /** The attributes the APM predicts, in output order. */
+  readonly schema: AttributeSchema;
+  /** SHA-256 of the APM's checkpoint: a resumed annotation refuses another model. */
+  readonly digest: string;
+  /** Groups worth predicting at once (requests kept in flight to a server); 1 here. */
+  readonly groupsInFlight: number;
+  /** Requests to an engine sent again so far (undefined when predicting here). */
+  readonly retries?: number;
+  /** Per record of `group`: turn index -> score, for the attributes of `schema`, of the turns `needs` picks. */
+  predict(
+    schema: AttributeSchema,
+    group: readonly DataRecord[],
+    needs: (t: RecordTurn) => boolean,
+  ): Promise<Array<Map<number, TurnScore>>>;
+}
+
+/** `apm`, loaded here, predicting with `predictor` (from `labelPredictor`). */
+export function apmLabeller(apm: LoadedApm, predictor: LabelPredictor): Labeller {
+  return {
+    schema: apm.info.schema,
+    digest: apm.digest,
+    groupsInFlight: 1,
+    get retries() {
+      return predictor instanceof ApmPredictor ? undefined : predictor.retries;
+    },
+    predict: (schema, group, needs) => predictGroup(apm, schema, predictor, group, needs),
+  };
+}
+
+/**
+ * The APM of the `steerlm serve --apm` at `remote.backend`, whatever its kind: each turn to predict is
+ * sent to POST /v1/steerlm/score as the conversation up to that turn (the server scores its last message
+ * as annotate predicts it here, from the same record), `batchSize` conversations per request and at most
+ * `concurrency` requests in flight, each retried as every engine request is.
+ */
+export async function remoteLabeller(
+  remote: BackendSettings & { backend: string },
+  batchSize: number,
+): Promise<Labeller> {
+  const concurrency = remoteSetting("concurrency", remote.concurrency);
+  const engine = await Engine.connect({ ...remote, apiKey: remote.backendApiKey });
+  const { schema: apmSchema, sha256 } = await engine.apm();
+  const slots = new SlotPool(
+    Array.from({ length: concurrency }, (_, i) => i),
+    Number.POSITIVE_INFINITY,
+  );
+  const request = async (conversations: Array<Array<{ role: string; content: string }>>) => {
+    const slot = await slots.acquire();
+    try {
+      return await engine.score(conversations);
+    } finally {
+      slots.release(slot);
+    }
+  };
+  return {
+    schema: apmSchema,
+    digest: sha256,
+    groupsInFlight: concurrency,
+    get retries() {
+      return engine.retries;
+    },
+    async predict(schema, group, needs) {
+      const jobs: Array<{ record: number; turn: number }> = [];
+      group.forEach((r, ri) => {
+        r.turns.forEach((t, ti) => {
+          if (needs(t)) jobs.push({ record: ri, turn: ti });
+        });
+      });
+      const chunks: Array<typeof jobs> = [];
+      for (let i = 0; i < jobs.length; i += batchSize) chunks.push(jobs.slice(i, i + batchSize));
+      const answers = await Promise.all(
+        chunks.map((chunk) => request(chunk.map((j) => chatMessages(group[j.record] as DataRecord, j.turn)))),
+      );
+      const out = group.map(() => new Map<number, TurnScore>());
+      chunks.forEach((chunk, c) => {
+        chunk.forEach((j, k) => {
+          out[j.record]?.set(j.turn, engineTurnScore(engine.url, schema, answers[c]![k]!));
+        });
+      });
+      return out;
+    },
+  };
+}
+
+/** Turn `turn` of `record` and what came before it, as the OpenAI-style messages `chatRecord` reads back. */
+function chatMessages(record: DataRecord, turn: number): Array<{ role: string; content: string }> {
+  return [
+    // Always sent, even empty: a conversation without a system message would get the default one.
+    { role: "system", content: record.system },
+    ...record.turns.slice(0, turn + 1).map((t) => ({ role: t.role, content: t.text })),
+  ];
+}
+
+/** A server's score, for the attributes of `schema`; a missing or non-integer label is the server's fault. */
+function engineTurnScore(url: string, schema: AttributeSchema, s: EngineScore): TurnScore {
+  const score: TurnScore = { attributes: {}, labels: {} };
+  for (const a of schema.attributes) {
+    const x = s.attributes?.[a.name];
+    const label = s.labels?.[a.name];
+    if (typeof x !== "number" || !Number.isInteger(label))
+      throw new UpstreamError(url, `/v1/steerlm/score gave no ${a.name} score`, null);
+    score.attributes[a.name] = x;
+    score.labels[a.name] = label as number;
+  }
+  return score;
 }
 
 /**
@@ -195,6 +312,11 @@ export class ApmScorer {
   /** The checkpoint file loaded. */
   get checkpoint(): string {
     return this.apm.checkpoint;
+  }
+
+  /** SHA-256 of the checkpoint file. */
+  get digest(): string {
+    return this.apm.digest;
   }
 
   /**

@@ -9,7 +9,7 @@ import {
   retried,
   startGenerationJob,
 } from "../apm/resume.js";
-import { labelPredictor } from "../apm/score.js";
+import { apmLabeller, labelPredictor } from "../apm/score.js";
 import type { AttributeSchema } from "../data/attributes.js";
 import { fromJs } from "../data/json.js";
 import { readRecords } from "../data/read.js";
@@ -136,7 +136,7 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapRes
     const apm = await loadApm(opts.apm, opts.threads);
     try {
       // The rows feed the SFT model again: the APM writes the model's attributes (a subset of its outputs).
-      const schema = outputSchemaForModel(apm, model.schema, opts.model);
+      const schema = outputSchemaForModel(apm.info.schema, model.schema, opts.model);
       const settings: BootstrapSettings = {
         model: await fileSha256(opts.model),
         lora: opts.lora ? await fileSha256(opts.lora) : null,
@@ -190,6 +190,7 @@ async function generateAndAnnotate(
   let rows = done > 0 ? countLines(out.done.prefix) : 0;
 
   const predictor = await labelPredictor(apm, B);
+  const labeller = apmLabeller(apm, predictor);
   const progress = new Progress({ label: "bootstrap", total: prompts.length - done, enabled: opts.progress });
   let skipped = 0;
   let truncated = 0;
@@ -215,7 +216,7 @@ async function generateAndAnnotate(
       const last = row === prompts.length - 1;
       if ((row + 1) % B !== 0 && !last) continue;
       // Only the generated (unlabelled) turns are predicted: earlier turns keep the labels they had.
-      const { lines } = await annotateGroup(apm, schema, predictor, group, true);
+      const { lines } = await annotateGroup(labeller, schema, group, true);
       out.append(lines);
       rows += lines.length;
       group = [];

@@ -1,3 +1,4 @@
+import { quantile } from "../util/numbers.js";
 import { Rng } from "../util/rng.js";
 
 /**
@@ -32,14 +33,6 @@ export function stdev(xs: readonly number[]): number {
   if (xs.length < 2) return 0;
   const m = mean(xs);
   return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
-}
-
-/** The q-quantile (0..1) of sorted values, linearly interpolated. */
-function quantile(sorted: readonly number[], q: number): number {
-  const at = (sorted.length - 1) * q;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { type AttributeSchema, validateSchema } from "../data/attributes.js";
 import { log } from "../util/log.js";
 import { checkNumber, type NumberRange } from "../util/numbers.js";
 import type { UpstreamState } from "./generator.js";
@@ -5,8 +6,9 @@ import { parseBackendUrl, type SseHandler, Upstream, UpstreamError } from "./ups
 
 /**
  * An OpenAI-compatible engine steerlm sends token ids to: what it serves, how it is spoken to, and the
- * two requests steerlm makes of it, a completion (RemoteGenerator) and the greedy choice of one token
- * among a few (the generative APM's constrained decoding, src/apm/generative.ts).
+ * requests steerlm makes of it: a completion (RemoteGenerator), the greedy choice of one token among a
+ * few (the generative APM's constrained decoding, src/apm/generative.ts), and, of a `steerlm serve --apm`,
+ * the APM's scores of conversations (src/apm/score.ts).
  */
 
 /** The remote settings, once: range, default and help (the CLI declares its flags from them). */
@@ -56,6 +58,20 @@ export interface Choice {
 export interface CompletionBody {
   choices?: Choice[];
   usage?: { completion_tokens?: number } | null;
+}
+
+/** What a `steerlm serve --apm` scores with: GET /v1/steerlm/schema's `apm`. */
+export interface EngineApm {
+  /** The attributes it predicts, in output order. */
+  schema: AttributeSchema;
+  /** SHA-256 of its checkpoint file. */
+  sha256: string;
+}
+
+/** One conversation's score from POST /v1/steerlm/score: raw predictions and the labels annotate writes. */
+export interface EngineScore {
+  attributes: Record<string, number>;
+  labels: Record<string, number>;
 }
 
 /** The bias that makes the engine's greedy choice one of the candidates: OpenAI's largest. */
@@ -139,6 +155,44 @@ export class Engine {
         "does the engine honour logit_bias, and serve the model whose vocabulary the prompt was tokenized with?",
       );
     return id;
+  }
+
+  /** The APM a `steerlm serve --apm` scores with; refused for any other engine. */
+  async apm(): Promise<EngineApm> {
+    const none = (what: string) =>
+      new UpstreamError(
+        this.url,
+        what,
+        null,
+        "start it as `steerlm serve -m <model> --apm <apm run>`, or give the APM here (apm)",
+      );
+    if (this.dialect !== "steerlm") throw none("not a steerlm server: it has no scoring endpoint");
+    const body = (await this.client.get("/v1/steerlm/schema")) as { apm?: unknown };
+    const apm = body.apm as { name?: unknown; attributes?: unknown; sha256?: unknown } | null | undefined;
+    if (apm === null || apm === undefined) throw none("the server has no APM (steerlm serve without --apm)");
+    if (typeof apm.sha256 !== "string") throw none("the server does not say which APM it scores with");
+    const schema = validateSchema(
+      { name: apm.name, attributes: apm.attributes },
+      `${this.url}/v1/steerlm/schema`,
+    );
+    return { schema, sha256: apm.sha256 };
+  }
+
+  /** POST /v1/steerlm/score: the APM's score of each conversation's last (assistant) message. */
+  async score(
+    conversations: ReadonlyArray<ReadonlyArray<{ role: string; content: string }>>,
+    signal?: AbortSignal,
+  ): Promise<EngineScore[]> {
+    const body = (await this.client.post("/v1/steerlm/score", { conversations }, signal)) as {
+      scores?: unknown;
+    };
+    if (!Array.isArray(body.scores) || body.scores.length !== conversations.length)
+      throw new UpstreamError(
+        this.url,
+        `/v1/steerlm/score answered ${Array.isArray(body.scores) ? body.scores.length : "no"} scores for ${conversations.length} conversations`,
+        null,
+      );
+    return body.scores as EngineScore[];
   }
 
   /** Whether the engine answers now (one request, no retries). */

@@ -7,8 +7,8 @@ import { Rng } from "../util/rng.js";
  * batch), each step's next-token log-probabilities are combined with the plan's weights, and one token
  * is chosen from the combination and fed to every sequence.
  *
- * The log-probabilities come from node-llama-cpp's `controlledEvaluate` with `probabilities`: at
- * temperature 0 its sampler chain is greedy alone, so the list is the softmax of the raw logits over the
+ * The log-probabilities come from node-llama-cpp's evaluation with `probabilities`: at temperature 0 its
+ * sampler chain is greedy alone, so the list is the softmax of the raw logits over the
  * whole vocabulary. A probability that underflows float32 to 0 is read as the smallest one float32 holds,
  * so a token one conditioning rules out gets a very low, finite score instead of ±Infinity or NaN.
  */
@@ -79,6 +79,12 @@ function softmax(xs: readonly number[]): number[] {
 /**
  * Tokens from the combined distribution, forever (the caller stops). `sequences[i]` holds `prompts[i]`
  * (clean histories expected), weighted by `weights[i]`.
+ *
+ * Each sequence runs one node-llama-cpp evaluation for the whole generation (`evaluateWithMetadata`: one
+ * native sampler, made once, where `controlledEvaluate` makes and frees one per call), and every step hands
+ * each of them the chosen token at once, so their decodes are queued in the same cycle and node-llama-cpp
+ * runs them as one batch. At temperature 0 an evaluation's own pick (its greedy token) is ignored: only its
+ * distribution is read.
  */
 export async function* guidedTokens(
   sequences: readonly LlamaContextSequence[],
@@ -87,27 +93,28 @@ export async function* guidedTokens(
   sampling: GuidedSampling,
 ): AsyncGenerator<Token, void, void> {
   const pick = tokenPicker(sampling);
-  let inputs = prompts.map((p) => p as Token[]);
-  for (;;) {
-    const outputs = await Promise.all(
-      inputs.map((tokens, i) => {
-        const last = tokens.length - 1;
-        const items = tokens.map((t, j) =>
-          j === last ? ([t, { generateNext: { probabilities: true } }] as const) : t,
-        );
-        return (sequences[i] as LlamaContextSequence).controlledEvaluate(
-          items as Parameters<LlamaContextSequence["controlledEvaluate"]>[0],
-        );
-      }),
-    );
-    const distributions = outputs.map((out, i) => {
-      const probabilities = out[(inputs[i] as Token[]).length - 1]?.next.probabilities;
-      if (!probabilities) throw new Error("node-llama-cpp returned no next-token probabilities");
-      return probabilities as ReadonlyMap<number, number>;
-    });
-    const token = pick(combineLogProbs(distributions, weights)) as Token;
-    yield token;
-    inputs = prompts.map(() => [token]);
+  const evaluations = prompts.map((p, i) =>
+    (sequences[i] as LlamaContextSequence).evaluateWithMetadata(
+      p as Token[],
+      { probabilities: true },
+      // The end-of-generation token is a token like any other here: the combination decides.
+      { yieldEogToken: true },
+    ),
+  );
+  try {
+    let steps = evaluations.map((e) => e.next());
+    for (;;) {
+      const outputs = await Promise.all(steps);
+      const distributions = outputs.map((out) => {
+        if (out.done) throw new Error("node-llama-cpp ended an evaluation before its caller did");
+        return out.value.probabilities as ReadonlyMap<number, number>;
+      });
+      const token = pick(combineLogProbs(distributions, weights)) as Token;
+      yield token;
+      steps = evaluations.map((e) => e.next(token));
+    }
+  } finally {
+    await Promise.all(evaluations.map((e) => e.return()));
   }
 }
 

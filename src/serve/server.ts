@@ -84,7 +84,14 @@ export function createHandler(opts: ServeOptions): Handler {
     max_tokens_cap: maxTokensCap,
     context_size: model.contextSize,
     // What POST /v1/steerlm/score measures; null without an APM (the page then shows no measured panel).
-    apm: apm ? { attributes: apm.schema.attributes.map((a) => ({ ...a })) } : null,
+    // The checkpoint's SHA-256 lets `steerlm annotate --backend` refuse to resume against another APM.
+    apm: apm
+      ? {
+          name: apm.schema.name,
+          attributes: apm.schema.attributes.map((a) => ({ ...a })),
+          sha256: apm.digest,
+        }
+      : null,
   });
 
   const routes: Record<string, Record<string, Handler>> = {

@@ -147,7 +147,7 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
         { file: apm.checkpoint, setting: "apm" },
         "P(a|x,y) comes from a regression APM through a Beta distribution: train one with `steerlm apm train` (without --generative)",
       );
-    outputSchemaForModel(apm, schema, opts.model);
+    outputSchemaForModel(apm.info.schema, schema, opts.model);
     const q = await GgufScorer.load(opts.model, "model", opts.threads);
     freeLater.push(() => q.free());
     let prior = q;

@@ -43,3 +43,11 @@ export function checkNumber(value: unknown, r: NumberRange, place: Place, given:
     throw new InputError(`expected ${rangeText(r)}, got ${describe(given)}`, place);
   return value;
 }
+
+/** The q-quantile (0..1) of sorted values, linearly interpolated. */
+export function quantile(sorted: readonly number[], q: number): number {
+  const at = (sorted.length - 1) * q;
+  const lo = Math.floor(at);
+  const hi = Math.ceil(at);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
+}

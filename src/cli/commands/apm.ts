@@ -95,7 +95,11 @@ export function register(program: Command): void {
         "it continues after the rows already written (checked against <out>.partial.json).",
     )
     .argument("<input>", "conversations: SteerLM, regression, helpsteer, oasst, chat ... (see --from)");
-  addApmOption(annotate)
+  addApmOption(
+    annotate,
+    "APM run directory (newest checkpoint) or checkpoint file; leave it out to score on the `steerlm serve --apm` at --backend",
+    false,
+  )
     .requiredOption("-o, --output <file>", "annotated SteerLM JSONL")
     .option("--from <format>", "input format (default: detected)")
     .option("--schema <name|file>", "write only these attributes (a subset of the APM's outputs)")
@@ -103,7 +107,7 @@ export function register(program: Command): void {
     .addOption(
       numberOption(
         "--batch-size <n>",
-        "turns per forward pass and records per resumable group",
+        "turns per forward pass (with a server: per request) and records per resumable group",
         integerFrom(1),
         ANNOTATE_DEFAULTS.batchSize,
       ),
@@ -111,12 +115,14 @@ export function register(program: Command): void {
   addThreadsOption(annotate);
   addBackendOptions(annotate, {
     concurrency: true,
-    url: "a generative APM only: decode on an OpenAI-compatible engine at this URL serving the APM as a GGUF (`steerlm export gguf <apm run>`); prompts are tokenized here with the APM's tokenizer and sent as token ids, each value token is the engine's greedy choice among the allowed ones (logit_bias)",
+    url:
+      "without --apm: score on a `steerlm serve -m <model> --apm <apm run>` at this URL (POST /v1/steerlm/score; any APM, same output as annotating here); " +
+      "with a generative --apm: decode on an OpenAI-compatible engine at this URL serving the APM as a GGUF (`steerlm export gguf <apm run>`), prompts tokenized here and sent as token ids, each value token the engine's greedy choice among the allowed ones (logit_bias)",
   });
   addOverwriteOption(annotate).action(async (input: string, raw: Flags) => {
     const from = strFlag(raw, "from");
     const r = await annotateFile({
-      apm: raw.apm as string,
+      apm: strFlag(raw, "apm"),
       input,
       output: raw.output as string,
       format: from === undefined ? undefined : parseFormat(from),
