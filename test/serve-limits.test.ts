@@ -189,6 +189,10 @@ describe.skipIf(!haveSharedData)("malformed requests are 400s, never 500s with a
         expect(error.code).toBe("json_too_deep");
         expect(error.message).toMatch(/deeper than 64 levels/);
       }
+      // Brackets inside strings, after escaped quotes and backslashes, are text, not nesting.
+      const text = `\\" ${"[".repeat(100)} \\\\ ${"{".repeat(100)}`;
+      const inString = await post(`{"messages": [{"role": "user", "content": "${text}"}], "max_tokens": 1}`);
+      expect(inString.status).toBe(200);
       // 64 levels is still JSON the validator reads (and refuses for what it is).
       const ok = await post(nested(64, "[", "]"));
       expect(ok.status).toBe(400);
@@ -213,6 +217,65 @@ describe.skipIf(!haveSharedData)("malformed requests are 400s, never 500s with a
     } finally {
       errors.mockRestore();
     }
+  });
+});
+
+describe.skipIf(!haveSharedData)("bodies over --max-body", () => {
+  const limit = 64 * 1024;
+  let small: SteerServer;
+  let smallPort: number;
+  beforeAll(async () => {
+    small = await startServer({ model, port: 0, maxBodyBytes: limit });
+    smallPort = Number(new URL(small.url).port);
+  });
+  afterAll(async () => small?.close());
+
+  /** Sends the request head and the whole body before looking at the answer, as many clients do. */
+  const sendWhole = (head: string, body: Buffer) =>
+    open(smallPort, (s) => {
+      s.write(head);
+      s.write(body);
+    }).closed;
+
+  it("are answered 413 before the body is read, even when the body is cut off past the drain bound", async () => {
+    // 32 times the limit: the server cuts the connection at 16 times; the 413 went out before that.
+    const body = Buffer.alloc(32 * limit, 0x20);
+    const { data } = await sendWhole(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\n" +
+        `content-length: ${body.length}\r\n\r\n`,
+      body,
+    );
+    expect(data).toMatch(/^HTTP\/1\.1 413 /);
+    const json = JSON.parse(data.slice(data.indexOf("\r\n\r\n") + 4)) as { error: { code: string } };
+    expect(json.error.code).toBe("request_too_large");
+  });
+
+  it("are answered 413 when a chunked body passes the limit, and the whole answer arrives", async () => {
+    const body = Buffer.alloc(2 * limit, 0x20);
+    const chunked = Buffer.concat([
+      Buffer.from(`${body.length.toString(16)}\r\n`),
+      body,
+      Buffer.from("\r\n0\r\n\r\n"),
+    ]);
+    const { data } = await sendWhole(
+      "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\n" +
+        "transfer-encoding: chunked\r\n\r\n",
+      chunked,
+    );
+    expect(data).toMatch(/^HTTP\/1\.1 413 /);
+    expect(data).toMatch(/connection: close/i);
+    expect(data).toMatch(/"message":"request body larger than 65536 bytes"/);
+  });
+
+  it("fetch gets the 413, and the server answers the next request", async () => {
+    const res = await fetch(`${small.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: Buffer.alloc(2 * limit, 0x20),
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("request_too_large");
+    expect((await fetch(`${small.url}/health`)).status).toBe(200);
   });
 });
 

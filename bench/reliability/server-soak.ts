@@ -67,6 +67,15 @@ const rssMb = (pid: number): number => {
   return m ? Number(m[1]) / 1024 : Number.NaN;
 };
 
+/**
+ * CPU seconds a process has used (user + system, all its threads): how much of the run the server got,
+ * which tells a server too slow for its load from one that other processes kept off the cores.
+ */
+const cpuSeconds = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+};
+
 const chatBody = (rng: Rng, stream: boolean, content = `Request ${rng.u32()}: tell me about the sea.`) =>
   JSON.stringify({
     messages: [{ role: "user", content }],
@@ -204,6 +213,7 @@ export async function serverSoak(o: SoakOptions): Promise<PartResult> {
   let malformedNot4xx = 0;
   let failedConnections = 0;
   const started = performance.now();
+  const cpuAtStart = cpuSeconds(pid);
   const end = started + o.seconds * 1000;
   const rss: Array<{ s: number; mb: number }> = [];
   const health: number[] = [];
@@ -251,6 +261,8 @@ export async function serverSoak(o: SoakOptions): Promise<PartResult> {
     }
   };
   await Promise.all([sampler, prober, ...Array.from({ length: o.clients }, (_, c) => client(c))]);
+  const serverCpu = cpuSeconds(pid) - cpuAtStart;
+  const wall = (performance.now() - started) / 1000;
   const stillOpen = idle.filter((s) => !s.destroyed).length;
   const closedByServer = idleClosed;
   const diedDuring = serverDied;
@@ -268,6 +280,7 @@ export async function serverSoak(o: SoakOptions): Promise<PartResult> {
     `RSS ${third.toFixed(0)} MB at ${Math.round(o.seconds / 3)} s -> ${last.toFixed(0)} MB at the end (${(growth * 100).toFixed(1)}%, bound ${MAX_RSS_GROWTH * 100}%)`,
     `/health p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (bound ${MAX_HEALTH_P99_MS}), ${health.length - sorted.length} failed probes`,
     `${o.idleSockets} idle sockets: ${closedByServer} closed by the server, ${stillOpen} still open at the end`,
+    `the server used ${serverCpu.toFixed(1)} CPU seconds in ${wall.toFixed(1)} s (${((100 * serverCpu) / wall).toFixed(0)}% of one core), ${(t.runs / wall).toFixed(0)} requests/s`,
   );
   if (diedDuring) t.fail("the server died during the soak");
   if (o.bounds && !(growth < MAX_RSS_GROWTH))

@@ -74,7 +74,11 @@ export function errorBody(err: HttpError): { error: Record<string, string | null
   return { error: { message: err.message, type: err.type, param: err.param, code: err.code } };
 }
 
-export function sendError(res: ServerResponse, err: unknown): void {
+/**
+ * Answers with `err` as the client sees it (toHttpError). With `end: false` the whole response is written but
+ * left open, for a caller that still has to read the request before the connection may close.
+ */
+export function sendError(res: ServerResponse, err: unknown, opts: { end?: boolean } = {}): void {
   const e = toHttpError(err);
   if (res.headersSent) {
     // Mid-stream: the status is gone already; an SSE error event is all the client can still get.
@@ -90,5 +94,6 @@ export function sendError(res: ServerResponse, err: unknown): void {
     "content-length": Buffer.byteLength(body),
     ...e.headers,
   });
-  res.end(body);
+  if (opts.end === false) res.write(body);
+  else res.end(body);
 }

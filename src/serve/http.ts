@@ -1,14 +1,19 @@
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { badRequest, HttpError } from "./errors.js";
+import { badRequest, HttpError, sendError } from "./errors.js";
 
+/** How much of an oversized body is read (and dropped) after the 413, in multiples of the limit. */
 const DRAIN_FACTOR = 16;
 
 /** Deepest nesting of arrays and objects a request body may have (OpenAI's bodies need 4). */
 export const MAX_JSON_DEPTH = 64;
 
-/** Reads a JSON body of at most `limit` bytes; 413 beyond it, 400 for anything that is not JSON. */
-export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+/**
+ * Reads a JSON body of at most `limit` bytes; 400 for anything that is not JSON. A body over the limit is
+ * answered 413 on `res` as soon as it is known to be (from content-length before a byte is read, else when
+ * the count passes the limit), and the HttpError thrown after it finds the response ended.
+ */
+export async function readJson(req: IncomingMessage, res: ServerResponse, limit: number): Promise<unknown> {
   const type = req.headers["content-type"] ?? "";
   if (!/^application\/json\b/i.test(type)) {
     throw badRequest(
@@ -17,21 +22,33 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
       "bad_content_type",
     );
   }
+  const refusal = tooLarge(limit);
+  let over = false;
+  // The whole 413 goes out at once, so a client that reads while it sends stops sending; the response ends
+  // (and the connection closes) only once the body is in, so one that sends everything first can still
+  // read it. What comes after the limit is dropped, and the connection is cut past DRAIN_FACTOR * limit.
+  const refuse = () => {
+    over = true;
+    sendError(res, refusal, { end: false });
+  };
+  if (Number(req.headers["content-length"] ?? 0) > limit) refuse();
   const chunks: Buffer[] = [];
   let size = 0;
-  let over = Number(req.headers["content-length"] ?? 0) > limit;
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      over ||= size > limit;
-      // Keep reading (and dropping) an oversized body so the client gets to read our 413, up to a bound.
-      if (over && size > DRAIN_FACTOR * limit) req.destroy();
-      if (!over) chunks.push(chunk);
+      if (over) {
+        if (size > DRAIN_FACTOR * limit) req.destroy();
+      } else if (size > limit) refuse();
+      else chunks.push(chunk);
     }
   } catch {
     if (!over) throw badRequest("the request body was cut off", null, "incomplete_body");
   }
-  if (over) throw tooLarge(limit);
+  if (over) {
+    res.end();
+    throw refusal;
+  }
   const text = Buffer.concat(chunks).toString("utf8");
   if (text.trim() === "")
     throw badRequest("the request body is empty; expected a JSON object", null, "empty_body");
@@ -49,18 +66,23 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   }
 }
 
+/** The characters that open or close a string, an array or an object, or escape inside a string. */
+const STRUCTURE = /["\\[\]{}]/g;
+
 /**
  * Whether a JSON text nests deeper than `limit`, found by scanning brackets outside strings: a hostile body
- * is refused before any recursive code (parsing, validation, error messages) walks it.
+ * is refused before any recursive code (parsing, validation, error messages) walks it. The regex jumps
+ * from one structural character to the next: a long prompt is passed over in one native scan.
  */
 function nestedDeeper(text: string, limit: number): boolean {
   let depth = 0;
   let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
+  STRUCTURE.lastIndex = 0;
+  for (let m = STRUCTURE.exec(text); m !== null; m = STRUCTURE.exec(text)) {
+    const c = text.charCodeAt(m.index);
     if (inString) {
       if (c === 0x5c)
-        i++; // backslash: skip the escaped character
+        STRUCTURE.lastIndex = m.index + 2; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {

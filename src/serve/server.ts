@@ -119,13 +119,13 @@ export function createHandler(opts: ServeOptions): Handler {
     "/v1/steerlm/schema": { GET: (_req, res) => sendJson(res, 200, schema()) },
     "/v1/chat/completions": {
       POST: async (req, res) => {
-        const request = parseChatRequest(await readJson(req, maxBody), model.schema, limits);
+        const request = parseChatRequest(await readJson(req, res, maxBody), model.schema, limits);
         await chatCompletion({ model, req, res, maxTokensCap, request });
       },
     },
     "/v1/completions": {
       POST: async (req, res) => {
-        const request = parseCompletionRequest(await readJson(req, maxBody), limits);
+        const request = parseCompletionRequest(await readJson(req, res, maxBody), limits);
         await completion({ model, req, res, maxTokensCap, request });
       },
     },
@@ -133,7 +133,7 @@ export function createHandler(opts: ServeOptions): Handler {
   if (apm && scorer) {
     routes["/v1/steerlm/score"] = {
       POST: async (req, res) => {
-        const request = parseScoreRequest(await readJson(req, maxBody));
+        const request = parseScoreRequest(await readJson(req, res, maxBody));
         await scoreConversations({ scorer, schema: apm.schema, res, request });
       },
     };
