@@ -28,14 +28,6 @@ export interface AttributeSchema {
  */
 export type AttributeValues = Record<string, number>;
 
-const d = (name: string, max: number, def: number, description: string): AttributeDef => ({
-  name,
-  min: 0,
-  max,
-  default: def,
-  description,
-});
-
 const descriptions = {
   quality: "overall quality of the response",
   toxicity: "rudeness, insults or harmful content",
@@ -63,52 +55,43 @@ export const STEERLM_ATTRIBUTE_ORDER = [
   "verbosity",
 ] as const;
 
+const d = (name: keyof typeof descriptions, max: number, def: number): AttributeDef => ({
+  name,
+  min: 0,
+  max,
+  default: def,
+  description: descriptions[name],
+});
+
+/** OpenAssistant's four on SteerLM's 0..4 scale. */
+const OASST_ATTRIBUTES = [d("quality", 4, 4), d("toxicity", 4, 0), d("humor", 4, 0), d("creativity", 4, 0)];
+
+/** HelpSteer's five; `lengthDefault` is complexity's and verbosity's default. */
+const helpsteerAttributes = (lengthDefault: number) => [
+  d("helpfulness", 4, 4),
+  d("correctness", 4, 4),
+  d("coherence", 4, 4),
+  d("complexity", 4, lengthDefault),
+  d("verbosity", 4, lengthDefault),
+];
+
 /** Built-in schemas. Defaults: `steerlm` as documented for inference; `helpsteer` as NeMo's HelpSteer example. */
 export const BUILTIN_SCHEMAS = {
-  helpsteer: {
-    name: "helpsteer",
-    attributes: [
-      d("helpfulness", 4, 4, descriptions.helpfulness),
-      d("correctness", 4, 4, descriptions.correctness),
-      d("coherence", 4, 4, descriptions.coherence),
-      d("complexity", 4, 2, descriptions.complexity),
-      d("verbosity", 4, 2, descriptions.verbosity),
-    ],
-  },
-  oasst: {
-    name: "oasst",
-    attributes: [
-      d("quality", 4, 4, descriptions.quality),
-      d("toxicity", 4, 0, descriptions.toxicity),
-      d("humor", 4, 0, descriptions.humor),
-      d("creativity", 4, 0, descriptions.creativity),
-    ],
-  },
-  steerlm: {
-    name: "steerlm",
-    attributes: [
-      d("quality", 4, 4, descriptions.quality),
-      d("toxicity", 4, 0, descriptions.toxicity),
-      d("humor", 4, 0, descriptions.humor),
-      d("creativity", 4, 0, descriptions.creativity),
-      d("helpfulness", 4, 4, descriptions.helpfulness),
-      d("correctness", 4, 4, descriptions.correctness),
-      d("coherence", 4, 4, descriptions.coherence),
-      d("complexity", 4, 4, descriptions.complexity),
-      d("verbosity", 4, 4, descriptions.verbosity),
-    ],
-  },
+  helpsteer: { name: "helpsteer", attributes: helpsteerAttributes(2) },
+  oasst: { name: "oasst", attributes: OASST_ATTRIBUTES },
+  // both sets, in STEERLM_ATTRIBUTE_ORDER
+  steerlm: { name: "steerlm", attributes: [...OASST_ATTRIBUTES, ...helpsteerAttributes(4)] },
   // The SteerLM paper's OASST attributes on its 0..9 scale.
   "oasst-paper": {
     name: "oasst-paper",
     attributes: [
-      d("quality", 9, 9, descriptions.quality),
-      d("toxicity", 9, 0, descriptions.toxicity),
-      d("violence", 9, 0, descriptions.violence),
-      d("helpfulness", 9, 9, descriptions.helpfulness),
-      d("creativity", 9, 9, descriptions.creativity),
-      d("humor", 9, 0, descriptions.humor),
-      d("not_appropriate", 9, 0, descriptions.not_appropriate),
+      d("quality", 9, 9),
+      d("toxicity", 9, 0),
+      d("violence", 9, 0),
+      d("helpfulness", 9, 9),
+      d("creativity", 9, 9),
+      d("humor", 9, 0),
+      d("not_appropriate", 9, 0),
     ],
   },
 } satisfies Readonly<Record<string, AttributeSchema>>;
