@@ -1,7 +1,6 @@
-import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { readFailure } from "../util/errno.js";
 import { describe, InputError, type Place } from "../util/errors.js";
+import { readInputText } from "../util/files.js";
 
 /**
  * Attribute schemas: which attributes exist, their integer ranges, their canonical order in a value
@@ -109,12 +108,7 @@ export function loadSchema(nameOrPath: string): AttributeSchema {
       `use one of ${Object.keys(BUILTIN_SCHEMAS).join(", ")}, or a .json/.yaml schema file`,
     );
   }
-  let text: string;
-  try {
-    text = readFileSync(nameOrPath, "utf8");
-  } catch (err) {
-    throw readFailure(err, nameOrPath, "cannot read the schema file");
-  }
+  const text = readInputText(nameOrPath, "cannot read the schema file");
   let raw: unknown;
   try {
     raw = /\.json$/i.test(nameOrPath) ? JSON.parse(text) : parseYaml(text);
