@@ -90,11 +90,7 @@ export const GGUF_SCALARS: Readonly<Record<FixedScalarType, ScalarCodec>> = {
   },
   int32: { bytes: 4, read: (b, o) => b.readInt32LE(o), write: (b, v, o) => b.writeInt32LE(v as number, o) },
   float32: { bytes: 4, read: (b, o) => b.readFloatLE(o), write: (b, v, o) => b.writeFloatLE(v as number, o) },
-  float64: {
-    bytes: 8,
-    read: (b, o) => b.readDoubleLE(o),
-    write: (b, v, o) => b.writeDoubleLE(v as number, o),
-  },
+  bool: { bytes: 1, read: (b, o) => b.readUInt8(o), write: (b, v, o) => b.writeUInt8(v ? 1 : 0, o) },
   uint64: {
     bytes: 8,
     read: (b, o) => b.readBigUInt64LE(o),
@@ -105,8 +101,17 @@ export const GGUF_SCALARS: Readonly<Record<FixedScalarType, ScalarCodec>> = {
     read: (b, o) => b.readBigInt64LE(o),
     write: (b, v, o) => b.writeBigInt64LE(v as bigint, o),
   },
-  bool: { bytes: 1, read: (b, o) => b.readUInt8(o), write: (b, v, o) => b.writeUInt8(v ? 1 : 0, o) },
+  float64: {
+    bytes: 8,
+    read: (b, o) => b.readDoubleLE(o),
+    write: (b, v, o) => b.writeDoubleLE(v as number, o),
+  },
 };
+
+/** Bytes one scalar of each fixed-size type takes on disk (the package's public name for GGUF_SCALARS' sizes). */
+export const GGUF_SCALAR_BYTES = Object.fromEntries(
+  Object.entries(GGUF_SCALARS).map(([type, codec]) => [type, codec.bytes]),
+) as Readonly<Record<FixedScalarType, number>>;
 
 const INT_RANGES: Readonly<Record<Exclude<GgufNumberType, "float32" | "float64">, [number, number]>> = {
   uint8: [0, 0xff],
