@@ -1,10 +1,27 @@
+import { type Backend, Graph, type GraphAllocator } from "../src/ggml/backend.js";
+import type { Context } from "../src/ggml/context.js";
+import type { Tensor } from "../src/ggml/tensor.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../src/model/config.js";
 import type { LlamaModel } from "../src/model/model.js";
 import { type Batch, IGNORE } from "../src/train/batch.js";
 import type { Trainer } from "../src/train/trainer.js";
 import { Rng } from "../src/util/rng.js";
 
-/** Tiny models, batches and gradient probes shared by the engine's tests (src/train). */
+/** Tiny models, batches and gradient probes shared by the engine's tests (src/train, src/ggml). */
+
+/**
+ * Computes `out` once: marks it the output of `c`, builds its graph (at most `size` nodes), allocates and
+ * runs it. The caller frees the returned allocator after reading `out`.
+ */
+export function computeOnce(backend: Backend, c: Context, size: number, out: Tensor): GraphAllocator {
+  c.setOutput(out);
+  const g = new Graph(c, size);
+  g.expand(out);
+  const alloc = backend.newAllocator();
+  alloc.alloc(g);
+  backend.compute(g);
+  return alloc;
+}
 
 /** A tiny Llama shape with GQA and q/k/v biases; `over` changes any of it. */
 export function tinyLlama(over: Partial<LlamaConfig> = {}): LlamaConfig {

@@ -20,6 +20,30 @@ export function sharedData(...parts: string[]): string {
   return join(sharedDataDir, ...parts);
 }
 
+/** Every text field of the 512 NeMo-Aligner SteerLM conversations (about 3 MB): a real training corpus. */
+export function nemoSampleTexts(): string[] {
+  const texts: string[] = [];
+  const file = sharedData("nemo-aligner", "sft_512_sample_extra_id_format.jsonl");
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (!line) continue;
+    const row = JSON.parse(line) as { system: string; conversations: Array<{ value: string }> };
+    texts.push(row.system, ...row.conversations.map((c) => c.value));
+  }
+  return texts;
+}
+
+/** max |a − b| relative to max |b| (a floor of 1e-12 keeps an all-zero `b` finite). */
+export function relDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`relDiff: ${a.length} values against ${b.length}`);
+  let scale = 1e-12;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]!));
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+  }
+  return d / scale;
+}
+
 /**
  * Optimiser values for tests that drive a Trainer directly: plain Adam (no warmup, schedule floor, weight
  * decay or clipping) except where `over` says otherwise.

@@ -28,7 +28,7 @@ import { Rng } from "../src/util/rng.js";
 import { haveSharedData, runCli, sharedData, tempDir } from "./helpers.js";
 import { haveTorch, hfReferenceLogProbs } from "./hf-reference.js";
 import { argmax, maxAbsDiff, openWithLlamaCpp } from "./interop-llama-cpp.js";
-import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
+import { tinyLoraFlags, tinyRunFlags, tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 const TOLERANCE = 1e-4;
 const PROMPT =
@@ -299,29 +299,8 @@ describe("export hf of a LoRA run", () => {
     expect((await runCli(["export", "gguf", join(tmp.path, "lora-base"), "-o", base])).code).toBe(0);
     const ad = await runCli([
       "sft",
-      ...[
-        "--data",
-        inputs.train,
-        "--val",
-        inputs.val,
-        "--seq-len",
-        "128",
-        "--batch-size",
-        "4",
-        "--threads",
-        "1",
-      ],
-      ...[
-        "--model",
-        base,
-        "--lora",
-        "--lora-rank",
-        "4",
-        "--lora-alpha",
-        "8",
-        "--lora-targets",
-        "q,k,v,o,gate,up,down",
-      ],
+      ...tinyRunFlags(inputs),
+      ...["--model", base, ...tinyLoraFlags("q,k,v,o,gate,up,down")],
       ...["--lr", "0.02", "--warmup-steps", "1", "--steps", "6", "-o", adRun],
     ]);
     expect(ad.code, ad.stderr).toBe(0);

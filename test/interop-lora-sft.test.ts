@@ -16,7 +16,7 @@ import { LlamaModel } from "../src/model/model.js";
 import { readCheckpoint } from "../src/run/checkpoint.js";
 import { exportLoraAdapter } from "../src/run/export.js";
 import { runCli, tempDir } from "./helpers.js";
-import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
+import { tinyLoraFlags, tinyRunFlags, tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 const FLT_MIN = 2 ** -126;
 const GREEDY = 8;
@@ -71,21 +71,12 @@ describe("steerlm sft --lora -> adapter GGUF -> node-llama-cpp", () => {
     const r = await runCli(tinySftArgs(inputs, join(tmp.path, "base"), ["--steps", "4"]));
     expect(r.code, r.stderr).toBe(0);
     expect((await runCli(["export", "gguf", join(tmp.path, "base"), "-o", base])).code).toBe(0);
-    const common = ["--data", inputs.train, "--val", inputs.val, "--seq-len", "128", "--batch-size", "4"];
     const ad = await runCli([
       "sft",
-      ...common,
-      "--threads",
-      "1",
+      ...tinyRunFlags(inputs),
       "--model",
       base,
-      "--lora",
-      "--lora-rank",
-      "4",
-      "--lora-alpha",
-      "8",
-      "--lora-targets",
-      "q,k,v,o,gate,up,down",
+      ...tinyLoraFlags("q,k,v,o,gate,up,down"),
       "--lr",
       "0.02",
       "--warmup-steps",

@@ -5,7 +5,7 @@ import { loadLlamaModel } from "../src/gguf/llama-cpp.js";
 import { readGguf } from "../src/gguf/reader.js";
 import { readCheckpoint } from "../src/run/checkpoint.js";
 import { runCli, tempDir } from "./helpers.js";
-import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
+import { tinyLoraFlags, tinyRunFlags, tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 // LoRA on a frozen base kept quantised in memory (issue 8 item 4) through the CLI: a Q8_0 base stays Q8_0
 // by default, `--frozen q8_0` quantises an F32 base, and both exports of such a run load in llama.cpp.
@@ -18,23 +18,8 @@ describe("steerlm sft --lora on a Q8_0 base", () => {
   const baseQ8 = join(tmp.path, "base-q8.gguf");
   afterAll(() => tmp.cleanup());
   const common = () => [
-    "--data",
-    inputs.train,
-    "--val",
-    inputs.val,
-    "--seq-len",
-    "128",
-    "--batch-size",
-    "4",
-    "--threads",
-    "1",
-    "--lora",
-    "--lora-rank",
-    "4",
-    "--lora-alpha",
-    "8",
-    "--lora-targets",
-    "q,v,up,down",
+    ...tinyRunFlags(inputs),
+    ...tinyLoraFlags("q,v,up,down"),
     "--lr",
     "0.02",
     "--warmup-steps",
@@ -88,16 +73,7 @@ describe("steerlm sft --lora on a Q8_0 base", () => {
     // merged = dequantised base + B·A: as a plain model (lr 0) it has the adapted run's validation loss
     const check = await runCli([
       "sft",
-      "--data",
-      inputs.train,
-      "--val",
-      inputs.val,
-      "--seq-len",
-      "128",
-      "--batch-size",
-      "4",
-      "--threads",
-      "1",
+      ...tinyRunFlags(inputs),
       "--lr",
       "0",
       "--steps",

@@ -11,7 +11,28 @@ export function tinySftInputs(dir: string, n = 60): { train: string; val: string
   return { train: join(dir, "train.jsonl"), val: join(dir, "validation.jsonl"), init };
 }
 
-/** Flags of a tiny, fast run. */
+/** The data and batch shape of every tiny run: the inputs, 4 sequences of 128 tokens, one thread. */
+export function tinyRunFlags(inputs: { train: string; val: string }): string[] {
+  return [
+    "--data",
+    inputs.train,
+    "--val",
+    inputs.val,
+    "--seq-len",
+    "128",
+    "--batch-size",
+    "4",
+    "--threads",
+    "1",
+  ];
+}
+
+/** A rank-4 LoRA (alpha 8) on `targets`, e.g. "q,v,up". */
+export function tinyLoraFlags(targets: string): string[] {
+  return ["--lora", "--lora-rank", "4", "--lora-alpha", "8", "--lora-targets", targets];
+}
+
+/** Flags of a tiny, fast run from a fresh model (`--init`) and tokenizer. */
 export function tinySftArgs(
   inputs: { train: string; val: string; init: string },
   out: string,
@@ -19,20 +40,11 @@ export function tinySftArgs(
 ): string[] {
   return [
     "sft",
-    "--data",
-    inputs.train,
-    "--val",
-    inputs.val,
+    ...tinyRunFlags(inputs),
     "--init",
     inputs.init,
     "--tokenizer-vocab-size",
     "320",
-    "--seq-len",
-    "128",
-    "--batch-size",
-    "4",
-    "--threads",
-    "1",
     "--lr",
     "0.003",
     "--warmup-steps",

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readCheckpoint } from "../src/run/checkpoint.js";
 import { runCli, tempDir } from "./helpers.js";
-import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
+import { tinyLoraFlags, tinyRunFlags, tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 // LoRA on a GGUF base: only adapters are trained, and export merges them (W + alpha/r · B·A). The oracle for
 // the merge is the model itself: the merged GGUF, loaded as a plain model, must give the validation loss
@@ -21,31 +21,14 @@ describe("steerlm sft --model base.gguf --lora", () => {
   }, 120_000);
 
   it("trains only the adapters, and the merged export reproduces the adapted model's loss", async () => {
-    const common = [
-      "--data",
-      inputs.train,
-      "--val",
-      inputs.val,
-      "--seq-len",
-      "128",
-      "--batch-size",
-      "4",
-      "--threads",
-      "1",
-    ];
+    const common = tinyRunFlags(inputs);
     const adRun = join(tmp.path, "adapted");
     const ad = await runCli([
       "sft",
       ...common,
       "--model",
       base,
-      "--lora",
-      "--lora-rank",
-      "4",
-      "--lora-alpha",
-      "8",
-      "--lora-targets",
-      "q,v,up",
+      ...tinyLoraFlags("q,v,up"),
       "--lr",
       "0.01",
       "--warmup-steps",

@@ -2,6 +2,7 @@ import { existsSync, type FSWatcher, readdirSync, readFileSync, watch } from "no
 import { join } from "node:path";
 import { latestCheckpoint, readCheckpoint } from "../../src/run/checkpoint.js";
 import { Rng } from "../../src/util/rng.js";
+import { tinySftArgs } from "../../test/sft-helpers.js";
 import { cli, type PartResult, startCli, Tally, tinyData } from "./common.js";
 
 /**
@@ -21,26 +22,7 @@ export interface SftKillOptions {
 const isTemp = (name: string) => /\.tmp-\d+-[0-9a-f]+$/.test(name);
 
 function args(o: SftKillOptions, data: ReturnType<typeof tinyData>, out: string): string[] {
-  return [
-    "sft",
-    "--data",
-    data.train,
-    "--val",
-    data.val,
-    "--init",
-    data.init,
-    "--tokenizer-vocab-size",
-    "320",
-    "--seq-len",
-    "128",
-    "--batch-size",
-    "4",
-    "--threads",
-    "1",
-    "--lr",
-    "0.003",
-    "--warmup-steps",
-    "2",
+  return tinySftArgs(data, out, [
     "--steps",
     String(o.steps),
     "--checkpoint-every",
@@ -49,9 +31,7 @@ function args(o: SftKillOptions, data: ReturnType<typeof tinyData>, out: string)
     "2",
     "--eval-every",
     String(o.every * 4),
-    "-o",
-    out,
-  ];
+  ]);
 }
 
 const stepOf = (run: string): number => {

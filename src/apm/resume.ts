@@ -8,7 +8,6 @@ import {
   readFileSync,
   renameSync,
   rmSync,
-  writeSync,
 } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
@@ -16,7 +15,7 @@ import type { DataRecord } from "../data/record.js";
 import { ContextLengthError } from "../inference/completion.js";
 import type { Generator } from "../inference/generator.js";
 import { type BackendSettings, openGenerator } from "../inference/open.js";
-import { checkOutputs, removeLeftoverTemps, syncDir, writeFileAtomic } from "../util/atomic.js";
+import { checkOutputs, removeLeftoverTemps, syncDir, writeAllSync, writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
 import { acquireLock, type FileLock } from "../util/lock.js";
 import { log } from "../util/log.js";
@@ -203,7 +202,7 @@ export class PartialOutput {
   /** Appends lines (each ends in a newline) and fsyncs them. */
   append(lines: readonly string[]): void {
     const b = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
-    writeAll(this.fd, b);
+    writeAllSync(this.fd, b);
     fsyncSync(this.fd);
     this.hash.update(b);
     this.bytes += b.length;
@@ -296,11 +295,6 @@ function readResumeState(
 
 function writeSidecar(path: string, s: Sidecar): void {
   writeFileAtomic(path, `${JSON.stringify(s)}\n`);
-}
-
-function writeAll(fd: number, b: Uint8Array): void {
-  let done = 0;
-  while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
 }
 
 /**

@@ -1,7 +1,6 @@
-import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { readFailure } from "../util/errno.js";
 import { describe, InputError, type Place } from "../util/errors.js";
+import { readInputText } from "../util/files.js";
 
 /**
  * Attribute schemas: which attributes exist, their integer ranges, their canonical order in a value
@@ -27,14 +26,6 @@ export interface AttributeSchema {
  * `ParseOptions.fractions`); keys absent from the map are "not given".
  */
 export type AttributeValues = Record<string, number>;
-
-const d = (name: string, max: number, def: number, description: string): AttributeDef => ({
-  name,
-  min: 0,
-  max,
-  default: def,
-  description,
-});
 
 const descriptions = {
   quality: "overall quality of the response",
@@ -63,52 +54,43 @@ export const STEERLM_ATTRIBUTE_ORDER = [
   "verbosity",
 ] as const;
 
+const d = (name: keyof typeof descriptions, max: number, def: number): AttributeDef => ({
+  name,
+  min: 0,
+  max,
+  default: def,
+  description: descriptions[name],
+});
+
+/** OpenAssistant's four on SteerLM's 0..4 scale. */
+const OASST_ATTRIBUTES = [d("quality", 4, 4), d("toxicity", 4, 0), d("humor", 4, 0), d("creativity", 4, 0)];
+
+/** HelpSteer's five; `lengthDefault` is complexity's and verbosity's default. */
+const helpsteerAttributes = (lengthDefault: number) => [
+  d("helpfulness", 4, 4),
+  d("correctness", 4, 4),
+  d("coherence", 4, 4),
+  d("complexity", 4, lengthDefault),
+  d("verbosity", 4, lengthDefault),
+];
+
 /** Built-in schemas. Defaults: `steerlm` as documented for inference; `helpsteer` as NeMo's HelpSteer example. */
 export const BUILTIN_SCHEMAS = {
-  helpsteer: {
-    name: "helpsteer",
-    attributes: [
-      d("helpfulness", 4, 4, descriptions.helpfulness),
-      d("correctness", 4, 4, descriptions.correctness),
-      d("coherence", 4, 4, descriptions.coherence),
-      d("complexity", 4, 2, descriptions.complexity),
-      d("verbosity", 4, 2, descriptions.verbosity),
-    ],
-  },
-  oasst: {
-    name: "oasst",
-    attributes: [
-      d("quality", 4, 4, descriptions.quality),
-      d("toxicity", 4, 0, descriptions.toxicity),
-      d("humor", 4, 0, descriptions.humor),
-      d("creativity", 4, 0, descriptions.creativity),
-    ],
-  },
-  steerlm: {
-    name: "steerlm",
-    attributes: [
-      d("quality", 4, 4, descriptions.quality),
-      d("toxicity", 4, 0, descriptions.toxicity),
-      d("humor", 4, 0, descriptions.humor),
-      d("creativity", 4, 0, descriptions.creativity),
-      d("helpfulness", 4, 4, descriptions.helpfulness),
-      d("correctness", 4, 4, descriptions.correctness),
-      d("coherence", 4, 4, descriptions.coherence),
-      d("complexity", 4, 4, descriptions.complexity),
-      d("verbosity", 4, 4, descriptions.verbosity),
-    ],
-  },
+  helpsteer: { name: "helpsteer", attributes: helpsteerAttributes(2) },
+  oasst: { name: "oasst", attributes: OASST_ATTRIBUTES },
+  // both sets, in STEERLM_ATTRIBUTE_ORDER
+  steerlm: { name: "steerlm", attributes: [...OASST_ATTRIBUTES, ...helpsteerAttributes(4)] },
   // The SteerLM paper's OASST attributes on its 0..9 scale.
   "oasst-paper": {
     name: "oasst-paper",
     attributes: [
-      d("quality", 9, 9, descriptions.quality),
-      d("toxicity", 9, 0, descriptions.toxicity),
-      d("violence", 9, 0, descriptions.violence),
-      d("helpfulness", 9, 9, descriptions.helpfulness),
-      d("creativity", 9, 9, descriptions.creativity),
-      d("humor", 9, 0, descriptions.humor),
-      d("not_appropriate", 9, 0, descriptions.not_appropriate),
+      d("quality", 9, 9),
+      d("toxicity", 9, 0),
+      d("violence", 9, 0),
+      d("helpfulness", 9, 9),
+      d("creativity", 9, 9),
+      d("humor", 9, 0),
+      d("not_appropriate", 9, 0),
     ],
   },
 } satisfies Readonly<Record<string, AttributeSchema>>;
@@ -126,12 +108,7 @@ export function loadSchema(nameOrPath: string): AttributeSchema {
       `use one of ${Object.keys(BUILTIN_SCHEMAS).join(", ")}, or a .json/.yaml schema file`,
     );
   }
-  let text: string;
-  try {
-    text = readFileSync(nameOrPath, "utf8");
-  } catch (err) {
-    throw readFailure(err, nameOrPath, "cannot read the schema file");
-  }
+  const text = readInputText(nameOrPath, "cannot read the schema file");
   let raw: unknown;
   try {
     raw = /\.json$/i.test(nameOrPath) ? JSON.parse(text) : parseYaml(text);

@@ -132,61 +132,55 @@ export function parseJson(text: string): Json {
   };
 
   let depth = 0;
+  // An object or array: `opens` steps into it and says whether an item follows (false: it was empty and
+  // is closed); `continues`, after each item, takes the `,` before another or the closing character.
+  const opens = (close: string): boolean => {
+    pos++;
+    depth++;
+    ws();
+    if (text[pos] !== close) return true;
+    pos++;
+    depth--;
+    return false;
+  };
+  const continues = (close: string): boolean => {
+    ws();
+    if (text[pos] === ",") {
+      pos++;
+      return true;
+    }
+    expectChar(close);
+    depth--;
+    return false;
+  };
   const parseValue = (): Json => {
     ws();
     const c = text[pos];
     if (c === '"') return parseString();
     if ((c === "{" || c === "[") && depth === MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
     if (c === "{") {
-      pos++;
-      depth++;
       const obj: JsonObject = new Map();
-      ws();
-      if (text[pos] === "}") {
-        pos++;
-        depth--;
-        return obj;
+      if (opens("}")) {
+        do {
+          ws();
+          if (text[pos] !== '"') fail("expected a string key");
+          const keyAt = pos;
+          const key = parseString();
+          if (obj.has(key)) fail(`duplicate key "${key}"`, keyAt);
+          ws();
+          expectChar(":");
+          obj.set(key, parseValue());
+        } while (continues("}"));
       }
-      for (;;) {
-        ws();
-        if (text[pos] !== '"') fail("expected a string key");
-        const keyAt = pos;
-        const key = parseString();
-        if (obj.has(key)) fail(`duplicate key "${key}"`, keyAt);
-        ws();
-        expectChar(":");
-        obj.set(key, parseValue());
-        ws();
-        if (text[pos] === ",") {
-          pos++;
-          continue;
-        }
-        expectChar("}");
-        depth--;
-        return obj;
-      }
+      return obj;
     }
     if (c === "[") {
-      pos++;
-      depth++;
       const arr: Json[] = [];
-      ws();
-      if (text[pos] === "]") {
-        pos++;
-        depth--;
-        return arr;
+      if (opens("]")) {
+        do arr.push(parseValue());
+        while (continues("]"));
       }
-      for (;;) {
-        arr.push(parseValue());
-        ws();
-        if (text[pos] === ",") {
-          pos++;
-          continue;
-        }
-        expectChar("]");
-        depth--;
-        return arr;
-      }
+      return arr;
     }
     for (const [word, value] of [
       ["null", null],

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { readFailure } from "../util/errno.js";
 import { describe, InputError, type Place } from "../util/errors.js";
+import { readInputText } from "../util/files.js";
 
 /**
  * FastChat's files are small JSONL (80-line benchmarks, judgments a few thousand lines): read whole,
@@ -18,12 +18,7 @@ export interface Located<T> {
 export function readJsonl<T>(path: string, parse: (obj: JsonRecord, at: Place) => T): Located<T>[] {
   if (!existsSync(path)) throw new InputError("no such file", { file: path });
   const out: Located<T>[] = [];
-  let whole: string;
-  try {
-    whole = readFileSync(path, "utf8");
-  } catch (err) {
-    throw readFailure(err, path, "cannot read");
-  }
+  const whole = readInputText(path);
   const lines = whole.split("\n");
   for (const [i, text] of lines.entries()) {
     if (text.trim() === "") continue;

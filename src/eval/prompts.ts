@@ -92,6 +92,19 @@ function questionTurns(q: Question, turn: 1 | 2): string[] {
   return q.turns;
 }
 
+/** A template's values: each field's first turn under its name, or both turns as `<name>_1`, `<name>_2`. */
+function turnValues(turn: 1 | 2, fields: Record<string, string[]>): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const [name, turns] of Object.entries(fields)) {
+    if (turn === 1) values[name] = turns[0]!;
+    else {
+      values[`${name}_1`] = turns[0]!;
+      values[`${name}_2`] = turns[1]!;
+    }
+  }
+  return values;
+}
+
 function messages(judge: JudgePrompt, user: string): ChatMessage[] {
   return [
     { role: "system", content: judge.system_prompt },
@@ -109,15 +122,7 @@ export function singleJudgeMessages(
 ): ChatMessage[] {
   const qt = questionTurns(q, turn);
   const at = firstChoice(answer, turn, `model ${answer.model_id}`);
-  const values: Record<string, string> =
-    turn === 1
-      ? { question: qt[0]!, answer: at[0]! }
-      : {
-          question_1: qt[0]!,
-          question_2: qt[1]!,
-          answer_1: at[0]!,
-          answer_2: at[1]!,
-        };
+  const values = turnValues(turn, { question: qt, answer: at });
   return messages(judge, formatTemplate(judge.prompt_template, { ...values, ...refValues(ref, turn) }));
 }
 
@@ -133,17 +138,7 @@ export function pairJudgeMessages(
   const qt = questionTurns(q, turn);
   const at = firstChoice(a, turn, `model ${a.model_id}`);
   const bt = firstChoice(b, turn, `model ${b.model_id}`);
-  const values: Record<string, string> =
-    turn === 1
-      ? { question: qt[0]!, answer_a: at[0]!, answer_b: bt[0]! }
-      : {
-          question_1: qt[0]!,
-          question_2: qt[1]!,
-          answer_a_1: at[0]!,
-          answer_b_1: bt[0]!,
-          answer_a_2: at[1]!,
-          answer_b_2: bt[1]!,
-        };
+  const values = turnValues(turn, { question: qt, answer_a: at, answer_b: bt });
   return messages(judge, formatTemplate(judge.prompt_template, { ...values, ...refValues(ref, turn) }));
 }
 

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { Backend, Graph, getBytes, setData } from "./backend.js";
+import { computeOnce } from "../../test/engine.js";
+import { Backend, getBytes, setData } from "./backend.js";
 import { Context } from "./context.js";
 import { kernelsPath, loadKernels, setKernelsModeForTesting } from "./native-kernels.js";
 import type { Tensor } from "./tensor.js";
@@ -85,12 +86,7 @@ function run(backend: Backend, cs: Case, data: Float32Array): { ne: readonly num
   const c = new Context(64, 64);
   const src: Tensor = cs.permute ? c.permute(x, cs.permute) : x;
   const t = c.operand(src, cs.type, cs.transpose, cs.multiple);
-  c.setOutput(t);
-  const g = new Graph(c, 64);
-  g.expand(t);
-  const alloc = backend.newAllocator();
-  alloc.alloc(g);
-  backend.compute(g);
+  const alloc = computeOnce(backend, c, 64, t);
   const bytes = getBytes(t);
   const values =
     cs.type === "bf16"
@@ -211,12 +207,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
             setData(b, bd.stored);
             const c = new Context(16, 16);
             const out = c.mulMat(a, b);
-            c.setOutput(out);
-            const g = new Graph(c, 16);
-            g.expand(out);
-            const alloc = backend.newAllocator();
-            alloc.alloc(g);
-            backend.compute(g);
+            const alloc = computeOnce(backend, c, 16, out);
             const [K, M, A2] = ane;
             const [, N, B2, B3] = bne;
             expect(out.ne).toEqual([M, N, B2, B3]);
@@ -285,12 +276,7 @@ describe("steerlm's GEMM on a very long reduction", () => {
       setData(b, bd);
       const c = new Context(8, 8);
       const out = c.mulMat(a, b);
-      c.setOutput(out);
-      const g = new Graph(c, 8);
-      g.expand(out);
-      const alloc = backend.newAllocator();
-      alloc.alloc(g);
-      backend.compute(g);
+      const alloc = computeOnce(backend, c, 8, out);
       const bytes = getBytes(out);
       const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
       let worst = 0;

@@ -4,8 +4,9 @@ import { maskedCrossEntropy } from "../model/loss.js";
 import { buildForward, LlamaModel } from "../model/model.js";
 import { Tape } from "../model/tape.js";
 import { prepareBatch } from "../train/batch.js";
+import { uploadBatch } from "../train/replica.js";
 import { Rng } from "../util/rng.js";
-import { Backend, Graph, getF32, getScalar, setData } from "./backend.js";
+import { Backend, Graph, getF32, getScalar } from "./backend.js";
 import { Context } from "./context.js";
 import { loadKernels } from "./native-kernels.js";
 
@@ -75,12 +76,7 @@ async function trainingGraph(plainOps: boolean, computeType: "f32" | "bf16") {
   const rng = new Rng(2);
   const tokens = Int32Array.from({ length: B * T }, () => rng.int(0, cfg.vocabSize - 1));
   const p = prepareBatch({ tokens, labels: tokens }, B, T, cfg.vocabSize, 1);
-  setData(inp.tokens, p.tokens);
-  setData(inp.positions, p.positions);
-  setData(inp.kqMask, p.kqMask);
-  setData(inp.flatIdx, p.flatIdx);
-  setData(inp.lossMask, p.lossMask);
-  setData(inp.negInvCount, p.negInvCount);
+  uploadBatch(inp, p);
   backend.compute(g);
   const result = { custom: g.customNodes, loss: getScalar(loss), grads: grads.map((x) => getF32(x)) };
   alloc.free();

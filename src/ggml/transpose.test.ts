@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Backend, Graph, getF32, setData } from "./backend.js";
+import { computeOnce } from "../../test/engine.js";
+import { Backend, getF32, setData } from "./backend.js";
 import { Context } from "./context.js";
 
 // Context.transposed builds f32 transposes from concat of two strided halves (faster than ggml's cont):
@@ -24,12 +25,7 @@ describe("Context.transposed", () => {
         setData(x, data);
         const c = new Context(64, 64);
         const t = c.transposed(x);
-        c.setOutput(t);
-        const g = new Graph(c, 64);
-        g.expand(t);
-        const alloc = backend.newAllocator();
-        alloc.alloc(g);
-        backend.compute(g);
+        const alloc = computeOnce(backend, c, 64, t);
         expect(t.ne).toEqual([n1, n0, n2, n3]);
         const got = getF32(t);
         const want = new Float32Array(data.length);

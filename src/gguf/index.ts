@@ -1,28 +1,8 @@
 // The GGUF module's public surface (re-exported by src/index.ts): the file format, no model architecture
 // (Llama's tensor names and metadata are src/model/llama-gguf.ts). `GgufVocab` is reachable as the
 // tokenizer module's structurally identical type of the same name; ours lives in ./vocab.ts.
-export {
-  bf16BitsToF32,
-  DECODABLE_TYPES,
-  dequantize,
-  f16BitsToF32,
-  f32ToBf16,
-  f32ToBf16Bits,
-  f32ToF16,
-  f32ToF16Bits,
-  quantizeQ8_0,
-} from "./quant.js";
-export {
-  findTensor,
-  isGgufFile,
-  metaArray,
-  metaBool,
-  metaNumber,
-  metaString,
-  readGguf,
-  readTensorBytes,
-  readTensorF32,
-} from "./reader.js";
+export * from "./quant.js";
+export * from "./reader.js";
 export * from "./types.js";
 export { GGUF_TOKEN_TYPE, LLAMA_CPP_BPE_PRE, readGgufVocab, validateVocab, vocabMetadata } from "./vocab.js";
 export {

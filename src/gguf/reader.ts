@@ -15,7 +15,7 @@ import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
   GGUF_MAX_DIMS,
-  GGUF_SCALAR_BYTES,
+  GGUF_SCALARS,
   type GgufArrayValue,
   type GgufFile,
   type GgufMetaValue,
@@ -97,7 +97,7 @@ class Cursor {
   }
 
   async scalar(type: Exclude<GgufScalarType, "string">): Promise<number | bigint | boolean> {
-    const n = GGUF_SCALAR_BYTES[type];
+    const n = GGUF_SCALARS[type].bytes;
     const o = await this.need(n);
     this.pos += n;
     return this.decode(type, o);
@@ -116,41 +116,17 @@ class Cursor {
   }
   bufferedScalar(type: Exclude<GgufScalarType, "string">): number | bigint | boolean | undefined {
     const o = this.pos - this.bufStart;
-    const n = GGUF_SCALAR_BYTES[type];
+    const n = GGUF_SCALARS[type].bytes;
     if (o + n > this.buf.length) return undefined;
     this.pos += n;
     return this.decode(type, o);
   }
 
   private decode(type: Exclude<GgufScalarType, "string">, o: number): number | bigint | boolean {
-    const b = this.buf;
-    switch (type) {
-      case "uint8":
-        return b.readUInt8(o);
-      case "int8":
-        return b.readInt8(o);
-      case "uint16":
-        return b.readUInt16LE(o);
-      case "int16":
-        return b.readInt16LE(o);
-      case "uint32":
-        return b.readUInt32LE(o);
-      case "int32":
-        return b.readInt32LE(o);
-      case "float32":
-        return b.readFloatLE(o);
-      case "float64":
-        return b.readDoubleLE(o);
-      case "uint64":
-        return b.readBigUInt64LE(o);
-      case "int64":
-        return b.readBigInt64LE(o);
-      case "bool": {
-        const v = b.readUInt8(o);
-        if (v > 1) throw this.fail(`bool must be 0 or 1, got ${v}`, this.pos - 1);
-        return v === 1;
-      }
-    }
+    const v = GGUF_SCALARS[type].read(this.buf, o);
+    if (type !== "bool") return v;
+    if (v !== 0 && v !== 1) throw this.fail(`bool must be 0 or 1, got ${v}`, this.pos - 1);
+    return v === 1;
   }
 }
 
@@ -168,7 +144,7 @@ async function readArray(c: Cursor): Promise<GgufArrayValue> {
   if (itemType === "array")
     throw c.fail("arrays of arrays are not supported (llama.cpp rejects them too)", typeAt);
   const n = await c.u64n();
-  const minItem = itemType === "string" ? 8 : GGUF_SCALAR_BYTES[itemType];
+  const minItem = itemType === "string" ? 8 : GGUF_SCALARS[itemType].bytes;
   if (n * minItem > c.size - c.pos) throw c.fail(`array of ${n} ${itemType} runs past the end of the file`);
   const values: Array<string | number | bigint | boolean> = new Array(n);
   const what = c.what;

@@ -62,20 +62,56 @@ export function ggufValueTypeById(id: number): GgufValueType | undefined {
   return GGUF_TYPE_BY_ID.get(id);
 }
 
-/** Bytes one scalar of this type takes on disk; strings are variable (u64 length + UTF-8 bytes). */
-export const GGUF_SCALAR_BYTES: Readonly<Record<Exclude<GgufScalarType, "string">, number>> = {
-  uint8: 1,
-  int8: 1,
-  uint16: 2,
-  int16: 2,
-  uint32: 4,
-  int32: 4,
-  float32: 4,
-  bool: 1,
-  uint64: 8,
-  int64: 8,
-  float64: 8,
+type FixedScalarType = Exclude<GgufScalarType, "string">;
+
+interface ScalarCodec {
+  /** Bytes one scalar of this type takes on disk; strings are variable (u64 length + UTF-8 bytes). */
+  bytes: number;
+  /** The raw value at `o` (a bool's byte unchecked: the reader says where a bad one stands). */
+  read(b: Buffer, o: number): number | bigint;
+  /** `v` must be of the JS type that matches the type (number, bigint or boolean). */
+  write(b: Buffer, v: unknown, o: number): void;
+}
+
+/** How each fixed-size scalar is laid out (little-endian): the one table the reader and the writer share. */
+export const GGUF_SCALARS: Readonly<Record<FixedScalarType, ScalarCodec>> = {
+  uint8: { bytes: 1, read: (b, o) => b.readUInt8(o), write: (b, v, o) => b.writeUInt8(v as number, o) },
+  int8: { bytes: 1, read: (b, o) => b.readInt8(o), write: (b, v, o) => b.writeInt8(v as number, o) },
+  uint16: {
+    bytes: 2,
+    read: (b, o) => b.readUInt16LE(o),
+    write: (b, v, o) => b.writeUInt16LE(v as number, o),
+  },
+  int16: { bytes: 2, read: (b, o) => b.readInt16LE(o), write: (b, v, o) => b.writeInt16LE(v as number, o) },
+  uint32: {
+    bytes: 4,
+    read: (b, o) => b.readUInt32LE(o),
+    write: (b, v, o) => b.writeUInt32LE(v as number, o),
+  },
+  int32: { bytes: 4, read: (b, o) => b.readInt32LE(o), write: (b, v, o) => b.writeInt32LE(v as number, o) },
+  float32: { bytes: 4, read: (b, o) => b.readFloatLE(o), write: (b, v, o) => b.writeFloatLE(v as number, o) },
+  bool: { bytes: 1, read: (b, o) => b.readUInt8(o), write: (b, v, o) => b.writeUInt8(v ? 1 : 0, o) },
+  uint64: {
+    bytes: 8,
+    read: (b, o) => b.readBigUInt64LE(o),
+    write: (b, v, o) => b.writeBigUInt64LE(v as bigint, o),
+  },
+  int64: {
+    bytes: 8,
+    read: (b, o) => b.readBigInt64LE(o),
+    write: (b, v, o) => b.writeBigInt64LE(v as bigint, o),
+  },
+  float64: {
+    bytes: 8,
+    read: (b, o) => b.readDoubleLE(o),
+    write: (b, v, o) => b.writeDoubleLE(v as number, o),
+  },
 };
+
+/** Bytes one scalar of each fixed-size type takes on disk (the package's public name for GGUF_SCALARS' sizes). */
+export const GGUF_SCALAR_BYTES = Object.fromEntries(
+  Object.entries(GGUF_SCALARS).map(([type, codec]) => [type, codec.bytes]),
+) as Readonly<Record<FixedScalarType, number>>;
 
 const INT_RANGES: Readonly<Record<Exclude<GgufNumberType, "float32" | "float64">, [number, number]>> = {
   uint8: [0, 0xff],

@@ -39,10 +39,8 @@ export interface GgufVocab {
   chatTemplate?: string;
 }
 
-/** The BPE pre-tokenizer names this llama.cpp (node-llama-cpp 3.21.1) accepts; anything else fails its load. */
-export const LLAMA_CPP_BPE_PRE = new Set([
-  "default",
-  "minicpm5",
+/** BPE pre-tokenizers for which llama.cpp adds BOS when the file does not say (llama-vocab.cpp's load). */
+const BOS_BY_DEFAULT_PRE = [
   "llama3",
   "llama-v3",
   "llama-bpe",
@@ -52,6 +50,15 @@ export const LLAMA_CPP_BPE_PRE = new Set([
   "midm-2.0",
   "lfm2",
   "jina-v5-nano",
+  "tekken",
+  "chameleon",
+];
+
+/** The BPE pre-tokenizer names this llama.cpp (node-llama-cpp 3.21.1) accepts; anything else fails its load. */
+export const LLAMA_CPP_BPE_PRE = new Set([
+  ...BOS_BY_DEFAULT_PRE,
+  "default",
+  "minicpm5",
   "deepseek-llm",
   "deepseek-coder",
   "deepseek-v3",
@@ -93,7 +100,6 @@ export const LLAMA_CPP_BPE_PRE = new Set([
   "chatglm-bpe",
   "viking",
   "jais",
-  "tekken",
   "smollm",
   "codeshell",
   "bloom",
@@ -101,7 +107,6 @@ export const LLAMA_CPP_BPE_PRE = new Set([
   "exaone",
   "exaone4",
   "exaone-moe",
-  "chameleon",
   "minerva-7b",
   "megrez",
   "gpt-4o",
@@ -128,21 +133,6 @@ export const LLAMA_CPP_BPE_PRE = new Set([
   "minimax-m2",
   "solar-open",
   "mellum2",
-]);
-
-/** BPE pre-tokenizers for which llama.cpp adds BOS when the file does not say (llama-vocab.cpp's load). */
-const BOS_BY_DEFAULT_PRE = new Set([
-  "llama3",
-  "llama-v3",
-  "llama-bpe",
-  "falcon3",
-  "falcon-h1",
-  "pixtral",
-  "midm-2.0",
-  "lfm2",
-  "jina-v5-nano",
-  "tekken",
-  "chameleon",
 ]);
 
 /** Refuses what llama.cpp would refuse (or crash on); `source` names the vocabulary in errors. */
@@ -257,7 +247,7 @@ export function readGgufVocab(file: GgufFile): GgufVocab {
     addBos: metaBool(
       file,
       "tokenizer.ggml.add_bos_token",
-      model === "llama" || BOS_BY_DEFAULT_PRE.has(metaString(file, "tokenizer.ggml.pre", "")),
+      model === "llama" || BOS_BY_DEFAULT_PRE.includes(metaString(file, "tokenizer.ggml.pre", "")),
     ),
   };
   const pre = metaString(file, "tokenizer.ggml.pre", null);

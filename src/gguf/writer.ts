@@ -13,7 +13,7 @@ import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAX_DIMS,
   GGUF_MAX_TENSOR_NAME_BYTES,
-  GGUF_SCALAR_BYTES,
+  GGUF_SCALARS,
   GGUF_VALUE_TYPES,
   type GgmlTypeName,
   type GgufMetaValue,
@@ -124,42 +124,9 @@ class HeaderBuilder {
       this.string(v as string);
       return;
     }
-    const b = Buffer.allocUnsafe(GGUF_SCALAR_BYTES[type]);
-    switch (type) {
-      case "uint8":
-        b.writeUInt8(v as number);
-        break;
-      case "int8":
-        b.writeInt8(v as number);
-        break;
-      case "uint16":
-        b.writeUInt16LE(v as number);
-        break;
-      case "int16":
-        b.writeInt16LE(v as number);
-        break;
-      case "uint32":
-        b.writeUInt32LE(v as number);
-        break;
-      case "int32":
-        b.writeInt32LE(v as number);
-        break;
-      case "float32":
-        b.writeFloatLE(v as number);
-        break;
-      case "float64":
-        b.writeDoubleLE(v as number);
-        break;
-      case "uint64":
-        b.writeBigUInt64LE(v as bigint);
-        break;
-      case "int64":
-        b.writeBigInt64LE(v as bigint);
-        break;
-      case "bool":
-        b.writeUInt8(v ? 1 : 0);
-        break;
-    }
+    const codec = GGUF_SCALARS[type];
+    const b = Buffer.allocUnsafe(codec.bytes);
+    codec.write(b, v, 0);
     this.push(b);
   }
   value(key: string, v: GgufMetaValue): void {

@@ -191,22 +191,7 @@ export class SteerableModel extends PooledGenerator {
     return { ...result, attributes, values, ...(conditionings ? { conditionings } : {}) };
   }
 
-  /** A raw prompt, no template (still stops at `<extra_id_1>`); or ids, taken as they are. */
-  async complete(opts: CompleteOptions): Promise<GenerateResult> {
-    const prompt =
-      typeof opts.prompt === "string"
-        ? this.vocab.rawPrompt(opts.prompt, opts.specialTokens ?? false, this.admit)
-        : this.vocab.tokenPrompt(opts.prompt);
-    return this.run(prompt, opts);
-  }
-
-  /** Refuses first what could not run anyway: a full queue, or a text too long for the context. */
-  private readonly admit = (text: string): void => {
-    this.pool.checkCapacity();
-    this.vocab.checkLength(text, this.contextSize);
-  };
-
-  private async run(
+  protected async run(
     prompt: PromptInfo,
     opts: SamplingOptions,
     conditionings?: readonly PromptConditioning[],

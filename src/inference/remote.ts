@@ -4,13 +4,7 @@ import { InputError } from "../util/errors.js";
 import { type CompletionText, completionBudget, samplingTemperature } from "./completion.js";
 import { type CompletionBody, Engine, type EngineOptions, remoteSetting } from "./engine.js";
 import type { Generator, UpstreamState } from "./generator.js";
-import type {
-  CompleteOptions,
-  GenerateOptions,
-  GenerateResult,
-  SamplingOptions,
-  SteerResult,
-} from "./model.js";
+import type { GenerateOptions, GenerateResult, SamplingOptions, SteerResult } from "./model.js";
 import { SlotPool } from "./pool.js";
 import { PooledGenerator } from "./pooled.js";
 import { UpstreamError } from "./upstream.js";
@@ -96,20 +90,6 @@ export class RemoteGenerator extends PooledGenerator implements Generator {
     return { ...result, attributes, values };
   }
 
-  async complete(opts: CompleteOptions): Promise<GenerateResult> {
-    const prompt =
-      typeof opts.prompt === "string"
-        ? this.vocab.rawPrompt(opts.prompt, opts.specialTokens ?? false, this.admit)
-        : this.vocab.tokenPrompt(opts.prompt);
-    return this.run(prompt, opts);
-  }
-
-  /** As SteerableModel's: a full queue or a text too long for the context is refused before tokenizing. */
-  private readonly admit = (text: string): void => {
-    this.pool.checkCapacity();
-    this.vocab.checkLength(text, this.contextSize);
-  };
-
   upstream(): Promise<UpstreamState> {
     return this.engine.upstream();
   }
@@ -118,7 +98,7 @@ export class RemoteGenerator extends PooledGenerator implements Generator {
     await this.vocab.dispose();
   }
 
-  private async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
+  protected async run(prompt: PromptInfo, opts: SamplingOptions): Promise<GenerateResult> {
     const maxTokens = completionBudget(prompt.tokens.length, this.contextSize, opts);
     if (opts.logitBias) this.vocab.checkLogitBias(opts.logitBias);
     const slot = await this.pool.acquire(opts.signal);

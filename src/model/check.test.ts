@@ -18,7 +18,8 @@ const tiny = sharedData("gguf", "llama-2-tiny-random.gguf");
 const tmp = tempDir("steerlm-engine-");
 afterAll(() => tmp.cleanup());
 
-async function writeRandom(name: string, over: Partial<LlamaConfig>) {
+/** The tiny random model's vocabulary and a small Llama shape over it; `over` changes any of the shape. */
+async function tinyShape(over: Partial<LlamaConfig>) {
   const vocab = readGgufVocab(await readGguf(tiny));
   const config = resolveLlamaConfig({
     vocabSize: vocab.tokens.length,
@@ -28,6 +29,11 @@ async function writeRandom(name: string, over: Partial<LlamaConfig>) {
     ffnSize: 96,
     ...over,
   });
+  return { vocab, config };
+}
+
+async function writeRandom(name: string, over: Partial<LlamaConfig>) {
+  const { vocab, config } = await tinyShape(over);
   const path = join(tmp.path, `${name}.gguf`);
   await writeLlamaGguf(path, { config, vocab, weights: initLlamaWeights(config, new Rng(7), 0.08) });
   return path;
@@ -57,15 +63,7 @@ describe.skipIf(!haveSharedData)("forward pass vs node-llama-cpp's own logits", 
   });
 
   it("a GGUF written after training gives node-llama-cpp our greedy continuation", async () => {
-    const vocab = readGgufVocab(await readGguf(tiny));
-    const config = resolveLlamaConfig({
-      vocabSize: vocab.tokens.length,
-      hiddenSize: 32,
-      numLayers: 2,
-      numHeads: 4,
-      numKvHeads: 2,
-      ffnSize: 64,
-    });
+    const { vocab, config } = await tinyShape({ hiddenSize: 32, numKvHeads: 2, ffnSize: 64 });
     const backend = new Backend(1);
     const model = await LlamaModel.create(backend, config, null, { seed: 5 });
     // teach it a short cycle so the continuation is not arbitrary

@@ -45,37 +45,48 @@ export interface ReproducePlan {
   maxTokens: number;
 }
 
-const full = DEMO_PLANS.full;
-const quick = DEMO_PLANS.quick;
-
-export const REPRODUCE_PLANS: Record<"full" | "quick", ReproducePlan> = {
-  full: {
-    conversations: full.conversations,
-    extraConversations: full.conversations / 2,
-    multiTurnFraction: full.multiTurnFraction,
+/**
+ * A run sized as the demo of the same name (its data, model and generation length), with the ablation's
+ * own labelled fraction, high-quality bar and extra pool (half the data again); `own` gives the rest.
+ */
+function fromDemo(
+  size: "full" | "quick",
+  own: Pick<ReproducePlan, "apmSteps" | "bootstrapPrompts" | "judgePrompts" | "steerPrompts"> & {
+    sft: Partial<SftConfig>;
+  },
+): ReproducePlan {
+  const demo = DEMO_PLANS[size];
+  // in the fields' order: a resumed run compares its recorded settings with these as JSON
+  return {
+    conversations: demo.conversations,
+    extraConversations: demo.conversations / 2,
+    multiTurnFraction: demo.multiTurnFraction,
     labelledFraction: 0.25,
     highQuality: 3,
-    model: full.model,
+    model: demo.model,
+    sft: { ...demo.sft, ...own.sft },
+    apmSteps: own.apmSteps,
+    bootstrapPrompts: own.bootstrapPrompts,
+    judgePrompts: own.judgePrompts,
+    steerPrompts: own.steerPrompts,
+    maxTokens: demo.maxTokens,
+  };
+}
+
+export const REPRODUCE_PLANS: Record<"full" | "quick", ReproducePlan> = {
+  full: fromDemo("full", {
     // the demo's settings at half its steps: the style attributes are learnt by step ~600 (docs/demo.md)
-    sft: { ...full.sft, steps: 1200, evalEvery: 300, checkpointEvery: 300 },
+    sft: { steps: 1200, evalEvery: 300, checkpointEvery: 300 },
     apmSteps: 600,
     bootstrapPrompts: 1000,
     judgePrompts: 100,
     steerPrompts: 40,
-    maxTokens: full.maxTokens,
-  },
-  quick: {
-    conversations: quick.conversations,
-    extraConversations: quick.conversations / 2,
-    multiTurnFraction: quick.multiTurnFraction,
-    labelledFraction: 0.25,
-    highQuality: 3,
-    model: quick.model,
-    sft: { ...quick.sft, steps: 250, evalEvery: 125, checkpointEvery: 125 },
+  }),
+  quick: fromDemo("quick", {
+    sft: { steps: 250, evalEvery: 125, checkpointEvery: 125 },
     apmSteps: 150,
     bootstrapPrompts: 120,
     judgePrompts: 20,
     steerPrompts: 10,
-    maxTokens: quick.maxTokens,
-  },
+  }),
 };

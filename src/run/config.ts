@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
 import { checkOptimizer, type OptimizerOptions } from "../train/trainer.js";
-import { readFailure } from "../util/errno.js";
 import { describe, InputError } from "../util/errors.js";
+import { readInputText } from "../util/files.js";
 import {
   type ComputeType,
   checkSetting,
@@ -58,12 +58,7 @@ export interface ConfigDocument {
 
 /** Reads a YAML or JSON file whose top level must be a mapping. */
 export function readConfigDocument(file: string): ConfigDocument {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw readFailure(err, file, "cannot read the config file");
-  }
+  const text = readInputText(file, "cannot read the config file");
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
   const [e] = doc.errors;

@@ -1,23 +1,10 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
+import { haveSharedData, nemoSampleTexts, tempDir } from "../../test/helpers.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "./bpe-train.js";
 import { BYTE_SYMBOLS, gpt2Split, toByteLevel } from "./byte-level.js";
 import { loadHfTokenizer } from "./hf.js";
 import { CONTROL_TOKEN_NAMES } from "./types.js";
-
-/** Every text field of the 512 NeMo-Aligner SteerLM conversations (about 3 MB). */
-function corpus(): string[] {
-  const texts: string[] = [];
-  const file = sharedData("nemo-aligner", "sft_512_sample_extra_id_format.jsonl");
-  for (const line of readFileSync(file, "utf8").split("\n")) {
-    if (!line) continue;
-    const row = JSON.parse(line) as { system: string; conversations: Array<{ value: string }> };
-    texts.push(row.system, ...row.conversations.map((c) => c.value));
-  }
-  return texts;
-}
 
 /**
  * Oracle: the textbook BPE trainer, recounting every pair after every merge (slow, obviously right), with
@@ -69,7 +56,7 @@ function naiveMerges(texts: string[], merges: number, minFrequency: number): str
 
 describe.skipIf(!haveSharedData)("byte-level BPE trainer", () => {
   it("learns exactly the merges of a textbook BPE trainer (oracle) on real text", () => {
-    const texts = corpus().slice(0, 60);
+    const texts = nemoSampleTexts().slice(0, 60);
     const json = trainByteLevelBpe(texts, { vocabSize: 256 + 4 + 300 });
     const merges = json.model.merges as string[];
     expect(merges.length).toBe(300);
@@ -77,7 +64,7 @@ describe.skipIf(!haveSharedData)("byte-level BPE trainer", () => {
   });
 
   it("trains on ~3 MB in seconds, deterministically, and round-trips through tokenizer.json", () => {
-    const texts = corpus();
+    const texts = nemoSampleTexts();
     const chars = texts.reduce((n, t) => n + t.length, 0);
     expect(chars).toBeGreaterThan(2_500_000);
     const t0 = performance.now();

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { LlamaCompletion, LlamaText, SpecialTokensText } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { haveSharedData, sharedData, tempDir } from "../../test/helpers.js";
+import { haveSharedData, nemoSampleTexts, sharedData, tempDir } from "../../test/helpers.js";
 import { renderConversation } from "../data/template.js";
 import { loadLlamaModel } from "../gguf/llama-cpp.js";
 import { str } from "../gguf/types.js";
@@ -17,23 +17,6 @@ import { HfTokenizer } from "./hf.js";
 import { LLAMA3_SPLIT_REGEX, QWEN2_SPLIT_REGEX } from "./pre-tokenizer.js";
 import { type GgufVocab, toGgufVocab } from "./to-gguf.js";
 import { CONTROL_TOKEN_NAMES, encodeParts } from "./types.js";
-
-/**
- * A tokenizer trained here -> GGUF metadata -> a tiny random Llama GGUF -> llama.cpp (node-llama-cpp) must
- * give the same ids as our HF path on every line of a varied test corpus, keep the control tokens single
- * ids, and never produce them from plain text (also when node-llama-cpp tokenizes a generation prompt).
- */
-
-function trainingTexts(): string[] {
-  const texts: string[] = [];
-  const file = sharedData("nemo-aligner", "sft_512_sample_extra_id_format.jsonl");
-  for (const line of readFileSync(file, "utf8").split("\n")) {
-    if (!line) continue;
-    const row = JSON.parse(line) as { system: string; conversations: Array<{ value: string }> };
-    texts.push(row.system, ...row.conversations.map((c) => c.value));
-  }
-  return texts;
-}
 
 /** Several hundred lines the tokenizer did not train on: real questions, llama.cpp's hard cases, edge cases. */
 function testCorpus(): string[] {
@@ -144,7 +127,7 @@ describe.skipIf(!haveSharedData)("trained tokenizer -> GGUF -> llama.cpp", () =>
   let vocab: GgufVocab;
 
   beforeAll(async () => {
-    hf = new HfTokenizer(trainByteLevelBpe(trainingTexts(), { vocabSize: 4096 }), {}, "trained");
+    hf = new HfTokenizer(trainByteLevelBpe(nemoSampleTexts(), { vocabSize: 4096 }), {}, "trained");
     vocab = toGgufVocab(hf);
     await writeTinyModel(modelPath, vocab);
     await writeTinyModel(losslessPath, toGgufVocab(hf, { pre: "trillion" }));

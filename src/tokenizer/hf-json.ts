@@ -1,7 +1,7 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { readFailure } from "../util/errno.js";
 import { expected, InputError } from "../util/errors.js";
+import { readInputText } from "../util/files.js";
 
 /**
  * The parts of Hugging Face's tokenizer.json that this project reads or writes. Everything else in a file
@@ -78,12 +78,7 @@ export interface HfTokenizerConfig {
 }
 
 export function readJsonFile(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw readFailure(err, path, "cannot read");
-  }
+  const text = readInputText(path);
   try {
     return JSON.parse(text);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { fillLoraB, paddedBatch, tinyLlama } from "../../test/engine.js";
-import { plainAdam } from "../../test/helpers.js";
+import { plainAdam, relDiff } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import type { LlamaConfig } from "../model/config.js";
 import { logitChunk } from "../model/lm-head.js";
@@ -51,18 +51,6 @@ async function run(
   trainer.free();
   model.free();
   return out;
-}
-
-/** max |a − b| relative to max |b|. */
-function relDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let scale = 1e-12;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]!));
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  }
-  return d / scale;
 }
 
 function expectSame(chunked: Run, whole: Run): void {

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { fillLoraB, paddedBatch, tinyLlama } from "../../test/engine.js";
-import { plainAdam } from "../../test/helpers.js";
+import { plainAdam, relDiff } from "../../test/helpers.js";
 import { Backend } from "../ggml/backend.js";
 import type { LlamaConfig } from "../model/config.js";
 import { LlamaModel, type ModelOptions } from "../model/model.js";
@@ -36,16 +36,6 @@ async function gradients(
   return { loss, grads, computeBytes };
 }
 
-function maxRelDiff(a: Float32Array, b: Float32Array): number {
-  let scale = 1e-12;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]!));
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  }
-  return d / scale;
-}
-
 describe("a bf16 or f16 frozen base (f32 compute)", () => {
   for (const frozenType of ["bf16", "f16"] as const) {
     it(`${frozenType}: LoRA gradients equal an f32 base's holding the same rounded values, up to summation order`, async () => {
@@ -61,7 +51,7 @@ describe("a bf16 or f16 frozen base (f32 compute)", () => {
       // the kernels widen each stored value exactly to f32, so only the order of the f32 sums may differ
       expect(Math.abs(a.loss - r.loss)).toBeLessThan(1e-6 * r.loss);
       for (const [name, g] of r.grads)
-        expect(maxRelDiff(a.grads.get(name) as Float32Array, g), name).toBeLessThan(1e-5);
+        expect(relDiff(a.grads.get(name) as Float32Array, g), name).toBeLessThan(1e-5);
       low.free();
       ref.free();
     });

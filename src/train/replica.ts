@@ -44,6 +44,31 @@ export interface ReplicaSpec {
   recompute: boolean;
 }
 
+/** The arrays of a prepared batch, each the data of the graph input of the same name. */
+const BATCH_INPUTS = [
+  "tokens",
+  "positions",
+  "kqMask",
+  "flatIdx",
+  "lossMask",
+  "negInvCount",
+  "lastIdx",
+  "targets",
+  "targetMask",
+  "invTargetCount",
+] as const satisfies readonly (keyof PreparedBatch)[];
+
+/** Uploads each array of `p` to the input tensor of its name, for the inputs `inp` has (a graph may use some). */
+export function uploadBatch(
+  inp: Partial<Record<(typeof BATCH_INPUTS)[number], Tensor>>,
+  p: PreparedBatch,
+): void {
+  for (const k of BATCH_INPUTS) {
+    const t = inp[k];
+    if (t) setData(t, p[k]);
+  }
+}
+
 interface Inputs {
   tokens: Tensor;
   positions: Tensor;
@@ -172,17 +197,7 @@ export class Replica {
   }
 
   upload(p: PreparedBatch): void {
-    const i = this.inp;
-    setData(i.tokens, p.tokens);
-    setData(i.positions, p.positions);
-    setData(i.kqMask, p.kqMask);
-    setData(i.flatIdx, p.flatIdx);
-    setData(i.lossMask, p.lossMask);
-    setData(i.negInvCount, p.negInvCount);
-    setData(i.lastIdx, p.lastIdx);
-    setData(i.targets, p.targets);
-    setData(i.targetMask, p.targetMask);
-    setData(i.invTargetCount, p.invTargetCount);
+    uploadBatch(this.inp, p);
   }
 
   /** ggml's autograd path needs d(loss)=1 and zeroed accumulators at the start of an accumulation. */

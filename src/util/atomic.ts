@@ -79,7 +79,8 @@ export function syncDir(dir: string): void {
   }
 }
 
-function writeAllSync(fd: number, b: Uint8Array): void {
+/** Writes all of `b` at the file position: one writeSync may write less than asked. */
+export function writeAllSync(fd: number, b: Uint8Array): void {
   let done = 0;
   while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
 }

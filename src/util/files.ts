@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { readFailure } from "./errno.js";
 
@@ -9,6 +9,15 @@ export async function openInputFile(path: string): Promise<FileHandle> {
     return await open(path, "r");
   } catch (e) {
     throw readFailure(e, path, "cannot open");
+  }
+}
+
+/** A user-named text file, whole; a failure is the user's InputError, `action` saying what was tried. */
+export function readInputText(path: string, action = "cannot read"): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw readFailure(e, path, action);
   }
 }
 

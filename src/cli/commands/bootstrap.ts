@@ -29,7 +29,6 @@ export function register(program: Command): void {
     .description(DESCRIPTION);
   const help = {
     model: "the SFT model that generates",
-    schema: "the model's attribute schema (default: the GGUF's, else steerlm)",
     apm: "APM run directory (newest checkpoint) or checkpoint file",
     data: "labelled training data: the source of the top-quality combinations",
     output: "bootstrapped SteerLM JSONL",

@@ -97,7 +97,7 @@ export function registerSteering(evalCmd: Command): void {
     .description(
       "sweep two attributes over a grid, measure both (SteerBench oracle or an APM): points, Pareto front, hypervolume, PNG",
     );
-  addModelOptions(pareto, { lora: "LoRA adapter", schema: "attribute schema (default: the model's)" })
+  addModelOptions(pareto)
     .requiredOption("--attrs <a,b>", "the two attributes, x then y")
     .option(
       "--levels <a..b[:step]|list>",

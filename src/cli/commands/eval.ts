@@ -101,7 +101,7 @@ export function register(program: Command): void {
     .description(
       "answer a benchmark's questions with a steerable model, in FastChat's model-answer format (resumable)",
     );
-  addModelOptions(answer, { schema: "attribute schema (default: the model's)" })
+  addModelOptions(answer)
     .requiredOption("--bench <vicuna|mt-bench|file>", "benchmark name or a question.jsonl")
     .requiredOption(
       "-o, --output <answers.jsonl>",
@@ -259,7 +259,7 @@ export function register(program: Command): void {
     .description(
       "asked vs measured attribute values (SteerBench oracle) on held-out prompts: table, Spearman, JSON",
     );
-  addModelOptions(adherence, { lora: "LoRA adapter", schema: "attribute schema (default: the model's)" })
+  addModelOptions(adherence)
     .option(
       "--prompts <file>",
       "prompts: SteerLM/chat JSONL, first user turn of each (default: SteerBench held-out prompts)",

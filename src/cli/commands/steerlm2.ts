@@ -55,7 +55,6 @@ function registerSample(group: Command): void {
   const help = {
     model: "the SFT model Q' that samples",
     lora: false as const,
-    schema: "the model's attribute schema (default: the GGUF's, else steerlm)",
     apm: "regression APM run directory or checkpoint: P(a|x,y)",
     data: "prompts with attribute labels (the response after the last user turn is dropped)",
     output: "SteerLM JSONL with a steerlm2 key per line",
