@@ -22,9 +22,9 @@ import { ANNOTATE_DEFAULTS, type LabelPredictor, labelPredictor, predictGroup } 
  * each group of `batchSize` records: the rows done, the byte length and SHA-256 of the output prefix, the
  * SHA-256 of those input rows, the APM's SHA-256 and the settings. A rerun checks all of them, truncates
  * whatever follows the recorded prefix (lines of an unrecorded group, a torn last line) and continues
- * with the next group. Groups are aligned the same way in every run and the batch shape is fixed, so a
- * resumed run writes the bytes an uninterrupted one would have. At the end `.partial` is renamed to the
- * output (atomic) and the sidecar is removed.
+ * with the next group. Groups are aligned the same way in every run and a turn's prediction does not
+ * depend on which turns share its forward pass, so a resumed run writes the bytes an uninterrupted one
+ * would have. At the end `.partial` is renamed to the output (atomic) and the sidecar is removed.
  *
  * With `backend`, a generative APM decodes on an engine serving it as a GGUF (`steerlm export gguf`):
  * the prompt is tokenized here with the checkpoint's tokenizer and sent as ids, each attribute's value
@@ -46,7 +46,7 @@ export interface AnnotateOptions extends BackendSettings {
   schema?: string | AttributeSchema;
   /** Only turns without labels get predictions; labelled turns are copied as they are. */
   onlyUnlabeled?: boolean;
-  /** Assistant turns per forward pass, and records per resumable group. Default 8. */
+  /** Assistant turns per forward pass (at most), and records per resumable group. Default 8. */
   batchSize?: number;
   threads?: number;
   /** Replace an existing finished output. */
@@ -80,6 +80,13 @@ function recordKey(r: DataRecord): string {
 }
 
 export { ANNOTATE_DEFAULTS };
+
+/**
+ * Groups predicted together: the regression APM sorts their turns by length, so that each forward pass
+ * pads little. Each turn's prediction does not depend on its batch (ApmPredictor), so the output, and
+ * what is recorded after each group, are those of one group at a time.
+ */
+export const LOOKAHEAD_GROUPS = 16;
 
 export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResult> {
   const t0 = performance.now();
@@ -137,14 +144,26 @@ async function annotateWith(
   let rows = 0;
   let turns = 0;
   let group: DataRecord[] = [];
-  const flushGroup = async () => {
+  // Groups read but not yet written, each with the input rows and hash its sidecar record carries
+  let pending: Array<{ records: DataRecord[]; rows: number; hash: string }> = [];
+  const flushPending = async () => {
+    const records = pending.flatMap((g) => g.records);
     const onlyUnlabeled = Boolean(opts.onlyUnlabeled);
-    const { lines, predicted } = await annotateGroup(apm, schema, predictor, group, onlyUnlabeled);
-    out.append(lines);
+    const { lines, predicted } = await annotateGroup(apm, schema, predictor, records, onlyUnlabeled);
     turns += predicted;
+    let at = 0;
+    for (const g of pending) {
+      out.append(lines.slice(at, at + g.records.length));
+      at += g.records.length;
+      out.record(g.rows, g.hash);
+      if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
+    }
+    pending = [];
+  };
+  const flushGroup = async () => {
+    pending.push({ records: group, rows, hash: inHash.copy().digest("hex") });
     group = [];
-    out.record(rows, inHash.copy().digest("hex"));
-    if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
+    if (pending.length >= LOOKAHEAD_GROUPS) await flushPending();
   };
   // Input labels are read, and lines written, with the APM's schema: the output schema only picks attributes.
   const reader = readRecords(opts.input, {
@@ -166,6 +185,7 @@ async function annotateWith(
     }
     out.checkCount(opts.input, rows, "rows");
     if (group.length > 0) await flushGroup();
+    if (pending.length > 0) await flushPending();
     complete = true;
   } finally {
     progress.finish();
