@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Benchmarks (not tests): `npm run bench -- train m10`, `npm run bench -- train smol135 --lora [--json]`,
-// `npm run bench -- serve [--clients 32] [--seconds 30] [--json]`.
+// `npm run bench -- serve [--clients 32] [--seconds 30] [--json]`, `npm run bench -- annotate [--threads N] [--json]`.
 // Runs the compiled library (npm run build first).
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 
 const trainEntry = new URL("../dist/train/bench.js", import.meta.url);
 const serveEntry = new URL("../dist/serve/bench.js", import.meta.url);
+const annotateEntry = new URL("../dist/apm/bench.js", import.meta.url);
 
 /** The training configurations by name, when dist/ is built (the usage text lists them). */
 async function benchNames() {
@@ -25,6 +26,7 @@ async function usage() {
     "         --compute f32|bf16          GEMM precision (--bf16 = --compute bf16; f32 master weights)\n" +
     "         --threads N  --steps N  --replicas R  --backward manual|ggml  --json\n" +
     "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n" +
+    "       npm run bench -- annotate [--threads N] [--conversations 200] [--min-tokens 64] [--max-tokens 512] [--rounds 2] [--json]\n" +
     "       npm run bench -- --help\n"
   );
 }
@@ -42,7 +44,7 @@ if (beforeDashes.includes("--help") || beforeDashes.includes("-h")) {
   process.exit(0);
 }
 const kindArg = argv[0];
-const entry = kindArg === "serve" ? serveEntry : trainEntry;
+const entry = kindArg === "serve" ? serveEntry : kindArg === "annotate" ? annotateEntry : trainEntry;
 if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write("bench: dist/ is missing; run `npm run build` first.\n");
   process.exit(1);
@@ -52,8 +54,8 @@ const isArgError = (err) => typeof err?.code === "string" && err.code.startsWith
 // the first sentence: node's advice on positionals that start with "-" does not apply here
 const argMessage = (err) => err.message.split(". To specify")[0];
 
-if (kindArg === "serve") {
-  // The load test parses its own options (--model, --clients, --seconds, --parallel, --max-tokens, --json).
+if (kindArg === "serve" || kindArg === "annotate") {
+  // The load test and the annotation benchmark parse their own options.
   const { main } = await import(entry.href);
   try {
     process.exit(await main(argv.slice(1)));
@@ -90,7 +92,9 @@ const [kind, name] = positionals;
 const { BENCH_CONFIGS, benchTrain } = await import(entry.href);
 if (kind !== "train" || !(name in BENCH_CONFIGS) || positionals.length > 2) {
   await fail(
-    kind === "train" ? `unknown training benchmark ${JSON.stringify(name ?? "")}` : "train or serve?",
+    kind === "train"
+      ? `unknown training benchmark ${JSON.stringify(name ?? "")}`
+      : "train, serve or annotate?",
   );
 }
 const positiveInt = async (flag) => {
