@@ -118,8 +118,6 @@ export async function loadApm(input: string, threads?: number): Promise<LoadedAp
  * sequence's prediction is the same bits at every padded length (tested against a fixed [B, seqLen] shape).
  */
 const LENGTH_STEP = 64;
-/** Graph shapes kept built at once (each holds its inputs, the [T, T, 1, B] mask the largest). */
-const SHAPES_KEPT = 4;
 
 /** One batch shape [B, T]: its inputs and forward graph. */
 interface ShapeGraph {
@@ -136,16 +134,16 @@ interface ShapeGraph {
 /**
  * Forward-only regression APM. `predict` sorts the sequences by length, runs them longest first in
  * batches of `batchSize`, each padded to its longest (rounded up to LENGTH_STEP), and returns the
- * predictions in the input order. A graph is built once per batch shape and kept (the few most recent),
- * and one allocator serves them all: it is planned for the first, largest batch and reused by the smaller
- * ones. Each sequence's prediction is the same bits whatever it is batched with and however it is padded
+ * predictions in the input order. Consecutive batches of one shape share a graph, and one allocator
+ * serves every graph: planned for the first, largest batch, its buffer is reused by the smaller ones.
+ * Each sequence's prediction is the same bits whatever it is batched with and however it is padded
  * (every reduction over tokens adds the padding's exact zeros last), so annotate's output does not depend
  * on the order or grouping of its input, and a resumed run writes what an uninterrupted one would have.
  * No gradients: the graph has no backward part and the weights get no gradient tensors.
  */
 export class ApmPredictor {
   readonly #alloc: GraphAllocator;
-  readonly #shapes = new Map<string, ShapeGraph>();
+  #current: ShapeGraph | undefined;
   readonly outputs: number;
 
   constructor(
@@ -198,20 +196,16 @@ export class ApmPredictor {
     return out;
   }
 
-  /** The graph for [B, T], built on first use; the least recently used one goes beyond SHAPES_KEPT. */
+  /**
+   * The graph for [B, T]: the last batch's while the shape stays, else a new one. Only one is kept: a
+   * graph allocated before the allocator grew its buffer would still point into the freed one (gallocr
+   * places a tensor that has data only once), so a graph is never allocated twice across a regrowth.
+   */
   #shape(B: number, T: number): ShapeGraph {
-    const key = `${B}x${T}`;
-    const kept = this.#shapes.get(key);
-    if (kept) {
-      this.#shapes.delete(key);
-      this.#shapes.set(key, kept);
-      return kept;
-    }
-    if (this.#shapes.size >= SHAPES_KEPT) {
-      const [oldest, g] = this.#shapes.entries().next().value as [string, ShapeGraph];
-      this.#shapes.delete(oldest);
-      freeShape(g);
-    }
+    const kept = this.#current;
+    if (kept && kept.B === B && kept.T === T) return kept;
+    if (kept) freeShape(kept);
+    this.#current = undefined;
     const model = this.model;
     const s = new Context(8);
     const inputs = {
@@ -236,13 +230,13 @@ export class ApmPredictor {
     const graph = new Graph(c, size);
     graph.expand(out);
     const g = { B, T, static: s, buf, compute: c, graph, inputs, out };
-    this.#shapes.set(key, g);
+    this.#current = g;
     return g;
   }
 
   free(): void {
-    for (const g of this.#shapes.values()) freeShape(g);
-    this.#shapes.clear();
+    if (this.#current) freeShape(this.#current);
+    this.#current = undefined;
     this.#alloc.free();
   }
 }
