@@ -1,15 +1,20 @@
 #!/usr/bin/env node
 // Benchmarks (not tests): `npm run bench -- train m10`, `npm run bench -- train smol135 --lora [--json]`,
 // `npm run bench -- serve [--clients 32] [--seconds 30] [--json]`,
-// `npm run bench -- guidance [--demo steerlm-demo] [--prompts 20] [--rounds 3] [--json]`.
+// `npm run bench -- guidance [--demo steerlm-demo] [--prompts 20] [--rounds 3] [--json]`,
+// `npm run bench -- annotate [--threads N] [--json]`.
 // Runs the compiled library (npm run build first).
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 const trainEntry = new URL("../dist/train/bench.js", import.meta.url);
-const serveEntry = new URL("../dist/serve/bench.js", import.meta.url);
-const guidanceEntry = new URL("../dist/inference/bench.js", import.meta.url);
+/** The benchmarks that parse their own options, by name: each module exports `main(argv) → exit status`. */
+const SELF_PARSED = {
+  serve: new URL("../dist/serve/bench.js", import.meta.url),
+  guidance: new URL("../dist/inference/bench.js", import.meta.url),
+  annotate: new URL("../dist/apm/bench.js", import.meta.url),
+};
 
 /** The training configurations by name, when dist/ is built (the usage text lists them). */
 async function benchNames() {
@@ -28,6 +33,7 @@ async function usage() {
     "         --threads N  --steps N  --replicas R  --backward manual|ggml  --json\n" +
     "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n" +
     "       npm run bench -- guidance [--demo steerlm-demo] [--prompts 20] [--rounds 3] [--json]\n" +
+    "       npm run bench -- annotate [--threads N] [--conversations 200] [--min-tokens 64] [--max-tokens 512] [--rounds 2] [--json]\n" +
     "       npm run bench -- --help\n"
   );
 }
@@ -45,7 +51,7 @@ if (beforeDashes.includes("--help") || beforeDashes.includes("-h")) {
   process.exit(0);
 }
 const kindArg = argv[0];
-const entry = kindArg === "serve" ? serveEntry : kindArg === "guidance" ? guidanceEntry : trainEntry;
+const entry = Object.hasOwn(SELF_PARSED, kindArg) ? SELF_PARSED[kindArg] : trainEntry;
 if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write("bench: dist/ is missing; run `npm run build` first.\n");
   process.exit(1);
@@ -55,8 +61,7 @@ const isArgError = (err) => typeof err?.code === "string" && err.code.startsWith
 // the first sentence: node's advice on positionals that start with "-" does not apply here
 const argMessage = (err) => err.message.split(". To specify")[0];
 
-if (kindArg === "serve" || kindArg === "guidance") {
-  // These parse their own options (serve: --model, --clients, ...; guidance: --demo, --prompts, ...).
+if (Object.hasOwn(SELF_PARSED, kindArg)) {
   const { main } = await import(entry.href);
   try {
     process.exit(await main(argv.slice(1)));
@@ -95,7 +100,7 @@ if (kind !== "train" || !(name in BENCH_CONFIGS) || positionals.length > 2) {
   await fail(
     kind === "train"
       ? `unknown training benchmark ${JSON.stringify(name ?? "")}`
-      : "train, serve or guidance?",
+      : `${["train", ...Object.keys(SELF_PARSED)].join(", ")}?`,
   );
 }
 const positiveInt = async (flag) => {

@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apmTokens, packApmBatch } from "../src/apm/data.js";
+import { apmTokens } from "../src/apm/data.js";
 import { ApmPredictor, loadApm } from "../src/apm/model.js";
 import { BUILTIN_SCHEMAS, withDefaults } from "../src/data/attributes.js";
 import { type DataRecord, toConversation } from "../src/data/record.js";
@@ -235,13 +235,12 @@ describe("steerlm steerlm2 sample", () => {
   it("logs log P(a|x,y) as the Beta bins of the APM's raw predictions", async () => {
     const loaded = await loadApm(apm, 1);
     const T = loaded.info.seqLen;
-    const K = loaded.info.schema.attributes.length;
     const one = new ApmPredictor(loaded.backend, loaded.model, 1, T); // one sequence at a time
     try {
       for (const g of groups.slice(0, 3))
         for (const { record, info } of g.samples) {
           const ids = apmTokens(record, record.turns.length - 1, loaded.tokenizer, loaded.info.bos, T).ids;
-          const pred = one.predict(packApmBatch([{ ids, targets: new Float32Array(K) }], 1, T, K, 0).batch);
+          const pred = one.predict([ids]);
           const labels = record.turns.at(-1)?.labels ?? {};
           const want = logPAttributes(
             loaded.info.schema.attributes.map((a, k) => ({

@@ -22,13 +22,13 @@ import { ANNOTATE_DEFAULTS, apmLabeller, type Labeller, labelPredictor, remoteLa
  * each group of `batchSize` records: the rows done, the byte length and SHA-256 of the output prefix, the
  * SHA-256 of those input rows, the APM's SHA-256 and the settings. A rerun checks all of them, truncates
  * whatever follows the recorded prefix (lines of an unrecorded group, a torn last line) and continues
- * with the next group. Groups are aligned the same way in every run and the batch shape is fixed, so a
- * resumed run writes the bytes an uninterrupted one would have. At the end `.partial` is renamed to the
- * output (atomic) and the sidecar is removed.
+ * with the next group. Groups are aligned the same way in every run and a turn's prediction does not
+ * depend on which turns share its forward pass, so a resumed run writes the bytes an uninterrupted one
+ * would have. At the end `.partial` is renamed to the output (atomic) and the sidecar is removed.
  *
  * With `backend` and no `apm`, the APM is the one a `steerlm serve --apm` at `backend` scores with (any
- * kind): the turns go to its POST /v1/steerlm/score, `batchSize` per request, `concurrency` requests (and
- * groups) in flight, written in their order; the server predicts as this function does here, so the output
+ * kind): the turns go to its POST /v1/steerlm/score, `batchSize` per request, `concurrency` requests
+ * in flight, written in their order; the server predicts as this function does here, so the output
  * is the local run's, byte for byte. Resuming checks the server's APM by the SHA-256 it reports.
  *
  * With `backend` and a generative `apm`, the APM decodes on an engine serving it as a GGUF (`steerlm
@@ -52,7 +52,7 @@ export interface AnnotateOptions extends BackendSettings {
   schema?: string | AttributeSchema;
   /** Only turns without labels get predictions; labelled turns are copied as they are. */
   onlyUnlabeled?: boolean;
-  /** Assistant turns per forward pass, and records per resumable group. Default 8. */
+  /** Assistant turns per forward pass (at most), and records per resumable group. Default 8. */
   batchSize?: number;
   threads?: number;
   /** Replace an existing finished output. */
@@ -86,6 +86,14 @@ function recordKey(r: DataRecord): string {
 }
 
 export { ANNOTATE_DEFAULTS };
+
+/**
+ * Groups predicted together: the regression APM sorts their turns by length, so that each forward pass
+ * pads little; a server gets their turns `batchSize` per request, `concurrency` requests in flight. Each
+ * turn's prediction does not depend on its batch (ApmPredictor), so the output, and what is recorded
+ * after each group, are those of one group at a time.
+ */
+export const LOOKAHEAD_GROUPS = 16;
 
 export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResult> {
   const t0 = performance.now();
@@ -152,27 +160,25 @@ async function annotateWith(
   let rows = 0;
   let turns = 0;
   let group: DataRecord[] = [];
-  // Groups being predicted (several at once against a server), each written and recorded in order.
-  const pending: Array<{
-    lines: Promise<{ lines: string[]; predicted: number }>;
-    rows: number;
-    hash: string;
-  }> = [];
-  const writeFirst = async () => {
-    const first = pending.shift();
-    if (first === undefined) return;
-    const { lines, predicted } = await first.lines;
-    out.append(lines);
+  // Groups read but not yet written, each with the input rows and hash its sidecar record carries
+  let pending: Array<{ records: DataRecord[]; rows: number; hash: string }> = [];
+  const flushPending = async () => {
+    const records = pending.flatMap((g) => g.records);
+    const { lines, predicted } = await annotateGroup(labeller, schema, records, Boolean(opts.onlyUnlabeled));
     turns += predicted;
-    out.record(first.rows, first.hash);
-    if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
+    let at = 0;
+    for (const g of pending) {
+      out.append(lines.slice(at, at + g.records.length));
+      at += g.records.length;
+      out.record(g.rows, g.hash);
+      if (opts.throttleMs) await new Promise((r) => setTimeout(r, opts.throttleMs));
+    }
+    pending = [];
   };
   const flushGroup = async () => {
-    const lines = annotateGroup(labeller, schema, group, Boolean(opts.onlyUnlabeled));
-    lines.catch(() => {}); // awaited in order by writeFirst; one dropped after an earlier failure must not go unhandled
-    pending.push({ lines, rows, hash: inHash.copy().digest("hex") });
+    pending.push({ records: group, rows, hash: inHash.copy().digest("hex") });
     group = [];
-    while (pending.length >= labeller.groupsInFlight) await writeFirst();
+    if (pending.length >= LOOKAHEAD_GROUPS) await flushPending();
   };
   // Input labels are read, and lines written, with the APM's schema: the output schema only picks attributes.
   const reader = readRecords(opts.input, {
@@ -193,7 +199,7 @@ async function annotateWith(
     }
     out.checkCount(opts.input, rows, "rows");
     if (group.length > 0) await flushGroup();
-    while (pending.length > 0) await writeFirst();
+    if (pending.length > 0) await flushPending();
     complete = true;
   } finally {
     progress.finish();

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type AttributeSchema, validateSchema } from "../data/attributes.js";
-import { Backend, Graph, getF32, setData } from "../ggml/backend.js";
+import { Backend, type Buffer, Graph, type GraphAllocator, getF32, setData } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
@@ -10,8 +10,9 @@ import { type CheckpointData, readCheckpoint, resolveCheckpoint } from "../run/c
 import { tokenizerFromJson } from "../run/setup.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import type { Tokenizer } from "../tokenizer/types.js";
-import { type Batch, prepareBatch } from "../train/batch.js";
+import { prepareBatch } from "../train/batch.js";
 import { InputError } from "../util/errors.js";
+import { packApmBatch } from "./data.js";
 
 /**
  * The saved APM is an ordinary steerlm run checkpoint (src/run/checkpoint.ts: the STEERCKP
@@ -111,17 +112,38 @@ export async function loadApm(input: string, threads?: number): Promise<LoadedAp
 }
 
 /**
- * Forward-only APM on one fixed batch shape [B, T]: the graph is built once and reused. Because the
- * shape never changes, a given batch always gives the same bits (annotate's resume relies on it).
+ * Sequences are padded only to a multiple of this many tokens, so that batches of similar lengths share
+ * a graph shape. A multiple of the kernels' vector widths (16 floats, GEMM panels of 32): the padded keys'
+ * zero attention weights then fall in whole vectors after the real ones, and add exactly nothing, so a
+ * sequence's prediction is the same bits at every padded length (tested against a fixed [B, seqLen] shape).
+ */
+const LENGTH_STEP = 64;
+
+/** One batch shape [B, T]: its inputs and forward graph. */
+interface ShapeGraph {
+  B: number;
+  T: number;
+  static: Context;
+  buf: Buffer;
+  compute: Context;
+  graph: Graph;
+  inputs: { tokens: Tensor; positions: Tensor; kqMask: Tensor; lastIdx: Tensor };
+  out: Tensor;
+}
+
+/**
+ * Forward-only regression APM. `predict` sorts the sequences by length, runs them longest first in
+ * batches of `batchSize`, each padded to its longest (rounded up to LENGTH_STEP), and returns the
+ * predictions in the input order. Consecutive batches of one shape share a graph, and one allocator
+ * serves every graph: planned for the first, largest batch, its buffer is reused by the smaller ones.
+ * Each sequence's prediction is the same bits whatever it is batched with and however it is padded
+ * (every reduction over tokens adds the padding's exact zeros last), so annotate's output does not depend
+ * on the order or grouping of its input, and a resumed run writes what an uninterrupted one would have.
+ * No gradients: the graph has no backward part and the weights get no gradient tensors.
  */
 export class ApmPredictor {
-  readonly #static: Context;
-  readonly #compute: Context;
-  readonly #graph: Graph;
-  readonly #alloc: ReturnType<Backend["newAllocator"]>;
-  readonly #buf: ReturnType<Backend["allocTensors"]>;
-  readonly #in: { tokens: Tensor; positions: Tensor; kqMask: Tensor; lastIdx: Tensor };
-  readonly #out: Tensor;
+  readonly #alloc: GraphAllocator;
+  #current: ShapeGraph | undefined;
   readonly outputs: number;
 
   constructor(
@@ -129,65 +151,98 @@ export class ApmPredictor {
     readonly model: LlamaModel,
     readonly batchSize: number,
     readonly seqLen: number,
+    /** Token id the padding holds (masked out: any id gives the same predictions). */
+    readonly padId = 0,
   ) {
-    const B = batchSize;
-    const T = seqLen;
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new RangeError(`batchSize must be an integer ≥ 1, got ${batchSize}`);
     this.outputs = model.tensor(HEAD_WEIGHT).ne[1]!;
-    this.#static = new Context(8);
-    const s = this.#static;
-    this.#in = {
+    this.#alloc = backend.newAllocator();
+  }
+
+  /**
+   * Raw predictions [n·K] (row-major by sequence, in the order given) for token sequences of 1..seqLen
+   * tokens each.
+   */
+  predict(sequences: readonly Int32Array[]): Float32Array {
+    const K = this.outputs;
+    const out = new Float32Array(sequences.length * K);
+    const len = (i: number) => sequences[i]!.length;
+    // longest first: the allocator is planned once, for the largest batch
+    const order = sequences.map((_, i) => i).sort((a, b) => len(b) - len(a) || a - b);
+    for (let i = 0; i < order.length; i += this.batchSize) {
+      const idx = order.slice(i, i + this.batchSize);
+      const longest = len(idx[0]!);
+      if (longest > this.seqLen || len(idx.at(-1)!) < 1)
+        throw new RangeError(
+          `APM sequences need 1..${this.seqLen} tokens, got one of ${longest > this.seqLen ? longest : 0}`,
+        );
+      const T = Math.min(this.seqLen, Math.ceil(longest / LENGTH_STEP) * LENGTH_STEP);
+      const g = this.#shape(idx.length, T);
+      const examples = idx.map((j) => ({ ids: sequences[j]!, targets: new Float32Array(K) }));
+      const { batch } = packApmBatch(examples, g.B, T, K, this.padId);
+      const p = prepareBatch(batch, g.B, T, this.model.config.vocabSize, K);
+      setData(g.inputs.tokens, p.tokens);
+      setData(g.inputs.positions, p.positions);
+      setData(g.inputs.kqMask, p.kqMask);
+      setData(g.inputs.lastIdx, p.lastIdx);
+      this.#alloc.alloc(g.graph);
+      this.backend.compute(g.graph);
+      const pred = getF32(g.out); // [B·K]
+      idx.forEach((j, s) => {
+        out.set(pred.subarray(s * K, (s + 1) * K), j * K);
+      });
+    }
+    return out;
+  }
+
+  /**
+   * The graph for [B, T]: the last batch's while the shape stays, else a new one. Only one is kept: a
+   * graph allocated before the allocator grew its buffer would still point into the freed one (gallocr
+   * places a tensor that has data only once), so a graph is never allocated twice across a regrowth.
+   */
+  #shape(B: number, T: number): ShapeGraph {
+    const kept = this.#current;
+    if (kept && kept.B === B && kept.T === T) return kept;
+    if (kept) freeShape(kept);
+    this.#current = undefined;
+    const model = this.model;
+    const s = new Context(8);
+    const inputs = {
       tokens: s.newTensor("i32", [B * T], "tokens"),
       positions: s.newTensor("i32", [B * T], "positions"),
       kqMask: s.newTensor("f32", [T, T, 1, B], "kq_mask"),
       lastIdx: s.newTensor("i32", [B], "last_idx"),
     };
-    this.#buf = backend.allocTensors(s);
+    const buf = this.backend.allocTensors(s);
     const size = 2048 + model.config.numLayers * 128;
-    this.#compute = new Context(size * 2, size, { plainOps: !backend.isCpu });
-    const c = this.#compute;
+    const c = new Context(size * 2, size, { plainOps: !this.backend.isCpu });
     const attn = {
-      positions: this.#in.positions,
-      kqMask: this.#in.kqMask,
+      positions: inputs.positions,
+      kqMask: inputs.kqMask,
       seqLen: T,
       batch: B,
       ropeMode: model.options.ropeMode,
     };
-    const { hidden } = buildForward(c, model, this.#in.tokens, attn, false); // [D, B·T]
-    this.#out = regressionHead(
-      c,
-      hidden,
-      this.#in.lastIdx,
-      model.tensor(HEAD_WEIGHT),
-      model.tensor(HEAD_BIAS),
-    ); // [K, B]
-    c.setOutput(this.#out);
-    this.#graph = new Graph(c, size);
-    this.#graph.expand(this.#out);
-    this.#alloc = backend.newAllocator();
-    this.#alloc.alloc(this.#graph);
-  }
-
-  /** Raw predictions [B·K] (row-major by sequence) for a padded batch. */
-  predict(batch: Batch): Float32Array {
-    const p = prepareBatch(
-      { tokens: batch.tokens, attention: batch.attention },
-      this.batchSize,
-      this.seqLen,
-      this.model.config.vocabSize,
-      this.outputs,
-    );
-    setData(this.#in.tokens, p.tokens);
-    setData(this.#in.positions, p.positions);
-    setData(this.#in.kqMask, p.kqMask);
-    setData(this.#in.lastIdx, p.lastIdx);
-    this.backend.compute(this.#graph);
-    return getF32(this.#out);
+    const { hidden } = buildForward(c, model, inputs.tokens, attn, false); // [D, B·T]
+    const out = regressionHead(c, hidden, inputs.lastIdx, model.tensor(HEAD_WEIGHT), model.tensor(HEAD_BIAS)); // [K, B]
+    c.setOutput(out);
+    const graph = new Graph(c, size);
+    graph.expand(out);
+    const g = { B, T, static: s, buf, compute: c, graph, inputs, out };
+    this.#current = g;
+    return g;
   }
 
   free(): void {
+    if (this.#current) freeShape(this.#current);
+    this.#current = undefined;
     this.#alloc.free();
-    this.#compute.free();
-    this.#buf.free();
-    this.#static.free();
   }
+}
+
+function freeShape(g: ShapeGraph): void {
+  g.compute.free();
+  g.buf.free();
+  g.static.free();
 }

@@ -9,7 +9,7 @@ import { SlotPool } from "../inference/pool.js";
 import { UpstreamError } from "../inference/upstream.js";
 import { InputError } from "../util/errors.js";
 import { mapOrdered } from "../util/ordered.js";
-import { type ApmExample, apmTokens, packApmBatch } from "./data.js";
+import { apmTokens } from "./data.js";
 import { attributeTokenIds, decodeGenerative, modelPicker, type PickToken } from "./generative.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "./model.js";
 
@@ -28,7 +28,7 @@ export interface TurnScore {
 }
 
 /**
- * What predicts a group's labels: the regression APM's fixed [B, T] batch, or the generative APM's
+ * What predicts a group's labels: the regression APM's batched forward pass, or the generative APM's
  * constrained decoding, `concurrency` records at once, each next token picked here or by an engine.
  */
 export type LabelPredictor =
@@ -52,7 +52,7 @@ export async function labelPredictor(
   if (remote.backend === undefined) {
     checkLocal(remote);
     if (apm.info.variant === "regression")
-      return new ApmPredictor(apm.backend, apm.model, B, apm.info.seqLen);
+      return new ApmPredictor(apm.backend, apm.model, B, apm.info.seqLen, apm.tokenizer.eosId ?? 0);
     return { pick: modelPicker(apm.backend, apm.model), concurrency: 1 };
   }
   if (apm.info.variant === "regression")
@@ -82,8 +82,6 @@ export interface Labeller {
   readonly schema: AttributeSchema;
   /** SHA-256 of the APM's checkpoint: a resumed annotation refuses another model. */
   readonly digest: string;
-  /** Groups worth predicting at once (requests kept in flight to a server); 1 here. */
-  readonly groupsInFlight: number;
   /** Requests to an engine sent again so far (undefined when predicting here). */
   readonly retries?: number;
   /** Per record of `group`: turn index -> score, for the attributes of `schema`, of the turns `needs` picks. */
@@ -99,7 +97,6 @@ export function apmLabeller(apm: LoadedApm, predictor: LabelPredictor): Labeller
   return {
     schema: apm.info.schema,
     digest: apm.digest,
-    groupsInFlight: 1,
     get retries() {
       return predictor instanceof ApmPredictor ? undefined : predictor.retries;
     },
@@ -135,7 +132,6 @@ export async function remoteLabeller(
   return {
     schema: apmSchema,
     digest: sha256,
-    groupsInFlight: concurrency,
     get retries() {
       return engine.retries;
     },
@@ -186,8 +182,9 @@ function engineTurnScore(url: string, schema: AttributeSchema, s: EngineScore): 
 }
 
 /**
- * Predicts the turns `needs` picks of a group of records (at most the predictor's batch size of them per
- * forward pass, in order). Per record: turn index -> score, for the attributes of `schema`.
+ * Predicts the turns `needs` picks of a group of records (the regression APM: batched by length, each
+ * turn's prediction independent of the others). Per record: turn index -> score, for the attributes of
+ * `schema`.
  */
 export async function predictGroup(
   apm: LoadedApm,
@@ -198,40 +195,28 @@ export async function predictGroup(
 ): Promise<Array<Map<number, TurnScore>>> {
   if (!(predictor instanceof ApmPredictor)) return predictGenerative(apm, schema, group, needs, predictor);
   const out = group.map(() => new Map<number, TurnScore>());
-  const { batchSize: B, seqLen: T } = predictor;
   const K = apm.info.schema.attributes.length;
-  const pad = apm.tokenizer.eosId ?? 0;
   const outputs = schema.attributes.map((a) =>
     apm.info.schema.attributes.findIndex((b) => b.name === a.name),
   );
-  const jobs: Array<{ record: number; turn: number; ex: ApmExample }> = [];
+  const jobs: Array<{ record: number; turn: number; ids: Int32Array }> = [];
   group.forEach((r, ri) => {
     r.turns.forEach((t, ti) => {
       if (!needs(t)) return;
-      const { ids } = apmTokens(r, ti, apm.tokenizer, apm.info.bos, T);
-      jobs.push({ record: ri, turn: ti, ex: { ids, targets: new Float32Array(K) } });
+      const { ids } = apmTokens(r, ti, apm.tokenizer, apm.info.bos, predictor.seqLen);
+      jobs.push({ record: ri, turn: ti, ids });
     });
   });
-  for (let i = 0; i < jobs.length; i += B) {
-    const chunk = jobs.slice(i, i + B);
-    const batch = packApmBatch(
-      chunk.map((j) => j.ex),
-      B,
-      T,
-      K,
-      pad,
-    ).batch;
-    const pred = predictor.predict(batch); // [B·K]
-    chunk.forEach((j, s) => {
-      const score: TurnScore = { attributes: {}, labels: {} };
-      schema.attributes.forEach((a, k) => {
-        const x = pred[s * K + outputs[k]!] as number;
-        score.attributes[a.name] = x;
-        score.labels[a.name] = toLabel(a, x);
-      });
-      out[j.record]?.set(j.turn, score);
+  const pred = predictor.predict(jobs.map((j) => j.ids)); // [jobs·K]
+  jobs.forEach((j, s) => {
+    const score: TurnScore = { attributes: {}, labels: {} };
+    schema.attributes.forEach((a, k) => {
+      const x = pred[s * K + outputs[k]!] as number;
+      score.attributes[a.name] = x;
+      score.labels[a.name] = toLabel(a, x);
     });
-  }
+    out[j.record]?.set(j.turn, score);
+  });
   return out;
 }
 
@@ -288,8 +273,7 @@ export function chatRecord(
 
 /**
  * An APM loaded for scoring conversations: the last assistant turn of each, every assistant turn
- * predicted as `annotate` predicts it (the same batch shape, the same groups of `batchSize` records in
- * order), so a conversation scored here gets the labels annotate writes for it in the same position.
+ * predicted as `annotate` predicts it, so a conversation scored here gets the labels annotate writes for it.
  */
 export class ApmScorer {
   private constructor(

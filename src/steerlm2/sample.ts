@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { outputSchemaForModel } from "../apm/annotate.js";
-import { apmTokens, packApmBatch } from "../apm/data.js";
+import { apmTokens } from "../apm/data.js";
 import { ApmPredictor, type LoadedApm, loadApm } from "../apm/model.js";
 import {
   type GenerationJobOptions,
@@ -155,7 +155,7 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
       prior = await GgufScorer.load(opts.prior, "prior", opts.threads);
       freeLater.push(() => prior.free());
     }
-    const predictor = new ApmPredictor(apm.backend, apm.model, n, apm.info.seqLen);
+    const predictor = new ApmPredictor(apm.backend, apm.model, n, apm.info.seqLen, apm.tokenizer.eosId ?? 0);
     freeLater.push(() => predictor.free());
     const outputs = schema.attributes.map((a) =>
       apm.info.schema.attributes.findIndex((b) => b.name === a.name),
@@ -310,11 +310,9 @@ function scoreGroup(
   const defaults: AttributeValues = withDefaults(schema, {});
   const K = s.apm.info.schema.attributes.length;
   const T = s.apm.info.seqLen;
-  const examples = records.map((r) => ({
-    ids: apmTokens(r, r.turns.length - 1, s.apm.tokenizer, s.apm.info.bos, T).ids,
-    targets: new Float32Array(K),
-  }));
-  const pred = s.predictor.predict(packApmBatch(examples, n, T, K, s.apm.tokenizer.eosId ?? 0).batch);
+  const pred = s.predictor.predict(
+    records.map((r) => apmTokens(r, r.turns.length - 1, s.apm.tokenizer, s.apm.info.bos, T).ids),
+  );
   const terms = records.map((r, i) => {
     const logQ = s.q.score(r, schema).logProb;
     // The prior sees the same response after the same context, at the default values instead of a.
