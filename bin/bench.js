@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Benchmarks (not tests): `npm run bench -- train m10`, `npm run bench -- train smol135 --lora [--json]`,
-// `npm run bench -- serve [--clients 32] [--seconds 30] [--json]`.
+// `npm run bench -- serve [--part load|stream|all] [--clients 32] [--seconds 30] [--json]`.
 // Runs the compiled library (npm run build first).
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -24,7 +24,9 @@ async function usage() {
     "         --recompute                 rebuild each block's activations in the backward pass\n" +
     "         --compute f32|bf16          GEMM precision (--bf16 = --compute bf16; f32 master weights)\n" +
     "         --threads N  --steps N  --replicas R  --backward manual|ggml  --json\n" +
-    "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n" +
+    "       npm run bench -- serve [--part load|stream|all] [--model m.gguf] [--clients 32] [--seconds 30]\n" +
+    "                              [--parallel 4] [--max-tokens 32] [--json]\n" +
+    "         load: concurrent clients; stream: first token with a cached 2,000-token system prompt, decode ÷ node-llama-cpp\n" +
     "       npm run bench -- --help\n"
   );
 }
@@ -53,7 +55,7 @@ const isArgError = (err) => typeof err?.code === "string" && err.code.startsWith
 const argMessage = (err) => err.message.split(". To specify")[0];
 
 if (kindArg === "serve") {
-  // The load test parses its own options (--model, --clients, --seconds, --parallel, --max-tokens, --json).
+  // The serve benchmarks parse their own options (--part, --model, --clients, --seconds, --parallel, --max-tokens, --json).
   const { main } = await import(entry.href);
   try {
     process.exit(await main(argv.slice(1)));
