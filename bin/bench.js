@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Benchmarks (not tests): `npm run bench -- train m10`, `npm run bench -- train smol135 --lora [--json]`,
-// `npm run bench -- serve [--clients 32] [--seconds 30] [--json]`,
+// `npm run bench -- serve [--part load|stream|all] [--clients 32] [--seconds 30] [--json]`,
 // `npm run bench -- guidance [--demo steerlm-demo] [--prompts 20] [--rounds 3] [--json]`,
 // `npm run bench -- annotate [--threads N] [--json]`.
 // Runs the compiled library (npm run build first).
@@ -31,7 +31,9 @@ async function usage() {
     "         --recompute                 rebuild each block's activations in the backward pass\n" +
     "         --compute f32|bf16          GEMM precision (--bf16 = --compute bf16; f32 master weights)\n" +
     "         --threads N  --steps N  --replicas R  --backward manual|ggml  --json\n" +
-    "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n" +
+    "       npm run bench -- serve [--part load|stream|all] [--model m.gguf] [--clients 32] [--seconds 30]\n" +
+    "                              [--parallel 4] [--max-tokens 32] [--json]\n" +
+    "         load: concurrent clients; stream: first token with a cached 2,000-token system prompt, decode ÷ node-llama-cpp\n" +
     "       npm run bench -- guidance [--demo steerlm-demo] [--prompts 20] [--rounds 3] [--json]\n" +
     "       npm run bench -- annotate [--threads N] [--conversations 200] [--min-tokens 64] [--max-tokens 512] [--rounds 2] [--json]\n" +
     "       npm run bench -- --help\n"

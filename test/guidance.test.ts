@@ -27,7 +27,13 @@ beforeAll(async () => {
   path = await writeSteerModel(dir.path, "steer.gguf");
   model = await SteerableModel.load({ modelPath: path });
   raw = await (await getLlamaRuntime()).loadModel({ modelPath: path, gpuLayers: 0 });
-  ref = await raw.createContext({ sequences: 1, contextSize: model.contextSize, threads: 1 });
+  // As SteerableModel creates its contexts: no flash attention.
+  ref = await raw.createContext({
+    sequences: 1,
+    contextSize: model.contextSize,
+    threads: 1,
+    flashAttention: false,
+  });
   seq = ref.getSequence();
 });
 

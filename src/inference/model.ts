@@ -1,12 +1,18 @@
 import { existsSync } from "node:fs";
-import type { LlamaContext, LlamaContextSequence, Token, TokenBias } from "node-llama-cpp";
+import type { LlamaContext, Token, TokenBias } from "node-llama-cpp";
 import type { AttributeSchema } from "../data/attributes.js";
 import { readGguf } from "../gguf/reader.js";
 import { InputError } from "../util/errors.js";
-import { completionBudget, type FinishReason, samplingTemperature } from "./completion.js";
+import {
+  type CompletionText,
+  completionBudget,
+  type FinishReason,
+  samplingTemperature,
+} from "./completion.js";
 import { guidedTokens, WideSequences } from "./guided.js";
 import { SlotPool } from "./pool.js";
 import { PooledGenerator } from "./pooled.js";
+import { CachedSequence } from "./prompt-cache.js";
 import {
   openLlamaModel,
   type PromptConditioning,
@@ -41,6 +47,11 @@ export interface LoadOptions {
    * guidance with up to two fractional attributes.
    */
   conditionings?: number;
+  /**
+   * Reuse the keys and values a sequence holds from an earlier request for the prompt's common prefix
+   * (prompt-cache.ts; greedy outputs stay the same bytes). Default true.
+   */
+  promptCache?: boolean;
 }
 
 /** Ranges and defaults: SAMPLING_SETTINGS (sampling.ts). */
@@ -106,7 +117,7 @@ const DEFAULT_CONDITIONINGS = 5;
 export class SteerableModel extends PooledGenerator {
   private constructor(
     private readonly context: LlamaContext,
-    private readonly sequences: readonly LlamaContextSequence[],
+    private readonly sequences: readonly CachedSequence[],
     pool: SlotPool<number>,
     private readonly wide: WideSequences,
     vocab: SteerVocab,
@@ -124,13 +135,19 @@ export class SteerableModel extends PooledGenerator {
       const vocab = SteerVocab.of(opened, opts.modelPath, opts);
       const parallel = opts.parallel ?? 1;
       const tiny = model.size < 64 * 1024 * 1024;
+      // Flash attention on the CPU changes its float sums with the batch size, which the prompt cache
+      // changes (prompt-cache.ts); off in both contexts, so plain and mixed generations stay comparable.
+      const settings = {
+        threads: opts.threads ?? (tiny ? 1 : undefined),
+        lora: opts.loraPath,
+        flashAttention: false,
+      };
       let context: LlamaContext;
       try {
         context = await model.createContext({
           sequences: parallel,
           contextSize: opts.contextSize ?? vocab.defaultContextSize,
-          threads: opts.threads ?? (tiny ? 1 : undefined),
-          lora: opts.loraPath,
+          ...settings,
         });
       } catch (err) {
         const what = opts.loraPath ? "the model with its LoRA adapter" : "a context";
@@ -138,19 +155,17 @@ export class SteerableModel extends PooledGenerator {
           file: opts.loraPath ?? opts.modelPath,
         });
       }
-      const sequences = Array.from({ length: parallel }, () => context.getSequence());
+      const sequences = Array.from(
+        { length: parallel },
+        () => new CachedSequence(context.getSequence(), opts.promptCache ?? true),
+      );
       const pool = new SlotPool(
         sequences.map((_, i) => i),
         opts.maxQueue ?? Number.POSITIVE_INFINITY,
       );
       const wide = new WideSequences(parallel, opts.conditionings ?? DEFAULT_CONDITIONINGS, (n) =>
         model
-          .createContext({
-            sequences: n,
-            contextSize: context.contextSize,
-            threads: opts.threads ?? (tiny ? 1 : undefined),
-            lora: opts.loraPath,
-          })
+          .createContext({ sequences: n, contextSize: context.contextSize, ...settings })
           .catch((err: Error) => {
             throw new InputError(
               `cannot create the context of guided or fractional generations: ${err.message}`,
@@ -165,6 +180,16 @@ export class SteerableModel extends PooledGenerator {
       throw err;
     }
   }
+
+  /**
+   * Prompt tokens plain generations evaluated, and those they took from a sequence's cache instead
+   * (prompt-cache.ts). Counted since the model was loaded.
+   */
+  get promptTokens(): { evaluated: number; reused: number } {
+    return { ...this.prompted };
+  }
+
+  private readonly prompted = { evaluated: 0, reused: 0 };
 
   get contextSize(): number {
     return this.context.contextSize;
@@ -205,7 +230,11 @@ export class SteerableModel extends PooledGenerator {
         "leave out logit_bias, or use integer values without guidance",
       );
     const tokenBias = opts.logitBias?.size ? this.vocab.tokenBias(opts.logitBias) : undefined;
-    const slot = await this.pool.acquire(opts.signal);
+    // Mixed generations use other sequences (WideSequences): any free slot, the least recently used.
+    const slot = await this.pool.acquire(
+      opts.signal,
+      conditionings ? () => 0 : (i) => (this.sequences[i] as CachedSequence).score(prompt.tokens),
+    );
     try {
       opts.onStart?.();
       return await this.runOn(slot, prompt, { ...opts, tokenBias }, maxTokens, conditionings);
@@ -221,11 +250,6 @@ export class SteerableModel extends PooledGenerator {
     maxTokens: number,
     conditionings?: readonly PromptConditioning[],
   ): Promise<GenerateResult> {
-    // A sequence holds the previous request's tokens; start clean (no prefix reuse, kept simple on purpose).
-    const group = conditionings
-      ? await this.wide.group(slot)
-      : [this.sequences[slot] as LlamaContextSequence];
-    await Promise.all(group.map((s) => s.clearHistory()));
     const text = this.vocab.completionText(opts.stop ?? [], maxTokens, opts.onToken);
     const temperature = samplingTemperature(opts);
     if (maxTokens > 0) {
@@ -235,21 +259,37 @@ export class SteerableModel extends PooledGenerator {
         topP: temperature > 0 ? opts.topP : undefined,
         seed: opts.seed,
       };
-      const tokens = conditionings
-        ? guidedTokens(
-            group,
-            conditionings.map((c) => c.tokens),
-            conditionings.map((c) => c.weight),
-            sampling,
-          )
-        : (group[0] as LlamaContextSequence).evaluate(prompt.tokens as Token[], {
+      if (conditionings) {
+        // Every conditioning in its own sequence of the slot's group, from a clean history.
+        const group = await this.wide.group(slot);
+        await Promise.all(group.map((s) => s.clearHistory()));
+        const tokens = guidedTokens(
+          group,
+          conditionings.map((c) => c.tokens),
+          conditionings.map((c) => c.weight),
+          sampling,
+        );
+        await take(tokens, text, opts.signal);
+      } else {
+        const cached = this.sequences[slot] as CachedSequence;
+        try {
+          const { reused, rest } = await cached.prepare(prompt.tokens);
+          this.prompted.evaluated += rest.length;
+          this.prompted.reused += reused;
+          const tokens = cached.sequence.evaluate(rest, {
             ...sampling,
             tokenBias: opts.tokenBias,
             // Handed on, an end-of-generation token ends the completion as a stop (not a run out of tokens).
             yieldEogToken: true,
           });
-      for await (const token of tokens) {
-        if (opts.signal?.aborted || !text.push(token)) break;
+          await take(tokens, text, opts.signal);
+          if (opts.signal?.aborted) await cached.clear();
+          else cached.evaluated(prompt.tokens.length, reused);
+        } catch (err) {
+          // What the sequence holds is not known: the next request starts from an empty one.
+          await cached.clear().catch(() => undefined);
+          throw err;
+        }
       }
     }
     if (opts.signal?.aborted) text.abort();
@@ -270,5 +310,12 @@ export class SteerableModel extends PooledGenerator {
     await this.wide.dispose();
     await this.context.dispose();
     await this.vocab.dispose();
+  }
+}
+
+/** Generated tokens into the completion until it ends or the caller gives up. */
+async function take(tokens: AsyncIterable<Token>, text: CompletionText, signal?: AbortSignal): Promise<void> {
+  for await (const token of tokens) {
+    if (signal?.aborted || !text.push(token)) break;
   }
 }

@@ -43,4 +43,17 @@ describe("SlotPool", () => {
     pool.release(slot);
     expect(await pool.acquire()).toBe("x");
   });
+
+  it("with a preference, hands out the free slot scored highest, the longest free among equals", async () => {
+    const pool = new SlotPool(["a", "b", "c"], 0);
+    const score: Record<string, number> = { a: 0, b: 5, c: 0 };
+    const prefer = (s: string) => score[s] ?? 0;
+    expect(await pool.acquire(undefined, prefer)).toBe("b");
+    expect(await pool.acquire(undefined, prefer)).toBe("a"); // a and c tie: a has been free longer
+    pool.release("a");
+    score.a = 1;
+    expect(await pool.acquire(undefined, prefer)).toBe("a");
+    expect(await pool.acquire(undefined, prefer)).toBe("c");
+    await expect(pool.acquire(undefined, prefer)).rejects.toBeInstanceOf(BusyError);
+  });
 });

@@ -60,14 +60,19 @@ export class SlotPool<T> {
       throw new BusyError(this.active, this.waiters.length);
   }
 
-  acquire(signal?: AbortSignal): Promise<T> {
+  /**
+   * A free slot, else the first one released after the waiters ahead. With `prefer`, the free slot it
+   * scores highest, the one free the longest among equals (prompt caching: the sequence that shares the
+   * most with the prompt, else the least recently used).
+   */
+  acquire(signal?: AbortSignal, prefer?: (slot: T) => number): Promise<T> {
     if (signal?.aborted) return Promise.reject(new AbortedError());
     try {
       this.checkCapacity();
     } catch (err) {
       return Promise.reject(err);
     }
-    const slot = this.free.pop();
+    const slot = prefer ? this.takeBest(prefer) : this.free.pop();
     if (slot !== undefined) return Promise.resolve(slot);
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter<T> = { resolve, reject, signal };
@@ -81,6 +86,16 @@ export class SlotPool<T> {
       }
       this.waiters.push(waiter);
     });
+  }
+
+  private takeBest(prefer: (slot: T) => number): T | undefined {
+    let best = -1;
+    let bestScore = Number.NEGATIVE_INFINITY;
+    this.free.forEach((slot, i) => {
+      const score = prefer(slot);
+      if (score > bestScore) [best, bestScore] = [i, score];
+    });
+    return best < 0 ? undefined : this.free.splice(best, 1)[0];
   }
 
   release(slot: T): void {

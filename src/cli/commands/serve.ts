@@ -92,7 +92,12 @@ export function register(program: Command): void {
       "--require-control-tokens",
       "refuse a model whose vocabulary lacks the SteerLM control tokens (default when --host is not loopback)",
     )
-    .option("--no-require-control-tokens", "serve such a model anyway, its control tokens as plain text");
+    .option("--no-require-control-tokens", "serve such a model anyway, its control tokens as plain text")
+    .option(
+      "--no-prompt-cache",
+      "evaluate every prompt whole (by default a request reuses the prefix it shares with what a sequence " +
+        "holds: system prompt, earlier turns; same greedy outputs)",
+    );
   addContextSizeOption(
     cmd,
     "tokens per generation (prompt + reply; with --upstream: default the engine's)",
@@ -117,6 +122,7 @@ export function register(program: Command): void {
         maxQueue: numFlag(flags, "queue"),
         contextSize: numFlag(flags, "contextSize"),
         threads: numFlag(flags, "threads"),
+        promptCache: flags.promptCache as boolean,
       },
       "--upstream",
     );
