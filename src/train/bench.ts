@@ -1,5 +1,5 @@
 import { Backend } from "../ggml/backend.js";
-import { measurePeak } from "../ggml/peak.js";
+import { measurePeak } from "../ggml/index.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { type FrozenType, LlamaModel, LORA_FROZEN_DEFAULT } from "../model/model.js";
 import { Rng } from "../util/rng.js";
