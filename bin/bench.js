@@ -25,6 +25,7 @@ async function usage() {
     "         --recompute                 rebuild each block's activations in the backward pass\n" +
     "         --compute f32|bf16          GEMM precision (--bf16 = --compute bf16; f32 master weights)\n" +
     "         --threads N  --steps N  --seq N  --replicas R  --backward manual|ggml  --json\n" +
+    "         --logit-chunk N             positions per output-projection chunk (default: 2^24 logits a chunk)\n" +
     "       npm run bench -- peak [--threads N] [--json]   f32 and bf16 FMA peak, GFLOP/s per core and on N threads\n" +
     "       npm run bench -- serve [--model m.gguf] [--clients 32] [--seconds 30] [--parallel 4] [--max-tokens 32] [--json]\n" +
     "       npm run bench -- --help\n"
@@ -82,6 +83,7 @@ try {
       replicas: { type: "string" },
       recompute: { type: "boolean", default: false },
       seq: { type: "string" },
+      "logit-chunk": { type: "string" },
     },
   });
 } catch (err) {
@@ -132,12 +134,13 @@ const r = await benchTrain(name, {
   replicas: await positiveInt("replicas"),
   recompute: values.recompute,
   seqLen: await positiveInt("seq"),
+  logitChunk: await positiveInt("logit-chunk"),
 });
 if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
 else {
   process.stdout.write(
     `train ${r.name} ${r.mode}${r.mode === "lora" ? ` on a ${r.frozen} base` : ""} (${r.backward} backward${r.recompute ? ", recomputed" : ""}, ${r.compute} GEMMs): ${(r.params / 1e6).toFixed(2)}M params (${(r.trainable / 1e6).toFixed(2)}M trainable), ` +
-      `B=${r.batch} T=${r.seq_len}, ${r.replicas > 1 ? `${r.replicas} replicas × 1 thread` : `${r.threads} threads`}, ggml-cpu-${r.cpu_variant}\n` +
+      `B=${r.batch} T=${r.seq_len} (logit chunk ${r.logit_chunk}), ${r.replicas > 1 ? `${r.replicas} replicas × 1 thread` : `${r.threads} threads`}, ggml-cpu-${r.cpu_variant}\n` +
       `  step ${r.step_ms.toFixed(0)} ms (cpu ${r.cpu_ms.toFixed(0)} ms) = ${r.tokens_per_s.toFixed(0)} tokens/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MB, ` +
       `loss ${r.loss_first.toFixed(3)} -> ${r.loss_last.toFixed(3)}\n` +
       `  ${r.gflop_per_step.toFixed(1)} GFLOP a step (attention ${(100 * r.attention_share).toFixed(1)}%) = ${r.gflops.toFixed(1)} GFLOP/s; ` +

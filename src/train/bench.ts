@@ -115,6 +115,8 @@ export interface TrainBenchOptions {
   recompute?: boolean;
   /** Tokens per sequence instead of the configuration's (the cost-growth table's sequence lengths). */
   seqLen?: number;
+  /** Positions per output-projection chunk (TrainerOptions.logitChunk): B·T to measure the unchunked memory. */
+  logitChunk?: number;
 }
 
 export interface TrainBenchResult {
@@ -125,6 +127,8 @@ export interface TrainBenchResult {
   /** Storage of the frozen base matrices (LoRA runs). */
   frozen: FrozenType;
   recompute: boolean;
+  /** Positions per chunk of the output projection and cross-entropy. */
+  logit_chunk: number;
   params: number;
   trainable: number;
   batch: number;
@@ -188,6 +192,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     backward: opts.backward,
     replicas: opts.replicas,
     recompute: opts.recompute,
+    logitChunk: opts.logitChunk,
   });
   const rng = new Rng(0);
   const tokens = Int32Array.from({ length: b.batch * seq }, () => rng.int(0, cfg.vocabSize - 1));
@@ -211,6 +216,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   const params = model.params
     .filter((p) => !p.name.includes(".lora_"))
     .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  const chunk = trainer.logitChunk;
   const trainable = model.trainable().reduce((a, p) => a + p.info.shape.reduce((x, y) => x * y, 1), 0);
   trainer.free();
   model.free();
@@ -229,6 +235,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     compute,
     frozen,
     recompute: opts.recompute ?? false,
+    logit_chunk: chunk,
     params,
     trainable,
     batch: b.batch,
