@@ -4,6 +4,8 @@
 //   node bench/compare.mjs m10 [rounds=3] [--threads 1,2]
 //   node bench/compare.mjs smol135 [rounds=3] --lora [--bf16 --frozen bf16]
 //   node bench/compare.mjs smol360,qwen05,llama1b 1 --lora   (several configurations, one after another)
+// --anchor-threads N sets OPENBLAS_NUM_THREADS for the anchor (default: OpenBLAS's own, every core): on an
+// oversubscribed machine both sides' spinning thread pools collapse, and one thread each is the fair pair.
 // Needs `npm run build` and Debian's PyTorch (apt-get install -y python3-torch libopenblas0-pthread).
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -20,6 +22,7 @@ const { values, positionals } = parseArgs({
     threads: { type: "string", default: "1,2" },
     replicas: { type: "string" },
     steps: { type: "string" },
+    "anchor-threads": { type: "string" },
   },
 });
 const [namesArg = "m10", roundsArg = "3"] = positionals;
@@ -52,7 +55,12 @@ function torch(name) {
   const out = execFileSync(
     "/usr/bin/python3",
     ["-c", WRAPPER, anchor, name, "1", values.lora ? "lora" : "full"],
-    { encoding: "utf8" },
+    {
+      encoding: "utf8",
+      env: values["anchor-threads"]
+        ? { ...process.env, OPENBLAS_NUM_THREADS: values["anchor-threads"] }
+        : process.env,
+    },
   );
   const m = /= (\d+) tok\/s/.exec(out);
   const rss = /maxrss_kb (\d+)/.exec(out);
