@@ -201,7 +201,8 @@ describe("bin/bench.js usage", () => {
       [["train", "m10", "--compute", "fp16"], 'bench: --compute: expected f32 or bf16, got "fp16"'],
       [["train", "m10", "--steps", "0"], 'bench: --steps: expected an integer ≥ 1, got "0"'],
       [["train", "nope"], 'bench: unknown training benchmark "nope"'],
-      [[], "bench: train, serve or guidance?"],
+      [[], "bench: train, peak, serve, guidance, annotate?"],
+      [["peak", "m10"], 'bench: peak takes no name, got "m10"'],
     ] as const) {
       const r = bench(...args);
       expect(r.status, args.join(" ")).toBe(1);
@@ -211,4 +212,21 @@ describe("bin/bench.js usage", () => {
       expect(r.stdout).toBe("");
     }
   });
+
+  it("peak --json prints one object with both precisions' GFLOP/s and the instructions used", () => {
+    // a smoke test of the command's output, not of the machine: no figure is asserted beyond its kind
+    const r = bench("peak", "--threads", "1", "--json");
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(Object.keys(out).sort()).toEqual(["bf16_gflops", "cpu", "f32_gflops", "isa", "threads"]);
+    expect(out.threads).toBe(1);
+    for (const p of ["f32", "bf16"] as const) {
+      const g = out[`${p}_gflops`] as { per_core: number | null; total: number | null };
+      const isa = (out.isa as Record<string, string | null>)[p];
+      // null exactly where the CPU lacks the instructions, and then the ISA says so too
+      expect(g.per_core === null).toBe(isa === null);
+      if (g.per_core !== null) expect(g.per_core).toBeGreaterThan(0);
+      expect(g.total).toBe(g.per_core); // one thread: total is the per-core figure
+    }
+  }, 60_000);
 });

@@ -80,6 +80,7 @@ interface Scalars {
   int64_t: number;
   size_t: number;
   float: number;
+  double: number;
 }
 
 type Trim<S extends string> = S extends ` ${infer R}` ? Trim<R> : S extends `${infer R} ` ? Trim<R> : S;

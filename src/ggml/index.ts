@@ -6,3 +6,4 @@ export { Backend, type BackendInfo, type BackendOptions, defaultPoll, defaultThr
 export { GgmlShapeError } from "./context.js";
 export type { DeviceName } from "./device.js";
 export { type CudaMissing, CudaUnavailableError } from "./native-cuda.js";
+export { measurePeak, type PeakMeasure, type PeakPrecision, type PeakReport, peakReport } from "./peak.js";

@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import koffi from "koffi";
+import koffi, { type LibraryHandle } from "koffi";
 import { SteerlmError } from "../util/errors.js";
 import {
   type Bound,
@@ -48,6 +48,8 @@ export interface NativeKernels {
   gemmQ8_0: KernelFn | null;
   /** Holds the library, so that koffi never unloads it while graphs point into it. */
   fns: Bound<typeof KERNEL_DECLS>;
+  /** The loaded library, for entry points declared where they are used (peak.ts). */
+  lib: LibraryHandle;
 }
 
 let kernels: NativeKernels | null | undefined;
@@ -91,7 +93,8 @@ export function loadKernels(): NativeKernels | null {
   if (process.env.STEERLM_KERNELS === "0") return kernels;
   const path = kernelsPath();
   if (!existsSync(path)) return kernels;
-  const fns = declare(koffi.load(path), KERNEL_DECLS);
+  const lib = koffi.load(path);
+  const fns = declare(lib, KERNEL_DECLS);
   const abi = new BigInt64Array(5);
   fns.steerlm_kernels_abi(abi);
   const got = Array.from(abi, Number);
@@ -114,6 +117,7 @@ export function loadKernels(): NativeKernels | null {
     gemmBf16F32: fn("gemm_bf16_f32"),
     gemmQ8_0: fn("gemm_q8_0"),
     fns,
+    lib,
   };
   return kernels;
 }

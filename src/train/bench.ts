@@ -1,7 +1,9 @@
 import { Backend } from "../ggml/backend.js";
+import { measurePeak } from "../ggml/index.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { type FrozenType, LlamaModel, LORA_FROZEN_DEFAULT } from "../model/model.js";
 import { Rng } from "../util/rng.js";
+import { trainStepFlops } from "./flops.js";
 import { Trainer } from "./trainer.js";
 
 /**
@@ -51,6 +53,49 @@ export const BENCH_CONFIGS = {
     seq: 256,
     steps: 3,
   },
+  // real shapes users fine-tune with LoRA (Qwen2's q/k/v bias is left out, as in the anchor)
+  smol360: {
+    model: {
+      vocabSize: 49152,
+      hiddenSize: 960,
+      numLayers: 32,
+      numHeads: 15,
+      numKvHeads: 5,
+      ffnSize: 2560,
+      tiedEmbeddings: true,
+    },
+    batch: 1,
+    seq: 512,
+    steps: 3,
+  },
+  qwen05: {
+    model: {
+      vocabSize: 151936,
+      hiddenSize: 896,
+      numLayers: 24,
+      numHeads: 14,
+      numKvHeads: 2,
+      ffnSize: 4864,
+      tiedEmbeddings: true,
+    },
+    batch: 1,
+    seq: 512,
+    steps: 3,
+  },
+  llama1b: {
+    model: {
+      vocabSize: 128256,
+      hiddenSize: 2048,
+      numLayers: 16,
+      numHeads: 32,
+      numKvHeads: 8,
+      ffnSize: 8192,
+      tiedEmbeddings: true,
+    },
+    batch: 1,
+    seq: 512,
+    steps: 2,
+  },
 } as const;
 export type BenchName = keyof typeof BENCH_CONFIGS;
 
@@ -68,6 +113,10 @@ export interface TrainBenchOptions {
   backward?: "manual" | "ggml";
   /** Rebuild each block's activations in the backward pass (TrainerOptions.recompute). */
   recompute?: boolean;
+  /** Tokens per sequence instead of the configuration's (the cost-growth table's sequence lengths). */
+  seqLen?: number;
+  /** Positions per output-projection chunk (TrainerOptions.logitChunk): B·T to measure the unchunked memory. */
+  logitChunk?: number;
 }
 
 export interface TrainBenchResult {
@@ -78,6 +127,8 @@ export interface TrainBenchResult {
   /** Storage of the frozen base matrices (LoRA runs). */
   frozen: FrozenType;
   recompute: boolean;
+  /** Positions per chunk of the output projection and cross-entropy. */
+  logit_chunk: number;
   params: number;
   trainable: number;
   batch: number;
@@ -89,6 +140,24 @@ export interface TrainBenchResult {
   /** CPU time per step over all threads: less sensitive than wall time to other load on the machine. */
   cpu_ms: number;
   tokens_per_s: number;
+  /** Model GFLOPs of one step, counted from the shapes (trainStepFlops), and attention's part of them. */
+  gflop_per_step: number;
+  attention_share: number;
+  /** Achieved GFLOP/s: gflop_per_step ÷ step time. */
+  gflops: number;
+  /**
+   * This machine's peak for the step's GEMM precision (f32 also for a bf16/f16/Q8_0 frozen base, which
+   * the kernels widen to f32), on as many threads as the step used, measured in this process after the
+   * timed steps (src/ggml/peak.ts); null where the CPU lacks the instructions.
+   */
+  peak_gflops: number | null;
+  /** gflops ÷ peak_gflops. */
+  mfu: number | null;
+  /**
+   * GFLOPs per CPU-second ÷ one core's peak: the same ratio over the CPU time the step got, which other
+   * load on a shared machine disturbs less than wall time (ggml's spinning barriers count as CPU time).
+   */
+  mfu_cpu: number | null;
   peak_rss_mb: number;
   loss_first: number;
   loss_last: number;
@@ -96,6 +165,7 @@ export interface TrainBenchResult {
 
 export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}): Promise<TrainBenchResult> {
   const b = BENCH_CONFIGS[name];
+  const seq = opts.seqLen ?? b.seq;
   const cfg: LlamaConfig = resolveLlamaConfig({ ...b.model, ropeTheta: 10000, rmsNormEps: 1e-5 });
   const backend = new Backend(opts.threads);
   const model = await LlamaModel.create(backend, cfg, null, {
@@ -106,7 +176,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   });
   const trainer = new Trainer(backend, model, {
     batchSize: b.batch,
-    seqLen: b.seq,
+    seqLen: seq,
     // constant lr, no clipping: the bench times steps, whatever they do to the weights
     optimizer: {
       lr: 1e-3,
@@ -122,9 +192,10 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     backward: opts.backward,
     replicas: opts.replicas,
     recompute: opts.recompute,
+    logitChunk: opts.logitChunk,
   });
   const rng = new Rng(0);
-  const tokens = Int32Array.from({ length: b.batch * b.seq }, () => rng.int(0, cfg.vocabSize - 1));
+  const tokens = Int32Array.from({ length: b.batch * seq }, () => rng.int(0, cfg.vocabSize - 1));
   const batch = { tokens, labels: tokens };
   const first = (await trainer.trainStepAsync(batch)).loss; // warm-up step (allocations, caches), not timed
   const steps = opts.steps ?? b.steps;
@@ -134,31 +205,55 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   for (let i = 0; i < steps; i++) last = (await trainer.trainStepAsync(batch)).loss;
   const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
   const cpu = process.cpuUsage(cpu0);
-  const result: TrainBenchResult = {
-    name,
-    mode: opts.lora ? "lora" : "full",
-    backward: opts.backward ?? "manual",
-    compute: opts.computeType ?? "f32",
-    frozen: model.options.frozenType ?? "f32",
-    recompute: opts.recompute ?? false,
-    params: model.params
-      .filter((p) => !p.name.includes(".lora_"))
-      .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),
-    trainable: model.trainable().reduce((a, p) => a + p.info.shape.reduce((x, y) => x * y, 1), 0),
-    batch: b.batch,
-    seq_len: b.seq,
-    threads: backend.info.threads,
-    replicas: opts.replicas ?? 1,
-    cpu_variant: backend.info.cpuVariant,
-    step_ms: ms,
-    cpu_ms: (cpu.user + cpu.system) / 1000 / steps,
-    tokens_per_s: (b.batch * b.seq * 1000) / ms,
-    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
-    loss_first: first,
-    loss_last: last,
-  };
+  const cpuMs = (cpu.user + cpu.system) / 1000 / steps;
+  const peakRss = process.resourceUsage().maxRSS / 1024;
+  const lora = model.options.lora ?? null;
+  const threads = backend.info.threads;
+  const cpuVariant = backend.info.cpuVariant;
+  const replicas = opts.replicas ?? 1;
+  const mode = opts.lora ? "lora" : "full";
+  const frozen = model.options.frozenType ?? "f32";
+  const params = model.params
+    .filter((p) => !p.name.includes(".lora_"))
+    .reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  const chunk = trainer.logitChunk;
+  const trainable = model.trainable().reduce((a, p) => a + p.info.shape.reduce((x, y) => x * y, 1), 0);
   trainer.free();
   model.free();
   backend.free();
-  return result;
+  // measured after the graphs and the thread pool are gone, so that nothing of ours competes with it
+  const compute = opts.computeType ?? "f32";
+  const flops = trainStepFlops(cfg, b.batch, seq, lora);
+  const gflops = flops.total / 1e9 / (ms / 1000);
+  const used = replicas > 1 ? replicas : threads;
+  const peakAll = measurePeak(compute, used).gflops;
+  const peakOne = used === 1 ? peakAll : measurePeak(compute, 1).gflops;
+  return {
+    name,
+    mode,
+    backward: opts.backward ?? "manual",
+    compute,
+    frozen,
+    recompute: opts.recompute ?? false,
+    logit_chunk: chunk,
+    params,
+    trainable,
+    batch: b.batch,
+    seq_len: seq,
+    threads,
+    replicas,
+    cpu_variant: cpuVariant,
+    step_ms: ms,
+    cpu_ms: cpuMs,
+    tokens_per_s: (b.batch * seq * 1000) / ms,
+    gflop_per_step: flops.total / 1e9,
+    attention_share: flops.attention / flops.total,
+    gflops,
+    peak_gflops: peakAll,
+    mfu: peakAll ? gflops / peakAll : null,
+    mfu_cpu: peakOne ? flops.total / 1e9 / (cpuMs / 1000) / peakOne : null,
+    peak_rss_mb: peakRss,
+    loss_first: first,
+    loss_last: last,
+  };
 }

@@ -269,6 +269,11 @@ export class Trainer {
     return this.model.has(HEAD_WEIGHT) ? this.model.tensor(HEAD_WEIGHT).ne[1]! : 1;
   }
 
+  /** Positions per chunk of the output projection and cross-entropy (the whole rows when unchunked). */
+  get logitChunk(): number {
+    return this.#chunk;
+  }
+
   get step(): number {
     return this.#step;
   }

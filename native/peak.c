@@ -1,0 +1,112 @@
+/*
+ * The machine's arithmetic peak, for `npm run bench -- peak` and the training benchmarks' MFU: a loop of
+ * register-only multiply-adds with enough independent accumulators to keep every FMA pipe busy (latency
+ * 4-5 cycles × 2 pipes on current x86), no loads or stores, on `threads` threads started together.
+ * f32: VFMADD (AVX-512F, 16 lanes, 2 flops a lane); bf16: VDPBF16PS (AVX512_BF16, 16 lanes, each two
+ * bf16 products summed into f32: 4 flops a lane), the instructions the GEMMs in gemm.c run.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "kernels.h"
+
+#define ACC 16 /* independent accumulators: more than latency × pipes, fewer than the 32 registers */
+
+struct peak_job {
+    int kind;
+    int64_t iters;
+    atomic_int *go; /* 1: run, -1: stop (not every thread could be started) */
+    float sink; /* the accumulators' sum, so that the loop is not optimised away */
+    double cpu_seconds; /* the loop's CPU time on this thread */
+};
+
+static double seconds(clockid_t clock) {
+    struct timespec t;
+    clock_gettime(clock, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+#ifdef HAVE_X86
+__attribute__((target("avx512f"))) static float loop_f32(int64_t iters) {
+    __m512 acc[ACC];
+    for (int i = 0; i < ACC; i++) acc[i] = _mm512_set1_ps((float)i);
+    /* acc = acc * m + c converges to c / (1 - m): no overflow, no denormals however long it runs */
+    const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+    for (int64_t n = 0; n < iters; n++) {
+        for (int i = 0; i < ACC; i++) acc[i] = _mm512_fmadd_ps(acc[i], m, c);
+    }
+    __m512 s = acc[0];
+    for (int i = 1; i < ACC; i++) s = _mm512_add_ps(s, acc[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static float loop_bf16(int64_t iters) {
+    __m512 acc[ACC];
+    for (int i = 0; i < ACC; i++) acc[i] = _mm512_setzero_ps();
+    /* each lane grows by 2 · 2^-10 · 2^-10 an instruction: finite for any iteration count we run */
+    const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3a80); /* bf16 2^-10 */
+    const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3a80);
+    for (int64_t n = 0; n < iters; n++) {
+        for (int i = 0; i < ACC; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+    }
+    __m512 s = acc[0];
+    for (int i = 1; i < ACC; i++) s = _mm512_add_ps(s, acc[i]);
+    return _mm512_reduce_add_ps(s);
+}
+#endif
+
+static void *peak_thread(void *arg) {
+    struct peak_job *job = arg;
+    int go;
+    while ((go = atomic_load(job->go)) == 0) {
+    }
+    if (go < 0) return 0;
+    const double t0 = seconds(CLOCK_THREAD_CPUTIME_ID);
+#ifdef HAVE_X86
+    job->sink = job->kind == 1 ? loop_bf16(job->iters) : loop_f32(job->iters);
+#endif
+    job->cpu_seconds = seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+    return 0;
+}
+
+/*
+ * Runs `iters` rounds of ACC instructions on each of `threads` threads (kind 0: f32 FMA, 1: bf16 dot).
+ * out[0]: floating-point operations done in all, out[1]: wall seconds from the common start to the last
+ * thread's end, out[2]: the accumulators' sum (finite), out[3]: the sum over threads of each one's flops
+ * per second of its own CPU time (what the cores do while they run the loop, whatever else the machine
+ * runs). out[0] = 0 where the CPU lacks the instructions.
+ */
+void steerlm_peak(int kind, int threads, int64_t iters, double out[4]) {
+    out[0] = out[1] = out[2] = out[3] = 0;
+    if (threads < 1 || threads > 1024 || iters < 1) return;
+    if (kind == 1 ? !steerlm_have_bf16() : !steerlm_have_avx512()) return;
+    struct peak_job *jobs = calloc((size_t)threads, sizeof *jobs);
+    pthread_t *ids = calloc((size_t)threads, sizeof *ids);
+    atomic_int go = 0;
+    int started = 0;
+    if (jobs && ids) {
+        for (; started < threads; started++) {
+            jobs[started] = (struct peak_job){kind, iters, &go, 0, 0};
+            if (pthread_create(&ids[started], 0, peak_thread, &jobs[started]) != 0) break;
+        }
+    }
+    const double t0 = seconds(CLOCK_MONOTONIC);
+    atomic_store(&go, started == threads ? 1 : -1);
+    double sink = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(ids[i], 0);
+        sink += jobs[i].sink;
+    }
+    const double wall = seconds(CLOCK_MONOTONIC) - t0;
+    if (started == threads) {
+        const double per_thread = (double)iters * ACC * 16 * (kind == 1 ? 4.0 : 2.0);
+        out[0] = per_thread * threads;
+        out[1] = wall;
+        out[2] = sink;
+        for (int i = 0; i < threads; i++) out[3] += per_thread / (jobs[i].cpu_seconds > 0 ? jobs[i].cpu_seconds : wall);
+    }
+    free(jobs);
+    free(ids);
+}
