@@ -87,14 +87,6 @@ function recordKey(r: DataRecord): string {
 
 export { ANNOTATE_DEFAULTS };
 
-/**
- * Groups predicted together: the regression APM sorts their turns by length, so that each forward pass
- * pads little; a server gets their turns `batchSize` per request, `concurrency` requests in flight. Each
- * turn's prediction does not depend on its batch (ApmPredictor), so the output, and what is recorded
- * after each group, are those of one group at a time.
- */
-export const LOOKAHEAD_GROUPS = 16;
-
 export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResult> {
   const t0 = performance.now();
   const B = opts.batchSize ?? ANNOTATE_DEFAULTS.batchSize;
@@ -160,7 +152,9 @@ async function annotateWith(
   let rows = 0;
   let turns = 0;
   let group: DataRecord[] = [];
-  // Groups read but not yet written, each with the input rows and hash its sidecar record carries
+  // Groups read but not yet written, each with the input rows and hash its sidecar record carries. A
+  // turn's prediction does not depend on its batch (ApmPredictor), so the output, and what is recorded
+  // after each group, are those of one group at a time.
   let pending: Array<{ records: DataRecord[]; rows: number; hash: string }> = [];
   const flushPending = async () => {
     const records = pending.flatMap((g) => g.records);
@@ -178,7 +172,7 @@ async function annotateWith(
   const flushGroup = async () => {
     pending.push({ records: group, rows, hash: inHash.copy().digest("hex") });
     group = [];
-    if (pending.length >= LOOKAHEAD_GROUPS) await flushPending();
+    if (pending.length >= labeller.groupsAtOnce) await flushPending();
   };
   // Input labels are read, and lines written, with the APM's schema: the output schema only picks attributes.
   const reader = readRecords(opts.input, {

@@ -27,9 +27,8 @@ import { llamaTensorSpecs } from "../model/weights.js";
 import { BYTE_SYMBOLS } from "../tokenizer/byte-level.js";
 import { BENCH_CONFIGS } from "../train/bench.js";
 import { Rng } from "../util/rng.js";
-import { LOOKAHEAD_GROUPS } from "./annotate.js";
 import { ApmPredictor } from "./model.js";
-import { ANNOTATE_DEFAULTS } from "./score.js";
+import { ANNOTATE_DEFAULTS, LOCAL_GROUPS_AT_ONCE } from "./score.js";
 
 export interface AnnotateBenchOptions {
   threads?: number;
@@ -124,7 +123,7 @@ export async function benchAnnotate(opts: AnnotateBenchOptions = {}): Promise<An
   try {
     const model = await LlamaModel.create(backend, cfg, null, { seed: 0, regressionOutputs: OUTPUTS });
     const predictor = new ApmPredictor(backend, model, B, hi);
-    const window = LOOKAHEAD_GROUPS * B; // annotate predicts this many turns at a time (one a record here)
+    const window = LOCAL_GROUPS_AT_ONCE * B; // annotate predicts this many turns at a time (one a record here)
     const ours = () =>
       timed(async () => {
         for (let i = 0; i < seqs.length; i += window) predictor.predict(seqs.slice(i, i + window));

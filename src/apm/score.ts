@@ -84,6 +84,12 @@ export interface Labeller {
   readonly digest: string;
   /** Requests to an engine sent again so far (undefined when predicting here). */
   readonly retries?: number;
+  /**
+   * Groups of records worth predicting together: here, LOCAL_GROUPS_AT_ONCE, whose turns the regression
+   * APM batches by length (so that each forward pass pads little); a server, as many as requests may be in
+   * flight, so that a server going away is met by the next requests, not after a long window.
+   */
+  readonly groupsAtOnce: number;
   /** Per record of `group`: turn index -> score, for the attributes of `schema`, of the turns `needs` picks. */
   predict(
     schema: AttributeSchema,
@@ -92,11 +98,15 @@ export interface Labeller {
   ): Promise<Array<Map<number, TurnScore>>>;
 }
 
+/** Groups a local APM predicts together (Labeller.groupsAtOnce). */
+export const LOCAL_GROUPS_AT_ONCE = 16;
+
 /** `apm`, loaded here, predicting with `predictor` (from `labelPredictor`). */
 export function apmLabeller(apm: LoadedApm, predictor: LabelPredictor): Labeller {
   return {
     schema: apm.info.schema,
     digest: apm.digest,
+    groupsAtOnce: LOCAL_GROUPS_AT_ONCE,
     get retries() {
       return predictor instanceof ApmPredictor ? undefined : predictor.retries;
     },
@@ -132,6 +142,7 @@ export async function remoteLabeller(
   return {
     schema: apmSchema,
     digest: sha256,
+    groupsAtOnce: concurrency,
     get retries() {
       return engine.retries;
     },
