@@ -121,12 +121,12 @@ describe("steerlm reproduce", () => {
   }, 900_000);
 });
 
-/** The processes whose parent is `pid`. */
+/** The seed processes whose parent is `pid` (runIsolated's child entry; tsx has an esbuild child too). */
 function childPids(pid: number): number[] {
-  return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
+  return execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(pid)], { encoding: "utf8" })
     .split("\n")
-    .map((l) => Number(l.trim()))
-    .filter((n) => n > 0);
+    .filter((l) => /src\/train\/child\.ts/.test(l))
+    .map((l) => Number.parseInt(l.trim(), 10));
 }
 
 function alive(pid: number): boolean {
