@@ -1,14 +1,11 @@
 import { mkdirSync } from "node:fs";
-import { loadavg } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { join, resolve } from "node:path";
-import { BUILTIN_SCHEMAS } from "../data/attributes.js";
-import { DERIVED_ATTRIBUTES } from "../steerbench/compose.js";
-import { type Companions, companionsFrom, requestFor, turnLabels } from "../steerbench/derived.js";
+import { runIsolated } from "../train/isolate.js";
 import { log } from "../util/log.js";
 import { version } from "../version.js";
-import { prepareSeedData, type SeedData } from "./data.js";
-import { type GenerationRow, generateRows, type Job, judgePrompts, readRows, writeRows } from "./judge.js";
-import { ARMS, type Arm, PLAIN_ARMS, REPRODUCE_PLANS, type ReproducePlan } from "./plan.js";
+import { type GenerationRow, readRows, writeRows } from "./judge.js";
+import { ARMS, type Arm, REPRODUCE_PLANS, type ReproducePlan } from "./plan.js";
 import { writePlots } from "./plots.js";
 import {
   type ArmFigures,
@@ -18,19 +15,20 @@ import {
   curveFigures,
   formatReport,
   type ReproduceReport,
-  SPLIT_NAMES,
   STEERED,
 } from "./report.js";
+import { judgeFile, type SeedJob, type StageDone, steerFile } from "./seed.js";
 import { ReproduceState, writeAtomic } from "./state.js";
-import { annotateArms, bootstrapData, modelPath, type TrainContext, trainApm, trainArm } from "./train.js";
 
 /**
  * `steerlm reproduce`: the SteerLM paper's ablation on SteerBench, top to bottom. For each seed:
  *   data → sft, sft-hq, acsft → APM on the labelled fraction → annotate the rest and the extra pool →
  *   acsft-apm, acsft-apm-more → one bootstrapping round → bootstrap → judge every arm (test split and
  *   held-out family) → steer acsft (toxicity, verbosity, quality, helpfulness 0..4);
- * then the report from the generations (report.json, report.md, charts). Each stage is recorded in
- * state.json when it finishes; --resume skips those and continues the one that was cut.
+ * then the report from the generations (report.json, report.md, charts). Each seed's pipeline runs in its
+ * own process (src/reproduce/seed.ts), `jobs` of them at a time: seeds are independent and every stage is
+ * single-threaded, so two seeds use two cores. Each stage is recorded in state.json when it finishes (by
+ * this process only, from the seeds' messages); --resume skips those and continues the one that was cut.
  *
  * Output directory:
  *   report.json, report.md, arms-*.{svg,png}, steer-*.{svg,png}
@@ -46,6 +44,8 @@ export interface ReproduceOptions {
   quick?: boolean;
   resume?: boolean;
   progress?: boolean;
+  /** Seeds run at the same time, each in its own process (default: the number of CPU cores). */
+  jobs?: number;
   /** Sizes other than the built-in plans (tests use a tiny one). */
   plan?: ReproducePlan;
 }
@@ -57,42 +57,20 @@ export async function runReproduce(opts: ReproduceOptions): Promise<ReproduceRep
   const seeds = opts.seeds ?? (opts.quick ? [1] : [1, 2, 3]);
   const settings = { quick: Boolean(opts.quick), seeds, plan };
   const state = new ReproduceState(dir, settings, Boolean(opts.resume));
-  const stagesPerSeed = 3 + 1 + 1 + 2 + 1 + 1 + ARMS.length + 1;
-  let n = 0;
-  const total = stagesPerSeed * seeds.length;
-  const stage = <T>(seed: number, name: string, fn: () => Promise<T>) => {
-    const key = `seed-${seed}/${name}`;
-    n++;
-    log.info(`reproduce [${n}/${total}] seed ${seed}: ${name}${state.done(key) ? " (done)" : ""}`);
-    return state.stage(key, fn);
-  };
-
-  for (const seed of seeds) {
-    const seedDir = join(dir, `seed-${seed}`);
-    const data = prepareSeedData(seedDir, seed, plan);
-    const ctx: TrainContext = { dir: seedDir, seed, plan, data, progress: opts.progress };
-    const f = data.files;
-    for (const [arm, file] of [
-      ["sft", f.plain],
-      ["sft-hq", f.highQuality],
-      ["acsft", f.train],
-    ] as const)
-      await stage(seed, `train ${arm}`, () => trainArm(ctx, arm, file));
-    await stage(seed, "train apm", () => trainApm(ctx));
-    const labels = await stage(seed, "annotate", () => annotateArms(ctx));
-    await stage(seed, "train acsft-apm", () => trainArm(ctx, "acsft-apm", labels.apm));
-    await stage(seed, "train acsft-apm-more", () => trainArm(ctx, "acsft-apm-more", labels.more));
-    const boot = await stage(seed, "bootstrap round", () => bootstrapData(ctx, labels.more));
-    await stage(seed, "train bootstrap", () => trainArm(ctx, "bootstrap", boot));
-    const companions = companionsOf(data);
-    for (const arm of ARMS)
-      await stage(seed, `judge ${arm}`, async () => {
-        writeRows(judgeFile(seedDir, arm), await judge(ctx, arm, companions));
-      });
-    await stage(seed, "steer acsft", async () => {
-      writeRows(steerFile(seedDir), await steer(ctx, companions));
-    });
-  }
+  const jobs = opts.jobs ?? availableParallelism();
+  if (!Number.isInteger(jobs) || jobs < 1)
+    throw new RangeError(`jobs must be a positive integer, got ${jobs}`);
+  await runSeeds(
+    seeds.map((seed) => ({
+      dir: join(dir, `seed-${seed}`),
+      seed,
+      plan,
+      progress: opts.progress,
+      done: state.stagesOf(`seed-${seed}/`),
+    })),
+    jobs,
+    (seed, { stage, record }) => state.record(`seed-${seed}/${stage}`, record),
+  );
 
   // ---- the report: from the generation files, so a resumed run reports the same ----
   log.info("reproduce: report");
@@ -131,56 +109,37 @@ export async function runReproduce(opts: ReproduceOptions): Promise<ReproduceRep
   return report;
 }
 
-const judgeFile = (seedDir: string, arm: Arm) => join(seedDir, "generations", `${arm}.jsonl`);
-const steerFile = (seedDir: string) => join(seedDir, "generations", "steer-acsft.jsonl");
-
-/** The derived attributes' companions from the seed's training labels (the generator's). */
-function companionsOf(data: SeedData): Companions {
-  const schema = BUILTIN_SCHEMAS.steerlm;
-  return companionsFrom(turnLabels(data.bench.splits.train, schema), schema, DERIVED_ATTRIBUTES);
-}
+const SEED_MODULE = new URL(import.meta.url.endsWith(".ts") ? "./seed.ts" : "./seed.js", import.meta.url);
 
 /**
- * One arm's answers on the test split and the held-out family: an ACSFT arm at the best value string
- * (top quality, with the combination of the others most often seen with it in training, which also
- * has top helpfulness), a plain-SFT arm on the bare prompt.
+ * Runs each seed's pipeline in a child process, at most `jobs` at a time. The first failure stops the
+ * others (their stages so far stay recorded, for --resume) and fails the run with its message. A child
+ * exits when this process dies (src/train/child.ts), so a killed run leaves no orphans.
  */
-async function judge(ctx: TrainContext, arm: Arm, companions: Companions): Promise<GenerationRow[]> {
-  const best = PLAIN_ARMS.includes(arm) ? null : requestFor(companions, "quality", 4);
-  const jobs: Job[] = SPLIT_NAMES.flatMap((split) =>
-    judgePrompts(ctx.data.bench, split, ctx.plan.judgePrompts).map((p) => ({
-      ...p,
-      attributes: best,
-      split,
-    })),
+async function runSeeds(
+  seedJobs: SeedJob[],
+  jobs: number,
+  onStage: (seed: number, done: StageDone) => void,
+): Promise<void> {
+  const abort = new AbortController();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < seedJobs.length && !abort.signal.aborted) {
+      const job = seedJobs[next++] as SeedJob;
+      await runIsolated<SeedJob, void>(SEED_MODULE, "runSeed", job, {
+        onMessage: (m) => onStage(job.seed, m as StageDone),
+        signal: abort.signal,
+      });
+    }
+  };
+  const workers = Array.from({ length: Math.min(jobs, seedJobs.length) }, () =>
+    worker().catch((e: unknown) => {
+      abort.abort();
+      throw e;
+    }),
   );
-  mkdirSync(join(ctx.dir, "generations"), { recursive: true });
-  return generateRows(modelPath(ctx, arm), jobs, meta(ctx, arm, `judge ${arm}`));
+  // the first failure, not the AbortErrors of the siblings it stopped
+  const failed: unknown[] = [];
+  await Promise.all(workers.map((w) => w.catch((e: unknown) => void failed.push(e))));
+  if (failed.length > 0) throw failed[0];
 }
-
-/** The acsft arm at each level of each steered attribute (derived ones with their companions). */
-async function steer(ctx: TrainContext, companions: Companions): Promise<GenerationRow[]> {
-  const prompts = judgePrompts(ctx.data.bench, "test", ctx.plan.steerPrompts);
-  const jobs: Job[] = STEERED.flatMap((sweep) =>
-    [0, 1, 2, 3, 4].flatMap((level) =>
-      prompts.map(({ system, prompt }) => ({
-        system,
-        prompt,
-        split: "test" as const,
-        attributes: requestFor(DERIVED_ATTRIBUTES.includes(sweep) ? companions : undefined, sweep, level),
-        sweep,
-        level,
-      })),
-    ),
-  );
-  mkdirSync(join(ctx.dir, "generations"), { recursive: true });
-  return generateRows(modelPath(ctx, "acsft"), jobs, meta(ctx, "acsft", "steer acsft"));
-}
-
-const meta = (ctx: TrainContext, arm: Arm, label: string) => ({
-  arm,
-  seed: ctx.seed,
-  maxTokens: ctx.plan.maxTokens,
-  progress: ctx.progress,
-  label,
-});

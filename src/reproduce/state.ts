@@ -12,7 +12,7 @@ export const STATE_FILE = "state.json";
 
 export interface StageRecord {
   seconds: number;
-  /** CPU seconds of this process (user + system) during the stage. */
+  /** CPU seconds of the process that ran the stage (user + system). */
   cpuSeconds: number;
   /** What the stage reports (training figures, row counts). */
   result?: unknown;
@@ -66,21 +66,19 @@ export class ReproduceState {
     return this.doc.done;
   }
 
-  /** Runs `fn` unless the stage is recorded as done; records it with its time. */
-  async stage<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const prior = this.doc.done[name];
-    if (prior) return prior.result as T;
-    const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
-    const result = await fn();
-    const cpu = process.cpuUsage(cpu0);
-    this.doc.done[name] = {
-      seconds: (performance.now() - t0) / 1000,
-      cpuSeconds: (cpu.user + cpu.system) / 1e6,
-      result,
-    };
+  /** The finished stages whose names start with `prefix` (one seed's), names without the prefix. */
+  stagesOf(prefix: string): Record<string, StageRecord> {
+    return Object.fromEntries(
+      Object.entries(this.doc.done)
+        .filter(([k]) => k.startsWith(prefix))
+        .map(([k, v]) => [k.slice(prefix.length), v]),
+    );
+  }
+
+  /** Records a finished stage and saves the file. */
+  record(stage: string, rec: StageRecord): void {
+    this.doc.done[stage] = rec;
     this.save();
-    return result;
   }
 
   private save(): void {

@@ -5,6 +5,12 @@ interface Request {
   args: unknown;
 }
 
+let finished = false;
+// the parent died (killed, crashed): stop too rather than run on as an orphan
+process.on("disconnect", () => {
+  if (!finished) process.exit(1);
+});
+
 process.once("message", async (req: Request) => {
   const send = (m: unknown) => process.send?.(m);
   try {
@@ -15,11 +21,13 @@ process.once("message", async (req: Request) => {
       send: (message) => send({ kind: "message", message }),
     });
     send({ kind: "result", result });
+    finished = true;
     process.disconnect?.();
     process.exitCode = 0;
   } catch (e) {
     const err = e instanceof Error ? e : new Error(String(e));
     send({ kind: "error", message: err.message, stack: err.stack });
+    finished = true;
     process.disconnect?.();
     process.exitCode = 1;
   }

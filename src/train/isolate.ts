@@ -17,6 +17,8 @@ export interface IsolateOptions {
   /** Kill the child after this long (default: no limit). */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** Aborting kills the child (SIGTERM); the promise rejects with an AbortError. */
+  signal?: AbortSignal;
 }
 
 /** The child process died (native abort, segfault, OOM kill) or the job threw. */
@@ -56,6 +58,7 @@ export function runIsolated<A, R>(
       stdio: ["ignore", "inherit", "pipe", "ipc"],
       env: { ...process.env, ...opts.env },
       serialization: "advanced",
+      signal: opts.signal,
     });
     let stderr = "";
     let settled = false;
