@@ -343,9 +343,18 @@ describe.skipIf(!haveSharedData)("long prompts", () => {
       expect(res.status, path).toBe(400);
       const { error } = (await res.json()) as { error: { code: string; message: string } };
       expect(error.code).toBe("context_length_exceeded");
-      expect(error.message).toMatch(/the prompt \(8\d\d,\d{3} bytes, at least [\d,]+ tokens\)/);
+      expect(error.message).toMatch(/the prompt \(8\d\d,\d{3} characters, at least [\d,]+ tokens\)/);
       expect(error.message).toMatch(/the context of 2048 tokens/);
     }
+  });
+
+  it("counts the bytes of a prompt its length alone does not refuse", async () => {
+    // 20,000 characters of 3 bytes, with Llama-2's longest piece of 27 bytes: 741 tokens at least by length,
+    // 2,223 by bytes, so refused before tokenizing only because the bytes were counted
+    const res = await post("/v1/completions", { prompt: "€".repeat(20_000) });
+    expect(res.status).toBe(400);
+    const { error } = (await res.json()) as { error: { message: string } };
+    expect(error.message).toMatch(/the prompt \(20,000 characters, at least 2,\d{3} tokens\)/);
   });
 });
 

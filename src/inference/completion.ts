@@ -17,7 +17,7 @@ export type FinishReason = "stop" | "length" | "abort";
 export const DEFAULT_MAX_TOKENS = 256;
 
 /**
- * The prompt and the requested completion do not fit in a sequence's context. With `promptBytes`, the
+ * The prompt and the requested completion do not fit in a sequence's context. With `promptCharacters`, the
  * prompt was refused before tokenizing: `promptTokens` is then the least it can have.
  */
 export class ContextLengthError extends InputError {
@@ -26,14 +26,14 @@ export class ContextLengthError extends InputError {
     readonly promptTokens: number,
     readonly maxTokens: number,
     readonly contextSize: number,
-    readonly promptBytes?: number,
+    readonly promptCharacters?: number,
   ) {
     super(
-      promptBytes === undefined
+      promptCharacters === undefined
         ? `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`
-        : `the prompt (${count(promptBytes)} bytes, at least ${count(promptTokens)} tokens) does not fit in the context of ${contextSize} tokens`,
-      promptBytes === undefined ? { setting: "maxTokens" } : {},
-      promptBytes === undefined ? "shorten the conversation or lower max_tokens" : "shorten the prompt",
+        : `the prompt (${count(promptCharacters)} characters, at least ${count(promptTokens)} tokens) does not fit in the context of ${contextSize} tokens`,
+      promptCharacters === undefined ? { setting: "maxTokens" } : {},
+      promptCharacters === undefined ? "shorten the conversation or lower max_tokens" : "shorten the prompt",
     );
   }
 }

@@ -170,10 +170,13 @@ export class SteerVocab {
    * tokenizing is the work a request does before it waits for a slot, on the event loop.
    */
   checkLength(text: string, contextSize: number): void {
-    if (this.bytesPerToken === undefined) return;
-    const bytes = Buffer.byteLength(text);
-    const atLeast = Math.ceil(bytes / this.bytesPerToken);
-    if (atLeast >= contextSize) throw new ContextLengthError(atLeast, 0, contextSize, bytes);
+    const perToken = this.bytesPerToken;
+    if (perToken === undefined) return;
+    // Every character is at least one UTF-8 byte: a huge text is refused by its length alone, without a
+    // pass over it (a flattening copy of a 1 MB prompt costs milliseconds); a shorter one is counted.
+    const byLength = Math.ceil(text.length / perToken);
+    const atLeast = byLength >= contextSize ? byLength : Math.ceil(Buffer.byteLength(text) / perToken);
+    if (atLeast >= contextSize) throw new ContextLengthError(atLeast, 0, contextSize, text.length);
   }
 
   /** A short id for the model (its file name without .gguf). */

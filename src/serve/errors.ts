@@ -29,7 +29,11 @@ export class HttpError extends Error {
     readonly code: string | null = null,
     readonly headers: Record<string, string> = {},
   ) {
+    // A client's error: its stack is never shown, and capturing one is most of what a refusal costs.
+    const depth = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = depth;
   }
 }
 

@@ -22,13 +22,12 @@ export async function readJson(req: IncomingMessage, res: ServerResponse, limit:
       "bad_content_type",
     );
   }
-  const refusal = tooLarge(limit);
-  let over = false;
+  let refusal: HttpError | undefined; // set once the body is known to be over the limit
   // The whole 413 goes out at once, so a client that reads while it sends stops sending; the response ends
   // (and the connection closes) only once the body is in, so one that sends everything first can still
   // read it. What comes after the limit is dropped, and the connection is cut past DRAIN_FACTOR * limit.
   const refuse = () => {
-    over = true;
+    refusal = tooLarge(limit);
     sendError(res, refusal, { end: false });
   };
   if (Number(req.headers["content-length"] ?? 0) > limit) refuse();
@@ -37,15 +36,15 @@ export async function readJson(req: IncomingMessage, res: ServerResponse, limit:
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (over) {
+      if (refusal) {
         if (size > DRAIN_FACTOR * limit) req.destroy();
       } else if (size > limit) refuse();
       else chunks.push(chunk);
     }
   } catch {
-    if (!over) throw badRequest("the request body was cut off", null, "incomplete_body");
+    if (!refusal) throw badRequest("the request body was cut off", null, "incomplete_body");
   }
-  if (over) {
+  if (refusal) {
     res.end();
     throw refusal;
   }
