@@ -50,7 +50,9 @@ describe("steerlm reproduce", () => {
     expect(json.steering.toxicity?.levels).toEqual([0, 1, 2, 3, 4]);
     for (const seed of TINY_SEEDS)
       expect(json.time.stages[`seed-${seed}/train acsft`]?.cpuSeconds).toBeGreaterThan(0);
+    expect(json.time.elapsed).toBeGreaterThan(0);
     const md = readFileSync(join(straight, "report.md"), "utf8");
+    expect(md).toMatch(/ s elapsed, \d seed\(s\) at a time/);
     expect(md).toMatch(/^\| acsft-apm-more \| /m);
     for (const chart of ["arms-quality", "arms-reference", "steer-toxicity", "steer-verbosity"]) {
       expect(

@@ -145,6 +145,11 @@ export interface ReproduceReport {
   steering: Record<string, CurveFigures>;
   checks: Checks;
   time: {
+    /** Wall-clock seconds of this invocation, start to report (a resumed run: its own part only). */
+    elapsed: number;
+    /** Seeds run at the same time. */
+    jobs: number;
+    /** Every stage's wall-clock seconds summed: the work, which seeds run side by side overlap. */
     seconds: number;
     cpuSeconds: number;
     /** 1, 5 and 15-minute load averages at the end. */
@@ -230,7 +235,9 @@ export function formatReport(r: ReproduceReport): string {
     "",
     "## Time",
     "",
-    `${r.time.seconds.toFixed(0)} s wall, ${r.time.cpuSeconds.toFixed(0)} s CPU; load average at the end ${r.time.load.map((x) => x.toFixed(1)).join(" / ")}.`,
+    `${r.time.elapsed.toFixed(0)} s elapsed, ${r.time.jobs} seed(s) at a time (this invocation; a resumed run ` +
+      `counts its own part); the stages' wall clock summed ${r.time.seconds.toFixed(0)} s, their CPU ` +
+      `${r.time.cpuSeconds.toFixed(0)} s; load average at the end ${r.time.load.map((x) => x.toFixed(1)).join(" / ")}.`,
     "",
   );
   return out.join("\n");

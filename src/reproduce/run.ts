@@ -51,6 +51,7 @@ export interface ReproduceOptions {
 }
 
 export async function runReproduce(opts: ReproduceOptions): Promise<ReproduceReport> {
+  const started = performance.now();
   const dir = resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
   const plan = opts.plan ?? REPRODUCE_PLANS[opts.quick ? "quick" : "full"];
@@ -101,7 +102,14 @@ export async function runReproduce(opts: ReproduceOptions): Promise<ReproduceRep
     arms,
     steering,
     checks: checks(arms, steering),
-    time: { seconds: sum("seconds"), cpuSeconds: sum("cpuSeconds"), load: loadavg(), stages },
+    time: {
+      elapsed: (performance.now() - started) / 1000,
+      jobs,
+      seconds: sum("seconds"),
+      cpuSeconds: sum("cpuSeconds"),
+      load: loadavg(),
+      stages,
+    },
   };
   writeAtomic(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   writeAtomic(join(dir, "report.md"), formatReport(report));
