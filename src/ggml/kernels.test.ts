@@ -138,6 +138,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [8, 64, 1, 1], b: [8, 31, 1, 1] }, // a LoRA rank as the reduction
     { a: [64, 40, 1, 1], b: [64, 200, 1, 1] }, // one row chunk: the columns are split between threads
     { a: [32, 300, 1, 1], b: [32, 100, 1, 1] }, // three row chunks (the last partial), columns split too
+    { a: [40, 37, 1, 1], b: [40, 29, 1, 1] }, // words per row not a multiple of 16 (f32 40, bf16 20): packed in blocks of 16, then a tail
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
