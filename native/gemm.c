@@ -53,15 +53,25 @@ __attribute__((target("avx512f"))) static void pack_a(const char *a, size_t lda,
     }
 }
 
-/* pack columns [n0, n0 + cols) of b: bp[kp * NR + j] = word kp of row n = n0 + j */
-static void pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp) {
+/* pack columns [n0, n0 + cols) of b: bp[kp * NR + j] = word kp of row n = n0 + j (0 for j >= cols).
+   16 words of each row at a time: a 16x16 register transpose (rows NR.. zero), NR lanes stored per word index */
+__attribute__((target("avx512f"))) static void pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols,
+                                                    int64_t k2, uint32_t *bp) {
+    const int64_t kv = k2 & ~(int64_t)15;
+    for (int64_t kp = 0; kp < kv; kp += 16) {
+        __m512 in[16], t[16];
+        for (int i = 0; i < 16; i++)
+            in[i] = i < cols ? _mm512_loadu_ps((const float *)(b + (size_t)(n0 + i) * ldb) + kp) : _mm512_setzero_ps();
+        transpose16(in, t);
+        for (int j = 0; j < 16; j++) _mm512_mask_storeu_ps(bp + (kp + j) * NR, (1u << NR) - 1, t[j]);
+    }
     for (int64_t j = 0; j < NR; j++) {
         if (j >= cols) {
-            for (int64_t kp = 0; kp < k2; kp++) bp[kp * NR + j] = 0;
+            for (int64_t kp = kv; kp < k2; kp++) bp[kp * NR + j] = 0;
             continue;
         }
         const uint32_t *row = (const uint32_t *)(b + (size_t)(n0 + j) * ldb);
-        for (int64_t kp = 0; kp < k2; kp++) bp[kp * NR + j] = row[kp];
+        for (int64_t kp = kv; kp < k2; kp++) bp[kp * NR + j] = row[kp];
     }
 }
 

@@ -447,6 +447,24 @@ export class Context implements Disposable {
     }
     return this.#wrap(this.#n.base.ggml_get_rows_back(this.#ptr, ptrOf(dy), ptrOf(idx), ptrOf(like)));
   }
+  /**
+   * The masked cross-entropy's gradient from its softmax: sm [V, N] ⊙ w [1, N], minus w[n] at column n's
+   * target; flatIdx i32 [N] holds n·V + target_n. One pass with steerlm's kernel (native/loss.c); else
+   * ggml's mul, get_rows_back (the one-hot) and sub, which compute the same bits.
+   */
+  crossEntropyBack(sm: Tensor, w: Tensor, flatIdx: Tensor): Tensor {
+    const [V, N] = sm.ne as Shape4;
+    if (sm.type !== "f32" || !sm.contiguous || sm.ne[2] !== 1 || sm.ne[3] !== 1)
+      fail("cross_entropy_back", `softmax ${sm.shapeText} must be a contiguous f32 matrix`);
+    if (w.type !== "f32" || !w.contiguous || w.nelements !== N || w.ne[0] !== 1)
+      fail("cross_entropy_back", `weights ${w.shapeText} must be f32 [1, ${N}]`);
+    if (flatIdx.type !== "i32" || flatIdx.nelements !== N)
+      fail("cross_entropy_back", `targets ${flatIdx.shapeText} must be i32 [${N}]`);
+    const k = this.options.plainOps ? null : loadKernels();
+    if (k?.crossEntropyBack) return this.#custom("f32", [V, N, 1, 1], [sm, w, flatIdx], k.crossEntropyBack);
+    const onehot = this.reshape(this.getRowsBack(w, flatIdx, this.reshape(sm, [1, V * N])), [V, N]);
+    return this.sub(this.mul(sm, w), onehot);
+  }
   /** Sums a over the dimensions it was repeated along to reach b's shape. */
   repeatBack(a: Tensor, like: Tensor): Tensor {
     for (let i = 0; i < 4; i++) {

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
-import { Backend, getBytes, setData } from "./backend.js";
+import { Backend, getBytes, getF32, setData } from "./backend.js";
 import { Context } from "./context.js";
 import { kernelsPath, loadKernels, setKernelsModeForTesting } from "./native-kernels.js";
 import type { Tensor } from "./tensor.js";
@@ -138,6 +138,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [8, 64, 1, 1], b: [8, 31, 1, 1] }, // a LoRA rank as the reduction
     { a: [64, 40, 1, 1], b: [64, 200, 1, 1] }, // one row chunk: the columns are split between threads
     { a: [32, 300, 1, 1], b: [32, 100, 1, 1] }, // three row chunks (the last partial), columns split too
+    { a: [40, 37, 1, 1], b: [40, 29, 1, 1] }, // words per row not a multiple of 16 (f32 40, bf16 20): packed in blocks of 16, then a tail
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
@@ -289,4 +290,51 @@ describe("steerlm's GEMM on a very long reduction", () => {
       backend.free();
     }
   });
+});
+
+describe("Context.crossEntropyBack", () => {
+  // sm ⊙ w minus w at each column's target, in f32: one kernel pass, or ggml's mul, get_rows_back and sub.
+  // Both must give the bits of the host's f32 arithmetic (a product, then at the target the one-hot's
+  // 0 + w subtracted).
+  for (const mode of ["kernels", "ggml fallback"] as const)
+    for (const threads of [1, 2])
+      it(`equals the host's f32 result bit for bit (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
+        setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
+        const backend = new Backend(threads);
+        for (const [V, N] of [
+          [37, 29],
+          [300, 3],
+        ] as const) {
+          const smd = Float32Array.from({ length: V * N }, (_, i) => Math.abs(Math.sin(i * 4.1)) / 7);
+          // a masked column (w = 0) and a negative zero among the weights
+          const wd = Float32Array.from({ length: N }, (_, n) => (n === 1 ? 0 : n === 2 ? -0 : -1 / (n + 3)));
+          const targets = Array.from({ length: N }, (_, n) => (n * 17 + 5) % V);
+          const idx = Int32Array.from(targets, (t, n) => n * V + t);
+          const s = new Context(4);
+          const sm = s.newTensor("f32", [V, N], "sm");
+          const w = s.newTensor("f32", [1, N], "w");
+          const flat = s.newTensor("i32", [N], "idx");
+          const buf = backend.allocTensors(s);
+          setData(sm, smd);
+          setData(w, wd);
+          setData(flat, idx);
+          const c = new Context(16, 16);
+          const out = c.crossEntropyBack(sm, w, flat);
+          const alloc = computeOnce(backend, c, 16, out);
+          const want = new Float32Array(V * N);
+          for (let n = 0; n < N; n++)
+            for (let v = 0; v < V; v++) {
+              const p = Math.fround(smd[n * V + v]! * wd[n]!);
+              // the one-hot holds 0 + w: +0 where w is -0
+              want[n * V + v] = v === targets[n] ? Math.fround(p - (0 + wd[n]!)) : p;
+            }
+          expect(out.ne).toEqual([V, N, 1, 1]);
+          expect(getF32(out), JSON.stringify({ V, N })).toEqual(want);
+          alloc.free();
+          c.free();
+          buf.free();
+          s.free();
+        }
+        backend.free();
+      });
 });

@@ -39,6 +39,8 @@ export interface NativeKernels {
   path: string;
   /** The custom ops' functions, for ggml_custom_4d. */
   relayout: KernelFn;
+  /** The masked cross-entropy's gradient from its softmax (null in a library built before it). */
+  crossEntropyBack: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: KernelFn | null;
   gemmF32: KernelFn | null;
@@ -111,6 +113,7 @@ export function loadKernels(): NativeKernels | null {
   kernels = {
     path,
     relayout,
+    crossEntropyBack: fn("cross_entropy_back"),
     gemmBf16: fn("gemm_bf16"),
     gemmF32: fn("gemm_f32"),
     gemmF16: fn("gemm_f16"),

@@ -33,8 +33,7 @@ export function maskedCrossEntropy(
     tape.record(() => {
       // d loss / d logits = w_n·(softmax − onehot(target_n)), w_n = mask_n / n_valid
       const wrow = c.scale(c.mul(mask, negInvCount), -1); // [1, N]
-      const onehot = c.reshape(c.getRowsBack(wrow, flatIdx, c.reshape(sm, [1, V * N])), [V, N]);
-      tape.addGrad(logits, c.sub(c.mul(sm, wrow), onehot));
+      tape.addGrad(logits, c.crossEntropyBack(sm, wrow, flatIdx));
     });
   }
   return loss;

@@ -233,7 +233,7 @@ export class Trainer {
     }
 
     // ---- optimiser: norm of the averaged gradient, clip factor, AdamW per tensor ----
-    const optSize = 64 + (12 + 2 * R) * this.#slots.length;
+    const optSize = 64 + (14 + 2 * R) * this.#slots.length;
     this.#optCtx = new Context(optSize * 2, optSize);
     const o = this.#optCtx;
     const sums = this.#slots.map((x) => x.accs.slice(1).reduce((a, b) => o.add(a, b), x.accs[0] as Tensor));
@@ -248,8 +248,19 @@ export class Trainer {
     // factor = (1/k)·min(1, max/(‖g‖+1e-6)); with clipping off clip_max is huge and the clamp gives 1
     const factor = o.mul(o.clamp(o.div(this.#inp.clipMax, o.scaleBias(this.#norm, 1, 1e-6)), 0, 1), inv);
     this.#opt = new Graph(o, optSize);
+    // the [1] factor tiled to one gradient row: ggml's mul then runs a vector loop along each row, where
+    // broadcasting a single value calls its loop once per element (same products either way)
+    const rows = new Map<number, Tensor>();
+    const factorRow = (ne0: number) => {
+      const made = rows.get(ne0);
+      if (made) return made;
+      const t = o.repeat(factor, o.newTensor("f32", [ne0]));
+      rows.set(ne0, t);
+      return t;
+    };
     this.#slots.forEach((x, i) => {
-      const g = o.mul(sums[i] as Tensor, factor);
+      const sum = sums[i] as Tensor;
+      const g = o.mul(sum, factorRow(sum.ne[0] as number));
       const pars = x.info.decay ? this.#inp.adamDecay : this.#inp.adamNoDecay;
       this.#opt.expand(o.adamwStep(x.w, g, x.m, x.v, pars));
     });
