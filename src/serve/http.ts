@@ -130,8 +130,15 @@ export function sendJson(res: ServerResponse, status: number, value: unknown): v
   res.end(body);
 }
 
-/** Server-sent events as OpenAI streams them: `data: <json>\n\n`, ending in `data: [DONE]`. */
+/**
+ * Server-sent events as OpenAI streams them: `data: <json>\n\n`, ending in `data: [DONE]`. Events go out
+ * corked until the next turn of the event loop: a token's write (a syscall) then runs while the next token
+ * is computed on llama.cpp's thread, not before it is asked for. Ending the response flushes everything,
+ * in order, an error event written by sendError included.
+ */
 export class SseWriter {
+  private corked = false;
+
   constructor(private readonly res: ServerResponse) {}
 
   open(): void {
@@ -146,7 +153,16 @@ export class SseWriter {
 
   send(value: unknown): void {
     this.open();
-    if (!this.res.writableEnded && !this.res.destroyed) this.res.write(`data: ${JSON.stringify(value)}\n\n`);
+    if (this.res.writableEnded || this.res.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.res.cork();
+      setImmediate(() => {
+        this.corked = false;
+        this.res.uncork();
+      });
+    }
+    this.res.write(`data: ${JSON.stringify(value)}\n\n`);
   }
 
   done(): void {
