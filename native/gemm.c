@@ -7,7 +7,13 @@
  * broadcast element of b (bf16: a (k, k+1) pair, VDPBF16PS; f32: one k, FMA) and accumulates 16 outputs
  * per register: no horizontal sums. Both kinds pack 32-bit words (a pair or a float), O(MK + NK).
  * A frozen base stored as f16, bf16 or Q8_0 is widened exactly to f32 chunk by chunk, then packed.
+ * a may also be a transposed view (M contiguous, K strided: Wᵀ of a weight W for the backward pass's
+ * d x = Wᵀ·d y), packed straight from W: a row of W holds 32 consecutive words of a panel, so no
+ * transposed copy of W is kept or made (f32, f16 and bf16; Q8_0 blocks run along K and cannot).
+ * A reduction longer than KC words (a large vocabulary's d h = Eᵀ·d z) runs in blocks of KC, the later
+ * ones accumulating onto the output, so that packed scratch stays a few MB whatever K is.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "kernels.h"
@@ -15,7 +21,8 @@
 #define MR 32 /* rows of a per panel: two registers of 16 f32 outputs */
 #define NR 12 /* columns of b per block: 2 x 12 accumulators + 2 a registers + 1 broadcast */
 #define MC 128 /* rows of a packed at a time (a chunk stays in L2 while b streams through) */
-#define SCRATCH_LIMIT (1 << 24) /* 32-bit words (64 MB) for each of a's chunk and b's packed part */
+#define KC 4096 /* words of K per block (K <= KC: one block, the products as before) */
+#define SCRATCH_LIMIT (1 << 24) /* 32-bit words (64 MB) for b's packed part */
 
 #ifdef HAVE_X86
 
@@ -75,15 +82,63 @@ __attribute__((target("avx512f"))) static void pack_b(const char *b, size_t ldb,
     }
 }
 
+/* How a transposed a's words are made from its M-contiguous rows (a row of W is a row of words of Wᵀ). */
+enum at_kind { AT_F32, AT_BF16_PAIRS, AT_BF16, AT_F16 };
+
+/* pack rows [m0, m0 + rows) of a transposed a, words [k0, k0 + kc): element (m, k) lies at a + k*ldk + m*size.
+   Word kp of panel rows m..m+31 comes from one contiguous run of W's row (two rows for bf16 pairs). */
+__attribute__((target("avx512f,avx512bw,f16c"))) static void pack_at(const char *a, size_t ldk, int64_t m0,
+                                                                 int64_t rows, int64_t k0, int64_t kc,
+                                                                 enum at_kind kind, uint32_t *ap) {
+    const size_t size = kind == AT_F32 ? 4 : 2;
+    for (int64_t p = 0; p * MR < rows; p++) {
+        uint32_t *dst = ap + (size_t)p * (size_t)kc * MR;
+        const int64_t n = rows - p * MR < MR ? rows - p * MR : MR;
+        const __mmask32 live = n >= 32 ? 0xffffffffu : (__mmask32)((1u << n) - 1); /* zero rows past M */
+        const __mmask16 k0m = (__mmask16)live, k1m = (__mmask16)(live >> 16);
+        const char *col = a + (size_t)(m0 + p * MR) * size;
+        for (int64_t kp = 0; kp < kc; kp++) {
+            __m512i w0, w1;
+            if (kind == AT_F32) {
+                const float *r = (const float *)(col + (size_t)(k0 + kp) * ldk);
+                w0 = _mm512_castps_si512(_mm512_maskz_loadu_ps(k0m, r));
+                w1 = _mm512_castps_si512(_mm512_maskz_loadu_ps(k1m, r + 16));
+            } else if (kind == AT_BF16_PAIRS) {
+                /* word = (a[m][2kp], a[m][2kp+1]): the low half from row 2kp of W, the high half from 2kp+1 */
+                const __m512i lo = _mm512_maskz_loadu_epi16(live, col + (size_t)(2 * (k0 + kp)) * ldk);
+                const __m512i hi = _mm512_maskz_loadu_epi16(live, col + (size_t)(2 * (k0 + kp) + 1) * ldk);
+                w0 = _mm512_or_si512(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(lo)),
+                                     _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
+                w1 = _mm512_or_si512(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(lo, 1)),
+                                     _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
+            } else {
+                const __m512i v = _mm512_maskz_loadu_epi16(live, col + (size_t)(k0 + kp) * ldk);
+                const __m256i h0 = _mm512_castsi512_si256(v), h1 = _mm512_extracti64x4_epi64(v, 1);
+                if (kind == AT_BF16) {
+                    w0 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h0), 16);
+                    w1 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h1), 16);
+                } else {
+                    w0 = _mm512_castps_si512(_mm512_cvtph_ps(h0));
+                    w1 = _mm512_castps_si512(_mm512_cvtph_ps(h1));
+                }
+            }
+            _mm512_storeu_si512(dst + kp * MR, w0);
+            _mm512_storeu_si512(dst + kp * MR + 16, w1);
+        }
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micro_bf16(const uint32_t *ap,
                                                                                   const uint32_t *bp,
                                                                                   int64_t k2, float *out,
                                                                                   size_t ldo, int64_t rows,
-                                                                                  int64_t cols) {
+                                                                                  int64_t cols, int acc) {
+    const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
+    const __mmask16 k1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
     __m512 c0[NR], c1[NR];
     for (int j = 0; j < NR; j++) {
-        c0[j] = _mm512_setzero_ps();
-        c1[j] = _mm512_setzero_ps();
+        c0[j] = acc && j < cols ? _mm512_maskz_loadu_ps(k0, out + (size_t)j * ldo) : _mm512_setzero_ps();
+        c1[j] = acc && j < cols ? _mm512_maskz_loadu_ps(k1, out + (size_t)j * ldo + 16) : _mm512_setzero_ps();
     }
     for (int64_t kp = 0; kp < k2; kp++) {
         const __m512bh a0 = (__m512bh)_mm512_loadu_si512(ap + kp * MR);
@@ -95,8 +150,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micr
             c1[j] = _mm512_dpbf16_ps(c1[j], a1, bj);
         }
     }
-    const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
-    const __mmask16 k1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
     for (int j = 0; j < NR && j < cols; j++) {
         _mm512_mask_storeu_ps(out + (size_t)j * ldo, k0, c0[j]);
         _mm512_mask_storeu_ps(out + (size_t)j * ldo + 16, k1, c1[j]);
@@ -104,11 +157,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micr
 }
 
 __attribute__((target("avx512f"))) static void micro_f32(const uint32_t *ap, const uint32_t *bp, int64_t k1,
-                                                       float *out, size_t ldo, int64_t rows, int64_t cols) {
+                                                       float *out, size_t ldo, int64_t rows, int64_t cols, int acc) {
+    const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
+    const __mmask16 k1m = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
     __m512 c0[NR], c1[NR];
     for (int j = 0; j < NR; j++) {
-        c0[j] = _mm512_setzero_ps();
-        c1[j] = _mm512_setzero_ps();
+        c0[j] = acc && j < cols ? _mm512_maskz_loadu_ps(k0, out + (size_t)j * ldo) : _mm512_setzero_ps();
+        c1[j] = acc && j < cols ? _mm512_maskz_loadu_ps(k1m, out + (size_t)j * ldo + 16) : _mm512_setzero_ps();
     }
     for (int64_t k = 0; k < k1; k++) {
         const __m512 a0 = _mm512_loadu_ps((const float *)(ap + k * MR));
@@ -120,49 +175,88 @@ __attribute__((target("avx512f"))) static void micro_f32(const uint32_t *ap, con
             c1[j] = _mm512_fmadd_ps(a1, bj, c1[j]);
         }
     }
-    const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
-    const __mmask16 k1m = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
     for (int j = 0; j < NR && j < cols; j++) {
         _mm512_mask_storeu_ps(out + (size_t)j * ldo, k0, c0[j]);
         _mm512_mask_storeu_ps(out + (size_t)j * ldo + 16, k1m, c1[j]);
     }
 }
 
+/* acc: add to the output (a later block of K) instead of overwriting it */
 typedef void (*micro_fn)(const uint32_t *ap, const uint32_t *bp, int64_t kw, float *out, size_t ldo, int64_t rows,
-                         int64_t cols);
+                         int64_t cols, int acc);
 
-/* thread-local scratch for the packed panels (grown as needed, kept across calls) */
-static _Thread_local uint32_t *scratch;
-static _Thread_local size_t scratch_words;
+/* Scratch for the packed panels, in a pool of slots kept across calls: a call takes a free slot and gives
+   it back. Thread-local buffers were kept by every thread that ever ran a GEMM (a step's graph runs on
+   whichever libuv thread koffi picks: four such buffers after four steps); slots are bounded by the
+   GEMMs running at once instead. steerlm_gemm_scratch_release() frees the idle ones. */
+#define SLOTS 64
+static struct {
+    atomic_int busy;
+    uint32_t *words;
+    size_t size;
+} pool[SLOTS];
 
-/* Bounded by the SCRATCH_LIMIT blocking below; failing means the process is out of memory: abort with a
-   message, as ggml does (the engine reports native deaths of isolated jobs), never a silently wrong product. */
-static uint32_t *scratch_get(size_t words) {
-    if (words > scratch_words) {
-        free(scratch);
-        scratch = (uint32_t *)aligned_alloc(64, ((words * 4 + 63) / 64) * 64);
-        scratch_words = scratch ? words : 0;
-        if (!scratch) {
+static int slot_take(void) {
+    for (;;)
+        for (int i = 0; i < SLOTS; i++) {
+            int idle = 0;
+            if (atomic_compare_exchange_strong(&pool[i].busy, &idle, 1)) return i;
+        }
+}
+
+/* Failing means the process is out of memory: abort with a message, as ggml does (the engine reports
+   native deaths of isolated jobs), never a silently wrong product. */
+static uint32_t *slot_words(int i, size_t words) {
+    if (words > pool[i].size) {
+        free(pool[i].words);
+        pool[i].words = (uint32_t *)aligned_alloc(64, ((words * 4 + 63) / 64) * 64);
+        pool[i].size = pool[i].words ? words : 0;
+        if (!pool[i].words) {
             fprintf(stderr, "steerlm gemm: cannot allocate %zu MB of scratch\n", words * 4 >> 20);
             abort();
         }
     }
-    return scratch;
+    return pool[i].words;
 }
 
-/* kw: 32-bit words per row of a and b (K/2 pairs for bf16, K floats for f32) */
-/* Widens rows [m0, m0 + rows) of a (f16, bf16 or Q8_0) to f32, K floats per row, exactly. */
-typedef void (*widen_fn)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t K, float *out);
+/* bytes the pool holds, idle or in use */
+size_t steerlm_gemm_scratch_bytes(void) {
+    size_t total = 0;
+    for (int i = 0; i < SLOTS; i++) total += pool[i].size * 4;
+    return total;
+}
 
-static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn micro, widen_fn widen) {
+void steerlm_gemm_scratch_release(void) {
+    for (int i = 0; i < SLOTS; i++) {
+        int idle = 0;
+        if (!atomic_compare_exchange_strong(&pool[i].busy, &idle, 1)) continue;
+        free(pool[i].words);
+        pool[i].words = 0;
+        pool[i].size = 0;
+        atomic_store(&pool[i].busy, 0);
+    }
+}
+
+/* Widens rows [m0, m0 + rows) of a (f16, bf16 or Q8_0), values [k0, k0 + K), to f32, exactly. */
+typedef void (*widen_fn)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out);
+
+/* One GEMM's kind: words per row (K/2 pairs for bf16 x bf16, K floats otherwise), its microkernel, and how a
+   is read: K-contiguous rows as they are (widen 0) or widened to f32, or transposed (pack_at's kind). */
+struct gemm_kind {
+    int64_t kw;
+    micro_fn micro;
+    widen_fn widen;
+    int transposed;
+    enum at_kind at;
+};
+
+static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     const struct tensor_abi *a = dst->src[0], *b = dst->src[1];
-    const int64_t M = a->ne[1], N = b->ne[1];
+    const int64_t M = a->ne[1], N = b->ne[1], kw = g.kw;
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
-    /* a chunk of a: MC rows, fewer for a very long K so that it stays within SCRATCH_LIMIT words */
-    int64_t mc = SCRATCH_LIMIT / kw / MR * MR;
-    if (mc > MC) mc = MC;
-    if (mc < MR) mc = MR;
+    const int64_t kblocks = (kw + KC - 1) / KC, kcw = kw < KC ? kw : KC;
+    const int64_t mc = MC;
     const int64_t chunks = (M + mc - 1) / mc;
     /* split N too when there are few (chunk, batch) pairs, so every thread gets a fair share (smol135's
        M = 576 is 4.5 chunks); each part repacks its chunk of a, which costs O(MK) against O(MNK) */
@@ -171,7 +265,7 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn 
     if (parts > blocks / 4) parts = blocks / 4;
     if (parts < 1) parts = 1;
     /* ... and enough parts that each one's packed columns stay within SCRATCH_LIMIT words */
-    const int64_t per_block = NR * kw, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
+    const int64_t per_block = NR * kcw, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
     if ((blocks + parts - 1) / parts > fit) parts = (blocks + fit - 1) / fit;
     const int64_t jobs = pairs * parts;
     const int64_t per = (jobs + nth - 1) / nth;
@@ -179,54 +273,71 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, int64_t kw, micro_fn 
     if (ja >= jb) return;
     /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
     const int64_t span = ((blocks + parts - 1) / parts + 1) * NR;
-    uint32_t *ap = scratch_get((size_t)(mc * kw + span * kw + (widen ? mc * kw : 0)));
-    uint32_t *bp = ap + mc * kw;
-    float *wide = widen ? (float *)(bp + span * kw) : 0; /* a's chunk widened to f32 */
-    int64_t packed_b = -1; /* the (batch, part) whose columns are in bp: b is packed once, not per chunk */
-    /* jobs run chunk-fastest: (i3, i2, part, chunk) */
-    for (int64_t j = ja; j < jb; j++) {
-        const int64_t chunk = j % chunks, part = (j / chunks) % parts, batch = j / (chunks * parts);
+    const int slot = slot_take();
+    uint32_t *ap = slot_words(slot, (size_t)(mc * kcw + span * kcw + (g.widen && !g.transposed ? mc * kcw : 0)));
+    uint32_t *bp = ap + mc * kcw;
+    float *wide = g.widen ? (float *)(bp + span * kcw) : 0; /* a's chunk widened to f32 */
+    const size_t ldo = dst->nb[1] / 4;
+    /* jobs run chunk-fastest: (i3, i2, part, chunk); a run of them sharing (batch, part) packs each block of
+       b's columns once, then every chunk of a against it */
+    for (int64_t j = ja; j < jb;) {
+        const int64_t group = j / chunks, c_lo = j % chunks;
+        const int64_t j_end = (group + 1) * chunks < jb ? (group + 1) * chunks : jb;
+        const int64_t c_hi = c_lo + (j_end - j);
+        const int64_t part = group % parts, batch = group / parts;
         const int64_t i2 = batch % B2, i3 = batch / B2;
-        const int64_t m0 = chunk * mc, rows = M - m0 < mc ? M - m0 : mc;
         const int64_t n_lo = blocks * part / parts * NR, n_hi_raw = blocks * (part + 1) / parts * NR;
         const int64_t n_hi = n_hi_raw < N ? n_hi_raw : N;
         const char *abase = (const char *)a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
         const char *bbase = (const char *)b->data + i2 * b->nb[2] + i3 * b->nb[3];
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
-        const size_t ldo = dst->nb[1] / 4;
-        if (packed_b != batch * parts + part) {
+        for (int64_t kb = 0; kb < kblocks; kb++) {
+            const int64_t k0 = kb * KC, kc = kw - k0 < KC ? kw - k0 : KC;
             for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR)
-                pack_b(bbase, b->nb[1], n0, N - n0 < NR ? N - n0 : NR, kw, bp + (n0 - n_lo) * kw);
-            packed_b = batch * parts + part;
+                pack_b(bbase + k0 * 4, b->nb[1], n0, N - n0 < NR ? N - n0 : NR, kc, bp + (n0 - n_lo) * kc);
+            for (int64_t chunk = c_lo; chunk < c_hi; chunk++) {
+                const int64_t m0 = chunk * mc, rows = M - m0 < mc ? M - m0 : mc;
+                if (g.transposed)
+                    pack_at(abase, a->nb[0], m0, rows, k0, kc, g.at, ap);
+                else if (g.widen) {
+                    g.widen(abase, a->nb[1], m0, rows, k0, kc, wide);
+                    pack_a((const char *)wide, (size_t)kc * 4, 0, rows, kc, ap);
+                } else
+                    pack_a(abase + k0 * 4, a->nb[1], m0, rows, kc, ap);
+                for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
+                    const int64_t cols = N - n0 < NR ? N - n0 : NR;
+                    for (int64_t p = 0; p * MR < rows; p++)
+                        g.micro(ap + (size_t)p * (size_t)kc * MR, bp + (n0 - n_lo) * kc, kc,
+                                obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo, rows - p * MR, cols, kb > 0);
+                }
+            }
         }
-        if (widen) {
-            widen(abase, a->nb[1], m0, rows, kw, wide);
-            pack_a((const char *)wide, (size_t)kw * 4, 0, rows, kw, ap);
-        } else
-            pack_a(abase, a->nb[1], m0, rows, kw, ap);
-        for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
-            const int64_t cols = N - n0 < NR ? N - n0 : NR;
-            for (int64_t p = 0; p * MR < rows; p++)
-                micro(ap + (size_t)p * (size_t)kw * MR, bp + (n0 - n_lo) * kw, kw,
-                      obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo, rows - p * MR, cols);
-        }
+        j = j_end;
     }
+    atomic_store(&pool[slot].busy, 0);
+}
+
+/* a transposed: K strided by nb[0], M contiguous (a transposed view of a K-contiguous weight) */
+static int a_transposed(const struct tensor_abi *a) {
+    return a->nb[0] > a->nb[1];
 }
 
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    gemm(dst, ith, nth, dst->src[0]->ne[0] / 2, micro_bf16, 0);
+    const struct tensor_abi *a = dst->src[0];
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0] / 2, micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS});
 }
 
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32, 0);
+    const struct tensor_abi *a = dst->src[0];
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, 0, a_transposed(a), AT_F32});
 }
 
 __attribute__((target("avx512f,f16c"))) static void widen_f16(const char *a, size_t lda, int64_t m0, int64_t rows,
-                                                       int64_t K, float *out) {
+                                                       int64_t k0, int64_t K, float *out) {
     for (int64_t r = 0; r < rows; r++) {
-        const uint16_t *src = (const uint16_t *)(a + (size_t)(m0 + r) * lda);
+        const uint16_t *src = (const uint16_t *)(a + (size_t)(m0 + r) * lda) + k0;
         float *d = out + r * K;
         int64_t k = 0;
         for (; k + 16 <= K; k += 16) _mm512_storeu_ps(d + k, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + k))));
@@ -235,9 +346,9 @@ __attribute__((target("avx512f,f16c"))) static void widen_f16(const char *a, siz
 }
 
 __attribute__((target("avx512f"))) static void widen_bf16(const char *a, size_t lda, int64_t m0, int64_t rows,
-                                                        int64_t K, float *out) {
+                                                        int64_t k0, int64_t K, float *out) {
     for (int64_t r = 0; r < rows; r++) {
-        const uint16_t *src = (const uint16_t *)(a + (size_t)(m0 + r) * lda);
+        const uint16_t *src = (const uint16_t *)(a + (size_t)(m0 + r) * lda) + k0;
         uint32_t *d = (uint32_t *)(out + r * K);
         int64_t k = 0;
         for (; k + 16 <= K; k += 16)
@@ -248,9 +359,9 @@ __attribute__((target("avx512f"))) static void widen_bf16(const char *a, size_t 
 
 /* Q8_0: blocks of 32 values, an f16 scale then 32 int8 (34 bytes); value = scale * q, as ggml dequantises */
 __attribute__((target("avx512f,f16c"))) static void widen_q8_0(const char *a, size_t lda, int64_t m0, int64_t rows,
-                                                        int64_t K, float *out) {
+                                                        int64_t k0, int64_t K, float *out) {
     for (int64_t r = 0; r < rows; r++) {
-        const char *src = a + (size_t)(m0 + r) * lda;
+        const char *src = a + (size_t)(m0 + r) * lda + k0 / 32 * 34; /* k0 is a multiple of KC, of 32 */
         float *d = out + r * K;
         for (int64_t blk = 0; blk < K / 32; blk++) {
             const char *q = src + blk * 34;
@@ -265,19 +376,31 @@ __attribute__((target("avx512f,f16c"))) static void widen_q8_0(const char *a, si
     }
 }
 
-/* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32 GEMM */
+/* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32
+   GEMM; a transposed f16 or bf16 a is widened as it is packed (Q8_0 comes K-contiguous only) */
 void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32, widen_f16);
+    const struct tensor_abi *a = dst->src[0];
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, widen_f16, a_transposed(a), AT_F16});
 }
 
 void steerlm_gemm_bf16_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32, widen_bf16);
+    const struct tensor_abi *a = dst->src[0];
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, widen_bf16, a_transposed(a), AT_BF16});
 }
 
 void steerlm_gemm_q8_0(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    gemm(dst, ith, nth, dst->src[0]->ne[0], micro_f32, widen_q8_0);
+    gemm(dst, ith, nth, (struct gemm_kind){dst->src[0]->ne[0], micro_f32, widen_q8_0, 0, AT_F32});
 }
+#else
+/* bytes the pool holds, idle or in use */
+size_t steerlm_gemm_scratch_bytes(void) {
+    size_t total = 0;
+    for (int i = 0; i < SLOTS; i++) total += pool[i].size * 4;
+    return total;
+}
+
+void steerlm_gemm_scratch_release(void) {}
 #endif

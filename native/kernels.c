@@ -12,7 +12,7 @@ void steerlm_kernels_abi(int64_t out[5]) {
     out[1] = (int64_t)offsetof(struct tensor_abi, nb);
     out[2] = (int64_t)offsetof(struct tensor_abi, src);
     out[3] = (int64_t)offsetof(struct tensor_abi, data);
-    out[4] = 1; /* kernel set version */
+    out[4] = 2; /* kernel set version: 2 packs transposed a and has the scratch pool */
 }
 
 /* Portable paths only (no AVX-512): what a CPU without it runs. STEERLM_KERNELS_ISA=generic, or the tests. */

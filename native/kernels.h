@@ -73,5 +73,8 @@ void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata)
 void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_bf16_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_q8_0(struct tensor_abi *dst, int ith, int nth, void *userdata);
+/* the GEMMs' packing scratch: bytes held (kept between calls), and freeing what is idle */
+size_t steerlm_gemm_scratch_bytes(void);
+void steerlm_gemm_scratch_release(void);
 
 #endif

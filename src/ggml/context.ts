@@ -1,7 +1,7 @@
 import { type CtxPtr, type KernelFn, type TensorPtr, tensorLayout } from "./ffi.js";
 import { adoptTensor, contexts, ptrOf } from "./handles.js";
 import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
-import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
+import { GGML_N_TASKS_MAX, loadKernels, type NativeKernels } from "./native-kernels.js";
 import { blockBytes, type DType, type Shape4, Tensor } from "./tensor.js";
 
 /**
@@ -166,31 +166,34 @@ export class Context implements Disposable {
   }
 
   // ---- linear algebra ----
-  /** ggml_mul_mat(a, b) = b·aᵀ: a [K, M, ...], b [K, N, ...] → [M, N, ...]; b's dims 2,3 may broadcast a's. */
+  /**
+   * ggml_mul_mat(a, b) = b·aᵀ: a [K, M, ...], b [K, N, ...] → [M, N, ...]; b's dims 2,3 may broadcast a's.
+   * `a` may be a transposed view (`transpose(w)`, M contiguous): steerlm's GEMM packs it from w's rows
+   * where `Context.readsTransposed` says so; otherwise it is materialised first, every time.
+   */
   mulMat(a: Tensor, b: Tensor): Tensor {
     if (a.ne[0] !== b.ne[0]) fail("mul_mat", `inner dims differ: a ${a.shapeText} vs b ${b.shapeText}`);
     if (b.ne[2]! % a.ne[2]! !== 0 || b.ne[3]! % a.ne[3]! !== 0) {
       fail("mul_mat", `cannot broadcast a ${a.shapeText} over b ${b.shapeText}`);
     }
-    if (a.nb[0] > a.nb[1]) fail("mul_mat", "a must not be transposed");
-    const fn = this.#gemmKernel(a, b);
+    const fn = this.options.plainOps ? null : gemmKernel(a, b);
     if (fn) return this.#custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
+    if (isTransposedView(a))
+      return this.mulMat(a.type === "f32" ? this.transposed(this.transpose(a)) : this.cont(a), b);
     return this.#wrap(this.#n.base.ggml_mul_mat(this.#ptr, ptrOf(a), ptrOf(b)));
   }
 
   /**
-   * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
-   * AVX512-BF16 for bf16), K-contiguous rows, and a/b types bf16/bf16 (K even) or f32|f16|bf16|q8_0/f32.
+   * Whether mulMat reads `transpose(w)` of a `type` matrix in place against a `bType` operand (steerlm's
+   * GEMM, f32/f16/bf16 with f32, bf16 with bf16): where not, a frozen weight's transpose is better made once.
    */
-  #gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
-    const k = this.options.plainOps ? null : loadKernels();
-    if (!k || a.nb[0] !== blockBytes(a.type) || b.nb[0] !== blockBytes(b.type)) return null;
-    if (a.type === "bf16" && b.type === "bf16") return a.ne[0]! % 2 === 0 ? k.gemmBf16 : null;
-    if (b.type !== "f32") return null;
-    // a frozen base in f16, bf16 or Q8_0 is widened to f32 inside the kernel (exact), unlike ggml's f16 and
-    // Q8_0 paths, which also round the f32 operand to f16 / Q8_0
-    const widened = { f32: k.gemmF32, f16: k.gemmF16, bf16: k.gemmBf16F32, q8_0: k.gemmQ8_0, i32: null };
-    return widened[a.type];
+  static readsTransposed(type: DType, bType: "f32" | "bf16", plainOps = false): boolean {
+    const k = plainOps ? null : loadKernels();
+    if (!k || (type !== "f32" && type !== "f16" && type !== "bf16")) return false;
+    return (bType === "bf16" ? (type === "bf16" ? k.gemmBf16 : null) : widenedKernel(k, type)) !== null;
+  }
+  readsTransposed(type: DType, bType: "f32" | "bf16"): boolean {
+    return Context.readsTransposed(type, bType, this.options.plainOps);
   }
 
   rmsNorm(a: Tensor, eps: number): Tensor {
@@ -487,6 +490,32 @@ export class Context implements Disposable {
       this.#n.base.ggml_opt_step_adamw(this.#ptr, ptrOf(w), ptrOf(grad), ptrOf(m), ptrOf(v), ptrOf(params)),
     );
   }
+}
+
+/** a transposed view: K strided, M contiguous (what `Context.transpose` makes of a K-contiguous matrix). */
+function isTransposedView(a: Tensor): boolean {
+  return a.nb[0] > a.nb[1];
+}
+
+/** The f32-b GEMM for a's type: a frozen base in f16, bf16 or Q8_0 is widened to f32 inside the kernel. */
+function widenedKernel(k: NativeKernels, type: DType): KernelFn | null {
+  const widened = { f32: k.gemmF32, f16: k.gemmF16, bf16: k.gemmBf16F32, q8_0: k.gemmQ8_0, i32: null };
+  return widened[type];
+}
+
+/**
+ * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
+ * AVX512-BF16 for bf16), a/b types bf16/bf16 (K even) or f32|f16|bf16|q8_0/f32, b K-contiguous, and a
+ * K-contiguous or (f32, f16, bf16) a transposed view with M contiguous. Exact: ggml's f16 and Q8_0 paths
+ * would also round the f32 operand to f16 / Q8_0, the kernels widen a instead.
+ */
+function gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
+  const k = loadKernels();
+  const size = blockBytes(a.type);
+  if (!k || b.nb[0] !== blockBytes(b.type)) return null;
+  if (isTransposedView(a) ? a.nb[1] !== size || a.type === "q8_0" : a.nb[0] !== size) return null;
+  if (a.type === "bf16" && b.type === "bf16") return a.ne[0]! % 2 === 0 ? k.gemmBf16 : null;
+  return b.type === "f32" ? widenedKernel(k, a.type) : null;
 }
 
 export function sameShape(a: Tensor, b: Tensor): boolean {

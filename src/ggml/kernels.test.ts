@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
-import { Backend, getBytes, getF32, setData } from "./backend.js";
+import { Backend, Graph, getBytes, getF32, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { kernelsPath, loadKernels, setKernelsModeForTesting } from "./native-kernels.js";
+import { gemmScratch, kernelsPath, loadKernels, setKernelsModeForTesting } from "./native-kernels.js";
 import type { Tensor } from "./tensor.js";
 
 // Context.operand: f32 (any strides) → contiguous f32/bf16, optionally transposed, ne0 zero-padded. With
@@ -10,7 +10,11 @@ import type { Tensor } from "./tensor.js";
 // must give exactly the host result: a strided read, then round-to-nearest-even bf16 as ggml rounds.
 
 function bf16Bits(f: number): number {
-  const u = new Uint32Array(Float32Array.of(f).buffer)[0] as number;
+  return bf16FromBits(new Uint32Array(Float32Array.of(f).buffer)[0] as number);
+}
+
+/** bf16Bits from an f32's bit pattern (no allocation: the GEMM tests convert long inputs). */
+function bf16FromBits(u: number): number {
   if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 64) & 0xffff;
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
@@ -139,6 +143,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [64, 40, 1, 1], b: [64, 200, 1, 1] }, // one row chunk: the columns are split between threads
     { a: [32, 300, 1, 1], b: [32, 100, 1, 1] }, // three row chunks (the last partial), columns split too
     { a: [40, 37, 1, 1], b: [40, 29, 1, 1] }, // words per row not a multiple of 16 (f32 40, bf16 20): packed in blocks of 16, then a tail
+    { a: [9632, 33, 1, 1], b: [9632, 5, 1, 1] }, // longer than a block of 4,096 words (bf16 4,816 pairs): the later blocks accumulate
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
@@ -152,10 +157,10 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     if (type === "f32")
       return { stored: f as Float32Array | Uint16Array | Uint8Array, values: Array.from(f) };
     if (type === "bf16") {
-      const stored = Uint16Array.from(f, bf16Bits);
+      const stored = Uint16Array.from(new Uint32Array(f.buffer), bf16FromBits);
       return {
         stored,
-        values: Array.from(stored, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0] as number),
+        values: Array.from(new Float32Array(Uint32Array.from(stored, (b) => b << 16).buffer)),
       };
     }
     if (type === "f16") {
@@ -186,69 +191,76 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
         it(`${kind}: matches a float64 host product (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
           setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
           const backend = new Backend(threads);
-          for (const { a: ane, b: bne } of shapes) {
-            const type = kind === "bf16×f32" ? "bf16" : kind;
-            if ((kind === "bf16" && ane[0] % 2) || (kind === "q8_0" && ane[0] % 32)) continue;
-            const btype = kind === "bf16" ? "bf16" : "f32";
-            const s = new Context(4);
-            const a = s.newTensor(type, ane, "a");
-            const b = s.newTensor(btype, bne, "b");
-            const buf = backend.allocTensors(s);
-            const ad = input(
-              type,
-              ane.reduce((x, y) => x * y, 1),
-              1,
-            );
-            const bd = input(
-              btype,
-              bne.reduce((x, y) => x * y, 1),
-              7,
-            );
-            setData(a, ad.stored);
-            setData(b, bd.stored);
-            const c = new Context(16, 16);
-            const out = c.mulMat(a, b);
-            const alloc = computeOnce(backend, c, 16, out);
-            const [K, M, A2] = ane;
-            const [, N, B2, B3] = bne;
-            expect(out.ne).toEqual([M, N, B2, B3]);
-            const bytes = getBytes(out);
-            const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-            let worst = 0;
-            for (let i3 = 0; i3 < B3; i3++)
-              for (let i2 = 0; i2 < B2; i2++)
-                for (let n = 0; n < N; n++)
-                  for (let m = 0; m < M; m++) {
-                    const ao = ((i3 * A2 + Math.floor(i2 / (B2 / A2))) * M + m) * K;
-                    const bo = ((i3 * B2 + i2) * N + n) * K;
-                    let sum = 0;
-                    let mag = 0;
-                    for (let k = 0; k < K; k++) {
-                      const p = ad.values[ao + k]! * bd.values[bo + k]!;
-                      sum += p;
-                      mag += Math.abs(p);
+          // "transposed": a is `transpose(w)` of a w stored [M, K] (the backward's Wᵀ), which the kernels
+          // pack from w's rows and the fallback materialises; Q8_0 has no transposed form
+          for (const { a: ane, b: bne } of shapes)
+            for (const layout of kind === "q8_0" ? ["rows"] : ["rows", "transposed"]) {
+              const type = kind === "bf16×f32" ? "bf16" : kind;
+              if ((kind === "bf16" && ane[0] % 2) || (kind === "q8_0" && ane[0] % 32)) continue;
+              const btype = kind === "bf16" ? "bf16" : "f32";
+              const t = layout === "transposed";
+              const s = new Context(4);
+              const a = s.newTensor(type, t ? [ane[1], ane[0], ane[2], ane[3]] : ane, "a");
+              const b = s.newTensor(btype, bne, "b");
+              const buf = backend.allocTensors(s);
+              const ad = input(
+                type,
+                ane.reduce((x, y) => x * y, 1),
+                1,
+              );
+              const bd = input(
+                btype,
+                bne.reduce((x, y) => x * y, 1),
+                7,
+              );
+              setData(a, ad.stored);
+              setData(b, bd.stored);
+              const c = new Context(16, 16);
+              const out = c.mulMat(t ? c.transpose(a) : a, b);
+              const alloc = computeOnce(backend, c, 16, out);
+              const [K, M, A2] = ane;
+              const [, N, B2, B3] = bne;
+              expect(out.ne).toEqual([M, N, B2, B3]);
+              const bytes = getBytes(out);
+              const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+              let worst = 0;
+              for (let i3 = 0; i3 < B3; i3++)
+                for (let i2 = 0; i2 < B2; i2++)
+                  for (let n = 0; n < N; n++)
+                    for (let m = 0; m < M; m++) {
+                      const batch = (i3 * A2 + Math.floor(i2 / (B2 / A2))) * M * K;
+                      const bo = ((i3 * B2 + i2) * N + n) * K;
+                      let sum = 0;
+                      let mag = 0;
+                      for (let k = 0; k < K; k++) {
+                        const p = ad.values[batch + (t ? k * M + m : m * K + k)]! * bd.values[bo + k]!;
+                        sum += p;
+                        mag += Math.abs(p);
+                      }
+                      const o = got[((i3 * B2 + i2) * N + n) * M + m]!;
+                      worst = Math.max(worst, Math.abs(o - sum) / (mag + 1e-30));
                     }
-                    const o = got[((i3 * B2 + i2) * N + n) * M + m]!;
-                    worst = Math.max(worst, Math.abs(o - sum) / (mag + 1e-30));
-                  }
-            // steerlm's kernels widen f16/bf16/Q8_0 exactly; ggml's own paths round the f32 operand to f16
-            // (2⁻¹¹), bf16 (2⁻⁹) or Q8_0 blocks (~1/254 of a block's largest value)
-            const exact = mode === "kernels" || kind === "f32" || kind === "bf16";
-            const tol = exact ? (K + 1) * 2 ** -24 : { f16: 2 ** -10, "bf16×f32": 2 ** -8, q8_0: 1e-2 }[kind];
-            expect(worst, JSON.stringify({ ane, bne })).toBeLessThan(tol);
-            alloc.free();
-            c.free();
-            buf.free();
-            s.free();
-          }
+              // steerlm's kernels widen f16/bf16/Q8_0 exactly; ggml's own paths round the f32 operand to f16
+              // (2⁻¹¹), bf16 (2⁻⁹) or Q8_0 blocks (~1/254 of a block's largest value)
+              const exact = mode === "kernels" || kind === "f32" || kind === "bf16";
+              const tol = exact
+                ? (K + 1) * 2 ** -24
+                : { f16: 2 ** -10, "bf16×f32": 2 ** -8, q8_0: 1e-2 }[kind];
+              expect(worst, JSON.stringify({ ane, bne, layout })).toBeLessThan(tol);
+              alloc.free();
+              c.free();
+              buf.free();
+              s.free();
+            }
           backend.free();
         });
 });
 
 describe("steerlm's GEMM on a very long reduction", () => {
-  // K = 140,000 f32: a's chunk shrinks below 128 rows and b's columns are packed in several parts, so that
-  // each scratch buffer stays within 64 MB per thread
-  it("still equals the float64 host product (1 and 2 threads)", () => {
+  // K = 140,000 f32 (a large vocabulary's d h = Eᵀ·d z): the reduction runs in blocks of 4,096 words, each
+  // later block accumulating onto the output, so that packed scratch stays a few MB; a as stored and as the
+  // transposed view of a [M, K] matrix
+  it("still equals the float64 host product (1 and 2 threads, a as rows and transposed)", () => {
     setKernelsModeForTesting("native");
     const [K, M, N] = [140_000, 33, 120];
     const ad = Float32Array.from({ length: K * M }, (_, i) => Math.sin(i * 0.37));
@@ -267,28 +279,77 @@ describe("steerlm's GEMM on a very long reduction", () => {
         want[n * M + m] = sum;
         mag[n * M + m] = abs;
       }
-    for (const threads of [1, 2]) {
+    const adT = new Float32Array(K * M);
+    for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) adT[k * M + m] = ad[m * K + k]!;
+    for (const [threads, transposed] of [
+      [1, false],
+      [2, false],
+      [1, true],
+      [2, true],
+    ] as const) {
       const backend = new Backend(threads);
       const s = new Context(4);
-      const a = s.newTensor("f32", [K, M], "a");
+      const a = s.newTensor("f32", transposed ? [M, K] : [K, M], "a");
       const b = s.newTensor("f32", [K, N], "b");
       const buf = backend.allocTensors(s);
-      setData(a, ad);
+      setData(a, transposed ? adT : ad);
       setData(b, bd);
       const c = new Context(8, 8);
-      const out = c.mulMat(a, b);
+      const out = c.mulMat(transposed ? c.transpose(a) : a, b);
       const alloc = computeOnce(backend, c, 8, out);
       const bytes = getBytes(out);
       const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
       let worst = 0;
       for (let i = 0; i < M * N; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / mag[i]!);
-      expect(worst, `${threads} threads`).toBeLessThan((K + 1) * 2 ** -24);
+      expect(worst, `${threads} threads, transposed ${transposed}`).toBeLessThan((K + 1) * 2 ** -24);
       alloc.free();
       c.free();
       buf.free();
       s.free();
       backend.free();
     }
+  });
+});
+
+describe("steerlm's GEMM scratch", () => {
+  // a graph runs on whichever libuv thread koffi's async call takes: buffers kept per thread grew by one
+  // per thread (four after four training steps, 73 MB each for smol135); the pool holds what runs at once
+  it("is one product's worth after many computes on the thread pool, and is freed by release", async () => {
+    setKernelsModeForTesting("native");
+    gemmScratch.release();
+    expect(gemmScratch.bytes()).toBe(0);
+    const backend = new Backend(1);
+    const s = new Context(4);
+    const a = s.newTensor("f32", [2048, 256], "a");
+    const b = s.newTensor("f32", [2048, 64], "b");
+    const buf = backend.allocTensors(s);
+    setData(
+      a,
+      Float32Array.from({ length: 2048 * 256 }, (_, i) => Math.sin(i)),
+    );
+    setData(
+      b,
+      Float32Array.from({ length: 2048 * 64 }, (_, i) => Math.cos(i)),
+    );
+    const c = new Context(8, 8);
+    const out = c.mulMat(a, b);
+    c.setOutput(out);
+    const g = new Graph(c, 8);
+    g.expand(out);
+    const alloc = backend.newAllocator();
+    alloc.alloc(g);
+    await backend.computeAsync(g);
+    const one = gemmScratch.bytes();
+    expect(one).toBeGreaterThan(0);
+    for (let i = 0; i < 12; i++) await backend.computeAsync(g);
+    expect(gemmScratch.bytes()).toBe(one);
+    gemmScratch.release();
+    expect(gemmScratch.bytes()).toBe(0);
+    alloc.free();
+    c.free();
+    buf.free();
+    s.free();
+    backend.free();
   });
 });
 

@@ -25,7 +25,7 @@ export const KERNELS_ABI = [
   TENSOR_NB_OFFSET,
   TENSOR_SRC_OFFSET,
   TENSOR_DATA_OFFSET,
-  1,
+  2,
 ] as const;
 
 /** native/kernels.h */
@@ -33,6 +33,8 @@ const KERNEL_DECLS = [
   "void steerlm_kernels_abi(_Out_ int64_t *out)",
   "void steerlm_kernels_set_generic(int on)",
   "ggml_custom_op_t *steerlm_kernel(const char *name)",
+  "size_t steerlm_gemm_scratch_bytes()",
+  "void steerlm_gemm_scratch_release()",
 ] as const;
 
 export interface NativeKernels {
@@ -124,3 +126,17 @@ export function loadKernels(): NativeKernels | null {
   };
   return kernels;
 }
+
+/**
+ * The GEMMs' packing scratch, a pool of buffers kept between products and shared by the threads that run
+ * them (bounded by the products running at once, not by how many threads ever ran one): bytes held, and
+ * `release` to free the idle buffers once a job is done.
+ */
+export const gemmScratch = {
+  bytes(): number {
+    return Number(loadKernels()?.fns.steerlm_gemm_scratch_bytes() ?? 0);
+  },
+  release(): void {
+    loadKernels()?.fns.steerlm_gemm_scratch_release();
+  },
+};

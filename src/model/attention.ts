@@ -102,11 +102,11 @@ function attentionCore(
     const q4 = byHead(q);
     const k4 = byHead(k);
     p = c.softMaxExt(c.mulMat(k4, q4), inp.kqMask, scale);
-    // with a tape, vᵀ comes from v4 (a row copy the backward needs anyway) through Context.transposed: one
-    // cont of a fully transposing permute copies element by element through memcpy. Without a tape keep
-    // the plain permute: ggml's own autograd cannot differentiate concat.
+    // with a tape, vᵀ is a transposed view of v4 (a row copy the backward needs anyway), which mulMat reads
+    // in place or materialises: one cont of a fully transposing permute copies element by element through
+    // memcpy. Without a tape keep the plain permute: ggml's own autograd cannot differentiate concat.
     const v4 = tape ? byHead(v) : undefined; // [HD, T_k, H, B]
-    const vt = v4 ? c.transposed(v4) : c.cont(c.permute(c.reshape(v, [HD, H, T, B]), [1, 2, 0, 3])); // [T, HD, H, B]
+    const vt = v4 ? c.transpose(v4) : c.cont(c.permute(c.reshape(v, [HD, H, T, B]), [1, 2, 0, 3])); // [T, HD, H, B]
     o = c.mulMat(vt, p);
     const pp = p;
     back = (dm) => {
@@ -114,9 +114,9 @@ function attentionCore(
       const dp = c.mulMat(v4 as Tensor, do4); // [T_k, T_q, H, B]
       const ds = c.softMaxBack(dp, pp, scale); // [T_k, T_q, H, B]
       return {
-        dv4: c.mulMat(c.transposed(do4), c.transposed(pp)), // [HD, T_k, H, B]
-        dq4: c.mulMat(c.transposed(k4), ds), // [HD, T_q, H, B]
-        dk4: c.mulMat(c.transposed(q4), c.transposed(ds)), // [HD, T_k, H, B]
+        dv4: c.mulMat(c.transpose(do4), c.transposed(pp)), // [HD, T_k, H, B]
+        dq4: c.mulMat(c.transpose(k4), ds), // [HD, T_q, H, B]
+        dk4: c.mulMat(c.transpose(q4), c.transposed(ds)), // [HD, T_k, H, B]
       };
     };
   }

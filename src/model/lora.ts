@@ -78,24 +78,26 @@ export function linear(
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
       let dx: Tensor | undefined;
       if (tape.live(x)) {
-        // dx reduces over W's outputs; a frozen W has its transpose cached in its storage type. f32
-        // compute widens it exactly (the gradient of an f32 base holding the same values); bf16 compute
+        // dx reduces over W's outputs: Wᵀ is a transposed view that steerlm's GEMM packs from W's rows (the
+        // trainer caches the transpose of a frozen W it cannot read so, Q8_0 always). A low-precision W is
+        // widened exactly with f32 compute (the gradient of an f32 base holding the same values); bf16 compute
         // also rounds dy, for the bf16 × bf16 GEMM
-        const wt = tape.frozenTransposes.get(w);
-        if (wt && wt.type !== "f32")
+        const cached = tape.frozenTransposes.get(w);
+        const wt = cached ?? c.transpose(w);
+        if (wt.type !== "f32")
           dx = bf16 && wt.type === "bf16" && wt.ne[0]! % 32 === 0 ? c.mulMat(wt, low(dy)) : c.mulMat(wt, dy);
-        else if (bf16) dx = c.mulMat(wt ? low(wt) : tape.transposed(w, true), low(dy));
-        else dx = c.mulMat(wt ?? tape.transposed(w), dy); // [in, N]
+        else if (bf16) dx = c.mulMat(cached ? low(cached) : tape.transposed(w, true), low(dy));
+        else dx = c.mulMat(wt, dy); // [in, N]
       }
       if (lora && u) {
         const uu = u;
         const dz = lora.scale === 1 ? dy : c.scale(dy, lora.scale);
         tape.addParamGrad(lora.b, () =>
-          c.mulMat(c.transposed(uu), lora.scale === 1 ? dyt() : c.transposed(dz)),
+          c.mulMat(c.transpose(uu), lora.scale === 1 ? dyt() : c.transposed(dz)),
         );
-        const du = c.mulMat(c.transposed(lora.b), dz); // [r, N]
+        const du = c.mulMat(c.transpose(lora.b), dz); // [r, N]
         tape.addParamGrad(lora.a, () => c.mulMat(tape.transposed(x), c.transposed(du)));
-        if (dx) dx = c.add(dx, c.mulMat(c.transposed(lora.a), du));
+        if (dx) dx = c.add(dx, c.mulMat(c.transpose(lora.a), du));
       }
       if (dx) tape.addGrad(x, dx);
     });

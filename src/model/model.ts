@@ -58,6 +58,15 @@ export type FrozenType = "f32" | "f16" | "bf16" | "q8_0";
  */
 export const LORA_FROZEN_DEFAULT: FrozenType = "bf16";
 
+/**
+ * Whether frozen matrix `name` takes the frozen storage: all do except the token embeddings under Q8_0
+ * (kept f32: a Q8_0 embedding would round every input vector, and its tied output projection's transpose
+ * is made on the host); f16/bf16 embeddings are read by get_rows and the GEMMs as they are.
+ */
+function frozenEmbedding(name: string, frozen: FrozenType): boolean {
+  return name !== "token_embd.weight" || frozen !== "q8_0";
+}
+
 /** Storage of one frozen matrix of ggml shape `shape` under `frozen`. */
 export function frozenStorage(frozen: FrozenType, shape: readonly number[]): DType {
   if (frozen !== "q8_0") return frozen;
@@ -114,7 +123,7 @@ export class LlamaModel implements Disposable {
         ...s,
         trainable: trainBase,
         type:
-          !trainBase && frozenType !== "f32" && s.shape.length === 2 && s.name !== "token_embd.weight"
+          !trainBase && frozenType !== "f32" && s.shape.length === 2 && frozenEmbedding(s.name, frozenType)
             ? frozenStorage(frozenType, s.shape)
             : "f32",
       }),

@@ -40,11 +40,13 @@ export class Tape {
   readonly #transposed = new Map<Tensor, Tensor>();
 
   /**
-   * xᵀ materialised once per tensor (q, k and v share their input, so its transpose is made once);
-   * `bf16` makes it a bfloat16 GEMM operand, ne0 zero-padded to a multiple of 32 (see `linear`).
+   * xᵀ as mulMat's first operand: a view where the GEMM reads it in place, else materialised once per
+   * tensor (q, k and v share their input); `bf16` makes it a bfloat16 GEMM operand, ne0 zero-padded to a
+   * multiple of 32 (see `linear`).
    */
   transposed(x: Tensor, bf16 = false): Tensor {
     if (bf16) return this.c.operand(x, "bf16", true, 32); // Context.operand makes each form once
+    if (this.c.readsTransposed(x.type, "f32")) return this.c.transpose(x);
     let t = this.#transposed.get(x);
     if (!t) {
       t = this.c.transposed(x);

@@ -8,6 +8,7 @@ import {
   setData,
 } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
+import { gemmScratch } from "../ggml/native-kernels.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_WEIGHT } from "../model/head.js";
 import { logitChunk } from "../model/lm-head.js";
@@ -191,18 +192,20 @@ export class Trainer {
       m: s.newTensor("f32", info.shape, `${info.name}.m`),
       v: s.newTensor("f32", info.shape, `${info.name}.v`),
     }));
-    // manual backward: transposed copies of frozen matrices, made once (see linear)
+    // manual backward: transposed copies of the frozen matrices that the GEMM cannot read transposed in
+    // place (Q8_0; any without steerlm's kernels), made once (see linear)
     const frozen = this.#manual ? model.params.filter((p) => !p.trainable && p.shape.length === 2) : [];
     for (const p of frozen) {
       const w = model.tensor(p.name);
-      // bf16 copy only where the GEMM reduces over a multiple of 32 (see linear)
+      // bf16 operands only where the GEMM reduces over a multiple of 32 (see linear)
       const low = model.options.computeType === "bf16" && p.shape[1]! % 32 === 0;
       const type = low && w.type === "f32" ? "bf16" : w.type;
+      if (type === w.type && Context.readsTransposed(type, low ? "bf16" : "f32", !backend.isCpu)) continue;
       const shapeT = [p.shape[1]!, p.shape[0]!];
       this.#frozenTransposes.set(w, s.newTensor(type, shapeT, `${p.name}.T`));
     }
     this.#buf = backend.allocTensors(s);
-    if (frozen.length > 0) this.refreshFrozenWeights();
+    if (this.#frozenTransposes.size > 0) this.refreshFrozenWeights();
 
     // ---- forward + backward graphs ----
     for (let r = 0; r < R; r++) {
@@ -496,6 +499,7 @@ export class Trainer {
 
   free(): void {
     for (const r of this.#replicas) r.free();
+    gemmScratch.release();
     for (const b of this.#ownBackends) b.free();
     this.#optAlloc.free();
     this.#optCtx.free();
