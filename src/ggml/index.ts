@@ -6,4 +6,5 @@ export { Backend, type BackendInfo, type BackendOptions, defaultPoll, defaultThr
 export { GgmlShapeError } from "./context.js";
 export type { DeviceName } from "./device.js";
 export { type CudaMissing, CudaUnavailableError } from "./native-cuda.js";
+export { gemmScratch } from "./native-kernels.js";
 export { measurePeak, type PeakMeasure, type PeakPrecision, type PeakReport, peakReport } from "./peak.js";

@@ -8,7 +8,7 @@ import {
   setData,
 } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
-import { gemmScratch } from "../ggml/native-kernels.js";
+import { gemmScratch } from "../ggml/index.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_WEIGHT } from "../model/head.js";
 import { logitChunk } from "../model/lm-head.js";
@@ -251,19 +251,8 @@ export class Trainer {
     // factor = (1/k)·min(1, max/(‖g‖+1e-6)); with clipping off clip_max is huge and the clamp gives 1
     const factor = o.mul(o.clamp(o.div(this.#inp.clipMax, o.scaleBias(this.#norm, 1, 1e-6)), 0, 1), inv);
     this.#opt = new Graph(o, optSize);
-    // the [1] factor tiled to one gradient row: ggml's mul then runs a vector loop along each row, where
-    // broadcasting a single value calls its loop once per element (same products either way)
-    const rows = new Map<number, Tensor>();
-    const factorRow = (ne0: number) => {
-      const made = rows.get(ne0);
-      if (made) return made;
-      const t = o.repeat(factor, o.newTensor("f32", [ne0]));
-      rows.set(ne0, t);
-      return t;
-    };
     this.#slots.forEach((x, i) => {
-      const sum = sums[i] as Tensor;
-      const g = o.mul(sum, factorRow(sum.ne[0] as number));
+      const g = o.mul(sums[i] as Tensor, factor);
       const pars = x.info.decay ? this.#inp.adamDecay : this.#inp.adamNoDecay;
       this.#opt.expand(o.adamwStep(x.w, g, x.m, x.v, pars));
     });
