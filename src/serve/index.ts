@@ -2,13 +2,15 @@
 
 export {
   benchServe,
-  benchStream,
   formatServeBench,
-  formatStreamBench,
   type ServeBenchOptions,
   type ServeBenchResult,
+} from "./bench-load.js";
+export {
+  benchStream,
+  formatStreamBench,
   type StreamBenchOptions,
   type StreamBenchResult,
-} from "./bench.js";
+} from "./bench-stream.js";
 export { errorBody, HttpError } from "./errors.js";
 export { createHandler, type ServeOptions, type SteerServer, startServer } from "./server.js";
