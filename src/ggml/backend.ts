@@ -1,7 +1,7 @@
 import { availableParallelism, loadavg } from "node:os";
 import { SteerlmError } from "../util/errors.js";
 import { log } from "../util/log.js";
-import { type Context, GgmlShapeError } from "./context.js";
+import type { Context } from "./context.js";
 import { type DeviceName, type OpenedCuda, openCuda, requestedDevice } from "./device.js";
 import {
   type BackendPtr,
@@ -17,6 +17,7 @@ import {
 } from "./ffi.js";
 import { checkContextLive, contexts, Handles, ptrOf } from "./handles.js";
 import { dtypeFromCode, GGML_LOG_LEVEL, loadNative, type NativeGgml } from "./native.js";
+import { GgmlShapeError } from "./shape-error.js";
 import { byteSize, type Tensor } from "./tensor.js";
 
 let logRouted = false;

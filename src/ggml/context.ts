@@ -1,20 +1,10 @@
 import { type CtxPtr, type KernelFn, type TensorPtr, tensorLayout } from "./ffi.js";
+import { gemmKernel, isTransposedView, readsTransposed } from "./gemm-choice.js";
 import { adoptTensor, contexts, ptrOf } from "./handles.js";
 import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
-import { GGML_N_TASKS_MAX, loadKernels, type NativeKernels } from "./native-kernels.js";
+import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
+import { fail, GgmlShapeError, sameShape } from "./shape-error.js";
 import { blockBytes, type DType, type Shape4, Tensor } from "./tensor.js";
-
-/**
- * A shape was about to reach a ggml op that would GGML_ASSERT (and abort the whole process). Thrown
- * in TypeScript before the native call instead.
- */
-export class GgmlShapeError extends Error {
-  override name = "GgmlShapeError";
-}
-
-function fail(op: string, msg: string): never {
-  throw new GgmlShapeError(`ggml ${op}: ${msg}`);
-}
 
 /** How RoPE rotates: "normal" adjacent pairs (2i, 2i+1), "neox" halves (i, i+d/2). */
 export type RopeMode = "normal" | "neox";
@@ -205,9 +195,7 @@ export class Context implements Disposable {
    * GEMM, f32/f16/bf16 with f32, bf16 with bf16): where not, a frozen weight's transpose is better made once.
    */
   static readsTransposed(type: DType, bType: "f32" | "bf16", plainOps = false): boolean {
-    const k = plainOps ? null : loadKernels();
-    if (!k || (type !== "f32" && type !== "f16" && type !== "bf16")) return false;
-    return (bType === "bf16" ? (type === "bf16" ? k.gemmBf16 : null) : widenedKernel(k, type)) !== null;
+    return !plainOps && readsTransposed(type, bType);
   }
   readsTransposed(type: DType, bType: "f32" | "bf16"): boolean {
     return Context.readsTransposed(type, bType, this.options.plainOps);
@@ -507,34 +495,4 @@ export class Context implements Disposable {
       this.#n.base.ggml_opt_step_adamw(this.#ptr, ptrOf(w), ptrOf(grad), ptrOf(m), ptrOf(v), ptrOf(params)),
     );
   }
-}
-
-/** a transposed view: K strided, M contiguous (what `Context.transpose` makes of a K-contiguous matrix). */
-function isTransposedView(a: Tensor): boolean {
-  return a.nb[0] > a.nb[1];
-}
-
-/** The f32-b GEMM for a's type: a frozen base in f16, bf16 or Q8_0 is widened to f32 inside the kernel. */
-function widenedKernel(k: NativeKernels, type: DType): KernelFn | null {
-  const widened = { f32: k.gemmF32, f16: k.gemmF16, bf16: k.gemmBf16F32, q8_0: k.gemmQ8_0, i32: null };
-  return widened[type];
-}
-
-/**
- * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
- * AVX512-BF16 for bf16), a/b types bf16/bf16 (K even) or f32|f16|bf16|q8_0/f32, b K-contiguous, and a
- * K-contiguous or (f32, f16, bf16) a transposed view with M contiguous. Exact: ggml's f16 and Q8_0 paths
- * would also round the f32 operand to f16 / Q8_0, the kernels widen a instead.
- */
-function gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
-  const k = loadKernels();
-  const size = blockBytes(a.type);
-  if (!k || b.nb[0] !== blockBytes(b.type)) return null;
-  if (isTransposedView(a) ? a.nb[1] !== size || a.type === "q8_0" : a.nb[0] !== size) return null;
-  if (a.type === "bf16" && b.type === "bf16") return a.ne[0]! % 2 === 0 ? k.gemmBf16 : null;
-  return b.type === "f32" ? widenedKernel(k, a.type) : null;
-}
-
-export function sameShape(a: Tensor, b: Tensor): boolean {
-  return a.ne.every((d, i) => d === b.ne[i]);
 }

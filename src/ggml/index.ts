@@ -3,8 +3,8 @@
 // `using x = …` (TypeScript lowers it for our ES2022 target; Node 20.19 has Symbol.dispose) or try/finally
 // with free(). A second free does nothing; a freed object throws when used.
 export { Backend, type BackendInfo, type BackendOptions, defaultPoll, defaultThreads } from "./backend.js";
-export { GgmlShapeError } from "./context.js";
 export type { DeviceName } from "./device.js";
 export { type CudaMissing, CudaUnavailableError } from "./native-cuda.js";
 export { gemmScratch } from "./native-kernels.js";
 export { measurePeak, type PeakMeasure, type PeakPrecision, type PeakReport, peakReport } from "./peak.js";
+export { GgmlShapeError } from "./shape-error.js";

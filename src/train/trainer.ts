@@ -13,9 +13,9 @@ import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_WEIGHT } from "../model/head.js";
 import { logitChunk } from "../model/lm-head.js";
 import type { LlamaModel, ParamInfo } from "../model/model.js";
-import { transposeToQ8_0 } from "../model/q8.js";
 import { InputError, type Place, SteerlmError } from "../util/errors.js";
 import { type Batch, IGNORE, type PreparedBatch, prepareBatch } from "./batch.js";
+import { declareFrozenTransposes, fillFrozenTransposes } from "./frozen-transposes.js";
 import { Replica, type TrainTask } from "./replica.js";
 import { learningRate, type ScheduleOptions } from "./schedule.js";
 
@@ -126,7 +126,7 @@ export class Trainer {
   readonly #optAlloc: GraphAllocator;
   readonly #norm: Tensor;
   readonly #manual: boolean;
-  readonly #frozenTransposes = new Map<Tensor, Tensor>();
+  #frozenTransposes: ReadonlyMap<Tensor, Tensor> = new Map();
   readonly #chunk: number;
 
   constructor(
@@ -192,18 +192,8 @@ export class Trainer {
       m: s.newTensor("f32", info.shape, `${info.name}.m`),
       v: s.newTensor("f32", info.shape, `${info.name}.v`),
     }));
-    // manual backward: transposed copies of the frozen matrices that the GEMM cannot read transposed in
-    // place (Q8_0; any without steerlm's kernels), made once (see linear)
-    const frozen = this.#manual ? model.params.filter((p) => !p.trainable && p.shape.length === 2) : [];
-    for (const p of frozen) {
-      const w = model.tensor(p.name);
-      // bf16 operands only where the GEMM reduces over a multiple of 32 (see linear)
-      const low = model.options.computeType === "bf16" && p.shape[1]! % 32 === 0;
-      const type = low && w.type === "f32" ? "bf16" : w.type;
-      if (type === w.type && Context.readsTransposed(type, low ? "bf16" : "f32", !backend.isCpu)) continue;
-      const shapeT = [p.shape[1]!, p.shape[0]!];
-      this.#frozenTransposes.set(w, s.newTensor(type, shapeT, `${p.name}.T`));
-    }
+    // manual backward: transposed copies of the frozen matrices the GEMM cannot read in place (see linear)
+    if (this.#manual) this.#frozenTransposes = declareFrozenTransposes(model, s, backend.isCpu);
     this.#buf = backend.allocTensors(s);
     if (this.#frozenTransposes.size > 0) this.refreshFrozenWeights();
 
@@ -283,22 +273,7 @@ export class Trainer {
 
   /** Recomputes the cached transposes of frozen weights: call after changing a frozen weight. */
   refreshFrozenWeights(): void {
-    // a q8_0 Wᵀ is made on the host (ggml cannot transpose quantised data), the others in one graph
-    const graphed = [...this.#frozenTransposes].filter(([w]) => w.type !== "q8_0");
-    for (const [w, wt] of this.#frozenTransposes)
-      if (w.type === "q8_0") setData(wt, transposeToQ8_0(this.model.getWeight(w.name), w.ne[0], w.ne[1]));
-    if (graphed.length === 0) return;
-    const ctx = new Context(3 * graphed.length + 8, graphed.length * 3 + 16);
-    const alloc = this.backend.newAllocator();
-    try {
-      const g = new Graph(ctx, graphed.length * 3 + 16);
-      for (const [w, wt] of graphed) g.expand(ctx.copy(ctx.transpose(w), wt));
-      alloc.alloc(g);
-      this.backend.compute(g);
-    } finally {
-      alloc.free();
-      ctx.free();
-    }
+    fillFrozenTransposes(this.backend, this.model, this.#frozenTransposes);
   }
 
   /** Nodes in the forward+backward graph. */

@@ -1,0 +1,37 @@
+/** Which of steerlm's GEMM kernels runs a product, from its operands' types and layouts. */
+import type { KernelFn } from "./ffi.js";
+import { loadKernels, type NativeKernels } from "./native-kernels.js";
+import { blockBytes, type DType, type Tensor } from "./tensor.js";
+
+/** a transposed view: K strided, M contiguous (what `Context.transpose` makes of a K-contiguous matrix). */
+export function isTransposedView(a: Tensor): boolean {
+  return a.nb[0] > a.nb[1];
+}
+
+/** The f32-b GEMM for a's type: a frozen base in f16, bf16 or Q8_0 is widened to f32 inside the kernel. */
+function widenedKernel(k: NativeKernels, type: DType): KernelFn | null {
+  const widened = { f32: k.gemmF32, f16: k.gemmF16, bf16: k.gemmBf16F32, q8_0: k.gemmQ8_0, i32: null };
+  return widened[type];
+}
+
+/**
+ * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
+ * AVX512-BF16 for bf16), a/b types bf16/bf16 (K even) or f32|f16|bf16|q8_0/f32, b K-contiguous, and a
+ * K-contiguous or (f32, f16, bf16) a transposed view with M contiguous. Exact: ggml's f16 and Q8_0 paths
+ * would also round the f32 operand to f16 / Q8_0, the kernels widen a instead.
+ */
+export function gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
+  const k = loadKernels();
+  const size = blockBytes(a.type);
+  if (!k || b.nb[0] !== blockBytes(b.type)) return null;
+  if (isTransposedView(a) ? a.nb[1] !== size || a.type === "q8_0" : a.nb[0] !== size) return null;
+  if (a.type === "bf16" && b.type === "bf16") return a.ne[0]! % 2 === 0 ? k.gemmBf16 : null;
+  return b.type === "f32" ? widenedKernel(k, a.type) : null;
+}
+
+/** Whether `gemmKernel` reads `transpose(w)` of a `type` matrix in place against a `bType` operand. */
+export function readsTransposed(type: DType, bType: "f32" | "bf16"): boolean {
+  const k = loadKernels();
+  if (!k || (type !== "f32" && type !== "f16" && type !== "bf16")) return false;
+  return (bType === "bf16" ? (type === "bf16" ? k.gemmBf16 : null) : widenedKernel(k, type)) !== null;
+}

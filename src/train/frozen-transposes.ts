@@ -1,0 +1,48 @@
+import { type Backend, Graph, setData } from "../ggml/backend.js";
+import { Context } from "../ggml/context.js";
+import type { Tensor } from "../ggml/tensor.js";
+import type { LlamaModel } from "../model/model.js";
+import { transposeToQ8_0 } from "../model/q8.js";
+
+/**
+ * Transposed copies of the frozen matrices whose transpose the GEMM cannot read in place (Q8_0; any without
+ * steerlm's kernels or off the CPU), declared in `s` for the manual backward pass (see linear); after `s` is
+ * allocated, `fillFrozenTransposes` makes them.
+ */
+export function declareFrozenTransposes(model: LlamaModel, s: Context, isCpu: boolean): Map<Tensor, Tensor> {
+  const made = new Map<Tensor, Tensor>();
+  for (const p of model.params) {
+    if (p.trainable || p.shape.length !== 2) continue;
+    const w = model.tensor(p.name);
+    // bf16 operands only where the GEMM reduces over a multiple of 32 (see linear)
+    const low = model.options.computeType === "bf16" && p.shape[1]! % 32 === 0;
+    const type = low && w.type === "f32" ? "bf16" : w.type;
+    if (type === w.type && Context.readsTransposed(type, low ? "bf16" : "f32", !isCpu)) continue;
+    made.set(w, s.newTensor(type, [p.shape[1]!, p.shape[0]!], `${p.name}.T`));
+  }
+  return made;
+}
+
+/** Makes (or remakes, after a frozen weight changed) the transposes `declareFrozenTransposes` declared. */
+export function fillFrozenTransposes(
+  backend: Backend,
+  model: LlamaModel,
+  transposes: ReadonlyMap<Tensor, Tensor>,
+): void {
+  // a q8_0 Wᵀ is made on the host (ggml cannot transpose quantised data), the others in one graph
+  const graphed = [...transposes].filter(([w]) => w.type !== "q8_0");
+  for (const [w, wt] of transposes)
+    if (w.type === "q8_0") setData(wt, transposeToQ8_0(model.getWeight(w.name), w.ne[0], w.ne[1]));
+  if (graphed.length === 0) return;
+  const ctx = new Context(3 * graphed.length + 8, graphed.length * 3 + 16);
+  const alloc = backend.newAllocator();
+  try {
+    const g = new Graph(ctx, graphed.length * 3 + 16);
+    for (const [w, wt] of graphed) g.expand(ctx.copy(ctx.transpose(w), wt));
+    alloc.alloc(g);
+    backend.compute(g);
+  } finally {
+    alloc.free();
+    ctx.free();
+  }
+}
