@@ -197,9 +197,6 @@ export class Context implements Disposable {
   static readsTransposed(type: DType, bType: "f32" | "bf16", plainOps = false): boolean {
     return !plainOps && readsTransposed(type, bType);
   }
-  readsTransposed(type: DType, bType: "f32" | "bf16"): boolean {
-    return Context.readsTransposed(type, bType, this.options.plainOps);
-  }
 
   rmsNorm(a: Tensor, eps: number): Tensor {
     if (a.type !== "f32") fail("rms_norm", "f32 input required");

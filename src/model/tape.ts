@@ -1,4 +1,4 @@
-import type { Context } from "../ggml/context.js";
+import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 
 /**
@@ -46,7 +46,7 @@ export class Tape {
    */
   transposed(x: Tensor, bf16 = false): Tensor {
     if (bf16) return this.c.operand(x, "bf16", true, 32); // Context.operand makes each form once
-    if (this.c.readsTransposed(x.type, "f32")) return this.c.transpose(x);
+    if (Context.readsTransposed(x.type, "f32", this.c.options.plainOps)) return this.c.transpose(x);
     let t = this.#transposed.get(x);
     if (!t) {
       t = this.c.transposed(x);
