@@ -339,14 +339,12 @@ export class Context implements Disposable {
     return this.#custom(type, [ne0, n1, n2, n3], [a], fn);
   }
 
-  /** A ggml_custom_4d node running steerlm kernel `fn` on all threads; srcs become dst->src[]. */
-  #custom(type: DType, ne: Shape4, srcs: readonly Tensor[], fn: KernelFn): Tensor {
+  /** A ggml_custom_4d node running steerlm kernel `fn` on all threads (or `tasks`); srcs become dst->src[]. */
+  #custom(type: DType, ne: Shape4, srcs: readonly Tensor[], fn: KernelFn, tasks = GGML_N_TASKS_MAX): Tensor {
     const [n0, n1, n2, n3] = ne;
     const args = srcs.map(ptrOf);
     const f = this.#n.base.ggml_custom_4d;
-    return this.#wrap(
-      f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, GGML_N_TASKS_MAX, null),
-    );
+    return this.#wrap(f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, tasks, null));
   }
 
   /**
@@ -481,6 +479,36 @@ export class Context implements Disposable {
 
   // ---- optimiser ----
   /** In-place AdamW on `w`; `params` holds [alpha, beta1, beta2, eps, wd, 1/(1-beta1^t), 1/(1-beta2^t)]. */
+  /** Σ a² as f32 [1]: steerlm's kernel (one read, summed in double), else ggml's sum of sqr. */
+  sumSquares(a: Tensor): Tensor {
+    const k = this.options.plainOps ? null : loadKernels();
+    if (k?.sumSquares && a.type === "f32" && a.contiguous)
+      return this.#custom("f32", [1, 1, 1, 1], [a], k.sumSquares, 1);
+    return this.sum(this.sqr(a));
+  }
+  /**
+   * AdamW (ggml's opt_step_adamw, `params` its 7 values) on w with the gradient acc·scale[0], then acc
+   * cleared for the next accumulation. The nodes to expand, in order: steerlm's one-pass kernel, else
+   * ggml's mul, opt_step_adamw and a scale by 0.
+   */
+  adamwFromAccumulator(
+    w: Tensor,
+    acc: Tensor,
+    scale: Tensor,
+    m: Tensor,
+    v: Tensor,
+    params: Tensor,
+  ): Tensor[] {
+    const k = this.options.plainOps ? null : loadKernels();
+    const all = [w, acc, m, v];
+    if (k?.adamw && all.every((t) => t.type === "f32" && t.contiguous) && scale.nelements === 1) {
+      if (!all.every((t) => sameShape(w, t)))
+        fail("adamw", `weight ${w.shapeText}, grad ${acc.shapeText}, m, v must share a shape`);
+      if (params.nelements !== 7 || params.type !== "f32") fail("adamw", "params must be 7 f32 values");
+      return [this.#custom("f32", [1, 1, 1, 1], [w, acc, m, v, params, scale], k.adamw)];
+    }
+    return [this.adamwStep(w, this.mul(acc, scale), m, v, params), this.scaleInplace(acc, 0)];
+  }
   adamwStep(w: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor): Tensor {
     if (!sameShape(w, grad) || !sameShape(w, m) || !sameShape(w, v)) {
       fail("opt_step_adamw", `weight ${w.shapeText}, grad ${grad.shapeText}, m, v must share a shape`);

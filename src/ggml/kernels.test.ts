@@ -399,3 +399,97 @@ describe("Context.crossEntropyBack", () => {
         backend.free();
       });
 });
+
+describe("the optimiser's passes (Context.sumSquares, Context.adamwFromAccumulator)", () => {
+  // Σ g² and AdamW with the gradient acc·scale, then acc cleared: one kernel pass each (native/adamw.c),
+  // or ggml's sum of sqr, mul, opt_step_adamw and scale by 0. Both against a float64 host reference.
+  const n = 1037; // not a multiple of 16: the vector loops' scalar tails, and uneven thread shares
+  const hp = {
+    lr: 1e-2,
+    b1: 0.9,
+    b2: 0.999,
+    eps: 1e-8,
+    wd: 0.1,
+    bc1: 1 / (1 - 0.9 ** 3),
+    bc2: 1 / (1 - 0.999 ** 3),
+  };
+  const wd0 = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37));
+  const gd = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 1.91) * (1 + (i % 5)));
+  const md = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 2.3) * 0.1);
+  const vd = Float32Array.from({ length: n }, (_, i) => 0.01 + Math.abs(Math.cos(i * 0.7)) * 0.05);
+  const scale = 0.25;
+  for (const mode of ["kernels", "ggml fallback"] as const)
+    for (const threads of [1, 2])
+      it(`match float64 and clear the gradient (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
+        setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
+        const backend = new Backend(threads);
+        const s = new Context(8);
+        const [w, acc, m, v] = ["w", "acc", "m", "v"].map((name) =>
+          s.newTensor("f32", [n], name),
+        ) as Tensor[];
+        s.setParam(w as Tensor); // ggml's opt_step_adamw takes parameters only
+        const pars = s.newTensor("f32", [7], "pars");
+        const sc = s.newTensor("f32", [1], "scale");
+        const buf = backend.allocTensors(s);
+        for (const [t, d] of [
+          [w, wd0],
+          [acc, gd],
+          [m, md],
+          [v, vd],
+        ] as const)
+          setData(t as Tensor, d);
+        setData(pars, Float32Array.of(hp.lr, hp.b1, hp.b2, hp.eps, hp.wd, hp.bc1, hp.bc2));
+        setData(sc, Float32Array.of(scale));
+        const c = new Context(16, 16);
+        const sq = c.sumSquares(acc as Tensor);
+        c.setOutput(sq);
+        const g = new Graph(c, 16);
+        g.expand(sq);
+        for (const node of c.adamwFromAccumulator(
+          w as Tensor,
+          acc as Tensor,
+          sc,
+          m as Tensor,
+          v as Tensor,
+          pars,
+        ))
+          g.expand(node);
+        const alloc = backend.newAllocator();
+        alloc.alloc(g);
+        backend.compute(g);
+        let ss = 0;
+        for (const x of gd) ss += x * x;
+        expect(getF32(sq)[0]).toBeCloseTo(ss, Math.max(0, 5 - Math.ceil(Math.log10(ss))));
+        const [gw, gm, gv] = [getF32(w as Tensor), getF32(m as Tensor), getF32(v as Tensor)];
+        // the hyperparameters as the f32 graph holds them (1 - β in f32 is not 1 - β); errors are bounded by
+        // the terms' sizes, since m's two terms can cancel
+        const f = Math.fround;
+        const [b1, b2, c1, c2] = [f(hp.b1), f(hp.b2), f(1 - f(hp.b1)), f(1 - f(hp.b2))];
+        const [lr, bc1, bc2, eps, keep] = [
+          f(hp.lr),
+          f(hp.bc1),
+          f(hp.bc2),
+          f(hp.eps),
+          f(1 - f(hp.lr) * f(hp.wd)),
+        ];
+        for (let i = 0; i < n; i++) {
+          const gi = gd[i]! * scale;
+          const mi = md[i]! * b1 + gi * c1;
+          const vi = vd[i]! * b2 + gi * gi * c2;
+          const wi = wd0[i]! * keep - (lr * mi * bc1) / (Math.sqrt(vi * bc2) + eps);
+          expect(Math.abs(gm[i]! - mi), `m[${i}]`).toBeLessThanOrEqual(
+            3e-7 * (Math.abs(md[i]! * b1) + Math.abs(gi * c1)),
+          );
+          expect(Math.abs(gv[i]! - vi), `v[${i}]`).toBeLessThanOrEqual(3e-7 * Math.abs(vi) + 1e-12);
+          expect(Math.abs(gw[i]! - wi), `w[${i}]`).toBeLessThanOrEqual(
+            6e-7 * (Math.abs(wd0[i]! * keep) + Math.abs(wi - wd0[i]! * keep)),
+          );
+        }
+        expect(getF32(acc as Tensor).every((x) => x === 0)).toBe(true);
+        alloc.free();
+        c.free();
+        buf.free();
+        s.free();
+        backend.free();
+      });
+});

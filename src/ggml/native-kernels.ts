@@ -43,6 +43,9 @@ export interface NativeKernels {
   relayout: KernelFn;
   /** The masked cross-entropy's gradient from its softmax (null in a library built before it). */
   crossEntropyBack: KernelFn | null;
+  /** The optimiser's passes: Σ x² in double, and clipped AdamW that clears the gradient it read (adamw.c). */
+  sumSquares: KernelFn | null;
+  adamw: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: KernelFn | null;
   gemmF32: KernelFn | null;
@@ -116,6 +119,8 @@ export function loadKernels(): NativeKernels | null {
     path,
     relayout,
     crossEntropyBack: fn("cross_entropy_back"),
+    sumSquares: fn("sum_squares"),
+    adamw: fn("adamw"),
     gemmBf16: fn("gemm_bf16"),
     gemmF32: fn("gemm_f32"),
     gemmF16: fn("gemm_f16"),

@@ -227,12 +227,12 @@ export class Trainer {
 
     // ---- optimiser: norm of the averaged gradient, clip factor, AdamW per tensor ----
     const optSize = 64 + (14 + 2 * R) * this.#slots.length;
-    this.#optCtx = new Context(optSize * 2, optSize);
+    this.#optCtx = new Context(optSize * 2, optSize, { plainOps: !backend.isCpu });
     const o = this.#optCtx;
     const sums = this.#slots.map((x) => x.accs.slice(1).reduce((a, b) => o.add(a, b), x.accs[0] as Tensor));
     let sumsq: Tensor | undefined;
     for (const g of sums) {
-      const q = o.sum(o.sqr(g));
+      const q = o.sumSquares(g);
       sumsq = sumsq ? o.add(sumsq, q) : q;
     }
     const inv = this.#inp.invAccum;
@@ -241,13 +241,15 @@ export class Trainer {
     // factor = (1/k)·min(1, max/(‖g‖+1e-6)); with clipping off clip_max is huge and the clamp gives 1
     const factor = o.mul(o.clamp(o.div(this.#inp.clipMax, o.scaleBias(this.#norm, 1, 1e-6)), 0, 1), inv);
     this.#opt = new Graph(o, optSize);
+    // each update clears the gradient it read: the accumulator itself with one replica, else their sum,
+    // and then the replicas' accumulators are cleared here
     this.#slots.forEach((x, i) => {
-      const g = o.mul(sums[i] as Tensor, factor);
       const pars = x.info.decay ? this.#inp.adamDecay : this.#inp.adamNoDecay;
-      this.#opt.expand(o.adamwStep(x.w, g, x.m, x.v, pars));
+      for (const n of o.adamwFromAccumulator(x.w, sums[i] as Tensor, factor, x.m, x.v, pars))
+        this.#opt.expand(n);
     });
     this.#opt.expand(this.#norm);
-    if (this.#manual)
+    if (R > 1)
       for (const x of this.#slots) for (const acc of x.accs) this.#opt.expand(o.scaleInplace(acc, 0));
     this.#optAlloc = backend.newAllocator();
     this.#optAlloc.alloc(this.#opt);
