@@ -70,6 +70,7 @@ void steerlm_relayout(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_cross_entropy_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_sum_squares(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_adamw(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_swiglu_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata);

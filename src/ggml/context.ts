@@ -429,6 +429,21 @@ export class Context implements Disposable {
     return this.#wrap(this.#n.base.ggml_soft_max_ext_back(this.#ptr, ptrOf(dy), ptrOf(y), scale, 0));
   }
   /** silu'(x) ⊙ dy. */
+  /**
+   * The gradients of swigluSplit(g, u) = silu(g) ⊙ u from da: [dg, du]. steerlm's kernel computes both in
+   * one pass into one [n, 2] tensor (two views of it); else ggml's mul, silu_back, silu and mul.
+   */
+  swigluBack(da: Tensor, g: Tensor, u: Tensor): [Tensor, Tensor] {
+    if (!sameShape(da, g) || !sameShape(g, u))
+      fail("swiglu_back", `shapes differ: da ${da.shapeText}, g ${g.shapeText}, u ${u.shapeText}`);
+    const k = this.options.plainOps ? null : loadKernels();
+    const fits = [da, g, u].every((t) => t.type === "f32" && t.contiguous);
+    if (!k?.swigluBack || !fits) return [this.siluBack(this.mul(da, u), g), this.mul(da, this.silu(g))];
+    const n = g.nelements;
+    const both = this.#custom("f32", [n, 2, 1, 1], [da, g, u], k.swigluBack);
+    const half = (i: number) => this.reshape(this.range(both, [n], i * n), g.ne as Shape4);
+    return [half(0), half(1)];
+  }
   siluBack(dy: Tensor, x: Tensor): Tensor {
     if (!sameShape(dy, x)) fail("silu_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
     return this.#wrap(this.#n.base.ggml_silu_back(this.#ptr, ptrOf(dy), ptrOf(x)));

@@ -493,3 +493,57 @@ describe("the optimiser's passes (Context.sumSquares, Context.adamwFromAccumulat
         backend.free();
       });
 });
+
+describe("Context.swigluBack", () => {
+  // dg = da·u·σ(g)·(1 + g·(1 − σ(g))), du = da·g·σ(g): one kernel pass with its own vectorised e^x
+  // (native/swiglu.c), or ggml's mul, silu_back, silu and mul. Both against float64 on the host,
+  // including gates where e^−g overflows or underflows f32.
+  const [F, N] = [37, 29]; // 1,073 values: the vector loop's scalar tail, uneven thread shares
+  const gd = Float32Array.from({ length: F * N }, (_, i) => Math.sin(i * 0.73) * 12);
+  gd.set([100, -100, 88.5, -88.5, 104, -104, 0, -0, 1e-30, 20.5, -20.5], 0);
+  const dad = Float32Array.from({ length: F * N }, (_, i) => Math.cos(i * 1.3) * 2);
+  const ud = Float32Array.from({ length: F * N }, (_, i) => Math.sin(i * 2.9 + 1) * 3);
+  for (const mode of ["kernels", "ggml fallback"] as const)
+    for (const threads of [1, 2])
+      it(`matches float64 (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
+        setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
+        const backend = new Backend(threads);
+        const s = new Context(4);
+        const [da, g, u] = ["da", "g", "u"].map((name) => s.newTensor("f32", [F, N], name)) as Tensor[];
+        const buf = backend.allocTensors(s);
+        setData(da as Tensor, dad);
+        setData(g as Tensor, gd);
+        setData(u as Tensor, ud);
+        const c = new Context(16, 16);
+        const [dg, du] = c.swigluBack(da as Tensor, g as Tensor, u as Tensor);
+        c.setOutput(dg);
+        c.setOutput(du);
+        const graph = new Graph(c, 16);
+        graph.expand(dg);
+        graph.expand(du);
+        const alloc = backend.newAllocator();
+        alloc.alloc(graph);
+        backend.compute(graph);
+        expect(dg.ne).toEqual([F, N, 1, 1]);
+        expect(du.ne).toEqual([F, N, 1, 1]);
+        const [gotG, gotU] = [getF32(dg), getF32(du)];
+        for (let i = 0; i < F * N; i++) {
+          const x = gd[i]!;
+          const sg = 1 / (1 + Math.exp(-x));
+          const wantG = dad[i]! * ud[i]! * sg * (1 + x * (1 - sg));
+          const wantU = dad[i]! * x * sg;
+          // a few f32 roundings of terms bounded by |da·u|·(1 + |g|) and |da·g|
+          expect(Math.abs(gotG[i]! - wantG), `dg[${i}] at g = ${x}`).toBeLessThanOrEqual(
+            1e-6 * Math.abs(dad[i]! * ud[i]!) * (1 + Math.abs(x)),
+          );
+          expect(Math.abs(gotU[i]! - wantU), `du[${i}] at g = ${x}`).toBeLessThanOrEqual(
+            1e-6 * Math.abs(dad[i]! * x) + 1e-38,
+          );
+        }
+        alloc.free();
+        c.free();
+        buf.free();
+        s.free();
+        backend.free();
+      });
+});

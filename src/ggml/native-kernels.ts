@@ -46,6 +46,8 @@ export interface NativeKernels {
   /** The optimiser's passes: Σ x² in double, and clipped AdamW that clears the gradient it read (adamw.c). */
   sumSquares: KernelFn | null;
   adamw: KernelFn | null;
+  /** SwiGLU's two input gradients in one pass (swiglu.c). */
+  swigluBack: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: KernelFn | null;
   gemmF32: KernelFn | null;
@@ -121,6 +123,7 @@ export function loadKernels(): NativeKernels | null {
     crossEntropyBack: fn("cross_entropy_back"),
     sumSquares: fn("sum_squares"),
     adamw: fn("adamw"),
+    swigluBack: fn("swiglu_back"),
     gemmBf16: fn("gemm_bf16"),
     gemmF32: fn("gemm_f32"),
     gemmF16: fn("gemm_f16"),

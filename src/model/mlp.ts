@@ -21,8 +21,9 @@ export function mlp(c: Context, w: MlpWeights, x: Tensor, tape?: Tape): Tensor {
     tape.record(() => {
       const da = tape.grad(act);
       if (!da) return;
-      tape.addGrad(g, c.siluBack(c.mul(da, u), g)); // silu'(g)·(da ⊙ u)
-      tape.addGrad(u, c.mul(da, c.silu(g)));
+      const [dg, du] = c.swigluBack(da, g, u);
+      tape.addGrad(g, dg);
+      tape.addGrad(u, du);
     });
   }
   return linear(c, act, w.down, undefined, w.lora.down, tape, w.bf16);

@@ -1,0 +1,66 @@
+/*
+ * SwiGLU's backward pass, act = silu(g) ⊙ u: dg = da·u·s·(1 + g·(1 − s)) and du = da·g·s with s = σ(g),
+ * in one pass that reads da, g, u once and writes both gradients. ggml takes four ops and passes for it
+ * (mul, silu_back with a scalar expf per element, silu, mul).
+ */
+#include <math.h>
+
+#include "kernels.h"
+
+#ifdef HAVE_X86
+/* e^x to about 1 ulp: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two so that n·ln2 is exact), a degree-7
+   Taylor polynomial for e^r (its remainder is below 2^-27 there), and 2^n applied by VSCALEFPS, which
+   gives inf and 0 (and gradual underflow) where e^x overflows or underflows, and passes NaN on. */
+__attribute__((target("avx512f"))) static inline __m512 exp_avx512(__m512 x) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x); /* ln2's high part: 9 bits */
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);   /* ln2 − 0.693359375 */
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* whole vectors of 16 in [a, b); returns where the scalar tail starts */
+__attribute__((target("avx512f"))) static int64_t swiglu_back_avx512(const float *da, const float *g, const float *u,
+                                                                   float *dg, float *du, int64_t a, int64_t b) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = a;
+    for (; i + 16 <= b; i += 16) {
+        const __m512 gi = _mm512_loadu_ps(g + i), di = _mm512_loadu_ps(da + i);
+        const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gi))));
+        const __m512 dus = _mm512_mul_ps(di, _mm512_loadu_ps(u + i));
+        const __m512 t = _mm512_fmadd_ps(gi, _mm512_sub_ps(one, s), one);
+        _mm512_storeu_ps(dg + i, _mm512_mul_ps(_mm512_mul_ps(dus, s), t));
+        _mm512_storeu_ps(du + i, _mm512_mul_ps(di, _mm512_mul_ps(gi, s)));
+    }
+    return i;
+}
+#endif
+
+/* dst f32 [n, 2]: dg then du; src da, g, u f32 contiguous with n elements each */
+void steerlm_swiglu_back(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    const struct tensor_abi *a = dst->src[1];
+    const int64_t n = a->ne[0] * a->ne[1] * a->ne[2] * a->ne[3];
+    const float *da = (const float *)dst->src[0]->data, *g = (const float *)a->data;
+    const float *u = (const float *)dst->src[2]->data;
+    float *dg = (float *)dst->data, *du = dg + n;
+    const int64_t per = ((n + nth - 1) / nth + 15) & ~(int64_t)15;
+    const int64_t lo = per * ith < n ? per * ith : n, hi = lo + per < n ? lo + per : n;
+    int64_t i = lo;
+#ifdef HAVE_X86
+    if (steerlm_have_avx512()) i = swiglu_back_avx512(da, g, u, dg, du, lo, hi);
+#endif
+    for (; i < hi; i++) {
+        const float s = 1.0f / (1.0f + expf(-g[i]));
+        dg[i] = da[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        du[i] = da[i] * (g[i] * s);
+    }
+}
