@@ -516,23 +516,30 @@ export class Context implements Disposable {
   ): Tensor[] {
     const k = this.options.plainOps ? null : loadKernels();
     const all = [w, acc, m, v];
-    if (k?.adamw && all.every((t) => t.type === "f32" && t.contiguous) && scale.nelements === 1) {
-      if (!all.every((t) => sameShape(w, t)))
-        fail("adamw", `weight ${w.shapeText}, grad ${acc.shapeText}, m, v must share a shape`);
-      if (params.nelements !== 7 || params.type !== "f32") fail("adamw", "params must be 7 f32 values");
+    if (
+      k?.adamw &&
+      all.every((t) => t.type === "f32" && t.contiguous) &&
+      scale.nelements === 1 &&
+      scale.type === "f32"
+    ) {
+      checkAdamw(w, acc, m, v, params);
       return [this.#custom("f32", [1, 1, 1, 1], [w, acc, m, v, params, scale], k.adamw)];
     }
     return [this.adamwStep(w, this.mul(acc, scale), m, v, params), this.scaleInplace(acc, 0)];
   }
   adamwStep(w: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor): Tensor {
-    if (!sameShape(w, grad) || !sameShape(w, m) || !sameShape(w, v)) {
-      fail("opt_step_adamw", `weight ${w.shapeText}, grad ${grad.shapeText}, m, v must share a shape`);
-    }
-    if (w.type !== "f32" || grad.type !== "f32") fail("opt_step_adamw", "f32 weights and grads required");
-    if (params.nelements !== 7 || params.type !== "f32")
-      fail("opt_step_adamw", "params must be 7 f32 values");
+    checkAdamw(w, grad, m, v, params);
     return this.#wrap(
       this.#n.base.ggml_opt_step_adamw(this.#ptr, ptrOf(w), ptrOf(grad), ptrOf(m), ptrOf(v), ptrOf(params)),
     );
   }
+}
+
+/** What ggml's opt_step_adamw and steerlm's AdamW kernel both take: f32 w, grad, m, v of one shape; 7 params. */
+function checkAdamw(w: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor): void {
+  if (!sameShape(w, grad) || !sameShape(w, m) || !sameShape(w, v)) {
+    fail("opt_step_adamw", `weight ${w.shapeText}, grad ${grad.shapeText}, m, v must share a shape`);
+  }
+  if (w.type !== "f32" || grad.type !== "f32") fail("opt_step_adamw", "f32 weights and grads required");
+  if (params.nelements !== 7 || params.type !== "f32") fail("opt_step_adamw", "params must be 7 f32 values");
 }
