@@ -1,434 +1,41 @@
-import { type CtxPtr, type KernelFn, type TensorPtr, tensorLayout } from "./ffi.js";
-import { gemmKernel, isTransposedView, readsTransposed } from "./gemm-choice.js";
-import { adoptTensor, contexts, ptrOf } from "./handles.js";
-import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
-import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
-import { fail, GgmlShapeError, sameShape } from "./shape-error.js";
-import { blockBytes, type DType, type Shape4, Tensor } from "./tensor.js";
+import { ForwardContext, type RopeMode } from "./forward-context.js";
+import { ptrOf } from "./handles.js";
+import { loadKernels } from "./native-kernels.js";
+import { fail, sameShape } from "./shape-error.js";
+import type { Shape4, Tensor } from "./tensor.js";
 
-/** How RoPE rotates: "normal" adjacent pairs (2i, 2i+1), "neox" halves (i, i+d/2). */
-export type RopeMode = "normal" | "neox";
+export type { RopeMode } from "./forward-context.js";
 
 /**
- * A ggml context holding tensor metadata only (no_alloc): data lives in backend buffers that
- * `allocTensors` / a graph allocator create. Each op method validates its operands against the
- * assertions ggml makes, calls ggml, then reads the result's true shape back.
+ * A ggml context for training graphs: the forward ops (ForwardContext) and the ops of an explicit backward
+ * pass and of the optimiser. Each backward op is the gradient of one forward op; where steerlm has a fused
+ * kernel for it (native/), one pass, else ggml's ops that compute the same values.
  */
-export class Context implements Disposable {
-  readonly #n: NativeGgml;
-  #count = 0;
-  readonly tensors: Tensor[] = [];
-
-  /**
-   * `plainOps`: only ggml's own ops, for a graph that ggml's autograd differentiates (it cannot see
-   * through steerlm's custom kernels) or that a non-CPU backend runs (the kernels are CPU code).
-   */
-  constructor(
-    readonly maxTensors: number,
-    graphSize = 0,
-    readonly options: { plainOps?: boolean } = {},
-  ) {
-    this.#n = loadNative();
-    const b = this.#n.base;
-    const mem =
-      Number(b.ggml_tensor_overhead()) * (maxTensors + 16) +
-      (graphSize > 0 ? Number(b.ggml_graph_overhead_custom(graphSize, true)) + 4096 : 0);
-    const ptr = b.ggml_init({ mem_size: mem, mem_buffer: null, no_alloc: true });
-    if (!ptr) throw new Error("ggml_init failed");
-    contexts.adopt(this, { ptr, wrap: (p, name) => this.#wrap(p, name) });
-  }
-
-  get #ptr(): CtxPtr {
-    return contexts.get(this).ptr;
-  }
-
-  /** Frees the context's memory, with every tensor and graph made in it. A second call does nothing. */
-  free(): void {
-    const native = contexts.release(this);
-    if (native) this.#n.base.ggml_free(native.ptr);
-  }
-
-  [Symbol.dispose](): void {
-    this.free();
-  }
-
-  /** Wraps a native tensor returned by ggml, reading its real shape and strides. */
-  #wrap(p: TensorPtr | null, name = ""): Tensor {
-    if (!p) throw new Error("ggml returned a null tensor");
-    if (++this.#count > this.maxTensors) {
-      throw new GgmlShapeError(`ggml context full: more than ${this.maxTensors} tensors`);
-    }
-    const { type, ne, nb } = tensorLayout(p);
-    const t = new Tensor(ne, nb, dtypeFromCode(type), name);
-    adoptTensor(t, this, p);
-    if (name) this.#n.base.ggml_set_name(p, name.slice(0, 63));
-    return t;
-  }
-
-  newTensor(type: DType, ne: readonly number[], name = ""): Tensor {
-    if (ne.length < 1 || ne.length > 4 || ne.some((d) => !Number.isInteger(d) || d <= 0)) {
-      fail("new_tensor", `bad shape [${ne.join(",")}] for ${name || "tensor"}`);
-    }
-    const [a = 1, b = 1, c = 1, d = 1] = ne;
-    const t = this.#wrap(this.#n.base.ggml_new_tensor_4d(this.#ptr, dtypeCode(type), a, b, c, d), name);
-    this.tensors.push(t);
-    return t;
-  }
-
-  setParam(t: Tensor): void {
-    this.#n.base.ggml_set_param(ptrOf(t));
-  }
-  setInput(t: Tensor): void {
-    this.#n.base.ggml_set_input(ptrOf(t));
-  }
-  setOutput(t: Tensor): void {
-    this.#n.base.ggml_set_output(ptrOf(t));
-  }
-  setLoss(t: Tensor): void {
-    if (t.nelements !== 1 || t.type !== "f32")
-      fail("set_loss", `loss must be an f32 scalar, got ${t.shapeText}`);
-    this.#n.base.ggml_set_loss(ptrOf(t));
-  }
-
-  // ---- element-wise ----
-  #binary(op: "ggml_add" | "ggml_sub" | "ggml_mul" | "ggml_div", a: Tensor, b: Tensor): Tensor {
-    if (a.type !== "f32" || b.type !== "f32") fail(op, `f32 operands required, got ${a.type} and ${b.type}`);
-    for (let i = 0; i < 4; i++) {
-      if (a.ne[i]! % b.ne[i]! !== 0) {
-        fail(op, `cannot broadcast ${b.shapeText} to ${a.shapeText}`);
-      }
-    }
-    return this.#wrap(this.#n.base[op](this.#ptr, ptrOf(a), ptrOf(b)));
-  }
-  add(a: Tensor, b: Tensor): Tensor {
-    return this.#binary("ggml_add", a, b);
-  }
-  sub(a: Tensor, b: Tensor): Tensor {
-    return this.#binary("ggml_sub", a, b);
-  }
-  /**
-   * a·b, b broadcast over a. A single value is tiled to one row of a first: ggml broadcasts it with one call
-   * of its vector loop per element (6.8M calls for m10's gradients), a row with one per row (same products).
-   */
-  mul(a: Tensor, b: Tensor): Tensor {
-    const ne0 = a.ne[0] as number;
-    if (b.nelements !== 1 || ne0 === 1) return this.#binary("ggml_mul", a, b);
-    let rows = this.#rows.get(b);
-    if (!rows) {
-      rows = new Map();
-      this.#rows.set(b, rows);
-    }
-    let row = rows.get(ne0);
-    if (!row) {
-      row = this.repeat(b, this.newTensor(b.type, [ne0]));
-      rows.set(ne0, row);
-    }
-    return this.#binary("ggml_mul", a, row);
-  }
-  readonly #rows = new WeakMap<Tensor, Map<number, Tensor>>();
-  div(a: Tensor, b: Tensor): Tensor {
-    return this.#binary("ggml_div", a, b);
-  }
-  scale(a: Tensor, s: number): Tensor {
-    return this.#wrap(this.#n.base.ggml_scale(this.#ptr, ptrOf(a), s));
-  }
-  /** s·a + b */
-  scaleBias(a: Tensor, s: number, b: number): Tensor {
-    return this.#wrap(this.#n.base.ggml_scale_bias(this.#ptr, ptrOf(a), s, b));
-  }
-  sqr(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_sqr(this.#ptr, ptrOf(a)));
-  }
-  sqrt(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_sqrt(this.#ptr, ptrOf(a)));
-  }
-  log(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_log(this.#ptr, ptrOf(a)));
-  }
-  /** Sum of all elements: a scalar. */
-  sum(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_sum(this.#ptr, ptrOf(a)));
-  }
-  /** No backward: only for optimiser bookkeeping. */
-  clamp(a: Tensor, min: number, max: number): Tensor {
-    return this.#wrap(this.#n.base.ggml_clamp(this.#ptr, ptrOf(a), min, max));
-  }
-  silu(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_silu(this.#ptr, ptrOf(a)));
-  }
-  /** silu(gate) ⊙ up; the split form is the one with a backward pass. */
-  swigluSplit(gate: Tensor, up: Tensor): Tensor {
-    if (!sameShape(gate, up)) fail("swiglu_split", `shapes differ: ${gate.shapeText} vs ${up.shapeText}`);
-    if (!gate.contiguous || !up.contiguous) fail("swiglu_split", "operands must be contiguous");
-    return this.#wrap(this.#n.base.ggml_swiglu_split(this.#ptr, ptrOf(gate), ptrOf(up)));
-  }
-  /** Tiles `a` to the shape of `like`. */
-  repeat(a: Tensor, like: Tensor): Tensor {
-    for (let i = 0; i < 4; i++) {
-      if (like.ne[i]! % a.ne[i]! !== 0) {
-        fail("repeat", `cannot repeat ${a.shapeText} to ${like.shapeText}`);
-      }
-    }
-    return this.#wrap(this.#n.base.ggml_repeat(this.#ptr, ptrOf(a), ptrOf(like)));
-  }
-
-  // ---- linear algebra ----
-  /**
-   * ggml_mul_mat(a, b) = b·aᵀ: a [K, M, ...], b [K, N, ...] → [M, N, ...]; b's dims 2,3 may broadcast a's.
-   * `a` may be a transposed view (`transpose(w)`, M contiguous): steerlm's GEMM packs it from w's rows
-   * where `Context.readsTransposed` says so; otherwise it is materialised first, every time.
-   */
-  mulMat(a: Tensor, b: Tensor): Tensor {
-    if (a.ne[0] !== b.ne[0]) fail("mul_mat", `inner dims differ: a ${a.shapeText} vs b ${b.shapeText}`);
-    if (b.ne[2]! % a.ne[2]! !== 0 || b.ne[3]! % a.ne[3]! !== 0) {
-      fail("mul_mat", `cannot broadcast a ${a.shapeText} over b ${b.shapeText}`);
-    }
-    const fn = this.options.plainOps ? null : gemmKernel(a, b);
-    if (fn) return this.#custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
-    if (isTransposedView(a))
-      return this.mulMat(a.type === "f32" ? this.transposed(this.transpose(a)) : this.cont(a), b);
-    return this.#wrap(this.#n.base.ggml_mul_mat(this.#ptr, ptrOf(a), ptrOf(b)));
-  }
-
-  /**
-   * Whether mulMat reads `transpose(w)` of a `type` matrix in place against a `bType` operand (steerlm's
-   * GEMM, f32/f16/bf16 with f32, bf16 with bf16): where not, a frozen weight's transpose is better made once.
-   */
-  static readsTransposed(type: DType, bType: "f32" | "bf16", plainOps = false): boolean {
-    return !plainOps && readsTransposed(type, bType);
-  }
-
-  rmsNorm(a: Tensor, eps: number): Tensor {
-    if (a.type !== "f32") fail("rms_norm", "f32 input required");
-    return this.#wrap(this.#n.base.ggml_rms_norm(this.#ptr, ptrOf(a), eps));
-  }
-  /** Rows of `a` [E, R, ...] picked by i32 `idx` [n, ne2(a)] → [E, n, ...]. */
-  getRows(a: Tensor, idx: Tensor): Tensor {
-    if (idx.type !== "i32") fail("get_rows", "indices must be i32");
-    if (a.ne[2] !== idx.ne[1] || a.ne[3] !== idx.ne[2] || idx.ne[3] !== 1) {
-      fail("get_rows", `index shape ${idx.shapeText} does not fit data ${a.shapeText}`);
-    }
-    return this.#wrap(this.#n.base.ggml_get_rows(this.#ptr, ptrOf(a), ptrOf(idx)));
-  }
-  /** softmax(a·scale + mask) over ne0; mask [ne0, ≥ne1, ne2|1, ne3|1]. */
-  softMaxExt(a: Tensor, mask: Tensor | null, scale: number): Tensor {
-    if (!a.contiguous) fail("soft_max_ext", "input must be contiguous");
-    if (mask) {
-      if (mask.type !== "f32" || !mask.contiguous) fail("soft_max_ext", "mask must be contiguous f32");
-      if (
-        mask.ne[0] !== a.ne[0] ||
-        mask.ne[1]! < a.ne[1]! ||
-        a.ne[2]! % mask.ne[2]! !== 0 ||
-        a.ne[3]! % mask.ne[3]! !== 0
-      ) {
-        fail("soft_max_ext", `mask ${mask.shapeText} does not fit scores ${a.shapeText}`);
-      }
-    }
-    return this.#wrap(
-      this.#n.base.ggml_soft_max_ext(this.#ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0),
-    );
-  }
-  /** RoPE over a [headDim, heads, tokens]; positions i32 [tokens]. */
-  rope(a: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {
-    if (positions.type !== "i32" || positions.ne[0] !== a.ne[2] || positions.nelements !== a.ne[2]) {
-      fail("rope_ext", `positions ${positions.shapeText} must be i32 of length ne2 of ${a.shapeText}`);
-    }
-    if (nDims % 2 !== 0 || nDims > a.ne[0]) fail("rope_ext", `bad rotary dims ${nDims} for ${a.shapeText}`);
-    return this.#rope("ggml_rope_ext", a, positions, nDims, mode, base);
-  }
-  /**
-   * ggml_rope_ext and its backward share one signature. No frequency factors (null), no context
-   * extension: n_ctx_orig 0, freq_scale 1, ext_factor 0, attn_factor 1, beta_fast/slow 0.
-   */
-  #rope(
-    fn: "ggml_rope_ext" | "ggml_rope_ext_back",
-    a: Tensor,
-    positions: Tensor,
-    nDims: number,
-    mode: RopeMode,
-    base: number,
-  ): Tensor {
-    return this.#wrap(
-      this.#n.base[fn](
-        this.#ptr,
-        ptrOf(a),
-        ptrOf(positions),
-        null,
-        nDims,
-        GGML_ROPE_TYPE[mode],
-        0,
-        base,
-        1,
-        0,
-        1,
-        0,
-        0,
-      ),
-    );
-  }
-
-  // ---- layout ----
-  reshape(a: Tensor, ne: readonly number[]): Tensor {
-    const [n0, n1 = 1, n2 = 1, n3 = 1] = ne;
-    if (!a.contiguous) fail("reshape", `input ${a.shapeText} is not contiguous (use cont first)`);
-    if (n0 === undefined || n0 * n1 * n2 * n3 !== a.nelements) {
-      fail("reshape", `cannot reshape ${a.shapeText} to [${ne.join(",")}]`);
-    }
-    return this.#wrap(this.#n.base.ggml_reshape_4d(this.#ptr, ptrOf(a), n0, n1, n2, n3));
-  }
-  /** ggml semantics: source axis i moves to position axes[i]. */
-  permute(a: Tensor, axes: readonly [number, number, number, number]): Tensor {
-    if ([...axes].sort().join() !== "0,1,2,3") fail("permute", `not a permutation: ${axes.join(",")}`);
-    return this.#wrap(this.#n.base.ggml_permute(this.#ptr, ptrOf(a), ...axes));
-  }
-  cont(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_cont(this.#ptr, ptrOf(a)));
-  }
-
-  /** a (f32) with `p0` zeros appended along ne0. */
-  padDim0(a: Tensor, p0: number): Tensor {
-    if (a.type !== "f32") fail("pad", `f32 required, got ${a.type}`);
-    return this.#wrap(this.#n.base.ggml_pad(this.#ptr, ptrOf(a), p0, 0, 0, 0));
-  }
-
-  /**
-   * A view of `ne` (1–2 dims) starting `offset` elements into contiguous `a`: a run of whole columns,
-   * e.g. positions [s, s+n) of a [D, N] activation. It shares a's memory (no copy).
-   */
-  range(a: Tensor, ne: readonly [number, number?], offset: number): Tensor {
-    const [n0, n1 = 1] = ne;
-    if (!a.contiguous || a.type === "q8_0")
-      fail("view", `input ${a.shapeText} must be contiguous, unquantised`);
-    if (offset < 0 || offset + n0 * n1 > a.nelements) {
-      fail("view", `[${ne.join(",")}] at ${offset} does not fit in ${a.shapeText}`);
-    }
-    const es = blockBytes(a.type);
-    return this.#wrap(
-      this.#n.base.ggml_view_3d(this.#ptr, ptrOf(a), n0, n1, 1, n0 * es, n0 * n1 * es, offset * es),
-    );
-  }
-  /** a and b joined along `dim` (their other dims must agree). */
-  concat(a: Tensor, b: Tensor, dim: number): Tensor {
-    if (a.type !== b.type || a.ne.some((d, i) => i !== dim && d !== b.ne[i])) {
-      fail("concat", `cannot join ${b.shapeText} to ${a.shapeText} along ${dim}`);
-    }
-    return this.#wrap(this.#n.base.ggml_concat(this.#ptr, ptrOf(a), ptrOf(b), dim));
-  }
-
-  /** a converted to `type` (any layout in, contiguous out). */
-  cast(a: Tensor, type: DType): Tensor {
-    return this.#wrap(this.#n.base.ggml_cast(this.#ptr, ptrOf(a), dtypeCode(type)));
-  }
-
-  /** Copies a (any layout) into dst (same element count); returns dst's view. */
-  copy(a: Tensor, dst: Tensor): Tensor {
-    if (a.nelements !== dst.nelements) fail("cpy", `cannot copy ${a.shapeText} into ${dst.shapeText}`);
-    return this.#wrap(this.#n.base.ggml_cpy(this.#ptr, ptrOf(a), ptrOf(dst)));
-  }
-
-  /** Transposed view (swaps ne0 and ne1); mul_mat needs `cont` of it as its first operand. */
-  transpose(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_transpose(this.#ptr, ptrOf(a)));
-  }
-  /**
-   * steerlm's fused copy kernel (native/relayout.c): `a` (f32, any strides) written contiguously as
-   * `type`, ne0 zero-padded to `ne0`. Only called when the kernels are loaded.
-   */
-  #relayout(a: Tensor, type: "f32" | "bf16", ne0: number, fn: KernelFn): Tensor {
-    const [, n1, n2, n3] = a.ne;
-    return this.#custom(type, [ne0, n1, n2, n3], [a], fn);
-  }
-
-  /** A ggml_custom_4d node running steerlm kernel `fn` on all threads (or `tasks`); srcs become dst->src[]. */
-  #custom(type: DType, ne: Shape4, srcs: readonly Tensor[], fn: KernelFn, tasks = GGML_N_TASKS_MAX): Tensor {
-    const [n0, n1, n2, n3] = ne;
-    const args = srcs.map(ptrOf);
-    const f = this.#n.base.ggml_custom_4d;
-    return this.#wrap(f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, tasks, null));
-  }
-
-  /**
-   * A materialised transpose of an f32 tensor: [n0, n1, …] → [n1, n0, …]. With steerlm's kernels, one
-   * cache-blocked pass. Without them: ggml's same-type copy (cont → dup_bytes) calls memcpy once per
-   * 4-byte element of a strided source, so a contiguous input is transposed as the concat of two
-   * transposed halves (concat reads any strides in a plain loop). Exact either way: values only move.
-   */
-  transposed(a: Tensor): Tensor {
-    const [n0, n1, n2, n3] = a.ne;
-    const k = this.options.plainOps ? null : loadKernels();
-    if (k && a.type === "f32") return this.#relayout(this.transpose(a), "f32", n1, k.relayout);
-    if (a.type !== "f32" || !a.contiguous || n1 < 2) return this.cont(this.transpose(a));
-    const b = this.#n.base;
-    const m = n2 * n3;
-    const h = Math.floor(n1 / 2);
-    // one 3-d view per half of ne1: [n0, len, m]
-    const half = (start: number, len: number) =>
-      this.#wrap(b.ggml_view_3d(this.#ptr, ptrOf(a), n0, len, m, n0 * 4, n0 * n1 * 4, start * n0 * 4));
-    // 2-d: [len, 1, n0] so that concat's threads split over n0 rows; else [len, n0, m]
-    const axes: [number, number, number, number] = m === 1 ? [2, 0, 1, 3] : [1, 0, 2, 3];
-    const p1 = this.permute(half(0, h), axes);
-    const p2 = this.permute(half(h, n1 - h), axes);
-    const cat = this.#wrap(b.ggml_concat(this.#ptr, ptrOf(p1), ptrOf(p2), 0));
-    return this.reshape(cat, [n1, n0, n2, n3]);
-  }
-
-  /**
-   * A GEMM operand made from f32 `a`: converted to `type`, transposed first when `transpose`, and ne0
-   * zero-padded to a multiple of `multiple` (exact for a reduction: the padding adds zeros). One pass
-   * with steerlm's kernels; transpose, pad and cast as separate ggml ops without them (same values).
-   * Made once per graph for each (tensor, form): q, k and v read the same input.
-   */
-  operand(a: Tensor, type: "f32" | "bf16", transpose: boolean, multiple = 1): Tensor {
-    if (a.type !== "f32") fail("operand", `f32 input required, got ${a.type}`);
-    const key = `${type}/${transpose}/${multiple}`;
-    let forms = this.#operands.get(a);
-    const made = forms?.get(key);
-    if (made) return made;
-    const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
-    const padded = Math.ceil(n0 / multiple) * multiple;
-    const k = this.options.plainOps ? null : loadKernels();
-    let t: Tensor;
-    if (k) t = this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
-    else {
-      t = transpose ? this.transposed(a) : a;
-      if (padded > n0) t = this.padDim0(t.contiguous ? t : this.cont(t), padded - n0);
-      t = type === "f32" ? (t.contiguous ? t : this.cont(t)) : this.cast(t, type);
-    }
-    if (!forms) {
-      forms = new Map();
-      this.#operands.set(a, forms);
-    }
-    forms.set(key, t);
-    return t;
-  }
-  readonly #operands = new WeakMap<Tensor, Map<string, Tensor>>();
-
-  // ---- explicit backward ops ----
+export class Context extends ForwardContext {
   /** a += b in place (a keeps its memory: used for static gradient accumulators). */
   addInplace(a: Tensor, b: Tensor): Tensor {
     if (!sameShape(a, b)) fail("add_inplace", `shapes differ: ${a.shapeText} vs ${b.shapeText}`);
-    return this.#wrap(this.#n.base.ggml_add_inplace(this.#ptr, ptrOf(a), ptrOf(b)));
+    return this.op((ggml, ctx) => ggml.ggml_add_inplace(ctx, ptrOf(a), ptrOf(b)));
   }
   scaleInplace(a: Tensor, s: number): Tensor {
-    return this.#wrap(this.#n.base.ggml_scale_inplace(this.#ptr, ptrOf(a), s));
+    return this.op((ggml, ctx) => ggml.ggml_scale_inplace(ctx, ptrOf(a), s));
   }
   /** d(rms_norm(x))/dx applied to dy. */
   rmsNormBack(dy: Tensor, x: Tensor, eps: number): Tensor {
     if (!sameShape(dy, x)) fail("rms_norm_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
-    return this.#wrap(this.#n.base.ggml_rms_norm_back(this.#ptr, ptrOf(dy), ptrOf(x), eps));
+    return this.op((ggml, ctx) => ggml.ggml_rms_norm_back(ctx, ptrOf(dy), ptrOf(x), eps));
   }
   ropeBack(dy: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {
     if (positions.type !== "i32" || positions.nelements !== dy.ne[2]) {
       fail("rope_ext_back", `positions ${positions.shapeText} must be i32 of length ne2 of ${dy.shapeText}`);
     }
-    return this.#rope("ggml_rope_ext_back", dy, positions, nDims, mode, base);
+    return this.ropeOp("ggml_rope_ext_back", dy, positions, nDims, mode, base);
   }
   /** Gradient of soft_max_ext's input (scale included) from dy and the softmax output y. */
   softMaxBack(dy: Tensor, y: Tensor, scale: number): Tensor {
     if (!sameShape(dy, y)) fail("soft_max_ext_back", `shapes differ: ${dy.shapeText} vs ${y.shapeText}`);
-    return this.#wrap(this.#n.base.ggml_soft_max_ext_back(this.#ptr, ptrOf(dy), ptrOf(y), scale, 0));
+    return this.op((ggml, ctx) => ggml.ggml_soft_max_ext_back(ctx, ptrOf(dy), ptrOf(y), scale, 0));
   }
-  /** silu'(x) ⊙ dy. */
   /**
    * The gradients of swigluSplit(g, u) = silu(g) ⊙ u from da: [dg, du]. steerlm's kernel computes both in
    * one pass into one [n, 2] tensor (two views of it); else ggml's mul, silu_back, silu and mul.
@@ -440,13 +47,14 @@ export class Context implements Disposable {
     const fits = [da, g, u].every((t) => t.type === "f32" && t.contiguous);
     if (!k?.swigluBack || !fits) return [this.siluBack(this.mul(da, u), g), this.mul(da, this.silu(g))];
     const n = g.nelements;
-    const both = this.#custom("f32", [n, 2, 1, 1], [da, g, u], k.swigluBack);
+    const both = this.custom("f32", [n, 2, 1, 1], [da, g, u], k.swigluBack);
     const half = (i: number) => this.reshape(this.range(both, [n], i * n), g.ne as Shape4);
     return [half(0), half(1)];
   }
+  /** silu'(x) ⊙ dy. */
   siluBack(dy: Tensor, x: Tensor): Tensor {
     if (!sameShape(dy, x)) fail("silu_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
-    return this.#wrap(this.#n.base.ggml_silu_back(this.#ptr, ptrOf(dy), ptrOf(x)));
+    return this.op((ggml, ctx) => ggml.ggml_silu_back(ctx, ptrOf(dy), ptrOf(x)));
   }
   /** Scatter-add of row gradients dy [E, n] into a zero tensor shaped like `like` [E, R]. */
   getRowsBack(dy: Tensor, idx: Tensor, like: Tensor): Tensor {
@@ -463,7 +71,7 @@ export class Context implements Disposable {
         `dy ${dy.shapeText}, indices ${idx.shapeText}, data ${like.shapeText} do not fit`,
       );
     }
-    return this.#wrap(this.#n.base.ggml_get_rows_back(this.#ptr, ptrOf(dy), ptrOf(idx), ptrOf(like)));
+    return this.op((ggml, ctx) => ggml.ggml_get_rows_back(ctx, ptrOf(dy), ptrOf(idx), ptrOf(like)));
   }
   /**
    * The masked cross-entropy's gradient from its softmax: sm [V, N] ⊙ w [1, N], minus w[n] at column n's
@@ -479,7 +87,7 @@ export class Context implements Disposable {
     if (flatIdx.type !== "i32" || flatIdx.nelements !== N)
       fail("cross_entropy_back", `targets ${flatIdx.shapeText} must be i32 [${N}]`);
     const k = this.options.plainOps ? null : loadKernels();
-    if (k?.crossEntropyBack) return this.#custom("f32", [V, N, 1, 1], [sm, w, flatIdx], k.crossEntropyBack);
+    if (k?.crossEntropyBack) return this.custom("f32", [V, N, 1, 1], [sm, w, flatIdx], k.crossEntropyBack);
     const onehot = this.reshape(this.getRowsBack(w, flatIdx, this.reshape(sm, [1, V * N])), [V, N]);
     return this.sub(this.mul(sm, w), onehot);
   }
@@ -489,16 +97,15 @@ export class Context implements Disposable {
       if (a.ne[i]! % like.ne[i]! !== 0)
         fail("repeat_back", `cannot reduce ${a.shapeText} to ${like.shapeText}`);
     }
-    return this.#wrap(this.#n.base.ggml_repeat_back(this.#ptr, ptrOf(a), ptrOf(like)));
+    return this.op((ggml, ctx) => ggml.ggml_repeat_back(ctx, ptrOf(a), ptrOf(like)));
   }
 
   // ---- optimiser ----
-  /** In-place AdamW on `w`; `params` holds [alpha, beta1, beta2, eps, wd, 1/(1-beta1^t), 1/(1-beta2^t)]. */
   /** Σ a² as f32 [1]: steerlm's kernel (one read, summed in double), else ggml's sum of sqr. */
   sumSquares(a: Tensor): Tensor {
     const k = this.options.plainOps ? null : loadKernels();
     if (k?.sumSquares && a.type === "f32" && a.contiguous)
-      return this.#custom("f32", [1, 1, 1, 1], [a], k.sumSquares, 1);
+      return this.custom("f32", [1, 1, 1, 1], [a], k.sumSquares, 1);
     return this.sum(this.sqr(a));
   }
   /**
@@ -523,14 +130,15 @@ export class Context implements Disposable {
       scale.type === "f32"
     ) {
       checkAdamw(w, acc, m, v, params);
-      return [this.#custom("f32", [1, 1, 1, 1], [w, acc, m, v, params, scale], k.adamw)];
+      return [this.custom("f32", [1, 1, 1, 1], [w, acc, m, v, params, scale], k.adamw)];
     }
     return [this.adamwStep(w, this.mul(acc, scale), m, v, params), this.scaleInplace(acc, 0)];
   }
+  /** In-place AdamW on `w`; `params` holds [alpha, beta1, beta2, eps, wd, 1/(1-beta1^t), 1/(1-beta2^t)]. */
   adamwStep(w: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor): Tensor {
     checkAdamw(w, grad, m, v, params);
-    return this.#wrap(
-      this.#n.base.ggml_opt_step_adamw(this.#ptr, ptrOf(w), ptrOf(grad), ptrOf(m), ptrOf(v), ptrOf(params)),
+    return this.op((ggml, ctx) =>
+      ggml.ggml_opt_step_adamw(ctx, ptrOf(w), ptrOf(grad), ptrOf(m), ptrOf(v), ptrOf(params)),
     );
   }
 }

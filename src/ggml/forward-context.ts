@@ -1,0 +1,417 @@
+import { type CtxPtr, type KernelFn, type TensorPtr, tensorLayout } from "./ffi.js";
+import { gemmKernel, isTransposedView, readsTransposed } from "./gemm-choice.js";
+import { adoptTensor, contexts, ptrOf } from "./handles.js";
+import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
+import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
+import { fail, GgmlShapeError, sameShape } from "./shape-error.js";
+import { blockBytes, type DType, type Shape4, Tensor } from "./tensor.js";
+
+/** How RoPE rotates: "normal" adjacent pairs (2i, 2i+1), "neox" halves (i, i+d/2). */
+export type RopeMode = "normal" | "neox";
+
+/**
+ * A ggml context holding tensor metadata only (no_alloc): data lives in backend buffers that
+ * `allocTensors` / a graph allocator create. Each op method validates its operands against the
+ * assertions ggml makes, calls ggml, then reads the result's true shape back. This class has the ops a
+ * forward graph is built from; `Context` (context.ts) adds the backward and optimiser ops.
+ */
+export class ForwardContext implements Disposable {
+  readonly #n: NativeGgml;
+  #count = 0;
+  readonly tensors: Tensor[] = [];
+
+  /**
+   * `plainOps`: only ggml's own ops, for a graph that ggml's autograd differentiates (it cannot see
+   * through steerlm's custom kernels) or that a non-CPU backend runs (the kernels are CPU code).
+   */
+  constructor(
+    readonly maxTensors: number,
+    graphSize = 0,
+    readonly options: { plainOps?: boolean } = {},
+  ) {
+    this.#n = loadNative();
+    const b = this.#n.base;
+    const mem =
+      Number(b.ggml_tensor_overhead()) * (maxTensors + 16) +
+      (graphSize > 0 ? Number(b.ggml_graph_overhead_custom(graphSize, true)) + 4096 : 0);
+    const ptr = b.ggml_init({ mem_size: mem, mem_buffer: null, no_alloc: true });
+    if (!ptr) throw new Error("ggml_init failed");
+    contexts.adopt(this, { ptr, wrap: (p, name) => this.#wrap(p, name) });
+  }
+
+  get #ptr(): CtxPtr {
+    return contexts.get(this).ptr;
+  }
+
+  /** Frees the context's memory, with every tensor and graph made in it. A second call does nothing. */
+  free(): void {
+    const native = contexts.release(this);
+    if (native) this.#n.base.ggml_free(native.ptr);
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
+  /** A node made by one ggml call on this context's memory (for the ops of `Context`, a subclass). */
+  protected op(make: (ggml: NativeGgml["base"], ctx: CtxPtr) => TensorPtr | null): Tensor {
+    return this.#wrap(make(this.#n.base, this.#ptr));
+  }
+
+  /** Wraps a native tensor returned by ggml, reading its real shape and strides. */
+  #wrap(p: TensorPtr | null, name = ""): Tensor {
+    if (!p) throw new Error("ggml returned a null tensor");
+    if (++this.#count > this.maxTensors) {
+      throw new GgmlShapeError(`ggml context full: more than ${this.maxTensors} tensors`);
+    }
+    const { type, ne, nb } = tensorLayout(p);
+    const t = new Tensor(ne, nb, dtypeFromCode(type), name);
+    adoptTensor(t, this, p);
+    if (name) this.#n.base.ggml_set_name(p, name.slice(0, 63));
+    return t;
+  }
+
+  newTensor(type: DType, ne: readonly number[], name = ""): Tensor {
+    if (ne.length < 1 || ne.length > 4 || ne.some((d) => !Number.isInteger(d) || d <= 0)) {
+      fail("new_tensor", `bad shape [${ne.join(",")}] for ${name || "tensor"}`);
+    }
+    const [a = 1, b = 1, c = 1, d = 1] = ne;
+    const t = this.#wrap(this.#n.base.ggml_new_tensor_4d(this.#ptr, dtypeCode(type), a, b, c, d), name);
+    this.tensors.push(t);
+    return t;
+  }
+
+  setParam(t: Tensor): void {
+    this.#n.base.ggml_set_param(ptrOf(t));
+  }
+  setInput(t: Tensor): void {
+    this.#n.base.ggml_set_input(ptrOf(t));
+  }
+  setOutput(t: Tensor): void {
+    this.#n.base.ggml_set_output(ptrOf(t));
+  }
+  setLoss(t: Tensor): void {
+    if (t.nelements !== 1 || t.type !== "f32")
+      fail("set_loss", `loss must be an f32 scalar, got ${t.shapeText}`);
+    this.#n.base.ggml_set_loss(ptrOf(t));
+  }
+
+  // ---- element-wise ----
+  #binary(op: "ggml_add" | "ggml_sub" | "ggml_mul" | "ggml_div", a: Tensor, b: Tensor): Tensor {
+    if (a.type !== "f32" || b.type !== "f32") fail(op, `f32 operands required, got ${a.type} and ${b.type}`);
+    for (let i = 0; i < 4; i++) {
+      if (a.ne[i]! % b.ne[i]! !== 0) {
+        fail(op, `cannot broadcast ${b.shapeText} to ${a.shapeText}`);
+      }
+    }
+    return this.#wrap(this.#n.base[op](this.#ptr, ptrOf(a), ptrOf(b)));
+  }
+  add(a: Tensor, b: Tensor): Tensor {
+    return this.#binary("ggml_add", a, b);
+  }
+  sub(a: Tensor, b: Tensor): Tensor {
+    return this.#binary("ggml_sub", a, b);
+  }
+  /**
+   * a·b, b broadcast over a. A single value is tiled to one row of a first: ggml broadcasts it with one call
+   * of its vector loop per element (6.8M calls for m10's gradients), a row with one per row (same products).
+   */
+  mul(a: Tensor, b: Tensor): Tensor {
+    const ne0 = a.ne[0] as number;
+    if (b.nelements !== 1 || ne0 === 1) return this.#binary("ggml_mul", a, b);
+    let rows = this.#rows.get(b);
+    if (!rows) {
+      rows = new Map();
+      this.#rows.set(b, rows);
+    }
+    let row = rows.get(ne0);
+    if (!row) {
+      row = this.repeat(b, this.newTensor(b.type, [ne0]));
+      rows.set(ne0, row);
+    }
+    return this.#binary("ggml_mul", a, row);
+  }
+  readonly #rows = new WeakMap<Tensor, Map<number, Tensor>>();
+  div(a: Tensor, b: Tensor): Tensor {
+    return this.#binary("ggml_div", a, b);
+  }
+  scale(a: Tensor, s: number): Tensor {
+    return this.#wrap(this.#n.base.ggml_scale(this.#ptr, ptrOf(a), s));
+  }
+  /** s·a + b */
+  scaleBias(a: Tensor, s: number, b: number): Tensor {
+    return this.#wrap(this.#n.base.ggml_scale_bias(this.#ptr, ptrOf(a), s, b));
+  }
+  sqr(a: Tensor): Tensor {
+    return this.#wrap(this.#n.base.ggml_sqr(this.#ptr, ptrOf(a)));
+  }
+  sqrt(a: Tensor): Tensor {
+    return this.#wrap(this.#n.base.ggml_sqrt(this.#ptr, ptrOf(a)));
+  }
+  log(a: Tensor): Tensor {
+    return this.#wrap(this.#n.base.ggml_log(this.#ptr, ptrOf(a)));
+  }
+  /** Sum of all elements: a scalar. */
+  sum(a: Tensor): Tensor {
+    return this.#wrap(this.#n.base.ggml_sum(this.#ptr, ptrOf(a)));
+  }
+  /** No backward: only for optimiser bookkeeping. */
+  clamp(a: Tensor, min: number, max: number): Tensor {
+    return this.#wrap(this.#n.base.ggml_clamp(this.#ptr, ptrOf(a), min, max));
+  }
+  silu(a: Tensor): Tensor {
+    return this.#wrap(this.#n.base.ggml_silu(this.#ptr, ptrOf(a)));
+  }
+  /** silu(gate) ⊙ up; the split form is the one with a backward pass. */
+  swigluSplit(gate: Tensor, up: Tensor): Tensor {
+    if (!sameShape(gate, up)) fail("swiglu_split", `shapes differ: ${gate.shapeText} vs ${up.shapeText}`);
+    if (!gate.contiguous || !up.contiguous) fail("swiglu_split", "operands must be contiguous");
+    return this.#wrap(this.#n.base.ggml_swiglu_split(this.#ptr, ptrOf(gate), ptrOf(up)));
+  }
+  /** Tiles `a` to the shape of `like`. */
+  repeat(a: Tensor, like: Tensor): Tensor {
+    for (let i = 0; i < 4; i++) {
+      if (like.ne[i]! % a.ne[i]! !== 0) {
+        fail("repeat", `cannot repeat ${a.shapeText} to ${like.shapeText}`);
+      }
+    }
+    return this.#wrap(this.#n.base.ggml_repeat(this.#ptr, ptrOf(a), ptrOf(like)));
+  }
+
+  // ---- linear algebra ----
+  /**
+   * ggml_mul_mat(a, b) = b·aᵀ: a [K, M, ...], b [K, N, ...] → [M, N, ...]; b's dims 2,3 may broadcast a's.
+   * `a` may be a transposed view (`transpose(w)`, M contiguous): steerlm's GEMM packs it from w's rows
+   * where `Context.readsTransposed` says so; otherwise it is materialised first, every time.
+   */
+  mulMat(a: Tensor, b: Tensor): Tensor {
+    if (a.ne[0] !== b.ne[0]) fail("mul_mat", `inner dims differ: a ${a.shapeText} vs b ${b.shapeText}`);
+    if (b.ne[2]! % a.ne[2]! !== 0 || b.ne[3]! % a.ne[3]! !== 0) {
+      fail("mul_mat", `cannot broadcast a ${a.shapeText} over b ${b.shapeText}`);
+    }
+    const fn = this.options.plainOps ? null : gemmKernel(a, b);
+    if (fn) return this.custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
+    if (isTransposedView(a))
+      return this.mulMat(a.type === "f32" ? this.transposed(this.transpose(a)) : this.cont(a), b);
+    return this.#wrap(this.#n.base.ggml_mul_mat(this.#ptr, ptrOf(a), ptrOf(b)));
+  }
+
+  /**
+   * Whether mulMat reads `transpose(w)` of a `type` matrix in place against a `bType` operand (steerlm's
+   * GEMM, f32/f16/bf16 with f32, bf16 with bf16): where not, a frozen weight's transpose is better made once.
+   */
+  static readsTransposed(type: DType, bType: "f32" | "bf16", plainOps = false): boolean {
+    return !plainOps && readsTransposed(type, bType);
+  }
+
+  rmsNorm(a: Tensor, eps: number): Tensor {
+    if (a.type !== "f32") fail("rms_norm", "f32 input required");
+    return this.#wrap(this.#n.base.ggml_rms_norm(this.#ptr, ptrOf(a), eps));
+  }
+  /** Rows of `a` [E, R, ...] picked by i32 `idx` [n, ne2(a)] → [E, n, ...]. */
+  getRows(a: Tensor, idx: Tensor): Tensor {
+    if (idx.type !== "i32") fail("get_rows", "indices must be i32");
+    if (a.ne[2] !== idx.ne[1] || a.ne[3] !== idx.ne[2] || idx.ne[3] !== 1) {
+      fail("get_rows", `index shape ${idx.shapeText} does not fit data ${a.shapeText}`);
+    }
+    return this.#wrap(this.#n.base.ggml_get_rows(this.#ptr, ptrOf(a), ptrOf(idx)));
+  }
+  /** softmax(a·scale + mask) over ne0; mask [ne0, ≥ne1, ne2|1, ne3|1]. */
+  softMaxExt(a: Tensor, mask: Tensor | null, scale: number): Tensor {
+    if (!a.contiguous) fail("soft_max_ext", "input must be contiguous");
+    if (mask) {
+      if (mask.type !== "f32" || !mask.contiguous) fail("soft_max_ext", "mask must be contiguous f32");
+      if (
+        mask.ne[0] !== a.ne[0] ||
+        mask.ne[1]! < a.ne[1]! ||
+        a.ne[2]! % mask.ne[2]! !== 0 ||
+        a.ne[3]! % mask.ne[3]! !== 0
+      ) {
+        fail("soft_max_ext", `mask ${mask.shapeText} does not fit scores ${a.shapeText}`);
+      }
+    }
+    return this.#wrap(
+      this.#n.base.ggml_soft_max_ext(this.#ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0),
+    );
+  }
+  /** RoPE over a [headDim, heads, tokens]; positions i32 [tokens]. */
+  rope(a: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {
+    if (positions.type !== "i32" || positions.ne[0] !== a.ne[2] || positions.nelements !== a.ne[2]) {
+      fail("rope_ext", `positions ${positions.shapeText} must be i32 of length ne2 of ${a.shapeText}`);
+    }
+    if (nDims % 2 !== 0 || nDims > a.ne[0]) fail("rope_ext", `bad rotary dims ${nDims} for ${a.shapeText}`);
+    return this.ropeOp("ggml_rope_ext", a, positions, nDims, mode, base);
+  }
+  /**
+   * ggml_rope_ext and its backward share one signature. No frequency factors (null), no context
+   * extension: n_ctx_orig 0, freq_scale 1, ext_factor 0, attn_factor 1, beta_fast/slow 0.
+   */
+  protected ropeOp(
+    fn: "ggml_rope_ext" | "ggml_rope_ext_back",
+    a: Tensor,
+    positions: Tensor,
+    nDims: number,
+    mode: RopeMode,
+    base: number,
+  ): Tensor {
+    return this.#wrap(
+      this.#n.base[fn](
+        this.#ptr,
+        ptrOf(a),
+        ptrOf(positions),
+        null,
+        nDims,
+        GGML_ROPE_TYPE[mode],
+        0,
+        base,
+        1,
+        0,
+        1,
+        0,
+        0,
+      ),
+    );
+  }
+
+  // ---- layout ----
+  reshape(a: Tensor, ne: readonly number[]): Tensor {
+    const [n0, n1 = 1, n2 = 1, n3 = 1] = ne;
+    if (!a.contiguous) fail("reshape", `input ${a.shapeText} is not contiguous (use cont first)`);
+    if (n0 === undefined || n0 * n1 * n2 * n3 !== a.nelements) {
+      fail("reshape", `cannot reshape ${a.shapeText} to [${ne.join(",")}]`);
+    }
+    return this.#wrap(this.#n.base.ggml_reshape_4d(this.#ptr, ptrOf(a), n0, n1, n2, n3));
+  }
+  /** ggml semantics: source axis i moves to position axes[i]. */
+  permute(a: Tensor, axes: readonly [number, number, number, number]): Tensor {
+    if ([...axes].sort().join() !== "0,1,2,3") fail("permute", `not a permutation: ${axes.join(",")}`);
+    return this.#wrap(this.#n.base.ggml_permute(this.#ptr, ptrOf(a), ...axes));
+  }
+  cont(a: Tensor): Tensor {
+    return this.#wrap(this.#n.base.ggml_cont(this.#ptr, ptrOf(a)));
+  }
+
+  /** a (f32) with `p0` zeros appended along ne0. */
+  padDim0(a: Tensor, p0: number): Tensor {
+    if (a.type !== "f32") fail("pad", `f32 required, got ${a.type}`);
+    return this.#wrap(this.#n.base.ggml_pad(this.#ptr, ptrOf(a), p0, 0, 0, 0));
+  }
+
+  /**
+   * A view of `ne` (1–2 dims) starting `offset` elements into contiguous `a`: a run of whole columns,
+   * e.g. positions [s, s+n) of a [D, N] activation. It shares a's memory (no copy).
+   */
+  range(a: Tensor, ne: readonly [number, number?], offset: number): Tensor {
+    const [n0, n1 = 1] = ne;
+    if (!a.contiguous || a.type === "q8_0")
+      fail("view", `input ${a.shapeText} must be contiguous, unquantised`);
+    if (offset < 0 || offset + n0 * n1 > a.nelements) {
+      fail("view", `[${ne.join(",")}] at ${offset} does not fit in ${a.shapeText}`);
+    }
+    const es = blockBytes(a.type);
+    return this.#wrap(
+      this.#n.base.ggml_view_3d(this.#ptr, ptrOf(a), n0, n1, 1, n0 * es, n0 * n1 * es, offset * es),
+    );
+  }
+  /** a and b joined along `dim` (their other dims must agree). */
+  concat(a: Tensor, b: Tensor, dim: number): Tensor {
+    if (a.type !== b.type || a.ne.some((d, i) => i !== dim && d !== b.ne[i])) {
+      fail("concat", `cannot join ${b.shapeText} to ${a.shapeText} along ${dim}`);
+    }
+    return this.#wrap(this.#n.base.ggml_concat(this.#ptr, ptrOf(a), ptrOf(b), dim));
+  }
+
+  /** a converted to `type` (any layout in, contiguous out). */
+  cast(a: Tensor, type: DType): Tensor {
+    return this.#wrap(this.#n.base.ggml_cast(this.#ptr, ptrOf(a), dtypeCode(type)));
+  }
+
+  /** Copies a (any layout) into dst (same element count); returns dst's view. */
+  copy(a: Tensor, dst: Tensor): Tensor {
+    if (a.nelements !== dst.nelements) fail("cpy", `cannot copy ${a.shapeText} into ${dst.shapeText}`);
+    return this.#wrap(this.#n.base.ggml_cpy(this.#ptr, ptrOf(a), ptrOf(dst)));
+  }
+
+  /** Transposed view (swaps ne0 and ne1); mul_mat needs `cont` of it as its first operand. */
+  transpose(a: Tensor): Tensor {
+    return this.#wrap(this.#n.base.ggml_transpose(this.#ptr, ptrOf(a)));
+  }
+  /**
+   * steerlm's fused copy kernel (native/relayout.c): `a` (f32, any strides) written contiguously as
+   * `type`, ne0 zero-padded to `ne0`. Only called when the kernels are loaded.
+   */
+  #relayout(a: Tensor, type: "f32" | "bf16", ne0: number, fn: KernelFn): Tensor {
+    const [, n1, n2, n3] = a.ne;
+    return this.custom(type, [ne0, n1, n2, n3], [a], fn);
+  }
+
+  /** A ggml_custom_4d node running steerlm kernel `fn` on all threads (or `tasks`); srcs become dst->src[]. */
+  protected custom(
+    type: DType,
+    ne: Shape4,
+    srcs: readonly Tensor[],
+    fn: KernelFn,
+    tasks = GGML_N_TASKS_MAX,
+  ): Tensor {
+    const [n0, n1, n2, n3] = ne;
+    const args = srcs.map(ptrOf);
+    const f = this.#n.base.ggml_custom_4d;
+    return this.#wrap(f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, tasks, null));
+  }
+
+  /**
+   * A materialised transpose of an f32 tensor: [n0, n1, …] → [n1, n0, …]. With steerlm's kernels, one
+   * cache-blocked pass. Without them: ggml's same-type copy (cont → dup_bytes) calls memcpy once per
+   * 4-byte element of a strided source, so a contiguous input is transposed as the concat of two
+   * transposed halves (concat reads any strides in a plain loop). Exact either way: values only move.
+   */
+  transposed(a: Tensor): Tensor {
+    const [n0, n1, n2, n3] = a.ne;
+    const k = this.options.plainOps ? null : loadKernels();
+    if (k && a.type === "f32") return this.#relayout(this.transpose(a), "f32", n1, k.relayout);
+    if (a.type !== "f32" || !a.contiguous || n1 < 2) return this.cont(this.transpose(a));
+    const b = this.#n.base;
+    const m = n2 * n3;
+    const h = Math.floor(n1 / 2);
+    // one 3-d view per half of ne1: [n0, len, m]
+    const half = (start: number, len: number) =>
+      this.#wrap(b.ggml_view_3d(this.#ptr, ptrOf(a), n0, len, m, n0 * 4, n0 * n1 * 4, start * n0 * 4));
+    // 2-d: [len, 1, n0] so that concat's threads split over n0 rows; else [len, n0, m]
+    const axes: [number, number, number, number] = m === 1 ? [2, 0, 1, 3] : [1, 0, 2, 3];
+    const p1 = this.permute(half(0, h), axes);
+    const p2 = this.permute(half(h, n1 - h), axes);
+    const cat = this.#wrap(b.ggml_concat(this.#ptr, ptrOf(p1), ptrOf(p2), 0));
+    return this.reshape(cat, [n1, n0, n2, n3]);
+  }
+
+  /**
+   * A GEMM operand made from f32 `a`: converted to `type`, transposed first when `transpose`, and ne0
+   * zero-padded to a multiple of `multiple` (exact for a reduction: the padding adds zeros). One pass
+   * with steerlm's kernels; transpose, pad and cast as separate ggml ops without them (same values).
+   * Made once per graph for each (tensor, form): q, k and v read the same input.
+   */
+  operand(a: Tensor, type: "f32" | "bf16", transpose: boolean, multiple = 1): Tensor {
+    if (a.type !== "f32") fail("operand", `f32 input required, got ${a.type}`);
+    const key = `${type}/${transpose}/${multiple}`;
+    let forms = this.#operands.get(a);
+    const made = forms?.get(key);
+    if (made) return made;
+    const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
+    const padded = Math.ceil(n0 / multiple) * multiple;
+    const k = this.options.plainOps ? null : loadKernels();
+    let t: Tensor;
+    if (k) t = this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
+    else {
+      t = transpose ? this.transposed(a) : a;
+      if (padded > n0) t = this.padDim0(t.contiguous ? t : this.cont(t), padded - n0);
+      t = type === "f32" ? (t.contiguous ? t : this.cont(t)) : this.cast(t, type);
+    }
+    if (!forms) {
+      forms = new Map();
+      this.#operands.set(a, forms);
+    }
+    forms.set(key, t);
+    return t;
+  }
+  readonly #operands = new WeakMap<Tensor, Map<string, Tensor>>();
+}
