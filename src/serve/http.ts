@@ -132,9 +132,11 @@ export function sendJson(res: ServerResponse, status: number, value: unknown): v
 
 /**
  * Server-sent events as OpenAI streams them: `data: <json>\n\n`, ending in `data: [DONE]`. Events go out
- * corked until the next turn of the event loop: a token's write (a syscall) then runs while the next token
- * is computed on llama.cpp's thread, not before it is asked for. Ending the response flushes everything,
- * in order, an error event written by sendError included.
+ * corked until the second turn of the event loop: a token's write (a syscall) then runs while the next token
+ * is computed on llama.cpp's thread, not before it is asked for. node-llama-cpp hands the next decode to its
+ * thread in a setImmediate of its own, queued after the token's event (its "nextCycle" batching), so the
+ * uncork waits one turn more. Ending the response flushes everything, in order, an error event written by
+ * sendError included.
  */
 export class SseWriter {
   private corked = false;
@@ -157,10 +159,12 @@ export class SseWriter {
     if (!this.corked) {
       this.corked = true;
       this.res.cork();
-      setImmediate(() => {
-        this.corked = false;
-        this.res.uncork();
-      });
+      setImmediate(() =>
+        setImmediate(() => {
+          this.corked = false;
+          this.res.uncork();
+        }),
+      );
     }
     this.res.write(`data: ${JSON.stringify(value)}\n\n`);
   }
