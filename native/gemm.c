@@ -10,6 +10,7 @@
  * a may also be a transposed view (M contiguous, K strided: Wᵀ of a weight W for the backward pass's
  * d x = Wᵀ·d y), packed straight from W: a row of W holds 32 consecutive words of a panel, so no
  * transposed copy of W is kept or made (f32, f16 and bf16; Q8_0 blocks run along K and cannot).
+ * b may likewise be an f32 transposed view (N contiguous): its packed block is then a copy of 12 floats a word.
  * A reduction longer than KC words (a large vocabulary's d h = Eᵀ·d z) runs in blocks of KC, the later
  * ones accumulating onto the output, so that packed scratch stays a few MB whatever K is.
  */
@@ -82,6 +83,17 @@ __attribute__((target("avx512f"))) static void pack_b(const char *b, size_t ldb,
     }
 }
 
+/* pack columns [n0, n0 + cols) of a transposed b (N contiguous: element (n, k) at b + k*ldk + n*4), words
+   [k0, k0 + kc): word kp of the block is a run of `cols` floats of row k0 + kp (0 past cols), so nothing is
+   transposed (the backward's dW = xᵀ·dy and attention's products with Pᵀ read their b so) */
+__attribute__((target("avx512f"))) static void pack_bt(const char *b, size_t ldk, int64_t n0, int64_t cols, int64_t k0,
+                                                     int64_t kc, uint32_t *bp) {
+    const __mmask16 live = (__mmask16)((1u << cols) - 1); /* cols <= NR */
+    const char *row = b + (size_t)k0 * ldk + (size_t)n0 * 4;
+    for (int64_t kp = 0; kp < kc; kp++)
+        _mm512_mask_storeu_ps(bp + kp * NR, (1u << NR) - 1, _mm512_maskz_loadu_ps(live, (const float *)(row + (size_t)kp * ldk)));
+}
+
 /* How a transposed a's words are made from its M-contiguous rows (a row of W is a row of words of Wᵀ). */
 enum at_kind { AT_F32, AT_BF16_PAIRS, AT_BF16, AT_F16 };
 
@@ -130,9 +142,10 @@ __attribute__((target("avx512f,avx512bw,f16c"))) static void pack_at(const char 
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micro_bf16(const uint32_t *ap,
                                                                                   const uint32_t *bp,
-                                                                                  int64_t k2, float *out,
-                                                                                  size_t ldo, int64_t rows,
-                                                                                  int64_t cols, int acc) {
+                                                                                  int64_t bs, int64_t k2,
+                                                                                  float *out, size_t ldo,
+                                                                                  int64_t rows, int64_t cols,
+                                                                                  int acc) {
     const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
     const __mmask16 k1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
     __m512 c0[NR], c1[NR];
@@ -143,7 +156,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micr
     for (int64_t kp = 0; kp < k2; kp++) {
         const __m512bh a0 = (__m512bh)_mm512_loadu_si512(ap + kp * MR);
         const __m512bh a1 = (__m512bh)_mm512_loadu_si512(ap + kp * MR + 16);
-        const uint32_t *bk = bp + kp * NR;
+        const uint32_t *bk = bp + kp * bs;
         for (int j = 0; j < NR; j++) {
             const __m512bh bj = (__m512bh)_mm512_set1_epi32((int)bk[j]);
             c0[j] = _mm512_dpbf16_ps(c0[j], a0, bj);
@@ -156,7 +169,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micr
     }
 }
 
-__attribute__((target("avx512f"))) static void micro_f32(const uint32_t *ap, const uint32_t *bp, int64_t k1,
+__attribute__((target("avx512f"))) static void micro_f32(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t k1,
                                                        float *out, size_t ldo, int64_t rows, int64_t cols, int acc) {
     const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
     const __mmask16 k1m = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
@@ -168,7 +181,7 @@ __attribute__((target("avx512f"))) static void micro_f32(const uint32_t *ap, con
     for (int64_t k = 0; k < k1; k++) {
         const __m512 a0 = _mm512_loadu_ps((const float *)(ap + k * MR));
         const __m512 a1 = _mm512_loadu_ps((const float *)(ap + k * MR + 16));
-        const float *bk = (const float *)(bp + k * NR);
+        const float *bk = (const float *)(bp + k * bs);
         for (int j = 0; j < NR; j++) {
             const __m512 bj = _mm512_set1_ps(bk[j]);
             c0[j] = _mm512_fmadd_ps(a0, bj, c0[j]);
@@ -181,9 +194,10 @@ __attribute__((target("avx512f"))) static void micro_f32(const uint32_t *ap, con
     }
 }
 
-/* acc: add to the output (a later block of K) instead of overwriting it */
-typedef void (*micro_fn)(const uint32_t *ap, const uint32_t *bp, int64_t kw, float *out, size_t ldo, int64_t rows,
-                         int64_t cols, int acc);
+/* bs: words from one k of b's block to the next (NR when packed); acc: add to the output (a later block of K)
+   instead of overwriting it */
+typedef void (*micro_fn)(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
+                         int64_t rows, int64_t cols, int acc);
 
 /* Scratch for the packed panels, in a pool of slots kept across calls: a call takes a free slot and gives
    it back. Thread-local buffers were kept by every thread that ever ran a GEMM (a step's graph runs on
@@ -254,6 +268,10 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     const struct tensor_abi *a = dst->src[0], *b = dst->src[1];
     const int64_t M = a->ne[1], N = b->ne[1], kw = g.kw;
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
+    const int bt = b->nb[0] > b->nb[1]; /* b a transposed view (f32 only: see gemm-choice.ts) */
+    /* where a is one panel, each block of b is used once: a transposed b's full blocks are read where they lie
+       (word k of a block is a run of 12 floats of row k), not copied first (attention's products with Pᵀ) */
+    const int direct = bt && M <= MR;
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
     const int64_t kblocks = (kw + KC - 1) / KC, kcw = kw < KC ? kw : KC;
     const int64_t mc = MC;
@@ -293,8 +311,14 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
         for (int64_t kb = 0; kb < kblocks; kb++) {
             const int64_t k0 = kb * KC, kc = kw - k0 < KC ? kw - k0 : KC;
-            for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR)
-                pack_b(bbase + k0 * 4, b->nb[1], n0, N - n0 < NR ? N - n0 : NR, kc, bp + (n0 - n_lo) * kc);
+            for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
+                const int64_t cols = N - n0 < NR ? N - n0 : NR;
+                if (direct && cols == NR) continue;
+                if (bt)
+                    pack_bt(bbase, b->nb[0], n0, cols, k0, kc, bp + (n0 - n_lo) * kc);
+                else
+                    pack_b(bbase + k0 * 4, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc);
+            }
             for (int64_t chunk = c_lo; chunk < c_hi; chunk++) {
                 const int64_t m0 = chunk * mc, rows = M - m0 < mc ? M - m0 : mc;
                 if (g.transposed)
@@ -306,8 +330,12 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                     pack_a(abase + k0 * 4, a->nb[1], m0, rows, kc, ap);
                 for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
                     const int64_t cols = N - n0 < NR ? N - n0 : NR;
+                    const int here = direct && cols == NR;
+                    const uint32_t *bb = here ? (const uint32_t *)(bbase + (size_t)k0 * b->nb[0] + (size_t)n0 * 4)
+                                              : bp + (n0 - n_lo) * kc;
+                    const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : NR;
                     for (int64_t p = 0; p * MR < rows; p++)
-                        g.micro(ap + (size_t)p * (size_t)kc * MR, bp + (n0 - n_lo) * kc, kc,
+                        g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
                                 obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo, rows - p * MR, cols, kb > 0);
                 }
             }

@@ -182,7 +182,8 @@ export class ForwardContext implements Disposable {
   /**
    * ggml_mul_mat(a, b) = b·aᵀ: a [K, M, ...], b [K, N, ...] → [M, N, ...]; b's dims 2,3 may broadcast a's.
    * `a` may be a transposed view (`transpose(w)`, M contiguous): steerlm's GEMM packs it from w's rows
-   * where `Context.readsTransposed` says so; otherwise it is materialised first, every time.
+   * where `Context.readsTransposed` says so; otherwise it is materialised first, every time. So may an f32
+   * `b` (N contiguous), which the f32-b GEMMs pack in place: the backward's xᵀ, dyᵀ and Pᵀ.
    */
   mulMat(a: Tensor, b: Tensor): Tensor {
     if (a.ne[0] !== b.ne[0]) fail("mul_mat", `inner dims differ: a ${a.shapeText} vs b ${b.shapeText}`);
@@ -191,6 +192,7 @@ export class ForwardContext implements Disposable {
     }
     const fn = this.options.plainOps ? null : gemmKernel(a, b);
     if (fn) return this.custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
+    if (isTransposedView(b)) return this.mulMat(a, this.transposed(this.transpose(b)));
     if (isTransposedView(a))
       return this.mulMat(a.type === "f32" ? this.transposed(this.transpose(a)) : this.cont(a), b);
     return this.#wrap(this.#n.base.ggml_mul_mat(this.#ptr, ptrOf(a), ptrOf(b)));

@@ -144,6 +144,8 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [32, 300, 1, 1], b: [32, 100, 1, 1] }, // three row chunks (the last partial), columns split too
     { a: [40, 37, 1, 1], b: [40, 29, 1, 1] }, // words per row not a multiple of 16 (f32 40, bf16 20): packed in blocks of 16, then a tail
     { a: [9632, 33, 1, 1], b: [9632, 5, 1, 1] }, // longer than a block of 4,096 words (bf16 4,816 pairs): the later blocks accumulate
+    { a: [128, 32, 2, 1], b: [128, 40, 4, 1] }, // one panel of a (attention's head size): a transposed b's full blocks read in place
+    { a: [5000, 32, 1, 1], b: [5000, 24, 1, 1] }, // ... and so in two blocks of K
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
@@ -192,16 +194,22 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
           setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
           const backend = new Backend(threads);
           // "transposed": a is `transpose(w)` of a w stored [M, K] (the backward's Wᵀ), which the kernels
-          // pack from w's rows and the fallback materialises; Q8_0 has no transposed form
+          // pack from w's rows and the fallback materialises; Q8_0 has no transposed form. "bᵀ": b is the
+          // transposed view of an f32 [N, K] (the backward's dyᵀ, attention's Pᵀ), which the f32-b kernels
+          // read in place and the fallback materialises
+          const layouts = kind === "q8_0" ? ["rows"] : ["rows", "transposed"];
           for (const { a: ane, b: bne } of shapes)
-            for (const layout of kind === "q8_0" ? ["rows"] : ["rows", "transposed"]) {
+            for (const layout of kind === "bf16"
+              ? layouts
+              : [...layouts, ...layouts.map((l) => `${l}, bᵀ`)]) {
               const type = kind === "bf16×f32" ? "bf16" : kind;
               if ((kind === "bf16" && ane[0] % 2) || (kind === "q8_0" && ane[0] % 32)) continue;
               const btype = kind === "bf16" ? "bf16" : "f32";
-              const t = layout === "transposed";
+              const t = layout.startsWith("transposed");
+              const bt = layout.endsWith("bᵀ");
               const s = new Context(4);
               const a = s.newTensor(type, t ? [ane[1], ane[0], ane[2], ane[3]] : ane, "a");
-              const b = s.newTensor(btype, bne, "b");
+              const b = s.newTensor(btype, bt ? [bne[1], bne[0], bne[2], bne[3]] : bne, "b");
               const buf = backend.allocTensors(s);
               const ad = input(
                 type,
@@ -215,9 +223,9 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
               );
               setData(a, ad.stored);
               setData(b, bd.stored);
-              const c = new Context(16, 16);
-              const out = c.mulMat(t ? c.transpose(a) : a, b);
-              const alloc = computeOnce(backend, c, 16, out);
+              const c = new Context(32, 32);
+              const out = c.mulMat(t ? c.transpose(a) : a, bt ? c.transpose(b) : b);
+              const alloc = computeOnce(backend, c, 32, out);
               const [K, M, A2] = ane;
               const [, N, B2, B3] = bne;
               expect(out.ne).toEqual([M, N, B2, B3]);
@@ -229,11 +237,13 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
                   for (let n = 0; n < N; n++)
                     for (let m = 0; m < M; m++) {
                       const batch = (i3 * A2 + Math.floor(i2 / (B2 / A2))) * M * K;
-                      const bo = ((i3 * B2 + i2) * N + n) * K;
+                      const bo = (i3 * B2 + i2) * N * K;
                       let sum = 0;
                       let mag = 0;
                       for (let k = 0; k < K; k++) {
-                        const p = ad.values[batch + (t ? k * M + m : m * K + k)]! * bd.values[bo + k]!;
+                        const p =
+                          ad.values[batch + (t ? k * M + m : m * K + k)]! *
+                          bd.values[bo + (bt ? k * N + n : n * K + k)]!;
                         sum += p;
                         mag += Math.abs(p);
                       }

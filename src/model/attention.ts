@@ -114,9 +114,9 @@ function attentionCore(
       const dp = c.mulMat(v4 as Tensor, do4); // [T_k, T_q, H, B]
       const ds = c.softMaxBack(dp, pp, scale); // [T_k, T_q, H, B]
       return {
-        dv4: c.mulMat(c.transpose(do4), c.transposed(pp)), // [HD, T_k, H, B]
+        dv4: c.mulMat(c.transpose(do4), c.transpose(pp)), // [HD, T_k, H, B]
         dq4: c.mulMat(c.transpose(k4), ds), // [HD, T_q, H, B]
-        dk4: c.mulMat(c.transpose(q4), c.transposed(ds)), // [HD, T_k, H, B]
+        dk4: c.mulMat(c.transpose(q4), c.transpose(ds)), // [HD, T_k, H, B]
       };
     };
   }

@@ -66,14 +66,12 @@ export function linear(
     tape.record(() => {
       const dy = tape.grad(y);
       if (!dy) return;
-      let dyT: Tensor | undefined;
-      const dyt = () => {
-        dyT ??= c.transposed(dy);
-        return dyT;
-      };
-      // dW reduces over the tokens: both operands transposed (in bf16, padded to a multiple of 32 tokens)
+      // dW reduces over the tokens: both operands transposed, f32 ones views the GEMM packs in place (in
+      // bf16, copies padded to a multiple of 32 tokens)
       tape.addParamGrad(w, () =>
-        bf16 ? c.mulMat(tape.transposed(x, true), low(dy, true)) : c.mulMat(tape.transposed(x), dyt()),
+        bf16
+          ? c.mulMat(tape.transposed(x, true), low(dy, true))
+          : c.mulMat(tape.transposed(x), c.transpose(dy)),
       );
       tape.addParamGrad(bias, () => c.repeatBack(dy, bias as Tensor));
       let dx: Tensor | undefined;
@@ -92,11 +90,9 @@ export function linear(
       if (lora && u) {
         const uu = u;
         const dz = lora.scale === 1 ? dy : c.scale(dy, lora.scale);
-        tape.addParamGrad(lora.b, () =>
-          c.mulMat(c.transpose(uu), lora.scale === 1 ? dyt() : c.transposed(dz)),
-        );
+        tape.addParamGrad(lora.b, () => c.mulMat(c.transpose(uu), c.transpose(dz)));
         const du = c.mulMat(c.transpose(lora.b), dz); // [r, N]
-        tape.addParamGrad(lora.a, () => c.mulMat(tape.transposed(x), c.transposed(du)));
+        tape.addParamGrad(lora.a, () => c.mulMat(tape.transposed(x), c.transpose(du)));
         if (dx) dx = c.add(dx, c.mulMat(c.transpose(lora.a), du));
       }
       if (dx) tape.addGrad(x, dx);
