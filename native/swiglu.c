@@ -8,25 +8,6 @@
 #include "kernels.h"
 
 #ifdef HAVE_X86
-/* e^x to about 1 ulp: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two so that n·ln2 is exact), a degree-7
-   Taylor polynomial for e^r (its remainder is below 2^-27 there), and 2^n applied by VSCALEFPS, which
-   gives inf and 0 (and gradual underflow) where e^x overflows or underflows, and passes NaN on. */
-__attribute__((target("avx512f"))) static inline __m512 exp_avx512(__m512 x) {
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x); /* ln2's high part: 9 bits */
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);   /* ln2 − 0.693359375 */
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 /* whole vectors of 16 in [a, b); returns where the scalar tail starts */
 __attribute__((target("avx512f"))) static int64_t swiglu_back_avx512(const float *da, const float *g, const float *u,
                                                                    float *dg, float *du, int64_t a, int64_t b) {

@@ -22,6 +22,15 @@ export type GallocrPtr = Handle<"ggml_gallocr">;
 export type ThreadpoolPtr = Handle<"ggml_threadpool">;
 /** A custom op's function (ggml_custom_op_t): one of steerlm's kernels (native/*.c). */
 export type KernelFn = Handle<"ggml_custom_op_t">;
+/**
+ * A custom op's 32-bit parameter (here an f32's bits) as its userdata word, which ggml copies into the node:
+ * a pointer-sized value, never dereferenced, so no memory has to outlive the graph.
+ */
+export type UserdataWord = Handle<"ggml_userdata">;
+export function userdataWord(value: number): UserdataWord {
+  const bits = new Uint32Array(Float32Array.of(value).buffer)[0] as number;
+  return BigInt(bits) as UserdataWord;
+}
 /** ggml_log_callback, registered with koffi. */
 export type LogCallback = Handle<"ggml_log_callback_t">;
 
@@ -34,6 +43,7 @@ for (const name of [
   "ggml_backend_buffer_type",
   "ggml_gallocr",
   "ggml_threadpool",
+  "ggml_userdata",
 ]) {
   koffi.opaque(name);
 }

@@ -1,4 +1,11 @@
-import { type CtxPtr, type KernelFn, type TensorPtr, tensorLayout } from "./ffi.js";
+import {
+  type CtxPtr,
+  type KernelFn,
+  type TensorPtr,
+  tensorLayout,
+  type UserdataWord,
+  userdataWord,
+} from "./ffi.js";
 import { gemmKernel, isTransposedView, readsTransposed } from "./gemm-choice.js";
 import { adoptTensor, contexts, ptrOf } from "./handles.js";
 import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
@@ -218,7 +225,10 @@ export class ForwardContext implements Disposable {
     }
     return this.#wrap(this.#n.base.ggml_get_rows(this.#ptr, ptrOf(a), ptrOf(idx)));
   }
-  /** softmax(a·scale + mask) over ne0; mask [ne0, ≥ne1, ne2|1, ne3|1]. */
+  /**
+   * softmax(a·scale + mask) over ne0; mask [ne0, ≥ne1, ne2|1, ne3|1]. One custom node with steerlm's kernel
+   * (native/softmax.c), else ggml's soft_max_ext: the same values to float rounding.
+   */
   softMaxExt(a: Tensor, mask: Tensor | null, scale: number): Tensor {
     if (!a.contiguous) fail("soft_max_ext", "input must be contiguous");
     if (mask) {
@@ -232,6 +242,16 @@ export class ForwardContext implements Disposable {
         fail("soft_max_ext", `mask ${mask.shapeText} does not fit scores ${a.shapeText}`);
       }
     }
+    const k = this.options.plainOps ? null : loadKernels();
+    if (k?.softMax && a.type === "f32")
+      return this.custom(
+        "f32",
+        a.ne as Shape4,
+        mask ? [a, mask] : [a],
+        k.softMax,
+        undefined,
+        userdataWord(scale),
+      );
     return this.#wrap(
       this.#n.base.ggml_soft_max_ext(this.#ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0),
     );
@@ -347,18 +367,22 @@ export class ForwardContext implements Disposable {
     return this.custom(type, [ne0, n1, n2, n3], [a], fn);
   }
 
-  /** A ggml_custom_4d node running steerlm kernel `fn` on all threads (or `tasks`); srcs become dst->src[]. */
+  /**
+   * A ggml_custom_4d node running steerlm kernel `fn` on all threads (or `tasks`); srcs become dst->src[],
+   * `word` the kernel's userdata.
+   */
   protected custom(
     type: DType,
     ne: Shape4,
     srcs: readonly Tensor[],
     fn: KernelFn,
     tasks = GGML_N_TASKS_MAX,
+    word: UserdataWord | null = null,
   ): Tensor {
     const [n0, n1, n2, n3] = ne;
     const args = srcs.map(ptrOf);
     const f = this.#n.base.ggml_custom_4d;
-    return this.#wrap(f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, tasks, null));
+    return this.#wrap(f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, tasks, word));
   }
 
   /**

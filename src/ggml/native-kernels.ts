@@ -48,6 +48,8 @@ export interface NativeKernels {
   adamw: KernelFn | null;
   /** SwiGLU's two input gradients in one pass (swiglu.c). */
   swigluBack: KernelFn | null;
+  /** softmax(a·scale + mask) by rows (softmax.c); the scale comes as the node's userdata (`userdataWord`). */
+  softMax: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: KernelFn | null;
   gemmF32: KernelFn | null;
@@ -124,6 +126,7 @@ export function loadKernels(): NativeKernels | null {
     sumSquares: fn("sum_squares"),
     adamw: fn("adamw"),
     swigluBack: fn("swiglu_back"),
+    softMax: fn("soft_max"),
     gemmBf16: fn("gemm_bf16"),
     gemmF32: fn("gemm_f32"),
     gemmF16: fn("gemm_f16"),

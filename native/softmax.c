@@ -1,0 +1,80 @@
+/*
+ * ggml_soft_max_ext's forward without ALiBi: softmax(a·scale + mask) along each row of a, the mask (f32,
+ * optional) broadcast over a's dims 2 and 3. Three passes over a row that stays in L1: the scaled, masked
+ * scores and their maximum; e^(x − max) and its sum; the division. ggml's takes six loops a row, the mask's
+ * add and the maximum scalar ones. The scale travels as the f32 bits of the userdata word, which ggml copies
+ * into the node, so nothing has to outlive the graph. A row without a finite score gives NaN, as ggml's.
+ */
+#include <math.h>
+
+#include "kernels.h"
+
+#ifdef HAVE_X86
+__attribute__((target("avx512f"))) static void row_avx512(const float *x, const float *mask, float scale, float *y,
+                                                        int64_t n) {
+    const __m512 s = _mm512_set1_ps(scale);
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + i), s);
+        if (mask) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(live, mask + i));
+        _mm512_mask_storeu_ps(y + i, live, v);
+        mx = _mm512_mask_max_ps(mx, live, mx, v);
+    }
+    const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    /* below -104, e^d is 0 in f32: the clamp keeps exp's 2^n finite for a masked -inf (max(lo, NaN) is NaN) */
+    const __m512 lo = _mm512_set1_ps(-104.0f);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = exp_avx512(_mm512_max_ps(lo, _mm512_sub_ps(_mm512_maskz_loadu_ps(live, y + i), top)));
+        _mm512_mask_storeu_ps(y + i, live, e);
+        sum = _mm512_mask_add_ps(sum, live, sum, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, y + i), inv));
+    }
+}
+#endif
+
+static void row_scalar(const float *x, const float *mask, float scale, float *y, int64_t n) {
+    float top = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = x[i] * scale + (mask ? mask[i] : 0.0f);
+        top = y[i] > top ? y[i] : top;
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = expf(y[i] - top);
+        sum += y[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) y[i] *= inv;
+}
+
+/* dst f32 contiguous, a's shape; src[0] a f32 contiguous; src[1] the mask, f32 [n0, >= ne1, ne2|1, ne3|1] or none */
+void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    const struct tensor_abi *a = dst->src[0], *m = dst->src[1];
+    const uint32_t bits = (uint32_t)(uintptr_t)userdata;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    const int64_t n = a->ne[0], ne1 = a->ne[1], ne2 = a->ne[2], rows = ne1 * ne2 * a->ne[3];
+    const int64_t per = (rows + nth - 1) / nth, lo = per * ith, hi = lo + per < rows ? lo + per : rows;
+    for (int64_t r = lo; r < hi; r++) {
+        const int64_t i1 = r % ne1, i2 = r / ne1 % ne2, i3 = r / (ne1 * ne2);
+        const float *mask = m ? (const float *)((const char *)m->data + i1 * m->nb[1] + i2 % m->ne[2] * m->nb[2] +
+                                                i3 % m->ne[3] * m->nb[3])
+                              : 0;
+        const float *x = (const float *)a->data + r * n;
+        float *y = (float *)dst->data + r * n;
+#ifdef HAVE_X86
+        if (steerlm_have_avx512()) {
+            row_avx512(x, mask, scale, y, n);
+            continue;
+        }
+#endif
+        row_scalar(x, mask, scale, y, n);
+    }
+}
