@@ -32,6 +32,14 @@ struct tensor_abi {
 
 enum { TYPE_F32 = 0, TYPE_BF16 = 30 };
 
+/* A custom op's f32 parameter, passed as the bits of its userdata word (src/ggml/ffi.ts userdataWord) */
+static inline float userdata_float(void *userdata) {
+    const uint32_t bits = (uint32_t)(uintptr_t)userdata;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
 /* CPU features, probed once: AVX-512 F+BW (the transposes, the f32 GEMMs), AVX512-BF16 (VDPBF16PS) */
 int steerlm_have_avx512(void);
 int steerlm_have_bf16(void);
@@ -91,6 +99,8 @@ void steerlm_sum_squares(struct tensor_abi *dst, int ith, int nth, void *userdat
 void steerlm_adamw(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_swiglu_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_rms_norm_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata);

@@ -57,9 +57,7 @@ static void row_scalar(const float *x, const float *mask, float scale, float *y,
 /* dst f32 contiguous, a's shape; src[0] a f32 contiguous; src[1] the mask, f32 [n0, >= ne1, ne2|1, ne3|1] or none */
 void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *a = dst->src[0], *m = dst->src[1];
-    const uint32_t bits = (uint32_t)(uintptr_t)userdata;
-    float scale;
-    memcpy(&scale, &bits, 4);
+    const float scale = userdata_float(userdata);
     const int64_t n = a->ne[0], ne1 = a->ne[1], ne2 = a->ne[2], rows = ne1 * ne2 * a->ne[3];
     const int64_t per = (rows + nth - 1) / nth, lo = per * ith, hi = lo + per < rows ? lo + per : rows;
     for (int64_t r = lo; r < hi; r++) {

@@ -1,3 +1,4 @@
+import { userdataWord } from "./ffi.js";
 import { ForwardContext, type RopeMode } from "./forward-context.js";
 import { ptrOf } from "./handles.js";
 import { loadKernels } from "./native-kernels.js";
@@ -20,9 +21,12 @@ export class Context extends ForwardContext {
   scaleInplace(a: Tensor, s: number): Tensor {
     return this.op((ggml, ctx) => ggml.ggml_scale_inplace(ctx, ptrOf(a), s));
   }
-  /** d(rms_norm(x))/dx applied to dy. */
+  /** d(rms_norm(x))/dx applied to dy: steerlm's kernel (native/rmsnorm.c), else ggml's. */
   rmsNormBack(dy: Tensor, x: Tensor, eps: number): Tensor {
     if (!sameShape(dy, x)) fail("rms_norm_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
+    const k = this.options.plainOps ? null : loadKernels();
+    if (k?.rmsNormBack && [dy, x].every((t) => t.type === "f32" && t.contiguous))
+      return this.custom("f32", x.ne as Shape4, [dy, x], k.rmsNormBack, undefined, userdataWord(eps));
     return this.op((ggml, ctx) => ggml.ggml_rms_norm_back(ctx, ptrOf(dy), ptrOf(x), eps));
   }
   ropeBack(dy: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {

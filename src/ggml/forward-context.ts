@@ -213,8 +213,12 @@ export class ForwardContext implements Disposable {
     return !plainOps && readsTransposed(type, bType);
   }
 
+  /** x/√(mean(x²) + eps) by rows: steerlm's kernel (native/rmsnorm.c) on a contiguous x, else ggml's. */
   rmsNorm(a: Tensor, eps: number): Tensor {
     if (a.type !== "f32") fail("rms_norm", "f32 input required");
+    const k = this.options.plainOps ? null : loadKernels();
+    if (k?.rmsNorm && a.contiguous)
+      return this.custom("f32", a.ne as Shape4, [a], k.rmsNorm, undefined, userdataWord(eps));
     return this.#wrap(this.#n.base.ggml_rms_norm(this.#ptr, ptrOf(a), eps));
   }
   /** Rows of `a` [E, R, ...] picked by i32 `idx` [n, ne2(a)] → [E, n, ...]. */

@@ -50,6 +50,9 @@ export interface NativeKernels {
   swigluBack: KernelFn | null;
   /** softmax(a·scale + mask) by rows (softmax.c); the scale comes as the node's userdata (`userdataWord`). */
   softMax: KernelFn | null;
+  /** RMSNorm and its gradient by rows (rmsnorm.c); eps comes as the node's userdata. */
+  rmsNorm: KernelFn | null;
+  rmsNormBack: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: KernelFn | null;
   gemmF32: KernelFn | null;
@@ -127,6 +130,8 @@ export function loadKernels(): NativeKernels | null {
     adamw: fn("adamw"),
     swigluBack: fn("swiglu_back"),
     softMax: fn("soft_max"),
+    rmsNorm: fn("rms_norm"),
+    rmsNormBack: fn("rms_norm_back"),
     gemmBf16: fn("gemm_bf16"),
     gemmF32: fn("gemm_f32"),
     gemmF16: fn("gemm_f16"),

@@ -1,0 +1,83 @@
+/*
+ * RMSNorm and its gradient by rows, ggml's formulas: y = x·r with r = 1/√(Σx²/n + eps), and
+ * dx = (dy − x·Σx·dy/(Σx² + n·eps))·r. ggml sums each row in a scalar loop (in double), both ways; here the
+ * sums are vectorised (16 f32 lanes, two accumulators, added in double at the end). eps travels as the f32
+ * bits of the userdata word.
+ */
+#include <math.h>
+
+#include "kernels.h"
+
+#ifdef HAVE_X86
+__attribute__((target("avx512f"))) static double dot_avx512(const float *a, const float *b, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, a + i), _mm512_maskz_loadu_ps(live, b + i), s0);
+    }
+    return (double)_mm512_reduce_add_ps(s0) + (double)_mm512_reduce_add_ps(s1);
+}
+
+/* out = (dy + x·c)·r; without dy, out = x·r */
+__attribute__((target("avx512f"))) static void combine_avx512(const float *dy, const float *x, float c, float r,
+                                                            float *out, int64_t n) {
+    const __m512 cv = _mm512_set1_ps(c), rv = _mm512_set1_ps(r);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 xv = _mm512_maskz_loadu_ps(live, x + i);
+        const __m512 v = dy ? _mm512_fmadd_ps(xv, cv, _mm512_maskz_loadu_ps(live, dy + i)) : xv;
+        _mm512_mask_storeu_ps(out + i, live, _mm512_mul_ps(v, rv));
+    }
+}
+#endif
+
+static double dot(const float *a, const float *b, int64_t n) {
+#ifdef HAVE_X86
+    if (steerlm_have_avx512()) return dot_avx512(a, b, n);
+#endif
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += (double)(a[i] * b[i]);
+    return sum;
+}
+
+static void combine(const float *dy, const float *x, float c, float r, float *out, int64_t n) {
+#ifdef HAVE_X86
+    if (steerlm_have_avx512()) {
+        combine_avx512(dy, x, c, r, out, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) out[i] = (dy ? dy[i] + x[i] * c : x[i]) * r;
+}
+
+/* dst f32 contiguous; src[0] x f32 contiguous [n, rows]; userdata eps */
+void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    const struct tensor_abi *a = dst->src[0];
+    const float eps = userdata_float(userdata);
+    const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
+    const int64_t per = (rows + nth - 1) / nth, lo = per * ith, hi = lo + per < rows ? lo + per : rows;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = (const float *)a->data + r * n;
+        const float mean = (float)(dot(x, x, n) / (double)n);
+        combine(0, x, 0.0f, 1.0f / sqrtf(mean + eps), (float *)dst->data + r * n, n);
+    }
+}
+
+/* dst f32 contiguous dx; src[0] dy, src[1] x, f32 contiguous [n, rows]; userdata eps */
+void steerlm_rms_norm_back(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    const struct tensor_abi *d = dst->src[0], *a = dst->src[1];
+    const float eps = userdata_float(userdata);
+    const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
+    const int64_t per = (rows + nth - 1) / nth, lo = per * ith, hi = lo + per < rows ? lo + per : rows;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = (const float *)a->data + r * n, *dy = (const float *)d->data + r * n;
+        const double sxx = dot(x, x, n), sxdy = dot(x, dy, n);
+        const float rrms = 1.0f / sqrtf((float)sxx / (float)n + eps);
+        combine(dy, x, (float)(-sxdy) / ((float)sxx + eps * (float)n), rrms, (float *)dst->data + r * n, n);
+    }
+}

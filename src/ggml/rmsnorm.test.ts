@@ -1,0 +1,83 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { computeOnce } from "../../test/engine.js";
+import { Backend, getF32, setData } from "./backend.js";
+import { Context } from "./context.js";
+import { setKernelsModeForTesting } from "./native-kernels.js";
+
+// Context.rmsNorm and Context.rmsNormBack: steerlm's kernels (native/rmsnorm.c; the AVX-512 path and the
+// portable one) and ggml's rms_norm / rms_norm_back, each against float64 on one and two threads.
+afterAll(() => setKernelsModeForTesting("native"));
+
+const EPS = 1e-5;
+// rows of 37 (two vectors of 16 and a tail), of 256 (the two-accumulator loop); one row of zeros
+const shapes: Array<[number, number, number, number]> = [
+  [37, 5, 2, 1],
+  [256, 9, 1, 1],
+];
+
+function data(n: number, seed: number, zeroRow: number): Float32Array {
+  const d = Float32Array.from({ length: n }, (_, i) => Math.sin((i + seed) * 0.731) * (1 + (i % 7)));
+  d.fill(0, zeroRow, zeroRow + 37);
+  return d;
+}
+
+describe("Context.rmsNorm and rmsNormBack", () => {
+  for (const mode of ["kernels", "portable kernels", "ggml fallback"] as const)
+    for (const threads of [1, 2])
+      it(`match float64 (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
+        setKernelsModeForTesting(
+          mode === "kernels" ? "native" : mode === "portable kernels" ? "generic" : "off",
+        );
+        const backend = new Backend(threads);
+        for (const ne of shapes) {
+          const n = ne[0];
+          const total = ne.reduce((x, y) => x * y, 1);
+          const xd = data(total, 1, n * 2);
+          const dyd = data(total, 5, n * 3);
+          const s = new Context(4);
+          const x = s.newTensor("f32", ne, "x");
+          const dy = s.newTensor("f32", ne, "dy");
+          const buf = backend.allocTensors(s);
+          setData(x, xd);
+          setData(dy, dyd);
+          const c = new Context(8, 8);
+          const y = c.rmsNorm(x, EPS);
+          const dx = c.rmsNormBack(dy, x, EPS);
+          c.setOutput(y); // kept: the add below could otherwise reuse y's memory
+          c.setOutput(dx);
+          const alloc = computeOnce(backend, c, 8, c.add(y, dx));
+          const [gy, gdx] = [getF32(y), getF32(dx)];
+          let worstY = 0;
+          let worstDx = 0;
+          for (let row = 0; row < total / n; row++) {
+            let sxx = 0;
+            let sxdy = 0;
+            let sabs = 0;
+            for (let i = 0; i < n; i++) {
+              const [xi, di] = [xd[row * n + i]!, dyd[row * n + i]!];
+              sxx += xi * xi;
+              sxdy += xi * di;
+              sabs += Math.abs(xi * di);
+            }
+            const r = 1 / Math.sqrt(sxx / n + EPS);
+            const c0 = -sxdy / (sxx + n * EPS);
+            const cAbs = sabs / (sxx + n * EPS);
+            for (let i = 0; i < n; i++) {
+              const k = row * n + i;
+              const [xi, di] = [xd[k]!, dyd[k]!];
+              worstY = Math.max(worstY, Math.abs(gy[k]! - xi * r) / (Math.abs(xi) * r + 1e-30));
+              // the bound of the terms: dy, and x times the sums' magnitude (Σ x·dy may cancel)
+              const bound = (Math.abs(di) + Math.abs(xi) * cAbs) * r + 1e-30;
+              worstDx = Math.max(worstDx, Math.abs(gdx[k]! - (di + xi * c0) * r) / bound);
+            }
+          }
+          expect(worstY, `rms_norm ${ne}`).toBeLessThan(1e-6);
+          expect(worstDx, `rms_norm_back ${ne}`).toBeLessThan(1e-5);
+          alloc.free();
+          c.free();
+          buf.free();
+          s.free();
+        }
+        backend.free();
+      });
+});
