@@ -262,10 +262,11 @@ struct gemm_kind {
     widen_fn widen;
     int transposed;
     enum at_kind at;
+    int into; /* dst is a view of src[0], the product's a and b are src[1] and src[2]: add to dst */
 };
 
 static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
-    const struct tensor_abi *a = dst->src[0], *b = dst->src[1];
+    const struct tensor_abi *a = dst->src[g.into], *b = dst->src[g.into + 1];
     const int64_t M = a->ne[1], N = b->ne[1], kw = g.kw;
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
     const int bt = b->nb[0] > b->nb[1]; /* b a transposed view (f32 only: see gemm-choice.ts) */
@@ -336,7 +337,8 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                     const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : NR;
                     for (int64_t p = 0; p * MR < rows; p++)
                         g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
-                                obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo, rows - p * MR, cols, kb > 0);
+                                obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo, rows - p * MR, cols,
+                                kb > 0 || g.into);
                 }
             }
         }
@@ -353,13 +355,21 @@ static int a_transposed(const struct tensor_abi *a) {
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
-    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0] / 2, micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS});
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0] / 2, micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS, 0});
 }
 
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
-    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, 0, a_transposed(a), AT_F32});
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, 0, a_transposed(a), AT_F32, 0});
+}
+
+/* dst (a view of src[0], f32 contiguous) += a·b with a = src[1], b = src[2] as steerlm_gemm_f32 takes them: a
+   weight's gradient added straight into its accumulator, with no product tensor and no add pass */
+void steerlm_gemm_f32_into(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    const struct tensor_abi *a = dst->src[1];
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, 0, a_transposed(a), AT_F32, 1});
 }
 
 __attribute__((target("avx512f,f16c"))) static void widen_f16(const char *a, size_t lda, int64_t m0, int64_t rows,
@@ -409,18 +419,18 @@ __attribute__((target("avx512f,f16c"))) static void widen_q8_0(const char *a, si
 void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
-    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, widen_f16, a_transposed(a), AT_F16});
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, widen_f16, a_transposed(a), AT_F16, 0});
 }
 
 void steerlm_gemm_bf16_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
-    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, widen_bf16, a_transposed(a), AT_BF16});
+    gemm(dst, ith, nth, (struct gemm_kind){a->ne[0], micro_f32, widen_bf16, a_transposed(a), AT_BF16, 0});
 }
 
 void steerlm_gemm_q8_0(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    gemm(dst, ith, nth, (struct gemm_kind){dst->src[0]->ne[0], micro_f32, widen_q8_0, 0, AT_F32});
+    gemm(dst, ith, nth, (struct gemm_kind){dst->src[0]->ne[0], micro_f32, widen_q8_0, 0, AT_F32, 0});
 }
 #else
 /* bytes the pool holds, idle or in use */

@@ -66,6 +66,7 @@ custom_op steerlm_kernel(const char *name) {
     if (strcmp(name, "gemm_bf16") == 0) return steerlm_have_bf16() ? steerlm_gemm_bf16 : 0;
     if (!steerlm_have_avx512()) return 0;
     if (strcmp(name, "gemm_f32") == 0) return steerlm_gemm_f32;
+    if (strcmp(name, "gemm_f32_into") == 0) return steerlm_gemm_f32_into;
     if (strcmp(name, "gemm_f16") == 0) return steerlm_gemm_f16;
     if (strcmp(name, "gemm_q8_0") == 0) return steerlm_gemm_q8_0;
     if (strcmp(name, "gemm_bf16_f32") == 0) return steerlm_gemm_bf16_f32;

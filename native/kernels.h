@@ -102,6 +102,7 @@ void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rms_norm_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_gemm_f32_into(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_bf16_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);

@@ -1,7 +1,7 @@
 import { userdataWord } from "./ffi.js";
 import { ForwardContext, type RopeMode } from "./forward-context.js";
 import { ptrOf } from "./handles.js";
-import { loadKernels } from "./native-kernels.js";
+import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
 import { fail, sameShape } from "./shape-error.js";
 import type { Shape4, Tensor } from "./tensor.js";
 
@@ -17,6 +17,21 @@ export class Context extends ForwardContext {
   addInplace(a: Tensor, b: Tensor): Tensor {
     if (!sameShape(a, b)) fail("add_inplace", `shapes differ: ${a.shapeText} vs ${b.shapeText}`);
     return this.op((ggml, ctx) => ggml.ggml_add_inplace(ctx, ptrOf(a), ptrOf(b)));
+  }
+  /**
+   * acc += g in place, for a static gradient accumulator. Where g is an f32 product of steerlm's GEMM, the
+   * product is computed into acc instead (native gemm_f32_into): no product tensor, no add pass. g must then
+   * have no other consumer, or ggml computes it a second time.
+   */
+  accumulate(acc: Tensor, g: Tensor): Tensor {
+    const k = this.options.plainOps ? null : loadKernels();
+    const ab = this.productOf(g);
+    if (!k?.gemmF32Into || !ab || !sameShape(acc, g) || acc.type !== "f32" || !acc.contiguous)
+      return this.addInplace(acc, g);
+    const fn = k.gemmF32Into;
+    return this.op((ggml, ctx) =>
+      ggml.ggml_custom_inplace(ctx, ptrOf(acc), ab.map(ptrOf), 2, fn, GGML_N_TASKS_MAX, null),
+    );
   }
   scaleInplace(a: Tensor, s: number): Tensor {
     return this.op((ggml, ctx) => ggml.ggml_scale_inplace(ctx, ptrOf(a), s));

@@ -139,6 +139,12 @@ export class ForwardContext implements Disposable {
     return this.#binary("ggml_mul", a, row);
   }
   readonly #rows = new WeakMap<Tensor, Map<number, Tensor>>();
+
+  /** Products made by steerlm's f32 GEMM, with their operands (see Context.accumulate). */
+  readonly #products = new WeakMap<Tensor, readonly [Tensor, Tensor]>();
+  protected productOf(t: Tensor): readonly [Tensor, Tensor] | undefined {
+    return this.#products.get(t);
+  }
   div(a: Tensor, b: Tensor): Tensor {
     return this.#binary("ggml_div", a, b);
   }
@@ -198,7 +204,11 @@ export class ForwardContext implements Disposable {
       fail("mul_mat", `cannot broadcast a ${a.shapeText} over b ${b.shapeText}`);
     }
     const fn = this.options.plainOps ? null : gemmKernel(a, b);
-    if (fn) return this.custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
+    if (fn) {
+      const out = this.custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
+      if (fn === loadKernels()?.gemmF32) this.#products.set(out, [a, b]);
+      return out;
+    }
     if (isTransposedView(b)) return this.mulMat(a, this.transposed(this.transpose(b)));
     if (isTransposedView(a))
       return this.mulMat(a.type === "f32" ? this.transposed(this.transpose(a)) : this.cont(a), b);

@@ -56,6 +56,8 @@ export interface NativeKernels {
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: KernelFn | null;
   gemmF32: KernelFn | null;
+  /** dst += a·b into a view of an f32 tensor (a weight's gradient accumulator), a and b as gemmF32's. */
+  gemmF32Into: KernelFn | null;
   /** a f16 / bf16 / Q8_0 (a frozen base) times b f32: a widened exactly to f32, then the f32 GEMM. */
   gemmF16: KernelFn | null;
   gemmBf16F32: KernelFn | null;
@@ -134,6 +136,7 @@ export function loadKernels(): NativeKernels | null {
     rmsNormBack: fn("rms_norm_back"),
     gemmBf16: fn("gemm_bf16"),
     gemmF32: fn("gemm_f32"),
+    gemmF32Into: fn("gemm_f32_into"),
     gemmF16: fn("gemm_f16"),
     gemmBf16F32: fn("gemm_bf16_f32"),
     gemmQ8_0: fn("gemm_q8_0"),

@@ -104,6 +104,7 @@ const BASE_DECLS = [
   // custom ops (steerlm's own kernels, native/*.c); userdata is void * in ggml.h, a word of parameter here
   // (ffi.ts userdataWord)
   "ggml_tensor * ggml_custom_4d(ggml_context *ctx, int type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3, ggml_tensor **args, int n_args, ggml_custom_op_t *fun, int n_tasks, ggml_userdata *userdata_or_null)",
+  "ggml_tensor * ggml_custom_inplace(ggml_context *ctx, ggml_tensor *a, ggml_tensor **args, int n_args, ggml_custom_op_t *fun, int n_tasks, ggml_userdata *userdata_or_null)",
   // explicit backward ops (the hand-written backward pass uses mul_mat instead of ggml's out_prod)
   "ggml_tensor * ggml_add_inplace(ggml_context *ctx, ggml_tensor *a, ggml_tensor *b)",
   "ggml_tensor * ggml_scale_inplace(ggml_context *ctx, ggml_tensor *a, float s)",

@@ -144,11 +144,12 @@ export class Replica {
       c.setOutput(this.#loss);
       this.graph.expand(this.#loss);
       tape.backward();
-      // gradients add into the static accumulators; the optimiser graph zeroes them after each update
+      // gradients add into the static accumulators (a weight's GEMM straight into it); the optimiser graph
+      // zeroes them after each update
       for (const [w, acc] of accOf) {
         const g = tape.paramGrads.get(w);
         if (!g) continue; // not reached by the loss (e.g. output.weight under a regression task)
-        this.graph.expand(c.addInplace(acc, g));
+        this.graph.expand(c.accumulate(acc, g));
         this.accs.set(w, acc);
       }
     } else {
