@@ -54,7 +54,8 @@ static void row_scalar(const float *x, const float *mask, float scale, float *y,
     for (int64_t i = 0; i < n; i++) y[i] *= inv;
 }
 
-/* dst f32 contiguous, a's shape; src[0] a f32 contiguous; src[1] the mask, f32 [n0, >= ne1, ne2|1, ne3|1] or none */
+/* dst f32 contiguous, a's shape (or a view of a itself: a row is read before it is written); src[0] a f32
+   contiguous; src[1] the mask, f32 [n0, >= ne1, ne2|1, ne3|1] or none */
 void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *a = dst->src[0], *m = dst->src[1];
     const float scale = userdata_float(userdata);

@@ -1,7 +1,7 @@
 import { userdataWord } from "./ffi.js";
 import { ForwardContext, type RopeMode } from "./forward-context.js";
 import { ptrOf } from "./handles.js";
-import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
+import { loadKernels } from "./native-kernels.js";
 import { fail, sameShape } from "./shape-error.js";
 import type { Shape4, Tensor } from "./tensor.js";
 
@@ -28,10 +28,7 @@ export class Context extends ForwardContext {
     const ab = this.productOf(g);
     if (!k?.gemmF32Into || !ab || !sameShape(acc, g) || acc.type !== "f32" || !acc.contiguous)
       return this.addInplace(acc, g);
-    const fn = k.gemmF32Into;
-    return this.op((ggml, ctx) =>
-      ggml.ggml_custom_inplace(ctx, ptrOf(acc), ab.map(ptrOf), 2, fn, GGML_N_TASKS_MAX, null),
-    );
+    return this.customInplace(acc, ab, k.gemmF32Into);
   }
   scaleInplace(a: Tensor, s: number): Tensor {
     return this.op((ggml, ctx) => ggml.ggml_scale_inplace(ctx, ptrOf(a), s));

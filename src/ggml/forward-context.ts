@@ -241,9 +241,10 @@ export class ForwardContext implements Disposable {
   }
   /**
    * softmax(a·scale + mask) over ne0; mask [ne0, ≥ne1, ne2|1, ne3|1]. One custom node with steerlm's kernel
-   * (native/softmax.c), else ggml's soft_max_ext: the same values to float rounding.
+   * (native/softmax.c), else ggml's soft_max_ext: the same values to float rounding. `inplace`: the result
+   * takes a's memory (the kernel's), for scores nothing else reads; ggml's allocator decides that for its own.
    */
-  softMaxExt(a: Tensor, mask: Tensor | null, scale: number): Tensor {
+  softMaxExt(a: Tensor, mask: Tensor | null, scale: number, inplace = false): Tensor {
     if (!a.contiguous) fail("soft_max_ext", "input must be contiguous");
     if (mask) {
       if (mask.type !== "f32" || !mask.contiguous) fail("soft_max_ext", "mask must be contiguous f32");
@@ -257,15 +258,11 @@ export class ForwardContext implements Disposable {
       }
     }
     const k = this.options.plainOps ? null : loadKernels();
-    if (k?.softMax && a.type === "f32")
-      return this.custom(
-        "f32",
-        a.ne as Shape4,
-        mask ? [a, mask] : [a],
-        k.softMax,
-        undefined,
-        userdataWord(scale),
-      );
+    if (k?.softMax && a.type === "f32") {
+      const word = userdataWord(scale);
+      if (inplace) return this.customInplace(a, mask ? [mask] : [], k.softMax, word);
+      return this.custom("f32", a.ne as Shape4, mask ? [a, mask] : [a], k.softMax, undefined, word);
+    }
     return this.#wrap(
       this.#n.base.ggml_soft_max_ext(this.#ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0),
     );
@@ -397,6 +394,17 @@ export class ForwardContext implements Disposable {
     const args = srcs.map(ptrOf);
     const f = this.#n.base.ggml_custom_4d;
     return this.#wrap(f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, tasks, word));
+  }
+  /** A ggml_custom_inplace node: kernel `fn` writes into a view of `a` (dst->src[0]); `srcs` follow it. */
+  protected customInplace(
+    a: Tensor,
+    srcs: readonly Tensor[],
+    fn: KernelFn,
+    word: UserdataWord | null = null,
+  ): Tensor {
+    const args = srcs.map(ptrOf);
+    const f = this.#n.base.ggml_custom_inplace;
+    return this.#wrap(f(this.#ptr, ptrOf(a), args, args.length, fn, GGML_N_TASKS_MAX, word));
   }
 
   /**

@@ -89,33 +89,36 @@ describe("Context.softMaxExt", () => {
                   for (let i0 = 0; i0 < m[0]; i0++)
                     md[((i3 * m[2] + i2) * m[1] + i1) * m[0] + i0] = cs.value(i0, i1, i2, i3);
           }
-          const s = new Context(4);
-          const a = s.newTensor("f32", cs.ne, "a");
-          const mask = m ? s.newTensor("f32", m, "mask") : null;
-          const buf = backend.allocTensors(s);
-          setData(a, ad);
-          if (mask && md) setData(mask, md);
-          const c = new Context(8, 8);
-          const out = c.softMaxExt(a, mask, cs.scale);
-          const alloc = computeOnce(backend, c, 8, out);
-          expect(out.ne).toEqual(cs.ne);
-          const got = getF32(out);
-          const want = oracle(cs, ad, md);
-          let worst = 0;
-          let nans = 0;
-          for (let i = 0; i < want.length; i++) {
-            if (Number.isNaN(want[i])) {
-              nans++;
-              expect(got[i], `element ${i} of a row without a finite score`).toBeNaN();
-            } else worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+          // in place: the result in a's own memory (attention's scores, the loss's logits)
+          for (const inplace of [false, true]) {
+            const s = new Context(4);
+            const a = s.newTensor("f32", cs.ne, "a");
+            const mask = m ? s.newTensor("f32", m, "mask") : null;
+            const buf = backend.allocTensors(s);
+            setData(a, ad);
+            if (mask && md) setData(mask, md);
+            const c = new Context(8, 8);
+            const out = c.softMaxExt(a, mask, cs.scale, inplace);
+            const alloc = computeOnce(backend, c, 8, out);
+            expect(out.ne).toEqual(cs.ne);
+            const got = getF32(out);
+            const want = oracle(cs, ad, md);
+            let worst = 0;
+            let nans = 0;
+            for (let i = 0; i < want.length; i++) {
+              if (Number.isNaN(want[i])) {
+                nans++;
+                expect(got[i], `element ${i} of a row without a finite score`).toBeNaN();
+              } else worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+            }
+            expect(nans > 0).toBe(cs === cases[0]);
+            // probabilities ≤ 1: a few f32 roundings of the exponent and the sum
+            expect(worst, JSON.stringify({ ne: cs.ne, inplace })).toBeLessThan(2e-6);
+            alloc.free();
+            c.free();
+            buf.free();
+            s.free();
           }
-          expect(nans > 0).toBe(cs === cases[0]);
-          // probabilities ≤ 1: a few f32 roundings of the exponent and the sum
-          expect(worst, JSON.stringify(cs.ne)).toBeLessThan(2e-6);
-          alloc.free();
-          c.free();
-          buf.free();
-          s.free();
         }
         backend.free();
       });

@@ -87,7 +87,7 @@ function attentionCore(
     // bf16 GEMM operands straight from the f32 views (one fused copy each), reductions padded to 32
     const arg = (t: Tensor, transpose = false) => c.operand(t, "bf16", transpose, 32);
     const [qv, kv, vv] = [heads4(q), heads4(k), heads4(v)];
-    p = c.softMaxExt(c.mulMat(arg(kv), arg(qv)), inp.kqMask, scale);
+    p = c.softMaxExt(c.mulMat(arg(kv), arg(qv)), inp.kqMask, scale, true);
     o = c.mulMat(arg(vv, true), arg(p));
     back = (dm) => {
       const dov = heads4(dm);
@@ -101,7 +101,7 @@ function attentionCore(
   } else {
     const q4 = byHead(q);
     const k4 = byHead(k);
-    p = c.softMaxExt(c.mulMat(k4, q4), inp.kqMask, scale);
+    p = c.softMaxExt(c.mulMat(k4, q4), inp.kqMask, scale, true);
     // with a tape, vᵀ is a transposed view of v4 (a row copy the backward needs anyway), which mulMat reads
     // in place or materialises: one cont of a fully transposing permute copies element by element through
     // memcpy. Without a tape keep the plain permute: ggml's own autograd cannot differentiate concat.

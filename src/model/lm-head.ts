@@ -52,7 +52,10 @@ export function lmLoss(
   if (chunk >= N) {
     const logits = linear(c, hidden, w, undefined, undefined, tape, bf16);
     outs.logits?.(logits);
-    return maskedCrossEntropy(c, logits, inp.flatIdx, inp.mask, inp.negInvCount, tape, outs.logProbs);
+    return maskedCrossEntropy(c, logits, inp.flatIdx, inp.mask, inp.negInvCount, tape, {
+      logProbs: outs.logProbs,
+      keepLogits: outs.logits !== undefined,
+    });
   }
   const live = tape !== undefined && (tape.live(hidden) || tape.trains(w));
   const losses: Tensor[] = [];
@@ -69,7 +72,10 @@ export function lmLoss(
     if (outs.logits) logits.push(z);
     const idx = c.range(inp.flatIdx, [n], s);
     const mask = c.range(inp.mask, [1, n], s);
-    const loss = maskedCrossEntropy(c, z, idx, mask, inp.negInvCount, sub, (t) => logProbs.push(t));
+    const loss = maskedCrossEntropy(c, z, idx, mask, inp.negInvCount, sub, {
+      logProbs: (t) => logProbs.push(t),
+      keepLogits: outs.logits !== undefined,
+    });
     losses.push(loss);
     if (!sub || !tape) continue;
     sub.backward();

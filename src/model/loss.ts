@@ -9,7 +9,8 @@ import type { Tape } from "./tape.js";
  * The gradient is mask_n·(p − onehot)/n_valid per row: masked rows contribute exactly zero (the spike's
  * zeroed-label construction did not). The 1e-30 only matters where p underflows, where log would be -inf.
  * flatIdx i32 [N]; mask f32 [1, N]; negInvCount f32 [1] = -1/n_valid. `logProbs` receives the per-position
- * log p(target) [1, N] (meaningful where the mask is set) for forward-only use.
+ * log p(target) [1, N] (meaningful where the mask is set) for forward-only use. The softmax takes the
+ * logits' memory unless `keepLogits` (a caller that reads them afterwards).
  */
 export function maskedCrossEntropy(
   c: Context,
@@ -18,16 +19,16 @@ export function maskedCrossEntropy(
   mask: Tensor,
   negInvCount: Tensor,
   tape?: Tape,
-  logProbs?: (t: Tensor) => void,
+  outs: { logProbs?: (t: Tensor) => void; keepLogits?: boolean } = {},
 ): Tensor {
   const [V, N] = logits.ne;
-  const sm = c.softMaxExt(logits, null, 1);
+  const sm = c.softMaxExt(logits, null, 1, !outs.keepLogits);
   // The +1e-30 sits between softmax and the reshape on purpose: with a view taken directly of
   // soft_max's output, this ggml's autograd returns wrong gradients (found by the FD check).
   const p = c.scaleBias(sm, 1, 1e-30); // [V, N]
   const picked = c.getRows(c.reshape(p, [1, V * N]), flatIdx); // [1, N]
   const logp = c.log(picked); // [1, N]
-  logProbs?.(logp);
+  outs.logProbs?.(logp);
   const loss = c.mul(c.sum(c.mul(logp, mask)), negInvCount);
   if (tape?.propagate(loss, [logits])) {
     tape.record(() => {
