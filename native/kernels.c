@@ -3,8 +3,8 @@
  * name. Why these kernels exist: ggml has no fused "strided f32 -> contiguous f32/bf16, zero-padded" copy
  * (relayout.c), its CPU GEMMs end every output in a horizontal sum (gemm.c), the cross-entropy gradient
  * takes it three passes, one of them a per-element broadcast (loss.c), clipping + AdamW six (adamw.c),
- * SwiGLU's backward four (swiglu.c), the masked softmax six loops a row (softmax.c), and RMSNorm's
- * row sums are scalar loops both ways (rmsnorm.c).
+ * SwiGLU's backward four (swiglu.c), the masked softmax six loops a row (softmax.c), RMSNorm's
+ * row sums are scalar loops both ways (rmsnorm.c) and RoPE recomputes its angles in every op (rope.c).
  */
 #include "kernels.h"
 
@@ -62,6 +62,8 @@ custom_op steerlm_kernel(const char *name) {
     if (strcmp(name, "soft_max") == 0) return steerlm_soft_max;
     if (strcmp(name, "rms_norm") == 0) return steerlm_rms_norm;
     if (strcmp(name, "rms_norm_back") == 0) return steerlm_rms_norm_back;
+    if (strcmp(name, "rope_table") == 0) return steerlm_rope_table;
+    if (strcmp(name, "rope") == 0) return steerlm_rope;
 #ifdef HAVE_X86
     if (strcmp(name, "gemm_bf16") == 0) return steerlm_have_bf16() ? steerlm_gemm_bf16 : 0;
     if (!steerlm_have_avx512()) return 0;

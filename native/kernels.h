@@ -101,6 +101,8 @@ void steerlm_swiglu_back(struct tensor_abi *dst, int ith, int nth, void *userdat
 void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rms_norm_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_rope_table(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32_into(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata);

@@ -45,7 +45,7 @@ export class Context extends ForwardContext {
     if (positions.type !== "i32" || positions.nelements !== dy.ne[2]) {
       fail("rope_ext_back", `positions ${positions.shapeText} must be i32 of length ne2 of ${dy.shapeText}`);
     }
-    return this.ropeOp("ggml_rope_ext_back", dy, positions, nDims, mode, base);
+    return this.ropeOp(true, dy, positions, nDims, mode, base);
   }
   /** Gradient of soft_max_ext's input (scale included) from dy and the softmax output y. */
   softMaxBack(dy: Tensor, y: Tensor, scale: number): Tensor {

@@ -23,13 +23,16 @@ export type ThreadpoolPtr = Handle<"ggml_threadpool">;
 /** A custom op's function (ggml_custom_op_t): one of steerlm's kernels (native/*.c). */
 export type KernelFn = Handle<"ggml_custom_op_t">;
 /**
- * A custom op's 32-bit parameter (here an f32's bits) as its userdata word, which ggml copies into the node:
- * a pointer-sized value, never dereferenced, so no memory has to outlive the graph.
+ * A custom op's 32-bit parameter as its userdata word, which ggml copies into the node: a pointer-sized
+ * value, never dereferenced, so no memory has to outlive the graph. `userdataBits`: flags as they are;
+ * `userdataWord`: an f32's bits.
  */
 export type UserdataWord = Handle<"ggml_userdata">;
+export function userdataBits(bits: number): UserdataWord {
+  return BigInt(bits >>> 0) as UserdataWord;
+}
 export function userdataWord(value: number): UserdataWord {
-  const bits = new Uint32Array(Float32Array.of(value).buffer)[0] as number;
-  return BigInt(bits) as UserdataWord;
+  return userdataBits(new Uint32Array(Float32Array.of(value).buffer)[0] as number);
 }
 /** ggml_log_callback, registered with koffi. */
 export type LogCallback = Handle<"ggml_log_callback_t">;

@@ -4,6 +4,7 @@ import {
   type TensorPtr,
   tensorLayout,
   type UserdataWord,
+  userdataBits,
   userdataWord,
 } from "./ffi.js";
 import { gemmKernel, isTransposedView, readsTransposed } from "./gemm-choice.js";
@@ -273,38 +274,52 @@ export class ForwardContext implements Disposable {
       fail("rope_ext", `positions ${positions.shapeText} must be i32 of length ne2 of ${a.shapeText}`);
     }
     if (nDims % 2 !== 0 || nDims > a.ne[0]) fail("rope_ext", `bad rotary dims ${nDims} for ${a.shapeText}`);
-    return this.ropeOp("ggml_rope_ext", a, positions, nDims, mode, base);
+    return this.ropeOp(false, a, positions, nDims, mode, base);
   }
   /**
-   * ggml_rope_ext and its backward share one signature. No frequency factors (null), no context
-   * extension: n_ctx_orig 0, freq_scale 1, ext_factor 0, attn_factor 1, beta_fast/slow 0.
+   * RoPE (`back`: its inverse, the gradient). With steerlm's kernels (native/rope.c) a rotation by a table of
+   * cos and sin made once per (positions, dims, base) and shared by every rope of the graph; else ggml's
+   * rope_ext / rope_ext_back, which share one signature: no frequency factors (null), no context extension
+   * (n_ctx_orig 0, freq_scale 1, ext_factor 0, attn_factor 1, beta_fast/slow 0). Same values to float rounding.
    */
   protected ropeOp(
-    fn: "ggml_rope_ext" | "ggml_rope_ext_back",
+    back: boolean,
     a: Tensor,
     positions: Tensor,
     nDims: number,
     mode: RopeMode,
     base: number,
   ): Tensor {
+    const k = this.options.plainOps ? null : loadKernels();
+    if (k?.rope && k.ropeTable && a.type === "f32" && a.contiguous && a.ne[3] === 1) {
+      const key = `${nDims}/${base}`;
+      let tables = this.#ropeTables.get(positions);
+      if (!tables) {
+        tables = new Map();
+        this.#ropeTables.set(positions, tables);
+      }
+      let table = tables.get(key);
+      if (!table) {
+        table = this.custom(
+          "f32",
+          [nDims, a.ne[2] as number, 1, 1],
+          [positions],
+          k.ropeTable,
+          undefined,
+          userdataWord(base),
+        );
+        tables.set(key, table);
+      }
+      const flags = (mode === "neox" ? 1 : 0) | (back ? 2 : 0);
+      return this.custom("f32", a.ne as Shape4, [a, table], k.rope, undefined, userdataBits(flags));
+    }
+    const fn = back ? "ggml_rope_ext_back" : "ggml_rope_ext";
+    const rope = this.#n.base[fn];
     return this.#wrap(
-      this.#n.base[fn](
-        this.#ptr,
-        ptrOf(a),
-        ptrOf(positions),
-        null,
-        nDims,
-        GGML_ROPE_TYPE[mode],
-        0,
-        base,
-        1,
-        0,
-        1,
-        0,
-        0,
-      ),
+      rope(this.#ptr, ptrOf(a), ptrOf(positions), null, nDims, GGML_ROPE_TYPE[mode], 0, base, 1, 0, 1, 0, 0),
     );
   }
+  readonly #ropeTables = new WeakMap<Tensor, Map<string, Tensor>>();
 
   // ---- layout ----
   reshape(a: Tensor, ne: readonly number[]): Tensor {

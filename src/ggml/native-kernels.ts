@@ -53,6 +53,9 @@ export interface NativeKernels {
   /** RMSNorm and its gradient by rows (rmsnorm.c); eps comes as the node's userdata. */
   rmsNorm: KernelFn | null;
   rmsNormBack: KernelFn | null;
+  /** RoPE's table of cos and sin by token, and the rotation (or its inverse) by it (rope.c). */
+  ropeTable: KernelFn | null;
+  rope: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
   gemmBf16: KernelFn | null;
   gemmF32: KernelFn | null;
@@ -134,6 +137,8 @@ export function loadKernels(): NativeKernels | null {
     softMax: fn("soft_max"),
     rmsNorm: fn("rms_norm"),
     rmsNormBack: fn("rms_norm_back"),
+    ropeTable: fn("rope_table"),
+    rope: fn("rope"),
     gemmBf16: fn("gemm_bf16"),
     gemmF32: fn("gemm_f32"),
     gemmF32Into: fn("gemm_f32_into"),
