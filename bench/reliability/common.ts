@@ -163,9 +163,3 @@ export async function tinyApm(o: { data: string; init: string; out: string }): P
     o.out,
   ]);
 }
-
-/** `p`-th percentile (0..100) of ascending `sorted`. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}

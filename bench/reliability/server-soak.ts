@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { Worker } from "node:worker_threads";
+import { quantile } from "../../src/util/numbers.js";
 import { Rng } from "../../src/util/rng.js";
-import { type PartResult, percentile, sleep, startCli, Tally } from "./common.js";
+import { type PartResult, sleep, startCli, Tally } from "./common.js";
 
 /**
  * Server soak: `steerlm serve` on a tiny model, `clients` concurrent clients for `seconds` sending a mix of
@@ -294,17 +295,17 @@ export async function serverSoak(o: SoakOptions): Promise<PartResult> {
   await p.ended;
 
   const sorted = health.filter(Number.isFinite).sort((a, b) => a - b);
-  const p99 = percentile(sorted, 99);
+  const p99 = quantile(sorted, 0.99);
   // Medians of 10-second windows, not two samples: the GC frees 800 KB prompts and 2 MB bodies in waves,
   // and one sample can land on a crest and the other in a trough (single samples moved -6% to +19% between
   // runs of the same code); a leak lifts the whole window.
   const around = (from: number, to: number) =>
-    percentile(
+    quantile(
       rss
         .filter((r) => r.s >= from && r.s < to)
         .map((r) => r.mb)
         .sort((a, b) => a - b),
-      50,
+      0.5,
     );
   const third = around(o.seconds / 3 - 5, o.seconds / 3 + 5);
   const last = around(o.seconds - 10, o.seconds + 1);
@@ -313,7 +314,7 @@ export async function serverSoak(o: SoakOptions): Promise<PartResult> {
   t.notes.push(
     `${t.runs} requests ${JSON.stringify(status)}; ${fiveXx} 5xx, ${malformedNot4xx} malformed not answered 4xx, ${failedConnections} without a response`,
     `RSS median ${third.toFixed(0)} MB around ${Math.round(o.seconds / 3)} s -> ${last.toFixed(0)} MB in the last 10 s (${(growth * 100).toFixed(1)}%, bound ${MAX_RSS_GROWTH * 100}%); samples ${Math.min(...mbs).toFixed(0)}-${Math.max(...mbs).toFixed(0)} MB`,
-    `/health p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (bound ${MAX_HEALTH_P99_MS}), ${health.length - sorted.length} failed probes`,
+    `/health p50 ${quantile(sorted, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (bound ${MAX_HEALTH_P99_MS}), ${health.length - sorted.length} failed probes`,
     `${o.idleSockets} idle sockets: ${closedByServer} closed by the server, ${stillOpen} still open at the end`,
     `the server used ${serverCpu.toFixed(1)} CPU seconds in ${wall.toFixed(1)} s (${((100 * serverCpu) / wall).toFixed(0)}% of one core), ${(t.runs / wall).toFixed(0)} requests/s`,
   );

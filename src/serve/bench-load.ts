@@ -3,6 +3,7 @@
  * attributes and seeds vary per request. Reports throughput, latency percentiles and every status code;
  * fails on any 5xx, transport error or server crash.
  */
+import { quantile } from "../util/numbers.js";
 import { startServe, TINY_MODEL } from "./bench-server.js";
 
 export interface ServeBenchOptions {
@@ -29,11 +30,6 @@ export interface ServeBenchResult {
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   /** Streaming requests: time to the first content chunk. */
   firstTokenMs: { p50: number; p99: number };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 /** One request; resolves with its status, latency, first-token time (streams) and completion tokens. */
@@ -145,12 +141,12 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBen
     requestsPerSecond: round(requests / elapsed),
     completionTokensPerSecond: round(tokens / elapsed),
     latencyMs: {
-      p50: round(percentile(latencies, 50)),
-      p90: round(percentile(latencies, 90)),
-      p99: round(percentile(latencies, 99)),
+      p50: round(quantile(latencies, 0.5)),
+      p90: round(quantile(latencies, 0.9)),
+      p99: round(quantile(latencies, 0.99)),
       max: round(latencies[latencies.length - 1] ?? Number.NaN),
     },
-    firstTokenMs: { p50: round(percentile(firsts, 50)), p99: round(percentile(firsts, 99)) },
+    firstTokenMs: { p50: round(quantile(firsts, 0.5)), p99: round(quantile(firsts, 0.99)) },
   };
 }
 

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Token, TokenBias } from "node-llama-cpp";
 import { getLlamaRuntime } from "../runtime/llama.js";
+import { quantile } from "../util/numbers.js";
 import { type RandomModelShape, writeRandomLlama } from "./bench-model.js";
 import { startServe, TINY_MODEL } from "./bench-server.js";
 
@@ -80,7 +81,10 @@ function cpuSeconds(pid: number | undefined): number {
 }
 
 const median = (xs: readonly number[]) =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
 
 async function post(url: string, path: string, body: object): Promise<Response> {
   const res = await fetch(`${url}${path}`, {

@@ -44,8 +44,9 @@ export function checkNumber(value: unknown, r: NumberRange, place: Place, given:
   return value;
 }
 
-/** The q-quantile (0..1) of sorted values, linearly interpolated. */
+/** The q-quantile (0..1) of sorted values, linearly interpolated; NaN for none. */
 export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
   const at = (sorted.length - 1) * q;
   const lo = Math.floor(at);
   const hi = Math.ceil(at);
