@@ -1,5 +1,6 @@
 import type { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
+import { bf16Operand, bf16Reduces } from "./bf16.js";
 import type { Tape } from "./tape.js";
 
 /** Projections LoRA can adapt, named as in PEFT's Llama target_modules (q_proj → "q", ...). */
@@ -50,10 +51,8 @@ export function linear(
   tape?: Tape,
   bf16 = false,
 ): Tensor {
-  // bf16: the large GEMMs read bfloat16 operands and accumulate in f32. ggml's fast bf16 GEMM needs a
-  // reduction that is a multiple of 32 (else it falls back to a loop slower than f32), so the operands made
-  // here are zero-padded along the reduction (exact). A weight stored in a low-precision type is used as is.
-  const low = (b: Tensor, transpose = false) => c.operand(b, "bf16", transpose, 32);
+  // bf16: the large GEMMs read bfloat16 operands (bf16.ts). A weight stored in a low-precision type is used as is.
+  const low = (b: Tensor, transpose = false) => bf16Operand(c, b, transpose);
   let y = bf16 && w.type === "f32" ? c.mulMat(low(w), low(x)) : c.mulMat(w, x); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
@@ -67,7 +66,7 @@ export function linear(
       const dy = tape.grad(y);
       if (!dy) return;
       // dW reduces over the tokens: both operands transposed, f32 ones views the GEMM packs in place (in
-      // bf16, copies padded to a multiple of 32 tokens)
+      // bf16, copies with the tokens padded as bf16.ts says)
       tape.addParamGrad(w, () =>
         bf16
           ? c.mulMat(tape.transposed(x, true), low(dy, true))
@@ -83,7 +82,8 @@ export function linear(
         const cached = tape.frozenTransposes.get(w);
         const wt = cached ?? c.transpose(w);
         if (wt.type !== "f32")
-          dx = bf16 && wt.type === "bf16" && wt.ne[0]! % 32 === 0 ? c.mulMat(wt, low(dy)) : c.mulMat(wt, dy);
+          dx =
+            bf16 && wt.type === "bf16" && bf16Reduces(wt.ne[0]!) ? c.mulMat(wt, low(dy)) : c.mulMat(wt, dy);
         else if (bf16) dx = c.mulMat(cached ? low(cached) : tape.transposed(w, true), low(dy));
         else dx = c.mulMat(wt, dy); // [in, N]
       }

@@ -1,5 +1,6 @@
 import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
+import { bf16Operand } from "./bf16.js";
 
 /**
  * A hand-written reverse pass. ggml's own autograd differentiates mul_mat into out_prod, a slow axpy loop
@@ -41,11 +42,10 @@ export class Tape {
 
   /**
    * xᵀ as mulMat's first operand: a view where the GEMM reads it in place, else materialised once per
-   * tensor (q, k and v share their input); `bf16` makes it a bfloat16 GEMM operand, ne0 zero-padded to a
-   * multiple of 32 (see `linear`).
+   * tensor (q, k and v share their input); `bf16` makes it a bfloat16 GEMM operand (bf16.ts).
    */
   transposed(x: Tensor, bf16 = false): Tensor {
-    if (bf16) return this.c.operand(x, "bf16", true, 32); // Context.operand makes each form once
+    if (bf16) return bf16Operand(this.c, x, true); // Context.operand makes each form once
     if (Context.readsTransposed(x.type, "f32", this.c.options.plainOps)) return this.c.transpose(x);
     let t = this.#transposed.get(x);
     if (!t) {

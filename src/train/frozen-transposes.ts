@@ -1,6 +1,7 @@
 import { type Backend, Graph, setData } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
+import { bf16Reduces } from "../model/bf16.js";
 import type { LlamaModel } from "../model/model.js";
 import { transposeToQ8_0 } from "../model/q8.js";
 
@@ -14,8 +15,8 @@ export function declareFrozenTransposes(model: LlamaModel, s: Context, isCpu: bo
   for (const p of model.params) {
     if (p.trainable || p.shape.length !== 2) continue;
     const w = model.tensor(p.name);
-    // bf16 operands only where the GEMM reduces over a multiple of 32 (see linear)
-    const low = model.options.computeType === "bf16" && p.shape[1]! % 32 === 0;
+    // bf16 operands only where the GEMM's reduction allows (model/bf16.ts)
+    const low = model.options.computeType === "bf16" && bf16Reduces(p.shape[1]!);
     const type = low && w.type === "f32" ? "bf16" : w.type;
     if (type === w.type && Context.readsTransposed(type, low ? "bf16" : "f32", !isCpu)) continue;
     made.set(w, s.newTensor(type, [p.shape[1]!, p.shape[0]!], `${p.name}.T`));
