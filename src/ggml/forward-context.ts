@@ -127,19 +127,27 @@ export class ForwardContext implements Disposable {
   mul(a: Tensor, b: Tensor): Tensor {
     const ne0 = a.ne[0] as number;
     if (b.nelements !== 1 || ne0 === 1) return this.#binary("ggml_mul", a, b);
-    let rows = this.#rows.get(b);
-    if (!rows) {
-      rows = new Map();
-      this.#rows.set(b, rows);
-    }
-    let row = rows.get(ne0);
-    if (!row) {
-      row = this.repeat(b, this.newTensor(b.type, [ne0]));
-      rows.set(ne0, row);
-    }
+    const row = this.#made(b, `row/${ne0}`, () => this.repeat(b, this.newTensor(b.type, [ne0])));
     return this.#binary("ggml_mul", a, row);
   }
-  readonly #rows = new WeakMap<Tensor, Map<number, Tensor>>();
+  /**
+   * A node derived from `from` and made once per context for each `form` (a tiled row, a GEMM operand, a RoPE
+   * table): the graphs that read it share one node instead of computing it again.
+   */
+  #made(from: Tensor, form: string, make: () => Tensor): Tensor {
+    let forms = this.#forms.get(from);
+    if (!forms) {
+      forms = new Map();
+      this.#forms.set(from, forms);
+    }
+    let t = forms.get(form);
+    if (!t) {
+      t = make();
+      forms.set(form, t);
+    }
+    return t;
+  }
+  readonly #forms = new WeakMap<Tensor, Map<string, Tensor>>();
 
   /** Products made by steerlm's f32 GEMM, with their operands (see Context.accumulate). */
   readonly #products = new WeakMap<Tensor, readonly [Tensor, Tensor]>();
@@ -291,25 +299,13 @@ export class ForwardContext implements Disposable {
     base: number,
   ): Tensor {
     const k = this.options.plainOps ? null : loadKernels();
-    if (k?.rope && k.ropeTable && a.type === "f32" && a.contiguous && a.ne[3] === 1) {
-      const key = `${nDims}/${base}`;
-      let tables = this.#ropeTables.get(positions);
-      if (!tables) {
-        tables = new Map();
-        this.#ropeTables.set(positions, tables);
-      }
-      let table = tables.get(key);
-      if (!table) {
-        table = this.custom(
-          "f32",
-          [nDims, a.ne[2] as number, 1, 1],
-          [positions],
-          k.ropeTable,
-          undefined,
-          userdataWord(base),
-        );
-        tables.set(key, table);
-      }
+    const makeTable = k?.ropeTable;
+    if (k?.rope && makeTable && a.type === "f32" && a.contiguous && a.ne[3] === 1) {
+      const ne: Shape4 = [nDims, a.ne[2] as number, 1, 1];
+      const word = userdataWord(base);
+      const table = this.#made(positions, `rope/${nDims}/${base}`, () =>
+        this.custom("f32", ne, [positions], makeTable, undefined, word),
+      );
       const flags = (mode === "neox" ? 1 : 0) | (back ? 2 : 0);
       return this.custom("f32", a.ne as Shape4, [a, table], k.rope, undefined, userdataBits(flags));
     }
@@ -319,7 +315,6 @@ export class ForwardContext implements Disposable {
       rope(this.#ptr, ptrOf(a), ptrOf(positions), null, nDims, GGML_ROPE_TYPE[mode], 0, base, 1, 0, 1, 0, 0),
     );
   }
-  readonly #ropeTables = new WeakMap<Tensor, Map<string, Tensor>>();
 
   // ---- layout ----
   reshape(a: Tensor, ne: readonly number[]): Tensor {
@@ -455,26 +450,14 @@ export class ForwardContext implements Disposable {
    */
   operand(a: Tensor, type: "f32" | "bf16", transpose: boolean, multiple = 1): Tensor {
     if (a.type !== "f32") fail("operand", `f32 input required, got ${a.type}`);
-    const key = `${type}/${transpose}/${multiple}`;
-    let forms = this.#operands.get(a);
-    const made = forms?.get(key);
-    if (made) return made;
-    const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
-    const padded = Math.ceil(n0 / multiple) * multiple;
-    const k = this.options.plainOps ? null : loadKernels();
-    let t: Tensor;
-    if (k) t = this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
-    else {
-      t = transpose ? this.transposed(a) : a;
+    return this.#made(a, `operand/${type}/${transpose}/${multiple}`, () => {
+      const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
+      const padded = Math.ceil(n0 / multiple) * multiple;
+      const k = this.options.plainOps ? null : loadKernels();
+      if (k) return this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
+      let t = transpose ? this.transposed(a) : a;
       if (padded > n0) t = this.padDim0(t.contiguous ? t : this.cont(t), padded - n0);
-      t = type === "f32" ? (t.contiguous ? t : this.cont(t)) : this.cast(t, type);
-    }
-    if (!forms) {
-      forms = new Map();
-      this.#operands.set(a, forms);
-    }
-    forms.set(key, t);
-    return t;
+      return type === "f32" ? (t.contiguous ? t : this.cont(t)) : this.cast(t, type);
+    });
   }
-  readonly #operands = new WeakMap<Tensor, Map<string, Tensor>>();
 }
