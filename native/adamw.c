@@ -79,8 +79,8 @@ void steerlm_adamw(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *t = dst->src[0];
     const int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
     /* multiples of 16 elements per thread: whole vectors, and whole cache lines where the data is 64-byte aligned */
-    const int64_t per = ((n + nth - 1) / nth + 15) & ~(int64_t)15;
-    const int64_t a = per * ith < n ? per * ith : n, b = a + per < n ? a + per : n;
+    const struct share sh = thread_share(n, ith, nth, 16);
+    const int64_t a = sh.lo, b = sh.hi;
     const struct adamw_params q = {p[0], p[1], p[2], p[3], 1.0f - p[0] * p[4], p[5], p[6], scale};
     int64_t i = a;
 #ifdef HAVE_X86

@@ -88,7 +88,7 @@ __attribute__((target("avx512f"))) static void pack_b(const char *b, size_t ldb,
    transposed (the backward's dW = xᵀ·dy and attention's products with Pᵀ read their b so) */
 __attribute__((target("avx512f"))) static void pack_bt(const char *b, size_t ldk, int64_t n0, int64_t cols, int64_t k0,
                                                      int64_t kc, uint32_t *bp) {
-    const __mmask16 live = (__mmask16)((1u << cols) - 1); /* cols <= NR */
+    const __mmask16 live = tail_mask(cols); /* cols <= NR */
     const char *row = b + (size_t)k0 * ldk + (size_t)n0 * 4;
     for (int64_t kp = 0; kp < kc; kp++)
         _mm512_mask_storeu_ps(bp + kp * NR, (1u << NR) - 1, _mm512_maskz_loadu_ps(live, (const float *)(row + (size_t)kp * ldk)));
@@ -146,8 +146,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micr
                                                                                   float *out, size_t ldo,
                                                                                   int64_t rows, int64_t cols,
                                                                                   int acc) {
-    const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
-    const __mmask16 k1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
+    const __mmask16 k0 = tail_mask(rows), k1 = tail_mask(rows - 16);
     __m512 c0[NR], c1[NR];
     for (int j = 0; j < NR; j++) {
         c0[j] = acc && j < cols ? _mm512_maskz_loadu_ps(k0, out + (size_t)j * ldo) : _mm512_setzero_ps();
@@ -171,8 +170,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void micr
 
 __attribute__((target("avx512f"))) static void micro_f32(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t k1,
                                                        float *out, size_t ldo, int64_t rows, int64_t cols, int acc) {
-    const __mmask16 k0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
-    const __mmask16 k1m = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
+    const __mmask16 k0 = tail_mask(rows), k1m = tail_mask(rows - 16);
     __m512 c0[NR], c1[NR];
     for (int j = 0; j < NR; j++) {
         c0[j] = acc && j < cols ? _mm512_maskz_loadu_ps(k0, out + (size_t)j * ldo) : _mm512_setzero_ps();
@@ -287,8 +285,8 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     const int64_t per_block = NR * kcw, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
     if ((blocks + parts - 1) / parts > fit) parts = (blocks + fit - 1) / fit;
     const int64_t jobs = pairs * parts;
-    const int64_t per = (jobs + nth - 1) / nth;
-    const int64_t ja = per * ith, jb = ja + per < jobs ? ja + per : jobs;
+    const struct share sh = thread_share(jobs, ith, nth, 1);
+    const int64_t ja = sh.lo, jb = sh.hi;
     if (ja >= jb) return;
     /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
     const int64_t span = ((blocks + parts - 1) / parts + 1) * NR;

@@ -32,12 +32,26 @@ struct tensor_abi {
 
 enum { TYPE_F32 = 0, TYPE_BF16 = 30 };
 
-/* A custom op's f32 parameter, passed as the bits of its userdata word (src/ggml/ffi.ts userdataWord) */
+/* A custom op's 32-bit parameter, passed as its userdata word (src/ggml/ffi.ts userdataBits, userdataWord) */
+static inline uint32_t userdata_bits(void *userdata) {
+    return (uint32_t)(uintptr_t)userdata;
+}
 static inline float userdata_float(void *userdata) {
-    const uint32_t bits = (uint32_t)(uintptr_t)userdata;
+    const uint32_t bits = userdata_bits(userdata);
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+/* Thread ith's share [lo, hi) of n items split evenly over nth threads, every share but the last a multiple of
+   `align` items (whole vectors) */
+struct share {
+    int64_t lo, hi;
+};
+static inline struct share thread_share(int64_t n, int ith, int nth, int64_t align) {
+    const int64_t per = ((n + nth - 1) / nth + align - 1) / align * align;
+    const int64_t lo = per * ith < n ? per * ith : n;
+    return (struct share){lo, lo + per < n ? lo + per : n};
 }
 
 /* CPU features, probed once: AVX-512 F+BW (the transposes, the f32 GEMMs), AVX512-BF16 (VDPBF16PS) */
@@ -45,6 +59,11 @@ int steerlm_have_avx512(void);
 int steerlm_have_bf16(void);
 
 #ifdef HAVE_X86
+/* lanes [0, left) of a 16-lane vector: all of them from 16 on, none at 0 or below */
+static inline __mmask16 tail_mask(int64_t left) {
+    return left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+}
+
 /* e^x to about 1 ulp: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two so that n·ln2 is exact), a degree-7
    Taylor polynomial for e^r (its remainder is below 2^-27 there), and 2^n applied by VSCALEFPS, which
    gives inf and 0 (and gradual underflow) where e^x overflows or underflows, and passes NaN on. */

@@ -11,10 +11,10 @@ void steerlm_cross_entropy_back(struct tensor_abi *dst, int ith, int nth, void *
     (void)userdata;
     const struct tensor_abi *sm = dst->src[0], *w = dst->src[1], *idx = dst->src[2];
     const int64_t V = sm->ne[0], N = sm->ne[1];
-    const int64_t per = (N + nth - 1) / nth, na = per * ith, nb = na + per < N ? na + per : N;
+    const struct share sh = thread_share(N, ith, nth, 1);
     const float *ws = (const float *)w->data;
     const int32_t *flat = (const int32_t *)idx->data;
-    for (int64_t n = na; n < nb; n++) {
+    for (int64_t n = sh.lo; n < sh.hi; n++) {
         const float *s = (const float *)((const char *)sm->data + (size_t)n * sm->nb[1]);
         float *d = (float *)((char *)dst->data + (size_t)n * dst->nb[1]);
         const float wn = ws[n];

@@ -131,9 +131,8 @@ void steerlm_relayout(struct tensor_abi *dst, int ith, int nth, void *userdata) 
     const int64_t tiles = (n1 + TILE - 1) / TILE;
     const int64_t jobs = tiles * n2 * n3;
     /* contiguous chunks of jobs per thread: neighbouring tiles share source cache lines */
-    const int64_t per = (jobs + nth - 1) / nth;
-    const int64_t ja = per * ith, jb = ja + per < jobs ? ja + per : jobs;
-    for (int64_t j = ja; j < jb; j++) {
+    const struct share sh = thread_share(jobs, ith, nth, 1);
+    for (int64_t j = sh.lo; j < sh.hi; j++) {
         const int64_t t = j % tiles, i2 = (j / tiles) % n2, i3 = j / (tiles * n2);
         const int64_t a = t * TILE, b = a + TILE < n1 ? a + TILE : n1;
         relayout_rows(src, dst, a, b, i2, i3);

@@ -17,7 +17,7 @@ __attribute__((target("avx512f"))) static double dot_avx512(const float *a, cons
         s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
     }
     for (; i < n; i += 16) {
-        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 live = tail_mask(n - i);
         s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, a + i), _mm512_maskz_loadu_ps(live, b + i), s0);
     }
     return (double)_mm512_reduce_add_ps(s0) + (double)_mm512_reduce_add_ps(s1);
@@ -28,7 +28,7 @@ __attribute__((target("avx512f"))) static void combine_avx512(const float *dy, c
                                                             float *out, int64_t n) {
     const __m512 cv = _mm512_set1_ps(c), rv = _mm512_set1_ps(r);
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 live = tail_mask(n - i);
         const __m512 xv = _mm512_maskz_loadu_ps(live, x + i);
         const __m512 v = dy ? _mm512_fmadd_ps(xv, cv, _mm512_maskz_loadu_ps(live, dy + i)) : xv;
         _mm512_mask_storeu_ps(out + i, live, _mm512_mul_ps(v, rv));
@@ -60,8 +60,8 @@ void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata) 
     const struct tensor_abi *a = dst->src[0];
     const float eps = userdata_float(userdata);
     const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
-    const int64_t per = (rows + nth - 1) / nth, lo = per * ith, hi = lo + per < rows ? lo + per : rows;
-    for (int64_t r = lo; r < hi; r++) {
+    const struct share sh = thread_share(rows, ith, nth, 1);
+    for (int64_t r = sh.lo; r < sh.hi; r++) {
         const float *x = (const float *)a->data + r * n;
         const float mean = (float)(dot(x, x, n) / (double)n);
         combine(0, x, 0.0f, 1.0f / sqrtf(mean + eps), (float *)dst->data + r * n, n);
@@ -73,8 +73,8 @@ void steerlm_rms_norm_back(struct tensor_abi *dst, int ith, int nth, void *userd
     const struct tensor_abi *d = dst->src[0], *a = dst->src[1];
     const float eps = userdata_float(userdata);
     const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
-    const int64_t per = (rows + nth - 1) / nth, lo = per * ith, hi = lo + per < rows ? lo + per : rows;
-    for (int64_t r = lo; r < hi; r++) {
+    const struct share sh = thread_share(rows, ith, nth, 1);
+    for (int64_t r = sh.lo; r < sh.hi; r++) {
         const float *x = (const float *)a->data + r * n, *dy = (const float *)d->data + r * n;
         const double sxx = dot(x, x, n), sxdy = dot(x, dy, n);
         const float rrms = 1.0f / sqrtf((float)sxx / (float)n + eps);

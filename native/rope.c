@@ -16,8 +16,8 @@ void steerlm_rope_table(struct tensor_abi *dst, int ith, int nth, void *userdata
     const int64_t n = dst->ne[0], T = dst->ne[1], h = n / 2;
     const float scale = powf(userdata_float(userdata), -2.0f / (float)n);
     const int32_t *pos = (const int32_t *)dst->src[0]->data;
-    const int64_t per = (T + nth - 1) / nth, lo = per * ith, hi = lo + per < T ? lo + per : T;
-    for (int64_t t = lo; t < hi; t++) {
+    const struct share sh = thread_share(T, ith, nth, 1);
+    for (int64_t t = sh.lo; t < sh.hi; t++) {
         float *c = (float *)dst->data + t * n, *s = c + h;
         float theta = (float)pos[t];
         for (int64_t i = 0; i < h; i++) {
@@ -73,15 +73,15 @@ __attribute__((target("avx512f"))) static void rotate_pairs_avx512(const float *
 /* dst f32 like src[0]; src[0] x f32 contiguous [d, heads, T, 1]; src[1] the table [n, T]; userdata the flags */
 void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *a = dst->src[0], *tab = dst->src[1];
-    const uint32_t flags = (uint32_t)(uintptr_t)userdata;
+    const uint32_t flags = userdata_bits(userdata);
     const int neox = flags & 1;
     const float sg = flags & 2 ? -1.0f : 1.0f;
     const int64_t d = a->ne[0], heads = a->ne[1], rows = heads * a->ne[2], n = tab->ne[0], h = n / 2;
-    const int64_t per = (rows + nth - 1) / nth, lo = per * ith, hi = lo + per < rows ? lo + per : rows;
+    const struct share sh = thread_share(rows, ith, nth, 1);
 #ifdef HAVE_X86
     const int vec = steerlm_have_avx512() && (neox ? h % 16 == 0 : n % 16 == 0);
 #endif
-    for (int64_t r = lo; r < hi; r++) {
+    for (int64_t r = sh.lo; r < sh.hi; r++) {
         const float *x = (const float *)a->data + r * d, *c = (const float *)tab->data + (r / heads) * n, *s = c + h;
         float *y = (float *)dst->data + r * d;
 #ifdef HAVE_X86

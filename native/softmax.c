@@ -15,7 +15,7 @@ __attribute__((target("avx512f"))) static void row_avx512(const float *x, const 
     const __m512 s = _mm512_set1_ps(scale);
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 live = tail_mask(n - i);
         __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + i), s);
         if (mask) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(live, mask + i));
         _mm512_mask_storeu_ps(y + i, live, v);
@@ -26,14 +26,14 @@ __attribute__((target("avx512f"))) static void row_avx512(const float *x, const 
     const __m512 lo = _mm512_set1_ps(-104.0f);
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 live = tail_mask(n - i);
         const __m512 e = exp_avx512(_mm512_max_ps(lo, _mm512_sub_ps(_mm512_maskz_loadu_ps(live, y + i), top)));
         _mm512_mask_storeu_ps(y + i, live, e);
         sum = _mm512_mask_add_ps(sum, live, sum, e);
     }
     const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 live = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 live = tail_mask(n - i);
         _mm512_mask_storeu_ps(y + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, y + i), inv));
     }
 }
@@ -60,8 +60,8 @@ void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata) 
     const struct tensor_abi *a = dst->src[0], *m = dst->src[1];
     const float scale = userdata_float(userdata);
     const int64_t n = a->ne[0], ne1 = a->ne[1], ne2 = a->ne[2], rows = ne1 * ne2 * a->ne[3];
-    const int64_t per = (rows + nth - 1) / nth, lo = per * ith, hi = lo + per < rows ? lo + per : rows;
-    for (int64_t r = lo; r < hi; r++) {
+    const struct share sh = thread_share(rows, ith, nth, 1);
+    for (int64_t r = sh.lo; r < sh.hi; r++) {
         const int64_t i1 = r % ne1, i2 = r / ne1 % ne2, i3 = r / (ne1 * ne2);
         const float *mask = m ? (const float *)((const char *)m->data + i1 * m->nb[1] + i2 % m->ne[2] * m->nb[2] +
                                                 i3 % m->ne[3] * m->nb[3])

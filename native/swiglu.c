@@ -33,8 +33,8 @@ void steerlm_swiglu_back(struct tensor_abi *dst, int ith, int nth, void *userdat
     const float *da = (const float *)dst->src[0]->data, *g = (const float *)a->data;
     const float *u = (const float *)dst->src[2]->data;
     float *dg = (float *)dst->data, *du = dg + n;
-    const int64_t per = ((n + nth - 1) / nth + 15) & ~(int64_t)15;
-    const int64_t lo = per * ith < n ? per * ith : n, hi = lo + per < n ? lo + per : n;
+    const struct share sh = thread_share(n, ith, nth, 16);
+    const int64_t lo = sh.lo, hi = sh.hi;
     int64_t i = lo;
 #ifdef HAVE_X86
     if (steerlm_have_avx512()) i = swiglu_back_avx512(da, g, u, dg, du, lo, hi);
