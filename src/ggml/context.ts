@@ -1,7 +1,6 @@
 import { userdataWord } from "./ffi.js";
 import { ForwardContext, type RopeMode } from "./forward-context.js";
 import { ptrOf } from "./handles.js";
-import { loadKernels } from "./native-kernels.js";
 import { fail, sameShape } from "./shape-error.js";
 import type { Shape4, Tensor } from "./tensor.js";
 
@@ -24,7 +23,7 @@ export class Context extends ForwardContext {
    * have no other consumer, or ggml computes it a second time.
    */
   accumulate(acc: Tensor, g: Tensor): Tensor {
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     const ab = this.productOf(g);
     if (!k?.gemmF32Into || !ab || !sameShape(acc, g) || acc.type !== "f32" || !acc.contiguous)
       return this.addInplace(acc, g);
@@ -36,7 +35,7 @@ export class Context extends ForwardContext {
   /** d(rms_norm(x))/dx applied to dy: steerlm's kernel (native/rmsnorm.c), else ggml's. */
   rmsNormBack(dy: Tensor, x: Tensor, eps: number): Tensor {
     if (!sameShape(dy, x)) fail("rms_norm_back", `shapes differ: ${dy.shapeText} vs ${x.shapeText}`);
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     if (k?.rmsNormBack && [dy, x].every((t) => t.type === "f32" && t.contiguous))
       return this.custom("f32", x.ne as Shape4, [dy, x], k.rmsNormBack, undefined, userdataWord(eps));
     return this.op((ggml, ctx) => ggml.ggml_rms_norm_back(ctx, ptrOf(dy), ptrOf(x), eps));
@@ -59,7 +58,7 @@ export class Context extends ForwardContext {
   swigluBack(da: Tensor, g: Tensor, u: Tensor): [Tensor, Tensor] {
     if (!sameShape(da, g) || !sameShape(g, u))
       fail("swiglu_back", `shapes differ: da ${da.shapeText}, g ${g.shapeText}, u ${u.shapeText}`);
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     const fits = [da, g, u].every((t) => t.type === "f32" && t.contiguous);
     if (!k?.swigluBack || !fits) return [this.siluBack(this.mul(da, u), g), this.mul(da, this.silu(g))];
     const n = g.nelements;
@@ -102,7 +101,7 @@ export class Context extends ForwardContext {
       fail("cross_entropy_back", `weights ${w.shapeText} must be f32 [1, ${N}]`);
     if (flatIdx.type !== "i32" || flatIdx.nelements !== N)
       fail("cross_entropy_back", `targets ${flatIdx.shapeText} must be i32 [${N}]`);
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     if (k?.crossEntropyBack) return this.custom("f32", [V, N, 1, 1], [sm, w, flatIdx], k.crossEntropyBack);
     const onehot = this.reshape(this.getRowsBack(w, flatIdx, this.reshape(sm, [1, V * N])), [V, N]);
     return this.sub(this.mul(sm, w), onehot);
@@ -119,7 +118,7 @@ export class Context extends ForwardContext {
   // ---- optimiser ----
   /** Σ a² as f32 [1]: steerlm's kernel (one read, summed in double), else ggml's sum of sqr. */
   sumSquares(a: Tensor): Tensor {
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     if (k?.sumSquares && a.type === "f32" && a.contiguous)
       return this.custom("f32", [1, 1, 1, 1], [a], k.sumSquares, 1);
     return this.sum(this.sqr(a));
@@ -137,7 +136,7 @@ export class Context extends ForwardContext {
     v: Tensor,
     params: Tensor,
   ): Tensor[] {
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     const all = [w, acc, m, v];
     if (
       k?.adamw &&

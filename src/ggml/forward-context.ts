@@ -10,7 +10,7 @@ import {
 import { gemmKernel, isTransposedView, readsTransposed } from "./gemm-choice.js";
 import { adoptTensor, contexts, ptrOf } from "./handles.js";
 import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
-import { GGML_N_TASKS_MAX, loadKernels } from "./native-kernels.js";
+import { GGML_N_TASKS_MAX, loadKernels, type NativeKernels } from "./native-kernels.js";
 import { fail, GgmlShapeError, sameShape } from "./shape-error.js";
 import { blockBytes, type DType, type Shape4, Tensor } from "./tensor.js";
 
@@ -45,6 +45,11 @@ export class ForwardContext implements Disposable {
     const ptr = b.ggml_init({ mem_size: mem, mem_buffer: null, no_alloc: true });
     if (!ptr) throw new Error("ggml_init failed");
     contexts.adopt(this, { ptr, wrap: (p, name) => this.#wrap(p, name) });
+  }
+
+  /** steerlm's kernels where this context may use them: loaded, and not a plainOps context. */
+  protected get kernels(): NativeKernels | null {
+    return this.options.plainOps ? null : loadKernels();
   }
 
   get #ptr(): CtxPtr {
@@ -215,7 +220,7 @@ export class ForwardContext implements Disposable {
     const fn = this.options.plainOps ? null : gemmKernel(a, b);
     if (fn) {
       const out = this.custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
-      if (fn === loadKernels()?.gemmF32) this.#products.set(out, [a, b]);
+      if (fn === this.kernels?.gemmF32) this.#products.set(out, [a, b]);
       return out;
     }
     if (isTransposedView(b)) return this.mulMat(a, this.transposed(this.transpose(b)));
@@ -235,7 +240,7 @@ export class ForwardContext implements Disposable {
   /** x/√(mean(x²) + eps) by rows: steerlm's kernel (native/rmsnorm.c) on a contiguous x, else ggml's. */
   rmsNorm(a: Tensor, eps: number): Tensor {
     if (a.type !== "f32") fail("rms_norm", "f32 input required");
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     if (k?.rmsNorm && a.contiguous)
       return this.custom("f32", a.ne as Shape4, [a], k.rmsNorm, undefined, userdataWord(eps));
     return this.#wrap(this.#n.base.ggml_rms_norm(this.#ptr, ptrOf(a), eps));
@@ -266,7 +271,7 @@ export class ForwardContext implements Disposable {
         fail("soft_max_ext", `mask ${mask.shapeText} does not fit scores ${a.shapeText}`);
       }
     }
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     if (k?.softMax && a.type === "f32") {
       const word = userdataWord(scale);
       if (inplace) return this.customInplace(a, mask ? [mask] : [], k.softMax, word);
@@ -298,7 +303,7 @@ export class ForwardContext implements Disposable {
     mode: RopeMode,
     base: number,
   ): Tensor {
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     const makeTable = k?.ropeTable;
     if (k?.rope && makeTable && a.type === "f32" && a.contiguous && a.ne[3] === 1) {
       const ne: Shape4 = [nDims, a.ne[2] as number, 1, 1];
@@ -425,7 +430,7 @@ export class ForwardContext implements Disposable {
    */
   transposed(a: Tensor): Tensor {
     const [n0, n1, n2, n3] = a.ne;
-    const k = this.options.plainOps ? null : loadKernels();
+    const k = this.kernels;
     if (k && a.type === "f32") return this.#relayout(this.transpose(a), "f32", n1, k.relayout);
     if (a.type !== "f32" || !a.contiguous || n1 < 2) return this.cont(this.transpose(a));
     const b = this.#n.base;
@@ -453,7 +458,7 @@ export class ForwardContext implements Disposable {
     return this.#made(a, `operand/${type}/${transpose}/${multiple}`, () => {
       const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
       const padded = Math.ceil(n0 / multiple) * multiple;
-      const k = this.options.plainOps ? null : loadKernels();
+      const k = this.kernels;
       if (k) return this.#relayout(transpose ? this.transpose(a) : a, type, padded, k.relayout);
       let t = transpose ? this.transposed(a) : a;
       if (padded > n0) t = this.padDim0(t.contiguous ? t : this.cont(t), padded - n0);

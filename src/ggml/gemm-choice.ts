@@ -18,8 +18,8 @@ function widenedKernel(k: NativeKernels, type: DType): KernelFn | null {
  * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
  * AVX512-BF16 for bf16), a/b types bf16/bf16 (K even) or f32|f16|bf16|q8_0/f32, b K-contiguous or (f32) a
  * transposed view with N contiguous, and a K-contiguous or (f32, f16, bf16) a transposed view with M
- * contiguous. Exact: ggml's f16 and Q8_0 paths
- * would also round the f32 operand to f16 / Q8_0, the kernels widen a instead.
+ * contiguous. Exact: ggml's f16 and Q8_0 paths would also round the f32 operand to f16 / Q8_0, the kernels
+ * widen a instead.
  */
 export function gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
   const k = loadKernels();

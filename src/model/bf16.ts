@@ -7,7 +7,7 @@ import type { Tensor } from "../ggml/tensor.js";
  * zero-padded along the reduction (exact: the padding adds zeros), and a stored weight is read as bf16 only
  * where its reduction already is one.
  */
-export const BF16_REDUCTION = 32;
+const BF16_REDUCTION = 32;
 
 export function bf16Reduces(k: number): boolean {
   return k % BF16_REDUCTION === 0;
