@@ -85,7 +85,8 @@ for (const name of names) {
         .map((k) => {
           const v = row[k];
           const mfu =
-            v.mfu === undefined ? "" : `, mfu ${v.mfu.toFixed(2)} (per CPU-s ${v.mfu_cpu.toFixed(2)})`;
+            // undefined for the anchor, null where no peak could be measured (no AVX2 or AVX-512)
+            v.mfu == null ? "" : `, mfu ${v.mfu.toFixed(2)} (per CPU-s ${v.mfu_cpu.toFixed(2)})`;
           return `${k} ${Math.round(v.tokens_per_s)} tok/s, ${Math.round(v.peak_rss_mb)} MB${mfu} (load ${v.load})`;
         })
         .join("; ")}`,

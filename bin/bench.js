@@ -123,7 +123,7 @@ if (kind === "peak") {
     const fmt = (x) => (x === null ? "n/a" : `${x.toFixed(1)} GFLOP/s`);
     process.stdout.write(
       `peak on ${r.cpu}, best of short runs:\n` +
-        `  f32  ${r.isa.f32 ?? "no AVX-512F"}: ${fmt(r.f32_gflops.per_core)} per core, ${fmt(r.f32_gflops.total)} on ${r.threads} threads\n` +
+        `  f32  ${r.isa.f32 ?? "no AVX-512F or AVX2"}: ${fmt(r.f32_gflops.per_core)} per core, ${fmt(r.f32_gflops.total)} on ${r.threads} threads\n` +
         `  bf16 ${r.isa.bf16 ?? "no AVX512_BF16"}: ${fmt(r.bf16_gflops.per_core)} per core, ${fmt(r.bf16_gflops.total)} on ${r.threads} threads\n`,
     );
   }

@@ -48,6 +48,41 @@ __attribute__((target("avx512f"))) static int64_t adamw_avx512(const struct adam
     }
     return i;
 }
+
+TARGET_AVX2 static double sum_squares_avx2(const float *x, int64_t n, int64_t *done) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        s0 = _mm256_fmadd_pd(lo, lo, s0);
+        s1 = _mm256_fmadd_pd(hi, hi, s1);
+    }
+    *done = i;
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+TARGET_AVX2 static int64_t adamw_avx2(const struct adamw_params *q, float *w, float *g, float *m, float *v, int64_t a,
+                                      int64_t b) {
+    const __m256 scale = _mm256_set1_ps(q->scale), b1 = _mm256_set1_ps(q->beta1), b2 = _mm256_set1_ps(q->beta2);
+    const __m256 c1 = _mm256_set1_ps(1.0f - q->beta1), c2 = _mm256_set1_ps(1.0f - q->beta2);
+    const __m256 b1h = _mm256_set1_ps(q->beta1h), b2h = _mm256_set1_ps(q->beta2h), eps = _mm256_set1_ps(q->eps);
+    const __m256 keep = _mm256_set1_ps(q->keep), alpha = _mm256_set1_ps(q->alpha);
+    int64_t i = a;
+    for (; i + 8 <= b; i += 8) {
+        const __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), scale);
+        const __m256 mi = _mm256_fmadd_ps(_mm256_loadu_ps(m + i), b1, _mm256_mul_ps(gi, c1));
+        const __m256 vi = _mm256_fmadd_ps(_mm256_loadu_ps(v + i), b2, _mm256_mul_ps(_mm256_mul_ps(gi, gi), c2));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        const __m256 vh = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, b2h)), eps);
+        const __m256 step = _mm256_div_ps(_mm256_mul_ps(alpha, _mm256_mul_ps(mi, b1h)), vh);
+        _mm256_storeu_ps(w + i, _mm256_fmsub_ps(_mm256_loadu_ps(w + i), keep, step));
+        _mm256_storeu_ps(g + i, _mm256_setzero_ps());
+    }
+    return i;
+}
 #endif
 
 /* dst f32 [1] = Σ a², src0 f32 contiguous; one task (a single read of memory-bound data) */
@@ -62,6 +97,7 @@ void steerlm_sum_squares(struct tensor_abi *dst, int ith, int nth, void *userdat
     int64_t i = 0;
 #ifdef HAVE_X86
     if (steerlm_have_avx512()) s = sum_squares_avx512(x, n, &i);
+    else if (steerlm_have_avx2()) s = sum_squares_avx2(x, n, &i);
 #endif
     for (; i < n; i++) s += (double)x[i] * (double)x[i];
     *(float *)dst->data = (float)s;
@@ -85,6 +121,7 @@ void steerlm_adamw(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     int64_t i = a;
 #ifdef HAVE_X86
     if (steerlm_have_avx512()) i = adamw_avx512(&q, w, g, m, v, a, b);
+    else if (steerlm_have_avx2()) i = adamw_avx2(&q, w, g, m, v, a, b);
 #endif
     for (; i < b; i++) {
         const float gi = g[i] * q.scale;

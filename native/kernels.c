@@ -14,45 +14,63 @@ void steerlm_kernels_abi(int64_t out[5]) {
     out[1] = (int64_t)offsetof(struct tensor_abi, nb);
     out[2] = (int64_t)offsetof(struct tensor_abi, src);
     out[3] = (int64_t)offsetof(struct tensor_abi, data);
-    out[4] = 2; /* kernel set version: 2 packs transposed a and has the scratch pool */
+    out[4] = 3; /* kernel set version: 3 has the AVX2 GEMMs and steerlm_kernels_set_isa */
 }
 
-/* Portable paths only (no AVX-512): what a CPU without it runs. STEERLM_KERNELS_ISA=generic, or the tests. */
-static int generic = -1;
+/* The instruction sets the kernels may use: the CPU's, capped by STEERLM_KERNELS_ISA (generic: the portable
+   paths; avx2: no AVX-512) or by the tests (steerlm_kernels_set_isa), so that every path runs on one CPU. */
+enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+static int cap = -1; /* -1: not read from the environment yet */
 
-void steerlm_kernels_set_generic(int on) {
-    generic = on;
+void steerlm_kernels_set_isa(int level) {
+    cap = level;
+}
+
+static int cpu_level(void) {
+#ifdef HAVE_X86
+    static int level = -1;
+    if (level < 0)
+        level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? ISA_AVX512
+                : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")
+                    ? ISA_AVX2
+                    : ISA_GENERIC;
+    return level;
+#else
+    return ISA_GENERIC;
+#endif
+}
+
+int steerlm_isa(void) {
+    if (cap < 0) {
+        const char *isa = getenv("STEERLM_KERNELS_ISA");
+        cap = !isa ? ISA_AVX512 : strcmp(isa, "generic") == 0 ? ISA_GENERIC : strcmp(isa, "avx2") == 0 ? ISA_AVX2 : ISA_AVX512;
+    }
+    const int cpu = cpu_level();
+    return cpu < cap ? cpu : cap;
 }
 
 int steerlm_have_avx512(void) {
-    static int have = -1;
-    if (generic < 0) {
-        const char *isa = getenv("STEERLM_KERNELS_ISA");
-        generic = isa && strcmp(isa, "generic") == 0;
-    }
-    if (generic) return 0;
-#ifdef HAVE_X86
-    if (have < 0) have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-#else
-    have = 0;
-#endif
-    return have;
+    return steerlm_isa() >= ISA_AVX512;
+}
+
+int steerlm_have_avx2(void) {
+    return steerlm_isa() >= ISA_AVX2;
 }
 
 int steerlm_have_bf16(void) {
-    static int have = -1;
 #ifdef HAVE_X86
-    if (have < 0) have = steerlm_have_avx512() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+    return have && steerlm_have_avx512();
 #else
-    have = 0;
+    return 0;
 #endif
-    return have;
 }
 
 typedef void (*custom_op)(struct tensor_abi *dst, int ith, int nth, void *userdata);
 
 /* Function pointers for ggml_custom_4d, by name; null for an unknown name or a GEMM the CPU cannot run
-   (the engine then keeps ggml's mul_mat). */
+   (the engine then keeps ggml's mul_mat): the f32-b GEMMs need AVX2 or AVX-512, bf16 x bf16 AVX512-BF16. */
 custom_op steerlm_kernel(const char *name) {
     if (strcmp(name, "relayout") == 0) return steerlm_relayout;
     if (strcmp(name, "cross_entropy_back") == 0) return steerlm_cross_entropy_back;
@@ -66,7 +84,7 @@ custom_op steerlm_kernel(const char *name) {
     if (strcmp(name, "rope") == 0) return steerlm_rope;
 #ifdef HAVE_X86
     if (strcmp(name, "gemm_bf16") == 0) return steerlm_have_bf16() ? steerlm_gemm_bf16 : 0;
-    if (!steerlm_have_avx512()) return 0;
+    if (!steerlm_have_avx2()) return 0;
     if (strcmp(name, "gemm_f32") == 0) return steerlm_gemm_f32;
     if (strcmp(name, "gemm_f32_into") == 0) return steerlm_gemm_f32_into;
     if (strcmp(name, "gemm_f16") == 0) return steerlm_gemm_f16;

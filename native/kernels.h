@@ -54,8 +54,12 @@ static inline struct share thread_share(int64_t n, int ith, int nth, int64_t ali
     return (struct share){lo, lo + per < n ? lo + per : n};
 }
 
-/* CPU features, probed once: AVX-512 F+BW (the transposes, the f32 GEMMs), AVX512-BF16 (VDPBF16PS) */
+/* CPU features, probed once, capped as kernels.c says: the level (0 portable, 1 AVX2 + FMA + F16C, 2 AVX-512
+   F+BW); AVX-512 (the register transposes, the wide kernels), AVX2 (the GEMMs' other variant), AVX512-BF16
+   (VDPBF16PS) */
+int steerlm_isa(void);
 int steerlm_have_avx512(void);
+int steerlm_have_avx2(void);
 int steerlm_have_bf16(void);
 
 #ifdef HAVE_X86
@@ -81,6 +85,52 @@ __attribute__((target("avx512f"))) static inline __m512 exp_avx512(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
+}
+
+/* AVX2 (the CPUs without AVX-512): the same building blocks on 8 lanes */
+#define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* lanes [0, left) of 8, as a maskload/maskstore mask: all of them from 8 on, none at 0 or below */
+TARGET_AVX2 static inline __m256i lanes8(int64_t left) {
+    const int n = left >= 8 ? 8 : left <= 0 ? 0 : (int)left;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+TARGET_AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+TARGET_AVX2 static inline float hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* e^x as exp_avx512, without VSCALEFPS: x clamped to [-104, 89] (NaN kept), where e^x is 0 or inf in f32 at
+   the ends, and 2^n applied as two normal powers of two, so that overflow gives inf and underflow rounds
+   gradually as it should */
+TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
+    x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* n in [-150, 129]: n1 = floor(n/2) and n - n1 both within a normal exponent's range */
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
 /* t[j] = element j of every a[i] (a 16x16 transpose of 32-bit elements), in four shuffle stages */

@@ -2,8 +2,9 @@
  * The machine's arithmetic peak, for `npm run bench -- peak` and the training benchmarks' MFU: a loop of
  * register-only multiply-adds with enough independent accumulators to keep every FMA pipe busy (latency
  * 4-5 cycles × 2 pipes on current x86), no loads or stores, on `threads` threads started together.
- * f32: VFMADD (AVX-512F, 16 lanes, 2 flops a lane); bf16: VDPBF16PS (AVX512_BF16, 16 lanes, each two
- * bf16 products summed into f32: 4 flops a lane), the instructions the GEMMs in gemm.c run.
+ * f32: VFMADD (AVX-512F, 16 lanes, 2 flops a lane; without AVX-512, AVX2's 8 lanes); bf16: VDPBF16PS
+ * (AVX512_BF16, 16 lanes, each two bf16 products summed into f32: 4 flops a lane), the instructions the
+ * GEMMs in gemm_avx512.c and gemm_avx2.c run.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #include <pthread.h>
@@ -13,9 +14,10 @@
 #include "kernels.h"
 
 #define ACC 16 /* independent accumulators: more than latency × pipes, fewer than the 32 registers */
+#define ACC2 12 /* AVX2: more than latency × pipes, and with the two constants within its 16 registers */
 
 struct peak_job {
-    int kind;
+    float (*loop)(int64_t iters);
     int64_t iters;
     atomic_int *go; /* 1: run, -1: stop (not every thread could be started) */
     float sink; /* the accumulators' sum, so that the loop is not optimised away */
@@ -42,6 +44,20 @@ __attribute__((target("avx512f"))) static float loop_f32(int64_t iters) {
     return _mm512_reduce_add_ps(s);
 }
 
+__attribute__((target("avx2,fma"))) static float loop_f32_avx2(int64_t iters) {
+    __m256 acc[ACC2];
+    for (int i = 0; i < ACC2; i++) acc[i] = _mm256_set1_ps((float)i);
+    const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
+    for (int64_t n = 0; n < iters; n++) {
+        for (int i = 0; i < ACC2; i++) acc[i] = _mm256_fmadd_ps(acc[i], m, c);
+    }
+    __m256 s = acc[0];
+    for (int i = 1; i < ACC2; i++) s = _mm256_add_ps(s, acc[i]);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, s);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static float loop_bf16(int64_t iters) {
     __m512 acc[ACC];
     for (int i = 0; i < ACC; i++) acc[i] = _mm512_setzero_ps();
@@ -64,9 +80,7 @@ static void *peak_thread(void *arg) {
     }
     if (go < 0) return 0;
     const double t0 = seconds(CLOCK_THREAD_CPUTIME_ID);
-#ifdef HAVE_X86
-    job->sink = job->kind == 1 ? loop_bf16(job->iters) : loop_f32(job->iters);
-#endif
+    job->sink = job->loop(job->iters);
     job->cpu_seconds = seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
     return 0;
 }
@@ -76,19 +90,32 @@ static void *peak_thread(void *arg) {
  * out[0]: floating-point operations done in all, out[1]: wall seconds from the common start to the last
  * thread's end, out[2]: the accumulators' sum (finite), out[3]: the sum over threads of each one's flops
  * per second of its own CPU time (what the cores do while they run the loop, whatever else the machine
- * runs). out[0] = 0 where the CPU lacks the instructions.
+ * runs), out[4]: the instruction set's level (steerlm_isa: 1 AVX2, 2 AVX-512). out[0] = 0 where the CPU
+ * lacks the instructions.
  */
-void steerlm_peak(int kind, int threads, int64_t iters, double out[4]) {
-    out[0] = out[1] = out[2] = out[3] = 0;
+void steerlm_peak(int kind, int threads, int64_t iters, double out[5]) {
+    out[0] = out[1] = out[2] = out[3] = out[4] = 0;
     if (threads < 1 || threads > 1024 || iters < 1) return;
-    if (kind == 1 ? !steerlm_have_bf16() : !steerlm_have_avx512()) return;
+    /* the loop and its flops per iteration: lanes × accumulators × flops a lane */
+    float (*loop)(int64_t) = 0;
+    double flops_per_iter = 0;
+#ifdef HAVE_X86
+    if (kind == 1 ? steerlm_have_bf16() : steerlm_have_avx512()) {
+        loop = kind == 1 ? loop_bf16 : loop_f32;
+        flops_per_iter = ACC * 16 * (kind == 1 ? 4.0 : 2.0);
+    } else if (kind == 0 && steerlm_have_avx2()) {
+        loop = loop_f32_avx2;
+        flops_per_iter = ACC2 * 8 * 2.0;
+    }
+#endif
+    if (!loop) return;
     struct peak_job *jobs = calloc((size_t)threads, sizeof *jobs);
     pthread_t *ids = calloc((size_t)threads, sizeof *ids);
     atomic_int go = 0;
     int started = 0;
     if (jobs && ids) {
         for (; started < threads; started++) {
-            jobs[started] = (struct peak_job){kind, iters, &go, 0, 0};
+            jobs[started] = (struct peak_job){loop, iters, &go, 0, 0};
             if (pthread_create(&ids[started], 0, peak_thread, &jobs[started]) != 0) break;
         }
     }
@@ -101,11 +128,12 @@ void steerlm_peak(int kind, int threads, int64_t iters, double out[4]) {
     }
     const double wall = seconds(CLOCK_MONOTONIC) - t0;
     if (started == threads) {
-        const double per_thread = (double)iters * ACC * 16 * (kind == 1 ? 4.0 : 2.0);
+        const double per_thread = (double)iters * flops_per_iter;
         out[0] = per_thread * threads;
         out[1] = wall;
         out[2] = sink;
         for (int i = 0; i < threads; i++) out[3] += per_thread / (jobs[i].cpu_seconds > 0 ? jobs[i].cpu_seconds : wall);
+        out[4] = kind == 1 ? 2 : steerlm_isa();
     }
     free(jobs);
     free(ids);

@@ -1,8 +1,8 @@
 /*
  * RMSNorm and its gradient by rows, ggml's formulas: y = x·r with r = 1/√(Σx²/n + eps), and
  * dx = (dy − x·Σx·dy/(Σx² + n·eps))·r. ggml sums each row in a scalar loop (in double), both ways; here the
- * sums are vectorised (16 f32 lanes, two accumulators, added in double at the end). eps travels as the f32
- * bits of the userdata word.
+ * sums are vectorised (16 f32 lanes with AVX-512, 8 with AVX2, two accumulators, added in double at the
+ * end). eps travels as the f32 bits of the userdata word.
  */
 #include <math.h>
 
@@ -34,11 +34,36 @@ __attribute__((target("avx512f"))) static void combine_avx512(const float *dy, c
         _mm512_mask_storeu_ps(out + i, live, _mm512_mul_ps(v, rv));
     }
 }
+
+TARGET_AVX2 static double dot_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i < n; i += 8) {
+        const __m256i live = lanes8(n - i);
+        s0 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, live), _mm256_maskload_ps(b + i, live), s0);
+    }
+    return (double)hsum8(s0) + (double)hsum8(s1);
+}
+
+TARGET_AVX2 static void combine_avx2(const float *dy, const float *x, float c, float r, float *out, int64_t n) {
+    const __m256 cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r);
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256i live = lanes8(n - i);
+        const __m256 xv = _mm256_maskload_ps(x + i, live);
+        const __m256 v = dy ? _mm256_fmadd_ps(xv, cv, _mm256_maskload_ps(dy + i, live)) : xv;
+        _mm256_maskstore_ps(out + i, live, _mm256_mul_ps(v, rv));
+    }
+}
 #endif
 
 static double dot(const float *a, const float *b, int64_t n) {
 #ifdef HAVE_X86
     if (steerlm_have_avx512()) return dot_avx512(a, b, n);
+    if (steerlm_have_avx2()) return dot_avx2(a, b, n);
 #endif
     double sum = 0;
     for (int64_t i = 0; i < n; i++) sum += (double)(a[i] * b[i]);
@@ -49,6 +74,10 @@ static void combine(const float *dy, const float *x, float c, float r, float *ou
 #ifdef HAVE_X86
     if (steerlm_have_avx512()) {
         combine_avx512(dy, x, c, r, out, n);
+        return;
+    }
+    if (steerlm_have_avx2()) {
+        combine_avx2(dy, x, c, r, out, n);
         return;
     }
 #endif

@@ -37,6 +37,33 @@ __attribute__((target("avx512f"))) static void row_avx512(const float *x, const 
         _mm512_mask_storeu_ps(y + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, y + i), inv));
     }
 }
+
+/* row_avx512 on 8 lanes */
+TARGET_AVX2 static void row_avx2(const float *x, const float *mask, float scale, float *y, int64_t n) {
+    const __m256 s = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+    __m256 mx = ninf;
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256i live = lanes8(n - i);
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + i, live), s);
+        if (mask) v = _mm256_add_ps(v, _mm256_maskload_ps(mask + i, live));
+        _mm256_maskstore_ps(y + i, live, v);
+        mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(live)));
+    }
+    const __m256 top = _mm256_set1_ps(hmax8(mx));
+    const __m256 lo = _mm256_set1_ps(-104.0f);
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256i live = lanes8(n - i);
+        const __m256 e = exp_avx2(_mm256_max_ps(lo, _mm256_sub_ps(_mm256_maskload_ps(y + i, live), top)));
+        _mm256_maskstore_ps(y + i, live, e);
+        sum = _mm256_add_ps(sum, _mm256_and_ps(e, _mm256_castsi256_ps(live)));
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / hsum8(sum));
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256i live = lanes8(n - i);
+        _mm256_maskstore_ps(y + i, live, _mm256_mul_ps(_mm256_maskload_ps(y + i, live), inv));
+    }
+}
 #endif
 
 static void row_scalar(const float *x, const float *mask, float scale, float *y, int64_t n) {
@@ -71,6 +98,10 @@ void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata) 
 #ifdef HAVE_X86
         if (steerlm_have_avx512()) {
             row_avx512(x, mask, scale, y, n);
+            continue;
+        }
+        if (steerlm_have_avx2()) {
+            row_avx2(x, mask, scale, y, n);
             continue;
         }
 #endif

@@ -23,6 +23,21 @@ __attribute__((target("avx512f"))) static int64_t swiglu_back_avx512(const float
     }
     return i;
 }
+
+TARGET_AVX2 static int64_t swiglu_back_avx2(const float *da, const float *g, const float *u, float *dg, float *du,
+                                            int64_t a, int64_t b) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = a;
+    for (; i + 8 <= b; i += 8) {
+        const __m256 gi = _mm256_loadu_ps(g + i), di = _mm256_loadu_ps(da + i);
+        const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gi))));
+        const __m256 dus = _mm256_mul_ps(di, _mm256_loadu_ps(u + i));
+        const __m256 t = _mm256_fmadd_ps(gi, _mm256_sub_ps(one, s), one);
+        _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(dus, s), t));
+        _mm256_storeu_ps(du + i, _mm256_mul_ps(di, _mm256_mul_ps(gi, s)));
+    }
+    return i;
+}
 #endif
 
 /* dst f32 [n, 2]: dg then du; src da, g, u f32 contiguous with n elements each */
@@ -38,6 +53,7 @@ void steerlm_swiglu_back(struct tensor_abi *dst, int ith, int nth, void *userdat
     int64_t i = lo;
 #ifdef HAVE_X86
     if (steerlm_have_avx512()) i = swiglu_back_avx512(da, g, u, dg, du, lo, hi);
+    else if (steerlm_have_avx2()) i = swiglu_back_avx2(da, g, u, dg, du, lo, hi);
 #endif
     for (; i < hi; i++) {
         const float s = 1.0f / (1.0f + expf(-g[i]));

@@ -181,8 +181,12 @@ describe("steerlm apm train --compute", () => {
 });
 
 describe("bin/bench.js usage", () => {
-  const bench = (...args: string[]) =>
-    spawnSync(process.execPath, [join(repoRoot, "bin", "bench.js"), ...args], { encoding: "utf8" });
+  const benchIn = (env: NodeJS.ProcessEnv, ...args: string[]) =>
+    spawnSync(process.execPath, [join(repoRoot, "bin", "bench.js"), ...args], {
+      encoding: "utf8",
+      env: { ...process.env, ...env },
+    });
+  const bench = (...args: string[]) => benchIn({}, ...args);
 
   it("--help prints the usage and exits 0, wherever it stands", () => {
     for (const args of [["--help"], ["-h"], ["train", "m10", "--bf16", "--help"]]) {
@@ -228,5 +232,24 @@ describe("bin/bench.js usage", () => {
       if (g.per_core !== null) expect(g.per_core).toBeGreaterThan(0);
       expect(g.total).toBe(g.per_core); // one thread: total is the per-core figure
     }
+  }, 60_000);
+
+  it("peak measures the instructions the GEMMs run: AVX2 where AVX-512 is held back, none for portable code", () => {
+    // STEERLM_KERNELS_ISA caps the kernels as on an older CPU: the peak follows (every x86-64 CPU this
+    // project runs on has AVX2; without it f32 would be null as well)
+    const peak = (isa: string) => {
+      const r = benchIn({ STEERLM_KERNELS_ISA: isa }, "peak", "--threads", "1", "--json");
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as {
+        isa: { f32: string | null; bf16: string | null };
+        f32_gflops: { per_core: number | null };
+      };
+    };
+    const avx2 = peak("avx2");
+    expect(avx2.isa).toEqual({ f32: "AVX2 vfmadd231ps (ymm, 8 lanes × 2 flops)", bf16: null });
+    expect(avx2.f32_gflops.per_core).toBeGreaterThan(0);
+    const generic = peak("generic");
+    expect(generic.isa).toEqual({ f32: null, bf16: null });
+    expect(generic.f32_gflops.per_core).toBeNull();
   }, 60_000);
 });

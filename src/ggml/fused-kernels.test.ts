@@ -1,22 +1,22 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
+import { ALL_KERNEL_MODES, useKernels } from "../../test/kernel-modes.js";
 import { Backend, Graph, getF32, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { setKernelsModeForTesting } from "./native-kernels.js";
 import type { Tensor } from "./tensor.js";
 
 // steerlm's fused element-wise kernels (native/loss.c, adamw.c, swiglu.c) beside the ggml ops they replace:
 // each mode against a host reference, on one and two threads.
-afterAll(() => setKernelsModeForTesting("native"));
+afterAll(() => useKernels("kernels"));
 
 describe("Context.crossEntropyBack", () => {
   // sm ⊙ w minus w at each column's target, in f32: one kernel pass, or ggml's mul, get_rows_back and sub.
   // Both must give the bits of the host's f32 arithmetic (a product, then at the target the one-hot's
   // 0 + w subtracted).
-  for (const mode of ["kernels", "ggml fallback"] as const)
+  for (const mode of ALL_KERNEL_MODES)
     for (const threads of [1, 2])
       it(`equals the host's f32 result bit for bit (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-        setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
+        useKernels(mode);
         const backend = new Backend(threads);
         for (const [V, N] of [
           [37, 29],
@@ -74,10 +74,10 @@ describe("the optimiser's passes (Context.sumSquares, Context.adamwFromAccumulat
   const md = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 2.3) * 0.1);
   const vd = Float32Array.from({ length: n }, (_, i) => 0.01 + Math.abs(Math.cos(i * 0.7)) * 0.05);
   const scale = 0.25;
-  for (const mode of ["kernels", "ggml fallback"] as const)
+  for (const mode of ALL_KERNEL_MODES)
     for (const threads of [1, 2])
       it(`match float64 and clear the gradient (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-        setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
+        useKernels(mode);
         const backend = new Backend(threads);
         const s = new Context(8);
         const [w, acc, m, v] = ["w", "acc", "m", "v"].map((name) =>
@@ -159,10 +159,10 @@ describe("Context.swigluBack", () => {
   gd.set([100, -100, 88.5, -88.5, 104, -104, 0, -0, 1e-30, 20.5, -20.5], 0);
   const dad = Float32Array.from({ length: F * N }, (_, i) => Math.cos(i * 1.3) * 2);
   const ud = Float32Array.from({ length: F * N }, (_, i) => Math.sin(i * 2.9 + 1) * 3);
-  for (const mode of ["kernels", "ggml fallback"] as const)
+  for (const mode of ALL_KERNEL_MODES)
     for (const threads of [1, 2])
       it(`matches float64 (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-        setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
+        useKernels(mode);
         const backend = new Backend(threads);
         const s = new Context(4);
         const [da, g, u] = ["da", "g", "u"].map((name) => s.newTensor("f32", [F, N], name)) as Tensor[];

@@ -1,8 +1,9 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
+import { ALL_KERNEL_MODES, useKernels } from "../../test/kernel-modes.js";
 import { Backend, Graph, getBytes, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { gemmScratch, kernelsPath, loadKernels, setKernelsModeForTesting } from "./native-kernels.js";
+import { gemmScratch, kernelsPath, loadKernels } from "./native-kernels.js";
 import type { Tensor } from "./tensor.js";
 
 // Context.operand: f32 (any strides) → contiguous f32/bf16, optionally transposed, ne0 zero-padded. With
@@ -104,20 +105,17 @@ function run(backend: Backend, cs: Case, data: Float32Array): { ne: readonly num
 }
 
 describe("steerlm's native kernels", () => {
-  afterAll(() => setKernelsModeForTesting("native"));
+  afterAll(() => useKernels("kernels"));
 
   it("are built and load (npm install builds them; STEERLM_KERNELS=0 turns them off)", () => {
     if (process.env.STEERLM_KERNELS === "0") return;
     expect(loadKernels(), `no kernels at ${kernelsPath()}: run \`npm run build:native\``).not.toBeNull();
   });
 
-  // "portable kernels": the code paths of a CPU without AVX-512 (scalar tiles instead of register transposes)
-  for (const mode of ["kernels", "portable kernels", "ggml fallback"] as const)
+  for (const mode of ALL_KERNEL_MODES)
     for (const threads of [1, 2])
       it(`Context.operand equals the host oracle (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-        setKernelsModeForTesting(
-          mode === "kernels" ? "native" : mode === "portable kernels" ? "generic" : "off",
-        );
+        useKernels(mode);
         const backend = new Backend(threads);
         for (const cs of cases) {
           const data = testData(cs.ne.reduce((a, b) => a * b, 1));
@@ -187,11 +185,12 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
 
   // type of a; b is bf16 with a bf16 a, else f32 (f16 and Q8_0 are frozen bases widened in the kernel)
   // "bf16×f32": a bf16 frozen base times f32 activations
+  // "AVX2 kernels": native/gemm_avx2.c (bf16 x bf16 then falls back to ggml); "portable kernels" are ggml's
   for (const kind of ["bf16", "f32", "f16", "q8_0", "bf16×f32"] as const)
-    for (const mode of ["kernels", "ggml fallback"] as const)
+    for (const mode of ["kernels", "AVX2 kernels", "ggml fallback"] as const)
       for (const threads of [1, 2])
         it(`${kind}: matches a float64 host product (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-          setKernelsModeForTesting(mode === "kernels" ? "native" : "off");
+          useKernels(mode);
           const backend = new Backend(threads);
           // "transposed": a is `transpose(w)` of a w stored [M, K] (the backward's Wᵀ), which the kernels
           // pack from w's rows and the fallback materialises; Q8_0 has no transposed form. "bᵀ": b is the
@@ -252,7 +251,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
                     }
               // steerlm's kernels widen f16/bf16/Q8_0 exactly; ggml's own paths round the f32 operand to f16
               // (2⁻¹¹), bf16 (2⁻⁹) or Q8_0 blocks (~1/254 of a block's largest value)
-              const exact = mode === "kernels" || kind === "f32" || kind === "bf16";
+              const exact = mode !== "ggml fallback" || kind === "f32" || kind === "bf16";
               const tol = exact
                 ? (K + 1) * 2 ** -24
                 : { f16: 2 ** -10, "bf16×f32": 2 ** -8, q8_0: 1e-2 }[kind];
@@ -271,7 +270,7 @@ describe("steerlm's GEMM on a very long reduction", () => {
   // later block accumulating onto the output, so that packed scratch stays a few MB; a as stored and as the
   // transposed view of a [M, K] matrix
   it("still equals the float64 host product (1 and 2 threads, a as rows and transposed)", () => {
-    setKernelsModeForTesting("native");
+    useKernels("kernels");
     const [K, M, N] = [140_000, 33, 120];
     const ad = Float32Array.from({ length: K * M }, (_, i) => Math.sin(i * 0.37));
     const bd = Float32Array.from({ length: K * N }, (_, i) => Math.cos(i * 0.11));
@@ -325,7 +324,7 @@ describe("steerlm's GEMM scratch", () => {
   // a graph runs on whichever libuv thread koffi's async call takes: buffers kept per thread grew by one
   // per thread (four after four training steps, 73 MB each for smol135); the pool holds what runs at once
   it("is one product's worth after many computes on the thread pool, and is freed by release", async () => {
-    setKernelsModeForTesting("native");
+    useKernels("kernels");
     gemmScratch.release();
     expect(gemmScratch.bytes()).toBe(0);
     const backend = new Backend(1);

@@ -25,13 +25,13 @@ export const KERNELS_ABI = [
   TENSOR_NB_OFFSET,
   TENSOR_SRC_OFFSET,
   TENSOR_DATA_OFFSET,
-  2,
+  3,
 ] as const;
 
 /** native/kernels.h */
 const KERNEL_DECLS = [
   "void steerlm_kernels_abi(_Out_ int64_t *out)",
-  "void steerlm_kernels_set_generic(int on)",
+  "void steerlm_kernels_set_isa(int level)",
   "ggml_custom_op_t *steerlm_kernel(const char *name)",
   "size_t steerlm_gemm_scratch_bytes()",
   "void steerlm_gemm_scratch_release()",
@@ -56,7 +56,7 @@ export interface NativeKernels {
   /** RoPE's table of cos and sin by token, and the rotation (or its inverse) by it (rope.c). */
   ropeTable: KernelFn | null;
   rope: KernelFn | null;
-  /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 / AVX-512. */
+  /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 (bf16) / AVX2 and AVX-512 (the rest). */
   gemmBf16: KernelFn | null;
   gemmF32: KernelFn | null;
   /** dst += a·b into a view of an f32 tensor (a weight's gradient accumulator), a and b as gemmF32's. */
@@ -74,16 +74,20 @@ export interface NativeKernels {
 let kernels: NativeKernels | null | undefined;
 let kernelsOff = false;
 
+/** The instruction sets a test may hold the kernels to (native/kernels.c's levels), the CPU's own at most. */
+const ISA_LEVEL = { native: 2, avx2: 1, generic: 0 } as const;
+
 /**
- * Tests only (graphs built afterwards): "native" as loaded; "generic" the portable code paths a CPU
- * without AVX-512 runs (scalar relayout, ggml's GEMMs); "off" plain ggml ops, as without the library.
+ * Tests only (graphs built afterwards): "native" as loaded; "avx2" the AVX2 code paths a CPU without
+ * AVX-512 runs; "generic" the portable ones a CPU without either runs (scalar relayout, ggml's GEMMs);
+ * "off" plain ggml ops, as without the library.
  */
-export function setKernelsModeForTesting(mode: "native" | "generic" | "off"): void {
+export function setKernelsModeForTesting(mode: keyof typeof ISA_LEVEL | "off"): void {
   kernelsOff = mode === "off";
   kernels = undefined;
   const k = loadKernels();
   if (!k) return;
-  k.fns.steerlm_kernels_set_generic(mode === "generic" ? 1 : 0);
+  k.fns.steerlm_kernels_set_isa(mode === "off" ? ISA_LEVEL.native : ISA_LEVEL[mode]);
   kernels = undefined;
 }
 

@@ -9,17 +9,33 @@ import { loadKernels } from "./native-kernels.js";
 
 const PEAK_DECLS = ["void steerlm_peak(int kind, int threads, int64_t iters, _Out_ double *out)"] as const;
 
-/** The instructions each precision's loop runs: the ones steerlm's GEMMs (native/gemm.c) use. */
-export const PEAK_ISA = {
-  f32: "AVX-512F vfmadd231ps (zmm, 16 lanes × 2 flops)",
-  bf16: "AVX512_BF16 vdpbf16ps (zmm, 16 lanes × 2 products × 2 flops)",
+/**
+ * The instructions each precision's loop runs, by the level native/peak.c reports (2 AVX-512, 1 AVX2): the
+ * ones steerlm's GEMMs (native/gemm_avx512.c, gemm_avx2.c) use on this CPU.
+ */
+const PEAK_ISA = {
+  f32: {
+    2: "AVX-512F vfmadd231ps (zmm, 16 lanes × 2 flops)",
+    1: "AVX2 vfmadd231ps (ymm, 8 lanes × 2 flops)",
+  },
+  bf16: { 2: "AVX512_BF16 vdpbf16ps (zmm, 16 lanes × 2 products × 2 flops)" },
 } as const;
 export type PeakPrecision = keyof typeof PEAK_ISA;
+
+function isaName(precision: PeakPrecision, level: number): string {
+  const names: Partial<Record<number, string>> = PEAK_ISA[precision];
+  const name = names[level];
+  if (name === undefined)
+    throw new SteerlmError(`peak probe ${precision}: unknown instruction set level ${level}`);
+  return name;
+}
 
 /** One precision on `threads` threads, best of the timed runs; null where the CPU lacks the instructions. */
 export interface PeakMeasure {
   precision: PeakPrecision;
   threads: number;
+  /** The instructions measured (those the GEMMs run); null where the CPU has none for this precision. */
+  isa: string | null;
   /** GFLOP/s over each thread's own CPU time, summed over threads: the cores' peak, whatever else runs. */
   gflops: number | null;
   /** GFLOP/s over wall time: what the cores gave this process; below `gflops` on a loaded machine. */
@@ -48,18 +64,21 @@ function peakFns(): Bound<typeof PEAK_DECLS> {
   return peakFn;
 }
 
-/** One run: flops, wall seconds and flops per CPU-second summed over threads; null without the instructions. */
+/**
+ * One run: flops, wall seconds, flops per CPU-second summed over threads and the instructions run; null
+ * without them.
+ */
 function run(
   precision: PeakPrecision,
   threads: number,
   iters: number,
-): { flops: number; wall: number; cpuRate: number } | null {
-  const out = new Float64Array(4);
+): { flops: number; wall: number; cpuRate: number; isa: string } | null {
+  const out = new Float64Array(5);
   peakFns().steerlm_peak(precision === "bf16" ? 1 : 0, threads, iters, out);
-  const [flops = 0, wall = 0, sum = 0, cpuRate = 0] = out;
+  const [flops = 0, wall = 0, sum = 0, cpuRate = 0, level = 0] = out;
   if (flops === 0) return null;
   if (!Number.isFinite(sum)) throw new SteerlmError(`peak probe ${precision}: its accumulators overflowed`);
-  return { flops, wall, cpuRate };
+  return { flops, wall, cpuRate, isa: isaName(precision, level) };
 }
 
 /**
@@ -75,7 +94,7 @@ export function measurePeak(
   const seconds = opts.seconds ?? 0.05;
   const repeats = opts.repeats ?? 9;
   const probe = run(precision, threads, 200_000);
-  if (!probe) return { precision, threads, gflops: null, wall_gflops: null };
+  if (!probe) return { precision, threads, isa: null, gflops: null, wall_gflops: null };
   // the probe's CPU seconds a thread: its flops ÷ its summed per-thread rate
   const iters = Math.max(1, Math.round((200_000 * seconds * probe.cpuRate) / probe.flops));
   let best = 0;
@@ -86,7 +105,7 @@ export function measurePeak(
     best = Math.max(best, r.cpuRate / 1e9);
     bestWall = Math.max(bestWall, r.flops / r.wall / 1e9);
   }
-  return { precision, threads, gflops: best, wall_gflops: bestWall };
+  return { precision, threads, isa: probe.isa, gflops: best, wall_gflops: bestWall };
 }
 
 /** `npm run bench -- peak`: both precisions on one thread and on `threads`, in GFLOP/s. */
@@ -101,19 +120,20 @@ export interface PeakReport {
 
 export function peakReport(threads = availableParallelism()): PeakReport {
   const both = (p: PeakPrecision) => {
-    const one = measurePeak(p, 1).gflops;
-    return { per_core: one, total: threads === 1 ? one : measurePeak(p, threads).gflops };
+    const one = measurePeak(p, 1);
+    const gflops = {
+      per_core: one.gflops,
+      total: threads === 1 ? one.gflops : measurePeak(p, threads).gflops,
+    };
+    return { isa: one.isa, gflops };
   };
   const f32 = both("f32");
   const bf16 = both("bf16");
   return {
     cpu: cpus()[0]?.model ?? "unknown",
     threads,
-    isa: {
-      f32: f32.per_core === null ? null : PEAK_ISA.f32,
-      bf16: bf16.per_core === null ? null : PEAK_ISA.bf16,
-    },
-    f32_gflops: f32,
-    bf16_gflops: bf16,
+    isa: { f32: f32.isa, bf16: bf16.isa },
+    f32_gflops: f32.gflops,
+    bf16_gflops: bf16.gflops,
   };
 }

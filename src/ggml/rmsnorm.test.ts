@@ -1,12 +1,12 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
+import { ALL_KERNEL_MODES, useKernels } from "../../test/kernel-modes.js";
 import { Backend, getF32, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { setKernelsModeForTesting } from "./native-kernels.js";
 
 // Context.rmsNorm and Context.rmsNormBack: steerlm's kernels (native/rmsnorm.c; the AVX-512 path and the
 // portable one) and ggml's rms_norm / rms_norm_back, each against float64 on one and two threads.
-afterAll(() => setKernelsModeForTesting("native"));
+afterAll(() => useKernels("kernels"));
 
 const EPS = 1e-5;
 // rows of 37 (two vectors of 16 and a tail), of 256 (the two-accumulator loop); one row of zeros
@@ -22,12 +22,10 @@ function data(n: number, seed: number, zeroRow: number): Float32Array {
 }
 
 describe("Context.rmsNorm and rmsNormBack", () => {
-  for (const mode of ["kernels", "portable kernels", "ggml fallback"] as const)
+  for (const mode of ALL_KERNEL_MODES)
     for (const threads of [1, 2])
       it(`match float64 (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-        setKernelsModeForTesting(
-          mode === "kernels" ? "native" : mode === "portable kernels" ? "generic" : "off",
-        );
+        useKernels(mode);
         const backend = new Backend(threads);
         for (const ne of shapes) {
           const n = ne[0];

@@ -1,13 +1,13 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
+import { useKernels } from "../../test/kernel-modes.js";
 import { Backend, getF32, setData } from "./backend.js";
 import { Context, type RopeMode } from "./context.js";
-import { setKernelsModeForTesting } from "./native-kernels.js";
 
 // Context.rope and ropeBack: steerlm's kernels (native/rope.c: one table of angles per graph, the rotation
 // vectorised where the rotated dims allow, else scalar) against ggml's rope_ext and rope_ext_back, which
 // llama.cpp serves the exported models with.
-afterAll(() => setKernelsModeForTesting("native"));
+afterAll(() => useKernels("kernels"));
 
 interface Case {
   /** [head dim, heads, tokens] and the rotated dims. */
@@ -56,9 +56,9 @@ describe("Context.rope and ropeBack", () => {
             const x = Float32Array.from({ length: d * h * t }, (_, i) => Math.sin(i * 0.61) * 3);
             // out of order, and one far position (large angles)
             const pos = Int32Array.from({ length: t }, (_, i) => ((i * 37) % 4096) + (i === 2 ? 100_000 : 0));
-            setKernelsModeForTesting("off");
+            useKernels("ggml fallback");
             const want = run(backend, cs, mode, x, pos);
-            setKernelsModeForTesting(kernels === "kernels" ? "native" : "generic");
+            useKernels(kernels);
             const got = run(backend, cs, mode, x, pos);
             const label = JSON.stringify({ ...cs, mode });
             for (const k of [0, 1]) {

@@ -1,12 +1,12 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
+import { ALL_KERNEL_MODES, useKernels } from "../../test/kernel-modes.js";
 import { Backend, getF32, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { setKernelsModeForTesting } from "./native-kernels.js";
 
 // Context.softMaxExt: softmax(a·scale + mask) by rows. steerlm's kernel (native/softmax.c; its AVX-512 path
 // and its portable one) and ggml's soft_max_ext, each against float64 on one and two threads.
-afterAll(() => setKernelsModeForTesting("native"));
+afterAll(() => useKernels("kernels"));
 
 interface Case {
   ne: [number, number, number, number];
@@ -69,12 +69,10 @@ function oracle(cs: Case, a: Float32Array, mask: Float32Array | null): number[] 
 }
 
 describe("Context.softMaxExt", () => {
-  for (const mode of ["kernels", "portable kernels", "ggml fallback"] as const)
+  for (const mode of ALL_KERNEL_MODES)
     for (const threads of [1, 2])
       it(`matches float64 (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
-        setKernelsModeForTesting(
-          mode === "kernels" ? "native" : mode === "portable kernels" ? "generic" : "off",
-        );
+        useKernels(mode);
         const backend = new Backend(threads);
         for (const cs of cases) {
           const n = cs.ne.reduce((x, y) => x * y, 1);

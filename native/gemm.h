@@ -1,0 +1,46 @@
+/*
+ * What the GEMM driver (gemm.c) and its instruction-set variants (gemm_avx512.c, gemm_avx2.c) share: the
+ * packed layouts and the table of routines each variant provides. Both variants pack the same layouts, so
+ * the driver's blocking, threading and scratch are one piece of code whatever the CPU.
+ */
+#ifndef STEERLM_GEMM_H
+#define STEERLM_GEMM_H
+#include "kernels.h"
+
+#define MR 32 /* rows of a per panel: AVX-512, two registers of 16 outputs; AVX2, two halves of 16 rows */
+#define NR 12 /* columns of b per block: AVX-512, 2 x 12 accumulators; AVX2, two halves of 6 */
+
+/* How a transposed a's words are made from its M-contiguous rows (a row of W is a row of words of Wᵀ). */
+enum at_kind { AT_F32, AT_BF16_PAIRS, AT_BF16, AT_F16 };
+
+/* Packed panels: ap[(p * kc + kp) * MR + j] = word kp of row p*MR + j (0 past the rows), and
+   bp[kp * NR + j] = word kp of column j (0 past the columns). */
+struct gemm_isa {
+    /* rows [m0, m0 + rows) of a K-contiguous a (row stride lda), k2 words from its start */
+    void (*pack_a)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k2, uint32_t *ap);
+    /* columns [n0, n0 + cols) of a K-contiguous b, cols <= NR */
+    void (*pack_b)(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp);
+    /* columns [n0, n0 + cols) of a transposed f32 b (N contiguous, row k at b + k*ldk), words [k0, k0 + kc) */
+    void (*pack_bt)(const char *b, size_t ldk, int64_t n0, int64_t cols, int64_t k0, int64_t kc, uint32_t *bp);
+    /* rows [m0, m0 + rows) of a transposed a (element (m, k) at a + k*ldk + m*size), words [k0, k0 + kc) */
+    void (*pack_at)(const char *a, size_t ldk, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
+                    enum at_kind kind, uint32_t *ap);
+    /* out[rows <= MR, cols <= NR] (column j at out + j*ldo) = (acc ? out : 0) + panel · block, kw words;
+       bs: words from one k of b's block to the next (NR when packed) */
+    void (*micro_f32)(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
+                      int64_t rows, int64_t cols, int acc);
+    /* the same over bf16 pairs (VDPBF16PS): AVX512-BF16 only, null elsewhere */
+    void (*micro_bf16)(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
+                       int64_t rows, int64_t cols, int acc);
+    /* rows [m0, m0 + rows) of a frozen base (f16, bf16, Q8_0), values [k0, k0 + K), widened exactly to f32 */
+    void (*widen_f16)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out);
+    void (*widen_bf16)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out);
+    void (*widen_q8_0)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out);
+};
+
+#ifdef HAVE_X86
+extern const struct gemm_isa gemm_avx512;
+extern const struct gemm_isa gemm_avx2;
+#endif
+
+#endif

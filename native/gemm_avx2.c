@@ -1,0 +1,222 @@
+/*
+ * The GEMM's AVX2 routines (gemm.h), for CPUs without AVX-512 (Zen 2 and 3, Intel's client cores): the same
+ * packed layouts as gemm_avx512.c, so the driver is shared. With 16 registers of 8 floats, a 32 x 12 tile
+ * runs as four 16 x 6 tiles, each 12 accumulators + 2 registers of a + 1 broadcast of b, so that every
+ * load of a feeds six FMAs. Packing transposes 8x8 blocks in registers. No bf16 product (no VDPBF16PS).
+ */
+#include "gemm.h"
+
+#ifdef HAVE_X86
+/* r[j] = element j of every r[i]: an 8x8 transpose of 32-bit elements in three shuffle stages */
+TARGET_AVX2 static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], s[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    /* t[4h+q] for rows 4h..4h+3: pairs of rows' elements 0,1,4,5 (q = 0, 2) and 2,3,6,7 (q = 1, 3) */
+    for (int h = 0; h < 2; h++) {
+        s[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+        s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+    /* s[4h+q], 128-bit lane l, holds element 4l+q of rows 4h..4h+3 */
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x20);
+        r[4 + q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
+    }
+}
+
+TARGET_AVX2 static void pack_a(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k2, uint32_t *ap) {
+    const int64_t kv = k2 & ~(int64_t)7;
+    for (int64_t p = 0; p * MR < rows; p++) {
+        uint32_t *dst = ap + (size_t)p * (size_t)k2 * MR;
+        const int64_t n = rows - p * MR < MR ? rows - p * MR : MR;
+        int64_t g = 0;
+        for (; g + 8 <= n; g += 8) {
+            const char *r0 = a + (size_t)(m0 + p * MR + g) * lda;
+            for (int64_t kp = 0; kp < kv; kp += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps((const float *)(r0 + (size_t)i * lda) + kp);
+                transpose8(r);
+                for (int j = 0; j < 8; j++) _mm256_storeu_ps((float *)(dst + (kp + j) * MR + g), r[j]);
+            }
+            for (int64_t i = 0; i < 8; i++) {
+                const uint32_t *row = (const uint32_t *)(r0 + (size_t)i * lda);
+                for (int64_t kp = kv; kp < k2; kp++) dst[kp * MR + g + i] = row[kp];
+            }
+        }
+        for (int64_t j = g; j < MR; j++) {
+            if (j >= n) {
+                for (int64_t kp = 0; kp < k2; kp++) dst[kp * MR + j] = 0;
+                continue;
+            }
+            const uint32_t *row = (const uint32_t *)(a + (size_t)(m0 + p * MR + j) * lda);
+            for (int64_t kp = 0; kp < k2; kp++) dst[kp * MR + j] = row[kp];
+        }
+    }
+}
+
+/* 8 words of each row at a time: columns 0-7 as one 8x8 transpose, 8-11 as another with rows 12-15 zero */
+TARGET_AVX2 static void pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp) {
+    const int64_t kv = k2 & ~(int64_t)7;
+    for (int64_t kp = 0; kp < kv; kp += 8) {
+        __m256 lo[8], hi[8];
+        for (int i = 0; i < 8; i++) {
+            lo[i] = i < cols ? _mm256_loadu_ps((const float *)(b + (size_t)(n0 + i) * ldb) + kp) : _mm256_setzero_ps();
+            hi[i] = i < 4 && 8 + i < cols ? _mm256_loadu_ps((const float *)(b + (size_t)(n0 + 8 + i) * ldb) + kp)
+                                          : _mm256_setzero_ps();
+        }
+        transpose8(lo);
+        transpose8(hi);
+        for (int j = 0; j < 8; j++) {
+            _mm256_storeu_ps((float *)(bp + (kp + j) * NR), lo[j]);
+            _mm_storeu_ps((float *)(bp + (kp + j) * NR + 8), _mm256_castps256_ps128(hi[j]));
+        }
+    }
+    for (int64_t j = 0; j < NR; j++) {
+        const uint32_t *row = j < cols ? (const uint32_t *)(b + (size_t)(n0 + j) * ldb) : 0;
+        for (int64_t kp = kv; kp < k2; kp++) bp[kp * NR + j] = row ? row[kp] : 0;
+    }
+}
+
+TARGET_AVX2 static void pack_bt(const char *b, size_t ldk, int64_t n0, int64_t cols, int64_t k0, int64_t kc, uint32_t *bp) {
+    const __m256i m0 = lanes8(cols), m1 = lanes8(cols - 8);
+    const __m128i m1h = _mm256_castsi256_si128(m1);
+    const char *row = b + (size_t)k0 * ldk + (size_t)n0 * 4;
+    for (int64_t kp = 0; kp < kc; kp++) {
+        const float *r = (const float *)(row + (size_t)kp * ldk);
+        _mm256_storeu_ps((float *)(bp + kp * NR), _mm256_maskload_ps(r, m0));
+        _mm_storeu_ps((float *)(bp + kp * NR + 8), _mm_maskload_ps(r + 8, m1h));
+    }
+}
+
+/* 8 rows' words of one k at a time from a contiguous run of W's row; a partial group of 8 word by word.
+   AT_BF16_PAIRS feeds the bf16 product only, which this variant does not have. */
+TARGET_AVX2 static void pack_at(const char *a, size_t ldk, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
+                       enum at_kind kind, uint32_t *ap) {
+    const size_t size = kind == AT_F32 ? 4 : 2;
+    for (int64_t p = 0; p * MR < rows; p++) {
+        uint32_t *dst = ap + (size_t)p * (size_t)kc * MR;
+        const int64_t n = rows - p * MR < MR ? rows - p * MR : MR;
+        const char *col = a + (size_t)(m0 + p * MR) * size;
+        for (int64_t kp = 0; kp < kc; kp++) {
+            const char *r = col + (size_t)(k0 + kp) * ldk;
+            uint32_t *d = dst + kp * MR;
+            int64_t j = 0;
+            for (; j + 8 <= n; j += 8) {
+                __m256 w;
+                if (kind == AT_F32) w = _mm256_loadu_ps((const float *)r + j);
+                else {
+                    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)r + j));
+                    w = kind == AT_F16 ? _mm256_cvtph_ps(h)
+                                       : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+                }
+                _mm256_storeu_ps((float *)(d + j), w);
+            }
+            for (; j < n; j++) {
+                const uint16_t h = size == 2 ? ((const uint16_t *)r)[j] : 0;
+                if (kind == AT_F32) d[j] = ((const uint32_t *)r)[j];
+                else if (kind == AT_BF16) d[j] = (uint32_t)h << 16;
+                else {
+                    const float f = _cvtsh_ss(h);
+                    memcpy(d + j, &f, 4);
+                }
+            }
+            for (; j < MR; j++) d[j] = 0;
+        }
+    }
+}
+
+/* one 16 x 6 tile: rows [0, 16) of the panel at ap, columns [0, 6) of the block at bp. Accumulators as named
+   variables: GCC kept an array of them on the stack, a store and a reload per FMA. */
+#define FMA2(j)                                              \
+    do {                                                     \
+        const __m256 bj = _mm256_broadcast_ss(bk + j);       \
+        c0##j = _mm256_fmadd_ps(a0, bj, c0##j);              \
+        c1##j = _mm256_fmadd_ps(a1, bj, c1##j);              \
+    } while (0)
+#define STORE2(j)                                                                                             \
+    do {                                                                                                      \
+        if (j < cols) {                                                                                       \
+            float *o = out + (size_t)j * ldo;                                                                 \
+            _mm256_maskstore_ps(o, k0, acc ? _mm256_add_ps(_mm256_maskload_ps(o, k0), c0##j) : c0##j);       \
+            _mm256_maskstore_ps(o + 8, k1, acc ? _mm256_add_ps(_mm256_maskload_ps(o + 8, k1), c1##j) : c1##j); \
+        }                                                                                                     \
+    } while (0)
+TARGET_AVX2 static inline void tile16x6(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
+                               int64_t rows, int64_t cols, int acc) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c04 = c00, c05 = c00;
+    __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00, c14 = c00, c15 = c00;
+    for (int64_t k = 0; k < kw; k++) {
+        const __m256 a0 = _mm256_loadu_ps((const float *)(ap + k * MR));
+        const __m256 a1 = _mm256_loadu_ps((const float *)(ap + k * MR + 8));
+        const float *bk = (const float *)(bp + k * bs);
+        FMA2(0);
+        FMA2(1);
+        FMA2(2);
+        FMA2(3);
+        FMA2(4);
+        FMA2(5);
+    }
+    const __m256i k0 = lanes8(rows), k1 = lanes8(rows - 8);
+    STORE2(0);
+    STORE2(1);
+    STORE2(2);
+    STORE2(3);
+    STORE2(4);
+    STORE2(5);
+}
+#undef FMA2
+#undef STORE2
+
+TARGET_AVX2 static void micro_f32(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
+                         int64_t rows, int64_t cols, int acc) {
+    for (int64_t r0 = 0; r0 < MR && r0 < rows; r0 += 16)
+        for (int64_t j0 = 0; j0 < NR && j0 < cols; j0 += 6)
+            tile16x6(ap + r0, bp + j0, bs, kw, out + (size_t)j0 * ldo + r0, ldo, rows - r0, cols - j0, acc);
+}
+
+TARGET_AVX2 static void widen_f16(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const uint16_t *src = (const uint16_t *)(a + (size_t)(m0 + r) * lda) + k0;
+        float *d = out + r * K;
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) _mm256_storeu_ps(d + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + k))));
+        for (; k < K; k++) d[k] = _cvtsh_ss(src[k]);
+    }
+}
+
+TARGET_AVX2 static void widen_bf16(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const uint16_t *src = (const uint16_t *)(a + (size_t)(m0 + r) * lda) + k0;
+        uint32_t *d = (uint32_t *)(out + r * K);
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8)
+            _mm256_storeu_si256((__m256i *)(d + k),
+                                _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + k))), 16));
+        for (; k < K; k++) d[k] = (uint32_t)src[k] << 16;
+    }
+}
+
+/* Q8_0: blocks of 32 values, an f16 scale then 32 int8 (34 bytes); value = scale * q, as ggml dequantises */
+TARGET_AVX2 static void widen_q8_0(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const char *src = a + (size_t)(m0 + r) * lda + k0 / 32 * 34; /* k0 is a multiple of KC, of 32 */
+        float *d = out + r * K;
+        for (int64_t blk = 0; blk < K / 32; blk++) {
+            const char *q = src + blk * 34;
+            uint16_t h;
+            memcpy(&h, q, 2);
+            const __m256 scale = _mm256_set1_ps(_cvtsh_ss(h));
+            for (int e = 0; e < 4; e++) {
+                const __m128i v = _mm_loadl_epi64((const __m128i *)(q + 2 + 8 * e));
+                _mm256_storeu_ps(d + blk * 32 + 8 * e, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
+            }
+        }
+    }
+}
+
+const struct gemm_isa gemm_avx2 = {pack_a, pack_b, pack_bt, pack_at, micro_f32, 0, widen_f16, widen_bf16, widen_q8_0};
+#endif
