@@ -7,27 +7,6 @@
 #include "gemm.h"
 
 #ifdef HAVE_X86
-/* r[j] = element j of every r[i]: an 8x8 transpose of 32-bit elements in three shuffle stages */
-TARGET_AVX2 static inline void transpose8(__m256 r[8]) {
-    __m256 t[8], s[8];
-    for (int k = 0; k < 4; k++) {
-        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    /* t[4h+q] for rows 4h..4h+3: pairs of rows' elements 0,1,4,5 (q = 0, 2) and 2,3,6,7 (q = 1, 3) */
-    for (int h = 0; h < 2; h++) {
-        s[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
-        s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
-        s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
-        s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
-    }
-    /* s[4h+q], 128-bit lane l, holds element 4l+q of rows 4h..4h+3 */
-    for (int q = 0; q < 4; q++) {
-        r[q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x20);
-        r[4 + q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
-    }
-}
-
 TARGET_AVX2 static void pack_a(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k2, uint32_t *ap) {
     const int64_t kv = k2 & ~(int64_t)7;
     for (int64_t p = 0; p * MR < rows; p++) {
@@ -85,6 +64,14 @@ TARGET_AVX2 static void pack_bt(const char *b, size_t ldk, int64_t n0, int64_t c
     const __m256i m0 = lanes8(cols), m1 = lanes8(cols - 8);
     const __m128i m1h = _mm256_castsi256_si128(m1);
     const char *row = b + (size_t)k0 * ldk + (size_t)n0 * 4;
+    if (cols == NR) {
+        for (int64_t kp = 0; kp < kc; kp++) {
+            const float *r = (const float *)(row + (size_t)kp * ldk);
+            _mm256_storeu_ps((float *)(bp + kp * NR), _mm256_loadu_ps(r));
+            _mm_storeu_ps((float *)(bp + kp * NR + 8), _mm_loadu_ps(r + 8));
+        }
+        return;
+    }
     for (int64_t kp = 0; kp < kc; kp++) {
         const float *r = (const float *)(row + (size_t)kp * ldk);
         _mm256_storeu_ps((float *)(bp + kp * NR), _mm256_maskload_ps(r, m0));
@@ -139,8 +126,12 @@ TARGET_AVX2 static void pack_at(const char *a, size_t ldk, int64_t m0, int64_t r
     } while (0)
 #define STORE2(j)                                                                                             \
     do {                                                                                                      \
-        if (j < cols) {                                                                                       \
-            float *o = out + (size_t)j * ldo;                                                                 \
+        if (j >= cols) break;                                                                                 \
+        float *o = out + (size_t)j * ldo;                                                                     \
+        if (rows >= 16) { /* plain stores: AMD's masked ones are slow microcode */                            \
+            _mm256_storeu_ps(o, acc ? _mm256_add_ps(_mm256_loadu_ps(o), c0##j) : c0##j);                      \
+            _mm256_storeu_ps(o + 8, acc ? _mm256_add_ps(_mm256_loadu_ps(o + 8), c1##j) : c1##j);              \
+        } else {                                                                                              \
             _mm256_maskstore_ps(o, k0, acc ? _mm256_add_ps(_mm256_maskload_ps(o, k0), c0##j) : c0##j);       \
             _mm256_maskstore_ps(o + 8, k1, acc ? _mm256_add_ps(_mm256_maskload_ps(o + 8, k1), c1##j) : c1##j); \
         }                                                                                                     \

@@ -133,6 +133,27 @@ TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+/* r[j] = element j of every r[i]: an 8x8 transpose of 32-bit elements in three shuffle stages */
+TARGET_AVX2 static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], s[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    /* t[4h+q] for rows 4h..4h+3: pairs of rows' elements 0,1,4,5 (q = 0, 2) and 2,3,6,7 (q = 1, 3) */
+    for (int h = 0; h < 2; h++) {
+        s[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+        s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+    /* s[4h+q], 128-bit lane l, holds element 4l+q of rows 4h..4h+3 */
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x20);
+        r[4 + q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
+    }
+}
+
 /* t[j] = element j of every a[i] (a 16x16 transpose of 32-bit elements), in four shuffle stages */
 __attribute__((target("avx512f"))) static inline void transpose16(const __m512 a[16], __m512 t[16]) {
     __m512 b[16], c[16];

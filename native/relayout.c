@@ -42,6 +42,13 @@ __attribute__((target("avx512f,avx512bw"))) static void block16(const char *s, s
     }
 }
 
+/* block16 on AVX2 for f32: an 8x8 block, a[i] = 8 consecutive floats of source column c0+i */
+TARGET_AVX2 static void block8(const char *s, size_t s0, char *d, size_t drow) {
+    __m256 a[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_loadu_ps((const float *)(s + (size_t)i * s0));
+    transpose8(a);
+    for (int r = 0; r < 8; r++) _mm256_storeu_ps((float *)(d + (size_t)r * drow), a[r]);
+}
 #endif
 
 /*
@@ -77,13 +84,18 @@ static void relayout_rows(const struct tensor_abi *src, struct tensor_abi *dst, 
         return;
     }
 #ifdef HAVE_X86
-    if (s1 == sizeof(float) && steerlm_have_avx512()) {
-        /* source contiguous along the destination rows: 16x16 register transposes, scalar edges */
-        const int64_t n0v = n0 & ~(int64_t)15, rv = i1a + ((i1b - i1a) & ~(int64_t)15);
-        for (int64_t r0 = i1a; r0 < rv; r0 += 16)
-            for (int64_t c0 = 0; c0 < n0v; c0 += 16)
-                block16(sbase + (size_t)c0 * s0 + (size_t)r0 * 4, s0, dbase + ((size_t)r0 * (size_t)d0 + (size_t)c0) * esize,
-                        (size_t)d0 * esize, bf16);
+    const int wide = steerlm_have_avx512(), narrow = !wide && !bf16 && steerlm_have_avx2();
+    if (s1 == sizeof(float) && (wide || narrow)) {
+        /* source contiguous along the destination rows: 16x16 (AVX2, f32: 8x8) register transposes, scalar edges */
+        const int64_t v = wide ? 16 : 8;
+        const int64_t n0v = n0 & ~(v - 1), rv = i1a + ((i1b - i1a) & ~(v - 1));
+        for (int64_t r0 = i1a; r0 < rv; r0 += v)
+            for (int64_t c0 = 0; c0 < n0v; c0 += v) {
+                const char *s = sbase + (size_t)c0 * s0 + (size_t)r0 * 4;
+                char *d = dbase + ((size_t)r0 * (size_t)d0 + (size_t)c0) * esize;
+                if (wide) block16(s, s0, d, (size_t)d0 * esize, bf16);
+                else block8(s, s0, d, (size_t)d0 * 4);
+            }
         for (int64_t r = i1a; r < i1b; r++) {
             const int64_t from = r < rv ? n0v : 0;
             for (int64_t c = from; c < n0; c++) {

@@ -49,14 +49,16 @@ TARGET_AVX2 static double dot_avx2(const float *a, const float *b, int64_t n) {
     return (double)hsum8(s0) + (double)hsum8(s1);
 }
 
+/* whole vectors, then a scalar tail (AMD's masked stores are slow microcode) */
 TARGET_AVX2 static void combine_avx2(const float *dy, const float *x, float c, float r, float *out, int64_t n) {
     const __m256 cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r);
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i live = lanes8(n - i);
-        const __m256 xv = _mm256_maskload_ps(x + i, live);
-        const __m256 v = dy ? _mm256_fmadd_ps(xv, cv, _mm256_maskload_ps(dy + i, live)) : xv;
-        _mm256_maskstore_ps(out + i, live, _mm256_mul_ps(v, rv));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        const __m256 v = dy ? _mm256_fmadd_ps(xv, cv, _mm256_loadu_ps(dy + i)) : xv;
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(v, rv));
     }
+    for (; i < n; i++) out[i] = (dy ? fmaf(x[i], c, dy[i]) : x[i]) * r;
 }
 #endif
 

@@ -38,31 +38,41 @@ __attribute__((target("avx512f"))) static void row_avx512(const float *x, const 
     }
 }
 
-/* row_avx512 on 8 lanes */
+/* row_avx512 on 8 lanes: whole vectors, then the tail masked (AMD's masked stores are slow microcode) */
 TARGET_AVX2 static void row_avx2(const float *x, const float *mask, float scale, float *y, int64_t n) {
     const __m256 s = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+    const int64_t nv = n & ~(int64_t)7;
+    const __m256i tail = lanes8(n - nv);
     __m256 mx = ninf;
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i live = lanes8(n - i);
-        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + i, live), s);
-        if (mask) v = _mm256_add_ps(v, _mm256_maskload_ps(mask + i, live));
-        _mm256_maskstore_ps(y + i, live, v);
-        mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(live)));
+    for (int64_t i = 0; i < nv; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), s);
+        if (mask) v = _mm256_add_ps(v, _mm256_loadu_ps(mask + i));
+        _mm256_storeu_ps(y + i, v);
+        mx = _mm256_max_ps(mx, v);
+    }
+    if (nv < n) {
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + nv, tail), s);
+        if (mask) v = _mm256_add_ps(v, _mm256_maskload_ps(mask + nv, tail));
+        _mm256_maskstore_ps(y + nv, tail, v);
+        mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(tail)));
     }
     const __m256 top = _mm256_set1_ps(hmax8(mx));
     const __m256 lo = _mm256_set1_ps(-104.0f);
     __m256 sum = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i live = lanes8(n - i);
-        const __m256 e = exp_avx2(_mm256_max_ps(lo, _mm256_sub_ps(_mm256_maskload_ps(y + i, live), top)));
-        _mm256_maskstore_ps(y + i, live, e);
-        sum = _mm256_add_ps(sum, _mm256_and_ps(e, _mm256_castsi256_ps(live)));
+    for (int64_t i = 0; i < nv; i += 8) {
+        const __m256 e = exp_avx2(_mm256_max_ps(lo, _mm256_sub_ps(_mm256_loadu_ps(y + i), top)));
+        _mm256_storeu_ps(y + i, e);
+        sum = _mm256_add_ps(sum, e);
     }
-    const __m256 inv = _mm256_set1_ps(1.0f / hsum8(sum));
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i live = lanes8(n - i);
-        _mm256_maskstore_ps(y + i, live, _mm256_mul_ps(_mm256_maskload_ps(y + i, live), inv));
+    if (nv < n) {
+        const __m256 e = exp_avx2(_mm256_max_ps(lo, _mm256_sub_ps(_mm256_maskload_ps(y + nv, tail), top)));
+        _mm256_maskstore_ps(y + nv, tail, e);
+        sum = _mm256_add_ps(sum, _mm256_and_ps(e, _mm256_castsi256_ps(tail)));
     }
+    const float inv = 1.0f / hsum8(sum);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (int64_t i = 0; i < nv; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), iv));
+    for (int64_t i = nv; i < n; i++) y[i] *= inv;
 }
 #endif
 
