@@ -13,8 +13,9 @@
  * d x = Wᵀ·d y), packed straight from W: a row of W holds 32 consecutive words of a panel, so no
  * transposed copy of W is kept or made (f32, f16 and bf16; Q8_0 blocks run along K and cannot).
  * b may likewise be an f32 transposed view (N contiguous): its packed block is then a copy of 12 floats a word.
- * A reduction longer than KC words (a large vocabulary's d h = Eᵀ·d z) runs in blocks of KC, the later
- * ones accumulating onto the output, so that packed scratch stays a few MB whatever K is.
+ * A reduction longer than the ISA's block of K (gemm.h, kc words) runs in blocks, the later ones
+ * accumulating onto the output, so that packed scratch stays a few MB whatever K is (a large vocabulary's
+ * d h = Eᵀ·d z) and the packed operands stay in cache.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,7 +23,6 @@
 #include "gemm.h"
 
 #define MC 128 /* rows of a packed at a time (a chunk stays in L2 while b streams through) */
-#define KC 4096 /* words of K per block (K <= KC: one block, the products as before) */
 #define SCRATCH_LIMIT (1 << 24) /* 32-bit words (64 MB) for b's packed part */
 
 #ifdef HAVE_X86
@@ -101,7 +101,7 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
        (word k of a block is a run of 12 floats of row k), not copied first (attention's products with Pᵀ) */
     const int direct = bt && M <= MR;
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
-    const int64_t kblocks = (kw + KC - 1) / KC, kcw = kw < KC ? kw : KC;
+    const int64_t kmax = g.isa->kc, kblocks = (kw + kmax - 1) / kmax, kcw = kw < kmax ? kw : kmax;
     const int64_t mc = MC;
     const int64_t chunks = (M + mc - 1) / mc;
     /* split N too when there are few (chunk, batch) pairs, so every thread gets a fair share (smol135's
@@ -138,7 +138,7 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
         const char *bbase = (const char *)b->data + i2 * b->nb[2] + i3 * b->nb[3];
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
         for (int64_t kb = 0; kb < kblocks; kb++) {
-            const int64_t k0 = kb * KC, kc = kw - k0 < KC ? kw - k0 : KC;
+            const int64_t k0 = kb * kmax, kc = kw - k0 < kmax ? kw - k0 : kmax;
             for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
                 const int64_t cols = N - n0 < NR ? N - n0 : NR;
                 if (direct && cols == NR) continue;

@@ -36,6 +36,8 @@ struct gemm_isa {
     void (*widen_f16)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out);
     void (*widen_bf16)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out);
     void (*widen_q8_0)(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out);
+    /* words of K per block, a multiple of 32 (Q8_0's blocks): K <= kc runs as one block */
+    int64_t kc;
 };
 
 #ifdef HAVE_X86
