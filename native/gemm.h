@@ -40,6 +40,16 @@ struct gemm_isa {
     int64_t kc;
 };
 
+/* pack_a's scalar part, both variants: words [k_lo, k2) of panel rows [j_lo, j_hi) of a (the row starting at
+   `first`, stride lda), and zero rows from `live` on (past the matrix's rows) */
+static inline void pack_a_scalar(const char *first, size_t lda, int64_t j_lo, int64_t j_hi, int64_t live,
+                                 int64_t k_lo, int64_t k2, uint32_t *dst) {
+    for (int64_t j = j_lo; j < j_hi; j++) {
+        const uint32_t *row = j < live ? (const uint32_t *)(first + (size_t)j * lda) : 0;
+        for (int64_t kp = k_lo; kp < k2; kp++) dst[kp * MR + j] = row ? row[kp] : 0;
+    }
+}
+
 #ifdef HAVE_X86
 extern const struct gemm_isa gemm_avx512;
 extern const struct gemm_isa gemm_avx2;

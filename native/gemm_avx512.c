@@ -24,20 +24,10 @@ __attribute__((target("avx512f"))) static void pack_a(const char *a, size_t lda,
                 transpose16(in, t);
                 for (int j = 0; j < 16; j++) _mm512_storeu_ps((float *)(dst + (kp + j) * MR + g), t[j]);
             }
-            for (int64_t i = 0; i < 16; i++) {
-                const uint32_t *row = (const uint32_t *)(r0 + (size_t)i * lda);
-                for (int64_t kp = kv; kp < k2; kp++) dst[kp * MR + g + i] = row[kp];
-            }
+            pack_a_scalar(a + (size_t)(m0 + p * MR) * lda, lda, g, g + 16, n, kv, k2, dst);
         }
         /* the rest of a partial panel, and its zero rows */
-        for (int64_t j = g; j < MR; j++) {
-            if (j >= n) {
-                for (int64_t kp = 0; kp < k2; kp++) dst[kp * MR + j] = 0;
-                continue;
-            }
-            const uint32_t *row = (const uint32_t *)(a + (size_t)(m0 + p * MR + j) * lda);
-            for (int64_t kp = 0; kp < k2; kp++) dst[kp * MR + j] = row[kp];
-        }
+        pack_a_scalar(a + (size_t)(m0 + p * MR) * lda, lda, g, MR, n, 0, k2, dst);
     }
 }
 
