@@ -68,6 +68,31 @@ __attribute__((target("avx512f"))) static void rotate_pairs_avx512(const float *
         _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_mul_ps(v, cv), _mm512_mul_ps(swapped, sv)));
     }
 }
+
+/* the same two rotations on 8 lanes (AVX2 without AVX-512): n/2, or n, a multiple of 8 */
+TARGET_AVX2 static void rotate_neox_avx2(const float *x, const float *c, const float *s, float sg, int64_t n, float *y) {
+    const int64_t h = n / 2;
+    const __m256 g = _mm256_set1_ps(sg);
+    for (int64_t i = 0; i < h; i += 8) {
+        const __m256 cv = _mm256_loadu_ps(c + i), sv = _mm256_mul_ps(_mm256_loadu_ps(s + i), g);
+        const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + h);
+        _mm256_storeu_ps(y + i, _mm256_sub_ps(_mm256_mul_ps(x0, cv), _mm256_mul_ps(x1, sv)));
+        _mm256_storeu_ps(y + i + h, _mm256_add_ps(_mm256_mul_ps(x0, sv), _mm256_mul_ps(x1, cv)));
+    }
+}
+
+TARGET_AVX2 static void rotate_pairs_avx2(const float *x, const float *c, const float *s, float sg, int64_t n, float *y) {
+    const __m256i spread = _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0);
+    const __m256 sign = _mm256_mul_ps(_mm256_set_ps(1, -1, 1, -1, 1, -1, 1, -1), _mm256_set1_ps(sg));
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256 cv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + i / 2)), spread);
+        const __m256 sv =
+            _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i / 2)), spread), sign);
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 swapped = _mm256_permute_ps(v, 0xB1);
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(v, cv), _mm256_mul_ps(swapped, sv)));
+    }
+}
 #endif
 
 /* dst f32 like src[0]; src[0] x f32 contiguous [d, heads, T, 1]; src[1] the table [n, T]; userdata the flags */
@@ -79,7 +104,9 @@ void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const int64_t d = a->ne[0], heads = a->ne[1], rows = heads * a->ne[2], n = tab->ne[0], h = n / 2;
     const struct share sh = thread_share(rows, ith, nth, 1);
 #ifdef HAVE_X86
-    const int vec = steerlm_have_avx512() && (neox ? h % 16 == 0 : n % 16 == 0);
+    /* 16 lanes where AVX-512 runs and the dims fill them, else 8 where AVX2 runs and they fill those */
+    const int vec = steerlm_have_avx512() && (neox ? h % 16 == 0 : n % 16 == 0),
+              vec8 = !vec && steerlm_have_avx2() && (neox ? h % 8 == 0 : n % 8 == 0);
 #endif
     for (int64_t r = sh.lo; r < sh.hi; r++) {
         const float *x = (const float *)a->data + r * d, *c = (const float *)tab->data + (r / heads) * n, *s = c + h;
@@ -89,6 +116,10 @@ void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata) {
             rotate_neox_avx512(x, c, s, sg, n, y);
         else if (vec)
             rotate_pairs_avx512(x, c, s, sg, n, y);
+        else if (vec8 && neox)
+            rotate_neox_avx2(x, c, s, sg, n, y);
+        else if (vec8)
+            rotate_pairs_avx2(x, c, s, sg, n, y);
         else
 #endif
             rotate_scalar(x, c, s, sg, neox, n, y);

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
-import { useKernels } from "../../test/kernel-modes.js";
+import { ALL_KERNEL_MODES, useKernels } from "../../test/kernel-modes.js";
 import { Backend, getF32, setData } from "./backend.js";
 import { Context, type RopeMode } from "./context.js";
 
@@ -17,8 +17,9 @@ interface Case {
 const cases: Case[] = [
   { ne: [32, 4, 40], nDims: 32 }, // both modes vectorised (m10's heads)
   { ne: [64, 3, 9], nDims: 32 }, // partial rotation: dims past 32 copied
-  { ne: [48, 2, 5], nDims: 48 }, // neox halves of 24: the scalar path; adjacent pairs vectorised
-  { ne: [12, 2, 3], nDims: 8 }, // scalar both ways
+  { ne: [48, 2, 5], nDims: 48 }, // neox halves of 24: 8 lanes (AVX2) or scalar (AVX-512); pairs vectorised
+  { ne: [12, 2, 3], nDims: 8 }, // pairs on AVX2's 8 lanes, scalar on AVX-512 and neox
+  { ne: [20, 2, 3], nDims: 12 }, // scalar both ways on every CPU, dims past 12 copied
 ];
 const BASE = 10000;
 
@@ -46,7 +47,7 @@ function run(backend: Backend, cs: Case, mode: RopeMode, x: Float32Array, pos: I
 }
 
 describe("Context.rope and ropeBack", () => {
-  for (const kernels of ["kernels", "portable kernels"] as const)
+  for (const kernels of ALL_KERNEL_MODES.filter((m) => m !== "ggml fallback"))
     for (const threads of [1, 2])
       it(`match ggml's rope_ext and rope_ext_back (${kernels}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
         const backend = new Backend(threads);
