@@ -17,7 +17,7 @@ interface Case {
 const cases: Case[] = [
   { ne: [32, 4, 40], nDims: 32 }, // both modes vectorised (m10's heads)
   { ne: [64, 3, 9], nDims: 32 }, // partial rotation: dims past 32 copied
-  { ne: [48, 2, 5], nDims: 48 }, // neox halves of 24: 8 lanes even on AVX-512; pairs 16 lanes where there
+  { ne: [48, 2, 5], nDims: 48 }, // neox halves of 24: 8 lanes even on AVX-512; pairs on 16 where AVX-512 is
   { ne: [12, 2, 3], nDims: 8 }, // pairs on 8 lanes, neox scalar
   { ne: [20, 2, 3], nDims: 12 }, // scalar both ways on every CPU, dims past 12 copied
 ];
