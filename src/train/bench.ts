@@ -7,8 +7,9 @@ import { trainStepFlops } from "./flops.js";
 import { Trainer } from "./trainer.js";
 
 /**
- * Training-throughput benchmarks with exactly the shapes of ../shared/bench/torch_anchor.py (random
- * weights, random tokens, AdamW lr 1e-3 wd 0.1; LoRA r8 on q,v with scale 1 like the anchor's module).
+ * Training-throughput benchmarks with exactly the shapes of ../shared/bench/torch_anchor.py, and two larger
+ * Llama shapes without an anchor (random weights, random tokens, AdamW lr 1e-3 wd 0.1; LoRA r8 on q,v with
+ * scale 1 like the anchor's module).
  */
 export const BENCH_CONFIGS = {
   m10: {
@@ -95,6 +96,35 @@ export const BENCH_CONFIGS = {
     batch: 1,
     seq: 512,
     steps: 2,
+  },
+  // larger shapes, no anchor: what fits in the machine's memory (docs/engine.md)
+  llama3b: {
+    model: {
+      vocabSize: 128256,
+      hiddenSize: 3072,
+      numLayers: 28,
+      numHeads: 24,
+      numKvHeads: 8,
+      ffnSize: 8192,
+      tiedEmbeddings: true,
+    },
+    batch: 1,
+    seq: 512,
+    steps: 1,
+  },
+  llama8b: {
+    model: {
+      vocabSize: 128256,
+      hiddenSize: 4096,
+      numLayers: 32,
+      numHeads: 32,
+      numKvHeads: 8,
+      ffnSize: 14336,
+      tiedEmbeddings: false,
+    },
+    batch: 1,
+    seq: 512,
+    steps: 1,
   },
 } as const;
 export type BenchName = keyof typeof BENCH_CONFIGS;
