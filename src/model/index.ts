@@ -27,7 +27,7 @@ export {
   type ModelOptions,
   type ParamInfo,
 } from "./model.js";
-export { transposeToQ8_0 } from "./q8.js";
+export { transposeQ8_0 } from "./q8.js";
 export {
   initLlamaWeights,
   llamaTensorSpecs,

@@ -3,7 +3,7 @@ import { Backend, Graph, getF32, setData } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
 import { dequantize, quantizeQ8_0 } from "../gguf/quant.js";
 import { Rng } from "../util/rng.js";
-import { transposeToQ8_0 } from "./q8.js";
+import { transposeQ8_0 } from "./q8.js";
 
 const backend = new Backend(1);
 afterAll(() => backend.free());
@@ -31,6 +31,32 @@ function mulMatRef(a: Float32Array, b: Float32Array, k: number, m: number, n: nu
   return out;
 }
 
+describe("transposeQ8_0", () => {
+  it("gives the bytes of W's values transposed and requantised whole, 32 columns at a time", () => {
+    const rng = new Rng(9);
+    for (const [cols, rows] of [
+      [32, 32],
+      [64, 160],
+      [224, 96],
+    ] as const) {
+      // values of every scale, zero blocks and blocks with one nonzero value included
+      const v = rng.normalArray(cols * rows, 0.5);
+      for (let i = 0; i < 32; i++) v[i] = 0;
+      for (let i = 33; i < 64; i++) v[i] = 0;
+      const wq = quantizeQ8_0(v);
+      const w = dequantize("Q8_0", wq, cols * rows);
+      const t = new Float32Array(w.length);
+      for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) t[k * rows + r] = w[r * cols + k]!;
+      expect(transposeQ8_0(wq, cols, rows), `${cols}×${rows}`).toEqual(quantizeQ8_0(t));
+    }
+  });
+
+  it("refuses sides that are not whole blocks and a wrong byte count", () => {
+    expect(() => transposeQ8_0(new Uint8Array(34 * 3), 32, 3)).toThrow(/multiple of 32/);
+    expect(() => transposeQ8_0(new Uint8Array(34), 32, 32)).toThrow(/expected 1088 bytes/);
+  });
+});
+
 describe("Q8_0 frozen weight and its transpose in ggml", () => {
   it("W·x and Wᵀ·dy (host-made Q8_0 transpose) match float64 on the dequantised values", () => {
     const [IN, OUT, N] = [64, 96, 5];
@@ -47,7 +73,7 @@ describe("Q8_0 frozen weight and its transpose in ggml", () => {
     const tdy = data.newTensor("f32", [OUT, N], "dy");
     const buf = backend.allocTensors(data);
     setData(tw, wq);
-    setData(twt, transposeToQ8_0(w, IN, OUT));
+    setData(twt, transposeQ8_0(wq, IN, OUT));
     setData(tx, x);
     setData(tdy, dy);
     const ops = new Context(16, 16);
@@ -62,7 +88,7 @@ describe("Q8_0 frozen weight and its transpose in ggml", () => {
 
     // Wᵀ's blocks gather values from 32 different blocks of W, so requantising rounds once more: the
     // product must be exact against the transpose's own values, which stay within half a step of W's
-    const wtq = dequantize("Q8_0", transposeToQ8_0(w, IN, OUT), IN * OUT);
+    const wtq = dequantize("Q8_0", transposeQ8_0(wq, IN, OUT), IN * OUT);
     for (let o = 0; o < OUT; o++)
       for (let i = 0; i < IN; i++) {
         const b = Math.floor(o / 32) * 32;

@@ -1,9 +1,9 @@
-import { type Backend, Graph, setData } from "../ggml/backend.js";
+import { type Backend, Graph, getBytes, setData } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { bf16Reduces } from "../model/bf16.js";
 import type { LlamaModel } from "../model/model.js";
-import { transposeToQ8_0 } from "../model/q8.js";
+import { transposeQ8_0 } from "../model/q8.js";
 
 /**
  * Transposed copies of the frozen matrices whose transpose the GEMM cannot read in place (Q8_0; any without
@@ -25,15 +25,11 @@ export function declareFrozenTransposes(model: LlamaModel, s: Context, isCpu: bo
 }
 
 /** Makes (or remakes, after a frozen weight changed) the transposes `declareFrozenTransposes` declared. */
-export function fillFrozenTransposes(
-  backend: Backend,
-  model: LlamaModel,
-  transposes: ReadonlyMap<Tensor, Tensor>,
-): void {
+export function fillFrozenTransposes(backend: Backend, transposes: ReadonlyMap<Tensor, Tensor>): void {
   // a q8_0 Wᵀ is made on the host (ggml cannot transpose quantised data), the others in one graph
   const graphed = [...transposes].filter(([w]) => w.type !== "q8_0");
   for (const [w, wt] of transposes)
-    if (w.type === "q8_0") setData(wt, transposeToQ8_0(model.getWeight(w.name), w.ne[0], w.ne[1]));
+    if (w.type === "q8_0") setData(wt, transposeQ8_0(getBytes(w), w.ne[0], w.ne[1]));
   if (graphed.length === 0) return;
   const ctx = new Context(3 * graphed.length + 8, graphed.length * 3 + 16);
   const alloc = backend.newAllocator();

@@ -275,7 +275,7 @@ export class Trainer {
 
   /** Recomputes the cached transposes of frozen weights: call after changing a frozen weight. */
   refreshFrozenWeights(): void {
-    fillFrozenTransposes(this.backend, this.model, this.#frozenTransposes);
+    fillFrozenTransposes(this.backend, this.#frozenTransposes);
   }
 
   /** Nodes in the forward+backward graph. */
