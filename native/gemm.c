@@ -92,6 +92,18 @@ struct gemm_kind {
     int into; /* dst is a view of src[0], the product's a and b are src[1] and src[2]: add to dst */
 };
 
+#if MR != 32
+#error "pack_at_q8_0 takes a panel's 32 rows as one Q8_0 block"
+#endif
+/* a transposed Q8_0 a (a frozen base's Wᵀ, read where it lies): word kp of a panel's 32 rows (m0 a multiple of
+   32) is one block of W's row k0 + kp, so a panel is W's rows [k0, k0 + kc) widened over that one block of
+   values, the layout widen_q8_0 writes: no transposed copy of W is kept */
+static void pack_at_q8_0(const struct gemm_isa *isa, const char *a, size_t ldk, int64_t m0, int64_t rows, int64_t k0,
+                         int64_t kc, uint32_t *ap) {
+    for (int64_t p = 0; p * MR < rows; p++)
+        isa->widen_q8_0(a, ldk, k0, kc, m0 + p * MR, MR, (float *)(ap + (size_t)p * (size_t)kc * MR));
+}
+
 static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     const struct tensor_abi *a = dst->src[g.into], *b = dst->src[g.into + 1];
     const int64_t M = a->ne[1], N = b->ne[1], kw = g.kw;
@@ -149,7 +161,9 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
             }
             for (int64_t chunk = c_lo; chunk < c_hi; chunk++) {
                 const int64_t m0 = chunk * mc, rows = M - m0 < mc ? M - m0 : mc;
-                if (g.transposed)
+                if (g.transposed && g.at == AT_Q8_0)
+                    pack_at_q8_0(g.isa, abase, a->nb[0], m0, rows, k0, kc, ap);
+                else if (g.transposed)
                     g.isa->pack_at(abase, a->nb[0], m0, rows, k0, kc, g.at, ap);
                 else if (g.widen) {
                     g.widen(abase, a->nb[1], m0, rows, k0, kc, wide);
@@ -208,7 +222,7 @@ void steerlm_gemm_f32_into(struct tensor_abi *dst, int ith, int nth, void *userd
 }
 
 /* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32
-   GEMM; a transposed f16 or bf16 a is widened as it is packed (Q8_0 comes K-contiguous only) */
+   GEMM; a transposed a is widened as it is packed (f16, bf16: pack_at; Q8_0: pack_at_q8_0) */
 void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
@@ -225,8 +239,9 @@ void steerlm_gemm_bf16_f32(struct tensor_abi *dst, int ith, int nth, void *userd
 
 void steerlm_gemm_q8_0(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
+    const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, dst->src[0]->ne[0], i->micro_f32, i->widen_q8_0, 0, AT_F32, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_q8_0, a_transposed(a), AT_Q8_0, 0});
 }
 #else
 size_t steerlm_gemm_scratch_bytes(void) {

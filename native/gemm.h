@@ -10,8 +10,9 @@
 #define MR 32 /* rows of a per panel: AVX-512, two registers of 16 outputs; AVX2, two halves of 16 rows */
 #define NR 12 /* columns of b per block: AVX-512, 2 x 12 accumulators; AVX2, two halves of 6 */
 
-/* How a transposed a's words are made from its M-contiguous rows (a row of W is a row of words of Wᵀ). */
-enum at_kind { AT_F32, AT_BF16_PAIRS, AT_BF16, AT_F16 };
+/* How a transposed a's words are made from its M-contiguous rows (a row of W is a row of words of Wᵀ).
+   AT_Q8_0 never reaches pack_at: the driver packs it with widen_q8_0 (gemm.c, pack_at_q8_0). */
+enum at_kind { AT_F32, AT_BF16_PAIRS, AT_BF16, AT_F16, AT_Q8_0 };
 
 /* Packed panels: ap[(p * kc + kp) * MR + j] = word kp of row p*MR + j (0 past the rows), and
    bp[kp * NR + j] = word kp of column j (0 past the columns). */

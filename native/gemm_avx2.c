@@ -188,7 +188,7 @@ TARGET_AVX2 static void widen_bf16(const char *a, size_t lda, int64_t m0, int64_
 /* Q8_0: blocks of 32 values, an f16 scale then 32 int8 (34 bytes); value = scale * q, as ggml dequantises */
 TARGET_AVX2 static void widen_q8_0(const char *a, size_t lda, int64_t m0, int64_t rows, int64_t k0, int64_t K, float *out) {
     for (int64_t r = 0; r < rows; r++) {
-        const char *src = a + (size_t)(m0 + r) * lda + k0 / 32 * 34; /* k0 is a multiple of KC, of 32 */
+        const char *src = a + (size_t)(m0 + r) * lda + k0 / 32 * 34; /* k0 a multiple of 32: of KC, or a panel's first row (pack_at_q8_0) */
         float *d = out + r * K;
         for (int64_t blk = 0; blk < K / 32; blk++) {
             const char *q = src + blk * 34;

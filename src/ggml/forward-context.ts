@@ -230,11 +230,11 @@ export class ForwardContext implements Disposable {
   }
 
   /**
-   * Whether mulMat reads `transpose(w)` of a `type` matrix in place against a `bType` operand (steerlm's
-   * GEMM, f32/f16/bf16 with f32, bf16 with bf16): where not, a frozen weight's transpose is better made once.
+   * Whether mulMat reads `transpose(w)` in place against a `bType` operand (steerlm's GEMM, f32/f16/bf16/
+   * Q8_0 with f32, bf16 with bf16): where not, a frozen weight's transpose is better made once.
    */
-  static readsTransposed(type: DType, bType: "f32" | "bf16", plainOps = false): boolean {
-    return !plainOps && readsTransposed(type, bType);
+  static readsTransposed(w: Tensor, bType: "f32" | "bf16", plainOps = false): boolean {
+    return !plainOps && readsTransposed(w, bType);
   }
 
   /** x/√(mean(x²) + eps) by rows: steerlm's kernel (native/rmsnorm.c) on a contiguous x, else ggml's. */

@@ -17,23 +17,27 @@ function widenedKernel(k: NativeKernels, type: DType): KernelFn | null {
 /**
  * steerlm's packed GEMM for this product, when it applies: kernels built, CPU support (AVX-512,
  * AVX512-BF16 for bf16), a/b types bf16/bf16 (K even) or f32|f16|bf16|q8_0/f32, b K-contiguous or (f32) a
- * transposed view with N contiguous, and a K-contiguous or (f32, f16, bf16) a transposed view with M
- * contiguous. Exact: ggml's f16 and Q8_0 paths would also round the f32 operand to f16 / Q8_0, the kernels
- * widen a instead.
+ * transposed view with N contiguous, and a K-contiguous or (f32/f16/bf16/q8_0 with an f32 b) a transposed
+ * view with M contiguous. Exact: ggml's f16 and Q8_0 paths would also round the f32 operand to f16 / Q8_0,
+ * the kernels widen a instead.
  */
 export function gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
   const k = loadKernels();
   const size = blockBytes(a.type);
   const bRows = b.nb[0] === blockBytes(b.type);
   if (!k || !(bRows || (b.type === "f32" && isTransposedView(b) && b.nb[1] === 4))) return null;
-  if (isTransposedView(a) ? a.nb[1] !== size || a.type === "q8_0" : a.nb[0] !== size) return null;
+  if (isTransposedView(a) ? a.nb[1] !== size : a.nb[0] !== size) return null;
   if (a.type === "bf16" && b.type === "bf16") return a.ne[0]! % 2 === 0 ? k.gemmBf16 : null;
   return b.type === "f32" ? widenedKernel(k, a.type) : null;
 }
 
-/** Whether `gemmKernel` reads `transpose(w)` of a `type` matrix in place against a `bType` operand. */
-export function readsTransposed(type: DType, bType: "f32" | "bf16"): boolean {
+/**
+ * Whether `gemmKernel` reads `transpose(w)` in place against a `bType` operand. A Q8_0 w needs rows of
+ * more than one block: with one, its transposed view has the strides of rows and would be read as rows.
+ */
+export function readsTransposed(w: Tensor, bType: "f32" | "bf16"): boolean {
   const k = loadKernels();
-  if (!k || (type !== "f32" && type !== "f16" && type !== "bf16")) return false;
+  const type = w.type;
+  if (!k || type === "i32" || (type === "q8_0" && (bType !== "f32" || w.ne[0]! <= 32))) return false;
   return (bType === "bf16" ? (type === "bf16" ? k.gemmBf16 : null) : widenedKernel(k, type)) !== null;
 }

@@ -144,6 +144,8 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [9632, 33, 1, 1], b: [9632, 5, 1, 1] }, // longer than a block of 4,096 words (bf16 4,816 pairs): the later blocks accumulate
     { a: [128, 32, 2, 1], b: [128, 40, 4, 1] }, // one panel of a (attention's head size): a transposed b's full blocks read in place
     { a: [5000, 32, 1, 1], b: [5000, 24, 1, 1] }, // ... and so in two blocks of K
+    { a: [40, 320, 1, 1], b: [40, 29, 1, 1] }, // a transposed Q8_0 (M in blocks of 32): three row chunks
+    { a: [4500, 64, 1, 1], b: [4500, 7, 1, 1] }, // ... and K in two blocks (AVX-512) or twelve (AVX2)
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
@@ -193,18 +195,21 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
           useKernels(mode);
           const backend = new Backend(threads);
           // "transposed": a is `transpose(w)` of a w stored [M, K] (the backward's Wᵀ), which the kernels
-          // pack from w's rows and the fallback materialises; Q8_0 has no transposed form. "bᵀ": b is the
-          // transposed view of an f32 [N, K] (the backward's dyᵀ, attention's Pᵀ), which the f32-b kernels
-          // read in place and the fallback materialises
-          const layouts = kind === "q8_0" ? ["rows"] : ["rows", "transposed"];
+          // pack from w's rows (Q8_0: from blocks of M) and the fallback materialises (ggml cannot copy a
+          // transposed Q8_0, which then gets a transposed copy of its own: frozen-transposes.ts). "bᵀ": b is
+          // the transposed view of an f32 [N, K] (the backward's dyᵀ, attention's Pᵀ), which the f32-b
+          // kernels read in place and the fallback materialises
+          const layouts = kind === "q8_0" && mode === "ggml fallback" ? ["rows"] : ["rows", "transposed"];
           for (const { a: ane, b: bne } of shapes)
             for (const layout of kind === "bf16"
               ? layouts
               : [...layouts, ...layouts.map((l) => `${l}, bᵀ`)]) {
               const type = kind === "bf16×f32" ? "bf16" : kind;
-              if ((kind === "bf16" && ane[0] % 2) || (kind === "q8_0" && ane[0] % 32)) continue;
-              const btype = kind === "bf16" ? "bf16" : "f32";
               const t = layout.startsWith("transposed");
+              // Q8_0 stores w's rows in blocks of 32, and a transposed view needs rows of two blocks or more
+              const q8Rows = t ? ane[1] % 32 || ane[1] === 32 : ane[0] % 32;
+              if ((kind === "bf16" && ane[0] % 2) || (kind === "q8_0" && q8Rows)) continue;
+              const btype = kind === "bf16" ? "bf16" : "f32";
               const bt = layout.endsWith("bᵀ");
               const s = new Context(4);
               const a = s.newTensor(type, t ? [ane[1], ane[0], ane[2], ane[3]] : ane, "a");
@@ -263,6 +268,24 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
             }
           backend.free();
         });
+});
+
+describe("Context.readsTransposed", () => {
+  it("reads a Q8_0 weight's transpose in place against f32 where its rows hold two blocks or more", () => {
+    useKernels("kernels");
+    const s = new Context(4);
+    // a row of one block: the transposed view has the strides of rows (34 bytes both), so Wᵀ is copied
+    const one = s.newTensor("q8_0", [32, 64], "one");
+    const two = s.newTensor("q8_0", [64, 32], "two");
+    expect(Context.readsTransposed(one, "f32")).toBe(false);
+    expect(Context.readsTransposed(two, "f32")).toBe(true);
+    expect(Context.readsTransposed(two, "bf16")).toBe(false);
+    expect(Context.readsTransposed(two, "f32", true)).toBe(false); // plain ggml ops
+    useKernels("ggml fallback");
+    expect(Context.readsTransposed(two, "f32")).toBe(false);
+    useKernels("kernels");
+    s.free();
+  });
 });
 
 describe("steerlm's GEMM on a very long reduction", () => {

@@ -46,7 +46,7 @@ export class Tape {
    */
   transposed(x: Tensor, bf16 = false): Tensor {
     if (bf16) return bf16Operand(this.c, x, true); // Context.operand makes each form once
-    if (Context.readsTransposed(x.type, "f32", this.c.options.plainOps)) return this.c.transpose(x);
+    if (Context.readsTransposed(x, "f32", this.c.options.plainOps)) return this.c.transpose(x);
     let t = this.#transposed.get(x);
     if (!t) {
       t = this.c.transposed(x);

@@ -6,9 +6,10 @@ import type { LlamaModel } from "../model/model.js";
 import { transposeQ8_0 } from "../model/q8.js";
 
 /**
- * Transposed copies of the frozen matrices whose transpose the GEMM cannot read in place (Q8_0; any without
- * steerlm's kernels or off the CPU), declared in `s` for the manual backward pass (see linear); after `s` is
- * allocated, `fillFrozenTransposes` makes them.
+ * Transposed copies of the frozen matrices whose transpose the GEMM cannot read in place (see
+ * `Context.readsTransposed`: any without steerlm's kernels or off the CPU, bf16 operands of f32 weights, a
+ * Q8_0 one against bf16 or with rows of one block), declared in `s` for the manual backward pass (see
+ * linear); after `s` is allocated, `fillFrozenTransposes` makes them.
  */
 export function declareFrozenTransposes(model: LlamaModel, s: Context, isCpu: boolean): Map<Tensor, Tensor> {
   const made = new Map<Tensor, Tensor>();
@@ -18,7 +19,7 @@ export function declareFrozenTransposes(model: LlamaModel, s: Context, isCpu: bo
     // bf16 operands only where the GEMM's reduction allows (model/bf16.ts)
     const low = model.options.computeType === "bf16" && bf16Reduces(p.shape[1]!);
     const type = low && w.type === "f32" ? "bf16" : w.type;
-    if (type === w.type && Context.readsTransposed(type, low ? "bf16" : "f32", !isCpu)) continue;
+    if (type === w.type && Context.readsTransposed(w, low ? "bf16" : "f32", !isCpu)) continue;
     made.set(w, s.newTensor(type, [p.shape[1]!, p.shape[0]!], `${p.name}.T`));
   }
   return made;
