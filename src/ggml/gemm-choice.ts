@@ -38,6 +38,6 @@ export function gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
 export function readsTransposed(w: Tensor, bType: "f32" | "bf16"): boolean {
   const k = loadKernels();
   const type = w.type;
-  if (!k || type === "i32" || (type === "q8_0" && (bType !== "f32" || w.ne[0]! <= 32))) return false;
+  if (!k || type === "i32" || (type === "q8_0" && w.ne[0]! <= 32)) return false;
   return (bType === "bf16" ? (type === "bf16" ? k.gemmBf16 : null) : widenedKernel(k, type)) !== null;
 }
