@@ -1,7 +1,8 @@
 import { f16BitsToF32, quantizeQ8_0 } from "../gguf/quant.js";
+import { GGML_TYPES } from "../gguf/types.js";
 
-const QK = 32; // values per Q8_0 block
-const BLOCK = 34; // bytes per block: an f16 scale, then 32 int8
+// a block: an f16 scale, then QK int8
+const { blockSize: QK, bytesPerBlock: BLOCK } = GGML_TYPES.Q8_0;
 
 /**
  * Q8_0 blocks of Wᵀ from W's Q8_0 blocks ([cols, rows] in ggml order, cols = ne0 fastest). ggml can neither
