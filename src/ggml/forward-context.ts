@@ -7,7 +7,7 @@ import {
   userdataBits,
   userdataWord,
 } from "./ffi.js";
-import { gemmKernel, isTransposedView, readsTransposed } from "./gemm-choice.js";
+import { gemmKernel, hasTransposedView, isTransposedView, readsTransposed } from "./gemm-choice.js";
 import { adoptTensor, contexts, ptrOf } from "./handles.js";
 import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
 import { GGML_N_TASKS_MAX, loadKernels, type NativeKernels } from "./native-kernels.js";
@@ -224,6 +224,9 @@ export class ForwardContext implements Disposable {
       return out;
     }
     if (isTransposedView(b)) return this.mulMat(a, this.transposed(this.transpose(b)));
+    if (isTransposedView(a) && a.type === "q8_0")
+      // ggml copies blocks, it cannot move values between them
+      fail("mul_mat", `a transposed q8_0 ${a.shapeText} is read only by steerlm's GEMM, against an f32 b`);
     if (isTransposedView(a))
       return this.mulMat(a.type === "f32" ? this.transposed(this.transpose(a)) : this.cont(a), b);
     return this.#wrap(this.#n.base.ggml_mul_mat(this.#ptr, ptrOf(a), ptrOf(b)));
@@ -382,6 +385,8 @@ export class ForwardContext implements Disposable {
 
   /** Transposed view (swaps ne0 and ne1); mul_mat needs `cont` of it as its first operand. */
   transpose(a: Tensor): Tensor {
+    if (!hasTransposedView(a))
+      fail("transpose", `${a.type} ${a.shapeText} has rows of one block: no strides describe its transpose`);
     return this.#wrap(this.#n.base.ggml_transpose(this.#ptr, ptrOf(a)));
   }
   /**

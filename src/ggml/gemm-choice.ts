@@ -1,11 +1,20 @@
 /** Which of steerlm's GEMM kernels runs a product, from its operands' types and layouts. */
 import type { KernelFn } from "./ffi.js";
 import { loadKernels, type NativeKernels } from "./native-kernels.js";
-import { blockBytes, type DType, type Tensor } from "./tensor.js";
+import { blockBytes, type DType, ggmlType, type Tensor } from "./tensor.js";
 
 /** a transposed view: K strided, M contiguous (what `Context.transpose` makes of a K-contiguous matrix). */
 export function isTransposedView(a: Tensor): boolean {
   return a.nb[0] > a.nb[1];
+}
+
+/**
+ * Whether ggml's strides can describe `transpose(w)`. A block-quantised w needs rows of more than one block:
+ * with one, the view's two strides are both the block's bytes, those of rows, and it would be read as rows.
+ */
+export function hasTransposedView(w: Tensor): boolean {
+  const { blockSize } = ggmlType(w.type);
+  return blockSize === 1 || w.ne[0] > blockSize;
 }
 
 /** The f32-b GEMM for a's type: a frozen base in f16, bf16 or Q8_0 is widened to f32 inside the kernel. */
@@ -31,13 +40,10 @@ export function gemmKernel(a: Tensor, b: Tensor): KernelFn | null {
   return b.type === "f32" ? widenedKernel(k, a.type) : null;
 }
 
-/**
- * Whether `gemmKernel` reads `transpose(w)` in place against a `bType` operand. A Q8_0 w needs rows of
- * more than one block: with one, its transposed view has the strides of rows and would be read as rows.
- */
+/** Whether `gemmKernel` reads `transpose(w)` in place against a `bType` operand. */
 export function readsTransposed(w: Tensor, bType: "f32" | "bf16"): boolean {
   const k = loadKernels();
   const type = w.type;
-  if (!k || type === "i32" || (type === "q8_0" && w.ne[0]! <= 32)) return false;
+  if (!k || type === "i32" || !hasTransposedView(w)) return false;
   return (bType === "bf16" ? (type === "bf16" ? k.gemmBf16 : null) : widenedKernel(k, type)) !== null;
 }

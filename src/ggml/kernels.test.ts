@@ -286,6 +286,24 @@ describe("Context.readsTransposed", () => {
     useKernels("kernels");
     s.free();
   });
+
+  it("refuses the transposes nothing can read, instead of computing with misread blocks", () => {
+    useKernels("kernels");
+    const s = new Context(16);
+    const one = s.newTensor("q8_0", [32, 64], "one");
+    const two = s.newTensor("q8_0", [64, 32], "two");
+    expect(() => s.transpose(one)).toThrow("ggml transpose: q8_0 [32,64] has rows of one block");
+    // ggml's own fallbacks would copy whole blocks: a bf16 b (no such kernel), or no kernels at all
+    const twoT = s.transpose(two);
+    const byBf16 = s.newTensor("bf16", [32, 8], "b16");
+    expect(() => s.mulMat(twoT, byBf16)).toThrow("ggml mul_mat: a transposed q8_0 [32,64] is read only");
+    const byF32 = s.newTensor("f32", [32, 8], "b32");
+    expect(s.mulMat(twoT, byF32).ne).toEqual([64, 8, 1, 1]);
+    useKernels("ggml fallback");
+    expect(() => s.mulMat(twoT, byF32)).toThrow("ggml mul_mat: a transposed q8_0 [32,64] is read only");
+    useKernels("kernels");
+    s.free();
+  });
 });
 
 describe("steerlm's GEMM on a very long reduction", () => {

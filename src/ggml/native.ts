@@ -13,14 +13,12 @@ import koffi from "koffi";
 import { SteerlmError } from "../util/errors.js";
 import type { RopeMode } from "./context.js";
 import { type Bound, declare, type LogCallback } from "./ffi.js";
-import type { DType } from "./tensor.js";
+import { DTYPES, type DType, ggmlType } from "./tensor.js";
 
-/** ggml_type values (ggml.h enum ggml_type) of the element types the engine uses. */
-const GGML_TYPE: Readonly<Record<DType, number>> = { f32: 0, f16: 1, q8_0: 8, i32: 26, bf16: 30 };
-const byCode = new Map(Object.entries(GGML_TYPE).map(([k, v]) => [v, k as DType]));
+const byCode = new Map<number, DType>(DTYPES.map((t) => [ggmlType(t).id, t]));
 
 export function dtypeCode(t: DType): number {
-  return GGML_TYPE[t];
+  return ggmlType(t).id;
 }
 
 export function dtypeFromCode(code: number): DType {

@@ -1,17 +1,26 @@
+import { GGML_TYPES, type GgmlTypeName } from "../gguf/types.js";
+
 /**
  * Element types the engine uses. q8_0 (blocks of 32 values as {f16 scale, int8[32]}, 34 bytes) holds frozen
  * weights only: ggml multiplies it with f32 but cannot transpose or train it.
  */
-export type DType = "f32" | "f16" | "bf16" | "i32" | "q8_0";
+export type DType = keyof typeof GGML_NAME;
 
-/** Values per block and bytes per block of each type (1 value per "block" for the plain types). */
-const BLOCK: Readonly<Record<DType, readonly [number, number]>> = {
-  f32: [1, 4],
-  i32: [1, 4],
-  f16: [1, 2],
-  bf16: [1, 2],
-  q8_0: [32, 34],
-};
+/** Each element type's name in ggml's one type table (gguf/types.ts). */
+const GGML_NAME = {
+  f32: "F32",
+  f16: "F16",
+  bf16: "BF16",
+  i32: "I32",
+  q8_0: "Q8_0",
+} as const satisfies Record<string, GgmlTypeName>;
+
+export const DTYPES = Object.keys(GGML_NAME) as readonly DType[];
+
+/** `t`'s ggml_type id, values per block (1 for the plain types) and bytes per block. */
+export function ggmlType(t: DType): (typeof GGML_TYPES)[GgmlTypeName] {
+  return GGML_TYPES[GGML_NAME[t]];
+}
 
 /** Shape in ggml order: ne[0] is the fastest-moving (contiguous) dimension. Always four entries. */
 export type Shape4 = readonly [number, number, number, number];
@@ -36,7 +45,7 @@ export class Tensor {
 
   /** Row-major contiguity in ggml's sense (no gaps, no permutation). */
   get contiguous(): boolean {
-    const [bs, bytes] = BLOCK[this.type];
+    const { blockSize: bs, bytesPerBlock: bytes } = ggmlType(this.type);
     return (
       this.nb[0] === bytes &&
       this.nb[1] === (bytes * this.ne[0]) / bs &&
@@ -55,17 +64,17 @@ export class Tensor {
 
 export function elementSize(t: DType): number {
   if (t === "q8_0") throw new Error("q8_0 has no per-element size (use byteSize)");
-  return BLOCK[t][1];
+  return ggmlType(t).bytesPerBlock;
 }
 
 /** Bytes of one element, or of one block for a block-quantised type (ggml's nb[0] of a row-contiguous tensor). */
 export function blockBytes(t: DType): number {
-  return BLOCK[t][1];
+  return ggmlType(t).bytesPerBlock;
 }
 
 /** Bytes that `n` values of type `t` occupy (n a multiple of the block size). */
 export function byteSize(t: DType, n: number): number {
-  const [bs, bytes] = BLOCK[t];
+  const { blockSize: bs, bytesPerBlock: bytes } = ggmlType(t);
   if (n % bs !== 0) throw new Error(`${t} needs a multiple of ${bs} values, got ${n}`);
   return (n / bs) * bytes;
 }
