@@ -1,5 +1,5 @@
 import type { Context } from "../ggml/context.js";
-import type { Tensor } from "../ggml/tensor.js";
+import type { DType, Tensor } from "../ggml/tensor.js";
 import { bf16Operand, bf16Reduces } from "./bf16.js";
 import type { Tape } from "./tape.js";
 
@@ -34,6 +34,16 @@ export interface LoraPair {
   a: Tensor;
   b: Tensor;
   scale: number;
+}
+
+/**
+ * dy's type in dx = Wᵀ·dy, for a W of `wType` with `outputs` rows of dy: bf16 under bf16 compute for an f32
+ * W (Wᵀ rounded to a bf16 operand, padded where needed) and for a bf16 W whose outputs make a bf16 reduction
+ * (read as stored); else f32, against which steerlm's GEMM widens an f16, bf16 or Q8_0 Wᵀ exactly.
+ * The trainer's frozen transposes (train/frozen-transposes.ts) follow it.
+ */
+export function dxOperand(wType: DType, bf16: boolean, outputs: number): "f32" | "bf16" {
+  return bf16 && (wType === "f32" || (wType === "bf16" && bf16Reduces(outputs))) ? "bf16" : "f32";
 }
 
 /**
@@ -76,16 +86,14 @@ export function linear(
       let dx: Tensor | undefined;
       if (tape.live(x)) {
         // dx reduces over W's outputs: Wᵀ is a transposed view that steerlm's GEMM packs from W's rows (the
-        // trainer caches the transpose of a frozen W it cannot read so, Q8_0 always). A low-precision W is
-        // widened exactly with f32 compute (the gradient of an f32 base holding the same values); bf16 compute
-        // also rounds dy, for the bf16 × bf16 GEMM
+        // trainer caches the transpose of a frozen W it cannot read so). Against an f32 dy a low-precision W
+        // is widened exactly (the gradient of an f32 base holding the same values); a bf16 dy is for the
+        // bf16 × bf16 GEMM
         const cached = tape.frozenTransposes.get(w);
-        const wt = cached ?? c.transpose(w);
-        if (wt.type !== "f32")
-          dx =
-            bf16 && wt.type === "bf16" && bf16Reduces(wt.ne[0]!) ? c.mulMat(wt, low(dy)) : c.mulMat(wt, dy);
-        else if (bf16) dx = c.mulMat(cached ? low(cached) : tape.transposed(w, true), low(dy));
-        else dx = c.mulMat(wt, dy); // [in, N]
+        if (dxOperand(w.type, bf16, w.ne[1]!) === "f32")
+          dx = c.mulMat(cached ?? c.transpose(w), dy); // [in, N]
+        else if (w.type === "f32") dx = c.mulMat(cached ?? tape.transposed(w, true), low(dy));
+        else dx = c.mulMat(cached ?? c.transpose(w), low(dy));
       }
       if (lora && u) {
         const uu = u;
