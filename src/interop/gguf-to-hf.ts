@@ -22,13 +22,6 @@ export async function ggufToHf(path: string, dir: string, opts: HfWriteOptions =
     );
   }
   const config = readLlamaConfig(file);
-  const arch = metaString(file, "general.architecture");
-  if (arch !== llamaArchFor(config)) {
-    throw new InputError(
-      `a ${arch} model ${config.qkvBias ? "with" : "without"} q/k/v biases has no Hugging Face architecture steerlm writes`,
-      { file: path, field: "general.architecture" },
-    );
-  }
   const expected = new Set(llamaTensorShapes(config).map((t) => t.name));
   const unknown = file.tensors.find((t) => !expected.has(t.name));
   if (unknown !== undefined) {
@@ -57,7 +50,7 @@ export async function ggufToHf(path: string, dir: string, opts: HfWriteOptions =
     dir,
     {
       config,
-      arch,
+      arch: llamaArchFor(config),
       weight: (name) => readTensorF32(file, name),
       tokenizer,
       schema,

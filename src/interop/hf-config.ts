@@ -194,7 +194,7 @@ export function mapHfConfig(c: Json, source = "config.json"): HfModelSpec {
     arch,
     config,
     ropeScaling: rope.scaling,
-    permuteQk: llamaRopeStyle(arch) === "norm",
+    permuteQk: llamaRopeStyle(arch) === "normal",
     schema: readSteerlmKey(c.steerlm, source),
   };
 }

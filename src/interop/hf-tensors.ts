@@ -149,7 +149,7 @@ function moveQkRows(
  * architecture llama.cpp rotates by adjacent pairs): the number of heads of its projection, else undefined.
  */
 export function qkPermutedHeads(ggufName: string, config: LlamaConfig, arch: LlamaArch): number | undefined {
-  if (llamaRopeStyle(arch) !== "norm") return undefined;
+  if (llamaRopeStyle(arch) !== "normal") return undefined;
   if (/\.attn_q\.(weight|bias|lora_b)$/.test(ggufName)) return config.numHeads;
   if (/\.attn_k\.(weight|bias|lora_b)$/.test(ggufName)) return config.numKvHeads;
   return undefined;

@@ -276,6 +276,30 @@ describe("writeLlamaGguf -> node-llama-cpp", () => {
   });
 });
 
+describe("readLlamaConfig and the architecture", () => {
+  it("refuses a file named as the other architecture: it would train with one RoPE and export with the other", async () => {
+    for (const c of [cases[0], cases[4]] as Case[]) {
+      const config = resolveLlamaConfig({ ...c.config, vocabSize: c.vocab.tokens.length });
+      const path = join(dir.path, `renamed-${c.name}.gguf`);
+      await writeLlamaGguf(path, { config, vocab: c.vocab, weights: randomWeights(config, 5), type: "F32" });
+      const f = await readGguf(path);
+      const other = c.arch === "llama" ? "qwen2" : "llama";
+      const metadata = new Map(
+        [...f.metadata].map(([k, v]) =>
+          k === "general.architecture"
+            ? [k, str(other)]
+            : [k.startsWith(`${c.arch}.`) ? `${other}.${k.slice(c.arch.length + 1)}` : k, v],
+        ),
+      );
+      expect(readLlamaConfig(f).qkvBias).toBe(c.arch === "qwen2");
+      const bias = c.arch === "qwen2" ? "with" : "without";
+      expect(() => readLlamaConfig({ ...f, metadata })).toThrow(
+        `general.architecture: a ${other} model ${bias} q/k/v biases is not supported`,
+      );
+    }
+  });
+});
+
 describe("writeLlamaGguf refuses what llama.cpp would choke on", () => {
   const config = resolveLlamaConfig({
     vocabSize: spmVocab().tokens.length,

@@ -13,6 +13,8 @@
  * Shapes are in ggml order (ne0 first): a linear layer y = W x with W of PyTorch shape [out, in] is stored
  * with shape [in, out], which is the same row-major memory.
  */
+
+import type { RopeMode } from "../ggml/context.js";
 import { metaNumber, metaString } from "../gguf/reader.js";
 import { f32, type GgmlTypeName, type GgufFile, type GgufMetaValue, str, u32 } from "../gguf/types.js";
 import { type GgufVocab, vocabMetadata } from "../gguf/vocab.js";
@@ -61,9 +63,9 @@ export function llamaArchFor(config: LlamaConfig): LlamaArch {
   return config.qkvBias ? "qwen2" : "llama";
 }
 
-/** How llama.cpp rotates q/k for an architecture: "norm" = adjacent pairs, "neox" = halves. */
-export function llamaRopeStyle(arch: LlamaArch): "norm" | "neox" {
-  return arch === "qwen2" ? "neox" : "norm";
+/** How llama.cpp rotates q/k for an architecture: "normal" = adjacent pairs, "neox" = halves. */
+export function llamaRopeStyle(arch: LlamaArch): RopeMode {
+  return arch === "qwen2" ? "neox" : "normal";
 }
 
 /** Every tensor a model of this config has, with its ggml shape, in the order we write them. */
@@ -257,7 +259,7 @@ export function readLlamaConfig(file: GgufFile): LlamaConfig {
       `partial RoPE (${rotDims} of ${headDim} head dims) is not supported`,
     );
   }
-  return resolveLlamaConfig(
+  const config = resolveLlamaConfig(
     {
       vocabSize: metaNumber(file, k("vocab_size"), vocabFromTensors ?? 0),
       hiddenSize,
@@ -274,4 +276,13 @@ export function readLlamaConfig(file: GgufFile): LlamaConfig {
     },
     file.path,
   );
+  // steerlm writes a config back as llamaArchFor(config) and rotates as that architecture does: a file
+  // named otherwise would be trained with one RoPE and exported with the other
+  if (arch !== llamaArchFor(config)) {
+    throw new InputError(
+      `a ${arch} model ${config.qkvBias ? "with" : "without"} q/k/v biases is not supported (steerlm reads biased models as qwen2, unbiased ones as llama)`,
+      { file: file.path, field: "general.architecture" },
+    );
+  }
+  return config;
 }

@@ -1,8 +1,8 @@
 import type { Backend } from "../ggml/backend.js";
-import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
+import { readGguf, readTensorF32 } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import type { LlamaConfig } from "./config.js";
-import { llamaRopeStyle, readLlamaConfig } from "./llama-gguf.js";
+import { readLlamaConfig } from "./llama-gguf.js";
 import { LlamaModel, type ModelOptions } from "./model.js";
 import type { WeightSource } from "./weights.js";
 
@@ -31,14 +31,12 @@ export async function loadLlamaGguf(
 ): Promise<LoadedModel> {
   const file = await readGguf(path);
   const config = readLlamaConfig(file);
-  const arch = metaString(file, "general.architecture") === "qwen2" ? "qwen2" : "llama";
   const matrices = file.tensors.filter((t) => t.shape.length === 2);
   // a Q8_0 file frozen under LoRA stays Q8_0 in memory (its values requantise to the same blocks) unless
   // the caller names another storage
   const q8 = matrices.some((t) => t.type === "Q8_0");
   const frozenType = opts.frozenType ?? (opts.lora && !opts.trainBase && q8 ? "q8_0" : undefined);
   const model = await LlamaModel.create(backend, config, ggufWeightSource(file), {
-    ropeMode: llamaRopeStyle(arch) === "neox" ? "neox" : "normal",
     ...opts,
     frozenType,
   });

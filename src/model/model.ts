@@ -9,6 +9,7 @@ import type { AttentionInputs } from "./attention.js";
 import { type BlockWeights, block, recomputedBlock, rmsNormGain } from "./block.js";
 import type { LlamaConfig } from "./config.js";
 import { HEAD_BIAS, HEAD_WEIGHT } from "./head.js";
+import { llamaArchFor, llamaRopeStyle } from "./llama-gguf.js";
 import {
   LORA_TARGET_TENSOR,
   LORA_TARGETS,
@@ -40,7 +41,11 @@ export interface ModelOptions {
    * gradients and optimiser state stay f32. Default "f32".
    */
   computeType?: "f32" | "bf16";
-  /** llama.cpp uses "normal" for the llama architecture and "neox" for qwen2. */
+  /**
+   * How the weights' q/k rows rotate. Default: as llama.cpp runs the architecture steerlm writes the config
+   * as (`llamaRopeStyle(llamaArchFor(config))`: GGUF files, steerlm's runs and checkpoints); Hugging Face
+   * weights read unpermuted rotate halves, "neox".
+   */
   ropeMode?: RopeMode;
   /** Seed for new tensors (LoRA A, regression head, or every weight missing from the source). */
   seed?: number;
@@ -167,10 +172,11 @@ export class LlamaModel implements Disposable {
       });
       extra.push({ name: HEAD_BIAS, shape: [k], init: "zero", decay: false, trainable: true, type: "f32" });
     }
-    const model = new LlamaModel(config, { ...opts, trainBase, ropeMode: opts.ropeMode ?? "normal" }, [
-      ...specs,
-      ...extra,
-    ]);
+    const model = new LlamaModel(
+      config,
+      { ...opts, trainBase, ropeMode: opts.ropeMode ?? llamaRopeStyle(llamaArchFor(config)) },
+      [...specs, ...extra],
+    );
     model.#buffer = backend.allocTensors(model.#ctx);
     const rng = new Rng(opts.seed ?? 0);
     const std = opts.initStd ?? 0.02;
