@@ -7,7 +7,8 @@ import { llamaTensorShapes, writeLlamaGguf } from "../model/llama-gguf.js";
 import { readVocabTests } from "../tokenizer/conformance.js";
 import { loadLlamaModel } from "./llama-cpp.js";
 import { metaString, readGguf, readTensorBytes } from "./reader.js";
-import { readGgufVocab, validateVocab } from "./vocab.js";
+import { bool } from "./types.js";
+import { ggufAddsBos, readGgufVocab, validateVocab } from "./vocab.js";
 import { type GgufTensorInput, writeGguf } from "./writer.js";
 
 /**
@@ -34,6 +35,23 @@ describe.skipIf(!haveSharedData)("llama.cpp's vocab GGUFs (../shared/data/llama-
     const out = join(tmp.path, `copy-${v}.gguf`);
     await writeGguf(out, { metadata: [...f.metadata], tensors });
     expect(readFileSync(out).equals(readFileSync(p))).toBe(true);
+  });
+});
+
+describe.skipIf(!haveSharedData)("ggufAddsBos", () => {
+  it("is llama.cpp's choice, for a file without tokenizer.ggml.add_bos_token too", async () => {
+    const path = sharedData("gguf", "llama-2-tiny-random.gguf");
+    const f = await readGguf(path);
+    expect(f.metadata.has("tokenizer.ggml.add_bos_token")).toBe(false);
+    const model = (await loadLlamaModel(path, { gpuLayers: 0 })).model;
+    try {
+      expect(model.tokens.shouldPrependBosToken).toBe(true);
+    } finally {
+      await model.dispose();
+    }
+    expect(ggufAddsBos(f)).toBe(true); // SPM: llama.cpp's default
+    const metadata = new Map(f.metadata).set("tokenizer.ggml.add_bos_token", bool(false));
+    expect(ggufAddsBos({ ...f, metadata })).toBe(false);
   });
 });
 

@@ -205,6 +205,16 @@ export function vocabMetadata(v: GgufVocab, source?: string): Array<[string, Ggu
   return out;
 }
 
+/**
+ * Whether llama.cpp starts a sequence with BOS for this file: its add_bos_token, else llama.cpp's default
+ * (SPM adds BOS; BPE does not unless the pre-tokenizer says so). Training and scoring follow it too.
+ */
+export function ggufAddsBos(file: GgufFile): boolean {
+  const spm = metaString(file, "tokenizer.ggml.model", "") === "llama";
+  const pre = metaString(file, "tokenizer.ggml.pre", "");
+  return metaBool(file, "tokenizer.ggml.add_bos_token", spm || BOS_BY_DEFAULT_PRE.includes(pre));
+}
+
 /** The vocabulary stored in a GGUF ("llama" or "gpt2" models only). */
 export function readGgufVocab(file: GgufFile): GgufVocab {
   const model = metaString(file, "tokenizer.ggml.model");
@@ -243,12 +253,7 @@ export function readGgufVocab(file: GgufFile): GgufVocab {
     eosId: id("tokenizer.ggml.eos_token_id"),
     unkId: id("tokenizer.ggml.unknown_token_id"),
     padId: id("tokenizer.ggml.padding_token_id"),
-    // llama.cpp's default: SPM adds BOS; BPE does not unless the pre-tokenizer says so.
-    addBos: metaBool(
-      file,
-      "tokenizer.ggml.add_bos_token",
-      model === "llama" || BOS_BY_DEFAULT_PRE.includes(metaString(file, "tokenizer.ggml.pre", "")),
-    ),
+    addBos: ggufAddsBos(file),
   };
   const pre = metaString(file, "tokenizer.ggml.pre", null);
   if (pre !== null) vocab.pre = pre;

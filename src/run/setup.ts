@@ -3,9 +3,9 @@ import { join } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import { type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
-import { metaBool, metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
+import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
-import { readGgufVocab } from "../gguf/vocab.js";
+import { ggufAddsBos, readGgufVocab } from "../gguf/vocab.js";
 import { convertHfToGguf } from "../interop/convert.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "../model/llama-gguf.js";
@@ -150,7 +150,7 @@ export async function setupFromGguf(path: string, runDir: string): Promise<Model
   const tokenizer = await loadGgufTokenizer(source);
   const names = new Set(file.tensors.map((t) => t.name));
   const weights: WeightSource = { get: (name) => (names.has(name) ? readTensorF32(file, name) : undefined) };
-  const addBos = metaBool(file, "tokenizer.ggml.add_bos_token", false);
+  const addBos = ggufAddsBos(file);
   return {
     config,
     tokenizer,

@@ -2,7 +2,8 @@ import type { AttributeSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
 import { CONTROL_TOKEN_NAMES } from "../data/template.js";
 import { Backend } from "../ggml/backend.js";
-import { metaBool, readGguf } from "../gguf/reader.js";
+import { readGguf } from "../gguf/reader.js";
+import { ggufAddsBos } from "../gguf/vocab.js";
 import { forwardLogits } from "../model/infer.js";
 import { loadLlamaGguf } from "../model/load.js";
 import type { LlamaModel } from "../model/model.js";
@@ -55,7 +56,7 @@ export class GgufScorer {
         "log-likelihoods are taken under the SteerLM template: use a SteerLM model (e.g. a `steerlm export gguf` of an SFT run)",
       );
     }
-    const bos = metaBool(file, "tokenizer.ggml.add_bos_token", false) ? tokenizer.bosId : null;
+    const bos = ggufAddsBos(file) ? tokenizer.bosId : null;
     const backend = new Backend(threads);
     try {
       const { model } = await loadLlamaGguf(backend, path);
