@@ -3,13 +3,29 @@ import { readGguf, readTensorF32 } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import type { LlamaConfig } from "./config.js";
 import { readLlamaConfig } from "./llama-gguf.js";
-import { LlamaModel, type ModelOptions } from "./model.js";
+import { type FrozenType, LlamaModel, LORA_FROZEN_DEFAULT, type ModelOptions } from "./model.js";
 import type { WeightSource } from "./weights.js";
 
 /** Weights straight from a GGUF file, dequantised to f32 by the GGUF reader. */
 export function ggufWeightSource(file: GgufFile): WeightSource {
   const names = new Set(file.tensors.map((t) => t.name));
   return { get: (name) => (names.has(name) ? readTensorF32(file, name) : undefined) };
+}
+
+/** The storage of a GGUF's block matrices where the engine can keep it frozen as is, else F32. */
+export function ggufMatrixType(file: GgufFile): "F32" | "F16" | "BF16" | "Q8_0" {
+  // the attention/FFN matrices decide: llama.cpp's converters may keep token_embd or output in another type
+  const t = file.tensors.find((x) => x.name.startsWith("blk.") && x.shape.length === 2)?.type;
+  return t === "Q8_0" || t === "F16" || t === "BF16" ? t : "F32";
+}
+
+/**
+ * The frozen storage LoRA on a GGUF base gets by default: the file's own (Q8_0/F16/BF16), so a quantised
+ * base stays quantised in memory (its values requantise to the same blocks); LORA_FROZEN_DEFAULT for F32.
+ */
+export function defaultFrozenType(file: GgufFile): FrozenType {
+  const own = ggufMatrixType(file);
+  return own === "F32" ? LORA_FROZEN_DEFAULT : (own.toLowerCase() as FrozenType);
 }
 
 export interface LoadedModel {
@@ -32,10 +48,7 @@ export async function loadLlamaGguf(
   const file = await readGguf(path);
   const config = readLlamaConfig(file);
   const matrices = file.tensors.filter((t) => t.shape.length === 2);
-  // a Q8_0 file frozen under LoRA stays Q8_0 in memory (its values requantise to the same blocks) unless
-  // the caller names another storage
-  const q8 = matrices.some((t) => t.type === "Q8_0");
-  const frozenType = opts.frozenType ?? (opts.lora && !opts.trainBase && q8 ? "q8_0" : undefined);
+  const frozenType = opts.frozenType ?? (opts.lora && !opts.trainBase ? defaultFrozenType(file) : undefined);
   const model = await LlamaModel.create(backend, config, ggufWeightSource(file), {
     ...opts,
     frozenType,

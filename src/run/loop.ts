@@ -24,7 +24,7 @@ import { type DataCursor, readSteerlmRecords } from "./data.js";
 import { checkDataFiles, recordDataFiles } from "./data-files.js";
 import { type RunMetric, writeLossCurve, writeMetrics } from "./metrics.js";
 import type { SftConfig } from "./settings.js";
-import { defaultFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
+import { defaultRunFrozenType, type ModelSetup, setupFromGguf, setupNewModel } from "./setup.js";
 
 /**
  * The one training loop: every training job (SFT, the regression and generative APMs, SteerLM 2.0) is an
@@ -200,7 +200,7 @@ async function trainLocked(
   let shown = resolved;
   if (cfg.lora && cfg.frozen === null) {
     // decided once and stored in the settings, so a resumed run keeps it
-    cfg.frozen = await defaultFrozenType(cfg.model as string);
+    cfg.frozen = await defaultRunFrozenType(cfg.model as string);
     shown = { ...resolved, config: cfg, sources: { ...resolved.sources, frozen: "model" } };
   }
   log.info(`${objective.title}${resumeFrom ? ` (resuming from ${resumeFrom})` : ""}: settings`);

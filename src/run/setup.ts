@@ -4,11 +4,11 @@ import type { AttributeSchema } from "../data/attributes.js";
 import { type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
 import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
-import type { GgufFile } from "../gguf/types.js";
 import { ggufAddsBos, readGgufVocab } from "../gguf/vocab.js";
 import { convertHfToGguf } from "../interop/convert.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "../model/llama-gguf.js";
+import { defaultFrozenType, ggufMatrixType, ggufWeightSource } from "../model/load.js";
 import { type FrozenType, LORA_FROZEN_DEFAULT } from "../model/model.js";
 import type { WeightSource } from "../model/weights.js";
 import { saveTokenizerJson, trainByteLevelBpe } from "../tokenizer/bpe-train.js";
@@ -148,8 +148,7 @@ export async function setupFromGguf(path: string, runDir: string): Promise<Model
   const file = await readGguf(source);
   const config = readLlamaConfig(file);
   const tokenizer = await loadGgufTokenizer(source);
-  const names = new Set(file.tensors.map((t) => t.name));
-  const weights: WeightSource = { get: (name) => (names.has(name) ? readTensorF32(file, name) : undefined) };
+  const weights = ggufWeightSource(file);
   const addBos = ggufAddsBos(file);
   return {
     config,
@@ -163,22 +162,13 @@ export async function setupFromGguf(path: string, runDir: string): Promise<Model
 
 export const BASE_FILE = "base.gguf";
 
-/** The storage of a GGUF's block matrices when the engine can keep it frozen as is (F32 otherwise). */
-function matrixType(file: GgufFile): "F32" | "F16" | "BF16" | "Q8_0" {
-  // the attention/FFN matrices decide: llama.cpp's converters may keep token_embd or output in another type
-  const t = file.tensors.find((x) => x.name.startsWith("blk.") && x.shape.length === 2)?.type;
-  return t === "Q8_0" || t === "F16" || t === "BF16" ? t : "F32";
-}
-
 /**
- * The frozen storage a LoRA run on `model` gets by default: the base GGUF's own (Q8_0/F16/BF16), so a
- * quantised base stays quantised in memory; bf16 (LORA_FROZEN_DEFAULT) for F32 or other types and for a
- * Hugging Face directory (converted to F32).
+ * The frozen storage a LoRA run on `model` gets by default: a GGUF's own (model/load.ts `defaultFrozenType`);
+ * bf16 (LORA_FROZEN_DEFAULT) for a Hugging Face directory (converted to F32).
  */
-export async function defaultFrozenType(model: string): Promise<FrozenType> {
+export async function defaultRunFrozenType(model: string): Promise<FrozenType> {
   if (statSync(model, { throwIfNoEntry: false })?.isDirectory()) return LORA_FROZEN_DEFAULT;
-  const own = matrixType(await readGguf(model));
-  return own === "F32" ? LORA_FROZEN_DEFAULT : (own.toLowerCase() as FrozenType);
+  return defaultFrozenType(await readGguf(model));
 }
 export const HF_BASE_FILE = "hf-base.gguf";
 
@@ -202,7 +192,7 @@ async function addControlTokensToGguf(path: string, out: string): Promise<string
     vocab,
     weights,
     // the base's own storage: a Q8_0 base stays Q8_0 (its values requantise to the same blocks)
-    type: matrixType(file),
+    type: ggufMatrixType(file),
     name: metaString(file, "general.name", "base"),
   });
   log.info(

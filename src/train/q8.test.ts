@@ -157,5 +157,22 @@ describe.skipIf(!haveSharedData)("loading a Q8_0 GGUF for LoRA", () => {
     const full = await loadLlamaGguf(backend, path, { lora, frozenType: "f32" });
     expect(full.model.tensor("blk.0.ffn_up.weight").type).toBe("f32");
     full.model.free();
+    // the other storages: the file's own where the engine keeps it frozen, bf16 for F32 (as a run does)
+    for (const [type, frozen] of [
+      ["F16", "f16"],
+      ["BF16", "bf16"],
+      ["F32", "bf16"],
+    ] as const) {
+      const other = join(tmp.path, `base-${type}.gguf`);
+      await writeLlamaGguf(other, {
+        config: cfg,
+        vocab,
+        weights: initLlamaWeights(cfg, new Rng(2), 0.1),
+        type,
+      });
+      const loaded = await loadLlamaGguf(backend, other, { lora });
+      expect(loaded.model.tensor("blk.0.ffn_up.weight").type, type).toBe(frozen);
+      loaded.model.free();
+    }
   });
 });
