@@ -1,25 +1,25 @@
 import type { AttributeSchema, AttributeValues } from "../data/attributes.js";
-import { type DataRecord, MISSING_LABEL, toConversation } from "../data/record.js";
+import { type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
 import { type DataCursor, type Encoding, EpochSampler } from "../run/data.js";
 import { encodeParts, type Tokenizer } from "../tokenizer/types.js";
-import type { Batch } from "../train/batch.js";
+import { type Batch, IGNORE } from "../train/batch.js";
 
 /**
  * APM data: every labelled assistant turn of a conversation becomes one example — the conversation up to
  * and including that turn, rendered with the `regression` template (it ends in `<extra_id_2>`, whose final
- * hidden state the head reads) — with one target per schema attribute, -100 where the label is missing.
+ * hidden state the head reads) — with one target per schema attribute, IGNORE (the trainer's mask) where the label is missing.
  */
 export interface ApmExample {
   ids: Int32Array;
-  /** [K] in the schema's order; -100 = missing (masked out of the MSE). */
+  /** [K] in the schema's order; IGNORE = missing (masked out of the MSE). */
   targets: Float32Array;
 }
 
 /** The schema's attributes as K targets; null when the turn has none of them. */
 export function apmTargets(labels: AttributeValues | null, schema: AttributeSchema): Float32Array | null {
   if (labels === null) return null;
-  const t = new Float32Array(schema.attributes.length).fill(MISSING_LABEL);
+  const t = new Float32Array(schema.attributes.length).fill(IGNORE);
   let any = false;
   schema.attributes.forEach((a, k) => {
     const v = labels[a.name];
@@ -88,7 +88,7 @@ export function packApmBatch(
 ): { batch: Batch; tokens: number } {
   const tokens = new Int32Array(B * T).fill(padId);
   const attention = new Uint8Array(B * T);
-  const targets = new Float32Array(B * K).fill(MISSING_LABEL);
+  const targets = new Float32Array(B * K).fill(IGNORE);
   let real = 0;
   for (let s = 0; s < B; s++) {
     const ex = picked[s];

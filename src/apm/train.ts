@@ -3,6 +3,7 @@ import type { ResolvedSftConfig } from "../run/config.js";
 import type { Encoding } from "../run/data.js";
 import { type Objective, type RunOptions, type RunResult, runTraining } from "../run/loop.js";
 import { lmData } from "../run/sft.js";
+import { IGNORE } from "../train/batch.js";
 import type { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
@@ -99,7 +100,7 @@ function meanValLoss(
   for (let i = 0; i < examples.length; i += B) {
     const chunk = examples.slice(i, i + B);
     let present = 0;
-    for (const ex of chunk) for (const v of ex.targets) if (v !== -100) present++;
+    for (const ex of chunk) for (const v of ex.targets) if (v !== IGNORE) present++;
     if (present === 0) continue;
     sum += trainer.evaluate(packApmBatch(chunk, B, T, K, pad).batch).loss * present;
     n += present;

@@ -3,6 +3,7 @@ import { chmod, mkdir, mkdtemp, rename, rm, rmdir, writeFile } from "node:fs/pro
 import { basename, dirname, join } from "node:path";
 import { loadSchema } from "../data/attributes.js";
 import type { DataRecord } from "../data/record.js";
+import { CONTROL_TOKEN_NAMES } from "../data/template.js";
 import type { ResolvedSftConfig } from "../run/config.js";
 import { readSteerlmRecords } from "../run/data.js";
 import { STEERLM2_KEY } from "../steerlm2/format.js";
@@ -123,11 +124,12 @@ function commonDifferences(plan: JobPlan): string[] {
   const out: string[] = [];
   const control = tokenizerControlTokens(plan.model);
   if (control === null) {
+    const names = CONTROL_TOKEN_NAMES.map((t) => `\`${t}\``);
     out.push(
-      "The tokenizer must have `<extra_id_0>`, `<extra_id_1>` and `<extra_id_2>` as tokens of their own, or the engine reads them as ordinary text (steerlm's own run adds them to a vocabulary that lacks them); the job could not look at this model's tokenizer.",
+      `The tokenizer must have ${names.slice(0, -1).join(", ")} and ${names.at(-1)} as tokens of their own, or the engine reads them as ordinary text (steerlm's own run adds them to a vocabulary that lacks them); the job could not look at this model's tokenizer.`,
     );
-  } else if (control.length < 3) {
-    const missing = ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"].filter((t) => !control.includes(t));
+  } else if (control.length < CONTROL_TOKEN_NAMES.length) {
+    const missing = CONTROL_TOKEN_NAMES.filter((t) => !control.includes(t));
     out.push(
       `The tokenizer of \`${modelName(plan.model)}\` lacks ${missing.map((t) => `\`${t}\``).join(", ")}: the engine reads them as ordinary text, while steerlm's own run adds them to the vocabulary. Add them (and resize the embeddings) first for a model that handles them as single tokens.`,
     );

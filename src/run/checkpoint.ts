@@ -143,6 +143,11 @@ export function restoreTrainerCheckpoint(path: string, trainer: Trainer): Checkp
   return ck;
 }
 
+/** The folder of a run's checkpoints. */
+export function checkpointDir(runDir: string): string {
+  return join(runDir, "checkpoints");
+}
+
 /** `checkpoints/step-000120.ckpt`: zero-padded to 6 digits, longer past step 999,999. */
 export function checkpointName(step: number): string {
   return `step-${String(step).padStart(6, "0")}.ckpt`;
@@ -152,7 +157,7 @@ const CHECKPOINT_NAME = /^step-(\d+)\.ckpt$/;
 
 /** Checkpoint files of a run directory, oldest first: by step as a number (names sort wrong past 999,999). */
 export function listCheckpoints(runDir: string): string[] {
-  const dir = join(runDir, "checkpoints");
+  const dir = checkpointDir(runDir);
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -188,7 +193,7 @@ export function saveRunCheckpoint(
   metrics: readonly RunMetric[],
   keep: number,
 ): string {
-  const path = join(runDir, "checkpoints", checkpointName(header.step));
+  const path = join(checkpointDir(runDir), checkpointName(header.step));
   writeMetrics(runDir, metrics);
   saveTrainerCheckpoint(path, header, trainer);
   pruneCheckpoints(runDir, keep);

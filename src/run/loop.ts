@@ -12,7 +12,13 @@ import { InputError } from "../util/errors.js";
 import { acquireLock, type FileLock } from "../util/lock.js";
 import { log } from "../util/log.js";
 import { formatDuration, Progress } from "../util/progress.js";
-import { type CheckpointHeader, latestCheckpoint, resumeRun, saveRunCheckpoint } from "./checkpoint.js";
+import {
+  type CheckpointHeader,
+  checkpointDir,
+  latestCheckpoint,
+  resumeRun,
+  saveRunCheckpoint,
+} from "./checkpoint.js";
 import {
   computeTypeWarning,
   formatSettings,
@@ -165,7 +171,7 @@ function lockRunDir(runDir: string): FileLock {
   atFile(runDir, () => mkdirSync(runDir, { recursive: true }));
   const lock = acquireLock(join(runDir, RUN_LOCK_FILE), runDir);
   removeLeftoverTemps(runDir);
-  removeLeftoverTemps(join(runDir, "checkpoints"));
+  removeLeftoverTemps(checkpointDir(runDir));
   return lock;
 }
 
@@ -177,7 +183,7 @@ async function trainLocked(
   const t0 = performance.now();
   const cfg: SftConfig = { ...resolved.config };
   const runDir = cfg.output;
-  const ckptDir = join(runDir, "checkpoints");
+  const ckptDir = checkpointDir(runDir);
   const resumeFrom = opts.resume ? latestCheckpoint(runDir) : undefined;
   if (opts.resume && !resumeFrom) {
     throw new InputError(
