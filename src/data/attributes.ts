@@ -74,12 +74,21 @@ const helpsteerAttributes = (lengthDefault: number) => [
   d("verbosity", 4, lengthDefault),
 ];
 
+/** Both sets, in NeMo-Aligner's order (STEERLM_ATTRIBUTE_ORDER). */
+function steerlmAttributes(): AttributeDef[] {
+  const all = [...OASST_ATTRIBUTES, ...helpsteerAttributes(4)];
+  return STEERLM_ATTRIBUTE_ORDER.map((name) => {
+    const a = all.find((x) => x.name === name);
+    if (!a) throw new Error(`no definition of SteerLM attribute ${name}`);
+    return a;
+  });
+}
+
 /** Built-in schemas. Defaults: `steerlm` as documented for inference; `helpsteer` as NeMo's HelpSteer example. */
 export const BUILTIN_SCHEMAS = {
   helpsteer: { name: "helpsteer", attributes: helpsteerAttributes(2) },
   oasst: { name: "oasst", attributes: OASST_ATTRIBUTES },
-  // both sets, in STEERLM_ATTRIBUTE_ORDER
-  steerlm: { name: "steerlm", attributes: [...OASST_ATTRIBUTES, ...helpsteerAttributes(4)] },
+  steerlm: { name: "steerlm", attributes: steerlmAttributes() },
   // The SteerLM paper's OASST attributes on its 0..9 scale.
   "oasst-paper": {
     name: "oasst-paper",
