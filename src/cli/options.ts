@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
 import { parseFormat } from "../data/read.js";
+import { DEFAULT_MAX_TOKENS } from "../inference/completion.js";
 import { REMOTE_SETTINGS } from "../inference/engine.js";
 import type { Generator } from "../inference/generator.js";
 import { type ContrastMode, checkContrast, DEFAULT_CONTRAST, GUIDANCE } from "../inference/mixture.js";
@@ -228,7 +229,7 @@ export function addGenerationJobOptions(
   more(cmd);
   addSamplingOptions(cmd, sampling, defaults, {
     seed: help.seed,
-    maxTokens: "most tokens per response (default: 256, or what fits)",
+    maxTokens: `most tokens per response (default: ${DEFAULT_MAX_TOKENS}, or what fits)`,
   });
   addContextSizeOption(cmd).addOption(
     numberOption("--limit <n>", "only the first n prompts", integerFrom(1)),

@@ -20,6 +20,9 @@ export type AnswerModel = Pick<Generator, "generate">;
  * FastChat's gen_model_answer temperatures by MT-Bench category; other categories get 0.7, and a
  * temperature below 1e-4 means greedy decoding.
  */
+/** The most tokens a turn gets when maxTokens is unset (and fewer where the context has less room): FastChat's max_new_token. */
+export const ANSWER_MAX_TOKENS = 1024;
+
 export const FASTCHAT_TEMPERATURES: Readonly<Record<string, number>> = {
   writing: 0.7,
   roleplay: 0.7,
@@ -45,7 +48,7 @@ export interface AnswerOptions {
   output: string;
   attributes?: AttributeValues;
   system?: string;
-  /** Per turn; unset: what fits in the context, at most 1024 (FastChat's max_new_token). */
+  /** Per turn; unset: what fits in the context, at most ANSWER_MAX_TOKENS. */
   maxTokens?: number;
   /** 0 (default): greedy; "fastchat": FASTCHAT_TEMPERATURES by category. */
   temperature?: number | "fastchat";
@@ -83,7 +86,7 @@ export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult
             conversation: { system: opts.system ?? DEFAULT_SYSTEM_PROMPT, turns: [...turns] },
             attributes: opts.attributes,
             maxTokens: opts.maxTokens,
-            maxTokensDefault: 1024,
+            maxTokensDefault: ANSWER_MAX_TOKENS,
             temperature: temperatureFor(q, opts.temperature),
             seed: opts.seed,
           });

@@ -22,6 +22,9 @@ export interface JudgeEndpoint {
 
 export type JudgeFn = (messages: ChatMessage[]) => Promise<string>;
 
+/** What a judge is asked with where the endpoint does not say: FastChat's temperature and max_tokens. */
+export const JUDGE_DEFAULTS = { temperature: 0, maxTokens: 2048 };
+
 export function openAiJudge(ep: JudgeEndpoint): JudgeFn {
   const url = `${ep.url.replace(/\/+$/, "")}/chat/completions`;
   const attempts = ep.attempts ?? 3;
@@ -40,8 +43,8 @@ export function openAiJudge(ep: JudgeEndpoint): JudgeFn {
             model: ep.model,
             messages,
             n: 1,
-            temperature: ep.temperature ?? 0,
-            max_tokens: ep.maxTokens ?? 2048,
+            temperature: ep.temperature ?? JUDGE_DEFAULTS.temperature,
+            max_tokens: ep.maxTokens ?? JUDGE_DEFAULTS.maxTokens,
           }),
           signal: AbortSignal.timeout(ep.timeoutMs ?? 600_000),
         });

@@ -18,6 +18,7 @@ export {
   type BenchMeta,
   SPLITS,
   type SplitName,
+  SYNTH_DEFAULTS,
   type SynthOptions,
   type SynthResult,
   splitOfPrompt,

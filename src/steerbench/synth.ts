@@ -18,9 +18,9 @@ export interface SynthOptions {
   /** Conversations in all four splits together. */
   n: number;
   seed: number | string;
-  /** The family that appears only in heldout (default: comparison). */
+  /** The family that appears only in heldout (default: SYNTH_DEFAULTS). */
   heldoutFamily?: Family;
-  /** Share of conversations with 2 or 3 user/assistant exchanges (default 0.2). */
+  /** Share of conversations with 2 or 3 user/assistant exchanges (default: SYNTH_DEFAULTS). */
   multiTurnFraction?: number;
   /** Called now and then with the number of conversations made so far. */
   onProgress?: (done: number) => void;
@@ -60,12 +60,15 @@ export function splitSizes(n: number): Record<SplitName, number> {
   return { train: n - validation - test - heldout, validation, test, heldout };
 }
 
+/** What `synthesize` takes where the options are silent. */
+export const SYNTH_DEFAULTS = { heldoutFamily: "comparison" as Family, multiTurnFraction: 0.2 };
+
 export function synthesize(opts: SynthOptions): SynthResult {
   const { n, seed } = opts;
   if (!Number.isInteger(n) || n < 1 || n > 10_000_000) {
     throw new InputError(`expected an integer in 1..10000000, got ${String(n)}`, { field: "n" });
   }
-  const heldoutFamily = opts.heldoutFamily ?? "comparison";
+  const heldoutFamily = opts.heldoutFamily ?? SYNTH_DEFAULTS.heldoutFamily;
   if (!FAMILIES.includes(heldoutFamily)) {
     throw new InputError(
       `unknown task family "${String(heldoutFamily)}"`,
@@ -73,7 +76,7 @@ export function synthesize(opts: SynthOptions): SynthResult {
       `use one of ${FAMILIES.join(", ")}`,
     );
   }
-  const multi = opts.multiTurnFraction ?? 0.2;
+  const multi = opts.multiTurnFraction ?? SYNTH_DEFAULTS.multiTurnFraction;
   if (!(multi >= 0 && multi <= 1)) {
     throw new InputError(`expected a number in 0..1, got ${String(multi)}`, { field: "multiTurnFraction" });
   }

@@ -7,7 +7,7 @@ import { formatPareto, paretoSweep } from "../../eval/pareto.js";
 import { paretoChart } from "../../eval/pareto-chart.js";
 import { evaluateReward, formatReward, parseWeights, REWARD_DEFAULTS } from "../../eval/reward.js";
 import { readPairs } from "../../eval/reward-pairs.js";
-import { sweepPrompts } from "../../eval/sweep.js";
+import { SWEEP_DEFAULTS, sweepPrompts } from "../../eval/sweep.js";
 import type { ContrastMode } from "../../inference/mixture.js";
 import { writeFileAtomic } from "../../util/atomic.js";
 import { InputError } from "../../util/errors.js";
@@ -109,7 +109,12 @@ export function registerSteering(evalCmd: Command): void {
     )
     .addOption(numberOption("--n-prompts <n>", "how many prompts", integerFrom(1), 10));
   addGuidanceOptions(pareto);
-  addSamplingOptions(pareto, ["maxTokens"], { maxTokens: 200 }, { maxTokens: "most tokens per response" });
+  addSamplingOptions(
+    pareto,
+    ["maxTokens"],
+    { maxTokens: SWEEP_DEFAULTS.maxTokens },
+    { maxTokens: "most tokens per response" },
+  );
   addParallelOption(pareto, "generations at once", 1);
   addApmOption(pareto, "measure with an attribute prediction model instead of the oracle", false)
     .requiredOption("-o, --output <dir>", "folder for pareto.json and pareto.png")

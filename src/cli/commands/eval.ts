@@ -4,14 +4,14 @@ import { type Command, Option } from "commander";
 import { type AttributeValues, BUILTIN_SCHEMAS, parseAttributes } from "../../data/attributes.js";
 import { readRecords } from "../../data/read.js";
 import { formatAdherence, measureAdherence } from "../../eval/adherence.js";
-import { generateAnswers } from "../../eval/answer.js";
+import { ANSWER_MAX_TOKENS, generateAnswers } from "../../eval/answer.js";
 import { apmMeasurer } from "../../eval/apm-measure.js";
 import { fastchatDir, loadBench } from "../../eval/bench.js";
-import { openAiJudge } from "../../eval/client.js";
+import { JUDGE_DEFAULTS, openAiJudge } from "../../eval/client.js";
 import { readAnswers, readJudgePrompts, readLegacyPrompts, readLegacyReviewers } from "../../eval/formats.js";
 import { answerSet, type EvalJudgeMode, runJudgments } from "../../eval/judge.js";
 import { buildReport, formatReport } from "../../eval/report.js";
-import { sweepPrompts } from "../../eval/sweep.js";
+import { SWEEP_DEFAULTS, sweepPrompts } from "../../eval/sweep.js";
 import type { Generator } from "../../inference/generator.js";
 import type { ContrastMode } from "../../inference/mixture.js";
 import { SAMPLING_SETTINGS } from "../../inference/sampling.js";
@@ -115,7 +115,7 @@ export function register(program: Command): void {
     ["maxTokens"],
     {},
     {
-      maxTokens: "most tokens per turn (default: what fits, at most 1024)",
+      maxTokens: `most tokens per turn (default: what fits, at most ${ANSWER_MAX_TOKENS})`,
     },
   ).addOption(
     new Option(
@@ -191,7 +191,12 @@ export function register(program: Command): void {
     .option("--judge-prompts <file>", "judge_prompts.jsonl (default: the FastChat data folder's)")
     .option("--fastchat-dir <dir>", "FastChat data folder");
   addParallelOption(judge, "judge requests at once", 1);
-  addSamplingOptions(judge, ["maxTokens"], { maxTokens: 2048 }, { maxTokens: "judge max_tokens" });
+  addSamplingOptions(
+    judge,
+    ["maxTokens"],
+    { maxTokens: JUDGE_DEFAULTS.maxTokens },
+    { maxTokens: "judge max_tokens" },
+  );
   addFirstOption(judge, "only the first n questions (as answered with eval answer --first)").action(
     async (o: JudgeFlags) => {
       if (!["single", "pair", "review"].includes(o.mode))
@@ -275,7 +280,12 @@ export function register(program: Command): void {
       "labelled training data: a derived attribute (quality, helpfulness) at level k is requested with the others at their most frequent values among turns labelled k (default with SteerBench prompts: SteerBench's training labels; with --prompts: the others at defaults)",
     );
   addGuidanceOptions(adherence);
-  addSamplingOptions(adherence, ["maxTokens"], { maxTokens: 200 }, { maxTokens: "most tokens per response" });
+  addSamplingOptions(
+    adherence,
+    ["maxTokens"],
+    { maxTokens: SWEEP_DEFAULTS.maxTokens },
+    { maxTokens: "most tokens per response" },
+  );
   addParallelOption(
     adherence,
     "generations at once (above 1 is faster, but llama.cpp's greedy output then depends on which sequences share a batch; with --backend: requests in flight)",

@@ -1,6 +1,7 @@
 import { createInterface } from "node:readline";
 import { type Command, Option } from "commander";
 import { type AttributeValues, formatValues, parseAttributes, withDefaults } from "../../data/attributes.js";
+import { DEFAULT_MAX_TOKENS } from "../../inference/completion.js";
 import type { Generator } from "../../inference/generator.js";
 import type { SamplingOptions } from "../../inference/model.js";
 import { SAMPLING_SETTINGS, type SamplingName } from "../../inference/sampling.js";
@@ -48,7 +49,7 @@ function withModelOptions(cmd: Command): Command {
     cmd,
     SAMPLING,
     { temperature: SAMPLING_SETTINGS.temperature.default },
-    { maxTokens: "most tokens to generate (default: 256, or what fits)" },
+    { maxTokens: `most tokens to generate (default: ${DEFAULT_MAX_TOKENS}, or what fits)` },
   );
   return addBackendOptions(cmd);
 }
