@@ -16,6 +16,7 @@ import {
   GGUF_MAGIC,
   GGUF_MAX_DIMS,
   GGUF_SCALARS,
+  GGUF_VERSION,
   type GgufArrayValue,
   type GgufFile,
   type GgufMetaValue,
@@ -23,6 +24,7 @@ import {
   type GgufTensorInfo,
   ggmlTypeById,
   ggufValueTypeById,
+  isGgufAlignment,
   tensorByteLength,
 } from "./types.js";
 
@@ -179,12 +181,12 @@ export async function readGguf(path: string): Promise<GgufFile> {
     const c = new Cursor(fh, path, size);
     c.what = "magic";
     const magic = (await c.bytes(4)).toString("latin1");
-    if (magic !== "GGUF") {
+    if (magic !== GGUF_MAGIC) {
       const hint = ["ggml", "ggmf", "ggjt", "lmgg", "fmgg", "tjgg"].includes(magic.toLowerCase())
         ? "this is a pre-GGUF ggml file; convert it with a current llama.cpp"
         : "is this a GGUF model file?";
       throw new InputError(
-        `not a GGUF file: magic is ${JSON.stringify(magic)}, expected "GGUF"`,
+        `not a GGUF file: magic is ${JSON.stringify(magic)}, expected ${JSON.stringify(GGUF_MAGIC)}`,
         {
           file: path,
           field: "byte 0: magic",
@@ -194,11 +196,11 @@ export async function readGguf(path: string): Promise<GgufFile> {
     }
     c.what = "version";
     const version = await c.u32();
-    if (version !== 2 && version !== 3) {
+    if (version !== 2 && version !== GGUF_VERSION) {
       const hint =
         (version & 0xffff) === 0 ? "a big-endian GGUF? only little-endian files are supported" : undefined;
       throw new InputError(
-        `unsupported GGUF version ${version} (supported: 2, 3)`,
+        `unsupported GGUF version ${version} (supported: 2, ${GGUF_VERSION})`,
         { file: path, field: "byte 4: version" },
         hint,
       );
@@ -226,7 +228,7 @@ export async function readGguf(path: string): Promise<GgufFile> {
     let alignment = GGUF_DEFAULT_ALIGNMENT;
     const al = metadata.get(GGUF_ALIGNMENT_KEY);
     if (al !== undefined) {
-      if (al.type !== "uint32" || al.value === 0 || (al.value & (al.value - 1)) !== 0) {
+      if (!isGgufAlignment(al)) {
         throw new InputError(`must be a uint32 power of two, got ${al.type} ${String(al.value)}`, {
           file: path,
           field: GGUF_ALIGNMENT_KEY,

@@ -298,6 +298,13 @@ export interface GgufFile {
 export const GGUF_DEFAULT_ALIGNMENT = 32;
 export const GGUF_ALIGNMENT_KEY = "general.alignment";
 export const GGUF_MAGIC = "GGUF";
+/** The version steerlm writes; it reads 2 as well (the same layout for little-endian files). */
+export const GGUF_VERSION = 3;
+
+/** Whether `v` is a valid `general.alignment`: a uint32 power of two. */
+export function isGgufAlignment(v: GgufMetaValue): v is GgufMetaValue & { type: "uint32"; value: number } {
+  return v.type === "uint32" && v.value !== 0 && (v.value & (v.value - 1)) === 0;
+}
 /** llama.cpp's GGML_MAX_NAME is 64 including the NUL, so names may have at most 63 bytes. */
 export const GGUF_MAX_TENSOR_NAME_BYTES = 63;
 export const GGUF_MAX_DIMS = 4;

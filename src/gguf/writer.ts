@@ -11,13 +11,16 @@ import {
   GGML_TYPES,
   GGUF_ALIGNMENT_KEY,
   GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
   GGUF_MAX_DIMS,
   GGUF_MAX_TENSOR_NAME_BYTES,
   GGUF_SCALARS,
   GGUF_VALUE_TYPES,
+  GGUF_VERSION,
   type GgmlTypeName,
   type GgufMetaValue,
   type GgufScalarType,
+  isGgufAlignment,
   tensorByteLength,
 } from "./types.js";
 
@@ -146,9 +149,7 @@ function alignmentOf(metadata: GgufWriteInput["metadata"]): number {
   const entry = metadata.find(([k]) => k === GGUF_ALIGNMENT_KEY);
   if (entry === undefined) return GGUF_DEFAULT_ALIGNMENT;
   const v = entry[1];
-  if (v.type !== "uint32" || v.value === 0 || (v.value & (v.value - 1)) !== 0) {
-    throw new RangeError(`${GGUF_ALIGNMENT_KEY} must be a uint32 power of two`);
-  }
+  if (!isGgufAlignment(v)) throw new RangeError(`${GGUF_ALIGNMENT_KEY} must be a uint32 power of two`);
   return v.value;
 }
 
@@ -185,8 +186,8 @@ export async function writeGguf(path: string, input: GgufWriteInput): Promise<nu
   const sizes = input.tensors.map(checkTensor);
 
   const h = new HeaderBuilder();
-  h.raw(Buffer.from("GGUF", "latin1"));
-  h.u32(3);
+  h.raw(Buffer.from(GGUF_MAGIC, "latin1"));
+  h.u32(GGUF_VERSION);
   h.u64(input.tensors.length);
   h.u64(input.metadata.length);
   for (const [key, v] of input.metadata) h.value(key, v);

@@ -249,26 +249,17 @@ export function readLlamaConfig(file: GgufFile): LlamaConfig {
   const embd = file.tensors.find((t) => t.name === "token_embd.weight");
   const tokens = file.metadata.get("tokenizer.ggml.tokens");
   const vocabFromTensors = embd?.shape[1] ?? (tokens?.type === "array" ? tokens.value.length : undefined);
-  const numHeads = metaNumber(file, k("attention.head_count"));
-  const hiddenSize = metaNumber(file, k("embedding_length"));
-  const headDim = metaNumber(file, k("attention.key_length"), hiddenSize / numHeads);
-  const rotDims = metaNumber(file, k("rope.dimension_count"), headDim);
-  if (rotDims !== headDim) {
-    throw refuse(
-      k("rope.dimension_count"),
-      `partial RoPE (${rotDims} of ${headDim} head dims) is not supported`,
-    );
-  }
+  // keys a file may leave out take resolveLlamaConfig's defaults (llama.cpp's)
   const config = resolveLlamaConfig(
     {
       vocabSize: metaNumber(file, k("vocab_size"), vocabFromTensors ?? 0),
-      hiddenSize,
+      hiddenSize: metaNumber(file, k("embedding_length")),
       numLayers: metaNumber(file, k("block_count")),
-      numHeads,
-      numKvHeads: metaNumber(file, k("attention.head_count_kv"), numHeads),
-      headDim,
+      numHeads: metaNumber(file, k("attention.head_count")),
+      numKvHeads: metaNumber(file, k("attention.head_count_kv"), undefined),
+      headDim: metaNumber(file, k("attention.key_length"), undefined),
       ffnSize: metaNumber(file, k("feed_forward_length")),
-      ropeTheta: metaNumber(file, k("rope.freq_base"), 10000),
+      ropeTheta: metaNumber(file, k("rope.freq_base"), undefined),
       rmsNormEps: metaNumber(file, k("attention.layer_norm_rms_epsilon")),
       tiedEmbeddings: file.tensors.length > 0 && !has("output.weight"),
       qkvBias: has("blk.0.attn_q.bias"),
@@ -276,6 +267,13 @@ export function readLlamaConfig(file: GgufFile): LlamaConfig {
     },
     file.path,
   );
+  const rotDims = metaNumber(file, k("rope.dimension_count"), config.headDim);
+  if (rotDims !== config.headDim) {
+    throw refuse(
+      k("rope.dimension_count"),
+      `partial RoPE (${rotDims} of ${config.headDim} head dims) is not supported`,
+    );
+  }
   // steerlm writes a config back as llamaArchFor(config) and rotates as that architecture does: a file
   // named otherwise would be trained with one RoPE and exported with the other
   if (arch !== llamaArchFor(config)) {
