@@ -20,7 +20,15 @@ import {
   loraNames,
 } from "./lora.js";
 import type { Tape } from "./tape.js";
-import { blockTensor, llamaTensorSpecs, numel, type TensorSpec, type WeightSource } from "./weights.js";
+import {
+  blockTensor,
+  INIT_STD,
+  initTensor,
+  llamaTensorSpecs,
+  numel,
+  type TensorSpec,
+  type WeightSource,
+} from "./weights.js";
 
 export interface ModelOptions {
   /** Train adapters only; the base is frozen. */
@@ -179,7 +187,7 @@ export class LlamaModel implements Disposable {
     );
     model.#buffer = backend.allocTensors(model.#ctx);
     const rng = new Rng(opts.seed ?? 0);
-    const std = opts.initStd ?? 0.02;
+    const std = opts.initStd ?? INIT_STD;
     for (const s of [...specs, ...extra]) {
       const given = source ? await source.get(s.name) : undefined;
       let data: Float32Array;
@@ -195,11 +203,7 @@ export class LlamaModel implements Disposable {
           throw new SteerlmError(`weight ${s.name} is missing from the model file`);
         }
         // LoRA A: N(0, 1/in) keeps the adapter's initial output scale independent of width (B starts at 0).
-        const sd = s.name.endsWith(".lora_a") ? 1 / Math.sqrt(s.shape[0]!) : std;
-        data =
-          s.init === "normal"
-            ? rng.normalArray(numel(s.shape), sd)
-            : new Float32Array(numel(s.shape)).fill(s.init === "one" ? 1 : 0);
+        data = initTensor(s, rng, s.name.endsWith(".lora_a") ? 1 / Math.sqrt(s.shape[0]!) : std);
       }
       model.setWeight(s.name, data);
     }

@@ -57,17 +57,20 @@ export function llamaTensorSpecs(cfg: LlamaConfig): TensorSpec[] {
 
 export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
+/** The std of a new model's random matrices: GPT-2's and Llama's initializer range. */
+export const INIT_STD = 0.02;
+
+/** A tensor's initial values: N(0, std²) for "normal" (drawn from `rng`), else all ones or zeros. */
+export function initTensor(spec: Pick<TensorSpec, "shape" | "init">, rng: Rng, std: number): Float32Array {
+  const n = numel(spec.shape);
+  return spec.init === "normal"
+    ? rng.normalArray(n, std)
+    : new Float32Array(n).fill(spec.init === "one" ? 1 : 0);
+}
+
 /** Random initialisation (N(0, std²) matrices, unit norms, zero biases), deterministic given the RNG. */
-export function initLlamaWeights(cfg: LlamaConfig, rng: Rng, std = 0.02): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>();
-  for (const s of llamaTensorSpecs(cfg)) {
-    const n = numel(s.shape);
-    out.set(
-      s.name,
-      s.init === "normal" ? rng.normalArray(n, std) : new Float32Array(n).fill(s.init === "one" ? 1 : 0),
-    );
-  }
-  return out;
+export function initLlamaWeights(cfg: LlamaConfig, rng: Rng, std = INIT_STD): Map<string, Float32Array> {
+  return new Map(llamaTensorSpecs(cfg).map((s) => [s.name, initTensor(s, rng, std)]));
 }
 
 /** A WeightSource over an in-memory map. */

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { LORA_TARGETS, type LoraTarget } from "../model/lora.js";
 import type { FrozenType, ModelOptions } from "../model/model.js";
+import { INIT_STD } from "../model/weights.js";
 import { describe, InputError, type Place } from "../util/errors.js";
 
 /**
@@ -227,7 +228,7 @@ export const SETTINGS = {
   },
   initStd: {
     kind: "number",
-    default: 0.02,
+    default: INIT_STD,
     why: "GPT-2's and Llama's initializer range",
     help: "std of the random initial matrices of a new model",
   },
