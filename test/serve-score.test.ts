@@ -100,6 +100,23 @@ describe.skipIf(!haveSharedData)("POST /v1/steerlm/score", () => {
     const one = await post(server.url, { messages: conversations[0] });
     expect(one.status).toBe(200);
     expect((one.body.scores as unknown[])[0]).toEqual(scores[0]);
+
+    // System (and developer) messages anywhere join into one system prompt, as the chat endpoint joins them
+    const [u, reply] = [
+      { role: "user", content: "Name a fruit." },
+      { role: "assistant", content: "A pear." },
+    ];
+    const folded = await post(server.url, {
+      conversations: [
+        [{ role: "developer", content: "Be brief." }, u, { role: "system", content: "Be kind." }, reply],
+        [{ role: "system", content: "Be brief.\nBe kind." }, u, reply],
+        [u, reply],
+      ],
+    });
+    expect(folded.status).toBe(200);
+    const [late, joined, none] = folded.body.scores as Array<{ attributes: Record<string, number> }>;
+    expect(late).toEqual(joined);
+    expect(none?.attributes).not.toEqual(joined?.attributes); // the system prompt is read
   });
 
   it("refuses bad requests with the field, needs the key, and exists only with an APM", async () => {
@@ -116,14 +133,6 @@ describe.skipIf(!haveSharedData)("POST /v1/steerlm/score", () => {
         param: "conversations[1][0].role",
       },
     );
-    expect(
-      await bad({
-        messages: [user, { role: "system", content: "late" }, { role: "assistant", content: "x" }],
-      }),
-    ).toMatchObject({
-      param: "messages[1].role",
-      message: "messages[1].role: a system message must come first",
-    });
     expect((await bad({ messages: [], conversations: [] })).message).toMatch(
       /either "messages" or "conversations"/,
     );

@@ -2,7 +2,7 @@ import { type AttributeSchema, type AttributeValues, toLabel } from "../data/att
 import { importChat } from "../data/formats/chat.js";
 import { fromJs } from "../data/json.js";
 import type { DataRecord, RecordTurn } from "../data/record.js";
-import { DEFAULT_SYSTEM_PROMPT } from "../data/template.js";
+import { DEFAULT_SYSTEM_PROMPT, joinedSystemPrompt } from "../data/template.js";
 import { Engine, type EngineScore, remoteSetting } from "../inference/engine.js";
 import { type BackendSettings, checkLocal } from "../inference/open.js";
 import { SlotPool } from "../inference/pool.js";
@@ -268,12 +268,18 @@ async function predictGenerative(
   return out;
 }
 
-/** An OpenAI-style conversation as `steerlm annotate` reads a chat JSONL line (src/data/formats/chat.ts). */
+/**
+ * An OpenAI-style conversation as `steerlm annotate` reads a chat JSONL line (src/data/formats/chat.ts), its
+ * system messages first joined into one as the chat endpoint joins them.
+ */
 export function chatRecord(
   messages: ReadonlyArray<{ role: string; content: string }>,
   schema: AttributeSchema,
 ): DataRecord {
-  const [record] = importChat(fromJs({ messages }), {
+  const system = joinedSystemPrompt(messages);
+  const rest = messages.filter((m) => m.role !== "system");
+  const line = system === null ? rest : [{ role: "system", content: system }, ...rest];
+  const [record] = importChat(fromJs({ messages: line }), {
     schema,
     origin: { file: "request", line: 1, format: "chat" },
     ensureAscii: false,

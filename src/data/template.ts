@@ -30,6 +30,17 @@ export function isControlToken(text: string): text is ControlToken {
 export const DEFAULT_SYSTEM_PROMPT =
   "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.";
 
+/**
+ * The system prompt of OpenAI-style messages: every system message's content, in order, joined with "\n";
+ * null where there is none (SteerLM's default then applies). The exported chat template does the same.
+ */
+export function joinedSystemPrompt(
+  messages: ReadonlyArray<{ role: string; content: string }>,
+): string | null {
+  const system = messages.filter((m) => m.role === "system").map((m) => m.content);
+  return system.length > 0 ? system.join("\n") : null;
+}
+
 export interface Turn {
   role: "user" | "assistant";
   text: string;

@@ -13,6 +13,7 @@ import {
   CONTROL_TOKENS,
   type Conversation,
   DEFAULT_SYSTEM_PROMPT,
+  joinedSystemPrompt,
   renderConversation,
   type Turn,
 } from "../data/template.js";
@@ -347,14 +348,13 @@ export async function openLlamaModel(
  * training data labels every assistant turn.
  */
 export function messagesToConversation(messages: readonly ChatMessage[], values: string): Conversation {
-  const system: string[] = [];
   const turns: Turn[] = [];
   for (const [i, m] of messages.entries()) {
-    if (m.role === "system") system.push(m.content);
-    else if (m.role === "user") turns.push({ role: "user", text: m.content });
+    if (m.role === "system") continue;
+    if (m.role === "user") turns.push({ role: "user", text: m.content });
     else if (m.role === "assistant") turns.push({ role: "assistant", text: m.content, values });
     else throw new InputError(`unknown role ${JSON.stringify(m.role)}`, { field: `messages[${i}].role` });
   }
   if (turns.length === 0) throw new InputError("no user message", { field: "messages" });
-  return { system: system.length > 0 ? system.join("\n") : DEFAULT_SYSTEM_PROMPT, turns };
+  return { system: joinedSystemPrompt(messages) ?? DEFAULT_SYSTEM_PROMPT, turns };
 }

@@ -185,7 +185,7 @@ function messageList(v: unknown, param: string, last: ChatMessage["role"]): Chat
     const at = `${param}[${i}]`;
     expect(isObj(m), at, "an object", m);
     const { role, content } = m as Obj;
-    expect(typeof role === "string" && ROLES.has(role), `${at}.role`, "system, user or assistant", role);
+    expect(typeof role === "string" && ROLES.has(role), `${at}.role`, [...ROLES].join(", "), role);
     return {
       role: role === "developer" ? "system" : (role as ChatMessage["role"]),
       content: text(content, at),
