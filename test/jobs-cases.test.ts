@@ -178,6 +178,10 @@ describe.skipIf(!haveSharedData)("steerlm export job: refusals, validation, mult
       await exportTo(engine, o, data.config, flags, size);
       expect(keyProblems(engine, o), `${engine} ${JSON.stringify(flags)}`).toEqual([]);
     }
+    // TRL's LoRA modules are the transformers names of steerlm's targets, as the PEFT export writes them
+    const t = out();
+    await exportTo("trl", t, data.config, { ...lora, loraTargets: ["q", "v", "down"], loraAlpha: 32 });
+    expect(readYaml(join(t, "sft.yaml")).lora_target_modules).toEqual(["q_proj", "v_proj", "down_proj"]);
     // the checker itself: a key no engine defines is reported
     const o = out();
     await exportTo("nemo-aligner", o, data.config);

@@ -12,6 +12,7 @@ import {
   llamaTensorName,
   llamaTensorShapes,
 } from "../model/llama-gguf.js";
+import { LORA_TARGET_TENSOR, type LoraTarget } from "../model/lora.js";
 import { InputError } from "../util/errors.js";
 import type { HfCheckpoint } from "./checkpoint.js";
 import type { HfModelSpec } from "./hf-config.js";
@@ -44,6 +45,13 @@ const HF_LAYER: ReadonlyArray<readonly [string, LlamaLayerTensor]> = [
 
 /** Tensors a checkpoint may carry that hold nothing the model needs (precomputed RoPE tables). */
 const IGNORED = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
+
+/** PEFT's name of a LoRA target's module in a transformers Llama (q → q_proj): its weight's, in HF_LAYER. */
+export function hfLoraModule(target: LoraTarget): string {
+  const hf = HF_LAYER.find(([, part]) => part === LORA_TARGET_TENSOR[target])?.[0];
+  if (hf === undefined) throw new Error(`no Hugging Face module for LoRA target ${target}`);
+  return hf.split(".").at(-2) as string;
+}
 
 /** GGUF tensor name -> Hugging Face tensor name, for every tensor a model of this config can have. */
 export function hfTensorNames(config: LlamaConfig): Map<string, string> {

@@ -16,7 +16,7 @@ import type { LlamaArch } from "../model/llama-gguf.js";
 import { type LoraOptions, loraNames } from "../model/lora.js";
 import { InputError } from "../util/errors.js";
 import type { ConvertType } from "./convert.js";
-import { hfTensorNames, qkPermutedHeads, unpermuteQkRows } from "./hf-tensors.js";
+import { hfLoraModule, hfTensorNames, qkPermutedHeads, unpermuteQkRows } from "./hf-tensors.js";
 import { type HfTokenizerFiles, SAFETENSORS_DTYPE, writeJson, writeTokenizerFiles } from "./hf-write.js";
 import { type SafetensorsTensorInput, writeSafetensors } from "./safetensors.js";
 
@@ -49,7 +49,7 @@ export async function writePeftAdapter(dir: string, input: PeftAdapterInput): Pr
     for (const target of lora.targets) {
       const n = loraNames(l, target);
       const module = (names.get(n.a.replace(/\.lora_a$/, ".weight")) as string).replace(/\.weight$/, "");
-      modules.add(module.slice(module.lastIndexOf(".") + 1));
+      modules.add(hfLoraModule(target));
       const a = tensor(input, n.a);
       const b = tensor(input, n.b);
       const heads = qkPermutedHeads(n.b, config, input.arch);

@@ -1,5 +1,5 @@
 import { CONTROL_TOKENS } from "../data/template.js";
-import type { LoraTarget } from "../model/lora.js";
+import { hfLoraModule } from "../interop/hf-tensors.js";
 import { jsonl, promptCompletions } from "./data.js";
 import { modelName, tokenizerControlTokens } from "./model.js";
 import {
@@ -24,17 +24,6 @@ import { float, toYaml, type YamlValue } from "./yaml.js";
  * prompt, so the loss falls on the completion only; accelerate configs (DeepSpeed ZeRO-3, FSDP2) for more
  * GPUs. docs/engines-training.md has the sources of every rule here.
  */
-
-/** PEFT's module names of the Llama family for steerlm's LoRA targets. */
-export const HF_LORA_MODULES: Record<LoraTarget, string> = {
-  q: "q_proj",
-  k: "k_proj",
-  v: "v_proj",
-  o: "o_proj",
-  gate: "gate_proj",
-  up: "up_proj",
-  down: "down_proj",
-};
 
 export function trlJob(plan: JobPlan): BuiltJob {
   const { cfg } = plan;
@@ -86,7 +75,7 @@ export function trlJob(plan: JobPlan): BuiltJob {
           lora_r: cfg.loraRank,
           lora_alpha: cfg.loraAlpha,
           lora_dropout: float(0),
-          lora_target_modules: cfg.loraTargets.map((t) => HF_LORA_MODULES[t]),
+          lora_target_modules: cfg.loraTargets.map(hfLoraModule),
         }
       : {}),
     eval_strategy: val ? "steps" : "no",
