@@ -97,17 +97,17 @@ function roundf(x: number): number {
  * most d/2 (plus the f16 rounding of d). `src.length` must be a multiple of 32.
  */
 export function quantizeQ8_0(src: Float32Array): Uint8Array {
-  const QK = 32;
+  const { blockSize: QK, bytesPerBlock } = GGML_TYPES.Q8_0;
   if (src.length % QK !== 0) throw new RangeError(`Q8_0 needs a multiple of ${QK} values, got ${src.length}`);
   const nb = src.length / QK;
-  const out = new Uint8Array(nb * GGML_TYPES.Q8_0.bytesPerBlock);
+  const out = new Uint8Array(nb * bytesPerBlock);
   const view = new DataView(out.buffer);
   for (let b = 0; b < nb; b++) {
     let amax = 0;
     for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(src[b * QK + j]!));
     const d = Math.fround(amax / 127);
     const id = d ? Math.fround(1 / d) : 0;
-    const o = b * 34;
+    const o = b * bytesPerBlock;
     view.setUint16(o, f32ToF16Bits(d), true);
     for (let j = 0; j < QK; j++) view.setInt8(o + 2 + j, roundf(Math.fround(src[b * QK + j]! * id)));
   }
@@ -117,6 +117,7 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
 /** Decodes `n` values of a tensor stored as `type` into float32. Throws RangeError for types we cannot decode. */
 export function dequantize(type: GgmlTypeName, bytes: Uint8Array, n: number): Float32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const { blockSize: QK, bytesPerBlock } = GGML_TYPES[type];
   const out = new Float32Array(n);
   switch (type) {
     case "F32":
@@ -139,15 +140,15 @@ export function dequantize(type: GgmlTypeName, bytes: Uint8Array, n: number): Fl
       for (let i = 0; i < n; i++) out[i] = bf16BitsToF32(view.getUint16(i * 2, true));
       return out;
     case "Q8_0":
-      for (let b = 0; b < n / 32; b++) {
-        const o = b * 34;
+      for (let b = 0; b < n / QK; b++) {
+        const o = b * bytesPerBlock;
         const d = f16BitsToF32(view.getUint16(o, true));
-        for (let j = 0; j < 32; j++) out[b * 32 + j] = d * view.getInt8(o + 2 + j);
+        for (let j = 0; j < QK; j++) out[b * QK + j] = d * view.getInt8(o + 2 + j);
       }
       return out;
     case "Q4_0":
-      for (let b = 0; b < n / 32; b++) {
-        const o = b * 18;
+      for (let b = 0; b < n / QK; b++) {
+        const o = b * bytesPerBlock;
         const d = f16BitsToF32(view.getUint16(o, true));
         for (let j = 0; j < 16; j++) {
           const q = bytes[o + 2 + j]!;

@@ -16,7 +16,15 @@
 
 import type { RopeMode } from "../ggml/context.js";
 import { metaNumber, metaString } from "../gguf/reader.js";
-import { f32, type GgmlTypeName, type GgufFile, type GgufMetaValue, str, u32 } from "../gguf/types.js";
+import {
+  f32,
+  GGML_TYPES,
+  type GgmlTypeName,
+  type GgufFile,
+  type GgufMetaValue,
+  str,
+  u32,
+} from "../gguf/types.js";
 import { type GgufVocab, vocabMetadata } from "../gguf/vocab.js";
 import { type GgufTensorInput, writeGguf } from "../gguf/writer.js";
 import { InputError } from "../util/errors.js";
@@ -212,9 +220,9 @@ export async function writeLlamaGguf(path: string, input: LlamaGgufInput): Promi
         field: name,
       });
     }
-    // 1-D tensors stay F32; a quantised type needs ne0 to be a multiple of its block (32 for Q8_0).
+    // 1-D tensors stay F32; a quantised type needs ne0 to be a multiple of its block.
     let t: GgmlTypeName = shape.length === 1 ? "F32" : type;
-    if (t === "Q8_0" && shape[0]! % 32 !== 0) t = "F16";
+    if (t === "Q8_0" && shape[0]! % GGML_TYPES.Q8_0.blockSize !== 0) t = "F16";
     return { name, shape, type: t, data };
   });
   const metadata = llamaMetadata(config, input.vocab, input.metadata ?? [], {

@@ -1,7 +1,7 @@
 import type { Backend, Buffer } from "../ggml/backend.js";
 import { getBytes, getF32, setData } from "../ggml/backend.js";
 import { Context, type RopeMode } from "../ggml/context.js";
-import type { DType, Tensor } from "../ggml/tensor.js";
+import { type DType, ggmlType, type Tensor } from "../ggml/tensor.js";
 import { dequantize, f32ToBf16, f32ToF16, quantizeQ8_0 } from "../gguf/quant.js";
 import { SteerlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -83,7 +83,9 @@ function frozenEmbedding(name: string, frozen: FrozenType): boolean {
 /** Storage of one frozen matrix of ggml shape `shape` under `frozen`. */
 export function frozenStorage(frozen: FrozenType, shape: readonly number[]): DType {
   if (frozen !== "q8_0") return frozen;
-  return shape.every((n) => n % 32 === 0) ? "q8_0" : "f16";
+  // both sides: a Q8_0 Wᵀ made on the host (where the GEMM cannot read W's transpose) has its blocks
+  // along W's other dimension
+  return shape.every((n) => n % ggmlType("q8_0").blockSize === 0) ? "q8_0" : "f16";
 }
 
 export interface ParamInfo {
