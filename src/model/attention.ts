@@ -31,6 +31,38 @@ export interface AttentionInputs {
 }
 
 /**
+ * The values of `positions` and `kqMask` for B sequences of T tokens, `real` [B·T] marking the real ones
+ * (the rest padding, on either side): a token's position counts the real tokens before it; a query attends
+ * the real keys up to itself, and itself always (a padding query's softmax row then stays finite). `last`:
+ * each sequence's last real token (t), -1 where it has none.
+ */
+export function attentionValues(
+  real: Uint8Array,
+  B: number,
+  T: number,
+): { positions: Int32Array; kqMask: Float32Array; last: Int32Array } {
+  const positions = new Int32Array(B * T);
+  const kqMask = new Float32Array(B * T * T).fill(Number.NEGATIVE_INFINITY);
+  const last = new Int32Array(B).fill(-1);
+  for (let s = 0; s < B; s++) {
+    let seen = 0;
+    for (let t = 0; t < T; t++) {
+      positions[s * T + t] = seen;
+      if (real[s * T + t]) {
+        seen++;
+        last[s] = t;
+      }
+    }
+    for (let q = 0; q < T; q++) {
+      const row = s * T * T + q * T;
+      for (let k = 0; k <= q; k++) if (real[s * T + k]) kqMask[row + k] = 0;
+      kqMask[row + q] = 0;
+    }
+  }
+  return { positions, kqMask, last };
+}
+
+/**
  * Grouped-query causal self-attention. Shapes (ggml order), N = T·B, HD = head dim:
  *   x [D, N] → q [HD, H, N], k/v [HD, KV, N] → RoPE(q, k) → scores [T_k, T_q, H, B] → out [H·HD, N] → [D, N].
  */

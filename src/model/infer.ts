@@ -1,6 +1,7 @@
 import { type Backend, Graph, getF32, setData } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
 import { InputError } from "../util/errors.js";
+import { attentionValues } from "./attention.js";
 import { buildForward, type LlamaModel } from "./model.js";
 
 /**
@@ -25,13 +26,9 @@ export function forwardLogits(backend: Backend, model: LlamaModel, tokens: reado
   using c = new Context(size * 2, size, { plainOps: !backend.isCpu });
   using alloc = backend.newAllocator();
   setData(tok, Int32Array.from(tokens));
-  setData(
-    pos,
-    Int32Array.from({ length: T }, (_, i) => i),
-  );
-  const m = new Float32Array(T * T).fill(Number.NEGATIVE_INFINITY);
-  for (let q = 0; q < T; q++) for (let k = 0; k <= q; k++) m[q * T + k] = 0;
-  setData(mask, m);
+  const { positions, kqMask } = attentionValues(new Uint8Array(T).fill(1), 1, T);
+  setData(pos, positions);
+  setData(mask, kqMask);
   const { logits } = buildForward(
     c,
     model,

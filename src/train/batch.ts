@@ -1,3 +1,4 @@
+import { attentionValues } from "../model/attention.js";
 import { InputError } from "../util/errors.js";
 
 /** Ignored label / missing regression target, as in Hugging Face and NeMo. */
@@ -72,27 +73,11 @@ export function prepareBatch(
         field: "tokens",
       });
   }
-  const positions = new Int32Array(N);
-  const kqMask = new Float32Array(B * T * T).fill(Number.NEGATIVE_INFINITY);
+  const { positions, kqMask, last } = attentionValues(att, B, T);
   const lastIdx = new Int32Array(B);
   for (let s = 0; s < B; s++) {
-    let real = 0;
-    let last = -1;
-    for (let t = 0; t < T; t++) {
-      const n = s * T + t;
-      positions[n] = real;
-      if (att[n]) {
-        real++;
-        last = t;
-      }
-    }
-    for (let q = 0; q < T; q++) {
-      const row = s * T * T + q * T;
-      for (let k = 0; k <= q; k++) if (att[s * T + k]) kqMask[row + k] = 0;
-      kqMask[row + q] = 0; // a padding query still needs one finite score, or its softmax row is NaN
-    }
-    lastIdx[s] = s * T + Math.max(0, last);
-    if (last < 0 && b.targets)
+    lastIdx[s] = s * T + Math.max(0, last[s]!);
+    if (last[s]! < 0 && b.targets)
       throw new InputError(`sequence ${s} has no real tokens`, { ...where, field: "attention" });
   }
   const flatIdx = new Int32Array(N);
