@@ -90,15 +90,3 @@ export function resolveLlamaConfig(input: LlamaConfigInput, source = "model conf
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
-
-/** Parameter count, embeddings included (tied embeddings counted once). */
-export function countParameters(cfg: LlamaConfig): number {
-  const d = cfg.hiddenSize;
-  const q = cfg.numHeads * cfg.headDim;
-  const kv = cfg.numKvHeads * cfg.headDim;
-  const attn = d * q + 2 * d * kv + q * d + (cfg.qkvBias ? q + 2 * kv : 0);
-  const mlp = 3 * d * cfg.ffnSize;
-  const perLayer = attn + mlp + 2 * d;
-  const emb = cfg.vocabSize * d;
-  return emb + (cfg.tiedEmbeddings ? 0 : emb) + cfg.numLayers * perLayer + d;
-}

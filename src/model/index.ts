@@ -1,5 +1,5 @@
 export { checkModelAgainstLlamaCpp, DEFAULT_CHECK_TEXT, type ModelCheckResult } from "./check.js";
-export { countParameters, type LlamaConfig, type LlamaConfigInput, resolveLlamaConfig } from "./config.js";
+export { type LlamaConfig, type LlamaConfigInput, resolveLlamaConfig } from "./config.js";
 export { forwardLogits, logSoftmaxRows } from "./infer.js";
 export {
   type LlamaArch,
@@ -29,6 +29,7 @@ export {
 } from "./model.js";
 export { transposeQ8_0 } from "./q8.js";
 export {
+  countParameters,
   initLlamaWeights,
   llamaTensorSpecs,
   mapSource,

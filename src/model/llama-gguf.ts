@@ -30,41 +30,16 @@ import { type GgufTensorInput, writeGguf } from "../gguf/writer.js";
 import { InputError } from "../util/errors.js";
 import type { LlamaConfig } from "./config.js";
 import { resolveLlamaConfig } from "./config.js";
+import { llamaTensorSpecs } from "./weights.js";
 
 export type LlamaArch = "llama" | "qwen2";
 
-export type LlamaGlobalTensor = "token_embd" | "output_norm" | "output";
-export type LlamaLayerTensor =
-  | "attn_norm"
-  | "attn_q"
-  | "attn_k"
-  | "attn_v"
-  | "attn_output"
-  | "attn_q.bias"
-  | "attn_k.bias"
-  | "attn_v.bias"
-  | "ffn_norm"
-  | "ffn_gate"
-  | "ffn_up"
-  | "ffn_down";
-export type LlamaTensorKind = LlamaGlobalTensor | LlamaLayerTensor;
-
-const GLOBAL: ReadonlySet<string> = new Set(["token_embd", "output_norm", "output"]);
-
-/** `llamaTensorName("attn_q", 3)` -> "blk.3.attn_q.weight"; `("attn_q.bias", 3)` -> "blk.3.attn_q.bias". */
-export function llamaTensorName(kind: LlamaGlobalTensor): string;
-export function llamaTensorName(kind: LlamaLayerTensor, layer: number): string;
-export function llamaTensorName(kind: LlamaTensorKind, layer?: number): string {
-  const leaf = kind.endsWith(".bias") ? kind : `${kind}.weight`;
-  if (GLOBAL.has(kind)) {
-    if (layer !== undefined) throw new RangeError(`${kind} is not a per-layer tensor`);
-    return leaf;
-  }
-  if (layer === undefined || !Number.isInteger(layer) || layer < 0) {
-    throw new RangeError(`${kind} needs a layer index, got ${String(layer)}`);
-  }
-  return `blk.${layer}.${leaf}`;
-}
+export {
+  type LlamaGlobalTensor,
+  type LlamaLayerTensor,
+  type LlamaTensorKind,
+  llamaTensorName,
+} from "./tensor-names.js";
 
 /** The architecture we write for a config: Qwen2 when it has q/k/v biases. */
 export function llamaArchFor(config: LlamaConfig): LlamaArch {
@@ -78,33 +53,7 @@ export function llamaRopeStyle(arch: LlamaArch): RopeMode {
 
 /** Every tensor a model of this config has, with its ggml shape, in the order we write them. */
 export function llamaTensorShapes(config: LlamaConfig): Array<{ name: string; shape: number[] }> {
-  const d = config.hiddenSize;
-  const q = config.numHeads * config.headDim;
-  const kv = config.numKvHeads * config.headDim;
-  const out: Array<{ name: string; shape: number[] }> = [
-    { name: llamaTensorName("token_embd"), shape: [d, config.vocabSize] },
-  ];
-  for (let l = 0; l < config.numLayers; l++) {
-    const t = (kind: LlamaLayerTensor, shape: number[]) =>
-      out.push({ name: llamaTensorName(kind, l), shape });
-    t("attn_norm", [d]);
-    t("attn_q", [d, q]);
-    t("attn_k", [d, kv]);
-    t("attn_v", [d, kv]);
-    if (config.qkvBias) {
-      t("attn_q.bias", [q]);
-      t("attn_k.bias", [kv]);
-      t("attn_v.bias", [kv]);
-    }
-    t("attn_output", [q, d]);
-    t("ffn_norm", [d]);
-    t("ffn_gate", [d, config.ffnSize]);
-    t("ffn_up", [d, config.ffnSize]);
-    t("ffn_down", [config.ffnSize, d]);
-  }
-  out.push({ name: llamaTensorName("output_norm"), shape: [d] });
-  if (!config.tiedEmbeddings) out.push({ name: llamaTensorName("output"), shape: [d, config.vocabSize] });
-  return out;
+  return llamaTensorSpecs(config).map(({ name, shape }) => ({ name, shape }));
 }
 
 /** general.file_type (`enum llama_ftype`) for the type of the big matrices. */

@@ -2,6 +2,7 @@ import type { Context } from "../ggml/context.js";
 import type { DType, Tensor } from "../ggml/tensor.js";
 import { bf16Operand, bf16Reduces } from "./bf16.js";
 import type { Tape } from "./tape.js";
+import { blockTensor } from "./tensor-names.js";
 
 /** Projections LoRA can adapt, named as in PEFT's Llama target_modules (q_proj → "q", ...). */
 export const LORA_TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
@@ -26,7 +27,7 @@ export const LORA_TARGET_TENSOR: Readonly<Record<LoraTarget, string>> = {
 
 /** Adapter tensor names: blk.N.attn_q.lora_a [in, r] and blk.N.attn_q.lora_b [r, out] (ggml order). */
 export const loraNames = (layer: number, target: LoraTarget): { a: string; b: string } => {
-  const base = `blk.${layer}.${LORA_TARGET_TENSOR[target]}`;
+  const base = blockTensor(layer, LORA_TARGET_TENSOR[target]);
   return { a: `${base}.lora_a`, b: `${base}.lora_b` };
 };
 

@@ -20,8 +20,8 @@ import {
   loraNames,
 } from "./lora.js";
 import type { Tape } from "./tape.js";
+import { blockTensor } from "./tensor-names.js";
 import {
-  blockTensor,
   INIT_STD,
   initTensor,
   llamaTensorSpecs,

@@ -1,5 +1,6 @@
 import type { Rng } from "../util/rng.js";
 import type { LlamaConfig } from "./config.js";
+import { type LlamaLayerTensor, llamaTensorName } from "./tensor-names.js";
 
 /**
  * Weights are addressed by llama.cpp's GGUF tensor names (token_embd.weight, blk.N.attn_q.weight, ...)
@@ -21,38 +22,46 @@ export interface TensorSpec {
   decay: boolean;
 }
 
-export const blockTensor = (layer: number, part: string): string => `blk.${layer}.${part}`;
-
-/** Every tensor of a Llama-family model with its ggml shape. */
+/** Every tensor of a Llama-family model with its ggml shape, in the order steerlm writes them. */
 export function llamaTensorSpecs(cfg: LlamaConfig): TensorSpec[] {
   const d = cfg.hiddenSize;
   const q = cfg.numHeads * cfg.headDim;
   const kv = cfg.numKvHeads * cfg.headDim;
-  const specs: TensorSpec[] = [
-    { name: "token_embd.weight", shape: [d, cfg.vocabSize], init: "normal", decay: true },
-  ];
+  const matrix = (name: string, shape: number[]): TensorSpec => ({
+    name,
+    shape,
+    init: "normal",
+    decay: true,
+  });
+  const specs: TensorSpec[] = [matrix(llamaTensorName("token_embd"), [d, cfg.vocabSize])];
   for (let l = 0; l < cfg.numLayers; l++) {
-    const t = (part: string, shape: number[], init: TensorSpec["init"], decay: boolean) =>
-      specs.push({ name: blockTensor(l, part), shape, init, decay });
-    t("attn_norm.weight", [d], "one", false);
-    t("attn_q.weight", [d, q], "normal", true);
-    t("attn_k.weight", [d, kv], "normal", true);
-    t("attn_v.weight", [d, kv], "normal", true);
+    const m = (kind: LlamaLayerTensor, shape: number[]) =>
+      specs.push(matrix(llamaTensorName(kind, l), shape));
+    const v = (kind: LlamaLayerTensor, n: number, init: "one" | "zero") =>
+      specs.push({ name: llamaTensorName(kind, l), shape: [n], init, decay: false });
+    v("attn_norm", d, "one");
+    m("attn_q", [d, q]);
+    m("attn_k", [d, kv]);
+    m("attn_v", [d, kv]);
     if (cfg.qkvBias) {
-      t("attn_q.bias", [q], "zero", false);
-      t("attn_k.bias", [kv], "zero", false);
-      t("attn_v.bias", [kv], "zero", false);
+      v("attn_q.bias", q, "zero");
+      v("attn_k.bias", kv, "zero");
+      v("attn_v.bias", kv, "zero");
     }
-    t("attn_output.weight", [q, d], "normal", true);
-    t("ffn_norm.weight", [d], "one", false);
-    t("ffn_gate.weight", [d, cfg.ffnSize], "normal", true);
-    t("ffn_up.weight", [d, cfg.ffnSize], "normal", true);
-    t("ffn_down.weight", [cfg.ffnSize, d], "normal", true);
+    m("attn_output", [q, d]);
+    v("ffn_norm", d, "one");
+    m("ffn_gate", [d, cfg.ffnSize]);
+    m("ffn_up", [d, cfg.ffnSize]);
+    m("ffn_down", [cfg.ffnSize, d]);
   }
-  specs.push({ name: "output_norm.weight", shape: [d], init: "one", decay: false });
-  if (!cfg.tiedEmbeddings)
-    specs.push({ name: "output.weight", shape: [d, cfg.vocabSize], init: "normal", decay: true });
+  specs.push({ name: llamaTensorName("output_norm"), shape: [d], init: "one", decay: false });
+  if (!cfg.tiedEmbeddings) specs.push(matrix(llamaTensorName("output"), [d, cfg.vocabSize]));
   return specs;
+}
+
+/** Parameters of a model of this config (every tensor's values). */
+export function countParameters(cfg: LlamaConfig): number {
+  return llamaTensorSpecs(cfg).reduce((n, s) => n + numel(s.shape), 0);
 }
 
 export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
