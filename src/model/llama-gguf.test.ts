@@ -9,6 +9,7 @@ import { GGUF_TOKEN_TYPE, type GgufVocab, readGgufVocab } from "../gguf/vocab.js
 import { InputError } from "../util/errors.js";
 import { type LlamaConfig, type LlamaConfigInput, resolveLlamaConfig } from "./config.js";
 import { llamaTensorName, llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "./llama-gguf.js";
+import { countParameters } from "./weights.js";
 
 const dir = tempDir();
 afterAll(() => dir.cleanup());
@@ -160,6 +161,9 @@ describe.skipIf(!haveSharedData)("llama-2-tiny-random.gguf as a Llama model", ()
     // Its tensor list is exactly what llamaTensorShapes derives from that config (order aside).
     const want = llamaTensorShapes(readLlamaConfig(f)).map((t) => `${t.name} ${t.shape}`);
     expect(f.tensors.map((t) => `${t.name} ${t.shape}`).sort()).toEqual(want.sort());
+    expect(countParameters(readLlamaConfig(f))).toBe(
+      f.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0),
+    );
   });
 });
 
