@@ -8,18 +8,29 @@
  */
 #include "kernels.h"
 
-/* Offsets of the fields the kernels read, for the loader's ABI check. */
-void steerlm_kernels_abi(int64_t out[5]) {
-    out[0] = (int64_t)offsetof(struct tensor_abi, ne);
-    out[1] = (int64_t)offsetof(struct tensor_abi, nb);
-    out[2] = (int64_t)offsetof(struct tensor_abi, src);
-    out[3] = (int64_t)offsetof(struct tensor_abi, data);
-    out[4] = 3; /* kernel set version: 3 has the AVX2 GEMMs and steerlm_kernels_set_isa */
-}
+/* The instruction sets the kernels may use (kernels.h's levels): the CPU's, capped by STEERLM_KERNELS_ISA
+   (generic: the portable paths; avx2: no AVX-512) or by the tests (steerlm_kernels_set_isa), so that every
+   path runs on one CPU. */
 
-/* The instruction sets the kernels may use: the CPU's, capped by STEERLM_KERNELS_ISA (generic: the portable
-   paths; avx2: no AVX-512) or by the tests (steerlm_kernels_set_isa), so that every path runs on one CPU. */
-enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+/* What the kernels assume that the loader also knows (src/ggml/native-kernels.ts KERNELS_ABI), for its
+   check: struct ggml_tensor's offsets, the ggml_type ids and ISA levels used, the kernel set's version. */
+void steerlm_kernels_abi(int64_t out[KERNELS_ABI_WORDS]) {
+    const int64_t abi[KERNELS_ABI_WORDS] = {
+        (int64_t)offsetof(struct tensor_abi, type),
+        (int64_t)offsetof(struct tensor_abi, ne),
+        (int64_t)offsetof(struct tensor_abi, nb),
+        (int64_t)offsetof(struct tensor_abi, op),
+        (int64_t)offsetof(struct tensor_abi, src),
+        (int64_t)offsetof(struct tensor_abi, data),
+        TYPE_F32,
+        TYPE_BF16,
+        ISA_GENERIC,
+        ISA_AVX2,
+        ISA_AVX512,
+        4, /* kernel set version: 4 checks types and ISA levels too */
+    };
+    for (int i = 0; i < KERNELS_ABI_WORDS; i++) out[i] = abi[i];
+}
 static int cap = -1; /* -1: not read from the environment yet */
 
 void steerlm_kernels_set_isa(int level) {

@@ -32,6 +32,11 @@ struct tensor_abi {
 
 enum { TYPE_F32 = 0, TYPE_BF16 = 30 };
 
+/* instruction-set levels: steerlm_isa(), the tests' cap, the peak probe's report */
+enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+
+#define KERNELS_ABI_WORDS 12
+
 /* A custom op's 32-bit parameter, passed as its userdata word (src/ggml/ffi.ts userdataBits, userdataWord) */
 static inline uint32_t userdata_bits(void *userdata) {
     return (uint32_t)(uintptr_t)userdata;

@@ -133,7 +133,7 @@ void steerlm_peak(int kind, int threads, int64_t iters, double out[5]) {
         out[1] = wall;
         out[2] = sink;
         for (int i = 0; i < threads; i++) out[3] += per_thread / (jobs[i].cpu_seconds > 0 ? jobs[i].cpu_seconds : wall);
-        out[4] = kind == 1 ? 2 : steerlm_isa();
+        out[4] = kind == 1 ? ISA_AVX512 : steerlm_isa();
     }
     free(jobs);
     free(ids);

@@ -186,6 +186,7 @@ export function declare<const P extends readonly string[]>(lib: LibraryHandle, p
 }
 
 /** Byte offsets inside struct ggml_tensor (ggml.h): type(4)+pad(4)+buffer(8), then ne[4] and nb[4]. */
+export const TENSOR_TYPE_OFFSET = 0;
 export const TENSOR_NE_OFFSET = 16;
 export const TENSOR_NB_OFFSET = 48;
 /** ... then `enum ggml_op op`, op_params[16], flags, src[10] (at 152), view_src, view_offs, data (at 248). */
@@ -207,7 +208,7 @@ export function tensorLayout(t: TensorPtr): { type: number; ne: Quad; nb: Quad }
     return [a, b, c, d];
   };
   return {
-    type: Number(koffi.decode(t, 0, "int32_t")),
+    type: Number(koffi.decode(t, TENSOR_TYPE_OFFSET, "int32_t")),
     ne: quad(TENSOR_NE_OFFSET),
     nb: quad(TENSOR_NB_OFFSET),
   };

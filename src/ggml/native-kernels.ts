@@ -14,23 +14,39 @@ import {
   TENSOR_DATA_OFFSET,
   TENSOR_NB_OFFSET,
   TENSOR_NE_OFFSET,
+  TENSOR_OP_OFFSET,
   TENSOR_SRC_OFFSET,
+  TENSOR_TYPE_OFFSET,
 } from "./ffi.js";
+import { ggmlType } from "./tensor.js";
 
 /** ggml_custom_4d's n_tasks for "every thread of the pool" (GGML_N_TASKS_MAX). */
 export const GGML_N_TASKS_MAX = -1;
-/** Offsets (ne, nb, src, data) of struct ggml_tensor and the kernel-set version native/kernels.h expects. */
+/** The instruction-set levels of native/kernels.c (tests cap the kernels at one, the CPU's own at most). */
+export const ISA_LEVEL = { generic: 0, avx2: 1, avx512: 2 } as const;
+
+/**
+ * What native/kernels.h must agree on with this side (steerlm_kernels_abi): struct ggml_tensor's type, ne,
+ * nb, op, src and data offsets, the ggml_type ids of f32 and bf16, the ISA levels, the kernel set's version.
+ */
 export const KERNELS_ABI = [
+  TENSOR_TYPE_OFFSET,
   TENSOR_NE_OFFSET,
   TENSOR_NB_OFFSET,
+  TENSOR_OP_OFFSET,
   TENSOR_SRC_OFFSET,
   TENSOR_DATA_OFFSET,
-  3,
+  ggmlType("f32").id,
+  ggmlType("bf16").id,
+  ISA_LEVEL.generic,
+  ISA_LEVEL.avx2,
+  ISA_LEVEL.avx512,
+  4,
 ] as const;
 
-/** native/kernels.h */
+/** native/kernels.h: the ABI check first, alone, so that any library that has it can be told apart */
+const ABI_DECL = ["void steerlm_kernels_abi(_Out_ int64_t *out)"] as const;
 const KERNEL_DECLS = [
-  "void steerlm_kernels_abi(_Out_ int64_t *out)",
   "void steerlm_kernels_set_isa(int level)",
   "ggml_custom_op_t *steerlm_kernel(const char *name)",
   "size_t steerlm_gemm_scratch_bytes()",
@@ -74,20 +90,17 @@ export interface NativeKernels {
 let kernels: NativeKernels | null | undefined;
 let kernelsOff = false;
 
-/** The instruction sets a test may hold the kernels to (native/kernels.c's levels), the CPU's own at most. */
-const ISA_LEVEL = { native: 2, avx2: 1, generic: 0 } as const;
-
 /**
  * Tests only (graphs built afterwards): "native" as loaded; "avx2" the AVX2 code paths a CPU without
  * AVX-512 runs; "generic" the portable ones a CPU without either runs (scalar relayout, ggml's GEMMs);
  * "off" plain ggml ops, as without the library.
  */
-export function setKernelsModeForTesting(mode: keyof typeof ISA_LEVEL | "off"): void {
+export function setKernelsModeForTesting(mode: "native" | "avx2" | "generic" | "off"): void {
   kernelsOff = mode === "off";
   kernels = undefined;
   const k = loadKernels();
   if (!k) return;
-  k.fns.steerlm_kernels_set_isa(mode === "off" ? ISA_LEVEL.native : ISA_LEVEL[mode]);
+  k.fns.steerlm_kernels_set_isa(mode === "off" || mode === "native" ? ISA_LEVEL.avx512 : ISA_LEVEL[mode]);
   kernels = undefined;
 }
 
@@ -117,16 +130,16 @@ export function loadKernels(): NativeKernels | null {
   const path = kernelsPath();
   if (!existsSync(path)) return kernels;
   const lib = koffi.load(path);
-  const fns = declare(lib, KERNEL_DECLS);
-  const abi = new BigInt64Array(5);
-  fns.steerlm_kernels_abi(abi);
+  const abi = new BigInt64Array(KERNELS_ABI.length);
+  declare(lib, ABI_DECL).steerlm_kernels_abi(abi);
   const got = Array.from(abi, Number);
   if (got.join() !== KERNELS_ABI.join()) {
     throw new SteerlmError(
-      `${path} was built for another ggml tensor layout (${got.join(",")}, expected ${KERNELS_ABI.join(",")})`,
+      `${path} was built for another ggml tensor layout or kernel set (${got.join(",")}, expected ${KERNELS_ABI.join(",")})`,
       "rebuild it: `npm run build:native`",
     );
   }
+  const fns = declare(lib, KERNEL_DECLS);
   const fn = fns.steerlm_kernel;
   const relayout = fn("relayout");
   if (!relayout)

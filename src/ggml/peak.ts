@@ -5,21 +5,21 @@
 import { availableParallelism, cpus } from "node:os";
 import { SteerlmError } from "../util/errors.js";
 import { type Bound, declare } from "./ffi.js";
-import { loadKernels } from "./native-kernels.js";
+import { ISA_LEVEL, loadKernels } from "./native-kernels.js";
 
 const PEAK_DECLS = ["void steerlm_peak(int kind, int threads, int64_t iters, _Out_ double *out)"] as const;
 
 /**
- * The instructions each precision's loop runs, by the level native/peak.c reports (2 AVX-512, 1 AVX2): the
- * ones steerlm's GEMMs (native/gemm_avx512.c, gemm_avx2.c) use on this CPU.
+ * The instructions each precision's loop runs, by the ISA level native/peak.c reports: the ones steerlm's
+ * GEMMs (native/gemm_avx512.c, gemm_avx2.c) use on this CPU.
  */
-const PEAK_ISA = {
+const PEAK_ISA: Record<"f32" | "bf16", Readonly<Record<number, string>>> = {
   f32: {
-    2: "AVX-512F vfmadd231ps (zmm, 16 lanes × 2 flops)",
-    1: "AVX2 vfmadd231ps (ymm, 8 lanes × 2 flops)",
+    [ISA_LEVEL.avx512]: "AVX-512F vfmadd231ps (zmm, 16 lanes × 2 flops)",
+    [ISA_LEVEL.avx2]: "AVX2 vfmadd231ps (ymm, 8 lanes × 2 flops)",
   },
-  bf16: { 2: "AVX512_BF16 vdpbf16ps (zmm, 16 lanes × 2 products × 2 flops)" },
-} as const;
+  bf16: { [ISA_LEVEL.avx512]: "AVX512_BF16 vdpbf16ps (zmm, 16 lanes × 2 products × 2 flops)" },
+};
 export type PeakPrecision = keyof typeof PEAK_ISA;
 
 function isaName(precision: PeakPrecision, level: number): string {
