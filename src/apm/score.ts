@@ -7,6 +7,7 @@ import { Engine, type EngineScore, remoteSetting } from "../inference/engine.js"
 import { type BackendSettings, checkLocal } from "../inference/open.js";
 import { SlotPool } from "../inference/pool.js";
 import { UpstreamError } from "../inference/upstream.js";
+import { padTokenId } from "../tokenizer/types.js";
 import { InputError } from "../util/errors.js";
 import { mapOrdered } from "../util/ordered.js";
 import { apmTokens } from "./data.js";
@@ -52,7 +53,7 @@ export async function labelPredictor(
   if (remote.backend === undefined) {
     checkLocal(remote);
     if (apm.info.variant === "regression")
-      return new ApmPredictor(apm.backend, apm.model, B, apm.info.seqLen, apm.tokenizer.eosId ?? 0);
+      return new ApmPredictor(apm.backend, apm.model, B, apm.info.seqLen, padTokenId(apm.tokenizer));
     return { pick: modelPicker(apm.backend, apm.model), concurrency: 1 };
   }
   if (apm.info.variant === "regression")

@@ -8,6 +8,7 @@ import type { LoadOptions } from "../inference/model.js";
 import { type BackendSettings, openGenerator } from "../inference/open.js";
 import { SAMPLING_SETTINGS, type SamplingName, type SamplingValues } from "../inference/sampling.js";
 import { parseBackendUrl } from "../inference/upstream.js";
+import { CONTEXT_SIZE_CAP } from "../inference/vocab.js";
 import { type Flags, integerFrom, numberOption, numFlag, optionForSetting, strFlag } from "./flags.js";
 
 /** Options several commands share, each declared once; a command passes only its own help where it differs. */
@@ -90,7 +91,7 @@ export const addThreadsOption = (cmd: Command, help = "CPU threads"): Command =>
 /** `--context-size <n>`: tokens per sequence. */
 export const addContextSizeOption = (
   cmd: Command,
-  help = "tokens per sequence (default: the model's, at most 2048)",
+  help = `tokens per sequence (default: the model's, at most ${CONTEXT_SIZE_CAP})`,
   min = 1,
 ): Command => cmd.addOption(numberOption("--context-size <n>", help, integerFrom(min)));
 

@@ -85,6 +85,9 @@ function steerlmAttributes(): AttributeDef[] {
 }
 
 /** Built-in schemas. Defaults: `steerlm` as documented for inference; `helpsteer` as NeMo's HelpSteer example. */
+/** The schema where none is named: SteerLM's nine attributes. */
+export const DEFAULT_SCHEMA = "steerlm";
+
 export const BUILTIN_SCHEMAS = {
   helpsteer: { name: "helpsteer", attributes: helpsteerAttributes(2) },
   oasst: { name: "oasst", attributes: OASST_ATTRIBUTES },

@@ -32,7 +32,7 @@ export interface LoadOptions {
   parallel?: number;
   /** Generations allowed to wait for a sequence; beyond it `generate` throws BusyError. Default unbounded. */
   maxQueue?: number;
-  /** Tokens per sequence (prompt + completion). Default: the model's training context, at most 2048. */
+  /** Tokens per sequence (prompt + completion). Default: the model's training context, at most CONTEXT_SIZE_CAP. */
   contextSize?: number;
   /** CPU threads; default 1 for tiny models (thread hand-off costs more than the math), else llama.cpp's choice. */
   threads?: number;

@@ -1,5 +1,5 @@
 import type { LlamaModel } from "node-llama-cpp";
-import { type AttributeSchema, loadSchema, validateSchema } from "../data/attributes.js";
+import { type AttributeSchema, DEFAULT_SCHEMA, loadSchema, validateSchema } from "../data/attributes.js";
 import { STEERLM_SCHEMA_KEY } from "../gguf/types.js";
 import { InputError } from "../util/errors.js";
 
@@ -29,7 +29,7 @@ export function resolveSchema(
     }
     return { schema: validateSchema(raw, `${modelPath}: ${STEERLM_SCHEMA_KEY}`), source: "gguf" };
   }
-  return { schema: loadSchema("steerlm"), source: "builtin" };
+  return { schema: loadSchema(DEFAULT_SCHEMA), source: "builtin" };
 }
 
 /** node-llama-cpp nests dotted GGUF keys (`steerlm.schema` -> metadata.steerlm.schema). */

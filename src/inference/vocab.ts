@@ -39,6 +39,12 @@ import {
 import { LOGIT_BIAS_RANGE } from "./sampling.js";
 import { resolveSchema, type SchemaSource } from "./schema.js";
 
+/**
+ * The most tokens per sequence when none is asked for: a KV cache the size of a long training context would
+ * take gigabytes per sequence.
+ */
+export const CONTEXT_SIZE_CAP = 2048;
+
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
   content: string;
@@ -199,9 +205,10 @@ export class SteerVocab {
     return this.model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
   }
 
-  /** Tokens per sequence when none is asked for: the model's training context, at most 2048. */
+  /** Tokens per sequence when none is asked for: the model's training context, at most CONTEXT_SIZE_CAP. */
   get defaultContextSize(): number {
-    return Math.min(this.model.trainContextSize || this.model.fileInsights.trainContextSize || 2048, 2048);
+    const trained = this.model.trainContextSize || this.model.fileInsights.trainContextSize;
+    return Math.min(trained || CONTEXT_SIZE_CAP, CONTEXT_SIZE_CAP);
   }
 
   /**

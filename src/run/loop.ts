@@ -4,6 +4,7 @@ import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
 import { Backend } from "../ggml/backend.js";
 import { LlamaModel } from "../model/model.js";
+import { padTokenId } from "../tokenizer/types.js";
 import type { Batch } from "../train/batch.js";
 import { Trainer } from "../train/trainer.js";
 import { removeLeftoverTemps, writeFileAtomic } from "../util/atomic.js";
@@ -233,7 +234,7 @@ async function trainLocked(
           )
         : await setupFromGguf(cfg.model as string, runDir);
     owned.push(() => setup.tokenizer.dispose());
-    const padId = setup.tokenizer.eosId ?? 0;
+    const padId = padTokenId(setup.tokenizer);
     const readVal = async () => (cfg.val ? read(cfg.val) : null);
     const data = await objective.prepare({ cfg, schema, records, readVal, setup, padId });
     const batches = data.batches;

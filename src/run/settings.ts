@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { DEFAULT_SCHEMA } from "../data/attributes.js";
 import { LORA_TARGETS, type LoraTarget } from "../model/lora.js";
 import type { FrozenType, ModelOptions } from "../model/model.js";
 import { INIT_STD } from "../model/weights.js";
@@ -92,7 +93,7 @@ export const SETTINGS = {
   },
   schema: {
     kind: "string",
-    default: "steerlm",
+    default: DEFAULT_SCHEMA,
     why: "SteerLM's nine attributes, in NeMo's order",
     help: "attribute schema of the value strings: a built-in name or a schema file",
   },

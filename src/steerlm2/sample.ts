@@ -14,6 +14,7 @@ import { type AttributeSchema, type AttributeValues, withDefaults } from "../dat
 import type { DataFormat, DataRecord } from "../data/record.js";
 import { toConversation } from "../data/record.js";
 import type { Generator } from "../inference/generator.js";
+import { padTokenId } from "../tokenizer/types.js";
 import { InputError } from "../util/errors.js";
 import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
@@ -155,7 +156,7 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
       prior = await GgufScorer.load(opts.prior, "prior", opts.threads);
       freeLater.push(() => prior.free());
     }
-    const predictor = new ApmPredictor(apm.backend, apm.model, n, apm.info.seqLen, apm.tokenizer.eosId ?? 0);
+    const predictor = new ApmPredictor(apm.backend, apm.model, n, apm.info.seqLen, padTokenId(apm.tokenizer));
     freeLater.push(() => predictor.free());
     const outputs = schema.attributes.map((a) =>
       apm.info.schema.attributes.findIndex((b) => b.name === a.name),

@@ -45,6 +45,14 @@ export interface TokenizerPart {
 }
 
 /**
+ * The id batches are padded with: EOS's (padding is out of the attention and the loss, so any id serves;
+ * one the model knows keeps embeddings finite), 0 where the vocabulary has none.
+ */
+export function padTokenId(t: Pick<Tokenizer, "eosId">): number {
+  return t.eosId ?? 0;
+}
+
+/**
  * Tokenizes a rendered conversation part by part: text parts as plain text, control parts by id. This is
  * what makes injection impossible: a control id can only come from a control part, which only the
  * template creates.

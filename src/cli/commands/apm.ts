@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { formatAgreement, labelAgreement } from "../../apm/agreement.js";
 import { ANNOTATE_DEFAULTS, annotateFile } from "../../apm/annotate.js";
 import { runApmTrain } from "../../apm/train.js";
-import { loadSchema } from "../../data/attributes.js";
+import { DEFAULT_SCHEMA, loadSchema } from "../../data/attributes.js";
 import { parseFormat } from "../../data/read.js";
 import { type SettingName, SFT_FIELDS } from "../../run/settings.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
@@ -80,7 +80,7 @@ export function register(program: Command): void {
     .description("per-attribute agreement (exact, within ±1, MAE) of annotated labels with reference labels")
     .argument("<predicted>", "annotated SteerLM JSONL")
     .argument("<reference>", "the same conversations with the labels to compare against")
-    .option("--schema <name|file>", "attributes to compare", "steerlm")
+    .option("--schema <name|file>", "attributes to compare", DEFAULT_SCHEMA)
     .option("--json", "print JSON instead of a table")
     .action(async (predicted: string, reference: string, o: { schema: string; json?: boolean }) => {
       const r = await labelAgreement(predicted, reference, loadSchema(o.schema));

@@ -14,7 +14,7 @@ const DESCRIPTION = `SteerLM step 4, bootstrapping with high-quality samples:
     quality attribute (--quality-key) has the top value of its scale;
  2. for each prompt (those of --data, or --prompts) draw one of them,
     uniformly over those responses and seeded per row, and sample a
-    response from the SFT model at those values (top-k 50, temperature 1);
+    response from the SFT model at those values (top-k ${BOOTSTRAP_DEFAULTS.topK}, temperature ${BOOTSTRAP_DEFAULTS.temperature});
  3. re-annotate each response with the APM and write SteerLM JSONL
     (prompt, generated response, the APM's values) for a second round
     of \`steerlm sft\` (--mix-original appends the training data).

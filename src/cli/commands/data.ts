@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { loadSchema } from "../../data/attributes.js";
+import { BUILTIN_SCHEMAS, loadSchema } from "../../data/attributes.js";
 import { formatInspection } from "../../data/inspect.js";
 import {
   convertFile,
@@ -34,7 +34,7 @@ function readOptions(cmd: Command): Command {
     .option("--from <format>", `input format: ${DATA_FORMATS.join(", ")} (default: detected)`)
     .option(
       "--schema <name|file>",
-      "attribute schema: helpsteer, oasst, steerlm, oasst-paper, or a .json/.yaml file",
+      `attribute schema: ${Object.keys(BUILTIN_SCHEMAS).join(", ")}, or a .json/.yaml file`,
     )
     .option("--skip-invalid", "keep going past invalid rows: report them all and keep every valid one")
     .addOption(

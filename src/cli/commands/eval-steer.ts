@@ -5,7 +5,13 @@ import { ApmScorer } from "../../apm/score.js";
 import { apmMeasurer } from "../../eval/apm-measure.js";
 import { formatPareto, paretoSweep } from "../../eval/pareto.js";
 import { paretoChart } from "../../eval/pareto-chart.js";
-import { evaluateReward, formatReward, parseWeights, REWARD_DEFAULTS } from "../../eval/reward.js";
+import {
+  evaluateReward,
+  formatReward,
+  NVIDIA_REWARD_WEIGHTS,
+  parseWeights,
+  REWARD_DEFAULTS,
+} from "../../eval/reward.js";
 import { readPairs } from "../../eval/reward-pairs.js";
 import { SWEEP_DEFAULTS, sweepPrompts } from "../../eval/sweep.js";
 import type { ContrastMode } from "../../inference/mixture.js";
@@ -63,7 +69,11 @@ export function registerSteering(evalCmd: Command): void {
   addApmOption(reward)
     .option(
       "--weights <name=w,...>",
-      "reward = Σ weight × predicted attribute (default: NVIDIA's Nemotron-4-340B-Reward weights, helpfulness=0.3,correctness=0.74,coherence=0.46,complexity=0.47,verbosity=-0.33)",
+      `reward = Σ weight × predicted attribute (default: NVIDIA's Nemotron-4-340B-Reward weights, ${Object.entries(
+        NVIDIA_REWARD_WEIGHTS,
+      )
+        .map(([k, w]) => `${k}=${w}`)
+        .join(",")})`,
     )
     .addOption(
       numberOption("--resamples <n>", "bootstrap resamples", integerFrom(1), REWARD_DEFAULTS.resamples),

@@ -15,7 +15,7 @@ import { addSftSettingFlags, runTrainingJob } from "../sft-flags.js";
 
 const SAMPLE_DESCRIPTION = `SteerLM 2.0, the data half: for each prompt x and attribute values a
 (the record's own label, or --values top), draw --samples n responses
-y_1..y_n from the SFT model Q'(y|a,x) (top-k 50, temperature 1, seeded)
+y_1..y_n from the SFT model Q'(y|a,x) (top-k ${SAMPLE_DEFAULTS.topK}, temperature ${SAMPLE_DEFAULTS.temperature}, seeded)
 and give each the target weight
   w_i = softmax_i( log P(a|x,y_i) + log P(y_i|x) - log Q'(y_i|a,x) )
 over its group. P(a|x,y): the regression APM's prediction r (0..4) per
