@@ -85,6 +85,9 @@ describe.skipIf(!haveSharedData || !haveChromium)("web page in headless Chromium
       expect(await page.locator(`label[for=attr-${a.name}]`).textContent()).toContain(a.name);
       expect(await page.locator(`#attr-${a.name}-desc`).textContent()).toContain(a.description);
     }
+    // the reply length field: the server's default (256) held to its cap (48 here)
+    expect(await page.locator("#max-tokens").inputValue()).toBe("48");
+    expect(await page.locator("#max-tokens").getAttribute("max")).toBe("48");
 
     // Move the humor slider from 0 to 3 with the keyboard, as a user would (0.1 per key press).
     await page.locator("#attr-humor").focus();
