@@ -129,7 +129,7 @@ describe("steerlm sft --lora -> adapter GGUF -> node-llama-cpp", () => {
         backend,
         ck.header.model,
         { get: (name) => ck.weights.get(name) ?? fromBase.get(name) },
-        { lora, ropeMode: "normal", trainBase: false, frozenType: "f32" },
+        { lora, trainBase: false, frozenType: "f32" },
       );
       const V = ck.header.model.vocabSize;
       const ours = logSoftmaxRows(forwardLogits(backend, model, prompt), V);

@@ -69,11 +69,11 @@ describe("LoRA adapter GGUF", () => {
       expect(file.metadata.get("general.type")?.value).toBe("adapter");
       expect(file.tensors.find((t) => t.name === "blk.1.ffn_down.weight.lora_b")?.shape).toEqual([4, 32]);
 
-      // Ours: the base plus the same adapter, alpha / r scaling, the architecture's RoPE style.
+      // Ours: the base plus the same adapter, alpha / r scaling, the RoPE of the architecture the config is
+      // written as (LlamaModel.create's default, which runs use).
       const backend = new Backend(2);
       const model = await LlamaModel.create(backend, config, mapSource(new Map([...base, ...adapter])), {
         lora,
-        ropeMode: qwen ? "neox" : "normal",
         trainBase: false,
         frozenType: "f32",
       });
