@@ -5,13 +5,14 @@
  * GGUF layout (ggml order, GGUF names): names and shapes are mapped back, and the "llama" architecture's q/k
  * row permutation is undone.
  */
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { AttributeSchema } from "../data/attributes.js";
 import type { LlamaConfig } from "../model/config.js";
 import { type LlamaArch, llamaTensorShapes } from "../model/llama-gguf.js";
 import type { HfTokenizer } from "../tokenizer/hf.js";
 import { tokenizerConfigJson } from "../tokenizer/to-hf.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
 import { SAFETENSORS_INDEX, SAFETENSORS_SINGLE } from "./checkpoint.js";
 import type { ConvertType } from "./convert.js";
@@ -211,7 +212,7 @@ async function writeShards(
   return { shards, totalSize };
 }
 
-/** JSON as transformers writes its files: two-space indent, a final newline. */
+/** JSON as transformers writes its files: two-space indent, a final newline (whole or not at all). */
 export function writeJson(path: string, value: unknown): void {
-  writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
+  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }

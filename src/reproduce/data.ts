@@ -4,8 +4,8 @@ import { BUILTIN_SCHEMAS, parseValues } from "../data/attributes.js";
 import type { Conversation } from "../data/template.js";
 import { toNemoLine, writeBench } from "../steerbench/jsonl.js";
 import { type SynthResult, synthesize } from "../steerbench/synth.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import type { ReproducePlan } from "./plan.js";
-import { writeAtomic } from "./state.js";
 
 /**
  * One seed's data: SteerBench at that seed (train/validation/test/heldout) and the arms' training files
@@ -37,7 +37,7 @@ const unlabelled = (c: Conversation): Conversation => ({
 });
 
 function writeConversations(path: string, convs: readonly Conversation[]): void {
-  writeAtomic(path, convs.length ? `${convs.map(toNemoLine).join("\n")}\n` : "");
+  writeFileAtomic(path, convs.length ? `${convs.map(toNemoLine).join("\n")}\n` : "");
 }
 
 export function prepareSeedData(root: string, seed: number, plan: ReproducePlan): SeedData {

@@ -5,8 +5,8 @@ import { SteerableModel } from "../inference/model.js";
 import { toNemoLine } from "../steerbench/jsonl.js";
 import { scoreResponse } from "../steerbench/oracle.js";
 import type { SynthResult } from "../steerbench/synth.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { Progress } from "../util/progress.js";
-import { writeAtomic } from "./state.js";
 
 /**
  * Generation for judging and steering: greedy responses of one arm's model, written as SteerLM JSONL
@@ -118,7 +118,7 @@ export function rowLine(r: GenerationRow): string {
 }
 
 export function writeRows(path: string, rows: readonly GenerationRow[]): void {
-  writeAtomic(path, rows.map((r) => `${rowLine(r)}\n`).join(""));
+  writeFileAtomic(path, rows.map((r) => `${rowLine(r)}\n`).join(""));
 }
 
 /** Rows back from a file `writeRows` wrote. */

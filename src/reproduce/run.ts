@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { runIsolated } from "../train/isolate.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { log } from "../util/log.js";
 import { version } from "../version.js";
 import { type GenerationRow, readRows, writeRows } from "./judge.js";
@@ -18,7 +19,7 @@ import {
   STEERED,
 } from "./report.js";
 import { judgeFile, type SeedJob, type StageDone, steerFile } from "./seed.js";
-import { ReproduceState, writeAtomic } from "./state.js";
+import { ReproduceState } from "./state.js";
 
 /**
  * `steerlm reproduce`: the SteerLM paper's ablation on SteerBench, top to bottom. For each seed:
@@ -111,8 +112,8 @@ export async function runReproduce(opts: ReproduceOptions): Promise<ReproduceRep
       stages,
     },
   };
-  writeAtomic(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
-  writeAtomic(join(dir, "report.md"), formatReport(report));
+  writeFileAtomic(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileAtomic(join(dir, "report.md"), formatReport(report));
   await writePlots(dir, report);
   return report;
 }

@@ -1,5 +1,6 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
 
 /**
@@ -22,13 +23,6 @@ interface StateDoc {
   format: "steerlm-reproduce-state";
   settings: unknown;
   done: Record<string, StageRecord>;
-}
-
-/** Writes text to path through a temporary file and a rename, so readers never see half a file. */
-export function writeAtomic(path: string, text: string | Buffer): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 export class ReproduceState {
@@ -82,6 +76,6 @@ export class ReproduceState {
   }
 
   private save(): void {
-    writeAtomic(this.path, `${JSON.stringify(this.doc, null, 2)}\n`);
+    writeFileAtomic(this.path, `${JSON.stringify(this.doc, null, 2)}\n`);
   }
 }

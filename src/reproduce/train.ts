@@ -7,10 +7,10 @@ import { latestCheckpoint } from "../run/checkpoint.js";
 import { resolveSftConfig } from "../run/config.js";
 import { exportGguf } from "../run/export.js";
 import { runSft } from "../run/sft.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import type { SeedData } from "./data.js";
 import type { Arm, ReproducePlan } from "./plan.js";
 import { PLAIN_ARMS } from "./plan.js";
-import { writeAtomic } from "./state.js";
 
 /**
  * The training stages of one seed, each through the library call its command makes: `sft` (runSft),
@@ -94,7 +94,7 @@ export async function annotateArms(ctx: TrainContext): Promise<{ apm: string; mo
   const more = labelsFile(ctx, "acsft-apm-more");
   await annotate(ctx, ctx.data.files.partlyLabelled, apm, true);
   await annotate(ctx, ctx.data.files.extra, extra, false);
-  if (!existsSync(more)) writeAtomic(more, readFileSync(apm, "utf8") + readFileSync(extra, "utf8"));
+  if (!existsSync(more)) writeFileAtomic(more, readFileSync(apm, "utf8") + readFileSync(extra, "utf8"));
   return { apm, more };
 }
 
@@ -120,6 +120,7 @@ export async function bootstrapData(ctx: TrainContext, moreData: string): Promis
       threads: 1,
       progress: ctx.progress,
     });
-  if (!existsSync(output)) writeAtomic(output, readFileSync(rows, "utf8") + readFileSync(moreData, "utf8"));
+  if (!existsSync(output))
+    writeFileAtomic(output, readFileSync(rows, "utf8") + readFileSync(moreData, "utf8"));
   return output;
 }

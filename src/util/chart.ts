@@ -1,7 +1,8 @@
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { Resvg } from "@resvg/resvg-js";
 import { parse, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
+import { writeFileAtomic } from "./atomic.js";
 import { InputError } from "./errors.js";
 
 /**
@@ -145,6 +146,6 @@ export async function renderChart(spec: TopLevelSpec, scale = 2): Promise<Chart>
 
 /** Writes `<base>.svg` and `<base>.png`. */
 export function writeChart(base: string, chart: Chart): void {
-  writeFileSync(`${base}.svg`, chart.svg);
-  writeFileSync(`${base}.png`, chart.png);
+  writeFileAtomic(`${base}.svg`, chart.svg);
+  writeFileAtomic(`${base}.png`, chart.png);
 }
