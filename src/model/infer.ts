@@ -45,15 +45,20 @@ export function forwardLogits(backend: Backend, model: LlamaModel, tokens: reado
   return getF32(out);
 }
 
+/** log Σ exp of row `r` of a [rows·V] array, in float64 (the row's max taken out first). */
+export function logSumExpRow(logits: Float32Array, r: number, V: number): number {
+  let m = Number.NEGATIVE_INFINITY;
+  for (let v = 0; v < V; v++) m = Math.max(m, logits[r * V + v]!);
+  let z = 0;
+  for (let v = 0; v < V; v++) z += Math.exp(logits[r * V + v]! - m);
+  return m + Math.log(z);
+}
+
 /** log-softmax of each row of a [rows·V] array, in float64. */
 export function logSoftmaxRows(logits: Float32Array, V: number): Float64Array {
   const out = new Float64Array(logits.length);
   for (let r = 0; r < logits.length / V; r++) {
-    let m = Number.NEGATIVE_INFINITY;
-    for (let v = 0; v < V; v++) m = Math.max(m, logits[r * V + v]!);
-    let z = 0;
-    for (let v = 0; v < V; v++) z += Math.exp(logits[r * V + v]! - m);
-    const lse = m + Math.log(z);
+    const lse = logSumExpRow(logits, r, V);
     for (let v = 0; v < V; v++) out[r * V + v] = logits[r * V + v]! - lse;
   }
   return out;

@@ -4,13 +4,13 @@ import { CONTROL_TOKEN_NAMES } from "../data/template.js";
 import { Backend } from "../ggml/backend.js";
 import { readGguf } from "../gguf/reader.js";
 import { ggufAddsBos } from "../gguf/vocab.js";
-import { forwardLogits } from "../model/infer.js";
+import { forwardLogits, logSumExpRow } from "../model/infer.js";
 import { loadLlamaGguf } from "../model/load.js";
 import type { LlamaModel } from "../model/model.js";
 import { encodeRecords } from "../run/data.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import type { Tokenizer } from "../tokenizer/types.js";
-import { IGNORE } from "../train/batch.js";
+import { predictsLabel } from "../train/batch.js";
 import { readFailure } from "../util/errno.js";
 import { InputError } from "../util/errors.js";
 
@@ -85,11 +85,11 @@ export class GgufScorer {
     const logits = forwardLogits(this.backend, this.model, Array.from(ex.ids));
     let sum = 0;
     let tokens = 0;
-    // Position t predicts labels[t+1] (the Hugging Face convention of the SFT labels).
+    // the positions the trainer's loss reads (every token of one unpadded sequence is real)
+    const real = new Uint8Array(ex.ids.length).fill(1);
     for (let t = 0; t + 1 < ex.ids.length; t++) {
-      const y = ex.labels[t + 1]!;
-      if (y === IGNORE) continue;
-      sum += logSoftmaxAt(logits, t, V, y);
+      if (!predictsLabel(ex.labels, real, t)) continue;
+      sum += logits[t * V + ex.labels[t + 1]!]! - logSumExpRow(logits, t, V);
       tokens++;
     }
     return { logProb: sum, tokens };
@@ -100,14 +100,4 @@ export class GgufScorer {
     this.backend.free();
     await this.tokenizer.dispose();
   }
-}
-
-/** log softmax(row)[y] of row `row` of a [rows·V] array, in float64. */
-function logSoftmaxAt(logits: Float32Array, row: number, V: number, y: number): number {
-  const base = row * V;
-  let max = Number.NEGATIVE_INFINITY;
-  for (let v = 0; v < V; v++) max = Math.max(max, logits[base + v]!);
-  let z = 0;
-  for (let v = 0; v < V; v++) z += Math.exp(logits[base + v]! - max);
-  return logits[base + y]! - max - Math.log(z);
 }

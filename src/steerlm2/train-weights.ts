@@ -1,4 +1,4 @@
-import { type Batch, IGNORE } from "../train/batch.js";
+import { type Batch, predictsLabel } from "../train/batch.js";
 
 /**
  * SteerLM 2.0's per-sample coefficients (HelpSteer2 paper). For each group of n samples y_1..y_n of one
@@ -50,19 +50,13 @@ export function groupCoefficients(
   return { w, c };
 }
 
-/**
- * Labelled positions of a batch exactly as the trainer counts them (n_valid, the loss's divisor): t with
- * labels[t+1] ≠ −100 and tokens[t] real.
- */
+/** Labelled positions of a batch as the trainer counts them (n_valid, the loss's divisor: `predictsLabel`). */
 export function labelledCount(batch: Batch, B: number, T: number): number {
   const labels = batch.labels;
   if (!labels) return 0;
+  const real = batch.attention ?? new Uint8Array(B * T).fill(1);
   let n = 0;
-  for (let s = 0; s < B; s++)
-    for (let t = 0; t + 1 < T; t++) {
-      const i = s * T + t;
-      if (labels[i + 1] !== IGNORE && (!batch.attention || batch.attention[i])) n++;
-    }
+  for (let s = 0; s < B; s++) for (let t = 0; t + 1 < T; t++) if (predictsLabel(labels, real, s * T + t)) n++;
   return n;
 }
 

@@ -43,6 +43,14 @@ export interface PreparedBatch {
 }
 
 /**
+ * Whether flat position n (not a sequence's last) is in the loss: it predicts labels[n + 1], which is not
+ * IGNORE, from a real token. The trainer's n_valid counts these.
+ */
+export function predictsLabel(labels: ArrayLike<number>, real: ArrayLike<number>, n: number): boolean {
+  return labels[n + 1] !== IGNORE && real[n] !== 0;
+}
+
+/**
  * `chunk`: positions per chunk of the output projection (lmLoss); each target's flat index counts from
  * the start of its chunk, so it stays below 2^31 for any sequence length and vocabulary.
  */
@@ -105,7 +113,7 @@ export function prepareBatch(
         const n = s * T + t;
         const y = b.labels[n + 1]!;
         flatIdx[n] = row(n);
-        if (y === IGNORE || !att[n]) continue;
+        if (!predictsLabel(b.labels, att, n)) continue;
         if (!(y >= 0 && y < vocab))
           throw new InputError(`label ${y} at ${n + 1} is outside the vocabulary`, {
             ...where,
