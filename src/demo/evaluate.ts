@@ -1,9 +1,10 @@
 import type { AttributeValues } from "../data/attributes.js";
+import { spearman } from "../eval/spearman.js";
+import { SWEEP_DEFAULTS } from "../eval/sweep.js";
 import { SteerableModel } from "../inference/model.js";
 import { type Companions, requestFor } from "../steerbench/derived.js";
 import { scoreResponse } from "../steerbench/oracle.js";
 import { Progress } from "../util/progress.js";
-import { spearman } from "./spearman.js";
 
 /**
  * Steerability on held-out prompts: for each attribute and each requested level (the others at the
@@ -48,7 +49,7 @@ export interface EvaluateOptions {
   system: string;
   /** Attributes to sweep; default: all of the model's schema. */
   attributes?: readonly string[];
-  /** Levels to request; default: each attribute's min..max. */
+  /** Most tokens per response (default: the sweep's, SWEEP_DEFAULTS). */
   maxTokens?: number;
   /** Settings that come with each level of a derived attribute (companionsFrom); others: defaults. */
   companions?: Companions;
@@ -83,7 +84,7 @@ export async function evaluateSteerability(opts: EvaluateOptions): Promise<Steer
         const r = await model.generate({
           conversation: { system: opts.system, turns: [{ role: "user", text: job.prompt }] },
           attributes: requestFor(opts.companions, job.attr, job.level),
-          maxTokens: opts.maxTokens ?? 200,
+          maxTokens: opts.maxTokens ?? SWEEP_DEFAULTS.maxTokens,
           temperature: 0,
         });
         generatedTokens += r.usage.completionTokens;

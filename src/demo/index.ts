@@ -1,4 +1,5 @@
 // `steerlm demo` and steerability evaluation (re-exported by src/index.ts).
+
 export {
   DEMO_PLANS,
   type DemoOptions,
@@ -14,4 +15,3 @@ export {
   type Sample as SteerSample,
   type SteerabilityReport,
 } from "./evaluate.js";
-export { spearman } from "./spearman.js";

@@ -1,8 +1,8 @@
 import { type AttributeSchema, type AttributeValues, attributeDef } from "../data/attributes.js";
-import { spearman } from "../demo/spearman.js";
 import type { Generator } from "../inference/generator.js";
 import { type Companions, requestFor } from "../steerbench/derived.js";
 import { InputError } from "../util/errors.js";
+import { spearman } from "./spearman.js";
 import { runSweep, type SweepOptions, type SweepResult } from "./sweep.js";
 
 /**

@@ -76,6 +76,7 @@ export {
   type RewardReport,
 } from "./reward.js";
 export { type PairFile, type PreferencePair, readPairs } from "./reward-pairs.js";
+export { spearman } from "./spearman.js";
 export {
   bootstrap,
   bootstrapMean,
