@@ -1,4 +1,9 @@
-import { type AttributeValues, STEERLM_ATTRIBUTE_ORDER } from "../data/attributes.js";
+import {
+  type AttributeValues,
+  BUILTIN_SCHEMAS,
+  formatValues,
+  STEERLM_ATTRIBUTE_ORDER,
+} from "../data/attributes.js";
 import { readRecords } from "../data/read.js";
 import type { DataFormat } from "../data/record.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -88,7 +93,7 @@ export async function scoreFile(
     rows.push({
       line,
       scores,
-      values: STEERLM_ATTRIBUTE_ORDER.map((a) => `${a}:${scores[a]}`).join(","),
+      values: formatValues(BUILTIN_SCHEMAS.steerlm, scores),
       label,
     });
   }
