@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeBench } from "../../src/steerbench/jsonl.js";
+import { benchFile, writeBench } from "../../src/steerbench/jsonl.js";
 import { synthesize } from "../../src/steerbench/synth.js";
 
 // What the parts of the reliability suite share: the real CLI (the built dist/, as a user runs it) in child
@@ -112,7 +112,7 @@ export function tinyData(dir: string, n: number, seed: number): { train: string;
   writeBench(dir, synthesize({ n, seed, multiTurnFraction: 0.1 }));
   const init = join(dir, "model.yaml");
   writeFileSync(init, "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\nffnSize: 64\ncontextLength: 512\n");
-  return { train: join(dir, "train.jsonl"), val: join(dir, "validation.jsonl"), init };
+  return { train: benchFile(dir, "train"), val: benchFile(dir, "validation"), init };
 }
 
 const tinyCommon = (data: string, init: string) => ["--data", data, "--init", init, "--batch-size", "4"];

@@ -7,7 +7,7 @@ import type { ModelInitInput, SftConfig } from "../run/settings.js";
 import { runSft } from "../run/sft.js";
 import { DERIVED_ATTRIBUTES } from "../steerbench/compose.js";
 import { companionsFrom, turnLabels } from "../steerbench/derived.js";
-import { writeBench } from "../steerbench/jsonl.js";
+import { benchFile, writeBench } from "../steerbench/jsonl.js";
 import { BENCH_SYSTEM_PROMPT, synthesize } from "../steerbench/synth.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { log } from "../util/log.js";
@@ -131,8 +131,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   const runDir = join(dir, "run");
   const resolved = resolveSftConfig({
     ...plan.sft,
-    data: join(dataDir, "train.jsonl"),
-    val: join(dataDir, "validation.jsonl"),
+    data: benchFile(dataDir, "train"),
+    val: benchFile(dataDir, "validation"),
     output: runDir,
     init: plan.model,
     seed,

@@ -1,7 +1,7 @@
 // SteerBench: a seeded synthetic steerability benchmark and the oracle that scores it.
 export { composeResponse, DERIVED_ATTRIBUTES, sampleValues, withDerived } from "./compose.js";
 export { type Companions, companionsFrom, requestFor, turnLabels } from "./derived.js";
-export { toNemoLine, writeBench } from "./jsonl.js";
+export { benchFile, toNemoLine, writeBench } from "./jsonl.js";
 export { MAX_CHARS, scoreResponse } from "./oracle.js";
 export {
   type AgreementStat,

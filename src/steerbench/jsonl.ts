@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Conversation } from "../data/template.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { SPLITS, type SynthResult } from "./synth.js";
+import { SPLITS, type SplitName, type SynthResult } from "./synth.js";
 
 /**
  * SteerLM chat JSONL in NeMo's shape, written by SteerBench itself (plain JSON.stringify: generated text
@@ -22,12 +22,17 @@ export function toNemoLine(conv: Conversation): string {
   });
 }
 
+/** The file of one split in a folder `writeBench` wrote. */
+export function benchFile(dir: string, split: SplitName): string {
+  return join(dir, `${split}.jsonl`);
+}
+
 /** Writes train/validation/test/heldout JSONL plus steerbench.json (sizes, seed) and a short README. */
 export function writeBench(dir: string, result: SynthResult): string[] {
   mkdirSync(dir, { recursive: true });
   const written: string[] = [];
   for (const split of SPLITS) {
-    const path = join(dir, `${split}.jsonl`);
+    const path = benchFile(dir, split);
     const convs = result.splits[split];
     writeFileAtomic(path, convs.length ? `${convs.map(toNemoLine).join("\n")}\n` : "");
     written.push(path);
