@@ -1,4 +1,5 @@
 import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
+import { softmax } from "../util/numbers.js";
 import { Rng } from "../util/rng.js";
 
 /**
@@ -67,13 +68,6 @@ function argmax(scores: Float64Array): number {
   let best = 0;
   for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
   return best;
-}
-
-function softmax(xs: readonly number[]): number[] {
-  const max = Math.max(...xs);
-  const e = xs.map((x) => Math.exp(x - max));
-  const sum = e.reduce((a, b) => a + b, 0);
-  return e.map((x) => x / sum);
 }
 
 /**

@@ -4,6 +4,7 @@ import { readRecords } from "../data/read.js";
 import type { DataRecord } from "../data/record.js";
 import { recordLines } from "../data/write.js";
 import { InputError } from "../util/errors.js";
+import { softmax } from "../util/numbers.js";
 
 /**
  * The file `steerlm steerlm2 sample` writes and SteerLM 2.0 training reads: SteerLM JSONL (NeMo
@@ -55,11 +56,9 @@ export function targetWeights(
   terms: ReadonlyArray<Pick<SampleInfo, "logPAttrs" | "logPrior" | "logQ">>,
 ): number[] {
   const z = terms.map((t) => t.logPAttrs + t.logPrior - t.logQ);
-  const max = Math.max(...z);
-  if (!Number.isFinite(max)) throw new RangeError(`targetWeights: no finite log-weight in ${z.join(", ")}`);
-  const e = z.map((v) => Math.exp(v - max));
-  const sum = e.reduce((s, v) => s + v, 0);
-  return e.map((v) => v / sum);
+  if (!Number.isFinite(Math.max(...z)))
+    throw new RangeError(`targetWeights: no finite log-weight in ${z.join(", ")}`);
+  return softmax(z);
 }
 
 /** The `steerlm2` value of one line, keys in the documented order. */

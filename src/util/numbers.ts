@@ -52,3 +52,11 @@ export function quantile(sorted: readonly number[], q: number): number {
   const hi = Math.ceil(at);
   return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
 }
+
+/** softmax of xs, the maximum subtracted first (log-likelihoods of long texts are in the hundreds). */
+export function softmax(xs: readonly number[]): number[] {
+  const max = Math.max(...xs);
+  const e = xs.map((x) => Math.exp(x - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / sum);
+}
