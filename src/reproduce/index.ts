@@ -1,5 +1,12 @@
 // `steerlm reproduce`: SteerLM's ablation on SteerBench (re-exported by src/index.ts).
-export { ARM_DESCRIPTIONS, ARMS, type Arm, REPRODUCE_PLANS, type ReproducePlan } from "./plan.js";
+export {
+  ARM_DESCRIPTIONS,
+  ARMS,
+  type Arm,
+  REPRODUCE_PLANS,
+  REPRODUCE_SEEDS,
+  type ReproducePlan,
+} from "./plan.js";
 export {
   type ArmFigures,
   type CurveFigures,

@@ -73,6 +73,9 @@ function fromDemo(
   };
 }
 
+/** The training seeds each plan runs when none are given. */
+export const REPRODUCE_SEEDS: Record<"full" | "quick", readonly number[]> = { full: [1, 2, 3], quick: [1] };
+
 export const REPRODUCE_PLANS: Record<"full" | "quick", ReproducePlan> = {
   full: fromDemo("full", {
     // the demo's settings at half its steps: the style attributes are learnt by step ~600 (docs/demo.md)

@@ -6,7 +6,7 @@ import { writeFileAtomic } from "../util/atomic.js";
 import { log } from "../util/log.js";
 import { version } from "../version.js";
 import { type GenerationRow, readRows, writeRows } from "./judge.js";
-import { ARMS, type Arm, REPRODUCE_PLANS, type ReproducePlan } from "./plan.js";
+import { ARMS, type Arm, REPRODUCE_PLANS, REPRODUCE_SEEDS, type ReproducePlan } from "./plan.js";
 import { writePlots } from "./plots.js";
 import {
   type ArmFigures,
@@ -40,7 +40,7 @@ import { ReproduceState } from "./state.js";
  */
 export interface ReproduceOptions {
   dir: string;
-  /** Training seeds (default [1, 2, 3]; the quick run: [1]). */
+  /** Training seeds (default: REPRODUCE_SEEDS of the plan). */
   seeds?: number[];
   quick?: boolean;
   resume?: boolean;
@@ -56,7 +56,9 @@ export async function runReproduce(opts: ReproduceOptions): Promise<ReproduceRep
   const dir = resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
   const plan = opts.plan ?? REPRODUCE_PLANS[opts.quick ? "quick" : "full"];
-  const seeds = opts.seeds ?? (opts.quick ? [1] : [1, 2, 3]);
+  const seeds = opts.seeds ?? [...REPRODUCE_SEEDS[opts.quick ? "quick" : "full"]];
+  // each seed's folder, and the prefix of its stages in the state file
+  const seedName = (seed: number) => `seed-${seed}`;
   const settings = { quick: Boolean(opts.quick), seeds, plan };
   const state = new ReproduceState(dir, settings, Boolean(opts.resume));
   const jobs = opts.jobs ?? availableParallelism();
@@ -64,14 +66,14 @@ export async function runReproduce(opts: ReproduceOptions): Promise<ReproduceRep
     throw new RangeError(`jobs must be a positive integer, got ${jobs}`);
   await runSeeds(
     seeds.map((seed) => ({
-      dir: join(dir, `seed-${seed}`),
+      dir: join(dir, seedName(seed)),
       seed,
       plan,
       progress: opts.progress,
-      done: state.stagesOf(`seed-${seed}/`),
+      done: state.stagesOf(`${seedName(seed)}/`),
     })),
     jobs,
-    (seed, { stage, record }) => state.record(`seed-${seed}/${stage}`, record),
+    (seed, { stage, record }) => state.record(`${seedName(seed)}/${stage}`, record),
   );
 
   // ---- the report: from the generation files, so a resumed run reports the same ----
@@ -82,11 +84,11 @@ export async function runReproduce(opts: ReproduceOptions): Promise<ReproduceRep
   mkdirSync(genDir, { recursive: true });
   const arms = {} as Record<Arm, ArmFigures>;
   for (const arm of ARMS) {
-    const rows = seeds.flatMap((s) => readRows(judgeFile(join(dir, `seed-${s}`), arm)));
+    const rows = seeds.flatMap((s) => readRows(judgeFile(join(dir, seedName(s)), arm)));
     writeRows(join(genDir, `${arm}.jsonl`), rows);
     arms[arm] = armFigures(arm, rows, seeds);
   }
-  const steerRows: GenerationRow[] = seeds.flatMap((s) => readRows(steerFile(join(dir, `seed-${s}`))));
+  const steerRows: GenerationRow[] = seeds.flatMap((s) => readRows(steerFile(join(dir, seedName(s)))));
   writeRows(join(genDir, "steer-acsft.jsonl"), steerRows);
   const steering: Record<string, CurveFigures> = {};
   for (const a of STEERED) steering[a] = curveFigures(steerRows, a, seeds);

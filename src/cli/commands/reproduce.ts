@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { REPRODUCE_SEEDS } from "../../reproduce/plan.js";
 import { formatReport } from "../../reproduce/report.js";
 import { runReproduce } from "../../reproduce/run.js";
 import { integerFrom, numberOption } from "../flags.js";
@@ -16,7 +17,13 @@ export function register(program: Command): void {
         "generations/<arm>.jsonl. --resume continues a killed run.",
     )
     .option("-o, --output <dir>", "output directory", "steerlm-reproduce")
-    .addOption(numberOption("--seeds <n>", "training seeds 1..n (default 3; --quick: 1)", integerFrom(1)))
+    .addOption(
+      numberOption(
+        "--seeds <n>",
+        `training seeds 1..n (default ${REPRODUCE_SEEDS.full.length}; --quick: ${REPRODUCE_SEEDS.quick.length})`,
+        integerFrom(1),
+      ),
+    )
     .option("--quick", "one seed and a small budget: the study end to end in minutes")
     .option("--resume", "continue the run in -o, skipping the stages it finished")
     .addOption(
