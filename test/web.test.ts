@@ -85,7 +85,7 @@ describe.skipIf(!haveSharedData || !haveChromium)("web page in headless Chromium
       expect(await page.locator(`label[for=attr-${a.name}]`).textContent()).toContain(a.name);
       expect(await page.locator(`#attr-${a.name}-desc`).textContent()).toContain(a.description);
     }
-    // the reply length field: the server's default (256) held to its cap (48 here)
+    // the reply length field: the server's default for max_tokens, its cap (48 here)
     expect(await page.locator("#max-tokens").inputValue()).toBe("48");
     expect(await page.locator("#max-tokens").getAttribute("max")).toBe("48");
 

@@ -1,7 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ApmScorer } from "../apm/score.js";
-import { DEFAULT_MAX_TOKENS } from "../inference/completion.js";
 import type { Generator } from "../inference/generator.js";
 import { SlotPool } from "../inference/pool.js";
 import { InputError } from "../util/errors.js";
@@ -82,9 +81,8 @@ export function createHandler(opts: ServeOptions): Handler {
     source: model.schemaSource,
     attributes: model.schema.attributes.map((a) => ({ ...a })),
     control_tokens: model.controlMode,
+    // also what a request without max_tokens gets, where the context has room (samplingOptions)
     max_tokens_cap: maxTokensCap,
-    // what a request without max_tokens gets (where the context has room), for the page's field
-    max_tokens_default: DEFAULT_MAX_TOKENS,
     context_size: model.contextSize,
     // What POST /v1/steerlm/score measures; null without an APM (the page then shows no measured panel).
     // The checkpoint's SHA-256 lets `steerlm annotate --backend` refuse to resume against another APM.

@@ -39,7 +39,8 @@ async function loadSchema() {
   $("model-name").textContent =
     `${state.model} · schema ${state.schema.name} · max ${state.schema.max_tokens_cap} tokens`;
   $("max-tokens").max = String(state.schema.max_tokens_cap);
-  $("max-tokens").value = String(Math.min(state.schema.max_tokens_default, state.schema.max_tokens_cap));
+  // the server's own default for a request without max_tokens
+  $("max-tokens").value = String(state.schema.max_tokens_cap);
   buildSliders();
 }
 
