@@ -240,6 +240,22 @@ describe("steerlm steerlm2 sample → steerlm steerlm2 train", () => {
     expect(Math.abs(first.drift)).toBeLessThan(1e-4);
     const want = lines.reduce((acc, l) => acc + Math.abs(l.steerlm2.target_weight - 1 / N), 0) / lines.length;
     expect(first.meanAbsC).toBeCloseTo(want, 4);
+
+    // LoRA too: the F32 base stays f32 (a LoRA run's usual bf16 base would start Q_θ away from Q')
+    const lora = join(tmp.path, "from-sampler-lora");
+    const l = await runCli([
+      ...trainArgs(sftGguf, lora, ["--data", file, "--batch-size", String(lines.length), "--steps", "2"]),
+      ...["--lora", "--lora-rank", "4"],
+    ]);
+    expect(l.code, l.stderr).toBe(0);
+    const settings = JSON.parse(readFileSync(join(lora, "sft-config.json"), "utf8")) as { frozen: string };
+    expect(settings.frozen).toBe("f32");
+    const loraFirst = JSON.parse(
+      readFileSync(join(lora, "metrics.jsonl"), "utf8").split("\n")[0] as string,
+    ) as {
+      drift: number;
+    };
+    expect(Math.abs(loraFirst.drift)).toBeLessThan(1e-4);
   }, 120_000);
 });
 

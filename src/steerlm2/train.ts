@@ -1,5 +1,8 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { readGguf } from "../gguf/reader.js";
+import { ggufMatrixType } from "../model/load.js";
+import type { FrozenType } from "../model/model.js";
 import { latestCheckpoint } from "../run/checkpoint.js";
 import type { ResolvedSftConfig } from "../run/config.js";
 import { SETTINGS_FILE } from "../run/config.js";
@@ -145,6 +148,8 @@ export async function readSampleInfos(
   return { samples, n };
 }
 
+const isDirectory = (path: string) => statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+
 /**
  * A run directory of `steerlm sft`, exported to a GGUF in the steerlm2 run directory when the run starts
  * (a run that already has checkpoints keeps its file: runSft then refuses to start over it).
@@ -181,11 +186,14 @@ export async function runSteerlm2Train(
       "pass --model <the SFT model Q' that sampled the data: a GGUF or a `steerlm sft` run directory>",
     );
   let config = cfg;
-  if (
-    statSync(cfg.model, { throwIfNoEntry: false })?.isDirectory() &&
-    existsSync(join(cfg.model, SETTINGS_FILE))
-  ) {
+  if (isDirectory(cfg.model) && existsSync(join(cfg.model, SETTINGS_FILE))) {
     config = { ...cfg, model: await sftRunAsGguf(cfg.model, cfg.output) };
+  }
+  if (config.lora && config.frozen === null && config.model !== null && !isDirectory(config.model)) {
+    // Q_θ must start as Q' exactly (the samples' log Q' were scored on the file's own values): LoRA keeps
+    // the base as stored, never rounded to bf16 as other LoRA runs keep an F32 base
+    const own = ggufMatrixType(await readGguf(config.model));
+    config = { ...config, frozen: own.toLowerCase() as FrozenType };
   }
   const { samples, n } = await readSampleInfos(config.data, config.schema);
   log.info(
