@@ -300,6 +300,21 @@ describe.skipIf(!haveSharedData)("steerlm generate and steerlm chat", () => {
     const missing = await runCli(["generate", "-m", "nope.gguf", "hi"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/nope\.gguf: model: no such file/);
+    // --context-size reaches the model: a 400-word prompt fits its default context, not 256 tokens
+    const long = Array(400).fill("word").join(" ");
+    const small = await runCli([
+      "generate",
+      "-m",
+      TINY_RANDOM,
+      "--context-size",
+      "256",
+      "--max-tokens",
+      "3",
+      long,
+    ]);
+    expect(small.code).toBe(1);
+    expect(small.stderr).toMatch(/exceeds the context of 256 tokens/);
+    expect((await runCli(["generate", "-m", TINY_RANDOM, "--max-tokens", "3", long])).code).toBe(0);
   });
 
   it("generate --guidance and a fractional --attr give the library's mixed reply; --guidance 0 is the plain one", async () => {

@@ -84,6 +84,12 @@ export function guidanceValues(flags: Flags): { guidance?: number; contrast?: Co
   return { guidance: numFlag(flags, "guidance"), contrast: flags.contrast as ContrastMode | undefined };
 }
 
+/** `--context-size` and `--threads` of a command that opens a model with `openModel`. */
+export function addContextOptions(cmd: Command): Command {
+  addContextSizeOption(cmd);
+  return addThreadsOption(cmd);
+}
+
 /** `--threads <n>`: CPU threads. */
 export const addThreadsOption = (cmd: Command, help = "CPU threads"): Command =>
   cmd.addOption(numberOption("--threads <n>", help, integerFrom(1)));
@@ -196,6 +202,9 @@ export function openModel(
     modelPath: String(flags.model),
     loraPath: strFlag(flags, "lora"),
     schema: strFlag(flags, "schema"),
+    // declared with the model options by every command that opens a model (addContextOptions)
+    contextSize: numFlag(flags, "contextSize"),
+    threads: numFlag(flags, "threads"),
     ...more,
     ...backendValues(flags, flag),
   });

@@ -20,6 +20,8 @@ import { InputError } from "../../util/errors.js";
 import { integerFrom, numberOption, parseLevels } from "../flags.js";
 import {
   addApmOption,
+  addBackendOptions,
+  addContextOptions,
   addGuidanceOptions,
   addModelOptions,
   addParallelOption,
@@ -125,7 +127,9 @@ export function registerSteering(evalCmd: Command): void {
     { maxTokens: SWEEP_DEFAULTS.maxTokens },
     { maxTokens: "most tokens per response" },
   );
-  addParallelOption(pareto, "generations at once", 1);
+  addParallelOption(pareto, "generations at once (with --backend: requests in flight)", 1);
+  addContextOptions(pareto);
+  addBackendOptions(pareto);
   addApmOption(pareto, "measure with an attribute prediction model instead of the oracle", false)
     .requiredOption("-o, --output <dir>", "folder for pareto.json and pareto.png")
     .action(async (o: ParetoFlags) => {

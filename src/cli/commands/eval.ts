@@ -23,6 +23,7 @@ import { InputError } from "../../util/errors.js";
 import { integerFrom, numberOption, parseLevels, parseNumberFlag } from "../flags.js";
 import {
   addBackendOptions,
+  addContextOptions,
   addGuidanceOptions,
   addModelOptions,
   addParallelOption,
@@ -129,6 +130,7 @@ export function register(program: Command): void {
   );
   addSamplingOptions(answer, ["seed"]);
   addParallelOption(answer, "questions answered at once (with --backend: requests in flight)", 1);
+  addContextOptions(answer);
   addBackendOptions(answer);
   addFirstOption(answer, "only the first n questions")
     .option("--fastchat-dir <dir>", "FastChat data folder for named benchmarks")
@@ -291,6 +293,7 @@ export function register(program: Command): void {
     "generations at once (above 1 is faster, but llama.cpp's greedy output then depends on which sequences share a batch; with --backend: requests in flight)",
     1,
   );
+  addContextOptions(adherence);
   addBackendOptions(adherence)
     .option("--json <file>", "also write the full report (with every sample) as JSON")
     .option(

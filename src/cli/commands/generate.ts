@@ -10,6 +10,7 @@ import { InputError } from "../../util/errors.js";
 import { type Flags, forUser, optionForSetting, strFlag } from "../flags.js";
 import {
   addBackendOptions,
+  addContextOptions,
   addGuidanceOptions,
   addModelOptions,
   addSamplingOptions,
@@ -51,6 +52,7 @@ function withModelOptions(cmd: Command): Command {
     { temperature: SAMPLING_SETTINGS.temperature.default },
     { maxTokens: `most tokens to generate (default: ${DEFAULT_MAX_TOKENS}, or what fits)` },
   );
+  addContextOptions(cmd);
   return addBackendOptions(cmd);
 }
 
