@@ -148,6 +148,11 @@ describe("steerlm steerlm2 train", () => {
     expect((metrics[0] as { meanAbsC: number }).meanAbsC).toBeCloseTo(HIGH - 0.5, 3);
     const last = metrics.at(-1) as { meanAbsC: number; drift: number };
     expect(last.meanAbsC).toBeLessThan(HIGH - 0.5); // the baseline w moved towards the targets
+    // the same command with --resume is accepted: its --model is the run directory the run exported, not a
+    // changed setting (the run is finished: nothing more to do)
+    const resumed = await runCli([...trainArgs(sftRun, run), "--resume"]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(readFileSync(join(run, "metrics.jsonl"), "utf8").trim().split("\n")).toHaveLength(24);
 
     const out = join(tmp.path, "steerlm2.gguf");
     const exp = await runCli(["export", "gguf", run, "-o", out]);

@@ -151,11 +151,19 @@ export async function readSampleInfos(
 const isDirectory = (path: string) => statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
 
 /**
+ * The model file a steerlm2 run trains from, and stores in its settings, for `--model`: a `steerlm sft` run
+ * directory is exported into the run as SFT_INIT_FILE. What a --resume compares its --model with.
+ */
+export function steerlm2Model(model: string, runDir: string): string {
+  return isDirectory(model) && existsSync(join(model, SETTINGS_FILE)) ? join(runDir, SFT_INIT_FILE) : model;
+}
+
+/**
  * A run directory of `steerlm sft`, exported to a GGUF in the steerlm2 run directory when the run starts
  * (a run that already has checkpoints keeps its file: runSft then refuses to start over it).
  */
 async function sftRunAsGguf(model: string, runDir: string): Promise<string> {
-  const out = join(runDir, SFT_INIT_FILE);
+  const out = steerlm2Model(model, runDir);
   if (!latestCheckpoint(runDir)) {
     mkdirSync(runDir, { recursive: true });
     const r = await exportGguf(model, out, { type: "F32" });
@@ -186,9 +194,8 @@ export async function runSteerlm2Train(
       "pass --model <the SFT model Q' that sampled the data: a GGUF or a `steerlm sft` run directory>",
     );
   let config = cfg;
-  if (isDirectory(cfg.model) && existsSync(join(cfg.model, SETTINGS_FILE))) {
+  if (steerlm2Model(cfg.model, cfg.output) !== cfg.model)
     config = { ...cfg, model: await sftRunAsGguf(cfg.model, cfg.output) };
-  }
   if (config.lora && config.frozen === null && config.model !== null && !isDirectory(config.model)) {
     // Q_θ must start as Q' exactly (the samples' log Q' were scored on the file's own values): LoRA keeps
     // the base as stored, never rounded to bf16 as other LoRA runs keep an F32 base

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import type { SamplingName } from "../../inference/sampling.js";
 import { SFT_FIELDS } from "../../run/settings.js";
 import { runSample, SAMPLE_DEFAULTS } from "../../steerlm2/sample.js";
-import { runSteerlm2Train } from "../../steerlm2/train.js";
+import { runSteerlm2Train, steerlm2Model } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
 import { addGenerationJobOptions, generationJobValues, throttleFrom } from "../options.js";
@@ -120,7 +120,13 @@ function registerTrain(group: Command): void {
     model: "the SFT model Q' that sampled --data: a GGUF or a `steerlm sft` run directory",
   });
   cmd.action((raw: Record<string, string | boolean | undefined>) => {
-    const resolved = resolve(raw);
+    // the run stores the file it trains from: an SFT run directory's export (a resume compares with it)
+    const { model, output } = raw;
+    const resolved = resolve(
+      raw.resume && typeof model === "string" && typeof output === "string"
+        ? { ...raw, model: steerlm2Model(model, output) }
+        : raw,
+    );
     return runTrainingJob("steerlm steerlm2 train", (signal) =>
       runSteerlm2Train(resolved, { resume: Boolean(raw.resume), signal }),
     );
