@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeBench } from "../src/steerbench/jsonl.js";
+import { benchFile, writeBench } from "../src/steerbench/jsonl.js";
 import { synthesize } from "../src/steerbench/synth.js";
 
 /** A few dozen SteerBench conversations and a tiny model config, written into `dir`. */
@@ -8,7 +8,7 @@ export function tinySftInputs(dir: string, n = 60): { train: string; val: string
   writeBench(dir, synthesize({ n, seed: 7, multiTurnFraction: 0.1 }));
   const init = join(dir, "model.yaml");
   writeFileSync(init, "hiddenSize: 32\nnumLayers: 1\nnumHeads: 2\nffnSize: 64\ncontextLength: 256\n");
-  return { train: join(dir, "train.jsonl"), val: join(dir, "validation.jsonl"), init };
+  return { train: benchFile(dir, "train"), val: benchFile(dir, "validation"), init };
 }
 
 /** The data and batch shape of every tiny run: the inputs, 4 sequences of 128 tokens, one thread. */

@@ -59,7 +59,7 @@ export function apmObjective(variant: ApmVariant): Objective {
       const { cfg, schema, setup, padId } = input;
       const K = schema.attributes.length;
       const info: ApmInfo = { variant, schema, bos: setup.bos, seqLen: cfg.seqLen };
-      const header = { schema: schema.name, settings: { task: APM_TASK, apm: info } };
+      const header = { schema: JSON.stringify(schema), settings: { task: APM_TASK, apm: info } };
       if (generative) {
         const data = await lmData(input, "generative-apm");
         return { ...data, head: ", LM head (generative)", header };

@@ -1,5 +1,6 @@
 import { readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { type AttributeSchema, loadSchema, validateSchema } from "../data/attributes.js";
 import type { LlamaConfig } from "../model/config.js";
 import type { LoraOptions } from "../model/lora.js";
 import type { Trainer } from "../train/trainer.js";
@@ -41,7 +42,10 @@ export interface CheckpointHeader {
   baseModel: string | null;
   /** tokenizer.json text of a model trained from scratch (the vocabulary travels with the weights). */
   tokenizer: string | null;
-  /** Name of the attribute schema of the value strings (or its JSON), for the exported GGUF. */
+  /**
+   * The attribute schema of the value strings, for the exports: its JSON (runs from 2026-12-07 on), or a
+   * built-in name or file path (older runs). Read it with `headerSchema`.
+   */
   schema: string;
   /** The run's effective settings, to refuse a resume with different ones. */
   settings: Record<string, unknown>;
@@ -233,4 +237,10 @@ export function resolveCheckpoint(input: string): string {
       "train with `steerlm sft -o <dir>` first",
     );
   return latest;
+}
+
+/** The attribute schema a checkpoint was trained with (CheckpointHeader.schema). */
+export function headerSchema(h: Pick<CheckpointHeader, "schema">, checkpoint: string): AttributeSchema {
+  if (!h.schema.startsWith("{")) return loadSchema(h.schema);
+  return validateSchema(JSON.parse(h.schema), `${checkpoint}: schema`);
 }

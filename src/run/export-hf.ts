@@ -2,13 +2,13 @@
  * `steerlm export hf`: a run, a checkpoint or a GGUF as a Hugging Face model directory (src/interop/hf-write.ts),
  * or a LoRA run's adapters as a PEFT adapter directory (src/interop/peft.ts) for its untouched base.
  */
-import { loadSchema } from "../data/attributes.js";
 import { isGgufFile } from "../gguf/reader.js";
 import type { ConvertType } from "../interop/convert.js";
 import { ggufToHf } from "../interop/gguf-to-hf.js";
 import { type HfWriteResult, writeHfModel } from "../interop/hf-write.js";
 import { writePeftAdapter } from "../interop/peft.js";
 import { llamaArchFor } from "../model/llama-gguf.js";
+import { headerSchema } from "./checkpoint.js";
 import { checkpointTokenizer, readCheckpointModel, readLoraCheckpoint } from "./export.js";
 
 export interface HfExportOptions {
@@ -75,7 +75,7 @@ export async function exportPeftAdapter(
     baseModel: opts.baseModelName ?? null,
     tokenizer: {
       tokenizer: checkpointTokenizer(r),
-      schema: loadSchema(h.schema),
+      schema: headerSchema(h, r.checkpoint),
       modelMaxLength: h.model.contextLength,
     },
     ...(opts.type !== undefined ? { type: opts.type } : {}),

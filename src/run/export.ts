@@ -1,4 +1,4 @@
-import { type AttributeSchema, loadSchema } from "../data/attributes.js";
+import type { AttributeSchema } from "../data/attributes.js";
 import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import { type GgufVocab, readGgufVocab } from "../gguf/vocab.js";
@@ -15,6 +15,7 @@ import { InputError } from "../util/errors.js";
 import {
   type CheckpointData,
   type CheckpointHeader,
+  headerSchema,
   readCheckpoint,
   resolveCheckpoint,
 } from "./checkpoint.js";
@@ -79,7 +80,7 @@ export async function readCheckpointModel(input: string): Promise<CheckpointMode
     weights.set(spec.name, w);
   }
   if (h.lora) mergeLora(ck, weights);
-  return { checkpoint, header: h, schema: loadSchema(h.schema), base, weights };
+  return { checkpoint, header: h, schema: headerSchema(h, checkpoint), base, weights };
 }
 
 type CheckpointSource = Pick<CheckpointModel, "checkpoint" | "header" | "base">;
@@ -185,7 +186,7 @@ export async function exportLoraAdapter(
     tensors: r.tensors,
     type: opts.type ?? "F32",
     name: opts.name ?? "steerlm-lora",
-    metadata: steerlmMetadata(loadSchema(r.header.schema)),
+    metadata: steerlmMetadata(headerSchema(r.header, r.checkpoint)),
   });
   return { path: out, checkpoint: r.checkpoint, step: r.header.step, bytes, baseModel: r.baseModel };
 }

@@ -293,7 +293,7 @@ async function trainLocked(
       lora: lora ?? null,
       baseModel: setup.baseModel,
       tokenizer: setup.tokenizerJson,
-      schema: data.header?.schema ?? cfg.schema,
+      schema: data.header?.schema ?? JSON.stringify(schema),
       settings: { ...(cfg as unknown as Record<string, unknown>), ...data.header?.settings },
     });
     const saveCheckpoint = async (step: number): Promise<string> => {
