@@ -4,8 +4,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { BUILTIN_SCHEMAS } from "../src/data/attributes.js";
 import { metaString, readGguf } from "../src/gguf/reader.js";
 import { STEERLM_SCHEMA_KEY } from "../src/gguf/types.js";
+import { SteerableModel } from "../src/inference/model.js";
 import { runCli, tempDir } from "./helpers.js";
-import { tinySftArgs, tinySftInputs } from "./sft-helpers.js";
+import { tinyLoraFlags, tinyRunFlags, tinySftArgs, tinySftInputs } from "./sft-helpers.js";
 
 // A run keeps the schema it trained with: its checkpoints carry the schema itself, not the path of the file
 // it came from, so the export writes it whatever became of that file.
@@ -13,7 +14,7 @@ describe("steerlm sft --schema <file> -> export gguf", () => {
   const tmp = tempDir("steerlm-sft-schema-");
   afterAll(() => tmp.cleanup());
 
-  it("writes the run's schema into the GGUF after the schema file is gone", async () => {
+  it("writes the run's schema into the GGUF after the schema file is gone, and into a LoRA adapter, which steers", async () => {
     const inputs = tinySftInputs(tmp.path);
     const own = {
       name: "mine",
@@ -31,5 +32,34 @@ describe("steerlm sft --schema <file> -> export gguf", () => {
     const written = JSON.parse(metaString(await readGguf(out), STEERLM_SCHEMA_KEY)) as typeof own;
     expect(written.name).toBe("mine");
     expect(written.attributes.map((a) => a.description)).toEqual(own.attributes.map((a) => a.description));
-  }, 60_000);
+
+    // LoRA: the adapter carries the run's schema, and a model loaded with it steers with that one, not the
+    // base's (here the built-in steerlm of the first run)
+    writeFileSync(file, JSON.stringify(own));
+    const lora = join(tmp.path, "lora");
+    const l = await runCli([
+      "sft",
+      ...tinyRunFlags(inputs),
+      ...["--model", out, ...tinyLoraFlags("q,v"), "--steps", "2", "--schema", file, "-o", lora],
+    ]);
+    expect(l.code, l.stderr).toBe(0);
+    const base = join(tmp.path, "base.gguf");
+    const adapter = join(tmp.path, "adapter.gguf");
+    expect((await runCli(["export", "gguf", lora, "--lora", "-o", adapter])).code).toBe(0);
+    const plain = join(tmp.path, "plain-run");
+    expect((await runCli(tinySftArgs(inputs, plain, ["--steps", "1"]))).code).toBe(0);
+    expect((await runCli(["export", "gguf", plain, "-o", base])).code).toBe(0);
+    const model = await SteerableModel.load({ modelPath: base, loraPath: adapter });
+    try {
+      expect([model.schema.name, model.schemaSource]).toEqual(["mine", "adapter"]);
+    } finally {
+      await model.dispose();
+    }
+    const alone = await SteerableModel.load({ modelPath: base });
+    try {
+      expect([alone.schema.name, alone.schemaSource]).toEqual(["steerlm", "gguf"]);
+    } finally {
+      await alone.dispose();
+    }
+  }, 90_000);
 });

@@ -128,11 +128,12 @@ export class SteerableModel extends PooledGenerator {
   static async load(opts: LoadOptions): Promise<SteerableModel> {
     if (opts.loraPath !== undefined && !existsSync(opts.loraPath))
       throw new InputError("no such file", { file: opts.loraPath, field: "lora" });
-    if (opts.loraPath !== undefined) await readGguf(opts.loraPath); // see loadLlamaModel
+    // read first (see loadLlamaModel), and for the schema a steerlm adapter carries
+    const adapter = opts.loraPath !== undefined ? await readGguf(opts.loraPath) : undefined;
     const opened = await openLlamaModel(opts.modelPath);
     const { model } = opened;
     try {
-      const vocab = SteerVocab.of(opened, opts.modelPath, opts);
+      const vocab = SteerVocab.of(opened, opts.modelPath, { ...opts, adapter });
       const parallel = opts.parallel ?? 1;
       const tiny = model.size < 64 * 1024 * 1024;
       // Flash attention on the CPU changes its float sums with the batch size, which the prompt cache

@@ -1,35 +1,43 @@
 import type { LlamaModel } from "node-llama-cpp";
 import { type AttributeSchema, DEFAULT_SCHEMA, loadSchema, validateSchema } from "../data/attributes.js";
-import { STEERLM_SCHEMA_KEY } from "../gguf/types.js";
+import { type GgufFile, STEERLM_SCHEMA_KEY } from "../gguf/types.js";
 import { InputError } from "../util/errors.js";
 
 /** Where the attribute schema of a served model comes from, most specific first. */
-export type SchemaSource = "option" | "gguf" | "builtin";
+export type SchemaSource = "option" | "adapter" | "gguf" | "builtin";
 
 /**
- * An explicit schema (built-in name, file path or object) wins; else the schema the exporter stored in the
- * GGUF under `steerlm.schema` (a JSON string); else the built-in `steerlm` schema.
+ * An explicit schema (built-in name, file path or object) wins; else the one a LoRA adapter's GGUF carries
+ * under `steerlm.schema` (a steerlm export of a LoRA run: the base usually has none); else the model GGUF's;
+ * else the built-in `steerlm` schema.
  */
 export function resolveSchema(
   model: LlamaModel,
   modelPath: string,
   explicit?: string | AttributeSchema,
+  adapter?: GgufFile,
 ): { schema: AttributeSchema; source: SchemaSource } {
   if (typeof explicit === "string") return { schema: loadSchema(explicit), source: "option" };
   if (explicit) return { schema: validateSchema(explicit, "schema option"), source: "option" };
+  const fromAdapter = adapter?.metadata.get(STEERLM_SCHEMA_KEY);
+  if (adapter && fromAdapter !== undefined)
+    return { schema: storedSchema(fromAdapter.value, adapter.path), source: "adapter" };
   const stored = metadataValue(model.fileInfo.metadata, STEERLM_SCHEMA_KEY);
-  if (stored !== undefined) {
-    const where = { file: modelPath, field: STEERLM_SCHEMA_KEY };
-    if (typeof stored !== "string") throw new InputError("expected a JSON string", where);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(stored);
-    } catch (err) {
-      throw new InputError(`not valid JSON: ${(err as Error).message}`, where);
-    }
-    return { schema: validateSchema(raw, `${modelPath}: ${STEERLM_SCHEMA_KEY}`), source: "gguf" };
-  }
+  if (stored !== undefined) return { schema: storedSchema(stored, modelPath), source: "gguf" };
   return { schema: loadSchema(DEFAULT_SCHEMA), source: "builtin" };
+}
+
+/** A `steerlm.schema` value (a JSON string) of the GGUF at `path`, validated. */
+function storedSchema(stored: unknown, path: string): AttributeSchema {
+  const where = { file: path, field: STEERLM_SCHEMA_KEY };
+  if (typeof stored !== "string") throw new InputError("expected a JSON string", where);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(stored);
+  } catch (err) {
+    throw new InputError(`not valid JSON: ${(err as Error).message}`, where);
+  }
+  return validateSchema(raw, `${path}: ${STEERLM_SCHEMA_KEY}`);
 }
 
 /** node-llama-cpp nests dotted GGUF keys (`steerlm.schema` -> metadata.steerlm.schema). */

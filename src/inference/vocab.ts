@@ -18,6 +18,7 @@ import {
   type Turn,
 } from "../data/template.js";
 import { loadLlamaModel } from "../gguf/llama-cpp.js";
+import type { GgufFile } from "../gguf/types.js";
 import { InputError, type Place } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { checkNumber } from "../util/numbers.js";
@@ -112,8 +113,13 @@ export interface RenderOptions {
  * vocabulary alone (`load`) when the tokens are generated elsewhere, by a remote engine.
  */
 export interface VocabOptions {
-  /** Built-in schema name, schema file or schema; default: the GGUF's `steerlm.schema`, else `steerlm`. */
+  /**
+   * Built-in schema name, schema file or schema; default: the LoRA adapter's `steerlm.schema`, else the
+   * GGUF's, else `steerlm`.
+   */
   schema?: string | AttributeSchema;
+  /** The LoRA adapter applied to the model, read by steerlm's GGUF reader (for its schema). */
+  adapter?: GgufFile;
   /**
    * Refuse a model whose vocabulary lacks the SteerLM control tokens (served as text, a user message could
    * forge a whole turn with its own value line). Default false; `steerlm serve` beyond loopback sets it.
@@ -135,7 +141,7 @@ export class SteerVocab {
   /** The vocabulary of a model loaded by `openLlamaModel`, with the schema it steers with. */
   static of(opened: OpenedModel, modelPath: string, opts: VocabOptions = {}): SteerVocab {
     const { model, file } = opened;
-    const resolved = resolveSchema(model, modelPath, opts.schema);
+    const resolved = resolveSchema(model, modelPath, opts.schema, opts.adapter);
     const control = detectControlTokens(model, modelPath);
     if (control.mode === "text" && opts.requireControlTokens) {
       throw new InputError(
