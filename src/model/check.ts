@@ -1,9 +1,11 @@
 import type { ControlledEvaluateInputItem, Token } from "node-llama-cpp";
 import { Backend } from "../ggml/backend.js";
 import { loadLlamaModel } from "../gguf/llama-cpp.js";
+import { readGguf } from "../gguf/reader.js";
 import { SteerlmError } from "../util/errors.js";
 import { forwardLogits, logSoftmaxRows } from "./infer.js";
-import { loadLlamaGguf } from "./load.js";
+import { defaultFrozenType, ggufMatrixType, loadLlamaGguf } from "./load.js";
+import type { FrozenType } from "./model.js";
 
 export interface ModelCheckResult {
   tokens: number;
@@ -16,7 +18,8 @@ export interface ModelCheckResult {
   /** Fraction of positions where both pick the same most likely next token. */
   top1Agreement: number;
   /** Weight type used for our side: f16 when the file stores half-precision matrices (as llama.cpp computes). */
-  weightType: "f32" | "f16";
+  /** How the engine held the file's matrices for the comparison: as stored. */
+  weightType: FrozenType;
 }
 
 export interface CheckOptions {
@@ -48,13 +51,11 @@ export async function checkModelAgainstLlamaCpp(
   const { tokens, refProbs } = await llamaCppProbabilities(path, opts);
   const backend = new Backend(opts.threads);
   try {
-    const probe = await loadLlamaGguf(backend, path, { trainBase: false, frozenType: "f32" });
-    const halfPrecision = probe.halfPrecision;
-    let loaded = probe;
-    if (halfPrecision) {
-      probe.model.free();
-      loaded = await loadLlamaGguf(backend, path, { trainBase: false, frozenType: "f16" });
-    }
+    // the file's own values as stored (an F16, BF16 or Q8_0 file read exactly, never rounded again)
+    const file = await readGguf(path);
+    const own = ggufMatrixType(file);
+    const weightType: FrozenType = own === "F32" ? "f32" : defaultFrozenType(file);
+    const loaded = await loadLlamaGguf(backend, path, { trainBase: false, frozenType: weightType });
     const V = loaded.config.vocabSize;
     let ours: Float64Array;
     try {
@@ -62,7 +63,7 @@ export async function checkModelAgainstLlamaCpp(
     } finally {
       loaded.model.free();
     }
-    return { ...compareLogProbs(ours, V, refProbs), weightType: halfPrecision ? "f16" : "f32" };
+    return { ...compareLogProbs(ours, V, refProbs), weightType };
   } finally {
     backend.free();
   }

@@ -32,8 +32,6 @@ export interface LoadedModel {
   model: LlamaModel;
   config: LlamaConfig;
   file: GgufFile;
-  /** True when the file's matrices are stored as F16/BF16/quantised (not F32). */
-  halfPrecision: boolean;
 }
 
 /**
@@ -47,11 +45,10 @@ export async function loadLlamaGguf(
 ): Promise<LoadedModel> {
   const file = await readGguf(path);
   const config = readLlamaConfig(file);
-  const matrices = file.tensors.filter((t) => t.shape.length === 2);
   const frozenType = opts.frozenType ?? (opts.lora && !opts.trainBase ? defaultFrozenType(file) : undefined);
   const model = await LlamaModel.create(backend, config, ggufWeightSource(file), {
     ...opts,
     frozenType,
   });
-  return { model, config, file, halfPrecision: matrices.some((t) => t.type !== "F32") };
+  return { model, config, file };
 }
