@@ -335,5 +335,14 @@ describe.skipIf(!haveSharedData)("APM from a llama.cpp GGUF", () => {
         /"label": "quality:\d,toxicity:\d,humor:\d,creativity:\d,helpfulness:\d,correctness:\d,coherence:\d,complexity:\d,verbosity:\d"/g,
       )?.length,
     ).toBe(res.turns);
+    // the generative variant needs a vocabulary of its own: refused before training, naming the setting
+    const gen = tinyConfig(join(dir.path, "gen-from-gguf"), {
+      init: null,
+      model: cfg.config.model,
+      steps: 2,
+    });
+    await expect(runApmTrain(gen, { variant: "generative", progress: false })).rejects.toThrow(
+      /model: a generative APM needs a vocabulary with one token per attribute setting/,
+    );
   });
 });

@@ -29,7 +29,15 @@ export type ApmResult = RunResult;
 export async function runApmTrain(resolved: ResolvedSftConfig, opts: ApmRunOptions = {}): Promise<ApmResult> {
   if (resolved.config.lora)
     throw new InputError("the APM trains every weight; LoRA is not supported", { field: "lora" });
-  return runTraining(resolved, apmObjective(runVariant(resolved.config.output, opts)), opts);
+  const variant = runVariant(resolved.config.output, opts);
+  if (variant === "generative" && resolved.config.model !== null)
+    // its constrained decoding picks one token per attribute setting: a vocabulary steerlm trains has them
+    throw new InputError(
+      "a generative APM needs a vocabulary with one token per attribute setting, which a new model's has",
+      { field: "model" },
+      "train it from --init (a model config), or train the regression APM on this model",
+    );
+  return runTraining(resolved, apmObjective(variant), opts);
 }
 
 /** The variant a run trains: a resumed run's own (its checkpoint says), else the one asked for. */
