@@ -104,6 +104,13 @@ describe.skipIf(!haveSharedData)("steerlm export job: refusals, validation, mult
     expect(at(readYaml(join(o, "sft.yaml")), "model.restore_from_path")).toBe(nemo);
   });
 
+  it("refuses --allow-unlabeled, which a job's data cannot use, up front and by name", async () => {
+    const o = out();
+    const err = await refusal(exportTo("trl", o, data.config, { allowUnlabeled: true }), o);
+    expect(err.place.setting).toBe("allowUnlabeled");
+    expect(err.what).toContain("a job trains on labelled data only");
+  });
+
   it("refuses what TRL cannot express: a non-integer LoRA alpha", async () => {
     const o = out();
     const err = await refusal(exportTo("trl", o, data.config, { lora: true, loraAlpha: 16.5 }), o);

@@ -80,6 +80,12 @@ export async function exportJob(
       "give --model <Hugging Face directory or hub id>",
     );
   }
+  if (cfg.allowUnlabeled)
+    throw new InputError(
+      "a job trains on labelled data only: every conversation needs its value lines",
+      { setting: "allowUnlabeled" },
+      "label the data first (`steerlm annotate`), and drop --allow-unlabeled",
+    );
   const schema = loadSchema(cfg.schema);
   const train = await readSteerlmRecords(cfg.data, schema, "steerlm");
   refuseWeights(engine, train);
