@@ -81,7 +81,7 @@ export function register(program: Command): void {
     .description("score the last assistant turn of each conversation with the oracle; compare with labels")
     .argument("<file>", "SteerLM chat JSONL")
     .option("--json", "print a JSON summary (with an agreement map per attribute)", false)
-    .option("-o, --out <file>", "per-row scores JSONL (default: <file>.scores.jsonl)")
+    .option("-o, --out <file>", "per-row scores JSONL (default: <file> without its extension, .scores.jsonl)")
     .option("--from <format>", "input format (default: detected from the file)")
     .action(async (file: string, o: { json: boolean; out?: string; from?: string }) => {
       // JSONL progress counts bytes of the file; Parquet counts rows, whose total is unknown here.
