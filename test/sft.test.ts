@@ -127,4 +127,26 @@ describe("steerlm sft → export gguf → node-llama-cpp", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`steerlm: ${cfg}:3: batchSize: expected an integer ≥ 1, got number 0\n`);
   });
+
+  it("lets a flag turn a config file's on/off setting either way", async () => {
+    const cfg = join(tmp.path, "lora.yaml");
+    writeFileSync(cfg, `data: ${inputs.train}\ninit: ${inputs.init}\nlora: true\n`);
+    const refused = await runCli(["sft", "--config", cfg, "-o", join(tmp.path, "lora-run")]);
+    expect(refused.stderr).toContain("lora: LoRA adapts an existing model");
+    const run = join(tmp.path, "no-lora-run");
+    const r = await runCli([
+      "sft",
+      "--config",
+      cfg,
+      "--no-lora",
+      "--steps",
+      "1",
+      "--tokenizer-vocab-size",
+      "320",
+      "-o",
+      run,
+    ]);
+    expect(r.code, r.stderr.slice(-300)).toBe(0);
+    expect(JSON.parse(readFileSync(join(run, "sft-config.json"), "utf8")).lora).toBe(false);
+  });
 });

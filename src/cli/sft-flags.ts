@@ -36,13 +36,14 @@ export function addSftSettingFlags(
     const fallback = (SFT_DEFAULTS as Partial<SftConfig>)[key];
     const shown = fallback === null || fallback === undefined ? "" : ` (default ${String(fallback)})`;
     const flag = spec.short ? `-${spec.short}, ${flagName(key)}` : flagName(key);
-    const option =
-      spec.kind !== "bool"
-        ? new Option(`${flag} <value>`, `${text}${shown}`)
-        : fallback === true
-          ? new Option(`--no-${flagName(key).slice(2)}`, `turn off: ${text}`)
-          : new Option(flag, text);
-    cmd.addOption(optionForSetting(option, key));
+    if (spec.kind !== "bool") {
+      cmd.addOption(optionForSetting(new Option(`${flag} <value>`, `${text}${shown}`), key));
+      continue;
+    }
+    // both spellings, so that a flag overrides a --config file either way
+    cmd.addOption(optionForSetting(new Option(flag, `${text}${fallback === true ? " (default)" : ""}`), key));
+    const off = `turn off: ${text}${fallback === true ? "" : " (default)"}`;
+    cmd.addOption(optionForSetting(new Option(`--no-${flagName(key).slice(2)}`, off), key));
   }
   return (raw) => {
     const flags: Partial<Record<SettingName, unknown>> = {};
