@@ -63,7 +63,8 @@ export function setupNewModel(
     };
     const t0 = performance.now();
     const pairs = attributeTokens ? attributePairs(schema) : [];
-    const json = withPlainTokens(trainByteLevelBpe(texts(), { vocabSize: vocabSize - pairs.length }), pairs);
+    const bpe = trainByteLevelBpe(texts(), { vocabSize, reserved: pairs.length });
+    const json = withPlainTokens(bpe, pairs);
     saveTokenizerJson(path, json);
     log.info(
       `trained a byte-level BPE tokenizer (${vocabSize} ids) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${path}`,

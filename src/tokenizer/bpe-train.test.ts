@@ -114,5 +114,9 @@ describe("byte-level BPE trainer options", () => {
     // "ab" x3, " ab" x2 ... only pairs seen twice or more are merged.
     expect(json.model.merges).toEqual(["a b", "Ġ ab"]);
     expect(() => trainByteLevelBpe(["x"], { vocabSize: 100 })).toThrow(/vocab size 100 must be/);
+    // ids kept for tokens added later count in the size the caller asked for, and in the message
+    expect(() => trainByteLevelBpe(["x"], { vocabSize: 300, reserved: 45 })).toThrow(
+      "vocab size 300 must be an integer from 305 to 2097151 (256 bytes, 4 special tokens, 45 kept for added tokens and the merged pieces)",
+    );
   });
 });

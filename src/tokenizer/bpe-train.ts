@@ -17,8 +17,10 @@ import { CONTROL_TOKEN_NAMES } from "./types.js";
  * (`<|endoftext|>` for BOS/EOS, then `<extra_id_0..2>`), so `vocabSize` counts all of them.
  */
 export interface BpeTrainOptions {
-  /** Total ids including the 256 byte symbols and the special tokens. */
+  /** Total ids including the 256 byte symbols, the special tokens and `reserved`. */
   vocabSize: number;
+  /** Ids of `vocabSize` left for tokens the caller adds after training (default 0): not merged pieces. */
+  reserved?: number;
   /** Pairs seen fewer times than this are never merged (default 2). */
   minFrequency?: number;
   /** Added special tokens, in id order (default: `<|endoftext|>` and the three SteerLM control tokens). */
@@ -36,10 +38,13 @@ const pairKey = (a: number, b: number) => a * PAIR_SHIFT + b;
 export function trainByteLevelBpe(texts: Iterable<string>, opts: BpeTrainOptions): HfTokenizerJson {
   const specials = opts.specialTokens ?? DEFAULT_SPECIAL_TOKENS;
   const minFrequency = opts.minFrequency ?? 2;
-  const targetMerged = opts.vocabSize - BYTE_SYMBOLS.length - specials.length;
+  const fixed = BYTE_SYMBOLS.length + specials.length + (opts.reserved ?? 0);
+  const targetMerged = opts.vocabSize - fixed;
   if (!Number.isInteger(opts.vocabSize) || targetMerged < 0 || opts.vocabSize >= PAIR_SHIFT)
     throw new SteerlmError(
-      `vocab size ${opts.vocabSize} must be an integer from ${BYTE_SYMBOLS.length + specials.length} to ${PAIR_SHIFT - 1}`,
+      `vocab size ${opts.vocabSize} must be an integer from ${fixed} to ${PAIR_SHIFT - 1} ` +
+        `(${BYTE_SYMBOLS.length} bytes, ${specials.length} special tokens` +
+        `${opts.reserved ? `, ${opts.reserved} kept for added tokens` : ""} and the merged pieces)`,
     );
 
   // 1. Count pre-tokenized words (raw text first: converting each distinct word to bytes once is cheaper).
