@@ -187,6 +187,17 @@ describe("APM training", () => {
     resolved.config.lora = true;
     await expect(runApmTrain(resolved)).rejects.toThrow(/lora: .*LoRA/);
   });
+
+  it("loads a bf16-trained APM with the bf16 GEMMs it was trained and validated with", async () => {
+    const out = join(dir.path, "bf16");
+    await runApmTrain(tinyConfig(out, { computeType: "bf16", steps: 1, val: null }), { progress: false });
+    const apm = await loadApm(out);
+    try {
+      expect(apm.model.options.computeType).toBe("bf16");
+    } finally {
+      await apm.free();
+    }
+  });
 });
 
 describe("annotate", () => {

@@ -87,7 +87,11 @@ export async function loadApm(input: string, threads?: number): Promise<LoadedAp
       backend,
       h.model,
       { get: (name) => data.weights.get(name) },
-      { regressionOutputs: regression ? info.schema.attributes.length : undefined },
+      {
+        regressionOutputs: regression ? info.schema.attributes.length : undefined,
+        // the GEMMs it was trained and validated with (bf16 and f32 products differ in the last bits)
+        computeType: h.settings.computeType === "bf16" ? "bf16" : "f32",
+      },
     );
   } catch (err) {
     // the caller only frees what it got back
