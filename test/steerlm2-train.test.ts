@@ -198,6 +198,10 @@ describe("steerlm steerlm2 train", () => {
     const bad = await runCli(trainArgs(sftGguf, join(tmp.path, "bad"), ["--batch-size", "3"]));
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("batch size 3 is not a multiple of the group size n = 2");
+    const none = await runCli(["steerlm2", "train", "--data", samples, "-o", join(tmp.path, "none")]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain("steerlm: --model: no starting model");
+    expect(none.stderr).not.toContain("--init");
     const sft = await runCli(["sft", "--resume", "-o", run]);
     expect(sft.code).toBe(1);
     expect(sft.stderr).toContain("the run was trained with the steerlm2 objective, not sft");

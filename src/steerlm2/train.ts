@@ -148,6 +148,15 @@ export async function readSampleInfos(
   return { samples, n };
 }
 
+/** steerlm2 trains the model that sampled its data, which only `model` can name (it has no `init`). */
+export function noStartingModel(): InputError {
+  return new InputError(
+    "no starting model",
+    { setting: "model" },
+    "pass --model <the SFT model Q' that sampled the data: a GGUF or a `steerlm sft` run directory>",
+  );
+}
+
 const isDirectory = (path: string) => statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
 
 /**
@@ -187,12 +196,7 @@ export async function runSteerlm2Train(
       { field: "init" },
       "pass --model <the SFT GGUF or run directory> instead",
     );
-  if (cfg.model === null)
-    throw new InputError(
-      "no starting model",
-      { field: "model" },
-      "pass --model <the SFT model Q' that sampled the data: a GGUF or a `steerlm sft` run directory>",
-    );
+  if (cfg.model === null) throw noStartingModel();
   let config = cfg;
   if (steerlm2Model(cfg.model, cfg.output) !== cfg.model)
     config = { ...cfg, model: await sftRunAsGguf(cfg.model, cfg.output) };

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import type { SamplingName } from "../../inference/sampling.js";
 import { SFT_FIELDS } from "../../run/settings.js";
 import { runSample, SAMPLE_DEFAULTS } from "../../steerlm2/sample.js";
-import { runSteerlm2Train, steerlm2Model } from "../../steerlm2/train.js";
+import { noStartingModel, runSteerlm2Train, steerlm2Model } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
 import { addGenerationJobOptions, generationJobValues, throttleFrom } from "../options.js";
@@ -122,6 +122,8 @@ function registerTrain(group: Command): void {
   cmd.action((raw: Record<string, string | boolean | undefined>) => {
     // the run stores the file it trains from: an SFT run directory's export (a resume compares with it)
     const { model, output } = raw;
+    // before the settings' own check, which would offer --init, a setting this command does not take
+    if (!raw.resume && model === undefined && raw.config === undefined) throw noStartingModel();
     const resolved = resolve(
       raw.resume && typeof model === "string" && typeof output === "string"
         ? { ...raw, model: steerlm2Model(model, output) }
