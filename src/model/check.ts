@@ -4,7 +4,7 @@ import { loadLlamaModel } from "../gguf/llama-cpp.js";
 import { readGguf } from "../gguf/reader.js";
 import { SteerlmError } from "../util/errors.js";
 import { forwardLogits, logSoftmaxRows } from "./infer.js";
-import { defaultFrozenType, ggufMatrixType, loadLlamaGguf } from "./load.js";
+import { ggufStorage, loadLlamaGguf } from "./load.js";
 import type { FrozenType } from "./model.js";
 
 export interface ModelCheckResult {
@@ -17,7 +17,6 @@ export interface ModelCheckResult {
   maxAbsLogProbDiff: number;
   /** Fraction of positions where both pick the same most likely next token. */
   top1Agreement: number;
-  /** Weight type used for our side: f16 when the file stores half-precision matrices (as llama.cpp computes). */
   /** How the engine held the file's matrices for the comparison: as stored. */
   weightType: FrozenType;
 }
@@ -52,9 +51,7 @@ export async function checkModelAgainstLlamaCpp(
   const backend = new Backend(opts.threads);
   try {
     // the file's own values as stored (an F16, BF16 or Q8_0 file read exactly, never rounded again)
-    const file = await readGguf(path);
-    const own = ggufMatrixType(file);
-    const weightType: FrozenType = own === "F32" ? "f32" : defaultFrozenType(file);
+    const weightType = ggufStorage(await readGguf(path));
     const loaded = await loadLlamaGguf(backend, path, { trainBase: false, frozenType: weightType });
     const V = loaded.config.vocabSize;
     let ours: Float64Array;

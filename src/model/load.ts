@@ -19,13 +19,18 @@ export function ggufMatrixType(file: GgufFile): "F32" | "F16" | "BF16" | "Q8_0" 
   return t === "Q8_0" || t === "F16" || t === "BF16" ? t : "F32";
 }
 
+/** The frozen storage that holds a GGUF's matrices exactly as the file stores them (f32 for other types). */
+export function ggufStorage(file: GgufFile): FrozenType {
+  return ggufMatrixType(file).toLowerCase() as FrozenType;
+}
+
 /**
  * The frozen storage LoRA on a GGUF base gets by default: the file's own (Q8_0/F16/BF16), so a quantised
  * base stays quantised in memory (its values requantise to the same blocks); LORA_FROZEN_DEFAULT for F32.
  */
 export function defaultFrozenType(file: GgufFile): FrozenType {
-  const own = ggufMatrixType(file);
-  return own === "F32" ? LORA_FROZEN_DEFAULT : (own.toLowerCase() as FrozenType);
+  const own = ggufStorage(file);
+  return own === "f32" ? LORA_FROZEN_DEFAULT : own;
 }
 
 export interface LoadedModel {

@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { readGguf } from "../gguf/reader.js";
-import { ggufMatrixType } from "../model/load.js";
-import type { FrozenType } from "../model/model.js";
+import { ggufStorage } from "../model/load.js";
 import { latestCheckpoint } from "../run/checkpoint.js";
 import type { ResolvedSftConfig } from "../run/config.js";
 import { SETTINGS_FILE } from "../run/config.js";
@@ -203,8 +202,7 @@ export async function runSteerlm2Train(
   if (config.lora && config.frozen === null && config.model !== null && !isDirectory(config.model)) {
     // Q_θ must start as Q' exactly (the samples' log Q' were scored on the file's own values): LoRA keeps
     // the base as stored, never rounded to bf16 as other LoRA runs keep an F32 base
-    const own = ggufMatrixType(await readGguf(config.model));
-    config = { ...config, frozen: own.toLowerCase() as FrozenType };
+    config = { ...config, frozen: ggufStorage(await readGguf(config.model)) };
   }
   const { samples, n } = await readSampleInfos(config.data, config.schema);
   log.info(
