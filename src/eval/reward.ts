@@ -157,17 +157,21 @@ export function accuracy(right: readonly boolean[], resamples: number, rng: Rng)
 }
 
 /** The table `steerlm eval reward` prints. */
+/** Weights as `--weights` takes them: `helpfulness=0.3,correctness=0.74,...`. */
+export function weightsText(weights: Readonly<Record<string, number>>): string {
+  return Object.entries(weights)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+}
+
 export function formatReward(r: RewardReport): string {
   const names = Object.keys(r.subsets);
   const w = Math.max(8, ...names.map((n) => n.length));
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(7);
   const row = (name: string, a: Accuracy) =>
     `${name.padEnd(w)}  ${String(a.pairs).padStart(6)}  ${pct(a.accuracy)}  [${pct(a.ci[0])}, ${pct(a.ci[1])}]`;
-  const weights = Object.entries(r.weights)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(",");
   return [
-    `Preference accuracy (reward = ${weights}; ${Math.round(100 * REWARD_DEFAULTS.confidence)}% bootstrap CI, ${r.resamples} resamples)`,
+    `Preference accuracy (reward = ${weightsText(r.weights)}; ${Math.round(100 * REWARD_DEFAULTS.confidence)}% bootstrap CI, ${r.resamples} resamples)`,
     `${"subset".padEnd(w)}  ${"pairs".padStart(6)}  ${"acc".padStart(7)}  ci`,
     ...names.map((n) => row(n, r.subsets[n] as Accuracy)),
     row("overall", r.overall),

@@ -11,6 +11,7 @@ import {
   NVIDIA_REWARD_WEIGHTS,
   parseWeights,
   REWARD_DEFAULTS,
+  weightsText,
 } from "../../eval/reward.js";
 import { readPairs } from "../../eval/reward-pairs.js";
 import { SWEEP_DEFAULTS, sweepPrompts } from "../../eval/sweep.js";
@@ -71,11 +72,7 @@ export function registerSteering(evalCmd: Command): void {
   addApmOption(reward)
     .option(
       "--weights <name=w,...>",
-      `reward = Σ weight × predicted attribute (default: NVIDIA's Nemotron-4-340B-Reward weights, ${Object.entries(
-        NVIDIA_REWARD_WEIGHTS,
-      )
-        .map(([k, w]) => `${k}=${w}`)
-        .join(",")})`,
+      `reward = Σ weight × predicted attribute (default: NVIDIA's Nemotron-4-340B-Reward weights, ${weightsText(NVIDIA_REWARD_WEIGHTS)})`,
     )
     .addOption(
       numberOption("--resamples <n>", "bootstrap resamples", integerFrom(1), REWARD_DEFAULTS.resamples),

@@ -120,8 +120,6 @@ export function register(program: Command): void {
         requireControlTokens: (flags.requireControlTokens as boolean | undefined) ?? !isLoopbackHost(host),
         parallel: numFlag(flags, "parallel"),
         maxQueue: numFlag(flags, "queue"),
-        contextSize: numFlag(flags, "contextSize"),
-        threads: numFlag(flags, "threads"),
         promptCache: flags.promptCache as boolean,
       },
       "--upstream",
