@@ -1,3 +1,4 @@
+import { copyFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SteerableModel } from "../src/inference/model.js";
@@ -40,9 +41,14 @@ describe.skipIf(!haveSharedData)("steerlm sft --model <plain Llama GGUF> --lora"
       /the vocabulary lacks <extra_id_0>, <extra_id_1>, <extra_id_2>; added as control tokens/,
     );
     const ck = readCheckpoint(join(run, "checkpoints", "step-000002.ckpt"));
-    expect(ck.header.baseModel).toBe(join(run, "base.gguf"));
+    // the prepared base lives in the run, named relative to it: the run can move (another disk, machine)
+    expect(ck.header.baseModel).toBe("base.gguf");
+    expect(ck.header.baseSha256).toBeNull();
+    const moved = join(tmp.path, "moved-run");
+    renameSync(run, moved);
     const out = join(tmp.path, "model.gguf");
-    expect((await runCli(["export", "gguf", run, "-o", out])).code).toBe(0);
+    const exported = await runCli(["export", "gguf", moved, "-o", out]);
+    expect(exported.code, exported.stderr).toBe(0);
     const model = await SteerableModel.load({ modelPath: out });
     try {
       expect(model.controlMode).toBe("tokens");
@@ -51,5 +57,30 @@ describe.skipIf(!haveSharedData)("steerlm sft --model <plain Llama GGUF> --lora"
     } finally {
       await model.dispose();
     }
+  }, 120_000);
+
+  it("refuses to export or resume a run whose base outside the run directory was replaced", async () => {
+    const inputs = tinySftInputs(tmp.path, 30);
+    // a base that already has the control tokens is used where it is, not copied into the run
+    const base = join(tmp.path, "base-with-controls.gguf");
+    copyFileSync(join(tmp.path, "model.gguf"), base);
+    const run = join(tmp.path, "run-external");
+    const flags = ["--data", inputs.train, "--model", base, "--lora", "--lora-rank", "4", "--seq-len", "96"];
+    const more = ["--batch-size", "2", "--threads", "1", "-o", run];
+    const r = await runCli(["sft", ...flags, "--steps", "2", ...more]);
+    expect(r.code, r.stderr).toBe(0);
+    const ck = readCheckpoint(join(run, "checkpoints", "step-000002.ckpt"));
+    expect(ck.header.baseModel).toBe(base);
+    expect(ck.header.baseSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect((await runCli(["export", "gguf", run, "--lora", "-o", join(tmp.path, "a.gguf")])).code).toBe(0);
+
+    // same path, other weights (the plain Llama GGUF): the adapters would be merged into the wrong base
+    copyFileSync(sharedData("gguf", "llama-2-tiny-random.gguf"), base);
+    const refused = await runCli(["export", "gguf", run, "-o", join(tmp.path, "b.gguf")]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${base}: baseModel: is not the base the run started from`);
+    const resumed = await runCli(["sft", "--resume", ...flags, "--steps", "2", ...more]);
+    expect(resumed.code).toBe(1);
+    expect(resumed.stderr).toContain(`${base}: baseModel: is not the base the run started from`);
   }, 120_000);
 });

@@ -6,7 +6,7 @@ import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { HEAD_BIAS, HEAD_WEIGHT, regressionHead } from "../model/head.js";
 import { buildForward, LlamaModel } from "../model/model.js";
-import { type CheckpointData, readCheckpoint, resolveCheckpoint } from "../run/checkpoint.js";
+import { type CheckpointData, checkpointBase, readCheckpoint, resolveCheckpoint } from "../run/checkpoint.js";
 import { tokenizerFromJson } from "../run/setup.js";
 import { loadGgufTokenizer } from "../tokenizer/gguf.js";
 import type { Tokenizer } from "../tokenizer/types.js";
@@ -77,8 +77,9 @@ export async function loadApm(input: string, threads?: number): Promise<LoadedAp
   if (regression && !data.weights.has(HEAD_WEIGHT))
     throw new InputError(`no ${HEAD_WEIGHT} tensor`, { file: checkpoint });
   let tokenizer: Tokenizer;
+  const basePath = h.tokenizer === null ? await checkpointBase(h, checkpoint) : null;
   if (h.tokenizer !== null) tokenizer = tokenizerFromJson(h.tokenizer, checkpoint);
-  else if (h.baseModel !== null) tokenizer = await loadGgufTokenizer(h.baseModel);
+  else if (basePath !== null) tokenizer = await loadGgufTokenizer(basePath);
   else throw new InputError("the checkpoint has no tokenizer and no base model", { file: checkpoint });
   const backend = new Backend(threads);
   let model: LlamaModel;

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { writeFileAtomic } from "../util/atomic.js";
 import { readFailure } from "../util/errno.js";
@@ -107,6 +107,70 @@ function* chunks(
   }
 }
 
+/** The container's header: its version, where the data starts, and the JSON (the writer's metadata and `blobs`). */
+interface ContainerHeader {
+  version: number;
+  dataStart: number;
+  header: Record<string, unknown>;
+}
+
+/** Parses the prefix and header from `read(start, end)`, bytes of a file of `size` bytes, checking each. */
+function readHeader(
+  path: string,
+  size: number,
+  read: (start: number, end: number) => Buffer,
+): ContainerHeader {
+  const bad = (what: string) => new InputError(what, { file: path }, DAMAGED);
+  const head = read(0, Math.min(20, size));
+  if (size < 16 || head.toString("latin1", 0, 8) !== CHECKPOINT_MAGIC)
+    throw new InputError(
+      `not a steerlm checkpoint (magic ${JSON.stringify(head.toString("latin1", 0, Math.min(8, size)))}, expected "${CHECKPOINT_MAGIC}")`,
+      { file: path },
+      "pass a run directory or a checkpoints/step-*.ckpt file written by steerlm",
+    );
+  const version = head.readUInt32LE(8);
+  if (!READ_VERSIONS.includes(version))
+    throw new InputError(
+      `checkpoint version ${version} is not supported (this steerlm reads ${READ_VERSIONS.join(" and ")})`,
+      { file: path },
+      "use the steerlm version that wrote it, or retrain",
+    );
+  const pre = prefixBytes(version);
+  const len = head.readUInt32LE(12);
+  if (pre > size || pre + len > size) throw bad("truncated checkpoint header");
+  const json = read(pre, pre + len);
+  if (version >= 2 && crc32(json) !== head.readUInt32LE(16))
+    throw bad("the header's checksum does not match: the file is damaged");
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(json.toString("utf8")) as Record<string, unknown>;
+  } catch {
+    throw bad("corrupt checkpoint header");
+  }
+  return { version, dataStart: alignUp(pre + len), header };
+}
+
+/** The writer's metadata alone (without `blobs`), read without the tensors (a resume's first checks). */
+export function readCheckpointMeta(path: string): Record<string, unknown> {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (err) {
+    throw readFailure(err, path, "cannot read the checkpoint");
+  }
+  try {
+    const read = (start: number, end: number) => {
+      const b = Buffer.alloc(end - start);
+      readSync(fd, b, 0, b.length, start);
+      return b;
+    };
+    const { blobs: _b, ...meta } = readHeader(path, fstatSync(fd).size, read).header;
+    return meta;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Reads the container back: the writer's metadata (without `blobs`) and the blobs in file order. */
 export function readCheckpointFile(path: string): { meta: Record<string, unknown>; blobs: CheckpointBlob[] } {
   let buf: Buffer;
@@ -116,33 +180,10 @@ export function readCheckpointFile(path: string): { meta: Record<string, unknown
     throw readFailure(err, path, "cannot read the checkpoint");
   }
   const bad = (what: string, place: Place = {}) => new InputError(what, { file: path, ...place }, DAMAGED);
-  if (buf.length < 16 || buf.toString("latin1", 0, 8) !== CHECKPOINT_MAGIC)
-    throw new InputError(
-      `not a steerlm checkpoint (magic ${JSON.stringify(buf.toString("latin1", 0, Math.min(8, buf.length)))}, expected "${CHECKPOINT_MAGIC}")`,
-      { file: path },
-      "pass a run directory or a checkpoints/step-*.ckpt file written by steerlm",
-    );
-  const version = buf.readUInt32LE(8);
-  if (!READ_VERSIONS.includes(version))
-    throw new InputError(
-      `checkpoint version ${version} is not supported (this steerlm reads ${READ_VERSIONS.join(" and ")})`,
-      { file: path },
-      "use the steerlm version that wrote it, or retrain",
-    );
-  const pre = prefixBytes(version);
-  const len = buf.readUInt32LE(12);
-  if (pre + len > buf.length) throw bad("truncated checkpoint header");
-  const json = buf.subarray(pre, pre + len);
-  if (version >= 2 && crc32(json) !== buf.readUInt32LE(16))
-    throw bad("the header's checksum does not match: the file is damaged");
-  let header: Record<string, unknown>;
-  try {
-    header = JSON.parse(json.toString("utf8")) as Record<string, unknown>;
-  } catch {
-    throw bad("corrupt checkpoint header");
-  }
+  const { version, dataStart, header } = readHeader(path, buf.length, (start, end) =>
+    buf.subarray(start, end),
+  );
   if (!Array.isArray(header.blobs)) throw bad("corrupt checkpoint header (no blob list)");
-  const dataStart = alignUp(pre + len);
   const blobs = header.blobs.map((raw: unknown, i): CheckpointBlob => {
     const b = blobInfo(raw, i, version, bad);
     const at = { field: `${b.name} (${b.kind})` };

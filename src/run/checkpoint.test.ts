@@ -16,6 +16,7 @@ import {
   latestCheckpoint,
   pruneCheckpoints,
   readCheckpoint,
+  readCheckpointHeader,
   resumeRun,
   saveRunCheckpoint,
   saveTrainerCheckpoint,
@@ -134,8 +135,17 @@ describe("run checkpoints", () => {
     v2.writeUInt32LE(99, 8);
     writeFileSync(bad, v2);
     expect(() => readCheckpoint(bad)).toThrow("version 99 is not supported");
+    expect(() => readCheckpointHeader(bad)).toThrow("version 99 is not supported");
     writeFileSync(bad, good.subarray(0, good.length - 100));
     expect(() => readCheckpoint(bad)).toThrow("truncated checkpoint");
+    // the header alone (a resume's first checks) is whole in this file; cut inside it, it is refused too
+    expect(readCheckpointHeader(bad).step).toBe(header.step);
+    writeFileSync(bad, good.subarray(0, 40));
+    expect(() => readCheckpointHeader(bad)).toThrow(`${bad}: truncated checkpoint header`);
+    const flipped = Buffer.from(good);
+    flipped[30] ^= 1;
+    writeFileSync(bad, flipped);
+    expect(() => readCheckpointHeader(bad)).toThrow("the header's checksum does not match");
     tr.free();
     model.free();
   });
@@ -185,6 +195,7 @@ describe("run checkpoints", () => {
     const { tensors: _t, ...rest } = back.header;
     const { tensors: _u, ...want } = header;
     expect(rest).toEqual(want);
+    expect(readCheckpointHeader(path)).toEqual({ ...header, tensors: [] });
     expect(back.header.tensors).toEqual([
       { name: "a.weight", role: "weight", shape: [1] },
       { name: "z.weight", role: "weight", shape: [3, 2] },

@@ -1,14 +1,17 @@
-import { readdirSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { type AttributeSchema, loadSchema, validateSchema } from "../data/attributes.js";
 import type { LlamaConfig } from "../model/config.js";
 import type { LoraOptions } from "../model/lora.js";
 import type { Trainer } from "../train/trainer.js";
+import { userFileError } from "../util/errno.js";
 import { InputError } from "../util/errors.js";
+import { fileSha256 } from "../util/files.js";
 import {
   type CheckpointBlob,
   type CheckpointBlobKind,
   readCheckpointFile,
+  readCheckpointMeta,
   writeCheckpointFile,
 } from "./checkpoint-file.js";
 import type { DataCursor } from "./data.js";
@@ -38,8 +41,13 @@ export interface CheckpointHeader {
   cursor: DataCursor;
   model: LlamaConfig;
   lora: LoraOptions | null;
-  /** The frozen base (LoRA) or starting weights (full fine-tuning) GGUF, when the run began from one. */
+  /**
+   * The frozen base (LoRA) or starting weights (full fine-tuning) GGUF, when the run began from one: relative
+   * to the run directory when it lies in it, else absolute (`recordBase`). Read it with `checkpointBase`.
+   */
   baseModel: string | null;
+  /** SHA-256 of a base outside the run directory (null otherwise); absent in runs before 2026-12-07. */
+  baseSha256?: string | null;
   /** tokenizer.json text of a model trained from scratch (the vocabulary travels with the weights). */
   tokenizer: string | null;
   /**
@@ -92,8 +100,12 @@ export function writeCheckpoint(
   writeCheckpointFile(path, meta as unknown as Record<string, unknown>, blobs);
 }
 
-export function readCheckpoint(path: string): CheckpointData {
-  const { meta, blobs } = readCheckpointFile(path);
+/** A checkpoint's header alone, without reading its tensors (`tensors` left empty). */
+export function readCheckpointHeader(path: string): CheckpointHeader {
+  return sftHeader(readCheckpointMeta(path), path);
+}
+
+function sftHeader(meta: Record<string, unknown>, path: string): CheckpointHeader {
   if (meta.format !== SFT_FORMAT) {
     throw new InputError(
       `not a steerlm SFT checkpoint (format ${JSON.stringify(meta.format ?? null)}, expected "${SFT_FORMAT}")`,
@@ -101,7 +113,12 @@ export function readCheckpoint(path: string): CheckpointData {
       "pass a run directory or a checkpoints/step-*.ckpt file written by `steerlm sft`",
     );
   }
-  const header = { ...meta, tensors: [] } as unknown as CheckpointHeader;
+  return { ...meta, tensors: [] } as unknown as CheckpointHeader;
+}
+
+export function readCheckpoint(path: string): CheckpointData {
+  const { meta, blobs } = readCheckpointFile(path);
+  const header = sftHeader(meta, path);
   const out: CheckpointData = { header, weights: new Map(), adamM: new Map(), adamV: new Map() };
   for (const b of blobs) {
     const role = ROLE_OF_KIND[b.kind];
@@ -145,6 +162,59 @@ export function restoreTrainerCheckpoint(path: string, trainer: Trainer): Checkp
     ),
   );
   return ck;
+}
+
+/**
+ * The base GGUF as a checkpoint records it. One in the run directory (the prepared base with control tokens, a
+ * converted Hugging Face model) is named relative to it, so that the run can move to another disk or machine;
+ * one elsewhere keeps its absolute path and its SHA-256, so that export, annotate and resume refuse another file
+ * at that path rather than merge the adapters into other weights.
+ */
+export async function recordBase(
+  runDir: string,
+  path: string | null,
+): Promise<Pick<CheckpointHeader, "baseModel" | "baseSha256">> {
+  if (path === null) return { baseModel: null, baseSha256: null };
+  const inRun = relative(resolve(runDir), resolve(path));
+  if (inRun !== "" && !inRun.startsWith("..") && !isAbsolute(inRun))
+    return { baseModel: inRun, baseSha256: null };
+  try {
+    return { baseModel: resolve(path), baseSha256: await fileSha256(path) };
+  } catch (err) {
+    throw userFileError(err, path);
+  }
+}
+
+/** The path of a checkpoint's base GGUF (null: none), checked against the SHA-256 the run recorded. */
+export async function checkpointBase(
+  header: Pick<CheckpointHeader, "baseModel" | "baseSha256">,
+  checkpoint: string,
+): Promise<string | null> {
+  if (header.baseModel === null) return null;
+  const runDir = dirname(dirname(checkpoint));
+  if (header.baseSha256 === undefined) {
+    // older runs: the path as the command named it; their own base file found where the run is now
+    if (existsSync(header.baseModel)) return header.baseModel;
+    const moved = join(runDir, basename(header.baseModel));
+    return existsSync(moved) ? moved : header.baseModel;
+  }
+  const path = resolve(runDir, header.baseModel);
+  if (header.baseSha256 !== null) {
+    let now: string;
+    try {
+      now = await fileSha256(path);
+    } catch (err) {
+      throw userFileError(err, path);
+    }
+    if (now !== header.baseSha256) {
+      throw new InputError(
+        `is not the base the run started from (SHA-256 ${now.slice(0, 12)}…, ${header.baseSha256.slice(0, 12)}… then)`,
+        { file: path, field: "baseModel" },
+        `put back the base the run trained on: the weights of ${checkpoint} belong to it`,
+      );
+    }
+  }
+  return path;
 }
 
 /** The folder of a run's checkpoints. */

@@ -15,6 +15,7 @@ import { InputError } from "../util/errors.js";
 import {
   type CheckpointData,
   type CheckpointHeader,
+  checkpointBase,
   headerSchema,
   readCheckpoint,
   resolveCheckpoint,
@@ -69,7 +70,8 @@ export async function readCheckpointModel(input: string): Promise<CheckpointMode
       "use the run directly: `steerlm annotate --apm <run> ...`",
     );
   }
-  const base = h.baseModel ? await readGguf(h.baseModel) : null;
+  const basePath = await checkpointBase(h, checkpoint);
+  const base = basePath === null ? null : await readGguf(basePath);
   const weights = new Map<string, Float32Array>();
   for (const spec of llamaTensorSpecs(h.model)) {
     const w = ck.weights.get(spec.name) ?? (base ? await readTensorF32(base, spec.name) : undefined);
@@ -149,22 +151,23 @@ export async function readLoraCheckpoint(input: string): Promise<LoraCheckpoint>
       "export its full weights without --lora",
     );
   }
-  if (h.baseModel === null) {
+  const baseModel = await checkpointBase(h, checkpoint);
+  if (baseModel === null) {
     throw new InputError("a LoRA run needs the base GGUF it adapted, and this one names none", {
       file: checkpoint,
       field: "baseModel",
     });
   }
-  const base = await readGguf(h.baseModel);
+  const base = await readGguf(baseModel);
   const arch = metaString(base, "general.architecture");
   if (arch !== "llama" && arch !== "qwen2") {
     throw new InputError(`architecture ${JSON.stringify(arch)} is not supported`, {
-      file: h.baseModel,
+      file: baseModel,
       field: "general.architecture",
     });
   }
   const tensors = new Map([...ck.weights].filter(([name]) => /\.lora_[ab]$/.test(name)));
-  return { checkpoint, header: h, lora: h.lora, baseModel: h.baseModel, base, arch, tensors };
+  return { checkpoint, header: h, lora: h.lora, baseModel, base, arch, tensors };
 }
 
 export interface LoraExportResult extends ExportResult {

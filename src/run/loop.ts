@@ -15,8 +15,11 @@ import { log } from "../util/log.js";
 import { formatDuration, Progress } from "../util/progress.js";
 import {
   type CheckpointHeader,
+  checkpointBase,
   checkpointDir,
   latestCheckpoint,
+  readCheckpointHeader,
+  recordBase,
   resumeRun,
   saveRunCheckpoint,
 } from "./checkpoint.js";
@@ -200,6 +203,9 @@ async function trainLocked(
       "pass --resume to continue it, or choose a new -o",
     );
   }
+  // before anything is prepared: a base replaced at its path would have the trained tensors continue on
+  // weights they do not belong to
+  if (resumeFrom) await checkpointBase(readCheckpointHeader(resumeFrom), resumeFrom);
   mkdirSync(ckptDir, { recursive: true });
   objective.start(runDir, Boolean(opts.resume));
   const dataFiles = { data: cfg.data, val: cfg.val };
@@ -234,6 +240,7 @@ async function trainLocked(
           )
         : await setupFromGguf(cfg.model as string, runDir);
     owned.push(() => setup.tokenizer.dispose());
+    const base = await recordBase(runDir, setup.baseModel);
     const padId = padTokenId(setup.tokenizer);
     const readVal = async () => (cfg.val ? read(cfg.val) : null);
     const data = await objective.prepare({ cfg, schema, records, readVal, setup, padId });
@@ -291,7 +298,7 @@ async function trainLocked(
       cursor: batches.cursor,
       model: setup.config,
       lora: lora ?? null,
-      baseModel: setup.baseModel,
+      ...base,
       tokenizer: setup.tokenizerJson,
       schema: data.header?.schema ?? JSON.stringify(schema),
       settings: { ...(cfg as unknown as Record<string, unknown>), ...data.header?.settings },
