@@ -6,7 +6,7 @@
  * onto the exported base must equal the merged export; and `steerlm model convert` of the export must give
  * back `steerlm export gguf` byte for byte.
  */
-import { readFileSync } from "node:fs";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSchema } from "../src/data/attributes.js";
@@ -156,6 +156,46 @@ describe("export hf of a trained run", () => {
       expect(r.code, r.stderr).toBe(0);
       expect(readFileSync(out).equals(readFileSync(gguf))).toBe(true);
     }
+  });
+
+  it("an engine's output (no steerlm key, the template in chat_template.jinja) converts with a job's schema.json", async () => {
+    // what TRL / NeMo RL hand back: transformers' save_pretrained keeps no steerlm key and moves the chat
+    // template out of tokenizer_config.json into chat_template.jinja
+    const engine = join(tmp.path, "engine-output");
+    cpSync(hf, engine, { recursive: true });
+    const config = JSON.parse(readFileSync(join(engine, "config.json"), "utf8"));
+    delete config.steerlm;
+    writeFileSync(join(engine, "config.json"), JSON.stringify(config));
+    const tc = JSON.parse(readFileSync(join(engine, "tokenizer_config.json"), "utf8"));
+    delete tc.chat_template;
+    writeFileSync(join(engine, "tokenizer_config.json"), JSON.stringify(tc));
+    const saved = "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}";
+    writeFileSync(join(engine, "chat_template.jinja"), saved);
+
+    const plain = join(tmp.path, "engine-plain.gguf");
+    expect((await runCli(["model", "convert", engine, "-o", plain, "--type", "f32"])).code).toBe(0);
+    const file = await readGguf(plain);
+    expect(file.metadata.get("tokenizer.chat_template")?.value).toBe(saved);
+    expect(file.metadata.has("steerlm.schema")).toBe(false);
+
+    const schemaFile = join(tmp.path, "schema.json");
+    writeFileSync(schemaFile, `${JSON.stringify(loadSchema("steerlm"), null, 2)}\n`);
+    const out = join(tmp.path, "engine-steered.gguf");
+    const r = await runCli([
+      "model",
+      "convert",
+      engine,
+      "--schema",
+      schemaFile,
+      "-o",
+      out,
+      "--type",
+      "f32",
+      "--name",
+      "steerlm",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(gguf))).toBe(true);
   });
 
   it.skipIf(!haveTorch)(

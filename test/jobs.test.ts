@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -7,7 +7,7 @@ import { convertFile } from "../src/data/jobs.js";
 import { readRecords } from "../src/data/read.js";
 import { type DataRecord, toConversation } from "../src/data/record.js";
 import { renderConversation } from "../src/data/template.js";
-import { haveSharedData, tempDir } from "./helpers.js";
+import { haveSharedData, sharedData, tempDir } from "./helpers.js";
 import {
   at,
   engineFixture,
@@ -242,7 +242,11 @@ describe.skipIf(!haveSharedData)("steerlm export job", () => {
     ] as const) {
       const readme = readFileSync(join(dirs[engine], "README.md"), "utf8");
       expect(readme).toContain(`# SteerLM SFT job for ${version}`);
-      expect(readme).toMatch(/steerlm model convert \S+ -o model\.gguf/);
+      // the engines hand back no steerlm key: the job's own schema steers the converted model
+      expect(readme).toMatch(
+        /steerlm model convert \S+ --schema (<this folder>\/)?schema\.json -o model\.gguf/,
+      );
+      expect(loadSchema(join(dirs[engine], "schema.json"))).toEqual(loadSchema("steerlm"));
       expect(readme).toContain("steerlm serve -m model.gguf");
       for (const setting of ["lr", "warmupSteps", "minLrRatio", "loraAlpha", "threads", "keepCheckpoints"]) {
         expect(readme, `${engine}: ${setting}`).toMatch(new RegExp(`^\\| ${setting} \\|`, "m"));
@@ -258,5 +262,34 @@ describe.skipIf(!haveSharedData)("steerlm export job", () => {
     expect(config.eos_token).toBe("<extra_id_1>");
     expect(config.model_name_or_path).toBe(hf);
     expect(readFileSync(join(out, "README.md"), "utf8")).not.toContain("must have `<extra_id_0>`");
+  });
+
+  it("sets NeMo RL's add_bos as the model's tokenizer adds BOS, and says so where it cannot know", async () => {
+    // GPT-2's real tokenizer has a BOS (<|endoftext|>) that it never adds; NeMo RL would prepend it anyway
+    const gpt2 = join(tmp.path, "gpt2");
+    cpSync(sharedData("tokenizers", "gpt2"), gpt2, { recursive: true });
+    writeFileSync(join(gpt2, "config.json"), JSON.stringify({ architectures: ["GPT2LMHeadModel"] }));
+    const llama = writeHfDir(join(tmp.path, "llama-like"), ["<s>"]);
+    writeFileSync(
+      join(llama, "tokenizer_config.json"),
+      JSON.stringify({ add_bos_token: true, bos_token: "<s>" }),
+    );
+    const cases = [
+      [gpt2, false],
+      [llama, true],
+    ] as const;
+    for (const [model, addBos] of cases) {
+      const out = join(tmp.path, `nemo-rl-bos-${addBos}`);
+      await exportTo("nemo-rl", out, data.config, { model, weightDecay: 0 });
+      expect((readYaml(join(out, "sft.yaml")).data as { add_bos: boolean }).add_bos, model).toBe(addBos);
+      expect(readFileSync(join(out, "README.md"), "utf8")).not.toContain(
+        "could not read the model's tokenizer",
+      );
+    }
+    // a hub id: unknown here, NeMo RL's default, and the README says what to change
+    expect((readYaml(join(dirs["nemo-rl"], "sft.yaml")).data as { add_bos: boolean }).add_bos).toBe(true);
+    expect(readFileSync(join(dirs["nemo-rl"], "README.md"), "utf8")).toContain(
+      "The job could not read the model's tokenizer, so `data.add_bos` is true",
+    );
   });
 });

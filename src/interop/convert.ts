@@ -3,7 +3,8 @@
  * that llama.cpp loads, tokenizes like the HF tokenizer, and computes the same logits from.
  */
 import { existsSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
+import type { AttributeSchema } from "../data/attributes.js";
 import { f32, type GgufMetaValue, str, u32 } from "../gguf/types.js";
 import type { GgufVocab } from "../gguf/vocab.js";
 import { f32ToBf16, type GgufTensorInput, writeGguf } from "../gguf/writer.js";
@@ -12,6 +13,7 @@ import { llamaMetadata } from "../model/llama-gguf.js";
 import { type HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
 import { TOKEN_TYPE, toGgufVocab } from "../tokenizer/to-gguf.js";
 import { InputError } from "../util/errors.js";
+import { readInputText } from "../util/files.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
 import { type HfCheckpoint, openHfCheckpoint } from "./checkpoint.js";
@@ -53,6 +55,11 @@ export interface ConvertOptions {
   type?: ConvertType;
   /** general.name; default: the directory's name. */
   name?: string;
+  /**
+   * Steer with this schema (its steering chat template, `steerlm.schema`): a model trained on SteerLM data by
+   * another engine. Default: the schema of config.json's `steerlm` key (a model steerlm exported), else none.
+   */
+  schema?: AttributeSchema;
 }
 
 export interface ConvertResult {
@@ -82,7 +89,12 @@ export async function convertHfToGguf(
   }
   const hf = hfVocab(loadHfTokenizer(tokenizerPath), spec.config, tokenizerPath);
   // A model steerlm exported (config.json's `steerlm` key) gets back everything `export gguf` writes.
-  const steered = spec.schema === null ? { vocab: hf.vocab, metadata: [] } : steerGguf(hf.vocab, spec.schema);
+  const schema = opts.schema ?? spec.schema;
+  if (opts.schema && spec.schema && JSON.stringify(opts.schema) !== JSON.stringify(spec.schema))
+    log.warn(
+      `${dir}: config.json's steerlm schema is ${spec.schema.name}; steering with ${opts.schema.name} as asked`,
+    );
+  const steered = schema === null ? { vocab: hf.vocab, metadata: [] } : steerGguf(hf.vocab, schema);
 
   const tensors: GgufTensorInput[] = [];
   const progress = new Progress({ label: "convert", total: model.plan.length });
@@ -142,6 +154,24 @@ function ropeScalingMetadata(arch: string, s: RopeScaling | null): Array<[string
 }
 
 /**
+ * The chat template beside a tokenizer.json, for llama.cpp to read from the GGUF: `chat_template.jinja`, where
+ * current transformers saves it (and which it reads first), else tokenizer_config.json's `chat_template`,
+ * a string or a list of named templates (the one named "default", as llama.cpp's converter takes).
+ */
+function hfChatTemplate(tokenizerPath: string, inConfig: unknown): string | null {
+  const file = join(dirname(tokenizerPath), "chat_template.jinja");
+  if (existsSync(file)) return readInputText(file);
+  if (typeof inConfig === "string") return inConfig;
+  if (Array.isArray(inConfig)) {
+    const named = inConfig.find((t: { name?: unknown }) => t?.name === "default") as
+      | { template?: unknown }
+      | undefined;
+    if (typeof named?.template === "string") return named.template;
+  }
+  return null;
+}
+
+/**
  * The tokenizer's GGUF vocabulary, padded to the embedding rows: checkpoints often round vocab_size up
  * (Qwen2: 151936 rows for 151646 tokens), and llama.cpp needs one token per row. Padding tokens are
  * UNUSED, so text never produces them (llama.cpp's converter does the same with "[PAD{i}]").
@@ -152,9 +182,8 @@ function hfVocab(
   source: string,
 ): { vocab: GgufVocab; padded: number } {
   const vocab: GgufVocab = toGgufVocab(tokenizer);
-  // transformers keeps the chat template in tokenizer_config.json; llama.cpp reads it from the GGUF.
-  const template = tokenizer.config.chat_template;
-  if (typeof template === "string") vocab.chatTemplate = template;
+  const template = hfChatTemplate(source, tokenizer.config.chat_template);
+  if (template !== null) vocab.chatTemplate = template;
   const n = vocab.tokens.length;
   if (n > config.vocabSize) {
     throw new InputError(

@@ -13,7 +13,7 @@ import type { Engine } from "./engines.js";
 import { modelName, modelReference, tokenizerControlTokens } from "./model.js";
 import { nemoAlignerJob } from "./nemo-aligner.js";
 import { nemoRlJob } from "./nemo-rl.js";
-import { type BuiltJob, cannotExpress, type JobFile, type JobPlan, refuse } from "./plan.js";
+import { type BuiltJob, cannotExpress, type JobFile, type JobPlan, refuse, SCHEMA_FILE } from "./plan.js";
 import { renderReadme } from "./readme.js";
 import { trlJob } from "./trl.js";
 
@@ -109,7 +109,11 @@ export async function exportJob(
   const job = BUILDERS[engine](plan);
   job.differences.push(...commonDifferences(plan));
   const readme = renderReadme(plan, job);
-  const files = [...job.files, { path: "README.md", text: readme }];
+  const files = [
+    ...job.files,
+    { path: SCHEMA_FILE, text: `${JSON.stringify(schema, null, 2)}\n` },
+    { path: "README.md", text: readme },
+  ];
   await writeFolder(cfg.output, files);
   return { dir: cfg.output, engine, files: files.map((f) => f.path), steps: job.steps };
 }

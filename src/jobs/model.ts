@@ -2,6 +2,8 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { CONTROL_TOKEN_NAMES } from "../data/template.js";
 import { type ResolvedSftConfig, readConfigDocument } from "../run/config.js";
+import { hfAddsBos } from "../tokenizer/hf.js";
+import { readSiblingConfig } from "../tokenizer/hf-json.js";
 import { InputError } from "../util/errors.js";
 import { settingPlace } from "./plan.js";
 
@@ -75,18 +77,43 @@ export function modelName(m: ModelRef): string {
  * in its vocabulary); null when that cannot be known here (a hub id, no tokenizer.json).
  */
 export function tokenizerControlTokens(m: ModelRef): string[] | null {
-  if (m.kind !== "hf-dir") return null;
-  const file = join(m.path, "tokenizer.json");
-  if (!existsSync(file)) return null;
-  let json: { added_tokens?: Array<{ content?: unknown }>; model?: { vocab?: unknown } };
-  try {
-    json = JSON.parse(readFileSync(file, "utf8"));
-  } catch {
-    return null;
-  }
+  const json = localTokenizerJson(m);
+  if (json === null) return null;
   const added = new Set((json.added_tokens ?? []).map((t) => t.content));
   const vocab = json.model?.vocab;
   const inVocab = (t: string) =>
     typeof vocab === "object" && vocab !== null && !Array.isArray(vocab) && t in vocab;
   return CONTROL_TOKEN_NAMES.filter((t) => added.has(t) || inVocab(t));
+}
+
+/**
+ * Whether a local Hugging Face tokenizer starts a sequence with BOS (steerlm's rule, and the one TRL follows
+ * by encoding with the tokenizer); null when that cannot be known here.
+ */
+export function tokenizerAddsBos(m: ModelRef): boolean | null {
+  const json = localTokenizerJson(m);
+  if (json === null || m.kind !== "hf-dir") return null;
+  try {
+    return hfAddsBos(json, readSiblingConfig(join(m.path, "tokenizer.json")) ?? {});
+  } catch {
+    return null;
+  }
+}
+
+interface TokenizerJsonPeek {
+  added_tokens?: Array<{ content?: unknown }>;
+  model?: { vocab?: unknown };
+  post_processor?: unknown;
+}
+
+/** A local model's tokenizer.json, parsed; null for a hub id, a `.nemo`, or a missing or unreadable file. */
+function localTokenizerJson(m: ModelRef): TokenizerJsonPeek | null {
+  if (m.kind !== "hf-dir") return null;
+  const file = join(m.path, "tokenizer.json");
+  if (!existsSync(file)) return null;
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as TokenizerJsonPeek;
+  } catch {
+    return null;
+  }
 }

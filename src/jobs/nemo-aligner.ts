@@ -5,6 +5,7 @@ import { gptSftConfig } from "./nemo-aligner-config.js";
 import {
   type BuiltJob,
   bashScript,
+  convertAndServe,
   epochsFor,
   type JobPlan,
   type Launch,
@@ -302,11 +303,15 @@ function bringBack(plan: JobPlan, base: string): string[] {
     [
       "```sh",
       ...merge,
+      "BASE=<the base Hugging Face directory>",
       "python /opt/NeMo/scripts/checkpoint_converters/convert_llama_nemo_to_hf.py \\",
       `  --input_name_or_path ${plan.cfg.lora ? "merged.nemo" : FINAL} --output_path hf/pytorch_model.bin \\`,
-      "  --hf_input_path <the base Hugging Face directory> --hf_output_path hf",
-      "steerlm model convert hf -o model.gguf",
-      "steerlm serve -m model.gguf",
+      "  --hf_input_path $BASE --hf_output_path hf",
+      "# the converter writes a tokenizer only from a SentencePiece --input_tokenizer: take the base's",
+      "for f in tokenizer.json tokenizer_config.json special_tokens_map.json chat_template.jinja; do",
+      '  if [ -e "$BASE/$f" ]; then cp "$BASE/$f" hf/; fi',
+      "done",
+      ...convertAndServe("hf"),
       "```",
     ].join("\n"),
   ];

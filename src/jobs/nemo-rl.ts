@@ -1,8 +1,9 @@
 import { jsonl, lossMessages } from "./data.js";
-import { modelName } from "./model.js";
+import { modelName, tokenizerAddsBos } from "./model.js";
 import {
   type BuiltJob,
   bashScript,
+  convertAndServe,
   epochsFor,
   type JobPlan,
   type Launch,
@@ -154,7 +155,8 @@ export function nemoRlJob(plan: JobPlan): BuiltJob {
     },
     data: {
       max_input_seq_length: cfg.seqLen,
-      add_bos: true,
+      // NeMo RL prepends BOS whenever the tokenizer has one; steerlm and TRL only where the tokenizer adds it
+      add_bos: tokenizerAddsBos(plan.model) ?? true,
       add_eos: false,
       add_generation_prompt: false,
       shuffle: true,
@@ -310,7 +312,7 @@ export function nemoRlJob(plan: JobPlan): BuiltJob {
       },
       {
         keys: ["data.add_bos", "data.add_eos"],
-        note: "the tokenizer's BOS first, no EOS after the final `<extra_id_1>`",
+        note: "BOS first where the model's tokenizer adds one (true where the job cannot read the tokenizer), no EOS after the final `<extra_id_1>`",
       },
       {
         keys: ["policy.optimizer.kwargs.foreach", "policy.optimizer.kwargs.fused"],
@@ -329,19 +331,24 @@ export function nemoRlJob(plan: JobPlan): BuiltJob {
     ],
     launches: launchShapes(plan).map((s) => launch(plan, s)),
     bringBack: [
-      "Checkpoints are PyTorch distributed checkpoints in `results/step_N/`. Convert the last one to a Hugging Face directory from the NeMo RL checkout, copy its tokenizer beside it, then convert that:",
+      "Checkpoints are PyTorch distributed checkpoints in `results/step_N/`. Convert the last one to a Hugging Face directory from the NeMo RL checkout, copy its tokenizer beside it, save its weights as safetensors (NeMo RL's converter writes only `pytorch_model.bin`, a pickle, which steerlm does not read), then convert that:",
       [
         "```sh",
         "CKPT=<this folder>/results/step_N",
         "uv run examples/converters/convert_dcp_to_hf.py --config=$CKPT/config.yaml --dcp-ckpt-path=$CKPT/policy/weights --hf-ckpt-path=$CKPT-hf",
         "cp $CKPT/policy/tokenizer/* $CKPT-hf/",
-        "steerlm model convert $CKPT-hf -o model.gguf",
-        "steerlm serve -m model.gguf",
+        `uv run python -c "import sys; from transformers import AutoModelForCausalLM as M; M.from_pretrained(sys.argv[1], torch_dtype='auto').save_pretrained(sys.argv[1])" $CKPT-hf`,
+        ...convertAndServe("$CKPT-hf", "<this folder>/"),
         "```",
       ].join("\n"),
     ],
     differences: [
       "Over-long conversations (seqLen tokens or more) are kept in the data but carry no loss; steerlm cuts them to seqLen and trains the part that fits.",
+      ...(tokenizerAddsBos(plan.model) === null
+        ? [
+            "The job could not read the model's tokenizer, so `data.add_bos` is true: NeMo RL then puts the tokenizer's BOS before every conversation. For a tokenizer that adds none (GPT-2's, SmolLM2's) set it false, as steerlm and TRL encode.",
+          ]
+        : []),
     ],
   };
 }

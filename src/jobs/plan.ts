@@ -107,6 +107,20 @@ export interface BuiltJob {
   differences: string[];
 }
 
+/** The job's attribute schema, in its folder: the engine trains its value strings, the bring-back steers with it. */
+export const SCHEMA_FILE = "schema.json";
+
+/**
+ * The bring-back's last commands: the engine's Hugging Face directory `hfDir` to a GGUF steered with the job's
+ * schema (`folder`: the job folder as the commands name it, "" where they run in it), then served.
+ */
+export function convertAndServe(hfDir: string, folder = ""): string[] {
+  return [
+    `steerlm model convert ${hfDir} --schema ${folder}${SCHEMA_FILE} -o model.gguf`,
+    "steerlm serve -m model.gguf",
+  ];
+}
+
 // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template
 const JOB_DIR = 'JOB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"';
 

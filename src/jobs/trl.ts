@@ -4,6 +4,7 @@ import { jsonl, promptCompletions } from "./data.js";
 import { modelName, tokenizerControlTokens } from "./model.js";
 import {
   type BuiltJob,
+  convertAndServe,
   type JobFile,
   type JobPlan,
   type Launch,
@@ -325,7 +326,7 @@ function bringBack(plan: JobPlan): string[] {
   if (!plan.cfg.lora) {
     return [
       "`output/` is a Hugging Face model directory (config.json, safetensors, tokenizer):",
-      "```sh\nsteerlm model convert output -o model.gguf\nsteerlm serve -m model.gguf\n```",
+      ["```sh", ...convertAndServe("output"), "```"].join("\n"),
     ];
   }
   return [
@@ -338,8 +339,7 @@ function bringBack(plan: JobPlan): string[] {
       'AutoPeftModelForCausalLM.from_pretrained("output", dtype="float32").merge_and_unload().save_pretrained("merged")',
       'AutoTokenizer.from_pretrained("output").save_pretrained("merged")',
       "EOF",
-      "steerlm model convert merged -o model.gguf",
-      "steerlm serve -m model.gguf",
+      ...convertAndServe("merged"),
       "```",
     ].join("\n"),
   ];

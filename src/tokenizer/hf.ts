@@ -83,7 +83,7 @@ export class HfTokenizer implements Tokenizer {
     this.vocabSize = maxId + 1;
     this.bosId = this.findSpecial(tokenContent(config.bos_token), BOS_GUESSES);
     this.eosId = this.findSpecial(tokenContent(config.eos_token), EOS_GUESSES);
-    this.addBos = config.add_bos_token ?? templateStartsWithSpecial(json.post_processor);
+    this.addBos = hfAddsBos(json, config);
   }
 
   /** The complete tokenizer (special tokens included), for decoding. */
@@ -156,6 +156,14 @@ export class HfTokenizer implements Tokenizer {
   }
 
   async dispose(): Promise<void> {}
+}
+
+/**
+ * Whether a Hugging Face tokenizer starts a sequence with BOS: tokenizer_config's add_bos_token, else its
+ * post-processor (as transformers encodes with special tokens).
+ */
+export function hfAddsBos(json: { post_processor?: unknown }, config: HfTokenizerConfig): boolean {
+  return config.add_bos_token ?? templateStartsWithSpecial(json.post_processor);
 }
 
 /**

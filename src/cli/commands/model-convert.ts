@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { loadSchema } from "../../data/attributes.js";
 import { checkHfModelAgainstLlamaCpp } from "../../interop/check.js";
 import { convertHfToGguf, parseConvertType } from "../../interop/convert.js";
 import { log } from "../../util/log.js";
@@ -31,6 +32,12 @@ export function registerConvert(model: Command): void {
     )
     .option("--name <name>", "general.name in the GGUF (default: the directory name)")
     .option(
+      "--schema <name|file>",
+      "steer with this attribute schema: its chat template and steerlm.schema go into the GGUF\n" +
+        "(a model another engine trained on SteerLM data; a job folder's schema.json)\n" +
+        "(default: the schema of config.json's steerlm key, from `steerlm export hf`, else none)",
+    )
+    .option(
       "--check",
       "then compare steerlm's forward pass on the HF weights with llama.cpp's on an F32 conversion\n" +
         "(max |Δ log p| and top-1 agreement on a sample text); exit 1 above --tolerance",
@@ -40,12 +47,20 @@ export function registerConvert(model: Command): void {
     .action(
       async (
         dir: string,
-        opts: { output: string; type: string; name?: string; check: boolean; tolerance: number },
+        opts: {
+          output: string;
+          type: string;
+          name?: string;
+          schema?: string;
+          check: boolean;
+          tolerance: number;
+        },
       ) => {
         const type = parseConvertType(opts.type);
         const r = await convertHfToGguf(dir, opts.output, {
           type,
           ...(opts.name !== undefined ? { name: opts.name } : {}),
+          ...(opts.schema !== undefined ? { schema: loadSchema(opts.schema) } : {}),
         });
         const c = r.spec.config;
         process.stdout.write(
