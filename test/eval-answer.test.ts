@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { annotateFile } from "../src/apm/annotate.js";
+import type { AttributeValues } from "../src/data/attributes.js";
 import {
   type AdherenceSample,
   answerSet,
@@ -310,13 +311,14 @@ describe("summarizeAdherence", () => {
     const s = (level: number, measured: number): AdherenceSample => ({
       attribute: "humor",
       level,
+      request: { humor: level },
       prompt: "p",
       values: "",
       response: "",
       measured: { humor: measured },
     });
     const samples = [s(0, 0), s(0, 1), s(1, 1), s(1, 1), s(2, 4), s(2, 2)];
-    const r = summarizeAdherence(samples, [{ attribute: "humor", levels: [0, 1, 2] }]).humor;
+    const r = summarizeAdherence(samples, [{ attribute: "humor", levels: [0, 1, 2], default: 0 }]).humor;
     expect(r?.measured).toEqual([0.5, 1, 3]);
     expect(r?.spearman).toBe(1);
     expect(r?.exact).toBeCloseTo(4 / 6, 12);
@@ -331,5 +333,36 @@ describe("summarizeAdherence", () => {
     const sx = Math.sqrt(rx.reduce((a, x) => a + (x - mx) ** 2, 0));
     const sy = Math.sqrt(ry.reduce((a, y) => a + (y - my) ** 2, 0));
     expect(r?.spearmanSamples).toBeCloseTo(cov / (sx * sy), 12);
+  });
+
+  it("off-target: the attribute over the other sweeps that left it at its default, not where a companion set it", () => {
+    const sample = (
+      attribute: string,
+      level: number,
+      request: AttributeValues,
+      coherence: number,
+    ): AdherenceSample => ({
+      attribute,
+      level,
+      request,
+      prompt: "p",
+      values: "",
+      response: "",
+      measured: { humor: 0, quality: 0, coherence },
+    });
+    const samples = [
+      sample("humor", 4, { humor: 4 }, 3),
+      sample("humor", 0, { humor: 0 }, 4),
+      // quality's sweep asks coherence 1 with quality 0: coherence is steered there, not a side effect
+      sample("quality", 0, { quality: 0, coherence: 1 }, 1),
+      // ...and at its default (4) with quality 4: counted
+      sample("quality", 4, { quality: 4, coherence: 4 }, 2),
+    ];
+    const plan = [
+      { attribute: "humor", levels: [0, 4], default: 0 },
+      { attribute: "quality", levels: [0, 4], default: 4 },
+      { attribute: "coherence", levels: [], default: 4 },
+    ];
+    expect(summarizeAdherence(samples, plan).coherence?.offTarget).toBeCloseTo((3 + 4 + 2) / 3, 12);
   });
 });

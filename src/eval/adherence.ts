@@ -19,6 +19,8 @@ import { runSweep, type SweepOptions, type SweepResult } from "./sweep.js";
 export interface AdherenceSample {
   attribute: string;
   level: number;
+  /** The settings this sweep asked for: the level, and the companions of a derived attribute; the rest at defaults. */
+  request: AttributeValues;
   prompt: string;
   values: string;
   response: string;
@@ -85,7 +87,7 @@ export function sweepPlan(
         throw new InputError(`level ${l} is out of ${def.name}'s range ${def.min}..${def.max}`, {
           setting: "levels",
         });
-    return { attribute: def.name, levels: [...ls] };
+    return { attribute: def.name, levels: [...ls], default: def.default };
   });
 }
 
@@ -93,11 +95,14 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
   const t0 = performance.now();
   const plan = sweepPlan(opts.model.schema, opts.attributes, opts.levels);
   const jobs = plan.flatMap(({ attribute, levels }) =>
-    levels.flatMap((level) => opts.prompts.map((p) => ({ attribute, level, ...p }))),
+    levels.flatMap((level) => {
+      const request = requestFor(opts.companions, attribute, level);
+      return opts.prompts.map((p) => ({ attribute, level, request, ...p }));
+    }),
   );
   const sweep = await runSweep(
     jobs.map((j) => ({
-      attributes: requestFor(opts.companions, j.attribute, j.level),
+      attributes: j.request,
       prompt: j.prompt,
       system: j.system,
     })),
@@ -108,6 +113,7 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
       attribute: j.attribute,
       level: j.level,
       prompt: j.prompt,
+      request: j.request,
       ...(sweep.results[i] as SweepResult),
     }),
   );
@@ -125,10 +131,10 @@ export async function measureAdherence(opts: AdherenceOptions): Promise<Adherenc
 /** The per-attribute figures from measured samples (pure: no model). */
 export function summarizeAdherence(
   samples: readonly AdherenceSample[],
-  plan: ReadonlyArray<{ attribute: string; levels: readonly number[] }>,
+  plan: ReadonlyArray<{ attribute: string; levels: readonly number[]; default: number }>,
 ): Record<string, AttributeAdherence> {
   const out: Record<string, AttributeAdherence> = {};
-  for (const { attribute, levels } of plan) {
+  for (const { attribute, levels, default: dflt } of plan) {
     const mine = samples.filter((s) => s.attribute === attribute);
     const got = (s: AdherenceSample) => {
       const v = s.measured[attribute];
@@ -141,7 +147,11 @@ export function summarizeAdherence(
       return at.length === 0 ? Number.NaN : at.reduce((a, b) => a + b, 0) / at.length;
     });
     const n = Math.max(1, mine.length);
-    const others = samples.filter((s) => s.attribute !== attribute);
+    // another sweep that asked this attribute at another value (a derived attribute's companion) is no
+    // measure of what steering the others costs it
+    const others = samples.filter(
+      (s) => s.attribute !== attribute && (s.request[attribute] ?? dflt) === dflt,
+    );
     const steps = measured.slice(1).map((m, i) => m >= measured[i]!);
     out[attribute] = {
       requested: [...levels],
@@ -175,7 +185,7 @@ export function formatAdherence(r: AdherenceReport): string {
     ? levels.map((l) => `req ${l}`.padStart(6)).join(" ")
     : `levels ${levels[0]}..${levels.at(-1)} (${levels.length})`;
   const lines = [
-    "Attribute adherence: measured mean at each requested level (the others at their defaults)",
+    "Attribute adherence: measured mean at each requested level (the others at their defaults, or a derived attribute's companions)",
     `${"attribute".padEnd(w)}  ${head}  ${"spearman".padStart(8)}  ${"per-sample".padStart(10)}  ${"exact".padStart(5)}  ${"mae".padStart(5)}  monotone  off-target`,
   ];
   for (const n of names) {

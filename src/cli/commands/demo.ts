@@ -11,8 +11,10 @@ export function register(program: Command): void {
     .description(
       "The main job, offline: synthesise SteerBench data, train a small steerable model from scratch, export\n" +
         "it to GGUF, then steer it on held-out prompts (each attribute at each level 0..4, the others at their\n" +
-        "defaults) and measure the responses with the SteerBench oracle. Prints the steerability table and\n" +
-        "samples; writes <dir>/report.json. About 3 minutes on 2 CPU cores (--quick: about 30 s).",
+        "defaults; quality and helpfulness, which SteerBench derives from the others, with the others' most\n" +
+        "common setting for that level) and measure the responses with the SteerBench oracle. Prints the\n" +
+        "steerability table and samples; writes <dir>/report.json. About 3 minutes on 2 CPU cores (--quick:\n" +
+        "about 30 s).",
     )
     .option("-o, --output <dir>", "output directory", "steerlm-demo")
     .option("--quick", "a tiny run that checks the pipeline end to end (no steerability target)")
