@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { describe, expect, it, vi } from "vitest";
 import { main } from "../src/cli/main.js";
+import { SFT_FIELDS } from "../src/run/settings.js";
 import { repoRoot } from "./helpers.js";
 
 /**
@@ -253,6 +254,12 @@ describe("docs", () => {
 });
 
 describe("steerlm --help", () => {
+  it("docs/training.md lists every run setting, in the order of src/run/settings.ts", () => {
+    const text = readFileSync(join(repoRoot, "docs", "training.md"), "utf8");
+    const list = /`(data val [\w\s]+?)`/.exec(text)?.[1];
+    expect(list?.split(/\s+/)).toEqual(SFT_FIELDS);
+  });
+
   it("lists the commands in pipeline order, grouped by step, one line each", async () => {
     const lines = (await helpText([])).split("\n");
     const headings = lines.filter((l) => /^\S.*:$/.test(l));

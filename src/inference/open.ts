@@ -25,7 +25,11 @@ const REMOTE_ONLY = ["concurrency", "retries", "engineTimeout"] as const;
 export function checkLocal(opts: BackendSettings): void {
   for (const setting of REMOTE_ONLY) {
     if (opts[setting] !== undefined)
-      throw new InputError("applies to a remote engine only", { setting }, "give the engine's URL (backend)");
+      throw new InputError(
+        "applies to a remote engine only",
+        { setting },
+        "drop it to run here, or give the remote engine's URL",
+      );
   }
 }
 

@@ -37,6 +37,7 @@ const HELP: Partial<Record<SettingName, string>> = {
   model: "start from this Llama-family GGUF (every weight is trained)",
   schema: "attributes = outputs, in order (steerlm: the nine in NeMo's canonical order)",
   steps: "optimiser steps (0: epochs passes over the labelled turns)",
+  seed: "seeds the weights of a new model, the regression head and the data order",
 };
 
 export function register(program: Command): void {

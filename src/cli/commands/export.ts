@@ -31,39 +31,41 @@ export function register(program: Command): void {
       `storage type of the weight matrices: ${TYPES.join(", ")} (adapters: F32, F16)`,
       "F32",
     )
-    .option("--lora", "write only the LoRA adapter of a `steerlm sft --lora` run", false)
-    .option("--merge", "merge a LoRA run's adapters into full weights (the default without --lora)", false)
-    .action(async (input: string, opts: { output: string; type: string; lora: boolean; merge: boolean }) => {
-      const type = opts.type.toUpperCase();
-      if (!(TYPES as readonly string[]).includes(type)) {
-        throw new InputError(`unknown type ${JSON.stringify(opts.type)} (one of ${TYPES.join(", ")})`, {
-          field: "--type",
-        });
-      }
-      if (opts.lora && opts.merge) {
-        throw new InputError(
-          "--lora writes the adapter alone and --merge writes merged weights: choose one",
-          {
-            field: "--lora",
-          },
-        );
-      }
-      if (opts.lora) {
-        if (type !== "F32" && type !== "F16") {
-          throw new InputError(`adapters are written as F32 or F16, not ${type}`, { field: "--type" });
+    .option("--lora", "write only the LoRA adapter of a `steerlm sft --lora` run")
+    .option("--merge", "merge a LoRA run's adapters into full weights (what happens without --lora)")
+    .action(
+      async (input: string, opts: { output: string; type: string; lora?: boolean; merge?: boolean }) => {
+        const type = opts.type.toUpperCase();
+        if (!(TYPES as readonly string[]).includes(type)) {
+          throw new InputError(`unknown type ${JSON.stringify(opts.type)} (one of ${TYPES.join(", ")})`, {
+            field: "--type",
+          });
         }
-        const r = await exportLoraAdapter(input, opts.output, { type });
+        if (opts.lora && opts.merge) {
+          throw new InputError(
+            "--lora writes the adapter alone and --merge writes merged weights: choose one",
+            {
+              field: "--lora",
+            },
+          );
+        }
+        if (opts.lora) {
+          if (type !== "F32" && type !== "F16") {
+            throw new InputError(`adapters are written as F32 or F16, not ${type}`, { field: "--type" });
+          }
+          const r = await exportLoraAdapter(input, opts.output, { type });
+          process.stderr.write(
+            `wrote adapter ${r.path} (${(r.bytes / 1e6).toFixed(2)} MB) from ${r.checkpoint}, step ${r.step}; ` +
+              `base: ${r.baseModel}\n`,
+          );
+          return;
+        }
+        const r = await exportGguf(input, opts.output, { type: type as (typeof TYPES)[number] });
         process.stderr.write(
-          `wrote adapter ${r.path} (${(r.bytes / 1e6).toFixed(2)} MB) from ${r.checkpoint}, step ${r.step}; ` +
-            `base: ${r.baseModel}\n`,
+          `wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB) from ${r.checkpoint}, step ${r.step}\n`,
         );
-        return;
-      }
-      const r = await exportGguf(input, opts.output, { type: type as (typeof TYPES)[number] });
-      process.stderr.write(
-        `wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB) from ${r.checkpoint}, step ${r.step}\n`,
-      );
-    });
+      },
+    );
   registerHf(exp);
   registerJob(exp);
 }

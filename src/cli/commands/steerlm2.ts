@@ -111,7 +111,12 @@ function registerTrain(group: Command): void {
     .option("--config <file>", "settings file (YAML or JSON)")
     .option("--resume", "continue the run in -o from its newest checkpoint (its stored settings apply)");
   const fields = SFT_FIELDS.filter(
-    (k) => k !== "init" && k !== "tokenizerVocabSize" && k !== "attributeTokens" && k !== "allowUnlabeled",
+    (k) =>
+      k !== "init" &&
+      k !== "initStd" &&
+      k !== "tokenizerVocabSize" &&
+      k !== "attributeTokens" &&
+      k !== "allowUnlabeled",
   );
   const resolve = addSftSettingFlags(cmd, fields, {
     data: "the weighted samples (`steerlm steerlm2 sample -o`)",
