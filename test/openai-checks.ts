@@ -97,6 +97,8 @@ export function openAiClientChecks(target: () => Target): void {
     expect(finished.map((c) => c.choices[0].finish_reason)).toEqual(["length"]);
     expect(chunks[chunks.length - 1].choices).toEqual([]);
     expect(chunks[chunks.length - 1].usage?.completion_tokens).toBe(10);
+    // once: clients that add up every usage they see (LangChain) would count it twice
+    expect(chunks.filter((c) => c.usage).length).toBe(1);
     // On the wire: SSE data lines ending in [DONE].
     const raw = await fetch(`${server.url}/v1/chat/completions`, {
       method: "POST",

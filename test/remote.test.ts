@@ -11,6 +11,7 @@ import {
   SteerableModel,
   UpstreamError,
 } from "../src/inference/index.js";
+import { startServer } from "../src/serve/index.js";
 import { haveSharedData, runCli, type ServeProcess, startServe, tempDir } from "./helpers.js";
 import { CONTROL_IDS, writeSteerModel } from "./serve-fixture.js";
 
@@ -340,6 +341,29 @@ describe.skipIf(!haveSharedData)("the dialects of other engines", () => {
       const controls = ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"];
       expect(engine.bodies[0]).toMatchObject({ stop: controls, preserved_tokens: controls });
       expect(engine.bodies[0]).not.toHaveProperty("return_token_ids");
+
+      // chained: steerlm serve in front of it knows no ids either, and says none rather than an empty
+      // list, so a steerlm client takes the text
+      const front = await startServer({ model: g, port: 0 });
+      const viaFront = await RemoteGenerator.connect({ backend: front.url, modelPath });
+      try {
+        const res = await fetch(`${front.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            prompt: "Once upon",
+            max_tokens: 4,
+            temperature: 0,
+            return_token_ids: true,
+          }),
+        });
+        const body = (await res.json()) as { choices: Array<Record<string, unknown>> };
+        expect(body.choices[0]).not.toHaveProperty("token_ids");
+        expect((await viaFront.generate(opts)).text).toBe(want.text);
+      } finally {
+        await viaFront.dispose();
+        await front.close();
+      }
     } finally {
       await g.dispose();
       await engine.close();

@@ -122,6 +122,12 @@ describe.skipIf(!haveSharedData)("steerlm serve --upstream (the real CLI)", () =
         .create({ model: "steer", messages: ask("hi"), max_tokens: 2 })
         .catch((e: unknown) => e);
       expect(failed).toMatchObject({ status: 502, code: "upstream_error", type: "server_error" });
+      // streamed too: the SSE response opens only once the engine answers, so the client sees the 502
+      // (and retries) rather than a 200 with an error event inside
+      const streamed = await viaFront.chat.completions
+        .create({ model: "steer", messages: ask("hi"), max_tokens: 2, stream: true })
+        .catch((e: unknown) => e);
+      expect(streamed).toMatchObject({ status: 502, code: "upstream_error" });
     } finally {
       await front.stop();
       await own.stop();

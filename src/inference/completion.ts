@@ -73,14 +73,17 @@ export interface TextVocab {
 }
 
 /**
- * Generated ids -> the text generation shows, one id at a time: it ends at a stop id (not kept), at a
- * stop string (`<extra_id_1>` always, then the caller's; cut from the text) or after `maxTokens` ids.
- * New text goes to `onText` as soon as it cannot turn into a stop string any more.
+ * Generated ids -> the text generation shows, one id at a time: it ends at a stop id (not kept, nor the
+ * newline the template puts before it), at a stop string (`<extra_id_1>` always, then the caller's; cut
+ * from the text) or after `maxTokens` ids. New text goes to `onText` as soon as it cannot turn into a stop
+ * string any more; a final newline waits for the next id, since a stop id would make it the turn's end.
  */
 export class CompletionText {
   readonly tokens: number[] = [];
   finishReason: FinishReason = "length";
   private done: boolean;
+  /** Ended at a stop id (here, or where the engine stopped): the turn is closed. */
+  private turnEnded = false;
   private engineText = "";
   private readonly stopText: StopText;
   private readonly decoder: IncrementalDecoder<number>;
@@ -91,7 +94,8 @@ export class CompletionText {
     private readonly maxTokens: number,
     private readonly onText?: (text: string) => void,
   ) {
-    this.stopText = new StopText([CONTROL_TOKENS.turn, ...stop]);
+    const turnEnd = `\n${CONTROL_TOKENS.turn}`;
+    this.stopText = new StopText([turnEnd, CONTROL_TOKENS.turn, ...stop]);
     this.decoder = new IncrementalDecoder((ids, previous) => vocab.detokenize(ids, previous));
     this.done = maxTokens <= 0;
   }
@@ -104,7 +108,10 @@ export class CompletionText {
   /** Takes the next generated id; returns `open`. */
   push(id: number): boolean {
     if (this.done) return false;
-    if (this.vocab.isStop(id)) return this.end("stop");
+    if (this.vocab.isStop(id)) {
+      if (!this.done) this.turnEnded = true;
+      return this.end("stop");
+    }
     this.tokens.push(id);
     this.emit(this.stopText.update(this.decoder.text(this.tokens)));
     if (this.stopText.stopped) return this.end("stop");
@@ -124,8 +131,12 @@ export class CompletionText {
     return true;
   }
 
-  /** The generator ended it for `reason` (the engine stopped); no effect once it has ended. */
+  /**
+   * The generator ended it for `reason` (the engine stopped: "stop" at a stop id it did not send back);
+   * no effect once it has ended.
+   */
   endAs(reason: FinishReason): void {
+    if (!this.done && reason === "stop") this.turnEnded = true;
     this.end(reason);
   }
 
@@ -138,7 +149,8 @@ export class CompletionText {
   /** The final text, after showing whatever was held back for a stop string that never came. */
   finish(): string {
     this.done = true;
-    if (!this.stopText.stopped) this.emit(this.stopText.flush());
+    if (!this.stopText.stopped)
+      this.emit(this.turnEnded ? this.stopText.flushTurnEnd() : this.stopText.flush());
     return this.stopText.final;
   }
 

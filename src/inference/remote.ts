@@ -103,7 +103,6 @@ export class RemoteGenerator extends PooledGenerator implements Generator {
     if (opts.logitBias) this.vocab.checkLogitBias(opts.logitBias);
     const slot = await this.pool.acquire(opts.signal);
     try {
-      opts.onStart?.();
       return await this.request(prompt, opts, maxTokens);
     } finally {
       this.pool.release(slot);
@@ -116,11 +115,24 @@ export class RemoteGenerator extends PooledGenerator implements Generator {
     maxTokens: number,
   ): Promise<GenerateResult> {
     const reply = new EngineReply(this.vocab.completionText(opts.stop ?? [], maxTokens, opts.onToken));
+    // Started once the engine answers: a caller that streams (the server's SSE) opens its response then, so
+    // an engine that fails or refuses first is still an error status, not a 200 with an error inside.
+    let started = false;
+    const start = () => {
+      if (!started) opts.onStart?.();
+      started = true;
+    };
     if (maxTokens > 0) {
       const body = this.body(prompt.tokens, opts, maxTokens);
-      const onEvent = opts.onToken ? (e: unknown) => reply.take(e as CompletionBody) : undefined;
+      const onEvent = opts.onToken
+        ? (e: unknown) => {
+            start();
+            reply.take(e as CompletionBody);
+          }
+        : undefined;
       try {
         const whole = await this.engine.complete(body, { signal: opts.signal, onEvent });
+        start();
         if (whole !== undefined) reply.take(whole);
       } catch (err) {
         if (!opts.signal?.aborted) throw err;
@@ -205,7 +217,9 @@ class EngineReply {
   take(body: CompletionBody): void {
     const choice = body.choices?.[0];
     if (choice !== undefined) {
-      if (choice.token_ids && !this.viaText) for (const id of choice.token_ids) this.text.push(id);
+      // ids decide the text only when they carry it: an engine may send an empty list beside its text
+      const decodable = choice.token_ids !== undefined && (choice.token_ids.length > 0 || !choice.text);
+      if (decodable && !this.viaText) for (const id of choice.token_ids ?? []) this.text.push(id);
       else {
         if (choice.text) {
           this.viaText = true;

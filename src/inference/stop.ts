@@ -44,6 +44,16 @@ export class StopText {
     return out;
   }
 
+  /**
+   * What is left to show when generation ended at a stop token that closes the turn: the template writes a
+   * turn as `text\n<extra_id_1>`, so a held-back final newline belongs to the turn's end, not to the reply
+   * (kept, a reply sent back in the next request would render with two).
+   */
+  flushTurnEnd(): string {
+    if (this.text.length > this.emitted && this.text.endsWith("\n")) this.text = this.text.slice(0, -1);
+    return this.flush();
+  }
+
   get final(): string {
     return this.text;
   }

@@ -142,7 +142,9 @@ export async function chatCompletion(call: ChatCall): Promise<void> {
     onToken: (text) => sse.send(chunk({ content: text }, null)),
   });
   if (signal.aborted) return;
-  sse.send(chunk({}, finish(g), { usage: usage(g), steerlm: steerField(g) }));
+  // OpenAI's stream_options.include_usage puts usage in a last chunk of its own, and only there (clients such
+  // as LangChain add up every usage they see); without it, the finish chunk carries it for the page.
+  sse.send(chunk({}, finish(g), { ...(r.includeUsage ? {} : { usage: usage(g) }), steerlm: steerField(g) }));
   if (r.includeUsage) sse.send({ ...head("chat.completion.chunk"), choices: [], usage: usage(g) });
   sse.done();
 }
@@ -156,8 +158,10 @@ export async function completion(call: CompletionCall): Promise<void> {
   const { head, signal } = respond(call, "cmpl");
   const opts = { prompt: r.prompt, specialTokens: r.specialTokens, ...samplingOptions(r, call, signal) };
   const extra = (g: GenerateResult) => (r.returnPrompt ? { steerlm: { prompt: promptField(g.prompt) } } : {});
-  // vLLM's spelling: the generated ids, for a client that decodes them itself (steerlm's remote generator).
-  const ids = (g: GenerateResult) => (r.returnTokenIds ? { token_ids: g.tokens } : {});
+  // vLLM's spelling: the generated ids, for a client that decodes them itself (steerlm's remote generator);
+  // left out where they are unknown (in front of an engine that sends text only), never an empty list
+  const ids = (g: GenerateResult) =>
+    r.returnTokenIds && g.tokens.length === g.usage.completionTokens ? { token_ids: g.tokens } : {};
 
   if (!r.stream) {
     const g = await model.complete(opts);
