@@ -257,7 +257,7 @@ describe.skipIf(!haveSharedData)("an engine that fails", () => {
  * fields steerlm serve does not take are dropped (after being recorded), and a llama-server answers with
  * text only, its ids removed.
  */
-async function mimicEngine(target: string, kind: "vllm" | "llamacpp") {
+async function mimicEngine(target: string, kind: "vllm" | "llamacpp", opts: { crlf?: boolean } = {}) {
   const bodies: Array<Record<string, unknown>> = [];
   const context = ((await (await fetch(`${target}/v1/steerlm/schema`)).json()) as { context_size: number })
     .context_size;
@@ -285,7 +285,14 @@ async function mimicEngine(target: string, kind: "vllm" | "llamacpp") {
       body: JSON.stringify(forwarded),
     });
     res.writeHead(upstreamRes.status, { "content-type": upstreamRes.headers.get("content-type") ?? "" });
-    res.end(Buffer.from(await upstreamRes.arrayBuffer()));
+    if (!opts.crlf) return res.end(Buffer.from(await upstreamRes.arrayBuffer()));
+    // CRLF line ends (as some servers write SSE), each CR sent apart from its LF
+    const pieces = (await upstreamRes.text()).replace(/\n/g, "\r\n").split(/(?<=\r)/);
+    for (const piece of pieces) {
+      res.write(piece);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    res.end();
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   return {
@@ -317,6 +324,20 @@ describe.skipIf(!haveSharedData)("the dialects of other engines", () => {
         stop_token_ids: [CONTROL_IDS.system, CONTROL_IDS.turn, CONTROL_IDS.label],
         return_token_ids: true,
       });
+    } finally {
+      await g.dispose();
+      await engine.close();
+    }
+  });
+
+  it("reads a stream whose CRLF line ends arrive split across chunks", async () => {
+    const engine = await mimicEngine(upstream.url, "vllm", { crlf: true });
+    const g = await RemoteGenerator.connect({ backend: engine.url, modelPath });
+    try {
+      const pieces: string[] = [];
+      const got = await g.generate({ ...opts, onToken: (t) => pieces.push(t) });
+      expect(got).toEqual(await local.generate(opts));
+      expect(pieces.join("")).toBe(got.text);
     } finally {
       await g.dispose();
       await engine.close();

@@ -235,9 +235,15 @@ async function readEvents(res: Response, touch: () => void, onEvent: SseHandler)
   if (res.body === null) throw new Retryable({ reason: "an empty stream", status: res.status });
   const decoder = new TextDecoder();
   let buffer = "";
+  // line ends (CRLF, CR, LF) made LF on the text as it accumulates: a CR that ends a chunk waits for the
+  // next one, which may start with its LF
+  let pending = "";
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
     touch();
-    buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n/g, "\n");
+    pending += decoder.decode(chunk, { stream: true });
+    const keep = pending.endsWith("\r") ? 1 : 0;
+    buffer += pending.slice(0, pending.length - keep).replace(/\r\n?/g, "\n");
+    pending = pending.slice(pending.length - keep);
     for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
       const event = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
