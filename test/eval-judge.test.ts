@@ -343,7 +343,8 @@ describe.skipIf(!haveSharedData)("steerlm eval judge / report against a local fa
       ...judgeArgs("--answers", longFile, "-o", join(tmp.path, "x.jsonl"), "--api-key", "wrong"),
     ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/answered 401: .*bad key/);
+    expect(r.stderr).toMatch(/HTTP 401: .*bad key/);
+    expect(r.stderr).toContain("hint: check --api-key");
     writeFileSync(join(tmp.path, "partial.jsonl"), `${readFileSync(longFile, "utf8").split("\n")[0]}\n`);
     const m = await runCli([
       ...judgeArgs("--answers", join(tmp.path, "partial.jsonl"), "-o", join(tmp.path, "y.jsonl")),
