@@ -291,7 +291,9 @@ const BAD: Bad[] = [
   { name: "stop not a string", status: 400, body: chat({ stop: 7 }), param: "stop" },
   { name: "stream not boolean", status: 400, body: chat({ stream: "yes" }), param: "stream" },
   { name: "n = 2", status: 400, body: chat({ n: 2 }), param: "n", code: "unsupported_value" },
-  { name: "tools", status: 400, body: chat({ tools: [] }), param: "tools", code: "unknown_parameter" },
+  { name: "a tool", status: 400, body: chat({ tools: [{ type: "function", function: { name: "f" } }] }), param: "tools", code: "unsupported_value" },
+  { name: "json response format", status: 400, body: chat({ response_format: { type: "json_object" } }), param: "response_format", code: "unsupported_value" },
+  { name: "top_logprobs", status: 400, body: chat({ top_logprobs: 2 }), param: "top_logprobs", code: "unsupported_value" },
   { name: "unknown parameter", status: 400, body: chat({ temprature: 0.5 }), param: "temprature", code: "unknown_parameter" },
   { name: "prompt longer than the context", status: 400, body: { messages: ask("word ".repeat(3000)) }, param: "max_tokens", code: "context_length_exceeded" },
   { name: "unknown model", status: 404, body: chat({ model: "gpt-4" }), param: "model", code: "model_not_found" },
@@ -310,12 +312,45 @@ const BAD: Bad[] = [
   { name: "body over the size limit", status: 413, raw: JSON.stringify(chat({ pad: "x".repeat(200_000) })), code: "request_too_large" },
 ];
 
+/** OpenAI fields at the values that mean "none", as clients send them by default: accepted, as vLLM does. */
+const NEUTRAL_FIELDS = {
+  n: 1,
+  presence_penalty: 0,
+  frequency_penalty: 0,
+  logprobs: false,
+  top_logprobs: 0,
+  user: "u1",
+  response_format: { type: "text" },
+  tools: [],
+  tool_choice: "none",
+  functions: [],
+  function_call: "none",
+  parallel_tool_calls: true,
+  store: false,
+  metadata: { run: "a" },
+  service_tier: "auto",
+};
+
 /** Each malformed request gets its status and an OpenAI-style error naming the field; serving goes on. */
 export function malformedRequestChecks(target: () => Target): void {
   let server: SteerServer;
   let client: OpenAI;
   beforeAll(() => {
     ({ server, client } = target());
+  });
+
+  it("accepts OpenAI's fields at their 'none' values, and as null", async () => {
+    for (const body of [
+      chat({ ...NEUTRAL_FIELDS, max_tokens: 2 }),
+      chat({ ...Object.fromEntries(Object.keys(NEUTRAL_FIELDS).map((k) => [k, null])), max_tokens: 2 }),
+    ]) {
+      const res = await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      expect(res.status, await res.clone().text()).toBe(200);
+    }
   });
 
   it(`has at least 20 kinds`, () => expect(BAD.length).toBeGreaterThanOrEqual(20));

@@ -79,6 +79,17 @@ const NEUTRAL: Record<string, (v: unknown) => boolean> = {
   echo: (v) => v === false,
   user: (v) => typeof v === "string",
   stream_options: (v) => isObj(v),
+  // what OpenAI clients send by default or to say "none" (null is taken for each of these too)
+  top_logprobs: (v) => v === 0,
+  response_format: (v) => isObj(v) && v.type === "text",
+  tools: (v) => Array.isArray(v) && v.length === 0,
+  tool_choice: (v) => v === "none",
+  functions: (v) => Array.isArray(v) && v.length === 0,
+  function_call: (v) => v === "none",
+  parallel_tool_calls: (v) => typeof v === "boolean",
+  store: (v) => v === false,
+  metadata: (v) => isObj(v),
+  service_tier: (v) => v === "auto" || v === "default",
 };
 
 const SAMPLING_KEYS = [
