@@ -82,7 +82,7 @@ export function startJob(job: JobStart): JobFiles {
       throw new InputError("no such file", { file: path, setting: name });
   }
   const { output } = job;
-  checkOutputs({ output });
+  checkOutputs({ output }, job.inputs);
   const paths = partialPaths(output);
   const lock = acquireLock(`${output}.lock`, output);
   if (existsSync(output) && !existsSync(paths.partial) && !job.overwrite) {

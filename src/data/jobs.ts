@@ -79,7 +79,7 @@ async function withReader<T>(
   use: (records: ReturnType<typeof readRecords>, rejects: RejectLog) => Promise<T>,
 ): Promise<{ value: T; summary: JobSummary }> {
   const rejectsPath = opts.skipInvalid ? opts.rejectsPath : undefined;
-  checkOutputs({ ...outputs, rejectsPath });
+  checkOutputs({ ...outputs, rejectsPath }, { input });
   // JSONL progress counts bytes of the file (compressed ones for gzip); Parquet counts rows, total unknown.
   const size = (await stat(input).catch(() => undefined))?.size;
   const kind = size === undefined ? undefined : await sniffFile(input);

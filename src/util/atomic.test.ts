@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { tempDir } from "../../test/helpers.js";
@@ -79,5 +79,18 @@ describe("checkOutputs", () => {
     expect(() =>
       checkOutputs({ train: a, validation: join(dir, "b.jsonl"), rejectsPath: undefined }),
     ).not.toThrow();
+  });
+
+  it("refuses an output that is the input, spelled differently or hard-linked", () => {
+    const dir = folder("in-out");
+    const input = join(dir, "in.jsonl");
+    writeFileSync(input, "{}\n");
+    linkSync(input, join(dir, "hard.jsonl"));
+    for (const out of [input, join(dir, ".", "in.jsonl"), join(dir, "hard.jsonl")])
+      expect(() => checkOutputs({ output: join(dir, "ok.jsonl"), rejectsPath: out }, { input })).toThrow(
+        `${out}: rejectsPath: names the input file (input)`,
+      );
+    expect(() => checkOutputs({ output: join(dir, "ok.jsonl") }, { input, val: undefined })).not.toThrow();
+    expect(readFileSync(input, "utf8")).toBe("{}\n");
   });
 });

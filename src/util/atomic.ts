@@ -199,15 +199,30 @@ export class AtomicFile {
 }
 
 /**
- * Checks a command's outputs before any work: each is a file name in an existing folder (not a folder), and no
- * two are one file (the same path once resolved, through symbolic links, or the same inode: a hard link).
- * `outputs` maps each output's setting to its path; absent ones are skipped.
+ * Checks a command's outputs before any work: each is a file name in an existing folder (not a folder), no
+ * two are one file (the same path once resolved, through symbolic links, or the same inode: a hard link), and
+ * none is one of the `inputs` (written, it would replace the input as it is read). Both map each file's
+ * setting to its path; absent ones are skipped.
  */
-export function checkOutputs(outputs: Readonly<Record<string, string | undefined>>): void {
+export function checkOutputs(
+  outputs: Readonly<Record<string, string | undefined>>,
+  inputs: Readonly<Record<string, string | undefined>> = {},
+): void {
+  const read = Object.entries(inputs).flatMap(([setting, path]) => {
+    const st = path === undefined ? undefined : statSync(path, { throwIfNoEntry: false });
+    return st?.isFile() ? [{ setting, key: `inode ${st.dev}:${st.ino}` }] : [];
+  });
   const seen: Array<{ setting: string; key: string }> = [];
   for (const [setting, path] of Object.entries(outputs)) {
     if (path === undefined) continue;
     const key = fileIdentity(path, setting);
+    const input = read.find((s) => s.key === key);
+    if (input)
+      throw new InputError(
+        `names the input file (${input.setting})`,
+        { file: path, setting },
+        "write to another file: this one would be replaced while it is read",
+      );
     const same = seen.find((s) => s.key === key);
     if (same)
       throw new InputError(
