@@ -92,22 +92,29 @@ describe("steerlm sft --resume after kill -9", () => {
     expect(readFileSync(ga).equals(readFileSync(gb))).toBe(true);
   }, 180_000);
 
-  it("Ctrl-C (SIGINT) writes a checkpoint, then exits; --resume finishes the run", async () => {
-    const run = join(tmp.path, "interrupted");
-    const r = await runUntil(
-      tinySftArgs(inputs, run, steps),
-      join(run, "checkpoints", "step-000005.ckpt"),
-      "SIGINT",
-    );
-    expect(r.code).toBe(130);
-    expect(r.stderr).toMatch(/interrupted: checkpoint written at step \d+/);
-    const step = Number(/checkpoint written at step (\d+)/.exec(r.stderr)?.[1]);
-    expect(step).toBeGreaterThanOrEqual(EVERY);
-    expect(readCheckpoint(latestCheckpoint(run) as string).header.step).toBe(step);
-    const resumed = await runCli(["sft", "--resume", "-o", run]);
-    expect(resumed.code, resumed.stderr).toBe(0);
-    expect(finalWeights(run).ck.header.step).toBe(STEPS);
-  }, 120_000);
+  it.each([
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const)(
+    "%s writes a checkpoint, then exits with 128 + its number; --resume finishes the run",
+    async (signal, code) => {
+      const run = join(tmp.path, `interrupted-${signal}`);
+      const r = await runUntil(
+        tinySftArgs(inputs, run, steps),
+        join(run, "checkpoints", "step-000005.ckpt"),
+        signal,
+      );
+      expect(r.code).toBe(code);
+      expect(r.stderr).toMatch(/interrupted: checkpoint written at step \d+/);
+      const step = Number(/checkpoint written at step (\d+)/.exec(r.stderr)?.[1]);
+      expect(step).toBeGreaterThanOrEqual(EVERY);
+      expect(readCheckpoint(latestCheckpoint(run) as string).header.step).toBe(step);
+      const resumed = await runCli(["sft", "--resume", "-o", run]);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(finalWeights(run).ck.header.step).toBe(STEPS);
+    },
+    120_000,
+  );
 
   it("a second run on the same run directory fails at once, naming the first", async () => {
     const run = join(tmp.path, "twice");

@@ -62,10 +62,14 @@ export function addSftSettingFlags(
   };
 }
 
+/** The signals a training job checkpoints on, and its exit status after each (128 + the number). */
+const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+
 /**
- * Runs a training job with Ctrl-C wired to its abort signal (the first Ctrl-C asks the run to write a
- * checkpoint and stop, a second one exits at once) and prints its JSON summary, the checkpoint under `key`;
- * an interrupted run exits 130.
+ * Runs a training job with Ctrl-C, SIGTERM (schedulers: slurm, Kubernetes, docker stop) and SIGHUP (a closed
+ * terminal) wired to its abort signal: the first asks the run to write a checkpoint and stop, a second one
+ * exits at once. Prints its JSON summary, the checkpoint under `key`; an interrupted run exits 128 + the
+ * signal's number (130 for Ctrl-C).
  */
 export async function runTrainingJob(
   label: string,
@@ -73,20 +77,25 @@ export async function runTrainingJob(
   key = "checkpoint",
 ): Promise<void> {
   const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(130); // a second Ctrl-C does not wait
-    process.stderr.write(`\n${label}: interrupted, writing a checkpoint...\n`);
-    controller.abort();
-  };
-  process.on("SIGINT", onSigint);
+  let status = 130;
+  const handlers = Object.entries(STOP_SIGNALS).map(([name, code]) => {
+    const handler = () => {
+      if (controller.signal.aborted) process.exit(code); // a second signal does not wait
+      status = code;
+      process.stderr.write(`\n${label}: interrupted (${name}), writing a checkpoint...\n`);
+      controller.abort();
+    };
+    process.on(name, handler);
+    return [name, handler] as const;
+  });
   let r: RunResult;
   try {
     r = await run(controller.signal);
   } finally {
-    process.off("SIGINT", onSigint);
+    for (const [name, handler] of handlers) process.off(name, handler);
   }
   process.stdout.write(
     `${JSON.stringify({ [key]: r.checkpoint, step: r.step, trainLoss: r.trainLoss, valLoss: r.valLoss })}\n`,
   );
-  if (r.interrupted) process.exitCode = 130;
+  if (r.interrupted) process.exitCode = status;
 }

@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .description(
       "Attribute-conditioned SFT: train a model on SteerLM JSONL with loss on the responses only.\n" +
         "Settings come from --config (YAML or JSON, camelCase keys as the flags below), flags override them;\n" +
-        "every effective setting is printed at start. Ctrl-C writes a checkpoint and exits; --resume continues\n" +
+        "every effective setting is printed at start. Ctrl-C, SIGTERM or SIGHUP writes a checkpoint and exits; --resume continues\n" +
         "bit-exactly from the newest checkpoint of -o.",
     )
     .option("--config <file>", "settings file (YAML or JSON)")
