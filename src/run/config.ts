@@ -108,7 +108,8 @@ export function resolveResumeConfig(
   }
   const { resolved, beforeFlags } = resolveLayers(flags, stored);
   for (const key of Object.keys(flags) as SettingName[]) {
-    if (flags[key] === undefined) continue;
+    // the run is where its settings are: a run directory moved or copied (another disk, machine) resumes there
+    if (flags[key] === undefined || key === "output") continue;
     const before = beforeFlags[key];
     const after = resolved.config[key];
     if (JSON.stringify(before) !== JSON.stringify(after)) {
