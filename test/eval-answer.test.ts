@@ -85,6 +85,17 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
     const b = lines(out);
     expect(b.map((x) => x.question_id)).toEqual([81, 82, 83]);
     expect(b[1].answer_id).toBe(a[0].answer_id); // kept, not regenerated
+    // the same file at other attributes, or under another model id, is not this run's to resume
+    const other = await runCli(args.map((x) => (x === "humor=3" ? "humor=4" : x)));
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain(
+      `${out}: --output: holds answers of another run (question 81: values quality:4,humor:3,verbosity:3, this run quality:4,humor:4,verbosity:3)`,
+    );
+    const renamed = await runCli([...args, "--model-id", "tiny-2"]);
+    expect(renamed.stderr).toContain(
+      'holds answers of another run (question 81: model "tiny", this run "tiny-2")',
+    );
+    expect(lines(out)).toEqual(b);
 
     const bad = await runCli([
       "eval",

@@ -3,6 +3,7 @@ import type { AttributeValues } from "../data/attributes.js";
 import { DEFAULT_SYSTEM_PROMPT, type Turn } from "../data/template.js";
 import type { Generator } from "../inference/generator.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { InputError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { Progress } from "../util/progress.js";
 import { type ModelAnswer, type Question, readAnswers } from "./formats.js";
@@ -14,7 +15,7 @@ import { appendJsonl, shortUuid } from "./jsonl.js";
  * FastChat's gen_model_answer does). Resumable: questions already answered in the output are skipped;
  * the file is rewritten sorted by question_id at the end (FastChat's reorg_answer_file).
  */
-export type AnswerModel = Pick<Generator, "generate">;
+export type AnswerModel = Pick<Generator, "generate" | "renderPrompt">;
 
 /**
  * FastChat's gen_model_answer temperatures by MT-Bench category; other categories get 0.7, and a
@@ -67,6 +68,7 @@ export interface AnswerResult {
 
 export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult> {
   const done = existsSync(opts.output) ? readAnswers(opts.output) : new Map<string, ModelAnswer>();
+  checkSameRun(opts, done);
   const todo = opts.questions.filter((q) => !done.has(String(q.question_id)));
   if (done.size > 0) log.info(`answer: ${done.size} questions already answered in ${opts.output}`);
   const progress = new Progress({ label: "answering", total: todo.length, enabled: opts.progress });
@@ -120,6 +122,33 @@ export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult
   progress.finish();
   sortAnswerFile(opts.output);
   return { written: todo.length, skipped: opts.questions.length - todo.length, errors };
+}
+
+/**
+ * The answers already in the output are skipped, so they must be this run's: the same model id and, where
+ * steerlm wrote them, the same value string. Otherwise a rerun at other attributes would report the old
+ * answers as its own.
+ */
+function checkSameRun(opts: AnswerOptions, done: ReadonlyMap<string, ModelAnswer>): void {
+  if (done.size === 0) return;
+  const values = opts.model.renderPrompt({
+    conversation: { system: opts.system ?? DEFAULT_SYSTEM_PROMPT, turns: [{ role: "user", text: "" }] },
+    attributes: opts.attributes,
+  }).values;
+  for (const a of done.values()) {
+    const other =
+      a.model_id !== opts.modelId
+        ? `model ${JSON.stringify(a.model_id)}, this run ${JSON.stringify(opts.modelId)}`
+        : a.steerlm_values !== undefined && a.steerlm_values !== values
+          ? `values ${a.steerlm_values}, this run ${values}`
+          : undefined;
+    if (other !== undefined)
+      throw new InputError(
+        `holds answers of another run (question ${a.question_id}: ${other})`,
+        { file: opts.output, setting: "output" },
+        "write to another file (-o), or delete this one to answer again",
+      );
+  }
 }
 
 /** Rewrites an answer file sorted by question_id, one answer per question (the last one wins). */
