@@ -125,6 +125,13 @@ describe("attribute schemas", () => {
         /bad\.json: attributes\[0\]\.default: expected an integer in 0\.\.2, got number 5/,
       );
       expect(() => loadSchema("nonesuch")).toThrow(/unknown schema "nonesuch"/);
+      // a misspelt key would leave the default at min (unsteered generation at quality 0) unnoticed
+      writeFileSync(yamlPath, "name: typo\nattributes:\n  - {name: quality, max: 4, defualt: 4}\n");
+      expect(() => loadSchema(yamlPath)).toThrow(
+        `${yamlPath}: attributes[0].defualt: unknown key (expected name, min, max, default, description)`,
+      );
+      writeFileSync(yamlPath, "nmae: typo\nattributes:\n  - {name: quality, max: 4}\n");
+      expect(() => loadSchema(yamlPath)).toThrow(`${yamlPath}: nmae: unknown key (expected name, attributes)`);
     } finally {
       dir.cleanup();
     }

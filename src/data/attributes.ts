@@ -141,6 +141,7 @@ export function validateSchema(raw: unknown, file = "schema"): AttributeSchema {
     throw new InputError(`expected an object with an "attributes" list, got ${describe(raw)}`, { file });
   }
   const obj = raw as Record<string, unknown>;
+  refuseUnknownKeys(obj, SCHEMA_KEYS, { file });
   if (!Array.isArray(obj.attributes) || obj.attributes.length === 0) {
     throw new InputError("expected a non-empty list", { file, field: "attributes" });
   }
@@ -150,6 +151,7 @@ export function validateSchema(raw: unknown, file = "schema"): AttributeSchema {
     if (typeof a !== "object" || a === null)
       throw new InputError(`expected an object, got ${describe(a)}`, { file, field });
     const r = a as Record<string, unknown>;
+    refuseUnknownKeys(r, ATTRIBUTE_KEYS, { file, field });
     if (typeof r.name !== "string" || !/^[a-z_][a-z0-9_]*$/i.test(r.name)) {
       throw new InputError(`expected a name of letters, digits and _, got ${describe(r.name)}`, {
         file,
@@ -198,6 +200,17 @@ export function validateSchema(raw: unknown, file = "schema"): AttributeSchema {
   });
   const name = typeof obj.name === "string" ? obj.name : file;
   return { name, attributes };
+}
+
+const SCHEMA_KEYS = ["name", "attributes"];
+const ATTRIBUTE_KEYS = ["name", "min", "max", "default", "description"];
+
+/** A misspelt key (`defualt: 4`) would leave its setting at the default unnoticed: refused, by name. */
+function refuseUnknownKeys(obj: Record<string, unknown>, known: readonly string[], place: Place): void {
+  const unknown = Object.keys(obj).find((k) => !known.includes(k));
+  if (unknown === undefined) return;
+  const field = place.field === undefined ? unknown : `${place.field}.${unknown}`;
+  throw new InputError(`unknown key (expected ${known.join(", ")})`, { ...place, field });
 }
 
 /** Why an attribute value was refused (the server's error `code`). */
