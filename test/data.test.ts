@@ -210,6 +210,20 @@ describe("steerlm data with bad input", () => {
       .map((l) => JSON.parse(l));
     expect(rejects.map((x) => x.line)).toEqual([3, 5, 7]);
     expect(rejects[1].raw).toBe(lines[4]);
+    // a rerun that fails before any row (a misspelt input) leaves these rejects, and the output, as they were
+    const before = readFileSync(`${out}.rejects.jsonl`, "utf8");
+    const typo = await runCli([
+      "data",
+      "convert",
+      "--to",
+      "steerlm",
+      "--skip-invalid",
+      `${p}.typo`,
+      "-o",
+      out,
+    ]);
+    expect(typo.code).toBe(1);
+    expect(readFileSync(`${out}.rejects.jsonl`, "utf8")).toBe(before);
     const v = await runCli(["data", "validate", "--schema", "helpsteer", "--skip-invalid", p]);
     expect(v.code, v.stderr).toBe(1);
     expect(v.stdout).toContain("5 valid records from 8 rows, 3 invalid");

@@ -41,6 +41,7 @@ const KEPT_REJECTS = 1000;
 
 class RejectLog {
   readonly items: Rejected[] = [];
+  private count = 0;
   private constructor(
     readonly path: string | undefined,
     private readonly file: AtomicFile | undefined,
@@ -50,6 +51,7 @@ class RejectLog {
   }
   add = async (r: Rejected): Promise<void> => {
     // Memory stays bounded on huge files: the first rejects without their raw lines; the file has all.
+    this.count++;
     if (this.items.length < KEPT_REJECTS) this.items.push({ file: r.file, line: r.line, error: r.error });
     if (this.file) {
       const obj = new Map([
@@ -61,9 +63,14 @@ class RejectLog {
       await this.file.write(`${dumpsPython(obj, { ensureAscii: false, compact: true })}\n`);
     }
   };
-  /** Kept even when the job fails: the rejects explain e.g. "no records in X: all 30 rows were invalid". */
-  async close(): Promise<void> {
-    await this.file?.commit();
+  /**
+   * Kept when the job succeeds, and when it fails with rejects to show (they explain e.g. "no records in X:
+   * all 30 rows were invalid"); a job that failed before any reject (a missing input) leaves an earlier
+   * rejects file as it was.
+   */
+  async close(succeeded: boolean): Promise<void> {
+    if (succeeded || this.count > 0) await this.file?.commit();
+    else await this.file?.abort();
   }
 }
 
@@ -94,12 +101,14 @@ async function withReader<T>(
     onProgress: (n) => progress.tick(n, { records: reader.stats.records }),
     onReject: opts.skipInvalid ? rejects.add : undefined,
   });
+  let succeeded = false;
   try {
     const value = await use(reader, rejects);
+    succeeded = true;
     return { value, summary: { stats: reader.stats, rejected: rejects.items } };
   } finally {
     progress.finish();
-    await rejects.close();
+    await rejects.close(succeeded);
   }
 }
 
