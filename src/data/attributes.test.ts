@@ -131,7 +131,9 @@ describe("attribute schemas", () => {
         `${yamlPath}: attributes[0].defualt: unknown key (expected name, min, max, default, description)`,
       );
       writeFileSync(yamlPath, "nmae: typo\nattributes:\n  - {name: quality, max: 4}\n");
-      expect(() => loadSchema(yamlPath)).toThrow(`${yamlPath}: nmae: unknown key (expected name, attributes)`);
+      expect(() => loadSchema(yamlPath)).toThrow(
+        `${yamlPath}: nmae: unknown key (expected name, attributes)`,
+      );
     } finally {
       dir.cleanup();
     }

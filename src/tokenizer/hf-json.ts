@@ -97,6 +97,7 @@ export function validateTokenizerJson(value: unknown, file: string): HfTokenizer
   const model = obj.model;
   if (typeof model !== "object" || model === null || typeof (model as { type?: unknown }).type !== "string")
     throw new InputError(expected('an object with a "type"', model), { file, field: "model" });
+  validateModel(model as Record<string, unknown>, file);
   const added = obj.added_tokens ?? [];
   if (!Array.isArray(added))
     throw new InputError(expected("an array", added), { file, field: "added_tokens" });
@@ -120,6 +121,46 @@ export function validateTokenizerJson(value: unknown, file: string): HfTokenizer
     added_tokens: added as HfAddedToken[],
     model: model as HfTokenizerJson["model"],
   };
+}
+
+/**
+ * The model's vocabulary and merges, as the tokenizers library reads them: a map of unique integer ids
+ * (BPE, WordPiece, WordLevel) or a list of [piece, score] pairs (Unigram), and BPE's merges as "a b"
+ * strings or [a, b] pairs. Checked here so that a damaged file is a located error, not a crash inside
+ * the library or an empty tokenization.
+ */
+function validateModel(model: Record<string, unknown>, file: string): void {
+  const at = (field: string) => ({ file, field: `model.${field}` });
+  const vocab = model.vocab;
+  if (model.type === "Unigram") {
+    if (!Array.isArray(vocab) || vocab.length === 0)
+      throw new InputError(expected("a non-empty list of [piece, score] pairs", vocab), at("vocab"));
+    vocab.forEach((p: unknown, i) => {
+      if (!Array.isArray(p) || typeof p[0] !== "string" || typeof p[1] !== "number")
+        throw new InputError(expected("a [piece, score] pair", p), at(`vocab[${i}]`));
+    });
+    return;
+  }
+  if (typeof vocab !== "object" || vocab === null || Array.isArray(vocab) || Object.keys(vocab).length === 0)
+    throw new InputError(expected("a non-empty object of piece: id", vocab), at("vocab"));
+  const owner = new Map<number, string>();
+  for (const [piece, id] of Object.entries(vocab)) {
+    if (!Number.isSafeInteger(id) || (id as number) < 0)
+      throw new InputError(expected("a non-negative integer id", id), at(`vocab.${piece}`));
+    const other = owner.get(id as number);
+    if (other !== undefined)
+      throw new InputError(`id ${id} is also ${JSON.stringify(other)}'s`, at(`vocab.${piece}`));
+    owner.set(id as number, piece);
+  }
+  if (model.type !== "BPE") return;
+  const merges = model.merges;
+  if (!Array.isArray(merges)) throw new InputError(expected("a list of merges", merges), at("merges"));
+  merges.forEach((m: unknown, i) => {
+    const pair =
+      (typeof m === "string" && m.indexOf(" ", 1) > 0) ||
+      (Array.isArray(m) && m.length === 2 && typeof m[0] === "string" && typeof m[1] === "string");
+    if (!pair) throw new InputError(expected('"a b" or ["a", "b"]', m), at(`merges[${i}]`));
+  });
 }
 
 /** tokenizer_config.json beside a tokenizer.json, when there is one (it names BOS/EOS). */

@@ -234,11 +234,35 @@ describe("HF path errors name the file", () => {
       expect(
         () =>
           new HfTokenizer(
-            JSON.parse('{"model": {"type": "BPE"}, "added_tokens": [{"id": "x"}]}'),
+            JSON.parse(
+              '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": "x"}]}',
+            ),
             {},
             "ckpt",
           ),
       ).toThrow("ckpt: added_tokens[0]: expected {id: integer, content: string, ...}, got object");
+      // a damaged model section: located, not a crash inside the tokenizers library or an empty tokenization
+      const model = (m: object) => JSON.stringify({ model: { type: "BPE", ...m } });
+      for (const [m, error] of [
+        [{ vocab: { a: 0, b: 1 } }, "model.merges: expected a list of merges, got nothing"],
+        [
+          { vocab: { a: 0, b: 1 }, merges: ["a b", 7] },
+          'model.merges[1]: expected "a b" or ["a", "b"], got number 7',
+        ],
+        [{ vocab: [], merges: [] }, "model.vocab: expected a non-empty object of piece: id, got array of 0"],
+        [
+          { vocab: { a: 0, b: "x" }, merges: [] },
+          'model.vocab.b: expected a non-negative integer id, got "x"',
+        ],
+        [{ vocab: { a: 0, b: 0 }, merges: [] }, 'model.vocab.b: id 0 is also "a"\'s'],
+      ] as const) {
+        writeFileSync(bad, model(m));
+        expect(() => loadHfTokenizer(bad), error).toThrow(`${bad}: ${error}`);
+      }
+      writeFileSync(bad, JSON.stringify({ model: { type: "Unigram", vocab: [["a", -1], ["b"]] } }));
+      expect(() => loadHfTokenizer(bad)).toThrow(
+        `${bad}: model.vocab[1]: expected a [piece, score] pair, got array of 1`,
+      );
     } finally {
       dir.cleanup();
     }

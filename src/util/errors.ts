@@ -80,6 +80,7 @@ export function expected(what: string, actual: unknown): string {
 
 export function describe(value: unknown): string {
   if (value === null) return "null";
+  if (value === undefined) return "nothing";
   if (Array.isArray(value)) return `array of ${value.length}`;
   if (typeof value === "string")
     return JSON.stringify(value.length > 40 ? `${value.slice(0, 37)}...` : value);
