@@ -229,6 +229,47 @@ describe("steerlm data with bad input", () => {
     expect(v.stdout).toContain("5 valid records from 8 rows, 3 invalid");
   });
 
+  it("--skip-invalid also skips a record the output format cannot express, keeping the rest", async () => {
+    const p = at("chat-violence.jsonl");
+    const chat = (attributes: object) =>
+      JSON.stringify({
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "assistant", content: "yo" },
+        ],
+        attributes,
+      });
+    writeFileSync(p, `${chat({ violence: 3 })}\n${chat({ quality: 3 })}\n`);
+    const out = at("chat-violence.regression.jsonl");
+    const args = [
+      "data",
+      "convert",
+      "--from",
+      "chat",
+      "--schema",
+      "oasst-paper",
+      "--to",
+      "regression",
+      p,
+      "-o",
+      out,
+    ];
+    const strict = await runCli(args);
+    expect(strict.code).toBe(1);
+    expect(existsSync(out)).toBe(false);
+    const r = await runCli([...args, "--skip-invalid"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      `${p}:1: turns[1].labels: attribute "violence" has no place in the regression label`,
+    );
+    expect(readFileSync(out, "utf8").trim().split("\n")).toHaveLength(1);
+    const rejects = readFileSync(`${out}.rejects.jsonl`, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(rejects.map((x) => x.line)).toEqual([1]);
+  });
+
   it("rejects unknown formats and bad options as user errors", async () => {
     const p = input();
     const a = await runCli(["data", "convert", "--from", "csv", "--to", "steerlm", p, "-o", at("x.jsonl")]);

@@ -128,6 +128,15 @@ export async function convertFile(
       })(),
       to,
       opts.write,
+      opts.skipInvalid
+        ? async (record, error) => {
+            // read as valid, but not expressible in the output format: a reject like any other
+            reader.stats.records--;
+            reader.stats.rejected++;
+            const at = record.origin as NonNullable<typeof record.origin>;
+            await rejects.add({ file: at.file, line: at.line, error: error.message });
+          }
+        : undefined,
     );
   });
   return { ...summary, lines: value };
