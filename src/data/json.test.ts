@@ -103,6 +103,13 @@ describe("dumpsPython", () => {
     expect(dumpsPython(v, { ensureAscii: false })).toBe('{"a": [1, 2.0], "b": {"c": "é\u007f😀\\n"}}');
   });
 
+  it("writes a lone surrogate as the escape it came from, also without ensure_ascii (UTF-8 has no form for it)", () => {
+    const line = '{"c": "é \\ud800x \\ud83d\\ude00 \\udc00"}';
+    const v = parseJson(line);
+    expect(dumpsPython(v, { ensureAscii: false })).toBe('{"c": "é \\ud800x 😀 \\udc00"}');
+    expect(Buffer.from(dumpsPython(v, { ensureAscii: false })).toString()).not.toContain("\ufffd");
+  });
+
   describe.skipIf(!havePython)("against CPython's json.dumps (oracle)", () => {
     const strings = nastyStrings(400);
     for (const ensureAscii of [true, false]) {

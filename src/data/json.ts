@@ -220,10 +220,13 @@ export interface DumpOptions {
   compact?: boolean;
 }
 
-// CPython's json.encoder: ESCAPE_ASCII = ([\\"]|[^\ -~]) and ESCAPE = [\x00-\x1f\\"\b\f\n\r\t].
+// CPython's json.encoder: ESCAPE_ASCII = ([\\"]|[^\ -~]) and ESCAPE = [\x00-\x1f\\"\b\f\n\r\t]. A lone
+// surrogate (from a `\ud800` escape in the input) has no UTF-8 form, where Python would fail to write it:
+// escaped as it came, not turned into U+FFFD.
 const ESCAPE_ASCII_RE = /[\\"]|[^\x20-\x7e]/g;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const ESCAPE_RE = /[\x00-\x1f\\"]/g;
+const ESCAPE_RE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  /[\x00-\x1f\\"]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 const SHORT_ESCAPES: Record<string, string> = {
   "\\": "\\\\",
   '"': '\\"',
