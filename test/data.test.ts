@@ -1,9 +1,20 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { afterAll, describe, expect, it } from "vitest";
+import { MAX_LINE_BYTES } from "../src/data/input.js";
 import { haveSharedData, repoRoot, runCli, sharedData, tempDir } from "./helpers.js";
 
 // End-to-end: the built CLI (`npm run build` first), as a user runs it.
@@ -269,6 +280,24 @@ describe("steerlm data with bad input", () => {
       .map((l) => JSON.parse(l));
     expect(rejects.map((x) => x.line)).toEqual([1]);
   });
+
+  it("a line longer than a line may be is one reject at its number, the lines around it kept", async () => {
+    const p = at("huge-line.jsonl");
+    const good = lines[0] as string;
+    const fd = openSync(p, "w");
+    writeSync(fd, `${good}\n`);
+    const block = Buffer.alloc(16 * 2 ** 20, "a");
+    for (let n = 0; n <= MAX_LINE_BYTES; n += block.length) writeSync(fd, block);
+    writeSync(fd, `\n${good}\n`);
+    closeSync(fd);
+    try {
+      const r = await runCli(["data", "validate", "--skip-invalid", p]);
+      expect(r.stderr).toContain(`${p}:2: the line is 272 MiB, more than the 256 MiB a line may have`);
+      expect(r.stdout).toContain("2 valid records from 3 rows, 1 invalid");
+    } finally {
+      rmSync(p);
+    }
+  }, 60_000);
 
   it("rejects unknown formats and bad options as user errors", async () => {
     const p = input();

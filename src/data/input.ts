@@ -36,9 +36,15 @@ export interface Line {
   /** 1-based line number. */
   line: number;
   text: string;
-  /** The line's bytes are not UTF-8 (`text` then holds replacement characters). */
-  notUtf8?: true;
+  /**
+   * Why the line cannot be read as data: its bytes are not UTF-8 (`text` then holds replacement
+   * characters), or it is longer than MAX_LINE_BYTES (`text` is then empty). Readers reject such a line.
+   */
+  problem?: { message: string; hint: string };
 }
+
+/** A line's most bytes: longer ones are rejected by number, rather than ending the run out of memory. */
+export const MAX_LINE_BYTES = 256 * 2 ** 20;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -48,8 +54,20 @@ function decodeLine(line: number, bytes: Buffer): Line {
   try {
     return { line, text: utf8.decode(b) };
   } catch {
-    return { line, text: b.toString("utf8"), notUtf8: true };
+    return {
+      line,
+      text: b.toString("utf8"),
+      problem: { message: "not UTF-8 text", hint: "save the file as UTF-8" },
+    };
   }
+}
+
+function tooLong(bytes: number): { message: string; hint: string } {
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+  return {
+    message: `the line is ${mib(bytes)}, more than the ${mib(MAX_LINE_BYTES)} a line may have`,
+    hint: "is this a JSONL file? each line holds one record",
+  };
 }
 
 /** Lines of a text or gzip file; `onBytes` is told how many bytes of the file itself were consumed. */
@@ -69,21 +87,33 @@ export async function* readLines(path: string, onBytes?: (n: number) => void): A
     // split on bytes, then decode each line strictly: a line that is not UTF-8 is said to be so, where a
     // decoding stream would hand on U+FFFD replacement characters as if they were the data
     let pieces: Buffer[] = [];
+    let bytes = 0;
+    const add = (piece: Buffer) => {
+      bytes += piece.length;
+      // past the cap only the length is kept
+      if (bytes <= MAX_LINE_BYTES) pieces.push(piece);
+      else pieces = [];
+    };
+    const take = (): Line => {
+      line++;
+      const out: Line =
+        bytes > MAX_LINE_BYTES
+          ? { line, text: "", problem: tooLong(bytes) }
+          : decodeLine(line, pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces));
+      pieces = [];
+      bytes = 0;
+      return out;
+    };
     for await (const chunk of input as AsyncIterable<Buffer>) {
       let start = 0;
       for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
-        pieces.push(chunk.subarray(start, nl));
-        line++;
-        yield decodeLine(line, pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces));
-        pieces = [];
+        add(chunk.subarray(start, nl));
+        yield take();
         start = nl + 1;
       }
-      if (start < chunk.length) pieces.push(chunk.subarray(start));
+      if (start < chunk.length) add(chunk.subarray(start));
     }
-    if (pieces.length > 0) {
-      line++;
-      yield decodeLine(line, Buffer.concat(pieces));
-    }
+    if (bytes > 0) yield take();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const what =

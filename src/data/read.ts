@@ -194,14 +194,14 @@ export class RecordReader implements AsyncIterable<DataRecord> {
   }
 
   private async *jsonlRows() {
-    for await (const { line, text, notUtf8 } of readLines(this.path, this.opts.onProgress)) {
-      if (text.trim() === "") continue;
+    for await (const { line, text, problem } of readLines(this.path, this.opts.onProgress)) {
+      if (text.trim() === "" && problem === undefined) continue;
       yield {
         line,
         raw: text,
         ascii: !writtenWithoutEnsureAscii(text),
         json: (): Json => {
-          if (notUtf8) throw new InputError("not UTF-8 text", {}, "save the file as UTF-8");
+          if (problem) throw new InputError(problem.message, {}, problem.hint);
           try {
             return parseJson(text);
           } catch (err) {

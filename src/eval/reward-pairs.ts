@@ -95,7 +95,8 @@ async function readRewardBench(path: string, parquet: boolean, limit: number): P
 }
 
 async function* jsonRows(path: string): AsyncGenerator<{ line: number; row: Map<string, Json> }> {
-  for await (const { line, text } of readLines(path)) {
+  for await (const { line, text, problem } of readLines(path)) {
+    if (problem) throw new InputError(problem.message, { file: path, line }, problem.hint);
     if (text.trim() === "") continue;
     let json: Json;
     try {
