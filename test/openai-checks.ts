@@ -38,6 +38,9 @@ export function openAiClientChecks(target: () => Target): void {
   it("lists the model and serves the schema stored in the GGUF", async () => {
     const models = await client.models.list();
     expect(models.data.map((m) => m.id)).toEqual(["steer"]);
+    expect(await client.models.retrieve("steer")).toMatchObject({ id: "steer", object: "model" });
+    const doubled = await fetch(`${server.url}//v1/models`);
+    expect(await doubled.json()).toMatchObject({ error: { message: "no route //v1/models" } });
     const schema = await (await fetch(`${server.url}/v1/steerlm/schema`)).json();
     expect(schema.name).toBe("tiny-test");
     expect(schema.source).toBe("gguf");

@@ -95,6 +95,7 @@ export function createHandler(opts: ServeOptions): Handler {
       : null,
   });
 
+  const modelCard = { id: model.id, object: "model", created: 0, owned_by: "steerlm" };
   const routes: Record<string, Record<string, Handler>> = {
     "/health": {
       // In front of an engine, healthy means the engine answers: 503 lets a load balancer route around it.
@@ -110,13 +111,9 @@ export function createHandler(opts: ServeOptions): Handler {
         });
       },
     },
-    "/v1/models": {
-      GET: (_req, res) =>
-        sendJson(res, 200, {
-          object: "list",
-          data: [{ id: model.id, object: "model", created: 0, owned_by: "steerlm" }],
-        }),
-    },
+    "/v1/models": { GET: (_req, res) => sendJson(res, 200, { object: "list", data: [modelCard] }) },
+    // openai-python's models.retrieve
+    [`/v1/models/${encodeURIComponent(model.id)}`]: { GET: (_req, res) => sendJson(res, 200, modelCard) },
     "/v1/steerlm/schema": { GET: (_req, res) => sendJson(res, 200, schema()) },
     "/v1/chat/completions": {
       POST: async (req, res) => {
@@ -171,7 +168,10 @@ export function createHandler(opts: ServeOptions): Handler {
 
 function pathOf(target: string): string {
   try {
-    return new URL(target, "http://localhost").pathname;
+    // `//v1/models` is that path (origin-form), not a URL of host v1
+    return target.startsWith("//")
+      ? new URL(`http://localhost${target}`).pathname
+      : new URL(target, "http://localhost").pathname;
   } catch {
     const shown = target.length > 80 ? `${target.slice(0, 77)}...` : target;
     throw badRequest(`the request target ${JSON.stringify(shown)} is not a URL`, null, "bad_request_target");
