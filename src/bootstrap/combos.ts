@@ -3,7 +3,7 @@ import { type AttributeSchema, type AttributeValues, attributeDef } from "../dat
 import { NO_LABELS, readRecords } from "../data/read.js";
 import { type DataFormat, labelString } from "../data/record.js";
 import { InputError } from "../util/errors.js";
-import { Rng } from "../util/rng.js";
+import { Rng, samplingSeed } from "../util/rng.js";
 
 /**
  * The first half of SteerLM's bootstrapping: the attribute combinations of the training data's
@@ -99,5 +99,5 @@ export function pickCombo(combos: readonly AttributeValues[], seed: number, row:
 
 /** The sampling seed of row `row` for generation: 31 bits, independent of the combination's draw. */
 export function rowSeed(seed: number, row: number): number {
-  return new Rng(`bootstrap-generate:${seed}:${row}`).u32() >>> 1;
+  return samplingSeed(`bootstrap-generate:${seed}:${row}`);
 }

@@ -312,5 +312,14 @@ export function resolveCheckpoint(input: string): string {
 /** The attribute schema a checkpoint was trained with (CheckpointHeader.schema). */
 export function headerSchema(h: Pick<CheckpointHeader, "schema">, checkpoint: string): AttributeSchema {
   if (!h.schema.startsWith("{")) return loadSchema(h.schema);
-  return validateSchema(JSON.parse(h.schema), `${checkpoint}: schema`);
+  let json: unknown;
+  try {
+    json = JSON.parse(h.schema);
+  } catch (err) {
+    throw new InputError(`the stored schema is not JSON: ${(err as Error).message}`, {
+      file: checkpoint,
+      field: "schema",
+    });
+  }
+  return validateSchema(json, `${checkpoint}: schema`);
 }

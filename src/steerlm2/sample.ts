@@ -20,7 +20,7 @@ import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
 import { mapOrdered } from "../util/ordered.js";
 import { Progress } from "../util/progress.js";
-import { Rng } from "../util/rng.js";
+import { samplingSeed } from "../util/rng.js";
 import { logPAttributes } from "./beta.js";
 import { type SampleInfo, STEERLM2_KEY, sampleLine, targetWeights } from "./format.js";
 import { jobKey, jobsDigest, readJobs, type SampleJob } from "./sample-jobs.js";
@@ -257,7 +257,7 @@ async function sampleAll(
 
 /** The sampling seed of one response: 31 bits from (seed, group, sample) alone. */
 export function sampleSeed(seed: number, row: number, sample: number): number {
-  return new Rng(`steerlm2-generate:${seed}:${row}:${sample}`).u32() >>> 1;
+  return samplingSeed(`steerlm2-generate:${seed}:${row}:${sample}`);
 }
 
 /** n responses at the job's values, as records labelled with them; null when the prompt does not fit. */

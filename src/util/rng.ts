@@ -7,6 +7,14 @@ import { at } from "./at.js";
 
 export type RngState = [number, number, number, number];
 
+/**
+ * A generation's sampling seed derived from `key` alone (so a resumed or parallel job draws the same): 31
+ * bits, a non-negative int32, which every engine takes (llama.cpp, vLLM, steerlm serve).
+ */
+export function samplingSeed(key: string): number {
+  return new Rng(key).u32() >>> 1;
+}
+
 export class Rng {
   readonly #s = new Uint32Array(4);
 
