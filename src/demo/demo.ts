@@ -194,7 +194,7 @@ export function contrastingSamples(r: SteerabilityReport): Sample[] {
   const out: Sample[] = [];
   for (const [attr, result] of Object.entries(r.attributes)) {
     for (const level of [result.requested[0], result.requested.at(-1)]) {
-      const s = r.samples.find((x) => x.prompt === first && x.sweep === attr && x.level === level);
+      const s = r.samples.find((x) => x.prompt === first && x.attribute === attr && x.level === level);
       if (s) out.push(s);
     }
   }
@@ -226,7 +226,7 @@ export function formatDemoReport(r: DemoReport): string {
       prompt = s.prompt;
       lines.push(`  prompt: ${prompt}`);
     }
-    lines.push(`  [${s.sweep}=${s.level}] ${s.response}`);
+    lines.push(`  [${s.attribute}=${s.level}] ${s.response}`);
   }
   lines.push("");
   lines.push(
