@@ -1,16 +1,16 @@
 import { describe, expect, it } from "vitest";
+import { resolveLlamaConfig } from "../model/config.js";
 import { trainStepFlops } from "./flops.js";
 
 // A tiny shape counted by hand: V=10, D=4, 1 layer, 2 heads of 2 (1 kv head), F=6, batch 1 × 3 tokens.
-const cfg = {
+const cfg = resolveLlamaConfig({
   vocabSize: 10,
   hiddenSize: 4,
   numLayers: 1,
   numHeads: 2,
   numKvHeads: 1,
-  headDim: 2,
   ffnSize: 6,
-};
+});
 
 describe("trainStepFlops", () => {
   it("counts full training by hand", () => {

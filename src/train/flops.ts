@@ -1,5 +1,7 @@
 import type { LlamaConfig } from "../model/config.js";
-import type { LoraOptions, LoraTarget } from "../model/lora.js";
+import { LORA_TARGET_TENSOR, LORA_TARGETS, type LoraOptions, type LoraTarget } from "../model/lora.js";
+import { blockTensor } from "../model/tensor-names.js";
+import { llamaTensorSpecs } from "../model/weights.js";
 
 /** Model FLOPs of one training step (fwd + bwd), split the way MFU and the cost tables use them. */
 export interface StepFlops {
@@ -20,10 +22,7 @@ export interface StepFlops {
  * (once); attention's two products twice (both operands are activations); LoRA's A and B twice.
  */
 export function trainStepFlops(
-  cfg: Pick<
-    LlamaConfig,
-    "vocabSize" | "hiddenSize" | "numLayers" | "numHeads" | "numKvHeads" | "headDim" | "ffnSize"
-  >,
+  cfg: LlamaConfig,
   batch: number,
   seq: number,
   /** null: every weight is trained; else LoRA adapters on a frozen base. */
@@ -32,17 +31,14 @@ export function trainStepFlops(
   const tokens = batch * seq;
   const d = cfg.hiddenSize;
   const qd = cfg.numHeads * cfg.headDim;
-  const kvd = cfg.numKvHeads * cfg.headDim;
-  // [in, out] of each projection in a block
-  const shapes: Record<LoraTarget, [number, number]> = {
-    q: [d, qd],
-    k: [d, kvd],
-    v: [d, kvd],
-    o: [qd, d],
-    gate: [d, cfg.ffnSize],
-    up: [d, cfg.ffnSize],
-    down: [cfg.ffnSize, d],
-  };
+  // [in, out] of each projection in a block: the model's own tensor shapes (ggml: ne0 = in)
+  const specs = llamaTensorSpecs({ ...cfg, numLayers: 1 });
+  const shapes = Object.fromEntries(
+    LORA_TARGETS.map((t) => {
+      const spec = specs.find((s) => s.name === blockTensor(0, `${LORA_TARGET_TENSOR[t]}.weight`));
+      return [t, spec?.shape as [number, number]];
+    }),
+  ) as Record<LoraTarget, [number, number]>;
   const weightBackward = lora ? 1 : 2;
   let fwd = 0;
   let bwd = 0;
