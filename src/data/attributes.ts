@@ -63,7 +63,12 @@ const d = (name: keyof typeof descriptions, max: number, def: number): Attribute
 });
 
 /** OpenAssistant's four on SteerLM's 0..4 scale. */
-const OASST_ATTRIBUTES = [d("quality", 4, 4), d("toxicity", 4, 0), d("humor", 4, 0), d("creativity", 4, 0)];
+export const OASST_ATTRIBUTES = [
+  d("quality", 4, 4),
+  d("toxicity", 4, 0),
+  d("humor", 4, 0),
+  d("creativity", 4, 0),
+];
 
 /** HelpSteer's five; `lengthDefault` is complexity's and verbosity's default. */
 const helpsteerAttributes = (lengthDefault: number) => [

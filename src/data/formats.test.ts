@@ -72,6 +72,7 @@ const oasstTree = {
           quality: { value: 0.625, count: 3 },
           humor: { value: 0.875, count: 3 },
           spam: { value: 0, count: 3 },
+          helpfulness: { value: 0.25, count: 3 },
         },
         replies: [
           {
@@ -415,7 +416,10 @@ describe("OpenAssistant trees", () => {
     expect(records[1].turns[1].labels).toEqual({ creativity: 4 });
     // The paper's 0..9 scale.
     const paper = await collect(path, { schema: loadSchema("oasst-paper") });
-    expect(paper[0].turns[1].labels).toEqual({ quality: 6, humor: 8 });
+    expect(paper[0].turns[1].labels).toEqual({ quality: 6, humor: 8, helpfulness: 2 });
+    // SteerLM's nine: OASST's helpfulness vote is not HelpSteer's helpfulness (NeMo takes the four)
+    const steerlm = await collect(path, { schema: loadSchema("steerlm") });
+    expect(steerlm[0].turns[1].labels).toEqual({ quality: 2, humor: 4 });
   });
 
   it("filters by language and counts what it filtered", async () => {

@@ -1,5 +1,12 @@
 import { InputError } from "../../util/errors.js";
-import { type AttributeValues, roundHalfEven } from "../attributes.js";
+import {
+  type AttributeDef,
+  type AttributeSchema,
+  type AttributeValues,
+  BUILTIN_SCHEMAS,
+  OASST_ATTRIBUTES,
+  roundHalfEven,
+} from "../attributes.js";
 import type { Json, JsonObject } from "../json.js";
 import type { DataRecord, RecordTurn } from "../record.js";
 import type { ImportContext, ImportResult } from "./context.js";
@@ -11,7 +18,9 @@ import { asArray, asNumber, asObject, asString } from "./fields.js";
  *   "labels": {"quality": {"value": 0.75, "count": 3}, ...}, "replies": [...]}}`.
  * Every root-to-leaf path with at least two turns is one record. A label in 0..1 becomes
  * `round(value * max)` (Python's half-to-even; `max` is 4 for the `oasst` schema, 9 for `oasst-paper`);
- * labels the schema does not name, and missing labels, are omitted. Deleted messages and their
+ * labels the schema does not name, and missing labels, are omitted. Only the paper's 0..9 schema takes all of
+ * its attributes from OASST; any other takes the four NeMo's preprocessing does (quality, toxicity, humor,
+ * creativity): OASST's own `helpfulness` vote is not HelpSteer's helpfulness, which `steerlm` means. Deleted messages and their
  * replies are left out, as in the released "ready" exports.
  */
 const ROLES: Record<string, RecordTurn["role"]> = { prompter: "user", assistant: "assistant" };
@@ -33,7 +42,7 @@ function toTurn(node: Node, ctx: ImportContext): RecordTurn {
   if (role === "assistant" && rawLabels !== undefined && rawLabels !== null) {
     const obj = asObject(rawLabels, `${field}.labels`);
     const out: AttributeValues = {};
-    for (const def of ctx.schema.attributes) {
+    for (const def of labelledByOasst(ctx.schema)) {
       const entry = obj.get(def.name);
       if (entry === undefined || entry === null) continue;
       const f = `${field}.labels.${def.name}.value`;
@@ -44,6 +53,11 @@ function toTurn(node: Node, ctx: ImportContext): RecordTurn {
     if (Object.keys(out).length > 0) labels = out;
   }
   return { role, text, labels };
+}
+
+function labelledByOasst(schema: AttributeSchema): readonly AttributeDef[] {
+  if (schema.name === BUILTIN_SCHEMAS["oasst-paper"].name) return schema.attributes;
+  return schema.attributes.filter((a) => OASST_ATTRIBUTES.some((o) => o.name === a.name));
 }
 
 export function importOasst(json: Json, ctx: ImportContext): ImportResult {
