@@ -113,6 +113,35 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
     expect(bad.stderr).toMatch(/--attr.*unknown attribute "humour"/);
   });
 
+  it("a question too long for the context is written as ERROR, and the same command resumes over it", async () => {
+    const long = join(tmp.path, "long-question.jsonl");
+    const q = { question_id: 1, category: "writing", turns: ["word ".repeat(3000), "and?"] };
+    writeFileSync(long, `${JSON.stringify(q)}\n`);
+    const out = join(tmp.path, "long-answers.jsonl");
+    const args = [
+      "eval",
+      "answer",
+      "-m",
+      model,
+      "--bench",
+      long,
+      "-o",
+      out,
+      "--max-tokens",
+      "4",
+      "--attr",
+      "humor=3",
+    ];
+    const first = await runCli(args);
+    expect(first.stderr).toContain("answers: 1 written, 0 already there, 2 turn errors");
+    const [a] = lines(out);
+    expect(a.choices[0].turns).toEqual(["ERROR", "ERROR"]);
+    expect(a.steerlm_values).toBe("quality:4,humor:3,verbosity:3");
+    const again = await runCli(args);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain("answers: 0 written, 1 already there");
+  });
+
   it("judges through our own steerlm serve (the tiny model as an OpenAI-compatible judge)", async () => {
     const judgeModel = await SteerableModel.load({ modelPath: model, parallel: 1 });
     const server = await startServer({ model: judgeModel, port: 0, maxTokensCap: 8 });

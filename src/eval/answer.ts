@@ -68,7 +68,8 @@ export interface AnswerResult {
 
 export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult> {
   const done = existsSync(opts.output) ? readAnswers(opts.output) : new Map<string, ModelAnswer>();
-  checkSameRun(opts, done);
+  const values = runValues(opts);
+  checkSameRun(opts, values, done);
   const todo = opts.questions.filter((q) => !done.has(String(q.question_id)));
   if (done.size > 0) log.info(`answer: ${done.size} questions already answered in ${opts.output}`);
   const progress = new Progress({ label: "answering", total: todo.length, enabled: opts.progress });
@@ -79,7 +80,6 @@ export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult
       const q = todo[next++] as Question;
       const turns: Turn[] = [];
       const answers: string[] = [];
-      let values = "";
       for (const [i, text] of q.turns.entries()) {
         turns.push({ role: "user", text });
         let reply: string;
@@ -93,7 +93,6 @@ export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult
             seed: opts.seed,
           });
           reply = r.text.trim();
-          values = r.values;
         } catch (err) {
           if ((err as Error).name !== "ContextLengthError") throw err;
           errors++;
@@ -124,22 +123,26 @@ export async function generateAnswers(opts: AnswerOptions): Promise<AnswerResult
   return { written: todo.length, skipped: opts.questions.length - todo.length, errors };
 }
 
+/** The value string every answer of this run is generated at (recorded even where a turn failed). */
+function runValues(opts: AnswerOptions): string {
+  return opts.model.renderPrompt({
+    conversation: { system: opts.system ?? DEFAULT_SYSTEM_PROMPT, turns: [{ role: "user", text: "" }] },
+    attributes: opts.attributes,
+  }).values;
+}
+
 /**
  * The answers already in the output are skipped, so they must be this run's: the same model id and, where
  * steerlm wrote them, the same value string. Otherwise a rerun at other attributes would report the old
  * answers as its own.
  */
-function checkSameRun(opts: AnswerOptions, done: ReadonlyMap<string, ModelAnswer>): void {
-  if (done.size === 0) return;
-  const values = opts.model.renderPrompt({
-    conversation: { system: opts.system ?? DEFAULT_SYSTEM_PROMPT, turns: [{ role: "user", text: "" }] },
-    attributes: opts.attributes,
-  }).values;
+function checkSameRun(opts: AnswerOptions, values: string, done: ReadonlyMap<string, ModelAnswer>): void {
   for (const a of done.values()) {
     const other =
       a.model_id !== opts.modelId
         ? `model ${JSON.stringify(a.model_id)}, this run ${JSON.stringify(opts.modelId)}`
-        : a.steerlm_values !== undefined && a.steerlm_values !== values
+        : // "": written by an earlier steerlm for a question whose every turn failed
+          a.steerlm_values !== undefined && a.steerlm_values !== "" && a.steerlm_values !== values
           ? `values ${a.steerlm_values}, this run ${values}`
           : undefined;
     if (other !== undefined)
