@@ -360,7 +360,10 @@ describe.skipIf(!haveSharedData)("the dialects of other engines", () => {
       }
       expect(pieces.join("")).toBe(want.text);
       const controls = ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"];
-      expect(engine.bodies[0]).toMatchObject({ stop: controls, preserved_tokens: controls });
+      expect(engine.bodies[0]).toMatchObject({
+        stop: ["\n<extra_id_1>", ...controls],
+        preserved_tokens: controls,
+      });
       expect(engine.bodies[0]).not.toHaveProperty("return_token_ids");
 
       // chained: steerlm serve in front of it knows no ids either, and says none rather than an empty

@@ -85,6 +85,12 @@ export interface RenderOptions {
 
 const NL = "\n";
 
+/**
+ * What closes a response in the template: its line end, then `<extra_id_1>`. A generated reply ends before
+ * the whole of it, so that sent back in the next request it renders as it was generated.
+ */
+export const RESPONSE_END = { lineEnd: NL, text: `${NL}${CONTROL_TOKENS.turn}` } as const;
+
 class PartList {
   readonly parts: TemplatePart[] = [];
   control(token: ControlToken, loss = false): void {

@@ -37,16 +37,21 @@ describe("CompletionText", () => {
     expect(c.finish()).toBe("a\n");
   });
 
-  it("an engine's text: the turn end cut by the stop string or where the engine stopped at the id", () => {
+  it("an engine's ids end the turn where it stopped; its text is final (it cut its own stop strings)", () => {
+    const ids = new CompletionText(vocab, [], 16);
+    for (const id of [1, 2]) ids.push(id);
+    ids.endAs("stop"); // at the stop id it did not send back
+    expect(ids.finish()).toBe("Hello");
     const spelled = new CompletionText(vocab, [], 16);
     spelled.pushText("Hello\n<extra_id_1>User");
     expect(spelled.finish()).toBe("Hello");
-    const stopped = new CompletionText(vocab, [], 16);
-    stopped.pushText("Hello\n");
-    stopped.endAs("stop");
-    expect(stopped.finish()).toBe("Hello");
+    // stopped at one of the caller's stop strings, which the engine cut: the newline is the reply's
+    const text = new CompletionText(vocab, ["b"], 16);
+    text.pushText("Hello\n");
+    text.endAs("stop");
+    expect(text.finish()).toBe("Hello\n");
     const cut = new CompletionText(vocab, [], 16);
-    cut.pushText("Hello\n");
+    for (const id of [1, 2]) cut.push(id);
     cut.endAs("length");
     expect(cut.finish()).toBe("Hello\n");
   });

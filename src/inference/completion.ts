@@ -1,4 +1,4 @@
-import { CONTROL_TOKENS } from "../data/template.js";
+import { CONTROL_TOKENS, RESPONSE_END } from "../data/template.js";
 import { InputError } from "../util/errors.js";
 import { checkSampling, SAMPLING_SETTINGS, type SamplingValues } from "./sampling.js";
 import { IncrementalDecoder, StopText } from "./stop.js";
@@ -94,8 +94,7 @@ export class CompletionText {
     private readonly maxTokens: number,
     private readonly onText?: (text: string) => void,
   ) {
-    const turnEnd = `\n${CONTROL_TOKENS.turn}`;
-    this.stopText = new StopText([turnEnd, CONTROL_TOKENS.turn, ...stop]);
+    this.stopText = new StopText([RESPONSE_END.text, CONTROL_TOKENS.turn, ...stop]);
     this.decoder = new IncrementalDecoder((ids, previous) => vocab.detokenize(ids, previous));
     this.done = maxTokens <= 0;
   }
@@ -132,11 +131,13 @@ export class CompletionText {
   }
 
   /**
-   * The generator ended it for `reason` (the engine stopped: "stop" at a stop id it did not send back);
-   * no effect once it has ended.
+   * The generator ended it for `reason` (the engine stopped): "stop" after ids is at a stop id the engine
+   * did not send back, which closes the turn; after text, the engine's text is final (an engine cuts its
+   * stop strings, the turn's end among them, and may have stopped at one of the caller's). No effect once
+   * it has ended.
    */
   endAs(reason: FinishReason): void {
-    if (!this.done && reason === "stop") this.turnEnded = true;
+    if (!this.done && reason === "stop" && this.engineText === "") this.turnEnded = true;
     this.end(reason);
   }
 

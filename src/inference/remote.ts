@@ -1,5 +1,5 @@
 import type { AttributeSchema } from "../data/attributes.js";
-import { CONTROL_TOKEN_NAMES, CONTROL_TOKENS } from "../data/template.js";
+import { CONTROL_TOKEN_NAMES, CONTROL_TOKENS, RESPONSE_END } from "../data/template.js";
 import { InputError } from "../util/errors.js";
 import { type CompletionText, completionBudget, samplingTemperature } from "./completion.js";
 import { type CompletionBody, Engine, type EngineOptions, remoteSetting } from "./engine.js";
@@ -187,7 +187,8 @@ export class RemoteGenerator extends PooledGenerator implements Generator {
       case "llama.cpp":
         // llama-server returns text only and drops control tokens from it unless they are preserved:
         // preserved, they show as text and stop there.
-        return { ...body, stop: [...controls, ...stop], preserved_tokens: controls };
+        // The response's end first: llama-server cuts the stop string it matched, so its text is final.
+        return { ...body, stop: [RESPONSE_END.text, ...controls, ...stop], preserved_tokens: controls };
       case "openai":
         // vLLM (and SGLang) stop at ids; `return_token_ids` gives the ids to decode here.
         return {

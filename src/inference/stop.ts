@@ -3,6 +3,8 @@
  * all ids so far (so multi-byte characters split across tokens come out whole), and text that could still
  * turn into a stop string is held back until it either completes the stop or cannot.
  */
+import { RESPONSE_END } from "../data/template.js";
+
 export class StopText {
   private emitted = 0;
   private text = "";
@@ -50,7 +52,9 @@ export class StopText {
    * (kept, a reply sent back in the next request would render with two).
    */
   flushTurnEnd(): string {
-    if (this.text.length > this.emitted && this.text.endsWith("\n")) this.text = this.text.slice(0, -1);
+    const end = RESPONSE_END.lineEnd;
+    if (this.text.length > this.emitted && this.text.endsWith(end))
+      this.text = this.text.slice(0, -end.length);
     return this.flush();
   }
 
