@@ -279,6 +279,30 @@ describe("steerlm data with bad input", () => {
       .split("\n")
       .map((l) => JSON.parse(l));
     expect(rejects.map((x) => x.line)).toEqual([1]);
+    // split as convert: the record is one reject, the other goes to one of the two files
+    const [train, val] = [at("cv-train.jsonl"), at("cv-val.jsonl")];
+    const split = await runCli([
+      "data",
+      "split",
+      "--from",
+      "chat",
+      "--schema",
+      "oasst-paper",
+      "--to",
+      "regression",
+      p,
+      "--train",
+      train,
+      "--validation",
+      val,
+      "--fraction",
+      "0.5",
+      "--skip-invalid",
+    ]);
+    expect(split.code, split.stderr).toBe(0);
+    expect(split.stderr).toContain(`${p}:1: turns[1].labels: attribute "violence" has no place`);
+    const count = (f: string) => readFileSync(f, "utf8").split("\n").filter(Boolean).length;
+    expect(count(train) + count(val)).toBe(1);
   });
 
   it("a line longer than a line may be is one reject at its number, the lines around it kept", async () => {

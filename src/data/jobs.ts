@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
 import { AtomicFile, checkOutputs } from "../util/atomic.js";
-import { SteerlmError } from "../util/errors.js";
+import { InputError, SteerlmError } from "../util/errors.js";
 import { Progress } from "../util/progress.js";
 import type { WriteOptions } from "./formats/context.js";
 import { sniffFile } from "./input.js";
@@ -14,9 +14,9 @@ import {
   readRecords,
   UNLABELED_HINT,
 } from "./read.js";
-import type { OutputFormat } from "./record.js";
+import type { DataRecord, OutputFormat } from "./record.js";
 import { type SplitResult, splitRecords } from "./split.js";
-import { writeRecords } from "./write.js";
+import { recordLines, writeRecords } from "./write.js";
 
 /**
  * The data commands as library calls: convert, validate, inspect and split a file, with the
@@ -122,24 +122,44 @@ export async function convertFile(
     return writeRecords(
       output,
       (async function* () {
-        for await (const r of reader) yield r;
+        yield* expressible(reader, to, opts, rejects);
         // Refuse to leave an empty output behind for an input that had nothing usable in it.
         if (reader.stats.records === 0) throw noRecords(input, reader.stats, rejects);
       })(),
       to,
       opts.write,
-      opts.skipInvalid
-        ? async (record, error) => {
-            // read as valid, but not expressible in the output format: a reject like any other
-            reader.stats.records--;
-            reader.stats.rejected++;
-            const at = record.origin as NonNullable<typeof record.origin>;
-            await rejects.add({ file: at.file, line: at.line, error: error.message });
-          }
-        : undefined,
     );
   });
   return { ...summary, lines: value };
+}
+
+/**
+ * The records `format` can express: with --skip-invalid, one it cannot (a label outside the regression
+ * format's attributes) is a reject like an invalid row (counted and logged in `rejects`, when given: a
+ * second pass over the same rows skips quietly); without, its error stands.
+ */
+async function* expressible(
+  records: ReturnType<typeof readRecords>,
+  format: OutputFormat,
+  opts: JobOptions & { write?: WriteOptions },
+  rejects?: RejectLog,
+): AsyncGenerator<DataRecord> {
+  for await (const r of records) {
+    if (opts.skipInvalid && r.origin) {
+      try {
+        recordLines(r, format, opts.write);
+      } catch (err) {
+        if (!(err instanceof InputError)) throw err;
+        if (rejects) {
+          records.stats.records--;
+          records.stats.rejected++;
+          await rejects.add({ file: r.origin.file, line: r.origin.line, error: err.message });
+        }
+        continue;
+      }
+    }
+    yield r;
+  }
 }
 
 export async function validateFile(input: string, opts: JobOptions = {}): Promise<JobSummary> {
@@ -169,10 +189,15 @@ export async function splitFile(
       // Pass 1 (counting) reports rejects; pass 2 sees the same rows and skips them quietly.
       () => {
         pass++;
-        if (pass > 1)
-          return readRecords(input, { ...opts, onReject: opts.skipInvalid ? () => undefined : undefined });
+        if (pass > 1) {
+          const again = readRecords(input, {
+            ...opts,
+            onReject: opts.skipInvalid ? () => undefined : undefined,
+          });
+          return expressible(again, split.to, { ...opts, write: split.write });
+        }
         return (async function* () {
-          for await (const r of first) yield r;
+          yield* expressible(first, split.to, { ...opts, write: split.write }, rejects);
           if (first.stats.records === 0) throw noRecords(input, first.stats, rejects);
         })();
       },

@@ -27,30 +27,18 @@ export function recordLines(record: DataRecord, format: OutputFormat, opts: Writ
   }
 }
 
-/**
- * Writes records as JSONL, atomically. Returns the number of lines written. With `onReject`, a record the
- * format cannot express (a label outside its schema) is handed to it and writing goes on, as the reader does
- * with invalid rows.
- */
+/** Writes records as JSONL, atomically. Returns the number of lines written. */
 export async function writeRecords(
   path: string,
   records: AsyncIterable<DataRecord> | Iterable<DataRecord>,
   format: OutputFormat,
   opts: WriteOptions = {},
-  onReject?: (record: DataRecord, error: InputError) => Promise<void>,
 ): Promise<number> {
   const out = await AtomicFile.create(path);
   let lines = 0;
   try {
     for await (const r of records) {
-      let ls: string[];
-      try {
-        ls = recordLines(r, format, opts);
-      } catch (err) {
-        if (!(onReject && err instanceof InputError && r.origin)) throw err;
-        await onReject(r, err);
-        continue;
-      }
+      const ls = recordLines(r, format, opts);
       if (ls.length > 0) await out.write(`${ls.join("\n")}\n`);
       lines += ls.length;
     }
