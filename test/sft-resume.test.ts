@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, renameSync } from "node:fs";
-import { join } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { latestCheckpoint, readCheckpoint } from "../src/run/checkpoint.js";
 import { repoRoot, runCli, startCli, tempDir, waitUntil } from "./helpers.js";
@@ -109,10 +109,34 @@ describe("steerlm sft --resume after kill -9", () => {
       const step = Number(/checkpoint written at step (\d+)/.exec(r.stderr)?.[1]);
       expect(step).toBeGreaterThanOrEqual(EVERY);
       expect(readCheckpoint(latestCheckpoint(run) as string).header.step).toBe(step);
-      // the SIGTERM'd run resumes after a move (to another disk, say): the run is where its settings are
-      const at = signal === "SIGTERM" ? `${run}-moved` : run;
-      if (at !== run) renameSync(run, at);
-      const resumed = await runCli(["sft", "--resume", "-o", at]);
+      // the SIGTERM'd run resumes after a move of the run and its inputs (another disk, another machine):
+      // the run is where its settings are, the inputs are checked by content
+      let at = run;
+      const again: string[] = [];
+      if (signal === "SIGTERM") {
+        at = `${run}-moved`;
+        renameSync(run, at);
+        const dir = join(tmp.path, "moved-inputs");
+        mkdirSync(dir, { recursive: true });
+        const moved = Object.fromEntries(
+          (["train", "val", "init"] as const).map((k) => {
+            const to = join(dir, basename(inputs[k]));
+            copyFileSync(inputs[k], to);
+            return [k, to];
+          }),
+        ) as typeof inputs;
+        writeFileSync(
+          join(dir, "wider.yaml"),
+          readFileSync(moved.init, "utf8").replace("hiddenSize: 32", "hiddenSize: 64"),
+        );
+        const wider = await runCli(["sft", "--resume", "-o", at, "--init", join(dir, "wider.yaml")]);
+        expect(wider.code).toBe(1);
+        expect(wider.stderr).toContain(
+          "model: the model is not the run's: headDim 32, 16 then; hiddenSize 64, 32 then",
+        );
+        again.push("--data", moved.train, "--val", moved.val, "--init", moved.init);
+      }
+      const resumed = await runCli(["sft", "--resume", "-o", at, ...again]);
       expect(resumed.code, resumed.stderr).toBe(0);
       expect(finalWeights(at).ck.header.step).toBe(STEPS);
     },

@@ -185,10 +185,14 @@ export async function recordBase(
   }
 }
 
-/** The path of a checkpoint's base GGUF (null: none), checked against the SHA-256 the run recorded. */
+/**
+ * The path of a checkpoint's base GGUF (null: none), checked against the SHA-256 the run recorded. `at`: a
+ * base outside the run found elsewhere now (a resume's --model after the run moved), checked the same way.
+ */
 export async function checkpointBase(
   header: Pick<CheckpointHeader, "baseModel" | "baseSha256">,
   checkpoint: string,
+  at?: string,
 ): Promise<string | null> {
   if (header.baseModel === null) return null;
   const runDir = dirname(dirname(checkpoint));
@@ -198,7 +202,7 @@ export async function checkpointBase(
     const moved = join(runDir, basename(header.baseModel));
     return existsSync(moved) ? moved : header.baseModel;
   }
-  const path = resolve(runDir, header.baseModel);
+  const path = header.baseSha256 !== null && at !== undefined ? at : resolve(runDir, header.baseModel);
   if (header.baseSha256 !== null) {
     let now: string;
     try {
@@ -215,6 +219,24 @@ export async function checkpointBase(
     }
   }
   return path;
+}
+
+/**
+ * Refuses to resume a checkpoint with a model of another shape (an --init file edited, or given anew for a
+ * moved run, that no longer says what the run trained), naming the fields that differ.
+ */
+export function checkSameModel(config: LlamaConfig, header: CheckpointHeader, checkpoint: string): void {
+  const was = header.model as unknown as Record<string, unknown>;
+  const now = config as unknown as Record<string, unknown>;
+  const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter(
+    (k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]),
+  );
+  if (differ.length === 0) return;
+  throw new InputError(
+    `the model is not the run's: ${differ.map((k) => `${k} ${JSON.stringify(now[k])}, ${JSON.stringify(was[k])} then`).join("; ")}`,
+    { file: checkpoint, field: "model" },
+    "resume with the model config (--init) or base (--model) the run started from",
+  );
 }
 
 /** The folder of a run's checkpoints. */

@@ -93,6 +93,13 @@ export function resolveSftConfig(
   return resolveLayers(flags, configFile).resolved;
 }
 
+/**
+ * Paths a resume may give anew, for a run moved or copied to another disk or machine: the run is where its
+ * settings are, and the files' contents are checked instead of their names (data-files.json's SHA-256 of
+ * the data, the checkpoint's SHA-256 of a base outside the run, the model config against the checkpoint's).
+ */
+const MOVABLE: readonly SettingName[] = ["output", "data", "val", "init", "model"];
+
 /** The settings of a resumed run: the stored ones, with flags allowed only where they agree. */
 export function resolveResumeConfig(
   runDir: string,
@@ -108,8 +115,7 @@ export function resolveResumeConfig(
   }
   const { resolved, beforeFlags } = resolveLayers(flags, stored);
   for (const key of Object.keys(flags) as SettingName[]) {
-    // the run is where its settings are: a run directory moved or copied (another disk, machine) resumes there
-    if (flags[key] === undefined || key === "output") continue;
+    if (flags[key] === undefined || MOVABLE.includes(key)) continue;
     const before = beforeFlags[key];
     const after = resolved.config[key];
     if (JSON.stringify(before) !== JSON.stringify(after)) {

@@ -17,6 +17,7 @@ import {
   type CheckpointHeader,
   checkpointBase,
   checkpointDir,
+  checkSameModel,
   latestCheckpoint,
   readCheckpointHeader,
   recordBase,
@@ -205,7 +206,8 @@ async function trainLocked(
   }
   // before anything is prepared: a base replaced at its path would have the trained tensors continue on
   // weights they do not belong to
-  if (resumeFrom) await checkpointBase(readCheckpointHeader(resumeFrom), resumeFrom);
+  const resumed = resumeFrom ? readCheckpointHeader(resumeFrom) : undefined;
+  if (resumeFrom && resumed) await checkpointBase(resumed, resumeFrom, cfg.model ?? undefined);
   mkdirSync(ckptDir, { recursive: true });
   objective.start(runDir, Boolean(opts.resume));
   const dataFiles = { data: cfg.data, val: cfg.val };
@@ -240,6 +242,7 @@ async function trainLocked(
           )
         : await setupFromGguf(cfg.model as string, runDir);
     owned.push(() => setup.tokenizer.dispose());
+    if (resumed) checkSameModel(setup.config, resumed, resumeFrom as string);
     const base = await recordBase(runDir, setup.baseModel);
     const padId = padTokenId(setup.tokenizer);
     const readVal = async () => (cfg.val ? read(cfg.val) : null);
