@@ -6,9 +6,11 @@ import { openAiJudge } from "./client.js";
 /** A judge endpoint that answers each request from `plan` in turn (then the verdict), recording the times. */
 async function judgeServer(plan: Array<(res: ServerResponse) => void>) {
   const times: number[] = [];
+  const paths: string[] = [];
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     for await (const _ of req);
     times.push(performance.now());
+    paths.push(req.url ?? "");
     const next = plan.shift();
     if (next) return next(res);
     res.writeHead(200, { "content-type": "application/json" });
@@ -16,7 +18,7 @@ async function judgeServer(plan: Array<(res: ServerResponse) => void>) {
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-  return { url, times, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return { url, times, paths, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
 const busy = (headers: Record<string, string>) => (res: ServerResponse) => {
@@ -42,6 +44,20 @@ describe("openAiJudge", () => {
     expect(verdict).toBe("[[A]]");
     expect(s.times).toHaveLength(5);
     expect((s.times[1] as number) - (s.times[0] as number)).toBeGreaterThanOrEqual(990);
+  });
+
+  it("posts to <base>/chat/completions, adding /v1 to a bare host only", async () => {
+    const s = await judgeServer([]);
+    servers.push(s);
+    const host = s.url.replace(/\/v1$/, "");
+    for (const base of [s.url, host, `${host}/`, `${host}/v1beta/openai`])
+      await openAiJudge({ url: base, model: "judge" })([{ role: "user", content: "?" }]);
+    expect(s.paths).toEqual([
+      "/v1/chat/completions",
+      "/v1/chat/completions",
+      "/v1/chat/completions",
+      "/v1beta/openai/chat/completions",
+    ]);
   });
 
   it("stops at once on a refusal, with the endpoint's message and a hint", async () => {

@@ -1,3 +1,4 @@
+import { remoteSetting } from "../inference/engine.js";
 import { parseBackendUrl, Upstream, UpstreamError } from "../inference/upstream.js";
 import { SteerlmError } from "../util/errors.js";
 import { log } from "../util/log.js";
@@ -8,38 +9,40 @@ import type { ChatMessage } from "./prompts.js";
  * server, OpenAI). FastChat asks its judges with temperature 0 and max_tokens 2048.
  */
 export interface JudgeEndpoint {
-  /** Base URL, with or without its /v1, e.g. http://127.0.0.1:8080/v1 */
+  /**
+   * The endpoint's base URL: `…/chat/completions` is added to it, and `/v1` before that when it has no path
+   * (http://127.0.0.1:8080/v1, http://127.0.0.1:8080, https://host/v1beta/openai all work).
+   */
   url: string;
   model: string;
   apiKey?: string;
   temperature?: number;
   maxTokens?: number;
-  /**
-   * Attempts on network errors, 429 and 5xx (default 6), waiting what a Retry-After header asks, else a
-   * jittered exponential backoff (the remote engines' client, src/inference/upstream.ts).
-   */
-  attempts?: number;
-  timeoutMs?: number;
+  /** Sent again after 429, 5xx and network errors, waiting what Retry-After asks (REMOTE_SETTINGS.retries). */
+  retries?: number;
+  /** Seconds the judge may stay silent (REMOTE_SETTINGS.engineTimeout). */
+  timeout?: number;
 }
 
 export type JudgeFn = (messages: ChatMessage[]) => Promise<string>;
 
 /** What a judge is asked with where the endpoint does not say: FastChat's temperature and max_tokens. */
-export const JUDGE_DEFAULTS = { temperature: 0, maxTokens: 2048, attempts: 6 };
+export const JUDGE_DEFAULTS = { temperature: 0, maxTokens: 2048 };
 
 export function openAiJudge(ep: JudgeEndpoint): JudgeFn {
+  const { base, path } = judgeRoute(ep.url);
   const upstream = new Upstream({
-    url: parseBackendUrl(ep.url, { setting: "judgeUrl" }),
+    url: base,
     apiKey: ep.apiKey,
-    retries: (ep.attempts ?? JUDGE_DEFAULTS.attempts) - 1,
-    timeoutMs: ep.timeoutMs ?? 600_000,
+    retries: remoteSetting("retries", ep.retries),
+    timeoutMs: remoteSetting("engineTimeout", ep.timeout) * 1000,
     onRetry: (r) => log.warn(`judge: ${r.reason}; retrying in ${(r.delayMs / 1000).toFixed(1)} s`),
   });
-  const url = `${upstream.url}/v1/chat/completions`;
+  const url = `${base}${path}`;
   return async (messages) => {
     let answer: unknown;
     try {
-      answer = await upstream.post("/v1/chat/completions", {
+      answer = await upstream.post(path, {
         model: ep.model,
         messages,
         n: 1,
@@ -61,6 +64,14 @@ export function openAiJudge(ep: JudgeEndpoint): JudgeFn {
     }
     return contentOf(answer, url);
   };
+}
+
+/** The judge's base URL as given (checked), and the chat path under it: `/v1` added only to a bare host. */
+function judgeRoute(text: string): { base: string; path: string } {
+  parseBackendUrl(text, { setting: "judgeUrl" }); // refuses what is not an http(s) URL, naming the flag
+  const base = text.replace(/\/+$/, "");
+  const bare = new URL(base).pathname.replace(/\/+$/, "") === "";
+  return { base, path: bare ? "/v1/chat/completions" : "/chat/completions" };
 }
 
 function contentOf(answer: unknown, url: string): string {
