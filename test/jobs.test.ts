@@ -247,6 +247,7 @@ describe.skipIf(!haveSharedData)("steerlm export job", () => {
         /steerlm model convert \S+ --schema (<this folder>\/)?schema\.json -o model\.gguf/,
       );
       expect(loadSchema(join(dirs[engine], "schema.json"))).toEqual(loadSchema("steerlm"));
+      expect(readme).toMatch(/^- `schema\.json` \(\d+ lines\)$/m);
       expect(readme).toContain("steerlm serve -m model.gguf");
       for (const setting of ["lr", "warmupSteps", "minLrRatio", "loraAlpha", "threads", "keepCheckpoints"]) {
         expect(readme, `${engine}: ${setting}`).toMatch(new RegExp(`^\\| ${setting} \\|`, "m"));

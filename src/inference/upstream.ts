@@ -238,10 +238,18 @@ async function readEvents(res: Response, touch: () => void, onEvent: SseHandler)
   // line ends (CRLF, CR, LF) made LF on the text as it accumulates: a CR that ends a chunk waits for the
   // next one, which may start with its LF
   let pending = "";
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    touch();
-    pending += decoder.decode(chunk, { stream: true });
-    const keep = pending.endsWith("\r") ? 1 : 0;
+  const chunks = res.body as unknown as AsyncIterable<Uint8Array>;
+  // the stream's text, and then its end, which settles a CR it ended with
+  async function* texts() {
+    for await (const chunk of chunks) {
+      touch();
+      yield decoder.decode(chunk, { stream: true });
+    }
+    yield null;
+  }
+  for await (const text of texts()) {
+    pending += text ?? "";
+    const keep = text !== null && pending.endsWith("\r") ? 1 : 0;
     buffer += pending.slice(0, pending.length - keep).replace(/\r\n?/g, "\n");
     pending = pending.slice(pending.length - keep);
     for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {

@@ -108,12 +108,9 @@ export async function exportJob(
   };
   const job = BUILDERS[engine](plan);
   job.differences.push(...commonDifferences(plan));
-  const readme = renderReadme(plan, job);
-  const files = [
-    ...job.files,
-    { path: SCHEMA_FILE, text: `${JSON.stringify(schema, null, 2)}\n` },
-    { path: "README.md", text: readme },
-  ];
+  // every engine's folder: the way back steers with it
+  job.files.push({ path: SCHEMA_FILE, text: `${JSON.stringify(schema, null, 2)}\n` });
+  const files = [...job.files, { path: "README.md", text: renderReadme(plan, job) }];
   await writeFolder(cfg.output, files);
   return { dir: cfg.output, engine, files: files.map((f) => f.path), steps: job.steps };
 }

@@ -112,8 +112,6 @@ export function createHandler(opts: ServeOptions): Handler {
       },
     },
     "/v1/models": { GET: (_req, res) => sendJson(res, 200, { object: "list", data: [modelCard] }) },
-    // openai-python's models.retrieve
-    [`/v1/models/${encodeURIComponent(model.id)}`]: { GET: (_req, res) => sendJson(res, 200, modelCard) },
     "/v1/steerlm/schema": { GET: (_req, res) => sendJson(res, 200, schema()) },
     "/v1/chat/completions": {
       POST: async (req, res) => {
@@ -128,6 +126,9 @@ export function createHandler(opts: ServeOptions): Handler {
       },
     },
   };
+  // models.retrieve: the id as sent (openai-node percent-encodes it, openai-python does not)
+  for (const id of new Set([model.id, encodeURIComponent(model.id)]))
+    routes[`/v1/models/${id}`] = { GET: (_req, res) => sendJson(res, 200, modelCard) };
   if (apm && scorer) {
     routes["/v1/steerlm/score"] = {
       POST: async (req, res) => {

@@ -302,7 +302,10 @@ export function register(program: Command): void {
     )
     .action(async (o: AdherenceFlags) => {
       const n = o.nPrompts;
-      checkOutputs({ json: o.json });
+      checkOutputs(
+        { json: o.json },
+        { model: o.model, prompts: o.prompts, companionsFrom: o.companionsFrom },
+      );
       const prompts = await sweepPrompts(o.prompts, n);
       const parallel = o.parallel;
       const model = await openModel(o, { parallel });
