@@ -362,6 +362,17 @@ describe("HelpSteer rows", () => {
     expect(pq.map((r) => r.origin?.line)).toEqual([1, 2]);
   });
 
+  it("refuses a label column spelt like an attribute (its label would be lost), keeps other columns", async () => {
+    const { helpfulness, ...rest } = helpsteerRows[0] as Record<string, unknown>;
+    const typo = file("hs-typo.jsonl", jsonl([{ ...rest, helpfullness: helpfulness }]));
+    await expect(collect(typo, { format: "helpsteer" })).rejects.toThrow(
+      `${typo}:1: helpfullness: not an attribute of schema helpsteer: did you mean helpfulness?`,
+    );
+    const extra = file("hs-extra.jsonl", jsonl([{ ...helpsteerRows[0], split: "train", rater: 7 }]));
+    const [r] = await collect(extra, { format: "helpsteer" });
+    expect([...(r?.extra.keys() ?? [])]).toEqual(["split", "rater"]);
+  });
+
   it("names the row and column of a bad label, in Parquet too", async () => {
     const row = { ...helpsteerRows[0], helpfulness: 7 };
     const path = file("hs-bad.jsonl", jsonl([helpsteerRows[0], row]));

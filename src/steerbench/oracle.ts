@@ -1,5 +1,6 @@
+import { editDistance } from "../util/edit-distance.js";
 import { withDerived } from "./compose.js";
-import { type BankName, cutMarkers, editDistance, fuzzyMarker, wordsOf } from "./markers.js";
+import { type BankName, cutMarkers, fuzzyMarker, wordsOf } from "./markers.js";
 import { gradeAnswer, parsePrompt } from "./solve.js";
 import { ANSWER_FRAMES, CONNECTIVES, type SteerBenchValues } from "./style.js";
 

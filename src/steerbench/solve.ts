@@ -1,5 +1,5 @@
+import { editDistance } from "../util/edit-distance.js";
 import { CONVERSIONS, FACTS } from "./knowledge.js";
-import { editDistance } from "./markers.js";
 import type { Solution } from "./tasks.js";
 
 /**

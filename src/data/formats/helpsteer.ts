@@ -1,5 +1,6 @@
+import { editDistance } from "../../util/edit-distance.js";
 import { InputError } from "../../util/errors.js";
-import type { AttributeValues } from "../attributes.js";
+import type { AttributeSchema, AttributeValues } from "../attributes.js";
 import type { Json } from "../json.js";
 import type { DataRecord } from "../record.js";
 import type { ImportContext } from "./context.js";
@@ -15,6 +16,7 @@ export function importHelpsteer(json: Json, ctx: ImportContext): DataRecord[] {
   const row = asObject(json, "(row)");
   const prompt = asString(row.get("prompt"), "prompt");
   const response = asString(row.get("response"), "response");
+  refuseMisspeltColumns(row, ctx.schema);
   const labels: AttributeValues = {};
   for (const def of ctx.schema.attributes) {
     const v = row.get(def.name);
@@ -36,6 +38,25 @@ export function importHelpsteer(json: Json, ctx: ImportContext): DataRecord[] {
       origin: ctx.origin,
     },
   ];
+}
+
+/**
+ * A label column spelt one or two letters away from an attribute (`helpfullness`) would be kept as an extra
+ * key and the label lost without a word: refused, naming the attribute it resembles. Other columns (a
+ * subset schema's other attributes, `split`, ...) are kept as extra keys.
+ */
+function refuseMisspeltColumns(row: ReadonlyMap<string, Json>, schema: AttributeSchema): void {
+  const names = schema.attributes.map((a) => a.name);
+  for (const [column, value] of row) {
+    if (names.includes(column) || typeof value === "string") continue;
+    const near = names.find((n) => editDistance([...column], [...n], 2) <= 2);
+    if (near !== undefined)
+      throw new InputError(
+        `not an attribute of schema ${schema.name}: did you mean ${near}?`,
+        { field: column },
+        "rename the column, or name a schema that has it (--schema)",
+      );
+  }
 }
 
 /**
