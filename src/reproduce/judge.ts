@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { AttributeValues } from "../data/attributes.js";
 import { renderConversation } from "../data/template.js";
 import { SteerableModel } from "../inference/model.js";
@@ -6,6 +5,8 @@ import { toNemoLine } from "../steerbench/jsonl.js";
 import { scoreResponse } from "../steerbench/oracle.js";
 import type { SynthResult } from "../steerbench/synth.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { InputError } from "../util/errors.js";
+import { readInputText } from "../util/files.js";
 import { Progress } from "../util/progress.js";
 
 /**
@@ -123,13 +124,23 @@ export function writeRows(path: string, rows: readonly GenerationRow[]): void {
 
 /** Rows back from a file `writeRows` wrote. */
 export function readRows(path: string): GenerationRow[] {
-  return readFileSync(path, "utf8")
+  return readInputText(path)
     .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => {
-      const o = JSON.parse(l) as Omit<GenerationRow, "prompt" | "response" | "values"> & {
+    .map((l, i) => ({ l, line: i + 1 }))
+    .filter(({ l }) => l !== "")
+    .map(({ l, line }) => {
+      let o: Omit<GenerationRow, "prompt" | "response" | "values"> & {
         conversations: Array<{ value: string; label: string | null }>;
       };
+      try {
+        o = JSON.parse(l);
+      } catch (err) {
+        throw new InputError(
+          `not a row this run wrote: ${(err as Error).message}`,
+          { file: path, line },
+          "delete the file to have the stage run again (--resume)",
+        );
+      }
       const { conversations, mask: _m, type: _t, ...rest } = o as typeof o & { mask: unknown; type: unknown };
       return {
         ...rest,

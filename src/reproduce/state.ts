@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/atomic.js";
 import { InputError } from "../util/errors.js";
+import { readInputText } from "../util/files.js";
 
 /**
  * Which stages of a reproduce run are done: `<dir>/state.json`, rewritten atomically (temp file + rename)
@@ -43,7 +44,16 @@ export class ReproduceState {
       this.save();
       return;
     }
-    this.doc = JSON.parse(readFileSync(this.path, "utf8")) as StateDoc;
+    try {
+      this.doc = JSON.parse(readInputText(this.path)) as StateDoc;
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+      throw new InputError(
+        `is damaged: ${(err as Error).message}`,
+        { file: this.path },
+        "restore it, or start the run again in another -o",
+      );
+    }
     if (JSON.stringify(this.doc.settings) !== JSON.stringify(settings))
       throw new InputError(
         "--resume: the run in this directory was started with other settings",
