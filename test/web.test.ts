@@ -69,8 +69,10 @@ describe.skipIf(!haveSharedData || !haveChromium)("web page in headless Chromium
   it("shows one labelled slider per attribute, streams a steered reply and the rendered prompt", async () => {
     const page = await browser.newPage();
     const offsite: string[] = [];
+    const sent: Array<{ max_tokens?: number; messages: Array<{ role: string; content: string }> }> = [];
     page.on("request", (r) => {
       if (!r.url().startsWith(server.url)) offsite.push(r.url());
+      if (r.url().endsWith("/v1/chat/completions")) sent.push(JSON.parse(r.postData() ?? "{}"));
     });
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(e.message));
@@ -85,8 +87,10 @@ describe.skipIf(!haveSharedData || !haveChromium)("web page in headless Chromium
       expect(await page.locator(`label[for=attr-${a.name}]`).textContent()).toContain(a.name);
       expect(await page.locator(`#attr-${a.name}-desc`).textContent()).toContain(a.description);
     }
-    // the reply length field: the server's default for max_tokens, its cap (48 here)
-    expect(await page.locator("#max-tokens").inputValue()).toBe("48");
+    // the reply length field: empty, so the request leaves max_tokens to the server (what fits, up to its cap:
+    // a model whose context is the cap would refuse every prompt asked for the whole cap)
+    expect(await page.locator("#max-tokens").inputValue()).toBe("");
+    expect(await page.locator("#max-tokens").getAttribute("placeholder")).toBe("as fits, up to 48");
     expect(await page.locator("#max-tokens").getAttribute("max")).toBe("48");
 
     // Move the humor slider from 0 to 3 with the keyboard, as a user would (0.1 per key press).
@@ -117,15 +121,29 @@ describe.skipIf(!haveSharedData || !haveChromium)("web page in headless Chromium
     expect(await page.locator("#prompt .ctl").count()).toBe(4);
     expect(await page.locator("#prompt-stats").textContent()).toContain("4 control-token ids");
 
-    // Settings change between turns: the second prompt carries the new value.
+    expect(sent[0]).not.toHaveProperty("max_tokens");
+
+    // A refused message (too long for the context) is shown as failed and left out of the conversation,
+    // so the next one is not refused for it too.
+    await page.locator("#input").fill("word ".repeat(3000));
+    await page.locator("#input").press("Enter");
+    await expect.poll(() => page.locator("#error").textContent()).toContain("400");
+    expect(await page.locator(".msg.user.failed").count()).toBe(1);
+
+    // Settings change between turns: the second prompt carries the new value, and the system prompt.
     await page.locator("#attr-humor").focus();
     for (let i = 0; i < 10; i++) await page.keyboard.press("ArrowLeft");
+    await page.locator("#system").fill("Be brief.");
     await page.locator("#input").fill("again");
     await page.locator("#input").press("Enter");
     await expect.poll(() => page.locator(".msg.assistant.done").count(), { timeout: 20_000 }).toBe(2);
     expect(await page.locator("#prompt").textContent()).toContain(
       "<extra_id_2>quality:4,humor:2,verbosity:3",
     );
+    expect(await page.locator("#prompt").textContent()).toContain("System\nBe brief.\n");
+    const last = sent.at(-1)?.messages ?? [];
+    expect(last.map((m) => m.role)).toEqual(["system", "user", "assistant", "user"]);
+    expect(last[2]?.content).toBe(await reply.first().textContent());
 
     // This server has no attribute model: no measured panel at all, not an empty one.
     expect(await page.locator(".measured").count()).toBe(0);

@@ -39,9 +39,10 @@ async function loadSchema() {
   $("model-name").textContent =
     `${state.model} · schema ${state.schema.name} · max ${state.schema.max_tokens_cap} tokens`;
   $("max-tokens").max = String(state.schema.max_tokens_cap);
-  // the server's own default for a request without max_tokens
-  $("max-tokens").value = String(state.schema.max_tokens_cap);
+  // empty: the request names no max_tokens and the server gives what fits in the context, up to its cap
+  $("max-tokens").placeholder = `as fits, up to ${state.schema.max_tokens_cap}`;
   buildSliders();
+  $("send").disabled = false;
 }
 
 function buildSliders() {
@@ -195,19 +196,30 @@ async function* sseEvents(body) {
 }
 
 function setBusy(busy) {
-  $("send").disabled = busy;
+  $("send").disabled = busy || !state.schema;
   $("stop").disabled = !busy;
 }
 
+/** The request's messages: the system prompt (when one is given), the conversation so far, the new turn. */
+function messages(turn) {
+  const system = $("system").value.trim();
+  return [...(system ? [{ role: "system", content: system }] : []), ...state.history, turn];
+}
+
 async function send(text) {
+  if (!state.schema) {
+    showError("the attribute schema is not loaded: is the server up, and does it need an API key?");
+    return;
+  }
   showError("");
-  state.history.push({ role: "user", content: text });
-  addMessage("user", text);
+  const turn = { role: "user", content: text };
+  const asked = addMessage("user", text);
   const bubble = addMessage("assistant", "");
   bubble.classList.add("streaming");
   const body = bubble.querySelector(".body");
   const attrs = attributes();
   const guidance = Number($("guidance").value);
+  const maxTokens = $("max-tokens").value.trim();
   state.controller = new AbortController();
   setBusy(true);
   let reply = "";
@@ -218,10 +230,10 @@ async function send(text) {
       signal: state.controller.signal,
       body: JSON.stringify({
         model: state.model,
-        messages: state.history,
+        messages: messages(turn),
         stream: true,
         temperature: Number($("temperature").value),
-        max_tokens: Number($("max-tokens").value),
+        ...(maxTokens ? { max_tokens: Number(maxTokens) } : {}),
         steerlm: { attributes: attrs, guidance, return_prompt: true },
       }),
     });
@@ -248,15 +260,22 @@ async function send(text) {
     meta.textContent = `${changed.length ? changed.join(", ") : "default attributes"}${guidance > 0 ? ` · guidance ${guidance}` : ""}${usage ? ` · ${usage.completion_tokens} tokens` : ""}`;
     bubble.append(meta);
     bubble.classList.add("done");
-    state.history.push({ role: "assistant", content: reply });
-    reply = null;
+    state.history.push(turn, { role: "assistant", content: reply });
     // Without an attribute model on the server there is no panel at all (not an empty one).
     if (state.schema.apm) await measure(bubble, requested);
   } catch (err) {
-    if (err.name !== "AbortError") showError(String(err.message ?? err));
+    if (err.name === "AbortError") {
+      // stopped: the conversation goes on from the reply as far as it was shown
+      state.history.push(turn, { role: "assistant", content: reply });
+    } else {
+      // failed: the turn is not part of the conversation, so the next message is not refused for it too
+      showError(String(err.message ?? err));
+      asked.classList.add("failed");
+      asked.title = "not sent: the server refused it or could not be reached";
+      bubble.remove();
+    }
   } finally {
     bubble.classList.remove("streaming");
-    if (reply !== null) state.history.push({ role: "assistant", content: reply });
     state.controller = null;
     setBusy(false);
   }
