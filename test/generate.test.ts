@@ -314,6 +314,12 @@ describe.skipIf(!haveSharedData)("steerlm generate and steerlm chat", () => {
     ]);
     expect(small.code).toBe(1);
     expect(small.stderr).toMatch(/exceeds the context of 256 tokens/);
+    // without --max-tokens it is the prompt that leaves no room, not a max_tokens of 0 the user never gave
+    const unasked = await runCli(["generate", "-m", TINY_RANDOM, "--context-size", "256", long]);
+    expect(unasked.stderr).toMatch(
+      /steerlm: the prompt \(\d+ tokens\) leaves no room in the context of 256 tokens/,
+    );
+    expect(unasked.stderr).not.toContain("max_tokens");
     expect((await runCli(["generate", "-m", TINY_RANDOM, "--max-tokens", "3", long])).code).toBe(0);
   });
 

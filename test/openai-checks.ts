@@ -257,6 +257,8 @@ interface Bad {
   type?: string;
   param?: string;
   code?: string;
+  /** A part of the error's message. */
+  message?: string;
 }
 
 const chat = (extra: Record<string, unknown>) => ({ messages: ask("hi"), max_tokens: 2, ...extra });
@@ -298,7 +300,9 @@ const BAD: Bad[] = [
   { name: "json response format", status: 400, body: chat({ response_format: { type: "json_object" } }), param: "response_format", code: "unsupported_value" },
   { name: "top_logprobs", status: 400, body: chat({ top_logprobs: 2 }), param: "top_logprobs", code: "unsupported_value" },
   { name: "unknown parameter", status: 400, body: chat({ temprature: 0.5 }), param: "temprature", code: "unknown_parameter" },
-  { name: "prompt longer than the context", status: 400, body: { messages: ask("word ".repeat(3000)) }, param: "max_tokens", code: "context_length_exceeded" },
+  // no max_tokens asked: the prompt alone leaves no room (not max_tokens' fault)
+  { name: "prompt longer than the context", status: 400, body: { messages: ask("word ".repeat(3000)) }, code: "context_length_exceeded", message: "leaves no room in the context" },
+  { name: "prompt plus max_tokens over the context", status: 400, path: "/v1/completions", body: { prompt: new Array(2040).fill(5), max_tokens: 60 }, param: "max_tokens", code: "context_length_exceeded" },
   { name: "unknown model", status: 404, body: chat({ model: "gpt-4" }), param: "model", code: "model_not_found" },
   { name: "completion without prompt", status: 400, path: "/v1/completions", body: { max_tokens: 2 }, param: "prompt" },
   { name: "completion prompt not text", status: 400, path: "/v1/completions", body: { prompt: 5 }, param: "prompt" },
@@ -373,6 +377,7 @@ export function malformedRequestChecks(target: () => Target): void {
       expect(error.type).toBe(b.status === 404 && !b.param ? "not_found_error" : "invalid_request_error");
       if (b.param) expect(error.param).toBe(b.param);
       if (b.code) expect(error.code).toBe(b.code);
+      if (b.message) expect(error.message).toContain(b.message);
       if (b.status === 405) expect(res.headers.get("allow")).toBeTruthy();
     });
   }

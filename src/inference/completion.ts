@@ -17,23 +17,28 @@ export type FinishReason = "stop" | "length" | "abort";
 export const DEFAULT_MAX_TOKENS = 256;
 
 /**
- * The prompt and the requested completion do not fit in a sequence's context. With `promptCharacters`, the
- * prompt was refused before tokenizing: `promptTokens` is then the least it can have.
+ * The prompt and the requested completion do not fit in a sequence's context. `maxTokens` undefined: none
+ * was asked for, the prompt leaves no room for one token. With `promptCharacters`, the prompt was refused
+ * before tokenizing: `promptTokens` is then the least it can have.
  */
 export class ContextLengthError extends InputError {
   override name = "ContextLengthError";
   constructor(
     readonly promptTokens: number,
-    readonly maxTokens: number,
+    readonly maxTokens: number | undefined,
     readonly contextSize: number,
     readonly promptCharacters?: number,
   ) {
     super(
-      promptCharacters === undefined
-        ? `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`
-        : `the prompt (${count(promptCharacters)} characters, at least ${count(promptTokens)} tokens) does not fit in the context of ${contextSize} tokens`,
-      promptCharacters === undefined ? { setting: "maxTokens" } : {},
-      promptCharacters === undefined ? "shorten the conversation or lower max_tokens" : "shorten the prompt",
+      promptCharacters !== undefined
+        ? `the prompt (${count(promptCharacters)} characters, at least ${count(promptTokens)} tokens) does not fit in the context of ${contextSize} tokens`
+        : maxTokens === undefined
+          ? `the prompt (${promptTokens} tokens) leaves no room in the context of ${contextSize} tokens`
+          : `the prompt (${promptTokens} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${contextSize} tokens`,
+      promptCharacters === undefined && maxTokens !== undefined ? { setting: "maxTokens" } : {},
+      promptCharacters === undefined && maxTokens !== undefined
+        ? "shorten the conversation or lower max_tokens"
+        : "shorten the prompt",
     );
   }
 }
@@ -55,7 +60,12 @@ export function completionBudget(
   const maxTokens =
     opts.maxTokens ?? Math.max(0, Math.min(opts.maxTokensDefault ?? DEFAULT_MAX_TOKENS, room));
   checkSampling(opts);
-  if (room < 1 || maxTokens > room) throw new ContextLengthError(promptTokens, maxTokens, contextSize);
+  if (room < 1 || maxTokens > room)
+    throw new ContextLengthError(
+      promptTokens,
+      opts.maxTokens === undefined ? undefined : maxTokens,
+      contextSize,
+    );
   return maxTokens;
 }
 

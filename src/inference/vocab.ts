@@ -189,7 +189,7 @@ export class SteerVocab {
     // pass over it (a flattening copy of a 1 MB prompt costs milliseconds); a shorter one is counted.
     const byLength = Math.ceil(text.length / perToken);
     const atLeast = byLength >= contextSize ? byLength : Math.ceil(Buffer.byteLength(text) / perToken);
-    if (atLeast >= contextSize) throw new ContextLengthError(atLeast, 0, contextSize, text.length);
+    if (atLeast >= contextSize) throw new ContextLengthError(atLeast, undefined, contextSize, text.length);
   }
 
   /** A short id for the model (its file name without .gguf). */

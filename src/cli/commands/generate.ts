@@ -6,7 +6,7 @@ import type { Generator } from "../../inference/generator.js";
 import type { SamplingOptions } from "../../inference/model.js";
 import { SAMPLING_SETTINGS, type SamplingName } from "../../inference/sampling.js";
 import type { ChatMessage } from "../../inference/vocab.js";
-import { InputError } from "../../util/errors.js";
+import { InputError, SteerlmError } from "../../util/errors.js";
 import { type Flags, forUser, optionForSetting, strFlag } from "../flags.js";
 import {
   addBackendOptions,
@@ -121,8 +121,9 @@ async function chatLoop(model: Generator, flags: Flags, command: Command): Promi
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
   const say = (text: string) => process.stdout.write(text);
   // A mistake must not end the chat: say what was wrong (as the error printer would) and keep going.
+  // An engine that fails (--backend) is such a mistake too: the chat and its conversation go on.
   const sayError = (err: unknown, ...more: string[]) => {
-    if (!(err instanceof InputError)) throw err;
+    if (!(err instanceof SteerlmError)) throw err;
     const shown = forUser(err, command);
     say(`error: ${shown.message}${shown.hint ? ` (${[shown.hint, ...more].join("; ")})` : ""}\n`);
   };
