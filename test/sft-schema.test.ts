@@ -62,4 +62,33 @@ describe("steerlm sft --schema <file> -> export gguf", () => {
       await alone.dispose();
     }
   }, 90_000);
+
+  it("a run from a steerlm model without --schema trains and exports the model's own schema", async () => {
+    // model.gguf (the first test's export) carries schema "mine"; the built-in default would be "steerlm"
+    const inputs = tinySftInputs(tmp.path);
+    const from = join(tmp.path, "model.gguf");
+    const run = join(tmp.path, "second-round");
+    const r = await runCli(["sft", ...tinyRunFlags(inputs), "--model", from, "--steps", "1", "-o", run]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/schema +\{"name":"mine".*\(decided from the base model\)/);
+    const out = join(tmp.path, "second-round.gguf");
+    expect((await runCli(["export", "gguf", run, "-o", out])).code).toBe(0);
+    expect(JSON.parse(metaString(await readGguf(out), STEERLM_SCHEMA_KEY)).name).toBe("mine");
+    // an explicit --schema still wins
+    const asked = join(tmp.path, "second-round-asked");
+    const a = await runCli([
+      "sft",
+      ...tinyRunFlags(inputs),
+      "--model",
+      from,
+      "--schema",
+      "steerlm",
+      "--steps",
+      "1",
+      "-o",
+      asked,
+    ]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stderr).toMatch(/schema +steerlm +\(flag\)/);
+  }, 90_000);
 });

@@ -114,6 +114,8 @@ export const BUILTIN_SCHEMAS = {
 
 /** A built-in schema by name, or a custom one from a .json / .yaml / .yml file. */
 export function loadSchema(nameOrPath: string): AttributeSchema {
+  // a schema's own JSON, as runs store the one they took from their model
+  if (nameOrPath.trimStart().startsWith("{")) return schemaFromJson(nameOrPath, { field: "schema" });
   // Own keys only: "constructor" is not a schema.
   const byName: Readonly<Record<string, AttributeSchema>> = BUILTIN_SCHEMAS;
   const builtin = Object.hasOwn(byName, nameOrPath) ? byName[nameOrPath] : undefined;
@@ -141,6 +143,21 @@ export function loadSchema(nameOrPath: string): AttributeSchema {
 }
 
 /** Checks a parsed custom schema: `{name?, attributes: [{name, min?, max, default?, description?}]}`. */
+/**
+ * A schema stored as JSON text (a GGUF's `steerlm.schema`, a checkpoint's header, a run's settings), parsed
+ * and validated; `where` names where it was stored.
+ */
+export function schemaFromJson(text: unknown, where: { file?: string; field: string }): AttributeSchema {
+  if (typeof text !== "string") throw new InputError(`expected a JSON string, got ${describe(text)}`, where);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new InputError(`not valid JSON: ${(err as Error).message}`, where);
+  }
+  return validateSchema(raw, where.file === undefined ? where.field : `${where.file}: ${where.field}`);
+}
+
 export function validateSchema(raw: unknown, file = "schema"): AttributeSchema {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new InputError(`expected an object with an "attributes" list, got ${describe(raw)}`, { file });

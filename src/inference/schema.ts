@@ -1,7 +1,13 @@
 import type { LlamaModel } from "node-llama-cpp";
-import { type AttributeSchema, DEFAULT_SCHEMA, loadSchema, validateSchema } from "../data/attributes.js";
+import {
+  type AttributeSchema,
+  DEFAULT_SCHEMA,
+  loadSchema,
+  schemaFromJson,
+  validateSchema,
+} from "../data/attributes.js";
+import { ggufSchema } from "../gguf/schema.js";
 import { type GgufFile, STEERLM_SCHEMA_KEY } from "../gguf/types.js";
-import { InputError } from "../util/errors.js";
 
 /** Where the attribute schema of a served model comes from, most specific first. */
 export type SchemaSource = "option" | "adapter" | "gguf" | "builtin";
@@ -19,9 +25,8 @@ export function resolveSchema(
 ): { schema: AttributeSchema; source: SchemaSource } {
   if (typeof explicit === "string") return { schema: loadSchema(explicit), source: "option" };
   if (explicit) return { schema: validateSchema(explicit, "schema option"), source: "option" };
-  const fromAdapter = adapter?.metadata.get(STEERLM_SCHEMA_KEY);
-  if (adapter && fromAdapter !== undefined)
-    return { schema: storedSchema(fromAdapter.value, adapter.path), source: "adapter" };
+  const fromAdapter = adapter ? ggufSchema(adapter) : null;
+  if (fromAdapter !== null) return { schema: fromAdapter, source: "adapter" };
   const stored = metadataValue(model.fileInfo.metadata, STEERLM_SCHEMA_KEY);
   if (stored !== undefined) return { schema: storedSchema(stored, modelPath), source: "gguf" };
   return { schema: loadSchema(DEFAULT_SCHEMA), source: "builtin" };
@@ -29,15 +34,7 @@ export function resolveSchema(
 
 /** A `steerlm.schema` value (a JSON string) of the GGUF at `path`, validated. */
 function storedSchema(stored: unknown, path: string): AttributeSchema {
-  const where = { file: path, field: STEERLM_SCHEMA_KEY };
-  if (typeof stored !== "string") throw new InputError("expected a JSON string", where);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(stored);
-  } catch (err) {
-    throw new InputError(`not valid JSON: ${(err as Error).message}`, where);
-  }
-  return validateSchema(raw, `${path}: ${STEERLM_SCHEMA_KEY}`);
+  return schemaFromJson(stored, { file: path, field: STEERLM_SCHEMA_KEY });
 }
 
 /** node-llama-cpp nests dotted GGUF keys (`steerlm.schema` -> metadata.steerlm.schema). */

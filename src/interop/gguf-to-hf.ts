@@ -3,9 +3,8 @@
  * (dequantised to the chosen float type), its byte-level BPE vocabulary as a tokenizer.json, and, when
  * steerlm wrote it, the SteerLM schema and steering chat template.
  */
-import { validateSchema } from "../data/attributes.js";
 import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
-import { STEERLM_SCHEMA_KEY } from "../gguf/types.js";
+import { ggufSchema } from "../gguf/schema.js";
 import { readGgufVocab } from "../gguf/vocab.js";
 import { llamaArchFor, llamaTensorShapes, readLlamaConfig } from "../model/llama-gguf.js";
 import { ggufVocabTokenizer } from "../tokenizer/to-hf.js";
@@ -33,19 +32,7 @@ export async function ggufToHf(path: string, dir: string, opts: HfWriteOptions =
   }
   const vocab = readGgufVocab(file);
   const tokenizer = ggufVocabTokenizer(vocab, path);
-  const stored = metaString(file, STEERLM_SCHEMA_KEY, null);
-  let schema = null;
-  if (stored !== null) {
-    try {
-      schema = validateSchema(JSON.parse(stored), `${path}: ${STEERLM_SCHEMA_KEY}`);
-    } catch (e) {
-      if (e instanceof InputError) throw e;
-      throw new InputError(`not valid JSON: ${(e as Error).message}`, {
-        file: path,
-        field: STEERLM_SCHEMA_KEY,
-      });
-    }
-  }
+  const schema = ggufSchema(file);
   return writeHfModel(
     dir,
     {

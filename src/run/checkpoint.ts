@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
-import { type AttributeSchema, loadSchema, validateSchema } from "../data/attributes.js";
+import { type AttributeSchema, loadSchema, schemaFromJson } from "../data/attributes.js";
 import type { LlamaConfig } from "../model/config.js";
 import type { LoraOptions } from "../model/lora.js";
 import type { Trainer } from "../train/trainer.js";
@@ -334,14 +334,5 @@ export function resolveCheckpoint(input: string): string {
 /** The attribute schema a checkpoint was trained with (CheckpointHeader.schema). */
 export function headerSchema(h: Pick<CheckpointHeader, "schema">, checkpoint: string): AttributeSchema {
   if (!h.schema.startsWith("{")) return loadSchema(h.schema);
-  let json: unknown;
-  try {
-    json = JSON.parse(h.schema);
-  } catch (err) {
-    throw new InputError(`the stored schema is not JSON: ${(err as Error).message}`, {
-      file: checkpoint,
-      field: "schema",
-    });
-  }
-  return validateSchema(json, `${checkpoint}: schema`);
+  return schemaFromJson(h.schema, { file: checkpoint, field: "schema" });
 }

@@ -94,8 +94,8 @@ export const SETTINGS = {
   schema: {
     kind: "string",
     default: DEFAULT_SCHEMA,
-    why: "SteerLM's nine attributes, in NeMo's order",
-    help: "attribute schema of the value strings: a built-in name or a schema file",
+    why: "SteerLM's nine attributes, in NeMo's order (a --model that carries a schema keeps its own)",
+    help: "attribute schema of the value strings: a built-in name or a schema file (unset: a steerlm --model's own)",
   },
   tokenizerVocabSize: {
     kind: "posint",

@@ -4,8 +4,10 @@ import type { AttributeSchema } from "../data/attributes.js";
 import { type DataRecord, toConversation } from "../data/record.js";
 import { renderConversation } from "../data/template.js";
 import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
+import { ggufSchema } from "../gguf/schema.js";
 import { ggufAddsBos, readGgufVocab } from "../gguf/vocab.js";
 import { convertHfToGguf } from "../interop/convert.js";
+import { readHfConfig } from "../interop/hf-config.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "../model/llama-gguf.js";
 import { defaultFrozenType, ggufMatrixType, ggufWeightSource } from "../model/load.js";
@@ -18,7 +20,7 @@ import { HfTokenizer, loadHfTokenizer } from "../tokenizer/hf.js";
 import type { HfAddedToken, HfTokenizerJson } from "../tokenizer/hf-json.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { log } from "../util/log.js";
-import { readModelInit } from "./config.js";
+import { type ResolvedSftConfig, readModelInit } from "./config.js";
 import type { ModelInitInput } from "./settings.js";
 
 /** What a run starts from: the model shape, its tokenizer, and initial weights (null: random). */
@@ -172,6 +174,26 @@ export async function defaultRunFrozenType(model: string): Promise<FrozenType> {
   return defaultFrozenType(await readGguf(model));
 }
 export const HF_BASE_FILE = "hf-base.gguf";
+
+/**
+ * Without --schema, a run from a steerlm model keeps the model's schema (its GGUF's `steerlm.schema`, a
+ * Hugging Face export's `steerlm` key): retrained under the built-in default it would be prompted with
+ * attributes it never saw, in another order. Decided once and stored in the settings (source "model").
+ */
+export async function withModelSchema(resolved: ResolvedSftConfig): Promise<ResolvedSftConfig> {
+  const { config: cfg, sources } = resolved;
+  if (sources.schema !== "default" || cfg.model === null || cfg.init !== null) return resolved;
+  const schema = statSync(cfg.model, { throwIfNoEntry: false })?.isDirectory()
+    ? readHfConfig(cfg.model).schema
+    : ggufSchema(await readGguf(cfg.model));
+  if (schema === null) return resolved;
+  log.info(`${cfg.model}: trained with its own attribute schema ${schema.name}`);
+  return {
+    ...resolved,
+    config: { ...cfg, schema: JSON.stringify(schema) },
+    sources: { ...sources, schema: "model" },
+  };
+}
 
 /** Writes `out` with the control tokens added when `path` lacks them; returns `out`, or null when nothing was missing. */
 async function addControlTokensToGguf(path: string, out: string): Promise<string | null> {

@@ -24,6 +24,7 @@ import {
   type TrainBatches,
 } from "./loop.js";
 import type { SftConfig } from "./settings.js";
+import { withModelSchema } from "./setup.js";
 
 /**
  * Attribute-conditioned SFT as an objective of the run loop: SteerLM JSONL rendered with the `acsft`
@@ -55,7 +56,7 @@ export interface SftRunOptions extends RunOptions {
 export type SftResult = RunResult;
 
 export async function runSft(resolved: ResolvedSftConfig, opts: SftRunOptions = {}): Promise<SftResult> {
-  return runTraining(resolved, sftObjective(opts.objective), opts);
+  return runTraining(await withModelSchema(resolved), sftObjective(opts.objective), opts);
 }
 
 /** Plain SFT, or the SFT variant `variant`. */

@@ -8,6 +8,7 @@ import { SETTINGS_FILE } from "../run/config.js";
 import { type EncodedData, EpochSampler, type Example, packBatch } from "../run/data.js";
 import { exportGguf } from "../run/export.js";
 import type { SftConfig } from "../run/settings.js";
+import { withModelSchema } from "../run/setup.js";
 import { runSft, type SftObjective, type SftResult, type SftRunOptions } from "../run/sft.js";
 import type { Batch } from "../train/batch.js";
 import type { Trainer } from "../train/trainer.js";
@@ -204,9 +205,12 @@ export async function runSteerlm2Train(
     // the base as stored, never rounded to bf16 as other LoRA runs keep an F32 base
     config = { ...config, frozen: ggufStorage(await readGguf(config.model)) };
   }
+  // the samples' value strings are the SFT model's schema, as `steerlm2 sample` read them
+  const decided = await withModelSchema({ ...resolved, config });
+  config = decided.config;
   const { samples, n } = await readSampleInfos(config.data, config.schema);
   log.info(
     `steerlm2: ${samples.length / n} groups of n = ${n} samples, ${config.batchSize / n} groups per batch`,
   );
-  return runSft({ ...resolved, config }, { ...opts, objective: steerlm2Objective(samples, n, config.data) });
+  return runSft(decided, { ...opts, objective: steerlm2Objective(samples, n, config.data) });
 }
