@@ -70,6 +70,16 @@ type Json = Record<string, unknown>;
 
 export function readHfConfig(dir: string): HfModelSpec {
   const source = join(dir, "config.json");
+  return mapHfConfig(readConfigJson(dir), source);
+}
+
+/** The schema a steerlm export's config.json keeps under `steerlm` (null: none), the rest unread. */
+export function hfSchema(dir: string): AttributeSchema | null {
+  return readSteerlmKey(readConfigJson(dir).steerlm, join(dir, "config.json"));
+}
+
+function readConfigJson(dir: string): Json {
+  const source = join(dir, "config.json");
   if (!existsSync(source)) throw new InputError("no config.json in the model directory", { file: dir });
   let json: unknown;
   try {
@@ -80,7 +90,7 @@ export function readHfConfig(dir: string): HfModelSpec {
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
     throw new InputError("expected a JSON object", { file: source });
   }
-  return mapHfConfig(json as Json, source);
+  return json as Json;
 }
 
 /** The mapping itself, separate from file reading so that tests can feed it objects. */

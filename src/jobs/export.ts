@@ -6,6 +6,7 @@ import type { DataRecord } from "../data/record.js";
 import { CONTROL_TOKEN_NAMES } from "../data/template.js";
 import type { ResolvedSftConfig } from "../run/config.js";
 import { readSteerlmRecords } from "../run/data.js";
+import { withModelSchema } from "../run/setup.js";
 import { STEERLM2_KEY } from "../steerlm2/format.js";
 import { InputError } from "../util/errors.js";
 import { controlTextCount } from "./data.js";
@@ -86,7 +87,10 @@ export async function exportJob(
       { setting: "allowUnlabeled" },
       "label the data first (`steerlm annotate`), and drop --allow-unlabeled",
     );
-  const schema = loadSchema(cfg.schema);
+  // a steerlm export as the base keeps its schema, as `steerlm sft --model` does
+  const schema = loadSchema(
+    model.kind === "hf-dir" ? (await withModelSchema(resolved)).config.schema : cfg.schema,
+  );
   const train = await readSteerlmRecords(cfg.data, schema, "steerlm");
   refuseWeights(engine, train);
   let val: DataRecord[] | null = null;

@@ -7,7 +7,7 @@ import { metaString, readGguf, readTensorF32 } from "../gguf/reader.js";
 import { ggufSchema } from "../gguf/schema.js";
 import { ggufAddsBos, readGgufVocab } from "../gguf/vocab.js";
 import { convertHfToGguf } from "../interop/convert.js";
-import { readHfConfig } from "../interop/hf-config.js";
+import { hfSchema } from "../interop/hf-config.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { llamaTensorShapes, readLlamaConfig, writeLlamaGguf } from "../model/llama-gguf.js";
 import { defaultFrozenType, ggufMatrixType, ggufWeightSource } from "../model/load.js";
@@ -183,9 +183,9 @@ export const HF_BASE_FILE = "hf-base.gguf";
 export async function withModelSchema(resolved: ResolvedSftConfig): Promise<ResolvedSftConfig> {
   const { config: cfg, sources } = resolved;
   if (sources.schema !== "default" || cfg.model === null || cfg.init !== null) return resolved;
-  const schema = statSync(cfg.model, { throwIfNoEntry: false })?.isDirectory()
-    ? readHfConfig(cfg.model).schema
-    : ggufSchema(await readGguf(cfg.model));
+  const at = statSync(cfg.model, { throwIfNoEntry: false });
+  if (at === undefined) return resolved; // a hub id (a job's model): nothing here to read
+  const schema = at.isDirectory() ? hfSchema(cfg.model) : ggufSchema(await readGguf(cfg.model));
   if (schema === null) return resolved;
   log.info(`${cfg.model}: trained with its own attribute schema ${schema.name}`);
   return {
