@@ -205,6 +205,10 @@ describe("steerlm steerlm2 train", () => {
     const sft = await runCli(["sft", "--resume", "-o", run]);
     expect(sft.code).toBe(1);
     expect(sft.stderr).toContain("the run was trained with the steerlm2 objective, not sft");
+    // and the reverse, said before steerlm2's own checks of the SFT run's settings and data
+    const back = await runCli(["steerlm2", "train", "--resume", "-o", sftRun]);
+    expect(back.code).toBe(1);
+    expect(back.stderr).toContain("the run was trained with the sft objective, not steerlm2");
   });
 });
 

@@ -109,7 +109,7 @@ export async function lmData(
 }
 
 /** Refuses to resume a run with another objective than the one it started with; records a new run's. */
-function checkObjective(runDir: string, name: string, resume: boolean): void {
+export function checkObjective(runDir: string, name: string, resume: boolean): void {
   const path = join(runDir, OBJECTIVE_FILE);
   if (!resume) {
     if (name !== "sft") writeFileAtomic(path, `${JSON.stringify({ objective: name })}\n`);

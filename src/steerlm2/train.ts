@@ -9,7 +9,7 @@ import { type EncodedData, EpochSampler, type Example, packBatch } from "../run/
 import { exportGguf } from "../run/export.js";
 import type { SftConfig } from "../run/settings.js";
 import { withModelSchema } from "../run/setup.js";
-import { runSft, type SftObjective, type SftResult, type SftRunOptions } from "../run/sft.js";
+import { checkObjective, runSft, type SftObjective, type SftResult, type SftRunOptions } from "../run/sft.js";
 import type { Batch } from "../train/batch.js";
 import type { Trainer } from "../train/trainer.js";
 import { InputError } from "../util/errors.js";
@@ -190,6 +190,8 @@ export async function runSteerlm2Train(
   opts: Omit<SftRunOptions, "objective" | "timeBudgetSeconds"> = {},
 ): Promise<SftResult> {
   const cfg = resolved.config;
+  // first: another command's run says so, before this command's own checks of its settings and data
+  if (opts.resume) checkObjective(cfg.output, STEERLM2_OBJECTIVE, true);
   if (cfg.init !== null)
     throw new InputError(
       "steerlm2 trains the SFT model that sampled the data, not a new one",
