@@ -166,6 +166,18 @@ describe("steerlm annotate", () => {
     const alone = await runCli(annotateArgs(out, ["--concurrency", "2"]));
     expect(alone.code).toBe(1);
     expect(alone.stderr).toContain("--concurrency: applies to a remote engine only");
+    const remoteThreads = await runCli([
+      "annotate",
+      input,
+      "--backend",
+      "http://127.0.0.1:9",
+      "--threads",
+      "2",
+      "-o",
+      out,
+    ]);
+    expect(remoteThreads.code).toBe(1);
+    expect(remoteThreads.stderr).toContain("--threads: applies to a local APM only");
   });
 });
 

@@ -223,6 +223,9 @@ describe("steerlm bootstrap", () => {
     const r = await runCli(bootArgs(out, ["--seed", "2"]));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${out}.partial.json: seed: 2 differs from the partial run's 1`);
+    const format = await runCli(bootArgs(join(dir.path, "format.jsonl"), ["--prompts-from", "oasst"]));
+    expect(format.code).toBe(1);
+    expect(format.stderr).toContain("--prompts-from: names the format of --prompts, and none was given");
   }, 60_000);
 
   it("appends the training data with --mix-original, ready for `steerlm sft`", async () => {

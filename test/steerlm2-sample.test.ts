@@ -364,6 +364,9 @@ describe("steerlm steerlm2 sample", () => {
     const g = await runCli(sampleArgs(join(dir.path, "g.jsonl")).map((a) => (a === apm ? gapm : a)));
     expect(g.code).toBe(1);
     expect(g.stderr).toMatch(/--apm: a generative APM gives labels, not the real-valued predictions/);
+    const key = await runCli(sampleArgs(join(dir.path, "key.jsonl"), ["--quality-key", "humor"]));
+    expect(key.code).toBe(1);
+    expect(key.stderr).toContain("--quality-key: applies to --values top only");
     expect(g.stderr).toContain("hint: P(a|x,y) comes from a regression APM");
 
     const bad = join(dir.path, "unlabelled.jsonl");

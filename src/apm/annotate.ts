@@ -105,6 +105,12 @@ export async function annotateFile(opts: AnnotateOptions): Promise<AnnotateResul
           { setting: "apm" },
           "give an APM run, or the URL of a `steerlm serve --apm` (backend)",
         );
+      if (opts.threads !== undefined)
+        throw new InputError(
+          "applies to a local APM only (the engine runs the remote one)",
+          { setting: "threads" },
+          "drop it, or annotate with a local --apm",
+        );
       const remote = await remoteLabeller({ ...opts, backend: opts.backend }, B);
       return await annotateWith(remote, opts, B, paths, t0);
     }

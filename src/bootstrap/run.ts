@@ -16,6 +16,7 @@ import { readRecords } from "../data/read.js";
 import { type DataFormat, type DataRecord, labelString, toConversation } from "../data/record.js";
 import { recordLines } from "../data/write.js";
 import type { Generator } from "../inference/generator.js";
+import { InputError } from "../util/errors.js";
 import { countLines, fileSha256 } from "../util/files.js";
 import { log } from "../util/log.js";
 import { mapOrdered } from "../util/ordered.js";
@@ -111,6 +112,12 @@ export const BOOTSTRAP_DEFAULTS = { seed: 1, temperature: 1, topK: 50, batchSize
 
 export async function runBootstrap(opts: BootstrapOptions): Promise<BootstrapResult> {
   const t0 = performance.now();
+  if (opts.promptsFormat !== undefined && opts.prompts === undefined)
+    throw new InputError(
+      "names the format of --prompts, and none was given",
+      { setting: "promptsFormat" },
+      "give --prompts <file>, or drop it (the prompts then come from --data, in its format)",
+    );
   const inputs = { data: opts.data, prompts: opts.prompts, apm: opts.apm };
   const B = opts.batchSize ?? BOOTSTRAP_DEFAULTS.batchSize;
   const group = ["batchSize", B] as const;

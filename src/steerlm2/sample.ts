@@ -122,6 +122,12 @@ export const SAMPLE_DEFAULTS = {
 
 export async function runSample(opts: SampleOptions): Promise<SampleResult> {
   const t0 = performance.now();
+  if (opts.qualityKey !== undefined && (opts.values ?? "label") !== "top")
+    throw new InputError(
+      "applies to --values top only",
+      { setting: "qualityKey" },
+      "drop it, or sample --values top",
+    );
   const inputs = { data: opts.data, apm: opts.apm, prior: opts.prior };
   const n = opts.samples ?? SAMPLE_DEFAULTS.samples;
   const group = ["samples", n] as const;

@@ -1,8 +1,8 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { BOOTSTRAP_DEFAULTS, runBootstrap } from "../../bootstrap/run.js";
 import { parseFormat } from "../../data/read.js";
 import type { SamplingName } from "../../inference/sampling.js";
-import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
+import { type Flags, integerFrom, numberOption, numFlag, optionForSetting, strFlag } from "../flags.js";
 import { addGenerationJobOptions, generationJobValues, throttleFrom } from "../options.js";
 
 const SAMPLING: readonly SamplingName[] = ["seed", "temperature", "topK", "topP", "maxTokens"];
@@ -41,7 +41,12 @@ export function register(program: Command): void {
         "--prompts <file>",
         "prompts to answer (default: those of --data); trailing responses are dropped",
       )
-      .option("--prompts-from <format>", "format of --prompts (default: detected)")
+      .addOption(
+        optionForSetting(
+          new Option("--prompts-from <format>", "format of --prompts (default: detected)"),
+          "promptsFormat",
+        ),
+      )
       .option("--unique-prompts", "answer each distinct prompt once")
       .option("--mix-original", "append the training data (as SteerLM JSONL) after the bootstrapped rows")
       .addOption(
