@@ -208,7 +208,7 @@ async function annotateWith(
   const seconds = (performance.now() - t0) / 1000;
   const resumed = out.done.rows;
   log.info(
-    `annotate: ${rows} rows, ${turns} assistant turns labelled${resumed ? ` (${resumed} rows resumed)` : ""}: ${opts.output}`,
+    `annotate: ${rows} rows, ${turns} assistant turns labelled${resumed ? ` (${resumed} rows resumed; turns counted in this run)` : ""}: ${opts.output}`,
   );
   return { output: opts.output, rows, turns, resumedRows: resumed, seconds };
 }

@@ -246,7 +246,7 @@ async function generateAndAnnotate(
   }
   log.info(
     `bootstrap: ${rows} rows from ${prompts.length} prompts${done ? ` (${done} resumed)` : ""}` +
-      `${skipped ? `, ${skipped} skipped` : ""}${mixed ? `, ${mixed} original rows appended` : ""}: ${opts.output}`,
+      `${skipped ? `, ${skipped} skipped${done ? " in this run" : ""}` : ""}${mixed ? `, ${mixed} original rows appended` : ""}: ${opts.output}`,
   );
   return {
     output: opts.output,

@@ -247,7 +247,7 @@ async function sampleAll(
   }
   log.info(
     `steerlm2 sample: ${groups} groups of ${n} from ${jobs.length} prompts` +
-      `${done ? ` (${done} resumed)` : ""}${skipped ? `, ${skipped} skipped` : ""}: ${opts.output}`,
+      `${done ? ` (${done} resumed)` : ""}${skipped ? `, ${skipped} skipped${done ? " in this run" : ""}` : ""}: ${opts.output}`,
   );
   return {
     output: opts.output,
