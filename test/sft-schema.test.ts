@@ -70,10 +70,15 @@ describe("steerlm sft --schema <file> -> export gguf", () => {
     const run = join(tmp.path, "second-round");
     const r = await runCli(["sft", ...tinyRunFlags(inputs), "--model", from, "--steps", "1", "-o", run]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/schema +\{"name":"mine".*\(decided from the base model\)/);
+    expect(r.stderr).toMatch(
+      /schema +mine \(quality,toxicity,.*verbosity\) +\(decided from the base model\)/,
+    );
     const out = join(tmp.path, "second-round.gguf");
     expect((await runCli(["export", "gguf", run, "-o", out])).code).toBe(0);
     expect(JSON.parse(metaString(await readGguf(out), STEERLM_SCHEMA_KEY)).name).toBe("mine");
+    // the run stored the schema's JSON; naming the same schema again on --resume is no change
+    const again = await runCli(["sft", "--resume", "-o", run, "--schema", join(tmp.path, "mine.json")]);
+    expect(again.code, again.stderr).toBe(0);
     // an explicit --schema still wins
     const asked = join(tmp.path, "second-round-asked");
     const a = await runCli([

@@ -87,10 +87,9 @@ export async function exportJob(
       { setting: "allowUnlabeled" },
       "label the data first (`steerlm annotate`), and drop --allow-unlabeled",
     );
-  // a steerlm export as the base keeps its schema, as `steerlm sft --model` does
-  const schema = loadSchema(
-    model.kind === "hf-dir" ? (await withModelSchema(resolved)).config.schema : cfg.schema,
-  );
+  // a steerlm export as the base keeps its schema, as `steerlm sft --model` does (the plan, its README too)
+  const decided = model.kind === "hf-dir" ? await withModelSchema(resolved) : resolved;
+  const schema = loadSchema(decided.config.schema);
   const train = await readSteerlmRecords(cfg.data, schema, "steerlm");
   refuseWeights(engine, train);
   let val: DataRecord[] | null = null;
@@ -101,8 +100,8 @@ export async function exportJob(
   }
   const plan: JobPlan = {
     engine,
-    resolved,
-    cfg,
+    resolved: decided,
+    cfg: decided.config,
     model,
     schema,
     train,

@@ -138,9 +138,20 @@ export function readRows(path: string): GenerationRow[] {
         throw new InputError(
           `not a row this run wrote: ${(err as Error).message}`,
           { file: path, line },
-          "delete the file to have the stage run again (--resume)",
+          "start the run again in another -o",
         );
       }
+      if (
+        typeof o !== "object" ||
+        o === null ||
+        !Array.isArray(o.conversations) ||
+        o.conversations.length < 2
+      )
+        throw new InputError(
+          "not a row this run wrote: no user and assistant turns",
+          { file: path, line },
+          "start the run again in another -o",
+        );
       const { conversations, mask: _m, type: _t, ...rest } = o as typeof o & { mask: unknown; type: unknown };
       return {
         ...rest,

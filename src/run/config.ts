@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
+import { loadSchema } from "../data/attributes.js";
 import { checkOptimizer, type OptimizerOptions } from "../train/trainer.js";
 import { describe, InputError } from "../util/errors.js";
 import { readInputText } from "../util/files.js";
@@ -118,7 +119,12 @@ export function resolveResumeConfig(
     if (flags[key] === undefined || MOVABLE.includes(key)) continue;
     const before = beforeFlags[key];
     const after = resolved.config[key];
-    if (JSON.stringify(before) !== JSON.stringify(after)) {
+    // a schema stored as its JSON (taken from the model) and given again by name is the same schema
+    const same =
+      key === "schema"
+        ? JSON.stringify(loadSchema(String(before))) === JSON.stringify(loadSchema(String(after)))
+        : JSON.stringify(before) === JSON.stringify(after);
+    if (!same) {
       throw new InputError(
         `${JSON.stringify(after)} differs from the run's ${JSON.stringify(before)}`,
         { field: key },
@@ -249,7 +255,14 @@ export function formatSettings(r: ResolvedSftConfig): string[] {
   const width = Math.max(...SFT_FIELDS.map((k) => k.length));
   return SFT_FIELDS.map((k) => {
     const v = r.config[k];
-    const shown = typeof v === "object" && v !== null && !Array.isArray(v) ? JSON.stringify(v) : String(v);
+    const shown =
+      typeof v === "object" && v !== null && !Array.isArray(v)
+        ? JSON.stringify(v)
+        : k === "schema" && String(v).startsWith("{")
+          ? `${loadSchema(String(v)).name} (${loadSchema(String(v))
+              .attributes.map((a) => a.name)
+              .join(",")})`
+          : String(v);
     const from =
       r.sources[k] === "default"
         ? ""

@@ -95,7 +95,7 @@ export const SETTINGS = {
     kind: "string",
     default: DEFAULT_SCHEMA,
     why: "SteerLM's nine attributes, in NeMo's order (a --model that carries a schema keeps its own)",
-    help: "attribute schema of the value strings: a built-in name or a schema file (unset: a steerlm --model's own)",
+    help: "attribute schema of the value strings: a built-in name or a schema file; unset, a steerlm --model keeps its own",
   },
   tokenizerVocabSize: {
     kind: "posint",

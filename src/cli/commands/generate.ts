@@ -4,6 +4,7 @@ import { type AttributeValues, formatValues, parseAttributes, withDefaults } fro
 import { DEFAULT_MAX_TOKENS } from "../../inference/completion.js";
 import type { Generator } from "../../inference/generator.js";
 import type { SamplingOptions } from "../../inference/model.js";
+import { AbortedError } from "../../inference/pool.js";
 import { SAMPLING_SETTINGS, type SamplingName } from "../../inference/sampling.js";
 import type { ChatMessage } from "../../inference/vocab.js";
 import { InputError, SteerlmError } from "../../util/errors.js";
@@ -168,20 +169,30 @@ async function chatLoop(model: Generator, flags: Flags, command: Command): Promi
     } else if (line !== "") {
       history.push({ role: "user", content: raw });
       turn = new AbortController();
+      let shown = "";
       try {
         const reply = await model.generate({
           messages: history,
           attributes,
           ...opts,
           signal: turn.signal,
-          onToken: say,
+          onToken: (text) => {
+            shown += text;
+            say(text);
+          },
         });
         say("\n");
         history.push({ role: "assistant", content: reply.text });
       } catch (err) {
-        // E.g. the conversation outgrew the context: the chat goes on without that message.
-        history.pop();
-        sayError(err, "/reset starts over");
+        if (shown !== "") say("\n");
+        if (err instanceof AbortedError) {
+          // Ctrl-C while an engine was answering: the reply as far as it was shown, as a local model gives
+          history.push({ role: "assistant", content: shown });
+        } else {
+          // E.g. the conversation outgrew the context: the chat goes on without that message.
+          history.pop();
+          sayError(err, "/reset starts over");
+        }
       }
       turn = undefined;
     }

@@ -3,7 +3,8 @@
 // an attribute model, shows each finished reply's measured attributes beside the requested ones.
 
 const $ = (id) => document.getElementById(id);
-const state = { schema: null, model: null, history: [], controller: null };
+// `chat` counts "New chat"s: a reply that ends after one belongs to the conversation that was cleared.
+const state = { schema: null, model: null, history: [], controller: null, chat: 0 };
 
 function headers() {
   const h = { "content-type": "application/json" };
@@ -139,7 +140,7 @@ async function measure(bubble, requested) {
   const res = await fetch("/v1/steerlm/score", {
     method: "POST",
     headers: headers(),
-    body: JSON.stringify({ messages: state.history }),
+    body: JSON.stringify({ messages: withSystem(state.history) }),
   });
   if (!res.ok) throw new Error(`scoring failed (${await apiError(res)})`);
   const { scores } = await res.json();
@@ -200,10 +201,10 @@ function setBusy(busy) {
   $("stop").disabled = !busy;
 }
 
-/** The request's messages: the system prompt (when one is given), the conversation so far, the new turn. */
-function messages(turn) {
+/** Messages as a request sends them: the system prompt first, when one is given. */
+function withSystem(messages) {
   const system = $("system").value.trim();
-  return [...(system ? [{ role: "system", content: system }] : []), ...state.history, turn];
+  return [...(system ? [{ role: "system", content: system }] : []), ...messages];
 }
 
 async function send(text) {
@@ -220,6 +221,10 @@ async function send(text) {
   const attrs = attributes();
   const guidance = Number($("guidance").value);
   const maxTokens = $("max-tokens").value.trim();
+  const chat = state.chat;
+  const keep = (reply) => {
+    if (state.chat === chat) state.history.push(turn, { role: "assistant", content: reply });
+  };
   state.controller = new AbortController();
   setBusy(true);
   let reply = "";
@@ -230,7 +235,7 @@ async function send(text) {
       signal: state.controller.signal,
       body: JSON.stringify({
         model: state.model,
-        messages: messages(turn),
+        messages: withSystem([...state.history, turn]),
         stream: true,
         temperature: Number($("temperature").value),
         ...(maxTokens ? { max_tokens: Number(maxTokens) } : {}),
@@ -260,13 +265,15 @@ async function send(text) {
     meta.textContent = `${changed.length ? changed.join(", ") : "default attributes"}${guidance > 0 ? ` · guidance ${guidance}` : ""}${usage ? ` · ${usage.completion_tokens} tokens` : ""}`;
     bubble.append(meta);
     bubble.classList.add("done");
-    state.history.push(turn, { role: "assistant", content: reply });
-    // Without an attribute model on the server there is no panel at all (not an empty one).
-    if (state.schema.apm) await measure(bubble, requested);
+    keep(reply);
+    // Without an attribute model on the server there is no panel at all (not an empty one). A scoring
+    // failure is said, and the reply stays in the conversation.
+    if (state.schema.apm)
+      await measure(bubble, requested).catch((err) => showError(String(err.message ?? err)));
   } catch (err) {
     if (err.name === "AbortError") {
       // stopped: the conversation goes on from the reply as far as it was shown
-      state.history.push(turn, { role: "assistant", content: reply });
+      keep(reply);
     } else {
       // failed: the turn is not part of the conversation, so the next message is not refused for it too
       showError(String(err.message ?? err));
@@ -303,6 +310,8 @@ function init() {
   });
   $("stop").addEventListener("click", () => state.controller?.abort());
   $("reset").addEventListener("click", () => {
+    state.controller?.abort();
+    state.chat++;
     state.history = [];
     $("messages").replaceChildren();
     $("prompt").replaceChildren();
