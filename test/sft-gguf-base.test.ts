@@ -75,6 +75,8 @@ describe.skipIf(!haveSharedData)("steerlm sft --model <plain Llama GGUF> --lora"
     expect((await runCli(["export", "gguf", run, "--lora", "-o", join(tmp.path, "a.gguf")])).code).toBe(0);
 
     // same path, other weights (the plain Llama GGUF): the adapters would be merged into the wrong base
+    const elsewhere = join(tmp.path, "moved-base.gguf");
+    copyFileSync(base, elsewhere);
     copyFileSync(sharedData("gguf", "llama-2-tiny-random.gguf"), base);
     const refused = await runCli(["export", "gguf", run, "-o", join(tmp.path, "b.gguf")]);
     expect(refused.code).toBe(1);
@@ -82,5 +84,28 @@ describe.skipIf(!haveSharedData)("steerlm sft --model <plain Llama GGUF> --lora"
     const resumed = await runCli(["sft", "--resume", ...flags, "--steps", "2", ...more]);
     expect(resumed.code).toBe(1);
     expect(resumed.stderr).toContain(`${base}: baseModel: is not the base the run started from`);
+    // the right base where it is now: exported, checked by its SHA-256; the wrong one given is refused too
+    const found = await runCli([
+      "export",
+      "gguf",
+      run,
+      "--base-gguf",
+      elsewhere,
+      "-o",
+      join(tmp.path, "c.gguf"),
+    ]);
+    expect(found.code, found.stderr).toBe(0);
+    const wrong = await runCli(["export", "hf", run, "--base-gguf", base, "-o", join(tmp.path, "c-hf")]);
+    expect(wrong.stderr).toContain(`${base}: baseModel: is not the base the run started from`);
+    const inRun = await runCli([
+      "export",
+      "gguf",
+      join(tmp.path, "moved-run"),
+      "--base-gguf",
+      elsewhere,
+      "-o",
+      join(tmp.path, "d.gguf"),
+    ]);
+    expect(inRun.stderr).toContain("--base-gguf: the run keeps its base in its own directory");
   }, 120_000);
 });

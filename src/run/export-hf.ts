@@ -16,6 +16,8 @@ export interface HfExportOptions {
   type?: ConvertType;
   /** Bytes above which the weights are sharded; default 5 GB. */
   maxShardSize?: number;
+  /** A run's base found elsewhere now (ExportOptions.baseGguf). */
+  baseGguf?: string;
 }
 
 export interface HfExportResult extends HfWriteResult {
@@ -31,7 +33,7 @@ export async function exportHf(
   opts: HfExportOptions = {},
 ): Promise<HfExportResult> {
   if (isGgufFile(input)) return { ...(await ggufToHf(input, dir, opts)), checkpoint: null, step: null };
-  const m = await readCheckpointModel(input);
+  const m = await readCheckpointModel(input, opts.baseGguf);
   const h = m.header;
   const r = await writeHfModel(
     dir,
@@ -63,9 +65,9 @@ export interface PeftExportResult {
 export async function exportPeftAdapter(
   input: string,
   dir: string,
-  opts: { type?: ConvertType; baseModelName?: string } = {},
+  opts: { type?: ConvertType; baseModelName?: string; baseGguf?: string } = {},
 ): Promise<PeftExportResult> {
-  const r = await readLoraCheckpoint(input);
+  const r = await readLoraCheckpoint(input, opts.baseGguf);
   const h = r.header;
   const bytes = await writePeftAdapter(dir, {
     config: h.model,

@@ -34,6 +34,8 @@ export interface ExportOptions {
   /** Storage type of the 2-D weights (norms stay F32). Default F32. */
   type?: "F32" | "F16" | "BF16" | "Q8_0";
   name?: string;
+  /** A base outside the run, found elsewhere now (the run moved): checked by its SHA-256 (`checkpointBase`). */
+  baseGguf?: string;
 }
 
 export interface ExportResult {
@@ -57,7 +59,7 @@ export interface CheckpointModel {
  * A run (its newest checkpoint) or a checkpoint file, with the weights the checkpoint does not hold taken
  * from its base GGUF, and LoRA adapters merged into their frozen base: W + (alpha/r)·B·A.
  */
-export async function readCheckpointModel(input: string): Promise<CheckpointModel> {
+export async function readCheckpointModel(input: string, baseGguf?: string): Promise<CheckpointModel> {
   const checkpoint = resolveCheckpoint(input);
   const ck = readCheckpoint(checkpoint);
   const h = ck.header;
@@ -70,7 +72,7 @@ export async function readCheckpointModel(input: string): Promise<CheckpointMode
       "use the run directly: `steerlm annotate --apm <run> ...`",
     );
   }
-  const basePath = await checkpointBase(h, checkpoint);
+  const basePath = await baseOf(h, checkpoint, baseGguf);
   const base = basePath === null ? null : await readGguf(basePath);
   const weights = new Map<string, Float32Array>();
   for (const spec of llamaTensorSpecs(h.model)) {
@@ -83,6 +85,22 @@ export async function readCheckpointModel(input: string): Promise<CheckpointMode
   }
   if (h.lora) mergeLora(ck, weights);
   return { checkpoint, header: h, schema: headerSchema(h, checkpoint), base, weights };
+}
+
+/**
+ * The checkpoint's base GGUF: where the run recorded it, or `given` for a base that lived outside the run
+ * and is elsewhere now (checked by the SHA-256 the run recorded; refused where the run keeps no such base).
+ */
+async function baseOf(h: CheckpointHeader, checkpoint: string, given?: string): Promise<string | null> {
+  if (given !== undefined && !h.baseSha256)
+    throw new InputError(
+      h.baseModel === null
+        ? "the run started from no base model"
+        : "the run keeps its base in its own directory (or is older than base checks): nothing to give",
+      { file: checkpoint, setting: "baseGguf" },
+      "drop it",
+    );
+  return checkpointBase(h, checkpoint, given);
 }
 
 type CheckpointSource = Pick<CheckpointModel, "checkpoint" | "header" | "base">;
@@ -114,7 +132,7 @@ export async function exportGguf(
   out: string,
   opts: ExportOptions = {},
 ): Promise<ExportResult> {
-  const m = await readCheckpointModel(input);
+  const m = await readCheckpointModel(input, opts.baseGguf);
   const { vocab, metadata } = steerGguf(checkpointVocab(m), m.schema);
   const bytes = await writeLlamaGguf(out, {
     config: m.header.model,
@@ -140,7 +158,7 @@ export interface LoraCheckpoint {
   tensors: Map<string, Float32Array>;
 }
 
-export async function readLoraCheckpoint(input: string): Promise<LoraCheckpoint> {
+export async function readLoraCheckpoint(input: string, baseGguf?: string): Promise<LoraCheckpoint> {
   const checkpoint = resolveCheckpoint(input);
   const ck = readCheckpoint(checkpoint);
   const h = ck.header;
@@ -151,7 +169,7 @@ export async function readLoraCheckpoint(input: string): Promise<LoraCheckpoint>
       "export its full weights without --lora",
     );
   }
-  const baseModel = await checkpointBase(h, checkpoint);
+  const baseModel = await baseOf(h, checkpoint, baseGguf);
   if (baseModel === null) {
     throw new InputError("a LoRA run needs the base GGUF it adapted, and this one names none", {
       file: checkpoint,
@@ -179,9 +197,9 @@ export interface LoraExportResult extends ExportResult {
 export async function exportLoraAdapter(
   input: string,
   out: string,
-  opts: { type?: "F32" | "F16"; name?: string } = {},
+  opts: { type?: "F32" | "F16"; name?: string; baseGguf?: string } = {},
 ): Promise<LoraExportResult> {
-  const r = await readLoraCheckpoint(input);
+  const r = await readLoraCheckpoint(input, opts.baseGguf);
   const bytes = await writeLoraAdapterGguf(out, {
     config: r.header.model,
     arch: r.arch,

@@ -11,6 +11,10 @@ import { addSftSettingFlags } from "../sft-flags.js";
 
 const TYPES = ["F32", "F16", "BF16", "Q8_0"] as const;
 
+/** `--base-gguf`: where the base of a moved run is now. */
+const BASE_GGUF_HELP =
+  "the base GGUF of a run whose base lived outside it, where it is now (the run moved; checked by the SHA-256 the run recorded)";
+
 export function register(program: Command): void {
   const exp = program
     .command("export")
@@ -33,8 +37,12 @@ export function register(program: Command): void {
     )
     .option("--lora", "write only the LoRA adapter of a `steerlm sft --lora` run")
     .option("--merge", "merge a LoRA run's adapters into full weights (what happens without --lora)")
+    .option("--base-gguf <file>", BASE_GGUF_HELP)
     .action(
-      async (input: string, opts: { output: string; type: string; lora?: boolean; merge?: boolean }) => {
+      async (
+        input: string,
+        opts: { output: string; type: string; lora?: boolean; merge?: boolean; baseGguf?: string },
+      ) => {
         const type = opts.type.toUpperCase();
         if (!(TYPES as readonly string[]).includes(type)) {
           throw new InputError(`unknown type ${JSON.stringify(opts.type)} (one of ${TYPES.join(", ")})`, {
@@ -53,14 +61,17 @@ export function register(program: Command): void {
           if (type !== "F32" && type !== "F16") {
             throw new InputError(`adapters are written as F32 or F16, not ${type}`, { field: "--type" });
           }
-          const r = await exportLoraAdapter(input, opts.output, { type });
+          const r = await exportLoraAdapter(input, opts.output, { type, baseGguf: opts.baseGguf });
           process.stderr.write(
             `wrote adapter ${r.path} (${(r.bytes / 1e6).toFixed(2)} MB) from ${r.checkpoint}, step ${r.step}; ` +
               `base: ${r.baseModel}\n`,
           );
           return;
         }
-        const r = await exportGguf(input, opts.output, { type: type as (typeof TYPES)[number] });
+        const r = await exportGguf(input, opts.output, {
+          type: type as (typeof TYPES)[number],
+          baseGguf: opts.baseGguf,
+        });
         process.stderr.write(
           `wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB) from ${r.checkpoint}, step ${r.step}\n`,
         );
@@ -134,10 +145,18 @@ function registerHf(exp: Command): void {
       "--base-model <name-or-dir>",
       "with --lora: adapter_config.json's base_model_name_or_path (the base's Hugging Face export)",
     )
+    .option("--base-gguf <file>", BASE_GGUF_HELP)
     .action(
       async (
         input: string,
-        opts: { output: string; type: string; maxShardSize: string; lora: boolean; baseModel?: string },
+        opts: {
+          output: string;
+          type: string;
+          maxShardSize: string;
+          lora: boolean;
+          baseModel?: string;
+          baseGguf?: string;
+        },
       ) => {
         const type = parseConvertType(opts.type);
         if (opts.baseModel !== undefined && !opts.lora) {
@@ -146,6 +165,7 @@ function registerHf(exp: Command): void {
         if (opts.lora) {
           const r = await exportPeftAdapter(input, opts.output, {
             type,
+            baseGguf: opts.baseGguf,
             ...(opts.baseModel !== undefined ? { baseModelName: opts.baseModel } : {}),
           });
           process.stderr.write(
@@ -156,6 +176,7 @@ function registerHf(exp: Command): void {
         }
         const r = await exportHf(input, opts.output, {
           type,
+          baseGguf: opts.baseGguf,
           maxShardSize: parseShardSize(opts.maxShardSize),
         });
         const from = r.checkpoint === null ? input : `${r.checkpoint}, step ${r.step}`;
