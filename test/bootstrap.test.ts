@@ -107,6 +107,8 @@ describe("steerlm bootstrap", () => {
     // The prompt is a training row minus its last response; earlier turns keep their labels as they were.
     const promptOf = (r: DataRecord) => JSON.stringify(r.turns.slice(0, -1).map((t) => [t.text, t.labels]));
     const trainPrompts = new Set(train.map(promptOf));
+    // the summary counts the empty responses the file holds
+    expect(summary.empty).toBe(out.filter((r) => r.turns.at(-1)?.text.trim() === "").length);
     for (const r of out) {
       expect(r.turns.at(-1)?.role).toBe("assistant");
       expect(Object.keys(lastLabel(r) ?? {}).length).toBe(9);

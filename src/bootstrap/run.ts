@@ -83,6 +83,8 @@ export interface BootstrapResult {
   skipped: number;
   /** Responses cut at max tokens (this run). */
   truncated: number;
+  /** Responses with no text: the model ended its turn at once (this run). Written, as any sample is. */
+  empty: number;
   /** Prompts taken from an earlier, interrupted run. */
   resumedPrompts: number;
   /** Training rows appended by `mixOriginal`. */
@@ -201,6 +203,7 @@ async function generateAndAnnotate(
   const progress = new Progress({ label: "bootstrap", total: prompts.length - done, enabled: opts.progress });
   let skipped = 0;
   let truncated = 0;
+  let empty = 0;
   let mixed = 0;
   let complete = false;
   try {
@@ -217,6 +220,7 @@ async function generateAndAnnotate(
       if (generated === null) skipped++;
       else {
         if (generated.truncated) truncated++;
+        if (generated.record.turns.at(-1)?.text.trim() === "") empty++;
         group.push(generated.record);
       }
       progress.tick(1, { rows: rows + group.length, skipped, ...retried(model) });
@@ -248,12 +252,18 @@ async function generateAndAnnotate(
     `bootstrap: ${rows} rows from ${prompts.length} prompts${done ? ` (${done} resumed)` : ""}` +
       `${skipped ? `, ${skipped} skipped${done ? " in this run" : ""}` : ""}${mixed ? `, ${mixed} original rows appended` : ""}: ${opts.output}`,
   );
+  if (empty > 0)
+    log.warn(
+      `bootstrap: ${empty} responses are empty (the model ended its turn at once${done ? ", in this run" : ""}): ` +
+        "written and labelled like the others, they teach the next round to answer nothing",
+    );
   return {
     output: opts.output,
     prompts: prompts.length,
     rows,
     skipped,
     truncated,
+    empty,
     resumedPrompts: done,
     mixed,
     combos: { qualityKey: top.qualityKey, top: top.top, entries: top.combos.length, distinct: top.distinct },
