@@ -300,6 +300,27 @@ describe("steerlm steerlm2 sample", () => {
       expect(s.info.logQ).toBe(base?.info.logQ);
       expect(s.info.logPrior).not.toBe(base?.info.logPrior);
     }
+    // --prior-values none: the prior read with no value line anywhere, as a model trained without attributes
+    const plain = join(dir.path, "prior-none.jsonl");
+    const p = await runCli(
+      sampleArgs(plain, ["--prior", priorGguf, "--prior-values", "none", "--limit", "2"]),
+    );
+    expect(p.code, p.stderr).toBe(0);
+    const unlabelled = (x: DataRecord): DataRecord => ({
+      ...x,
+      turns: x.turns.map((t) => ({ ...t, labels: null })),
+    });
+    const wantPlain = await trainerLogProbs(
+      priorGguf,
+      records.map(unlabelled),
+      join(dir.path, "oracle-prior3"),
+    );
+    const plainInfos = (await groupsOf(plain)).flatMap((g) => g.samples.map((s) => s.info));
+    for (const [i, info] of plainInfos.entries())
+      expect(Math.abs(info.logPrior - (wantPlain[i] as number))).toBeLessThan(1e-5);
+    expect(plainInfos[0]?.logPrior).not.toBe(infos[0]?.logPrior);
+    const bad = await runCli(sampleArgs(join(dir.path, "x.jsonl"), ["--prior-values", "off"]));
+    expect(bad.stderr).toContain('--prior-values: expected default or none, got "off"');
   });
 
   it("draws values from the top-quality set with --values top", async () => {

@@ -33,7 +33,8 @@ import { GgufScorer } from "./score.js";
  * their combination over the group (format.ts documents the file).
  *
  * The prior defaults to Q' itself prompted with the schema's default values instead of a: an
- * approximation of the unconditioned model, which SteerLM does not have (every SFT prompt carries values).
+ * approximation of the unconditioned model, which SteerLM does not have (every SFT prompt carries values);
+ * `priorValues: "none"` reads a prior trained without attributes with no value lines, the paper's P(y|x).
  *
  * Resumable as `steerlm bootstrap` is (src/apm/resume.ts): groups are written to `<out>.partial`, each
  * fsynced and then recorded in `<out>.partial.json`. Every sample's seed depends only on (seed, group,
@@ -55,6 +56,11 @@ export interface SampleOptions extends Omit<GenerationJobOptions, "lora"> {
   dataFormat?: DataFormat;
   /** The prior P(y|x) (GGUF); default: the SFT model prompted with the schema's default values. */
   prior?: string;
+  /**
+   * How the prior is prompted: "default" (the schema's default values in place of a; the SFT model as its own
+   * prior) or "none" (no value lines: a model trained without attributes, the paper's P(y|x)).
+   */
+  priorValues?: PriorValues;
   /** `label` (default): each record's own values; `top`: drawn from the top-quality set, as bootstrap. */
   values?: "label" | "top";
   qualityKey?: string;
@@ -89,9 +95,13 @@ export interface SampleResult {
   seconds: number;
 }
 
+export type PriorValues = "default" | "none";
+
 type Settings = {
   model: string;
   prior: string | null;
+  /** Present only when "none" (partial runs from before it keep their settings). */
+  priorValues?: "none";
   schema: string;
   values: string;
   combos: string | null;
@@ -106,6 +116,7 @@ type Settings = {
 interface Scorers {
   q: GgufScorer;
   prior: GgufScorer;
+  priorValues: PriorValues;
   apm: LoadedApm;
   predictor: ApmPredictor;
   /** For each attribute of the model's schema, its APM output. */
@@ -170,6 +181,7 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
     const settings: Settings = {
       model: await fileSha256(opts.model),
       prior: opts.prior ? await fileSha256(opts.prior) : null,
+      ...(opts.priorValues === "none" ? { priorValues: "none" as const } : {}),
       schema: JSON.stringify(schema),
       values: mode,
       combos,
@@ -187,10 +199,19 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
       apm: apm.digest,
       settings,
     });
-    const r = await sampleAll(model, { q, prior, apm, predictor, outputs }, schema, jobs, settings, out, {
-      ...opts,
-      input,
-    });
+    const priorValues = opts.priorValues ?? "default";
+    const r = await sampleAll(
+      model,
+      { q, prior, priorValues, apm, predictor, outputs },
+      schema,
+      jobs,
+      settings,
+      out,
+      {
+        ...opts,
+        input,
+      },
+    );
     return { ...r, seconds: (performance.now() - t0) / 1000 };
   } finally {
     for (const f of freeLater.reverse()) await f();
@@ -322,12 +343,19 @@ function scoreGroup(
   );
   const terms = records.map((r, i) => {
     const logQ = s.q.score(r, schema).logProb;
-    // The prior sees the same response after the same context, at the default values instead of a.
-    const atDefaults: DataRecord = {
+    // The prior sees the same response after the same context: at the default values instead of a, or
+    // with no value line anywhere (a model trained without attributes)
+    const forPrior: DataRecord = {
       ...r,
-      turns: r.turns.map((t, k) => (k === r.turns.length - 1 ? { ...t, labels: defaults } : t)),
+      turns: r.turns.map((t, k) =>
+        s.priorValues === "none"
+          ? { ...t, labels: null }
+          : k === r.turns.length - 1
+            ? { ...t, labels: defaults }
+            : t,
+      ),
     };
-    const logPrior = s.prior.score(atDefaults, schema).logProb;
+    const logPrior = s.prior.score(forPrior, schema).logProb;
     const logPAttrs = logPAttributes(
       schema.attributes.map((a, k) => ({
         value: job.values[a.name]!,

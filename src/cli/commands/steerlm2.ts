@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { SamplingName } from "../../inference/sampling.js";
 import { SFT_FIELDS } from "../../run/settings.js";
-import { runSample, SAMPLE_DEFAULTS } from "../../steerlm2/sample.js";
+import { type PriorValues, runSample, SAMPLE_DEFAULTS } from "../../steerlm2/sample.js";
 import { noStartingModel, runSteerlm2Train, steerlm2Model } from "../../steerlm2/train.js";
 import { InputError } from "../../util/errors.js";
 import { type Flags, integerFrom, numberOption, numFlag, strFlag } from "../flags.js";
@@ -65,6 +65,10 @@ function registerSample(group: Command): void {
     c
       .option("--prior <gguf>", "the prior P(y|x) (default: the SFT model at the schema's default values)")
       .option(
+        "--prior-values <how>",
+        "how the prior is prompted: default (the schema's default values in place of a) or none (no value lines: a model trained without attributes, the paper's P(y|x))",
+      )
+      .option(
         "--values <label|top>",
         "which values a: each record's own label, or top-quality combinations",
         "label",
@@ -81,6 +85,7 @@ function registerSample(group: Command): void {
     const r = await runSample({
       ...generationJobValues(flags, SAMPLING),
       prior: strFlag(flags, "prior"),
+      priorValues: priorValuesFlag(strFlag(flags, "priorValues")),
       values: values(flags),
       samples: numFlag(flags, "samples"),
       throttleMs: throttleFrom("STEERLM_STEERLM2_THROTTLE_MS"),
@@ -138,4 +143,10 @@ function registerTrain(group: Command): void {
       runSteerlm2Train(resolved, { resume: Boolean(raw.resume), signal }),
     );
   });
+}
+
+/** `--prior-values`: default or none, refused otherwise. */
+function priorValuesFlag(text: string | undefined): PriorValues | undefined {
+  if (text === undefined || text === "default" || text === "none") return text;
+  throw new InputError(`expected default or none, got ${JSON.stringify(text)}`, { setting: "priorValues" });
 }
