@@ -95,8 +95,22 @@ describe.skipIf(!haveSharedData)("steerlm sft --model <plain Llama GGUF> --lora"
       join(tmp.path, "c.gguf"),
     ]);
     expect(found.code, found.stderr).toBe(0);
+    const adapter = await runCli([
+      "export",
+      "gguf",
+      run,
+      "--lora",
+      "--base-gguf",
+      elsewhere,
+      "-o",
+      join(tmp.path, "c-lora.gguf"),
+    ]);
+    expect(adapter.code, adapter.stderr).toBe(0);
+    expect(adapter.stderr).toContain(`base: ${elsewhere}`);
     const wrong = await runCli(["export", "hf", run, "--base-gguf", base, "-o", join(tmp.path, "c-hf")]);
+    expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain(`${base}: baseModel: is not the base the run started from`);
+    expect(wrong.stderr).toContain("--base-gguf");
     const inRun = await runCli([
       "export",
       "gguf",
@@ -106,6 +120,7 @@ describe.skipIf(!haveSharedData)("steerlm sft --model <plain Llama GGUF> --lora"
       "-o",
       join(tmp.path, "d.gguf"),
     ]);
+    expect(inRun.code).toBe(1);
     expect(inRun.stderr).toContain("--base-gguf: the run keeps its base in its own directory");
   }, 120_000);
 });

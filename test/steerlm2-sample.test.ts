@@ -316,11 +316,19 @@ describe("steerlm steerlm2 sample", () => {
       join(dir.path, "oracle-prior3"),
     );
     const plainInfos = (await groupsOf(plain)).flatMap((g) => g.samples.map((s) => s.info));
+    expect(plainInfos.length).toBe(records.length);
     for (const [i, info] of plainInfos.entries())
       expect(Math.abs(info.logPrior - (wantPlain[i] as number))).toBeLessThan(1e-5);
     expect(plainInfos[0]?.logPrior).not.toBe(infos[0]?.logPrior);
     const bad = await runCli(sampleArgs(join(dir.path, "x.jsonl"), ["--prior-values", "off"]));
+    expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('--prior-values: expected default or none, got "off"');
+    // the SFT model itself was trained with value lines: "none" needs a --prior
+    const alone = await runCli(sampleArgs(join(dir.path, "y.jsonl"), ["--prior-values", "none"]));
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toContain(
+      "--prior-values: reads a prior trained without attributes, and none was given",
+    );
   });
 
   it("draws values from the top-quality set with --values top", async () => {
@@ -371,7 +379,18 @@ describe("steerlm steerlm2 sample", () => {
     const r = await runCli(sampleArgs(out, ["--samples", "3"]));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${out}.partial.json: samples: 3 differs from the partial run's 4`);
-  }, 60_000);
+    // a setting recorded only when given, and left out on resume, differs too
+    const none = join(dir.path, "prior-none-killed.jsonl");
+    const prior = ["--prior", priorGguf];
+    await runCliAndKill(sampleArgs(none, [...prior, "--prior-values", "none"]), none, 2, {
+      STEERLM_STEERLM2_THROTTLE_MS: "300",
+    });
+    const dropped = await runCli(sampleArgs(none, prior));
+    expect(dropped.code).toBe(1);
+    expect(dropped.stderr).toContain(
+      `${none}.partial.json: priorValues: unset differs from the partial run's "none"`,
+    );
+  }, 90_000);
 
   it("refuses a generative APM and an unlabelled response with clear messages", async () => {
     const gapm = join(dir.path, "gapm");

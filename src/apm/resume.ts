@@ -271,10 +271,12 @@ function readResumeState(
       { file: sidecarPath, field: "apm" },
       restart,
     );
-  for (const key of Object.keys(expect.settings)) {
+  // both runs' keys: a setting recorded only when given (steerlm2's priorValues) and now left out differs too
+  for (const key of new Set([...Object.keys(expect.settings), ...Object.keys(s.settings)])) {
     if (s.settings[key] !== expect.settings[key]) {
+      const shown = (v: unknown) => (v === undefined ? "unset" : JSON.stringify(v));
       throw new InputError(
-        `${JSON.stringify(expect.settings[key])} differs from the partial run's ${JSON.stringify(s.settings[key])}`,
+        `${shown(expect.settings[key])} differs from the partial run's ${shown(s.settings[key])}`,
         { file: sidecarPath, field: key },
         restart,
       );

@@ -214,7 +214,7 @@ export async function checkpointBase(
       throw new InputError(
         `is not the base the run started from (SHA-256 ${now.slice(0, 12)}…, ${header.baseSha256.slice(0, 12)}… then)`,
         { file: path, field: "baseModel" },
-        `put back the base the run trained on: the weights of ${checkpoint} belong to it`,
+        `put back the base the run trained on, or name where it is now (export --base-gguf, --resume --model): the weights of ${checkpoint} belong to it`,
       );
     }
   }

@@ -8,6 +8,7 @@ import { ggufToHf } from "../interop/gguf-to-hf.js";
 import { type HfWriteResult, writeHfModel } from "../interop/hf-write.js";
 import { writePeftAdapter } from "../interop/peft.js";
 import { llamaArchFor } from "../model/llama-gguf.js";
+import { InputError } from "../util/errors.js";
 import { headerSchema } from "./checkpoint.js";
 import { checkpointTokenizer, readCheckpointModel, readLoraCheckpoint } from "./export.js";
 
@@ -32,7 +33,15 @@ export async function exportHf(
   dir: string,
   opts: HfExportOptions = {},
 ): Promise<HfExportResult> {
-  if (isGgufFile(input)) return { ...(await ggufToHf(input, dir, opts)), checkpoint: null, step: null };
+  if (isGgufFile(input)) {
+    if (opts.baseGguf !== undefined)
+      throw new InputError(
+        "names the base of a run; a GGUF model has none",
+        { setting: "baseGguf" },
+        "drop it",
+      );
+    return { ...(await ggufToHf(input, dir, opts)), checkpoint: null, step: null };
+  }
   const m = await readCheckpointModel(input, opts.baseGguf);
   const h = m.header;
   const r = await writeHfModel(

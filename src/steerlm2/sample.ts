@@ -133,6 +133,12 @@ export const SAMPLE_DEFAULTS = {
 
 export async function runSample(opts: SampleOptions): Promise<SampleResult> {
   const t0 = performance.now();
+  if (opts.priorValues === "none" && opts.prior === undefined)
+    throw new InputError(
+      "reads a prior trained without attributes, and none was given (the SFT model itself was trained with value lines)",
+      { setting: "priorValues" },
+      "give --prior <gguf>, or drop it",
+    );
   if (opts.qualityKey !== undefined && (opts.values ?? "label") !== "top")
     throw new InputError(
       "applies to --values top only",
