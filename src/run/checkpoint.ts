@@ -173,11 +173,15 @@ export function restoreTrainerCheckpoint(path: string, trainer: Trainer): Checkp
 export async function recordBase(
   runDir: string,
   path: string | null,
+  /** The same file, hashed already (a resume's `checkpointBase`): not read a second time. */
+  verified?: { path: string; sha256: string },
 ): Promise<Pick<CheckpointHeader, "baseModel" | "baseSha256">> {
   if (path === null) return { baseModel: null, baseSha256: null };
   const inRun = relative(resolve(runDir), resolve(path));
   if (inRun !== "" && !inRun.startsWith("..") && !isAbsolute(inRun))
     return { baseModel: inRun, baseSha256: null };
+  if (verified && resolve(verified.path) === resolve(path))
+    return { baseModel: resolve(path), baseSha256: verified.sha256 };
   try {
     return { baseModel: resolve(path), baseSha256: await fileSha256(path) };
   } catch (err) {

@@ -259,9 +259,7 @@ export function formatSettings(r: ResolvedSftConfig): string[] {
       typeof v === "object" && v !== null && !Array.isArray(v)
         ? JSON.stringify(v)
         : k === "schema" && String(v).startsWith("{")
-          ? `${loadSchema(String(v)).name} (${loadSchema(String(v))
-              .attributes.map((a) => a.name)
-              .join(",")})`
+          ? schemaLine(String(v))
           : String(v);
     const from =
       r.sources[k] === "default"
@@ -269,6 +267,12 @@ export function formatSettings(r: ResolvedSftConfig): string[] {
         : `  (${{ flag: "flag", config: "config file", model: "decided from the base model" }[r.sources[k]]})`;
     return `  ${k.padEnd(width)}  ${shown}${from}`;
   });
+}
+
+/** A schema stored as its JSON, as the settings show it: its name and attributes. */
+function schemaLine(json: string): string {
+  const schema = loadSchema(json);
+  return `${schema.name} (${schema.attributes.map((a) => a.name).join(",")})`;
 }
 
 /** The trainer's optimizer settings from a run's config (shared by SFT and the attribute model). */

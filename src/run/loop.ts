@@ -207,7 +207,8 @@ async function trainLocked(
   // before anything is prepared: a base replaced at its path would have the trained tensors continue on
   // weights they do not belong to
   const resumed = resumeFrom ? readCheckpointHeader(resumeFrom) : undefined;
-  if (resumeFrom && resumed) await checkpointBase(resumed, resumeFrom, cfg.model ?? undefined);
+  const resumedBase =
+    resumeFrom && resumed ? await checkpointBase(resumed, resumeFrom, cfg.model ?? undefined) : null;
   mkdirSync(ckptDir, { recursive: true });
   objective.start(runDir, Boolean(opts.resume));
   const dataFiles = { data: cfg.data, val: cfg.val };
@@ -243,7 +244,12 @@ async function trainLocked(
         : await setupFromGguf(cfg.model as string, runDir);
     owned.push(() => setup.tokenizer.dispose());
     if (resumed) checkSameModel(setup.config, resumed, resumeFrom as string);
-    const base = await recordBase(runDir, setup.baseModel);
+    // a base outside the run that the resume's check hashed already is not hashed again (GBs)
+    const verified =
+      resumedBase !== null && resumed?.baseSha256
+        ? { path: resumedBase, sha256: resumed.baseSha256 }
+        : undefined;
+    const base = await recordBase(runDir, setup.baseModel, verified);
     const padId = padTokenId(setup.tokenizer);
     const readVal = async () => (cfg.val ? read(cfg.val) : null);
     const data = await objective.prepare({ cfg, schema, records, readVal, setup, padId });
