@@ -45,23 +45,25 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
     writeFileSync(qFile, `${mt().slice(1, 3).join("\n")}\n`); // questions 82 and 83, two turns each
   });
   afterAll(() => tmp.cleanup());
+  /** `eval answer` of `bench` into `out`: 4 tokens a turn, at humor 3. */
+  const answerArgs = (bench: string, out: string) => [
+    "eval",
+    "answer",
+    "-m",
+    model,
+    "--bench",
+    bench,
+    "-o",
+    out,
+    "--max-tokens",
+    "4",
+    "--attr",
+    "humor=3",
+  ];
 
   it("writes FastChat model answers (both turns, at the asked attributes) and resumes by question_id", async () => {
     const out = join(tmp.path, "answers.jsonl");
-    const args = [
-      "eval",
-      "answer",
-      "-m",
-      model,
-      "--bench",
-      qFile,
-      "-o",
-      out,
-      "--max-tokens",
-      "4",
-      "--attr",
-      "humor=3",
-    ];
+    const args = answerArgs(qFile, out);
     const r = await runCli(args);
     expect(r.stderr).toContain("answers: 2 written, 0 already there, 0 turn errors");
     expect(r.code).toBe(0);
@@ -118,20 +120,7 @@ describe.skipIf(!haveSharedData)("steerlm eval answer / adherence with a tiny mo
     const q = { question_id: 1, category: "writing", turns: ["word ".repeat(3000), "and?"] };
     writeFileSync(long, `${JSON.stringify(q)}\n`);
     const out = join(tmp.path, "long-answers.jsonl");
-    const args = [
-      "eval",
-      "answer",
-      "-m",
-      model,
-      "--bench",
-      long,
-      "-o",
-      out,
-      "--max-tokens",
-      "4",
-      "--attr",
-      "humor=3",
-    ];
+    const args = answerArgs(long, out);
     const first = await runCli(args);
     expect(first.stderr).toContain("answers: 1 written, 0 already there, 2 turn errors");
     const [a] = lines(out);
