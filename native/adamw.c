@@ -86,7 +86,7 @@ TARGET_AVX2 static int64_t adamw_avx2(const struct adamw_params *q, float *w, fl
 #endif
 
 /* dst f32 [1] = Σ a², src0 f32 contiguous; one task (a single read of memory-bound data) */
-void steerlm_sum_squares(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(sum_squares)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     (void)nth;
     if (ith != 0) return;
@@ -106,7 +106,7 @@ void steerlm_sum_squares(struct tensor_abi *dst, int ith, int nth, void *userdat
 /* src: w, g (the accumulated gradient), m, v (f32, same shape, contiguous), params f32 [7] (ggml's
    opt_step_adamw: alpha, beta1, beta2, eps, wd, beta1h, beta2h), scale f32 [1]. The step uses g·scale;
    g is zeroed after (it is the accumulator of the next step). dst [1] is not written. */
-void steerlm_adamw(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(adamw)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     float *w = (float *)dst->src[0]->data, *g = (float *)dst->src[1]->data;
     float *m = (float *)dst->src[2]->data, *v = (float *)dst->src[3]->data;

@@ -198,14 +198,14 @@ static const struct gemm_isa *f32_isa(void) {
     return steerlm_have_avx512() ? &gemm_avx512 : &gemm_avx2;
 }
 
-void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(gemm_bf16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = &gemm_avx512;
     gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0] / 2, i->micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS, 0});
 }
 
-void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(gemm_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
@@ -214,7 +214,7 @@ void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) 
 
 /* dst (a view of src[0], f32 contiguous) += a·b with a = src[1], b = src[2] as steerlm_gemm_f32 takes them: a
    weight's gradient added straight into its accumulator, with no product tensor and no add pass */
-void steerlm_gemm_f32_into(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(gemm_f32_into)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[1];
     const struct gemm_isa *i = f32_isa();
@@ -223,21 +223,21 @@ void steerlm_gemm_f32_into(struct tensor_abi *dst, int ith, int nth, void *userd
 
 /* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32
    GEMM; a transposed a is widened as it is packed (f16, bf16: pack_at; Q8_0: pack_at_q8_0) */
-void steerlm_gemm_f16(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(gemm_f16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
     gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_f16, a_transposed(a), AT_F16, 0});
 }
 
-void steerlm_gemm_bf16_f32(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(gemm_bf16_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
     gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_bf16, a_transposed(a), AT_BF16, 0});
 }
 
-void steerlm_gemm_q8_0(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(gemm_q8_0)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();

@@ -67,6 +67,38 @@ int steerlm_have_avx512(void);
 int steerlm_have_avx2(void);
 int steerlm_have_bf16(void);
 
+/* Every kernel runs with subnormals flushed to zero (MXCSR's FTZ and DAZ) and gives the thread its mode back:
+   on Intel cores each instruction that makes or reads a subnormal takes a microcode assist of ~150 cycles
+   (the f32 micro-kernel ran 180x slower on subnormal operands on Sapphire Rapids, and a causal mask's -inf
+   made one for half of attention's scores). What is lost lies below FLT_MIN, 1.2e-38. */
+#ifdef HAVE_X86
+static inline unsigned subnormals_off(void) {
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
+    return csr;
+}
+static inline void subnormals_restore(unsigned csr) {
+    _mm_setcsr(csr);
+}
+#else
+static inline unsigned subnormals_off(void) {
+    return 0;
+}
+static inline void subnormals_restore(unsigned csr) {
+    (void)csr;
+}
+#endif
+
+/* Defines the custom op steerlm_<name> (declared below) around the body that follows the macro, run flushed */
+#define KERNEL(name)                                                                        \
+    static void name##_flushed(struct tensor_abi *dst, int ith, int nth, void *userdata);   \
+    void steerlm_##name(struct tensor_abi *dst, int ith, int nth, void *userdata) {         \
+        const unsigned csr = subnormals_off();                                             \
+        name##_flushed(dst, ith, nth, userdata);                                           \
+        subnormals_restore(csr);                                                           \
+    }                                                                                      \
+    static void name##_flushed
+
 #ifdef HAVE_X86
 /* lanes [0, left) of a 16-lane vector: all of them from 16 on, none at 0 or below */
 static inline __mmask16 tail_mask(int64_t left) {
@@ -75,11 +107,8 @@ static inline __mmask16 tail_mask(int64_t left) {
 
 /* e^x to about 1 ulp: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two so that n·ln2 is exact), a degree-7
    Taylor polynomial for e^r (its remainder is below 2^-27 there), and 2^n applied by VSCALEFPS, which
-   gives inf where e^x overflows and passes NaN on. Below FLT_MIN (x < EXP_FLUSH, -inf included) it gives 0,
-   not a subnormal: on Intel cores every instruction that makes or reads a subnormal takes a microcode assist
-   of ~150 cycles, and a causal mask's -inf made one for half of attention's scores (softmax was 6% of an m10
-   step on Sapphire Rapids, 0.3% on Zen 5). The values lost are below 1.2e-38. */
-#define EXP_FLUSH (-87.3365448f) /* ln(FLT_MIN) */
+   gives inf and 0 where e^x overflows or underflows (0 from FLT_MIN down: kernels run flushed, KERNEL), and
+   passes NaN on. */
 __attribute__((target("avx512f"))) static inline __m512 exp_avx512(__m512 x) {
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -93,7 +122,7 @@ __attribute__((target("avx512f"))) static inline __m512 exp_avx512(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_FLUSH), _CMP_NLT_UQ), _mm512_scalef_ps(p, n));
+    return _mm512_scalef_ps(p, n);
 }
 
 /* AVX2 (the CPUs without AVX-512): the same building blocks on 8 lanes */
@@ -118,9 +147,8 @@ TARGET_AVX2 static inline float hmax8(__m256 v) {
 }
 
 /* e^x as exp_avx512, without VSCALEFPS: x clamped to [-104, 89] (NaN kept), where e^x is 0 or inf in f32 at
-   the ends, 2^n applied as two normal powers of two, so that overflow gives inf, and 0 below EXP_FLUSH */
+   the ends, and 2^n applied as two normal powers of two, so that overflow gives inf and underflow 0 */
 TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
-    const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_FLUSH), _CMP_NLT_UQ); /* x ≥ EXP_FLUSH, or NaN */
     x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -139,7 +167,7 @@ TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
     const __m256i bias = _mm256_set1_epi32(127);
     const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    return _mm256_and_ps(keep, _mm256_mul_ps(_mm256_mul_ps(p, s1), s2));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
 /* r[j] = element j of every r[i]: an 8x8 transpose of 32-bit elements in three shuffle stages */

@@ -7,7 +7,7 @@
 #include "kernels.h"
 
 /* dst [V, N] f32; src0 sm [V, N] f32 contiguous; src1 w [1, N] f32; src2 flat targets i32 [N]: n·V + t_n */
-void steerlm_cross_entropy_back(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(cross_entropy_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *sm = dst->src[0], *w = dst->src[1], *idx = dst->src[2];
     const int64_t V = sm->ne[0], N = sm->ne[1];

@@ -136,7 +136,7 @@ static void relayout_rows(const struct tensor_abi *src, struct tensor_abi *dst, 
     }
 }
 
-void steerlm_relayout(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(relayout)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *src = dst->src[0];
     const int64_t n1 = src->ne[1], n2 = src->ne[2], n3 = src->ne[3];

@@ -87,7 +87,7 @@ static void combine(const float *dy, const float *x, float c, float r, float *ou
 }
 
 /* dst f32 contiguous; src[0] x f32 contiguous [n, rows]; userdata eps */
-void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(rms_norm)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *a = dst->src[0];
     const float eps = userdata_float(userdata);
     const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
@@ -100,7 +100,7 @@ void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata) 
 }
 
 /* dst f32 contiguous dx; src[0] dy, src[1] x, f32 contiguous [n, rows]; userdata eps */
-void steerlm_rms_norm_back(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(rms_norm_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *d = dst->src[0], *a = dst->src[1];
     const float eps = userdata_float(userdata);
     const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];

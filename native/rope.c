@@ -12,7 +12,7 @@
 #include "kernels.h"
 
 /* dst f32 [n, T]: row t holds cos of pair 0..n/2-1, then sin; src[0] positions i32 [T]; userdata base (f32) */
-void steerlm_rope_table(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(rope_table)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const int64_t n = dst->ne[0], T = dst->ne[1], h = n / 2;
     const float scale = powf(userdata_float(userdata), -2.0f / (float)n);
     const int32_t *pos = (const int32_t *)dst->src[0]->data;
@@ -96,7 +96,7 @@ TARGET_AVX2 static void rotate_pairs_avx2(const float *x, const float *c, const 
 #endif
 
 /* dst f32 like src[0]; src[0] x f32 contiguous [d, heads, T, 1]; src[1] the table [n, T]; userdata the flags */
-void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(rope)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *a = dst->src[0], *tab = dst->src[1];
     const uint32_t flags = userdata_bits(userdata);
     const int neox = flags & 1;

@@ -5,7 +5,6 @@
  * add and the maximum scalar ones. The scale travels as the f32 bits of the userdata word, which ggml copies
  * into the node, so nothing has to outlive the graph. A row without a finite score gives NaN, as ggml's.
  */
-#include <float.h>
 #include <math.h>
 
 #include "kernels.h"
@@ -23,21 +22,19 @@ __attribute__((target("avx512f"))) static void row_avx512(const float *x, const 
         mx = _mm512_mask_max_ps(mx, live, mx, v);
     }
     const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-    /* a masked -inf gives e^d = 0 (exp_avx512), a row without a finite score NaN (-inf - -inf) */
+    /* below -104, e^d is 0 in f32: the clamp keeps exp's 2^n finite for a masked -inf (max(lo, NaN) is NaN) */
+    const __m512 lo = _mm512_set1_ps(-104.0f);
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 live = tail_mask(n - i);
-        const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, y + i), top));
+        const __m512 e = exp_avx512(_mm512_max_ps(lo, _mm512_sub_ps(_mm512_maskz_loadu_ps(live, y + i), top)));
         _mm512_mask_storeu_ps(y + i, live, e);
         sum = _mm512_mask_add_ps(sum, live, sum, e);
     }
-    const float total = _mm512_reduce_add_ps(sum);
-    /* a quotient below FLT_MIN is 0, not a subnormal, as in exp_avx512 (NaN kept) */
-    const __m512 inv = _mm512_set1_ps(1.0f / total), small = _mm512_set1_ps(FLT_MIN * total);
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 live = tail_mask(n - i);
-        const __m512 e = _mm512_maskz_loadu_ps(live, y + i);
-        _mm512_mask_storeu_ps(y + i, live, _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(e, small, _CMP_NLT_UQ), e, inv));
+        _mm512_mask_storeu_ps(y + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, y + i), inv));
     }
 }
 
@@ -60,24 +57,22 @@ TARGET_AVX2 static void row_avx2(const float *x, const float *mask, float scale,
         mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(tail)));
     }
     const __m256 top = _mm256_set1_ps(hmax8(mx));
+    const __m256 lo = _mm256_set1_ps(-104.0f);
     __m256 sum = _mm256_setzero_ps();
     for (int64_t i = 0; i < nv; i += 8) {
-        const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(y + i), top));
+        const __m256 e = exp_avx2(_mm256_max_ps(lo, _mm256_sub_ps(_mm256_loadu_ps(y + i), top)));
         _mm256_storeu_ps(y + i, e);
         sum = _mm256_add_ps(sum, e);
     }
     if (nv < n) {
-        const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(y + nv, tail), top));
+        const __m256 e = exp_avx2(_mm256_max_ps(lo, _mm256_sub_ps(_mm256_maskload_ps(y + nv, tail), top)));
         _mm256_maskstore_ps(y + nv, tail, e);
         sum = _mm256_add_ps(sum, _mm256_and_ps(e, _mm256_castsi256_ps(tail)));
     }
-    const float total = hsum8(sum), inv = 1.0f / total, small = FLT_MIN * total;
-    const __m256 iv = _mm256_set1_ps(inv), sv = _mm256_set1_ps(small);
-    for (int64_t i = 0; i < nv; i += 8) {
-        const __m256 e = _mm256_loadu_ps(y + i);
-        _mm256_storeu_ps(y + i, _mm256_and_ps(_mm256_cmp_ps(e, sv, _CMP_NLT_UQ), _mm256_mul_ps(e, iv)));
-    }
-    for (int64_t i = nv; i < n; i++) y[i] = y[i] < small ? 0.0f : y[i] * inv;
+    const float inv = 1.0f / hsum8(sum);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (int64_t i = 0; i < nv; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), iv));
+    for (int64_t i = nv; i < n; i++) y[i] *= inv;
 }
 #endif
 
@@ -98,7 +93,7 @@ static void row_scalar(const float *x, const float *mask, float scale, float *y,
 
 /* dst f32 contiguous, a's shape (or a view of a itself: a row is read before it is written); src[0] a f32
    contiguous; src[1] the mask, f32 [n0, >= ne1, ne2|1, ne3|1] or none */
-void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(soft_max)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *a = dst->src[0], *m = dst->src[1];
     const float scale = userdata_float(userdata);
     const int64_t n = a->ne[0], ne1 = a->ne[1], ne2 = a->ne[2], rows = ne1 * ne2 * a->ne[3];

@@ -41,7 +41,7 @@ TARGET_AVX2 static int64_t swiglu_back_avx2(const float *da, const float *g, con
 #endif
 
 /* dst f32 [n, 2]: dg then du; src da, g, u f32 contiguous with n elements each */
-void steerlm_swiglu_back(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+KERNEL(swiglu_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[1];
     const int64_t n = a->ne[0] * a->ne[1] * a->ne[2] * a->ne[3];

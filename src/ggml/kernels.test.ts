@@ -402,3 +402,45 @@ describe("steerlm's GEMM scratch", () => {
     backend.free();
   });
 });
+
+describe("steerlm's kernels and subnormals", () => {
+  // Intel cores take a ~150-cycle microcode assist for every instruction that makes or reads a subnormal (the
+  // f32 micro-kernel ran 180x slower on subnormal operands): the kernels run with FTZ and DAZ set, and give
+  // the thread its own mode back, so that ggml's ops after them still round gradually.
+  const tiny = Math.fround(1e-20);
+  for (const mode of ["kernels", "AVX2 kernels"] as const)
+    it(`read a subnormal as 0 and leave ggml's ops as they were (${mode})`, () => {
+      useKernels(mode);
+      const backend = new Backend(1);
+      const [K, M, N] = [64, 40, 24];
+      const s = new Context(4);
+      const a = s.newTensor("f32", [K, M, 1, 1], "a");
+      const b = s.newTensor("f32", [K, N, 1, 1], "b");
+      const x = s.newTensor("f32", [M, N, 1, 1], "x");
+      const buf = backend.allocTensors(s);
+      setData(
+        a,
+        Float32Array.from({ length: K * M }, (_, i) => (i % 3 ? 2 ** -130 : 0)),
+      );
+      setData(
+        b,
+        Float32Array.from({ length: K * N }, (_, i) => 1 + (i % 5)),
+      );
+      setData(x, new Float32Array(M * N).fill(tiny));
+      const c = new Context(8, 8);
+      // the GEMM runs first (ggml visits src[0] first), then ggml's mul on the same thread
+      const out = c.add(c.mulMat(a, b), c.mul(x, x));
+      const alloc = computeOnce(backend, c, 8, out);
+      const bytes = getBytes(out);
+      const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+      const want = Math.fround(tiny * tiny); // a subnormal: ggml's mul rounds gradually
+      expect(want).toBeGreaterThan(0);
+      expect(want).toBeLessThan(2 ** -126);
+      expect(new Set(got)).toEqual(new Set([want]));
+      alloc.free();
+      c.free();
+      buf.free();
+      s.free();
+      backend.free();
+    });
+});

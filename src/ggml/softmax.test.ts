@@ -112,8 +112,8 @@ describe("Context.softMaxExt", () => {
               } else worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
             }
             expect(nans > 0).toBe(cs === cases[0]);
-            // the vectorised exp gives 0 below FLT_MIN, never a subnormal (Intel's ~150-cycle assists)
-            if (mode === "kernels" || mode === "AVX2 kernels")
+            // steerlm's kernels run with subnormals flushed to 0 (Intel's ~150-cycle assists; native/kernels.h)
+            if (mode !== "ggml fallback")
               expect(got.filter((v) => v !== 0 && Math.abs(v) < FLT_MIN).length, "subnormal outputs").toBe(0);
             // probabilities ≤ 1: a few f32 roundings of the exponent and the sum
             expect(worst, JSON.stringify({ ne: cs.ne, inplace })).toBeLessThan(2e-6);
