@@ -7,7 +7,8 @@
  * element of b (bf16: a (k, k+1) pair, VDPBF16PS; f32: one k, FMA) and accumulates a register of outputs:
  * no horizontal sums. Both kinds pack 32-bit words (a pair or a float), O(MK + NK). The packing and the
  * micro-kernels come in an AVX-512 and an AVX2 variant (gemm_avx512.c, gemm_avx2.c; bf16 x bf16 needs
- * AVX512-BF16); this file is what they share: blocking, threads, scratch.
+ * AVX512-BF16, and runs on AMX tiles where the CPU has them: gemm_amx.c); this file is what they share:
+ * blocking, threads, scratch.
  * A frozen base stored as f16, bf16 or Q8_0 is widened exactly to f32 chunk by chunk, then packed.
  * a may also be a transposed view (M contiguous, K strided: Wᵀ of a weight W for the backward pass's
  * d x = Wᵀ·d y), packed straight from W: a row of W holds 32 consecutive words of a panel, so no
@@ -90,6 +91,7 @@ struct gemm_kind {
     int transposed;
     enum at_kind at;
     int into; /* dst is a view of src[0], the product's a and b are src[1] and src[2]: add to dst */
+    int amx;  /* AMX's blocking: its own packing of b, blocks of AMX_NR columns, K blocks of AMX_KC */
 };
 
 #if MR != 32
@@ -113,24 +115,25 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
        (word k of a block is a run of 12 floats of row k), not copied first (attention's products with Pᵀ) */
     const int direct = bt && M <= MR;
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
-    const int64_t kmax = g.isa->kc, kblocks = (kw + kmax - 1) / kmax, kcw = kw < kmax ? kw : kmax;
+    const int64_t nr = g.amx ? AMX_NR : NR;
+    const int64_t kmax = g.amx ? AMX_KC : g.isa->kc, kblocks = (kw + kmax - 1) / kmax, kcw = kw < kmax ? kw : kmax;
     const int64_t mc = MC;
     const int64_t chunks = (M + mc - 1) / mc;
     /* split N too when there are few (chunk, batch) pairs, so every thread gets a fair share (smol135's
        M = 576 is 4.5 chunks); each part repacks its chunk of a, which costs O(MK) against O(MNK) */
-    const int64_t blocks = (N + NR - 1) / NR, pairs = chunks * B2 * B3;
+    const int64_t blocks = (N + nr - 1) / nr, pairs = chunks * B2 * B3;
     int64_t parts = (4 * (int64_t)nth + pairs - 1) / pairs;
     if (parts > blocks / 4) parts = blocks / 4;
     if (parts < 1) parts = 1;
     /* ... and enough parts that each one's packed columns stay within SCRATCH_LIMIT words */
-    const int64_t per_block = NR * kcw, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
+    const int64_t per_block = nr * kcw, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
     if ((blocks + parts - 1) / parts > fit) parts = (blocks + fit - 1) / fit;
     const int64_t jobs = pairs * parts;
     const struct share sh = thread_share(jobs, ith, nth, 1);
     const int64_t ja = sh.lo, jb = sh.hi;
     if (ja >= jb) return;
     /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
-    const int64_t span = ((blocks + parts - 1) / parts + 1) * NR;
+    const int64_t span = ((blocks + parts - 1) / parts + 1) * nr;
     const int slot = slot_take();
     uint32_t *ap = slot_words(slot, (size_t)(mc * kcw + span * kcw + (g.widen && !g.transposed ? mc * kcw : 0)));
     uint32_t *bp = ap + mc * kcw;
@@ -144,17 +147,19 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
         const int64_t c_hi = c_lo + (j_end - j);
         const int64_t part = group % parts, batch = group / parts;
         const int64_t i2 = batch % B2, i3 = batch / B2;
-        const int64_t n_lo = blocks * part / parts * NR, n_hi_raw = blocks * (part + 1) / parts * NR;
+        const int64_t n_lo = blocks * part / parts * nr, n_hi_raw = blocks * (part + 1) / parts * nr;
         const int64_t n_hi = n_hi_raw < N ? n_hi_raw : N;
         const char *abase = (const char *)a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
         const char *bbase = (const char *)b->data + i2 * b->nb[2] + i3 * b->nb[3];
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
         for (int64_t kb = 0; kb < kblocks; kb++) {
             const int64_t k0 = kb * kmax, kc = kw - k0 < kmax ? kw - k0 : kmax;
-            for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
-                const int64_t cols = N - n0 < NR ? N - n0 : NR;
-                if (direct && cols == NR) continue;
-                if (bt)
+            for (int64_t n0 = n_lo; n0 < n_hi; n0 += nr) {
+                const int64_t cols = N - n0 < nr ? N - n0 : nr;
+                if (direct && cols == nr) continue;
+                if (g.amx)
+                    amx_pack_b(bbase + k0 * 4, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc);
+                else if (bt)
                     g.isa->pack_bt(bbase, b->nb[0], n0, cols, k0, kc, bp + (n0 - n_lo) * kc);
                 else
                     g.isa->pack_b(bbase + k0 * 4, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc);
@@ -170,12 +175,12 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                     g.isa->pack_a((const char *)wide, (size_t)kc * 4, 0, rows, kc, ap);
                 } else
                     g.isa->pack_a(abase + k0 * 4, a->nb[1], m0, rows, kc, ap);
-                for (int64_t n0 = n_lo; n0 < n_hi; n0 += NR) {
-                    const int64_t cols = N - n0 < NR ? N - n0 : NR;
-                    const int here = direct && cols == NR;
+                for (int64_t n0 = n_lo; n0 < n_hi; n0 += nr) {
+                    const int64_t cols = N - n0 < nr ? N - n0 : nr;
+                    const int here = direct && cols == nr;
                     const uint32_t *bb = here ? (const uint32_t *)(bbase + (size_t)k0 * b->nb[0] + (size_t)n0 * 4)
                                               : bp + (n0 - n_lo) * kc;
-                    const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : NR;
+                    const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : nr;
                     for (int64_t p = 0; p * MR < rows; p++)
                         g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
                                 obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo, rows - p * MR, cols,
@@ -202,14 +207,21 @@ KERNEL(gemm_bf16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = &gemm_avx512;
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0] / 2, i->micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS, 0});
+    const int64_t kw = a->ne[0] / 2;
+    if (steerlm_have_amx() && kw % 16 == 0) {
+        amx_tiles_on();
+        gemm(dst, ith, nth, (struct gemm_kind){i, kw, amx_micro, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1});
+        amx_tiles_off();
+        return;
+    }
+    gemm(dst, ith, nth, (struct gemm_kind){i, kw, i->micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS, 0, 0});
 }
 
 KERNEL(gemm_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 0, 0});
 }
 
 /* dst (a view of src[0], f32 contiguous) += a·b with a = src[1], b = src[2] as steerlm_gemm_f32 takes them: a
@@ -218,7 +230,7 @@ KERNEL(gemm_f32_into)(struct tensor_abi *dst, int ith, int nth, void *userdata) 
     (void)userdata;
     const struct tensor_abi *a = dst->src[1];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 1});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 1, 0});
 }
 
 /* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32
@@ -227,21 +239,21 @@ KERNEL(gemm_f16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_f16, a_transposed(a), AT_F16, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_f16, a_transposed(a), AT_F16, 0, 0});
 }
 
 KERNEL(gemm_bf16_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_bf16, a_transposed(a), AT_BF16, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_bf16, a_transposed(a), AT_BF16, 0, 0});
 }
 
 KERNEL(gemm_q8_0)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_q8_0, a_transposed(a), AT_Q8_0, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_q8_0, a_transposed(a), AT_Q8_0, 0, 0});
 }
 #else
 size_t steerlm_gemm_scratch_bytes(void) {

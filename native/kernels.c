@@ -6,10 +6,17 @@
  * SwiGLU's backward four (swiglu.c), the masked softmax six loops a row (softmax.c), RMSNorm's
  * row sums are scalar loops both ways (rmsnorm.c) and RoPE recomputes its angles in every op (rope.c).
  */
+#define _GNU_SOURCE /* syscall() under -std=c11 */
 #include "kernels.h"
 
+#if defined(HAVE_X86) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 /* The instruction sets the kernels may use (kernels.h's levels): the CPU's, capped by STEERLM_KERNELS_ISA
-   (generic: the portable paths; avx2: no AVX-512) or by the tests (steerlm_kernels_set_isa), so that every
+   (generic: the portable paths; avx2: no AVX-512; avx512: no AMX) or by the tests (steerlm_kernels_set_isa), so that every
    path runs on one CPU. */
 
 /* What the kernels assume that the loader also knows (src/ggml/native-kernels.ts KERNELS_ABI), for its
@@ -27,7 +34,8 @@ void steerlm_kernels_abi(int64_t out[KERNELS_ABI_WORDS]) {
         ISA_GENERIC,
         ISA_AVX2,
         ISA_AVX512,
-        4, /* kernel set version: 4 checks types and ISA levels too */
+        ISA_AMX,
+        5, /* kernel set version: 5 adds the AMX level */
     };
     for (int i = 0; i < KERNELS_ABI_WORDS; i++) out[i] = abi[i];
 }
@@ -51,13 +59,23 @@ static int cpu_level(void) {
 #endif
 }
 
-int steerlm_isa(void) {
+/* the cap: the tests' (steerlm_kernels_set_isa), else STEERLM_KERNELS_ISA's, else none (AMX where present) */
+static int isa_cap(void) {
     if (cap < 0) {
         const char *isa = getenv("STEERLM_KERNELS_ISA");
-        cap = !isa ? ISA_AVX512 : strcmp(isa, "generic") == 0 ? ISA_GENERIC : strcmp(isa, "avx2") == 0 ? ISA_AVX2 : ISA_AVX512;
+        cap = !isa                        ? ISA_AMX
+              : strcmp(isa, "generic") == 0 ? ISA_GENERIC
+              : strcmp(isa, "avx2") == 0    ? ISA_AVX2
+              : strcmp(isa, "avx512") == 0  ? ISA_AVX512
+                                            : ISA_AMX;
     }
-    const int cpu = cpu_level();
-    return cpu < cap ? cpu : cap;
+    return cap;
+}
+
+/* the vector level the kernels use (ISA_AVX512 at most; AMX is steerlm_have_amx) */
+int steerlm_isa(void) {
+    const int cpu = cpu_level(), c = isa_cap();
+    return cpu < c ? cpu : c;
 }
 
 int steerlm_have_avx512(void) {
@@ -66,6 +84,27 @@ int steerlm_have_avx512(void) {
 
 int steerlm_have_avx2(void) {
     return steerlm_isa() >= ISA_AVX2;
+}
+
+/* AMX-BF16: the CPU's (CPUID 7.0 EDX bits 22 and 24) and Linux's leave to use tile data, asked once for the
+   process (arch_prctl ARCH_REQ_XCOMP_PERM; refused by kernels before 5.16 or where signal stacks are too
+   small for the tile state: the AVX512-BF16 kernel runs then) */
+static int amx_usable(void) {
+#if defined(HAVE_X86) && defined(__linux__)
+    static int usable = -1;
+    if (usable < 0) {
+        unsigned eax, ebx, ecx, edx;
+        const int cpu = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx >> 22 & 1) && (edx >> 24 & 1);
+        usable = cpu && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+    }
+    return usable;
+#else
+    return 0;
+#endif
+}
+
+int steerlm_have_amx(void) {
+    return isa_cap() >= ISA_AMX && steerlm_have_bf16() && amx_usable();
 }
 
 int steerlm_have_bf16(void) {

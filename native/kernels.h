@@ -33,9 +33,9 @@ struct tensor_abi {
 enum { TYPE_F32 = 0, TYPE_BF16 = 30 };
 
 /* instruction-set levels: steerlm_isa(), the tests' cap, the peak probe's report */
-enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_AMX = 3 };
 
-#define KERNELS_ABI_WORDS 12
+#define KERNELS_ABI_WORDS 13
 
 /* A custom op's 32-bit parameter, passed as its userdata word (src/ggml/ffi.ts userdataBits, userdataWord) */
 static inline uint32_t userdata_bits(void *userdata) {
@@ -66,6 +66,7 @@ int steerlm_isa(void);
 int steerlm_have_avx512(void);
 int steerlm_have_avx2(void);
 int steerlm_have_bf16(void);
+int steerlm_have_amx(void);
 
 /* Every kernel runs with subnormals flushed to zero (MXCSR's FTZ and DAZ) and gives the thread its mode back:
    on Intel cores each instruction that makes or reads a subnormal takes a microcode assist of ~150 cycles

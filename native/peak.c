@@ -2,16 +2,16 @@
  * The machine's arithmetic peak, for `npm run bench -- peak` and the training benchmarks' MFU: a loop of
  * register-only multiply-adds with enough independent accumulators to keep every FMA pipe busy (latency
  * 4-5 cycles × 2 pipes on current x86), no loads or stores, on `threads` threads started together.
- * f32: VFMADD (AVX-512F, 16 lanes, 2 flops a lane; without AVX-512, AVX2's 8 lanes); bf16: VDPBF16PS
- * (AVX512_BF16, 16 lanes, each two bf16 products summed into f32: 4 flops a lane), the instructions the
- * GEMMs in gemm_avx512.c and gemm_avx2.c run.
+ * f32: VFMADD (AVX-512F, 16 lanes, 2 flops a lane; without AVX-512, AVX2's 8 lanes); bf16: AMX's TDPBF16PS
+ * where the CPU and Linux allow tiles, else VDPBF16PS (AVX512_BF16, 16 lanes, each two bf16 products summed
+ * into f32: 4 flops a lane), the instructions the GEMMs in gemm_amx.c, gemm_avx512.c and gemm_avx2.c run.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
-#include "kernels.h"
+#include "gemm.h"
 
 #define ACC 16 /* independent accumulators: more than latency × pipes, fewer than the 32 registers */
 #define ACC2 12 /* AVX2: more than latency × pipes, and with the two constants within its 16 registers */
@@ -71,6 +71,31 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static float loo
     for (int i = 1; i < ACC; i++) s = _mm512_add_ps(s, acc[i]);
     return _mm512_reduce_add_ps(s);
 }
+
+/* AMX: four accumulator tiles, each TDPBF16PS 16 x 16 lanes x 32 products x 2 flops, the operand tiles loaded
+   once; each element grows by 32 · 2^-20 an instruction */
+__attribute__((target("amx-tile,amx-bf16"))) static float loop_amx(int64_t iters) {
+    static const uint16_t ones[16 * 32] __attribute__((aligned(64))) = {[0 ... 16 * 32 - 1] = 0x3a80};
+    float out[16 * 16] __attribute__((aligned(64)));
+    amx_tiles_on();
+    _tile_loadd(4, ones, 64);
+    _tile_loadd(5, ones, 64);
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t n = 0; n < iters; n++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, out, 64);
+    amx_tiles_off();
+    return out[0] + out[255];
+}
 #endif
 
 static void *peak_thread(void *arg) {
@@ -100,7 +125,10 @@ void steerlm_peak(int kind, int threads, int64_t iters, double out[5]) {
     float (*loop)(int64_t) = 0;
     double flops_per_iter = 0;
 #ifdef HAVE_X86
-    if (kind == 1 ? steerlm_have_bf16() : steerlm_have_avx512()) {
+    if (kind == 1 && steerlm_have_amx()) {
+        loop = loop_amx;
+        flops_per_iter = 4 * 16 * 16 * 32 * 2.0;
+    } else if (kind == 1 ? steerlm_have_bf16() : steerlm_have_avx512()) {
         loop = kind == 1 ? loop_bf16 : loop_f32;
         flops_per_iter = ACC * 16 * (kind == 1 ? 4.0 : 2.0);
     } else if (kind == 0 && steerlm_have_avx2()) {
@@ -133,7 +161,7 @@ void steerlm_peak(int kind, int threads, int64_t iters, double out[5]) {
         out[1] = wall;
         out[2] = sink;
         for (int i = 0; i < threads; i++) out[3] += per_thread / (jobs[i].cpu_seconds > 0 ? jobs[i].cpu_seconds : wall);
-        out[4] = kind == 1 ? ISA_AVX512 : steerlm_isa();
+        out[4] = kind == 1 ? (steerlm_have_amx() ? ISA_AMX : ISA_AVX512) : steerlm_isa();
     }
     free(jobs);
     free(ids);

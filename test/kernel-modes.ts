@@ -1,6 +1,6 @@
 /**
- * The code paths a kernel test runs, by the name it reports: the best this CPU has, the AVX2 variant (a
- * CPU without AVX-512), the portable C (a CPU without AVX2: scalar loops, ggml's GEMMs), and no kernel
+ * The code paths a kernel test runs, by the name it reports: the best this CPU has, the AVX-512 variant (a
+ * CPU without AMX), the AVX2 variant (a CPU without AVX-512), the portable C (a CPU without AVX2: scalar loops, ggml's GEMMs), and no kernel
  * library at all (plain ggml ops). A CPU runs a capped mode on its own best paths where it lacks the
  * instructions (an AVX2 machine's "kernels" are its "AVX2 kernels").
  */
@@ -8,12 +8,19 @@ import { setKernelsModeForTesting } from "../src/ggml/native-kernels.js";
 
 const KERNEL_MODES = {
   kernels: "native",
+  "AVX-512 kernels": "avx512",
   "AVX2 kernels": "avx2",
   "portable kernels": "generic",
   "ggml fallback": "off",
 } as const;
 export type KernelMode = keyof typeof KERNEL_MODES;
-export const ALL_KERNEL_MODES = Object.keys(KERNEL_MODES) as KernelMode[];
+/** Every path but "AVX-512 kernels", which differs from "kernels" only in the bf16 GEMM (AMX): its tests ask for it. */
+export const ALL_KERNEL_MODES: KernelMode[] = [
+  "kernels",
+  "AVX2 kernels",
+  "portable kernels",
+  "ggml fallback",
+];
 
 /** Graphs built from now on use `mode`'s code paths. */
 export function useKernels(mode: KernelMode): void {

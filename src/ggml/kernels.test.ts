@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
 import { ALL_KERNEL_MODES, useKernels } from "../../test/kernel-modes.js";
@@ -5,6 +6,8 @@ import { Backend, Graph, getBytes, setData } from "./backend.js";
 import { Context } from "./context.js";
 import { gemmScratch, kernelsPath, loadKernels } from "./native-kernels.js";
 import type { Tensor } from "./tensor.js";
+
+const CPU_HAS_AMX = /\bamx_bf16\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
 
 // Context.operand: f32 (any strides) → contiguous f32/bf16, optionally transposed, ne0 zero-padded. With
 // steerlm's kernels (native/relayout.c) it is one custom op; without them, ggml's transpose/pad/cast. Both
@@ -189,10 +192,19 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
   // "bf16×f32": a bf16 frozen base times f32 activations
   // "AVX2 kernels": native/gemm_avx2.c (bf16 x bf16 then falls back to ggml); "portable kernels" are ggml's
   for (const kind of ["bf16", "f32", "f16", "q8_0", "bf16×f32"] as const)
-    for (const mode of ["kernels", "AVX2 kernels", "ggml fallback"] as const)
+    for (const mode of [
+      "kernels",
+      ...(kind === "bf16" ? (["AVX-512 kernels"] as const) : []),
+      "AVX2 kernels",
+      "ggml fallback",
+    ] as const)
       for (const threads of [1, 2])
         it(`${kind}: matches a float64 host product (${mode}, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
           useKernels(mode);
+          // the bf16 products run on AMX tiles wherever the CPU has them (Linux lends them to every process
+          // since 5.16), so that this test covers that path on such a CPU
+          if (kind === "bf16" && mode !== "ggml fallback")
+            expect(loadKernels()?.amx).toBe(mode === "kernels" && CPU_HAS_AMX);
           const backend = new Backend(threads);
           // "transposed": a is `transpose(w)` of a w stored [M, K] (the backward's Wᵀ), which the kernels
           // pack from w's rows (Q8_0: from blocks of M) and the fallback materialises (ggml cannot copy a

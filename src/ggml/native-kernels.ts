@@ -22,8 +22,11 @@ import { ggmlType } from "./tensor.js";
 
 /** ggml_custom_4d's n_tasks for "every thread of the pool" (GGML_N_TASKS_MAX). */
 export const GGML_N_TASKS_MAX = -1;
-/** The instruction-set levels of native/kernels.c (tests cap the kernels at one, the CPU's own at most). */
-export const ISA_LEVEL = { generic: 0, avx2: 1, avx512: 2 } as const;
+/**
+ * The instruction-set levels of native/kernels.c (tests cap the kernels at one, the CPU's own at most);
+ * amx: the bf16 GEMM on AMX tiles where the CPU and Linux allow them, AVX-512 for the rest.
+ */
+export const ISA_LEVEL = { generic: 0, avx2: 1, avx512: 2, amx: 3 } as const;
 
 /**
  * What native/kernels.h must agree on with this side (steerlm_kernels_abi): struct ggml_tensor's type, ne,
@@ -41,7 +44,8 @@ export const KERNELS_ABI = [
   ISA_LEVEL.generic,
   ISA_LEVEL.avx2,
   ISA_LEVEL.avx512,
-  4,
+  ISA_LEVEL.amx,
+  5,
 ] as const;
 
 /** native/kernels.h: the ABI check first, alone, so that any library that has it can be told apart */
@@ -51,6 +55,7 @@ const KERNEL_DECLS = [
   "ggml_custom_op_t *steerlm_kernel(const char *name)",
   "size_t steerlm_gemm_scratch_bytes()",
   "void steerlm_gemm_scratch_release()",
+  "int steerlm_have_amx()",
 ] as const;
 
 export interface NativeKernels {
@@ -74,6 +79,8 @@ export interface NativeKernels {
   rope: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 (bf16) / AVX2 and AVX-512 (the rest). */
   gemmBf16: KernelFn | null;
+  /** gemmBf16 runs on AMX tiles where K is a multiple of 32 (Intel since Sapphire Rapids, Linux 5.16+). */
+  amx: boolean;
   gemmF32: KernelFn | null;
   /** dst += a·b into a view of an f32 tensor (a weight's gradient accumulator), a and b as gemmF32's. */
   gemmF32Into: KernelFn | null;
@@ -91,16 +98,16 @@ let kernels: NativeKernels | null | undefined;
 let kernelsOff = false;
 
 /**
- * Tests only (graphs built afterwards): "native" as loaded; "avx2" the AVX2 code paths a CPU without
- * AVX-512 runs; "generic" the portable ones a CPU without either runs (scalar relayout, ggml's GEMMs);
- * "off" plain ggml ops, as without the library.
+ * Tests only (graphs built afterwards): "native" as loaded; "avx512" the AVX-512 code paths a CPU without
+ * AMX runs; "avx2" the AVX2 ones a CPU without AVX-512 runs; "generic" the portable ones a CPU without
+ * either runs (scalar relayout, ggml's GEMMs); "off" plain ggml ops, as without the library.
  */
-export function setKernelsModeForTesting(mode: "native" | "avx2" | "generic" | "off"): void {
+export function setKernelsModeForTesting(mode: "native" | "avx512" | "avx2" | "generic" | "off"): void {
   kernelsOff = mode === "off";
   kernels = undefined;
   const k = loadKernels();
   if (!k) return;
-  k.fns.steerlm_kernels_set_isa(mode === "off" || mode === "native" ? ISA_LEVEL.avx512 : ISA_LEVEL[mode]);
+  k.fns.steerlm_kernels_set_isa(mode === "off" || mode === "native" ? ISA_LEVEL.amx : ISA_LEVEL[mode]);
   kernels = undefined;
 }
 
@@ -157,6 +164,7 @@ export function loadKernels(): NativeKernels | null {
     ropeTable: fn("rope_table"),
     rope: fn("rope"),
     gemmBf16: fn("gemm_bf16"),
+    amx: fns.steerlm_have_amx() !== 0,
     gemmF32: fn("gemm_f32"),
     gemmF32Into: fn("gemm_f32_into"),
     gemmF16: fn("gemm_f16"),

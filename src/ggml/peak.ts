@@ -11,14 +11,17 @@ const PEAK_DECLS = ["void steerlm_peak(int kind, int threads, int64_t iters, _Ou
 
 /**
  * The instructions each precision's loop runs, by the ISA level native/peak.c reports: the ones steerlm's
- * GEMMs (native/gemm_avx512.c, gemm_avx2.c) use on this CPU.
+ * GEMMs (native/gemm_amx.c, gemm_avx512.c, gemm_avx2.c) use on this CPU.
  */
 const PEAK_ISA: Record<"f32" | "bf16", Readonly<Record<number, string>>> = {
   f32: {
     [ISA_LEVEL.avx512]: "AVX-512F vfmadd231ps (zmm, 16 lanes × 2 flops)",
     [ISA_LEVEL.avx2]: "AVX2 vfmadd231ps (ymm, 8 lanes × 2 flops)",
   },
-  bf16: { [ISA_LEVEL.avx512]: "AVX512_BF16 vdpbf16ps (zmm, 16 lanes × 2 products × 2 flops)" },
+  bf16: {
+    [ISA_LEVEL.amx]: "AMX-BF16 tdpbf16ps (16 × 16 tile, 32 products a lane × 2 flops)",
+    [ISA_LEVEL.avx512]: "AVX512_BF16 vdpbf16ps (zmm, 16 lanes × 2 products × 2 flops)",
+  },
 };
 export type PeakPrecision = keyof typeof PEAK_ISA;
 

@@ -1,0 +1,104 @@
+/*
+ * The bf16 x bf16 GEMM on Intel's AMX tiles (Sapphire Rapids and later): TDPBF16PS multiplies a tile of 16
+ * rows x 32 bf16 by one of 16 pairs x 16 columns into 16 x 16 f32, about 12 times the f32 FMAs' rate of the
+ * same core. A micro-tile is 32 columns of b (two tiles of 16 tokens, AMX's "A") by a panel of 32 rows of a
+ * (AMX's "B": the panel's words are already the (k, k+1) pairs it takes, 16 rows of words at a panel's
+ * stride), four accumulator tiles. Only where K/2 is a multiple of 16 (the hidden and vocabulary sizes of
+ * real models); elsewhere the AVX512-BF16 micro-kernel runs. Both round and flush as one: products of bf16
+ * are exact in f32, subnormals are read and written as 0.
+ */
+#include "gemm.h"
+
+#ifdef HAVE_X86
+struct tile_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+/* eight tiles of 16 rows x 64 bytes: 0-3 accumulators, 4-5 b's tokens, 6-7 a's panel halves */
+/* a constant: GCC 12 sees no read in _tile_loadconfig and dropped the stores of a local one */
+static const struct tile_config config = {
+    .palette = 1, .colsb = {64, 64, 64, 64, 64, 64, 64, 64}, .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
+
+__attribute__((target("amx-tile"))) void amx_tiles_on(void) {
+    _tile_loadconfig(&config);
+}
+
+/* gives the tile state back, so that the thread's context switches save no tile data */
+__attribute__((target("amx-tile"))) void amx_tiles_off(void) {
+    _tile_release();
+}
+
+/* columns [n0, n0 + cols) of a K-contiguous bf16 b, k2 pairs (a multiple of 16), as AMX_NR rows of tiles:
+   bp[((c * 2 + h) * 16 + i) * 16 + w] = pair 16c + w of column n0 + 16h + i (0 past cols) */
+__attribute__((target("avx512f"))) void amx_pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2,
+                                                  uint32_t *bp) {
+    for (int64_t r = 0; r < AMX_NR; r++) {
+        const uint32_t *row = r < cols ? (const uint32_t *)(b + (size_t)(n0 + r) * ldb) : 0;
+        uint32_t *dst = bp + ((r / 16) * 16 + r % 16) * 16;
+        for (int64_t c = 0; c < k2 / 16; c++)
+            _mm512_storeu_si512(dst + c * 2 * 256, row ? _mm512_loadu_si512(row + c * 16) : _mm512_setzero_si512());
+    }
+}
+
+/* out[rows <= MR, cols <= AMX_NR] (column j at out + j*ldo) = (acc ? out : 0) + panel · block, kw pairs (a
+   multiple of 16). Accumulator tile 2h + q holds columns 16h.. (its rows) by rows 16q.. of out (its columns).
+   A partial micro-tile goes through a zero-padded copy. */
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro(const uint32_t *ap, const uint32_t *bp,
+                                                                   int64_t bs, int64_t kw, float *out,
+                                                                   size_t ldo, int64_t rows, int64_t cols,
+                                                                   int acc) {
+    (void)bs;
+    const int full = rows == MR && cols == AMX_NR;
+    float tmp[4 * 256] __attribute__((aligned(64)));
+    float *at[4]; /* tile t's first element: out itself, or its zero-padded copy */
+    size_t stride;
+    if (full) {
+        at[0] = out, at[1] = out + 16, at[2] = out + 16 * ldo, at[3] = out + 16 * ldo + 16;
+        stride = ldo * 4;
+    } else {
+        const __mmask16 k0 = tail_mask(rows), k1 = tail_mask(rows - 16);
+        for (int t = 0; t < 4; t++) at[t] = tmp + t * 256;
+        stride = 64;
+        for (int64_t j = 0; j < AMX_NR; j++) {
+            const int live = acc && j < cols;
+            float *t0 = at[2 * (j / 16)] + (j % 16) * 16;
+            _mm512_store_ps(t0, live ? _mm512_maskz_loadu_ps(k0, out + j * ldo) : _mm512_setzero_ps());
+            _mm512_store_ps(t0 + 256, live ? _mm512_maskz_loadu_ps(k1, out + j * ldo + 16) : _mm512_setzero_ps());
+        }
+    }
+    if (acc || !full) {
+        _tile_loadd(0, at[0], stride);
+        _tile_loadd(1, at[1], stride);
+        _tile_loadd(2, at[2], stride);
+        _tile_loadd(3, at[3], stride);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int64_t c = 0; c < kw / 16; c++) {
+        _tile_loadd(4, bp + c * 2 * 256, 64);
+        _tile_loadd(5, bp + (c * 2 + 1) * 256, 64);
+        _tile_loadd(6, ap + c * 16 * MR, MR * 4);
+        _tile_loadd(7, ap + c * 16 * MR + 16, MR * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, at[0], stride);
+    _tile_stored(1, at[1], stride);
+    _tile_stored(2, at[2], stride);
+    _tile_stored(3, at[3], stride);
+    if (full) return;
+    const __mmask16 k0 = tail_mask(rows), k1 = tail_mask(rows - 16);
+    for (int64_t j = 0; j < cols; j++) {
+        const float *t0 = at[2 * (j / 16)] + (j % 16) * 16;
+        _mm512_mask_storeu_ps(out + j * ldo, k0, _mm512_load_ps(t0));
+        _mm512_mask_storeu_ps(out + j * ldo + 16, k1, _mm512_load_ps(t0 + 256));
+    }
+}
+#endif
