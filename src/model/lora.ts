@@ -62,9 +62,16 @@ export function linear(
   tape?: Tape,
   bf16 = false,
 ): Tensor {
-  // bf16: the large GEMMs read bfloat16 operands (bf16.ts). A weight stored in a low-precision type is used as is.
+  // bf16: the large GEMMs read bfloat16 operands (bf16.ts). A weight stored in a low-precision type is used as
+  // is: a bf16 one against x rounded to bf16 where its reduction is one (the bf16 x bf16 GEMM: AMX tiles where
+  // the CPU has them), else against f32 x, widened exactly
   const low = (b: Tensor, transpose = false) => bf16Operand(c, b, transpose);
-  let y = bf16 && w.type === "f32" ? c.mulMat(low(w), low(x)) : c.mulMat(w, x); // [out, N]
+  let y =
+    bf16 && w.type === "f32"
+      ? c.mulMat(low(w), low(x))
+      : bf16 && w.type === "bf16" && bf16Reduces(w.ne[0]!)
+        ? c.mulMat(w, low(x))
+        : c.mulMat(w, x); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
   if (lora) {
