@@ -183,7 +183,8 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                     const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : nr;
                     for (int64_t p = 0; p * MR < rows; p++)
                         g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
-                                obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo, rows - p * MR, cols,
+                                obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
+                                rows - p * MR < MR ? rows - p * MR : MR, cols,
                                 kb > 0 || g.into);
                 }
             }
@@ -208,12 +209,15 @@ KERNEL(gemm_bf16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = &gemm_avx512;
     const int64_t kw = a->ne[0] / 2;
-    if (steerlm_have_amx() && kw % 16 == 0) {
-        amx_tiles_on();
+#ifdef HAVE_AMX
+    if (kw % 16 == 0 && steerlm_have_amx()) {
+        struct amx_state saved;
+        amx_tiles_on(&saved);
         gemm(dst, ith, nth, (struct gemm_kind){i, kw, amx_micro, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1});
-        amx_tiles_off();
+        amx_tiles_restore(&saved);
         return;
     }
+#endif
     gemm(dst, ith, nth, (struct gemm_kind){i, kw, i->micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS, 0, 0});
 }
 

@@ -55,12 +55,19 @@ static inline void pack_a_scalar(const char *first, size_t lda, int64_t j_lo, in
 extern const struct gemm_isa gemm_avx512;
 extern const struct gemm_isa gemm_avx2;
 
-/* AMX (gemm_amx.c): bf16 x bf16 blocks of AMX_NR columns of b, K in chunks of 16 pairs; the driver holds the
-   thread's tiles between amx_tiles_on and amx_tiles_off */
+#endif
+
+/* AMX (gemm_amx.c): bf16 x bf16 in blocks of AMX_NR columns of b, K in chunks of 16 pairs */
+#ifdef HAVE_AMX
 #define AMX_NR 32
 #define AMX_KC 1024 /* pairs of K per block: a 128-row chunk of packed a is 512 KB, in L2 */
-void amx_tiles_on(void);
-void amx_tiles_off(void);
+/* the thread's tile configuration (64 bytes, palette 0 when it held none), kept while a GEMM uses the tiles
+   and loaded back after it, as the kernels give MXCSR back: ggml's own AMX code configures a thread once */
+struct amx_state {
+    _Alignas(64) unsigned char config[64];
+};
+void amx_tiles_on(struct amx_state *saved);
+void amx_tiles_restore(const struct amx_state *saved);
 void amx_pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp);
 void amx_micro(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo, int64_t rows,
                int64_t cols, int acc);

@@ -9,25 +9,31 @@
  */
 #include "gemm.h"
 
-#ifdef HAVE_X86
+#ifdef HAVE_AMX
 struct tile_config {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
     uint8_t rows[16];
 };
 
-/* eight tiles of 16 rows x 64 bytes: 0-3 accumulators, 4-5 b's tokens, 6-7 a's panel halves */
-/* a constant: GCC 12 sees no read in _tile_loadconfig and dropped the stores of a local one */
+/* eight tiles of 16 rows x 64 bytes: 0-3 accumulators, 4-5 b's tokens, 6-7 a's panel halves. A constant:
+   GCC 12 sees no read in _tile_loadconfig and dropped the stores of a local one. */
 static const struct tile_config config = {
     .palette = 1, .colsb = {64, 64, 64, 64, 64, 64, 64, 64}, .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
 
-__attribute__((target("amx-tile"))) void amx_tiles_on(void) {
+__attribute__((target("amx-tile"))) void amx_tiles_on(struct amx_state *saved) {
+    _tile_storeconfig(saved->config);
+    __asm__ volatile("" ::: "memory"); /* the store above is an asm without a memory operand */
     _tile_loadconfig(&config);
 }
 
-/* gives the tile state back, so that the thread's context switches save no tile data */
-__attribute__((target("amx-tile"))) void amx_tiles_off(void) {
-    _tile_release();
+/* the thread's own configuration back, or the tiles released where it held none (so that its context
+   switches save no tile data) */
+__attribute__((target("amx-tile"))) void amx_tiles_restore(const struct amx_state *saved) {
+    if (saved->config[0])
+        _tile_loadconfig(saved->config);
+    else
+        _tile_release();
 }
 
 /* columns [n0, n0 + cols) of a K-contiguous bf16 b, k2 pairs (a multiple of 16), as AMX_NR rows of tiles:
@@ -68,6 +74,8 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro(const uint32
             _mm512_store_ps(t0 + 256, live ? _mm512_maskz_loadu_ps(k1, out + j * ldo + 16) : _mm512_setzero_ps());
         }
     }
+    /* GCC's tile loads and stores are asms without memory operands: order them against tmp's plain accesses */
+    __asm__ volatile("" ::: "memory");
     if (acc || !full) {
         _tile_loadd(0, at[0], stride);
         _tile_loadd(1, at[1], stride);
@@ -93,6 +101,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro(const uint32
     _tile_stored(1, at[1], stride);
     _tile_stored(2, at[2], stride);
     _tile_stored(3, at[3], stride);
+    __asm__ volatile("" ::: "memory");
     if (full) return;
     const __mmask16 k0 = tail_mask(rows), k1 = tail_mask(rows - 16);
     for (int64_t j = 0; j < cols; j++) {

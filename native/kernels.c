@@ -9,7 +9,7 @@
 #define _GNU_SOURCE /* syscall() under -std=c11 */
 #include "kernels.h"
 
-#if defined(HAVE_X86) && defined(__linux__)
+#if defined(HAVE_AMX) && defined(__linux__)
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -90,7 +90,7 @@ int steerlm_have_avx2(void) {
    process (arch_prctl ARCH_REQ_XCOMP_PERM; refused by kernels before 5.16 or where signal stacks are too
    small for the tile state: the AVX512-BF16 kernel runs then) */
 static int amx_usable(void) {
-#if defined(HAVE_X86) && defined(__linux__)
+#if defined(HAVE_AMX) && defined(__linux__)
     static int usable = -1;
     if (usable < 0) {
         unsigned eax, ebx, ecx, edx;

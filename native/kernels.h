@@ -15,6 +15,10 @@
 #include <immintrin.h>
 #define HAVE_X86 1
 #endif
+/* AMX's intrinsics come with GCC 11 and clang 12; with an older compiler the AVX512-BF16 kernel runs everywhere */
+#if defined(HAVE_X86) && (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11)
+#define HAVE_AMX 1
+#endif
 
 struct tensor_abi {
     int32_t type;

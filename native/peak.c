@@ -72,12 +72,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static float loo
     return _mm512_reduce_add_ps(s);
 }
 
+#endif
+
+#ifdef HAVE_AMX
 /* AMX: four accumulator tiles, each TDPBF16PS 16 x 16 lanes x 32 products x 2 flops, the operand tiles loaded
    once; each element grows by 32 · 2^-20 an instruction */
 __attribute__((target("amx-tile,amx-bf16"))) static float loop_amx(int64_t iters) {
     static const uint16_t ones[16 * 32] __attribute__((aligned(64))) = {[0 ... 16 * 32 - 1] = 0x3a80};
     float out[16 * 16] __attribute__((aligned(64)));
-    amx_tiles_on();
+    struct amx_state saved;
+    amx_tiles_on(&saved);
     _tile_loadd(4, ones, 64);
     _tile_loadd(5, ones, 64);
     _tile_loadd(6, ones, 64);
@@ -93,7 +97,8 @@ __attribute__((target("amx-tile,amx-bf16"))) static float loop_amx(int64_t iters
         _tile_dpbf16ps(3, 5, 7);
     }
     _tile_stored(0, out, 64);
-    amx_tiles_off();
+    __asm__ volatile("" ::: "memory"); /* the tile store is an asm without a memory operand */
+    amx_tiles_restore(&saved);
     return out[0] + out[255];
 }
 #endif
@@ -111,26 +116,35 @@ static void *peak_thread(void *arg) {
 }
 
 /*
- * Runs `iters` rounds of ACC instructions on each of `threads` threads (kind 0: f32 FMA, 1: bf16 dot).
+ * Runs `iters` rounds of the loop on each of `threads` threads (kind 0: f32 FMA, 1: bf16 dot or tiles).
  * out[0]: floating-point operations done in all, out[1]: wall seconds from the common start to the last
  * thread's end, out[2]: the accumulators' sum (finite), out[3]: the sum over threads of each one's flops
  * per second of its own CPU time (what the cores do while they run the loop, whatever else the machine
- * runs), out[4]: the instruction set's level (steerlm_isa: 1 AVX2, 2 AVX-512). out[0] = 0 where the CPU
+ * runs), out[4]: the instruction set's level (steerlm_isa: 1 AVX2, 2 AVX-512; 3 AMX for bf16's tiles). out[0] = 0 where the CPU
  * lacks the instructions.
  */
 void steerlm_peak(int kind, int threads, int64_t iters, double out[5]) {
     out[0] = out[1] = out[2] = out[3] = out[4] = 0;
     if (threads < 1 || threads > 1024 || iters < 1) return;
-    /* the loop and its flops per iteration: lanes × accumulators × flops a lane */
+    /* the loop and its flops per iteration: lanes × accumulators × flops a lane (AMX: tiles × 16 × 16 lanes ×
+       32 products × 2 flops) */
     float (*loop)(int64_t) = 0;
     double flops_per_iter = 0;
-#ifdef HAVE_X86
+    int level = steerlm_isa(); /* what out[4] reports */
+#ifdef HAVE_AMX
     if (kind == 1 && steerlm_have_amx()) {
         loop = loop_amx;
         flops_per_iter = 4 * 16 * 16 * 32 * 2.0;
+        level = ISA_AMX;
+    }
+#endif
+#ifdef HAVE_X86
+    if (loop) {
+        /* the tiles */
     } else if (kind == 1 ? steerlm_have_bf16() : steerlm_have_avx512()) {
         loop = kind == 1 ? loop_bf16 : loop_f32;
         flops_per_iter = ACC * 16 * (kind == 1 ? 4.0 : 2.0);
+        level = ISA_AVX512;
     } else if (kind == 0 && steerlm_have_avx2()) {
         loop = loop_f32_avx2;
         flops_per_iter = ACC2 * 8 * 2.0;
@@ -161,7 +175,7 @@ void steerlm_peak(int kind, int threads, int64_t iters, double out[5]) {
         out[1] = wall;
         out[2] = sink;
         for (int i = 0; i < threads; i++) out[3] += per_thread / (jobs[i].cpu_seconds > 0 ? jobs[i].cpu_seconds : wall);
-        out[4] = kind == 1 ? (steerlm_have_amx() ? ISA_AMX : ISA_AVX512) : steerlm_isa();
+        out[4] = level;
     }
     free(jobs);
     free(ids);

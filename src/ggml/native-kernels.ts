@@ -79,8 +79,11 @@ export interface NativeKernels {
   rope: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 (bf16) / AVX2 and AVX-512 (the rest). */
   gemmBf16: KernelFn | null;
-  /** gemmBf16 runs on AMX tiles where K is a multiple of 32 (Intel since Sapphire Rapids, Linux 5.16+). */
-  amx: boolean;
+  /**
+   * Whether gemmBf16 runs on AMX tiles where K is a multiple of 32 (Intel since Sapphire Rapids, Linux 5.16+);
+   * the first call asks Linux for the tiles, as the first bf16 product does.
+   */
+  amx: () => boolean;
   gemmF32: KernelFn | null;
   /** dst += a·b into a view of an f32 tensor (a weight's gradient accumulator), a and b as gemmF32's. */
   gemmF32Into: KernelFn | null;
@@ -164,7 +167,7 @@ export function loadKernels(): NativeKernels | null {
     ropeTable: fn("rope_table"),
     rope: fn("rope"),
     gemmBf16: fn("gemm_bf16"),
-    amx: fns.steerlm_have_amx() !== 0,
+    amx: () => fns.steerlm_have_amx() !== 0,
     gemmF32: fn("gemm_f32"),
     gemmF32Into: fn("gemm_f32_into"),
     gemmF16: fn("gemm_f16"),

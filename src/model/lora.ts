@@ -38,13 +38,14 @@ export interface LoraPair {
 }
 
 /**
- * dy's type in dx = Wᵀ·dy, for a W of `wType` with `outputs` rows of dy: bf16 under bf16 compute for an f32
- * W (Wᵀ rounded to a bf16 operand, padded where needed) and for a bf16 W whose outputs make a bf16 reduction
- * (read as stored); else f32, against which steerlm's GEMM widens an f16, bf16 or Q8_0 Wᵀ exactly.
- * The trainer's frozen transposes (train/frozen-transposes.ts) follow it.
+ * The type of W's partner (x in W·x, dy in dx = Wᵀ·dy) for a W of `wType` in a product reducing over
+ * `reduction` (W's inputs forward, its outputs for dx): bf16 under bf16 compute for an f32 W (rounded to a
+ * bf16 operand, padded where needed) and for a bf16 W whose reduction is a bf16 one (read as stored); else f32,
+ * against which steerlm's GEMM widens an f16, bf16 or Q8_0 W exactly. The trainer's frozen transposes
+ * (train/frozen-transposes.ts) follow it.
  */
-export function dxOperand(wType: DType, bf16: boolean, outputs: number): "f32" | "bf16" {
-  return bf16 && (wType === "f32" || (wType === "bf16" && bf16Reduces(outputs))) ? "bf16" : "f32";
+export function partnerType(wType: DType, bf16: boolean, reduction: number): "f32" | "bf16" {
+  return bf16 && (wType === "f32" || (wType === "bf16" && bf16Reduces(reduction))) ? "bf16" : "f32";
 }
 
 /**
@@ -63,15 +64,12 @@ export function linear(
   bf16 = false,
 ): Tensor {
   // bf16: the large GEMMs read bfloat16 operands (bf16.ts). A weight stored in a low-precision type is used as
-  // is: a bf16 one against x rounded to bf16 where its reduction is one (the bf16 x bf16 GEMM: AMX tiles where
-  // the CPU has them), else against f32 x, widened exactly
+  // is, against x as partnerType says
   const low = (b: Tensor, transpose = false) => bf16Operand(c, b, transpose);
   let y =
-    bf16 && w.type === "f32"
-      ? c.mulMat(low(w), low(x))
-      : bf16 && w.type === "bf16" && bf16Reduces(w.ne[0]!)
-        ? c.mulMat(w, low(x))
-        : c.mulMat(w, x); // [out, N]
+    partnerType(w.type, bf16, w.ne[0]!) === "f32"
+      ? c.mulMat(w, x)
+      : c.mulMat(w.type === "f32" ? low(w) : w, low(x)); // [out, N]
   if (bias) y = c.add(y, bias);
   let u: Tensor | undefined;
   if (lora) {
@@ -98,7 +96,7 @@ export function linear(
         // is widened exactly (the gradient of an f32 base holding the same values); a bf16 dy is for the
         // bf16 × bf16 GEMM
         const cached = tape.frozenTransposes.get(w);
-        if (dxOperand(w.type, bf16, w.ne[1]!) === "f32")
+        if (partnerType(w.type, bf16, w.ne[1]!) === "f32")
           dx = c.mulMat(cached ?? c.transpose(w), dy); // [in, N]
         else if (w.type === "f32") dx = c.mulMat(cached ?? tape.transposed(w, true), low(dy));
         else dx = c.mulMat(cached ?? c.transpose(w), low(dy));

@@ -2,12 +2,12 @@ import { type Backend, Graph, getBytes, setData } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { bf16Reduces } from "../model/bf16.js";
-import { dxOperand } from "../model/lora.js";
+import { partnerType } from "../model/lora.js";
 import type { LlamaModel } from "../model/model.js";
 import { transposeQ8_0 } from "../model/q8.js";
 
 /**
- * Transposed copies of the frozen matrices whose transpose dx = Wᵀ·dy cannot read in place (see `dxOperand`
+ * Transposed copies of the frozen matrices whose transpose dx = Wᵀ·dy cannot read in place (see `partnerType`
  * and `Context.readsTransposed`: any without steerlm's kernels or off the CPU, a bf16 one against bf16 without
  * AVX512-BF16, a Q8_0 one with rows of one block), and the bf16 rounding of f32 ones under bf16 compute,
  * declared in `s` for the manual backward pass (see linear); after `s` is allocated, `fillFrozenTransposes`
@@ -20,7 +20,7 @@ export function declareFrozenTransposes(model: LlamaModel, s: Context, isCpu: bo
     if (p.trainable || p.shape.length !== 2) continue;
     const w = model.tensor(p.name);
     const [, out] = p.shape as [number, number];
-    const dy = dxOperand(w.type, bf16, out);
+    const dy = partnerType(w.type, bf16, out);
     // an f32 W's bf16 Wᵀ is made once where it needs no padding (model/bf16.ts); else linear rounds it each step
     const type = dy === "bf16" && w.type === "f32" ? (bf16Reduces(out) ? "bf16" : null) : w.type;
     if (type === null || (type === w.type && Context.readsTransposed(w, dy, !isCpu))) continue;
