@@ -176,9 +176,10 @@ export interface TrainBenchResult {
   /** Achieved GFLOP/s: gflop_per_step ÷ step time. */
   gflops: number;
   /**
-   * This machine's peak for the step's GEMM precision (f32 also for a bf16/f16/Q8_0 frozen base, which
-   * the kernels widen to f32), on as many threads as the step used, measured in this process after the
-   * timed steps (src/ggml/peak.ts); null where the CPU lacks the instructions.
+   * This machine's peak for the step's compute precision (under f32 compute also for a bf16/f16/Q8_0 frozen
+   * base, which the kernels widen to f32; bf16: AMX's tiles where the bf16 GEMM runs on them), on as many
+   * threads as the step used, measured in this process after the timed steps (src/ggml/peak.ts); null where
+   * the CPU lacks the instructions.
    */
   peak_gflops: number | null;
   /** gflops ÷ peak_gflops. */
