@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import {
+  amxHint,
   BF16_NATIVE_CPU_VARIANTS,
   computeTypeWarning,
   formatSettings,
@@ -74,6 +75,14 @@ describe("computeType on --resume", () => {
     expect(() => resolveResumeConfig(run, { computeType: "bf16" })).toThrow(
       `computeType: "bf16" differs from the run's "f32"`,
     );
+  });
+});
+
+describe("amxHint", () => {
+  it("points an f32 run at bf16 where the bf16 products run on AMX tiles, and says nothing otherwise", () => {
+    expect(amxHint("f32", true)).toMatch(/AMX tiles: --compute bf16 .* faster/);
+    expect(amxHint("bf16", true)).toBeNull();
+    expect(amxHint("f32", false)).toBeNull();
   });
 });
 

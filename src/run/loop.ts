@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
 import { Backend } from "../ggml/backend.js";
+import { loadKernels } from "../ggml/native-kernels.js";
 import { LlamaModel } from "../model/model.js";
 import { padTokenId } from "../tokenizer/types.js";
 import type { Batch } from "../train/batch.js";
@@ -25,6 +26,7 @@ import {
   saveRunCheckpoint,
 } from "./checkpoint.js";
 import {
+  amxHint,
   computeTypeWarning,
   formatSettings,
   optimizerOptions,
@@ -291,6 +293,8 @@ async function trainLocked(
     );
     const slow = computeTypeWarning(cfg.computeType, backend.info.cpuVariant);
     if (slow) log.warn(slow);
+    const hint = amxHint(cfg.computeType, loadKernels()?.amx() ?? false);
+    if (hint) log.info(hint);
 
     // ---- resume ----
     const metrics: Metric[] = [];
