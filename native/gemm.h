@@ -1,7 +1,8 @@
 /*
  * What the GEMM driver (gemm.c) and its instruction-set variants (gemm_avx512.c, gemm_avx2.c) share: the
  * packed layouts and the table of routines each variant provides. Both variants pack the same layouts, so
- * the driver's blocking, threading and scratch are one piece of code whatever the CPU.
+ * the driver's blocking, threading and scratch are one piece of code whatever the CPU. The AMX bf16 kernel
+ * (gemm_amx.c) reads a's panels as they are and packs b its own way, in blocks of AMX_NR columns.
  */
 #ifndef STEERLM_GEMM_H
 #define STEERLM_GEMM_H

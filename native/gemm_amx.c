@@ -1,6 +1,6 @@
 /*
  * The bf16 x bf16 GEMM on Intel's AMX tiles (Sapphire Rapids and later): TDPBF16PS multiplies a tile of 16
- * rows x 32 bf16 by one of 16 pairs x 16 columns into 16 x 16 f32, about 12 times the f32 FMAs' rate of the
+ * rows x 32 bf16 by one of 16 pairs x 16 columns into 16 x 16 f32, 15 times the f32 FMAs' rate of the
  * same core. A micro-tile is 32 columns of b (two tiles of 16 tokens, AMX's "A") by a panel of 32 rows of a
  * (AMX's "B": the panel's words are already the (k, k+1) pairs it takes, 16 rows of words at a panel's
  * stride), four accumulator tiles. Only where K/2 is a multiple of 16 (the hidden and vocabulary sizes of

@@ -86,25 +86,44 @@ int steerlm_have_avx2(void) {
     return steerlm_isa() >= ISA_AVX2;
 }
 
-/* AMX-BF16: the CPU's (CPUID 7.0 EDX bits 22 and 24) and Linux's leave to use tile data, asked once for the
-   process (arch_prctl ARCH_REQ_XCOMP_PERM; refused by kernels before 5.16 or where signal stacks are too
-   small for the tile state: the AVX512-BF16 kernel runs then) */
+/* AMX-BF16: the CPU's (CPUID 7.0 EDX bits 22 and 24) and Linux's support for tile data (ARCH_GET_XCOMP_SUPP,
+   which asks for nothing) */
+static int amx_present(void) {
+#if defined(HAVE_AMX) && defined(__linux__)
+    static int present = -1;
+    if (present < 0) {
+        unsigned eax, ebx, ecx, edx;
+        unsigned long features = 0;
+        present = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx >> 22 & 1) && (edx >> 24 & 1) &&
+                  syscall(SYS_arch_prctl, 0x1021 /* ARCH_GET_XCOMP_SUPP */, &features) == 0 && (features >> 18 & 1);
+    }
+    return present;
+#else
+    return 0;
+#endif
+}
+
+/* ... and Linux's leave to use it, asked once for the process (ARCH_REQ_XCOMP_PERM; refused where a signal
+   stack is too small for the tile state: the AVX512-BF16 kernel runs then) */
 static int amx_usable(void) {
 #if defined(HAVE_AMX) && defined(__linux__)
     static int usable = -1;
-    if (usable < 0) {
-        unsigned eax, ebx, ecx, edx;
-        const int cpu = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx >> 22 & 1) && (edx >> 24 & 1);
-        usable = cpu && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
-    }
+    if (usable < 0)
+        usable = amx_present() && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
     return usable;
 #else
     return 0;
 #endif
 }
 
+/* whether the bf16 GEMM runs on tiles: the first call asks Linux for them */
 int steerlm_have_amx(void) {
     return isa_cap() >= ISA_AMX && steerlm_have_bf16() && amx_usable();
+}
+
+/* whether it would, without asking */
+int steerlm_amx_present(void) {
+    return isa_cap() >= ISA_AMX && steerlm_have_bf16() && amx_present();
 }
 
 int steerlm_have_bf16(void) {

@@ -71,10 +71,11 @@ int steerlm_have_avx512(void);
 int steerlm_have_avx2(void);
 int steerlm_have_bf16(void);
 int steerlm_have_amx(void);
+int steerlm_amx_present(void);
 
 /* Every kernel runs with subnormals flushed to zero (MXCSR's FTZ and DAZ) and gives the thread its mode back:
    on Intel cores each instruction that makes or reads a subnormal takes a microcode assist of ~150 cycles
-   (the f32 micro-kernel ran 180x slower on subnormal operands on Sapphire Rapids, and a causal mask's -inf
+   (the f32 GEMM ran ~150x slower on subnormal operands on Sapphire Rapids, and a causal mask's -inf
    made one for half of attention's scores). What is lost lies below FLT_MIN, 1.2e-38. */
 #ifdef HAVE_X86
 static inline unsigned subnormals_off(void) {

@@ -15,12 +15,9 @@ const KERNEL_MODES = {
 } as const;
 export type KernelMode = keyof typeof KERNEL_MODES;
 /** Every path but "AVX-512 kernels", which differs from "kernels" only in the bf16 GEMM (AMX): its tests ask for it. */
-export const ALL_KERNEL_MODES: KernelMode[] = [
-  "kernels",
-  "AVX2 kernels",
-  "portable kernels",
-  "ggml fallback",
-];
+export const ALL_KERNEL_MODES = (Object.keys(KERNEL_MODES) as KernelMode[]).filter(
+  (m) => m !== "AVX-512 kernels",
+);
 
 /** Graphs built from now on use `mode`'s code paths. */
 export function useKernels(mode: KernelMode): void {

@@ -426,7 +426,7 @@ describe("steerlm's GEMM scratch", () => {
 
 describe("steerlm's kernels and subnormals", () => {
   // Intel cores take a ~150-cycle microcode assist for every instruction that makes or reads a subnormal (the
-  // f32 micro-kernel ran 180x slower on subnormal operands): the kernels run with FTZ and DAZ set, and give
+  // f32 GEMM ran ~150x slower on subnormal operands): the kernels run with FTZ and DAZ set, and give
   // the thread its own mode back, so that ggml's ops after them still round gradually.
   const tiny = Math.fround(1e-20);
   for (const mode of ["kernels", "AVX2 kernels"] as const)

@@ -56,6 +56,7 @@ const KERNEL_DECLS = [
   "size_t steerlm_gemm_scratch_bytes()",
   "void steerlm_gemm_scratch_release()",
   "int steerlm_have_amx()",
+  "int steerlm_amx_present()",
 ] as const;
 
 export interface NativeKernels {
@@ -80,10 +81,12 @@ export interface NativeKernels {
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 (bf16) / AVX2 and AVX-512 (the rest). */
   gemmBf16: KernelFn | null;
   /**
-   * Whether gemmBf16 runs on AMX tiles where K is a multiple of 32 (Intel since Sapphire Rapids, Linux 5.16+);
-   * the first call asks Linux for the tiles, as the first bf16 product does.
+   * Whether gemmBf16 runs on AMX tiles where K is a multiple of 32 (Intel since Sapphire Rapids, Linux 5.16+,
+   * a library built by GCC 11+ or clang 12+); the first call asks Linux for the tiles, as the first bf16
+   * product does. `amxPresent`: whether it would, asking nothing.
    */
   amx: () => boolean;
+  amxPresent: () => boolean;
   gemmF32: KernelFn | null;
   /** dst += a·b into a view of an f32 tensor (a weight's gradient accumulator), a and b as gemmF32's. */
   gemmF32Into: KernelFn | null;
@@ -168,6 +171,7 @@ export function loadKernels(): NativeKernels | null {
     rope: fn("rope"),
     gemmBf16: fn("gemm_bf16"),
     amx: () => fns.steerlm_have_amx() !== 0,
+    amxPresent: () => fns.steerlm_amx_present() !== 0,
     gemmF32: fn("gemm_f32"),
     gemmF32Into: fn("gemm_f32_into"),
     gemmF16: fn("gemm_f16"),

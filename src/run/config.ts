@@ -41,14 +41,15 @@ export function computeTypeWarning(computeType: ComputeType, cpuVariant: string)
 }
 
 /**
- * A note for an f32 run where steerlm's bf16 GEMM runs on AMX tiles (`amx`: NativeKernels.amx()): there bf16
- * compute trains several times faster (docs/engine.md, Intel); null: nothing to say.
+ * A note for a new f32 run on the CPU where steerlm's bf16 GEMM would run on AMX tiles (`amx`:
+ * NativeKernels.amxPresent()): there bf16 compute trains several times faster (docs/engine.md, Intel); null:
+ * nothing to say.
  */
 export function amxHint(computeType: ComputeType, amx: boolean): string | null {
   if (computeType !== "f32" || !amx) return null;
   return (
-    "this CPU runs steerlm's bf16 products on AMX tiles: --compute bf16 (bf16 GEMM operands, f32 weights and " +
-    "optimiser) trained 3-4x faster than f32 on LoRA of 135M-1B models"
+    "this CPU would run steerlm's bf16 products on AMX tiles: --compute bf16 (bf16 GEMM operands, f32 weights " +
+    "and optimiser) trains several times faster than f32 here (docs/engine.md, Intel)"
   );
 }
 

@@ -293,7 +293,9 @@ async function trainLocked(
     );
     const slow = computeTypeWarning(cfg.computeType, backend.info.cpuVariant);
     if (slow) log.warn(slow);
-    const hint = amxHint(cfg.computeType, loadKernels()?.amx() ?? false);
+    // a resumed run keeps its compute type, and CUDA runs none of steerlm's kernels
+    const hint =
+      !resumeFrom && backend.isCpu ? amxHint(cfg.computeType, loadKernels()?.amxPresent() ?? false) : null;
     if (hint) log.info(hint);
 
     // ---- resume ----
