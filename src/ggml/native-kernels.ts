@@ -183,6 +183,11 @@ export function loadKernels(): NativeKernels | null {
   return kernels;
 }
 
+/** Whether steerlm's bf16 products would run on AMX tiles here (NativeKernels.amxPresent; asks Linux nothing). */
+export function bf16OnAmx(): boolean {
+  return loadKernels()?.amxPresent() ?? false;
+}
+
 /**
  * The GEMMs' packing scratch, a pool of buffers kept between products and shared by the threads that run
  * them (bounded by the products running at once, not by how many threads ever ran one): bytes held, and

@@ -42,7 +42,7 @@ export function computeTypeWarning(computeType: ComputeType, cpuVariant: string)
 
 /**
  * A note for a new f32 run on the CPU where steerlm's bf16 GEMM would run on AMX tiles (`amx`:
- * NativeKernels.amxPresent()): there bf16 compute trains several times faster (docs/engine.md, Intel); null:
+ * bf16OnAmx()): there bf16 compute trains several times faster (docs/engine.md, Intel); null:
  * nothing to say.
  */
 export function amxHint(computeType: ComputeType, amx: boolean): string | null {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { type AttributeSchema, loadSchema } from "../data/attributes.js";
 import type { DataFormat, DataRecord } from "../data/record.js";
 import { Backend } from "../ggml/backend.js";
-import { loadKernels } from "../ggml/native-kernels.js";
+import { bf16OnAmx } from "../ggml/index.js";
 import { LlamaModel } from "../model/model.js";
 import { padTokenId } from "../tokenizer/types.js";
 import type { Batch } from "../train/batch.js";
@@ -294,8 +294,7 @@ async function trainLocked(
     const slow = computeTypeWarning(cfg.computeType, backend.info.cpuVariant);
     if (slow) log.warn(slow);
     // a resumed run keeps its compute type, and CUDA runs none of steerlm's kernels
-    const hint =
-      !resumeFrom && backend.isCpu ? amxHint(cfg.computeType, loadKernels()?.amxPresent() ?? false) : null;
+    const hint = !resumeFrom && backend.isCpu ? amxHint(cfg.computeType, bf16OnAmx()) : null;
     if (hint) log.info(hint);
 
     // ---- resume ----
