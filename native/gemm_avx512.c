@@ -204,5 +204,5 @@ __attribute__((target("avx512f,f16c"))) static void widen_q8_0(const char *a, si
 
 
 const struct gemm_isa gemm_avx512 = {pack_a, pack_b, pack_bt, pack_at, micro_f32, micro_bf16, widen_f16, widen_bf16, widen_q8_0,
-                                     4096};
+                                     1024};
 #endif

@@ -148,11 +148,11 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [64, 40, 1, 1], b: [64, 200, 1, 1] }, // one row chunk: the columns are split between threads
     { a: [32, 300, 1, 1], b: [32, 100, 1, 1] }, // three row chunks (the last partial), columns split too
     { a: [40, 37, 1, 1], b: [40, 29, 1, 1] }, // words per row not a multiple of 16 (f32 40, bf16 20): packed in blocks of 16, then a tail
-    { a: [9632, 33, 1, 1], b: [9632, 5, 1, 1] }, // longer than a block of 4,096 words (bf16 4,816 pairs): the later blocks accumulate
+    { a: [9632, 33, 1, 1], b: [9632, 5, 1, 1] }, // longer than a block of K (AVX-512 1,024 words, AVX2 384; bf16 4,816 pairs): the later blocks accumulate
     { a: [128, 32, 2, 1], b: [128, 40, 4, 1] }, // one panel of a (attention's head size): a transposed b's full blocks read in place
-    { a: [5000, 32, 1, 1], b: [5000, 24, 1, 1] }, // ... and so in two blocks of K
+    { a: [5000, 32, 1, 1], b: [5000, 24, 1, 1] }, // ... and so in several blocks of K
     { a: [40, 320, 1, 1], b: [40, 29, 1, 1] }, // a transposed Q8_0 (M in blocks of 32): three row chunks
-    { a: [4500, 64, 1, 1], b: [4500, 7, 1, 1] }, // ... and K in two blocks (AVX-512) or twelve (AVX2)
+    { a: [4500, 64, 1, 1], b: [4500, 7, 1, 1] }, // ... and K in several blocks (five on AVX-512, twelve on AVX2)
     // AMX: full 32 x 32 tiles and a partial one, the second block of K adding onto the output (bf16 only)
     { a: [4096, 64, 1, 1], b: [4096, 40, 1, 1], only: "bf16" },
   ];
@@ -328,7 +328,7 @@ describe("Context.readsTransposed", () => {
 });
 
 describe("steerlm's GEMM on a very long reduction", () => {
-  // K = 140,000 f32 (a large vocabulary's d h = Eᵀ·d z): the reduction runs in blocks of 4,096 words, each
+  // K = 140,000 f32 (a large vocabulary's d h = Eᵀ·d z): the reduction runs in blocks of 1,024 words (AVX2 384), each
   // later block accumulating onto the output, so that packed scratch stays a few MB; a as stored and as the
   // transposed view of a [M, K] matrix
   it("still equals the float64 host product (1 and 2 threads, a as rows and transposed)", () => {
