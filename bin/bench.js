@@ -161,6 +161,9 @@ else {
       `loss ${r.loss_first.toFixed(3)} -> ${r.loss_last.toFixed(3)}\n` +
       `  ${r.gflop_per_step.toFixed(1)} GFLOP a step (attention ${(100 * r.attention_share).toFixed(1)}%) = ${r.gflops.toFixed(1)} GFLOP/s; ` +
       `${r.compute} peak ${r.peak_gflops === null ? "n/a" : `${r.peak_gflops.toFixed(1)} GFLOP/s (measured in this run)`}, ` +
-      `mfu ${r.mfu === null ? "n/a" : r.mfu.toFixed(2)} (per CPU-second ${r.mfu_cpu === null ? "n/a" : r.mfu_cpu.toFixed(2)})\n`,
+      `mfu ${r.mfu === null ? "n/a" : r.mfu.toFixed(2)} (per CPU-second ${r.mfu_cpu === null ? "n/a" : r.mfu_cpu.toFixed(2)})\n` +
+      (r.amx_f32_products > 0
+        ? `  ${r.amx_f32_products} products a step of the bf16 base with f32 activations ran on AMX tiles, as three exact bf16 products each (f32-accurate; mfu is against the f32 FMA peak)\n`
+        : ""),
   );
 }

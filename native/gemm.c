@@ -9,7 +9,10 @@
  * micro-kernels come in an AVX-512 and an AVX2 variant (gemm_avx512.c, gemm_avx2.c; bf16 x bf16 needs
  * AVX512-BF16, and runs on AMX tiles where the CPU has them: gemm_amx.c); this file is what they share:
  * blocking, threads, scratch.
- * A frozen base stored as f16, bf16 or Q8_0 is widened exactly to f32 chunk by chunk, then packed.
+ * A frozen base stored as f16, bf16 or Q8_0 is widened exactly to f32 chunk by chunk, then packed. On AMX a
+ * bf16 base times f32 b (K a multiple of 32, b's rows K-contiguous) runs on the tiles instead: b's block is
+ * packed as three bf16 parts that sum exactly to it (amx_pack_b_split), and the three products add up in the
+ * f32 tiles, so the result is f32's to its summation order, at about twice the f32 FMAs' rate.
  * a may also be a transposed view (M contiguous, K strided: Wᵀ of a weight W for the backward pass's
  * d x = Wᵀ·d y), packed straight from W: a row of W holds 32 consecutive words of a panel, so no
  * transposed copy of W is kept or made (f32, f16 and bf16; Q8_0 blocks run along K and cannot).
@@ -92,6 +95,7 @@ struct gemm_kind {
     enum at_kind at;
     int into; /* dst is a view of src[0], the product's a and b are src[1] and src[2]: add to dst */
     int amx;  /* AMX's blocking: its own packing of b, blocks of AMX_NR columns, K blocks of AMX_KC */
+    int split; /* AMX, a bf16 times an f32 b: b packed as three exact bf16 parts, a product with each (amx_pack_b_split) */
 };
 
 #if MR != 32
@@ -126,7 +130,8 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     if (parts > blocks / 4) parts = blocks / 4;
     if (parts < 1) parts = 1;
     /* ... and enough parts that each one's packed columns stay within SCRATCH_LIMIT words */
-    const int64_t per_block = nr * kcw, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
+    const int64_t parts_b = g.split ? 3 : 1; /* packed copies of b's block: one, or the split's three */
+    const int64_t per_block = nr * kcw * parts_b, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
     if ((blocks + parts - 1) / parts > fit) parts = (blocks + fit - 1) / fit;
     const int64_t jobs = pairs * parts;
     const struct share sh = thread_share(jobs, ith, nth, 1);
@@ -135,9 +140,9 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
     const int64_t span = ((blocks + parts - 1) / parts + 1) * nr;
     const int slot = slot_take();
-    uint32_t *ap = slot_words(slot, (size_t)(mc * kcw + span * kcw + (g.widen && !g.transposed ? mc * kcw : 0)));
+    uint32_t *ap = slot_words(slot, (size_t)(mc * kcw + parts_b * span * kcw + (g.widen && !g.transposed ? mc * kcw : 0)));
     uint32_t *bp = ap + mc * kcw;
-    float *wide = g.widen ? (float *)(bp + span * kcw) : 0; /* a's chunk widened to f32 */
+    float *wide = g.widen ? (float *)(bp + parts_b * span * kcw) : 0; /* a's chunk widened to f32 */
     const size_t ldo = dst->nb[1] / 4;
     /* jobs run chunk-fastest: (i3, i2, part, chunk); a run of them sharing (batch, part) packs each block of
        b's columns once, then every chunk of a against it */
@@ -157,6 +162,14 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
             for (int64_t n0 = n_lo; n0 < n_hi; n0 += nr) {
                 const int64_t cols = N - n0 < nr ? N - n0 : nr;
                 if (direct && cols == nr) continue;
+#ifdef HAVE_AMX
+                if (g.split) {
+                    uint32_t *const into[3] = {bp + (n0 - n_lo) * kc, bp + span * kcw + (n0 - n_lo) * kc,
+                                               bp + 2 * span * kcw + (n0 - n_lo) * kc};
+                    amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, into);
+                    continue;
+                }
+#endif
                 if (g.amx)
                     amx_pack_b(bbase + k0 * 4, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc);
                 else if (bt)
@@ -182,10 +195,10 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                                               : bp + (n0 - n_lo) * kc;
                     const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : nr;
                     for (int64_t p = 0; p * MR < rows; p++)
-                        g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
-                                obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
-                                rows - p * MR < MR ? rows - p * MR : MR, cols,
-                                kb > 0 || g.into);
+                        for (int64_t q = 0; q < parts_b; q++)
+                            g.micro(ap + (size_t)p * (size_t)kc * MR, bb + q * span * kcw, bs, kc,
+                                    obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
+                                    rows - p * MR < MR ? rows - p * MR : MR, cols, kb > 0 || g.into || q > 0);
                 }
             }
         }
@@ -213,19 +226,19 @@ KERNEL(gemm_bf16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     if (kw % 16 == 0 && steerlm_have_amx()) {
         struct amx_state saved;
         amx_tiles_on(&saved);
-        gemm(dst, ith, nth, (struct gemm_kind){i, kw, amx_micro, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1});
+        gemm(dst, ith, nth, (struct gemm_kind){i, kw, amx_micro, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1, 0});
         amx_tiles_restore(&saved);
         return;
     }
 #endif
-    gemm(dst, ith, nth, (struct gemm_kind){i, kw, i->micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS, 0, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, kw, i->micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS, 0, 0, 0});
 }
 
 KERNEL(gemm_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 0, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 0, 0, 0});
 }
 
 /* dst (a view of src[0], f32 contiguous) += a·b with a = src[1], b = src[2] as steerlm_gemm_f32 takes them: a
@@ -234,7 +247,7 @@ KERNEL(gemm_f32_into)(struct tensor_abi *dst, int ith, int nth, void *userdata) 
     (void)userdata;
     const struct tensor_abi *a = dst->src[1];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 1, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 1, 0, 0});
 }
 
 /* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32
@@ -243,21 +256,39 @@ KERNEL(gemm_f16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_f16, a_transposed(a), AT_F16, 0, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_f16, a_transposed(a), AT_F16, 0, 0, 0});
+}
+
+static atomic_size_t split_products;
+
+size_t steerlm_gemm_split_products(void) {
+    return atomic_load(&split_products);
 }
 
 KERNEL(gemm_bf16_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_bf16, a_transposed(a), AT_BF16, 0, 0});
+#ifdef HAVE_AMX
+    /* on AMX tiles where K is a multiple of 32 and b's rows are K-contiguous: three exact bf16 products */
+    const struct tensor_abi *b = dst->src[1];
+    if (a->ne[0] % 32 == 0 && b->nb[0] < b->nb[1] && steerlm_have_amx()) {
+        struct amx_state saved;
+        if (ith == 0) atomic_fetch_add(&split_products, 1);
+        amx_tiles_on(&saved);
+        gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0] / 2, amx_micro, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1, 1});
+        amx_tiles_restore(&saved);
+        return;
+    }
+#endif
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_bf16, a_transposed(a), AT_BF16, 0, 0, 0});
 }
 
 KERNEL(gemm_q8_0)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_q8_0, a_transposed(a), AT_Q8_0, 0, 0});
+    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_q8_0, a_transposed(a), AT_Q8_0, 0, 0, 0});
 }
 #else
 size_t steerlm_gemm_scratch_bytes(void) {
@@ -265,4 +296,8 @@ size_t steerlm_gemm_scratch_bytes(void) {
 }
 
 void steerlm_gemm_scratch_release(void) {}
+
+size_t steerlm_gemm_split_products(void) {
+    return 0;
+}
 #endif

@@ -5,7 +5,9 @@
  * (AMX's "B": the panel's words are already the (k, k+1) pairs it takes, 16 rows of words at a panel's
  * stride), four accumulator tiles. Only where K/2 is a multiple of 16 (the hidden and vocabulary sizes of
  * real models); elsewhere the AVX512-BF16 micro-kernel runs. Both round and flush as one: products of bf16
- * are exact in f32, subnormals are read and written as 0.
+ * are exact in f32, subnormals are read and written as 0. A bf16 a times an f32 b runs here too, b split
+ * into three bf16 parts (amx_pack_b_split): three products instead of f32 FMAs, the same result to f32's
+ * rounding of the sums.
  */
 #include "gemm.h"
 
@@ -45,6 +47,37 @@ __attribute__((target("avx512f"))) void amx_pack_b(const char *b, size_t ldb, in
         uint32_t *dst = bp + ((r / 16) * 16 + r % 16) * 16;
         for (int64_t c = 0; c < k2 / 16; c++)
             _mm512_storeu_si512(dst + c * 2 * 256, row ? _mm512_loadu_si512(row + c * 16) : _mm512_setzero_si512());
+    }
+}
+
+/* columns [n0, n0 + cols) of a K-contiguous f32 b, k2 pairs (a multiple of 16), split exactly into three bf16
+   parts laid out as amx_pack_b lays one (bp[q] the q-th part): hi = bf16(x), mid = bf16(x - hi), lo = x - hi - mid.
+   Each rounding to nearest keeps 8 more of x's 24 significant bits and leaves an exact f32 remainder, so
+   hi + mid + lo = x exactly (bar remainders below f32's normal range, flushed as the kernels flush) and the
+   three products with a bf16 a are exact in f32: a·b to f32's accumulation error, at AMX's rate. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(const char *b, size_t ldb, int64_t n0,
+                                                                           int64_t cols, int64_t k2,
+                                                                           uint32_t *const bp[3]) {
+    for (int64_t r = 0; r < AMX_NR; r++) {
+        const float *row = r < cols ? (const float *)(b + (size_t)(n0 + r) * ldb) : 0;
+        const size_t at = (size_t)((r / 16) * 16 + r % 16) * 16;
+        for (int64_t c = 0; c < k2 / 16; c++) {
+            const size_t o = at + (size_t)c * 2 * 256;
+            if (!row) {
+                for (int q = 0; q < 3; q++) _mm512_storeu_si512(bp[q] + o, _mm512_setzero_si512());
+                continue;
+            }
+            __m512 x0 = _mm512_loadu_ps(row + c * 32), x1 = _mm512_loadu_ps(row + c * 32 + 16);
+            for (int q = 0; q < 3; q++) {
+                const __m512i part = (__m512i)_mm512_cvtne2ps_pbh(x1, x0); /* x0's 16 values, then x1's */
+                _mm512_storeu_si512(bp[q] + o, part);
+                if (q == 2) break;
+                const __m512 p0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(part)), 16));
+                const __m512 p1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(part, 1)), 16));
+                x0 = _mm512_sub_ps(x0, p0);
+                x1 = _mm512_sub_ps(x1, p1);
+            }
+        }
     }
 }
 

@@ -35,7 +35,7 @@ void steerlm_kernels_abi(int64_t out[KERNELS_ABI_WORDS]) {
         ISA_AVX2,
         ISA_AVX512,
         ISA_AMX,
-        5, /* kernel set version: 5 adds the AMX level */
+        6, /* kernel set version: 5 adds the AMX level, 6 the count of f32 products run on AMX */
     };
     for (int i = 0; i < KERNELS_ABI_WORDS; i++) out[i] = abi[i];
 }

@@ -5,6 +5,6 @@
 export { Backend, type BackendInfo, type BackendOptions, defaultPoll, defaultThreads } from "./backend.js";
 export type { DeviceName } from "./device.js";
 export { type CudaMissing, CudaUnavailableError } from "./native-cuda.js";
-export { bf16OnAmx, gemmScratch } from "./native-kernels.js";
+export { amxF32Products, bf16OnAmx, gemmScratch } from "./native-kernels.js";
 export { measurePeak, type PeakMeasure, type PeakPrecision, type PeakReport, peakReport } from "./peak.js";
 export { GgmlShapeError } from "./shape-error.js";

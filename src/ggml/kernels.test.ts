@@ -4,7 +4,7 @@ import { computeOnce } from "../../test/engine.js";
 import { ALL_KERNEL_MODES, useKernels } from "../../test/kernel-modes.js";
 import { Backend, Graph, getBytes, setData } from "./backend.js";
 import { Context } from "./context.js";
-import { gemmScratch, kernelsPath, loadKernels } from "./native-kernels.js";
+import { amxF32Products, gemmScratch, kernelsPath, loadKernels } from "./native-kernels.js";
 import type { Tensor } from "./tensor.js";
 
 const CPU_HAS_AMX = existsSync("/proc/cpuinfo") && /\bamx_bf16\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
@@ -196,11 +196,13 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
 
   // type of a; b is bf16 with a bf16 a, else f32 (f16 and Q8_0 are frozen bases widened in the kernel)
   // "bf16×f32": a bf16 frozen base times f32 activations
-  // "AVX2 kernels": native/gemm_avx2.c (bf16 x bf16 then falls back to ggml); "portable kernels" are ggml's
+  // "AVX2 kernels": native/gemm_avx2.c (bf16 x bf16 then falls back to ggml); "portable kernels" are ggml's.
+  // On AMX, "kernels" runs bf16 x bf16 on the tiles, and bf16 x f32 there too as three exact bf16 products
+  // (where K is a multiple of 32 and b's rows K-contiguous); "AVX-512 kernels" runs both without AMX
   for (const kind of ["bf16", "f32", "f16", "q8_0", "bf16×f32"] as const)
     for (const mode of [
       "kernels",
-      ...(kind === "bf16" ? (["AVX-512 kernels"] as const) : []),
+      ...(kind === "bf16" || kind === "bf16×f32" ? (["AVX-512 kernels"] as const) : []),
       "AVX2 kernels",
       "ggml fallback",
     ] as const)
@@ -209,9 +211,10 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
           useKernels(mode);
           // "kernels" runs the bf16 products on AMX tiles where the CPU has them and Linux (5.16 on) lends
           // them; the capped modes never do
-          const amx = kind === "bf16" && mode !== "ggml fallback" && loadKernels()?.amx();
+          const onTiles = kind === "bf16" || kind === "bf16×f32";
+          const amx = onTiles && mode !== "ggml fallback" && loadKernels()?.amx();
           if (mode !== "kernels") expect(amx).toBe(false);
-          else if (kind === "bf16" && CPU_HAS_AMX && !amx)
+          else if (onTiles && CPU_HAS_AMX && !amx)
             console.warn("this CPU has AMX but Linux lends no tiles: the AMX GEMM is not tested here");
           const backend = new Backend(threads);
           // "transposed": a is `transpose(w)` of a w stored [M, K] (the backward's Wᵀ), which the kernels
@@ -325,6 +328,62 @@ describe("Context.readsTransposed", () => {
     useKernels("kernels");
     s.free();
   });
+});
+
+describe("steerlm's bf16 × f32 GEMM", () => {
+  // On AMX the f32 operand is split into three bf16 parts (hi, mid, lo) whose sum is exactly it, each product
+  // exact in f32. Where a holds one power of two a column, each output is one element of b scaled: exact
+  // whatever the path, and wrong in its low bits if any part were lost or rounded (the float64 oracle above
+  // allows K·2⁻²⁴ of Σ|products|, which a dropped lo part still meets). K = 4,160: three AMX blocks of K.
+  for (const mode of ["kernels", "AVX-512 kernels"] as const)
+    it(`carries every bit of the f32 operand into the product (${mode}, rows and transposed a)`, () => {
+      useKernels(mode);
+      const amx = loadKernels()?.amx() ?? false;
+      if (mode === "kernels" && CPU_HAS_AMX && !amx)
+        console.warn(
+          "this CPU has AMX but Linux lends no tiles: the split bf16 × f32 product is not tested here",
+        );
+      const backend = new Backend(2);
+      for (const [K, M, N] of [
+        [64, 37, 29],
+        [4160, 40, 70],
+      ] as const)
+        for (const transposed of [false, true]) {
+          const pick = (m: number) => (m * 97 + 13) % K;
+          const scale = (m: number) => 2 ** -(m % 5);
+          const w = new Uint16Array(K * M); // bf16 bits: a[k, m] = scale(m) where k = pick(m), else 0
+          for (let m = 0; m < M; m++) w[transposed ? pick(m) * M + m : m * K + pick(m)] = bf16Bits(scale(m));
+          // full 24-bit significands over a wide range of exponents
+          const bd = Float32Array.from(
+            { length: K * N },
+            (_, i) => Math.sin(i * 1.618) * 2 ** ((i % 41) - 20),
+          );
+          const s = new Context(4);
+          const a = s.newTensor("bf16", transposed ? [M, K] : [K, M], "a");
+          const b = s.newTensor("f32", [K, N], "b");
+          const buf = backend.allocTensors(s);
+          setData(a, w);
+          setData(b, bd);
+          const c = new Context(8, 8);
+          const out = c.mulMat(transposed ? c.transpose(a) : a, b);
+          const before = amxF32Products();
+          const alloc = computeOnce(backend, c, 8, out);
+          expect(amxF32Products() - before, "products run split on AMX").toBe(amx ? 1 : 0);
+          const bytes = getBytes(out);
+          const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+          const want = Float32Array.from({ length: M * N }, (_, i) => {
+            const [n, m] = [Math.floor(i / M), i % M];
+            return bd[n * K + pick(m)]! * scale(m);
+          });
+          expect(got, `K ${K}, transposed ${transposed}`).toEqual(want);
+          alloc.free();
+          c.free();
+          buf.free();
+          s.free();
+        }
+      backend.free();
+      useKernels("kernels");
+    });
 });
 
 describe("steerlm's GEMM on a very long reduction", () => {

@@ -45,7 +45,7 @@ export const KERNELS_ABI = [
   ISA_LEVEL.avx2,
   ISA_LEVEL.avx512,
   ISA_LEVEL.amx,
-  5,
+  6,
 ] as const;
 
 /** native/kernels.h: the ABI check first, alone, so that any library that has it can be told apart */
@@ -55,6 +55,7 @@ const KERNEL_DECLS = [
   "ggml_custom_op_t *steerlm_kernel(const char *name)",
   "size_t steerlm_gemm_scratch_bytes()",
   "void steerlm_gemm_scratch_release()",
+  "size_t steerlm_gemm_split_products()",
   "int steerlm_have_amx()",
   "int steerlm_amx_present()",
 ] as const;
@@ -201,3 +202,11 @@ export const gemmScratch = {
     loadKernels()?.fns.steerlm_gemm_scratch_release();
   },
 };
+
+/**
+ * Products of a bf16 a (a frozen LoRA base) and an f32 b that ran on AMX tiles as three exact bf16 products
+ * (native/gemm.c, gemm_bf16_f32) since the kernels loaded: f32-accurate, at several times the f32 FMAs' rate.
+ */
+export function amxF32Products(): number {
+  return Number(loadKernels()?.fns.steerlm_gemm_split_products() ?? 0);
+}

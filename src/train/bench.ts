@@ -1,5 +1,5 @@
 import { Backend } from "../ggml/backend.js";
-import { measurePeak } from "../ggml/index.js";
+import { amxF32Products, measurePeak } from "../ggml/index.js";
 import { type LlamaConfig, resolveLlamaConfig } from "../model/config.js";
 import { type FrozenType, LlamaModel, LORA_FROZEN_DEFAULT } from "../model/model.js";
 import { Rng } from "../util/rng.js";
@@ -182,6 +182,12 @@ export interface TrainBenchResult {
    * the CPU lacks the instructions.
    */
   peak_gflops: number | null;
+  /**
+   * Products of the frozen bf16 base with f32 activations that ran on AMX tiles per step, as three exact bf16
+   * products each (f32-accurate: native/gemm.c); 0 where every f32 product ran on f32 FMAs. Where it is not
+   * 0, `mfu` against the f32 FMA peak can pass 1.
+   */
+  amx_f32_products: number;
   /** gflops ÷ peak_gflops. */
   mfu: number | null;
   /**
@@ -233,8 +239,10 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
   let last = first;
   const t0 = process.hrtime.bigint();
   const cpu0 = process.cpuUsage();
+  const amx0 = amxF32Products();
   for (let i = 0; i < steps; i++) last = (await trainer.trainStepAsync(batch)).loss;
   const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+  const amxProducts = (amxF32Products() - amx0) / steps;
   const cpu = process.cpuUsage(cpu0);
   const cpuMs = (cpu.user + cpu.system) / 1000 / steps;
   const peakRss = process.resourceUsage().maxRSS / 1024;
@@ -281,6 +289,7 @@ export async function benchTrain(name: BenchName, opts: TrainBenchOptions = {}):
     attention_share: flops.attention / flops.total,
     gflops,
     peak_gflops: peakAll,
+    amx_f32_products: amxProducts,
     mfu: peakAll ? gflops / peakAll : null,
     mfu_cpu: peakOne ? flops.total / 1e9 / (cpuMs / 1000) / peakOne : null,
     peak_rss_mb: peakRss,
