@@ -82,9 +82,9 @@ void steerlm_gemm_scratch_release(void) {
     }
 }
 
-/* One GEMM's kind: the ISA's routines, words per row (K/2 pairs for bf16 x bf16, K floats otherwise), its
-   micro-kernel, and how a is read: K-contiguous rows as they are (widen 0) or widened to f32, or transposed
-   (pack_at's kind). */
+/* One GEMM's kind: the ISA's routines, words per row (K/2 pairs where a is read as bf16 pairs, K floats
+   otherwise), its micro-kernel, and how a is read: K-contiguous rows as they are (widen 0) or widened to f32,
+   or transposed (pack_at's kind). */
 struct gemm_kind {
     const struct gemm_isa *isa;
     int64_t kw;
@@ -217,13 +217,21 @@ static const struct gemm_isa *f32_isa(void) {
     return steerlm_have_avx512() ? &gemm_avx512 : &gemm_avx2;
 }
 
+#ifdef HAVE_AMX
+/* whether a product of kw pairs of K runs on AMX tiles: they take K in chunks of 16 pairs (every hidden, FFN,
+   head and vocabulary size of the real shapes), and Linux must lend the tile state */
+static int on_tiles(int64_t kw) {
+    return kw % 16 == 0 && steerlm_have_amx();
+}
+#endif
+
 KERNEL(gemm_bf16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = &gemm_avx512;
     const int64_t kw = a->ne[0] / 2;
 #ifdef HAVE_AMX
-    if (kw % 16 == 0 && steerlm_have_amx()) {
+    if (on_tiles(kw)) {
         struct amx_state saved;
         amx_tiles_on(&saved);
         gemm(dst, ith, nth, (struct gemm_kind){i, kw, amx_micro, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1, 0});
@@ -251,7 +259,8 @@ KERNEL(gemm_f32_into)(struct tensor_abi *dst, int ith, int nth, void *userdata) 
 }
 
 /* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32
-   GEMM; a transposed a is widened as it is packed (f16, bf16: pack_at; Q8_0: pack_at_q8_0) */
+   GEMM; a transposed a is widened as it is packed (f16, bf16: pack_at; Q8_0: pack_at_q8_0). bf16 on AMX tiles
+   instead: see gemm_bf16_f32 */
 KERNEL(gemm_f16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
@@ -270,9 +279,9 @@ KERNEL(gemm_bf16_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) 
     const struct tensor_abi *a = dst->src[0];
     const struct gemm_isa *i = f32_isa();
 #ifdef HAVE_AMX
-    /* on AMX tiles where K is a multiple of 32 and b's rows are K-contiguous: three exact bf16 products */
-    const struct tensor_abi *b = dst->src[1];
-    if (a->ne[0] % 32 == 0 && b->nb[0] < b->nb[1] && steerlm_have_amx()) {
+    /* on AMX tiles, where b's rows are K-contiguous (not a transposed view): three exact bf16 products,
+       amx_pack_b_split */
+    if (dst->src[1]->nb[0] == sizeof(float) && a->ne[0] % 2 == 0 && on_tiles(a->ne[0] / 2)) {
         struct amx_state saved;
         if (ith == 0) atomic_fetch_add(&split_products, 1);
         amx_tiles_on(&saved);

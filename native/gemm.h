@@ -1,8 +1,9 @@
 /*
  * What the GEMM driver (gemm.c) and its instruction-set variants (gemm_avx512.c, gemm_avx2.c) share: the
  * packed layouts and the table of routines each variant provides. Both variants pack the same layouts, so
- * the driver's blocking, threading and scratch are one piece of code whatever the CPU. The AMX bf16 kernel
- * (gemm_amx.c) reads a's panels as they are and packs b its own way, in blocks of AMX_NR columns.
+ * the driver's blocking, threading and scratch are one piece of code whatever the CPU. The AMX kernel
+ * (gemm_amx.c, a bf16 a times a bf16 b, or an f32 b split in three bf16 parts) reads a's panels as they are
+ * and packs b its own way, in blocks of AMX_NR columns.
  */
 #ifndef STEERLM_GEMM_H
 #define STEERLM_GEMM_H
@@ -58,7 +59,8 @@ extern const struct gemm_isa gemm_avx2;
 
 #endif
 
-/* AMX (gemm_amx.c): bf16 x bf16 in blocks of AMX_NR columns of b, K in chunks of 16 pairs */
+/* AMX (gemm_amx.c): bf16 x bf16 (b bf16, or f32 split in three) in blocks of AMX_NR columns of b, K in
+   chunks of 16 pairs */
 #ifdef HAVE_AMX
 #define AMX_NR 32
 #define AMX_KC 1024 /* pairs of K per block: a 128-row chunk of packed a is 512 KB, in L2 */

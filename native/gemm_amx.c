@@ -6,8 +6,8 @@
  * stride), four accumulator tiles. Only where K/2 is a multiple of 16 (the hidden and vocabulary sizes of
  * real models); elsewhere the AVX512-BF16 micro-kernel runs. Both round and flush as one: products of bf16
  * are exact in f32, subnormals are read and written as 0. A bf16 a times an f32 b runs here too, b split
- * into three bf16 parts (amx_pack_b_split): three products instead of f32 FMAs, the same result to f32's
- * rounding of the sums.
+ * into three bf16 parts (amx_pack_b_split): three exact products instead of f32 FMAs, summed in f32 (where
+ * K/2 is no multiple of 16, the f32 FMAs run).
  */
 #include "gemm.h"
 
@@ -51,10 +51,21 @@ __attribute__((target("avx512f"))) void amx_pack_b(const char *b, size_t ldb, in
 }
 
 /* columns [n0, n0 + cols) of a K-contiguous f32 b, k2 pairs (a multiple of 16), split exactly into three bf16
-   parts laid out as amx_pack_b lays one (bp[q] the q-th part): hi = bf16(x), mid = bf16(x - hi), lo = x - hi - mid.
-   Each rounding to nearest keeps 8 more of x's 24 significant bits and leaves an exact f32 remainder, so
-   hi + mid + lo = x exactly (bar remainders below f32's normal range, flushed as the kernels flush) and the
-   three products with a bf16 a are exact in f32: a·b to f32's accumulation error, at AMX's rate. */
+   parts laid out as amx_pack_b lays one (bp[q] the q-th part): hi = x's top 16 bits, mid = the top 16 bits of
+   x - hi, lo = x - hi - mid. Each cut takes 8 more of x's 24 significant bits and leaves an exact f32
+   remainder, so hi + mid + lo = x (bar remainders below f32's normal range, flushed as the kernels flush) and
+   the three products with a bf16 a are exact in f32: a·b to f32's accumulation error, at AMX's rate. Cutting,
+   not rounding, so that no x near FLT_MAX rounds to inf; an inf or NaN goes whole into hi. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void split3(__m512 x, __m512 part[3]) {
+    const __m512i bits = _mm512_castps_si512(x), top = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i exp = _mm512_set1_epi32(0x7f800000);
+    const __mmask16 finite = _mm512_cmpneq_epi32_mask(_mm512_and_si512(bits, exp), exp);
+    part[0] = _mm512_mask_blend_ps(finite, x, _mm512_castsi512_ps(_mm512_and_si512(bits, top)));
+    const __m512 r1 = _mm512_maskz_sub_ps(finite, x, part[0]);
+    part[1] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(r1), top));
+    part[2] = _mm512_sub_ps(r1, part[1]);
+}
+
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(const char *b, size_t ldb, int64_t n0,
                                                                            int64_t cols, int64_t k2,
                                                                            uint32_t *const bp[3]) {
@@ -67,16 +78,12 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(con
                 for (int q = 0; q < 3; q++) _mm512_storeu_si512(bp[q] + o, _mm512_setzero_si512());
                 continue;
             }
-            __m512 x0 = _mm512_loadu_ps(row + c * 32), x1 = _mm512_loadu_ps(row + c * 32 + 16);
-            for (int q = 0; q < 3; q++) {
-                const __m512i part = (__m512i)_mm512_cvtne2ps_pbh(x1, x0); /* x0's 16 values, then x1's */
-                _mm512_storeu_si512(bp[q] + o, part);
-                if (q == 2) break;
-                const __m512 p0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(part)), 16));
-                const __m512 p1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(part, 1)), 16));
-                x0 = _mm512_sub_ps(x0, p0);
-                x1 = _mm512_sub_ps(x1, p1);
-            }
+            __m512 p0[3], p1[3];
+            split3(_mm512_loadu_ps(row + c * 32), p0);
+            split3(_mm512_loadu_ps(row + c * 32 + 16), p1);
+            /* each part has at most 8 significant bits: converting it to bf16 is exact (an inf or NaN stays one);
+               the first 16 floats make the low 16 bf16, so word w is the pair (2w, 2w + 1) */
+            for (int q = 0; q < 3; q++) _mm512_storeu_si512(bp[q] + o, (__m512i)_mm512_cvtne2ps_pbh(p1[q], p0[q]));
         }
     }
 }

@@ -14,7 +14,7 @@ const KERNEL_MODES = {
   "ggml fallback": "off",
 } as const;
 export type KernelMode = keyof typeof KERNEL_MODES;
-/** Every path but "AVX-512 kernels", which differs from "kernels" only in the bf16 GEMM (AMX): its tests ask for it. */
+/** Every path but "AVX-512 kernels", which differs from "kernels" only in the GEMMs with a bf16 a (AMX): their tests ask for it. */
 export const ALL_KERNEL_MODES = (Object.keys(KERNEL_MODES) as KernelMode[]).filter(
   (m) => m !== "AVX-512 kernels",
 );

@@ -334,7 +334,9 @@ describe("steerlm's bf16 × f32 GEMM", () => {
   // On AMX the f32 operand is split into three bf16 parts (hi, mid, lo) whose sum is exactly it, each product
   // exact in f32. Where a holds one power of two a column, each output is one element of b scaled: exact
   // whatever the path, and wrong in its low bits if any part were lost or rounded (the float64 oracle above
-  // allows K·2⁻²⁴ of Σ|products|, which a dropped lo part still meets). K = 4,160: three AMX blocks of K.
+  // allows K·2⁻²⁴ of Σ|products|, which a dropped lo part still meets). K = 4,160: three AMX blocks of K, the
+  // last row of a picking from the short third; N = 300 on 2 threads: b's columns in two parts.
+  afterAll(() => useKernels("kernels"));
   for (const mode of ["kernels", "AVX-512 kernels"] as const)
     it(`carries every bit of the f32 operand into the product (${mode}, rows and transposed a)`, () => {
       useKernels(mode);
@@ -346,17 +348,16 @@ describe("steerlm's bf16 × f32 GEMM", () => {
       const backend = new Backend(2);
       for (const [K, M, N] of [
         [64, 37, 29],
-        [4160, 40, 70],
+        [4160, 40, 300],
       ] as const)
         for (const transposed of [false, true]) {
-          const pick = (m: number) => (m * 97 + 13) % K;
+          const pick = (m: number) => (m === M - 1 ? K - 1 : (m * 97 + 13) % K);
           const scale = (m: number) => 2 ** -(m % 5);
           const w = new Uint16Array(K * M); // bf16 bits: a[k, m] = scale(m) where k = pick(m), else 0
           for (let m = 0; m < M; m++) w[transposed ? pick(m) * M + m : m * K + pick(m)] = bf16Bits(scale(m));
-          // full 24-bit significands over a wide range of exponents
-          const bd = Float32Array.from(
-            { length: K * N },
-            (_, i) => Math.sin(i * 1.618) * 2 ** ((i % 41) - 20),
+          // full 24-bit significands over a wide range of exponents, and ±FLT_MAX (which rounded to bf16 is inf)
+          const bd = Float32Array.from({ length: K * N }, (_, i) =>
+            i % 97 === 5 ? (-1) ** i * 3.4028234663852886e38 : Math.sin(i * 1.618) * 2 ** ((i % 41) - 20),
           );
           const s = new Context(4);
           const a = s.newTensor("bf16", transposed ? [M, K] : [K, M], "a");
@@ -382,7 +383,6 @@ describe("steerlm's bf16 × f32 GEMM", () => {
           s.free();
         }
       backend.free();
-      useKernels("kernels");
     });
 });
 
