@@ -193,12 +193,12 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                     const int here = direct && cols == nr;
                     const uint32_t *bb = here ? (const uint32_t *)(bbase + (size_t)k0 * b->nb[0] + (size_t)n0 * 4)
                                               : bp + (n0 - n_lo) * kc;
-                    const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : nr;
+                    /* a split b: from one part's block to the next (amx_micro_split) */
+                    const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : g.split ? span * kcw : nr;
                     for (int64_t p = 0; p * MR < rows; p++)
-                        for (int64_t q = 0; q < parts_b; q++)
-                            g.micro(ap + (size_t)p * (size_t)kc * MR, bb + q * span * kcw, bs, kc,
-                                    obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
-                                    rows - p * MR < MR ? rows - p * MR : MR, cols, kb > 0 || g.into || q > 0);
+                        g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
+                                obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
+                                rows - p * MR < MR ? rows - p * MR : MR, cols, kb > 0 || g.into);
                 }
             }
         }
@@ -285,7 +285,7 @@ KERNEL(gemm_bf16_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) 
         struct amx_state saved;
         if (ith == 0) atomic_fetch_add(&split_products, 1);
         amx_tiles_on(&saved);
-        gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0] / 2, amx_micro, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1, 1});
+        gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0] / 2, amx_micro_split, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1, 1});
         amx_tiles_restore(&saved);
         return;
     }

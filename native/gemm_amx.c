@@ -89,13 +89,13 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(con
 }
 
 /* out[rows <= MR, cols <= AMX_NR] (column j at out + j*ldo) = (acc ? out : 0) + panel · block, kw pairs (a
-   multiple of 16). Accumulator tile 2h + q holds columns 16h.. (its rows) by rows 16q.. of out (its columns).
-   A partial micro-tile goes through a zero-padded copy. */
-__attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro(const uint32_t *ap, const uint32_t *bp,
-                                                                   int64_t bs, int64_t kw, float *out,
-                                                                   size_t ldo, int64_t rows, int64_t cols,
-                                                                   int acc) {
-    (void)bs;
+   multiple of 16), over `parts` packed blocks of b `stride_b` words apart (amx_pack_b_split's three: each chunk
+   of a's panel is loaded once for all of them). Accumulator tile 2h + q holds columns 16h.. (its rows) by rows
+   16q.. of out (its columns). A partial micro-tile goes through a zero-padded copy. */
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) static inline void micro(const uint32_t *ap, const uint32_t *bp,
+                                                                             int parts, int64_t stride_b, int64_t kw,
+                                                                             float *out, size_t ldo, int64_t rows,
+                                                                             int64_t cols, int acc) {
     const int full = rows == MR && cols == AMX_NR;
     float tmp[4 * 256] __attribute__((aligned(64)));
     float *at[4]; /* tile t's first element: out itself, or its zero-padded copy */
@@ -128,14 +128,17 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro(const uint32
         _tile_zero(3);
     }
     for (int64_t c = 0; c < kw / 16; c++) {
-        _tile_loadd(4, bp + c * 2 * 256, 64);
-        _tile_loadd(5, bp + (c * 2 + 1) * 256, 64);
         _tile_loadd(6, ap + c * 16 * MR, MR * 4);
         _tile_loadd(7, ap + c * 16 * MR + 16, MR * 4);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        for (int q = 0; q < parts; q++) {
+            const uint32_t *b = bp + q * stride_b + c * 2 * 256;
+            _tile_loadd(4, b, 64);
+            _tile_loadd(5, b + 256, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        }
     }
     _tile_stored(0, at[0], stride);
     _tile_stored(1, at[1], stride);
@@ -149,5 +152,20 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro(const uint32
         _mm512_mask_storeu_ps(out + j * ldo, k0, _mm512_load_ps(t0));
         _mm512_mask_storeu_ps(out + j * ldo + 16, k1, _mm512_load_ps(t0 + 256));
     }
+}
+
+/* bf16 b: one packed block (bs unused: amx_pack_b's layout is fixed) */
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro(const uint32_t *ap, const uint32_t *bp, int64_t bs,
+                                                                   int64_t kw, float *out, size_t ldo, int64_t rows,
+                                                                   int64_t cols, int acc) {
+    (void)bs;
+    micro(ap, bp, 1, 0, kw, out, ldo, rows, cols, acc);
+}
+
+/* f32 b split in three (amx_pack_b_split): bs is the words from one part's block to the next */
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro_split(const uint32_t *ap, const uint32_t *bp,
+                                                                         int64_t bs, int64_t kw, float *out, size_t ldo,
+                                                                         int64_t rows, int64_t cols, int acc) {
+    micro(ap, bp, 3, bs, kw, out, ldo, rows, cols, acc);
 }
 #endif
