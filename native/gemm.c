@@ -142,7 +142,8 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     const int slot = slot_take();
     uint32_t *ap = slot_words(slot, (size_t)(mc * kcw + parts_b * span * kcw + (g.widen && !g.transposed ? mc * kcw : 0)));
     uint32_t *bp = ap + mc * kcw;
-    float *wide = g.widen ? (float *)(bp + parts_b * span * kcw) : 0; /* a's chunk widened to f32 */
+    const int64_t part_stride = span * kcw; /* a split b: words from one part's packed blocks to the next */
+    float *wide = g.widen ? (float *)(bp + parts_b * part_stride) : 0; /* a's chunk widened to f32 */
     const size_t ldo = dst->nb[1] / 4;
     /* jobs run chunk-fastest: (i3, i2, part, chunk); a run of them sharing (batch, part) packs each block of
        b's columns once, then every chunk of a against it */
@@ -163,12 +164,9 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                 const int64_t cols = N - n0 < nr ? N - n0 : nr;
                 if (direct && cols == nr) continue;
 #ifdef HAVE_AMX
-                if (g.split) {
-                    uint32_t *const into[3] = {bp + (n0 - n_lo) * kc, bp + span * kcw + (n0 - n_lo) * kc,
-                                               bp + 2 * span * kcw + (n0 - n_lo) * kc};
-                    amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, into);
-                    continue;
-                }
+                if (g.split)
+                    amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc, part_stride);
+                else
 #endif
                 if (g.amx)
                     amx_pack_b(bbase + k0 * 4, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc);
@@ -193,8 +191,7 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                     const int here = direct && cols == nr;
                     const uint32_t *bb = here ? (const uint32_t *)(bbase + (size_t)k0 * b->nb[0] + (size_t)n0 * 4)
                                               : bp + (n0 - n_lo) * kc;
-                    /* a split b: from one part's block to the next (amx_micro_split) */
-                    const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : g.split ? span * kcw : nr;
+                    const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : g.split ? part_stride : nr;
                     for (int64_t p = 0; p * MR < rows; p++)
                         g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
                                 obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,

@@ -72,7 +72,7 @@ struct amx_state {
 void amx_tiles_on(struct amx_state *saved);
 void amx_tiles_restore(const struct amx_state *saved);
 void amx_pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp);
-void amx_pack_b_split(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *const bp[3]);
+void amx_pack_b_split(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp, int64_t stride);
 void amx_micro(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo, int64_t rows,
                int64_t cols, int acc);
 /* amx_micro's product over the three parts of an f32 b that amx_pack_b_split packed, bs words apart (where the

@@ -51,7 +51,7 @@ __attribute__((target("avx512f"))) void amx_pack_b(const char *b, size_t ldb, in
 }
 
 /* columns [n0, n0 + cols) of a K-contiguous f32 b, k2 pairs (a multiple of 16), split exactly into three bf16
-   parts laid out as amx_pack_b lays one (bp[q] the q-th part): hi = x's top 16 bits, mid = the top 16 bits of
+   parts laid out as amx_pack_b lays one, the q-th at bp + q * stride: hi = x's top 16 bits, mid = the top 16 bits of
    x - hi, lo = x - hi - mid. Each cut takes 8 more of x's 24 significant bits and leaves an exact f32
    remainder, so hi + mid + lo = x (bar remainders below f32's normal range, flushed as the kernels flush) and
    the three products with a bf16 a are exact in f32: a·b to f32's accumulation error, at AMX's rate. Cutting,
@@ -67,15 +67,15 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void split3(__m512
 }
 
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(const char *b, size_t ldb, int64_t n0,
-                                                                           int64_t cols, int64_t k2,
-                                                                           uint32_t *const bp[3]) {
+                                                                           int64_t cols, int64_t k2, uint32_t *bp,
+                                                                           int64_t stride) {
     for (int64_t r = 0; r < AMX_NR; r++) {
         const float *row = r < cols ? (const float *)(b + (size_t)(n0 + r) * ldb) : 0;
         const size_t at = (size_t)((r / 16) * 16 + r % 16) * 16;
         for (int64_t c = 0; c < k2 / 16; c++) {
             const size_t o = at + (size_t)c * 2 * 256;
             if (!row) {
-                for (int q = 0; q < 3; q++) _mm512_storeu_si512(bp[q] + o, _mm512_setzero_si512());
+                for (int q = 0; q < 3; q++) _mm512_storeu_si512(bp + q * stride + o, _mm512_setzero_si512());
                 continue;
             }
             __m512 p0[3], p1[3];
@@ -83,7 +83,8 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(con
             split3(_mm512_loadu_ps(row + c * 32 + 16), p1);
             /* each part has at most 8 significant bits: converting it to bf16 is exact (an inf or NaN stays one);
                the first 16 floats make the low 16 bf16, so word w is the pair (2w, 2w + 1) */
-            for (int q = 0; q < 3; q++) _mm512_storeu_si512(bp[q] + o, (__m512i)_mm512_cvtne2ps_pbh(p1[q], p0[q]));
+            for (int q = 0; q < 3; q++)
+                _mm512_storeu_si512(bp + q * stride + o, (__m512i)_mm512_cvtne2ps_pbh(p1[q], p0[q]));
         }
     }
 }
