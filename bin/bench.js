@@ -163,7 +163,7 @@ else {
       `${r.compute} peak ${r.peak_gflops === null ? "n/a" : `${r.peak_gflops.toFixed(1)} GFLOP/s (measured in this run)`}, ` +
       `mfu ${r.mfu === null ? "n/a" : r.mfu.toFixed(2)} (per CPU-second ${r.mfu_cpu === null ? "n/a" : r.mfu_cpu.toFixed(2)})\n` +
       (r.amx_f32_products > 0
-        ? `  ${r.amx_f32_products} products a step of the bf16 base with f32 activations ran on AMX tiles, as three exact bf16 products each (f32-accurate; mfu is against the f32 FMA peak)\n`
+        ? `  ${r.amx_f32_products} f32 products a step ran on AMX tiles, their f32 operands split into exact bf16 parts (f32-accurate; mfu is against the f32 FMA peak)\n`
         : ""),
   );
 }

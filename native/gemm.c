@@ -96,6 +96,7 @@ struct gemm_kind {
     int into; /* dst is a view of src[0], the product's a and b are src[1] and src[2]: add to dst */
     int amx;  /* AMX's blocking: its own packing of b, blocks of AMX_NR columns, K blocks of AMX_KC */
     int split; /* AMX, a bf16 times an f32 b: b packed as three exact bf16 parts, a product with each (amx_pack_b_split) */
+    int split_a; /* ... and a f32 too: packed as f32 panels, then split in three (amx_split_a) */
 };
 
 #if MR != 32
@@ -112,15 +113,15 @@ static void pack_at_q8_0(const struct gemm_isa *isa, const char *a, size_t ldk, 
 
 static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     const struct tensor_abi *a = dst->src[g.into], *b = dst->src[g.into + 1];
-    const int64_t M = a->ne[1], N = b->ne[1], kw = g.kw;
+    const int64_t M = a->ne[1], N = b->ne[1], K = a->ne[0], kw = g.kw;
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
     const int bt = b->nb[0] > b->nb[1]; /* b a transposed view (f32 only: see gemm-choice.ts) */
     /* where a is one panel, each block of b is used once: a transposed b's full blocks are read where they lie
        (word k of a block is a run of 12 floats of row k), not copied first (attention's products with Pᵀ) */
-    const int direct = bt && M <= MR;
+    const int direct = bt && M <= MR && !g.amx;
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
     const int64_t nr = g.amx ? AMX_NR : NR;
-    const int64_t kmax = g.amx ? AMX_KC : g.isa->kc, kblocks = (kw + kmax - 1) / kmax, kcw = kw < kmax ? kw : kmax;
+    const int64_t kmax = g.amx ? (g.split_a ? AMX_KC_SPLIT2 : AMX_KC) : g.isa->kc, kblocks = (kw + kmax - 1) / kmax, kcw = kw < kmax ? kw : kmax;
     const int64_t mc = MC;
     const int64_t chunks = (M + mc - 1) / mc;
     /* split N too when there are few (chunk, batch) pairs, so every thread gets a fair share (smol135's
@@ -131,6 +132,7 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     if (parts < 1) parts = 1;
     /* ... and enough parts that each one's packed columns stay within SCRATCH_LIMIT words */
     const int64_t parts_b = g.split ? 3 : 1; /* packed copies of b's block: one, or the split's three */
+    const int64_t parts_a = g.split_a ? 3 : 1; /* and of a's panels */
     const int64_t per_block = nr * kcw * parts_b, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
     if ((blocks + parts - 1) / parts > fit) parts = (blocks + fit - 1) / fit;
     const int64_t jobs = pairs * parts;
@@ -140,10 +142,12 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
     const int64_t span = ((blocks + parts - 1) / parts + 1) * nr;
     const int slot = slot_take();
-    uint32_t *ap = slot_words(slot, (size_t)(mc * kcw + parts_b * span * kcw + (g.widen && !g.transposed ? mc * kcw : 0)));
-    uint32_t *bp = ap + mc * kcw;
+    /* ... and a's chunk as f32 where it is widened, or (twice the words: floats) packed before it is split */
+    const int64_t wide_words = g.split_a ? 2 * mc * kcw : g.widen && !g.transposed ? mc * kcw : 0;
+    uint32_t *ap = slot_words(slot, (size_t)(parts_a * mc * kcw + parts_b * span * kcw + wide_words));
+    uint32_t *bp = ap + parts_a * mc * kcw;
     const int64_t part_stride = span * kcw; /* a split b: words from one part's packed blocks to the next */
-    float *wide = g.widen ? (float *)(bp + parts_b * part_stride) : 0; /* a's chunk widened to f32 */
+    float *wide = wide_words ? (float *)(bp + parts_b * part_stride) : 0;
     const size_t ldo = dst->nb[1] / 4;
     /* jobs run chunk-fastest: (i3, i2, part, chunk); a run of them sharing (batch, part) packs each block of
        b's columns once, then every chunk of a against it */
@@ -160,12 +164,16 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
         for (int64_t kb = 0; kb < kblocks; kb++) {
             const int64_t k0 = kb * kmax, kc = kw - k0 < kmax ? kw - k0 : kmax;
+            /* split kinds: a's and b's floats in this block, the rest of its kc pairs zeros (K padded) */
+            const int64_t kf = K - 2 * k0 < 2 * kc ? K - 2 * k0 : 2 * kc;
             for (int64_t n0 = n_lo; n0 < n_hi; n0 += nr) {
                 const int64_t cols = N - n0 < nr ? N - n0 : nr;
                 if (direct && cols == nr) continue;
 #ifdef HAVE_AMX
-                if (g.split)
-                    amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc, part_stride);
+                if (g.split && bt)
+                    amx_pack_bt_split(bbase, b->nb[0], n0, cols, 2 * k0, kc, kf, bp + (n0 - n_lo) * kc, part_stride);
+                else if (g.split)
+                    amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, kf, bp + (n0 - n_lo) * kc, part_stride);
                 else
 #endif
                 if (g.amx)
@@ -177,6 +185,15 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
             }
             for (int64_t chunk = c_lo; chunk < c_hi; chunk++) {
                 const int64_t m0 = chunk * mc, rows = M - m0 < mc ? M - m0 : mc;
+#ifdef HAVE_AMX
+                if (g.split_a) {
+                    if (g.transposed)
+                        g.isa->pack_at(abase, a->nb[0], m0, rows, 2 * k0, kf, AT_F32, (uint32_t *)wide);
+                    else
+                        g.isa->pack_a(abase + k0 * 8, a->nb[1], m0, rows, kf, (uint32_t *)wide);
+                    amx_split_a(wide, (rows + MR - 1) / MR, kf, kc, ap);
+                } else
+#endif
                 if (g.transposed && g.at == AT_Q8_0)
                     pack_at_q8_0(g.isa, abase, a->nb[0], m0, rows, k0, kc, ap);
                 else if (g.transposed)
@@ -193,7 +210,7 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                                               : bp + (n0 - n_lo) * kc;
                     const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : g.split ? part_stride : nr;
                     for (int64_t p = 0; p * MR < rows; p++)
-                        g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
+                        g.micro(ap + (size_t)(p * parts_a) * (size_t)kc * MR, bb, bs, kc,
                                 obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
                                 rows - p * MR < MR ? rows - p * MR : MR, cols, kb > 0 || g.into);
                 }
@@ -220,50 +237,22 @@ static const struct gemm_isa *f32_isa(void) {
 static int on_tiles(int64_t kw) {
     return kw % 16 == 0 && steerlm_have_amx();
 }
+
+/* whether a product with an f32 b runs on the tiles with b split in three (amx_pack_b_split): b's rows
+   K-contiguous (not a transposed view) and K a multiple of 32 */
+static int split_on_tiles(const struct tensor_abi *a, const struct tensor_abi *b) {
+    return b->nb[0] == sizeof(float) && a->ne[0] % 32 == 0 && on_tiles(a->ne[0] / 2);
+}
+
+/* f32 x f32: a and b both split (amx_split_a), any K (zero-padded to a multiple of 32), b's rows or its
+   transposed view (amx_pack_bt_split). Splitting costs several times the f32 kernels' packing copy, O((M + N)·K)
+   against the products' O(MNK), and pays where each packed column of b meets enough rows of a: measured on
+   Sapphire Rapids, 1.2-1.46x the FMAs from M = 128 (b's rows) or 512 (transposed b, whose packing also
+   transposes), 0.55-0.97x below (attention's 32-row products, a 256-wide model's dW) */
+static int split2_on_tiles(const struct tensor_abi *a, const struct tensor_abi *b) {
+    return a->ne[1] >= (b->nb[0] == sizeof(float) ? 128 : 512) && steerlm_have_amx();
+}
 #endif
-
-KERNEL(gemm_bf16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
-    (void)userdata;
-    const struct tensor_abi *a = dst->src[0];
-    const struct gemm_isa *i = &gemm_avx512;
-    const int64_t kw = a->ne[0] / 2;
-#ifdef HAVE_AMX
-    if (on_tiles(kw)) {
-        struct amx_state saved;
-        amx_tiles_on(&saved);
-        gemm(dst, ith, nth, (struct gemm_kind){i, kw, amx_micro, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1, 0});
-        amx_tiles_restore(&saved);
-        return;
-    }
-#endif
-    gemm(dst, ith, nth, (struct gemm_kind){i, kw, i->micro_bf16, 0, a_transposed(a), AT_BF16_PAIRS, 0, 0, 0});
-}
-
-KERNEL(gemm_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
-    (void)userdata;
-    const struct tensor_abi *a = dst->src[0];
-    const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 0, 0, 0});
-}
-
-/* dst (a view of src[0], f32 contiguous) += a·b with a = src[1], b = src[2] as steerlm_gemm_f32 takes them: a
-   weight's gradient added straight into its accumulator, with no product tensor and no add pass */
-KERNEL(gemm_f32_into)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
-    (void)userdata;
-    const struct tensor_abi *a = dst->src[1];
-    const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, 0, a_transposed(a), AT_F32, 1, 0, 0});
-}
-
-/* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32
-   GEMM; a transposed a is widened as it is packed (f16, bf16: pack_at; Q8_0: pack_at_q8_0). bf16 on AMX tiles
-   instead: see gemm_bf16_f32 */
-KERNEL(gemm_f16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
-    (void)userdata;
-    const struct tensor_abi *a = dst->src[0];
-    const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_f16, a_transposed(a), AT_F16, 0, 0, 0});
-}
 
 static atomic_size_t split_products;
 
@@ -271,30 +260,99 @@ size_t steerlm_gemm_split_products(void) {
     return atomic_load(&split_products);
 }
 
-KERNEL(gemm_bf16_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+#ifdef HAVE_AMX
+/* gemm() with the thread's tile configuration set and given back; split products are counted */
+static void gemm_tiles(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
+    struct amx_state saved;
+    if (g.split && ith == 0) atomic_fetch_add(&split_products, 1);
+    amx_tiles_on(&saved);
+    gemm(dst, ith, nth, g);
+    amx_tiles_restore(&saved);
+}
+#endif
+
+KERNEL(gemm_bf16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
     const struct tensor_abi *a = dst->src[0];
-    const struct gemm_isa *i = f32_isa();
+    const struct gemm_kind g = {.isa = &gemm_avx512, .kw = a->ne[0] / 2, .micro = gemm_avx512.micro_bf16,
+                                .transposed = a_transposed(a), .at = AT_BF16_PAIRS};
 #ifdef HAVE_AMX
-    /* on AMX tiles, where b's rows are K-contiguous (not a transposed view): three exact bf16 products,
-       amx_pack_b_split */
-    if (dst->src[1]->nb[0] == sizeof(float) && a->ne[0] % 2 == 0 && on_tiles(a->ne[0] / 2)) {
-        struct amx_state saved;
-        if (ith == 0) atomic_fetch_add(&split_products, 1);
-        amx_tiles_on(&saved);
-        gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0] / 2, amx_micro_split, 0, a_transposed(a), AT_BF16_PAIRS, 0, 1, 1});
-        amx_tiles_restore(&saved);
+    if (on_tiles(g.kw)) {
+        gemm_tiles(dst, ith, nth, (struct gemm_kind){.isa = g.isa, .kw = g.kw, .micro = amx_micro,
+                                                     .transposed = g.transposed, .at = g.at, .amx = 1});
         return;
     }
 #endif
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_bf16, a_transposed(a), AT_BF16, 0, 0, 0});
+    gemm(dst, ith, nth, g);
+}
+
+/* f32 a, f32 b; `into`: dst is a view of src[0] and gets a·b added (src[1], src[2]). On AMX, where b splits
+   (split_on_tiles), a and b are both split in three bf16 parts and six of the nine products run on the
+   tiles (amx_micro_split2): within an f32 rounding of each product of the FMAs' result, at ~1.8 times
+   their rate */
+static void gemm_f32_kind(struct tensor_abi *dst, int ith, int nth, int into) {
+    const struct tensor_abi *a = dst->src[into];
+    const struct gemm_isa *i = f32_isa();
+#ifdef HAVE_AMX
+    if (split2_on_tiles(a, dst->src[into + 1])) {
+        gemm_tiles(dst, ith, nth, (struct gemm_kind){.isa = i, .kw = (a->ne[0] + 31) / 32 * 16, .micro = amx_micro_split2,
+                                                     .transposed = a_transposed(a), .at = AT_F32, .into = into,
+                                                     .amx = 1, .split = 1, .split_a = 1});
+        return;
+    }
+#endif
+    gemm(dst, ith, nth, (struct gemm_kind){.isa = i, .kw = a->ne[0], .micro = i->micro_f32,
+                                           .transposed = a_transposed(a), .at = AT_F32, .into = into});
+}
+
+KERNEL(gemm_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    gemm_f32_kind(dst, ith, nth, 0);
+}
+
+/* dst (a view of src[0], f32 contiguous) += a·b with a = src[1], b = src[2] as steerlm_gemm_f32 takes them: a
+   weight's gradient added straight into its accumulator, with no product tensor and no add pass */
+KERNEL(gemm_f32_into)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    gemm_f32_kind(dst, ith, nth, 1);
+}
+
+/* a f16, bf16 or Q8_0 (a frozen LoRA base), b f32: a is widened exactly to f32 chunk by chunk, then the f32
+   GEMM; a transposed a is widened as it is packed (f16, bf16: pack_at; Q8_0: pack_at_q8_0). bf16 on AMX tiles
+   instead: see gemm_bf16_f32 */
+static void gemm_widened(struct tensor_abi *dst, int ith, int nth, enum at_kind at,
+                         void (*widen)(const char *, size_t, int64_t, int64_t, int64_t, int64_t, float *)) {
+    const struct tensor_abi *a = dst->src[0];
+    const struct gemm_isa *i = f32_isa();
+    gemm(dst, ith, nth, (struct gemm_kind){.isa = i, .kw = a->ne[0], .micro = i->micro_f32, .widen = widen,
+                                           .transposed = a_transposed(a), .at = at});
+}
+
+KERNEL(gemm_f16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    gemm_widened(dst, ith, nth, AT_F16, f32_isa()->widen_f16);
+}
+
+KERNEL(gemm_bf16_f32)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    (void)userdata;
+    const struct tensor_abi *a = dst->src[0];
+#ifdef HAVE_AMX
+    /* on AMX tiles, where b splits: three exact bf16 products (amx_pack_b_split), a read as bf16 pairs */
+    if (split_on_tiles(a, dst->src[1])) {
+        gemm_tiles(dst, ith, nth, (struct gemm_kind){.isa = f32_isa(), .kw = a->ne[0] / 2, .micro = amx_micro_split,
+                                                     .transposed = a_transposed(a), .at = AT_BF16_PAIRS, .amx = 1,
+                                                     .split = 1});
+        return;
+    }
+#else
+    (void)a;
+#endif
+    gemm_widened(dst, ith, nth, AT_BF16, f32_isa()->widen_bf16);
 }
 
 KERNEL(gemm_q8_0)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     (void)userdata;
-    const struct tensor_abi *a = dst->src[0];
-    const struct gemm_isa *i = f32_isa();
-    gemm(dst, ith, nth, (struct gemm_kind){i, a->ne[0], i->micro_f32, i->widen_q8_0, a_transposed(a), AT_Q8_0, 0, 0, 0});
+    gemm_widened(dst, ith, nth, AT_Q8_0, f32_isa()->widen_q8_0);
 }
 #else
 size_t steerlm_gemm_scratch_bytes(void) {

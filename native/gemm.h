@@ -3,7 +3,7 @@
  * packed layouts and the table of routines each variant provides. Both variants pack the same layouts, so
  * the driver's blocking, threading and scratch are one piece of code whatever the CPU. The AMX kernel
  * (gemm_amx.c, a bf16 a times a bf16 b, or an f32 b split in three bf16 parts) reads a's panels as they are
- * and packs b its own way, in blocks of AMX_NR columns.
+ * (an f32 a's it splits too) and packs b its own way, in blocks of AMX_NR columns.
  */
 #ifndef STEERLM_GEMM_H
 #define STEERLM_GEMM_H
@@ -64,6 +64,7 @@ extern const struct gemm_isa gemm_avx2;
 #ifdef HAVE_AMX
 #define AMX_NR 32
 #define AMX_KC 1024 /* pairs of K per block: a 128-row chunk of packed a is 512 KB, in L2 */
+#define AMX_KC_SPLIT2 512 /* ... and where a is split in three (amx_split_a), 768 KB */
 /* the thread's tile configuration (64 bytes, palette 0 when it held none), kept while a GEMM uses the tiles
    and loaded back after it, as the kernels give MXCSR back: ggml's own AMX code configures a thread once */
 struct amx_state {
@@ -72,13 +73,24 @@ struct amx_state {
 void amx_tiles_on(struct amx_state *saved);
 void amx_tiles_restore(const struct amx_state *saved);
 void amx_pack_b(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp);
-void amx_pack_b_split(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, uint32_t *bp, int64_t stride);
+/* an f32 b split in three bf16 parts (k2 pairs, of which the first kf floats are b's: K padded with zeros), each
+   laid out as amx_pack_b lays one, stride words apart; from K-contiguous rows, or (bt) a transposed view */
+void amx_pack_b_split(const char *b, size_t ldb, int64_t n0, int64_t cols, int64_t k2, int64_t kf, uint32_t *bp,
+                      int64_t stride);
+void amx_pack_bt_split(const char *b, size_t ldk, int64_t n0, int64_t cols, int64_t k0, int64_t k2, int64_t kf,
+                       uint32_t *bp, int64_t stride);
 void amx_micro(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo, int64_t rows,
                int64_t cols, int acc);
 /* amx_micro's product over the three parts of an f32 b that amx_pack_b_split packed, bs words apart (where the
    f32 kernels' bs is b's stride from one k to the next) */
 void amx_micro_split(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
                      int64_t rows, int64_t cols, int acc);
+/* an f32 a's panels (f32, kf floats each) split in three bf16 parts, k2 pairs (a multiple of 16: zeros past kf),
+   each chunk of 16 pairs with its three parts together: 3 * k2 words a panel */
+void amx_split_a(const float *panels, int64_t npanels, int64_t kf, int64_t k2, uint32_t *ap);
+/* amx_micro_split's product with a's panel split too (amx_split_a): f32 x f32 */
+void amx_micro_split2(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
+                      int64_t rows, int64_t cols, int acc);
 #endif
 
 #endif

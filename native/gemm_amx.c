@@ -50,25 +50,44 @@ __attribute__((target("avx512f"))) void amx_pack_b(const char *b, size_t ldb, in
     }
 }
 
-/* columns [n0, n0 + cols) of a K-contiguous f32 b, k2 pairs (a multiple of 16), split exactly into three bf16
-   parts laid out as amx_pack_b lays one, the q-th at bp + q * stride: hi = x's top 16 bits, mid = the top 16 bits of
-   x - hi, lo = x - hi - mid. Each cut takes 8 more of x's 24 significant bits and leaves an exact f32
-   remainder, so hi + mid + lo = x (bar remainders below f32's normal range, flushed as the kernels flush) and
-   the three products with a bf16 a are exact in f32: a·b to f32's accumulation error, at AMX's rate. Cutting,
-   not rounding, so that no x near FLT_MAX rounds to inf; an inf or NaN goes whole into hi. */
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void split3(__m512 x, __m512 part[3]) {
-    const __m512i bits = _mm512_castps_si512(x), top = _mm512_set1_epi32((int)0xffff0000u);
-    const __m512i exp = _mm512_set1_epi32(0x7f800000);
+/* An f32 x split exactly into three bf16 parts: hi = x rounded to bf16, mid = x - hi rounded to bf16, lo = x - hi
+   - mid. Each rounding keeps 8 more of x's 24 significant bits and leaves an exact f32 remainder of at most 16,
+   then 8 bits, so hi + mid + lo = x (bar remainders below f32's normal range, flushed as the kernels flush),
+   |mid| <= 2^-8 |x| and |lo| <= 2^-16 |x|, the parts' signs independent of x's. Where rounding x would carry
+   it past FLT_MAX into inf, hi is x's top 16 bits instead (a cut leaves the same exact remainders); an inf or
+   NaN goes whole into hi. */
+__attribute__((target("avx512f,avx512bw"))) static inline __m512i round_top16(__m512i bits) {
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    return _mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u));
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void split3(__m512 x, __m512 part[3]) {
+    const __m512i bits = _mm512_castps_si512(x), exp = _mm512_set1_epi32(0x7f800000);
     const __mmask16 finite = _mm512_cmpneq_epi32_mask(_mm512_and_si512(bits, exp), exp);
-    part[0] = _mm512_mask_blend_ps(finite, x, _mm512_castsi512_ps(_mm512_and_si512(bits, top)));
+    __m512i hi = round_top16(bits);
+    const __mmask16 carried = _mm512_cmpeq_epi32_mask(_mm512_and_si512(hi, exp), exp);
+    hi = _mm512_mask_and_epi32(hi, carried, bits, _mm512_set1_epi32((int)0xffff0000u));
+    part[0] = _mm512_mask_blend_ps(finite, x, _mm512_castsi512_ps(hi));
     const __m512 r1 = _mm512_maskz_sub_ps(finite, x, part[0]);
-    part[1] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(r1), top));
+    part[1] = _mm512_castsi512_ps(round_top16(_mm512_castps_si512(r1)));
     part[2] = _mm512_sub_ps(r1, part[1]);
 }
 
+/* 16 words, each the bf16 pair (e, o) of two exactly representable floats: e in the low half */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static inline __m512i pairs16(__m512 e, __m512 o) {
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e));
+    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(o));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+/* columns [n0, n0 + cols) of a K-contiguous f32 b, k2 pairs (a multiple of 16) of which the first kf floats are
+   b's (the rest zeros: K padded to a multiple of 32), split in three (split3) and laid out as amx_pack_b lays
+   one, the q-th part at bp + q * stride: the products with a bf16 a's are exact in f32, so a·b comes to f32's
+   accumulation error at AMX's rate. */
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(const char *b, size_t ldb, int64_t n0,
-                                                                           int64_t cols, int64_t k2, uint32_t *bp,
-                                                                           int64_t stride) {
+                                                                           int64_t cols, int64_t k2, int64_t kf,
+                                                                           uint32_t *bp, int64_t stride) {
     for (int64_t r = 0; r < AMX_NR; r++) {
         const float *row = r < cols ? (const float *)(b + (size_t)(n0 + r) * ldb) : 0;
         const size_t at = (size_t)((r / 16) * 16 + r % 16) * 16;
@@ -79,8 +98,8 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(con
                 continue;
             }
             __m512 p0[3], p1[3];
-            split3(_mm512_loadu_ps(row + c * 32), p0);
-            split3(_mm512_loadu_ps(row + c * 32 + 16), p1);
+            split3(_mm512_maskz_loadu_ps(tail_mask(kf - c * 32), row + c * 32), p0);
+            split3(_mm512_maskz_loadu_ps(tail_mask(kf - c * 32 - 16), row + c * 32 + 16), p1);
             /* each part has at most 8 significant bits: converting it to bf16 is exact (an inf or NaN stays one);
                the first 16 floats make the low 16 bf16, so word w is the pair (2w, 2w + 1) */
             for (int q = 0; q < 3; q++)
@@ -89,12 +108,62 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(con
     }
 }
 
+/* The same from a transposed f32 b (N contiguous: element (n, k) at b + k*ldk + n*4), floats [k0, k0 + kf) of K
+   then zeros to k2 pairs: each pair of b's rows k, k + 1 gives 16 columns' words of one pair index, and a 16 x
+   16 transpose makes them the tile rows amx_pack_b lays (dW = xᵀ·dy reads its b so) */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_bt_split(const char *b, size_t ldk, int64_t n0,
+                                                                            int64_t cols, int64_t k0, int64_t k2,
+                                                                            int64_t kf, uint32_t *bp, int64_t stride) {
+    for (int h = 0; h < AMX_NR / 16; h++) {
+        const __mmask16 live = tail_mask(cols - 16 * h);
+        const char *first = b + (size_t)k0 * ldk + (size_t)(n0 + 16 * h) * 4;
+        for (int64_t c = 0; c < k2 / 16; c++) {
+            __m512 words[3][16], t[16];
+            for (int w = 0; w < 16; w++) {
+                const int64_t k = c * 32 + 2 * w;
+                __m512 e[3], o[3];
+                split3(_mm512_maskz_loadu_ps(k < kf ? live : 0, first + (size_t)k * ldk), e);
+                split3(_mm512_maskz_loadu_ps(k + 1 < kf ? live : 0, first + (size_t)(k + 1) * ldk), o);
+                for (int q = 0; q < 3; q++) words[q][w] = _mm512_castsi512_ps(pairs16(e[q], o[q]));
+            }
+            for (int q = 0; q < 3; q++) {
+                transpose16(words[q], t);
+                uint32_t *dst = bp + q * stride + (size_t)(c * 2 + h) * 256;
+                for (int i = 0; i < 16; i++) _mm512_storeu_ps((float *)(dst + i * 16), t[i]);
+            }
+        }
+    }
+}
+
+/* an f32 a packed as f32 panels (pack_a's or pack_at's layout: word k of panel row j at (p * kf + k) * MR + j,
+   kf floats), split in three (split3) into pair panels of k2 pairs (a multiple of 16, the pairs past kf zeros):
+   chunk c of 16 pairs of panel p holds its three parts one after the other, part q at
+   ap + ((p * chunks + c) * 3 + q) * 16 * MR, the pair (2w, 2w + 1) of row j at w * MR + j of it, so that the
+   micro-kernel loads each part's tiles from one place */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_split_a(const float *panels, int64_t npanels, int64_t kf,
+                                                                      int64_t k2, uint32_t *ap) {
+    const int64_t chunks = k2 / 16;
+    for (int64_t p = 0; p < npanels; p++)
+        for (int64_t c = 0; c < chunks; c++) {
+            const float *src = panels + (size_t)p * (size_t)kf * MR;
+            uint32_t *dst = ap + (size_t)((p * chunks + c) * 3) * 16 * MR;
+            for (int64_t w = 0; w < 16; w++)
+                for (int h = 0; h < MR; h += 16) {
+                    const int64_t k = c * 32 + 2 * w;
+                    __m512 e[3], o[3];
+                    split3(k < kf ? _mm512_loadu_ps(src + k * MR + h) : _mm512_setzero_ps(), e);
+                    split3(k + 1 < kf ? _mm512_loadu_ps(src + (k + 1) * MR + h) : _mm512_setzero_ps(), o);
+                    for (int q = 0; q < 3; q++) _mm512_storeu_si512(dst + (q * 16 + w) * MR + h, pairs16(e[q], o[q]));
+                }
+        }
+}
+
 /* out[rows <= MR, cols <= AMX_NR] (column j at out + j*ldo) = (acc ? out : 0) + panel · block, kw pairs (a
    multiple of 16), over `parts` packed blocks of b `stride_b` words apart (amx_pack_b_split's three: each chunk
    of a's panel is loaded once for all of them). Accumulator tile 2h + q holds columns 16h.. (its rows) by rows
    16q.. of out (its columns). A partial micro-tile goes through a zero-padded copy. */
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) static inline void micro(const uint32_t *ap, const uint32_t *bp,
-                                                                             int parts, int64_t stride_b, int64_t kw,
+                                                                             int parts, int split_a, int64_t stride_b, int64_t kw,
                                                                              float *out, size_t ldo, int64_t rows,
                                                                              int64_t cols, int acc) {
     const int full = rows == MR && cols == AMX_NR;
@@ -128,19 +197,55 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) static inline void micro(co
         _tile_zero(2);
         _tile_zero(3);
     }
+    /* (GCC's tile intrinsics are asm statements, with tile numbers spelled into them: macros, not functions) */
+#define LOAD_A(at_) do { _tile_loadd(6, (at_), MR * 4); _tile_loadd(7, (at_) + 16, MR * 4); } while (0)
+#define LOAD_B(q_)                                                              \
+    do {                                                                        \
+        const uint32_t *b_ = bp + (q_) * stride_b + c * 2 * 256;                \
+        _tile_loadd(4, b_, 64);                                                 \
+        _tile_loadd(5, b_ + 256, 64);                                           \
+    } while (0)
+#define PRODUCT()                                                               \
+    do {                                                                        \
+        _tile_dpbf16ps(0, 4, 6);                                                \
+        _tile_dpbf16ps(1, 4, 7);                                                \
+        _tile_dpbf16ps(2, 5, 6);                                                \
+        _tile_dpbf16ps(3, 5, 7);                                                \
+    } while (0)
     for (int64_t c = 0; c < kw / 16; c++) {
-        _tile_loadd(6, ap + c * 16 * MR, MR * 4);
-        _tile_loadd(7, ap + c * 16 * MR + 16, MR * 4);
-        for (int q = 0; q < parts; q++) {
-            const uint32_t *b = bp + q * stride_b + c * 2 * 256;
-            _tile_loadd(4, b, 64);
-            _tile_loadd(5, b + 256, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
+        if (split_a) {
+            /* a's parts (amx_split_a) times b's: the six products whose parts' bounds multiply to 2^-16 or more
+               of |a|·|b| (hi·hi, hi·mid, mid·hi, hi·lo, mid·mid, lo·hi); the three left out are below 2^-24 +
+               2^-24 + 2^-32 of it, an f32 rounding's worth. Each operand's parts are summed smallest first (lo,
+               mid, hi), so that where the other is a power of two its three products add up to it exactly
+               (hi + mid alone may round past x: FLT_MAX to inf); 8 pairs of tile loads for the 6 products. */
+            const uint32_t *a = ap + c * 3 * 16 * MR;
+            LOAD_A(a);
+            LOAD_B(2);
+            PRODUCT(); /* hi·lo */
+            LOAD_A(a + 2 * 16 * MR);
+            LOAD_B(0);
+            PRODUCT(); /* lo·hi */
+            LOAD_A(a + 16 * MR);
+            PRODUCT(); /* mid·hi */
+            LOAD_B(1);
+            PRODUCT(); /* mid·mid */
+            LOAD_A(a);
+            PRODUCT(); /* hi·mid */
+            LOAD_B(0);
+            PRODUCT(); /* hi·hi */
+            continue;
+        }
+        /* b's parts smallest first (lo, mid, hi), as above */
+        LOAD_A(ap + c * 16 * MR);
+        for (int q = parts - 1; q >= 0; q--) {
+            LOAD_B(q);
+            PRODUCT();
         }
     }
+#undef LOAD_A
+#undef LOAD_B
+#undef PRODUCT
     _tile_stored(0, at[0], stride);
     _tile_stored(1, at[1], stride);
     _tile_stored(2, at[2], stride);
@@ -160,13 +265,21 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro(const uint32
                                                                    int64_t kw, float *out, size_t ldo, int64_t rows,
                                                                    int64_t cols, int acc) {
     (void)bs;
-    micro(ap, bp, 1, 0, kw, out, ldo, rows, cols, acc);
+    micro(ap, bp, 1, 0, 0, kw, out, ldo, rows, cols, acc);
 }
 
 /* f32 b split in three (amx_pack_b_split): bs is the words from one part's block to the next */
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro_split(const uint32_t *ap, const uint32_t *bp,
                                                                          int64_t bs, int64_t kw, float *out, size_t ldo,
                                                                          int64_t rows, int64_t cols, int acc) {
-    micro(ap, bp, 3, bs, kw, out, ldo, rows, cols, acc);
+    micro(ap, bp, 3, 0, bs, kw, out, ldo, rows, cols, acc);
+}
+
+/* f32 a and f32 b, both split in three (amx_split_a, amx_pack_b_split; bs as for amx_micro_split): six of the
+   nine products, f32's accuracy at about 1.8 times its FMAs' rate */
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro_split2(const uint32_t *ap, const uint32_t *bp,
+                                                                          int64_t bs, int64_t kw, float *out, size_t ldo,
+                                                                          int64_t rows, int64_t cols, int acc) {
+    micro(ap, bp, 3, 1, bs, kw, out, ldo, rows, cols, acc);
 }
 #endif

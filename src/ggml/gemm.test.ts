@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { computeOnce } from "../../test/engine.js";
 import { useKernels } from "../../test/kernel-modes.js";
-import { f32ToBf16, f32ToBf16Bits } from "../gguf/quant.js";
+import { f32ToBf16 } from "../gguf/quant.js";
 import { Backend, Graph, getBytes, setData } from "./backend.js";
 import { Context } from "./context.js";
 import { amxF32Products, gemmScratch, loadKernels } from "./native-kernels.js";
@@ -14,12 +14,13 @@ import { amxF32Products, gemmScratch, loadKernels } from "./native-kernels.js";
 const CPU_HAS_AMX = existsSync("/proc/cpuinfo") && /\bamx_bf16\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
 
 describe("Context.mulMat on steerlm's GEMMs", () => {
-  // out[m, n] = Σ_k a[k, m]·b[k, n]. bf16 products are exact in f32 and f32 products round once, so the
-  // difference from a float64 host sum is bounded by the f32 accumulation: ≈ K·2⁻²⁴ of Σ|products|
+  // out[m, n] = Σ_k a[k, m]·b[k, n]. bf16 products are exact in f32 and f32 products round once (on AMX, the
+  // six products of split parts leave out at most 2⁻²³ of each), so the difference from a float64 host sum is
+  // bounded by the f32 accumulation: ≈ K·2⁻²⁴ of Σ|products|
   const shapes: Array<{
     a: [number, number, number, number];
     b: [number, number, number, number];
-    only?: "bf16";
+    only?: "bf16" | "f32";
   }> = [
     { a: [64, 37, 1, 1], b: [64, 29, 1, 1] },
     { a: [256, 130, 1, 1], b: [256, 13, 1, 1] },
@@ -36,6 +37,8 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [4500, 64, 1, 1], b: [4500, 7, 1, 1] }, // ... and K in several blocks (five on AVX-512, twelve on AVX2)
     // AMX: full 32 x 32 tiles and a partial one, the second block of K adding onto the output (bf16 only)
     { a: [4096, 64, 1, 1], b: [4096, 40, 1, 1], only: "bf16" },
+    // f32 on AMX with a transposed b (from 512 rows of a): K padded from 1,060 to 1,088, in two blocks
+    { a: [1060, 512, 1, 1], b: [1060, 13, 1, 1], only: "f32" },
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
@@ -79,11 +82,12 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
   // "bf16×f32": a bf16 frozen base times f32 activations
   // "AVX2 kernels": native/gemm_avx2.c (bf16 x bf16 then falls back to ggml); "portable kernels" are ggml's.
   // On AMX, "kernels" runs bf16 x bf16 on the tiles, and bf16 x f32 there too as three exact bf16 products
-  // (where K is a multiple of 32 and b's rows K-contiguous); "AVX-512 kernels" runs both without AMX
+  // (where K is a multiple of 32 and b's rows K-contiguous), and f32 x f32 as six products of both operands'
+  // parts (from 128 rows of a, 512 with a transposed b); "AVX-512 kernels" runs them without AMX
   for (const kind of ["bf16", "f32", "f16", "q8_0", "bf16×f32"] as const)
     for (const mode of [
       "kernels",
-      ...(kind === "bf16" || kind === "bf16×f32" ? (["AVX-512 kernels"] as const) : []),
+      ...(kind === "bf16" || kind === "bf16×f32" || kind === "f32" ? (["AVX-512 kernels"] as const) : []),
       "AVX2 kernels",
       "ggml fallback",
     ] as const)
@@ -92,7 +96,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
           useKernels(mode);
           // "kernels" runs the bf16 products on AMX tiles where the CPU has them and Linux (5.16 on) lends
           // them; the capped modes never do
-          const onTiles = kind === "bf16" || kind === "bf16×f32";
+          const onTiles = kind === "bf16" || kind === "bf16×f32" || kind === "f32";
           const amx = onTiles && mode !== "ggml fallback" && loadKernels()?.amx();
           if (mode !== "kernels") expect(amx).toBe(false);
           else if (onTiles && CPU_HAS_AMX && !amx)
@@ -211,61 +215,102 @@ describe("Context.readsTransposed", () => {
   });
 });
 
-describe("steerlm's bf16 × f32 GEMM", () => {
-  // On AMX the f32 operand is split into three bf16 parts (hi, mid, lo) whose sum is exactly it, each product
-  // exact in f32. Where a holds one power of two a column, each output is one element of b scaled: exact
-  // whatever the path, and wrong in its low bits if any part were lost or rounded (the float64 oracle above
-  // allows K·2⁻²⁴ of Σ|products|, which a dropped lo part still meets). K = 4,160: three AMX blocks of K, the
-  // last row of a picking from the short third; N = 300 on 2 threads: b's columns in two parts.
+describe("steerlm's GEMMs split on AMX", () => {
+  // On AMX an f32 operand is split into three bf16 parts (hi, mid, lo) whose sum is exactly it: b against a bf16
+  // a (three products, each exact in f32), and both a and b of an f32 product (six of the nine products). Where
+  // the other operand holds one power of two a column, each output is one element of the split operand scaled:
+  // exact whatever the path, and wrong in its low bits if any part were lost, or inf where ±FLT_MAX's parts
+  // were summed largest first (the float64 oracle above allows K·2⁻²⁴ of Σ|products|, which a dropped lo part
+  // still meets). K = 4,160: several AMX blocks of K, the last row of a picking from the short last one; K = 100:
+  // f32 × f32 pads K to 128 with zeros; bf16 a: N = 300 on 2 threads, b's columns in two parts; f32: 520 rows of a,
+  // five chunks between the threads. An f32 a runs split from 128 rows (b's rows) or 512 (a transposed b).
   afterAll(() => useKernels("kernels"));
-  for (const mode of ["kernels", "AVX-512 kernels"] as const)
-    it(`carries every bit of the f32 operand into the product (${mode}, rows and transposed a)`, () => {
-      useKernels(mode);
-      const amx = loadKernels()?.amx() ?? false;
-      if (mode === "kernels" && CPU_HAS_AMX && !amx)
-        console.warn(
-          "this CPU has AMX but Linux lends no tiles: the split bf16 × f32 product is not tested here",
-        );
-      const backend = new Backend(2);
-      for (const [K, M, N] of [
+  /** full 24-bit significands over a wide range of exponents, and ±FLT_MAX (which rounded to bf16 is inf) */
+  const dense = (n: number) =>
+    Float32Array.from({ length: n }, (_, i) =>
+      i % 97 === 5 ? (-1) ** i * 3.4028234663852886e38 : Math.sin(i * 1.618) * 2 ** ((i % 41) - 20),
+    );
+  const cases = [
+    {
+      kind: "bf16 a",
+      shapes: [
         [64, 37, 29],
         [4160, 40, 300],
-      ] as const)
-        for (const transposed of [false, true]) {
-          const pick = (m: number) => (m === M - 1 ? K - 1 : (m * 97 + 13) % K);
-          const scale = (m: number) => 2 ** -(m % 5);
-          const w = new Uint16Array(K * M); // bf16 bits: a[k, m] = scale(m) where k = pick(m), else 0
-          for (let m = 0; m < M; m++)
-            w[transposed ? pick(m) * M + m : m * K + pick(m)] = f32ToBf16Bits(scale(m));
-          // full 24-bit significands over a wide range of exponents, and ±FLT_MAX (which rounded to bf16 is inf)
-          const bd = Float32Array.from({ length: K * N }, (_, i) =>
-            i % 97 === 5 ? (-1) ** i * 3.4028234663852886e38 : Math.sin(i * 1.618) * 2 ** ((i % 41) - 20),
-          );
-          const s = new Context(4);
-          const a = s.newTensor("bf16", transposed ? [M, K] : [K, M], "a");
-          const b = s.newTensor("f32", [K, N], "b");
-          const buf = backend.allocTensors(s);
-          setData(a, w);
-          setData(b, bd);
-          const c = new Context(8, 8);
-          const out = c.mulMat(transposed ? c.transpose(a) : a, b);
-          const before = amxF32Products();
-          const alloc = computeOnce(backend, c, 8, out);
-          expect(amxF32Products() - before, "products run split on AMX").toBe(amx ? 1 : 0);
-          const bytes = getBytes(out);
-          const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-          const want = Float32Array.from({ length: M * N }, (_, i) => {
-            const [n, m] = [Math.floor(i / M), i % M];
-            return bd[n * K + pick(m)]! * scale(m);
-          });
-          expect(got, `K ${K}, transposed ${transposed}`).toEqual(want);
-          alloc.free();
-          c.free();
-          buf.free();
-          s.free();
-        }
-      backend.free();
-    });
+      ],
+      bt: [false],
+    },
+    {
+      kind: "f32 a",
+      shapes: [
+        [100, 130, 29],
+        [4160, 520, 40],
+      ],
+      bt: [false, true],
+    },
+    {
+      kind: "f32 b",
+      shapes: [
+        [100, 130, 29],
+        [4160, 520, 40],
+      ],
+      bt: [false, true],
+    },
+  ] as const;
+  for (const { kind, shapes, bt: bLayouts } of cases)
+    for (const mode of ["kernels", "AVX-512 kernels"] as const)
+      it(`carries every bit of the split operand into the product (${kind} one-hot, ${mode})`, () => {
+        useKernels(mode);
+        const amx = loadKernels()?.amx() ?? false;
+        if (mode === "kernels" && CPU_HAS_AMX && !amx)
+          console.warn("this CPU has AMX but Linux lends no tiles: the split products are not tested here");
+        const backend = new Backend(2);
+        for (const [K, M, N] of shapes)
+          for (const transposed of [false, true])
+            for (const bt of bLayouts) {
+              // the one-hot operand's column j holds scale(j) at k = pick(j): a's columns are its M rows of W
+              const oneHotA = kind !== "f32 b";
+              const [hot, wide] = oneHotA ? [M, N] : [N, M];
+              const pick = (j: number) => (j === hot - 1 ? K - 1 : (j * 97 + 13) % K);
+              const scale = (j: number) => 2 ** -(j % 5);
+              const hotValues = new Float32Array(K * hot); // [k, j] K-contiguous
+              for (let j = 0; j < hot; j++) hotValues[j * K + pick(j)] = scale(j);
+              const dv = dense(K * wide); // [k, j] K-contiguous
+              const [av, bv] = oneHotA ? [hotValues, dv] : [dv, hotValues];
+              const s = new Context(4);
+              const type = kind === "bf16 a" ? "bf16" : "f32";
+              // stored [M, K] (rows of W) where a is read transposed, [N, K]'s transpose where b is
+              const a = s.newTensor(type, transposed ? [M, K] : [K, M], "a");
+              const b = s.newTensor("f32", bt ? [N, K] : [K, N], "b");
+              const buf = backend.allocTensors(s);
+              const lay = (v: Float32Array, rows: number, t: boolean) => {
+                if (!t) return v;
+                const out = new Float32Array(v.length);
+                for (let j = 0; j < rows; j++) for (let k = 0; k < K; k++) out[k * rows + j] = v[j * K + k]!;
+                return out;
+              };
+              const aStored = lay(av, M, transposed);
+              setData(a, type === "bf16" ? f32ToBf16(aStored) : aStored);
+              setData(b, lay(bv, N, bt));
+              const c = new Context(8, 8);
+              const out = c.mulMat(transposed ? c.transpose(a) : a, bt ? c.transpose(b) : b);
+              const before = amxF32Products();
+              const alloc = computeOnce(backend, c, 8, out);
+              const split = amx && (type === "bf16" || M >= (bt ? 512 : 128));
+              expect(amxF32Products() - before, "products run split on AMX").toBe(split ? 1 : 0);
+              const bytes = getBytes(out);
+              const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+              const want = Float32Array.from({ length: M * N }, (_, i) => {
+                const [n, m] = [Math.floor(i / M), i % M];
+                return oneHotA ? bv[n * K + pick(m)]! * scale(m) : av[m * K + pick(n)]! * scale(n);
+              });
+              expect(got, `K ${K}, transposed ${transposed}, bᵀ ${bt}`).toEqual(want);
+              alloc.free();
+              c.free();
+              buf.free();
+              s.free();
+            }
+        backend.free();
+      });
 });
 
 describe("steerlm's GEMM on a very long reduction", () => {

@@ -42,14 +42,14 @@ export function computeTypeWarning(computeType: ComputeType, cpuVariant: string)
 
 /**
  * A note for a new f32 run on the CPU where steerlm's bf16 GEMM would run on AMX tiles (`amx`:
- * bf16OnAmx()): f32 already runs a bf16 base's products there (as three exact bf16 products), and bf16
+ * bf16OnAmx()): f32 already runs most products there (f32 operands split into exact bf16 parts), and bf16
  * compute trains faster still (docs/engine.md, Intel); null: nothing to say.
  */
 export function amxHint(computeType: ComputeType, amx: boolean): string | null {
   if (computeType !== "f32" || !amx) return null;
   return (
-    "this CPU runs steerlm's bf16 products on AMX tiles (under f32, those of a bf16 base as three exact bf16 " +
-    "products): --compute bf16 (bf16 GEMM operands, f32 weights and optimiser) trains faster still " +
+    "this CPU runs steerlm's bf16 products on AMX tiles (under f32 most products too, f32 operands split into " +
+    "exact bf16 parts): --compute bf16 (bf16 GEMM operands, f32 weights and optimiser) trains faster still " +
     "(docs/engine.md, Intel)"
   );
 }

@@ -183,9 +183,9 @@ export interface TrainBenchResult {
    */
   peak_gflops: number | null;
   /**
-   * Products of the frozen bf16 base with f32 activations that ran on AMX tiles per step, as three exact bf16
-   * products each (f32-accurate: native/gemm.c); 0 where every f32 product ran on f32 FMAs. Where it is not
-   * 0, `mfu` against the f32 FMA peak can pass 1.
+   * f32 products that ran on AMX tiles per step, their f32 operands split into three exact bf16 parts (a bf16
+   * base times f32 activations, three products; f32 times f32, six: f32-accurate, native/gemm.c); 0 where every
+   * f32 product ran on f32 FMAs. Where it is not 0, `mfu` against the f32 FMA peak can pass 1.
    */
   amx_f32_products: number;
   /** gflops ÷ peak_gflops. */
