@@ -247,10 +247,10 @@ static int split_on_tiles(const struct tensor_abi *a, const struct tensor_abi *b
 /* f32 x f32: a and b both split (amx_split_a), any K (zero-padded to a multiple of 32), b's rows or its
    transposed view (amx_pack_bt_split). Splitting costs several times the f32 kernels' packing copy, O((M + N)·K)
    against the products' O(MNK), and pays where each packed column of b meets enough rows of a: measured on
-   Sapphire Rapids, 1.2-1.46x the FMAs from M = 128 (b's rows) or 512 (transposed b, whose packing also
-   transposes), 0.55-0.97x below (attention's 32-row products, a 256-wide model's dW) */
+   Sapphire Rapids (one core, C harness), 1.3-1.4x the FMAs from M = 128 with b's rows, and with a transposed b
+   (whose packing also transposes) 1.05-1.2x at M = 256, 1.4-1.5x at 576-960, 0.8x at 128 */
 static int split2_on_tiles(const struct tensor_abi *a, const struct tensor_abi *b) {
-    return a->ne[1] >= (b->nb[0] == sizeof(float) ? 128 : 512) && steerlm_have_amx();
+    return a->ne[1] >= (b->nb[0] == sizeof(float) ? 128 : 256) && steerlm_have_amx();
 }
 #endif
 

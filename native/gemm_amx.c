@@ -74,11 +74,12 @@ __attribute__((target("avx512f,avx512bw"))) static void split3(__m512 x, __m512 
     part[2] = _mm512_sub_ps(r1, part[1]);
 }
 
-/* 16 words, each the bf16 pair (e, o) of two exactly representable floats: e in the low half */
+/* 16 words, each the bf16 pair (e, o) of two exactly representable floats: e in the low half (converted side by
+   side, then interleaved) */
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static inline __m512i pairs16(__m512 e, __m512 o) {
-    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e));
-    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(o));
-    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+    const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                           21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(o, e));
 }
 
 /* columns [n0, n0 + cols) of a K-contiguous f32 b, k2 pairs (a multiple of 16) of which the first kf floats are
@@ -109,8 +110,8 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(con
 }
 
 /* The same from a transposed f32 b (N contiguous: element (n, k) at b + k*ldk + n*4), floats [k0, k0 + kf) of K
-   then zeros to k2 pairs: each pair of b's rows k, k + 1 gives 16 columns' words of one pair index, and a 16 x
-   16 transpose makes them the tile rows amx_pack_b lays (dW = xᵀ·dy reads its b so) */
+   then zeros to k2 pairs: 32 of b's rows by 16 columns, transposed in registers into each column's 32 values of
+   K, are split as amx_pack_b_split splits a row's (dW = xᵀ·dy reads its b so) */
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_bt_split(const char *b, size_t ldk, int64_t n0,
                                                                             int64_t cols, int64_t k0, int64_t k2,
                                                                             int64_t kf, uint32_t *bp, int64_t stride) {
@@ -118,18 +119,21 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_bt_split(co
         const __mmask16 live = tail_mask(cols - 16 * h);
         const char *first = b + (size_t)k0 * ldk + (size_t)(n0 + 16 * h) * 4;
         for (int64_t c = 0; c < k2 / 16; c++) {
-            __m512 words[3][16], t[16];
-            for (int w = 0; w < 16; w++) {
-                const int64_t k = c * 32 + 2 * w;
-                __m512 e[3], o[3];
-                split3(_mm512_maskz_loadu_ps(k < kf ? live : 0, first + (size_t)k * ldk), e);
-                split3(_mm512_maskz_loadu_ps(k + 1 < kf ? live : 0, first + (size_t)(k + 1) * ldk), o);
-                for (int q = 0; q < 3; q++) words[q][w] = _mm512_castsi512_ps(pairs16(e[q], o[q]));
+            __m512 in[2][16], t[2][16];
+            for (int half = 0; half < 2; half++) {
+                for (int i = 0; i < 16; i++) {
+                    const int64_t k = c * 32 + half * 16 + i;
+                    in[half][i] = _mm512_maskz_loadu_ps(k < kf ? live : 0, first + (size_t)k * ldk);
+                }
+                transpose16(in[half], t[half]);
             }
-            for (int q = 0; q < 3; q++) {
-                transpose16(words[q], t);
-                uint32_t *dst = bp + q * stride + (size_t)(c * 2 + h) * 256;
-                for (int i = 0; i < 16; i++) _mm512_storeu_ps((float *)(dst + i * 16), t[i]);
+            uint32_t *dst = bp + (size_t)(c * 2 + h) * 256;
+            for (int i = 0; i < 16; i++) {
+                __m512 p0[3], p1[3];
+                split3(t[0][i], p0);
+                split3(t[1][i], p1);
+                for (int q = 0; q < 3; q++)
+                    _mm512_storeu_si512(dst + q * stride + i * 16, (__m512i)_mm512_cvtne2ps_pbh(p1[q], p0[q]));
             }
         }
     }

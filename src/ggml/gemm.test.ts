@@ -37,8 +37,9 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [4500, 64, 1, 1], b: [4500, 7, 1, 1] }, // ... and K in several blocks (five on AVX-512, twelve on AVX2)
     // AMX: full 32 x 32 tiles and a partial one, the second block of K adding onto the output (bf16 only)
     { a: [4096, 64, 1, 1], b: [4096, 40, 1, 1], only: "bf16" },
-    // f32 on AMX with a transposed b (from 512 rows of a): K padded from 1,060 to 1,088, in two blocks
-    { a: [1060, 512, 1, 1], b: [1060, 13, 1, 1], only: "f32" },
+    // f32 on AMX with a transposed b (from 256 rows of a): K padded from 1,060 to 1,088, in two blocks; a's last
+    // chunk of rows a partial panel
+    { a: [1060, 300, 1, 1], b: [1060, 13, 1, 1], only: "f32" },
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
@@ -83,7 +84,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
   // "AVX2 kernels": native/gemm_avx2.c (bf16 x bf16 then falls back to ggml); "portable kernels" are ggml's.
   // On AMX, "kernels" runs bf16 x bf16 on the tiles, and bf16 x f32 there too as three exact bf16 products
   // (where K is a multiple of 32 and b's rows K-contiguous), and f32 x f32 as six products of both operands'
-  // parts (from 128 rows of a, 512 with a transposed b); "AVX-512 kernels" runs them without AMX
+  // parts (from 128 rows of a, 256 with a transposed b); "AVX-512 kernels" runs them without AMX
   for (const kind of ["bf16", "f32", "f16", "q8_0", "bf16×f32"] as const)
     for (const mode of [
       "kernels",
@@ -223,7 +224,7 @@ describe("steerlm's GEMMs split on AMX", () => {
   // were summed largest first (the float64 oracle above allows K·2⁻²⁴ of Σ|products|, which a dropped lo part
   // still meets). K = 4,160: several AMX blocks of K, the last row of a picking from the short last one; K = 100:
   // f32 × f32 pads K to 128 with zeros; bf16 a: N = 300 on 2 threads, b's columns in two parts; f32: 520 rows of a,
-  // five chunks between the threads. An f32 a runs split from 128 rows (b's rows) or 512 (a transposed b).
+  // five chunks between the threads. An f32 a runs split from 128 rows (b's rows) or 256 (a transposed b).
   afterAll(() => useKernels("kernels"));
   /** full 24-bit significands over a wide range of exponents, and ±FLT_MAX (which rounded to bf16 is inf) */
   const dense = (n: number) =>
@@ -295,7 +296,7 @@ describe("steerlm's GEMMs split on AMX", () => {
               const out = c.mulMat(transposed ? c.transpose(a) : a, bt ? c.transpose(b) : b);
               const before = amxF32Products();
               const alloc = computeOnce(backend, c, 8, out);
-              const split = amx && (type === "bf16" || M >= (bt ? 512 : 128));
+              const split = amx && (type === "bf16" || M >= (bt ? 256 : 128));
               expect(amxF32Products() - before, "products run split on AMX").toBe(split ? 1 : 0);
               const bytes = getBytes(out);
               const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
