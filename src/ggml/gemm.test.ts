@@ -37,9 +37,9 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [4500, 64, 1, 1], b: [4500, 7, 1, 1] }, // ... and K in several blocks (five on AVX-512, twelve on AVX2)
     // AMX: full 32 x 32 tiles and a partial one, the second block of K adding onto the output (bf16 only)
     { a: [4096, 64, 1, 1], b: [4096, 40, 1, 1], only: "bf16" },
-    // f32 on AMX with a transposed b (from 256 rows of a): K padded from 1,060 to 1,088, in two blocks; a's last
-    // chunk of rows a partial panel
-    { a: [1060, 300, 1, 1], b: [1060, 13, 1, 1], only: "f32" },
+    // f32 on AMX, also with a transposed b (from 256 rows of a and 128 columns of b): K padded from 100 to 128, a's
+    // last chunk of rows a partial panel, b's last block of columns partial
+    { a: [100, 260, 1, 1], b: [100, 130, 1, 1], only: "f32" },
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
@@ -84,7 +84,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
   // "AVX2 kernels": native/gemm_avx2.c (bf16 x bf16 then falls back to ggml); "portable kernels" are ggml's.
   // On AMX, "kernels" runs bf16 x bf16 on the tiles, and bf16 x f32 there too as three exact bf16 products
   // (where K is a multiple of 32 and b's rows K-contiguous), and f32 x f32 as six products of both operands'
-  // parts (from 128 rows of a, 256 with a transposed b); "AVX-512 kernels" runs them without AMX
+  // parts (from 128 rows of a, 256 with a transposed b, and 128 columns of b); "AVX-512 kernels" runs them without AMX
   for (const kind of ["bf16", "f32", "f16", "q8_0", "bf16×f32"] as const)
     for (const mode of [
       "kernels",
@@ -224,8 +224,16 @@ describe("steerlm's GEMMs split on AMX", () => {
   // were summed largest first (the float64 oracle above allows K·2⁻²⁴ of Σ|products|, which a dropped lo part
   // still meets). K = 4,160: several AMX blocks of K, the last row of a picking from the short last one; K = 100:
   // f32 × f32 pads K to 128 with zeros; bf16 a: N = 300 on 2 threads, b's columns in two parts; f32: 520 rows of a,
-  // five chunks between the threads. An f32 a runs split from 128 rows (b's rows) or 256 (a transposed b).
+  // five chunks between the threads. An f32 a runs split from 128 rows (b's rows) or 256 (a transposed b), and
+  // 128 columns of b. "12-bit": both operands' values have 12 significant bits (so hi and mid, no lo), the one-hot
+  // operand's not powers of two: each output is one product of 24 bits, exact in f32, and wrong if any of the
+  // products of hi and mid parts (hi·hi, hi·mid, mid·hi, mid·mid) were lost.
   afterAll(() => useKernels("kernels"));
+  /** x rounded to 12 significant bits */
+  const bits12 = (x: number) => {
+    const unit = 2 ** (Math.floor(Math.log2(Math.abs(x))) - 11);
+    return x === 0 ? 0 : Math.round(x / unit) * unit;
+  };
   /** full 24-bit significands over a wide range of exponents, and ±FLT_MAX (which rounded to bf16 is inf) */
   const dense = (n: number) =>
     Float32Array.from({ length: n }, (_, i) =>
@@ -243,19 +251,20 @@ describe("steerlm's GEMMs split on AMX", () => {
     {
       kind: "f32 a",
       shapes: [
-        [100, 130, 29],
-        [4160, 520, 40],
+        [100, 130, 130],
+        [4160, 520, 130],
       ],
       bt: [false, true],
     },
     {
       kind: "f32 b",
       shapes: [
-        [100, 130, 29],
-        [4160, 520, 40],
+        [100, 130, 130],
+        [4160, 520, 130],
       ],
       bt: [false, true],
     },
+    { kind: "f32 a, 12-bit", shapes: [[100, 130, 130]], bt: [false, true] },
   ] as const;
   for (const { kind, shapes, bt: bLayouts } of cases)
     for (const mode of ["kernels", "AVX-512 kernels"] as const)
@@ -272,10 +281,13 @@ describe("steerlm's GEMMs split on AMX", () => {
               const oneHotA = kind !== "f32 b";
               const [hot, wide] = oneHotA ? [M, N] : [N, M];
               const pick = (j: number) => (j === hot - 1 ? K - 1 : (j * 97 + 13) % K);
-              const scale = (j: number) => 2 ** -(j % 5);
+              const twelve = kind === "f32 a, 12-bit";
+              const scale = (j: number) => (twelve ? bits12(1 + ((j * 0.377) % 1)) : 1) * 2 ** -(j % 5);
               const hotValues = new Float32Array(K * hot); // [k, j] K-contiguous
               for (let j = 0; j < hot; j++) hotValues[j * K + pick(j)] = scale(j);
               const dv = dense(K * wide); // [k, j] K-contiguous
+              if (twelve)
+                for (let i = 0; i < dv.length; i++) dv[i] = i % 97 === 5 ? 2 ** 100 : bits12(dv[i]!);
               const [av, bv] = oneHotA ? [hotValues, dv] : [dv, hotValues];
               const s = new Context(4);
               const type = kind === "bf16 a" ? "bf16" : "f32";
