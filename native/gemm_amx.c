@@ -7,7 +7,8 @@
  * real models); elsewhere the AVX512-BF16 micro-kernel runs. Both round and flush as one: products of bf16
  * are exact in f32, subnormals are read and written as 0. A bf16 a times an f32 b runs here too, b split
  * into three bf16 parts (amx_pack_b_split): three exact products instead of f32 FMAs, summed in f32 (where
- * K/2 is no multiple of 16, the f32 FMAs run).
+ * K/2 is no multiple of 16, the f32 FMAs run). So does an f32 a times an f32 b, a split as well (amx_split_a,
+ * K zero-padded to a multiple of 32): six of the nine products, within an f32 rounding of each.
  */
 #include "gemm.h"
 
