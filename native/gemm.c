@@ -288,10 +288,9 @@ KERNEL(gemm_bf16)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     gemm(dst, ith, nth, g);
 }
 
-/* f32 a, f32 b; `into`: dst is a view of src[0] and gets a·b added (src[1], src[2]). On AMX, where b splits
-   (split_on_tiles), a and b are both split in three bf16 parts and six of the nine products run on the
-   tiles (amx_micro_split2): within an f32 rounding of each product of the FMAs' result, at ~1.8 times
-   their rate */
+/* f32 a, f32 b; `into`: dst is a view of src[0] and gets a·b added (src[1], src[2]). On AMX, where that pays
+   (split2_on_tiles), a and b are both split in three bf16 parts and six of the nine products run on the
+   tiles (amx_micro_split2): within an f32 rounding of each product, at 1.2-1.7 times the FMAs' rate */
 static void gemm_f32_kind(struct tensor_abi *dst, int ith, int nth, int into) {
     const struct tensor_abi *a = dst->src[into];
     const struct gemm_isa *i = f32_isa();

@@ -55,8 +55,9 @@ __attribute__((target("avx512f"))) void amx_pack_b(const char *b, size_t ldb, in
    - mid. Each rounding keeps 8 more of x's 24 significant bits and leaves an exact f32 remainder of at most 16,
    then 8 bits, so hi + mid + lo = x (bar remainders below f32's normal range, flushed as the kernels flush),
    |mid| <= 2^-8 |x| and |lo| <= 2^-16 |x|, the parts' signs independent of x's. Where rounding x would carry
-   it past FLT_MAX into inf, hi is x's top 16 bits instead (a cut leaves the same exact remainders); an inf or
-   NaN goes whole into hi. */
+   it past FLT_MAX into inf, hi is x's top 16 bits instead (a cut leaves the same exact remainders; mid then
+   up to 2^-7 |x|); an inf or NaN goes whole into hi, so an inf times a value with a zero part gives NaN
+   (inf·0) where the FMAs give inf: the result is not finite either way. */
 __attribute__((target("avx512f,avx512bw"))) static inline __m512i round_top16(__m512i bits) {
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
     const __m512i r = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
@@ -221,7 +222,8 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) static inline void micro(co
         if (split_a) {
             /* a's parts (amx_split_a) times b's: the six products whose parts' bounds multiply to 2^-16 or more
                of |a|·|b| (hi·hi, hi·mid, mid·hi, hi·lo, mid·mid, lo·hi); the three left out are below 2^-24 +
-               2^-24 + 2^-32 of it, an f32 rounding's worth. Each operand's parts are summed smallest first (lo,
+               2^-24 + 2^-32 of it, an f32 rounding's worth (for |a·b| between about 2^-102, below which the
+               flushed lo parts lose more, and FLT_MAX / (1 + 2^-7), above which hi·hi may overflow). Each operand's parts are summed smallest first (lo,
                mid, hi), so that where the other is a power of two its three products add up to it exactly
                (hi + mid alone may round past x: FLT_MAX to inf); 8 pairs of tile loads for the 6 products. */
             const uint32_t *a = ap + c * 3 * 16 * MR;

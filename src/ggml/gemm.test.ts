@@ -15,8 +15,8 @@ const CPU_HAS_AMX = existsSync("/proc/cpuinfo") && /\bamx_bf16\b/.test(readFileS
 
 describe("Context.mulMat on steerlm's GEMMs", () => {
   // out[m, n] = Σ_k a[k, m]·b[k, n]. bf16 products are exact in f32 and f32 products round once (on AMX, the
-  // six products of split parts leave out at most 2⁻²³ of each), so the difference from a float64 host sum is
-  // bounded by the f32 accumulation: ≈ K·2⁻²⁴ of Σ|products|
+  // six products of split parts leave out at most 2⁻²³ + 2⁻³² of each, and add six terms a k), so the
+  // difference from a float64 host sum is about the f32 accumulation's: K·2⁻²⁴ of Σ|products| holds
   const shapes: Array<{
     a: [number, number, number, number];
     b: [number, number, number, number];
@@ -38,8 +38,9 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     // AMX: full 32 x 32 tiles and a partial one, the second block of K adding onto the output (bf16 only)
     { a: [4096, 64, 1, 1], b: [4096, 40, 1, 1], only: "bf16" },
     // f32 on AMX, also with a transposed b (from 256 rows of a and 128 columns of b): K padded from 100 to 128, a's
-    // last chunk of rows a partial panel, b's last block of columns partial
+    // last chunk of rows a partial panel, b's last block of columns partial; then batched, b broadcasting
     { a: [100, 260, 1, 1], b: [100, 130, 1, 1], only: "f32" },
+    { a: [64, 128, 2, 1], b: [64, 128, 4, 1], only: "f32" },
   ];
   /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
@@ -223,8 +224,8 @@ describe("steerlm's GEMMs split on AMX", () => {
   // exact whatever the path, and wrong in its low bits if any part were lost, or inf where ±FLT_MAX's parts
   // were summed largest first (the float64 oracle above allows K·2⁻²⁴ of Σ|products|, which a dropped lo part
   // still meets). K = 4,160: several AMX blocks of K, the last row of a picking from the short last one; K = 100:
-  // f32 × f32 pads K to 128 with zeros; bf16 a: N = 300 on 2 threads, b's columns in two parts; f32: 520 rows of a,
-  // five chunks between the threads. An f32 a runs split from 128 rows (b's rows) or 256 (a transposed b), and
+  // f32 × f32 pads K to 128 with zeros, and K = 1,100 to 1,120 in two blocks of 1,024 and 96; N = 300 on 2
+  // threads: b's columns in two parts. An f32 a runs split from 128 rows (b's rows) or 256 (a transposed b), and
   // 128 columns of b. "12-bit": both operands' values have 12 significant bits (so hi and mid, no lo), the one-hot
   // operand's not powers of two: each output is one product of 24 bits, exact in f32, and wrong if any of the
   // products of hi and mid parts (hi·hi, hi·mid, mid·hi, mid·mid) were lost.
@@ -251,20 +252,20 @@ describe("steerlm's GEMMs split on AMX", () => {
     {
       kind: "f32 a",
       shapes: [
-        [100, 130, 130],
-        [4160, 520, 130],
+        [100, 260, 130],
+        [1100, 520, 300],
       ],
       bt: [false, true],
     },
     {
       kind: "f32 b",
       shapes: [
-        [100, 130, 130],
-        [4160, 520, 130],
+        [100, 260, 130],
+        [1100, 520, 300],
       ],
       bt: [false, true],
     },
-    { kind: "f32 a, 12-bit", shapes: [[100, 130, 130]], bt: [false, true] },
+    { kind: "f32 a, 12-bit", shapes: [[100, 260, 130]], bt: [false, true] },
   ] as const;
   for (const { kind, shapes, bt: bLayouts } of cases)
     for (const mode of ["kernels", "AVX-512 kernels"] as const)
@@ -308,7 +309,7 @@ describe("steerlm's GEMMs split on AMX", () => {
               const out = c.mulMat(transposed ? c.transpose(a) : a, bt ? c.transpose(b) : b);
               const before = amxF32Products();
               const alloc = computeOnce(backend, c, 8, out);
-              const split = amx && (type === "bf16" || M >= (bt ? 256 : 128));
+              const split = amx && (type === "bf16" || (M >= (bt ? 256 : 128) && N >= 128));
               expect(amxF32Products() - before, "products run split on AMX").toBe(split ? 1 : 0);
               const bytes = getBytes(out);
               const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
@@ -324,6 +325,51 @@ describe("steerlm's GEMMs split on AMX", () => {
             }
         backend.free();
       });
+  // a weight's gradient dW = xᵀ·dy added straight into its accumulator (Context.accumulate → gemm_f32_into), both
+  // operands transposed views as the backward pass makes them: on AMX split, else the FMAs
+  for (const mode of ["kernels", "AVX-512 kernels"] as const)
+    it(`adds an f32 product into a gradient accumulator in place (${mode})`, () => {
+      useKernels(mode);
+      const amx = loadKernels()?.amx() ?? false;
+      const [K, M, N] = [300, 260, 130];
+      const xv = Float32Array.from({ length: M * K }, (_, i) => Math.sin(i * 0.37)); // x [M, K]: M contiguous
+      const dyv = Float32Array.from({ length: N * K }, (_, i) => Math.cos(i * 0.11)); // dy [N, K]
+      const a0 = Float32Array.from({ length: M * N }, (_, i) => Math.sin(i * 1.7) * 3);
+      const backend = new Backend(2);
+      const s = new Context(4);
+      const x = s.newTensor("f32", [M, K], "x");
+      const dy = s.newTensor("f32", [N, K], "dy");
+      const acc = s.newTensor("f32", [M, N], "acc");
+      const buf = backend.allocTensors(s);
+      setData(x, xv);
+      setData(dy, dyv);
+      setData(acc, a0);
+      const c = new Context(8, 8);
+      const out = c.accumulate(acc, c.mulMat(c.transpose(x), c.transpose(dy)));
+      const before = amxF32Products();
+      const alloc = computeOnce(backend, c, 8, out);
+      expect(amxF32Products() - before, "products run split on AMX").toBe(amx ? 1 : 0);
+      const bytes = getBytes(acc);
+      const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+      let worst = 0;
+      for (let n = 0; n < N; n++)
+        for (let m = 0; m < M; m++) {
+          let sum = a0[n * M + m]!;
+          let mag = Math.abs(sum);
+          for (let k = 0; k < K; k++) {
+            const p = xv[k * M + m]! * dyv[k * N + n]!;
+            sum += p;
+            mag += Math.abs(p);
+          }
+          worst = Math.max(worst, Math.abs(got[n * M + m]! - sum) / mag);
+        }
+      expect(worst).toBeLessThan((K + 2) * 2 ** -24);
+      alloc.free();
+      c.free();
+      buf.free();
+      s.free();
+      backend.free();
+    });
 });
 
 describe("steerlm's GEMM on a very long reduction", () => {
