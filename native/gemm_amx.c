@@ -76,16 +76,39 @@ __attribute__((target("avx512f,avx512bw"))) static void split3(__m512 x, __m512 
     part[2] = _mm512_sub_ps(r1, part[1]);
 }
 
-/* 16 words, each the bf16 pair (e, o) of two exactly representable floats: e in the low half (converted side by
-   side, then interleaved) */
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) static inline __m512i pairs16(__m512 e, __m512 o) {
+/* The split of 32 floats, x0's 16 then x1's, as three vectors of 32 bf16 in that order (the layout of
+   _mm512_cvtne2ps_pbh(x1, x0)). VCVTNE2PS2BF16 rounds to nearest even, as split3 does, and converting back is a
+   shift: hi, then mid from the exact remainder, then lo, eight instructions a part where split3 takes twice as
+   many. Where any hi is inf or NaN (x itself, or x rounded past FLT_MAX) split3 decides instead. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static inline void split3x32(__m512 x0, __m512 x1, __m512i part[3]) {
+    const __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+    const __m512i exp = _mm512_set1_epi16(0x7f80);
+    if (__builtin_expect(_mm512_cmpeq_epi16_mask(_mm512_and_si512(hi, exp), exp) != 0, 0)) {
+        __m512 p0[3], p1[3];
+        split3(x0, p0);
+        split3(x1, p1);
+        for (int q = 0; q < 3; q++) part[q] = (__m512i)_mm512_cvtne2ps_pbh(p1[q], p0[q]);
+        return;
+    }
+    /* bf16 to f32: the 16 bits become the top of each word */
+#define WIDEN(v, half) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, half)), 16))
+    const __m512 r0 = _mm512_sub_ps(x0, WIDEN(hi, 0)), r1 = _mm512_sub_ps(x1, WIDEN(hi, 1));
+    const __m512i mid = (__m512i)_mm512_cvtne2ps_pbh(r1, r0);
+    part[0] = hi;
+    part[1] = mid;
+    part[2] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(r1, WIDEN(mid, 1)), _mm512_sub_ps(r0, WIDEN(mid, 0)));
+#undef WIDEN
+}
+
+/* 32 bf16 of e's 16 values then o's (split3x32's layout) as 16 words, each the pair (e, o): e in the low half */
+__attribute__((target("avx512f,avx512bw"))) static inline __m512i interleave16(__m512i v) {
     const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
                                            21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    return _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(o, e));
+    return _mm512_permutexvar_epi16(order, v);
 }
 
 /* columns [n0, n0 + cols) of a K-contiguous f32 b, k2 pairs (a multiple of 16) of which the first kf floats are
-   b's (the rest zeros: K padded to a multiple of 32), split in three (split3) and laid out as amx_pack_b lays
+   b's (the rest zeros: K padded to a multiple of 32), split in three (split3x32) and laid out as amx_pack_b lays
    one, the q-th part at bp + q * stride: the products with a bf16 a's are exact in f32, so a·b comes to f32's
    accumulation error at AMX's rate. */
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(const char *b, size_t ldb, int64_t n0,
@@ -100,13 +123,11 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_b_split(con
                 for (int q = 0; q < 3; q++) _mm512_storeu_si512(bp + q * stride + o, _mm512_setzero_si512());
                 continue;
             }
-            __m512 p0[3], p1[3];
-            split3(_mm512_maskz_loadu_ps(tail_mask(kf - c * 32), row + c * 32), p0);
-            split3(_mm512_maskz_loadu_ps(tail_mask(kf - c * 32 - 16), row + c * 32 + 16), p1);
-            /* each part has at most 8 significant bits: converting it to bf16 is exact (an inf or NaN stays one);
-               the first 16 floats make the low 16 bf16, so word w is the pair (2w, 2w + 1) */
-            for (int q = 0; q < 3; q++)
-                _mm512_storeu_si512(bp + q * stride + o, (__m512i)_mm512_cvtne2ps_pbh(p1[q], p0[q]));
+            /* the 32 floats of K in order: word w is the pair (2w, 2w + 1) */
+            __m512i part[3];
+            split3x32(_mm512_maskz_loadu_ps(tail_mask(kf - c * 32), row + c * 32),
+                      _mm512_maskz_loadu_ps(tail_mask(kf - c * 32 - 16), row + c * 32 + 16), part);
+            for (int q = 0; q < 3; q++) _mm512_storeu_si512(bp + q * stride + o, part[q]);
         }
     }
 }
@@ -131,18 +152,16 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_bt_split(co
             }
             uint32_t *dst = bp + (size_t)(c * 2 + h) * 256;
             for (int i = 0; i < 16; i++) {
-                __m512 p0[3], p1[3];
-                split3(t[0][i], p0);
-                split3(t[1][i], p1);
-                for (int q = 0; q < 3; q++)
-                    _mm512_storeu_si512(dst + q * stride + i * 16, (__m512i)_mm512_cvtne2ps_pbh(p1[q], p0[q]));
+                __m512i part[3];
+                split3x32(t[0][i], t[1][i], part);
+                for (int q = 0; q < 3; q++) _mm512_storeu_si512(dst + q * stride + i * 16, part[q]);
             }
         }
     }
 }
 
 /* an f32 a packed as f32 panels (pack_a's or pack_at's layout: word k of panel row j at (p * kf + k) * MR + j,
-   kf floats), split in three (split3) into pair panels of k2 pairs (a multiple of 16, the pairs past kf zeros):
+   kf floats), split in three (split3x32) into pair panels of k2 pairs (a multiple of 16, the pairs past kf zeros):
    chunk c of 16 pairs of panel p holds its three parts one after the other, part q at
    ap + ((p * chunks + c) * 3 + q) * 16 * MR, the pair (2w, 2w + 1) of row j at w * MR + j of it, so that the
    micro-kernel loads each part's tiles from one place */
@@ -156,10 +175,10 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_split_a(const fl
             for (int64_t w = 0; w < 16; w++)
                 for (int h = 0; h < MR; h += 16) {
                     const int64_t k = c * 32 + 2 * w;
-                    __m512 e[3], o[3];
-                    split3(k < kf ? _mm512_loadu_ps(src + k * MR + h) : _mm512_setzero_ps(), e);
-                    split3(k + 1 < kf ? _mm512_loadu_ps(src + (k + 1) * MR + h) : _mm512_setzero_ps(), o);
-                    for (int q = 0; q < 3; q++) _mm512_storeu_si512(dst + (q * 16 + w) * MR + h, pairs16(e[q], o[q]));
+                    __m512i part[3];
+                    split3x32(k < kf ? _mm512_loadu_ps(src + k * MR + h) : _mm512_setzero_ps(),
+                              k + 1 < kf ? _mm512_loadu_ps(src + (k + 1) * MR + h) : _mm512_setzero_ps(), part);
+                    for (int q = 0; q < 3; q++) _mm512_storeu_si512(dst + (q * 16 + w) * MR + h, interleave16(part[q]));
                 }
         }
 }
