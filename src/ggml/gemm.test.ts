@@ -224,7 +224,7 @@ describe("steerlm's GEMMs split on AMX", () => {
   // exact whatever the path, and wrong in its low bits if any part were lost, or inf where ±FLT_MAX's parts
   // were summed largest first (the float64 oracle above allows K·2⁻²⁴ of Σ|products|, which a dropped lo part
   // still meets). K = 4,160: several AMX blocks of K, the last row of a picking from the short last one; K = 100:
-  // f32 × f32 pads K to 128 with zeros, and K = 1,100 to 1,120 in two blocks of 1,024 and 96; N = 300 on 2
+  // f32 × f32 pads K to 128 with zeros, and K = 1,100 to 1,120 in blocks of 128 (the last 76 of 96); N = 300 on 2
   // threads: b's columns in two parts. An f32 a runs split from 128 rows (b's rows) or 256 (a transposed b), and
   // 128 columns of b. "12-bit": both operands' values have 12 significant bits (so hi and mid, no lo), the one-hot
   // operand's not powers of two: each output is one product of 24 bits, exact in f32, and wrong if any of the
