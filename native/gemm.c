@@ -248,11 +248,10 @@ static int split_on_tiles(const struct tensor_abi *a, const struct tensor_abi *b
 /* f32 x f32: a and b both split (amx_split_a), any K (zero-padded to a multiple of 32), b's rows or its
    transposed view (amx_pack_bt_split). Splitting costs several times the f32 kernels' packing copy, O((M + N)·K)
    against the products' O(MNK), and pays where each packed column of b meets enough rows of a and each packed
-   row of a enough columns of b: measured on Sapphire Rapids (one core, C harness), 1.2-1.7x the FMAs from
-   M = 128 and N = 128 with b's rows; with a transposed b (whose packing also transposes) 1.05-1.2x at M = 256,
-   1.4-1.5x at 576-960, 0.8x at 128; 0.7-1.0x at N = 16-64 (a LoRA rank's columns) */
+   row of a enough columns of b: measured on Sapphire Rapids (one core, C harness), 1.2-1.8x the FMAs from
+   M = 128 and N = 128, b's rows or transposed (K = 8 1.2-1.5x), and 1.0x at N = 16-64 (a LoRA rank's columns) */
 static int split2_on_tiles(const struct tensor_abi *a, const struct tensor_abi *b) {
-    return a->ne[1] >= (b->nb[0] == sizeof(float) ? 128 : 256) && b->ne[1] >= 128 && steerlm_have_amx();
+    return a->ne[1] >= 128 && b->ne[1] >= 128 && steerlm_have_amx();
 }
 #endif
 

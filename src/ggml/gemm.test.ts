@@ -37,7 +37,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [4500, 64, 1, 1], b: [4500, 7, 1, 1] }, // ... and K in several blocks (five on AVX-512, twelve on AVX2)
     // AMX: full 32 x 32 tiles and a partial one, the second block of K adding onto the output (bf16 only)
     { a: [4096, 64, 1, 1], b: [4096, 40, 1, 1], only: "bf16" },
-    // f32 on AMX, also with a transposed b (from 256 rows of a and 128 columns of b): K padded from 100 to 128, a's
+    // f32 on AMX, also with a transposed b (from 128 rows of a and 128 columns of b): K padded from 100 to 128, a's
     // last chunk of rows a partial panel, b's last block of columns partial; then batched, b broadcasting
     { a: [100, 260, 1, 1], b: [100, 130, 1, 1], only: "f32" },
     { a: [64, 128, 2, 1], b: [64, 128, 4, 1], only: "f32" },
@@ -85,7 +85,7 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
   // "AVX2 kernels": native/gemm_avx2.c (bf16 x bf16 then falls back to ggml); "portable kernels" are ggml's.
   // On AMX, "kernels" runs bf16 x bf16 on the tiles, and bf16 x f32 there too as three exact bf16 products
   // (where K is a multiple of 32 and b's rows K-contiguous), and f32 x f32 as six products of both operands'
-  // parts (from 128 rows of a, 256 with a transposed b, and 128 columns of b); "AVX-512 kernels" runs them without AMX
+  // parts (from 128 rows of a and 128 columns of b); "AVX-512 kernels" runs them without AMX
   for (const kind of ["bf16", "f32", "f16", "q8_0", "bf16×f32"] as const)
     for (const mode of [
       "kernels",
@@ -225,7 +225,7 @@ describe("steerlm's GEMMs split on AMX", () => {
   // were summed largest first (the float64 oracle above allows K·2⁻²⁴ of Σ|products|, which a dropped lo part
   // still meets). K = 4,160: several AMX blocks of K, the last row of a picking from the short last one; K = 100:
   // f32 × f32 pads K to 128 with zeros, and K = 1,100 to 1,120 in blocks of 128 (the last 76 of 96); N = 300 on 2
-  // threads: b's columns in two parts. An f32 a runs split from 128 rows (b's rows) or 256 (a transposed b), and
+  // threads: b's columns in two parts. An f32 a runs split from 128 rows of a and
   // 128 columns of b. "12-bit": both operands' values have 12 significant bits (so hi and mid, no lo), the one-hot
   // operand's not powers of two: each output is one product of 24 bits, exact in f32, and wrong if any of the
   // products of hi and mid parts (hi·hi, hi·mid, mid·hi, mid·mid) were lost.
@@ -309,7 +309,7 @@ describe("steerlm's GEMMs split on AMX", () => {
               const out = c.mulMat(transposed ? c.transpose(a) : a, bt ? c.transpose(b) : b);
               const before = amxF32Products();
               const alloc = computeOnce(backend, c, 8, out);
-              const split = amx && (type === "bf16" || (M >= (bt ? 256 : 128) && N >= 128));
+              const split = amx && (type === "bf16" || (M >= 128 && N >= 128));
               expect(amxF32Products() - before, "products run split on AMX").toBe(split ? 1 : 0);
               const bytes = getBytes(out);
               const got = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
