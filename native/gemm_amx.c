@@ -307,8 +307,8 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro_split(const 
     micro(ap, bp, 3, 0, bs, kw, out, ldo, rows, cols, acc);
 }
 
-/* f32 a and f32 b, both split in three (amx_split_a, amx_pack_b_split; bs as for amx_micro_split): six of the
-   nine products, f32's accuracy at about 1.8 times its FMAs' rate */
+/* f32 a and f32 b, both split in three (amx_split_a, amx_pack_b_split or amx_pack_bt_split; bs as for
+   amx_micro_split): six of the nine products, within an f32 rounding of each */
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) void amx_micro_split2(const uint32_t *ap, const uint32_t *bp,
                                                                           int64_t bs, int64_t kw, float *out, size_t ldo,
                                                                           int64_t rows, int64_t cols, int acc) {

@@ -245,7 +245,7 @@ void steerlm_gemm_q8_0(struct tensor_abi *dst, int ith, int nth, void *userdata)
 /* the GEMMs' packing scratch: bytes held (kept between calls), and freeing what is idle */
 size_t steerlm_gemm_scratch_bytes(void);
 void steerlm_gemm_scratch_release(void);
-/* products of a bf16 a and an f32 b run on AMX tiles as three exact bf16 products, since the library loaded */
+/* f32 products run on AMX tiles, their f32 operands split into bf16 parts (gemm.c), since the library loaded */
 size_t steerlm_gemm_split_products(void);
 
 #endif

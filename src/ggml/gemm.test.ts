@@ -8,8 +8,8 @@ import { Context } from "./context.js";
 import { amxF32Products, gemmScratch, loadKernels } from "./native-kernels.js";
 
 // steerlm's GEMMs (native/gemm*.c) as Context.mulMat runs them: every kind of operand against a float64 host
-// product, the bf16 × f32 split on AMX bit for bit, long reductions, which transposes are read in place, and
-// the packing scratch.
+// product, the splits of f32 operands on AMX bit for bit, a gradient added into its accumulator, long
+// reductions, which transposes are read in place, and the packing scratch.
 
 const CPU_HAS_AMX = existsSync("/proc/cpuinfo") && /\bamx_bf16\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
 
@@ -42,7 +42,6 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [100, 260, 1, 1], b: [100, 130, 1, 1], only: "f32" },
     { a: [64, 128, 2, 1], b: [64, 128, 4, 1], only: "f32" },
   ];
-  /** Inputs as stored (bf16 bits or f32) and as the float64 values the oracle multiplies. */
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
   const f16Value = (h: number) =>
     (h & 0x8000 ? -1 : 1) * 2 ** (((h >> 10) & 31) - 15) * (1 + (h & 1023) / 1024);

@@ -206,7 +206,7 @@ export const gemmScratch = {
 /**
  * f32 products that ran on AMX tiles since the kernels loaded, each f32 operand split into three exact bf16 parts
  * (native/gemm.c): a bf16 a (a frozen LoRA base) times an f32 b as three products, at 2.5-2.8 times the f32
- * FMAs' rate; an f32 a times an f32 b as six, at 1.2-1.5 times. f32-accurate.
+ * FMAs' rate; an f32 a times an f32 b as six, at 1.2-1.8 times. f32-accurate.
  */
 export function amxF32Products(): number {
   return Number(loadKernels()?.fns.steerlm_gemm_split_products() ?? 0);
