@@ -28,6 +28,7 @@
 #include "gemm.h"
 
 #define MC 128 /* rows of a packed at a time (a chunk stays in L2 while b streams through) */
+#define MC_SPLIT2 1024 /* ... where an f32 a is split (amx_split_a): 768 KB in a K block of 64 pairs, in L2 */
 #define SCRATCH_LIMIT (1 << 24) /* 32-bit words (64 MB) for b's packed part */
 
 #ifdef HAVE_X86
@@ -97,7 +98,7 @@ struct gemm_kind {
     int into; /* dst is a view of src[0], the product's a and b are src[1] and src[2]: add to dst */
     int amx;  /* AMX's blocking: its own packing of b, blocks of AMX_NR columns, K blocks of AMX_KC */
     int split; /* AMX, a bf16 times an f32 b: b packed as three exact bf16 parts, a product with each (amx_pack_b_split) */
-    int split_a; /* ... and a f32 too: packed as f32 panels, then split in three (amx_split_a) */
+    int split_a; /* ... and an f32 a too, split in three panel by panel: split2_job's blocking */
 };
 
 #if MR != 32
@@ -112,9 +113,71 @@ static void pack_at_q8_0(const struct gemm_isa *isa, const char *a, size_t ldk, 
         isa->widen_q8_0(a, ldk, k0, kc, m0 + p * MR, MR, (float *)(ap + (size_t)p * (size_t)kc * MR));
 }
 
+#ifdef HAVE_AMX
+/* f32 x f32 on the tiles (split_a): one job's chunks of a against its columns [n_lo, n_hi) of b. A chunk of a
+   is split panel by panel (a transposed a straight from where it lies), then each block of b's columns is split
+   into L1 and met by all of the chunk's panels at once: the split block never goes out to L2 and back, which
+   made splitting b cost as much as its products do per element (m10's 256-row products) */
+static void split2_job(const struct tensor_abi *a, const struct tensor_abi *b, const char *abase, const char *bbase,
+                       float *obase, size_t ldo, int64_t c_lo, int64_t c_hi, int64_t mc, int64_t n_lo, int64_t n_hi,
+                       const struct gemm_kind *g, uint32_t *ap, uint32_t *bp, float *wide) {
+    const int64_t M = a->ne[1], N = b->ne[1], K = a->ne[0], kw = g->kw, kmax = AMX_KC_SPLIT2;
+    const int64_t stride = AMX_NR * (kw < kmax ? kw : kmax); /* words from one part of b's block to the next */
+    const int bt = b->nb[0] > b->nb[1];
+    for (int64_t k0 = 0; k0 < kw; k0 += kmax) {
+        /* kc pairs of K, of which the first kf floats are a's and b's (the rest zeros: K padded) */
+        const int64_t kc = kw - k0 < kmax ? kw - k0 : kmax, kf = K - 2 * k0 < 2 * kc ? K - 2 * k0 : 2 * kc;
+        for (int64_t chunk = c_lo; chunk < c_hi; chunk++) {
+            const int64_t m0 = chunk * mc, rows = M - m0 < mc ? M - m0 : mc;
+            for (int64_t p = 0; p * MR < rows; p++) {
+                const int64_t live = rows - p * MR < MR ? rows - p * MR : MR;
+                uint32_t *panel = ap + (size_t)(p * 3 * kc * MR);
+                if (g->transposed) {
+                    const char *src = abase + (size_t)(2 * k0) * a->nb[0] + (size_t)(m0 + p * MR) * 4;
+                    /* the next panel's rows fetched while this one is split: a stride the hardware's streams miss */
+                    if ((p + 1) * MR < rows)
+                        for (int64_t k = 0; k < kf; k++) {
+                            _mm_prefetch(src + (size_t)k * a->nb[0] + MR * 4, _MM_HINT_T0);
+                            _mm_prefetch(src + (size_t)k * a->nb[0] + MR * 4 + 64, _MM_HINT_T0);
+                        }
+                    amx_split_a((const float *)src, (int64_t)(a->nb[0] / 4), live, kf, kc, panel);
+                } else {
+                    g->isa->pack_a(abase + k0 * 8, a->nb[1], m0 + p * MR, live, kf, (uint32_t *)wide);
+                    amx_split_a(wide, MR, MR, kf, kc, panel);
+                }
+            }
+            for (int64_t n0 = n_lo; n0 < n_hi; n0 += AMX_NR) {
+                const int64_t cols = N - n0 < AMX_NR ? N - n0 : AMX_NR;
+                if (bt)
+                    amx_pack_bt_split(bbase, b->nb[0], n0, cols, 2 * k0, kc, kf, bp, stride);
+                else
+                    amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, kf, bp, stride);
+                /* columns of the next block of this job's */
+                const int64_t panels = (rows + MR - 1) / MR, next = n0 + AMX_NR < n_hi ? n_hi - n0 - AMX_NR : 0;
+                for (int64_t p = 0; p < panels; p++) {
+                    /* the next block's floats fetched into L2 while this one's products run, a share before each */
+                    if (bt)
+                        for (int64_t k = kf * p / panels; k < kf * (p + 1) / panels; k++) {
+                            const char *at = bbase + (size_t)(2 * k0 + k) * b->nb[0] + (size_t)(n0 + AMX_NR) * 4;
+                            _mm_prefetch(at, _MM_HINT_T1);
+                            if (next > 16) _mm_prefetch(at + 64, _MM_HINT_T1);
+                        }
+                    else
+                        for (int64_t r = AMX_NR * p / panels; r < AMX_NR * (p + 1) / panels && r < next; r++)
+                            for (int64_t f = 0; f < kf; f += 16)
+                                _mm_prefetch(bbase + (size_t)(n0 + AMX_NR + r) * b->nb[1] + (size_t)(2 * k0 + f) * 4, _MM_HINT_T1);
+                    g->micro(ap + (size_t)(p * 3 * kc * MR), bp, stride, kc, obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR),
+                             ldo, rows - p * MR < MR ? rows - p * MR : MR, cols, k0 > 0 || g->into);
+                }
+            }
+        }
+    }
+}
+#endif
+
 static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     const struct tensor_abi *a = dst->src[g.into], *b = dst->src[g.into + 1];
-    const int64_t M = a->ne[1], N = b->ne[1], K = a->ne[0], kw = g.kw;
+    const int64_t M = a->ne[1], N = b->ne[1], kw = g.kw;
     const int64_t B2 = b->ne[2], B3 = b->ne[3];
     const int bt = b->nb[0] > b->nb[1]; /* b a transposed view (f32 only: see gemm-choice.ts) */
     /* where a is one panel, each block of b is used once: a transposed b's full blocks are read where they lie
@@ -123,30 +186,33 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
     const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
     const int64_t nr = g.amx ? AMX_NR : NR;
     const int64_t kmax = g.amx ? (g.split_a ? AMX_KC_SPLIT2 : AMX_KC) : g.isa->kc, kblocks = (kw + kmax - 1) / kmax, kcw = kw < kmax ? kw : kmax;
-    const int64_t mc = MC;
+    const int64_t mc = g.split_a ? (M < MC_SPLIT2 ? (M + MR - 1) / MR * MR : MC_SPLIT2) : MC;
     const int64_t chunks = (M + mc - 1) / mc;
     /* split N too when there are few (chunk, batch) pairs, so every thread gets a fair share (smol135's
        M = 576 is 4.5 chunks); each part repacks its chunk of a, which costs O(MK) against O(MNK) */
     const int64_t blocks = (N + nr - 1) / nr, pairs = chunks * B2 * B3;
     int64_t parts = (4 * (int64_t)nth + pairs - 1) / pairs;
     if (parts > blocks / 4) parts = blocks / 4;
+    /* an f32 a's chunk (up to MC_SPLIT2 rows) is split again by each part: one part per thread, even columns */
+    if (g.split_a) parts = (nth + pairs - 1) / pairs < blocks ? (nth + pairs - 1) / pairs : blocks;
     if (parts < 1) parts = 1;
-    /* ... and enough parts that each one's packed columns stay within SCRATCH_LIMIT words */
+    /* ... and enough parts that each one's packed columns stay within SCRATCH_LIMIT words (split_a packs one
+       block at a time) */
     const int64_t parts_b = g.split ? 3 : 1; /* packed copies of b's block: one, or the split's three */
-    const int64_t parts_a = g.split_a ? 3 : 1; /* and of a's panels */
     const int64_t per_block = nr * kcw * parts_b, fit = SCRATCH_LIMIT / per_block > 1 ? SCRATCH_LIMIT / per_block : 1;
-    if ((blocks + parts - 1) / parts > fit) parts = (blocks + fit - 1) / fit;
+    if (!g.split_a && (blocks + parts - 1) / parts > fit) parts = (blocks + fit - 1) / fit;
     const int64_t jobs = pairs * parts;
     const struct share sh = thread_share(jobs, ith, nth, 1);
     const int64_t ja = sh.lo, jb = sh.hi;
     if (ja >= jb) return;
-    /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b */
-    const int64_t span = ((blocks + parts - 1) / parts + 1) * nr;
+    /* scratch: one packed chunk of a, then the packed column blocks of this job's part of b (split_a: one block) */
+    const int64_t span = g.split_a ? nr : ((blocks + parts - 1) / parts + 1) * nr;
     const int slot = slot_take();
-    /* ... and a's chunk as f32 where it is widened, or (twice the words: floats) packed before it is split */
-    const int64_t wide_words = g.split_a ? 2 * mc * kcw : g.widen && !g.transposed ? mc * kcw : 0;
-    uint32_t *ap = slot_words(slot, (size_t)(parts_a * mc * kcw + parts_b * span * kcw + wide_words));
-    uint32_t *bp = ap + parts_a * mc * kcw;
+    /* ... and a's chunk as f32 where it is widened, or a panel of it (twice the words: floats) before it is split */
+    const int64_t wide_words = g.split_a ? 2 * MR * kcw : g.widen && !g.transposed ? mc * kcw : 0;
+    const int64_t a_words = (g.split_a ? 3 : 1) * mc * kcw; /* a's chunk, split in three where it is */
+    uint32_t *ap = slot_words(slot, (size_t)(a_words + parts_b * span * kcw + wide_words));
+    uint32_t *bp = ap + a_words;
     const int64_t part_stride = span * kcw; /* a split b: words from one part's packed blocks to the next */
     float *wide = wide_words ? (float *)(bp + parts_b * part_stride) : 0;
     const size_t ldo = dst->nb[1] / 4;
@@ -163,18 +229,22 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
         const char *abase = (const char *)a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
         const char *bbase = (const char *)b->data + i2 * b->nb[2] + i3 * b->nb[3];
         float *obase = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
+#ifdef HAVE_AMX
+        if (g.split_a) {
+            split2_job(a, b, abase, bbase, obase, ldo, c_lo, c_hi, mc, n_lo, n_hi, &g, ap, bp, wide);
+            j = j_end;
+            continue;
+        }
+#endif
         for (int64_t kb = 0; kb < kblocks; kb++) {
             const int64_t k0 = kb * kmax, kc = kw - k0 < kmax ? kw - k0 : kmax;
-            /* split kinds: a's and b's floats in this block, the rest of its kc pairs zeros (K padded) */
-            const int64_t kf = K - 2 * k0 < 2 * kc ? K - 2 * k0 : 2 * kc;
             for (int64_t n0 = n_lo; n0 < n_hi; n0 += nr) {
                 const int64_t cols = N - n0 < nr ? N - n0 : nr;
                 if (direct && cols == nr) continue;
 #ifdef HAVE_AMX
-                if (g.split && bt)
-                    amx_pack_bt_split(bbase, b->nb[0], n0, cols, 2 * k0, kc, kf, bp + (n0 - n_lo) * kc, part_stride);
-                else if (g.split)
-                    amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, kf, bp + (n0 - n_lo) * kc, part_stride);
+                /* (a bf16 a: K a multiple of 32, b's rows: all of its kc pairs are b's floats) */
+                if (g.split)
+                    amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, 2 * kc, bp + (n0 - n_lo) * kc, part_stride);
                 else
 #endif
                 if (g.amx)
@@ -186,15 +256,6 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
             }
             for (int64_t chunk = c_lo; chunk < c_hi; chunk++) {
                 const int64_t m0 = chunk * mc, rows = M - m0 < mc ? M - m0 : mc;
-#ifdef HAVE_AMX
-                if (g.split_a) {
-                    if (g.transposed)
-                        g.isa->pack_at(abase, a->nb[0], m0, rows, 2 * k0, kf, AT_F32, (uint32_t *)wide);
-                    else
-                        g.isa->pack_a(abase + k0 * 8, a->nb[1], m0, rows, kf, (uint32_t *)wide);
-                    amx_split_a(wide, (rows + MR - 1) / MR, kf, kc, ap);
-                } else
-#endif
                 if (g.transposed && g.at == AT_Q8_0)
                     pack_at_q8_0(g.isa, abase, a->nb[0], m0, rows, k0, kc, ap);
                 else if (g.transposed)
@@ -211,7 +272,7 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                                               : bp + (n0 - n_lo) * kc;
                     const int64_t bs = here ? (int64_t)(b->nb[0] / 4) : g.split ? part_stride : nr;
                     for (int64_t p = 0; p * MR < rows; p++)
-                        g.micro(ap + (size_t)(p * parts_a) * (size_t)kc * MR, bb, bs, kc,
+                        g.micro(ap + (size_t)p * (size_t)kc * MR, bb, bs, kc,
                                 obase + (size_t)n0 * ldo + (size_t)(m0 + p * MR), ldo,
                                 rows - p * MR < MR ? rows - p * MR : MR, cols, kb > 0 || g.into);
                 }

@@ -85,9 +85,10 @@ void amx_micro(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, f
    f32 kernels' bs is b's stride from one k to the next) */
 void amx_micro_split(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
                      int64_t rows, int64_t cols, int acc);
-/* an f32 a's panels (f32, kf floats each) split in three bf16 parts, k2 pairs (a multiple of 16: zeros past kf),
-   each chunk of 16 pairs with its three parts together: 3 * k2 * MR words a panel */
-void amx_split_a(const float *panels, int64_t npanels, int64_t kf, int64_t k2, uint32_t *ap);
+/* one panel of an f32 a (rows <= MR of it; float k of row j at src + k * ldk + j) split in three bf16 parts, k2
+   pairs (a multiple of 16: zeros past kf floats), each chunk of 16 pairs with its three parts together: 3 * k2 *
+   MR words */
+void amx_split_a(const float *src, int64_t ldk, int64_t rows, int64_t kf, int64_t k2, uint32_t *ap);
 /* amx_micro_split's product with a's panel split too (amx_split_a): f32 x f32 */
 void amx_micro_split2(const uint32_t *ap, const uint32_t *bp, int64_t bs, int64_t kw, float *out, size_t ldo,
                       int64_t rows, int64_t cols, int acc);

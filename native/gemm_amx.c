@@ -160,27 +160,28 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_pack_bt_split(co
     }
 }
 
-/* an f32 a packed as f32 panels (pack_a's or pack_at's layout: word k of panel row j at (p * kf + k) * MR + j,
-   kf floats), split in three (split3x32) into pair panels of k2 pairs (a multiple of 16, the pairs past kf zeros):
-   chunk c of 16 pairs of panel p holds its three parts one after the other, part q at
-   ap + ((p * chunks + c) * 3 + q) * 16 * MR, the pair (2w, 2w + 1) of row j at w * MR + j of it, so that the
-   micro-kernel loads each part's tiles from one place */
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_split_a(const float *panels, int64_t npanels, int64_t kf,
-                                                                      int64_t k2, uint32_t *ap) {
-    const int64_t chunks = k2 / 16;
-    for (int64_t p = 0; p < npanels; p++)
-        for (int64_t c = 0; c < chunks; c++) {
-            const float *src = panels + (size_t)p * (size_t)kf * MR;
-            uint32_t *dst = ap + (size_t)((p * chunks + c) * 3) * 16 * MR;
-            for (int64_t w = 0; w < 16; w++)
-                for (int h = 0; h < MR; h += 16) {
-                    const int64_t k = c * 32 + 2 * w;
-                    __m512i part[3];
-                    split3x32(k < kf ? _mm512_loadu_ps(src + k * MR + h) : _mm512_setzero_ps(),
-                              k + 1 < kf ? _mm512_loadu_ps(src + (k + 1) * MR + h) : _mm512_setzero_ps(), part);
-                    for (int q = 0; q < 3; q++) _mm512_storeu_si512(dst + (q * 16 + w) * MR + h, interleave16(part[q]));
-                }
-        }
+/* one panel of an f32 a, rows [0, rows) of MR (the rest zeros), floats [0, kf) of K: float k of row j at
+   src + k * ldk + j (pack_a's packed panel, ldk = MR; or a transposed a read where it lies, Wᵀ's rows being W's:
+   no f32 copy first), split in three (split3x32) into k2 pairs (a multiple of 16, the pairs past kf zeros): chunk
+   c of 16 pairs holds its three parts one after the other, part q at ap + (c * 3 + q) * 16 * MR, the pair
+   (2w, 2w + 1) of row j at w * MR + j of it, so that the micro-kernel loads each part's tiles from one place */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void amx_split_a(const float *src, int64_t ldk, int64_t rows,
+                                                                      int64_t kf, int64_t k2, uint32_t *ap) {
+    const __mmask16 live[2] = {tail_mask(rows), tail_mask(rows - 16)};
+    for (int64_t c = 0; c < k2 / 16; c++) {
+        uint32_t *dst = ap + (size_t)(c * 3) * 16 * MR;
+        for (int64_t w = 0; w < 16; w++)
+            for (int h = 0; h < 2; h++) {
+                const int64_t k = c * 32 + 2 * w;
+                __m512i part[3];
+                /* (a masked-off load reads nothing: K's padding points at row 0) */
+                split3x32(_mm512_maskz_loadu_ps(k < kf ? live[h] : 0, src + (k < kf ? k * ldk : 0) + 16 * h),
+                          _mm512_maskz_loadu_ps(k + 1 < kf ? live[h] : 0, src + (k + 1 < kf ? (k + 1) * ldk : 0) + 16 * h),
+                          part);
+                for (int q = 0; q < 3; q++)
+                    _mm512_storeu_si512(dst + (q * 16 + w) * MR + 16 * h, interleave16(part[q]));
+            }
+    }
 }
 
 /* out[rows <= MR, cols <= AMX_NR] (column j at out + j*ldo) = (acc ? out : 0) + panel · block, kw pairs (a
