@@ -121,7 +121,12 @@ static void pack_at_q8_0(const struct gemm_isa *isa, const char *a, size_t ldk, 
 static void split2_job(const struct tensor_abi *a, const struct tensor_abi *b, const char *abase, const char *bbase,
                        float *obase, size_t ldo, int64_t c_lo, int64_t c_hi, int64_t mc, int64_t n_lo, int64_t n_hi,
                        const struct gemm_kind *g, uint32_t *ap, uint32_t *bp, float *wide) {
-    const int64_t M = a->ne[1], N = b->ne[1], K = a->ne[0], kw = g->kw, kmax = AMX_KC_SPLIT2;
+    const int64_t M = a->ne[1], N = b->ne[1], K = a->ne[0], kw = g->kw;
+    /* K blocks of 32 pairs where the job's rows of a are at most 256, 64 above: measured, not derived (m10's
+       256-row products ran 1.1-1.2x with 32 in the C harness, its 688 and 4,096 rows 0.9x; smol135's full step,
+       its rows 576-1,536, was 2% slower where 32 was chosen by the output's size instead) */
+    const int64_t rows_out = (c_hi * mc < M ? c_hi * mc : M) - c_lo * mc;
+    const int64_t kmax = rows_out <= 256 ? AMX_KC_SPLIT2 / 2 : AMX_KC_SPLIT2;
     const int64_t stride = AMX_NR * (kw < kmax ? kw : kmax); /* words from one part of b's block to the next */
     const int bt = b->nb[0] > b->nb[1];
     for (int64_t k0 = 0; k0 < kw; k0 += kmax) {

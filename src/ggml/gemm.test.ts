@@ -41,8 +41,10 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     // last chunk of rows a partial panel, b's last block of columns partial; then batched, b broadcasting
     { a: [100, 260, 1, 1], b: [100, 130, 1, 1], only: "f32" },
     { a: [64, 128, 2, 1], b: [64, 128, 4, 1], only: "f32" },
-    // ... and a's rows in two chunks of the split (1,024 and 76), K in three blocks (the last one 32 pairs, 44 floats of them a's)
-    { a: [300, 1100, 1, 1], b: [300, 130, 1, 1], only: "f32" },
+    // ... and a's rows in two chunks of the split (1,024 and 76), K's 100 pairs (padded to 112) in blocks of 64
+    // and 48 where a job has more than 256 rows, but in blocks of 32, 32, 32, 16 for the second chunk's job on two
+    // threads
+    { a: [200, 1100, 1, 1], b: [200, 260, 1, 1], only: "f32" },
   ];
   /** f16 bits → value (normal numbers only: the inputs below are built that way). */
   const f16Value = (h: number) =>
