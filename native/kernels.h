@@ -236,6 +236,9 @@ void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rms_norm_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rope_table(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata);
+/* causal attention and its gradient, AVX-512 (attention.c); the scale comes as the node's userdata */
+void steerlm_attention(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_attention_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32_into(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata);

@@ -1,5 +1,5 @@
 import { userdataWord } from "./ffi.js";
-import { ForwardContext, type RopeMode } from "./forward-context.js";
+import { ForwardContext, fusedAttentionFits, type RopeMode } from "./forward-context.js";
 import { ptrOf } from "./handles.js";
 import { fail, sameShape } from "./shape-error.js";
 import type { Shape4, Tensor } from "./tensor.js";
@@ -45,6 +45,43 @@ export class Context extends ForwardContext {
       fail("rope_ext_back", `positions ${positions.shapeText} must be i32 of length ne2 of ${dy.shapeText}`);
     }
     return this.ropeOp(true, dy, positions, nDims, mode, base);
+  }
+  /**
+   * The gradients [dq, dk, dv] of `fused` = fusedAttention(q, k, v, mask, scale) from dO [HD·H, N], in one
+   * node (native/attention.c), shaped as q, k and v.
+   */
+  attentionBack(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor,
+    fused: Tensor,
+    dO: Tensor,
+    scale: number,
+  ): [Tensor, Tensor, Tensor] {
+    const fn = this.kernels?.attentionBack;
+    const [HD, H, N] = q.ne as Shape4;
+    const KV = k.ne[1] as number;
+    if (!fn || !fusedAttentionFits(q, k, v, mask))
+      fail(
+        "attention_back",
+        `no attention kernel for q ${q.shapeText}, k ${k.shapeText}, mask ${mask.shapeText}`,
+      );
+    if (dO.type !== "f32" || !dO.contiguous || dO.nelements !== HD * H * N)
+      fail("attention_back", `dO ${dO.shapeText} must be contiguous f32 [${HD * H}, ${N}]`);
+    if (fused.nelements !== HD * H * N + H * N)
+      fail("attention_back", `${fused.shapeText} is not the forward's node`);
+    const all = this.custom(
+      "f32",
+      [HD * N * (H + 2 * KV), 1, 1, 1],
+      [q, k, v, mask, fused, dO],
+      fn,
+      undefined,
+      userdataWord(scale),
+    );
+    const part = (offset: number, heads: number) =>
+      this.reshape(this.range(all, [HD * heads * N], offset), [HD, heads, N]);
+    return [part(0, H), part(HD * H * N, KV), part(HD * (H + KV) * N, KV)];
   }
   /** Gradient of soft_max_ext's input (scale included) from dy and the softmax output y. */
   softMaxBack(dy: Tensor, y: Tensor, scale: number): Tensor {

@@ -284,6 +284,27 @@ export class ForwardContext implements Disposable {
       this.#n.base.ggml_soft_max_ext(this.#ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0),
     );
   }
+  /**
+   * Causal attention softmax(q·kᵀ·scale + mask)·v as one node (native/attention.c): q [HD, H, N], k and v
+   * [HD, KV, N] (query head h reads kv head ⌊h / (H/KV)⌋), mask f32 [T, T, 1, B] with N = T·B that hides
+   * every key after its query (attentionValues). The node holds o [HD·H, N], then each row's log-sum-exp
+   * [H, N], which `Context.attentionBack` reads. null where the kernel does not apply (no AVX-512, a head dim
+   * not a multiple of 16, other layouts): the caller builds the graph of products and softmax instead.
+   */
+  fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor | null {
+    const fn = this.kernels?.attention;
+    if (!fn || !fusedAttentionFits(q, k, v, mask)) return null;
+
+    const [HD, H, N] = q.ne as Shape4;
+    return this.custom(
+      "f32",
+      [HD * H * N + H * N, 1, 1, 1],
+      [q, k, v, mask],
+      fn,
+      undefined,
+      userdataWord(scale),
+    );
+  }
   /** RoPE over a [headDim, heads, tokens]; positions i32 [tokens]. */
   rope(a: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {
     if (positions.type !== "i32" || positions.ne[0] !== a.ne[2] || positions.nelements !== a.ne[2]) {
@@ -470,4 +491,23 @@ export class ForwardContext implements Disposable {
       return type === "f32" ? (t.contiguous ? t : this.cont(t)) : this.cast(t, type);
     });
   }
+}
+
+/** The layouts steerlm's attention kernels read (ForwardContext.fusedAttention). */
+export function fusedAttentionFits(q: Tensor, k: Tensor, v: Tensor, mask: Tensor): boolean {
+  const [HD, H, N, one] = q.ne as Shape4;
+  const [T, Tq, mone, B] = mask.ne as Shape4;
+  return (
+    [q, k, v, mask].every((t) => t.type === "f32" && t.contiguous) &&
+    one === 1 &&
+    HD % 16 === 0 &&
+    sameShape(k, v) &&
+    k.ne[0] === HD &&
+    k.ne[2] === N &&
+    k.ne[3] === 1 &&
+    H % (k.ne[1] as number) === 0 &&
+    Tq === T &&
+    mone === 1 &&
+    T * B === N
+  );
 }

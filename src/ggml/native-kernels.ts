@@ -45,7 +45,7 @@ export const KERNELS_ABI = [
   ISA_LEVEL.avx2,
   ISA_LEVEL.avx512,
   ISA_LEVEL.amx,
-  6,
+  7,
 ] as const;
 
 /** native/kernels.h: the ABI check first, alone, so that any library that has it can be told apart */
@@ -79,6 +79,9 @@ export interface NativeKernels {
   /** RoPE's table of cos and sin by token, and the rotation (or its inverse) by it (rope.c). */
   ropeTable: KernelFn | null;
   rope: KernelFn | null;
+  /** Causal attention in one node and its gradient in another (attention.c); null without AVX-512. */
+  attention: KernelFn | null;
+  attentionBack: KernelFn | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 (bf16) / AVX2 and AVX-512 (the rest). */
   gemmBf16: KernelFn | null;
   /**
@@ -170,6 +173,8 @@ export function loadKernels(): NativeKernels | null {
     rmsNormBack: fn("rms_norm_back"),
     ropeTable: fn("rope_table"),
     rope: fn("rope"),
+    attention: fn("attention"),
+    attentionBack: fn("attention_back"),
     gemmBf16: fn("gemm_bf16"),
     amx: () => fns.steerlm_have_amx() !== 0,
     amxPresent: () => fns.steerlm_amx_present() !== 0,

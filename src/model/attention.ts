@@ -108,8 +108,35 @@ function attentionCore(
   const expand = (t: Tensor) =>
     shapeR ? c.reshape(c.repeat(c.reshape(t, [HD, 1, KV, N]), shapeR), [HD, H, N]) : t;
   const q = rope(ql, H); // [HD, H, N]
-  const k = expand(rope(kl, KV)); // [HD, H, N]
-  const v = expand(c.reshape(vl, [HD, KV, N])); // [HD, H, N]
+  const kr = rope(kl, KV); // [HD, KV, N]
+  const vr = c.reshape(vl, [HD, KV, N]);
+  const unrope = (t: Tensor) => c.ropeBack(t, inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
+  // one node a layer where steerlm's kernel runs (f32): no scores in memory, no head-major copies
+  const fused = bf16 ? null : c.fusedAttention(q, kr, vr, inp.kqMask, scale);
+  if (fused) {
+    const out = c.reshape(c.range(fused, [HD * H * N], 0), [HD * H, N]);
+    if (tape?.propagate(out, [ql, kl, vl])) {
+      tape.record(() => {
+        const dm = tape.grad(out);
+        if (!dm) return;
+        const [dq, dk, dv] = c.attentionBack(
+          q,
+          kr,
+          vr,
+          inp.kqMask,
+          fused,
+          dm.contiguous ? dm : c.cont(dm),
+          scale,
+        );
+        if (tape.live(ql)) tape.addGrad(ql, c.reshape(unrope(dq), [HD * H, N]));
+        if (tape.live(kl)) tape.addGrad(kl, c.reshape(unrope(dk), [HD * KV, N]));
+        if (tape.live(vl)) tape.addGrad(vl, c.reshape(dv, [HD * KV, N]));
+      });
+    }
+    return out;
+  }
+  const k = expand(kr); // [HD, H, N]
+  const v = expand(vr); // [HD, H, N]
   // head-major copies: mul_mat on permuted views takes a slow generic path (measured 3.6× slower)
   const heads4 = (t: Tensor) => c.permute(c.reshape(t, [HD, H, T, B]), [0, 2, 1, 3]); // view [HD, T, H, B]
   const byHead = (t: Tensor) => c.cont(heads4(t));
@@ -172,7 +199,6 @@ function attentionCore(
               N,
             ])
           : t;
-      const unrope = (t: Tensor) => c.ropeBack(t, inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
       if (tape.live(ql)) tape.addGrad(ql, c.reshape(unrope(heads(dq4)), [HD * H, N]));
       if (tape.live(kl)) tape.addGrad(kl, c.reshape(unrope(reduce(heads(dk4))), [HD * KV, N]));
       if (tape.live(vl)) tape.addGrad(vl, c.reshape(c.cont(reduce(heads(dv4))), [HD * KV, N]));

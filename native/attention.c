@@ -1,0 +1,245 @@
+/*
+ * Causal self-attention in one node (steerlm_attention) and its gradient in another (steerlm_attention_back):
+ * softmax(q·kᵀ·scale + mask)·v, with each head's T × T scores kept in a thread's scratch a block of 32 queries
+ * at a time instead of materialised for every head, and only the keys up to each block's last query computed.
+ * The graph of products and softmax (src/model/attention.ts) computes the whole square, writes it out and
+ * reads it back four times, and copies q, k, v and the output between token-major and head-major layouts;
+ * these kernels read and write the projections' own layout. The backward recomputes the probabilities from
+ * the forward's log-sum-exp of each row rather than keeping them.
+ *
+ * The mask must hide every key after its query (attentionValues makes it so: causal plus padding); keys
+ * before a query are masked as the mask says. AVX-512 only, head dim a multiple of 16: elsewhere the model
+ * builds the graph.
+ *
+ * Layouts (ggml order, N = T·B tokens): q [HD, H, N], k and v [HD, KV, N] (query head h reads kv head
+ * h / (H/KV)), mask [T, T, 1, B]. The forward's dst: o [HD·H, N], then lse [H, N]. The backward's srcs: q, k,
+ * v, mask, the forward's dst, dO [HD·H, N]; its dst: dq [HD, H, N], then dk and dv [HD, KV, N].
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "kernels.h"
+
+#ifdef HAVE_X86
+#define AVX512 __attribute__((target("avx512f")))
+/* query rows a block: the scores' scratch is 32 rows of the padded keys */
+#define QB 32
+
+/* c[r][0, 16·NV) (+)= Σ_l a[r·ars + l·als] · b[l·bls + (0, 16·NV)] for r < R, R·NV accumulators in registers */
+static inline __attribute__((always_inline)) AVX512 void tile(const int R, const int NV, int64_t n, const float *a,
+                                                              int64_t ars, int64_t als, const float *b, int64_t bls,
+                                                              float *c, int64_t crs, int add) {
+    __m512 x[8][2];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) x[r][v] = add ? _mm512_loadu_ps(c + r * crs + 16 * v) : _mm512_setzero_ps();
+    for (int64_t l = 0; l < n; l++) {
+        __m512 y[2];
+        for (int v = 0; v < NV; v++) y[v] = _mm512_loadu_ps(b + l * bls + 16 * v);
+        for (int r = 0; r < R; r++) {
+            const __m512 s = _mm512_set1_ps(a[r * ars + l * als]);
+            for (int v = 0; v < NV; v++) x[r][v] = _mm512_fmadd_ps(s, y[v], x[r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(c + r * crs + 16 * v, x[r][v]);
+}
+
+#define TILE(R, NV)                                                                                            \
+    static AVX512 void tile_##R##_##NV(int64_t n, const float *a, int64_t ars, int64_t als, const float *b,    \
+                                       int64_t bls, float *c, int64_t crs, int add) {                          \
+        tile(R, NV, n, a, ars, als, b, bls, c, crs, add);                                                      \
+    }
+TILE(8, 2)
+TILE(8, 1)
+TILE(1, 2)
+TILE(1, 1)
+
+/* c[rows × w] (+)= a[rows × n] · b[n × w], w a multiple of 16: a's (r, l) at a[r·ars + l·als], b's row l at
+   b + l·bls, c's row r at c + r·crs. Columns 32 at a time, so that b's slice is read from L1 by every row. */
+static AVX512 void product(int64_t rows, int64_t w, int64_t n, const float *a, int64_t ars, int64_t als,
+                           const float *b, int64_t bls, float *c, int64_t crs, int add) {
+    for (int64_t j = 0; j < w; j += 32) {
+        const int two = w - j >= 32;
+        int64_t r = 0;
+        for (; r + 8 <= rows; r += 8) {
+            const float *ar = a + r * ars;
+            float *cr = c + r * crs + j;
+            if (two) tile_8_2(n, ar, ars, als, b + j, bls, cr, crs, add);
+            else tile_8_1(n, ar, ars, als, b + j, bls, cr, crs, add);
+        }
+        for (; r < rows; r++) {
+            const float *ar = a + r * ars;
+            float *cr = c + r * crs + j;
+            if (two) tile_1_2(n, ar, ars, als, b + j, bls, cr, crs, add);
+            else tile_1_1(n, ar, ars, als, b + j, bls, cr, crs, add);
+        }
+    }
+}
+
+/* s[0, L) ← s·scale + mask (mask's first t entries; -inf from t on), the row's maximum returned */
+static AVX512 float masked_scores(float *s, const float *mask, float scale, int64_t L, int64_t t) {
+    const __m512 sc = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mx = ninf;
+    for (int64_t j = 0; j < L; j += 16) {
+        const __mmask16 live = tail_mask(t - j);
+        const __m512 m = _mm512_mask_loadu_ps(ninf, live, mask + j);
+        const __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(s + j), sc, m);
+        _mm512_storeu_ps(s + j, v);
+        mx = _mm512_max_ps(mx, v);
+    }
+    return _mm512_reduce_max_ps(mx);
+}
+
+/* s[j] ← e^(s[j] − top) over [0, L); returns their sum. Below -104 e^d is 0 in f32: the clamp keeps a masked
+   -inf's 2^n finite (softmax.c) */
+static AVX512 float exp_row(float *s, float top, int64_t L) {
+    const __m512 t = _mm512_set1_ps(top), lo = _mm512_set1_ps(-104.0f);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < L; j += 16) {
+        const __m512 e = exp_avx512(_mm512_max_ps(lo, _mm512_sub_ps(_mm512_loadu_ps(s + j), t)));
+        _mm512_storeu_ps(s + j, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+/* kt[d·ldt + j] = x's element d of key j < t for one kv head (row stride xs), zero for j in [t, ldt): 16 × 16
+   blocks through the registers (ldt a multiple of 16) */
+static AVX512 void pack_keys_t(const float *x, int64_t xs, int64_t HD, int64_t t, float *kt, int64_t ldt) {
+    __m512 a[16], tr[16];
+    for (int64_t j0 = 0; j0 < ldt; j0 += 16) {
+        for (int64_t d0 = 0; d0 < HD; d0 += 16) {
+            for (int jj = 0; jj < 16; jj++)
+                a[jj] = j0 + jj < t ? _mm512_loadu_ps(x + (j0 + jj) * xs + d0) : _mm512_setzero_ps();
+            transpose16(a, tr);
+            for (int dd = 0; dd < 16; dd++) _mm512_storeu_ps(kt + (d0 + dd) * ldt + j0, tr[dd]);
+        }
+    }
+}
+
+struct shapes {
+    int64_t HD, H, KV, T, B, Lp;
+};
+
+static struct shapes shapes_of(const struct tensor_abi *q, const struct tensor_abi *k,
+                               const struct tensor_abi *mask) {
+    const int64_t T = mask->ne[0];
+    return (struct shapes){q->ne[0], q->ne[1], k->ne[1], T, q->ne[2] / T, (T + 15) / 16 * 16};
+}
+
+/* out of memory aborts with a message, as gemm.c's scratch does: never a silently wrong gradient */
+static float *scratch(int64_t floats) {
+    float *p = aligned_alloc(64, (size_t)((floats * 4 + 63) / 64 * 64));
+    if (!p) {
+        fprintf(stderr, "steerlm attention: cannot allocate %lld KB of scratch\n", (long long)(floats >> 8));
+        abort();
+    }
+    return p;
+}
+
+/* one (sequence, kv head) unit: every query head that reads kv head g, block by block of queries */
+static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t g, const float *q, const float *k,
+                                const float *v, const float *mask, float scale, float *o, float *lse, float *kt,
+                                float *s) {
+    const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, r = H / KV;
+    const int64_t n0 = b * T;
+    pack_keys_t(k + (n0 * KV + g) * HD, KV * HD, HD, T, kt, Lp);
+    for (int64_t h = g * r; h < (g + 1) * r; h++) {
+        for (int64_t i0 = 0; i0 < T; i0 += QB) {
+            const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
+            const float *qb = q + ((n0 + i0) * H + h) * HD;
+            product(rows, L, HD, qb, H * HD, 1, kt, Lp, s, Lp, 0);
+            for (int64_t i = i0; i < i1; i++) {
+                float *row = s + (i - i0) * Lp;
+                const float top = masked_scores(row, mask + (n0 + i) * T, scale, L, T);
+                const float sum = exp_row(row, top, L);
+                const __m512 inv = _mm512_set1_ps(1.0f / sum);
+                for (int64_t j = 0; j < L; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
+                lse[(n0 + i) * H + h] = top + logf(sum);
+            }
+            /* keys after i1 have probability 0 for every query of the block */
+            product(rows, HD, i1, s, Lp, 1, v + (n0 * KV + g) * HD, KV * HD, o + ((n0 + i0) * H + h) * HD, H * HD, 0);
+        }
+    }
+}
+
+static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, const float *q, const float *k,
+                                 const float *v, const float *mask, const float *lse,
+                                 const float *dout, float scale, float *dq, float *dk, float *dv, float *buf) {
+    const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, r = H / KV;
+    const int64_t n0 = b * T;
+    float *kt = buf, *vt = kt + HD * Lp, *dka = vt + HD * Lp, *dva = dka + T * HD, *p = dva + T * HD;
+    float *ds = p + QB * Lp;
+    const float *kg = k + (n0 * KV + g) * HD, *vg = v + (n0 * KV + g) * HD;
+    pack_keys_t(kg, KV * HD, HD, T, kt, Lp);
+    pack_keys_t(vg, KV * HD, HD, T, vt, Lp);
+    memset(dka, 0, (size_t)(2 * T * HD) * sizeof(float));
+    for (int64_t h = g * r; h < (g + 1) * r; h++) {
+        for (int64_t i0 = 0; i0 < T; i0 += QB) {
+            const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
+            const int64_t at = (n0 + i0) * H + h; /* the block's first row in q, dO and dq, in heads */
+            product(rows, L, HD, q + at * HD, H * HD, 1, kt, Lp, p, Lp, 0);
+            product(rows, L, HD, dout + at * HD, H * HD, 1, vt, Lp, ds, Lp, 0);
+            for (int64_t i = i0; i < i1; i++) {
+                const int64_t n = n0 + i;
+                float *pr = p + (i - i0) * Lp, *sr = ds + (i - i0) * Lp;
+                masked_scores(pr, mask + n * T, scale, L, T);
+                exp_row(pr, lse[n * H + h], L);
+                /* the softmax gradient's row term Σ_j P·dP (= Σ_d dO·o) */
+                __m512 acc = _mm512_setzero_ps();
+                for (int64_t j = 0; j < L; j += 16)
+                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(pr + j), _mm512_loadu_ps(sr + j), acc);
+                const __m512 dsum = _mm512_set1_ps(_mm512_reduce_add_ps(acc)), sc = _mm512_set1_ps(scale);
+                for (int64_t j = 0; j < L; j += 16) {
+                    const __m512 pj = _mm512_loadu_ps(pr + j);
+                    _mm512_storeu_ps(sr + j, _mm512_mul_ps(_mm512_mul_ps(pj, sc),
+                                                           _mm512_sub_ps(_mm512_loadu_ps(sr + j), dsum)));
+                }
+            }
+            product(rows, HD, i1, ds, Lp, 1, kg, KV * HD, dq + at * HD, H * HD, 0);
+            product(i1, HD, rows, ds, 1, Lp, q + at * HD, H * HD, dka, HD, 1);
+            product(i1, HD, rows, p, 1, Lp, dout + at * HD, H * HD, dva, HD, 1);
+        }
+    }
+    for (int64_t j = 0; j < T; j++) {
+        memcpy(dk + ((n0 + j) * KV + g) * HD, dka + j * HD, (size_t)HD * sizeof(float));
+        memcpy(dv + ((n0 + j) * KV + g) * HD, dva + j * HD, (size_t)HD * sizeof(float));
+    }
+}
+#endif
+
+/* dst f32, flat: o [HD·H·N] then lse [H·N]; srcs q, k, v, mask; the scale is the userdata's float */
+KERNEL(attention)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+#ifdef HAVE_X86
+    const struct tensor_abi *q = dst->src[0], *k = dst->src[1];
+    const struct shapes z = shapes_of(q, k, dst->src[3]);
+    float *o = (float *)dst->data, *lse = o + z.HD * z.H * z.T * z.B;
+    float *kt = scratch(z.HD * z.Lp + QB * z.Lp), *s = kt + z.HD * z.Lp;
+    for (int64_t u = ith; u < z.B * z.KV; u += nth)
+        forward_unit(&z, u / z.KV, u % z.KV, (const float *)q->data, (const float *)k->data,
+                     (const float *)dst->src[2]->data, (const float *)dst->src[3]->data, userdata_float(userdata), o,
+                     lse, kt, s);
+    free(kt);
+#else
+    (void)dst, (void)ith, (void)nth, (void)userdata;
+#endif
+}
+
+/* dst f32, flat: dq [HD·H·N], dk and dv [HD·KV·N]; srcs q, k, v, mask, the forward's dst, dO */
+KERNEL(attention_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+#ifdef HAVE_X86
+    const struct tensor_abi *q = dst->src[0], *k = dst->src[1];
+    const struct shapes z = shapes_of(q, k, dst->src[3]);
+    const int64_t N = z.T * z.B;
+    const float *lse = (const float *)dst->src[4]->data + z.HD * z.H * N;
+    float *dq = (float *)dst->data, *dk = dq + z.HD * z.H * N, *dv = dk + z.HD * z.KV * N;
+    float *buf = scratch(2 * z.HD * z.Lp + 2 * z.T * z.HD + 2 * QB * z.Lp);
+    for (int64_t u = ith; u < z.B * z.KV; u += nth)
+        backward_unit(&z, u / z.KV, u % z.KV, (const float *)q->data, (const float *)k->data,
+                      (const float *)dst->src[2]->data, (const float *)dst->src[3]->data, lse,
+                      (const float *)dst->src[5]->data, userdata_float(userdata), dq, dk, dv, buf);
+    free(buf);
+#else
+    (void)dst, (void)ith, (void)nth, (void)userdata;
+#endif
+}

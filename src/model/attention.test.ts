@@ -1,0 +1,189 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { computeOnce } from "../../test/engine.js";
+import { useKernels } from "../../test/kernel-modes.js";
+import { Backend, getF32, setData } from "../ggml/backend.js";
+import { Context } from "../ggml/context.js";
+import { loadKernels } from "../ggml/native-kernels.js";
+import type { Tensor } from "../ggml/tensor.js";
+import { Rng } from "../util/rng.js";
+import { attentionValues } from "./attention.js";
+
+// steerlm's attention kernels (native/attention.c): causal attention and its three gradients in one node each,
+// against a float64 host reference of softmax(q·kᵀ·scale + mask)·v. The graph of products and softmax that the
+// model builds where they do not apply is checked against ggml's autograd and finite differences
+// (src/train/gradcheck.test.ts) and against llama.cpp's logits (check.test.ts).
+afterAll(() => useKernels("kernels"));
+
+interface Case {
+  HD: number;
+  H: number;
+  KV: number;
+  T: number;
+  B: number;
+  /** Real tokens of each sequence [B·T]: the rest is padding (on either side). */
+  real: (s: number, t: number) => boolean;
+}
+
+const cases: Case[] = [
+  // two blocks of 32 queries, the second with 5 rows (a tail of one row group), keys padded from 37 to 48;
+  // GQA 2:1; the second sequence left-padded by 3 and right-padded by 2
+  { HD: 32, H: 4, KV: 2, T: 37, B: 2, real: (s, t) => s === 0 || (t >= 3 && t < 35) },
+  // one head group per kv head, fewer keys than a vector, head dim 16 and 64
+  { HD: 16, H: 3, KV: 3, T: 5, B: 1, real: () => true },
+  { HD: 64, H: 2, KV: 1, T: 40, B: 1, real: (_s, t) => t < 38 },
+];
+
+/** o, dq, dk, dv in float64, from the same f32 inputs and mask; dO the upstream gradient. */
+function oracle(
+  cs: Case,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  mask: Float32Array,
+  dO: Float32Array,
+) {
+  const { HD, H, KV, T, B } = cs;
+  const N = T * B;
+  const r = H / KV;
+  const scale = 1 / Math.sqrt(HD);
+  const o = new Float64Array(HD * H * N);
+  const dq = new Float64Array(HD * H * N);
+  const dk = new Float64Array(HD * KV * N);
+  const dv = new Float64Array(HD * KV * N);
+  const qi = (n: number, h: number, d: number) => (n * H + h) * HD + d;
+  const ki = (n: number, g: number, d: number) => (n * KV + g) * HD + d;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / r);
+      for (let i = 0; i < T; i++) {
+        const n = b * T + i;
+        const s = new Float64Array(T).fill(Number.NEGATIVE_INFINITY);
+        for (let j = 0; j < T; j++) {
+          const m = mask[(b * T + i) * T + j] as number;
+          if (m === Number.NEGATIVE_INFINITY) continue;
+          let dot = 0;
+          for (let d = 0; d < HD; d++) dot += q[qi(n, h, d)]! * k[ki(b * T + j, g, d)]!;
+          s[j] = dot * scale + m;
+        }
+        const top = Math.max(...s);
+        const p = Array.from(s, (x) => Math.exp(x - top));
+        const sum = p.reduce((a, x) => a + x, 0);
+        for (let j = 0; j < T; j++) p[j]! /= sum;
+        const dp = new Float64Array(T);
+        let dsum = 0;
+        for (let j = 0; j < T; j++) {
+          for (let d = 0; d < HD; d++) {
+            o[qi(n, h, d)]! += p[j]! * v[ki(b * T + j, g, d)]!;
+            dp[j]! += dO[qi(n, h, d)]! * v[ki(b * T + j, g, d)]!;
+            dv[ki(b * T + j, g, d)]! += p[j]! * dO[qi(n, h, d)]!;
+          }
+          dsum += p[j]! * dp[j]!;
+        }
+        for (let j = 0; j < T; j++) {
+          const ds = p[j]! * (dp[j]! - dsum) * scale;
+          for (let d = 0; d < HD; d++) {
+            dq[qi(n, h, d)]! += ds * k[ki(b * T + j, g, d)]!;
+            dk[ki(b * T + j, g, d)]! += ds * q[qi(n, h, d)]!;
+          }
+        }
+      }
+    }
+  return { o, dq, dk, dv };
+}
+
+/** max |got − want| ÷ max |want| */
+function relError(got: Float32Array, want: Float64Array): number {
+  let err = 0;
+  let top = 1e-30;
+  for (let i = 0; i < want.length; i++) {
+    err = Math.max(err, Math.abs(got[i]! - want[i]!));
+    top = Math.max(top, Math.abs(want[i]!));
+  }
+  return err / top;
+}
+
+describe("Context.fusedAttention and Context.attentionBack", () => {
+  for (const threads of [1, 2])
+    it(`match float64 with GQA, padding and tails (${threads} thread${threads > 1 ? "s" : ""})`, () => {
+      useKernels("kernels");
+      // a CPU without AVX-512 has no attention kernel: say so rather than pass without running it
+      expect(
+        loadKernels()?.attention,
+        "this CPU has no AVX-512: the attention kernel cannot run",
+      ).toBeTruthy();
+      const backend = new Backend(threads);
+      const rng = new Rng(17);
+      for (const cs of cases) {
+        const { HD, H, KV, T, B } = cs;
+        const N = T * B;
+        const real = Uint8Array.from({ length: N }, (_, i) => (cs.real(Math.floor(i / T), i % T) ? 1 : 0));
+        const { kqMask } = attentionValues(real, B, T);
+        // scores up to ~±8 after the scale: some probabilities near 1, many near 0
+        const rand = (n: number, amp: number) =>
+          Float32Array.from({ length: n }, () => (rng.float() * 2 - 1) * amp);
+        const qd = rand(HD * H * N, 1.5);
+        const kd = rand(HD * KV * N, 1.5);
+        const vd = rand(HD * KV * N, 1);
+        const dOd = rand(HD * H * N, 1);
+        const s = new Context(8);
+        const q = s.newTensor("f32", [HD, H, N], "q");
+        const k = s.newTensor("f32", [HD, KV, N], "k");
+        const v = s.newTensor("f32", [HD, KV, N], "v");
+        const mask = s.newTensor("f32", [T, T, 1, B], "mask");
+        const dO = s.newTensor("f32", [HD * H, N], "dO");
+        const buf = backend.allocTensors(s);
+        for (const [t, d] of [
+          [q, qd],
+          [k, kd],
+          [v, vd],
+          [mask, kqMask],
+          [dO, dOd],
+        ] as [Tensor, Float32Array][])
+          setData(t, d);
+        const c = new Context(32, 32);
+        const fused = c.fusedAttention(q, k, v, mask, 1 / Math.sqrt(HD)) as Tensor;
+        expect(fused).not.toBeNull();
+        const [dq, dk, dv] = c.attentionBack(q, k, v, mask, fused, dO, 1 / Math.sqrt(HD));
+        const all = c.concat(
+          c.concat(c.reshape(dq, [HD * H * N]), c.reshape(dk, [HD * KV * N]), 0),
+          c.reshape(dv, [HD * KV * N]),
+          0,
+        );
+        const out = c.concat(c.reshape(fused, [fused.nelements]), all, 0);
+        const alloc = computeOnce(backend, c, 64, out);
+        const got = getF32(out);
+        const want = oracle(cs, qd, kd, vd, kqMask, dOd);
+        const parts = { o: 0, dq: HD * H * N + H * N }; // lse [H, N] lies between o and dq
+        const at = (start: number, n: number) => got.subarray(start, start + n);
+        const dkAt = parts.dq + HD * H * N;
+        const dvAt = dkAt + HD * KV * N;
+        const label = JSON.stringify({ HD, H, KV, T, B });
+        expect(relError(at(parts.o, HD * H * N), want.o), `o ${label}`).toBeLessThan(2e-6);
+        expect(relError(at(parts.dq, HD * H * N), want.dq), `dq ${label}`).toBeLessThan(1e-5);
+        expect(relError(at(dkAt, HD * KV * N), want.dk), `dk ${label}`).toBeLessThan(1e-5);
+        expect(relError(at(dvAt, HD * KV * N), want.dv), `dv ${label}`).toBeLessThan(2e-6);
+        alloc.free();
+        c.free();
+        buf.free();
+        s.free();
+      }
+      backend.free();
+    });
+
+  it("does not apply without AVX-512, or to a head dim that is not a multiple of 16: the model builds the graph", () => {
+    for (const [mode, HD, applies] of [
+      ["AVX2 kernels", 32, false],
+      ["ggml fallback", 32, false],
+      ["kernels", 8, false],
+      ["kernels", 32, true],
+    ] as const) {
+      useKernels(mode);
+      const c = new Context(8);
+      const q = c.newTensor("f32", [HD, 2, 6]);
+      const kv = c.newTensor("f32", [HD, 1, 6]);
+      const mask = c.newTensor("f32", [3, 3, 1, 2]);
+      expect(c.fusedAttention(q, kv, kv, mask, 1) !== null, `${mode}, head dim ${HD}`).toBe(applies);
+      c.free();
+    }
+  });
+});
