@@ -107,9 +107,9 @@ export function linear(
         tape.addParamGrad(lora.b, () => c.mulMat(c.transpose(uu), c.transpose(dz)));
         const du = c.mulMat(c.transpose(lora.b), dz); // [r, N]
         tape.addParamGrad(lora.a, () => c.mulMat(tape.transposed(x), c.transpose(du)));
-        if (dx) dx = c.add(dx, c.mulMat(c.transpose(lora.a), du));
+        if (dx) dx = c.accumulate(dx, c.mulMat(c.transpose(lora.a), du));
       }
-      if (dx) tape.addGrad(x, dx);
+      if (dx) tape.addGrad(x, dx, true);
     });
   }
   return y;

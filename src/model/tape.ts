@@ -1,4 +1,5 @@
 import { Context } from "../ggml/context.js";
+import { sameShape } from "../ggml/shape-error.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { bf16Operand } from "./bf16.js";
 
@@ -11,6 +12,8 @@ import { bf16Operand } from "./bf16.js";
 export class Tape {
   readonly #grads = new Map<Tensor, Tensor>();
   readonly #live = new Set<Tensor>();
+  /** Gradients that one entry of #grads alone holds, which later contributions may be added into in place. */
+  readonly #owned = new Set<Tensor>();
   readonly #steps: Array<() => void> = [];
   /** Gradient of each trainable parameter (summed over every use, e.g. tied embeddings). */
   readonly paramGrads = new Map<Tensor, Tensor>();
@@ -84,10 +87,30 @@ export class Tape {
     return this.#grads.get(t);
   }
 
-  addGrad(t: Tensor, g: Tensor): void {
+  /**
+   * Adds g to t's gradient. `fresh`: g was made for this call alone (a product), so that later contributions
+   * may be added into it in place; a product added to such a gradient is computed into it (Context.accumulate:
+   * no add pass, no tensor for the product). Every contribution to t comes before t's own step reads it.
+   */
+  addGrad(t: Tensor, g: Tensor, fresh = false): void {
     if (!this.#live.has(t)) return;
     const prev = this.#grads.get(t);
-    this.#grads.set(t, prev ? this.c.add(prev, g) : g);
+    if (!prev) {
+      this.#grads.set(t, g);
+      // a gradient passed on unchanged (a residual's) is shared by two entries: never written in place
+      if (fresh) this.#owned.add(g);
+      else this.#owned.delete(g);
+      return;
+    }
+    // a shared g that is a product would be computed twice by accumulate (once for its other consumer)
+    const inPlace = this.#owned.has(prev) && sameShape(prev, g);
+    const sum = !inPlace
+      ? this.c.add(prev, g)
+      : fresh
+        ? this.c.accumulate(prev, g)
+        : this.c.addInplace(prev, g);
+    this.#owned.add(sum);
+    this.#grads.set(t, sum);
   }
 
   addParamGrad(p: Tensor | undefined, g: () => Tensor): void {
