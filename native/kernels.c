@@ -35,7 +35,7 @@ void steerlm_kernels_abi(int64_t out[KERNELS_ABI_WORDS]) {
         ISA_AVX2,
         ISA_AVX512,
         ISA_AMX,
-        7, /* kernel set version: 5 adds the AMX level, 6 the count of f32 products run on AMX, 7 attention */
+        7, /* kernel set version: 5 adds the AMX level, 6 the count of f32 products run on AMX, 7 attention and the norms with a gain */
     };
     for (int i = 0; i < KERNELS_ABI_WORDS; i++) out[i] = abi[i];
 }
@@ -140,7 +140,7 @@ typedef void (*custom_op)(struct tensor_abi *dst, int ith, int nth, void *userda
 
 /* Function pointers for ggml_custom_4d, by name; null for an unknown name or a kernel the CPU cannot run
    (the engine then keeps ggml's ops): the f32-b GEMMs need AVX2 or AVX-512, bf16 x bf16 AVX512-BF16,
-   attention AVX-512. */
+   attention and the norms with a gain AVX-512. */
 custom_op steerlm_kernel(const char *name) {
     if (strcmp(name, "relayout") == 0) return steerlm_relayout;
     if (strcmp(name, "cross_entropy_back") == 0) return steerlm_cross_entropy_back;
@@ -153,6 +153,8 @@ custom_op steerlm_kernel(const char *name) {
     if (strcmp(name, "rope_table") == 0) return steerlm_rope_table;
     if (strcmp(name, "rope") == 0) return steerlm_rope;
 #ifdef HAVE_X86
+    if (strcmp(name, "rms_norm_gain") == 0) return steerlm_have_avx512() ? steerlm_rms_norm_gain : 0;
+    if (strcmp(name, "rms_norm_gain_back") == 0) return steerlm_have_avx512() ? steerlm_rms_norm_gain_back : 0;
     if (strcmp(name, "attention") == 0) return steerlm_have_avx512() ? steerlm_attention : 0;
     if (strcmp(name, "attention_back") == 0) return steerlm_have_avx512() ? steerlm_attention_back : 0;
     if (strcmp(name, "gemm_bf16") == 0) return steerlm_have_bf16() ? steerlm_gemm_bf16 : 0;

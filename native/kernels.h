@@ -234,6 +234,9 @@ void steerlm_swiglu_back(struct tensor_abi *dst, int ith, int nth, void *userdat
 void steerlm_soft_max(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rms_norm(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rms_norm_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
+/* RMSNorm times a gain and its two gradients, AVX-512 (rmsnorm.c) */
+void steerlm_rms_norm_gain(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_rms_norm_gain_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rope_table(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata);
 /* causal attention and its gradient, AVX-512 (attention.c); the scale comes as the node's userdata */

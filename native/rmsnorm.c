@@ -112,3 +112,93 @@ KERNEL(rms_norm_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) 
         combine(dy, x, (float)(-sxdy) / ((float)sxx + eps * (float)n), rrms, (float *)dst->data + r * n, n);
     }
 }
+
+/*
+ * RMSNorm times its gain g, and both gradients, for a pre-norm block: y = x·r⊙g in one pass instead of a norm
+ * and a broadcast multiply; dx = rms_norm_back(dy⊙g, x) and dg = Σ_rows dy⊙x·r in one pass over dy and x instead
+ * of three multiplies, a reduction and the norm's gradient, with x·r recomputed rather than kept. AVX-512 only
+ * (null elsewhere: the model keeps the separate ops). dg's sum over rows is split into a fixed number of runs of
+ * rows (the rows of dst after dx), whatever the threads: each run's sum is one row, and the graph adds them up.
+ */
+
+#ifdef HAVE_X86
+__attribute__((target("avx512f"))) static void norm_gain_avx512(const float *x, const float *g, float r, float *y,
+                                                              int64_t n) {
+    const __m512 rv = _mm512_set1_ps(r);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 live = tail_mask(n - i);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + i), rv);
+        _mm512_mask_storeu_ps(y + i, live, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, g + i)));
+    }
+}
+
+/* Σ x·(dy⊙g), summed as dot_avx512 */
+__attribute__((target("avx512f"))) static double dot_gain_avx512(const float *x, const float *dy, const float *g,
+                                                               int64_t n) {
+    __m512 s = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 live = tail_mask(n - i);
+        const __m512 d = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, dy + i), _mm512_maskz_loadu_ps(live, g + i));
+        s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, x + i), d, s);
+    }
+    return (double)_mm512_reduce_add_ps(s);
+}
+
+/* dx = (dy⊙g + x·c)·r, and dg += dy⊙x·r */
+__attribute__((target("avx512f"))) static void combine_gain_avx512(const float *dy, const float *x, const float *g,
+                                                                 float c, float r, float *dx, float *dg, int64_t n) {
+    const __m512 cv = _mm512_set1_ps(c), rv = _mm512_set1_ps(r);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 live = tail_mask(n - i);
+        const __m512 xv = _mm512_maskz_loadu_ps(live, x + i), d = _mm512_maskz_loadu_ps(live, dy + i);
+        const __m512 v = _mm512_fmadd_ps(xv, cv, _mm512_mul_ps(d, _mm512_maskz_loadu_ps(live, g + i)));
+        _mm512_mask_storeu_ps(dx + i, live, _mm512_mul_ps(v, rv));
+        const __m512 acc = _mm512_maskz_loadu_ps(live, dg + i);
+        _mm512_mask_storeu_ps(dg + i, live, _mm512_fmadd_ps(d, _mm512_mul_ps(xv, rv), acc));
+    }
+}
+#endif
+
+/* dst f32 [n, rows]: y; src[0] x f32 contiguous [n, rows], src[1] g f32 [n]; userdata eps */
+KERNEL(rms_norm_gain)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+#ifdef HAVE_X86
+    const struct tensor_abi *a = dst->src[0];
+    const float *g = (const float *)dst->src[1]->data;
+    const float eps = userdata_float(userdata);
+    const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
+    const struct share sh = thread_share(rows, ith, nth, 1);
+    for (int64_t r = sh.lo; r < sh.hi; r++) {
+        const float *x = (const float *)a->data + r * n;
+        const float mean = (float)(dot(x, x, n) / (double)n);
+        norm_gain_avx512(x, g, 1.0f / sqrtf(mean + eps), (float *)dst->data + r * n, n);
+    }
+#else
+    (void)dst, (void)ith, (void)nth, (void)userdata;
+#endif
+}
+
+/* dst f32 [n, rows + parts]: dx, then dg's partial sums over runs of rows; src[0] dy, src[1] x f32 contiguous [n, rows],
+   src[2] g f32 [n]; userdata eps */
+KERNEL(rms_norm_gain_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+#ifdef HAVE_X86
+    const struct tensor_abi *a = dst->src[1];
+    const float *g = (const float *)dst->src[2]->data;
+    const float eps = userdata_float(userdata);
+    const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
+    const int64_t parts = dst->ne[1] - rows, per = (rows + parts - 1) / parts;
+    for (int64_t part = ith; part < parts; part += nth) {
+        float *dg = (float *)dst->data + (rows + part) * n;
+        memset(dg, 0, (size_t)n * sizeof(float));
+        const int64_t hi = (part + 1) * per < rows ? (part + 1) * per : rows;
+        for (int64_t r = part * per; r < hi; r++) {
+            const float *x = (const float *)a->data + r * n, *dy = (const float *)dst->src[0]->data + r * n;
+            const double sxx = dot(x, x, n), sxdy = dot_gain_avx512(x, dy, g, n);
+            const float rrms = 1.0f / sqrtf((float)sxx / (float)n + eps);
+            combine_gain_avx512(dy, x, g, (float)(-sxdy) / ((float)sxx + eps * (float)n), rrms,
+                                (float *)dst->data + r * n, dg, n);
+        }
+    }
+#else
+    (void)dst, (void)ith, (void)nth, (void)userdata;
+#endif
+}

@@ -40,6 +40,32 @@ export class Context extends ForwardContext {
       return this.custom("f32", x.ne as Shape4, [dy, x], k.rmsNormBack, undefined, userdataWord(eps));
     return this.op((ggml, ctx) => ggml.ggml_rms_norm_back(ctx, ptrOf(dy), ptrOf(x), eps));
   }
+  /**
+   * [dx, dgain] of y = rmsNormGain(x, gain) from dy, in one node (native/rmsnorm.c) where normGainFused: dx
+   * as rmsNormBack(dy ⊙ gain, x), dgain = Σ over rows of dy ⊙ rms_norm(x), summed in RMS_GAIN_PARTS runs of
+   * rows that a repeat_back adds up.
+   */
+  rmsNormGainBack(dy: Tensor, x: Tensor, gain: Tensor, eps: number): [Tensor, Tensor] {
+    const fn = this.kernels?.rmsNormGainBack;
+    if (!fn || !this.normGainFused(x, gain) || !sameShape(dy, x) || dy.type !== "f32" || !dy.contiguous)
+      fail(
+        "rms_norm_gain_back",
+        `no fused kernel for dy ${dy.shapeText}, x ${x.shapeText}, gain ${gain.shapeText}`,
+      );
+    const n = x.ne[0] as number;
+    const rows = x.nelements / n;
+    const all = this.custom(
+      "f32",
+      [n, rows + RMS_GAIN_PARTS, 1, 1],
+      [dy, x, gain],
+      fn,
+      undefined,
+      userdataWord(eps),
+    );
+    const dx = this.reshape(this.range(all, [n, rows], 0), x.ne as Shape4);
+    const dgain = this.repeatBack(this.range(all, [n, RMS_GAIN_PARTS], n * rows), gain);
+    return [dx, dgain];
+  }
   ropeBack(dy: Tensor, positions: Tensor, nDims: number, mode: RopeMode, base: number): Tensor {
     if (positions.type !== "i32" || positions.nelements !== dy.ne[2]) {
       fail("rope_ext_back", `positions ${positions.shapeText} must be i32 of length ne2 of ${dy.shapeText}`);
@@ -194,6 +220,9 @@ export class Context extends ForwardContext {
     );
   }
 }
+
+/** Runs of rows whose gain gradients rmsNormGainBack's kernel sums apart, thread by thread: any count of threads, up to 16 busy. */
+const RMS_GAIN_PARTS = 16;
 
 /** What ggml's opt_step_adamw and steerlm's AdamW kernel both take: f32 w, grad, m, v of one shape; 7 params. */
 function checkAdamw(w: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor): void {

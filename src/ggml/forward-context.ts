@@ -248,6 +248,26 @@ export class ForwardContext implements Disposable {
       return this.custom("f32", a.ne as Shape4, [a], k.rmsNorm, undefined, userdataWord(eps));
     return this.#wrap(this.#n.base.ggml_rms_norm(this.#ptr, ptrOf(a), eps));
   }
+  /**
+   * rms_norm(a) ⊙ gain, gain f32 [ne0(a)]: one pass with steerlm's kernel where `normGainFused` says so
+   * (Context.rmsNormGainBack is then its gradient), else the norm and a broadcast multiply (same values).
+   */
+  rmsNormGain(a: Tensor, gain: Tensor, eps: number): Tensor {
+    const fn = this.kernels?.rmsNormGain;
+    if (fn && this.normGainFused(a, gain))
+      return this.custom("f32", a.ne as Shape4, [a, gain], fn, undefined, userdataWord(eps));
+    return this.mul(this.rmsNorm(a, eps), gain);
+  }
+  /** Whether rmsNormGain(a, gain) runs as one kernel node, and its gradient as another. */
+  normGainFused(a: Tensor, gain: Tensor): boolean {
+    const k = this.kernels;
+    return (
+      !!k?.rmsNormGain &&
+      !!k.rmsNormGainBack &&
+      [a, gain].every((t) => t.type === "f32" && t.contiguous) &&
+      gain.nelements === a.ne[0]
+    );
+  }
   /** Rows of `a` [E, R, ...] picked by i32 `idx` [n, ne2(a)] → [E, n, ...]. */
   getRows(a: Tensor, idx: Tensor): Tensor {
     if (idx.type !== "i32") fail("get_rows", "indices must be i32");

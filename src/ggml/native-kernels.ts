@@ -76,6 +76,9 @@ export interface NativeKernels {
   /** RMSNorm and its gradient by rows (rmsnorm.c); eps comes as the node's userdata. */
   rmsNorm: KernelFn | null;
   rmsNormBack: KernelFn | null;
+  /** RMSNorm times a gain, and its two gradients in one pass (rmsnorm.c); null without AVX-512. */
+  rmsNormGain: KernelFn | null;
+  rmsNormGainBack: KernelFn | null;
   /** RoPE's table of cos and sin by token, and the rotation (or its inverse) by it (rope.c). */
   ropeTable: KernelFn | null;
   rope: KernelFn | null;
@@ -171,6 +174,8 @@ export function loadKernels(): NativeKernels | null {
     softMax: fn("soft_max"),
     rmsNorm: fn("rms_norm"),
     rmsNormBack: fn("rms_norm_back"),
+    rmsNormGain: fn("rms_norm_gain"),
+    rmsNormGainBack: fn("rms_norm_gain_back"),
     ropeTable: fn("rope_table"),
     rope: fn("rope"),
     attention: fn("attention"),

@@ -79,3 +79,89 @@ describe("Context.rmsNorm and rmsNormBack", () => {
         backend.free();
       });
 });
+
+describe("Context.rmsNormGain and rmsNormGainBack", () => {
+  // one node each way with steerlm's kernels (AVX-512), against float64: y = x·r⊙g, dx = (dy⊙g + x·c)·r,
+  // dg = Σ_rows dy⊙x·r. Fewer rows than the gain gradient's runs (some runs empty), and more (uneven runs).
+  const gainShapes: Array<[number, number, number, number]> = [
+    [37, 5, 2, 1],
+    [64, 50, 1, 1],
+  ];
+  for (const threads of [1, 2])
+    it(`match float64 (kernels, ${threads} thread${threads > 1 ? "s" : ""})`, () => {
+      useKernels("kernels");
+      const backend = new Backend(threads);
+      for (const ne of gainShapes) {
+        const n = ne[0];
+        const total = ne.reduce((x, y) => x * y, 1);
+        const rows = total / n;
+        const xd = data(total, 1, n * 2);
+        const dyd = data(total, 5, n * 3);
+        const gd = Float32Array.from({ length: n }, (_, i) => 0.5 + Math.cos(i * 1.3));
+        const s = new Context(4);
+        const x = s.newTensor("f32", ne, "x");
+        const dy = s.newTensor("f32", ne, "dy");
+        const g = s.newTensor("f32", [n], "g");
+        const buf = backend.allocTensors(s);
+        setData(x, xd);
+        setData(dy, dyd);
+        setData(g, gd);
+        const c = new Context(16, 16);
+        expect(c.normGainFused(x, g), "this CPU has no AVX-512: the fused norm cannot run").toBe(true);
+        const y = c.rmsNormGain(x, g, EPS);
+        const [dx, dg] = c.rmsNormGainBack(dy, x, g, EPS);
+        const out = c.concat(c.concat(c.reshape(y, [total]), c.reshape(dx, [total]), 0), dg, 0);
+        const alloc = computeOnce(backend, c, 16, out);
+        const got = getF32(out);
+        const wantDg = new Float64Array(n);
+        let worst = { y: 0, dx: 0 };
+        for (let row = 0; row < rows; row++) {
+          let sxx = 0;
+          let sxdy = 0;
+          let sabs = 0;
+          for (let i = 0; i < n; i++) {
+            const [xi, di] = [xd[row * n + i]!, dyd[row * n + i]! * gd[i]!];
+            sxx += xi * xi;
+            sxdy += xi * di;
+            sabs += Math.abs(xi * di);
+          }
+          const r = 1 / Math.sqrt(sxx / n + EPS);
+          const c0 = -sxdy / (sxx + n * EPS);
+          const cAbs = sabs / (sxx + n * EPS);
+          for (let i = 0; i < n; i++) {
+            const k = row * n + i;
+            const [xi, di] = [xd[k]!, dyd[k]! * gd[i]!];
+            wantDg[i]! += dyd[k]! * xi * r;
+            const yErr = Math.abs(got[k]! - xi * r * gd[i]!) / (Math.abs(xi * gd[i]!) * r + 1e-30);
+            const bound = (Math.abs(di) + Math.abs(xi) * cAbs) * r + 1e-30;
+            const dxErr = Math.abs(got[total + k]! - (di + xi * c0) * r) / bound;
+            worst = { y: Math.max(worst.y, yErr), dx: Math.max(worst.dx, dxErr) };
+          }
+        }
+        let dgErr = 0;
+        let dgTop = 1e-30;
+        for (let i = 0; i < n; i++) {
+          dgErr = Math.max(dgErr, Math.abs(got[2 * total + i]! - wantDg[i]!));
+          dgTop = Math.max(dgTop, Math.abs(wantDg[i]!));
+        }
+        expect(worst.y, `y ${ne}`).toBeLessThan(1e-6);
+        expect(worst.dx, `dx ${ne}`).toBeLessThan(1e-5);
+        expect(dgErr / dgTop, `dgain ${ne}`).toBeLessThan(1e-5);
+        alloc.free();
+        c.free();
+        buf.free();
+        s.free();
+      }
+      backend.free();
+    });
+
+  it("is the norm and a multiply without AVX-512 (no fused gradient)", () => {
+    useKernels("AVX2 kernels");
+    const c = new Context(8);
+    const x = c.newTensor("f32", [16, 3]);
+    const g = c.newTensor("f32", [16]);
+    expect(c.normGainFused(x, g)).toBe(false);
+    expect(() => c.rmsNormGainBack(x, x, g, EPS)).toThrow(/no fused kernel/);
+    c.free();
+  });
+});

@@ -14,6 +14,20 @@ export interface BlockWeights {
 
 /** RMSNorm(x) ⊙ gain; backward: d gain = Σ_N dy ⊙ n, dx = rms_norm_back(dy ⊙ gain, x). */
 export function rmsNormGain(c: Context, x: Tensor, gain: Tensor, eps: number, tape?: Tape): Tensor {
+  if (c.normGainFused(x, gain)) {
+    // one node each way (native/rmsnorm.c): n is recomputed in the backward, not kept
+    const y = c.rmsNormGain(x, gain, eps);
+    if (tape?.propagate(y, [x], [gain])) {
+      tape.record(() => {
+        const dy = tape.grad(y);
+        if (!dy) return;
+        const [dx, dgain] = c.rmsNormGainBack(dy.contiguous ? dy : c.cont(dy), x, gain, eps);
+        tape.addParamGrad(gain, () => dgain);
+        if (tape.live(x)) tape.addGrad(x, dx);
+      });
+    }
+    return y;
+  }
   const n = c.rmsNorm(x, eps);
   const y = c.mul(n, gain);
   if (tape?.propagate(y, [x], [gain])) {
