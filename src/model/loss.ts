@@ -23,11 +23,13 @@ export function maskedCrossEntropy(
 ): Tensor {
   const [V, N] = logits.ne;
   const sm = c.softMaxExt(logits, null, 1, !outs.keepLogits);
-  // The +1e-30 sits between softmax and the reshape on purpose: with a view taken directly of
-  // soft_max's output, this ggml's autograd returns wrong gradients (found by the FD check).
-  const p = c.scaleBias(sm, 1, 1e-30); // [V, N]
+  // For ggml's autograd (a plainOps graph) the +1e-30 sits between softmax and the reshape on purpose: with
+  // a view taken directly of soft_max's output, it returns wrong gradients (found by the FD check). Elsewhere
+  // the N picked values get it, not all V·N (the same f32 sums; a pass over the logits' size saved).
+  const autograd = c.options.plainOps === true;
+  const p = autograd ? c.scaleBias(sm, 1, 1e-30) : sm; // [V, N]
   const picked = c.getRows(c.reshape(p, [1, V * N]), flatIdx); // [1, N]
-  const logp = c.log(picked); // [1, N]
+  const logp = c.log(autograd ? picked : c.scaleBias(picked, 1, 1e-30)); // [1, N]
   outs.logProbs?.(logp);
   const loss = c.mul(c.sum(c.mul(logp, mask)), negInvCount);
   if (tape?.propagate(loss, [logits])) {
