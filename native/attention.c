@@ -137,32 +137,32 @@ static float *scratch(int64_t floats) {
     return p;
 }
 
-/* one (sequence, kv head) unit: every query head that reads kv head g, block by block of queries */
-static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t g, const float *q, const float *k,
+/* one (sequence, query head) unit, block by block of queries: the forward has nothing to sum over the heads that
+   share a kv head, so its units are the query heads (smol135's 9 split 5:4 on two threads, its 3 kv heads 2:1) */
+static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, const float *q, const float *k,
                                 const float *v, const float *mask, float scale, float *o, float *lse, float *kt,
                                 float *s) {
-    const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, r = H / KV;
+    const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, g = h / (H / KV);
     const int64_t n0 = b * T;
     pack_keys_t(k + (n0 * KV + g) * HD, KV * HD, HD, T, kt, Lp);
-    for (int64_t h = g * r; h < (g + 1) * r; h++) {
-        for (int64_t i0 = 0; i0 < T; i0 += QB) {
-            const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
-            const float *qb = q + ((n0 + i0) * H + h) * HD;
-            product(rows, L, HD, qb, H * HD, 1, kt, Lp, s, Lp, 0);
-            for (int64_t i = i0; i < i1; i++) {
-                float *row = s + (i - i0) * Lp;
-                const float top = masked_scores(row, mask + (n0 + i) * T, scale, L, T);
-                const float sum = exp_row(row, top, L);
-                const __m512 inv = _mm512_set1_ps(1.0f / sum);
-                for (int64_t j = 0; j < L; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
-                lse[(n0 + i) * H + h] = top + logf(sum);
-            }
-            /* keys after i1 have probability 0 for every query of the block */
-            product(rows, HD, i1, s, Lp, 1, v + (n0 * KV + g) * HD, KV * HD, o + ((n0 + i0) * H + h) * HD, H * HD, 0);
+    for (int64_t i0 = 0; i0 < T; i0 += QB) {
+        const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
+        const float *qb = q + ((n0 + i0) * H + h) * HD;
+        product(rows, L, HD, qb, H * HD, 1, kt, Lp, s, Lp, 0);
+        for (int64_t i = i0; i < i1; i++) {
+            float *row = s + (i - i0) * Lp;
+            const float top = masked_scores(row, mask + (n0 + i) * T, scale, L, T);
+            const float sum = exp_row(row, top, L);
+            const __m512 inv = _mm512_set1_ps(1.0f / sum);
+            for (int64_t j = 0; j < L; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
+            lse[(n0 + i) * H + h] = top + logf(sum);
         }
+        /* keys after i1 have probability 0 for every query of the block */
+        product(rows, HD, i1, s, Lp, 1, v + (n0 * KV + g) * HD, KV * HD, o + ((n0 + i0) * H + h) * HD, H * HD, 0);
     }
 }
 
+/* one (sequence, kv head) unit: every query head that reads kv head g, whose dk and dv it sums */
 static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, const float *q, const float *k,
                                  const float *v, const float *mask, const float *lse,
                                  const float *dout, float scale, float *dq, float *dk, float *dv, float *buf) {
@@ -215,8 +215,8 @@ KERNEL(attention)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct shapes z = shapes_of(q, k, dst->src[3]);
     float *o = (float *)dst->data, *lse = o + z.HD * z.H * z.T * z.B;
     float *kt = scratch(z.HD * z.Lp + QB * z.Lp), *s = kt + z.HD * z.Lp;
-    for (int64_t u = ith; u < z.B * z.KV; u += nth)
-        forward_unit(&z, u / z.KV, u % z.KV, (const float *)q->data, (const float *)k->data,
+    for (int64_t u = ith; u < z.B * z.H; u += nth)
+        forward_unit(&z, u / z.H, u % z.H, (const float *)q->data, (const float *)k->data,
                      (const float *)dst->src[2]->data, (const float *)dst->src[3]->data, userdata_float(userdata), o,
                      lse, kt, s);
     free(kt);
