@@ -16,7 +16,9 @@ export interface StepFlops {
  * Model FLOPs of one training step on `batch` sequences of `seq` tokens, counted from the shapes: every
  * matrix product, 2 flops a multiply-add, nothing else (norms, softmax, RoPE, AdamW are left out, as MFU
  * counts them). Forward per token and block: q, k, v, o, gate, up, down projections; attention's QK^T and
- * AV over the full T × T square (what the graph computes: the causal mask is applied after the product);
+ * AV over the full T × T square, as PaLM's MFU counts them (the graph of products computes all of it and
+ * masks after; steerlm's attention kernel computes blocks of 32 queries against the keys up to each block's
+ * last: 62.5% of the square at T = 128, where m10's count is then 2.4% above the work done, docs/engine.md);
  * the output projection (lm head) once. Backward: a trained matrix costs twice its forward (the input's
  * gradient and the weight's); a frozen one (LoRA's base, the lm head under LoRA) only the input's gradient
  * (once); attention's two products twice (both operands are activations); LoRA's A and B twice.
