@@ -4,16 +4,20 @@
  * at a time instead of materialised for every head, and only the keys up to each block's last query computed.
  * The graph of products and softmax (src/model/attention.ts) computes the whole square, writes it out and
  * reads it back four times, and copies q, k, v and the output between token-major and head-major layouts;
- * these kernels read and write the projections' own layout. The backward recomputes the probabilities from
- * the forward's log-sum-exp of each row rather than keeping them.
+ * these kernels read and write the projections' own layout. RoPE is applied to q and k as they are read, and
+ * its inverse to dq and dk as they are written (rope.c's rotation, by the graph's table of cos and sin), so the
+ * graph has no rope nodes around attention either. The backward recomputes the probabilities from the forward's
+ * log-sum-exp of each row rather than keeping them.
  *
  * The mask must hide every key after its query (attentionValues makes it so: causal plus padding); keys
  * before a query are masked as the mask says. AVX-512 only, head dim a multiple of 16: elsewhere the model
  * builds the graph.
  *
- * Layouts (ggml order, N = T·B tokens): q [HD, H, N], k and v [HD, KV, N] (query head h reads kv head
- * h / (H/KV)), mask [T, T, 1, B]. The forward's dst: o [HD·H, N], then lse [H, N]. The backward's srcs: q, k,
- * v, mask, the forward's dst, dO [HD·H, N]; its dst: dq [HD, H, N], then dk and dv [HD, KV, N].
+ * Layouts (ggml order, N = T·B tokens): q [HD, H, N] and k [HD, KV, N] before RoPE, v [HD, KV, N] (query head
+ * h reads kv head h / (H/KV)), mask [T, T, 1, B], the RoPE table [HD, N] (rope.c; neox pairs or adjacent ones
+ * by the kernel's name). The forward's dst: o [HD·H, N], then lse [H, N]. The backward's srcs: q, k, v, mask,
+ * the table, the forward's dst, dO [HD·H, N]; its dst: dq [HD, H, N], then dk and dv [HD, KV, N], all three
+ * gradients of the inputs before RoPE.
  */
 #include <math.h>
 #include <stdio.h>
@@ -119,12 +123,21 @@ static AVX512 void pack_keys_t(const float *x, int64_t xs, int64_t HD, int64_t t
 
 struct shapes {
     int64_t HD, H, KV, T, B, Lp;
+    const float *table; /* RoPE's cos and sin [HD, N] */
+    int neox, rope_level;
 };
 
-static struct shapes shapes_of(const struct tensor_abi *q, const struct tensor_abi *k,
-                               const struct tensor_abi *mask) {
+/* rows[r·HD + d] = row r of x (row stride xs) rotated by RoPE at tokens n, n + 1, ... */
+static void rope_rows(const struct shapes *z, const float *x, int64_t xs, int64_t rows, int64_t n, float *out) {
+    for (int64_t r = 0; r < rows; r++)
+        steerlm_rope_row(z->rope_level, x + r * xs, z->table + (n + r) * z->HD, 1.0f, z->neox, z->HD, out + r * z->HD);
+}
+
+static struct shapes shapes_of(const struct tensor_abi *q, const struct tensor_abi *k, const struct tensor_abi *mask,
+                               const struct tensor_abi *table, int neox) {
     const int64_t T = mask->ne[0];
-    return (struct shapes){q->ne[0], q->ne[1], k->ne[1], T, q->ne[2] / T, (T + 15) / 16 * 16};
+    return (struct shapes){q->ne[0], q->ne[1], k->ne[1], T, q->ne[2] / T, (T + 15) / 16 * 16, (const float *)table->data,
+                           neox, steerlm_rope_level(neox, q->ne[0])};
 }
 
 /* out of memory aborts with a message, as gemm.c's scratch does: never a silently wrong gradient */
@@ -140,15 +153,16 @@ static float *scratch(int64_t floats) {
 /* one (sequence, query head) unit, block by block of queries: the forward has nothing to sum over the heads that
    share a kv head, so its units are the query heads (smol135's 9 split 5:4 on two threads, its 3 kv heads 2:1) */
 static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, const float *q, const float *k,
-                                const float *v, const float *mask, float scale, float *o, float *lse, float *kt,
-                                float *s) {
+                                const float *v, const float *mask, float scale, float *o, float *lse, float *buf) {
     const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, g = h / (H / KV);
     const int64_t n0 = b * T;
-    pack_keys_t(k + (n0 * KV + g) * HD, KV * HD, HD, T, kt, Lp);
+    float *kt = buf, *kr = kt + HD * Lp, *qs = kr + T * HD, *s = qs + QB * HD;
+    rope_rows(z, k + (n0 * KV + g) * HD, KV * HD, T, n0, kr);
+    pack_keys_t(kr, HD, HD, T, kt, Lp);
     for (int64_t i0 = 0; i0 < T; i0 += QB) {
         const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
-        const float *qb = q + ((n0 + i0) * H + h) * HD;
-        product(rows, L, HD, qb, H * HD, 1, kt, Lp, s, Lp, 0);
+        rope_rows(z, q + ((n0 + i0) * H + h) * HD, H * HD, rows, n0 + i0, qs);
+        product(rows, L, HD, qs, HD, 1, kt, Lp, s, Lp, 0);
         for (int64_t i = i0; i < i1; i++) {
             float *row = s + (i - i0) * Lp;
             const float top = masked_scores(row, mask + (n0 + i) * T, scale, L, T);
@@ -164,21 +178,22 @@ static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, co
 
 /* one (sequence, kv head) unit: every query head that reads kv head g, whose dk and dv it sums */
 static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, const float *q, const float *k,
-                                 const float *v, const float *mask, const float *lse,
-                                 const float *dout, float scale, float *dq, float *dk, float *dv, float *buf) {
+                                 const float *v, const float *mask, const float *lse, const float *dout, float scale,
+                                 float *dq, float *dk, float *dv, float *buf) {
     const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, r = H / KV;
     const int64_t n0 = b * T;
-    float *kt = buf, *vt = kt + HD * Lp, *dka = vt + HD * Lp, *dva = dka + T * HD, *p = dva + T * HD;
-    float *ds = p + QB * Lp;
-    const float *kg = k + (n0 * KV + g) * HD, *vg = v + (n0 * KV + g) * HD;
-    pack_keys_t(kg, KV * HD, HD, T, kt, Lp);
-    pack_keys_t(vg, KV * HD, HD, T, vt, Lp);
+    float *kt = buf, *vt = kt + HD * Lp, *dka = vt + HD * Lp, *dva = dka + T * HD, *kr = dva + T * HD;
+    float *p = kr + T * HD, *ds = p + QB * Lp, *qs = ds + QB * Lp;
+    rope_rows(z, k + (n0 * KV + g) * HD, KV * HD, T, n0, kr);
+    pack_keys_t(kr, HD, HD, T, kt, Lp);
+    pack_keys_t(v + (n0 * KV + g) * HD, KV * HD, HD, T, vt, Lp);
     memset(dka, 0, (size_t)(2 * T * HD) * sizeof(float));
     for (int64_t h = g * r; h < (g + 1) * r; h++) {
         for (int64_t i0 = 0; i0 < T; i0 += QB) {
             const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
             const int64_t at = (n0 + i0) * H + h; /* the block's first row in q, dO and dq, in heads */
-            product(rows, L, HD, q + at * HD, H * HD, 1, kt, Lp, p, Lp, 0);
+            rope_rows(z, q + at * HD, H * HD, rows, n0 + i0, qs);
+            product(rows, L, HD, qs, HD, 1, kt, Lp, p, Lp, 0);
             product(rows, L, HD, dout + at * HD, H * HD, 1, vt, Lp, ds, Lp, 0);
             for (int64_t i = i0; i < i1; i++) {
                 const int64_t n = n0 + i;
@@ -196,50 +211,66 @@ static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, c
                                                            _mm512_sub_ps(_mm512_loadu_ps(sr + j), dsum)));
                 }
             }
-            product(rows, HD, i1, ds, Lp, 1, kg, KV * HD, dq + at * HD, H * HD, 0);
-            product(i1, HD, rows, ds, 1, Lp, q + at * HD, H * HD, dka, HD, 1);
+            product(rows, HD, i1, ds, Lp, 1, kr, HD, dq + at * HD, H * HD, 0);
+            for (int64_t i = i0; i < i1; i++)
+                steerlm_rope_row(z->rope_level, dq + ((n0 + i) * H + h) * HD, z->table + (n0 + i) * HD, -1.0f, z->neox, HD,
+                                 dq + ((n0 + i) * H + h) * HD);
+            product(i1, HD, rows, ds, 1, Lp, qs, HD, dka, HD, 1);
             product(i1, HD, rows, p, 1, Lp, dout + at * HD, H * HD, dva, HD, 1);
         }
     }
     for (int64_t j = 0; j < T; j++) {
-        memcpy(dk + ((n0 + j) * KV + g) * HD, dka + j * HD, (size_t)HD * sizeof(float));
+        steerlm_rope_row(z->rope_level, dka + j * HD, z->table + (n0 + j) * HD, -1.0f, z->neox, HD, dk + ((n0 + j) * KV + g) * HD);
         memcpy(dv + ((n0 + j) * KV + g) * HD, dva + j * HD, (size_t)HD * sizeof(float));
     }
 }
 #endif
 
-/* dst f32, flat: o [HD·H·N] then lse [H·N]; srcs q, k, v, mask; the scale is the userdata's float */
-KERNEL(attention)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+/* dst f32, flat: o [HD·H·N] then lse [H·N]; srcs q, k, v, mask, the RoPE table; the scale is the userdata's float */
+static void attention(struct tensor_abi *dst, int ith, int nth, void *userdata, int neox) {
 #ifdef HAVE_X86
     const struct tensor_abi *q = dst->src[0], *k = dst->src[1];
-    const struct shapes z = shapes_of(q, k, dst->src[3]);
+    const struct shapes z = shapes_of(q, k, dst->src[3], dst->src[4], neox);
     float *o = (float *)dst->data, *lse = o + z.HD * z.H * z.T * z.B;
-    float *kt = scratch(z.HD * z.Lp + QB * z.Lp), *s = kt + z.HD * z.Lp;
+    float *buf = scratch(z.HD * z.Lp + z.T * z.HD + QB * z.HD + QB * z.Lp);
     for (int64_t u = ith; u < z.B * z.H; u += nth)
         forward_unit(&z, u / z.H, u % z.H, (const float *)q->data, (const float *)k->data,
                      (const float *)dst->src[2]->data, (const float *)dst->src[3]->data, userdata_float(userdata), o,
-                     lse, kt, s);
-    free(kt);
+                     lse, buf);
+    free(buf);
 #else
-    (void)dst, (void)ith, (void)nth, (void)userdata;
+    (void)dst, (void)ith, (void)nth, (void)userdata, (void)neox;
 #endif
 }
 
-/* dst f32, flat: dq [HD·H·N], dk and dv [HD·KV·N]; srcs q, k, v, mask, the forward's dst, dO */
-KERNEL(attention_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+/* dst f32, flat: dq [HD·H·N], dk and dv [HD·KV·N]; srcs q, k, v, mask, the RoPE table, the forward's dst, dO */
+static void attention_back(struct tensor_abi *dst, int ith, int nth, void *userdata, int neox) {
 #ifdef HAVE_X86
     const struct tensor_abi *q = dst->src[0], *k = dst->src[1];
-    const struct shapes z = shapes_of(q, k, dst->src[3]);
+    const struct shapes z = shapes_of(q, k, dst->src[3], dst->src[4], neox);
     const int64_t N = z.T * z.B;
-    const float *lse = (const float *)dst->src[4]->data + z.HD * z.H * N;
+    const float *lse = (const float *)dst->src[5]->data + z.HD * z.H * N;
     float *dq = (float *)dst->data, *dk = dq + z.HD * z.H * N, *dv = dk + z.HD * z.KV * N;
-    float *buf = scratch(2 * z.HD * z.Lp + 2 * z.T * z.HD + 2 * QB * z.Lp);
+    float *buf = scratch(2 * z.HD * z.Lp + 3 * z.T * z.HD + 2 * QB * z.Lp + QB * z.HD);
     for (int64_t u = ith; u < z.B * z.KV; u += nth)
         backward_unit(&z, u / z.KV, u % z.KV, (const float *)q->data, (const float *)k->data,
                       (const float *)dst->src[2]->data, (const float *)dst->src[3]->data, lse,
-                      (const float *)dst->src[5]->data, userdata_float(userdata), dq, dk, dv, buf);
+                      (const float *)dst->src[6]->data, userdata_float(userdata), dq, dk, dv, buf);
     free(buf);
 #else
-    (void)dst, (void)ith, (void)nth, (void)userdata;
+    (void)dst, (void)ith, (void)nth, (void)userdata, (void)neox;
 #endif
+}
+
+KERNEL(attention)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    attention(dst, ith, nth, userdata, 0);
+}
+KERNEL(attention_neox)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    attention(dst, ith, nth, userdata, 1);
+}
+KERNEL(attention_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    attention_back(dst, ith, nth, userdata, 0);
+}
+KERNEL(attention_back_neox)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
+    attention_back(dst, ith, nth, userdata, 1);
 }

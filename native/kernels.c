@@ -157,6 +157,8 @@ custom_op steerlm_kernel(const char *name) {
     if (strcmp(name, "rms_norm_gain_back") == 0) return steerlm_have_avx512() ? steerlm_rms_norm_gain_back : 0;
     if (strcmp(name, "attention") == 0) return steerlm_have_avx512() ? steerlm_attention : 0;
     if (strcmp(name, "attention_back") == 0) return steerlm_have_avx512() ? steerlm_attention_back : 0;
+    if (strcmp(name, "attention_neox") == 0) return steerlm_have_avx512() ? steerlm_attention_neox : 0;
+    if (strcmp(name, "attention_back_neox") == 0) return steerlm_have_avx512() ? steerlm_attention_back_neox : 0;
     if (strcmp(name, "gemm_bf16") == 0) return steerlm_have_bf16() ? steerlm_gemm_bf16 : 0;
     if (!steerlm_have_avx2()) return 0;
     if (strcmp(name, "gemm_f32") == 0) return steerlm_gemm_f32;

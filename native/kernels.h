@@ -239,9 +239,16 @@ void steerlm_rms_norm_gain(struct tensor_abi *dst, int ith, int nth, void *userd
 void steerlm_rms_norm_gain_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rope_table(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata);
-/* causal attention and its gradient, AVX-512 (attention.c); the scale comes as the node's userdata */
+/* rope.c's rotation of one row by its token's row of the table (sg -1: the inverse) on the path `level` names
+   (steerlm_rope_level), for attention.c */
+int steerlm_rope_level(int neox, int64_t n);
+void steerlm_rope_row(int level, const float *x, const float *table_row, float sg, int neox, int64_t n, float *y);
+/* causal attention with RoPE and its gradient, AVX-512 (attention.c): neox or adjacent pairs; the scale comes as
+   the node's userdata */
 void steerlm_attention(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_attention_neox(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_attention_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
+void steerlm_attention_back_neox(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_f32_into(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_gemm_bf16(struct tensor_abi *dst, int ith, int nth, void *userdata);

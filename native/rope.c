@@ -95,34 +95,53 @@ TARGET_AVX2 static void rotate_pairs_avx2(const float *x, const float *c, const 
 }
 #endif
 
+/* The rotation's code path for n dims: 2 AVX-512 where it runs and the dims fill 16 lanes, 1 AVX2 where it runs
+   and they fill 8, else 0 */
+int steerlm_rope_level(int neox, int64_t n) {
+    const int64_t h = n / 2;
+#ifdef HAVE_X86
+    if (steerlm_have_avx512() && (neox ? h % 16 == 0 : n % 16 == 0)) return 2;
+    if (steerlm_have_avx2() && (neox ? h % 8 == 0 : n % 8 == 0)) return 1;
+#else
+    (void)neox, (void)h;
+#endif
+    return 0;
+}
+
+/* One row's first n dims rotated by a token's row of the table, y = x·cos ∓ partner·sin (sg = -1: the inverse),
+   on `level`'s path (steerlm_rope_level); y may be x */
+void steerlm_rope_row(int level, const float *x, const float *table_row, float sg, int neox, int64_t n, float *y) {
+    const float *c = table_row, *s = c + n / 2;
+#ifdef HAVE_X86
+    if (level == 2) {
+        if (neox) rotate_neox_avx512(x, c, s, sg, n, y);
+        else rotate_pairs_avx512(x, c, s, sg, n, y);
+        return;
+    }
+    if (level == 1) {
+        if (neox) rotate_neox_avx2(x, c, s, sg, n, y);
+        else rotate_pairs_avx2(x, c, s, sg, n, y);
+        return;
+    }
+#else
+    (void)level;
+#endif
+    rotate_scalar(x, c, s, sg, neox, n, y);
+}
+
 /* dst f32 like src[0]; src[0] x f32 contiguous [d, heads, T, 1]; src[1] the table [n, T]; userdata the flags */
 KERNEL(rope)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     const struct tensor_abi *a = dst->src[0], *tab = dst->src[1];
     const uint32_t flags = userdata_bits(userdata);
     const int neox = flags & 1;
     const float sg = flags & 2 ? -1.0f : 1.0f;
-    const int64_t d = a->ne[0], heads = a->ne[1], rows = heads * a->ne[2], n = tab->ne[0], h = n / 2;
+    const int64_t d = a->ne[0], heads = a->ne[1], rows = heads * a->ne[2], n = tab->ne[0];
     const struct share sh = thread_share(rows, ith, nth, 1);
-#ifdef HAVE_X86
-    /* 16 lanes where AVX-512 runs and the dims fill them, else 8 where AVX2 runs and they fill those */
-    const int vec = steerlm_have_avx512() && (neox ? h % 16 == 0 : n % 16 == 0),
-              vec8 = !vec && steerlm_have_avx2() && (neox ? h % 8 == 0 : n % 8 == 0);
-#endif
+    const int level = steerlm_rope_level(neox, n);
     for (int64_t r = sh.lo; r < sh.hi; r++) {
-        const float *x = (const float *)a->data + r * d, *c = (const float *)tab->data + (r / heads) * n, *s = c + h;
+        const float *x = (const float *)a->data + r * d;
         float *y = (float *)dst->data + r * d;
-#ifdef HAVE_X86
-        if (vec && neox)
-            rotate_neox_avx512(x, c, s, sg, n, y);
-        else if (vec)
-            rotate_pairs_avx512(x, c, s, sg, n, y);
-        else if (vec8 && neox)
-            rotate_neox_avx2(x, c, s, sg, n, y);
-        else if (vec8)
-            rotate_pairs_avx2(x, c, s, sg, n, y);
-        else
-#endif
-            rotate_scalar(x, c, s, sg, neox, n, y);
+        steerlm_rope_row(level, x, (const float *)tab->data + (r / heads) * n, sg, neox, n, y);
         if (d > n) memcpy(y + n, x + n, (size_t)(d - n) * 4);
     }
 }

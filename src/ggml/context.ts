@@ -1,5 +1,5 @@
 import { userdataWord } from "./ffi.js";
-import { ForwardContext, fusedAttentionFits, type RopeMode } from "./forward-context.js";
+import { ForwardContext, fusedAttentionFits, type RopeMode, type RopeSpec } from "./forward-context.js";
 import { ptrOf } from "./handles.js";
 import { fail, sameShape } from "./shape-error.js";
 import type { Shape4, Tensor } from "./tensor.js";
@@ -73,22 +73,23 @@ export class Context extends ForwardContext {
     return this.ropeOp(true, dy, positions, nDims, mode, base);
   }
   /**
-   * The gradients [dq, dk, dv] of `fused` = fusedAttention(q, k, v, mask, scale) from dO [HD·H, N], in one
-   * node (native/attention.c), shaped as q, k and v.
+   * The gradients [dq, dk, dv] of `fused` = fusedAttention(q, k, v, mask, scale, rope) from dO [HD·H, N], in
+   * one node (native/attention.c), shaped as q, k and v: gradients of the inputs before RoPE.
    */
   attentionBack(
     q: Tensor,
     k: Tensor,
     v: Tensor,
     mask: Tensor,
+    rope: RopeSpec,
     fused: Tensor,
     dO: Tensor,
     scale: number,
   ): [Tensor, Tensor, Tensor] {
-    const fn = this.kernels?.attentionBack;
+    const fn = this.kernels?.attentionBack?.[rope.mode];
     const [HD, H, N] = q.ne as Shape4;
     const KV = k.ne[1] as number;
-    if (!fn || !fusedAttentionFits(q, k, v, mask))
+    if (!fn || !fusedAttentionFits(q, k, v, mask, rope))
       fail(
         "attention_back",
         `no attention kernel for q ${q.shapeText}, k ${k.shapeText}, mask ${mask.shapeText}`,
@@ -97,10 +98,11 @@ export class Context extends ForwardContext {
       fail("attention_back", `dO ${dO.shapeText} must be contiguous f32 [${HD * H}, ${N}]`);
     if (fused.nelements !== HD * H * N + H * N)
       fail("attention_back", `${fused.shapeText} is not the forward's node`);
+    const table = this.ropeTable(rope.positions, HD, rope.base);
     const all = this.custom(
       "f32",
       [HD * N * (H + 2 * KV), 1, 1, 1],
-      [q, k, v, mask, fused, dO],
+      [q, k, v, mask, table, fused, dO],
       fn,
       undefined,
       userdataWord(scale),

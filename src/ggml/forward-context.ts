@@ -305,21 +305,29 @@ export class ForwardContext implements Disposable {
     );
   }
   /**
-   * Causal attention softmax(q·kᵀ·scale + mask)·v as one node (native/attention.c): q [HD, H, N], k and v
-   * [HD, KV, N] (query head h reads kv head ⌊h / (H/KV)⌋), mask f32 [T, T, 1, B] with N = T·B that hides
-   * every key after its query (attentionValues). The node holds o [HD·H, N], then each row's log-sum-exp
-   * [H, N], which `Context.attentionBack` reads. null where the kernel does not apply (no AVX-512, a head dim
-   * not a multiple of 16, other layouts): the caller builds the graph of products and softmax instead.
+   * Causal attention softmax(RoPE(q)·RoPE(k)ᵀ·scale + mask)·v as one node (native/attention.c): q [HD, H, N],
+   * k and v [HD, KV, N] (query head h reads kv head ⌊h / (H/KV)⌋), q and k before RoPE (over all HD dims),
+   * mask f32 [T, T, 1, B] with N = T·B that hides every key after its query (attentionValues). The node holds
+   * o [HD·H, N], then each row's log-sum-exp [H, N], which `Context.attentionBack` reads. null where the kernel
+   * does not apply (no AVX-512, a head dim not a multiple of 16, other layouts): the caller builds the graph of
+   * rope, products and softmax instead.
    */
-  fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor | null {
-    const fn = this.kernels?.attention;
-    if (!fn || !fusedAttentionFits(q, k, v, mask)) return null;
-
+  fusedAttention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor,
+    scale: number,
+    rope: RopeSpec,
+  ): Tensor | null {
+    const fn = this.kernels?.attention?.[rope.mode];
+    if (!fn || !fusedAttentionFits(q, k, v, mask, rope)) return null;
     const [HD, H, N] = q.ne as Shape4;
+    const table = this.ropeTable(rope.positions, HD, rope.base);
     return this.custom(
       "f32",
       [HD * H * N + H * N, 1, 1, 1],
-      [q, k, v, mask],
+      [q, k, v, mask, table],
       fn,
       undefined,
       userdataWord(scale),
@@ -348,13 +356,8 @@ export class ForwardContext implements Disposable {
     base: number,
   ): Tensor {
     const k = this.kernels;
-    const makeTable = k?.ropeTable;
-    if (k?.rope && makeTable && a.type === "f32" && a.contiguous && a.ne[3] === 1) {
-      const ne: Shape4 = [nDims, a.ne[2] as number, 1, 1];
-      const word = userdataWord(base);
-      const table = this.#made(positions, `rope/${nDims}/${base}`, () =>
-        this.custom("f32", ne, [positions], makeTable, undefined, word),
-      );
+    if (k?.rope && k.ropeTable && a.type === "f32" && a.contiguous && a.ne[3] === 1) {
+      const table = this.ropeTable(positions, nDims, base);
       const flags = (mode === "neox" ? 1 : 0) | (back ? 2 : 0);
       return this.custom("f32", a.ne as Shape4, [a, table], k.rope, undefined, userdataBits(flags));
     }
@@ -362,6 +365,16 @@ export class ForwardContext implements Disposable {
     const rope = this.#n.base[fn];
     return this.#wrap(
       rope(this.#ptr, ptrOf(a), ptrOf(positions), null, nDims, GGML_ROPE_TYPE[mode], 0, base, 1, 0, 1, 0, 0),
+    );
+  }
+
+  /** RoPE's table of cos and sin [nDims, tokens] (native/rope.c), made once a graph for each (positions, dims, base). */
+  protected ropeTable(positions: Tensor, nDims: number, base: number): Tensor {
+    const makeTable = this.kernels?.ropeTable;
+    if (!makeTable) fail("rope_table", "steerlm's kernels are not loaded");
+    const ne: Shape4 = [nDims, positions.ne[0] as number, 1, 1];
+    return this.#made(positions, `rope/${nDims}/${base}`, () =>
+      this.custom("f32", ne, [positions], makeTable, undefined, userdataWord(base)),
     );
   }
 
@@ -513,8 +526,15 @@ export class ForwardContext implements Disposable {
   }
 }
 
+/** RoPE as attention's kernels apply it to q and k: each token's position, the pairing, the base θ. */
+export interface RopeSpec {
+  positions: Tensor;
+  mode: RopeMode;
+  base: number;
+}
+
 /** The layouts steerlm's attention kernels read (ForwardContext.fusedAttention). */
-export function fusedAttentionFits(q: Tensor, k: Tensor, v: Tensor, mask: Tensor): boolean {
+export function fusedAttentionFits(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, rope: RopeSpec): boolean {
   const [HD, H, N, one] = q.ne as Shape4;
   const [T, Tq, mone, B] = mask.ne as Shape4;
   return (
@@ -528,6 +548,8 @@ export function fusedAttentionFits(q: Tensor, k: Tensor, v: Tensor, mask: Tensor
     H % (k.ne[1] as number) === 0 &&
     Tq === T &&
     mone === 1 &&
-    T * B === N
+    T * B === N &&
+    rope.positions.type === "i32" &&
+    rope.positions.nelements === N
   );
 }

@@ -82,9 +82,12 @@ export interface NativeKernels {
   /** RoPE's table of cos and sin by token, and the rotation (or its inverse) by it (rope.c). */
   ropeTable: KernelFn | null;
   rope: KernelFn | null;
-  /** Causal attention in one node and its gradient in another (attention.c); null without AVX-512. */
-  attention: KernelFn | null;
-  attentionBack: KernelFn | null;
+  /**
+   * Causal attention with RoPE in one node and its gradient in another (attention.c), by RoPE's pairing;
+   * null without AVX-512.
+   */
+  attention: { normal: KernelFn; neox: KernelFn } | null;
+  attentionBack: { normal: KernelFn; neox: KernelFn } | null;
   /** GEMMs with f32 accumulation; null where the CPU lacks AVX512-BF16 (bf16) / AVX2 and AVX-512 (the rest). */
   gemmBf16: KernelFn | null;
   /**
@@ -178,8 +181,8 @@ export function loadKernels(): NativeKernels | null {
     rmsNormGainBack: fn("rms_norm_gain_back"),
     ropeTable: fn("rope_table"),
     rope: fn("rope"),
-    attention: fn("attention"),
-    attentionBack: fn("attention_back"),
+    attention: byPairing(fn("attention"), fn("attention_neox")),
+    attentionBack: byPairing(fn("attention_back"), fn("attention_back_neox")),
     gemmBf16: fn("gemm_bf16"),
     amx: () => fns.steerlm_have_amx() !== 0,
     amxPresent: () => fns.steerlm_amx_present() !== 0,
@@ -192,6 +195,10 @@ export function loadKernels(): NativeKernels | null {
     lib,
   };
   return kernels;
+}
+
+function byPairing(normal: KernelFn | null, neox: KernelFn | null) {
+  return normal && neox ? { normal, neox } : null;
 }
 
 /** Whether steerlm's bf16 products would run on AMX tiles here (NativeKernels.amxPresent; asks Linux nothing). */

@@ -3,13 +3,14 @@ import { computeOnce } from "../../test/engine.js";
 import { useKernels } from "../../test/kernel-modes.js";
 import { Backend, getF32, setData } from "../ggml/backend.js";
 import { Context } from "../ggml/context.js";
+import type { RopeMode } from "../ggml/forward-context.js";
 import { loadKernels } from "../ggml/native-kernels.js";
 import type { Tensor } from "../ggml/tensor.js";
 import { Rng } from "../util/rng.js";
 import { attentionValues } from "./attention.js";
 
-// steerlm's attention kernels (native/attention.c): causal attention and its three gradients in one node each,
-// against a float64 host reference of softmax(q·kᵀ·scale + mask)·v. The graph of products and softmax that the
+// steerlm's attention kernels (native/attention.c): causal attention with RoPE and its three gradients in one node
+// each, against a float64 host reference of softmax(RoPE(q)·RoPE(k)ᵀ·scale + mask)·v. The graph of products and softmax that the
 // model builds where they do not apply is checked against ggml's autograd and finite differences
 // (src/train/gradcheck.test.ts) and against llama.cpp's logits (check.test.ts).
 afterAll(() => useKernels("kernels"));
@@ -22,27 +23,64 @@ interface Case {
   B: number;
   /** Real tokens of each sequence [B·T]: the rest is padding (on either side). */
   real: (s: number, t: number) => boolean;
+  mode: RopeMode;
 }
+
+const BASE = 10000;
 
 const cases: Case[] = [
   // two blocks of 32 queries, the second with 5 rows (a tail of one row group), keys padded from 37 to 48;
   // GQA 2:1; the second sequence left-padded by 3 and right-padded by 2
-  { HD: 32, H: 4, KV: 2, T: 37, B: 2, real: (s, t) => s === 0 || (t >= 3 && t < 35) },
-  // one head group per kv head, fewer keys than a vector, head dim 16 and 64
-  { HD: 16, H: 3, KV: 3, T: 5, B: 1, real: () => true },
-  { HD: 64, H: 2, KV: 1, T: 40, B: 1, real: (_s, t) => t < 38 },
+  { HD: 32, H: 4, KV: 2, T: 37, B: 2, real: (s, t) => s === 0 || (t >= 3 && t < 35), mode: "normal" },
+  // one head group per kv head, fewer keys than a vector, head dim 16 and 64; RoPE's two pairings
+  { HD: 16, H: 3, KV: 3, T: 5, B: 1, real: () => true, mode: "neox" },
+  { HD: 64, H: 2, KV: 1, T: 40, B: 1, real: (_s, t) => t < 38, mode: "neox" },
+  { HD: 32, H: 2, KV: 2, T: 20, B: 1, real: () => true, mode: "normal" },
 ];
+
+/**
+ * RoPE's rotation of each row of HD dims (`inverse`: by -θ) at its token's position, in float64 from the angles
+ * native/rope.c makes in f32 (θ = pos, then θ·base^(-2/HD) pair after pair).
+ */
+function rope(
+  x: ArrayLike<number>,
+  heads: number,
+  cs: Case,
+  positions: Int32Array,
+  inverse: boolean,
+): Float64Array {
+  const { HD, mode } = cs;
+  const out = Float64Array.from(x);
+  const step = Math.fround(BASE ** (-2 / HD));
+  for (let n = 0; n < positions.length; n++) {
+    let theta = Math.fround(positions[n]!);
+    for (let i = 0; i < HD / 2; i++) {
+      const [c, sn] = [Math.cos(theta), (inverse ? -1 : 1) * Math.sin(theta)];
+      const [j0, j1] = mode === "neox" ? [i, i + HD / 2] : [2 * i, 2 * i + 1];
+      for (let h = 0; h < heads; h++) {
+        const at = (n * heads + h) * HD;
+        const [x0, x1] = [x[at + j0]!, x[at + j1]!];
+        out[at + j0] = x0 * c - x1 * sn;
+        out[at + j1] = x0 * sn + x1 * c;
+      }
+      theta = Math.fround(theta * step);
+    }
+  }
+  return out;
+}
 
 /** o, dq, dk, dv in float64, from the same f32 inputs and mask; dO the upstream gradient. */
 function oracle(
   cs: Case,
-  q: Float32Array,
-  k: Float32Array,
+  raw: { q: Float32Array; k: Float32Array },
   v: Float32Array,
   mask: Float32Array,
   dO: Float32Array,
+  positions: Int32Array,
 ) {
   const { HD, H, KV, T, B } = cs;
+  const q = rope(raw.q, H, cs, positions, false);
+  const k = rope(raw.k, KV, cs, positions, false);
   const N = T * B;
   const r = H / KV;
   const scale = 1 / Math.sqrt(HD);
@@ -88,7 +126,8 @@ function oracle(
         }
       }
     }
-  return { o, dq, dk, dv };
+  // the gradients of the inputs before RoPE: the inverse rotation
+  return { o, dq: rope(dq, H, cs, positions, true), dk: rope(dk, KV, cs, positions, true), dv };
 }
 
 /** max |got − want| ÷ max |want| */
@@ -117,7 +156,7 @@ describe("Context.fusedAttention and Context.attentionBack", () => {
         const { HD, H, KV, T, B } = cs;
         const N = T * B;
         const real = Uint8Array.from({ length: N }, (_, i) => (cs.real(Math.floor(i / T), i % T) ? 1 : 0));
-        const { kqMask } = attentionValues(real, B, T);
+        const { kqMask, positions } = attentionValues(real, B, T);
         // scores up to ~±8 after the scale: some probabilities near 1, many near 0
         const rand = (n: number, amp: number) =>
           Float32Array.from({ length: n }, () => (rng.float() * 2 - 1) * amp);
@@ -131,6 +170,7 @@ describe("Context.fusedAttention and Context.attentionBack", () => {
         const v = s.newTensor("f32", [HD, KV, N], "v");
         const mask = s.newTensor("f32", [T, T, 1, B], "mask");
         const dO = s.newTensor("f32", [HD * H, N], "dO");
+        const pos = s.newTensor("i32", [N], "positions");
         const buf = backend.allocTensors(s);
         for (const [t, d] of [
           [q, qd],
@@ -140,10 +180,12 @@ describe("Context.fusedAttention and Context.attentionBack", () => {
           [dO, dOd],
         ] as [Tensor, Float32Array][])
           setData(t, d);
+        setData(pos, positions);
+        const ropeSpec = { positions: pos, mode: cs.mode, base: BASE };
         const c = new Context(32, 32);
-        const fused = c.fusedAttention(q, k, v, mask, 1 / Math.sqrt(HD)) as Tensor;
+        const fused = c.fusedAttention(q, k, v, mask, 1 / Math.sqrt(HD), ropeSpec) as Tensor;
         expect(fused).not.toBeNull();
-        const [dq, dk, dv] = c.attentionBack(q, k, v, mask, fused, dO, 1 / Math.sqrt(HD));
+        const [dq, dk, dv] = c.attentionBack(q, k, v, mask, ropeSpec, fused, dO, 1 / Math.sqrt(HD));
         const all = c.concat(
           c.concat(c.reshape(dq, [HD * H * N]), c.reshape(dk, [HD * KV * N]), 0),
           c.reshape(dv, [HD * KV * N]),
@@ -152,12 +194,12 @@ describe("Context.fusedAttention and Context.attentionBack", () => {
         const out = c.concat(c.reshape(fused, [fused.nelements]), all, 0);
         const alloc = computeOnce(backend, c, 64, out);
         const got = getF32(out);
-        const want = oracle(cs, qd, kd, vd, kqMask, dOd);
+        const want = oracle(cs, { q: qd, k: kd }, vd, kqMask, dOd, positions);
         const parts = { o: 0, dq: HD * H * N + H * N }; // lse [H, N] lies between o and dq
         const at = (start: number, n: number) => got.subarray(start, start + n);
         const dkAt = parts.dq + HD * H * N;
         const dvAt = dkAt + HD * KV * N;
-        const label = JSON.stringify({ HD, H, KV, T, B });
+        const label = JSON.stringify({ HD, H, KV, T, B, mode: cs.mode });
         expect(relError(at(parts.o, HD * H * N), want.o), `o ${label}`).toBeLessThan(2e-6);
         expect(relError(at(parts.dq, HD * H * N), want.dq), `dq ${label}`).toBeLessThan(1e-5);
         expect(relError(at(dkAt, HD * KV * N), want.dk), `dk ${label}`).toBeLessThan(1e-5);
@@ -182,7 +224,10 @@ describe("Context.fusedAttention and Context.attentionBack", () => {
       const q = c.newTensor("f32", [HD, 2, 6]);
       const kv = c.newTensor("f32", [HD, 1, 6]);
       const mask = c.newTensor("f32", [3, 3, 1, 2]);
-      expect(c.fusedAttention(q, kv, kv, mask, 1) !== null, `${mode}, head dim ${HD}`).toBe(applies);
+      const ropeSpec = { positions: c.newTensor("i32", [6]), mode: "normal", base: BASE } as const;
+      expect(c.fusedAttention(q, kv, kv, mask, 1, ropeSpec) !== null, `${mode}, head dim ${HD}`).toBe(
+        applies,
+      );
       c.free();
     }
   });

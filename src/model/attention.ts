@@ -99,6 +99,26 @@ function attentionCore(
   const N = T * B;
   const r = H / KV;
   const scale = 1 / Math.sqrt(HD);
+  const vr = c.reshape(vl, [HD, KV, N]);
+  // one node a layer where steerlm's kernel runs (f32), RoPE included: no scores in memory, no head-major copies
+  const ropeSpec = { positions: inp.positions, mode: inp.ropeMode, base: cfg.ropeTheta };
+  const [qh, kh] = [c.reshape(ql, [HD, H, N]), c.reshape(kl, [HD, KV, N])];
+  const fused = bf16 ? null : c.fusedAttention(qh, kh, vr, inp.kqMask, scale, ropeSpec);
+  if (fused) {
+    const out = c.reshape(c.range(fused, [HD * H * N], 0), [HD * H, N]);
+    if (tape?.propagate(out, [ql, kl, vl])) {
+      tape.record(() => {
+        const dm = tape.grad(out);
+        if (!dm) return;
+        const dmc = dm.contiguous ? dm : c.cont(dm);
+        const [dq, dk, dv] = c.attentionBack(qh, kh, vr, inp.kqMask, ropeSpec, fused, dmc, scale);
+        if (tape.live(ql)) tape.addGrad(ql, c.reshape(dq, [HD * H, N]));
+        if (tape.live(kl)) tape.addGrad(kl, c.reshape(dk, [HD * KV, N]));
+        if (tape.live(vl)) tape.addGrad(vl, c.reshape(dv, [HD * KV, N]));
+      });
+    }
+    return out;
+  }
   const rope = (t: Tensor, heads: number) =>
     c.rope(c.reshape(t, [HD, heads, N]), inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
   // GQA: query head h reads kv head floor(h / r) (repeat_interleave). Tiling [HD,1,KV,N] → [HD,r,KV,N]
@@ -107,34 +127,9 @@ function attentionCore(
   const shapeR = r > 1 ? c.newTensor("f32", [HD, r, KV, N]) : undefined;
   const expand = (t: Tensor) =>
     shapeR ? c.reshape(c.repeat(c.reshape(t, [HD, 1, KV, N]), shapeR), [HD, H, N]) : t;
+  const unrope = (t: Tensor) => c.ropeBack(t, inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
   const q = rope(ql, H); // [HD, H, N]
   const kr = rope(kl, KV); // [HD, KV, N]
-  const vr = c.reshape(vl, [HD, KV, N]);
-  const unrope = (t: Tensor) => c.ropeBack(t, inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
-  // one node a layer where steerlm's kernel runs (f32): no scores in memory, no head-major copies
-  const fused = bf16 ? null : c.fusedAttention(q, kr, vr, inp.kqMask, scale);
-  if (fused) {
-    const out = c.reshape(c.range(fused, [HD * H * N], 0), [HD * H, N]);
-    if (tape?.propagate(out, [ql, kl, vl])) {
-      tape.record(() => {
-        const dm = tape.grad(out);
-        if (!dm) return;
-        const [dq, dk, dv] = c.attentionBack(
-          q,
-          kr,
-          vr,
-          inp.kqMask,
-          fused,
-          dm.contiguous ? dm : c.cont(dm),
-          scale,
-        );
-        if (tape.live(ql)) tape.addGrad(ql, c.reshape(unrope(dq), [HD * H, N]));
-        if (tape.live(kl)) tape.addGrad(kl, c.reshape(unrope(dk), [HD * KV, N]));
-        if (tape.live(vl)) tape.addGrad(vl, c.reshape(dv, [HD * KV, N]));
-      });
-    }
-    return out;
-  }
   const k = expand(kr); // [HD, H, N]
   const v = expand(vr); // [HD, H, N]
   // head-major copies: mul_mat on permuted views takes a slow generic path (measured 3.6× slower)
