@@ -129,8 +129,7 @@ struct shapes {
 
 /* rows[r·HD + d] = row r of x (row stride xs) rotated by RoPE at tokens n, n + 1, ... */
 static void rope_rows(const struct shapes *z, const float *x, int64_t xs, int64_t rows, int64_t n, float *out) {
-    for (int64_t r = 0; r < rows; r++)
-        steerlm_rope_row(z->rope_level, x + r * xs, z->table + (n + r) * z->HD, 1.0f, z->neox, z->HD, out + r * z->HD);
+    steerlm_rope_rows(z->rope_level, x, xs, z->table + n * z->HD, 1.0f, z->neox, z->HD, out, z->HD, rows);
 }
 
 static struct shapes shapes_of(const struct tensor_abi *q, const struct tensor_abi *k, const struct tensor_abi *mask,
@@ -212,17 +211,15 @@ static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, c
                 }
             }
             product(rows, HD, i1, ds, Lp, 1, kr, HD, dq + at * HD, H * HD, 0);
-            for (int64_t i = i0; i < i1; i++)
-                steerlm_rope_row(z->rope_level, dq + ((n0 + i) * H + h) * HD, z->table + (n0 + i) * HD, -1.0f, z->neox, HD,
-                                 dq + ((n0 + i) * H + h) * HD);
+            steerlm_rope_rows(z->rope_level, dq + at * HD, H * HD, z->table + (n0 + i0) * HD, -1.0f, z->neox, HD,
+                              dq + at * HD, H * HD, rows);
             product(i1, HD, rows, ds, 1, Lp, qs, HD, dka, HD, 1);
             product(i1, HD, rows, p, 1, Lp, dout + at * HD, H * HD, dva, HD, 1);
         }
     }
-    for (int64_t j = 0; j < T; j++) {
-        steerlm_rope_row(z->rope_level, dka + j * HD, z->table + (n0 + j) * HD, -1.0f, z->neox, HD, dk + ((n0 + j) * KV + g) * HD);
-        memcpy(dv + ((n0 + j) * KV + g) * HD, dva + j * HD, (size_t)HD * sizeof(float));
-    }
+    steerlm_rope_rows(z->rope_level, dka, HD, z->table + n0 * HD, -1.0f, z->neox, HD, dk + (n0 * KV + g) * HD, KV * HD,
+                      T);
+    for (int64_t j = 0; j < T; j++) memcpy(dv + ((n0 + j) * KV + g) * HD, dva + j * HD, (size_t)HD * sizeof(float));
 }
 #endif
 

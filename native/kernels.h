@@ -239,10 +239,11 @@ void steerlm_rms_norm_gain(struct tensor_abi *dst, int ith, int nth, void *userd
 void steerlm_rms_norm_gain_back(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rope_table(struct tensor_abi *dst, int ith, int nth, void *userdata);
 void steerlm_rope(struct tensor_abi *dst, int ith, int nth, void *userdata);
-/* rope.c's rotation of one row by its token's row of the table (sg -1: the inverse) on the path `level` names
+/* rope.c's rotation of rows of consecutive tokens by the table (sg -1: the inverse) on the path `level` names
    (steerlm_rope_level), for attention.c */
 int steerlm_rope_level(int neox, int64_t n);
-void steerlm_rope_row(int level, const float *x, const float *table_row, float sg, int neox, int64_t n, float *y);
+void steerlm_rope_rows(int level, const float *x, int64_t xs, const float *table, float sg, int neox, int64_t n,
+                       float *y, int64_t ys, int64_t rows);
 /* causal attention with RoPE and its gradient, AVX-512 (attention.c): neox or adjacent pairs; the scale comes as
    the node's userdata */
 void steerlm_attention(struct tensor_abi *dst, int ith, int nth, void *userdata);

@@ -108,25 +108,31 @@ int steerlm_rope_level(int neox, int64_t n) {
     return 0;
 }
 
-/* One row's first n dims rotated by a token's row of the table, y = x·cos ∓ partner·sin (sg = -1: the inverse),
-   on `level`'s path (steerlm_rope_level); y may be x */
-void steerlm_rope_row(int level, const float *x, const float *table_row, float sg, int neox, int64_t n, float *y) {
-    const float *c = table_row, *s = c + n / 2;
-#ifdef HAVE_X86
-    if (level == 2) {
-        if (neox) rotate_neox_avx512(x, c, s, sg, n, y);
-        else rotate_pairs_avx512(x, c, s, sg, n, y);
-        return;
-    }
-    if (level == 1) {
-        if (neox) rotate_neox_avx2(x, c, s, sg, n, y);
-        else rotate_pairs_avx2(x, c, s, sg, n, y);
-        return;
-    }
-#else
+#define ROPE_AHEAD 8
+
+/* The first n dims of `rows` rows of consecutive tokens, row r at x + r·xs rotated by the table's rows from
+   `table` on into y + r·ys (y may be x): y = x·cos ∓ partner·sin (sg = -1: the inverse), on `level`'s path
+   (steerlm_rope_level, which the caller works out once) */
+void steerlm_rope_rows(int level, const float *x, int64_t xs, const float *table, float sg, int neox, int64_t n,
+                       float *y, int64_t ys, int64_t rows) {
+#ifndef HAVE_X86
     (void)level;
 #endif
-    rotate_scalar(x, c, s, sg, neox, n, y);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * xs, *c = table + r * n, *s = c + n / 2;
+        float *yr = y + r * ys;
+#ifdef HAVE_X86
+        /* a head's rows lie a whole token apart (attention.c), which the hardware's streams miss */
+        if (r + ROPE_AHEAD < rows)
+            for (int64_t i = 0; i < n; i += 16) _mm_prefetch((const char *)(xr + ROPE_AHEAD * xs + i), _MM_HINT_T0);
+        if (level == 2 && neox) rotate_neox_avx512(xr, c, s, sg, n, yr);
+        else if (level == 2) rotate_pairs_avx512(xr, c, s, sg, n, yr);
+        else if (level == 1 && neox) rotate_neox_avx2(xr, c, s, sg, n, yr);
+        else if (level == 1) rotate_pairs_avx2(xr, c, s, sg, n, yr);
+        else
+#endif
+            rotate_scalar(xr, c, s, sg, neox, n, yr);
+    }
 }
 
 /* dst f32 like src[0]; src[0] x f32 contiguous [d, heads, T, 1]; src[1] the table [n, T]; userdata the flags */
@@ -141,7 +147,7 @@ KERNEL(rope)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
     for (int64_t r = sh.lo; r < sh.hi; r++) {
         const float *x = (const float *)a->data + r * d;
         float *y = (float *)dst->data + r * d;
-        steerlm_rope_row(level, x, (const float *)tab->data + (r / heads) * n, sg, neox, n, y);
+        steerlm_rope_rows(level, x, d, (const float *)tab->data + (r / heads) * n, sg, neox, n, y, d, 1);
         if (d > n) memcpy(y + n, x + n, (size_t)(d - n) * 4);
     }
 }
