@@ -159,18 +159,27 @@ __attribute__((target("avx512f"))) static void combine_gain_avx512(const float *
 }
 #endif
 
+/* What both gain kernels read: x [n, rows] (src[xi]) and g [n] (src[xi + 1]), eps from the userdata */
+struct gain_args {
+    const float *x, *g;
+    float eps;
+    int64_t n, rows;
+};
+static struct gain_args gain_args(const struct tensor_abi *dst, int xi, void *userdata) {
+    const struct tensor_abi *a = dst->src[xi];
+    return (struct gain_args){(const float *)a->data, (const float *)dst->src[xi + 1]->data, userdata_float(userdata),
+                              a->ne[0], a->ne[1] * a->ne[2] * a->ne[3]};
+}
+
 /* dst f32 [n, rows]: y; src[0] x f32 contiguous [n, rows], src[1] g f32 [n]; userdata eps */
 KERNEL(rms_norm_gain)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
 #ifdef HAVE_X86
-    const struct tensor_abi *a = dst->src[0];
-    const float *g = (const float *)dst->src[1]->data;
-    const float eps = userdata_float(userdata);
-    const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
-    const struct share sh = thread_share(rows, ith, nth, 1);
+    const struct gain_args z = gain_args(dst, 0, userdata);
+    const struct share sh = thread_share(z.rows, ith, nth, 1);
     for (int64_t r = sh.lo; r < sh.hi; r++) {
-        const float *x = (const float *)a->data + r * n;
-        const float mean = (float)(dot(x, x, n) / (double)n);
-        norm_gain_avx512(x, g, 1.0f / sqrtf(mean + eps), (float *)dst->data + r * n, n);
+        const float *x = z.x + r * z.n;
+        const float mean = (float)(dot(x, x, z.n) / (double)z.n);
+        norm_gain_avx512(x, z.g, 1.0f / sqrtf(mean + z.eps), (float *)dst->data + r * z.n, z.n);
     }
 #else
     (void)dst, (void)ith, (void)nth, (void)userdata;
@@ -181,17 +190,16 @@ KERNEL(rms_norm_gain)(struct tensor_abi *dst, int ith, int nth, void *userdata) 
    src[2] g f32 [n]; userdata eps */
 KERNEL(rms_norm_gain_back)(struct tensor_abi *dst, int ith, int nth, void *userdata) {
 #ifdef HAVE_X86
-    const struct tensor_abi *a = dst->src[1];
-    const float *g = (const float *)dst->src[2]->data;
-    const float eps = userdata_float(userdata);
-    const int64_t n = a->ne[0], rows = a->ne[1] * a->ne[2] * a->ne[3];
-    const int64_t parts = dst->ne[1] - rows, per = (rows + parts - 1) / parts;
+    const struct gain_args z = gain_args(dst, 1, userdata);
+    const float *g = z.g;
+    const float eps = z.eps;
+    const int64_t n = z.n, rows = z.rows, parts = dst->ne[1] - rows, per = (rows + parts - 1) / parts;
     for (int64_t part = ith; part < parts; part += nth) {
         float *dg = (float *)dst->data + (rows + part) * n;
         memset(dg, 0, (size_t)n * sizeof(float));
         const int64_t hi = (part + 1) * per < rows ? (part + 1) * per : rows;
         for (int64_t r = part * per; r < hi; r++) {
-            const float *x = (const float *)a->data + r * n, *dy = (const float *)dst->src[0]->data + r * n;
+            const float *x = z.x + r * n, *dy = (const float *)dst->src[0]->data + r * n;
             const double sxx = dot(x, x, n), sxdy = dot_gain_avx512(x, dy, g, n);
             const float rrms = 1.0f / sqrtf((float)sxx / (float)n + eps);
             combine_gain_avx512(dy, x, g, (float)(-sxdy) / ((float)sxx + eps * (float)n), rrms,

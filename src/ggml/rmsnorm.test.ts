@@ -21,6 +21,23 @@ function data(n: number, seed: number, zeroRow: number): Float32Array {
   return d;
 }
 
+/**
+ * A row's terms in float64: r = 1/√(Σx²/n + eps), c0 = -Σx·dy/(Σx² + n·eps) and the same over |x·dy| (the
+ * bound of the terms where Σ x·dy cancels); dy times the gain g where there is one.
+ */
+function rowTerms(xd: Float32Array, dyd: Float32Array, g: Float32Array | null, row: number, n: number) {
+  let sxx = 0;
+  let sxdy = 0;
+  let sabs = 0;
+  for (let i = 0; i < n; i++) {
+    const [xi, di] = [xd[row * n + i]!, dyd[row * n + i]! * (g ? g[i]! : 1)];
+    sxx += xi * xi;
+    sxdy += xi * di;
+    sabs += Math.abs(xi * di);
+  }
+  return { r: 1 / Math.sqrt(sxx / n + EPS), c0: -sxdy / (sxx + n * EPS), cAbs: sabs / (sxx + n * EPS) };
+}
+
 describe("Context.rmsNorm and rmsNormBack", () => {
   for (const mode of ALL_KERNEL_MODES)
     for (const threads of [1, 2])
@@ -48,18 +65,7 @@ describe("Context.rmsNorm and rmsNormBack", () => {
           let worstY = 0;
           let worstDx = 0;
           for (let row = 0; row < total / n; row++) {
-            let sxx = 0;
-            let sxdy = 0;
-            let sabs = 0;
-            for (let i = 0; i < n; i++) {
-              const [xi, di] = [xd[row * n + i]!, dyd[row * n + i]!];
-              sxx += xi * xi;
-              sxdy += xi * di;
-              sabs += Math.abs(xi * di);
-            }
-            const r = 1 / Math.sqrt(sxx / n + EPS);
-            const c0 = -sxdy / (sxx + n * EPS);
-            const cAbs = sabs / (sxx + n * EPS);
+            const { r, c0, cAbs } = rowTerms(xd, dyd, null, row, n);
             for (let i = 0; i < n; i++) {
               const k = row * n + i;
               const [xi, di] = [xd[k]!, dyd[k]!];
@@ -116,18 +122,7 @@ describe("Context.rmsNormGain and rmsNormGainBack", () => {
         const wantDg = new Float64Array(n);
         let worst = { y: 0, dx: 0 };
         for (let row = 0; row < rows; row++) {
-          let sxx = 0;
-          let sxdy = 0;
-          let sabs = 0;
-          for (let i = 0; i < n; i++) {
-            const [xi, di] = [xd[row * n + i]!, dyd[row * n + i]! * gd[i]!];
-            sxx += xi * xi;
-            sxdy += xi * di;
-            sabs += Math.abs(xi * di);
-          }
-          const r = 1 / Math.sqrt(sxx / n + EPS);
-          const c0 = -sxdy / (sxx + n * EPS);
-          const cAbs = sabs / (sxx + n * EPS);
+          const { r, c0, cAbs } = rowTerms(xd, dyd, gd, row, n);
           for (let i = 0; i < n; i++) {
             const k = row * n + i;
             const [xi, di] = [xd[k]!, dyd[k]! * gd[i]!];
