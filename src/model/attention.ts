@@ -100,10 +100,11 @@ function attentionCore(
   const r = H / KV;
   const scale = 1 / Math.sqrt(HD);
   const vr = c.reshape(vl, [HD, KV, N]);
-  // one node a layer where steerlm's kernel runs (f32), RoPE included: no scores in memory, no head-major copies
+  // one node a layer where steerlm's kernel runs, RoPE included: no scores in memory, no head-major copies. It
+  // computes in f32 under bf16 compute too (more exact than the graph's bf16 products, and faster)
   const ropeSpec = { positions: inp.positions, mode: inp.ropeMode, base: cfg.ropeTheta };
   const [qh, kh] = [c.reshape(ql, [HD, H, N]), c.reshape(kl, [HD, KV, N])];
-  const fused = bf16 ? null : c.fusedAttention(qh, kh, vr, inp.kqMask, scale, ropeSpec);
+  const fused = c.fusedAttention(qh, kh, vr, inp.kqMask, scale, ropeSpec);
   if (fused) {
     const out = c.reshape(c.range(fused, [HD * H * N], 0), [HD * H, N]);
     if (tape?.propagate(out, [ql, kl, vl])) {
