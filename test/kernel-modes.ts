@@ -4,6 +4,7 @@
  * library at all (plain ggml ops). A CPU runs a capped mode on its own best paths where it lacks the
  * instructions (an AVX2 machine's "kernels" are its "AVX2 kernels").
  */
+import { existsSync, readFileSync } from "node:fs";
 import { setKernelsModeForTesting } from "../src/ggml/native-kernels.js";
 
 const KERNEL_MODES = {
@@ -23,3 +24,10 @@ export const ALL_KERNEL_MODES = (Object.keys(KERNEL_MODES) as KernelMode[]).filt
 export function useKernels(mode: KernelMode): void {
   setKernelsModeForTesting(KERNEL_MODES[mode]);
 }
+
+/**
+ * Whether this CPU has what steerlm's AVX-512-only kernels (attention, the norms with a gain) need, AVX-512 F and
+ * BW, read from /proc/cpuinfo: where it does, their tests must find them; elsewhere they say so and run nothing.
+ */
+const cpuinfo = existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "";
+export const CPU_HAS_AVX512 = /\bavx512f\b/.test(cpuinfo) && /\bavx512bw\b/.test(cpuinfo);
