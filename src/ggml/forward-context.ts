@@ -1,114 +1,20 @@
-import {
-  type CtxPtr,
-  type KernelFn,
-  type TensorPtr,
-  tensorLayout,
-  type UserdataWord,
-  userdataBits,
-  userdataWord,
-} from "./ffi.js";
+import { type KernelFn, userdataBits, userdataWord } from "./ffi.js";
 import { gemmKernel, hasTransposedView, isTransposedView, readsTransposed } from "./gemm-choice.js";
-import { adoptTensor, contexts, ptrOf } from "./handles.js";
-import { dtypeCode, dtypeFromCode, GGML_ROPE_TYPE, loadNative, type NativeGgml } from "./native.js";
-import { GGML_N_TASKS_MAX, loadKernels, type NativeKernels } from "./native-kernels.js";
-import { fail, GgmlShapeError, sameShape } from "./shape-error.js";
-import { blockBytes, type DType, type Shape4, Tensor } from "./tensor.js";
+import { GraphContext } from "./graph-context.js";
+import { ptrOf } from "./handles.js";
+import { dtypeCode, GGML_ROPE_TYPE } from "./native.js";
+import { fail, sameShape } from "./shape-error.js";
+import { blockBytes, type DType, type Shape4, type Tensor } from "./tensor.js";
 
 /** How RoPE rotates: "normal" adjacent pairs (2i, 2i+1), "neox" halves (i, i+d/2). */
 export type RopeMode = "normal" | "neox";
 
 /**
- * A ggml context holding tensor metadata only (no_alloc): data lives in backend buffers that
- * `allocTensors` / a graph allocator create. Each op method validates its operands against the
- * assertions ggml makes, calls ggml, then reads the result's true shape back. This class has the ops a
- * forward graph is built from; `Context` (context.ts) adds the backward and optimiser ops.
+ * The ops a forward graph is built from, on a GraphContext (graph-context.ts: the context's memory and how
+ * nodes are made). Each op method validates its operands against the assertions ggml makes, calls ggml, then
+ * reads the result's true shape back. `Context` (context.ts) adds the backward and optimiser ops.
  */
-export class ForwardContext implements Disposable {
-  readonly #n: NativeGgml;
-  #count = 0;
-  readonly tensors: Tensor[] = [];
-
-  /**
-   * `plainOps`: only ggml's own ops, for a graph that ggml's autograd differentiates (it cannot see
-   * through steerlm's custom kernels) or that a non-CPU backend runs (the kernels are CPU code).
-   */
-  constructor(
-    readonly maxTensors: number,
-    graphSize = 0,
-    readonly options: { plainOps?: boolean } = {},
-  ) {
-    this.#n = loadNative();
-    const b = this.#n.base;
-    const mem =
-      Number(b.ggml_tensor_overhead()) * (maxTensors + 16) +
-      (graphSize > 0 ? Number(b.ggml_graph_overhead_custom(graphSize, true)) + 4096 : 0);
-    const ptr = b.ggml_init({ mem_size: mem, mem_buffer: null, no_alloc: true });
-    if (!ptr) throw new Error("ggml_init failed");
-    contexts.adopt(this, { ptr, wrap: (p, name) => this.#wrap(p, name) });
-  }
-
-  /** steerlm's kernels where this context may use them: loaded, and not a plainOps context. */
-  protected get kernels(): NativeKernels | null {
-    return this.options.plainOps ? null : loadKernels();
-  }
-
-  get #ptr(): CtxPtr {
-    return contexts.get(this).ptr;
-  }
-
-  /** Frees the context's memory, with every tensor and graph made in it. A second call does nothing. */
-  free(): void {
-    const native = contexts.release(this);
-    if (native) this.#n.base.ggml_free(native.ptr);
-  }
-
-  [Symbol.dispose](): void {
-    this.free();
-  }
-
-  /** A node made by one ggml call on this context's memory (for the ops of `Context`, a subclass). */
-  protected op(make: (ggml: NativeGgml["base"], ctx: CtxPtr) => TensorPtr | null): Tensor {
-    return this.#wrap(make(this.#n.base, this.#ptr));
-  }
-
-  /** Wraps a native tensor returned by ggml, reading its real shape and strides. */
-  #wrap(p: TensorPtr | null, name = ""): Tensor {
-    if (!p) throw new Error("ggml returned a null tensor");
-    if (++this.#count > this.maxTensors) {
-      throw new GgmlShapeError(`ggml context full: more than ${this.maxTensors} tensors`);
-    }
-    const { type, ne, nb } = tensorLayout(p);
-    const t = new Tensor(ne, nb, dtypeFromCode(type), name);
-    adoptTensor(t, this, p);
-    if (name) this.#n.base.ggml_set_name(p, name.slice(0, 63));
-    return t;
-  }
-
-  newTensor(type: DType, ne: readonly number[], name = ""): Tensor {
-    if (ne.length < 1 || ne.length > 4 || ne.some((d) => !Number.isInteger(d) || d <= 0)) {
-      fail("new_tensor", `bad shape [${ne.join(",")}] for ${name || "tensor"}`);
-    }
-    const [a = 1, b = 1, c = 1, d = 1] = ne;
-    const t = this.#wrap(this.#n.base.ggml_new_tensor_4d(this.#ptr, dtypeCode(type), a, b, c, d), name);
-    this.tensors.push(t);
-    return t;
-  }
-
-  setParam(t: Tensor): void {
-    this.#n.base.ggml_set_param(ptrOf(t));
-  }
-  setInput(t: Tensor): void {
-    this.#n.base.ggml_set_input(ptrOf(t));
-  }
-  setOutput(t: Tensor): void {
-    this.#n.base.ggml_set_output(ptrOf(t));
-  }
-  setLoss(t: Tensor): void {
-    if (t.nelements !== 1 || t.type !== "f32")
-      fail("set_loss", `loss must be an f32 scalar, got ${t.shapeText}`);
-    this.#n.base.ggml_set_loss(ptrOf(t));
-  }
-
+export class ForwardContext extends GraphContext {
   // ---- element-wise ----
   #binary(op: "ggml_add" | "ggml_sub" | "ggml_mul" | "ggml_div", a: Tensor, b: Tensor): Tensor {
     if (a.type !== "f32" || b.type !== "f32") fail(op, `f32 operands required, got ${a.type} and ${b.type}`);
@@ -117,7 +23,7 @@ export class ForwardContext implements Disposable {
         fail(op, `cannot broadcast ${b.shapeText} to ${a.shapeText}`);
       }
     }
-    return this.#wrap(this.#n.base[op](this.#ptr, ptrOf(a), ptrOf(b)));
+    return this.wrap(this.native.base[op](this.ctxPtr, ptrOf(a), ptrOf(b)));
   }
   add(a: Tensor, b: Tensor): Tensor {
     return this.#binary("ggml_add", a, b);
@@ -132,68 +38,44 @@ export class ForwardContext implements Disposable {
   mul(a: Tensor, b: Tensor): Tensor {
     const ne0 = a.ne[0] as number;
     if (b.nelements !== 1 || ne0 === 1) return this.#binary("ggml_mul", a, b);
-    const row = this.#made(b, `row/${ne0}`, () => this.repeat(b, this.newTensor(b.type, [ne0])));
+    const row = this.made(b, `row/${ne0}`, () => this.repeat(b, this.newTensor(b.type, [ne0])));
     return this.#binary("ggml_mul", a, row);
-  }
-  /**
-   * A node derived from `from` and made once per context for each `form` (a tiled row, a GEMM operand, a RoPE
-   * table): the graphs that read it share one node instead of computing it again.
-   */
-  #made(from: Tensor, form: string, make: () => Tensor): Tensor {
-    let forms = this.#forms.get(from);
-    if (!forms) {
-      forms = new Map();
-      this.#forms.set(from, forms);
-    }
-    let t = forms.get(form);
-    if (!t) {
-      t = make();
-      forms.set(form, t);
-    }
-    return t;
-  }
-  readonly #forms = new WeakMap<Tensor, Map<string, Tensor>>();
-
-  /** Products made by steerlm's f32 GEMM, with their operands (see Context.accumulate). */
-  readonly #products = new WeakMap<Tensor, readonly [Tensor, Tensor]>();
-  protected productOf(t: Tensor): readonly [Tensor, Tensor] | undefined {
-    return this.#products.get(t);
   }
   div(a: Tensor, b: Tensor): Tensor {
     return this.#binary("ggml_div", a, b);
   }
   scale(a: Tensor, s: number): Tensor {
-    return this.#wrap(this.#n.base.ggml_scale(this.#ptr, ptrOf(a), s));
+    return this.wrap(this.native.base.ggml_scale(this.ctxPtr, ptrOf(a), s));
   }
   /** s·a + b */
   scaleBias(a: Tensor, s: number, b: number): Tensor {
-    return this.#wrap(this.#n.base.ggml_scale_bias(this.#ptr, ptrOf(a), s, b));
+    return this.wrap(this.native.base.ggml_scale_bias(this.ctxPtr, ptrOf(a), s, b));
   }
   sqr(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_sqr(this.#ptr, ptrOf(a)));
+    return this.wrap(this.native.base.ggml_sqr(this.ctxPtr, ptrOf(a)));
   }
   sqrt(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_sqrt(this.#ptr, ptrOf(a)));
+    return this.wrap(this.native.base.ggml_sqrt(this.ctxPtr, ptrOf(a)));
   }
   log(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_log(this.#ptr, ptrOf(a)));
+    return this.wrap(this.native.base.ggml_log(this.ctxPtr, ptrOf(a)));
   }
   /** Sum of all elements: a scalar. */
   sum(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_sum(this.#ptr, ptrOf(a)));
+    return this.wrap(this.native.base.ggml_sum(this.ctxPtr, ptrOf(a)));
   }
   /** No backward: only for optimiser bookkeeping. */
   clamp(a: Tensor, min: number, max: number): Tensor {
-    return this.#wrap(this.#n.base.ggml_clamp(this.#ptr, ptrOf(a), min, max));
+    return this.wrap(this.native.base.ggml_clamp(this.ctxPtr, ptrOf(a), min, max));
   }
   silu(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_silu(this.#ptr, ptrOf(a)));
+    return this.wrap(this.native.base.ggml_silu(this.ctxPtr, ptrOf(a)));
   }
   /** silu(gate) ⊙ up; the split form is the one with a backward pass. */
   swigluSplit(gate: Tensor, up: Tensor): Tensor {
     if (!sameShape(gate, up)) fail("swiglu_split", `shapes differ: ${gate.shapeText} vs ${up.shapeText}`);
     if (!gate.contiguous || !up.contiguous) fail("swiglu_split", "operands must be contiguous");
-    return this.#wrap(this.#n.base.ggml_swiglu_split(this.#ptr, ptrOf(gate), ptrOf(up)));
+    return this.wrap(this.native.base.ggml_swiglu_split(this.ctxPtr, ptrOf(gate), ptrOf(up)));
   }
   /** Tiles `a` to the shape of `like`. */
   repeat(a: Tensor, like: Tensor): Tensor {
@@ -202,7 +84,7 @@ export class ForwardContext implements Disposable {
         fail("repeat", `cannot repeat ${a.shapeText} to ${like.shapeText}`);
       }
     }
-    return this.#wrap(this.#n.base.ggml_repeat(this.#ptr, ptrOf(a), ptrOf(like)));
+    return this.wrap(this.native.base.ggml_repeat(this.ctxPtr, ptrOf(a), ptrOf(like)));
   }
 
   // ---- linear algebra ----
@@ -220,7 +102,7 @@ export class ForwardContext implements Disposable {
     const fn = this.options.plainOps ? null : gemmKernel(a, b);
     if (fn) {
       const out = this.custom("f32", [a.ne[1], b.ne[1], b.ne[2], b.ne[3]], [a, b], fn);
-      if (fn === this.kernels?.gemmF32) this.#products.set(out, [a, b]);
+      if (fn === this.kernels?.gemmF32) this.recordProduct(out, a, b);
       return out;
     }
     if (isTransposedView(b)) return this.mulMat(a, this.transposed(this.transpose(b)));
@@ -229,7 +111,7 @@ export class ForwardContext implements Disposable {
       fail("mul_mat", `a transposed q8_0 ${a.shapeText} is read only by steerlm's GEMM, against an f32 b`);
     if (isTransposedView(a))
       return this.mulMat(a.type === "f32" ? this.transposed(this.transpose(a)) : this.cont(a), b);
-    return this.#wrap(this.#n.base.ggml_mul_mat(this.#ptr, ptrOf(a), ptrOf(b)));
+    return this.wrap(this.native.base.ggml_mul_mat(this.ctxPtr, ptrOf(a), ptrOf(b)));
   }
 
   /**
@@ -246,7 +128,7 @@ export class ForwardContext implements Disposable {
     const k = this.kernels;
     if (k?.rmsNorm && a.contiguous)
       return this.custom("f32", a.ne as Shape4, [a], k.rmsNorm, undefined, userdataWord(eps));
-    return this.#wrap(this.#n.base.ggml_rms_norm(this.#ptr, ptrOf(a), eps));
+    return this.wrap(this.native.base.ggml_rms_norm(this.ctxPtr, ptrOf(a), eps));
   }
   /**
    * rms_norm(a) ⊙ gain, gain f32 [ne0(a)]: one pass with steerlm's kernel where `normGainFused` says so
@@ -274,7 +156,7 @@ export class ForwardContext implements Disposable {
     if (a.ne[2] !== idx.ne[1] || a.ne[3] !== idx.ne[2] || idx.ne[3] !== 1) {
       fail("get_rows", `index shape ${idx.shapeText} does not fit data ${a.shapeText}`);
     }
-    return this.#wrap(this.#n.base.ggml_get_rows(this.#ptr, ptrOf(a), ptrOf(idx)));
+    return this.wrap(this.native.base.ggml_get_rows(this.ctxPtr, ptrOf(a), ptrOf(idx)));
   }
   /**
    * softmax(a·scale + mask) over ne0; mask [ne0, ≥ne1, ne2|1, ne3|1]. One custom node with steerlm's kernel
@@ -300,8 +182,8 @@ export class ForwardContext implements Disposable {
       if (inplace) return this.customInplace(a, mask ? [mask] : [], k.softMax, word);
       return this.custom("f32", a.ne as Shape4, mask ? [a, mask] : [a], k.softMax, undefined, word);
     }
-    return this.#wrap(
-      this.#n.base.ggml_soft_max_ext(this.#ptr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0),
+    return this.wrap(
+      this.native.base.ggml_soft_max_ext(this.ctxPtr, ptrOf(a), mask ? ptrOf(mask) : null, scale, 0),
     );
   }
   /**
@@ -362,9 +244,23 @@ export class ForwardContext implements Disposable {
       return this.custom("f32", a.ne as Shape4, [a, table], k.rope, undefined, userdataBits(flags));
     }
     const fn = back ? "ggml_rope_ext_back" : "ggml_rope_ext";
-    const rope = this.#n.base[fn];
-    return this.#wrap(
-      rope(this.#ptr, ptrOf(a), ptrOf(positions), null, nDims, GGML_ROPE_TYPE[mode], 0, base, 1, 0, 1, 0, 0),
+    const rope = this.native.base[fn];
+    return this.wrap(
+      rope(
+        this.ctxPtr,
+        ptrOf(a),
+        ptrOf(positions),
+        null,
+        nDims,
+        GGML_ROPE_TYPE[mode],
+        0,
+        base,
+        1,
+        0,
+        1,
+        0,
+        0,
+      ),
     );
   }
 
@@ -373,7 +269,7 @@ export class ForwardContext implements Disposable {
     const makeTable = this.kernels?.ropeTable;
     if (!makeTable) fail("rope_table", "steerlm's kernels are not loaded");
     const ne: Shape4 = [nDims, positions.ne[0] as number, 1, 1];
-    return this.#made(positions, `rope/${nDims}/${base}`, () =>
+    return this.made(positions, `rope/${nDims}/${base}`, () =>
       this.custom("f32", ne, [positions], makeTable, undefined, userdataWord(base)),
     );
   }
@@ -385,21 +281,21 @@ export class ForwardContext implements Disposable {
     if (n0 === undefined || n0 * n1 * n2 * n3 !== a.nelements) {
       fail("reshape", `cannot reshape ${a.shapeText} to [${ne.join(",")}]`);
     }
-    return this.#wrap(this.#n.base.ggml_reshape_4d(this.#ptr, ptrOf(a), n0, n1, n2, n3));
+    return this.wrap(this.native.base.ggml_reshape_4d(this.ctxPtr, ptrOf(a), n0, n1, n2, n3));
   }
   /** ggml semantics: source axis i moves to position axes[i]. */
   permute(a: Tensor, axes: readonly [number, number, number, number]): Tensor {
     if ([...axes].sort().join() !== "0,1,2,3") fail("permute", `not a permutation: ${axes.join(",")}`);
-    return this.#wrap(this.#n.base.ggml_permute(this.#ptr, ptrOf(a), ...axes));
+    return this.wrap(this.native.base.ggml_permute(this.ctxPtr, ptrOf(a), ...axes));
   }
   cont(a: Tensor): Tensor {
-    return this.#wrap(this.#n.base.ggml_cont(this.#ptr, ptrOf(a)));
+    return this.wrap(this.native.base.ggml_cont(this.ctxPtr, ptrOf(a)));
   }
 
   /** a (f32) with `p0` zeros appended along ne0. */
   padDim0(a: Tensor, p0: number): Tensor {
     if (a.type !== "f32") fail("pad", `f32 required, got ${a.type}`);
-    return this.#wrap(this.#n.base.ggml_pad(this.#ptr, ptrOf(a), p0, 0, 0, 0));
+    return this.wrap(this.native.base.ggml_pad(this.ctxPtr, ptrOf(a), p0, 0, 0, 0));
   }
 
   /**
@@ -414,8 +310,8 @@ export class ForwardContext implements Disposable {
       fail("view", `[${ne.join(",")}] at ${offset} does not fit in ${a.shapeText}`);
     }
     const es = blockBytes(a.type);
-    return this.#wrap(
-      this.#n.base.ggml_view_3d(this.#ptr, ptrOf(a), n0, n1, 1, n0 * es, n0 * n1 * es, offset * es),
+    return this.wrap(
+      this.native.base.ggml_view_3d(this.ctxPtr, ptrOf(a), n0, n1, 1, n0 * es, n0 * n1 * es, offset * es),
     );
   }
   /** a and b joined along `dim` (their other dims must agree). */
@@ -423,25 +319,25 @@ export class ForwardContext implements Disposable {
     if (a.type !== b.type || a.ne.some((d, i) => i !== dim && d !== b.ne[i])) {
       fail("concat", `cannot join ${b.shapeText} to ${a.shapeText} along ${dim}`);
     }
-    return this.#wrap(this.#n.base.ggml_concat(this.#ptr, ptrOf(a), ptrOf(b), dim));
+    return this.wrap(this.native.base.ggml_concat(this.ctxPtr, ptrOf(a), ptrOf(b), dim));
   }
 
   /** a converted to `type` (any layout in, contiguous out). */
   cast(a: Tensor, type: DType): Tensor {
-    return this.#wrap(this.#n.base.ggml_cast(this.#ptr, ptrOf(a), dtypeCode(type)));
+    return this.wrap(this.native.base.ggml_cast(this.ctxPtr, ptrOf(a), dtypeCode(type)));
   }
 
   /** Copies a (any layout) into dst (same element count); returns dst's view. */
   copy(a: Tensor, dst: Tensor): Tensor {
     if (a.nelements !== dst.nelements) fail("cpy", `cannot copy ${a.shapeText} into ${dst.shapeText}`);
-    return this.#wrap(this.#n.base.ggml_cpy(this.#ptr, ptrOf(a), ptrOf(dst)));
+    return this.wrap(this.native.base.ggml_cpy(this.ctxPtr, ptrOf(a), ptrOf(dst)));
   }
 
   /** Transposed view (swaps ne0 and ne1); mul_mat needs `cont` of it as its first operand. */
   transpose(a: Tensor): Tensor {
     if (!hasTransposedView(a))
       fail("transpose", `${a.type} ${a.shapeText} has rows of one block: no strides describe its transpose`);
-    return this.#wrap(this.#n.base.ggml_transpose(this.#ptr, ptrOf(a)));
+    return this.wrap(this.native.base.ggml_transpose(this.ctxPtr, ptrOf(a)));
   }
   /**
    * steerlm's fused copy kernel (native/relayout.c): `a` (f32, any strides) written contiguously as
@@ -450,35 +346,6 @@ export class ForwardContext implements Disposable {
   #relayout(a: Tensor, type: "f32" | "bf16", ne0: number, fn: KernelFn): Tensor {
     const [, n1, n2, n3] = a.ne;
     return this.custom(type, [ne0, n1, n2, n3], [a], fn);
-  }
-
-  /**
-   * A ggml_custom_4d node running steerlm kernel `fn` on all threads (or `tasks`); srcs become dst->src[],
-   * `word` the kernel's userdata.
-   */
-  protected custom(
-    type: DType,
-    ne: Shape4,
-    srcs: readonly Tensor[],
-    fn: KernelFn,
-    tasks = GGML_N_TASKS_MAX,
-    word: UserdataWord | null = null,
-  ): Tensor {
-    const [n0, n1, n2, n3] = ne;
-    const args = srcs.map(ptrOf);
-    const f = this.#n.base.ggml_custom_4d;
-    return this.#wrap(f(this.#ptr, dtypeCode(type), n0, n1, n2, n3, args, args.length, fn, tasks, word));
-  }
-  /** A ggml_custom_inplace node: kernel `fn` writes into a view of `a` (dst->src[0]); `srcs` follow it. */
-  protected customInplace(
-    a: Tensor,
-    srcs: readonly Tensor[],
-    fn: KernelFn,
-    word: UserdataWord | null = null,
-  ): Tensor {
-    const args = srcs.map(ptrOf);
-    const f = this.#n.base.ggml_custom_inplace;
-    return this.#wrap(f(this.#ptr, ptrOf(a), args, args.length, fn, GGML_N_TASKS_MAX, word));
   }
 
   /**
@@ -492,17 +359,17 @@ export class ForwardContext implements Disposable {
     const k = this.kernels;
     if (k && a.type === "f32") return this.#relayout(this.transpose(a), "f32", n1, k.relayout);
     if (a.type !== "f32" || !a.contiguous || n1 < 2) return this.cont(this.transpose(a));
-    const b = this.#n.base;
+    const b = this.native.base;
     const m = n2 * n3;
     const h = Math.floor(n1 / 2);
     // one 3-d view per half of ne1: [n0, len, m]
     const half = (start: number, len: number) =>
-      this.#wrap(b.ggml_view_3d(this.#ptr, ptrOf(a), n0, len, m, n0 * 4, n0 * n1 * 4, start * n0 * 4));
+      this.wrap(b.ggml_view_3d(this.ctxPtr, ptrOf(a), n0, len, m, n0 * 4, n0 * n1 * 4, start * n0 * 4));
     // 2-d: [len, 1, n0] so that concat's threads split over n0 rows; else [len, n0, m]
     const axes: [number, number, number, number] = m === 1 ? [2, 0, 1, 3] : [1, 0, 2, 3];
     const p1 = this.permute(half(0, h), axes);
     const p2 = this.permute(half(h, n1 - h), axes);
-    const cat = this.#wrap(b.ggml_concat(this.#ptr, ptrOf(p1), ptrOf(p2), 0));
+    const cat = this.wrap(b.ggml_concat(this.ctxPtr, ptrOf(p1), ptrOf(p2), 0));
     return this.reshape(cat, [n1, n0, n2, n3]);
   }
 
@@ -514,7 +381,7 @@ export class ForwardContext implements Disposable {
    */
   operand(a: Tensor, type: "f32" | "bf16", transpose: boolean, multiple = 1): Tensor {
     if (a.type !== "f32") fail("operand", `f32 input required, got ${a.type}`);
-    return this.#made(a, `operand/${type}/${transpose}/${multiple}`, () => {
+    return this.made(a, `operand/${type}/${transpose}/${multiple}`, () => {
       const n0 = (transpose ? a.ne[1] : a.ne[0]) as number;
       const padded = Math.ceil(n0 / multiple) * multiple;
       const k = this.kernels;

@@ -6,7 +6,7 @@
  */
 
 import type { CtxPtr, TensorPtr } from "./ffi.js";
-import type { ForwardContext } from "./forward-context.js";
+import type { GraphContext } from "./graph-context.js";
 import type { Tensor } from "./tensor.js";
 
 /** The handles of one kind of object (contexts, buffers…), by owner. */
@@ -41,16 +41,16 @@ export interface NativeContext {
   ptr: CtxPtr;
   wrap(p: TensorPtr | null, name?: string): Tensor;
 }
-export const contexts = new Handles<ForwardContext, NativeContext>("context");
+export const contexts = new Handles<GraphContext, NativeContext>("context");
 
 /** Tensors and graphs live in their context's memory: they are freed with it, never on their own. */
-export function checkContextLive(ctx: ForwardContext, what: string): void {
+export function checkContextLive(ctx: GraphContext, what: string): void {
   if (!contexts.has(ctx)) throw new Error(`ggml ${what} used after its context was freed`);
 }
 
-const tensors = new WeakMap<Tensor, { ctx: ForwardContext; ptr: TensorPtr }>();
+const tensors = new WeakMap<Tensor, { ctx: GraphContext; ptr: TensorPtr }>();
 
-export function adoptTensor(t: Tensor, ctx: ForwardContext, ptr: TensorPtr): void {
+export function adoptTensor(t: Tensor, ctx: GraphContext, ptr: TensorPtr): void {
   tensors.set(t, { ctx, ptr });
 }
 
