@@ -223,7 +223,10 @@ export class Context extends ForwardContext {
   }
 }
 
-/** Runs of rows whose gain gradients rmsNormGainBack's kernel sums apart, thread by thread: any count of threads, up to 16 busy. */
+/**
+ * Runs of rows whose gain gradients rmsNormGainBack's kernel sums apart, thread by thread: any count of threads,
+ * up to 16 of them busy.
+ */
 const RMS_GAIN_PARTS = 16;
 
 /** What ggml's opt_step_adamw and steerlm's AdamW kernel both take: f32 w, grad, m, v of one shape; 7 params. */

@@ -9,10 +9,10 @@ import type { Tensor } from "../ggml/tensor.js";
 import { Rng } from "../util/rng.js";
 import { attentionValues } from "./attention.js";
 
-// steerlm's attention kernels (native/attention.c): causal attention with RoPE and its three gradients in one node
-// each, against a float64 host reference of softmax(RoPE(q)·RoPE(k)ᵀ·scale + mask)·v. The graph of products and softmax that the
-// model builds where they do not apply is checked against ggml's autograd and finite differences
-// (src/train/gradcheck.test.ts) and against llama.cpp's logits (check.test.ts).
+// steerlm's attention kernels (native/attention.c): causal attention with RoPE and its three gradients in one
+// node each, against a float64 host reference of softmax(RoPE(q)·RoPE(k)ᵀ·scale + mask)·v. The graph of
+// products and softmax that the model builds where they do not apply is checked against ggml's autograd and
+// finite differences (src/train/gradcheck.test.ts) and against llama.cpp's logits (check.test.ts).
 afterAll(() => useKernels("kernels"));
 
 interface Case {

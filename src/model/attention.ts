@@ -81,7 +81,10 @@ export function attention(
   return linear(c, merged, w.wo, undefined, w.lora.o, tape, w.bf16);
 }
 
-/** RoPE + softmax(q·kᵀ/√HD + mask)·v from the projected q, k, v; returns [H·HD, N]. */
+/**
+ * RoPE + softmax(q·kᵀ/√HD + mask)·v from the projected q, k, v; returns [H·HD, N]. steerlm's kernel where it
+ * runs, else a graph of rope, products and softmax.
+ */
 function attentionCore(
   c: Context,
   cfg: LlamaConfig,
@@ -99,27 +102,9 @@ function attentionCore(
   const N = T * B;
   const r = H / KV;
   const scale = 1 / Math.sqrt(HD);
+  const kernel = kernelAttention(c, cfg, ql, kl, vl, inp, scale, tape);
+  if (kernel) return kernel;
   const vr = c.reshape(vl, [HD, KV, N]);
-  // one node a layer where steerlm's kernel runs, RoPE included: no scores in memory, no head-major copies. It
-  // computes in f32 under bf16 compute too (more exact than the graph's bf16 products, and faster)
-  const ropeSpec = { positions: inp.positions, mode: inp.ropeMode, base: cfg.ropeTheta };
-  const [qh, kh] = [c.reshape(ql, [HD, H, N]), c.reshape(kl, [HD, KV, N])];
-  const fused = c.fusedAttention(qh, kh, vr, inp.kqMask, scale, ropeSpec);
-  if (fused) {
-    const out = c.reshape(c.range(fused, [HD * H * N], 0), [HD * H, N]);
-    if (tape?.propagate(out, [ql, kl, vl])) {
-      tape.record(() => {
-        const dm = tape.grad(out);
-        if (!dm) return;
-        const dmc = dm.contiguous ? dm : c.cont(dm);
-        const [dq, dk, dv] = c.attentionBack(qh, kh, vr, inp.kqMask, ropeSpec, fused, dmc, scale);
-        if (tape.live(ql)) tape.addGrad(ql, c.reshape(dq, [HD * H, N]));
-        if (tape.live(kl)) tape.addGrad(kl, c.reshape(dk, [HD * KV, N]));
-        if (tape.live(vl)) tape.addGrad(vl, c.reshape(dv, [HD * KV, N]));
-      });
-    }
-    return out;
-  }
   const rope = (t: Tensor, heads: number) =>
     c.rope(c.reshape(t, [HD, heads, N]), inp.positions, HD, inp.ropeMode, cfg.ropeTheta);
   // GQA: query head h reads kv head floor(h / r) (repeat_interleave). Tiling [HD,1,KV,N] → [HD,r,KV,N]
@@ -201,4 +186,39 @@ function attentionCore(
     });
   }
   return merged;
+}
+
+/**
+ * attentionCore as one node a layer each way (native/attention.c), RoPE included: no scores in memory, no
+ * head-major copies. It computes in f32 under bf16 compute too (more exact than the graph's bf16 products, and
+ * faster). null where the kernel does not apply.
+ */
+function kernelAttention(
+  c: Context,
+  cfg: LlamaConfig,
+  ql: Tensor,
+  kl: Tensor,
+  vl: Tensor,
+  inp: AttentionInputs,
+  scale: number,
+  tape: Tape | undefined,
+): Tensor | null {
+  const [HD, H, KV, N] = [cfg.headDim, cfg.numHeads, cfg.numKvHeads, inp.seqLen * inp.batch];
+  const rope = { positions: inp.positions, mode: inp.ropeMode, base: cfg.ropeTheta };
+  const [q, k, v] = [c.reshape(ql, [HD, H, N]), c.reshape(kl, [HD, KV, N]), c.reshape(vl, [HD, KV, N])];
+  const fused = c.fusedAttention(q, k, v, inp.kqMask, scale, rope);
+  if (!fused) return null;
+  const out = c.reshape(c.range(fused, [HD * H * N], 0), [HD * H, N]);
+  if (tape?.propagate(out, [ql, kl, vl])) {
+    tape.record(() => {
+      const dm = tape.grad(out);
+      if (!dm) return;
+      const dmc = dm.contiguous ? dm : c.cont(dm);
+      const [dq, dk, dv] = c.attentionBack(q, k, v, inp.kqMask, rope, fused, dmc, scale);
+      if (tape.live(ql)) tape.addGrad(ql, c.reshape(dq, [HD * H, N]));
+      if (tape.live(kl)) tape.addGrad(kl, c.reshape(dk, [HD * KV, N]));
+      if (tape.live(vl)) tape.addGrad(vl, c.reshape(dv, [HD * KV, N]));
+    });
+  }
+  return out;
 }
