@@ -102,7 +102,7 @@ function attentionCore(
   const N = T * B;
   const r = H / KV;
   const scale = 1 / Math.sqrt(HD);
-  const kernel = kernelAttention(c, cfg, ql, kl, vl, inp, scale, tape);
+  const kernel = kernelAttention(c, cfg, [ql, kl, vl], inp, scale, tape);
   if (kernel) return kernel;
   const vr = c.reshape(vl, [HD, KV, N]);
   const rope = (t: Tensor, heads: number) =>
@@ -196,9 +196,7 @@ function attentionCore(
 function kernelAttention(
   c: Context,
   cfg: LlamaConfig,
-  ql: Tensor,
-  kl: Tensor,
-  vl: Tensor,
+  [ql, kl, vl]: readonly [Tensor, Tensor, Tensor],
   inp: AttentionInputs,
   scale: number,
   tape: Tape | undefined,
