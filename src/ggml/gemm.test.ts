@@ -35,6 +35,8 @@ describe("Context.mulMat on steerlm's GEMMs", () => {
     { a: [5000, 32, 1, 1], b: [5000, 24, 1, 1] }, // ... and so in several blocks of K
     { a: [40, 320, 1, 1], b: [40, 29, 1, 1] }, // a transposed Q8_0 (M in blocks of 32): three row chunks
     { a: [4500, 64, 1, 1], b: [4500, 7, 1, 1] }, // ... and K in several blocks (five on AVX-512, twelve on AVX2)
+    // a bf16 a times an f32 b split on AMX, 200 columns: K in blocks of 432 pairs (split_kc), the second adding on
+    { a: [1024, 40, 1, 1], b: [1024, 200, 1, 1] },
     // AMX: full 32 x 32 tiles and a partial one, the second block of K adding onto the output (bf16 only)
     { a: [4096, 64, 1, 1], b: [4096, 40, 1, 1], only: "bf16" },
     // f32 on AMX, also with a transposed b (from 128 rows of a and 128 columns of b): K padded from 100 to 128, a's
