@@ -74,17 +74,21 @@ TARGET_AVX2 static void pack_bt(const char *b, size_t ldk, int64_t n0, int64_t c
 }
 
 /* 8 rows' words of one k at a time from a contiguous run of W's row; a partial group of 8 word by word.
-   AT_BF16_PAIRS feeds the bf16 product only, which this variant does not have. */
+   AT_BF16_PAIRS feeds the bf16 product only, which this variant does not have. Word by word across all of the
+   chunk's panels, W's rows fetched into L2 AT_AHEAD words ahead (gemm.h), as gemm_avx512.c's pack_at does. */
 TARGET_AVX2 static void pack_at(const char *a, size_t ldk, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
                        enum at_kind kind, uint32_t *ap) {
     const size_t size = kind == AT_F32 ? 4 : 2;
-    for (int64_t p = 0; p * MR < rows; p++) {
-        uint32_t *dst = ap + (size_t)p * (size_t)kc * MR;
-        const int64_t n = rows - p * MR < MR ? rows - p * MR : MR;
-        const char *col = a + (size_t)(m0 + p * MR) * size;
-        for (int64_t kp = 0; kp < kc; kp++) {
-            const char *r = col + (size_t)(k0 + kp) * ldk;
-            uint32_t *d = dst + kp * MR;
+    const int64_t span = rows * (int64_t)size; /* bytes of a row of W read */
+    const char *first = a + (size_t)m0 * size;
+    for (int64_t kp = 0; kp < kc; kp++) {
+        const char *r0 = first + (size_t)(k0 + kp) * ldk;
+        if (kp + AT_AHEAD < kc)
+            for (int64_t o = 0; o < span; o += 64) _mm_prefetch(r0 + (size_t)AT_AHEAD * ldk + o, _MM_HINT_T1);
+        for (int64_t p = 0; p * MR < rows; p++) {
+            const int64_t n = rows - p * MR < MR ? rows - p * MR : MR;
+            const char *r = r0 + (size_t)(p * MR) * size;
+            uint32_t *d = ap + (size_t)p * (size_t)kc * MR + kp * MR;
             int64_t j = 0;
             for (; j + 8 <= n; j += 8) {
                 __m256 w;

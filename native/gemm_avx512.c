@@ -96,10 +96,6 @@ __attribute__((target("avx512f,avx512bw,f16c"))) static inline void at_word(cons
     }
 }
 
-/* words of K fetched into L2 ahead of the one packed: W's rows lie a row's stride apart, which the hardware's
-   prefetchers do not follow (smol135 and qwen05 LoRA steps 2% faster; into L1, or 16 ahead, no better) */
-#define AT_AHEAD 8
-
 /* pack rows [m0, m0 + rows) of a transposed a, words [k0, k0 + kc): element (m, k) lies at a + k*ldk + m*size.
    Word kp of panel rows m..m+31 comes from one contiguous run of W's row (two rows for bf16 pairs). Word by word
    across all of the chunk's panels, so that each row of W is read as one run of rows * size bytes, its lines
