@@ -76,6 +76,12 @@ if (Object.hasOwn(SELF_PARSED, kindArg)) {
     process.exit(await main(argv.slice(1)));
   } catch (err) {
     if (isArgError(err)) await fail(argMessage(err));
+    // what the user can fix (a missing file, a bad value): the message and its hint, not a stack
+    const { SteerlmError } = await import(new URL("../dist/util/errors.js", import.meta.url).href);
+    if (err instanceof SteerlmError) {
+      process.stderr.write(`bench: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ""}`);
+      process.exit(1);
+    }
     throw err;
   }
 }

@@ -217,6 +217,20 @@ describe("bin/bench.js usage", () => {
     }
   });
 
+  it("guidance without a demo says which file is missing and how to make one, without a stack trace", () => {
+    const dir = tempDir("steerlm-nodemo-");
+    try {
+      const r = bench("guidance", "--demo", dir.path);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`bench: ${join(dir.path, "data", "test.jsonl")}: missing`);
+      expect(r.stderr).toContain(`hint: make one with \`npx steerlm demo -o ${dir.path}\``);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      expect(r.stdout).toBe("");
+    } finally {
+      dir.cleanup();
+    }
+  });
+
   it("peak --json prints one object with both precisions' GFLOP/s and the instructions used", () => {
     // a smoke test of the command's output, not of the machine: no figure is asserted beyond its kind
     const r = bench("peak", "--threads", "1", "--json");

@@ -11,6 +11,7 @@
  *
  *   npm run bench -- guidance [--demo steerlm-demo] [--prompts 20] [--rounds 3] [--json]
  */
+import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -19,6 +20,7 @@ import type { AttributeValues } from "../data/attributes.js";
 import { readRecords } from "../data/read.js";
 import type { Conversation } from "../data/template.js";
 import { getLlamaRuntime } from "../runtime/llama.js";
+import { InputError } from "../util/errors.js";
 import { quantile } from "../util/numbers.js";
 import { SteerableModel } from "./model.js";
 
@@ -63,8 +65,17 @@ function quartiles(xs: readonly number[]): Quartiles {
 export async function benchGuidance(opts: GuidanceBenchOptions): Promise<GuidanceBenchResult> {
   const n = opts.prompts ?? 20;
   const rounds = opts.rounds ?? 3;
+  const testFile = join(opts.demo, "data", "test.jsonl");
+  const modelPath = join(opts.demo, "model.gguf");
+  for (const file of [testFile, modelPath])
+    if (!existsSync(file))
+      throw new InputError(
+        "missing: the guidance bench decodes a demo's model and held-out prompts",
+        { file },
+        `make one with \`npx steerlm demo -o ${opts.demo}\` (about 3 minutes; --quick: 30 s), or pass --demo <dir>`,
+      );
   const conversations: Conversation[] = [];
-  for await (const r of readRecords(join(opts.demo, "data", "test.jsonl"))) {
+  for await (const r of readRecords(testFile)) {
     if (r.turns.length !== 2) continue;
     conversations.push({
       system: r.system,
@@ -72,7 +83,6 @@ export async function benchGuidance(opts: GuidanceBenchOptions): Promise<Guidanc
     });
     if (conversations.length === n) break;
   }
-  const modelPath = join(opts.demo, "model.gguf");
   const model = await SteerableModel.load({ modelPath, parallel: 1, threads: 1 });
   const load0 = loadavg()[0] as number;
   try {
