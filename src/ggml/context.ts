@@ -1,8 +1,8 @@
 import { userdataWord } from "./ffi.js";
 import { ForwardContext, fusedAttentionFits, type RopeMode, type RopeSpec } from "./forward-context.js";
 import { ptrOf } from "./handles.js";
-import { fail, sameShape } from "./shape-error.js";
-import type { Shape4, Tensor } from "./tensor.js";
+import { fail } from "./shape-error.js";
+import { type Shape4, sameShape, type Tensor } from "./tensor.js";
 
 export type { RopeMode } from "./forward-context.js";
 

@@ -3,8 +3,8 @@ import { gemmKernel, hasTransposedView, isTransposedView, readsTransposed } from
 import { GraphContext } from "./graph-context.js";
 import { ptrOf } from "./handles.js";
 import { dtypeCode, GGML_ROPE_TYPE } from "./native.js";
-import { fail, sameShape } from "./shape-error.js";
-import { blockBytes, type DType, type Shape4, type Tensor } from "./tensor.js";
+import { fail } from "./shape-error.js";
+import { blockBytes, type DType, type Shape4, sameShape, type Tensor } from "./tensor.js";
 
 /** How RoPE rotates: "normal" adjacent pairs (2i, 2i+1), "neox" halves (i, i+d/2). */
 export type RopeMode = "normal" | "neox";

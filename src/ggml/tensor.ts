@@ -78,3 +78,8 @@ export function byteSize(t: DType, n: number): number {
   if (n % bs !== 0) throw new Error(`${t} needs a multiple of ${bs} values, got ${n}`);
   return (n / bs) * bytes;
 }
+
+/** Whether two tensors have the same shape (types and layouts aside). */
+export function sameShape(a: Tensor, b: Tensor): boolean {
+  return a.ne.every((d, i) => d === b.ne[i]);
+}

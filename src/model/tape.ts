@@ -1,5 +1,5 @@
 import { Context } from "../ggml/context.js";
-import type { Tensor } from "../ggml/tensor.js";
+import { sameShape, type Tensor } from "../ggml/tensor.js";
 import { bf16Operand } from "./bf16.js";
 
 /**
@@ -102,7 +102,7 @@ export class Tape {
       return;
     }
     // a shared g that is a product would be computed twice by accumulate (once for its other consumer)
-    const inPlace = this.#owned.has(prev) && prev.ne.every((d, i) => d === g.ne[i]);
+    const inPlace = this.#owned.has(prev) && sameShape(prev, g);
     const sum = !inPlace
       ? this.c.add(prev, g)
       : fresh
