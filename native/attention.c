@@ -9,6 +9,10 @@
  * graph has no rope nodes around attention either. The backward recomputes the probabilities from the forward's
  * log-sum-exp of each row rather than keeping them.
  *
+ * On AMX (head dims of 64 and more) the products run on the tiles, both operands split in three bf16 parts as
+ * gemm.c's f32 × f32 kind splits them: a head's keys and values once a unit, a block's rows where they are used.
+ * Each row's mask is read as a span of keys where it is one (row_spans), once a sequence, not once a head.
+ *
  * The mask must hide every key after its query (attentionValues makes it so: causal plus padding); keys
  * before a query are masked as the mask says. AVX-512 only, head dim a multiple of 16: elsewhere the model
  * builds the graph.
@@ -22,7 +26,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "kernels.h"
+#include "gemm.h"
 
 #ifdef HAVE_X86
 #define AVX512 __attribute__((target("avx512f")))
@@ -80,13 +84,86 @@ static AVX512 void product(int64_t rows, int64_t w, int64_t n, const float *a, i
     }
 }
 
-/* s[0, L) ← s·scale + mask (mask's first t entries; -inf from t on), the row's maximum returned */
-static AVX512 float masked_scores(float *s, const float *mask, float scale, int64_t L, int64_t t) {
+#ifdef HAVE_AMX
+/*
+ * The products on AMX tiles, as gemm.c's f32 × f32 kind runs them (gemm_amx.c): both operands split in three
+ * bf16 parts, six of the nine products, within an f32 rounding of each, a micro-tile of 32 × 32 outputs. A head's
+ * keys and values, which every block of queries reads, are split once a unit into panels of 32 rows; a block's
+ * queries, dO, P and dS are split where they are used.
+ */
+
+/* `panels` panels of MR rows (float k of panel p's row j at src + p·step + k·ldk + j), kf floats of K padded
+   with zeros to k2 pairs, split: panel p at out + p·3·k2·MR */
+static void amx_panels(const float *src, int64_t step, int64_t ldk, int64_t panels, int64_t kf, int64_t k2,
+                       uint32_t *out) {
+    for (int64_t p = 0; p < panels; p++) amx_split_a(src + p * step, ldk, MR, kf, k2, out + p * 3 * k2 * MR);
+}
+
+/* out[r·ldo + p·MR + j] = Σ_k x[r·xs + k] · (row j of panel p) for x's rows (at most 32) and n panels split
+   with pk2 pairs: the first k2 of them, kf floats of x's (its rows split in bx) */
+static void amx_rows_by_panels(const uint32_t *panels, int64_t pk2, int64_t n, int64_t k2, int64_t kf, const float *x,
+                               int64_t xs, int64_t rows, uint32_t *bx, float *out, int64_t ldo) {
+    amx_pack_b_split((const char *)x, (size_t)xs * 4, 0, rows, k2, kf, bx, k2 * AMX_NR);
+    for (int64_t p = 0; p < n; p++)
+        amx_micro_split2(panels + p * 3 * pk2 * MR, bx, k2 * AMX_NR, k2, out + p * MR, (size_t)ldo, MR, rows, 0);
+}
+
+/* acc[j·HD + d] += Σ_r m[r·ldm + j] · x[r·xs + d] over a block's rows r (at most 32: one chunk of 16 pairs), keys
+   j < keys: x's columns split as panels of d, m's transposed 32 keys at a time (dK += dSᵀ·Q, dV += Pᵀ·dO) */
+static void amx_acc_transposed(const float *m, int64_t ldm, int64_t keys, const float *x, int64_t xs, int64_t rows,
+                               int64_t HD, uint32_t *ax, uint32_t *bt, float *acc) {
+    amx_panels(x, MR, xs, HD / MR, rows, 16, ax);
+    for (int64_t j0 = 0; j0 < keys; j0 += AMX_NR) {
+        const int64_t cols = keys - j0 < AMX_NR ? keys - j0 : AMX_NR;
+        amx_pack_bt_split((const char *)m, (size_t)ldm * 4, j0, cols, 0, 16, rows, bt, 16 * AMX_NR);
+        for (int64_t dp = 0; dp < HD / MR; dp++)
+            amx_micro_split2(ax + dp * 3 * 16 * MR, bt, 16 * AMX_NR, 16, acc + j0 * HD + dp * MR, (size_t)HD, MR, cols, 1);
+    }
+}
+
+/* words of split scratch a forward unit needs (keys' and values' panels, a block's split rows) and a backward's
+   (keys', values' and roped keys' panels, a block's split rows, x's panels and m's transposed block) */
+static int64_t amx_words(int64_t HD, int64_t Lp, int back) {
+    const int64_t rows = 3 * AMX_NR * ((Lp > HD ? Lp : HD) / 2);
+    return back ? 9 * HD * Lp / 2 + 48 * HD + 48 * AMX_NR + rows : 3 * HD * Lp + rows;
+}
+#endif
+
+/* Each query row of a sequence's mask as a span: 0 on keys [lo, hi) and -inf elsewhere (a real query's row of
+   attentionValues' mask, with or without padding), lo = -1 where it is not one (a padding query's row), so that
+   masked_scores reads the mask only there: every head read the whole of it again (16 MB at 2,048 tokens) */
+static AVX512 void row_spans(const float *mask, int64_t T, int32_t *spans) {
+    const __m512 zero = _mm512_setzero_ps(), ninf = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < T; i++) {
+        int64_t lo = -1, hi = -1;
+        for (int64_t j = 0; j < T; j += 16) {
+            const __mmask16 live = tail_mask(T - j);
+            const __m512 x = _mm512_maskz_loadu_ps(live, mask + i * T + j);
+            const __mmask16 z = _mm512_mask_cmpeq_ps_mask(live, x, zero);
+            const unsigned run = (unsigned)z >> (z ? __builtin_ctz(z) : 0);
+            /* only 0 and -inf, the zeros one run that goes on from the last chunk's */
+            if ((z | _mm512_mask_cmpeq_ps_mask(live, x, ninf)) != live || (run & (run + 1)) != 0 ||
+                (z && lo >= 0 && j + __builtin_ctz(z) != hi)) {
+                lo = -1;
+                break;
+            }
+            if (z && lo < 0) lo = j + __builtin_ctz(z), hi = lo;
+            hi += __builtin_popcount(z);
+        }
+        spans[2 * i] = (int32_t)lo;
+        spans[2 * i + 1] = (int32_t)hi;
+    }
+}
+
+/* s[0, L) ← s·scale + the row's mask (its span [lo, hi), or where it has none its first t entries; -inf from t
+   on), the row's maximum returned */
+static AVX512 float masked_scores(float *s, const float *mask, const int32_t *span, float scale, int64_t L, int64_t t) {
     const __m512 sc = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    const int64_t lo = span[0], hi = span[1];
     __m512 mx = ninf;
     for (int64_t j = 0; j < L; j += 16) {
-        const __mmask16 live = tail_mask(t - j);
-        const __m512 m = _mm512_mask_loadu_ps(ninf, live, mask + j);
+        const __m512 m = lo >= 0 ? _mm512_mask_blend_ps(tail_mask(hi - j) & ~tail_mask(lo - j), ninf, _mm512_setzero_ps())
+                                 : _mm512_mask_loadu_ps(ninf, tail_mask(t - j), mask + j);
         const __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(s + j), sc, m);
         _mm512_storeu_ps(s + j, v);
         mx = _mm512_max_ps(mx, v);
@@ -122,9 +199,10 @@ static AVX512 void pack_keys_t(const float *x, int64_t xs, int64_t HD, int64_t t
 }
 
 struct shapes {
-    int64_t HD, H, KV, T, B, Lp;
+    int64_t HD, H, KV, T, B, Lp; /* Lp: keys padded to 16, or to 32 on the tiles (their panels) */
     const float *table; /* RoPE's cos and sin [HD, N] */
     int neox, rope_level;
+    int amx; /* the products on AMX tiles (amx_* below), both operands split in three */
 };
 
 /* rows[r·HD + d] = row r of x (row stride xs) rotated by RoPE at tokens n, n + 1, ... */
@@ -134,9 +212,17 @@ static void rope_rows(const struct shapes *z, const float *x, int64_t xs, int64_
 
 static struct shapes shapes_of(const struct tensor_abi *q, const struct tensor_abi *k, const struct tensor_abi *mask,
                                const struct tensor_abi *table, int neox) {
-    const int64_t T = mask->ne[0];
-    return (struct shapes){q->ne[0], q->ne[1], k->ne[1], T, q->ne[2] / T, (T + 15) / 16 * 16, (const float *)table->data,
-                           neox, steerlm_rope_level(neox, q->ne[0])};
+    const int64_t T = mask->ne[0], HD = q->ne[0];
+#ifdef HAVE_AMX
+    /* head dims of 64 and more (the real shapes'): at m10's 32 a block's products are one chunk of 16 pairs each,
+       and its step ran 3% slower on the tiles than on the FMAs */
+    const int amx = HD % 32 == 0 && HD >= 64 && steerlm_have_amx();
+#else
+    const int amx = 0;
+#endif
+    const int64_t pad = amx ? 32 : 16;
+    return (struct shapes){HD, q->ne[1], k->ne[1], T, q->ne[2] / T, (T + pad - 1) / pad * pad, (const float *)table->data,
+                           neox, steerlm_rope_level(neox, HD), amx};
 }
 
 /* out of memory aborts with a message, as gemm.c's scratch does: never a silently wrong gradient */
@@ -152,32 +238,53 @@ static float *scratch(int64_t floats) {
 /* one (sequence, query head) unit, block by block of queries: the forward has nothing to sum over the heads that
    share a kv head, so its units are the query heads (smol135's 9 split 5:4 on two threads, its 3 kv heads 2:1) */
 static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, const float *q, const float *k,
-                                const float *v, const float *mask, float scale, float *o, float *lse, float *buf) {
+                                const float *v, const float *mask, const int32_t *spans, float scale, float *o,
+                                float *lse, float *buf) {
     const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, g = h / (H / KV);
     const int64_t n0 = b * T;
     float *kt = buf, *kr = kt + HD * Lp, *qs = kr + T * HD, *s = qs + QB * HD;
     rope_rows(z, k + (n0 * KV + g) * HD, KV * HD, T, n0, kr);
     pack_keys_t(kr, HD, HD, T, kt, Lp);
+#ifdef HAVE_AMX
+    /* keys as panels of 32 keys by HD, values as panels of 32 of HD by the keys */
+    uint32_t *ks = (uint32_t *)(s + QB * Lp), *vs = ks + 3 * HD * Lp / 2, *bx = vs + 3 * HD * Lp / 2;
+    if (z->amx) {
+        amx_panels(kt, MR, Lp, Lp / MR, HD, HD / 2, ks);
+        amx_panels(v + (n0 * KV + g) * HD, MR, KV * HD, HD / MR, T, Lp / 2, vs);
+    }
+#endif
     for (int64_t i0 = 0; i0 < T; i0 += QB) {
         const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
         rope_rows(z, q + ((n0 + i0) * H + h) * HD, H * HD, rows, n0 + i0, qs);
-        product(rows, L, HD, qs, HD, 1, kt, Lp, s, Lp, 0);
+#ifdef HAVE_AMX
+        if (z->amx)
+            amx_rows_by_panels(ks, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, qs, HD, rows, bx, s, Lp);
+        else
+#endif
+            product(rows, L, HD, qs, HD, 1, kt, Lp, s, Lp, 0);
         for (int64_t i = i0; i < i1; i++) {
             float *row = s + (i - i0) * Lp;
-            const float top = masked_scores(row, mask + (n0 + i) * T, scale, L, T);
+            const float top = masked_scores(row, mask + (n0 + i) * T, spans + 2 * i, scale, L, T);
             const float sum = exp_row(row, top, L);
             const __m512 inv = _mm512_set1_ps(1.0f / sum);
             for (int64_t j = 0; j < L; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
             lse[(n0 + i) * H + h] = top + logf(sum);
         }
         /* keys after i1 have probability 0 for every query of the block */
-        product(rows, HD, i1, s, Lp, 1, v + (n0 * KV + g) * HD, KV * HD, o + ((n0 + i0) * H + h) * HD, H * HD, 0);
+#ifdef HAVE_AMX
+        if (z->amx)
+            amx_rows_by_panels(vs, Lp / 2, HD / MR, (i1 + 31) / 32 * 16, i1, s, Lp, rows, bx,
+                               o + ((n0 + i0) * H + h) * HD, H * HD);
+        else
+#endif
+            product(rows, HD, i1, s, Lp, 1, v + (n0 * KV + g) * HD, KV * HD, o + ((n0 + i0) * H + h) * HD, H * HD, 0);
     }
 }
 
 /* one (sequence, kv head) unit: every query head that reads kv head g, whose dk and dv it sums */
 static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, const float *q, const float *k,
-                                 const float *v, const float *mask, const float *lse, const float *dout, float scale,
+                                 const float *v, const float *mask, const int32_t *spans, const float *lse,
+                                 const float *dout, float scale,
                                  float *dq, float *dk, float *dv, float *buf) {
     const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, r = H / KV;
     const int64_t n0 = b * T;
@@ -187,17 +294,35 @@ static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, c
     pack_keys_t(kr, HD, HD, T, kt, Lp);
     pack_keys_t(v + (n0 * KV + g) * HD, KV * HD, HD, T, vt, Lp);
     memset(dka, 0, (size_t)(2 * T * HD) * sizeof(float));
+#ifdef HAVE_AMX
+    /* keys and values as panels of 32 keys by HD, the roped keys as panels of 32 of HD by the keys */
+    uint32_t *ks = (uint32_t *)(qs + QB * HD), *vk = ks + 3 * HD * Lp / 2, *kd = vk + 3 * HD * Lp / 2;
+    uint32_t *ax = kd + 3 * HD * Lp / 2, *bt = ax + 48 * HD, *bx = bt + 48 * AMX_NR;
+    if (z->amx) {
+        amx_panels(kt, MR, Lp, Lp / MR, HD, HD / 2, ks);
+        amx_panels(vt, MR, Lp, Lp / MR, HD, HD / 2, vk);
+        amx_panels(kr, MR, HD, HD / MR, T, Lp / 2, kd);
+    }
+#endif
     for (int64_t h = g * r; h < (g + 1) * r; h++) {
         for (int64_t i0 = 0; i0 < T; i0 += QB) {
             const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
             const int64_t at = (n0 + i0) * H + h; /* the block's first row in q, dO and dq, in heads */
             rope_rows(z, q + at * HD, H * HD, rows, n0 + i0, qs);
-            product(rows, L, HD, qs, HD, 1, kt, Lp, p, Lp, 0);
-            product(rows, L, HD, dout + at * HD, H * HD, 1, vt, Lp, ds, Lp, 0);
+#ifdef HAVE_AMX
+            if (z->amx) {
+                amx_rows_by_panels(ks, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, qs, HD, rows, bx, p, Lp);
+                amx_rows_by_panels(vk, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, dout + at * HD, H * HD, rows, bx, ds, Lp);
+            } else
+#endif
+            {
+                product(rows, L, HD, qs, HD, 1, kt, Lp, p, Lp, 0);
+                product(rows, L, HD, dout + at * HD, H * HD, 1, vt, Lp, ds, Lp, 0);
+            }
             for (int64_t i = i0; i < i1; i++) {
                 const int64_t n = n0 + i;
                 float *pr = p + (i - i0) * Lp, *sr = ds + (i - i0) * Lp;
-                masked_scores(pr, mask + n * T, scale, L, T);
+                masked_scores(pr, mask + n * T, spans + 2 * i, scale, L, T);
                 exp_row(pr, lse[n * H + h], L);
                 /* the softmax gradient's row term Σ_j P·dP (= Σ_d dO·o) */
                 __m512 acc = _mm512_setzero_ps();
@@ -210,11 +335,24 @@ static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, c
                                                            _mm512_sub_ps(_mm512_loadu_ps(sr + j), dsum)));
                 }
             }
-            product(rows, HD, i1, ds, Lp, 1, kr, HD, dq + at * HD, H * HD, 0);
+#ifdef HAVE_AMX
+            if (z->amx)
+                amx_rows_by_panels(kd, Lp / 2, HD / MR, (i1 + 31) / 32 * 16, i1, ds, Lp, rows, bx, dq + at * HD, H * HD);
+            else
+#endif
+                product(rows, HD, i1, ds, Lp, 1, kr, HD, dq + at * HD, H * HD, 0);
             steerlm_rope_rows(z->rope_level, dq + at * HD, H * HD, z->table + (n0 + i0) * HD, -1.0f, z->neox, HD,
                               dq + at * HD, H * HD, rows);
-            product(i1, HD, rows, ds, 1, Lp, qs, HD, dka, HD, 1);
-            product(i1, HD, rows, p, 1, Lp, dout + at * HD, H * HD, dva, HD, 1);
+#ifdef HAVE_AMX
+            if (z->amx) {
+                amx_acc_transposed(ds, Lp, i1, qs, HD, rows, HD, ax, bt, dka);
+                amx_acc_transposed(p, Lp, i1, dout + at * HD, H * HD, rows, HD, ax, bt, dva);
+            } else
+#endif
+            {
+                product(i1, HD, rows, ds, 1, Lp, qs, HD, dka, HD, 1);
+                product(i1, HD, rows, p, 1, Lp, dout + at * HD, H * HD, dva, HD, 1);
+            }
         }
     }
     steerlm_rope_rows(z->rope_level, dka, HD, z->table + n0 * HD, -1.0f, z->neox, HD, dk + (n0 * KV + g) * HD, KV * HD,
@@ -229,12 +367,26 @@ static void attention(struct tensor_abi *dst, int ith, int nth, void *userdata, 
     const struct tensor_abi *q = dst->src[0], *k = dst->src[1];
     const struct shapes z = shapes_of(q, k, dst->src[3], dst->src[4], neox);
     float *o = (float *)dst->data, *lse = o + z.HD * z.H * z.T * z.B;
-    float *buf = scratch(z.HD * z.Lp + z.T * z.HD + QB * z.HD + QB * z.Lp);
-    for (int64_t u = ith; u < z.B * z.H; u += nth)
+    int64_t floats = z.HD * z.Lp + z.T * z.HD + QB * z.HD + QB * z.Lp;
+#ifdef HAVE_AMX
+    struct amx_state saved;
+    if (z.amx) {
+        floats += amx_words(z.HD, z.Lp, 0);
+        amx_tiles_on(&saved);
+    }
+#endif
+    float *buf = scratch(floats + 2 * z.T);
+    int32_t *spans = (int32_t *)(buf + floats); /* the mask's rows of sequence `seq` (row_spans) */
+    const float *mask = (const float *)dst->src[3]->data;
+    for (int64_t u = ith, seq = -1; u < z.B * z.H; u += nth) {
+        if (u / z.H != seq) row_spans(mask + (seq = u / z.H) * z.T * z.T, z.T, spans);
         forward_unit(&z, u / z.H, u % z.H, (const float *)q->data, (const float *)k->data,
-                     (const float *)dst->src[2]->data, (const float *)dst->src[3]->data, userdata_float(userdata), o,
-                     lse, buf);
+                     (const float *)dst->src[2]->data, mask, spans, userdata_float(userdata), o, lse, buf);
+    }
     free(buf);
+#ifdef HAVE_AMX
+    if (z.amx) amx_tiles_restore(&saved);
+#endif
 #else
     (void)dst, (void)ith, (void)nth, (void)userdata, (void)neox;
 #endif
@@ -248,12 +400,27 @@ static void attention_back(struct tensor_abi *dst, int ith, int nth, void *userd
     const int64_t N = z.T * z.B;
     const float *lse = (const float *)dst->src[5]->data + z.HD * z.H * N;
     float *dq = (float *)dst->data, *dk = dq + z.HD * z.H * N, *dv = dk + z.HD * z.KV * N;
-    float *buf = scratch(2 * z.HD * z.Lp + 3 * z.T * z.HD + 2 * QB * z.Lp + QB * z.HD);
-    for (int64_t u = ith; u < z.B * z.KV; u += nth)
+    int64_t floats = 2 * z.HD * z.Lp + 3 * z.T * z.HD + 2 * QB * z.Lp + QB * z.HD;
+#ifdef HAVE_AMX
+    struct amx_state saved;
+    if (z.amx) {
+        floats += amx_words(z.HD, z.Lp, 1);
+        amx_tiles_on(&saved);
+    }
+#endif
+    float *buf = scratch(floats + 2 * z.T);
+    int32_t *spans = (int32_t *)(buf + floats);
+    const float *mask = (const float *)dst->src[3]->data;
+    for (int64_t u = ith, seq = -1; u < z.B * z.KV; u += nth) {
+        if (u / z.KV != seq) row_spans(mask + (seq = u / z.KV) * z.T * z.T, z.T, spans);
         backward_unit(&z, u / z.KV, u % z.KV, (const float *)q->data, (const float *)k->data,
-                      (const float *)dst->src[2]->data, (const float *)dst->src[3]->data, lse,
-                      (const float *)dst->src[6]->data, userdata_float(userdata), dq, dk, dv, buf);
+                      (const float *)dst->src[2]->data, mask, spans, lse, (const float *)dst->src[6]->data,
+                      userdata_float(userdata), dq, dk, dv, buf);
+    }
     free(buf);
+#ifdef HAVE_AMX
+    if (z.amx) amx_tiles_restore(&saved);
+#endif
 #else
     (void)dst, (void)ith, (void)nth, (void)userdata, (void)neox;
 #endif

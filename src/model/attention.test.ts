@@ -24,6 +24,8 @@ interface Case {
   /** Real tokens of each sequence [B·T]: the rest is padding (on either side). */
   real: (s: number, t: number) => boolean;
   mode: RopeMode;
+  /** Changes to attentionValues' mask: rows the kernels cannot take as one span of keys. */
+  edit?: (mask: Float32Array, T: number) => void;
 }
 
 const BASE = 10000;
@@ -36,6 +38,23 @@ const cases: Case[] = [
   { HD: 16, H: 3, KV: 3, T: 5, B: 1, real: () => true, mode: "neox" },
   { HD: 64, H: 2, KV: 1, T: 40, B: 1, real: (_s, t) => t < 38, mode: "neox" },
   { HD: 32, H: 2, KV: 2, T: 20, B: 1, real: () => true, mode: "normal" },
+  // three blocks of queries (32, 32, 6), keys in three panels of 32 on AMX; GQA 3:1; a padded sequence
+  { HD: 64, H: 3, KV: 1, T: 70, B: 2, real: (s, t) => s === 0 || (t >= 4 && t < 66), mode: "neox" },
+  // rows that are no span of zeros: a hole in the causal run, a finite bias, a hole at the row's start
+  {
+    HD: 64,
+    H: 2,
+    KV: 2,
+    T: 45,
+    B: 1,
+    real: () => true,
+    mode: "normal",
+    edit: (mask, T) => {
+      for (let q = 3; q < T; q += 5) mask[q * T + q - 2] = Number.NEGATIVE_INFINITY;
+      for (let q = 4; q < T; q += 7) mask[q * T + 1] = -0.75;
+      mask[40 * T] = Number.NEGATIVE_INFINITY;
+    },
+  },
 ];
 
 /**
@@ -142,76 +161,101 @@ function relError(got: Float32Array, want: Float64Array): number {
 }
 
 describe("Context.fusedAttention and Context.attentionBack", () => {
+  /** o, lse, dq, dk and dv from the kernels, in the order they come out, as one array. */
+  function kernelOutputs(cs: Case, threads: number, seed: number) {
+    const { HD, H, KV, T, B } = cs;
+    const N = T * B;
+    const rng = new Rng(seed);
+    const real = Uint8Array.from({ length: N }, (_, i) => (cs.real(Math.floor(i / T), i % T) ? 1 : 0));
+    const { kqMask, positions } = attentionValues(real, B, T);
+    cs.edit?.(kqMask, T);
+    // scores up to ~±8 after the scale: some probabilities near 1, many near 0
+    const rand = (n: number, amp: number) =>
+      Float32Array.from({ length: n }, () => (rng.float() * 2 - 1) * amp);
+    const data = {
+      q: rand(HD * H * N, 1.5),
+      k: rand(HD * KV * N, 1.5),
+      v: rand(HD * KV * N, 1),
+      dO: rand(HD * H * N, 1),
+    };
+    const backend = new Backend(threads);
+    const s = new Context(8);
+    const q = s.newTensor("f32", [HD, H, N], "q");
+    const k = s.newTensor("f32", [HD, KV, N], "k");
+    const v = s.newTensor("f32", [HD, KV, N], "v");
+    const mask = s.newTensor("f32", [T, T, 1, B], "mask");
+    const dO = s.newTensor("f32", [HD * H, N], "dO");
+    const pos = s.newTensor("i32", [N], "positions");
+    const buf = backend.allocTensors(s);
+    for (const [t, d] of [
+      [q, data.q],
+      [k, data.k],
+      [v, data.v],
+      [mask, kqMask],
+      [dO, data.dO],
+    ] as [Tensor, Float32Array][])
+      setData(t, d);
+    setData(pos, positions);
+    const ropeSpec = { positions: pos, mode: cs.mode, base: BASE };
+    const c = new Context(32, 32);
+    const fused = c.fusedAttention(q, k, v, mask, 1 / Math.sqrt(HD), ropeSpec) as Tensor;
+    expect(fused).not.toBeNull();
+    const [dq, dk, dv] = c.attentionBack(q, k, v, mask, ropeSpec, fused, dO, 1 / Math.sqrt(HD));
+    const all = c.concat(
+      c.concat(c.reshape(dq, [HD * H * N]), c.reshape(dk, [HD * KV * N]), 0),
+      c.reshape(dv, [HD * KV * N]),
+      0,
+    );
+    const out = c.concat(c.reshape(fused, [fused.nelements]), all, 0);
+    const alloc = computeOnce(backend, c, 64, out);
+    const got = getF32(out).slice();
+    alloc.free();
+    c.free();
+    buf.free();
+    s.free();
+    backend.free();
+    return { got, want: oracle(cs, { q: data.q, k: data.k }, data.v, kqMask, data.dO, positions) };
+  }
+
+  // "kernels" runs the products on AMX tiles where the CPU has them (head dims of 64 and more), both operands split
+  // in three; "AVX-512 kernels" on the FMAs
   for (const threads of [1, 2])
-    it(`match float64 with GQA, padding and tails (${threads} thread${threads > 1 ? "s" : ""})`, () => {
-      useKernels("kernels");
+    it(`match float64 with GQA, padding, masks of any shape and tails, on AMX tiles and the FMAs (${threads} thread${threads > 1 ? "s" : ""})`, () => {
       if (!CPU_HAS_AVX512) {
         console.warn(
           "this CPU has no AVX-512: the attention kernel is not tested here (the model uses the graph)",
         );
         return;
       }
-      expect(loadKernels()?.attention, "AVX-512 is here but the attention kernel is not").toBeTruthy();
-      const backend = new Backend(threads);
-      const rng = new Rng(17);
-      for (const cs of cases) {
+      for (const [n, cs] of cases.entries()) {
         const { HD, H, KV, T, B } = cs;
         const N = T * B;
-        const real = Uint8Array.from({ length: N }, (_, i) => (cs.real(Math.floor(i / T), i % T) ? 1 : 0));
-        const { kqMask, positions } = attentionValues(real, B, T);
-        // scores up to ~±8 after the scale: some probabilities near 1, many near 0
-        const rand = (n: number, amp: number) =>
-          Float32Array.from({ length: n }, () => (rng.float() * 2 - 1) * amp);
-        const qd = rand(HD * H * N, 1.5);
-        const kd = rand(HD * KV * N, 1.5);
-        const vd = rand(HD * KV * N, 1);
-        const dOd = rand(HD * H * N, 1);
-        const s = new Context(8);
-        const q = s.newTensor("f32", [HD, H, N], "q");
-        const k = s.newTensor("f32", [HD, KV, N], "k");
-        const v = s.newTensor("f32", [HD, KV, N], "v");
-        const mask = s.newTensor("f32", [T, T, 1, B], "mask");
-        const dO = s.newTensor("f32", [HD * H, N], "dO");
-        const pos = s.newTensor("i32", [N], "positions");
-        const buf = backend.allocTensors(s);
-        for (const [t, d] of [
-          [q, qd],
-          [k, kd],
-          [v, vd],
-          [mask, kqMask],
-          [dO, dOd],
-        ] as [Tensor, Float32Array][])
-          setData(t, d);
-        setData(pos, positions);
-        const ropeSpec = { positions: pos, mode: cs.mode, base: BASE };
-        const c = new Context(32, 32);
-        const fused = c.fusedAttention(q, k, v, mask, 1 / Math.sqrt(HD), ropeSpec) as Tensor;
-        expect(fused).not.toBeNull();
-        const [dq, dk, dv] = c.attentionBack(q, k, v, mask, ropeSpec, fused, dO, 1 / Math.sqrt(HD));
-        const all = c.concat(
-          c.concat(c.reshape(dq, [HD * H * N]), c.reshape(dk, [HD * KV * N]), 0),
-          c.reshape(dv, [HD * KV * N]),
-          0,
-        );
-        const out = c.concat(c.reshape(fused, [fused.nelements]), all, 0);
-        const alloc = computeOnce(backend, c, 64, out);
-        const got = getF32(out);
-        const want = oracle(cs, { q: qd, k: kd }, vd, kqMask, dOd, positions);
-        const parts = { o: 0, dq: HD * H * N + H * N }; // lse [H, N] lies between o and dq
-        const at = (start: number, n: number) => got.subarray(start, start + n);
-        const dkAt = parts.dq + HD * H * N;
-        const dvAt = dkAt + HD * KV * N;
-        const label = JSON.stringify({ HD, H, KV, T, B, mode: cs.mode });
-        expect(relError(at(parts.o, HD * H * N), want.o), `o ${label}`).toBeLessThan(2e-6);
-        expect(relError(at(parts.dq, HD * H * N), want.dq), `dq ${label}`).toBeLessThan(1e-5);
-        expect(relError(at(dkAt, HD * KV * N), want.dk), `dk ${label}`).toBeLessThan(1e-5);
-        expect(relError(at(dvAt, HD * KV * N), want.dv), `dv ${label}`).toBeLessThan(2e-6);
-        alloc.free();
-        c.free();
-        buf.free();
-        s.free();
+        const runs = (["kernels", "AVX-512 kernels"] as const).map((mode) => {
+          useKernels(mode);
+          expect(loadKernels()?.attention, "AVX-512 is here but the attention kernel is not").toBeTruthy();
+          const tiles = mode === "kernels" && HD >= 64 && loadKernels()?.amx() === true;
+          return { mode, tiles, ...kernelOutputs(cs, threads, 17 + n) };
+        });
+        for (const { mode, got, want } of runs) {
+          const parts = { o: 0, dq: HD * H * N + H * N }; // lse [H, N] lies between o and dq
+          const at = (start: number, len: number) => got.subarray(start, start + len);
+          const dkAt = parts.dq + HD * H * N;
+          const dvAt = dkAt + HD * KV * N;
+          const label = `${mode} ${JSON.stringify({ HD, H, KV, T, B, mode: cs.mode, edited: !!cs.edit })}`;
+          expect(relError(at(parts.o, HD * H * N), want.o), `o ${label}`).toBeLessThan(2e-6);
+          expect(relError(at(parts.dq, HD * H * N), want.dq), `dq ${label}`).toBeLessThan(1e-5);
+          expect(relError(at(dkAt, HD * KV * N), want.dk), `dk ${label}`).toBeLessThan(1e-5);
+          expect(relError(at(dvAt, HD * KV * N), want.dv), `dv ${label}`).toBeLessThan(2e-6);
+        }
+        // the tiles round differently from the FMAs: outputs equal to the last bit would mean they did not run
+        const [tiles, fmas] = runs as [(typeof runs)[0], (typeof runs)[0]];
+        if (tiles.tiles)
+          expect(
+            tiles.got.some((x, i) => x !== fmas.got[i]),
+            `AMX tiles ran for ${JSON.stringify({ HD, T })}`,
+          ).toBe(true);
       }
-      backend.free();
+      useKernels("kernels");
     });
 
   it("does not apply without AVX-512, or to a head dim that is not a multiple of 16: the model builds the graph", () => {
