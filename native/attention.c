@@ -155,20 +155,39 @@ static AVX512 void row_spans(const float *mask, int64_t T, int32_t *spans) {
     }
 }
 
-/* s[0, L) ← s·scale + the row's mask (its span [lo, hi), or where it has none its first t entries; -inf from t
-   on), the row's maximum returned */
+/* 16 of a row's mask values from j: its span [lo, hi) where it has one, else its first t entries (-inf from t on) */
+static inline __attribute__((always_inline)) AVX512 __m512 mask_at(const float *mask, int64_t lo, int64_t hi, int64_t t,
+                                                                 int64_t j) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    return lo >= 0 ? _mm512_mask_blend_ps(tail_mask(hi - j) & ~tail_mask(lo - j), ninf, _mm512_setzero_ps())
+                   : _mm512_mask_loadu_ps(ninf, tail_mask(t - j), mask + j);
+}
+
+/* s[0, L) ← s·scale + the row's mask (mask_at), the row's maximum returned */
 static AVX512 float masked_scores(float *s, const float *mask, const int32_t *span, float scale, int64_t L, int64_t t) {
-    const __m512 sc = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
-    const int64_t lo = span[0], hi = span[1];
-    __m512 mx = ninf;
+    const __m512 sc = _mm512_set1_ps(scale);
+    __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < L; j += 16) {
-        const __m512 m = lo >= 0 ? _mm512_mask_blend_ps(tail_mask(hi - j) & ~tail_mask(lo - j), ninf, _mm512_setzero_ps())
-                                 : _mm512_mask_loadu_ps(ninf, tail_mask(t - j), mask + j);
-        const __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(s + j), sc, m);
+        const __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(s + j), sc, mask_at(mask, span[0], span[1], t, j));
         _mm512_storeu_ps(s + j, v);
         mx = _mm512_max_ps(mx, v);
     }
     return _mm512_reduce_max_ps(mx);
+}
+
+/* The backward's probabilities from the scores and the forward's log-sum-exp in one pass, as masked_scores and
+   exp_row make them: s[j] ← e^(s[j]·scale + mask − lse); returns Σ_j P·dP, the softmax gradient's row term */
+static AVX512 float probs_dot(float *s, const float *dp, const float *mask, const int32_t *span, float scale, float lse,
+                              int64_t L, int64_t t) {
+    const __m512 sc = _mm512_set1_ps(scale), top = _mm512_set1_ps(lse), lo = _mm512_set1_ps(-104.0f);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < L; j += 16) {
+        const __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(s + j), sc, mask_at(mask, span[0], span[1], t, j));
+        const __m512 e = exp_avx512(_mm512_max_ps(lo, _mm512_sub_ps(v, top)));
+        _mm512_storeu_ps(s + j, e);
+        acc = _mm512_fmadd_ps(e, _mm512_loadu_ps(dp + j), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
 }
 
 /* s[j] ← e^(s[j] − top) over [0, L); returns their sum. Below -104 e^d is 0 in f32: the clamp keeps a masked
@@ -262,12 +281,13 @@ static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, co
         else
 #endif
             product(rows, L, HD, qs, HD, 1, kt, Lp, s, Lp, 0);
+        /* e^(score − max) in s, each row's sum's inverse kept: O is divided by it after the product, not P before */
+        float inv[QB];
         for (int64_t i = i0; i < i1; i++) {
             float *row = s + (i - i0) * Lp;
             const float top = masked_scores(row, mask + (n0 + i) * T, spans + 2 * i, scale, L, T);
             const float sum = exp_row(row, top, L);
-            const __m512 inv = _mm512_set1_ps(1.0f / sum);
-            for (int64_t j = 0; j < L; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
+            inv[i - i0] = 1.0f / sum;
             lse[(n0 + i) * H + h] = top + logf(sum);
         }
         /* keys after i1 have probability 0 for every query of the block */
@@ -278,6 +298,11 @@ static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, co
         else
 #endif
             product(rows, HD, i1, s, Lp, 1, v + (n0 * KV + g) * HD, KV * HD, o + ((n0 + i0) * H + h) * HD, H * HD, 0);
+        for (int64_t r = 0; r < rows; r++) {
+            float *out = o + ((n0 + i0 + r) * H + h) * HD;
+            const __m512 by = _mm512_set1_ps(inv[r]);
+            for (int64_t d = 0; d < HD; d += 16) _mm512_storeu_ps(out + d, _mm512_mul_ps(_mm512_loadu_ps(out + d), by));
+        }
     }
 }
 
@@ -322,13 +347,9 @@ static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, c
             for (int64_t i = i0; i < i1; i++) {
                 const int64_t n = n0 + i;
                 float *pr = p + (i - i0) * Lp, *sr = ds + (i - i0) * Lp;
-                masked_scores(pr, mask + n * T, spans + 2 * i, scale, L, T);
-                exp_row(pr, lse[n * H + h], L);
                 /* the softmax gradient's row term Σ_j P·dP (= Σ_d dO·o) */
-                __m512 acc = _mm512_setzero_ps();
-                for (int64_t j = 0; j < L; j += 16)
-                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(pr + j), _mm512_loadu_ps(sr + j), acc);
-                const __m512 dsum = _mm512_set1_ps(_mm512_reduce_add_ps(acc)), sc = _mm512_set1_ps(scale);
+                const __m512 dsum = _mm512_set1_ps(probs_dot(pr, sr, mask + n * T, spans + 2 * i, scale, lse[n * H + h], L, T));
+                const __m512 sc = _mm512_set1_ps(scale);
                 for (int64_t j = 0; j < L; j += 16) {
                     const __m512 pj = _mm512_loadu_ps(pr + j);
                     _mm512_storeu_ps(sr + j, _mm512_mul_ps(_mm512_mul_ps(pj, sc),
