@@ -254,6 +254,40 @@ static float *scratch(int64_t floats) {
     return p;
 }
 
+/* A thread's scratch for its units: `floats` for the FMAs' buffers, then the tiles' split words where they run, then
+   the row spans of the sequence at hand (row_spans); the tiles configured for the thread meanwhile */
+struct unit_scratch {
+    float *buf;
+    int32_t *spans;
+#ifdef HAVE_AMX
+    struct amx_state saved;
+#endif
+};
+
+static struct unit_scratch units_begin(const struct shapes *z, int64_t floats, int back) {
+    struct unit_scratch sc;
+#ifdef HAVE_AMX
+    if (z->amx) {
+        floats += amx_words(z->HD, z->Lp, back);
+        amx_tiles_on(&sc.saved);
+    }
+#else
+    (void)back;
+#endif
+    sc.buf = scratch(floats + 2 * z->T);
+    sc.spans = (int32_t *)(sc.buf + floats);
+    return sc;
+}
+
+static void units_end(const struct shapes *z, struct unit_scratch *sc) {
+    free(sc->buf);
+#ifdef HAVE_AMX
+    if (z->amx) amx_tiles_restore(&sc->saved);
+#else
+    (void)z;
+#endif
+}
+
 /* one (sequence, query head) unit, block by block of queries: the forward has nothing to sum over the heads that
    share a kv head, so its units are the query heads (smol135's 9 split 5:4 on two threads, its 3 kv heads 2:1) */
 static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, const float *q, const float *k,
@@ -388,26 +422,14 @@ static void attention(struct tensor_abi *dst, int ith, int nth, void *userdata, 
     const struct tensor_abi *q = dst->src[0], *k = dst->src[1];
     const struct shapes z = shapes_of(q, k, dst->src[3], dst->src[4], neox);
     float *o = (float *)dst->data, *lse = o + z.HD * z.H * z.T * z.B;
-    int64_t floats = z.HD * z.Lp + z.T * z.HD + QB * z.HD + QB * z.Lp;
-#ifdef HAVE_AMX
-    struct amx_state saved;
-    if (z.amx) {
-        floats += amx_words(z.HD, z.Lp, 0);
-        amx_tiles_on(&saved);
-    }
-#endif
-    float *buf = scratch(floats + 2 * z.T);
-    int32_t *spans = (int32_t *)(buf + floats); /* the mask's rows of sequence `seq` (row_spans) */
+    struct unit_scratch sc = units_begin(&z, z.HD * z.Lp + z.T * z.HD + QB * z.HD + QB * z.Lp, 0);
     const float *mask = (const float *)dst->src[3]->data;
     for (int64_t u = ith, seq = -1; u < z.B * z.H; u += nth) {
-        if (u / z.H != seq) row_spans(mask + (seq = u / z.H) * z.T * z.T, z.T, spans);
+        if (u / z.H != seq) row_spans(mask + (seq = u / z.H) * z.T * z.T, z.T, sc.spans);
         forward_unit(&z, u / z.H, u % z.H, (const float *)q->data, (const float *)k->data,
-                     (const float *)dst->src[2]->data, mask, spans, userdata_float(userdata), o, lse, buf);
+                     (const float *)dst->src[2]->data, mask, sc.spans, userdata_float(userdata), o, lse, sc.buf);
     }
-    free(buf);
-#ifdef HAVE_AMX
-    if (z.amx) amx_tiles_restore(&saved);
-#endif
+    units_end(&z, &sc);
 #else
     (void)dst, (void)ith, (void)nth, (void)userdata, (void)neox;
 #endif
@@ -421,27 +443,15 @@ static void attention_back(struct tensor_abi *dst, int ith, int nth, void *userd
     const int64_t N = z.T * z.B;
     const float *lse = (const float *)dst->src[5]->data + z.HD * z.H * N;
     float *dq = (float *)dst->data, *dk = dq + z.HD * z.H * N, *dv = dk + z.HD * z.KV * N;
-    int64_t floats = 2 * z.HD * z.Lp + 3 * z.T * z.HD + 2 * QB * z.Lp + QB * z.HD;
-#ifdef HAVE_AMX
-    struct amx_state saved;
-    if (z.amx) {
-        floats += amx_words(z.HD, z.Lp, 1);
-        amx_tiles_on(&saved);
-    }
-#endif
-    float *buf = scratch(floats + 2 * z.T);
-    int32_t *spans = (int32_t *)(buf + floats);
+    struct unit_scratch sc = units_begin(&z, 2 * z.HD * z.Lp + 3 * z.T * z.HD + 2 * QB * z.Lp + QB * z.HD, 1);
     const float *mask = (const float *)dst->src[3]->data;
     for (int64_t u = ith, seq = -1; u < z.B * z.KV; u += nth) {
-        if (u / z.KV != seq) row_spans(mask + (seq = u / z.KV) * z.T * z.T, z.T, spans);
+        if (u / z.KV != seq) row_spans(mask + (seq = u / z.KV) * z.T * z.T, z.T, sc.spans);
         backward_unit(&z, u / z.KV, u % z.KV, (const float *)q->data, (const float *)k->data,
-                      (const float *)dst->src[2]->data, mask, spans, lse, (const float *)dst->src[6]->data,
-                      userdata_float(userdata), dq, dk, dv, buf);
+                      (const float *)dst->src[2]->data, mask, sc.spans, lse, (const float *)dst->src[6]->data,
+                      userdata_float(userdata), dq, dk, dv, sc.buf);
     }
-    free(buf);
-#ifdef HAVE_AMX
-    if (z.amx) amx_tiles_restore(&saved);
-#endif
+    units_end(&z, &sc);
 #else
     (void)dst, (void)ith, (void)nth, (void)userdata, (void)neox;
 #endif
