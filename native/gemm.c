@@ -261,11 +261,11 @@ static void gemm(struct tensor_abi *dst, int ith, int nth, struct gemm_kind g) {
                 /* (a bf16 a: K a multiple of 32, b's rows: all of its kc pairs are b's floats) */
                 if (g.split)
                     amx_pack_b_split(bbase + k0 * 8, b->nb[1], n0, cols, kc, 2 * kc, bp + (n0 - n_lo) * kc, part_stride);
+                else if (g.amx)
+                    amx_pack_b(bbase + k0 * 4, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc);
                 else
 #endif
-                if (g.amx)
-                    amx_pack_b(bbase + k0 * 4, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc);
-                else if (bt)
+                if (bt)
                     g.isa->pack_bt(bbase, b->nb[0], n0, cols, k0, kc, bp + (n0 - n_lo) * kc);
                 else
                     g.isa->pack_b(bbase + k0 * 4, b->nb[1], n0, cols, kc, bp + (n0 - n_lo) * kc);

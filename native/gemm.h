@@ -65,10 +65,10 @@ extern const struct gemm_isa gemm_avx2;
 
 /* AMX (gemm_amx.c): bf16 x bf16 (b bf16, or f32 split in three) in blocks of AMX_NR columns of b, K in
    chunks of 16 pairs */
-#ifdef HAVE_AMX
 #define AMX_NR 32
 #define AMX_KC 1024 /* pairs of K per block: a 128-row chunk of packed a is 512 KB, in L2 */
 #define AMX_KC_SPLIT2 64 /* ... and where a is split too (amx_split_a): a panel's three parts (24 KB) and b's block's (24 KB) in L1; half that for 256 rows of a or fewer (split2_job) */
+#ifdef HAVE_AMX
 /* the thread's tile configuration (64 bytes, palette 0 when it held none), kept while a GEMM uses the tiles
    and loaded back after it, as the kernels give MXCSR back: ggml's own AMX code configures a thread once */
 struct amx_state {
