@@ -40,6 +40,9 @@ const cases: Case[] = [
   { HD: 32, H: 2, KV: 2, T: 20, B: 1, real: () => true, mode: "normal" },
   // three blocks of queries (32, 32, 6), keys in three panels of 32 on AMX; GQA 3:1; a padded sequence
   { HD: 64, H: 3, KV: 1, T: 70, B: 2, real: (s, t) => s === 0 || (t >= 4 && t < 66), mode: "neox" },
+  // wider heads on the tiles: fewer tokens than a panel of keys, and a sequence of exactly two panels
+  { HD: 128, H: 2, KV: 1, T: 17, B: 2, real: (s, t) => s === 0 || t >= 2, mode: "neox" },
+  { HD: 96, H: 2, KV: 2, T: 64, B: 1, real: () => true, mode: "normal" },
   // rows that are no span of zeros: a hole in the causal run, a finite bias, a hole at the row's start
   {
     HD: 64,
