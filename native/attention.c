@@ -179,24 +179,23 @@ static AVX512 float masked_scores(float *s, const float *mask, const int32_t *sp
    exp_row make them: s[j] ← e^(s[j]·scale + mask − lse); returns Σ_j P·dP, the softmax gradient's row term */
 static AVX512 float probs_dot(float *s, const float *dp, const float *mask, const int32_t *span, float scale, float lse,
                               int64_t L, int64_t t) {
-    const __m512 sc = _mm512_set1_ps(scale), top = _mm512_set1_ps(lse), lo = _mm512_set1_ps(-104.0f);
+    const __m512 sc = _mm512_set1_ps(scale), top = _mm512_set1_ps(lse);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = 0; j < L; j += 16) {
         const __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(s + j), sc, mask_at(mask, span[0], span[1], t, j));
-        const __m512 e = exp_avx512(_mm512_max_ps(lo, _mm512_sub_ps(v, top)));
+        const __m512 e = exp_below_avx512(v, top);
         _mm512_storeu_ps(s + j, e);
         acc = _mm512_fmadd_ps(e, _mm512_loadu_ps(dp + j), acc);
     }
     return _mm512_reduce_add_ps(acc);
 }
 
-/* s[j] ← e^(s[j] − top) over [0, L); returns their sum. Below -104 e^d is 0 in f32: the clamp keeps a masked
-   -inf's 2^n finite (softmax.c) */
+/* s[j] ← e^(s[j] − top) over [0, L) (exp_below_avx512); returns their sum */
 static AVX512 float exp_row(float *s, float top, int64_t L) {
-    const __m512 t = _mm512_set1_ps(top), lo = _mm512_set1_ps(-104.0f);
+    const __m512 t = _mm512_set1_ps(top);
     __m512 sum = _mm512_setzero_ps();
     for (int64_t j = 0; j < L; j += 16) {
-        const __m512 e = exp_avx512(_mm512_max_ps(lo, _mm512_sub_ps(_mm512_loadu_ps(s + j), t)));
+        const __m512 e = exp_below_avx512(_mm512_loadu_ps(s + j), t);
         _mm512_storeu_ps(s + j, e);
         sum = _mm512_add_ps(sum, e);
     }

@@ -131,6 +131,12 @@ __attribute__((target("avx512f"))) static inline __m512 exp_avx512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* e^(x − top) for a softmax row's entries against its maximum (or log-sum-exp): below -104 e^d is 0 in f32, and the
+   clamp keeps exp's 2^n finite for a masked -inf (max(-104, NaN) is NaN) */
+__attribute__((target("avx512f"))) static inline __m512 exp_below_avx512(__m512 x, __m512 top) {
+    return exp_avx512(_mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_sub_ps(x, top)));
+}
+
 /* AVX2 (the CPUs without AVX-512): the same building blocks on 8 lanes */
 #define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 

@@ -22,12 +22,10 @@ __attribute__((target("avx512f"))) static void row_avx512(const float *x, const 
         mx = _mm512_mask_max_ps(mx, live, mx, v);
     }
     const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-    /* below -104, e^d is 0 in f32: the clamp keeps exp's 2^n finite for a masked -inf (max(lo, NaN) is NaN) */
-    const __m512 lo = _mm512_set1_ps(-104.0f);
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 live = tail_mask(n - i);
-        const __m512 e = exp_avx512(_mm512_max_ps(lo, _mm512_sub_ps(_mm512_maskz_loadu_ps(live, y + i), top)));
+        const __m512 e = exp_below_avx512(_mm512_maskz_loadu_ps(live, y + i), top);
         _mm512_mask_storeu_ps(y + i, live, e);
         sum = _mm512_mask_add_ps(sum, live, sum, e);
     }
