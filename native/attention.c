@@ -20,8 +20,9 @@
  * Layouts (ggml order, N = T·B tokens): q [HD, H, N] and k [HD, KV, N] before RoPE, v [HD, KV, N] (query head
  * h reads kv head h / (H/KV)), mask [T, T, 1, B], the RoPE table [HD, N] (rope.c; neox pairs or adjacent ones
  * by the kernel's name). The forward's dst: o [HD·H, N], then lse [H, N]. The backward's srcs: q, k, v, mask,
- * the table, the forward's dst, dO [HD·H, N]; its dst: dq [HD, H, N], then dk and dv [HD, KV, N], all three
- * gradients of the inputs before RoPE.
+ * the table, the forward's dst, dO [HD·H, N]; its dst: dq [HD, H, N], then each query head's share of dk and of
+ * dv, [HD, H, N] each (the graph adds the shares of the heads that read one kv head), all gradients of the
+ * inputs before RoPE.
  */
 #include <math.h>
 #include <stdio.h>
@@ -339,12 +340,15 @@ static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, co
     }
 }
 
-/* one (sequence, kv head) unit: every query head that reads kv head g, whose dk and dv it sums */
-static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, const float *q, const float *k,
-                                 const float *v, const float *mask, const int32_t *spans, const float *lse,
-                                 const float *dout, float scale,
-                                 float *dq, float *dk, float *dv, float *buf) {
-    const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, r = H / KV;
+/* a thread's run of query heads [h0, h1) of sequence b that read kv head g: their dq, and the sum of their shares of
+   dk and dv in head h0's slot, the run's other slots zeros (the graph adds the slots of each kv head). Its keys and
+   values are prepared once a run: a thread's units are a range of query heads, so that smol135's 9 split 5:4 on
+   two threads where its 3 kv heads went 2:1, and one thread prepares each kv head once */
+static AVX512 void backward_run(const struct shapes *z, int64_t b, int64_t g, int64_t h0, int64_t h1, const float *q,
+                                const float *k, const float *v, const float *mask, const int32_t *spans,
+                                const float *lse, const float *dout, float scale, float *dq, float *dk, float *dv,
+                                float *buf) {
+    const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp;
     const int64_t n0 = b * T;
     float *kt = buf, *vt = kt + HD * Lp, *dka = vt + HD * Lp, *dva = dka + T * HD, *kr = dva + T * HD;
     float *p = kr + T * HD, *ds = p + QB * Lp, *qs = ds + QB * Lp;
@@ -362,17 +366,17 @@ static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, c
         amx_panels(kr, MR, HD, HD / MR, T, Lp / 2, kd);
     }
 #endif
-    for (int64_t h = g * r; h < (g + 1) * r; h++) {
+    for (int64_t h = h0; h < h1; h++) {
         for (int64_t i0 = 0; i0 < T; i0 += QB) {
             const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
             const int64_t at = (n0 + i0) * H + h; /* the block's first row in q, dO and dq, in heads */
             rope_rows(z, q + at * HD, H * HD, rows, n0 + i0, qs);
-#ifdef HAVE_AMX
+    #ifdef HAVE_AMX
             if (z->amx) {
                 amx_rows_by_panels(ks, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, qs, HD, rows, bx, p, Lp);
                 amx_rows_by_panels(vk, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, dout + at * HD, H * HD, rows, bx, ds, Lp);
             } else
-#endif
+    #endif
             {
                 product(rows, L, HD, qs, HD, 1, kt, Lp, p, Lp, 0);
                 product(rows, L, HD, dout + at * HD, H * HD, 1, vt, Lp, ds, Lp, 0);
@@ -381,7 +385,8 @@ static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, c
                 const int64_t n = n0 + i;
                 float *pr = p + (i - i0) * Lp, *sr = ds + (i - i0) * Lp;
                 /* the softmax gradient's row term Σ_j P·dP (= Σ_d dO·o) */
-                const __m512 dsum = _mm512_set1_ps(probs_dot(pr, sr, mask + n * T, spans + 2 * i, scale, lse[n * H + h], L, T));
+                const __m512 dsum =
+                    _mm512_set1_ps(probs_dot(pr, sr, mask + n * T, spans + 2 * i, scale, lse[n * H + h], L, T));
                 const __m512 sc = _mm512_set1_ps(scale);
                 for (int64_t j = 0; j < L; j += 16) {
                     const __m512 pj = _mm512_loadu_ps(pr + j);
@@ -389,29 +394,34 @@ static AVX512 void backward_unit(const struct shapes *z, int64_t b, int64_t g, c
                                                            _mm512_sub_ps(_mm512_loadu_ps(sr + j), dsum)));
                 }
             }
-#ifdef HAVE_AMX
+    #ifdef HAVE_AMX
             if (z->amx)
                 amx_rows_by_panels(kd, Lp / 2, HD / MR, (i1 + 31) / 32 * 16, i1, ds, Lp, rows, bx, dq + at * HD, H * HD);
             else
-#endif
+    #endif
                 product(rows, HD, i1, ds, Lp, 1, kr, HD, dq + at * HD, H * HD, 0);
             steerlm_rope_rows(z->rope_level, dq + at * HD, H * HD, z->table + (n0 + i0) * HD, -1.0f, z->neox, HD,
                               dq + at * HD, H * HD, rows);
-#ifdef HAVE_AMX
+    #ifdef HAVE_AMX
             if (z->amx) {
                 amx_acc_transposed(ds, Lp, i1, qs, HD, rows, HD, ax, bt, dka);
                 amx_acc_transposed(p, Lp, i1, dout + at * HD, H * HD, rows, HD, ax, bt, dva);
             } else
-#endif
+    #endif
             {
                 product(i1, HD, rows, ds, 1, Lp, qs, HD, dka, HD, 1);
                 product(i1, HD, rows, p, 1, Lp, dout + at * HD, H * HD, dva, HD, 1);
             }
         }
     }
-    steerlm_rope_rows(z->rope_level, dka, HD, z->table + n0 * HD, -1.0f, z->neox, HD, dk + (n0 * KV + g) * HD, KV * HD,
-                      T);
-    for (int64_t j = 0; j < T; j++) memcpy(dv + ((n0 + j) * KV + g) * HD, dva + j * HD, (size_t)HD * sizeof(float));
+    steerlm_rope_rows(z->rope_level, dka, HD, z->table + n0 * HD, -1.0f, z->neox, HD, dk + (n0 * H + h0) * HD, H * HD, T);
+    const size_t rest = (size_t)((h1 - h0 - 1) * HD) * sizeof(float);
+    for (int64_t j = 0; j < T; j++) {
+        const int64_t at = ((n0 + j) * H + h0) * HD;
+        memcpy(dv + at, dva + j * HD, (size_t)HD * sizeof(float));
+        memset(dk + at + HD, 0, rest);
+        memset(dv + at + HD, 0, rest);
+    }
 }
 #endif
 
@@ -434,21 +444,27 @@ static void attention(struct tensor_abi *dst, int ith, int nth, void *userdata, 
 #endif
 }
 
-/* dst f32, flat: dq [HD·H·N], dk and dv [HD·KV·N]; srcs q, k, v, mask, the RoPE table, the forward's dst, dO */
+/* dst f32, flat: dq, then each query head's share of dk, then of dv, all three [HD·H·N]; srcs q, k, v, mask, the RoPE
+   table, the forward's dst, dO */
 static void attention_back(struct tensor_abi *dst, int ith, int nth, void *userdata, int neox) {
 #ifdef HAVE_X86
     const struct tensor_abi *q = dst->src[0], *k = dst->src[1];
     const struct shapes z = shapes_of(q, k, dst->src[3], dst->src[4], neox);
     const int64_t N = z.T * z.B;
     const float *lse = (const float *)dst->src[5]->data + z.HD * z.H * N;
-    float *dq = (float *)dst->data, *dk = dq + z.HD * z.H * N, *dv = dk + z.HD * z.KV * N;
+    float *dq = (float *)dst->data, *dk = dq + z.HD * z.H * N, *dv = dk + z.HD * z.H * N;
     struct unit_scratch sc = units_begin(&z, 2 * z.HD * z.Lp + 3 * z.T * z.HD + 2 * QB * z.Lp + QB * z.HD, 1);
     const float *mask = (const float *)dst->src[3]->data;
-    for (int64_t u = ith, seq = -1; u < z.B * z.KV; u += nth) {
-        if (u / z.KV != seq) row_spans(mask + (seq = u / z.KV) * z.T * z.T, z.T, sc.spans);
-        backward_unit(&z, u / z.KV, u % z.KV, (const float *)q->data, (const float *)k->data,
-                      (const float *)dst->src[2]->data, mask, sc.spans, lse, (const float *)dst->src[6]->data,
-                      userdata_float(userdata), dq, dk, dv, sc.buf);
+    const struct share sh = thread_share(z.B * z.H, ith, nth, 1);
+    const int64_t r = z.H / z.KV;
+    for (int64_t u = sh.lo, seq = -1; u < sh.hi;) {
+        const int64_t b = u / z.H, h0 = u % z.H, g = h0 / r;
+        const int64_t h1 = (g + 1) * r < h0 + sh.hi - u ? (g + 1) * r : h0 + sh.hi - u;
+        if (b != seq) row_spans(mask + (seq = b) * z.T * z.T, z.T, sc.spans);
+        backward_run(&z, b, g, h0, h1, (const float *)q->data, (const float *)k->data,
+                     (const float *)dst->src[2]->data, mask, sc.spans, lse, (const float *)dst->src[6]->data,
+                     userdata_float(userdata), dq, dk, dv, sc.buf);
+        u += h1 - h0;
     }
     units_end(&z, &sc);
 #else

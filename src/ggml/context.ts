@@ -99,17 +99,28 @@ export class Context extends ForwardContext {
     if (fused.nelements !== HD * H * N + H * N)
       fail("attention_back", `${fused.shapeText} is not the forward's node`);
     const table = this.ropeTable(rope.positions, HD, rope.base);
+    // dq, then each query head's share of dk and of dv (the kernel's units are query heads)
     const all = this.custom(
       "f32",
-      [HD * N * (H + 2 * KV), 1, 1, 1],
+      [HD * N * 3 * H, 1, 1, 1],
       [q, k, v, mask, table, fused, dO],
       fn,
       undefined,
       userdataWord(scale),
     );
-    const part = (offset: number, heads: number) =>
-      this.reshape(this.range(all, [HD * heads * N], offset), [HD, heads, N]);
-    return [part(0, H), part(HD * H * N, KV), part(HD * (H + KV) * N, KV)];
+    const part = (i: number) => this.reshape(this.range(all, [HD * H * N], i * HD * H * N), [HD, H, N]);
+    return [part(0), this.sumHeadGroups(part(1), KV), this.sumHeadGroups(part(2), KV)];
+  }
+  /**
+   * [HD, KV, N] from per-query-head gradients t [HD, H, N]: the sum of the H/KV heads that read each kv head
+   * (query head h reads kv head h / (H/KV)); t itself where H = KV.
+   */
+  sumHeadGroups(t: Tensor, KV: number): Tensor {
+    const [HD, H, N] = t.ne as Shape4;
+    if (H === KV) return t;
+    if (H % KV !== 0) fail("repeat_back", `${H} query heads do not share ${KV} kv heads evenly`);
+    const like = this.newTensor("f32", [HD, 1, KV, N]);
+    return this.reshape(this.repeatBack(this.reshape(t, [HD, H / KV, KV, N]), like), [HD, KV, N]);
   }
   /** Gradient of soft_max_ext's input (scale included) from dy and the softmax output y. */
   softMaxBack(dy: Tensor, y: Tensor, scale: number): Tensor {

@@ -43,6 +43,8 @@ const cases: Case[] = [
   // wider heads on the tiles: fewer tokens than a panel of keys, and a sequence of exactly two panels
   { HD: 128, H: 2, KV: 1, T: 17, B: 2, real: (s, t) => s === 0 || t >= 2, mode: "neox" },
   { HD: 96, H: 2, KV: 2, T: 64, B: 1, real: () => true, mode: "normal" },
+  // SmolLM's 9 heads on 3 kv heads: on two threads a thread's range of query heads (5:4) ends inside a kv head's
+  { HD: 64, H: 9, KV: 3, T: 33, B: 1, real: () => true, mode: "normal" },
   // rows that are no span of zeros: a hole in the causal run, a finite bias, a hole at the row's start
   {
     HD: 64,

@@ -172,14 +172,7 @@ function attentionCore(
       const { dq4, dk4, dv4 } = back(dm);
       // back to [HD, heads, N], undo the GQA tiling by summing the r copies, undo RoPE
       const heads = (t4: Tensor) => c.reshape(c.cont(c.permute(t4, [0, 2, 1, 3])), [HD, H, N]);
-      const reduce = (t: Tensor) =>
-        shapeR
-          ? c.reshape(c.repeatBack(c.reshape(t, [HD, r, KV, N]), c.newTensor("f32", [HD, 1, KV, N])), [
-              HD,
-              KV,
-              N,
-            ])
-          : t;
+      const reduce = (t: Tensor) => c.sumHeadGroups(t, KV);
       if (tape.live(ql)) tape.addGrad(ql, c.reshape(unrope(heads(dq4)), [HD * H, N]));
       if (tape.live(kl)) tape.addGrad(kl, c.reshape(unrope(reduce(heads(dk4))), [HD * KV, N]));
       if (tape.live(vl)) tape.addGrad(vl, c.reshape(c.cont(reduce(heads(dv4))), [HD * KV, N]));
