@@ -10,7 +10,8 @@
  * log-sum-exp of each row rather than keeping them.
  *
  * On AMX (head dims of 64 and more) the products run on the tiles, both operands split in three bf16 parts as
- * gemm.c's f32 × f32 kind splits them: a head's keys and values once a unit, a block's rows where they are used.
+ * gemm.c's f32 × f32 kind splits them: a head's keys and values once a unit (the backward: once a run of the query
+ * heads that read them), a block's rows where they are used.
  * Each row's mask is read as a span of keys where it is one (row_spans), once a sequence, not once a head.
  *
  * The mask must hide every key after its query (attentionValues makes it so: causal plus padding); keys
@@ -341,9 +342,9 @@ static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, co
 }
 
 /* a thread's run of query heads [h0, h1) of sequence b that read kv head g: their dq, and the sum of their shares of
-   dk and dv in head h0's slot, the run's other slots zeros (the graph adds the slots of each kv head). Its keys and
-   values are prepared once a run: a thread's units are a range of query heads, so that smol135's 9 split 5:4 on
-   two threads where its 3 kv heads went 2:1, and one thread prepares each kv head once */
+   dk and dv in head h0's slot, the run's other slots zeros (the graph adds the slots of each kv head). A thread's
+   units are a range of query heads, so that smol135's 9 split 5:4 on two threads where its 3 kv heads went 2:1;
+   each run prepares its kv head's keys and values once (twice in all where two threads' ranges share it) */
 static AVX512 void backward_run(const struct shapes *z, int64_t b, int64_t g, int64_t h0, int64_t h1, const float *q,
                                 const float *k, const float *v, const float *mask, const int32_t *spans,
                                 const float *lse, const float *dout, float scale, float *dq, float *dk, float *dv,
@@ -371,12 +372,12 @@ static AVX512 void backward_run(const struct shapes *z, int64_t b, int64_t g, in
             const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
             const int64_t at = (n0 + i0) * H + h; /* the block's first row in q, dO and dq, in heads */
             rope_rows(z, q + at * HD, H * HD, rows, n0 + i0, qs);
-    #ifdef HAVE_AMX
+#ifdef HAVE_AMX
             if (z->amx) {
                 amx_rows_by_panels(ks, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, qs, HD, rows, bx, p, Lp);
                 amx_rows_by_panels(vk, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, dout + at * HD, H * HD, rows, bx, ds, Lp);
             } else
-    #endif
+#endif
             {
                 product(rows, L, HD, qs, HD, 1, kt, Lp, p, Lp, 0);
                 product(rows, L, HD, dout + at * HD, H * HD, 1, vt, Lp, ds, Lp, 0);
@@ -394,20 +395,20 @@ static AVX512 void backward_run(const struct shapes *z, int64_t b, int64_t g, in
                                                            _mm512_sub_ps(_mm512_loadu_ps(sr + j), dsum)));
                 }
             }
-    #ifdef HAVE_AMX
+#ifdef HAVE_AMX
             if (z->amx)
                 amx_rows_by_panels(kd, Lp / 2, HD / MR, (i1 + 31) / 32 * 16, i1, ds, Lp, rows, bx, dq + at * HD, H * HD);
             else
-    #endif
+#endif
                 product(rows, HD, i1, ds, Lp, 1, kr, HD, dq + at * HD, H * HD, 0);
             steerlm_rope_rows(z->rope_level, dq + at * HD, H * HD, z->table + (n0 + i0) * HD, -1.0f, z->neox, HD,
                               dq + at * HD, H * HD, rows);
-    #ifdef HAVE_AMX
+#ifdef HAVE_AMX
             if (z->amx) {
                 amx_acc_transposed(ds, Lp, i1, qs, HD, rows, HD, ax, bt, dka);
                 amx_acc_transposed(p, Lp, i1, dout + at * HD, H * HD, rows, HD, ax, bt, dva);
             } else
-    #endif
+#endif
             {
                 product(i1, HD, rows, ds, 1, Lp, qs, HD, dka, HD, 1);
                 product(i1, HD, rows, p, 1, Lp, dout + at * HD, H * HD, dva, HD, 1);

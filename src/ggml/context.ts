@@ -74,7 +74,8 @@ export class Context extends ForwardContext {
   }
   /**
    * The gradients [dq, dk, dv] of `fused` = fusedAttention(q, k, v, mask, scale, rope) from dO [HD·H, N], in
-   * one node (native/attention.c), shaped as q, k and v: gradients of the inputs before RoPE.
+   * one node (native/attention.c) and, under GQA, a sum of each kv head's shares of dk and of dv (two
+   * repeat_back nodes), shaped as q, k and v: gradients of the inputs before RoPE.
    */
   attentionBack(
     q: Tensor,

@@ -45,6 +45,8 @@ const cases: Case[] = [
   { HD: 96, H: 2, KV: 2, T: 64, B: 1, real: () => true, mode: "normal" },
   // SmolLM's 9 heads on 3 kv heads: on two threads a thread's range of query heads (5:4) ends inside a kv head's
   { HD: 64, H: 9, KV: 3, T: 33, B: 1, real: () => true, mode: "normal" },
+  // ... and (5:4 of 9 units) inside a sequence's: a range that goes on into the next sequence, padded
+  { HD: 64, H: 3, KV: 1, T: 21, B: 3, real: (s, t) => s !== 1 || t >= 5, mode: "neox" },
   // rows that are no span of zeros: a hole in the causal run, a finite bias, a hole at the row's start
   {
     HD: 64,
