@@ -289,12 +289,12 @@ static void units_end(const struct shapes *z, struct unit_scratch *sc) {
 #endif
 }
 
-/* one (sequence, query head) unit, block by block of queries: the forward has nothing to sum over the heads that
-   share a kv head, so its units are the query heads (smol135's 9 split 5:4 on two threads, its 3 kv heads 2:1) */
-static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, const float *q, const float *k,
-                                const float *v, const float *mask, const int32_t *spans, float scale, float *o,
-                                float *lse, float *buf) {
-    const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp, g = h / (H / KV);
+/* a thread's run of query heads [h0, h1) of sequence b that read kv head g (struct run), block by block of queries;
+   the kv head's keys and values prepared once a run */
+static AVX512 void forward_run(const struct shapes *z, int64_t b, int64_t g, int64_t h0, int64_t h1, const float *q,
+                               const float *k, const float *v, const float *mask, const int32_t *spans, float scale,
+                               float *o, float *lse, float *buf) {
+    const int64_t HD = z->HD, H = z->H, KV = z->KV, T = z->T, Lp = z->Lp;
     const int64_t n0 = b * T;
     float *kt = buf, *kr = kt + HD * Lp, *qs = kr + T * HD, *s = qs + QB * HD;
     rope_rows(z, k + (n0 * KV + g) * HD, KV * HD, T, n0, kr);
@@ -307,44 +307,45 @@ static AVX512 void forward_unit(const struct shapes *z, int64_t b, int64_t h, co
         amx_panels(v + (n0 * KV + g) * HD, MR, KV * HD, HD / MR, T, Lp / 2, vs);
     }
 #endif
-    for (int64_t i0 = 0; i0 < T; i0 += QB) {
-        const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
-        rope_rows(z, q + ((n0 + i0) * H + h) * HD, H * HD, rows, n0 + i0, qs);
+    for (int64_t h = h0; h < h1; h++) {
+        for (int64_t i0 = 0; i0 < T; i0 += QB) {
+            const int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0, L = (i1 + 15) / 16 * 16;
+            rope_rows(z, q + ((n0 + i0) * H + h) * HD, H * HD, rows, n0 + i0, qs);
 #ifdef HAVE_AMX
-        if (z->amx)
-            amx_rows_by_panels(ks, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, qs, HD, rows, bx, s, Lp);
-        else
+            if (z->amx)
+                amx_rows_by_panels(ks, HD / 2, (i1 + MR - 1) / MR, HD / 2, HD, qs, HD, rows, bx, s, Lp);
+            else
 #endif
-            product(rows, L, HD, qs, HD, 1, kt, Lp, s, Lp, 0);
-        /* e^(score − max) in s, each row's sum's inverse kept: O is divided by it after the product, not P before */
-        float inv[QB];
-        for (int64_t i = i0; i < i1; i++) {
-            float *row = s + (i - i0) * Lp;
-            const float top = masked_scores(row, mask + (n0 + i) * T, spans + 2 * i, scale, L, T);
-            const float sum = exp_row(row, top, L);
-            inv[i - i0] = 1.0f / sum;
-            lse[(n0 + i) * H + h] = top + logf(sum);
-        }
-        /* keys after i1 have probability 0 for every query of the block */
+                product(rows, L, HD, qs, HD, 1, kt, Lp, s, Lp, 0);
+            /* e^(score − max) in s, each row's sum's inverse kept: O is divided by it after the product, not P before */
+            float inv[QB];
+            for (int64_t i = i0; i < i1; i++) {
+                float *row = s + (i - i0) * Lp;
+                const float top = masked_scores(row, mask + (n0 + i) * T, spans + 2 * i, scale, L, T);
+                const float sum = exp_row(row, top, L);
+                inv[i - i0] = 1.0f / sum;
+                lse[(n0 + i) * H + h] = top + logf(sum);
+            }
+            /* keys after i1 have probability 0 for every query of the block */
 #ifdef HAVE_AMX
-        if (z->amx)
-            amx_rows_by_panels(vs, Lp / 2, HD / MR, (i1 + 31) / 32 * 16, i1, s, Lp, rows, bx,
-                               o + ((n0 + i0) * H + h) * HD, H * HD);
-        else
+            if (z->amx)
+                amx_rows_by_panels(vs, Lp / 2, HD / MR, (i1 + 31) / 32 * 16, i1, s, Lp, rows, bx,
+                                   o + ((n0 + i0) * H + h) * HD, H * HD);
+            else
 #endif
-            product(rows, HD, i1, s, Lp, 1, v + (n0 * KV + g) * HD, KV * HD, o + ((n0 + i0) * H + h) * HD, H * HD, 0);
-        for (int64_t r = 0; r < rows; r++) {
-            float *out = o + ((n0 + i0 + r) * H + h) * HD;
-            const __m512 by = _mm512_set1_ps(inv[r]);
-            for (int64_t d = 0; d < HD; d += 16) _mm512_storeu_ps(out + d, _mm512_mul_ps(_mm512_loadu_ps(out + d), by));
+                product(rows, HD, i1, s, Lp, 1, v + (n0 * KV + g) * HD, KV * HD, o + ((n0 + i0) * H + h) * HD, H * HD, 0);
+            for (int64_t r = 0; r < rows; r++) {
+                float *out = o + ((n0 + i0 + r) * H + h) * HD;
+                const __m512 by = _mm512_set1_ps(inv[r]);
+                for (int64_t d = 0; d < HD; d += 16) _mm512_storeu_ps(out + d, _mm512_mul_ps(_mm512_loadu_ps(out + d), by));
+            }
         }
     }
 }
 
 /* a thread's run of query heads [h0, h1) of sequence b that read kv head g: their dq, and the sum of their shares of
-   dk and dv in head h0's slot, the run's other slots zeros (the graph adds the slots of each kv head). A thread's
-   units are a range of query heads, so that smol135's 9 split 5:4 on two threads where its 3 kv heads went 2:1;
-   each run prepares its kv head's keys and values once (twice in all where two threads' ranges share it) */
+   dk and dv in head h0's slot, the run's other slots zeros (the graph adds the slots of each kv head); the kv head's
+   keys and values prepared once a run */
 static AVX512 void backward_run(const struct shapes *z, int64_t b, int64_t g, int64_t h0, int64_t h1, const float *q,
                                 const float *k, const float *v, const float *mask, const int32_t *spans,
                                 const float *lse, const float *dout, float scale, float *dq, float *dk, float *dv,
@@ -424,6 +425,17 @@ static AVX512 void backward_run(const struct shapes *z, int64_t b, int64_t g, in
         memset(dv + at + HD, 0, rest);
     }
 }
+
+/* Both directions' units are (sequence, query head), a range of them a thread (thread_share: smol135's 9 heads split
+   5:4 on two threads, where its 3 kv heads would split 2:1), taken in runs of the heads that read one kv head, each
+   of which prepares that kv head's keys and values once (twice in all where two threads' ranges share it) */
+struct run {
+    int64_t b, g, h0, h1;
+};
+static struct run run_at(const struct shapes *z, int64_t u, int64_t hi) {
+    const int64_t r = z->H / z->KV, h0 = u % z->H, g = h0 / r;
+    return (struct run){u / z->H, g, h0, (g + 1) * r < h0 + hi - u ? (g + 1) * r : h0 + hi - u};
+}
 #endif
 
 /* dst f32, flat: o [HD·H·N] then lse [H·N]; srcs q, k, v, mask, the RoPE table; the scale is the userdata's float */
@@ -434,10 +446,13 @@ static void attention(struct tensor_abi *dst, int ith, int nth, void *userdata, 
     float *o = (float *)dst->data, *lse = o + z.HD * z.H * z.T * z.B;
     struct unit_scratch sc = units_begin(&z, z.HD * z.Lp + z.T * z.HD + QB * z.HD + QB * z.Lp, 0);
     const float *mask = (const float *)dst->src[3]->data;
-    for (int64_t u = ith, seq = -1; u < z.B * z.H; u += nth) {
-        if (u / z.H != seq) row_spans(mask + (seq = u / z.H) * z.T * z.T, z.T, sc.spans);
-        forward_unit(&z, u / z.H, u % z.H, (const float *)q->data, (const float *)k->data,
-                     (const float *)dst->src[2]->data, mask, sc.spans, userdata_float(userdata), o, lse, sc.buf);
+    const struct share sh = thread_share(z.B * z.H, ith, nth, 1);
+    for (int64_t u = sh.lo, seq = -1; u < sh.hi;) {
+        const struct run w = run_at(&z, u, sh.hi);
+        if (w.b != seq) row_spans(mask + (seq = w.b) * z.T * z.T, z.T, sc.spans);
+        forward_run(&z, w.b, w.g, w.h0, w.h1, (const float *)q->data, (const float *)k->data,
+                    (const float *)dst->src[2]->data, mask, sc.spans, userdata_float(userdata), o, lse, sc.buf);
+        u += w.h1 - w.h0;
     }
     units_end(&z, &sc);
 #else
@@ -457,15 +472,13 @@ static void attention_back(struct tensor_abi *dst, int ith, int nth, void *userd
     struct unit_scratch sc = units_begin(&z, 2 * z.HD * z.Lp + 3 * z.T * z.HD + 2 * QB * z.Lp + QB * z.HD, 1);
     const float *mask = (const float *)dst->src[3]->data;
     const struct share sh = thread_share(z.B * z.H, ith, nth, 1);
-    const int64_t r = z.H / z.KV;
     for (int64_t u = sh.lo, seq = -1; u < sh.hi;) {
-        const int64_t b = u / z.H, h0 = u % z.H, g = h0 / r;
-        const int64_t h1 = (g + 1) * r < h0 + sh.hi - u ? (g + 1) * r : h0 + sh.hi - u;
-        if (b != seq) row_spans(mask + (seq = b) * z.T * z.T, z.T, sc.spans);
-        backward_run(&z, b, g, h0, h1, (const float *)q->data, (const float *)k->data,
+        const struct run w = run_at(&z, u, sh.hi);
+        if (w.b != seq) row_spans(mask + (seq = w.b) * z.T * z.T, z.T, sc.spans);
+        backward_run(&z, w.b, w.g, w.h0, w.h1, (const float *)q->data, (const float *)k->data,
                      (const float *)dst->src[2]->data, mask, sc.spans, lse, (const float *)dst->src[6]->data,
                      userdata_float(userdata), dq, dk, dv, sc.buf);
-        u += h1 - h0;
+        u += w.h1 - w.h0;
     }
     units_end(&z, &sc);
 #else
